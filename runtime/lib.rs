@@ -1,1 +1,63 @@
-//! tulip
+//! # tulip — asyncio's internals, hand-rolled in Rust
+//!
+//! tulip is a single-threaded event loop that mirrors CPython's asyncio
+//! module by module, name by name: a ready queue and a timer heap driven by
+//! [`EventLoop::run_once`] (asyncio's `_run_once`), handles and timer
+//! handles, a mio reactor with `add_reader`/`add_writer`, futures, and tasks
+//! with asyncio's own cancellation model (`fut_waiter`, `must_cancel`).
+//!
+//! | asyncio file | tulip module |
+//! |---|---|
+//! | `events.py` | [`events`] |
+//! | `base_events.py` | [`event_loop`] |
+//! | `selector_events.py` | [`reactor`] (+ `add_reader` on [`EventLoop`]) |
+//! | `futures.py` | [`futures`] |
+//! | `tasks.py` | [`tasks`], [`sleep()`] |
+//! | `runners.py` | [`runners`] |
+//! | `exceptions.py` | [`error`] |
+//!
+//! ```
+//! async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
+//!     tulip::sleep(delay).await?;
+//!     println!("{what}");
+//!     Ok(())
+//! }
+//!
+//! tulip::run(async {
+//!     let t1 = tulip::create_task(say_after(0.01, "hello"))?;
+//!     let t2 = tulip::create_task(say_after(0.02, "world"))?;
+//!     t1.await?;
+//!     t2.await?;
+//!     Ok(())
+//! }).unwrap();
+//! ```
+//!
+//! Task bodies return [`Result`]; a task may be `!Send`. Cancellation is
+//! asyncio's: [`Task::cancel`] makes the awaited runtime future fail with
+//! [`Error::Cancelled`], which the body may handle.
+#![deny(missing_docs, missing_debug_implementations)]
+#![warn(rust_2018_idioms)]
+
+pub mod error;
+pub mod event_loop;
+pub mod events;
+pub mod futures;
+pub mod reactor;
+pub mod runners;
+mod sleep;
+pub mod tasks;
+pub mod threadsafe;
+
+pub use error::{Error, Result};
+pub use event_loop::{
+    get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop,
+    try_running_loop, EventLoop, ExceptionContext, Interrupt, TaskFactory,
+};
+pub use events::{Delay, Handle, TimerHandle};
+pub use futures::{CallbackId, Future};
+pub use runners::{run, run_with_factory, Runner};
+pub use sleep::{sleep, Sleep};
+pub use tasks::{
+    all_tasks, create_task, create_task_named, current_task, Task, TaskOptions, TaskRef,
+};
+pub use threadsafe::{LoopHandle, ThreadsafeHandle};

@@ -1,0 +1,253 @@
+//! Errors: asyncio's exception classes, as one enum.
+//!
+//! Mirrors `Lib/asyncio/exceptions.py` (CancelledError, TimeoutError,
+//! InvalidStateError, LimitOverrunError, IncompleteReadError, QueueEmpty,
+//! QueueFull, QueueShutDown, BrokenBarrierError) plus the builtins asyncio
+//! raises (RuntimeError, OSError, ExceptionGroup, KeyboardInterrupt).
+//!
+//! # Invariants
+//! - `Error` is `Clone + Send + Sync`: a future's error may be read by many
+//!   awaiters (asyncio re-raises the same exception object), and errors cross
+//!   threads through `run_in_executor`.
+//! - Messages are lowercase, say what went wrong and, where it helps, what to do.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+/// `Result` with [`Error`] as the default error type. Task bodies return it.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every error tulip reports. The variants map to asyncio's exceptions.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// `asyncio.CancelledError`, with the optional message given to `cancel(msg)`.
+    Cancelled(Option<Arc<str>>),
+    /// `TimeoutError`: a `wait_for`, `timeout()` or `as_completed` deadline passed.
+    Timeout,
+    /// `asyncio.InvalidStateError`: e.g. a result set twice, or read too early.
+    InvalidState(Arc<str>),
+    /// `RuntimeError`: the loop was used in a way it does not allow.
+    Runtime(Arc<str>),
+    /// The event loop is closed; nothing more can be scheduled on it.
+    Closed,
+    /// `ValueError`/`TypeError`: an argument was out of range.
+    InvalidArgument(Arc<str>),
+    /// `asyncio.LimitOverrunError`: a stream's buffer limit was reached.
+    LimitOverrun {
+        /// What happened, for people.
+        message: Arc<str>,
+        /// How many bytes should be consumed to get past the problem.
+        consumed: usize,
+    },
+    /// `asyncio.IncompleteReadError`: EOF came before the expected bytes.
+    IncompleteRead {
+        /// The bytes read before EOF.
+        partial: Arc<[u8]>,
+        /// How many bytes were expected (`None`: a separator was expected).
+        expected: Option<usize>,
+    },
+    /// `asyncio.QueueEmpty`.
+    QueueEmpty,
+    /// `asyncio.QueueFull`.
+    QueueFull,
+    /// `asyncio.QueueShutDown` (3.13).
+    QueueShutDown,
+    /// `asyncio.BrokenBarrierError`.
+    BrokenBarrier,
+    /// `ExceptionGroup`, as raised by `TaskGroup`.
+    Group {
+        /// What the group is about.
+        message: Arc<str>,
+        /// The errors, in the order they happened.
+        errors: Arc<[Error]>,
+    },
+    /// `KeyboardInterrupt`: the run was interrupted by Ctrl-C (SIGINT).
+    Interrupted,
+    /// A task body or callback panicked; the payload's message.
+    Panic(Arc<str>),
+    /// `OSError`.
+    Io(Arc<io::Error>),
+    /// Any other error, e.g. one of the user's own.
+    Other(Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// A plain `Cancelled` with no message.
+    pub fn cancelled() -> Error {
+        Error::Cancelled(None)
+    }
+
+    /// True for [`Error::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled(_))
+    }
+
+    /// True for [`Error::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout)
+    }
+
+    /// Wraps any error of the user's own.
+    pub fn other<E: std::error::Error + Send + Sync + 'static>(err: E) -> Error {
+        Error::Other(Arc::new(err))
+    }
+
+    /// An error made of a message, for quick user errors.
+    pub fn msg(message: impl Into<String>) -> Error {
+        Error::Other(Arc::new(Message(message.into())))
+    }
+
+    pub(crate) fn runtime(message: impl Into<Arc<str>>) -> Error {
+        Error::Runtime(message.into())
+    }
+
+    pub(crate) fn invalid_state(message: impl Into<Arc<str>>) -> Error {
+        Error::InvalidState(message.into())
+    }
+
+    pub(crate) fn invalid_argument(message: impl Into<Arc<str>>) -> Error {
+        Error::InvalidArgument(message.into())
+    }
+
+    /// The `io::ErrorKind` of an [`Error::Io`], if it is one.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            Error::Io(e) => Some(e.kind()),
+            _ => None,
+        }
+    }
+
+    /// The message of a [`Error::Cancelled`] error, if any.
+    pub fn cancel_message(&self) -> Option<&str> {
+        match self {
+            Error::Cancelled(Some(m)) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// The error type behind [`Error::msg`].
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Cancelled(None) => f.write_str("cancelled"),
+            Error::Cancelled(Some(m)) => write!(f, "cancelled: {m}"),
+            Error::Timeout => f.write_str("timed out"),
+            Error::InvalidState(m) => write!(f, "invalid state: {m}"),
+            Error::Runtime(m) => f.write_str(m),
+            Error::Closed => f.write_str(
+                "event loop is closed: create a new loop (or use tulip::run) instead of reusing a closed one",
+            ),
+            Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
+            Error::LimitOverrun { message, consumed } => {
+                write!(f, "{message} (consumed {consumed} bytes)")
+            }
+            Error::IncompleteRead {
+                partial,
+                expected: Some(n),
+            } => write!(
+                f,
+                "incomplete read: {} bytes read on a total of {n} expected bytes",
+                partial.len()
+            ),
+            Error::IncompleteRead {
+                partial,
+                expected: None,
+            } => write!(
+                f,
+                "incomplete read: {} bytes read on a total of undefined expected bytes",
+                partial.len()
+            ),
+            Error::QueueEmpty => f.write_str("queue is empty"),
+            Error::QueueFull => f.write_str("queue is full"),
+            Error::QueueShutDown => f.write_str("queue is shut down"),
+            Error::BrokenBarrier => f.write_str("barrier is broken: reset() it before reuse"),
+            Error::Group { message, errors } => {
+                write!(f, "{message} ({} sub-exception", errors.len())?;
+                if errors.len() != 1 {
+                    f.write_str("s")?;
+                }
+                f.write_str(")")
+            }
+            Error::Interrupted => f.write_str("interrupted (Ctrl-C)"),
+            Error::Panic(m) => write!(f, "panicked: {m}"),
+            Error::Io(e) => write!(f, "{e}"),
+            Error::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(&**e),
+            Error::Other(e) => Some(&**e),
+            Error::Group { errors, .. } => errors.first().map(|e| e as _),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(Arc::new(e))
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        match e {
+            Error::Io(inner) => match Arc::try_unwrap(inner) {
+                Ok(err) => err,
+                Err(shared) => io::Error::new(shared.kind(), shared.to_string()),
+            },
+            Error::Timeout => io::Error::new(io::ErrorKind::TimedOut, e),
+            other => io::Error::other(other),
+        }
+    }
+}
+
+/// Turns a caught panic payload into a message.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> Arc<str> {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        Arc::from(*s)
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        Arc::from(s.as_str())
+    } else {
+        Arc::from("non-string panic payload")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync_clone() {
+        fn check<T: Send + Sync + Clone + std::error::Error>() {}
+        check::<Error>();
+    }
+
+    #[test]
+    fn messages_are_lowercase() {
+        assert_eq!(Error::QueueFull.to_string(), "queue is full");
+        let e = Error::IncompleteRead {
+            partial: Arc::from(&b"ab"[..]),
+            expected: Some(5),
+        };
+        assert!(e.to_string().contains("2 bytes read on a total of 5"));
+    }
+}

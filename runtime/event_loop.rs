@@ -1,0 +1,925 @@
+//! The event loop. Mirrors `BaseEventLoop` in `Lib/asyncio/base_events.py`
+//! and the reader/writer half of `BaseSelectorEventLoop` in `selector_events.py`.
+//!
+//! The loop owns three queues: `ready`, a FIFO of things to run now;
+//! `scheduled`, a min-heap of timers; and the reactor's registrations. One
+//! pass of [`EventLoop::run_once`] moves work between them; see
+//! ARCHITECTURE.md for its life story.
+//!
+//! # Invariants
+//! - `run_once` is the only place where callbacks and task steps are *called*.
+//!   It runs exactly the entries that were in `ready` when its step 5 began
+//!   (conformance L2); what they schedule runs in the next iteration.
+//! - No `RefCell` borrow of loop state is held while a callback runs, a task
+//!   steps, or a waker is woken.
+//! - `timer_cancelled_count` counts cancelled handles still in `scheduled`.
+//!   The heap is rebuilt when it holds more than `MIN_SCHEDULED_TIMER_HANDLES`
+//!   timers and more than `MIN_CANCELLED_TIMER_HANDLES_FRACTION` of them are
+//!   cancelled; otherwise cancelled timers are popped from the head (T2).
+//! - A panic in a callback never unwinds out of `run_once`: it goes to the
+//!   exception handler (L6). The one exception is [`Interrupt`], asyncio's
+//!   `KeyboardInterrupt`, which ends `run_forever` with [`Error::Interrupted`]
+//!   and leaves the loop reusable (L7).
+//! - The loop is `!Send` (it is built on `Rc`), so loop calls from another
+//!   thread are rejected at compile time; [`LoopHandle`] is the only door.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt;
+use std::os::fd::RawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::rc::{Rc, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::error::{panic_message, Error, Result};
+use crate::events::{Delay, Handle, TimerHandle, TimerState};
+use crate::reactor::{Reactor, Side, Trigger, WAKER_TOKEN};
+use crate::tasks::AnyTask;
+use crate::threadsafe::{LoopHandle, Remote, Shared};
+
+/// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES`.
+pub const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
+/// asyncio's `_MIN_CANCELLED_TIMER_HANDLES_FRACTION`.
+pub const MIN_CANCELLED_TIMER_HANDLES_FRACTION: f64 = 0.5;
+/// asyncio's `MAXIMUM_SELECT_TIMEOUT`: 24 hours.
+pub const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
+/// While callbacks keep the ready queue non-empty, the loop polls the OS for
+/// I/O only every this many iterations (and on every iteration that may
+/// block). asyncio polls on every iteration; a zero-timeout `epoll_wait` costs
+/// more than a whole callback here, so tulip borrows tokio's
+/// `event_interval` (61) to keep callback chains fast. Timers and
+/// cross-thread work are still checked on every iteration.
+pub const IO_POLL_INTERVAL: u32 = 61;
+/// Default of [`EventLoop::set_slow_callback_duration`] (asyncio: 0.1 s).
+pub const DEFAULT_SLOW_CALLBACK_DURATION: f64 = 0.1;
+
+/// The panic payload that plays asyncio's `KeyboardInterrupt`: a callback
+/// that unwinds with it (see [`interrupt`]) ends `run_forever` with
+/// [`Error::Interrupted`] instead of being reported.
+#[derive(Debug, Clone, Copy)]
+pub struct Interrupt;
+
+/// Aborts the current `run_*` call like a `KeyboardInterrupt` raised in a
+/// callback. Call it only from a callback or task running on the loop.
+pub fn interrupt() -> ! {
+    std::panic::resume_unwind(Box::new(Interrupt))
+}
+
+/// An entry of the ready queue: a callback handle, or a task step
+/// (asyncio schedules `task.__step` as a Handle; tulip pushes the task itself).
+pub(crate) enum Ready {
+    Handle(Handle),
+    Task(Rc<dyn AnyTask>),
+}
+
+/// An entry of the timer heap, ordered by `(when, seq)` so that ties keep
+/// their scheduling order (T1).
+struct TimerEntry {
+    when: f64,
+    seq: u64,
+    handle: Handle,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for TimerEntry {}
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TimerEntry {
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest timer.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .when
+            .total_cmp(&self.when)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+/// What the exception handler is told: asyncio's context dict.
+#[derive(Clone, Debug, Default)]
+pub struct ExceptionContext {
+    /// What happened, for people.
+    pub message: String,
+    /// The error, if there is one.
+    pub error: Option<Error>,
+    /// The handle whose callback failed, described.
+    pub handle: Option<String>,
+    /// The task concerned, described.
+    pub task: Option<String>,
+    /// The future concerned, described.
+    pub future: Option<String>,
+}
+
+impl fmt::Display for ExceptionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(h) = &self.handle {
+            write!(f, "\nhandle: {h}")?;
+        }
+        if let Some(t) = &self.task {
+            write!(f, "\ntask: {t}")?;
+        }
+        if let Some(fu) = &self.future {
+            write!(f, "\nfuture: {fu}")?;
+        }
+        if let Some(e) = &self.error {
+            write!(f, "\nerror: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+type ExceptionHandler = Rc<dyn Fn(&EventLoop, &ExceptionContext)>;
+
+/// Which task factory `create_task` uses (asyncio's `loop.set_task_factory`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TaskFactory {
+    /// Tasks are scheduled and first run on the next iteration.
+    #[default]
+    Default,
+    /// asyncio 3.12's `eager_task_factory`: a new task runs synchronously in
+    /// `create_task` until its first suspension (C6).
+    Eager,
+}
+
+pub(crate) struct LoopInner {
+    pub(crate) ready: RefCell<VecDeque<Ready>>,
+    scheduled: RefCell<BinaryHeap<TimerEntry>>,
+    timer_cancelled_count: Rc<Cell<usize>>,
+    timer_seq: Cell<u64>,
+    stopping: Cell<bool>,
+    running: Cell<bool>,
+    closed: Cell<bool>,
+    /// Iterations since the last real `epoll_wait`.
+    since_io_poll: Cell<u32>,
+    pub(crate) reactor: RefCell<Reactor>,
+    pub(crate) shared: Arc<Shared>,
+    /// The loop owns every pending task (C4); the key is the task's waker token.
+    pub(crate) tasks: RefCell<Slab<Rc<dyn AnyTask>>>,
+    exception_handler: RefCell<Option<ExceptionHandler>>,
+    debug: Cell<bool>,
+    slow_callback_duration: Cell<f64>,
+    pub(crate) task_factory: Cell<TaskFactory>,
+    /// Hooks run by `close()` (the default executor's shutdown, the signal
+    /// wake-up fd, the child watcher), most recent first.
+    pub(crate) on_close: RefCell<Vec<Box<dyn FnOnce()>>>,
+    /// Per-loop extension slots for other modules (signal table, child
+    /// watcher, default executor), keyed by type.
+    pub(crate) extensions: RefCell<Vec<Rc<dyn std::any::Any>>>,
+}
+
+/// The event loop: asyncio's `BaseEventLoop`.
+///
+/// `EventLoop` is a cheap, clonable reference (`Rc`) to one loop. It is
+/// `!Send`: everything on it runs on one thread. Use [`LoopHandle`] to reach
+/// it from other threads.
+///
+/// ```
+/// use std::{cell::RefCell, rc::Rc};
+/// let lp = tulip::EventLoop::new().unwrap();
+/// let log = Rc::new(RefCell::new(Vec::new()));
+/// for i in 0..3 {
+///     let log = log.clone();
+///     lp.call_soon(move || log.borrow_mut().push(i)).unwrap();
+/// }
+/// let stopper = lp.clone();
+/// lp.call_later(0.01, move || stopper.stop()).unwrap();
+/// lp.run_forever().unwrap();
+/// assert_eq!(*log.borrow(), [0, 1, 2]);
+/// lp.close().unwrap();
+/// ```
+#[derive(Clone)]
+pub struct EventLoop {
+    pub(crate) inner: Rc<LoopInner>,
+}
+
+thread_local! {
+    /// The loop running on this thread (asyncio's `_running_loop`).
+    static RUNNING: RefCell<Option<EventLoop>> = const { RefCell::new(None) };
+    /// The loop set with `set_event_loop` (the policy's loop for this thread).
+    static CURRENT: RefCell<Option<EventLoop>> = const { RefCell::new(None) };
+}
+
+/// The clock's origin, shared by all loops of the process so that
+/// `loop.time()` values can be compared across loops.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// asyncio's `get_running_loop()`: the loop running on this thread.
+pub fn get_running_loop() -> Result<EventLoop> {
+    RUNNING
+        .with(|r| r.borrow().clone())
+        .ok_or_else(|| Error::runtime("no running event loop: call this from a task or callback"))
+}
+
+/// The running loop, if any (asyncio's `_get_running_loop()`).
+pub fn try_running_loop() -> Option<EventLoop> {
+    RUNNING.with(|r| r.borrow().clone())
+}
+
+/// asyncio's `get_event_loop()`: the running loop; else this thread's loop
+/// set by [`set_event_loop`]; else a new loop, which becomes this thread's loop.
+pub fn get_event_loop() -> Result<EventLoop> {
+    if let Some(lp) = try_running_loop() {
+        return Ok(lp);
+    }
+    if let Some(lp) = CURRENT.with(|c| c.borrow().clone()) {
+        if !lp.is_closed() {
+            return Ok(lp);
+        }
+    }
+    let lp = EventLoop::new()?;
+    set_event_loop(Some(&lp));
+    Ok(lp)
+}
+
+/// asyncio's `set_event_loop()`: makes `lp` this thread's current loop.
+pub fn set_event_loop(lp: Option<&EventLoop>) {
+    let old = CURRENT.with(|c| c.replace(lp.cloned()));
+    drop(old);
+}
+
+/// asyncio's `new_event_loop()`.
+pub fn new_event_loop() -> Result<EventLoop> {
+    EventLoop::new()
+}
+
+/// Calls `f` with the running loop's inner state if it is the loop that owns
+/// `shared` (the task waker's fast path). Returns false otherwise.
+pub(crate) fn with_running_if(shared: &Arc<Shared>, f: impl FnOnce(&LoopInner)) -> bool {
+    RUNNING.with(|r| match &*r.borrow() {
+        Some(lp) if Arc::ptr_eq(&lp.inner.shared, shared) => {
+            f(&lp.inner);
+            true
+        }
+        _ => false,
+    })
+}
+
+/// Restores the loop's running state when `run_forever` ends, even by unwinding.
+struct RunGuard<'a> {
+    lp: &'a EventLoop,
+    prev: Option<EventLoop>,
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        // asyncio's run_forever `finally:` block.
+        self.lp.inner.stopping.set(false);
+        self.lp.inner.running.set(false);
+        let prev = self.prev.take();
+        let me = RUNNING.with(|r| r.replace(prev));
+        drop(me);
+    }
+}
+
+impl EventLoop {
+    /// Creates a loop (asyncio's `new_event_loop()`). Debug mode is on when
+    /// the environment variable `TULIP_DEBUG` is set to `1`.
+    pub fn new() -> Result<EventLoop> {
+        let reactor = Reactor::new()?;
+        let waker = mio::Waker::new(reactor.registry(), mio::Token(WAKER_TOKEN))?;
+        let debug = std::env::var_os("TULIP_DEBUG").is_some_and(|v| v == "1");
+        Ok(EventLoop {
+            inner: Rc::new(LoopInner {
+                ready: RefCell::new(VecDeque::with_capacity(64)),
+                scheduled: RefCell::new(BinaryHeap::new()),
+                timer_cancelled_count: Rc::new(Cell::new(0)),
+                timer_seq: Cell::new(0),
+                stopping: Cell::new(false),
+                running: Cell::new(false),
+                closed: Cell::new(false),
+                since_io_poll: Cell::new(0),
+                reactor: RefCell::new(reactor),
+                shared: Arc::new(Shared::new(waker)),
+                tasks: RefCell::new(Slab::new()),
+                exception_handler: RefCell::new(None),
+                debug: Cell::new(debug),
+                slow_callback_duration: Cell::new(DEFAULT_SLOW_CALLBACK_DURATION),
+                task_factory: Cell::new(TaskFactory::Default),
+                on_close: RefCell::new(Vec::new()),
+                extensions: RefCell::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// A `Send + Sync` handle for other threads.
+    pub fn handle(&self) -> LoopHandle {
+        LoopHandle {
+            shared: self.inner.shared.clone(),
+        }
+    }
+
+    pub(crate) fn downgrade(&self) -> Weak<LoopInner> {
+        Rc::downgrade(&self.inner)
+    }
+
+    /// True if both values are the same loop.
+    pub fn ptr_eq(&self, other: &EventLoop) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    // ===== running and stopping =====
+
+    /// Runs until [`stop`](EventLoop::stop) is called (asyncio's `run_forever`).
+    ///
+    /// Fails if the loop is closed, already running, or another loop runs on
+    /// this thread (L4). Returns [`Error::Interrupted`] if a callback called
+    /// [`interrupt`]; the loop stays usable (L7).
+    pub fn run_forever(&self) -> Result<()> {
+        self.check_closed()?;
+        if self.inner.running.get() {
+            return Err(Error::runtime("this event loop is already running"));
+        }
+        if try_running_loop().is_some() {
+            return Err(Error::runtime(
+                "cannot run the event loop while another loop is running on this thread",
+            ));
+        }
+        self.inner.running.set(true);
+        let prev = RUNNING.with(|r| r.replace(Some(self.clone())));
+        let _guard = RunGuard { lp: self, prev };
+        loop {
+            self.run_once()?;
+            if self.inner.stopping.get() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until `fut` completes and returns its result (asyncio's
+    /// `run_until_complete`). `fut` is wrapped in a task first.
+    ///
+    /// Fails with "event loop stopped before future completed" if the loop
+    /// was stopped first (L4).
+    pub fn run_until_complete<T, F>(&self, fut: F) -> Result<T>
+    where
+        T: 'static,
+        F: std::future::Future<Output = Result<T>> + 'static,
+    {
+        self.check_closed()?;
+        if self.inner.running.get() {
+            return Err(Error::runtime("this event loop is already running"));
+        }
+        let task = self.create_task(fut)?;
+        let stopper = self.clone();
+        let cb = task.add_done_callback(move |_| stopper.stop());
+        let res = self.run_forever();
+        task.remove_done_callback(cb);
+        if let Err(e) = res {
+            if task.done() && !task.cancelled() {
+                let _ = task.exception(); // mark retrieved, as asyncio does
+            }
+            return Err(e);
+        }
+        if !task.done() {
+            return Err(Error::runtime("event loop stopped before future completed"));
+        }
+        task.take_result()
+    }
+
+    /// Asks the loop to stop after the current iteration (asyncio's `stop`).
+    /// Called before `run_forever`, it makes that run exactly one iteration
+    /// with a zero poll timeout (L3).
+    pub fn stop(&self) {
+        self.inner.stopping.set(true);
+    }
+
+    /// True while `run_forever`/`run_until_complete` runs.
+    pub fn is_running(&self) -> bool {
+        self.inner.running.get()
+    }
+
+    /// True once [`close`](EventLoop::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+
+    /// Closes the loop: drops pending callbacks, timers and registrations,
+    /// reports tasks that are still pending ("Task was destroyed but it is
+    /// pending!"), and runs the close hooks (executor, watchers). Fails on a
+    /// running loop; closing twice is a no-op (L5).
+    pub fn close(&self) -> Result<()> {
+        if self.inner.running.get() {
+            return Err(Error::runtime("cannot close a running event loop: stop it first"));
+        }
+        if self.inner.closed.replace(true) {
+            return Ok(());
+        }
+        self.inner.shared.closed.store(true, Ordering::Release);
+        let hooks = std::mem::take(&mut *self.inner.on_close.borrow_mut());
+        for hook in hooks.into_iter().rev() {
+            hook();
+        }
+        // Take everything out first, drop it after the borrows end: dropping
+        // tasks and futures may call the exception handler.
+        let ready = std::mem::take(&mut *self.inner.ready.borrow_mut());
+        let timers = std::mem::take(&mut *self.inner.scheduled.borrow_mut());
+        let regs = self.inner.reactor.borrow_mut().clear();
+        let tasks: Vec<_> = self.inner.tasks.borrow_mut().drain().collect();
+        let remote: Vec<_> = self.inner.shared.rx.try_iter().collect();
+        let ext = std::mem::take(&mut *self.inner.extensions.borrow_mut());
+        drop(ready);
+        drop(timers);
+        drop(regs);
+        drop(remote);
+        for t in &tasks {
+            t.destroyed_pending();
+        }
+        drop(tasks);
+        drop(ext);
+        Ok(())
+    }
+
+    pub(crate) fn check_closed(&self) -> Result<()> {
+        if self.inner.closed.get() {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// asyncio's `loop.time()`: a monotonic clock, in seconds.
+    pub fn time(&self) -> f64 {
+        epoch().elapsed().as_secs_f64()
+    }
+
+    // ===== scheduling callbacks =====
+
+    /// Schedules `f` to run on the next iteration (asyncio's `call_soon`).
+    /// Callbacks run in the order they were scheduled (L1).
+    #[track_caller]
+    pub fn call_soon<F: FnOnce() + 'static>(&self, f: F) -> Result<Handle> {
+        self.check_closed()?;
+        let h = Handle::once(f, Location::caller(), None);
+        self.inner
+            .ready
+            .borrow_mut()
+            .push_back(Ready::Handle(h.clone()));
+        Ok(h)
+    }
+
+    /// Schedules `f` to run after `delay` (seconds as `f64`, or a
+    /// `Duration`). A negative delay means "as soon as possible"; NaN is an error.
+    #[track_caller]
+    pub fn call_later<F: FnOnce() + 'static>(
+        &self,
+        delay: impl Delay,
+        f: F,
+    ) -> Result<TimerHandle> {
+        let delay = delay.as_secs();
+        if delay.is_nan() {
+            return Err(Error::invalid_argument("delay must not be NaN"));
+        }
+        self.call_at_located(self.time() + delay, f, Location::caller())
+    }
+
+    /// Schedules `f` to run at loop time `when` (see [`time`](EventLoop::time)).
+    #[track_caller]
+    pub fn call_at<F: FnOnce() + 'static>(&self, when: f64, f: F) -> Result<TimerHandle> {
+        self.call_at_located(when, f, Location::caller())
+    }
+
+    fn call_at_located<F: FnOnce() + 'static>(
+        &self,
+        when: f64,
+        f: F,
+        at: &'static Location<'static>,
+    ) -> Result<TimerHandle> {
+        self.check_closed()?;
+        if when.is_nan() {
+            return Err(Error::invalid_argument("timer deadline must not be NaN"));
+        }
+        let timer = TimerState {
+            when,
+            scheduled: Cell::new(true),
+            cancelled_count: self.inner.timer_cancelled_count.clone(),
+        };
+        let handle = Handle::once(f, at, Some(timer));
+        let seq = self.inner.timer_seq.get();
+        self.inner.timer_seq.set(seq + 1);
+        self.inner.scheduled.borrow_mut().push(TimerEntry {
+            when,
+            seq,
+            handle: handle.clone(),
+        });
+        Ok(TimerHandle { handle })
+    }
+
+    /// How many timers are in the heap, cancelled ones included.
+    pub fn scheduled_timer_count(&self) -> usize {
+        self.inner.scheduled.borrow().len()
+    }
+
+    /// How many entries wait in the ready queue.
+    pub fn ready_count(&self) -> usize {
+        self.inner.ready.borrow().len()
+    }
+
+    // ===== one iteration =====
+
+    /// One iteration of the loop: asyncio's `_run_once`.
+    ///
+    /// 1. Drop cancelled timers: rebuild the heap if it holds more than 100
+    ///    timers and more than half are cancelled, else pop them from the head.
+    /// 2. Compute the poll timeout: zero if anything is ready or the loop is
+    ///    stopping; else the time to the earliest timer, capped at 24 h;
+    ///    else infinite.
+    /// 3. Poll the reactor and push the handles of ready fds; take the work
+    ///    other threads sent.
+    /// 4. Move every timer due before `now + clock_resolution` to `ready`.
+    /// 5. Run exactly the entries that are in `ready` now.
+    pub fn run_once(&self) -> Result<()> {
+        let inner = &*self.inner;
+
+        // 1. Cancelled timers.
+        {
+            let mut heap = inner.scheduled.borrow_mut();
+            let count = inner.timer_cancelled_count.get();
+            if heap.len() > MIN_SCHEDULED_TIMER_HANDLES
+                && count as f64 / heap.len() as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
+            {
+                heap.retain(|e| {
+                    let keep = !e.handle.cancelled();
+                    if !keep {
+                        if let Some(t) = e.handle.timer() {
+                            t.scheduled.set(false);
+                        }
+                    }
+                    keep
+                });
+                inner.timer_cancelled_count.set(0);
+            } else {
+                while heap.peek().is_some_and(|e| e.handle.cancelled()) {
+                    let e = heap.pop().expect("peeked");
+                    if let Some(t) = e.handle.timer() {
+                        t.scheduled.set(false);
+                    }
+                    inner
+                        .timer_cancelled_count
+                        .set(inner.timer_cancelled_count.get().saturating_sub(1));
+                }
+            }
+        }
+
+        // 2. The poll timeout.
+        let may_block = inner.ready.borrow().is_empty() && !inner.stopping.get();
+        let timeout = if !may_block {
+            Some(Duration::ZERO)
+        } else {
+            inner.scheduled.borrow().peek().map(|e| {
+                let secs = (e.when - self.time()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+                Duration::from_secs_f64(secs)
+            })
+        };
+
+        // 3. Poll. With work ready, skip most zero-timeout polls (see IO_POLL_INTERVAL).
+        let since = inner.since_io_poll.get();
+        let must_poll = may_block || inner.stopping.get() || since >= IO_POLL_INTERVAL;
+        if must_poll {
+            inner.since_io_poll.set(1);
+            let mut reactor = inner.reactor.borrow_mut();
+            let mut ready = inner.ready.borrow_mut();
+            reactor.poll(timeout, &mut |h| ready.push_back(Ready::Handle(h)))?;
+        } else {
+            inner.since_io_poll.set(since + 1);
+        }
+        if inner.shared.notified.load(Ordering::Acquire) {
+            self.process_remote();
+        }
+
+        // 4. Due timers.
+        {
+            let mut heap = inner.scheduled.borrow_mut();
+            if !heap.is_empty() {
+                let end_time = self.time() + clock_resolution();
+                let mut ready = inner.ready.borrow_mut();
+                while heap.peek().is_some_and(|e| e.when < end_time) {
+                    let e = heap.pop().expect("peeked");
+                    if let Some(t) = e.handle.timer() {
+                        t.scheduled.set(false);
+                    }
+                    ready.push_back(Ready::Handle(e.handle));
+                }
+            }
+        }
+
+        // 5. Run what is ready now, and only that (L2). This is the only
+        // place where callbacks are actually *called*.
+        let ntodo = inner.ready.borrow().len();
+        for _ in 0..ntodo {
+            let Some(entry) = inner.ready.borrow_mut().pop_front() else {
+                break;
+            };
+            match entry {
+                Ready::Handle(h) => {
+                    if h.cancelled() {
+                        continue;
+                    }
+                    self.run_handle(&h)?;
+                }
+                Ready::Task(t) => self.run_task_step(t)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn run_handle(&self, h: &Handle) -> Result<()> {
+        let debug = self.inner.debug.get();
+        let t0 = if debug { Some(Instant::now()) } else { None };
+        let res = catch_unwind(AssertUnwindSafe(|| h.run()));
+        if let Some(t0) = t0 {
+            self.warn_if_slow(t0, || format!("{h:?}"));
+        }
+        if let Err(payload) = res {
+            if payload.is::<Interrupt>() {
+                return Err(Error::Interrupted);
+            }
+            self.call_exception_handler(&ExceptionContext {
+                message: format!("Exception in callback {}", h.callback_name()),
+                error: Some(Error::Panic(panic_message(&*payload))),
+                handle: Some(format!("{h:?}")),
+                ..Default::default()
+            });
+        }
+        Ok(())
+    }
+
+    fn run_task_step(&self, t: Rc<dyn AnyTask>) -> Result<()> {
+        let debug = self.inner.debug.get();
+        let t0 = if debug { Some(Instant::now()) } else { None };
+        let interrupted = t.clone().step();
+        if let Some(t0) = t0 {
+            self.warn_if_slow(t0, || t.describe());
+        }
+        if interrupted {
+            return Err(Error::Interrupted);
+        }
+        Ok(())
+    }
+
+    fn warn_if_slow(&self, t0: Instant, what: impl FnOnce() -> String) {
+        let took = t0.elapsed().as_secs_f64();
+        if took >= self.inner.slow_callback_duration.get() {
+            eprintln!("tulip: executing {} took {took:.3} seconds", what());
+        }
+    }
+
+    /// Turns the messages of other threads into local work.
+    fn process_remote(&self) {
+        let inner = &*self.inner;
+        inner.shared.notified.store(false, Ordering::SeqCst);
+        while let Ok(msg) = inner.shared.rx.try_recv() {
+            match msg {
+                Remote::Call(f, cancelled) => {
+                    let h = Handle::once(
+                        move || {
+                            if !cancelled.load(Ordering::Acquire) {
+                                f()
+                            }
+                        },
+                        Location::caller(),
+                        None,
+                    );
+                    inner.ready.borrow_mut().push_back(Ready::Handle(h));
+                }
+                Remote::Wake(key, id) => inner.wake_task(key, id),
+                Remote::Stop => inner.stopping.set(true),
+            }
+        }
+    }
+
+    // ===== readers and writers =====
+
+    /// asyncio's `add_reader(fd, callback)`: calls `f` on every iteration
+    /// while `fd` is readable (level-triggered). Replaces an earlier reader.
+    ///
+    /// The loop does not own `fd`: remove the reader before closing it.
+    #[track_caller]
+    pub fn add_reader<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
+        self.add_io(fd, Side::Read, f, Trigger::Level, Location::caller())
+    }
+
+    /// asyncio's `add_writer(fd, callback)`: calls `f` while `fd` is writable.
+    #[track_caller]
+    pub fn add_writer<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
+        self.add_io(fd, Side::Write, f, Trigger::Level, Location::caller())
+    }
+
+    /// Like [`add_reader`](EventLoop::add_reader) but edge-triggered: `f` is
+    /// called once per readiness edge and must read until `WouldBlock`.
+    /// Saves one `epoll_ctl` per call; transports use it.
+    #[track_caller]
+    pub fn add_reader_edge<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
+        self.add_io(fd, Side::Read, f, Trigger::Edge, Location::caller())
+    }
+
+    /// Like [`add_writer`](EventLoop::add_writer) but edge-triggered: `f`
+    /// must write until `WouldBlock` or until it has nothing left to write.
+    #[track_caller]
+    pub fn add_writer_edge<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
+        self.add_io(fd, Side::Write, f, Trigger::Edge, Location::caller())
+    }
+
+    fn add_io<F: Fn() + 'static>(
+        &self,
+        fd: RawFd,
+        side: Side,
+        f: F,
+        trigger: Trigger,
+        at: &'static Location<'static>,
+    ) -> Result<()> {
+        self.check_closed()?;
+        if fd < 0 {
+            return Err(Error::invalid_argument(format!("invalid file descriptor {fd}")));
+        }
+        let handle = match trigger {
+            Trigger::Edge => Handle::repeat(f, at),
+            Trigger::Level => {
+                let weak = self.downgrade();
+                Handle::repeat(
+                    move || {
+                        f();
+                        // Re-arm so epoll reports the fd again while it stays ready.
+                        if let Some(inner) = weak.upgrade() {
+                            if let Ok(mut r) = inner.reactor.try_borrow_mut() {
+                                if r.trigger(fd, side) == Some(Trigger::Level) {
+                                    r.rearm(fd);
+                                }
+                            }
+                        }
+                    },
+                    at,
+                )
+            }
+        };
+        self.inner
+            .reactor
+            .borrow_mut()
+            .add(fd, side, handle, trigger)
+            .map_err(Error::from)
+    }
+
+    /// asyncio's `remove_reader(fd)`. Returns whether a reader was set.
+    pub fn remove_reader(&self, fd: RawFd) -> Result<bool> {
+        self.check_closed()?;
+        Ok(self.inner.reactor.borrow_mut().remove(fd, Side::Read))
+    }
+
+    /// asyncio's `remove_writer(fd)`. Returns whether a writer was set.
+    pub fn remove_writer(&self, fd: RawFd) -> Result<bool> {
+        self.check_closed()?;
+        Ok(self.inner.reactor.borrow_mut().remove(fd, Side::Write))
+    }
+
+    /// True if `fd` has a reader.
+    pub fn has_reader(&self, fd: RawFd) -> bool {
+        self.inner.reactor.borrow().has(fd, Side::Read)
+    }
+
+    /// True if `fd` has a writer.
+    pub fn has_writer(&self, fd: RawFd) -> bool {
+        self.inner.reactor.borrow().has(fd, Side::Write)
+    }
+
+    // ===== errors =====
+
+    /// Sets the exception handler (asyncio's `set_exception_handler`);
+    /// `None` restores the default one, which prints to stderr.
+    pub fn set_exception_handler<F>(&self, handler: Option<F>)
+    where
+        F: Fn(&EventLoop, &ExceptionContext) + 'static,
+    {
+        *self.inner.exception_handler.borrow_mut() =
+            handler.map(|h| Rc::new(h) as ExceptionHandler);
+    }
+
+    /// Reports an error that has nobody to go to (asyncio's
+    /// `call_exception_handler`). A panicking handler falls back to the default.
+    pub fn call_exception_handler(&self, context: &ExceptionContext) {
+        let handler = self.inner.exception_handler.borrow().clone();
+        match handler {
+            None => self.default_exception_handler(context),
+            Some(h) => {
+                let res = catch_unwind(AssertUnwindSafe(|| h(self, context)));
+                if let Err(payload) = res {
+                    self.default_exception_handler(&ExceptionContext {
+                        message: "Unhandled error in exception handler".into(),
+                        error: Some(Error::Panic(panic_message(&*payload))),
+                        ..Default::default()
+                    });
+                    self.default_exception_handler(context);
+                }
+            }
+        }
+    }
+
+    /// The default handler: prints the context to stderr.
+    pub fn default_exception_handler(&self, context: &ExceptionContext) {
+        eprintln!("tulip: {context}");
+    }
+
+    // ===== debug mode and task factory =====
+
+    /// Turns debug mode on or off (asyncio's `set_debug`): slow callbacks are reported.
+    pub fn set_debug(&self, on: bool) {
+        self.inner.debug.set(on);
+    }
+
+    /// True in debug mode.
+    pub fn debug(&self) -> bool {
+        self.inner.debug.get()
+    }
+
+    /// In debug mode, callbacks slower than this (seconds) are reported.
+    pub fn set_slow_callback_duration(&self, secs: f64) {
+        self.inner.slow_callback_duration.set(secs);
+    }
+
+    /// See [`set_slow_callback_duration`](EventLoop::set_slow_callback_duration).
+    pub fn slow_callback_duration(&self) -> f64 {
+        self.inner.slow_callback_duration.get()
+    }
+
+    /// Chooses how `create_task` starts tasks (asyncio's `set_task_factory`).
+    pub fn set_task_factory(&self, factory: TaskFactory) {
+        self.inner.task_factory.set(factory);
+    }
+
+    /// The current task factory.
+    pub fn task_factory(&self) -> TaskFactory {
+        self.inner.task_factory.get()
+    }
+
+    /// Registers a hook that [`close`](EventLoop::close) runs (hooks run
+    /// most recent first). Used by the executor, signal and child-watcher
+    /// modules; available for user extensions.
+    pub fn add_close_hook(&self, f: impl FnOnce() + 'static) {
+        self.inner.on_close.borrow_mut().push(Box::new(f));
+    }
+
+    /// A per-loop singleton of type `T`, created by `init` on first use.
+    /// Modules keep their loop-wide state here (signal handlers, the child
+    /// watcher, the default executor); it is dropped when the loop closes.
+    pub fn extension<T: 'static>(&self, init: impl FnOnce() -> T) -> Rc<T> {
+        if let Some(found) = self
+            .inner
+            .extensions
+            .borrow()
+            .iter()
+            .find_map(|e| e.clone().downcast::<T>().ok())
+        {
+            return found;
+        }
+        let value = Rc::new(init());
+        self.inner.extensions.borrow_mut().push(value.clone());
+        value
+    }
+}
+
+impl LoopInner {
+    /// Schedules task `key` if `id` still names it and it is not already
+    /// scheduled: a wake from a task waker.
+    pub(crate) fn wake_task(&self, key: usize, id: u64) {
+        let task = match self.tasks.borrow().get(key) {
+            Some(t) if t.header().id == id => t.clone(),
+            _ => return,
+        };
+        if !task.header().scheduled.replace(true) {
+            self.ready.borrow_mut().push_back(Ready::Task(task));
+        }
+    }
+}
+
+/// asyncio's `_clock_resolution` (`time.get_clock_info('monotonic').resolution`).
+fn clock_resolution() -> f64 {
+    1e-9
+}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("running", &self.is_running())
+            .field("closed", &self.is_closed())
+            .field("debug", &self.debug())
+            .field("ready", &self.inner.ready.try_borrow().map(|r| r.len()).ok())
+            .field(
+                "scheduled",
+                &self.inner.scheduled.try_borrow().map(|r| r.len()).ok(),
+            )
+            .finish()
+    }
+}

@@ -1,0 +1,251 @@
+//! Handles: a scheduled callback, and a timer. Mirrors `Lib/asyncio/events.py`
+//! (`Handle`, `TimerHandle`).
+//!
+//! A handle is what `call_soon`, `call_later` and `call_at` return and what the
+//! loop's ready queue holds. It is one heap allocation: the cancel flag, the
+//! timer fields and the closure live together in an `Rc<HandleCell<dyn Run>>`.
+//!
+//! # Invariants
+//! - A cancelled handle never runs; cancelling drops a one-shot callback's
+//!   closure at once (asyncio sets `_callback = None`), freeing what it captured.
+//! - A one-shot callback runs at most once.
+//! - A [`TimerHandle`] is `scheduled` exactly while it sits in the loop's timer
+//!   heap. Cancelling a scheduled timer bumps the loop's cancelled-timer count,
+//!   which drives the heap rebuild in `run_once` (asyncio's
+//!   `_timer_handle_cancelled`).
+
+use std::cell::Cell;
+use std::fmt;
+use std::panic::Location;
+use std::rc::Rc;
+
+/// The callable part of a handle. `run` may be called more than once for
+/// repeating handles (reader/writer callbacks).
+pub(crate) trait Run {
+    /// Calls the callback (a one-shot callback only the first time).
+    fn run(&self);
+    /// Drops the callback's closure if it can be dropped early.
+    fn clear(&self);
+    /// The closure's type name, for debug output (`{{closure}}` names say where it was written).
+    fn name(&self) -> &'static str;
+}
+
+/// A callback that runs once (`call_soon`, `call_later`).
+pub(crate) struct Once<F>(Cell<Option<F>>);
+
+impl<F: FnOnce()> Run for Once<F> {
+    fn run(&self) {
+        if let Some(f) = self.0.take() {
+            f()
+        }
+    }
+    fn clear(&self) {
+        drop(self.0.take());
+    }
+    fn name(&self) -> &'static str {
+        std::any::type_name::<F>()
+    }
+}
+
+/// A callback that runs every time it is dispatched (`add_reader`, `add_writer`).
+pub(crate) struct Repeat<F>(pub(crate) F);
+
+impl<F: Fn()> Run for Repeat<F> {
+    fn run(&self) {
+        (self.0)()
+    }
+    fn clear(&self) {}
+    fn name(&self) -> &'static str {
+        std::any::type_name::<F>()
+    }
+}
+
+/// Timer fields of a handle.
+pub(crate) struct TimerState {
+    /// Loop time (seconds) at which the timer is due.
+    pub(crate) when: f64,
+    /// In the loop's timer heap right now.
+    pub(crate) scheduled: Cell<bool>,
+    /// The loop's count of cancelled timers still in its heap.
+    pub(crate) cancelled_count: Rc<Cell<usize>>,
+}
+
+pub(crate) struct HandleCell<F: ?Sized> {
+    cancelled: Cell<bool>,
+    created_at: &'static Location<'static>,
+    pub(crate) timer: Option<TimerState>,
+    f: F,
+}
+
+/// A callback scheduled on the loop: asyncio's `Handle`.
+///
+/// Returned by [`EventLoop::call_soon`](crate::EventLoop::call_soon). Cloning a
+/// handle gives another reference to the same scheduled callback.
+///
+/// ```
+/// let lp = tulip::EventLoop::new().unwrap();
+/// let h = lp.call_soon(|| panic!("never runs")).unwrap();
+/// h.cancel();
+/// assert!(h.cancelled());
+/// lp.call_soon({ let lp = lp.clone(); move || lp.stop() }).unwrap();
+/// lp.run_forever().unwrap();
+/// ```
+#[derive(Clone)]
+#[must_use = "a Handle is how you cancel the callback; bind it to `_` to drop it"]
+pub struct Handle {
+    pub(crate) inner: Rc<HandleCell<dyn Run>>,
+}
+
+impl Handle {
+    pub(crate) fn once<F: FnOnce() + 'static>(
+        f: F,
+        created_at: &'static Location<'static>,
+        timer: Option<TimerState>,
+    ) -> Handle {
+        Handle {
+            inner: Rc::new(HandleCell {
+                cancelled: Cell::new(false),
+                created_at,
+                timer,
+                f: Once(Cell::new(Some(f))),
+            }),
+        }
+    }
+
+    pub(crate) fn repeat<F: Fn() + 'static>(f: F, created_at: &'static Location<'static>) -> Handle {
+        Handle {
+            inner: Rc::new(HandleCell {
+                cancelled: Cell::new(false),
+                created_at,
+                timer: None,
+                f: Repeat(f),
+            }),
+        }
+    }
+
+    /// Cancels the callback. If it has not run yet, it never will.
+    pub fn cancel(&self) {
+        let cell = &self.inner;
+        if cell.cancelled.replace(true) {
+            return;
+        }
+        if let Some(t) = &cell.timer {
+            if t.scheduled.get() {
+                t.cancelled_count.set(t.cancelled_count.get() + 1);
+            }
+        }
+        cell.f.clear();
+    }
+
+    /// True once [`cancel`](Handle::cancel) was called.
+    pub fn cancelled(&self) -> bool {
+        self.inner.cancelled.get()
+    }
+
+    /// Where the handle was created (the `call_soon`/`call_later` call site).
+    pub fn created_at(&self) -> &'static Location<'static> {
+        self.inner.created_at
+    }
+
+    /// The callback's type name: for closures, the function that wrote it.
+    pub fn callback_name(&self) -> &'static str {
+        self.inner.f.name()
+    }
+
+    /// Runs the callback; the loop's `run_once` is the only caller.
+    pub(crate) fn run(&self) {
+        self.inner.f.run()
+    }
+
+    pub(crate) fn timer(&self) -> Option<&TimerState> {
+        self.inner.timer.as_ref()
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.inner.timer.is_some() {
+            "TimerHandle"
+        } else {
+            "Handle"
+        };
+        write!(f, "<{kind}")?;
+        if let Some(t) = &self.inner.timer {
+            write!(f, " when={:.6}", t.when)?;
+        }
+        if self.cancelled() {
+            f.write_str(" cancelled")?;
+        }
+        let loc = self.inner.created_at;
+        write!(
+            f,
+            " {} created at {}:{}>",
+            self.callback_name(),
+            loc.file(),
+            loc.line()
+        )
+    }
+}
+
+impl fmt::Display for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A callback scheduled for a point in time: asyncio's `TimerHandle`.
+///
+/// Returned by [`EventLoop::call_later`](crate::EventLoop::call_later) and
+/// [`EventLoop::call_at`](crate::EventLoop::call_at). Cancelling is O(1): the
+/// entry stays in the heap and is skipped (lazy cancellation).
+#[derive(Clone)]
+#[must_use = "a TimerHandle is how you cancel the timer; bind it to `_` to drop it"]
+pub struct TimerHandle {
+    pub(crate) handle: Handle,
+}
+
+impl TimerHandle {
+    /// The loop time, in seconds, at which the callback is due.
+    pub fn when(&self) -> f64 {
+        self.handle.timer().map_or(f64::NAN, |t| t.when)
+    }
+
+    /// Cancels the timer. If it has not fired yet, it never will.
+    pub fn cancel(&self) {
+        self.handle.cancel()
+    }
+
+    /// True once [`cancel`](TimerHandle::cancel) was called.
+    pub fn cancelled(&self) -> bool {
+        self.handle.cancelled()
+    }
+
+    /// The underlying handle.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl fmt::Debug for TimerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.handle, f)
+    }
+}
+
+/// A delay given to `call_later`/`sleep`: seconds as `f64`, or a `Duration`.
+pub trait Delay: Copy {
+    /// The delay in seconds (may be negative or NaN; callers check).
+    fn as_secs(self) -> f64;
+}
+
+impl Delay for f64 {
+    fn as_secs(self) -> f64 {
+        self
+    }
+}
+
+impl Delay for std::time::Duration {
+    fn as_secs(self) -> f64 {
+        self.as_secs_f64()
+    }
+}

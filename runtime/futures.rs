@@ -1,0 +1,474 @@
+//! Futures: a result that is not there yet. Mirrors `Lib/asyncio/futures.py`.
+//!
+//! [`Future<T>`] is asyncio's `Future`: pending, then done with a result, an
+//! error, or cancelled. Done callbacks are scheduled with `call_soon`, never
+//! called inline. A task that awaits a pending future registers its waker as
+//! a done callback and the future as its `fut_waiter`, so that
+//! `Task::cancel` can cancel it (see `tasks.rs`).
+//!
+//! # Invariants
+//! - The state moves once, from pending to one of finished/failed/cancelled
+//!   (F1); later `set_*` calls fail with `InvalidState`, `cancel` returns false.
+//! - Done callbacks run in registration order, each through `call_soon`; one
+//!   added to a done future is scheduled at once (F2). Task wakers share the
+//!   same list, so wake-ups keep the same order.
+//! - `log_traceback` is true while a failed future's error has not been
+//!   retrieved; dropping it then reports "exception was never retrieved" (F3).
+//! - No `RefCell` borrow is held when callbacks are scheduled or wakers woken.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use crate::error::{Error, Result};
+use crate::event_loop::{get_event_loop, EventLoop, ExceptionContext};
+use crate::tasks;
+
+/// The id of a done callback, for `remove_done_callback` (Rust closures
+/// cannot be compared the way asyncio compares callback functions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallbackId(u64);
+
+/// The state of a future (asyncio's `_PENDING`, `_FINISHED`, `_CANCELLED`).
+pub(crate) enum State<T> {
+    Pending,
+    Finished(T),
+    Failed(Error),
+    Cancelled(Option<Arc<str>>),
+    /// The result was moved out by its only reader (`run_until_complete`).
+    Taken,
+}
+
+pub(crate) enum Callback<O> {
+    Call(CallbackId, Box<dyn FnOnce(&O)>),
+    Wake(Waker),
+}
+
+/// The core of a future, shared by [`Future`] and `Task`. `O` is the owner
+/// type that done callbacks receive (`Future<T>` or `Task<T>`).
+pub(crate) struct FutureCore<T, O> {
+    pub(crate) lp: EventLoop,
+    state: RefCell<State<T>>,
+    callbacks: RefCell<Vec<Callback<O>>>,
+    next_id: Cell<u64>,
+    log_traceback: Cell<bool>,
+}
+
+impl<T, O: Clone + 'static> FutureCore<T, O> {
+    pub(crate) fn new(lp: EventLoop) -> Self {
+        FutureCore {
+            lp,
+            state: RefCell::new(State::Pending),
+            callbacks: RefCell::new(Vec::new()),
+            next_id: Cell::new(0),
+            log_traceback: Cell::new(false),
+        }
+    }
+
+    pub(crate) fn done(&self) -> bool {
+        !matches!(*self.state.borrow(), State::Pending)
+    }
+
+    pub(crate) fn cancelled(&self) -> bool {
+        matches!(*self.state.borrow(), State::Cancelled(_))
+    }
+
+    /// Moves to a final state and schedules the callbacks. Fails if done.
+    pub(crate) fn finish(&self, owner: &O, state: State<T>) -> Result<()> {
+        {
+            let mut s = self.state.borrow_mut();
+            if !matches!(*s, State::Pending) {
+                return Err(Error::invalid_state(format!(
+                    "the future is already {}",
+                    state_name(&s)
+                )));
+            }
+            if matches!(state, State::Failed(_)) {
+                self.log_traceback.set(true);
+            }
+            *s = state;
+        }
+        self.schedule_callbacks(owner);
+        Ok(())
+    }
+
+    /// asyncio's `__schedule_callbacks`: every callback through `call_soon`,
+    /// in order; task wakers are woken (a wake is a `call_soon` of the task step).
+    fn schedule_callbacks(&self, owner: &O) {
+        let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
+        for cb in callbacks {
+            match cb {
+                Callback::Call(_, f) => {
+                    let owner = owner.clone();
+                    // A closed loop drops the callback, as asyncio would fail to schedule it.
+                    let _ = self.lp.call_soon(move || f(&owner));
+                }
+                Callback::Wake(w) => w.wake(),
+            }
+        }
+    }
+
+    pub(crate) fn add_done_callback(&self, owner: &O, f: Box<dyn FnOnce(&O)>) -> CallbackId {
+        let id = CallbackId(self.next_id.get());
+        self.next_id.set(id.0 + 1);
+        if self.done() {
+            let owner = owner.clone();
+            let _ = self.lp.call_soon(move || f(&owner));
+        } else {
+            self.callbacks.borrow_mut().push(Callback::Call(id, f));
+        }
+        id
+    }
+
+    pub(crate) fn remove_done_callback(&self, id: CallbackId) -> usize {
+        let mut cbs = self.callbacks.borrow_mut();
+        let before = cbs.len();
+        cbs.retain(|cb| !matches!(cb, Callback::Call(i, _) if *i == id));
+        before - cbs.len()
+    }
+
+    /// Registers a task's waker, replacing an earlier registration of the
+    /// same task (a task polls the future again after a spurious wake-up).
+    pub(crate) fn add_waker(&self, waker: &Waker) {
+        let mut cbs = self.callbacks.borrow_mut();
+        for cb in cbs.iter_mut() {
+            if let Callback::Wake(w) = cb {
+                if w.will_wake(waker) {
+                    return;
+                }
+            }
+        }
+        cbs.push(Callback::Wake(waker.clone()));
+    }
+
+    pub(crate) fn callback_count(&self) -> usize {
+        self.callbacks.borrow().len()
+    }
+
+    /// asyncio's `exception()`: `Ok(None)` if finished with a result,
+    /// `Ok(Some(e))` if failed; `Err(Cancelled)` if cancelled,
+    /// `Err(InvalidState)` if pending.
+    pub(crate) fn exception(&self) -> Result<Option<Error>> {
+        match &*self.state.borrow() {
+            State::Pending => Err(Error::invalid_state("exception is not set: the future is still pending")),
+            State::Cancelled(m) => Err(Error::Cancelled(m.clone())),
+            State::Failed(e) => {
+                self.log_traceback.set(false);
+                Ok(Some(e.clone()))
+            }
+            State::Finished(_) | State::Taken => Ok(None),
+        }
+    }
+
+    /// Moves the result out (for a future with one reader).
+    pub(crate) fn take_result(&self) -> Result<T> {
+        let mut s = self.state.borrow_mut();
+        match std::mem::replace(&mut *s, State::Taken) {
+            State::Finished(v) => Ok(v),
+            other => {
+                *s = other;
+                drop(s);
+                self.result_error()
+            }
+        }
+    }
+
+    fn result_error<U>(&self) -> Result<U> {
+        match &*self.state.borrow() {
+            State::Pending => Err(Error::invalid_state("result is not set: the future is still pending")),
+            State::Cancelled(m) => Err(Error::Cancelled(m.clone())),
+            State::Failed(e) => {
+                self.log_traceback.set(false);
+                Err(e.clone())
+            }
+            State::Taken => Err(Error::invalid_state("the result was already taken")),
+            State::Finished(_) => unreachable!("result_error on a finished future"),
+        }
+    }
+
+    pub(crate) fn describe_state(&self) -> &'static str {
+        state_name(&self.state.borrow())
+    }
+
+    /// The awaiting side: `Ready` with the outcome, or registers the waker.
+    pub(crate) fn poll_done(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done() {
+            Poll::Ready(())
+        } else {
+            self.add_waker(cx.waker());
+            Poll::Pending
+        }
+    }
+
+}
+
+impl<T, O> FutureCore<T, O> {
+    /// Reports an unretrieved error (F3); called from the owner's `Drop`.
+    pub(crate) fn report_unretrieved(&self, what: &str, describe: impl FnOnce() -> String) {
+        if !self.log_traceback.get() {
+            return;
+        }
+        let err = match &*self.state.borrow() {
+            State::Failed(e) => e.clone(),
+            _ => return,
+        };
+        self.lp.call_exception_handler(&ExceptionContext {
+            message: format!("{what} exception was never retrieved"),
+            error: Some(err),
+            future: Some(describe()),
+            ..Default::default()
+        });
+    }
+
+    pub(crate) fn clear_log_traceback(&self) {
+        self.log_traceback.set(false);
+    }
+}
+
+impl<T: Clone, O> FutureCore<T, O> {
+    /// asyncio's `result()`.
+    pub(crate) fn result(&self) -> Result<T> {
+        match &*self.state.borrow() {
+            State::Finished(v) => return Ok(v.clone()),
+            State::Pending => {
+                return Err(Error::invalid_state("result is not set: the future is still pending"))
+            }
+            State::Cancelled(m) => return Err(Error::Cancelled(m.clone())),
+            State::Failed(e) => {
+                self.log_traceback.set(false);
+                return Err(e.clone());
+            }
+            State::Taken => {}
+        }
+        Err(Error::invalid_state("the result was already taken"))
+    }
+}
+
+fn state_name<T>(s: &State<T>) -> &'static str {
+    match s {
+        State::Pending => "pending",
+        State::Finished(_) | State::Taken => "finished",
+        State::Failed(_) => "failed",
+        State::Cancelled(_) => "cancelled",
+    }
+}
+
+/// What can be cancelled as a task's `fut_waiter`: a future, or a task.
+pub(crate) trait Cancel {
+    fn cancel_waiter(self: Rc<Self>, msg: Option<Arc<str>>) -> bool;
+}
+
+/// asyncio's `Future`: a result that will be set later, by someone.
+///
+/// Await it from a task to get `Result<T>`. Cloning gives another reference
+/// to the same future. `T: Clone` is needed to read the result, since every
+/// awaiter gets it (as in asyncio, where each one receives the same object).
+///
+/// ```
+/// tulip::run(async {
+///     let lp = tulip::get_running_loop()?;
+///     let fut: tulip::Future<u32> = lp.create_future();
+///     let setter = fut.clone();
+///     lp.call_later(0.01, move || { setter.set_result(42).unwrap(); })?;
+///     assert_eq!(fut.await?, 42);
+///     Ok(())
+/// }).unwrap();
+/// ```
+#[must_use = "a future does nothing unless awaited or given a result"]
+pub struct Future<T> {
+    pub(crate) core: Rc<FutureCore<T, Future<T>>>,
+}
+
+impl<T> Clone for Future<T> {
+    fn clone(&self) -> Self {
+        Future {
+            core: self.core.clone(),
+        }
+    }
+}
+
+impl<T: 'static> Future<T> {
+    /// A pending future on the current loop (running, or this thread's loop).
+    ///
+    /// # Panics
+    /// If no loop exists and a new one cannot be created (out of file descriptors).
+    pub fn new() -> Future<T> {
+        let lp = get_event_loop().expect("cannot create an event loop for the future");
+        Future::with_loop(&lp)
+    }
+
+    /// A pending future attached to `lp`.
+    pub fn with_loop(lp: &EventLoop) -> Future<T> {
+        Future {
+            core: Rc::new(FutureCore::new(lp.clone())),
+        }
+    }
+
+    /// Sets the result. Fails with `InvalidState` if the future is done (F1).
+    pub fn set_result(&self, value: T) -> Result<()> {
+        self.core.finish(self, State::Finished(value))
+    }
+
+    /// Sets an error. Fails with `InvalidState` if the future is done.
+    /// Setting `Error::Cancelled` is refused, as in asyncio: call `cancel`.
+    pub fn set_exception(&self, err: Error) -> Result<()> {
+        if err.is_cancelled() {
+            return Err(Error::invalid_argument(
+                "Cancelled cannot be set as a future's error: call cancel() instead",
+            ));
+        }
+        self.core.finish(self, State::Failed(err))
+    }
+
+    /// Cancels the future. Returns false if it was already done (F1).
+    pub fn cancel(&self) -> bool {
+        self.cancel_with(None::<&str>)
+    }
+
+    /// Cancels with a message, which the awaiters' `Cancelled` error carries.
+    pub fn cancel_with(&self, msg: Option<impl Into<Arc<str>>>) -> bool {
+        self.core.log_traceback.set(false);
+        self.core
+            .finish(self, State::Cancelled(msg.map(Into::into)))
+            .is_ok()
+    }
+
+    /// True once the future has a result, an error, or was cancelled.
+    pub fn done(&self) -> bool {
+        self.core.done()
+    }
+
+    /// True if the future was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.core.cancelled()
+    }
+
+    /// The error, if the future failed (asyncio's `exception()`); `Ok(None)`
+    /// for a result; `Err` if pending (InvalidState) or cancelled.
+    pub fn exception(&self) -> Result<Option<Error>> {
+        self.core.exception()
+    }
+
+    /// Adds a callback called with the future once it is done, through
+    /// `call_soon` (F2).
+    pub fn add_done_callback(&self, f: impl FnOnce(&Future<T>) + 'static) -> CallbackId {
+        self.core.add_done_callback(self, Box::new(f))
+    }
+
+    /// Removes a done callback; returns how many were removed (0 or 1).
+    pub fn remove_done_callback(&self, id: CallbackId) -> usize {
+        self.core.remove_done_callback(id)
+    }
+
+    /// The loop the future belongs to.
+    pub fn get_loop(&self) -> EventLoop {
+        self.core.lp.clone()
+    }
+
+    /// Moves the result out: for a future that has a single reader and a
+    /// result type that is not `Clone`.
+    pub fn take_result(&self) -> Result<T> {
+        self.core.take_result()
+    }
+
+    /// True if both values are the same future.
+    pub fn ptr_eq(&self, other: &Future<T>) -> bool {
+        Rc::ptr_eq(&self.core, &other.core)
+    }
+
+    /// Resolves when the future is done, without reading the result.
+    pub fn wait_done(&self) -> WaitDone<'_, T> {
+        WaitDone { fut: self }
+    }
+}
+
+impl<T: Clone + 'static> Future<T> {
+    /// The result (asyncio's `result()`): `Err(InvalidState)` while pending,
+    /// `Err(Cancelled)` if cancelled, the error if failed.
+    pub fn result(&self) -> Result<T> {
+        self.core.result()
+    }
+}
+
+impl<T: 'static> Default for Future<T> {
+    fn default() -> Self {
+        Future::new()
+    }
+}
+
+impl<T: 'static> Cancel for FutureCore<T, Future<T>> {
+    fn cancel_waiter(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
+        Future { core: self }.cancel_with(msg)
+    }
+}
+
+impl<T: Clone + 'static> std::future::Future for Future<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        // A cancel thrown into the task at this suspension point wins.
+        if let Some(err) = tasks::take_throw() {
+            return Poll::Ready(Err(err));
+        }
+        match self.core.poll_done(cx) {
+            Poll::Ready(()) => Poll::Ready(self.core.result()),
+            Poll::Pending => {
+                tasks::set_fut_waiter(self.core.clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T, O> Drop for FutureCore<T, O> {
+    fn drop(&mut self) {
+        self.report_unretrieved("Future", || "<Future failed>".into());
+    }
+}
+
+impl<T> fmt::Debug for Future<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &*self.core.state.borrow() {
+            State::Failed(e) => format!("failed {e}"),
+            State::Cancelled(_) => "cancelled".into(),
+            State::Pending => "pending".into(),
+            State::Finished(_) | State::Taken => "finished".into(),
+        };
+        write!(f, "<Future {state}")?;
+        let n = self.core.callbacks.borrow().len();
+        if n > 0 {
+            write!(f, " cb=[{n}]")?;
+        }
+        f.write_str(">")
+    }
+}
+
+/// What [`Future::wait_done`] returns.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct WaitDone<'a, T> {
+    fut: &'a Future<T>,
+}
+
+impl<T: 'static> std::future::Future for WaitDone<'_, T> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.fut.core.poll_done(cx) {
+            Poll::Ready(()) => Poll::Ready(()),
+            Poll::Pending => {
+                tasks::set_fut_waiter(self.fut.core.clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl EventLoop {
+    /// asyncio's `loop.create_future()`.
+    pub fn create_future<T: 'static>(&self) -> Future<T> {
+        Future::with_loop(self)
+    }
+}

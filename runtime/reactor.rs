@@ -1,0 +1,283 @@
+//! The reactor: file descriptors watched with mio. Mirrors the selector half of
+//! `Lib/asyncio/selector_events.py` (`_add_reader`, `_remove_reader`,
+//! `_add_writer`, `_remove_writer`, `_process_events`).
+//!
+//! asyncio keeps a `selectors.DefaultSelector` whose keys map a file descriptor
+//! to a `(reader, writer)` pair of handles. Here a [`Slab`] of
+//! [`Registration`]s plays that part: the slab key is the mio `Token`, and a
+//! `HashMap` maps each fd to its key.
+//!
+//! ## Level-triggered on top of edge-triggered
+//! asyncio's selector is level-triggered: a reader is called on every
+//! iteration while its fd stays readable. mio (epoll with `EPOLLET`) reports an
+//! edge once. For a [`Trigger::Level`] registration the reactor re-arms the fd
+//! (`EPOLL_CTL_MOD`, through `Registry::reregister`) right after its callback
+//! ran; the kernel then re-checks readiness and reports the fd again if it is
+//! still ready. [`Trigger::Edge`] registrations (the transports, the pidfd
+//! watcher, the signal self-pipe) promise to drain their fd until `WouldBlock`
+//! and skip that syscall.
+//!
+//! # Invariants
+//! - One registration per fd; its interest is the union of reader and writer.
+//!   An fd with neither is deregistered and its slab slot freed.
+//! - The reactor never runs a callback: `process_events` only pushes the
+//!   handles onto the ready queue, as asyncio's `_add_callback` does.
+//! - `Token(WAKER_TOKEN)` is reserved for the cross-thread [`mio::Waker`].
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+use slab::Slab;
+
+use crate::events::Handle;
+
+/// The token of the cross-thread waker.
+pub(crate) const WAKER_TOKEN: usize = usize::MAX;
+
+/// How many events one `epoll_wait` returns at most.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// How readiness is reported for a registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// asyncio's semantics: the callback runs on every iteration while the fd
+    /// is ready. Costs one `epoll_ctl` after each callback.
+    Level,
+    /// The callback runs once per readiness edge; it must read (or write)
+    /// until `WouldBlock`, or it may never be called again.
+    Edge,
+}
+
+/// What the reactor knows of one fd.
+pub(crate) struct Registration {
+    pub(crate) fd: RawFd,
+    pub(crate) reader: Option<Handle>,
+    pub(crate) writer: Option<Handle>,
+    pub(crate) read_trigger: Trigger,
+    pub(crate) write_trigger: Trigger,
+}
+
+impl Registration {
+    fn interest(&self) -> Option<Interest> {
+        match (self.reader.is_some(), self.writer.is_some()) {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        }
+    }
+}
+
+/// Which side of a registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Read,
+    Write,
+}
+
+pub(crate) struct Reactor {
+    poll: Poll,
+    events: Events,
+    regs: Slab<Registration>,
+    by_fd: HashMap<RawFd, usize>,
+}
+
+impl Reactor {
+    pub(crate) fn new() -> io::Result<Reactor> {
+        Ok(Reactor {
+            poll: Poll::new()?,
+            events: Events::with_capacity(EVENTS_CAPACITY),
+            regs: Slab::new(),
+            by_fd: HashMap::new(),
+        })
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        self.poll.registry()
+    }
+
+    /// Sets the reader or writer of `fd`, replacing (and cancelling) an old one.
+    pub(crate) fn add(
+        &mut self,
+        fd: RawFd,
+        side: Side,
+        handle: Handle,
+        trigger: Trigger,
+    ) -> io::Result<()> {
+        if let Some(&key) = self.by_fd.get(&fd) {
+            let reg = &mut self.regs[key];
+            let old = match side {
+                Side::Read => {
+                    reg.read_trigger = trigger;
+                    reg.reader.replace(handle)
+                }
+                Side::Write => {
+                    reg.write_trigger = trigger;
+                    reg.writer.replace(handle)
+                }
+            };
+            let interest = reg.interest().expect("a side was just set");
+            let res = self
+                .poll
+                .registry()
+                .reregister(&mut SourceFd(&fd), Token(key), interest);
+            if let Err(e) = res {
+                // Put the registration back as it was.
+                let reg = &mut self.regs[key];
+                match side {
+                    Side::Read => reg.reader = old,
+                    Side::Write => reg.writer = old,
+                }
+                return Err(e);
+            }
+            if let Some(old) = old {
+                old.cancel();
+            }
+            return Ok(());
+        }
+        let entry = self.regs.vacant_entry();
+        let key = entry.key();
+        let (reader, writer) = match side {
+            Side::Read => (Some(handle), None),
+            Side::Write => (None, Some(handle)),
+        };
+        let reg = Registration {
+            fd,
+            reader,
+            writer,
+            read_trigger: trigger,
+            write_trigger: trigger,
+        };
+        let interest = reg.interest().expect("a side was just set");
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&fd), Token(key), interest)?;
+        entry.insert(reg);
+        self.by_fd.insert(fd, key);
+        Ok(())
+    }
+
+    /// Removes the reader or writer of `fd`. Returns whether one was set.
+    pub(crate) fn remove(&mut self, fd: RawFd, side: Side) -> bool {
+        let Some(&key) = self.by_fd.get(&fd) else {
+            return false;
+        };
+        let reg = &mut self.regs[key];
+        let old = match side {
+            Side::Read => reg.reader.take(),
+            Side::Write => reg.writer.take(),
+        };
+        let Some(old) = old else {
+            return false;
+        };
+        old.cancel();
+        match reg.interest() {
+            Some(interest) => {
+                // The fd may already be closed by its owner; nothing to undo then.
+                let _ = self
+                    .poll
+                    .registry()
+                    .reregister(&mut SourceFd(&fd), Token(key), interest);
+            }
+            None => {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                self.regs.remove(key);
+                self.by_fd.remove(&fd);
+            }
+        }
+        true
+    }
+
+    /// Re-arms a level-triggered fd after its callback ran, so that epoll
+    /// reports it again if it is still ready.
+    pub(crate) fn rearm(&mut self, fd: RawFd) {
+        if let Some(&key) = self.by_fd.get(&fd) {
+            if let Some(interest) = self.regs[key].interest() {
+                let _ = self
+                    .poll
+                    .registry()
+                    .reregister(&mut SourceFd(&fd), Token(key), interest);
+            }
+        }
+    }
+
+    pub(crate) fn has(&self, fd: RawFd, side: Side) -> bool {
+        self.by_fd.get(&fd).is_some_and(|&key| match side {
+            Side::Read => self.regs[key].reader.is_some(),
+            Side::Write => self.regs[key].writer.is_some(),
+        })
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.regs.is_empty()
+    }
+
+    /// `epoll_wait` for at most `timeout`, then pushes the handles of the
+    /// ready fds into `out` (asyncio's `_process_events`). Returns whether the
+    /// cross-thread waker fired.
+    pub(crate) fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut impl FnMut(Handle),
+    ) -> io::Result<bool> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let mut woken = false;
+        for ev in self.events.iter() {
+            let key = ev.token().0;
+            if key == WAKER_TOKEN {
+                woken = true;
+                continue;
+            }
+            // A spurious event for a slot freed earlier in this batch is skipped.
+            let Some(reg) = self.regs.get(key) else {
+                continue;
+            };
+            let closed_or_err = ev.is_error();
+            if ev.is_readable() || ev.is_read_closed() || closed_or_err {
+                if let Some(h) = &reg.reader {
+                    if !h.cancelled() {
+                        out(h.clone());
+                    }
+                }
+            }
+            if ev.is_writable() || ev.is_write_closed() || closed_or_err {
+                if let Some(h) = &reg.writer {
+                    if !h.cancelled() {
+                        out(h.clone());
+                    }
+                }
+            }
+        }
+        Ok(woken)
+    }
+
+    /// Drops every registration (the loop is closing).
+    pub(crate) fn clear(&mut self) -> Vec<Handle> {
+        let mut handles = Vec::new();
+        for reg in self.regs.drain() {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&reg.fd));
+            handles.extend(reg.reader);
+            handles.extend(reg.writer);
+        }
+        self.by_fd.clear();
+        handles
+    }
+
+    pub(crate) fn trigger(&self, fd: RawFd, side: Side) -> Option<Trigger> {
+        let key = *self.by_fd.get(&fd)?;
+        let reg = &self.regs[key];
+        Some(match side {
+            Side::Read => reg.read_trigger,
+            Side::Write => reg.write_trigger,
+        })
+    }
+}

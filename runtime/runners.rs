@@ -1,0 +1,220 @@
+//! Runners: `run()` and `Runner`. Mirrors `Lib/asyncio/runners.py`.
+//!
+//! `run(main)` is asyncio's `asyncio.run`: a fresh loop; run `main` as a task
+//! until it completes; cancel the tasks left over and wait for them; shut
+//! down the default executor; close the loop. `Runner` does the same but
+//! keeps its loop across several `run()` calls, like `asyncio.Runner`.
+//!
+//! # Invariants
+//! - A runner's loop is created lazily, on first use, by its loop factory.
+//! - `close()` always leaves no pending task behind: every remaining task is
+//!   cancelled and awaited before the loop closes (so no "Task was destroyed
+//!   but it is pending!" reports), and errors found then go to the exception
+//!   handler ("unhandled exception during tulip::run() shutdown").
+//! - `run()` cannot be called from a running loop.
+
+use std::fmt;
+use std::future::Future as StdFuture;
+
+use crate::error::{Error, Result};
+use crate::event_loop::{set_event_loop, try_running_loop, EventLoop, ExceptionContext};
+
+type LoopFactory = Box<dyn FnMut() -> Result<EventLoop>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunnerState {
+    Created,
+    Initialized,
+    Closed,
+}
+
+/// asyncio's `Runner`: runs several top-level futures on one loop.
+///
+/// ```
+/// let mut runner = tulip::Runner::new();
+/// assert_eq!(runner.run(async { Ok(1) }).unwrap(), 1);
+/// assert_eq!(runner.run(async { Ok(2) }).unwrap(), 2);
+/// let lp = runner.get_loop().unwrap();
+/// runner.close();
+/// assert!(lp.is_closed());
+/// ```
+pub struct Runner {
+    state: RunnerState,
+    debug: Option<bool>,
+    factory: Option<LoopFactory>,
+    lp: Option<EventLoop>,
+}
+
+impl Default for Runner {
+    fn default() -> Self {
+        Runner::new()
+    }
+}
+
+impl Runner {
+    /// A runner whose loop is `EventLoop::new()`.
+    pub fn new() -> Runner {
+        Runner {
+            state: RunnerState::Created,
+            debug: None,
+            factory: None,
+            lp: None,
+        }
+    }
+
+    /// A runner whose loop comes from `factory` (asyncio's `loop_factory`).
+    pub fn with_loop_factory(factory: impl FnMut() -> Result<EventLoop> + 'static) -> Runner {
+        let mut runner = Runner::new();
+        runner.factory = Some(Box::new(factory));
+        runner
+    }
+
+    /// Sets the loop's debug mode (asyncio's `debug=`).
+    pub fn debug(mut self, on: bool) -> Runner {
+        self.debug = Some(on);
+        self
+    }
+
+    fn lazy_init(&mut self) -> Result<EventLoop> {
+        match self.state {
+            RunnerState::Closed => {
+                return Err(Error::runtime("the runner is closed: create a new Runner"))
+            }
+            RunnerState::Initialized => {
+                return Ok(self.lp.clone().expect("initialized runner has a loop"))
+            }
+            RunnerState::Created => {}
+        }
+        let lp = match &mut self.factory {
+            Some(f) => f()?,
+            None => {
+                let lp = EventLoop::new()?;
+                set_event_loop(Some(&lp));
+                lp
+            }
+        };
+        if let Some(d) = self.debug {
+            lp.set_debug(d);
+        }
+        self.lp = Some(lp.clone());
+        self.state = RunnerState::Initialized;
+        Ok(lp)
+    }
+
+    /// The runner's loop, created if needed.
+    pub fn get_loop(&mut self) -> Result<EventLoop> {
+        self.lazy_init()
+    }
+
+    /// Runs `fut` as a task on the runner's loop until it completes and
+    /// returns its result (asyncio's `Runner.run`).
+    pub fn run<T, F>(&mut self, fut: F) -> Result<T>
+    where
+        T: 'static,
+        F: StdFuture<Output = Result<T>> + 'static,
+    {
+        if try_running_loop().is_some() {
+            return Err(Error::runtime(
+                "Runner::run() cannot be called from a running event loop",
+            ));
+        }
+        let lp = self.lazy_init()?;
+        lp.run_until_complete(fut)
+    }
+
+    /// Cancels the remaining tasks, waits for them, and closes the loop.
+    /// Closing twice is a no-op.
+    pub fn close(&mut self) {
+        if self.state != RunnerState::Initialized {
+            self.state = RunnerState::Closed;
+            return;
+        }
+        let lp = self.lp.take().expect("initialized runner has a loop");
+        cancel_all_tasks(&lp);
+        if self.factory.is_none() {
+            set_event_loop(None);
+        }
+        let _ = lp.close();
+        self.state = RunnerState::Closed;
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl fmt::Debug for Runner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runner")
+            .field("state", &self.state)
+            .field("debug", &self.debug)
+            .field("loop", &self.lp)
+            .finish()
+    }
+}
+
+/// asyncio's `runners._cancel_all_tasks`.
+fn cancel_all_tasks(lp: &EventLoop) {
+    let to_cancel = lp.all_tasks();
+    if to_cancel.is_empty() {
+        return;
+    }
+    for t in &to_cancel {
+        t.cancel();
+    }
+    let waiting = to_cancel.clone();
+    let _ = lp.run_until_complete(async move {
+        for t in &waiting {
+            t.wait_done().await;
+        }
+        Ok(())
+    });
+    for t in &to_cancel {
+        if let Some(err) = t.error() {
+            lp.call_exception_handler(&ExceptionContext {
+                message: "unhandled exception during tulip::run() shutdown".into(),
+                error: Some(err),
+                task: Some(format!("{t:?}")),
+                ..Default::default()
+            });
+        }
+    }
+}
+
+/// asyncio's `asyncio.run(main)`: runs `main` on a new loop, then cancels
+/// what is left, and closes the loop.
+///
+/// ```
+/// let answer = tulip::run(async {
+///     tulip::sleep(0.001).await?;
+///     Ok(42)
+/// }).unwrap();
+/// assert_eq!(answer, 42);
+/// ```
+pub fn run<T, F>(main: F) -> Result<T>
+where
+    T: 'static,
+    F: StdFuture<Output = Result<T>> + 'static,
+{
+    let mut runner = Runner::new();
+    let out = runner.run(main);
+    runner.close();
+    out
+}
+
+/// `run()` with a loop factory (asyncio's `run(main, loop_factory=...)`).
+pub fn run_with_factory<T, F>(
+    main: F,
+    factory: impl FnMut() -> Result<EventLoop> + 'static,
+) -> Result<T>
+where
+    T: 'static,
+    F: StdFuture<Output = Result<T>> + 'static,
+{
+    let mut runner = Runner::with_loop_factory(factory);
+    let out = runner.run(main);
+    runner.close();
+    out
+}

@@ -1,0 +1,144 @@
+//! `sleep()`: asyncio's `tasks.sleep` and its bare-yield helper `__sleep0`.
+//!
+//! `sleep(d)` with `d > 0` is a future plus a timer, exactly as asyncio
+//! builds it: `call_later(d, _set_result_unless_cancelled, fut)`, and the
+//! timer is cancelled when the sleep is dropped or cancelled. `sleep(0)` (or
+//! a negative delay) creates nothing: the task wakes itself and yields once,
+//! which is asyncio's bare `yield` that reschedules `__step` (T4).
+//!
+//! # Invariants
+//! - `sleep(0)` suspends exactly once, and sets no `fut_waiter`: a cancel
+//!   during that yield is delivered by the throw at the next step.
+//! - A sleep's timer never outlives the sleep: `Drop` cancels it (lazily:
+//!   the heap entry is skipped and later swept, see `event_loop.rs`).
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::error::{Error, Result};
+use crate::event_loop::get_running_loop;
+use crate::events::{Delay, TimerHandle};
+use crate::futures::Future;
+use crate::tasks;
+
+/// asyncio's `sleep(delay)`: completes after `delay` seconds (`f64`) or a
+/// `Duration`. Must be awaited inside a task on a running loop.
+///
+/// ```
+/// tulip::run(async {
+///     tulip::sleep(0.001).await?;              // a timer
+///     tulip::sleep(0.0).await?;                // yields once
+///     tulip::sleep(std::time::Duration::from_millis(1)).await
+/// }).unwrap();
+/// ```
+pub fn sleep(delay: impl Delay) -> Sleep {
+    Sleep {
+        delay: delay.as_secs(),
+        state: SleepState::Init,
+    }
+}
+
+/// What [`sleep`] returns.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Sleep {
+    delay: f64,
+    state: SleepState,
+}
+
+enum SleepState {
+    Init,
+    Yielded,
+    Waiting(Future<()>, TimerHandle),
+    Done,
+}
+
+impl std::future::Future for Sleep {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = &mut *self;
+        match &mut this.state {
+            SleepState::Init => {
+                if let Some(err) = tasks::take_throw() {
+                    this.state = SleepState::Done;
+                    return Poll::Ready(Err(err));
+                }
+                if this.delay.is_nan() {
+                    this.state = SleepState::Done;
+                    return Poll::Ready(Err(Error::invalid_argument("sleep delay must not be NaN")));
+                }
+                if this.delay <= 0.0 {
+                    // The bare yield: reschedule ourselves, suspend once.
+                    this.state = SleepState::Yielded;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                let lp = get_running_loop()?;
+                let fut: Future<()> = lp.create_future();
+                let setter = fut.clone();
+                let timer = lp.call_later(this.delay, move || {
+                    // futures._set_result_unless_cancelled
+                    if !setter.cancelled() {
+                        let _ = setter.set_result(());
+                    }
+                })?;
+                let mut waiting = fut.clone();
+                this.state = SleepState::Waiting(fut, timer);
+                match Pin::new(&mut waiting).poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(r) => {
+                        this.finish();
+                        Poll::Ready(r)
+                    }
+                }
+            }
+            SleepState::Yielded => {
+                this.state = SleepState::Done;
+                match tasks::take_throw() {
+                    Some(err) => Poll::Ready(Err(err)),
+                    None => Poll::Ready(Ok(())),
+                }
+            }
+            SleepState::Waiting(fut, _) => match Pin::new(fut).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(r) => {
+                    this.finish();
+                    Poll::Ready(r)
+                }
+            },
+            SleepState::Done => Poll::Ready(Err(Error::invalid_state(
+                "sleep polled after it completed",
+            ))),
+        }
+    }
+}
+
+impl Sleep {
+    fn finish(&mut self) {
+        if let SleepState::Waiting(_, timer) = std::mem::replace(&mut self.state, SleepState::Done) {
+            timer.cancel();
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            SleepState::Init => "init",
+            SleepState::Yielded => "yielded",
+            SleepState::Waiting(..) => "waiting",
+            SleepState::Done => "done",
+        };
+        f.debug_struct("Sleep")
+            .field("delay", &self.delay)
+            .field("state", &state)
+            .finish()
+    }
+}

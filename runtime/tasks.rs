@@ -1,0 +1,793 @@
+//! Tasks: a coroutine driven by the loop. Mirrors `Task` in
+//! `Lib/asyncio/tasks.py` (`__step`, `__wakeup`, `cancel`, `uncancel`) and
+//! `_enter_task`/`_leave_task`, `current_task`, `all_tasks`.
+//!
+//! A task wraps a Rust future whose output is `tulip::Result<T>` (the
+//! "coroutine"). `step` polls it once (asyncio's `__step`). When the body
+//! awaits a runtime future that is pending, that future records itself as the
+//! task's `fut_waiter` and keeps the task's waker in its done callbacks;
+//! completing the future wakes the task, which pushes it onto the ready
+//! queue (asyncio's `call_soon(__wakeup)`).
+//!
+//! ## Cancellation, as asyncio does it
+//! `cancel()` cancels the `fut_waiter`; the body then sees `Err(Cancelled)`
+//! from that await, and may catch it. Without a `fut_waiter` (the task is
+//! scheduled, running, or suspended outside the runtime) `cancel()` sets
+//! `must_cancel`. The next `step` turns it into a *throw*: the first runtime
+//! future the body polls returns `Err(Cancelled)` (asyncio's `coro.throw`).
+//! A body that never started is not polled at all (asyncio throws into it at
+//! its first line). Dropping a `Task` handle cancels nothing.
+//!
+//! # Invariants
+//! - Either `fut_waiter` is set and the step is not scheduled, or the
+//!   reverse — except for a spurious wake of a body that awaits several things
+//!   at once, which schedules the step while `fut_waiter` is set; `step`
+//!   clears `fut_waiter` first, as asyncio's does.
+//! - `scheduled` is true exactly while the task sits in the ready queue, so a
+//!   task is in the queue at most once.
+//! - A pending task is owned by the loop's task slab (key = its waker's
+//!   token); it leaves the slab when it is done. A task dropped while pending
+//!   is reported: "Task was destroyed but it is pending!" (C4).
+//! - At most one task runs at a time per thread: `CURRENT_TASK` is set by
+//!   `enter_task` and restored by `leave_task`.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future as StdFuture;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use crate::error::{panic_message, Error, Result};
+use crate::event_loop::{
+    get_running_loop, with_running_if, EventLoop, ExceptionContext, Interrupt, Ready, TaskFactory,
+};
+use crate::futures::{CallbackId, Cancel, FutureCore, State};
+use crate::threadsafe::{Remote, Shared};
+
+/// asyncio's `_task_name_counter`: names are `Task-1`, `Task-2`, ...
+static TASK_COUNTER: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// asyncio's `_current_tasks[loop]` for the loop running on this thread.
+    static CURRENT_TASK: RefCell<Option<Rc<dyn AnyTask>>> = const { RefCell::new(None) };
+}
+
+// ===== the non-generic part of a task =====
+
+/// The fields of a task that do not depend on its types.
+pub(crate) struct TaskHeader {
+    /// Unique per process; also the task's name number.
+    pub(crate) id: u64,
+    /// Slab key in the loop's task table.
+    key: usize,
+    name: RefCell<Option<String>>,
+    /// True while the task sits in the ready queue.
+    pub(crate) scheduled: Cell<bool>,
+    /// A cancel request that has not reached the body yet.
+    must_cancel: Cell<bool>,
+    /// During a step: a cancel to throw at the first runtime await.
+    throw_pending: Cell<bool>,
+    cancel_message: RefCell<Option<Arc<str>>>,
+    num_cancels_requested: Cell<u32>,
+    /// The runtime future the body is suspended on, if any.
+    fut_waiter: RefCell<Option<Rc<dyn Cancel>>>,
+    /// The body has been polled at least once.
+    started: Cell<bool>,
+    waker: Waker,
+}
+
+/// A task of any result type: what the scheduler and `current_task()` see.
+pub(crate) trait AnyTask {
+    fn header(&self) -> &TaskHeader;
+    /// asyncio's `__step`. Returns true if the body raised [`Interrupt`].
+    fn step(self: Rc<Self>) -> bool;
+    fn done(&self) -> bool;
+    fn cancelled(&self) -> bool;
+    fn cancel(self: Rc<Self>, msg: Option<Arc<str>>) -> bool;
+    fn add_waker(&self, waker: &Waker);
+    fn describe(&self) -> String;
+    /// The loop is closing and drops this pending task.
+    fn destroyed_pending(&self);
+    fn loop_(&self) -> &EventLoop;
+    /// The error the task failed with (marks it retrieved).
+    fn error(&self) -> Option<Error>;
+}
+
+/// The waker of a task: its slab key and id, and the way to its loop.
+struct TaskWaker {
+    shared: Arc<Shared>,
+    key: usize,
+    id: u64,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // On the loop's own thread while it runs: a plain push onto the ready queue.
+        if !with_running_if(&self.shared, |inner| inner.wake_task(self.key, self.id)) {
+            // Elsewhere: through the thread-safe queue. A closed loop drops the wake.
+            let _ = self.shared.send(Remote::Wake(self.key, self.id));
+        }
+    }
+}
+
+// ===== the typed task =====
+
+struct TaskCell<T, F> {
+    header: TaskHeader,
+    core: FutureCore<T, Task<T>>,
+    body: Cell<Option<Pin<Box<F>>>>,
+}
+
+/// asyncio's `Task`: a future that runs a coroutine on the loop.
+///
+/// Created by [`create_task`] or [`EventLoop::create_task`]. Await it to get
+/// the body's result (`T: Clone`, since any number of awaiters may read it).
+/// The loop keeps a running task alive: dropping the `Task` handle neither
+/// cancels nor stops it.
+///
+/// ```
+/// let out = tulip::run(async {
+///     let t = tulip::create_task(async { tulip::sleep(0.01).await?; Ok(7) })?;
+///     t.await
+/// }).unwrap();
+/// assert_eq!(out, 7);
+/// ```
+#[must_use = "a Task handle is how you await or cancel the task; the task runs anyway"]
+pub struct Task<T> {
+    inner: Rc<dyn TypedTask<T>>,
+}
+
+trait TypedTask<T>: AnyTask {
+    fn core(&self) -> &FutureCore<T, Task<T>>;
+    fn as_any(self: Rc<Self>) -> Rc<dyn AnyTask>;
+}
+
+impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TypedTask<T> for TaskCell<T, F> {
+    fn core(&self) -> &FutureCore<T, Task<T>> {
+        &self.core
+    }
+    fn as_any(self: Rc<Self>) -> Rc<dyn AnyTask> {
+        self
+    }
+}
+
+impl<T> Clone for Task<T> {
+    fn clone(&self) -> Self {
+        Task {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// Options for [`EventLoop::create_task_with`].
+#[derive(Clone, Debug, Default)]
+pub struct TaskOptions {
+    /// The task's name; `Task-N` if `None`.
+    pub name: Option<String>,
+    /// Start eagerly (asyncio 3.12's eager tasks, C6); `None` follows the
+    /// loop's task factory.
+    pub eager: Option<bool>,
+}
+
+impl EventLoop {
+    /// asyncio's `loop.create_task(coro)`: wraps `fut` in a task and
+    /// schedules its first step (or runs it now with the eager factory).
+    #[track_caller]
+    pub fn create_task<T, F>(&self, fut: F) -> Result<Task<T>>
+    where
+        T: 'static,
+        F: StdFuture<Output = Result<T>> + 'static,
+    {
+        self.create_task_with(fut, TaskOptions::default())
+    }
+
+    /// `create_task` with a name and/or eager start.
+    pub fn create_task_with<T, F>(&self, fut: F, opts: TaskOptions) -> Result<Task<T>>
+    where
+        T: 'static,
+        F: StdFuture<Output = Result<T>> + 'static,
+    {
+        self.check_closed()?;
+        let id = TASK_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut tasks = self.inner.tasks.borrow_mut();
+        let entry = tasks.vacant_entry();
+        let key = entry.key();
+        let waker = Waker::from(Arc::new(TaskWaker {
+            shared: self.inner.shared.clone(),
+            key,
+            id,
+        }));
+        let cell = Rc::new(TaskCell {
+            header: TaskHeader {
+                id,
+                key,
+                name: RefCell::new(opts.name),
+                scheduled: Cell::new(false),
+                must_cancel: Cell::new(false),
+                throw_pending: Cell::new(false),
+                cancel_message: RefCell::new(None),
+                num_cancels_requested: Cell::new(0),
+                fut_waiter: RefCell::new(None),
+                started: Cell::new(false),
+                waker,
+            },
+            core: FutureCore::new(self.clone()),
+            body: Cell::new(Some(Box::pin(fut))),
+        });
+        entry.insert(cell.clone());
+        drop(tasks);
+        let eager = opts
+            .eager
+            .unwrap_or(self.inner.task_factory.get() == TaskFactory::Eager);
+        if eager {
+            // asyncio's __eager_start: run the first step now, as the current
+            // task, then put the creator back. A task that finishes here is
+            // never scheduled.
+            let interrupted = cell.clone().step();
+            if interrupted {
+                interrupt_from_task();
+            }
+        } else {
+            cell.header.scheduled.set(true);
+            self.inner
+                .ready
+                .borrow_mut()
+                .push_back(Ready::Task(cell.clone()));
+        }
+        Ok(Task { inner: cell })
+    }
+}
+
+/// asyncio's `create_task(coro)`: creates a task on the running loop.
+#[track_caller]
+pub fn create_task<T, F>(fut: F) -> Result<Task<T>>
+where
+    T: 'static,
+    F: StdFuture<Output = Result<T>> + 'static,
+{
+    get_running_loop()?.create_task(fut)
+}
+
+/// `create_task` with a name.
+pub fn create_task_named<T, F>(fut: F, name: impl Into<String>) -> Result<Task<T>>
+where
+    T: 'static,
+    F: StdFuture<Output = Result<T>> + 'static,
+{
+    get_running_loop()?.create_task_with(
+        fut,
+        TaskOptions {
+            name: Some(name.into()),
+            eager: None,
+        },
+    )
+}
+
+fn interrupt_from_task() -> ! {
+    std::panic::resume_unwind(Box::new(Interrupt))
+}
+
+impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TaskCell<T, F> {
+    fn owner(self: &Rc<Self>) -> Task<T> {
+        Task {
+            inner: self.clone(),
+        }
+    }
+
+    /// Leaves the slab and completes the task's future.
+    fn finish(self: &Rc<Self>, state: State<T>) {
+        let removed = self.core.lp.inner.tasks.borrow_mut().try_remove(self.header.key);
+        drop(removed);
+        let owner = self.owner();
+        // The state can't be done already: step returns early for done tasks.
+        let _ = self.core.finish(&owner, state);
+    }
+
+    fn cancel_message(&self) -> Option<Arc<str>> {
+        self.header.cancel_message.borrow().clone()
+    }
+}
+
+impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCell<T, F> {
+    fn header(&self) -> &TaskHeader {
+        &self.header
+    }
+
+    fn step(self: Rc<Self>) -> bool {
+        let h = &self.header;
+        h.scheduled.set(false);
+        if self.core.done() {
+            return false;
+        }
+        // A pending cancel becomes a throw into the body (asyncio: coro.throw).
+        let throw = h.must_cancel.replace(false);
+        drop(h.fut_waiter.borrow_mut().take());
+        if throw && !h.started.get() {
+            // The coroutine never ran: the throw ends it at its first line.
+            drop(self.body.take());
+            self.finish(State::Cancelled(self.cancel_message()));
+            return false;
+        }
+        let Some(mut body) = self.body.take() else {
+            return false;
+        };
+        h.started.set(true);
+        h.throw_pending.set(throw);
+
+        let prev = enter_task(self.clone());
+        let mut cx = Context::from_waker(&h.waker);
+        let res = catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(&mut cx)));
+        leave_task(prev);
+
+        let throw_left = h.throw_pending.replace(false);
+        match res {
+            Ok(Poll::Pending) => {
+                self.body.set(Some(body));
+                if throw_left {
+                    // Suspended somewhere outside the runtime: deliver at the next await.
+                    h.must_cancel.set(true);
+                }
+                if h.must_cancel.get() {
+                    // asyncio: a cancel requested during the step goes to the
+                    // future the body just suspended on.
+                    let waiter = h.fut_waiter.borrow().clone();
+                    if let Some(w) = waiter {
+                        if w.cancel_waiter(self.cancel_message()) {
+                            h.must_cancel.set(false);
+                        }
+                    }
+                }
+            }
+            Ok(Poll::Ready(out)) => {
+                drop(body);
+                let cancel_pending = h.must_cancel.replace(false) || throw_left;
+                let state = match out {
+                    Ok(_) if cancel_pending => State::Cancelled(self.cancel_message()),
+                    Ok(v) => State::Finished(v),
+                    Err(Error::Cancelled(msg)) => State::Cancelled(msg),
+                    Err(e) => State::Failed(e),
+                };
+                self.finish(state);
+            }
+            Err(payload) => {
+                drop(body);
+                if payload.is::<Interrupt>() {
+                    self.finish(State::Failed(Error::Interrupted));
+                    return true;
+                }
+                self.finish(State::Failed(Error::Panic(panic_message(&*payload))));
+            }
+        }
+        false
+    }
+
+    fn done(&self) -> bool {
+        self.core.done()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.core.cancelled()
+    }
+
+    fn cancel(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
+        let h = &self.header;
+        if self.core.done() {
+            return false;
+        }
+        h.num_cancels_requested.set(h.num_cancels_requested.get() + 1);
+        let waiter = h.fut_waiter.borrow().clone();
+        if let Some(w) = waiter {
+            // Leave fut_waiter set: it may be a task that swallows the cancel.
+            if w.cancel_waiter(msg.clone()) {
+                return true;
+            }
+        }
+        // The step is scheduled (or running): deliver at the next await.
+        h.must_cancel.set(true);
+        *h.cancel_message.borrow_mut() = msg;
+        true
+    }
+
+    fn add_waker(&self, waker: &Waker) {
+        self.core.add_waker(waker)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "<Task {} name='{}'>",
+            self.core.describe_state(),
+            self.header.name()
+        )
+    }
+
+    fn destroyed_pending(&self) {
+        if !self.core.done() {
+            self.core.lp.call_exception_handler(&ExceptionContext {
+                message: "Task was destroyed but it is pending!".into(),
+                task: Some(self.describe()),
+                ..Default::default()
+            });
+        }
+    }
+
+    fn loop_(&self) -> &EventLoop {
+        &self.core.lp
+    }
+
+    fn error(&self) -> Option<Error> {
+        self.core.exception().ok().flatten()
+    }
+}
+
+impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> Cancel for TaskCell<T, F> {
+    fn cancel_waiter(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
+        AnyTask::cancel(self, msg)
+    }
+}
+
+impl<T, F> Drop for TaskCell<T, F> {
+    fn drop(&mut self) {
+        // Report here, before the core's own Drop would call it a "Future".
+        self.core
+            .report_unretrieved("Task", || format!("<Task failed name='{}'>", self.header.name()));
+        self.core.clear_log_traceback();
+    }
+}
+
+impl TaskHeader {
+    fn name(&self) -> String {
+        match &*self.name.borrow() {
+            Some(n) => n.clone(),
+            None => format!("Task-{}", self.id),
+        }
+    }
+}
+
+// ===== enter / leave, and the hooks runtime futures call =====
+
+fn enter_task(task: Rc<dyn AnyTask>) -> Option<Rc<dyn AnyTask>> {
+    CURRENT_TASK.with(|c| c.replace(Some(task)))
+}
+
+fn leave_task(prev: Option<Rc<dyn AnyTask>>) {
+    let me = CURRENT_TASK.with(|c| c.replace(prev));
+    drop(me);
+}
+
+/// Called by a runtime future at the start of its `poll`: if the current task
+/// has a cancel to throw at this await, takes it.
+pub(crate) fn take_throw() -> Option<Error> {
+    CURRENT_TASK.with(|c| {
+        let c = c.borrow();
+        let t = c.as_ref()?;
+        let h = t.header();
+        if h.throw_pending.replace(false) {
+            Some(Error::Cancelled(h.cancel_message.borrow().clone()))
+        } else {
+            None
+        }
+    })
+}
+
+/// Called by a runtime future that returns `Pending`: it becomes the current
+/// task's `fut_waiter`.
+pub(crate) fn set_fut_waiter(w: Rc<dyn Cancel>) {
+    let old = CURRENT_TASK.with(|c| {
+        c.borrow()
+            .as_ref()
+            .and_then(|t| t.header().fut_waiter.borrow_mut().replace(w))
+    });
+    drop(old);
+}
+
+/// True if `task` is the task running right now.
+fn is_current(task: &Rc<dyn AnyTask>) -> bool {
+    CURRENT_TASK.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|cur| std::ptr::addr_eq(Rc::as_ptr(cur), Rc::as_ptr(task)))
+    })
+}
+
+// ===== the public Task API =====
+
+impl<T: 'static> Task<T> {
+    fn any(&self) -> Rc<dyn AnyTask> {
+        self.inner.clone().as_any()
+    }
+
+    /// Requests cancellation (asyncio's `cancel()`); see the module docs.
+    /// Returns false if the task is already done.
+    pub fn cancel(&self) -> bool {
+        self.any().cancel(None)
+    }
+
+    /// `cancel()` with a message, carried by the `Cancelled` error (C3).
+    pub fn cancel_with(&self, msg: impl Into<Arc<str>>) -> bool {
+        self.any().cancel(Some(msg.into()))
+    }
+
+    /// How many cancel requests are pending (asyncio's `cancelling()`).
+    pub fn cancelling(&self) -> u32 {
+        self.inner.header().num_cancels_requested.get()
+    }
+
+    /// Takes back one cancel request (asyncio 3.13's `uncancel()`): when the
+    /// count drops to zero, a cancel not yet delivered is dropped too.
+    pub fn uncancel(&self) -> u32 {
+        uncancel(self.inner.header())
+    }
+
+    /// True once the task has finished, failed or was cancelled.
+    pub fn done(&self) -> bool {
+        self.inner.done()
+    }
+
+    /// True if the task ended cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.inner.cancelled()
+    }
+
+    /// The error the task failed with (asyncio's `exception()`).
+    pub fn exception(&self) -> Result<Option<Error>> {
+        self.inner.core().exception()
+    }
+
+    /// The task's name (asyncio's `get_name()`).
+    pub fn name(&self) -> String {
+        self.inner.header().name()
+    }
+
+    /// Renames the task (asyncio's `set_name()`).
+    pub fn set_name(&self, name: impl Into<String>) {
+        *self.inner.header().name.borrow_mut() = Some(name.into());
+    }
+
+    /// A process-unique id; `Task-{id}` is the default name.
+    pub fn id(&self) -> u64 {
+        self.inner.header().id
+    }
+
+    /// The loop that runs the task.
+    pub fn get_loop(&self) -> EventLoop {
+        self.inner.loop_().clone()
+    }
+
+    /// Adds a callback called with the task once it is done, via `call_soon`.
+    pub fn add_done_callback(&self, f: impl FnOnce(&Task<T>) + 'static) -> CallbackId {
+        self.inner.core().add_done_callback(self, Box::new(f))
+    }
+
+    /// Removes a done callback; returns how many were removed.
+    pub fn remove_done_callback(&self, id: CallbackId) -> usize {
+        self.inner.core().remove_done_callback(id)
+    }
+
+    /// Moves the result out, for a task with one reader and a result type
+    /// that is not `Clone`.
+    pub fn take_result(&self) -> Result<T> {
+        self.inner.core().take_result()
+    }
+
+    /// A type-erased reference to this task.
+    pub fn as_ref(&self) -> TaskRef {
+        TaskRef { inner: self.any() }
+    }
+
+    /// Resolves when the task is done, without reading its result.
+    pub fn wait_done(&self) -> WaitTask {
+        WaitTask { task: self.any() }
+    }
+
+    /// True if both values are the same task.
+    pub fn ptr_eq(&self, other: &Task<T>) -> bool {
+        std::ptr::addr_eq(Rc::as_ptr(&self.inner), Rc::as_ptr(&other.inner))
+    }
+
+    /// Number of done callbacks and wakers registered.
+    pub fn callback_count(&self) -> usize {
+        self.inner.core().callback_count()
+    }
+}
+
+impl<T: Clone + 'static> Task<T> {
+    /// The task's result (asyncio's `result()`): `Err(InvalidState)` while
+    /// pending, `Err(Cancelled)` if cancelled, the body's error if it failed.
+    pub fn result(&self) -> Result<T> {
+        self.inner.core().result()
+    }
+}
+
+fn uncancel(h: &TaskHeader) -> u32 {
+    let n = h.num_cancels_requested.get();
+    if n > 0 {
+        h.num_cancels_requested.set(n - 1);
+        if n == 1 {
+            h.must_cancel.set(false);
+        }
+    }
+    h.num_cancels_requested.get()
+}
+
+impl<T: Clone + 'static> StdFuture for Task<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        if let Some(err) = take_throw() {
+            return Poll::Ready(Err(err));
+        }
+        let any = self.any();
+        if is_current(&any) {
+            return Poll::Ready(Err(Error::runtime(format!(
+                "task cannot await on itself: {}",
+                any.describe()
+            ))));
+        }
+        let core = self.inner.core();
+        match core.poll_done(cx) {
+            Poll::Ready(()) => Poll::Ready(core.result()),
+            Poll::Pending => {
+                set_fut_waiter(as_cancel(any));
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A task as a `fut_waiter`: cancelling the awaiter cancels the awaited task.
+struct TaskAsWaiter(Rc<dyn AnyTask>);
+
+impl Cancel for TaskAsWaiter {
+    fn cancel_waiter(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
+        self.0.clone().cancel(msg)
+    }
+}
+
+fn as_cancel(t: Rc<dyn AnyTask>) -> Rc<dyn Cancel> {
+    Rc::new(TaskAsWaiter(t))
+}
+
+impl<T> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.describe())
+    }
+}
+
+/// A task of any result type: what [`current_task`] and [`all_tasks`] return.
+#[derive(Clone)]
+pub struct TaskRef {
+    inner: Rc<dyn AnyTask>,
+}
+
+impl TaskRef {
+    /// Requests cancellation, like [`Task::cancel`].
+    pub fn cancel(&self) -> bool {
+        self.inner.clone().cancel(None)
+    }
+
+    /// `cancel()` with a message.
+    pub fn cancel_with(&self, msg: impl Into<Arc<str>>) -> bool {
+        self.inner.clone().cancel(Some(msg.into()))
+    }
+
+    /// How many cancel requests are pending.
+    pub fn cancelling(&self) -> u32 {
+        self.inner.header().num_cancels_requested.get()
+    }
+
+    /// Takes back one cancel request.
+    pub fn uncancel(&self) -> u32 {
+        uncancel(self.inner.header())
+    }
+
+    /// True once the task is done.
+    pub fn done(&self) -> bool {
+        self.inner.done()
+    }
+
+    /// True if the task ended cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.inner.cancelled()
+    }
+
+    /// The task's name.
+    pub fn name(&self) -> String {
+        self.inner.header().name()
+    }
+
+    /// Renames the task.
+    pub fn set_name(&self, name: impl Into<String>) {
+        *self.inner.header().name.borrow_mut() = Some(name.into());
+    }
+
+    /// The task's process-unique id.
+    pub fn id(&self) -> u64 {
+        self.inner.header().id
+    }
+
+    /// Resolves when the task is done.
+    pub fn wait_done(&self) -> WaitTask {
+        WaitTask {
+            task: self.inner.clone(),
+        }
+    }
+
+    /// True if both refer to the same task.
+    pub fn ptr_eq(&self, other: &TaskRef) -> bool {
+        std::ptr::addr_eq(Rc::as_ptr(&self.inner), Rc::as_ptr(&other.inner))
+    }
+
+    /// The loop that runs the task.
+    pub fn get_loop(&self) -> EventLoop {
+        self.inner.loop_().clone()
+    }
+
+    /// The error the task failed with, if it failed (not if cancelled).
+    pub fn error(&self) -> Option<Error> {
+        self.inner.error()
+    }
+}
+
+impl fmt::Debug for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.describe())
+    }
+}
+
+/// What `wait_done` returns: resolves when the task is done. Cancelling the
+/// awaiting task does not cancel the awaited one.
+#[must_use = "futures do nothing unless awaited"]
+pub struct WaitTask {
+    task: Rc<dyn AnyTask>,
+}
+
+impl StdFuture for WaitTask {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.task.done() {
+            return Poll::Ready(());
+        }
+        self.task.add_waker(cx.waker());
+        Poll::Pending
+    }
+}
+
+impl fmt::Debug for WaitTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WaitTask({})", self.task.describe())
+    }
+}
+
+/// asyncio's `current_task()`: the task running now, if any.
+pub fn current_task() -> Option<TaskRef> {
+    CURRENT_TASK.with(|c| c.borrow().clone().map(|inner| TaskRef { inner }))
+}
+
+/// asyncio's `all_tasks()`: the running loop's tasks that are not done.
+pub fn all_tasks() -> Vec<TaskRef> {
+    match get_running_loop() {
+        Ok(lp) => lp.all_tasks(),
+        Err(_) => Vec::new(),
+    }
+}
+
+impl EventLoop {
+    /// The loop's tasks that are not done.
+    pub fn all_tasks(&self) -> Vec<TaskRef> {
+        self.inner
+            .tasks
+            .borrow()
+            .iter()
+            .filter(|(_, t)| !t.done())
+            .map(|(_, t)| TaskRef { inner: t.clone() })
+            .collect()
+    }
+}

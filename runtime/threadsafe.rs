@@ -1,0 +1,156 @@
+//! The loop's one door to other threads: [`LoopHandle`]. Mirrors
+//! `call_soon_threadsafe` and `_write_to_self` in `Lib/asyncio/base_events.py`
+//! and `selector_events.py`.
+//!
+//! asyncio writes a byte to a self-pipe to wake a loop blocked in `select()`.
+//! tulip sends the work over a crossbeam channel and wakes the poll with a
+//! [`mio::Waker`] (an eventfd). A flag makes many wakes coalesce into one
+//! `write(2)` and one poll wake-up (conformance H1).
+//!
+//! # Invariants
+//! - Everything here is `Send + Sync`; nothing here touches the loop's
+//!   `Rc`/`RefCell` state. Work crosses as messages and is turned into local
+//!   handles by the loop thread in `run_once`.
+//! - No lost wake-up: a sender pushes its message *before* it tests-and-sets
+//!   `notified`; the loop clears `notified` *before* it drains the channel.
+//!   So either the loop's drain sees the message, or the sender sees
+//!   `notified == false` and wakes the poll.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::error::{Error, Result};
+
+/// A message from another thread to the loop.
+pub(crate) enum Remote {
+    /// `call_soon_threadsafe(f)`.
+    Call(Box<dyn FnOnce() + Send>, Arc<AtomicBool>),
+    /// A task waker woken off the loop thread: (slab key, task id).
+    Wake(usize, u64),
+    /// `LoopHandle::stop()`.
+    Stop,
+}
+
+/// State shared between the loop and its [`LoopHandle`]s.
+pub(crate) struct Shared {
+    pub(crate) waker: mio::Waker,
+    pub(crate) tx: Sender<Remote>,
+    pub(crate) rx: Receiver<Remote>,
+    /// Set by senders, cleared by the loop before it drains `rx`.
+    pub(crate) notified: AtomicBool,
+    pub(crate) closed: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new(waker: mio::Waker) -> Shared {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Shared {
+            waker,
+            tx,
+            rx,
+            notified: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues a message and wakes the loop unless a wake is already pending.
+    pub(crate) fn send(&self, msg: Remote) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.tx.send(msg).map_err(|_| Error::Closed)?;
+        if !self.notified.swap(true, Ordering::AcqRel) {
+            // A failed write means the eventfd counter is saturated: the loop
+            // is going to wake up anyway.
+            let _ = self.waker.wake();
+        }
+        Ok(())
+    }
+}
+
+/// A `Send + Sync` handle to an [`EventLoop`](crate::EventLoop), for other
+/// threads. It is the only part of tulip that crosses threads.
+///
+/// ```
+/// let lp = tulip::EventLoop::new().unwrap();
+/// let handle = lp.handle();
+/// let t = std::thread::spawn(move || {
+///     handle.call_soon_threadsafe(|| println!("on the loop")).unwrap();
+///     handle.stop().unwrap();
+/// });
+/// lp.run_forever().unwrap(); // returns once the other thread called stop()
+/// t.join().unwrap();
+/// ```
+#[derive(Clone)]
+pub struct LoopHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl LoopHandle {
+    /// asyncio's `loop.call_soon_threadsafe(callback)`: runs `f` on the loop
+    /// thread at its next iteration, waking the loop if it blocks in poll.
+    /// Fails with [`Error::Closed`] once the loop is closed.
+    pub fn call_soon_threadsafe<F: FnOnce() + Send + 'static>(
+        &self,
+        f: F,
+    ) -> Result<ThreadsafeHandle> {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        self.shared
+            .send(Remote::Call(Box::new(f), cancelled.clone()))?;
+        Ok(ThreadsafeHandle { cancelled })
+    }
+
+    /// Stops the loop from another thread (`loop.call_soon_threadsafe(loop.stop)`).
+    pub fn stop(&self) -> Result<()> {
+        self.shared.send(Remote::Stop)
+    }
+
+    /// True once the loop was closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// True if both handles point to the same loop.
+    pub fn same_loop(&self, other: &LoopHandle) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl fmt::Debug for LoopHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopHandle")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// What [`LoopHandle::call_soon_threadsafe`] returns: cancel it from any
+/// thread, and if the callback has not started yet it never will.
+#[derive(Clone)]
+#[must_use = "a ThreadsafeHandle is how you cancel the callback; bind it to `_` to drop it"]
+pub struct ThreadsafeHandle {
+    cancelled: Arc<AtomicBool>,
+}
+
+impl ThreadsafeHandle {
+    /// Cancels the callback.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+
+    /// True once [`cancel`](ThreadsafeHandle::cancel) was called.
+    pub fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Debug for ThreadsafeHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadsafeHandle")
+            .field("cancelled", &self.cancelled())
+            .finish()
+    }
+}
