@@ -136,7 +136,10 @@ fn resolve_ping_searches_path_and_reports_missing() {
     // Not executable: skipped.
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = resolve_ping(Some(&path)).unwrap_err();
-    assert!(err.to_string().contains("apt-get install iputils-ping"), "{err}");
+    assert!(
+        err.to_string().contains("apt-get install iputils-ping"),
+        "{err}"
+    );
     assert_eq!(err.exit_code(), pinger::error::EXIT_SYSTEM_FAILURE);
     std::fs::remove_dir_all(&dir).unwrap();
 }

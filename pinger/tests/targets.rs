@@ -28,7 +28,10 @@ fn err_text(input: &str) -> String {
 
 #[test]
 fn single_address() {
-    assert_eq!(parse_target(" 10.0.0.7 ").unwrap(), Target::Single(ip("10.0.0.7")));
+    assert_eq!(
+        parse_target(" 10.0.0.7 ").unwrap(),
+        Target::Single(ip("10.0.0.7"))
+    );
     assert_eq!(hosts(&["10.0.0.7"]).unwrap(), vec![ip("10.0.0.7")]);
 }
 
@@ -49,13 +52,22 @@ fn cidr_host_bits_are_masked() {
             prefix: 24
         }
     );
-    assert_eq!(hosts(&["10.1.2.3/30"]).unwrap(), vec![ip("10.1.2.1"), ip("10.1.2.2")]);
+    assert_eq!(
+        hosts(&["10.1.2.3/30"]).unwrap(),
+        vec![ip("10.1.2.1"), ip("10.1.2.2")]
+    );
 }
 
 #[test]
 fn cidr_31_gives_both_and_32_gives_one() {
-    assert_eq!(hosts(&["10.0.0.4/31"]).unwrap(), vec![ip("10.0.0.4"), ip("10.0.0.5")]);
-    assert_eq!(hosts(&["10.0.0.5/31"]).unwrap(), vec![ip("10.0.0.4"), ip("10.0.0.5")]);
+    assert_eq!(
+        hosts(&["10.0.0.4/31"]).unwrap(),
+        vec![ip("10.0.0.4"), ip("10.0.0.5")]
+    );
+    assert_eq!(
+        hosts(&["10.0.0.5/31"]).unwrap(),
+        vec![ip("10.0.0.4"), ip("10.0.0.5")]
+    );
     assert_eq!(hosts(&["10.0.0.9/32"]).unwrap(), vec![ip("10.0.0.9")]);
 }
 
@@ -63,7 +75,10 @@ fn cidr_31_gives_both_and_32_gives_one() {
 fn cidr_at_the_top_of_the_space() {
     let h = hosts(&["255.255.255.252/30"]).unwrap();
     assert_eq!(h, vec![ip("255.255.255.253"), ip("255.255.255.254")]);
-    assert_eq!(hosts(&["255.255.255.255/32"]).unwrap(), vec![Ipv4Addr::BROADCAST]);
+    assert_eq!(
+        hosts(&["255.255.255.255/32"]).unwrap(),
+        vec![Ipv4Addr::BROADCAST]
+    );
 }
 
 #[test]
@@ -101,7 +116,10 @@ fn host_limit_is_exact_and_raisable() {
     };
     assert_eq!(expand(&t, &opts).unwrap().len(), 131_070);
     // Overlap is counted once: two copies of a /16 stay under the limit.
-    assert_eq!(hosts(&["10.0.0.0/16", "10.0.128.0/17"]).unwrap().len(), 65_534);
+    assert_eq!(
+        hosts(&["10.0.0.0/16", "10.0.128.0/17"]).unwrap().len(),
+        65_534
+    );
 }
 
 #[test]
@@ -151,7 +169,13 @@ fn bad_octets() {
 
 #[test]
 fn bad_prefixes() {
-    for input in ["10.0.0.0/33", "10.0.0.0/", "10.0.0.0/x", "10.0.0.0/-1", "10.0.0.0/024"] {
+    for input in [
+        "10.0.0.0/33",
+        "10.0.0.0/",
+        "10.0.0.0/x",
+        "10.0.0.0/-1",
+        "10.0.0.0/024",
+    ] {
         let text = err_text(input);
         assert!(text.contains("from 0 to 32"), "{input}: {text}");
     }
@@ -159,7 +183,12 @@ fn bad_prefixes() {
 
 #[test]
 fn ipv6_gets_a_clear_error() {
-    for input in ["::1", "fe80::1/64", "2001:db8::1-2001:db8::5", "::ffff:10.0.0.1"] {
+    for input in [
+        "::1",
+        "fe80::1/64",
+        "2001:db8::1-2001:db8::5",
+        "::ffff:10.0.0.1",
+    ] {
         let err = parse_target(input).unwrap_err();
         assert!(matches!(err, Error::Ipv6 { .. }), "{input}: {err:?}");
         assert!(err.to_string().contains("ipv6"), "{err}");
@@ -207,8 +236,7 @@ fn target_file_with_comments_and_blank_lines() {
 
 #[test]
 fn target_file_errors_name_file_and_line() {
-    let err = parse_target_file("10.0.0.1\n# ok\nnot-an-ip\n", Path::new("hosts.txt"))
-        .unwrap_err();
+    let err = parse_target_file("10.0.0.1\n# ok\nnot-an-ip\n", Path::new("hosts.txt")).unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with("hosts.txt, line 3: "), "{text}");
     assert!(text.contains("hostname"), "{text}");
