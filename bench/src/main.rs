@@ -1,1 +1,339 @@
-fn main() {}
+//! `cargo run --release -p bench -- <group>...`: tulip side by side with
+//! CPython asyncio, uvloop, tokio current_thread and the raw floor, in one run.
+//!
+//! See `bench/README.md` for the groups, the options and the method.
+
+mod floor;
+mod harness;
+mod hw;
+mod loop_group;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use harness::{Case, Contender, Goal, Launch, Outcome, RunOptions, NS_PER_OP};
+
+const GROUPS: &[&str] = &["loop", "sync", "net", "spawn", "sweep"];
+
+const USAGE: &str = "\
+usage: bench [GROUP...] [options]
+
+groups: loop sync net spawn sweep all      (default: loop)
+
+options:
+  --runs N        rounds per case; the median is reported (default 5)
+  --ops N         operations per case instead of each case's default
+  --quick         3 rounds and a tenth of the operations (a smoke run)
+  --case A,B      only these cases
+  --only A,B      only these contenders (tulip is always kept)
+  --timeout SECS  per child process (default 300)
+  --md FILE       also write the Markdown report to FILE
+  --python EXE    the Python for the asyncio/uvloop peers (default python3)
+  -v              print each child's command line
+";
+
+/// Everything the groups need to build their cases.
+pub struct Ctx {
+    exe: String,
+    python: String,
+    peers: PathBuf,
+    ops: Option<u64>,
+    /// Multiplies every case's default ops (0.1 with --quick).
+    scale: f64,
+}
+
+impl Ctx {
+    /// The op count for a case whose default is `default`.
+    pub fn ops(&self, default: u64) -> u64 {
+        self.ops
+            .unwrap_or_else(|| ((default as f64 * self.scale) as u64).max(1))
+    }
+
+    /// This binary, re-run as one contender of one case.
+    pub fn child(&self, group: &str, case: &str, contender: &str, ops: u64) -> Contender {
+        Contender {
+            name: contender.to_string(),
+            launch: Launch::Run(vec![
+                self.exe.clone(),
+                "--child".into(),
+                group.into(),
+                case.into(),
+                contender.into(),
+                "--ops".into(),
+                ops.to_string(),
+            ]),
+        }
+    }
+
+    /// A Python peer script from `bench/peers/`.
+    pub fn python(&self, name: &str, script: &str, args: &[String]) -> Contender {
+        let path = self.peers.join(script);
+        let launch = if !path.exists() {
+            Launch::Unavailable(format!("{} is missing", path.display()))
+        } else {
+            let mut argv = vec![self.python.clone(), path.display().to_string()];
+            argv.extend(args.iter().cloned());
+            Launch::Run(argv)
+        };
+        Contender {
+            name: name.to_string(),
+            launch,
+        }
+    }
+}
+
+fn loop_cases(ctx: &Ctx) -> Vec<Case> {
+    loop_group::CASES
+        .iter()
+        .map(|&(name, default_ops, goal, what)| {
+            let ops = ctx.ops(default_ops);
+            let py = |kind: &str| {
+                ctx.python(
+                    kind,
+                    "loop_bench.py",
+                    &[
+                        "--loop".into(),
+                        kind.into(),
+                        "--case".into(),
+                        name.into(),
+                        "--ops".into(),
+                        ops.to_string(),
+                    ],
+                )
+            };
+            let mut notes = Vec::new();
+            match name {
+                "callbacks" | "chain" => notes.push(
+                    "tokio has no callback API: its column is a detached `tokio::spawn` per callback."
+                        .to_string(),
+                ),
+                "timers" => notes.push(
+                    "tokio: `tokio_util::time::DelayQueue` insert/remove/poll_expired (its timer wheel); \
+                     floor: a `BinaryHeap` of deadlines and boxed callbacks, sleeping until the next."
+                        .to_string(),
+                ),
+                "tasks" | "switch" => notes.push(
+                    "tokio: `tokio::spawn` + awaiting the `JoinHandle`, `yield_now`; floor: a 100-line \
+                     `Rc` executor (VecDeque run queue, no cancellation, no I/O)."
+                        .to_string(),
+                ),
+                _ => {}
+            }
+            Case {
+                name: name.to_string(),
+                what: format!("{what} ({ops} ops)"),
+                primary: NS_PER_OP,
+                extra: vec![],
+                goals: vec![Goal::Absolute(goal)],
+                contenders: vec![
+                    ctx.child("loop", name, "tulip", ops),
+                    py("asyncio"),
+                    py("uvloop"),
+                    ctx.child("loop", name, "tokio", ops),
+                    ctx.child("loop", name, "floor", ops),
+                ],
+                notes,
+            }
+        })
+        .collect()
+}
+
+/// The cases of a group, or why the group can't run yet.
+fn group_cases(group: &str, ctx: &Ctx) -> Result<Vec<Case>, String> {
+    match group {
+        "loop" => Ok(loop_cases(ctx)),
+        "sync" => Err("needs area B (locks, queues, gather) on main; not wired yet".into()),
+        "net" => Err("needs area C (transports, streams, servers) on main; not wired yet".into()),
+        "spawn" => Err("needs area D (subprocess) on main; not wired yet".into()),
+        "sweep" => Err("needs area E (a working pinger) on main; not wired yet".into()),
+        _ => Err(format!("unknown group {group}")),
+    }
+}
+
+/// `--child GROUP CASE CONTENDER --ops N`: measure once, print `RESULT ...`.
+fn child_main(args: &[String]) -> i32 {
+    let (Some(group), Some(case), Some(who)) = (args.first(), args.get(1), args.get(2)) else {
+        eprintln!("usage: bench --child GROUP CASE CONTENDER --ops N");
+        return 2;
+    };
+    let ops: u64 = args
+        .iter()
+        .position(|a| a == "--ops")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let res = match group.as_str() {
+        "loop" => loop_group::run(case, who, ops).map(|ns| {
+            format!(
+                "ns_per_op={:.3} ops={ops} ns={ns}",
+                ns as f64 / ops.max(1) as f64
+            )
+        }),
+        _ => Err(format!("unknown group {group}")),
+    };
+    match res {
+        Ok(line) => {
+            println!("RESULT {line}");
+            0
+        }
+        Err(e) => {
+            eprintln!("bench child {group}/{case}/{who}: {e}");
+            1
+        }
+    }
+}
+
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let days = (secs / 86400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let t = secs % 86400;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        t / 3600,
+        (t % 3600) / 60
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        std::process::exit(child_main(&args[1..]));
+    }
+    let mut groups: Vec<String> = Vec::new();
+    let mut opts = RunOptions {
+        runs: 5,
+        timeout: Duration::from_secs(300),
+        verbose: false,
+    };
+    let mut ops = None;
+    let mut quick = false;
+    let mut only_cases: Option<Vec<String>> = None;
+    let mut only_who: Option<Vec<String>> = None;
+    let mut md_file: Option<PathBuf> = None;
+    let mut python = std::env::var("BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut it = args.into_iter();
+    let list = |s: Option<String>| -> Vec<String> {
+        s.unwrap_or_default()
+            .split(',')
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    while let Some(a) = it.next() {
+        let num = |v: Option<String>, what: &str| -> u64 {
+            v.and_then(|s| s.replace('_', "").parse().ok())
+                .unwrap_or_else(|| {
+                    eprintln!("bench: {what} needs a number\n\n{USAGE}");
+                    std::process::exit(2)
+                })
+        };
+        match a.as_str() {
+            "--runs" => opts.runs = num(it.next(), "--runs").max(1) as usize,
+            "--ops" => ops = Some(num(it.next(), "--ops")),
+            "--quick" => quick = true,
+            "--timeout" => opts.timeout = Duration::from_secs(num(it.next(), "--timeout")),
+            "--case" => only_cases = Some(list(it.next())),
+            "--only" => only_who = Some(list(it.next())),
+            "--md" => md_file = it.next().map(PathBuf::from),
+            "--python" => python = it.next().unwrap_or(python),
+            "-v" | "--verbose" => opts.verbose = true,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return;
+            }
+            "all" => groups.extend(GROUPS.iter().map(|g| g.to_string())),
+            g if GROUPS.contains(&g) => groups.push(g.to_string()),
+            other => {
+                eprintln!("bench: unknown argument {other:?}\n\n{USAGE}");
+                std::process::exit(2);
+            }
+        }
+    }
+    if groups.is_empty() {
+        groups.push("loop".into());
+    }
+    if quick && ops.is_none() {
+        opts.runs = opts.runs.min(3);
+    }
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "bench".into());
+    let peers = std::env::var_os("BENCH_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/peers")));
+    let ctx = Ctx {
+        exe,
+        python: python.clone(),
+        peers,
+        ops,
+        scale: if quick { 0.1 } else { 1.0 },
+    };
+
+    let mut report = String::new();
+    report.push_str(&format!("## Results, {}\n\n", utc_now()));
+    report.push_str(&hw::describe(&python));
+    report.push_str(&format!(
+        "- Method: each contender in its own process, {} rounds in rotated order, median shown \
+         (± is half the max−min spread){}\n\n",
+        opts.runs,
+        if quick {
+            "; QUICK run (a tenth of the ops)"
+        } else {
+            ""
+        }
+    ));
+    // The header goes out first, so a long run shows the machine at once.
+    print!("{report}");
+
+    for g in &groups {
+        eprintln!("== {g}");
+        let mut cases = match group_cases(g, &ctx) {
+            Ok(c) => c,
+            Err(why) => {
+                let s = format!("### {g}\n\nn/a: {why}\n\n");
+                print!("{s}");
+                report.push_str(&s);
+                continue;
+            }
+        };
+        if let Some(only) = &only_cases {
+            cases.retain(|c| only.contains(&c.name));
+        }
+        if let Some(only) = &only_who {
+            for c in &mut cases {
+                c.contenders
+                    .retain(|k| k.name == "tulip" || only.contains(&k.name));
+            }
+        }
+        let mut done: Vec<(Case, Vec<Outcome>)> = Vec::new();
+        for case in cases {
+            let out = harness::run_case(&case, &opts);
+            done.push((case, out));
+        }
+        let s = harness::markdown(g, &done);
+        println!("{s}");
+        report.push_str(&s);
+        report.push('\n');
+    }
+    let tail = format!("Load average at the end: {}\n", hw::loadavg());
+    println!("{tail}");
+    report.push_str(&tail);
+    if let Some(f) = md_file {
+        if let Err(e) = std::fs::write(&f, &report) {
+            eprintln!("bench: cannot write {}: {e}", f.display());
+        }
+    }
+}
