@@ -7,7 +7,9 @@ or, when it cannot run here (uvloop not installed, ...):
 """
 
 import asyncio
+import resource
 import sys
+import time
 
 
 def new_loop(kind):
@@ -30,3 +32,31 @@ def skip(reason):
 
 def result(**kv):
     print("RESULT " + " ".join(f"{k}={v}" for k, v in kv.items()), flush=True)
+
+
+class Clock:
+    """Wall and CPU (user + system) nanoseconds of a measured span."""
+
+    def __init__(self):
+        self.cpu0 = time.process_time_ns()
+        self.wall0 = time.perf_counter_ns()
+
+    def stop(self):
+        wall = time.perf_counter_ns() - self.wall0
+        cpu = time.process_time_ns() - self.cpu0
+        return wall, cpu
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def per_op_result(wall, cpu, ops):
+    """The RESULT line of a per-op case (same keys as the Rust children)."""
+    result(
+        ns_per_op=f"{wall / ops:.3f}",
+        cpu_ns_per_op=f"{cpu / ops:.3f}",
+        rss_mib=f"{peak_rss_mib():.1f}",
+        ops=ops,
+        ns=wall,
+    )

@@ -7,9 +7,8 @@ shape, as bench/src/loop_group.rs.
 import argparse
 import asyncio
 import random
-import time
 
-from common import new_loop, result
+from common import Clock, new_loop, per_op_result
 
 TASK_BATCH = 1000
 SWITCH_TASKS = 100
@@ -23,15 +22,15 @@ def callbacks(loop, n):
         nonlocal count
         count += 1
 
-    t0 = time.perf_counter_ns()
+    t0 = Clock()
     call_soon = loop.call_soon
     for _ in range(n):
         call_soon(cb)
     call_soon(loop.stop)
     loop.run_forever()
-    ns = time.perf_counter_ns() - t0
+    span = t0.stop()
     assert count == n, count
-    return ns
+    return span
 
 
 def chain(loop, n):
@@ -45,10 +44,10 @@ def chain(loop, n):
             left -= 1
             loop.call_soon(step)
 
-    t0 = time.perf_counter_ns()
+    t0 = Clock()
     loop.call_soon(step)
     loop.run_forever()
-    return time.perf_counter_ns() - t0
+    return t0.stop()
 
 
 def timers(loop, n):
@@ -63,16 +62,16 @@ def timers(loop, n):
         if fired == live:
             loop.stop()
 
-    t0 = time.perf_counter_ns()
+    t0 = Clock()
     call_later = loop.call_later
     handles = [call_later(d, cb) for d in delays]
     for h in handles[::2]:
         h.cancel()
     del handles
     loop.run_forever()
-    ns = time.perf_counter_ns() - t0
+    span = t0.stop()
     assert fired == live, fired
-    return ns
+    return span
 
 
 def tasks(loop, n):
@@ -91,11 +90,11 @@ def tasks(loop, n):
             i += batch
         return total
 
-    t0 = time.perf_counter_ns()
+    t0 = Clock()
     total = loop.run_until_complete(main())
-    ns = time.perf_counter_ns() - t0
+    span = t0.stop()
     assert total == n * (n - 1) // 2
-    return ns
+    return span
 
 
 def switch(loop, n):
@@ -113,11 +112,11 @@ def switch(loop, n):
             total += await t
         return total
 
-    t0 = time.perf_counter_ns()
+    t0 = Clock()
     total = loop.run_until_complete(main())
-    ns = time.perf_counter_ns() - t0
+    span = t0.stop()
     assert total == per * SWITCH_TASKS
-    return ns
+    return span
 
 
 CASES = {
@@ -137,9 +136,9 @@ def main():
     a = ap.parse_args()
     loop = new_loop(a.loop)
     asyncio.set_event_loop(loop)
-    ns = CASES[a.case](loop, a.ops)
+    wall, cpu = CASES[a.case](loop, a.ops)
     loop.close()
-    result(ns_per_op=f"{ns / a.ops:.3f}", ops=a.ops, ns=ns)
+    per_op_result(wall, cpu, a.ops)
 
 
 if __name__ == "__main__":

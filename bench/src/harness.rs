@@ -42,13 +42,26 @@ pub const NS_PER_OP: Metric = Metric {
     lower_is_better: true,
 };
 
+/// CPU time (user + system) per operation.
+pub const CPU_NS_PER_OP: Metric = Metric {
+    key: "cpu_ns_per_op",
+    unit: "cpu ns/op",
+    lower_is_better: true,
+};
+
+/// Peak resident set size of the measuring process.
+pub const RSS_MIB: Metric = Metric {
+    key: "rss_mib",
+    unit: "peak RSS MiB",
+    lower_is_better: true,
+};
+
 /// A goal for tulip in one case.
 #[derive(Clone, Debug)]
 pub enum Goal {
     /// The primary metric must be at most (lower-is-better) or at least this.
     Absolute(f64),
     /// tulip must be at least this many times better than the named contender.
-    #[allow(dead_code)] // used by the sync group once area B lands
     Ratio(&'static str, f64),
 }
 
@@ -317,7 +330,19 @@ fn fmt_ratio(r: f64) -> String {
 pub fn goal_line(case: &Case, outcomes: &[Outcome], goal: &Goal) -> String {
     let m = &case.primary;
     let Some(t) = outcomes.first().and_then(|o| o.median(m.key)) else {
-        return format!("- {}: goal not checked (no tulip number)", case.name);
+        let what = match goal {
+            Goal::Absolute(g) => format!(
+                "{} {} {}",
+                if m.lower_is_better { "≤" } else { "≥" },
+                fmt_num(*g),
+                m.unit
+            ),
+            Goal::Ratio(peer, want) => format!("≥ {} vs {peer}", fmt_ratio(*want)),
+        };
+        return format!(
+            "- {}: goal {what}: not checked (no tulip number)",
+            case.name
+        );
     };
     match goal {
         Goal::Absolute(g) => {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::floor;
+use crate::measure::{Clock, Span};
 
 /// Tasks are created in batches of this many, then each is awaited in order
 /// (gather-shaped, without needing gather).
@@ -72,8 +73,8 @@ pub fn random_delays(n: u64) -> Vec<f64> {
         .collect()
 }
 
-/// Runs one case for one contender; returns elapsed ns for `ops` operations.
-pub fn run(case: &str, contender: &str, ops: u64) -> Result<u64, String> {
+/// Runs one case for one contender; returns the time `ops` operations took.
+pub fn run(case: &str, contender: &str, ops: u64) -> Result<Span, String> {
     let ns = match (contender, case) {
         ("tulip", "callbacks") => tulip_callbacks(ops),
         ("tulip", "chain") => tulip_chain(ops),
@@ -95,26 +96,16 @@ pub fn run(case: &str, contender: &str, ops: u64) -> Result<u64, String> {
     ns.map_err(|e| e.to_string())
 }
 
-type R = Result<u64, Box<dyn std::error::Error>>;
+type R = Result<Span, Box<dyn std::error::Error>>;
 
-fn elapsed_ns(t0: Instant) -> u64 {
-    t0.elapsed().as_nanos() as u64
-}
-
-fn check(what: &str, got: u64, want: u64) -> Result<(), String> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("{what}: counted {got}, expected {want}"))
-    }
-}
+use crate::check_count as check;
 
 // ===== tulip =====
 
 fn tulip_callbacks(n: u64) -> R {
     let lp = tulip::EventLoop::new()?;
     let count = Rc::new(Cell::new(0u64));
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     for _ in 0..n {
         let c = count.clone();
         let _ = lp.call_soon(move || c.set(c.get() + 1))?;
@@ -122,7 +113,7 @@ fn tulip_callbacks(n: u64) -> R {
     let stopper = lp.clone();
     let _ = lp.call_soon(move || stopper.stop())?;
     lp.run_forever()?;
-    let ns = elapsed_ns(t0);
+    let ns = t0.stop();
     check("callbacks", count.get(), n)?;
     lp.close()?;
     Ok(ns)
@@ -138,11 +129,11 @@ fn tulip_chain(n: u64) -> R {
         }
     }
     let lp = tulip::EventLoop::new()?;
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     let first = lp.clone();
     let _ = lp.call_soon(move || step(first, n))?;
     lp.run_forever()?;
-    let ns = elapsed_ns(t0);
+    let ns = t0.stop();
     lp.close()?;
     Ok(ns)
 }
@@ -152,7 +143,7 @@ fn tulip_timers(n: u64) -> R {
     let delays = random_delays(n);
     let live = n - n / 2;
     let fired = Rc::new(Cell::new(0u64));
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     let mut handles = Vec::with_capacity(n as usize);
     for &d in &delays {
         let f = fired.clone();
@@ -169,7 +160,7 @@ fn tulip_timers(n: u64) -> R {
     }
     drop(handles);
     lp.run_forever()?;
-    let ns = elapsed_ns(t0);
+    let ns = t0.stop();
     check("timers fired", fired.get(), live)?;
     lp.close()?;
     Ok(ns)
@@ -177,7 +168,7 @@ fn tulip_timers(n: u64) -> R {
 
 fn tulip_tasks(n: u64) -> R {
     let lp = tulip::EventLoop::new()?;
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     let sum = lp.run_until_complete(async move {
         let mut sum = 0u64;
         let mut i = 0;
@@ -194,7 +185,7 @@ fn tulip_tasks(n: u64) -> R {
         }
         Ok(sum)
     })?;
-    let ns = elapsed_ns(t0);
+    let ns = t0.stop();
     check("tasks sum", sum, n * (n.max(1) - 1) / 2)?;
     lp.close()?;
     Ok(ns)
@@ -203,7 +194,7 @@ fn tulip_tasks(n: u64) -> R {
 fn tulip_switch(n: u64) -> R {
     let lp = tulip::EventLoop::new()?;
     let per = n / SWITCH_TASKS;
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     let total = lp.run_until_complete(async move {
         let mut ts = Vec::new();
         for _ in 0..SWITCH_TASKS {
@@ -220,7 +211,7 @@ fn tulip_switch(n: u64) -> R {
         }
         Ok(total)
     })?;
-    let ns = elapsed_ns(t0);
+    let ns = t0.stop();
     check("switches", total, per * SWITCH_TASKS)?;
     lp.close()?;
     Ok(ns)
@@ -241,7 +232,7 @@ fn tokio_callbacks(n: u64) -> R {
     let count = Arc::new(AtomicU64::new(0));
     let done = Arc::new(tokio::sync::Notify::new());
     let c2 = count.clone();
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     rt.block_on(async move {
         for _ in 0..n {
             let c = c2.clone();
@@ -254,7 +245,7 @@ fn tokio_callbacks(n: u64) -> R {
         }
         done.notified().await;
     });
-    let ns = elapsed_ns(t0);
+    let ns = t0.stop();
     check("callbacks", count.load(Ordering::Relaxed), n)?;
     Ok(ns)
 }
@@ -271,12 +262,12 @@ fn tokio_chain(n: u64) -> R {
     }
     let rt = tokio_rt()?;
     let done = Arc::new(tokio::sync::Notify::new());
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     rt.block_on(async move {
         step(n, done.clone());
         done.notified().await;
     });
-    Ok(elapsed_ns(t0))
+    Ok(t0.stop())
 }
 
 fn tokio_timers(n: u64) -> R {
@@ -284,7 +275,7 @@ fn tokio_timers(n: u64) -> R {
     let rt = tokio_rt()?;
     let delays = random_delays(n);
     let live = n - n / 2;
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     let fired = rt.block_on(async move {
         let mut q: DelayQueue<u64> = DelayQueue::with_capacity(n as usize);
         let mut keys = Vec::with_capacity(n as usize);
@@ -304,14 +295,14 @@ fn tokio_timers(n: u64) -> R {
         }
         fired
     });
-    let ns = elapsed_ns(t0);
+    let ns = t0.stop();
     check("timers fired", fired, live)?;
     Ok(ns)
 }
 
 fn tokio_tasks(n: u64) -> R {
     let rt = tokio_rt()?;
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     let sum = rt.block_on(async move {
         let mut sum = 0u64;
         let mut i = 0;
@@ -328,7 +319,7 @@ fn tokio_tasks(n: u64) -> R {
         }
         sum
     });
-    let ns = elapsed_ns(t0);
+    let ns = t0.stop();
     check("tasks sum", sum, n * (n.max(1) - 1) / 2)?;
     Ok(ns)
 }
@@ -336,7 +327,7 @@ fn tokio_tasks(n: u64) -> R {
 fn tokio_switch(n: u64) -> R {
     let rt = tokio_rt()?;
     let per = n / SWITCH_TASKS;
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     let total = rt.block_on(async move {
         let ts: Vec<_> = (0..SWITCH_TASKS)
             .map(|_| {
@@ -354,7 +345,7 @@ fn tokio_switch(n: u64) -> R {
         }
         total
     });
-    let ns = elapsed_ns(t0);
+    let ns = t0.stop();
     check("switches", total, per * SWITCH_TASKS)?;
     Ok(ns)
 }
@@ -363,7 +354,7 @@ fn tokio_switch(n: u64) -> R {
 
 fn floor_callbacks(n: u64) -> R {
     let count = Rc::new(Cell::new(0u64));
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     let mut q: VecDeque<Box<dyn FnOnce()>> = VecDeque::new();
     for _ in 0..n {
         let c = count.clone();
@@ -372,7 +363,7 @@ fn floor_callbacks(n: u64) -> R {
     while let Some(f) = q.pop_front() {
         f();
     }
-    let ns = elapsed_ns(t0);
+    let ns = t0.stop();
     check("callbacks", count.get(), n)?;
     Ok(ns)
 }
@@ -390,7 +381,7 @@ fn floor_chain(n: u64) -> R {
     }
     let q: Queue = Rc::new(RefCell::new(VecDeque::new()));
     let count = Rc::new(Cell::new(0u64));
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     let (q2, c2) = (q.clone(), count.clone());
     q.borrow_mut().push_back(Box::new(move || step(q2, n, c2)));
     loop {
@@ -399,7 +390,7 @@ fn floor_chain(n: u64) -> R {
         };
         f();
     }
-    let ns = elapsed_ns(t0);
+    let ns = t0.stop();
     check("chain", count.get(), n + 1)?;
     Ok(ns)
 }
@@ -408,7 +399,7 @@ fn floor_timers(n: u64) -> R {
     use std::cmp::Reverse;
     let delays = random_delays(n);
     let fired = Rc::new(Cell::new(0u64));
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     // A heap of (deadline, slot); a cancelled timer's slot is emptied.
     let mut heap: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::with_capacity(n as usize);
     let mut slots: Vec<Option<Box<dyn FnOnce()>>> = Vec::with_capacity(n as usize);
@@ -431,13 +422,13 @@ fn floor_timers(n: u64) -> R {
             f();
         }
     }
-    let ns = elapsed_ns(t0);
+    let ns = t0.stop();
     check("timers fired", fired.get(), n - n / 2)?;
     Ok(ns)
 }
 
 fn floor_tasks(n: u64) -> R {
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     let sum = floor::block_on(async move {
         let mut sum = 0u64;
         let mut i = 0;
@@ -454,14 +445,14 @@ fn floor_tasks(n: u64) -> R {
         }
         sum
     });
-    let ns = elapsed_ns(t0);
+    let ns = t0.stop();
     check("tasks sum", sum, n * (n.max(1) - 1) / 2)?;
     Ok(ns)
 }
 
 fn floor_switch(n: u64) -> R {
     let per = n / SWITCH_TASKS;
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     let total = floor::block_on(async move {
         let ts: Vec<_> = (0..SWITCH_TASKS)
             .map(|_| {
@@ -479,7 +470,7 @@ fn floor_switch(n: u64) -> R {
         }
         total
     });
-    let ns = elapsed_ns(t0);
+    let ns = t0.stop();
     check("switches", total, per * SWITCH_TASKS)?;
     Ok(ns)
 }

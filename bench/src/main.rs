@@ -7,11 +7,16 @@ mod floor;
 mod harness;
 mod hw;
 mod loop_group;
+mod measure;
+mod sync_group;
+mod sync_tulip;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use harness::{Case, Contender, Goal, Launch, Outcome, RunOptions, NS_PER_OP};
+use harness::{
+    Case, Contender, Goal, Launch, Outcome, RunOptions, CPU_NS_PER_OP, NS_PER_OP, RSS_MIB,
+};
 
 const GROUPS: &[&str] = &["loop", "sync", "net", "spawn", "sweep"];
 
@@ -121,9 +126,9 @@ fn loop_cases(ctx: &Ctx) -> Vec<Case> {
             }
             Case {
                 name: name.to_string(),
-                what: format!("{what} ({ops} ops)"),
+                what: format!("{what} ({} ops)", fmt_count(ops)),
                 primary: NS_PER_OP,
-                extra: vec![],
+                extra: vec![CPU_NS_PER_OP, RSS_MIB],
                 goals: vec![Goal::Absolute(goal)],
                 contenders: vec![
                     ctx.child("loop", name, "tulip", ops),
@@ -138,11 +143,68 @@ fn loop_cases(ctx: &Ctx) -> Vec<Case> {
         .collect()
 }
 
+/// Fails unless a case counted what it should have: a benchmark that
+/// loses work must not report a time.
+pub fn check_count(what: &str, got: u64, want: u64) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: counted {got}, expected {want}"))
+    }
+}
+
+fn sync_cases(ctx: &Ctx) -> Vec<Case> {
+    sync_group::CASES
+        .iter()
+        .map(|&(name, default_ops, what)| {
+            let ops = ctx.ops(default_ops);
+            let py = |kind: &str| {
+                ctx.python(
+                    kind,
+                    "sync_bench.py",
+                    &[
+                        "--loop".into(),
+                        kind.into(),
+                        "--case".into(),
+                        name.into(),
+                        "--ops".into(),
+                        ops.to_string(),
+                    ],
+                )
+            };
+            let mut tulip = ctx.child("sync", name, "tulip", ops);
+            if !sync_tulip::AVAILABLE {
+                tulip.launch = Launch::Unavailable(
+                    "tulip's Lock/Queue/gather (area B) are not on main yet".into(),
+                );
+            }
+            let notes = match name {
+                "lock-uncontended" | "lock-contended" => vec!["tokio: `tokio::sync::Mutex`.".to_string()],
+                "queue" => vec!["tokio: `tokio::sync::mpsc::channel(100)`.".to_string()],
+                "gather" => vec![
+                    "tokio: spawn them all, then await each `JoinHandle` in order (join_all-shaped)."
+                        .to_string(),
+                ],
+                _ => vec![],
+            };
+            Case {
+                name: name.to_string(),
+                what: format!("{what} ({} ops)", fmt_count(ops)),
+                primary: NS_PER_OP,
+                extra: vec![CPU_NS_PER_OP, RSS_MIB],
+                goals: vec![Goal::Ratio("asyncio", 30.0), Goal::Ratio("tokio", 1.0)],
+                contenders: vec![tulip, py("asyncio"), py("uvloop"), ctx.child("sync", name, "tokio", ops)],
+                notes,
+            }
+        })
+        .collect()
+}
+
 /// The cases of a group, or why the group can't run yet.
 fn group_cases(group: &str, ctx: &Ctx) -> Result<Vec<Case>, String> {
     match group {
         "loop" => Ok(loop_cases(ctx)),
-        "sync" => Err("needs area B (locks, queues, gather) on main; not wired yet".into()),
+        "sync" => Ok(sync_cases(ctx)),
         "net" => Err("needs area C (transports, streams, servers) on main; not wired yet".into()),
         "spawn" => Err("needs area D (subprocess) on main; not wired yet".into()),
         "sweep" => Err("needs area E (a working pinger) on main; not wired yet".into()),
@@ -163,12 +225,8 @@ fn child_main(args: &[String]) -> i32 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let res = match group.as_str() {
-        "loop" => loop_group::run(case, who, ops).map(|ns| {
-            format!(
-                "ns_per_op={:.3} ops={ops} ns={ns}",
-                ns as f64 / ops.max(1) as f64
-            )
-        }),
+        "loop" => loop_group::run(case, who, ops).map(|ns| ns_line(ns, ops)),
+        "sync" => sync_group::run(case, who, ops).map(|ns| ns_line(ns, ops)),
         _ => Err(format!("unknown group {group}")),
     };
     match res {
@@ -181,6 +239,29 @@ fn child_main(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// 1000000 as "1M", 100000 as "100k".
+fn fmt_count(n: u64) -> String {
+    if n >= 1_000_000 && n % 1_000_000 == 0 {
+        format!("{}M", n / 1_000_000)
+    } else if n >= 1000 && n % 1000 == 0 {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
+}
+
+/// The `RESULT` fields of a per-op case.
+fn ns_line(span: measure::Span, ops: u64) -> String {
+    let per = |ns: u64| ns as f64 / ops.max(1) as f64;
+    format!(
+        "ns_per_op={:.3} cpu_ns_per_op={:.3} rss_mib={:.1} ops={ops} ns={}",
+        per(span.wall_ns),
+        per(span.cpu_ns),
+        measure::peak_rss_mib(),
+        span.wall_ns
+    )
 }
 
 fn utc_now() -> String {
