@@ -166,6 +166,8 @@ pub(crate) struct LoopInner {
     pub(crate) shared: Arc<Shared>,
     /// The loop owns every pending task (C4); the key is the task's waker token.
     pub(crate) tasks: RefCell<Slab<Rc<dyn AnyTask>>>,
+    /// The task whose step is running (asyncio's `_current_tasks[loop]`).
+    pub(crate) current_task: RefCell<Option<Rc<dyn AnyTask>>>,
     exception_handler: RefCell<Option<ExceptionHandler>>,
     debug: Cell<bool>,
     slow_callback_duration: Cell<f64>,
@@ -305,6 +307,7 @@ impl EventLoop {
                 reactor: RefCell::new(reactor),
                 shared: Arc::new(Shared::new(waker)),
                 tasks: RefCell::new(Slab::new()),
+                current_task: RefCell::new(None),
                 exception_handler: RefCell::new(None),
                 debug: Cell::new(debug),
                 slow_callback_duration: Cell::new(DEFAULT_SLOW_CALLBACK_DURATION),
@@ -414,7 +417,9 @@ impl EventLoop {
     /// running loop; closing twice is a no-op (L5).
     pub fn close(&self) -> Result<()> {
         if self.inner.running.get() {
-            return Err(Error::runtime("cannot close a running event loop: stop it first"));
+            return Err(Error::runtime(
+                "cannot close a running event loop: stop it first",
+            ));
         }
         if self.inner.closed.replace(true) {
             return Ok(());
@@ -744,7 +749,9 @@ impl EventLoop {
     ) -> Result<()> {
         self.check_closed()?;
         if fd < 0 {
-            return Err(Error::invalid_argument(format!("invalid file descriptor {fd}")));
+            return Err(Error::invalid_argument(format!(
+                "invalid file descriptor {fd}"
+            )));
         }
         let handle = match trigger {
             Trigger::Edge => Handle::repeat(f, at),
@@ -915,7 +922,10 @@ impl fmt::Debug for EventLoop {
             .field("running", &self.is_running())
             .field("closed", &self.is_closed())
             .field("debug", &self.debug())
-            .field("ready", &self.inner.ready.try_borrow().map(|r| r.len()).ok())
+            .field(
+                "ready",
+                &self.inner.ready.try_borrow().map(|r| r.len()).ok(),
+            )
             .field(
                 "scheduled",
                 &self.inner.scheduled.try_borrow().map(|r| r.len()).ok(),
