@@ -46,10 +46,17 @@ def main():
     loop = new_loop(a.loop)
     asyncio.set_event_loop(loop)
     if a.case == "spawn":
+        cpu0 = time.process_time_ns()
         t0 = time.perf_counter_ns()
         loop.run_until_complete(spawn(a.ops))
         ns = time.perf_counter_ns() - t0
-        result(us_per_proc=f"{ns / a.ops / 1000:.2f}", ops=a.ops, ns=ns)
+        cpu = time.process_time_ns() - cpu0
+        result(
+            us_per_proc=f"{ns / a.ops / 1000:.2f}",
+            cpu_us_per_proc=f"{cpu / a.ops / 1000:.2f}",
+            procs=a.ops,
+            ns=ns,
+        )
     else:
         data_mb = a.ops
         data = b"x" * (data_mb * 1024 * 1024)  # built before the clock starts

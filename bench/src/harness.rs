@@ -63,6 +63,10 @@ pub enum Goal {
     Absolute(f64),
     /// tulip must be at least this many times better than the named contender.
     Ratio(&'static str, f64),
+    /// The same on another metric than the primary one.
+    RatioOn(Metric, &'static str, f64),
+    /// An absolute bound on another metric than the primary one.
+    AbsoluteOn(Metric, f64),
 }
 
 /// How to start one contender of one case.
@@ -328,66 +332,69 @@ fn fmt_ratio(r: f64) -> String {
 
 /// The verdict on one goal, one line.
 pub fn goal_line(case: &Case, outcomes: &[Outcome], goal: &Goal) -> String {
-    let m = &case.primary;
+    let bound = |m: &Metric, g: f64| {
+        format!(
+            "{} {} {}",
+            if m.lower_is_better { "≤" } else { "≥" },
+            fmt_num(g),
+            m.unit
+        )
+    };
+    let rel = |peer: &str, want: f64| {
+        if want < 1.0 {
+            format!("within {} of {peer}", fmt_ratio(1.0 / want))
+        } else if want == 1.0 {
+            format!("at least as good as {peer}")
+        } else {
+            format!("≥ {} better than {peer}", fmt_ratio(want))
+        }
+    };
+    let (m, what) = match goal {
+        Goal::Absolute(g) => (case.primary, bound(&case.primary, *g)),
+        Goal::AbsoluteOn(m, g) => (*m, bound(m, *g)),
+        Goal::Ratio(peer, want) => (case.primary, rel(peer, *want)),
+        Goal::RatioOn(m, peer, want) => (*m, format!("{}: {}", m.unit, rel(peer, *want))),
+    };
     let Some(t) = outcomes.first().and_then(|o| o.median(m.key)) else {
-        let what = match goal {
-            Goal::Absolute(g) => format!(
-                "{} {} {}",
-                if m.lower_is_better { "≤" } else { "≥" },
-                fmt_num(*g),
-                m.unit
-            ),
-            Goal::Ratio(peer, want) => format!("≥ {} vs {peer}", fmt_ratio(*want)),
-        };
         return format!(
             "- {}: goal {what}: not checked (no tulip number)",
             case.name
         );
     };
     match goal {
-        Goal::Absolute(g) => {
-            let cmp = if m.lower_is_better { "≤" } else { "≥" };
+        Goal::Absolute(g) | Goal::AbsoluteOn(_, g) => {
             let met = if m.lower_is_better { t <= *g } else { t >= *g };
-            let by = ratio(m, t, *g);
+            let by = ratio(&m, t, *g);
             let verdict = if met {
-                format!(
-                    "**met** ({}, {} under budget)",
-                    fmt_ratio(by),
-                    pct(1.0 - 1.0 / by)
-                )
+                format!("**met** ({} under budget)", pct(1.0 - 1.0 / by))
             } else {
                 format!("**missed** by {}", fmt_ratio(1.0 / by))
             };
             format!(
-                "- {}: goal {cmp} {} {}, tulip {} {}: {verdict}",
+                "- {}: goal {what}, tulip {} {}: {verdict}",
                 case.name,
-                fmt_num(*g),
-                m.unit,
                 fmt_num(t),
                 m.unit
             )
         }
-        Goal::Ratio(peer, want) => {
+        Goal::Ratio(peer, want) | Goal::RatioOn(_, peer, want) => {
             let idx = case.contenders.iter().position(|c| c.name == *peer);
-            let p = idx.and_then(|i| outcomes[i].median(m.key));
-            match p {
-                None => format!(
-                    "- {}: goal ≥ {} vs {peer}: not checked ({peer} n/a)",
-                    case.name,
-                    fmt_ratio(*want)
-                ),
+            match idx.and_then(|i| outcomes[i].median(m.key)) {
+                None => format!("- {}: goal {what}: not checked ({peer} n/a)", case.name),
                 Some(p) => {
-                    let r = ratio(m, t, p);
+                    let r = ratio(&m, t, p);
                     let verdict = if r >= *want {
                         "**met**".to_string()
                     } else {
                         format!("**missed** (short by {})", fmt_ratio(want / r))
                     };
                     format!(
-                        "- {}: goal ≥ {} vs {peer}, got {}: {verdict}",
+                        "- {}: goal {what}, got {} (tulip {} vs {} {}): {verdict}",
                         case.name,
-                        fmt_ratio(*want),
-                        fmt_ratio(r)
+                        fmt_ratio(r),
+                        fmt_num(t),
+                        fmt_num(p),
+                        m.unit
                     )
                 }
             }

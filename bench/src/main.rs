@@ -8,6 +8,11 @@ mod harness;
 mod hw;
 mod loop_group;
 mod measure;
+mod net_group;
+mod net_tulip;
+mod spawn_group;
+mod spawn_tulip;
+mod sweep_group;
 mod sync_group;
 mod sync_tulip;
 
@@ -34,6 +39,7 @@ options:
   --timeout SECS  per child process (default 300)
   --md FILE       also write the Markdown report to FILE
   --python EXE    the Python for the asyncio/uvloop peers (default python3)
+  --peers DIR     where the peer scripts are (default bench/peers)
   -v              print each child's command line
 ";
 
@@ -200,20 +206,300 @@ fn sync_cases(ctx: &Ctx) -> Vec<Case> {
         .collect()
 }
 
+/// Metrics of the other groups.
+const US_PER_PROC: harness::Metric = harness::Metric {
+    key: "us_per_proc",
+    unit: "µs/process",
+    lower_is_better: true,
+};
+const CPU_US_PER_PROC: harness::Metric = harness::Metric {
+    key: "cpu_us_per_proc",
+    unit: "cpu µs/process (parent only)",
+    lower_is_better: true,
+};
+const MB_PER_S: harness::Metric = harness::Metric {
+    key: "mb_per_s",
+    unit: "MB/s",
+    lower_is_better: false,
+};
+const MSGS_PER_S: harness::Metric = harness::Metric {
+    key: "msgs_per_s",
+    unit: "msgs/s",
+    lower_is_better: false,
+};
+const P50_US: harness::Metric = harness::Metric {
+    key: "p50_us",
+    unit: "p50 µs",
+    lower_is_better: true,
+};
+const P99_US: harness::Metric = harness::Metric {
+    key: "p99_us",
+    unit: "p99 µs",
+    lower_is_better: true,
+};
+const REQ_PER_S: harness::Metric = harness::Metric {
+    key: "req_per_s",
+    unit: "req/s",
+    lower_is_better: false,
+};
+const P50_MS: harness::Metric = harness::Metric {
+    key: "p50_ms",
+    unit: "p50 ms",
+    lower_is_better: true,
+};
+const P99_MS: harness::Metric = harness::Metric {
+    key: "p99_ms",
+    unit: "p99 ms",
+    lower_is_better: true,
+};
+const WALL_S: harness::Metric = harness::Metric {
+    key: "wall_s",
+    unit: "wall s",
+    lower_is_better: true,
+};
+
+fn spawn_cases(ctx: &Ctx) -> Vec<Case> {
+    spawn_group::CASES
+        .iter()
+        .map(|&(name, default_n, what)| {
+            let n = ctx.ops(default_n);
+            let py = |kind: &str| {
+                ctx.python(
+                    kind,
+                    "spawn_bench.py",
+                    &[
+                        "--loop".into(),
+                        kind.into(),
+                        "--case".into(),
+                        name.into(),
+                        "--ops".into(),
+                        n.to_string(),
+                    ],
+                )
+            };
+            let mut tulip = ctx.child("spawn", name, "tulip", n);
+            if !spawn_tulip::AVAILABLE {
+                tulip.launch = Launch::Unavailable(spawn_tulip::MISSING.into());
+            }
+            let spawn = name == "spawn";
+            Case {
+                name: name.to_string(),
+                what: if spawn {
+                    format!("{} × {what}", fmt_count(n))
+                } else {
+                    what.replace("100 MiB", &format!("{n} MiB"))
+                },
+                primary: if spawn { US_PER_PROC } else { MB_PER_S },
+                extra: if spawn { vec![CPU_US_PER_PROC] } else { vec![] },
+                goals: if spawn {
+                    vec![Goal::Ratio("floor", 1.0 / 1.05)]
+                } else {
+                    vec![]
+                },
+                contenders: vec![
+                    tulip,
+                    py("asyncio"),
+                    py("uvloop"),
+                    ctx.child("spawn", name, "tokio", n),
+                    ctx.child("spawn", name, "floor", n),
+                ],
+                notes: if spawn {
+                    vec!["tokio: `tokio::process::Command`; floor: std `Command::spawn` + `wait`, same batches.".into()]
+                } else {
+                    vec!["floor: std `Command` with a writer thread and a blocking `read_to_end`.".into()]
+                },
+            }
+        })
+        .collect()
+}
+
+fn sweep_cases(ctx: &Ctx) -> Vec<Case> {
+    let contenders = ["pinger", "seed", "fping", "floor"]
+        .iter()
+        .map(|&who| Contender {
+            name: who.to_string(),
+            launch: match sweep_group::argv(who, &ctx.python, &ctx.peers) {
+                Ok(_) => Launch::Run(vec![
+                    ctx.exe.clone(),
+                    "--child".into(),
+                    "sweep".into(),
+                    "all-up".into(),
+                    who.into(),
+                ]),
+                Err(why) => Launch::Unavailable(why),
+            },
+        })
+        .collect();
+    vec![Case {
+        name: "all-up".into(),
+        what: format!("ping sweep of {} (every host answers)", sweep_group::TARGET),
+        primary: WALL_S,
+        extra: vec![RSS_MIB],
+        goals: vec![
+            Goal::Ratio("floor", 1.0 / 1.1),
+            Goal::Ratio("seed", 1.0),
+            Goal::AbsoluteOn(RSS_MIB, 20.0),
+        ],
+        contenders,
+        notes: vec![
+            "pinger: `target/release/pinger 127.0.0.0/24`; seed: `peers/sweep_seed.py 127.0.0.` (the seed script, prefix made an argument); \
+             fping: `fping -g 127.0.0.0/24 -i 1`; floor: `sh -c` starting 254 `ping -c 1 -w 1 -W 1` in the background, then `wait`."
+                .into(),
+            "Peak RSS is wait4's ru_maxrss: the largest process of the tree (the tool itself or one of its pings). Goal: pinger under 20 MiB.".into(),
+        ],
+    }]
+}
+
+/// The echo sizes × concurrencies and the http case.
+fn net_cases(ctx: &Ctx) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let echo_who = [
+        "tulip",
+        "tulip-streams",
+        "asyncio-protocol",
+        "asyncio-streams",
+        "uvloop-protocol",
+        "uvloop-streams",
+        "tokio",
+        "floor",
+    ];
+    let contender = |case: &str, who: &str| -> Contender {
+        let mut c = ctx.child("net", case, who, 0);
+        if let Err(why) = net_server_argv(ctx, case, who) {
+            c.launch = Launch::Unavailable(why);
+        }
+        c
+    };
+    for &c in net_group::ECHO_CONCURRENCY {
+        for &(size, label) in net_group::ECHO_SIZES {
+            let name = format!("echo-{label}-c{c}");
+            cases.push(Case {
+                what: format!(
+                    "{c} blocking clients, each sending {} KiB and reading it back, for {} s",
+                    size / 1024,
+                    net_group::ECHO_SECONDS
+                ),
+                primary: MSGS_PER_S,
+                extra: vec![P50_US, P99_US],
+                goals: vec![Goal::RatioOn(P50_US, "tokio", 1.0 / 1.1)],
+                contenders: echo_who.iter().map(|w| contender(&name, w)).collect(),
+                notes: vec![],
+                name,
+            });
+        }
+    }
+    if let Some(first) = cases.first_mut() {
+        first.notes.push(
+            "tulip = tulip's Protocol server, tulip-streams = its start_server server; \
+             the asyncio and uvloop servers are vmbench's (protocol and streams); \
+             tokio = current_thread, a task per connection; floor = raw level-triggered epoll."
+                .into(),
+        );
+    }
+    let http_who = ["tulip", "asyncio", "uvloop", "tokio", "floor"];
+    let wrk_missing = spawn_group::which("wrk").is_none();
+    cases.push(Case {
+        name: "http".into(),
+        what: format!(
+            "a keep-alive HTTP/1.1 responder under `wrk {}`",
+            net_group::WRK_ARGS.join(" ")
+        ),
+        primary: REQ_PER_S,
+        extra: vec![P50_MS, P99_MS],
+        goals: vec![Goal::Ratio("tokio", 1.0), Goal::Ratio("uvloop", 1.4)],
+        contenders: http_who
+            .iter()
+            .map(|w| {
+                let mut c = contender("http", w);
+                if wrk_missing {
+                    c.launch = Launch::Unavailable("wrk is not installed (bench/setup.sh)".into());
+                }
+                c
+            })
+            .collect(),
+        notes: vec![
+            "tulip: examples/http_server.rs; asyncio, uvloop: the same responder on asyncio streams \
+             (peers/net_servers.py); tokio: current_thread, a task per connection; floor: raw epoll, \
+             the ceiling of what wrk and the kernel allow here. wrk and the server share the 2 cores."
+                .into(),
+        ],
+    });
+    cases
+}
+
+/// The server command of a `net` contender.
+fn net_server_argv(ctx: &Ctx, case: &str, who: &str) -> Result<Vec<String>, String> {
+    let kind = if case == "http" { "http" } else { "echo" };
+    let me = |what: &str| {
+        Ok(vec![
+            ctx.exe.clone(),
+            "--serve".into(),
+            kind.into(),
+            what.into(),
+        ])
+    };
+    let py = |lp: &str, k: &str| {
+        let script = ctx.peers.join("net_servers.py");
+        Ok(vec![
+            ctx.python.clone(),
+            script.display().to_string(),
+            "--loop".into(),
+            lp.into(),
+            "--kind".into(),
+            k.into(),
+        ])
+    };
+    match (kind, who) {
+        (_, "tokio") => me("tokio"),
+        (_, "floor") => me("floor"),
+        ("echo", "tulip") => net_tulip::server_argv(ctx, "echo-protocol"),
+        ("echo", "tulip-streams") => net_tulip::server_argv(ctx, "echo-streams"),
+        ("http", "tulip") => net_tulip::server_argv(ctx, "http"),
+        ("echo", w) => {
+            let (lp, k) = w.split_once('-').ok_or("bad contender")?;
+            py(lp, &format!("echo-{k}"))
+        }
+        ("http", lp) => py(lp, "http"),
+        _ => Err(format!("no server for {who}")),
+    }
+}
+
+/// `--child net CASE WHO`: start the server, load it, print RESULT.
+fn net_child(ctx: &Ctx, case: &str, who: &str) -> Result<String, String> {
+    let argv = net_server_argv(ctx, case, who)?;
+    let server = match net_group::start_server(&argv) {
+        Ok(s) => s,
+        Err(net_group::StartError::Skip(why)) => return Ok(format!("SKIP {why}")),
+        Err(net_group::StartError::Failed(why)) => return Err(why),
+    };
+    let fields = if case == "http" {
+        net_group::run_wrk(server.port)?
+    } else {
+        let (size, c) = net_group::parse_echo_case(case).ok_or("bad echo case")?;
+        net_group::echo_client(server.port, size, c, net_group::ECHO_SECONDS)?
+    };
+    drop(server);
+    Ok(fields
+        .iter()
+        .map(|(k, v)| format!("{k}={v:.3}"))
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
 /// The cases of a group, or why the group can't run yet.
 fn group_cases(group: &str, ctx: &Ctx) -> Result<Vec<Case>, String> {
     match group {
         "loop" => Ok(loop_cases(ctx)),
         "sync" => Ok(sync_cases(ctx)),
-        "net" => Err("needs area C (transports, streams, servers) on main; not wired yet".into()),
-        "spawn" => Err("needs area D (subprocess) on main; not wired yet".into()),
-        "sweep" => Err("needs area E (a working pinger) on main; not wired yet".into()),
+        "net" => Ok(net_cases(ctx)),
+        "spawn" => Ok(spawn_cases(ctx)),
+        "sweep" => Ok(sweep_cases(ctx)),
         _ => Err(format!("unknown group {group}")),
     }
 }
 
 /// `--child GROUP CASE CONTENDER --ops N`: measure once, print `RESULT ...`.
-fn child_main(args: &[String]) -> i32 {
+fn child_main(ctx: &Ctx, args: &[String]) -> i32 {
     let (Some(group), Some(case), Some(who)) = (args.first(), args.get(1), args.get(2)) else {
         eprintln!("usage: bench --child GROUP CASE CONTENDER --ops N");
         return 2;
@@ -227,6 +513,16 @@ fn child_main(args: &[String]) -> i32 {
     let res = match group.as_str() {
         "loop" => loop_group::run(case, who, ops).map(|ns| ns_line(ns, ops)),
         "sync" => sync_group::run(case, who, ops).map(|ns| ns_line(ns, ops)),
+        "spawn" => spawn_group::run(case, who, ops),
+        "net" => match net_child(ctx, case, who) {
+            Ok(line) if line.starts_with("SKIP") => {
+                println!("{line}");
+                return 0;
+            }
+            other => other,
+        },
+        "sweep" => sweep_group::argv(who, &ctx.python, &ctx.peers)
+            .and_then(|argv| sweep_group::measure(&argv)),
         _ => Err(format!("unknown group {group}")),
     };
     match res {
@@ -288,10 +584,47 @@ fn utc_now() -> String {
     )
 }
 
+/// `--serve KIND WHO`: a server of the `net` group (prints `LISTENING port`).
+fn serve_main(args: &[String]) -> i32 {
+    let (Some(kind), Some(who)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: bench --serve echo|http tokio|floor");
+        return 2;
+    };
+    let res = match who.as_str() {
+        "tokio" => net_group::serve_tokio(kind),
+        "floor" => net_group::serve_floor(kind),
+        _ => net_tulip::serve(kind, who),
+    };
+    match res {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("bench --serve {kind} {who}: {e}");
+            1
+        }
+    }
+}
+
+/// The context a child sees: the parent passes its choices down in the environment.
+fn ctx_from_env(ops: Option<u64>, scale: f64) -> Ctx {
+    Ctx {
+        exe: std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "bench".into()),
+        python: std::env::var("BENCH_PYTHON").unwrap_or_else(|_| "python3".into()),
+        peers: std::env::var_os("BENCH_PEERS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/peers"))),
+        ops,
+        scale,
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--child") {
-        std::process::exit(child_main(&args[1..]));
+    match args.first().map(String::as_str) {
+        Some("--child") => std::process::exit(child_main(&ctx_from_env(None, 1.0), &args[1..])),
+        Some("--serve") => std::process::exit(serve_main(&args[1..])),
+        _ => {}
     }
     let mut groups: Vec<String> = Vec::new();
     let mut opts = RunOptions {
@@ -304,7 +637,8 @@ fn main() {
     let mut only_cases: Option<Vec<String>> = None;
     let mut only_who: Option<Vec<String>> = None;
     let mut md_file: Option<PathBuf> = None;
-    let mut python = std::env::var("BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut python = None;
+    let mut peers = None;
     let mut it = args.into_iter();
     let list = |s: Option<String>| -> Vec<String> {
         s.unwrap_or_default()
@@ -329,7 +663,8 @@ fn main() {
             "--case" => only_cases = Some(list(it.next())),
             "--only" => only_who = Some(list(it.next())),
             "--md" => md_file = it.next().map(PathBuf::from),
-            "--python" => python = it.next().unwrap_or(python),
+            "--python" => python = it.next(),
+            "--peers" => peers = it.next(),
             "-v" | "--verbose" => opts.verbose = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
@@ -349,19 +684,15 @@ fn main() {
     if quick && ops.is_none() {
         opts.runs = opts.runs.min(3);
     }
-    let exe = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "bench".into());
-    let peers = std::env::var_os("BENCH_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/peers")));
-    let ctx = Ctx {
-        exe,
-        python: python.clone(),
-        peers,
-        ops,
-        scale: if quick { 0.1 } else { 1.0 },
-    };
+    // Children read these back (ctx_from_env); set before any thread starts.
+    if let Some(p) = &python {
+        std::env::set_var("BENCH_PYTHON", p);
+    }
+    if let Some(p) = &peers {
+        std::env::set_var("BENCH_PEERS", p);
+    }
+    let ctx = ctx_from_env(ops, if quick { 0.1 } else { 1.0 });
+    let python = ctx.python.clone();
 
     let mut report = String::new();
     report.push_str(&format!("## Results, {}\n\n", utc_now()));
@@ -404,10 +735,33 @@ fn main() {
             let out = harness::run_case(&case, &opts);
             done.push((case, out));
         }
-        let s = harness::markdown(g, &done);
-        println!("{s}");
-        report.push_str(&s);
-        report.push('\n');
+        // One table per run of cases with the same contenders (net: echo, then http).
+        let names = |c: &Case| {
+            c.contenders
+                .iter()
+                .map(|k| k.name.clone())
+                .collect::<Vec<_>>()
+        };
+        let mut chunks: Vec<Vec<(Case, Vec<Outcome>)>> = Vec::new();
+        for item in done {
+            match chunks.last_mut() {
+                Some(last) if names(&last[0].0) == names(&item.0) => last.push(item),
+                _ => chunks.push(vec![item]),
+            }
+        }
+        let several = chunks.len() > 1;
+        for chunk in &chunks {
+            let title = if several {
+                let stem = chunk[0].0.name.split('-').next().unwrap_or("");
+                format!("{g}: {stem}")
+            } else {
+                g.clone()
+            };
+            let s = harness::markdown(&title, chunk);
+            println!("{s}");
+            report.push_str(&s);
+            report.push('\n');
+        }
     }
     let tail = format!("Load average at the end: {}\n", hw::loadavg());
     println!("{tail}");

@@ -38,6 +38,14 @@ pub fn http_response() -> Vec<u8> {
     r
 }
 
+/// `echo-10k-c4` → (10240, 4).
+pub fn parse_echo_case(case: &str) -> Option<(usize, usize)> {
+    let rest = case.strip_prefix("echo-")?;
+    let (label, c) = rest.split_once("-c")?;
+    let size = ECHO_SIZES.iter().find(|(_, l)| *l == label)?.0;
+    Some((size, c.parse().ok()?))
+}
+
 // ===== starting and stopping a server =====
 
 /// A server child process; killed on drop.
@@ -90,7 +98,10 @@ pub fn start_server(argv: &[String]) -> Result<Server, StartError> {
     match line {
         Ok(l) if l.starts_with("LISTENING ") => match l[10..].trim().parse() {
             Ok(port) => Ok(Server { child, port }),
-            Err(_) => Err(StartError::Failed(fail(&mut child, format!("bad line {l:?}")))),
+            Err(_) => Err(StartError::Failed(fail(
+                &mut child,
+                format!("bad line {l:?}"),
+            ))),
         },
         Ok(l) if l.starts_with("SKIP") => Err(StartError::Skip(fail(
             &mut child,
@@ -143,7 +154,10 @@ pub fn echo_client(
     let start = Instant::now();
     let mut all: Vec<u32> = Vec::new();
     for t in threads {
-        all.extend(t.join().map_err(|_| "client thread panicked".to_string())??);
+        all.extend(
+            t.join()
+                .map_err(|_| "client thread panicked".to_string())??,
+        );
     }
     let took = start.elapsed().as_secs_f64();
     if all.is_empty() {
@@ -154,7 +168,10 @@ pub fn echo_client(
     let n = all.len() as f64;
     let mut m = BTreeMap::new();
     m.insert("msgs_per_s".into(), n / took);
-    m.insert("mib_per_s".into(), n * size as f64 / took / (1024.0 * 1024.0));
+    m.insert(
+        "mib_per_s".into(),
+        n * size as f64 / took / (1024.0 * 1024.0),
+    );
     m.insert("p50_us".into(), pct(0.50));
     m.insert("p99_us".into(), pct(0.99));
     Ok(m)
@@ -332,8 +349,7 @@ pub fn serve_floor(kind: &str) -> std::io::Result<()> {
                 let r = libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len());
                 if r <= 0 {
                     if r < 0
-                        && std::io::Error::last_os_error().kind()
-                            == std::io::ErrorKind::WouldBlock
+                        && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
                     {
                         continue;
                     }
