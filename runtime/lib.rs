@@ -50,8 +50,8 @@ pub mod threadsafe;
 
 pub use error::{Error, Result};
 pub use event_loop::{
-    get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop,
-    try_running_loop, EventLoop, ExceptionContext, Interrupt, TaskFactory,
+    get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop, try_running_loop,
+    EventLoop, ExceptionContext, Interrupt, TaskFactory,
 };
 pub use events::{Delay, Handle, TimerHandle};
 pub use futures::{CallbackId, Future};
