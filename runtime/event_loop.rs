@@ -340,14 +340,7 @@ impl EventLoop {
     /// [`interrupt`]; the loop stays usable (L7).
     pub fn run_forever(&self) -> Result<()> {
         self.check_closed()?;
-        if self.inner.running.get() {
-            return Err(Error::runtime("this event loop is already running"));
-        }
-        if try_running_loop().is_some() {
-            return Err(Error::runtime(
-                "cannot run the event loop while another loop is running on this thread",
-            ));
-        }
+        self.check_running()?;
         self.inner.running.set(true);
         let prev = RUNNING.with(|r| r.replace(Some(self.clone())));
         let _guard = RunGuard { lp: self, prev };
@@ -371,9 +364,8 @@ impl EventLoop {
         F: std::future::Future<Output = Result<T>> + 'static,
     {
         self.check_closed()?;
-        if self.inner.running.get() {
-            return Err(Error::runtime("this event loop is already running"));
-        }
+        // Before the task exists: a refused call must leave nothing behind.
+        self.check_running()?;
         let task = self.create_task(fut)?;
         let stopper = self.clone();
         let cb = task.add_done_callback(move |_| stopper.stop());
@@ -443,6 +435,20 @@ impl EventLoop {
         }
         drop(tasks);
         drop(ext);
+        Ok(())
+    }
+
+    /// asyncio's `_check_running`: this loop must not be running, and no
+    /// other loop may run on this thread (L4).
+    fn check_running(&self) -> Result<()> {
+        if self.inner.running.get() {
+            return Err(Error::runtime("this event loop is already running"));
+        }
+        if try_running_loop().is_some() {
+            return Err(Error::runtime(
+                "cannot run the event loop while another loop is running on this thread",
+            ));
+        }
         Ok(())
     }
 
