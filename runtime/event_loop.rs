@@ -367,9 +367,21 @@ impl EventLoop {
         // Before the task exists: a refused call must leave nothing behind.
         self.check_running()?;
         let task = self.create_task(fut)?;
-        let stopper = self.clone();
-        let cb = task.add_done_callback(move |_| stopper.stop());
+        // asyncio's `_run_until_complete_cb`. If run_forever ends some other
+        // way (an interrupt) after the task finished in the same iteration,
+        // the callback is already in the ready queue, where
+        // `remove_done_callback` can't reach it: `armed` keeps that stale
+        // call from stopping the *next* run (L7; asyncio guards the task's
+        // own KeyboardInterrupt the same way, bpo-22429).
+        let armed = Rc::new(Cell::new(true));
+        let (stopper, live) = (self.clone(), armed.clone());
+        let cb = task.add_done_callback(move |_| {
+            if live.get() {
+                stopper.stop()
+            }
+        });
         let res = self.run_forever();
+        armed.set(false);
         task.remove_done_callback(cb);
         if let Err(e) = res {
             if task.done() && !task.cancelled() {
