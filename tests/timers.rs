@@ -329,7 +329,7 @@ fn the_poll_timeout_is_capped_at_24_hours() {
     let handle = lp.handle();
     let waker = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
-        handle.call_soon_threadsafe(|| ()).unwrap();
+        let _ = handle.call_soon_threadsafe(|| ()).unwrap();
     });
     let t0 = Instant::now();
     // The iteration blocks in poll until the thread's call arrives.
