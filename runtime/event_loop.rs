@@ -368,11 +368,14 @@ impl EventLoop {
         self.check_running()?;
         let task = self.create_task(fut)?;
         // asyncio's `_run_until_complete_cb`. If run_forever ends some other
-        // way (an interrupt) after the task finished in the same iteration,
-        // the callback is already in the ready queue, where
-        // `remove_done_callback` can't reach it: `armed` keeps that stale
-        // call from stopping the *next* run (L7; asyncio guards the task's
-        // own KeyboardInterrupt the same way, bpo-22429).
+        // way (an interrupt, or a `stop()` from the body itself) after the
+        // task finished in the same iteration, the callback is already in
+        // the ready queue, where `remove_done_callback` can't reach it:
+        // `armed` keeps that stale call from stopping the *next* run (L7).
+        // asyncio guards only the task's own KeyboardInterrupt (bpo-22429);
+        // after a body that calls `loop.stop()` and returns, CPython's next
+        // run_until_complete fails with "stopped before future completed".
+        // tulip deliberately does not: a stale stop is never wanted.
         let armed = Rc::new(Cell::new(true));
         let (stopper, live) = (self.clone(), armed.clone());
         let cb = task.add_done_callback(move |_| {
