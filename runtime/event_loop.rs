@@ -635,6 +635,16 @@ impl EventLoop {
                     if let Some(t) = e.handle.timer() {
                         t.scheduled.set(false);
                     }
+                    if e.handle.cancelled() {
+                        // A cancelled timer behind a live head leaves the heap
+                        // here, so it stops counting (the invariant above).
+                        // asyncio moves it to `_ready` still counted, and
+                        // rebuilds early on the drifted count.
+                        inner
+                            .timer_cancelled_count
+                            .set(inner.timer_cancelled_count.get().saturating_sub(1));
+                        continue;
+                    }
                     ready.push_back(Ready::Handle(e.handle));
                 }
             }
