@@ -249,6 +249,40 @@ fn cancelling_a_timer_that_already_fired_does_not_count_as_cancelled() {
     }
 }
 
+// conformance: T2
+#[test]
+fn a_cancelled_timer_leaving_the_heap_as_due_is_uncounted() {
+    // The cancelled timer is not at the head in step 1 (a live one is
+    // earlier), so it leaves the heap in step 4 with the due timers. It must
+    // stop counting as "cancelled in the heap", or the count drifts and a
+    // later heap is rebuilt while only half of it is cancelled.
+    let lp = EventLoop::new().unwrap();
+    let _live = lp.call_later(-2.0, || ()).unwrap();
+    let cancelled = lp.call_later(-1.0, || panic!("cancelled")).unwrap();
+    cancelled.cancel();
+    lp.run_once().unwrap();
+    assert_eq!(lp.scheduled_timer_count(), 0);
+
+    let head = lp.call_later(100.0, || ()).unwrap();
+    let rest: Vec<_> = (0..199)
+        .map(|i| lp.call_later(200.0 + i as f64, || ()).unwrap())
+        .collect();
+    for h in &rest[..100] {
+        h.cancel(); // exactly half of 200: no rebuild
+    }
+    soon(&lp, || ());
+    lp.run_once().unwrap();
+    assert_eq!(
+        lp.scheduled_timer_count(),
+        200,
+        "rebuilt on a drifted count"
+    );
+    head.cancel();
+    for h in &rest {
+        h.cancel();
+    }
+}
+
 // ===== T3 =====
 
 // conformance: T3
