@@ -330,6 +330,42 @@ fn a_default_task_is_scheduled_not_run_inline() {
     assert!(ran.get() && t.done());
 }
 
+// conformance: C6
+#[test]
+fn an_eager_task_starts_eagerly_only_on_a_running_loop() {
+    // asyncio's Task.__init__: `if eager_start and self._loop.is_running()`;
+    // otherwise the first step is scheduled. So run_until_complete on a
+    // loop with the eager factory starts its main task normally, and that
+    // task can use the running loop from its first line.
+    let lp = EventLoop::new().unwrap();
+    lp.set_task_factory(TaskFactory::Eager);
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    let t = lp
+        .create_task_with(
+            async move {
+                r.set(true);
+                Ok(())
+            },
+            eager(),
+        )
+        .unwrap();
+    assert!(!ran.get(), "started outside a running loop");
+    assert!(!t.done());
+    let out = lp
+        .run_until_complete(async {
+            tulip::sleep(0.001).await?;
+            let lp = tulip::get_running_loop()?;
+            // On the running loop, the factory makes tasks eager again.
+            let inner = lp.create_task(async { Ok(5) })?;
+            assert!(inner.done());
+            inner.await
+        })
+        .unwrap();
+    assert_eq!(out, 5);
+    assert!(ran.get() && t.done());
+}
+
 // ===== the Task API =====
 
 #[test]
