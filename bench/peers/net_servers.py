@@ -16,10 +16,13 @@ import sys
 from common import new_loop
 
 BODY = b"Hello, World!"
+# Byte for byte what tulip's examples/http_server sends for /plaintext.
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\n"
+    b"Server: tulip\r\n"
     b"Content-Type: text/plain\r\n"
     b"Content-Length: " + str(len(BODY)).encode() + b"\r\n"
+    b"Connection: keep-alive\r\n"
     b"\r\n" + BODY
 )
 

@@ -24,13 +24,18 @@ pub const ECHO_SECONDS: f64 = 2.0;
 /// wrk's arguments for the http case.
 pub const WRK_ARGS: &[&str] = &["-t1", "-c64", "-d5s", "--latency"];
 
-/// The canned HTTP response: the same bytes from every responder.
+/// The path wrk asks for (tulip's example answers `Hello, World!` there).
+pub const HTTP_PATH: &str = "/plaintext";
+
+/// The canned HTTP response body.
 pub const BODY: &[u8] = b"Hello, World!";
 
-/// The full response to one request.
+/// The full response to one request: byte for byte what tulip's
+/// examples/http_server sends for `/plaintext`.
 pub fn http_response() -> Vec<u8> {
     let mut r = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nServer: tulip\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\nConnection: keep-alive\r\n\r\n",
         BODY.len()
     )
     .into_bytes();
@@ -95,6 +100,11 @@ pub fn start_server(argv: &[String]) -> Result<Server, StartError> {
         let _ = child.wait();
         why
     };
+    // tulip's examples/http_server says `Serving on 127.0.0.1:PORT`.
+    let line = line.map(|l| match l.strip_prefix("Serving on ") {
+        Some(addr) => format!("LISTENING {}", addr.rsplit(':').next().unwrap_or("")),
+        None => l,
+    });
     match line {
         Ok(l) if l.starts_with("LISTENING ") => match l[10..].trim().parse() {
             Ok(port) => Ok(Server { child, port }),
@@ -183,7 +193,7 @@ pub fn echo_client(
 pub fn run_wrk(port: u16) -> Result<BTreeMap<String, f64>, String> {
     let out = Command::new("wrk")
         .args(WRK_ARGS)
-        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg(format!("http://127.0.0.1:{port}{HTTP_PATH}"))
         .output()
         .map_err(|e| format!("wrk: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
