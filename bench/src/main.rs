@@ -619,6 +619,40 @@ fn ctx_from_env(ops: Option<u64>, scale: f64) -> Ctx {
     }
 }
 
+/// Builds the other binaries a group runs (pinger, tulip's http example),
+/// so `cargo run -p bench -- all` needs nothing else first. A failed build
+/// only leaves that contender n/a.
+fn prebuild(groups: &[String]) {
+    let mut jobs: Vec<(&str, Vec<&str>)> = Vec::new();
+    if groups.iter().any(|g| g == "sweep") {
+        jobs.push(("pinger", vec!["-p", "pinger", "--bin", "pinger"]));
+    }
+    if groups.iter().any(|g| g == "net") {
+        jobs.push((
+            "examples/http_server",
+            vec!["-p", "tulip", "--example", "http_server"],
+        ));
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    for (what, args) in jobs {
+        eprintln!("building {what} (release) ...");
+        let out = std::process::Command::new(&cargo)
+            .args(["build", "--release", "--quiet", "--manifest-path", manifest])
+            .args(&args)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                let err = String::from_utf8_lossy(&o.stderr);
+                let last = err.lines().find(|l| l.starts_with("error")).unwrap_or("");
+                eprintln!("  could not build {what}: {last}");
+            }
+            Err(e) => eprintln!("  could not run {cargo}: {e}"),
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -692,6 +726,7 @@ fn main() {
         std::env::set_var("BENCH_PEERS", p);
     }
     let ctx = ctx_from_env(ops, if quick { 0.1 } else { 1.0 });
+    prebuild(&groups);
     let python = ctx.python.clone();
 
     let mut report = String::new();
