@@ -40,6 +40,7 @@ options:
   --md FILE       also write the Markdown report to FILE
   --python EXE    the Python for the asyncio/uvloop peers (default python3)
   --peers DIR     where the peer scripts are (default bench/peers)
+  --nice N        run everything at this priority (e.g. -10 on a shared machine; needs root)
   -v              print each child's command line
 ";
 
@@ -671,6 +672,7 @@ fn main() {
     let mut only_cases: Option<Vec<String>> = None;
     let mut only_who: Option<Vec<String>> = None;
     let mut md_file: Option<PathBuf> = None;
+    let mut nice: Option<i32> = None;
     let mut python = None;
     let mut peers = None;
     let mut it = args.into_iter();
@@ -700,6 +702,16 @@ fn main() {
             "--python" => python = it.next(),
             "--peers" => peers = it.next(),
             "-v" | "--verbose" => opts.verbose = true,
+            "--nice" => {
+                let v = it
+                    .next()
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .unwrap_or_else(|| {
+                        eprintln!("bench: --nice needs a number (e.g. -10)");
+                        std::process::exit(2)
+                    });
+                nice = Some(v);
+            }
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return;
@@ -727,6 +739,17 @@ fn main() {
     }
     let ctx = ctx_from_env(ops, if quick { 0.1 } else { 1.0 });
     prebuild(&groups);
+    if let Some(n) = nice {
+        // Children inherit it: every contender runs at the same priority.
+        // SAFETY: setpriority on this process only.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) } != 0 {
+            eprintln!(
+                "bench: cannot set nice {n}: {} (running at the default priority)",
+                std::io::Error::last_os_error()
+            );
+            nice = None;
+        }
+    }
     let python = ctx.python.clone();
 
     let mut report = String::new();
@@ -734,8 +757,12 @@ fn main() {
     report.push_str(&hw::describe(&python));
     report.push_str(&format!(
         "- Method: each contender in its own process, {} rounds in rotated order, median shown \
-         (± is half the max−min spread){}\n\n",
+         (± is half the max−min spread){}{}\n\n",
         opts.runs,
+        match nice {
+            Some(n) => format!("; all processes at nice {n}"),
+            None => String::new(),
+        },
         if quick {
             "; QUICK run (a tenth of the ops)"
         } else {
