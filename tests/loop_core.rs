@@ -660,6 +660,49 @@ fn a_reader_that_does_not_drain_is_called_again_next_iteration() {
     assert_eq!(calls.get(), 5, "not called once drained");
 }
 
+// conformance: L6, L8
+#[test]
+fn a_reader_that_panics_is_called_again_while_its_fd_stays_readable() {
+    // The panic goes to the exception handler; the fd is still readable,
+    // so (level-triggered) the reader runs again in the next iteration.
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let (mut tx, rx) = nonblocking_pair();
+    let rx = Rc::new(rx);
+    let calls = Rc::new(Cell::new(0));
+    {
+        let (rx, calls, lp1) = (rx.clone(), calls.clone(), lp.clone());
+        lp.add_reader(rx.as_raw_fd(), move || {
+            calls.set(calls.get() + 1);
+            if calls.get() == 1 {
+                panic!("reader fails before reading");
+            }
+            let mut buf = [0u8; 16];
+            while (&*rx).read(&mut buf).is_ok() {}
+            lp1.stop();
+        })
+        .unwrap();
+    }
+    tx.write_all(b"ping").unwrap();
+    let timed_out = Rc::new(Cell::new(false));
+    let (t, lp2) = (timed_out.clone(), lp.clone());
+    let guard = lp
+        .call_later(10.0, move || {
+            t.set(true);
+            lp2.stop();
+        })
+        .unwrap();
+    lp.run_forever().unwrap();
+    guard.cancel();
+    assert!(
+        !timed_out.get(),
+        "the reader was not called again after it panicked"
+    );
+    assert_eq!(calls.get(), 2);
+    assert_eq!(reports.borrow().len(), 1);
+    lp.remove_reader(rx.as_raw_fd()).unwrap();
+}
+
 // conformance: L8
 #[test]
 fn a_writer_is_called_while_its_socket_is_writable() {
