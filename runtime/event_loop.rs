@@ -166,6 +166,8 @@ pub(crate) struct LoopInner {
     pub(crate) shared: Arc<Shared>,
     /// The loop owns every pending task (C4); the key is the task's waker token.
     pub(crate) tasks: RefCell<Slab<Rc<dyn AnyTask>>>,
+    /// The task whose step is running (asyncio's `_current_tasks[loop]`).
+    pub(crate) current_task: RefCell<Option<Rc<dyn AnyTask>>>,
     exception_handler: RefCell<Option<ExceptionHandler>>,
     debug: Cell<bool>,
     slow_callback_duration: Cell<f64>,
@@ -305,6 +307,7 @@ impl EventLoop {
                 reactor: RefCell::new(reactor),
                 shared: Arc::new(Shared::new(waker)),
                 tasks: RefCell::new(Slab::new()),
+                current_task: RefCell::new(None),
                 exception_handler: RefCell::new(None),
                 debug: Cell::new(debug),
                 slow_callback_duration: Cell::new(DEFAULT_SLOW_CALLBACK_DURATION),
