@@ -161,6 +161,38 @@ fn wakes_from_a_busy_thread_take_far_fewer_iterations_than_calls() {
 
 // conformance: H1
 #[test]
+fn threadsafe_calls_run_promptly_while_callbacks_keep_the_loop_busy() {
+    // Polls are skipped under load (IO_POLL_INTERVAL); work from other
+    // threads is still picked up on every iteration.
+    fn again(lp: EventLoop, n: Rc<Cell<u64>>) {
+        n.set(n.get() + 1);
+        let lp2 = lp.clone();
+        let _ = lp.call_soon(move || again(lp2, n)).unwrap();
+    }
+    let lp = EventLoop::new().unwrap();
+    let n = Rc::new(Cell::new(0));
+    let (lp1, n1) = (lp.clone(), n.clone());
+    let _ = lp.call_soon(move || again(lp1, n1)).unwrap();
+    lp.run_once().unwrap();
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let _ = lp
+        .handle()
+        .call_soon_threadsafe(move || r.store(true, Ordering::SeqCst))
+        .unwrap();
+    // The call was made before these iterations: the next one runs it.
+    let before = n.get();
+    lp.run_once().unwrap();
+    lp.run_once().unwrap();
+    assert!(
+        ran.load(Ordering::SeqCst),
+        "not picked up while polls were skipped"
+    );
+    assert_eq!(n.get() - before, 2);
+}
+
+// conformance: H1
+#[test]
 fn a_cancelled_threadsafe_handle_never_runs() {
     let lp = EventLoop::new().unwrap();
     let handle = lp.handle();
