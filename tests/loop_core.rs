@@ -190,6 +190,28 @@ fn stop_before_run_forever_gives_one_iteration_with_a_zero_timeout() {
 
 // conformance: L3
 #[test]
+fn the_one_iteration_after_an_early_stop_still_polls_for_io() {
+    // The zero-timeout poll happens (even with callbacks ready, where
+    // IO_POLL_INTERVAL would skip it): a readable fd's reader runs.
+    let lp = EventLoop::new().unwrap();
+    let (mut tx, rx) = UnixStream::pair().unwrap();
+    rx.set_nonblocking(true).unwrap();
+    let called = Rc::new(Cell::new(false));
+    let c = called.clone();
+    lp.add_reader(rx.as_raw_fd(), move || c.set(true)).unwrap();
+    // One iteration that polls, to start the IO_POLL_INTERVAL count afresh.
+    soon(&lp, || ());
+    lp.run_once().unwrap();
+    tx.write_all(b"x").unwrap();
+    soon(&lp, || ());
+    lp.stop();
+    lp.run_forever().unwrap();
+    assert!(called.get(), "the stopping iteration did not poll");
+    lp.remove_reader(rx.as_raw_fd()).unwrap();
+}
+
+// conformance: L3
+#[test]
 fn stop_flag_is_cleared_when_run_forever_returns() {
     let lp = EventLoop::new().unwrap();
     lp.stop();
