@@ -48,33 +48,45 @@ const EXAMPLES: &[(&str, &[&str], u64)] = &[
     ("task_api", &[], 20),
 ];
 
+/// What running one example gave: its output and wall time, or why it
+/// could not run (e.g. not built).
+type Run = Result<(Output, Duration), String>;
+
 /// The runs of all the examples. The seeds mostly sleep, so they run all at
 /// once, on first use: the file takes as long as the slowest one (5 s),
 /// not the sum (about 40 s).
-fn runs() -> &'static HashMap<&'static str, (Output, Duration)> {
-    static RUNS: OnceLock<HashMap<&'static str, (Output, Duration)>> = OnceLock::new();
+fn runs() -> &'static HashMap<&'static str, Run> {
+    static RUNS: OnceLock<HashMap<&'static str, Run>> = OnceLock::new();
     RUNS.get_or_init(|| {
         let threads: Vec<_> = EXAMPLES
             .iter()
             .map(|&(name, args, limit)| {
-                std::thread::spawn(move || {
-                    (name, run_example(name, args, Duration::from_secs(limit)))
-                })
+                let t =
+                    std::thread::spawn(move || run_example(name, args, Duration::from_secs(limit)));
+                (name, t)
             })
             .collect();
         threads
             .into_iter()
-            .map(|t| t.join().expect("an example runner thread panicked"))
+            .map(|(name, t)| {
+                let run = t.join().map_err(|e| {
+                    e.downcast_ref::<String>()
+                        .cloned()
+                        .unwrap_or_else(|| format!("running {name} panicked"))
+                });
+                (name, run)
+            })
             .collect()
     })
 }
 
 /// The run of `name`, whatever its exit status.
 fn run_of(name: &str) -> (&'static Output, Duration) {
-    let (out, took) = runs()
-        .get(name)
-        .unwrap_or_else(|| panic!("{name} is not in EXAMPLES"));
-    (out, *took)
+    match runs().get(name) {
+        Some(Ok((out, took))) => (out, *took),
+        Some(Err(why)) => panic!("{why}"),
+        None => panic!("{name} is not in EXAMPLES"),
+    }
 }
 
 /// The run of `name`, which must have succeeded: its stdout lines and its
