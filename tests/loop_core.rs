@@ -41,6 +41,21 @@ fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
     reports
 }
 
+/// A guard for runs that end only if the behaviour under test works: after
+/// `secs` it stops the loop and raises its flag. (A panicking timer would
+/// only reach the exception handler, and the loop would run on.)
+fn stop_after(lp: &EventLoop, secs: f64) -> (tulip::TimerHandle, Rc<Cell<bool>>) {
+    let fired = Rc::new(Cell::new(false));
+    let (f, lp1) = (fired.clone(), lp.clone());
+    let h = lp
+        .call_later(secs, move || {
+            f.set(true);
+            lp1.stop();
+        })
+        .unwrap();
+    (h, fired)
+}
+
 // ===== L1 =====
 
 // conformance: L1
@@ -623,11 +638,10 @@ fn a_reader_drains_its_socket_until_would_block() {
         }
         tx
     });
-    let guard = lp
-        .call_later(10.0, || panic!("the reader never saw all the data"))
-        .unwrap();
+    let (guard, timed_out) = stop_after(&lp, 10.0);
     lp.run_forever().unwrap();
     guard.cancel();
+    assert!(!timed_out.get(), "the reader never saw all the data");
     let _tx = writer.join().unwrap();
     assert_eq!(*got.borrow(), payload);
     assert!(calls.get() >= 2);
@@ -793,7 +807,10 @@ fn a_writer_is_called_while_its_socket_is_writable() {
         }
     })
     .unwrap();
+    let (guard, timed_out) = stop_after(&lp, 10.0);
     lp.run_forever().unwrap();
+    guard.cancel();
+    assert!(!timed_out.get(), "the writer was not called again");
     assert_eq!(calls.get(), 3);
     assert!(!lp.has_writer(fd));
 }
@@ -851,8 +868,9 @@ fn replacing_a_reader_cancels_the_old_callback() {
     })
     .unwrap();
     tx.write_all(b"data").unwrap();
-    let guard = lp.call_later(20.0, || ()).unwrap();
+    let (guard, timed_out) = stop_after(&lp, 10.0);
     lp.run_forever().unwrap();
     guard.cancel();
+    assert!(!timed_out.get(), "the new reader never ran");
     assert_eq!(entries(&l), ["new"]);
 }
