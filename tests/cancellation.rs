@@ -158,6 +158,32 @@ fn an_inner_task_that_swallows_the_cancel_lets_the_outer_one_finish() {
     assert_eq!(outer.result().unwrap(), 7);
 }
 
+// conformance: C1
+#[test]
+fn cancelling_a_task_in_wait_done_cancels_the_future_and_take_result_shows_it() {
+    // The await-a-non-Clone-result pattern (`wait_done` + `take_result`,
+    // as to_thread uses): the future is the fut_waiter, so the cancel
+    // reaches it at once and take_result reports Cancelled.
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<String> = lp.create_future();
+    let f = fut.clone();
+    let task = lp
+        .create_task(async move {
+            f.wait_done().await;
+            f.take_result()
+        })
+        .unwrap();
+    iterate(&lp);
+    assert!(task.cancel_with("stop waiting"));
+    assert!(fut.cancelled());
+    finish(&lp, &task);
+    assert!(task.cancelled());
+    assert_eq!(
+        task.result().unwrap_err().cancel_message(),
+        Some("stop waiting")
+    );
+}
+
 // ===== C2 =====
 
 // conformance: C2
