@@ -136,7 +136,10 @@ fn loop_cases(ctx: &Ctx) -> Vec<Case> {
                 what: format!("{what} ({} ops)", fmt_count(ops)),
                 primary: NS_PER_OP,
                 extra: vec![CPU_NS_PER_OP, RSS_MIB],
-                goals: vec![Goal::Absolute(goal)],
+                goals: vec![
+                    Goal::Absolute(goal),
+                    Goal::AbsoluteOn(CPU_NS_PER_OP, goal),
+                ],
                 contenders: vec![
                     ctx.child("loop", name, "tulip", ops),
                     py("asyncio"),
@@ -199,7 +202,12 @@ fn sync_cases(ctx: &Ctx) -> Vec<Case> {
                 what: format!("{what} ({} ops)", fmt_count(ops)),
                 primary: NS_PER_OP,
                 extra: vec![CPU_NS_PER_OP, RSS_MIB],
-                goals: vec![Goal::Ratio("asyncio", 30.0), Goal::Ratio("tokio", 1.0)],
+                goals: vec![
+                    Goal::Ratio("asyncio", 30.0),
+                    Goal::Ratio("tokio", 1.0),
+                    Goal::RatioOn(CPU_NS_PER_OP, "asyncio", 30.0),
+                    Goal::RatioOn(CPU_NS_PER_OP, "tokio", 1.0),
+                ],
                 contenders: vec![tulip, py("asyncio"), py("uvloop"), ctx.child("sync", name, "tokio", ops)],
                 notes,
             }

@@ -438,6 +438,22 @@ Transfer/sec:     10.00MB
     }
 
     #[test]
+    fn reads_echo_case_names() {
+        assert_eq!(parse_echo_case("echo-10k-c4"), Some((10 * 1024, 4)));
+        assert_eq!(parse_echo_case("echo-100k-c10"), Some((100 * 1024, 10)));
+        assert_eq!(parse_echo_case("http"), None);
+    }
+
+    #[test]
+    fn the_response_is_well_formed() {
+        let r = http_response();
+        let head_end = find_head_end(&r).expect("a head");
+        assert_eq!(&r[head_end..], BODY);
+        let head = std::str::from_utf8(&r[..head_end]).unwrap();
+        assert!(head.contains(&format!("Content-Length: {}\r\n", BODY.len())));
+    }
+
+    #[test]
     fn finds_request_heads() {
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nGET"), Some(18));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
