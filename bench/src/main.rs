@@ -628,6 +628,28 @@ fn ctx_from_env(ops: Option<u64>, scale: f64) -> Ctx {
     }
 }
 
+/// Runs this process (and so every child) at nice `n`. With the kernel's
+/// autogroups, nice only ranks processes within one session, so the
+/// session's autogroup gets nice `n` too; its old value is returned, to be
+/// put back at the end.
+fn set_priority(n: i32) -> Result<Option<i32>, ()> {
+    // SAFETY: setpriority on this process only.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) } != 0 {
+        eprintln!(
+            "bench: cannot set nice {n}: {} (running at the default priority)",
+            std::io::Error::last_os_error()
+        );
+        return Err(());
+    }
+    let before = std::fs::read_to_string("/proc/self/autogroup")
+        .ok()
+        .and_then(|s| s.split_whitespace().last()?.parse::<i32>().ok());
+    match before {
+        Some(b) if std::fs::write("/proc/self/autogroup", n.to_string()).is_ok() => Ok(Some(b)),
+        _ => Ok(None),
+    }
+}
+
 /// Builds the other binaries a group runs (pinger, tulip's http example),
 /// so `cargo run -p bench -- all` needs nothing else first. A failed build
 /// only leaves that contender n/a.
@@ -747,17 +769,7 @@ fn main() {
     }
     let ctx = ctx_from_env(ops, if quick { 0.1 } else { 1.0 });
     prebuild(&groups);
-    if let Some(n) = nice {
-        // Children inherit it: every contender runs at the same priority.
-        // SAFETY: setpriority on this process only.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) } != 0 {
-            eprintln!(
-                "bench: cannot set nice {n}: {} (running at the default priority)",
-                std::io::Error::last_os_error()
-            );
-            nice = None;
-        }
-    }
+    let autogroup_before = nice.and_then(|n| set_priority(n).map_err(|_| nice = None).ok()?);
     let python = ctx.python.clone();
 
     let mut report = String::new();
@@ -836,6 +848,9 @@ fn main() {
     let tail = format!("Load average at the end: {}\n", hw::loadavg());
     println!("{tail}");
     report.push_str(&tail);
+    if let Some(prev) = autogroup_before {
+        let _ = std::fs::write("/proc/self/autogroup", prev.to_string());
+    }
     if let Some(f) = md_file {
         if let Err(e) = std::fs::write(&f, &report) {
             eprintln!("bench: cannot write {}: {e}", f.display());
