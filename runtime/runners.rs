@@ -167,7 +167,8 @@ fn cancel_all_tasks(lp: &EventLoop) {
     let waiting = to_cancel.clone();
     let _ = lp.run_until_complete(async move {
         for t in &waiting {
-            t.wait_done().await;
+            // The shutdown task is never cancelled: the wait only ends when t does.
+            let _ = t.wait_done().await;
         }
         Ok(())
     });
