@@ -15,6 +15,10 @@
 //! | `tasks.py` | [`tasks`], [`sleep()`] |
 //! | `runners.py` | [`runners`] |
 //! | `exceptions.py` | [`error`] |
+//! | `subprocess.py`, `base_subprocess.py` | [`subprocess`] |
+//! | `unix_events.py` (child watchers) | [`child_watcher`] |
+//! | `unix_events.py` (signals) | [`signals`] |
+//! | `threads.py`, `run_in_executor`, `run_coroutine_threadsafe` | [`threads`] |
 //!
 //! ```
 //! async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
@@ -38,26 +42,35 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(rust_2018_idioms)]
 
+pub mod child_watcher;
 pub mod error;
 pub mod event_loop;
 pub mod events;
 pub mod futures;
+mod pipes;
 pub mod reactor;
 pub mod runners;
+pub mod signals;
 mod sleep;
+pub mod subprocess;
+mod sys;
 pub mod tasks;
+pub mod threads;
 pub mod threadsafe;
 
+pub use child_watcher::ChildWatcherKind;
 pub use error::{Error, Result};
 pub use event_loop::{
-    get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop,
-    try_running_loop, EventLoop, ExceptionContext, Interrupt, TaskFactory,
+    get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop, try_running_loop,
+    EventLoop, ExceptionContext, Interrupt, TaskFactory,
 };
 pub use events::{Delay, Handle, TimerHandle};
 pub use futures::{CallbackId, Future};
 pub use runners::{run, run_with_factory, Runner};
 pub use sleep::{sleep, Sleep};
+pub use subprocess::{create_subprocess_exec, create_subprocess_shell, Process};
 pub use tasks::{
     all_tasks, create_task, create_task_named, current_task, Task, TaskOptions, TaskRef,
 };
+pub use threads::{run_coroutine_threadsafe, to_thread, ConcurrentFuture, ThreadPool};
 pub use threadsafe::{LoopHandle, ThreadsafeHandle};
