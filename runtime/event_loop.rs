@@ -414,7 +414,9 @@ impl EventLoop {
     /// running loop; closing twice is a no-op (L5).
     pub fn close(&self) -> Result<()> {
         if self.inner.running.get() {
-            return Err(Error::runtime("cannot close a running event loop: stop it first"));
+            return Err(Error::runtime(
+                "cannot close a running event loop: stop it first",
+            ));
         }
         if self.inner.closed.replace(true) {
             return Ok(());
@@ -744,7 +746,9 @@ impl EventLoop {
     ) -> Result<()> {
         self.check_closed()?;
         if fd < 0 {
-            return Err(Error::invalid_argument(format!("invalid file descriptor {fd}")));
+            return Err(Error::invalid_argument(format!(
+                "invalid file descriptor {fd}"
+            )));
         }
         let handle = match trigger {
             Trigger::Edge => Handle::repeat(f, at),
@@ -915,7 +919,10 @@ impl fmt::Debug for EventLoop {
             .field("running", &self.is_running())
             .field("closed", &self.is_closed())
             .field("debug", &self.debug())
-            .field("ready", &self.inner.ready.try_borrow().map(|r| r.len()).ok())
+            .field(
+                "ready",
+                &self.inner.ready.try_borrow().map(|r| r.len()).ok(),
+            )
             .field(
                 "scheduled",
                 &self.inner.scheduled.try_borrow().map(|r| r.len()).ok(),

@@ -112,7 +112,10 @@ impl Handle {
         }
     }
 
-    pub(crate) fn repeat<F: Fn() + 'static>(f: F, created_at: &'static Location<'static>) -> Handle {
+    pub(crate) fn repeat<F: Fn() + 'static>(
+        f: F,
+        created_at: &'static Location<'static>,
+    ) -> Handle {
         Handle {
             inner: Rc::new(HandleCell {
                 cancelled: Cell::new(false),

@@ -153,7 +153,9 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
     /// `Err(InvalidState)` if pending.
     pub(crate) fn exception(&self) -> Result<Option<Error>> {
         match &*self.state.borrow() {
-            State::Pending => Err(Error::invalid_state("exception is not set: the future is still pending")),
+            State::Pending => Err(Error::invalid_state(
+                "exception is not set: the future is still pending",
+            )),
             State::Cancelled(m) => Err(Error::Cancelled(m.clone())),
             State::Failed(e) => {
                 self.log_traceback.set(false);
@@ -178,7 +180,9 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
 
     fn result_error<U>(&self) -> Result<U> {
         match &*self.state.borrow() {
-            State::Pending => Err(Error::invalid_state("result is not set: the future is still pending")),
+            State::Pending => Err(Error::invalid_state(
+                "result is not set: the future is still pending",
+            )),
             State::Cancelled(m) => Err(Error::Cancelled(m.clone())),
             State::Failed(e) => {
                 self.log_traceback.set(false);
@@ -202,7 +206,6 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
             Poll::Pending
         }
     }
-
 }
 
 impl<T, O> FutureCore<T, O> {
@@ -234,7 +237,9 @@ impl<T: Clone, O> FutureCore<T, O> {
         match &*self.state.borrow() {
             State::Finished(v) => return Ok(v.clone()),
             State::Pending => {
-                return Err(Error::invalid_state("result is not set: the future is still pending"))
+                return Err(Error::invalid_state(
+                    "result is not set: the future is still pending",
+                ))
             }
             State::Cancelled(m) => return Err(Error::Cancelled(m.clone())),
             State::Failed(e) => {

@@ -15,6 +15,9 @@
 //! | `tasks.py` | [`tasks`], [`sleep()`] |
 //! | `runners.py` | [`runners`] |
 //! | `exceptions.py` | [`error`] |
+//! | `transports.py` | [`transports`] |
+//! | `protocols.py` | [`protocols`] |
+//! | `streams.py` | [`streams`] |
 //!
 //! ```
 //! async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
@@ -42,22 +45,33 @@ pub mod error;
 pub mod event_loop;
 pub mod events;
 pub mod futures;
+pub mod protocols;
 pub mod reactor;
 pub mod runners;
 mod sleep;
+pub mod streams;
 pub mod tasks;
 pub mod threadsafe;
+pub mod transports;
 
 pub use error::{Error, Result};
 pub use event_loop::{
-    get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop,
-    try_running_loop, EventLoop, ExceptionContext, Interrupt, TaskFactory,
+    get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop, try_running_loop,
+    EventLoop, ExceptionContext, Interrupt, TaskFactory,
 };
 pub use events::{Delay, Handle, TimerHandle};
 pub use futures::{CallbackId, Future};
+pub use protocols::{DatagramProtocol, Protocol};
 pub use runners::{run, run_with_factory, Runner};
 pub use sleep::{sleep, Sleep};
+pub use streams::{
+    ClientConnected, FlowControl, StreamReader, StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,
+};
 pub use tasks::{
     all_tasks, create_task, create_task_named, current_task, Task, TaskOptions, TaskRef,
 };
 pub use threadsafe::{LoopHandle, ThreadsafeHandle};
+pub use transports::{
+    BaseTransport, DatagramTransport, ExtraInfo, ReadTransport, Transport, WriteLimits,
+    WriteTransport,
+};

@@ -66,7 +66,9 @@ impl std::future::Future for Sleep {
                 }
                 if this.delay.is_nan() {
                     this.state = SleepState::Done;
-                    return Poll::Ready(Err(Error::invalid_argument("sleep delay must not be NaN")));
+                    return Poll::Ready(Err(Error::invalid_argument(
+                        "sleep delay must not be NaN",
+                    )));
                 }
                 if this.delay <= 0.0 {
                     // The bare yield: reschedule ourselves, suspend once.
@@ -107,16 +109,17 @@ impl std::future::Future for Sleep {
                     Poll::Ready(r)
                 }
             },
-            SleepState::Done => Poll::Ready(Err(Error::invalid_state(
-                "sleep polled after it completed",
-            ))),
+            SleepState::Done => {
+                Poll::Ready(Err(Error::invalid_state("sleep polled after it completed")))
+            }
         }
     }
 }
 
 impl Sleep {
     fn finish(&mut self) {
-        if let SleepState::Waiting(_, timer) = std::mem::replace(&mut self.state, SleepState::Done) {
+        if let SleepState::Waiting(_, timer) = std::mem::replace(&mut self.state, SleepState::Done)
+        {
             timer.cancel();
         }
     }

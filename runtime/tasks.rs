@@ -284,7 +284,13 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TaskCell<T, F> {
 
     /// Leaves the slab and completes the task's future.
     fn finish(self: &Rc<Self>, state: State<T>) {
-        let removed = self.core.lp.inner.tasks.borrow_mut().try_remove(self.header.key);
+        let removed = self
+            .core
+            .lp
+            .inner
+            .tasks
+            .borrow_mut()
+            .try_remove(self.header.key);
         drop(removed);
         let owner = self.owner();
         // The state can't be done already: step returns early for done tasks.
@@ -382,7 +388,8 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         if self.core.done() {
             return false;
         }
-        h.num_cancels_requested.set(h.num_cancels_requested.get() + 1);
+        h.num_cancels_requested
+            .set(h.num_cancels_requested.get() + 1);
         let waiter = h.fut_waiter.borrow().clone();
         if let Some(w) = waiter {
             // Leave fut_waiter set: it may be a task that swallows the cancel.
@@ -436,8 +443,9 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> Cancel for TaskCell
 impl<T, F> Drop for TaskCell<T, F> {
     fn drop(&mut self) {
         // Report here, before the core's own Drop would call it a "Future".
-        self.core
-            .report_unretrieved("Task", || format!("<Task failed name='{}'>", self.header.name()));
+        self.core.report_unretrieved("Task", || {
+            format!("<Task failed name='{}'>", self.header.name())
+        });
         self.core.clear_log_traceback();
     }
 }
