@@ -1,252 +1,236 @@
-//! Non-blocking pipe ends for subprocesses: [`PipeReader`] and [`PipeWriter`].
-//! Mirrors `_UnixReadPipeTransport`/`_UnixWritePipeTransport` in
-//! `Lib/asyncio/unix_events.py`, with the `StreamReader`/`StreamWriter`
-//! methods of `streams.py` that `subprocess.py` hands out.
+//! Pipe transports for subprocesses. Mirrors `_UnixReadPipeTransport` and
+//! `_UnixWritePipeTransport` in `Lib/asyncio/unix_events.py`, and the part
+//! of `SubprocessStreamProtocol` (`subprocess.py`) that connects them to
+//! streams.
 //!
-//! These are tulip's own small pipe streams, kept apart so that the general
-//! streams of the network layer can replace them behind the same method
-//! names (`read(-1)`, `readline`, `readexactly`, `readuntil`, `write`,
-//! `drain`, `close`).
-//!
-//! Reading is on demand: a read first calls `read(2)`; only on `WouldBlock`
-//! does it register an edge-triggered reader and await a future that the
-//! reader callback resolves. So a pipe nobody reads from is not read, and
-//! the child blocks on a full pipe (asyncio pauses its transport at twice
-//! the limit instead; the effect is the same back-pressure).
+//! - [`ReadPipe`] reads a child's stdout or stderr and feeds a
+//!   [`StreamReader`] (asyncio: `pipe_data_received` → `feed_data`; EOF →
+//!   `feed_eof`; an error → `set_exception`). The reader pauses and resumes
+//!   it around its limit, through [`ReadTransport`].
+//! - [`WritePipe`] is the [`WriteTransport`] under the child's stdin
+//!   [`StreamWriter`]: writes never block, the rest is buffered and flushed
+//!   by a writer callback, and the [`FlowControl`] of the writer is told to
+//!   pause above the high-water mark and to resume at the low one.
 //!
 //! # Invariants
-//! - A pipe fd is registered with the reactor only while an operation waits
-//!   on it; an [`IoWait`] guard removes the registration when that wait ends
-//!   or is dropped (cancelled), so a closed fd is never left registered.
-//! - [`PipeWriter::write`] never blocks: what the kernel does not take is
-//!   buffered and flushed by a writer callback; the fd is closed once the
-//!   buffer is empty after `close()`, or at the first write error.
-//! - After a write error (e.g. `EPIPE`), later writes are dropped silently,
-//!   as asyncio drops them after `connection_lost`; `drain()` reports it.
+//! - Both fds are non-blocking and registered edge-triggered; each callback
+//!   reads (writes) until `WouldBlock`, EOF, or an error.
+//! - A read pipe is registered exactly while it is reading (not paused, not
+//!   closed); a write pipe exactly while its buffer is not empty.
+//! - A pipe's fd is deregistered before it is closed, and closed exactly once.
+//! - The read pipe and its reader hold each other (asyncio's transport and
+//!   protocol do too); the cycle is broken when the pipe closes: at EOF, at
+//!   a read error, or by `close()`. A reader that stops reading and is
+//!   dropped together with its `Process` while the child keeps the pipe
+//!   open is the one case left to the end of the process (asyncio leaves it
+//!   to the garbage collector).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
-use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::event_loop::EventLoop;
-use crate::futures::Future;
+use crate::streams::{FlowControl, StreamReader, StreamWriter};
 use crate::sys;
+use crate::transports::{BaseTransport, ExtraInfo, ReadTransport, WriteLimits, WriteTransport};
 
-/// asyncio's `_DEFAULT_LIMIT` for stream buffers (64 KiB).
-pub const DEFAULT_LIMIT: usize = 64 * 1024;
-
-/// Bytes asked of the kernel per `read(2)` (asyncio's `max_size`: 256 KiB).
-const READ_CHUNK: usize = 256 * 1024;
-
-/// Waits until `fd` is readable (or writable); the registration lives
-/// exactly as long as the wait.
-async fn wait_io(lp: &EventLoop, fd: RawFd, write: bool) -> Result<()> {
-    let fut = lp.create_future::<()>();
-    let setter = fut.clone();
-    let cb = move || {
-        if !setter.done() {
-            let _ = setter.set_result(());
-        }
-    };
-    if write {
-        lp.add_writer_edge(fd, cb)?;
-    } else {
-        lp.add_reader_edge(fd, cb)?;
-    }
-    let _guard = IoWait { lp, fd, write };
-    fut.await
-}
-
-/// Removes the registration of a wait when the wait ends, however it ends.
-struct IoWait<'a> {
-    lp: &'a EventLoop,
-    fd: RawFd,
-    write: bool,
-}
-
-impl Drop for IoWait<'_> {
-    fn drop(&mut self) {
-        let _ = if self.write {
-            self.lp.remove_writer(self.fd)
-        } else {
-            self.lp.remove_reader(self.fd)
-        };
-    }
-}
+/// Bytes read per `read(2)`: a Linux pipe holds 64 KiB by default.
+const READ_CHUNK: usize = 64 * 1024;
 
 // ===== reading =====
 
-/// The read end of a child's stdout or stderr: asyncio's `StreamReader`
-/// over a `_UnixReadPipeTransport`.
-pub struct PipeReader {
+/// asyncio's `_UnixReadPipeTransport`, feeding a [`StreamReader`].
+pub(crate) struct ReadPipe {
     lp: EventLoop,
-    fd: OwnedFd,
-    buf: RefCell<Vec<u8>>,
-    eof: Cell<bool>,
-    limit: usize,
+    /// `None` once closed.
+    fd: RefCell<Option<OwnedFd>>,
+    reader: RefCell<Option<StreamReader>>,
+    /// Registered with the reactor (reading and not paused).
+    reading: Cell<bool>,
+    paused: Cell<bool>,
+    /// This pipe, for re-registering from `resume_reading(&self)`.
+    me: std::rc::Weak<ReadPipe>,
 }
 
-impl PipeReader {
-    /// Wraps a non-blocking read end.
-    pub(crate) fn new(lp: &EventLoop, fd: OwnedFd, limit: usize) -> PipeReader {
-        PipeReader {
+impl ReadPipe {
+    /// Connects `fd` to a new reader with `limit`; returns the reader.
+    pub(crate) fn open(lp: &EventLoop, fd: OwnedFd, limit: usize) -> Result<StreamReader> {
+        let reader = StreamReader::with_loop(lp, limit);
+        let pipe = Rc::new_cyclic(|me| ReadPipe {
             lp: lp.clone(),
-            fd,
-            buf: RefCell::new(Vec::new()),
-            eof: Cell::new(false),
-            limit,
+            fd: RefCell::new(Some(fd)),
+            reader: RefCell::new(Some(reader.clone())),
+            reading: Cell::new(false),
+            paused: Cell::new(false),
+            me: me.clone(),
+        });
+        pipe.register()?;
+        reader.set_transport(pipe);
+        Ok(reader)
+    }
+
+    fn raw_fd(&self) -> Option<RawFd> {
+        self.fd.borrow().as_ref().map(|f| f.as_raw_fd())
+    }
+
+    fn register(self: &Rc<Self>) -> Result<()> {
+        let Some(fd) = self.raw_fd() else {
+            return Ok(());
+        };
+        let me = self.clone();
+        self.lp.add_reader_edge(fd, move || me.read_ready())?;
+        self.reading.set(true);
+        Ok(())
+    }
+
+    fn unregister(&self) {
+        if self.reading.replace(false) {
+            if let Some(fd) = self.raw_fd() {
+                let _ = self.lp.remove_reader(fd);
+            }
         }
     }
 
-    /// Reads once more from the pipe into the buffer; `Ok(0)` at EOF.
-    async fn fill(&self) -> Result<usize> {
-        if self.eof.get() {
-            return Ok(0);
-        }
-        loop {
-            let res = sys::read_append(self.fd.as_raw_fd(), &mut self.buf.borrow_mut(), READ_CHUNK);
-            match res {
+    /// asyncio's `_read_ready`: read until `WouldBlock`, EOF, or a pause.
+    fn read_ready(&self) {
+        let mut chunk = Vec::with_capacity(READ_CHUNK);
+        while self.reading.get() {
+            let Some(fd) = self.raw_fd() else { return };
+            chunk.clear();
+            match sys::read_append(fd, &mut chunk, READ_CHUNK) {
                 Ok(0) => {
-                    self.eof.set(true);
-                    return Ok(0);
+                    // asyncio: eof → _loop.remove_reader; protocol.eof_received;
+                    // connection_lost(None) → reader.feed_eof().
+                    self.close_with(None);
+                    return;
                 }
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_io(&self.lp, self.fd.as_raw_fd(), false).await?
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// asyncio's `read(n)`: with `n < 0`, everything up to EOF; with
-    /// `n == 0`, nothing; else at most `n` bytes, waiting only if none are
-    /// buffered. Empty at EOF.
-    pub async fn read(&self, n: isize) -> Result<Vec<u8>> {
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        if n < 0 {
-            while self.fill().await? > 0 {}
-            return Ok(std::mem::take(&mut *self.buf.borrow_mut()));
-        }
-        if self.buf.borrow().is_empty() {
-            self.fill().await?;
-        }
-        let mut buf = self.buf.borrow_mut();
-        let take = buf.len().min(n as usize);
-        Ok(buf.drain(..take).collect())
-    }
-
-    /// asyncio's `readline()`: up to and including `\n`; at EOF, what is
-    /// left (possibly empty). A line longer than the limit is an error.
-    pub async fn readline(&self) -> Result<Vec<u8>> {
-        match self.readuntil(b"\n").await {
-            Ok(line) => Ok(line),
-            Err(Error::IncompleteRead { partial, .. }) => Ok(partial.to_vec()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// asyncio's `readuntil(separator)`: up to and including `sep`.
-    /// EOF first gives `IncompleteRead`; more than `limit` bytes without
-    /// `sep` gives `LimitOverrun`, leaving the buffer intact.
-    pub async fn readuntil(&self, sep: &[u8]) -> Result<Vec<u8>> {
-        if sep.is_empty() {
-            return Err(Error::invalid_argument("the separator must not be empty"));
-        }
-        let mut searched: usize = 0;
-        loop {
-            {
-                let mut buf = self.buf.borrow_mut();
-                let start = searched.saturating_sub(sep.len() - 1);
-                if let Some(i) = find(&buf[start..], sep) {
-                    let end = start + i + sep.len();
-                    if end > self.limit {
-                        return Err(Error::LimitOverrun {
-                            message: "separator is found, but chunk is longer than limit".into(),
-                            consumed: end,
-                        });
+                Ok(_) => {
+                    let reader = self.reader.borrow().clone();
+                    if let Some(r) = reader {
+                        r.feed_data(&chunk); // may pause us
                     }
-                    return Ok(buf.drain(..end).collect());
                 }
-                searched = buf.len();
-                if searched > self.limit {
-                    return Err(Error::LimitOverrun {
-                        message: "separator is not found, and chunk exceed the limit".into(),
-                        consumed: searched,
-                    });
-                }
-                if self.eof.get() {
-                    let partial: Arc<[u8]> = Arc::from(std::mem::take(&mut *buf));
-                    return Err(Error::IncompleteRead {
-                        partial,
-                        expected: None,
-                    });
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    self.close_with(Some(e.into()));
+                    return;
                 }
             }
-            self.fill().await?;
         }
     }
 
-    /// asyncio's `readexactly(n)`: exactly `n` bytes, or `IncompleteRead`.
-    pub async fn readexactly(&self, n: usize) -> Result<Vec<u8>> {
-        while self.buf.borrow().len() < n {
-            if self.fill().await? == 0 {
-                let partial: Arc<[u8]> = Arc::from(std::mem::take(&mut *self.buf.borrow_mut()));
-                return Err(Error::IncompleteRead {
-                    partial,
-                    expected: Some(n),
-                });
+    /// Closes the fd and tells the reader (EOF, or the error).
+    fn close_with(&self, exc: Option<Error>) {
+        self.unregister();
+        drop(self.fd.borrow_mut().take());
+        let reader = self.reader.borrow_mut().take();
+        if let Some(r) = reader {
+            match exc {
+                None => r.feed_eof(),
+                Some(e) => r.set_exception(e),
             }
         }
-        Ok(self.buf.borrow_mut().drain(..n).collect())
-    }
-
-    /// True once EOF was seen and the buffer is empty.
-    pub fn at_eof(&self) -> bool {
-        self.eof.get() && self.buf.borrow().is_empty()
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.len() == 1 {
-        return hay.iter().position(|&b| b == needle[0]);
+impl BaseTransport for ReadPipe {
+    fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
+        match name {
+            "pipe" => self.raw_fd().map(ExtraInfo::Fd),
+            _ => None,
+        }
     }
-    hay.windows(needle.len()).position(|w| w == needle)
+
+    fn is_closing(&self) -> bool {
+        self.fd.borrow().is_none()
+    }
+
+    fn close(&self) {
+        if !self.is_closing() {
+            self.close_with(None);
+        }
+    }
 }
 
-impl fmt::Debug for PipeReader {
+impl ReadTransport for ReadPipe {
+    fn is_reading(&self) -> bool {
+        !self.paused.get() && !self.is_closing()
+    }
+
+    fn pause_reading(&self) {
+        if self.is_closing() || self.paused.replace(true) {
+            return;
+        }
+        self.unregister();
+    }
+
+    fn resume_reading(&self) {
+        if self.is_closing() || !self.paused.replace(false) {
+            return;
+        }
+        // Re-register: EPOLL_CTL_ADD reports the fd at once if data waits.
+        // The reader holds this pipe while it is paused, so `me` upgrades.
+        if let Some(me) = self.me.upgrade() {
+            if let Err(e) = me.register() {
+                self.close_with(Some(e));
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ReadPipe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PipeReader")
-            .field("fd", &self.fd.as_raw_fd())
-            .field("buffered", &self.buf.try_borrow().map(|b| b.len()).ok())
-            .field("eof", &self.eof.get())
+        f.debug_struct("ReadPipe")
+            .field("fd", &self.raw_fd())
+            .field("reading", &self.reading.get())
+            .field("paused", &self.paused.get())
             .finish()
     }
 }
 
 // ===== writing =====
 
-struct WritePipe {
+/// asyncio's `_UnixWritePipeTransport`, under a [`StreamWriter`].
+pub(crate) struct WritePipe {
     lp: EventLoop,
     /// `None` once closed.
     fd: RefCell<Option<OwnedFd>>,
     buf: RefCell<Vec<u8>>,
-    /// Bytes of `buf` already written.
+    /// Bytes at the front of `buf` already written.
     written: Cell<usize>,
     /// A writer callback is registered (the buffer is not empty).
     flushing: Cell<bool>,
+    /// `close()`/`write_eof()` was called: close once the buffer is empty.
     closing: Cell<bool>,
-    error: RefCell<Option<Error>>,
-    drain_waiters: RefCell<Vec<Future<()>>>,
+    /// `connection_lost` was delivered.
+    lost: Cell<bool>,
+    limits: Cell<WriteLimits>,
+    flow: FlowControl,
+    me: std::rc::Weak<WritePipe>,
 }
 
 impl WritePipe {
+    /// Connects `fd` to a new [`StreamWriter`].
+    pub(crate) fn open(lp: &EventLoop, fd: OwnedFd) -> StreamWriter {
+        let flow = FlowControl::new(lp);
+        let pipe = Rc::new_cyclic(|me| WritePipe {
+            lp: lp.clone(),
+            fd: RefCell::new(Some(fd)),
+            buf: RefCell::new(Vec::new()),
+            written: Cell::new(0),
+            flushing: Cell::new(false),
+            closing: Cell::new(false),
+            lost: Cell::new(false),
+            limits: Cell::new(WriteLimits::default()),
+            flow: flow.clone(),
+            me: me.clone(),
+        });
+        StreamWriter::new(pipe, flow, None)
+    }
+
     fn raw_fd(&self) -> Option<RawFd> {
         self.fd.borrow().as_ref().map(|f| f.as_raw_fd())
     }
@@ -255,8 +239,25 @@ impl WritePipe {
         self.buf.borrow().len() - self.written.get()
     }
 
-    /// Writes the buffer until it is empty, `WouldBlock`, or an error.
-    fn flush(self: &Rc<Self>) {
+    fn maybe_pause(&self) {
+        let mut l = self.limits.get();
+        if l.maybe_pause(self.pending()) {
+            self.limits.set(l);
+            self.flow.pause_writing();
+        }
+    }
+
+    fn maybe_resume(&self) {
+        let mut l = self.limits.get();
+        if l.maybe_resume(self.pending()) {
+            self.limits.set(l);
+            self.flow.resume_writing();
+        }
+    }
+
+    /// asyncio's `_write_ready`: write the buffer until it is empty or
+    /// `WouldBlock`; then resume the protocol, and close if asked to.
+    fn write_ready(&self) {
         let Some(fd) = self.raw_fd() else { return };
         loop {
             let res = {
@@ -269,101 +270,107 @@ impl WritePipe {
             };
             match res {
                 Ok(n) => self.written.set(self.written.get() + n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.maybe_resume();
+                    return;
+                }
                 Err(e) => {
-                    self.fail(e.into());
+                    self.fatal(e.into());
                     return;
                 }
             }
         }
-        // Everything is written.
         self.buf.borrow_mut().clear();
         self.written.set(0);
         if self.flushing.replace(false) {
             let _ = self.lp.remove_writer(fd);
         }
-        self.wake_drainers(Ok(()));
+        self.maybe_resume();
         if self.closing.get() {
-            self.close_fd();
+            self.connection_lost(None);
         }
     }
 
-    /// asyncio's `_fatal_error`: drop the buffer, close, tell the drainers.
-    fn fail(&self, err: Error) {
+    /// asyncio's `_fatal_error` + `_close(exc)`: drop the buffer, close.
+    fn fatal(&self, exc: Error) {
         self.buf.borrow_mut().clear();
         self.written.set(0);
-        *self.error.borrow_mut() = Some(err.clone());
-        self.close_fd();
-        self.wake_drainers(Err(err));
+        self.closing.set(true);
+        self.connection_lost(Some(exc));
     }
 
-    fn close_fd(&self) {
+    /// asyncio's `_call_connection_lost`: deregister, close the fd, tell
+    /// the flow control (which wakes `drain()` and `wait_closed()`).
+    fn connection_lost(&self, exc: Option<Error>) {
+        if self.lost.replace(true) {
+            return;
+        }
         if let Some(fd) = self.fd.borrow_mut().take() {
             if self.flushing.replace(false) {
                 let _ = self.lp.remove_writer(fd.as_raw_fd());
             }
             drop(fd);
         }
-    }
-
-    fn wake_drainers(&self, res: Result<()>) {
-        let waiters = std::mem::take(&mut *self.drain_waiters.borrow_mut());
-        for w in waiters {
-            if w.done() {
-                continue;
-            }
-            let _ = match &res {
-                Ok(()) => w.set_result(()),
-                Err(e) => w.set_exception(e.clone()),
-            };
-        }
+        self.flow.connection_lost(exc);
     }
 }
 
-/// The write end of a child's stdin: asyncio's `StreamWriter` over a
-/// `_UnixWritePipeTransport`. Dropping it closes the pipe once the buffered
-/// bytes are written, so the child sees EOF.
-pub struct PipeWriter {
-    inner: Rc<WritePipe>,
-}
-
-impl PipeWriter {
-    /// Wraps a non-blocking write end.
-    pub(crate) fn new(lp: &EventLoop, fd: OwnedFd) -> PipeWriter {
-        PipeWriter {
-            inner: Rc::new(WritePipe {
-                lp: lp.clone(),
-                fd: RefCell::new(Some(fd)),
-                buf: RefCell::new(Vec::new()),
-                written: Cell::new(0),
-                flushing: Cell::new(false),
-                closing: Cell::new(false),
-                error: RefCell::new(None),
-                drain_waiters: RefCell::new(Vec::new()),
-            }),
+impl BaseTransport for WritePipe {
+    fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
+        match name {
+            "pipe" => self.raw_fd().map(ExtraInfo::Fd),
+            _ => None,
         }
     }
 
-    /// Writes `data` without blocking: what the pipe does not take now is
-    /// buffered and written by the loop. Fails after `close()`. After a
-    /// write error the data is dropped; `drain()` reports the error.
-    pub fn write(&self, data: &[u8]) -> Result<()> {
-        let p = &self.inner;
-        if p.closing.get() {
-            return Err(Error::runtime("write() after close(): the pipe is closing"));
+    fn is_closing(&self) -> bool {
+        self.closing.get()
+    }
+
+    /// asyncio: `close()` is `write_eof()` for a write pipe.
+    fn close(&self) {
+        let _ = self.write_eof();
+    }
+}
+
+impl WriteTransport for WritePipe {
+    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()> {
+        let mut l = self.limits.get();
+        l.set(high, low)?;
+        self.limits.set(l);
+        self.maybe_pause();
+        Ok(())
+    }
+
+    fn get_write_buffer_limits(&self) -> (usize, usize) {
+        let l = self.limits.get();
+        (l.low, l.high)
+    }
+
+    fn get_write_buffer_size(&self) -> usize {
+        self.pending()
+    }
+
+    fn write(&self, data: &[u8]) -> Result<()> {
+        if self.closing.get() && !self.lost.get() {
+            return Err(Error::runtime(
+                "cannot write() after write_eof() or close()",
+            ));
         }
-        if data.is_empty() || p.error.borrow().is_some() {
+        if data.is_empty() || self.lost.get() {
+            return Ok(()); // asyncio drops writes once the pipe is lost
+        }
+        let Some(fd) = self.raw_fd() else {
             return Ok(());
-        }
-        let Some(fd) = p.raw_fd() else { return Ok(()) };
+        };
         let mut data = data;
-        if p.pending() == 0 {
+        if self.pending() == 0 {
             // Try at once, as asyncio's transport does.
             match sys::write(fd, data) {
                 Ok(n) => data = &data[n..],
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
-                    p.fail(e.into());
+                    self.fatal(e.into());
                     return Ok(());
                 }
             }
@@ -371,77 +378,67 @@ impl PipeWriter {
                 return Ok(());
             }
         }
-        p.buf.borrow_mut().extend_from_slice(data);
-        if !p.flushing.get() {
-            let me = p.clone();
-            p.lp.add_writer_edge(fd, move || me.flush())?;
-            p.flushing.set(true);
+        self.buf.borrow_mut().extend_from_slice(data);
+        if !self.flushing.get() {
+            if let Some(me) = self.me.upgrade() {
+                self.lp.add_writer_edge(fd, move || me.write_ready())?;
+                self.flushing.set(true);
+            }
+        }
+        self.maybe_pause();
+        Ok(())
+    }
+
+    fn write_eof(&self) -> Result<()> {
+        if self.closing.replace(true) {
+            return Ok(());
+        }
+        if self.pending() == 0 {
+            // asyncio: call_soon(_call_connection_lost, None).
+            let me = self.me.upgrade();
+            let scheduled = self.lp.call_soon(move || {
+                if let Some(me) = me {
+                    me.connection_lost(None);
+                }
+            });
+            if scheduled.is_err() {
+                self.connection_lost(None); // the loop is closed: close now
+            }
         }
         Ok(())
     }
 
-    /// asyncio's `drain()`: waits until the buffer is written. Reports a
-    /// write error (`BrokenPipe` when the child closed its stdin).
-    pub async fn drain(&self) -> Result<()> {
-        let p = &self.inner;
-        if let Some(e) = p.error.borrow().clone() {
-            return Err(e);
-        }
-        if p.pending() == 0 {
-            return Ok(());
-        }
-        let waiter = p.lp.create_future::<()>();
-        p.drain_waiters.borrow_mut().push(waiter.clone());
-        waiter.await
+    fn can_write_eof(&self) -> bool {
+        true
     }
 
-    /// Closes the pipe once the buffered bytes are written (asyncio's
-    /// `close()`; for a pipe it is also `write_eof()`). Closing twice is a no-op.
-    pub fn close(&self) {
-        let p = &self.inner;
-        p.closing.set(true);
-        if p.pending() == 0 {
-            p.close_fd();
-        }
-    }
-
-    /// Same as [`close`](PipeWriter::close): a pipe's EOF is its close.
-    pub fn write_eof(&self) {
-        self.close()
-    }
-
-    /// True once `close()` was called or the pipe failed.
-    pub fn is_closing(&self) -> bool {
-        self.inner.closing.get() || self.inner.fd.borrow().is_none()
-    }
-
-    /// Bytes waiting in the buffer (asyncio's `get_write_buffer_size`).
-    pub fn buffer_size(&self) -> usize {
-        self.inner.pending()
-    }
-
-    /// Closes the pipe, and waits until it is closed (asyncio's `wait_closed`).
-    pub async fn wait_closed(&self) -> Result<()> {
-        self.close();
-        match self.drain().await {
-            Err(e) if is_broken_pipe(&e) => Ok(()),
-            other => other,
-        }
+    fn abort(&self) {
+        self.buf.borrow_mut().clear();
+        self.written.set(0);
+        self.closing.set(true);
+        self.connection_lost(None);
     }
 }
 
-impl Drop for PipeWriter {
+impl Drop for WritePipe {
     fn drop(&mut self) {
-        self.close();
+        // The fd closes with the OwnedFd; make sure the reactor forgot it.
+        if self.flushing.get() {
+            if let Some(fd) = self.raw_fd() {
+                if !self.lp.is_closed() {
+                    let _ = self.lp.remove_writer(fd);
+                }
+            }
+        }
     }
 }
 
-impl fmt::Debug for PipeWriter {
+impl fmt::Debug for WritePipe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PipeWriter")
-            .field("fd", &self.inner.raw_fd())
-            .field("buffered", &self.inner.pending())
-            .field("closing", &self.inner.closing.get())
+        f.debug_struct("WritePipe")
+            .field("fd", &self.raw_fd())
+            .field("buffered", &self.pending())
+            .field("closing", &self.closing.get())
             .finish()
     }
 }

@@ -17,7 +17,7 @@
 //!         .stdout(Stdio::Pipe)
 //!         .kill_on_drop(true)
 //!         .spawn()?;
-//!     let out = proc.stdout.as_ref().unwrap().read(-1).await?;
+//!     let out = proc.stdout.as_ref().unwrap().read_to_eof().await?;
 //!     assert_eq!(out, b"hello\n");
 //!     assert_eq!(proc.wait().await?, 0);
 //!     Ok(())
@@ -44,8 +44,9 @@ use std::rc::Rc;
 use crate::child_watcher::{ChildState, ChildWatcher, ChildWatcherKind};
 use crate::error::{Error, Result};
 use crate::event_loop::{get_running_loop, EventLoop};
-use crate::pipes::is_broken_pipe;
-pub use crate::pipes::{PipeReader, PipeWriter, DEFAULT_LIMIT};
+use crate::pipes::{is_broken_pipe, ReadPipe, WritePipe};
+pub use crate::streams::DEFAULT_LIMIT;
+use crate::streams::{StreamReader, StreamWriter};
 use crate::sys;
 
 /// What one of a child's stdin, stdout or stderr is connected to.
@@ -55,7 +56,7 @@ pub enum Stdio {
     #[default]
     Inherit,
     /// A pipe to the parent (asyncio's `PIPE`): `Process::stdin` is a
-    /// [`PipeWriter`], `stdout`/`stderr` a [`PipeReader`].
+    /// [`StreamWriter`], `stdout`/`stderr` a [`StreamReader`].
     Pipe,
     /// `/dev/null` (asyncio's `DEVNULL`).
     DevNull,
@@ -298,11 +299,19 @@ impl Command {
         drop(child); // std's Child neither kills nor reaps on drop
         let state = ChildWatcher::of(lp).add_child(lp, pid)?;
         let [w, r_out, r_err] = ours;
+        // Registering a pipe can only fail for lack of memory; the child is
+        // watched already, so it will be reaped either way.
+        let stdout = r_out
+            .map(|fd| ReadPipe::open(lp, fd, self.limit))
+            .transpose()?;
+        let stderr = r_err
+            .map(|fd| ReadPipe::open(lp, fd, self.limit))
+            .transpose()?;
         Ok(Process {
             lp: lp.clone(),
-            stdin: w.map(|fd| PipeWriter::new(lp, fd)),
-            stdout: r_out.map(|fd| PipeReader::new(lp, fd, self.limit)),
-            stderr: r_err.map(|fd| PipeReader::new(lp, fd, self.limit)),
+            stdin: w.map(|fd| WritePipe::open(lp, fd)),
+            stdout,
+            stderr,
             child: state,
             kill_on_drop: self.kill_on_drop,
         })
@@ -335,11 +344,12 @@ impl fmt::Debug for Command {
 pub struct Process {
     lp: EventLoop,
     /// The child's stdin, if it was [`Stdio::Pipe`].
-    pub stdin: Option<PipeWriter>,
-    /// The child's stdout, if it was [`Stdio::Pipe`].
-    pub stdout: Option<PipeReader>,
+    pub stdin: Option<StreamWriter>,
+    /// The child's stdout, if it was [`Stdio::Pipe`]. Read it all with
+    /// `read_to_eof()` (asyncio's `read()`).
+    pub stdout: Option<StreamReader>,
     /// The child's stderr, if it was [`Stdio::Pipe`].
-    pub stderr: Option<PipeReader>,
+    pub stderr: Option<StreamReader>,
     child: Rc<ChildState>,
     kill_on_drop: bool,
 }
@@ -381,7 +391,10 @@ impl Process {
         let feed = async move {
             if let Some(w) = stdin {
                 if let Some(data) = input {
-                    w.write(data)?;
+                    match w.write(data) {
+                        Err(e) if is_broken_pipe(&e) => {}
+                        other => other?,
+                    }
                 }
                 match w.drain().await {
                     Err(e) if is_broken_pipe(&e) => {}
@@ -415,9 +428,9 @@ impl Process {
     }
 }
 
-async fn read_all(r: Option<&PipeReader>) -> Result<Vec<u8>> {
+async fn read_all(r: Option<&StreamReader>) -> Result<Vec<u8>> {
     match r {
-        Some(r) => r.read(-1).await,
+        Some(r) => r.read_to_eof().await,
         None => Ok(Vec::new()),
     }
 }

@@ -325,7 +325,7 @@ fn stdio_choices(kind: ChildWatcherKind) {
             .spawn()?;
         let out = p.stdout.as_ref().unwrap();
         let line = out.readline().await?;
-        let rest = out.read(-1).await?;
+        let rest = out.read_to_eof().await?;
         p.wait().await?;
 
         let mut p = Command::new("cat")
@@ -383,4 +383,32 @@ both_watchers!(
     interactive,
     write_drain_readline_with_a_live_child_pidfd,
     write_drain_readline_with_a_live_child_thread
+);
+
+// conformance: P1
+fn paused_reader(kind: ChildWatcherKind) {
+    let (n, rc) = on_loop(kind, |_| async {
+        // 4 MB that nobody reads for a while: the reader pauses its pipe at
+        // 2 x limit, the child blocks, and reading later resumes it.
+        let p = Command::new("head")
+            .args(["-c", "4000000", "/dev/zero"])
+            .stdout(Stdio::Pipe)
+            .spawn()?;
+        tulip::sleep(0.1).await?;
+        let out = p.stdout.as_ref().unwrap();
+        assert!(
+            out.buffered() <= 2 * out.limit() + 64 * 1024,
+            "{}",
+            out.buffered()
+        );
+        let all = out.read_to_eof().await?;
+        Ok((all.len(), p.wait().await?))
+    });
+    assert_eq!(n, 4_000_000);
+    assert_eq!(rc, 0);
+}
+both_watchers!(
+    paused_reader,
+    a_reader_that_falls_behind_pauses_and_resumes_the_pipe_pidfd,
+    a_reader_that_falls_behind_pauses_and_resumes_the_pipe_thread
 );
