@@ -412,3 +412,65 @@ both_watchers!(
     a_reader_that_falls_behind_pauses_and_resumes_the_pipe_pidfd,
     a_reader_that_falls_behind_pauses_and_resumes_the_pipe_thread
 );
+
+/// The state letter of `pid` in `/proc` (`Z` for a zombie), if it exists.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+// conformance: P3
+fn pid_stays_reserved(kind: ChildWatcherKind) {
+    let (state, rc) = on_loop(kind, |_| async {
+        let p = Command::new("true").spawn()?;
+        // Block the loop thread (no await): the child exits meanwhile, and
+        // nobody may reap it behind the loop's back, so its pid cannot be
+        // recycled while `returncode` is None.
+        std::thread::sleep(Duration::from_millis(200));
+        let state = proc_state(p.pid());
+        assert_eq!(p.returncode(), None);
+        p.send_signal(libc::SIGTERM)?; // still our zombie: harmless
+        let rc = p.wait().await?;
+        assert!(!is_our_child(p.pid()));
+        Ok((state, rc))
+    });
+    assert_eq!(
+        state,
+        Some('Z'),
+        "the exited child must stay a zombie until the loop reaps it"
+    );
+    assert_eq!(rc, 0);
+}
+both_watchers!(
+    pid_stays_reserved,
+    an_exited_child_stays_reserved_until_the_loop_reaps_it_pidfd,
+    an_exited_child_stays_reserved_until_the_loop_reaps_it_thread
+);
+
+// conformance: P2
+#[test]
+fn closing_the_loop_closes_open_pipes_and_leaves_no_zombie() {
+    let mut runner = tulip::Runner::new();
+    let lp = runner.get_loop().unwrap();
+    let (pid, reader) = runner
+        .run(async {
+            let mut p = Command::new("sh")
+                .args(["-c", "echo hi; sleep 0.2"])
+                .stdout(Stdio::Pipe)
+                .spawn()?;
+            let r = p.stdout.take().unwrap();
+            assert_eq!(r.readline().await?, b"hi\n");
+            Ok((p.pid(), r))
+        })
+        .unwrap();
+    runner.close();
+    assert!(lp.is_closed());
+    // The reader's pipe was closed with the loop.
+    assert!(reader.transport().unwrap().is_closing());
+    // The child, still running at close, is reaped by the reaper thread.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while is_our_child(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!is_our_child(pid), "pid {pid} left a zombie after close");
+}
