@@ -13,7 +13,7 @@
 //! main task; if the task ends cancelled, `run()` returns
 //! [`Error::Interrupted`]. A second Ctrl-C while the task is still
 //! unwinding interrupts the loop at once (asyncio raises `KeyboardInterrupt`
-//! from the handler; tulip calls [`interrupt`](crate::interrupt)). Either
+//! from the handler; tulip calls [`interrupt`]). Either
 //! way the cleanup then cancels and awaits the other tasks, shuts down the
 //! default thread pool and closes the loop (R2).
 //!
