@@ -56,6 +56,8 @@ pub(crate) struct ReadPipe {
     me: std::rc::Weak<ReadPipe>,
     /// Key in the loop's table of open read pipes.
     key: Cell<Option<usize>>,
+    /// Scratch space for `read(2)`, reused across callbacks.
+    chunk: RefCell<Vec<u8>>,
 }
 
 /// The loop's open read pipes (a loop extension), closed by `close()`.
@@ -99,6 +101,7 @@ impl ReadPipe {
             paused: Cell::new(false),
             me: me.clone(),
             key: Cell::new(None),
+            chunk: RefCell::new(Vec::new()),
         });
         pipe.register()?;
         let key = OpenPipes::of(lp)
@@ -134,11 +137,18 @@ impl ReadPipe {
 
     /// asyncio's `_read_ready`: read until `WouldBlock`, EOF, or a pause.
     fn read_ready(&self) {
-        let mut chunk = Vec::with_capacity(READ_CHUNK);
+        // Take the scratch buffer out, so no borrow is held across feed_data.
+        let mut chunk = std::mem::take(&mut *self.chunk.borrow_mut());
+        self.read_into(&mut chunk);
+        chunk.clear();
+        *self.chunk.borrow_mut() = chunk;
+    }
+
+    fn read_into(&self, chunk: &mut Vec<u8>) {
         while self.reading.get() {
             let Some(fd) = self.raw_fd() else { return };
             chunk.clear();
-            match sys::read_append(fd, &mut chunk, READ_CHUNK) {
+            match sys::read_append(fd, chunk, READ_CHUNK) {
                 Ok(0) => {
                     // asyncio: eof → _loop.remove_reader; protocol.eof_received;
                     // connection_lost(None) → reader.feed_eof().
@@ -148,7 +158,7 @@ impl ReadPipe {
                 Ok(_) => {
                     let reader = self.reader.borrow().clone();
                     if let Some(r) = reader {
-                        r.feed_data(&chunk); // may pause us
+                        r.feed_data(chunk); // may pause us
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

@@ -49,6 +49,10 @@ pub use crate::streams::DEFAULT_LIMIT;
 use crate::streams::{StreamReader, StreamWriter};
 use crate::sys;
 
+/// How much of `communicate`'s input is written before each `drain()`:
+/// the transport's high-water mark.
+const FEED_CHUNK: usize = 64 * 1024;
+
 /// What one of a child's stdin, stdout or stderr is connected to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Stdio {
@@ -390,15 +394,20 @@ impl Process {
         let stdin = self.stdin.take();
         let feed = async move {
             if let Some(w) = stdin {
-                if let Some(data) = input {
-                    match w.write(data) {
-                        Err(e) if is_broken_pipe(&e) => {}
+                // Fed in chunks, so most bytes go straight from `input` to
+                // the pipe instead of being copied into the transport first.
+                for chunk in input.unwrap_or_default().chunks(FEED_CHUNK) {
+                    match w.write(chunk) {
+                        Err(e) if is_broken_pipe(&e) => break,
                         other => other?,
                     }
-                }
-                match w.drain().await {
-                    Err(e) if is_broken_pipe(&e) => {}
-                    other => other?,
+                    match w.drain().await {
+                        Err(e) if is_broken_pipe(&e) => break,
+                        other => other?,
+                    }
+                    if w.is_closing() {
+                        break; // the pipe broke: the rest is dropped anyway
+                    }
                 }
                 w.close();
             }
