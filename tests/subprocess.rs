@@ -474,3 +474,41 @@ fn closing_the_loop_closes_open_pipes_and_leaves_no_zombie() {
     }
     assert!(!is_our_child(pid), "pid {pid} left a zombie after close");
 }
+
+// conformance: P3
+fn sweep_shape(kind: ChildWatcherKind) {
+    const N: usize = 300;
+    let (outs, left) = on_loop(kind, |lp| async move {
+        // The ping sweep's shape: N tasks at once, each spawns a child with
+        // stdout piped, reads it to EOF, then waits.
+        let mut tasks = Vec::with_capacity(N);
+        for i in 0..N {
+            tasks.push(lp.create_task(async move {
+                let p = Command::new("sh")
+                    .args(["-c", &format!("sleep 0.1; echo reply {i}")])
+                    .stdout(Stdio::Pipe)
+                    .env_clear()
+                    .env("LC_ALL", "C")
+                    .kill_on_drop(true)
+                    .spawn()?;
+                let out = p.stdout.as_ref().unwrap().read_to_eof().await?;
+                let rc = p.wait().await?;
+                Ok((String::from_utf8_lossy(&out).into_owned(), rc))
+            })?);
+        }
+        let mut outs = Vec::with_capacity(N);
+        for t in tasks {
+            outs.push(t.await?);
+        }
+        Ok((outs, lp.unreaped_children()))
+    });
+    for (i, (out, rc)) in outs.iter().enumerate() {
+        assert_eq!((out.as_str(), *rc), (format!("reply {i}\n").as_str(), 0));
+    }
+    assert_eq!(left, 0);
+}
+both_watchers!(
+    sweep_shape,
+    three_hundred_concurrent_children_with_piped_stdout_pidfd,
+    three_hundred_concurrent_children_with_piped_stdout_thread
+);
