@@ -303,22 +303,23 @@ impl Command {
         drop(child); // std's Child neither kills nor reaps on drop
         let state = ChildWatcher::of(lp).add_child(lp, pid)?;
         let [w, r_out, r_err] = ours;
-        // Registering a pipe can only fail for lack of memory; the child is
-        // watched already, so it will be reaped either way.
-        let stdout = r_out
-            .map(|fd| ReadPipe::open(lp, fd, self.limit))
-            .transpose()?;
-        let stderr = r_err
-            .map(|fd| ReadPipe::open(lp, fd, self.limit))
-            .transpose()?;
-        Ok(Process {
+        let mut proc = Process {
             lp: lp.clone(),
             stdin: w.map(|fd| WritePipe::open(lp, fd)),
-            stdout,
-            stderr,
+            stdout: None,
+            stderr: None,
             child: state,
             kill_on_drop: self.kill_on_drop,
-        })
+        };
+        // Registering a pipe fails only for lack of memory; the child is
+        // watched already, and dropping `proc` applies kill_on_drop.
+        proc.stdout = r_out
+            .map(|fd| ReadPipe::open(lp, fd, self.limit))
+            .transpose()?;
+        proc.stderr = r_err
+            .map(|fd| ReadPipe::open(lp, fd, self.limit))
+            .transpose()?;
+        Ok(proc)
     }
 }
 

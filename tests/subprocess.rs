@@ -512,3 +512,23 @@ both_watchers!(
     three_hundred_concurrent_children_with_piped_stdout_pidfd,
     three_hundred_concurrent_children_with_piped_stdout_thread
 );
+
+// conformance: P1
+fn command_reuse(kind: ChildWatcherKind) {
+    let outs = on_loop(kind, |_| async {
+        let mut cmd = Command::new("echo");
+        cmd.arg("again").stdout(Stdio::Pipe);
+        let mut outs = Vec::new();
+        for _ in 0..3 {
+            let mut p = cmd.spawn()?;
+            outs.push(p.communicate(None).await?.0);
+        }
+        Ok(outs)
+    });
+    assert_eq!(outs, [b"again\n", b"again\n", b"again\n"]);
+}
+both_watchers!(
+    command_reuse,
+    a_command_spawns_again_with_fresh_pipes_pidfd,
+    a_command_spawns_again_with_fresh_pipes_thread
+);
