@@ -114,6 +114,8 @@ impl Stdios {
 pub struct Command {
     std: std::process::Command,
     stdio: Stdios,
+    /// Which of stdin, stdout, stderr were set explicitly (for `output()`).
+    stdio_set: [bool; 3],
     kill_on_drop: bool,
     limit: usize,
 }
@@ -124,6 +126,7 @@ impl Command {
         Command {
             std: std::process::Command::new(program),
             stdio: Stdios::default(),
+            stdio_set: [false; 3],
             kill_on_drop: false,
             limit: DEFAULT_LIMIT,
         }
@@ -190,24 +193,28 @@ impl Command {
     /// The child's stdin.
     pub fn stdin(&mut self, s: Stdio) -> &mut Command {
         self.stdio.stdin = s;
+        self.stdio_set[0] = true;
         self
     }
 
     /// The child's stdout.
     pub fn stdout(&mut self, s: Stdio) -> &mut Command {
         self.stdio.stdout = s;
+        self.stdio_set[1] = true;
         self
     }
 
     /// The child's stderr ([`Stdio::Stdout`] sends it where stdout goes).
     pub fn stderr(&mut self, s: Stdio) -> &mut Command {
         self.stdio.stderr = s;
+        self.stdio_set[2] = true;
         self
     }
 
     /// Sets all three stdio choices.
     pub fn stdios(&mut self, s: Stdios) -> &mut Command {
         self.stdio = s;
+        self.stdio_set = [true; 3];
         self
     }
 
@@ -229,6 +236,48 @@ impl Command {
     /// overwritten by `spawn`.
     pub fn as_std_mut(&mut self) -> &mut std::process::Command {
         &mut self.std
+    }
+
+    /// std's `Command::output()`, awaited: runs the child to completion and
+    /// collects its output. Unless set otherwise, stdin is `/dev/null` and
+    /// stdout and stderr are piped, as with std.
+    ///
+    /// ```
+    /// use tulip::subprocess::Command;
+    /// tulip::run(async {
+    ///     let out = Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]).output().await?;
+    ///     assert_eq!((out.returncode, &out.stdout[..], &out.stderr[..]), (3, &b"out\n"[..], &b"err\n"[..]));
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn output(&mut self) -> Result<Output> {
+        let saved = (self.stdio, self.stdio_set);
+        let defaults = [Stdio::DevNull, Stdio::Pipe, Stdio::Pipe];
+        let slots = [
+            &mut self.stdio.stdin,
+            &mut self.stdio.stdout,
+            &mut self.stdio.stderr,
+        ];
+        for ((slot, set), default) in slots.into_iter().zip(saved.1).zip(defaults) {
+            if !set {
+                *slot = default;
+            }
+        }
+        let spawned = self.spawn();
+        (self.stdio, self.stdio_set) = saved;
+        let mut proc = spawned?;
+        let (stdout, stderr) = proc.communicate(None).await?;
+        Ok(Output {
+            returncode: proc.returncode().unwrap_or_default(),
+            stdout,
+            stderr,
+        })
+    }
+
+    /// std's `Command::status()`, awaited: runs the child to completion
+    /// (stdio inherited unless set) and returns its exit code.
+    pub async fn status(&mut self) -> Result<i32> {
+        self.spawn()?.wait().await
     }
 
     /// Spawns the child on the running loop.
@@ -338,6 +387,17 @@ impl fmt::Debug for Command {
             .field("kill_on_drop", &self.kill_on_drop)
             .finish()
     }
+}
+
+/// What [`Command::output`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// The exit code; `-N` if signal `N` killed the child.
+    pub returncode: i32,
+    /// Everything the child wrote to stdout (empty if it was not piped).
+    pub stdout: Vec<u8>,
+    /// Everything the child wrote to stderr (empty if it was not piped).
+    pub stderr: Vec<u8>,
 }
 
 // ===== Process =====

@@ -532,3 +532,29 @@ both_watchers!(
     a_command_spawns_again_with_fresh_pipes_pidfd,
     a_command_spawns_again_with_fresh_pipes_thread
 );
+
+// conformance: P1
+fn output_and_status(kind: ChildWatcherKind) {
+    let (out, status, signalled) = on_loop(kind, |_| async {
+        let out = Command::new("sh")
+            .args(["-c", "cat; echo out; echo err >&2; exit 4"])
+            .output()
+            .await?;
+        let status = Command::new("sh").args(["-c", "exit 7"]).status().await?;
+        let signalled = Command::new("sh")
+            .args(["-c", "kill -9 $$"])
+            .status()
+            .await?;
+        Ok((out, status, signalled))
+    });
+    // stdin defaulted to /dev/null, so `cat` ended at once.
+    assert_eq!(out.returncode, 4);
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+    assert_eq!((status, signalled), (7, -9));
+}
+both_watchers!(
+    output_and_status,
+    output_and_status_work_like_std_pidfd,
+    output_and_status_work_like_std_thread
+);
