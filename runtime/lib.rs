@@ -15,6 +15,13 @@
 //! | `tasks.py` | [`tasks`], [`sleep()`] |
 //! | `runners.py` | [`runners`] |
 //! | `exceptions.py` | [`error`] |
+//! | `subprocess.py`, `base_subprocess.py` | [`subprocess`] |
+//! | `unix_events.py` (child watchers) | [`child_watcher`] |
+//! | `unix_events.py` (signals) | [`signals`] |
+//! | `threads.py`, `run_in_executor`, `run_coroutine_threadsafe` | [`threads`] |
+//! | `transports.py` | [`transports`] |
+//! | `protocols.py` | [`protocols`] |
+//! | `streams.py` | [`streams`] |
 //!
 //! ```
 //! async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
@@ -38,16 +45,26 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(rust_2018_idioms)]
 
+pub mod child_watcher;
 pub mod error;
 pub mod event_loop;
 pub mod events;
 pub mod futures;
+mod pipes;
+pub mod protocols;
 pub mod reactor;
 pub mod runners;
+pub mod signals;
 mod sleep;
+pub mod streams;
+pub mod subprocess;
+mod sys;
 pub mod tasks;
+pub mod threads;
 pub mod threadsafe;
+pub mod transports;
 
+pub use child_watcher::ChildWatcherKind;
 pub use error::{Error, Result};
 pub use event_loop::{
     get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop, try_running_loop,
@@ -55,9 +72,19 @@ pub use event_loop::{
 };
 pub use events::{Delay, Handle, TimerHandle};
 pub use futures::{CallbackId, Future};
+pub use protocols::{DatagramProtocol, Protocol};
 pub use runners::{run, run_with_factory, Runner};
 pub use sleep::{sleep, Sleep};
+pub use streams::{
+    ClientConnected, FlowControl, StreamReader, StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,
+};
+pub use subprocess::{create_subprocess_exec, create_subprocess_shell, Process};
 pub use tasks::{
     all_tasks, create_task, create_task_named, current_task, Task, TaskOptions, TaskRef,
 };
+pub use threads::{run_coroutine_threadsafe, to_thread, ConcurrentFuture, ThreadPool};
 pub use threadsafe::{LoopHandle, ThreadsafeHandle};
+pub use transports::{
+    BaseTransport, DatagramTransport, ExtraInfo, ReadTransport, Transport, WriteLimits,
+    WriteTransport,
+};

@@ -42,10 +42,7 @@ fn finish<T: 'static>(lp: &EventLoop, task: &Task<T>) {
     // A panic in a callback goes to the exception handler, so the guard
     // stops the loop instead, and run_until_complete reports it.
     let guard = lp.call_later(10.0, move || lp1.stop()).unwrap();
-    let res = lp.run_until_complete(async move {
-        waiting.await;
-        Ok(())
-    });
+    let res = lp.run_until_complete(async move { waiting.await });
     guard.cancel();
     res.expect("the task did not finish within 10 s");
 }
@@ -399,4 +396,42 @@ fn a_task_ref_cancels_and_counts_like_the_task() {
     finish(&lp, &task);
     assert!(r.cancelled() && r.done());
     assert_eq!(task.result().unwrap_err().cancel_message(), Some("via ref"));
+}
+
+/// `Task::wait_done` is asyncio's `await asyncio.wait([task])`: cancelling
+/// the waiting task ends the wait at once with Cancelled, and the awaited
+/// task keeps running.
+// conformance: C1
+#[test]
+fn cancelling_a_task_parked_in_wait_done_ends_the_wait_not_the_awaited_task() {
+    let (waited_err, slow_done, elapsed) = tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let slow = tulip::create_task(async {
+            tulip::sleep(0.3).await?;
+            Ok(7)
+        })?;
+        let watcher = {
+            let slow = slow.clone();
+            tulip::create_task(async move { slow.wait_done().await })?
+        };
+        tulip::sleep(0.0).await?;
+        tulip::sleep(0.0).await?;
+        let t0 = lp.time();
+        watcher.cancel();
+        let err = watcher.clone().await.unwrap_err();
+        let elapsed = lp.time() - t0;
+        let slow_done_then = slow.done();
+        assert_eq!(slow.clone().await?, 7);
+        Ok((err.is_cancelled(), slow_done_then, elapsed))
+    })
+    .unwrap();
+    assert!(waited_err, "the wait ends with Cancelled");
+    assert!(
+        !slow_done,
+        "the awaited task was not cancelled and still ran"
+    );
+    assert!(
+        elapsed < 0.2,
+        "the cancel took {elapsed:.3} s: it waited for the awaited task"
+    );
 }
