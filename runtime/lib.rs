@@ -15,6 +15,12 @@
 //! | `tasks.py` | [`tasks`], [`sleep()`] |
 //! | `runners.py` | [`runners`] |
 //! | `exceptions.py` | [`error`] |
+//! | `tasks.py` (`gather`, `ensure_future`) | [`gather`](mod@gather) |
+//! | `tasks.py` (`wait`, `as_completed`, `shield`) | [`wait`](mod@wait) |
+//! | `timeouts.py`, `tasks.py` (`wait_for`) | [`timeouts`] |
+//! | `taskgroups.py` | [`taskgroups`] |
+//! | `locks.py` | [`locks`] |
+//! | `queues.py` | [`queues`] |
 //!
 //! ```
 //! async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
@@ -42,11 +48,17 @@ pub mod error;
 pub mod event_loop;
 pub mod events;
 pub mod futures;
+pub mod gather;
+pub mod locks;
+pub mod queues;
 pub mod reactor;
 pub mod runners;
 mod sleep;
+pub mod taskgroups;
 pub mod tasks;
 pub mod threadsafe;
+pub mod timeouts;
+pub mod wait;
 
 pub use error::{Error, Result};
 pub use event_loop::{
@@ -55,9 +67,17 @@ pub use event_loop::{
 };
 pub use events::{Delay, Handle, TimerHandle};
 pub use futures::{CallbackId, Future};
+pub use gather::{ensure_future, gather, gather_set, Child, Gather, GatherAll, GatherSet};
+pub use locks::{
+    Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, Semaphore, SemaphorePermit,
+};
+pub use queues::{LifoQueue, PriorityQueue, Queue, QueueBase, Storage};
 pub use runners::{run, run_with_factory, Runner};
 pub use sleep::{sleep, Sleep};
+pub use taskgroups::TaskGroup;
 pub use tasks::{
     all_tasks, create_task, create_task_named, current_task, Task, TaskOptions, TaskRef,
 };
 pub use threadsafe::{LoopHandle, ThreadsafeHandle};
+pub use timeouts::{timeout, timeout_at, wait_for, Timeout};
+pub use wait::{as_completed, shield, wait, AsCompleted, ReturnWhen};

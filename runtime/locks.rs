@@ -1,0 +1,936 @@
+//! Synchronization primitives. Mirrors `Lib/asyncio/locks.py`: [`Lock`],
+//! [`Event`], [`Condition`], [`Semaphore`], [`BoundedSemaphore`], [`Barrier`].
+//!
+//! Every primitive is built the way asyncio builds it: a waiter is a plain
+//! [`Future<()>`] parked in a FIFO `VecDeque`. Granting means setting that
+//! future's result; the woken task finishes the bookkeeping when it runs. A
+//! task that is cancelled while it waits sees `Err(Cancelled)` from that
+//! await (its `fut_waiter` was cancelled), removes its waiter and, if the
+//! grant had already reached it, passes the grant on (`_wake_up_first`).
+//!
+//! In Rust a waiting future may also be *dropped* (its task is dropped, or a
+//! combinator abandons it). Every wait therefore keeps its bookkeeping in a
+//! guard whose `Drop` does what asyncio's `finally`/`except` blocks do, so a
+//! dropped waiter behaves exactly like a cancelled one.
+//!
+//! # Invariants
+//! - Lock: while `locked` is false and `waiters` holds a live (not cancelled)
+//!   future, the first live one is already done (woken), or is about to be
+//!   woken by the code path that just unlocked. Hence a newcomer never
+//!   overtakes a waiter (FIFO), and a release grants at most once (S1).
+//! - A waiter future is in a `waiters` deque only while its wait is in
+//!   progress; the wait removes it on every exit path (result, error, drop).
+//! - The uncontended paths (`Lock::acquire` on a free lock, `Semaphore`
+//!   with value > 0, `Event::wait` on a set event) allocate nothing.
+//! - No `RefCell` borrow of a `waiters` deque is held while a future's result
+//!   is set: results only schedule wake-ups (`call_soon`), never run code.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::rc::Rc;
+
+use crate::error::{Error, Result};
+use crate::event_loop::get_running_loop;
+use crate::futures::Future;
+
+/// A FIFO of waiter futures, as asyncio's `collections.deque` of futures.
+type Waiters = RefCell<VecDeque<Future<()>>>;
+
+/// Removes `fut` from `waiters` (asyncio's `self._waiters.remove(fut)`). The
+/// woken waiter is nearly always at the front, so search from there.
+fn remove_waiter(waiters: &Waiters, fut: &Future<()>) {
+    let mut w = waiters.borrow_mut();
+    if let Some(i) = w.iter().position(|f| f.ptr_eq(fut)) {
+        w.remove(i);
+    }
+}
+
+/// A new waiter future on the running loop, appended to `waiters`.
+fn push_waiter(waiters: &Waiters) -> Result<Future<()>> {
+    let fut: Future<()> = get_running_loop()?.create_future();
+    waiters.borrow_mut().push_back(fut.clone());
+    Ok(fut)
+}
+
+// ===== Lock =====
+
+struct LockInner {
+    locked: Cell<bool>,
+    waiters: Waiters,
+}
+
+impl LockInner {
+    /// asyncio's `_wake_up_first`: wake the first waiter, if it is not
+    /// already woken. Cancelled waiters are removed by their own tasks.
+    fn wake_up_first(&self) {
+        let first = self.waiters.borrow().front().cloned();
+        if let Some(fut) = first {
+            if !fut.done() {
+                let _ = fut.set_result(());
+            }
+        }
+    }
+
+    fn release(&self) -> Result<()> {
+        if self.locked.get() {
+            self.locked.set(false);
+            self.wake_up_first();
+            Ok(())
+        } else {
+            Err(Error::runtime(
+                "lock is not acquired: release() without acquire()",
+            ))
+        }
+    }
+}
+
+/// asyncio's `Lock`: a mutual-exclusion lock for tasks, fair (FIFO).
+///
+/// [`acquire`](Lock::acquire) returns a [`LockGuard`] that releases the
+/// lock when dropped (asyncio's `async with lock:`). For asyncio's explicit
+/// style, call [`LockGuard::forget`] and later [`Lock::release`]. Clones
+/// share the same lock.
+///
+/// ```
+/// tulip::run(async {
+///     let lock = tulip::Lock::new();
+///     {
+///         let _guard = lock.acquire().await?;
+///         assert!(lock.locked());
+///     } // released here
+///     assert!(!lock.locked());
+///     lock.acquire().await?.forget(); // asyncio style: acquire() ... release()
+///     lock.release()
+/// }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Lock {
+    inner: Rc<LockInner>,
+}
+
+impl Default for Lock {
+    fn default() -> Self {
+        Lock::new()
+    }
+}
+
+impl Lock {
+    /// A new, unlocked lock.
+    pub fn new() -> Lock {
+        Lock {
+            inner: Rc::new(LockInner {
+                locked: Cell::new(false),
+                waiters: RefCell::new(VecDeque::new()),
+            }),
+        }
+    }
+
+    /// True if the lock is held.
+    pub fn locked(&self) -> bool {
+        self.inner.locked.get()
+    }
+
+    /// Acquires the lock, waiting in FIFO order if it is held.
+    ///
+    /// Fails with `Cancelled` if the task is cancelled while it waits; a
+    /// grant that had already reached it is passed to the next waiter (S1).
+    pub async fn acquire(&self) -> Result<LockGuard> {
+        let inner = &self.inner;
+        // Fast path: free, and nobody (alive) is queued ahead of us.
+        if !inner.locked.get() && inner.waiters.borrow().iter().all(|w| w.cancelled()) {
+            inner.locked.set(true);
+            return Ok(LockGuard {
+                lock: Some(self.clone()),
+            });
+        }
+        let fut = push_waiter(&inner.waiters)?;
+        let _waiting = LockWait { inner, fut: &fut };
+        // On every exit (result, Cancelled, drop) LockWait removes the
+        // waiter and, if the lock is free, wakes the next one.
+        fut.clone().await?;
+        inner.locked.set(true);
+        Ok(LockGuard {
+            lock: Some(self.clone()),
+        })
+    }
+
+    /// Takes the lock only if that needs no waiting (not in asyncio; handy).
+    pub fn try_acquire(&self) -> Option<LockGuard> {
+        let inner = &self.inner;
+        if !inner.locked.get() && inner.waiters.borrow().iter().all(|w| w.cancelled()) {
+            inner.locked.set(true);
+            Some(LockGuard {
+                lock: Some(self.clone()),
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Releases the lock and wakes the first waiter. Fails if the lock is
+    /// not held (asyncio's RuntimeError).
+    pub fn release(&self) -> Result<()> {
+        self.inner.release()
+    }
+
+    /// True if both are the same lock.
+    pub fn ptr_eq(&self, other: &Lock) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+/// The bookkeeping of one waiting `acquire`: asyncio's `finally:
+/// self._waiters.remove(fut)` plus its `except CancelledError: if not
+/// self._locked: self._wake_up_first()`.
+struct LockWait<'a> {
+    inner: &'a LockInner,
+    fut: &'a Future<()>,
+}
+
+impl Drop for LockWait<'_> {
+    fn drop(&mut self) {
+        remove_waiter(&self.inner.waiters, self.fut);
+        if !self.inner.locked.get() {
+            // We were woken but will not take the lock (cancelled after the
+            // wake-up, or dropped): hand it to the next waiter.
+            self.inner.wake_up_first();
+        }
+    }
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.locked() { "locked" } else { "unlocked" };
+        write!(f, "<Lock [{state}]")?;
+        let n = self.inner.waiters.borrow().len();
+        if n > 0 {
+            write!(f, " waiters:{n}")?;
+        }
+        f.write_str(">")
+    }
+}
+
+/// Holds a [`Lock`]; releases it when dropped.
+#[must_use = "dropping the guard releases the lock at once"]
+pub struct LockGuard {
+    lock: Option<Lock>,
+}
+
+impl LockGuard {
+    /// Keeps the lock held without the guard; release it later with
+    /// [`Lock::release`] (asyncio's explicit `acquire()`/`release()` style).
+    pub fn forget(mut self) {
+        self.lock = None;
+    }
+
+    /// The lock this guard holds.
+    pub fn lock(&self) -> Option<&Lock> {
+        self.lock.as_ref()
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            // Released explicitly already? Then there is nothing to do.
+            let _ = lock.inner.release();
+        }
+    }
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("lock", &self.lock)
+            .finish()
+    }
+}
+
+// ===== Event =====
+
+struct EventInner {
+    value: Cell<bool>,
+    waiters: Waiters,
+}
+
+/// asyncio's `Event`: tasks wait until some task sets the flag.
+///
+/// `set()` wakes every current waiter, even if `clear()` follows at once
+/// (S3). Clones share the same event.
+///
+/// ```
+/// tulip::run(async {
+///     let ev = tulip::Event::new();
+///     let setter = ev.clone();
+///     tulip::get_running_loop()?.call_later(0.01, move || setter.set())?;
+///     ev.wait().await?;
+///     assert!(ev.is_set());
+///     Ok(())
+/// }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Event {
+    inner: Rc<EventInner>,
+}
+
+impl Default for Event {
+    fn default() -> Self {
+        Event::new()
+    }
+}
+
+impl Event {
+    /// A new event, not set.
+    pub fn new() -> Event {
+        Event {
+            inner: Rc::new(EventInner {
+                value: Cell::new(false),
+                waiters: RefCell::new(VecDeque::new()),
+            }),
+        }
+    }
+
+    /// True if the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.inner.value.get()
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        if !self.inner.value.replace(true) {
+            let waiters: Vec<Future<()>> = self.inner.waiters.borrow().iter().cloned().collect();
+            for fut in waiters {
+                if !fut.done() {
+                    let _ = fut.set_result(());
+                }
+            }
+        }
+    }
+
+    /// Clears the flag; later `wait`s block until the next `set`.
+    pub fn clear(&self) {
+        self.inner.value.set(false);
+    }
+
+    /// Waits until the flag is set; returns at once if it is.
+    pub async fn wait(&self) -> Result<()> {
+        if self.inner.value.get() {
+            return Ok(());
+        }
+        let fut = push_waiter(&self.inner.waiters)?;
+        let _waiting = RemoveOnDrop {
+            waiters: &self.inner.waiters,
+            fut: &fut,
+        };
+        fut.clone().await
+    }
+}
+
+/// `finally: self._waiters.remove(fut)`.
+struct RemoveOnDrop<'a> {
+    waiters: &'a Waiters,
+    fut: &'a Future<()>,
+}
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        remove_waiter(self.waiters, self.fut);
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.is_set() { "set" } else { "unset" };
+        write!(f, "<Event [{state}]")?;
+        let n = self.inner.waiters.borrow().len();
+        if n > 0 {
+            write!(f, " waiters:{n}")?;
+        }
+        f.write_str(">")
+    }
+}
+
+// ===== Condition =====
+
+struct ConditionInner {
+    lock: Lock,
+    waiters: Waiters,
+}
+
+/// asyncio's `Condition`: tasks wait until notified, holding a [`Lock`].
+///
+/// `wait()` releases the lock, waits for a `notify`, and re-acquires the lock
+/// before it returns, even when cancelled (S2). Clones share the condition.
+///
+/// ```
+/// tulip::run(async {
+///     let cond = tulip::Condition::new();
+///     let c2 = cond.clone();
+///     let waiter = tulip::create_task(async move {
+///         let _g = c2.acquire().await?;
+///         c2.wait().await?;         // lock released while waiting
+///         Ok("notified")
+///     })?;
+///     tulip::sleep(0.0).await?;
+///     {
+///         let _g = cond.acquire().await?;
+///         cond.notify(1)?;
+///     }
+///     assert_eq!(waiter.await?, "notified");
+///     Ok(())
+/// }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Condition {
+    inner: Rc<ConditionInner>,
+}
+
+impl Default for Condition {
+    fn default() -> Self {
+        Condition::new()
+    }
+}
+
+impl Condition {
+    /// A condition with its own new lock.
+    pub fn new() -> Condition {
+        Condition::with_lock(Lock::new())
+    }
+
+    /// A condition over an existing lock.
+    pub fn with_lock(lock: Lock) -> Condition {
+        Condition {
+            inner: Rc::new(ConditionInner {
+                lock,
+                waiters: RefCell::new(VecDeque::new()),
+            }),
+        }
+    }
+
+    /// The underlying lock.
+    pub fn lock(&self) -> &Lock {
+        &self.inner.lock
+    }
+
+    /// Acquires the underlying lock (`async with cond:`).
+    pub async fn acquire(&self) -> Result<LockGuard> {
+        self.inner.lock.acquire().await
+    }
+
+    /// Releases the underlying lock.
+    pub fn release(&self) -> Result<()> {
+        self.inner.lock.release()
+    }
+
+    /// True if the underlying lock is held.
+    pub fn locked(&self) -> bool {
+        self.inner.lock.locked()
+    }
+
+    /// Releases the lock, waits for a notify, then re-acquires the lock.
+    ///
+    /// The caller must hold the lock (else `Runtime` error). If the task is
+    /// cancelled, the lock is still re-acquired before the same `Cancelled`
+    /// is returned, and a notify that had already reached this waiter is
+    /// passed on to another one, so no notify is lost (S2).
+    pub async fn wait(&self) -> Result<()> {
+        let inner = &self.inner;
+        if !inner.lock.locked() {
+            return Err(Error::runtime(
+                "cannot wait on un-acquired lock: acquire() it first",
+            ));
+        }
+        inner.lock.release()?;
+        let waited = async {
+            let fut = push_waiter(&inner.waiters)?;
+            let _waiting = RemoveOnDrop {
+                waiters: &inner.waiters,
+                fut: &fut,
+            };
+            let r = fut.clone().await;
+            if r.is_err() && fut.done() && !fut.cancelled() {
+                // Notified, then cancelled before running: wake someone
+                // else instead (a spurious wake-up is allowed, a lost one is not).
+                self.notify_waiters(1);
+            }
+            r
+        }
+        .await;
+        // Must re-acquire the lock even if the wait was cancelled.
+        let mut err = waited.err();
+        loop {
+            match inner.lock.acquire().await {
+                Ok(g) => {
+                    g.forget();
+                    break;
+                }
+                Err(e) if e.is_cancelled() => err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until `predicate()` is true, checking it first and after each
+    /// notify. The lock must be held.
+    pub async fn wait_for(&self, mut predicate: impl FnMut() -> bool) -> Result<()> {
+        while !predicate() {
+            self.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// Wakes up to `n` waiters. The lock must be held.
+    pub fn notify(&self, n: usize) -> Result<()> {
+        if !self.inner.lock.locked() {
+            return Err(Error::runtime(
+                "cannot notify on un-acquired lock: acquire() it first",
+            ));
+        }
+        self.notify_waiters(n);
+        Ok(())
+    }
+
+    /// Wakes every waiter. The lock must be held.
+    pub fn notify_all(&self) -> Result<()> {
+        self.notify(usize::MAX)
+    }
+
+    /// asyncio's `_notify(n)`: wake the first `n` waiters not yet woken.
+    fn notify_waiters(&self, n: usize) {
+        let waiters: Vec<Future<()>> = self
+            .inner
+            .waiters
+            .borrow()
+            .iter()
+            .filter(|f| !f.done())
+            .take(n)
+            .cloned()
+            .collect();
+        for fut in waiters {
+            let _ = fut.set_result(());
+        }
+    }
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.locked() { "locked" } else { "unlocked" };
+        write!(f, "<Condition [{state}]")?;
+        let n = self.inner.waiters.borrow().len();
+        if n > 0 {
+            write!(f, " waiters:{n}")?;
+        }
+        f.write_str(">")
+    }
+}
+
+// ===== Semaphore =====
+
+struct SemaphoreInner {
+    value: Cell<usize>,
+    /// `Some(initial)` for a BoundedSemaphore.
+    bound: Option<usize>,
+    waiters: Waiters,
+}
+
+impl SemaphoreInner {
+    /// asyncio's `locked()`: no permit, or live waiters queued (FIFO).
+    fn locked(&self) -> bool {
+        self.value.get() == 0 || self.waiters.borrow().iter().any(|w| !w.cancelled())
+    }
+
+    /// asyncio's `_wake_up_next`: grant a permit to the first waiter not
+    /// yet woken. Returns false if there was none.
+    fn wake_up_next(&self) -> bool {
+        let next = self.waiters.borrow().iter().find(|f| !f.done()).cloned();
+        match next {
+            Some(fut) => {
+                self.value.set(self.value.get() - 1);
+                let _ = fut.set_result(());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn release(&self) -> Result<()> {
+        if let Some(bound) = self.bound {
+            if self.value.get() >= bound {
+                return Err(Error::invalid_argument(
+                    "BoundedSemaphore released too many times",
+                ));
+            }
+        }
+        self.value.set(self.value.get() + 1);
+        self.wake_up_next();
+        Ok(())
+    }
+}
+
+/// asyncio's `Semaphore`: at most `value` holders at once, granted FIFO.
+///
+/// [`acquire`](Semaphore::acquire) returns a [`SemaphorePermit`] that
+/// releases on drop. Clones share the semaphore.
+///
+/// ```
+/// tulip::run(async {
+///     let sem = tulip::Semaphore::new(2);
+///     let a = sem.acquire().await?;
+///     let _b = sem.acquire().await?;
+///     assert!(sem.locked());
+///     drop(a);
+///     assert_eq!(sem.value(), 1);
+///     Ok(())
+/// }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Semaphore {
+    inner: Rc<SemaphoreInner>,
+}
+
+impl Semaphore {
+    /// A semaphore with `value` permits.
+    pub fn new(value: usize) -> Semaphore {
+        Semaphore::build(value, None)
+    }
+
+    fn build(value: usize, bound: Option<usize>) -> Semaphore {
+        Semaphore {
+            inner: Rc::new(SemaphoreInner {
+                value: Cell::new(value),
+                bound,
+                waiters: RefCell::new(VecDeque::new()),
+            }),
+        }
+    }
+
+    /// True if `acquire` would wait.
+    pub fn locked(&self) -> bool {
+        self.inner.locked()
+    }
+
+    /// Free permits right now.
+    pub fn value(&self) -> usize {
+        self.inner.value.get()
+    }
+
+    /// Takes a permit, waiting in FIFO order if there is none (S3).
+    pub async fn acquire(&self) -> Result<SemaphorePermit> {
+        let inner = &self.inner;
+        if !inner.locked() {
+            inner.value.set(inner.value.get() - 1);
+            return Ok(SemaphorePermit {
+                sem: Some(self.clone()),
+            });
+        }
+        let fut = push_waiter(&inner.waiters)?;
+        let waiting = SemaphoreWait {
+            inner,
+            fut: &fut,
+            acquired: false,
+        };
+        fut.clone().await?;
+        let mut waiting = waiting;
+        waiting.acquired = true;
+        drop(waiting);
+        Ok(SemaphorePermit {
+            sem: Some(self.clone()),
+        })
+    }
+
+    /// Gives a permit back and wakes the next waiter. A [`BoundedSemaphore`]
+    /// fails if this would exceed its initial value.
+    pub fn release(&self) -> Result<()> {
+        self.inner.release()
+    }
+}
+
+/// asyncio's `finally`/`except` around a semaphore wait.
+struct SemaphoreWait<'a> {
+    inner: &'a SemaphoreInner,
+    fut: &'a Future<()>,
+    acquired: bool,
+}
+
+impl Drop for SemaphoreWait<'_> {
+    fn drop(&mut self) {
+        let inner = self.inner;
+        remove_waiter(&inner.waiters, self.fut);
+        if !self.acquired && self.fut.done() && !self.fut.cancelled() {
+            // Granted by `_wake_up_next`, but we will not take it: undo.
+            inner.value.set(inner.value.get() + 1);
+        }
+        // New waiters may have queued behind us (FIFO): wake as many as allowed.
+        while inner.value.get() > 0 {
+            if !inner.wake_up_next() {
+                break;
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.inner.bound.is_some() {
+            "BoundedSemaphore"
+        } else {
+            "Semaphore"
+        };
+        let state = if self.locked() { "locked" } else { "unlocked" };
+        write!(f, "<{kind} [{state}, value:{}]", self.value())?;
+        let n = self.inner.waiters.borrow().len();
+        if n > 0 {
+            write!(f, " waiters:{n}")?;
+        }
+        f.write_str(">")
+    }
+}
+
+/// A permit of a [`Semaphore`]; released when dropped.
+#[must_use = "dropping the permit releases it at once"]
+pub struct SemaphorePermit {
+    sem: Option<Semaphore>,
+}
+
+impl SemaphorePermit {
+    /// Keeps the permit without the guard; give it back later with
+    /// [`Semaphore::release`].
+    pub fn forget(mut self) {
+        self.sem = None;
+    }
+}
+
+impl Drop for SemaphorePermit {
+    fn drop(&mut self) {
+        if let Some(sem) = self.sem.take() {
+            let _ = sem.inner.release();
+        }
+    }
+}
+
+impl fmt::Debug for SemaphorePermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemaphorePermit")
+            .field("sem", &self.sem)
+            .finish()
+    }
+}
+
+/// asyncio's `BoundedSemaphore`: a [`Semaphore`] whose `release` fails if it
+/// would raise the value above the initial one (S3).
+///
+/// ```
+/// tulip::run(async {
+///     let sem = tulip::BoundedSemaphore::new(1);
+///     assert!(sem.release().is_err()); // never acquired
+///     Ok(())
+/// }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct BoundedSemaphore {
+    sem: Semaphore,
+}
+
+impl BoundedSemaphore {
+    /// A bounded semaphore with `value` permits.
+    pub fn new(value: usize) -> BoundedSemaphore {
+        BoundedSemaphore {
+            sem: Semaphore::build(value, Some(value)),
+        }
+    }
+}
+
+impl std::ops::Deref for BoundedSemaphore {
+    type Target = Semaphore;
+    fn deref(&self) -> &Semaphore {
+        &self.sem
+    }
+}
+
+// ===== Barrier =====
+
+/// asyncio's `_BarrierState`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BarrierState {
+    Filling,
+    Draining,
+    Resetting,
+    Broken,
+}
+
+struct BarrierInner {
+    cond: Condition,
+    parties: usize,
+    state: Cell<BarrierState>,
+    count: Cell<usize>,
+}
+
+/// asyncio's `Barrier`: `parties` tasks wait until all of them arrived, then
+/// all pass together; the barrier then refills for the next phase (S4).
+///
+/// ```
+/// tulip::run(async {
+///     let b = tulip::Barrier::new(2);
+///     let b2 = b.clone();
+///     let t = tulip::create_task(async move { b2.wait().await })?;
+///     let mine = b.wait().await?;
+///     let theirs = t.await?;
+///     assert_eq!(mine + theirs, 1); // indices 0 and 1
+///     Ok(())
+/// }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Barrier {
+    inner: Rc<BarrierInner>,
+}
+
+impl Barrier {
+    /// A barrier for `parties` tasks.
+    ///
+    /// # Panics
+    /// If `parties` is 0 (asyncio's ValueError).
+    pub fn new(parties: usize) -> Barrier {
+        assert!(parties > 0, "parties must be > 0");
+        Barrier {
+            inner: Rc::new(BarrierInner {
+                cond: Condition::new(),
+                parties,
+                state: Cell::new(BarrierState::Filling),
+                count: Cell::new(0),
+            }),
+        }
+    }
+
+    /// Waits until `parties` tasks wait; returns this task's arrival index
+    /// (0 to parties-1). Fails with `BrokenBarrier` if the barrier is
+    /// broken, aborted or reset while waiting.
+    pub async fn wait(&self) -> Result<usize> {
+        let inner = &self.inner;
+        let _lock = inner.cond.acquire().await?;
+        self.block().await?;
+        let index = inner.count.get();
+        inner.count.set(index + 1);
+        // `finally: self._count -= 1; self._exit()`
+        let _exit = BarrierExit { barrier: self };
+        if index + 1 == inner.parties {
+            // The last one releases the others: enter draining.
+            inner.state.set(BarrierState::Draining);
+            inner.cond.notify_all()?;
+        } else {
+            inner
+                .cond
+                .wait_for(|| inner.state.get() != BarrierState::Filling)
+                .await?;
+            if matches!(
+                inner.state.get(),
+                BarrierState::Broken | BarrierState::Resetting
+            ) {
+                return Err(Error::BrokenBarrier);
+            }
+        }
+        Ok(index)
+    }
+
+    /// Blocks while the barrier drains or resets; fails if it is broken.
+    async fn block(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner
+            .cond
+            .wait_for(|| {
+                !matches!(
+                    inner.state.get(),
+                    BarrierState::Draining | BarrierState::Resetting
+                )
+            })
+            .await?;
+        if inner.state.get() == BarrierState::Broken {
+            return Err(Error::BrokenBarrier);
+        }
+        Ok(())
+    }
+
+    /// Returns the barrier to its empty state; current waiters get
+    /// `BrokenBarrier`.
+    pub async fn reset(&self) -> Result<()> {
+        let inner = &self.inner;
+        let _lock = inner.cond.acquire().await?;
+        if inner.count.get() > 0 {
+            inner.state.set(BarrierState::Resetting);
+        } else {
+            inner.state.set(BarrierState::Filling);
+        }
+        inner.cond.notify_all()
+    }
+
+    /// Breaks the barrier: current and future waiters get `BrokenBarrier`.
+    pub async fn abort(&self) -> Result<()> {
+        let inner = &self.inner;
+        let _lock = inner.cond.acquire().await?;
+        inner.state.set(BarrierState::Broken);
+        inner.cond.notify_all()
+    }
+
+    /// How many tasks must arrive to pass.
+    pub fn parties(&self) -> usize {
+        self.inner.parties
+    }
+
+    /// How many tasks wait in the filling phase.
+    pub fn n_waiting(&self) -> usize {
+        if self.inner.state.get() == BarrierState::Filling {
+            self.inner.count.get()
+        } else {
+            0
+        }
+    }
+
+    /// True if the barrier is broken.
+    pub fn broken(&self) -> bool {
+        self.inner.state.get() == BarrierState::Broken
+    }
+}
+
+/// asyncio's `Barrier._exit`, run on every way out of `wait` (the lock is
+/// still held then: this guard drops before the lock guard).
+struct BarrierExit<'a> {
+    barrier: &'a Barrier,
+}
+
+impl Drop for BarrierExit<'_> {
+    fn drop(&mut self) {
+        let inner = &self.barrier.inner;
+        inner.count.set(inner.count.get() - 1);
+        if inner.count.get() == 0 {
+            if matches!(
+                inner.state.get(),
+                BarrierState::Resetting | BarrierState::Draining
+            ) {
+                inner.state.set(BarrierState::Filling);
+            }
+            // Wake the tasks blocked until the barrier drained.
+            inner.cond.notify_waiters(usize::MAX);
+        }
+    }
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.inner.state.get() {
+            BarrierState::Filling => "filling",
+            BarrierState::Draining => "draining",
+            BarrierState::Resetting => "resetting",
+            BarrierState::Broken => "broken",
+        };
+        write!(
+            f,
+            "<Barrier [{state}, waiters:{}/{}]>",
+            self.n_waiting(),
+            self.parties()
+        )
+    }
+}
