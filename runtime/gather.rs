@@ -180,6 +180,16 @@ impl<T: 'static> Child<T> {
     }
 }
 
+impl<T: Clone + 'static> StdFuture for Child<T> {
+    type Output = Result<T>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        match self.get_mut() {
+            Child::Task(t) => Pin::new(t).poll(cx),
+            Child::Future(f) => Pin::new(f).poll(cx),
+        }
+    }
+}
+
 impl<T> fmt::Debug for Child<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
