@@ -21,6 +21,7 @@
 //! | `taskgroups.py` | [`taskgroups`] |
 //! | `locks.py` | [`locks`] |
 //! | `queues.py` | [`queues`] |
+//! | `contextvars` (per-task values) | [`contextvars`] |
 //!
 //! ```
 //! async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
@@ -44,6 +45,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(rust_2018_idioms)]
 
+pub mod contextvars;
 pub mod error;
 pub mod event_loop;
 pub mod events;
@@ -60,6 +62,7 @@ pub mod threadsafe;
 pub mod timeouts;
 pub mod wait;
 
+pub use contextvars::ContextVar;
 pub use error::{Error, Result};
 pub use event_loop::{
     get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop, try_running_loop,
