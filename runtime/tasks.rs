@@ -177,7 +177,8 @@ pub struct TaskOptions {
     /// The task's name; `Task-N` if `None`.
     pub name: Option<String>,
     /// Start eagerly (asyncio 3.12's eager tasks, C6); `None` follows the
-    /// loop's task factory.
+    /// loop's task factory. As in asyncio, a task starts eagerly only when
+    /// created on the running loop; otherwise its first step is scheduled.
     pub eager: Option<bool>,
 }
 
@@ -232,7 +233,10 @@ impl EventLoop {
         let eager = opts
             .eager
             .unwrap_or(self.inner.task_factory.get() == TaskFactory::Eager);
-        if eager {
+        // asyncio's Task.__init__: `if eager_start and self._loop.is_running()`.
+        // Off the running loop (e.g. run_until_complete's own task) the first
+        // step is scheduled as usual, so the body finds its running loop.
+        if eager && self.is_running() {
             // asyncio's __eager_start: run the first step now, as the current
             // task, then put the creator back. A task that finishes here is
             // never scheduled.
