@@ -62,8 +62,9 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 if presses.get() == 1 {
                     stopper.stop();
                 } else {
-                    // The children were killed at the first Ctrl-C; whatever
-                    // is not reaped yet is reaped by init once we are gone.
+                    // Exit at once, but leave no child running or unreaped
+                    // (not every init reaps orphans promptly).
+                    stopper.kill_and_reap_now();
                     let _ = writeln!(std::io::stderr(), "\npinger: interrupted again, exiting");
                     std::process::exit(EXIT_INTERRUPTED);
                 }

@@ -47,8 +47,8 @@ use std::future::Future;
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::rc::Rc;
-use std::time::Duration;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
 
 use tulip::subprocess::Process;
 use tulip::{Event, Semaphore, SemaphorePermit, StreamReader, TaskRef};
@@ -192,6 +192,10 @@ pub fn finish_results(results: &mut [Probe]) {
 /// ping normally ends by itself first; the grace absorbs its start-up time.
 pub const KILL_GRACE: Duration = Duration::from_millis(25);
 
+/// Bound on reaping the killed children when the process exits at once
+/// (second Ctrl-C).
+const EXIT_REAP_LIMIT: Duration = Duration::from_millis(500);
+
 /// Bound on waiting for a killed `ping` to close its stdout and be reaped
 /// (SIGKILL cannot be ignored, so this is only a backstop).
 const REAP_LIMIT_S: f64 = 2.0;
@@ -235,6 +239,17 @@ pub trait Prober {
         cmd: &PingCommand,
         limit: Duration,
     ) -> impl Future<Output = Result<Attempt, Error>>;
+
+    /// Kills every child running right now, without waiting (called by
+    /// [`Stop::stop`], before the probes are cancelled; they still reap).
+    fn kill_now(&self) {}
+
+    /// Kills every child running right now and reaps it on the spot, behind
+    /// the loop's back, for a process about to exit (see
+    /// [`Stop::kill_and_reap_now`]).
+    fn kill_and_reap_now(&self) {
+        self.kill_now();
+    }
 }
 
 /// The real prober: `ping` children through tulip's subprocess API.
@@ -242,6 +257,9 @@ pub trait Prober {
 pub struct PingProber {
     /// Children of ours not yet reaped.
     running: Cell<usize>,
+    /// The same children, for [`Prober::kill_now`], by a serial number.
+    children: RefCell<HashMap<u64, Weak<Process>>>,
+    next_serial: Cell<u64>,
     /// Set (and cleared at once) each time one of our children is reaped:
     /// spawns waiting for resources retry then.
     freed: Event,
@@ -292,19 +310,29 @@ impl PingProber {
     }
 }
 
-/// Counts a child of a [`PingProber`] while it is unreaped.
-struct RunningChild<'a>(&'a PingProber);
+/// Counts and lists a child of a [`PingProber`] while it is unreaped.
+struct RunningChild<'a> {
+    prober: &'a PingProber,
+    serial: u64,
+}
 
 impl<'a> RunningChild<'a> {
-    fn new(prober: &'a PingProber) -> RunningChild<'a> {
+    fn new(prober: &'a PingProber, proc: &Rc<Process>) -> RunningChild<'a> {
+        let serial = prober.next_serial.get();
+        prober.next_serial.set(serial + 1);
+        prober
+            .children
+            .borrow_mut()
+            .insert(serial, Rc::downgrade(proc));
         prober.running.set(prober.running.get() + 1);
-        RunningChild(prober)
+        RunningChild { prober, serial }
     }
 }
 
 impl Drop for RunningChild<'_> {
     fn drop(&mut self) {
-        let p = self.0;
+        let p = self.prober;
+        p.children.borrow_mut().remove(&self.serial);
         p.running.set(p.running.get() - 1);
         p.freed.set();
         p.freed.clear();
@@ -321,8 +349,8 @@ async fn finish(proc: &Process, out: &StreamReader, buf: &RefCell<Vec<u8>>) -> t
 
 impl Prober for PingProber {
     async fn probe(&self, cmd: &PingCommand, limit: Duration) -> Result<Attempt, Error> {
-        let proc = self.spawn(cmd).await?;
-        let counted = RunningChild::new(self);
+        let proc = Rc::new(self.spawn(cmd).await?);
+        let counted = RunningChild::new(self, &proc);
         let out = proc.stdout.as_ref().expect("stdout is piped");
         let buf = RefCell::new(Vec::new());
         let ran = tulip::timeout(limit.as_secs_f64())
@@ -349,6 +377,45 @@ impl Prober for PingProber {
             stdout: buf.into_inner(),
             cut_short,
         })
+    }
+
+    fn kill_now(&self) {
+        for child in self.live_children() {
+            let _ = child.kill(); // a no-op once reaped
+        }
+    }
+
+    fn kill_and_reap_now(&self) {
+        let children = self.live_children();
+        for child in &children {
+            let _ = child.kill();
+        }
+        let deadline = Instant::now() + EXIT_REAP_LIMIT;
+        for child in children.iter().filter(|c| c.returncode().is_none()) {
+            let pid = child.pid() as libc::pid_t;
+            loop {
+                let mut status = 0;
+                // SAFETY: `pid` is our child and not reaped yet (the watcher
+                // reaps only on this thread, and `returncode` is unset), so
+                // the pid cannot have been reused; WNOHANG never blocks.
+                let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                if ret != 0 || Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+impl PingProber {
+    /// The children not reaped yet.
+    fn live_children(&self) -> Vec<Rc<Process>> {
+        self.children
+            .borrow()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
     }
 }
 
@@ -380,7 +447,13 @@ struct StopInner {
     requested: Cell<bool>,
     /// The sweep's live tasks (dispatcher and probes), by task id.
     tasks: RefCell<HashMap<u64, TaskRef>>,
+    /// Kills the running children at once (and reaps them, if asked); set
+    /// while a sweep runs.
+    kill_now: KillHook,
 }
+
+/// The prober's `kill_now` (`false`) or `kill_and_reap_now` (`true`).
+type KillHook = RefCell<Option<Box<dyn Fn(bool)>>>;
 
 impl Stop {
     /// A stop handle for a sweep not yet started.
@@ -393,7 +466,23 @@ impl Stop {
     /// a signal handler added with `add_signal_handler`, a callback, a task).
     pub fn stop(&self) {
         if !self.inner.requested.replace(true) {
+            // SIGKILL first, synchronously: even if the process exits before
+            // the cancelled probes run again, no child outlives it.
+            if let Some(kill) = &*self.inner.kill_now.borrow() {
+                kill(false);
+            }
             self.cancel_all();
+        }
+    }
+
+    /// For a process about to exit without letting the sweep finish (a
+    /// second Ctrl-C): kills every running child and reaps it on the spot,
+    /// within half a second, so that none is left running or as a zombie.
+    /// The loop must not run the sweep again afterwards.
+    pub fn kill_and_reap_now(&self) {
+        self.inner.requested.set(true);
+        if let Some(kill) = &*self.inner.kill_now.borrow() {
+            kill(true);
         }
     }
 
@@ -524,6 +613,27 @@ pub async fn run<P: Prober + 'static>(
         last_start: Cell::new(None),
         error: RefCell::new(None),
     });
+    let weak = Rc::downgrade(&shared);
+    *stop.inner.kill_now.borrow_mut() = Some(Box::new(move |reap| {
+        if let Some(shared) = weak.upgrade() {
+            if reap {
+                shared.prober.kill_and_reap_now();
+            } else {
+                shared.prober.kill_now();
+            }
+        }
+    }));
+    let result = sweep(&shared, hosts).await;
+    stop.inner.kill_now.borrow_mut().take();
+    result
+}
+
+/// The body of [`run`].
+async fn sweep<P: Prober + 'static>(
+    shared: &Rc<Shared<P>>,
+    hosts: &[Ipv4Addr],
+) -> Result<Outcome, Error> {
+    let stop = &shared.stop;
     let dispatcher =
         tulip::create_task(dispatch(shared.clone(), hosts.to_vec())).map_err(Error::EventLoop)?;
     stop.register(dispatcher.as_ref());
