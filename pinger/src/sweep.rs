@@ -76,20 +76,6 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Builds the result for `ip` from the stdout of its last `ping`, which
-    /// ran to its end.
-    pub fn from_output(time: LocalTime, ip: Ipv4Addr, stdout: &[u8], attempts: u32) -> Probe {
-        Probe::from_attempt(
-            time,
-            ip,
-            &Attempt {
-                stdout: stdout.to_vec(),
-                cut_short: false,
-            },
-            attempts,
-        )
-    }
-
     /// Builds the result for `ip` from its last attempt (see [`Attempt`]).
     pub fn from_attempt(time: LocalTime, ip: Ipv4Addr, last: &Attempt, attempts: u32) -> Probe {
         let reply = if last.cut_short {

@@ -156,19 +156,21 @@ fn netns_sweep_finds_exactly_the_up_hosts() {
 fn netns_sub_second_timeout_is_enforced_by_the_driver() {
     let Some(ns) = NetNs::create(
         "netns_sub_second_timeout_is_enforced_by_the_driver",
-        &[33, 200],
+        &[33, 40],
     ) else {
         return;
     };
-    let cidr = ns.cidr();
+    // 40 hosts (few, so that starting them takes little time even on a
+    // loaded machine running the other sweeps of this file at once).
+    let range = format!("{}-{}", ns.addr(1), ns.addr(40));
     let mut cmd = ns.command(PINGER);
-    cmd.args([cidr.as_str(), "--json", "-t", "300"]);
+    cmd.args([range.as_str(), "--json", "-t", "300"]);
     let done = run_bounded(&mut cmd, SWEEP_LIMIT);
     assert_eq!(done.status.code(), Some(1), "{}", done.stderr_text());
     let (up, down) = up_down(&done.stdout_text());
     let want: BTreeSet<Ipv4Addr> = ns.up_hosts().iter().copied().collect();
     assert_eq!(up, want);
-    assert_eq!(down.len(), 251);
+    assert_eq!(down.len(), 37);
     // ping's own -w is a whole second; the driver kills the silent ones at
     // 300 ms (+ a small grace), so the sweep ends well before one second.
     assert!(
