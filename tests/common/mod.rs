@@ -25,7 +25,7 @@ pub fn example_path(name: &str) -> PathBuf {
 /// output and how long it took.
 pub fn run_example(name: &str, args: &[&str], limit: Duration) -> (Output, Duration) {
     let start = Instant::now();
-    let mut child = Command::new(example_path(name))
+    let child = Command::new(example_path(name))
         .args(args)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -60,5 +60,8 @@ pub fn stderr(out: &Output) -> String {
 /// Asserts `elapsed` is within `[lo, hi]` seconds.
 pub fn assert_elapsed(elapsed: Duration, lo: f64, hi: f64) {
     let s = elapsed.as_secs_f64();
-    assert!(s >= lo && s <= hi, "took {s:.3} s, expected between {lo} and {hi} s");
+    assert!(
+        s >= lo && s <= hi,
+        "took {s:.3} s, expected between {lo} and {hi} s"
+    );
 }
