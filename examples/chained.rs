@@ -1,25 +1,33 @@
 //! S4.3 (seed 004): chained.py — each chain awaits part1 then part2 (random
 //! 0–10 s sleeps); the chains run concurrently. Arguments are the chain
-//! numbers (default 1 2 3). The RNG is a seeded xorshift (seed 444), so runs
-//! are repeatable. `--scale F` (or `TULIP_TIME_SCALE`) scales the sleeps.
+//! numbers (default 1 2 3). The RNG is seeded xorshift streams (seed 444), so
+//! runs are repeatable. `--scale F` (or `TULIP_TIME_SCALE`) scales the sleeps.
 
-use std::cell::Cell;
 use std::time::Instant;
 
-thread_local! {
-    static RNG: Cell<u64> = const { Cell::new(444) };
-}
+/// A tiny xorshift64* generator. Each coroutine draws from its own stream
+/// (seeded from 444 and its number), so the values do not depend on which of
+/// two coroutines waking in the same instant runs first.
+struct Rng(u64);
 
-/// `random.randint(0, 10)`.
-fn randint_0_10() -> u64 {
-    RNG.with(|r| {
-        let mut x = r.get();
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(444 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
-        r.set(x);
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D) % 11
-    })
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// `random.randint(0, 10)`.
+    fn randint_0_10(&mut self) -> u64 {
+        self.next_u64() % 11
+    }
 }
 
 fn secs(s: f64) -> f64 {
@@ -32,8 +40,8 @@ fn secs(s: f64) -> f64 {
     s * scale.and_then(|v| v.parse().ok()).unwrap_or(1.0)
 }
 
-async fn part1(n: u32) -> tulip::Result<String> {
-    let i = randint_0_10();
+async fn part1(n: u32, rng: &mut Rng) -> tulip::Result<String> {
+    let i = rng.randint_0_10();
     println!("part1({n}) sleeping for {i} seconds.");
     tulip::sleep(secs(i as f64)).await?;
     let result = format!("result{n}-1");
@@ -41,8 +49,8 @@ async fn part1(n: u32) -> tulip::Result<String> {
     Ok(result)
 }
 
-async fn part2(n: u32, arg: String) -> tulip::Result<String> {
-    let i = randint_0_10();
+async fn part2(n: u32, arg: String, rng: &mut Rng) -> tulip::Result<String> {
+    let i = rng.randint_0_10();
     println!("part2({n}, '{arg}') sleeping for {i} seconds.");
     tulip::sleep(secs(i as f64)).await?;
     let result = format!("result{n}-2 derived from {arg}");
@@ -52,8 +60,9 @@ async fn part2(n: u32, arg: String) -> tulip::Result<String> {
 
 async fn chain(n: u32) -> tulip::Result<()> {
     let start = Instant::now();
-    let p1 = part1(n).await?;
-    let p2 = part2(n, p1).await?;
+    let mut rng = Rng::new(u64::from(n));
+    let p1 = part1(n, &mut rng).await?;
+    let p2 = part2(n, p1, &mut rng).await?;
     let end = start.elapsed().as_secs_f64();
     println!("-->Chained result{n} => {p2} (took {end:0.2} seconds).");
     Ok(())
