@@ -91,6 +91,9 @@ impl<T: Clone + 'static> Child<T> {
         if let Some(f) = any.downcast_mut::<Option<Future<T>>>() {
             return Child::Future(f.take().expect("slot is full"));
         }
+        if let Some(c) = any.downcast_mut::<Option<Child<T>>>() {
+            return c.take().expect("slot is full");
+        }
         match create_task(slot.take().expect("slot is full")) {
             Ok(t) => Child::Task(t),
             Err(e) => {

@@ -57,6 +57,11 @@ fn push_waiter(waiters: &Waiters) -> Result<Future<()>> {
 
 struct LockInner {
     locked: Cell<bool>,
+    /// Bumped at every acquisition. A guard releases only the acquisition
+    /// it was made for, so a guard that outlives an explicit `release()`
+    /// (or a `Condition::wait` abandoned before re-acquiring) never
+    /// releases somebody else's hold.
+    generation: Cell<u64>,
     waiters: Waiters,
 }
 
@@ -69,6 +74,17 @@ impl LockInner {
             if !fut.done() {
                 let _ = fut.set_result(());
             }
+        }
+    }
+
+    /// Marks the lock taken and returns a guard for this acquisition.
+    fn take(&self, lock: &Lock) -> LockGuard {
+        self.locked.set(true);
+        let generation = self.generation.get().wrapping_add(1);
+        self.generation.set(generation);
+        LockGuard {
+            lock: Some(lock.clone()),
+            generation,
         }
     }
 
@@ -121,6 +137,7 @@ impl Lock {
         Lock {
             inner: Rc::new(LockInner {
                 locked: Cell::new(false),
+                generation: Cell::new(0),
                 waiters: RefCell::new(VecDeque::new()),
             }),
         }
@@ -139,30 +156,21 @@ impl Lock {
         let inner = &self.inner;
         // Fast path: free, and nobody (alive) is queued ahead of us.
         if !inner.locked.get() && inner.waiters.borrow().iter().all(|w| w.cancelled()) {
-            inner.locked.set(true);
-            return Ok(LockGuard {
-                lock: Some(self.clone()),
-            });
+            return Ok(inner.take(self));
         }
         let fut = push_waiter(&inner.waiters)?;
         let _waiting = LockWait { inner, fut: &fut };
         // On every exit (result, Cancelled, drop) LockWait removes the
         // waiter and, if the lock is free, wakes the next one.
         fut.clone().await?;
-        inner.locked.set(true);
-        Ok(LockGuard {
-            lock: Some(self.clone()),
-        })
+        Ok(inner.take(self))
     }
 
     /// Takes the lock only if that needs no waiting (not in asyncio; handy).
     pub fn try_acquire(&self) -> Option<LockGuard> {
         let inner = &self.inner;
         if !inner.locked.get() && inner.waiters.borrow().iter().all(|w| w.cancelled()) {
-            inner.locked.set(true);
-            Some(LockGuard {
-                lock: Some(self.clone()),
-            })
+            Some(inner.take(self))
         } else {
             None
         }
@@ -212,9 +220,14 @@ impl fmt::Debug for Lock {
 }
 
 /// Holds a [`Lock`]; releases it when dropped.
+///
+/// The guard releases only its own acquisition: if the lock was released
+/// explicitly meanwhile (and maybe taken by another task), dropping the
+/// guard does nothing.
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct LockGuard {
     lock: Option<Lock>,
+    generation: u64,
 }
 
 impl LockGuard {
@@ -233,8 +246,12 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if let Some(lock) = self.lock.take() {
-            // Released explicitly already? Then there is nothing to do.
-            let _ = lock.inner.release();
+            let inner = &lock.inner;
+            // Released explicitly already (maybe re-taken by another
+            // task)? Then this acquisition is over: nothing to do.
+            if inner.locked.get() && inner.generation.get() == self.generation {
+                let _ = inner.release();
+            }
         }
     }
 }
@@ -441,20 +458,20 @@ impl Condition {
                 "cannot wait on un-acquired lock: acquire() it first",
             ));
         }
+        // The caller's guard belongs to this acquisition; it is restored
+        // below once the lock is re-acquired.
+        let generation = inner.lock.inner.generation.get();
         inner.lock.release()?;
         let waited = async {
             let fut = push_waiter(&inner.waiters)?;
-            let _waiting = RemoveOnDrop {
-                waiters: &inner.waiters,
+            let mut waiting = CondWait {
+                cond: self,
                 fut: &fut,
+                notified: false,
             };
-            let r = fut.clone().await;
-            if r.is_err() && fut.done() && !fut.cancelled() {
-                // Notified, then cancelled before running: wake someone
-                // else instead (a spurious wake-up is allowed, a lost one is not).
-                self.notify_waiters(1);
-            }
-            r
+            fut.clone().await?;
+            waiting.notified = true;
+            Ok(())
         }
         .await;
         // Must re-acquire the lock even if the wait was cancelled.
@@ -463,6 +480,7 @@ impl Condition {
             match inner.lock.acquire().await {
                 Ok(g) => {
                     g.forget();
+                    inner.lock.inner.generation.set(generation);
                     break;
                 }
                 Err(e) if e.is_cancelled() => err = Some(e),
@@ -513,6 +531,25 @@ impl Condition {
             .collect();
         for fut in waiters {
             let _ = fut.set_result(());
+        }
+    }
+}
+
+/// One `Condition::wait`: removes the waiter on every way out, and if a
+/// notify had reached it but the wait ends otherwise (cancelled before it
+/// ran, or dropped), wakes another waiter instead — a spurious wake-up is
+/// allowed, a lost notify is not.
+struct CondWait<'a> {
+    cond: &'a Condition,
+    fut: &'a Future<()>,
+    notified: bool,
+}
+
+impl Drop for CondWait<'_> {
+    fn drop(&mut self) {
+        remove_waiter(&self.cond.inner.waiters, self.fut);
+        if !self.notified && self.fut.done() && !self.fut.cancelled() {
+            self.cond.notify_waiters(1);
         }
     }
 }

@@ -452,3 +452,64 @@ fn barrier_abort_breaks_all_waiters_and_reset_repairs() {
     })
     .unwrap();
 }
+
+#[test]
+fn stale_guard_never_releases_another_holder() {
+    // conformance: S1
+    tulip::run(async {
+        let lock = Lock::new();
+        let g = lock.acquire().await?;
+        lock.release()?; // explicit release while the guard lives
+        let l2 = lock.clone();
+        let holder = create_task(async move {
+            let _g = l2.acquire().await?;
+            sleep(0.02).await
+        })?;
+        settle().await?;
+        assert!(lock.locked());
+        drop(g); // stale: must not release the holder's acquisition
+        assert!(lock.locked(), "a stale guard released another task's lock");
+        holder.await?;
+        assert!(!lock.locked());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn condition_waiter_dropped_after_notify_passes_it_on() {
+    // conformance: S2
+    tulip::run(async {
+        use std::future::Future as _;
+        let cond = Condition::new();
+        let woken = Rc::new(Cell::new(0));
+        // This task's own wait, polled once by hand, so it can be dropped.
+        let g = cond.acquire().await?;
+        let mut mine = Box::pin(cond.wait());
+        std::future::poll_fn(|cx| {
+            assert!(mine.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        assert!(!cond.locked(), "wait() released the lock");
+        let (c2, w2) = (cond.clone(), woken.clone());
+        let other = create_task(async move {
+            let _g = c2.acquire().await?;
+            c2.wait().await?;
+            w2.set(w2.get() + 1);
+            Ok(())
+        })?;
+        settle().await?;
+        {
+            let _g2 = cond.acquire().await?;
+            cond.notify(1)?; // reaches `mine`, queued first...
+            drop(mine); // ...which is dropped: the notify goes to `other`
+        }
+        drop(g); // stale guard (the wait never re-acquired): releases nothing
+        tulip::wait_for(other, 1.0).await?;
+        assert_eq!(woken.get(), 1);
+        assert!(!cond.locked());
+        Ok(())
+    })
+    .unwrap();
+}
