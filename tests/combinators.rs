@@ -483,3 +483,29 @@ fn taskgroup_outer_cancel_propagates_and_keeps_level() {
     })
     .unwrap();
 }
+
+#[test]
+fn nested_scopes_with_the_same_deadline_leave_no_stray_cancel() {
+    // conformance: K6
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let when = lp.time() + 0.01;
+        let inner_seen = Rc::new(Cell::new(false));
+        let s = inner_seen.clone();
+        let r = timeout_at(when)
+            .run(async move {
+                let r = timeout_at(when).run(sleep(10.0)).await;
+                s.set(r.as_ref().is_err_and(|e| e.is_cancelled()));
+                r
+            })
+            .await;
+        // The outer scope expired too, so only it may claim the timeout.
+        assert!(r.unwrap_err().is_timeout());
+        assert!(inner_seen.get());
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        // No cancel is left pending for the next await.
+        sleep(0.001).await?;
+        Ok(())
+    })
+    .unwrap();
+}
