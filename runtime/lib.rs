@@ -19,7 +19,7 @@
 //! | `tasks.py` (`wait`, `as_completed`, `shield`) | [`wait`](mod@wait) |
 //! | `timeouts.py`, `tasks.py` (`wait_for`) | [`timeouts`] |
 //! | `taskgroups.py` | [`taskgroups`] |
-//! | `locks.py` | [`locks`] |
+//! | `locks.py` | [`locks`], [`semaphores`], [`barrier`] |
 //! | `queues.py` | [`queues`] |
 //! | `contextvars` (per-task values) | [`contextvars`] |
 //!
@@ -45,6 +45,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(rust_2018_idioms)]
 
+pub mod barrier;
 pub mod contextvars;
 pub mod error;
 pub mod event_loop;
@@ -55,6 +56,7 @@ pub mod locks;
 pub mod queues;
 pub mod reactor;
 pub mod runners;
+pub mod semaphores;
 mod sleep;
 pub mod taskgroups;
 pub mod tasks;
@@ -62,6 +64,7 @@ pub mod threadsafe;
 pub mod timeouts;
 pub mod wait;
 
+pub use barrier::Barrier;
 pub use contextvars::ContextVar;
 pub use error::{Error, Result};
 pub use event_loop::{
@@ -71,11 +74,10 @@ pub use event_loop::{
 pub use events::{Delay, Handle, TimerHandle};
 pub use futures::{CallbackId, Future};
 pub use gather::{ensure_future, gather, gather_set, Child, Gather, GatherAll, GatherSet};
-pub use locks::{
-    Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, Semaphore, SemaphorePermit,
-};
+pub use locks::{Condition, Event, Lock, LockGuard};
 pub use queues::{LifoQueue, PriorityQueue, Queue, QueueBase, Storage};
 pub use runners::{run, run_with_factory, Runner};
+pub use semaphores::{BoundedSemaphore, Semaphore, SemaphorePermit};
 pub use sleep::{sleep, Sleep};
 pub use taskgroups::TaskGroup;
 pub use tasks::{
