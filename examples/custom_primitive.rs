@@ -180,7 +180,7 @@ fn main() -> Result<()> {
         tulip::sleep(0.3).await?;
         tasks[3].cancel();
         for (i, t) in tasks.into_iter().enumerate() {
-            t.wait_done().await;
+            t.wait_done().await?;
             if t.cancelled() {
                 println!("request {} cancelled", i + 1);
             }

@@ -44,7 +44,7 @@ trait TakeWhenDone<T> {
 
 impl<T: 'static> TakeWhenDone<T> for tulip::Task<T> {
     async fn take_result_when_done(self) -> tulip::Result<T> {
-        self.wait_done().await;
+        self.wait_done().await?;
         self.take_result()
     }
 }

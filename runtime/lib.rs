@@ -22,6 +22,13 @@
 //! | `locks.py` | [`locks`], [`semaphores`], [`barrier`] |
 //! | `queues.py` | [`queues`] |
 //! | `contextvars` (per-task values) | [`contextvars`] |
+//! | `subprocess.py`, `base_subprocess.py` | [`subprocess`] |
+//! | `unix_events.py` (child watchers) | [`child_watcher`] |
+//! | `unix_events.py` (signals) | [`signals`] |
+//! | `threads.py`, `run_in_executor`, `run_coroutine_threadsafe` | [`threads`] |
+//! | `transports.py` | [`transports`] |
+//! | `protocols.py` | [`protocols`] |
+//! | `streams.py` | [`streams`] |
 //!
 //! ```
 //! async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
@@ -46,6 +53,7 @@
 #![warn(rust_2018_idioms)]
 
 pub mod barrier;
+pub mod child_watcher;
 pub mod contextvars;
 pub mod error;
 pub mod event_loop;
@@ -53,18 +61,27 @@ pub mod events;
 pub mod futures;
 pub mod gather;
 pub mod locks;
+mod pipes;
+pub mod protocols;
 pub mod queues;
 pub mod reactor;
 pub mod runners;
 pub mod semaphores;
+pub mod signals;
 mod sleep;
+pub mod streams;
+pub mod subprocess;
+mod sys;
 pub mod taskgroups;
 pub mod tasks;
+pub mod threads;
 pub mod threadsafe;
 pub mod timeouts;
+pub mod transports;
 pub mod wait;
 
 pub use barrier::Barrier;
+pub use child_watcher::ChildWatcherKind;
 pub use contextvars::ContextVar;
 pub use error::{Error, Result};
 pub use event_loop::{
@@ -75,14 +92,24 @@ pub use events::{Delay, Handle, TimerHandle};
 pub use futures::{CallbackId, Future};
 pub use gather::{ensure_future, gather, gather_set, Child, Gather, GatherAll, GatherSet};
 pub use locks::{Condition, Event, Lock, LockGuard};
+pub use protocols::{DatagramProtocol, Protocol};
 pub use queues::{LifoQueue, PriorityQueue, Queue, QueueBase, Storage};
 pub use runners::{run, run_with_factory, Runner};
 pub use semaphores::{BoundedSemaphore, Semaphore, SemaphorePermit};
 pub use sleep::{sleep, Sleep};
+pub use streams::{
+    ClientConnected, FlowControl, StreamReader, StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,
+};
+pub use subprocess::{create_subprocess_exec, create_subprocess_shell, Process};
 pub use taskgroups::TaskGroup;
 pub use tasks::{
     all_tasks, create_task, create_task_named, current_task, Task, TaskOptions, TaskRef,
 };
+pub use threads::{run_coroutine_threadsafe, to_thread, ConcurrentFuture, ThreadPool};
 pub use threadsafe::{LoopHandle, ThreadsafeHandle};
 pub use timeouts::{timeout, timeout_at, wait_for, Timeout};
+pub use transports::{
+    BaseTransport, DatagramTransport, ExtraInfo, ReadTransport, Transport, WriteLimits,
+    WriteTransport,
+};
 pub use wait::{as_completed, shield, wait, AsCompleted, ReturnWhen};

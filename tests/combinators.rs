@@ -96,7 +96,7 @@ trait WaitErr {
 
 impl<T: Clone + 'static + std::fmt::Debug> WaitErr for tulip::Task<T> {
     async fn wait_done_err(&self) -> Error {
-        self.wait_done().await;
+        self.wait_done().await.expect("the awaiting task is not cancelled");
         self.result().unwrap_err()
     }
 }
@@ -168,7 +168,7 @@ fn wait_cancelled_does_not_cancel_children() {
         })?;
         sleep(0.01).await?;
         w.cancel();
-        w.wait_done().await;
+        w.wait_done().await?;
         assert!(w.cancelled());
         assert_eq!(child.await?, 1);
         Ok(())
@@ -213,7 +213,7 @@ fn shield_keeps_inner_running_when_outer_cancelled() {
         let outer = create_task(async move { shield(i2).await })?;
         sleep(0.01).await?;
         outer.cancel();
-        outer.wait_done().await;
+        outer.wait_done().await?;
         assert!(outer.cancelled());
         assert!(!inner.done());
         assert_eq!(inner.await?, 9);

@@ -101,7 +101,7 @@ fn lock_woken_then_cancelled_waiter_hands_lock_on() {
         drop(g); // wakes t2...
         t2.cancel(); // ...which is cancelled before it runs
         assert_eq!(tulip::wait_for(t3, 1.0).await?, "t3 got it");
-        t2.wait_done().await;
+        t2.wait_done().await?;
         assert!(t2.cancelled());
         assert!(!lock.locked());
         Ok(())
@@ -119,7 +119,7 @@ fn lock_cancelled_waiter_is_removed() {
         let t = create_task(async move { l2.acquire().await.map(|_| ()) })?;
         settle().await?;
         t.cancel();
-        t.wait_done().await;
+        t.wait_done().await?;
         assert!(format!("{lock:?}").ends_with("[locked]>"), "{lock:?}");
         drop(g);
         // Nobody is queued: the fast path takes it.
@@ -154,7 +154,7 @@ fn condition_wait_reacquires_before_reraising_cancel() {
         settle().await?;
         assert!(seen.borrow().is_none(), "returned without the lock");
         drop(g);
-        t.wait_done().await;
+        t.wait_done().await?;
         let (err, locked) = seen.borrow_mut().take().unwrap();
         let err = err.unwrap();
         assert!(err.is_cancelled());
@@ -224,7 +224,7 @@ fn condition_notified_then_cancelled_passes_notify_on() {
         }
         // No notify is lost: b is woken instead.
         tulip::wait_for(b.clone(), 1.0).await?;
-        a.wait_done().await;
+        a.wait_done().await?;
         assert!(a.cancelled());
         assert!(!cond.locked());
         Ok(())
@@ -314,7 +314,7 @@ trait DoneCancelled {
 }
 impl<T: 'static> DoneCancelled for Task<T> {
     async fn wait_done_cancelled(&self) -> bool {
-        self.wait_done().await;
+        let _ = self.wait_done().await;
         self.cancelled()
     }
 }
@@ -421,7 +421,7 @@ fn barrier_abort_breaks_all_waiters_and_reset_repairs() {
         b.abort().await?;
         assert!(b.broken());
         for t in tasks {
-            t.wait_done().await;
+            t.wait_done().await?;
             assert!(matches!(t.result(), Err(Error::BrokenBarrier)));
         }
         assert!(matches!(b.wait().await, Err(Error::BrokenBarrier)));
@@ -437,7 +437,7 @@ fn barrier_abort_breaks_all_waiters_and_reset_repairs() {
         settle().await?;
         b.reset().await?;
         for t in tasks {
-            t.wait_done().await;
+            t.wait_done().await?;
             assert!(matches!(t.result(), Err(Error::BrokenBarrier)));
         }
         let mut tasks = Vec::new();

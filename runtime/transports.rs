@@ -1,0 +1,255 @@
+//! Transports: the byte pipes under protocols. Mirrors `Lib/asyncio/transports.py`
+//! (`BaseTransport`, `ReadTransport`, `WriteTransport`, `Transport`,
+//! `DatagramTransport`) and the write-buffer limits of `_FlowControlMixin`.
+//!
+//! A transport owns a file descriptor and moves bytes between it and a
+//! protocol (see [`protocols`](crate::protocols)). The traits here are what
+//! protocols and streams see; the socket transport of
+//! [`selector_events`](crate::selector_events) implements them, and so can
+//! pipe transports (subprocesses) or test doubles.
+//!
+//! Every method takes `&self`: a transport is shared (`Rc<dyn Transport>`)
+//! between the loop's reader/writer callbacks, its protocol and the streams,
+//! and keeps its state in cells, as asyncio's objects do.
+//!
+//! # Invariants
+//! - [`WriteTransport::write`] never blocks: bytes the kernel does not take
+//!   at once are buffered and flushed by the loop's writer callback (N3).
+//! - The write buffer limits satisfy `low <= high`; `pause_writing` is
+//!   called when the buffer grows above `high`, `resume_writing` when it
+//!   drains to `low` or below, each at most once per crossing.
+//! - Once [`BaseTransport::is_closing`] is true it stays true.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+/// Default high-water mark of a write buffer (asyncio: 64 KiB).
+pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+
+/// What [`BaseTransport::get_extra_info`] returns: one of the values asyncio
+/// keeps in a transport's `_extra` dict.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ExtraInfo {
+    /// An IP address and port (`peername`, `sockname` of a TCP or UDP socket).
+    Addr(SocketAddr),
+    /// A Unix socket address (`peername`, `sockname` of a Unix socket).
+    UnixAddr(std::os::unix::net::SocketAddr),
+    /// A file descriptor (`socket`, `pipe`). Borrowed: the transport owns it.
+    Fd(RawFd),
+    /// A number (e.g. a subprocess `pid`).
+    Int(i64),
+    /// Text.
+    Str(Arc<str>),
+}
+
+impl ExtraInfo {
+    /// The IP address, if this is one.
+    pub fn as_addr(&self) -> Option<SocketAddr> {
+        match self {
+            ExtraInfo::Addr(a) => Some(*a),
+            _ => None,
+        }
+    }
+
+    /// The Unix address, if this is one.
+    pub fn as_unix_addr(&self) -> Option<&std::os::unix::net::SocketAddr> {
+        match self {
+            ExtraInfo::UnixAddr(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The file descriptor, if this is one.
+    pub fn as_fd(&self) -> Option<RawFd> {
+        match self {
+            ExtraInfo::Fd(fd) => Some(*fd),
+            _ => None,
+        }
+    }
+
+    /// The number, if this is one.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            ExtraInfo::Int(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ExtraInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExtraInfo::Addr(a) => write!(f, "{a}"),
+            ExtraInfo::UnixAddr(a) => match a.as_pathname() {
+                Some(p) => write!(f, "{}", p.display()),
+                None => f.write_str("<unnamed>"),
+            },
+            ExtraInfo::Fd(fd) => write!(f, "fd {fd}"),
+            ExtraInfo::Int(n) => write!(f, "{n}"),
+            ExtraInfo::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// asyncio's `BaseTransport`.
+pub trait BaseTransport {
+    /// Optional information about the transport (asyncio's
+    /// `get_extra_info(name)`): `"peername"`, `"sockname"`, `"socket"`,
+    /// `"pipe"`, ... `None` if the transport does not know `name`.
+    fn get_extra_info(&self, name: &str) -> Option<ExtraInfo>;
+
+    /// True once the transport is closing or closed.
+    fn is_closing(&self) -> bool;
+
+    /// Closes the transport: buffered data is flushed asynchronously, then
+    /// the protocol's `connection_lost(None)` is called. No more data is
+    /// received. Closing twice is a no-op.
+    fn close(&self);
+}
+
+/// asyncio's `ReadTransport`: the side that delivers `data_received`.
+pub trait ReadTransport: BaseTransport {
+    /// True while the transport is receiving (not paused, not closing).
+    fn is_reading(&self) -> bool;
+
+    /// Stops calling the protocol's `data_received` until
+    /// [`resume_reading`](ReadTransport::resume_reading). No-op if paused or closing.
+    fn pause_reading(&self);
+
+    /// Resumes receiving. No-op if not paused or closing.
+    fn resume_reading(&self);
+}
+
+/// asyncio's `WriteTransport`: a buffered, never-blocking writer.
+pub trait WriteTransport: BaseTransport {
+    /// Sets the write buffer's high- and low-water marks (asyncio's
+    /// `set_write_buffer_limits(high, low)`). `None` for `high` means 64 KiB,
+    /// or 4 × `low` if `low` is given; `None` for `low` means `high / 4`.
+    /// Fails if `low > high`. May call `pause_writing`/`resume_writing` at once.
+    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()>;
+
+    /// The `(low, high)` water marks.
+    fn get_write_buffer_limits(&self) -> (usize, usize);
+
+    /// How many bytes wait in the write buffer.
+    fn get_write_buffer_size(&self) -> usize;
+
+    /// Writes `data` without blocking: what the kernel does not take now is
+    /// buffered (N3). Fails after [`write_eof`](WriteTransport::write_eof);
+    /// silently drops data once the connection is lost (as asyncio does).
+    fn write(&self, data: &[u8]) -> Result<()>;
+
+    /// Writes several buffers, in order (asyncio's `writelines`).
+    fn writelines(&self, list: &[&[u8]]) -> Result<()> {
+        for data in list {
+            self.write(data)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the write end after the buffered data is flushed (half-close).
+    fn write_eof(&self) -> Result<()>;
+
+    /// True if [`write_eof`](WriteTransport::write_eof) is supported.
+    fn can_write_eof(&self) -> bool;
+
+    /// Closes at once: the buffer is dropped, and `connection_lost(None)` is
+    /// called soon.
+    fn abort(&self);
+}
+
+/// asyncio's `Transport`: a bidirectional stream transport (a connected socket).
+pub trait Transport: ReadTransport + WriteTransport {}
+
+/// asyncio's `DatagramTransport`.
+pub trait DatagramTransport: BaseTransport {
+    /// Sends one datagram to `addr`, or to the connected peer if `None`.
+    /// Never blocks: datagrams the kernel refuses now are queued.
+    fn sendto(&self, data: &[u8], addr: Option<SocketAddr>) -> Result<()>;
+
+    /// Closes at once, dropping queued datagrams.
+    fn abort(&self);
+
+    /// How many bytes of datagrams are queued.
+    fn get_write_buffer_size(&self) -> usize;
+}
+
+/// The write-buffer limits of a transport and the pause state that goes
+/// with them: the transport half of asyncio's `_FlowControlMixin`.
+///
+/// A transport calls [`maybe_pause`](WriteLimits::maybe_pause) after adding
+/// to its buffer and [`maybe_resume`](WriteLimits::maybe_resume) after
+/// flushing; each returns true when the protocol must be told.
+///
+/// ```
+/// use tulip::transports::WriteLimits;
+/// let mut w = WriteLimits::default();
+/// assert_eq!((w.low, w.high), (16 * 1024, 64 * 1024));
+/// assert!(w.maybe_pause(64 * 1024 + 1));
+/// assert!(!w.maybe_pause(100 * 1024)); // already paused
+/// assert!(w.maybe_resume(16 * 1024));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteLimits {
+    /// Resume the protocol at or below this many buffered bytes.
+    pub low: usize,
+    /// Pause the protocol above this many buffered bytes.
+    pub high: usize,
+    /// The protocol was told `pause_writing` and not yet `resume_writing`.
+    pub paused: bool,
+}
+
+impl Default for WriteLimits {
+    fn default() -> Self {
+        WriteLimits {
+            low: DEFAULT_HIGH_WATER / 4,
+            high: DEFAULT_HIGH_WATER,
+            paused: false,
+        }
+    }
+}
+
+impl WriteLimits {
+    /// asyncio's `_set_write_buffer_limits`.
+    pub fn set(&mut self, high: Option<usize>, low: Option<usize>) -> Result<()> {
+        let high = match (high, low) {
+            (Some(h), _) => h,
+            (None, Some(l)) => l.saturating_mul(4),
+            (None, None) => DEFAULT_HIGH_WATER,
+        };
+        let low = low.unwrap_or(high / 4);
+        if low > high {
+            return Err(Error::InvalidArgument(
+                format!("high ({high}) must be >= low ({low}): raise high or lower low").into(),
+            ));
+        }
+        self.high = high;
+        self.low = low;
+        Ok(())
+    }
+
+    /// True if the buffer of `size` bytes crossed `high`: set `paused` and
+    /// call the protocol's `pause_writing`.
+    pub fn maybe_pause(&mut self, size: usize) -> bool {
+        if size > self.high && !self.paused {
+            self.paused = true;
+            return true;
+        }
+        false
+    }
+
+    /// True if the buffer of `size` bytes drained to `low`: clear `paused`
+    /// and call the protocol's `resume_writing`.
+    pub fn maybe_resume(&mut self, size: usize) -> bool {
+        if self.paused && size <= self.low {
+            self.paused = false;
+            return true;
+        }
+        false
+    }
+}

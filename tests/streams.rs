@@ -1,0 +1,417 @@
+//! StreamReader, StreamWriter and FlowControl, without sockets (fed by hand
+//! and through fake transports). Socket-level stream tests are in
+//! `tests/stream_sockets.rs`.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use tulip::{
+    BaseTransport, Error, ExtraInfo, FlowControl, ReadTransport, StreamReader, StreamWriter,
+    WriteTransport,
+};
+
+/// A read transport that records pause/resume calls.
+#[derive(Default)]
+struct FakeRead {
+    reading: Cell<bool>,
+    pauses: Cell<u32>,
+    resumes: Cell<u32>,
+}
+
+impl BaseTransport for FakeRead {
+    fn get_extra_info(&self, _: &str) -> Option<ExtraInfo> {
+        None
+    }
+    fn is_closing(&self) -> bool {
+        false
+    }
+    fn close(&self) {}
+}
+
+impl ReadTransport for FakeRead {
+    fn is_reading(&self) -> bool {
+        self.reading.get()
+    }
+    fn pause_reading(&self) {
+        self.reading.set(false);
+        self.pauses.set(self.pauses.get() + 1);
+    }
+    fn resume_reading(&self) {
+        self.reading.set(true);
+        self.resumes.set(self.resumes.get() + 1);
+    }
+}
+
+/// A write transport that keeps what it is given.
+#[derive(Default)]
+struct FakeWrite {
+    data: RefCell<Vec<u8>>,
+    closing: Cell<bool>,
+    eof: Cell<bool>,
+}
+
+impl BaseTransport for FakeWrite {
+    fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
+        (name == "pipe").then_some(ExtraInfo::Fd(7))
+    }
+    fn is_closing(&self) -> bool {
+        self.closing.get()
+    }
+    fn close(&self) {
+        self.closing.set(true);
+    }
+}
+
+impl WriteTransport for FakeWrite {
+    fn set_write_buffer_limits(&self, _: Option<usize>, _: Option<usize>) -> tulip::Result<()> {
+        Ok(())
+    }
+    fn get_write_buffer_limits(&self) -> (usize, usize) {
+        (0, 0)
+    }
+    fn get_write_buffer_size(&self) -> usize {
+        0
+    }
+    fn write(&self, data: &[u8]) -> tulip::Result<()> {
+        if self.eof.get() {
+            return Err(Error::Runtime("write after write_eof".into()));
+        }
+        self.data.borrow_mut().extend_from_slice(data);
+        Ok(())
+    }
+    fn write_eof(&self) -> tulip::Result<()> {
+        self.eof.set(true);
+        Ok(())
+    }
+    fn can_write_eof(&self) -> bool {
+        true
+    }
+    fn abort(&self) {
+        self.closing.set(true);
+    }
+}
+
+#[test]
+fn read_variants() {
+    tulip::run(async {
+        let r = StreamReader::new();
+        r.feed_data(b"hello\nworld\nxyz");
+        assert_eq!(r.read(3).await?, b"hel");
+        assert_eq!(r.readline().await?, b"lo\n");
+        assert_eq!(r.readexactly(3).await?, b"wor");
+        assert_eq!(r.readuntil(b"\n").await?, b"ld\n");
+        r.feed_eof();
+        assert!(!r.at_eof());
+        assert_eq!(r.read(100).await?, b"xyz");
+        assert!(r.at_eof());
+        assert_eq!(r.read(100).await?, b"");
+        assert_eq!(r.readline().await?, b"");
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn read_waits_for_feed() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let r = StreamReader::new();
+        let feeder = r.clone();
+        let _ = lp.call_later(0.01, move || {
+            feeder.feed_data(b"ab");
+            feeder.feed_data(b"cd\n");
+        })?;
+        assert_eq!(r.readline().await?, b"abcd\n");
+        let feeder = r.clone();
+        let _ = lp.call_later(0.01, move || feeder.feed_eof())?;
+        assert_eq!(r.read_to_eof().await?, b"");
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn read_to_eof_collects_everything() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let r = StreamReader::with_limit(4);
+        let feeder = r.clone();
+        let _ = lp.call_soon(move || {
+            for _ in 0..10 {
+                feeder.feed_data(b"0123456789");
+            }
+            feeder.feed_eof();
+        })?;
+        assert_eq!(r.read_to_eof().await?.len(), 100);
+        Ok(())
+    })
+    .unwrap();
+}
+
+// conformance: N1
+#[test]
+fn readuntil_limit_overrun_leaves_buffer_intact() {
+    tulip::run(async {
+        let r = StreamReader::with_limit(8);
+        r.feed_data(b"0123456789abcdef");
+        match r.readuntil(b"\n").await {
+            Err(Error::LimitOverrun { consumed, .. }) => assert!(consumed > 8),
+            other => panic!("expected LimitOverrun, got {other:?}"),
+        }
+        assert_eq!(r.buffered(), 16);
+        // Separator found but beyond the limit: also an overrun, buffer kept.
+        r.feed_data(b"\n");
+        match r.readuntil(b"\n").await {
+            Err(Error::LimitOverrun { consumed, .. }) => assert_eq!(consumed, 16),
+            other => panic!("expected LimitOverrun, got {other:?}"),
+        }
+        assert_eq!(r.buffered(), 17);
+        assert_eq!(r.readexactly(17).await?, b"0123456789abcdef\n");
+        Ok(())
+    })
+    .unwrap();
+}
+
+// conformance: N1
+#[test]
+fn readline_past_limit_is_an_error_and_discards() {
+    tulip::run(async {
+        let r = StreamReader::with_limit(4);
+        r.feed_data(b"toolongline\nok\n");
+        let e = r.readline().await.unwrap_err();
+        assert!(matches!(e, Error::LimitOverrun { .. }), "{e:?}");
+        assert_eq!(r.readline().await?, b"ok\n");
+        Ok(())
+    })
+    .unwrap();
+}
+
+// conformance: N1
+#[test]
+fn readexactly_eof_is_incomplete_read() {
+    tulip::run(async {
+        let r = StreamReader::new();
+        r.feed_data(b"abc");
+        r.feed_eof();
+        match r.readexactly(5).await {
+            Err(Error::IncompleteRead { partial, expected }) => {
+                assert_eq!(&*partial, b"abc");
+                assert_eq!(expected, Some(5));
+            }
+            other => panic!("expected IncompleteRead, got {other:?}"),
+        }
+        match r.readuntil(b"\n").await {
+            Err(Error::IncompleteRead { partial, expected }) => {
+                assert!(partial.is_empty());
+                assert_eq!(expected, None);
+            }
+            other => panic!("expected IncompleteRead, got {other:?}"),
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn multibyte_separator_split_across_feeds() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let r = StreamReader::new();
+        r.feed_data(b"head\r\n\r");
+        let f = r.clone();
+        let _ = lp.call_soon(move || f.feed_data(b"\nbody"))?;
+        assert_eq!(r.readuntil(b"\r\n\r\n").await?, b"head\r\n\r\n");
+        assert_eq!(r.read(10).await?, b"body");
+        assert!(r.readuntil(b"").await.is_err());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn set_exception_wakes_reader_and_sticks() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let r = StreamReader::new();
+        let f = r.clone();
+        let _ = lp.call_soon(move || f.set_exception(Error::msg("boom")))?;
+        assert!(r.read(1).await.is_err());
+        assert!(r.readline().await.is_err());
+        assert!(r.exception().is_some());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn two_concurrent_readers_is_an_error() {
+    tulip::run(async {
+        let r = StreamReader::new();
+        let r2 = r.clone();
+        let t = tulip::create_task(async move { r2.read(1).await })?;
+        tulip::sleep(0.0).await?;
+        assert!(matches!(r.read(1).await, Err(Error::Runtime(_))));
+        r.feed_data(b"x");
+        assert_eq!(t.await?, b"x");
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn cancelled_read_clears_the_waiter() {
+    tulip::run(async {
+        let r = StreamReader::new();
+        let r2 = r.clone();
+        let t = tulip::create_task(async move { r2.read(1).await })?;
+        tulip::sleep(0.0).await?;
+        t.cancel();
+        t.wait_done().await?;
+        assert!(t.cancelled());
+        r.feed_data(b"y");
+        assert_eq!(r.read(1).await?, b"y");
+        Ok(())
+    })
+    .unwrap();
+}
+
+// conformance: N2
+#[test]
+fn reader_pauses_and_resumes_its_transport() {
+    tulip::run(async {
+        let r = StreamReader::with_limit(10);
+        let t = Rc::new(FakeRead::default());
+        t.reading.set(true);
+        r.set_transport(t.clone());
+        r.feed_data(&[b'a'; 20]);
+        assert_eq!(t.pauses.get(), 0, "exactly 2 x limit does not pause");
+        r.feed_data(b"a");
+        assert_eq!(t.pauses.get(), 1);
+        assert!(r.is_paused());
+        r.feed_data(&[b'a'; 5]);
+        assert_eq!(t.pauses.get(), 1, "pause once");
+        r.read(10).await?; // 16 left > limit
+        assert_eq!(t.resumes.get(), 0);
+        r.read(6).await?; // 10 left == limit
+        assert_eq!(t.resumes.get(), 1);
+        assert!(t.is_reading());
+        Ok(())
+    })
+    .unwrap();
+}
+
+// conformance: N2
+#[test]
+fn waiting_with_a_paused_transport_resumes_it() {
+    tulip::run(async {
+        let r = StreamReader::with_limit(4);
+        let t = Rc::new(FakeRead::default());
+        r.set_transport(t.clone());
+        r.feed_data(b"0123456789"); // over 2 x limit
+        assert!(r.is_paused());
+        let r2 = r.clone();
+        let task = tulip::create_task(async move { r2.readexactly(11).await })?;
+        tulip::sleep(0.0).await?;
+        assert_eq!(
+            t.resumes.get(),
+            1,
+            "a waiting reader must not keep the transport paused"
+        );
+        r.feed_data(b"x");
+        assert_eq!(task.await?, b"0123456789x");
+        Ok(())
+    })
+    .unwrap();
+}
+
+// conformance: N2
+#[test]
+fn concurrent_drains_all_complete() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let flow = FlowControl::new(&lp);
+        let w = Rc::new(StreamWriter::new(
+            Rc::new(FakeWrite::default()),
+            flow.clone(),
+            None,
+        ));
+        w.drain().await?; // not paused: at once
+        flow.pause_writing();
+        let mut tasks = Vec::new();
+        for _ in 0..5 {
+            let w = w.clone();
+            tasks.push(tulip::create_task(async move { w.drain().await })?);
+        }
+        tulip::sleep(0.01).await?;
+        assert!(tasks.iter().all(|t| !t.done()));
+        flow.resume_writing();
+        for t in tasks {
+            t.await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+// conformance: N2
+#[test]
+fn drain_after_connection_lost_fails() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let flow = FlowControl::new(&lp);
+        let w = Rc::new(StreamWriter::new(
+            Rc::new(FakeWrite::default()),
+            flow.clone(),
+            None,
+        ));
+        flow.pause_writing();
+        let w2 = w.clone();
+        let t = tulip::create_task(async move { w2.drain().await })?;
+        tulip::sleep(0.0).await?;
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        flow.connection_lost(Some(reset.into()));
+        assert_eq!(
+            t.await.unwrap_err().io_kind(),
+            Some(std::io::ErrorKind::ConnectionReset)
+        );
+        assert!(w.drain().await.is_err());
+        assert!(w.wait_closed().await.is_err());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn writer_forwards_to_transport() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let t = Rc::new(FakeWrite::default());
+        let flow = FlowControl::new(&lp);
+        let w = StreamWriter::new(t.clone(), flow.clone(), None);
+        w.write(b"a")?;
+        w.writelines(&[b"b", b"c"])?;
+        assert!(w.can_write_eof());
+        w.write_eof()?;
+        assert!(w.write(b"d").is_err());
+        assert_eq!(&*t.data.borrow(), b"abc");
+        assert_eq!(w.get_extra_info("pipe").and_then(|i| i.as_fd()), Some(7));
+        w.close();
+        assert!(w.is_closing());
+        flow.connection_lost(None);
+        w.wait_closed().await?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn dropping_an_open_writer_closes_its_transport() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let t = Rc::new(FakeWrite::default());
+        drop(StreamWriter::new(t.clone(), FlowControl::new(&lp), None));
+        assert!(t.closing.get());
+        Ok(())
+    })
+    .unwrap();
+}
