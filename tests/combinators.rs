@@ -96,7 +96,9 @@ trait WaitErr {
 
 impl<T: Clone + 'static + std::fmt::Debug> WaitErr for tulip::Task<T> {
     async fn wait_done_err(&self) -> Error {
-        self.wait_done().await.expect("the awaiting task is not cancelled");
+        self.wait_done()
+            .await
+            .expect("the awaiting task is not cancelled");
         self.result().unwrap_err()
     }
 }
@@ -504,6 +506,30 @@ fn nested_scopes_with_the_same_deadline_leave_no_stray_cancel() {
         assert!(inner_seen.get());
         assert_eq!(current_task().unwrap().cancelling(), 0);
         // No cancel is left pending for the next await.
+        sleep(0.001).await?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn dropped_expired_scope_takes_its_cancel_back() {
+    // conformance: K6
+    tulip::run(async {
+        use std::future::Future as _;
+        let mut scope = Box::pin(timeout(0.0).run(sleep(10.0)));
+        std::future::poll_fn(|cx| {
+            assert!(scope.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        // The deadline passes: the scope cancels this task.
+        for _ in 0..3 {
+            let _ = sleep(0.0).await;
+        }
+        assert_eq!(current_task().unwrap().cancelling(), 1);
+        drop(scope); // abandoned while expiring
+        assert_eq!(current_task().unwrap().cancelling(), 0);
         sleep(0.001).await?;
         Ok(())
     })
