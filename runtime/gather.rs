@@ -91,6 +91,9 @@ impl<T: Clone + 'static> Child<T> {
         if let Some(f) = any.downcast_mut::<Option<Future<T>>>() {
             return Child::Future(f.take().expect("slot is full"));
         }
+        if let Some(c) = any.downcast_mut::<Option<Child<T>>>() {
+            return c.take().expect("slot is full");
+        }
         match create_task(slot.take().expect("slot is full")) {
             Ok(t) => Child::Task(t),
             Err(e) => {
@@ -206,7 +209,8 @@ pub(crate) mod sealed {
     pub trait ErasedChild {
         fn cancel_msg(&self, msg: Option<Arc<str>>) -> bool;
         fn outcome_error(&self) -> Option<Error>;
-        fn on_done(&self, f: Box<dyn FnOnce()>);
+        /// Calls `core.child_done(index)` once the child is done.
+        fn watch(&self, core: Rc<GatherCore>, index: usize);
     }
 
     impl<T: 'static> ErasedChild for Child<T> {
@@ -216,113 +220,122 @@ pub(crate) mod sealed {
         fn outcome_error(&self) -> Option<Error> {
             Child::outcome_error(self)
         }
-        fn on_done(&self, f: Box<dyn FnOnce()>) {
-            Child::on_done(self, f);
+        fn watch(&self, core: Rc<GatherCore>, index: usize) {
+            // One boxed closure per child: the done callback itself.
+            Child::on_done(self, move || core.child_done(index));
         }
     }
-}
-use sealed::ErasedChild;
 
-// ===== the gathering state =====
+    // ===== the gathering state =====
 
-/// asyncio's `_GatheringFuture` plus the `_done_callback` closure state.
-struct GatherCore {
-    /// Done when the gather is decided; the outcome is in `error`.
-    outer: Future<()>,
-    children: Vec<Box<dyn ErasedChild>>,
-    nfinished: Cell<usize>,
-    return_exceptions: Cell<bool>,
-    cancel_requested: Cell<bool>,
-    /// The error the gather ends with, if any.
-    error: RefCell<Option<Error>>,
-}
-
-impl GatherCore {
-    fn start(children: Vec<Box<dyn ErasedChild>>) -> Rc<GatherCore> {
-        let core = Rc::new(GatherCore {
-            outer: Future::new(),
-            children,
-            nfinished: Cell::new(0),
-            return_exceptions: Cell::new(false),
-            cancel_requested: Cell::new(false),
-            error: RefCell::new(None),
-        });
-        if core.children.is_empty() {
-            let _ = core.outer.set_result(());
-        }
-        for (i, child) in core.children.iter().enumerate() {
-            let c = core.clone();
-            child.on_done(Box::new(move || c.child_done(i)));
-        }
-        core
+    /// asyncio's `_GatheringFuture` plus the `_done_callback` closure state.
+    pub struct GatherCore {
+        /// Done when the gather is decided; the outcome is in `error`.
+        pub(crate) outer: Future<()>,
+        pub(crate) children: Vec<Box<dyn ErasedChild>>,
+        pub(crate) nfinished: Cell<usize>,
+        pub(crate) return_exceptions: Cell<bool>,
+        pub(crate) cancel_requested: Cell<bool>,
+        /// The error the gather ends with, if any.
+        pub(crate) error: RefCell<Option<Error>>,
     }
 
-    /// asyncio's `_done_callback`.
-    fn child_done(&self, i: usize) {
-        let n = self.nfinished.get() + 1;
-        self.nfinished.set(n);
-        let child = &self.children[i];
-        if self.outer.done() {
-            // Decided already: just mark the error retrieved.
-            let _ = child.outcome_error();
-            return;
+    impl GatherCore {
+        pub(crate) fn start(children: Vec<Box<dyn ErasedChild>>) -> Rc<GatherCore> {
+            let core = Rc::new(GatherCore {
+                outer: Future::new(),
+                children,
+                nfinished: Cell::new(0),
+                return_exceptions: Cell::new(false),
+                cancel_requested: Cell::new(false),
+                error: RefCell::new(None),
+            });
+            if core.children.is_empty() {
+                let _ = core.outer.set_result(());
+            }
+            for (i, child) in core.children.iter().enumerate() {
+                child.watch(core.clone(), i);
+            }
+            core
         }
-        if !self.return_exceptions.get() {
-            if let Some(e) = child.outcome_error() {
-                *self.error.borrow_mut() = Some(e);
-                let _ = self.outer.set_result(());
+
+        /// asyncio's `_done_callback`.
+        pub(crate) fn child_done(&self, i: usize) {
+            let n = self.nfinished.get() + 1;
+            self.nfinished.set(n);
+            let child = &self.children[i];
+            if self.outer.done() {
+                // Decided already: just mark the error retrieved.
+                let _ = child.outcome_error();
                 return;
             }
-        }
-        if n == self.children.len() {
-            if self.cancel_requested.get() {
-                *self.error.borrow_mut() = Some(Error::cancelled());
+            if !self.return_exceptions.get() {
+                if let Some(e) = child.outcome_error() {
+                    *self.error.borrow_mut() = Some(e);
+                    let _ = self.outer.set_result(());
+                    return;
+                }
             }
-            let _ = self.outer.set_result(());
+            if n == self.children.len() {
+                if self.cancel_requested.get() {
+                    *self.error.borrow_mut() = Some(Error::cancelled());
+                }
+                let _ = self.outer.set_result(());
+            }
+        }
+
+        /// `_GatheringFuture.cancel`: cancel every child.
+        pub(crate) fn cancel(&self, msg: Option<Arc<str>>) -> bool {
+            if self.outer.done() {
+                return false;
+            }
+            let mut ret = false;
+            for child in &self.children {
+                if child.cancel_msg(msg.clone()) {
+                    ret = true;
+                }
+            }
+            if ret {
+                // Errors set by children now are ignored; the gather will end
+                // cancelled once they are all done.
+                self.cancel_requested.set(true);
+            }
+            ret
+        }
+
+        pub(crate) fn poll_outer(self: &Rc<Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+            if let Some(err) = tasks::take_throw_on(&self.outer.core.lp) {
+                return Poll::Ready(Err(err));
+            }
+            match self.outer.core.poll_done(cx) {
+                Poll::Ready(()) => match self.error.borrow().clone() {
+                    Some(e) => Poll::Ready(Err(e)),
+                    None => Poll::Ready(Ok(())),
+                },
+                Poll::Pending => {
+                    tasks::set_fut_waiter_on(&self.outer.core.lp, self.clone());
+                    Poll::Pending
+                }
+            }
         }
     }
 
-    /// `_GatheringFuture.cancel`: cancel every child.
-    fn cancel(&self, msg: Option<Arc<str>>) -> bool {
-        if self.outer.done() {
-            return false;
+    impl fmt::Debug for GatherCore {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("GatherCore")
+                .field("children", &self.children.len())
+                .field("nfinished", &self.nfinished.get())
+                .finish()
         }
-        let mut ret = false;
-        for child in &self.children {
-            if child.cancel_msg(msg.clone()) {
-                ret = true;
-            }
-        }
-        if ret {
-            // Errors set by children now are ignored; the gather will end
-            // cancelled once they are all done.
-            self.cancel_requested.set(true);
-        }
-        ret
     }
 
-    fn poll_outer(self: &Rc<Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if let Some(err) = tasks::take_throw() {
-            return Poll::Ready(Err(err));
-        }
-        match self.outer.core.poll_done(cx) {
-            Poll::Ready(()) => match self.error.borrow().clone() {
-                Some(e) => Poll::Ready(Err(e)),
-                None => Poll::Ready(Ok(())),
-            },
-            Poll::Pending => {
-                tasks::set_fut_waiter(self.clone());
-                Poll::Pending
-            }
+    impl Cancel for GatherCore {
+        fn cancel_waiter(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
+            self.cancel(msg)
         }
     }
 }
-
-impl Cancel for GatherCore {
-    fn cancel_waiter(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
-        self.cancel(msg)
-    }
-}
+use sealed::{ErasedChild, GatherCore};
 
 // ===== the typed sets =====
 

@@ -19,7 +19,7 @@
 //! | `tasks.py` (`wait`, `as_completed`, `shield`) | [`wait`](mod@wait) |
 //! | `timeouts.py`, `tasks.py` (`wait_for`) | [`timeouts`] |
 //! | `taskgroups.py` | [`taskgroups`] |
-//! | `locks.py` | [`locks`] |
+//! | `locks.py` | [`locks`], [`semaphores`], [`barrier`] |
 //! | `queues.py` | [`queues`] |
 //! | `contextvars` (per-task values) | [`contextvars`] |
 //! | `subprocess.py`, `base_subprocess.py` | [`subprocess`] |
@@ -52,6 +52,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(rust_2018_idioms)]
 
+pub mod barrier;
 pub mod child_watcher;
 pub mod contextvars;
 pub mod error;
@@ -65,6 +66,7 @@ pub mod protocols;
 pub mod queues;
 pub mod reactor;
 pub mod runners;
+pub mod semaphores;
 pub mod signals;
 mod sleep;
 pub mod streams;
@@ -78,6 +80,7 @@ pub mod timeouts;
 pub mod transports;
 pub mod wait;
 
+pub use barrier::Barrier;
 pub use child_watcher::ChildWatcherKind;
 pub use contextvars::ContextVar;
 pub use error::{Error, Result};
@@ -88,12 +91,11 @@ pub use event_loop::{
 pub use events::{Delay, Handle, TimerHandle};
 pub use futures::{CallbackId, Future};
 pub use gather::{ensure_future, gather, gather_set, Child, Gather, GatherAll, GatherSet};
-pub use locks::{
-    Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, Semaphore, SemaphorePermit,
-};
+pub use locks::{Condition, Event, Lock, LockGuard};
 pub use protocols::{DatagramProtocol, Protocol};
 pub use queues::{LifoQueue, PriorityQueue, Queue, QueueBase, Storage};
 pub use runners::{run, run_with_factory, Runner};
+pub use semaphores::{BoundedSemaphore, Semaphore, SemaphorePermit};
 pub use sleep::{sleep, Sleep};
 pub use streams::{
     ClientConnected, FlowControl, StreamReader, StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,

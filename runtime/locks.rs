@@ -1,5 +1,6 @@
 //! Synchronization primitives. Mirrors `Lib/asyncio/locks.py`: [`Lock`],
-//! [`Event`], [`Condition`], [`Semaphore`], [`BoundedSemaphore`], [`Barrier`].
+//! [`Event`], [`Condition`] here; `Semaphore`/`BoundedSemaphore` in
+//! [`semaphores`](crate::semaphores) and `Barrier` in [`barrier`](crate::barrier).
 //!
 //! Every primitive is built the way asyncio builds it: a waiter is a plain
 //! [`Future<()>`] parked in a FIFO `VecDeque`. Granting means setting that
@@ -35,11 +36,11 @@ use crate::event_loop::get_running_loop;
 use crate::futures::Future;
 
 /// A FIFO of waiter futures, as asyncio's `collections.deque` of futures.
-type Waiters = RefCell<VecDeque<Future<()>>>;
+pub(crate) type Waiters = RefCell<VecDeque<Future<()>>>;
 
 /// Removes `fut` from `waiters` (asyncio's `self._waiters.remove(fut)`). The
 /// woken waiter is nearly always at the front, so search from there.
-fn remove_waiter(waiters: &Waiters, fut: &Future<()>) {
+pub(crate) fn remove_waiter(waiters: &Waiters, fut: &Future<()>) {
     let mut w = waiters.borrow_mut();
     if let Some(i) = w.iter().position(|f| f.ptr_eq(fut)) {
         w.remove(i);
@@ -47,7 +48,7 @@ fn remove_waiter(waiters: &Waiters, fut: &Future<()>) {
 }
 
 /// A new waiter future on the running loop, appended to `waiters`.
-fn push_waiter(waiters: &Waiters) -> Result<Future<()>> {
+pub(crate) fn push_waiter(waiters: &Waiters) -> Result<Future<()>> {
     let fut: Future<()> = get_running_loop()?.create_future();
     waiters.borrow_mut().push_back(fut.clone());
     Ok(fut)
@@ -57,6 +58,11 @@ fn push_waiter(waiters: &Waiters) -> Result<Future<()>> {
 
 struct LockInner {
     locked: Cell<bool>,
+    /// Bumped at every acquisition. A guard releases only the acquisition
+    /// it was made for, so a guard that outlives an explicit `release()`
+    /// (or a `Condition::wait` abandoned before re-acquiring) never
+    /// releases somebody else's hold.
+    generation: Cell<u64>,
     waiters: Waiters,
 }
 
@@ -69,6 +75,17 @@ impl LockInner {
             if !fut.done() {
                 let _ = fut.set_result(());
             }
+        }
+    }
+
+    /// Marks the lock taken and returns a guard for this acquisition.
+    fn take(&self, lock: &Lock) -> LockGuard {
+        self.locked.set(true);
+        let generation = self.generation.get().wrapping_add(1);
+        self.generation.set(generation);
+        LockGuard {
+            lock: Some(lock.clone()),
+            generation,
         }
     }
 
@@ -121,6 +138,7 @@ impl Lock {
         Lock {
             inner: Rc::new(LockInner {
                 locked: Cell::new(false),
+                generation: Cell::new(0),
                 waiters: RefCell::new(VecDeque::new()),
             }),
         }
@@ -139,30 +157,21 @@ impl Lock {
         let inner = &self.inner;
         // Fast path: free, and nobody (alive) is queued ahead of us.
         if !inner.locked.get() && inner.waiters.borrow().iter().all(|w| w.cancelled()) {
-            inner.locked.set(true);
-            return Ok(LockGuard {
-                lock: Some(self.clone()),
-            });
+            return Ok(inner.take(self));
         }
         let fut = push_waiter(&inner.waiters)?;
         let _waiting = LockWait { inner, fut: &fut };
         // On every exit (result, Cancelled, drop) LockWait removes the
         // waiter and, if the lock is free, wakes the next one.
         fut.clone().await?;
-        inner.locked.set(true);
-        Ok(LockGuard {
-            lock: Some(self.clone()),
-        })
+        Ok(inner.take(self))
     }
 
     /// Takes the lock only if that needs no waiting (not in asyncio; handy).
     pub fn try_acquire(&self) -> Option<LockGuard> {
         let inner = &self.inner;
         if !inner.locked.get() && inner.waiters.borrow().iter().all(|w| w.cancelled()) {
-            inner.locked.set(true);
-            Some(LockGuard {
-                lock: Some(self.clone()),
-            })
+            Some(inner.take(self))
         } else {
             None
         }
@@ -212,9 +221,14 @@ impl fmt::Debug for Lock {
 }
 
 /// Holds a [`Lock`]; releases it when dropped.
+///
+/// The guard releases only its own acquisition: if the lock was released
+/// explicitly meanwhile (and maybe taken by another task), dropping the
+/// guard does nothing.
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct LockGuard {
     lock: Option<Lock>,
+    generation: u64,
 }
 
 impl LockGuard {
@@ -233,8 +247,12 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if let Some(lock) = self.lock.take() {
-            // Released explicitly already? Then there is nothing to do.
-            let _ = lock.inner.release();
+            let inner = &lock.inner;
+            // Released explicitly already (maybe re-taken by another
+            // task)? Then this acquisition is over: nothing to do.
+            if inner.locked.get() && inner.generation.get() == self.generation {
+                let _ = inner.release();
+            }
         }
     }
 }
@@ -441,20 +459,20 @@ impl Condition {
                 "cannot wait on un-acquired lock: acquire() it first",
             ));
         }
+        // The caller's guard belongs to this acquisition; it is restored
+        // below once the lock is re-acquired.
+        let generation = inner.lock.inner.generation.get();
         inner.lock.release()?;
         let waited = async {
             let fut = push_waiter(&inner.waiters)?;
-            let _waiting = RemoveOnDrop {
-                waiters: &inner.waiters,
+            let mut waiting = CondWait {
+                cond: self,
                 fut: &fut,
+                notified: false,
             };
-            let r = fut.clone().await;
-            if r.is_err() && fut.done() && !fut.cancelled() {
-                // Notified, then cancelled before running: wake someone
-                // else instead (a spurious wake-up is allowed, a lost one is not).
-                self.notify_waiters(1);
-            }
-            r
+            fut.clone().await?;
+            waiting.notified = true;
+            Ok(())
         }
         .await;
         // Must re-acquire the lock even if the wait was cancelled.
@@ -463,6 +481,7 @@ impl Condition {
             match inner.lock.acquire().await {
                 Ok(g) => {
                     g.forget();
+                    inner.lock.inner.generation.set(generation);
                     break;
                 }
                 Err(e) if e.is_cancelled() => err = Some(e),
@@ -501,7 +520,7 @@ impl Condition {
     }
 
     /// asyncio's `_notify(n)`: wake the first `n` waiters not yet woken.
-    fn notify_waiters(&self, n: usize) {
+    pub(crate) fn notify_waiters(&self, n: usize) {
         let waiters: Vec<Future<()>> = self
             .inner
             .waiters
@@ -517,6 +536,25 @@ impl Condition {
     }
 }
 
+/// One `Condition::wait`: removes the waiter on every way out, and if a
+/// notify had reached it but the wait ends otherwise (cancelled before it
+/// ran, or dropped), wakes another waiter instead — a spurious wake-up is
+/// allowed, a lost notify is not.
+struct CondWait<'a> {
+    cond: &'a Condition,
+    fut: &'a Future<()>,
+    notified: bool,
+}
+
+impl Drop for CondWait<'_> {
+    fn drop(&mut self) {
+        remove_waiter(&self.cond.inner.waiters, self.fut);
+        if !self.notified && self.fut.done() && !self.fut.cancelled() {
+            self.cond.notify_waiters(1);
+        }
+    }
+}
+
 impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = if self.locked() { "locked" } else { "unlocked" };
@@ -526,411 +564,5 @@ impl fmt::Debug for Condition {
             write!(f, " waiters:{n}")?;
         }
         f.write_str(">")
-    }
-}
-
-// ===== Semaphore =====
-
-struct SemaphoreInner {
-    value: Cell<usize>,
-    /// `Some(initial)` for a BoundedSemaphore.
-    bound: Option<usize>,
-    waiters: Waiters,
-}
-
-impl SemaphoreInner {
-    /// asyncio's `locked()`: no permit, or live waiters queued (FIFO).
-    fn locked(&self) -> bool {
-        self.value.get() == 0 || self.waiters.borrow().iter().any(|w| !w.cancelled())
-    }
-
-    /// asyncio's `_wake_up_next`: grant a permit to the first waiter not
-    /// yet woken. Returns false if there was none.
-    fn wake_up_next(&self) -> bool {
-        let next = self.waiters.borrow().iter().find(|f| !f.done()).cloned();
-        match next {
-            Some(fut) => {
-                self.value.set(self.value.get() - 1);
-                let _ = fut.set_result(());
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn release(&self) -> Result<()> {
-        if let Some(bound) = self.bound {
-            if self.value.get() >= bound {
-                return Err(Error::invalid_argument(
-                    "BoundedSemaphore released too many times",
-                ));
-            }
-        }
-        self.value.set(self.value.get() + 1);
-        self.wake_up_next();
-        Ok(())
-    }
-}
-
-/// asyncio's `Semaphore`: at most `value` holders at once, granted FIFO.
-///
-/// [`acquire`](Semaphore::acquire) returns a [`SemaphorePermit`] that
-/// releases on drop. Clones share the semaphore.
-///
-/// ```
-/// tulip::run(async {
-///     let sem = tulip::Semaphore::new(2);
-///     let a = sem.acquire().await?;
-///     let _b = sem.acquire().await?;
-///     assert!(sem.locked());
-///     drop(a);
-///     assert_eq!(sem.value(), 1);
-///     Ok(())
-/// }).unwrap();
-/// ```
-#[derive(Clone)]
-pub struct Semaphore {
-    inner: Rc<SemaphoreInner>,
-}
-
-impl Semaphore {
-    /// A semaphore with `value` permits.
-    pub fn new(value: usize) -> Semaphore {
-        Semaphore::build(value, None)
-    }
-
-    fn build(value: usize, bound: Option<usize>) -> Semaphore {
-        Semaphore {
-            inner: Rc::new(SemaphoreInner {
-                value: Cell::new(value),
-                bound,
-                waiters: RefCell::new(VecDeque::new()),
-            }),
-        }
-    }
-
-    /// True if `acquire` would wait.
-    pub fn locked(&self) -> bool {
-        self.inner.locked()
-    }
-
-    /// Free permits right now.
-    pub fn value(&self) -> usize {
-        self.inner.value.get()
-    }
-
-    /// Takes a permit, waiting in FIFO order if there is none (S3).
-    pub async fn acquire(&self) -> Result<SemaphorePermit> {
-        let inner = &self.inner;
-        if !inner.locked() {
-            inner.value.set(inner.value.get() - 1);
-            return Ok(SemaphorePermit {
-                sem: Some(self.clone()),
-            });
-        }
-        let fut = push_waiter(&inner.waiters)?;
-        let waiting = SemaphoreWait {
-            inner,
-            fut: &fut,
-            acquired: false,
-        };
-        fut.clone().await?;
-        let mut waiting = waiting;
-        waiting.acquired = true;
-        drop(waiting);
-        Ok(SemaphorePermit {
-            sem: Some(self.clone()),
-        })
-    }
-
-    /// Gives a permit back and wakes the next waiter. A [`BoundedSemaphore`]
-    /// fails if this would exceed its initial value.
-    pub fn release(&self) -> Result<()> {
-        self.inner.release()
-    }
-}
-
-/// asyncio's `finally`/`except` around a semaphore wait.
-struct SemaphoreWait<'a> {
-    inner: &'a SemaphoreInner,
-    fut: &'a Future<()>,
-    acquired: bool,
-}
-
-impl Drop for SemaphoreWait<'_> {
-    fn drop(&mut self) {
-        let inner = self.inner;
-        remove_waiter(&inner.waiters, self.fut);
-        if !self.acquired && self.fut.done() && !self.fut.cancelled() {
-            // Granted by `_wake_up_next`, but we will not take it: undo.
-            inner.value.set(inner.value.get() + 1);
-        }
-        // New waiters may have queued behind us (FIFO): wake as many as allowed.
-        while inner.value.get() > 0 {
-            if !inner.wake_up_next() {
-                break;
-            }
-        }
-    }
-}
-
-impl fmt::Debug for Semaphore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if self.inner.bound.is_some() {
-            "BoundedSemaphore"
-        } else {
-            "Semaphore"
-        };
-        let state = if self.locked() { "locked" } else { "unlocked" };
-        write!(f, "<{kind} [{state}, value:{}]", self.value())?;
-        let n = self.inner.waiters.borrow().len();
-        if n > 0 {
-            write!(f, " waiters:{n}")?;
-        }
-        f.write_str(">")
-    }
-}
-
-/// A permit of a [`Semaphore`]; released when dropped.
-#[must_use = "dropping the permit releases it at once"]
-pub struct SemaphorePermit {
-    sem: Option<Semaphore>,
-}
-
-impl SemaphorePermit {
-    /// Keeps the permit without the guard; give it back later with
-    /// [`Semaphore::release`].
-    pub fn forget(mut self) {
-        self.sem = None;
-    }
-}
-
-impl Drop for SemaphorePermit {
-    fn drop(&mut self) {
-        if let Some(sem) = self.sem.take() {
-            let _ = sem.inner.release();
-        }
-    }
-}
-
-impl fmt::Debug for SemaphorePermit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SemaphorePermit")
-            .field("sem", &self.sem)
-            .finish()
-    }
-}
-
-/// asyncio's `BoundedSemaphore`: a [`Semaphore`] whose `release` fails if it
-/// would raise the value above the initial one (S3).
-///
-/// ```
-/// tulip::run(async {
-///     let sem = tulip::BoundedSemaphore::new(1);
-///     assert!(sem.release().is_err()); // never acquired
-///     Ok(())
-/// }).unwrap();
-/// ```
-#[derive(Clone, Debug)]
-pub struct BoundedSemaphore {
-    sem: Semaphore,
-}
-
-impl BoundedSemaphore {
-    /// A bounded semaphore with `value` permits.
-    pub fn new(value: usize) -> BoundedSemaphore {
-        BoundedSemaphore {
-            sem: Semaphore::build(value, Some(value)),
-        }
-    }
-}
-
-impl std::ops::Deref for BoundedSemaphore {
-    type Target = Semaphore;
-    fn deref(&self) -> &Semaphore {
-        &self.sem
-    }
-}
-
-// ===== Barrier =====
-
-/// asyncio's `_BarrierState`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BarrierState {
-    Filling,
-    Draining,
-    Resetting,
-    Broken,
-}
-
-struct BarrierInner {
-    cond: Condition,
-    parties: usize,
-    state: Cell<BarrierState>,
-    count: Cell<usize>,
-}
-
-/// asyncio's `Barrier`: `parties` tasks wait until all of them arrived, then
-/// all pass together; the barrier then refills for the next phase (S4).
-///
-/// ```
-/// tulip::run(async {
-///     let b = tulip::Barrier::new(2);
-///     let b2 = b.clone();
-///     let t = tulip::create_task(async move { b2.wait().await })?;
-///     let mine = b.wait().await?;
-///     let theirs = t.await?;
-///     assert_eq!(mine + theirs, 1); // indices 0 and 1
-///     Ok(())
-/// }).unwrap();
-/// ```
-#[derive(Clone)]
-pub struct Barrier {
-    inner: Rc<BarrierInner>,
-}
-
-impl Barrier {
-    /// A barrier for `parties` tasks.
-    ///
-    /// # Panics
-    /// If `parties` is 0 (asyncio's ValueError).
-    pub fn new(parties: usize) -> Barrier {
-        assert!(parties > 0, "parties must be > 0");
-        Barrier {
-            inner: Rc::new(BarrierInner {
-                cond: Condition::new(),
-                parties,
-                state: Cell::new(BarrierState::Filling),
-                count: Cell::new(0),
-            }),
-        }
-    }
-
-    /// Waits until `parties` tasks wait; returns this task's arrival index
-    /// (0 to parties-1). Fails with `BrokenBarrier` if the barrier is
-    /// broken, aborted or reset while waiting.
-    pub async fn wait(&self) -> Result<usize> {
-        let inner = &self.inner;
-        let _lock = inner.cond.acquire().await?;
-        self.block().await?;
-        let index = inner.count.get();
-        inner.count.set(index + 1);
-        // `finally: self._count -= 1; self._exit()`
-        let _exit = BarrierExit { barrier: self };
-        if index + 1 == inner.parties {
-            // The last one releases the others: enter draining.
-            inner.state.set(BarrierState::Draining);
-            inner.cond.notify_all()?;
-        } else {
-            inner
-                .cond
-                .wait_for(|| inner.state.get() != BarrierState::Filling)
-                .await?;
-            if matches!(
-                inner.state.get(),
-                BarrierState::Broken | BarrierState::Resetting
-            ) {
-                return Err(Error::BrokenBarrier);
-            }
-        }
-        Ok(index)
-    }
-
-    /// Blocks while the barrier drains or resets; fails if it is broken.
-    async fn block(&self) -> Result<()> {
-        let inner = &self.inner;
-        inner
-            .cond
-            .wait_for(|| {
-                !matches!(
-                    inner.state.get(),
-                    BarrierState::Draining | BarrierState::Resetting
-                )
-            })
-            .await?;
-        if inner.state.get() == BarrierState::Broken {
-            return Err(Error::BrokenBarrier);
-        }
-        Ok(())
-    }
-
-    /// Returns the barrier to its empty state; current waiters get
-    /// `BrokenBarrier`.
-    pub async fn reset(&self) -> Result<()> {
-        let inner = &self.inner;
-        let _lock = inner.cond.acquire().await?;
-        if inner.count.get() > 0 {
-            inner.state.set(BarrierState::Resetting);
-        } else {
-            inner.state.set(BarrierState::Filling);
-        }
-        inner.cond.notify_all()
-    }
-
-    /// Breaks the barrier: current and future waiters get `BrokenBarrier`.
-    pub async fn abort(&self) -> Result<()> {
-        let inner = &self.inner;
-        let _lock = inner.cond.acquire().await?;
-        inner.state.set(BarrierState::Broken);
-        inner.cond.notify_all()
-    }
-
-    /// How many tasks must arrive to pass.
-    pub fn parties(&self) -> usize {
-        self.inner.parties
-    }
-
-    /// How many tasks wait in the filling phase.
-    pub fn n_waiting(&self) -> usize {
-        if self.inner.state.get() == BarrierState::Filling {
-            self.inner.count.get()
-        } else {
-            0
-        }
-    }
-
-    /// True if the barrier is broken.
-    pub fn broken(&self) -> bool {
-        self.inner.state.get() == BarrierState::Broken
-    }
-}
-
-/// asyncio's `Barrier._exit`, run on every way out of `wait` (the lock is
-/// still held then: this guard drops before the lock guard).
-struct BarrierExit<'a> {
-    barrier: &'a Barrier,
-}
-
-impl Drop for BarrierExit<'_> {
-    fn drop(&mut self) {
-        let inner = &self.barrier.inner;
-        inner.count.set(inner.count.get() - 1);
-        if inner.count.get() == 0 {
-            if matches!(
-                inner.state.get(),
-                BarrierState::Resetting | BarrierState::Draining
-            ) {
-                inner.state.set(BarrierState::Filling);
-            }
-            // Wake the tasks blocked until the barrier drained.
-            inner.cond.notify_waiters(usize::MAX);
-        }
-    }
-}
-
-impl fmt::Debug for Barrier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.inner.state.get() {
-            BarrierState::Filling => "filling",
-            BarrierState::Draining => "draining",
-            BarrierState::Resetting => "resetting",
-            BarrierState::Broken => "broken",
-        };
-        write!(
-            f,
-            "<Barrier [{state}, waiters:{}/{}]>",
-            self.n_waiting(),
-            self.parties()
-        )
     }
 }

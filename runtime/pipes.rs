@@ -20,10 +20,11 @@
 //! - A pipe's fd is deregistered before it is closed, and closed exactly once.
 //! - The read pipe and its reader hold each other (asyncio's transport and
 //!   protocol do too); the cycle is broken when the pipe closes: at EOF, at
-//!   a read error, or by `close()`. A reader that stops reading and is
-//!   dropped together with its `Process` while the child keeps the pipe
-//!   open is the one case left to the end of the process (asyncio leaves it
-//!   to the garbage collector).
+//!   a read error, by `close()`, or when the loop closes (a close hook
+//!   closes every read pipe still open, and their readers fail with
+//!   `Error::Closed`). Until then a reader that stopped reading and was
+//!   dropped with its `Process` keeps its pipe (asyncio leaves that case to
+//!   the garbage collector).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -53,6 +54,39 @@ pub(crate) struct ReadPipe {
     paused: Cell<bool>,
     /// This pipe, for re-registering from `resume_reading(&self)`.
     me: std::rc::Weak<ReadPipe>,
+    /// Key in the loop's table of open read pipes.
+    key: Cell<Option<usize>>,
+    /// Scratch space for `read(2)`, reused across callbacks.
+    chunk: RefCell<Vec<u8>>,
+}
+
+/// The loop's open read pipes (a loop extension), closed by `close()`.
+struct OpenPipes {
+    pipes: RefCell<slab::Slab<std::rc::Weak<ReadPipe>>>,
+}
+
+impl OpenPipes {
+    fn of(lp: &EventLoop) -> Rc<OpenPipes> {
+        lp.extension(|| {
+            let weak = lp.downgrade();
+            lp.add_close_hook(move || {
+                let Some(inner) = weak.upgrade() else { return };
+                let lp = EventLoop { inner };
+                let open: Vec<_> = OpenPipes::of(&lp)
+                    .pipes
+                    .borrow()
+                    .iter()
+                    .filter_map(|(_, w)| w.upgrade())
+                    .collect();
+                for p in open {
+                    p.close_with(Some(Error::Closed));
+                }
+            });
+            OpenPipes {
+                pipes: RefCell::new(slab::Slab::new()),
+            }
+        })
+    }
 }
 
 impl ReadPipe {
@@ -66,8 +100,15 @@ impl ReadPipe {
             reading: Cell::new(false),
             paused: Cell::new(false),
             me: me.clone(),
+            key: Cell::new(None),
+            chunk: RefCell::new(Vec::new()),
         });
         pipe.register()?;
+        let key = OpenPipes::of(lp)
+            .pipes
+            .borrow_mut()
+            .insert(Rc::downgrade(&pipe));
+        pipe.key.set(Some(key));
         reader.set_transport(pipe);
         Ok(reader)
     }
@@ -96,11 +137,18 @@ impl ReadPipe {
 
     /// asyncio's `_read_ready`: read until `WouldBlock`, EOF, or a pause.
     fn read_ready(&self) {
-        let mut chunk = Vec::with_capacity(READ_CHUNK);
+        // Take the scratch buffer out, so no borrow is held across feed_data.
+        let mut chunk = std::mem::take(&mut *self.chunk.borrow_mut());
+        self.read_into(&mut chunk);
+        chunk.clear();
+        *self.chunk.borrow_mut() = chunk;
+    }
+
+    fn read_into(&self, chunk: &mut Vec<u8>) {
         while self.reading.get() {
             let Some(fd) = self.raw_fd() else { return };
             chunk.clear();
-            match sys::read_append(fd, &mut chunk, READ_CHUNK) {
+            match sys::read_append(fd, chunk, READ_CHUNK) {
                 Ok(0) => {
                     // asyncio: eof → _loop.remove_reader; protocol.eof_received;
                     // connection_lost(None) → reader.feed_eof().
@@ -110,7 +158,7 @@ impl ReadPipe {
                 Ok(_) => {
                     let reader = self.reader.borrow().clone();
                     if let Some(r) = reader {
-                        r.feed_data(&chunk); // may pause us
+                        r.feed_data(chunk); // may pause us
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -126,6 +174,9 @@ impl ReadPipe {
     fn close_with(&self, exc: Option<Error>) {
         self.unregister();
         drop(self.fd.borrow_mut().take());
+        if let Some(key) = self.key.take() {
+            OpenPipes::of(&self.lp).pipes.borrow_mut().try_remove(key);
+        }
         let reader = self.reader.borrow_mut().take();
         if let Some(r) = reader {
             match exc {

@@ -13,7 +13,7 @@
 //! main task; if the task ends cancelled, `run()` returns
 //! [`Error::Interrupted`]. A second Ctrl-C while the task is still
 //! unwinding interrupts the loop at once (asyncio raises `KeyboardInterrupt`
-//! from the handler; tulip calls [`interrupt`](crate::interrupt)). Either
+//! from the handler; tulip calls [`interrupt`]). Either
 //! way the cleanup then cancels and awaits the other tasks, shuts down the
 //! default thread pool and closes the loop (R2).
 //!
@@ -36,7 +36,7 @@ use std::rc::Rc;
 use crate::error::{Error, Result};
 use crate::event_loop::{interrupt, set_event_loop, try_running_loop, EventLoop, ExceptionContext};
 use crate::signals::has_default_disposition;
-use crate::tasks::TaskRef;
+use crate::tasks::{Task, TaskRef};
 use crate::threads::{has_default_executor, THREAD_JOIN_TIMEOUT};
 
 type LoopFactory = Box<dyn FnMut() -> Result<EventLoop>>;
@@ -140,6 +140,9 @@ impl Runner {
         }
         let lp = self.lazy_init()?;
         lp.check_closed()?;
+        if lp.is_running() {
+            return Err(Error::runtime("this event loop is already running"));
+        }
         let task = lp.create_task(fut)?;
         // asyncio: install the SIGINT handler only on the main thread, and
         // only if nobody else handles SIGINT.
@@ -155,18 +158,13 @@ impl Runner {
         } else {
             None
         };
-        let done = task.wait_done();
-        let res = lp.run_until_complete(async move {
-            done.await;
-            Ok(())
-        });
+        let res = run_task_until_complete(&lp, &task);
         if let Some(id) = sigint {
             if lp.signal_handler_id(libc::SIGINT) == Some(id) {
                 let _ = lp.remove_signal_handler(libc::SIGINT);
             }
         }
-        res?;
-        match task.take_result() {
+        match res {
             Err(e) if e.is_cancelled() && interrupts.get() > 0 && task.uncancel() == 0 => {
                 Err(Error::Interrupted)
             }
@@ -214,6 +212,34 @@ impl fmt::Debug for Runner {
     }
 }
 
+/// asyncio's `run_until_complete(task)` for a task that already exists (so
+/// `run()` creates exactly one task, as asyncio's does): the task's done
+/// callback stops the loop. Mirrors `EventLoop::run_until_complete`.
+fn run_task_until_complete<T: 'static>(lp: &EventLoop, task: &Task<T>) -> Result<T> {
+    // `armed` keeps a stale stop from reaching the next run (see L7 in
+    // EventLoop::run_until_complete).
+    let armed = Rc::new(Cell::new(true));
+    let (stopper, live) = (lp.clone(), armed.clone());
+    let cb = task.add_done_callback(move |_| {
+        if live.get() {
+            stopper.stop()
+        }
+    });
+    let res = lp.run_forever();
+    armed.set(false);
+    task.remove_done_callback(cb);
+    if let Err(e) = res {
+        if task.done() && !task.cancelled() {
+            let _ = task.exception(); // mark retrieved, as asyncio does
+        }
+        return Err(e);
+    }
+    if !task.done() {
+        return Err(Error::runtime("event loop stopped before future completed"));
+    }
+    task.take_result()
+}
+
 /// asyncio's `Runner._on_sigint`: the first Ctrl-C cancels the main task,
 /// a later one interrupts the loop.
 fn on_sigint(count: &Cell<u32>, main_task: &TaskRef) {
@@ -237,7 +263,8 @@ fn cancel_all_tasks(lp: &EventLoop) {
     let waiting = to_cancel.clone();
     let _ = lp.run_until_complete(async move {
         for t in &waiting {
-            t.wait_done().await;
+            // The shutdown task is never cancelled: the wait only ends when t does.
+            let _ = t.wait_done().await;
         }
         Ok(())
     });

@@ -3,7 +3,7 @@
 //! `_UnixSelectorEventLoop` in `Lib/asyncio/unix_events.py`, with
 //! `signal.set_wakeup_fd` done by hand.
 //!
-//! A signal is caught by a tiny C-level handler ([`on_signal`]) that does the
+//! A signal is caught by a tiny C-level handler (`on_signal`) that does the
 //! only async-signal-safe thing asyncio's C handler does: it writes the
 //! signal number, one byte, to the wake-up pipe of the loop that handles
 //! that signal. The pipe's read end is registered with the reactor

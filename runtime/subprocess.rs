@@ -49,6 +49,10 @@ pub use crate::streams::DEFAULT_LIMIT;
 use crate::streams::{StreamReader, StreamWriter};
 use crate::sys;
 
+/// How much of `communicate`'s input is written before each `drain()`:
+/// the transport's high-water mark.
+const FEED_CHUNK: usize = 64 * 1024;
+
 /// What one of a child's stdin, stdout or stderr is connected to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Stdio {
@@ -110,6 +114,8 @@ impl Stdios {
 pub struct Command {
     std: std::process::Command,
     stdio: Stdios,
+    /// Which of stdin, stdout, stderr were set explicitly (for `output()`).
+    stdio_set: [bool; 3],
     kill_on_drop: bool,
     limit: usize,
 }
@@ -120,6 +126,7 @@ impl Command {
         Command {
             std: std::process::Command::new(program),
             stdio: Stdios::default(),
+            stdio_set: [false; 3],
             kill_on_drop: false,
             limit: DEFAULT_LIMIT,
         }
@@ -186,24 +193,28 @@ impl Command {
     /// The child's stdin.
     pub fn stdin(&mut self, s: Stdio) -> &mut Command {
         self.stdio.stdin = s;
+        self.stdio_set[0] = true;
         self
     }
 
     /// The child's stdout.
     pub fn stdout(&mut self, s: Stdio) -> &mut Command {
         self.stdio.stdout = s;
+        self.stdio_set[1] = true;
         self
     }
 
     /// The child's stderr ([`Stdio::Stdout`] sends it where stdout goes).
     pub fn stderr(&mut self, s: Stdio) -> &mut Command {
         self.stdio.stderr = s;
+        self.stdio_set[2] = true;
         self
     }
 
     /// Sets all three stdio choices.
     pub fn stdios(&mut self, s: Stdios) -> &mut Command {
         self.stdio = s;
+        self.stdio_set = [true; 3];
         self
     }
 
@@ -225,6 +236,48 @@ impl Command {
     /// overwritten by `spawn`.
     pub fn as_std_mut(&mut self) -> &mut std::process::Command {
         &mut self.std
+    }
+
+    /// std's `Command::output()`, awaited: runs the child to completion and
+    /// collects its output. Unless set otherwise, stdin is `/dev/null` and
+    /// stdout and stderr are piped, as with std.
+    ///
+    /// ```
+    /// use tulip::subprocess::Command;
+    /// tulip::run(async {
+    ///     let out = Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]).output().await?;
+    ///     assert_eq!((out.returncode, &out.stdout[..], &out.stderr[..]), (3, &b"out\n"[..], &b"err\n"[..]));
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn output(&mut self) -> Result<Output> {
+        let saved = (self.stdio, self.stdio_set);
+        let defaults = [Stdio::DevNull, Stdio::Pipe, Stdio::Pipe];
+        let slots = [
+            &mut self.stdio.stdin,
+            &mut self.stdio.stdout,
+            &mut self.stdio.stderr,
+        ];
+        for ((slot, set), default) in slots.into_iter().zip(saved.1).zip(defaults) {
+            if !set {
+                *slot = default;
+            }
+        }
+        let spawned = self.spawn();
+        (self.stdio, self.stdio_set) = saved;
+        let mut proc = spawned?;
+        let (stdout, stderr) = proc.communicate(None).await?;
+        Ok(Output {
+            returncode: proc.returncode().unwrap_or_default(),
+            stdout,
+            stderr,
+        })
+    }
+
+    /// std's `Command::status()`, awaited: runs the child to completion
+    /// (stdio inherited unless set) and returns its exit code.
+    pub async fn status(&mut self) -> Result<i32> {
+        self.spawn()?.wait().await
     }
 
     /// Spawns the child on the running loop.
@@ -299,22 +352,23 @@ impl Command {
         drop(child); // std's Child neither kills nor reaps on drop
         let state = ChildWatcher::of(lp).add_child(lp, pid)?;
         let [w, r_out, r_err] = ours;
-        // Registering a pipe can only fail for lack of memory; the child is
-        // watched already, so it will be reaped either way.
-        let stdout = r_out
-            .map(|fd| ReadPipe::open(lp, fd, self.limit))
-            .transpose()?;
-        let stderr = r_err
-            .map(|fd| ReadPipe::open(lp, fd, self.limit))
-            .transpose()?;
-        Ok(Process {
+        let mut proc = Process {
             lp: lp.clone(),
             stdin: w.map(|fd| WritePipe::open(lp, fd)),
-            stdout,
-            stderr,
+            stdout: None,
+            stderr: None,
             child: state,
             kill_on_drop: self.kill_on_drop,
-        })
+        };
+        // Registering a pipe fails only for lack of memory; the child is
+        // watched already, and dropping `proc` applies kill_on_drop.
+        proc.stdout = r_out
+            .map(|fd| ReadPipe::open(lp, fd, self.limit))
+            .transpose()?;
+        proc.stderr = r_err
+            .map(|fd| ReadPipe::open(lp, fd, self.limit))
+            .transpose()?;
+        Ok(proc)
     }
 }
 
@@ -333,6 +387,17 @@ impl fmt::Debug for Command {
             .field("kill_on_drop", &self.kill_on_drop)
             .finish()
     }
+}
+
+/// What [`Command::output`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// The exit code; `-N` if signal `N` killed the child.
+    pub returncode: i32,
+    /// Everything the child wrote to stdout (empty if it was not piped).
+    pub stdout: Vec<u8>,
+    /// Everything the child wrote to stderr (empty if it was not piped).
+    pub stderr: Vec<u8>,
 }
 
 // ===== Process =====
@@ -390,15 +455,20 @@ impl Process {
         let stdin = self.stdin.take();
         let feed = async move {
             if let Some(w) = stdin {
-                if let Some(data) = input {
-                    match w.write(data) {
-                        Err(e) if is_broken_pipe(&e) => {}
+                // Fed in chunks, so most bytes go straight from `input` to
+                // the pipe instead of being copied into the transport first.
+                for chunk in input.unwrap_or_default().chunks(FEED_CHUNK) {
+                    match w.write(chunk) {
+                        Err(e) if is_broken_pipe(&e) => break,
                         other => other?,
                     }
-                }
-                match w.drain().await {
-                    Err(e) if is_broken_pipe(&e) => {}
-                    other => other?,
+                    match w.drain().await {
+                        Err(e) if is_broken_pipe(&e) => break,
+                        other => other?,
+                    }
+                    if w.is_closing() {
+                        break; // the pipe broke: the rest is dropped anyway
+                    }
                 }
                 w.close();
             }

@@ -232,10 +232,20 @@ struct ExitGuard<'a> {
 
 impl Drop for ExitGuard<'_> {
     fn drop(&mut self) {
-        if let Some(h) = self.cm.inner.handler.borrow_mut().take() {
+        let inner = &self.cm.inner;
+        if let Some(h) = inner.handler.borrow_mut().take() {
             h.cancel();
         }
-        self.cm.inner.state.set(State::Exited);
+        if inner.state.get() == State::Expiring {
+            // Our cancel is still counted on the task: take it back, as
+            // `__aexit__` does when the coroutine is closed.
+            inner.state.set(State::Expired);
+            if let Some(t) = inner.task.borrow().as_ref() {
+                t.uncancel();
+            }
+        } else {
+            inner.state.set(State::Exited);
+        }
     }
 }
 

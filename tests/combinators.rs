@@ -96,7 +96,9 @@ trait WaitErr {
 
 impl<T: Clone + 'static + std::fmt::Debug> WaitErr for tulip::Task<T> {
     async fn wait_done_err(&self) -> Error {
-        self.wait_done().await;
+        self.wait_done()
+            .await
+            .expect("the awaiting task is not cancelled");
         self.result().unwrap_err()
     }
 }
@@ -168,7 +170,7 @@ fn wait_cancelled_does_not_cancel_children() {
         })?;
         sleep(0.01).await?;
         w.cancel();
-        w.wait_done().await;
+        w.wait_done().await?;
         assert!(w.cancelled());
         assert_eq!(child.await?, 1);
         Ok(())
@@ -213,7 +215,7 @@ fn shield_keeps_inner_running_when_outer_cancelled() {
         let outer = create_task(async move { shield(i2).await })?;
         sleep(0.01).await?;
         outer.cancel();
-        outer.wait_done().await;
+        outer.wait_done().await?;
         assert!(outer.cancelled());
         assert!(!inner.done());
         assert_eq!(inner.await?, 9);
@@ -479,6 +481,56 @@ fn taskgroup_outer_cancel_propagates_and_keeps_level() {
         assert!(t.wait_done_err().await.is_cancelled());
         assert!(t.cancelled());
         assert!(child_cancelled.get());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn nested_scopes_with_the_same_deadline_leave_no_stray_cancel() {
+    // conformance: K6
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let when = lp.time() + 0.01;
+        let inner_seen = Rc::new(Cell::new(false));
+        let s = inner_seen.clone();
+        let r = timeout_at(when)
+            .run(async move {
+                let r = timeout_at(when).run(sleep(10.0)).await;
+                s.set(r.as_ref().is_err_and(|e| e.is_cancelled()));
+                r
+            })
+            .await;
+        // The outer scope expired too, so only it may claim the timeout.
+        assert!(r.unwrap_err().is_timeout());
+        assert!(inner_seen.get());
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        // No cancel is left pending for the next await.
+        sleep(0.001).await?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn dropped_expired_scope_takes_its_cancel_back() {
+    // conformance: K6
+    tulip::run(async {
+        use std::future::Future as _;
+        let mut scope = Box::pin(timeout(0.0).run(sleep(10.0)));
+        std::future::poll_fn(|cx| {
+            assert!(scope.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        // The deadline passes: the scope cancels this task.
+        for _ in 0..3 {
+            let _ = sleep(0.0).await;
+        }
+        assert_eq!(current_task().unwrap().cancelling(), 1);
+        drop(scope); // abandoned while expiring
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        sleep(0.001).await?;
         Ok(())
     })
     .unwrap();

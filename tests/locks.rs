@@ -101,7 +101,7 @@ fn lock_woken_then_cancelled_waiter_hands_lock_on() {
         drop(g); // wakes t2...
         t2.cancel(); // ...which is cancelled before it runs
         assert_eq!(tulip::wait_for(t3, 1.0).await?, "t3 got it");
-        t2.wait_done().await;
+        t2.wait_done().await?;
         assert!(t2.cancelled());
         assert!(!lock.locked());
         Ok(())
@@ -119,7 +119,7 @@ fn lock_cancelled_waiter_is_removed() {
         let t = create_task(async move { l2.acquire().await.map(|_| ()) })?;
         settle().await?;
         t.cancel();
-        t.wait_done().await;
+        t.wait_done().await?;
         assert!(format!("{lock:?}").ends_with("[locked]>"), "{lock:?}");
         drop(g);
         // Nobody is queued: the fast path takes it.
@@ -154,7 +154,7 @@ fn condition_wait_reacquires_before_reraising_cancel() {
         settle().await?;
         assert!(seen.borrow().is_none(), "returned without the lock");
         drop(g);
-        t.wait_done().await;
+        t.wait_done().await?;
         let (err, locked) = seen.borrow_mut().take().unwrap();
         let err = err.unwrap();
         assert!(err.is_cancelled());
@@ -224,7 +224,7 @@ fn condition_notified_then_cancelled_passes_notify_on() {
         }
         // No notify is lost: b is woken instead.
         tulip::wait_for(b.clone(), 1.0).await?;
-        a.wait_done().await;
+        a.wait_done().await?;
         assert!(a.cancelled());
         assert!(!cond.locked());
         Ok(())
@@ -314,7 +314,7 @@ trait DoneCancelled {
 }
 impl<T: 'static> DoneCancelled for Task<T> {
     async fn wait_done_cancelled(&self) -> bool {
-        self.wait_done().await;
+        let _ = self.wait_done().await;
         self.cancelled()
     }
 }
@@ -421,7 +421,7 @@ fn barrier_abort_breaks_all_waiters_and_reset_repairs() {
         b.abort().await?;
         assert!(b.broken());
         for t in tasks {
-            t.wait_done().await;
+            t.wait_done().await?;
             assert!(matches!(t.result(), Err(Error::BrokenBarrier)));
         }
         assert!(matches!(b.wait().await, Err(Error::BrokenBarrier)));
@@ -437,7 +437,7 @@ fn barrier_abort_breaks_all_waiters_and_reset_repairs() {
         settle().await?;
         b.reset().await?;
         for t in tasks {
-            t.wait_done().await;
+            t.wait_done().await?;
             assert!(matches!(t.result(), Err(Error::BrokenBarrier)));
         }
         let mut tasks = Vec::new();
@@ -448,6 +448,67 @@ fn barrier_abort_breaks_all_waiters_and_reset_repairs() {
         for t in tasks {
             t.await?;
         }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn stale_guard_never_releases_another_holder() {
+    // conformance: S1
+    tulip::run(async {
+        let lock = Lock::new();
+        let g = lock.acquire().await?;
+        lock.release()?; // explicit release while the guard lives
+        let l2 = lock.clone();
+        let holder = create_task(async move {
+            let _g = l2.acquire().await?;
+            sleep(0.02).await
+        })?;
+        settle().await?;
+        assert!(lock.locked());
+        drop(g); // stale: must not release the holder's acquisition
+        assert!(lock.locked(), "a stale guard released another task's lock");
+        holder.await?;
+        assert!(!lock.locked());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn condition_waiter_dropped_after_notify_passes_it_on() {
+    // conformance: S2
+    tulip::run(async {
+        use std::future::Future as _;
+        let cond = Condition::new();
+        let woken = Rc::new(Cell::new(0));
+        // This task's own wait, polled once by hand, so it can be dropped.
+        let g = cond.acquire().await?;
+        let mut mine = Box::pin(cond.wait());
+        std::future::poll_fn(|cx| {
+            assert!(mine.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        assert!(!cond.locked(), "wait() released the lock");
+        let (c2, w2) = (cond.clone(), woken.clone());
+        let other = create_task(async move {
+            let _g = c2.acquire().await?;
+            c2.wait().await?;
+            w2.set(w2.get() + 1);
+            Ok(())
+        })?;
+        settle().await?;
+        {
+            let _g2 = cond.acquire().await?;
+            cond.notify(1)?; // reaches `mine`, queued first...
+            drop(mine); // ...which is dropped: the notify goes to `other`
+        }
+        drop(g); // stale guard (the wait never re-acquired): releases nothing
+        tulip::wait_for(other, 1.0).await?;
+        assert_eq!(woken.get(), 1);
+        assert!(!cond.locked());
         Ok(())
     })
     .unwrap();

@@ -46,7 +46,7 @@ fn cancelled_getter_takes_no_item_and_leaves_waiters() {
         q.put_nowait(7)?;
         g1.cancel();
         assert_eq!(wait_for(g2, 1.0).await?, 7);
-        g1.wait_done().await;
+        g1.wait_done().await?;
         assert!(g1.cancelled());
         assert!(!format!("{q:?}").contains("_getters"), "{q:?}");
         assert!(q.empty());
@@ -56,7 +56,7 @@ fn cancelled_getter_takes_no_item_and_leaves_waiters() {
         let g3 = create_task(async move { q3.get().await })?;
         settle().await?;
         g3.cancel();
-        g3.wait_done().await;
+        g3.wait_done().await?;
         assert!(!format!("{q:?}").contains("_getters"), "{q:?}");
         q.put_nowait(8)?;
         assert_eq!(q.get_nowait()?, 8, "the cancelled getter took nothing");
@@ -79,7 +79,7 @@ fn cancelled_putter_takes_no_slot() {
         assert_eq!(q.get_nowait()?, 0); // wakes p1...
         p1.cancel(); // ...cancelled before it runs: p2 gets the slot
         wait_for(p2, 1.0).await?;
-        p1.wait_done().await;
+        p1.wait_done().await?;
         assert!(p1.cancelled());
         assert_eq!(q.qsize(), 1);
         assert_eq!(q.get_nowait()?, 2);
@@ -136,8 +136,8 @@ fn shutdown_fails_put_and_get() {
         settle().await?;
         q.shutdown(false);
         q3.shutdown(false);
-        putter.wait_done().await;
-        getter.wait_done().await;
+        putter.wait_done().await?;
+        getter.wait_done().await?;
         assert!(matches!(putter.result(), Err(Error::QueueShutDown)));
         assert!(matches!(getter.result(), Err(Error::QueueShutDown)));
         assert!(matches!(q.put_nowait(3), Err(Error::QueueShutDown)));

@@ -137,7 +137,7 @@ fn cancelled_wait(kind: ChildWatcherKind) {
         let t = lp.create_task(async move { p2.wait().await })?;
         tulip::sleep(0.05).await?;
         t.cancel();
-        t.wait_done().await;
+        t.wait_done().await?;
         let rc_after_cancel = p.returncode();
         // The child was not killed: it exits normally and is reaped.
         let rc = p.wait().await?;
@@ -411,4 +411,150 @@ both_watchers!(
     paused_reader,
     a_reader_that_falls_behind_pauses_and_resumes_the_pipe_pidfd,
     a_reader_that_falls_behind_pauses_and_resumes_the_pipe_thread
+);
+
+/// The state letter of `pid` in `/proc` (`Z` for a zombie), if it exists.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+// conformance: P3
+fn pid_stays_reserved(kind: ChildWatcherKind) {
+    let (state, rc) = on_loop(kind, |_| async {
+        let p = Command::new("true").spawn()?;
+        // Block the loop thread (no await): the child exits meanwhile, and
+        // nobody may reap it behind the loop's back, so its pid cannot be
+        // recycled while `returncode` is None.
+        std::thread::sleep(Duration::from_millis(200));
+        let state = proc_state(p.pid());
+        assert_eq!(p.returncode(), None);
+        p.send_signal(libc::SIGTERM)?; // still our zombie: harmless
+        let rc = p.wait().await?;
+        assert!(!is_our_child(p.pid()));
+        Ok((state, rc))
+    });
+    assert_eq!(
+        state,
+        Some('Z'),
+        "the exited child must stay a zombie until the loop reaps it"
+    );
+    assert_eq!(rc, 0);
+}
+both_watchers!(
+    pid_stays_reserved,
+    an_exited_child_stays_reserved_until_the_loop_reaps_it_pidfd,
+    an_exited_child_stays_reserved_until_the_loop_reaps_it_thread
+);
+
+// conformance: P2
+#[test]
+fn closing_the_loop_closes_open_pipes_and_leaves_no_zombie() {
+    let mut runner = tulip::Runner::new();
+    let lp = runner.get_loop().unwrap();
+    let (pid, reader) = runner
+        .run(async {
+            let mut p = Command::new("sh")
+                .args(["-c", "echo hi; sleep 0.2"])
+                .stdout(Stdio::Pipe)
+                .spawn()?;
+            let r = p.stdout.take().unwrap();
+            assert_eq!(r.readline().await?, b"hi\n");
+            Ok((p.pid(), r))
+        })
+        .unwrap();
+    runner.close();
+    assert!(lp.is_closed());
+    // The reader's pipe was closed with the loop.
+    assert!(reader.transport().unwrap().is_closing());
+    // The child, still running at close, is reaped by the reaper thread.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while is_our_child(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!is_our_child(pid), "pid {pid} left a zombie after close");
+}
+
+// conformance: P3
+fn sweep_shape(kind: ChildWatcherKind) {
+    const N: usize = 300;
+    let (outs, left) = on_loop(kind, |lp| async move {
+        // The ping sweep's shape: N tasks at once, each spawns a child with
+        // stdout piped, reads it to EOF, then waits.
+        let mut tasks = Vec::with_capacity(N);
+        for i in 0..N {
+            tasks.push(lp.create_task(async move {
+                let p = Command::new("sh")
+                    .args(["-c", &format!("sleep 0.1; echo reply {i}")])
+                    .stdout(Stdio::Pipe)
+                    .env_clear()
+                    .env("LC_ALL", "C")
+                    .kill_on_drop(true)
+                    .spawn()?;
+                let out = p.stdout.as_ref().unwrap().read_to_eof().await?;
+                let rc = p.wait().await?;
+                Ok((String::from_utf8_lossy(&out).into_owned(), rc))
+            })?);
+        }
+        let mut outs = Vec::with_capacity(N);
+        for t in tasks {
+            outs.push(t.await?);
+        }
+        Ok((outs, lp.unreaped_children()))
+    });
+    for (i, (out, rc)) in outs.iter().enumerate() {
+        assert_eq!((out.as_str(), *rc), (format!("reply {i}\n").as_str(), 0));
+    }
+    assert_eq!(left, 0);
+}
+both_watchers!(
+    sweep_shape,
+    three_hundred_concurrent_children_with_piped_stdout_pidfd,
+    three_hundred_concurrent_children_with_piped_stdout_thread
+);
+
+// conformance: P1
+fn command_reuse(kind: ChildWatcherKind) {
+    let outs = on_loop(kind, |_| async {
+        let mut cmd = Command::new("echo");
+        cmd.arg("again").stdout(Stdio::Pipe);
+        let mut outs = Vec::new();
+        for _ in 0..3 {
+            let mut p = cmd.spawn()?;
+            outs.push(p.communicate(None).await?.0);
+        }
+        Ok(outs)
+    });
+    assert_eq!(outs, [b"again\n", b"again\n", b"again\n"]);
+}
+both_watchers!(
+    command_reuse,
+    a_command_spawns_again_with_fresh_pipes_pidfd,
+    a_command_spawns_again_with_fresh_pipes_thread
+);
+
+// conformance: P1
+fn output_and_status(kind: ChildWatcherKind) {
+    let (out, status, signalled) = on_loop(kind, |_| async {
+        let out = Command::new("sh")
+            .args(["-c", "cat; echo out; echo err >&2; exit 4"])
+            .output()
+            .await?;
+        let status = Command::new("sh").args(["-c", "exit 7"]).status().await?;
+        let signalled = Command::new("sh")
+            .args(["-c", "kill -9 $$"])
+            .status()
+            .await?;
+        Ok((out, status, signalled))
+    });
+    // stdin defaulted to /dev/null, so `cat` ended at once.
+    assert_eq!(out.returncode, 4);
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+    assert_eq!((status, signalled), (7, -9));
+}
+both_watchers!(
+    output_and_status,
+    output_and_status_work_like_std_pidfd,
+    output_and_status_work_like_std_thread
 );

@@ -121,3 +121,50 @@ fn emfile_at_spawn_is_a_clear_error_and_leaks_nothing() {
     assert_eq!(open_fds(), before);
     runner.close();
 }
+
+/// How many of our fds are pidfds.
+fn pidfds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("pidfd"))
+        .count()
+}
+
+// conformance: P4
+#[test]
+fn the_pidfd_watcher_holds_one_pidfd_per_running_child() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !tulip::child_watcher::can_use_pidfd()
+        || std::env::var_os(tulip::child_watcher::CHILD_WATCHER_ENV).is_some()
+    {
+        return; // no pidfd here, or a watcher is forced for the whole process
+    }
+    let mut runner = tulip::Runner::new();
+    runner
+        .get_loop()
+        .unwrap()
+        .set_child_watcher(ChildWatcherKind::Pidfd)
+        .unwrap();
+    let (during, after, thread_during) = runner
+        .run(async {
+            let before = pidfds();
+            let procs: Vec<_> = (0..3)
+                .map(|_| Command::new("sleep").arg("0.2").spawn())
+                .collect::<tulip::Result<_>>()?;
+            let during = pidfds() - before;
+            for p in &procs {
+                p.wait().await?;
+            }
+            let after = pidfds() - before;
+            // The thread fallback uses no pidfd.
+            tulip::get_running_loop()?.set_child_watcher(ChildWatcherKind::Thread)?;
+            let p = Command::new("sleep").arg("0.1").spawn()?;
+            let thread_during = pidfds() - before;
+            p.wait().await?;
+            Ok((during, after, thread_during))
+        })
+        .unwrap();
+    runner.close();
+    assert_eq!((during, after, thread_during), (3, 0, 0));
+}

@@ -75,7 +75,7 @@ fn a_bounded_pool_runs_at_most_max_workers_jobs_at_once() {
             futs.push(lp.run_in_executor(Some(&p2), move || {
                 let now = r.fetch_add(1, Ordering::SeqCst) + 1;
                 pk.fetch_max(now, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(30));
+                std::thread::sleep(Duration::from_millis(100));
                 r.fetch_sub(1, Ordering::SeqCst);
             })?);
         }
