@@ -1,12 +1,18 @@
 //! Runs the area-E seed example S0 (`examples/sweep.rs`, seed 000) on
-//! loopback and checks its output against the seed's format and timing.
-//! Traffic goes to 127.0.0.0/8 only.
+//! loopback and checks its output against the seed's format and timing;
+//! then inside a throwaway network namespace where most hosts are silent
+//! (pinger's fixture), for the red lines and the one-second total. Traffic
+//! goes to 127.0.0.0/8 and to the namespace's own /24 only.
 
 mod common;
 
+#[path = "../pinger/tests/common/netns.rs"]
+#[allow(dead_code)]
+mod netns;
+
 use std::time::Duration;
 
-use common::{assert_elapsed, run_example, stderr, stdout};
+use common::{assert_elapsed, example_path, run_example, stderr, stdout};
 
 /// `('2024-03-07 09:05:01', '127.0.0.7', True)` → (time, ip, up).
 fn parse_tuple(inner: &str) -> (String, String, bool) {
@@ -89,4 +95,51 @@ fn s0_sweep_takes_a_prefix_and_a_count() {
     assert!(out.status.success(), "{:?}\n{}", out.status, stderr(&out));
     check_all_up(&stdout(&out), "127.0.3.", 8);
     assert_elapsed(took, 0.0, 3.0);
+}
+
+#[test]
+fn s0_sweep_of_a_mostly_silent_subnet_takes_one_timeout() {
+    let Some(ns) = netns::NetNs::create(
+        "s0_sweep_of_a_mostly_silent_subnet_takes_one_timeout",
+        &[7, 30],
+    ) else {
+        return;
+    };
+    let cidr = ns.cidr(); // 10.X.Y.0/24
+    let prefix = &cidr[..cidr.len() - "0/24".len()];
+    let mut cmd = ns.command(example_path("sweep"));
+    cmd.args([prefix, "30"]);
+    let done = netns::run_bounded(&mut cmd, Duration::from_secs(30));
+    assert!(done.status.success(), "{}", done.stderr_text());
+    let text = done.stdout_text();
+    let results: Vec<&str> = text.lines().filter(|l| l.starts_with('\x1b')).collect();
+    assert_eq!(results.len(), 30, "{text}");
+    let mut up = Vec::new();
+    for line in &results {
+        let (green, inner) = match line.strip_prefix("\x1b[1;32;1m") {
+            Some(rest) => (true, rest),
+            None => (
+                false,
+                line.strip_prefix("\x1b[1;31;1m")
+                    .unwrap_or_else(|| panic!("neither green nor red: {line:?}")),
+            ),
+        };
+        let (_, ip, is_up) = parse_tuple(inner.strip_suffix("\x1b[0m").unwrap());
+        assert_eq!(green, is_up, "{line:?}");
+        if is_up {
+            up.push(ip);
+        }
+    }
+    let want: Vec<String> = [1, 7, 30].iter().map(|h| format!("{prefix}{h}")).collect();
+    assert_eq!(up, want);
+    // 27 silent hosts, each `ping -w 1`: about one second in all, not 27.
+    let last = text.lines().last().unwrap();
+    let secs: f64 = last
+        .strip_prefix("所有IO任务总耗时")
+        .and_then(|s| s.strip_suffix("秒"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.9..3.0).contains(&secs), "{last}");
+    assert_elapsed(done.elapsed, 0.9, 4.0);
 }
