@@ -1,10 +1,80 @@
-//! tulip's side of the `sync` group. Waits for area B (locks, queues,
-//! gather) to land on main.
+//! tulip's side of the `sync` group: `Lock`, `Queue`, `gather`.
 
-/// False until tulip has Lock, Queue and gather.
-pub const AVAILABLE: bool = false;
+use std::cell::Cell;
+use std::rc::Rc;
+
+use crate::sync_group::{timed, CONTENDERS, QUEUE_MAXSIZE, R};
+
+/// True: tulip has Lock, Queue and gather.
+pub const AVAILABLE: bool = true;
 
 /// Runs one `sync` case on tulip.
-pub fn run(_case: &str, _ops: u64) -> crate::sync_group::R {
-    Err("tulip's Lock/Queue/gather (area B) are not on main yet".into())
+pub fn run(case: &str, ops: u64) -> R {
+    let lp = tulip::EventLoop::new()?;
+    let (span, res) = match case {
+        "lock-uncontended" => timed(|| lp.run_until_complete(lock_uncontended(ops))),
+        "lock-contended" => timed(|| lp.run_until_complete(lock_contended(ops))),
+        "queue" => timed(|| lp.run_until_complete(queue(ops))),
+        "gather" => timed(|| lp.run_until_complete(gather(ops))),
+        _ => return Err(format!("no case {case} for tulip").into()),
+    };
+    let (got, want) = res?;
+    crate::check_count(case, got, want)?;
+    lp.close()?;
+    Ok(span)
+}
+
+async fn lock_uncontended(n: u64) -> tulip::Result<(u64, u64)> {
+    let lock = tulip::Lock::new();
+    let mut count = 0;
+    for _ in 0..n {
+        let _g = lock.acquire().await?;
+        count += 1;
+    }
+    Ok((count, n))
+}
+
+async fn lock_contended(n: u64) -> tulip::Result<(u64, u64)> {
+    let lock = tulip::Lock::new();
+    let per = n / CONTENDERS;
+    let held = Rc::new(Cell::new(0u64));
+    let mut ts = Vec::new();
+    for _ in 0..CONTENDERS {
+        let (lock, held) = (lock.clone(), held.clone());
+        ts.push(tulip::create_task(async move {
+            for _ in 0..per {
+                let _g = lock.acquire().await?;
+                held.set(held.get() + 1);
+                // Hold the lock across a yield, so the others queue up on it.
+                tulip::sleep(0.0).await?;
+            }
+            Ok(())
+        })?);
+    }
+    for t in ts {
+        t.await?;
+    }
+    Ok((held.get(), per * CONTENDERS))
+}
+
+async fn queue(n: u64) -> tulip::Result<(u64, u64)> {
+    let q = tulip::Queue::new(QUEUE_MAXSIZE);
+    let qp = q.clone();
+    let producer = tulip::create_task(async move {
+        for i in 0..n {
+            qp.put(i).await?;
+        }
+        Ok(())
+    })?;
+    let mut total = 0u64;
+    for _ in 0..n {
+        total += q.get().await?;
+    }
+    producer.await?;
+    Ok((total, n * (n.max(1) - 1) / 2))
+}
+
+async fn gather(n: u64) -> tulip::Result<(u64, u64)> {
+    let out = tulip::gather((0..n).map(|j| async move { Ok(j) })).await?;
+    Ok((out.len() as u64, n))
 }
