@@ -205,34 +205,15 @@ impl<T> fmt::Debug for Child<T> {
 pub(crate) mod sealed {
     use super::*;
 
-    /// A child of any result type, as the gathering state sees it.
-    pub trait ErasedChild {
-        fn cancel_msg(&self, msg: Option<Arc<str>>) -> bool;
-        fn outcome_error(&self) -> Option<Error>;
-        /// Calls `core.child_done(index)` once the child is done.
-        fn watch(&self, core: Rc<GatherCore>, index: usize);
-    }
-
-    impl<T: 'static> ErasedChild for Child<T> {
-        fn cancel_msg(&self, msg: Option<Arc<str>>) -> bool {
-            Child::cancel_msg(self, msg)
-        }
-        fn outcome_error(&self) -> Option<Error> {
-            Child::outcome_error(self)
-        }
-        fn watch(&self, core: Rc<GatherCore>, index: usize) {
-            // One boxed closure per child: the done callback itself.
-            Child::on_done(self, move || core.child_done(index));
-        }
-    }
-
     // ===== the gathering state =====
 
     /// asyncio's `_GatheringFuture` plus the `_done_callback` closure state.
-    pub struct GatherCore {
+    /// Generic over the set of children, so that a child costs no more than
+    /// its one done callback.
+    pub struct GatherCore<S> {
         /// Done when the gather is decided; the outcome is in `error`.
         pub(crate) outer: Future<()>,
-        pub(crate) children: Vec<Box<dyn ErasedChild>>,
+        pub(crate) set: S,
         pub(crate) nfinished: Cell<usize>,
         pub(crate) return_exceptions: Cell<bool>,
         pub(crate) cancel_requested: Cell<bool>,
@@ -240,22 +221,20 @@ pub(crate) mod sealed {
         pub(crate) error: RefCell<Option<Error>>,
     }
 
-    impl GatherCore {
-        pub(crate) fn start(children: Vec<Box<dyn ErasedChild>>) -> Rc<GatherCore> {
+    impl<S: GatherSet + 'static> GatherCore<S> {
+        pub(crate) fn start(set: S) -> Rc<GatherCore<S>> {
             let core = Rc::new(GatherCore {
                 outer: Future::new(),
-                children,
+                set,
                 nfinished: Cell::new(0),
                 return_exceptions: Cell::new(false),
                 cancel_requested: Cell::new(false),
                 error: RefCell::new(None),
             });
-            if core.children.is_empty() {
+            if core.set.is_empty() {
                 let _ = core.outer.set_result(());
             }
-            for (i, child) in core.children.iter().enumerate() {
-                child.watch(core.clone(), i);
-            }
+            GatherSet::watch(&core);
             core
         }
 
@@ -263,20 +242,19 @@ pub(crate) mod sealed {
         pub(crate) fn child_done(&self, i: usize) {
             let n = self.nfinished.get() + 1;
             self.nfinished.set(n);
-            let child = &self.children[i];
             if self.outer.done() {
                 // Decided already: just mark the error retrieved.
-                let _ = child.outcome_error();
+                let _ = self.set.outcome_error(i);
                 return;
             }
             if !self.return_exceptions.get() {
-                if let Some(e) = child.outcome_error() {
+                if let Some(e) = self.set.outcome_error(i) {
                     *self.error.borrow_mut() = Some(e);
                     let _ = self.outer.set_result(());
                     return;
                 }
             }
-            if n == self.children.len() {
+            if n == self.set.len() {
                 if self.cancel_requested.get() {
                     *self.error.borrow_mut() = Some(Error::cancelled());
                 }
@@ -289,12 +267,7 @@ pub(crate) mod sealed {
             if self.outer.done() {
                 return false;
             }
-            let mut ret = false;
-            for child in &self.children {
-                if child.cancel_msg(msg.clone()) {
-                    ret = true;
-                }
-            }
+            let ret = self.set.cancel_all(msg);
             if ret {
                 // Errors set by children now are ignored; the gather will end
                 // cancelled once they are all done.
@@ -320,34 +293,44 @@ pub(crate) mod sealed {
         }
     }
 
-    impl fmt::Debug for GatherCore {
+    impl<S: GatherSet> fmt::Debug for GatherCore<S> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("GatherCore")
-                .field("children", &self.children.len())
+                .field("children", &self.set.len())
                 .field("nfinished", &self.nfinished.get())
                 .finish()
         }
     }
 
-    impl Cancel for GatherCore {
+    impl<S: GatherSet + 'static> Cancel for GatherCore<S> {
         fn cancel_waiter(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
             self.cancel(msg)
         }
     }
 }
-use sealed::{ErasedChild, GatherCore};
+use sealed::GatherCore;
 
 // ===== the typed sets =====
 
 /// The children of a gather and how to read their results: a `Vec` of one
 /// type ([`gather`]) or a tuple of several ([`gather!`](crate::gather!)).
-pub trait GatherSet {
+pub trait GatherSet: Sized {
     /// The results, when every child succeeded.
     type Output;
     /// One `Result` per child (`return_exceptions`).
     type OutputAll;
+    /// How many children.
+    fn len(&self) -> usize;
+    /// True if there are no children (the gather is done at once).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     #[doc(hidden)]
-    fn erased(&self) -> Vec<Box<dyn ErasedChild>>;
+    fn watch(core: &Rc<GatherCore<Self>>);
+    #[doc(hidden)]
+    fn outcome_error(&self, i: usize) -> Option<Error>;
+    #[doc(hidden)]
+    fn cancel_all(&self, msg: Option<Arc<str>>) -> bool;
     #[doc(hidden)]
     fn collect(&self) -> Result<Self::Output>;
     #[doc(hidden)]
@@ -357,10 +340,27 @@ pub trait GatherSet {
 impl<T: Clone + 'static> GatherSet for Vec<Child<T>> {
     type Output = Vec<T>;
     type OutputAll = Vec<Result<T>>;
-    fn erased(&self) -> Vec<Box<dyn ErasedChild>> {
-        self.iter()
-            .map(|c| Box::new(c.clone()) as Box<dyn ErasedChild>)
-            .collect()
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn watch(core: &Rc<GatherCore<Self>>) {
+        for (i, child) in core.set.iter().enumerate() {
+            // One boxed closure per child: the done callback itself.
+            let c = core.clone();
+            child.on_done(move || c.child_done(i));
+        }
+    }
+    fn outcome_error(&self, i: usize) -> Option<Error> {
+        self[i].outcome_error()
+    }
+    fn cancel_all(&self, msg: Option<Arc<str>>) -> bool {
+        let mut ret = false;
+        for child in self {
+            if child.cancel_msg(msg.clone()) {
+                ret = true;
+            }
+        }
+        ret
     }
     fn collect(&self) -> Result<Vec<T>> {
         self.iter().map(Child::result).collect()
@@ -371,12 +371,31 @@ impl<T: Clone + 'static> GatherSet for Vec<Child<T>> {
 }
 
 macro_rules! tuple_gather_set {
-    ($($T:ident $i:tt),+) => {
+    ($n:literal; $($T:ident $i:tt),+) => {
         impl<$($T: Clone + 'static),+> GatherSet for ($(Child<$T>,)+) {
             type Output = ($($T,)+);
             type OutputAll = ($(Result<$T>,)+);
-            fn erased(&self) -> Vec<Box<dyn ErasedChild>> {
-                vec![$(Box::new(self.$i.clone()) as Box<dyn ErasedChild>),+]
+            fn len(&self) -> usize {
+                $n
+            }
+            fn watch(core: &Rc<GatherCore<Self>>) {
+                $({
+                    let c = core.clone();
+                    core.set.$i.on_done(move || c.child_done($i));
+                })+
+            }
+            fn outcome_error(&self, i: usize) -> Option<Error> {
+                $(if i == $i {
+                    return self.$i.outcome_error();
+                })+
+                None
+            }
+            fn cancel_all(&self, msg: Option<Arc<str>>) -> bool {
+                let mut ret = false;
+                $(if self.$i.cancel_msg(msg.clone()) {
+                    ret = true;
+                })+
+                ret
             }
             fn collect(&self) -> Result<Self::Output> {
                 Ok(($(self.$i.result()?,)+))
@@ -388,14 +407,14 @@ macro_rules! tuple_gather_set {
     };
 }
 
-tuple_gather_set!(A 0);
-tuple_gather_set!(A 0, B 1);
-tuple_gather_set!(A 0, B 1, C 2);
-tuple_gather_set!(A 0, B 1, C 2, D 3);
-tuple_gather_set!(A 0, B 1, C 2, D 3, E 4);
-tuple_gather_set!(A 0, B 1, C 2, D 3, E 4, F 5);
-tuple_gather_set!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
-tuple_gather_set!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+tuple_gather_set!(1; A 0);
+tuple_gather_set!(2; A 0, B 1);
+tuple_gather_set!(3; A 0, B 1, C 2);
+tuple_gather_set!(4; A 0, B 1, C 2, D 3);
+tuple_gather_set!(5; A 0, B 1, C 2, D 3, E 4);
+tuple_gather_set!(6; A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_gather_set!(7; A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_gather_set!(8; A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
 
 // ===== gather =====
 
@@ -430,9 +449,10 @@ where
 }
 
 /// `gather` over any [`GatherSet`] (what [`gather!`](crate::gather!) calls).
-pub fn gather_set<S: GatherSet>(set: S) -> Gather<S> {
-    let core = GatherCore::start(set.erased());
-    Gather { core, set }
+pub fn gather_set<S: GatherSet + 'static>(set: S) -> Gather<S> {
+    Gather {
+        core: GatherCore::start(set),
+    }
 }
 
 /// asyncio's `gather` for awaitables of different types: the result is a
@@ -455,11 +475,10 @@ macro_rules! gather {
 /// What [`gather`] returns: a future of all the results.
 #[must_use = "the children run anyway; await the gather to get their results"]
 pub struct Gather<S> {
-    core: Rc<GatherCore>,
-    set: S,
+    core: Rc<GatherCore<S>>,
 }
 
-impl<S: GatherSet> Gather<S> {
+impl<S: GatherSet + 'static> Gather<S> {
     /// asyncio's `return_exceptions=True`: every child's outcome comes back
     /// as a `Result`, in order; a child error does not end the gather. A
     /// cancelled child gives `Err(Cancelled)`.
@@ -481,17 +500,17 @@ impl<S: GatherSet> Gather<S> {
 
     /// The children, in argument order.
     pub fn children(&self) -> &S {
-        &self.set
+        &self.core.set
     }
 }
 
-impl<S: GatherSet + Unpin> StdFuture for Gather<S> {
+impl<S: GatherSet + Unpin + 'static> StdFuture for Gather<S> {
     type Output = Result<S::Output>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.core.poll_outer(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Ready(Ok(())) => Poll::Ready(self.set.collect()),
+            Poll::Ready(Ok(())) => Poll::Ready(self.core.set.collect()),
         }
     }
 }
@@ -502,7 +521,7 @@ pub struct GatherAll<S> {
     inner: Gather<S>,
 }
 
-impl<S: GatherSet> GatherAll<S> {
+impl<S: GatherSet + 'static> GatherAll<S> {
     /// Cancels every child that is not done.
     pub fn cancel(&self) -> bool {
         self.inner.cancel()
@@ -514,18 +533,18 @@ impl<S: GatherSet> GatherAll<S> {
     }
 }
 
-impl<S: GatherSet + Unpin> StdFuture for GatherAll<S> {
+impl<S: GatherSet + Unpin + 'static> StdFuture for GatherAll<S> {
     type Output = Result<S::OutputAll>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.inner.core.poll_outer(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(self.inner.set.collect_all())),
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(self.inner.core.set.collect_all())),
         }
     }
 }
 
-impl<S> fmt::Debug for Gather<S> {
+impl<S: GatherSet> fmt::Debug for Gather<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -535,13 +554,13 @@ impl<S> fmt::Debug for Gather<S> {
             } else {
                 "pending"
             },
-            self.core.children.len(),
+            self.core.set.len(),
             self.core.nfinished.get()
         )
     }
 }
 
-impl<S> fmt::Debug for GatherAll<S> {
+impl<S: GatherSet> fmt::Debug for GatherAll<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.inner, f)
     }

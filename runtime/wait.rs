@@ -219,6 +219,16 @@ impl<T: Clone + 'static> AsCompleted<T> {
     /// The next result in completion order; `None` once every child was
     /// yielded. `Err(Timeout)` after the timeout passed.
     pub async fn next(&mut self) -> Option<Result<T>> {
+        Some(match self.next_done().await? {
+            Ok(child) => child.result(),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// The next child to complete, itself (3.13's `async for` over
+    /// `as_completed` yields the original tasks); `Err(Timeout)` after the
+    /// timeout passed; `None` once every child was yielded.
+    pub async fn next_done(&mut self) -> Option<Result<Child<T>>> {
         if self.remaining == 0 {
             return None;
         }
@@ -226,7 +236,7 @@ impl<T: Clone + 'static> AsCompleted<T> {
             let next = self.state.done.borrow_mut().pop_front();
             if let Some(child) = next {
                 self.remaining -= 1;
-                return Some(child.result());
+                return Some(Ok(child));
             }
             if self.state.timed_out.get() {
                 self.remaining -= 1;

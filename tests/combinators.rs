@@ -535,3 +535,21 @@ fn dropped_expired_scope_takes_its_cancel_back() {
     })
     .unwrap();
 }
+
+#[test]
+fn as_completed_can_yield_the_children_themselves() {
+    // conformance: K3
+    tulip::run(async {
+        let slow = create_task(after(0.02, "slow"))?;
+        let fast = create_task(after(0.01, "fast"))?;
+        let mut it = as_completed(vec![slow.clone(), fast.clone()], None);
+        let first = it.next_done().await.unwrap()?;
+        assert!(first.task().unwrap().ptr_eq(&fast));
+        assert_eq!(first.result()?, "fast");
+        assert_eq!(it.len(), 1);
+        assert_eq!(it.next().await.unwrap()?, "slow");
+        assert!(it.is_empty());
+        Ok(())
+    })
+    .unwrap();
+}

@@ -532,8 +532,11 @@ struct Shared<P> {
     live: Cell<usize>,
     /// Set when `live` drops to zero.
     idle: Event,
-    /// Loop time of the latest start slot handed out (for `interval`).
+    /// Loop time of the latest actual start (for `interval`).
     last_start: Cell<Option<f64>>,
+    /// Serializes paced starts, first come first served, so each start
+    /// is measured from the previous *actual* start.
+    pace_lock: tulip::Lock,
     /// The first fatal error; the sweep ends with it.
     error: RefCell<Option<Error>>,
 }
@@ -554,21 +557,24 @@ impl<P> Shared<P> {
         self.results.borrow_mut().push(probe);
     }
 
-    /// Waits for this start's slot, `interval` after the previous one.
+    /// Waits until `interval` has passed since the previous start. Starts
+    /// queue on a FIFO lock and the time recorded is the real start, so a
+    /// task that wakes late never squeezes the next gap.
     async fn pace(&self) -> tulip::Result<()> {
         let gap = self.cfg.interval.as_secs_f64();
         if gap <= 0.0 {
             return Ok(());
         }
-        let now = tulip::get_running_loop()?.time();
-        let slot = match self.last_start.get() {
-            Some(prev) => (prev + gap).max(now),
-            None => now,
-        };
-        self.last_start.set(Some(slot));
-        if slot > now {
-            tulip::sleep(slot - now).await?;
+        let _turn = self.pace_lock.acquire().await?;
+        let lp = tulip::get_running_loop()?;
+        if let Some(prev) = self.last_start.get() {
+            let wait = prev + gap - lp.time();
+            if wait > 0.0 {
+                tulip::sleep(wait).await?;
+            }
         }
+        // The caller starts its probe in this same step, right after we return.
+        self.last_start.set(Some(lp.time()));
         Ok(())
     }
 }
@@ -597,6 +603,7 @@ pub async fn run<P: Prober + 'static>(
         live: Cell::new(0),
         idle: Event::new(),
         last_start: Cell::new(None),
+        pace_lock: tulip::Lock::new(),
         error: RefCell::new(None),
     });
     let weak = Rc::downgrade(&shared);
