@@ -4,6 +4,7 @@
 #
 #   bash bench/profile.sh GROUP CASE [CONTENDER] [OPS]
 #   bash bench/profile.sh loop switch tulip 100000
+#   ALLOC=1 bash bench/profile.sh sync gather tulip 20000   # + allocation sites
 #
 # Prints the self cost of the hottest functions in instructions per op
 # (inlined code is charged to the function it was inlined into, and the
@@ -18,3 +19,11 @@ valgrind --tool=callgrind --callgrind-out-file="$out" \
   target/release/bench --child "$group" "$case" "$who" --ops "$ops" 2>/dev/null
 python3 bench/tools/callgrind_top.py "$out" "$ops" "${TOP:-20}"
 echo "full profile: callgrind_annotate $out"
+if [ -n "${ALLOC:-}" ]; then
+  # Where the allocations come from (dhat), at a tenth of the ops.
+  small=$(( ops / 10 > 0 ? ops / 10 : 1 ))
+  dh=${TMPDIR:-/tmp}/dhat.$group.$case.$who.json
+  valgrind --tool=dhat --dhat-out-file="$dh" \
+    target/release/bench --child "$group" "$case" "$who" --ops "$small" >/dev/null 2>&1
+  python3 bench/tools/dhat_sites.py "$dh" "$small"
+fi
