@@ -17,7 +17,9 @@
 //! | `exceptions.py` | [`error`] |
 //! | `transports.py` | [`transports`] |
 //! | `protocols.py` | [`protocols`] |
-//! | `streams.py` | [`streams`] |
+//! | `streams.py` | [`streams`], [`stream_writer`], [`streams_open`] |
+//! | `selector_events.py` (transports, `sock_*`) | [`selector_events`] |
+//! | `base_events.py` (`create_connection`, `Server`) | [`base_events_net`] |
 //!
 //! ```
 //! async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
@@ -41,6 +43,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(rust_2018_idioms)]
 
+pub mod base_events_net;
 pub mod error;
 pub mod event_loop;
 pub mod events;
@@ -48,12 +51,17 @@ pub mod futures;
 pub mod protocols;
 pub mod reactor;
 pub mod runners;
+pub mod selector_events;
 mod sleep;
+mod sock_ops;
+pub mod stream_writer;
 pub mod streams;
+pub mod streams_open;
 pub mod tasks;
 pub mod threadsafe;
 pub mod transports;
 
+pub use base_events_net::{Listener, ProtocolFactory, Server};
 pub use error::{Error, Result};
 pub use event_loop::{
     get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop, try_running_loop,
@@ -63,9 +71,14 @@ pub use events::{Delay, Handle, TimerHandle};
 pub use futures::{CallbackId, Future};
 pub use protocols::{DatagramProtocol, Protocol};
 pub use runners::{run, run_with_factory, Runner};
+pub use selector_events::{SocketTransport, StreamSocket};
 pub use sleep::{sleep, Sleep};
 pub use streams::{
     ClientConnected, FlowControl, StreamReader, StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,
+};
+pub use streams_open::{
+    open_connection, open_connection_sock, open_connection_with_limit, open_unix_connection,
+    start_server, start_unix_server,
 };
 pub use tasks::{
     all_tasks, create_task, create_task_named, current_task, Task, TaskOptions, TaskRef,
