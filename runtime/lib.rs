@@ -20,6 +20,7 @@
 //! | `streams.py` | [`streams`], [`stream_writer`], [`streams_open`] |
 //! | `selector_events.py` (transports, `sock_*`) | [`selector_events`] |
 //! | `base_events.py` (`create_connection`, `Server`) | [`base_events_net`] |
+//! | `selector_events.py` (`_SelectorDatagramTransport`) | [`datagram`] |
 //!
 //! ```
 //! async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
@@ -44,6 +45,7 @@
 #![warn(rust_2018_idioms)]
 
 pub mod base_events_net;
+pub mod datagram;
 pub mod error;
 pub mod event_loop;
 pub mod events;
@@ -62,6 +64,7 @@ pub mod threadsafe;
 pub mod transports;
 
 pub use base_events_net::{Listener, ProtocolFactory, Server};
+pub use datagram::DatagramSocketTransport;
 pub use error::{Error, Result};
 pub use event_loop::{
     get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop, try_running_loop,

@@ -65,13 +65,13 @@ thread_local! {
     static READ_BUF: Cell<Option<Box<[u8]>>> = const { Cell::new(None) };
 }
 
-fn take_read_buf() -> Box<[u8]> {
+pub(crate) fn take_read_buf() -> Box<[u8]> {
     READ_BUF
         .with(|b| b.take())
         .unwrap_or_else(|| vec![0u8; MAX_SIZE].into_boxed_slice())
 }
 
-fn put_read_buf(buf: Box<[u8]>) {
+pub(crate) fn put_read_buf(buf: Box<[u8]>) {
     READ_BUF.with(|b| b.set(Some(buf)));
 }
 
