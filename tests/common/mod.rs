@@ -60,5 +60,8 @@ pub fn stderr(out: &Output) -> String {
 /// Asserts `elapsed` is within `[lo, hi]` seconds.
 pub fn assert_elapsed(elapsed: Duration, lo: f64, hi: f64) {
     let s = elapsed.as_secs_f64();
-    assert!(s >= lo && s <= hi, "took {s:.3} s, expected between {lo} and {hi} s");
+    assert!(
+        s >= lo && s <= hi,
+        "took {s:.3} s, expected between {lo} and {hi} s"
+    );
 }

@@ -1,0 +1,131 @@
+//! Runs every area-C example (network I/O: S3.24a-c, S3.25 and the HTTP
+//! responder; S1.5, S2.19, S2.23, S3.15, S4.5) and checks its output.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{example_path, run_example, stderr, stdout};
+
+/// Starts a long-running example and returns it with the port from its
+/// first line (`... on HOST:PORT`).
+fn spawn_server(name: &str, args: &[&str]) -> (Child, u16, String) {
+    let mut child = Command::new(example_path(name))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn server example");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("first line");
+    let port = first
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    // Keep reading in the background so the server never blocks on stdout.
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = out.read_to_string(&mut rest);
+    });
+    (child, port, first)
+}
+
+/// Waits for a child with a deadline, killing it if it overruns.
+fn wait_bounded(child: &mut Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("example did not exit in {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn echo_server_and_client() {
+    let (mut server, port, first) = spawn_server("echo_server", &["0", "--clients", "2"]);
+    assert!(first.starts_with("Serving on 127.0.0.1:"), "{first}");
+    let p = port.to_string();
+    for msg in ["Hello World!", "second"] {
+        let (out, _) = run_example("echo_client", &[&p, msg], Duration::from_secs(20));
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            stdout(&out),
+            format!("Send: {msg:?}\nReceived: {msg:?}\nClose the connection\n")
+        );
+    }
+    assert!(wait_bounded(&mut server, 20).success());
+}
+
+#[test]
+fn http_server_keep_alive_and_paths() {
+    let (mut server, port, first) = spawn_server("http_server", &["127.0.0.1:0", "--for", "20"]);
+    assert!(first.starts_with("Serving on 127.0.0.1:"), "{first}");
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // Two requests on one keep-alive connection, then a 404 that closes it.
+    conn.write_all(
+        b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\nGET /page/2 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    conn.write_all(b"GET /missing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut all = String::new();
+    conn.read_to_string(&mut all).unwrap();
+    let responses: Vec<&str> = all.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(responses.len(), 3, "{all}");
+    assert!(responses[0].starts_with("200 OK"));
+    assert!(responses[0].contains("Content-Length: 13\r\n"));
+    assert!(responses[0].ends_with("Hello, World!"));
+    assert!(responses[1].contains("href=\"/page/3\""));
+    assert!(responses[2].starts_with("404 Not Found"));
+    assert!(responses[2].contains("Connection: close"));
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn http_headers() {
+    let (out, _) = run_example("http_headers", &[], Duration::from_secs(20));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "HTTP header> HTTP/1.1 200 OK\nHTTP header> Server: tulip\n\
+         HTTP header> Content-Type: text/html\nHTTP header> Content-Length: 33\n\
+         HTTP header> Connection: close\n"
+    );
+}
+
+#[test]
+fn socketpair() {
+    let (out, _) = run_example("socketpair", &[], Duration::from_secs(20));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Received: abc\n");
+}
+
+#[test]
+fn unix_echo() {
+    let (out, _) = run_example("unix_echo", &[], Duration::from_secs(20));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("Server running on "));
+    for i in 1..=3 {
+        assert!(lines.contains(&format!("Server received: Hello, server! ({i})").as_str()));
+        assert!(lines.contains(&format!("Client {i} received: Hello, client!").as_str()));
+    }
+    assert_eq!(
+        lines.last(),
+        Some(&"Server closed; socket file removed: true")
+    );
+}
