@@ -166,6 +166,8 @@ pub(crate) struct LoopInner {
     pub(crate) shared: Arc<Shared>,
     /// The loop owns every pending task (C4); the key is the task's waker token.
     pub(crate) tasks: RefCell<Slab<Rc<dyn AnyTask>>>,
+    /// The task whose step is running (asyncio's `_current_tasks[loop]`).
+    pub(crate) current_task: RefCell<Option<Rc<dyn AnyTask>>>,
     exception_handler: RefCell<Option<ExceptionHandler>>,
     debug: Cell<bool>,
     slow_callback_duration: Cell<f64>,
@@ -305,6 +307,7 @@ impl EventLoop {
                 reactor: RefCell::new(reactor),
                 shared: Arc::new(Shared::new(waker)),
                 tasks: RefCell::new(Slab::new()),
+                current_task: RefCell::new(None),
                 exception_handler: RefCell::new(None),
                 debug: Cell::new(debug),
                 slow_callback_duration: Cell::new(DEFAULT_SLOW_CALLBACK_DURATION),
@@ -340,14 +343,7 @@ impl EventLoop {
     /// [`interrupt`]; the loop stays usable (L7).
     pub fn run_forever(&self) -> Result<()> {
         self.check_closed()?;
-        if self.inner.running.get() {
-            return Err(Error::runtime("this event loop is already running"));
-        }
-        if try_running_loop().is_some() {
-            return Err(Error::runtime(
-                "cannot run the event loop while another loop is running on this thread",
-            ));
-        }
+        self.check_running()?;
         self.inner.running.set(true);
         let prev = RUNNING.with(|r| r.replace(Some(self.clone())));
         let _guard = RunGuard { lp: self, prev };
@@ -371,13 +367,27 @@ impl EventLoop {
         F: std::future::Future<Output = Result<T>> + 'static,
     {
         self.check_closed()?;
-        if self.inner.running.get() {
-            return Err(Error::runtime("this event loop is already running"));
-        }
+        // Before the task exists: a refused call must leave nothing behind.
+        self.check_running()?;
         let task = self.create_task(fut)?;
-        let stopper = self.clone();
-        let cb = task.add_done_callback(move |_| stopper.stop());
+        // asyncio's `_run_until_complete_cb`. If run_forever ends some other
+        // way (an interrupt, or a `stop()` from the body itself) after the
+        // task finished in the same iteration, the callback is already in
+        // the ready queue, where `remove_done_callback` can't reach it:
+        // `armed` keeps that stale call from stopping the *next* run (L7).
+        // asyncio guards only the task's own KeyboardInterrupt (bpo-22429);
+        // after a body that calls `loop.stop()` and returns, CPython's next
+        // run_until_complete fails with "stopped before future completed".
+        // tulip deliberately does not: a stale stop is never wanted.
+        let armed = Rc::new(Cell::new(true));
+        let (stopper, live) = (self.clone(), armed.clone());
+        let cb = task.add_done_callback(move |_| {
+            if live.get() {
+                stopper.stop()
+            }
+        });
         let res = self.run_forever();
+        armed.set(false);
         task.remove_done_callback(cb);
         if let Err(e) = res {
             if task.done() && !task.cancelled() {
@@ -443,6 +453,20 @@ impl EventLoop {
         }
         drop(tasks);
         drop(ext);
+        Ok(())
+    }
+
+    /// asyncio's `_check_running`: this loop must not be running, and no
+    /// other loop may run on this thread (L4).
+    fn check_running(&self) -> Result<()> {
+        if self.inner.running.get() {
+            return Err(Error::runtime("this event loop is already running"));
+        }
+        if try_running_loop().is_some() {
+            return Err(Error::runtime(
+                "cannot run the event loop while another loop is running on this thread",
+            ));
+        }
         Ok(())
     }
 
@@ -613,6 +637,16 @@ impl EventLoop {
                     let e = heap.pop().expect("peeked");
                     if let Some(t) = e.handle.timer() {
                         t.scheduled.set(false);
+                    }
+                    if e.handle.cancelled() {
+                        // A cancelled timer behind a live head leaves the heap
+                        // here, so it stops counting (the invariant above).
+                        // asyncio moves it to `_ready` still counted, and
+                        // rebuilds early on the drifted count.
+                        inner
+                            .timer_cancelled_count
+                            .set(inner.timer_cancelled_count.get().saturating_sub(1));
+                        continue;
                     }
                     ready.push_back(Ready::Handle(e.handle));
                 }

@@ -47,12 +47,57 @@ pub(crate) enum Callback<O> {
     Wake(Waker),
 }
 
+/// The done callbacks, in registration order. Most futures have exactly one
+/// (the task awaiting them), so the first lives inline and costs no allocation.
+pub(crate) struct Callbacks<O> {
+    first: Option<Callback<O>>,
+    rest: Vec<Callback<O>>,
+}
+
+impl<O> Callbacks<O> {
+    const fn new() -> Self {
+        Callbacks {
+            first: None,
+            rest: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, cb: Callback<O>) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(cb);
+        } else {
+            self.rest.push(cb);
+        }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Callback<O>> {
+        self.first.iter_mut().chain(self.rest.iter_mut())
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Callback<O>) -> bool) {
+        if self.first.as_ref().is_some_and(|cb| !keep(cb)) {
+            self.first = None;
+        }
+        self.rest.retain(keep);
+    }
+
+    fn take(&mut self) -> impl Iterator<Item = Callback<O>> {
+        let first = self.first.take();
+        let rest = std::mem::take(&mut self.rest);
+        first.into_iter().chain(rest)
+    }
+}
+
 /// The core of a future, shared by [`Future`] and `Task`. `O` is the owner
 /// type that done callbacks receive (`Future<T>` or `Task<T>`).
 pub(crate) struct FutureCore<T, O> {
     pub(crate) lp: EventLoop,
     state: RefCell<State<T>>,
-    callbacks: RefCell<Vec<Callback<O>>>,
+    callbacks: RefCell<Callbacks<O>>,
     next_id: Cell<u64>,
     log_traceback: Cell<bool>,
 }
@@ -62,7 +107,7 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
         FutureCore {
             lp,
             state: RefCell::new(State::Pending),
-            callbacks: RefCell::new(Vec::new()),
+            callbacks: RefCell::new(Callbacks::new()),
             next_id: Cell::new(0),
             log_traceback: Cell::new(false),
         }
@@ -98,7 +143,23 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
     /// asyncio's `__schedule_callbacks`: every callback through `call_soon`,
     /// in order; task wakers are woken (a wake is a `call_soon` of the task step).
     fn schedule_callbacks(&self, owner: &O) {
-        let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
+        let callbacks: Vec<_> = {
+            let mut cbs = self.callbacks.borrow_mut();
+            if cbs.rest.is_empty() {
+                // The common case: one callback, no allocation.
+                match cbs.first.take() {
+                    Some(Callback::Wake(w)) => {
+                        drop(cbs);
+                        w.wake();
+                        return;
+                    }
+                    Some(cb) => vec![cb],
+                    None => return,
+                }
+            } else {
+                cbs.take().collect()
+            }
+        };
         for cb in callbacks {
             match cb {
                 Callback::Call(_, f) => {
@@ -415,13 +476,13 @@ impl<T: Clone + 'static> std::future::Future for Future<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         // A cancel thrown into the task at this suspension point wins.
-        if let Some(err) = tasks::take_throw() {
+        if let Some(err) = tasks::take_throw_on(&self.core.lp) {
             return Poll::Ready(Err(err));
         }
         match self.core.poll_done(cx) {
             Poll::Ready(()) => Poll::Ready(self.core.result()),
             Poll::Pending => {
-                tasks::set_fut_waiter(self.core.clone());
+                tasks::set_fut_waiter_on(&self.core.lp, self.core.clone());
                 Poll::Pending
             }
         }
@@ -464,7 +525,7 @@ impl<T: 'static> std::future::Future for WaitDone<'_, T> {
         match self.fut.core.poll_done(cx) {
             Poll::Ready(()) => Poll::Ready(()),
             Poll::Pending => {
-                tasks::set_fut_waiter(self.fut.core.clone());
+                tasks::set_fut_waiter_on(&self.fut.core.lp, self.fut.core.clone());
                 Poll::Pending
             }
         }

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
-use crate::event_loop::get_running_loop;
+use crate::event_loop::{get_running_loop, EventLoop};
 use crate::events::{Delay, TimerHandle};
 use crate::futures::Future;
 use crate::tasks;
@@ -48,7 +48,7 @@ pub struct Sleep {
 
 enum SleepState {
     Init,
-    Yielded,
+    Yielded(EventLoop),
     Waiting(Future<()>, TimerHandle),
     Done,
 }
@@ -60,7 +60,8 @@ impl std::future::Future for Sleep {
         let this = &mut *self;
         match &mut this.state {
             SleepState::Init => {
-                if let Some(err) = tasks::take_throw() {
+                let lp = get_running_loop()?;
+                if let Some(err) = tasks::take_throw_on(&lp) {
                     this.state = SleepState::Done;
                     return Poll::Ready(Err(err));
                 }
@@ -72,11 +73,10 @@ impl std::future::Future for Sleep {
                 }
                 if this.delay <= 0.0 {
                     // The bare yield: reschedule ourselves, suspend once.
-                    this.state = SleepState::Yielded;
+                    this.state = SleepState::Yielded(lp);
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
-                let lp = get_running_loop()?;
                 let fut: Future<()> = lp.create_future();
                 let setter = fut.clone();
                 let timer = lp.call_later(this.delay, move || {
@@ -95,9 +95,10 @@ impl std::future::Future for Sleep {
                     }
                 }
             }
-            SleepState::Yielded => {
+            SleepState::Yielded(lp) => {
+                let thrown = tasks::take_throw_on(lp);
                 this.state = SleepState::Done;
-                match tasks::take_throw() {
+                match thrown {
                     Some(err) => Poll::Ready(Err(err)),
                     None => Poll::Ready(Ok(())),
                 }
@@ -135,7 +136,7 @@ impl fmt::Debug for Sleep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             SleepState::Init => "init",
-            SleepState::Yielded => "yielded",
+            SleepState::Yielded(_) => "yielded",
             SleepState::Waiting(..) => "waiting",
             SleepState::Done => "done",
         };

@@ -28,8 +28,9 @@
 //! - A pending task is owned by the loop's task slab (key = its waker's
 //!   token); it leaves the slab when it is done. A task dropped while pending
 //!   is reported: "Task was destroyed but it is pending!" (C4).
-//! - At most one task runs at a time per thread: `CURRENT_TASK` is set by
-//!   `enter_task` and restored by `leave_task`.
+//! - At most one task runs at a time per loop: the loop's `current_task` is
+//!   set by `enter_task` and restored by `leave_task` (an eager task started
+//!   inside another task's step puts its creator back).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -43,18 +44,14 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use crate::error::{panic_message, Error, Result};
 use crate::event_loop::{
-    get_running_loop, with_running_if, EventLoop, ExceptionContext, Interrupt, Ready, TaskFactory,
+    get_running_loop, try_running_loop, with_running_if, EventLoop, ExceptionContext, Interrupt,
+    Ready, TaskFactory,
 };
 use crate::futures::{CallbackId, Cancel, FutureCore, State};
 use crate::threadsafe::{Remote, Shared};
 
 /// asyncio's `_task_name_counter`: names are `Task-1`, `Task-2`, ...
 static TASK_COUNTER: AtomicU64 = AtomicU64::new(1);
-
-thread_local! {
-    /// asyncio's `_current_tasks[loop]` for the loop running on this thread.
-    static CURRENT_TASK: RefCell<Option<Rc<dyn AnyTask>>> = const { RefCell::new(None) };
-}
 
 // ===== the non-generic part of a task =====
 
@@ -95,6 +92,8 @@ pub(crate) trait AnyTask {
     fn loop_(&self) -> &EventLoop;
     /// The error the task failed with (marks it retrieved).
     fn error(&self) -> Option<Error>;
+    /// The task as a `fut_waiter` (cancelling it cancels the task).
+    fn into_cancel(self: Rc<Self>) -> Rc<dyn Cancel>;
 }
 
 /// The waker of a task: its slab key and id, and the way to its loop.
@@ -173,7 +172,8 @@ pub struct TaskOptions {
     /// The task's name; `Task-N` if `None`.
     pub name: Option<String>,
     /// Start eagerly (asyncio 3.12's eager tasks, C6); `None` follows the
-    /// loop's task factory.
+    /// loop's task factory. As in asyncio, a task starts eagerly only when
+    /// created on the running loop; otherwise its first step is scheduled.
     pub eager: Option<bool>,
 }
 
@@ -227,7 +227,10 @@ impl EventLoop {
         let eager = opts
             .eager
             .unwrap_or(self.inner.task_factory.get() == TaskFactory::Eager);
-        if eager {
+        // asyncio's Task.__init__: `if eager_start and self._loop.is_running()`.
+        // Off the running loop (e.g. run_until_complete's own task) the first
+        // step is scheduled as usual, so the body finds its running loop.
+        if eager && self.is_running() {
             // asyncio's __eager_start: run the first step now, as the current
             // task, then put the creator back. A task that finishes here is
             // never scheduled.
@@ -328,10 +331,11 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         h.started.set(true);
         h.throw_pending.set(throw);
 
-        let prev = enter_task(self.clone());
+        let lp = &self.core.lp;
+        let prev = enter_task(lp, self.clone());
         let mut cx = Context::from_waker(&h.waker);
         let res = catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(&mut cx)));
-        leave_task(prev);
+        leave_task(lp, prev);
 
         let throw_left = h.throw_pending.replace(false);
         match res {
@@ -432,6 +436,10 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
     fn error(&self) -> Option<Error> {
         self.core.exception().ok().flatten()
     }
+
+    fn into_cancel(self: Rc<Self>) -> Rc<dyn Cancel> {
+        self
+    }
 }
 
 impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> Cancel for TaskCell<T, F> {
@@ -461,48 +469,60 @@ impl TaskHeader {
 
 // ===== enter / leave, and the hooks runtime futures call =====
 
-fn enter_task(task: Rc<dyn AnyTask>) -> Option<Rc<dyn AnyTask>> {
-    CURRENT_TASK.with(|c| c.replace(Some(task)))
+fn enter_task(lp: &EventLoop, task: Rc<dyn AnyTask>) -> Option<Rc<dyn AnyTask>> {
+    lp.inner.current_task.replace(Some(task))
 }
 
-fn leave_task(prev: Option<Rc<dyn AnyTask>>) {
-    let me = CURRENT_TASK.with(|c| c.replace(prev));
+fn leave_task(lp: &EventLoop, prev: Option<Rc<dyn AnyTask>>) {
+    let me = lp.inner.current_task.replace(prev);
     drop(me);
 }
 
-/// Called by a runtime future at the start of its `poll`: if the current task
-/// has a cancel to throw at this await, takes it.
-pub(crate) fn take_throw() -> Option<Error> {
-    CURRENT_TASK.with(|c| {
-        let c = c.borrow();
-        let t = c.as_ref()?;
-        let h = t.header();
-        if h.throw_pending.replace(false) {
-            Some(Error::Cancelled(h.cancel_message.borrow().clone()))
-        } else {
-            None
-        }
-    })
+/// Called by a runtime future of loop `lp` at the start of its `poll`: if
+/// the current task has a cancel to throw at this await, takes it.
+pub(crate) fn take_throw_on(lp: &EventLoop) -> Option<Error> {
+    let cur = lp.inner.current_task.borrow();
+    let h = cur.as_ref()?.header();
+    if h.throw_pending.replace(false) {
+        Some(Error::Cancelled(h.cancel_message.borrow().clone()))
+    } else {
+        None
+    }
 }
 
-/// Called by a runtime future that returns `Pending`: it becomes the current
-/// task's `fut_waiter`.
-pub(crate) fn set_fut_waiter(w: Rc<dyn Cancel>) {
-    let old = CURRENT_TASK.with(|c| {
-        c.borrow()
-            .as_ref()
-            .and_then(|t| t.header().fut_waiter.borrow_mut().replace(w))
-    });
+/// Called by a runtime future of loop `lp` that returns `Pending`: it
+/// becomes the current task's `fut_waiter`.
+pub(crate) fn set_fut_waiter_on(lp: &EventLoop, w: Rc<dyn Cancel>) {
+    let old = lp
+        .inner
+        .current_task
+        .borrow()
+        .as_ref()
+        .and_then(|t| t.header().fut_waiter.borrow_mut().replace(w));
     drop(old);
 }
 
+/// [`take_throw_on`] for the running loop (for futures that do not know their loop).
+#[allow(dead_code)]
+pub(crate) fn take_throw() -> Option<Error> {
+    try_running_loop().and_then(|lp| take_throw_on(&lp))
+}
+
+/// [`set_fut_waiter_on`] for the running loop.
+#[allow(dead_code)]
+pub(crate) fn set_fut_waiter(w: Rc<dyn Cancel>) {
+    if let Some(lp) = try_running_loop() {
+        set_fut_waiter_on(&lp, w)
+    }
+}
+
 /// True if `task` is the task running right now.
-fn is_current(task: &Rc<dyn AnyTask>) -> bool {
-    CURRENT_TASK.with(|c| {
-        c.borrow()
-            .as_ref()
-            .is_some_and(|cur| std::ptr::addr_eq(Rc::as_ptr(cur), Rc::as_ptr(task)))
-    })
+fn is_current(lp: &EventLoop, task: &Rc<dyn AnyTask>) -> bool {
+    lp.inner
+        .current_task
+        .borrow()
+        .as_ref()
+        .is_some_and(|cur| std::ptr::addr_eq(Rc::as_ptr(cur), Rc::as_ptr(task)))
 }
 
 // ===== the public Task API =====
@@ -629,11 +649,12 @@ impl<T: Clone + 'static> StdFuture for Task<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        if let Some(err) = take_throw() {
+        let lp = self.inner.loop_();
+        if let Some(err) = take_throw_on(lp) {
             return Poll::Ready(Err(err));
         }
         let any = self.any();
-        if is_current(&any) {
+        if is_current(lp, &any) {
             return Poll::Ready(Err(Error::runtime(format!(
                 "task cannot await on itself: {}",
                 any.describe()
@@ -643,24 +664,11 @@ impl<T: Clone + 'static> StdFuture for Task<T> {
         match core.poll_done(cx) {
             Poll::Ready(()) => Poll::Ready(core.result()),
             Poll::Pending => {
-                set_fut_waiter(as_cancel(any));
+                set_fut_waiter_on(lp, any.into_cancel());
                 Poll::Pending
             }
         }
     }
-}
-
-/// A task as a `fut_waiter`: cancelling the awaiter cancels the awaited task.
-struct TaskAsWaiter(Rc<dyn AnyTask>);
-
-impl Cancel for TaskAsWaiter {
-    fn cancel_waiter(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
-        self.0.clone().cancel(msg)
-    }
-}
-
-fn as_cancel(t: Rc<dyn AnyTask>) -> Rc<dyn Cancel> {
-    Rc::new(TaskAsWaiter(t))
 }
 
 impl<T> fmt::Debug for Task<T> {
@@ -776,7 +784,9 @@ impl fmt::Debug for WaitTask {
 
 /// asyncio's `current_task()`: the task running now, if any.
 pub fn current_task() -> Option<TaskRef> {
-    CURRENT_TASK.with(|c| c.borrow().clone().map(|inner| TaskRef { inner }))
+    let lp = try_running_loop()?;
+    let cur = lp.inner.current_task.borrow().clone();
+    cur.map(|inner| TaskRef { inner })
 }
 
 /// asyncio's `all_tasks()`: the running loop's tasks that are not done.

@@ -25,7 +25,7 @@ pub fn example_path(name: &str) -> PathBuf {
 /// output and how long it took.
 pub fn run_example(name: &str, args: &[&str], limit: Duration) -> (Output, Duration) {
     let start = Instant::now();
-    let mut child = Command::new(example_path(name))
+    let child = Command::new(example_path(name))
         .args(args)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())

@@ -1,0 +1,311 @@
+//! Target parsing and expansion, like `fping -g`.
+//!
+//! A target is one of:
+//! - a single address: `10.0.0.7`
+//! - a range, both ends included: `10.0.0.1-10.0.0.50`, or the short form
+//!   `10.0.0.1-50` where the end replaces only the last octet
+//! - a cidr: `192.168.31.0/24`; host bits are masked (`192.168.31.77/24` is the
+//!   same network), and below /31 the network and broadcast addresses are left out
+//!   (/31 gives both addresses, /32 gives the one)
+//!
+//! [`expand`] turns a list of targets into sorted, de-duplicated addresses, after
+//! checking the host limit on the exact count, without materialising anything first.
+//!
+//! # Invariants
+//! - Every target is one inclusive interval of `u32` addresses (`lo <= hi`); this is
+//!   what makes counting and merging exact and cheap.
+//! - Addresses leave this module as [`Ipv4Addr`] values, so the argv element made
+//!   from one is always `d.d.d.d` and can never start with `-`.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::str::FromStr;
+
+use crate::error::Error;
+
+/// The largest sweep allowed without `--max-hosts`: a /16.
+pub const DEFAULT_MAX_HOSTS: u64 = 65_536;
+
+/// What pinger sweeps when given no target at all: safe on any machine.
+pub const DEFAULT_TARGET: &str = "127.0.0.0/24";
+
+/// One parsed target: an inclusive interval of IPv4 addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A single address.
+    Single(Ipv4Addr),
+    /// An inclusive range of addresses; `start <= end`.
+    Range {
+        /// First address.
+        start: Ipv4Addr,
+        /// Last address.
+        end: Ipv4Addr,
+    },
+    /// A network, with its host bits already masked off.
+    Cidr {
+        /// The network address.
+        network: Ipv4Addr,
+        /// Prefix length, 0 to 32.
+        prefix: u8,
+    },
+}
+
+impl Target {
+    /// The first and last address probed for this target, inclusive.
+    pub fn bounds(&self) -> (u32, u32) {
+        match *self {
+            Target::Single(ip) => (u32::from(ip), u32::from(ip)),
+            Target::Range { start, end } => (u32::from(start), u32::from(end)),
+            Target::Cidr { network, prefix } => {
+                let net = u32::from(network);
+                let last = net | host_mask(prefix);
+                if prefix >= 31 {
+                    (net, last)
+                } else {
+                    // Below /31, leave out the network and broadcast addresses.
+                    (net + 1, last - 1)
+                }
+            }
+        }
+    }
+
+    /// How many addresses this target alone expands to.
+    pub fn host_count(&self) -> u64 {
+        let (lo, hi) = self.bounds();
+        u64::from(hi - lo) + 1
+    }
+}
+
+impl FromStr for Target {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_target(s)
+    }
+}
+
+/// How [`expand`] limits a sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpandOptions {
+    /// The most distinct hosts allowed ([`DEFAULT_MAX_HOSTS`] by default).
+    pub max_hosts: u64,
+    /// Whether a `/0` network is accepted at all.
+    pub allow_zero_prefix: bool,
+}
+
+impl Default for ExpandOptions {
+    fn default() -> Self {
+        ExpandOptions {
+            max_hosts: DEFAULT_MAX_HOSTS,
+            allow_zero_prefix: false,
+        }
+    }
+}
+
+/// The host part of a /`prefix` network, as a mask.
+fn host_mask(prefix: u8) -> u32 {
+    u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0)
+}
+
+/// Parses one target: an address, a range or a cidr (see the module docs).
+///
+/// The `/0` check is done by [`expand`], not here, so that the error names the
+/// flag that allows it.
+pub fn parse_target(input: &str) -> Result<Target, Error> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(Error::EmptyTarget);
+    }
+    if s.contains(':') {
+        return Err(Error::Ipv6 { input: s.into() });
+    }
+    if let Some((addr, prefix)) = s.split_once('/') {
+        let ip = parse_ipv4(s, addr)?;
+        let prefix = parse_prefix(s, prefix)?;
+        let network = Ipv4Addr::from(u32::from(ip) & !host_mask(prefix));
+        return Ok(Target::Cidr { network, prefix });
+    }
+    if let Some((first, last)) = s.split_once('-') {
+        let start = parse_ipv4(s, first)?;
+        let end = if last.contains('.') {
+            parse_ipv4(s, last)?
+        } else {
+            // Short form: `10.0.0.1-50` replaces the last octet.
+            let octet = parse_octet(s, last)?;
+            let [a, b, c, _] = start.octets();
+            Ipv4Addr::new(a, b, c, octet)
+        };
+        if start > end {
+            return Err(Error::ReversedRange {
+                input: s.into(),
+                start,
+                end,
+            });
+        }
+        return Ok(Target::Range { start, end });
+    }
+    Ok(Target::Single(parse_ipv4(s, s)?))
+}
+
+/// Parses `part` of `input` as a dotted quad, strictly: four decimal octets,
+/// no leading zeros (which `inet_aton` would read as octal).
+fn parse_ipv4(input: &str, part: &str) -> Result<Ipv4Addr, Error> {
+    if part.bytes().any(|b| b.is_ascii_alphabetic()) {
+        return Err(Error::Hostname {
+            input: input.into(),
+        });
+    }
+    let octets: Vec<&str> = part.split('.').collect();
+    if octets.len() != 4 {
+        return Err(invalid(
+            input,
+            format!(
+                "`{part}` has {} dot-separated parts, an ipv4 address has 4",
+                octets.len()
+            ),
+        ));
+    }
+    let mut out = [0u8; 4];
+    for (slot, text) in out.iter_mut().zip(&octets) {
+        *slot = parse_octet(input, text)?;
+    }
+    Ok(Ipv4Addr::from(out))
+}
+
+/// Parses one decimal octet, 0 to 255.
+fn parse_octet(input: &str, text: &str) -> Result<u8, Error> {
+    if text.is_empty() {
+        return Err(invalid(input, "an octet is empty".into()));
+    }
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(
+            input,
+            format!("octet `{text}` is not a decimal number"),
+        ));
+    }
+    if text.len() > 1 && text.starts_with('0') {
+        return Err(invalid(
+            input,
+            format!("octet `{text}` has a leading zero, which is ambiguous (octal?)"),
+        ));
+    }
+    match text.parse::<u16>() {
+        Ok(v) if v <= 255 => Ok(v as u8),
+        _ => Err(invalid(
+            input,
+            format!("octet `{text}` is out of range 0-255"),
+        )),
+    }
+}
+
+/// Parses a prefix length, 0 to 32.
+fn parse_prefix(input: &str, text: &str) -> Result<u8, Error> {
+    let ok = !text.is_empty()
+        && text.len() <= 2
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && !(text.len() > 1 && text.starts_with('0'));
+    match text.parse::<u8>() {
+        Ok(p) if ok && p <= 32 => Ok(p),
+        _ => Err(invalid(
+            input,
+            format!("prefix length `/{text}` must be a number from 0 to 32"),
+        )),
+    }
+}
+
+fn invalid(input: &str, reason: String) -> Error {
+    Error::InvalidTarget {
+        input: input.into(),
+        reason,
+    }
+}
+
+/// Parses the text of a target file: one target per line, `#` starts a comment
+/// (whole-line or trailing), blank lines are skipped. `path` is only used in
+/// error messages. An empty file is an error.
+pub fn parse_target_file(text: &str, path: &Path) -> Result<Vec<Target>, Error> {
+    let mut targets = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let target = parse_target(line).map_err(|source| Error::InFile {
+            path: path.into(),
+            line: index + 1,
+            source: Box::new(source),
+        })?;
+        targets.push(target);
+    }
+    if targets.is_empty() {
+        return Err(Error::EmptyFile { path: path.into() });
+    }
+    Ok(targets)
+}
+
+/// Reads and parses a target file (see [`parse_target_file`]).
+pub fn read_target_file(path: &Path) -> Result<Vec<Target>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+        path: path.into(),
+        source,
+    })?;
+    parse_target_file(&text, path)
+}
+
+/// Merges the targets' intervals: sorted, non-overlapping, non-adjacent.
+fn merged_intervals(targets: &[Target]) -> Vec<(u32, u32)> {
+    let mut intervals: Vec<(u32, u32)> = targets.iter().map(Target::bounds).collect();
+    intervals.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::with_capacity(intervals.len());
+    for (lo, hi) in intervals {
+        match merged.last_mut() {
+            // Overlapping or touching: extend the previous interval.
+            Some((_, last_hi)) if u64::from(lo) <= u64::from(*last_hi) + 1 => {
+                *last_hi = (*last_hi).max(hi);
+            }
+            _ => merged.push((lo, hi)),
+        }
+    }
+    merged
+}
+
+/// Counts the distinct hosts the targets expand to, without expanding them.
+pub fn count_hosts(targets: &[Target]) -> u64 {
+    merged_intervals(targets)
+        .iter()
+        .map(|&(lo, hi)| u64::from(hi - lo) + 1)
+        .sum()
+}
+
+/// Expands targets into sorted, de-duplicated addresses.
+///
+/// Refuses `/0` unless `opts.allow_zero_prefix`, and refuses more than
+/// `opts.max_hosts` distinct hosts; both checks run before any allocation
+/// proportional to the sweep.
+pub fn expand(targets: &[Target], opts: &ExpandOptions) -> Result<Vec<Ipv4Addr>, Error> {
+    if !opts.allow_zero_prefix {
+        if let Some(t) = targets
+            .iter()
+            .find(|t| matches!(t, Target::Cidr { prefix: 0, .. }))
+        {
+            let Target::Cidr { network, .. } = t else {
+                unreachable!("matched a cidr above")
+            };
+            return Err(Error::ZeroPrefix {
+                input: format!("{network}/0"),
+            });
+        }
+    }
+    let count = count_hosts(targets);
+    if count > opts.max_hosts {
+        return Err(Error::TooManyHosts {
+            count,
+            max: opts.max_hosts,
+        });
+    }
+    let mut hosts = Vec::with_capacity(count as usize);
+    for (lo, hi) in merged_intervals(targets) {
+        hosts.extend((lo..=hi).map(Ipv4Addr::from));
+    }
+    Ok(hosts)
+}

@@ -1,0 +1,148 @@
+//! The `pinger` binary end to end, on loopback and inside a test namespace.
+//!
+//! These run the blocking stand-in driver today; they stay valid when the tulip
+//! driver replaces it. Traffic goes only to 127.0.0.0/8 on the host, and to the
+//! test's own /24 inside its namespace.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::time::Duration;
+
+use common::netns::{run_bounded, Finished, NetNs};
+
+/// Backstop for one whole sweep; every probe ends by its own 1 s deadline.
+const SWEEP_LIMIT: Duration = Duration::from_secs(30);
+
+const PINGER: &str = env!("CARGO_BIN_EXE_pinger");
+
+fn pinger(args: &[&str]) -> Finished {
+    run_bounded(Command::new(PINGER).args(args), SWEEP_LIMIT)
+}
+
+/// Reads `"key":value` out of one of our JSON records (we wrote it; no nesting
+/// besides the summary).
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let start = line.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &line[start..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    Some(rest[..end].trim_matches('"'))
+}
+
+/// The up and down sets of a `--json` output.
+fn up_down(stdout: &str) -> (BTreeSet<Ipv4Addr>, BTreeSet<Ipv4Addr>) {
+    let (mut up, mut down) = (BTreeSet::new(), BTreeSet::new());
+    for line in stdout.lines().filter(|l| l.starts_with("{\"ip\":")) {
+        let ip: Ipv4Addr = field(line, "ip").unwrap().parse().unwrap();
+        match field(line, "up").unwrap() {
+            "true" => up.insert(ip),
+            "false" => down.insert(ip),
+            other => panic!("bad up value {other:?} in {line}"),
+        };
+    }
+    (up, down)
+}
+
+#[test]
+fn loopback_all_up_json() {
+    let done = pinger(&["127.0.0.0/28", "--json"]);
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr_text());
+    let stdout = done.stdout_text();
+    let (up, down) = up_down(&stdout);
+    assert_eq!(up.len(), 14);
+    assert!(down.is_empty());
+    let last = stdout.lines().last().unwrap();
+    assert!(last.starts_with("{\"summary\":"), "{last}");
+    assert_eq!(field(last, "addresses"), Some("14"));
+    let stderr = done.stderr_text();
+    assert!(
+        stderr.contains("14 addresses (14 up, 0 down) in "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn no_target_sweeps_loopback_and_says_so() {
+    let done = pinger(&["-q"]);
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr_text());
+    let stderr = done.stderr_text();
+    assert!(stderr.contains("sweeping 127.0.0.0/24"), "{stderr}");
+    assert!(
+        stderr.contains("254 addresses (254 up, 0 down)"),
+        "{stderr}"
+    );
+    assert_eq!(done.stdout_text(), "");
+}
+
+#[test]
+fn table_is_in_address_order_without_colour_when_piped() {
+    let done = pinger(&["127.0.0.10-127.0.0.1", "127.0.0.1-12"]);
+    // The reversed range is refused before anything runs.
+    assert_eq!(done.status.code(), Some(3));
+    assert!(done.stderr_text().contains("reversed"));
+
+    let done = pinger(&["127.0.0.9", "127.0.0.1-3", "-e"]);
+    assert_eq!(done.status.code(), Some(0));
+    let stdout = done.stdout_text();
+    assert!(!stdout.contains('\x1b'), "no colour on a pipe");
+    let ips: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(ips, ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.9"]);
+    assert!(
+        stdout.lines().skip(1).all(|l| l.ends_with(" ms")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn argument_and_system_errors_exit_3_and_4() {
+    assert_eq!(pinger(&["--nope"]).status.code(), Some(3));
+    assert_eq!(pinger(&["::1"]).status.code(), Some(3));
+    assert_eq!(pinger(&["10.0.0.0/0"]).status.code(), Some(3));
+    assert_eq!(
+        pinger(&["-f", "/nonexistent/targets"]).status.code(),
+        Some(4)
+    );
+    let missing = run_bounded(
+        Command::new(PINGER)
+            .arg("127.0.0.1")
+            .env("PATH", "/nonexistent"),
+        SWEEP_LIMIT,
+    );
+    assert_eq!(missing.status.code(), Some(4));
+    assert!(missing
+        .stderr_text()
+        .contains("apt-get install iputils-ping"));
+}
+
+#[test]
+fn netns_sweep_finds_exactly_the_up_hosts() {
+    let Some(ns) = NetNs::create("netns_sweep_finds_exactly_the_up_hosts", &[10, 77, 254]) else {
+        return;
+    };
+    let cidr = ns.cidr();
+    let mut cmd = ns.command(PINGER);
+    cmd.args([cidr.as_str(), "--json"]);
+    let done = run_bounded(&mut cmd, SWEEP_LIMIT);
+    assert_eq!(done.status.code(), Some(1), "{}", done.stderr_text());
+    let (up, down) = up_down(&done.stdout_text());
+    let want: BTreeSet<Ipv4Addr> = ns.up_hosts().iter().copied().collect();
+    assert_eq!(up, want);
+    assert_eq!(up.len() + down.len(), 254);
+    // Probes overlap: the wall time is about one timeout, not 250 of them.
+    assert!(done.elapsed < Duration::from_secs(10), "{:?}", done.elapsed);
+    let stderr = done.stderr_text();
+    assert!(
+        stderr.contains("254 addresses (4 up, 250 down)"),
+        "{stderr}"
+    );
+
+    let mut cmd = ns.command(PINGER);
+    cmd.args([cidr.as_str(), "-q", "--exit-zero-if-any-up"]);
+    assert_eq!(run_bounded(&mut cmd, SWEEP_LIMIT).status.code(), Some(0));
+}

@@ -1,0 +1,376 @@
+//! Conformance of task cancellation: C1–C3 (asyncio's test_tasks:
+//! `fut_waiter`, `must_cancel`, `cancelling`/`uncancel`, messages).
+// `async move { inner.await }` spells out "a task whose body awaits".
+#![allow(clippy::redundant_async_block)]
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use tulip::{Error, EventLoop, Future, Task};
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn log() -> Log {
+    Rc::new(RefCell::new(Vec::new()))
+}
+
+fn push(log: &Log, s: impl Into<String>) {
+    log.borrow_mut().push(s.into());
+}
+
+fn entries(log: &Log) -> Vec<String> {
+    log.borrow().clone()
+}
+
+#[track_caller]
+fn soon(lp: &EventLoop, f: impl FnOnce() + 'static) {
+    let _ = lp.call_soon(f).expect("call_soon");
+}
+
+/// Runs exactly one iteration on the running loop, with a zero poll
+/// timeout: `stop()` before `run_forever()` (L3). Tasks need the loop to be
+/// running (`sleep` looks it up), which a bare `run_once` does not provide.
+fn iterate(lp: &EventLoop) {
+    lp.stop();
+    lp.run_forever().unwrap();
+}
+
+/// Runs the loop until `task` is done (bounded by a 10 s guard timer).
+fn finish<T: 'static>(lp: &EventLoop, task: &Task<T>) {
+    let waiting = task.wait_done();
+    let lp1 = lp.clone();
+    // A panic in a callback goes to the exception handler, so the guard
+    // stops the loop instead, and run_until_complete reports it.
+    let guard = lp.call_later(10.0, move || lp1.stop()).unwrap();
+    let res = lp.run_until_complete(async move {
+        waiting.await;
+        Ok(())
+    });
+    guard.cancel();
+    res.expect("the task did not finish within 10 s");
+}
+
+// ===== C1 =====
+
+// conformance: C1
+#[test]
+fn cancelling_a_task_cancels_the_future_it_awaits() {
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let l = log();
+    let (f, l1) = (fut.clone(), l.clone());
+    let task = lp
+        .create_task(async move {
+            match f.await {
+                Ok(v) => push(&l1, format!("got {v}")),
+                Err(e) => {
+                    push(&l1, format!("await failed: cancelled={}", e.is_cancelled()));
+                    return Err(e);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    iterate(&lp); // suspended on fut
+    assert!(!fut.done());
+    assert!(task.cancel());
+    assert!(fut.cancelled(), "the fut_waiter was cancelled at once");
+    finish(&lp, &task);
+    assert_eq!(entries(&l), ["await failed: cancelled=true"]);
+    assert!(task.cancelled());
+    assert!(task.result().unwrap_err().is_cancelled());
+    assert!(!task.cancel(), "cancel on a done task returns false");
+}
+
+// conformance: C1
+#[test]
+fn a_task_that_catches_the_cancel_and_returns_is_not_cancelled() {
+    let lp = EventLoop::new().unwrap();
+    let task = lp
+        .create_task(async {
+            match tulip::sleep(10.0).await {
+                Err(e) if e.is_cancelled() => {
+                    // Clean-up may await again after catching.
+                    tulip::sleep(0.001).await?;
+                    Ok("caught")
+                }
+                other => other.map(|()| "slept"),
+            }
+        })
+        .unwrap();
+    iterate(&lp);
+    task.cancel();
+    finish(&lp, &task);
+    assert!(!task.cancelled());
+    assert_eq!(task.result().unwrap(), "caught");
+    assert_eq!(
+        task.cancelling(),
+        1,
+        "the request still counts until uncancel"
+    );
+    iterate(&lp); // pops the cancelled timers
+    assert_eq!(
+        lp.scheduled_timer_count(),
+        0,
+        "the 10 s timer went with the sleep"
+    );
+}
+
+// conformance: C1
+#[test]
+fn cancelling_a_task_that_awaits_a_task_cancels_the_inner_task() {
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let l1 = l.clone();
+    let inner = lp
+        .create_task(async move {
+            let r = tulip::sleep(10.0).await;
+            push(&l1, format!("inner cancelled={}", r.is_err()));
+            r.map(|()| 1)
+        })
+        .unwrap();
+    let i2 = inner.clone();
+    let outer = lp.create_task(async move { i2.await }).unwrap();
+    iterate(&lp);
+    outer.cancel();
+    finish(&lp, &outer);
+    assert!(inner.cancelled() && outer.cancelled());
+    assert_eq!(entries(&l), ["inner cancelled=true"]);
+}
+
+// conformance: C1
+#[test]
+fn an_inner_task_that_swallows_the_cancel_lets_the_outer_one_finish() {
+    // asyncio leaves fut_waiter set: the awaited task may ignore the cancel.
+    let lp = EventLoop::new().unwrap();
+    let inner = lp
+        .create_task(async {
+            let _ = tulip::sleep(10.0).await; // swallowed
+            Ok(7)
+        })
+        .unwrap();
+    let i2 = inner.clone();
+    let outer = lp.create_task(async move { i2.await }).unwrap();
+    iterate(&lp);
+    assert!(outer.cancel());
+    finish(&lp, &outer);
+    assert!(!inner.cancelled() && !outer.cancelled());
+    assert_eq!(outer.result().unwrap(), 7);
+}
+
+// ===== C2 =====
+
+// conformance: C2
+#[test]
+fn a_cancel_before_the_first_step_means_the_body_never_runs() {
+    let lp = EventLoop::new().unwrap();
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    let task = lp
+        .create_task(async move {
+            r.set(true);
+            Ok(())
+        })
+        .unwrap();
+    assert!(task.cancel_with("early"));
+    assert!(!task.done(), "delivered at the step, not inline");
+    iterate(&lp);
+    assert!(task.cancelled());
+    assert!(!ran.get(), "the body ran");
+    assert_eq!(task.result().unwrap_err().cancel_message(), Some("early"));
+}
+
+// conformance: C2
+#[test]
+fn a_task_that_cancels_itself_sees_cancelled_at_its_next_await() {
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let l1 = l.clone();
+    let task = lp
+        .create_task(async move {
+            let me = tulip::current_task().expect("inside a task");
+            assert!(me.cancel());
+            push(&l1, "still running after cancel()");
+            let r = tulip::sleep(0.01).await;
+            push(&l1, format!("sleep: {}", r.as_ref().unwrap_err()));
+            r
+        })
+        .unwrap();
+    finish(&lp, &task);
+    assert_eq!(
+        entries(&l),
+        ["still running after cancel()", "sleep: cancelled"]
+    );
+    assert!(task.cancelled());
+}
+
+// conformance: C2
+#[test]
+fn a_self_cancel_before_a_bare_yield_is_delivered_after_it() {
+    // sleep(0) has no fut_waiter: the must_cancel is thrown at the next step.
+    let lp = EventLoop::new().unwrap();
+    let task = lp
+        .create_task(async {
+            tulip::current_task().unwrap().cancel();
+            tulip::sleep(0.0).await?;
+            Ok("not cancelled")
+        })
+        .unwrap();
+    finish(&lp, &task);
+    assert!(task.cancelled());
+}
+
+// conformance: C2
+#[test]
+fn a_cancel_while_the_task_is_scheduled_is_delivered_at_its_await() {
+    // The awaited future completes, then the task is cancelled before its
+    // step runs: the future can't be cancelled any more, so must_cancel is
+    // set and the resumed await raises Cancelled.
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let f = fut.clone();
+    let task = lp.create_task(async move { f.await }).unwrap();
+    iterate(&lp);
+    let (f2, t2) = (fut.clone(), task.clone());
+    soon(&lp, move || {
+        f2.set_result(1).unwrap();
+        assert!(t2.cancel());
+    });
+    finish(&lp, &task);
+    assert!(task.cancelled(), "{:?}", task.result());
+}
+
+// conformance: C2
+#[test]
+fn a_cancel_requested_right_before_the_body_returns_cancels_the_task() {
+    // asyncio: "Task is cancelled right before coro stops".
+    let lp = EventLoop::new().unwrap();
+    let task = lp
+        .create_task(async {
+            tulip::current_task().unwrap().cancel();
+            Ok(1)
+        })
+        .unwrap();
+    finish(&lp, &task);
+    assert!(task.cancelled());
+}
+
+// ===== C3 =====
+
+// conformance: C3
+#[test]
+fn cancelling_counts_requests_and_uncancel_takes_them_back() {
+    let lp = EventLoop::new().unwrap();
+    let task = lp
+        .create_task(async {
+            let _ = tulip::sleep(10.0).await;
+            let _ = tulip::sleep(10.0).await;
+            Ok(())
+        })
+        .unwrap();
+    iterate(&lp);
+    assert_eq!(task.cancelling(), 0);
+    task.cancel();
+    task.cancel();
+    assert_eq!(task.cancelling(), 2);
+    assert_eq!(task.uncancel(), 1);
+    assert_eq!(task.cancelling(), 1);
+    assert_eq!(task.uncancel(), 0);
+    assert_eq!(task.uncancel(), 0, "never below zero");
+    iterate(&lp); // the first sleep swallowed its cancel; now on the second
+    assert!(!task.done());
+    task.cancel();
+    assert_eq!(task.cancelling(), 1);
+    finish(&lp, &task);
+    assert!(!task.cancelled(), "both sleeps swallowed their cancel");
+}
+
+// conformance: C3
+#[test]
+fn uncancel_to_zero_clears_a_pending_must_cancel() {
+    let lp = EventLoop::new().unwrap();
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    let task = lp
+        .create_task(async move {
+            r.set(true);
+            Ok(3)
+        })
+        .unwrap();
+    task.cancel(); // must_cancel: not started yet
+    assert_eq!(task.uncancel(), 0);
+    finish(&lp, &task);
+    assert!(ran.get());
+    assert_eq!(task.result().unwrap(), 3);
+
+    // Not at zero: the cancel stays.
+    let task = lp.create_task(async { Ok(4) }).unwrap();
+    task.cancel();
+    task.cancel();
+    assert_eq!(task.uncancel(), 1);
+    finish(&lp, &task);
+    assert!(task.cancelled());
+}
+
+// conformance: C3
+#[test]
+fn cancel_carries_its_message_to_the_cancelled_error() {
+    let lp = EventLoop::new().unwrap();
+    // Through the fut_waiter.
+    let seen = Rc::new(RefCell::new(None));
+    let s = seen.clone();
+    let task = lp
+        .create_task(async move {
+            let r = tulip::sleep(10.0).await;
+            *s.borrow_mut() = r
+                .as_ref()
+                .err()
+                .and_then(|e| e.cancel_message().map(String::from));
+            r
+        })
+        .unwrap();
+    iterate(&lp);
+    task.cancel_with("shutting down");
+    finish(&lp, &task);
+    assert_eq!(seen.borrow().as_deref(), Some("shutting down"));
+    let err = task.result().unwrap_err();
+    assert!(matches!(&err, Error::Cancelled(Some(m)) if &**m == "shutting down"));
+
+    // Through must_cancel (the task is scheduled, no fut_waiter).
+    let s = seen.clone();
+    let task = lp
+        .create_task(async move {
+            let r = tulip::sleep(0.0).await;
+            *s.borrow_mut() = r
+                .as_ref()
+                .err()
+                .and_then(|e| e.cancel_message().map(String::from));
+            r
+        })
+        .unwrap();
+    iterate(&lp); // the task yielded and is scheduled again
+    task.cancel_with("second");
+    finish(&lp, &task);
+    assert_eq!(seen.borrow().as_deref(), Some("second"));
+    assert_eq!(task.result().unwrap_err().cancel_message(), Some("second"));
+}
+
+// conformance: C3
+#[test]
+fn a_task_ref_cancels_and_counts_like_the_task() {
+    let lp = EventLoop::new().unwrap();
+    let task = lp
+        .create_task(async {
+            tulip::sleep(10.0).await?;
+            Ok(())
+        })
+        .unwrap();
+    iterate(&lp);
+    let r = task.as_ref();
+    assert!(r.cancel_with("via ref"));
+    assert_eq!(task.cancelling(), 1);
+    assert_eq!(r.cancelling(), 1);
+    finish(&lp, &task);
+    assert!(r.cancelled() && r.done());
+    assert_eq!(task.result().unwrap_err().cancel_message(), Some("via ref"));
+}

@@ -1,0 +1,329 @@
+//! Conformance of futures: F1–F4 (asyncio's test_futures).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use tulip::{Error, EventLoop, ExceptionContext, Future};
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn log() -> Log {
+    Rc::new(RefCell::new(Vec::new()))
+}
+
+fn push(log: &Log, s: impl Into<String>) {
+    log.borrow_mut().push(s.into());
+}
+
+fn entries(log: &Log) -> Vec<String> {
+    log.borrow().clone()
+}
+
+#[track_caller]
+fn soon(lp: &EventLoop, f: impl FnOnce() + 'static) {
+    let _ = lp.call_soon(f).expect("call_soon");
+}
+
+fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
+        r.borrow_mut().push(ctx.clone())
+    }));
+    reports
+}
+
+// ===== F1 =====
+
+// conformance: F1
+#[test]
+fn a_result_is_set_once() {
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    assert!(!fut.done());
+    fut.set_result(1).unwrap();
+    assert!(fut.done());
+    assert!(matches!(fut.set_result(2), Err(Error::InvalidState(_))));
+    assert!(matches!(
+        fut.set_exception(Error::msg("late")),
+        Err(Error::InvalidState(_))
+    ));
+    assert_eq!(fut.result().unwrap(), 1, "the first result stays");
+    assert!(fut.exception().unwrap().is_none());
+
+    let failed: Future<u32> = lp.create_future();
+    failed.set_exception(Error::msg("first")).unwrap();
+    assert!(matches!(failed.set_result(3), Err(Error::InvalidState(_))));
+    assert_eq!(failed.result().unwrap_err().to_string(), "first");
+}
+
+// conformance: F1
+#[test]
+fn result_and_exception_of_a_pending_future_are_invalid_state() {
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    assert!(matches!(fut.result(), Err(Error::InvalidState(_))));
+    assert!(matches!(fut.exception(), Err(Error::InvalidState(_))));
+}
+
+// conformance: F1
+#[test]
+fn cancel_on_a_done_future_returns_false() {
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    fut.set_result(1).unwrap();
+    assert!(!fut.cancel());
+    assert!(!fut.cancelled());
+    assert_eq!(fut.result().unwrap(), 1);
+
+    let fut: Future<u32> = lp.create_future();
+    assert!(fut.cancel_with(Some("why")));
+    assert!(fut.cancelled() && fut.done());
+    assert!(!fut.cancel(), "cancelling twice");
+    assert!(matches!(fut.set_result(1), Err(Error::InvalidState(_))));
+    let err = fut.result().unwrap_err();
+    assert_eq!(err.cancel_message(), Some("why"));
+    assert!(fut.exception().unwrap_err().is_cancelled());
+}
+
+// conformance: F1
+#[test]
+fn cancelled_cannot_be_set_as_an_error() {
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    assert!(fut.set_exception(Error::cancelled()).is_err());
+    assert!(!fut.done());
+}
+
+// ===== F2 =====
+
+// conformance: F2
+#[test]
+fn done_callbacks_are_scheduled_in_order_never_called_inline() {
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let l = log();
+    for name in ["a", "b", "c"] {
+        let l = l.clone();
+        fut.add_done_callback(move |f| push(&l, format!("{name}={}", f.result().unwrap())));
+    }
+    fut.set_result(7).unwrap();
+    assert!(entries(&l).is_empty(), "called inline by set_result");
+    assert_eq!(lp.ready_count(), 3, "one call_soon per callback");
+    lp.run_once().unwrap();
+    assert_eq!(entries(&l), ["a=7", "b=7", "c=7"]);
+}
+
+// conformance: F2
+#[test]
+fn done_callbacks_run_after_callbacks_scheduled_before_the_result() {
+    // They go through call_soon, so they queue behind what is already ready.
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let l = log();
+    let l1 = l.clone();
+    fut.add_done_callback(move |_| push(&l1, "done callback"));
+    let l2 = l.clone();
+    soon(&lp, move || push(&l2, "earlier call_soon"));
+    fut.set_result(1).unwrap();
+    lp.run_once().unwrap();
+    assert_eq!(entries(&l), ["earlier call_soon", "done callback"]);
+}
+
+// conformance: F2
+#[test]
+fn a_callback_added_to_a_done_future_is_scheduled_too() {
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    fut.cancel();
+    let l = log();
+    let l1 = l.clone();
+    fut.add_done_callback(move |f| push(&l1, format!("cancelled={}", f.cancelled())));
+    assert!(entries(&l).is_empty(), "called inline by add_done_callback");
+    lp.run_once().unwrap();
+    assert_eq!(entries(&l), ["cancelled=true"]);
+}
+
+// conformance: F2
+#[test]
+fn remove_done_callback_returns_how_many_it_removed() {
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let l = log();
+    let ids: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|name| {
+            let l = l.clone();
+            fut.add_done_callback(move |_| push(&l, name))
+        })
+        .collect();
+    assert_eq!(fut.remove_done_callback(ids[1]), 1);
+    assert_eq!(fut.remove_done_callback(ids[1]), 0);
+    fut.set_result(0).unwrap();
+    lp.run_once().unwrap();
+    assert_eq!(entries(&l), ["a", "c"]);
+    // On a done future there is nothing left to remove.
+    assert_eq!(fut.remove_done_callback(ids[0]), 0);
+}
+
+// conformance: F2
+#[test]
+fn a_task_wakes_in_order_with_the_done_callbacks() {
+    // A task awaiting the future is woken through the same list, so it
+    // resumes in its registration order among the callbacks.
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let l = log();
+    let l1 = l.clone();
+    fut.add_done_callback(move |_| push(&l1, "before"));
+    let (f2, l2) = (fut.clone(), l.clone());
+    let task = lp
+        .create_task(async move {
+            let v = f2.await?;
+            push(&l2, format!("task got {v}"));
+            Ok(())
+        })
+        .unwrap();
+    let (l3, f3, lp1) = (l.clone(), fut.clone(), lp.clone());
+    // On the running loop (a wake from off the loop takes the thread-safe
+    // path, an iteration later): the task suspends in iteration 1, the
+    // result is set in iteration 2, everything runs in iteration 3.
+    soon(&lp, move || {
+        f3.add_done_callback(move |_| push(&l3, "after"));
+        let lp2 = lp1.clone();
+        soon(&lp1, move || {
+            f3.set_result(9).unwrap();
+            let lp3 = lp2.clone();
+            soon(&lp2, move || lp3.stop());
+        });
+    });
+    lp.run_forever().unwrap();
+    assert_eq!(entries(&l), ["before", "task got 9", "after"]);
+    assert!(task.done());
+}
+
+// ===== F3 =====
+
+// conformance: F3
+#[test]
+fn an_unretrieved_error_is_reported_when_the_future_is_dropped() {
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let fut: Future<u32> = lp.create_future();
+    fut.set_exception(Error::msg("lost")).unwrap();
+    drop(fut);
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].message, "Future exception was never retrieved");
+    assert_eq!(reports[0].error.as_ref().unwrap().to_string(), "lost");
+    assert!(reports[0].future.is_some());
+}
+
+// conformance: F3
+#[test]
+fn a_retrieved_error_or_a_cancellation_is_not_reported() {
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+
+    let by_exception: Future<u32> = lp.create_future();
+    by_exception.set_exception(Error::msg("seen")).unwrap();
+    assert!(by_exception.exception().unwrap().is_some());
+    drop(by_exception);
+
+    let by_result: Future<u32> = lp.create_future();
+    by_result.set_exception(Error::msg("seen")).unwrap();
+    assert!(by_result.result().is_err());
+    drop(by_result);
+
+    let by_await: Future<u32> = lp.create_future();
+    by_await.set_exception(Error::msg("seen")).unwrap();
+    let f = by_await.clone();
+    assert!(lp.run_until_complete(f).is_err());
+    drop(by_await);
+
+    let cancelled: Future<u32> = lp.create_future();
+    cancelled.cancel();
+    drop(cancelled);
+
+    let finished: Future<u32> = lp.create_future();
+    finished.set_result(1).unwrap();
+    drop(finished);
+
+    let pending: Future<u32> = lp.create_future();
+    drop(pending);
+
+    assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
+}
+
+// conformance: F3
+#[test]
+fn the_report_waits_for_the_last_reference() {
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let fut: Future<u32> = lp.create_future();
+    let other = fut.clone();
+    fut.set_exception(Error::msg("lost")).unwrap();
+    drop(fut);
+    assert!(reports.borrow().is_empty());
+    drop(other);
+    assert_eq!(reports.borrow().len(), 1);
+}
+
+// ===== F4 =====
+
+// conformance: F4
+#[test]
+fn awaiting_a_done_future_does_not_suspend() {
+    // The task schedules a marker callback, then awaits a done future: had
+    // it suspended, the marker would run before it resumes.
+    let lp = EventLoop::new().unwrap();
+    let done: Future<&str> = lp.create_future();
+    done.set_result("ready").unwrap();
+    let marker = Rc::new(Cell::new(false));
+    let (m, lp1) = (marker.clone(), lp.clone());
+    let out = lp
+        .run_until_complete(async move {
+            let m2 = m.clone();
+            soon(&lp1, move || m2.set(true));
+            let v = done.clone().await?;
+            let v2 = done.await?; // twice: same result
+            assert!(!m.get(), "the await suspended");
+            Ok((v, v2))
+        })
+        .unwrap();
+    assert_eq!(out, ("ready", "ready"));
+}
+
+// conformance: F4
+#[test]
+fn awaiting_a_done_task_does_not_suspend() {
+    let lp = EventLoop::new().unwrap();
+    let marker = Rc::new(Cell::new(false));
+    let (m, lp1) = (marker.clone(), lp.clone());
+    let out = lp
+        .run_until_complete(async move {
+            let inner = lp1.create_task(async { Ok(5) })?;
+            tulip::sleep(0.0).await?; // the inner task runs and finishes
+            tulip::sleep(0.0).await?;
+            assert!(inner.done());
+            let m2 = m.clone();
+            soon(&lp1, move || m2.set(true));
+            let v = inner.await?;
+            assert!(!m.get(), "the await suspended");
+            Ok(v)
+        })
+        .unwrap();
+    assert_eq!(out, 5);
+}
+
+// conformance: F4
+#[test]
+fn awaiting_a_pending_future_suspends_until_it_is_done() {
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let setter = fut.clone();
+    let _ = lp
+        .call_later(0.01, move || setter.set_result(11).unwrap())
+        .unwrap();
+    assert_eq!(lp.run_until_complete(fut).unwrap(), 11);
+}

@@ -1,0 +1,742 @@
+//! Conformance of the loop itself: L1–L8 (asyncio's test_base_events and
+//! test_events). Iterations are counted by calling `run_once` by hand, so
+//! each test says exactly which iteration a callback ran in.
+
+use std::cell::{Cell, RefCell};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tulip::{Error, EventLoop, ExceptionContext};
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn log() -> Log {
+    Rc::new(RefCell::new(Vec::new()))
+}
+
+fn push(log: &Log, s: impl Into<String>) {
+    log.borrow_mut().push(s.into());
+}
+
+fn entries(log: &Log) -> Vec<String> {
+    log.borrow().clone()
+}
+
+/// `call_soon` whose handle we don't need.
+#[track_caller]
+fn soon(lp: &EventLoop, f: impl FnOnce() + 'static) {
+    let _ = lp.call_soon(f).expect("call_soon");
+}
+
+/// Captures every report the exception handler receives.
+fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
+        r.borrow_mut().push(ctx.clone())
+    }));
+    reports
+}
+
+// ===== L1 =====
+
+// conformance: L1
+#[test]
+fn call_soon_runs_callbacks_in_fifo_order() {
+    let lp = EventLoop::new().unwrap();
+    let order = Rc::new(RefCell::new(Vec::new()));
+    for i in 0..1000 {
+        let order = order.clone();
+        soon(&lp, move || order.borrow_mut().push(i));
+    }
+    lp.run_once().unwrap();
+    assert_eq!(*order.borrow(), (0..1000).collect::<Vec<_>>());
+}
+
+// conformance: L1
+#[test]
+fn call_soon_keeps_fifo_order_across_callbacks_and_tasks() {
+    // A task's first step is a call_soon too: it takes its place in line.
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let (a, b, c) = (l.clone(), l.clone(), l.clone());
+    soon(&lp, move || push(&a, "cb1"));
+    let _t = lp
+        .create_task(async move {
+            push(&b, "task");
+            Ok(())
+        })
+        .unwrap();
+    soon(&lp, move || push(&c, "cb2"));
+    lp.run_once().unwrap();
+    assert_eq!(entries(&l), ["cb1", "task", "cb2"]);
+}
+
+// ===== L2 =====
+
+// conformance: L2
+#[test]
+fn callback_scheduled_during_an_iteration_runs_in_the_next_one() {
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let (l1, lp1) = (l.clone(), lp.clone());
+    soon(&lp, move || {
+        push(&l1, "a");
+        let l2 = l1.clone();
+        let lp2 = lp1.clone();
+        soon(&lp1, move || {
+            push(&l2, "b");
+            let l3 = l2.clone();
+            soon(&lp2, move || push(&l3, "c"));
+        });
+    });
+    let l4 = l.clone();
+    soon(&lp, move || push(&l4, "a2"));
+
+    lp.run_once().unwrap();
+    assert_eq!(
+        entries(&l),
+        ["a", "a2"],
+        "iteration 1 runs only what was ready"
+    );
+    lp.run_once().unwrap();
+    assert_eq!(entries(&l), ["a", "a2", "b"], "iteration 2");
+    lp.run_once().unwrap();
+    assert_eq!(entries(&l), ["a", "a2", "b", "c"], "iteration 3");
+    assert_eq!(lp.ready_count(), 0);
+}
+
+// conformance: L2
+#[test]
+fn a_self_rescheduling_callback_runs_once_per_iteration() {
+    fn again(lp: EventLoop, n: Rc<Cell<u32>>) {
+        n.set(n.get() + 1);
+        let lp2 = lp.clone();
+        soon(&lp, move || again(lp2, n));
+    }
+    let lp = EventLoop::new().unwrap();
+    let n = Rc::new(Cell::new(0));
+    let (lp2, n2) = (lp.clone(), n.clone());
+    soon(&lp, move || again(lp2, n2));
+    for i in 1..=100 {
+        lp.run_once().unwrap();
+        assert_eq!(n.get(), i);
+    }
+}
+
+// ===== L3 =====
+
+// conformance: L3
+#[test]
+fn stop_lets_the_current_iteration_finish() {
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let (l1, lp1) = (l.clone(), lp.clone());
+    soon(&lp, move || {
+        push(&l1, "stopper");
+        lp1.stop();
+        let l = l1.clone();
+        // Scheduled during the last iteration: does not run in this run.
+        soon(&lp1, move || push(&l, "next run"));
+    });
+    let l2 = l.clone();
+    soon(&lp, move || push(&l2, "after stop, same iteration"));
+    lp.run_forever().unwrap();
+    assert_eq!(entries(&l), ["stopper", "after stop, same iteration"]);
+    assert!(!lp.is_running());
+    // The callback left behind runs in the next run.
+    let lp3 = lp.clone();
+    soon(&lp, move || lp3.stop());
+    lp.run_forever().unwrap();
+    assert_eq!(
+        entries(&l),
+        ["stopper", "after stop, same iteration", "next run"]
+    );
+}
+
+// conformance: L3
+#[test]
+fn stop_before_run_forever_gives_one_iteration_with_a_zero_timeout() {
+    fn again(lp: EventLoop, n: Rc<Cell<u32>>) {
+        n.set(n.get() + 1);
+        let lp2 = lp.clone();
+        soon(&lp, move || again(lp2, n));
+    }
+    let lp = EventLoop::new().unwrap();
+    // A far timer: a run that blocked in poll would wait for it.
+    let far = lp.call_later(30.0, || panic!("must not fire")).unwrap();
+    let n = Rc::new(Cell::new(0));
+    let (lp2, n2) = (lp.clone(), n.clone());
+    soon(&lp, move || again(lp2, n2));
+    // Nothing ready at all would make the poll block: stop must make it zero.
+    lp.stop();
+    let t0 = Instant::now();
+    lp.run_forever().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "the poll blocked");
+    assert_eq!(n.get(), 1, "exactly one iteration");
+
+    // With nothing ready, stop() still gives a zero-timeout poll.
+    let lp = EventLoop::new().unwrap();
+    let _far = lp.call_later(30.0, || panic!("must not fire")).unwrap();
+    lp.stop();
+    let t0 = Instant::now();
+    lp.run_forever().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "the poll blocked");
+    far.cancel();
+}
+
+// conformance: L3
+#[test]
+fn stop_flag_is_cleared_when_run_forever_returns() {
+    let lp = EventLoop::new().unwrap();
+    lp.stop();
+    lp.run_forever().unwrap();
+    // A second run goes on until it is stopped again: three iterations here.
+    let l = log();
+    let (l1, lp1) = (l.clone(), lp.clone());
+    soon(&lp, move || {
+        push(&l1, "1");
+        let (l2, lp2) = (l1.clone(), lp1.clone());
+        soon(&lp1, move || {
+            push(&l2, "2");
+            let (l3, lp3) = (l2.clone(), lp2.clone());
+            soon(&lp2, move || {
+                push(&l3, "3");
+                lp3.stop();
+            });
+        });
+    });
+    lp.run_forever().unwrap();
+    assert_eq!(entries(&l), ["1", "2", "3"]);
+}
+
+// ===== L4 =====
+
+// conformance: L4
+#[test]
+fn running_a_running_loop_again_is_an_error() {
+    let lp = EventLoop::new().unwrap();
+    let errs = log();
+    let (lp1, e1) = (lp.clone(), errs.clone());
+    soon(&lp, move || {
+        let r = lp1.run_forever();
+        push(&e1, format!("run_forever: {}", r.unwrap_err()));
+        let r = lp1.run_until_complete(async { Ok(()) });
+        push(&e1, format!("run_until_complete: {}", r.unwrap_err()));
+        lp1.stop();
+    });
+    lp.run_forever().unwrap();
+    let errs = entries(&errs);
+    assert_eq!(errs.len(), 2);
+    for e in &errs {
+        assert!(e.contains("already running"), "{e}");
+    }
+    // Nothing was left behind by the refused call.
+    assert!(lp.all_tasks().is_empty());
+}
+
+// conformance: L4
+#[test]
+fn running_a_second_loop_inside_a_running_loop_is_an_error() {
+    let lp = EventLoop::new().unwrap();
+    let other = EventLoop::new().unwrap();
+    let errs = log();
+    let (lp1, e1, other1) = (lp.clone(), errs.clone(), other.clone());
+    soon(&lp, move || {
+        let r = other1.run_forever();
+        push(&e1, format!("{}", r.unwrap_err()));
+        let r = other1.run_until_complete(async { Ok(()) });
+        push(&e1, format!("{}", r.unwrap_err()));
+        lp1.stop();
+    });
+    lp.run_forever().unwrap();
+    let errs = entries(&errs);
+    assert_eq!(errs.len(), 2);
+    for e in &errs {
+        assert!(e.contains("another loop is running"), "{e}");
+    }
+    // The refused run_until_complete created no task on the other loop.
+    assert!(other.all_tasks().is_empty(), "a task was left behind");
+    assert_eq!(other.ready_count(), 0);
+}
+
+// conformance: L4
+#[test]
+fn loop_stopped_before_the_future_completed_is_reported() {
+    let lp = EventLoop::new().unwrap();
+    let lp1 = lp.clone();
+    soon(&lp, move || lp1.stop());
+    let err = lp
+        .run_until_complete(async {
+            tulip::sleep(10.0).await?;
+            Ok(1)
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Runtime(m) if m.contains("stopped before future completed")),
+        "{err:?}"
+    );
+    assert!(!lp.is_running());
+}
+
+// conformance: L4
+#[test]
+fn run_until_complete_returns_the_result_or_the_error() {
+    let lp = EventLoop::new().unwrap();
+    assert_eq!(lp.run_until_complete(async { Ok(5) }).unwrap(), 5);
+    let err = lp
+        .run_until_complete(async { Err::<(), _>(Error::msg("boom")) })
+        .unwrap_err();
+    assert_eq!(err.to_string(), "boom");
+    // And the loop can be run again.
+    assert_eq!(
+        lp.run_until_complete(async { Ok("again") }).unwrap(),
+        "again"
+    );
+}
+
+// ===== L5 =====
+
+// conformance: L5
+#[test]
+fn every_scheduling_call_fails_after_close() {
+    let lp = EventLoop::new().unwrap();
+    let handle = lp.handle();
+    lp.close().unwrap();
+    assert!(lp.is_closed());
+    let (a, b) = UnixStream::pair().unwrap();
+    let fd = a.as_raw_fd();
+    assert!(matches!(lp.call_soon(|| ()), Err(Error::Closed)));
+    assert!(matches!(lp.call_later(0.1, || ()), Err(Error::Closed)));
+    assert!(matches!(lp.call_at(lp.time(), || ()), Err(Error::Closed)));
+    assert!(matches!(lp.add_reader(fd, || ()), Err(Error::Closed)));
+    assert!(matches!(lp.add_writer(fd, || ()), Err(Error::Closed)));
+    assert!(matches!(lp.remove_reader(fd), Err(Error::Closed)));
+    assert!(matches!(lp.remove_writer(fd), Err(Error::Closed)));
+    assert!(matches!(
+        lp.create_task(async { Ok(()) }),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(lp.run_forever(), Err(Error::Closed)));
+    assert!(matches!(
+        lp.run_until_complete(async { Ok(()) }),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(
+        handle.call_soon_threadsafe(|| ()),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(handle.stop(), Err(Error::Closed)));
+    assert!(handle.is_closed());
+    // Closing twice is a no-op.
+    lp.close().unwrap();
+    drop((a, b));
+}
+
+// conformance: L5
+#[test]
+fn close_drops_pending_callbacks_and_timers() {
+    let lp = EventLoop::new().unwrap();
+    let ran = Rc::new(Cell::new(false));
+    let (r1, r2) = (ran.clone(), ran.clone());
+    soon(&lp, move || r1.set(true));
+    let timer = lp.call_later(0.0, move || r2.set(true)).unwrap();
+    lp.close().unwrap();
+    assert_eq!(lp.ready_count(), 0);
+    assert_eq!(lp.scheduled_timer_count(), 0);
+    assert!(!ran.get());
+    drop(timer);
+    // One strong reference left: the closures were dropped with the queues.
+    assert_eq!(Rc::strong_count(&ran), 1);
+}
+
+// conformance: L5
+#[test]
+fn close_on_a_running_loop_is_an_error() {
+    let lp = EventLoop::new().unwrap();
+    let res = Rc::new(RefCell::new(None));
+    let (lp1, r1) = (lp.clone(), res.clone());
+    soon(&lp, move || {
+        *r1.borrow_mut() = Some(lp1.close());
+        lp1.stop();
+    });
+    lp.run_forever().unwrap();
+    let r = res.borrow_mut().take().unwrap();
+    assert!(
+        matches!(&r, Err(Error::Runtime(m)) if m.contains("running")),
+        "{r:?}"
+    );
+    assert!(!lp.is_closed());
+    lp.close().unwrap();
+}
+
+// ===== L6 =====
+
+// conformance: L6
+#[test]
+fn a_panicking_callback_goes_to_the_exception_handler_and_the_loop_runs_on() {
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let l = log();
+    soon(&lp, || panic!("kaboom"));
+    let (l1, lp1) = (l.clone(), lp.clone());
+    soon(&lp, move || {
+        push(&l1, "same iteration");
+        let l2 = l1.clone();
+        let lp2 = lp1.clone();
+        soon(&lp1, move || {
+            push(&l2, "next iteration");
+            lp2.stop();
+        });
+    });
+    lp.run_forever().unwrap();
+    assert_eq!(entries(&l), ["same iteration", "next iteration"]);
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1);
+    let ctx = &reports[0];
+    assert!(
+        ctx.message.starts_with("Exception in callback"),
+        "{}",
+        ctx.message
+    );
+    assert!(
+        matches!(&ctx.error, Some(Error::Panic(m)) if &**m == "kaboom"),
+        "{:?}",
+        ctx.error
+    );
+    let handle = ctx.handle.as_deref().expect("the handle is described");
+    assert!(
+        handle.contains("loop_core.rs"),
+        "names where it was created: {handle}"
+    );
+}
+
+// conformance: L6
+#[test]
+fn the_default_handler_reports_message_error_and_handle() {
+    // The default handler prints the context's Display to stderr.
+    let ctx = ExceptionContext {
+        message: "Exception in callback f".into(),
+        error: Some(Error::msg("bad thing")),
+        handle: Some("<Handle f created at x.rs:1>".into()),
+        task: Some("<Task failed name='t'>".into()),
+        future: Some("<Future failed>".into()),
+    };
+    let text = ctx.to_string();
+    for part in [
+        "Exception in callback f",
+        "handle: <Handle f created at x.rs:1>",
+        "task: <Task failed name='t'>",
+        "future: <Future failed>",
+        "error: bad thing",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from {text:?}");
+    }
+    // And a loop with the default handler survives a panicking callback.
+    let lp = EventLoop::new().unwrap();
+    soon(&lp, || panic!("reported on stderr"));
+    let lp1 = lp.clone();
+    soon(&lp, move || lp1.stop());
+    lp.run_forever().unwrap();
+}
+
+// conformance: L6
+#[test]
+fn a_panicking_exception_handler_falls_back_to_the_default_one() {
+    let lp = EventLoop::new().unwrap();
+    let called = Rc::new(Cell::new(0));
+    let c = called.clone();
+    lp.set_exception_handler(Some(move |_: &EventLoop, _: &ExceptionContext| {
+        c.set(c.get() + 1);
+        panic!("the handler itself fails");
+    }));
+    soon(&lp, || panic!("first"));
+    let lp1 = lp.clone();
+    soon(&lp, move || lp1.stop());
+    lp.run_forever().unwrap();
+    assert_eq!(called.get(), 1);
+}
+
+// ===== L7 =====
+
+// conformance: L7
+#[test]
+fn interrupt_ends_run_forever_and_leaves_the_loop_reusable() {
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let (l1, lp1) = (l.clone(), lp.clone());
+    soon(&lp, move || {
+        push(&l1, "before");
+        // A stop requested in the same iteration must not leak into the next run.
+        lp1.stop();
+        tulip::interrupt();
+    });
+    let l2 = l.clone();
+    soon(&lp, move || push(&l2, "left in the queue"));
+    let err = lp.run_forever().unwrap_err();
+    assert!(matches!(err, Error::Interrupted), "{err:?}");
+    assert!(!lp.is_running());
+    assert!(tulip::try_running_loop().is_none());
+    assert_eq!(entries(&l), ["before"]);
+
+    // No stale stop flag: this run takes three iterations.
+    let (l3, lp3) = (l.clone(), lp.clone());
+    soon(&lp, move || {
+        push(&l3, "1");
+        let (l4, lp4) = (l3.clone(), lp3.clone());
+        soon(&lp3, move || {
+            push(&l4, "2");
+            let lp5 = lp4.clone();
+            soon(&lp4, move || lp5.stop());
+        });
+    });
+    lp.run_forever().unwrap();
+    assert_eq!(entries(&l), ["before", "left in the queue", "1", "2"]);
+    assert_eq!(lp.run_until_complete(async { Ok(3) }).unwrap(), 3);
+}
+
+// conformance: L7
+#[test]
+fn interrupt_in_a_task_ends_run_until_complete_and_the_loop_runs_again() {
+    let lp = EventLoop::new().unwrap();
+    let err = lp
+        .run_until_complete::<(), _>(async {
+            tulip::sleep(0.0).await?;
+            tulip::interrupt()
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Interrupted), "{err:?}");
+    assert!(!lp.is_running());
+    let out = lp
+        .run_until_complete(async {
+            tulip::sleep(0.001).await?;
+            Ok("fine")
+        })
+        .unwrap();
+    assert_eq!(out, "fine");
+}
+
+// conformance: L7
+#[test]
+fn interrupt_after_the_future_finished_leaves_no_stale_stop() {
+    // The task finishes and schedules run_until_complete's stop callback
+    // behind an interrupting callback: the interrupt ends the run first, and
+    // the stale stop callback must not end the next run.
+    let lp = EventLoop::new().unwrap();
+    let lp1 = lp.clone();
+    let err = lp
+        .run_until_complete(async move {
+            soon(&lp1, || tulip::interrupt());
+            Ok(1)
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Interrupted), "{err:?}");
+    let out = lp
+        .run_until_complete(async {
+            tulip::sleep(0.001).await?;
+            tulip::sleep(0.0).await?;
+            Ok(2)
+        })
+        .unwrap();
+    assert_eq!(out, 2);
+}
+
+// ===== L8 =====
+
+fn nonblocking_pair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    b.set_nonblocking(true).unwrap();
+    (a, b)
+}
+
+// conformance: L8
+#[test]
+fn a_reader_drains_its_socket_until_would_block() {
+    let lp = EventLoop::new().unwrap();
+    let (mut tx, rx) = nonblocking_pair();
+    let rx = Rc::new(rx);
+    let got = Rc::new(RefCell::new(Vec::<u8>::new()));
+    let calls = Rc::new(Cell::new(0));
+    let reader = {
+        let (rx, got, calls, lp) = (rx.clone(), got.clone(), calls.clone(), lp.clone());
+        move || {
+            calls.set(calls.get() + 1);
+            let mut buf = [0u8; 7];
+            loop {
+                match (&*rx).read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => got.borrow_mut().extend_from_slice(&buf[..n]),
+                    // Spurious readiness is fine: nothing to read, come back later.
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+            if got.borrow().len() >= 3000 {
+                lp.stop();
+            }
+        }
+    };
+    lp.add_reader(rx.as_raw_fd(), reader.clone()).unwrap();
+    // A spurious call before any data arrived must not block or fail.
+    soon(&lp, reader.clone());
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let p = payload.clone();
+    let writer = std::thread::spawn(move || {
+        for chunk in p.chunks(1000) {
+            let mut off = 0;
+            while off < chunk.len() {
+                match tx.write(&chunk[off..]) {
+                    Ok(n) => off += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(1))
+                    }
+                    Err(e) => panic!("write: {e}"),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        tx
+    });
+    let guard = lp
+        .call_later(10.0, || panic!("the reader never saw all the data"))
+        .unwrap();
+    lp.run_forever().unwrap();
+    guard.cancel();
+    let _tx = writer.join().unwrap();
+    assert_eq!(*got.borrow(), payload);
+    assert!(calls.get() >= 2);
+    assert!(lp.remove_reader(rx.as_raw_fd()).unwrap());
+    assert!(!lp.remove_reader(rx.as_raw_fd()).unwrap());
+}
+
+// conformance: L8
+#[test]
+fn a_reader_that_does_not_drain_is_called_again_next_iteration() {
+    // asyncio's selector is level-triggered: the reader runs on every
+    // iteration while its fd stays readable.
+    let lp = EventLoop::new().unwrap();
+    let (mut tx, rx) = nonblocking_pair();
+    let rx = Rc::new(rx);
+    let reads = Rc::new(RefCell::new(Vec::new()));
+    let calls = Rc::new(Cell::new(0));
+    {
+        let (rx, reads, calls) = (rx.clone(), reads.clone(), calls.clone());
+        lp.add_reader(rx.as_raw_fd(), move || {
+            let mut one = [0u8; 1];
+            // Spurious calls (WouldBlock) would be tolerated, but show up in `calls`.
+            calls.set(calls.get() + 1);
+            if let Ok(1) = (&*rx).read(&mut one) {
+                reads.borrow_mut().push(one[0]);
+            }
+        })
+        .unwrap();
+    }
+    tx.write_all(b"abcde").unwrap();
+    // A far guard timer: a run_once that waited for it would take 20 s.
+    let guard = lp.call_later(20.0, || ()).unwrap();
+    for i in 1..=5 {
+        let t0 = Instant::now();
+        lp.run_once().unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "iteration {i} blocked"
+        );
+        assert_eq!(reads.borrow().len(), i, "one read per iteration");
+    }
+    assert_eq!(*reads.borrow(), b"abcde");
+    // Drained: the next iteration does not call the reader.
+    guard.cancel();
+    let fired = Rc::new(Cell::new(false));
+    let f = fired.clone();
+    let _t = lp.call_later(0.03, move || f.set(true)).unwrap();
+    while !fired.get() {
+        lp.run_once().unwrap();
+    }
+    assert_eq!(reads.borrow().len(), 5);
+    assert_eq!(calls.get(), 5, "not called once drained");
+}
+
+// conformance: L8
+#[test]
+fn a_writer_is_called_while_its_socket_is_writable() {
+    let lp = EventLoop::new().unwrap();
+    let (tx, _rx) = nonblocking_pair();
+    let calls = Rc::new(Cell::new(0));
+    let c = calls.clone();
+    let lp1 = lp.clone();
+    let fd = tx.as_raw_fd();
+    lp.add_writer(fd, move || {
+        c.set(c.get() + 1);
+        if c.get() == 3 {
+            lp1.remove_writer(fd).unwrap();
+            lp1.stop();
+        }
+    })
+    .unwrap();
+    lp.run_forever().unwrap();
+    assert_eq!(calls.get(), 3);
+    assert!(!lp.has_writer(fd));
+}
+
+// conformance: L8
+#[test]
+fn a_reader_removed_in_the_same_iteration_never_runs() {
+    // Both fds are ready in one poll; the first callback removes the second
+    // reader, whose handle already sits in the ready queue: it is skipped.
+    let lp = EventLoop::new().unwrap();
+    let (mut tx1, rx1) = nonblocking_pair();
+    let (mut tx2, rx2) = nonblocking_pair();
+    let l = log();
+    let (fd1, fd2) = (rx1.as_raw_fd(), rx2.as_raw_fd());
+    let first_ran = Rc::new(Cell::new(None::<i32>));
+    for (fd, other) in [(fd1, fd2), (fd2, fd1)] {
+        let (l, lp1, first) = (l.clone(), lp.clone(), first_ran.clone());
+        lp.add_reader(fd, move || {
+            push(&l, format!("reader {fd}"));
+            if first.get().is_none() {
+                first.set(Some(fd));
+                lp1.remove_reader(other).unwrap();
+            }
+            lp1.remove_reader(fd).unwrap();
+        })
+        .unwrap();
+    }
+    tx1.write_all(b"x").unwrap();
+    tx2.write_all(b"y").unwrap();
+    let guard = lp.call_later(20.0, || ()).unwrap();
+    lp.run_once().unwrap();
+    guard.cancel();
+    assert_eq!(l.borrow().len(), 1, "{:?}", entries(&l));
+    assert!(!lp.has_reader(fd1) && !lp.has_reader(fd2));
+    drop((rx1, rx2));
+}
+
+// conformance: L8
+#[test]
+fn replacing_a_reader_cancels_the_old_callback() {
+    let lp = EventLoop::new().unwrap();
+    let (mut tx, rx) = nonblocking_pair();
+    let rx = Rc::new(rx);
+    let l = log();
+    let fd = rx.as_raw_fd();
+    let l1 = l.clone();
+    lp.add_reader(fd, move || push(&l1, "old")).unwrap();
+    let (l2, rx2, lp2) = (l.clone(), rx.clone(), lp.clone());
+    lp.add_reader(fd, move || {
+        let mut buf = [0u8; 16];
+        while (&*rx2).read(&mut buf).is_ok() {}
+        push(&l2, "new");
+        lp2.remove_reader(fd).unwrap();
+        lp2.stop();
+    })
+    .unwrap();
+    tx.write_all(b"data").unwrap();
+    let guard = lp.call_later(20.0, || ()).unwrap();
+    lp.run_forever().unwrap();
+    guard.cancel();
+    assert_eq!(entries(&l), ["new"]);
+}

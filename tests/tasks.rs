@@ -1,0 +1,437 @@
+//! Conformance of tasks: C4–C6 (asyncio's test_tasks and
+//! test_eager_task_factory), plus the Task API the seeds use.
+// `async move { inner.await }` spells out "a task whose body awaits".
+#![allow(clippy::redundant_async_block)]
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use tulip::{Error, EventLoop, ExceptionContext, Future, Task, TaskFactory, TaskOptions};
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn log() -> Log {
+    Rc::new(RefCell::new(Vec::new()))
+}
+
+fn push(log: &Log, s: impl Into<String>) {
+    log.borrow_mut().push(s.into());
+}
+
+fn entries(log: &Log) -> Vec<String> {
+    log.borrow().clone()
+}
+
+fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
+        r.borrow_mut().push(ctx.clone())
+    }));
+    reports
+}
+
+/// Exactly one iteration on the running loop, zero timeout (L3).
+fn iterate(lp: &EventLoop) {
+    lp.stop();
+    lp.run_forever().unwrap();
+}
+
+fn eager() -> TaskOptions {
+    TaskOptions {
+        name: None,
+        eager: Some(true),
+    }
+}
+
+// ===== C4 =====
+
+// conformance: C4
+#[test]
+fn a_task_awaiting_itself_is_an_error() {
+    let lp = EventLoop::new().unwrap();
+    let slot: Rc<RefCell<Option<Task<u32>>>> = Rc::new(RefCell::new(None));
+    let s = slot.clone();
+    let task = lp
+        .create_task(async move {
+            let me = s.borrow().clone().expect("set before the first step");
+            match me.await {
+                Err(Error::Runtime(m)) if m.contains("await on itself") => Ok(1),
+                other => panic!("awaiting itself gave {other:?}"),
+            }
+        })
+        .unwrap();
+    *slot.borrow_mut() = Some(task.clone());
+    assert_eq!(lp.run_until_complete(async move { task.await }).unwrap(), 1);
+    slot.borrow_mut().take();
+}
+
+// conformance: C4
+#[test]
+fn a_task_destroyed_while_pending_is_reported() {
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let task = lp
+        .create_task_with(
+            async {
+                tulip::sleep(3600.0).await?;
+                Ok(())
+            },
+            TaskOptions {
+                name: Some("sleeper".into()),
+                eager: None,
+            },
+        )
+        .unwrap();
+    iterate(&lp);
+    assert!(!task.done());
+    lp.close().unwrap();
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].message, "Task was destroyed but it is pending!");
+    let t = reports[0].task.as_deref().unwrap();
+    assert!(t.contains("pending") && t.contains("sleeper"), "{t}");
+}
+
+// conformance: C4
+#[test]
+fn a_task_without_a_handle_still_runs_to_completion() {
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let l1 = l.clone();
+    drop(
+        lp.create_task(async move {
+            for i in 0..3 {
+                tulip::sleep(0.001).await?;
+                push(&l1, format!("step {i}"));
+            }
+            Ok(())
+        })
+        .unwrap(),
+    );
+    assert_eq!(lp.all_tasks().len(), 1, "the loop owns it");
+    lp.run_until_complete(async {
+        tulip::sleep(0.05).await?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(entries(&l), ["step 0", "step 1", "step 2"]);
+    assert!(lp.all_tasks().is_empty());
+}
+
+// conformance: C4
+#[test]
+fn an_unretrieved_task_error_is_reported_when_the_task_goes_away() {
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let task = lp
+        .create_task(async { Err::<(), _>(Error::msg("nobody looked")) })
+        .unwrap();
+    drop(task);
+    iterate(&lp);
+    iterate(&lp);
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].message, "Task exception was never retrieved");
+    assert_eq!(
+        reports[0].error.as_ref().unwrap().to_string(),
+        "nobody looked"
+    );
+
+    // Retrieved (awaited) errors are not reported.
+    drop(reports);
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let task = lp
+        .create_task(async { Err::<(), _>(Error::msg("seen")) })
+        .unwrap();
+    assert!(lp.run_until_complete(async move { task.await }).is_err());
+    iterate(&lp);
+    assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
+}
+
+// ===== C5 =====
+
+// conformance: C5
+#[test]
+fn a_panic_inside_a_task_becomes_its_error_and_the_loop_survives() {
+    let lp = EventLoop::new().unwrap();
+    let bad = lp
+        .create_task(async {
+            tulip::sleep(0.0).await?;
+            if true {
+                panic!("task blew up");
+            }
+            Ok(1)
+        })
+        .unwrap();
+    let l = log();
+    let l1 = l.clone();
+    let good = lp
+        .create_task(async move {
+            for i in 0..3 {
+                tulip::sleep(0.0).await?;
+                push(&l1, format!("good {i}"));
+            }
+            Ok(2)
+        })
+        .unwrap();
+    let (b, g) = (bad.clone(), good.clone());
+    let out = lp
+        .run_until_complete(async move {
+            let e = b.await.unwrap_err();
+            Ok((e, g.await?))
+        })
+        .unwrap();
+    assert!(
+        matches!(&out.0, Error::Panic(m) if &**m == "task blew up"),
+        "{:?}",
+        out.0
+    );
+    assert_eq!(out.1, 2);
+    assert!(bad.done() && !bad.cancelled());
+    assert!(matches!(bad.exception(), Ok(Some(Error::Panic(_)))));
+    assert_eq!(entries(&l), ["good 0", "good 1", "good 2"]);
+}
+
+// conformance: C5
+#[test]
+fn a_panic_in_an_eager_task_becomes_its_error_too() {
+    let lp = EventLoop::new().unwrap();
+    let lp1 = lp.clone();
+    let out = lp
+        .run_until_complete(async move {
+            let t: Task<()> = lp1.create_task_with(async { panic!("eager boom") }, eager())?;
+            assert!(t.done(), "it failed synchronously");
+            Ok(t.await.unwrap_err())
+        })
+        .unwrap();
+    assert!(
+        matches!(&out, Error::Panic(m) if &**m == "eager boom"),
+        "{out:?}"
+    );
+}
+
+// ===== C6 =====
+
+// conformance: C6
+#[test]
+fn an_eager_task_runs_synchronously_until_its_first_suspension() {
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let (l1, lp1) = (l.clone(), lp.clone());
+    lp.run_until_complete(async move {
+        let fut: Future<u32> = lp1.create_future();
+        push(&l1, "before create_task");
+        let (l2, f2) = (l1.clone(), fut.clone());
+        let ready_before = lp1.ready_count();
+        let t = lp1.create_task_with(
+            async move {
+                push(&l2, "eager body starts");
+                let v = f2.await?;
+                push(&l2, format!("resumed with {v}"));
+                Ok(v)
+            },
+            eager(),
+        )?;
+        push(&l1, "after create_task");
+        assert!(!t.done());
+        assert_eq!(
+            lp1.ready_count(),
+            ready_before,
+            "suspended on a future: not scheduled"
+        );
+        fut.set_result(5)?;
+        assert_eq!(t.await?, 5);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        entries(&l),
+        [
+            "before create_task",
+            "eager body starts",
+            "after create_task",
+            "resumed with 5"
+        ]
+    );
+}
+
+// conformance: C6
+#[test]
+fn an_eager_task_that_finishes_synchronously_is_never_scheduled() {
+    let lp = EventLoop::new().unwrap();
+    let lp1 = lp.clone();
+    lp.run_until_complete(async move {
+        let ready_before = lp1.ready_count();
+        let t = lp1.create_task_with(async { Ok("done") }, eager())?;
+        assert!(t.done());
+        assert_eq!(t.result()?, "done");
+        assert_eq!(lp1.ready_count(), ready_before, "nothing was scheduled");
+        assert!(tulip::all_tasks().iter().all(|r| !r.ptr_eq(&t.as_ref())));
+        Ok(())
+    })
+    .unwrap();
+}
+
+// conformance: C6
+#[test]
+fn the_eager_task_factory_makes_every_task_eager() {
+    let lp = EventLoop::new().unwrap();
+    lp.set_task_factory(TaskFactory::Eager);
+    assert_eq!(lp.task_factory(), TaskFactory::Eager);
+    let l = log();
+    let (l1, lp1) = (l.clone(), lp.clone());
+    lp.run_until_complete(async move {
+        let me = tulip::current_task().unwrap();
+        let l2 = l1.clone();
+        let t = lp1.create_task(async move {
+            push(&l2, "in eager task");
+            // The eager task is the current task while it runs...
+            let cur = tulip::current_task().unwrap();
+            Ok(cur.name())
+        })?;
+        // ...and the creator is current again afterwards.
+        assert!(tulip::current_task().unwrap().ptr_eq(&me));
+        push(&l1, "creator continues");
+        assert_eq!(t.result()?, t.name());
+        // Opting out per task.
+        let lazy = lp1.create_task_with(
+            async { Ok(()) },
+            TaskOptions {
+                name: None,
+                eager: Some(false),
+            },
+        )?;
+        assert!(!lazy.done());
+        lazy.await?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(entries(&l), ["in eager task", "creator continues"]);
+}
+
+// conformance: C6
+#[test]
+fn a_default_task_is_scheduled_not_run_inline() {
+    let lp = EventLoop::new().unwrap();
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    let before = lp.ready_count();
+    let t = lp
+        .create_task(async move {
+            r.set(true);
+            Ok(())
+        })
+        .unwrap();
+    assert!(!ran.get());
+    assert_eq!(lp.ready_count(), before + 1);
+    iterate(&lp);
+    assert!(ran.get() && t.done());
+}
+
+// conformance: C6
+#[test]
+fn an_eager_task_starts_eagerly_only_on_a_running_loop() {
+    // asyncio's Task.__init__: `if eager_start and self._loop.is_running()`;
+    // otherwise the first step is scheduled. So run_until_complete on a
+    // loop with the eager factory starts its main task normally, and that
+    // task can use the running loop from its first line.
+    let lp = EventLoop::new().unwrap();
+    lp.set_task_factory(TaskFactory::Eager);
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    let t = lp
+        .create_task_with(
+            async move {
+                r.set(true);
+                Ok(())
+            },
+            eager(),
+        )
+        .unwrap();
+    assert!(!ran.get(), "started outside a running loop");
+    assert!(!t.done());
+    let out = lp
+        .run_until_complete(async {
+            tulip::sleep(0.001).await?;
+            let lp = tulip::get_running_loop()?;
+            // On the running loop, the factory makes tasks eager again.
+            let inner = lp.create_task(async { Ok(5) })?;
+            assert!(inner.done());
+            inner.await
+        })
+        .unwrap();
+    assert_eq!(out, 5);
+    assert!(ran.get() && t.done());
+}
+
+// ===== the Task API =====
+
+#[test]
+fn tasks_have_default_names_and_can_be_renamed() {
+    let lp = EventLoop::new().unwrap();
+    let t = lp.create_task(async { Ok(()) }).unwrap();
+    assert_eq!(t.name(), format!("Task-{}", t.id()));
+    t.set_name("renamed");
+    assert_eq!(t.name(), "renamed");
+    let named = lp
+        .create_task_with(
+            async { Ok(()) },
+            TaskOptions {
+                name: Some("given".into()),
+                eager: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(named.name(), "given");
+    assert!(format!("{named:?}").contains("name='given'"));
+    assert!(t.get_loop().ptr_eq(&lp));
+    lp.run_until_complete(async move {
+        t.await?;
+        named.await
+    })
+    .unwrap();
+}
+
+#[test]
+fn current_task_and_all_tasks_see_the_running_tasks() {
+    let lp = EventLoop::new().unwrap();
+    assert!(tulip::current_task().is_none());
+    let lp1 = lp.clone();
+    let n = lp
+        .run_until_complete(async move {
+            let a = lp1.create_task(async {
+                tulip::sleep(0.01).await?;
+                Ok(())
+            })?;
+            let all = tulip::all_tasks();
+            assert_eq!(all.len(), 2, "main and a");
+            assert!(all.iter().any(|t| t.ptr_eq(&a.as_ref())));
+            let me = tulip::current_task().unwrap();
+            assert!(all.iter().any(|t| t.ptr_eq(&me)));
+            a.await?;
+            Ok(tulip::all_tasks().len())
+        })
+        .unwrap();
+    assert_eq!(n, 1, "only main is left");
+    assert!(tulip::current_task().is_none());
+}
+
+#[test]
+fn done_callbacks_of_a_task_get_the_task() {
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let t = lp
+        .create_task(async {
+            tulip::sleep(0.001).await?;
+            Ok(21)
+        })
+        .unwrap();
+    let l1 = l.clone();
+    t.add_done_callback(move |t| push(&l1, format!("done: {}", t.result().unwrap() * 2)));
+    let t2 = t.clone();
+    lp.run_until_complete(async move { t2.await }).unwrap();
+    iterate(&lp);
+    assert_eq!(entries(&l), ["done: 42"]);
+}

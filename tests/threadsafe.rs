@@ -1,0 +1,268 @@
+//! Conformance of the loop's door to other threads: H1 (asyncio's
+//! test_events `call_soon_threadsafe` tests and `_write_to_self`).
+
+use std::cell::Cell;
+use std::future::Future as StdFuture;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use tulip::{EventLoop, ThreadsafeHandle};
+
+/// The write(2) calls made by the calling thread so far (Linux
+/// `/proc/thread-self/io`); the waker is an eventfd, one write per wake-up.
+fn thread_write_syscalls() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/io").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("syscw:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+// conformance: H1
+#[test]
+fn call_soon_threadsafe_wakes_a_loop_blocked_in_poll() {
+    let lp = EventLoop::new().unwrap();
+    let handle = lp.handle();
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    // Only a far guard timer: the loop blocks in poll for up to 10 s.
+    let timed_out = Rc::new(Cell::new(false));
+    let (t, lp1) = (timed_out.clone(), lp.clone());
+    let guard = lp
+        .call_later(10.0, move || {
+            t.set(true);
+            lp1.stop();
+        })
+        .unwrap();
+    let thread = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = handle
+            .call_soon_threadsafe(move || {
+                r.store(true, Ordering::SeqCst);
+                tulip::get_running_loop().unwrap().stop();
+            })
+            .unwrap();
+    });
+    let t0 = Instant::now();
+    lp.run_forever().unwrap();
+    thread.join().unwrap();
+    guard.cancel();
+    assert!(!timed_out.get(), "the loop slept through the wake-up");
+    assert!(ran.load(Ordering::SeqCst));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}
+
+// conformance: H1
+#[test]
+fn loop_handle_stop_wakes_and_stops_the_loop() {
+    let lp = EventLoop::new().unwrap();
+    let handle = lp.handle();
+    let guard = lp.call_later(10.0, || panic!("not woken")).unwrap();
+    let thread = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        handle.stop().unwrap();
+    });
+    let t0 = Instant::now();
+    lp.run_forever().unwrap();
+    thread.join().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    guard.cancel();
+}
+
+// conformance: H1
+#[test]
+fn many_wakes_coalesce_into_one() {
+    // 10,000 calls from a thread while the loop sleeps (here: is not
+    // iterating at all). They cost one eventfd write, and one iteration runs
+    // them all.
+    let lp = EventLoop::new().unwrap();
+    let handle = lp.handle();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let writes = std::thread::spawn(move || {
+        let before = thread_write_syscalls();
+        for _ in 0..10_000 {
+            let c = c.clone();
+            let _ = handle
+                .call_soon_threadsafe(move || {
+                    c.fetch_add(1, Ordering::Relaxed);
+                })
+                .unwrap();
+        }
+        let after = thread_write_syscalls();
+        before.zip(after).map(|(b, a)| a - b)
+    })
+    .join()
+    .unwrap();
+    if let Some(w) = writes {
+        assert!(w <= 1, "{w} wake-up writes for 10,000 calls");
+    }
+    // One iteration: the poll returns at once (woken) and all 10,000 run.
+    let guard = lp.call_later(10.0, || ()).unwrap();
+    let t0 = Instant::now();
+    lp.run_once().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(count.load(Ordering::Relaxed), 10_000);
+    // The single wake-up was consumed: the next poll sleeps until a timer.
+    let done = Rc::new(Cell::new(false));
+    let d = done.clone();
+    let _t = lp.call_later(0.03, move || d.set(true)).unwrap();
+    let t0 = Instant::now();
+    let mut iterations = 0;
+    while !done.get() {
+        lp.run_once().unwrap();
+        iterations += 1;
+    }
+    assert!(
+        iterations <= 2,
+        "{iterations} iterations: spurious wake-ups"
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(25));
+    guard.cancel();
+}
+
+// conformance: H1
+#[test]
+fn wakes_from_a_busy_thread_take_far_fewer_iterations_than_calls() {
+    // The loop iterates by hand while the thread sends: each iteration
+    // drains everything that has arrived.
+    let lp = EventLoop::new().unwrap();
+    let handle = lp.handle();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let sender = std::thread::spawn(move || {
+        for _ in 0..10_000 {
+            let c = c.clone();
+            let _ = handle
+                .call_soon_threadsafe(move || {
+                    c.fetch_add(1, Ordering::Relaxed);
+                })
+                .unwrap();
+        }
+    });
+    let guard = lp.call_later(30.0, || ()).unwrap();
+    let mut iterations = 0;
+    let t0 = Instant::now();
+    while count.load(Ordering::Relaxed) < 10_000 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "calls were lost");
+        lp.run_once().unwrap();
+        iterations += 1;
+    }
+    sender.join().unwrap();
+    assert!(
+        iterations < 10_000,
+        "{iterations} iterations for 10,000 calls"
+    );
+    guard.cancel();
+}
+
+// conformance: H1
+#[test]
+fn a_cancelled_threadsafe_handle_never_runs() {
+    let lp = EventLoop::new().unwrap();
+    let handle = lp.handle();
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let h = handle
+        .call_soon_threadsafe(move || r.store(true, Ordering::SeqCst))
+        .unwrap();
+    h.cancel();
+    assert!(h.cancelled());
+
+    // Cancelled by a callback of the same iteration, after it reached the
+    // ready queue: still never runs.
+    let ran2 = Arc::new(AtomicBool::new(false));
+    let slot: Arc<Mutex<Option<ThreadsafeHandle>>> = Arc::new(Mutex::new(None));
+    let s = slot.clone();
+    let h2 = std::thread::spawn(move || {
+        let _ = handle
+            .call_soon_threadsafe(move || s.lock().unwrap().take().unwrap().cancel())
+            .unwrap();
+        let r2 = ran2.clone();
+        let victim = handle
+            .call_soon_threadsafe(move || r2.store(true, Ordering::SeqCst))
+            .unwrap();
+        (victim, ran2)
+    })
+    .join()
+    .unwrap();
+    let (victim, ran2) = h2;
+    *slot.lock().unwrap() = Some(victim.clone());
+    let guard = lp.call_later(10.0, || ()).unwrap();
+    lp.run_once().unwrap();
+    assert!(victim.cancelled());
+    assert!(!ran.load(Ordering::SeqCst));
+    assert!(!ran2.load(Ordering::SeqCst));
+    guard.cancel();
+}
+
+// conformance: H1
+#[test]
+fn calls_from_one_thread_run_in_order() {
+    let lp = EventLoop::new().unwrap();
+    let handle = lp.handle();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for i in 0..1000 {
+            let s = s.clone();
+            let _ = handle
+                .call_soon_threadsafe(move || s.lock().unwrap().push(i))
+                .unwrap();
+        }
+        handle.stop().unwrap();
+    })
+    .join()
+    .unwrap();
+    lp.run_forever().unwrap();
+    assert_eq!(*seen.lock().unwrap(), (0..1000).collect::<Vec<_>>());
+}
+
+/// A future completed by another thread through its `Waker`.
+struct Remote {
+    state: Arc<Mutex<(bool, Option<Waker>)>>,
+}
+
+impl StdFuture for Remote {
+    type Output = tulip::Result<&'static str>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut st = self.state.lock().unwrap();
+        if st.0 {
+            Poll::Ready(Ok("woken from a thread"))
+        } else {
+            st.1 = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}
+
+// conformance: H1
+#[test]
+fn a_task_waker_woken_from_another_thread_resumes_the_task() {
+    let lp = EventLoop::new().unwrap();
+    let state = Arc::new(Mutex::new((false, None::<Waker>)));
+    let s = state.clone();
+    let thread = std::thread::spawn(move || {
+        // Wait (bounded) for the task to park its waker, then complete it.
+        for _ in 0..1000 {
+            let mut st = s.lock().unwrap();
+            if let Some(w) = st.1.take() {
+                st.0 = true;
+                drop(st);
+                w.wake();
+                return;
+            }
+            drop(st);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("the task never parked its waker");
+    });
+    let guard = lp.call_later(10.0, || ()).unwrap();
+    let out = lp.run_until_complete(Remote { state }).unwrap();
+    thread.join().unwrap();
+    assert_eq!(out, "woken from a thread");
+    guard.cancel();
+}

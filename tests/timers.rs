@@ -1,0 +1,514 @@
+//! Conformance of timers and sleep: T1–T4 (asyncio's test_base_events,
+//! test_events and test_tasks). Iterations are counted with `run_once`.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tulip::{Error, EventLoop};
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn log() -> Log {
+    Rc::new(RefCell::new(Vec::new()))
+}
+
+fn push(log: &Log, s: impl Into<String>) {
+    log.borrow_mut().push(s.into());
+}
+
+fn entries(log: &Log) -> Vec<String> {
+    log.borrow().clone()
+}
+
+#[track_caller]
+fn soon(lp: &EventLoop, f: impl FnOnce() + 'static) {
+    let _ = lp.call_soon(f).expect("call_soon");
+}
+
+/// Runs iterations until `done` is true; returns how many it took.
+/// Bounded: fails the test after `max` iterations.
+fn iterations_until(lp: &EventLoop, done: &Rc<Cell<bool>>, max: u32) -> u32 {
+    let mut n = 0;
+    while !done.get() {
+        assert!(n < max, "not done after {max} iterations");
+        lp.run_once().unwrap();
+        n += 1;
+    }
+    n
+}
+
+// ===== T1 =====
+
+// conformance: T1
+#[test]
+fn timers_fire_in_when_order_with_ties_in_scheduling_order() {
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let t = lp.time();
+    let done = Rc::new(Cell::new(false));
+    for (when, name) in [
+        (0.030, "c"),
+        (0.010, "a1"),
+        (0.020, "b"),
+        (0.010, "a2"),
+        (0.010, "a3"),
+        (0.030, "d"),
+    ] {
+        let l = l.clone();
+        let _ = lp.call_at(t + when, move || push(&l, name)).unwrap();
+    }
+    let d = done.clone();
+    let _ = lp.call_at(t + 0.031, move || d.set(true)).unwrap();
+    iterations_until(&lp, &done, 10_000);
+    assert_eq!(entries(&l), ["a1", "a2", "a3", "b", "c", "d"]);
+}
+
+// conformance: T1
+#[test]
+fn negative_delays_are_allowed_and_ordered() {
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    for (delay, name) in [(-1.0, "-1"), (-2.0, "-2"), (0.0, "0"), (-1.5, "-1.5")] {
+        let l = l.clone();
+        let _ = lp.call_later(delay, move || push(&l, name)).unwrap();
+    }
+    // Every one of them is due now: one iteration runs them all, in `when` order.
+    lp.run_once().unwrap();
+    assert_eq!(entries(&l), ["-2", "-1.5", "-1", "0"]);
+}
+
+// conformance: T1
+#[test]
+fn call_later_accepts_durations_and_rejects_nan() {
+    let lp = EventLoop::new().unwrap();
+    let before = lp.time();
+    let h = lp.call_later(Duration::from_millis(250), || ()).unwrap();
+    assert!(h.when() >= before + 0.25 && h.when() < lp.time() + 0.25 + 1e-6);
+    assert!(matches!(
+        lp.call_later(f64::NAN, || ()),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        lp.call_at(f64::NAN, || ()),
+        Err(Error::InvalidArgument(_))
+    ));
+    h.cancel();
+}
+
+// ===== T2 =====
+
+// conformance: T2
+#[test]
+fn a_cancelled_timer_never_runs() {
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let l1 = l.clone();
+    let h = lp.call_later(0.0, move || push(&l1, "cancelled")).unwrap();
+    let l2 = l.clone();
+    let _keep = lp.call_later(0.0, move || push(&l2, "kept")).unwrap();
+    h.cancel();
+    assert!(h.cancelled());
+    lp.run_once().unwrap();
+    assert_eq!(entries(&l), ["kept"]);
+
+    // Cancelled after it became due but before it ran (same iteration).
+    let l3 = l.clone();
+    let victim = lp.call_later(0.0, move || push(&l3, "victim")).unwrap();
+    let _canceller = {
+        let victim = victim.clone();
+        // Scheduled earlier (-1), so it runs first in the iteration.
+        lp.call_later(-1.0, move || victim.cancel()).unwrap()
+    };
+    lp.run_once().unwrap();
+    assert_eq!(entries(&l), ["kept"]);
+    assert!(victim.cancelled());
+}
+
+// conformance: T2
+#[test]
+fn cancelled_timers_at_the_head_of_the_heap_are_popped() {
+    let lp = EventLoop::new().unwrap();
+    let far = lp.call_later(3600.0, || ()).unwrap();
+    let heads: Vec<_> = (0..50)
+        .map(|i| lp.call_later(10.0 + i as f64, || ()).unwrap())
+        .collect();
+    assert_eq!(lp.scheduled_timer_count(), 51);
+    for h in &heads {
+        h.cancel();
+    }
+    // Something ready, so the iteration does not block.
+    soon(&lp, || ());
+    lp.run_once().unwrap();
+    assert_eq!(
+        lp.scheduled_timer_count(),
+        1,
+        "the cancelled head was popped"
+    );
+    far.cancel();
+    soon(&lp, || ());
+    lp.run_once().unwrap();
+    assert_eq!(lp.scheduled_timer_count(), 0);
+}
+
+// conformance: T2
+#[test]
+fn the_heap_is_rebuilt_when_more_than_half_of_over_100_timers_are_cancelled() {
+    let lp = EventLoop::new().unwrap();
+    // The head stays live, so head-popping alone removes nothing.
+    let head = lp.call_later(100.0, || ()).unwrap();
+    let rest: Vec<_> = (0..199)
+        .map(|i| lp.call_later(200.0 + i as f64, || ()).unwrap())
+        .collect();
+    assert_eq!(lp.scheduled_timer_count(), 200);
+
+    // Exactly half cancelled: not "more than half", no rebuild.
+    for h in &rest[..100] {
+        h.cancel();
+    }
+    soon(&lp, || ());
+    lp.run_once().unwrap();
+    assert_eq!(lp.scheduled_timer_count(), 200);
+
+    // One more: 101 of 200 cancelled, the heap is rebuilt.
+    rest[100].cancel();
+    soon(&lp, || ());
+    lp.run_once().unwrap();
+    assert_eq!(lp.scheduled_timer_count(), 99);
+
+    // The count of cancelled timers restarted from zero after the rebuild:
+    // cancelling 40 more of 99 (not more than half) rebuilds nothing.
+    for h in &rest[101..141] {
+        h.cancel();
+    }
+    soon(&lp, || ());
+    lp.run_once().unwrap();
+    assert_eq!(lp.scheduled_timer_count(), 99);
+
+    // Cancelling twice counts once.
+    for h in &rest[101..141] {
+        h.cancel();
+    }
+    soon(&lp, || ());
+    lp.run_once().unwrap();
+    assert_eq!(lp.scheduled_timer_count(), 99);
+    head.cancel();
+    for h in &rest {
+        h.cancel();
+    }
+}
+
+// conformance: T2
+#[test]
+fn at_most_100_timers_are_never_rebuilt_only_popped() {
+    let lp = EventLoop::new().unwrap();
+    let head = lp.call_later(100.0, || ()).unwrap();
+    let rest: Vec<_> = (0..99)
+        .map(|i| lp.call_later(200.0 + i as f64, || ()).unwrap())
+        .collect();
+    for h in &rest {
+        h.cancel();
+    }
+    soon(&lp, || ());
+    lp.run_once().unwrap();
+    assert_eq!(lp.scheduled_timer_count(), 100, "100 timers: no rebuild");
+    head.cancel();
+    soon(&lp, || ());
+    lp.run_once().unwrap();
+    assert_eq!(lp.scheduled_timer_count(), 0, "all cancelled heads popped");
+}
+
+// conformance: T2
+#[test]
+fn cancelling_a_timer_that_already_fired_does_not_count_as_cancelled() {
+    // Otherwise the cancelled-timer count would drift and trigger rebuilds
+    // (or keep dead entries) at the wrong time.
+    let lp = EventLoop::new().unwrap();
+    let fired: Vec<_> = (0..150)
+        .map(|_| lp.call_later(-1.0, || ()).unwrap())
+        .collect();
+    lp.run_once().unwrap();
+    assert_eq!(lp.scheduled_timer_count(), 0);
+    for h in &fired {
+        h.cancel(); // too late: they ran
+    }
+    let head = lp.call_later(100.0, || ()).unwrap();
+    let rest: Vec<_> = (0..149)
+        .map(|i| lp.call_later(200.0 + i as f64, || ()).unwrap())
+        .collect();
+    // 60 of 150 cancelled: with a drifted count (150 + 60) it would rebuild.
+    for h in &rest[..60] {
+        h.cancel();
+    }
+    soon(&lp, || ());
+    lp.run_once().unwrap();
+    assert_eq!(lp.scheduled_timer_count(), 150);
+    head.cancel();
+    for h in &rest {
+        h.cancel();
+    }
+}
+
+// conformance: T2
+#[test]
+fn a_cancelled_timer_leaving_the_heap_as_due_is_uncounted() {
+    // The cancelled timer is not at the head in step 1 (a live one is
+    // earlier), so it leaves the heap in step 4 with the due timers. It must
+    // stop counting as "cancelled in the heap", or the count drifts and a
+    // later heap is rebuilt while only half of it is cancelled.
+    let lp = EventLoop::new().unwrap();
+    let _live = lp.call_later(-2.0, || ()).unwrap();
+    let cancelled = lp.call_later(-1.0, || panic!("cancelled")).unwrap();
+    cancelled.cancel();
+    lp.run_once().unwrap();
+    assert_eq!(lp.scheduled_timer_count(), 0);
+
+    let head = lp.call_later(100.0, || ()).unwrap();
+    let rest: Vec<_> = (0..199)
+        .map(|i| lp.call_later(200.0 + i as f64, || ()).unwrap())
+        .collect();
+    for h in &rest[..100] {
+        h.cancel(); // exactly half of 200: no rebuild
+    }
+    soon(&lp, || ());
+    lp.run_once().unwrap();
+    assert_eq!(
+        lp.scheduled_timer_count(),
+        200,
+        "rebuilt on a drifted count"
+    );
+    head.cancel();
+    for h in &rest {
+        h.cancel();
+    }
+}
+
+// ===== T3 =====
+
+// conformance: T3
+#[test]
+fn a_tiny_timer_does_not_busy_spin() {
+    let lp = EventLoop::new().unwrap();
+    let done = Rc::new(Cell::new(false));
+    let d = done.clone();
+    let _t = lp.call_later(1e-6, move || d.set(true)).unwrap();
+    let n = iterations_until(&lp, &done, 1000);
+    assert!(n <= 3, "a 1e-6 s timer took {n} iterations");
+
+    // A 2 ms timer: the poll sleeps for it instead of spinning.
+    let done = Rc::new(Cell::new(false));
+    let d = done.clone();
+    let _t = lp.call_later(0.002, move || d.set(true)).unwrap();
+    let n = iterations_until(&lp, &done, 1000);
+    assert!(n <= 3, "a 2 ms timer took {n} iterations");
+}
+
+// conformance: T3
+#[test]
+fn a_tiny_sleep_takes_only_a_few_iterations() {
+    // The task starts on the running loop (sleep needs it to make its
+    // timer); then the loop is stepped by hand and the iterations counted.
+    let lp = EventLoop::new().unwrap();
+    let done = Rc::new(Cell::new(false));
+    let d = done.clone();
+    let _task = lp
+        .create_task(async move {
+            tulip::sleep(1e-6).await?;
+            d.set(true);
+            Ok(())
+        })
+        .unwrap();
+    let lp1 = lp.clone();
+    soon(&lp, move || lp1.stop());
+    lp.run_forever().unwrap(); // one iteration: the task made its timer
+    assert!(!done.get());
+    assert_eq!(lp.scheduled_timer_count(), 1);
+    // The timer fires, then the woken task resumes (off the running loop its
+    // wake-up takes the thread-safe path, one more iteration).
+    let n = iterations_until(&lp, &done, 1000);
+    assert!(n <= 4, "a 1e-6 s sleep took {n} iterations");
+}
+
+// conformance: T3
+#[test]
+fn the_poll_timeout_is_the_time_to_the_earliest_live_timer() {
+    let lp = EventLoop::new().unwrap();
+    // A cancelled timer earlier than the live one must not wake the poll.
+    let early = lp.call_later(0.01, || panic!("cancelled")).unwrap();
+    early.cancel();
+    let done = Rc::new(Cell::new(false));
+    let d = done.clone();
+    let _t = lp.call_later(0.15, move || d.set(true)).unwrap();
+    let t0 = Instant::now();
+    let n = iterations_until(&lp, &done, 1000);
+    let took = t0.elapsed();
+    assert_eq!(n, 1, "one poll, sleeping until the live timer");
+    assert!(took >= Duration::from_millis(140), "woke early: {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "slept far too long: {took:?}"
+    );
+}
+
+// conformance: T3
+#[test]
+fn the_poll_timeout_is_capped_at_24_hours() {
+    // A timer centuries away: the timeout is capped (an uncapped one would
+    // overflow the Duration and the epoll timeout). Another thread wakes
+    // the blocked poll after 50 ms.
+    let lp = EventLoop::new().unwrap();
+    assert_eq!(tulip::event_loop::MAXIMUM_SELECT_TIMEOUT, 24.0 * 3600.0);
+    let far = lp.call_at(1e300, || panic!("never")).unwrap();
+    let inf = lp.call_at(f64::INFINITY, || panic!("never")).unwrap();
+    let handle = lp.handle();
+    let waker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = handle.call_soon_threadsafe(|| ()).unwrap();
+    });
+    let t0 = Instant::now();
+    // The iteration blocks in poll until the thread's call arrives.
+    lp.run_once().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    waker.join().unwrap();
+    far.cancel();
+    inf.cancel();
+}
+
+// conformance: T3
+#[test]
+fn timers_due_within_the_clock_resolution_fire_in_the_same_iteration() {
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let when = lp.time() + 0.02;
+    for name in ["x", "y"] {
+        let l = l.clone();
+        let _ = lp.call_at(when, move || push(&l, name)).unwrap();
+    }
+    // 0.1 ns later: within the clock resolution of `when`. (The real clock
+    // can't be stopped between the two, so this shows that timers that are
+    // due together are moved to the ready queue together, in one pass.)
+    let l1 = l.clone();
+    let _ = lp.call_at(when + 1e-10, move || push(&l1, "z")).unwrap();
+    let mut n = 0;
+    while l.borrow().is_empty() {
+        lp.run_once().unwrap();
+        n += 1;
+        assert!(n < 1000);
+    }
+    assert_eq!(entries(&l), ["x", "y", "z"], "all fired in one iteration");
+    // A timer due right now fires on the very next iteration.
+    let done = Rc::new(Cell::new(false));
+    let d = done.clone();
+    let _ = lp.call_at(lp.time(), move || d.set(true)).unwrap();
+    assert_eq!(iterations_until(&lp, &done, 10), 1);
+}
+
+// ===== T4 =====
+
+// conformance: T4
+#[test]
+fn sleep_zero_yields_exactly_once() {
+    // The task schedules c1 and then yields. In the next iteration c1 runs
+    // (it was queued first), then the task resumes; c1's follow-up c2 runs an
+    // iteration later. Yielding twice would put c2 before "resumed".
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let (l1, lp1) = (l.clone(), lp.clone());
+    lp.run_until_complete(async move {
+        let (l2, lp2) = (l1.clone(), lp1.clone());
+        soon(&lp1, move || {
+            push(&l2, "c1");
+            let l3 = l2.clone();
+            soon(&lp2, move || push(&l3, "c2"));
+        });
+        tulip::sleep(0.0).await?;
+        push(&l1, "resumed");
+        tulip::sleep(0.0).await?;
+        tulip::sleep(0.0).await?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(entries(&l), ["c1", "resumed", "c2"]);
+}
+
+// conformance: T4
+#[test]
+fn sleep_zero_interleaves_tasks_round_robin() {
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let (l1, lp1) = (l.clone(), lp.clone());
+    lp.run_until_complete(async move {
+        let mut tasks = Vec::new();
+        for name in ["a", "b", "c"] {
+            let l = l1.clone();
+            tasks.push(lp1.create_task(async move {
+                for i in 0..3 {
+                    push(&l, format!("{name}{i}"));
+                    tulip::sleep(0.0).await?;
+                }
+                Ok(())
+            })?);
+        }
+        for t in tasks {
+            t.await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        entries(&l),
+        ["a0", "b0", "c0", "a1", "b1", "c1", "a2", "b2", "c2"]
+    );
+}
+
+// conformance: T4
+#[test]
+fn a_negative_sleep_acts_as_sleep_zero() {
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let (l1, lp1) = (l.clone(), lp.clone());
+    let timers_before = lp.scheduled_timer_count();
+    lp.run_until_complete(async move {
+        let (l2, lp2) = (l1.clone(), lp1.clone());
+        soon(&lp1, move || {
+            push(&l2, "c1");
+            let l3 = l2.clone();
+            soon(&lp2, move || push(&l3, "c2"));
+        });
+        tulip::sleep(-5.0).await?;
+        push(&l1, "resumed");
+        assert_eq!(lp1.scheduled_timer_count(), 0, "no timer for sleep(<=0)");
+        tulip::sleep(0.0).await?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(entries(&l), ["c1", "resumed", "c2"]);
+    assert_eq!(timers_before, 0);
+}
+
+// conformance: T4
+#[test]
+fn a_nan_sleep_is_an_error() {
+    let lp = EventLoop::new().unwrap();
+    let err = lp
+        .run_until_complete(async { tulip::sleep(f64::NAN).await })
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+}
+
+// conformance: T4
+#[test]
+fn sleep_waits_at_least_its_delay() {
+    let lp = EventLoop::new().unwrap();
+    let t0 = Instant::now();
+    lp.run_until_complete(async {
+        tulip::sleep(0.05).await?;
+        tulip::sleep(Duration::from_millis(50)).await
+    })
+    .unwrap();
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(100), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // A finished sleep leaves no timer behind.
+    assert_eq!(lp.scheduled_timer_count(), 0);
+}
