@@ -8,9 +8,12 @@
 //! [`EventLoop::add_reader_edge`]: the reactor queues it once per readiness
 //! edge. `read_ready` calls `recv` into one read buffer shared by every
 //! transport of the thread (no allocation per read) and hands each chunk to
-//! `protocol.data_received(&buf[..n])`. It stops on `WouldBlock` (the
-//! socket is drained: epoll reports the next arrival as a new edge), at
-//! EOF, or after `MAX_READS_PER_EDGE` reads, when it reschedules itself with
+//! `protocol.data_received(&buf[..n])`. It stops after a short read (the
+//! socket is drained: epoll reports the next arrival as a new edge) unless
+//! epoll already reported the peer's FIN ([`EventLoop::fd_read_closed`]:
+//! a FIN that came with the data raises no edge of its own), on
+//! `WouldBlock`, at EOF, or after `MAX_READS_PER_EDGE` reads, when it
+//! reschedules itself with
 //! `call_soon` so that one busy peer cannot starve the loop (L8).
 //!
 //! ## The write path
@@ -312,8 +315,12 @@ impl SocketTransport {
                     if let Some(p) = proto {
                         p.data_received(&buf[..n]);
                     }
-                    // Keep reading until WouldBlock, even after a short read:
-                    // a FIN that came with the data raised no separate edge.
+                    // A short read drained the socket: the next arrival is a
+                    // new edge. Unless the FIN came with the data (no new
+                    // edge for it): then read on, to see the EOF.
+                    if n < buf.len() && !self.lp.fd_read_closed(self.fd) {
+                        break;
+                    }
                     reads += 1;
                     if reads == MAX_READS_PER_EDGE {
                         // Fairness: continue on the next iteration.

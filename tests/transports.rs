@@ -450,3 +450,30 @@ fn sock_coroutines() {
         Ok(())
     });
 }
+
+// conformance: N4
+#[test]
+fn data_and_fin_in_one_edge_still_reach_eof_received() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, accepted) = server_with(&lp, Recorder::new).await?;
+        let addr = server.local_addrs()[0];
+        for _ in 0..20 {
+            // Data and FIN both land before the loop looks: one edge for both.
+            let mut c = std::net::TcpStream::connect(addr).map_err(Error::from)?;
+            std::io::Write::write_all(&mut c, b"abc").map_err(Error::from)?;
+            c.shutdown(std::net::Shutdown::Write).map_err(Error::from)?;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let n = accepted.borrow().len();
+            while accepted.borrow().len() == n {
+                tulip::sleep(0.001).await?;
+            }
+            let srv = accepted.borrow()[n].clone();
+            assert_eq!(srv.lost.clone().await?, None);
+            assert_eq!(srv.events(), ["made", "data", "eof", "lost"]);
+            assert_eq!(&*srv.data.borrow(), b"abc");
+        }
+        server.close();
+        Ok(())
+    });
+}
