@@ -153,12 +153,8 @@ impl DatagramSocketTransport {
                 p.connection_made(self.clone());
             }
             if !self.closing.get() {
-                let me = self.me.clone();
-                let res = self.lp.add_reader_edge(self.fd, move || {
-                    if let Some(t) = me.upgrade() {
-                        t.read_ready();
-                    }
-                });
+                let me = self.rc();
+                let res = self.lp.add_reader_edge(self.fd, move || me.read_ready());
                 if let Err(e) = res {
                     self.force_close(Some(e));
                 }
@@ -169,6 +165,10 @@ impl DatagramSocketTransport {
                 let _ = w.set_result(());
             }
         }
+    }
+
+    fn rc(&self) -> Rc<DatagramSocketTransport> {
+        self.me.upgrade().expect("transport alive while in use")
     }
 
     fn protocol(&self) -> Option<Rc<dyn DatagramProtocol>> {
@@ -206,12 +206,8 @@ impl DatagramSocketTransport {
             }
         }
         // Fairness: the rest on the next iteration.
-        let me = self.me.clone();
-        let _ = self.lp.call_soon(move || {
-            if let Some(t) = me.upgrade() {
-                t.read_ready();
-            }
-        });
+        let me = self.rc();
+        let _ = self.lp.call_soon(move || me.read_ready());
     }
 
     fn send_one(&self, data: &[u8], addr: Option<SocketAddr>) -> io::Result<usize> {
@@ -346,12 +342,8 @@ impl DatagramTransport for DatagramSocketTransport {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !self.writer_registered.replace(true) {
-                        let me = self.me.clone();
-                        self.lp.add_writer_edge(self.fd, move || {
-                            if let Some(t) = me.upgrade() {
-                                t.write_ready();
-                            }
-                        })?;
+                        let me = self.rc();
+                        self.lp.add_writer_edge(self.fd, move || me.write_ready())?;
                     }
                 }
                 Err(e) => {

@@ -34,6 +34,9 @@
 //!   transport drops its protocol, breaking the transport ↔ protocol cycle.
 //! - No `RefCell` borrow of the transport is held while a protocol method
 //!   runs.
+//! - The loop's reader/writer callbacks hold the transport strongly, as
+//!   asyncio's selector holds its handles: a registered transport lives on
+//!   even if its protocol keeps no reference to it.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -280,12 +283,8 @@ impl SocketTransport {
         if !self.is_reading() || self.read_eof.get() {
             return;
         }
-        let me = self.me.clone();
-        let res = self.lp.add_reader_edge(self.fd, move || {
-            if let Some(t) = me.upgrade() {
-                t.read_ready();
-            }
-        });
+        let me = self.rc();
+        let res = self.lp.add_reader_edge(self.fd, move || me.read_ready());
         if let Err(e) = res {
             self.fatal_error(e);
         }
@@ -324,12 +323,8 @@ impl SocketTransport {
                     reads += 1;
                     if reads == MAX_READS_PER_EDGE {
                         // Fairness: continue on the next iteration.
-                        let me = self.me.clone();
-                        let _ = self.lp.call_soon(move || {
-                            if let Some(t) = me.upgrade() {
-                                t.read_ready();
-                            }
-                        });
+                        let me = self.rc();
+                        let _ = self.lp.call_soon(move || me.read_ready());
                         break;
                     }
                 }
@@ -376,12 +371,8 @@ impl SocketTransport {
         if self.writer_registered.replace(true) {
             return;
         }
-        let me = self.me.clone();
-        let res = self.lp.add_writer_edge(self.fd, move || {
-            if let Some(t) = me.upgrade() {
-                t.write_ready();
-            }
-        });
+        let me = self.rc();
+        let res = self.lp.add_writer_edge(self.fd, move || me.write_ready());
         if let Err(e) = res {
             self.writer_registered.set(false);
             self.fatal_error(e);

@@ -477,3 +477,52 @@ fn data_and_fin_in_one_edge_still_reach_eof_received() {
         Ok(())
     });
 }
+
+/// Keeps no reference to its transport, like many asyncio protocols.
+#[derive(Default)]
+struct Forgetful {
+    got: RefCell<Vec<u8>>,
+    lost: Cell<bool>,
+}
+
+impl Protocol for Forgetful {
+    fn data_received(&self, data: &[u8]) {
+        self.got.borrow_mut().extend_from_slice(data);
+    }
+    fn connection_lost(&self, _: Option<Error>) {
+        self.lost.set(true);
+    }
+}
+
+#[test]
+fn a_registered_transport_lives_without_other_owners() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let protos: Rc<RefCell<Vec<Rc<Forgetful>>>> = Rc::default();
+        let p2 = protos.clone();
+        let server = lp
+            .create_server(
+                move || {
+                    let p = Rc::new(Forgetful::default());
+                    p2.borrow_mut().push(p.clone());
+                    p
+                },
+                "127.0.0.1",
+                0,
+            )
+            .await?;
+        let addr = server.local_addrs()[0];
+        let mut c = std::net::TcpStream::connect(addr).map_err(Error::from)?;
+        tulip::sleep(0.02).await?;
+        std::io::Write::write_all(&mut c, b"kept alive").map_err(Error::from)?;
+        tulip::sleep(0.02).await?;
+        let p = protos.borrow()[0].clone();
+        assert_eq!(&*p.got.borrow(), b"kept alive");
+        assert!(!p.lost.get());
+        drop(c);
+        tulip::sleep(0.02).await?;
+        assert!(p.lost.get());
+        server.close();
+        Ok(())
+    });
+}
