@@ -53,6 +53,35 @@ impl EventLoop {
     ///
     /// A refused connection fails with an `Io` error of kind
     /// `ConnectionRefused`.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, io::Write, rc::Rc};
+    /// use tulip::transports::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// struct Collect(RefCell<Vec<u8>>);
+    /// impl Protocol for Collect {
+    ///     fn data_received(&self, data: &[u8]) {
+    ///         self.0.borrow_mut().extend_from_slice(data);
+    ///     }
+    /// }
+    ///
+    /// tulip::run(async {
+    ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     let port = listener.local_addr()?.port();
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let (transport, proto) = lp
+    ///         .create_connection(|| Rc::new(Collect::default()), "127.0.0.1", port)
+    ///         .await?;
+    ///     let (mut peer, _) = listener.accept()?;
+    ///     peer.write_all(b"hi")?;
+    ///     transport.write(b"hello")?;
+    ///     tulip::sleep(0.05).await?;
+    ///     assert_eq!(&*proto.0.borrow(), b"hi");
+    ///     transport.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
     pub async fn create_connection<P, F>(
         &self,
         protocol_factory: F,

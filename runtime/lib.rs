@@ -81,7 +81,7 @@ pub use streams::{
 };
 pub use streams_open::{
     open_connection, open_connection_sock, open_connection_with_limit, open_unix_connection,
-    start_server, start_unix_server,
+    start_server, start_server_with_limit, start_unix_server,
 };
 pub use tasks::{
     all_tasks, create_task, create_task_named, current_task, Task, TaskOptions, TaskRef,

@@ -139,11 +139,25 @@ where
     F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: StdFuture<Output = Result<()>> + 'static,
 {
+    start_server_with_limit(cb, host, port, DEFAULT_LIMIT).await
+}
+
+/// [`start_server`] with a reader `limit` for each connection.
+pub async fn start_server_with_limit<F, Fut>(
+    cb: F,
+    host: &str,
+    port: u16,
+    limit: usize,
+) -> Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: StdFuture<Output = Result<()>> + 'static,
+{
     let lp = get_running_loop()?;
     let cb = client_cb(&lp, cb);
     let lp2 = lp.clone();
     let factory = move || {
-        let reader = StreamReader::with_loop(&lp2, DEFAULT_LIMIT);
+        let reader = StreamReader::with_loop(&lp2, limit);
         Rc::new(StreamReaderProtocol::new(&lp2, reader, Some(cb.clone())))
     };
     lp.create_server(factory, host, port).await

@@ -304,3 +304,51 @@ fn serve_forever_until_cancelled() {
         Ok(())
     });
 }
+
+// conformance: N2
+#[test]
+fn reader_pauses_a_real_transport_around_the_limit() {
+    run_bounded(10.0, async {
+        const TOTAL: usize = 2 << 20;
+        let server = tulip::start_server(
+            |_r: StreamReader, w: StreamWriter| async move {
+                let chunk = vec![5u8; 64 * 1024];
+                for _ in 0..TOTAL / chunk.len() {
+                    w.write(&chunk)?;
+                    w.drain().await?;
+                }
+                w.close();
+                Ok(())
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await?;
+        let port = server.local_addrs()[0].port();
+        let limit = 16 * 1024;
+        let (r, _w) = tulip::open_connection_with_limit("127.0.0.1", port, limit).await?;
+        // Nobody reads for a while: the reader must pause its transport.
+        tulip::sleep(0.2).await?;
+        assert!(r.is_paused(), "{r:?}");
+        let t = r.transport().expect("transport");
+        assert!(!t.is_reading());
+        // Over 2 x limit, by at most one read of the transport's buffer.
+        assert!(r.buffered() > 2 * limit);
+        assert!(r.buffered() <= 2 * limit + tulip::selector_events::MAX_SIZE);
+        // Reading brings it back below the limit: reading resumes.
+        let mut total = 0;
+        loop {
+            let got = r.read(limit).await?;
+            if got.is_empty() {
+                break;
+            }
+            total += got.len();
+            if r.buffered() <= limit {
+                assert!(!r.is_paused());
+            }
+        }
+        assert_eq!(total, TOTAL);
+        server.close();
+        Ok(())
+    });
+}
