@@ -215,28 +215,7 @@ pub async fn get(host: &str, port: u16, path: &str) -> Result<Response> {
     let (reader, writer) = tulip::open_connection(host, port).await?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     writer.write(req.as_bytes())?;
-    let status_line = reader.readline().await?;
-    let status = std::str::from_utf8(&status_line)
-        .ok()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error::msg("bad status line"))?;
-    let mut headers = Vec::new();
-    let mut length = None;
-    loop {
-        let line = reader.readline().await?;
-        let line = String::from_utf8_lossy(&line).trim_end().to_owned();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            let (k, v) = (k.trim().to_owned(), v.trim().to_owned());
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.parse::<usize>().ok();
-            }
-            headers.push((k, v));
-        }
-    }
+    let (status, headers, length, _) = read_head(&reader).await?;
     let body = match length {
         Some(n) => reader.readexactly(n).await?,
         None => reader.read_to_eof().await?,
@@ -262,4 +241,88 @@ pub fn split_url(url: &str) -> Option<(String, u16, String)> {
         None => (hostport, 80),
     };
     Some((host.to_owned(), port, path.to_owned()))
+}
+
+/// A tiny `aiohttp.ClientSession`: keep-alive connections to one host,
+/// reused across requests (at most one request per connection at a time).
+#[derive(Clone)]
+pub struct Session {
+    host: String,
+    port: u16,
+    idle: std::rc::Rc<std::cell::RefCell<Vec<(StreamReader, StreamWriter)>>>,
+}
+
+impl Session {
+    /// A session for `http://host:port`.
+    pub fn new(host: &str, port: u16) -> Session {
+        Session {
+            host: host.to_owned(),
+            port,
+            idle: Default::default(),
+        }
+    }
+
+    /// `GET path` on a pooled connection (a new one if none is idle).
+    pub async fn get(&self, path: &str) -> Result<Response> {
+        let conn = self.idle.borrow_mut().pop();
+        let (reader, writer) = match conn {
+            Some(c) => c,
+            None => tulip::open_connection(&self.host, self.port).await?,
+        };
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
+        writer.write(req.as_bytes())?;
+        let (status, headers, length, close) = read_head(&reader).await?;
+        let body = match length {
+            Some(n) => reader.readexactly(n).await?,
+            None => reader.read_to_eof().await?,
+        };
+        if !close && length.is_some() {
+            self.idle.borrow_mut().push((reader, writer));
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Closes the idle connections.
+    pub fn close(&self) {
+        for (_, w) in self.idle.borrow_mut().drain(..) {
+            w.close();
+        }
+    }
+}
+
+/// Reads a status line and headers: (status, headers, content length, close).
+async fn read_head(
+    reader: &StreamReader,
+) -> Result<(u16, Vec<(String, String)>, Option<usize>, bool)> {
+    let status_line = reader.readline().await?;
+    let status = std::str::from_utf8(&status_line)
+        .ok()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::msg("bad status line"))?;
+    let mut headers = Vec::new();
+    let mut length = None;
+    let mut close = false;
+    loop {
+        let line = reader.readline().await?;
+        let line = String::from_utf8_lossy(&line).trim_end().to_owned();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            let (k, v) = (k.trim().to_owned(), v.trim().to_owned());
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.parse::<usize>().ok();
+            }
+            if k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close") {
+                close = true;
+            }
+            headers.push((k, v));
+        }
+    }
+    Ok((status, headers, length, close))
 }
