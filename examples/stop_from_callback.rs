@@ -98,7 +98,7 @@ fn main() -> tulip::Result<()> {
     // The 3 s task never got to print "Done"; put it away quietly.
     t3.cancel();
     let _ = lp.run_until_complete(async move {
-        t3.wait_done().await;
+        t3.wait_done().await?;
         Ok(())
     });
     lp.close()?;

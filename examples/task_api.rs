@@ -113,7 +113,7 @@ async fn main_() -> tulip::Result<()> {
     println!("Result: {}", task.result()?);
 
     let failing = tulip::create_task(work(-1))?;
-    failing.wait_done().await; // asyncio.wait([failing])
+    failing.wait_done().await?; // asyncio.wait([failing])
     if failing.done() {
         if let Some(exc) = failing.exception()? {
             println!("Task raised an exception: {}", message(&exc));

@@ -790,15 +790,15 @@ impl EventLoop {
                 let weak = self.downgrade();
                 Handle::repeat(
                     move || {
+                        // Re-arm when the callback is over, even if it panicked
+                        // (the panic goes on to the exception handler, and the
+                        // reader must still run next time the fd is ready, L6).
+                        let _rearm = Rearm {
+                            weak: &weak,
+                            fd,
+                            side,
+                        };
                         f();
-                        // Re-arm so epoll reports the fd again while it stays ready.
-                        if let Some(inner) = weak.upgrade() {
-                            if let Ok(mut r) = inner.reactor.try_borrow_mut() {
-                                if r.trigger(fd, side) == Some(Trigger::Level) {
-                                    r.rearm(fd);
-                                }
-                            }
-                        }
                     },
                     at,
                 )
@@ -954,6 +954,26 @@ impl LoopInner {
         };
         if !task.header().scheduled.replace(true) {
             self.ready.borrow_mut().push_back(Ready::Task(task));
+        }
+    }
+}
+
+/// Re-arms a level-triggered fd when dropped, so that epoll reports it again
+/// while it stays ready (see `reactor.rs`).
+struct Rearm<'a> {
+    weak: &'a Weak<LoopInner>,
+    fd: RawFd,
+    side: Side,
+}
+
+impl Drop for Rearm<'_> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.weak.upgrade() {
+            if let Ok(mut r) = inner.reactor.try_borrow_mut() {
+                if r.trigger(self.fd, self.side) == Some(Trigger::Level) {
+                    r.rearm(self.fd);
+                }
+            }
         }
     }
 }

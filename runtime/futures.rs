@@ -446,6 +446,11 @@ impl<T: 'static> Future<T> {
     }
 
     /// Resolves when the future is done, without reading the result.
+    ///
+    /// Like awaiting, it makes the future the task's `fut_waiter`:
+    /// cancelling the awaiting task cancels the future, and the wait then
+    /// resolves. Read the outcome afterwards (`take_result`, `result`,
+    /// `cancelled`) to see the cancel; it is not raised by the wait itself.
     pub fn wait_done(&self) -> WaitDone<'_, T> {
         WaitDone { fut: self }
     }

@@ -15,6 +15,10 @@
 //! | `tasks.py` | [`tasks`], [`sleep()`] |
 //! | `runners.py` | [`runners`] |
 //! | `exceptions.py` | [`error`] |
+//! | `subprocess.py`, `base_subprocess.py` | [`subprocess`] |
+//! | `unix_events.py` (child watchers) | [`child_watcher`] |
+//! | `unix_events.py` (signals) | [`signals`] |
+//! | `threads.py`, `run_in_executor`, `run_coroutine_threadsafe` | [`threads`] |
 //! | `transports.py` | [`transports`] |
 //! | `protocols.py` | [`protocols`] |
 //! | `streams.py` | [`streams`], [`stream_writer`], [`streams_open`] |
@@ -45,25 +49,32 @@
 #![warn(rust_2018_idioms)]
 
 pub mod base_events_net;
+pub mod child_watcher;
 pub mod datagram;
 pub mod error;
 pub mod event_loop;
 pub mod events;
 pub mod futures;
+mod pipes;
 pub mod protocols;
 pub mod reactor;
 pub mod runners;
 pub mod selector_events;
+pub mod signals;
 mod sleep;
 mod sock_ops;
 pub mod stream_writer;
 pub mod streams;
 pub mod streams_open;
+pub mod subprocess;
+mod sys;
 pub mod tasks;
+pub mod threads;
 pub mod threadsafe;
 pub mod transports;
 
 pub use base_events_net::{Listener, ProtocolFactory, Server};
+pub use child_watcher::ChildWatcherKind;
 pub use datagram::DatagramSocketTransport;
 pub use error::{Error, Result};
 pub use event_loop::{
@@ -83,9 +94,11 @@ pub use streams_open::{
     open_connection, open_connection_sock, open_connection_with_limit, open_unix_connection,
     start_server, start_server_with_limit, start_unix_server,
 };
+pub use subprocess::{create_subprocess_exec, create_subprocess_shell, Process};
 pub use tasks::{
     all_tasks, create_task, create_task_named, current_task, Task, TaskOptions, TaskRef,
 };
+pub use threads::{run_coroutine_threadsafe, to_thread, ConcurrentFuture, ThreadPool};
 pub use threadsafe::{LoopHandle, ThreadsafeHandle};
 pub use transports::{
     BaseTransport, DatagramTransport, ExtraInfo, ReadTransport, Transport, WriteLimits,

@@ -4,7 +4,7 @@
 //!
 //! asyncio keeps a `selectors.DefaultSelector` whose keys map a file descriptor
 //! to a `(reader, writer)` pair of handles. Here a [`Slab`] of
-//! [`Registration`]s plays that part: the slab key is the mio `Token`, and a
+//! `Registration`s plays that part: the slab key is the mio `Token`, and a
 //! `HashMap` maps each fd to its key.
 //!
 //! ## Level-triggered on top of edge-triggered

@@ -5,6 +5,18 @@
 //! down the default executor; close the loop. `Runner` does the same but
 //! keeps its loop across several `run()` calls, like `asyncio.Runner`.
 //!
+//! ## Ctrl-C (asyncio's `Runner._on_sigint`)
+//! On the main thread, when SIGINT has its default disposition, `run()`
+//! installs a SIGINT handler for the duration of the call (through the
+//! loop's [`add_signal_handler`](EventLoop::add_signal_handler), so it runs
+//! on the loop even while it blocks in poll). The first Ctrl-C cancels the
+//! main task; if the task ends cancelled, `run()` returns
+//! [`Error::Interrupted`]. A second Ctrl-C while the task is still
+//! unwinding interrupts the loop at once (asyncio raises `KeyboardInterrupt`
+//! from the handler; tulip calls [`interrupt`]). Either
+//! way the cleanup then cancels and awaits the other tasks, shuts down the
+//! default thread pool and closes the loop (R2).
+//!
 //! # Invariants
 //! - A runner's loop is created lazily, on first use, by its loop factory.
 //! - `close()` always leaves no pending task behind: every remaining task is
@@ -12,12 +24,20 @@
 //!   but it is pending!" reports), and errors found then go to the exception
 //!   handler ("unhandled exception during tulip::run() shutdown").
 //! - `run()` cannot be called from a running loop.
+//! - The SIGINT handler that `run()` installs is removed before `run()`
+//!   returns, unless someone replaced it meanwhile; SIGINT then has its
+//!   default disposition again.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future as StdFuture;
+use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::event_loop::{set_event_loop, try_running_loop, EventLoop, ExceptionContext};
+use crate::event_loop::{interrupt, set_event_loop, try_running_loop, EventLoop, ExceptionContext};
+use crate::signals::has_default_disposition;
+use crate::tasks::{Task, TaskRef};
+use crate::threads::{has_default_executor, THREAD_JOIN_TIMEOUT};
 
 type LoopFactory = Box<dyn FnMut() -> Result<EventLoop>>;
 
@@ -119,7 +139,37 @@ impl Runner {
             ));
         }
         let lp = self.lazy_init()?;
-        lp.run_until_complete(fut)
+        lp.check_closed()?;
+        if lp.is_running() {
+            return Err(Error::runtime("this event loop is already running"));
+        }
+        let task = lp.create_task(fut)?;
+        // asyncio: install the SIGINT handler only on the main thread, and
+        // only if nobody else handles SIGINT.
+        let interrupts = Rc::new(Cell::new(0u32));
+        let sigint = if crate::sys::is_main_thread()
+            && lp.signal_handler_id(libc::SIGINT).is_none()
+            && has_default_disposition(libc::SIGINT)
+        {
+            let main_task = task.as_ref();
+            let count = interrupts.clone();
+            lp.add_signal_handler_id(libc::SIGINT, move || on_sigint(&count, &main_task))
+                .ok()
+        } else {
+            None
+        };
+        let res = run_task_until_complete(&lp, &task);
+        if let Some(id) = sigint {
+            if lp.signal_handler_id(libc::SIGINT) == Some(id) {
+                let _ = lp.remove_signal_handler(libc::SIGINT);
+            }
+        }
+        match res {
+            Err(e) if e.is_cancelled() && interrupts.get() > 0 && task.uncancel() == 0 => {
+                Err(Error::Interrupted)
+            }
+            other => other,
+        }
     }
 
     /// Cancels the remaining tasks, waits for them, and closes the loop.
@@ -131,6 +181,13 @@ impl Runner {
         }
         let lp = self.lp.take().expect("initialized runner has a loop");
         cancel_all_tasks(&lp);
+        if has_default_executor(&lp) {
+            let lp2 = lp.clone();
+            let _ = lp.run_until_complete(async move {
+                lp2.shutdown_default_executor(Some(THREAD_JOIN_TIMEOUT))
+                    .await
+            });
+        }
         if self.factory.is_none() {
             set_event_loop(None);
         }
@@ -155,6 +212,45 @@ impl fmt::Debug for Runner {
     }
 }
 
+/// asyncio's `run_until_complete(task)` for a task that already exists (so
+/// `run()` creates exactly one task, as asyncio's does): the task's done
+/// callback stops the loop. Mirrors `EventLoop::run_until_complete`.
+fn run_task_until_complete<T: 'static>(lp: &EventLoop, task: &Task<T>) -> Result<T> {
+    // `armed` keeps a stale stop from reaching the next run (see L7 in
+    // EventLoop::run_until_complete).
+    let armed = Rc::new(Cell::new(true));
+    let (stopper, live) = (lp.clone(), armed.clone());
+    let cb = task.add_done_callback(move |_| {
+        if live.get() {
+            stopper.stop()
+        }
+    });
+    let res = lp.run_forever();
+    armed.set(false);
+    task.remove_done_callback(cb);
+    if let Err(e) = res {
+        if task.done() && !task.cancelled() {
+            let _ = task.exception(); // mark retrieved, as asyncio does
+        }
+        return Err(e);
+    }
+    if !task.done() {
+        return Err(Error::runtime("event loop stopped before future completed"));
+    }
+    task.take_result()
+}
+
+/// asyncio's `Runner._on_sigint`: the first Ctrl-C cancels the main task,
+/// a later one interrupts the loop.
+fn on_sigint(count: &Cell<u32>, main_task: &TaskRef) {
+    count.set(count.get() + 1);
+    if count.get() == 1 && !main_task.done() {
+        main_task.cancel();
+        return;
+    }
+    interrupt();
+}
+
 /// asyncio's `runners._cancel_all_tasks`.
 fn cancel_all_tasks(lp: &EventLoop) {
     let to_cancel = lp.all_tasks();
@@ -167,7 +263,8 @@ fn cancel_all_tasks(lp: &EventLoop) {
     let waiting = to_cancel.clone();
     let _ = lp.run_until_complete(async move {
         for t in &waiting {
-            t.wait_done().await;
+            // The shutdown task is never cancelled: the wait only ends when t does.
+            let _ = t.wait_done().await;
         }
         Ok(())
     });

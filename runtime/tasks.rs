@@ -85,7 +85,6 @@ pub(crate) trait AnyTask {
     fn done(&self) -> bool;
     fn cancelled(&self) -> bool;
     fn cancel(self: Rc<Self>, msg: Option<Arc<str>>) -> bool;
-    fn add_waker(&self, waker: &Waker);
     fn describe(&self) -> String;
     /// The loop is closing and drops this pending task.
     fn destroyed_pending(&self);
@@ -94,6 +93,8 @@ pub(crate) trait AnyTask {
     fn error(&self) -> Option<Error>;
     /// The task as a `fut_waiter` (cancelling it cancels the task).
     fn into_cancel(self: Rc<Self>) -> Rc<dyn Cancel>;
+    /// Calls `f` (through `call_soon`) once the task is done.
+    fn add_done_hook(self: Rc<Self>, f: Box<dyn FnOnce()>);
 }
 
 /// The waker of a task: its slab key and id, and the way to its loop.
@@ -407,10 +408,6 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         true
     }
 
-    fn add_waker(&self, waker: &Waker) {
-        self.core.add_waker(waker)
-    }
-
     fn describe(&self) -> String {
         format!(
             "<Task {} name='{}'>",
@@ -439,6 +436,11 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
 
     fn into_cancel(self: Rc<Self>) -> Rc<dyn Cancel> {
         self
+    }
+
+    fn add_done_hook(self: Rc<Self>, f: Box<dyn FnOnce()>) {
+        let owner = self.owner();
+        self.core.add_done_callback(&owner, Box::new(move |_| f()));
     }
 }
 
@@ -612,7 +614,10 @@ impl<T: 'static> Task<T> {
 
     /// Resolves when the task is done, without reading its result.
     pub fn wait_done(&self) -> WaitTask {
-        WaitTask { task: self.any() }
+        WaitTask {
+            task: self.any(),
+            waiter: None,
+        }
     }
 
     /// True if both values are the same task.
@@ -733,6 +738,7 @@ impl TaskRef {
     pub fn wait_done(&self) -> WaitTask {
         WaitTask {
             task: self.inner.clone(),
+            waiter: None,
         }
     }
 
@@ -758,21 +764,41 @@ impl fmt::Debug for TaskRef {
     }
 }
 
-/// What `wait_done` returns: resolves when the task is done. Cancelling the
-/// awaiting task does not cancel the awaited one.
+/// What `wait_done` returns: resolves with `Ok(())` when the task is done,
+/// whatever its outcome (asyncio's `await asyncio.wait([task])`).
+///
+/// It is built the way asyncio builds `wait`: a waiter future that a done
+/// callback on the task releases (`_release_waiter`). The awaiting task's
+/// `fut_waiter` is that waiter, so cancelling the awaiting task ends the
+/// wait at once with `Err(Cancelled)` and leaves the awaited task running.
 #[must_use = "futures do nothing unless awaited"]
 pub struct WaitTask {
     task: Rc<dyn AnyTask>,
+    waiter: Option<crate::futures::Future<()>>,
 }
 
 impl StdFuture for WaitTask {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.task.done() {
-            return Poll::Ready(());
+    type Output = Result<()>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = &mut *self;
+        if this.waiter.is_none() {
+            if let Some(err) = take_throw_on(this.task.loop_()) {
+                return Poll::Ready(Err(err));
+            }
+            if this.task.done() {
+                return Poll::Ready(Ok(()));
+            }
+            let waiter = crate::futures::Future::with_loop(this.task.loop_());
+            let release = waiter.clone();
+            this.task.clone().add_done_hook(Box::new(move || {
+                if !release.done() {
+                    let _ = release.set_result(());
+                }
+            }));
+            this.waiter = Some(waiter);
         }
-        self.task.add_waker(cx.waker());
-        Poll::Pending
+        let waiter = this.waiter.as_mut().expect("set above");
+        Pin::new(waiter).poll(cx)
     }
 }
 

@@ -42,10 +42,7 @@ fn finish<T: 'static>(lp: &EventLoop, task: &Task<T>) {
     // A panic in a callback goes to the exception handler, so the guard
     // stops the loop instead, and run_until_complete reports it.
     let guard = lp.call_later(10.0, move || lp1.stop()).unwrap();
-    let res = lp.run_until_complete(async move {
-        waiting.await;
-        Ok(())
-    });
+    let res = lp.run_until_complete(async move { waiting.await });
     guard.cancel();
     res.expect("the task did not finish within 10 s");
 }
@@ -156,6 +153,32 @@ fn an_inner_task_that_swallows_the_cancel_lets_the_outer_one_finish() {
     finish(&lp, &outer);
     assert!(!inner.cancelled() && !outer.cancelled());
     assert_eq!(outer.result().unwrap(), 7);
+}
+
+// conformance: C1
+#[test]
+fn cancelling_a_task_in_wait_done_cancels_the_future_and_take_result_shows_it() {
+    // The await-a-non-Clone-result pattern (`wait_done` + `take_result`,
+    // as to_thread uses): the future is the fut_waiter, so the cancel
+    // reaches it at once and take_result reports Cancelled.
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<String> = lp.create_future();
+    let f = fut.clone();
+    let task = lp
+        .create_task(async move {
+            f.wait_done().await;
+            f.take_result()
+        })
+        .unwrap();
+    iterate(&lp);
+    assert!(task.cancel_with("stop waiting"));
+    assert!(fut.cancelled());
+    finish(&lp, &task);
+    assert!(task.cancelled());
+    assert_eq!(
+        task.result().unwrap_err().cancel_message(),
+        Some("stop waiting")
+    );
 }
 
 // ===== C2 =====
@@ -373,4 +396,42 @@ fn a_task_ref_cancels_and_counts_like_the_task() {
     finish(&lp, &task);
     assert!(r.cancelled() && r.done());
     assert_eq!(task.result().unwrap_err().cancel_message(), Some("via ref"));
+}
+
+/// `Task::wait_done` is asyncio's `await asyncio.wait([task])`: cancelling
+/// the waiting task ends the wait at once with Cancelled, and the awaited
+/// task keeps running.
+// conformance: C1
+#[test]
+fn cancelling_a_task_parked_in_wait_done_ends_the_wait_not_the_awaited_task() {
+    let (waited_err, slow_done, elapsed) = tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let slow = tulip::create_task(async {
+            tulip::sleep(0.3).await?;
+            Ok(7)
+        })?;
+        let watcher = {
+            let slow = slow.clone();
+            tulip::create_task(async move { slow.wait_done().await })?
+        };
+        tulip::sleep(0.0).await?;
+        tulip::sleep(0.0).await?;
+        let t0 = lp.time();
+        watcher.cancel();
+        let err = watcher.clone().await.unwrap_err();
+        let elapsed = lp.time() - t0;
+        let slow_done_then = slow.done();
+        assert_eq!(slow.clone().await?, 7);
+        Ok((err.is_cancelled(), slow_done_then, elapsed))
+    })
+    .unwrap();
+    assert!(waited_err, "the wait ends with Cancelled");
+    assert!(
+        !slow_done,
+        "the awaited task was not cancelled and still ran"
+    );
+    assert!(
+        elapsed < 0.2,
+        "the cancel took {elapsed:.3} s: it waited for the awaited task"
+    );
 }

@@ -41,6 +41,21 @@ fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
     reports
 }
 
+/// A guard for runs that end only if the behaviour under test works: after
+/// `secs` it stops the loop and raises its flag. (A panicking timer would
+/// only reach the exception handler, and the loop would run on.)
+fn stop_after(lp: &EventLoop, secs: f64) -> (tulip::TimerHandle, Rc<Cell<bool>>) {
+    let fired = Rc::new(Cell::new(false));
+    let (f, lp1) = (fired.clone(), lp.clone());
+    let h = lp
+        .call_later(secs, move || {
+            f.set(true);
+            lp1.stop();
+        })
+        .unwrap();
+    (h, fired)
+}
+
 // ===== L1 =====
 
 // conformance: L1
@@ -186,6 +201,28 @@ fn stop_before_run_forever_gives_one_iteration_with_a_zero_timeout() {
     lp.run_forever().unwrap();
     assert!(t0.elapsed() < Duration::from_secs(5), "the poll blocked");
     far.cancel();
+}
+
+// conformance: L3
+#[test]
+fn the_one_iteration_after_an_early_stop_still_polls_for_io() {
+    // The zero-timeout poll happens (even with callbacks ready, where
+    // IO_POLL_INTERVAL would skip it): a readable fd's reader runs.
+    let lp = EventLoop::new().unwrap();
+    let (mut tx, rx) = UnixStream::pair().unwrap();
+    rx.set_nonblocking(true).unwrap();
+    let called = Rc::new(Cell::new(false));
+    let c = called.clone();
+    lp.add_reader(rx.as_raw_fd(), move || c.set(true)).unwrap();
+    // One iteration that polls, to start the IO_POLL_INTERVAL count afresh.
+    soon(&lp, || ());
+    lp.run_once().unwrap();
+    tx.write_all(b"x").unwrap();
+    soon(&lp, || ());
+    lp.stop();
+    lp.run_forever().unwrap();
+    assert!(called.get(), "the stopping iteration did not poll");
+    lp.remove_reader(rx.as_raw_fd()).unwrap();
 }
 
 // conformance: L3
@@ -601,11 +638,10 @@ fn a_reader_drains_its_socket_until_would_block() {
         }
         tx
     });
-    let guard = lp
-        .call_later(10.0, || panic!("the reader never saw all the data"))
-        .unwrap();
+    let (guard, timed_out) = stop_after(&lp, 10.0);
     lp.run_forever().unwrap();
     guard.cancel();
+    assert!(!timed_out.get(), "the reader never saw all the data");
     let _tx = writer.join().unwrap();
     assert_eq!(*got.borrow(), payload);
     assert!(calls.get() >= 2);
@@ -660,6 +696,100 @@ fn a_reader_that_does_not_drain_is_called_again_next_iteration() {
     assert_eq!(calls.get(), 5, "not called once drained");
 }
 
+// conformance: L6, L8
+#[test]
+fn a_reader_that_panics_is_called_again_while_its_fd_stays_readable() {
+    // The panic goes to the exception handler; the fd is still readable,
+    // so (level-triggered) the reader runs again in the next iteration.
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let (mut tx, rx) = nonblocking_pair();
+    let rx = Rc::new(rx);
+    let calls = Rc::new(Cell::new(0));
+    {
+        let (rx, calls, lp1) = (rx.clone(), calls.clone(), lp.clone());
+        lp.add_reader(rx.as_raw_fd(), move || {
+            calls.set(calls.get() + 1);
+            if calls.get() == 1 {
+                panic!("reader fails before reading");
+            }
+            let mut buf = [0u8; 16];
+            while (&*rx).read(&mut buf).is_ok() {}
+            lp1.stop();
+        })
+        .unwrap();
+    }
+    tx.write_all(b"ping").unwrap();
+    let timed_out = Rc::new(Cell::new(false));
+    let (t, lp2) = (timed_out.clone(), lp.clone());
+    let guard = lp
+        .call_later(10.0, move || {
+            t.set(true);
+            lp2.stop();
+        })
+        .unwrap();
+    lp.run_forever().unwrap();
+    guard.cancel();
+    assert!(
+        !timed_out.get(),
+        "the reader was not called again after it panicked"
+    );
+    assert_eq!(calls.get(), 2);
+    assert_eq!(reports.borrow().len(), 1);
+    lp.remove_reader(rx.as_raw_fd()).unwrap();
+}
+
+// conformance: L8
+#[test]
+fn io_is_polled_at_least_every_io_poll_interval_iterations_under_load() {
+    // The documented deviation: with callbacks always ready, epoll is
+    // polled only every IO_POLL_INTERVAL iterations, never less often.
+    fn again(lp: EventLoop, n: Rc<Cell<u32>>) {
+        n.set(n.get() + 1);
+        let lp2 = lp.clone();
+        soon(&lp, move || again(lp2, n));
+    }
+    let lp = EventLoop::new().unwrap();
+    let n = Rc::new(Cell::new(0));
+    let (lp1, n1) = (lp.clone(), n.clone());
+    soon(&lp, move || again(lp1, n1));
+    let (mut tx, rx) = nonblocking_pair();
+    let rx = Rc::new(rx);
+    let seen_at = Rc::new(Cell::new(None::<u32>));
+    {
+        let (rx, seen_at, n) = (rx.clone(), seen_at.clone(), n.clone());
+        lp.add_reader(rx.as_raw_fd(), move || {
+            let mut buf = [0u8; 8];
+            while (&*rx).read(&mut buf).is_ok() {}
+            if seen_at.get().is_none() {
+                seen_at.set(Some(n.get()));
+            }
+        })
+        .unwrap();
+    }
+    for _ in 0..5 {
+        lp.run_once().unwrap();
+    }
+    tx.write_all(b"x").unwrap();
+    let written_at = n.get();
+    let limit = tulip::event_loop::IO_POLL_INTERVAL + 2;
+    for _ in 0..limit {
+        lp.run_once().unwrap();
+        if seen_at.get().is_some() {
+            break;
+        }
+    }
+    let seen = seen_at
+        .get()
+        .expect("the reader was starved by the callbacks");
+    assert!(
+        seen - written_at <= limit,
+        "{} iterations",
+        seen - written_at
+    );
+    lp.remove_reader(rx.as_raw_fd()).unwrap();
+}
+
 // conformance: L8
 #[test]
 fn a_writer_is_called_while_its_socket_is_writable() {
@@ -677,7 +807,10 @@ fn a_writer_is_called_while_its_socket_is_writable() {
         }
     })
     .unwrap();
+    let (guard, timed_out) = stop_after(&lp, 10.0);
     lp.run_forever().unwrap();
+    guard.cancel();
+    assert!(!timed_out.get(), "the writer was not called again");
     assert_eq!(calls.get(), 3);
     assert!(!lp.has_writer(fd));
 }
@@ -735,8 +868,9 @@ fn replacing_a_reader_cancels_the_old_callback() {
     })
     .unwrap();
     tx.write_all(b"data").unwrap();
-    let guard = lp.call_later(20.0, || ()).unwrap();
+    let (guard, timed_out) = stop_after(&lp, 10.0);
     lp.run_forever().unwrap();
     guard.cancel();
+    assert!(!timed_out.get(), "the new reader never ran");
     assert_eq!(entries(&l), ["new"]);
 }

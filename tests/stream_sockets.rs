@@ -296,7 +296,7 @@ fn serve_forever_until_cancelled() {
             "already serving forever"
         );
         t.cancel();
-        t.wait_done().await;
+        t.wait_done().await?;
         assert!(t.cancelled());
         assert!(!server.is_serving());
         assert!(server.sockets().is_empty());

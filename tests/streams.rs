@@ -266,7 +266,7 @@ fn cancelled_read_clears_the_waiter() {
         let t = tulip::create_task(async move { r2.read(1).await })?;
         tulip::sleep(0.0).await?;
         t.cancel();
-        t.wait_done().await;
+        t.wait_done().await?;
         assert!(t.cancelled());
         r.feed_data(b"y");
         assert_eq!(r.read(1).await?, b"y");

@@ -256,7 +256,7 @@ fn tasks_cancelling_each_other_add_up() {
             refs1.borrow_mut().extend(tasks.iter().map(|t| t.as_ref()));
             let (mut finished, mut cancelled) = (0usize, 0usize);
             for t in &tasks {
-                t.wait_done().await;
+                t.wait_done().await?;
                 if t.cancelled() {
                     cancelled += 1;
                 } else {

@@ -62,7 +62,12 @@ fn a_task_awaiting_itself_is_an_error() {
         })
         .unwrap();
     *slot.borrow_mut() = Some(task.clone());
-    assert_eq!(lp.run_until_complete(async move { task.await }).unwrap(), 1);
+    // Bounded: a task that waited for itself would wait forever.
+    let lp1 = lp.clone();
+    let guard = lp.call_later(10.0, move || lp1.stop()).unwrap();
+    let out = lp.run_until_complete(async move { task.await });
+    guard.cancel();
+    assert_eq!(out.expect("the task waited for itself"), 1);
     slot.borrow_mut().take();
 }
 
@@ -434,4 +439,40 @@ fn done_callbacks_of_a_task_get_the_task() {
     lp.run_until_complete(async move { t2.await }).unwrap();
     iterate(&lp);
     assert_eq!(entries(&l), ["done: 42"]);
+}
+
+// conformance: C4
+#[test]
+fn run_cancels_and_awaits_the_tasks_main_left_behind() {
+    // asyncio.run: the leftovers are cancelled and awaited before the loop
+    // closes, so none is reported as destroyed while pending.
+    let reports = Rc::new(RefCell::new(Vec::<ExceptionContext>::new()));
+    let r = reports.clone();
+    let cleaned = Rc::new(Cell::new(false));
+    let c = cleaned.clone();
+    let t0 = std::time::Instant::now();
+    let out = tulip::run_with_factory(
+        async move {
+            let _left = tulip::create_task(async move {
+                let r = tulip::sleep(3600.0).await;
+                c.set(r.as_ref().is_err_and(|e| e.is_cancelled()));
+                r
+            })?;
+            tulip::sleep(0.0).await?;
+            Ok("main done")
+        },
+        move || {
+            let lp = EventLoop::new()?;
+            let r = r.clone();
+            lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
+                r.borrow_mut().push(ctx.clone())
+            }));
+            Ok(lp)
+        },
+    )
+    .unwrap();
+    assert_eq!(out, "main done");
+    assert!(cleaned.get(), "the leftover task saw no Cancelled");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
 }

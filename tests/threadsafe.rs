@@ -21,6 +21,21 @@ fn thread_write_syscalls() -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// A guard for runs that end only if the behaviour under test works: after
+/// `secs` it stops the loop and raises its flag. (A panicking timer would
+/// only reach the exception handler, and the loop would run on.)
+fn stop_after(lp: &EventLoop, secs: f64) -> (tulip::TimerHandle, Rc<Cell<bool>>) {
+    let fired = Rc::new(Cell::new(false));
+    let (f, lp1) = (fired.clone(), lp.clone());
+    let h = lp
+        .call_later(secs, move || {
+            f.set(true);
+            lp1.stop();
+        })
+        .unwrap();
+    (h, fired)
+}
+
 // conformance: H1
 #[test]
 fn call_soon_threadsafe_wakes_a_loop_blocked_in_poll() {
@@ -60,7 +75,7 @@ fn call_soon_threadsafe_wakes_a_loop_blocked_in_poll() {
 fn loop_handle_stop_wakes_and_stops_the_loop() {
     let lp = EventLoop::new().unwrap();
     let handle = lp.handle();
-    let guard = lp.call_later(10.0, || panic!("not woken")).unwrap();
+    let (guard, timed_out) = stop_after(&lp, 10.0);
     let thread = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(20));
         handle.stop().unwrap();
@@ -68,6 +83,7 @@ fn loop_handle_stop_wakes_and_stops_the_loop() {
     let t0 = Instant::now();
     lp.run_forever().unwrap();
     thread.join().unwrap();
+    assert!(!timed_out.get(), "not woken");
     assert!(t0.elapsed() < Duration::from_secs(5));
     guard.cancel();
 }
@@ -157,6 +173,38 @@ fn wakes_from_a_busy_thread_take_far_fewer_iterations_than_calls() {
         "{iterations} iterations for 10,000 calls"
     );
     guard.cancel();
+}
+
+// conformance: H1
+#[test]
+fn threadsafe_calls_run_promptly_while_callbacks_keep_the_loop_busy() {
+    // Polls are skipped under load (IO_POLL_INTERVAL); work from other
+    // threads is still picked up on every iteration.
+    fn again(lp: EventLoop, n: Rc<Cell<u64>>) {
+        n.set(n.get() + 1);
+        let lp2 = lp.clone();
+        let _ = lp.call_soon(move || again(lp2, n)).unwrap();
+    }
+    let lp = EventLoop::new().unwrap();
+    let n = Rc::new(Cell::new(0));
+    let (lp1, n1) = (lp.clone(), n.clone());
+    let _ = lp.call_soon(move || again(lp1, n1)).unwrap();
+    lp.run_once().unwrap();
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let _ = lp
+        .handle()
+        .call_soon_threadsafe(move || r.store(true, Ordering::SeqCst))
+        .unwrap();
+    // The call was made before these iterations: the next one runs it.
+    let before = n.get();
+    lp.run_once().unwrap();
+    lp.run_once().unwrap();
+    assert!(
+        ran.load(Ordering::SeqCst),
+        "not picked up while polls were skipped"
+    );
+    assert_eq!(n.get() - before, 2);
 }
 
 // conformance: H1
@@ -260,8 +308,10 @@ fn a_task_waker_woken_from_another_thread_resumes_the_task() {
         }
         panic!("the task never parked its waker");
     });
-    let guard = lp.call_later(10.0, || ()).unwrap();
-    let out = lp.run_until_complete(Remote { state }).unwrap();
+    let (guard, _) = stop_after(&lp, 10.0);
+    let out = lp
+        .run_until_complete(Remote { state })
+        .expect("the wake from the thread was lost");
     thread.join().unwrap();
     assert_eq!(out, "woken from a thread");
     guard.cancel();

@@ -403,6 +403,37 @@ fn timers_due_within_the_clock_resolution_fire_in_the_same_iteration() {
     assert_eq!(iterations_until(&lp, &done, 10), 1);
 }
 
+// conformance: T3
+#[test]
+fn timers_fire_on_time_while_callbacks_keep_the_loop_busy() {
+    // Polls are skipped under load (IO_POLL_INTERVAL), timers are not.
+    fn again(lp: EventLoop, n: Rc<Cell<u64>>) {
+        n.set(n.get() + 1);
+        let lp2 = lp.clone();
+        soon(&lp, move || again(lp2, n));
+    }
+    let lp = EventLoop::new().unwrap();
+    let n = Rc::new(Cell::new(0));
+    let (lp1, n1) = (lp.clone(), n.clone());
+    soon(&lp, move || again(lp1, n1));
+    let fired_after = Rc::new(Cell::new(None));
+    let f = fired_after.clone();
+    let t0 = Instant::now();
+    let _t = lp
+        .call_later(0.02, move || f.set(Some(t0.elapsed())))
+        .unwrap();
+    while fired_after.get().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the timer never fired"
+        );
+        lp.run_once().unwrap();
+    }
+    let took = fired_after.get().unwrap();
+    assert!(took >= Duration::from_millis(19), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
 // ===== T4 =====
 
 // conformance: T4

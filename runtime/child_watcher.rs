@@ -1,0 +1,363 @@
+//! Child watchers: who notices that a child exited, and reaps it. Mirrors
+//! `PidfdChildWatcher` and `ThreadedChildWatcher` in
+//! `Lib/asyncio/unix_events.py` (3.14, where the watcher is chosen by
+//! `can_use_pidfd()` and is no longer user-pluggable).
+//!
+//! - [`ChildWatcherKind::Pidfd`] (the default where the kernel has
+//!   `pidfd_open`, Linux 5.3+): one pidfd per child, registered with the
+//!   reactor edge-triggered. The child's exit makes it readable; the loop
+//!   reaps with `waitpid(pid, WNOHANG)`, closes the pidfd and resolves the
+//!   waiters. Cost per child: `pidfd_open`, two `epoll_ctl`, one epoll event,
+//!   one `waitpid`, one `close` — no thread.
+//! - [`ChildWatcherKind::Thread`] (the fallback): a thread per child blocks in
+//!   `waitid(WEXITED | WNOWAIT)` — it waits *without* reaping — and then asks
+//!   the loop, through `call_soon_threadsafe`, to reap. asyncio's threaded
+//!   watcher reaps in the thread; tulip reaps on the loop thread so that a
+//!   signal sent by the loop can never hit a recycled pid (P3).
+//!
+//! The watcher is chosen when a child is spawned: the environment variable
+//! `TULIP_CHILD_WATCHER=thread` (or `pidfd`) forces one, else
+//! [`EventLoop::set_child_watcher`], else pidfd if the kernel has it. A child
+//! whose `pidfd_open` fails (e.g. `EMFILE`) falls back to a thread.
+//!
+//! # Invariants
+//! - A child is reaped only on the loop thread, and `returncode` is set in
+//!   the same callback; so while `returncode` is `None` its pid is ours and
+//!   signals may be sent to it.
+//! - Every spawned child is in `children` until it is reaped. When the
+//!   watcher is dropped (the loop closes) the children left are handed to a
+//!   reaper thread: no zombie is left behind, even for a dropped `Process`.
+//! - A `wait()` waiter is a fresh future per call, so cancelling one `wait()`
+//!   cancels neither the child nor the other waiters (P2).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+use crate::event_loop::{get_running_loop, EventLoop};
+use crate::futures::Future;
+use crate::sys;
+
+/// The environment variable that forces a child watcher: `pidfd` or `thread`.
+pub const CHILD_WATCHER_ENV: &str = "TULIP_CHILD_WATCHER";
+
+/// Stack size of a fallback waiter thread: it only blocks in `waitid`.
+const WAITER_STACK_SIZE: usize = 64 * 1024;
+
+/// asyncio's exit code for a child that someone else reaped.
+const UNKNOWN_RETURNCODE: i32 = 255;
+
+/// How a child's exit is noticed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildWatcherKind {
+    /// A pidfd registered with the reactor (asyncio's `PidfdChildWatcher`).
+    Pidfd,
+    /// A thread per child blocked in `waitid` (asyncio's `ThreadedChildWatcher`).
+    Thread,
+}
+
+impl ChildWatcherKind {
+    /// The watcher's name as asyncio spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChildWatcherKind::Pidfd => "PidfdChildWatcher",
+            ChildWatcherKind::Thread => "ThreadedChildWatcher",
+        }
+    }
+}
+
+/// asyncio's `can_use_pidfd()`: probed once per process.
+pub fn can_use_pidfd() -> bool {
+    static CAN: OnceLock<bool> = OnceLock::new();
+    // SAFETY: getpid cannot fail.
+    *CAN.get_or_init(|| sys::pidfd_open(unsafe { libc::getpid() }).is_ok())
+}
+
+/// The watcher that the environment asks for, if any.
+fn forced_by_env() -> Option<ChildWatcherKind> {
+    match std::env::var(CHILD_WATCHER_ENV).ok()?.as_str() {
+        "thread" => Some(ChildWatcherKind::Thread),
+        "pidfd" => Some(ChildWatcherKind::Pidfd),
+        _ => None,
+    }
+}
+
+// ===== one child =====
+
+/// What the loop knows of one child, shared by its `Process` and the watcher.
+pub(crate) struct ChildState {
+    pub(crate) pid: libc::pid_t,
+    /// The child's pidfd while it is unreaped (pidfd watcher only).
+    pidfd: RefCell<Option<OwnedFd>>,
+    /// Set exactly when the child is reaped.
+    returncode: Cell<Option<i32>>,
+    /// One future per pending `wait()` call.
+    waiters: RefCell<Vec<Future<i32>>>,
+    kind: Cell<ChildWatcherKind>,
+}
+
+impl ChildState {
+    pub(crate) fn returncode(&self) -> Option<i32> {
+        self.returncode.get()
+    }
+
+    pub(crate) fn kind(&self) -> ChildWatcherKind {
+        self.kind.get()
+    }
+
+    /// Waits for the exit code; cancelling this call touches nothing else.
+    pub(crate) async fn wait(&self, lp: &EventLoop) -> Result<i32> {
+        if let Some(rc) = self.returncode.get() {
+            return Ok(rc);
+        }
+        let waiter = lp.create_future::<i32>();
+        self.waiters.borrow_mut().push(waiter.clone());
+        let res = waiter.clone().await;
+        if res.is_err() {
+            self.waiters.borrow_mut().retain(|w| !w.ptr_eq(&waiter));
+        }
+        res
+    }
+
+    /// Sends `sig` unless the child is already reaped. Through the pidfd when
+    /// there is one, so the signal reaches this very process (P3).
+    pub(crate) fn send_signal(&self, sig: i32) -> Result<()> {
+        if self.returncode.get().is_some() {
+            return Ok(()); // asyncio (Popen.send_signal): no-op once it exited
+        }
+        let res = match &*self.pidfd.borrow() {
+            Some(fd) => sys::pidfd_send_signal(fd.as_raw_fd(), sig),
+            // Not reaped yet (reaping happens on this thread): the pid is still ours.
+            None => sys::kill(self.pid, sig),
+        };
+        match res {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(Error::invalid_argument(
+                format!("invalid signal number {sig}"),
+            )),
+            other => other.map_err(Error::from),
+        }
+    }
+
+    /// Records the exit code and wakes the waiters.
+    fn finish(&self, lp: &EventLoop, rc: i32) {
+        if let Some(fd) = self.pidfd.borrow_mut().take() {
+            let _ = lp.remove_reader(fd.as_raw_fd());
+            drop(fd);
+        }
+        self.returncode.set(Some(rc));
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in waiters {
+            if !w.done() {
+                let _ = w.set_result(rc);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ChildState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildState")
+            .field("pid", &self.pid)
+            .field("returncode", &self.returncode.get())
+            .field("watcher", &self.kind.get().name())
+            .finish()
+    }
+}
+
+// ===== the watcher =====
+
+/// The per-loop child watcher (a loop extension).
+pub(crate) struct ChildWatcher {
+    /// The kind chosen by `set_child_watcher`, if any.
+    chosen: Cell<Option<ChildWatcherKind>>,
+    /// Unreaped children by pid.
+    children: RefCell<HashMap<libc::pid_t, Rc<ChildState>>>,
+}
+
+impl ChildWatcher {
+    fn new() -> ChildWatcher {
+        ChildWatcher {
+            chosen: Cell::new(None),
+            children: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn of(lp: &EventLoop) -> Rc<ChildWatcher> {
+        lp.extension(ChildWatcher::new)
+    }
+
+    /// The kind a new child gets.
+    pub(crate) fn kind(&self) -> ChildWatcherKind {
+        forced_by_env()
+            .or(self.chosen.get())
+            .unwrap_or(if can_use_pidfd() {
+                ChildWatcherKind::Pidfd
+            } else {
+                ChildWatcherKind::Thread
+            })
+    }
+
+    /// asyncio's `add_child_handler`: starts watching a freshly spawned child.
+    /// On error the child has been killed and reaped.
+    pub(crate) fn add_child(&self, lp: &EventLoop, pid: libc::pid_t) -> Result<Rc<ChildState>> {
+        let kind = self.kind();
+        let child = Rc::new(ChildState {
+            pid,
+            pidfd: RefCell::new(None),
+            returncode: Cell::new(None),
+            waiters: RefCell::new(Vec::new()),
+            kind: Cell::new(kind),
+        });
+        let mut watched = false;
+        if kind == ChildWatcherKind::Pidfd {
+            // A failed pidfd_open (EMFILE, ENOSYS) falls back to a thread.
+            if let Ok(pidfd) = sys::pidfd_open(pid) {
+                let raw = pidfd.as_raw_fd();
+                *child.pidfd.borrow_mut() = Some(pidfd);
+                let c = child.clone();
+                let reg = lp.add_reader_edge(raw, move || on_pidfd_readable(&c));
+                match reg {
+                    Ok(()) => watched = true,
+                    Err(_) => drop(child.pidfd.borrow_mut().take()),
+                }
+            }
+        }
+        if !watched {
+            child.kind.set(ChildWatcherKind::Thread);
+            if let Err(e) = spawn_waiter_thread(lp, pid) {
+                // Nobody could ever reap it: don't leave it running.
+                let _ = sys::kill(pid, libc::SIGKILL);
+                let _ = sys::waitpid_blocking(pid);
+                return Err(Error::from(e));
+            }
+        }
+        if lp.debug() {
+            eprintln!("tulip: child {pid} watched by {}", child.kind().name());
+        }
+        self.children.borrow_mut().insert(pid, child.clone());
+        Ok(child)
+    }
+
+    /// Reaps `pid` if it has exited; resolves its waiters.
+    fn try_reap(&self, lp: &EventLoop, child: &ChildState) {
+        if child.returncode.get().is_some() {
+            return;
+        }
+        let rc = match sys::waitpid_nohang(child.pid) {
+            Ok(None) => return, // spurious: still running
+            Ok(Some(rc)) => rc,
+            Err(_) => {
+                // ECHILD: someone else reaped it (asyncio logs a warning too).
+                eprintln!(
+                    "tulip: unknown child process pid {}, will report returncode {UNKNOWN_RETURNCODE}",
+                    child.pid
+                );
+                UNKNOWN_RETURNCODE
+            }
+        };
+        let removed = self.children.borrow_mut().remove(&child.pid);
+        child.finish(lp, rc);
+        drop(removed);
+    }
+
+    pub(crate) fn live_children(&self) -> usize {
+        self.children.borrow().len()
+    }
+}
+
+/// The pidfd's reader: the child exited.
+fn on_pidfd_readable(child: &Rc<ChildState>) {
+    let Ok(lp) = get_running_loop() else { return };
+    ChildWatcher::of(&lp).try_reap(&lp, child);
+}
+
+/// The fallback: a thread waits for the exit without reaping, then asks the
+/// loop to reap. If the loop is gone by then, the watcher's `Drop` reaps.
+fn spawn_waiter_thread(lp: &EventLoop, pid: libc::pid_t) -> io::Result<()> {
+    let handle = lp.handle();
+    std::thread::Builder::new()
+        .name(format!("tulip-waitpid-{pid}"))
+        .stack_size(WAITER_STACK_SIZE)
+        .spawn(move || {
+            let _ = sys::wait_exited_nowait(pid);
+            let _ = handle.call_soon_threadsafe(move || {
+                let Ok(lp) = get_running_loop() else { return };
+                let w = ChildWatcher::of(&lp);
+                let child = w.children.borrow().get(&pid).cloned();
+                if let Some(child) = child {
+                    w.try_reap(&lp, &child);
+                }
+            });
+        })?;
+    Ok(())
+}
+
+impl Drop for ChildWatcher {
+    /// The loop is closing: reap what is left in a background thread
+    /// (asyncio leaves them to the next watcher; tulip leaves no zombie).
+    fn drop(&mut self) {
+        let pids: Vec<libc::pid_t> = self
+            .children
+            .get_mut()
+            .drain()
+            .filter(|(_, c)| c.returncode.get().is_none())
+            .map(|(pid, _)| pid)
+            .collect();
+        if pids.is_empty() {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("tulip-reaper".into())
+            .stack_size(WAITER_STACK_SIZE)
+            .spawn(move || {
+                for pid in pids {
+                    let _ = sys::waitpid_blocking(pid);
+                }
+            });
+        drop(spawned);
+    }
+}
+
+impl fmt::Debug for ChildWatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildWatcher")
+            .field("kind", &self.kind().name())
+            .field(
+                "children",
+                &self.children.try_borrow().map(|c| c.len()).ok(),
+            )
+            .finish()
+    }
+}
+
+impl EventLoop {
+    /// Chooses the child watcher for children spawned from now on. The
+    /// environment variable `TULIP_CHILD_WATCHER` (`pidfd` or `thread`) wins
+    /// over this. Choosing `Pidfd` on a kernel without it is an error.
+    pub fn set_child_watcher(&self, kind: ChildWatcherKind) -> Result<()> {
+        self.check_closed()?;
+        if kind == ChildWatcherKind::Pidfd && !can_use_pidfd() {
+            return Err(Error::runtime(
+                "this kernel has no pidfd_open: use ChildWatcherKind::Thread",
+            ));
+        }
+        ChildWatcher::of(self).chosen.set(Some(kind));
+        Ok(())
+    }
+
+    /// The child watcher that a child spawned now would get.
+    pub fn child_watcher(&self) -> ChildWatcherKind {
+        ChildWatcher::of(self).kind()
+    }
+
+    /// How many children of this loop are not reaped yet.
+    pub fn unreaped_children(&self) -> usize {
+        ChildWatcher::of(self).live_children()
+    }
+}

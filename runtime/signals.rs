@@ -1,0 +1,285 @@
+//! Unix signal handlers that run on the loop. Mirrors `add_signal_handler`,
+//! `remove_signal_handler`, `_handle_signal` and `_process_self_data` of
+//! `_UnixSelectorEventLoop` in `Lib/asyncio/unix_events.py`, with
+//! `signal.set_wakeup_fd` done by hand.
+//!
+//! A signal is caught by a tiny C-level handler (`on_signal`) that does the
+//! only async-signal-safe thing asyncio's C handler does: it writes the
+//! signal number, one byte, to the wake-up pipe of the loop that handles
+//! that signal. The pipe's read end is registered with the reactor
+//! (edge-triggered), so a loop blocked in `epoll_wait` wakes up; the reader
+//! drains the pipe and schedules each signal's callback with `call_soon`.
+//!
+//! # Invariants
+//! - `WAKEUP_FDS[sig]` is the write end of the pipe of the loop that has a
+//!   handler for `sig`, or -1. It is set before `sigaction` installs the C
+//!   handler, and cleared after the default disposition is restored and
+//!   before the pipe is closed; so the C handler never writes to a closed
+//!   or reused fd.
+//! - The C handler touches only an atomic load and `write(2)`, and saves
+//!   and restores `errno`.
+//! - Removing a handler (or closing the loop) restores `SIG_DFL` (R1).
+//!   SIGINT too: Rust has no `default_int_handler`, its default *is* SIG_DFL.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::event_loop::EventLoop;
+use crate::sys;
+
+/// One past the highest signal number (Linux's `_NSIG`).
+pub const NSIG: i32 = 65;
+
+/// The wake-up fd for each signal number (see the module invariants).
+static WAKEUP_FDS: [AtomicI32; NSIG as usize] = [const { AtomicI32::new(-1) }; NSIG as usize];
+
+/// Ids of installed handlers, so a runner can tell whether SIGINT is still its own.
+static NEXT_HANDLER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The C-level handler: write the signal number to the loop's pipe.
+extern "C" fn on_signal(sig: libc::c_int) {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    let errno = unsafe { *libc::__errno_location() };
+    if (0..NSIG).contains(&sig) {
+        let fd = WAKEUP_FDS[sig as usize].load(Ordering::Relaxed);
+        if fd >= 0 {
+            let byte = sig as u8;
+            // SAFETY: write(2) is async-signal-safe; a full pipe (EAGAIN) just
+            // drops the byte, as asyncio's wake-up fd does.
+            unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+        }
+    }
+    // SAFETY: as above; restores the interrupted code's errno.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// Installs `handler` (the C handler, or SIG_DFL) for `sig`.
+fn set_disposition(sig: i32, catch: bool) -> io::Result<()> {
+    // SAFETY: a zeroed sigaction is a valid value; we fill the fields used.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = if catch {
+        on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t
+    } else {
+        libc::SIG_DFL
+    };
+    // asyncio's signal.siginterrupt(sig, False): restart interrupted syscalls.
+    sa.sa_flags = libc::SA_RESTART;
+    // SAFETY: sa_mask is a valid sigset_t to initialize.
+    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    // SAFETY: `sa` is fully initialized; a null old-action pointer is allowed.
+    let ret = unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// True if `sig`'s disposition is the default one (`SIG_DFL`).
+pub fn has_default_disposition(sig: i32) -> bool {
+    // SAFETY: a zeroed sigaction is a valid out-value.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new-action only reads the current one into `old`.
+    let ret = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
+    ret == 0 && old.sa_sigaction == libc::SIG_DFL
+}
+
+/// asyncio's `_check_signal`.
+fn check_signal(sig: i32) -> Result<()> {
+    if !(1..NSIG).contains(&sig) {
+        return Err(Error::invalid_argument(format!(
+            "sig {sig} out of range(1, {NSIG})"
+        )));
+    }
+    Ok(())
+}
+
+type Callback = Rc<dyn Fn()>;
+
+/// The signal side of one loop (a loop extension).
+pub(crate) struct SignalState {
+    /// The wake-up pipe: the reactor watches `rfd`, the C handler writes `wfd`.
+    pipe: RefCell<Option<(OwnedFd, OwnedFd)>>,
+    handlers: RefCell<HashMap<i32, (u64, Callback)>>,
+}
+
+impl SignalState {
+    fn of(lp: &EventLoop) -> Rc<SignalState> {
+        lp.extension(|| {
+            let weak = lp.downgrade();
+            lp.add_close_hook(move || {
+                // asyncio's close(): remove every handler.
+                if let Some(inner) = weak.upgrade() {
+                    let lp = EventLoop { inner };
+                    SignalState::of(&lp).remove_all();
+                }
+            });
+            SignalState {
+                pipe: RefCell::new(None),
+                handlers: RefCell::new(HashMap::new()),
+            }
+        })
+    }
+
+    /// Creates the pipe and registers its reader, once.
+    fn ensure_pipe(&self, lp: &EventLoop) -> Result<i32> {
+        if let Some((_, w)) = &*self.pipe.borrow() {
+            return Ok(w.as_raw_fd());
+        }
+        let (r, w) = sys::pipe()?;
+        sys::set_nonblocking(&r)?;
+        sys::set_nonblocking(&w)?;
+        let rfd = r.as_raw_fd();
+        let weak = lp.downgrade();
+        lp.add_reader_edge(rfd, move || {
+            if let Some(inner) = weak.upgrade() {
+                let lp = EventLoop { inner };
+                SignalState::of(&lp).process_self_data(&lp, rfd);
+            }
+        })?;
+        let wfd = w.as_raw_fd();
+        *self.pipe.borrow_mut() = Some((r, w));
+        Ok(wfd)
+    }
+
+    /// asyncio's `_read_from_self` + `_process_self_data`: drain the pipe,
+    /// schedule one callback per signal byte.
+    fn process_self_data(&self, lp: &EventLoop, rfd: i32) {
+        let mut buf = [0u8; 256];
+        loop {
+            match sys::read(rfd, &mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    for &sig in &buf[..n] {
+                        self.handle_signal(lp, sig as i32);
+                    }
+                }
+                Err(_) => return, // WouldBlock: drained
+            }
+        }
+    }
+
+    /// asyncio's `_handle_signal`: `call_soon` the handler.
+    fn handle_signal(&self, lp: &EventLoop, sig: i32) {
+        let cb = self.handlers.borrow().get(&sig).map(|(_, cb)| cb.clone());
+        if let Some(cb) = cb {
+            let _ = lp.call_soon(move || cb());
+        }
+    }
+
+    fn add(&self, lp: &EventLoop, sig: i32, cb: Callback) -> Result<u64> {
+        check_signal(sig)?;
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            return Err(Error::runtime(format!("sig {sig} cannot be caught")));
+        }
+        let wfd = self.ensure_pipe(lp)?;
+        let id = NEXT_HANDLER_ID.fetch_add(1, Ordering::Relaxed);
+        let old = self.handlers.borrow_mut().insert(sig, (id, cb));
+        WAKEUP_FDS[sig as usize].store(wfd, Ordering::SeqCst);
+        if let Err(e) = set_disposition(sig, true) {
+            self.handlers.borrow_mut().remove(&sig);
+            drop(old);
+            WAKEUP_FDS[sig as usize].store(-1, Ordering::SeqCst);
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                return Err(Error::runtime(format!("sig {sig} cannot be caught")));
+            }
+            return Err(e.into());
+        }
+        Ok(id)
+    }
+
+    fn remove(&self, sig: i32) -> Result<bool> {
+        check_signal(sig)?;
+        let removed = self.handlers.borrow_mut().remove(&sig);
+        if removed.is_none() {
+            return Ok(false);
+        }
+        set_disposition(sig, false).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                Error::runtime(format!("sig {sig} cannot be caught"))
+            } else {
+                e.into()
+            }
+        })?;
+        WAKEUP_FDS[sig as usize].store(-1, Ordering::SeqCst);
+        Ok(true)
+    }
+
+    /// Removes every handler; the pipe is closed when the extension drops,
+    /// after the reactor has let go of it.
+    fn remove_all(&self) {
+        let sigs: Vec<i32> = self.handlers.borrow().keys().copied().collect();
+        for sig in sigs {
+            let _ = self.remove(sig);
+        }
+    }
+}
+
+impl fmt::Debug for SignalState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sigs: Vec<i32> = self
+            .handlers
+            .try_borrow()
+            .map(|h| h.keys().copied().collect())
+            .unwrap_or_default();
+        sigs.sort_unstable();
+        f.debug_struct("SignalState")
+            .field("signals", &sigs)
+            .finish()
+    }
+}
+
+impl EventLoop {
+    /// asyncio's `loop.add_signal_handler(sig, callback)`: `f` runs on the
+    /// loop (through `call_soon`) each time `sig` arrives, even while the
+    /// loop blocks in poll. Replaces an earlier handler for `sig`.
+    ///
+    /// Errors: the loop is closed; `sig` is out of `1..65`
+    /// (`InvalidArgument`); `sig` cannot be caught, as SIGKILL and SIGSTOP
+    /// (`Runtime`). Signal dispositions are process-wide: the last loop to
+    /// add a handler for `sig` gets it.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// let lp = tulip::EventLoop::new().unwrap();
+    /// let got = Rc::new(Cell::new(false));
+    /// let (g, stopper) = (got.clone(), lp.clone());
+    /// lp.add_signal_handler(libc::SIGUSR2, move || { g.set(true); stopper.stop(); }).unwrap();
+    /// // SAFETY: raise() sends a signal to this very thread.
+    /// lp.call_soon(|| unsafe { libc::raise(libc::SIGUSR2); }).unwrap();
+    /// lp.run_forever().unwrap();
+    /// assert!(got.get());
+    /// assert!(lp.remove_signal_handler(libc::SIGUSR2).unwrap());
+    /// lp.close().unwrap();
+    /// ```
+    pub fn add_signal_handler<F: Fn() + 'static>(&self, sig: i32, f: F) -> Result<()> {
+        self.add_signal_handler_id(sig, f).map(|_| ())
+    }
+
+    pub(crate) fn add_signal_handler_id<F: Fn() + 'static>(&self, sig: i32, f: F) -> Result<u64> {
+        self.check_closed()?;
+        SignalState::of(self).add(self, sig, Rc::new(f))
+    }
+
+    /// asyncio's `loop.remove_signal_handler(sig)`: removes the handler and
+    /// restores the default disposition. Returns whether there was one.
+    pub fn remove_signal_handler(&self, sig: i32) -> Result<bool> {
+        self.check_closed()?;
+        SignalState::of(self).remove(sig)
+    }
+
+    /// The id of the handler for `sig`, if any (see `add_signal_handler_id`).
+    pub(crate) fn signal_handler_id(&self, sig: i32) -> Option<u64> {
+        SignalState::of(self)
+            .handlers
+            .borrow()
+            .get(&sig)
+            .map(|(id, _)| *id)
+    }
+}

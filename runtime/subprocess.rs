@@ -1,0 +1,593 @@
+//! Subprocesses. Mirrors `Lib/asyncio/subprocess.py` (`Process`,
+//! `create_subprocess_exec`, `create_subprocess_shell`, `PIPE`, `STDOUT`,
+//! `DEVNULL`) and `base_subprocess.py` (`BaseSubprocessTransport`).
+//!
+//! A [`Command`] is shaped like `std::process::Command` (it wraps one) plus
+//! asyncio's stdio choices and a `kill_on_drop` switch; [`Command::spawn`]
+//! starts the child through std (`posix_spawn` where std can) and hands it to
+//! the loop's child watcher (see [`child_watcher`](crate::child_watcher)).
+//! [`create_subprocess_exec`] and [`create_subprocess_shell`] are asyncio's
+//! two entry points on top of it.
+//!
+//! ```
+//! use tulip::subprocess::{Command, Stdio};
+//! tulip::run(async {
+//!     let mut proc = Command::new("echo")
+//!         .arg("hello")
+//!         .stdout(Stdio::Pipe)
+//!         .kill_on_drop(true)
+//!         .spawn()?;
+//!     let out = proc.stdout.as_ref().unwrap().read_to_eof().await?;
+//!     assert_eq!(out, b"hello\n");
+//!     assert_eq!(proc.wait().await?, 0);
+//!     Ok(())
+//! }).unwrap();
+//! ```
+//!
+//! # Invariants
+//! - A failed spawn (`ENOENT`, `EACCES`, `EMFILE`, ...) returns the OS error
+//!   from std unchanged (so `raw_os_error()` works) and leaves no fd open:
+//!   every pipe end is an `OwnedFd`, and the builder drops the child's ends
+//!   right after the spawn, success or not (P3).
+//! - The parent's pipe ends are non-blocking and close-on-exec; the child's
+//!   ends are blocking (they are the child's stdio).
+//! - A `Process` never reaps: the watcher does, even after the `Process` is
+//!   dropped. `wait()` resolves when the child has exited (it does not wait
+//!   for the pipes to close).
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::rc::Rc;
+
+use crate::child_watcher::{ChildState, ChildWatcher, ChildWatcherKind};
+use crate::error::{Error, Result};
+use crate::event_loop::{get_running_loop, EventLoop};
+use crate::pipes::{is_broken_pipe, ReadPipe, WritePipe};
+pub use crate::streams::DEFAULT_LIMIT;
+use crate::streams::{StreamReader, StreamWriter};
+use crate::sys;
+
+/// How much of `communicate`'s input is written before each `drain()`:
+/// the transport's high-water mark.
+const FEED_CHUNK: usize = 64 * 1024;
+
+/// What one of a child's stdin, stdout or stderr is connected to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stdio {
+    /// The parent's own stream (asyncio's `None`).
+    #[default]
+    Inherit,
+    /// A pipe to the parent (asyncio's `PIPE`): `Process::stdin` is a
+    /// [`StreamWriter`], `stdout`/`stderr` a [`StreamReader`].
+    Pipe,
+    /// `/dev/null` (asyncio's `DEVNULL`).
+    DevNull,
+    /// stderr only: wherever stdout goes (asyncio's `STDOUT`).
+    Stdout,
+}
+
+/// asyncio's `subprocess.PIPE`.
+pub const PIPE: Stdio = Stdio::Pipe;
+/// asyncio's `subprocess.DEVNULL`.
+pub const DEVNULL: Stdio = Stdio::DevNull;
+/// asyncio's `subprocess.STDOUT`.
+pub const STDOUT: Stdio = Stdio::Stdout;
+
+/// The three stdio choices of [`create_subprocess_exec`] and
+/// [`create_subprocess_shell`] (asyncio's `stdin=`, `stdout=`, `stderr=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stdios {
+    /// The child's stdin.
+    pub stdin: Stdio,
+    /// The child's stdout.
+    pub stdout: Stdio,
+    /// The child's stderr.
+    pub stderr: Stdio,
+}
+
+impl Stdios {
+    /// stdout and stderr piped, stdin inherited: the usual `communicate()` setup.
+    pub fn piped_output() -> Stdios {
+        Stdios {
+            stdin: Stdio::Inherit,
+            stdout: Stdio::Pipe,
+            stderr: Stdio::Pipe,
+        }
+    }
+
+    /// All three piped.
+    pub fn piped() -> Stdios {
+        Stdios {
+            stdin: Stdio::Pipe,
+            stdout: Stdio::Pipe,
+            stderr: Stdio::Pipe,
+        }
+    }
+}
+
+// ===== Command =====
+
+/// A process builder: `std::process::Command` plus asyncio's stdio choices
+/// and `kill_on_drop`.
+pub struct Command {
+    std: std::process::Command,
+    stdio: Stdios,
+    /// Which of stdin, stdout, stderr were set explicitly (for `output()`).
+    stdio_set: [bool; 3],
+    kill_on_drop: bool,
+    limit: usize,
+}
+
+impl Command {
+    /// A command that runs `program` (looked up in `PATH` if it has no `/`).
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        Command {
+            std: std::process::Command::new(program),
+            stdio: Stdios::default(),
+            stdio_set: [false; 3],
+            kill_on_drop: false,
+            limit: DEFAULT_LIMIT,
+        }
+    }
+
+    /// A command that runs `cmd` with `/bin/sh -c` (asyncio's `shell=True`).
+    pub fn shell(cmd: impl AsRef<OsStr>) -> Command {
+        let mut c = Command::new("/bin/sh");
+        c.std.arg("-c").arg(cmd);
+        c
+    }
+
+    /// Adds an argument.
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Command {
+        self.std.arg(arg);
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(&mut self, args: I) -> &mut Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.std.args(args);
+        self
+    }
+
+    /// Sets an environment variable of the child.
+    pub fn env(&mut self, key: impl AsRef<OsStr>, val: impl AsRef<OsStr>) -> &mut Command {
+        self.std.env(key, val);
+        self
+    }
+
+    /// Sets several environment variables.
+    pub fn envs<I, K, V>(&mut self, vars: I) -> &mut Command
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        self.std.envs(vars);
+        self
+    }
+
+    /// Removes an environment variable from the child's environment.
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Command {
+        self.std.env_remove(key);
+        self
+    }
+
+    /// Starts the child with an empty environment (plus what `env` adds).
+    pub fn env_clear(&mut self) -> &mut Command {
+        self.std.env_clear();
+        self
+    }
+
+    /// Sets the child's working directory.
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Command {
+        self.std.current_dir(dir);
+        self
+    }
+
+    /// The child's stdin.
+    pub fn stdin(&mut self, s: Stdio) -> &mut Command {
+        self.stdio.stdin = s;
+        self.stdio_set[0] = true;
+        self
+    }
+
+    /// The child's stdout.
+    pub fn stdout(&mut self, s: Stdio) -> &mut Command {
+        self.stdio.stdout = s;
+        self.stdio_set[1] = true;
+        self
+    }
+
+    /// The child's stderr ([`Stdio::Stdout`] sends it where stdout goes).
+    pub fn stderr(&mut self, s: Stdio) -> &mut Command {
+        self.stdio.stderr = s;
+        self.stdio_set[2] = true;
+        self
+    }
+
+    /// Sets all three stdio choices.
+    pub fn stdios(&mut self, s: Stdios) -> &mut Command {
+        self.stdio = s;
+        self.stdio_set = [true; 3];
+        self
+    }
+
+    /// Sends SIGKILL to the child when its [`Process`] is dropped before
+    /// the child was reaped. The watcher still reaps it. Off by default.
+    pub fn kill_on_drop(&mut self, on: bool) -> &mut Command {
+        self.kill_on_drop = on;
+        self
+    }
+
+    /// The buffer limit of the stdout/stderr readers (asyncio's `limit=`).
+    pub fn limit(&mut self, limit: usize) -> &mut Command {
+        self.limit = limit;
+        self
+    }
+
+    /// The wrapped `std::process::Command`, for what this builder does not
+    /// offer (uid, gid, process group, `pre_exec`). Its stdio settings are
+    /// overwritten by `spawn`.
+    pub fn as_std_mut(&mut self) -> &mut std::process::Command {
+        &mut self.std
+    }
+
+    /// std's `Command::output()`, awaited: runs the child to completion and
+    /// collects its output. Unless set otherwise, stdin is `/dev/null` and
+    /// stdout and stderr are piped, as with std.
+    ///
+    /// ```
+    /// use tulip::subprocess::Command;
+    /// tulip::run(async {
+    ///     let out = Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]).output().await?;
+    ///     assert_eq!((out.returncode, &out.stdout[..], &out.stderr[..]), (3, &b"out\n"[..], &b"err\n"[..]));
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn output(&mut self) -> Result<Output> {
+        let saved = (self.stdio, self.stdio_set);
+        let defaults = [Stdio::DevNull, Stdio::Pipe, Stdio::Pipe];
+        let slots = [
+            &mut self.stdio.stdin,
+            &mut self.stdio.stdout,
+            &mut self.stdio.stderr,
+        ];
+        for ((slot, set), default) in slots.into_iter().zip(saved.1).zip(defaults) {
+            if !set {
+                *slot = default;
+            }
+        }
+        let spawned = self.spawn();
+        (self.stdio, self.stdio_set) = saved;
+        let mut proc = spawned?;
+        let (stdout, stderr) = proc.communicate(None).await?;
+        Ok(Output {
+            returncode: proc.returncode().unwrap_or_default(),
+            stdout,
+            stderr,
+        })
+    }
+
+    /// std's `Command::status()`, awaited: runs the child to completion
+    /// (stdio inherited unless set) and returns its exit code.
+    pub async fn status(&mut self) -> Result<i32> {
+        self.spawn()?.wait().await
+    }
+
+    /// Spawns the child on the running loop.
+    pub fn spawn(&mut self) -> Result<Process> {
+        let lp = get_running_loop()?;
+        self.spawn_on(&lp)
+    }
+
+    /// Spawns the child; `lp` watches it.
+    pub fn spawn_on(&mut self, lp: &EventLoop) -> Result<Process> {
+        lp.check_closed()?;
+        let Stdios {
+            stdin,
+            stdout,
+            stderr,
+        } = self.stdio;
+        if stdin == Stdio::Stdout || stdout == Stdio::Stdout {
+            return Err(Error::invalid_argument(
+                "Stdio::Stdout is only valid for stderr",
+            ));
+        }
+        // Our ends (non-blocking) and the child's ends (given to std).
+        let mut ours: [Option<OwnedFd>; 3] = [None, None, None];
+        let child_in = match stdin {
+            Stdio::Pipe => {
+                let (r, w) = sys::pipe()?;
+                sys::set_nonblocking(&w)?;
+                ours[0] = Some(w);
+                std::process::Stdio::from(r)
+            }
+            other => simple_stdio(other),
+        };
+        let mut child_out_fd = None;
+        let child_out = match stdout {
+            Stdio::Pipe => {
+                let (r, w) = sys::pipe()?;
+                sys::set_nonblocking(&r)?;
+                ours[1] = Some(r);
+                let dup = if stderr == Stdio::Stdout {
+                    Some(sys::dup(std::os::fd::AsRawFd::as_raw_fd(&w))?)
+                } else {
+                    None
+                };
+                child_out_fd = dup;
+                std::process::Stdio::from(w)
+            }
+            other => simple_stdio(other),
+        };
+        let child_err = match stderr {
+            Stdio::Pipe => {
+                let (r, w) = sys::pipe()?;
+                sys::set_nonblocking(&r)?;
+                ours[2] = Some(r);
+                std::process::Stdio::from(w)
+            }
+            Stdio::Stdout => match (stdout, child_out_fd) {
+                (_, Some(fd)) => std::process::Stdio::from(fd),
+                (Stdio::Inherit, None) => std::process::Stdio::from(sys::dup(1)?),
+                _ => std::process::Stdio::null(),
+            },
+            other => simple_stdio(other),
+        };
+        self.std.stdin(child_in).stdout(child_out).stderr(child_err);
+        let spawned = self.std.spawn();
+        // Close the child's ends in the parent now, success or failure.
+        self.std
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let child = spawned?;
+        let pid = child.id() as libc::pid_t;
+        drop(child); // std's Child neither kills nor reaps on drop
+        let state = ChildWatcher::of(lp).add_child(lp, pid)?;
+        let [w, r_out, r_err] = ours;
+        let mut proc = Process {
+            lp: lp.clone(),
+            stdin: w.map(|fd| WritePipe::open(lp, fd)),
+            stdout: None,
+            stderr: None,
+            child: state,
+            kill_on_drop: self.kill_on_drop,
+        };
+        // Registering a pipe fails only for lack of memory; the child is
+        // watched already, and dropping `proc` applies kill_on_drop.
+        proc.stdout = r_out
+            .map(|fd| ReadPipe::open(lp, fd, self.limit))
+            .transpose()?;
+        proc.stderr = r_err
+            .map(|fd| ReadPipe::open(lp, fd, self.limit))
+            .transpose()?;
+        Ok(proc)
+    }
+}
+
+fn simple_stdio(s: Stdio) -> std::process::Stdio {
+    match s {
+        Stdio::DevNull => std::process::Stdio::null(),
+        _ => std::process::Stdio::inherit(),
+    }
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Command")
+            .field("command", &self.std)
+            .field("stdio", &self.stdio)
+            .field("kill_on_drop", &self.kill_on_drop)
+            .finish()
+    }
+}
+
+/// What [`Command::output`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// The exit code; `-N` if signal `N` killed the child.
+    pub returncode: i32,
+    /// Everything the child wrote to stdout (empty if it was not piped).
+    pub stdout: Vec<u8>,
+    /// Everything the child wrote to stderr (empty if it was not piped).
+    pub stderr: Vec<u8>,
+}
+
+// ===== Process =====
+
+/// A running (or finished) child: asyncio's `asyncio.subprocess.Process`.
+///
+/// Dropping it never leaves a zombie: the loop's child watcher still reaps
+/// the child. With [`Command::kill_on_drop`] the child is killed first.
+pub struct Process {
+    lp: EventLoop,
+    /// The child's stdin, if it was [`Stdio::Pipe`].
+    pub stdin: Option<StreamWriter>,
+    /// The child's stdout, if it was [`Stdio::Pipe`]. Read it all with
+    /// `read_to_eof()` (asyncio's `read()`).
+    pub stdout: Option<StreamReader>,
+    /// The child's stderr, if it was [`Stdio::Pipe`].
+    pub stderr: Option<StreamReader>,
+    child: Rc<ChildState>,
+    kill_on_drop: bool,
+}
+
+impl Process {
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.pid as u32
+    }
+
+    /// The exit code once the child was reaped: `-N` if signal `N` killed it.
+    pub fn returncode(&self) -> Option<i32> {
+        self.child.returncode()
+    }
+
+    /// Which watcher reaps this child.
+    pub fn watcher(&self) -> ChildWatcherKind {
+        self.child.kind()
+    }
+
+    /// Waits for the child to exit and returns its exit code. Cancelling
+    /// `wait()` does not touch the child, which is still reaped (P2).
+    pub async fn wait(&self) -> Result<i32> {
+        self.child.wait(&self.lp).await
+    }
+
+    /// asyncio's `communicate(input)`: writes `input` to stdin (then closes
+    /// it) while reading stdout and stderr to EOF, then waits for the exit.
+    /// Returns `(stdout, stderr)`; a stream that is not piped gives an empty
+    /// vector. Never deadlocks whatever the sizes, and a broken pipe on
+    /// stdin (the child did not read it all) is ignored (P1).
+    pub async fn communicate(&mut self, input: Option<&[u8]>) -> Result<(Vec<u8>, Vec<u8>)> {
+        if input.is_some() && self.stdin.is_none() {
+            return Err(Error::invalid_argument(
+                "communicate(input) needs stdin set to Stdio::Pipe",
+            ));
+        }
+        let stdin = self.stdin.take();
+        let feed = async move {
+            if let Some(w) = stdin {
+                // Fed in chunks, so most bytes go straight from `input` to
+                // the pipe instead of being copied into the transport first.
+                for chunk in input.unwrap_or_default().chunks(FEED_CHUNK) {
+                    match w.write(chunk) {
+                        Err(e) if is_broken_pipe(&e) => break,
+                        other => other?,
+                    }
+                    match w.drain().await {
+                        Err(e) if is_broken_pipe(&e) => break,
+                        other => other?,
+                    }
+                    if w.is_closing() {
+                        break; // the pipe broke: the rest is dropped anyway
+                    }
+                }
+                w.close();
+            }
+            Ok(())
+        };
+        let out = read_all(self.stdout.as_ref());
+        let err = read_all(self.stderr.as_ref());
+        let ((), out, err) = try_join3(feed, out, err).await?;
+        self.wait().await?;
+        Ok((out, err))
+    }
+
+    /// Sends signal `sig` to the child (through its pidfd when there is
+    /// one). A no-op once the child was reaped.
+    pub fn send_signal(&self, sig: i32) -> Result<()> {
+        self.child.send_signal(sig)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) -> Result<()> {
+        self.send_signal(libc::SIGTERM)
+    }
+
+    /// Sends SIGKILL; the exit code becomes `-9`.
+    pub fn kill(&self) -> Result<()> {
+        self.send_signal(libc::SIGKILL)
+    }
+}
+
+async fn read_all(r: Option<&StreamReader>) -> Result<Vec<u8>> {
+    match r {
+        Some(r) => r.read_to_eof().await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Polls three futures together until all succeed or one fails (a small
+/// `gather` without tasks: dropping it drops the others).
+async fn try_join3<A, B, C>(
+    a: impl std::future::Future<Output = Result<A>>,
+    b: impl std::future::Future<Output = Result<B>>,
+    c: impl std::future::Future<Output = Result<C>>,
+) -> Result<(A, B, C)> {
+    let (mut a, mut b, mut c) = (std::pin::pin!(a), std::pin::pin!(b), std::pin::pin!(c));
+    let (mut ra, mut rb, mut rc) = (None, None, None);
+    std::future::poll_fn(|cx| {
+        use std::task::Poll;
+        if ra.is_none() {
+            if let Poll::Ready(r) = a.as_mut().poll(cx) {
+                ra = Some(r?);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(r) = b.as_mut().poll(cx) {
+                rb = Some(r?);
+            }
+        }
+        if rc.is_none() {
+            if let Poll::Ready(r) = c.as_mut().poll(cx) {
+                rc = Some(r?);
+            }
+        }
+        if ra.is_some() && rb.is_some() && rc.is_some() {
+            return Poll::Ready(Ok::<(), Error>(()));
+        }
+        Poll::Pending
+    })
+    .await?;
+    Ok((ra.unwrap(), rb.unwrap(), rc.unwrap()))
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.kill_on_drop && self.child.returncode().is_none() {
+            let _ = self.child.send_signal(libc::SIGKILL);
+        }
+    }
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("pid", &self.child.pid)
+            .field("returncode", &self.child.returncode())
+            .field("watcher", &self.child.kind().name())
+            .field("stdin", &self.stdin)
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
+            .finish()
+    }
+}
+
+// ===== asyncio's entry points =====
+
+/// asyncio's `create_subprocess_exec(program, *args, stdin=, stdout=, stderr=)`.
+///
+/// ```
+/// use tulip::subprocess::{create_subprocess_exec, Stdios};
+/// tulip::run(async {
+///     let mut p = create_subprocess_exec("echo", ["hi"], Stdios::piped_output()).await?;
+///     let (out, err) = p.communicate(None).await?;
+///     assert_eq!((out.as_slice(), err.len(), p.returncode()), (&b"hi\n"[..], 0, Some(0)));
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub async fn create_subprocess_exec<I, S>(
+    program: impl AsRef<OsStr>,
+    args: I,
+    stdio: Stdios,
+) -> Result<Process>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new(program).args(args).stdios(stdio).spawn()
+}
+
+/// asyncio's `create_subprocess_shell(cmd, stdin=, stdout=, stderr=)`:
+/// runs `cmd` with `/bin/sh -c`.
+pub async fn create_subprocess_shell(cmd: impl AsRef<OsStr>, stdio: Stdios) -> Result<Process> {
+    Command::shell(cmd).stdios(stdio).spawn()
+}

@@ -1,0 +1,629 @@
+//! Threads: the default thread pool, `run_in_executor`, `to_thread` and
+//! `run_coroutine_threadsafe`. Mirrors `Lib/asyncio/threads.py`,
+//! `run_in_executor`/`shutdown_default_executor` in `base_events.py`,
+//! `run_coroutine_threadsafe` in `tasks.py`, and the parts of
+//! `concurrent.futures.ThreadPoolExecutor` they stand on.
+//!
+//! A loop future is `!Send`, so a worker thread cannot touch it. The loop
+//! keeps each pending executor future in a per-loop table under a key; the
+//! worker sends `(key, result)` back with `call_soon_threadsafe`, and the
+//! callback, on the loop thread, takes the future out of the table and sets
+//! it (asyncio's `_chain_future` + `_call_set_state`).
+//!
+//! # Invariants
+//! - A [`ThreadPool`] starts a worker only when a job is submitted and no
+//!   worker is idle, and never more than `max_workers` (asyncio's
+//!   `_adjust_thread_count`). Jobs run in submission order.
+//! - A job whose future was cancelled before a worker took it never runs.
+//! - A panic in a job becomes the future's [`Error::Panic`]; it never kills
+//!   a worker.
+//! - After `shutdown_default_executor` (done by `run()`'s cleanup) the
+//!   default pool takes no new work; `close()` shuts it down without waiting.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future as StdFuture;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use slab::Slab;
+
+use crate::error::{panic_message, Error, Result};
+use crate::event_loop::{get_running_loop, EventLoop};
+use crate::futures::Future;
+use crate::tasks::TaskRef;
+use crate::threadsafe::LoopHandle;
+
+/// asyncio's `constants.THREAD_JOIN_TIMEOUT`: how long `run()`'s cleanup
+/// waits for the default pool's threads (seconds).
+pub const THREAD_JOIN_TIMEOUT: f64 = 300.0;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+// ===== ThreadPool =====
+
+struct PoolInner {
+    max_workers: usize,
+    rx: Receiver<Job>,
+    /// `None` once shut down.
+    tx: Mutex<Option<Sender<Job>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Workers waiting for a job (asyncio's `_idle_semaphore`).
+    idle: AtomicUsize,
+    name: String,
+}
+
+/// A bounded pool of worker threads fed by a crossbeam channel:
+/// `concurrent.futures.ThreadPoolExecutor`. Cloning gives another handle to
+/// the same pool.
+#[derive(Clone)]
+pub struct ThreadPool {
+    inner: Arc<PoolInner>,
+}
+
+impl ThreadPool {
+    /// A pool of at most `max_workers` threads, started lazily.
+    pub fn new(max_workers: usize) -> Result<ThreadPool> {
+        ThreadPool::with_name(max_workers, "tulip-worker")
+    }
+
+    fn with_name(max_workers: usize, name: &str) -> Result<ThreadPool> {
+        if max_workers == 0 {
+            return Err(Error::invalid_argument(
+                "max_workers must be greater than 0",
+            ));
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Ok(ThreadPool {
+            inner: Arc::new(PoolInner {
+                max_workers,
+                rx,
+                tx: Mutex::new(Some(tx)),
+                workers: Mutex::new(Vec::new()),
+                idle: AtomicUsize::new(0),
+                name: name.to_string(),
+            }),
+        })
+    }
+
+    /// ThreadPoolExecutor's default size: `min(32, cpus + 4)`.
+    pub fn default_size() -> usize {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cpus + 4).min(32)
+    }
+
+    /// The most threads this pool runs.
+    pub fn max_workers(&self) -> usize {
+        self.inner.max_workers
+    }
+
+    /// How many threads were started so far.
+    pub fn threads(&self) -> usize {
+        self.inner.workers.lock().map(|w| w.len()).unwrap_or(0)
+    }
+
+    /// Queues `job`. Fails once the pool is shut down.
+    pub fn submit(&self, job: impl FnOnce() + Send + 'static) -> Result<()> {
+        let p = &*self.inner;
+        {
+            let tx =
+                p.tx.lock()
+                    .map_err(|_| Error::runtime("thread pool lock poisoned"))?;
+            let Some(tx) = tx.as_ref() else {
+                return Err(Error::runtime("cannot schedule new futures after shutdown"));
+            };
+            tx.send(Box::new(job))
+                .map_err(|_| Error::runtime("cannot schedule new futures after shutdown"))?;
+        }
+        // asyncio's _adjust_thread_count: an idle worker takes it, else start one.
+        let took_idle = p
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if took_idle {
+            return Ok(());
+        }
+        let mut workers = p
+            .workers
+            .lock()
+            .map_err(|_| Error::runtime("thread pool lock poisoned"))?;
+        if workers.len() < p.max_workers {
+            let inner = self.inner.clone();
+            let name = format!("{}-{}", p.name, workers.len());
+            let handle = std::thread::Builder::new().name(name).spawn(move || {
+                while let Ok(job) = inner.rx.recv() {
+                    job();
+                    inner.idle.fetch_add(1, Ordering::AcqRel);
+                }
+            })?;
+            workers.push(handle);
+        }
+        Ok(())
+    }
+
+    /// Stops taking work. Queued jobs still run; with `wait`, blocks until
+    /// every worker has finished them and exited.
+    pub fn shutdown(&self, wait: bool) {
+        if let Ok(mut tx) = self.inner.tx.lock() {
+            tx.take();
+        }
+        if wait {
+            let workers = self
+                .inner
+                .workers
+                .lock()
+                .map(|mut w| std::mem::take(&mut *w))
+                .unwrap_or_default();
+            for w in workers {
+                let _ = w.join();
+            }
+        }
+    }
+
+    /// True once `shutdown` was called.
+    pub fn is_shutdown(&self) -> bool {
+        self.inner.tx.lock().map(|t| t.is_none()).unwrap_or(true)
+    }
+}
+
+impl fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("max_workers", &self.inner.max_workers)
+            .field("threads", &self.threads())
+            .field("shutdown", &self.is_shutdown())
+            .finish()
+    }
+}
+
+// ===== loop-side state =====
+
+/// Per-loop executor state (a loop extension).
+struct Executors {
+    default: RefCell<Option<ThreadPool>>,
+    shutdown_called: Cell<bool>,
+    /// Futures waiting for a result from another thread, by key.
+    pending: RefCell<Slab<Box<dyn Any>>>,
+    /// Tasks started by `run_coroutine_threadsafe`, by concurrent-future id.
+    threadsafe_tasks: RefCell<std::collections::HashMap<u64, TaskRef>>,
+}
+
+impl Executors {
+    fn of(lp: &EventLoop) -> Rc<Executors> {
+        lp.extension(|| {
+            let weak = lp.downgrade();
+            // asyncio's close(): executor.shutdown(wait=False).
+            lp.add_close_hook(move || {
+                if let Some(inner) = weak.upgrade() {
+                    let lp = EventLoop { inner };
+                    let ex = Executors::of(&lp);
+                    ex.shutdown_called.set(true);
+                    let pool = ex.default.borrow_mut().take();
+                    if let Some(pool) = pool {
+                        pool.shutdown(false);
+                    }
+                }
+            });
+            Executors {
+                default: RefCell::new(None),
+                shutdown_called: Cell::new(false),
+                pending: RefCell::new(Slab::new()),
+                threadsafe_tasks: RefCell::new(std::collections::HashMap::new()),
+            }
+        })
+    }
+
+    fn default_pool(&self) -> Result<ThreadPool> {
+        if self.shutdown_called.get() {
+            return Err(Error::runtime("Executor shutdown has been called"));
+        }
+        let mut slot = self.default.borrow_mut();
+        if let Some(p) = &*slot {
+            return Ok(p.clone());
+        }
+        let pool = ThreadPool::with_name(ThreadPool::default_size(), "tulip-default-executor")?;
+        *slot = Some(pool.clone());
+        Ok(pool)
+    }
+}
+
+/// True if the loop's default pool was created and not shut down yet.
+pub(crate) fn has_default_executor(lp: &EventLoop) -> bool {
+    Executors::of(lp).default.borrow().is_some()
+}
+
+/// Parks `fut` in the loop's table; returns its key.
+fn park<T: 'static>(lp: &EventLoop, fut: &Future<T>) -> usize {
+    Executors::of(lp)
+        .pending
+        .borrow_mut()
+        .insert(Box::new(fut.clone()))
+}
+
+/// Sends `res` to the future parked under `key`, from any thread.
+fn complete_remote<T: Send + 'static>(handle: &LoopHandle, key: usize, res: Result<T>) {
+    let _ = handle.call_soon_threadsafe(move || {
+        let Ok(lp) = get_running_loop() else { return };
+        let parked = Executors::of(&lp).pending.borrow_mut().try_remove(key);
+        let Some(fut) = parked.and_then(|b| b.downcast::<Future<T>>().ok()) else {
+            return;
+        };
+        if fut.done() {
+            return; // cancelled meanwhile
+        }
+        match res {
+            Ok(v) => drop(fut.set_result(v)),
+            Err(e) if e.is_cancelled() => drop(fut.cancel()),
+            Err(e) => drop(fut.set_exception(e)),
+        }
+    });
+}
+
+impl EventLoop {
+    /// asyncio's `loop.run_in_executor(executor, func)`: runs `f` on a pool
+    /// thread (the loop's default pool if `executor` is `None`) and returns
+    /// a loop future for its result. A panic in `f` becomes the future's
+    /// error. Cancelling the future before a worker takes the job skips it.
+    ///
+    /// Awaiting the future needs `T: Clone`; otherwise use
+    /// [`to_thread`], or `wait_done()` then `take_result()`.
+    ///
+    /// ```
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let fut = lp.run_in_executor(None, || 6 * 7)?;
+    ///     assert_eq!(fut.await?, 42);
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub fn run_in_executor<T, F>(&self, executor: Option<&ThreadPool>, f: F) -> Result<Future<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.check_closed()?;
+        let pool = match executor {
+            Some(p) => p.clone(),
+            None => Executors::of(self).default_pool()?,
+        };
+        let fut = self.create_future::<T>();
+        let key = park(self, &fut);
+        let skip = Arc::new(AtomicBool::new(false));
+        let skip2 = skip.clone();
+        fut.add_done_callback(move |f| {
+            if f.cancelled() {
+                skip2.store(true, Ordering::Release);
+            }
+        });
+        let handle = self.handle();
+        let submitted = pool.submit(move || {
+            if skip.load(Ordering::Acquire) {
+                return complete_remote::<T>(&handle, key, Err(Error::cancelled()));
+            }
+            let res = catch_unwind(AssertUnwindSafe(f))
+                .map_err(|payload| Error::Panic(panic_message(&*payload)));
+            complete_remote(&handle, key, res);
+        });
+        if let Err(e) = submitted {
+            Executors::of(self).pending.borrow_mut().try_remove(key);
+            return Err(e);
+        }
+        Ok(fut)
+    }
+
+    /// Replaces the default pool (asyncio's `set_default_executor`).
+    pub fn set_default_executor(&self, pool: ThreadPool) -> Result<()> {
+        self.check_closed()?;
+        let ex = Executors::of(self);
+        if ex.shutdown_called.get() {
+            return Err(Error::runtime("Executor shutdown has been called"));
+        }
+        *ex.default.borrow_mut() = Some(pool);
+        Ok(())
+    }
+
+    /// asyncio's `shutdown_default_executor(timeout)`: refuses new work,
+    /// then waits (in a helper thread, so the loop keeps running) until the
+    /// default pool's threads have finished. After `timeout` seconds it
+    /// gives up waiting with a warning, as asyncio does.
+    pub async fn shutdown_default_executor(&self, timeout: Option<f64>) -> Result<()> {
+        let ex = Executors::of(self);
+        ex.shutdown_called.set(true);
+        let Some(pool) = ex.default.borrow_mut().take() else {
+            return Ok(());
+        };
+        let fut = self.create_future::<()>();
+        let key = park(self, &fut);
+        let handle = self.handle();
+        let joiner = std::thread::Builder::new()
+            .name("tulip-executor-shutdown".into())
+            .spawn(move || {
+                pool.shutdown(true);
+                complete_remote(&handle, key, Ok(()));
+            })?;
+        let timer = match timeout {
+            Some(t) => {
+                let f = fut.clone();
+                Some(self.call_later(t, move || {
+                    let _ = f.set_exception(Error::Timeout);
+                })?)
+            }
+            None => None,
+        };
+        let res = fut.clone().await;
+        if let Some(t) = timer {
+            t.cancel();
+        }
+        match res {
+            Err(Error::Timeout) => {
+                eprintln!(
+                    "tulip: the executor did not finish joining its threads within {} seconds",
+                    timeout.unwrap_or_default()
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+            Ok(()) => {
+                let _ = joiner.join();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// asyncio's `to_thread(func)`: runs `f` in the loop's default pool and
+/// returns its result (a panic becomes [`Error::Panic`]).
+///
+/// ```
+/// tulip::run(async {
+///     let s = tulip::to_thread(|| std::thread::current().name().map(String::from)).await?;
+///     assert!(s.unwrap().starts_with("tulip-default-executor"));
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub async fn to_thread<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let fut = get_running_loop()?.run_in_executor(None, f)?;
+    fut.wait_done().await;
+    fut.take_result()
+}
+
+// ===== run_coroutine_threadsafe =====
+
+static NEXT_CF_ID: AtomicU64 = AtomicU64::new(1);
+
+enum CfState<T> {
+    Pending,
+    Finished(T),
+    Failed(Error),
+    Cancelled,
+}
+
+struct CfInner<T> {
+    id: u64,
+    state: Mutex<CfState<T>>,
+    done: Condvar,
+    handle: LoopHandle,
+}
+
+/// What [`run_coroutine_threadsafe`] returns: `concurrent.futures.Future`.
+/// Any thread may block on it with a timeout, or cancel it (which cancels
+/// the task on the loop).
+pub struct ConcurrentFuture<T> {
+    inner: Arc<CfInner<T>>,
+}
+
+impl<T> Clone for ConcurrentFuture<T> {
+    fn clone(&self) -> Self {
+        ConcurrentFuture {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T: Send + 'static> ConcurrentFuture<T> {
+    fn set(&self, state: CfState<T>) {
+        let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*s, CfState::Pending) {
+            *s = state;
+            self.inner.done.notify_all();
+        }
+    }
+
+    /// Blocks until done or until `timeout` passes (`Error::Timeout`; the
+    /// task keeps running). `None` waits forever.
+    fn wait(&self, timeout: Option<Duration>) -> Result<std::sync::MutexGuard<'_, CfState<T>>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        while matches!(*s, CfState::Pending) {
+            match deadline {
+                None => s = self.inner.done.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(Error::Timeout);
+                    }
+                    s = self
+                        .inner
+                        .done
+                        .wait_timeout(s, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// Moves the result out: `Err(Timeout)` if not done within `timeout`,
+    /// `Err(Cancelled)` if cancelled, the task's error if it failed; a
+    /// second call gives `InvalidState`.
+    pub fn take_result(&self, timeout: Option<Duration>) -> Result<T> {
+        let mut s = self.wait(timeout)?;
+        match std::mem::replace(
+            &mut *s,
+            CfState::Failed(Error::invalid_state("the result was already taken")),
+        ) {
+            CfState::Finished(v) => Ok(v),
+            CfState::Failed(e) => {
+                *s = CfState::Failed(e.clone());
+                Err(e)
+            }
+            CfState::Cancelled => {
+                *s = CfState::Cancelled;
+                Err(Error::cancelled())
+            }
+            CfState::Pending => unreachable!("wait() returns once done"),
+        }
+    }
+
+    /// Cancels: if still pending, marks it cancelled at once and asks the
+    /// loop to cancel the task. Returns false if it was already done.
+    pub fn cancel(&self) -> bool {
+        {
+            let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            if !matches!(*s, CfState::Pending) {
+                return false;
+            }
+            *s = CfState::Cancelled;
+            self.inner.done.notify_all();
+        }
+        let id = self.inner.id;
+        let _ = self.inner.handle.call_soon_threadsafe(move || {
+            let Ok(lp) = get_running_loop() else { return };
+            let task = Executors::of(&lp)
+                .threadsafe_tasks
+                .borrow()
+                .get(&id)
+                .cloned();
+            if let Some(t) = task {
+                t.cancel();
+            }
+        });
+        true
+    }
+
+    /// True once done (result, error, or cancelled).
+    pub fn done(&self) -> bool {
+        let s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        !matches!(*s, CfState::Pending)
+    }
+
+    /// True if cancelled.
+    pub fn cancelled(&self) -> bool {
+        let s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        matches!(*s, CfState::Cancelled)
+    }
+}
+
+impl<T: Clone + Send + 'static> ConcurrentFuture<T> {
+    /// `concurrent.futures.Future.result(timeout)`: blocks until done or
+    /// `timeout` passes (`Error::Timeout`, the task keeps running).
+    pub fn result(&self, timeout: Option<Duration>) -> Result<T> {
+        let s = self.wait(timeout)?;
+        match &*s {
+            CfState::Finished(v) => Ok(v.clone()),
+            CfState::Failed(e) => Err(e.clone()),
+            CfState::Cancelled => Err(Error::cancelled()),
+            CfState::Pending => unreachable!("wait() returns once done"),
+        }
+    }
+}
+
+impl<T> fmt::Debug for ConcurrentFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.inner.state.try_lock().as_deref() {
+            Ok(CfState::Pending) => "pending",
+            Ok(CfState::Finished(_)) => "finished",
+            Ok(CfState::Failed(_)) => "failed",
+            Ok(CfState::Cancelled) => "cancelled",
+            Err(_) => "locked",
+        };
+        write!(f, "<ConcurrentFuture {state}>")
+    }
+}
+
+/// asyncio's `run_coroutine_threadsafe(coro, loop)`, from any thread.
+///
+/// The loop is `!Send`, and so are most coroutines that use it; so instead
+/// of a coroutine this takes a `Send` closure that *makes* the coroutine on
+/// the loop thread. It is run as a task there; the returned
+/// [`ConcurrentFuture`] gets its outcome.
+///
+/// ```
+/// use std::time::Duration;
+/// let lp = tulip::EventLoop::new().unwrap();
+/// let handle = lp.handle();
+/// let t = std::thread::spawn(move || {
+///     let fut = tulip::run_coroutine_threadsafe(
+///         || async { tulip::sleep(0.01).await?; Ok(3) },
+///         &handle,
+///     );
+///     let r = fut.result(Some(Duration::from_secs(5)));
+///     handle.stop().unwrap();
+///     r
+/// });
+/// lp.run_forever().unwrap();
+/// assert_eq!(t.join().unwrap().unwrap(), 3);
+/// lp.close().unwrap();
+/// ```
+pub fn run_coroutine_threadsafe<T, F, M>(make: M, lp: &LoopHandle) -> ConcurrentFuture<T>
+where
+    T: Send + 'static,
+    F: StdFuture<Output = Result<T>> + 'static,
+    M: FnOnce() -> F + Send + 'static,
+{
+    let cf = ConcurrentFuture {
+        inner: Arc::new(CfInner {
+            id: NEXT_CF_ID.fetch_add(1, Ordering::Relaxed),
+            state: Mutex::new(CfState::Pending),
+            done: Condvar::new(),
+            handle: lp.clone(),
+        }),
+    };
+    let dest = cf.clone();
+    let sent = lp.call_soon_threadsafe(move || {
+        if dest.done() {
+            return; // cancelled before it started
+        }
+        let lp = match get_running_loop() {
+            Ok(lp) => lp,
+            Err(e) => return dest.set(CfState::Failed(e)),
+        };
+        let task = match lp.create_task(make()) {
+            Ok(t) => t,
+            Err(e) => return dest.set(CfState::Failed(e)),
+        };
+        let id = dest.inner.id;
+        Executors::of(&lp)
+            .threadsafe_tasks
+            .borrow_mut()
+            .insert(id, task.as_ref());
+        let lp2 = lp.clone();
+        task.add_done_callback(move |t| {
+            Executors::of(&lp2)
+                .threadsafe_tasks
+                .borrow_mut()
+                .remove(&id);
+            let state = match t.take_result() {
+                Ok(v) => CfState::Finished(v),
+                Err(e) if e.is_cancelled() => CfState::Cancelled,
+                Err(e) => CfState::Failed(e),
+            };
+            dest.set(state);
+        });
+    });
+    if let Err(e) = sent {
+        cf.set(CfState::Failed(e));
+    }
+    cf
+}

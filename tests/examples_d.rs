@@ -1,0 +1,306 @@
+//! Runs every area-D seed example (S2.8, S2.17, S2.18, S2.20, S3.20, S3.21,
+//! S3.27a–f) and checks its output and its running time against the seed's.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{assert_elapsed, example_path, run_example, stderr, stdout};
+
+/// Runs `name`, asserts it succeeded, and returns its stdout lines and the
+/// wall time in seconds.
+fn run_ok(name: &str, limit_secs: u64) -> (Vec<String>, f64) {
+    let (out, took) = run_example(name, &[], Duration::from_secs(limit_secs));
+    assert!(
+        out.status.success(),
+        "{name} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("destroyed but it is pending"),
+        "{}",
+        stderr(&out)
+    );
+    let lines = stdout(&out).lines().map(String::from).collect();
+    (lines, took.as_secs_f64())
+}
+
+/// The float after `prefix` in `line`.
+fn float_after(line: &str, prefix: &str) -> f64 {
+    line.strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no number in {line:?}"))
+}
+
+const TITLE: &str = " Langzi - Never Setter 永不将就 - 致力于Python开发网络安全工具,分享Python底层与进阶知识，漏洞扫描器开发与爬虫开发 ";
+
+// conformance: R2
+#[test]
+fn s2_8_ctrl_c_cancel_cancels_the_pending_tasks_on_sigint() {
+    let mut child = Command::new(example_path("ctrl_c_cancel"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Ready: the 1 s task has finished, the 2 s and 3 s ones are sleeping.
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lines.iter().any(|l: &String| l == "运行结束") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => lines.push(l),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no ready line; got {lines:?}");
+            }
+        }
+    }
+    let sent = Instant::now();
+    // SAFETY: kill() with the pid of our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGINT) }, 0);
+    // Bounded wait for the exit.
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if sent.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("the example did not exit after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{status:?}\n{err}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "slow exit after SIGINT"
+    );
+    assert_eq!(
+        lines,
+        [
+            "开始运行，等待:1s",
+            "开始运行，等待:2s",
+            "开始运行，等待:3s",
+            "运行结束",
+            "开始取消协程<Task pending name='Task-2'>",
+            "开始取消协程<Task pending name='Task-3'>",
+            "开始取消协程<Task pending name='Task-4'>",
+        ]
+    );
+    assert!(!err.contains("destroyed but it is pending"), "{err}");
+}
+
+// conformance: H2
+#[test]
+fn s2_17_executor_fetch_ten_fetches_on_five_threads() {
+    let (lines, took) = run_ok("executor_fetch", 20);
+    assert_eq!(lines.len(), 11, "{lines:?}");
+    assert!(lines[..10].iter().all(|l| l == TITLE), "{lines:?}");
+    let secs: f64 = lines[10].parse().unwrap();
+    assert!((0.95..2.5).contains(&secs), "{secs}");
+    assert!(took < 4.0);
+}
+
+// conformance: H2
+#[test]
+fn s2_18_executor_socket_ten_raw_socket_fetches_on_three_threads() {
+    let (lines, took) = run_ok("executor_socket", 20);
+    assert_eq!(lines.len(), 11, "{lines:?}");
+    assert!(lines[..10].iter().all(|l| l == TITLE), "{lines:?}");
+    let secs = float_after(&lines[10], "last time:");
+    assert!((1.15..3.0).contains(&secs), "{secs}");
+    assert!(took < 5.0);
+}
+
+// conformance: P1
+#[test]
+fn s2_20_process_pool_maps_thirty_jobs_over_worker_processes() {
+    let (lines, took) = run_ok("process_pool", 30);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let page = format!("'<html><head><title>{TITLE}</title></head><body>hi</body></html>'");
+    let expect = format!("[{}]", vec![page; 30].join(", "));
+    assert_eq!(lines[0], expect);
+    let secs = float_after(&lines[1], "Cost time: ");
+    assert!((0.75..3.0).contains(&secs), "{secs}");
+    assert!(took < 5.0);
+}
+
+// conformance: H2
+#[test]
+fn s3_20_to_thread_runs_blocking_io_beside_the_loop() {
+    let (lines, took) = run_ok("to_thread", 20);
+    let shape: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            l.rsplit_once(" at ")
+                .map_or(l.clone(), |(a, _)| a.to_string())
+        })
+        .collect();
+    assert_eq!(
+        shape[..4],
+        [
+            "started main",
+            "start blocking_io",
+            "blocking_io complete",
+            "finished main"
+        ]
+    );
+    assert_eq!(shape[4], "started main");
+    let mut starts = shape[5..8].to_vec();
+    starts.sort();
+    assert_eq!(
+        starts,
+        [
+            "Task A start blocking_io",
+            "Task B start blocking_io",
+            "Task C start blocking_io"
+        ]
+    );
+    assert_eq!(
+        shape[8..],
+        [
+            "Task A blocking_io complete",
+            "Task C blocking_io complete",
+            "Task B blocking_io complete",
+            "finished main"
+        ]
+    );
+    // 1 s (part 1, not 2) + 3 s (part 2, not 6).
+    assert_elapsed(Duration::from_secs_f64(took), 3.9, 5.5);
+}
+
+// conformance: H2
+#[test]
+fn s3_21_threadsafe_coroutine_result_timeout_and_cancel() {
+    let (lines, took) = run_ok("threadsafe_coroutine", 20);
+    assert_eq!(
+        lines,
+        [
+            "Coroutine started",
+            "Coroutine finished",
+            "The coroutine returned: \"Task result\"",
+            "Coroutine started",
+            "The coroutine took too long, cancelling the task...",
+            "Coroutine cancelled",
+        ]
+    );
+    assert_elapsed(Duration::from_secs_f64(took), 2.5, 4.5);
+}
+
+// conformance: P1
+#[test]
+fn s3_27a_subprocess_shell_runs_and_gathers_shell_commands() {
+    let (lines, took) = run_ok("subprocess_shell", 20);
+    let text = lines.join("\n");
+    assert!(lines[0] == "['ls ./' exited with 0]", "{text}");
+    assert_eq!(lines[1], "[stdout]");
+    assert!(lines.contains(&"Cargo.toml".to_string()), "{text}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| *l == "['ls ./' exited with 0]")
+            .count(),
+        2
+    );
+    // The gathered `ls` finishes first, the 1 s command second.
+    let sleep_at = lines
+        .iter()
+        .position(|l| l == "['sleep 1; echo \"hello\"' exited with 0]")
+        .expect("the sleep command's line");
+    assert_eq!(lines[sleep_at + 1..sleep_at + 3], ["[stdout]", "hello"]);
+    assert_elapsed(Duration::from_secs_f64(took), 1.0, 3.0);
+}
+
+// conformance: P1
+#[test]
+fn s3_27b_subprocess_exec_communicates() {
+    let (lines, _) = run_ok("subprocess_exec", 20);
+    assert_eq!(lines[..2], ["[stdout]", "total 0"]);
+    assert!(
+        lines[2].starts_with("-rw") && lines[2].ends_with(" test.py"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines[3..],
+        [
+            "",
+            "Return code: 0",
+            "[stdout] Hello, World!",
+            "Return code: 0"
+        ]
+    );
+}
+
+// conformance: P1
+#[test]
+fn s3_27c_subprocess_pipe_runs_a_shell_pipeline() {
+    let (lines, _) = run_ok("subprocess_pipe", 20);
+    assert_eq!(lines, ["[stdout] Hello, World!", "Return code: 0"]);
+}
+
+// conformance: P1
+#[test]
+fn s3_27d_subprocess_readline_reads_one_line_then_waits() {
+    let (lines, _) = run_ok("subprocess_readline", 20);
+    assert_eq!(lines.len(), 1);
+    let date = lines[0].strip_prefix("Current date: ").expect("prefix");
+    // 2024-11-12 15:40:09.591518
+    assert_eq!(date.len(), 26, "{date}");
+    assert_eq!((&date[4..5], &date[10..11], &date[19..20]), ("-", " ", "."));
+}
+
+// conformance: P1
+#[test]
+fn s3_27e_subprocess_interactive_writes_drains_and_reads() {
+    let (lines, _) = run_ok("subprocess_interactive", 20);
+    assert_eq!(
+        lines,
+        ["[stdout] Hello from child process", "Return code: 0"]
+    );
+}
+
+// conformance: P1
+#[test]
+fn s3_27f_subprocess_many_gathers_commands_with_return_codes() {
+    let (lines, took) = run_ok("subprocess_many", 20);
+    assert_eq!(
+        lines,
+        [
+            "",
+            "[Command: echo \"Hello, World!\"]",
+            "Return code: 0",
+            "[stdout] Hello, World!",
+            "",
+            "[Command: sleep 1; echo \"Task 1 completed\"]",
+            "Return code: 0",
+            "[stdout] Task 1 completed",
+            "",
+            "[Command: sleep 2; echo \"Task 2 completed\"]",
+            "Return code: 0",
+            "[stdout] Task 2 completed",
+        ]
+    );
+    assert_elapsed(Duration::from_secs_f64(took), 2.0, 4.0);
+}

@@ -1,0 +1,143 @@
+//! Signal handlers on the loop. Signal dispositions are process-wide, so this
+//! file is its own test binary and its tests are serialized by a lock.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tulip::signals::has_default_disposition;
+use tulip::{Error, EventLoop};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends `sig` to this process from another thread after `delay`.
+fn send_later(sig: i32, delay: Duration) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        // SAFETY: kill() with our own pid and a valid signal.
+        unsafe { libc::kill(libc::getpid(), sig) };
+    })
+}
+
+// conformance: R1
+#[test]
+fn handler_runs_while_the_loop_blocks_in_poll() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let got = Rc::new(Cell::new(0));
+    let (g, stopper) = (got.clone(), lp.clone());
+    lp.add_signal_handler(libc::SIGUSR1, move || {
+        g.set(g.get() + 1);
+        stopper.stop();
+    })
+    .unwrap();
+    // Nothing else is scheduled: the loop blocks in epoll_wait with no
+    // timeout. A far watchdog thread only bounds the test.
+    let watchdog = lp.handle();
+    let sender = send_later(libc::SIGUSR1, Duration::from_millis(50));
+    let w = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(10));
+        let _ = watchdog.stop();
+    });
+    let start = Instant::now();
+    lp.run_forever().unwrap();
+    sender.join().unwrap();
+    assert_eq!(got.get(), 1, "the handler did not run");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(lp.remove_signal_handler(libc::SIGUSR1).unwrap());
+    lp.close().unwrap();
+    drop(w);
+}
+
+// conformance: R1
+#[test]
+fn bad_signal_numbers_are_errors() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    for sig in [0, -1, 65, 1000] {
+        let err = lp.add_signal_handler(sig, || {}).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{sig}: {err:?}");
+        let err = lp.remove_signal_handler(sig).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{sig}: {err:?}");
+    }
+    for sig in [libc::SIGKILL, libc::SIGSTOP] {
+        let err = lp.add_signal_handler(sig, || {}).unwrap_err();
+        assert!(matches!(err, Error::Runtime(_)), "{sig}: {err:?}");
+        assert!(err.to_string().contains("cannot be caught"));
+    }
+    lp.close().unwrap();
+}
+
+// conformance: R1
+#[test]
+fn removing_a_handler_restores_the_default_disposition() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    assert!(has_default_disposition(libc::SIGUSR2));
+    assert!(!lp.remove_signal_handler(libc::SIGUSR2).unwrap());
+    lp.add_signal_handler(libc::SIGUSR2, || {}).unwrap();
+    assert!(!has_default_disposition(libc::SIGUSR2));
+    assert!(lp.remove_signal_handler(libc::SIGUSR2).unwrap());
+    assert!(has_default_disposition(libc::SIGUSR2));
+    assert!(!lp.remove_signal_handler(libc::SIGUSR2).unwrap());
+    lp.close().unwrap();
+}
+
+// conformance: R1
+#[test]
+fn closing_the_loop_removes_its_handlers() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    lp.add_signal_handler(libc::SIGUSR2, || {}).unwrap();
+    lp.add_signal_handler(libc::SIGHUP, || {}).unwrap();
+    lp.close().unwrap();
+    assert!(has_default_disposition(libc::SIGUSR2));
+    assert!(has_default_disposition(libc::SIGHUP));
+    // L5: signal calls on a closed loop are errors.
+    assert!(matches!(
+        lp.add_signal_handler(libc::SIGUSR2, || {}),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(
+        lp.remove_signal_handler(libc::SIGUSR2),
+        Err(Error::Closed)
+    ));
+}
+
+// conformance: R1
+#[test]
+fn a_new_handler_replaces_the_old_one_and_each_signal_is_delivered() {
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let first = Rc::new(Cell::new(0));
+    let second = Rc::new(Cell::new(0));
+    let f = first.clone();
+    lp.add_signal_handler(libc::SIGUSR1, move || f.set(f.get() + 1))
+        .unwrap();
+    let (s, stopper) = (second.clone(), lp.clone());
+    lp.add_signal_handler(libc::SIGUSR1, move || {
+        s.set(s.get() + 1);
+        if s.get() == 3 {
+            stopper.stop();
+        }
+    })
+    .unwrap();
+    let sender = std::thread::spawn(|| {
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(30));
+            // SAFETY: kill() with our own pid and a valid signal.
+            unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+        }
+    });
+    let bound = lp.clone();
+    let _watchdog = lp.call_later(10.0, move || bound.stop()).unwrap();
+    lp.run_forever().unwrap();
+    sender.join().unwrap();
+    assert_eq!((first.get(), second.get()), (0, 3));
+    lp.close().unwrap();
+}

@@ -1,0 +1,560 @@
+//! Subprocesses with real children: communicate, wait, kill, reaping.
+//! Every behaviour runs under both child watchers (pidfd and the thread
+//! fallback), chosen per loop with `EventLoop::set_child_watcher`.
+
+use std::time::{Duration, Instant};
+
+use tulip::subprocess::{Command, Stdio, Stdios};
+use tulip::{ChildWatcherKind, EventLoop, Result};
+
+/// Runs `body` on a fresh loop whose children use `kind`.
+fn on_loop<T: 'static, F>(kind: ChildWatcherKind, body: impl FnOnce(EventLoop) -> F) -> T
+where
+    F: std::future::Future<Output = Result<T>> + 'static,
+{
+    let mut runner = tulip::Runner::new();
+    let lp = runner.get_loop().unwrap();
+    if kind == ChildWatcherKind::Pidfd && !tulip::child_watcher::can_use_pidfd() {
+        eprintln!("no pidfd on this kernel; running on the thread watcher");
+    } else {
+        lp.set_child_watcher(kind).unwrap();
+    }
+    let out = runner.run(body(lp)).unwrap();
+    runner.close();
+    out
+}
+
+/// Declares one test per watcher for a body `fn(kind)`.
+macro_rules! both_watchers {
+    ($body:ident, $pidfd:ident, $thread:ident) => {
+        #[test]
+        fn $pidfd() {
+            $body(ChildWatcherKind::Pidfd)
+        }
+        #[test]
+        fn $thread() {
+            $body(ChildWatcherKind::Thread)
+        }
+    };
+}
+
+/// True if `pid` is a child (zombie or alive) of this process.
+fn is_our_child(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // Field 4 (after the ")" that ends the command name) is the parent pid.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let ppid: u32 = rest.split(' ').nth(1).unwrap().parse().unwrap();
+    ppid == std::process::id()
+}
+
+fn cat_roundtrip(kind: ChildWatcherKind, size: usize) {
+    let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let expect = data.clone();
+    let (out, err, rc) = on_loop(kind, move |_| async move {
+        let mut p = Command::new("cat").stdios(Stdios::piped()).spawn()?;
+        let (out, err) = p.communicate(Some(&data)).await?;
+        Ok((out, err, p.returncode()))
+    });
+    assert_eq!(out.len(), expect.len());
+    assert!(out == expect, "cat changed the payload");
+    assert!(err.is_empty());
+    assert_eq!(rc, Some(0));
+}
+
+// conformance: P1
+fn communicate_64k_plus_one(kind: ChildWatcherKind) {
+    cat_roundtrip(kind, 64 * 1024 + 1);
+}
+both_watchers!(
+    communicate_64k_plus_one,
+    communicate_64k_plus_one_does_not_deadlock_pidfd,
+    communicate_64k_plus_one_does_not_deadlock_thread
+);
+
+// conformance: P1
+fn communicate_1mb(kind: ChildWatcherKind) {
+    cat_roundtrip(kind, 1024 * 1024);
+}
+both_watchers!(
+    communicate_1mb,
+    communicate_1mb_does_not_deadlock_pidfd,
+    communicate_1mb_does_not_deadlock_thread
+);
+
+// conformance: P1
+fn communicate_16mb(kind: ChildWatcherKind) {
+    cat_roundtrip(kind, 16 * 1024 * 1024);
+}
+both_watchers!(
+    communicate_16mb,
+    communicate_16mb_does_not_deadlock_pidfd,
+    communicate_16mb_does_not_deadlock_thread
+);
+
+// conformance: P1
+fn broken_stdin_is_ignored(kind: ChildWatcherKind) {
+    let (out, rc) = on_loop(kind, |_| async {
+        // `head` reads 10 bytes and exits: the rest of the 1 MB hits EPIPE.
+        let mut p = Command::new("head")
+            .args(["-c", "10"])
+            .stdios(Stdios::piped())
+            .spawn()?;
+        let input = vec![b'x'; 1024 * 1024];
+        let (out, _) = p.communicate(Some(&input)).await?;
+        Ok((out, p.returncode()))
+    });
+    assert_eq!(out, b"xxxxxxxxxx");
+    assert_eq!(rc, Some(0));
+}
+both_watchers!(
+    broken_stdin_is_ignored,
+    communicate_ignores_broken_pipe_on_stdin_pidfd,
+    communicate_ignores_broken_pipe_on_stdin_thread
+);
+
+// conformance: P2
+fn kill_gives_minus_nine(kind: ChildWatcherKind) {
+    let rc = on_loop(kind, |_| async {
+        let p = Command::new("sleep").arg("10").spawn()?;
+        p.kill()?;
+        p.wait().await
+    });
+    assert_eq!(rc, -9);
+}
+both_watchers!(
+    kill_gives_minus_nine,
+    kill_gives_returncode_minus_sigkill_pidfd,
+    kill_gives_returncode_minus_sigkill_thread
+);
+
+// conformance: P2
+fn cancelled_wait(kind: ChildWatcherKind) {
+    let (pid, first_cancelled, rc_after_cancel, rc) = on_loop(kind, |lp| async move {
+        let p = std::rc::Rc::new(Command::new("sleep").arg("0.2").spawn()?);
+        let p2 = p.clone();
+        let t = lp.create_task(async move { p2.wait().await })?;
+        tulip::sleep(0.05).await?;
+        t.cancel();
+        t.wait_done().await;
+        let rc_after_cancel = p.returncode();
+        // The child was not killed: it exits normally and is reaped.
+        let rc = p.wait().await?;
+        Ok((p.pid(), t.cancelled(), rc_after_cancel, rc))
+    });
+    assert!(first_cancelled);
+    assert_eq!(rc_after_cancel, None);
+    assert_eq!(rc, 0);
+    assert!(!is_our_child(pid), "pid {pid} is still our child");
+}
+both_watchers!(
+    cancelled_wait,
+    wait_can_be_cancelled_without_killing_the_child_pidfd,
+    wait_can_be_cancelled_without_killing_the_child_thread
+);
+
+// conformance: P2
+fn dropped_process_is_reaped(kind: ChildWatcherKind) {
+    let (pid, left) = on_loop(kind, |lp| async move {
+        let p = Command::new("sleep").arg("0.05").spawn()?;
+        let pid = p.pid();
+        drop(p);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while lp.unreaped_children() > 0 && Instant::now() < deadline {
+            tulip::sleep(0.01).await?;
+        }
+        Ok((pid, lp.unreaped_children()))
+    });
+    assert_eq!(left, 0);
+    assert!(!is_our_child(pid), "pid {pid} was left a zombie");
+}
+both_watchers!(
+    dropped_process_is_reaped,
+    dropped_process_leaves_no_zombie_pidfd,
+    dropped_process_leaves_no_zombie_thread
+);
+
+// conformance: P2
+fn kill_on_drop(kind: ChildWatcherKind) {
+    let (pid, left, took) = on_loop(kind, |lp| async move {
+        let start = Instant::now();
+        let p = Command::new("sleep").arg("30").kill_on_drop(true).spawn()?;
+        let pid = p.pid();
+        drop(p);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while lp.unreaped_children() > 0 && Instant::now() < deadline {
+            tulip::sleep(0.01).await?;
+        }
+        Ok((pid, lp.unreaped_children(), start.elapsed()))
+    });
+    assert_eq!(left, 0);
+    assert!(took < Duration::from_secs(5));
+    assert!(!is_our_child(pid));
+}
+both_watchers!(
+    kill_on_drop,
+    kill_on_drop_kills_and_reaps_pidfd,
+    kill_on_drop_kills_and_reaps_thread
+);
+
+// conformance: P3
+fn many_exit_at_once(kind: ChildWatcherKind) {
+    const N: usize = 500;
+    let (pids, rcs, left) = on_loop(kind, |lp| async move {
+        // All children block reading one pipe (its read end is inherited as
+        // an fd without CLOEXEC); closing the write end makes all 500 exit at once.
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for two fds.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let (r, w) = (fds[0], fds[1]);
+        // SAFETY: clears FD_CLOEXEC on our own read end, so children inherit it.
+        unsafe { libc::fcntl(r, libc::F_SETFD, 0) };
+        let script = format!("read x < /proc/self/fd/{r}; exit 3");
+        let mut procs = Vec::with_capacity(N);
+        for _ in 0..N {
+            procs.push(Command::new("sh").args(["-c", &script]).spawn()?);
+        }
+        // SAFETY: closing our own fd.
+        unsafe { libc::close(r) };
+        tulip::sleep(0.05).await?;
+        // SAFETY: closing our own fd: EOF for everyone.
+        unsafe { libc::close(w) };
+        let mut rcs = Vec::with_capacity(N);
+        for p in &procs {
+            rcs.push(p.wait().await?);
+        }
+        let pids: Vec<u32> = procs.iter().map(|p| p.pid()).collect();
+        Ok((pids, rcs, lp.unreaped_children()))
+    });
+    assert!(rcs.iter().all(|&rc| rc == 3), "{rcs:?}");
+    assert_eq!(left, 0);
+    let zombies: Vec<u32> = pids.into_iter().filter(|&p| is_our_child(p)).collect();
+    assert!(zombies.is_empty(), "not reaped: {zombies:?}");
+}
+both_watchers!(
+    many_exit_at_once,
+    five_hundred_children_exiting_at_once_are_all_reaped_pidfd,
+    five_hundred_children_exiting_at_once_are_all_reaped_thread
+);
+
+// conformance: P3
+fn spawn_errors(kind: ChildWatcherKind) {
+    let (enoent, eacces) = on_loop(kind, move |_| async move {
+        let e1 = Command::new("/nonexistent/tulip-no-such-program")
+            .stdios(Stdios::piped())
+            .spawn()
+            .unwrap_err();
+        // A file without execute permission.
+        let path =
+            std::env::temp_dir().join(format!("tulip-noexec-{}-{kind:?}", std::process::id()));
+        std::fs::write(&path, "#!/bin/sh\n").unwrap();
+        let e2 = Command::new(&path).stdout(Stdio::Pipe).spawn().unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        Ok((e1, e2))
+    });
+    assert_eq!(
+        enoent.io_kind(),
+        Some(std::io::ErrorKind::NotFound),
+        "{enoent}"
+    );
+    assert_eq!(
+        eacces.io_kind(),
+        Some(std::io::ErrorKind::PermissionDenied),
+        "{eacces}"
+    );
+}
+both_watchers!(
+    spawn_errors,
+    failed_spawn_returns_the_os_error_pidfd,
+    failed_spawn_returns_the_os_error_thread
+);
+
+// conformance: P3
+fn signal_after_reap_is_noop(kind: ChildWatcherKind) {
+    on_loop(kind, |_| async {
+        let p = Command::new("true").spawn()?;
+        assert_eq!(p.wait().await?, 0);
+        // Reaped: its pid may be recycled, so nothing may be sent any more.
+        p.kill()?;
+        p.send_signal(libc::SIGTERM)?;
+        assert_eq!(p.returncode(), Some(0));
+        Ok(())
+    });
+}
+both_watchers!(
+    signal_after_reap_is_noop,
+    a_reaped_child_is_never_signalled_pidfd,
+    a_reaped_child_is_never_signalled_thread
+);
+
+// conformance: P4
+#[test]
+fn the_default_watcher_is_a_pidfd_and_the_fallback_is_chosen_per_loop() {
+    let lp = EventLoop::new().unwrap();
+    if std::env::var_os(tulip::child_watcher::CHILD_WATCHER_ENV).is_none() {
+        let expect = if tulip::child_watcher::can_use_pidfd() {
+            ChildWatcherKind::Pidfd
+        } else {
+            ChildWatcherKind::Thread
+        };
+        assert_eq!(lp.child_watcher(), expect);
+        lp.set_child_watcher(ChildWatcherKind::Thread).unwrap();
+        assert_eq!(lp.child_watcher(), ChildWatcherKind::Thread);
+    }
+    let kinds = on_loop(ChildWatcherKind::Thread, |_| async {
+        let p = Command::new("true").spawn()?;
+        p.wait().await?;
+        Ok(format!("{p:?}"))
+    });
+    assert!(kinds.contains("ThreadedChildWatcher"), "{kinds}");
+    lp.close().unwrap();
+}
+
+// conformance: P1
+fn stdio_choices(kind: ChildWatcherKind) {
+    let (merged, line, rest, devnull, env, cwd) = on_loop(kind, |_| async {
+        let mut p = Command::shell("echo out; echo err >&2")
+            .stdout(Stdio::Pipe)
+            .stderr(Stdio::Stdout)
+            .spawn()?;
+        let (merged, _) = p.communicate(None).await?;
+
+        let p = Command::shell("echo first; echo second")
+            .stdout(Stdio::Pipe)
+            .spawn()?;
+        let out = p.stdout.as_ref().unwrap();
+        let line = out.readline().await?;
+        let rest = out.read_to_eof().await?;
+        p.wait().await?;
+
+        let mut p = Command::new("cat")
+            .stdin(Stdio::DevNull)
+            .stdout(Stdio::Pipe)
+            .stderr(Stdio::DevNull)
+            .spawn()?;
+        let (devnull, _) = p.communicate(None).await?;
+
+        let mut p = Command::new("/usr/bin/env")
+            .env_clear()
+            .env("LC_ALL", "C")
+            .stdout(Stdio::Pipe)
+            .spawn()?;
+        let (env, _) = p.communicate(None).await?;
+
+        let mut p = Command::new("pwd")
+            .current_dir("/")
+            .stdout(Stdio::Pipe)
+            .spawn()?;
+        let (cwd, _) = p.communicate(None).await?;
+        Ok((merged, line, rest, devnull, env, cwd))
+    });
+    assert_eq!(merged, b"out\nerr\n");
+    assert_eq!(line, b"first\n");
+    assert_eq!(rest, b"second\n");
+    assert!(devnull.is_empty());
+    assert_eq!(env, b"LC_ALL=C\n");
+    assert_eq!(cwd, b"/\n");
+}
+both_watchers!(
+    stdio_choices,
+    pipe_devnull_stdout_env_and_cwd_work_pidfd,
+    pipe_devnull_stdout_env_and_cwd_work_thread
+);
+
+// conformance: P1
+fn interactive(kind: ChildWatcherKind) {
+    let lines = on_loop(kind, |_| async {
+        let mut p = Command::new("cat").stdios(Stdios::piped()).spawn()?;
+        let mut lines = Vec::new();
+        for i in 0..3 {
+            let stdin = p.stdin.as_ref().unwrap();
+            stdin.write(format!("line {i}\n").as_bytes())?;
+            stdin.drain().await?;
+            lines.push(p.stdout.as_ref().unwrap().readline().await?);
+        }
+        p.stdin.take().unwrap().close();
+        assert_eq!(p.wait().await?, 0);
+        Ok(lines)
+    });
+    assert_eq!(lines, [b"line 0\n", b"line 1\n", b"line 2\n"]);
+}
+both_watchers!(
+    interactive,
+    write_drain_readline_with_a_live_child_pidfd,
+    write_drain_readline_with_a_live_child_thread
+);
+
+// conformance: P1
+fn paused_reader(kind: ChildWatcherKind) {
+    let (n, rc) = on_loop(kind, |_| async {
+        // 4 MB that nobody reads for a while: the reader pauses its pipe at
+        // 2 x limit, the child blocks, and reading later resumes it.
+        let p = Command::new("head")
+            .args(["-c", "4000000", "/dev/zero"])
+            .stdout(Stdio::Pipe)
+            .spawn()?;
+        tulip::sleep(0.1).await?;
+        let out = p.stdout.as_ref().unwrap();
+        assert!(
+            out.buffered() <= 2 * out.limit() + 64 * 1024,
+            "{}",
+            out.buffered()
+        );
+        let all = out.read_to_eof().await?;
+        Ok((all.len(), p.wait().await?))
+    });
+    assert_eq!(n, 4_000_000);
+    assert_eq!(rc, 0);
+}
+both_watchers!(
+    paused_reader,
+    a_reader_that_falls_behind_pauses_and_resumes_the_pipe_pidfd,
+    a_reader_that_falls_behind_pauses_and_resumes_the_pipe_thread
+);
+
+/// The state letter of `pid` in `/proc` (`Z` for a zombie), if it exists.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+// conformance: P3
+fn pid_stays_reserved(kind: ChildWatcherKind) {
+    let (state, rc) = on_loop(kind, |_| async {
+        let p = Command::new("true").spawn()?;
+        // Block the loop thread (no await): the child exits meanwhile, and
+        // nobody may reap it behind the loop's back, so its pid cannot be
+        // recycled while `returncode` is None.
+        std::thread::sleep(Duration::from_millis(200));
+        let state = proc_state(p.pid());
+        assert_eq!(p.returncode(), None);
+        p.send_signal(libc::SIGTERM)?; // still our zombie: harmless
+        let rc = p.wait().await?;
+        assert!(!is_our_child(p.pid()));
+        Ok((state, rc))
+    });
+    assert_eq!(
+        state,
+        Some('Z'),
+        "the exited child must stay a zombie until the loop reaps it"
+    );
+    assert_eq!(rc, 0);
+}
+both_watchers!(
+    pid_stays_reserved,
+    an_exited_child_stays_reserved_until_the_loop_reaps_it_pidfd,
+    an_exited_child_stays_reserved_until_the_loop_reaps_it_thread
+);
+
+// conformance: P2
+#[test]
+fn closing_the_loop_closes_open_pipes_and_leaves_no_zombie() {
+    let mut runner = tulip::Runner::new();
+    let lp = runner.get_loop().unwrap();
+    let (pid, reader) = runner
+        .run(async {
+            let mut p = Command::new("sh")
+                .args(["-c", "echo hi; sleep 0.2"])
+                .stdout(Stdio::Pipe)
+                .spawn()?;
+            let r = p.stdout.take().unwrap();
+            assert_eq!(r.readline().await?, b"hi\n");
+            Ok((p.pid(), r))
+        })
+        .unwrap();
+    runner.close();
+    assert!(lp.is_closed());
+    // The reader's pipe was closed with the loop.
+    assert!(reader.transport().unwrap().is_closing());
+    // The child, still running at close, is reaped by the reaper thread.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while is_our_child(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!is_our_child(pid), "pid {pid} left a zombie after close");
+}
+
+// conformance: P3
+fn sweep_shape(kind: ChildWatcherKind) {
+    const N: usize = 300;
+    let (outs, left) = on_loop(kind, |lp| async move {
+        // The ping sweep's shape: N tasks at once, each spawns a child with
+        // stdout piped, reads it to EOF, then waits.
+        let mut tasks = Vec::with_capacity(N);
+        for i in 0..N {
+            tasks.push(lp.create_task(async move {
+                let p = Command::new("sh")
+                    .args(["-c", &format!("sleep 0.1; echo reply {i}")])
+                    .stdout(Stdio::Pipe)
+                    .env_clear()
+                    .env("LC_ALL", "C")
+                    .kill_on_drop(true)
+                    .spawn()?;
+                let out = p.stdout.as_ref().unwrap().read_to_eof().await?;
+                let rc = p.wait().await?;
+                Ok((String::from_utf8_lossy(&out).into_owned(), rc))
+            })?);
+        }
+        let mut outs = Vec::with_capacity(N);
+        for t in tasks {
+            outs.push(t.await?);
+        }
+        Ok((outs, lp.unreaped_children()))
+    });
+    for (i, (out, rc)) in outs.iter().enumerate() {
+        assert_eq!((out.as_str(), *rc), (format!("reply {i}\n").as_str(), 0));
+    }
+    assert_eq!(left, 0);
+}
+both_watchers!(
+    sweep_shape,
+    three_hundred_concurrent_children_with_piped_stdout_pidfd,
+    three_hundred_concurrent_children_with_piped_stdout_thread
+);
+
+// conformance: P1
+fn command_reuse(kind: ChildWatcherKind) {
+    let outs = on_loop(kind, |_| async {
+        let mut cmd = Command::new("echo");
+        cmd.arg("again").stdout(Stdio::Pipe);
+        let mut outs = Vec::new();
+        for _ in 0..3 {
+            let mut p = cmd.spawn()?;
+            outs.push(p.communicate(None).await?.0);
+        }
+        Ok(outs)
+    });
+    assert_eq!(outs, [b"again\n", b"again\n", b"again\n"]);
+}
+both_watchers!(
+    command_reuse,
+    a_command_spawns_again_with_fresh_pipes_pidfd,
+    a_command_spawns_again_with_fresh_pipes_thread
+);
+
+// conformance: P1
+fn output_and_status(kind: ChildWatcherKind) {
+    let (out, status, signalled) = on_loop(kind, |_| async {
+        let out = Command::new("sh")
+            .args(["-c", "cat; echo out; echo err >&2; exit 4"])
+            .output()
+            .await?;
+        let status = Command::new("sh").args(["-c", "exit 7"]).status().await?;
+        let signalled = Command::new("sh")
+            .args(["-c", "kill -9 $$"])
+            .status()
+            .await?;
+        Ok((out, status, signalled))
+    });
+    // stdin defaulted to /dev/null, so `cat` ended at once.
+    assert_eq!(out.returncode, 4);
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+    assert_eq!((status, signalled), (7, -9));
+}
+both_watchers!(
+    output_and_status,
+    output_and_status_work_like_std_pidfd,
+    output_and_status_work_like_std_thread
+);

@@ -1,0 +1,170 @@
+//! File descriptor accounting around spawns. This file is its own test
+//! binary (its own process) because it counts `/proc/self/fd` and lowers
+//! `RLIMIT_NOFILE`; its tests are serialized by a lock.
+
+use std::sync::Mutex;
+
+use tulip::subprocess::{Command, Stdio, Stdios};
+use tulip::ChildWatcherKind;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn spawn_many(kind: ChildWatcherKind) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut runner = tulip::Runner::new();
+    let lp = runner.get_loop().unwrap();
+    if kind == ChildWatcherKind::Pidfd && !tulip::child_watcher::can_use_pidfd() {
+        return;
+    }
+    lp.set_child_watcher(kind).unwrap();
+    // Warm up lazily created state (the loop's watcher) before counting.
+    runner
+        .run(async {
+            Command::new("true").spawn()?.wait().await?;
+            Ok(())
+        })
+        .unwrap();
+    let before = open_fds();
+    let failures = runner
+        .run(async {
+            let mut failures = 0;
+            for i in 0..1000 {
+                if i % 10 == 9 {
+                    // A failed spawn with three pipes prepared.
+                    let err = Command::new("/nonexistent/tulip-nope")
+                        .stdios(Stdios::piped())
+                        .spawn()
+                        .unwrap_err();
+                    assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
+                    failures += 1;
+                    continue;
+                }
+                let mut p = Command::new("true")
+                    .stdin(Stdio::Pipe)
+                    .stdout(Stdio::Pipe)
+                    .stderr(Stdio::Stdout)
+                    .spawn()?;
+                let (out, _) = p.communicate(Some(b"x")).await?;
+                assert!(out.is_empty());
+                assert_eq!(p.returncode(), Some(0));
+            }
+            Ok(failures)
+        })
+        .unwrap();
+    assert_eq!(failures, 100);
+    assert_eq!(lp.unreaped_children(), 0);
+    assert_eq!(open_fds(), before, "fds leaked by 1000 spawns");
+    runner.close();
+}
+
+// conformance: P3
+#[test]
+fn fd_count_is_unchanged_after_1000_spawns_including_failures_pidfd() {
+    spawn_many(ChildWatcherKind::Pidfd);
+}
+
+// conformance: P3
+#[test]
+fn fd_count_is_unchanged_after_1000_spawns_including_failures_thread() {
+    spawn_many(ChildWatcherKind::Thread);
+}
+
+// conformance: P3
+#[test]
+fn emfile_at_spawn_is_a_clear_error_and_leaks_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut runner = tulip::Runner::new();
+    runner
+        .run(async {
+            Command::new("true").spawn()?.wait().await?;
+            Ok(())
+        })
+        .unwrap();
+    let before = open_fds();
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: reads this process's limit into `old`.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) }, 0);
+    // Leave exactly three free fd numbers below the limit: one pipe fits,
+    // the second does not.
+    let open: std::collections::HashSet<u64> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .collect();
+    let third_free = (0..).filter(|n| !open.contains(n)).nth(2).unwrap();
+    let low = libc::rlimit {
+        rlim_cur: third_free + 1,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: lowers the soft limit only; restored below.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
+    let res = runner.run(async {
+        let err = Command::new("cat")
+            .stdios(Stdios::piped())
+            .spawn()
+            .unwrap_err();
+        Ok(err)
+    });
+    // SAFETY: restores the limit read above.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &old) }, 0);
+    let err = res.unwrap();
+    match &err {
+        tulip::Error::Io(e) => assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{err}"),
+        other => panic!("expected EMFILE, got {other:?}"),
+    }
+    assert_eq!(open_fds(), before);
+    runner.close();
+}
+
+/// How many of our fds are pidfds.
+fn pidfds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("pidfd"))
+        .count()
+}
+
+// conformance: P4
+#[test]
+fn the_pidfd_watcher_holds_one_pidfd_per_running_child() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !tulip::child_watcher::can_use_pidfd()
+        || std::env::var_os(tulip::child_watcher::CHILD_WATCHER_ENV).is_some()
+    {
+        return; // no pidfd here, or a watcher is forced for the whole process
+    }
+    let mut runner = tulip::Runner::new();
+    runner
+        .get_loop()
+        .unwrap()
+        .set_child_watcher(ChildWatcherKind::Pidfd)
+        .unwrap();
+    let (during, after, thread_during) = runner
+        .run(async {
+            let before = pidfds();
+            let procs: Vec<_> = (0..3)
+                .map(|_| Command::new("sleep").arg("0.2").spawn())
+                .collect::<tulip::Result<_>>()?;
+            let during = pidfds() - before;
+            for p in &procs {
+                p.wait().await?;
+            }
+            let after = pidfds() - before;
+            // The thread fallback uses no pidfd.
+            tulip::get_running_loop()?.set_child_watcher(ChildWatcherKind::Thread)?;
+            let p = Command::new("sleep").arg("0.1").spawn()?;
+            let thread_during = pidfds() - before;
+            p.wait().await?;
+            Ok((during, after, thread_during))
+        })
+        .unwrap();
+    runner.close();
+    assert_eq!((during, after, thread_during), (3, 0, 0));
+}

@@ -1,0 +1,217 @@
+//! The thread pool, `run_in_executor`, `to_thread`, `run_coroutine_threadsafe`.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tulip::{run_coroutine_threadsafe, to_thread, Error, EventLoop, ThreadPool};
+
+// conformance: H2
+#[test]
+fn run_in_executor_returns_the_result_to_the_awaiting_task() {
+    let v = tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let main = std::thread::current().id();
+        let fut = lp.run_in_executor(None, move || std::thread::current().id() != main)?;
+        fut.await
+    })
+    .unwrap();
+    assert!(v, "the job ran on the loop thread");
+}
+
+// conformance: H2
+#[test]
+fn a_panic_in_the_executor_becomes_the_future_error() {
+    let err = tulip::run(async {
+        let r: tulip::Result<u32> = to_thread(|| panic!("boom in a thread")).await;
+        // The pool survives a panic.
+        assert_eq!(to_thread(|| 1).await?, 1);
+        Ok(r.unwrap_err())
+    })
+    .unwrap();
+    match err {
+        Error::Panic(m) => assert!(m.contains("boom in a thread")),
+        other => panic!("expected a panic error, got {other:?}"),
+    }
+}
+
+// conformance: H2
+#[test]
+fn to_thread_runs_blocking_calls_concurrently() {
+    let start = Instant::now();
+    let out = tulip::run(async {
+        let a = tulip::create_task(to_thread(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            "a"
+        }))?;
+        let b = tulip::create_task(to_thread(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            "b"
+        }))?;
+        Ok((a.await?, b.await?))
+    })
+    .unwrap();
+    assert_eq!(out, ("a", "b"));
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(390),
+        "not concurrent: {took:?}"
+    );
+}
+
+// conformance: H2
+#[test]
+fn a_bounded_pool_runs_at_most_max_workers_jobs_at_once() {
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let pool = ThreadPool::new(2).unwrap();
+    let p2 = pool.clone();
+    let (r, pk) = (running.clone(), peak.clone());
+    tulip::run(async move {
+        let lp = tulip::get_running_loop()?;
+        let mut futs = Vec::new();
+        for _ in 0..6 {
+            let (r, pk) = (r.clone(), pk.clone());
+            futs.push(lp.run_in_executor(Some(&p2), move || {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                pk.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
+                r.fetch_sub(1, Ordering::SeqCst);
+            })?);
+        }
+        for f in futs {
+            f.await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(peak.load(Ordering::SeqCst), 2);
+    assert_eq!(pool.threads(), 2);
+    pool.shutdown(true);
+    assert!(pool.submit(|| {}).is_err());
+}
+
+// conformance: H2
+#[test]
+fn a_job_cancelled_before_it_starts_never_runs() {
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    tulip::run(async move {
+        let lp = tulip::get_running_loop()?;
+        let pool = ThreadPool::new(1)?;
+        // Occupy the only worker, then queue a job and cancel it.
+        let busy = lp.run_in_executor(Some(&pool), || {
+            std::thread::sleep(Duration::from_millis(100))
+        })?;
+        let queued = lp.run_in_executor(Some(&pool), move || r.store(true, Ordering::SeqCst))?;
+        assert!(queued.cancel());
+        busy.await?;
+        pool.shutdown(true);
+        Ok(())
+    })
+    .unwrap();
+    assert!(!ran.load(Ordering::SeqCst));
+}
+
+// conformance: H2
+#[test]
+fn the_default_executor_is_shut_down_by_run_and_refuses_new_work() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        assert_eq!(to_thread(|| 2).await?, 2);
+        lp.shutdown_default_executor(Some(5.0)).await?;
+        let err = lp.run_in_executor(None, || 3).unwrap_err();
+        assert!(err.to_string().contains("shutdown"), "{err}");
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// Runs a loop forever on its own thread; returns its handle.
+fn loop_thread() -> (tulip::LoopHandle, std::thread::JoinHandle<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let lp = EventLoop::new().unwrap();
+        tx.send(lp.handle()).unwrap();
+        lp.run_forever().unwrap();
+        lp.close().unwrap();
+    });
+    (rx.recv().unwrap(), t)
+}
+
+// conformance: H2
+#[test]
+fn run_coroutine_threadsafe_result_with_timeout() {
+    let (handle, t) = loop_thread();
+    let fut = run_coroutine_threadsafe(
+        || async {
+            tulip::sleep(0.05).await?;
+            Ok("Task result")
+        },
+        &handle,
+    );
+    assert_eq!(
+        fut.result(Some(Duration::from_secs(5))).unwrap(),
+        "Task result"
+    );
+    assert!(fut.done());
+    // An error inside the coroutine comes back as the error.
+    let failing = run_coroutine_threadsafe(|| async { Err::<(), _>(Error::msg("nope")) }, &handle);
+    assert_eq!(
+        failing
+            .result(Some(Duration::from_secs(5)))
+            .unwrap_err()
+            .to_string(),
+        "nope"
+    );
+    handle.stop().unwrap();
+    t.join().unwrap();
+}
+
+// conformance: H2
+#[test]
+fn run_coroutine_threadsafe_timeout_then_cancel_cancels_the_task() {
+    let (handle, t) = loop_thread();
+    let saw_cancel = Arc::new(AtomicBool::new(false));
+    let s = saw_cancel.clone();
+    let fut = run_coroutine_threadsafe(
+        move || async move {
+            let r = tulip::sleep(60.0).await;
+            s.store(
+                r.as_ref().is_err_and(|e| e.is_cancelled()),
+                Ordering::SeqCst,
+            );
+            r
+        },
+        &handle,
+    );
+    let start = Instant::now();
+    let err = fut.result(Some(Duration::from_millis(100))).unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    assert!(fut.cancel());
+    assert!(fut.cancelled());
+    assert!(fut
+        .result(Some(Duration::from_secs(1)))
+        .unwrap_err()
+        .is_cancelled());
+    // The task on the loop sees the cancel.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !saw_cancel.load(Ordering::SeqCst) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(saw_cancel.load(Ordering::SeqCst));
+    assert!(!fut.cancel(), "cancel on a done future returns false");
+    handle.stop().unwrap();
+    t.join().unwrap();
+}
+
+// conformance: H2
+#[test]
+fn run_coroutine_threadsafe_on_a_closed_loop_fails() {
+    let lp = EventLoop::new().unwrap();
+    let handle = lp.handle();
+    lp.close().unwrap();
+    let fut = run_coroutine_threadsafe(|| async { Ok(1) }, &handle);
+    assert!(matches!(fut.result(None), Err(Error::Closed)));
+}
