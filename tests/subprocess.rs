@@ -137,7 +137,7 @@ fn cancelled_wait(kind: ChildWatcherKind) {
         let t = lp.create_task(async move { p2.wait().await })?;
         tulip::sleep(0.05).await?;
         t.cancel();
-        t.wait_done().await;
+        t.wait_done().await?;
         let rc_after_cancel = p.returncode();
         // The child was not killed: it exits normally and is reaped.
         let rc = p.wait().await?;
