@@ -1,9 +1,10 @@
 //! The local HTTP/1.1 responder the network examples fetch from, and the
 //! server of the `http` benchmark (`wrk -t1 -c64 http://127.0.0.1:8080/plaintext`).
 //!
-//! Usage: `cargo run --release --example http_server [HOST:PORT] [--for SECONDS]`
+//! Usage: `cargo run --release --example http_server [HOST:PORT] [--for SECONDS] [--bench]`
 //! (default 127.0.0.1:8080; port 0 picks a free port). It prints
-//! `Serving on HOST:PORT`, then serves until Ctrl-C, or for SECONDS.
+//! `Serving on HOST:PORT` (with `--bench`: `LISTENING <port>`, the bench
+//! harness's handshake), then serves until Ctrl-C, or for SECONDS.
 //! Keep-alive and `Content-Length` on every response; see
 //! `support/http_site.rs` for the paths.
 
@@ -16,9 +17,13 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut addr = "127.0.0.1:8080".to_string();
     let mut run_for: Option<f64> = None;
+    let mut bench = false;
     let mut i = 0;
     while i < args.len() {
-        if args[i] == "--for" {
+        if args[i] == "--bench" {
+            bench = true;
+            i += 1;
+        } else if args[i] == "--for" {
             run_for = args.get(i + 1).and_then(|s| s.parse().ok());
             i += 2;
         } else {
@@ -31,7 +36,11 @@ fn main() {
     let res = tulip::run(async move {
         let server = http_site::start(&host, port).await?;
         for a in server.local_addrs() {
-            println!("Serving on {a}");
+            if bench {
+                println!("LISTENING {}", a.port());
+            } else {
+                println!("Serving on {a}");
+            }
         }
         std::io::stdout().flush().ok();
         match run_for {

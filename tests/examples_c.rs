@@ -23,7 +23,7 @@ fn spawn_server(name: &str, args: &[&str]) -> (Child, u16, String) {
     out.read_line(&mut first).expect("first line");
     let port = first
         .trim()
-        .rsplit(':')
+        .rsplit([':', ' '])
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {first:?}"));
@@ -128,4 +128,33 @@ fn unix_echo() {
         lines.last(),
         Some(&"Server closed; socket file removed: true")
     );
+}
+
+#[test]
+fn echo_bench_server_both_kinds() {
+    for kind in ["protocol", "streams"] {
+        let (mut server, port, first) = spawn_server("echo_bench_server", &[kind]);
+        assert!(first.starts_with("LISTENING "), "{first}");
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let msg: Vec<u8> = (0..100 * 1024).map(|i| (i % 253) as u8).collect();
+        for _ in 0..3 {
+            conn.write_all(&msg).unwrap();
+            let mut back = vec![0u8; msg.len()];
+            conn.read_exact(&mut back).unwrap();
+            assert!(back == msg, "{kind}: echoed bytes differ");
+        }
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+}
+
+#[test]
+fn http_server_bench_handshake() {
+    let (mut server, port, first) =
+        spawn_server("http_server", &["127.0.0.1:0", "--bench", "--for", "20"]);
+    assert_eq!(first.trim(), format!("LISTENING {port}"));
+    let _ = server.kill();
+    let _ = server.wait();
 }
