@@ -590,8 +590,9 @@ impl WriteTransport for SocketTransport {
         }
         let lost = self.conn_lost.get();
         if lost > 0 {
-            if lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
-                // asyncio logs "socket.send() raised exception." here.
+            // asyncio logs a warning from the 5th write on; tulip once, in debug mode.
+            if lost == LOG_THRESHOLD_FOR_CONNLOST_WRITES && self.lp.debug() {
+                eprintln!("tulip: socket.send() raised exception: writes to a lost connection are dropped");
             }
             self.conn_lost.set(lost + 1);
             return Ok(());
