@@ -141,9 +141,28 @@ fn drain_on_closed_peer_fails() {
     });
 }
 
+/// Raises the soft fd limit to at least `want` (if the hard limit allows):
+/// 1000 clients and their server ends need about 2000 descriptors.
+fn raise_nofile(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur < want as libc::rlim_t {
+        lim.rlim_cur = (want as libc::rlim_t).min(lim.rlim_max);
+        // SAFETY: `lim` is a valid rlimit, within the hard limit.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
+}
+
 // conformance: N4
 #[test]
 fn thousand_concurrent_clients() {
+    raise_nofile(4096);
     run_bounded(30.0, async {
         let server = tulip::start_server(echo, "127.0.0.1", 0).await?;
         let port = server.local_addrs()[0].port();
