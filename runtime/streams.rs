@@ -41,6 +41,10 @@ pub const DEFAULT_LIMIT: usize = 64 * 1024;
 
 // ===== the byte buffer =====
 
+/// The largest buffer capacity a reader keeps after handing its whole
+/// buffer to a read (see `Buffer::take`).
+const KEEP_CAPACITY: usize = 256 * 1024;
+
 /// A byte queue that consumes from the front without moving bytes: `start`
 /// advances, and the bytes are moved down only when the dead front is at
 /// least half of the vector (amortised O(1) per byte).
@@ -83,8 +87,21 @@ impl Buffer {
     /// Removes and returns the first `n` bytes (`n <= len`).
     pub(crate) fn take(&mut self, n: usize) -> Vec<u8> {
         if self.start == 0 && n == self.data.len() {
-            // The whole buffer: hand the vector over without copying.
-            return std::mem::take(&mut self.data);
+            // The whole buffer: hand the vector over without copying, and
+            // start a new one of the same capacity. Allocating it now,
+            // while the caller still holds the old one, keeps the two
+            // blocks alternating in the allocator's free lists: a 100 KiB
+            // echo otherwise frees its block at the top of the heap, glibc
+            // trims it (brk), and the next message faults the pages back in.
+            // Past KEEP_CAPACITY the buffer starts empty instead: an idle
+            // connection does not keep a burst's worth of memory.
+            let cap = self.data.capacity();
+            let next = if cap <= KEEP_CAPACITY {
+                Vec::with_capacity(cap)
+            } else {
+                Vec::new()
+            };
+            return std::mem::replace(&mut self.data, next);
         }
         let out = self.data[self.start..self.start + n].to_vec();
         self.consume(n);
