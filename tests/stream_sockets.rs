@@ -371,3 +371,58 @@ fn reader_pauses_a_real_transport_around_the_limit() {
         Ok(())
     });
 }
+
+// conformance: N2
+#[test]
+fn concurrent_drains_on_a_real_socket_all_complete() {
+    run_bounded(10.0, async {
+        let server = tulip::start_server(
+            |r: StreamReader, w: StreamWriter| async move {
+                // A slow reader: small reads with pauses, so the client's
+                // buffer goes over its high-water mark.
+                let mut total = 0;
+                tulip::sleep(0.05).await?;
+                loop {
+                    tulip::sleep(0.001).await?;
+                    let got = r.read(16 * 1024).await?;
+                    if got.is_empty() {
+                        break;
+                    }
+                    total += got.len();
+                }
+                w.write(format!("{total}").as_bytes())?;
+                w.close();
+                Ok(())
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await?;
+        let port = server.local_addrs()[0].port();
+        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        let w = Rc::new(w);
+        let mut tasks = Vec::new();
+        for i in 0..5u8 {
+            let w = w.clone();
+            tasks.push(tulip::create_task(async move {
+                w.write(&vec![i; 2 << 20])?;
+                w.drain().await
+            })?);
+        }
+        tulip::sleep(0.0).await?;
+        assert!(
+            w.flow_control().is_paused(),
+            "the buffer is over its high-water mark"
+        );
+        for t in tasks {
+            t.await?;
+        }
+        w.write_eof()?;
+        assert_eq!(
+            r.read_to_eof().await?,
+            format!("{}", 5 * (2 << 20)).as_bytes()
+        );
+        server.close();
+        Ok(())
+    });
+}
