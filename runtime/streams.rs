@@ -11,8 +11,8 @@
 //! - [`FlowControl`] (in [`stream_writer`](crate::stream_writer)) is the protocol half of flow control (asyncio's
 //!   `FlowControlMixin`): `pause_writing`/`resume_writing` from the
 //!   transport open and shut the gate that [`StreamWriter::drain`] waits on.
-//! - [`StreamWriter`] wraps a [`WriteTransport`] and a `FlowControl`.
-//! - [`StreamReaderProtocol`] is the [`Protocol`] that connects a socket
+//! - [`StreamWriter`] wraps a [`WriteTransport`](crate::WriteTransport) and a `FlowControl`.
+//! - [`StreamReaderProtocol`] is the [`Protocol`](crate::Protocol) that connects a socket
 //!   transport to a reader and a writer (see [`open_connection`](crate::open_connection)).
 //!
 //! # Invariants
