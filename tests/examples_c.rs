@@ -1,5 +1,7 @@
-//! Runs every area-C example (network I/O: S3.24a-c, S3.25 and the HTTP
-//! responder; S1.5, S2.19, S2.23, S3.15, S4.5) and checks its output.
+//! Runs every area-C example (network I/O: S3.24a-c, S3.25, the HTTP
+//! responder and the benchmark's echo servers) and checks its output.
+//! S1.5, S2.19, S2.23, S3.15 and S4.5 join when area B's Queue, Semaphore,
+//! gather and as_completed are on main.
 
 mod common;
 
