@@ -146,24 +146,28 @@ impl DatagramSocketTransport {
     }
 
     fn start(self: Rc<Self>, waiter: Option<Future<()>>) {
+        // As for stream transports: the rest runs even if connection_made panics.
+        let _rest = StartRest {
+            t: self.clone(),
+            waiter,
+        };
         if self.conn_lost.get() == 0 {
             let proto = self.protocol.borrow().clone();
             if let Some(p) = proto {
                 self.protocol_connected.set(true);
                 p.connection_made(self.clone());
             }
-            if !self.closing.get() {
-                let me = self.rc();
-                let res = self.lp.add_reader_edge(self.fd, move || me.read_ready());
-                if let Err(e) = res {
-                    self.force_close(Some(e));
-                }
-            }
         }
-        if let Some(w) = waiter {
-            if !w.done() {
-                let _ = w.set_result(());
-            }
+    }
+
+    fn add_reader(&self) {
+        if self.conn_lost.get() > 0 || self.closing.get() {
+            return;
+        }
+        let me = self.rc();
+        let res = self.lp.add_reader_edge(self.fd, move || me.read_ready());
+        if let Err(e) = res {
+            self.force_close(Some(e));
         }
     }
 
@@ -286,6 +290,23 @@ impl DatagramSocketTransport {
             }
         }
         drop(self.sock.borrow_mut().take());
+    }
+}
+
+/// Starts receiving and completes the waiter, also if `connection_made` panics.
+struct StartRest {
+    t: Rc<DatagramSocketTransport>,
+    waiter: Option<Future<()>>,
+}
+
+impl Drop for StartRest {
+    fn drop(&mut self) {
+        self.t.add_reader();
+        if let Some(w) = self.waiter.take() {
+            if !w.done() {
+                let _ = w.set_result(());
+            }
+        }
     }
 }
 

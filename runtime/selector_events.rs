@@ -243,17 +243,18 @@ impl SocketTransport {
     }
 
     fn start(self: Rc<Self>, waiter: Option<Future<()>>) {
+        // asyncio runs these as three handles, so that a connection_made
+        // that raises still lets the reader start and the waiter finish;
+        // here one handle, and a guard that does the rest even on a panic.
+        let _rest = StartRest {
+            t: self.clone(),
+            waiter,
+        };
         if self.conn_lost.get() == 0 {
             let proto = self.protocol.borrow().clone();
             if let Some(p) = proto {
                 self.protocol_connected.set(true);
                 p.connection_made(self.clone());
-            }
-            self.add_reader();
-        }
-        if let Some(w) = waiter {
-            if !w.done() {
-                let _ = w.set_result(());
             }
         }
     }
@@ -494,6 +495,26 @@ impl SocketTransport {
         let hook = self.on_lost.borrow_mut().take();
         if let Some(f) = hook {
             f();
+        }
+    }
+}
+
+/// The second half of `SocketTransport::start`: start reading, complete
+/// the waiter. In `Drop`, so that it also runs if `connection_made` panics.
+struct StartRest {
+    t: Rc<SocketTransport>,
+    waiter: Option<Future<()>>,
+}
+
+impl Drop for StartRest {
+    fn drop(&mut self) {
+        if self.t.conn_lost.get() == 0 {
+            self.t.add_reader();
+        }
+        if let Some(w) = self.waiter.take() {
+            if !w.done() {
+                let _ = w.set_result(());
+            }
         }
     }
 }

@@ -526,3 +526,32 @@ fn a_registered_transport_lives_without_other_owners() {
         Ok(())
     });
 }
+
+struct PanicsOnConnect;
+
+impl Protocol for PanicsOnConnect {
+    fn connection_made(&self, _: Rc<dyn Transport>) {
+        panic!("bug in connection_made");
+    }
+}
+
+#[test]
+fn a_panicking_connection_made_is_reported_and_create_connection_returns() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let reported = Rc::new(Cell::new(false));
+        let r2 = reported.clone();
+        lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &tulip::ExceptionContext| {
+            assert!(format!("{ctx}").contains("bug in connection_made"), "{ctx}");
+            r2.set(true);
+        }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        let port = listener.local_addr().map_err(Error::from)?.port();
+        let (t, _) = lp
+            .create_connection(|| Rc::new(PanicsOnConnect), "127.0.0.1", port)
+            .await?;
+        assert!(reported.get());
+        t.close();
+        Ok(())
+    });
+}
