@@ -34,6 +34,9 @@
 //!   transport drops its protocol, breaking the transport ↔ protocol cycle.
 //! - No `RefCell` borrow of the transport is held while a protocol method
 //!   runs.
+//! - A protocol callback that panics in `data_received` or `eof_received`
+//!   is reported, and the connection is closed with `Error::Panic` (asyncio's
+//!   `_fatal_error`); the loop goes on.
 //! - The loop's reader/writer callbacks hold the transport strongly, as
 //!   asyncio's selector holds its handles: a registered transport lives on
 //!   even if its protocol keeps no reference to it.
@@ -44,10 +47,11 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use crate::error::{Error, Result};
-use crate::event_loop::EventLoop;
+use crate::error::{panic_message, Error, Result};
+use crate::event_loop::{EventLoop, ExceptionContext};
 use crate::futures::Future;
 use crate::protocols::Protocol;
 use crate::streams::Buffer;
@@ -313,7 +317,12 @@ impl SocketTransport {
                 Ok(n) => {
                     let proto = self.protocol.borrow().clone();
                     if let Some(p) = proto {
-                        p.data_received(&buf[..n]);
+                        let data = &buf[..n];
+                        let res = catch_unwind(AssertUnwindSafe(|| p.data_received(data)));
+                        if let Err(payload) = res {
+                            self.protocol_failed(payload, "data_received");
+                            break;
+                        }
                     }
                     // A short read drained the socket: the next arrival is a
                     // new edge. Unless the FIN came with the data (no new
@@ -344,13 +353,39 @@ impl SocketTransport {
     fn read_ready_on_eof(&self) {
         self.read_eof.set(true);
         let proto = self.protocol.borrow().clone();
-        let keep_open = proto.is_some_and(|p| p.eof_received());
+        let keep_open = match proto {
+            Some(p) => match catch_unwind(AssertUnwindSafe(|| p.eof_received())) {
+                Ok(keep) => keep,
+                Err(payload) => {
+                    self.protocol_failed(payload, "eof_received");
+                    return;
+                }
+            },
+            None => false,
+        };
         if keep_open {
             // Half-open: stop reading, keep writing.
             let _ = self.lp.remove_reader(self.fd);
         } else {
             self.close();
         }
+    }
+
+    /// asyncio's `_fatal_error(exc, 'Fatal error: protocol.data_received()
+    /// call failed.')`: a protocol callback panicked. Reported, and the
+    /// connection is closed with the panic as its error. `Interrupt`
+    /// (Ctrl-C) goes on unwinding, as `KeyboardInterrupt` does.
+    fn protocol_failed(&self, payload: Box<dyn std::any::Any + Send>, what: &str) {
+        if payload.is::<crate::event_loop::Interrupt>() {
+            std::panic::resume_unwind(payload);
+        }
+        let err = Error::Panic(panic_message(&*payload));
+        self.lp.call_exception_handler(&ExceptionContext {
+            message: format!("Fatal error: protocol.{what}() call failed."),
+            error: Some(err.clone()),
+            ..Default::default()
+        });
+        self.force_close(Some(err));
     }
 
     // ----- writing -----

@@ -555,3 +555,52 @@ fn a_panicking_connection_made_is_reported_and_create_connection_returns() {
         Ok(())
     });
 }
+
+#[derive(Default)]
+struct PanicsOnData {
+    lost: RefCell<Option<Option<Error>>>,
+}
+
+impl Protocol for PanicsOnData {
+    fn data_received(&self, _: &[u8]) {
+        panic!("bug in data_received");
+    }
+    fn connection_lost(&self, exc: Option<Error>) {
+        *self.lost.borrow_mut() = Some(exc);
+    }
+}
+
+#[test]
+fn a_panicking_data_received_closes_the_connection_with_the_panic() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let reported = Rc::new(Cell::new(0));
+        let r2 = reported.clone();
+        lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &tulip::ExceptionContext| {
+            assert!(ctx.message.contains("data_received() call failed"), "{ctx}");
+            r2.set(r2.get() + 1);
+        }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        let port = listener.local_addr().map_err(Error::from)?.port();
+        let (t, p) = lp
+            .create_connection(|| Rc::new(PanicsOnData::default()), "127.0.0.1", port)
+            .await?;
+        let (mut peer, _) = listener.accept().map_err(Error::from)?;
+        std::io::Write::write_all(&mut peer, b"boom").map_err(Error::from)?;
+        for _ in 0..100 {
+            if p.lost.borrow().is_some() {
+                break;
+            }
+            tulip::sleep(0.005).await?;
+        }
+        let lost = p
+            .lost
+            .borrow_mut()
+            .take()
+            .expect("connection_lost was called");
+        assert!(matches!(lost, Some(Error::Panic(_))), "{lost:?}");
+        assert_eq!(reported.get(), 1);
+        assert!(t.is_closing());
+        Ok(())
+    });
+}
