@@ -15,6 +15,13 @@
 //! | `tasks.py` | [`tasks`], [`sleep()`] |
 //! | `runners.py` | [`runners`] |
 //! | `exceptions.py` | [`error`] |
+//! | `tasks.py` (`gather`, `ensure_future`) | [`gather`](mod@gather) |
+//! | `tasks.py` (`wait`, `as_completed`, `shield`) | [`wait`](mod@wait) |
+//! | `timeouts.py`, `tasks.py` (`wait_for`) | [`timeouts`] |
+//! | `taskgroups.py` | [`taskgroups`] |
+//! | `locks.py` | [`locks`], [`semaphores`], [`barrier`] |
+//! | `queues.py` | [`queues`] |
+//! | `contextvars` (per-task values) | [`contextvars`] |
 //! | `subprocess.py`, `base_subprocess.py` | [`subprocess`] |
 //! | `unix_events.py` (child watchers) | [`child_watcher`] |
 //! | `unix_events.py` (signals) | [`signals`] |
@@ -48,18 +55,24 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(rust_2018_idioms)]
 
+pub mod barrier;
 pub mod base_events_net;
 pub mod child_watcher;
+pub mod contextvars;
 pub mod datagram;
 pub mod error;
 pub mod event_loop;
 pub mod events;
 pub mod futures;
+pub mod gather;
+pub mod locks;
 mod pipes;
 pub mod protocols;
+pub mod queues;
 pub mod reactor;
 pub mod runners;
 pub mod selector_events;
+pub mod semaphores;
 pub mod signals;
 mod sleep;
 mod sock_ops;
@@ -68,13 +81,18 @@ pub mod streams;
 pub mod streams_open;
 pub mod subprocess;
 mod sys;
+pub mod taskgroups;
 pub mod tasks;
 pub mod threads;
 pub mod threadsafe;
+pub mod timeouts;
 pub mod transports;
+pub mod wait;
 
+pub use barrier::Barrier;
 pub use base_events_net::{Listener, ProtocolFactory, Server};
 pub use child_watcher::ChildWatcherKind;
+pub use contextvars::ContextVar;
 pub use datagram::DatagramSocketTransport;
 pub use error::{Error, Result};
 pub use event_loop::{
@@ -83,9 +101,13 @@ pub use event_loop::{
 };
 pub use events::{Delay, Handle, TimerHandle};
 pub use futures::{CallbackId, Future};
+pub use gather::{ensure_future, gather, gather_set, Child, Gather, GatherAll, GatherSet};
+pub use locks::{Condition, Event, Lock, LockGuard};
 pub use protocols::{DatagramProtocol, Protocol};
+pub use queues::{LifoQueue, PriorityQueue, Queue, QueueBase, Storage};
 pub use runners::{run, run_with_factory, Runner};
 pub use selector_events::{SocketTransport, StreamSocket};
+pub use semaphores::{BoundedSemaphore, Semaphore, SemaphorePermit};
 pub use sleep::{sleep, Sleep};
 pub use streams::{
     ClientConnected, FlowControl, StreamReader, StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,
@@ -95,12 +117,15 @@ pub use streams_open::{
     start_server, start_server_with_limit, start_unix_server,
 };
 pub use subprocess::{create_subprocess_exec, create_subprocess_shell, Process};
+pub use taskgroups::TaskGroup;
 pub use tasks::{
     all_tasks, create_task, create_task_named, current_task, Task, TaskOptions, TaskRef,
 };
 pub use threads::{run_coroutine_threadsafe, to_thread, ConcurrentFuture, ThreadPool};
 pub use threadsafe::{LoopHandle, ThreadsafeHandle};
+pub use timeouts::{timeout, timeout_at, wait_for, Timeout};
 pub use transports::{
     BaseTransport, DatagramTransport, ExtraInfo, ReadTransport, Transport, WriteLimits,
     WriteTransport,
 };
+pub use wait::{as_completed, shield, wait, AsCompleted, ReturnWhen};

@@ -32,6 +32,7 @@
 //!   set by `enter_task` and restored by `leave_task` (an eager task started
 //!   inside another task's step puts its creator back).
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future as StdFuture;
@@ -75,6 +76,10 @@ pub(crate) struct TaskHeader {
     /// The body has been polled at least once.
     started: Cell<bool>,
     waker: Waker,
+    /// Per-task context values (contextvars), owned by `contextvars.rs`:
+    /// an immutable map, shared with the creator at `create_task` (the
+    /// copy of asyncio's `copy_context()`) and replaced on each `set`.
+    pub(crate) context: RefCell<Option<Rc<dyn Any>>>,
 }
 
 /// A task of any result type: what the scheduler and `current_task()` see.
@@ -219,6 +224,7 @@ impl EventLoop {
                 fut_waiter: RefCell::new(None),
                 started: Cell::new(false),
                 waker,
+                context: RefCell::new(self.current_context()),
             },
             core: FutureCore::new(self.clone()),
             body: Cell::new(Some(Box::pin(fut))),
@@ -515,6 +521,37 @@ pub(crate) fn take_throw() -> Option<Error> {
 pub(crate) fn set_fut_waiter(w: Rc<dyn Cancel>) {
     if let Some(lp) = try_running_loop() {
         set_fut_waiter_on(&lp, w)
+    }
+}
+
+impl EventLoop {
+    /// The context values of this loop's current task (contextvars.rs).
+    pub(crate) fn current_context(&self) -> Option<Rc<dyn Any>> {
+        let cur = self.inner.current_task.borrow();
+        let ctx = cur.as_ref()?.header().context.borrow().clone();
+        ctx
+    }
+}
+
+/// The running loop's current task's context values (contextvars.rs).
+pub(crate) fn current_context() -> Option<Rc<dyn Any>> {
+    try_running_loop()?.current_context()
+}
+
+/// Replaces the current task's context values; false outside a task.
+pub(crate) fn set_current_context(ctx: Rc<dyn Any>) -> bool {
+    let Some(lp) = try_running_loop() else {
+        return false;
+    };
+    let cur = lp.inner.current_task.borrow();
+    match cur.as_ref() {
+        Some(t) => {
+            let old = t.header().context.borrow_mut().replace(ctx);
+            drop(cur);
+            drop(old);
+            true
+        }
+        None => false,
     }
 }
 

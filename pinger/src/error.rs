@@ -99,6 +99,8 @@ pub enum Error {
     },
     /// Writing the results failed.
     Output(io::Error),
+    /// The event loop failed, or (`Cancelled`) a probe was cancelled.
+    EventLoop(tulip::Error),
 }
 
 impl Error {
@@ -118,8 +120,15 @@ impl Error {
             Error::ReadFile { .. }
             | Error::PingNotFound
             | Error::Spawn { .. }
-            | Error::Output(_) => EXIT_SYSTEM_FAILURE,
+            | Error::Output(_)
+            | Error::EventLoop(_) => EXIT_SYSTEM_FAILURE,
         }
+    }
+
+    /// True for the cancellation of a probe (an internal signal, never
+    /// shown to the user).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::EventLoop(e) if e.is_cancelled())
     }
 }
 
@@ -181,9 +190,11 @@ impl fmt::Display for Error {
             Error::Spawn { ip, source } => write!(
                 f,
                 "cannot start `ping` for {ip}: {source}; check that ping is executable and \
-                 that the process limit (`ulimit -u`) is not exhausted"
+                 that the process and open-file limits (`ulimit -u`, `ulimit -n`) are not \
+                 exhausted"
             ),
             Error::Output(source) => write!(f, "cannot write results: {source}"),
+            Error::EventLoop(source) => write!(f, "event loop failure: {source}"),
         }
     }
 }
@@ -194,6 +205,7 @@ impl std::error::Error for Error {
             Error::InFile { source, .. } => Some(source.as_ref()),
             Error::ReadFile { source, .. } | Error::Spawn { source, .. } => Some(source),
             Error::Output(source) => Some(source),
+            Error::EventLoop(source) => Some(source),
             _ => None,
         }
     }

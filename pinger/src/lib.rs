@@ -4,8 +4,9 @@
 //! - [`cli`]: options, in fping's spelling, and the exit codes
 //! - [`targets`]: addresses, ranges, cidrs and files, expanded like `fping -g`
 //! - [`ping`]: the `ping` argv, and the parser for its output
-//! - [`sweep`]: the driver and the [`sweep::Prober`] seam where tulip's
-//!   subprocess API plugs in
+//! - [`sweep`]: the driver on the tulip event loop: one task per host, a
+//!   semaphore for the window, `ping` children through tulip's subprocess
+//!   API, and [`sweep::Stop`] for Ctrl-C
 //! - [`output`], [`progress`]: what the user sees
 //! - [`localtime`]: the seed's `%Y-%m-%d %H:%M:%S` timestamps
 //! - [`error`]: the one error type, and its exit codes

@@ -1,17 +1,21 @@
-//! The `pinger` binary: parse the options, expand the targets, sweep, report.
+//! The `pinger` binary: parse the options, expand the targets, sweep on the
+//! tulip event loop, report.
 //!
-//! The sweep itself still runs on the blocking stand-in driver
-//! ([`pinger::sweep::run_blocking`]); the tulip-based driver replaces that one
-//! call.
+//! Ctrl-C: the first one stops the sweep ([`Stop::stop`]: no new probe,
+//! running children killed and reaped), prints what was found and exits 130;
+//! a second one exits 130 at once.
 
+use std::cell::{Cell, RefCell};
 use std::io::{IsTerminal, Write};
+use std::rc::Rc;
 use std::time::Instant;
 
 use pinger::cli::{clap_exit_code, parse_args, Cli};
+use pinger::error::EXIT_INTERRUPTED;
 use pinger::output::{self, OutputOptions};
 use pinger::ping::resolve_ping;
 use pinger::progress::Progress;
-use pinger::sweep::{self, StdProber, Summary};
+use pinger::sweep::{self, Outcome, PingProber, Stop, Summary};
 use pinger::targets::DEFAULT_TARGET;
 use pinger::Error;
 
@@ -41,18 +45,52 @@ fn run(cli: &Cli) -> Result<i32, Error> {
         eprintln!("pinger: no target given, sweeping {DEFAULT_TARGET} (loopback)");
     }
     let cfg = cli.sweep_config(ping);
-    let total = selection.hosts.len();
+    let hosts = selection.hosts;
+    let total = hosts.len();
 
     let start = Instant::now();
-    let mut progress = Progress::new(total);
-    let (mut done, mut up) = (0, 0);
-    // Seam: the tulip driver takes the place of this call.
-    let results = sweep::run_blocking(&mut StdProber, &selection.hosts, &cfg, |probe| {
-        done += 1;
-        up += usize::from(probe.up);
-        progress.update(done, up);
-    })?;
-    progress.finish();
+    let progress = Rc::new(RefCell::new(Progress::new(total)));
+    let swept = {
+        let progress = progress.clone();
+        tulip::run(async move {
+            let stop = Stop::new();
+            let lp = tulip::get_running_loop()?;
+            let presses = Cell::new(0u32);
+            let stopper = stop.clone();
+            lp.add_signal_handler(libc::SIGINT, move || {
+                presses.set(presses.get() + 1);
+                if presses.get() == 1 {
+                    stopper.stop();
+                } else {
+                    // Exit at once, but leave no child running or unreaped
+                    // (not every init reaps orphans promptly).
+                    stopper.kill_and_reap_now();
+                    let _ = writeln!(std::io::stderr(), "\npinger: interrupted again, exiting");
+                    std::process::exit(EXIT_INTERRUPTED);
+                }
+            })?;
+            let (mut done, mut up) = (0, 0);
+            let outcome = sweep::run(&hosts, &cfg, PingProber::new(), &stop, move |probe| {
+                done += 1;
+                up += usize::from(probe.up);
+                progress.borrow_mut().update(done, up);
+            })
+            .await;
+            // From here on a Ctrl-C simply ends the process.
+            lp.remove_signal_handler(libc::SIGINT)?;
+            Ok(outcome)
+        })
+    };
+    progress.borrow_mut().finish();
+    let Outcome {
+        results,
+        interrupted,
+    } = match swept {
+        Ok(outcome) => outcome?,
+        // Ctrl-C before our handler was in place: tulip's runner cancelled us.
+        Err(tulip::Error::Interrupted) => return Ok(EXIT_INTERRUPTED),
+        Err(e) => return Err(Error::EventLoop(e)),
+    };
     let summary = Summary::from_results(&results, start.elapsed());
 
     let stdout = std::io::stdout();
@@ -73,6 +111,16 @@ fn run(cli: &Cli) -> Result<i32, Error> {
     if cli.stats {
         let _ = write!(err, "{}", output::stats_block(&summary));
     }
+    if interrupted {
+        let _ = writeln!(
+            err,
+            "pinger: interrupted: {} of {total} addresses decided",
+            results.len()
+        );
+    }
     let _ = writeln!(err, "{}", output::summary_line(&summary));
+    if interrupted {
+        return Ok(EXIT_INTERRUPTED);
+    }
     Ok(sweep::exit_code(&summary, cli.exit_zero_if_any_up))
 }

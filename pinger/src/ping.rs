@@ -16,8 +16,9 @@
 //! With the defaults (`-c 1 -t 1000`) this is exactly the seed's `-c 1 -w 1 -W 1`.
 //! iputils' `-w` takes whole seconds only, and once `-w` is given ping keeps
 //! waiting until that deadline; so a timeout below one second still lets a silent
-//! host take up to one second. A driver that wants tighter timing kills the child
-//! itself.
+//! host take up to one second. The driver therefore enforces the timeout itself
+//! (see [`crate::sweep::probe_limit`]): it kills a `ping` still running at the
+//! deadline and reads what it printed with [`parse_cut_short`].
 //!
 //! # Invariants
 //! - The target is the last argv element and is a formatted [`Ipv4Addr`]: digits
@@ -105,6 +106,8 @@ impl PingParams {
 /// cleared environment. Never goes through a shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PingCommand {
+    /// The host probed (also the last argument).
+    pub ip: Ipv4Addr,
     /// Absolute path of `ping`, from [`resolve_ping`].
     pub program: PathBuf,
     /// Arguments after the program name (see [`PingParams::args`]).
@@ -117,23 +120,30 @@ impl PingCommand {
     /// Builds the command probing `ip` once.
     pub fn new(program: &Path, params: &PingParams, ip: Ipv4Addr) -> PingCommand {
         PingCommand {
+            ip,
             program: program.to_path_buf(),
             args: params.args(ip),
             env: &PING_ENV,
         }
     }
 
-    /// The same command as a `std::process::Command`: environment cleared and
-    /// set to [`PING_ENV`], stdin null, stdout piped, stderr discarded.
-    pub fn to_std(&self) -> std::process::Command {
-        use std::process::Stdio;
-        let mut cmd = std::process::Command::new(&self.program);
+    /// The same command as a tulip [`Command`](tulip::subprocess::Command):
+    /// environment cleared and set to [`PING_ENV`], stdin `/dev/null`, stdout
+    /// piped, stderr discarded, killed if its `Process` is dropped early, and
+    /// in a process group of its own, so that a Ctrl-C at the terminal reaches
+    /// only pinger, which then stops the children itself.
+    pub fn to_command(&self) -> tulip::subprocess::Command {
+        use std::os::unix::process::CommandExt;
+        use tulip::subprocess::{Command, Stdio};
+        let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .env_clear()
             .envs(self.env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stdin(Stdio::DevNull)
+            .stdout(Stdio::Pipe)
+            .stderr(Stdio::DevNull)
+            .kill_on_drop(true);
+        cmd.as_std_mut().process_group(0);
         cmd
     }
 }
@@ -184,6 +194,25 @@ fn finite(text: &str) -> Option<f64> {
     text.parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// Whether any line is an echo reply (`64 bytes from 10.0.0.1: ... time=0.045 ms`).
+pub fn has_reply_line(stdout: &str) -> bool {
+    stdout
+        .lines()
+        .any(|l| l.contains(" bytes from ") && l.contains("time="))
+}
+
+/// Reads the stdout of a `ping` that the driver killed at its deadline, so
+/// without the statistics the seed's rule looks at: up iff a reply line made
+/// it out before the kill.
+pub fn parse_cut_short(stdout: &[u8]) -> PingReply {
+    let text = String::from_utf8_lossy(stdout);
+    let up = has_reply_line(&text);
+    PingReply {
+        up,
+        rtt_ms: if up { first_reply_time(&text) } else { None },
+    }
 }
 
 /// Reads ping's stdout (bytes, decoded lossily as the seed decodes UTF-8).

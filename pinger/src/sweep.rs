@@ -1,46 +1,61 @@
-//! The sweep driver: probe every host, collect one [`Probe`] per host.
+//! The sweep driver: one tulip task per host, each running one `ping` child at
+//! a time, at most `concurrency` of them at once.
 //!
-//! This mirrors the seed's `main()`: one `ping` per host, all results gathered,
-//! then printed. The shape is fixed here so the real, asynchronous probe can be
-//! plugged in without touching targets, parsing or output.
+//! This is the seed's `main()` (`asyncio.wait` over one `ping_call` per host)
+//! with what a tool needs on top. How a sweep maps onto tulip:
+//!
+//! - **One task per host.** A dispatcher task walks the hosts in address
+//!   order; for each it takes a permit of a [`tulip::Semaphore`] of
+//!   `concurrency` permits, then `create_task`s the host's probe, which holds
+//!   the permit until the host is decided. At most `concurrency` probe tasks
+//!   (and so `ping` children) exist at once, whatever the number of hosts.
+//! - **One child per attempt.** The probe spawns `ping` through
+//!   [`tulip::subprocess`] (stdout piped, `kill_on_drop`). The loop's pidfd
+//!   child watcher reaps it, the pipe reader collects its stdout; the task
+//!   sleeps in `read_to_eof()` and `wait()` with no thread and no polling.
+//! - **Timeouts.** iputils' `-w` takes whole seconds only, so the probe also
+//!   runs under a [`tulip::timeout`] of [`probe_limit`]: past it, the child is
+//!   killed, reaped, and judged by what it printed ([`Attempt::cut_short`]).
+//!   `-t 250` therefore takes about 250 ms, not a second.
+//! - **Retries, interval.** A silent host is probed again, up to `retries`
+//!   times, by the same task. Every start (retries included) takes the next
+//!   slot of a shared pacer, `interval` apart.
+//! - **Spawn failures.** `EMFILE`, `ENFILE`, `EAGAIN` and `ENOMEM` from the
+//!   spawn are waited out: the task waits until one of our children ends (or
+//!   a short backoff passes) and tries again; no host is lost.
+//! - **Stopping.** [`Stop::stop`] (pinger's SIGINT handler, installed with
+//!   `add_signal_handler`, calls it) stops the dispatcher and cancels every
+//!   probe task; each kills its child and waits until it is reaped. [`run`]
+//!   returns the hosts decided so far, with [`Outcome::interrupted`] set.
 //!
 //! # The seam
-//! Spawning is behind the [`Prober`] trait. Today the only implementation is
-//! [`StdProber`] (blocking `std::process`), driven by [`run_blocking`], which keeps
-//! up to `concurrency` children in flight and reaps them oldest first. **It is a
-//! stand-in for manual checks only.** The real driver is asynchronous and lives on
-//! tulip; it keeps the same inputs and outputs as [`run_blocking`]:
-//!
-//! ```text
-//! async fn run(hosts: &[Ipv4Addr], cfg: &SweepConfig,
-//!              on_result: impl FnMut(&Probe)) -> Result<Vec<Probe>, Error>
-//!   for each host, as a task:      (a tulip::Semaphore of cfg.concurrency permits;
-//!                                   cfg.interval between starts)
-//!     let started = LocalTime::now();
-//!     let cmd = PingCommand::new(&cfg.ping_program, &cfg.ping, ip);
-//!     let stdout = tulip::subprocess spawn of cmd, stdout piped, read to end, wait;
-//!     retry while !parse_reply(&stdout).up && attempt <= cfg.retries;
-//!     Probe::from_output(started, ip, &stdout, attempts)  → on_result, collect
-//!   sort the probes by address (finish_results)
-//! ```
-//! and adds what only an event loop can do well: Ctrl-C via `add_signal_handler`
-//! (stop starting, kill and reap the children, return the partial results), and
-//! waiting and retrying on EMFILE/EAGAIN at spawn.
+//! Running one `ping` is behind the [`Prober`] trait: [`PingProber`] is the
+//! real one; tests drive [`run`] with scripted probers.
 //!
 //! # Invariants
-//! - Every host yields exactly one [`Probe`], whatever its retries; the results
-//!   come back sorted by address.
+//! - Every host yields at most one [`Probe`], and exactly one unless the sweep
+//!   was stopped or failed; the results come back sorted by address.
 //! - A host is retried only when it was down, at most `retries` times.
+//! - When [`run`] returns, every child it started has been reaped and every
+//!   task it created is done.
+//! - At most `concurrency` probes run at once.
 
-use std::collections::VecDeque;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::Child;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
+
+use tulip::subprocess::Process;
+use tulip::{Event, Semaphore, SemaphorePermit, StreamReader, TaskRef};
 
 use crate::error::{Error, EXIT_ALL_UP, EXIT_SOME_DOWN};
 use crate::localtime::LocalTime;
-use crate::ping::{parse_reply, PingCommand, PingParams};
+use crate::ping::{parse_cut_short, parse_reply, PingCommand, PingParams, PING_INTERVAL_MS};
 
 /// How many probes run at once unless `--concurrency` says otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 256;
@@ -61,9 +76,13 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Builds the result for `ip` from the stdout of its last `ping`.
-    pub fn from_output(time: LocalTime, ip: Ipv4Addr, stdout: &[u8], attempts: u32) -> Probe {
-        let reply = parse_reply(stdout);
+    /// Builds the result for `ip` from its last attempt (see [`Attempt`]).
+    pub fn from_attempt(time: LocalTime, ip: Ipv4Addr, last: &Attempt, attempts: u32) -> Probe {
+        let reply = if last.cut_short {
+            parse_cut_short(&last.stdout)
+        } else {
+            parse_reply(&last.stdout)
+        };
         Probe {
             time,
             ip,
@@ -153,123 +172,549 @@ pub fn finish_results(results: &mut [Probe]) {
     results.sort_by_key(|p| p.ip);
 }
 
-// ===== the seam =====
+// ===== one attempt =====
 
-/// Starts `ping` children and collects their output. **This is the seam** where
-/// the tulip-based prober plugs in (see the module docs).
+/// How far past the timeout the driver lets a `ping` run before it kills it.
+/// ping normally ends by itself first; the grace absorbs its start-up time.
+pub const KILL_GRACE: Duration = Duration::from_millis(25);
+
+/// Bound on reaping the killed children when the process exits at once
+/// (second Ctrl-C).
+const EXIT_REAP_LIMIT: Duration = Duration::from_millis(500);
+
+/// Bound on waiting for a killed `ping` to close its stdout and be reaped
+/// (SIGKILL cannot be ignored, so this is only a backstop).
+const REAP_LIMIT_S: f64 = 2.0;
+
+/// First and longest wait after a spawn failed for lack of resources.
+const SPAWN_BACKOFF_S: (f64, f64) = (0.002, 0.1);
+
+/// With none of our children running (so none can free anything), a spawn
+/// failing for lack of resources is retried this many times, about 3 s in
+/// all, before the sweep fails.
+const LONELY_SPAWN_TRIES: u32 = 40;
+
+/// How long one attempt may take before the driver kills it: the time ping
+/// needs for `count` packets sent one second apart plus the wait for the last
+/// reply, plus [`KILL_GRACE`].
+pub fn probe_limit(params: &PingParams) -> Duration {
+    let count = u64::from(params.count.max(1));
+    let ms = (count - 1) * PING_INTERVAL_MS + params.timeout_ms.max(1);
+    Duration::from_millis(ms) + KILL_GRACE
+}
+
+/// What one `ping` run printed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attempt {
+    /// Its stdout.
+    pub stdout: Vec<u8>,
+    /// True if the driver killed it at its deadline: then there is no
+    /// statistics line, and only reply lines count (see
+    /// [`crate::ping::parse_cut_short`]).
+    pub cut_short: bool,
+}
+
+/// Runs one `ping`. **The seam** between the driver and the system: the
+/// driver only ever calls this.
 pub trait Prober {
-    /// A probe in flight.
-    type Running;
+    /// Runs `cmd` to its end, or for at most `limit` (then kills it), and
+    /// returns what it printed. If the returned future is cancelled, the
+    /// child must be killed and reaped before it returns `Err`.
+    fn probe(
+        &self,
+        cmd: &PingCommand,
+        limit: Duration,
+    ) -> impl Future<Output = Result<Attempt, Error>>;
 
-    /// Starts one `ping` as described by `cmd`, without waiting for it.
-    fn start(&mut self, cmd: &PingCommand) -> Result<Self::Running, Error>;
+    /// Kills every child running right now, without waiting (called by
+    /// [`Stop::stop`], before the probes are cancelled; they still reap).
+    fn kill_now(&self) {}
 
-    /// Waits for a started probe to exit, reaps it, and returns its stdout.
-    fn wait(&mut self, running: Self::Running) -> Result<Vec<u8>, Error>;
+    /// Kills every child running right now and reaps it on the spot, behind
+    /// the loop's back, for a process about to exit (see
+    /// [`Stop::kill_and_reap_now`]).
+    fn kill_and_reap_now(&self) {
+        self.kill_now();
+    }
 }
 
-/// Blocking prober over `std::process`. A stand-in for manual checks until the
-/// tulip subprocess prober exists; production does this on the event loop.
+/// The real prober: `ping` children through tulip's subprocess API.
 #[derive(Debug, Default)]
-pub struct StdProber;
-
-/// A `ping` child started by [`StdProber`].
-#[derive(Debug)]
-pub struct StdRunning {
-    ip: Ipv4Addr,
-    child: Child,
+pub struct PingProber {
+    /// Children of ours not yet reaped.
+    running: Cell<usize>,
+    /// The same children, for [`Prober::kill_now`], by a serial number.
+    children: RefCell<HashMap<u64, Weak<Process>>>,
+    next_serial: Cell<u64>,
+    /// Set (and cleared at once) each time one of our children is reaped:
+    /// spawns waiting for resources retry then.
+    freed: Event,
 }
 
-impl Prober for StdProber {
-    type Running = StdRunning;
-
-    fn start(&mut self, cmd: &PingCommand) -> Result<StdRunning, Error> {
-        // The last argument is always the address (see `PingParams::args`).
-        let ip = cmd
-            .args
-            .last()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let child = cmd.to_std().spawn().map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => Error::PingNotFound,
-            _ => Error::Spawn { ip, source },
-        })?;
-        Ok(StdRunning { ip, child })
+impl PingProber {
+    /// A prober with no child running.
+    pub fn new() -> PingProber {
+        PingProber::default()
     }
 
-    fn wait(&mut self, running: StdRunning) -> Result<Vec<u8>, Error> {
-        let ip = running.ip;
-        let output = running
-            .child
-            .wait_with_output()
-            .map_err(|source| Error::Spawn { ip, source })?;
-        Ok(output.stdout)
+    /// Spawns `cmd`, waiting out `EMFILE`/`ENFILE`/`EAGAIN`/`ENOMEM`.
+    async fn spawn(&self, cmd: &PingCommand) -> Result<Process, Error> {
+        let mut backoff = SPAWN_BACKOFF_S.0;
+        let mut lonely_tries = 0;
+        loop {
+            let err = match cmd.to_command().spawn() {
+                Ok(proc) => return Ok(proc),
+                Err(err) => err,
+            };
+            let tulip::Error::Io(source) = &err else {
+                return Err(Error::EventLoop(err));
+            };
+            if source.kind() == io::ErrorKind::NotFound {
+                return Err(Error::PingNotFound);
+            }
+            let spawn_error = || Error::Spawn {
+                ip: cmd.ip,
+                source: copy_io_error(source),
+            };
+            if !is_resource_shortage(source) {
+                return Err(spawn_error());
+            }
+            if self.running.get() == 0 {
+                lonely_tries += 1;
+                if lonely_tries > LONELY_SPAWN_TRIES {
+                    return Err(spawn_error());
+                }
+            }
+            // Until one of our children is reaped, or the backoff passes.
+            match tulip::timeout(backoff).run(self.freed.wait()).await {
+                Ok(()) => {}
+                Err(e) if e.is_timeout() => {}
+                Err(e) => return Err(Error::EventLoop(e)),
+            }
+            backoff = (backoff * 2.0).min(SPAWN_BACKOFF_S.1);
+        }
     }
 }
 
-/// A host waiting to be probed (again).
-#[derive(Debug)]
-struct Pending {
-    ip: Ipv4Addr,
-    attempt: u32,
-    started: Option<LocalTime>,
+/// Counts and lists a child of a [`PingProber`] while it is unreaped.
+struct RunningChild<'a> {
+    prober: &'a PingProber,
+    serial: u64,
 }
 
-/// Probes every host through `prober`, at most `cfg.concurrency` at once, calling
-/// `on_result` as each host is decided; returns the results sorted by address.
+impl<'a> RunningChild<'a> {
+    fn new(prober: &'a PingProber, proc: &Rc<Process>) -> RunningChild<'a> {
+        let serial = prober.next_serial.get();
+        prober.next_serial.set(serial + 1);
+        prober
+            .children
+            .borrow_mut()
+            .insert(serial, Rc::downgrade(proc));
+        prober.running.set(prober.running.get() + 1);
+        RunningChild { prober, serial }
+    }
+}
+
+impl Drop for RunningChild<'_> {
+    fn drop(&mut self) {
+        let p = self.prober;
+        p.children.borrow_mut().remove(&self.serial);
+        p.running.set(p.running.get() - 1);
+        p.freed.set();
+        p.freed.clear();
+    }
+}
+
+/// Reads the child's stdout to EOF into `buf`, then waits for its exit.
+async fn finish(proc: &Process, out: &StreamReader, buf: &RefCell<Vec<u8>>) -> tulip::Result<()> {
+    let data = out.read_to_eof().await?;
+    buf.borrow_mut().extend_from_slice(&data);
+    proc.wait().await?;
+    Ok(())
+}
+
+impl Prober for PingProber {
+    async fn probe(&self, cmd: &PingCommand, limit: Duration) -> Result<Attempt, Error> {
+        let proc = Rc::new(self.spawn(cmd).await?);
+        let counted = RunningChild::new(self, &proc);
+        let out = proc.stdout.as_ref().expect("stdout is piped");
+        let buf = RefCell::new(Vec::new());
+        let ran = tulip::timeout(limit.as_secs_f64())
+            .run(finish(&proc, out, &buf))
+            .await;
+        let cut_short = match ran {
+            Ok(()) => false,
+            Err(e) => {
+                // The deadline passed, or we are being cancelled: kill the
+                // child and reap it either way.
+                let _ = proc.kill();
+                let _ = tulip::timeout(REAP_LIMIT_S)
+                    .run(finish(&proc, out, &buf))
+                    .await;
+                if !e.is_timeout() {
+                    return Err(Error::EventLoop(e));
+                }
+                true
+            }
+        };
+        drop(proc);
+        drop(counted);
+        Ok(Attempt {
+            stdout: buf.into_inner(),
+            cut_short,
+        })
+    }
+
+    fn kill_now(&self) {
+        for child in self.live_children() {
+            let _ = child.kill(); // a no-op once reaped
+        }
+    }
+
+    fn kill_and_reap_now(&self) {
+        let children = self.live_children();
+        for child in &children {
+            let _ = child.kill();
+        }
+        let deadline = Instant::now() + EXIT_REAP_LIMIT;
+        for child in children.iter().filter(|c| c.returncode().is_none()) {
+            let pid = child.pid() as libc::pid_t;
+            loop {
+                let mut status = 0;
+                // SAFETY: `pid` is our child and not reaped yet (the watcher
+                // reaps only on this thread, and `returncode` is unset), so
+                // the pid cannot have been reused; WNOHANG never blocks.
+                let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                if ret != 0 || Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+impl PingProber {
+    /// The children not reaped yet.
+    fn live_children(&self) -> Vec<Rc<Process>> {
+        self.children
+            .borrow()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+}
+
+/// Whether a spawn error is a lack of resources that time can cure.
+fn is_resource_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+    )
+}
+
+fn copy_io_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+// ===== stopping =====
+
+/// Stops a running sweep (Ctrl-C). Clones share the state.
+#[derive(Clone, Default)]
+pub struct Stop {
+    inner: Rc<StopInner>,
+}
+
+#[derive(Default)]
+struct StopInner {
+    requested: Cell<bool>,
+    /// The sweep's live tasks (dispatcher and probes), by task id.
+    tasks: RefCell<HashMap<u64, TaskRef>>,
+    /// Kills the running children at once (and reaps them, if asked); set
+    /// while a sweep runs.
+    kill_now: KillHook,
+}
+
+/// The prober's `kill_now` (`false`) or `kill_and_reap_now` (`true`).
+type KillHook = RefCell<Option<Box<dyn Fn(bool)>>>;
+
+impl Stop {
+    /// A stop handle for a sweep not yet started.
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// Stops starting probes and cancels the running ones, whose children
+    /// are killed and reaped. Idempotent. Call it on the loop's thread (from
+    /// a signal handler added with `add_signal_handler`, a callback, a task).
+    pub fn stop(&self) {
+        if !self.inner.requested.replace(true) {
+            // SIGKILL first, synchronously: even if the process exits before
+            // the cancelled probes run again, no child outlives it.
+            if let Some(kill) = &*self.inner.kill_now.borrow() {
+                kill(false);
+            }
+            self.cancel_all();
+        }
+    }
+
+    /// For a process about to exit without letting the sweep finish (a
+    /// second Ctrl-C): kills every running child and reaps it on the spot,
+    /// within half a second, so that none is left running or as a zombie.
+    /// The loop must not run the sweep again afterwards.
+    pub fn kill_and_reap_now(&self) {
+        self.inner.requested.set(true);
+        if let Some(kill) = &*self.inner.kill_now.borrow() {
+            kill(true);
+        }
+    }
+
+    /// Whether [`stop`](Stop::stop) was called.
+    pub fn is_requested(&self) -> bool {
+        self.inner.requested.get()
+    }
+
+    /// Cancels every registered task but the current one.
+    fn cancel_all(&self) {
+        let me = tulip::current_task().map(|t| t.id());
+        let tasks: Vec<TaskRef> = self.inner.tasks.borrow().values().cloned().collect();
+        for t in tasks.iter().filter(|t| Some(t.id()) != me) {
+            t.cancel();
+        }
+    }
+
+    fn register(&self, task: TaskRef) {
+        self.inner.tasks.borrow_mut().insert(task.id(), task);
+    }
+
+    fn unregister(&self, id: u64) {
+        self.inner.tasks.borrow_mut().remove(&id);
+    }
+}
+
+impl fmt::Debug for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stop")
+            .field("requested", &self.inner.requested.get())
+            .field(
+                "tasks",
+                &self.inner.tasks.try_borrow().map(|t| t.len()).ok(),
+            )
+            .finish()
+    }
+}
+
+// ===== the driver =====
+
+/// What a sweep found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// One result per host decided, sorted by address.
+    pub results: Vec<Probe>,
+    /// True if the sweep was stopped before every host was decided.
+    pub interrupted: bool,
+}
+
+/// The caller's callback for each decided host.
+type OnResult = Box<dyn FnMut(&Probe)>;
+
+/// State shared by the dispatcher and the probe tasks of one sweep.
+struct Shared<P> {
+    cfg: SweepConfig,
+    prober: P,
+    stop: Stop,
+    results: RefCell<Vec<Probe>>,
+    on_result: RefCell<OnResult>,
+    /// Probe tasks created and not finished.
+    live: Cell<usize>,
+    /// Set when `live` drops to zero.
+    idle: Event,
+    /// Loop time of the latest start slot handed out (for `interval`).
+    last_start: Cell<Option<f64>>,
+    /// The first fatal error; the sweep ends with it.
+    error: RefCell<Option<Error>>,
+}
+
+impl<P> Shared<P> {
+    fn failed(&self) -> bool {
+        self.error.borrow().is_some()
+    }
+
+    /// Records a fatal error and cancels everything else.
+    fn fail(&self, err: Error) {
+        self.error.borrow_mut().get_or_insert(err);
+        self.stop.cancel_all();
+    }
+
+    fn report(&self, probe: Probe) {
+        (self.on_result.borrow_mut())(&probe);
+        self.results.borrow_mut().push(probe);
+    }
+
+    /// Waits for this start's slot, `interval` after the previous one.
+    async fn pace(&self) -> tulip::Result<()> {
+        let gap = self.cfg.interval.as_secs_f64();
+        if gap <= 0.0 {
+            return Ok(());
+        }
+        let now = tulip::get_running_loop()?.time();
+        let slot = match self.last_start.get() {
+            Some(prev) => (prev + gap).max(now),
+            None => now,
+        };
+        self.last_start.set(Some(slot));
+        if slot > now {
+            tulip::sleep(slot - now).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Probes every host, at most `cfg.concurrency` at once, calling `on_result`
+/// as each host is decided; returns the results sorted by address. Must run
+/// inside a task on a tulip loop (for example under `tulip::run`).
 ///
-/// Blocking stand-in for the async driver: children are reaped oldest first,
-/// which is fine because every child ends by its own `-w` deadline.
-pub fn run_blocking<P: Prober>(
-    prober: &mut P,
+/// `stop` ends the sweep early (see [`Stop`]); the hosts decided until then
+/// are returned, with [`Outcome::interrupted`] set. A fatal error (`ping`
+/// missing, a spawn failing for a reason other than a lack of resources)
+/// stops the sweep the same way and is returned instead.
+pub async fn run<P: Prober + 'static>(
     hosts: &[Ipv4Addr],
     cfg: &SweepConfig,
-    mut on_result: impl FnMut(&Probe),
-) -> Result<Vec<Probe>, Error> {
-    let mut queue: VecDeque<Pending> = hosts
-        .iter()
-        .map(|&ip| Pending {
-            ip,
-            attempt: 1,
-            started: None,
-        })
-        .collect();
-    let mut in_flight: VecDeque<(Pending, P::Running)> = VecDeque::new();
-    let mut results = Vec::with_capacity(hosts.len());
-    let mut last_start: Option<Instant> = None;
-    loop {
-        // Fill the window, spacing starts by the interval.
-        while in_flight.len() < cfg.concurrency.max(1) {
-            let Some(mut next) = queue.pop_front() else {
-                break;
-            };
-            if let Some(prev) = last_start {
-                let due = prev + cfg.interval;
-                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    prober: P,
+    stop: &Stop,
+    on_result: impl FnMut(&Probe) + 'static,
+) -> Result<Outcome, Error> {
+    let shared = Rc::new(Shared {
+        cfg: cfg.clone(),
+        prober,
+        stop: stop.clone(),
+        results: RefCell::new(Vec::with_capacity(hosts.len())),
+        on_result: RefCell::new(Box::new(on_result)),
+        live: Cell::new(0),
+        idle: Event::new(),
+        last_start: Cell::new(None),
+        error: RefCell::new(None),
+    });
+    let weak = Rc::downgrade(&shared);
+    *stop.inner.kill_now.borrow_mut() = Some(Box::new(move |reap| {
+        if let Some(shared) = weak.upgrade() {
+            if reap {
+                shared.prober.kill_and_reap_now();
+            } else {
+                shared.prober.kill_now();
             }
-            last_start = Some(Instant::now());
-            next.started.get_or_insert_with(LocalTime::now);
-            let cmd = PingCommand::new(&cfg.ping_program, &cfg.ping, next.ip);
-            let running = prober.start(&cmd)?;
-            in_flight.push_back((next, running));
         }
-        let Some((done, running)) = in_flight.pop_front() else {
-            break;
-        };
-        let stdout = prober.wait(running)?;
-        let started = done.started.unwrap_or_else(LocalTime::now);
-        let probe = Probe::from_output(started, done.ip, &stdout, done.attempt);
-        if !probe.up && done.attempt <= cfg.retries {
-            // Silent host with retries left: probe it again later.
-            queue.push_back(Pending {
-                attempt: done.attempt + 1,
-                ..done
-            });
-            continue;
-        }
-        on_result(&probe);
-        results.push(probe);
+    }));
+    let result = sweep(&shared, hosts).await;
+    stop.inner.kill_now.borrow_mut().take();
+    result
+}
+
+/// The body of [`run`].
+async fn sweep<P: Prober + 'static>(
+    shared: &Rc<Shared<P>>,
+    hosts: &[Ipv4Addr],
+) -> Result<Outcome, Error> {
+    let stop = &shared.stop;
+    let dispatcher =
+        tulip::create_task(dispatch(shared.clone(), hosts.to_vec())).map_err(Error::EventLoop)?;
+    stop.register(dispatcher.as_ref());
+    if stop.is_requested() {
+        dispatcher.cancel();
     }
+    let dispatched = dispatcher.clone().await;
+    stop.unregister(dispatcher.id());
+    // The dispatcher is done: no probe task will be created any more.
+    while shared.live.get() > 0 {
+        shared.idle.clear();
+        shared.idle.wait().await.map_err(Error::EventLoop)?;
+    }
+    if let Some(err) = shared.error.borrow_mut().take() {
+        return Err(err);
+    }
+    match dispatched {
+        Err(e) if !e.is_cancelled() => return Err(Error::EventLoop(e)),
+        _ => {}
+    }
+    let mut results = shared.results.take();
     finish_results(&mut results);
-    Ok(results)
+    Ok(Outcome {
+        results,
+        interrupted: stop.is_requested(),
+    })
+}
+
+/// Starts one probe task per host, in order, each holding a permit.
+async fn dispatch<P: Prober + 'static>(
+    shared: Rc<Shared<P>>,
+    hosts: Vec<Ipv4Addr>,
+) -> tulip::Result<()> {
+    let window = Semaphore::new(shared.cfg.concurrency.max(1));
+    for ip in hosts {
+        if shared.stop.is_requested() || shared.failed() {
+            break;
+        }
+        let permit = window.acquire().await?;
+        if shared.stop.is_requested() || shared.failed() {
+            break;
+        }
+        let task = tulip::create_task(probe_host(shared.clone(), ip, permit))?;
+        shared.live.set(shared.live.get() + 1);
+        shared.stop.register(task.as_ref());
+        // A done callback, not a guard in the body: a task cancelled before
+        // its first step never runs its body, but it still completes.
+        let s = shared.clone();
+        task.add_done_callback(move |t| {
+            s.stop.unregister(t.id());
+            s.live.set(s.live.get() - 1);
+            if s.live.get() == 0 {
+                s.idle.set();
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Decides one host: up to `1 + retries` attempts, stopping at the first
+/// that answers. Never fails: errors go to `shared`.
+async fn probe_host<P: Prober>(
+    shared: Rc<Shared<P>>,
+    ip: Ipv4Addr,
+    permit: SemaphorePermit,
+) -> tulip::Result<()> {
+    let _permit = permit;
+    let cfg = &shared.cfg;
+    let cmd = PingCommand::new(&cfg.ping_program, &cfg.ping, ip);
+    let limit = probe_limit(&cfg.ping);
+    let mut started = None;
+    let mut last: Option<Probe> = None;
+    for attempt in 1..=cfg.retries.saturating_add(1) {
+        if shared.pace().await.is_err() || shared.stop.is_requested() || shared.failed() {
+            break;
+        }
+        let time = *started.get_or_insert_with(LocalTime::now);
+        match shared.prober.probe(&cmd, limit).await {
+            Ok(out) => {
+                let probe = Probe::from_attempt(time, ip, &out, attempt);
+                last = Some(probe);
+                if probe.up {
+                    break;
+                }
+            }
+            Err(e) if e.is_cancelled() => break,
+            Err(e) => {
+                shared.fail(e);
+                return Ok(());
+            }
+        }
+    }
+    // Stopped between attempts: the last one still counts.
+    if let Some(probe) = last {
+        shared.report(probe);
+    }
+    Ok(())
 }

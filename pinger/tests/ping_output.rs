@@ -3,7 +3,11 @@
 
 use std::net::Ipv4Addr;
 
-use pinger::ping::{is_up, parse_reply, parse_rtt_ms, resolve_ping, PingCommand, PingParams};
+use pinger::ping::{
+    is_up, parse_cut_short, parse_reply, parse_rtt_ms, resolve_ping, PingCommand, PingParams,
+};
+use pinger::sweep::probe_limit;
+use std::time::Duration;
 
 const UP_LOOPBACK: &str = include_str!("data/up_loopback.txt");
 const UP_LOOPBACK_COUNT3: &str = include_str!("data/up_loopback_count3.txt");
@@ -114,9 +118,18 @@ fn command_has_a_cleared_environment() {
         Ipv4Addr::LOCALHOST,
     );
     assert_eq!(cmd.env, [("LC_ALL", "C")]);
-    let std_cmd = cmd.to_std();
+    assert_eq!(cmd.ip, Ipv4Addr::LOCALHOST);
+    let mut tulip_cmd = cmd.to_command();
+    let std_cmd = tulip_cmd.as_std_mut();
     let envs: Vec<_> = std_cmd.get_envs().collect();
-    assert_eq!(envs.len(), 1);
+    assert_eq!(
+        envs,
+        [(
+            std::ffi::OsStr::new("LC_ALL"),
+            Some(std::ffi::OsStr::new("C"))
+        )]
+    );
+    assert_eq!(std_cmd.get_program(), "/usr/bin/ping");
     assert_eq!(std_cmd.get_args().last().unwrap(), "127.0.0.1");
 }
 
@@ -142,4 +155,38 @@ fn resolve_ping_searches_path_and_reports_missing() {
     );
     assert_eq!(err.exit_code(), pinger::error::EXIT_SYSTEM_FAILURE);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_ping_killed_at_its_deadline_is_up_only_if_a_reply_made_it_out() {
+    // Killed before any reply: just the header, no statistics.
+    let header = b"PING 10.0.0.5 (10.0.0.5) 56(84) bytes of data.\n";
+    let r = parse_cut_short(header);
+    assert!(!r.up && r.rtt_ms.is_none());
+    // The seed's rule alone would call that up (no "100% packet loss").
+    assert!(parse_reply(header).up);
+    // Killed after a reply (a -c 3 probe cut short): up, with that reply's time.
+    let one_reply = b"PING 10.0.0.5 (10.0.0.5) 56(84) bytes of data.\n\
+        64 bytes from 10.0.0.5: icmp_seq=1 ttl=64 time=0.123 ms\n";
+    let r = parse_cut_short(one_reply);
+    assert!(r.up);
+    assert_eq!(r.rtt_ms, Some(0.123));
+    assert!(!parse_cut_short(b"").up);
+    // An ICMP error is not a reply.
+    let unreachable = b"From 10.0.0.1 icmp_seq=1 Destination Host Unreachable\n";
+    assert!(!parse_cut_short(unreachable).up);
+}
+
+#[test]
+fn the_driver_deadline_is_the_timeout_not_whole_seconds() {
+    let p = |count, timeout_ms| PingParams { count, timeout_ms };
+    let grace = pinger::sweep::KILL_GRACE;
+    assert_eq!(probe_limit(&p(1, 250)), Duration::from_millis(250) + grace);
+    assert_eq!(
+        probe_limit(&p(1, 1000)),
+        Duration::from_millis(1000) + grace
+    );
+    assert_eq!(probe_limit(&p(3, 200)), Duration::from_millis(2200) + grace);
+    // ping's own -w stays whole seconds, and never earlier than the driver's.
+    assert_eq!(p(1, 250).deadline_secs(), 1);
 }

@@ -1,0 +1,117 @@
+//! S4.4 (seed 004): asyncq.py — producers put random items into a Queue,
+//! consumers take them; `join()` waits until every item is processed, then
+//! the consumers are cancelled. Flags `-p/--nprod` (default 5) and
+//! `-c/--ncon` (default 10). The RNG is seeded xorshift streams (seed 444);
+//! `--scale F` (or `TULIP_TIME_SCALE`) scales the sleeps.
+
+use std::time::Instant;
+use tulip::Queue;
+
+/// A tiny xorshift64* generator. Each coroutine draws from its own stream
+/// (seeded from 444 and its number), so the values do not depend on which of
+/// two coroutines waking in the same instant runs first.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(444 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// `random.randint(0, 10)`.
+    fn randint_0_10(&mut self) -> u64 {
+        self.next_u64() % 11
+    }
+}
+
+fn secs(s: f64) -> f64 {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = args
+        .iter()
+        .position(|a| a == "--scale")
+        .and_then(|i| args.get(i + 1).cloned());
+    let scale = flag.or_else(|| std::env::var("TULIP_TIME_SCALE").ok());
+    s * scale.and_then(|v| v.parse().ok()).unwrap_or(1.0)
+}
+
+/// `os.urandom(size).hex()`, from the same seeded generator.
+async fn makeitem(size: usize, rng: &mut Rng) -> tulip::Result<String> {
+    Ok((0..size)
+        .map(|_| format!("{:02x}", rng.next_u64() as u8))
+        .collect())
+}
+
+async fn randsleep(caller: &str, rng: &mut Rng) -> tulip::Result<()> {
+    let i = rng.randint_0_10();
+    println!("{caller} sleeping for {i} seconds.");
+    tulip::sleep(secs(i as f64)).await
+}
+
+async fn produce(name: u32, q: Queue<(String, Instant)>) -> tulip::Result<()> {
+    let mut rng = Rng::new(u64::from(name));
+    let n = rng.randint_0_10();
+    for _ in 0..n {
+        randsleep(&format!("Producer {name}"), &mut rng).await?;
+        let i = makeitem(5, &mut rng).await?;
+        let t = Instant::now();
+        q.put((i.clone(), t)).await?;
+        println!("Producer {name} added <{i}> to queue.");
+    }
+    Ok(())
+}
+
+async fn consume(name: u32, q: Queue<(String, Instant)>) -> tulip::Result<()> {
+    let mut rng = Rng::new(1000 + u64::from(name));
+    loop {
+        randsleep(&format!("Consumer {name}"), &mut rng).await?;
+        let (i, t) = q.get().await?;
+        println!(
+            "Consumer {name} got element <{i}> in {:0.5} seconds.",
+            t.elapsed().as_secs_f64()
+        );
+        q.task_done()?;
+    }
+}
+
+fn flag(names: &[&str], default: u32) -> u32 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| names.contains(&a.as_str()))
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> tulip::Result<()> {
+    let nprod = flag(&["-p", "--nprod"], 5);
+    let ncon = flag(&["-c", "--ncon"], 10);
+    let start = Instant::now();
+    tulip::run(async move {
+        let q = Queue::new(0);
+        let producers: Vec<_> = (0..nprod)
+            .map(|n| tulip::create_task(produce(n, q.clone())))
+            .collect::<tulip::Result<_>>()?;
+        let consumers: Vec<_> = (0..ncon)
+            .map(|n| tulip::create_task(consume(n, q.clone())))
+            .collect::<tulip::Result<Vec<_>>>()?;
+        tulip::gather(producers).await?;
+        q.join().await?; // implicitly awaits the consumers, too
+        for c in consumers {
+            c.cancel();
+        }
+        Ok(())
+    })?;
+    println!(
+        "Program completed in {:0.5} seconds.",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! S4.6 (seed 004): `coro(seq)` sleeps `max(seq)` s and returns the reversed
+//! list; awaited via `create_task`, `gather`, and `as_completed`. About
+//! 3 + 10 + 10 s; `--scale 0.1` (or `TULIP_TIME_SCALE=0.1`) runs it faster.
+
+use std::time::Instant;
+
+fn secs(s: f64) -> f64 {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = args
+        .iter()
+        .position(|a| a == "--scale")
+        .and_then(|i| args.get(i + 1).cloned());
+    let scale = flag.or_else(|| std::env::var("TULIP_TIME_SCALE").ok());
+    s * scale.and_then(|v| v.parse().ok()).unwrap_or(1.0)
+}
+
+/// "IO" wait time is proportional to the max element.
+async fn coro(seq: Vec<u32>) -> tulip::Result<Vec<u32>> {
+    tulip::sleep(secs(f64::from(*seq.iter().max().unwrap_or(&0)))).await?;
+    Ok(seq.into_iter().rev().collect())
+}
+
+fn main() -> tulip::Result<()> {
+    let t0 = Instant::now();
+    let at = move || format!("{:.1}s", t0.elapsed().as_secs_f64());
+    tulip::run(async {
+        let t = tulip::create_task(coro(vec![3, 2, 1]))?;
+        t.clone().await?;
+        println!("t: type {}", std::any::type_name_of_val(&t));
+        println!("t done: {}", if t.done() { "True" } else { "False" });
+        Ok(())
+    })?;
+    let a = tulip::run(async move {
+        let t = tulip::create_task(coro(vec![3, 2, 1]))?;
+        let t2 = tulip::create_task(coro(vec![10, 5, 0]))?;
+        println!("Start: {}", at());
+        let a = tulip::gather(vec![t.clone(), t2.clone()]).await?;
+        println!("End: {}", at()); // should be 10 seconds later
+        println!(
+            "Both tasks done: {}",
+            if t.done() && t2.done() {
+                "True"
+            } else {
+                "False"
+            }
+        );
+        Ok(a)
+    })?;
+    println!("{a:?}");
+    tulip::run(async move {
+        let t = tulip::create_task(coro(vec![3, 2, 1]))?;
+        let t2 = tulip::create_task(coro(vec![10, 5, 0]))?;
+        println!("Start: {}", at());
+        let mut it = tulip::as_completed(vec![t.clone(), t2.clone()], None);
+        while let Some(res) = it.next().await {
+            println!("res: {:?} completed at {}", res?, at());
+        }
+        println!("End: {}", at());
+        println!(
+            "Both tasks done: {}",
+            if t.done() && t2.done() {
+                "True"
+            } else {
+                "False"
+            }
+        );
+        Ok(())
+    })
+}

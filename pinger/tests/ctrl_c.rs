@@ -1,0 +1,260 @@
+//! Ctrl-C (SIGINT to the pinger process) in the middle of a sweep of a
+//! namespace /24 whose silent hosts would keep their probes busy for 5 s:
+//! exit 130 soon after the signal, the hosts decided so far printed, the
+//! summary printed, and every `ping` child killed and reaped.
+//!
+//! The test makes itself a child subreaper (`PR_SET_CHILD_SUBREAPER`), so a
+//! `ping` that pinger left behind, running or zombie, is re-parented to the
+//! test when pinger exits, where `waitid` sees it. `ip netns exec` execs
+//! pinger in its own process, so the child's pid is pinger's.
+//!
+//! The tests share the subreaper and the process table, so they take turns.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::process::{Child, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::netns::NetNs;
+
+const PINGER: &str = env!("CARGO_BIN_EXE_pinger");
+
+/// One test at a time (see the module docs).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// How long to wait for the silent probes to be running.
+const START_LIMIT: Duration = Duration::from_secs(10);
+/// How long pinger may take to exit after SIGINT.
+const EXIT_LIMIT: Duration = Duration::from_secs(3);
+
+fn become_subreaper() {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag, nothing else.
+    let ret = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(ret, 0, "prctl(PR_SET_CHILD_SUBREAPER)");
+}
+
+/// The pids of `pid`'s children (from its main thread, where tulip's loop
+/// runs and spawns).
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Processes whose command line is `ping ...` with an address in `prefix`.
+fn pings_to(prefix: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let argv: Vec<String> = raw
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_ping = argv.first().is_some_and(|a| a.ends_with("ping"));
+        if is_ping && argv.iter().any(|a| a.starts_with(prefix)) {
+            found.push(argv.join(" "));
+        }
+    }
+    found
+}
+
+/// The children re-parented to this process: reaps the exited ones and
+/// returns their wait statuses; panics if one still runs.
+fn reap_reparented() -> Vec<i32> {
+    let mut statuses = Vec::new();
+    loop {
+        let mut status = 0;
+        // SAFETY: WNOHANG never blocks; status is a valid out-pointer.
+        match unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } {
+            -1 => return statuses, // ECHILD: none left
+            0 => panic!("a child pinger started is still running"),
+            _ => statuses.push(status),
+        }
+    }
+}
+
+fn sigint(pid: u32) {
+    // SAFETY: kill(2) with a pid we spawned and have not reaped.
+    let ret = unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+    assert_eq!(ret, 0, "kill({pid}, SIGINT)");
+}
+
+/// Kills and reaps pinger if the test fails before it exited.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Waits for `child` to exit, at most `limit`; kills it and panics otherwise.
+fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pinger did not exit within {limit:?} of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Starts `pinger ARGS` in the namespace, waits until its silent probes are
+/// running, sends it `signals` SIGINTs, and checks everything. Returns
+/// (stdout, stderr).
+fn interrupt_sweep(test: &str, signals: usize) -> Option<(String, String)> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    become_subreaper();
+    let ns = NetNs::create(test, &[10, 77])?;
+    let cidr = ns.cidr();
+    let child = ns
+        .command(PINGER)
+        .args([cidr.as_str(), "--json", "-t", "5000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ip netns exec pinger");
+    let mut child = Reap(child);
+    let child = &mut child.0;
+    let pid = child.id();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+
+    // The 3 live hosts answer at once; the 251 silent ones keep a `ping`
+    // each for 5 s. Wait until all 251 run, as children of pinger (not of
+    // `ip`: it exec'd pinger).
+    let prefix = format!("{}.", cidr.rsplit_once('.').unwrap().0);
+    let silent: BTreeSet<String> = (1..=254u8)
+        .map(|h| ns.addr(h))
+        .filter(|a| !ns.up_hosts().contains(a))
+        .map(|a| a.to_string())
+        .collect();
+    let start = Instant::now();
+    loop {
+        let running: BTreeSet<String> = pings_to(&prefix)
+            .iter()
+            .filter_map(|cmdline| cmdline.rsplit(' ').next().map(String::from))
+            .filter(|ip| silent.contains(ip))
+            .collect();
+        if running.len() == silent.len() {
+            break;
+        }
+        assert!(
+            start.elapsed() < START_LIMIT,
+            "{} of {} silent probes running after {START_LIMIT:?}",
+            running.len(),
+            silent.len()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(std::fs::read_link(format!("/proc/{pid}/exe"))
+        .unwrap()
+        .ends_with("pinger"));
+    assert!(children_of(pid).len() >= silent.len());
+
+    let signalled = Instant::now();
+    for i in 0..signals {
+        if i > 0 {
+            // Two signals sent back to back would merge into one pending
+            // SIGINT; a few ms apart, each is delivered.
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        sigint(pid);
+    }
+    let status = wait_bounded(child, EXIT_LIMIT);
+    let took = signalled.elapsed();
+    let stdout = out_reader.join().unwrap();
+    let stderr = err_reader.join().unwrap();
+
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(took < EXIT_LIMIT, "{took:?}");
+    // Nothing left: no ping to our /24 anywhere, and no child re-parented to
+    // us (running or zombie) now that pinger is gone.
+    assert_eq!(pings_to(&prefix), Vec::<String>::new());
+    // No child re-parented to us: pinger reaped every one itself, even when
+    // it exited at once on a second Ctrl-C.
+    assert_eq!(
+        reap_reparented(),
+        Vec::<i32>::new(),
+        "pinger left zombies behind"
+    );
+    drop(ns);
+    Some((stdout, stderr))
+}
+
+#[test]
+fn sigint_prints_the_partial_results_and_exits_130() {
+    let Some((stdout, stderr)) =
+        interrupt_sweep("sigint_prints_the_partial_results_and_exits_130", 1)
+    else {
+        return;
+    };
+    // The hosts decided before the signal: exactly the three live ones.
+    let ips: Vec<Ipv4Addr> = stdout
+        .lines()
+        .filter(|l| l.starts_with("{\"ip\":"))
+        .map(|l| l[7..].split('"').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ips.len(), 3, "{stdout}");
+    assert!(
+        stdout.lines().all(|l| !l.contains("\"up\":false")),
+        "{stdout}"
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("{\"summary\":{\"addresses\":3,\"up\":3,\"down\":0"),
+        "{last}"
+    );
+    assert!(
+        stderr.contains("interrupted: 3 of 254 addresses decided"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("3 addresses (3 up, 0 down) in "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_second_sigint_exits_at_once_and_still_leaves_nothing() {
+    let Some((_, stderr)) =
+        interrupt_sweep("a_second_sigint_exits_at_once_and_still_leaves_nothing", 2)
+    else {
+        return;
+    };
+    // Usually the second signal lands while the first is being handled and
+    // pinger exits at once; if the sweep was already done stopping, it ends
+    // the normal way. Both: 130 and nothing left (checked above).
+    assert!(
+        stderr.contains("interrupted again, exiting") || stderr.contains("interrupted: "),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,548 @@
+//! `gather` and `ensure_future`. Mirrors `gather`, `_GatheringFuture` and
+//! `ensure_future` in `Lib/asyncio/tasks.py`.
+//!
+//! Each argument becomes a [`Child`]: a task (a plain Rust future is wrapped
+//! in one with `create_task`, as `ensure_future` wraps a coroutine) or a
+//! [`Future`] kept as it is. Every child gets a done callback
+//! (`_done_callback`) that counts finished children and completes the
+//! *outer* future; the awaiting task registers the gathering state as its
+//! `fut_waiter`, so cancelling that task cancels every child
+//! (`_GatheringFuture.cancel`).
+//!
+//! # Invariants
+//! - Results come back in argument order, whatever the completion order (K1).
+//! - Without `return_exceptions`, the first child error (or cancellation)
+//!   completes the outer future; later child errors are marked retrieved.
+//! - A gather whose cancel reached at least one child (`cancel_requested`)
+//!   ends with `Cancelled`, even if every child swallowed its cancel.
+//! - Callbacks only run through `call_soon`, so `return_exceptions()` set
+//!   right after `gather()` is seen by every callback.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future as StdFuture;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::error::{Error, Result};
+use crate::futures::{CallbackId, Cancel, Future};
+use crate::tasks::{self, create_task, Task};
+
+// ===== Child: a task or a future =====
+
+/// Something a combinator waits for: a [`Task`] or a [`Future`]
+/// (asyncio's "awaitable after `ensure_future`").
+pub enum Child<T> {
+    /// A task (a plain Rust future was wrapped in one).
+    Task(Task<T>),
+    /// A future, watched as it is.
+    Future(Future<T>),
+}
+
+impl<T> Clone for Child<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Child::Task(t) => Child::Task(t.clone()),
+            Child::Future(f) => Child::Future(f.clone()),
+        }
+    }
+}
+
+/// asyncio's `ensure_future`: a [`Task`] is returned as it is, anything else
+/// is wrapped in a new task on the running loop.
+///
+/// ```
+/// tulip::run(async {
+///     let t = tulip::ensure_future(async { Ok(1) })?;
+///     let same = tulip::ensure_future(t.clone())?;
+///     assert!(same.ptr_eq(&t));
+///     assert_eq!(t.await?, 1);
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub fn ensure_future<T, F>(fut: F) -> Result<Task<T>>
+where
+    T: 'static,
+    F: StdFuture<Output = Result<T>> + 'static,
+{
+    let mut slot = Some(fut);
+    if let Some(t) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Task<T>>>() {
+        return Ok(t.take().expect("slot is full"));
+    }
+    create_task(slot.take().expect("slot is full"))
+}
+
+impl<T: Clone + 'static> Child<T> {
+    /// Turns an awaitable into a child: a `Task` or a `Future` is used as it
+    /// is; any other future is wrapped in a task. If no task can be created
+    /// (the loop is closed), the child is a future failed with that error.
+    pub fn new<F>(fut: F) -> Child<T>
+    where
+        F: StdFuture<Output = Result<T>> + 'static,
+    {
+        let mut slot = Some(fut);
+        let any = &mut slot as &mut dyn Any;
+        if let Some(t) = any.downcast_mut::<Option<Task<T>>>() {
+            return Child::Task(t.take().expect("slot is full"));
+        }
+        if let Some(f) = any.downcast_mut::<Option<Future<T>>>() {
+            return Child::Future(f.take().expect("slot is full"));
+        }
+        if let Some(c) = any.downcast_mut::<Option<Child<T>>>() {
+            return c.take().expect("slot is full");
+        }
+        match create_task(slot.take().expect("slot is full")) {
+            Ok(t) => Child::Task(t),
+            Err(e) => {
+                let f = Future::new();
+                let _ = f.set_exception(e);
+                Child::Future(f)
+            }
+        }
+    }
+
+    /// The result: `Err(InvalidState)` while pending, `Err(Cancelled)` if
+    /// cancelled, the error if it failed.
+    pub fn result(&self) -> Result<T> {
+        match self {
+            Child::Task(t) => t.result(),
+            Child::Future(f) => f.result(),
+        }
+    }
+}
+
+impl<T: 'static> Child<T> {
+    /// True once done.
+    pub fn done(&self) -> bool {
+        match self {
+            Child::Task(t) => t.done(),
+            Child::Future(f) => f.done(),
+        }
+    }
+
+    /// True if cancelled.
+    pub fn cancelled(&self) -> bool {
+        match self {
+            Child::Task(t) => t.cancelled(),
+            Child::Future(f) => f.cancelled(),
+        }
+    }
+
+    /// Requests cancellation; false if already done.
+    pub fn cancel(&self) -> bool {
+        self.cancel_msg(None)
+    }
+
+    fn cancel_msg(&self, msg: Option<Arc<str>>) -> bool {
+        match (self, msg) {
+            (Child::Task(t), Some(m)) => t.cancel_with(m),
+            (Child::Task(t), None) => t.cancel(),
+            (Child::Future(f), m) => f.cancel_with(m),
+        }
+    }
+
+    /// The error it failed with (asyncio's `exception()`).
+    pub fn exception(&self) -> Result<Option<Error>> {
+        match self {
+            Child::Task(t) => t.exception(),
+            Child::Future(f) => f.exception(),
+        }
+    }
+
+    /// The task, if the child is one.
+    pub fn task(&self) -> Option<&Task<T>> {
+        match self {
+            Child::Task(t) => Some(t),
+            Child::Future(_) => None,
+        }
+    }
+
+    /// `Some(error)` if it failed or was cancelled (marks it retrieved).
+    pub(crate) fn outcome_error(&self) -> Option<Error> {
+        match self.exception() {
+            Ok(e) => e,
+            Err(e) => Some(e),
+        }
+    }
+
+    pub(crate) fn on_done(&self, f: impl FnOnce() + 'static) -> CallbackId {
+        match self {
+            Child::Task(t) => t.add_done_callback(move |_| f()),
+            Child::Future(fu) => fu.add_done_callback(move |_| f()),
+        }
+    }
+
+    pub(crate) fn remove_done_callback(&self, id: CallbackId) -> usize {
+        match self {
+            Child::Task(t) => t.remove_done_callback(id),
+            Child::Future(f) => f.remove_done_callback(id),
+        }
+    }
+}
+
+impl<T: Clone + 'static> StdFuture for Child<T> {
+    type Output = Result<T>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        match self.get_mut() {
+            Child::Task(t) => Pin::new(t).poll(cx),
+            Child::Future(f) => Pin::new(f).poll(cx),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Child<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Child::Task(t) => fmt::Debug::fmt(t, f),
+            Child::Future(fu) => fmt::Debug::fmt(fu, f),
+        }
+    }
+}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// A child of any result type, as the gathering state sees it.
+    pub trait ErasedChild {
+        fn cancel_msg(&self, msg: Option<Arc<str>>) -> bool;
+        fn outcome_error(&self) -> Option<Error>;
+        /// Calls `core.child_done(index)` once the child is done.
+        fn watch(&self, core: Rc<GatherCore>, index: usize);
+    }
+
+    impl<T: 'static> ErasedChild for Child<T> {
+        fn cancel_msg(&self, msg: Option<Arc<str>>) -> bool {
+            Child::cancel_msg(self, msg)
+        }
+        fn outcome_error(&self) -> Option<Error> {
+            Child::outcome_error(self)
+        }
+        fn watch(&self, core: Rc<GatherCore>, index: usize) {
+            // One boxed closure per child: the done callback itself.
+            Child::on_done(self, move || core.child_done(index));
+        }
+    }
+
+    // ===== the gathering state =====
+
+    /// asyncio's `_GatheringFuture` plus the `_done_callback` closure state.
+    pub struct GatherCore {
+        /// Done when the gather is decided; the outcome is in `error`.
+        pub(crate) outer: Future<()>,
+        pub(crate) children: Vec<Box<dyn ErasedChild>>,
+        pub(crate) nfinished: Cell<usize>,
+        pub(crate) return_exceptions: Cell<bool>,
+        pub(crate) cancel_requested: Cell<bool>,
+        /// The error the gather ends with, if any.
+        pub(crate) error: RefCell<Option<Error>>,
+    }
+
+    impl GatherCore {
+        pub(crate) fn start(children: Vec<Box<dyn ErasedChild>>) -> Rc<GatherCore> {
+            let core = Rc::new(GatherCore {
+                outer: Future::new(),
+                children,
+                nfinished: Cell::new(0),
+                return_exceptions: Cell::new(false),
+                cancel_requested: Cell::new(false),
+                error: RefCell::new(None),
+            });
+            if core.children.is_empty() {
+                let _ = core.outer.set_result(());
+            }
+            for (i, child) in core.children.iter().enumerate() {
+                child.watch(core.clone(), i);
+            }
+            core
+        }
+
+        /// asyncio's `_done_callback`.
+        pub(crate) fn child_done(&self, i: usize) {
+            let n = self.nfinished.get() + 1;
+            self.nfinished.set(n);
+            let child = &self.children[i];
+            if self.outer.done() {
+                // Decided already: just mark the error retrieved.
+                let _ = child.outcome_error();
+                return;
+            }
+            if !self.return_exceptions.get() {
+                if let Some(e) = child.outcome_error() {
+                    *self.error.borrow_mut() = Some(e);
+                    let _ = self.outer.set_result(());
+                    return;
+                }
+            }
+            if n == self.children.len() {
+                if self.cancel_requested.get() {
+                    *self.error.borrow_mut() = Some(Error::cancelled());
+                }
+                let _ = self.outer.set_result(());
+            }
+        }
+
+        /// `_GatheringFuture.cancel`: cancel every child.
+        pub(crate) fn cancel(&self, msg: Option<Arc<str>>) -> bool {
+            if self.outer.done() {
+                return false;
+            }
+            let mut ret = false;
+            for child in &self.children {
+                if child.cancel_msg(msg.clone()) {
+                    ret = true;
+                }
+            }
+            if ret {
+                // Errors set by children now are ignored; the gather will end
+                // cancelled once they are all done.
+                self.cancel_requested.set(true);
+            }
+            ret
+        }
+
+        pub(crate) fn poll_outer(self: &Rc<Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+            if let Some(err) = tasks::take_throw_on(&self.outer.core.lp) {
+                return Poll::Ready(Err(err));
+            }
+            match self.outer.core.poll_done(cx) {
+                Poll::Ready(()) => match self.error.borrow().clone() {
+                    Some(e) => Poll::Ready(Err(e)),
+                    None => Poll::Ready(Ok(())),
+                },
+                Poll::Pending => {
+                    tasks::set_fut_waiter_on(&self.outer.core.lp, self.clone());
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    impl fmt::Debug for GatherCore {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("GatherCore")
+                .field("children", &self.children.len())
+                .field("nfinished", &self.nfinished.get())
+                .finish()
+        }
+    }
+
+    impl Cancel for GatherCore {
+        fn cancel_waiter(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
+            self.cancel(msg)
+        }
+    }
+}
+use sealed::{ErasedChild, GatherCore};
+
+// ===== the typed sets =====
+
+/// The children of a gather and how to read their results: a `Vec` of one
+/// type ([`gather`]) or a tuple of several ([`gather!`](crate::gather!)).
+pub trait GatherSet {
+    /// The results, when every child succeeded.
+    type Output;
+    /// One `Result` per child (`return_exceptions`).
+    type OutputAll;
+    #[doc(hidden)]
+    fn erased(&self) -> Vec<Box<dyn ErasedChild>>;
+    #[doc(hidden)]
+    fn collect(&self) -> Result<Self::Output>;
+    #[doc(hidden)]
+    fn collect_all(&self) -> Self::OutputAll;
+}
+
+impl<T: Clone + 'static> GatherSet for Vec<Child<T>> {
+    type Output = Vec<T>;
+    type OutputAll = Vec<Result<T>>;
+    fn erased(&self) -> Vec<Box<dyn ErasedChild>> {
+        self.iter()
+            .map(|c| Box::new(c.clone()) as Box<dyn ErasedChild>)
+            .collect()
+    }
+    fn collect(&self) -> Result<Vec<T>> {
+        self.iter().map(Child::result).collect()
+    }
+    fn collect_all(&self) -> Vec<Result<T>> {
+        self.iter().map(Child::result).collect()
+    }
+}
+
+macro_rules! tuple_gather_set {
+    ($($T:ident $i:tt),+) => {
+        impl<$($T: Clone + 'static),+> GatherSet for ($(Child<$T>,)+) {
+            type Output = ($($T,)+);
+            type OutputAll = ($(Result<$T>,)+);
+            fn erased(&self) -> Vec<Box<dyn ErasedChild>> {
+                vec![$(Box::new(self.$i.clone()) as Box<dyn ErasedChild>),+]
+            }
+            fn collect(&self) -> Result<Self::Output> {
+                Ok(($(self.$i.result()?,)+))
+            }
+            fn collect_all(&self) -> Self::OutputAll {
+                ($(self.$i.result(),)+)
+            }
+        }
+    };
+}
+
+tuple_gather_set!(A 0);
+tuple_gather_set!(A 0, B 1);
+tuple_gather_set!(A 0, B 1, C 2);
+tuple_gather_set!(A 0, B 1, C 2, D 3);
+tuple_gather_set!(A 0, B 1, C 2, D 3, E 4);
+tuple_gather_set!(A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_gather_set!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_gather_set!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+
+// ===== gather =====
+
+/// asyncio's `gather(*aws)`: runs the awaitables concurrently and returns
+/// their results in argument order (K1).
+///
+/// The children start at once (they are tasks). Awaiting the gather gives
+/// `Ok(results)`, or the first error. Cancelling the gather, or the task
+/// awaiting it, cancels every child. Call
+/// [`return_exceptions`](Gather::return_exceptions) to get one `Result` per
+/// child instead. For awaitables of different types, use
+/// [`gather!`](crate::gather!).
+///
+/// ```
+/// tulip::run(async {
+///     async fn double(x: u32) -> tulip::Result<u32> {
+///         tulip::sleep(0.001 * f64::from(3 - x)).await?;
+///         Ok(2 * x)
+///     }
+///     let out = tulip::gather((1..=3).map(double)).await?;
+///     assert_eq!(out, vec![2, 4, 6]);
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub fn gather<T, F, I>(futs: I) -> Gather<Vec<Child<T>>>
+where
+    T: Clone + 'static,
+    F: StdFuture<Output = Result<T>> + 'static,
+    I: IntoIterator<Item = F>,
+{
+    gather_set(futs.into_iter().map(Child::new).collect())
+}
+
+/// `gather` over any [`GatherSet`] (what [`gather!`](crate::gather!) calls).
+pub fn gather_set<S: GatherSet>(set: S) -> Gather<S> {
+    let core = GatherCore::start(set.erased());
+    Gather { core, set }
+}
+
+/// asyncio's `gather` for awaitables of different types: the result is a
+/// tuple (up to 8 items).
+///
+/// ```
+/// tulip::run(async {
+///     let (n, s) = tulip::gather!(async { Ok(1) }, async { Ok("one") }).await?;
+///     assert_eq!((n, s), (1, "one"));
+///     Ok(())
+/// }).unwrap();
+/// ```
+#[macro_export]
+macro_rules! gather {
+    ($($f:expr),+ $(,)?) => {
+        $crate::gather_set(($($crate::Child::new($f),)+))
+    };
+}
+
+/// What [`gather`] returns: a future of all the results.
+#[must_use = "the children run anyway; await the gather to get their results"]
+pub struct Gather<S> {
+    core: Rc<GatherCore>,
+    set: S,
+}
+
+impl<S: GatherSet> Gather<S> {
+    /// asyncio's `return_exceptions=True`: every child's outcome comes back
+    /// as a `Result`, in order; a child error does not end the gather. A
+    /// cancelled child gives `Err(Cancelled)`.
+    pub fn return_exceptions(self) -> GatherAll<S> {
+        self.core.return_exceptions.set(true);
+        GatherAll { inner: self }
+    }
+
+    /// Cancels every child that is not done (asyncio's `outer.cancel()`).
+    /// Returns true if any child was cancelled.
+    pub fn cancel(&self) -> bool {
+        self.core.cancel(None)
+    }
+
+    /// True once the gather is decided.
+    pub fn done(&self) -> bool {
+        self.core.outer.done()
+    }
+
+    /// The children, in argument order.
+    pub fn children(&self) -> &S {
+        &self.set
+    }
+}
+
+impl<S: GatherSet + Unpin> StdFuture for Gather<S> {
+    type Output = Result<S::Output>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.core.poll_outer(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) => Poll::Ready(self.set.collect()),
+        }
+    }
+}
+
+/// What [`Gather::return_exceptions`] returns.
+#[must_use = "the children run anyway; await the gather to get their results"]
+pub struct GatherAll<S> {
+    inner: Gather<S>,
+}
+
+impl<S: GatherSet> GatherAll<S> {
+    /// Cancels every child that is not done.
+    pub fn cancel(&self) -> bool {
+        self.inner.cancel()
+    }
+
+    /// True once every child is done.
+    pub fn done(&self) -> bool {
+        self.inner.done()
+    }
+}
+
+impl<S: GatherSet + Unpin> StdFuture for GatherAll<S> {
+    type Output = Result<S::OutputAll>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.inner.core.poll_outer(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(self.inner.set.collect_all())),
+        }
+    }
+}
+
+impl<S> fmt::Debug for Gather<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "<_GatheringFuture {} children={} finished={}>",
+            if self.core.outer.done() {
+                "done"
+            } else {
+                "pending"
+            },
+            self.core.children.len(),
+            self.core.nfinished.get()
+        )
+    }
+}
+
+impl<S> fmt::Debug for GatherAll<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.inner, f)
+    }
+}

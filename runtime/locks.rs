@@ -1,0 +1,568 @@
+//! Synchronization primitives. Mirrors `Lib/asyncio/locks.py`: [`Lock`],
+//! [`Event`], [`Condition`] here; `Semaphore`/`BoundedSemaphore` in
+//! [`semaphores`](crate::semaphores) and `Barrier` in [`barrier`](crate::barrier).
+//!
+//! Every primitive is built the way asyncio builds it: a waiter is a plain
+//! [`Future<()>`] parked in a FIFO `VecDeque`. Granting means setting that
+//! future's result; the woken task finishes the bookkeeping when it runs. A
+//! task that is cancelled while it waits sees `Err(Cancelled)` from that
+//! await (its `fut_waiter` was cancelled), removes its waiter and, if the
+//! grant had already reached it, passes the grant on (`_wake_up_first`).
+//!
+//! In Rust a waiting future may also be *dropped* (its task is dropped, or a
+//! combinator abandons it). Every wait therefore keeps its bookkeeping in a
+//! guard whose `Drop` does what asyncio's `finally`/`except` blocks do, so a
+//! dropped waiter behaves exactly like a cancelled one.
+//!
+//! # Invariants
+//! - Lock: while `locked` is false and `waiters` holds a live (not cancelled)
+//!   future, the first live one is already done (woken), or is about to be
+//!   woken by the code path that just unlocked. Hence a newcomer never
+//!   overtakes a waiter (FIFO), and a release grants at most once (S1).
+//! - A waiter future is in a `waiters` deque only while its wait is in
+//!   progress; the wait removes it on every exit path (result, error, drop).
+//! - The uncontended paths (`Lock::acquire` on a free lock, `Semaphore`
+//!   with value > 0, `Event::wait` on a set event) allocate nothing.
+//! - No `RefCell` borrow of a `waiters` deque is held while a future's result
+//!   is set: results only schedule wake-ups (`call_soon`), never run code.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::rc::Rc;
+
+use crate::error::{Error, Result};
+use crate::event_loop::get_running_loop;
+use crate::futures::Future;
+
+/// A FIFO of waiter futures, as asyncio's `collections.deque` of futures.
+pub(crate) type Waiters = RefCell<VecDeque<Future<()>>>;
+
+/// Removes `fut` from `waiters` (asyncio's `self._waiters.remove(fut)`). The
+/// woken waiter is nearly always at the front, so search from there.
+pub(crate) fn remove_waiter(waiters: &Waiters, fut: &Future<()>) {
+    let mut w = waiters.borrow_mut();
+    if let Some(i) = w.iter().position(|f| f.ptr_eq(fut)) {
+        w.remove(i);
+    }
+}
+
+/// A new waiter future on the running loop, appended to `waiters`.
+pub(crate) fn push_waiter(waiters: &Waiters) -> Result<Future<()>> {
+    let fut: Future<()> = get_running_loop()?.create_future();
+    waiters.borrow_mut().push_back(fut.clone());
+    Ok(fut)
+}
+
+// ===== Lock =====
+
+struct LockInner {
+    locked: Cell<bool>,
+    /// Bumped at every acquisition. A guard releases only the acquisition
+    /// it was made for, so a guard that outlives an explicit `release()`
+    /// (or a `Condition::wait` abandoned before re-acquiring) never
+    /// releases somebody else's hold.
+    generation: Cell<u64>,
+    waiters: Waiters,
+}
+
+impl LockInner {
+    /// asyncio's `_wake_up_first`: wake the first waiter, if it is not
+    /// already woken. Cancelled waiters are removed by their own tasks.
+    fn wake_up_first(&self) {
+        let first = self.waiters.borrow().front().cloned();
+        if let Some(fut) = first {
+            if !fut.done() {
+                let _ = fut.set_result(());
+            }
+        }
+    }
+
+    /// Marks the lock taken and returns a guard for this acquisition.
+    fn take(&self, lock: &Lock) -> LockGuard {
+        self.locked.set(true);
+        let generation = self.generation.get().wrapping_add(1);
+        self.generation.set(generation);
+        LockGuard {
+            lock: Some(lock.clone()),
+            generation,
+        }
+    }
+
+    fn release(&self) -> Result<()> {
+        if self.locked.get() {
+            self.locked.set(false);
+            self.wake_up_first();
+            Ok(())
+        } else {
+            Err(Error::runtime(
+                "lock is not acquired: release() without acquire()",
+            ))
+        }
+    }
+}
+
+/// asyncio's `Lock`: a mutual-exclusion lock for tasks, fair (FIFO).
+///
+/// [`acquire`](Lock::acquire) returns a [`LockGuard`] that releases the
+/// lock when dropped (asyncio's `async with lock:`). For asyncio's explicit
+/// style, call [`LockGuard::forget`] and later [`Lock::release`]. Clones
+/// share the same lock.
+///
+/// ```
+/// tulip::run(async {
+///     let lock = tulip::Lock::new();
+///     {
+///         let _guard = lock.acquire().await?;
+///         assert!(lock.locked());
+///     } // released here
+///     assert!(!lock.locked());
+///     lock.acquire().await?.forget(); // asyncio style: acquire() ... release()
+///     lock.release()
+/// }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Lock {
+    inner: Rc<LockInner>,
+}
+
+impl Default for Lock {
+    fn default() -> Self {
+        Lock::new()
+    }
+}
+
+impl Lock {
+    /// A new, unlocked lock.
+    pub fn new() -> Lock {
+        Lock {
+            inner: Rc::new(LockInner {
+                locked: Cell::new(false),
+                generation: Cell::new(0),
+                waiters: RefCell::new(VecDeque::new()),
+            }),
+        }
+    }
+
+    /// True if the lock is held.
+    pub fn locked(&self) -> bool {
+        self.inner.locked.get()
+    }
+
+    /// Acquires the lock, waiting in FIFO order if it is held.
+    ///
+    /// Fails with `Cancelled` if the task is cancelled while it waits; a
+    /// grant that had already reached it is passed to the next waiter (S1).
+    pub async fn acquire(&self) -> Result<LockGuard> {
+        let inner = &self.inner;
+        // Fast path: free, and nobody (alive) is queued ahead of us.
+        if !inner.locked.get() && inner.waiters.borrow().iter().all(|w| w.cancelled()) {
+            return Ok(inner.take(self));
+        }
+        let fut = push_waiter(&inner.waiters)?;
+        let _waiting = LockWait { inner, fut: &fut };
+        // On every exit (result, Cancelled, drop) LockWait removes the
+        // waiter and, if the lock is free, wakes the next one.
+        fut.clone().await?;
+        Ok(inner.take(self))
+    }
+
+    /// Takes the lock only if that needs no waiting (not in asyncio; handy).
+    pub fn try_acquire(&self) -> Option<LockGuard> {
+        let inner = &self.inner;
+        if !inner.locked.get() && inner.waiters.borrow().iter().all(|w| w.cancelled()) {
+            Some(inner.take(self))
+        } else {
+            None
+        }
+    }
+
+    /// Releases the lock and wakes the first waiter. Fails if the lock is
+    /// not held (asyncio's RuntimeError).
+    pub fn release(&self) -> Result<()> {
+        self.inner.release()
+    }
+
+    /// True if both are the same lock.
+    pub fn ptr_eq(&self, other: &Lock) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+/// The bookkeeping of one waiting `acquire`: asyncio's `finally:
+/// self._waiters.remove(fut)` plus its `except CancelledError: if not
+/// self._locked: self._wake_up_first()`.
+struct LockWait<'a> {
+    inner: &'a LockInner,
+    fut: &'a Future<()>,
+}
+
+impl Drop for LockWait<'_> {
+    fn drop(&mut self) {
+        remove_waiter(&self.inner.waiters, self.fut);
+        if !self.inner.locked.get() {
+            // We were woken but will not take the lock (cancelled after the
+            // wake-up, or dropped): hand it to the next waiter.
+            self.inner.wake_up_first();
+        }
+    }
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.locked() { "locked" } else { "unlocked" };
+        write!(f, "<Lock [{state}]")?;
+        let n = self.inner.waiters.borrow().len();
+        if n > 0 {
+            write!(f, " waiters:{n}")?;
+        }
+        f.write_str(">")
+    }
+}
+
+/// Holds a [`Lock`]; releases it when dropped.
+///
+/// The guard releases only its own acquisition: if the lock was released
+/// explicitly meanwhile (and maybe taken by another task), dropping the
+/// guard does nothing.
+#[must_use = "dropping the guard releases the lock at once"]
+pub struct LockGuard {
+    lock: Option<Lock>,
+    generation: u64,
+}
+
+impl LockGuard {
+    /// Keeps the lock held without the guard; release it later with
+    /// [`Lock::release`] (asyncio's explicit `acquire()`/`release()` style).
+    pub fn forget(mut self) {
+        self.lock = None;
+    }
+
+    /// The lock this guard holds.
+    pub fn lock(&self) -> Option<&Lock> {
+        self.lock.as_ref()
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            let inner = &lock.inner;
+            // Released explicitly already (maybe re-taken by another
+            // task)? Then this acquisition is over: nothing to do.
+            if inner.locked.get() && inner.generation.get() == self.generation {
+                let _ = inner.release();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("lock", &self.lock)
+            .finish()
+    }
+}
+
+// ===== Event =====
+
+struct EventInner {
+    value: Cell<bool>,
+    waiters: Waiters,
+}
+
+/// asyncio's `Event`: tasks wait until some task sets the flag.
+///
+/// `set()` wakes every current waiter, even if `clear()` follows at once
+/// (S3). Clones share the same event.
+///
+/// ```
+/// tulip::run(async {
+///     let ev = tulip::Event::new();
+///     let setter = ev.clone();
+///     tulip::get_running_loop()?.call_later(0.01, move || setter.set())?;
+///     ev.wait().await?;
+///     assert!(ev.is_set());
+///     Ok(())
+/// }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Event {
+    inner: Rc<EventInner>,
+}
+
+impl Default for Event {
+    fn default() -> Self {
+        Event::new()
+    }
+}
+
+impl Event {
+    /// A new event, not set.
+    pub fn new() -> Event {
+        Event {
+            inner: Rc::new(EventInner {
+                value: Cell::new(false),
+                waiters: RefCell::new(VecDeque::new()),
+            }),
+        }
+    }
+
+    /// True if the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.inner.value.get()
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        if !self.inner.value.replace(true) {
+            let waiters: Vec<Future<()>> = self.inner.waiters.borrow().iter().cloned().collect();
+            for fut in waiters {
+                if !fut.done() {
+                    let _ = fut.set_result(());
+                }
+            }
+        }
+    }
+
+    /// Clears the flag; later `wait`s block until the next `set`.
+    pub fn clear(&self) {
+        self.inner.value.set(false);
+    }
+
+    /// Waits until the flag is set; returns at once if it is.
+    pub async fn wait(&self) -> Result<()> {
+        if self.inner.value.get() {
+            return Ok(());
+        }
+        let fut = push_waiter(&self.inner.waiters)?;
+        let _waiting = RemoveOnDrop {
+            waiters: &self.inner.waiters,
+            fut: &fut,
+        };
+        fut.clone().await
+    }
+}
+
+/// `finally: self._waiters.remove(fut)`.
+struct RemoveOnDrop<'a> {
+    waiters: &'a Waiters,
+    fut: &'a Future<()>,
+}
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        remove_waiter(self.waiters, self.fut);
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.is_set() { "set" } else { "unset" };
+        write!(f, "<Event [{state}]")?;
+        let n = self.inner.waiters.borrow().len();
+        if n > 0 {
+            write!(f, " waiters:{n}")?;
+        }
+        f.write_str(">")
+    }
+}
+
+// ===== Condition =====
+
+struct ConditionInner {
+    lock: Lock,
+    waiters: Waiters,
+}
+
+/// asyncio's `Condition`: tasks wait until notified, holding a [`Lock`].
+///
+/// `wait()` releases the lock, waits for a `notify`, and re-acquires the lock
+/// before it returns, even when cancelled (S2). Clones share the condition.
+///
+/// ```
+/// tulip::run(async {
+///     let cond = tulip::Condition::new();
+///     let c2 = cond.clone();
+///     let waiter = tulip::create_task(async move {
+///         let _g = c2.acquire().await?;
+///         c2.wait().await?;         // lock released while waiting
+///         Ok("notified")
+///     })?;
+///     tulip::sleep(0.0).await?;
+///     {
+///         let _g = cond.acquire().await?;
+///         cond.notify(1)?;
+///     }
+///     assert_eq!(waiter.await?, "notified");
+///     Ok(())
+/// }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Condition {
+    inner: Rc<ConditionInner>,
+}
+
+impl Default for Condition {
+    fn default() -> Self {
+        Condition::new()
+    }
+}
+
+impl Condition {
+    /// A condition with its own new lock.
+    pub fn new() -> Condition {
+        Condition::with_lock(Lock::new())
+    }
+
+    /// A condition over an existing lock.
+    pub fn with_lock(lock: Lock) -> Condition {
+        Condition {
+            inner: Rc::new(ConditionInner {
+                lock,
+                waiters: RefCell::new(VecDeque::new()),
+            }),
+        }
+    }
+
+    /// The underlying lock.
+    pub fn lock(&self) -> &Lock {
+        &self.inner.lock
+    }
+
+    /// Acquires the underlying lock (`async with cond:`).
+    pub async fn acquire(&self) -> Result<LockGuard> {
+        self.inner.lock.acquire().await
+    }
+
+    /// Releases the underlying lock.
+    pub fn release(&self) -> Result<()> {
+        self.inner.lock.release()
+    }
+
+    /// True if the underlying lock is held.
+    pub fn locked(&self) -> bool {
+        self.inner.lock.locked()
+    }
+
+    /// Releases the lock, waits for a notify, then re-acquires the lock.
+    ///
+    /// The caller must hold the lock (else `Runtime` error). If the task is
+    /// cancelled, the lock is still re-acquired before the same `Cancelled`
+    /// is returned, and a notify that had already reached this waiter is
+    /// passed on to another one, so no notify is lost (S2).
+    pub async fn wait(&self) -> Result<()> {
+        let inner = &self.inner;
+        if !inner.lock.locked() {
+            return Err(Error::runtime(
+                "cannot wait on un-acquired lock: acquire() it first",
+            ));
+        }
+        // The caller's guard belongs to this acquisition; it is restored
+        // below once the lock is re-acquired.
+        let generation = inner.lock.inner.generation.get();
+        inner.lock.release()?;
+        let waited = async {
+            let fut = push_waiter(&inner.waiters)?;
+            let mut waiting = CondWait {
+                cond: self,
+                fut: &fut,
+                notified: false,
+            };
+            fut.clone().await?;
+            waiting.notified = true;
+            Ok(())
+        }
+        .await;
+        // Must re-acquire the lock even if the wait was cancelled.
+        let mut err = waited.err();
+        loop {
+            match inner.lock.acquire().await {
+                Ok(g) => {
+                    g.forget();
+                    inner.lock.inner.generation.set(generation);
+                    break;
+                }
+                Err(e) if e.is_cancelled() => err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until `predicate()` is true, checking it first and after each
+    /// notify. The lock must be held.
+    pub async fn wait_for(&self, mut predicate: impl FnMut() -> bool) -> Result<()> {
+        while !predicate() {
+            self.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// Wakes up to `n` waiters. The lock must be held.
+    pub fn notify(&self, n: usize) -> Result<()> {
+        if !self.inner.lock.locked() {
+            return Err(Error::runtime(
+                "cannot notify on un-acquired lock: acquire() it first",
+            ));
+        }
+        self.notify_waiters(n);
+        Ok(())
+    }
+
+    /// Wakes every waiter. The lock must be held.
+    pub fn notify_all(&self) -> Result<()> {
+        self.notify(usize::MAX)
+    }
+
+    /// asyncio's `_notify(n)`: wake the first `n` waiters not yet woken.
+    pub(crate) fn notify_waiters(&self, n: usize) {
+        let waiters: Vec<Future<()>> = self
+            .inner
+            .waiters
+            .borrow()
+            .iter()
+            .filter(|f| !f.done())
+            .take(n)
+            .cloned()
+            .collect();
+        for fut in waiters {
+            let _ = fut.set_result(());
+        }
+    }
+}
+
+/// One `Condition::wait`: removes the waiter on every way out, and if a
+/// notify had reached it but the wait ends otherwise (cancelled before it
+/// ran, or dropped), wakes another waiter instead — a spurious wake-up is
+/// allowed, a lost notify is not.
+struct CondWait<'a> {
+    cond: &'a Condition,
+    fut: &'a Future<()>,
+    notified: bool,
+}
+
+impl Drop for CondWait<'_> {
+    fn drop(&mut self) {
+        remove_waiter(&self.cond.inner.waiters, self.fut);
+        if !self.notified && self.fut.done() && !self.fut.cancelled() {
+            self.cond.notify_waiters(1);
+        }
+    }
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.locked() { "locked" } else { "unlocked" };
+        write!(f, "<Condition [{state}]")?;
+        let n = self.inner.waiters.borrow().len();
+        if n > 0 {
+            write!(f, " waiters:{n}")?;
+        }
+        f.write_str(">")
+    }
+}

@@ -1,0 +1,297 @@
+//! Structured concurrency. Mirrors `Lib/asyncio/taskgroups.py` (`TaskGroup`).
+//!
+//! [`TaskGroup::run`] plays `async with TaskGroup() as tg:` — the body runs in
+//! the current (parent) task, and leaving it waits for every task created
+//! with [`TaskGroup::create_task`]. The first child error aborts the group:
+//! the other children are cancelled, and so is the parent (to stop the
+//! body), with `cancel()` — later matched by `uncancel()` so that the
+//! parent's cancelling level is preserved. All errors come back together as
+//! [`Error::Group`].
+//!
+//! # Invariants
+//! - `tasks` holds exactly the children not yet done.
+//! - `parent_cancel_requested` is set at most once, and then the exit path
+//!   calls `uncancel()` on the parent exactly once (K7).
+//! - After the group failed (`aborting`) or exited, `create_task` fails.
+//! - `Interrupted` (asyncio's KeyboardInterrupt) is a base error: it is
+//!   raised as it is, not inside the group.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future as StdFuture;
+use std::rc::Rc;
+
+use crate::error::{Error, Result};
+use crate::event_loop::{get_running_loop, EventLoop, ExceptionContext};
+use crate::futures::Future;
+use crate::tasks::{current_task, Task, TaskOptions, TaskRef};
+
+struct TaskGroupInner {
+    lp: EventLoop,
+    parent: TaskRef,
+    exiting: Cell<bool>,
+    aborting: Cell<bool>,
+    parent_cancel_requested: Cell<bool>,
+    tasks: RefCell<HashMap<u64, TaskRef>>,
+    errors: RefCell<Vec<Error>>,
+    base_error: RefCell<Option<Error>>,
+    on_completed: RefCell<Option<Future<()>>>,
+}
+
+/// asyncio's `TaskGroup`. Clones refer to the same group.
+///
+/// ```
+/// let (a, b) = tulip::run(async {
+///     tulip::TaskGroup::run(|tg| async move {
+///         let a = tg.create_task(async { tulip::sleep(0.01).await?; Ok(1) })?;
+///         let b = tg.create_task(async { Ok(2) })?;
+///         Ok((a, b))
+///     })
+///     .await
+///     .map(|(a, b)| (a.result().unwrap(), b.result().unwrap()))
+/// }).unwrap();
+/// assert_eq!((a, b), (1, 2));
+/// ```
+#[derive(Clone)]
+pub struct TaskGroup {
+    inner: Rc<TaskGroupInner>,
+}
+
+impl TaskGroup {
+    /// Runs `body` with a new group in the current task, then waits for
+    /// every task of the group (`async with TaskGroup() as tg:`).
+    ///
+    /// Returns the body's output, or an [`Error::Group`] of every error
+    /// (children's and the body's) if any failed.
+    pub async fn run<T, B, Fut>(body: B) -> Result<T>
+    where
+        B: FnOnce(TaskGroup) -> Fut,
+        Fut: StdFuture<Output = Result<T>>,
+    {
+        let tg = TaskGroup::enter()?;
+        let out = body(tg.clone()).await;
+        tg.aexit(out).await
+    }
+
+    /// asyncio's `__aenter__`.
+    fn enter() -> Result<TaskGroup> {
+        let lp = get_running_loop()?;
+        let parent = current_task()
+            .ok_or_else(|| Error::runtime("TaskGroup cannot determine the parent task"))?;
+        Ok(TaskGroup {
+            inner: Rc::new(TaskGroupInner {
+                lp,
+                parent,
+                exiting: Cell::new(false),
+                aborting: Cell::new(false),
+                parent_cancel_requested: Cell::new(false),
+                tasks: RefCell::new(HashMap::new()),
+                errors: RefCell::new(Vec::new()),
+                base_error: RefCell::new(None),
+                on_completed: RefCell::new(None),
+            }),
+        })
+    }
+
+    /// Creates a task in the group. Fails once the group is shutting down
+    /// (a child failed) or finished (K7).
+    pub fn create_task<T, F>(&self, fut: F) -> Result<Task<T>>
+    where
+        T: 'static,
+        F: StdFuture<Output = Result<T>> + 'static,
+    {
+        self.create_task_with(fut, TaskOptions::default())
+    }
+
+    /// `create_task` with a name.
+    pub fn create_task_named<T, F>(&self, fut: F, name: impl Into<String>) -> Result<Task<T>>
+    where
+        T: 'static,
+        F: StdFuture<Output = Result<T>> + 'static,
+    {
+        self.create_task_with(
+            fut,
+            TaskOptions {
+                name: Some(name.into()),
+                eager: None,
+            },
+        )
+    }
+
+    /// `create_task` with [`TaskOptions`].
+    pub fn create_task_with<T, F>(&self, fut: F, opts: TaskOptions) -> Result<Task<T>>
+    where
+        T: 'static,
+        F: StdFuture<Output = Result<T>> + 'static,
+    {
+        let inner = &self.inner;
+        if inner.exiting.get() && inner.tasks.borrow().is_empty() {
+            return Err(Error::runtime(
+                "TaskGroup is finished: create tasks inside its body",
+            ));
+        }
+        if inner.aborting.get() {
+            return Err(Error::runtime(
+                "TaskGroup is shutting down: a task of it failed",
+            ));
+        }
+        let task = inner.lp.create_task_with(fut, opts)?;
+        inner.tasks.borrow_mut().insert(task.id(), task.as_ref());
+        let me = self.inner.clone();
+        task.add_done_callback(move |t| {
+            let outcome = t.exception();
+            on_task_done(&me, t.id(), outcome);
+        });
+        Ok(task)
+    }
+
+    /// How many tasks of the group are not done.
+    pub fn len(&self) -> usize {
+        self.inner.tasks.borrow().len()
+    }
+
+    /// True if no task of the group is running.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// asyncio's `_abort`: cancel every child not done.
+    fn abort(&self) {
+        abort(&self.inner);
+    }
+
+    /// asyncio's `__aexit__`/`_aexit`.
+    async fn aexit<T>(&self, out: Result<T>) -> Result<T> {
+        let inner = &*self.inner;
+        inner.exiting.set(true);
+        let mut propagate: Option<Error> = None;
+        if let Err(e) = &out {
+            if matches!(e, Error::Interrupted) && inner.base_error.borrow().is_none() {
+                *inner.base_error.borrow_mut() = Some(e.clone());
+            }
+            if e.is_cancelled() {
+                propagate = Some(e.clone());
+            }
+            if !inner.aborting.get() {
+                // The parent is being cancelled, or the body failed.
+                self.abort();
+            }
+        }
+        // A loop: the waiter may be cancelled repeatedly, if the parent is.
+        while !inner.tasks.borrow().is_empty() {
+            let fut = {
+                let mut slot = inner.on_completed.borrow_mut();
+                match &*slot {
+                    Some(f) => f.clone(),
+                    None => {
+                        let f: Future<()> = inner.lp.create_future();
+                        *slot = Some(f.clone());
+                        f
+                    }
+                }
+            };
+            if let Err(e) = fut.await {
+                if e.is_cancelled() && !inner.aborting.get() {
+                    // The parent is cancelled while children still run.
+                    propagate = Some(e);
+                    self.abort();
+                }
+            }
+            *inner.on_completed.borrow_mut() = None;
+        }
+        if let Some(e) = inner.base_error.borrow_mut().take() {
+            return Err(e);
+        }
+        if inner.parent_cancel_requested.get() && inner.parent.uncancel() == 0 {
+            // No cancel left pending: don't propagate Cancelled.
+            propagate = None;
+        }
+        if let Some(p) = propagate {
+            if inner.errors.borrow().is_empty() {
+                return Err(p);
+            }
+        }
+        if let Err(e) = &out {
+            if !e.is_cancelled() {
+                inner.errors.borrow_mut().push(e.clone());
+            }
+        }
+        let errors = std::mem::take(&mut *inner.errors.borrow_mut());
+        if !errors.is_empty() {
+            // Keep an outside cancel of the parent pending, at the same level.
+            if inner.parent.cancelling() > 0 {
+                inner.parent.uncancel();
+                inner.parent.cancel();
+            }
+            return Err(Error::Group {
+                message: "unhandled errors in a TaskGroup".into(),
+                errors: errors.into(),
+            });
+        }
+        out
+    }
+}
+
+fn abort(inner: &TaskGroupInner) {
+    inner.aborting.set(true);
+    let tasks: Vec<TaskRef> = inner.tasks.borrow().values().cloned().collect();
+    for t in tasks {
+        if !t.done() {
+            t.cancel();
+        }
+    }
+}
+
+/// asyncio's `_on_task_done`.
+fn on_task_done(inner: &Rc<TaskGroupInner>, id: u64, outcome: Result<Option<Error>>) {
+    inner.tasks.borrow_mut().remove(&id);
+    if inner.tasks.borrow().is_empty() {
+        let f = inner.on_completed.borrow().clone();
+        if let Some(f) = f {
+            if !f.done() {
+                let _ = f.set_result(());
+            }
+        }
+    }
+    let err = match outcome {
+        Ok(Some(e)) => e,
+        _ => return, // finished, or cancelled
+    };
+    if matches!(err, Error::Interrupted) && inner.base_error.borrow().is_none() {
+        *inner.base_error.borrow_mut() = Some(err.clone());
+    }
+    inner.errors.borrow_mut().push(err.clone());
+    if inner.parent.done() {
+        inner.lp.call_exception_handler(&ExceptionContext {
+            message: "Task has errored out but its parent task is already completed".into(),
+            error: Some(err),
+            task: Some(format!("{:?}", inner.parent)),
+            ..Default::default()
+        });
+        return;
+    }
+    if !inner.aborting.get() && !inner.parent_cancel_requested.get() {
+        // Stop the body too: cancel the parent, and uncancel it on exit.
+        abort(inner);
+        inner.parent_cancel_requested.set(true);
+        inner.parent.cancel();
+    }
+}
+
+impl fmt::Debug for TaskGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        write!(f, "<TaskGroup tasks={}", i.tasks.borrow().len())?;
+        let e = i.errors.borrow().len();
+        if e > 0 {
+            write!(f, " errors={e}")?;
+        }
+        if i.aborting.get() {
+            f.write_str(" cancelling")?;
+        } else if i.exiting.get() {
+            f.write_str(" exiting")?;
+        }
+        f.write_str(">")
+    }
+}

@@ -1,0 +1,537 @@
+//! Conformance tests for the combinators: gather, wait, as_completed,
+//! shield, wait_for, timeout scopes, TaskGroup (K1–K7).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use tulip::{
+    as_completed, create_task, current_task, gather, get_running_loop, shield, sleep, timeout,
+    timeout_at, wait, wait_for, Error, Result, ReturnWhen, TaskGroup,
+};
+
+async fn after<T>(delay: f64, v: T) -> Result<T> {
+    sleep(delay).await?;
+    Ok(v)
+}
+
+async fn fail_after(delay: f64, msg: &'static str) -> Result<u32> {
+    sleep(delay).await?;
+    Err(Error::msg(msg))
+}
+
+// ===== K1 gather =====
+
+#[test]
+fn gather_keeps_argument_order() {
+    // conformance: K1
+    let out =
+        tulip::run(async { gather(vec![after(0.03, 1), after(0.01, 2), after(0.02, 3)]).await })
+            .unwrap();
+    assert_eq!(out, vec![1, 2, 3]);
+}
+
+#[test]
+fn gather_heterogeneous_tuple() {
+    // conformance: K1
+    let out = tulip::run(async { tulip::gather!(after(0.02, 1u8), after(0.01, "two")).await });
+    assert_eq!(out.unwrap(), (1u8, "two"));
+}
+
+#[test]
+fn gather_first_error_propagates_and_siblings_keep_running() {
+    // conformance: K1
+    tulip::run(async {
+        let slow = create_task(after(0.05, 7u32))?;
+        let r = gather(vec![
+            tulip::Child::Task(slow.clone()),
+            tulip::Child::new(fail_after(0.01, "boom")),
+        ])
+        .await;
+        assert_eq!(r.unwrap_err().to_string(), "boom");
+        assert!(!slow.done(), "gather does not cancel siblings on error");
+        assert_eq!(slow.await?, 7);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn cancelling_gather_cancels_children() {
+    // conformance: K1
+    tulip::run(async {
+        let a = create_task(after(10.0, 1u32))?;
+        let b = create_task(after(10.0, 2u32))?;
+        let g = gather(vec![a.clone(), b.clone()]);
+        sleep(0.0).await?;
+        assert!(g.cancel());
+        let r = g.await;
+        assert!(r.unwrap_err().is_cancelled());
+        assert!(a.cancelled() && b.cancelled());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn cancelling_task_awaiting_gather_cancels_children() {
+    // conformance: K1
+    tulip::run(async {
+        let a = create_task(after(10.0, 1u32))?;
+        let b = create_task(after(10.0, 2u32))?;
+        let (a2, b2) = (a.clone(), b.clone());
+        let waiter = create_task(async move { gather(vec![a2, b2]).await })?;
+        sleep(0.01).await?;
+        waiter.cancel();
+        assert!(waiter.wait_done_err().await.is_cancelled());
+        assert!(a.cancelled() && b.cancelled());
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// Small helper: await a task's outcome as an error.
+trait WaitErr {
+    async fn wait_done_err(&self) -> Error;
+}
+
+impl<T: Clone + 'static + std::fmt::Debug> WaitErr for tulip::Task<T> {
+    async fn wait_done_err(&self) -> Error {
+        self.wait_done()
+            .await
+            .expect("the awaiting task is not cancelled");
+        self.result().unwrap_err()
+    }
+}
+
+#[test]
+fn gather_return_exceptions_reports_cancelled_child() {
+    // conformance: K1
+    tulip::run(async {
+        let a = create_task(after(0.01, 1u32))?;
+        let b = create_task(after(10.0, 2u32))?;
+        let c = create_task(fail_after(0.01, "bad"))?;
+        let g = gather(vec![a, b.clone(), c]).return_exceptions();
+        sleep(0.0).await?;
+        b.cancel();
+        let out = g.await?;
+        assert_eq!(*out[0].as_ref().unwrap(), 1);
+        assert!(out[1].as_ref().unwrap_err().is_cancelled());
+        assert_eq!(out[2].as_ref().unwrap_err().to_string(), "bad");
+        Ok(())
+    })
+    .unwrap();
+}
+
+// ===== K2 wait =====
+
+#[test]
+fn wait_return_when_variants_and_timeout() {
+    // conformance: K2
+    tulip::run(async {
+        let mk = || -> Result<Vec<tulip::Task<u32>>> {
+            Ok(vec![
+                create_task(after(0.01, 1))?,
+                create_task(fail_after(0.02, "x"))?,
+                create_task(after(0.2, 3))?,
+            ])
+        };
+        let ts = mk()?;
+        let (done, pending) = wait(ts.clone(), None, ReturnWhen::FirstCompleted).await?;
+        assert_eq!((done.len(), pending.len()), (1, 2));
+        assert_eq!(done[0].result()?, 1);
+
+        let ts = mk()?;
+        let (done, pending) = wait(ts.clone(), None, ReturnWhen::FirstException).await?;
+        assert_eq!((done.len(), pending.len()), (2, 1));
+
+        let ts = mk()?;
+        let (done, pending) = wait(ts.clone(), Some(0.05), ReturnWhen::AllCompleted).await?;
+        assert_eq!((done.len(), pending.len()), (2, 1));
+        // wait cancels nothing
+        assert!(!pending[0].cancelled() && !pending[0].done());
+
+        let (done, pending) = wait(ts, None, ReturnWhen::AllCompleted).await?;
+        assert_eq!((done.len(), pending.len()), (3, 0));
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn wait_cancelled_does_not_cancel_children() {
+    // conformance: K2
+    tulip::run(async {
+        let child = create_task(after(0.05, 1u32))?;
+        let c2 = child.clone();
+        let w = create_task(async move {
+            wait(vec![c2], None, ReturnWhen::AllCompleted)
+                .await
+                .map(|_| ())
+        })?;
+        sleep(0.01).await?;
+        w.cancel();
+        w.wait_done().await?;
+        assert!(w.cancelled());
+        assert_eq!(child.await?, 1);
+        Ok(())
+    })
+    .unwrap();
+}
+
+// ===== K3 as_completed =====
+
+#[test]
+fn as_completed_yields_in_completion_order_then_timeouts() {
+    // conformance: K3
+    tulip::run(async {
+        let mut it = as_completed(vec![after(0.03, 3), after(0.01, 1), after(0.02, 2)], None);
+        let mut got = vec![];
+        while let Some(r) = it.next().await {
+            got.push(r?);
+        }
+        assert_eq!(got, vec![1, 2, 3]);
+
+        let mut it = as_completed(
+            vec![after(0.01, 1), after(1.0, 2), after(1.0, 3)],
+            Some(0.05),
+        );
+        assert_eq!(it.next().await.unwrap()?, 1);
+        assert!(it.next().await.unwrap().unwrap_err().is_timeout());
+        assert!(it.next().await.unwrap().unwrap_err().is_timeout());
+        assert!(it.next().await.is_none());
+        Ok(())
+    })
+    .unwrap();
+}
+
+// ===== K4 shield =====
+
+#[test]
+fn shield_keeps_inner_running_when_outer_cancelled() {
+    // conformance: K4
+    tulip::run(async {
+        let inner = create_task(after(0.03, 9u32))?;
+        let i2 = inner.clone();
+        let outer = create_task(async move { shield(i2).await })?;
+        sleep(0.01).await?;
+        outer.cancel();
+        outer.wait_done().await?;
+        assert!(outer.cancelled());
+        assert!(!inner.done());
+        assert_eq!(inner.await?, 9);
+        Ok(())
+    })
+    .unwrap();
+}
+
+// ===== K5 wait_for =====
+
+#[test]
+fn wait_for_nonpositive_timeout_never_starts_coroutine() {
+    // conformance: K5
+    tulip::run(async {
+        let started = Rc::new(Cell::new(false));
+        let s = started.clone();
+        let r = wait_for(
+            async move {
+                s.set(true);
+                Ok(1)
+            },
+            0.0,
+        )
+        .await;
+        assert!(r.unwrap_err().is_timeout());
+        sleep(0.01).await?;
+        assert!(!started.get());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn wait_for_waits_for_inner_cancel_and_returns_suppressed_value() {
+    // conformance: K5
+    tulip::run(async {
+        // The inner task takes 20 ms to clean up after its cancel.
+        let cleaned = Rc::new(Cell::new(false));
+        let c = cleaned.clone();
+        let inner = create_task(async move {
+            match sleep(10.0).await {
+                Err(e) if e.is_cancelled() => {
+                    sleep(0.02).await?;
+                    c.set(true);
+                    Err(e)
+                }
+                r => r.map(|_| 0u32),
+            }
+        })?;
+        let r = wait_for(inner, 0.01).await;
+        assert!(r.unwrap_err().is_timeout());
+        assert!(
+            cleaned.get(),
+            "wait_for returned before the inner cancel finished"
+        );
+
+        // An inner task that swallows the cancel: its value comes back.
+        let inner = create_task(async move {
+            match sleep(10.0).await {
+                Err(_) => Ok(42u32),
+                Ok(()) => Ok(0),
+            }
+        })?;
+        assert_eq!(wait_for(inner, 0.01).await?, 42);
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn wait_for_never_swallows_outer_cancel() {
+    // conformance: K5
+    tulip::run(async {
+        let w = create_task(async { wait_for(after(10.0, 1u32), 5.0).await })?;
+        sleep(0.01).await?;
+        w.cancel();
+        assert!(w.wait_done_err().await.is_cancelled());
+        assert!(w.cancelled());
+        Ok(())
+    })
+    .unwrap();
+}
+
+// ===== K6 timeout scopes =====
+
+#[test]
+fn only_expired_scope_raises_timeout() {
+    // conformance: K6
+    tulip::run(async {
+        // Inner expires: inner gives Timeout, outer is untouched.
+        let inner_seen = Rc::new(RefCell::new(None));
+        let s = inner_seen.clone();
+        let outer = timeout(10.0);
+        let o2 = outer.clone();
+        o2.run(async move {
+            let r = timeout(0.01).run(sleep(10.0)).await;
+            *s.borrow_mut() = Some(r.unwrap_err().is_timeout());
+            Ok(())
+        })
+        .await?;
+        assert_eq!(*inner_seen.borrow(), Some(true));
+        assert!(!outer.expired());
+
+        // Outer expires: the inner scope sees Cancelled, the outer gives Timeout.
+        let s = inner_seen.clone();
+        let r = timeout(0.01)
+            .run(async move {
+                let r = timeout(10.0).run(sleep(10.0)).await;
+                *s.borrow_mut() = Some(r.as_ref().unwrap_err().is_cancelled());
+                r
+            })
+            .await;
+        assert!(r.unwrap_err().is_timeout());
+        assert_eq!(*inner_seen.borrow(), Some(true));
+        // The task is not left cancelled.
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        sleep(0.001).await?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn foreign_cancel_stays_cancelled_inside_timeout() {
+    // conformance: K6
+    tulip::run(async {
+        let t = create_task(async { timeout(10.0).run(sleep(10.0)).await })?;
+        sleep(0.01).await?;
+        t.cancel();
+        assert!(t.wait_done_err().await.is_cancelled());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn timeout_reschedule_expired_and_timeout_at() {
+    // conformance: K6
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let cm = timeout(None);
+        assert_eq!(cm.when(), None);
+        assert!(cm.reschedule(Some(1.0)).is_err(), "not entered yet");
+        let inside = cm.clone();
+        let r = cm
+            .clone()
+            .run(async move {
+                let lp = get_running_loop()?;
+                inside.reschedule(Some(lp.time() + 0.01))?;
+                sleep(10.0).await
+            })
+            .await;
+        assert!(r.unwrap_err().is_timeout());
+        assert!(cm.expired());
+        assert!(cm.reschedule(None).is_err(), "expired scopes cannot change");
+
+        let start = lp.time();
+        let r = timeout_at(lp.time() + 0.02).run(sleep(10.0)).await;
+        assert!(r.unwrap_err().is_timeout());
+        assert!(lp.time() - start >= 0.015);
+
+        // A deadline in the past expires at once.
+        let r = timeout_at(lp.time() - 1.0).run(sleep(10.0)).await;
+        assert!(r.unwrap_err().is_timeout());
+
+        // Done in time: the value comes back, not expired.
+        let cm = timeout(1.0);
+        assert_eq!(cm.clone().run(after(0.001, 5)).await?, 5);
+        assert!(!cm.expired());
+        Ok(())
+    })
+    .unwrap();
+}
+
+// ===== K7 TaskGroup =====
+
+#[test]
+fn taskgroup_error_cancels_siblings_and_body_and_groups_errors() {
+    // conformance: K7
+    tulip::run(async {
+        let sibling_cancelled = Rc::new(Cell::new(false));
+        let body_cancelled = Rc::new(Cell::new(false));
+        let (s, b) = (sibling_cancelled.clone(), body_cancelled.clone());
+        let r: Result<()> = TaskGroup::run(|tg| async move {
+            let _task = tg.create_task(fail_after(0.01, "first"))?;
+            let _task = tg.create_task(fail_after(0.01, "second"))?;
+            let _task = tg.create_task(async move {
+                let r = sleep(10.0).await;
+                s.set(r.as_ref().is_err_and(|e| e.is_cancelled()));
+                r
+            })?;
+            let r = sleep(10.0).await;
+            b.set(r.as_ref().is_err_and(|e| e.is_cancelled()));
+            r
+        })
+        .await;
+        match r.unwrap_err() {
+            Error::Group { errors, .. } => {
+                let msgs: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                assert_eq!(msgs, vec!["first", "second"]);
+            }
+            e => panic!("expected a group, got {e:?}"),
+        }
+        assert!(sibling_cancelled.get() && body_cancelled.get());
+        // The parent's cancelling level is preserved.
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        sleep(0.001).await?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn taskgroup_create_task_after_failure_or_exit_is_an_error() {
+    // conformance: K7
+    tulip::run(async {
+        let keep = Rc::new(RefCell::new(None));
+        let k = keep.clone();
+        let r: Result<()> = TaskGroup::run(|tg| async move {
+            *k.borrow_mut() = Some(tg.clone());
+            let _task = tg.create_task(fail_after(0.0, "x"))?;
+            let r = sleep(1.0).await;
+            assert!(tg.create_task(after(0.0, 1)).is_err(), "shutting down");
+            r
+        })
+        .await;
+        assert!(matches!(r, Err(Error::Group { .. })));
+        let tg = keep.borrow_mut().take().unwrap();
+        assert!(tg.create_task(after(0.0, 1)).is_err(), "finished");
+
+        let out = TaskGroup::run(|tg| async move {
+            let a = tg.create_task(after(0.01, 1))?;
+            let b = tg.create_task(after(0.02, 2))?;
+            Ok((a, b))
+        })
+        .await?;
+        assert_eq!((out.0.result()?, out.1.result()?), (1, 2));
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn taskgroup_outer_cancel_propagates_and_keeps_level() {
+    // conformance: K7
+    tulip::run(async {
+        let child_cancelled = Rc::new(Cell::new(false));
+        let c = child_cancelled.clone();
+        let t = create_task(async move {
+            TaskGroup::run(|tg| async move {
+                let _task = tg.create_task(async move {
+                    let r = sleep(10.0).await;
+                    c.set(r.is_err());
+                    r
+                })?;
+                sleep(10.0).await
+            })
+            .await
+        })?;
+        sleep(0.01).await?;
+        t.cancel();
+        assert!(t.wait_done_err().await.is_cancelled());
+        assert!(t.cancelled());
+        assert!(child_cancelled.get());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn nested_scopes_with_the_same_deadline_leave_no_stray_cancel() {
+    // conformance: K6
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let when = lp.time() + 0.01;
+        let inner_seen = Rc::new(Cell::new(false));
+        let s = inner_seen.clone();
+        let r = timeout_at(when)
+            .run(async move {
+                let r = timeout_at(when).run(sleep(10.0)).await;
+                s.set(r.as_ref().is_err_and(|e| e.is_cancelled()));
+                r
+            })
+            .await;
+        // The outer scope expired too, so only it may claim the timeout.
+        assert!(r.unwrap_err().is_timeout());
+        assert!(inner_seen.get());
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        // No cancel is left pending for the next await.
+        sleep(0.001).await?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn dropped_expired_scope_takes_its_cancel_back() {
+    // conformance: K6
+    tulip::run(async {
+        use std::future::Future as _;
+        let mut scope = Box::pin(timeout(0.0).run(sleep(10.0)));
+        std::future::poll_fn(|cx| {
+            assert!(scope.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        // The deadline passes: the scope cancels this task.
+        for _ in 0..3 {
+            let _ = sleep(0.0).await;
+        }
+        assert_eq!(current_task().unwrap().cancelling(), 1);
+        drop(scope); // abandoned while expiring
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        sleep(0.001).await?;
+        Ok(())
+    })
+    .unwrap();
+}

@@ -1,0 +1,515 @@
+//! Conformance tests for the locks: Lock, Condition, Semaphore,
+//! BoundedSemaphore, Event, Barrier (S1–S4), including the cancellation races.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use tulip::{
+    create_task, sleep, Barrier, BoundedSemaphore, Condition, Error, Event, Lock, Result,
+    Semaphore, Task,
+};
+
+/// Lets every ready task run a step or two.
+async fn settle() -> Result<()> {
+    for _ in 0..5 {
+        sleep(0.0).await?;
+    }
+    Ok(())
+}
+
+// ===== S1 Lock =====
+
+#[test]
+fn lock_grants_in_fifo_order() {
+    // conformance: S1
+    tulip::run(async {
+        let lock = Lock::new();
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let guard = lock.acquire().await?;
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let (lock, order) = (lock.clone(), order.clone());
+            tasks.push(create_task(async move {
+                let _g = lock.acquire().await?;
+                order.borrow_mut().push(i);
+                sleep(0.0).await
+            })?);
+            sleep(0.0).await?; // queue them in order
+        }
+        drop(guard);
+        for t in tasks {
+            t.await?;
+        }
+        assert_eq!(*order.borrow(), vec![0, 1, 2, 3, 4]);
+        assert!(!lock.locked());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn lock_release_grants_at_most_once_newcomer_waits() {
+    // conformance: S1
+    tulip::run(async {
+        let lock = Lock::new();
+        let holders = Rc::new(Cell::new(0));
+        let max = Rc::new(Cell::new(0));
+        let g = lock.acquire().await?;
+        let spawn = |lock: Lock, holders: Rc<Cell<i32>>, max: Rc<Cell<i32>>| {
+            create_task(async move {
+                let _g = lock.acquire().await?;
+                holders.set(holders.get() + 1);
+                max.set(max.get().max(holders.get()));
+                sleep(0.0).await?;
+                holders.set(holders.get() - 1);
+                Ok(())
+            })
+        };
+        let a = spawn(lock.clone(), holders.clone(), max.clone())?;
+        sleep(0.0).await?;
+        lock.release()?; // the waiter is woken, but has not run yet
+        g.forget();
+        assert!(!lock.locked());
+        // A newcomer must not overtake the woken waiter.
+        assert!(lock.try_acquire().is_none());
+        let b = spawn(lock.clone(), holders.clone(), max.clone())?;
+        a.await?;
+        b.await?;
+        assert_eq!(max.get(), 1);
+        assert!(
+            lock.release().is_err(),
+            "releasing an unlocked lock is an error"
+        );
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn lock_woken_then_cancelled_waiter_hands_lock_on() {
+    // conformance: S1
+    tulip::run(async {
+        let lock = Lock::new();
+        let g = lock.acquire().await?;
+        let (l2, l3) = (lock.clone(), lock.clone());
+        let t2 = create_task(async move { l2.acquire().await.map(|g| g.forget()) })?;
+        let t3 = create_task(async move {
+            let _g = l3.acquire().await?;
+            Ok("t3 got it")
+        })?;
+        settle().await?;
+        drop(g); // wakes t2...
+        t2.cancel(); // ...which is cancelled before it runs
+        assert_eq!(tulip::wait_for(t3, 1.0).await?, "t3 got it");
+        t2.wait_done().await?;
+        assert!(t2.cancelled());
+        assert!(!lock.locked());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn lock_cancelled_waiter_is_removed() {
+    // conformance: S1
+    tulip::run(async {
+        let lock = Lock::new();
+        let g = lock.acquire().await?;
+        let l2 = lock.clone();
+        let t = create_task(async move { l2.acquire().await.map(|_| ()) })?;
+        settle().await?;
+        t.cancel();
+        t.wait_done().await?;
+        assert!(format!("{lock:?}").ends_with("[locked]>"), "{lock:?}");
+        drop(g);
+        // Nobody is queued: the fast path takes it.
+        assert!(lock.try_acquire().is_some());
+        Ok(())
+    })
+    .unwrap();
+}
+
+// ===== S2 Condition =====
+
+#[test]
+fn condition_wait_reacquires_before_reraising_cancel() {
+    // conformance: S2
+    tulip::run(async {
+        let cond = Condition::new();
+        let c2 = cond.clone();
+        let seen = Rc::new(RefCell::new(None));
+        let s = seen.clone();
+        let t = create_task(async move {
+            let g = c2.acquire().await?;
+            let r = c2.wait().await;
+            // The lock is held again when the error comes back.
+            *s.borrow_mut() = Some((r.as_ref().err().cloned(), c2.locked()));
+            drop(g);
+            r
+        })?;
+        settle().await?;
+        // Hold the lock while cancelling: the waiter must wait for it.
+        let g = cond.acquire().await?;
+        t.cancel_with("stop");
+        settle().await?;
+        assert!(seen.borrow().is_none(), "returned without the lock");
+        drop(g);
+        t.wait_done().await?;
+        let (err, locked) = seen.borrow_mut().take().unwrap();
+        let err = err.unwrap();
+        assert!(err.is_cancelled());
+        assert_eq!(err.cancel_message(), Some("stop"), "the same Cancelled");
+        assert!(locked);
+        assert!(!cond.locked());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn condition_notify_n_and_all() {
+    // conformance: S2
+    tulip::run(async {
+        let cond = Condition::new();
+        let woken = Rc::new(Cell::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..5 {
+            let (c, w) = (cond.clone(), woken.clone());
+            tasks.push(create_task(async move {
+                let _g = c.acquire().await?;
+                c.wait().await?;
+                w.set(w.get() + 1);
+                Ok(())
+            })?);
+        }
+        settle().await?;
+        assert!(cond.notify(1).is_err(), "notify needs the lock");
+        {
+            let _g = cond.acquire().await?;
+            cond.notify(2)?;
+        }
+        settle().await?;
+        assert_eq!(woken.get(), 2);
+        {
+            let _g = cond.acquire().await?;
+            cond.notify_all()?;
+        }
+        for t in tasks {
+            t.await?;
+        }
+        assert_eq!(woken.get(), 5);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn condition_notified_then_cancelled_passes_notify_on() {
+    // conformance: S2
+    tulip::run(async {
+        let cond = Condition::new();
+        let mk = |c: Condition| {
+            create_task(async move {
+                let _g = c.acquire().await?;
+                c.wait().await
+            })
+        };
+        let a = mk(cond.clone())?;
+        let b = mk(cond.clone())?;
+        settle().await?;
+        {
+            let _g = cond.acquire().await?;
+            cond.notify(1)?; // reaches a
+            a.cancel(); // a is cancelled before it runs
+        }
+        // No notify is lost: b is woken instead.
+        tulip::wait_for(b.clone(), 1.0).await?;
+        a.wait_done().await?;
+        assert!(a.cancelled());
+        assert!(!cond.locked());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn condition_wait_for_predicate() {
+    // conformance: S2
+    tulip::run(async {
+        let cond = Condition::new();
+        let value = Rc::new(Cell::new(0));
+        let (c, v) = (cond.clone(), value.clone());
+        let t = create_task(async move {
+            let _g = c.acquire().await?;
+            c.wait_for(|| v.get() >= 3).await?;
+            Ok(v.get())
+        })?;
+        for _ in 0..3 {
+            sleep(0.001).await?;
+            let _g = cond.acquire().await?;
+            value.set(value.get() + 1);
+            cond.notify_all()?;
+        }
+        assert_eq!(t.await?, 3);
+        Ok(())
+    })
+    .unwrap();
+}
+
+// ===== S3 Semaphore, BoundedSemaphore, Event =====
+
+#[test]
+fn semaphore_is_fifo_and_counts() {
+    // conformance: S3
+    tulip::run(async {
+        let sem = Semaphore::new(2);
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let p1 = sem.acquire().await?;
+        let p2 = sem.acquire().await?;
+        assert!(sem.locked());
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let (s, o) = (sem.clone(), order.clone());
+            tasks.push(create_task(async move {
+                let _p = s.acquire().await?;
+                o.borrow_mut().push(i);
+                sleep(0.001).await
+            })?);
+            sleep(0.0).await?;
+        }
+        drop(p1);
+        drop(p2);
+        for t in tasks {
+            t.await?;
+        }
+        assert_eq!(*order.borrow(), vec![0, 1, 2, 3]);
+        assert_eq!(sem.value(), 2);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn semaphore_woken_then_cancelled_passes_permit_on() {
+    // conformance: S3
+    tulip::run(async {
+        let sem = Semaphore::new(1);
+        let p = sem.acquire().await?;
+        let (s2, s3) = (sem.clone(), sem.clone());
+        let t2: Task<()> = create_task(async move { s2.acquire().await.map(|p| p.forget()) })?;
+        let t3 = create_task(async move { s3.acquire().await.map(|_| "t3") })?;
+        settle().await?;
+        drop(p);
+        t2.cancel();
+        assert_eq!(tulip::wait_for(t3, 1.0).await?, "t3");
+        assert!(t2.cancelled() || t2.wait_done_cancelled().await);
+        assert_eq!(sem.value(), 1, "no permit lost or duplicated");
+        Ok(())
+    })
+    .unwrap();
+}
+
+trait DoneCancelled {
+    async fn wait_done_cancelled(&self) -> bool;
+}
+impl<T: 'static> DoneCancelled for Task<T> {
+    async fn wait_done_cancelled(&self) -> bool {
+        let _ = self.wait_done().await;
+        self.cancelled()
+    }
+}
+
+#[test]
+fn bounded_semaphore_release_beyond_initial_is_error() {
+    // conformance: S3
+    tulip::run(async {
+        let sem = BoundedSemaphore::new(2);
+        let p = sem.acquire().await?;
+        drop(p);
+        assert_eq!(sem.value(), 2);
+        let e = sem.release().unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)));
+        assert_eq!(sem.value(), 2);
+        // A plain Semaphore may grow.
+        let s = Semaphore::new(1);
+        s.release()?;
+        assert_eq!(s.value(), 2);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn event_set_then_clear_still_wakes_waiters() {
+    // conformance: S3
+    tulip::run(async {
+        let ev = Event::new();
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let e = ev.clone();
+            tasks.push(create_task(async move { e.wait().await })?);
+        }
+        settle().await?;
+        ev.set();
+        ev.clear();
+        for t in tasks {
+            tulip::wait_for(t, 1.0).await?;
+        }
+        assert!(!ev.is_set());
+        // A new waiter now blocks.
+        let e = ev.clone();
+        let r = tulip::wait_for(async move { e.wait().await }, 0.01).await;
+        assert!(r.unwrap_err().is_timeout());
+        Ok(())
+    })
+    .unwrap();
+}
+
+// ===== S4 Barrier =====
+
+#[test]
+fn barrier_passes_parties_in_phases() {
+    // conformance: S4
+    tulip::run(async {
+        let b = Barrier::new(3);
+        for phase in 0..3 {
+            let mut tasks = Vec::new();
+            for _ in 0..3 {
+                let b = b.clone();
+                tasks.push(create_task(async move { b.wait().await })?);
+            }
+            settle().await?;
+            let mut idx = Vec::new();
+            for t in tasks {
+                idx.push(t.await?);
+            }
+            idx.sort();
+            assert_eq!(idx, vec![0, 1, 2], "phase {phase}");
+            assert_eq!(b.n_waiting(), 0);
+        }
+        assert_eq!(b.parties(), 3);
+        // Two waiting: n_waiting counts them.
+        let t1 = create_task({
+            let b = b.clone();
+            async move { b.wait().await }
+        })?;
+        let t2 = create_task({
+            let b = b.clone();
+            async move { b.wait().await }
+        })?;
+        settle().await?;
+        assert_eq!(b.n_waiting(), 2);
+        b.wait().await?;
+        t1.await?;
+        t2.await?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn barrier_abort_breaks_all_waiters_and_reset_repairs() {
+    // conformance: S4
+    tulip::run(async {
+        let b = Barrier::new(3);
+        let mut tasks = Vec::new();
+        for _ in 0..2 {
+            let b = b.clone();
+            tasks.push(create_task(async move { b.wait().await })?);
+        }
+        settle().await?;
+        b.abort().await?;
+        assert!(b.broken());
+        for t in tasks {
+            t.wait_done().await?;
+            assert!(matches!(t.result(), Err(Error::BrokenBarrier)));
+        }
+        assert!(matches!(b.wait().await, Err(Error::BrokenBarrier)));
+        b.reset().await?;
+        assert!(!b.broken());
+
+        // reset() with waiters: they get BrokenBarrier, and the barrier works after.
+        let mut tasks = Vec::new();
+        for _ in 0..2 {
+            let b = b.clone();
+            tasks.push(create_task(async move { b.wait().await })?);
+        }
+        settle().await?;
+        b.reset().await?;
+        for t in tasks {
+            t.wait_done().await?;
+            assert!(matches!(t.result(), Err(Error::BrokenBarrier)));
+        }
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let b = b.clone();
+            tasks.push(create_task(async move { b.wait().await })?);
+        }
+        for t in tasks {
+            t.await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn stale_guard_never_releases_another_holder() {
+    // conformance: S1
+    tulip::run(async {
+        let lock = Lock::new();
+        let g = lock.acquire().await?;
+        lock.release()?; // explicit release while the guard lives
+        let l2 = lock.clone();
+        let holder = create_task(async move {
+            let _g = l2.acquire().await?;
+            sleep(0.02).await
+        })?;
+        settle().await?;
+        assert!(lock.locked());
+        drop(g); // stale: must not release the holder's acquisition
+        assert!(lock.locked(), "a stale guard released another task's lock");
+        holder.await?;
+        assert!(!lock.locked());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn condition_waiter_dropped_after_notify_passes_it_on() {
+    // conformance: S2
+    tulip::run(async {
+        use std::future::Future as _;
+        let cond = Condition::new();
+        let woken = Rc::new(Cell::new(0));
+        // This task's own wait, polled once by hand, so it can be dropped.
+        let g = cond.acquire().await?;
+        let mut mine = Box::pin(cond.wait());
+        std::future::poll_fn(|cx| {
+            assert!(mine.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        assert!(!cond.locked(), "wait() released the lock");
+        let (c2, w2) = (cond.clone(), woken.clone());
+        let other = create_task(async move {
+            let _g = c2.acquire().await?;
+            c2.wait().await?;
+            w2.set(w2.get() + 1);
+            Ok(())
+        })?;
+        settle().await?;
+        {
+            let _g2 = cond.acquire().await?;
+            cond.notify(1)?; // reaches `mine`, queued first...
+            drop(mine); // ...which is dropped: the notify goes to `other`
+        }
+        drop(g); // stale guard (the wait never re-acquired): releases nothing
+        tulip::wait_for(other, 1.0).await?;
+        assert_eq!(woken.get(), 1);
+        assert!(!cond.locked());
+        Ok(())
+    })
+    .unwrap();
+}

@@ -1,0 +1,203 @@
+//! Conformance tests for the queues: Queue, LifoQueue, PriorityQueue (Q1–Q3).
+
+use tulip::{create_task, sleep, wait_for, Error, LifoQueue, PriorityQueue, Queue, Result};
+
+async fn settle() -> Result<()> {
+    for _ in 0..5 {
+        sleep(0.0).await?;
+    }
+    Ok(())
+}
+
+// ===== Q1 =====
+
+#[test]
+fn put_blocks_at_maxsize() {
+    // conformance: Q1
+    tulip::run(async {
+        let q = Queue::new(2);
+        q.put(1).await?;
+        q.put(2).await?;
+        assert!(q.full());
+        let q2 = q.clone();
+        let putter = create_task(async move { q2.put(3).await })?;
+        settle().await?;
+        assert!(!putter.done(), "put must block while full");
+        assert_eq!(q.get().await?, 1);
+        wait_for(putter, 1.0).await?;
+        assert_eq!(q.qsize(), 2);
+        assert!(matches!(q.put_nowait(9), Err(Error::QueueFull)));
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn cancelled_getter_takes_no_item_and_leaves_waiters() {
+    // conformance: Q1
+    tulip::run(async {
+        let q: Queue<u32> = Queue::new(0);
+        let (q1, q2) = (q.clone(), q.clone());
+        let g1 = create_task(async move { q1.get().await })?;
+        let g2 = create_task(async move { q2.get().await })?;
+        settle().await?;
+        assert!(format!("{q:?}").contains("_getters[2]"), "{q:?}");
+        // Woken by the put, then cancelled before it runs: g2 must get the item.
+        q.put_nowait(7)?;
+        g1.cancel();
+        assert_eq!(wait_for(g2, 1.0).await?, 7);
+        g1.wait_done().await?;
+        assert!(g1.cancelled());
+        assert!(!format!("{q:?}").contains("_getters"), "{q:?}");
+        assert!(q.empty());
+
+        // A getter cancelled while waiting (not woken) is simply removed.
+        let q3 = q.clone();
+        let g3 = create_task(async move { q3.get().await })?;
+        settle().await?;
+        g3.cancel();
+        g3.wait_done().await?;
+        assert!(!format!("{q:?}").contains("_getters"), "{q:?}");
+        q.put_nowait(8)?;
+        assert_eq!(q.get_nowait()?, 8, "the cancelled getter took nothing");
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn cancelled_putter_takes_no_slot() {
+    // conformance: Q1
+    tulip::run(async {
+        let q = Queue::new(1);
+        q.put_nowait(0)?;
+        let (q1, q2) = (q.clone(), q.clone());
+        let p1 = create_task(async move { q1.put(1).await })?;
+        let p2 = create_task(async move { q2.put(2).await })?;
+        settle().await?;
+        assert!(format!("{q:?}").contains("_putters[2]"), "{q:?}");
+        assert_eq!(q.get_nowait()?, 0); // wakes p1...
+        p1.cancel(); // ...cancelled before it runs: p2 gets the slot
+        wait_for(p2, 1.0).await?;
+        p1.wait_done().await?;
+        assert!(p1.cancelled());
+        assert_eq!(q.qsize(), 1);
+        assert_eq!(q.get_nowait()?, 2);
+        assert!(!format!("{q:?}").contains("_putters"), "{q:?}");
+        Ok(())
+    })
+    .unwrap();
+}
+
+// ===== Q2 =====
+
+#[test]
+fn task_done_too_many_is_error_and_join() {
+    // conformance: Q2
+    tulip::run(async {
+        let q = Queue::new(0);
+        // join() on a drained queue returns at once.
+        let qj = q.clone();
+        wait_for(async move { qj.join().await }, 0.001).await?;
+        assert!(matches!(q.task_done(), Err(Error::InvalidArgument(_))));
+        for i in 0..3 {
+            q.put_nowait(i)?;
+        }
+        let q2 = q.clone();
+        let worker = create_task(async move {
+            for _ in 0..3 {
+                q2.get().await?;
+                sleep(0.001).await?;
+                q2.task_done()?;
+            }
+            Ok(())
+        })?;
+        let qj = q.clone();
+        wait_for(async move { qj.join().await }, 1.0).await?;
+        assert_eq!(q.unfinished_tasks(), 0);
+        worker.await?;
+        assert!(q.task_done().is_err());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn shutdown_fails_put_and_get() {
+    // conformance: Q2
+    tulip::run(async {
+        let q: Queue<u32> = Queue::new(1);
+        q.put_nowait(1)?;
+        let (qa, qb) = (q.clone(), q.clone());
+        let putter = create_task(async move { qa.put(2).await })?;
+        let q3: Queue<u32> = Queue::new(0);
+        let q3b = q3.clone();
+        let getter = create_task(async move { q3b.get().await })?;
+        settle().await?;
+        q.shutdown(false);
+        q3.shutdown(false);
+        putter.wait_done().await?;
+        getter.wait_done().await?;
+        assert!(matches!(putter.result(), Err(Error::QueueShutDown)));
+        assert!(matches!(getter.result(), Err(Error::QueueShutDown)));
+        assert!(matches!(q.put_nowait(3), Err(Error::QueueShutDown)));
+        // Items already queued can still be taken, then get fails.
+        assert_eq!(qb.get().await?, 1);
+        assert!(matches!(q.get().await, Err(Error::QueueShutDown)));
+        assert!(matches!(q.get_nowait(), Err(Error::QueueShutDown)));
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn shutdown_immediate_drains_and_releases_join() {
+    // conformance: Q2
+    tulip::run(async {
+        let q = Queue::new(0);
+        for i in 0..5 {
+            q.put_nowait(i)?;
+        }
+        let q2 = q.clone();
+        let joiner = create_task(async move { q2.join().await })?;
+        settle().await?;
+        assert!(!joiner.done());
+        q.shutdown(true);
+        assert!(q.empty());
+        wait_for(joiner, 1.0).await?;
+        assert!(matches!(q.get_nowait(), Err(Error::QueueShutDown)));
+        assert!(q.is_shutdown());
+        Ok(())
+    })
+    .unwrap();
+}
+
+// ===== Q3 =====
+
+#[test]
+fn lifo_and_priority_order() {
+    // conformance: Q3
+    tulip::run(async {
+        let lq = LifoQueue::new(0);
+        for i in 0..4 {
+            lq.put(i).await?;
+        }
+        let mut out = vec![];
+        while !lq.empty() {
+            out.push(lq.get().await?);
+        }
+        assert_eq!(out, vec![3, 2, 1, 0]);
+
+        let pq = PriorityQueue::new(0);
+        for (p, s) in [(3, "c"), (1, "a"), (4, "d"), (2, "b"), (1, "a0")] {
+            pq.put((p, s)).await?;
+        }
+        let mut out = vec![];
+        while let Ok(x) = pq.get_nowait() {
+            out.push(x);
+        }
+        assert_eq!(out, vec![(1, "a"), (1, "a0"), (2, "b"), (3, "c"), (4, "d")]);
+        Ok(())
+    })
+    .unwrap();
+}
