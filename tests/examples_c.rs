@@ -1,7 +1,6 @@
-//! Runs every area-C example (network I/O: S3.24a-c, S3.25, the HTTP
-//! responder and the benchmark's echo servers) and checks its output.
-//! S1.5, S2.19, S2.23, S3.15 and S4.5 join when area B's Queue, Semaphore,
-//! gather and as_completed are on main.
+//! Runs every area-C example (network I/O: S1.5, S2.19, S2.23, S3.15,
+//! S3.24a-c, S3.25, S4.5, the HTTP responder and the benchmark's echo
+//! servers) and checks its output.
 
 mod common;
 
@@ -159,4 +158,117 @@ fn http_server_bench_handshake() {
     assert_eq!(first.trim(), format!("LISTENING {port}"));
     let _ = server.kill();
     let _ = server.wait();
+}
+
+#[test]
+fn queue_crawler() {
+    let (out, _) = run_example("queue_crawler", &[], Duration::from_secs(60));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut pages: Vec<u32> = text
+        .lines()
+        .map(|l| {
+            let n = l.split('"').nth(3).expect("a page number");
+            n.parse().expect("a number")
+        })
+        .collect();
+    pages.sort_unstable();
+    assert_eq!(
+        pages,
+        (0..1000).collect::<Vec<_>>(),
+        "every page exactly once"
+    );
+}
+
+#[test]
+fn http_get() {
+    let (out, _) = run_example("http_get", &[], Duration::from_secs(30));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 10);
+    assert_eq!(text.matches("<a href=\"/page/9\">").count(), 10);
+    let last = text.lines().last().unwrap_or_default();
+    let secs: f64 = last
+        .strip_prefix("last time:")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad last line {last:?}"));
+    assert!(secs < 10.0);
+}
+
+#[test]
+fn semaphore_fetch() {
+    let (out, elapsed) = run_example("semaphore_fetch", &[], Duration::from_secs(30));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 8, "{text}");
+    for l in &lines[..4] {
+        assert!(
+            l.starts_with("http://127.0.0.1:") && l.ends_with("/slow/100:200"),
+            "{l}"
+        );
+    }
+    assert!(lines[4..].iter().all(|l| *l == "slept 100 ms"));
+    // Four 100 ms fetches, two at a time: about 200 ms, never 100 or 400.
+    common::assert_elapsed(elapsed, 0.2, 0.2 + SLACK);
+}
+
+/// Slack above a timing: process start-up, a loaded machine.
+const SLACK: f64 = 1.5;
+
+#[test]
+fn gather_fetch() {
+    let (out, _) = run_example("gather_fetch", &[], Duration::from_secs(30));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    let mut fetched: Vec<&str> = lines[..3].to_vec();
+    fetched.sort_unstable();
+    assert!(fetched[0].starts_with("Fetching: http://127.0.0.1:"));
+    assert_eq!(
+        &lines[3..],
+        [
+            "Content 1 length: 342",
+            "Content 2 length: 28",
+            "Content 3 length: 151"
+        ]
+    );
+}
+
+#[test]
+fn areq() {
+    let dir = std::env::temp_dir().join(format!("tulip-areq-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().expect("utf-8 temp dir");
+    let (out, _) = run_example("areq", &[d], Duration::from_secs(30));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert_eq!(
+        log.matches("INFO:areq: Got response [200]").count(),
+        4,
+        "{log}"
+    );
+    assert!(
+        log.contains("/this-url-will-404.html [404]: Not Found"),
+        "{log}"
+    );
+    assert!(log.contains("[None]: Connection refused"), "{log}");
+    assert!(
+        log.contains("Found 10 links for http://127.0.0.1:"),
+        "{log}"
+    );
+    assert!(log.contains("Found 0 links for"), "{log}");
+    assert_eq!(
+        log.matches("Wrote results for source URL").count(),
+        3,
+        "{log}"
+    );
+    let tsv = std::fs::read_to_string(dir.join("foundurls.txt")).expect("foundurls.txt");
+    let rows: Vec<&str> = tsv.lines().collect();
+    assert_eq!(rows[0], "source_url\tparsed_url");
+    // 10 links on the index, 4 on each of two pages.
+    assert_eq!(rows.len(), 1 + 10 + 4 + 4, "{tsv}");
+    assert!(rows[1..].iter().all(|r| r.split('\t').count() == 2));
+    let _ = std::fs::remove_dir_all(&dir);
 }
