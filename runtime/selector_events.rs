@@ -66,6 +66,9 @@ pub const MAX_SIZE: usize = 256 * 1024;
 /// callbacks (the rest continues on the next iteration).
 const MAX_READS_PER_EDGE: usize = 16;
 
+/// `writelines` joins its buffers into one `send` up to this many bytes.
+const WRITELINES_JOIN_MAX: usize = 64 * 1024;
+
 /// asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
@@ -672,6 +675,24 @@ impl WriteTransport for SocketTransport {
         }
         self.buffer.borrow_mut().extend(data);
         self.maybe_pause_protocol();
+        Ok(())
+    }
+
+    /// Several buffers as one `send` when they are small and nothing is
+    /// buffered (asyncio 3.12 joins them with `sendmsg`); otherwise one
+    /// `write` each, which buffers everything after the first partial send.
+    fn writelines(&self, list: &[&[u8]]) -> Result<()> {
+        let total: usize = list.iter().map(|d| d.len()).sum();
+        if list.len() > 1 && total <= WRITELINES_JOIN_MAX && self.buffer.borrow().is_empty() {
+            let mut joined = Vec::with_capacity(total);
+            for d in list {
+                joined.extend_from_slice(d);
+            }
+            return self.write(&joined);
+        }
+        for d in list {
+            self.write(d)?;
+        }
         Ok(())
     }
 

@@ -426,3 +426,20 @@ fn concurrent_drains_on_a_real_socket_all_complete() {
         Ok(())
     });
 }
+
+#[test]
+fn writelines_sends_every_buffer_in_order() {
+    run_bounded(5.0, async {
+        let server = tulip::start_server(echo, "127.0.0.1", 0).await?;
+        let port = server.local_addrs()[0].port();
+        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        w.writelines(&[b"ab", b"", b"cd", b"ef\n"])?;
+        assert_eq!(r.readline().await?, b"abcdef\n");
+        let big = vec![b'x'; 100 * 1024];
+        w.writelines(&[&big, &big, b"\n"])?;
+        let back = r.readexactly(200 * 1024 + 1).await?;
+        assert!(back[..200 * 1024].iter().all(|&b| b == b'x') && back[200 * 1024] == b'\n');
+        server.close();
+        Ok(())
+    });
+}
