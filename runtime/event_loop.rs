@@ -823,6 +823,22 @@ impl EventLoop {
         Ok(self.inner.reactor.borrow_mut().remove(fd, Side::Write))
     }
 
+    /// True once epoll reported `fd`'s read side closed (the peer's FIN,
+    /// a hang-up, or an error) while `fd` was registered.
+    ///
+    /// An edge-triggered reader uses it to skip the last `read` that would
+    /// only say `WouldBlock`: after a short read the socket is drained, and
+    /// the next arrival is a new edge — unless the FIN came with the data,
+    /// which raises no new edge. So: stop after a short read unless this is
+    /// true (tokio's `clear_readiness` keeps the same closed bit).
+    pub fn fd_read_closed(&self, fd: RawFd) -> bool {
+        // Borrowed (never during a callback): answer "maybe", the safe side.
+        self.inner
+            .reactor
+            .try_borrow()
+            .map_or(true, |r| r.read_closed(fd))
+    }
+
     /// True if `fd` has a reader.
     pub fn has_reader(&self, fd: RawFd) -> bool {
         self.inner.reactor.borrow().has(fd, Side::Read)

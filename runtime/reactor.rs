@@ -59,6 +59,9 @@ pub(crate) struct Registration {
     pub(crate) writer: Option<Handle>,
     pub(crate) read_trigger: Trigger,
     pub(crate) write_trigger: Trigger,
+    /// An event reported the read side closed (`EPOLLRDHUP`, `EPOLLHUP`) or
+    /// an error. Sticky: a closed read side does not reopen.
+    pub(crate) read_closed: bool,
 }
 
 impl Registration {
@@ -151,6 +154,7 @@ impl Reactor {
             writer,
             read_trigger: trigger,
             write_trigger: trigger,
+            read_closed: false,
         };
         let interest = reg.interest().expect("a side was just set");
         self.poll
@@ -238,10 +242,13 @@ impl Reactor {
                 continue;
             }
             // A spurious event for a slot freed earlier in this batch is skipped.
-            let Some(reg) = self.regs.get(key) else {
+            let Some(reg) = self.regs.get_mut(key) else {
                 continue;
             };
             let closed_or_err = ev.is_error();
+            if ev.is_read_closed() || closed_or_err {
+                reg.read_closed = true;
+            }
             if ev.is_readable() || ev.is_read_closed() || closed_or_err {
                 if let Some(h) = &reg.reader {
                     if !h.cancelled() {
@@ -270,6 +277,14 @@ impl Reactor {
         }
         self.by_fd.clear();
         handles
+    }
+
+    /// True once an event reported `fd`'s read side closed (see
+    /// `Registration::read_closed`).
+    pub(crate) fn read_closed(&self, fd: RawFd) -> bool {
+        self.by_fd
+            .get(&fd)
+            .is_some_and(|&key| self.regs[key].read_closed)
     }
 
     pub(crate) fn trigger(&self, fd: RawFd, side: Side) -> Option<Trigger> {
