@@ -1,5 +1,6 @@
-//! The event loop. Mirrors `BaseEventLoop` in `Lib/asyncio/base_events.py`
-//! and the reader/writer half of `BaseSelectorEventLoop` in `selector_events.py`.
+//! The event loop. Mirrors `BaseEventLoop` in `Lib/asyncio/base_events.py`.
+//! The reader/writer half of `BaseSelectorEventLoop` (`add_reader` and
+//! friends) lives beside the reactor, in `reactor.rs`.
 //!
 //! The loop owns three queues: `ready`, a FIFO of things to run now;
 //! `scheduled`, a min-heap of timers; and the reactor's registrations. One
@@ -26,7 +27,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
-use std::os::fd::RawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
@@ -37,7 +37,7 @@ use slab::Slab;
 
 use crate::error::{panic_message, Error, Result};
 use crate::events::{Delay, Handle, TimerHandle, TimerState};
-use crate::reactor::{Reactor, Side, Trigger, WAKER_TOKEN};
+use crate::reactor::{Reactor, WAKER_TOKEN};
 use crate::tasks::AnyTask;
 use crate::threadsafe::{LoopHandle, Remote, Shared};
 
@@ -738,117 +738,6 @@ impl EventLoop {
         }
     }
 
-    // ===== readers and writers =====
-
-    /// asyncio's `add_reader(fd, callback)`: calls `f` on every iteration
-    /// while `fd` is readable (level-triggered). Replaces an earlier reader.
-    ///
-    /// The loop does not own `fd`: remove the reader before closing it.
-    #[track_caller]
-    pub fn add_reader<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
-        self.add_io(fd, Side::Read, f, Trigger::Level, Location::caller())
-    }
-
-    /// asyncio's `add_writer(fd, callback)`: calls `f` while `fd` is writable.
-    #[track_caller]
-    pub fn add_writer<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
-        self.add_io(fd, Side::Write, f, Trigger::Level, Location::caller())
-    }
-
-    /// Like [`add_reader`](EventLoop::add_reader) but edge-triggered: `f` is
-    /// called once per readiness edge and must read until `WouldBlock`.
-    /// Saves one `epoll_ctl` per call; transports use it.
-    #[track_caller]
-    pub fn add_reader_edge<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
-        self.add_io(fd, Side::Read, f, Trigger::Edge, Location::caller())
-    }
-
-    /// Like [`add_writer`](EventLoop::add_writer) but edge-triggered: `f`
-    /// must write until `WouldBlock` or until it has nothing left to write.
-    #[track_caller]
-    pub fn add_writer_edge<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
-        self.add_io(fd, Side::Write, f, Trigger::Edge, Location::caller())
-    }
-
-    fn add_io<F: Fn() + 'static>(
-        &self,
-        fd: RawFd,
-        side: Side,
-        f: F,
-        trigger: Trigger,
-        at: &'static Location<'static>,
-    ) -> Result<()> {
-        self.check_closed()?;
-        if fd < 0 {
-            return Err(Error::invalid_argument(format!(
-                "invalid file descriptor {fd}"
-            )));
-        }
-        let handle = match trigger {
-            Trigger::Edge => Handle::repeat(f, at),
-            Trigger::Level => {
-                let weak = self.downgrade();
-                Handle::repeat(
-                    move || {
-                        // Re-arm when the callback is over, even if it panicked
-                        // (the panic goes on to the exception handler, and the
-                        // reader must still run next time the fd is ready, L6).
-                        let _rearm = Rearm {
-                            weak: &weak,
-                            fd,
-                            side,
-                        };
-                        f();
-                    },
-                    at,
-                )
-            }
-        };
-        self.inner
-            .reactor
-            .borrow_mut()
-            .add(fd, side, handle, trigger)
-            .map_err(Error::from)
-    }
-
-    /// asyncio's `remove_reader(fd)`. Returns whether a reader was set.
-    pub fn remove_reader(&self, fd: RawFd) -> Result<bool> {
-        self.check_closed()?;
-        Ok(self.inner.reactor.borrow_mut().remove(fd, Side::Read))
-    }
-
-    /// asyncio's `remove_writer(fd)`. Returns whether a writer was set.
-    pub fn remove_writer(&self, fd: RawFd) -> Result<bool> {
-        self.check_closed()?;
-        Ok(self.inner.reactor.borrow_mut().remove(fd, Side::Write))
-    }
-
-    /// True once epoll reported `fd`'s read side closed (the peer's FIN,
-    /// a hang-up, or an error) while `fd` was registered.
-    ///
-    /// An edge-triggered reader uses it to skip the last `read` that would
-    /// only say `WouldBlock`: after a short read the socket is drained, and
-    /// the next arrival is a new edge — unless the FIN came with the data,
-    /// which raises no new edge. So: stop after a short read unless this is
-    /// true (tokio's `clear_readiness` keeps the same closed bit).
-    pub fn fd_read_closed(&self, fd: RawFd) -> bool {
-        // Borrowed (never during a callback): answer "maybe", the safe side.
-        self.inner
-            .reactor
-            .try_borrow()
-            .map_or(true, |r| r.read_closed(fd))
-    }
-
-    /// True if `fd` has a reader.
-    pub fn has_reader(&self, fd: RawFd) -> bool {
-        self.inner.reactor.borrow().has(fd, Side::Read)
-    }
-
-    /// True if `fd` has a writer.
-    pub fn has_writer(&self, fd: RawFd) -> bool {
-        self.inner.reactor.borrow().has(fd, Side::Write)
-    }
-
     // ===== errors =====
 
     /// Sets the exception handler (asyncio's `set_exception_handler`);
@@ -954,26 +843,6 @@ impl LoopInner {
         };
         if !task.header().scheduled.replace(true) {
             self.ready.borrow_mut().push_back(Ready::Task(task));
-        }
-    }
-}
-
-/// Re-arms a level-triggered fd when dropped, so that epoll reports it again
-/// while it stays ready (see `reactor.rs`).
-struct Rearm<'a> {
-    weak: &'a Weak<LoopInner>,
-    fd: RawFd,
-    side: Side,
-}
-
-impl Drop for Rearm<'_> {
-    fn drop(&mut self) {
-        if let Some(inner) = self.weak.upgrade() {
-            if let Ok(mut r) = inner.reactor.try_borrow_mut() {
-                if r.trigger(self.fd, self.side) == Some(Trigger::Level) {
-                    r.rearm(self.fd);
-                }
-            }
         }
     }
 }
