@@ -306,7 +306,7 @@ impl Reactor {
 // ===== impl EventLoop: readers and writers =====
 
 /// asyncio's `add_reader`/`add_writer` family: the selector half of
-/// `BaseSelectorEventLoop`, on top of the [`Reactor`].
+/// `BaseSelectorEventLoop`, on top of the reactor above.
 impl EventLoop {
     /// asyncio's `add_reader(fd, callback)`: calls `f` on every iteration
     /// while `fd` is readable (level-triggered). Replaces an earlier reader.
