@@ -38,7 +38,7 @@ use slab::Slab;
 use crate::error::{panic_message, Error, Result};
 use crate::events::{Delay, Handle, TimerHandle, TimerState};
 use crate::reactor::{Reactor, WAKER_TOKEN};
-use crate::tasks::AnyTask;
+use crate::tasks::{AnyTask, Task};
 use crate::threadsafe::{LoopHandle, Remote, Shared};
 
 /// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES`.
@@ -370,6 +370,12 @@ impl EventLoop {
         // Before the task exists: a refused call must leave nothing behind.
         self.check_running()?;
         let task = self.create_task(fut)?;
+        self.run_task_until_complete(&task)
+    }
+
+    /// The body of `run_until_complete` for a task that already exists
+    /// (`run()` creates exactly one task, as asyncio's does).
+    pub(crate) fn run_task_until_complete<T: 'static>(&self, task: &Task<T>) -> Result<T> {
         // asyncio's `_run_until_complete_cb`. If run_forever ends some other
         // way (an interrupt, or a `stop()` from the body itself) after the
         // task finished in the same iteration, the callback is already in
