@@ -1,5 +1,6 @@
-//! The event loop. Mirrors `BaseEventLoop` in `Lib/asyncio/base_events.py`
-//! and the reader/writer half of `BaseSelectorEventLoop` in `selector_events.py`.
+//! The event loop. Mirrors `BaseEventLoop` in `Lib/asyncio/base_events.py`.
+//! The reader/writer half of `BaseSelectorEventLoop` (`add_reader` and
+//! friends) lives beside the reactor, in `reactor.rs`.
 //!
 //! The loop owns three queues: `ready`, a FIFO of things to run now;
 //! `scheduled`, a min-heap of timers; and the reactor's registrations. One
@@ -26,7 +27,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
-use std::os::fd::RawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
@@ -37,8 +37,8 @@ use slab::Slab;
 
 use crate::error::{panic_message, Error, Result};
 use crate::events::{Delay, Handle, TimerHandle, TimerState};
-use crate::reactor::{Reactor, Side, Trigger, WAKER_TOKEN};
-use crate::tasks::AnyTask;
+use crate::reactor::{Reactor, WAKER_TOKEN};
+use crate::tasks::{AnyTask, Task};
 use crate::threadsafe::{LoopHandle, Remote, Shared};
 
 /// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES`.
@@ -370,6 +370,12 @@ impl EventLoop {
         // Before the task exists: a refused call must leave nothing behind.
         self.check_running()?;
         let task = self.create_task(fut)?;
+        self.run_task_until_complete(&task)
+    }
+
+    /// The body of `run_until_complete` for a task that already exists
+    /// (`run()` creates exactly one task, as asyncio's does).
+    pub(crate) fn run_task_until_complete<T: 'static>(&self, task: &Task<T>) -> Result<T> {
         // asyncio's `_run_until_complete_cb`. If run_forever ends some other
         // way (an interrupt, or a `stop()` from the body itself) after the
         // task finished in the same iteration, the callback is already in
@@ -738,101 +744,6 @@ impl EventLoop {
         }
     }
 
-    // ===== readers and writers =====
-
-    /// asyncio's `add_reader(fd, callback)`: calls `f` on every iteration
-    /// while `fd` is readable (level-triggered). Replaces an earlier reader.
-    ///
-    /// The loop does not own `fd`: remove the reader before closing it.
-    #[track_caller]
-    pub fn add_reader<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
-        self.add_io(fd, Side::Read, f, Trigger::Level, Location::caller())
-    }
-
-    /// asyncio's `add_writer(fd, callback)`: calls `f` while `fd` is writable.
-    #[track_caller]
-    pub fn add_writer<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
-        self.add_io(fd, Side::Write, f, Trigger::Level, Location::caller())
-    }
-
-    /// Like [`add_reader`](EventLoop::add_reader) but edge-triggered: `f` is
-    /// called once per readiness edge and must read until `WouldBlock`.
-    /// Saves one `epoll_ctl` per call; transports use it.
-    #[track_caller]
-    pub fn add_reader_edge<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
-        self.add_io(fd, Side::Read, f, Trigger::Edge, Location::caller())
-    }
-
-    /// Like [`add_writer`](EventLoop::add_writer) but edge-triggered: `f`
-    /// must write until `WouldBlock` or until it has nothing left to write.
-    #[track_caller]
-    pub fn add_writer_edge<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
-        self.add_io(fd, Side::Write, f, Trigger::Edge, Location::caller())
-    }
-
-    fn add_io<F: Fn() + 'static>(
-        &self,
-        fd: RawFd,
-        side: Side,
-        f: F,
-        trigger: Trigger,
-        at: &'static Location<'static>,
-    ) -> Result<()> {
-        self.check_closed()?;
-        if fd < 0 {
-            return Err(Error::invalid_argument(format!(
-                "invalid file descriptor {fd}"
-            )));
-        }
-        let handle = match trigger {
-            Trigger::Edge => Handle::repeat(f, at),
-            Trigger::Level => {
-                let weak = self.downgrade();
-                Handle::repeat(
-                    move || {
-                        // Re-arm when the callback is over, even if it panicked
-                        // (the panic goes on to the exception handler, and the
-                        // reader must still run next time the fd is ready, L6).
-                        let _rearm = Rearm {
-                            weak: &weak,
-                            fd,
-                            side,
-                        };
-                        f();
-                    },
-                    at,
-                )
-            }
-        };
-        self.inner
-            .reactor
-            .borrow_mut()
-            .add(fd, side, handle, trigger)
-            .map_err(Error::from)
-    }
-
-    /// asyncio's `remove_reader(fd)`. Returns whether a reader was set.
-    pub fn remove_reader(&self, fd: RawFd) -> Result<bool> {
-        self.check_closed()?;
-        Ok(self.inner.reactor.borrow_mut().remove(fd, Side::Read))
-    }
-
-    /// asyncio's `remove_writer(fd)`. Returns whether a writer was set.
-    pub fn remove_writer(&self, fd: RawFd) -> Result<bool> {
-        self.check_closed()?;
-        Ok(self.inner.reactor.borrow_mut().remove(fd, Side::Write))
-    }
-
-    /// True if `fd` has a reader.
-    pub fn has_reader(&self, fd: RawFd) -> bool {
-        self.inner.reactor.borrow().has(fd, Side::Read)
-    }
-
-    /// True if `fd` has a writer.
-    pub fn has_writer(&self, fd: RawFd) -> bool {
-        self.inner.reactor.borrow().has(fd, Side::Write)
-    }
-
     // ===== errors =====
 
     /// Sets the exception handler (asyncio's `set_exception_handler`);
@@ -938,26 +849,6 @@ impl LoopInner {
         };
         if !task.header().scheduled.replace(true) {
             self.ready.borrow_mut().push_back(Ready::Task(task));
-        }
-    }
-}
-
-/// Re-arms a level-triggered fd when dropped, so that epoll reports it again
-/// while it stays ready (see `reactor.rs`).
-struct Rearm<'a> {
-    weak: &'a Weak<LoopInner>,
-    fd: RawFd,
-    side: Side,
-}
-
-impl Drop for Rearm<'_> {
-    fn drop(&mut self) {
-        if let Some(inner) = self.weak.upgrade() {
-            if let Ok(mut r) = inner.reactor.try_borrow_mut() {
-                if r.trigger(self.fd, self.side) == Some(Trigger::Level) {
-                    r.rearm(self.fd);
-                }
-            }
         }
     }
 }

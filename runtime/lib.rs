@@ -28,7 +28,10 @@
 //! | `threads.py`, `run_in_executor`, `run_coroutine_threadsafe` | [`threads`] |
 //! | `transports.py` | [`transports`] |
 //! | `protocols.py` | [`protocols`] |
-//! | `streams.py` | [`streams`] |
+//! | `streams.py` | [`streams`], [`stream_writer`], [`streams_open`] |
+//! | `selector_events.py` (transports, `sock_*`) | [`selector_events`] |
+//! | `base_events.py` (`create_connection`, `Server`) | [`base_events_net`] |
+//! | `selector_events.py` (`_SelectorDatagramTransport`) | [`datagram`] |
 //!
 //! ```
 //! async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
@@ -53,8 +56,10 @@
 #![warn(rust_2018_idioms)]
 
 pub mod barrier;
+pub mod base_events_net;
 pub mod child_watcher;
 pub mod contextvars;
+pub mod datagram;
 pub mod error;
 pub mod event_loop;
 pub mod events;
@@ -66,10 +71,14 @@ pub mod protocols;
 pub mod queues;
 pub mod reactor;
 pub mod runners;
+pub mod selector_events;
 pub mod semaphores;
 pub mod signals;
 mod sleep;
+mod sock_ops;
+pub mod stream_writer;
 pub mod streams;
+pub mod streams_open;
 pub mod subprocess;
 mod sys;
 pub mod taskgroups;
@@ -81,8 +90,10 @@ pub mod transports;
 pub mod wait;
 
 pub use barrier::Barrier;
+pub use base_events_net::{Listener, ProtocolFactory, Server};
 pub use child_watcher::ChildWatcherKind;
 pub use contextvars::ContextVar;
+pub use datagram::DatagramSocketTransport;
 pub use error::{Error, Result};
 pub use event_loop::{
     get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop, try_running_loop,
@@ -95,10 +106,15 @@ pub use locks::{Condition, Event, Lock, LockGuard};
 pub use protocols::{DatagramProtocol, Protocol};
 pub use queues::{LifoQueue, PriorityQueue, Queue, QueueBase, Storage};
 pub use runners::{run, run_with_factory, Runner};
+pub use selector_events::{SocketTransport, StreamSocket};
 pub use semaphores::{BoundedSemaphore, Semaphore, SemaphorePermit};
 pub use sleep::{sleep, Sleep};
 pub use streams::{
     ClientConnected, FlowControl, StreamReader, StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,
+};
+pub use streams_open::{
+    open_connection, open_connection_sock, open_connection_with_limit, open_unix_connection,
+    start_server, start_server_with_limit, start_unix_server,
 };
 pub use subprocess::{create_subprocess_exec, create_subprocess_shell, Process};
 pub use taskgroups::TaskGroup;

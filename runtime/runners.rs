@@ -36,7 +36,7 @@ use std::rc::Rc;
 use crate::error::{Error, Result};
 use crate::event_loop::{interrupt, set_event_loop, try_running_loop, EventLoop, ExceptionContext};
 use crate::signals::has_default_disposition;
-use crate::tasks::{Task, TaskRef};
+use crate::tasks::TaskRef;
 use crate::threads::{has_default_executor, THREAD_JOIN_TIMEOUT};
 
 type LoopFactory = Box<dyn FnMut() -> Result<EventLoop>>;
@@ -158,7 +158,7 @@ impl Runner {
         } else {
             None
         };
-        let res = run_task_until_complete(&lp, &task);
+        let res = lp.run_task_until_complete(&task);
         if let Some(id) = sigint {
             if lp.signal_handler_id(libc::SIGINT) == Some(id) {
                 let _ = lp.remove_signal_handler(libc::SIGINT);
@@ -210,34 +210,6 @@ impl fmt::Debug for Runner {
             .field("loop", &self.lp)
             .finish()
     }
-}
-
-/// asyncio's `run_until_complete(task)` for a task that already exists (so
-/// `run()` creates exactly one task, as asyncio's does): the task's done
-/// callback stops the loop. Mirrors `EventLoop::run_until_complete`.
-fn run_task_until_complete<T: 'static>(lp: &EventLoop, task: &Task<T>) -> Result<T> {
-    // `armed` keeps a stale stop from reaching the next run (see L7 in
-    // EventLoop::run_until_complete).
-    let armed = Rc::new(Cell::new(true));
-    let (stopper, live) = (lp.clone(), armed.clone());
-    let cb = task.add_done_callback(move |_| {
-        if live.get() {
-            stopper.stop()
-        }
-    });
-    let res = lp.run_forever();
-    armed.set(false);
-    task.remove_done_callback(cb);
-    if let Err(e) = res {
-        if task.done() && !task.cancelled() {
-            let _ = task.exception(); // mark retrieved, as asyncio does
-        }
-        return Err(e);
-    }
-    if !task.done() {
-        return Err(Error::runtime("event loop stopped before future completed"));
-    }
-    task.take_result()
 }
 
 /// asyncio's `Runner._on_sigint`: the first Ctrl-C cancels the main task,

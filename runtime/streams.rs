@@ -8,11 +8,11 @@
 //!   [`feed_eof`](StreamReader::feed_eof); tasks await `read`, `readline`,
 //!   `readexactly`, `readuntil`. It knows nothing of sockets: a pipe
 //!   transport (subprocesses) feeds it the same way.
-//! - [`FlowControl`] is the protocol half of flow control (asyncio's
+//! - [`FlowControl`] (in [`stream_writer`](crate::stream_writer)) is the protocol half of flow control (asyncio's
 //!   `FlowControlMixin`): `pause_writing`/`resume_writing` from the
 //!   transport open and shut the gate that [`StreamWriter::drain`] waits on.
-//! - [`StreamWriter`] wraps a [`WriteTransport`] and a `FlowControl`.
-//! - [`StreamReaderProtocol`] is the [`Protocol`] that connects a socket
+//! - [`StreamWriter`] wraps a [`WriteTransport`](crate::WriteTransport) and a `FlowControl`.
+//! - [`StreamReaderProtocol`] is the [`Protocol`](crate::Protocol) that connects a socket
 //!   transport to a reader and a writer (see [`open_connection`](crate::open_connection)).
 //!
 //! # Invariants
@@ -24,48 +24,50 @@
 //! - `LimitOverrun` from `readuntil` leaves the buffer untouched (N1);
 //!   `IncompleteRead` hands over (and removes) what was buffered.
 //! - `feed_data` after `feed_eof` is ignored.
-//! - Every drain waiter is woken by `resume_writing` or `connection_lost`,
-//!   so any number of concurrent `drain()` calls complete (N2).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::io;
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::event_loop::{get_event_loop, EventLoop};
 use crate::futures::Future;
-use crate::protocols::Protocol;
-use crate::transports::{ExtraInfo, ReadTransport, Transport, WriteTransport};
+use crate::transports::ReadTransport;
+
+pub use crate::stream_writer::{ClientConnected, FlowControl, StreamReaderProtocol, StreamWriter};
 
 /// asyncio's `_DEFAULT_LIMIT`: 64 KiB.
 pub const DEFAULT_LIMIT: usize = 64 * 1024;
 
 // ===== the byte buffer =====
 
+/// The largest buffer capacity a reader keeps after handing its whole
+/// buffer to a read (see `Buffer::take`).
+const KEEP_CAPACITY: usize = 256 * 1024;
+
 /// A byte queue that consumes from the front without moving bytes: `start`
 /// advances, and the bytes are moved down only when the dead front is at
 /// least half of the vector (amortised O(1) per byte).
 #[derive(Default)]
-struct Buffer {
+pub(crate) struct Buffer {
     data: Vec<u8>,
     start: usize,
 }
 
 impl Buffer {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.data.len() - self.start
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.start == self.data.len()
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         &self.data[self.start..]
     }
 
-    fn extend(&mut self, more: &[u8]) {
+    pub(crate) fn extend(&mut self, more: &[u8]) {
         if self.start > 0 && self.start * 2 >= self.data.len() {
             self.data.drain(..self.start);
             self.start = 0;
@@ -73,7 +75,7 @@ impl Buffer {
         self.data.extend_from_slice(more);
     }
 
-    fn consume(&mut self, n: usize) {
+    pub(crate) fn consume(&mut self, n: usize) {
         self.start += n;
         debug_assert!(self.start <= self.data.len());
         if self.start == self.data.len() {
@@ -83,180 +85,57 @@ impl Buffer {
     }
 
     /// Removes and returns the first `n` bytes (`n <= len`).
-    fn take(&mut self, n: usize) -> Vec<u8> {
+    pub(crate) fn take(&mut self, n: usize) -> Vec<u8> {
         if self.start == 0 && n == self.data.len() {
-            // The whole buffer: hand the vector over without copying.
-            return std::mem::take(&mut self.data);
+            // The whole buffer: hand the vector over without copying, and
+            // start a new one of the same capacity. Allocating it now,
+            // while the caller still holds the old one, keeps the two
+            // blocks alternating in the allocator's free lists: a 100 KiB
+            // echo otherwise frees its block at the top of the heap, glibc
+            // trims it (brk), and the next message faults the pages back in.
+            // Past KEEP_CAPACITY the buffer starts empty instead: an idle
+            // connection does not keep a burst's worth of memory.
+            let cap = self.data.capacity();
+            let next = if cap <= KEEP_CAPACITY {
+                Vec::with_capacity(cap)
+            } else {
+                Vec::new()
+            };
+            return std::mem::replace(&mut self.data, next);
         }
         let out = self.data[self.start..self.start + n].to_vec();
         self.consume(n);
         out
     }
 
-    fn take_all(&mut self) -> Vec<u8> {
+    pub(crate) fn clear(&mut self) {
+        self.data.clear();
+        self.start = 0;
+    }
+
+    pub(crate) fn take_all(&mut self) -> Vec<u8> {
         let n = self.len();
         self.take(n)
     }
 
     /// Position of `sep` in the buffer, searching from `offset`.
-    fn find(&self, sep: &[u8], offset: usize) -> Option<usize> {
-        let hay = &self.bytes()[offset..];
-        let pos = if sep.len() == 1 {
-            hay.iter().position(|&b| b == sep[0])
-        } else {
-            hay.windows(sep.len()).position(|w| w == sep)
-        };
-        pos.map(|p| p + offset)
-    }
-}
-
-// ===== FlowControl =====
-
-/// The protocol half of write flow control: asyncio's `FlowControlMixin`.
-///
-/// A protocol forwards its transport's `pause_writing`, `resume_writing` and
-/// `connection_lost` here; [`drain_helper`](FlowControl::drain_helper)
-/// (what [`StreamWriter::drain`] awaits) returns at once while writing is
-/// not paused, and otherwise waits for `resume_writing`. It also carries the
-/// close waiter that [`StreamWriter::wait_closed`] awaits (asyncio keeps it
-/// on `StreamReaderProtocol` as `_closed`).
-///
-/// Cloning gives another handle to the same state.
-#[derive(Clone)]
-pub struct FlowControl {
-    inner: Rc<FlowInner>,
-}
-
-struct FlowInner {
-    lp: EventLoop,
-    /// `pause_writing` was called and `resume_writing` not yet.
-    paused: Cell<bool>,
-    /// `connection_lost` was called; never goes back to false.
-    connection_lost: Cell<bool>,
-    /// One future per `drain_helper` call waiting for `resume_writing`.
-    drain_waiters: RefCell<Vec<Future<()>>>,
-    /// Done once `connection_lost` was called (with its error, if any).
-    closed: Future<()>,
-}
-
-impl FlowControl {
-    /// A new, unpaused flow control on `lp`.
-    pub fn new(lp: &EventLoop) -> FlowControl {
-        FlowControl {
-            inner: Rc::new(FlowInner {
-                lp: lp.clone(),
-                paused: Cell::new(false),
-                connection_lost: Cell::new(false),
-                drain_waiters: RefCell::new(Vec::new()),
-                closed: lp.create_future(),
-            }),
-        }
-    }
-
-    /// The transport's buffer is over its high-water mark.
-    pub fn pause_writing(&self) {
-        debug_assert!(!self.inner.paused.get(), "pause_writing twice");
-        self.inner.paused.set(true);
-    }
-
-    /// The transport's buffer drained: wakes every drain waiter.
-    pub fn resume_writing(&self) {
-        debug_assert!(self.inner.paused.get(), "resume_writing while not paused");
-        self.inner.paused.set(false);
-        let waiters = self.inner.drain_waiters.borrow().clone();
-        for w in waiters {
-            if !w.done() {
-                let _ = w.set_result(());
+    pub(crate) fn find(&self, sep: &[u8], offset: usize) -> Option<usize> {
+        // Scan for the first byte (a tight loop the compiler vectorises),
+        // compare the rest only there: no `memcmp` call per position.
+        let hay = self.bytes();
+        let (first, rest) = sep.split_first()?;
+        let mut i = offset;
+        while let Some(p) = hay[i..].iter().position(|b| b == first) {
+            let at = i + p;
+            if hay.len() - at < sep.len() {
+                return None;
             }
-        }
-    }
-
-    /// The connection is gone: wakes every drain waiter (with `exc` if
-    /// given) and completes the close waiter. Later drains fail.
-    pub fn connection_lost(&self, exc: Option<Error>) {
-        self.inner.connection_lost.set(true);
-        let closed = &self.inner.closed;
-        if !closed.done() {
-            match &exc {
-                None => {
-                    let _ = closed.set_result(());
-                }
-                Some(e) => {
-                    let _ = closed.set_exception(e.clone());
-                    // Nobody may ever await it: do not report it as lost.
-                    let _ = closed.exception();
-                }
+            if &hay[at + 1..at + sep.len()] == rest {
+                return Some(at);
             }
+            i = at + 1;
         }
-        if !self.inner.paused.get() {
-            return;
-        }
-        let waiters = self.inner.drain_waiters.borrow().clone();
-        for w in waiters {
-            if !w.done() {
-                let _ = match &exc {
-                    None => w.set_result(()),
-                    Some(e) => w.set_exception(e.clone()),
-                };
-            }
-        }
-    }
-
-    /// asyncio's `_drain_helper`: fails if the connection is lost, returns
-    /// at once if writing is not paused, else waits for `resume_writing`.
-    pub async fn drain_helper(&self) -> Result<()> {
-        if self.inner.connection_lost.get() {
-            return Err(io::Error::new(io::ErrorKind::ConnectionReset, "connection lost").into());
-        }
-        if !self.inner.paused.get() {
-            return Ok(());
-        }
-        let waiter: Future<()> = self.inner.lp.create_future();
-        self.inner.drain_waiters.borrow_mut().push(waiter.clone());
-        let _guard = RemoveWaiter {
-            list: &self.inner.drain_waiters,
-            waiter: &waiter,
-        };
-        waiter.clone().await
-    }
-
-    /// True while writing is paused.
-    pub fn is_paused(&self) -> bool {
-        self.inner.paused.get()
-    }
-
-    /// True once `connection_lost` was called.
-    pub fn is_connection_lost(&self) -> bool {
-        self.inner.connection_lost.get()
-    }
-
-    /// The future that completes at `connection_lost` (asyncio's
-    /// `_get_close_waiter`).
-    pub fn close_waiter(&self) -> Future<()> {
-        self.inner.closed.clone()
-    }
-}
-
-/// Takes a drain waiter out of the list however the wait ends (asyncio's
-/// `finally: self._drain_waiters.remove(waiter)`).
-struct RemoveWaiter<'a> {
-    list: &'a RefCell<Vec<Future<()>>>,
-    waiter: &'a Future<()>,
-}
-
-impl Drop for RemoveWaiter<'_> {
-    fn drop(&mut self) {
-        self.list.borrow_mut().retain(|w| !w.ptr_eq(self.waiter));
-    }
-}
-
-impl fmt::Debug for FlowControl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FlowControl")
-            .field("paused", &self.inner.paused.get())
-            .field("connection_lost", &self.inner.connection_lost.get())
-            .field("drain_waiters", &self.inner.drain_waiters.borrow().len())
-            .finish()
+        None
     }
 }
 
@@ -673,218 +552,6 @@ impl fmt::Debug for StreamReader {
             .field("exception", &inner.exception.borrow())
             .field("waiting", &inner.waiter.borrow().is_some())
             .field("paused", &inner.paused.get())
-            .finish()
-    }
-}
-
-// ===== StreamWriter =====
-
-/// asyncio's `StreamWriter`: a [`WriteTransport`] plus `drain()`.
-///
-/// Writing never blocks; [`drain`](StreamWriter::drain) is where a task
-/// waits for the transport's buffer to go down (N2, N3). Dropping a writer
-/// whose transport is still open closes it (asyncio 3.12's `__del__`).
-/// Share one writer between tasks with `Rc<StreamWriter>`.
-pub struct StreamWriter {
-    transport: Rc<dyn WriteTransport>,
-    flow: FlowControl,
-    reader: Option<StreamReader>,
-}
-
-impl StreamWriter {
-    /// A writer over `transport`, with the flow control that its protocol
-    /// feeds, and the reader of the same connection if there is one (its
-    /// error makes `drain` fail, as in asyncio).
-    pub fn new(
-        transport: Rc<dyn WriteTransport>,
-        flow: FlowControl,
-        reader: Option<StreamReader>,
-    ) -> StreamWriter {
-        StreamWriter {
-            transport,
-            flow,
-            reader,
-        }
-    }
-
-    /// The transport.
-    pub fn transport(&self) -> &Rc<dyn WriteTransport> {
-        &self.transport
-    }
-
-    /// The flow control the writer drains on.
-    pub fn flow_control(&self) -> &FlowControl {
-        &self.flow
-    }
-
-    /// Writes `data` without blocking (see [`WriteTransport::write`]).
-    pub fn write(&self, data: &[u8]) -> Result<()> {
-        self.transport.write(data)
-    }
-
-    /// Writes several buffers, in order.
-    pub fn writelines(&self, list: &[&[u8]]) -> Result<()> {
-        self.transport.writelines(list)
-    }
-
-    /// Half-closes: the peer reads EOF once the buffer is flushed.
-    pub fn write_eof(&self) -> Result<()> {
-        self.transport.write_eof()
-    }
-
-    /// True if [`write_eof`](StreamWriter::write_eof) is supported.
-    pub fn can_write_eof(&self) -> bool {
-        self.transport.can_write_eof()
-    }
-
-    /// Closes the transport (buffered data is still flushed).
-    pub fn close(&self) {
-        self.transport.close()
-    }
-
-    /// True once the transport is closing.
-    pub fn is_closing(&self) -> bool {
-        self.transport.is_closing()
-    }
-
-    /// Waits until the connection is closed (`connection_lost` ran). Fails
-    /// with the error the connection was lost with, if any.
-    pub async fn wait_closed(&self) -> Result<()> {
-        self.flow.close_waiter().await
-    }
-
-    /// See [`BaseTransport::get_extra_info`](crate::BaseTransport::get_extra_info).
-    pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
-        self.transport.get_extra_info(name)
-    }
-
-    /// Waits until it is appropriate to write more: returns at once unless
-    /// the transport paused writing (its buffer is over the high-water
-    /// mark), else when it resumes. Fails if the reader has an error, or
-    /// the connection was lost (N2).
-    pub async fn drain(&self) -> Result<()> {
-        if let Some(r) = &self.reader {
-            if let Some(e) = r.exception() {
-                return Err(e);
-            }
-        }
-        if self.transport.is_closing() && !self.flow.is_connection_lost() {
-            // Let connection_lost run first, so drain() fails as it should
-            // (asyncio: `await sleep(0)`).
-            crate::sleep(0.0).await?;
-        }
-        self.flow.drain_helper().await
-    }
-}
-
-impl Drop for StreamWriter {
-    fn drop(&mut self) {
-        if !self.transport.is_closing() && !self.flow.inner.lp.is_closed() {
-            self.transport.close();
-        }
-    }
-}
-
-impl fmt::Debug for StreamWriter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamWriter")
-            .field("closing", &self.transport.is_closing())
-            .field("buffered", &self.transport.get_write_buffer_size())
-            .field("flow", &self.flow)
-            .finish()
-    }
-}
-
-// ===== StreamReaderProtocol =====
-
-/// What [`StreamReaderProtocol`] calls for each new connection (asyncio's
-/// `client_connected_cb`); typically it spawns a task.
-pub type ClientConnected = Rc<dyn Fn(StreamReader, StreamWriter)>;
-
-/// asyncio's `StreamReaderProtocol`: feeds a [`StreamReader`] from a
-/// transport and hands out a [`StreamWriter`].
-pub struct StreamReaderProtocol {
-    flow: FlowControl,
-    reader: RefCell<Option<StreamReader>>,
-    transport: RefCell<Option<Rc<dyn Transport>>>,
-    client_connected_cb: Option<ClientConnected>,
-}
-
-impl StreamReaderProtocol {
-    /// A protocol that feeds `reader`. With `client_connected_cb`, each
-    /// connection calls it with the reader and a new writer (servers).
-    pub fn new(
-        lp: &EventLoop,
-        reader: StreamReader,
-        client_connected_cb: Option<ClientConnected>,
-    ) -> StreamReaderProtocol {
-        StreamReaderProtocol {
-            flow: FlowControl::new(lp),
-            reader: RefCell::new(Some(reader)),
-            transport: RefCell::new(None),
-            client_connected_cb,
-        }
-    }
-
-    /// The flow control of the connection, for a [`StreamWriter`].
-    pub fn flow_control(&self) -> &FlowControl {
-        &self.flow
-    }
-}
-
-impl Protocol for StreamReaderProtocol {
-    fn connection_made(&self, transport: Rc<dyn Transport>) {
-        *self.transport.borrow_mut() = Some(transport.clone());
-        let reader = self.reader.borrow().clone();
-        if let Some(reader) = &reader {
-            reader.set_transport(transport.clone());
-        }
-        if let (Some(cb), Some(reader)) = (&self.client_connected_cb, reader) {
-            let writer = StreamWriter::new(transport, self.flow.clone(), Some(reader.clone()));
-            cb(reader, writer);
-        }
-    }
-
-    fn data_received(&self, data: &[u8]) {
-        if let Some(r) = &*self.reader.borrow() {
-            r.feed_data(data);
-        }
-    }
-
-    fn eof_received(&self) -> bool {
-        if let Some(r) = &*self.reader.borrow() {
-            r.feed_eof();
-        }
-        // Keep the connection half-open: the writer may still write.
-        true
-    }
-
-    fn connection_lost(&self, exc: Option<Error>) {
-        let reader = self.reader.borrow_mut().take();
-        if let Some(r) = reader {
-            match &exc {
-                None => r.feed_eof(),
-                Some(e) => r.set_exception(e.clone()),
-            }
-        }
-        self.flow.connection_lost(exc);
-        drop(self.transport.borrow_mut().take());
-    }
-
-    fn pause_writing(&self) {
-        self.flow.pause_writing();
-    }
-
-    fn resume_writing(&self) {
-        self.flow.resume_writing();
-    }
-}
-
-impl fmt::Debug for StreamReaderProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamReaderProtocol")
-            .field("reader", &self.reader.borrow())
-            .field("flow", &self.flow)
             .finish()
     }
 }

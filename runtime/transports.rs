@@ -253,3 +253,15 @@ impl WriteLimits {
         false
     }
 }
+
+/// The transport and protocol traits, for a glob import: their methods
+/// (`write`, `close`, `pause_reading`, ...) need the traits in scope.
+///
+/// ```
+/// use tulip::transports::prelude::*;
+/// # fn f(t: &dyn Transport) { let _ = t.is_closing(); }
+/// ```
+pub mod prelude {
+    pub use super::{BaseTransport, DatagramTransport, ReadTransport, Transport, WriteTransport};
+    pub use crate::protocols::{DatagramProtocol, Protocol};
+}

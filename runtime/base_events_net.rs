@@ -1,0 +1,554 @@
+//! Connections and servers. Mirrors `create_connection`, `create_server`,
+//! `Server` in `Lib/asyncio/base_events.py`, `_accept_connection` in
+//! `selector_events.py`, and `create_unix_connection`/`create_unix_server`
+//! in `unix_events.py`.
+//!
+//! A server is a set of listening sockets, each with an edge-triggered
+//! reader that accepts until `WouldBlock` and wraps every new connection in
+//! a [`SocketTransport`] with a fresh protocol from the factory.
+//!
+//! # Invariants
+//! - `sockets` is `None` once the server is closed; a closed server never
+//!   accepts again and never reopens.
+//! - `active_count` counts the server's transports whose `connection_lost`
+//!   has not run; `wait_closed` returns once the server is closed and it is 0.
+//! - An accept that fails for lack of resources (EMFILE, ENFILE, ENOBUFS,
+//!   ENOMEM) stops accepting on that socket for [`ACCEPT_RETRY_DELAY`]
+//!   instead of spinning; other accept errors are reported and the server
+//!   keeps serving (N4).
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+
+use slab::Slab;
+
+use crate::error::{Error, Result};
+use crate::event_loop::{EventLoop, ExceptionContext};
+use crate::futures::Future;
+use crate::protocols::Protocol;
+use crate::selector_events::{SocketTransport, StreamSocket};
+use crate::transports::{BaseTransport, WriteTransport};
+
+/// How long accepting pauses after EMFILE and friends (asyncio's
+/// `ACCEPT_RETRY_DELAY` is 1 s; tulip retries sooner).
+pub const ACCEPT_RETRY_DELAY: f64 = 0.25;
+
+/// How many connections one readiness edge accepts before yielding.
+const MAX_ACCEPTS_PER_EDGE: usize = 128;
+
+/// What a server calls for each connection: asyncio's `protocol_factory`.
+pub type ProtocolFactory = Rc<dyn Fn() -> Rc<dyn Protocol>>;
+
+impl EventLoop {
+    /// asyncio's `create_connection(protocol_factory, host, port)`:
+    /// resolves `host` (IP literals at once, names off the loop thread),
+    /// connects to each address in turn until one succeeds, and returns the
+    /// transport and the protocol once `connection_made` has been called.
+    ///
+    /// A refused connection fails with an `Io` error of kind
+    /// `ConnectionRefused`.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, io::Write, rc::Rc};
+    /// use tulip::transports::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// struct Collect(RefCell<Vec<u8>>);
+    /// impl Protocol for Collect {
+    ///     fn data_received(&self, data: &[u8]) {
+    ///         self.0.borrow_mut().extend_from_slice(data);
+    ///     }
+    /// }
+    ///
+    /// tulip::run(async {
+    ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     let port = listener.local_addr()?.port();
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let (transport, proto) = lp
+    ///         .create_connection(|| Rc::new(Collect::default()), "127.0.0.1", port)
+    ///         .await?;
+    ///     let (mut peer, _) = listener.accept()?;
+    ///     peer.write_all(b"hi")?;
+    ///     transport.write(b"hello")?;
+    ///     tulip::sleep(0.05).await?;
+    ///     assert_eq!(&*proto.0.borrow(), b"hi");
+    ///     transport.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_connection<P, F>(
+        &self,
+        protocol_factory: F,
+        host: &str,
+        port: u16,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
+    where
+        P: Protocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        let addrs = self.getaddrinfo(host, port).await?;
+        let mut last_err = None;
+        for addr in addrs {
+            match self.sock_connect(addr).await {
+                Ok(s) => {
+                    return self
+                        .create_connection_sock(protocol_factory, s.into())
+                        .await
+                }
+                Err(e) if e.is_cancelled() => return Err(e),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err
+            .unwrap_or_else(|| Error::Io(io::Error::other("no address to connect to").into())))
+    }
+
+    /// asyncio's `create_connection(protocol_factory, sock=sock)`: wraps an
+    /// already connected socket.
+    pub async fn create_connection_sock<P, F>(
+        &self,
+        protocol_factory: F,
+        sock: StreamSocket,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
+    where
+        P: Protocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        let protocol = protocol_factory();
+        let waiter: Future<()> = self.create_future();
+        let transport = SocketTransport::new(self, sock, protocol.clone(), Some(waiter.clone()))?;
+        if let Err(e) = waiter.await {
+            transport.close();
+            return Err(e);
+        }
+        Ok((transport, protocol))
+    }
+
+    /// asyncio's `create_unix_connection(protocol_factory, path)`.
+    pub async fn create_unix_connection<P, F>(
+        &self,
+        protocol_factory: F,
+        path: impl AsRef<Path>,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
+    where
+        P: Protocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        let s = self.sock_connect_unix(path).await?;
+        self.create_connection_sock(protocol_factory, s.into())
+            .await
+    }
+
+    /// asyncio's `create_server(protocol_factory, host, port)`: binds every
+    /// address `host` resolves to (port 0 picks a free port), and starts
+    /// serving at once. Listening sockets use `SO_REUSEADDR` and a backlog
+    /// of 1024.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// struct Nothing;
+    /// impl tulip::Protocol for Nothing {}
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let server = lp.create_server(|| Rc::new(Nothing), "127.0.0.1", 0).await?;
+    ///     assert!(server.is_serving());
+    ///     let addr = server.local_addrs()[0];
+    ///     let _conn = std::net::TcpStream::connect(addr)?;
+    ///     server.close();
+    ///     server.wait_closed().await
+    /// }).unwrap();
+    /// ```
+    pub async fn create_server<P, F>(
+        &self,
+        protocol_factory: F,
+        host: &str,
+        port: u16,
+    ) -> Result<Server>
+    where
+        P: Protocol + 'static,
+        F: Fn() -> Rc<P> + 'static,
+    {
+        let addrs = self.getaddrinfo(host, port).await?;
+        let mut listeners = Vec::new();
+        for addr in addrs {
+            let l = mio::net::TcpListener::bind(addr)?;
+            listeners.push(Listener::Tcp(l.into()));
+        }
+        let factory: ProtocolFactory = Rc::new(move || protocol_factory() as Rc<dyn Protocol>);
+        Server::start(self, listeners, factory)
+    }
+
+    /// asyncio's `create_server(protocol_factory, sock=sock)`: serves on an
+    /// already listening socket.
+    pub fn create_server_sock<P, F>(&self, protocol_factory: F, sock: TcpListener) -> Result<Server>
+    where
+        P: Protocol + 'static,
+        F: Fn() -> Rc<P> + 'static,
+    {
+        sock.set_nonblocking(true)?;
+        let factory: ProtocolFactory = Rc::new(move || protocol_factory() as Rc<dyn Protocol>);
+        Server::start(self, vec![Listener::Tcp(sock)], factory)
+    }
+
+    /// asyncio's `create_unix_server(protocol_factory, path)`. A stale
+    /// socket file at `path` is removed first (as asyncio does); the file
+    /// is removed again when the server closes.
+    pub fn create_unix_server<P, F>(
+        &self,
+        protocol_factory: F,
+        path: impl AsRef<Path>,
+    ) -> Result<Server>
+    where
+        P: Protocol + 'static,
+        F: Fn() -> Rc<P> + 'static,
+    {
+        let path = path.as_ref();
+        remove_stale_socket(path);
+        let l = mio::net::UnixListener::bind(path)?;
+        let factory: ProtocolFactory = Rc::new(move || protocol_factory() as Rc<dyn Protocol>);
+        Server::start(
+            self,
+            vec![Listener::Unix(l.into(), path.to_path_buf())],
+            factory,
+        )
+    }
+}
+
+/// Removes a socket file left by an earlier server (never a regular file).
+fn remove_stale_socket(path: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+// ===== Server =====
+
+/// A listening socket of a [`Server`].
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix, with the path to remove at close.
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    fn fd(&self) -> RawFd {
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l, _) => l.as_raw_fd(),
+        }
+    }
+
+    fn accept(&self) -> io::Result<StreamSocket> {
+        match self {
+            Listener::Tcp(l) => l.accept().map(|(s, _)| StreamSocket::Tcp(s)),
+            Listener::Unix(l, _) => l.accept().map(|(s, _)| StreamSocket::Unix(s)),
+        }
+    }
+
+    /// The address a TCP listener is bound to.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(..) => None,
+        }
+    }
+}
+
+/// asyncio's `Server`: what `create_server` returns.
+///
+/// Cloning gives another handle to the same server.
+#[derive(Clone)]
+pub struct Server {
+    inner: Rc<ServerInner>,
+}
+
+struct ServerInner {
+    lp: EventLoop,
+    factory: ProtocolFactory,
+    /// `None` once closed.
+    sockets: RefCell<Option<Vec<Rc<Listener>>>>,
+    serving: Cell<bool>,
+    active_count: Cell<usize>,
+    /// `None` after the server closed and its last connection went.
+    waiters: RefCell<Option<Vec<Future<()>>>>,
+    serving_forever_fut: RefCell<Option<Future<()>>>,
+    /// Live connections, for `close_clients`/`abort_clients`.
+    clients: RefCell<Slab<Weak<SocketTransport>>>,
+}
+
+impl Server {
+    fn start(lp: &EventLoop, listeners: Vec<Listener>, factory: ProtocolFactory) -> Result<Server> {
+        let server = Server {
+            inner: Rc::new(ServerInner {
+                lp: lp.clone(),
+                factory,
+                sockets: RefCell::new(Some(listeners.into_iter().map(Rc::new).collect())),
+                serving: Cell::new(false),
+                active_count: Cell::new(0),
+                waiters: RefCell::new(Some(Vec::new())),
+                serving_forever_fut: RefCell::new(None),
+                clients: RefCell::new(Slab::new()),
+            }),
+        };
+        server.start_serving()?;
+        Ok(server)
+    }
+
+    /// Starts accepting (done by `create_server`; a no-op if serving).
+    pub fn start_serving(&self) -> Result<()> {
+        if self.inner.serving.get() {
+            return Ok(());
+        }
+        let socks = match &*self.inner.sockets.borrow() {
+            Some(s) => s.clone(),
+            None => return Err(Error::Runtime("server is closed".into())),
+        };
+        self.inner.serving.set(true);
+        for l in socks {
+            add_accept_reader(&self.inner, &l)?;
+        }
+        Ok(())
+    }
+
+    /// True while accepting connections.
+    pub fn is_serving(&self) -> bool {
+        self.inner.serving.get()
+    }
+
+    /// The listening sockets (empty once closed).
+    pub fn sockets(&self) -> Vec<Rc<Listener>> {
+        self.inner.sockets.borrow().clone().unwrap_or_default()
+    }
+
+    /// The TCP addresses the server listens on.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets()
+            .iter()
+            .filter_map(|l| l.local_addr())
+            .collect()
+    }
+
+    /// The loop the server runs on.
+    pub fn get_loop(&self) -> EventLoop {
+        self.inner.lp.clone()
+    }
+
+    /// How many of the server's connections are still open.
+    pub fn active_count(&self) -> usize {
+        self.inner.active_count.get()
+    }
+
+    /// Stops listening and closes the listening sockets. Open connections
+    /// are left alone (see [`close_clients`](Server::close_clients)).
+    pub fn close(&self) {
+        let Some(socks) = self.inner.sockets.borrow_mut().take() else {
+            return;
+        };
+        for l in &socks {
+            // Deregister before the fd is closed (N4).
+            let _ = self.inner.lp.remove_reader(l.fd());
+            if let Listener::Unix(_, path) = &**l {
+                remove_stale_socket(path);
+            }
+        }
+        drop(socks);
+        self.inner.serving.set(false);
+        let fut = self.inner.serving_forever_fut.borrow_mut().take();
+        if let Some(f) = fut {
+            f.cancel();
+        }
+        if self.inner.active_count.get() == 0 {
+            wakeup(&self.inner);
+        }
+    }
+
+    /// Closes every open connection of the server (asyncio 3.13).
+    pub fn close_clients(&self) {
+        for t in self.clients() {
+            t.close();
+        }
+    }
+
+    /// Aborts every open connection of the server (asyncio 3.13).
+    pub fn abort_clients(&self) {
+        for t in self.clients() {
+            t.abort();
+        }
+    }
+
+    fn clients(&self) -> Vec<Rc<SocketTransport>> {
+        self.inner
+            .clients
+            .borrow()
+            .iter()
+            .filter_map(|(_, w)| w.upgrade())
+            .collect()
+    }
+
+    /// Waits until the server is closed and all its connections are gone.
+    pub async fn wait_closed(&self) -> Result<()> {
+        let waiter: Future<()> = {
+            let mut ws = self.inner.waiters.borrow_mut();
+            let Some(ws) = ws.as_mut() else {
+                return Ok(());
+            };
+            let w = self.inner.lp.create_future();
+            ws.push(w.clone());
+            w
+        };
+        waiter.await
+    }
+
+    /// Serves until cancelled; then closes the server and waits for it
+    /// (asyncio's `serve_forever`).
+    pub async fn serve_forever(&self) -> Result<()> {
+        if self.inner.serving_forever_fut.borrow().is_some() {
+            return Err(Error::Runtime(
+                "server is already being awaited on serve_forever()".into(),
+            ));
+        }
+        if self.inner.sockets.borrow().is_none() {
+            return Err(Error::Runtime("server is closed".into()));
+        }
+        self.start_serving()?;
+        let fut: Future<()> = self.inner.lp.create_future();
+        *self.inner.serving_forever_fut.borrow_mut() = Some(fut.clone());
+        let res = fut.await;
+        *self.inner.serving_forever_fut.borrow_mut() = None;
+        match res {
+            Err(e) if e.is_cancelled() => {
+                self.close();
+                self.wait_closed().await?;
+                Err(e)
+            }
+            other => other,
+        }
+    }
+}
+
+/// asyncio's `Server._wakeup`.
+fn wakeup(inner: &ServerInner) {
+    let waiters = inner.waiters.borrow_mut().take();
+    for w in waiters.into_iter().flatten() {
+        if !w.done() {
+            let _ = w.set_result(());
+        }
+    }
+}
+
+/// Registers the accept callback. It holds the server strongly, as
+/// asyncio's does: a serving server lives until closed, even if every
+/// `Server` handle is dropped.
+fn add_accept_reader(inner: &Rc<ServerInner>, l: &Rc<Listener>) -> Result<()> {
+    let server = inner.clone();
+    let listener = l.clone();
+    inner
+        .lp
+        .add_reader_edge(l.fd(), move || accept_connection(&server, &listener))
+}
+
+/// asyncio's `_accept_connection`: accept until `WouldBlock`.
+fn accept_connection(inner: &Rc<ServerInner>, l: &Rc<Listener>) {
+    for _ in 0..MAX_ACCEPTS_PER_EDGE {
+        if inner.sockets.borrow().is_none() {
+            return;
+        }
+        let sock = match l.accept() {
+            Ok(s) => s,
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock => return,
+                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
+                _ => {
+                    accept_error(inner, l, e);
+                    return;
+                }
+            },
+        };
+        accept_connection2(inner, sock);
+    }
+    // More may be waiting: continue on the next iteration (an edge was consumed).
+    let server = inner.clone();
+    let listener = l.clone();
+    let _ = inner
+        .lp
+        .call_soon(move || accept_connection(&server, &listener));
+}
+
+fn accept_error(inner: &Rc<ServerInner>, l: &Rc<Listener>, e: io::Error) {
+    let out_of_resources = matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    );
+    inner.lp.call_exception_handler(&ExceptionContext {
+        message: if out_of_resources {
+            "socket.accept() out of system resource".into()
+        } else {
+            "error on accept(); the server keeps serving".into()
+        },
+        error: Some(e.into()),
+        ..Default::default()
+    });
+    if !out_of_resources {
+        return;
+    }
+    // Back off instead of spinning on a readable listener we cannot serve.
+    let _ = inner.lp.remove_reader(l.fd());
+    let server = inner.clone();
+    let listener = l.clone();
+    let _ = inner.lp.call_later(ACCEPT_RETRY_DELAY, move || {
+        if server.serving.get() {
+            let _ = add_accept_reader(&server, &listener);
+        }
+    });
+}
+
+/// asyncio's `_accept_connection2`, without its task: the transport calls
+/// `connection_made` on the next iteration.
+fn accept_connection2(inner: &Rc<ServerInner>, sock: StreamSocket) {
+    let protocol = (inner.factory)();
+    let transport = match SocketTransport::new(&inner.lp, sock, protocol, None) {
+        Ok(t) => t,
+        Err(e) => {
+            inner.lp.call_exception_handler(&ExceptionContext {
+                message: "error creating the transport of an accepted connection".into(),
+                error: Some(e),
+                ..Default::default()
+            });
+            return;
+        }
+    };
+    // asyncio's Server._attach / _detach.
+    inner.active_count.set(inner.active_count.get() + 1);
+    let key = inner.clients.borrow_mut().insert(Rc::downgrade(&transport));
+    let server = Rc::downgrade(inner);
+    transport.set_on_lost(move || {
+        if let Some(s) = server.upgrade() {
+            s.clients.borrow_mut().try_remove(key);
+            s.active_count.set(s.active_count.get() - 1);
+            if s.active_count.get() == 0 && s.sockets.borrow().is_none() {
+                wakeup(&s);
+            }
+        }
+    });
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("sockets", &self.sockets())
+            .field("serving", &self.is_serving())
+            .field("active_count", &self.active_count())
+            .finish()
+    }
+}

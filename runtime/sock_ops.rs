@@ -1,0 +1,270 @@
+//! The loop's low-level socket coroutines and name resolution. Mirrors
+//! `BaseSelectorEventLoop.sock_recv`, `sock_recv_into`, `sock_sendall`,
+//! `sock_connect`, `sock_accept` in `Lib/asyncio/selector_events.py`, and
+//! `getaddrinfo` (run in the executor) in `base_events.py`.
+//!
+//! Each coroutine tries the operation first; on `WouldBlock` it waits for
+//! the fd with a one-shot reader or writer ([`EventLoop::wait_readable`]),
+//! then tries again, as asyncio's `_sock_recv` callbacks do.
+//!
+//! # Invariants
+//! - A wait's reader/writer is removed however the wait ends (result,
+//!   error, cancellation, or drop of the awaiting future).
+//! - The sockets must be non-blocking, and must not belong to a transport
+//!   (a transport's reader would be replaced).
+//! - Name resolution never blocks the loop: it runs on a helper thread and
+//!   its result comes back through [`LoopHandle::call_soon_threadsafe`](crate::LoopHandle::call_soon_threadsafe).
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use crate::error::Result;
+use crate::event_loop::EventLoop;
+use crate::futures::Future;
+
+/// Removes the one-shot reader or writer of a wait.
+struct RemoveOnDrop<'a> {
+    lp: &'a EventLoop,
+    fd: RawFd,
+    write: bool,
+}
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = if self.write {
+            self.lp.remove_writer(self.fd)
+        } else {
+            self.lp.remove_reader(self.fd)
+        };
+    }
+}
+
+impl EventLoop {
+    async fn wait_fd(&self, fd: RawFd, write: bool) -> Result<()> {
+        let fut: Future<()> = self.create_future();
+        let setter = fut.clone();
+        let cb = move || {
+            if !setter.done() {
+                let _ = setter.set_result(());
+            }
+        };
+        if write {
+            self.add_writer(fd, cb)?;
+        } else {
+            self.add_reader(fd, cb)?;
+        }
+        let _guard = RemoveOnDrop {
+            lp: self,
+            fd,
+            write,
+        };
+        fut.await
+    }
+
+    /// Waits until `fd` is readable (a one-shot `add_reader`).
+    pub async fn wait_readable(&self, fd: RawFd) -> Result<()> {
+        self.wait_fd(fd, false).await
+    }
+
+    /// Waits until `fd` is writable (a one-shot `add_writer`).
+    pub async fn wait_writable(&self, fd: RawFd) -> Result<()> {
+        self.wait_fd(fd, true).await
+    }
+
+    /// asyncio's `sock_recv(sock, n)`: receives up to `n` bytes from a
+    /// non-blocking socket; an empty vector means EOF.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+    ///     a.set_nonblocking(true)?;
+    ///     b.write_all(b"ping")?;
+    ///     assert_eq!(lp.sock_recv(&a, 100).await?, b"ping");
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn sock_recv<S>(&self, sock: &S, n: usize) -> Result<Vec<u8>>
+    where
+        S: AsRawFd,
+        for<'a> &'a S: Read,
+    {
+        let mut buf = vec![0u8; n];
+        let k = self.sock_recv_into(sock, &mut buf).await?;
+        buf.truncate(k);
+        Ok(buf)
+    }
+
+    /// asyncio's `sock_recv_into(sock, buf)`: receives into `buf`, returns
+    /// how many bytes (0 at EOF).
+    pub async fn sock_recv_into<S>(&self, sock: &S, buf: &mut [u8]) -> Result<usize>
+    where
+        S: AsRawFd,
+        for<'a> &'a S: Read,
+    {
+        loop {
+            match { sock }.read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            self.wait_readable(sock.as_raw_fd()).await?;
+        }
+    }
+
+    /// asyncio's `sock_sendall(sock, data)`: sends all of `data`.
+    pub async fn sock_sendall<S>(&self, sock: &S, data: &[u8]) -> Result<()>
+    where
+        S: AsRawFd,
+        for<'a> &'a S: Write,
+    {
+        let mut data = data;
+        while !data.is_empty() {
+            match { sock }.write(data) {
+                Ok(n) => {
+                    data = &data[n..];
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            self.wait_writable(sock.as_raw_fd()).await?;
+        }
+        Ok(())
+    }
+
+    /// asyncio's `sock_connect(sock, address)`, creating the socket (std
+    /// has no unconnected sockets): a non-blocking connect to `addr`,
+    /// waiting for it to complete. The stream is non-blocking.
+    pub async fn sock_connect(&self, addr: SocketAddr) -> Result<TcpStream> {
+        let stream = mio::net::TcpStream::connect(addr)?;
+        self.wait_writable(stream.as_raw_fd()).await?;
+        if let Some(e) = stream.take_error()? {
+            return Err(e.into());
+        }
+        match stream.peer_addr() {
+            Ok(_) => Ok(stream.into()),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                let err = stream.take_error()?.unwrap_or(e);
+                Err(err.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// asyncio's `sock_connect` for a Unix socket path.
+    pub async fn sock_connect_unix(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<std::os::unix::net::UnixStream> {
+        let stream = mio::net::UnixStream::connect(path)?;
+        self.wait_writable(stream.as_raw_fd()).await?;
+        if let Some(e) = stream.take_error()? {
+            return Err(e.into());
+        }
+        Ok(stream.into())
+    }
+
+    /// asyncio's `sock_accept(sock)`: accepts one connection on a
+    /// non-blocking listener. The new stream is non-blocking.
+    pub async fn sock_accept(&self, listener: &TcpListener) -> Result<(TcpStream, SocketAddr)> {
+        loop {
+            match listener.accept() {
+                Ok((s, addr)) => {
+                    s.set_nonblocking(true)?;
+                    return Ok((s, addr));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.wait_readable(listener.as_raw_fd()).await?;
+        }
+    }
+
+    /// asyncio's `getaddrinfo(host, port)`: IP literals at once; names with
+    /// std's resolver on a helper thread, so the loop never blocks.
+    pub async fn getaddrinfo(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let fut: Future<io::Result<Vec<SocketAddr>>> = self.create_future();
+        let key = NEXT_KEY.with(|k| k.replace(k.get() + 1));
+        PENDING.with(|p| p.borrow_mut().insert(key, fut.clone()));
+        let handle = self.handle();
+        let host = host.to_owned();
+        let spawned = std::thread::Builder::new()
+            .name("tulip-getaddrinfo".into())
+            .spawn(move || {
+                let res = (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|it| it.collect::<Vec<_>>());
+                // A closed loop drops the answer.
+                let _ = handle.call_soon_threadsafe(move || deliver(key, res));
+            });
+        if let Err(e) = spawned {
+            PENDING.with(|p| p.borrow_mut().remove(&key));
+            return Err(e.into());
+        }
+        let _guard = ForgetOnDrop(key);
+        match fut.take_when_done().await? {
+            Ok(addrs) if addrs.is_empty() => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "getaddrinfo() returned empty list",
+            )
+            .into()),
+            Ok(addrs) => Ok(addrs),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+thread_local! {
+    /// Resolutions in flight on this thread's loop, by key. The helper
+    /// thread sends back the key (a `Future` is not `Send`).
+    static PENDING: RefCell<HashMap<u64, Future<io::Result<Vec<SocketAddr>>>>> = RefCell::new(HashMap::new());
+    /// Keys are never reused, so a late answer cannot reach a newer request.
+    static NEXT_KEY: Cell<u64> = const { Cell::new(0) };
+}
+
+fn deliver(key: u64, res: io::Result<Vec<SocketAddr>>) {
+    let fut = PENDING.with(|p| p.borrow_mut().remove(&key));
+    if let Some(f) = fut {
+        if !f.done() {
+            let _ = f.set_result(res);
+        }
+    }
+}
+
+/// Forgets a resolution whose awaiter went away; a late answer is dropped.
+struct ForgetOnDrop(u64);
+
+impl Drop for ForgetOnDrop {
+    fn drop(&mut self) {
+        PENDING.with(|p| p.borrow_mut().remove(&self.0));
+    }
+}
+
+impl<T: 'static> Future<T> {
+    /// Waits until done and moves the result out (for non-`Clone` results
+    /// with a single reader).
+    pub(crate) async fn take_when_done(&self) -> Result<T> {
+        self.wait_done().await;
+        self.take_result()
+    }
+}

@@ -1,0 +1,180 @@
+//! The stream entry points: `open_connection`, `start_server` and their
+//! Unix and `sock=` variants. Mirrors the functions at the top of
+//! `Lib/asyncio/streams.py`.
+//!
+//! Each one builds a [`StreamReader`] and a [`StreamReaderProtocol`] and
+//! hands the protocol to `create_connection` or `create_server`; the
+//! writer is a [`StreamWriter`] over the resulting transport.
+//!
+//! # Invariants
+//! - Every connection gets its own reader, protocol and writer; nothing is
+//!   shared between connections of a server.
+//! - A `client_connected_cb` task that fails is reported to the loop's
+//!   exception handler and its connection is closed (asyncio's
+//!   `StreamReaderProtocol` does the same).
+
+use std::future::Future as StdFuture;
+use std::path::Path;
+use std::rc::Rc;
+
+use crate::base_events_net::Server;
+use crate::error::Result;
+use crate::event_loop::{get_running_loop, EventLoop, ExceptionContext};
+use crate::selector_events::{SocketTransport, StreamSocket};
+use crate::streams::{
+    ClientConnected, StreamReader, StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,
+};
+
+/// Turns a connected transport into a (reader, writer) pair.
+fn into_streams(
+    transport: Rc<SocketTransport>,
+    protocol: &StreamReaderProtocol,
+    reader: StreamReader,
+) -> (StreamReader, StreamWriter) {
+    let writer = StreamWriter::new(
+        transport,
+        protocol.flow_control().clone(),
+        Some(reader.clone()),
+    );
+    (reader, writer)
+}
+
+/// asyncio's `open_connection(host, port)`: connects and returns a reader
+/// and a writer (reader limit: 64 KiB).
+///
+/// ```
+/// tulip::run(async {
+///     let server = tulip::start_server(|reader, writer| async move {
+///         let line = reader.readline().await?;
+///         writer.write(&line)?;
+///         writer.drain().await
+///     }, "127.0.0.1", 0).await?;
+///     let addr = server.local_addrs()[0];
+///     let (reader, writer) = tulip::open_connection("127.0.0.1", addr.port()).await?;
+///     writer.write(b"hello\n")?;
+///     assert_eq!(reader.readline().await?, b"hello\n");
+///     writer.close();
+///     writer.wait_closed().await?;
+///     server.close();
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub async fn open_connection(host: &str, port: u16) -> Result<(StreamReader, StreamWriter)> {
+    open_connection_with_limit(host, port, DEFAULT_LIMIT).await
+}
+
+/// [`open_connection`] with a reader `limit`.
+pub async fn open_connection_with_limit(
+    host: &str,
+    port: u16,
+    limit: usize,
+) -> Result<(StreamReader, StreamWriter)> {
+    let lp = get_running_loop()?;
+    let reader = StreamReader::with_loop(&lp, limit);
+    let proto = Rc::new(StreamReaderProtocol::new(&lp, reader.clone(), None));
+    let p2 = proto.clone();
+    let (transport, _) = lp.create_connection(move || p2, host, port).await?;
+    Ok(into_streams(transport, &proto, reader))
+}
+
+/// asyncio's `open_connection(sock=sock)`: streams over an already
+/// connected socket (TCP or Unix, e.g. one end of a `socketpair`).
+pub async fn open_connection_sock(
+    sock: impl Into<StreamSocket>,
+) -> Result<(StreamReader, StreamWriter)> {
+    let lp = get_running_loop()?;
+    let reader = StreamReader::with_loop(&lp, DEFAULT_LIMIT);
+    let proto = Rc::new(StreamReaderProtocol::new(&lp, reader.clone(), None));
+    let p2 = proto.clone();
+    let (transport, _) = lp.create_connection_sock(move || p2, sock.into()).await?;
+    Ok(into_streams(transport, &proto, reader))
+}
+
+/// asyncio's `open_unix_connection(path)`.
+pub async fn open_unix_connection(path: impl AsRef<Path>) -> Result<(StreamReader, StreamWriter)> {
+    let lp = get_running_loop()?;
+    let reader = StreamReader::with_loop(&lp, DEFAULT_LIMIT);
+    let proto = Rc::new(StreamReaderProtocol::new(&lp, reader.clone(), None));
+    let p2 = proto.clone();
+    let (transport, _) = lp.create_unix_connection(move || p2, path).await?;
+    Ok(into_streams(transport, &proto, reader))
+}
+
+/// Wraps a user's `client_connected_cb` so that each connection runs it as
+/// a task, whose failure is reported and closes the connection.
+fn client_cb<F, Fut>(lp: &EventLoop, cb: F) -> ClientConnected
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: StdFuture<Output = Result<()>> + 'static,
+{
+    let lp = lp.clone();
+    Rc::new(move |reader: StreamReader, writer: StreamWriter| {
+        let transport = writer.transport().clone();
+        let fut = cb(reader, writer);
+        let Ok(task) = lp.create_task(fut) else {
+            transport.close();
+            return;
+        };
+        let lp2 = lp.clone();
+        task.add_done_callback(move |t| {
+            if let Ok(Some(err)) = t.exception() {
+                lp2.call_exception_handler(&ExceptionContext {
+                    message: "Unhandled exception in client_connected_cb".into(),
+                    error: Some(err),
+                    ..Default::default()
+                });
+                transport.close();
+            }
+        });
+    })
+}
+
+/// asyncio's `start_server(client_connected_cb, host, port)`: a server
+/// that runs `cb(reader, writer)` as a new task for each connection.
+///
+/// The task owns the writer; when it ends and drops the writer, the
+/// connection is closed.
+pub async fn start_server<F, Fut>(cb: F, host: &str, port: u16) -> Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: StdFuture<Output = Result<()>> + 'static,
+{
+    start_server_with_limit(cb, host, port, DEFAULT_LIMIT).await
+}
+
+/// [`start_server`] with a reader `limit` for each connection.
+pub async fn start_server_with_limit<F, Fut>(
+    cb: F,
+    host: &str,
+    port: u16,
+    limit: usize,
+) -> Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: StdFuture<Output = Result<()>> + 'static,
+{
+    let lp = get_running_loop()?;
+    let cb = client_cb(&lp, cb);
+    let lp2 = lp.clone();
+    let factory = move || {
+        let reader = StreamReader::with_loop(&lp2, limit);
+        Rc::new(StreamReaderProtocol::new(&lp2, reader, Some(cb.clone())))
+    };
+    lp.create_server(factory, host, port).await
+}
+
+/// asyncio's `start_unix_server(client_connected_cb, path)`.
+pub async fn start_unix_server<F, Fut>(cb: F, path: impl AsRef<Path>) -> Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: StdFuture<Output = Result<()>> + 'static,
+{
+    let lp = get_running_loop()?;
+    let cb = client_cb(&lp, cb);
+    let lp2 = lp.clone();
+    let factory = move || {
+        let reader = StreamReader::with_loop(&lp2, DEFAULT_LIMIT);
+        Rc::new(StreamReaderProtocol::new(&lp2, reader, Some(cb.clone())))
+    };
+    lp.create_unix_server(factory, path)
+}

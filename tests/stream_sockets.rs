@@ -1,0 +1,445 @@
+//! Streams over real sockets on loopback: open_connection, start_server,
+//! Unix sockets, socketpair, backpressure, many clients.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use tulip::{Error, StreamReader, StreamWriter};
+
+/// Runs `main` with a watchdog: a test that hangs fails instead.
+fn run_bounded<T: 'static>(
+    secs: f64,
+    main: impl std::future::Future<Output = tulip::Result<T>> + 'static,
+) -> T {
+    tulip::run(async move {
+        let lp = tulip::get_running_loop()?;
+        // A panic in a callback goes to the exception handler; interrupt() ends the run.
+        let _dog = lp.call_later(secs, || tulip::interrupt())?;
+        main.await
+    })
+    .unwrap()
+}
+
+async fn echo(reader: StreamReader, writer: StreamWriter) -> tulip::Result<()> {
+    loop {
+        let data = reader.read(64 * 1024).await?;
+        if data.is_empty() {
+            break;
+        }
+        writer.write(&data)?;
+        writer.drain().await?;
+    }
+    writer.close();
+    Ok(())
+}
+
+#[test]
+fn echo_line() {
+    run_bounded(5.0, async {
+        let server = tulip::start_server(echo, "127.0.0.1", 0).await?;
+        let port = server.local_addrs()[0].port();
+        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        w.write(b"hello\n")?;
+        assert_eq!(r.readline().await?, b"hello\n");
+        let peer = w.get_extra_info("peername").and_then(|i| i.as_addr());
+        assert_eq!(peer.map(|a| a.port()), Some(port));
+        assert!(w.get_extra_info("sockname").is_some());
+        assert!(w.get_extra_info("socket").and_then(|i| i.as_fd()).is_some());
+        w.close();
+        w.wait_closed().await?;
+        server.close();
+        server.wait_closed().await?;
+        Ok(())
+    });
+}
+
+// conformance: N2, N3
+#[test]
+fn one_megabyte_echo_with_backpressure() {
+    run_bounded(20.0, async {
+        let server = tulip::start_server(echo, "127.0.0.1", 0).await?;
+        let port = server.local_addrs()[0].port();
+        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        // A small buffer: pause_writing fires early and often.
+        w.transport()
+            .set_write_buffer_limits(Some(4096), Some(1024))?;
+        let payload: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let expected = payload.clone();
+        let reader_task = tulip::create_task(async move { r.readexactly(1024 * 1024).await })?;
+        for chunk in payload.chunks(16 * 1024) {
+            w.write(chunk)?;
+            w.drain().await?;
+        }
+        let got = reader_task.await?;
+        assert!(got == expected, "echoed bytes differ");
+        w.close();
+        server.close();
+        Ok(())
+    });
+}
+
+// conformance: N4
+#[test]
+fn half_close_reaches_server_which_still_answers() {
+    run_bounded(5.0, async {
+        let server = tulip::start_server(
+            |r: StreamReader, w: StreamWriter| async move {
+                let all = r.read_to_eof().await?;
+                assert!(r.at_eof());
+                w.write(format!("got {} bytes", all.len()).as_bytes())?;
+                w.drain().await?;
+                w.close();
+                Ok(())
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await?;
+        let port = server.local_addrs()[0].port();
+        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        w.write(b"12345")?;
+        assert!(w.can_write_eof());
+        w.write_eof()?;
+        assert_eq!(r.read_to_eof().await?, b"got 5 bytes");
+        server.close();
+        Ok(())
+    });
+}
+
+// conformance: N2
+#[test]
+fn drain_on_closed_peer_fails() {
+    run_bounded(10.0, async {
+        let server = tulip::start_server(
+            |_r: StreamReader, w: StreamWriter| async move {
+                // Reset the connection at once (SO_LINGER 0 would; abort does).
+                w.transport().abort();
+                Ok(())
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await?;
+        let port = server.local_addrs()[0].port();
+        let (_r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        let chunk = vec![0u8; 64 * 1024];
+        let mut failed = None;
+        for _ in 0..1000 {
+            if let Err(e) = w.write(&chunk) {
+                failed = Some(e);
+                break;
+            }
+            if let Err(e) = w.drain().await {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = failed.expect("writes to a closed peer must fail eventually");
+        assert!(e.io_kind().is_some(), "{e:?}");
+        server.close();
+        Ok(())
+    });
+}
+
+/// Raises the soft fd limit to at least `want` (if the hard limit allows):
+/// 1000 clients and their server ends need about 2000 descriptors.
+fn raise_nofile(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur < want as libc::rlim_t {
+        lim.rlim_cur = (want as libc::rlim_t).min(lim.rlim_max);
+        // SAFETY: `lim` is a valid rlimit, within the hard limit.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
+}
+
+// conformance: N4
+#[test]
+fn thousand_concurrent_clients() {
+    raise_nofile(4096);
+    run_bounded(30.0, async {
+        let server = tulip::start_server(echo, "127.0.0.1", 0).await?;
+        let port = server.local_addrs()[0].port();
+        let mut tasks = Vec::new();
+        for i in 0..1000u32 {
+            tasks.push(tulip::create_task(async move {
+                let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+                let msg = format!("client {i}\n");
+                w.write(msg.as_bytes())?;
+                let line = r.readline().await?;
+                assert_eq!(line, msg.as_bytes());
+                w.close();
+                w.wait_closed().await?;
+                Ok(())
+            })?);
+        }
+        for t in tasks {
+            t.await?;
+        }
+        server.close();
+        server.close_clients();
+        server.wait_closed().await?;
+        assert_eq!(server.active_count(), 0);
+        Ok(())
+    });
+}
+
+// conformance: N4
+#[test]
+fn server_survives_client_vanishing_mid_request() {
+    run_bounded(10.0, async {
+        let server = tulip::start_server(
+            |r: StreamReader, w: StreamWriter| async move {
+                // Expects a 100-byte request; some clients send 10 and vanish.
+                let req = r.readexactly(100).await?;
+                w.write(&req[..4])?;
+                w.drain().await?;
+                Ok(())
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await?;
+        let lp = tulip::get_running_loop()?;
+        // The failed handler tasks are reported; count them instead of printing.
+        let reported = Rc::new(std::cell::Cell::new(0));
+        let r2 = reported.clone();
+        lp.set_exception_handler(Some(
+            move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
+                assert!(
+                    matches!(ctx.error, Some(Error::IncompleteRead { .. })),
+                    "{ctx}"
+                );
+                r2.set(r2.get() + 1);
+            },
+        ));
+        let port = server.local_addrs()[0].port();
+        for _ in 0..5 {
+            let (_r, w) = tulip::open_connection("127.0.0.1", port).await?;
+            w.write(&[1u8; 10])?;
+            w.transport().abort();
+        }
+        // The server still answers a complete request.
+        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        w.write(&[7u8; 100])?;
+        assert_eq!(r.readexactly(4).await?, [7u8; 4]);
+        tulip::sleep(0.05).await?;
+        assert_eq!(reported.get(), 5);
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn unix_socket_server() {
+    run_bounded(5.0, async {
+        let dir = std::env::temp_dir().join(format!("tulip-unix-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(Error::from)?;
+        let path = dir.join("echo.sock");
+        let server = tulip::start_unix_server(echo, &path).await?;
+        let (r, w) = tulip::open_unix_connection(&path).await?;
+        w.write(b"over unix\n")?;
+        assert_eq!(r.readline().await?, b"over unix\n");
+        assert!(w.get_extra_info("peername").is_some());
+        w.close();
+        server.close();
+        server.wait_closed().await?;
+        assert!(!path.exists(), "the socket file is removed at close");
+        let _ = std::fs::remove_dir(&dir);
+        Ok(())
+    });
+}
+
+#[test]
+fn socketpair_open_connection_sock() {
+    run_bounded(5.0, async {
+        let (a, b) = std::os::unix::net::UnixStream::pair().map_err(Error::from)?;
+        let (ra, wa) = tulip::open_connection_sock(a).await?;
+        let (rb, wb) = tulip::open_connection_sock(b).await?;
+        wa.write(b"ping\n")?;
+        assert_eq!(rb.readline().await?, b"ping\n");
+        wb.write(b"pong\n")?;
+        assert_eq!(ra.readline().await?, b"pong\n");
+        wa.close();
+        assert_eq!(rb.read(10).await?, b"");
+        assert!(rb.at_eof());
+        Ok(())
+    });
+}
+
+#[test]
+fn connection_refused() {
+    run_bounded(5.0, async {
+        // Bind then drop a listener to find a port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(Error::from)?
+            .port();
+        let err = tulip::open_connection("127.0.0.1", port).await.unwrap_err();
+        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::ConnectionRefused));
+        Ok(())
+    });
+}
+
+#[test]
+fn resolves_localhost_off_the_loop() {
+    run_bounded(5.0, async {
+        let server = tulip::start_server(echo, "127.0.0.1", 0).await?;
+        let port = server.local_addrs()[0].port();
+        let lp = tulip::get_running_loop()?;
+        let addrs = lp.getaddrinfo("localhost", port).await?;
+        assert!(!addrs.is_empty());
+        let (r, w) = tulip::open_connection("localhost", port).await?;
+        w.write(b"x\n")?;
+        assert_eq!(r.readline().await?, b"x\n");
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn serve_forever_until_cancelled() {
+    run_bounded(5.0, async {
+        let server = tulip::start_server(echo, "127.0.0.1", 0).await?;
+        let s2 = server.clone();
+        let t = tulip::create_task(async move { s2.serve_forever().await })?;
+        tulip::sleep(0.01).await?;
+        assert!(
+            server.serve_forever().await.is_err(),
+            "already serving forever"
+        );
+        t.cancel();
+        t.wait_done().await?;
+        assert!(t.cancelled());
+        assert!(!server.is_serving());
+        assert!(server.sockets().is_empty());
+        let _ = Duration::ZERO;
+        Ok(())
+    });
+}
+
+// conformance: N2
+#[test]
+fn reader_pauses_a_real_transport_around_the_limit() {
+    run_bounded(10.0, async {
+        const TOTAL: usize = 2 << 20;
+        let server = tulip::start_server(
+            |_r: StreamReader, w: StreamWriter| async move {
+                let chunk = vec![5u8; 64 * 1024];
+                for _ in 0..TOTAL / chunk.len() {
+                    w.write(&chunk)?;
+                    w.drain().await?;
+                }
+                w.close();
+                Ok(())
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await?;
+        let port = server.local_addrs()[0].port();
+        let limit = 16 * 1024;
+        let (r, _w) = tulip::open_connection_with_limit("127.0.0.1", port, limit).await?;
+        // Nobody reads for a while: the reader must pause its transport.
+        tulip::sleep(0.2).await?;
+        assert!(r.is_paused(), "{r:?}");
+        let t = r.transport().expect("transport");
+        assert!(!t.is_reading());
+        // Over 2 x limit, by at most one read of the transport's buffer.
+        assert!(r.buffered() > 2 * limit);
+        assert!(r.buffered() <= 2 * limit + tulip::selector_events::MAX_SIZE);
+        // Reading brings it back below the limit: reading resumes.
+        let mut total = 0;
+        loop {
+            let got = r.read(limit).await?;
+            if got.is_empty() {
+                break;
+            }
+            total += got.len();
+            if r.buffered() <= limit {
+                assert!(!r.is_paused());
+            }
+        }
+        assert_eq!(total, TOTAL);
+        server.close();
+        Ok(())
+    });
+}
+
+// conformance: N2
+#[test]
+fn concurrent_drains_on_a_real_socket_all_complete() {
+    run_bounded(10.0, async {
+        let server = tulip::start_server(
+            |r: StreamReader, w: StreamWriter| async move {
+                // A slow reader: small reads with pauses, so the client's
+                // buffer goes over its high-water mark.
+                let mut total = 0;
+                tulip::sleep(0.05).await?;
+                loop {
+                    tulip::sleep(0.001).await?;
+                    let got = r.read(16 * 1024).await?;
+                    if got.is_empty() {
+                        break;
+                    }
+                    total += got.len();
+                }
+                w.write(format!("{total}").as_bytes())?;
+                w.close();
+                Ok(())
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await?;
+        let port = server.local_addrs()[0].port();
+        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        let w = Rc::new(w);
+        let mut tasks = Vec::new();
+        for i in 0..5u8 {
+            let w = w.clone();
+            tasks.push(tulip::create_task(async move {
+                w.write(&vec![i; 2 << 20])?;
+                w.drain().await
+            })?);
+        }
+        tulip::sleep(0.0).await?;
+        assert!(
+            w.flow_control().is_paused(),
+            "the buffer is over its high-water mark"
+        );
+        for t in tasks {
+            t.await?;
+        }
+        w.write_eof()?;
+        assert_eq!(
+            r.read_to_eof().await?,
+            format!("{}", 5 * (2 << 20)).as_bytes()
+        );
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn writelines_sends_every_buffer_in_order() {
+    run_bounded(5.0, async {
+        let server = tulip::start_server(echo, "127.0.0.1", 0).await?;
+        let port = server.local_addrs()[0].port();
+        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        w.writelines(&[b"ab", b"", b"cd", b"ef\n"])?;
+        assert_eq!(r.readline().await?, b"abcdef\n");
+        let big = vec![b'x'; 100 * 1024];
+        w.writelines(&[&big, &big, b"\n"])?;
+        let back = r.readexactly(200 * 1024 + 1).await?;
+        assert!(back[..200 * 1024].iter().all(|&b| b == b'x') && back[200 * 1024] == b'\n');
+        server.close();
+        Ok(())
+    });
+}

@@ -1,0 +1,606 @@
+//! Socket transports and protocols on loopback: flow control (N3), resets,
+//! EOF and closing (N4), UDP, and the sock_* coroutines.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+
+use tulip::{
+    BaseTransport, DatagramProtocol, DatagramTransport, Error, EventLoop, Protocol, ReadTransport,
+    Transport, WriteTransport,
+};
+
+fn run_bounded<T: 'static>(
+    secs: f64,
+    main: impl std::future::Future<Output = tulip::Result<T>> + 'static,
+) -> T {
+    tulip::run(async move {
+        let lp = tulip::get_running_loop()?;
+        let _dog = lp.call_later(secs, || tulip::interrupt())?;
+        main.await
+    })
+    .unwrap()
+}
+
+/// Records every call, in order, and keeps the transport.
+#[derive(Default)]
+struct Recorder {
+    transport: RefCell<Option<Rc<dyn Transport>>>,
+    events: RefCell<Vec<String>>,
+    data: RefCell<Vec<u8>>,
+    keep_open_on_eof: Cell<bool>,
+    lost: tulip::Future<Option<String>>,
+}
+
+impl Recorder {
+    fn new() -> Rc<Recorder> {
+        Rc::new(Recorder::default())
+    }
+    fn t(&self) -> Rc<dyn Transport> {
+        self.transport.borrow().clone().expect("connected")
+    }
+    fn events(&self) -> Vec<String> {
+        self.events.borrow().clone()
+    }
+}
+
+impl Protocol for Recorder {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        *self.transport.borrow_mut() = Some(transport);
+        self.events.borrow_mut().push("made".into());
+    }
+    fn data_received(&self, data: &[u8]) {
+        self.data.borrow_mut().extend_from_slice(data);
+        let mut ev = self.events.borrow_mut();
+        if ev.last().map(String::as_str) != Some("data") {
+            ev.push("data".into());
+        }
+    }
+    fn eof_received(&self) -> bool {
+        self.events.borrow_mut().push("eof".into());
+        self.keep_open_on_eof.get()
+    }
+    fn connection_lost(&self, exc: Option<Error>) {
+        self.events.borrow_mut().push("lost".into());
+        let _ = self
+            .lost
+            .set_result(exc.map(|e| format!("{:?}", e.io_kind())));
+    }
+    fn pause_writing(&self) {
+        self.events.borrow_mut().push("pause".into());
+    }
+    fn resume_writing(&self) {
+        self.events.borrow_mut().push("resume".into());
+    }
+}
+
+/// A server whose single connection's protocol is returned through `slot`.
+async fn server_with(
+    lp: &EventLoop,
+    make: impl Fn() -> Rc<Recorder> + 'static,
+) -> tulip::Result<(tulip::Server, Rc<RefCell<Vec<Rc<Recorder>>>>)> {
+    let accepted = Rc::new(RefCell::new(Vec::new()));
+    let acc = accepted.clone();
+    let server = lp
+        .create_server(
+            move || {
+                let p = make();
+                acc.borrow_mut().push(p.clone());
+                p
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await?;
+    Ok((server, accepted))
+}
+
+// conformance: N3
+#[test]
+fn slow_reader_forces_pause_writing_then_resume() {
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, accepted) = server_with(&lp, Recorder::new).await?;
+        let port = server.local_addrs()[0].port();
+        let (client_t, client) = lp
+            .create_connection(Recorder::new, "127.0.0.1", port)
+            .await?;
+        tulip::sleep(0.01).await?;
+        let srv = accepted.borrow()[0].clone();
+        srv.t().pause_reading(); // the slow reader
+        assert!(!srv.t().is_reading());
+
+        // write() never blocks: 8 MB go in at once, mostly into the buffer.
+        let chunk = vec![b'x'; 64 * 1024];
+        let t0 = std::time::Instant::now();
+        for _ in 0..128 {
+            client_t.write(&chunk)?;
+        }
+        assert!(t0.elapsed().as_secs_f64() < 1.0);
+        assert!(client_t.get_write_buffer_size() > 64 * 1024);
+        assert_eq!(client.events(), ["made", "pause"]);
+
+        // The reader catches up: the buffer drains and resume_writing fires.
+        srv.t().resume_reading();
+        while srv.data.borrow().len() < 128 * 64 * 1024 {
+            tulip::sleep(0.005).await?;
+        }
+        assert_eq!(client.events(), ["made", "pause", "resume"]);
+        assert_eq!(client_t.get_write_buffer_size(), 0);
+        client_t.close();
+        server.close();
+        Ok(())
+    });
+}
+
+// conformance: N3
+#[test]
+fn write_buffer_limits() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, _acc) = server_with(&lp, Recorder::new).await?;
+        let port = server.local_addrs()[0].port();
+        let (t, p) = lp
+            .create_connection(Recorder::new, "127.0.0.1", port)
+            .await?;
+        assert_eq!(t.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
+        t.set_write_buffer_limits(Some(100), None)?;
+        assert_eq!(t.get_write_buffer_limits(), (25, 100));
+        t.set_write_buffer_limits(None, Some(10))?;
+        assert_eq!(t.get_write_buffer_limits(), (10, 40));
+        assert!(t.set_write_buffer_limits(Some(1), Some(2)).is_err());
+        // high = 0: pause as soon as anything is buffered.
+        t.set_write_buffer_limits(Some(0), None)?;
+        assert_eq!(p.events(), ["made"]);
+        t.close();
+        server.close();
+        Ok(())
+    });
+}
+
+// conformance: N4
+#[test]
+fn eof_received_then_connection_lost() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, accepted) = server_with(&lp, Recorder::new).await?;
+        let port = server.local_addrs()[0].port();
+        let (t, _client) = lp
+            .create_connection(Recorder::new, "127.0.0.1", port)
+            .await?;
+        t.write(b"some data")?;
+        t.write_eof()?;
+        assert!(
+            t.write(b"more").is_err(),
+            "write after write_eof is an error"
+        );
+        tulip::sleep(0.01).await?;
+        let srv = accepted.borrow()[0].clone();
+        // eof_received returned false: the server transport closes itself.
+        assert_eq!(srv.lost.clone().await?, None);
+        assert_eq!(srv.events(), ["made", "data", "eof", "lost"]);
+        assert_eq!(&*srv.data.borrow(), b"some data");
+        server.close();
+        Ok(())
+    });
+}
+
+// conformance: N4
+#[test]
+fn half_open_keeps_writing_after_eof() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, accepted) = server_with(&lp, || {
+            let r = Recorder::new();
+            r.keep_open_on_eof.set(true);
+            r
+        })
+        .await?;
+        let port = server.local_addrs()[0].port();
+        let (t, client) = lp
+            .create_connection(Recorder::new, "127.0.0.1", port)
+            .await?;
+        t.write_eof()?;
+        tulip::sleep(0.02).await?;
+        let srv = accepted.borrow()[0].clone();
+        assert_eq!(srv.events(), ["made", "eof"]);
+        srv.t().write(b"still here")?;
+        srv.t().close();
+        assert_eq!(client.lost.clone().await?, None);
+        assert_eq!(&*client.data.borrow(), b"still here");
+        assert_eq!(client.events(), ["made", "data", "eof", "lost"]);
+        server.close();
+        Ok(())
+    });
+}
+
+/// Sets SO_LINGER to 0 so that closing sends a RST.
+fn linger_zero(fd: i32) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: fd is an open socket; the option value is a valid `linger`.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+}
+
+// conformance: N4
+#[test]
+fn peer_reset_mid_write_reaches_connection_lost() {
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        listener.set_nonblocking(true).map_err(Error::from)?;
+        let port = listener.local_addr().map_err(Error::from)?.port();
+        let (t, client) = lp
+            .create_connection(Recorder::new, "127.0.0.1", port)
+            .await?;
+        let (peer, _) = lp.sock_accept(&listener).await?;
+        // Keep writing; the peer reads nothing, then resets.
+        let chunk = vec![0u8; 256 * 1024];
+        for _ in 0..8 {
+            t.write(&chunk)?;
+        }
+        tulip::sleep(0.01).await?;
+        linger_zero(peer.as_raw_fd());
+        drop(peer);
+        let kind = client.lost.clone().await?;
+        let kind = kind.expect("a reset is an error");
+        assert!(
+            kind.contains("ConnectionReset") || kind.contains("BrokenPipe"),
+            "{kind}"
+        );
+        let ev = client.events();
+        assert_eq!(ev.first().map(String::as_str), Some("made"));
+        assert_eq!(ev.last().map(String::as_str), Some("lost"));
+        assert_eq!(ev.iter().filter(|e| *e == "lost").count(), 1);
+        // Writes after the loss are dropped silently, as in asyncio.
+        t.write(b"late")?;
+        assert!(t.is_closing());
+        Ok(())
+    });
+}
+
+// conformance: N4
+#[test]
+fn no_fd_used_after_close() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, _acc) = server_with(&lp, Recorder::new).await?;
+        let port = server.local_addrs()[0].port();
+        let (t, p) = lp
+            .create_connection(Recorder::new, "127.0.0.1", port)
+            .await?;
+        let fd = t.fd();
+        t.write(&vec![1u8; 1 << 20])?; // leaves data buffered and a writer registered
+        t.abort();
+        assert_eq!(p.lost.clone().await?, None);
+        assert!(!lp.has_reader(fd) && !lp.has_writer(fd));
+        assert!(t.get_extra_info("socket").is_none(), "the socket is gone");
+        // The fd number is free for reuse, and a new connection on it works.
+        let (t2, p2) = lp
+            .create_connection(Recorder::new, "127.0.0.1", port)
+            .await?;
+        t2.write(b"x")?;
+        t2.close();
+        assert_eq!(p2.lost.clone().await?, None);
+        assert_eq!(p2.events(), ["made", "lost"]);
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn pause_reading_stops_data_received() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, accepted) = server_with(&lp, Recorder::new).await?;
+        let port = server.local_addrs()[0].port();
+        let (t, p) = lp
+            .create_connection(Recorder::new, "127.0.0.1", port)
+            .await?;
+        t.pause_reading();
+        tulip::sleep(0.01).await?;
+        accepted.borrow()[0].t().write(b"held back")?;
+        tulip::sleep(0.02).await?;
+        assert!(p.data.borrow().is_empty());
+        t.resume_reading();
+        tulip::sleep(0.02).await?;
+        assert_eq!(&*p.data.borrow(), b"held back");
+        t.close();
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn close_flushes_the_buffer_first() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, accepted) = server_with(&lp, Recorder::new).await?;
+        let port = server.local_addrs()[0].port();
+        let (t, p) = lp
+            .create_connection(Recorder::new, "127.0.0.1", port)
+            .await?;
+        let big = vec![3u8; 4 << 20];
+        t.write(&big)?;
+        t.close();
+        assert!(t.is_closing());
+        assert_eq!(p.lost.clone().await?, None);
+        tulip::sleep(0.0).await?;
+        let srv = accepted.borrow()[0].clone();
+        assert_eq!(srv.lost.clone().await?, None);
+        assert_eq!(srv.data.borrow().len(), big.len());
+        server.close();
+        Ok(())
+    });
+}
+
+#[derive(Default)]
+struct UdpEcho {
+    transport: RefCell<Option<Rc<dyn DatagramTransport>>>,
+}
+
+impl DatagramProtocol for UdpEcho {
+    fn connection_made(&self, transport: Rc<dyn DatagramTransport>) {
+        *self.transport.borrow_mut() = Some(transport);
+    }
+    fn datagram_received(&self, data: &[u8], addr: SocketAddr) {
+        let t = self.transport.borrow().clone().expect("made");
+        t.sendto(data, Some(addr)).unwrap();
+    }
+}
+
+#[derive(Default)]
+struct UdpClient {
+    got: RefCell<Vec<Vec<u8>>>,
+    lost: Cell<bool>,
+}
+
+impl DatagramProtocol for UdpClient {
+    fn datagram_received(&self, data: &[u8], _: SocketAddr) {
+        self.got.borrow_mut().push(data.to_vec());
+    }
+    fn connection_lost(&self, _: Option<Error>) {
+        self.lost.set(true);
+    }
+}
+
+#[test]
+fn udp_echo() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (st, _) = lp
+            .create_datagram_endpoint(|| Rc::new(UdpEcho::default()), Some(local), None)
+            .await?;
+        let addr = st
+            .get_extra_info("sockname")
+            .and_then(|i| i.as_addr())
+            .unwrap();
+        let (ct, client) = lp
+            .create_datagram_endpoint(|| Rc::new(UdpClient::default()), None, Some(addr))
+            .await?;
+        assert_eq!(
+            ct.get_extra_info("peername").and_then(|i| i.as_addr()),
+            Some(addr)
+        );
+        for i in 0..10u8 {
+            ct.sendto(&[i; 100], None)?;
+        }
+        let other: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert!(
+            ct.sendto(b"x", Some(other)).is_err(),
+            "connected: only the peer"
+        );
+        while client.got.borrow().len() < 10 {
+            tulip::sleep(0.005).await?;
+        }
+        let got = client.got.borrow().clone();
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, d)| d == &vec![i as u8; 100]));
+        ct.close();
+        st.close();
+        tulip::sleep(0.0).await?;
+        tulip::sleep(0.0).await?;
+        assert!(client.lost.get());
+        Ok(())
+    });
+}
+
+#[test]
+fn sock_coroutines() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        listener.set_nonblocking(true).map_err(Error::from)?;
+        let addr = listener.local_addr().map_err(Error::from)?;
+        let lp2 = lp.clone();
+        let client = tulip::create_task(async move {
+            let s = lp2.sock_connect(addr).await?;
+            lp2.sock_sendall(&s, &vec![9u8; 1 << 20]).await?;
+            s.shutdown(std::net::Shutdown::Write).map_err(Error::from)?;
+            lp2.sock_recv(&s, 10).await
+        })?;
+        let (conn, _) = lp.sock_accept(&listener).await?;
+        let mut total = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = lp.sock_recv_into(&conn, &mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        assert_eq!(total, 1 << 20);
+        lp.sock_sendall(&conn, b"done").await?;
+        assert_eq!(client.await?, b"done");
+        Ok(())
+    });
+}
+
+// conformance: N4
+#[test]
+fn data_and_fin_in_one_edge_still_reach_eof_received() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, accepted) = server_with(&lp, Recorder::new).await?;
+        let addr = server.local_addrs()[0];
+        for _ in 0..20 {
+            // Data and FIN both land before the loop looks: one edge for both.
+            let mut c = std::net::TcpStream::connect(addr).map_err(Error::from)?;
+            std::io::Write::write_all(&mut c, b"abc").map_err(Error::from)?;
+            c.shutdown(std::net::Shutdown::Write).map_err(Error::from)?;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let n = accepted.borrow().len();
+            while accepted.borrow().len() == n {
+                tulip::sleep(0.001).await?;
+            }
+            let srv = accepted.borrow()[n].clone();
+            assert_eq!(srv.lost.clone().await?, None);
+            assert_eq!(srv.events(), ["made", "data", "eof", "lost"]);
+            assert_eq!(&*srv.data.borrow(), b"abc");
+        }
+        server.close();
+        Ok(())
+    });
+}
+
+/// Keeps no reference to its transport, like many asyncio protocols.
+#[derive(Default)]
+struct Forgetful {
+    got: RefCell<Vec<u8>>,
+    lost: Cell<bool>,
+}
+
+impl Protocol for Forgetful {
+    fn data_received(&self, data: &[u8]) {
+        self.got.borrow_mut().extend_from_slice(data);
+    }
+    fn connection_lost(&self, _: Option<Error>) {
+        self.lost.set(true);
+    }
+}
+
+#[test]
+fn a_registered_transport_lives_without_other_owners() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let protos: Rc<RefCell<Vec<Rc<Forgetful>>>> = Rc::default();
+        let p2 = protos.clone();
+        let server = lp
+            .create_server(
+                move || {
+                    let p = Rc::new(Forgetful::default());
+                    p2.borrow_mut().push(p.clone());
+                    p
+                },
+                "127.0.0.1",
+                0,
+            )
+            .await?;
+        let addr = server.local_addrs()[0];
+        let mut c = std::net::TcpStream::connect(addr).map_err(Error::from)?;
+        tulip::sleep(0.02).await?;
+        std::io::Write::write_all(&mut c, b"kept alive").map_err(Error::from)?;
+        tulip::sleep(0.02).await?;
+        let p = protos.borrow()[0].clone();
+        assert_eq!(&*p.got.borrow(), b"kept alive");
+        assert!(!p.lost.get());
+        drop(c);
+        tulip::sleep(0.02).await?;
+        assert!(p.lost.get());
+        server.close();
+        Ok(())
+    });
+}
+
+struct PanicsOnConnect;
+
+impl Protocol for PanicsOnConnect {
+    fn connection_made(&self, _: Rc<dyn Transport>) {
+        panic!("bug in connection_made");
+    }
+}
+
+#[test]
+fn a_panicking_connection_made_is_reported_and_create_connection_returns() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let reported = Rc::new(Cell::new(false));
+        let r2 = reported.clone();
+        lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &tulip::ExceptionContext| {
+            assert!(format!("{ctx}").contains("bug in connection_made"), "{ctx}");
+            r2.set(true);
+        }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        let port = listener.local_addr().map_err(Error::from)?.port();
+        let (t, _) = lp
+            .create_connection(|| Rc::new(PanicsOnConnect), "127.0.0.1", port)
+            .await?;
+        assert!(reported.get());
+        t.close();
+        Ok(())
+    });
+}
+
+#[derive(Default)]
+struct PanicsOnData {
+    lost: RefCell<Option<Option<Error>>>,
+}
+
+impl Protocol for PanicsOnData {
+    fn data_received(&self, _: &[u8]) {
+        panic!("bug in data_received");
+    }
+    fn connection_lost(&self, exc: Option<Error>) {
+        *self.lost.borrow_mut() = Some(exc);
+    }
+}
+
+#[test]
+fn a_panicking_data_received_closes_the_connection_with_the_panic() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let reported = Rc::new(Cell::new(0));
+        let r2 = reported.clone();
+        lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &tulip::ExceptionContext| {
+            assert!(ctx.message.contains("data_received() call failed"), "{ctx}");
+            r2.set(r2.get() + 1);
+        }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        let port = listener.local_addr().map_err(Error::from)?.port();
+        let (t, p) = lp
+            .create_connection(|| Rc::new(PanicsOnData::default()), "127.0.0.1", port)
+            .await?;
+        let (mut peer, _) = listener.accept().map_err(Error::from)?;
+        std::io::Write::write_all(&mut peer, b"boom").map_err(Error::from)?;
+        for _ in 0..100 {
+            if p.lost.borrow().is_some() {
+                break;
+            }
+            tulip::sleep(0.005).await?;
+        }
+        let lost = p
+            .lost
+            .borrow_mut()
+            .take()
+            .expect("connection_lost was called");
+        assert!(matches!(lost, Some(Error::Panic(_))), "{lost:?}");
+        assert_eq!(reported.get(), 1);
+        assert!(t.is_closing());
+        Ok(())
+    });
+}
