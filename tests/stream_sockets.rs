@@ -1,24 +1,13 @@
 //! Streams over real sockets on loopback: open_connection, start_server,
 //! Unix sockets, socketpair, backpressure, many clients.
 
+mod common;
+
 use std::rc::Rc;
 use std::time::Duration;
 
+use common::run_bounded;
 use tulip::{Error, StreamReader, StreamWriter};
-
-/// Runs `main` with a watchdog: a test that hangs fails instead.
-fn run_bounded<T: 'static>(
-    secs: f64,
-    main: impl std::future::Future<Output = tulip::Result<T>> + 'static,
-) -> T {
-    tulip::run(async move {
-        let lp = tulip::get_running_loop()?;
-        // A panic in a callback goes to the exception handler; interrupt() ends the run.
-        let _dog = lp.call_later(secs, || tulip::interrupt())?;
-        main.await
-    })
-    .unwrap()
-}
 
 async fn echo(reader: StreamReader, writer: StreamWriter) -> tulip::Result<()> {
     loop {

@@ -1,30 +1,14 @@
 //! Conformance of timers and sleep: T1–T4 (asyncio's test_base_events,
 //! test_events and test_tasks). Iterations are counted with `run_once`.
 
-use std::cell::{Cell, RefCell};
+mod common;
+
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use common::{entries, log, push, soon};
 use tulip::{Error, EventLoop};
-
-type Log = Rc<RefCell<Vec<String>>>;
-
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn push(log: &Log, s: impl Into<String>) {
-    log.borrow_mut().push(s.into());
-}
-
-fn entries(log: &Log) -> Vec<String> {
-    log.borrow().clone()
-}
-
-#[track_caller]
-fn soon(lp: &EventLoop, f: impl FnOnce() + 'static) {
-    let _ = lp.call_soon(f).expect("call_soon");
-}
 
 /// Runs iterations until `done` is true; returns how many it took.
 /// Bounded: fails the test after `max` iterations.

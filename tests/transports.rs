@@ -1,27 +1,18 @@
 //! Socket transports and protocols on loopback: flow control (N3), resets,
 //! EOF and closing (N4), UDP, and the sock_* coroutines.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
+use common::run_bounded;
 use tulip::{
     BaseTransport, DatagramProtocol, DatagramTransport, Error, EventLoop, Protocol, ReadTransport,
     Transport, WriteTransport,
 };
-
-fn run_bounded<T: 'static>(
-    secs: f64,
-    main: impl std::future::Future<Output = tulip::Result<T>> + 'static,
-) -> T {
-    tulip::run(async move {
-        let lp = tulip::get_running_loop()?;
-        let _dog = lp.call_later(secs, || tulip::interrupt())?;
-        main.await
-    })
-    .unwrap()
-}
 
 /// Records every call, in order, and keeps the transport.
 #[derive(Default)]
