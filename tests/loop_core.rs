@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::{capture_reports, entries, log, push, soon, stop_after};
+use common::{busy_callback, capture_reports, entries, log, push, soon, stop_after};
 use tulip::{Error, EventLoop, ExceptionContext};
 
 // ===== L1 =====
@@ -85,15 +85,8 @@ fn callback_scheduled_during_an_iteration_runs_in_the_next_one() {
 // conformance: L2
 #[test]
 fn a_self_rescheduling_callback_runs_once_per_iteration() {
-    fn again(lp: EventLoop, n: Rc<Cell<u32>>) {
-        n.set(n.get() + 1);
-        let lp2 = lp.clone();
-        soon(&lp, move || again(lp2, n));
-    }
     let lp = EventLoop::new().unwrap();
-    let n = Rc::new(Cell::new(0));
-    let (lp2, n2) = (lp.clone(), n.clone());
-    soon(&lp, move || again(lp2, n2));
+    let n = busy_callback(&lp);
     for i in 1..=100 {
         lp.run_once().unwrap();
         assert_eq!(n.get(), i);
@@ -133,17 +126,10 @@ fn stop_lets_the_current_iteration_finish() {
 // conformance: L3
 #[test]
 fn stop_before_run_forever_gives_one_iteration_with_a_zero_timeout() {
-    fn again(lp: EventLoop, n: Rc<Cell<u32>>) {
-        n.set(n.get() + 1);
-        let lp2 = lp.clone();
-        soon(&lp, move || again(lp2, n));
-    }
     let lp = EventLoop::new().unwrap();
     // A far timer: a run that blocked in poll would wait for it.
     let far = lp.call_later(30.0, || panic!("must not fire")).unwrap();
-    let n = Rc::new(Cell::new(0));
-    let (lp2, n2) = (lp.clone(), n.clone());
-    soon(&lp, move || again(lp2, n2));
+    let n = busy_callback(&lp);
     // Nothing ready at all would make the poll block: stop must make it zero.
     lp.stop();
     let t0 = Instant::now();
@@ -695,15 +681,8 @@ fn a_reader_that_panics_is_called_again_while_its_fd_stays_readable() {
 fn io_is_polled_at_least_every_io_poll_interval_iterations_under_load() {
     // The documented deviation: with callbacks always ready, epoll is
     // polled only every IO_POLL_INTERVAL iterations, never less often.
-    fn again(lp: EventLoop, n: Rc<Cell<u32>>) {
-        n.set(n.get() + 1);
-        let lp2 = lp.clone();
-        soon(&lp, move || again(lp2, n));
-    }
     let lp = EventLoop::new().unwrap();
-    let n = Rc::new(Cell::new(0));
-    let (lp1, n1) = (lp.clone(), n.clone());
-    soon(&lp, move || again(lp1, n1));
+    let n = busy_callback(&lp);
     let (mut tx, rx) = nonblocking_pair();
     let rx = Rc::new(rx);
     let seen_at = Rc::new(Cell::new(None::<u32>));

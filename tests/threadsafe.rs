@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use common::stop_after;
+use common::{busy_callback, stop_after};
 use tulip::{EventLoop, ThreadsafeHandle};
 
 /// The write(2) calls made by the calling thread so far (Linux
@@ -161,15 +161,8 @@ fn wakes_from_a_busy_thread_take_far_fewer_iterations_than_calls() {
 fn threadsafe_calls_run_promptly_while_callbacks_keep_the_loop_busy() {
     // Polls are skipped under load (IO_POLL_INTERVAL); work from other
     // threads is still picked up on every iteration.
-    fn again(lp: EventLoop, n: Rc<Cell<u64>>) {
-        n.set(n.get() + 1);
-        let lp2 = lp.clone();
-        let _ = lp.call_soon(move || again(lp2, n)).unwrap();
-    }
     let lp = EventLoop::new().unwrap();
-    let n = Rc::new(Cell::new(0));
-    let (lp1, n1) = (lp.clone(), n.clone());
-    let _ = lp.call_soon(move || again(lp1, n1)).unwrap();
+    let n = busy_callback(&lp);
     lp.run_once().unwrap();
     let ran = Arc::new(AtomicBool::new(false));
     let r = ran.clone();

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::{entries, log, push, soon};
+use common::{busy_callback, entries, log, push, soon};
 use tulip::{Error, EventLoop, TimerHandle};
 
 /// Runs iterations until `done` is true; returns how many it took.
@@ -385,15 +385,8 @@ fn timers_due_within_the_clock_resolution_fire_in_the_same_iteration() {
 #[test]
 fn timers_fire_on_time_while_callbacks_keep_the_loop_busy() {
     // Polls are skipped under load (IO_POLL_INTERVAL), timers are not.
-    fn again(lp: EventLoop, n: Rc<Cell<u64>>) {
-        n.set(n.get() + 1);
-        let lp2 = lp.clone();
-        soon(&lp, move || again(lp2, n));
-    }
     let lp = EventLoop::new().unwrap();
-    let n = Rc::new(Cell::new(0));
-    let (lp1, n1) = (lp.clone(), n.clone());
-    soon(&lp, move || again(lp1, n1));
+    let _count = busy_callback(&lp);
     let fired_after = Rc::new(Cell::new(None));
     let f = fired_after.clone();
     let t0 = Instant::now();

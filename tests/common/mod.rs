@@ -177,3 +177,18 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// Keeps the loop busy: a callback that counts its runs and reschedules
+/// itself with `call_soon`, so it runs once in every iteration from the next
+/// one on. Returns the count.
+pub fn busy_callback(lp: &EventLoop) -> Rc<Cell<u32>> {
+    fn again(lp: EventLoop, n: Rc<Cell<u32>>) {
+        n.set(n.get() + 1);
+        let lp2 = lp.clone();
+        soon(&lp, move || again(lp2, n));
+    }
+    let n = Rc::new(Cell::new(0));
+    let (lp1, n1) = (lp.clone(), n.clone());
+    soon(lp, move || again(lp1, n1));
+    n
+}
