@@ -12,6 +12,9 @@
 //!             print('暂停执行%s' % name); con.notify(); await con.wait(); print('开始执行%s' % name)
 //! ```
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::cell::Cell;
 use std::rc::Rc;
 use tulip::{Condition, ReturnWhen};
@@ -39,17 +42,8 @@ async fn run(
     }
 }
 
-fn seconds() -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5.5)
-}
-
 fn main() -> tulip::Result<()> {
-    let limit = seconds();
+    let limit = cli::seconds(5.5);
     tulip::run(async move {
         let condition = Condition::new();
         let num = Rc::new(Cell::new(0));

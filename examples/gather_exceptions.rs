@@ -5,18 +5,11 @@
 //!
 //! `--scale 0.1` (or `TULIP_TIME_SCALE=0.1`) runs it ten times faster (for the tests).
 
-use tulip::{Error, Result};
+#[path = "support/cli.rs"]
+mod cli;
 
-/// Seconds, scaled by `TULIP_TIME_SCALE` (default 1: the seed's timings).
-fn secs(s: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = args
-        .iter()
-        .position(|a| a == "--scale")
-        .and_then(|i| args.get(i + 1).cloned());
-    let scale = flag.or_else(|| std::env::var("TULIP_TIME_SCALE").ok());
-    s * scale.and_then(|v| v.parse().ok()).unwrap_or(1.0)
-}
+use cli::secs;
+use tulip::{Error, Result};
 
 async fn task(num: u32, fail_two: bool) -> Result<String> {
     tulip::sleep(secs(f64::from(num))).await?;

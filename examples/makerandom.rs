@@ -4,40 +4,13 @@
 //! seeded xorshift streams, so runs are repeatable (the numbers differ from
 //! CPython's Mersenne Twister). `--scale F` (or `TULIP_TIME_SCALE`) scales the sleeps.
 
-/// A tiny xorshift64* generator. Each coroutine draws from its own stream
-/// (seeded from 444 and its number), so the values do not depend on which of
-/// two coroutines waking in the same instant runs first.
-struct Rng(u64);
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/seeded_rng.rs"]
+mod seeded_rng;
 
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(444 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// `random.randint(0, 10)`.
-    fn randint_0_10(&mut self) -> u64 {
-        self.next_u64() % 11
-    }
-}
-
-fn secs(s: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = args
-        .iter()
-        .position(|a| a == "--scale")
-        .and_then(|i| args.get(i + 1).cloned());
-    let scale = flag.or_else(|| std::env::var("TULIP_TIME_SCALE").ok());
-    s * scale.and_then(|v| v.parse().ok()).unwrap_or(1.0)
-}
+use cli::secs;
+use seeded_rng::Rng;
 
 /// ANSI colours: end, cyan, red, magenta.
 fn colour(i: usize) -> &'static str {

@@ -11,6 +11,9 @@
 //!     while 1: res = await q.get(); print(res); await asyncio.sleep(1)
 //! ```
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::cell::Cell;
 use tulip::{Queue, ReturnWhen};
 
@@ -46,17 +49,8 @@ async fn desc(q: Queue<char>) -> tulip::Result<()> {
     }
 }
 
-fn seconds() -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5.5)
-}
-
 fn main() -> tulip::Result<()> {
-    let limit = seconds();
+    let limit = cli::seconds(5.5);
     tulip::run(async move {
         let q = Queue::new(100);
         let tasks = vec![

@@ -2,17 +2,11 @@
 //! list; awaited via `create_task`, `gather`, and `as_completed`. About
 //! 3 + 10 + 10 s; `--scale 0.1` (or `TULIP_TIME_SCALE=0.1`) runs it faster.
 
-use std::time::Instant;
+#[path = "support/cli.rs"]
+mod cli;
 
-fn secs(s: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = args
-        .iter()
-        .position(|a| a == "--scale")
-        .and_then(|i| args.get(i + 1).cloned());
-    let scale = flag.or_else(|| std::env::var("TULIP_TIME_SCALE").ok());
-    s * scale.and_then(|v| v.parse().ok()).unwrap_or(1.0)
-}
+use cli::secs;
+use std::time::Instant;
 
 /// "IO" wait time is proportional to the max element.
 async fn coro(seq: Vec<u32>) -> tulip::Result<Vec<u32>> {

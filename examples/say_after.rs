@@ -10,18 +10,8 @@
 //!     print(f"finished at {time.strftime('%X')}")
 //! ```
 
-/// `time.strftime('%X')` (UTC here: no time-zone database in the dependency set).
-fn now_x() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format!(
-        "{:02}:{:02}:{:02}",
-        secs / 3600 % 24,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
+#[path = "support/clock.rs"]
+mod clock;
 
 async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
     tulip::sleep(delay).await?;
@@ -32,20 +22,20 @@ async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
 fn main() -> tulip::Result<()> {
     // Sequential: 1 s + 2 s.
     tulip::run(async {
-        println!("started at {}", now_x());
+        println!("started at {}", clock::now_x_utc());
         say_after(1.0, "hello").await?;
         say_after(2.0, "world").await?;
-        println!("finished at {}", now_x());
+        println!("finished at {}", clock::now_x_utc());
         Ok(())
     })?;
     // Concurrent: both tasks run at once, 2 s in all.
     tulip::run(async {
         let task1 = tulip::create_task(say_after(1.0, "hello"))?;
         let task2 = tulip::create_task(say_after(2.0, "world"))?;
-        println!("started at {}", now_x());
+        println!("started at {}", clock::now_x_utc());
         task1.await?;
         task2.await?;
-        println!("finished at {}", now_x());
+        println!("finished at {}", clock::now_x_utc());
         Ok(())
     })
 }

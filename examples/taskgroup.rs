@@ -9,17 +9,8 @@
 //! print(f"finished at {time.strftime('%X')}")
 //! ```
 
-fn now_x() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format!(
-        "{:02}:{:02}:{:02}",
-        secs / 3600 % 24,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
+#[path = "support/clock.rs"]
+mod clock;
 
 async fn say_after(delay: f64, what: &'static str) -> tulip::Result<()> {
     tulip::sleep(delay).await?;
@@ -32,11 +23,11 @@ fn main() -> tulip::Result<()> {
         tulip::TaskGroup::run(|tg| async move {
             let _task1 = tg.create_task(say_after(1.0, "hello"))?;
             let _task2 = tg.create_task(say_after(2.0, "world"))?;
-            println!("started at {}", now_x());
+            println!("started at {}", clock::now_x_utc());
             Ok(())
         })
         .await?;
-        println!("finished at {}", now_x());
+        println!("finished at {}", clock::now_x_utc());
         Ok(())
     })
 }

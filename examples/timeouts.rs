@@ -2,17 +2,11 @@
 //! `timeout_at`, and `wait_for` — each a 3 s task under a 2 s (or 3 s)
 //! limit. About 2 + 3 + 2 + 2 = 9 s; `--scale 0.1` (or `TULIP_TIME_SCALE=0.1`) runs it faster.
 
-use tulip::Result;
+#[path = "support/cli.rs"]
+mod cli;
 
-fn secs(s: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = args
-        .iter()
-        .position(|a| a == "--scale")
-        .and_then(|i| args.get(i + 1).cloned());
-    let scale = flag.or_else(|| std::env::var("TULIP_TIME_SCALE").ok());
-    s * scale.and_then(|v| v.parse().ok()).unwrap_or(1.0)
-}
+use cli::secs;
+use tulip::Result;
 
 async fn example_task() -> Result<&'static str> {
     println!("Task started");

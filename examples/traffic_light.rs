@@ -16,6 +16,9 @@
 //!             await event.wait(); print("[%s] 看到绿灯亮了，瞬间飞起....." % name)
 //! ```
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use tulip::{Event, ReturnWhen};
 
 fn paint(code: &str, text: &str) -> String {
@@ -52,17 +55,8 @@ async fn run(name: &'static str, event: Event) -> tulip::Result<()> {
     }
 }
 
-fn seconds() -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(12.0)
-}
-
 fn main() -> tulip::Result<()> {
-    let limit = seconds();
+    let limit = cli::seconds(12.0);
     tulip::run(async move {
         let event = Event::new();
         let mut tasks: Vec<tulip::Task<()>> = Vec::new();

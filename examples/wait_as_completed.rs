@@ -3,17 +3,11 @@
 //! `as_completed(timeout=4)` giving TimeoutError for the rest. About
 //! 2 + 3 + 4 = 9 s; `--scale 0.1` (or `TULIP_TIME_SCALE=0.1`) runs it faster.
 
-use tulip::{Result, ReturnWhen};
+#[path = "support/cli.rs"]
+mod cli;
 
-fn secs(s: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = args
-        .iter()
-        .position(|a| a == "--scale")
-        .and_then(|i| args.get(i + 1).cloned());
-    let scale = flag.or_else(|| std::env::var("TULIP_TIME_SCALE").ok());
-    s * scale.and_then(|v| v.parse().ok()).unwrap_or(1.0)
-}
+use cli::secs;
+use tulip::{Result, ReturnWhen};
 
 async fn example_task(name: &'static str, delay: f64) -> Result<&'static str> {
     println!("Task {name} started");

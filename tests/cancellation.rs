@@ -3,37 +3,13 @@
 // `async move { inner.await }` spells out "a task whose body awaits".
 #![allow(clippy::redundant_async_block)]
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use common::{entries, iterate, log, push, soon};
 use tulip::{Error, EventLoop, Future, Task};
-
-type Log = Rc<RefCell<Vec<String>>>;
-
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn push(log: &Log, s: impl Into<String>) {
-    log.borrow_mut().push(s.into());
-}
-
-fn entries(log: &Log) -> Vec<String> {
-    log.borrow().clone()
-}
-
-#[track_caller]
-fn soon(lp: &EventLoop, f: impl FnOnce() + 'static) {
-    let _ = lp.call_soon(f).expect("call_soon");
-}
-
-/// Runs exactly one iteration on the running loop, with a zero poll
-/// timeout: `stop()` before `run_forever()` (L3). Tasks need the loop to be
-/// running (`sleep` looks it up), which a bare `run_once` does not provide.
-fn iterate(lp: &EventLoop) {
-    lp.stop();
-    lp.run_forever().unwrap();
-}
 
 /// Runs the loop until `task` is done (bounded by a 10 s guard timer).
 fn finish<T: 'static>(lp: &EventLoop, task: &Task<T>) {

@@ -1,37 +1,12 @@
 //! Conformance of futures: F1–F4 (asyncio's test_futures).
 
-use std::cell::{Cell, RefCell};
+mod common;
+
+use std::cell::Cell;
 use std::rc::Rc;
 
-use tulip::{Error, EventLoop, ExceptionContext, Future};
-
-type Log = Rc<RefCell<Vec<String>>>;
-
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn push(log: &Log, s: impl Into<String>) {
-    log.borrow_mut().push(s.into());
-}
-
-fn entries(log: &Log) -> Vec<String> {
-    log.borrow().clone()
-}
-
-#[track_caller]
-fn soon(lp: &EventLoop, f: impl FnOnce() + 'static) {
-    let _ = lp.call_soon(f).expect("call_soon");
-}
-
-fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
-    let reports = Rc::new(RefCell::new(Vec::new()));
-    let r = reports.clone();
-    lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
-        r.borrow_mut().push(ctx.clone())
-    }));
-    reports
-}
+use common::{capture_reports, entries, log, push, soon};
+use tulip::{Error, EventLoop, Future};
 
 // ===== F1 =====
 

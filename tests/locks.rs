@@ -1,21 +1,15 @@
 //! Conformance tests for the locks: Lock, Condition, Semaphore,
 //! BoundedSemaphore, Event, Barrier (S1–S4), including the cancellation races.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use common::settle;
 use tulip::{
-    create_task, sleep, Barrier, BoundedSemaphore, Condition, Error, Event, Lock, Result,
-    Semaphore, Task,
+    create_task, sleep, Barrier, BoundedSemaphore, Condition, Error, Event, Lock, Semaphore, Task,
 };
-
-/// Lets every ready task run a step or two.
-async fn settle() -> Result<()> {
-    for _ in 0..5 {
-        sleep(0.0).await?;
-    }
-    Ok(())
-}
 
 // ===== S1 Lock =====
 

@@ -2,6 +2,8 @@
 //! test_events). Iterations are counted by calling `run_once` by hand, so
 //! each test says exactly which iteration a callback ran in.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
@@ -9,52 +11,8 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use common::{busy_callback, capture_reports, entries, log, push, soon, stop_after};
 use tulip::{Error, EventLoop, ExceptionContext};
-
-type Log = Rc<RefCell<Vec<String>>>;
-
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn push(log: &Log, s: impl Into<String>) {
-    log.borrow_mut().push(s.into());
-}
-
-fn entries(log: &Log) -> Vec<String> {
-    log.borrow().clone()
-}
-
-/// `call_soon` whose handle we don't need.
-#[track_caller]
-fn soon(lp: &EventLoop, f: impl FnOnce() + 'static) {
-    let _ = lp.call_soon(f).expect("call_soon");
-}
-
-/// Captures every report the exception handler receives.
-fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
-    let reports = Rc::new(RefCell::new(Vec::new()));
-    let r = reports.clone();
-    lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
-        r.borrow_mut().push(ctx.clone())
-    }));
-    reports
-}
-
-/// A guard for runs that end only if the behaviour under test works: after
-/// `secs` it stops the loop and raises its flag. (A panicking timer would
-/// only reach the exception handler, and the loop would run on.)
-fn stop_after(lp: &EventLoop, secs: f64) -> (tulip::TimerHandle, Rc<Cell<bool>>) {
-    let fired = Rc::new(Cell::new(false));
-    let (f, lp1) = (fired.clone(), lp.clone());
-    let h = lp
-        .call_later(secs, move || {
-            f.set(true);
-            lp1.stop();
-        })
-        .unwrap();
-    (h, fired)
-}
 
 // ===== L1 =====
 
@@ -127,15 +85,8 @@ fn callback_scheduled_during_an_iteration_runs_in_the_next_one() {
 // conformance: L2
 #[test]
 fn a_self_rescheduling_callback_runs_once_per_iteration() {
-    fn again(lp: EventLoop, n: Rc<Cell<u32>>) {
-        n.set(n.get() + 1);
-        let lp2 = lp.clone();
-        soon(&lp, move || again(lp2, n));
-    }
     let lp = EventLoop::new().unwrap();
-    let n = Rc::new(Cell::new(0));
-    let (lp2, n2) = (lp.clone(), n.clone());
-    soon(&lp, move || again(lp2, n2));
+    let n = busy_callback(&lp);
     for i in 1..=100 {
         lp.run_once().unwrap();
         assert_eq!(n.get(), i);
@@ -175,17 +126,10 @@ fn stop_lets_the_current_iteration_finish() {
 // conformance: L3
 #[test]
 fn stop_before_run_forever_gives_one_iteration_with_a_zero_timeout() {
-    fn again(lp: EventLoop, n: Rc<Cell<u32>>) {
-        n.set(n.get() + 1);
-        let lp2 = lp.clone();
-        soon(&lp, move || again(lp2, n));
-    }
     let lp = EventLoop::new().unwrap();
     // A far timer: a run that blocked in poll would wait for it.
     let far = lp.call_later(30.0, || panic!("must not fire")).unwrap();
-    let n = Rc::new(Cell::new(0));
-    let (lp2, n2) = (lp.clone(), n.clone());
-    soon(&lp, move || again(lp2, n2));
+    let n = busy_callback(&lp);
     // Nothing ready at all would make the poll block: stop must make it zero.
     lp.stop();
     let t0 = Instant::now();
@@ -720,14 +664,7 @@ fn a_reader_that_panics_is_called_again_while_its_fd_stays_readable() {
         .unwrap();
     }
     tx.write_all(b"ping").unwrap();
-    let timed_out = Rc::new(Cell::new(false));
-    let (t, lp2) = (timed_out.clone(), lp.clone());
-    let guard = lp
-        .call_later(10.0, move || {
-            t.set(true);
-            lp2.stop();
-        })
-        .unwrap();
+    let (guard, timed_out) = stop_after(&lp, 10.0);
     lp.run_forever().unwrap();
     guard.cancel();
     assert!(
@@ -744,15 +681,8 @@ fn a_reader_that_panics_is_called_again_while_its_fd_stays_readable() {
 fn io_is_polled_at_least_every_io_poll_interval_iterations_under_load() {
     // The documented deviation: with callbacks always ready, epoll is
     // polled only every IO_POLL_INTERVAL iterations, never less often.
-    fn again(lp: EventLoop, n: Rc<Cell<u32>>) {
-        n.set(n.get() + 1);
-        let lp2 = lp.clone();
-        soon(&lp, move || again(lp2, n));
-    }
     let lp = EventLoop::new().unwrap();
-    let n = Rc::new(Cell::new(0));
-    let (lp1, n1) = (lp.clone(), n.clone());
-    soon(&lp, move || again(lp1, n1));
+    let n = busy_callback(&lp);
     let (mut tx, rx) = nonblocking_pair();
     let rx = Rc::new(rx);
     let seen_at = Rc::new(Cell::new(None::<u32>));

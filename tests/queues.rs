@@ -1,13 +1,9 @@
 //! Conformance tests for the queues: Queue, LifoQueue, PriorityQueue (Q1–Q3).
 
-use tulip::{create_task, sleep, wait_for, Error, LifoQueue, PriorityQueue, Queue, Result};
+mod common;
 
-async fn settle() -> Result<()> {
-    for _ in 0..5 {
-        sleep(0.0).await?;
-    }
-    Ok(())
-}
+use common::settle;
+use tulip::{create_task, sleep, wait_for, Error, LifoQueue, PriorityQueue, Queue};
 
 // ===== Q1 =====
 

@@ -1,24 +1,13 @@
 //! Streams over real sockets on loopback: open_connection, start_server,
 //! Unix sockets, socketpair, backpressure, many clients.
 
+mod common;
+
 use std::rc::Rc;
 use std::time::Duration;
 
+use common::run_bounded;
 use tulip::{Error, StreamReader, StreamWriter};
-
-/// Runs `main` with a watchdog: a test that hangs fails instead.
-fn run_bounded<T: 'static>(
-    secs: f64,
-    main: impl std::future::Future<Output = tulip::Result<T>> + 'static,
-) -> T {
-    tulip::run(async move {
-        let lp = tulip::get_running_loop()?;
-        // A panic in a callback goes to the exception handler; interrupt() ends the run.
-        let _dog = lp.call_later(secs, || tulip::interrupt())?;
-        main.await
-    })
-    .unwrap()
-}
 
 async fn echo(reader: StreamReader, writer: StreamWriter) -> tulip::Result<()> {
     loop {
@@ -31,6 +20,21 @@ async fn echo(reader: StreamReader, writer: StreamWriter) -> tulip::Result<()> {
     }
     writer.close();
     Ok(())
+}
+
+/// A server on 127.0.0.1 whose connections run `handler`, and one client
+/// connected to it: (server, client reader, client writer).
+async fn server_and_client<F, Fut>(
+    handler: F,
+) -> tulip::Result<(tulip::Server, StreamReader, StreamWriter)>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: std::future::Future<Output = tulip::Result<()>> + 'static,
+{
+    let server = tulip::start_server(handler, "127.0.0.1", 0).await?;
+    let port = server.local_addrs()[0].port();
+    let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+    Ok((server, r, w))
 }
 
 #[test]
@@ -57,9 +61,7 @@ fn echo_line() {
 #[test]
 fn one_megabyte_echo_with_backpressure() {
     run_bounded(20.0, async {
-        let server = tulip::start_server(echo, "127.0.0.1", 0).await?;
-        let port = server.local_addrs()[0].port();
-        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        let (server, r, w) = server_and_client(echo).await?;
         // A small buffer: pause_writing fires early and often.
         w.transport()
             .set_write_buffer_limits(Some(4096), Some(1024))?;
@@ -82,21 +84,15 @@ fn one_megabyte_echo_with_backpressure() {
 #[test]
 fn half_close_reaches_server_which_still_answers() {
     run_bounded(5.0, async {
-        let server = tulip::start_server(
-            |r: StreamReader, w: StreamWriter| async move {
-                let all = r.read_to_eof().await?;
-                assert!(r.at_eof());
-                w.write(format!("got {} bytes", all.len()).as_bytes())?;
-                w.drain().await?;
-                w.close();
-                Ok(())
-            },
-            "127.0.0.1",
-            0,
-        )
+        let (server, r, w) = server_and_client(|r: StreamReader, w: StreamWriter| async move {
+            let all = r.read_to_eof().await?;
+            assert!(r.at_eof());
+            w.write(format!("got {} bytes", all.len()).as_bytes())?;
+            w.drain().await?;
+            w.close();
+            Ok(())
+        })
         .await?;
-        let port = server.local_addrs()[0].port();
-        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
         w.write(b"12345")?;
         assert!(w.can_write_eof());
         w.write_eof()?;
@@ -110,18 +106,12 @@ fn half_close_reaches_server_which_still_answers() {
 #[test]
 fn drain_on_closed_peer_fails() {
     run_bounded(10.0, async {
-        let server = tulip::start_server(
-            |_r: StreamReader, w: StreamWriter| async move {
-                // Reset the connection at once (SO_LINGER 0 would; abort does).
-                w.transport().abort();
-                Ok(())
-            },
-            "127.0.0.1",
-            0,
-        )
+        let (server, _r, w) = server_and_client(|_r: StreamReader, w: StreamWriter| async move {
+            // Reset the connection at once (SO_LINGER 0 would; abort does).
+            w.transport().abort();
+            Ok(())
+        })
         .await?;
-        let port = server.local_addrs()[0].port();
-        let (_r, w) = tulip::open_connection("127.0.0.1", port).await?;
         let chunk = vec![0u8; 64 * 1024];
         let mut failed = None;
         for _ in 0..1000 {
@@ -376,30 +366,24 @@ fn reader_pauses_a_real_transport_around_the_limit() {
 #[test]
 fn concurrent_drains_on_a_real_socket_all_complete() {
     run_bounded(10.0, async {
-        let server = tulip::start_server(
-            |r: StreamReader, w: StreamWriter| async move {
-                // A slow reader: small reads with pauses, so the client's
-                // buffer goes over its high-water mark.
-                let mut total = 0;
-                tulip::sleep(0.05).await?;
-                loop {
-                    tulip::sleep(0.001).await?;
-                    let got = r.read(16 * 1024).await?;
-                    if got.is_empty() {
-                        break;
-                    }
-                    total += got.len();
+        let (server, r, w) = server_and_client(|r: StreamReader, w: StreamWriter| async move {
+            // A slow reader: small reads with pauses, so the client's
+            // buffer goes over its high-water mark.
+            let mut total = 0;
+            tulip::sleep(0.05).await?;
+            loop {
+                tulip::sleep(0.001).await?;
+                let got = r.read(16 * 1024).await?;
+                if got.is_empty() {
+                    break;
                 }
-                w.write(format!("{total}").as_bytes())?;
-                w.close();
-                Ok(())
-            },
-            "127.0.0.1",
-            0,
-        )
+                total += got.len();
+            }
+            w.write(format!("{total}").as_bytes())?;
+            w.close();
+            Ok(())
+        })
         .await?;
-        let port = server.local_addrs()[0].port();
-        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
         let w = Rc::new(w);
         let mut tasks = Vec::new();
         for i in 0..5u8 {
@@ -430,9 +414,7 @@ fn concurrent_drains_on_a_real_socket_all_complete() {
 #[test]
 fn writelines_sends_every_buffer_in_order() {
     run_bounded(5.0, async {
-        let server = tulip::start_server(echo, "127.0.0.1", 0).await?;
-        let port = server.local_addrs()[0].port();
-        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        let (server, r, w) = server_and_client(echo).await?;
         w.writelines(&[b"ab", b"", b"cd", b"ef\n"])?;
         assert_eq!(r.readline().await?, b"abcdef\n");
         let big = vec![b'x'; 100 * 1024];

@@ -91,6 +91,19 @@ impl WriteTransport for FakeWrite {
     }
 }
 
+/// A shared writer on a `FakeWrite` transport, and its flow control (on
+/// the running loop).
+fn shared_writer_on_fake() -> tulip::Result<(Rc<StreamWriter>, FlowControl)> {
+    let lp = tulip::get_running_loop()?;
+    let flow = FlowControl::new(&lp);
+    let w = Rc::new(StreamWriter::new(
+        Rc::new(FakeWrite::default()),
+        flow.clone(),
+        None,
+    ));
+    Ok((w, flow))
+}
+
 #[test]
 fn read_variants() {
     tulip::run(async {
@@ -328,13 +341,7 @@ fn waiting_with_a_paused_transport_resumes_it() {
 #[test]
 fn concurrent_drains_all_complete() {
     tulip::run(async {
-        let lp = tulip::get_running_loop()?;
-        let flow = FlowControl::new(&lp);
-        let w = Rc::new(StreamWriter::new(
-            Rc::new(FakeWrite::default()),
-            flow.clone(),
-            None,
-        ));
+        let (w, flow) = shared_writer_on_fake()?;
         w.drain().await?; // not paused: at once
         flow.pause_writing();
         let mut tasks = Vec::new();
@@ -357,13 +364,7 @@ fn concurrent_drains_all_complete() {
 #[test]
 fn drain_after_connection_lost_fails() {
     tulip::run(async {
-        let lp = tulip::get_running_loop()?;
-        let flow = FlowControl::new(&lp);
-        let w = Rc::new(StreamWriter::new(
-            Rc::new(FakeWrite::default()),
-            flow.clone(),
-            None,
-        ));
+        let (w, flow) = shared_writer_on_fake()?;
         flow.pause_writing();
         let w2 = w.clone();
         let t = tulip::create_task(async move { w2.drain().await })?;

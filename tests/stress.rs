@@ -5,12 +5,15 @@
 //! builds (plain `cargo test`) divide them by [`DEBUG_SCALE`] to stay within
 //! a few seconds on a small machine.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{stop_after, Rng};
 use tulip::{EventLoop, TaskRef};
 
 /// How much smaller the debug-build runs are.
@@ -21,23 +24,6 @@ fn scaled(full: usize) -> usize {
         full / DEBUG_SCALE
     } else {
         full
-    }
-}
-
-/// A small deterministic generator (xorshift64*), so runs are repeatable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -194,14 +180,7 @@ fn call_soon_threadsafe_from_8_threads_loses_nothing() {
             })
         })
         .collect();
-    let timed_out = Rc::new(Cell::new(false));
-    let (t, lp1) = (timed_out.clone(), lp.clone());
-    let guard = lp
-        .call_later(60.0, move || {
-            t.set(true);
-            lp1.stop();
-        })
-        .unwrap();
+    let (guard, timed_out) = stop_after(&lp, 60.0);
     lp.run_forever().unwrap();
     for s in senders {
         s.join().unwrap();

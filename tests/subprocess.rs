@@ -154,16 +154,23 @@ both_watchers!(
     wait_can_be_cancelled_without_killing_the_child_thread
 );
 
+/// Sleeps on the loop until it has no unreaped child, or for at most
+/// `limit`.
+async fn wait_for_reaping(lp: &EventLoop, limit: Duration) -> tulip::Result<()> {
+    let deadline = Instant::now() + limit;
+    while lp.unreaped_children() > 0 && Instant::now() < deadline {
+        tulip::sleep(0.01).await?;
+    }
+    Ok(())
+}
+
 // conformance: P2
 fn dropped_process_is_reaped(kind: ChildWatcherKind) {
     let (pid, left) = on_loop(kind, |lp| async move {
         let p = Command::new("sleep").arg("0.05").spawn()?;
         let pid = p.pid();
         drop(p);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while lp.unreaped_children() > 0 && Instant::now() < deadline {
-            tulip::sleep(0.01).await?;
-        }
+        wait_for_reaping(&lp, Duration::from_secs(5)).await?;
         Ok((pid, lp.unreaped_children()))
     });
     assert_eq!(left, 0);
@@ -182,10 +189,7 @@ fn kill_on_drop(kind: ChildWatcherKind) {
         let p = Command::new("sleep").arg("30").kill_on_drop(true).spawn()?;
         let pid = p.pid();
         drop(p);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while lp.unreaped_children() > 0 && Instant::now() < deadline {
-            tulip::sleep(0.01).await?;
-        }
+        wait_for_reaping(&lp, Duration::from_secs(5)).await?;
         Ok((pid, lp.unreaped_children(), start.elapsed()))
     });
     assert_eq!(left, 0);

@@ -13,6 +13,17 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// Creates the lazily made state (the loop's child watcher) by running one
+/// child, so that an fd count taken afterwards is stable.
+fn warm_up(runner: &mut tulip::Runner) {
+    runner
+        .run(async {
+            Command::new("true").spawn()?.wait().await?;
+            Ok(())
+        })
+        .unwrap();
+}
+
 fn spawn_many(kind: ChildWatcherKind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut runner = tulip::Runner::new();
@@ -22,12 +33,7 @@ fn spawn_many(kind: ChildWatcherKind) {
     }
     lp.set_child_watcher(kind).unwrap();
     // Warm up lazily created state (the loop's watcher) before counting.
-    runner
-        .run(async {
-            Command::new("true").spawn()?.wait().await?;
-            Ok(())
-        })
-        .unwrap();
+    warm_up(&mut runner);
     let before = open_fds();
     let failures = runner
         .run(async {
@@ -78,12 +84,7 @@ fn fd_count_is_unchanged_after_1000_spawns_including_failures_thread() {
 fn emfile_at_spawn_is_a_clear_error_and_leaks_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut runner = tulip::Runner::new();
-    runner
-        .run(async {
-            Command::new("true").spawn()?.wait().await?;
-            Ok(())
-        })
-        .unwrap();
+    warm_up(&mut runner);
     let before = open_fds();
     let mut old = libc::rlimit {
         rlim_cur: 0,

@@ -9,32 +9,17 @@
 //!   primitives end with no waiter left and all permits back;
 //! - items are conserved: put == got + left in the queue.
 
+mod common;
+
 use std::cell::Cell;
 use std::rc::Rc;
 
+use common::Rng;
 use tulip::{create_task, sleep, timeout, wait_for, Lock, Queue, Result, Semaphore};
 
 const WORKERS: usize = 40;
 const OPS: usize = 250;
 const PERMITS: usize = 3;
-
-/// A tiny xorshift64* generator: deterministic, no dependency.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Default)]
 struct Stats {

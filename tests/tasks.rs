@@ -3,39 +3,13 @@
 // `async move { inner.await }` spells out "a task whose body awaits".
 #![allow(clippy::redundant_async_block)]
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use common::{capture_reports, entries, iterate, log, push};
 use tulip::{Error, EventLoop, ExceptionContext, Future, Task, TaskFactory, TaskOptions};
-
-type Log = Rc<RefCell<Vec<String>>>;
-
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn push(log: &Log, s: impl Into<String>) {
-    log.borrow_mut().push(s.into());
-}
-
-fn entries(log: &Log) -> Vec<String> {
-    log.borrow().clone()
-}
-
-fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
-    let reports = Rc::new(RefCell::new(Vec::new()));
-    let r = reports.clone();
-    lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
-        r.borrow_mut().push(ctx.clone())
-    }));
-    reports
-}
-
-/// Exactly one iteration on the running loop, zero timeout (L3).
-fn iterate(lp: &EventLoop) {
-    lp.stop();
-    lp.run_forever().unwrap();
-}
 
 fn eager() -> TaskOptions {
     TaskOptions {

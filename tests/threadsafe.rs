@@ -1,6 +1,8 @@
 //! Conformance of the loop's door to other threads: H1 (asyncio's
 //! test_events `call_soon_threadsafe` tests and `_write_to_self`).
 
+mod common;
+
 use std::cell::Cell;
 use std::future::Future as StdFuture;
 use std::pin::Pin;
@@ -10,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use common::{busy_callback, stop_after};
 use tulip::{EventLoop, ThreadsafeHandle};
 
 /// The write(2) calls made by the calling thread so far (Linux
@@ -21,21 +24,6 @@ fn thread_write_syscalls() -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// A guard for runs that end only if the behaviour under test works: after
-/// `secs` it stops the loop and raises its flag. (A panicking timer would
-/// only reach the exception handler, and the loop would run on.)
-fn stop_after(lp: &EventLoop, secs: f64) -> (tulip::TimerHandle, Rc<Cell<bool>>) {
-    let fired = Rc::new(Cell::new(false));
-    let (f, lp1) = (fired.clone(), lp.clone());
-    let h = lp
-        .call_later(secs, move || {
-            f.set(true);
-            lp1.stop();
-        })
-        .unwrap();
-    (h, fired)
-}
-
 // conformance: H1
 #[test]
 fn call_soon_threadsafe_wakes_a_loop_blocked_in_poll() {
@@ -44,14 +32,7 @@ fn call_soon_threadsafe_wakes_a_loop_blocked_in_poll() {
     let ran = Arc::new(AtomicBool::new(false));
     let r = ran.clone();
     // Only a far guard timer: the loop blocks in poll for up to 10 s.
-    let timed_out = Rc::new(Cell::new(false));
-    let (t, lp1) = (timed_out.clone(), lp.clone());
-    let guard = lp
-        .call_later(10.0, move || {
-            t.set(true);
-            lp1.stop();
-        })
-        .unwrap();
+    let (guard, timed_out) = stop_after(&lp, 10.0);
     let thread = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         let _ = handle
@@ -180,15 +161,8 @@ fn wakes_from_a_busy_thread_take_far_fewer_iterations_than_calls() {
 fn threadsafe_calls_run_promptly_while_callbacks_keep_the_loop_busy() {
     // Polls are skipped under load (IO_POLL_INTERVAL); work from other
     // threads is still picked up on every iteration.
-    fn again(lp: EventLoop, n: Rc<Cell<u64>>) {
-        n.set(n.get() + 1);
-        let lp2 = lp.clone();
-        let _ = lp.call_soon(move || again(lp2, n)).unwrap();
-    }
     let lp = EventLoop::new().unwrap();
-    let n = Rc::new(Cell::new(0));
-    let (lp1, n1) = (lp.clone(), n.clone());
-    let _ = lp.call_soon(move || again(lp1, n1)).unwrap();
+    let n = busy_callback(&lp);
     lp.run_once().unwrap();
     let ran = Arc::new(AtomicBool::new(false));
     let r = ran.clone();

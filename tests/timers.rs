@@ -1,30 +1,14 @@
 //! Conformance of timers and sleep: T1–T4 (asyncio's test_base_events,
 //! test_events and test_tasks). Iterations are counted with `run_once`.
 
-use std::cell::{Cell, RefCell};
+mod common;
+
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tulip::{Error, EventLoop};
-
-type Log = Rc<RefCell<Vec<String>>>;
-
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn push(log: &Log, s: impl Into<String>) {
-    log.borrow_mut().push(s.into());
-}
-
-fn entries(log: &Log) -> Vec<String> {
-    log.borrow().clone()
-}
-
-#[track_caller]
-fn soon(lp: &EventLoop, f: impl FnOnce() + 'static) {
-    let _ = lp.call_soon(f).expect("call_soon");
-}
+use common::{busy_callback, entries, log, push, soon};
+use tulip::{Error, EventLoop, TimerHandle};
 
 /// Runs iterations until `done` is true; returns how many it took.
 /// Bounded: fails the test after `max` iterations.
@@ -36,6 +20,22 @@ fn iterations_until(lp: &EventLoop, done: &Rc<Cell<bool>>, max: u32) -> u32 {
         n += 1;
     }
     n
+}
+
+/// One `run_once` that does not wait in poll: a no-op callback is ready,
+/// so the poll timeout is zero.
+fn run_one_iteration(lp: &EventLoop) {
+    soon(lp, || ());
+    lp.run_once().unwrap();
+}
+
+/// A live head timer at 100 s and `n` more behind it, at 200 s, 201 s, ...
+fn head_and_rest(lp: &EventLoop, n: usize) -> (TimerHandle, Vec<TimerHandle>) {
+    let head = lp.call_later(100.0, || ()).unwrap();
+    let rest = (0..n)
+        .map(|i| lp.call_later(200.0 + i as f64, || ()).unwrap())
+        .collect();
+    (head, rest)
 }
 
 // ===== T1 =====
@@ -138,16 +138,14 @@ fn cancelled_timers_at_the_head_of_the_heap_are_popped() {
         h.cancel();
     }
     // Something ready, so the iteration does not block.
-    soon(&lp, || ());
-    lp.run_once().unwrap();
+    run_one_iteration(&lp);
     assert_eq!(
         lp.scheduled_timer_count(),
         1,
         "the cancelled head was popped"
     );
     far.cancel();
-    soon(&lp, || ());
-    lp.run_once().unwrap();
+    run_one_iteration(&lp);
     assert_eq!(lp.scheduled_timer_count(), 0);
 }
 
@@ -156,24 +154,19 @@ fn cancelled_timers_at_the_head_of_the_heap_are_popped() {
 fn the_heap_is_rebuilt_when_more_than_half_of_over_100_timers_are_cancelled() {
     let lp = EventLoop::new().unwrap();
     // The head stays live, so head-popping alone removes nothing.
-    let head = lp.call_later(100.0, || ()).unwrap();
-    let rest: Vec<_> = (0..199)
-        .map(|i| lp.call_later(200.0 + i as f64, || ()).unwrap())
-        .collect();
+    let (head, rest) = head_and_rest(&lp, 199);
     assert_eq!(lp.scheduled_timer_count(), 200);
 
     // Exactly half cancelled: not "more than half", no rebuild.
     for h in &rest[..100] {
         h.cancel();
     }
-    soon(&lp, || ());
-    lp.run_once().unwrap();
+    run_one_iteration(&lp);
     assert_eq!(lp.scheduled_timer_count(), 200);
 
     // One more: 101 of 200 cancelled, the heap is rebuilt.
     rest[100].cancel();
-    soon(&lp, || ());
-    lp.run_once().unwrap();
+    run_one_iteration(&lp);
     assert_eq!(lp.scheduled_timer_count(), 99);
 
     // The count of cancelled timers restarted from zero after the rebuild:
@@ -181,16 +174,14 @@ fn the_heap_is_rebuilt_when_more_than_half_of_over_100_timers_are_cancelled() {
     for h in &rest[101..141] {
         h.cancel();
     }
-    soon(&lp, || ());
-    lp.run_once().unwrap();
+    run_one_iteration(&lp);
     assert_eq!(lp.scheduled_timer_count(), 99);
 
     // Cancelling twice counts once.
     for h in &rest[101..141] {
         h.cancel();
     }
-    soon(&lp, || ());
-    lp.run_once().unwrap();
+    run_one_iteration(&lp);
     assert_eq!(lp.scheduled_timer_count(), 99);
     head.cancel();
     for h in &rest {
@@ -202,19 +193,14 @@ fn the_heap_is_rebuilt_when_more_than_half_of_over_100_timers_are_cancelled() {
 #[test]
 fn at_most_100_timers_are_never_rebuilt_only_popped() {
     let lp = EventLoop::new().unwrap();
-    let head = lp.call_later(100.0, || ()).unwrap();
-    let rest: Vec<_> = (0..99)
-        .map(|i| lp.call_later(200.0 + i as f64, || ()).unwrap())
-        .collect();
+    let (head, rest) = head_and_rest(&lp, 99);
     for h in &rest {
         h.cancel();
     }
-    soon(&lp, || ());
-    lp.run_once().unwrap();
+    run_one_iteration(&lp);
     assert_eq!(lp.scheduled_timer_count(), 100, "100 timers: no rebuild");
     head.cancel();
-    soon(&lp, || ());
-    lp.run_once().unwrap();
+    run_one_iteration(&lp);
     assert_eq!(lp.scheduled_timer_count(), 0, "all cancelled heads popped");
 }
 
@@ -232,16 +218,12 @@ fn cancelling_a_timer_that_already_fired_does_not_count_as_cancelled() {
     for h in &fired {
         h.cancel(); // too late: they ran
     }
-    let head = lp.call_later(100.0, || ()).unwrap();
-    let rest: Vec<_> = (0..149)
-        .map(|i| lp.call_later(200.0 + i as f64, || ()).unwrap())
-        .collect();
+    let (head, rest) = head_and_rest(&lp, 149);
     // 60 of 150 cancelled: with a drifted count (150 + 60) it would rebuild.
     for h in &rest[..60] {
         h.cancel();
     }
-    soon(&lp, || ());
-    lp.run_once().unwrap();
+    run_one_iteration(&lp);
     assert_eq!(lp.scheduled_timer_count(), 150);
     head.cancel();
     for h in &rest {
@@ -263,15 +245,11 @@ fn a_cancelled_timer_leaving_the_heap_as_due_is_uncounted() {
     lp.run_once().unwrap();
     assert_eq!(lp.scheduled_timer_count(), 0);
 
-    let head = lp.call_later(100.0, || ()).unwrap();
-    let rest: Vec<_> = (0..199)
-        .map(|i| lp.call_later(200.0 + i as f64, || ()).unwrap())
-        .collect();
+    let (head, rest) = head_and_rest(&lp, 199);
     for h in &rest[..100] {
         h.cancel(); // exactly half of 200: no rebuild
     }
-    soon(&lp, || ());
-    lp.run_once().unwrap();
+    run_one_iteration(&lp);
     assert_eq!(
         lp.scheduled_timer_count(),
         200,
@@ -407,15 +385,8 @@ fn timers_due_within_the_clock_resolution_fire_in_the_same_iteration() {
 #[test]
 fn timers_fire_on_time_while_callbacks_keep_the_loop_busy() {
     // Polls are skipped under load (IO_POLL_INTERVAL), timers are not.
-    fn again(lp: EventLoop, n: Rc<Cell<u64>>) {
-        n.set(n.get() + 1);
-        let lp2 = lp.clone();
-        soon(&lp, move || again(lp2, n));
-    }
     let lp = EventLoop::new().unwrap();
-    let n = Rc::new(Cell::new(0));
-    let (lp1, n1) = (lp.clone(), n.clone());
-    soon(&lp, move || again(lp1, n1));
+    let _count = busy_callback(&lp);
     let fired_after = Rc::new(Cell::new(None));
     let f = fired_after.clone();
     let t0 = Instant::now();

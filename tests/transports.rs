@@ -1,27 +1,18 @@
 //! Socket transports and protocols on loopback: flow control (N3), resets,
 //! EOF and closing (N4), UDP, and the sock_* coroutines.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
+use common::run_bounded;
 use tulip::{
     BaseTransport, DatagramProtocol, DatagramTransport, Error, EventLoop, Protocol, ReadTransport,
     Transport, WriteTransport,
 };
-
-fn run_bounded<T: 'static>(
-    secs: f64,
-    main: impl std::future::Future<Output = tulip::Result<T>> + 'static,
-) -> T {
-    tulip::run(async move {
-        let lp = tulip::get_running_loop()?;
-        let _dog = lp.call_later(secs, || tulip::interrupt())?;
-        main.await
-    })
-    .unwrap()
-}
 
 /// Records every call, in order, and keeps the transport.
 #[derive(Default)]
@@ -79,7 +70,7 @@ impl Protocol for Recorder {
 async fn server_with(
     lp: &EventLoop,
     make: impl Fn() -> Rc<Recorder> + 'static,
-) -> tulip::Result<(tulip::Server, Rc<RefCell<Vec<Rc<Recorder>>>>)> {
+) -> tulip::Result<(tulip::Server, Accepted)> {
     let accepted = Rc::new(RefCell::new(Vec::new()));
     let acc = accepted.clone();
     let server = lp
@@ -96,16 +87,41 @@ async fn server_with(
     Ok((server, accepted))
 }
 
+/// The server protocols accepted so far, in order.
+type Accepted = Rc<RefCell<Vec<Rc<Recorder>>>>;
+
+/// A Recorder client connected to `port` on 127.0.0.1.
+async fn connect_recorder(
+    lp: &EventLoop,
+    port: u16,
+) -> tulip::Result<(Rc<tulip::SocketTransport>, Rc<Recorder>)> {
+    lp.create_connection(Recorder::new, "127.0.0.1", port).await
+}
+
+/// A server whose protocols `make` builds (see `server_with`), and one
+/// Recorder client connected to it: (server, accepted, client transport,
+/// client protocol).
+async fn server_and_client(
+    lp: &EventLoop,
+    make: impl Fn() -> Rc<Recorder> + 'static,
+) -> tulip::Result<(
+    tulip::Server,
+    Accepted,
+    Rc<tulip::SocketTransport>,
+    Rc<Recorder>,
+)> {
+    let (server, accepted) = server_with(lp, make).await?;
+    let port = server.local_addrs()[0].port();
+    let (t, p) = connect_recorder(lp, port).await?;
+    Ok((server, accepted, t, p))
+}
+
 // conformance: N3
 #[test]
 fn slow_reader_forces_pause_writing_then_resume() {
     run_bounded(10.0, async {
         let lp = tulip::get_running_loop()?;
-        let (server, accepted) = server_with(&lp, Recorder::new).await?;
-        let port = server.local_addrs()[0].port();
-        let (client_t, client) = lp
-            .create_connection(Recorder::new, "127.0.0.1", port)
-            .await?;
+        let (server, accepted, client_t, client) = server_and_client(&lp, Recorder::new).await?;
         tulip::sleep(0.01).await?;
         let srv = accepted.borrow()[0].clone();
         srv.t().pause_reading(); // the slow reader
@@ -139,11 +155,7 @@ fn slow_reader_forces_pause_writing_then_resume() {
 fn write_buffer_limits() {
     run_bounded(5.0, async {
         let lp = tulip::get_running_loop()?;
-        let (server, _acc) = server_with(&lp, Recorder::new).await?;
-        let port = server.local_addrs()[0].port();
-        let (t, p) = lp
-            .create_connection(Recorder::new, "127.0.0.1", port)
-            .await?;
+        let (server, _acc, t, p) = server_and_client(&lp, Recorder::new).await?;
         assert_eq!(t.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
         t.set_write_buffer_limits(Some(100), None)?;
         assert_eq!(t.get_write_buffer_limits(), (25, 100));
@@ -164,11 +176,7 @@ fn write_buffer_limits() {
 fn eof_received_then_connection_lost() {
     run_bounded(5.0, async {
         let lp = tulip::get_running_loop()?;
-        let (server, accepted) = server_with(&lp, Recorder::new).await?;
-        let port = server.local_addrs()[0].port();
-        let (t, _client) = lp
-            .create_connection(Recorder::new, "127.0.0.1", port)
-            .await?;
+        let (server, accepted, t, _client) = server_and_client(&lp, Recorder::new).await?;
         t.write(b"some data")?;
         t.write_eof()?;
         assert!(
@@ -191,16 +199,12 @@ fn eof_received_then_connection_lost() {
 fn half_open_keeps_writing_after_eof() {
     run_bounded(5.0, async {
         let lp = tulip::get_running_loop()?;
-        let (server, accepted) = server_with(&lp, || {
+        let (server, accepted, t, client) = server_and_client(&lp, || {
             let r = Recorder::new();
             r.keep_open_on_eof.set(true);
             r
         })
         .await?;
-        let port = server.local_addrs()[0].port();
-        let (t, client) = lp
-            .create_connection(Recorder::new, "127.0.0.1", port)
-            .await?;
         t.write_eof()?;
         tulip::sleep(0.02).await?;
         let srv = accepted.borrow()[0].clone();
@@ -242,9 +246,7 @@ fn peer_reset_mid_write_reaches_connection_lost() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
         listener.set_nonblocking(true).map_err(Error::from)?;
         let port = listener.local_addr().map_err(Error::from)?.port();
-        let (t, client) = lp
-            .create_connection(Recorder::new, "127.0.0.1", port)
-            .await?;
+        let (t, client) = connect_recorder(&lp, port).await?;
         let (peer, _) = lp.sock_accept(&listener).await?;
         // Keep writing; the peer reads nothing, then resets.
         let chunk = vec![0u8; 256 * 1024];
@@ -276,11 +278,7 @@ fn peer_reset_mid_write_reaches_connection_lost() {
 fn no_fd_used_after_close() {
     run_bounded(5.0, async {
         let lp = tulip::get_running_loop()?;
-        let (server, _acc) = server_with(&lp, Recorder::new).await?;
-        let port = server.local_addrs()[0].port();
-        let (t, p) = lp
-            .create_connection(Recorder::new, "127.0.0.1", port)
-            .await?;
+        let (server, _acc, t, p) = server_and_client(&lp, Recorder::new).await?;
         let fd = t.fd();
         t.write(&vec![1u8; 1 << 20])?; // leaves data buffered and a writer registered
         t.abort();
@@ -288,9 +286,7 @@ fn no_fd_used_after_close() {
         assert!(!lp.has_reader(fd) && !lp.has_writer(fd));
         assert!(t.get_extra_info("socket").is_none(), "the socket is gone");
         // The fd number is free for reuse, and a new connection on it works.
-        let (t2, p2) = lp
-            .create_connection(Recorder::new, "127.0.0.1", port)
-            .await?;
+        let (t2, p2) = connect_recorder(&lp, server.local_addrs()[0].port()).await?;
         t2.write(b"x")?;
         t2.close();
         assert_eq!(p2.lost.clone().await?, None);
@@ -304,11 +300,7 @@ fn no_fd_used_after_close() {
 fn pause_reading_stops_data_received() {
     run_bounded(5.0, async {
         let lp = tulip::get_running_loop()?;
-        let (server, accepted) = server_with(&lp, Recorder::new).await?;
-        let port = server.local_addrs()[0].port();
-        let (t, p) = lp
-            .create_connection(Recorder::new, "127.0.0.1", port)
-            .await?;
+        let (server, accepted, t, p) = server_and_client(&lp, Recorder::new).await?;
         t.pause_reading();
         tulip::sleep(0.01).await?;
         accepted.borrow()[0].t().write(b"held back")?;
@@ -327,11 +319,7 @@ fn pause_reading_stops_data_received() {
 fn close_flushes_the_buffer_first() {
     run_bounded(5.0, async {
         let lp = tulip::get_running_loop()?;
-        let (server, accepted) = server_with(&lp, Recorder::new).await?;
-        let port = server.local_addrs()[0].port();
-        let (t, p) = lp
-            .create_connection(Recorder::new, "127.0.0.1", port)
-            .await?;
+        let (server, accepted, t, p) = server_and_client(&lp, Recorder::new).await?;
         let big = vec![3u8; 4 << 20];
         t.write(&big)?;
         t.close();

@@ -1,9 +1,13 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use tulip::{EventLoop, ExceptionContext, TimerHandle};
 
 /// The path of a compiled example (`cargo test` builds every example first).
 pub fn example_path(name: &str) -> PathBuf {
@@ -64,4 +68,127 @@ pub fn assert_elapsed(elapsed: Duration, lo: f64, hi: f64) {
         s >= lo && s <= hi,
         "took {s:.3} s, expected between {lo} and {hi} s"
     );
+}
+
+// ===== Loop helpers for the conformance tests =====
+
+/// A shared, ordered record of what ran.
+pub type Log = Rc<RefCell<Vec<String>>>;
+
+/// A new, empty log.
+pub fn log() -> Log {
+    Rc::new(RefCell::new(Vec::new()))
+}
+
+/// Appends an entry to the log.
+pub fn push(log: &Log, s: impl Into<String>) {
+    log.borrow_mut().push(s.into());
+}
+
+/// The log's entries so far.
+pub fn entries(log: &Log) -> Vec<String> {
+    log.borrow().clone()
+}
+
+/// `call_soon` whose handle we don't need.
+#[track_caller]
+pub fn soon(lp: &EventLoop, f: impl FnOnce() + 'static) {
+    let _ = lp.call_soon(f).expect("call_soon");
+}
+
+/// Captures every report the exception handler receives.
+pub fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
+        r.borrow_mut().push(ctx.clone())
+    }));
+    reports
+}
+
+/// A guard for runs that end only if the behaviour under test works: after
+/// `secs` it stops the loop and raises its flag. (A panicking timer would
+/// only reach the exception handler, and the loop would run on.)
+pub fn stop_after(lp: &EventLoop, secs: f64) -> (TimerHandle, Rc<Cell<bool>>) {
+    let fired = Rc::new(Cell::new(false));
+    let (f, lp1) = (fired.clone(), lp.clone());
+    let h = lp
+        .call_later(secs, move || {
+            f.set(true);
+            lp1.stop();
+        })
+        .unwrap();
+    (h, fired)
+}
+
+/// Runs exactly one iteration on the running loop, with a zero poll
+/// timeout: `stop()` before `run_forever()` (L3). Tasks need the loop to be
+/// running (`sleep` looks it up), which a bare `run_once` does not provide.
+pub fn iterate(lp: &EventLoop) {
+    lp.stop();
+    lp.run_forever().unwrap();
+}
+
+/// Runs `main` under `tulip::run` with a watchdog: a test that hangs fails
+/// instead.
+pub fn run_bounded<T: 'static>(
+    secs: f64,
+    main: impl std::future::Future<Output = tulip::Result<T>> + 'static,
+) -> T {
+    tulip::run(async move {
+        let lp = tulip::get_running_loop()?;
+        // A panic in a callback goes to the exception handler; interrupt() ends the run.
+        let _dog = lp.call_later(secs, || tulip::interrupt())?;
+        main.await
+    })
+    .unwrap()
+}
+
+/// Lets every ready task run a step or two.
+pub async fn settle() -> tulip::Result<()> {
+    for _ in 0..5 {
+        tulip::sleep(0.0).await?;
+    }
+    Ok(())
+}
+
+/// A tiny deterministic generator (xorshift64*), so runs are repeatable
+/// without a dependency.
+#[derive(Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [0, n) (up to modulo bias).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Keeps the loop busy: a callback that counts its runs and reschedules
+/// itself with `call_soon`, so it runs once in every iteration from the next
+/// one on. Returns the count.
+pub fn busy_callback(lp: &EventLoop) -> Rc<Cell<u32>> {
+    fn again(lp: EventLoop, n: Rc<Cell<u32>>) {
+        n.set(n.get() + 1);
+        let lp2 = lp.clone();
+        soon(&lp, move || again(lp2, n));
+    }
+    let n = Rc::new(Cell::new(0));
+    let (lp1, n1) = (lp.clone(), n.clone());
+    soon(lp, move || again(lp1, n1));
+    n
 }
