@@ -58,7 +58,7 @@ fn fping_spellings() {
         "10",
         "--exit-zero-if-any-up",
         "--no-color",
-        "10.0.0.1-5",
+        "127.0.1.1-5",
     ])
     .unwrap();
     assert_eq!(
@@ -95,7 +95,7 @@ fn fping_spellings() {
 
 #[test]
 fn max_hosts_is_applied_to_selection() {
-    let err = parse(&["--max-hosts", "3", "10.0.0.1-10.0.0.4"])
+    let err = parse(&["--max-hosts", "3", "127.0.1.1-127.0.1.4"])
         .unwrap()
         .selection()
         .unwrap_err();
@@ -106,10 +106,10 @@ fn max_hosts_is_applied_to_selection() {
 #[test]
 fn bad_targets_exit_3() {
     for target in [
-        "10.0.0.256",
+        "127.0.1.256",
         "::1",
         "example.com",
-        "10.0.0.9-10.0.0.1",
+        "127.0.1.9-127.0.1.1",
         "0.0.0.0/0",
     ] {
         let err = parse(&[target]).unwrap().selection().unwrap_err();
