@@ -339,6 +339,41 @@ fn sweep_cases(ctx: &Ctx) -> Vec<Case> {
             },
         })
         .collect();
+    let down = ["pinger", "seed", "fping"]
+        .iter()
+        .map(|&who| Contender {
+            name: who.to_string(),
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            launch: match sweep_group::down_argv(who, "10.213.0.", &ctx.python, &ctx.peers) {
+                Ok(_) if unsafe { libc::geteuid() } != 0 => {
+                    Launch::Unavailable("needs root / ip netns".into())
+                }
+                Ok(_) => Launch::Run(vec![
+                    ctx.exe.clone(),
+                    "--child".into(),
+                    "sweep".into(),
+                    "mostly-down".into(),
+                    who.into(),
+                ]),
+                Err(why) => Launch::Unavailable(why),
+            },
+        })
+        .collect();
+    let mostly_down = Case {
+        name: "mostly-down".into(),
+        what: "ping sweep of 10.213.X.0/24 in a network namespace (4 hosts up, 250 silent), timeout 1 s"
+            .into(),
+        primary: WALL_S,
+        extra: vec![],
+        goals: vec![Goal::Absolute(1.15)],
+        contenders: down,
+        notes: vec![
+            "mostly-down: a fresh namespace per round (veth `v0`/`v1`, `10.213.X.1/24` on `v0`, .10/.77/.254 as /32s on `lo`; \
+             set-up not timed), each tool run via `ip netns exec`: `pinger 10.213.X.0/24 -t 1000`, `sweep_seed.py 10.213.X.`, \
+             `fping -g 10.213.X.0/24 -t 1000 -r 0 -i 1`. Goal: pinger within 1.15 s wall."
+                .into(),
+        ],
+    };
     vec![Case {
         name: "all-up".into(),
         what: format!("ping sweep of {} (every host answers)", sweep_group::TARGET),
@@ -356,7 +391,7 @@ fn sweep_cases(ctx: &Ctx) -> Vec<Case> {
                 .into(),
             "Peak RSS is wait4's ru_maxrss: the largest process of the tree (the tool itself or one of its pings). Goal: pinger under 20 MiB.".into(),
         ],
-    }]
+    }, mostly_down]
 }
 
 /// The echo sizes × concurrencies and the http case.
@@ -530,6 +565,15 @@ fn child_main(ctx: &Ctx, args: &[String]) -> i32 {
             }
             other => other,
         },
+        "sweep" if case == "mostly-down" => {
+            match sweep_group::measure_down(who, &ctx.python, &ctx.peers) {
+                Ok(None) => {
+                    println!("SKIP n/a (needs root / ip netns)");
+                    return 0;
+                }
+                other => other.map(Option::unwrap_or_default),
+            }
+        }
         "sweep" => sweep_group::argv(who, &ctx.python, &ctx.peers)
             .and_then(|argv| sweep_group::measure(&argv)),
         _ => Err(format!("unknown group {group}")),

@@ -10,6 +10,9 @@
 //! Each is started with its output to /dev/null and reaped with `wait4`,
 //! which gives the wall time and the peak RSS of the largest process in the
 //! tree (what GNU time's "Maximum resident set size" reports).
+//!
+//! The `mostly-down` case ([`NetNs`], [`measure_down`]) sweeps a /24 inside a
+//! throwaway network namespace instead; see there.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -82,4 +85,152 @@ pub fn measure(argv: &[String]) -> Result<String, String> {
         "wall_s={wall:.4} rss_mib={:.1} exit={code}",
         ru.ru_maxrss as f64 / 1024.0
     ))
+}
+
+/// The `mostly-down` case: a /24 inside a throwaway network namespace where
+/// 4 hosts answer (`.1` on `v0`, three /32s on `lo`) and the other 250 are
+/// silent, timeout 1 s. Set up as pinger's test fixture
+/// (`pinger/tests/common/netns.rs`). Traffic rule: every contender runs via
+/// `ip netns exec`, so packets to the /24 never leave the namespace.
+pub const DOWN_LO_HOSTS: [u8; 3] = [10, 77, 254];
+
+/// A namespace `bench-sweep-<pid>` with `10.213.X.0/24`; deleted on drop
+/// (also on error or panic).
+pub struct NetNs {
+    name: String,
+    /// The third octet.
+    x: u8,
+}
+
+impl NetNs {
+    /// Creates and configures it; `Err` says why not (not root, no `ip netns`).
+    pub fn create() -> Result<NetNs, String> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("n/a (needs root / ip netns)".into());
+        }
+        let pid = std::process::id();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("bench-sweep-{pid}");
+        ip(&["netns", "add", &name]).map_err(|e| format!("n/a (needs root / ip netns): {e}"))?;
+        // From here on, Drop removes the namespace whatever happens.
+        let ns = NetNs {
+            name,
+            x: ((pid ^ nanos) % 256) as u8,
+        };
+        let n = ns.name.as_str();
+        ip(&[
+            "-n", n, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+        ])?;
+        ip(&[
+            "-n",
+            n,
+            "addr",
+            "add",
+            &format!("{}1/24", ns.prefix()),
+            "dev",
+            "v0",
+        ])?;
+        for h in DOWN_LO_HOSTS {
+            ip(&[
+                "-n",
+                n,
+                "addr",
+                "add",
+                &format!("{}{h}/32", ns.prefix()),
+                "dev",
+                "lo",
+            ])?;
+        }
+        for link in ["lo", "v0", "v1"] {
+            ip(&["-n", n, "link", "set", link, "up"])?;
+        }
+        Ok(ns)
+    }
+
+    /// `10.213.X.`
+    pub fn prefix(&self) -> String {
+        format!("10.213.{}.", self.x)
+    }
+
+    /// `ip netns exec NAME` followed by `argv`.
+    pub fn wrap(&self, argv: Vec<String>) -> Vec<String> {
+        let mut v = vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            self.name.clone(),
+        ];
+        v.extend(argv);
+        v
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Deleting the namespace also destroys the veth pair inside it.
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!("warning: could not delete namespace {}: {e}", self.name);
+        }
+    }
+}
+
+/// Runs `ip ARGS...`; `Err` with its stderr if it fails.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `ip`: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The argv of each `mostly-down` contender for the /24 at `prefix`
+/// (`10.213.X.`), to run inside the namespace.
+pub fn down_argv(
+    contender: &str,
+    prefix: &str,
+    python: &str,
+    peers: &Path,
+) -> Result<Vec<String>, String> {
+    let s = |x: &str| x.to_string();
+    let cidr = format!("{prefix}0/24");
+    match contender {
+        "pinger" => {
+            argv("pinger", python, peers).map(|a| vec![a[0].clone(), cidr, s("-t"), s("1000")])
+        }
+        "seed" => {
+            let script = peers.join("sweep_seed.py");
+            Ok(vec![s(python), script.display().to_string(), s(prefix)])
+        }
+        "fping" => argv("fping", python, peers).map(|a| {
+            let rest = ["-g", &cidr, "-t", "1000", "-r", "0", "-i", "1"];
+            std::iter::once(a[0].clone())
+                .chain(rest.iter().map(|x| s(x)))
+                .collect()
+        }),
+        _ => Err(format!("unknown sweep contender {contender}")),
+    }
+}
+
+/// One round of `mostly-down` for `contender`: a fresh namespace, the tool run
+/// inside it, the namespace removed. `Ok(None)` when namespaces are unavailable.
+pub fn measure_down(contender: &str, python: &str, peers: &Path) -> Result<Option<String>, String> {
+    let ns = match NetNs::create() {
+        Ok(ns) => ns,
+        Err(why) if why.starts_with("n/a") => return Ok(None),
+        Err(why) => return Err(why),
+    };
+    let argv = down_argv(contender, &ns.prefix(), python, peers)?;
+    measure(&ns.wrap(argv)).map(Some)
 }
