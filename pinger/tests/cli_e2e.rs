@@ -103,7 +103,7 @@ fn table_is_in_address_order_without_colour_when_piped() {
 fn argument_and_system_errors_exit_3_and_4() {
     assert_eq!(pinger(&["--nope"]).status.code(), Some(3));
     assert_eq!(pinger(&["::1"]).status.code(), Some(3));
-    assert_eq!(pinger(&["10.0.0.0/0"]).status.code(), Some(3));
+    assert_eq!(pinger(&["127.0.0.0/0"]).status.code(), Some(3));
     assert_eq!(
         pinger(&["-f", "/nonexistent/targets"]).status.code(),
         Some(4)

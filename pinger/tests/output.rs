@@ -21,7 +21,7 @@ fn t() -> LocalTime {
 fn probe(last: u8, up: bool, rtt_ms: Option<f64>) -> Probe {
     Probe {
         time: t(),
-        ip: Ipv4Addr::new(10, 0, 0, last),
+        ip: Ipv4Addr::new(127, 0, 0, last),
         up,
         rtt_ms,
         attempts: 1,
@@ -52,9 +52,9 @@ fn table_in_address_order() {
     assert_eq!(
         text,
         "TIME                 ADDRESS          STATE\n\
-         2024-03-07 09:05:01  10.0.0.1         up\n\
-         2024-03-07 09:05:01  10.0.0.2         up\n\
-         2024-03-07 09:05:01  10.0.0.3         down\n"
+         2024-03-07 09:05:01  127.0.0.1        up\n\
+         2024-03-07 09:05:01  127.0.0.2        up\n\
+         2024-03-07 09:05:01  127.0.0.3        down\n"
     );
 }
 
@@ -69,20 +69,20 @@ fn table_with_rtt_column() {
     assert_eq!(lines[0], "TIME                 ADDRESS          STATE  RTT");
     assert_eq!(
         lines[1],
-        "2024-03-07 09:05:01  10.0.0.1         up     0.045 ms"
+        "2024-03-07 09:05:01  127.0.0.1        up     0.045 ms"
     );
-    assert_eq!(lines[3], "2024-03-07 09:05:01  10.0.0.3         down   -");
+    assert_eq!(lines[3], "2024-03-07 09:05:01  127.0.0.3        down   -");
 }
 
 #[test]
 fn table_colour_is_the_seeds() {
     assert_eq!(
         table_row(&probe(1, true, None), true, false),
-        "\x1b[1;32;1m2024-03-07 09:05:01  10.0.0.1         up\x1b[0m"
+        "\x1b[1;32;1m2024-03-07 09:05:01  127.0.0.1        up\x1b[0m"
     );
     assert_eq!(
         table_row(&probe(1, false, None), true, false),
-        "\x1b[1;31;1m2024-03-07 09:05:01  10.0.0.1         down\x1b[0m"
+        "\x1b[1;31;1m2024-03-07 09:05:01  127.0.0.1        down\x1b[0m"
     );
     assert!(!render(OutputOptions::default()).contains('\x1b'));
 }
@@ -111,10 +111,10 @@ fn filters() {
         })
     };
     let alive = only(Filter::Alive);
-    assert!(alive.contains("10.0.0.1") && alive.contains("10.0.0.2"));
-    assert!(!alive.contains("10.0.0.3"));
+    assert!(alive.contains("127.0.0.1") && alive.contains("127.0.0.2"));
+    assert!(!alive.contains("127.0.0.3"));
     let unreach = only(Filter::Unreachable);
-    assert!(!unreach.contains("10.0.0.1") && unreach.contains("10.0.0.3"));
+    assert!(!unreach.contains("127.0.0.1") && unreach.contains("127.0.0.3"));
     assert_eq!(only(Filter::Quiet), "");
 }
 
@@ -126,9 +126,9 @@ fn json_lines() {
     });
     assert_eq!(
         text,
-        "{\"ip\":\"10.0.0.1\",\"up\":true,\"rtt_ms\":0.045,\"time\":\"2024-03-07 09:05:01\"}\n\
-         {\"ip\":\"10.0.0.2\",\"up\":true,\"rtt_ms\":1.500,\"time\":\"2024-03-07 09:05:01\"}\n\
-         {\"ip\":\"10.0.0.3\",\"up\":false,\"rtt_ms\":null,\"time\":\"2024-03-07 09:05:01\"}\n\
+        "{\"ip\":\"127.0.0.1\",\"up\":true,\"rtt_ms\":0.045,\"time\":\"2024-03-07 09:05:01\"}\n\
+         {\"ip\":\"127.0.0.2\",\"up\":true,\"rtt_ms\":1.500,\"time\":\"2024-03-07 09:05:01\"}\n\
+         {\"ip\":\"127.0.0.3\",\"up\":false,\"rtt_ms\":null,\"time\":\"2024-03-07 09:05:01\"}\n\
          {\"summary\":{\"addresses\":3,\"up\":2,\"down\":1,\"elapsed_s\":1.042}}\n"
     );
     // Quiet JSON still carries the summary.
@@ -170,9 +170,9 @@ fn csv_records() {
     assert_eq!(
         text,
         "ip,up,rtt_ms,time\n\
-         10.0.0.1,true,0.045,2024-03-07 09:05:01\n\
-         10.0.0.2,true,1.500,2024-03-07 09:05:01\n\
-         10.0.0.3,false,,2024-03-07 09:05:01\n"
+         127.0.0.1,true,0.045,2024-03-07 09:05:01\n\
+         127.0.0.2,true,1.500,2024-03-07 09:05:01\n\
+         127.0.0.3,false,,2024-03-07 09:05:01\n"
     );
     assert_eq!(
         CSV_HEADER.split(',').count(),
