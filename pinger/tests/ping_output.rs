@@ -34,8 +34,8 @@ fn rtt_prefers_the_summary_average() {
 
 #[test]
 fn rtt_falls_back_to_the_reply_line() {
-    let text = "PING 10.0.0.1 (10.0.0.1) 56(84) bytes of data.\n\
-                64 bytes from 10.0.0.1: icmp_seq=1 ttl=64 time=12.5 ms\n";
+    let text = "PING 127.0.0.9 (127.0.0.9) 56(84) bytes of data.\n\
+                64 bytes from 127.0.0.9: icmp_seq=1 ttl=64 time=12.5 ms\n";
     assert_eq!(parse_rtt_ms(text), Some(12.5));
     // Large times are printed without decimals.
     let text = "64 bytes from 10.0.0.1: icmp_seq=1 ttl=64 time=1234 ms\n";
