@@ -496,9 +496,9 @@ fn net_server_argv(ctx: &Ctx, case: &str, who: &str) -> Result<Vec<String>, Stri
     match (kind, who) {
         (_, "tokio") => me("tokio"),
         (_, "floor") => me("floor"),
-        ("echo", "tulip") => net_tulip::server_argv(ctx, "echo-protocol"),
-        ("echo", "tulip-streams") => net_tulip::server_argv(ctx, "echo-streams"),
-        ("http", "tulip") => net_tulip::server_argv(ctx, "http"),
+        ("echo", "tulip") => net_tulip::server_argv("echo-protocol"),
+        ("echo", "tulip-streams") => net_tulip::server_argv("echo-streams"),
+        ("http", "tulip") => net_tulip::server_argv("http"),
         ("echo", w) => {
             let (lp, k) = w.split_once('-').ok_or("bad contender")?;
             py(lp, &format!("echo-{k}"))
@@ -646,7 +646,7 @@ fn serve_main(args: &[String]) -> i32 {
     let res = match who.as_str() {
         "tokio" => net_group::serve_tokio(kind),
         "floor" => net_group::serve_floor(kind),
-        _ => net_tulip::serve(kind, who),
+        _ => Err(std::io::Error::other(format!("unknown server {who}"))),
     };
     match res {
         Ok(()) => 0,
@@ -704,8 +704,15 @@ fn prebuild(groups: &[String]) {
     }
     if groups.iter().any(|g| g == "net") {
         jobs.push((
-            "examples/http_server",
-            vec!["-p", "tulip", "--example", "http_server"],
+            "examples/http_server and echo_bench_server",
+            vec![
+                "-p",
+                "tulip",
+                "--example",
+                "http_server",
+                "--example",
+                "echo_bench_server",
+            ],
         ));
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
