@@ -35,6 +35,26 @@ pub struct Metric {
     pub lower_is_better: bool,
 }
 
+impl Metric {
+    /// A time or size: lower is better.
+    pub const fn lower(key: &'static str, unit: &'static str) -> Metric {
+        Metric {
+            key,
+            unit,
+            lower_is_better: true,
+        }
+    }
+
+    /// A rate: higher is better.
+    pub const fn higher(key: &'static str, unit: &'static str) -> Metric {
+        Metric {
+            key,
+            unit,
+            lower_is_better: false,
+        }
+    }
+}
+
 /// ns per operation: the unit of the `loop` and `sync` groups.
 pub const NS_PER_OP: Metric = Metric {
     key: "ns_per_op",

@@ -216,56 +216,17 @@ fn sync_cases(ctx: &Ctx) -> Vec<Case> {
 }
 
 /// Metrics of the other groups.
-const US_PER_PROC: harness::Metric = harness::Metric {
-    key: "us_per_proc",
-    unit: "µs/process",
-    lower_is_better: true,
-};
-const CPU_US_PER_PROC: harness::Metric = harness::Metric {
-    key: "cpu_us_per_proc",
-    unit: "cpu µs/process (parent only)",
-    lower_is_better: true,
-};
-const MB_PER_S: harness::Metric = harness::Metric {
-    key: "mb_per_s",
-    unit: "MB/s",
-    lower_is_better: false,
-};
-const MSGS_PER_S: harness::Metric = harness::Metric {
-    key: "msgs_per_s",
-    unit: "msgs/s",
-    lower_is_better: false,
-};
-const P50_US: harness::Metric = harness::Metric {
-    key: "p50_us",
-    unit: "p50 µs",
-    lower_is_better: true,
-};
-const P99_US: harness::Metric = harness::Metric {
-    key: "p99_us",
-    unit: "p99 µs",
-    lower_is_better: true,
-};
-const REQ_PER_S: harness::Metric = harness::Metric {
-    key: "req_per_s",
-    unit: "req/s",
-    lower_is_better: false,
-};
-const P50_MS: harness::Metric = harness::Metric {
-    key: "p50_ms",
-    unit: "p50 ms",
-    lower_is_better: true,
-};
-const P99_MS: harness::Metric = harness::Metric {
-    key: "p99_ms",
-    unit: "p99 ms",
-    lower_is_better: true,
-};
-const WALL_S: harness::Metric = harness::Metric {
-    key: "wall_s",
-    unit: "wall s",
-    lower_is_better: true,
-};
+const US_PER_PROC: harness::Metric = harness::Metric::lower("us_per_proc", "µs/process");
+const CPU_US_PER_PROC: harness::Metric =
+    harness::Metric::lower("cpu_us_per_proc", "cpu µs/process (parent only)");
+const MB_PER_S: harness::Metric = harness::Metric::higher("mb_per_s", "MB/s");
+const MSGS_PER_S: harness::Metric = harness::Metric::higher("msgs_per_s", "msgs/s");
+const P50_US: harness::Metric = harness::Metric::lower("p50_us", "p50 µs");
+const P99_US: harness::Metric = harness::Metric::lower("p99_us", "p99 µs");
+const REQ_PER_S: harness::Metric = harness::Metric::higher("req_per_s", "req/s");
+const P50_MS: harness::Metric = harness::Metric::lower("p50_ms", "p50 ms");
+const P99_MS: harness::Metric = harness::Metric::lower("p99_ms", "p99 ms");
+const WALL_S: harness::Metric = harness::Metric::lower("wall_s", "wall s");
 
 fn spawn_cases(ctx: &Ctx) -> Vec<Case> {
     spawn_group::CASES
