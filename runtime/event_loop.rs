@@ -69,12 +69,17 @@ pub fn interrupt() -> ! {
     std::panic::resume_unwind(Box::new(Interrupt))
 }
 
-/// An entry of the ready queue: a callback handle, or a task step
-/// (asyncio schedules `task.__step` as a Handle; tulip pushes the task itself).
-pub(crate) enum Ready {
-    Handle(Handle),
-    Task(Rc<dyn AnyTask>),
+/// Something the ready queue can hold: a callback's handle cell, or a task
+/// (asyncio schedules `task.__step` as a Handle; tulip pushes the task
+/// itself). One trait object, 16 bytes per queue entry.
+pub(crate) trait Runnable {
+    /// Runs the entry once: calls the callback, or steps the task. Only
+    /// `run_once`'s step 5 calls it. `Err` only for [`Interrupt`].
+    fn run_ready(self: Rc<Self>, lp: &EventLoop) -> Result<()>;
 }
+
+/// An entry of the ready queue.
+pub(crate) type Ready = Rc<dyn Runnable>;
 
 /// An entry of the timer heap, ordered by `(when, seq)` so that ties keep
 /// their scheduling order (T1).
@@ -496,11 +501,11 @@ impl EventLoop {
     #[track_caller]
     pub fn call_soon<F: FnOnce() + 'static>(&self, f: F) -> Result<Handle> {
         self.check_closed()?;
-        let h = Handle::once(f, Location::caller(), None);
+        let h = Handle::once(f, Location::caller());
         self.inner
             .ready
             .borrow_mut()
-            .push_back(Ready::Handle(h.clone()));
+            .push_back(h.clone().into_ready());
         Ok(h)
     }
 
@@ -540,7 +545,7 @@ impl EventLoop {
             scheduled: Cell::new(true),
             cancelled_count: self.inner.timer_cancelled_count.clone(),
         };
-        let handle = Handle::once(f, at, Some(timer));
+        let handle = Handle::timed(f, at, timer);
         let seq = self.inner.timer_seq.get();
         self.inner.timer_seq.set(seq + 1);
         self.inner.scheduled.borrow_mut().push(TimerEntry {
@@ -625,7 +630,7 @@ impl EventLoop {
             inner.since_io_poll.set(1);
             let mut reactor = inner.reactor.borrow_mut();
             let mut ready = inner.ready.borrow_mut();
-            reactor.poll(timeout, &mut |h| ready.push_back(Ready::Handle(h)))?;
+            reactor.poll(timeout, &mut |h| ready.push_back(h.into_ready()))?;
         } else {
             inner.since_io_poll.set(since + 1);
         }
@@ -654,7 +659,7 @@ impl EventLoop {
                             .set(inner.timer_cancelled_count.get().saturating_sub(1));
                         continue;
                     }
-                    ready.push_back(Ready::Handle(e.handle));
+                    ready.push_back(e.handle.into_ready());
                 }
             }
         }
@@ -666,20 +671,13 @@ impl EventLoop {
             let Some(entry) = inner.ready.borrow_mut().pop_front() else {
                 break;
             };
-            match entry {
-                Ready::Handle(h) => {
-                    if h.cancelled() {
-                        continue;
-                    }
-                    self.run_handle(&h)?;
-                }
-                Ready::Task(t) => self.run_task_step(t)?,
-            }
+            entry.run_ready(self)?;
         }
         Ok(())
     }
 
-    fn run_handle(&self, h: &Handle) -> Result<()> {
+    /// Runs one handle's callback, catching a panic (L6).
+    pub(crate) fn run_handle(&self, h: &Handle) -> Result<()> {
         let debug = self.inner.debug.get();
         let t0 = if debug { Some(Instant::now()) } else { None };
         let res = catch_unwind(AssertUnwindSafe(|| h.run()));
@@ -700,7 +698,8 @@ impl EventLoop {
         Ok(())
     }
 
-    fn run_task_step(&self, t: Rc<dyn AnyTask>) -> Result<()> {
+    /// Runs one step of a task.
+    pub(crate) fn run_task_step(&self, t: Rc<dyn AnyTask>) -> Result<()> {
         let debug = self.inner.debug.get();
         let t0 = if debug { Some(Instant::now()) } else { None };
         let interrupted = t.clone().step();
@@ -734,9 +733,8 @@ impl EventLoop {
                             }
                         },
                         Location::caller(),
-                        None,
                     );
-                    inner.ready.borrow_mut().push_back(Ready::Handle(h));
+                    inner.ready.borrow_mut().push_back(h.into_ready());
                 }
                 Remote::Wake(key, id) => inner.wake_task(key, id),
                 Remote::Stop => inner.stopping.set(true),
@@ -848,7 +846,7 @@ impl LoopInner {
             _ => return,
         };
         if !task.header().scheduled.replace(true) {
-            self.ready.borrow_mut().push_back(Ready::Task(task));
+            self.ready.borrow_mut().push_back(task);
         }
     }
 }

@@ -2,8 +2,14 @@
 //! (`Handle`, `TimerHandle`).
 //!
 //! A handle is what `call_soon`, `call_later` and `call_at` return and what the
-//! loop's ready queue holds. It is one heap allocation: the cancel flag, the
-//! timer fields and the closure live together in an `Rc<HandleCell<dyn Run>>`.
+//! loop's ready queue holds. It is one heap allocation, an
+//! `Rc<HandleCell<R>>` seen through the `dyn HandleDyn` trait object: the
+//! cancel flag, where it was created, and `R`, the callable part. `R` is a
+//! one-shot closure ([`Once`]), a repeating one for readers and writers
+//! ([`Repeat`]), or a one-shot closure with a timer's fields ([`Timed`]), so
+//! a plain `call_soon` handle carries no timer fields at all. Because the
+//! cell is a sized type behind a trait object, the same allocation is also a
+//! ready-queue entry (`Rc<dyn Runnable>`, 16 bytes) without a wrapper.
 //!
 //! # Invariants
 //! - A cancelled handle never runs; cancelling drops a one-shot callback's
@@ -19,6 +25,9 @@ use std::fmt;
 use std::panic::Location;
 use std::rc::Rc;
 
+use crate::error::Result;
+use crate::event_loop::{EventLoop, Runnable};
+
 /// The callable part of a handle. `run` may be called more than once for
 /// repeating handles (reader/writer callbacks).
 pub(crate) trait Run {
@@ -28,9 +37,13 @@ pub(crate) trait Run {
     fn clear(&self);
     /// The closure's type name, for debug output (`{{closure}}` names say where it was written).
     fn name(&self) -> &'static str;
+    /// The timer fields, for a timer's callback.
+    fn timer(&self) -> Option<&TimerState> {
+        None
+    }
 }
 
-/// A callback that runs once (`call_soon`, `call_later`).
+/// A callback that runs once (`call_soon`).
 pub(crate) struct Once<F>(Cell<Option<F>>);
 
 impl<F: FnOnce()> Run for Once<F> {
@@ -60,6 +73,27 @@ impl<F: Fn()> Run for Repeat<F> {
     }
 }
 
+/// A one-shot callback with a timer's fields (`call_later`, `call_at`).
+pub(crate) struct Timed<F> {
+    timer: TimerState,
+    f: Once<F>,
+}
+
+impl<F: FnOnce()> Run for Timed<F> {
+    fn run(&self) {
+        self.f.run()
+    }
+    fn clear(&self) {
+        self.f.clear()
+    }
+    fn name(&self) -> &'static str {
+        self.f.name()
+    }
+    fn timer(&self) -> Option<&TimerState> {
+        Some(&self.timer)
+    }
+}
+
 /// Timer fields of a handle.
 pub(crate) struct TimerState {
     /// Loop time (seconds) at which the timer is due.
@@ -70,11 +104,40 @@ pub(crate) struct TimerState {
     pub(crate) cancelled_count: Rc<Cell<usize>>,
 }
 
-pub(crate) struct HandleCell<F: ?Sized> {
+/// One handle's allocation.
+pub(crate) struct HandleCell<R> {
     cancelled: Cell<bool>,
     created_at: &'static Location<'static>,
-    pub(crate) timer: Option<TimerState>,
-    f: F,
+    f: R,
+}
+
+/// What every [`HandleCell`] is, whatever its callable: the handle's API,
+/// and (as a supertrait) a ready-queue entry.
+pub(crate) trait HandleDyn: Runnable {
+    fn cancelled_flag(&self) -> &Cell<bool>;
+    fn created_at(&self) -> &'static Location<'static>;
+    fn callable(&self) -> &dyn Run;
+}
+
+impl<R: Run + 'static> HandleDyn for HandleCell<R> {
+    fn cancelled_flag(&self) -> &Cell<bool> {
+        &self.cancelled
+    }
+    fn created_at(&self) -> &'static Location<'static> {
+        self.created_at
+    }
+    fn callable(&self) -> &dyn Run {
+        &self.f
+    }
+}
+
+impl<R: Run + 'static> Runnable for HandleCell<R> {
+    fn run_ready(self: Rc<Self>, lp: &EventLoop) -> Result<()> {
+        if self.cancelled.get() {
+            return Ok(());
+        }
+        lp.run_handle(&Handle { inner: self })
+    }
 }
 
 /// A callback scheduled on the loop: asyncio's `Handle`.
@@ -93,93 +156,107 @@ pub(crate) struct HandleCell<F: ?Sized> {
 #[derive(Clone)]
 #[must_use = "a Handle is how you cancel the callback; bind it to `_` to drop it"]
 pub struct Handle {
-    pub(crate) inner: Rc<HandleCell<dyn Run>>,
+    pub(crate) inner: Rc<dyn HandleDyn>,
 }
 
 impl Handle {
-    pub(crate) fn once<F: FnOnce() + 'static>(
-        f: F,
-        created_at: &'static Location<'static>,
-        timer: Option<TimerState>,
-    ) -> Handle {
+    fn new<R: Run + 'static>(f: R, created_at: &'static Location<'static>) -> Handle {
         Handle {
             inner: Rc::new(HandleCell {
                 cancelled: Cell::new(false),
                 created_at,
-                timer,
-                f: Once(Cell::new(Some(f))),
+                f,
             }),
         }
+    }
+
+    pub(crate) fn once<F: FnOnce() + 'static>(
+        f: F,
+        created_at: &'static Location<'static>,
+    ) -> Handle {
+        Handle::new(Once(Cell::new(Some(f))), created_at)
+    }
+
+    pub(crate) fn timed<F: FnOnce() + 'static>(
+        f: F,
+        created_at: &'static Location<'static>,
+        timer: TimerState,
+    ) -> Handle {
+        Handle::new(
+            Timed {
+                timer,
+                f: Once(Cell::new(Some(f))),
+            },
+            created_at,
+        )
     }
 
     pub(crate) fn repeat<F: Fn() + 'static>(
         f: F,
         created_at: &'static Location<'static>,
     ) -> Handle {
-        Handle {
-            inner: Rc::new(HandleCell {
-                cancelled: Cell::new(false),
-                created_at,
-                timer: None,
-                f: Repeat(f),
-            }),
-        }
+        Handle::new(Repeat(f), created_at)
     }
 
     /// Cancels the callback. If it has not run yet, it never will.
     pub fn cancel(&self) {
-        let cell = &self.inner;
-        if cell.cancelled.replace(true) {
+        let cell = &*self.inner;
+        if cell.cancelled_flag().replace(true) {
             return;
         }
-        if let Some(t) = &cell.timer {
+        if let Some(t) = cell.callable().timer() {
             if t.scheduled.get() {
                 t.cancelled_count.set(t.cancelled_count.get() + 1);
             }
         }
-        cell.f.clear();
+        cell.callable().clear();
     }
 
     /// True once [`cancel`](Handle::cancel) was called.
     pub fn cancelled(&self) -> bool {
-        self.inner.cancelled.get()
+        self.inner.cancelled_flag().get()
     }
 
     /// Where the handle was created (the `call_soon`/`call_later` call site).
     pub fn created_at(&self) -> &'static Location<'static> {
-        self.inner.created_at
+        self.inner.created_at()
     }
 
     /// The callback's type name: for closures, the function that wrote it.
     pub fn callback_name(&self) -> &'static str {
-        self.inner.f.name()
+        self.inner.callable().name()
     }
 
     /// Runs the callback; the loop's `run_once` is the only caller.
     pub(crate) fn run(&self) {
-        self.inner.f.run()
+        self.inner.callable().run()
     }
 
     pub(crate) fn timer(&self) -> Option<&TimerState> {
-        self.inner.timer.as_ref()
+        self.inner.callable().timer()
+    }
+
+    /// The handle as a ready-queue entry.
+    pub(crate) fn into_ready(self) -> Rc<dyn Runnable> {
+        self.inner
     }
 }
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if self.inner.timer.is_some() {
+        let kind = if self.timer().is_some() {
             "TimerHandle"
         } else {
             "Handle"
         };
         write!(f, "<{kind}")?;
-        if let Some(t) = &self.inner.timer {
+        if let Some(t) = self.timer() {
             write!(f, " when={:.6}", t.when)?;
         }
         if self.cancelled() {
             f.write_str(" cancelled")?;
         }
-        let loc = self.inner.created_at;
+        let loc = self.created_at();
         write!(
             f,
             " {} created at {}:{}>",

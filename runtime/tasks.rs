@@ -46,7 +46,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use crate::error::{panic_message, Error, Result};
 use crate::event_loop::{
     get_running_loop, try_running_loop, with_running_if, EventLoop, ExceptionContext, Interrupt,
-    Ready, TaskFactory,
+    Ready, Runnable, TaskFactory,
 };
 use crate::futures::{CallbackId, Cancel, FutureCore, State};
 use crate::threadsafe::{Remote, Shared};
@@ -83,7 +83,7 @@ pub(crate) struct TaskHeader {
 }
 
 /// A task of any result type: what the scheduler and `current_task()` see.
-pub(crate) trait AnyTask {
+pub(crate) trait AnyTask: Runnable {
     fn header(&self) -> &TaskHeader;
     /// asyncio's `__step`. Returns true if the body raised [`Interrupt`].
     fn step(self: Rc<Self>) -> bool;
@@ -250,7 +250,7 @@ impl EventLoop {
             self.inner
                 .ready
                 .borrow_mut()
-                .push_back(Ready::Task(cell.clone()));
+                .push_back(cell.clone() as Ready);
         }
         Ok(Task { inner: cell })
     }
@@ -447,6 +447,12 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
     fn add_done_hook(self: Rc<Self>, f: Box<dyn FnOnce()>) {
         let owner = self.owner();
         self.core.add_done_callback(&owner, Box::new(move |_| f()));
+    }
+}
+
+impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> Runnable for TaskCell<T, F> {
+    fn run_ready(self: Rc<Self>, lp: &EventLoop) -> Result<()> {
+        lp.run_task_step(self)
     }
 }
 
