@@ -228,7 +228,18 @@ fn epoch() -> Instant {
 pub fn get_running_loop() -> Result<EventLoop> {
     RUNNING
         .with(|r| r.borrow().clone())
-        .ok_or_else(|| Error::runtime("no running event loop: call this from a task or callback"))
+        .ok_or_else(no_running_loop)
+}
+
+/// The error of [`get_running_loop`] outside a running loop.
+pub(crate) fn no_running_loop() -> Error {
+    Error::runtime("no running event loop: call this from a task or callback")
+}
+
+/// Calls `f` with the running loop, without cloning it; `None` if no loop
+/// runs on this thread. `f` must not start or stop a loop run.
+pub(crate) fn with_running_loop<R>(f: impl FnOnce(&EventLoop) -> R) -> Option<R> {
+    RUNNING.with(|r| r.borrow().as_ref().map(f))
 }
 
 /// The running loop, if any (asyncio's `_get_running_loop()`).
@@ -700,12 +711,14 @@ impl EventLoop {
 
     /// Runs one step of a task.
     pub(crate) fn run_task_step(&self, t: Rc<dyn AnyTask>) -> Result<()> {
-        let debug = self.inner.debug.get();
-        let t0 = if debug { Some(Instant::now()) } else { None };
-        let interrupted = t.clone().step();
-        if let Some(t0) = t0 {
+        let interrupted = if self.inner.debug.get() {
+            let t0 = Instant::now();
+            let interrupted = t.clone().step();
             self.warn_if_slow(t0, || t.describe());
-        }
+            interrupted
+        } else {
+            t.step()
+        };
         if interrupted {
             return Err(Error::Interrupted);
         }

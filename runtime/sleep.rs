@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
-use crate::event_loop::{get_running_loop, EventLoop};
+use crate::event_loop::{get_running_loop, no_running_loop, with_running_loop};
 use crate::events::{Delay, TimerHandle};
 use crate::futures::Future;
 use crate::tasks;
@@ -48,7 +48,7 @@ pub struct Sleep {
 
 enum SleepState {
     Init,
-    Yielded(EventLoop),
+    Yielded,
     Waiting(Future<()>, TimerHandle),
     Done,
 }
@@ -59,6 +59,25 @@ impl std::future::Future for Sleep {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = &mut *self;
         match &mut this.state {
+            SleepState::Init if this.delay <= 0.0 => {
+                // The bare yield: reschedule ourselves, suspend once. No
+                // loop clone, no timer, no future (the hot path of `switch`).
+                let yielded = with_running_loop(|lp| tasks::bare_yield_on(lp, cx.waker()));
+                match yielded {
+                    None => Poll::Ready(Err(no_running_loop())),
+                    Some(Err(err)) => {
+                        this.state = SleepState::Done;
+                        Poll::Ready(Err(err))
+                    }
+                    Some(Ok(by_step)) => {
+                        if !by_step {
+                            cx.waker().wake_by_ref();
+                        }
+                        this.state = SleepState::Yielded;
+                        Poll::Pending
+                    }
+                }
+            }
             SleepState::Init => {
                 let lp = get_running_loop()?;
                 if let Some(err) = tasks::take_throw_on(&lp) {
@@ -70,12 +89,6 @@ impl std::future::Future for Sleep {
                     return Poll::Ready(Err(Error::invalid_argument(
                         "sleep delay must not be NaN",
                     )));
-                }
-                if this.delay <= 0.0 {
-                    // The bare yield: reschedule ourselves, suspend once.
-                    this.state = SleepState::Yielded(lp);
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
                 }
                 let fut: Future<()> = lp.create_future();
                 let setter = fut.clone();
@@ -95,8 +108,8 @@ impl std::future::Future for Sleep {
                     }
                 }
             }
-            SleepState::Yielded(lp) => {
-                let thrown = tasks::take_throw_on(lp);
+            SleepState::Yielded => {
+                let thrown = with_running_loop(tasks::take_throw_on).flatten();
                 this.state = SleepState::Done;
                 match thrown {
                     Some(err) => Poll::Ready(Err(err)),
@@ -119,6 +132,9 @@ impl std::future::Future for Sleep {
 
 impl Sleep {
     fn finish(&mut self) {
+        if !matches!(self.state, SleepState::Waiting(..)) {
+            return;
+        }
         if let SleepState::Waiting(_, timer) = std::mem::replace(&mut self.state, SleepState::Done)
         {
             timer.cancel();
@@ -136,7 +152,7 @@ impl fmt::Debug for Sleep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             SleepState::Init => "init",
-            SleepState::Yielded(_) => "yielded",
+            SleepState::Yielded => "yielded",
             SleepState::Waiting(..) => "waiting",
             SleepState::Done => "done",
         };

@@ -75,6 +75,9 @@ pub(crate) struct TaskHeader {
     fut_waiter: RefCell<Option<Rc<dyn Cancel>>>,
     /// The body has been polled at least once.
     started: Cell<bool>,
+    /// Set during a step by a bare yield (`sleep(0)`): reschedule the step
+    /// when the body returns `Pending` (asyncio's `__step`, `result is None`).
+    yield_now: Cell<bool>,
     waker: Waker,
     /// Per-task context values (contextvars), owned by `contextvars.rs`:
     /// an immutable map, shared with the creator at `create_task` (the
@@ -223,6 +226,7 @@ impl EventLoop {
                 num_cancels_requested: Cell::new(0),
                 fut_waiter: RefCell::new(None),
                 started: Cell::new(false),
+                yield_now: Cell::new(false),
                 waker,
                 context: RefCell::new(self.current_context()),
             },
@@ -345,6 +349,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         leave_task(lp, prev);
 
         let throw_left = h.throw_pending.replace(false);
+        let yielded = h.yield_now.replace(false);
         match res {
             Ok(Poll::Pending) => {
                 self.body.set(Some(body));
@@ -361,6 +366,11 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
                             h.must_cancel.set(false);
                         }
                     }
+                }
+                if yielded && !h.scheduled.replace(true) {
+                    // The bare yield: `call_soon(self.__step)`, without a waker.
+                    let lp = lp.clone();
+                    lp.inner.ready.borrow_mut().push_back(self as Ready);
                 }
             }
             Ok(Poll::Ready(out)) => {
@@ -502,6 +512,29 @@ pub(crate) fn take_throw_on(lp: &EventLoop) -> Option<Error> {
     } else {
         None
     }
+}
+
+/// asyncio's bare `yield` (`__sleep0`), called by a future of `lp` at its
+/// first poll: `Err(Cancelled)` if the current task has a cancel to throw
+/// at this await (as [`take_throw_on`]); else, if the future is polled with
+/// the current task's own waker, the step will reschedule the task when the
+/// body returns `Pending`, with no wake-up through the waker, and the
+/// answer is `Ok(true)`. `Ok(false)`: some other waker (a combinator's own,
+/// or no task), which the caller must wake itself.
+pub(crate) fn bare_yield_on(lp: &EventLoop, waker: &Waker) -> Result<bool> {
+    let cur = lp.inner.current_task.borrow();
+    let Some(t) = cur.as_ref() else {
+        return Ok(false);
+    };
+    let h = t.header();
+    if h.throw_pending.replace(false) {
+        return Err(Error::Cancelled(h.cancel_message.borrow().clone()));
+    }
+    if h.waker.will_wake(waker) {
+        h.yield_now.set(true);
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// Called by a runtime future of loop `lp` that returns `Pending`: it
