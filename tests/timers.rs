@@ -465,6 +465,77 @@ fn sleep_zero_interleaves_tasks_round_robin() {
 
 // conformance: T4
 #[test]
+fn sleep_zero_under_a_combinators_own_waker_wakes_that_waker() {
+    // tulip's sleep(0) normally skips the waker: the task step reschedules
+    // itself, as asyncio's bare `yield` does. A combinator that polls its
+    // children with wakers of its own (to learn *which* child is ready) must
+    // still see its waker woken, or it would never poll that child again.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Counting(Waker, AtomicUsize);
+    impl Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref()
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.wake_by_ref();
+        }
+    }
+    /// Polls `inner` with its own waker, and only after that waker fired.
+    struct OwnWaker<F> {
+        inner: std::pin::Pin<Box<F>>,
+        mine: Option<Arc<Counting>>,
+        polls: usize,
+    }
+    impl<F: std::future::Future> std::future::Future for OwnWaker<F> {
+        type Output = (F::Output, usize, usize);
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let this = &mut *self;
+            if let Some(m) = &this.mine {
+                if m.1.load(Ordering::SeqCst) < this.polls {
+                    return Poll::Pending; // not woken: don't poll the child
+                }
+            }
+            let mine = this
+                .mine
+                .get_or_insert_with(|| Arc::new(Counting(cx.waker().clone(), AtomicUsize::new(0))))
+                .clone();
+            this.polls += 1;
+            let waker = Waker::from(mine.clone());
+            match this.inner.as_mut().poll(&mut Context::from_waker(&waker)) {
+                Poll::Ready(v) => Poll::Ready((v, this.polls, mine.1.load(Ordering::SeqCst))),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+
+    let lp = EventLoop::new().unwrap();
+    let stopper = lp.clone();
+    // Bounded: without the wake, the task would hang forever.
+    let _guard = lp.call_later(5.0, move || stopper.stop()).unwrap();
+    let (res, polls, wakes) = lp
+        .run_until_complete(async {
+            Ok(OwnWaker {
+                inner: Box::pin(tulip::sleep(0.0)),
+                mine: None,
+                polls: 0,
+            }
+            .await)
+        })
+        .unwrap();
+    res.unwrap();
+    assert_eq!(
+        (polls, wakes),
+        (2, 1),
+        "one yield, one wake of the combinator's waker"
+    );
+}
+
+// conformance: T4
+#[test]
 fn a_negative_sleep_acts_as_sleep_zero() {
     let lp = EventLoop::new().unwrap();
     let l = log();
