@@ -520,6 +520,15 @@ impl EventLoop {
         Ok(h)
     }
 
+    /// Puts an entry at the end of the ready queue: `call_soon` for
+    /// something that is already a ready-queue entry (a done callback's
+    /// cell, made when it was registered).
+    pub(crate) fn push_ready(&self, entry: Ready) -> Result<()> {
+        self.check_closed()?;
+        self.inner.ready.borrow_mut().push_back(entry);
+        Ok(())
+    }
+
     /// Schedules `f` to run after `delay` (seconds as `f64`, or a
     /// `Duration`). A negative delay means "as soon as possible"; NaN is an error.
     #[track_caller]

@@ -94,6 +94,57 @@ impl<F: FnOnce()> Run for Timed<F> {
     }
 }
 
+/// A future's done callback and, once the future is done, the future itself
+/// (asyncio's `call_soon(callback, self)`). Allocated once, by
+/// `add_done_callback`: the same cell waits in the future's callback list
+/// and then in the ready queue.
+pub(crate) struct DoneCall<F, O> {
+    f: Cell<Option<F>>,
+    owner: Cell<Option<O>>,
+}
+
+impl<F: FnOnce(&O), O> Run for DoneCall<F, O> {
+    fn run(&self) {
+        if let (Some(f), Some(owner)) = (self.f.take(), self.owner.take()) {
+            f(&owner)
+        }
+    }
+    fn clear(&self) {
+        drop(self.f.take());
+        drop(self.owner.take());
+    }
+    fn name(&self) -> &'static str {
+        std::any::type_name::<F>()
+    }
+}
+
+/// A done callback, as the future's callback list holds it.
+pub(crate) trait DoneCallback<O>: HandleDyn {
+    /// Hands the callback its future, just before it is scheduled.
+    fn arm(&self, owner: O);
+}
+
+impl<F: FnOnce(&O) + 'static, O: 'static> DoneCallback<O> for HandleCell<DoneCall<F, O>> {
+    fn arm(&self, owner: O) {
+        self.f.owner.set(Some(owner));
+    }
+}
+
+/// Makes a done callback's cell (see [`DoneCall`]).
+pub(crate) fn done_callback<F: FnOnce(&O) + 'static, O: 'static>(
+    f: F,
+    created_at: &'static Location<'static>,
+) -> Rc<dyn DoneCallback<O>> {
+    Rc::new(HandleCell {
+        cancelled: Cell::new(false),
+        created_at,
+        f: DoneCall {
+            f: Cell::new(Some(f)),
+            owner: Cell::new(None),
+        },
+    })
+}
+
 /// Timer fields of a handle.
 pub(crate) struct TimerState {
     /// Loop time (seconds) at which the timer is due.

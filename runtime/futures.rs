@@ -25,6 +25,7 @@ use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
 use crate::event_loop::{get_event_loop, EventLoop, ExceptionContext};
+use crate::events::{done_callback, DoneCallback};
 use crate::tasks;
 
 /// The id of a done callback, for `remove_done_callback` (Rust closures
@@ -43,7 +44,10 @@ pub(crate) enum State<T> {
 }
 
 pub(crate) enum Callback<O> {
-    Call(CallbackId, Box<dyn FnOnce(&O)>),
+    /// A done callback: its handle cell, made at registration, which is
+    /// scheduled as it is (one allocation per callback, end to end).
+    Call(CallbackId, Rc<dyn DoneCallback<O>>),
+    /// An awaiting task's waker: waking it schedules the task's step.
     Wake(Waker),
 }
 
@@ -143,43 +147,33 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
     /// asyncio's `__schedule_callbacks`: every callback through `call_soon`,
     /// in order; task wakers are woken (a wake is a `call_soon` of the task step).
     fn schedule_callbacks(&self, owner: &O) {
-        let callbacks: Vec<_> = {
-            let mut cbs = self.callbacks.borrow_mut();
-            if cbs.rest.is_empty() {
-                // The common case: one callback, no allocation.
-                match cbs.first.take() {
-                    Some(Callback::Wake(w)) => {
-                        drop(cbs);
-                        w.wake();
-                        return;
-                    }
-                    Some(cb) => vec![cb],
-                    None => return,
-                }
-            } else {
-                cbs.take().collect()
-            }
-        };
+        // Taken out first: no borrow is held while callbacks are scheduled.
+        // The common case is one callback, which needs no list.
+        let callbacks = self.callbacks.borrow_mut().take();
         for cb in callbacks {
             match cb {
-                Callback::Call(_, f) => {
-                    let owner = owner.clone();
-                    // A closed loop drops the callback, as asyncio would fail to schedule it.
-                    let _ = self.lp.call_soon(move || f(&owner));
-                }
+                Callback::Call(_, cell) => self.schedule(cell, owner.clone()),
                 Callback::Wake(w) => w.wake(),
             }
         }
     }
 
-    pub(crate) fn add_done_callback(&self, owner: &O, f: Box<dyn FnOnce(&O)>) -> CallbackId {
+    /// `call_soon(callback, self)`: the callback's own cell goes into the
+    /// ready queue. A closed loop drops it, as asyncio would fail to schedule it.
+    fn schedule(&self, cell: Rc<dyn DoneCallback<O>>, owner: O) {
+        cell.arm(owner);
+        let _ = self.lp.push_ready(cell);
+    }
+
+    #[track_caller]
+    pub(crate) fn add_done_callback(&self, owner: &O, f: impl FnOnce(&O) + 'static) -> CallbackId {
         let id = CallbackId(self.next_id.get());
         self.next_id.set(id.0 + 1);
+        let cell = done_callback(f, std::panic::Location::caller());
         if self.done() {
-            let owner = owner.clone();
-            let _ = self.lp.call_soon(move || f(&owner));
+            self.schedule(cell, owner.clone());
         } else {
-            self.callbacks.borrow_mut().push(Callback::Call(id, f));
+            self.callbacks.borrow_mut().push(Callback::Call(id, cell));
         }
         id
     }
@@ -420,8 +414,9 @@ impl<T: 'static> Future<T> {
 
     /// Adds a callback called with the future once it is done, through
     /// `call_soon` (F2).
+    #[track_caller]
     pub fn add_done_callback(&self, f: impl FnOnce(&Future<T>) + 'static) -> CallbackId {
-        self.core.add_done_callback(self, Box::new(f))
+        self.core.add_done_callback(self, f)
     }
 
     /// Removes a done callback; returns how many were removed (0 or 1).

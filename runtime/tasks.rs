@@ -456,7 +456,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
 
     fn add_done_hook(self: Rc<Self>, f: Box<dyn FnOnce()>) {
         let owner = self.owner();
-        self.core.add_done_callback(&owner, Box::new(move |_| f()));
+        self.core.add_done_callback(&owner, move |_| f());
     }
 }
 
@@ -668,8 +668,9 @@ impl<T: 'static> Task<T> {
     }
 
     /// Adds a callback called with the task once it is done, via `call_soon`.
+    #[track_caller]
     pub fn add_done_callback(&self, f: impl FnOnce(&Task<T>) + 'static) -> CallbackId {
-        self.inner.core().add_done_callback(self, Box::new(f))
+        self.inner.core().add_done_callback(self, f)
     }
 
     /// Removes a done callback; returns how many were removed.
