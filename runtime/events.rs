@@ -5,8 +5,8 @@
 //! loop's ready queue holds. It is one heap allocation, an
 //! `Rc<HandleCell<R>>` seen through the `dyn HandleDyn` trait object: the
 //! cancel flag, where it was created, and `R`, the callable part. `R` is a
-//! one-shot closure ([`Once`]), a repeating one for readers and writers
-//! ([`Repeat`]), or a one-shot closure with a timer's fields ([`Timed`]), so
+//! one-shot closure (`Once`), a repeating one for readers and writers
+//! (`Repeat`), or a one-shot closure with a timer's fields (`Timed`), so
 //! a plain `call_soon` handle carries no timer fields at all. Because the
 //! cell is a sized type behind a trait object, the same allocation is also a
 //! ready-queue entry (`Rc<dyn Runnable>`, 16 bytes) without a wrapper.

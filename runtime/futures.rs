@@ -31,13 +31,14 @@ use crate::tasks;
 /// The id of a done callback, for `remove_done_callback` (Rust closures
 /// cannot be compared the way asyncio compares callback functions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CallbackId(u64);
+pub struct CallbackId(u32);
 
 /// The state of a future (asyncio's `_PENDING`, `_FINISHED`, `_CANCELLED`).
 pub(crate) enum State<T> {
     Pending,
     Finished(T),
-    Failed(Error),
+    /// Boxed: failing is rare, and a small `State` keeps every task small.
+    Failed(Box<Error>),
     Cancelled(Option<Arc<str>>),
     /// The result was moved out by its only reader (`run_until_complete`).
     Taken,
@@ -52,47 +53,61 @@ pub(crate) enum Callback<O> {
 }
 
 /// The done callbacks, in registration order. Most futures have exactly one
-/// (the task awaiting them), so the first lives inline and costs no allocation.
-pub(crate) struct Callbacks<O> {
-    first: Option<Callback<O>>,
-    rest: Vec<Callback<O>>,
+/// (the task awaiting them), so one lives inline and costs no allocation.
+pub(crate) enum Callbacks<O> {
+    None,
+    One(Callback<O>),
+    Many(Vec<Callback<O>>),
 }
 
 impl<O> Callbacks<O> {
-    const fn new() -> Self {
-        Callbacks {
-            first: None,
-            rest: Vec::new(),
-        }
-    }
-
     fn push(&mut self, cb: Callback<O>) {
-        if self.first.is_none() && self.rest.is_empty() {
-            self.first = Some(cb);
-        } else {
-            self.rest.push(cb);
+        *self = match std::mem::replace(self, Callbacks::None) {
+            Callbacks::None => Callbacks::One(cb),
+            Callbacks::One(first) => Callbacks::Many(vec![first, cb]),
+            Callbacks::Many(mut all) => {
+                all.push(cb);
+                Callbacks::Many(all)
+            }
         }
     }
 
     fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
+        match self {
+            Callbacks::None => 0,
+            Callbacks::One(_) => 1,
+            Callbacks::Many(all) => all.len(),
+        }
     }
 
-    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Callback<O>> {
-        self.first.iter_mut().chain(self.rest.iter_mut())
+    fn iter_mut(&mut self) -> std::slice::IterMut<'_, Callback<O>> {
+        match self {
+            Callbacks::None => [].iter_mut(),
+            Callbacks::One(cb) => std::slice::from_mut(cb).iter_mut(),
+            Callbacks::Many(all) => all.iter_mut(),
+        }
     }
 
     fn retain(&mut self, mut keep: impl FnMut(&Callback<O>) -> bool) {
-        if self.first.as_ref().is_some_and(|cb| !keep(cb)) {
-            self.first = None;
+        match self {
+            Callbacks::None => {}
+            Callbacks::One(cb) => {
+                if !keep(cb) {
+                    *self = Callbacks::None;
+                }
+            }
+            Callbacks::Many(all) => all.retain(keep),
         }
-        self.rest.retain(keep);
     }
 
+    /// Takes them all out, in order.
     fn take(&mut self) -> impl Iterator<Item = Callback<O>> {
-        let first = self.first.take();
-        let rest = std::mem::take(&mut self.rest);
-        first.into_iter().chain(rest)
+        let (one, many) = match std::mem::replace(self, Callbacks::None) {
+            Callbacks::None => (None, Vec::new()),
+            Callbacks::One(cb) => (Some(cb), Vec::new()),
+            Callbacks::Many(all) => (None, all),
+        };
+        one.into_iter().chain(many)
     }
 }
 
@@ -102,7 +117,7 @@ pub(crate) struct FutureCore<T, O> {
     pub(crate) lp: EventLoop,
     state: RefCell<State<T>>,
     callbacks: RefCell<Callbacks<O>>,
-    next_id: Cell<u64>,
+    next_id: Cell<u32>,
     log_traceback: Cell<bool>,
 }
 
@@ -111,7 +126,7 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
         FutureCore {
             lp,
             state: RefCell::new(State::Pending),
-            callbacks: RefCell::new(Callbacks::new()),
+            callbacks: RefCell::new(Callbacks::None),
             next_id: Cell::new(0),
             log_traceback: Cell::new(false),
         }
@@ -214,7 +229,7 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
             State::Cancelled(m) => Err(Error::Cancelled(m.clone())),
             State::Failed(e) => {
                 self.log_traceback.set(false);
-                Ok(Some(e.clone()))
+                Ok(Some(Error::clone(e)))
             }
             State::Finished(_) | State::Taken => Ok(None),
         }
@@ -241,7 +256,7 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
             State::Cancelled(m) => Err(Error::Cancelled(m.clone())),
             State::Failed(e) => {
                 self.log_traceback.set(false);
-                Err(e.clone())
+                Err(Error::clone(e))
             }
             State::Taken => Err(Error::invalid_state("the result was already taken")),
             State::Finished(_) => unreachable!("result_error on a finished future"),
@@ -270,7 +285,7 @@ impl<T, O> FutureCore<T, O> {
             return;
         }
         let err = match &*self.state.borrow() {
-            State::Failed(e) => e.clone(),
+            State::Failed(e) => Error::clone(e),
             _ => return,
         };
         self.lp.call_exception_handler(&ExceptionContext {
@@ -299,7 +314,7 @@ impl<T: Clone, O> FutureCore<T, O> {
             State::Cancelled(m) => return Err(Error::Cancelled(m.clone())),
             State::Failed(e) => {
                 self.log_traceback.set(false);
-                return Err(e.clone());
+                return Err(Error::clone(e));
             }
             State::Taken => {}
         }
@@ -380,7 +395,7 @@ impl<T: 'static> Future<T> {
                 "Cancelled cannot be set as a future's error: call cancel() instead",
             ));
         }
-        self.core.finish(self, State::Failed(err))
+        self.core.finish(self, State::Failed(Box::new(err)))
     }
 
     /// Cancels the future. Returns false if it was already done (F1).

@@ -33,7 +33,7 @@
 //!   inside another task's step puts its creator back).
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future as StdFuture;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -61,18 +61,19 @@ pub(crate) struct TaskHeader {
     /// Unique per process; also the task's name number.
     pub(crate) id: u64,
     /// Slab key in the loop's task table.
-    key: usize,
-    name: RefCell<Option<String>>,
+    key: u32,
+    /// Set by `set_name` or `TaskOptions::name`; `Task-{id}` otherwise.
+    name: Cell<Option<Box<str>>>,
     /// True while the task sits in the ready queue.
     pub(crate) scheduled: Cell<bool>,
     /// A cancel request that has not reached the body yet.
     must_cancel: Cell<bool>,
     /// During a step: a cancel to throw at the first runtime await.
     throw_pending: Cell<bool>,
-    cancel_message: RefCell<Option<Arc<str>>>,
+    cancel_message: Cell<Option<Arc<str>>>,
     num_cancels_requested: Cell<u32>,
     /// The runtime future the body is suspended on, if any.
-    fut_waiter: RefCell<Option<Rc<dyn Cancel>>>,
+    fut_waiter: Cell<Option<Rc<dyn Cancel>>>,
     /// The body has been polled at least once.
     started: Cell<bool>,
     /// Set during a step by a bare yield (`sleep(0)`): reschedule the step
@@ -82,7 +83,7 @@ pub(crate) struct TaskHeader {
     /// Per-task context values (contextvars), owned by `contextvars.rs`:
     /// an immutable map, shared with the creator at `create_task` (the
     /// copy of asyncio's `copy_context()`) and replaced on each `set`.
-    pub(crate) context: RefCell<Option<Rc<dyn Any>>>,
+    context: Cell<Option<Rc<dyn Any>>>,
 }
 
 /// A task of any result type: what the scheduler and `current_task()` see.
@@ -214,21 +215,22 @@ impl EventLoop {
             key,
             id,
         }));
+        let key = u32::try_from(key).expect("more than 4 billion pending tasks");
         let cell = Rc::new(TaskCell {
             header: TaskHeader {
                 id,
                 key,
-                name: RefCell::new(opts.name),
+                name: Cell::new(opts.name.map(String::into_boxed_str)),
                 scheduled: Cell::new(false),
                 must_cancel: Cell::new(false),
                 throw_pending: Cell::new(false),
-                cancel_message: RefCell::new(None),
+                cancel_message: Cell::new(None),
                 num_cancels_requested: Cell::new(0),
-                fut_waiter: RefCell::new(None),
+                fut_waiter: Cell::new(None),
                 started: Cell::new(false),
                 yield_now: Cell::new(false),
                 waker,
-                context: RefCell::new(self.current_context()),
+                context: Cell::new(self.current_context()),
             },
             core: FutureCore::new(self.clone()),
             body: Cell::new(Some(Box::pin(fut))),
@@ -304,7 +306,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TaskCell<T, F> {
             .inner
             .tasks
             .borrow_mut()
-            .try_remove(self.header.key);
+            .try_remove(self.header.key as usize);
         drop(removed);
         let owner = self.owner();
         // The state can't be done already: step returns early for done tasks.
@@ -312,7 +314,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TaskCell<T, F> {
     }
 
     fn cancel_message(&self) -> Option<Arc<str>> {
-        self.header.cancel_message.borrow().clone()
+        self.header.cancel_message()
     }
 }
 
@@ -329,7 +331,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         }
         // A pending cancel becomes a throw into the body (asyncio: coro.throw).
         let throw = h.must_cancel.replace(false);
-        drop(h.fut_waiter.borrow_mut().take());
+        drop(h.fut_waiter.take());
         if throw && !h.started.get() {
             // The coroutine never ran: the throw ends it at its first line.
             drop(self.body.take());
@@ -360,7 +362,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
                 if h.must_cancel.get() {
                     // asyncio: a cancel requested during the step goes to the
                     // future the body just suspended on.
-                    let waiter = h.fut_waiter.borrow().clone();
+                    let waiter = h.fut_waiter();
                     if let Some(w) = waiter {
                         if w.cancel_waiter(self.cancel_message()) {
                             h.must_cancel.set(false);
@@ -380,17 +382,18 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
                     Ok(_) if cancel_pending => State::Cancelled(self.cancel_message()),
                     Ok(v) => State::Finished(v),
                     Err(Error::Cancelled(msg)) => State::Cancelled(msg),
-                    Err(e) => State::Failed(e),
+                    Err(e) => State::Failed(Box::new(e)),
                 };
                 self.finish(state);
             }
             Err(payload) => {
                 drop(body);
                 if payload.is::<Interrupt>() {
-                    self.finish(State::Failed(Error::Interrupted));
+                    self.finish(State::Failed(Box::new(Error::Interrupted)));
                     return true;
                 }
-                self.finish(State::Failed(Error::Panic(panic_message(&*payload))));
+                let err = Error::Panic(panic_message(&*payload));
+                self.finish(State::Failed(Box::new(err)));
             }
         }
         false
@@ -411,7 +414,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         }
         h.num_cancels_requested
             .set(h.num_cancels_requested.get() + 1);
-        let waiter = h.fut_waiter.borrow().clone();
+        let waiter = h.fut_waiter();
         if let Some(w) = waiter {
             // Leave fut_waiter set: it may be a task that swallows the cancel.
             if w.cancel_waiter(msg.clone()) {
@@ -420,7 +423,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         }
         // The step is scheduled (or running): deliver at the next await.
         h.must_cancel.set(true);
-        *h.cancel_message.borrow_mut() = msg;
+        h.cancel_message.set(msg);
         true
     }
 
@@ -484,11 +487,37 @@ impl<T, F> Drop for TaskCell<T, F> {
 
 impl TaskHeader {
     fn name(&self) -> String {
-        match &*self.name.borrow() {
-            Some(n) => n.clone(),
+        match clone_cell(&self.name) {
+            Some(n) => n.into(),
             None => format!("Task-{}", self.id),
         }
     }
+
+    fn set_name(&self, name: String) {
+        self.name.set(Some(name.into_boxed_str()));
+    }
+
+    fn cancel_message(&self) -> Option<Arc<str>> {
+        clone_cell(&self.cancel_message)
+    }
+
+    fn fut_waiter(&self) -> Option<Rc<dyn Cancel>> {
+        clone_cell(&self.fut_waiter)
+    }
+
+    /// The task's context values (contextvars.rs).
+    pub(crate) fn context(&self) -> Option<Rc<dyn Any>> {
+        clone_cell(&self.context)
+    }
+}
+
+/// A clone of what a `Cell<Option<T>>` holds (the cells of `TaskHeader`
+/// are `Cell`s, not `RefCell`s, to keep every task small).
+fn clone_cell<T: Clone>(cell: &Cell<Option<T>>) -> Option<T> {
+    let v = cell.take();
+    let out = v.clone();
+    cell.set(v);
+    out
 }
 
 // ===== enter / leave, and the hooks runtime futures call =====
@@ -508,7 +537,7 @@ pub(crate) fn take_throw_on(lp: &EventLoop) -> Option<Error> {
     let cur = lp.inner.current_task.borrow();
     let h = cur.as_ref()?.header();
     if h.throw_pending.replace(false) {
-        Some(Error::Cancelled(h.cancel_message.borrow().clone()))
+        Some(Error::Cancelled(h.cancel_message()))
     } else {
         None
     }
@@ -528,7 +557,7 @@ pub(crate) fn bare_yield_on(lp: &EventLoop, waker: &Waker) -> Result<bool> {
     };
     let h = t.header();
     if h.throw_pending.replace(false) {
-        return Err(Error::Cancelled(h.cancel_message.borrow().clone()));
+        return Err(Error::Cancelled(h.cancel_message()));
     }
     if h.waker.will_wake(waker) {
         h.yield_now.set(true);
@@ -545,7 +574,7 @@ pub(crate) fn set_fut_waiter_on(lp: &EventLoop, w: Rc<dyn Cancel>) {
         .current_task
         .borrow()
         .as_ref()
-        .and_then(|t| t.header().fut_waiter.borrow_mut().replace(w));
+        .and_then(|t| t.header().fut_waiter.replace(Some(w)));
     drop(old);
 }
 
@@ -567,7 +596,7 @@ impl EventLoop {
     /// The context values of this loop's current task (contextvars.rs).
     pub(crate) fn current_context(&self) -> Option<Rc<dyn Any>> {
         let cur = self.inner.current_task.borrow();
-        let ctx = cur.as_ref()?.header().context.borrow().clone();
+        let ctx = cur.as_ref()?.header().context();
         ctx
     }
 }
@@ -585,7 +614,7 @@ pub(crate) fn set_current_context(ctx: Rc<dyn Any>) -> bool {
     let cur = lp.inner.current_task.borrow();
     match cur.as_ref() {
         Some(t) => {
-            let old = t.header().context.borrow_mut().replace(ctx);
+            let old = t.header().context.replace(Some(ctx));
             drop(cur);
             drop(old);
             true
@@ -654,7 +683,7 @@ impl<T: 'static> Task<T> {
 
     /// Renames the task (asyncio's `set_name()`).
     pub fn set_name(&self, name: impl Into<String>) {
-        *self.inner.header().name.borrow_mut() = Some(name.into());
+        self.inner.header().set_name(name.into());
     }
 
     /// A process-unique id; `Task-{id}` is the default name.
@@ -803,7 +832,7 @@ impl TaskRef {
 
     /// Renames the task.
     pub fn set_name(&self, name: impl Into<String>) {
-        *self.inner.header().name.borrow_mut() = Some(name.into());
+        self.inner.header().set_name(name.into());
     }
 
     /// The task's process-unique id.
