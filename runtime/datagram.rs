@@ -7,7 +7,9 @@
 //! one to `datagram_received(&buf[..n], addr)`. `sendto` sends at once when
 //! nothing is queued; a datagram the kernel refuses (`WouldBlock`) is
 //! queued and sent by an edge-triggered writer. Send and receive errors go
-//! to `error_received`: the endpoint stays open, as in asyncio.
+//! to `error_received`: the endpoint stays open, as in asyncio. Starting
+//! and closing are the shared `_SelectorTransport` plumbing of
+//! `selector_transport.rs`, as for stream transports.
 //!
 //! # Invariants
 //! - Datagrams are sent whole and in order; the queue holds copies of the
@@ -21,7 +23,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::rc::{Rc, Weak};
 
 use crate::error::{Error, Result};
@@ -29,6 +31,7 @@ use crate::event_loop::EventLoop;
 use crate::futures::Future;
 use crate::protocols::DatagramProtocol;
 use crate::selector_events::{put_read_buf, take_read_buf};
+use crate::selector_transport::{SelectorTransport, TransportBase};
 use crate::transports::{BaseTransport, DatagramTransport, ExtraInfo, WriteLimits};
 
 /// How many datagrams one readiness edge receives before yielding.
@@ -36,19 +39,13 @@ const MAX_RECVS_PER_EDGE: usize = 64;
 
 /// asyncio's `_SelectorDatagramTransport`: a UDP socket driven by the loop.
 pub struct DatagramSocketTransport {
-    lp: EventLoop,
-    fd: RawFd,
-    sock: RefCell<Option<UdpSocket>>,
+    /// The loop, socket, protocol and closing flags (asyncio's `_SelectorTransport`).
+    base: TransportBase<UdpSocket, dyn DatagramProtocol>,
     /// The connected peer, if `remote_addr` was given.
     address: Option<SocketAddr>,
-    protocol: RefCell<Option<Rc<dyn DatagramProtocol>>>,
-    protocol_connected: Cell<bool>,
     buffer: RefCell<VecDeque<(Vec<u8>, Option<SocketAddr>)>>,
     buffer_size: Cell<usize>,
     limits: Cell<WriteLimits>,
-    closing: Cell<bool>,
-    conn_lost: Cell<u32>,
-    writer_registered: Cell<bool>,
     me: Weak<DatagramSocketTransport>,
 }
 
@@ -126,57 +123,15 @@ impl DatagramSocketTransport {
     ) -> Result<Rc<DatagramSocketTransport>> {
         sock.set_nonblocking(true)?;
         let t = Rc::new_cyclic(|me| DatagramSocketTransport {
-            lp: lp.clone(),
-            fd: sock.as_raw_fd(),
-            sock: RefCell::new(Some(sock)),
+            base: TransportBase::new(lp, sock, protocol),
             address,
-            protocol: RefCell::new(Some(protocol)),
-            protocol_connected: Cell::new(false),
             buffer: RefCell::new(VecDeque::new()),
             buffer_size: Cell::new(0),
             limits: Cell::new(WriteLimits::default()),
-            closing: Cell::new(false),
-            conn_lost: Cell::new(0),
-            writer_registered: Cell::new(false),
             me: me.clone(),
         });
-        let t2 = t.clone();
-        let _ = lp.call_soon(move || t2.start(waiter))?;
+        t.schedule_start(waiter)?;
         Ok(t)
-    }
-
-    fn start(self: Rc<Self>, waiter: Option<Future<()>>) {
-        // As for stream transports: the rest runs even if connection_made panics.
-        let _rest = StartRest {
-            t: self.clone(),
-            waiter,
-        };
-        if self.conn_lost.get() == 0 {
-            let proto = self.protocol.borrow().clone();
-            if let Some(p) = proto {
-                self.protocol_connected.set(true);
-                p.connection_made(self.clone());
-            }
-        }
-    }
-
-    fn add_reader(&self) {
-        if self.conn_lost.get() > 0 || self.closing.get() {
-            return;
-        }
-        let me = self.rc();
-        let res = self.lp.add_reader_edge(self.fd, move || me.read_ready());
-        if let Err(e) = res {
-            self.force_close(Some(e));
-        }
-    }
-
-    fn rc(&self) -> Rc<DatagramSocketTransport> {
-        self.me.upgrade().expect("transport alive while in use")
-    }
-
-    fn protocol(&self) -> Option<Rc<dyn DatagramProtocol>> {
-        self.protocol.borrow().clone()
     }
 
     fn read_ready(&self) {
@@ -187,35 +142,36 @@ impl DatagramSocketTransport {
 
     fn recv_loop(&self, buf: &mut [u8]) {
         for _ in 0..MAX_RECVS_PER_EDGE {
-            if self.conn_lost.get() > 0 || self.closing.get() {
+            if self.base.conn_lost.get() > 0 || self.base.closing.get() {
                 return;
             }
-            let res = match &*self.sock.borrow() {
+            let res = match &*self.base.sock.borrow() {
                 Some(s) => s.recv_from(buf),
                 None => return,
             };
             match res {
                 Ok((k, addr)) => {
-                    if let Some(p) = self.protocol() {
+                    if let Some(p) = self.base.protocol() {
                         p.datagram_received(&buf[..k], addr);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    if let Some(p) = self.protocol() {
+                    if let Some(p) = self.base.protocol() {
                         p.error_received(e.into());
                     }
                 }
             }
         }
         // Fairness: the rest on the next iteration.
-        let me = self.rc();
-        let _ = self.lp.call_soon(move || me.read_ready());
+        if let Some(me) = self.rc() {
+            let _ = self.base.lp.call_soon(move || me.read_ready());
+        }
     }
 
     fn send_one(&self, data: &[u8], addr: Option<SocketAddr>) -> io::Result<usize> {
-        match &*self.sock.borrow() {
+        match &*self.base.sock.borrow() {
             Some(s) => match (addr, self.address) {
                 (None, _) | (Some(_), Some(_)) => s.send(data),
                 (Some(a), None) => s.send_to(data, a),
@@ -236,7 +192,7 @@ impl DatagramSocketTransport {
                 }
                 Err(e) => {
                     self.buffer_size.set(self.buffer_size.get() - data.len());
-                    if let Some(p) = self.protocol() {
+                    if let Some(p) = self.base.protocol() {
                         p.error_received(e.into());
                     }
                     return;
@@ -246,73 +202,58 @@ impl DatagramSocketTransport {
         let mut l = self.limits.get();
         if l.maybe_resume(self.buffer_size.get()) {
             self.limits.set(l);
-            if let Some(p) = self.protocol() {
+            if let Some(p) = self.base.protocol() {
                 p.resume_writing();
             }
         }
-        if self.writer_registered.replace(false) {
-            let _ = self.lp.remove_writer(self.fd);
-        }
-        if self.closing.get() {
+        self.base.remove_writer();
+        if self.base.closing.get() {
             self.call_connection_lost(None);
         }
     }
+}
 
-    fn force_close(&self, exc: Option<Error>) {
-        if self.conn_lost.get() > 0 {
-            return;
-        }
+impl SelectorTransport for DatagramSocketTransport {
+    type Sock = UdpSocket;
+    type Proto = dyn DatagramProtocol;
+
+    fn base(&self) -> &TransportBase<UdpSocket, dyn DatagramProtocol> {
+        &self.base
+    }
+
+    fn rc(&self) -> Option<Rc<DatagramSocketTransport>> {
+        self.me.upgrade()
+    }
+
+    fn connection_made(this: Rc<DatagramSocketTransport>, protocol: &Rc<dyn DatagramProtocol>) {
+        protocol.connection_made(this);
+    }
+
+    fn connection_lost(protocol: &dyn DatagramProtocol, exc: Option<Error>) {
+        protocol.connection_lost(exc);
+    }
+
+    fn wants_reader(&self) -> bool {
+        self.base.conn_lost.get() == 0 && !self.base.closing.get()
+    }
+
+    fn read_ready(&self) {
+        DatagramSocketTransport::read_ready(self);
+    }
+
+    fn write_buffer_is_empty(&self) -> bool {
+        self.buffer.borrow().is_empty()
+    }
+
+    fn clear_write_buffer(&self) {
         self.buffer.borrow_mut().clear();
         self.buffer_size.set(0);
-        if self.writer_registered.replace(false) {
-            let _ = self.lp.remove_writer(self.fd);
-        }
-        if !self.closing.replace(true) {
-            let _ = self.lp.remove_reader(self.fd);
-        }
-        self.conn_lost.set(1);
-        if let Some(me) = self.me.upgrade() {
-            let _ = self.lp.call_soon(move || me.call_connection_lost(exc));
-        }
-    }
-
-    fn call_connection_lost(&self, exc: Option<Error>) {
-        self.conn_lost.set(self.conn_lost.get().max(1));
-        self.closing.set(true);
-        let _ = self.lp.remove_reader(self.fd);
-        if self.writer_registered.replace(false) {
-            let _ = self.lp.remove_writer(self.fd);
-        }
-        let proto = self.protocol.borrow_mut().take();
-        if let Some(p) = proto {
-            if self.protocol_connected.get() {
-                p.connection_lost(exc);
-            }
-        }
-        drop(self.sock.borrow_mut().take());
-    }
-}
-
-/// Starts receiving and completes the waiter, also if `connection_made` panics.
-struct StartRest {
-    t: Rc<DatagramSocketTransport>,
-    waiter: Option<Future<()>>,
-}
-
-impl Drop for StartRest {
-    fn drop(&mut self) {
-        self.t.add_reader();
-        if let Some(w) = self.waiter.take() {
-            if !w.done() {
-                let _ = w.set_result(());
-            }
-        }
     }
 }
 
 impl BaseTransport for DatagramSocketTransport {
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
-        let sock = self.sock.borrow();
+        let sock = self.base.sock.borrow();
         let s = sock.as_ref()?;
         match name {
             "sockname" => s.local_addr().ok().map(ExtraInfo::Addr),
@@ -323,20 +264,11 @@ impl BaseTransport for DatagramSocketTransport {
     }
 
     fn is_closing(&self) -> bool {
-        self.closing.get()
+        self.base.closing.get()
     }
 
     fn close(&self) {
-        if self.closing.replace(true) {
-            return;
-        }
-        let _ = self.lp.remove_reader(self.fd);
-        if self.buffer.borrow().is_empty() {
-            self.conn_lost.set(self.conn_lost.get() + 1);
-            if let Some(me) = self.me.upgrade() {
-                let _ = self.lp.call_soon(move || me.call_connection_lost(None));
-            }
-        }
+        self.close_transport();
     }
 }
 
@@ -354,21 +286,24 @@ impl DatagramTransport for DatagramSocketTransport {
                 "an address is needed: the endpoint is not connected".into(),
             ));
         }
-        if self.conn_lost.get() > 0 {
-            self.conn_lost.set(self.conn_lost.get() + 1);
+        if self.base.conn_lost.get() > 0 {
+            self.base.conn_lost.set(self.base.conn_lost.get() + 1);
             return Ok(());
         }
         if self.buffer.borrow().is_empty() {
             match self.send_one(data, addr) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !self.writer_registered.replace(true) {
-                        let me = self.rc();
-                        self.lp.add_writer_edge(self.fd, move || me.write_ready())?;
+                    if !self.base.writer_registered.get() {
+                        if let Some(me) = self.rc() {
+                            let fd = self.base.fd;
+                            self.base.lp.add_writer_edge(fd, move || me.write_ready())?;
+                            self.base.writer_registered.set(true);
+                        }
                     }
                 }
                 Err(e) => {
-                    if let Some(p) = self.protocol() {
+                    if let Some(p) = self.base.protocol() {
                         p.error_received(e.into());
                     }
                     return Ok(());
@@ -380,7 +315,7 @@ impl DatagramTransport for DatagramSocketTransport {
         let mut l = self.limits.get();
         if l.maybe_pause(self.buffer_size.get()) {
             self.limits.set(l);
-            if let Some(p) = self.protocol() {
+            if let Some(p) = self.base.protocol() {
                 p.pause_writing();
             }
         }
@@ -399,9 +334,9 @@ impl DatagramTransport for DatagramSocketTransport {
 impl fmt::Debug for DatagramSocketTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatagramSocketTransport")
-            .field("fd", &self.fd)
+            .field("fd", &self.base.fd)
             .field("peer", &self.address)
-            .field("closing", &self.closing.get())
+            .field("closing", &self.base.closing.get())
             .field("queued", &self.buffer.borrow().len())
             .finish()
     }

@@ -72,6 +72,7 @@ pub mod queues;
 pub mod reactor;
 pub mod runners;
 pub mod selector_events;
+mod selector_transport;
 pub mod semaphores;
 pub mod signals;
 mod sleep;
