@@ -91,7 +91,7 @@ pub mod transports;
 pub mod wait;
 
 pub use barrier::Barrier;
-pub use base_events_net::{Listener, ProtocolFactory, Server};
+pub use base_events_net::{Listener, ProtocolFactory, Server, ServerOptions};
 pub use child_watcher::ChildWatcherKind;
 pub use contextvars::ContextVar;
 pub use datagram::DatagramSocketTransport;
@@ -115,7 +115,8 @@ pub use streams::{
 };
 pub use streams_open::{
     open_connection, open_connection_sock, open_connection_with_limit, open_unix_connection,
-    start_server, start_server_with_limit, start_unix_server,
+    start_server, start_server_with, start_server_with_limit, start_unix_server,
+    start_unix_server_with,
 };
 pub use subprocess::{create_subprocess_exec, create_subprocess_shell, Process};
 pub use taskgroups::TaskGroup;

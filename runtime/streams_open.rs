@@ -17,7 +17,7 @@ use std::future::Future as StdFuture;
 use std::path::Path;
 use std::rc::Rc;
 
-use crate::base_events_net::Server;
+use crate::base_events_net::{Server, ServerOptions};
 use crate::error::Result;
 use crate::event_loop::{get_running_loop, EventLoop, ExceptionContext};
 use crate::selector_events::{SocketTransport, StreamSocket};
@@ -154,13 +154,59 @@ where
     Fut: StdFuture<Output = Result<()>> + 'static,
 {
     let lp = get_running_loop()?;
-    let cb = client_cb(&lp, cb);
-    let lp2 = lp.clone();
-    let factory = move || {
-        let reader = StreamReader::with_loop(&lp2, limit);
-        Rc::new(StreamReaderProtocol::new(&lp2, reader, Some(cb.clone())))
-    };
-    lp.create_server(factory, host, port).await
+    let factory = stream_factory(&lp, cb, limit);
+    lp.create_server_with(factory, host, port, &ServerOptions::default())
+        .await
+}
+
+/// asyncio's `start_server(client_connected_cb, host, port, limit=...,
+/// backlog=..., reuse_address=..., reuse_port=...)`: [`start_server`] with
+/// a reader `limit` and the listening socket's [`ServerOptions`].
+///
+/// ```
+/// use tulip::ServerOptions;
+/// tulip::run(async {
+///     let opts = ServerOptions::new().backlog(10);
+///     let server = tulip::start_server_with(|_r, _w| async { Ok(()) }, "127.0.0.1", 0,
+///         tulip::DEFAULT_LIMIT, &opts).await?;
+///     assert!(server.is_serving());
+///     server.close();
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub async fn start_server_with<F, Fut>(
+    cb: F,
+    host: &str,
+    port: u16,
+    limit: usize,
+    options: &ServerOptions,
+) -> Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: StdFuture<Output = Result<()>> + 'static,
+{
+    let lp = get_running_loop()?;
+    let factory = stream_factory(&lp, cb, limit);
+    lp.create_server_with(factory, host, port, options).await
+}
+
+/// The protocol factory of a stream server: a reader of `limit` and a
+/// `StreamReaderProtocol` that runs `cb` for each connection.
+fn stream_factory<F, Fut>(
+    lp: &EventLoop,
+    cb: F,
+    limit: usize,
+) -> impl Fn() -> Rc<StreamReaderProtocol> + 'static
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: StdFuture<Output = Result<()>> + 'static,
+{
+    let cb = client_cb(lp, cb);
+    let lp = lp.clone();
+    move || {
+        let reader = StreamReader::with_loop(&lp, limit);
+        Rc::new(StreamReaderProtocol::new(&lp, reader, Some(cb.clone())))
+    }
 }
 
 /// asyncio's `start_unix_server(client_connected_cb, path)`.
@@ -169,12 +215,22 @@ where
     F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: StdFuture<Output = Result<()>> + 'static,
 {
+    start_unix_server_with(cb, path, DEFAULT_LIMIT, &ServerOptions::default()).await
+}
+
+/// asyncio's `start_unix_server(client_connected_cb, path, limit=...,
+/// backlog=...)`: only the backlog of the [`ServerOptions`] applies.
+pub async fn start_unix_server_with<F, Fut>(
+    cb: F,
+    path: impl AsRef<Path>,
+    limit: usize,
+    options: &ServerOptions,
+) -> Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: StdFuture<Output = Result<()>> + 'static,
+{
     let lp = get_running_loop()?;
-    let cb = client_cb(&lp, cb);
-    let lp2 = lp.clone();
-    let factory = move || {
-        let reader = StreamReader::with_loop(&lp2, DEFAULT_LIMIT);
-        Rc::new(StreamReaderProtocol::new(&lp2, reader, Some(cb.clone())))
-    };
-    lp.create_unix_server(factory, path)
+    let factory = stream_factory(&lp, cb, limit);
+    lp.create_unix_server_with(factory, path, options)
 }
