@@ -1,7 +1,7 @@
-//! Connections and servers. Mirrors `create_connection`, `create_server`,
-//! `Server` in `Lib/asyncio/base_events.py`, `_accept_connection` in
-//! `selector_events.py`, and `create_unix_connection`/`create_unix_server`
-//! in `unix_events.py`.
+//! Servers. Mirrors `create_server` and `Server` in
+//! `Lib/asyncio/base_events.py`, `_accept_connection` in
+//! `selector_events.py`, and `create_unix_server` in `unix_events.py`.
+//! (Connections are made in [`base_events_connect`](crate::base_events_connect).)
 //!
 //! A server is a set of listening sockets, each with an edge-triggered
 //! reader that accepts until `WouldBlock` and wraps every new connection in
@@ -129,105 +129,6 @@ impl ServerOptions {
 }
 
 impl EventLoop {
-    /// asyncio's `create_connection(protocol_factory, host, port)`:
-    /// resolves `host` (IP literals at once, names off the loop thread),
-    /// connects to each address in turn until one succeeds, and returns the
-    /// transport and the protocol once `connection_made` has been called.
-    ///
-    /// A refused connection fails with an `Io` error of kind
-    /// `ConnectionRefused`.
-    ///
-    /// ```
-    /// use std::{cell::RefCell, io::Write, rc::Rc};
-    /// use tulip::transports::prelude::*;
-    ///
-    /// #[derive(Default)]
-    /// struct Collect(RefCell<Vec<u8>>);
-    /// impl Protocol for Collect {
-    ///     fn data_received(&self, data: &[u8]) {
-    ///         self.0.borrow_mut().extend_from_slice(data);
-    ///     }
-    /// }
-    ///
-    /// tulip::run(async {
-    ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    ///     let port = listener.local_addr()?.port();
-    ///     let lp = tulip::get_running_loop()?;
-    ///     let (transport, proto) = lp
-    ///         .create_connection(|| Rc::new(Collect::default()), "127.0.0.1", port)
-    ///         .await?;
-    ///     let (mut peer, _) = listener.accept()?;
-    ///     peer.write_all(b"hi")?;
-    ///     transport.write(b"hello")?;
-    ///     tulip::sleep(0.05).await?;
-    ///     assert_eq!(&*proto.0.borrow(), b"hi");
-    ///     transport.close();
-    ///     Ok(())
-    /// }).unwrap();
-    /// ```
-    pub async fn create_connection<P, F>(
-        &self,
-        protocol_factory: F,
-        host: &str,
-        port: u16,
-    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
-    where
-        P: Protocol + 'static,
-        F: FnOnce() -> Rc<P>,
-    {
-        let addrs = self.getaddrinfo(host, port).await?;
-        let mut last_err = None;
-        for addr in addrs {
-            match self.sock_connect(addr).await {
-                Ok(s) => {
-                    return self
-                        .create_connection_sock(protocol_factory, s.into())
-                        .await
-                }
-                Err(e) if e.is_cancelled() => return Err(e),
-                Err(e) => last_err = Some(e),
-            }
-        }
-        Err(last_err
-            .unwrap_or_else(|| Error::Io(io::Error::other("no address to connect to").into())))
-    }
-
-    /// asyncio's `create_connection(protocol_factory, sock=sock)`: wraps an
-    /// already connected socket.
-    pub async fn create_connection_sock<P, F>(
-        &self,
-        protocol_factory: F,
-        sock: StreamSocket,
-    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
-    where
-        P: Protocol + 'static,
-        F: FnOnce() -> Rc<P>,
-    {
-        let protocol = protocol_factory();
-        let waiter: Future<()> = self.create_future();
-        let transport = SocketTransport::new(self, sock, protocol.clone(), Some(waiter.clone()))?;
-        if let Err(e) = waiter.await {
-            transport.close();
-            return Err(e);
-        }
-        Ok((transport, protocol))
-    }
-
-    /// asyncio's `create_unix_connection(protocol_factory, path)`.
-    pub async fn create_unix_connection<P, F>(
-        &self,
-        protocol_factory: F,
-        path: impl AsRef<Path>,
-    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
-    where
-        P: Protocol + 'static,
-        F: FnOnce() -> Rc<P>,
-    {
-        let s = self.sock_connect_unix(path).await?;
-        self.create_connection_sock(protocol_factory, s.into())
-            .await
-    }
-
     /// asyncio's `create_server(protocol_factory, host, port)`: binds every
     /// address `host` resolves to (port 0 picks a free port), and starts
     /// serving at once, with asyncio's defaults: `SO_REUSEADDR` and a

@@ -56,6 +56,7 @@
 #![warn(rust_2018_idioms)]
 
 pub mod barrier;
+pub mod base_events_connect;
 pub mod base_events_net;
 pub mod child_watcher;
 pub mod contextvars;
@@ -77,6 +78,7 @@ pub mod semaphores;
 pub mod signals;
 mod sleep;
 mod sock_ops;
+pub mod staggered;
 pub mod stream_writer;
 pub mod streams;
 pub mod streams_open;
@@ -91,6 +93,7 @@ pub mod transports;
 pub mod wait;
 
 pub use barrier::Barrier;
+pub use base_events_connect::ConnectOptions;
 pub use base_events_net::{Listener, ProtocolFactory, Server, ServerOptions};
 pub use child_watcher::ChildWatcherKind;
 pub use contextvars::ContextVar;
@@ -114,9 +117,9 @@ pub use streams::{
     ClientConnected, FlowControl, StreamReader, StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,
 };
 pub use streams_open::{
-    open_connection, open_connection_sock, open_connection_with_limit, open_unix_connection,
-    start_server, start_server_with, start_server_with_limit, start_unix_server,
-    start_unix_server_with,
+    open_connection, open_connection_addrs, open_connection_sock, open_connection_with,
+    open_connection_with_limit, open_unix_connection, start_server, start_server_with,
+    start_server_with_limit, start_unix_server, start_unix_server_with,
 };
 pub use subprocess::{create_subprocess_exec, create_subprocess_shell, Process};
 pub use taskgroups::TaskGroup;

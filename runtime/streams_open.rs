@@ -14,9 +14,11 @@
 //!   `StreamReaderProtocol` does the same).
 
 use std::future::Future as StdFuture;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::rc::Rc;
 
+use crate::base_events_connect::ConnectOptions;
 use crate::base_events_net::{Server, ServerOptions};
 use crate::error::Result;
 use crate::event_loop::{get_running_loop, EventLoop, ExceptionContext};
@@ -69,11 +71,52 @@ pub async fn open_connection_with_limit(
     port: u16,
     limit: usize,
 ) -> Result<(StreamReader, StreamWriter)> {
+    open_connection_with(host, port, limit, &ConnectOptions::default()).await
+}
+
+/// asyncio's `open_connection(host, port, limit=..., happy_eyeballs_delay=...,
+/// interleave=..., all_errors=...)`: [`open_connection`] with a reader
+/// `limit` and [`ConnectOptions`] (see
+/// [`EventLoop::create_connection_addrs`] for how the addresses are tried).
+pub async fn open_connection_with(
+    host: &str,
+    port: u16,
+    limit: usize,
+    options: &ConnectOptions,
+) -> Result<(StreamReader, StreamWriter)> {
+    let lp = get_running_loop()?;
+    let addrs = lp.getaddrinfo(host, port).await?;
+    open_connection_addrs(&addrs, limit, options).await
+}
+
+/// [`open_connection_with`] to a list of addresses, as if a host resolved
+/// to them.
+///
+/// ```
+/// use std::net::TcpListener;
+/// use tulip::ConnectOptions;
+/// tulip::run(async {
+///     let closed = TcpListener::bind("127.0.0.2:0")?.local_addr()?; // refused
+///     let server = TcpListener::bind("127.0.0.1:0")?;
+///     let opts = ConnectOptions::new().happy_eyeballs_delay(0.25);
+///     let addrs = [closed, server.local_addr()?];
+///     let (_reader, writer) = tulip::open_connection_addrs(&addrs, tulip::DEFAULT_LIMIT, &opts).await?;
+///     assert_eq!(writer.get_extra_info("peername").and_then(|i| i.as_addr()), Some(addrs[1]));
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub async fn open_connection_addrs(
+    addrs: &[SocketAddr],
+    limit: usize,
+    options: &ConnectOptions,
+) -> Result<(StreamReader, StreamWriter)> {
     let lp = get_running_loop()?;
     let reader = StreamReader::with_loop(&lp, limit);
     let proto = Rc::new(StreamReaderProtocol::new(&lp, reader.clone(), None));
     let p2 = proto.clone();
-    let (transport, _) = lp.create_connection(move || p2, host, port).await?;
+    let (transport, _) = lp
+        .create_connection_addrs(move || p2, addrs, options)
+        .await?;
     Ok(into_streams(transport, &proto, reader))
 }
 
