@@ -266,7 +266,7 @@ impl EventLoop {
 }
 
 /// Removes a socket file left by an earlier server (never a regular file).
-fn remove_stale_socket(path: &Path) {
+pub(crate) fn remove_stale_socket(path: &Path) {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_socket() {

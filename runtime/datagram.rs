@@ -1,6 +1,7 @@
-//! UDP endpoints. Mirrors `_SelectorDatagramTransport` in
-//! `Lib/asyncio/selector_events.py` and `create_datagram_endpoint` in
-//! `base_events.py`.
+//! Datagram endpoints: UDP and Unix datagram sockets. Mirrors
+//! `_SelectorDatagramTransport` in `Lib/asyncio/selector_events.py` and
+//! `create_datagram_endpoint` in `base_events.py` (whose `family=AF_UNIX`
+//! branch is [`EventLoop::create_unix_datagram_endpoint`] here).
 //!
 //! Each readiness edge receives datagrams (into the thread's shared read
 //! buffer, 256 KiB) until `WouldBlock` and hands each
@@ -17,33 +18,126 @@
 //! - The writer is registered exactly while the queue is non-empty.
 //! - As for stream transports, the socket is closed only after both
 //!   registrations are gone, and `connection_lost` is called once.
+//! - Every address handed to the protocol or to the socket is of the
+//!   socket's family: `sendto` refuses an address of the other family.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::rc::{Rc, Weak};
 
-use crate::error::{Error, Result};
+use crate::error::{os_error_with_context, Error, Result};
 use crate::event_loop::EventLoop;
 use crate::futures::Future;
 use crate::protocols::DatagramProtocol;
 use crate::selector_events::{put_read_buf, take_read_buf};
 use crate::selector_transport::{SelectorTransport, TransportBase};
-use crate::transports::{BaseTransport, DatagramTransport, ExtraInfo, WriteLimits};
+use crate::transports::{BaseTransport, DatagramAddr, DatagramTransport, ExtraInfo, WriteLimits};
 
 /// How many datagrams one readiness edge receives before yielding.
 const MAX_RECVS_PER_EDGE: usize = 64;
 
-/// asyncio's `_SelectorDatagramTransport`: a UDP socket driven by the loop.
+// ===== DatagramSocket =====
+
+/// The socket of a [`DatagramSocketTransport`]: UDP or Unix datagrams.
+#[derive(Debug)]
+pub enum DatagramSocket {
+    /// A UDP socket.
+    Udp(UdpSocket),
+    /// A Unix-domain datagram socket.
+    Unix(UnixDatagram),
+}
+
+impl From<UdpSocket> for DatagramSocket {
+    fn from(s: UdpSocket) -> Self {
+        DatagramSocket::Udp(s)
+    }
+}
+
+impl From<UnixDatagram> for DatagramSocket {
+    fn from(s: UnixDatagram) -> Self {
+        DatagramSocket::Unix(s)
+    }
+}
+
+impl AsRawFd for DatagramSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            DatagramSocket::Udp(s) => s.as_raw_fd(),
+            DatagramSocket::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+impl DatagramSocket {
+    fn set_nonblocking(&self) -> io::Result<()> {
+        match self {
+            DatagramSocket::Udp(s) => s.set_nonblocking(true),
+            DatagramSocket::Unix(s) => s.set_nonblocking(true),
+        }
+    }
+
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, DatagramAddr)> {
+        match self {
+            DatagramSocket::Udp(s) => s.recv_from(buf).map(|(n, a)| (n, a.into())),
+            DatagramSocket::Unix(s) => s.recv_from(buf).map(|(n, a)| (n, a.into())),
+        }
+    }
+
+    /// Sends to the connected peer.
+    fn send(&self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            DatagramSocket::Udp(s) => s.send(data),
+            DatagramSocket::Unix(s) => s.send(data),
+        }
+    }
+
+    /// Sends to `addr`, which `sendto` checked is of the socket's family.
+    fn send_to(&self, data: &[u8], addr: &DatagramAddr) -> io::Result<usize> {
+        match (self, addr) {
+            (DatagramSocket::Udp(s), DatagramAddr::Inet(a)) => s.send_to(data, a),
+            (DatagramSocket::Unix(s), DatagramAddr::Unix(a)) => s.send_to_addr(data, a),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "address family mismatch",
+            )),
+        }
+    }
+
+    /// True if `addr` is of this socket's family.
+    fn fits(&self, addr: &DatagramAddr) -> bool {
+        matches!(
+            (self, addr),
+            (DatagramSocket::Udp(_), DatagramAddr::Inet(_))
+                | (DatagramSocket::Unix(_), DatagramAddr::Unix(_))
+        )
+    }
+
+    fn sockname(&self) -> Option<ExtraInfo> {
+        match self {
+            DatagramSocket::Udp(s) => s.local_addr().ok().map(ExtraInfo::Addr),
+            DatagramSocket::Unix(s) => s.local_addr().ok().map(ExtraInfo::UnixAddr),
+        }
+    }
+}
+
+// ===== DatagramSocketTransport =====
+
+/// asyncio's `_SelectorDatagramTransport`: a UDP or Unix datagram socket
+/// driven by the loop.
 pub struct DatagramSocketTransport {
     /// The loop, socket, protocol and closing flags (asyncio's `_SelectorTransport`).
-    base: TransportBase<UdpSocket, dyn DatagramProtocol>,
+    base: TransportBase<DatagramSocket, dyn DatagramProtocol>,
     /// The connected peer, if `remote_addr` was given.
-    address: Option<SocketAddr>,
-    buffer: RefCell<VecDeque<(Vec<u8>, Option<SocketAddr>)>>,
+    address: Option<DatagramAddr>,
+    /// Whether the socket is a Unix one (for error messages once it is gone).
+    unix: bool,
+    buffer: RefCell<VecDeque<(Vec<u8>, Option<DatagramAddr>)>>,
     buffer_size: Cell<usize>,
     limits: Cell<WriteLimits>,
     me: Weak<DatagramSocketTransport>,
@@ -56,12 +150,12 @@ impl EventLoop {
     /// given. Returns once `connection_made` has been called.
     ///
     /// ```
-    /// use std::{cell::RefCell, rc::Rc, net::SocketAddr};
-    /// use tulip::BaseTransport;
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use tulip::{BaseTransport, DatagramAddr};
     /// #[derive(Default)]
     /// struct Got(RefCell<Vec<u8>>);
     /// impl tulip::DatagramProtocol for Got {
-    ///     fn datagram_received(&self, data: &[u8], _: SocketAddr) {
+    ///     fn datagram_received(&self, data: &[u8], _: DatagramAddr) {
     ///         self.0.borrow_mut().extend_from_slice(data);
     ///     }
     /// }
@@ -97,34 +191,164 @@ impl EventLoop {
         if let Some(r) = remote_addr {
             sock.connect(r)?;
         }
+        let remote = remote_addr.map(DatagramAddr::from);
+        self.make_datagram_transport(protocol_factory, sock.into(), remote)
+            .await
+    }
+
+    /// asyncio's `create_datagram_endpoint(protocol_factory, local_addr,
+    /// remote_addr, family=socket.AF_UNIX)`: a Unix datagram socket, bound
+    /// to the path `local_path` if given and connected to `remote_path` if
+    /// given. Returns once `connection_made` has been called.
+    ///
+    /// - A stale socket file at `local_path` is removed first, as asyncio
+    ///   does; any other file there makes the bind fail (`AddrInUse`), and
+    ///   the error says so. The socket file stays after the endpoint
+    ///   closes (as in asyncio): remove it, or let the next bind do it.
+    /// - A peer can only answer a socket that has a path: give `local_path`
+    ///   to receive replies.
+    /// - Connecting to a path where nothing is bound fails with `NotFound`
+    ///   (no file) or `ConnectionRefused` (a stale socket file).
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use tulip::transports::prelude::*;
+    ///
+    /// /// Answers every datagram with its upper-case copy.
+    /// #[derive(Default)]
+    /// struct Shout(RefCell<Option<Rc<dyn DatagramTransport>>>);
+    /// impl DatagramProtocol for Shout {
+    ///     fn connection_made(&self, t: Rc<dyn DatagramTransport>) {
+    ///         *self.0.borrow_mut() = Some(t);
+    ///     }
+    ///     fn datagram_received(&self, data: &[u8], addr: DatagramAddr) {
+    ///         let t = self.0.borrow().clone().unwrap();
+    ///         t.sendto(&data.to_ascii_uppercase(), Some(addr)).unwrap();
+    ///     }
+    /// }
+    ///
+    /// tulip::run(async {
+    ///     let dir = std::env::temp_dir().join(format!("tulip-doc-dgram-{}", std::process::id()));
+    ///     std::fs::create_dir_all(&dir)?;
+    ///     let (server, client) = (dir.join("server.sock"), dir.join("client.sock"));
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let (st, _) = lp
+    ///         .create_unix_datagram_endpoint(|| Rc::new(Shout::default()), Some(&server), None)
+    ///         .await?;
+    ///     let me = std::os::unix::net::UnixDatagram::bind(&client)?;
+    ///     me.send_to(b"hi", &server)?;
+    ///     let mut buf = [0u8; 16];
+    ///     me.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    ///     // The loop must run to answer: receive in a thread.
+    ///     let reply = tulip::to_thread(move || me.recv(&mut buf).map(|n| buf[..n].to_vec())).await??;
+    ///     assert_eq!(reply, b"HI");
+    ///     st.close();
+    ///     std::fs::remove_dir_all(&dir)?;
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_unix_datagram_endpoint<P, F>(
+        &self,
+        protocol_factory: F,
+        local_path: Option<&Path>,
+        remote_path: Option<&Path>,
+    ) -> Result<(Rc<DatagramSocketTransport>, Rc<P>)>
+    where
+        P: DatagramProtocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        let sock = match local_path {
+            Some(path) => {
+                crate::base_events_net::remove_stale_socket(path);
+                UnixDatagram::bind(path).map_err(|e| bind_error(e, path))?
+            }
+            None => UnixDatagram::unbound()?,
+        };
+        let remote = match remote_path {
+            Some(path) => {
+                sock.connect(path).map_err(|e| {
+                    os_error_with_context(e, format!("connect call failed ({})", path.display()))
+                })?;
+                Some(DatagramAddr::from_path(path)?)
+            }
+            None => None,
+        };
+        self.make_datagram_transport(protocol_factory, sock.into(), remote)
+            .await
+    }
+
+    /// asyncio's `_make_datagram_transport` and the wait for its waiter.
+    async fn make_datagram_transport<P, F>(
+        &self,
+        protocol_factory: F,
+        sock: DatagramSocket,
+        remote: Option<DatagramAddr>,
+    ) -> Result<(Rc<DatagramSocketTransport>, Rc<P>)>
+    where
+        P: DatagramProtocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
         let protocol = protocol_factory();
         let waiter: Future<()> = self.create_future();
         let t = DatagramSocketTransport::new(
             self,
             sock,
             protocol.clone(),
-            remote_addr,
+            remote,
             Some(waiter.clone()),
         )?;
-        waiter.await?;
+        if let Err(e) = waiter.await {
+            t.close();
+            return Err(e);
+        }
         Ok((t, protocol))
     }
 }
 
+/// A failed bind on `path`, saying what is in the way when it can.
+fn bind_error(e: io::Error, path: &Path) -> io::Error {
+    use std::os::unix::fs::FileTypeExt;
+    let in_the_way = e.kind() == io::ErrorKind::AddrInUse
+        && std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_socket());
+    let context = if in_the_way {
+        format!(
+            "cannot bind on address {}: the path exists and is not a socket (remove it, or choose another path)",
+            path.display()
+        )
+    } else {
+        format!(
+            "error while attempting to bind on address {}",
+            path.display()
+        )
+    };
+    os_error_with_context(e, context)
+}
+
 impl DatagramSocketTransport {
-    /// Wraps a bound (and maybe connected) non-blocking UDP socket; calls
-    /// `connection_made` on the next iteration and starts receiving.
+    /// Wraps a bound (and maybe connected, to `address`) datagram socket:
+    /// makes it non-blocking, then calls `connection_made` on the next
+    /// iteration and starts receiving.
     pub fn new(
         lp: &EventLoop,
-        sock: UdpSocket,
+        sock: impl Into<DatagramSocket>,
         protocol: Rc<dyn DatagramProtocol>,
-        address: Option<SocketAddr>,
+        address: Option<DatagramAddr>,
         waiter: Option<Future<()>>,
     ) -> Result<Rc<DatagramSocketTransport>> {
-        sock.set_nonblocking(true)?;
+        let sock = sock.into();
+        sock.set_nonblocking()?;
+        let unix = matches!(sock, DatagramSocket::Unix(_));
+        if let Some(a) = &address {
+            if !sock.fits(a) {
+                return Err(Error::invalid_argument(format!(
+                    "the peer address {a} is not of the socket's family"
+                )));
+            }
+        }
         let t = Rc::new_cyclic(|me| DatagramSocketTransport {
             base: TransportBase::new(lp, sock, protocol),
             address,
+            unix,
             buffer: RefCell::new(VecDeque::new()),
             buffer_size: Cell::new(0),
             limits: Cell::new(WriteLimits::default()),
@@ -170,9 +394,9 @@ impl DatagramSocketTransport {
         }
     }
 
-    fn send_one(&self, data: &[u8], addr: Option<SocketAddr>) -> io::Result<usize> {
+    fn send_one(&self, data: &[u8], addr: Option<&DatagramAddr>) -> io::Result<usize> {
         match &*self.base.sock.borrow() {
-            Some(s) => match (addr, self.address) {
+            Some(s) => match (addr, &self.address) {
                 (None, _) | (Some(_), Some(_)) => s.send(data),
                 (Some(a), None) => s.send_to(data, a),
             },
@@ -184,7 +408,7 @@ impl DatagramSocketTransport {
         loop {
             let front = self.buffer.borrow_mut().pop_front();
             let Some((data, addr)) = front else { break };
-            match self.send_one(&data, addr) {
+            match self.send_one(&data, addr.as_ref()) {
                 Ok(_) => self.buffer_size.set(self.buffer_size.get() - data.len()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.buffer.borrow_mut().push_front((data, addr));
@@ -214,10 +438,10 @@ impl DatagramSocketTransport {
 }
 
 impl SelectorTransport for DatagramSocketTransport {
-    type Sock = UdpSocket;
+    type Sock = DatagramSocket;
     type Proto = dyn DatagramProtocol;
 
-    fn base(&self) -> &TransportBase<UdpSocket, dyn DatagramProtocol> {
+    fn base(&self) -> &TransportBase<DatagramSocket, dyn DatagramProtocol> {
         &self.base
     }
 
@@ -256,8 +480,11 @@ impl BaseTransport for DatagramSocketTransport {
         let sock = self.base.sock.borrow();
         let s = sock.as_ref()?;
         match name {
-            "sockname" => s.local_addr().ok().map(ExtraInfo::Addr),
-            "peername" => self.address.map(ExtraInfo::Addr),
+            "sockname" => s.sockname(),
+            "peername" => self.address.as_ref().map(|a| match a {
+                DatagramAddr::Inet(a) => ExtraInfo::Addr(*a),
+                DatagramAddr::Unix(a) => ExtraInfo::UnixAddr(a.clone()),
+            }),
             "socket" => Some(ExtraInfo::Fd(s.as_raw_fd())),
             _ => None,
         }
@@ -273,11 +500,22 @@ impl BaseTransport for DatagramSocketTransport {
 }
 
 impl DatagramTransport for DatagramSocketTransport {
-    fn sendto(&self, data: &[u8], addr: Option<SocketAddr>) -> Result<()> {
-        if let (Some(a), Some(peer)) = (addr, self.address) {
+    fn sendto(&self, data: &[u8], addr: Option<DatagramAddr>) -> Result<()> {
+        if let (Some(a), Some(peer)) = (&addr, &self.address) {
             if a != peer {
                 return Err(Error::InvalidArgument(
                     format!("invalid address: must be None or {peer}").into(),
+                ));
+            }
+        }
+        if let Some(a) = &addr {
+            if a.as_inet().is_some() == self.unix {
+                let (want, got) = match self.unix {
+                    true => ("a Unix path", "an IP address"),
+                    false => ("an IP address", "a Unix path"),
+                };
+                return Err(Error::InvalidArgument(
+                    format!("invalid address {a}: this endpoint sends to {want}, not {got}").into(),
                 ));
             }
         }
@@ -291,7 +529,7 @@ impl DatagramTransport for DatagramSocketTransport {
             return Ok(());
         }
         if self.buffer.borrow().is_empty() {
-            match self.send_one(data, addr) {
+            match self.send_one(data, addr.as_ref()) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !self.base.writer_registered.get() {
@@ -335,7 +573,7 @@ impl fmt::Debug for DatagramSocketTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatagramSocketTransport")
             .field("fd", &self.base.fd)
-            .field("peer", &self.address)
+            .field("peer", &self.address.as_ref().map(|a| a.to_string()))
             .field("closing", &self.base.closing.get())
             .field("queued", &self.buffer.borrow().len())
             .finish()

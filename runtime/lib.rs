@@ -97,7 +97,7 @@ pub use base_events_connect::ConnectOptions;
 pub use base_events_net::{Listener, ProtocolFactory, Server, ServerOptions};
 pub use child_watcher::ChildWatcherKind;
 pub use contextvars::ContextVar;
-pub use datagram::DatagramSocketTransport;
+pub use datagram::{DatagramSocket, DatagramSocketTransport};
 pub use error::{Error, Result};
 pub use event_loop::{
     get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop, try_running_loop,
@@ -130,7 +130,7 @@ pub use threads::{run_coroutine_threadsafe, to_thread, ConcurrentFuture, ThreadP
 pub use threadsafe::{LoopHandle, ThreadsafeHandle};
 pub use timeouts::{timeout, timeout_at, wait_for, Timeout};
 pub use transports::{
-    BaseTransport, DatagramTransport, ExtraInfo, ReadTransport, Transport, WriteLimits,
-    WriteTransport,
+    BaseTransport, DatagramAddr, DatagramTransport, ExtraInfo, ReadTransport, Transport,
+    WriteLimits, WriteTransport,
 };
 pub use wait::{as_completed, shield, wait, AsCompleted, ReturnWhen};
