@@ -8,7 +8,7 @@
 //! Without options, as in asyncio, they are tried one after the other, in
 //! the resolver's order. With a `happy_eyeballs_delay` (RFC 8305), the
 //! addresses are first interleaved by family, then raced with
-//! [`staggered_race`](crate::staggered::staggered_race): a new attempt
+//! [`staggered_race`]: a new attempt
 //! starts each time the previous one fails, or after the delay; the first
 //! connected socket wins and the other attempts are cancelled, which closes
 //! their sockets. When every address fails, the error names each failure.

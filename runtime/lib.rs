@@ -30,8 +30,10 @@
 //! | `protocols.py` | [`protocols`] |
 //! | `streams.py` | [`streams`], [`stream_writer`], [`streams_open`] |
 //! | `selector_events.py` (transports, `sock_*`) | [`selector_events`] |
-//! | `base_events.py` (`create_connection`, `Server`) | [`base_events_net`] |
-//! | `selector_events.py` (`_SelectorDatagramTransport`) | [`datagram`] |
+//! | `base_events.py` (`create_connection`, Happy Eyeballs) | [`base_events_connect`] |
+//! | `staggered.py` (`staggered_race`) | [`staggered`] |
+//! | `base_events.py` (`create_server`, `Server`) | [`base_events_net`] |
+//! | `selector_events.py` (`_SelectorDatagramTransport`, UDP and `AF_UNIX`) | [`datagram`] |
 //!
 //! ```
 //! async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
