@@ -119,10 +119,16 @@ struct CancelOnDrop<'a>(&'a RefCell<Vec<Task<()>>>);
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
-        for t in self.0.borrow().iter() {
-            if !t.done() {
-                t.cancel();
-            }
+        // Collected first: no borrow is held while a cancel wakes a task.
+        let pending: Vec<Task<()>> = self
+            .0
+            .borrow()
+            .iter()
+            .filter(|t| !t.done())
+            .cloned()
+            .collect();
+        for t in pending {
+            t.cancel();
         }
     }
 }
