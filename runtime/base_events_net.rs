@@ -1,7 +1,7 @@
-//! Connections and servers. Mirrors `create_connection`, `create_server`,
-//! `Server` in `Lib/asyncio/base_events.py`, `_accept_connection` in
-//! `selector_events.py`, and `create_unix_connection`/`create_unix_server`
-//! in `unix_events.py`.
+//! Servers. Mirrors `create_server` and `Server` in
+//! `Lib/asyncio/base_events.py`, `_accept_connection` in
+//! `selector_events.py`, and `create_unix_server` in `unix_events.py`.
+//! (Connections are made in [`base_events_connect`](crate::base_events_connect).)
 //!
 //! A server is a set of listening sockets, each with an edge-triggered
 //! reader that accepts until `WouldBlock` and wraps every new connection in
@@ -10,6 +10,10 @@
 //! # Invariants
 //! - `sockets` is `None` once the server is closed; a closed server never
 //!   accepts again and never reopens.
+//! - A listening socket listens with the server's backlog (asyncio's
+//!   default: 100) from `start_serving` on, as asyncio's `_start_serving`
+//!   calls `listen(backlog)`; TCP sockets get `SO_REUSEADDR`/`SO_REUSEPORT`
+//!   before `bind`, as [`ServerOptions`] says.
 //! - `active_count` counts the server's transports whose `connection_lost`
 //!   has not run; `wait_closed` returns once the server is closed and it is 0.
 //! - An accept that fails for lack of resources (EMFILE, ENFILE, ENOBUFS,
@@ -28,12 +32,15 @@ use std::rc::{Rc, Weak};
 
 use slab::Slab;
 
-use crate::error::{Error, Result};
+use crate::error::{os_error_with_context, Error, Result};
 use crate::event_loop::{EventLoop, ExceptionContext};
 use crate::futures::Future;
 use crate::protocols::Protocol;
 use crate::selector_events::{SocketTransport, StreamSocket};
 use crate::transports::{BaseTransport, WriteTransport};
+
+/// asyncio's default `backlog` for `create_server` and `create_unix_server`.
+pub const DEFAULT_BACKLOG: u32 = 100;
 
 /// How long accepting pauses after EMFILE and friends (asyncio's
 /// `ACCEPT_RETRY_DELAY` is 1 s; tulip retries sooner).
@@ -45,110 +52,87 @@ const MAX_ACCEPTS_PER_EDGE: usize = 128;
 /// What a server calls for each connection: asyncio's `protocol_factory`.
 pub type ProtocolFactory = Rc<dyn Fn() -> Rc<dyn Protocol>>;
 
+/// The listening-socket keyword arguments of asyncio's `create_server`
+/// and `start_server`: `backlog`, `reuse_address`, `reuse_port`.
+///
+/// The defaults are asyncio's on Unix: a backlog of 100
+/// ([`DEFAULT_BACKLOG`]), `SO_REUSEADDR` on, `SO_REUSEPORT` off.
+///
+/// ```
+/// use std::rc::Rc;
+/// use tulip::ServerOptions;
+/// struct Nothing;
+/// impl tulip::Protocol for Nothing {}
+/// tulip::run(async {
+///     let lp = tulip::get_running_loop()?;
+///     // Two servers on one port: the kernel spreads the connections.
+///     let opts = ServerOptions::new().reuse_port(true).backlog(16);
+///     let a = lp.create_server_with(|| Rc::new(Nothing), "127.0.0.1", 0, &opts).await?;
+///     let port = a.local_addrs()[0].port();
+///     let b = lp.create_server_with(|| Rc::new(Nothing), "127.0.0.1", port, &opts).await?;
+///     assert_eq!(b.local_addrs()[0].port(), port);
+///     a.close();
+///     b.close();
+///     Ok(())
+/// }).unwrap();
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerOptions {
+    backlog: u32,
+    reuse_address: bool,
+    reuse_port: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            backlog: DEFAULT_BACKLOG,
+            reuse_address: true,
+            reuse_port: false,
+        }
+    }
+}
+
+impl ServerOptions {
+    /// asyncio's defaults (see the type's docs).
+    pub fn new() -> ServerOptions {
+        ServerOptions::default()
+    }
+
+    /// The `listen()` backlog: how many connections the kernel queues until
+    /// the server accepts them (capped by `net.core.somaxconn`). Once the
+    /// queue is full, Linux drops new SYNs and clients retry after a second.
+    pub fn backlog(mut self, backlog: u32) -> ServerOptions {
+        self.backlog = backlog;
+        self
+    }
+
+    /// `SO_REUSEADDR`: bind even while connections of an earlier server on
+    /// the port linger in `TIME_WAIT` (TCP only).
+    pub fn reuse_address(mut self, on: bool) -> ServerOptions {
+        self.reuse_address = on;
+        self
+    }
+
+    /// `SO_REUSEPORT`: let several sockets (of this or other processes)
+    /// bind the same address and port, each with the option set; the kernel
+    /// balances connections between them (TCP only).
+    pub fn reuse_port(mut self, on: bool) -> ServerOptions {
+        self.reuse_port = on;
+        self
+    }
+
+    /// The backlog as `listen()` takes it.
+    fn listen_backlog(&self) -> i32 {
+        i32::try_from(self.backlog).unwrap_or(i32::MAX)
+    }
+}
+
 impl EventLoop {
-    /// asyncio's `create_connection(protocol_factory, host, port)`:
-    /// resolves `host` (IP literals at once, names off the loop thread),
-    /// connects to each address in turn until one succeeds, and returns the
-    /// transport and the protocol once `connection_made` has been called.
-    ///
-    /// A refused connection fails with an `Io` error of kind
-    /// `ConnectionRefused`.
-    ///
-    /// ```
-    /// use std::{cell::RefCell, io::Write, rc::Rc};
-    /// use tulip::transports::prelude::*;
-    ///
-    /// #[derive(Default)]
-    /// struct Collect(RefCell<Vec<u8>>);
-    /// impl Protocol for Collect {
-    ///     fn data_received(&self, data: &[u8]) {
-    ///         self.0.borrow_mut().extend_from_slice(data);
-    ///     }
-    /// }
-    ///
-    /// tulip::run(async {
-    ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    ///     let port = listener.local_addr()?.port();
-    ///     let lp = tulip::get_running_loop()?;
-    ///     let (transport, proto) = lp
-    ///         .create_connection(|| Rc::new(Collect::default()), "127.0.0.1", port)
-    ///         .await?;
-    ///     let (mut peer, _) = listener.accept()?;
-    ///     peer.write_all(b"hi")?;
-    ///     transport.write(b"hello")?;
-    ///     tulip::sleep(0.05).await?;
-    ///     assert_eq!(&*proto.0.borrow(), b"hi");
-    ///     transport.close();
-    ///     Ok(())
-    /// }).unwrap();
-    /// ```
-    pub async fn create_connection<P, F>(
-        &self,
-        protocol_factory: F,
-        host: &str,
-        port: u16,
-    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
-    where
-        P: Protocol + 'static,
-        F: FnOnce() -> Rc<P>,
-    {
-        let addrs = self.getaddrinfo(host, port).await?;
-        let mut last_err = None;
-        for addr in addrs {
-            match self.sock_connect(addr).await {
-                Ok(s) => {
-                    return self
-                        .create_connection_sock(protocol_factory, s.into())
-                        .await
-                }
-                Err(e) if e.is_cancelled() => return Err(e),
-                Err(e) => last_err = Some(e),
-            }
-        }
-        Err(last_err
-            .unwrap_or_else(|| Error::Io(io::Error::other("no address to connect to").into())))
-    }
-
-    /// asyncio's `create_connection(protocol_factory, sock=sock)`: wraps an
-    /// already connected socket.
-    pub async fn create_connection_sock<P, F>(
-        &self,
-        protocol_factory: F,
-        sock: StreamSocket,
-    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
-    where
-        P: Protocol + 'static,
-        F: FnOnce() -> Rc<P>,
-    {
-        let protocol = protocol_factory();
-        let waiter: Future<()> = self.create_future();
-        let transport = SocketTransport::new(self, sock, protocol.clone(), Some(waiter.clone()))?;
-        if let Err(e) = waiter.await {
-            transport.close();
-            return Err(e);
-        }
-        Ok((transport, protocol))
-    }
-
-    /// asyncio's `create_unix_connection(protocol_factory, path)`.
-    pub async fn create_unix_connection<P, F>(
-        &self,
-        protocol_factory: F,
-        path: impl AsRef<Path>,
-    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
-    where
-        P: Protocol + 'static,
-        F: FnOnce() -> Rc<P>,
-    {
-        let s = self.sock_connect_unix(path).await?;
-        self.create_connection_sock(protocol_factory, s.into())
-            .await
-    }
-
     /// asyncio's `create_server(protocol_factory, host, port)`: binds every
     /// address `host` resolves to (port 0 picks a free port), and starts
-    /// serving at once. Listening sockets use `SO_REUSEADDR` and a backlog
-    /// of 1024.
+    /// serving at once, with asyncio's defaults: `SO_REUSEADDR` and a
+    /// backlog of 100 (see [`create_server_with`](EventLoop::create_server_with)).
     ///
     /// ```
     /// use std::rc::Rc;
@@ -174,18 +158,62 @@ impl EventLoop {
         P: Protocol + 'static,
         F: Fn() -> Rc<P> + 'static,
     {
-        let addrs = self.getaddrinfo(host, port).await?;
+        self.create_server_with(protocol_factory, host, port, &ServerOptions::default())
+            .await
+    }
+
+    /// asyncio's `create_server(protocol_factory, host, port, backlog=...,
+    /// reuse_address=..., reuse_port=...)`: [`create_server`](EventLoop::create_server)
+    /// with [`ServerOptions`].
+    ///
+    /// Each address gets its own socket: options set, bound (IPv6 sockets
+    /// with `IPV6_V6ONLY`), and listening with the backlog once the server
+    /// starts serving. An address the host does not have (`EADDRNOTAVAIL`)
+    /// is skipped, as asyncio does; any other bind error fails the call, and
+    /// names the address.
+    pub async fn create_server_with<P, F>(
+        &self,
+        protocol_factory: F,
+        host: &str,
+        port: u16,
+        options: &ServerOptions,
+    ) -> Result<Server>
+    where
+        P: Protocol + 'static,
+        F: Fn() -> Rc<P> + 'static,
+    {
+        let mut addrs = self.getaddrinfo(host, port).await?;
+        // asyncio binds each distinct address once.
+        let mut seen = std::collections::HashSet::new();
+        addrs.retain(|a| seen.insert(*a));
         let mut listeners = Vec::new();
-        for addr in addrs {
-            let l = mio::net::TcpListener::bind(addr)?;
-            listeners.push(Listener::Tcp(l.into()));
+        for addr in &addrs {
+            match crate::sys::tcp_bind(*addr, options.reuse_address, options.reuse_port) {
+                Ok(l) => listeners.push(Listener::Tcp(l)),
+                // Assume the family is not enabled (bpo-30945).
+                Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => continue,
+                Err(e) => {
+                    let msg = format!("error while attempting to bind on address {addr}");
+                    return Err(os_error_with_context(e, msg).into());
+                }
+            }
+        }
+        if listeners.is_empty() {
+            return Err(Error::Io(
+                io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!("could not bind on any address out of {addrs:?}: use an address of this host"),
+                )
+                .into(),
+            ));
         }
         let factory: ProtocolFactory = Rc::new(move || protocol_factory() as Rc<dyn Protocol>);
-        Server::start(self, listeners, factory)
+        Server::start(self, listeners, factory, options.listen_backlog())
     }
 
     /// asyncio's `create_server(protocol_factory, sock=sock)`: serves on an
-    /// already listening socket.
+    /// already bound socket. As in asyncio, the server calls `listen()` on it
+    /// with the default backlog (100) when it starts serving.
     pub fn create_server_sock<P, F>(&self, protocol_factory: F, sock: TcpListener) -> Result<Server>
     where
         P: Protocol + 'static,
@@ -193,16 +221,32 @@ impl EventLoop {
     {
         sock.set_nonblocking(true)?;
         let factory: ProtocolFactory = Rc::new(move || protocol_factory() as Rc<dyn Protocol>);
-        Server::start(self, vec![Listener::Tcp(sock)], factory)
+        let backlog = ServerOptions::default().listen_backlog();
+        Server::start(self, vec![Listener::Tcp(sock)], factory, backlog)
     }
 
     /// asyncio's `create_unix_server(protocol_factory, path)`. A stale
     /// socket file at `path` is removed first (as asyncio does); the file
-    /// is removed again when the server closes.
+    /// is removed again when the server closes. The backlog is 100.
     pub fn create_unix_server<P, F>(
         &self,
         protocol_factory: F,
         path: impl AsRef<Path>,
+    ) -> Result<Server>
+    where
+        P: Protocol + 'static,
+        F: Fn() -> Rc<P> + 'static,
+    {
+        self.create_unix_server_with(protocol_factory, path, &ServerOptions::default())
+    }
+
+    /// [`create_unix_server`](EventLoop::create_unix_server) with
+    /// [`ServerOptions`]: only the backlog applies to Unix sockets.
+    pub fn create_unix_server_with<P, F>(
+        &self,
+        protocol_factory: F,
+        path: impl AsRef<Path>,
+        options: &ServerOptions,
     ) -> Result<Server>
     where
         P: Protocol + 'static,
@@ -216,12 +260,13 @@ impl EventLoop {
             self,
             vec![Listener::Unix(l.into(), path.to_path_buf())],
             factory,
+            options.listen_backlog(),
         )
     }
 }
 
 /// Removes a socket file left by an earlier server (never a regular file).
-fn remove_stale_socket(path: &Path) {
+pub(crate) fn remove_stale_socket(path: &Path) {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_socket() {
@@ -276,6 +321,8 @@ pub struct Server {
 struct ServerInner {
     lp: EventLoop,
     factory: ProtocolFactory,
+    /// What `start_serving` passes to `listen()`.
+    backlog: i32,
     /// `None` once closed.
     sockets: RefCell<Option<Vec<Rc<Listener>>>>,
     serving: Cell<bool>,
@@ -288,11 +335,17 @@ struct ServerInner {
 }
 
 impl Server {
-    fn start(lp: &EventLoop, listeners: Vec<Listener>, factory: ProtocolFactory) -> Result<Server> {
+    fn start(
+        lp: &EventLoop,
+        listeners: Vec<Listener>,
+        factory: ProtocolFactory,
+        backlog: i32,
+    ) -> Result<Server> {
         let server = Server {
             inner: Rc::new(ServerInner {
                 lp: lp.clone(),
                 factory,
+                backlog,
                 sockets: RefCell::new(Some(listeners.into_iter().map(Rc::new).collect())),
                 serving: Cell::new(false),
                 active_count: Cell::new(0),
@@ -305,7 +358,9 @@ impl Server {
         Ok(server)
     }
 
-    /// Starts accepting (done by `create_server`; a no-op if serving).
+    /// Starts accepting (done by `create_server`; a no-op if serving):
+    /// `listen(backlog)` on each socket, then its accept reader (asyncio's
+    /// `_start_serving`).
     pub fn start_serving(&self) -> Result<()> {
         if self.inner.serving.get() {
             return Ok(());
@@ -316,6 +371,7 @@ impl Server {
         };
         self.inner.serving.set(true);
         for l in socks {
+            crate::sys::listen(l.fd(), self.inner.backlog)?;
             add_accept_reader(&self.inner, &l)?;
         }
         Ok(())

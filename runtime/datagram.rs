@@ -1,13 +1,16 @@
-//! UDP endpoints. Mirrors `_SelectorDatagramTransport` in
-//! `Lib/asyncio/selector_events.py` and `create_datagram_endpoint` in
-//! `base_events.py`.
+//! Datagram endpoints: UDP and Unix datagram sockets. Mirrors
+//! `_SelectorDatagramTransport` in `Lib/asyncio/selector_events.py` and
+//! `create_datagram_endpoint` in `base_events.py` (whose `family=AF_UNIX`
+//! branch is [`EventLoop::create_unix_datagram_endpoint`] here).
 //!
 //! Each readiness edge receives datagrams (into the thread's shared read
 //! buffer, 256 KiB) until `WouldBlock` and hands each
 //! one to `datagram_received(&buf[..n], addr)`. `sendto` sends at once when
 //! nothing is queued; a datagram the kernel refuses (`WouldBlock`) is
 //! queued and sent by an edge-triggered writer. Send and receive errors go
-//! to `error_received`: the endpoint stays open, as in asyncio.
+//! to `error_received`: the endpoint stays open, as in asyncio. Starting
+//! and closing are the shared `_SelectorTransport` plumbing of
+//! `selector_transport.rs`, as for stream transports.
 //!
 //! # Invariants
 //! - Datagrams are sent whole and in order; the queue holds copies of the
@@ -15,6 +18,8 @@
 //! - The writer is registered exactly while the queue is non-empty.
 //! - As for stream transports, the socket is closed only after both
 //!   registrations are gone, and `connection_lost` is called once.
+//! - Every address handed to the protocol or to the socket is of the
+//!   socket's family: `sendto` refuses an address of the other family.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -22,33 +27,119 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::rc::{Rc, Weak};
 
-use crate::error::{Error, Result};
+use crate::error::{os_error_with_context, Error, Result};
 use crate::event_loop::EventLoop;
 use crate::futures::Future;
 use crate::protocols::DatagramProtocol;
 use crate::selector_events::{put_read_buf, take_read_buf};
-use crate::transports::{BaseTransport, DatagramTransport, ExtraInfo, WriteLimits};
+use crate::selector_transport::{SelectorTransport, TransportBase};
+use crate::transports::{BaseTransport, DatagramAddr, DatagramTransport, ExtraInfo, WriteLimits};
 
 /// How many datagrams one readiness edge receives before yielding.
 const MAX_RECVS_PER_EDGE: usize = 64;
 
-/// asyncio's `_SelectorDatagramTransport`: a UDP socket driven by the loop.
+// ===== DatagramSocket =====
+
+/// The socket of a [`DatagramSocketTransport`]: UDP or Unix datagrams.
+#[derive(Debug)]
+pub enum DatagramSocket {
+    /// A UDP socket.
+    Udp(UdpSocket),
+    /// A Unix-domain datagram socket.
+    Unix(UnixDatagram),
+}
+
+impl From<UdpSocket> for DatagramSocket {
+    fn from(s: UdpSocket) -> Self {
+        DatagramSocket::Udp(s)
+    }
+}
+
+impl From<UnixDatagram> for DatagramSocket {
+    fn from(s: UnixDatagram) -> Self {
+        DatagramSocket::Unix(s)
+    }
+}
+
+impl AsRawFd for DatagramSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            DatagramSocket::Udp(s) => s.as_raw_fd(),
+            DatagramSocket::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+impl DatagramSocket {
+    fn set_nonblocking(&self) -> io::Result<()> {
+        match self {
+            DatagramSocket::Udp(s) => s.set_nonblocking(true),
+            DatagramSocket::Unix(s) => s.set_nonblocking(true),
+        }
+    }
+
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, DatagramAddr)> {
+        match self {
+            DatagramSocket::Udp(s) => s.recv_from(buf).map(|(n, a)| (n, a.into())),
+            DatagramSocket::Unix(s) => s.recv_from(buf).map(|(n, a)| (n, a.into())),
+        }
+    }
+
+    /// Sends to the connected peer.
+    fn send(&self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            DatagramSocket::Udp(s) => s.send(data),
+            DatagramSocket::Unix(s) => s.send(data),
+        }
+    }
+
+    /// Sends to `addr`, which `sendto` checked is of the socket's family.
+    fn send_to(&self, data: &[u8], addr: &DatagramAddr) -> io::Result<usize> {
+        match (self, addr) {
+            (DatagramSocket::Udp(s), DatagramAddr::Inet(a)) => s.send_to(data, a),
+            (DatagramSocket::Unix(s), DatagramAddr::Unix(a)) => s.send_to_addr(data, a),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "address family mismatch",
+            )),
+        }
+    }
+
+    /// True if `addr` is of this socket's family.
+    fn fits(&self, addr: &DatagramAddr) -> bool {
+        matches!(
+            (self, addr),
+            (DatagramSocket::Udp(_), DatagramAddr::Inet(_))
+                | (DatagramSocket::Unix(_), DatagramAddr::Unix(_))
+        )
+    }
+
+    fn sockname(&self) -> Option<ExtraInfo> {
+        match self {
+            DatagramSocket::Udp(s) => s.local_addr().ok().map(ExtraInfo::Addr),
+            DatagramSocket::Unix(s) => s.local_addr().ok().map(ExtraInfo::UnixAddr),
+        }
+    }
+}
+
+// ===== DatagramSocketTransport =====
+
+/// asyncio's `_SelectorDatagramTransport`: a UDP or Unix datagram socket
+/// driven by the loop.
 pub struct DatagramSocketTransport {
-    lp: EventLoop,
-    fd: RawFd,
-    sock: RefCell<Option<UdpSocket>>,
+    /// The loop, socket, protocol and closing flags (asyncio's `_SelectorTransport`).
+    base: TransportBase<DatagramSocket, dyn DatagramProtocol>,
     /// The connected peer, if `remote_addr` was given.
-    address: Option<SocketAddr>,
-    protocol: RefCell<Option<Rc<dyn DatagramProtocol>>>,
-    protocol_connected: Cell<bool>,
-    buffer: RefCell<VecDeque<(Vec<u8>, Option<SocketAddr>)>>,
+    address: Option<DatagramAddr>,
+    /// Whether the socket is a Unix one (for error messages once it is gone).
+    unix: bool,
+    buffer: RefCell<VecDeque<(Vec<u8>, Option<DatagramAddr>)>>,
     buffer_size: Cell<usize>,
     limits: Cell<WriteLimits>,
-    closing: Cell<bool>,
-    conn_lost: Cell<u32>,
-    writer_registered: Cell<bool>,
     me: Weak<DatagramSocketTransport>,
 }
 
@@ -59,12 +150,12 @@ impl EventLoop {
     /// given. Returns once `connection_made` has been called.
     ///
     /// ```
-    /// use std::{cell::RefCell, rc::Rc, net::SocketAddr};
-    /// use tulip::BaseTransport;
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use tulip::{BaseTransport, DatagramAddr};
     /// #[derive(Default)]
     /// struct Got(RefCell<Vec<u8>>);
     /// impl tulip::DatagramProtocol for Got {
-    ///     fn datagram_received(&self, data: &[u8], _: SocketAddr) {
+    ///     fn datagram_received(&self, data: &[u8], _: DatagramAddr) {
     ///         self.0.borrow_mut().extend_from_slice(data);
     ///     }
     /// }
@@ -100,83 +191,171 @@ impl EventLoop {
         if let Some(r) = remote_addr {
             sock.connect(r)?;
         }
+        let remote = remote_addr.map(DatagramAddr::from);
+        self.make_datagram_transport(protocol_factory, sock.into(), remote)
+            .await
+    }
+
+    /// asyncio's `create_datagram_endpoint(protocol_factory, local_addr,
+    /// remote_addr, family=socket.AF_UNIX)`: a Unix datagram socket, bound
+    /// to the path `local_path` if given and connected to `remote_path` if
+    /// given. Returns once `connection_made` has been called.
+    ///
+    /// - A stale socket file at `local_path` is removed first, as asyncio
+    ///   does; any other file there makes the bind fail (`AddrInUse`), and
+    ///   the error says so. The socket file stays after the endpoint
+    ///   closes (as in asyncio): remove it, or let the next bind do it.
+    /// - A peer can only answer a socket that has a path: give `local_path`
+    ///   to receive replies.
+    /// - Connecting to a path where nothing is bound fails with `NotFound`
+    ///   (no file) or `ConnectionRefused` (a stale socket file).
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use tulip::transports::prelude::*;
+    ///
+    /// /// Answers every datagram with its upper-case copy.
+    /// #[derive(Default)]
+    /// struct Shout(RefCell<Option<Rc<dyn DatagramTransport>>>);
+    /// impl DatagramProtocol for Shout {
+    ///     fn connection_made(&self, t: Rc<dyn DatagramTransport>) {
+    ///         *self.0.borrow_mut() = Some(t);
+    ///     }
+    ///     fn datagram_received(&self, data: &[u8], addr: DatagramAddr) {
+    ///         let t = self.0.borrow().clone().unwrap();
+    ///         t.sendto(&data.to_ascii_uppercase(), Some(addr)).unwrap();
+    ///     }
+    /// }
+    ///
+    /// tulip::run(async {
+    ///     let dir = std::env::temp_dir().join(format!("tulip-doc-dgram-{}", std::process::id()));
+    ///     std::fs::create_dir_all(&dir)?;
+    ///     let (server, client) = (dir.join("server.sock"), dir.join("client.sock"));
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let (st, _) = lp
+    ///         .create_unix_datagram_endpoint(|| Rc::new(Shout::default()), Some(&server), None)
+    ///         .await?;
+    ///     let me = std::os::unix::net::UnixDatagram::bind(&client)?;
+    ///     me.send_to(b"hi", &server)?;
+    ///     let mut buf = [0u8; 16];
+    ///     me.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    ///     // The loop must run to answer: receive in a thread.
+    ///     let reply = tulip::to_thread(move || me.recv(&mut buf).map(|n| buf[..n].to_vec())).await??;
+    ///     assert_eq!(reply, b"HI");
+    ///     st.close();
+    ///     std::fs::remove_dir_all(&dir)?;
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_unix_datagram_endpoint<P, F>(
+        &self,
+        protocol_factory: F,
+        local_path: Option<&Path>,
+        remote_path: Option<&Path>,
+    ) -> Result<(Rc<DatagramSocketTransport>, Rc<P>)>
+    where
+        P: DatagramProtocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        let sock = match local_path {
+            Some(path) => {
+                crate::base_events_net::remove_stale_socket(path);
+                UnixDatagram::bind(path).map_err(|e| bind_error(e, path))?
+            }
+            None => UnixDatagram::unbound()?,
+        };
+        let remote = match remote_path {
+            Some(path) => {
+                sock.connect(path).map_err(|e| {
+                    os_error_with_context(e, format!("connect call failed ({})", path.display()))
+                })?;
+                Some(DatagramAddr::from_path(path)?)
+            }
+            None => None,
+        };
+        self.make_datagram_transport(protocol_factory, sock.into(), remote)
+            .await
+    }
+
+    /// asyncio's `_make_datagram_transport` and the wait for its waiter.
+    async fn make_datagram_transport<P, F>(
+        &self,
+        protocol_factory: F,
+        sock: DatagramSocket,
+        remote: Option<DatagramAddr>,
+    ) -> Result<(Rc<DatagramSocketTransport>, Rc<P>)>
+    where
+        P: DatagramProtocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
         let protocol = protocol_factory();
         let waiter: Future<()> = self.create_future();
         let t = DatagramSocketTransport::new(
             self,
             sock,
             protocol.clone(),
-            remote_addr,
+            remote,
             Some(waiter.clone()),
         )?;
-        waiter.await?;
+        if let Err(e) = waiter.await {
+            t.close();
+            return Err(e);
+        }
         Ok((t, protocol))
     }
 }
 
+/// A failed bind on `path`, saying what is in the way when it can.
+fn bind_error(e: io::Error, path: &Path) -> io::Error {
+    use std::os::unix::fs::FileTypeExt;
+    let in_the_way = e.kind() == io::ErrorKind::AddrInUse
+        && std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_socket());
+    let context = if in_the_way {
+        format!(
+            "cannot bind on address {}: the path exists and is not a socket (remove it, or choose another path)",
+            path.display()
+        )
+    } else {
+        format!(
+            "error while attempting to bind on address {}",
+            path.display()
+        )
+    };
+    os_error_with_context(e, context)
+}
+
 impl DatagramSocketTransport {
-    /// Wraps a bound (and maybe connected) non-blocking UDP socket; calls
-    /// `connection_made` on the next iteration and starts receiving.
+    /// Wraps a bound (and maybe connected, to `address`) datagram socket:
+    /// makes it non-blocking, then calls `connection_made` on the next
+    /// iteration and starts receiving.
     pub fn new(
         lp: &EventLoop,
-        sock: UdpSocket,
+        sock: impl Into<DatagramSocket>,
         protocol: Rc<dyn DatagramProtocol>,
-        address: Option<SocketAddr>,
+        address: Option<DatagramAddr>,
         waiter: Option<Future<()>>,
     ) -> Result<Rc<DatagramSocketTransport>> {
-        sock.set_nonblocking(true)?;
+        let sock = sock.into();
+        sock.set_nonblocking()?;
+        let unix = matches!(sock, DatagramSocket::Unix(_));
+        if let Some(a) = &address {
+            if !sock.fits(a) {
+                return Err(Error::invalid_argument(format!(
+                    "the peer address {a} is not of the socket's family"
+                )));
+            }
+        }
         let t = Rc::new_cyclic(|me| DatagramSocketTransport {
-            lp: lp.clone(),
-            fd: sock.as_raw_fd(),
-            sock: RefCell::new(Some(sock)),
+            base: TransportBase::new(lp, sock, protocol),
             address,
-            protocol: RefCell::new(Some(protocol)),
-            protocol_connected: Cell::new(false),
+            unix,
             buffer: RefCell::new(VecDeque::new()),
             buffer_size: Cell::new(0),
             limits: Cell::new(WriteLimits::default()),
-            closing: Cell::new(false),
-            conn_lost: Cell::new(0),
-            writer_registered: Cell::new(false),
             me: me.clone(),
         });
-        let t2 = t.clone();
-        let _ = lp.call_soon(move || t2.start(waiter))?;
+        t.schedule_start(waiter)?;
         Ok(t)
-    }
-
-    fn start(self: Rc<Self>, waiter: Option<Future<()>>) {
-        // As for stream transports: the rest runs even if connection_made panics.
-        let _rest = StartRest {
-            t: self.clone(),
-            waiter,
-        };
-        if self.conn_lost.get() == 0 {
-            let proto = self.protocol.borrow().clone();
-            if let Some(p) = proto {
-                self.protocol_connected.set(true);
-                p.connection_made(self.clone());
-            }
-        }
-    }
-
-    fn add_reader(&self) {
-        if self.conn_lost.get() > 0 || self.closing.get() {
-            return;
-        }
-        let me = self.rc();
-        let res = self.lp.add_reader_edge(self.fd, move || me.read_ready());
-        if let Err(e) = res {
-            self.force_close(Some(e));
-        }
-    }
-
-    fn rc(&self) -> Rc<DatagramSocketTransport> {
-        self.me.upgrade().expect("transport alive while in use")
-    }
-
-    fn protocol(&self) -> Option<Rc<dyn DatagramProtocol>> {
-        self.protocol.borrow().clone()
     }
 
     fn read_ready(&self) {
@@ -187,36 +366,37 @@ impl DatagramSocketTransport {
 
     fn recv_loop(&self, buf: &mut [u8]) {
         for _ in 0..MAX_RECVS_PER_EDGE {
-            if self.conn_lost.get() > 0 || self.closing.get() {
+            if self.base.conn_lost.get() > 0 || self.base.closing.get() {
                 return;
             }
-            let res = match &*self.sock.borrow() {
+            let res = match &*self.base.sock.borrow() {
                 Some(s) => s.recv_from(buf),
                 None => return,
             };
             match res {
                 Ok((k, addr)) => {
-                    if let Some(p) = self.protocol() {
+                    if let Some(p) = self.base.protocol() {
                         p.datagram_received(&buf[..k], addr);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    if let Some(p) = self.protocol() {
+                    if let Some(p) = self.base.protocol() {
                         p.error_received(e.into());
                     }
                 }
             }
         }
         // Fairness: the rest on the next iteration.
-        let me = self.rc();
-        let _ = self.lp.call_soon(move || me.read_ready());
+        if let Some(me) = self.rc() {
+            let _ = self.base.lp.call_soon(move || me.read_ready());
+        }
     }
 
-    fn send_one(&self, data: &[u8], addr: Option<SocketAddr>) -> io::Result<usize> {
-        match &*self.sock.borrow() {
-            Some(s) => match (addr, self.address) {
+    fn send_one(&self, data: &[u8], addr: Option<&DatagramAddr>) -> io::Result<usize> {
+        match &*self.base.sock.borrow() {
+            Some(s) => match (addr, &self.address) {
                 (None, _) | (Some(_), Some(_)) => s.send(data),
                 (Some(a), None) => s.send_to(data, a),
             },
@@ -228,7 +408,7 @@ impl DatagramSocketTransport {
         loop {
             let front = self.buffer.borrow_mut().pop_front();
             let Some((data, addr)) = front else { break };
-            match self.send_one(&data, addr) {
+            match self.send_one(&data, addr.as_ref()) {
                 Ok(_) => self.buffer_size.set(self.buffer_size.get() - data.len()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.buffer.borrow_mut().push_front((data, addr));
@@ -236,7 +416,7 @@ impl DatagramSocketTransport {
                 }
                 Err(e) => {
                     self.buffer_size.set(self.buffer_size.get() - data.len());
-                    if let Some(p) = self.protocol() {
+                    if let Some(p) = self.base.protocol() {
                         p.error_received(e.into());
                     }
                     return;
@@ -246,106 +426,96 @@ impl DatagramSocketTransport {
         let mut l = self.limits.get();
         if l.maybe_resume(self.buffer_size.get()) {
             self.limits.set(l);
-            if let Some(p) = self.protocol() {
+            if let Some(p) = self.base.protocol() {
                 p.resume_writing();
             }
         }
-        if self.writer_registered.replace(false) {
-            let _ = self.lp.remove_writer(self.fd);
-        }
-        if self.closing.get() {
+        self.base.remove_writer();
+        if self.base.closing.get() {
             self.call_connection_lost(None);
         }
     }
+}
 
-    fn force_close(&self, exc: Option<Error>) {
-        if self.conn_lost.get() > 0 {
-            return;
-        }
+impl SelectorTransport for DatagramSocketTransport {
+    type Sock = DatagramSocket;
+    type Proto = dyn DatagramProtocol;
+
+    fn base(&self) -> &TransportBase<DatagramSocket, dyn DatagramProtocol> {
+        &self.base
+    }
+
+    fn rc(&self) -> Option<Rc<DatagramSocketTransport>> {
+        self.me.upgrade()
+    }
+
+    fn connection_made(this: Rc<DatagramSocketTransport>, protocol: &Rc<dyn DatagramProtocol>) {
+        protocol.connection_made(this);
+    }
+
+    fn connection_lost(protocol: &dyn DatagramProtocol, exc: Option<Error>) {
+        protocol.connection_lost(exc);
+    }
+
+    fn wants_reader(&self) -> bool {
+        self.base.conn_lost.get() == 0 && !self.base.closing.get()
+    }
+
+    fn read_ready(&self) {
+        DatagramSocketTransport::read_ready(self);
+    }
+
+    fn write_buffer_is_empty(&self) -> bool {
+        self.buffer.borrow().is_empty()
+    }
+
+    fn clear_write_buffer(&self) {
         self.buffer.borrow_mut().clear();
         self.buffer_size.set(0);
-        if self.writer_registered.replace(false) {
-            let _ = self.lp.remove_writer(self.fd);
-        }
-        if !self.closing.replace(true) {
-            let _ = self.lp.remove_reader(self.fd);
-        }
-        self.conn_lost.set(1);
-        if let Some(me) = self.me.upgrade() {
-            let _ = self.lp.call_soon(move || me.call_connection_lost(exc));
-        }
-    }
-
-    fn call_connection_lost(&self, exc: Option<Error>) {
-        self.conn_lost.set(self.conn_lost.get().max(1));
-        self.closing.set(true);
-        let _ = self.lp.remove_reader(self.fd);
-        if self.writer_registered.replace(false) {
-            let _ = self.lp.remove_writer(self.fd);
-        }
-        let proto = self.protocol.borrow_mut().take();
-        if let Some(p) = proto {
-            if self.protocol_connected.get() {
-                p.connection_lost(exc);
-            }
-        }
-        drop(self.sock.borrow_mut().take());
-    }
-}
-
-/// Starts receiving and completes the waiter, also if `connection_made` panics.
-struct StartRest {
-    t: Rc<DatagramSocketTransport>,
-    waiter: Option<Future<()>>,
-}
-
-impl Drop for StartRest {
-    fn drop(&mut self) {
-        self.t.add_reader();
-        if let Some(w) = self.waiter.take() {
-            if !w.done() {
-                let _ = w.set_result(());
-            }
-        }
     }
 }
 
 impl BaseTransport for DatagramSocketTransport {
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
-        let sock = self.sock.borrow();
+        let sock = self.base.sock.borrow();
         let s = sock.as_ref()?;
         match name {
-            "sockname" => s.local_addr().ok().map(ExtraInfo::Addr),
-            "peername" => self.address.map(ExtraInfo::Addr),
+            "sockname" => s.sockname(),
+            "peername" => self.address.as_ref().map(|a| match a {
+                DatagramAddr::Inet(a) => ExtraInfo::Addr(*a),
+                DatagramAddr::Unix(a) => ExtraInfo::UnixAddr(a.clone()),
+            }),
             "socket" => Some(ExtraInfo::Fd(s.as_raw_fd())),
             _ => None,
         }
     }
 
     fn is_closing(&self) -> bool {
-        self.closing.get()
+        self.base.closing.get()
     }
 
     fn close(&self) {
-        if self.closing.replace(true) {
-            return;
-        }
-        let _ = self.lp.remove_reader(self.fd);
-        if self.buffer.borrow().is_empty() {
-            self.conn_lost.set(self.conn_lost.get() + 1);
-            if let Some(me) = self.me.upgrade() {
-                let _ = self.lp.call_soon(move || me.call_connection_lost(None));
-            }
-        }
+        self.close_transport();
     }
 }
 
 impl DatagramTransport for DatagramSocketTransport {
-    fn sendto(&self, data: &[u8], addr: Option<SocketAddr>) -> Result<()> {
-        if let (Some(a), Some(peer)) = (addr, self.address) {
+    fn sendto(&self, data: &[u8], addr: Option<DatagramAddr>) -> Result<()> {
+        if let (Some(a), Some(peer)) = (&addr, &self.address) {
             if a != peer {
                 return Err(Error::InvalidArgument(
                     format!("invalid address: must be None or {peer}").into(),
+                ));
+            }
+        }
+        if let Some(a) = &addr {
+            if a.as_inet().is_some() == self.unix {
+                let (want, got) = match self.unix {
+                    true => ("a Unix path", "an IP address"),
+                    false => ("an IP address", "a Unix path"),
+                };
+                return Err(Error::InvalidArgument(
+                    format!("invalid address {a}: this endpoint sends to {want}, not {got}").into(),
                 ));
             }
         }
@@ -354,21 +524,24 @@ impl DatagramTransport for DatagramSocketTransport {
                 "an address is needed: the endpoint is not connected".into(),
             ));
         }
-        if self.conn_lost.get() > 0 {
-            self.conn_lost.set(self.conn_lost.get() + 1);
+        if self.base.conn_lost.get() > 0 {
+            self.base.conn_lost.set(self.base.conn_lost.get() + 1);
             return Ok(());
         }
         if self.buffer.borrow().is_empty() {
-            match self.send_one(data, addr) {
+            match self.send_one(data, addr.as_ref()) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !self.writer_registered.replace(true) {
-                        let me = self.rc();
-                        self.lp.add_writer_edge(self.fd, move || me.write_ready())?;
+                    if !self.base.writer_registered.get() {
+                        if let Some(me) = self.rc() {
+                            let fd = self.base.fd;
+                            self.base.lp.add_writer_edge(fd, move || me.write_ready())?;
+                            self.base.writer_registered.set(true);
+                        }
                     }
                 }
                 Err(e) => {
-                    if let Some(p) = self.protocol() {
+                    if let Some(p) = self.base.protocol() {
                         p.error_received(e.into());
                     }
                     return Ok(());
@@ -380,7 +553,7 @@ impl DatagramTransport for DatagramSocketTransport {
         let mut l = self.limits.get();
         if l.maybe_pause(self.buffer_size.get()) {
             self.limits.set(l);
-            if let Some(p) = self.protocol() {
+            if let Some(p) = self.base.protocol() {
                 p.pause_writing();
             }
         }
@@ -399,9 +572,9 @@ impl DatagramTransport for DatagramSocketTransport {
 impl fmt::Debug for DatagramSocketTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatagramSocketTransport")
-            .field("fd", &self.fd)
-            .field("peer", &self.address)
-            .field("closing", &self.closing.get())
+            .field("fd", &self.base.fd)
+            .field("peer", &self.address.as_ref().map(|a| a.to_string()))
+            .field("closing", &self.base.closing.get())
             .field("queued", &self.buffer.borrow().len())
             .finish()
     }

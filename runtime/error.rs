@@ -119,6 +119,32 @@ impl Error {
         }
     }
 
+    /// The OS error number behind an [`Error::Io`], if any, also when tulip
+    /// wrapped the OS error with what it was doing (e.g. `connect call
+    /// failed (127.0.0.1:80)`).
+    ///
+    /// ```
+    /// let e = tulip::Error::from(std::io::Error::from_raw_os_error(libc::ECONNREFUSED));
+    /// assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED));
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        let Error::Io(e) = self else { return None };
+        if let Some(n) = e.raw_os_error() {
+            return Some(n);
+        }
+        let mut cause = std::error::Error::source(&**e);
+        while let Some(c) = cause {
+            if let Some(n) = c
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::raw_os_error)
+            {
+                return Some(n);
+            }
+            cause = c.source();
+        }
+        None
+    }
+
     /// The message of a [`Error::Cancelled`] error, if any.
     pub fn cancel_message(&self) -> Option<&str> {
         match self {
@@ -218,6 +244,39 @@ impl From<Error> for io::Error {
             other => io::Error::other(other),
         }
     }
+}
+
+/// An OS error together with what was being done, and where, worded as
+/// asyncio words it (`connect call failed (127.0.0.1:80)`, `error while
+/// attempting to bind on address 127.0.0.1:80`). The OS error is the
+/// source, so its kind and errno are kept ([`Error::raw_os_error`]).
+#[derive(Debug)]
+pub(crate) struct OsErrorContext {
+    context: String,
+    source: io::Error,
+}
+
+impl fmt::Display for OsErrorContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.context, self.source)
+    }
+}
+
+impl std::error::Error for OsErrorContext {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// `e` with `context` in front of its message, and the same kind.
+pub(crate) fn os_error_with_context(e: io::Error, context: impl Into<String>) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        OsErrorContext {
+            context: context.into(),
+            source: e,
+        },
+    )
 }
 
 /// Turns a caught panic payload into a message.

@@ -30,8 +30,10 @@
 //! | `protocols.py` | [`protocols`] |
 //! | `streams.py` | [`streams`], [`stream_writer`], [`streams_open`] |
 //! | `selector_events.py` (transports, `sock_*`) | [`selector_events`] |
-//! | `base_events.py` (`create_connection`, `Server`) | [`base_events_net`] |
-//! | `selector_events.py` (`_SelectorDatagramTransport`) | [`datagram`] |
+//! | `base_events.py` (`create_connection`, Happy Eyeballs) | [`base_events_connect`] |
+//! | `staggered.py` (`staggered_race`) | [`staggered`] |
+//! | `base_events.py` (`create_server`, `Server`) | [`base_events_net`] |
+//! | `selector_events.py` (`_SelectorDatagramTransport`, UDP and `AF_UNIX`) | [`datagram`] |
 //!
 //! ```
 //! async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
@@ -56,6 +58,7 @@
 #![warn(rust_2018_idioms)]
 
 pub mod barrier;
+pub mod base_events_connect;
 pub mod base_events_net;
 pub mod child_watcher;
 pub mod contextvars;
@@ -72,10 +75,12 @@ pub mod queues;
 pub mod reactor;
 pub mod runners;
 pub mod selector_events;
+mod selector_transport;
 pub mod semaphores;
 pub mod signals;
 mod sleep;
 mod sock_ops;
+pub mod staggered;
 pub mod stream_writer;
 pub mod streams;
 pub mod streams_open;
@@ -90,10 +95,11 @@ pub mod transports;
 pub mod wait;
 
 pub use barrier::Barrier;
-pub use base_events_net::{Listener, ProtocolFactory, Server};
+pub use base_events_connect::ConnectOptions;
+pub use base_events_net::{Listener, ProtocolFactory, Server, ServerOptions};
 pub use child_watcher::ChildWatcherKind;
 pub use contextvars::ContextVar;
-pub use datagram::DatagramSocketTransport;
+pub use datagram::{DatagramSocket, DatagramSocketTransport};
 pub use error::{Error, Result};
 pub use event_loop::{
     get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop, try_running_loop,
@@ -113,8 +119,9 @@ pub use streams::{
     ClientConnected, FlowControl, StreamReader, StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,
 };
 pub use streams_open::{
-    open_connection, open_connection_sock, open_connection_with_limit, open_unix_connection,
-    start_server, start_server_with_limit, start_unix_server,
+    open_connection, open_connection_addrs, open_connection_sock, open_connection_with,
+    open_connection_with_limit, open_unix_connection, start_server, start_server_with,
+    start_server_with_limit, start_unix_server, start_unix_server_with,
 };
 pub use subprocess::{create_subprocess_exec, create_subprocess_shell, Process};
 pub use taskgroups::TaskGroup;
@@ -125,7 +132,7 @@ pub use threads::{run_coroutine_threadsafe, to_thread, ConcurrentFuture, ThreadP
 pub use threadsafe::{LoopHandle, ThreadsafeHandle};
 pub use timeouts::{timeout, timeout_at, wait_for, Timeout};
 pub use transports::{
-    BaseTransport, DatagramTransport, ExtraInfo, ReadTransport, Transport, WriteLimits,
-    WriteTransport,
+    BaseTransport, DatagramAddr, DatagramTransport, ExtraInfo, ReadTransport, Transport,
+    WriteLimits, WriteTransport,
 };
 pub use wait::{as_completed, shield, wait, AsCompleted, ReturnWhen};

@@ -40,11 +40,10 @@
 //! - No transport borrow is held while a protocol method runs, so the
 //!   protocol may call back into the transport.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use crate::error::Error;
-use crate::transports::{DatagramTransport, Transport};
+use crate::transports::{DatagramAddr, DatagramTransport, Transport};
 
 /// asyncio's `Protocol`: the callbacks of a stream connection.
 pub trait Protocol {
@@ -86,9 +85,10 @@ pub trait DatagramProtocol {
         let _ = transport;
     }
 
-    /// A datagram arrived from `addr`. `data` is borrowed from the
-    /// transport's buffer: copy what you keep.
-    fn datagram_received(&self, data: &[u8], addr: SocketAddr) {
+    /// A datagram arrived from `addr` (an IP address and port for UDP, a
+    /// path for Unix datagrams). `data` is borrowed from the transport's
+    /// buffer: copy what you keep.
+    fn datagram_received(&self, data: &[u8], addr: DatagramAddr) {
         let _ = (data, addr);
     }
 

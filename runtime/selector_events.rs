@@ -24,6 +24,13 @@
 //! removes itself. Crossing the high-water mark calls the protocol's
 //! `pause_writing`, draining to the low-water mark `resume_writing` (N3).
 //!
+//! ## Starting and closing
+//! What asyncio's `_SelectorTransport` base class does for every transport
+//! (`connection_made`, registering the reader, `close`, `_force_close`,
+//! `_call_connection_lost`) lives in `selector_transport.rs`, shared with
+//! the datagram transport: [`SocketTransport`] embeds its state and supplies
+//! the hooks (its protocol, its reader, its write buffer).
+//!
 //! # Invariants
 //! - The reader is registered exactly while `is_reading()` and the read
 //!   side is open; the writer exactly while the write buffer is non-empty.
@@ -54,6 +61,7 @@ use crate::error::{panic_message, Error, Result};
 use crate::event_loop::{EventLoop, ExceptionContext};
 use crate::futures::Future;
 use crate::protocols::Protocol;
+use crate::selector_transport::{SelectorTransport, TransportBase};
 use crate::streams::Buffer;
 use crate::transports::{
     BaseTransport, ExtraInfo, ReadTransport, Transport, WriteLimits, WriteTransport,
@@ -181,30 +189,16 @@ impl AsRawFd for StreamSocket {
 /// server for each accepted connection, or directly with
 /// [`SocketTransport::new`]. Protocols see it as `Rc<dyn Transport>`.
 pub struct SocketTransport {
-    lp: EventLoop,
-    /// The fd number, kept for `remove_reader`/`remove_writer` after the
-    /// socket itself is gone.
-    fd: RawFd,
-    /// `None` once closed (in `call_connection_lost`).
-    sock: RefCell<Option<StreamSocket>>,
-    /// `None` before `connection_made` is due and after `connection_lost`.
-    protocol: RefCell<Option<Rc<dyn Protocol>>>,
-    /// `connection_made` was called (so `connection_lost` must be).
-    protocol_connected: Cell<bool>,
+    /// The loop, socket, protocol and closing flags (asyncio's `_SelectorTransport`).
+    base: TransportBase<StreamSocket, dyn Protocol>,
     buffer: RefCell<Buffer>,
     limits: Cell<WriteLimits>,
-    /// `close()` or a fatal error started the shutdown. Never reset.
-    closing: Cell<bool>,
     /// `write_eof()` was called.
     eof: Cell<bool>,
     /// The peer's EOF was received (the read side is finished).
     read_eof: Cell<bool>,
     /// `pause_reading()` is in effect.
     paused: Cell<bool>,
-    /// Non-zero once `connection_lost` is scheduled; counts writes after that.
-    conn_lost: Cell<u32>,
-    /// The writer callback is registered.
-    writer_registered: Cell<bool>,
     peername: RefCell<Option<ExtraInfo>>,
     sockname: RefCell<Option<ExtraInfo>>,
     /// Called after `connection_lost` (a server's `_detach`).
@@ -223,47 +217,20 @@ impl SocketTransport {
         waiter: Option<Future<()>>,
     ) -> Result<Rc<SocketTransport>> {
         sock.prepare()?;
-        let fd = sock.as_raw_fd();
         let t = Rc::new_cyclic(|me| SocketTransport {
-            lp: lp.clone(),
-            fd,
-            sock: RefCell::new(Some(sock)),
-            protocol: RefCell::new(Some(protocol)),
-            protocol_connected: Cell::new(false),
+            base: TransportBase::new(lp, sock, protocol),
             buffer: RefCell::new(Buffer::default()),
             limits: Cell::new(WriteLimits::default()),
-            closing: Cell::new(false),
             eof: Cell::new(false),
             read_eof: Cell::new(false),
             paused: Cell::new(false),
-            conn_lost: Cell::new(0),
-            writer_registered: Cell::new(false),
             peername: RefCell::new(None),
             sockname: RefCell::new(None),
             on_lost: RefCell::new(None),
             me: me.clone(),
         });
-        let t2 = t.clone();
-        // asyncio: call_soon(connection_made), call_soon(_add_reader), call_soon(waiter).
-        let _ = lp.call_soon(move || t2.start(waiter))?;
+        t.schedule_start(waiter)?;
         Ok(t)
-    }
-
-    fn start(self: Rc<Self>, waiter: Option<Future<()>>) {
-        // asyncio runs these as three handles, so that a connection_made
-        // that raises still lets the reader start and the waiter finish;
-        // here one handle, and a guard that does the rest even on a panic.
-        let _rest = StartRest {
-            t: self.clone(),
-            waiter,
-        };
-        if self.conn_lost.get() == 0 {
-            let proto = self.protocol.borrow().clone();
-            if let Some(p) = proto {
-                self.protocol_connected.set(true);
-                p.connection_made(self.clone());
-            }
-        }
     }
 
     /// Runs `f` once, after `connection_lost` (servers count their
@@ -274,28 +241,12 @@ impl SocketTransport {
 
     /// The protocol, until `connection_lost` ran.
     pub fn protocol(&self) -> Option<Rc<dyn Protocol>> {
-        self.protocol.borrow().clone()
+        self.base.protocol()
     }
 
     /// The socket's fd number (valid until the transport is closed).
     pub fn fd(&self) -> RawFd {
-        self.fd
-    }
-
-    fn rc(&self) -> Rc<SocketTransport> {
-        self.me.upgrade().expect("transport alive while in use")
-    }
-
-    /// asyncio's `_add_reader`: only while reading (not paused, not closing).
-    fn add_reader(&self) {
-        if !self.is_reading() || self.read_eof.get() {
-            return;
-        }
-        let me = self.rc();
-        let res = self.lp.add_reader_edge(self.fd, move || me.read_ready());
-        if let Err(e) = res {
-            self.fatal_error(e);
-        }
+        self.base.fd
     }
 
     // ----- reading -----
@@ -305,10 +256,10 @@ impl SocketTransport {
         let mut buf = take_read_buf();
         let mut reads = 0;
         loop {
-            if self.conn_lost.get() > 0 || self.paused.get() || self.closing.get() {
+            if self.base.conn_lost.get() > 0 || self.paused.get() || self.base.closing.get() {
                 break;
             }
-            let res = match &*self.sock.borrow() {
+            let res = match &*self.base.sock.borrow() {
                 Some(s) => s.recv(&mut buf),
                 None => break,
             };
@@ -318,7 +269,7 @@ impl SocketTransport {
                     break;
                 }
                 Ok(n) => {
-                    let proto = self.protocol.borrow().clone();
+                    let proto = self.base.protocol();
                     if let Some(p) = proto {
                         let data = &buf[..n];
                         let res = catch_unwind(AssertUnwindSafe(|| p.data_received(data)));
@@ -330,14 +281,15 @@ impl SocketTransport {
                     // A short read drained the socket: the next arrival is a
                     // new edge. Unless the FIN came with the data (no new
                     // edge for it): then read on, to see the EOF.
-                    if n < buf.len() && !self.lp.fd_read_closed(self.fd) {
+                    if n < buf.len() && !self.base.lp.fd_read_closed(self.base.fd) {
                         break;
                     }
                     reads += 1;
                     if reads == MAX_READS_PER_EDGE {
                         // Fairness: continue on the next iteration.
-                        let me = self.rc();
-                        let _ = self.lp.call_soon(move || me.read_ready());
+                        if let Some(me) = self.rc() {
+                            let _ = self.base.lp.call_soon(move || me.read_ready());
+                        }
                         break;
                     }
                 }
@@ -355,7 +307,7 @@ impl SocketTransport {
     /// asyncio's `_read_ready__on_eof`.
     fn read_ready_on_eof(&self) {
         self.read_eof.set(true);
-        let proto = self.protocol.borrow().clone();
+        let proto = self.base.protocol();
         let keep_open = match proto {
             Some(p) => match catch_unwind(AssertUnwindSafe(|| p.eof_received())) {
                 Ok(keep) => keep,
@@ -368,7 +320,7 @@ impl SocketTransport {
         };
         if keep_open {
             // Half-open: stop reading, keep writing.
-            let _ = self.lp.remove_reader(self.fd);
+            let _ = self.base.lp.remove_reader(self.base.fd);
         } else {
             self.close();
         }
@@ -383,7 +335,7 @@ impl SocketTransport {
             std::panic::resume_unwind(payload);
         }
         let err = Error::Panic(panic_message(&*payload));
-        self.lp.call_exception_handler(&ExceptionContext {
+        self.base.lp.call_exception_handler(&ExceptionContext {
             message: format!("Fatal error: protocol.{what}() call failed."),
             error: Some(err.clone()),
             ..Default::default()
@@ -394,7 +346,7 @@ impl SocketTransport {
     // ----- writing -----
 
     fn try_send(&self, data: &[u8]) -> io::Result<usize> {
-        match &*self.sock.borrow() {
+        match &*self.base.sock.borrow() {
             Some(s) => loop {
                 match s.send(data) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -407,26 +359,23 @@ impl SocketTransport {
     }
 
     fn add_writer(&self) {
-        if self.writer_registered.replace(true) {
+        if self.base.writer_registered.replace(true) {
             return;
         }
-        let me = self.rc();
-        let res = self.lp.add_writer_edge(self.fd, move || me.write_ready());
+        let Some(me) = self.rc() else { return };
+        let res = self
+            .base
+            .lp
+            .add_writer_edge(self.base.fd, move || me.write_ready());
         if let Err(e) = res {
-            self.writer_registered.set(false);
+            self.base.writer_registered.set(false);
             self.fatal_error(e);
-        }
-    }
-
-    fn remove_writer(&self) {
-        if self.writer_registered.replace(false) {
-            let _ = self.lp.remove_writer(self.fd);
         }
     }
 
     /// asyncio's `_write_ready`: flush until empty or `WouldBlock`.
     fn write_ready(&self) {
-        if self.conn_lost.get() > 0 {
+        if self.base.conn_lost.get() > 0 {
             return;
         }
         loop {
@@ -441,7 +390,7 @@ impl SocketTransport {
                 Ok(0) => return, // WouldBlock: wait for the next edge
                 Ok(n) => self.buffer.borrow_mut().consume(n),
                 Err(e) => {
-                    self.remove_writer();
+                    self.base.remove_writer();
                     self.buffer.borrow_mut().clear();
                     self.fatal_error(e);
                     return;
@@ -450,8 +399,8 @@ impl SocketTransport {
         }
         // The buffer is empty.
         self.maybe_resume_protocol();
-        self.remove_writer();
-        if self.closing.get() {
+        self.base.remove_writer();
+        if self.base.closing.get() {
             self.call_connection_lost(None);
         } else if self.eof.get() {
             self.shutdown_write();
@@ -459,7 +408,7 @@ impl SocketTransport {
     }
 
     fn shutdown_write(&self) {
-        if let Some(s) = &*self.sock.borrow() {
+        if let Some(s) = &*self.base.sock.borrow() {
             let _ = s.shutdown_write();
         }
     }
@@ -470,7 +419,7 @@ impl SocketTransport {
         let mut l = self.limits.get();
         if l.maybe_pause(size) {
             self.limits.set(l);
-            let proto = self.protocol.borrow().clone();
+            let proto = self.base.protocol();
             if let Some(p) = proto {
                 p.pause_writing();
             }
@@ -483,7 +432,7 @@ impl SocketTransport {
         let mut l = self.limits.get();
         if l.maybe_resume(size) {
             self.limits.set(l);
-            let proto = self.protocol.borrow().clone();
+            let proto = self.base.protocol();
             if let Some(p) = proto {
                 p.resume_writing();
             }
@@ -497,62 +446,50 @@ impl SocketTransport {
     fn fatal_error(&self, e: impl Into<Error>) {
         self.force_close(Some(e.into()));
     }
+}
 
-    /// asyncio's `_force_close`.
-    fn force_close(&self, exc: Option<Error>) {
-        if self.conn_lost.get() > 0 {
-            return;
-        }
-        if !self.buffer.borrow().is_empty() {
-            self.buffer.borrow_mut().clear();
-        }
-        self.remove_writer();
-        if !self.closing.replace(true) {
-            let _ = self.lp.remove_reader(self.fd);
-        }
-        self.conn_lost.set(self.conn_lost.get() + 1);
-        let me = self.rc();
-        let _ = self.lp.call_soon(move || me.call_connection_lost(exc));
+impl SelectorTransport for SocketTransport {
+    type Sock = StreamSocket;
+    type Proto = dyn Protocol;
+
+    fn base(&self) -> &TransportBase<StreamSocket, dyn Protocol> {
+        &self.base
     }
 
-    /// asyncio's `_call_connection_lost`: tell the protocol, then close the
-    /// socket and drop the protocol.
-    fn call_connection_lost(&self, exc: Option<Error>) {
-        self.conn_lost.set(self.conn_lost.get().max(1));
-        self.closing.set(true);
-        // Both registrations are gone before the fd is closed (N4).
-        let _ = self.lp.remove_reader(self.fd);
-        self.remove_writer();
-        let proto = self.protocol.borrow_mut().take();
-        if let Some(p) = proto {
-            if self.protocol_connected.get() {
-                p.connection_lost(exc);
-            }
-        }
-        drop(self.sock.borrow_mut().take());
+    fn rc(&self) -> Option<Rc<SocketTransport>> {
+        self.me.upgrade()
+    }
+
+    fn connection_made(this: Rc<SocketTransport>, protocol: &Rc<dyn Protocol>) {
+        protocol.connection_made(this);
+    }
+
+    fn connection_lost(protocol: &dyn Protocol, exc: Option<Error>) {
+        protocol.connection_lost(exc);
+    }
+
+    /// asyncio's `_add_reader` reads only while reading (not paused, not
+    /// closing), and never after the peer's EOF.
+    fn wants_reader(&self) -> bool {
+        self.is_reading() && !self.read_eof.get()
+    }
+
+    fn read_ready(&self) {
+        SocketTransport::read_ready(self);
+    }
+
+    fn write_buffer_is_empty(&self) -> bool {
+        self.buffer.borrow().is_empty()
+    }
+
+    fn clear_write_buffer(&self) {
+        self.buffer.borrow_mut().clear();
+    }
+
+    fn after_connection_lost(&self) {
         let hook = self.on_lost.borrow_mut().take();
         if let Some(f) = hook {
             f();
-        }
-    }
-}
-
-/// The second half of `SocketTransport::start`: start reading, complete
-/// the waiter. In `Drop`, so that it also runs if `connection_made` panics.
-struct StartRest {
-    t: Rc<SocketTransport>,
-    waiter: Option<Future<()>>,
-}
-
-impl Drop for StartRest {
-    fn drop(&mut self) {
-        if self.t.conn_lost.get() == 0 {
-            self.t.add_reader();
-        }
-        if let Some(w) = self.waiter.take() {
-            if !w.done() {
-                let _ = w.set_result(());
-            }
         }
     }
 }
@@ -562,7 +499,7 @@ impl BaseTransport for SocketTransport {
         let cached = |slot: &RefCell<Option<ExtraInfo>>,
                       f: fn(&StreamSocket) -> Option<ExtraInfo>| {
             if slot.borrow().is_none() {
-                let v = self.sock.borrow().as_ref().and_then(f);
+                let v = self.base.sock.borrow().as_ref().and_then(f);
                 *slot.borrow_mut() = v;
             }
             slot.borrow().clone()
@@ -570,49 +507,35 @@ impl BaseTransport for SocketTransport {
         match name {
             "peername" => cached(&self.peername, StreamSocket::peername),
             "sockname" => cached(&self.sockname, StreamSocket::sockname),
-            "socket" => self
-                .sock
-                .borrow()
-                .as_ref()
-                .map(|s| ExtraInfo::Fd(s.as_raw_fd())),
+            "socket" => self.base.sock_fd().map(ExtraInfo::Fd),
             _ => None,
         }
     }
 
     fn is_closing(&self) -> bool {
-        self.closing.get()
+        self.base.closing.get()
     }
 
     fn close(&self) {
-        if self.closing.replace(true) {
-            return;
-        }
-        let _ = self.lp.remove_reader(self.fd);
-        if self.buffer.borrow().is_empty() {
-            self.conn_lost.set(self.conn_lost.get() + 1);
-            self.remove_writer();
-            let me = self.rc();
-            let _ = self.lp.call_soon(move || me.call_connection_lost(None));
-        }
-        // Else write_ready flushes the buffer, then calls connection_lost.
+        self.close_transport();
     }
 }
 
 impl ReadTransport for SocketTransport {
     fn is_reading(&self) -> bool {
-        !self.paused.get() && !self.closing.get()
+        !self.paused.get() && !self.base.closing.get()
     }
 
     fn pause_reading(&self) {
-        if self.closing.get() || self.paused.get() {
+        if self.base.closing.get() || self.paused.get() {
             return;
         }
         self.paused.set(true);
-        let _ = self.lp.remove_reader(self.fd);
+        let _ = self.base.lp.remove_reader(self.base.fd);
     }
 
     fn resume_reading(&self) {
-        if self.closing.get() || !self.paused.get() {
+        if self.base.closing.get() || !self.paused.get() {
             return;
         }
         self.paused.set(false);
@@ -647,13 +570,13 @@ impl WriteTransport for SocketTransport {
         if data.is_empty() {
             return Ok(());
         }
-        let lost = self.conn_lost.get();
+        let lost = self.base.conn_lost.get();
         if lost > 0 {
             // asyncio logs a warning from the 5th write on; tulip once, in debug mode.
-            if lost == LOG_THRESHOLD_FOR_CONNLOST_WRITES && self.lp.debug() {
+            if lost == LOG_THRESHOLD_FOR_CONNLOST_WRITES && self.base.lp.debug() {
                 eprintln!("tulip: socket.send() raised exception: writes to a lost connection are dropped");
             }
-            self.conn_lost.set(lost + 1);
+            self.base.conn_lost.set(lost + 1);
             return Ok(());
         }
         let mut data = data;
@@ -697,7 +620,7 @@ impl WriteTransport for SocketTransport {
     }
 
     fn write_eof(&self) -> Result<()> {
-        if self.closing.get() || self.eof.get() {
+        if self.base.closing.get() || self.eof.get() {
             return Ok(());
         }
         self.eof.set(true);
@@ -721,11 +644,11 @@ impl Transport for SocketTransport {}
 impl fmt::Debug for SocketTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SocketTransport")
-            .field("fd", &self.fd)
-            .field("closing", &self.closing.get())
+            .field("fd", &self.base.fd)
+            .field("closing", &self.base.closing.get())
             .field("reading", &self.is_reading())
             .field("write_buffer", &self.buffer.borrow().len())
-            .field("conn_lost", &self.conn_lost.get())
+            .field("conn_lost", &self.base.conn_lost.get())
             .finish()
     }
 }

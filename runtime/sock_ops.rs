@@ -23,7 +23,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::cell::Cell;
 use std::collections::HashMap;
 
-use crate::error::Result;
+use crate::error::{os_error_with_context, Result};
 use crate::event_loop::EventLoop;
 use crate::futures::Future;
 
@@ -144,19 +144,29 @@ impl EventLoop {
     /// asyncio's `sock_connect(sock, address)`, creating the socket (std
     /// has no unconnected sockets): a non-blocking connect to `addr`,
     /// waiting for it to complete. The stream is non-blocking.
+    ///
+    /// A failed connect is an `Io` error of the OS error's kind that names
+    /// the address, as asyncio's `Connect call failed ('127.0.0.1', 80)`:
+    /// `connect call failed (127.0.0.1:80): Connection refused (os error
+    /// 111)` ([`Error::raw_os_error`](crate::Error::raw_os_error) still
+    /// gives the errno).
     pub async fn sock_connect(&self, addr: SocketAddr) -> Result<TcpStream> {
-        let stream = mio::net::TcpStream::connect(addr)?;
+        let failed = |e: io::Error| -> crate::Error {
+            os_error_with_context(e, format!("connect call failed ({addr})")).into()
+        };
+        let stream = mio::net::TcpStream::connect(addr).map_err(failed)?;
+        // Dropped (closed) on every early return, a cancel included.
         self.wait_writable(stream.as_raw_fd()).await?;
-        if let Some(e) = stream.take_error()? {
-            return Err(e.into());
+        if let Some(e) = stream.take_error().map_err(failed)? {
+            return Err(failed(e));
         }
         match stream.peer_addr() {
             Ok(_) => Ok(stream.into()),
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                let err = stream.take_error()?.unwrap_or(e);
-                Err(err.into())
+                let err = stream.take_error().map_err(failed)?.unwrap_or(e);
+                Err(failed(err))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(failed(e)),
         }
     }
 

@@ -21,7 +21,7 @@
 //! - The reader pauses its transport when its buffer holds more than
 //!   2 × `limit` bytes and resumes it when a read brings it to `limit` or
 //!   less, or when a reader must wait for data (N2).
-//! - `LimitOverrun` from `readuntil` leaves the buffer untouched (N1);
+//! - `LimitOverrun` from `readuntil`/`readuntil_any` leaves the buffer untouched (N1);
 //!   `IncompleteRead` hands over (and removes) what was buffered.
 //! - `feed_data` after `feed_eof` is ignored.
 
@@ -449,26 +449,84 @@ impl StreamReader {
     /// - More than `limit` bytes without the separator, or a separator found
     ///   beyond `limit`: [`Error::LimitOverrun`]; the buffer is left intact
     ///   (N1), and `consumed` says how many bytes to drop to get past it.
+    ///
+    /// For several separators, see [`readuntil_any`](StreamReader::readuntil_any).
     pub async fn readuntil(&self, separator: &[u8]) -> Result<Vec<u8>> {
-        let seplen = separator.len();
-        if seplen == 0 {
+        self.readuntil_any(&[separator]).await
+    }
+
+    /// Reads until any of `separators` is found (asyncio 3.13's
+    /// `readuntil(separator)` with a tuple): the result is the shortest
+    /// chunk that ends with one of them, separator included.
+    ///
+    /// Errors are those of [`readuntil`](StreamReader::readuntil); for
+    /// `LimitOverrun`, the separator that ends the shortest chunk is the one
+    /// that matched. An empty list, or an empty separator, is an
+    /// [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// tulip::run(async {
+    ///     let reader = tulip::StreamReader::new();
+    ///     reader.feed_data(b"unix\nwindows\r\nlast");
+    ///     reader.feed_eof();
+    ///     let seps: &[&[u8]] = &[b"\r\n", b"\n"];
+    ///     assert_eq!(reader.readuntil_any(seps).await?, b"unix\n");
+    ///     assert_eq!(reader.readuntil_any(seps).await?, b"windows\r\n");
+    ///     // EOF without a separator: the rest comes back in the error.
+    ///     let err = reader.readuntil_any(seps).await.unwrap_err();
+    ///     assert!(matches!(err, tulip::Error::IncompleteRead { ref partial, .. } if &**partial == b"last"));
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn readuntil_any(&self, separators: &[&[u8]]) -> Result<Vec<u8>> {
+        // Shortest first: on a tie for the end of the chunk, the shorter
+        // separator wins (asyncio sorts the tuple by length). One separator
+        // (every `readline`) needs no sorted copy.
+        let sorted;
+        let seps: &[&[u8]] = if separators.len() > 1 {
+            let mut v = separators.to_vec();
+            v.sort_by_key(|s| s.len());
+            sorted = v;
+            &sorted
+        } else {
+            separators
+        };
+        let (Some(first), Some(last)) = (seps.first(), seps.last()) else {
+            return Err(Error::InvalidArgument(
+                "separator should contain at least one element".into(),
+            ));
+        };
+        let (min_seplen, max_seplen) = (first.len(), last.len());
+        if min_seplen == 0 {
             return Err(Error::InvalidArgument(
                 "separator should be at least one-byte string".into(),
             ));
         }
         self.check_exception()?;
         let limit = self.inner.limit;
-        // Bytes before `offset` were searched already.
+        // Bytes before `offset` hold no separator: they were searched already.
         let mut offset = 0;
-        let isep = loop {
+        let (match_start, match_end) = loop {
             {
                 let mut buf = self.inner.buffer.borrow_mut();
                 let buflen = buf.len();
-                if buflen >= offset + seplen {
-                    if let Some(i) = buf.find(separator, offset) {
-                        break i;
+                if buflen >= offset + min_seplen {
+                    // The match that ends first gives the shortest chunk.
+                    let mut best: Option<(usize, usize)> = None;
+                    for sep in seps {
+                        if let Some(i) = buf.find(sep, offset) {
+                            let end = i + sep.len();
+                            if best.is_none_or(|(_, e)| end < e) {
+                                best = Some((i, end));
+                            }
+                        }
                     }
-                    offset = buflen + 1 - seplen;
+                    if let Some(found) = best {
+                        break found;
+                    }
+                    // A separator may still start in the last
+                    // `max_seplen - 1` bytes: search those again.
+                    offset = (buflen + 1).saturating_sub(max_seplen);
                     if offset > limit {
                         return Err(Error::LimitOverrun {
                             message: "separator is not found, and chunk exceed the limit".into(),
@@ -476,6 +534,8 @@ impl StreamReader {
                         });
                     }
                 }
+                // A complete separator may have come with the EOF: the
+                // buffer is searched before the EOF is looked at.
                 if self.inner.eof.get() {
                     let chunk = buf.take_all();
                     return Err(Error::IncompleteRead {
@@ -486,13 +546,13 @@ impl StreamReader {
             }
             self.wait_for_data("readuntil").await?;
         };
-        if isep > limit {
+        if match_start > limit {
             return Err(Error::LimitOverrun {
                 message: "separator is found, but chunk is longer than limit".into(),
-                consumed: isep,
+                consumed: match_start,
             });
         }
-        let chunk = self.inner.buffer.borrow_mut().take(isep + seplen);
+        let chunk = self.inner.buffer.borrow_mut().take(match_end);
         self.maybe_resume_transport();
         Ok(chunk)
     }

@@ -14,10 +14,12 @@
 //!   `StreamReaderProtocol` does the same).
 
 use std::future::Future as StdFuture;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::rc::Rc;
 
-use crate::base_events_net::Server;
+use crate::base_events_connect::ConnectOptions;
+use crate::base_events_net::{Server, ServerOptions};
 use crate::error::Result;
 use crate::event_loop::{get_running_loop, EventLoop, ExceptionContext};
 use crate::selector_events::{SocketTransport, StreamSocket};
@@ -69,11 +71,52 @@ pub async fn open_connection_with_limit(
     port: u16,
     limit: usize,
 ) -> Result<(StreamReader, StreamWriter)> {
+    open_connection_with(host, port, limit, &ConnectOptions::default()).await
+}
+
+/// asyncio's `open_connection(host, port, limit=..., happy_eyeballs_delay=...,
+/// interleave=..., all_errors=...)`: [`open_connection`] with a reader
+/// `limit` and [`ConnectOptions`] (see
+/// [`EventLoop::create_connection_addrs`] for how the addresses are tried).
+pub async fn open_connection_with(
+    host: &str,
+    port: u16,
+    limit: usize,
+    options: &ConnectOptions,
+) -> Result<(StreamReader, StreamWriter)> {
+    let lp = get_running_loop()?;
+    let addrs = lp.getaddrinfo(host, port).await?;
+    open_connection_addrs(&addrs, limit, options).await
+}
+
+/// [`open_connection_with`] to a list of addresses, as if a host resolved
+/// to them.
+///
+/// ```
+/// use std::net::TcpListener;
+/// use tulip::ConnectOptions;
+/// tulip::run(async {
+///     let closed = TcpListener::bind("127.0.0.2:0")?.local_addr()?; // refused
+///     let server = TcpListener::bind("127.0.0.1:0")?;
+///     let opts = ConnectOptions::new().happy_eyeballs_delay(0.25);
+///     let addrs = [closed, server.local_addr()?];
+///     let (_reader, writer) = tulip::open_connection_addrs(&addrs, tulip::DEFAULT_LIMIT, &opts).await?;
+///     assert_eq!(writer.get_extra_info("peername").and_then(|i| i.as_addr()), Some(addrs[1]));
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub async fn open_connection_addrs(
+    addrs: &[SocketAddr],
+    limit: usize,
+    options: &ConnectOptions,
+) -> Result<(StreamReader, StreamWriter)> {
     let lp = get_running_loop()?;
     let reader = StreamReader::with_loop(&lp, limit);
     let proto = Rc::new(StreamReaderProtocol::new(&lp, reader.clone(), None));
     let p2 = proto.clone();
-    let (transport, _) = lp.create_connection(move || p2, host, port).await?;
+    let (transport, _) = lp
+        .create_connection_addrs(move || p2, addrs, options)
+        .await?;
     Ok(into_streams(transport, &proto, reader))
 }
 
@@ -154,13 +197,59 @@ where
     Fut: StdFuture<Output = Result<()>> + 'static,
 {
     let lp = get_running_loop()?;
-    let cb = client_cb(&lp, cb);
-    let lp2 = lp.clone();
-    let factory = move || {
-        let reader = StreamReader::with_loop(&lp2, limit);
-        Rc::new(StreamReaderProtocol::new(&lp2, reader, Some(cb.clone())))
-    };
-    lp.create_server(factory, host, port).await
+    let factory = stream_factory(&lp, cb, limit);
+    lp.create_server_with(factory, host, port, &ServerOptions::default())
+        .await
+}
+
+/// asyncio's `start_server(client_connected_cb, host, port, limit=...,
+/// backlog=..., reuse_address=..., reuse_port=...)`: [`start_server`] with
+/// a reader `limit` and the listening socket's [`ServerOptions`].
+///
+/// ```
+/// use tulip::ServerOptions;
+/// tulip::run(async {
+///     let opts = ServerOptions::new().backlog(10);
+///     let server = tulip::start_server_with(|_r, _w| async { Ok(()) }, "127.0.0.1", 0,
+///         tulip::DEFAULT_LIMIT, &opts).await?;
+///     assert!(server.is_serving());
+///     server.close();
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub async fn start_server_with<F, Fut>(
+    cb: F,
+    host: &str,
+    port: u16,
+    limit: usize,
+    options: &ServerOptions,
+) -> Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: StdFuture<Output = Result<()>> + 'static,
+{
+    let lp = get_running_loop()?;
+    let factory = stream_factory(&lp, cb, limit);
+    lp.create_server_with(factory, host, port, options).await
+}
+
+/// The protocol factory of a stream server: a reader of `limit` and a
+/// `StreamReaderProtocol` that runs `cb` for each connection.
+fn stream_factory<F, Fut>(
+    lp: &EventLoop,
+    cb: F,
+    limit: usize,
+) -> impl Fn() -> Rc<StreamReaderProtocol> + 'static
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: StdFuture<Output = Result<()>> + 'static,
+{
+    let cb = client_cb(lp, cb);
+    let lp = lp.clone();
+    move || {
+        let reader = StreamReader::with_loop(&lp, limit);
+        Rc::new(StreamReaderProtocol::new(&lp, reader, Some(cb.clone())))
+    }
 }
 
 /// asyncio's `start_unix_server(client_connected_cb, path)`.
@@ -169,12 +258,22 @@ where
     F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: StdFuture<Output = Result<()>> + 'static,
 {
+    start_unix_server_with(cb, path, DEFAULT_LIMIT, &ServerOptions::default()).await
+}
+
+/// asyncio's `start_unix_server(client_connected_cb, path, limit=...,
+/// backlog=...)`: only the backlog of the [`ServerOptions`] applies.
+pub async fn start_unix_server_with<F, Fut>(
+    cb: F,
+    path: impl AsRef<Path>,
+    limit: usize,
+    options: &ServerOptions,
+) -> Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: StdFuture<Output = Result<()>> + 'static,
+{
     let lp = get_running_loop()?;
-    let cb = client_cb(&lp, cb);
-    let lp2 = lp.clone();
-    let factory = move || {
-        let reader = StreamReader::with_loop(&lp2, DEFAULT_LIMIT);
-        Rc::new(StreamReaderProtocol::new(&lp2, reader, Some(cb.clone())))
-    };
-    lp.create_unix_server(factory, path)
+    let factory = stream_factory(&lp, cb, limit);
+    lp.create_unix_server_with(factory, path, options)
 }

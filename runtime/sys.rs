@@ -1,4 +1,6 @@
-//! The narrow libc layer under the subprocess, signal and thread modules.
+//! The narrow libc layer under the subprocess, signal and thread modules,
+//! and under the servers' listening sockets (which need options before
+//! `bind`, and a `listen` backlog, that std does not offer).
 //!
 //! Every libc call of those modules goes through here and comes back as an
 //! `io::Result`, the way mio's `syscall!` helper does it. Nothing here knows
@@ -11,6 +13,8 @@
 //!   path, errors included (no fd leaks on a failed spawn, P3).
 
 use std::io;
+use std::mem::size_of;
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Turns a libc return value into an `io::Result` (`-1` means failure).
@@ -197,4 +201,104 @@ pub(crate) fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 pub(crate) fn is_main_thread() -> bool {
     // SAFETY: getpid and gettid take no arguments and cannot fail.
     unsafe { libc::getpid() as libc::c_long == libc::syscall(libc::SYS_gettid) }
+}
+
+// ===== sockets =====
+
+/// `addr` as a C `sockaddr_in`/`sockaddr_in6`, with its length.
+fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: an all-zero sockaddr_in is a valid value.
+            let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            // SAFETY: sockaddr_storage is big enough and aligned for any sockaddr.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: an all-zero sockaddr_in6 is a valid value.
+            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_scope_id = a.scope_id();
+            // SAFETY: sockaddr_storage is big enough and aligned for any sockaddr.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// `setsockopt(fd, level, name, &value, sizeof(int))`.
+fn setsockopt_int(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` is a valid c_int, and its size is passed with it.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// A non-blocking, close-on-exec TCP socket bound to `addr` but not yet
+/// listening (the `Server` calls [`listen`] when it starts serving), with
+/// the options asyncio's `create_server` sets before `bind`: `SO_REUSEADDR`,
+/// `SO_REUSEPORT`, and `IPV6_V6ONLY` on IPv6 (no dual-stack socket).
+pub(crate) fn tcp_bind(
+    addr: SocketAddr,
+    reuse_address: bool,
+    reuse_port: bool,
+) -> io::Result<TcpListener> {
+    let family = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    let ty = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: socket takes three integers and returns a new fd or -1.
+    let fd = cvt(unsafe { libc::socket(family, ty, 0) })?;
+    // SAFETY: the kernel just handed us this fd; nobody else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if reuse_address {
+        setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    }
+    if reuse_port {
+        setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
+    if addr.is_ipv6() {
+        setsockopt_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    let (storage, len) = sockaddr(&addr);
+    // SAFETY: `storage` holds a valid sockaddr of `len` bytes.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    })?;
+    Ok(TcpListener::from(fd))
+}
+
+/// `listen(fd, backlog)`: makes a bound socket listen, or resizes the
+/// accept queue of one that already does.
+pub(crate) fn listen(fd: RawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen takes two integers.
+    cvt(unsafe { libc::listen(fd, backlog) })?;
+    Ok(())
 }

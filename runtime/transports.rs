@@ -96,6 +96,95 @@ impl fmt::Display for ExtraInfo {
     }
 }
 
+/// Where a datagram comes from or goes to: what asyncio passes as `addr`
+/// to `datagram_received` and `sendto` (a `(host, port)` tuple for UDP, a
+/// path for `AF_UNIX`).
+///
+/// ```
+/// use tulip::DatagramAddr;
+/// let udp = DatagramAddr::from("127.0.0.1:53".parse::<std::net::SocketAddr>().unwrap());
+/// assert_eq!(udp.to_string(), "127.0.0.1:53");
+/// let unix = DatagramAddr::from_path("/tmp/x.sock").unwrap();
+/// assert_eq!(unix.as_pathname(), Some(std::path::Path::new("/tmp/x.sock")));
+/// assert_ne!(udp, unix);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum DatagramAddr {
+    /// An IP address and port (UDP).
+    Inet(SocketAddr),
+    /// A Unix socket address (`AF_UNIX` datagrams): a path, or unnamed for
+    /// a socket that was never bound (which cannot be answered).
+    Unix(std::os::unix::net::SocketAddr),
+}
+
+impl DatagramAddr {
+    /// A Unix address for `path`. Fails if the path is too long for a
+    /// socket address (about 107 bytes) or holds a NUL byte.
+    pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<DatagramAddr> {
+        Ok(DatagramAddr::Unix(
+            std::os::unix::net::SocketAddr::from_pathname(path)?,
+        ))
+    }
+
+    /// The IP address, if this is one.
+    pub fn as_inet(&self) -> Option<SocketAddr> {
+        match self {
+            DatagramAddr::Inet(a) => Some(*a),
+            DatagramAddr::Unix(_) => None,
+        }
+    }
+
+    /// The path of a Unix address, if it has one.
+    pub fn as_pathname(&self) -> Option<&std::path::Path> {
+        match self {
+            DatagramAddr::Inet(_) => None,
+            DatagramAddr::Unix(a) => a.as_pathname(),
+        }
+    }
+}
+
+impl From<SocketAddr> for DatagramAddr {
+    fn from(a: SocketAddr) -> Self {
+        DatagramAddr::Inet(a)
+    }
+}
+
+impl From<std::os::unix::net::SocketAddr> for DatagramAddr {
+    fn from(a: std::os::unix::net::SocketAddr) -> Self {
+        DatagramAddr::Unix(a)
+    }
+}
+
+impl PartialEq for DatagramAddr {
+    /// Unix addresses are equal if their paths are (two unnamed addresses
+    /// are equal too).
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (DatagramAddr::Inet(a), DatagramAddr::Inet(b)) => a == b,
+            (DatagramAddr::Unix(a), DatagramAddr::Unix(b)) => {
+                use std::os::linux::net::SocketAddrExt;
+                a.as_pathname() == b.as_pathname()
+                    && a.as_abstract_name() == b.as_abstract_name()
+                    && a.is_unnamed() == b.is_unnamed()
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for DatagramAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatagramAddr::Inet(a) => write!(f, "{a}"),
+            DatagramAddr::Unix(a) => match a.as_pathname() {
+                Some(p) => write!(f, "{}", p.display()),
+                None => f.write_str("<unnamed>"),
+            },
+        }
+    }
+}
+
 /// asyncio's `BaseTransport`.
 pub trait BaseTransport {
     /// Optional information about the transport (asyncio's
@@ -169,8 +258,11 @@ pub trait Transport: ReadTransport + WriteTransport {}
 /// asyncio's `DatagramTransport`.
 pub trait DatagramTransport: BaseTransport {
     /// Sends one datagram to `addr`, or to the connected peer if `None`.
-    /// Never blocks: datagrams the kernel refuses now are queued.
-    fn sendto(&self, data: &[u8], addr: Option<SocketAddr>) -> Result<()>;
+    /// Never blocks: datagrams the kernel refuses now are queued. An
+    /// address of the wrong family, or other than the connected peer, is
+    /// an [`Error::InvalidArgument`]; a failed send goes to the protocol's
+    /// `error_received`.
+    fn sendto(&self, data: &[u8], addr: Option<DatagramAddr>) -> Result<()>;
 
     /// Closes at once, dropping queued datagrams.
     fn abort(&self);
@@ -262,6 +354,8 @@ impl WriteLimits {
 /// # fn f(t: &dyn Transport) { let _ = t.is_closing(); }
 /// ```
 pub mod prelude {
-    pub use super::{BaseTransport, DatagramTransport, ReadTransport, Transport, WriteTransport};
+    pub use super::{
+        BaseTransport, DatagramAddr, DatagramTransport, ReadTransport, Transport, WriteTransport,
+    };
     pub use crate::protocols::{DatagramProtocol, Protocol};
 }

@@ -253,7 +253,12 @@ fn areq() {
         log.contains("/this-url-will-404.html [404]: Not Found"),
         "{log}"
     );
-    assert!(log.contains("[None]: Connection refused"), "{log}");
+    // asyncio's wording: `Connect call failed ('127.0.0.1', PORT)`.
+    assert!(
+        log.contains("[None]: connect call failed (127.0.0.1:"),
+        "{log}"
+    );
+    assert!(log.contains("Connection refused"), "{log}");
     assert!(
         log.contains("Found 10 links for http://127.0.0.1:"),
         "{log}"

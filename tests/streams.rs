@@ -241,6 +241,101 @@ fn multibyte_separator_split_across_feeds() {
     .unwrap();
 }
 
+// conformance: N1
+#[test]
+fn readuntil_any_returns_the_shortest_chunk() {
+    tulip::run(async {
+        let r = StreamReader::new();
+        r.feed_data(b"a\r\nb\nxxAB|y|");
+        // The order of the separators does not matter: the chunk that ends first wins.
+        assert_eq!(r.readuntil_any(&[b"\r\n", b"\n"]).await?, b"a\r\n");
+        assert_eq!(r.readuntil_any(&[b"\n", b"\r\n"]).await?, b"b\n");
+        // A longer separator that ends first beats a shorter one found later.
+        assert_eq!(r.readuntil_any(&[b"|", b"AB"]).await?, b"xxAB");
+        assert_eq!(r.readuntil_any(&[b"AB", b"|"]).await?, b"|");
+        assert_eq!(r.readuntil_any(&[b"AB", b"|"]).await?, b"y|");
+        assert_eq!(r.buffered(), 0);
+        Ok(())
+    })
+    .unwrap();
+}
+
+// conformance: N1
+#[test]
+fn readuntil_any_waits_for_a_separator_split_across_feeds() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let r = StreamReader::new();
+        r.feed_data(b"head\r\n\r");
+        let f = r.clone();
+        let _ = lp.call_soon(move || f.feed_data(b"\nbody\n\n"))?;
+        // The longest separator straddles the two feeds; the short one
+        // (`\n\n`) only comes later, so the long one ends the chunk.
+        let list: &[&[u8]] = &[b"\n\n", b"\r\n\r\n"];
+        assert_eq!(r.readuntil_any(list).await?, b"head\r\n\r\n");
+        assert_eq!(r.readuntil_any(list).await?, b"body\n\n");
+        // A separator that arrives with the EOF is still found.
+        r.feed_data(b"tail\r\n\r\n");
+        r.feed_eof();
+        assert_eq!(r.readuntil_any(list).await?, b"tail\r\n\r\n");
+        Ok(())
+    })
+    .unwrap();
+}
+
+// conformance: N1
+#[test]
+fn readuntil_any_limit_overrun_leaves_buffer_intact() {
+    tulip::run(async {
+        let list: &[&[u8]] = &[b"\r\n", b"\n"];
+        // No separator within the limit: everything but the last
+        // `longest separator - 1` bytes may be consumed.
+        let r = StreamReader::with_limit(8);
+        r.feed_data(b"0123456789abcdef");
+        match r.readuntil_any(list).await {
+            Err(Error::LimitOverrun { consumed, .. }) => assert_eq!(consumed, 16 + 1 - 2),
+            other => panic!("expected LimitOverrun, got {other:?}"),
+        }
+        assert_eq!(r.buffered(), 16);
+        // Found beyond the limit: `consumed` is where the separator of the
+        // shortest chunk starts (the shorter `\n` on a tie), buffer kept.
+        let r = StreamReader::with_limit(4);
+        r.feed_data(b"0123456789\r\n");
+        match r.readuntil_any(list).await {
+            Err(Error::LimitOverrun { consumed, .. }) => assert_eq!(consumed, 11),
+            other => panic!("expected LimitOverrun, got {other:?}"),
+        }
+        assert_eq!(r.buffered(), 12);
+        assert_eq!(r.readexactly(12).await?, b"0123456789\r\n");
+        Ok(())
+    })
+    .unwrap();
+}
+
+// conformance: N1
+#[test]
+fn readuntil_any_eof_is_incomplete_read_and_bad_separators_are_errors() {
+    tulip::run(async {
+        let r = StreamReader::new();
+        r.feed_data(b"abc\r");
+        r.feed_eof();
+        match r.readuntil_any(&[b"\r\n", b"\n\n"]).await {
+            Err(Error::IncompleteRead { partial, expected }) => {
+                assert_eq!(&*partial, b"abc\r", "the partial separator comes back too");
+                assert_eq!(expected, None);
+            }
+            other => panic!("expected IncompleteRead, got {other:?}"),
+        }
+        assert_eq!(r.buffered(), 0);
+        let e = r.readuntil_any(&[]).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+        let e = r.readuntil_any(&[b"\n", b""]).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+        Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn set_exception_wakes_reader_and_sticks() {
     tulip::run(async {

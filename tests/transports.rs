@@ -10,8 +10,8 @@ use std::rc::Rc;
 
 use common::run_bounded;
 use tulip::{
-    BaseTransport, DatagramProtocol, DatagramTransport, Error, EventLoop, Protocol, ReadTransport,
-    Transport, WriteTransport,
+    BaseTransport, DatagramAddr, DatagramProtocol, DatagramTransport, Error, EventLoop, Protocol,
+    ReadTransport, Transport, WriteTransport,
 };
 
 /// Records every call, in order, and keeps the transport.
@@ -343,7 +343,7 @@ impl DatagramProtocol for UdpEcho {
     fn connection_made(&self, transport: Rc<dyn DatagramTransport>) {
         *self.transport.borrow_mut() = Some(transport);
     }
-    fn datagram_received(&self, data: &[u8], addr: SocketAddr) {
+    fn datagram_received(&self, data: &[u8], addr: DatagramAddr) {
         let t = self.transport.borrow().clone().expect("made");
         t.sendto(data, Some(addr)).unwrap();
     }
@@ -356,7 +356,7 @@ struct UdpClient {
 }
 
 impl DatagramProtocol for UdpClient {
-    fn datagram_received(&self, data: &[u8], _: SocketAddr) {
+    fn datagram_received(&self, data: &[u8], _: DatagramAddr) {
         self.got.borrow_mut().push(data.to_vec());
     }
     fn connection_lost(&self, _: Option<Error>) {
@@ -388,7 +388,7 @@ fn udp_echo() {
         }
         let other: SocketAddr = "127.0.0.1:9".parse().unwrap();
         assert!(
-            ct.sendto(b"x", Some(other)).is_err(),
+            ct.sendto(b"x", Some(other.into())).is_err(),
             "connected: only the peer"
         );
         while client.got.borrow().len() < 10 {

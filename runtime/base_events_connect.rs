@@ -1,0 +1,402 @@
+//! Making connections: `create_connection` with asyncio's Happy Eyeballs
+//! options, and its `sock=` and Unix variants. Mirrors `create_connection`,
+//! `_connect_sock`, `_interleave_addrinfos` and
+//! `_create_connection_transport` in `Lib/asyncio/base_events.py`, and
+//! `create_unix_connection` in `unix_events.py`.
+//!
+//! A host may have several addresses (IPv6 and IPv4, several of each).
+//! Without options, as in asyncio, they are tried one after the other, in
+//! the resolver's order. With a `happy_eyeballs_delay` (RFC 8305), the
+//! addresses are first interleaved by family, then raced with
+//! [`staggered_race`]: a new attempt
+//! starts each time the previous one fails, or after the delay; the first
+//! connected socket wins and the other attempts are cancelled, which closes
+//! their sockets. When every address fails, the error names each failure.
+//!
+//! # Invariants
+//! - At most one socket comes out of the attempts; every other socket an
+//!   attempt opened is closed before `create_connection` returns (or, if
+//!   its future is dropped, once the cancelled attempts run).
+//! - The error of a failed `create_connection` holds every address's OS
+//!   error (asyncio's combined `OSError`), or all of them as a group with
+//!   `all_errors`; a cancel of the caller stays `Cancelled`.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::event_loop::EventLoop;
+use crate::futures::Future;
+use crate::protocols::Protocol;
+use crate::selector_events::{SocketTransport, StreamSocket};
+use crate::staggered::staggered_race;
+use crate::transports::BaseTransport;
+
+/// The delay RFC 8305 recommends between connection attempts (250 ms), for
+/// [`ConnectOptions::happy_eyeballs_delay`].
+pub const RECOMMENDED_HAPPY_EYEBALLS_DELAY: f64 = 0.25;
+
+/// The keyword arguments of asyncio's `create_connection` that choose how
+/// the addresses of a host are tried: `happy_eyeballs_delay`, `interleave`
+/// and `all_errors`.
+///
+/// The default is asyncio's: no Happy Eyeballs (addresses are tried one
+/// after the other, in order), no interleaving, one combined error.
+///
+/// ```
+/// use tulip::ConnectOptions;
+/// let opts = ConnectOptions::new()
+///     .happy_eyeballs_delay(tulip::base_events_connect::RECOMMENDED_HAPPY_EYEBALLS_DELAY)
+///     .all_errors(true);
+/// assert_ne!(opts, ConnectOptions::default());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConnectOptions {
+    happy_eyeballs_delay: Option<f64>,
+    interleave: Option<usize>,
+    all_errors: bool,
+}
+
+impl ConnectOptions {
+    /// asyncio's defaults (see the type's docs).
+    pub fn new() -> ConnectOptions {
+        ConnectOptions::default()
+    }
+
+    /// Races the addresses (RFC 8305, asyncio's `happy_eyeballs_delay`):
+    /// the next address is tried when the previous attempt fails, or
+    /// `delay` seconds after it started, whichever comes first.
+    /// [`RECOMMENDED_HAPPY_EYEBALLS_DELAY`] is RFC 8305's 0.25 s. Unless
+    /// [`interleave`](ConnectOptions::interleave) says otherwise, the
+    /// addresses are interleaved by family (`interleave(1)`).
+    pub fn happy_eyeballs_delay(mut self, delay: f64) -> ConnectOptions {
+        self.happy_eyeballs_delay = Some(delay);
+        self
+    }
+
+    /// Reorders the addresses by family, as asyncio's `interleave`: first
+    /// `first_address_family_count` addresses of the first family, then
+    /// one of each family in turn (see [`interleave_addrinfos`]). 0 keeps
+    /// the resolver's order.
+    pub fn interleave(mut self, first_address_family_count: usize) -> ConnectOptions {
+        self.interleave = Some(first_address_family_count);
+        self
+    }
+
+    /// When every address fails, return all the errors as an
+    /// [`Error::Group`] instead of one combined error (asyncio's
+    /// `all_errors`).
+    pub fn all_errors(mut self, on: bool) -> ConnectOptions {
+        self.all_errors = on;
+        self
+    }
+}
+
+/// asyncio's `_interleave_addrinfos`: groups `addrs` by family (in order of
+/// first appearance), then takes `first_address_family_count` addresses of
+/// the first family, and after that one address of each family in turn.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use tulip::base_events_connect::interleave_addrinfos;
+/// let a: Vec<SocketAddr> = ["[2001:db8::1]:80", "[2001:db8::2]:80", "[2001:db8::3]:80", "192.0.2.1:80", "192.0.2.2:80"]
+///     .iter().map(|s| s.parse().unwrap()).collect();
+/// assert_eq!(interleave_addrinfos(&a, 1), [a[0], a[3], a[1], a[4], a[2]]);
+/// assert_eq!(interleave_addrinfos(&a, 2), [a[0], a[1], a[3], a[2], a[4]]);
+/// ```
+pub fn interleave_addrinfos(
+    addrs: &[SocketAddr],
+    first_address_family_count: usize,
+) -> Vec<SocketAddr> {
+    let mut by_family: Vec<Vec<SocketAddr>> = Vec::new();
+    for a in addrs {
+        match by_family.iter_mut().find(|f| f[0].is_ipv4() == a.is_ipv4()) {
+            Some(family) => family.push(*a),
+            None => by_family.push(vec![*a]),
+        }
+    }
+    let mut reordered = Vec::with_capacity(addrs.len());
+    if first_address_family_count > 1 {
+        if let Some(first) = by_family.first_mut() {
+            let n = (first_address_family_count - 1).min(first.len());
+            reordered.extend(first.drain(..n));
+        }
+    }
+    // Round robin over the families (itertools.zip_longest).
+    let longest = by_family.iter().map(Vec::len).max().unwrap_or(0);
+    for i in 0..longest {
+        reordered.extend(by_family.iter().filter_map(|f| f.get(i).copied()));
+    }
+    reordered
+}
+
+impl EventLoop {
+    /// asyncio's `create_connection(protocol_factory, host, port)`:
+    /// resolves `host` (IP literals at once, names off the loop thread),
+    /// connects to each address in turn until one succeeds, and returns the
+    /// transport and the protocol once `connection_made` has been called.
+    ///
+    /// A refused connection fails with an `Io` error of kind
+    /// `ConnectionRefused`, which names the address (`connect call failed
+    /// (127.0.0.1:8080)`). For Happy Eyeballs, see
+    /// [`create_connection_with`](EventLoop::create_connection_with).
+    ///
+    /// ```
+    /// use std::{cell::RefCell, io::Write, rc::Rc};
+    /// use tulip::transports::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// struct Collect(RefCell<Vec<u8>>);
+    /// impl Protocol for Collect {
+    ///     fn data_received(&self, data: &[u8]) {
+    ///         self.0.borrow_mut().extend_from_slice(data);
+    ///     }
+    /// }
+    ///
+    /// tulip::run(async {
+    ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     let port = listener.local_addr()?.port();
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let (transport, proto) = lp
+    ///         .create_connection(|| Rc::new(Collect::default()), "127.0.0.1", port)
+    ///         .await?;
+    ///     let (mut peer, _) = listener.accept()?;
+    ///     peer.write_all(b"hi")?;
+    ///     transport.write(b"hello")?;
+    ///     tulip::sleep(0.05).await?;
+    ///     assert_eq!(&*proto.0.borrow(), b"hi");
+    ///     transport.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_connection<P, F>(
+        &self,
+        protocol_factory: F,
+        host: &str,
+        port: u16,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
+    where
+        P: Protocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        self.create_connection_with(protocol_factory, host, port, &ConnectOptions::default())
+            .await
+    }
+
+    /// asyncio's `create_connection(protocol_factory, host, port,
+    /// happy_eyeballs_delay=..., interleave=..., all_errors=...)`:
+    /// [`create_connection`](EventLoop::create_connection) with
+    /// [`ConnectOptions`]. See
+    /// [`create_connection_addrs`](EventLoop::create_connection_addrs) for
+    /// how the addresses are tried.
+    pub async fn create_connection_with<P, F>(
+        &self,
+        protocol_factory: F,
+        host: &str,
+        port: u16,
+        options: &ConnectOptions,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
+    where
+        P: Protocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        let addrs = self.getaddrinfo(host, port).await?;
+        self.create_connection_addrs(protocol_factory, &addrs, options)
+            .await
+    }
+
+    /// `create_connection` to a list of addresses, as if a host resolved
+    /// to them (no name resolution).
+    ///
+    /// - Without a `happy_eyeballs_delay`, the addresses are tried one
+    ///   after the other, in order (after [`interleave`](ConnectOptions::interleave)
+    ///   if given), until one connects.
+    /// - With one, they are raced: the first attempt starts at once, each
+    ///   next one when the previous fails or `delay` seconds after it
+    ///   started. The first to connect wins; the other attempts are
+    ///   cancelled and their sockets closed before this returns.
+    ///
+    /// If every address fails, the error is asyncio's: the one error if
+    /// there is one (or if they all read the same), else one `Io` error
+    /// whose message lists every address's failure (`multiple exceptions:
+    /// connect call failed (127.0.0.2:80): ..., connect call failed
+    /// (127.0.0.1:80): ...`) and whose kind is theirs if they share one;
+    /// with [`all_errors`](ConnectOptions::all_errors), an [`Error::Group`]
+    /// of them all.
+    ///
+    /// ```
+    /// use std::net::TcpListener;
+    /// use std::rc::Rc;
+    /// use tulip::{BaseTransport, ConnectOptions};
+    /// struct Nothing;
+    /// impl tulip::Protocol for Nothing {}
+    /// tulip::run(async {
+    ///     // Nothing listens on the first address: refused at once, so the
+    ///     // second is tried without waiting for the delay.
+    ///     let closed = TcpListener::bind("127.0.0.2:0")?.local_addr()?;
+    ///     let server = TcpListener::bind("127.0.0.1:0")?;
+    ///     let addrs = [closed, server.local_addr()?];
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let opts = ConnectOptions::new().happy_eyeballs_delay(0.25);
+    ///     let (t, _) = lp.create_connection_addrs(|| Rc::new(Nothing), &addrs, &opts).await?;
+    ///     let peer = t.get_extra_info("peername").and_then(|i| i.as_addr());
+    ///     assert_eq!(peer, Some(addrs[1]));
+    ///     t.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_connection_addrs<P, F>(
+        &self,
+        protocol_factory: F,
+        addrs: &[SocketAddr],
+        options: &ConnectOptions,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
+    where
+        P: Protocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        if addrs.is_empty() {
+            return Err(Error::invalid_argument(
+                "no address to connect to: give create_connection at least one",
+            ));
+        }
+        if let Some(d) = options.happy_eyeballs_delay {
+            if !(d.is_finite() && d >= 0.0) {
+                return Err(Error::invalid_argument(format!(
+                    "happy_eyeballs_delay must be a number of seconds >= 0, not {d}"
+                )));
+            }
+        }
+        // With Happy Eyeballs, interleave the families by default.
+        let interleave = options
+            .interleave
+            .or(options.happy_eyeballs_delay.map(|_| 1));
+        let addrs = match interleave {
+            Some(n) if n > 0 => interleave_addrinfos(addrs, n),
+            _ => addrs.to_vec(),
+        };
+        let mut exceptions = Vec::new();
+        let sock = match options.happy_eyeballs_delay {
+            // Not using Happy Eyeballs: one address after the other.
+            None => {
+                let mut sock = None;
+                for addr in &addrs {
+                    match self.sock_connect(*addr).await {
+                        Ok(s) => {
+                            sock = Some(s);
+                            break;
+                        }
+                        Err(e) if e.is_cancelled() => return Err(e),
+                        Err(e) => exceptions.push(e),
+                    }
+                }
+                sock
+            }
+            Some(delay) => {
+                let attempts = addrs.iter().map(|&addr| {
+                    let lp = self.clone();
+                    move || async move { lp.sock_connect(addr).await }
+                });
+                let (sock, _, errors) = staggered_race(attempts, Some(delay)).await?;
+                // A loser's Cancelled is not a connection error (asyncio's
+                // `_connect_sock` records only OSErrors).
+                exceptions.extend(errors.into_iter().flatten().filter(|e| !e.is_cancelled()));
+                sock
+            }
+        };
+        match sock {
+            Some(s) => {
+                self.create_connection_sock(protocol_factory, s.into())
+                    .await
+            }
+            None => Err(combine_errors(exceptions, options.all_errors)),
+        }
+    }
+
+    /// asyncio's `create_connection(protocol_factory, sock=sock)`: wraps an
+    /// already connected socket.
+    pub async fn create_connection_sock<P, F>(
+        &self,
+        protocol_factory: F,
+        sock: StreamSocket,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
+    where
+        P: Protocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        let protocol = protocol_factory();
+        let waiter: Future<()> = self.create_future();
+        let transport = SocketTransport::new(self, sock, protocol.clone(), Some(waiter.clone()))?;
+        if let Err(e) = waiter.await {
+            transport.close();
+            return Err(e);
+        }
+        Ok((transport, protocol))
+    }
+
+    /// asyncio's `create_unix_connection(protocol_factory, path)`.
+    pub async fn create_unix_connection<P, F>(
+        &self,
+        protocol_factory: F,
+        path: impl AsRef<Path>,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
+    where
+        P: Protocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        let s = self.sock_connect_unix(path).await?;
+        self.create_connection_sock(protocol_factory, s.into())
+            .await
+    }
+}
+
+/// asyncio's end of `create_connection` when no address connected: one
+/// error as it is, several as one combined `OSError` (or a group).
+fn combine_errors(exceptions: Vec<Error>, all_errors: bool) -> Error {
+    if all_errors {
+        return Error::Group {
+            message: "create_connection failed".into(),
+            errors: exceptions.into(),
+        };
+    }
+    let Some(first) = exceptions.first() else {
+        // No attempt ended with an error of its own (asyncio's TimeoutError).
+        return Error::Timeout;
+    };
+    // If they all read the same, raise one.
+    let model = first.to_string();
+    if exceptions.iter().all(|e| e.to_string() == model) {
+        return first.clone();
+    }
+    let kind = first
+        .io_kind()
+        .filter(|k| exceptions.iter().all(|e| e.io_kind() == Some(*k)))
+        .unwrap_or(io::ErrorKind::Other);
+    Error::Io(Arc::new(io::Error::new(
+        kind,
+        MultipleErrors(exceptions.into()),
+    )))
+}
+
+/// asyncio's `OSError('Multiple exceptions: ...')`: every address's error.
+#[derive(Debug)]
+struct MultipleErrors(Arc<[Error]>);
+
+impl fmt::Display for MultipleErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("multiple exceptions: ")?;
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for MultipleErrors {}

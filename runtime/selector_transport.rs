@@ -1,0 +1,256 @@
+//! What every selector transport shares: starting, registering the reader,
+//! closing and losing the connection. Mirrors `_SelectorTransport` in
+//! `Lib/asyncio/selector_events.py`, the base class of
+//! `_SelectorSocketTransport` ([`SocketTransport`](crate::SocketTransport))
+//! and `_SelectorDatagramTransport`
+//! ([`DatagramSocketTransport`](crate::DatagramSocketTransport)).
+//!
+//! Rust has no base classes, so the base is split in two: the shared state
+//! is a struct, [`TransportBase`], that each transport embeds; the shared
+//! methods are the provided methods of a trait, [`SelectorTransport`], that
+//! each transport implements by naming its base and a few hooks (how to
+//! call its protocol, how to read, how to empty its write buffer).
+//!
+//! The life of a transport, as the provided methods run it:
+//! 1. [`start`](SelectorTransport::start), one `call_soon` after the
+//!    transport is made: `connection_made`, then the reader is registered
+//!    and the creator's waiter completed (asyncio's three `call_soon`s).
+//! 2. [`close_transport`](SelectorTransport::close_transport): stop
+//!    reading; `connection_lost` comes on the next iteration, or once the
+//!    write buffer is flushed. [`force_close`](SelectorTransport::force_close)
+//!    (abort, I/O errors) drops the buffer and schedules it at once.
+//! 3. [`call_connection_lost`](SelectorTransport::call_connection_lost):
+//!    both registrations removed, `connection_lost`, then the socket and
+//!    the protocol are dropped.
+//!
+//! # Invariants
+//! - The socket is dropped only in `call_connection_lost`, after the reader
+//!   and the writer are removed from the loop: no fd is used after close,
+//!   and a recycled fd number never meets a stale registration (N4).
+//! - `connection_lost` is called at most once, and only if
+//!   `connection_made` was; then the transport drops its protocol, which
+//!   breaks the transport ↔ protocol cycle.
+//! - `conn_lost` is non-zero once `connection_lost` is scheduled;
+//!   `closing` never goes back to false.
+//! - `writer_registered` is true exactly while the loop holds a writer for
+//!   the fd.
+//! - No `RefCell` borrow of the base is held while a protocol method runs.
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+
+use crate::error::Error;
+use crate::event_loop::EventLoop;
+use crate::futures::Future;
+
+/// The state asyncio keeps in `_SelectorTransport`: loop, socket, fd,
+/// protocol, and the closing flags.
+pub(crate) struct TransportBase<S, P: ?Sized> {
+    pub(crate) lp: EventLoop,
+    /// The fd number, kept for `remove_reader`/`remove_writer` after the
+    /// socket itself is gone.
+    pub(crate) fd: RawFd,
+    /// `None` once closed (in `call_connection_lost`).
+    pub(crate) sock: RefCell<Option<S>>,
+    /// `None` after `connection_lost`.
+    pub(crate) protocol: RefCell<Option<Rc<P>>>,
+    /// `connection_made` was called (so `connection_lost` must be).
+    pub(crate) protocol_connected: Cell<bool>,
+    /// `close()` or a fatal error started the shutdown. Never reset.
+    pub(crate) closing: Cell<bool>,
+    /// Non-zero once `connection_lost` is scheduled; counts writes after that.
+    pub(crate) conn_lost: Cell<u32>,
+    /// The writer callback is registered.
+    pub(crate) writer_registered: Cell<bool>,
+}
+
+impl<S: AsRawFd, P: ?Sized> TransportBase<S, P> {
+    pub(crate) fn new(lp: &EventLoop, sock: S, protocol: Rc<P>) -> Self {
+        TransportBase {
+            lp: lp.clone(),
+            fd: sock.as_raw_fd(),
+            sock: RefCell::new(Some(sock)),
+            protocol: RefCell::new(Some(protocol)),
+            protocol_connected: Cell::new(false),
+            closing: Cell::new(false),
+            conn_lost: Cell::new(0),
+            writer_registered: Cell::new(false),
+        }
+    }
+
+    /// The socket's fd number, while the socket is open (the `"socket"`
+    /// extra info).
+    pub(crate) fn sock_fd(&self) -> Option<RawFd> {
+        self.sock.borrow().as_ref().map(|s| s.as_raw_fd())
+    }
+}
+
+impl<S, P: ?Sized> TransportBase<S, P> {
+    /// The protocol, until `connection_lost` ran. A clone: the borrow ends
+    /// before the caller calls into the protocol.
+    pub(crate) fn protocol(&self) -> Option<Rc<P>> {
+        self.protocol.borrow().clone()
+    }
+
+    /// Removes the writer if it is registered.
+    pub(crate) fn remove_writer(&self) {
+        if self.writer_registered.replace(false) {
+            let _ = self.lp.remove_writer(self.fd);
+        }
+    }
+}
+
+/// asyncio's `_SelectorTransport` methods, provided to every transport that
+/// names its [`TransportBase`] and its hooks.
+pub(crate) trait SelectorTransport: Sized + 'static {
+    /// The socket type (a stream or a datagram socket).
+    type Sock;
+    /// The protocol trait object (`dyn Protocol`, `dyn DatagramProtocol`).
+    type Proto: ?Sized;
+
+    /// The shared state.
+    fn base(&self) -> &TransportBase<Self::Sock, Self::Proto>;
+
+    /// A strong reference to this transport (`None` while it is dropped).
+    fn rc(&self) -> Option<Rc<Self>>;
+
+    /// Calls `protocol.connection_made(this)`.
+    fn connection_made(this: Rc<Self>, protocol: &Rc<Self::Proto>);
+
+    /// Calls `protocol.connection_lost(exc)`.
+    fn connection_lost(protocol: &Self::Proto, exc: Option<Error>);
+
+    /// True if the reader should be registered now (asyncio's
+    /// `_add_reader` checks `is_reading()`).
+    fn wants_reader(&self) -> bool;
+
+    /// The reader callback: receive until `WouldBlock`.
+    fn read_ready(&self);
+
+    /// True if nothing waits in the write buffer.
+    fn write_buffer_is_empty(&self) -> bool;
+
+    /// Drops whatever waits in the write buffer.
+    fn clear_write_buffer(&self);
+
+    /// Runs last in `call_connection_lost`, after the socket is closed.
+    fn after_connection_lost(&self) {}
+
+    /// asyncio's `__init__` tail: `call_soon` of `connection_made`,
+    /// `_add_reader` and the waiter, here one handle (see [`start`](Self::start)).
+    fn schedule_start(self: &Rc<Self>, waiter: Option<Future<()>>) -> crate::Result<()> {
+        let t = self.clone();
+        let _ = self.base().lp.call_soon(move || t.start(waiter))?;
+        Ok(())
+    }
+
+    /// Calls `connection_made`, then registers the reader and completes
+    /// `waiter`. asyncio runs these as three handles, so that a
+    /// `connection_made` that raises still lets the reader start and the
+    /// waiter finish; here one handle, and a guard that does the rest even
+    /// on a panic.
+    fn start(self: Rc<Self>, waiter: Option<Future<()>>) {
+        let _rest = StartRest {
+            t: self.clone(),
+            waiter,
+        };
+        let base = self.base();
+        if base.conn_lost.get() == 0 {
+            let proto = base.protocol();
+            if let Some(p) = proto {
+                base.protocol_connected.set(true);
+                Self::connection_made(self.clone(), &p);
+            }
+        }
+    }
+
+    /// asyncio's `_add_reader`: registers `read_ready`, edge-triggered, if
+    /// [`wants_reader`](Self::wants_reader). A failed registration is fatal.
+    fn add_reader(&self) {
+        if !self.wants_reader() {
+            return;
+        }
+        let Some(me) = self.rc() else { return };
+        let base = self.base();
+        let res = base.lp.add_reader_edge(base.fd, move || me.read_ready());
+        if let Err(e) = res {
+            self.force_close(Some(e));
+        }
+    }
+
+    /// asyncio's `close`: stop reading; `connection_lost(None)` follows on
+    /// the next iteration, or once the writer has flushed the buffer.
+    fn close_transport(&self) {
+        let base = self.base();
+        if base.closing.replace(true) {
+            return;
+        }
+        let _ = base.lp.remove_reader(base.fd);
+        if self.write_buffer_is_empty() {
+            base.conn_lost.set(base.conn_lost.get() + 1);
+            base.remove_writer();
+            if let Some(me) = self.rc() {
+                let _ = base.lp.call_soon(move || me.call_connection_lost(None));
+            }
+        }
+        // Else the writer flushes the buffer, then calls connection_lost.
+    }
+
+    /// asyncio's `_force_close`: drop the buffer, stop both callbacks, and
+    /// schedule `connection_lost(exc)` once.
+    fn force_close(&self, exc: Option<Error>) {
+        let base = self.base();
+        if base.conn_lost.get() > 0 {
+            return;
+        }
+        self.clear_write_buffer();
+        base.remove_writer();
+        if !base.closing.replace(true) {
+            let _ = base.lp.remove_reader(base.fd);
+        }
+        base.conn_lost.set(base.conn_lost.get() + 1);
+        if let Some(me) = self.rc() {
+            let _ = base.lp.call_soon(move || me.call_connection_lost(exc));
+        }
+    }
+
+    /// asyncio's `_call_connection_lost`: tell the protocol, then close the
+    /// socket and drop the protocol.
+    fn call_connection_lost(&self, exc: Option<Error>) {
+        let base = self.base();
+        base.conn_lost.set(base.conn_lost.get().max(1));
+        base.closing.set(true);
+        // Both registrations are gone before the fd is closed (N4).
+        let _ = base.lp.remove_reader(base.fd);
+        base.remove_writer();
+        let proto = base.protocol.borrow_mut().take();
+        if let Some(p) = proto {
+            if base.protocol_connected.get() {
+                Self::connection_lost(&p, exc);
+            }
+        }
+        drop(base.sock.borrow_mut().take());
+        self.after_connection_lost();
+    }
+}
+
+/// The second half of [`SelectorTransport::start`]: start reading, complete
+/// the waiter. In `Drop`, so that it also runs if `connection_made` panics.
+struct StartRest<T: SelectorTransport> {
+    t: Rc<T>,
+    waiter: Option<Future<()>>,
+}
+
+impl<T: SelectorTransport> Drop for StartRest<T> {
+    fn drop(&mut self) {
+        if self.t.base().conn_lost.get() == 0 {
+            self.t.add_reader();
+        }
+        if let Some(w) = self.waiter.take() {
+            if !w.done() {
+                let _ = w.set_result(());
+            }
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Connecting to a host with several addresses: asyncio's default (one
+//! after the other) and Happy Eyeballs (`happy_eyeballs_delay`, RFC 8305,
+//! `staggered_race`), on loopback addresses only.
+//!
+//! Three kinds of address, all in 127.0.0.0/8:
+//! - *hanging*: a listener with a backlog of 0 whose one queue slot is
+//!   already taken and which never accepts; Linux drops the SYNs, so a
+//!   connect to it hangs (for about two minutes of SYN retries);
+//! - *refused*: a port nothing listens on (a bound-then-closed port);
+//! - *good*: a listener (not accepting: the kernel completes the
+//!   handshake, and no fd appears in this process).
+//!
+//! This file is its own test binary because it counts `/proc/self/fd`; its
+//! tests are serialized by a lock.
+
+mod common;
+
+use std::cell::RefCell;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use common::run_bounded;
+use tulip::staggered::staggered_race;
+use tulip::transports::prelude::*;
+use tulip::{ConnectOptions, Error};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// An address whose connect hangs: keep the returned value alive.
+struct Hanging {
+    addr: SocketAddr,
+    _listener: TcpListener,
+    _filler: TcpStream,
+}
+
+fn hanging(ip: &str) -> Hanging {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    // SAFETY: listen(2) on a valid socket fd owned by `listener`.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let addr = listener.local_addr().unwrap();
+    // A backlog of 0 queues one connection: take that slot.
+    let filler = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).unwrap();
+    Hanging {
+        addr,
+        _listener: listener,
+        _filler: filler,
+    }
+}
+
+/// An address on `ip` where nothing listens.
+fn refused(ip: &str) -> SocketAddr {
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap()
+}
+
+#[derive(Debug)]
+struct Nothing;
+impl Protocol for Nothing {}
+
+fn peer(t: &tulip::SocketTransport) -> Option<SocketAddr> {
+    t.get_extra_info("peername").and_then(|i| i.as_addr())
+}
+
+#[test]
+fn a_hanging_address_hangs() {
+    let _serial = serial();
+    let h = hanging("127.0.0.2");
+    let err = TcpStream::connect_timeout(&h.addr, Duration::from_millis(300)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+}
+
+#[test]
+fn a_hanging_first_address_loses_to_the_second_after_the_delay() {
+    let _serial = serial();
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let h = hanging("127.0.0.2");
+        let good = TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        let addrs = [h.addr, good.local_addr().map_err(Error::from)?];
+        let before = open_fds();
+        let opts = ConnectOptions::new().happy_eyeballs_delay(0.2);
+        let start = lp.time();
+        let (t, _) = lp
+            .create_connection_addrs(|| Rc::new(Nothing), &addrs, &opts)
+            .await?;
+        let took = lp.time() - start;
+        assert!((0.2..0.8).contains(&took), "connected after {took:.3} s");
+        assert_eq!(peer(&t), Some(addrs[1]));
+        // The losing attempt's socket is closed: only the winner's is new.
+        assert_eq!(open_fds(), before + 1);
+        t.close();
+        common::settle().await?;
+        assert_eq!(open_fds(), before);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_failed_attempt_starts_the_next_one_at_once() {
+    let _serial = serial();
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let good = TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        let addrs = [
+            refused("127.0.0.2"),
+            refused("127.0.0.3"),
+            good.local_addr().map_err(Error::from)?,
+        ];
+        // A delay far longer than the test's bound: only failures move on.
+        let opts = ConnectOptions::new().happy_eyeballs_delay(30.0);
+        let start = lp.time();
+        let (t, _) = lp
+            .create_connection_addrs(|| Rc::new(Nothing), &addrs, &opts)
+            .await?;
+        assert!(lp.time() - start < 1.0);
+        assert_eq!(peer(&t), Some(addrs[2]));
+        t.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn without_happy_eyeballs_the_addresses_are_tried_in_order() {
+    let _serial = serial();
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let good = TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        let good_addr = good.local_addr().map_err(Error::from)?;
+        let opts = ConnectOptions::new();
+        let (t, _) = lp
+            .create_connection_addrs(
+                || Rc::new(Nothing),
+                &[refused("127.0.0.2"), good_addr],
+                &opts,
+            )
+            .await?;
+        assert_eq!(peer(&t), Some(good_addr));
+        t.close();
+        common::settle().await?;
+        // A hanging first address holds up the good second one: no race.
+        let h = hanging("127.0.0.3");
+        let before = open_fds();
+        let lp2 = lp.clone();
+        let addrs = [h.addr, good_addr];
+        let attempt = tulip::wait_for(
+            async move {
+                lp2.create_connection_addrs(|| Rc::new(Nothing), &addrs, &opts)
+                    .await
+                    .map(|_| ())
+            },
+            0.3,
+        )
+        .await;
+        assert!(matches!(attempt, Err(Error::Timeout)), "{attempt:?}");
+        // The cancelled attempt closed its socket.
+        assert_eq!(open_fds(), before);
+        Ok(())
+    });
+}
+
+#[test]
+fn when_every_address_fails_the_error_names_each_one() {
+    let _serial = serial();
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let addrs = [
+            refused("127.0.0.1"),
+            refused("127.0.0.2"),
+            refused("127.0.0.3"),
+        ];
+        let before = open_fds();
+        for opts in [
+            ConnectOptions::new(),
+            ConnectOptions::new().happy_eyeballs_delay(0.25),
+        ] {
+            let err = lp
+                .create_connection_addrs(|| Rc::new(Nothing), &addrs, &opts)
+                .await
+                .unwrap_err();
+            assert_eq!(err.io_kind(), Some(std::io::ErrorKind::ConnectionRefused));
+            let msg = err.to_string();
+            assert!(msg.starts_with("multiple exceptions: "), "{msg}");
+            for a in &addrs {
+                assert!(msg.contains(&format!("connect call failed ({a})")), "{msg}");
+            }
+            assert_eq!(open_fds(), before, "every attempt's socket is closed");
+        }
+        // One address: its own error, with the errno.
+        let err = lp
+            .create_connection_addrs(|| Rc::new(Nothing), &addrs[..1], &ConnectOptions::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));
+        assert!(err
+            .to_string()
+            .starts_with(&format!("connect call failed ({})", addrs[0])));
+        // all_errors: every error, as a group.
+        let opts = ConnectOptions::new()
+            .happy_eyeballs_delay(0.25)
+            .all_errors(true);
+        match lp
+            .create_connection_addrs(|| Rc::new(Nothing), &addrs, &opts)
+            .await
+        {
+            Err(Error::Group { errors, .. }) => {
+                assert_eq!(errors.len(), 3);
+                assert!(errors
+                    .iter()
+                    .all(|e| e.raw_os_error() == Some(libc::ECONNREFUSED)));
+            }
+            other => panic!("expected a group, got {:?}", other.map(|_| ())),
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn cancelling_the_race_closes_every_attempt() {
+    let _serial = serial();
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (a, b) = (hanging("127.0.0.2"), hanging("127.0.0.3"));
+        let addrs = [a.addr, b.addr];
+        let before = open_fds();
+        let lp2 = lp.clone();
+        let opts = ConnectOptions::new().happy_eyeballs_delay(0.05);
+        let attempt = tulip::wait_for(
+            async move {
+                lp2.create_connection_addrs(|| Rc::new(Nothing), &addrs, &opts)
+                    .await
+                    .map(|_| ())
+            },
+            0.3,
+        )
+        .await;
+        assert!(matches!(attempt, Err(Error::Timeout)), "{attempt:?}");
+        assert_eq!(open_fds(), before);
+        Ok(())
+    });
+}
+
+#[test]
+fn open_connection_addrs_races_too() {
+    let _serial = serial();
+    run_bounded(10.0, async {
+        let server = tulip::start_server(
+            |r, w: tulip::StreamWriter| async move {
+                let line = r.readline().await?;
+                w.write(&line)?;
+                w.drain().await
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await?;
+        let h = hanging("127.0.0.2");
+        let addrs = [h.addr, server.local_addrs()[0]];
+        let opts = ConnectOptions::new().happy_eyeballs_delay(0.05);
+        let (r, w) = tulip::open_connection_addrs(&addrs, tulip::DEFAULT_LIMIT, &opts).await?;
+        w.write(b"hello\n")?;
+        assert_eq!(r.readline().await?, b"hello\n");
+        w.close();
+        server.close();
+        Ok(())
+    });
+}
+
+/// When each attempt of a staggered race started, and how it ends.
+#[test]
+fn staggered_race_starts_on_failure_or_after_the_delay() {
+    let _serial = serial();
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let started = Rc::new(RefCell::new(Vec::new()));
+        // 0: slow, then fails; 1: fails at once; 2: wins after 0.05 s.
+        let plan = [(1.0, false), (0.0, false), (0.05, true)];
+        let t0 = lp.time();
+        let attempts = plan.into_iter().enumerate().map(|(i, (secs, ok))| {
+            let (started, lp) = (started.clone(), lp.clone());
+            move || async move {
+                started.borrow_mut().push((i, lp.time() - t0));
+                tulip::sleep(secs).await?;
+                if ok {
+                    Ok(i)
+                } else {
+                    Err(Error::msg(format!("attempt {i} failed")))
+                }
+            }
+        });
+        let (winner, index, exceptions) = staggered_race(attempts, Some(0.1)).await?;
+        assert_eq!((winner, index), (Some(2), Some(2)));
+        let s = started.borrow().clone();
+        assert_eq!(s.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 2]);
+        assert!(s[1].1 >= 0.1, "the second starts after the delay: {s:?}");
+        assert!(
+            s[2].1 - s[1].1 < 0.05,
+            "the third as soon as the second failed: {s:?}"
+        );
+        assert!(exceptions[0].as_ref().is_some_and(Error::is_cancelled));
+        assert!(exceptions[1].is_some() && exceptions[2].is_none());
+        // No delay: one after the other, each after the previous failed.
+        let attempts = [false, false, true].into_iter().map(|ok| {
+            move || async move {
+                tulip::sleep(0.01).await?;
+                if ok {
+                    Ok(())
+                } else {
+                    Err(Error::msg("no"))
+                }
+            }
+        });
+        let start = lp.time();
+        let (_, index, exceptions) = staggered_race(attempts, None).await?;
+        assert_eq!(index, Some(2));
+        assert!(lp.time() - start >= 0.03);
+        assert_eq!(exceptions.iter().filter(|e| e.is_some()).count(), 2);
+        Ok(())
+    });
+}

@@ -1,0 +1,296 @@
+//! Unix datagram endpoints: asyncio's `create_datagram_endpoint` with
+//! `family=AF_UNIX` (`create_unix_datagram_endpoint`). Sockets live in a
+//! temporary directory per test, removed at the end.
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use common::run_bounded;
+use tulip::transports::prelude::*;
+use tulip::{DatagramSocketTransport, Error};
+
+/// A fresh directory for one test's socket files; removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("tulip-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Echoes every datagram to its sender, and records where they came from.
+#[derive(Default)]
+struct Echo {
+    transport: RefCell<Option<Rc<dyn DatagramTransport>>>,
+    senders: RefCell<Vec<DatagramAddr>>,
+}
+
+impl DatagramProtocol for Echo {
+    fn connection_made(&self, transport: Rc<dyn DatagramTransport>) {
+        *self.transport.borrow_mut() = Some(transport);
+    }
+    fn datagram_received(&self, data: &[u8], addr: DatagramAddr) {
+        self.senders.borrow_mut().push(addr.clone());
+        let t = self.transport.borrow().clone().expect("made");
+        t.sendto(data, Some(addr)).unwrap();
+    }
+}
+
+/// Keeps what it receives; notes `connection_lost`.
+#[derive(Default, Debug)]
+struct Client {
+    got: RefCell<Vec<Vec<u8>>>,
+    errors: RefCell<Vec<Error>>,
+    lost: Cell<bool>,
+}
+
+impl DatagramProtocol for Client {
+    fn datagram_received(&self, data: &[u8], _: DatagramAddr) {
+        self.got.borrow_mut().push(data.to_vec());
+    }
+    fn error_received(&self, exc: Error) {
+        self.errors.borrow_mut().push(exc);
+    }
+    fn connection_lost(&self, _: Option<Error>) {
+        self.lost.set(true);
+    }
+}
+
+async fn wait_until(mut done: impl FnMut() -> bool) -> tulip::Result<()> {
+    while !done() {
+        tulip::sleep(0.005).await?;
+    }
+    Ok(())
+}
+
+fn unix_name(t: &DatagramSocketTransport, which: &str) -> Option<PathBuf> {
+    let info = t.get_extra_info(which)?;
+    info.as_unix_addr()?.as_pathname().map(Path::to_path_buf)
+}
+
+#[test]
+fn unix_datagram_echo() {
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-echo");
+        let (server_path, client_path) = (dir.path("server.sock"), dir.path("client.sock"));
+        let lp = tulip::get_running_loop()?;
+        let (st, echo) = lp
+            .create_unix_datagram_endpoint(|| Rc::new(Echo::default()), Some(&server_path), None)
+            .await?;
+        assert_eq!(unix_name(&st, "sockname"), Some(server_path.clone()));
+        assert!(st.get_extra_info("peername").is_none());
+        let (ct, client) = lp
+            .create_unix_datagram_endpoint(
+                || Rc::new(Client::default()),
+                Some(&client_path),
+                Some(&server_path),
+            )
+            .await?;
+        assert_eq!(unix_name(&ct, "peername"), Some(server_path.clone()));
+        // Datagrams keep their boundaries and their order.
+        for i in 1..=10u8 {
+            ct.sendto(&vec![i; 100 * i as usize], None)?;
+        }
+        wait_until(|| client.got.borrow().len() == 10).await?;
+        for (i, d) in client.got.borrow().iter().enumerate() {
+            let n = i as u8 + 1;
+            assert_eq!(d, &vec![n; 100 * n as usize]);
+        }
+        // The server saw the client's path as the sender.
+        let senders = echo.senders.borrow().clone();
+        assert!(senders
+            .iter()
+            .all(|a| a.as_pathname() == Some(client_path.as_path())));
+        // A connected endpoint sends only to its peer, and only to paths.
+        let other = DatagramAddr::from_path(dir.path("other.sock"))?;
+        let e = ct.sendto(b"x", Some(other)).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+        let e = ct
+            .sendto(
+                b"x",
+                Some(
+                    "127.0.0.1:9"
+                        .parse::<std::net::SocketAddr>()
+                        .unwrap()
+                        .into(),
+                ),
+            )
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+        ct.close();
+        st.close();
+        wait_until(|| client.lost.get()).await?;
+        assert!(
+            ct.get_extra_info("socket").is_none(),
+            "the socket is closed"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn an_unconnected_unix_endpoint_sends_to_any_path() {
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-unconnected");
+        let (server_path, client_path) = (dir.path("server.sock"), dir.path("client.sock"));
+        let lp = tulip::get_running_loop()?;
+        let (st, _) = lp
+            .create_unix_datagram_endpoint(|| Rc::new(Echo::default()), Some(&server_path), None)
+            .await?;
+        let (ct, client) = lp
+            .create_unix_datagram_endpoint(|| Rc::new(Client::default()), Some(&client_path), None)
+            .await?;
+        let e = ct.sendto(b"x", None).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "not connected: {e}");
+        ct.sendto(b"ping", Some(DatagramAddr::from_path(&server_path)?))?;
+        wait_until(|| client.got.borrow().len() == 1).await?;
+        assert_eq!(client.got.borrow()[0], b"ping");
+        // Sending to a path nobody is bound to reaches error_received; the
+        // endpoint stays open.
+        ct.sendto(
+            b"lost",
+            Some(DatagramAddr::from_path(dir.path("nobody.sock"))?),
+        )?;
+        assert_eq!(client.errors.borrow().len(), 1);
+        assert_eq!(
+            client.errors.borrow()[0].io_kind(),
+            Some(std::io::ErrorKind::NotFound)
+        );
+        assert!(!ct.is_closing());
+        ct.close();
+        st.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn a_full_receiver_queues_datagrams_until_it_reads() {
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-full");
+        let (server_path, client_path) = (dir.path("server.sock"), dir.path("client.sock"));
+        // A peer that does not read yet.
+        let peer = UnixDatagram::bind(&server_path).map_err(Error::from)?;
+        let lp = tulip::get_running_loop()?;
+        let (ct, _client) = lp
+            .create_unix_datagram_endpoint(
+                || Rc::new(Client::default()),
+                Some(&client_path),
+                Some(&server_path),
+            )
+            .await?;
+        // Until the kernel refuses (the peer's queue is full), then more.
+        let mut sent = 0u32;
+        while ct.get_write_buffer_size() == 0 {
+            ct.sendto(&sent.to_be_bytes(), None)?;
+            sent += 1;
+            assert!(sent < 100_000, "the peer's queue never filled");
+        }
+        for _ in 0..10 {
+            ct.sendto(&sent.to_be_bytes(), None)?;
+            sent += 1;
+        }
+        assert_eq!(ct.get_write_buffer_size(), 11 * 4);
+        // The peer reads everything, in order; the loop's writer sends the rest.
+        peer.set_nonblocking(true).map_err(Error::from)?;
+        let mut next = 0u32;
+        let mut buf = [0u8; 16];
+        while next < sent {
+            match peer.recv(&mut buf) {
+                Ok(n) => {
+                    assert_eq!(&buf[..n], next.to_be_bytes());
+                    next += 1;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    tulip::sleep(0.001).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        assert_eq!(ct.get_write_buffer_size(), 0);
+        ct.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn unix_datagram_endpoint_errors() {
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-errors");
+        let lp = tulip::get_running_loop()?;
+        let factory = || Rc::new(Client::default());
+
+        // A regular file in the way is neither removed nor bound over.
+        let file = dir.path("file");
+        std::fs::write(&file, b"keep me").map_err(Error::from)?;
+        let e = lp
+            .create_unix_datagram_endpoint(factory, Some(&file), None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.io_kind(), Some(std::io::ErrorKind::AddrInUse), "{e}");
+        assert!(
+            e.to_string()
+                .contains("the path exists and is not a socket"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&file).map_err(Error::from)?, b"keep me");
+
+        // A stale socket file (its socket is closed) is removed, as asyncio does.
+        let stale = dir.path("stale.sock");
+        drop(UnixDatagram::bind(&stale).map_err(Error::from)?);
+        assert!(stale.exists());
+        let (t, _) = lp
+            .create_unix_datagram_endpoint(factory, Some(&stale), None)
+            .await?;
+        assert_eq!(unix_name(&t, "sockname"), Some(stale.clone()));
+        t.close();
+
+        // Connecting: to nothing, then to a stale socket file.
+        let missing = dir.path("missing.sock");
+        let e = lp
+            .create_unix_datagram_endpoint(factory, None, Some(&missing))
+            .await
+            .unwrap_err();
+        assert_eq!(e.io_kind(), Some(std::io::ErrorKind::NotFound), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("connect call failed ({})", missing.display())),
+            "{e}"
+        );
+        let dead = dir.path("dead.sock");
+        drop(UnixDatagram::bind(&dead).map_err(Error::from)?);
+        let e = lp
+            .create_unix_datagram_endpoint(factory, None, Some(&dead))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.io_kind(),
+            Some(std::io::ErrorKind::ConnectionRefused),
+            "{e}"
+        );
+
+        // A path too long for a socket address.
+        let long = dir.path(&"x".repeat(200));
+        let e = lp
+            .create_unix_datagram_endpoint(factory, Some(&long), None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.io_kind(), Some(std::io::ErrorKind::InvalidInput), "{e}");
+        Ok(())
+    });
+}
