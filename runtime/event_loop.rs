@@ -54,6 +54,9 @@ pub const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 /// `event_interval` (61) to keep callback chains fast. Timers and
 /// cross-thread work are still checked on every iteration.
 pub const IO_POLL_INTERVAL: u32 = 61;
+/// When at least this many timers are in the heap and all of them are due,
+/// `run_once` sorts them instead of popping them one by one (same order).
+const SORT_DUE_TIMERS_MIN: usize = 64;
 /// Default of [`EventLoop::set_slow_callback_duration`] (asyncio: 0.1 s).
 pub const DEFAULT_SLOW_CALLBACK_DURATION: f64 = 0.1;
 
@@ -82,16 +85,35 @@ pub(crate) trait Runnable {
 pub(crate) type Ready = Rc<dyn Runnable>;
 
 /// An entry of the timer heap, ordered by `(when, seq)` so that ties keep
-/// their scheduling order (T1).
+/// their scheduling order (T1). Both live in one integer `key`: `when`'s
+/// bits mapped to an order-preserving `u64` (the mapping `f64::total_cmp`
+/// applies on every comparison, done once here) in the high half and `seq`
+/// in the low half, so a heap comparison is one integer comparison.
 struct TimerEntry {
-    when: f64,
-    seq: u64,
+    key: u128,
     handle: Handle,
+}
+
+impl TimerEntry {
+    fn new(when: f64, seq: u64, handle: Handle) -> TimerEntry {
+        let bits = when.to_bits() as i64;
+        let ordered = (bits ^ (((bits >> 63) as u64) >> 1) as i64) as u64 ^ (1 << 63);
+        TimerEntry {
+            key: (u128::from(ordered) << 64) | u128::from(seq),
+            handle,
+        }
+    }
+
+    /// The deadline, decoded from the key.
+    fn when(&self) -> f64 {
+        let ordered = ((self.key >> 64) as u64 ^ (1 << 63)) as i64;
+        f64::from_bits((ordered ^ (((ordered >> 63) as u64) >> 1) as i64) as u64)
+    }
 }
 
 impl PartialEq for TimerEntry {
     fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == std::cmp::Ordering::Equal
+        self.key == other.key
     }
 }
 impl Eq for TimerEntry {}
@@ -103,10 +125,7 @@ impl PartialOrd for TimerEntry {
 impl Ord for TimerEntry {
     /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest timer.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        other
-            .when
-            .total_cmp(&self.when)
-            .then_with(|| other.seq.cmp(&self.seq))
+        other.key.cmp(&self.key)
     }
 }
 
@@ -162,6 +181,9 @@ pub(crate) struct LoopInner {
     scheduled: RefCell<BinaryHeap<TimerEntry>>,
     timer_cancelled_count: Rc<Cell<usize>>,
     timer_seq: Cell<u64>,
+    /// No timer in `scheduled` is due later than this (an upper bound:
+    /// exact after pushes, stale-high after pops; reset when the heap empties).
+    timer_max_when: Cell<f64>,
     stopping: Cell<bool>,
     running: Cell<bool>,
     closed: Cell<bool>,
@@ -316,6 +338,7 @@ impl EventLoop {
                 scheduled: RefCell::new(BinaryHeap::new()),
                 timer_cancelled_count: Rc::new(Cell::new(0)),
                 timer_seq: Cell::new(0),
+                timer_max_when: Cell::new(f64::NEG_INFINITY),
                 stopping: Cell::new(false),
                 running: Cell::new(false),
                 closed: Cell::new(false),
@@ -568,11 +591,13 @@ impl EventLoop {
         let handle = Handle::timed(f, at, timer);
         let seq = self.inner.timer_seq.get();
         self.inner.timer_seq.set(seq + 1);
-        self.inner.scheduled.borrow_mut().push(TimerEntry {
-            when,
-            seq,
-            handle: handle.clone(),
-        });
+        if when > self.inner.timer_max_when.get() {
+            self.inner.timer_max_when.set(when);
+        }
+        self.inner
+            .scheduled
+            .borrow_mut()
+            .push(TimerEntry::new(when, seq, handle.clone()));
         Ok(TimerHandle { handle })
     }
 
@@ -638,7 +663,7 @@ impl EventLoop {
             Some(Duration::ZERO)
         } else {
             inner.scheduled.borrow().peek().map(|e| {
-                let secs = (e.when - self.time()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+                let secs = (e.when() - self.time()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
                 Duration::from_secs_f64(secs)
             })
         };
@@ -664,8 +689,7 @@ impl EventLoop {
             if !heap.is_empty() {
                 let end_time = self.time() + clock_resolution();
                 let mut ready = inner.ready.borrow_mut();
-                while heap.peek().is_some_and(|e| e.when < end_time) {
-                    let e = heap.pop().expect("peeked");
+                let mut due = |e: TimerEntry| {
                     if let Some(t) = e.handle.timer() {
                         t.scheduled.set(false);
                     }
@@ -674,12 +698,27 @@ impl EventLoop {
                         // here, so it stops counting (the invariant above).
                         // asyncio moves it to `_ready` still counted, and
                         // rebuilds early on the drifted count.
-                        inner
-                            .timer_cancelled_count
-                            .set(inner.timer_cancelled_count.get().saturating_sub(1));
-                        continue;
+                        let n = inner.timer_cancelled_count.get();
+                        inner.timer_cancelled_count.set(n.saturating_sub(1));
+                    } else {
+                        ready.push_back(e.handle.into_ready());
                     }
-                    ready.push_back(e.handle.into_ready());
+                };
+                if heap.len() >= SORT_DUE_TIMERS_MIN && inner.timer_max_when.get() < end_time {
+                    // Every timer is due (a burst, or a loop that was busy):
+                    // one sort instead of a heap pop per timer, which is
+                    // cache-hostile on a big heap. The order is the same:
+                    // (when, seq), ties in scheduling order (T1).
+                    let mut all = std::mem::take(&mut *heap).into_vec();
+                    all.sort_unstable_by(|a, b| b.cmp(a)); // `Ord` is reversed
+                    all.into_iter().for_each(&mut due);
+                } else {
+                    while heap.peek().is_some_and(|e| e.when() < end_time) {
+                        due(heap.pop().expect("peeked"));
+                    }
+                }
+                if heap.is_empty() {
+                    inner.timer_max_when.set(f64::NEG_INFINITY);
                 }
             }
         }
@@ -893,5 +932,43 @@ impl fmt::Debug for EventLoop {
                 &self.inner.scheduled.try_borrow().map(|r| r.len()).ok(),
             )
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_keys_order_like_total_cmp_and_decode_exactly() {
+        let lp = EventLoop::new().unwrap();
+        let h = || Handle::once(|| (), Location::caller());
+        let whens = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -2.5,
+            -1e-300,
+            -0.0,
+            0.0,
+            1e-300,
+            1e-9,
+            0.5,
+            1.0,
+            86400.0,
+            1e300,
+            f64::INFINITY,
+        ];
+        for (i, &a) in whens.iter().enumerate() {
+            let ea = TimerEntry::new(a, 7, h());
+            assert_eq!(ea.when().to_bits(), a.to_bits(), "{a} decodes");
+            for &b in &whens[i + 1..] {
+                let eb = TimerEntry::new(b, 0, h());
+                // Reversed Ord: the earlier deadline is the greater entry.
+                assert!(ea > eb, "{a} before {b}, whatever the seq");
+            }
+            // Same deadline: the lower seq first (T1).
+            assert!(TimerEntry::new(a, 1, h()) > TimerEntry::new(a, 2, h()));
+        }
+        lp.close().unwrap();
     }
 }

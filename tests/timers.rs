@@ -96,6 +96,46 @@ fn call_later_accepts_durations_and_rejects_nan() {
     h.cancel();
 }
 
+// conformance: T1
+#[test]
+fn a_burst_of_due_timers_runs_in_deadline_order_ties_in_scheduling_order() {
+    // 1000 timers that are all due by the next iteration take run_once's
+    // sort path (one sort instead of a heap pop each); the order must be
+    // exactly the heap's: by deadline, ties by scheduling order. Every
+    // third is cancelled, and none of those may run.
+    let lp = EventLoop::new().unwrap();
+    let ran = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let base = lp.time() - 1.0; // in the past: all due
+    let mut expected = Vec::new();
+    let mut handles = Vec::new();
+    for i in 0..1000u32 {
+        let when = base + f64::from((i * 7919) % 50) * 1e-3; // 50 distinct deadlines
+        let r = ran.clone();
+        handles.push(lp.call_at(when, move || r.borrow_mut().push(i)).unwrap());
+        if i % 3 != 0 {
+            expected.push((((i * 7919) % 50), i));
+        }
+    }
+    for (i, h) in handles.iter().enumerate() {
+        if i % 3 == 0 {
+            h.cancel();
+        }
+    }
+    expected.sort(); // by deadline, then by scheduling order
+    let expected: Vec<u32> = expected.into_iter().map(|(_, i)| i).collect();
+    lp.run_once().unwrap();
+    assert_eq!(*ran.borrow(), expected);
+    assert_eq!(lp.scheduled_timer_count(), 0);
+    // The heap is empty and nothing is counted as cancelled any more: a new
+    // timer behaves as on a fresh loop.
+    let r = ran.clone();
+    let _late = lp
+        .call_later(0.0, move || r.borrow_mut().push(9999))
+        .unwrap();
+    lp.run_once().unwrap();
+    assert_eq!(ran.borrow().last(), Some(&9999));
+}
+
 // ===== T2 =====
 
 // conformance: T2
