@@ -25,6 +25,9 @@
 //!   clears `fut_waiter` first, as asyncio's does.
 //! - `scheduled` is true exactly while the task sits in the ready queue, so a
 //!   task is in the queue at most once.
+//! - `yield_now` (a bare yield, `sleep(0)`) is only ever set during the
+//!   task's own step and is cleared by that step, which then reschedules the
+//!   task if the body returned `Pending`.
 //! - A pending task is owned by the loop's task slab (key = its waker's
 //!   token); it leaves the slab when it is done. A task dropped while pending
 //!   is reported: "Task was destroyed but it is pending!" (C4).
