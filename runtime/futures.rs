@@ -25,7 +25,7 @@ use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
 use crate::event_loop::{get_event_loop, EventLoop, ExceptionContext};
-use crate::events::{done_callback, DoneCallback};
+use crate::events::{done_callback, DoneCallback, Handle};
 use crate::tasks;
 
 /// The id of a done callback, for `remove_done_callback` (Rust closures
@@ -48,6 +48,9 @@ pub(crate) enum Callback<O> {
     /// A done callback: its handle cell, made at registration, which is
     /// scheduled as it is (one allocation per callback, end to end).
     Call(CallbackId, Rc<dyn DoneCallback<O>>),
+    /// A done callback that does not need the future (the runtime's own,
+    /// e.g. gather's per-child callback): a plain one-shot handle.
+    Hook(CallbackId, Handle),
     /// An awaiting task's waker: waking it schedules the task's step.
     Wake(Waker),
 }
@@ -168,6 +171,9 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
         for cb in callbacks {
             match cb {
                 Callback::Call(_, cell) => self.schedule(cell, owner.clone()),
+                Callback::Hook(_, h) => {
+                    let _ = self.lp.push_ready(h.into_ready());
+                }
                 Callback::Wake(w) => w.wake(),
             }
         }
@@ -182,8 +188,7 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
 
     #[track_caller]
     pub(crate) fn add_done_callback(&self, owner: &O, f: impl FnOnce(&O) + 'static) -> CallbackId {
-        let id = CallbackId(self.next_id.get());
-        self.next_id.set(id.0 + 1);
+        let id = self.new_callback_id();
         let cell = done_callback(f, std::panic::Location::caller());
         if self.done() {
             self.schedule(cell, owner.clone());
@@ -193,10 +198,33 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
         id
     }
 
+    /// A done callback that is not handed the future: one plain handle
+    /// (smaller than a [`DoneCallback`] cell, which has room for its owner).
+    #[track_caller]
+    pub(crate) fn add_done_hook(&self, f: impl FnOnce() + 'static) -> CallbackId {
+        let id = self.new_callback_id();
+        let h = Handle::once(f, std::panic::Location::caller());
+        if self.done() {
+            let _ = self.lp.push_ready(h.into_ready());
+        } else {
+            self.callbacks.borrow_mut().push(Callback::Hook(id, h));
+        }
+        id
+    }
+
+    fn new_callback_id(&self) -> CallbackId {
+        let id = CallbackId(self.next_id.get());
+        self.next_id.set(id.0.wrapping_add(1));
+        id
+    }
+
     pub(crate) fn remove_done_callback(&self, id: CallbackId) -> usize {
         let mut cbs = self.callbacks.borrow_mut();
         let before = cbs.len();
-        cbs.retain(|cb| !matches!(cb, Callback::Call(i, _) if *i == id));
+        cbs.retain(|cb| match cb {
+            Callback::Call(i, _) | Callback::Hook(i, _) => *i != id,
+            Callback::Wake(_) => true,
+        });
         before - cbs.len()
     }
 
@@ -437,6 +465,12 @@ impl<T: 'static> Future<T> {
     /// Removes a done callback; returns how many were removed (0 or 1).
     pub fn remove_done_callback(&self, id: CallbackId) -> usize {
         self.core.remove_done_callback(id)
+    }
+
+    /// A done callback that does not take the future (the runtime's own).
+    #[track_caller]
+    pub(crate) fn add_done_hook(&self, f: impl FnOnce() + 'static) -> CallbackId {
+        self.core.add_done_hook(f)
     }
 
     /// The loop the future belongs to.

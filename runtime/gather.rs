@@ -170,8 +170,8 @@ impl<T: 'static> Child<T> {
 
     pub(crate) fn on_done(&self, f: impl FnOnce() + 'static) -> CallbackId {
         match self {
-            Child::Task(t) => t.add_done_callback(move |_| f()),
-            Child::Future(fu) => fu.add_done_callback(move |_| f()),
+            Child::Task(t) => t.add_done_hook(f),
+            Child::Future(fu) => fu.add_done_hook(f),
         }
     }
 

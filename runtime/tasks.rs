@@ -461,8 +461,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
     }
 
     fn add_done_hook(self: Rc<Self>, f: Box<dyn FnOnce()>) {
-        let owner = self.owner();
-        self.core.add_done_callback(&owner, move |_| f());
+        self.core.add_done_hook(f);
     }
 }
 
@@ -715,6 +714,12 @@ impl<T: 'static> Task<T> {
     /// Removes a done callback; returns how many were removed.
     pub fn remove_done_callback(&self, id: CallbackId) -> usize {
         self.inner.core().remove_done_callback(id)
+    }
+
+    /// A done callback that does not take the task (the runtime's own).
+    #[track_caller]
+    pub(crate) fn add_done_hook(&self, f: impl FnOnce() + 'static) -> CallbackId {
+        self.inner.core().add_done_hook(f)
     }
 
     /// Moves the result out, for a task with one reader and a result type
