@@ -345,7 +345,7 @@ impl<T: Clone + 'static> GatherSet for Vec<Child<T>> {
     }
     fn watch(core: &Rc<GatherCore<Self>>) {
         for (i, child) in core.set.iter().enumerate() {
-            // One boxed closure per child: the done callback itself.
+            // One handle per child: the done callback itself.
             let c = core.clone();
             child.on_done(move || c.child_done(i));
         }
