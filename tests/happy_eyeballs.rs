@@ -67,6 +67,29 @@ fn refused(ip: &str) -> SocketAddr {
 struct Nothing;
 impl Protocol for Nothing {}
 
+/// Connecting to `addrs` is still pending after 0.3 s; `wait_for` then
+/// cancels it, and every socket it opened is closed again.
+async fn times_out_leaving_no_fd(
+    lp: &tulip::EventLoop,
+    addrs: [SocketAddr; 2],
+    opts: ConnectOptions,
+) -> tulip::Result<()> {
+    let before = open_fds();
+    let lp2 = lp.clone();
+    let attempt = tulip::wait_for(
+        async move {
+            lp2.create_connection_addrs(|| Rc::new(Nothing), &addrs, &opts)
+                .await
+                .map(|_| ())
+        },
+        0.3,
+    )
+    .await;
+    assert!(matches!(attempt, Err(Error::Timeout)), "{attempt:?}");
+    assert_eq!(open_fds(), before);
+    Ok(())
+}
+
 fn peer(t: &tulip::SocketTransport) -> Option<SocketAddr> {
     t.get_extra_info("peername").and_then(|i| i.as_addr())
 }
@@ -149,22 +172,8 @@ fn without_happy_eyeballs_the_addresses_are_tried_in_order() {
         common::settle().await?;
         // A hanging first address holds up the good second one: no race.
         let h = hanging("127.0.0.3");
-        let before = open_fds();
-        let lp2 = lp.clone();
-        let addrs = [h.addr, good_addr];
-        let attempt = tulip::wait_for(
-            async move {
-                lp2.create_connection_addrs(|| Rc::new(Nothing), &addrs, &opts)
-                    .await
-                    .map(|_| ())
-            },
-            0.3,
-        )
-        .await;
-        assert!(matches!(attempt, Err(Error::Timeout)), "{attempt:?}");
-        // The cancelled attempt closed its socket.
-        assert_eq!(open_fds(), before);
-        Ok(())
+        // The attempt cancelled by the timeout closed its socket.
+        times_out_leaving_no_fd(&lp, [h.addr, good_addr], opts).await
     });
 }
 
@@ -230,22 +239,8 @@ fn cancelling_the_race_closes_every_attempt() {
     run_bounded(10.0, async {
         let lp = tulip::get_running_loop()?;
         let (a, b) = (hanging("127.0.0.2"), hanging("127.0.0.3"));
-        let addrs = [a.addr, b.addr];
-        let before = open_fds();
-        let lp2 = lp.clone();
         let opts = ConnectOptions::new().happy_eyeballs_delay(0.05);
-        let attempt = tulip::wait_for(
-            async move {
-                lp2.create_connection_addrs(|| Rc::new(Nothing), &addrs, &opts)
-                    .await
-                    .map(|_| ())
-            },
-            0.3,
-        )
-        .await;
-        assert!(matches!(attempt, Err(Error::Timeout)), "{attempt:?}");
-        assert_eq!(open_fds(), before);
-        Ok(())
+        times_out_leaving_no_fd(&lp, [a.addr, b.addr], opts).await
     });
 }
 
