@@ -1,6 +1,7 @@
-//! S3.10 (seed 003): a per-task context value (contextvars). A task runs in
-//! a copy of its creator's context, so it sees the request id set before it
-//! was created; its own changes stay its own.
+//! S3.10 (seed 003): a task created in a given context (contextvars). The
+//! value is set inside a copy of the current context with `ctx.run`, and the
+//! task is created with `context=ctx`, so it sees the value while the main
+//! task's own context never does.
 //!
 //! ```python
 //! request_id = contextvars.ContextVar('request_id')
@@ -11,7 +12,7 @@
 //!     task = asyncio.create_task(task_with_context(), context=ctx); await task
 //! ```
 
-use tulip::ContextVar;
+use tulip::{ContextVar, TaskOptions};
 
 static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
 
@@ -23,28 +24,18 @@ async fn task_with_context() -> tulip::Result<()> {
 
 fn main() -> tulip::Result<()> {
     tulip::run(async {
-        // asyncio's copy_context() + ctx.run(set): here, a helper task sets
-        // the value in its own context and creates the task from there.
-        let setter = tulip::create_task(async {
-            REQUEST_ID.set("12345".to_string())?;
-            tulip::create_task(task_with_context())
-        })?;
-        let task = setter.take_result_when_done().await?;
+        let ctx = tulip::copy_context();
+        ctx.run(|| REQUEST_ID.set("12345".to_string()))??;
+        let task = tulip::get_running_loop()?.create_task_with(
+            task_with_context(),
+            TaskOptions {
+                context: Some(ctx),
+                ..TaskOptions::default()
+            },
+        )?;
         task.await?;
         // The main task's own context never saw the value.
         assert!(REQUEST_ID.get().is_none());
         Ok(())
     })
-}
-
-/// Awaits a task whose result is not `Clone` (a `Task`) and moves it out.
-trait TakeWhenDone<T> {
-    async fn take_result_when_done(self) -> tulip::Result<T>;
-}
-
-impl<T: 'static> TakeWhenDone<T> for tulip::Task<T> {
-    async fn take_result_when_done(self) -> tulip::Result<T> {
-        self.wait_done().await?;
-        self.take_result()
-    }
 }

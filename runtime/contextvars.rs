@@ -1,23 +1,67 @@
-//! Per-task context values: the counterpart of Python's `contextvars` as
-//! asyncio uses it (each task runs in a copy of its creator's context).
+//! Context values: the counterpart of Python's `contextvars` as asyncio uses
+//! it — [`ContextVar`], [`Context`], [`copy_context`], [`Context::run`] and
+//! `create_task(coro, context=ctx)` ([`TaskOptions::context`]).
 //!
 //! A [`ContextVar`] is a key (usually a `static`). Its values live in the
-//! current task's context: an immutable map that `create_task` shares with
-//! the new task. [`ContextVar::set`] replaces the current task's map with an
-//! updated copy, so a child never sees its parent's later changes, and a
-//! parent never sees its child's (asyncio's `copy_context()` semantics).
+//! *current context*, which is one of:
+//!
+//! - **the current task's own context** — by default an immutable map that
+//!   `create_task` shares with the new task. [`ContextVar::set`] replaces
+//!   the task's map with an updated copy, so a child never sees its
+//!   parent's later changes, and a parent never sees its child's. This is
+//!   asyncio's default, `Task(coro)` running in `copy_context()`, at the
+//!   cost of one `Rc` clone per task;
+//! - **a [`Context`]** — a shared, mutable cell holding such a map: the one
+//!   a task was created with ([`TaskOptions::context`]), or the one
+//!   [`Context::run`] entered. `set` then changes that `Context` itself, so
+//!   every holder of it sees the change, as in Python.
+//!
+//! Python's rules, and what tulip does:
+//!
+//! | Python | tulip |
+//! |---|---|
+//! | `copy_context()` | [`copy_context()`]: a new [`Context`] holding the current values |
+//! | `Context()`, `ctx.copy()`, `ctx.get(var)`, `len(ctx)` | [`Context::new`], [`Context::copy`], [`Context::get`], [`Context::len`] |
+//! | `ctx.run(f, *args)` | [`Context::run`]`(\|\| f(args))`, which returns `Result<R>` |
+//! | `RuntimeError: cannot enter context: ... is already entered` | `Err(Error::Runtime)` from `run` |
+//! | `create_task(coro, context=ctx)` | [`TaskOptions::context`] `= Some(ctx)` |
+//! | a task runs each step in `ctx.run` | the task's context *is* `ctx`: no copy |
+//!
+//! The last row is asyncio's own semantics, checked against CPython: a task
+//! created with `context=ctx` runs in `ctx` itself, not in a copy, so its
+//! `set`s are seen by later `ctx.run` calls and by every other task created
+//! with the same `ctx`. For tasks with private values, give each one
+//! `ctx.copy()`.
+//!
+//! **Outside a task.** Off the loop, or in a loop callback, there is no task
+//! and so, normally, no context: `get` gives `None` and `set` fails.
+//! [`Context::run`] still works there: for the duration of the closure its
+//! context is this thread's current one, so `get` and `set` use it, and a
+//! task created inside (for example the main task of a `tulip::run` called
+//! from the closure) starts with a copy of it, as in Python.
 //!
 //! Production contextvars use a HAMT so that a copy is O(1) and a set is
 //! O(log n); here a set clones a small `HashMap`, which is plenty for the
 //! handful of variables a program has.
 //!
 //! # Invariants
-//! - A context map is never mutated once it is shared: `set` builds a new one.
+//! - A context map is never mutated once it is shared: `set` builds a new
+//!   one and swaps it in (into the task header, or into the [`Context`]).
+//! - A task created without [`TaskOptions::context`] starts with a snapshot
+//!   of its creator's current values; one created with it holds that very
+//!   [`Context`] (shared, never copied).
+//! - [`Context::run`] restores the caller's context on every way out of the
+//!   closure, a panic included; a `Context` is entered at most once at a
+//!   time (a second `run` fails), and a task already running in it counts
+//!   as entered.
 //! - A variable's id is assigned once (on first use) and never reused.
-//! - Outside a task there is no context: `get` gives the default, and `set`
-//!   fails.
+//! - Outside a task and outside [`Context::run`] there is no context: `get`
+//!   gives the default, and `set` fails.
+//!
+//! [`TaskOptions::context`]: crate::TaskOptions::context
 
 use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -25,12 +69,105 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
-use crate::tasks::{current_context, set_current_context};
+use crate::event_loop::{try_running_loop, EventLoop};
+use crate::tasks::set_current_context;
 
 /// The values of one context: variable id → value.
 type Map = HashMap<usize, Rc<dyn Any>>;
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// The context [`Context::run`] entered while no task was running.
+    static OUTSIDE: RefCell<Option<Rc<ContextCell>>> = const { RefCell::new(None) };
+}
+
+/// What a [`Context`] shares: a map, replaced (never mutated) on each set.
+struct ContextCell {
+    map: RefCell<Rc<Map>>,
+    /// Inside [`Context::run`] (Python's `ctx_entered`).
+    entered: Cell<bool>,
+}
+
+impl ContextCell {
+    fn new(map: Rc<Map>) -> Rc<ContextCell> {
+        Rc::new(ContextCell {
+            map: RefCell::new(map),
+            entered: Cell::new(false),
+        })
+    }
+
+    fn map(&self) -> Rc<Map> {
+        self.map.borrow().clone()
+    }
+
+    /// Swaps in `map`; the old one is dropped with no borrow held (its
+    /// values' destructors may read context variables).
+    fn replace(&self, map: Map) {
+        let old = self.map.replace(Rc::new(map));
+        drop(old);
+    }
+}
+
+/// Where the current context lives.
+enum Current {
+    /// A task is running; its header's context (a `Map` or a `ContextCell`).
+    Task(Option<Rc<dyn Any>>),
+    /// No task; [`Context::run`] entered this one.
+    Outside(Rc<ContextCell>),
+    /// No task and no entered context.
+    Nothing,
+}
+
+fn current() -> Current {
+    if let Some(lp) = try_running_loop() {
+        if lp.inner.current_task.borrow().is_some() {
+            return Current::Task(lp.current_context());
+        }
+    }
+    match OUTSIDE.with(|o| o.borrow().clone()) {
+        Some(c) => Current::Outside(c),
+        None => Current::Nothing,
+    }
+}
+
+/// The map a task header's context stands for.
+fn map_of(ctx: &Rc<dyn Any>) -> Option<Rc<Map>> {
+    match ctx.downcast_ref::<ContextCell>() {
+        Some(cell) => Some(cell.map()),
+        None => ctx.clone().downcast::<Map>().ok(),
+    }
+}
+
+/// The current values, whoever holds them.
+fn current_map() -> Option<Rc<Map>> {
+    match current() {
+        Current::Task(ctx) => map_of(&ctx?),
+        Current::Outside(cell) => Some(cell.map()),
+        Current::Nothing => None,
+    }
+}
+
+/// The context a new task of `lp` starts with (used by `create_task_with`):
+/// `explicit` itself (asyncio's `context=`), else a snapshot of the
+/// creator's current values — the current task's, or, with no task running,
+/// the context [`Context::run`] entered.
+pub(crate) fn new_task_context(lp: &EventLoop, explicit: Option<Context>) -> Option<Rc<dyn Any>> {
+    if let Some(ctx) = explicit {
+        return Some(ctx.cell);
+    }
+    match lp.current_context() {
+        // A shared Context: snapshot its map.
+        Some(ctx) if ctx.is::<ContextCell>() => map_of(&ctx).map(|m| m as Rc<dyn Any>),
+        // The task's own immutable map: share it.
+        Some(ctx) => Some(ctx),
+        None if lp.inner.current_task.borrow().is_none() => {
+            OUTSIDE.with(|o| o.borrow().as_ref().map(|c| c.map() as Rc<dyn Any>))
+        }
+        // A task with no values yet.
+        None => None,
+    }
+}
 
 /// Python's `contextvars.ContextVar`: a value per task, inherited by the
 /// tasks it creates.
@@ -88,11 +225,15 @@ impl<T: Clone + 'static> ContextVar<T> {
         }
     }
 
-    /// The value in the current task's context, if set there (or inherited).
-    pub fn get(&self) -> Option<T> {
-        let ctx = current_context()?;
-        let map = ctx.downcast_ref::<Map>()?;
+    fn get_in(&self, map: &Map) -> Option<T> {
         map.get(&self.id())?.downcast_ref::<T>().cloned()
+    }
+
+    /// The value in the current context (the current task's, or the one
+    /// [`Context::run`] entered), if set there or inherited.
+    pub fn get(&self) -> Option<T> {
+        let map = current_map()?;
+        self.get_in(&map)
     }
 
     /// The value, or `default` (Python's `var.get(default)`).
@@ -100,9 +241,14 @@ impl<T: Clone + 'static> ContextVar<T> {
         self.get().unwrap_or(default)
     }
 
-    /// Sets the value in the current task's context. Returns the previous
-    /// value (what Python's `Token.old_value` holds), to restore it with
-    /// [`reset`](Self::reset). Fails outside a task.
+    /// Sets the value in the current context. Returns the previous value
+    /// (what Python's `Token.old_value` holds), to restore it with
+    /// [`reset`](Self::reset). Fails outside a task and outside
+    /// [`Context::run`].
+    ///
+    /// In a task's own context the change is private to the task; in a
+    /// [`Context`] (one the task was created with, or one entered by
+    /// [`Context::run`]) it changes that `Context`, for all who share it.
     pub fn set(&self, value: T) -> Result<Option<T>> {
         self.replace(Some(value))
     }
@@ -114,24 +260,233 @@ impl<T: Clone + 'static> ContextVar<T> {
 
     fn replace(&self, value: Option<T>) -> Result<Option<T>> {
         let id = self.id();
-        let mut map: Map = current_context()
-            .and_then(|c| c.downcast_ref::<Map>().cloned())
-            .unwrap_or_default();
-        let old = match value {
-            Some(v) => map.insert(id, Rc::new(v)),
-            None => map.remove(&id),
+        let update = |map: Option<&Map>| {
+            let mut map = map.cloned().unwrap_or_default();
+            let old = match value {
+                Some(v) => map.insert(id, Rc::new(v)),
+                None => map.remove(&id),
+            };
+            (map, old.and_then(|o| o.downcast_ref::<T>().cloned()))
         };
-        if !set_current_context(Rc::new(map)) {
-            return Err(Error::runtime(
-                "context values can only be set inside a task: call set() from a task",
-            ));
+        match current() {
+            Current::Task(ctx) => match ctx.map(|c| c.downcast::<ContextCell>()) {
+                // Created with, or running inside, a shared Context.
+                Some(Ok(cell)) => {
+                    let (map, old) = update(Some(&cell.map()));
+                    cell.replace(map);
+                    Ok(old)
+                }
+                // The task's own immutable map (or none yet).
+                ctx => {
+                    let own = ctx
+                        .and_then(|c| c.err())
+                        .and_then(|c| c.downcast::<Map>().ok());
+                    let (map, old) = update(own.as_deref());
+                    let swapped = set_current_context(Rc::new(map));
+                    debug_assert!(swapped, "a task is running");
+                    Ok(old)
+                }
+            },
+            Current::Outside(cell) => {
+                let (map, old) = update(Some(&cell.map()));
+                cell.replace(map);
+                Ok(old)
+            }
+            Current::Nothing => Err(Error::runtime(
+                "context values can only be set inside a task or Context::run()",
+            )),
         }
-        Ok(old.and_then(|o| o.downcast_ref::<T>().cloned()))
     }
 }
 
 impl<T> fmt::Debug for ContextVar<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "<ContextVar name='{}'>", self.name)
+    }
+}
+
+// ===== Context =====
+
+/// Python's `contextvars.Context`: a set of context values that can be
+/// entered with [`run`](Context::run) and given to a task
+/// ([`TaskOptions::context`](crate::TaskOptions::context), asyncio's
+/// `create_task(coro, context=ctx)`).
+///
+/// A `Context` is a shared handle, like a Python object reference: a clone
+/// is the *same* context, and a [`ContextVar::set`] made while it is
+/// current (inside `run`, or in a task created with it) is seen through
+/// every clone. [`copy`](Context::copy) makes an independent one.
+///
+/// ```
+/// use tulip::{copy_context, ContextVar};
+/// static USER: ContextVar<&str> = ContextVar::new("user");
+///
+/// tulip::run(async {
+///     let ctx = copy_context();
+///     ctx.run(|| USER.set("ann"))??;              // set inside ctx ...
+///     assert_eq!(USER.get(), None);                // ... not outside
+///     assert_eq!(ctx.run(|| USER.get())?, Some("ann"));
+///     assert_eq!(ctx.get(&USER), Some("ann"));
+///     Ok(())
+/// }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    cell: Rc<ContextCell>,
+}
+
+/// Python's `contextvars.copy_context()`: a new [`Context`] holding the
+/// current values (the current task's, or those of the context
+/// [`Context::run`] entered; none outside both).
+///
+/// O(1): the new context shares the current immutable map until either
+/// side sets a variable.
+pub fn copy_context() -> Context {
+    Context {
+        cell: ContextCell::new(current_map().unwrap_or_default()),
+    }
+}
+
+impl Context {
+    /// An empty context (Python's `contextvars.Context()`).
+    pub fn new() -> Context {
+        Context {
+            cell: ContextCell::new(Rc::default()),
+        }
+    }
+
+    /// An independent context with the same values (Python's `ctx.copy()`).
+    pub fn copy(&self) -> Context {
+        Context {
+            cell: ContextCell::new(self.cell.map()),
+        }
+    }
+
+    /// The value `var` has in this context (Python's `ctx.get(var)`).
+    pub fn get<T: Clone + 'static>(&self, var: &ContextVar<T>) -> Option<T> {
+        var.get_in(&self.cell.map())
+    }
+
+    /// How many variables have a value here (Python's `len(ctx)`).
+    pub fn len(&self) -> usize {
+        self.cell.map.borrow().len()
+    }
+
+    /// True if no variable has a value here.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True if both handles are the same context.
+    pub fn ptr_eq(&self, other: &Context) -> bool {
+        Rc::ptr_eq(&self.cell, &other.cell)
+    }
+
+    /// Python's `ctx.run(f)`: calls `f` with this context as the current
+    /// one, then puts the caller's back (also if `f` panics). Inside `f`,
+    /// [`ContextVar::get`] reads this context, [`ContextVar::set`] changes
+    /// it (for good: later `run`s and tasks created with it see the change),
+    /// and a task created with `create_task` starts with a copy of it.
+    ///
+    /// In a task, the task's current context is swapped for the closure's
+    /// duration. Outside any task (off the loop, or in a loop callback) the
+    /// context becomes this thread's current one for that time, so a
+    /// `tulip::run` called from `f` gives its main task a copy of it.
+    ///
+    /// Fails, as Python's does with `RuntimeError`, if this context is
+    /// already entered: inside its own `run`, or from a task created with
+    /// it (asyncio runs such a task's steps inside `ctx.run`).
+    ///
+    /// ```
+    /// use tulip::{Context, ContextVar};
+    /// static N: ContextVar<u32> = ContextVar::new("n");
+    ///
+    /// let ctx = Context::new();
+    /// ctx.run(|| N.set(1)).unwrap().unwrap();    // no loop needed
+    /// assert_eq!(N.get(), None);
+    /// let seen = ctx.run(|| tulip::run(async { Ok(N.get()) })).unwrap().unwrap();
+    /// assert_eq!(seen, Some(1));                  // the main task copied ctx
+    /// assert!(ctx.run(|| ctx.run(|| ())).unwrap().is_err()); // already entered
+    /// ```
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
+        let cell = &self.cell;
+        let entered =
+            || Error::runtime(format!("cannot enter context: {self:?} is already entered"));
+        if cell.entered.get() {
+            return Err(entered());
+        }
+        match current() {
+            Current::Task(prev) => {
+                if let Some(c) = prev.as_ref().and_then(|c| c.downcast_ref::<ContextCell>()) {
+                    if std::ptr::eq(c, &**cell) {
+                        return Err(entered());
+                    }
+                }
+                let _guard = Entered {
+                    cell: cell.clone(),
+                    restore: Restore::Task(prev),
+                };
+                cell.entered.set(true);
+                set_current_context(cell.clone());
+                Ok(f())
+            }
+            Current::Outside(_) | Current::Nothing => {
+                let prev = OUTSIDE.with(|o| o.replace(Some(cell.clone())));
+                let _guard = Entered {
+                    cell: cell.clone(),
+                    restore: Restore::Outside(prev),
+                };
+                cell.entered.set(true);
+                Ok(f())
+            }
+        }
+    }
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context::new()
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "<Context {:p} vars={}>",
+            Rc::as_ptr(&self.cell),
+            self.len()
+        )
+    }
+}
+
+/// What [`Context::run`] puts back.
+enum Restore {
+    /// The task's previous context (`None`: it had none yet).
+    Task(Option<Rc<dyn Any>>),
+    /// The previously entered outside context.
+    Outside(Option<Rc<ContextCell>>),
+}
+
+/// Leaves the context on every way out of [`Context::run`].
+struct Entered {
+    cell: Rc<ContextCell>,
+    restore: Restore,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.cell.entered.set(false);
+        match std::mem::replace(&mut self.restore, Restore::Outside(None)) {
+            Restore::Task(prev) => {
+                // No context before: an empty map means the same.
+                let prev = prev.unwrap_or_else(|| Rc::new(Map::new()));
+                set_current_context(prev);
+            }
+            Restore::Outside(prev) => {
+                let mine = OUTSIDE.with(|o| o.replace(prev));
+                drop(mine);
+            }
+        }
     }
 }

@@ -21,7 +21,7 @@
 //! | `taskgroups.py` | [`taskgroups`] |
 //! | `locks.py` | [`locks`], [`semaphores`], [`barrier`] |
 //! | `queues.py` | [`queues`] |
-//! | `contextvars` (per-task values) | [`contextvars`] |
+//! | `contextvars` (`ContextVar`, `Context`, `copy_context`) | [`contextvars`] |
 //! | `subprocess.py`, `base_subprocess.py` | [`subprocess`] |
 //! | `unix_events.py` (child watchers) | [`child_watcher`] |
 //! | `unix_events.py` (signals) | [`signals`] |
@@ -98,7 +98,7 @@ pub use barrier::Barrier;
 pub use base_events_connect::ConnectOptions;
 pub use base_events_net::{Listener, ProtocolFactory, Server, ServerOptions};
 pub use child_watcher::ChildWatcherKind;
-pub use contextvars::ContextVar;
+pub use contextvars::{copy_context, Context, ContextVar};
 pub use datagram::{DatagramSocket, DatagramSocketTransport};
 pub use error::{Error, Result};
 pub use event_loop::{

@@ -114,7 +114,7 @@ impl TaskGroup {
             fut,
             TaskOptions {
                 name: Some(name.into()),
-                eager: None,
+                ..TaskOptions::default()
             },
         )
     }

@@ -188,6 +188,11 @@ pub struct TaskOptions {
     /// loop's task factory. As in asyncio, a task starts eagerly only when
     /// created on the running loop; otherwise its first step is scheduled.
     pub eager: Option<bool>,
+    /// asyncio's `create_task(coro, context=ctx)`: the task runs in this
+    /// [`Context`](crate::Context) itself, as asyncio's does (no copy), so
+    /// its `ContextVar::set`s change `ctx` for every holder of it. `None`:
+    /// a copy of the creator's current context (asyncio's default).
+    pub context: Option<crate::contextvars::Context>,
 }
 
 impl EventLoop {
@@ -233,7 +238,7 @@ impl EventLoop {
                 started: Cell::new(false),
                 yield_now: Cell::new(false),
                 waker,
-                context: Cell::new(self.current_context()),
+                context: Cell::new(crate::contextvars::new_task_context(self, opts.context)),
             },
             core: FutureCore::new(self.clone()),
             body: Cell::new(Some(Box::pin(fut))),
@@ -285,7 +290,7 @@ where
         fut,
         TaskOptions {
             name: Some(name.into()),
-            eager: None,
+            ..TaskOptions::default()
         },
     )
 }
@@ -608,11 +613,6 @@ impl EventLoop {
         let ctx = cur.as_ref()?.header().context();
         ctx
     }
-}
-
-/// The running loop's current task's context values (contextvars.rs).
-pub(crate) fn current_context() -> Option<Rc<dyn Any>> {
-    try_running_loop()?.current_context()
 }
 
 /// Replaces the current task's context values; false outside a task.

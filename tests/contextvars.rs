@@ -1,6 +1,13 @@
-//! Per-task context values (the contextvars counterpart, seed S3.10).
+//! Per-task context values (the contextvars counterpart, seed S3.10):
+//! `ContextVar`, `Context`, `copy_context`, `Context::run` and
+//! `create_task(context=)`.
 
-use tulip::{create_task, sleep, ContextVar, TaskGroup};
+use std::panic::AssertUnwindSafe;
+
+use tulip::{
+    copy_context, create_task, get_running_loop, sleep, Context, ContextVar, Error, TaskGroup,
+    TaskOptions,
+};
 
 static REQUEST_ID: ContextVar<u32> = ContextVar::new("request_id");
 static USER: ContextVar<String> = ContextVar::new("user");
@@ -50,6 +57,149 @@ fn taskgroup_children_inherit_and_set_outside_a_task_fails() {
         })
         .await?;
         assert_eq!((a.result()?, b.result()?), (Some(9), Some(9)));
+        Ok(())
+    })
+    .unwrap();
+}
+
+// ===== Context, copy_context, Context::run, create_task(context=) =====
+
+static V: ContextVar<u32> = ContextVar::new("v");
+
+fn in_context(ctx: &Context) -> TaskOptions {
+    TaskOptions {
+        context: Some(ctx.clone()),
+        ..TaskOptions::default()
+    }
+}
+
+#[test]
+fn a_set_inside_ctx_run_is_seen_by_later_runs_but_not_outside() {
+    tulip::run(async {
+        V.set(1)?;
+        let ctx = copy_context(); // a snapshot: V = 1
+        assert_eq!(ctx.run(|| V.set(2))??, Some(1));
+        assert_eq!(V.get(), Some(1), "the caller's context is untouched");
+        assert_eq!(ctx.run(|| V.get())?, Some(2), "kept for later runs");
+        assert_eq!((ctx.get(&V), ctx.len()), (Some(2), 1));
+        V.set(3)?;
+        assert_eq!(ctx.get(&V), Some(2), "copy_context() was a copy");
+
+        // A task created inside ctx.run starts with a copy of ctx.
+        let child = ctx.run(|| {
+            create_task(async {
+                let seen = V.get();
+                V.set(20)?; // its own copy
+                Ok(seen)
+            })
+        })??;
+        assert_eq!(child.await?, Some(2));
+        assert_eq!(ctx.get(&V), Some(2));
+
+        // Entered at most once at a time, as Python's RuntimeError.
+        let nested = ctx.run(|| ctx.run(|| ()))?;
+        assert!(matches!(nested, Err(Error::Runtime(_))));
+        // Other contexts nest; each run puts its caller's back.
+        let other = Context::new();
+        let seen = ctx.run(|| other.run(|| V.get()).map(|inner| (inner, V.get())))??;
+        assert_eq!(seen, (None, Some(2)));
+        assert_eq!(V.get(), Some(3));
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn tasks_created_with_the_same_context_run_in_it_as_asyncio_does() {
+    // CPython: Task(coro, context=ctx) runs in ctx itself (no copy), so a
+    // set in one such task is seen by the others and by ctx afterwards.
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let ctx = copy_context();
+        ctx.run(|| V.set(1))??;
+        let body = |val: u32| async move {
+            let seen = V.get();
+            V.set(val)?;
+            sleep(0.01).await?;
+            Ok((seen, V.get()))
+        };
+        let a = lp.create_task_with(body(10), in_context(&ctx))?;
+        let b = lp.create_task_with(body(20), in_context(&ctx))?;
+        assert_eq!(a.await?, (Some(1), Some(20)));
+        assert_eq!(b.await?, (Some(10), Some(20)), "b saw a's set");
+        assert_eq!(ctx.get(&V), Some(20));
+        assert_eq!(V.get(), None, "the creator's own context is apart");
+
+        // Private values: one copy per task (asyncio's ctx.copy()).
+        let base = Context::new();
+        base.run(|| V.set(1))??;
+        let a = lp.create_task_with(body(10), in_context(&base.copy()))?;
+        let b = lp.create_task_with(body(20), in_context(&base.copy()))?;
+        assert_eq!(
+            (a.await?, b.await?),
+            ((Some(1), Some(10)), (Some(1), Some(20)))
+        );
+        assert_eq!(base.get(&V), Some(1));
+
+        // A task running in ctx has ctx entered: ctx.run fails there.
+        let c2 = ctx.clone();
+        let t = lp.create_task_with(async move { Ok(c2.run(|| ()).is_err()) }, in_context(&ctx))?;
+        assert!(t.await?);
+        // Eager tasks and task groups take the option too.
+        let eager = TaskOptions {
+            eager: Some(true),
+            ..in_context(&ctx)
+        };
+        let t = lp.create_task_with(async { Ok(V.get()) }, eager)?;
+        assert!(t.done(), "ran eagerly");
+        assert_eq!(t.result()?, Some(20));
+        let ctx2 = ctx.clone();
+        let seen = TaskGroup::run(|tg| async move {
+            tg.create_task_with(async { Ok(V.get()) }, in_context(&ctx2))
+        })
+        .await?;
+        assert_eq!(seen.result()?, Some(20));
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn context_run_works_outside_any_task() {
+    let ctx = Context::new();
+    assert!(V.set(1).is_err(), "no task, no context");
+    assert_eq!(ctx.run(|| V.set(5)).unwrap().unwrap(), None);
+    assert_eq!(V.get(), None);
+    assert_eq!(ctx.run(|| V.get()).unwrap(), Some(5));
+    // tulip::run inside ctx.run: the main task starts with a copy of ctx.
+    let seen = ctx
+        .run(|| {
+            tulip::run(async {
+                let seen = V.get();
+                V.set(6)?; // the main task's own copy
+                Ok(seen)
+            })
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!((seen, ctx.get(&V)), (Some(5), Some(5)));
+    // A panic in the closure leaves the context too.
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| ctx.run(|| -> () { panic!("boom") })));
+    assert!(r.is_err());
+    assert_eq!(V.get(), None);
+    assert_eq!(ctx.run(|| V.get()).unwrap(), Some(5), "not left entered");
+    assert!(V.set(1).is_err());
+}
+
+#[test]
+fn context_run_in_a_task_with_no_values_restores_an_empty_context() {
+    tulip::run(async {
+        let ctx = Context::new();
+        ctx.run(|| V.set(7))??;
+        assert_eq!(V.get(), None);
+        V.set(8)?; // still the task's own
+        assert_eq!((V.get(), ctx.get(&V)), (Some(8), Some(7)));
+        assert!(format!("{ctx:?}").contains("vars=1"));
         Ok(())
     })
     .unwrap();

@@ -15,6 +15,7 @@ fn eager() -> TaskOptions {
     TaskOptions {
         name: None,
         eager: Some(true),
+        ..TaskOptions::default()
     }
 }
 
@@ -59,6 +60,7 @@ fn a_task_destroyed_while_pending_is_reported() {
             TaskOptions {
                 name: Some("sleeper".into()),
                 eager: None,
+                ..TaskOptions::default()
             },
         )
         .unwrap();
@@ -280,6 +282,7 @@ fn the_eager_task_factory_makes_every_task_eager() {
             TaskOptions {
                 name: None,
                 eager: Some(false),
+                ..TaskOptions::default()
             },
         )?;
         assert!(!lazy.done());
@@ -360,6 +363,7 @@ fn tasks_have_default_names_and_can_be_renamed() {
             TaskOptions {
                 name: Some("given".into()),
                 eager: None,
+                ..TaskOptions::default()
             },
         )
         .unwrap();
