@@ -135,4 +135,4 @@ pub use transports::{
     BaseTransport, DatagramAddr, DatagramTransport, ExtraInfo, ReadTransport, Transport,
     WriteLimits, WriteTransport,
 };
-pub use wait::{as_completed, shield, wait, AsCompleted, ReturnWhen};
+pub use wait::{as_completed, shield, wait, AsCompleted, ReturnWhen, WaitForOne};

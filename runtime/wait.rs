@@ -1,14 +1,33 @@
 //! `wait`, `as_completed` and `shield`. Mirrors `wait`/`_wait`,
 //! `as_completed` and `shield` in `Lib/asyncio/tasks.py`.
 //!
-//! All three are built the same way: one private waiter future, done
-//! callbacks on the children that complete it, and an optional timer.
+//! All three are built the same way: a private waiter future (for
+//! `as_completed`, a queue of them), done callbacks on the children that
+//! complete it, and an optional timer.
+//!
+//! `as_completed` is 3.13's `_AsCompletedIterator`: an [`Iterator`] of
+//! awaitables ([`WaitForOne`], asyncio's `_wait_for_one()`) for the classic
+//! `for f in as_completed(aws): await f`, and an async iterator
+//! ([`AsCompleted::next`]) for `async for`. Its `done` queue is a
+//! `VecDeque` of children with a FIFO queue of waiter futures (the
+//! getters of asyncio's `Queue`), so any number of awaitables may wait at
+//! once, from any tasks.
 //!
 //! # Invariants
 //! - `wait` never cancels a child; a timeout or a cancel of the waiting task
 //!   only ends the wait (K2). Its callbacks and timer are removed on return.
-//! - `as_completed` yields each child exactly once, in completion order;
-//!   after the timeout it yields `Err(Timeout)` for each remaining child (K3).
+//! - `as_completed` never cancels a child. Its awaitables and the async
+//!   `next` results it gives number exactly the children (one count,
+//!   asyncio's `_todo_left`); each child is taken from the `done` queue at
+//!   most once, in completion order; after the timeout each result still to
+//!   come is `Err(Timeout)`, after the children that completed before it
+//!   (K3).
+//! - A waiter future is resolved only for a child in the `done` queue or for
+//!   the timeout. A waiter that was woken but leaves without taking a child
+//!   (its task cancelled, or its future dropped) wakes the next waiter, so
+//!   no wake-up is lost.
+//! - The timer is cancelled once every child completed, or once neither the
+//!   `AsCompleted` nor any of its awaitables is left.
 //! - `shield`'s inner future keeps running when the outer one is cancelled;
 //!   the outer one mirrors the inner one otherwise (K4).
 
@@ -16,7 +35,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future as StdFuture;
+use std::iter::FusedIterator;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll};
 
 use crate::error::{Error, Result};
 use crate::event_loop::get_running_loop;
@@ -121,20 +143,41 @@ where
 // ===== as_completed =====
 
 struct AsCompletedState<T> {
-    /// Children done and not yet yielded, in completion order.
+    /// Children done and not yet handed out, in completion order
+    /// (asyncio's `done` queue).
     done: RefCell<VecDeque<Child<T>>>,
-    /// Set when `next()` waits.
-    waiter: RefCell<Option<Future<()>>>,
+    /// Pending awaits, first come first served (the `done` queue's
+    /// getters): a completion wakes the first, a timeout wakes them all.
+    waiters: RefCell<VecDeque<Future<()>>>,
     timed_out: Cell<bool>,
     /// Children not done yet.
     todo: Cell<usize>,
     timer: RefCell<Option<TimerHandle>>,
+    /// Live [`Owner`]s: the `AsCompleted` and the awaits it gave out.
+    owners: Cell<usize>,
 }
 
 impl<T> AsCompletedState<T> {
-    fn wake(&self) {
-        let w = self.waiter.borrow_mut().take();
-        if let Some(w) = w {
+    /// asyncio's `Queue._wakeup_next(getters)`: wakes the first waiter
+    /// still pending, and forgets it.
+    fn wake_next(&self) {
+        loop {
+            let w = self.waiters.borrow_mut().pop_front();
+            match w {
+                Some(w) if w.done() => continue,
+                Some(w) => {
+                    let _ = w.set_result(());
+                    return;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// The timeout: every waiter now has an answer (a child, or Timeout).
+    fn wake_all(&self) {
+        let all = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in all {
             if !w.done() {
                 let _ = w.set_result(());
             }
@@ -142,10 +185,127 @@ impl<T> AsCompletedState<T> {
     }
 }
 
-/// asyncio's `as_completed(aws, timeout)`: the children's results in the
-/// order they complete (K3). Call [`next`](AsCompleted::next) until it gives
-/// `None`. Once the timeout passes, each remaining child gives
-/// `Err(Timeout)` (the children keep running).
+/// A counted handle on the state: when the last one goes, nobody can ask
+/// for a result any more, so the timer is cancelled.
+struct Owner<T>(Rc<AsCompletedState<T>>);
+
+impl<T> Owner<T> {
+    fn new(state: Rc<AsCompletedState<T>>) -> Owner<T> {
+        state.owners.set(state.owners.get() + 1);
+        Owner(state)
+    }
+}
+
+impl<T> Clone for Owner<T> {
+    fn clone(&self) -> Self {
+        Owner::new(self.0.clone())
+    }
+}
+
+impl<T> Drop for Owner<T> {
+    fn drop(&mut self) {
+        let st = &self.0;
+        st.owners.set(st.owners.get() - 1);
+        if st.owners.get() == 0 {
+            let timer = st.timer.borrow_mut().take();
+            if let Some(t) = timer {
+                t.cancel();
+            }
+        }
+    }
+}
+
+/// One take from the `done` queue (asyncio's `await done.get()`): the next
+/// child to complete, or `Err(Timeout)` once the timeout passed.
+struct Take<T> {
+    st: Owner<T>,
+    /// Set while parked in `waiters`.
+    waiter: Option<Future<()>>,
+}
+
+impl<T: 'static> Take<T> {
+    fn new(st: Owner<T>) -> Take<T> {
+        Take { st, waiter: None }
+    }
+
+    fn poll_take(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<Child<T>>> {
+        loop {
+            if let Some(w) = self.waiter.as_mut() {
+                match Pin::new(w).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(())) => self.waiter = None,
+                    Poll::Ready(Err(e)) => {
+                        // Cancelled at this await: leave, passing on a
+                        // wake-up that already reached us.
+                        self.leave();
+                        return Poll::Ready(Err(e));
+                    }
+                }
+            }
+            let st = &self.st.0;
+            let next = st.done.borrow_mut().pop_front();
+            if let Some(child) = next {
+                return Poll::Ready(Ok(child));
+            }
+            if st.timed_out.get() {
+                return Poll::Ready(Err(Error::Timeout));
+            }
+            let lp = match get_running_loop() {
+                Ok(lp) => lp,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            let w: Future<()> = lp.create_future();
+            st.waiters.borrow_mut().push_back(w.clone());
+            self.waiter = Some(w);
+        }
+    }
+}
+
+impl<T: 'static> StdFuture for Take<T> {
+    type Output = Result<Child<T>>;
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_take(cx)
+    }
+}
+
+impl<T> Take<T> {
+    /// asyncio's `Queue.get` `except` branch: stop waiting; if we were
+    /// woken for a child we will not take, wake the next waiter instead.
+    fn leave(&mut self) {
+        let Some(w) = self.waiter.take() else { return };
+        let st = &self.st.0;
+        st.waiters.borrow_mut().retain(|x| !x.ptr_eq(&w));
+        if w.done() && !w.cancelled() && !st.done.borrow().is_empty() {
+            st.wake_next();
+        }
+    }
+}
+
+impl<T> Drop for Take<T> {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+/// asyncio's `as_completed(aws, timeout)` (3.13): the children's results
+/// in the order they complete (K3). It cancels nothing, not even on timeout.
+///
+/// The [`AsCompleted`] it returns is used in either of asyncio's two ways:
+///
+/// - **an iterator of awaitables**, asyncio's classic
+///   `for f in as_completed(aws): r = await f`. `AsCompleted` is an
+///   [`Iterator`] that gives exactly as many awaitables ([`WaitForOne`],
+///   asyncio's `_wait_for_one()`) as there are children; each one, when
+///   awaited, resolves to the *next* result in completion order, whichever
+///   child that is;
+/// - **an async iterator**, asyncio's `async for`: call the async
+///   [`next`](AsCompleted::next) (the result) or
+///   [`next_done`](AsCompleted::next_done) (the child itself, as 3.13's
+///   `async for` gives the original task) until it gives `None`.
+///
+/// Both draw on the same count, so they can be mixed. Once the timeout
+/// passes, each result still to come is `Err(Timeout)` (the children keep
+/// running); results that arrived before it still come first.
 ///
 /// ```
 /// tulip::run(async {
@@ -153,6 +313,14 @@ impl<T> AsCompletedState<T> {
 ///         tulip::sleep(d).await?;
 ///         Ok(v)
 ///     }
+///     // for f in as_completed(aws): result = await f
+///     let mut got = vec![];
+///     for fut in tulip::as_completed(vec![after(0.02, 2), after(0.01, 1)], None) {
+///         got.push(fut.await?);
+///     }
+///     assert_eq!(got, [1, 2]);
+///
+///     // async for result in as_completed(aws)
 ///     let mut it = tulip::as_completed(vec![after(0.02, 2), after(0.01, 1)], None);
 ///     assert_eq!(it.next().await.unwrap()?, 1);
 ///     assert_eq!(it.next().await.unwrap()?, 2);
@@ -160,6 +328,9 @@ impl<T> AsCompletedState<T> {
 ///     Ok(())
 /// }).unwrap();
 /// ```
+///
+/// Unlike asyncio, a child passed twice is yielded twice (a `Task` is not
+/// `Hash`, so there is no `set(aws)`).
 pub fn as_completed<T, F, I>(futs: I, timeout: Option<f64>) -> AsCompleted<T>
 where
     T: Clone + 'static,
@@ -169,25 +340,28 @@ where
     let fs: Vec<Child<T>> = futs.into_iter().map(Child::new).collect();
     let state = Rc::new(AsCompletedState {
         done: RefCell::new(VecDeque::new()),
-        waiter: RefCell::new(None),
+        waiters: RefCell::new(VecDeque::new()),
         timed_out: Cell::new(false),
         todo: Cell::new(fs.len()),
         timer: RefCell::new(None),
+        owners: Cell::new(0),
     });
     for f in &fs {
         let (st, me) = (state.clone(), f.clone());
+        // asyncio's _handle_completion
         f.on_done(move || {
             if st.timed_out.get() {
-                return;
+                return; // _handle_timeout was here first
             }
             st.todo.set(st.todo.get() - 1);
             st.done.borrow_mut().push_back(me);
             if st.todo.get() == 0 {
-                if let Some(t) = st.timer.borrow_mut().take() {
+                let timer = st.timer.borrow_mut().take();
+                if let Some(t) = timer {
                     t.cancel();
                 }
             }
-            st.wake();
+            st.wake_next();
         });
     }
     if let (Some(t), false) = (timeout, fs.is_empty()) {
@@ -195,9 +369,9 @@ where
             let st = Rc::downgrade(&state);
             let timer = lp.call_later(t, move || {
                 if let Some(st) = st.upgrade() {
-                    // asyncio's _on_timeout: the rest give TimeoutError.
+                    // asyncio's _handle_timeout: the rest give TimeoutError.
                     st.timed_out.set(true);
-                    st.wake();
+                    st.wake_all();
                 }
             });
             *state.timer.borrow_mut() = timer.ok();
@@ -205,13 +379,21 @@ where
     }
     AsCompleted {
         remaining: fs.len(),
-        state,
+        owner: Owner::new(state),
     }
 }
 
-/// What [`as_completed`] returns.
+/// What [`as_completed`] returns: asyncio's `_AsCompletedIterator`, both
+/// an [`Iterator`] of awaitables and an async iterator.
+///
+/// The inherent async [`next`](AsCompleted::next) takes precedence over
+/// [`Iterator::next`] in method-call syntax: `it.next().await` is the async
+/// iterator, while `for fut in it` (or `&mut it`, or any iterator adapter)
+/// gives [`WaitForOne`] awaitables; call `Iterator::next(&mut it)` for one
+/// awaitable by hand.
 pub struct AsCompleted<T> {
-    state: Rc<AsCompletedState<T>>,
+    owner: Owner<T>,
+    /// Results not handed out yet (asyncio's `_todo_left`).
     remaining: usize,
 }
 
@@ -228,30 +410,19 @@ impl<T: Clone + 'static> AsCompleted<T> {
     /// The next child to complete, itself (3.13's `async for` over
     /// `as_completed` yields the original tasks); `Err(Timeout)` after the
     /// timeout passed; `None` once every child was yielded.
+    ///
+    /// A call cancelled while it waits (its task cancelled, or the future
+    /// dropped) counts for nothing: the child it would have had goes to the
+    /// next call. (asyncio's `__anext__` counts it before waiting.)
     pub async fn next_done(&mut self) -> Option<Result<Child<T>>> {
         if self.remaining == 0 {
             return None;
         }
-        loop {
-            let next = self.state.done.borrow_mut().pop_front();
-            if let Some(child) = next {
-                self.remaining -= 1;
-                return Some(Ok(child));
-            }
-            if self.state.timed_out.get() {
-                self.remaining -= 1;
-                return Some(Err(Error::Timeout));
-            }
-            let lp = match get_running_loop() {
-                Ok(lp) => lp,
-                Err(e) => return Some(Err(e)),
-            };
-            let w: Future<()> = lp.create_future();
-            *self.state.waiter.borrow_mut() = Some(w.clone());
-            if let Err(e) = w.await {
-                return Some(Err(e));
-            }
+        let r = Take::new(self.owner.clone()).await;
+        if matches!(&r, Ok(_) | Err(Error::Timeout)) {
+            self.remaining -= 1;
         }
+        Some(r)
     }
 
     /// How many results are still to come.
@@ -265,20 +436,92 @@ impl<T: Clone + 'static> AsCompleted<T> {
     }
 }
 
-impl<T> Drop for AsCompleted<T> {
-    fn drop(&mut self) {
-        if let Some(t) = self.state.timer.borrow_mut().take() {
-            t.cancel();
+/// asyncio's `for f in as_completed(aws)`: gives exactly one awaitable per
+/// child that was not handed out yet (asyncio's `__next__`).
+impl<T: Clone + 'static> Iterator for AsCompleted<T> {
+    type Item = WaitForOne<T>;
+
+    fn next(&mut self) -> Option<WaitForOne<T>> {
+        if self.remaining == 0 {
+            return None;
         }
+        self.remaining -= 1;
+        Some(WaitForOne {
+            take: Take::new(self.owner.clone()),
+            finished: false,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
     }
 }
+
+impl<T: Clone + 'static> ExactSizeIterator for AsCompleted<T> {}
+
+impl<T: Clone + 'static> FusedIterator for AsCompleted<T> {}
 
 impl<T> fmt::Debug for AsCompleted<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsCompleted")
             .field("remaining", &self.remaining)
-            .field("timed_out", &self.state.timed_out.get())
+            .field("timed_out", &self.owner.0.timed_out.get())
             .finish()
+    }
+}
+
+/// One awaitable of [`as_completed`]'s iterator: asyncio's
+/// `_wait_for_one()`. Awaiting it gives the result of the next child to
+/// complete — not of a given child: the awaitables are interchangeable and
+/// are served in the order they start waiting — or `Err(Timeout)` once the
+/// timeout passed. The child's error, if it failed, is the result.
+///
+/// It may outlive the [`AsCompleted`] that gave it, and be awaited from
+/// another task. If it is cancelled while it waits, it takes nothing (the
+/// result goes to the next awaitable, also when the wake-up had already
+/// reached it) and may be awaited again. Dropped unawaited, it still counts
+/// as given out, as in asyncio: the result it would have had is left to the
+/// [`AsCompleted`]'s async [`next`](AsCompleted::next), if any call is left.
+/// Awaiting it again after it resolved gives `Err(InvalidState)`.
+#[must_use = "an as_completed awaitable does nothing unless awaited"]
+pub struct WaitForOne<T> {
+    take: Take<T>,
+    /// It gave its result (or Timeout) already.
+    finished: bool,
+}
+
+impl<T: Clone + 'static> StdFuture for WaitForOne<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<T>> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(Err(Error::invalid_state(
+                "this as_completed awaitable already gave its result",
+            )));
+        }
+        match this.take.poll_take(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(child)) => {
+                this.finished = true;
+                Poll::Ready(child.result()) // may be the child's error
+            }
+            Poll::Ready(Err(e)) => {
+                this.finished = e.is_timeout();
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for WaitForOne<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match (self.finished, &self.take.waiter) {
+            (true, _) => "finished",
+            (false, Some(_)) => "waiting",
+            (false, None) => "pending",
+        };
+        write!(f, "<as_completed awaitable {state}>")
     }
 }
 

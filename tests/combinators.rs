@@ -553,3 +553,200 @@ fn as_completed_can_yield_the_children_themselves() {
     })
     .unwrap();
 }
+
+// ===== K3 as_completed as an iterator of awaitables =====
+
+#[test]
+fn as_completed_for_loop_of_awaitables_in_completion_order() {
+    // conformance: K3
+    tulip::run(async {
+        // for f in as_completed(aws): result = await f
+        let it = as_completed(vec![after(0.03, 3), after(0.01, 1), after(0.02, 2)], None);
+        assert_eq!((it.len(), it.size_hint()), (3, (3, Some(3))));
+        let (mut got, mut yielded) = (vec![], 0);
+        for fut in it {
+            yielded += 1;
+            got.push(fut.await?);
+        }
+        assert_eq!(got, vec![1, 2, 3]);
+        assert_eq!(yielded, 3, "exactly one awaitable per child");
+
+        // A failed child's error is what its awaitable gives.
+        let mut it = as_completed(
+            vec![
+                create_task(fail_after(0.01, "bad"))?,
+                create_task(after(0.02, 2u32))?,
+            ],
+            None,
+        );
+        let first = Iterator::next(&mut it).unwrap();
+        assert_eq!(first.await.unwrap_err().to_string(), "bad");
+        assert_eq!(Iterator::next(&mut it).unwrap().await?, 2);
+        assert!(Iterator::next(&mut it).is_none());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn as_completed_awaitables_count_is_shared_with_async_next() {
+    // conformance: K3
+    tulip::run(async {
+        let children: Vec<_> = (1..=4u32)
+            .map(|i| create_task(after(0.005 * f64::from(i), i)))
+            .collect::<Result<_>>()?;
+        // Taking the awaitables without awaiting them: exactly four.
+        assert_eq!(as_completed(children.clone(), None).count(), 4);
+
+        // async for, then for, then async for: one count.
+        let mut it = as_completed(children.clone(), None);
+        assert_eq!(it.next().await.unwrap()?, 1);
+        let mut rest = vec![];
+        for fut in (&mut it).take(2) {
+            rest.push(fut.await?);
+        }
+        assert_eq!(rest, vec![2, 3]);
+        assert_eq!(it.len(), 1);
+        assert_eq!(it.next_done().await.unwrap()?.result()?, 4);
+        assert!(it.next().await.is_none());
+        assert!(Iterator::next(&mut it).is_none());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn as_completed_awaitables_after_the_timeout_give_timeout_and_cancel_nothing() {
+    // conformance: K3
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let slow = create_task(after(10.0, 9u32))?;
+        let children = vec![
+            create_task(after(0.01, 1u32))?,
+            create_task(after(0.02, 2u32))?,
+            slow.clone(),
+            create_task(after(10.0, 8u32))?,
+        ];
+        let t0 = lp.time();
+        let mut out = vec![];
+        for fut in as_completed(children.clone(), Some(0.05)) {
+            // The first awaitable is awaited after the deadline: the two
+            // results that came before it are still yielded first.
+            if out.is_empty() {
+                sleep(0.1).await?;
+            }
+            out.push(fut.await.map_err(|e| e.is_timeout()));
+        }
+        assert_eq!(out, vec![Ok(1), Ok(2), Err(true), Err(true)]);
+        assert!(lp.time() - t0 < 1.0, "bounded by the timeout");
+        // as_completed cancels nothing, not even on timeout.
+        assert!(!slow.done());
+        for c in &children {
+            c.cancel();
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn as_completed_awaitables_outlive_the_iterator_and_keep_its_timeout() {
+    // conformance: K3
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let slow = create_task(after(10.0, 1u32))?;
+        let futs: Vec<_> = as_completed(vec![slow.clone()], Some(0.02)).collect();
+        assert_eq!(futs.len(), 1);
+        let t0 = lp.time();
+        let mut fut = futs.into_iter().next().unwrap();
+        assert!((&mut fut).await.unwrap_err().is_timeout());
+        assert!(lp.time() - t0 < 1.0, "the timer outlived the AsCompleted");
+        // An awaitable gives one answer.
+        assert!(matches!((&mut fut).await, Err(Error::InvalidState(_))));
+        slow.cancel();
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn as_completed_awaitables_awaited_concurrently_are_served_in_order() {
+    // conformance: K3
+    tulip::run(async {
+        // gather(*as_completed(aws)): each awaitable in its own task, all
+        // waiting at once; they are served in the order they wait.
+        let out = gather(as_completed(
+            vec![after(0.03, 3), after(0.01, 1), after(0.02, 2)],
+            None,
+        ))
+        .await?;
+        assert_eq!(out, vec![1, 2, 3]);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn cancelling_the_task_awaiting_an_as_completed_awaitable_leaves_children_running() {
+    // conformance: K3, C1
+    tulip::run(async {
+        let children = vec![
+            create_task(after(0.01, 1u32))?,
+            create_task(after(0.05, 2u32))?,
+            create_task(after(0.06, 3u32))?,
+        ];
+        let seen = Rc::new(RefCell::new(vec![]));
+        let (cs, s) = (children.clone(), seen.clone());
+        let reader = create_task(async move {
+            for fut in as_completed(cs, None) {
+                let v = fut.await?;
+                s.borrow_mut().push(v);
+            }
+            Ok(())
+        })?;
+        sleep(0.02).await?;
+        reader.cancel(); // mid-iteration, while it awaits the second result
+        assert!(reader.wait_done_err().await.is_cancelled());
+        assert_eq!(*seen.borrow(), vec![1]);
+        assert!(children.iter().all(|c| !c.cancelled()));
+        assert!(!children[1].done() && !children[2].done());
+        assert_eq!(children[1].clone().await?, 2);
+        assert_eq!(children[2].clone().await?, 3);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn an_awaitable_woken_then_cancelled_passes_its_result_on() {
+    // conformance: K3, C1
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let first = create_task(after(0.01, 1u32))?;
+        let second = create_task(after(0.2, 2u32))?;
+        let mut it = as_completed(vec![first.clone(), second.clone()], None);
+        let (a, b) = (
+            Iterator::next(&mut it).unwrap(),
+            Iterator::next(&mut it).unwrap(),
+        );
+        let x = create_task(a)?;
+        sleep(0.0).await?; // x waits first
+        let y = create_task(b)?;
+        sleep(0.0).await?;
+        // `first`'s completion wakes x (as_completed's callback runs first);
+        // this later callback cancels x before x runs.
+        let x2 = x.clone();
+        first.add_done_callback(move |_| {
+            x2.cancel();
+        });
+        let t0 = lp.time();
+        assert!(x.wait_done_err().await.is_cancelled());
+        // y got `first`'s result at once, not when `second` completed.
+        assert_eq!(y.await?, 1);
+        assert!(lp.time() - t0 < 0.1 && !second.done());
+        assert_eq!(it.len(), 0);
+        second.cancel();
+        Ok(())
+    })
+    .unwrap();
+}
