@@ -16,6 +16,7 @@
 //! # Invariants
 //! - `wait` never cancels a child; a timeout or a cancel of the waiting task
 //!   only ends the wait (K2). Its callbacks and timer are removed on return.
+//!   `done` and `pending` are in argument order.
 //! - `as_completed` never cancels a child. Its awaitables and the async
 //!   `next` results it gives number exactly the children (one count,
 //!   asyncio's `_todo_left`); each child is taken from the `done` queue at
@@ -60,8 +61,23 @@ pub enum ReturnWhen {
 }
 
 /// asyncio's `wait(aws, timeout, return_when)`: waits for the children and
-/// returns `(done, pending)`, each in argument order. It cancels nothing (K2).
+/// returns `(done, pending)`. It cancels nothing, not even on timeout (K2).
 /// Plain futures are wrapped in tasks first (see [`Child::new`]).
+///
+/// # `done` and `pending` are `Vec`s in argument order
+///
+/// asyncio returns two `set`s. tulip returns two `Vec`s, and each keeps the
+/// order in which the children were passed — *not* the order in which they
+/// completed (use [`as_completed`] for that). Sets would need `Hash`, and a
+/// [`Task`](crate::Task) is a handle compared by identity
+/// ([`Task::ptr_eq`](crate::Task::ptr_eq)), not a value; argument order is
+/// also one that a test can rely on, where a set's is arbitrary. So:
+///
+/// - asyncio's `task in done` is
+///   `done.iter().any(|c| c.task().is_some_and(|t| t.ptr_eq(&task)))`;
+/// - a child passed twice is in its `Vec` twice (asyncio's set holds it
+///   once);
+/// - `done.len() + pending.len()` is the number of children passed.
 ///
 /// ```
 /// use tulip::ReturnWhen;

@@ -750,3 +750,37 @@ fn an_awaitable_woken_then_cancelled_passes_its_result_on() {
     })
     .unwrap();
 }
+
+// ===== K2 wait: the order of (done, pending) =====
+
+#[test]
+fn wait_returns_done_and_pending_in_argument_order() {
+    // conformance: K2
+    tulip::run(async {
+        // Completion order is c, b, a: the reverse of the arguments.
+        let a = create_task(after(0.03, 'a'))?;
+        let b = create_task(after(0.02, 'b'))?;
+        let c = create_task(after(0.01, 'c'))?;
+        let d = create_task(after(10.0, 'd'))?;
+        let args = vec![d.clone(), a.clone(), b.clone(), c.clone()];
+        let (done, pending) = wait(args.clone(), Some(0.015), ReturnWhen::AllCompleted).await?;
+        let names = |v: &[tulip::Child<char>]| -> Vec<String> {
+            v.iter().map(|c| c.task().unwrap().name()).collect()
+        };
+        assert_eq!(names(&done), vec![c.name()]);
+        assert_eq!(names(&pending), [&d, &a, &b].map(|t| t.name()));
+
+        let (done, pending) = wait(args, Some(0.05), ReturnWhen::AllCompleted).await?;
+        assert_eq!(names(&done), [&a, &b, &c].map(|t| t.name()));
+        assert!(done[0].task().unwrap().ptr_eq(&a));
+        assert_eq!(names(&pending), vec![d.name()]);
+
+        // A child passed twice is there twice (asyncio's set: once).
+        let (done, pending) =
+            wait(vec![a.clone(), a.clone()], None, ReturnWhen::AllCompleted).await?;
+        assert_eq!((done.len(), pending.len()), (2, 0));
+        d.cancel();
+        Ok(())
+    })
+    .unwrap();
+}
