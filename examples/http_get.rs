@@ -32,9 +32,9 @@ fn main() {
             .map(|_| tulip::ensure_future(get_url(url.clone())))
             .collect::<tulip::Result<_>>()?;
         // Print each one as it completes.
-        let mut it = tulip::as_completed(tasks, None);
-        while let Some(result) = it.next().await {
-            println!("{}", result?);
+        for task in tulip::as_completed(tasks, None) {
+            let result = task.await?;
+            println!("{result}");
         }
         server.close();
         Ok(())

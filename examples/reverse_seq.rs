@@ -45,9 +45,9 @@ fn main() -> tulip::Result<()> {
         let t = tulip::create_task(coro(vec![3, 2, 1]))?;
         let t2 = tulip::create_task(coro(vec![10, 5, 0]))?;
         println!("Start: {}", at());
-        let mut it = tulip::as_completed(vec![t.clone(), t2.clone()], None);
-        while let Some(res) = it.next().await {
-            println!("res: {:?} completed at {}", res?, at());
+        for res in tulip::as_completed(vec![t.clone(), t2.clone()], None) {
+            let compl = res.await?;
+            println!("res: {compl:?} completed at {}", at());
         }
         println!("End: {}", at());
         println!(

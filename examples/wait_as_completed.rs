@@ -42,9 +42,11 @@ fn main() -> Result<()> {
             tulip::create_task(example_task("B", 1.0))?,
             tulip::create_task(example_task("C", 2.0))?,
         ];
-        let mut it = tulip::as_completed(tasks, None);
-        while let Some(result) = it.next().await {
-            println!("Task {} has finished", result?);
+        // for completed_task in asyncio.as_completed(tasks):
+        //     result = await completed_task
+        for completed_task in tulip::as_completed(tasks, None) {
+            let result = completed_task.await?;
+            println!("Task {result} has finished");
         }
         Ok(())
     })?;
@@ -54,9 +56,8 @@ fn main() -> Result<()> {
             tulip::create_task(example_task("B", 5.0))?,
             tulip::create_task(example_task("C", 1.0))?,
         ];
-        let mut it = tulip::as_completed(tasks, Some(secs(4.0)));
-        while let Some(result) = it.next().await {
-            match result {
+        for completed_task in tulip::as_completed(tasks, Some(secs(4.0))) {
+            match completed_task.await {
                 Ok(name) => println!("Task {name} has finished"),
                 Err(e) if e.is_timeout() => {
                     println!("Some tasks did not complete within the timeout period");
