@@ -293,7 +293,7 @@ impl<T: Clone + 'static> ContextVar<T> {
                 Ok(old)
             }
             Current::Nothing => Err(Error::runtime(
-                "context values can only be set inside a task or Context::run()",
+                "context values can only be set inside a task or Context::run(): call set() from one",
             )),
         }
     }
@@ -410,8 +410,11 @@ impl Context {
     /// ```
     pub fn run<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
         let cell = &self.cell;
-        let entered =
-            || Error::runtime(format!("cannot enter context: {self:?} is already entered"));
+        let entered = || {
+            Error::runtime(format!(
+                "cannot enter context: {self:?} is already entered; run a copy of it (ctx.copy())"
+            ))
+        };
         if cell.entered.get() {
             return Err(entered());
         }
