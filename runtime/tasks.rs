@@ -84,8 +84,10 @@ pub(crate) struct TaskHeader {
     yield_now: Cell<bool>,
     waker: Waker,
     /// Per-task context values (contextvars), owned by `contextvars.rs`:
-    /// an immutable map, shared with the creator at `create_task` (the
-    /// copy of asyncio's `copy_context()`) and replaced on each `set`.
+    /// either an immutable map, shared with the creator at `create_task`
+    /// (the copy of asyncio's `copy_context()`) and replaced on each `set`,
+    /// or a shared `Context` given with `TaskOptions::context`, which the
+    /// task's `set`s change in place (asyncio's `create_task(context=)`).
     context: Cell<Option<Rc<dyn Any>>>,
 }
 
@@ -207,7 +209,8 @@ impl EventLoop {
         self.create_task_with(fut, TaskOptions::default())
     }
 
-    /// `create_task` with a name and/or eager start.
+    /// `create_task` with a name, an eager start and/or a context (see
+    /// [`TaskOptions`]).
     pub fn create_task_with<T, F>(&self, fut: F, opts: TaskOptions) -> Result<Task<T>>
     where
         T: 'static,
