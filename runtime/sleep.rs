@@ -13,6 +13,7 @@
 //!   the heap entry is skipped and later swept, see `event_loop.rs`).
 
 use std::fmt;
+use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -58,79 +59,90 @@ impl std::future::Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = &mut *self;
-        match &mut this.state {
-            SleepState::Init if this.delay <= 0.0 => {
-                // The bare yield: reschedule ourselves, suspend once. No
-                // loop clone, no timer, no future (the hot path of `switch`).
-                let yielded = with_running_loop(|lp| tasks::bare_yield_on(lp, cx.waker()));
-                match yielded {
-                    None => Poll::Ready(Err(no_running_loop())),
-                    Some(Err(err)) => {
-                        this.state = SleepState::Done;
-                        Poll::Ready(Err(err))
-                    }
-                    Some(Ok(by_step)) => {
-                        if !by_step {
-                            cx.waker().wake_by_ref();
-                        }
-                        this.state = SleepState::Yielded;
-                        Poll::Pending
-                    }
-                }
-            }
-            SleepState::Init => {
-                let lp = get_running_loop()?;
-                if let Some(err) = tasks::take_throw_on(&lp) {
-                    this.state = SleepState::Done;
-                    return Poll::Ready(Err(err));
-                }
-                if this.delay.is_nan() {
-                    this.state = SleepState::Done;
-                    return Poll::Ready(Err(Error::invalid_argument(
-                        "sleep delay must not be NaN",
-                    )));
-                }
-                let fut: Future<()> = lp.create_future();
-                let setter = fut.clone();
-                let timer = lp.call_later(this.delay, move || {
-                    // futures._set_result_unless_cancelled
-                    if !setter.cancelled() {
-                        let _ = setter.set_result(());
-                    }
-                })?;
-                let mut waiting = fut.clone();
-                this.state = SleepState::Waiting(fut, timer);
-                match Pin::new(&mut waiting).poll(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(r) => {
-                        this.finish();
-                        Poll::Ready(r)
-                    }
-                }
-            }
+        // The bare yield's two polls are the hot path (`switch`); the timer
+        // path lives out of line so that they stay small.
+        match this.state {
+            SleepState::Init if this.delay <= 0.0 => this.yield_once(cx),
             SleepState::Yielded => {
-                let thrown = with_running_loop(tasks::take_throw_on).flatten();
+                let thrown = tasks::take_throw();
                 this.state = SleepState::Done;
                 match thrown {
                     Some(err) => Poll::Ready(Err(err)),
                     None => Poll::Ready(Ok(())),
                 }
             }
-            SleepState::Waiting(fut, _) => match Pin::new(fut).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(r) => {
-                    this.finish();
-                    Poll::Ready(r)
-                }
-            },
-            SleepState::Done => {
-                Poll::Ready(Err(Error::invalid_state("sleep polled after it completed")))
-            }
+            _ => this.poll_timer(cx),
         }
     }
 }
 
 impl Sleep {
+    /// `sleep(0)`: reschedule ourselves, suspend once. No loop clone, no
+    /// timer, no future.
+    fn yield_once(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match tasks::bare_yield(cx.waker()) {
+            Err(err) => {
+                self.state = SleepState::Done;
+                Poll::Ready(Err(err))
+            }
+            Ok(false) if with_running_loop(|_| ()).is_none() => Poll::Ready(Err(no_running_loop())),
+            Ok(by_step) => {
+                if !by_step {
+                    cx.waker().wake_by_ref();
+                }
+                self.state = SleepState::Yielded;
+                Poll::Pending
+            }
+        }
+    }
+
+    /// `sleep(d)` with `d > 0` (or NaN): a future and a timer.
+    #[inline(never)]
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match &mut self.state {
+            SleepState::Init => {
+                let lp = get_running_loop()?;
+                if let Some(err) = tasks::take_throw_on(&lp) {
+                    self.state = SleepState::Done;
+                    return Poll::Ready(Err(err));
+                }
+                if self.delay.is_nan() {
+                    self.state = SleepState::Done;
+                    return Poll::Ready(Err(Error::invalid_argument(
+                        "sleep delay must not be NaN",
+                    )));
+                }
+                let fut: Future<()> = lp.create_future();
+                let setter = fut.clone();
+                let timer = lp.call_later(self.delay, move || {
+                    // futures._set_result_unless_cancelled
+                    if !setter.cancelled() {
+                        let _ = setter.set_result(());
+                    }
+                })?;
+                let mut waiting = fut.clone();
+                self.state = SleepState::Waiting(fut, timer);
+                match Pin::new(&mut waiting).poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(r) => {
+                        self.finish();
+                        Poll::Ready(r)
+                    }
+                }
+            }
+            SleepState::Waiting(fut, _) => match Pin::new(fut).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(r) => {
+                    self.finish();
+                    Poll::Ready(r)
+                }
+            },
+            SleepState::Yielded | SleepState::Done => {
+                Poll::Ready(Err(Error::invalid_state("sleep polled after it completed")))
+            }
+        }
+    }
+
     fn finish(&mut self) {
         if !matches!(self.state, SleepState::Waiting(..)) {
             return;

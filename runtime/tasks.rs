@@ -25,9 +25,10 @@
 //!   clears `fut_waiter` first, as asyncio's does.
 //! - `scheduled` is true exactly while the task sits in the ready queue, so a
 //!   task is in the queue at most once.
-//! - `yield_now` (a bare yield, `sleep(0)`) is only ever set during the
-//!   task's own step and is cleared by that step, which then reschedules the
-//!   task if the body returned `Pending`.
+//! - The step's flags (`StepFlags`: a cancel to throw, a bare yield asked
+//!   for, the stepping task's waker) live in a thread-local for exactly the
+//!   duration of one poll of the body; a nested step (an eager task started
+//!   inside another task's step) saves and restores its creator's.
 //! - A pending task is owned by the loop's task slab (key = its waker's
 //!   token); it leaves the slab when it is done. A task dropped while pending
 //!   is reported: "Task was destroyed but it is pending!" (C4).
@@ -71,17 +72,12 @@ pub(crate) struct TaskHeader {
     pub(crate) scheduled: Cell<bool>,
     /// A cancel request that has not reached the body yet.
     must_cancel: Cell<bool>,
-    /// During a step: a cancel to throw at the first runtime await.
-    throw_pending: Cell<bool>,
     cancel_message: Cell<Option<Arc<str>>>,
     num_cancels_requested: Cell<u32>,
     /// The runtime future the body is suspended on, if any.
     fut_waiter: Cell<Option<Rc<dyn Cancel>>>,
     /// The body has been polled at least once.
     started: Cell<bool>,
-    /// Set during a step by a bare yield (`sleep(0)`): reschedule the step
-    /// when the body returns `Pending` (asyncio's `__step`, `result is None`).
-    yield_now: Cell<bool>,
     waker: Waker,
     /// Per-task context values (contextvars), owned by `contextvars.rs`:
     /// either an immutable map, shared with the creator at `create_task`
@@ -234,12 +230,10 @@ impl EventLoop {
                 name: Cell::new(opts.name.map(String::into_boxed_str)),
                 scheduled: Cell::new(false),
                 must_cancel: Cell::new(false),
-                throw_pending: Cell::new(false),
                 cancel_message: Cell::new(None),
                 num_cancels_requested: Cell::new(0),
                 fut_waiter: Cell::new(None),
                 started: Cell::new(false),
-                yield_now: Cell::new(false),
                 waker,
                 context: Cell::new(crate::contextvars::new_task_context(self, opts.context)),
             },
@@ -353,16 +347,21 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
             return false;
         };
         h.started.set(true);
-        h.throw_pending.set(throw);
 
         let lp = &self.core.lp;
         let prev = enter_task(lp, self.clone());
+        let outer = STEP.replace(StepFlags {
+            throw,
+            yield_now: false,
+            waker: waker_id(&h.waker),
+        });
         let mut cx = Context::from_waker(&h.waker);
         let res = catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(&mut cx)));
+        let flags = STEP.replace(outer);
         leave_task(lp, prev);
 
-        let throw_left = h.throw_pending.replace(false);
-        let yielded = h.yield_now.replace(false);
+        let throw_left = flags.throw;
+        let yielded = flags.yield_now;
         match res {
             Ok(Poll::Pending) => {
                 self.body.set(Some(body));
@@ -548,36 +547,74 @@ fn leave_task(lp: &EventLoop, prev: Option<Rc<dyn AnyTask>>) {
     drop(me);
 }
 
+/// What the step running on this thread tells the futures its body polls
+/// (asyncio passes the same through `coro.throw()` and the yielded value).
+#[derive(Clone, Copy)]
+struct StepFlags {
+    /// A cancel to throw at the first runtime await (asyncio's `coro.throw`).
+    throw: bool,
+    /// A bare yield (`sleep(0)`) asked the step to reschedule the task when
+    /// the body returns `Pending` (asyncio's `__step`, `result is None`).
+    yield_now: bool,
+    /// The stepping task's waker, as `(data, vtable)` addresses: only
+    /// compared, never followed. `(0, 0)` outside a step.
+    waker: (usize, usize),
+}
+
+thread_local! {
+    /// The flags of the step running on this thread (see [`StepFlags`]).
+    /// A `Cell` of plain data: the cheapest thread-local there is, which
+    /// matters because every await looks at it.
+    static STEP: Cell<StepFlags> = const {
+        Cell::new(StepFlags { throw: false, yield_now: false, waker: (0, 0) })
+    };
+}
+
+fn waker_id(w: &Waker) -> (usize, usize) {
+    (w.data() as usize, std::ptr::from_ref(w.vtable()) as usize)
+}
+
 /// Called by a runtime future of loop `lp` at the start of its `poll`: if
 /// the current task has a cancel to throw at this await, takes it.
 pub(crate) fn take_throw_on(lp: &EventLoop) -> Option<Error> {
-    let cur = lp.inner.current_task.borrow();
-    let h = cur.as_ref()?.header();
-    if h.throw_pending.replace(false) {
-        Some(Error::Cancelled(h.cancel_message()))
-    } else {
-        None
+    if !take_step_throw() {
+        return None;
     }
+    Some(Error::Cancelled(current_cancel_message(lp)))
 }
 
-/// asyncio's bare `yield` (`__sleep0`), called by a future of `lp` at its
-/// first poll: `Err(Cancelled)` if the current task has a cancel to throw
-/// at this await (as [`take_throw_on`]); else, if the future is polled with
-/// the current task's own waker, the step will reschedule the task when the
+/// Takes the step's throw flag: true if a cancel is to be thrown now.
+fn take_step_throw() -> bool {
+    let mut flags = STEP.get();
+    if !flags.throw {
+        return false;
+    }
+    flags.throw = false;
+    STEP.set(flags);
+    true
+}
+
+/// The cancel message of `lp`'s current task (for a throw).
+fn current_cancel_message(lp: &EventLoop) -> Option<Arc<str>> {
+    let cur = lp.inner.current_task.borrow();
+    cur.as_ref().and_then(|t| t.header().cancel_message())
+}
+
+/// asyncio's bare `yield` (`__sleep0`), called by a future at its first
+/// poll: `Err(Cancelled)` if the current task has a cancel to throw at this
+/// await (as [`take_throw_on`]); else, if the future is polled with the
+/// stepping task's own waker, the step will reschedule the task when the
 /// body returns `Pending`, with no wake-up through the waker, and the
 /// answer is `Ok(true)`. `Ok(false)`: some other waker (a combinator's own,
 /// or no task), which the caller must wake itself.
-pub(crate) fn bare_yield_on(lp: &EventLoop, waker: &Waker) -> Result<bool> {
-    let cur = lp.inner.current_task.borrow();
-    let Some(t) = cur.as_ref() else {
-        return Ok(false);
-    };
-    let h = t.header();
-    if h.throw_pending.replace(false) {
-        return Err(Error::Cancelled(h.cancel_message()));
+pub(crate) fn bare_yield(waker: &Waker) -> Result<bool> {
+    if let Some(err) = take_throw() {
+        return Err(err);
     }
-    if h.waker.will_wake(waker) {
-        h.yield_now.set(true);
+    let mut flags = STEP.get();
+    if flags.waker != (0, 0) && flags.waker == waker_id(waker) {
+        flags.yield_now = true;
+        STEP.set(flags);
         return Ok(true);
     }
     Ok(false)
@@ -596,9 +633,12 @@ pub(crate) fn set_fut_waiter_on(lp: &EventLoop, w: Rc<dyn Cancel>) {
 }
 
 /// [`take_throw_on`] for the running loop (for futures that do not know their loop).
-#[allow(dead_code)]
 pub(crate) fn take_throw() -> Option<Error> {
-    try_running_loop().and_then(|lp| take_throw_on(&lp))
+    if !take_step_throw() {
+        return None;
+    }
+    let msg = crate::event_loop::with_running_loop(current_cancel_message).flatten();
+    Some(Error::Cancelled(msg))
 }
 
 /// [`set_fut_waiter_on`] for the running loop.
