@@ -13,14 +13,15 @@
 //!   [`tulip::subprocess`] (stdout piped, `kill_on_drop`). The loop's pidfd
 //!   child watcher reaps it, the pipe reader collects its stdout; the task
 //!   sleeps in `read_to_eof()` and `wait()` with no thread and no polling.
-//! - **Spawn threads.** A spawn blocks until the child has exec'd, about
-//!   half a millisecond here; [`PingProber`] therefore starts the children
-//!   with [`Command::spawn_in_executor`](tulip::subprocess::Command::spawn_in_executor)
-//!   on a few threads of its own ([`default_spawn_threads`],
-//!   `--spawn-threads`), so that the starts overlap and the loop keeps
-//!   running. A [`Semaphore`] with one permit per thread keeps every queued
-//!   spawn taken at once by a free thread. With 0 threads the loop's own
-//!   thread spawns, one child at a time.
+//! - **Spawn threads.** A spawn blocks its thread until the child has
+//!   exec'd, which is most of its cost; [`PingProber`] therefore starts the
+//!   children with [`Command::spawn_in_executor`] on a few threads of its
+//!   own ([`default_spawn_threads`], `--spawn-threads`), so that the starts
+//!   overlap and the loop keeps running. A [`Semaphore`] with one permit per
+//!   thread keeps every queued spawn taken at once by a free thread. With 0
+//!   threads the loop's own thread spawns, one child at a time.
+//!
+//! [`Command::spawn_in_executor`]: tulip::subprocess::Command::spawn_in_executor
 //! - **Timeouts.** iputils' `-w` takes whole seconds only, so the probe also
 //!   runs under a [`tulip::timeout`] of [`probe_limit`]: past it, the child is
 //!   killed, reaped, and judged by what it printed ([`Attempt::cut_short`]).
