@@ -9,6 +9,13 @@
 //! [`create_subprocess_exec`] and [`create_subprocess_shell`] are asyncio's
 //! two entry points on top of it.
 //!
+//! A spawn blocks its thread until the child has exec'd (`posix_spawn` waits
+//! for that, and so does std's fork path), which is most of what a spawn
+//! costs. [`Command::spawn_in_executor`] moves that part to a worker thread
+//! of a [`ThreadPool`], so that the loop keeps running and, with several
+//! workers, spawns overlap: the pipes are still made, and the child watched
+//! and its pipes wrapped, on the loop thread.
+//!
 //! ```
 //! use tulip::subprocess::{Command, Stdio};
 //! tulip::run(async {
@@ -34,20 +41,35 @@
 //! - A `Process` never reaps: the watcher does, even after the `Process` is
 //!   dropped. `wait()` resolves when the child has exited (it does not wait
 //!   for the pipes to close).
+//! - `spawn_in_executor` only forks and execs on the worker; the child is
+//!   watched and reaped by the loop like any other (`waitpid` and pidfds
+//!   work for the child of any thread of the process). Until the loop has
+//!   adopted it, the child is held by an `Unclaimed` guard that, if dropped
+//!   (the loop is gone, or nobody awaits the spawn any more), kills it and
+//!   has it reaped: by the watcher of the loop running on the dropping
+//!   thread, else on the spot.
+//! - A `spawn_in_executor` that does not return a `Process` leaves no child:
+//!   cancelled or dropped before a worker took the job, the job is skipped;
+//!   cancelled while the worker spawns, it waits for the spawn, kills the
+//!   child and waits until it is reaped before returning `Cancelled`.
 
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU8, Ordering as AtomicOrdering};
+use std::sync::Arc;
 
 use crate::child_watcher::{ChildState, ChildWatcher, ChildWatcherKind};
 use crate::error::{Error, Result};
 use crate::event_loop::{get_running_loop, EventLoop};
+use crate::futures::Future;
 use crate::pipes::{is_broken_pipe, ReadPipe, WritePipe};
 pub use crate::streams::DEFAULT_LIMIT;
 use crate::streams::{StreamReader, StreamWriter};
 use crate::sys;
+use crate::threads::ThreadPool;
 
 /// How much of `communicate`'s input is written before each `drain()`:
 /// the transport's high-water mark.
@@ -289,6 +311,104 @@ impl Command {
     /// Spawns the child; `lp` watches it.
     pub fn spawn_on(&mut self, lp: &EventLoop) -> Result<Process> {
         lp.check_closed()?;
+        let ours = self.attach_stdio()?;
+        let spawned = self.std.spawn();
+        // Close the child's ends in the parent now, success or failure.
+        self.detach_stdio();
+        let child = spawned?;
+        let pid = child.id() as libc::pid_t;
+        drop(child); // std's Child neither kills nor reaps on drop
+        Adopt::of(self).adopt(lp, pid, ours)
+    }
+
+    /// Spawns the child from a worker thread of `executor` (the loop's
+    /// default pool if `None`), so that the loop keeps running while the
+    /// spawn blocks: `posix_spawn` returns only once the child has exec'd,
+    /// which is most of what a spawn costs. With several workers, several
+    /// spawns overlap. Everything else happens on the loop thread as with
+    /// [`spawn`](Command::spawn): the pipes are made before the job is
+    /// queued, the child is watched and reaped by the loop.
+    ///
+    /// Takes the builder by value: its `std::process::Command` (with the
+    /// child's pipe ends) goes to the worker and is dropped there.
+    ///
+    /// Cancelling it before a worker took the job skips the job. Cancelled
+    /// while a worker is spawning, it waits for that spawn to end, kills
+    /// the child and waits until it is reaped, then returns `Cancelled`: no
+    /// child ever outlives a spawn that did not return it.
+    ///
+    /// ```
+    /// use tulip::subprocess::{Command, Stdio};
+    /// tulip::run(async {
+    ///     let mut cmd = Command::new("echo");
+    ///     cmd.arg("hi").stdout(Stdio::Pipe);
+    ///     let proc = cmd.spawn_in_executor(None).await?;
+    ///     assert_eq!(proc.stdout.as_ref().unwrap().read_to_eof().await?, b"hi\n");
+    ///     assert_eq!(proc.wait().await?, 0);
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn spawn_in_executor(mut self, executor: Option<&ThreadPool>) -> Result<Process> {
+        let lp = get_running_loop()?;
+        lp.check_closed()?;
+        let ours = self.attach_stdio()?;
+        let adopt = Adopt::of(&self);
+        let mut std_cmd = self.std;
+        let job_state = Arc::new(AtomicU8::new(JOB_QUEUED));
+        let state = job_state.clone();
+        let job = move || {
+            let took = state.compare_exchange(
+                JOB_QUEUED,
+                JOB_RUNNING,
+                AtomicOrdering::AcqRel,
+                AtomicOrdering::Acquire,
+            );
+            if took.is_err() {
+                return None; // abandoned before it started
+            }
+            let res = std_cmd.spawn().map(|child| Unclaimed::new(child.id()));
+            drop(std_cmd); // the child's pipe ends
+            Some(res)
+        };
+        let fut = lp.run_in_executor(executor, job)?;
+        // A spawn future dropped before the job started: skip the job.
+        let _abandon = AbandonOnDrop(job_state.clone());
+        let mut cancelled = None;
+        while let Err(e) = until_done(&lp, &fut).await {
+            let abandoned = job_state.compare_exchange(
+                JOB_QUEUED,
+                JOB_ABANDONED,
+                AtomicOrdering::AcqRel,
+                AtomicOrdering::Acquire,
+            );
+            if abandoned.is_ok() {
+                return Err(e); // no child was started
+            }
+            // A worker is spawning: wait for it, then undo the spawn.
+            cancelled.get_or_insert(e);
+        }
+        let spawned = match fut.take_result()? {
+            Some(res) => res,
+            None => return Err(cancelled.unwrap_or_else(Error::cancelled)),
+        };
+        let pid = match spawned {
+            Ok(unclaimed) => unclaimed.claim(),
+            Err(e) => return Err(cancelled.unwrap_or(Error::from(e))),
+        };
+        let proc = adopt.adopt(&lp, pid, ours)?;
+        if let Some(e) = cancelled {
+            let _ = proc.kill();
+            while proc.returncode().is_none() {
+                let _ = proc.wait().await;
+            }
+            return Err(e);
+        }
+        Ok(proc)
+    }
+
+    /// Makes the pipes, gives the child's ends to the std builder and
+    /// returns ours (stdin's write end, stdout's and stderr's read ends).
+    fn attach_stdio(&mut self) -> Result<[Option<OwnedFd>; 3]> {
         let Stdios {
             stdin,
             stdout,
@@ -341,15 +461,39 @@ impl Command {
             other => simple_stdio(other),
         };
         self.std.stdin(child_in).stdout(child_out).stderr(child_err);
-        let spawned = self.std.spawn();
-        // Close the child's ends in the parent now, success or failure.
+        Ok(ours)
+    }
+
+    /// Drops the child's ends held by the std builder.
+    fn detach_stdio(&mut self) {
         self.std
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        let child = spawned?;
-        let pid = child.id() as libc::pid_t;
-        drop(child); // std's Child neither kills nor reaps on drop
+    }
+}
+
+/// What turning a spawned pid into a [`Process`] needs from the builder.
+struct Adopt {
+    kill_on_drop: bool,
+    limit: usize,
+}
+
+impl Adopt {
+    fn of(cmd: &Command) -> Adopt {
+        Adopt {
+            kill_on_drop: cmd.kill_on_drop,
+            limit: cmd.limit,
+        }
+    }
+
+    /// Watches `pid` and wraps our pipe ends.
+    fn adopt(
+        &self,
+        lp: &EventLoop,
+        pid: libc::pid_t,
+        ours: [Option<OwnedFd>; 3],
+    ) -> Result<Process> {
         let state = ChildWatcher::of(lp).add_child(lp, pid)?;
         let [w, r_out, r_err] = ours;
         let mut proc = Process {
@@ -370,6 +514,72 @@ impl Command {
             .transpose()?;
         Ok(proc)
     }
+}
+
+/// [`Command::spawn_in_executor`]'s job: waiting for a worker, taken by
+/// one, or given up before a worker took it.
+const JOB_QUEUED: u8 = 0;
+const JOB_RUNNING: u8 = 1;
+const JOB_ABANDONED: u8 = 2;
+
+/// Marks a queued spawn job abandoned when the spawn future goes away.
+struct AbandonOnDrop(Arc<AtomicU8>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.compare_exchange(
+            JOB_QUEUED,
+            JOB_ABANDONED,
+            AtomicOrdering::AcqRel,
+            AtomicOrdering::Acquire,
+        );
+    }
+}
+
+/// A child spawned on a worker thread and not yet handed to a watcher.
+/// Dropped unclaimed (the loop went away, or the spawn future was dropped
+/// before the result came back), it kills the child and has it reaped: by
+/// the watcher of the loop running on this thread, else on the spot.
+struct Unclaimed {
+    pid: Option<libc::pid_t>,
+}
+
+impl Unclaimed {
+    fn new(pid: u32) -> Unclaimed {
+        Unclaimed {
+            pid: Some(pid as libc::pid_t),
+        }
+    }
+
+    fn claim(mut self) -> libc::pid_t {
+        self.pid.take().expect("claimed once")
+    }
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        let Some(pid) = self.pid.take() else { return };
+        // Unreaped, so the pid is still this child.
+        let _ = sys::kill(pid, libc::SIGKILL);
+        match get_running_loop() {
+            Ok(lp) if ChildWatcher::of(&lp).add_child(&lp, pid).is_ok() => {}
+            _ => drop(sys::waitpid_blocking(pid)),
+        }
+    }
+}
+
+/// Waits until `fut` is done without making it the task's `fut_waiter`,
+/// so cancelling the task cancels only this wait, never `fut`.
+async fn until_done<T: 'static>(lp: &EventLoop, fut: &Future<T>) -> Result<()> {
+    if fut.done() {
+        return Ok(());
+    }
+    let relay = lp.create_future::<()>();
+    let r = relay.clone();
+    fut.add_done_callback(move |_| {
+        let _ = r.set_result(());
+    });
+    relay.await
 }
 
 fn simple_stdio(s: Stdio) -> std::process::Stdio {

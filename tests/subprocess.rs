@@ -562,3 +562,301 @@ both_watchers!(
     output_and_status_work_like_std_pidfd,
     output_and_status_work_like_std_thread
 );
+
+// ===== spawning from a worker thread: Command::spawn_in_executor =====
+
+/// A pool for the threaded-spawn tests.
+fn spawn_pool(workers: usize) -> tulip::ThreadPool {
+    tulip::ThreadPool::new(workers).unwrap()
+}
+
+// conformance: P1
+fn threaded_spawn(kind: ChildWatcherKind) {
+    let (outs, watchers, left) = on_loop(kind, |lp| async move {
+        let pool = spawn_pool(2);
+        let mut outs = Vec::new();
+        let mut watchers = Vec::new();
+        // The loop's default executor, then a pool of our own.
+        for executor in [None, Some(&pool)] {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", "cat; echo out; echo err >&2; exit 5"])
+                .stdios(Stdios::piped());
+            let mut p = cmd.spawn_in_executor(executor).await?;
+            let (out, err) = p.communicate(Some(b"in\n")).await?;
+            outs.push((out, err, p.returncode()));
+            // The loop's watcher, as for `spawn` (TULIP_CHILD_WATCHER may
+            // force one for the whole process).
+            watchers.push((p.watcher(), lp.child_watcher()));
+        }
+        pool.shutdown(true);
+        Ok((outs, watchers, lp.unreaped_children()))
+    });
+    for out in outs {
+        assert_eq!(out, (b"in\nout\n".to_vec(), b"err\n".to_vec(), Some(5)));
+    }
+    for (got, want) in watchers {
+        assert_eq!(got, want, "{kind:?}");
+    }
+    assert_eq!(left, 0);
+}
+both_watchers!(
+    threaded_spawn,
+    spawn_in_executor_runs_the_child_like_spawn_pidfd,
+    spawn_in_executor_runs_the_child_like_spawn_thread
+);
+
+// conformance: P3
+fn threaded_sweep_shape(kind: ChildWatcherKind) {
+    const N: usize = 300;
+    let (outs, left) = on_loop(kind, |lp| async move {
+        // As `sweep_shape`, with the spawns overlapping on four threads.
+        let pool = spawn_pool(4);
+        let mut tasks = Vec::with_capacity(N);
+        for i in 0..N {
+            let pool = pool.clone();
+            tasks.push(lp.create_task(async move {
+                let mut cmd = Command::new("sh");
+                cmd.args(["-c", &format!("sleep 0.1; echo reply {i}")])
+                    .stdout(Stdio::Pipe)
+                    .kill_on_drop(true);
+                let p = cmd.spawn_in_executor(Some(&pool)).await?;
+                let out = p.stdout.as_ref().unwrap().read_to_eof().await?;
+                let rc = p.wait().await?;
+                Ok((String::from_utf8_lossy(&out).into_owned(), rc))
+            })?);
+        }
+        let mut outs = Vec::with_capacity(N);
+        for t in tasks {
+            outs.push(t.await?);
+        }
+        pool.shutdown(true);
+        Ok((outs, lp.unreaped_children()))
+    });
+    for (i, (out, rc)) in outs.iter().enumerate() {
+        assert_eq!((out.as_str(), *rc), (format!("reply {i}\n").as_str(), 0));
+    }
+    assert_eq!(left, 0);
+}
+both_watchers!(
+    threaded_sweep_shape,
+    three_hundred_children_spawned_from_four_threads_pidfd,
+    three_hundred_children_spawned_from_four_threads_thread
+);
+
+// conformance: P3
+fn threaded_spawn_errors(kind: ChildWatcherKind) {
+    let (enoent, eacces) = on_loop(kind, move |_| async move {
+        let pool = spawn_pool(1);
+        let mut missing = Command::new("/nonexistent/tulip-no-such-program");
+        missing.stdios(Stdios::piped());
+        let e1 = missing.spawn_in_executor(Some(&pool)).await.unwrap_err();
+        let path = std::env::temp_dir().join(format!(
+            "tulip-noexec-threaded-{}-{kind:?}",
+            std::process::id()
+        ));
+        std::fs::write(&path, "#!/bin/sh\n").unwrap();
+        let mut noexec = Command::new(&path);
+        noexec.stdout(Stdio::Pipe);
+        let e2 = noexec.spawn_in_executor(Some(&pool)).await.unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        pool.shutdown(true);
+        Ok((e1, e2))
+    });
+    assert_eq!(
+        enoent.io_kind(),
+        Some(std::io::ErrorKind::NotFound),
+        "{enoent}"
+    );
+    assert_eq!(
+        eacces.io_kind(),
+        Some(std::io::ErrorKind::PermissionDenied),
+        "{eacces}"
+    );
+}
+both_watchers!(
+    threaded_spawn_errors,
+    spawn_in_executor_returns_the_os_error_pidfd,
+    spawn_in_executor_returns_the_os_error_thread
+);
+
+// conformance: P2
+fn cancelled_while_queued(kind: ChildWatcherKind) {
+    let marker = std::env::temp_dir().join(format!(
+        "tulip-never-spawned-{}-{kind:?}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&marker);
+    let touched = marker.clone();
+    let (cancelled, left) = on_loop(kind, |lp| async move {
+        // The pool's one worker is busy until we say so: the spawn queues.
+        let pool = spawn_pool(1);
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        pool.submit(move || {
+            let _ = wait.recv();
+        })?;
+        let p = pool.clone();
+        let t = lp.create_task(async move {
+            let mut cmd = Command::new("touch");
+            cmd.arg(&touched);
+            cmd.spawn_in_executor(Some(&p)).await.map(|_| ())
+        })?;
+        tulip::sleep(0.02).await?;
+        t.cancel();
+        t.wait_done().await?;
+        // The job was dropped from the queue: once the worker is free and
+        // has run what came after it, still no child.
+        go.send(()).unwrap();
+        lp.run_in_executor(Some(&pool), || ())?.await?;
+        pool.shutdown(true);
+        Ok((t.cancelled(), lp.unreaped_children()))
+    });
+    assert!(cancelled);
+    assert_eq!(left, 0);
+    assert!(
+        !marker.exists(),
+        "a cancelled queued spawn started its child"
+    );
+}
+both_watchers!(
+    cancelled_while_queued,
+    a_spawn_cancelled_while_queued_never_starts_the_child_pidfd,
+    a_spawn_cancelled_while_queued_never_starts_the_child_thread
+);
+
+/// A command whose child, between fork and exec, writes its pid to a pipe
+/// and then stalls for `stall` before exec'ing `sleep 10`: the worker
+/// spawning it is held inside the spawn meanwhile. Returns the command and
+/// the pipe's read end.
+fn slow_to_exec(stall: Duration) -> (Command, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::CommandExt;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for two fds.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds were just created and are owned by nobody else.
+    let (r, w) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    let wfd = std::os::fd::AsRawFd::as_raw_fd(&w);
+    let ts = libc::timespec {
+        tv_sec: stall.as_secs() as libc::time_t,
+        tv_nsec: stall.subsec_nanos() as libc::c_long,
+    };
+    let mut cmd = Command::new("sleep");
+    cmd.arg("10");
+    // SAFETY: the hook runs in the forked child before exec and only calls
+    // libc's async-signal-safe getpid, write and nanosleep; `w` is moved
+    // into it, so the fd stays open in the parent while the command lives.
+    unsafe {
+        cmd.as_std_mut().pre_exec(move || {
+            let _keep = &w;
+            let pid = libc::getpid();
+            libc::write(wfd, (&pid as *const libc::pid_t).cast(), 4);
+            libc::nanosleep(&ts, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    (cmd, r)
+}
+
+/// Blocks until the child of [`slow_to_exec`] reports its pid.
+fn read_pid(r: &std::os::fd::OwnedFd) -> u32 {
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: reads 4 bytes into `pid` from our own fd.
+    let n = unsafe {
+        libc::read(
+            std::os::fd::AsRawFd::as_raw_fd(r),
+            (&mut pid as *mut libc::pid_t).cast(),
+            4,
+        )
+    };
+    assert_eq!(n, 4, "no pid from the child");
+    pid as u32
+}
+
+// conformance: P2
+fn cancelled_while_spawning(kind: ChildWatcherKind) {
+    let stall = Duration::from_millis(300);
+    let (pid, cancelled, took, left) = on_loop(kind, |lp| async move {
+        let pool = spawn_pool(1);
+        let (cmd, r) = slow_to_exec(stall);
+        let p = pool.clone();
+        let t = lp.create_task(async move { cmd.spawn_in_executor(Some(&p)).await.map(|_| ()) })?;
+        tulip::sleep(0.0).await?; // the task queues the job
+                                  // Blocks the loop until the child exists: the worker is inside the
+                                  // spawn now, and stays there for `stall`.
+        let pid = read_pid(&r);
+        let cancelled_at = Instant::now();
+        t.cancel();
+        t.wait_done().await?;
+        let took = cancelled_at.elapsed();
+        pool.shutdown(true);
+        Ok((pid, t.cancelled(), took, lp.unreaped_children()))
+    });
+    assert!(cancelled);
+    // It returned only once the spawn had ended and its child was gone.
+    assert!(took >= stall / 2, "{took:?}");
+    assert_eq!(left, 0);
+    assert!(!is_our_child(pid), "pid {pid} outlived its cancelled spawn");
+}
+both_watchers!(
+    cancelled_while_spawning,
+    a_spawn_cancelled_mid_spawn_kills_and_reaps_the_child_pidfd,
+    a_spawn_cancelled_mid_spawn_kills_and_reaps_the_child_thread
+);
+
+// conformance: P2
+fn dropped_while_spawning(kind: ChildWatcherKind) {
+    let (pid, gone) = on_loop(kind, |lp| async move {
+        let pool = spawn_pool(1);
+        let (cmd, r) = slow_to_exec(Duration::from_millis(100));
+        let mut spawning = Box::pin(cmd.spawn_in_executor(Some(&pool)));
+        // One poll queues the job; then the future is dropped, not cancelled.
+        std::future::poll_fn(|cx| {
+            assert!(std::future::Future::poll(spawning.as_mut(), cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        let pid = read_pid(&r);
+        drop(spawning);
+        // The spawn ends on the worker; nobody claims the child, so it is
+        // killed and handed to the watcher, which reaps it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while is_our_child(pid) && Instant::now() < deadline {
+            tulip::sleep(0.01).await?;
+        }
+        pool.shutdown(true);
+        Ok((pid, !is_our_child(pid) && lp.unreaped_children() == 0))
+    });
+    assert!(gone, "pid {pid} outlived its dropped spawn");
+}
+both_watchers!(
+    dropped_while_spawning,
+    a_spawn_dropped_mid_spawn_kills_and_reaps_the_child_pidfd,
+    a_spawn_dropped_mid_spawn_kills_and_reaps_the_child_thread
+);
+
+// conformance: P3
+fn outlives_its_spawn_thread(kind: ChildWatcherKind) {
+    let (rc, pid, left) = on_loop(kind, |lp| async move {
+        let pool = spawn_pool(1);
+        let mut cmd = Command::new("sleep");
+        cmd.arg("0.2");
+        let p = cmd.spawn_in_executor(Some(&pool)).await?;
+        // The thread that spawned the child exits first; the kernel hands
+        // the child to another thread of the process, still ours to reap.
+        pool.shutdown(true);
+        let rc = p.wait().await?;
+        Ok((rc, p.pid(), lp.unreaped_children()))
+    });
+    assert_eq!((rc, left), (0, 0));
+    assert!(!is_our_child(pid), "pid {pid} left a zombie");
+}
+both_watchers!(
+    outlives_its_spawn_thread,
+    a_child_outlives_the_thread_that_spawned_it_pidfd,
+    a_child_outlives_the_thread_that_spawned_it_thread
+);

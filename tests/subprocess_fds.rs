@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 
 use tulip::subprocess::{Command, Stdio, Stdios};
-use tulip::ChildWatcherKind;
+use tulip::{ChildWatcherKind, Process};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -24,7 +24,15 @@ fn warm_up(runner: &mut tulip::Runner) {
         .unwrap();
 }
 
-fn spawn_many(kind: ChildWatcherKind) {
+/// `cmd.spawn()`, or `cmd.spawn_in_executor(pool)` when there is a pool.
+async fn spawn_on(mut cmd: Command, pool: Option<&tulip::ThreadPool>) -> tulip::Result<Process> {
+    match pool {
+        Some(pool) => cmd.spawn_in_executor(Some(pool)).await,
+        None => cmd.spawn(),
+    }
+}
+
+fn spawn_many(kind: ChildWatcherKind, threaded: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut runner = tulip::Runner::new();
     let lp = runner.get_loop().unwrap();
@@ -35,25 +43,28 @@ fn spawn_many(kind: ChildWatcherKind) {
     // Warm up lazily created state (the loop's watcher) before counting.
     warm_up(&mut runner);
     let before = open_fds();
+    // With `threaded`, every spawn runs on one of two worker threads.
+    let pool = tulip::ThreadPool::new(2).unwrap();
+    let workers = threaded.then(|| pool.clone());
     let failures = runner
-        .run(async {
+        .run(async move {
+            let spawn = |cmd| spawn_on(cmd, workers.as_ref());
             let mut failures = 0;
             for i in 0..1000 {
                 if i % 10 == 9 {
                     // A failed spawn with three pipes prepared.
-                    let err = Command::new("/nonexistent/tulip-nope")
-                        .stdios(Stdios::piped())
-                        .spawn()
-                        .unwrap_err();
+                    let mut cmd = Command::new("/nonexistent/tulip-nope");
+                    cmd.stdios(Stdios::piped());
+                    let err = spawn(cmd).await.unwrap_err();
                     assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
                     failures += 1;
                     continue;
                 }
-                let mut p = Command::new("true")
-                    .stdin(Stdio::Pipe)
+                let mut cmd = Command::new("true");
+                cmd.stdin(Stdio::Pipe)
                     .stdout(Stdio::Pipe)
-                    .stderr(Stdio::Stdout)
-                    .spawn()?;
+                    .stderr(Stdio::Stdout);
+                let mut p = spawn(cmd).await?;
                 let (out, _) = p.communicate(Some(b"x")).await?;
                 assert!(out.is_empty());
                 assert_eq!(p.returncode(), Some(0));
@@ -61,6 +72,7 @@ fn spawn_many(kind: ChildWatcherKind) {
             Ok(failures)
         })
         .unwrap();
+    pool.shutdown(true);
     assert_eq!(failures, 100);
     assert_eq!(lp.unreaped_children(), 0);
     assert_eq!(open_fds(), before, "fds leaked by 1000 spawns");
@@ -70,13 +82,25 @@ fn spawn_many(kind: ChildWatcherKind) {
 // conformance: P3
 #[test]
 fn fd_count_is_unchanged_after_1000_spawns_including_failures_pidfd() {
-    spawn_many(ChildWatcherKind::Pidfd);
+    spawn_many(ChildWatcherKind::Pidfd, false);
+}
+
+// conformance: P3
+#[test]
+fn fd_count_is_unchanged_after_1000_threaded_spawns_including_failures_pidfd() {
+    spawn_many(ChildWatcherKind::Pidfd, true);
+}
+
+// conformance: P3
+#[test]
+fn fd_count_is_unchanged_after_1000_threaded_spawns_including_failures_thread() {
+    spawn_many(ChildWatcherKind::Thread, true);
 }
 
 // conformance: P3
 #[test]
 fn fd_count_is_unchanged_after_1000_spawns_including_failures_thread() {
-    spawn_many(ChildWatcherKind::Thread);
+    spawn_many(ChildWatcherKind::Thread, false);
 }
 
 // conformance: P3

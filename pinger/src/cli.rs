@@ -14,7 +14,7 @@ use clap::Parser;
 use crate::error::{Error, EXIT_ALL_UP, EXIT_INVALID_ARGS};
 use crate::output::{Filter, Format};
 use crate::ping::{PingParams, MAX_TIMEOUT_MS};
-use crate::sweep::{SweepConfig, DEFAULT_CONCURRENCY};
+use crate::sweep::{default_spawn_threads, SweepConfig, DEFAULT_CONCURRENCY};
 use crate::targets::{
     expand, parse_target, read_target_file, ExpandOptions, Target, DEFAULT_MAX_HOSTS,
     DEFAULT_TARGET,
@@ -92,6 +92,11 @@ pub struct Cli {
           value_parser = parse_concurrency)]
     pub concurrency: usize,
 
+    /// Threads that start the `ping` children (0: the event loop's own thread).
+    #[arg(long, default_value_t = default_spawn_threads(), value_name = "N",
+          value_parser = parse_spawn_threads)]
+    pub spawn_threads: usize,
+
     /// Write JSON Lines: one record per host, then a summary record.
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
@@ -123,6 +128,18 @@ fn parse_concurrency(s: &str) -> Result<usize, String> {
         _ => Err(format!("`{s}` is not a positive whole number")),
     }
 }
+
+fn parse_spawn_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n <= MAX_SPAWN_THREADS => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a whole number from 0 to {MAX_SPAWN_THREADS}"
+        )),
+    }
+}
+
+/// The most threads `--spawn-threads` accepts.
+pub const MAX_SPAWN_THREADS: usize = 64;
 
 /// Parses argv (program name first).
 pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>

@@ -46,6 +46,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
     }
     let cfg = cli.sweep_config(ping);
     let hosts = selection.hosts;
+    let spawn_threads = cli.spawn_threads;
     let total = hosts.len();
 
     let start = Instant::now();
@@ -69,8 +70,9 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                     std::process::exit(EXIT_INTERRUPTED);
                 }
             })?;
+            let prober = PingProber::with_spawn_threads(spawn_threads);
             let (mut done, mut up) = (0, 0);
-            let outcome = sweep::run(&hosts, &cfg, PingProber::new(), &stop, move |probe| {
+            let outcome = sweep::run(&hosts, &cfg, prober, &stop, move |probe| {
                 done += 1;
                 up += usize::from(probe.up);
                 progress.borrow_mut().update(done, up);

@@ -13,6 +13,15 @@
 //!   [`tulip::subprocess`] (stdout piped, `kill_on_drop`). The loop's pidfd
 //!   child watcher reaps it, the pipe reader collects its stdout; the task
 //!   sleeps in `read_to_eof()` and `wait()` with no thread and no polling.
+//! - **Spawn threads.** A spawn blocks its thread until the child has
+//!   exec'd, which is most of its cost; [`PingProber`] therefore starts the
+//!   children with [`Command::spawn_in_executor`] on a few threads of its
+//!   own ([`default_spawn_threads`], `--spawn-threads`), so that the starts
+//!   overlap and the loop keeps running. A [`Semaphore`] with one permit per
+//!   thread keeps every queued spawn taken at once by a free thread. With 0
+//!   threads the loop's own thread spawns, one child at a time.
+//!
+//! [`Command::spawn_in_executor`]: tulip::subprocess::Command::spawn_in_executor
 //! - **Timeouts.** iputils' `-w` takes whole seconds only, so the probe also
 //!   runs under a [`tulip::timeout`] of [`probe_limit`]: past it, the child is
 //!   killed, reaped, and judged by what it printed ([`Attempt::cut_short`]).
@@ -25,8 +34,13 @@
 //!   a short backoff passes) and tries again; no host is lost.
 //! - **Stopping.** [`Stop::stop`] (pinger's SIGINT handler, installed with
 //!   `add_signal_handler`, calls it) stops the dispatcher and cancels every
-//!   probe task; each kills its child and waits until it is reaped. [`run`]
-//!   returns the hosts decided so far, with [`Outcome::interrupted`] set.
+//!   probe task; each kills its child and waits until it is reaped (a spawn
+//!   still running on a spawn thread is waited for, and its child killed and
+//!   reaped). [`run`] returns the hosts decided so far, with
+//!   [`Outcome::interrupted`] set. [`Stop::kill_and_reap_now`], for a process
+//!   about to exit, first lets the spawns in flight end (at most one per
+//!   spawn thread), then kills and reaps every `ping` child, including those
+//!   the loop has not taken over yet.
 //!
 //! # The seam
 //! Running one `ping` is behind the [`Prober`] trait: [`PingProber`] is the
@@ -38,7 +52,8 @@
 //! - A host is retried only when it was down, at most `retries` times.
 //! - When [`run`] returns, every child it started has been reaped and every
 //!   task it created is done.
-//! - At most `concurrency` probes run at once.
+//! - At most `concurrency` probes run at once, and at most one spawn per
+//!   spawn thread is queued or running.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -46,7 +61,8 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
@@ -239,7 +255,7 @@ pub trait Prober {
 }
 
 /// The real prober: `ping` children through tulip's subprocess API.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PingProber {
     /// Children of ours not yet reaped.
     running: Cell<usize>,
@@ -249,12 +265,80 @@ pub struct PingProber {
     /// Set (and cleared at once) each time one of our children is reaped:
     /// spawns waiting for resources retry then.
     freed: Event,
+    /// The threads that start the children; `None`: the loop's thread does.
+    spawner: Option<Spawner>,
+    /// The program of the children (the same for every probe of a sweep).
+    program: RefCell<Option<PathBuf>>,
+}
+
+/// Worker threads for [`Command::spawn_in_executor`](tulip::subprocess::Command::spawn_in_executor),
+/// and one permit per thread, so that a spawn is only ever queued when a
+/// worker is free to take it at once (see [`Prober::kill_and_reap_now`]).
+#[derive(Debug)]
+struct Spawner {
+    pool: tulip::ThreadPool,
+    slots: Semaphore,
+}
+
+/// How many threads start `ping` children unless `--spawn-threads` says
+/// otherwise: two per CPU (each spends most of a spawn blocked until its
+/// child has exec'd), at least 2 and at most 8.
+pub fn default_spawn_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (2 * cpus).clamp(2, 8)
+}
+
+impl Default for PingProber {
+    fn default() -> PingProber {
+        PingProber::new()
+    }
 }
 
 impl PingProber {
-    /// A prober with no child running.
+    /// A prober with no child running, starting its children from
+    /// [`default_spawn_threads`] worker threads.
     pub fn new() -> PingProber {
-        PingProber::default()
+        PingProber::with_spawn_threads(default_spawn_threads())
+    }
+
+    /// A prober whose children are started by `threads` worker threads
+    /// (started on first use), so that the loop keeps running and several
+    /// spawns overlap; with 0, by the loop's own thread, one at a time.
+    pub fn with_spawn_threads(threads: usize) -> PingProber {
+        let spawner = tulip::ThreadPool::new(threads).ok().map(|pool| Spawner {
+            pool,
+            slots: Semaphore::new(threads),
+        });
+        PingProber {
+            running: Cell::new(0),
+            children: RefCell::new(HashMap::new()),
+            next_serial: Cell::new(0),
+            freed: Event::new(),
+            spawner,
+            program: RefCell::new(None),
+        }
+    }
+
+    /// How many worker threads start the children (0: the loop's thread).
+    pub fn spawn_threads(&self) -> usize {
+        self.spawner.as_ref().map_or(0, |s| s.pool.max_workers())
+    }
+
+    /// Starts one `ping`: from a worker thread when there are any, holding
+    /// one of their permits until the spawn is over.
+    async fn start(&self, cmd: &PingCommand) -> tulip::Result<Process> {
+        if self.program.borrow().is_none() {
+            *self.program.borrow_mut() = Some(cmd.program.clone());
+        }
+        match &self.spawner {
+            Some(spawner) => {
+                let _slot = spawner.slots.acquire().await?;
+                cmd.to_command()
+                    .spawn_in_executor(Some(&spawner.pool))
+                    .await
+            }
+            None => cmd.to_command().spawn(),
+        }
     }
 
     /// Spawns `cmd`, waiting out `EMFILE`/`ENFILE`/`EAGAIN`/`ENOMEM`.
@@ -262,7 +346,7 @@ impl PingProber {
         let mut backoff = SPAWN_BACKOFF_S.0;
         let mut lonely_tries = 0;
         loop {
-            let err = match cmd.to_command().spawn() {
+            let err = match self.start(cmd).await {
                 Ok(proc) => return Ok(proc),
                 Err(err) => err,
             };
@@ -292,6 +376,15 @@ impl PingProber {
                 Err(e) => return Err(Error::EventLoop(e)),
             }
             backoff = (backoff * 2.0).min(SPAWN_BACKOFF_S.1);
+        }
+    }
+}
+
+impl Drop for PingProber {
+    fn drop(&mut self) {
+        if let Some(spawner) = &self.spawner {
+            // Idle by now: every probe, and so every spawn, has ended.
+            spawner.pool.shutdown(false);
         }
     }
 }
@@ -372,18 +465,50 @@ impl Prober for PingProber {
     }
 
     fn kill_and_reap_now(&self) {
+        // A spawn still running on a worker thread (at most one per thread,
+        // see `Spawner`) ends first, so that its child exists to be killed.
+        if let Some(spawner) = &self.spawner {
+            let pool = spawner.pool.clone();
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let joiner = std::thread::Builder::new().spawn(move || {
+                pool.shutdown(true);
+                let _ = done_tx.send(());
+            });
+            if joiner.is_ok() {
+                let _ = done_rx.recv_timeout(EXIT_REAP_LIMIT);
+            }
+        }
         let children = self.live_children();
         for child in &children {
             let _ = child.kill();
         }
+        let mut pids: Vec<libc::pid_t> = children
+            .iter()
+            .filter(|c| c.returncode().is_none())
+            .map(|c| c.pid() as libc::pid_t)
+            .collect();
+        // Children whose spawn ended but that the loop, which will not run
+        // again, never took over.
+        let program = self.program.borrow().clone();
+        let untracked = program.map_or_else(Vec::new, |p| children_running(&p));
+        for pid in untracked {
+            if !pids.contains(&pid) {
+                // SAFETY: `pid` is listed as our child, so it is not reaped
+                // (only this thread reaps now: the loop is not running, and
+                // tulip's fallback waiter threads wait without reaping), so
+                // the pid cannot have been reused.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                pids.push(pid);
+            }
+        }
         let deadline = Instant::now() + EXIT_REAP_LIMIT;
-        for child in children.iter().filter(|c| c.returncode().is_none()) {
-            let pid = child.pid() as libc::pid_t;
+        for pid in pids {
             loop {
                 let mut status = 0;
-                // SAFETY: `pid` is our child and not reaped yet (the watcher
-                // reaps only on this thread, and `returncode` is unset), so
-                // the pid cannot have been reused; WNOHANG never blocks.
+                // SAFETY: `pid` is our child and not reaped yet (see above:
+                // the watcher reaps only on this thread, and a watched
+                // child's `returncode` is unset), so the pid cannot have been
+                // reused; WNOHANG never blocks.
                 let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
                 if ret != 0 || Instant::now() >= deadline {
                     break;
@@ -392,6 +517,33 @@ impl Prober for PingProber {
             }
         }
     }
+}
+
+/// The children of this process, running or zombie, that run `program`
+/// (by command name), from `/proc/self/task/*/children`: a child is listed
+/// under the thread that spawned it. Empty if the kernel does not list them.
+fn children_running(program: &Path) -> Vec<libc::pid_t> {
+    // The kernel keeps the first 15 bytes of the file name as the command.
+    let Some(name) = program.file_name() else {
+        return Vec::new();
+    };
+    let name = &name.as_bytes()[..name.len().min(15)];
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let listed = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok());
+    let mut pids = Vec::new();
+    for list in listed {
+        for pid in list.split_whitespace().filter_map(|p| p.parse().ok()) {
+            let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.strip_suffix(b"\n") == Some(name) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
 }
 
 impl PingProber {

@@ -25,6 +25,7 @@ fn defaults_mirror_the_seed() {
     assert_eq!(cfg.concurrency, 256);
     assert_eq!(cfg.retries, 0);
     assert_eq!(cfg.interval, Duration::ZERO);
+    assert_eq!(cli.spawn_threads, pinger::sweep::default_spawn_threads());
     assert_eq!(cli.format(), Format::Table);
     assert_eq!(cli.filter(), Filter::All);
 }
@@ -91,6 +92,19 @@ fn fping_spellings() {
     assert_eq!(long.filter(), Filter::Unreachable);
     assert_eq!(long.format(), Format::Csv);
     assert_eq!(parse(&["-q"]).unwrap().filter(), Filter::Quiet);
+}
+
+#[test]
+fn spawn_threads_from_zero_to_sixty_four() {
+    for n in [0, 1, 64] {
+        let cli = parse(&["--spawn-threads", &n.to_string()]).unwrap();
+        assert_eq!(cli.spawn_threads, n);
+    }
+    let default = pinger::sweep::default_spawn_threads();
+    assert!((2..=8).contains(&default), "{default}");
+    usage_error(&["--spawn-threads", "65"]);
+    usage_error(&["--spawn-threads", "-1"]);
+    usage_error(&["--spawn-threads", "x"]);
 }
 
 #[test]

@@ -150,6 +150,13 @@ fn netns_sweep_finds_exactly_the_up_hosts() {
     let mut cmd = ns.command(PINGER);
     cmd.args([cidr.as_str(), "-q", "--exit-zero-if-any-up"]);
     assert_eq!(run_bounded(&mut cmd, SWEEP_LIMIT).status.code(), Some(0));
+
+    // The same with every `ping` started by the loop's own thread.
+    let mut cmd = ns.command(PINGER);
+    cmd.args([cidr.as_str(), "--json", "--spawn-threads", "0"]);
+    let done = run_bounded(&mut cmd, SWEEP_LIMIT);
+    assert_eq!(done.status.code(), Some(1), "{}", done.stderr_text());
+    assert_eq!(up_down(&done.stdout_text()).0, want);
 }
 
 #[test]

@@ -37,13 +37,20 @@ fn become_subreaper() {
     assert_eq!(ret, 0, "prctl(PR_SET_CHILD_SUBREAPER)");
 }
 
-/// The pids of `pid`'s children (from its main thread, where tulip's loop
-/// runs and spawns).
+/// The pids of `pid`'s children. The kernel lists each child under the
+/// thread that spawned it: pinger's spawn threads, or the loop's thread with
+/// `--spawn-threads 0`.
 fn children_of(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .flatten()
+        .flat_map(|task| {
+            std::fs::read_to_string(task.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
         .collect()
 }
 
@@ -116,10 +123,25 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus 
     }
 }
 
+/// When to send the signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum When {
+    /// Once every silent probe is running.
+    AllRunning,
+    /// As soon as the first silent probe runs: mid-burst, while pinger is
+    /// still starting the others.
+    FirstRunning,
+}
+
 /// Starts `pinger ARGS` in the namespace, waits until its silent probes are
-/// running, sends it `signals` SIGINTs, and checks everything. Returns
-/// (stdout, stderr).
-fn interrupt_sweep(test: &str, signals: usize) -> Option<(String, String)> {
+/// running (all of them, or the first one), sends it `signals` SIGINTs, and
+/// checks everything. Returns (stdout, stderr).
+fn interrupt_sweep(
+    test: &str,
+    signals: usize,
+    when: When,
+    extra_args: &[&str],
+) -> Option<(String, String)> {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     become_subreaper();
     let ns = NetNs::create(test, &[10, 77])?;
@@ -127,6 +149,7 @@ fn interrupt_sweep(test: &str, signals: usize) -> Option<(String, String)> {
     let child = ns
         .command(PINGER)
         .args([cidr.as_str(), "--json", "-t", "5000"])
+        .args(extra_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -149,14 +172,18 @@ fn interrupt_sweep(test: &str, signals: usize) -> Option<(String, String)> {
     });
 
     // The 3 live hosts answer at once; the 251 silent ones keep a `ping`
-    // each for 5 s. Wait until all 251 run, as children of pinger (not of
-    // `ip`: it exec'd pinger).
+    // each for 5 s. Wait until all 251 run (or the first), as children of
+    // pinger (not of `ip`: it exec'd pinger).
     let prefix = format!("{}.", cidr.rsplit_once('.').unwrap().0);
     let silent: BTreeSet<String> = (1..=254u8)
         .map(|h| ns.addr(h))
         .filter(|a| !ns.up_hosts().contains(a))
         .map(|a| a.to_string())
         .collect();
+    let wanted = match when {
+        When::AllRunning => silent.len(),
+        When::FirstRunning => 1,
+    };
     let start = Instant::now();
     loop {
         let running: BTreeSet<String> = pings_to(&prefix)
@@ -164,7 +191,7 @@ fn interrupt_sweep(test: &str, signals: usize) -> Option<(String, String)> {
             .filter_map(|cmdline| cmdline.rsplit(' ').next().map(String::from))
             .filter(|ip| silent.contains(ip))
             .collect();
-        if running.len() == silent.len() {
+        if running.len() >= wanted {
             break;
         }
         assert!(
@@ -173,12 +200,12 @@ fn interrupt_sweep(test: &str, signals: usize) -> Option<(String, String)> {
             running.len(),
             silent.len()
         );
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(if wanted == 1 { 1 } else { 10 }));
     }
     assert!(std::fs::read_link(format!("/proc/{pid}/exe"))
         .unwrap()
         .ends_with("pinger"));
-    assert!(children_of(pid).len() >= silent.len());
+    assert!(children_of(pid).len() >= wanted);
 
     let signalled = Instant::now();
     for i in 0..signals {
@@ -212,9 +239,12 @@ fn interrupt_sweep(test: &str, signals: usize) -> Option<(String, String)> {
 
 #[test]
 fn sigint_prints_the_partial_results_and_exits_130() {
-    let Some((stdout, stderr)) =
-        interrupt_sweep("sigint_prints_the_partial_results_and_exits_130", 1)
-    else {
+    let Some((stdout, stderr)) = interrupt_sweep(
+        "sigint_prints_the_partial_results_and_exits_130",
+        1,
+        When::AllRunning,
+        &[],
+    ) else {
         return;
     };
     // The hosts decided before the signal: exactly the three live ones.
@@ -245,14 +275,72 @@ fn sigint_prints_the_partial_results_and_exits_130() {
 
 #[test]
 fn a_second_sigint_exits_at_once_and_still_leaves_nothing() {
-    let Some((_, stderr)) =
-        interrupt_sweep("a_second_sigint_exits_at_once_and_still_leaves_nothing", 2)
-    else {
+    let Some((_, stderr)) = interrupt_sweep(
+        "a_second_sigint_exits_at_once_and_still_leaves_nothing",
+        2,
+        When::AllRunning,
+        &[],
+    ) else {
         return;
     };
     // Usually the second signal lands while the first is being handled and
     // pinger exits at once; if the sweep was already done stopping, it ends
     // the normal way. Both: 130 and nothing left (checked above).
+    assert!(
+        stderr.contains("interrupted again, exiting") || stderr.contains("interrupted: "),
+        "{stderr}"
+    );
+}
+
+/// Mid-burst, some `ping`s are being started on pinger's spawn threads when
+/// the signal lands: those spawns finish, and their children are killed
+/// and reaped like the others.
+#[test]
+fn sigint_while_probes_are_still_starting_leaves_nothing() {
+    let Some((stdout, stderr)) = interrupt_sweep(
+        "sigint_while_probes_are_still_starting_leaves_nothing",
+        1,
+        When::FirstRunning,
+        &[],
+    ) else {
+        return;
+    };
+    assert!(stderr.contains("interrupted: "), "{stderr}");
+    assert!(
+        stdout.lines().all(|l| !l.contains("\"up\":false")),
+        "a silent host cannot be decided within 5 s: {stdout}"
+    );
+}
+
+/// The same with the second Ctrl-C, which exits without running the loop
+/// again: a spawn in flight on a spawn thread still leaves no child behind.
+#[test]
+fn a_second_sigint_while_probes_are_still_starting_leaves_nothing() {
+    let Some((_, stderr)) = interrupt_sweep(
+        "a_second_sigint_while_probes_are_still_starting_leaves_nothing",
+        2,
+        When::FirstRunning,
+        &[],
+    ) else {
+        return;
+    };
+    assert!(
+        stderr.contains("interrupted again, exiting") || stderr.contains("interrupted: "),
+        "{stderr}"
+    );
+}
+
+/// With `--spawn-threads 0` the loop's own thread starts every `ping`.
+#[test]
+fn a_second_sigint_mid_burst_leaves_nothing_with_spawns_on_the_loop_thread() {
+    let Some((_, stderr)) = interrupt_sweep(
+        "a_second_sigint_mid_burst_leaves_nothing_with_spawns_on_the_loop_thread",
+        2,
+        When::FirstRunning,
+        &["--spawn-threads", "0"],
+    ) else {
+        return;
+    };
     assert!(
         stderr.contains("interrupted again, exiting") || stderr.contains("interrupted: "),
         "{stderr}"

@@ -344,9 +344,42 @@ fn the_real_ping_on_loopback() {
     let ping = pinger::ping::resolve_ping(std::env::var_os("PATH").as_deref())
         .expect("these tests need ping: apt-get install iputils-ping");
     let hosts: Vec<Ipv4Addr> = (1..=14).map(|h| Ipv4Addr::new(127, 0, 0, h)).collect();
-    let (out, _, took) = sweep_with(&hosts, &fake_cfg(ping, 1000), PingProber::new(), None);
-    let results = out.unwrap().results;
-    assert_eq!(results.len(), 14);
-    assert!(results.iter().all(|p| p.up && p.rtt_ms.is_some()));
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    // Spawned from the default spawn threads, from one, and from the loop's
+    // own thread.
+    for prober in [
+        PingProber::new(),
+        PingProber::with_spawn_threads(1),
+        PingProber::with_spawn_threads(0),
+    ] {
+        let threads = prober.spawn_threads();
+        let (out, _, took) = sweep_with(&hosts, &fake_cfg(ping.clone(), 1000), prober, None);
+        let results = out.unwrap().results;
+        assert_eq!(results.len(), 14, "{threads} spawn threads");
+        assert!(results.iter().all(|p| p.up && p.rtt_ms.is_some()));
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+}
+
+#[test]
+fn spawn_threads_of_a_prober() {
+    let default = pinger::sweep::default_spawn_threads();
+    assert_eq!(PingProber::new().spawn_threads(), default);
+    assert_eq!(PingProber::with_spawn_threads(3).spawn_threads(), 3);
+    assert_eq!(PingProber::with_spawn_threads(0).spawn_threads(), 0);
+}
+
+#[test]
+fn a_probe_past_the_timeout_is_killed_with_spawns_on_the_loop_thread() {
+    let hang = fake_ping(
+        "hang0",
+        "echo 'PING 10.0.0.1 (10.0.0.1) 56(84) bytes of data.'\nexec sleep 30",
+    );
+    let hosts = ips(&[1, 2, 3]);
+    let prober = PingProber::with_spawn_threads(0);
+    let (out, _, took) = sweep_with(&hosts, &fake_cfg(hang, 200), prober, None);
+    let out = out.unwrap();
+    assert_eq!(out.results.len(), 3);
+    assert!(out.results.iter().all(|p| !p.up), "{:?}", out.results);
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_millis(900), "{took:?}");
 }
