@@ -16,6 +16,15 @@
 //! reschedules itself with
 //! `call_soon` so that one busy peer cannot starve the loop (L8).
 //!
+//! A short read also ends the connection's turn: what the peer sends while
+//! `data_received` runs (an echo client woken by our write, answering on
+//! this CPU before we return) is a new edge, served on the next poll after
+//! the other ready connections, as asyncio's one `recv` per ready fd per
+//! iteration does. tokio's reader re-reads at once after a read that
+//! filled its buffer, and can then serve one connection many times in a
+//! row: a lower median latency for the connections it favours, a higher
+//! tail for the others (see BENCHMARKS.md, the 100 KiB echo).
+//!
 //! ## The write path
 //! `write` first tries `send` directly when nothing is buffered (most
 //! writes end there: no copy, no writer registration). The rest is appended
@@ -34,6 +43,10 @@
 //! # Invariants
 //! - The reader is registered exactly while `is_reading()` and the read
 //!   side is open; the writer exactly while the write buffer is non-empty.
+//! - One `read_ready` call reads again only after a read that filled the
+//!   whole buffer (or once the peer's FIN is known), and at most
+//!   `MAX_READS_PER_EDGE` times: data that arrives after a short read
+//!   waits for the next poll, after the callbacks already queued (fairness).
 //! - The socket is closed (dropped) only in `call_connection_lost`, after
 //!   both registrations are removed: no fd is used after close, and a
 //!   recycled fd number never meets a stale registration (N4).

@@ -592,3 +592,73 @@ fn a_panicking_data_received_closes_the_connection_with_the_panic() {
         Ok(())
     });
 }
+
+/// A server protocol whose peer answers at once: each chunk it receives
+/// makes the peer send the next message before `data_received` returns,
+/// as an echo client does when the server's write wakes it on the server's
+/// own CPU. Logs `NAME:MSG` for every chunk.
+struct EagerPeer {
+    name: &'static str,
+    peer: std::os::unix::net::UnixStream,
+    log: Rc<RefCell<Vec<String>>>,
+    last: u32,
+}
+
+impl Protocol for EagerPeer {
+    fn data_received(&self, data: &[u8]) {
+        let msg: u32 = std::str::from_utf8(data).unwrap().parse().unwrap();
+        self.log.borrow_mut().push(format!("{}:{msg}", self.name));
+        if msg < self.last {
+            std::io::Write::write_all(&mut &self.peer, (msg + 1).to_string().as_bytes()).unwrap();
+        }
+    }
+}
+
+// Fairness: a short read ends a connection's turn. What arrives while its
+// protocol runs waits for the next poll, after the other ready connections
+// (asyncio reads once per ready fd per iteration; tokio re-reads at once
+// when a read fills its buffer, and serves one connection in bursts).
+#[test]
+fn a_peer_that_answers_at_once_waits_for_the_other_connections() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let log: Rc<RefCell<Vec<String>>> = Rc::default();
+        let mut peers = Vec::new();
+        let mut transports = Vec::new();
+        for name in ["a", "b", "c"] {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(Error::from)?;
+            let proto = Rc::new(EagerPeer {
+                name,
+                peer: theirs.try_clone().map_err(Error::from)?,
+                log: log.clone(),
+                last: 4,
+            });
+            transports.push(tulip::SocketTransport::new(
+                &lp,
+                tulip::StreamSocket::Unix(ours),
+                proto,
+                None,
+            )?);
+            peers.push(theirs);
+        }
+        common::settle().await?;
+        // Every connection readable before the loop looks.
+        for p in &peers {
+            std::io::Write::write_all(&mut &*p, b"1").map_err(Error::from)?;
+        }
+        while log.borrow().len() < 12 {
+            tulip::sleep(0.001).await?;
+        }
+        let log = log.borrow().clone();
+        // Each round serves every connection once, in the order they
+        // became readable: a, b, c, a, b, c, ...
+        let expect: Vec<String> = (1..=4)
+            .flat_map(|m| ["a", "b", "c"].map(|n| format!("{n}:{m}")))
+            .collect();
+        assert_eq!(log, expect);
+        for t in transports {
+            t.close();
+        }
+        Ok(())
+    });
+}

@@ -223,6 +223,9 @@ const MB_PER_S: harness::Metric = harness::Metric::higher("mb_per_s", "MB/s");
 const MSGS_PER_S: harness::Metric = harness::Metric::higher("msgs_per_s", "msgs/s");
 const P50_US: harness::Metric = harness::Metric::lower("p50_us", "p50 µs");
 const P99_US: harness::Metric = harness::Metric::lower("p99_us", "p99 µs");
+const MEAN_US: harness::Metric = harness::Metric::lower("mean_us", "mean µs");
+const WORST_PCT: harness::Metric = harness::Metric::higher("worst_pct", "slowest client %");
+const SRV_CPU_US: harness::Metric = harness::Metric::lower("srv_cpu_us", "server cpu µs/msg");
 const REQ_PER_S: harness::Metric = harness::Metric::higher("req_per_s", "req/s");
 const P50_MS: harness::Metric = harness::Metric::lower("p50_ms", "p50 ms");
 const P99_MS: harness::Metric = harness::Metric::lower("p99_ms", "p99 ms");
@@ -366,6 +369,7 @@ fn net_cases(ctx: &Ctx) -> Vec<Case> {
         "uvloop-protocol",
         "uvloop-streams",
         "tokio",
+        "tokio-256k",
         "floor",
     ];
     let contender = |case: &str, who: &str| -> Contender {
@@ -385,7 +389,7 @@ fn net_cases(ctx: &Ctx) -> Vec<Case> {
                     net_group::ECHO_SECONDS
                 ),
                 primary: MSGS_PER_S,
-                extra: vec![P50_US, P99_US],
+                extra: vec![P50_US, P99_US, MEAN_US, WORST_PCT, SRV_CPU_US],
                 goals: vec![Goal::RatioOn(P50_US, "tokio", 1.0 / 1.1)],
                 contenders: echo_who.iter().map(|w| contender(&name, w)).collect(),
                 notes: vec![],
@@ -397,7 +401,16 @@ fn net_cases(ctx: &Ctx) -> Vec<Case> {
         first.notes.push(
             "tulip = tulip's Protocol server, tulip-streams = its start_server server; \
              the asyncio and uvloop servers are vmbench's (protocol and streams); \
-             tokio = current_thread, a task per connection; floor = raw level-triggered epoll."
+             tokio = current_thread, a task per connection, reading into 102400 bytes (vmbench's \
+             `read(102400)`); tokio-256k = the same server reading into 256 KiB (asyncio's max_size, \
+             tulip's read size); floor = raw level-triggered epoll."
+                .into(),
+        );
+        first.notes.push(
+            "The client is closed-loop: mean latency = clients / (msgs/s). \
+             `slowest client %` is the client with the fewest echoes, as a percentage of the \
+             average per client (100 = every connection got its turn); `server cpu µs/msg` is the \
+             server process's user + system time over the run, per message."
                 .into(),
         );
     }
@@ -456,6 +469,7 @@ fn net_server_argv(ctx: &Ctx, case: &str, who: &str) -> Result<Vec<String>, Stri
     };
     match (kind, who) {
         (_, "tokio") => me("tokio"),
+        ("echo", "tokio-256k") => me("tokio-256k"),
         (_, "floor") => me("floor"),
         ("echo", "tulip") => net_tulip::server_argv("echo-protocol"),
         ("echo", "tulip-streams") => net_tulip::server_argv("echo-streams"),
@@ -481,7 +495,13 @@ fn net_child(ctx: &Ctx, case: &str, who: &str) -> Result<String, String> {
         net_group::run_wrk(server.port)?
     } else {
         let (size, c) = net_group::parse_echo_case(case).ok_or("bad echo case")?;
-        net_group::echo_client(server.port, size, c, net_group::ECHO_SECONDS)?
+        net_group::echo_client(
+            server.port,
+            size,
+            c,
+            net_group::ECHO_SECONDS,
+            Some(server.pid()),
+        )?
     };
     drop(server);
     Ok(fields
@@ -601,11 +621,12 @@ fn utc_now() -> String {
 /// `--serve KIND WHO`: a server of the `net` group (prints `LISTENING port`).
 fn serve_main(args: &[String]) -> i32 {
     let (Some(kind), Some(who)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: bench --serve echo|http tokio|floor");
+        eprintln!("usage: bench --serve echo|http tokio|tokio-256k|floor");
         return 2;
     };
     let res = match who.as_str() {
-        "tokio" => net_group::serve_tokio(kind),
+        "tokio" => net_group::serve_tokio(kind, net_group::TOKIO_ECHO_BUF),
+        "tokio-256k" => net_group::serve_tokio(kind, net_group::TOKIO_ECHO_BUF_256K),
         "floor" => net_group::serve_floor(kind),
         _ => Err(std::io::Error::other(format!("unknown server {who}"))),
     };

@@ -7,6 +7,16 @@
 //! 127.0.0.1 on a free port and prints `LISTENING <port>`. The load comes
 //! from the same client for every server: the blocking-socket echo client
 //! below, or `wrk -t1 -c64`.
+//!
+//! The echo client is closed-loop: each client waits for its echo before
+//! sending again, so throughput and *mean* latency are tied (Little's law:
+//! mean = clients / msgs per s), while the median also depends on how the
+//! server orders its connections. A server that serves one connection
+//! several times in a row while the others wait gets a low median and a
+//! high p99 for the same mean. So next to p50 and p99 the client reports
+//! the mean, the slowest client's share of the messages (`worst_pct`:
+//! 100 when every connection got its turn), and the server's CPU time per
+//! message, read from `/proc/PID/stat` over the measured span.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -21,6 +31,22 @@ pub const ECHO_SIZES: &[(usize, &str)] = &[(1024, "1k"), (10 * 1024, "10k"), (10
 pub const ECHO_CONCURRENCY: &[usize] = &[4, 10];
 /// How long each echo measurement runs.
 pub const ECHO_SECONDS: f64 = 2.0;
+/// The tokio echo server's read buffer: vmbench's `read(102400)`. A 100
+/// KiB message fills it exactly, and tokio only learns that a socket is
+/// drained from a read that does *not* fill the buffer
+/// (`tokio/src/io/poll_evented.rs`: `if 0 < n && n < len {
+/// clear_readiness }`); so after each 100 KiB echo the task reads the same
+/// socket again, and finds the client's next message whenever the client
+/// ran in the meantime (on the server's CPU, woken by the echo). That
+/// serves a connection up to 64 times in a row (tokio's coop budget of 128
+/// reads and writes) while the others wait.
+pub const TOKIO_ECHO_BUF: usize = 102_400;
+
+/// The read buffer of the `tokio-256k` echo server: asyncio's `max_size`,
+/// the size tulip's transports read with. No message fills it, so this
+/// tokio server waits for epoll after every message, like tulip.
+pub const TOKIO_ECHO_BUF_256K: usize = 256 * 1024;
+
 /// wrk's arguments for the http case.
 pub const WRK_ARGS: &[&str] = &["-t1", "-c64", "-d5s", "--latency"];
 
@@ -58,6 +84,13 @@ pub struct Server {
     child: Child,
     /// The port it listens on, on 127.0.0.1.
     pub port: u16,
+}
+
+impl Server {
+    /// The server process's id (its CPU time is read from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Server {
@@ -132,14 +165,18 @@ pub fn start_server(argv: &[String]) -> Result<Server, StartError> {
 
 /// Runs `concurrency` blocking clients against `port` for `seconds`, each
 /// sending a `size`-byte message and reading it back, over and over.
-/// Returns msgs/s, MiB/s and latency percentiles in µs.
+/// Returns msgs/s, MiB/s, latency percentiles and mean in µs, the slowest
+/// client's share (`worst_pct`) and, given the server's pid, the server's
+/// CPU µs per message (`srv_cpu_us`).
 pub fn echo_client(
     port: u16,
     size: usize,
     concurrency: usize,
     seconds: f64,
+    server_pid: Option<u32>,
 ) -> Result<BTreeMap<String, f64>, String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let cpu0 = server_pid.and_then(proc_cpu_seconds);
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let threads: Vec<_> = (0..concurrency)
         .map(|_| {
@@ -162,21 +199,43 @@ pub fn echo_client(
         })
         .collect();
     let start = Instant::now();
-    let mut all: Vec<u32> = Vec::new();
+    let mut per_client: Vec<Vec<u32>> = Vec::with_capacity(concurrency);
     for t in threads {
-        all.extend(
+        per_client.push(
             t.join()
                 .map_err(|_| "client thread panicked".to_string())??,
         );
     }
     let took = start.elapsed().as_secs_f64();
+    let cpu1 = server_pid.and_then(proc_cpu_seconds);
+    let mut m = echo_stats(&per_client, size, took)?;
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        m.insert("srv_cpu_us".into(), (b - a) * 1e6 / m["msgs"]);
+    }
+    m.remove("msgs");
+    Ok(m)
+}
+
+/// The echo metrics of one run from each client's latencies (ns), in
+/// completion order: `msgs_per_s`, `mib_per_s`, `p50_us`, `p99_us`,
+/// `mean_us`, `worst_pct` (the slowest client's message count as a
+/// percentage of the average per client) and `msgs` (the total).
+pub fn echo_stats(
+    per_client: &[Vec<u32>],
+    size: usize,
+    took: f64,
+) -> Result<BTreeMap<String, f64>, String> {
+    let mut all: Vec<u32> = per_client.iter().flatten().copied().collect();
     if all.is_empty() {
         return Err("no echo completed".into());
     }
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
     let n = all.len() as f64;
+    let mean_ns = all.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let fewest = per_client.iter().map(Vec::len).min().unwrap_or(0) as f64;
     let mut m = BTreeMap::new();
+    m.insert("msgs".into(), n);
     m.insert("msgs_per_s".into(), n / took);
     m.insert(
         "mib_per_s".into(),
@@ -184,7 +243,25 @@ pub fn echo_client(
     );
     m.insert("p50_us".into(), pct(0.50));
     m.insert("p99_us".into(), pct(0.99));
+    m.insert("mean_us".into(), mean_ns / 1000.0);
+    m.insert(
+        "worst_pct".into(),
+        100.0 * fewest / (n / per_client.len() as f64),
+    );
     Ok(m)
+}
+
+/// User + system CPU seconds of process `pid` so far, from `/proc/PID/stat`.
+pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3
+    // (state): utime and stime are fields 14 and 15, in clock ticks.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks / hz as f64)
 }
 
 // ===== wrk =====
@@ -244,8 +321,9 @@ fn wrk_ms(v: &str) -> Option<f64> {
 
 // ===== tokio current_thread servers =====
 
-/// `bench --serve echo|http tokio`.
-pub fn serve_tokio(kind: &str) -> std::io::Result<()> {
+/// `bench --serve echo|http tokio|tokio-256k`: the echo server reads into
+/// `read_buf` bytes ([`TOKIO_ECHO_BUF`] or [`TOKIO_ECHO_BUF_256K`]).
+pub fn serve_tokio(kind: &str, read_buf: usize) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -260,7 +338,7 @@ pub fn serve_tokio(kind: &str) -> std::io::Result<()> {
             let _ = s.set_nodelay(true);
             if kind == "echo" {
                 tokio::spawn(async move {
-                    let mut buf = vec![0u8; 102_400];
+                    let mut buf = vec![0u8; read_buf];
                     loop {
                         match s.read(&mut buf).await {
                             Ok(0) | Err(_) => break,
@@ -435,6 +513,30 @@ Transfer/sec:     10.00MB
         assert!((m["p50_ms"] - 0.48).abs() < 1e-9);
         assert!((m["p99_ms"] - 1.2).abs() < 1e-9);
         assert!(parse_wrk("garbage").is_none());
+    }
+
+    #[test]
+    fn echo_stats_show_an_unfair_server() {
+        // Two clients, 1 s: one served 30 times at 10 µs, the other 10
+        // times at 100 µs. The median is the fast client's, the mean and
+        // the worst share tell the rest.
+        let fast = vec![10_000u32; 30];
+        let slow = vec![100_000u32; 10];
+        let m = echo_stats(&[fast, slow], 1024, 1.0).unwrap();
+        assert_eq!(m["msgs"], 40.0);
+        assert_eq!(m["msgs_per_s"], 40.0);
+        assert_eq!(m["p50_us"], 10.0);
+        assert_eq!(m["p99_us"], 100.0);
+        assert!((m["mean_us"] - 32.5).abs() < 1e-9);
+        assert!((m["worst_pct"] - 50.0).abs() < 1e-9);
+        assert!(echo_stats(&[vec![], vec![]], 1024, 1.0).is_err());
+    }
+
+    #[test]
+    fn reads_our_own_cpu_time() {
+        let t = proc_cpu_seconds(std::process::id()).expect("/proc/self/stat");
+        assert!(t >= 0.0);
+        assert!(proc_cpu_seconds(u32::MAX).is_none());
     }
 
     #[test]
