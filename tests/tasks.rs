@@ -256,6 +256,65 @@ fn an_eager_task_that_finishes_synchronously_is_never_scheduled() {
 }
 
 // conformance: C6
+// conformance: C2
+#[test]
+fn an_eager_task_started_while_its_creator_has_a_cancel_pending_leaves_it_to_the_creator() {
+    // A is cancelled while it waits on something that is not a runtime
+    // future, so the cancel is held (`must_cancel`) and thrown at A's first
+    // runtime await of its next step. In that step, before any runtime
+    // await, A starts an eager task B. B's step must neither receive A's
+    // throw nor lose it: B finishes normally, A's next await is cancelled.
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let (l1, lp1) = (l.clone(), lp.clone());
+    lp.run_until_complete(async move {
+        let (l2, lp2) = (l1.clone(), lp1.clone());
+        let b_slot: Rc<RefCell<Option<Task<&str>>>> = Rc::new(RefCell::new(None));
+        let b_out = b_slot.clone();
+        let a = lp1.create_task(async move {
+            let mut first = true;
+            // Pending once, waking itself: no fut_waiter is set.
+            std::future::poll_fn(|cx| {
+                if std::mem::take(&mut first) {
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                } else {
+                    std::task::Poll::Ready(())
+                }
+            })
+            .await;
+            let l3 = l2.clone();
+            let b = lp2.create_task_with(
+                async move {
+                    tulip::sleep(0.0).await?; // B's own first runtime await
+                    push(&l3, "b done");
+                    Ok("b")
+                },
+                eager(),
+            )?;
+            *b_out.borrow_mut() = Some(b);
+            match tulip::sleep(0.0).await {
+                Err(Error::Cancelled(_)) => push(&l2, "a cancelled at its await"),
+                other => push(&l2, format!("a: {other:?}")),
+            }
+            Err::<(), _>(Error::cancelled())
+        })?;
+        tulip::sleep(0.0).await?; // A's first step runs and suspends
+        assert!(
+            a.cancel(),
+            "held as must_cancel: A waits on no runtime future"
+        );
+        let a_res = a.clone().await;
+        assert!(matches!(a_res, Err(Error::Cancelled(_))), "{a_res:?}");
+        let b = b_slot.borrow_mut().take().expect("A started B");
+        assert_eq!(b.await?, "b");
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(entries(&l), ["a cancelled at its await", "b done"]);
+}
+
+// conformance: C6
 #[test]
 fn the_eager_task_factory_makes_every_task_eager() {
     let lp = EventLoop::new().unwrap();
