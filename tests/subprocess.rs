@@ -479,22 +479,27 @@ fn closing_the_loop_closes_open_pipes_and_leaves_no_zombie() {
     assert!(!is_our_child(pid), "pid {pid} left a zombie after close");
 }
 
-// conformance: P3
-fn sweep_shape(kind: ChildWatcherKind) {
+/// The ping sweep's shape: 300 tasks at once, each spawns a child with
+/// stdout piped, reads it to EOF, then waits. With `threads`, the spawns
+/// overlap on that many pool threads (`spawn_in_executor`).
+fn run_sweep_shape(kind: ChildWatcherKind, threads: Option<usize>) {
     const N: usize = 300;
-    let (outs, left) = on_loop(kind, |lp| async move {
-        // The ping sweep's shape: N tasks at once, each spawns a child with
-        // stdout piped, reads it to EOF, then waits.
+    let (outs, left) = on_loop(kind, move |lp| async move {
+        let pool = threads.map(spawn_pool);
         let mut tasks = Vec::with_capacity(N);
         for i in 0..N {
+            let pool = pool.clone();
             tasks.push(lp.create_task(async move {
-                let p = Command::new("sh")
-                    .args(["-c", &format!("sleep 0.1; echo reply {i}")])
+                let mut cmd = Command::new("sh");
+                cmd.args(["-c", &format!("sleep 0.1; echo reply {i}")])
                     .stdout(Stdio::Pipe)
                     .env_clear()
                     .env("LC_ALL", "C")
-                    .kill_on_drop(true)
-                    .spawn()?;
+                    .kill_on_drop(true);
+                let p = match &pool {
+                    Some(pool) => cmd.spawn_in_executor(Some(pool)).await?,
+                    None => cmd.spawn()?,
+                };
                 let out = p.stdout.as_ref().unwrap().read_to_eof().await?;
                 let rc = p.wait().await?;
                 Ok((String::from_utf8_lossy(&out).into_owned(), rc))
@@ -504,12 +509,20 @@ fn sweep_shape(kind: ChildWatcherKind) {
         for t in tasks {
             outs.push(t.await?);
         }
+        if let Some(pool) = pool {
+            pool.shutdown(true);
+        }
         Ok((outs, lp.unreaped_children()))
     });
     for (i, (out, rc)) in outs.iter().enumerate() {
         assert_eq!((out.as_str(), *rc), (format!("reply {i}\n").as_str(), 0));
     }
     assert_eq!(left, 0);
+}
+
+// conformance: P3
+fn sweep_shape(kind: ChildWatcherKind) {
+    run_sweep_shape(kind, None);
 }
 both_watchers!(
     sweep_shape,
@@ -607,35 +620,8 @@ both_watchers!(
 
 // conformance: P3
 fn threaded_sweep_shape(kind: ChildWatcherKind) {
-    const N: usize = 300;
-    let (outs, left) = on_loop(kind, |lp| async move {
-        // As `sweep_shape`, with the spawns overlapping on four threads.
-        let pool = spawn_pool(4);
-        let mut tasks = Vec::with_capacity(N);
-        for i in 0..N {
-            let pool = pool.clone();
-            tasks.push(lp.create_task(async move {
-                let mut cmd = Command::new("sh");
-                cmd.args(["-c", &format!("sleep 0.1; echo reply {i}")])
-                    .stdout(Stdio::Pipe)
-                    .kill_on_drop(true);
-                let p = cmd.spawn_in_executor(Some(&pool)).await?;
-                let out = p.stdout.as_ref().unwrap().read_to_eof().await?;
-                let rc = p.wait().await?;
-                Ok((String::from_utf8_lossy(&out).into_owned(), rc))
-            })?);
-        }
-        let mut outs = Vec::with_capacity(N);
-        for t in tasks {
-            outs.push(t.await?);
-        }
-        pool.shutdown(true);
-        Ok((outs, lp.unreaped_children()))
-    });
-    for (i, (out, rc)) in outs.iter().enumerate() {
-        assert_eq!((out.as_str(), *rc), (format!("reply {i}\n").as_str(), 0));
-    }
-    assert_eq!(left, 0);
+    // As `sweep_shape`, with the spawns overlapping on four threads.
+    run_sweep_shape(kind, Some(4));
 }
 both_watchers!(
     threaded_sweep_shape,
