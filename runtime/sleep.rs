@@ -79,6 +79,7 @@ impl std::future::Future for Sleep {
 impl Sleep {
     /// `sleep(0)`: reschedule ourselves, suspend once. No loop clone, no
     /// timer, no future.
+    #[inline]
     fn yield_once(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         match tasks::bare_yield(cx.waker()) {
             Err(err) => {
@@ -143,6 +144,7 @@ impl Sleep {
         }
     }
 
+    #[inline]
     fn finish(&mut self) {
         if !matches!(self.state, SleepState::Waiting(..)) {
             return;

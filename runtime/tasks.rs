@@ -538,10 +538,12 @@ fn clone_cell<T: Clone>(cell: &Cell<Option<T>>) -> Option<T> {
 
 // ===== enter / leave, and the hooks runtime futures call =====
 
+#[inline]
 fn enter_task(lp: &EventLoop, task: Rc<dyn AnyTask>) -> Option<Rc<dyn AnyTask>> {
     lp.inner.current_task.replace(Some(task))
 }
 
+#[inline]
 fn leave_task(lp: &EventLoop, prev: Option<Rc<dyn AnyTask>>) {
     let me = lp.inner.current_task.replace(prev);
     drop(me);
@@ -570,12 +572,14 @@ thread_local! {
     };
 }
 
+#[inline]
 fn waker_id(w: &Waker) -> (usize, usize) {
     (w.data() as usize, std::ptr::from_ref(w.vtable()) as usize)
 }
 
 /// Called by a runtime future of loop `lp` at the start of its `poll`: if
 /// the current task has a cancel to throw at this await, takes it.
+#[inline]
 pub(crate) fn take_throw_on(lp: &EventLoop) -> Option<Error> {
     if !take_step_throw() {
         return None;
@@ -584,6 +588,7 @@ pub(crate) fn take_throw_on(lp: &EventLoop) -> Option<Error> {
 }
 
 /// Takes the step's throw flag: true if a cancel is to be thrown now.
+#[inline]
 fn take_step_throw() -> bool {
     let mut flags = STEP.get();
     if !flags.throw {
@@ -607,6 +612,7 @@ fn current_cancel_message(lp: &EventLoop) -> Option<Arc<str>> {
 /// body returns `Pending`, with no wake-up through the waker, and the
 /// answer is `Ok(true)`. `Ok(false)`: some other waker (a combinator's own,
 /// or no task), which the caller must wake itself.
+#[inline]
 pub(crate) fn bare_yield(waker: &Waker) -> Result<bool> {
     if let Some(err) = take_throw() {
         return Err(err);
