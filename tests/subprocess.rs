@@ -244,17 +244,39 @@ both_watchers!(
 
 // conformance: P3
 fn spawn_errors(kind: ChildWatcherKind) {
+    assert_spawn_errors(kind, None);
+}
+
+/// A missing program is `NotFound` and a file without execute permission
+/// `PermissionDenied`, spawned on the loop or (`threads`) on a pool thread.
+fn assert_spawn_errors(kind: ChildWatcherKind, threads: Option<usize>) {
     let (enoent, eacces) = on_loop(kind, move |_| async move {
-        let e1 = Command::new("/nonexistent/tulip-no-such-program")
-            .stdios(Stdios::piped())
-            .spawn()
-            .unwrap_err();
+        let pool = threads.map(spawn_pool);
+        let spawn = |mut cmd: Command| {
+            let pool = pool.clone();
+            async move {
+                match &pool {
+                    Some(pool) => cmd.spawn_in_executor(Some(pool)).await,
+                    None => cmd.spawn(),
+                }
+            }
+        };
+        let mut missing = Command::new("/nonexistent/tulip-no-such-program");
+        missing.stdios(Stdios::piped());
+        let e1 = spawn(missing).await.unwrap_err();
         // A file without execute permission.
-        let path =
-            std::env::temp_dir().join(format!("tulip-noexec-{}-{kind:?}", std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "tulip-noexec-{}-{kind:?}-{threads:?}",
+            std::process::id()
+        ));
         std::fs::write(&path, "#!/bin/sh\n").unwrap();
-        let e2 = Command::new(&path).stdout(Stdio::Pipe).spawn().unwrap_err();
+        let mut noexec = Command::new(&path);
+        noexec.stdout(Stdio::Pipe);
+        let e2 = spawn(noexec).await.unwrap_err();
         let _ = std::fs::remove_file(&path);
+        if let Some(pool) = pool {
+            pool.shutdown(true);
+        }
         Ok((e1, e2))
     });
     assert_eq!(
@@ -631,33 +653,7 @@ both_watchers!(
 
 // conformance: P3
 fn threaded_spawn_errors(kind: ChildWatcherKind) {
-    let (enoent, eacces) = on_loop(kind, move |_| async move {
-        let pool = spawn_pool(1);
-        let mut missing = Command::new("/nonexistent/tulip-no-such-program");
-        missing.stdios(Stdios::piped());
-        let e1 = missing.spawn_in_executor(Some(&pool)).await.unwrap_err();
-        let path = std::env::temp_dir().join(format!(
-            "tulip-noexec-threaded-{}-{kind:?}",
-            std::process::id()
-        ));
-        std::fs::write(&path, "#!/bin/sh\n").unwrap();
-        let mut noexec = Command::new(&path);
-        noexec.stdout(Stdio::Pipe);
-        let e2 = noexec.spawn_in_executor(Some(&pool)).await.unwrap_err();
-        let _ = std::fs::remove_file(&path);
-        pool.shutdown(true);
-        Ok((e1, e2))
-    });
-    assert_eq!(
-        enoent.io_kind(),
-        Some(std::io::ErrorKind::NotFound),
-        "{enoent}"
-    );
-    assert_eq!(
-        eacces.io_kind(),
-        Some(std::io::ErrorKind::PermissionDenied),
-        "{eacces}"
-    );
+    assert_spawn_errors(kind, Some(1));
 }
 both_watchers!(
     threaded_spawn_errors,
