@@ -647,14 +647,6 @@ pub(crate) fn take_throw() -> Option<Error> {
     Some(Error::Cancelled(msg))
 }
 
-/// [`set_fut_waiter_on`] for the running loop.
-#[allow(dead_code)]
-pub(crate) fn set_fut_waiter(w: Rc<dyn Cancel>) {
-    if let Some(lp) = try_running_loop() {
-        set_fut_waiter_on(&lp, w)
-    }
-}
-
 impl EventLoop {
     /// The context values of this loop's current task (contextvars.rs).
     pub(crate) fn current_context(&self) -> Option<Rc<dyn Any>> {
