@@ -205,6 +205,8 @@ pub(crate) struct LoopInner {
     /// Per-loop extension slots for other modules (signal table, child
     /// watcher, default executor), keyed by type.
     pub(crate) extensions: RefCell<Vec<Rc<dyn std::any::Any>>>,
+    /// Task wakers no one holds any more, for the next tasks (tasks.rs).
+    pub(crate) waker_pool: crate::tasks::WakerPool,
 }
 
 /// The event loop: asyncio's `BaseEventLoop`.
@@ -353,6 +355,7 @@ impl EventLoop {
                 task_factory: Cell::new(TaskFactory::Default),
                 on_close: RefCell::new(Vec::new()),
                 extensions: RefCell::new(Vec::new()),
+                waker_pool: Default::default(),
             }),
         })
     }
@@ -737,20 +740,32 @@ impl EventLoop {
 
     /// Runs one handle's callback, catching a panic (L6).
     pub(crate) fn run_handle(&self, h: &Handle) -> Result<()> {
+        self.run_guarded(|| h.run(), || h.callback_name().into(), || format!("{h:?}"))
+    }
+
+    /// Runs a callback as `run_once` does: a panic goes to the exception
+    /// handler (L6) under its `name`, and in debug mode a slow one is
+    /// reported, by `describe`.
+    pub(crate) fn run_guarded(
+        &self,
+        f: impl FnOnce(),
+        name: impl FnOnce() -> String,
+        describe: impl Fn() -> String,
+    ) -> Result<()> {
         let debug = self.inner.debug.get();
         let t0 = if debug { Some(Instant::now()) } else { None };
-        let res = catch_unwind(AssertUnwindSafe(|| h.run()));
+        let res = catch_unwind(AssertUnwindSafe(f));
         if let Some(t0) = t0 {
-            self.warn_if_slow(t0, || format!("{h:?}"));
+            self.warn_if_slow(t0, &describe);
         }
         if let Err(payload) = res {
             if payload.is::<Interrupt>() {
                 return Err(Error::Interrupted);
             }
             self.call_exception_handler(&ExceptionContext {
-                message: format!("Exception in callback {}", h.callback_name()),
+                message: format!("Exception in callback {}", name()),
                 error: Some(Error::Panic(panic_message(&*payload))),
-                handle: Some(format!("{h:?}")),
+                handle: Some(describe()),
                 ..Default::default()
             });
         }

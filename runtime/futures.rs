@@ -12,6 +12,10 @@
 //! - Done callbacks run in registration order, each through `call_soon`; one
 //!   added to a done future is scheduled at once (F2). Task wakers share the
 //!   same list, so wake-ups keep the same order.
+//! - The runtime's notifications (`Notify`, gather's per-child callback) are
+//!   queued as the owner's own cell, once, at the place of the first of
+//!   them; until it runs they are the only thing left in `callbacks`, which
+//!   counts as empty once the future is done.
 //! - `log_traceback` is true while a failed future's error has not been
 //!   retrieved; dropping it then reports "exception was never retrieved" (F3).
 //! - No `RefCell` borrow is held when callbacks are scheduled or wakers woken.
@@ -24,7 +28,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
-use crate::event_loop::{get_event_loop, EventLoop, ExceptionContext};
+use crate::event_loop::{get_event_loop, EventLoop, ExceptionContext, Ready, Runnable};
 use crate::events::{done_callback, DoneCallback, Handle};
 use crate::tasks;
 
@@ -53,6 +57,26 @@ pub(crate) enum Callback<O> {
     Hook(CallbackId, Handle),
     /// An awaiting task's waker: waking it schedules the task's step.
     Wake(Waker),
+    /// A runtime-internal done notification (gather's per-child callback):
+    /// `notify(index)`. It costs no allocation: the future itself goes into
+    /// the ready queue and runs its notifications when its turn comes.
+    Notify(Rc<dyn Notify>, u32),
+}
+
+/// What a [`Callback::Notify`] calls (gather implements it).
+pub(crate) trait Notify {
+    /// The future this was registered on is done; `index` is what was
+    /// given at registration. Runs from the ready queue, as a done callback.
+    fn notify(&self, index: u32);
+}
+
+/// The owner of a [`FutureCore`] (`Future<T>` or `Task<T>`): what done
+/// callbacks are handed, and the ready-queue entry that runs the core's
+/// notifications (see [`Callback::Notify`]).
+pub(crate) trait Owner: Clone + 'static {
+    /// The owner's cell as a ready-queue entry: run when no step is
+    /// scheduled, it runs the core's pending notifications.
+    fn ready_entry(&self) -> Ready;
 }
 
 /// The done callbacks, in registration order. Most futures have exactly one
@@ -124,7 +148,7 @@ pub(crate) struct FutureCore<T, O> {
     log_traceback: Cell<bool>,
 }
 
-impl<T, O: Clone + 'static> FutureCore<T, O> {
+impl<T, O: Owner> FutureCore<T, O> {
     pub(crate) fn new(lp: EventLoop) -> Self {
         FutureCore {
             lp,
@@ -133,14 +157,6 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
             next_id: Cell::new(0),
             log_traceback: Cell::new(false),
         }
-    }
-
-    pub(crate) fn done(&self) -> bool {
-        !matches!(*self.state.borrow(), State::Pending)
-    }
-
-    pub(crate) fn cancelled(&self) -> bool {
-        matches!(*self.state.borrow(), State::Cancelled(_))
     }
 
     /// Moves to a final state and schedules the callbacks. Fails if done.
@@ -164,19 +180,65 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
 
     /// asyncio's `__schedule_callbacks`: every callback through `call_soon`,
     /// in order; task wakers are woken (a wake is a `call_soon` of the task step).
+    ///
+    /// Notifications ([`Callback::Notify`]) go into the ready queue as the
+    /// owner's own cell, once, where the first of them stands; they stay in
+    /// `callbacks` until it runs ([`run_notifications`](Self::run_notifications)).
+    /// Consecutive callbacks are consecutive in the queue either way, so the
+    /// order is asyncio's. A notification after some other kind of callback
+    /// that follows the first run of them gets its own handle, to keep it so.
     fn schedule_callbacks(&self, owner: &O) {
         // Taken out first: no borrow is held while callbacks are scheduled.
         // The common case is one callback, which needs no list.
         let callbacks = self.callbacks.borrow_mut().take();
+        let mut notes = Callbacks::None;
+        // 0: none seen yet; 1: in the first run of them; 2: past it.
+        let mut run = 0u8;
         for cb in callbacks {
             match cb {
-                Callback::Call(_, cell) => self.schedule(cell, owner.clone()),
-                Callback::Hook(_, h) => {
-                    let _ = self.lp.push_ready(h.into_ready());
+                Callback::Notify(n, i) => match run {
+                    0 | 1 => {
+                        if run == 0 {
+                            let _ = self.lp.push_ready(owner.ready_entry());
+                            run = 1;
+                        }
+                        notes.push(Callback::Notify(n, i));
+                    }
+                    _ => {
+                        let h = Handle::once(move || n.notify(i), std::panic::Location::caller());
+                        let _ = self.lp.push_ready(h.into_ready());
+                    }
+                },
+                other => {
+                    if run == 1 {
+                        run = 2;
+                    }
+                    match other {
+                        Callback::Call(_, cell) => self.schedule(cell, owner.clone()),
+                        Callback::Hook(_, h) => {
+                            let _ = self.lp.push_ready(h.into_ready());
+                        }
+                        Callback::Wake(w) => w.wake(),
+                        Callback::Notify(..) => unreachable!("matched above"),
+                    }
                 }
-                Callback::Wake(w) => w.wake(),
             }
         }
+        if run > 0 {
+            *self.callbacks.borrow_mut() = notes;
+        }
+    }
+
+    /// Registers a notification (see [`Callback::Notify`]); on a done
+    /// future it is scheduled at once, as any done callback.
+    pub(crate) fn add_notify(&self, owner: &O, n: Rc<dyn Notify>, index: u32) {
+        if self.done() {
+            let h = Handle::once(move || n.notify(index), std::panic::Location::caller());
+            let _ = self.lp.push_ready(h.into_ready());
+        } else {
+            self.callbacks.borrow_mut().push(Callback::Notify(n, index));
+        }
+        let _ = owner;
     }
 
     /// `call_soon(callback, self)`: the callback's own cell goes into the
@@ -223,7 +285,7 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
         let before = cbs.len();
         cbs.retain(|cb| match cb {
             Callback::Call(i, _) | Callback::Hook(i, _) => *i != id,
-            Callback::Wake(_) => true,
+            Callback::Wake(_) | Callback::Notify(..) => true,
         });
         before - cbs.len()
     }
@@ -240,10 +302,6 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
             }
         }
         cbs.push(Callback::Wake(waker.clone()));
-    }
-
-    pub(crate) fn callback_count(&self) -> usize {
-        self.callbacks.borrow().len()
     }
 
     /// asyncio's `exception()`: `Ok(None)` if finished with a result,
@@ -307,6 +365,37 @@ impl<T, O: Clone + 'static> FutureCore<T, O> {
 }
 
 impl<T, O> FutureCore<T, O> {
+    pub(crate) fn done(&self) -> bool {
+        !matches!(*self.state.borrow(), State::Pending)
+    }
+
+    pub(crate) fn cancelled(&self) -> bool {
+        matches!(*self.state.borrow(), State::Cancelled(_))
+    }
+
+    /// How many done callbacks wait for the future (0 once it is done:
+    /// they are scheduled then).
+    pub(crate) fn callback_count(&self) -> usize {
+        if self.done() {
+            return 0;
+        }
+        self.callbacks.borrow().len()
+    }
+
+    /// Runs the notifications left by `schedule_callbacks`: the owner's
+    /// ready-queue entry came up. Each runs as a callback would (a panic
+    /// goes to the exception handler).
+    pub(crate) fn run_notifications(&self) -> Result<()> {
+        let notes = self.callbacks.borrow_mut().take();
+        for cb in notes {
+            if let Callback::Notify(n, i) = cb {
+                let what = || "<done notification>".to_string();
+                self.lp.run_guarded(|| n.notify(i), what, what)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Reports an unretrieved error (F3); called from the owner's `Drop`.
     pub(crate) fn report_unretrieved(&self, what: &str, describe: impl FnOnce() -> String) {
         if !self.log_traceback.get() {
@@ -473,6 +562,11 @@ impl<T: 'static> Future<T> {
         self.core.add_done_hook(f)
     }
 
+    /// A done notification, with no allocation (see [`Notify`]).
+    pub(crate) fn add_notify(&self, n: Rc<dyn Notify>, index: u32) {
+        self.core.add_notify(self, n, index)
+    }
+
     /// The loop the future belongs to.
     pub fn get_loop(&self) -> EventLoop {
         self.core.lp.clone()
@@ -511,6 +605,19 @@ impl<T: Clone + 'static> Future<T> {
 impl<T: 'static> Default for Future<T> {
     fn default() -> Self {
         Future::new()
+    }
+}
+
+impl<T: 'static> Owner for Future<T> {
+    fn ready_entry(&self) -> Ready {
+        self.core.clone()
+    }
+}
+
+/// A plain future is in the ready queue only to run its notifications.
+impl<T: 'static> Runnable for FutureCore<T, Future<T>> {
+    fn run_ready(self: Rc<Self>, _lp: &EventLoop) -> Result<()> {
+        self.run_notifications()
     }
 }
 
@@ -553,7 +660,7 @@ impl<T> fmt::Debug for Future<T> {
             State::Finished(_) | State::Taken => "finished".into(),
         };
         write!(f, "<Future {state}")?;
-        let n = self.core.callbacks.borrow().len();
+        let n = self.core.callback_count();
         if n > 0 {
             write!(f, " cb=[{n}]")?;
         }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
-use crate::futures::{CallbackId, Cancel, Future};
+use crate::futures::{CallbackId, Cancel, Future, Notify};
 use crate::tasks::{self, create_task, Task};
 
 // ===== Child: a task or a future =====
@@ -175,6 +175,15 @@ impl<T: 'static> Child<T> {
         }
     }
 
+    /// Registers `n.notify(index)` as a done callback, with no allocation.
+    pub(crate) fn on_notify(&self, n: Rc<dyn Notify>, index: usize) {
+        let index = u32::try_from(index).expect("more than 4 billion children");
+        match self {
+            Child::Task(t) => t.add_notify(n, index),
+            Child::Future(fu) => fu.add_notify(n, index),
+        }
+    }
+
     pub(crate) fn remove_done_callback(&self, id: CallbackId) -> usize {
         match self {
             Child::Task(t) => t.remove_done_callback(id),
@@ -219,6 +228,12 @@ pub(crate) mod sealed {
         pub(crate) cancel_requested: Cell<bool>,
         /// The error the gather ends with, if any.
         pub(crate) error: RefCell<Option<Error>>,
+    }
+
+    impl<S: GatherSet + 'static> Notify for GatherCore<S> {
+        fn notify(&self, index: u32) {
+            self.child_done(index as usize);
+        }
     }
 
     impl<S: GatherSet + 'static> GatherCore<S> {
@@ -345,9 +360,9 @@ impl<T: Clone + 'static> GatherSet for Vec<Child<T>> {
     }
     fn watch(core: &Rc<GatherCore<Self>>) {
         for (i, child) in core.set.iter().enumerate() {
-            // One handle per child: the done callback itself.
-            let c = core.clone();
-            child.on_done(move || c.child_done(i));
+            // No allocation per child: the child's own cell runs the
+            // notification when its turn in the ready queue comes.
+            child.on_notify(core.clone(), i);
         }
     }
     fn outcome_error(&self, i: usize) -> Option<Error> {
@@ -379,10 +394,7 @@ macro_rules! tuple_gather_set {
                 $n
             }
             fn watch(core: &Rc<GatherCore<Self>>) {
-                $({
-                    let c = core.clone();
-                    core.set.$i.on_done(move || c.child_done($i));
-                })+
+                $(core.set.$i.on_notify(core.clone(), $i);)+
             }
             fn outcome_error(&self, i: usize) -> Option<Error> {
                 $(if i == $i {

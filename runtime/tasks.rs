@@ -23,8 +23,12 @@
 //!   reverse — except for a spurious wake of a body that awaits several things
 //!   at once, which schedules the step while `fut_waiter` is set; `step`
 //!   clears `fut_waiter` first, as asyncio's does.
-//! - `scheduled` is true exactly while the task sits in the ready queue, so a
-//!   task is in the queue at most once.
+//! - `scheduled` is true exactly while the task's step sits in the ready
+//!   queue, so a step is queued at most once. A done task may sit there once
+//!   more, unscheduled, to run its done notifications (`futures::Notify`).
+//! - A task's waker is made at its first step and goes back to the loop's
+//!   pool when the task is done, only if no clone of it is left: a waker
+//!   someone still holds is never re-aimed at another task.
 //! - The step's flags (`StepFlags`: a cancel to throw, a bare yield asked
 //!   for, the stepping task's waker) live in a thread-local for exactly the
 //!   duration of one poll of the body; a nested step (an eager task started
@@ -43,7 +47,7 @@ use std::future::Future as StdFuture;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -52,7 +56,7 @@ use crate::event_loop::{
     get_running_loop, try_running_loop, with_running_if, EventLoop, ExceptionContext, Interrupt,
     Ready, Runnable, TaskFactory,
 };
-use crate::futures::{CallbackId, Cancel, FutureCore, State};
+use crate::futures::{CallbackId, Cancel, FutureCore, Notify, Owner, State};
 use crate::threadsafe::{Remote, Shared};
 
 /// asyncio's `_task_name_counter`: names are `Task-1`, `Task-2`, ...
@@ -78,7 +82,8 @@ pub(crate) struct TaskHeader {
     fut_waiter: Cell<Option<Rc<dyn Cancel>>>,
     /// The body has been polled at least once.
     started: Cell<bool>,
-    waker: Waker,
+    /// Made at the first step; `None` while the step runs (the step holds it).
+    waker: Cell<Option<WakerSlot>>,
     /// Per-task context values (contextvars), owned by `contextvars.rs`:
     /// either an immutable map, shared with the creator at `create_task`
     /// (the copy of asyncio's `copy_context()`) and replaced on each `set`,
@@ -108,10 +113,70 @@ pub(crate) trait AnyTask: Runnable {
 }
 
 /// The waker of a task: its slab key and id, and the way to its loop.
-struct TaskWaker {
+///
+/// Made at the task's first step, not at `create_task` (a task cancelled
+/// before it starts never needs one), and recycled when the task is done
+/// and no one else holds a clone: most tasks (a trivial child of `gather`,
+/// a task that never suspends) then cost no waker allocation at all. The
+/// key and id are atomics only so that a recycled waker can be re-aimed;
+/// a stale wake of an old clone is harmless anyway, since `wake_task`
+/// checks the id.
+pub(crate) struct TaskWaker {
     shared: Arc<Shared>,
-    key: usize,
-    id: u64,
+    key: AtomicUsize,
+    id: AtomicU64,
+}
+
+/// The loop's pool of idle task wakers (see [`TaskWaker`]).
+pub(crate) type WakerPool = std::cell::RefCell<Vec<Arc<TaskWaker>>>;
+
+/// At most this many idle wakers are kept per loop.
+const WAKER_POOL_MAX: usize = 64;
+
+/// A task's waker, with the `Arc` behind it, so that the task can tell at
+/// its end whether anyone else still holds a clone.
+struct WakerSlot {
+    arc: Arc<TaskWaker>,
+    waker: Waker,
+}
+
+impl WakerSlot {
+    /// A waker aimed at task `(key, id)`: a pooled one, or a new one.
+    /// Once per task, out of the step's hot path.
+    #[inline(never)]
+    fn new(lp: &EventLoop, key: usize, id: u64) -> WakerSlot {
+        let pooled = lp.inner.waker_pool.borrow_mut().pop();
+        let arc = match pooled {
+            Some(arc) => {
+                // Ours alone (see `recycle`): no other thread can read these.
+                arc.key.store(key, Ordering::Relaxed);
+                arc.id.store(id, Ordering::Relaxed);
+                arc
+            }
+            None => Arc::new(TaskWaker {
+                shared: lp.inner.shared.clone(),
+                key: AtomicUsize::new(key),
+                id: AtomicU64::new(id),
+            }),
+        };
+        let waker = Waker::from(arc.clone());
+        WakerSlot { arc, waker }
+    }
+
+    /// The task is done: back to the pool if no clone is left anywhere.
+    fn recycle(self, lp: &EventLoop) {
+        let WakerSlot { arc, waker } = self;
+        drop(waker);
+        if Arc::strong_count(&arc) == 1 {
+            // Pairs with the release decrement of the last clone dropped on
+            // another thread: its reads of key/id come before our re-aiming.
+            std::sync::atomic::fence(Ordering::Acquire);
+            let mut pool = lp.inner.waker_pool.borrow_mut();
+            if pool.len() < WAKER_POOL_MAX {
+                pool.push(arc);
+            }
+        }
+    }
 }
 
 impl Wake for TaskWaker {
@@ -120,10 +185,12 @@ impl Wake for TaskWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        let key = self.key.load(Ordering::Relaxed);
+        let id = self.id.load(Ordering::Relaxed);
         // On the loop's own thread while it runs: a plain push onto the ready queue.
-        if !with_running_if(&self.shared, |inner| inner.wake_task(self.key, self.id)) {
+        if !with_running_if(&self.shared, |inner| inner.wake_task(key, id)) {
             // Elsewhere: through the thread-safe queue. A closed loop drops the wake.
-            let _ = self.shared.send(Remote::Wake(self.key, self.id));
+            let _ = self.shared.send(Remote::Wake(key, id));
         }
     }
 }
@@ -158,6 +225,7 @@ pub struct Task<T> {
 trait TypedTask<T>: AnyTask {
     fn core(&self) -> &FutureCore<T, Task<T>>;
     fn as_any(self: Rc<Self>) -> Rc<dyn AnyTask>;
+    fn as_ready(self: Rc<Self>) -> Ready;
 }
 
 impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TypedTask<T> for TaskCell<T, F> {
@@ -166,6 +234,15 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TypedTask<T> for Ta
     }
     fn as_any(self: Rc<Self>) -> Rc<dyn AnyTask> {
         self
+    }
+    fn as_ready(self: Rc<Self>) -> Ready {
+        self
+    }
+}
+
+impl<T: 'static> Owner for Task<T> {
+    fn ready_entry(&self) -> Ready {
+        self.inner.clone().as_ready()
     }
 }
 
@@ -217,11 +294,6 @@ impl EventLoop {
         let mut tasks = self.inner.tasks.borrow_mut();
         let entry = tasks.vacant_entry();
         let key = entry.key();
-        let waker = Waker::from(Arc::new(TaskWaker {
-            shared: self.inner.shared.clone(),
-            key,
-            id,
-        }));
         let key = u32::try_from(key).expect("more than 4 billion pending tasks");
         let cell = Rc::new(TaskCell {
             header: TaskHeader {
@@ -234,7 +306,7 @@ impl EventLoop {
                 num_cancels_requested: Cell::new(0),
                 fut_waiter: Cell::new(None),
                 started: Cell::new(false),
-                waker,
+                waker: Cell::new(None),
                 context: Cell::new(crate::contextvars::new_task_context(self, opts.context)),
             },
             core: FutureCore::new(self.clone()),
@@ -349,13 +421,17 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         h.started.set(true);
 
         let lp = &self.core.lp;
+        let wk = match h.waker.take() {
+            Some(wk) => wk,
+            None => WakerSlot::new(lp, h.key as usize, h.id),
+        };
         let prev = enter_task(lp, self.clone());
         let outer = STEP.replace(StepFlags {
             throw,
             yield_now: false,
-            waker: waker_id(&h.waker),
+            waker: waker_id(&wk.waker),
         });
-        let mut cx = Context::from_waker(&h.waker);
+        let mut cx = Context::from_waker(&wk.waker);
         let res = catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(&mut cx)));
         let flags = STEP.replace(outer);
         leave_task(lp, prev);
@@ -364,7 +440,8 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         let yielded = flags.yield_now;
         match res {
             Ok(Poll::Pending) => {
-                self.body.set(Some(body));
+                put_back(&self.body, body);
+                put_back(&h.waker, wk);
                 if throw_left {
                     // Suspended somewhere outside the runtime: deliver at the next await.
                     h.must_cancel.set(true);
@@ -387,6 +464,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
             }
             Ok(Poll::Ready(out)) => {
                 drop(body);
+                wk.recycle(lp);
                 let cancel_pending = h.must_cancel.replace(false) || throw_left;
                 let state = match out {
                     Ok(_) if cancel_pending => State::Cancelled(self.cancel_message()),
@@ -398,6 +476,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
             }
             Err(payload) => {
                 drop(body);
+                wk.recycle(lp);
                 if payload.is::<Interrupt>() {
                     self.finish(State::Failed(Box::new(Error::Interrupted)));
                     return true;
@@ -474,6 +553,10 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
 
 impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> Runnable for TaskCell<T, F> {
     fn run_ready(self: Rc<Self>, lp: &EventLoop) -> Result<()> {
+        if !self.header.scheduled.get() {
+            // Not the step: the done task's own entry, for its notifications.
+            return self.core.run_notifications();
+        }
         if lp.debug() {
             return lp.run_task_step(self);
         }
@@ -525,6 +608,16 @@ impl TaskHeader {
     pub(crate) fn context(&self) -> Option<Rc<dyn Any>> {
         clone_cell(&self.context)
     }
+}
+
+/// Puts back what the step took out of `cell` (the body, the waker):
+/// the cell is empty while the step runs, so there is nothing to drop,
+/// and no drop glue is emitted on this hot path.
+#[inline]
+fn put_back<T>(cell: &Cell<Option<T>>, v: T) {
+    let none = cell.replace(Some(v));
+    debug_assert!(none.is_none(), "the step's slot was refilled meanwhile");
+    std::mem::forget(none);
 }
 
 /// A clone of what a `Cell<Option<T>>` holds (the cells of `TaskHeader`
@@ -761,6 +854,11 @@ impl<T: 'static> Task<T> {
     #[track_caller]
     pub(crate) fn add_done_hook(&self, f: impl FnOnce() + 'static) -> CallbackId {
         self.inner.core().add_done_hook(f)
+    }
+
+    /// A done notification, with no allocation (see `futures::Notify`).
+    pub(crate) fn add_notify(&self, n: Rc<dyn Notify>, index: u32) {
+        self.inner.core().add_notify(self, n, index)
     }
 
     /// Moves the result out, for a task with one reader and a result type

@@ -784,3 +784,45 @@ fn wait_returns_done_and_pending_in_argument_order() {
     })
     .unwrap();
 }
+
+#[test]
+fn gathers_done_callback_runs_in_its_registration_place() {
+    // conformance: K1, F2. asyncio's gather registers one done callback per
+    // child; the child's callbacks then run in registration order. tulip
+    // runs gather's without allocating a handle (the child's own cell goes
+    // into the ready queue), and must keep that order: at `before` neither
+    // gather has heard of the child, at `between` the first has and the
+    // second (registered after `between`) has not, at `after` both have.
+    type G = tulip::Gather<Vec<tulip::Child<u32>>>;
+    let seen = tulip::run(async {
+        let child: tulip::Future<u32> = tulip::Future::new();
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let gs: Rc<RefCell<Vec<G>>> = Rc::default();
+        let note = |tag: &'static str| {
+            let (seen, gs) = (seen.clone(), gs.clone());
+            move |_: &tulip::Future<u32>| {
+                let done: Vec<bool> = gs.borrow().iter().map(|g| g.done()).collect();
+                seen.borrow_mut().push((tag, done));
+            }
+        };
+        child.add_done_callback(note("before"));
+        gs.borrow_mut().push(gather(vec![child.clone()]));
+        child.add_done_callback(note("between"));
+        gs.borrow_mut().push(gather(vec![child.clone()]));
+        child.add_done_callback(note("after"));
+        child.set_result(5)?;
+        sleep(0.0).await?; // one iteration: every done callback ran
+        assert!(gs.borrow().iter().all(|g| g.done()));
+        let out = seen.borrow().clone();
+        Ok(out)
+    })
+    .unwrap();
+    assert_eq!(
+        seen,
+        [
+            ("before", vec![false, false]),
+            ("between", vec![true, false]),
+            ("after", vec![true, true]),
+        ]
+    );
+}

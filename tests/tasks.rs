@@ -513,3 +513,97 @@ fn run_cancels_and_awaits_the_tasks_main_left_behind() {
     assert!(t0.elapsed() < std::time::Duration::from_secs(10));
     assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
 }
+
+/// A future that hands the waker it is polled with to `slot` (a clone, or
+/// just its address), then completes.
+struct GrabWaker<'a>(&'a dyn Fn(&std::task::Waker));
+
+impl std::future::Future for GrabWaker<'_> {
+    type Output = ();
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        (self.0)(cx.waker());
+        std::task::Poll::Ready(())
+    }
+}
+
+#[test]
+fn a_finished_tasks_waker_nobody_holds_is_reused_by_the_next_task() {
+    // A task's waker is made at its first step and, once the task is done
+    // and no clone of it is left, goes back to the loop's pool: the next
+    // task polls with the same waker (the `tasks` benchmark's one saved
+    // allocation per task).
+    let lp = EventLoop::new().unwrap();
+    let addr = Rc::new(Cell::new(Vec::new()));
+    let spawn = |lp: &EventLoop| {
+        let addr = addr.clone();
+        lp.create_task(async move {
+            GrabWaker(&|w| {
+                let mut v = addr.take();
+                v.push(w.data() as usize);
+                addr.set(v);
+            })
+            .await;
+            Ok(())
+        })
+        .unwrap()
+    };
+    let a = spawn(&lp);
+    lp.run_until_complete(a).unwrap();
+    // Were the waker freed, this would take its memory (same size class),
+    // so that a new waker could not land at the same address by chance.
+    let squat: Vec<u8> = Vec::with_capacity(40);
+    let b = spawn(&lp);
+    lp.run_until_complete(b).unwrap();
+    drop(squat);
+    let seen = addr.take();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0], seen[1], "the second task got a new waker");
+    lp.close().unwrap();
+}
+
+#[test]
+fn a_stale_waker_of_a_finished_task_wakes_no_later_task() {
+    // Wakers are recycled only when no clone is left: a clone kept after
+    // its task finished must never wake a task created later (which might
+    // reuse the finished task's slab slot).
+    let lp = EventLoop::new().unwrap();
+    let stale: Rc<RefCell<Option<std::task::Waker>>> = Rc::default();
+    let keep = stale.clone();
+    let a = lp
+        .create_task(async move {
+            GrabWaker(&|w| *keep.borrow_mut() = Some(w.clone())).await;
+            Ok(())
+        })
+        .unwrap();
+    lp.run_until_complete(a).unwrap();
+
+    let never: Future<()> = Future::with_loop(&lp);
+    let polls = Rc::new(Cell::new(0));
+    let (n, p) = (never.clone(), polls.clone());
+    let b = lp
+        .create_task(async move {
+            std::future::poll_fn(|cx| {
+                p.set(p.get() + 1);
+                std::future::Future::poll(std::pin::Pin::new(&mut n.clone()), cx)
+            })
+            .await
+        })
+        .unwrap();
+    for _ in 0..3 {
+        iterate(&lp);
+    }
+    assert_eq!(polls.get(), 1, "b is suspended on `never`");
+    let w = stale.borrow_mut().take().unwrap();
+    w.wake();
+    for _ in 0..3 {
+        iterate(&lp);
+    }
+    assert_eq!(polls.get(), 1, "the stale waker woke b");
+    never.set_result(()).unwrap();
+    lp.run_until_complete(b).unwrap();
+    assert_eq!(polls.get(), 2);
+    lp.close().unwrap();
+}
