@@ -13,6 +13,10 @@
 //! connected socket wins and the other attempts are cancelled, which closes
 //! their sockets. When every address fails, the error names each failure.
 //!
+//! With a `local_addr`, each attempt's socket is bound to it before it
+//! connects (`sys::tcp_connect_from`: socket, bind, non-blocking connect),
+//! and addresses of the other family are left out beforehand.
+//!
 //! # Invariants
 //! - At most one socket comes out of the attempts; every other socket an
 //!   attempt opened is closed before `create_connection` returns (or, if
@@ -20,6 +24,9 @@
 //! - The error of a failed `create_connection` holds every address's OS
 //!   error (asyncio's combined `OSError`), or all of them as a group with
 //!   `all_errors`; a cancel of the caller stays `Cancelled`.
+//! - With `local_addr`, every socket an attempt opens is bound to it before
+//!   its connect starts, and no attempt targets an address of the other
+//!   family.
 
 use std::fmt;
 use std::io;
@@ -42,10 +49,11 @@ pub const RECOMMENDED_HAPPY_EYEBALLS_DELAY: f64 = 0.25;
 
 /// The keyword arguments of asyncio's `create_connection` that choose how
 /// the addresses of a host are tried: `happy_eyeballs_delay`, `interleave`
-/// and `all_errors`.
+/// and `all_errors`, and where the connection comes from: `local_addr`.
 ///
 /// The default is asyncio's: no Happy Eyeballs (addresses are tried one
-/// after the other, in order), no interleaving, one combined error.
+/// after the other, in order), no interleaving, one combined error, and a
+/// local address the kernel picks.
 ///
 /// ```
 /// use tulip::ConnectOptions;
@@ -59,6 +67,7 @@ pub struct ConnectOptions {
     happy_eyeballs_delay: Option<f64>,
     interleave: Option<usize>,
     all_errors: bool,
+    local_addr: Option<SocketAddr>,
 }
 
 impl ConnectOptions {
@@ -92,6 +101,40 @@ impl ConnectOptions {
     /// `all_errors`).
     pub fn all_errors(mut self, on: bool) -> ConnectOptions {
         self.all_errors = on;
+        self
+    }
+
+    /// Binds each socket to `addr` before it connects (asyncio's
+    /// `local_addr`): the connection comes from that address (port 0: a
+    /// port the kernel picks). Every attempt binds, in the Happy Eyeballs
+    /// race too. Addresses of the other family (IPv6 for an IPv4
+    /// `local_addr`, and the reverse) are skipped; if none is left,
+    /// `create_connection` fails with `no matching local address with
+    /// family=...`. A failed bind names the address: `error while
+    /// attempting to bind on address 127.0.0.1:8080: Address in use (os
+    /// error 98)`.
+    ///
+    /// ```
+    /// use std::net::TcpListener;
+    /// use std::rc::Rc;
+    /// use tulip::{BaseTransport, ConnectOptions};
+    /// struct Nothing;
+    /// impl tulip::Protocol for Nothing {}
+    /// tulip::run(async {
+    ///     let server = TcpListener::bind("127.0.0.1:0")?;
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let opts = ConnectOptions::new().local_addr("127.0.0.2:0".parse().unwrap());
+    ///     let (t, _) = lp
+    ///         .create_connection_addrs(|| Rc::new(Nothing), &[server.local_addr()?], &opts)
+    ///         .await?;
+    ///     let (_, peer) = server.accept()?;
+    ///     assert_eq!(peer.ip().to_string(), "127.0.0.2");
+    ///     t.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub fn local_addr(mut self, addr: SocketAddr) -> ConnectOptions {
+        self.local_addr = Some(addr);
         self
     }
 }
@@ -212,6 +255,9 @@ impl EventLoop {
     /// `create_connection` to a list of addresses, as if a host resolved
     /// to them (no name resolution).
     ///
+    /// - With a [`local_addr`](ConnectOptions::local_addr), the addresses
+    ///   of the other family are left out first, and each socket is bound
+    ///   to it before it connects.
     /// - Without a `happy_eyeballs_delay`, the addresses are tried one
     ///   after the other, in order (after [`interleave`](ConnectOptions::interleave)
     ///   if given), until one connects.
@@ -271,13 +317,18 @@ impl EventLoop {
                 )));
             }
         }
+        let local = options.local_addr;
+        let addrs = match local {
+            Some(local) => same_family(addrs, local)?,
+            None => addrs.to_vec(),
+        };
         // With Happy Eyeballs, interleave the families by default.
         let interleave = options
             .interleave
             .or(options.happy_eyeballs_delay.map(|_| 1));
         let addrs = match interleave {
-            Some(n) if n > 0 => interleave_addrinfos(addrs, n),
-            _ => addrs.to_vec(),
+            Some(n) if n > 0 => interleave_addrinfos(&addrs, n),
+            _ => addrs,
         };
         let mut exceptions = Vec::new();
         let sock = match options.happy_eyeballs_delay {
@@ -285,7 +336,7 @@ impl EventLoop {
             None => {
                 let mut sock = None;
                 for addr in &addrs {
-                    match self.sock_connect(*addr).await {
+                    match self.sock_connect_from(*addr, local).await {
                         Ok(s) => {
                             sock = Some(s);
                             break;
@@ -299,7 +350,7 @@ impl EventLoop {
             Some(delay) => {
                 let attempts = addrs.iter().map(|&addr| {
                     let lp = self.clone();
-                    move || async move { lp.sock_connect(addr).await }
+                    move || async move { lp.sock_connect_from(addr, local).await }
                 });
                 let (sock, _, errors) = staggered_race(attempts, Some(delay)).await?;
                 // A loser's Cancelled is not a connection error (asyncio's
@@ -352,6 +403,32 @@ impl EventLoop {
         self.create_connection_sock(protocol_factory, s.into())
             .await
     }
+}
+
+/// The addresses of `local`'s family. asyncio's `_connect_sock` fails each
+/// other one with `no matching local address with family=... found`; when
+/// every address is of the other family, that is the error.
+fn same_family(addrs: &[SocketAddr], local: SocketAddr) -> Result<Vec<SocketAddr>> {
+    let kept: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| a.is_ipv4() == local.is_ipv4())
+        .collect();
+    if kept.is_empty() {
+        let family = if local.is_ipv4() {
+            "AF_INET6"
+        } else {
+            "AF_INET"
+        };
+        return Err(Error::Io(Arc::new(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!(
+                "no matching local address with family={family} found: \
+                 local_addr {local} cannot connect to {addrs:?}"
+            ),
+        ))));
+    }
+    Ok(kept)
 }
 
 /// asyncio's end of `create_connection` when no address connected: one

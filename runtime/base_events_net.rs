@@ -32,7 +32,7 @@ use std::rc::{Rc, Weak};
 
 use slab::Slab;
 
-use crate::error::{os_error_with_context, Error, Result};
+use crate::error::{bind_error, Error, Result};
 use crate::event_loop::{EventLoop, ExceptionContext};
 use crate::futures::Future;
 use crate::protocols::Protocol;
@@ -192,10 +192,7 @@ impl EventLoop {
                 Ok(l) => listeners.push(Listener::Tcp(l)),
                 // Assume the family is not enabled (bpo-30945).
                 Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => continue,
-                Err(e) => {
-                    let msg = format!("error while attempting to bind on address {addr}");
-                    return Err(os_error_with_context(e, msg).into());
-                }
+                Err(e) => return Err(bind_error(e, addr).into()),
             }
         }
         if listeners.is_empty() {
