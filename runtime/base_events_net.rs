@@ -11,9 +11,17 @@
 //! - `sockets` is `None` once the server is closed; a closed server never
 //!   accepts again and never reopens.
 //! - A listening socket listens with the server's backlog (asyncio's
-//!   default: 100) from `start_serving` on, as asyncio's `_start_serving`
-//!   calls `listen(backlog)`; TCP sockets get `SO_REUSEADDR`/`SO_REUSEPORT`
-//!   before `bind`, as [`ServerOptions`] says.
+//!   default: 100) from the server's creation on; TCP sockets get
+//!   `SO_REUSEADDR`/`SO_REUSEPORT` before `bind`, as [`ServerOptions`]
+//!   says. (asyncio calls `listen(backlog)` in `_start_serving`, so with
+//!   `start_serving=False` its clients are refused until then; tulip's
+//!   wait in the backlog.)
+//! - The accept readers are registered exactly while `serving` is true
+//!   (less an `ACCEPT_RETRY_DELAY` pause): nothing is accepted before
+//!   `start_serving`, nor after `close`.
+//! - With `keep_alive`, every accepted TCP socket has `SO_KEEPALIVE` set
+//!   before its transport exists; one whose option cannot be set is
+//!   reported and closed.
 //! - `active_count` counts the server's transports whose `connection_lost`
 //!   has not run; `wait_closed` returns once the server is closed and it is 0.
 //! - An accept that fails for lack of resources (EMFILE, ENFILE, ENOBUFS,
@@ -52,11 +60,13 @@ const MAX_ACCEPTS_PER_EDGE: usize = 128;
 /// What a server calls for each connection: asyncio's `protocol_factory`.
 pub type ProtocolFactory = Rc<dyn Fn() -> Rc<dyn Protocol>>;
 
-/// The listening-socket keyword arguments of asyncio's `create_server`
-/// and `start_server`: `backlog`, `reuse_address`, `reuse_port`.
+/// The socket keyword arguments of asyncio's `create_server` and
+/// `start_server`: `backlog`, `reuse_address`, `reuse_port`, `keep_alive`
+/// (3.13), and `start_serving`.
 ///
 /// The defaults are asyncio's on Unix: a backlog of 100
-/// ([`DEFAULT_BACKLOG`]), `SO_REUSEADDR` on, `SO_REUSEPORT` off.
+/// ([`DEFAULT_BACKLOG`]), `SO_REUSEADDR` on, `SO_REUSEPORT` off,
+/// `SO_KEEPALIVE` off, serving at once.
 ///
 /// ```
 /// use std::rc::Rc;
@@ -81,6 +91,8 @@ pub struct ServerOptions {
     backlog: u32,
     reuse_address: bool,
     reuse_port: bool,
+    keep_alive: bool,
+    start_serving: bool,
 }
 
 impl Default for ServerOptions {
@@ -89,6 +101,8 @@ impl Default for ServerOptions {
             backlog: DEFAULT_BACKLOG,
             reuse_address: true,
             reuse_port: false,
+            keep_alive: false,
+            start_serving: true,
         }
     }
 }
@@ -119,6 +133,45 @@ impl ServerOptions {
     /// balances connections between them (TCP only).
     pub fn reuse_port(mut self, on: bool) -> ServerOptions {
         self.reuse_port = on;
+        self
+    }
+
+    /// `SO_KEEPALIVE` on every accepted connection (asyncio 3.13's
+    /// `keep_alive`): the kernel probes a connection that stays idle, and
+    /// ends it if the peer is gone (TCP only). asyncio sets the option on
+    /// the listening socket, whose accepted sockets inherit it; tulip sets
+    /// it on each accepted socket.
+    pub fn keep_alive(mut self, on: bool) -> ServerOptions {
+        self.keep_alive = on;
+        self
+    }
+
+    /// Whether the server accepts at once (asyncio's `start_serving`,
+    /// default true). With false, the sockets are bound and listening, so
+    /// [`Server::sockets`] gives the port and clients' connects complete in
+    /// the kernel's backlog, but no connection is accepted until
+    /// [`Server::start_serving`] or [`Server::serve_forever`].
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use tulip::ServerOptions;
+    /// struct Nothing;
+    /// impl tulip::Protocol for Nothing {}
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let opts = ServerOptions::new().start_serving(false);
+    ///     let server = lp.create_server_with(|| Rc::new(Nothing), "127.0.0.1", 0, &opts).await?;
+    ///     assert!(!server.is_serving());
+    ///     let port = server.local_addrs()[0].port(); // tell the clients
+    ///     assert_ne!(port, 0);
+    ///     server.start_serving()?;
+    ///     assert!(server.is_serving());
+    ///     server.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub fn start_serving(mut self, on: bool) -> ServerOptions {
+        self.start_serving = on;
         self
     }
 
@@ -163,12 +216,11 @@ impl EventLoop {
     }
 
     /// asyncio's `create_server(protocol_factory, host, port, backlog=...,
-    /// reuse_address=..., reuse_port=...)`: [`create_server`](EventLoop::create_server)
-    /// with [`ServerOptions`].
+    /// reuse_address=..., reuse_port=..., keep_alive=..., start_serving=...)`:
+    /// [`create_server`](EventLoop::create_server) with [`ServerOptions`].
     ///
     /// Each address gets its own socket: options set, bound (IPv6 sockets
-    /// with `IPV6_V6ONLY`), and listening with the backlog once the server
-    /// starts serving. An address the host does not have (`EADDRNOTAVAIL`)
+    /// with `IPV6_V6ONLY`), and listening with the backlog. An address the host does not have (`EADDRNOTAVAIL`)
     /// is skipped, as asyncio does; any other bind error fails the call, and
     /// names the address.
     pub async fn create_server_with<P, F>(
@@ -205,12 +257,12 @@ impl EventLoop {
             ));
         }
         let factory: ProtocolFactory = Rc::new(move || protocol_factory() as Rc<dyn Protocol>);
-        Server::start(self, listeners, factory, options.listen_backlog())
+        Server::new(self, listeners, factory, options)
     }
 
     /// asyncio's `create_server(protocol_factory, sock=sock)`: serves on an
     /// already bound socket. As in asyncio, the server calls `listen()` on it
-    /// with the default backlog (100) when it starts serving.
+    /// with the default backlog (100), and starts serving.
     pub fn create_server_sock<P, F>(&self, protocol_factory: F, sock: TcpListener) -> Result<Server>
     where
         P: Protocol + 'static,
@@ -218,8 +270,8 @@ impl EventLoop {
     {
         sock.set_nonblocking(true)?;
         let factory: ProtocolFactory = Rc::new(move || protocol_factory() as Rc<dyn Protocol>);
-        let backlog = ServerOptions::default().listen_backlog();
-        Server::start(self, vec![Listener::Tcp(sock)], factory, backlog)
+        let options = ServerOptions::default();
+        Server::new(self, vec![Listener::Tcp(sock)], factory, &options)
     }
 
     /// asyncio's `create_unix_server(protocol_factory, path)`. A stale
@@ -238,7 +290,8 @@ impl EventLoop {
     }
 
     /// [`create_unix_server`](EventLoop::create_unix_server) with
-    /// [`ServerOptions`]: only the backlog applies to Unix sockets.
+    /// [`ServerOptions`]: the backlog and `start_serving` apply to Unix
+    /// sockets, the others are for TCP.
     pub fn create_unix_server_with<P, F>(
         &self,
         protocol_factory: F,
@@ -253,11 +306,11 @@ impl EventLoop {
         remove_stale_socket(path);
         let l = mio::net::UnixListener::bind(path)?;
         let factory: ProtocolFactory = Rc::new(move || protocol_factory() as Rc<dyn Protocol>);
-        Server::start(
+        Server::new(
             self,
             vec![Listener::Unix(l.into(), path.to_path_buf())],
             factory,
-            options.listen_backlog(),
+            options,
         )
     }
 }
@@ -318,8 +371,8 @@ pub struct Server {
 struct ServerInner {
     lp: EventLoop,
     factory: ProtocolFactory,
-    /// What `start_serving` passes to `listen()`.
-    backlog: i32,
+    /// `SO_KEEPALIVE` on accepted TCP connections.
+    keep_alive: bool,
     /// `None` once closed.
     sockets: RefCell<Option<Vec<Rc<Listener>>>>,
     serving: Cell<bool>,
@@ -332,17 +385,22 @@ struct ServerInner {
 }
 
 impl Server {
-    fn start(
+    /// Makes every socket listen with the backlog, then starts serving
+    /// unless `options` say not to.
+    fn new(
         lp: &EventLoop,
         listeners: Vec<Listener>,
         factory: ProtocolFactory,
-        backlog: i32,
+        options: &ServerOptions,
     ) -> Result<Server> {
+        for l in &listeners {
+            crate::sys::listen(l.fd(), options.listen_backlog())?;
+        }
         let server = Server {
             inner: Rc::new(ServerInner {
                 lp: lp.clone(),
                 factory,
-                backlog,
+                keep_alive: options.keep_alive,
                 sockets: RefCell::new(Some(listeners.into_iter().map(Rc::new).collect())),
                 serving: Cell::new(false),
                 active_count: Cell::new(0),
@@ -351,13 +409,17 @@ impl Server {
                 clients: RefCell::new(Slab::new()),
             }),
         };
-        server.start_serving()?;
+        if options.start_serving {
+            server.start_serving()?;
+        }
         Ok(server)
     }
 
-    /// Starts accepting (done by `create_server`; a no-op if serving):
-    /// `listen(backlog)` on each socket, then its accept reader (asyncio's
-    /// `_start_serving`).
+    /// Starts accepting (asyncio's `start_serving`): registers each
+    /// socket's accept reader. `create_server` does it, unless
+    /// [`ServerOptions::start_serving`] is false; a no-op if serving
+    /// already; an error once the server is closed. The connections that
+    /// queued in the backlog meanwhile are accepted on the next iteration.
     pub fn start_serving(&self) -> Result<()> {
         if self.inner.serving.get() {
             return Ok(());
@@ -368,13 +430,13 @@ impl Server {
         };
         self.inner.serving.set(true);
         for l in socks {
-            crate::sys::listen(l.fd(), self.inner.backlog)?;
             add_accept_reader(&self.inner, &l)?;
         }
         Ok(())
     }
 
-    /// True while accepting connections.
+    /// True while accepting connections: from `start_serving` (or
+    /// `create_server`) until `close`.
     pub fn is_serving(&self) -> bool {
         self.inner.serving.get()
     }
@@ -569,6 +631,17 @@ fn accept_error(inner: &Rc<ServerInner>, l: &Rc<Listener>, e: io::Error) {
 /// asyncio's `_accept_connection2`, without its task: the transport calls
 /// `connection_made` on the next iteration.
 fn accept_connection2(inner: &Rc<ServerInner>, sock: StreamSocket) {
+    if let (true, StreamSocket::Tcp(s)) = (inner.keep_alive, &sock) {
+        if let Err(e) = crate::sys::set_keepalive(s, true) {
+            inner.lp.call_exception_handler(&ExceptionContext {
+                message: "error setting SO_KEEPALIVE on an accepted connection; it is closed"
+                    .into(),
+                error: Some(e.into()),
+                ..Default::default()
+            });
+            return;
+        }
+    }
     let protocol = (inner.factory)();
     let transport = match SocketTransport::new(&inner.lp, sock, protocol, None) {
         Ok(t) => t,

@@ -341,6 +341,12 @@ pub(crate) fn tcp_connect_from(
     Ok(TcpStream::from(fd))
 }
 
+/// `setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, on)`: TCP keep-alive probes on
+/// a connected socket.
+pub(crate) fn set_keepalive(sock: &impl AsRawFd, on: bool) -> io::Result<()> {
+    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_KEEPALIVE, on.into())
+}
+
 /// `listen(fd, backlog)`: makes a bound socket listen, or resizes the
 /// accept queue of one that already does.
 pub(crate) fn listen(fd: RawFd, backlog: i32) -> io::Result<()> {
