@@ -32,6 +32,30 @@ impl Protocol for CloseAtOnce {
     }
 }
 
+/// A server on 127.0.0.1:`port` whose protocol closes every connection at
+/// once, and how many it accepted.
+async fn close_at_once_server(
+    port: u16,
+    opts: &ServerOptions,
+) -> tulip::Result<(Server, Rc<Cell<u32>>)> {
+    let lp = tulip::get_running_loop()?;
+    let accepted = Rc::new(Cell::new(0));
+    let a2 = accepted.clone();
+    let factory = move || Rc::new(CloseAtOnce(a2.clone()));
+    let server = lp
+        .create_server_with(factory, "127.0.0.1", port, opts)
+        .await?;
+    Ok((server, accepted))
+}
+
+/// Waits (bounded by the test's watchdog) until `n` connections were made.
+async fn until_count(count: &Cell<u32>, n: u32) -> tulip::Result<()> {
+    while count.get() < n {
+        tulip::sleep(0.005).await?;
+    }
+    Ok(())
+}
+
 /// Connects to `addr` until a connect times out (the accept queue is
 /// full); returns how many completed, and the open streams. Blocking on
 /// purpose: the loop must not run, or the server would accept.
@@ -92,33 +116,15 @@ fn reuse_port_lets_two_servers_bind_one_port() {
             .create_server(|| Rc::new(Nothing), "127.0.0.1", port)
             .await
             .unwrap_err();
-        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::AddrInUse), "{err}");
-        assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
-        assert!(
-            err.to_string().contains(&format!(
-                "error while attempting to bind on address 127.0.0.1:{port}"
-            )),
-            "{err}"
-        );
-        let accepted = Rc::new(Cell::new(0));
-        let a2 = accepted.clone();
-        let second = lp
-            .create_server_with(
-                move || Rc::new(CloseAtOnce(a2.clone())),
-                "127.0.0.1",
-                port,
-                &opts,
-            )
-            .await?;
+        common::assert_bind_in_use(&err, SocketAddr::from(([127, 0, 0, 1], port)));
+        let (second, accepted) = close_at_once_server(port, &opts).await?;
         assert_eq!(second.local_addrs()[0].port(), port);
         // With the first one closed, the second still serves the port.
         first.close();
         let _conn = lp
             .sock_connect(SocketAddr::from(([127, 0, 0, 1], port)))
             .await?;
-        while accepted.get() < 1 {
-            tulip::sleep(0.005).await?;
-        }
+        until_count(&accepted, 1).await?;
         second.close();
         Ok(())
     });
@@ -130,11 +136,7 @@ fn reuse_address_binds_despite_time_wait() {
         let lp = tulip::get_running_loop()?;
         // A server that closes its end first leaves the connection in
         // TIME_WAIT on the server's port.
-        let accepted = Rc::new(Cell::new(0));
-        let a2 = accepted.clone();
-        let server = lp
-            .create_server(move || Rc::new(CloseAtOnce(a2.clone())), "127.0.0.1", 0)
-            .await?;
+        let (server, _) = close_at_once_server(0, &ServerOptions::new()).await?;
         let addr = server.local_addrs()[0];
         let client = lp.sock_connect(addr).await?;
         assert_eq!(
@@ -294,17 +296,8 @@ fn connection_queued(server: &Server) -> bool {
 fn start_serving_false_listens_but_accepts_only_after_start_serving() {
     run_bounded(10.0, async {
         let lp = tulip::get_running_loop()?;
-        let made = Rc::new(Cell::new(0));
-        let m2 = made.clone();
         let opts = ServerOptions::new().start_serving(false);
-        let server = lp
-            .create_server_with(
-                move || Rc::new(CloseAtOnce(m2.clone())),
-                "127.0.0.1",
-                0,
-                &opts,
-            )
-            .await?;
+        let (server, made) = close_at_once_server(0, &opts).await?;
         assert!(!server.is_serving());
         // Bound: the port is known before serving.
         let addr = server.local_addrs()[0];
@@ -319,9 +312,7 @@ fn start_serving_false_listens_but_accepts_only_after_start_serving() {
         server.start_serving()?;
         server.start_serving()?; // idempotent
         assert!(server.is_serving());
-        while made.get() < 1 {
-            tulip::sleep(0.005).await?;
-        }
+        until_count(&made, 1).await?;
         // The server closed it at once: the client sees EOF.
         assert_eq!(lp.sock_recv(&client, 10).await?, b"");
         assert_eq!(made.get(), 1);
@@ -358,9 +349,7 @@ fn serve_forever_starts_a_server_created_not_serving() {
         assert_eq!(made.get(), 0);
         let s2 = server.clone();
         let task = tulip::create_task(async move { s2.serve_forever().await })?;
-        while made.get() < 1 {
-            tulip::sleep(0.005).await?;
-        }
+        until_count(&made, 1).await?;
         assert!(server.is_serving());
         task.cancel();
         let res = tulip::wait_for(task, 5.0).await;
