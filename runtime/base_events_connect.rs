@@ -38,8 +38,8 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::event_loop::EventLoop;
 use crate::futures::Future;
-use crate::protocols::Protocol;
-use crate::selector_events::{SocketTransport, StreamSocket};
+use crate::protocols::{BufferedProtocol, Protocol};
+use crate::selector_events::{SocketTransport, StreamProtocol, StreamSocket};
 use crate::staggered::staggered_race;
 use crate::transports::BaseTransport;
 
@@ -305,6 +305,76 @@ impl EventLoop {
         P: Protocol + 'static,
         F: FnOnce() -> Rc<P>,
     {
+        let sock = self.connect_addrs(addrs, options).await?;
+        self.create_connection_sock(protocol_factory, sock.into())
+            .await
+    }
+
+    /// asyncio's `create_connection(protocol_factory, host, port, ...)` for
+    /// a [`BufferedProtocol`]: as
+    /// [`create_connection_with`](EventLoop::create_connection_with), and
+    /// the transport receives straight into the protocol's buffer
+    /// (`get_buffer`, then `buffer_updated`).
+    ///
+    /// ```
+    /// use std::cell::{RefCell, RefMut};
+    /// use std::io::Write;
+    /// use std::rc::Rc;
+    /// use tulip::{BufferedProtocol, ConnectOptions};
+    ///
+    /// /// Keeps everything it receives, reading 16 bytes at a time.
+    /// #[derive(Default)]
+    /// struct Keep { chunk: RefCell<[u8; 16]>, got: RefCell<Vec<u8>> }
+    /// impl BufferedProtocol for Keep {
+    ///     fn get_buffer(&self, _sizehint: usize) -> RefMut<'_, [u8]> {
+    ///         RefMut::map(self.chunk.borrow_mut(), |c| &mut c[..])
+    ///     }
+    ///     fn buffer_updated(&self, nbytes: usize) {
+    ///         self.got.borrow_mut().extend_from_slice(&self.chunk.borrow()[..nbytes]);
+    ///     }
+    /// }
+    ///
+    /// tulip::run(async {
+    ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     let port = listener.local_addr()?.port();
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let (t, keep) = lp
+    ///         .create_connection_buffered(|| Rc::new(Keep::default()), "127.0.0.1", port, &ConnectOptions::new())
+    ///         .await?;
+    ///     let (mut peer, _) = listener.accept()?;
+    ///     peer.write_all(b"more than sixteen bytes")?;
+    ///     drop(peer);
+    ///     while !tulip::BaseTransport::is_closing(&*t) {
+    ///         tulip::sleep(0.01).await?;
+    ///     }
+    ///     assert_eq!(&*keep.got.borrow(), b"more than sixteen bytes");
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_connection_buffered<P: BufferedProtocol + 'static>(
+        &self,
+        protocol_factory: impl FnOnce() -> Rc<P>,
+        host: &str,
+        port: u16,
+        options: &ConnectOptions,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)> {
+        let addrs = self.getaddrinfo(host, port).await?;
+        let sock = self.connect_addrs(&addrs, options).await?;
+        let protocol = protocol_factory();
+        let transport = self
+            .connection_transport(sock.into(), StreamProtocol::Buffered(protocol.clone()))
+            .await?;
+        Ok((transport, protocol))
+    }
+
+    /// The connecting half of `create_connection`: the addresses tried as
+    /// [`create_connection_addrs`](EventLoop::create_connection_addrs)
+    /// says, until one gives a connected socket.
+    async fn connect_addrs(
+        &self,
+        addrs: &[SocketAddr],
+        options: &ConnectOptions,
+    ) -> Result<std::net::TcpStream> {
         if addrs.is_empty() {
             return Err(Error::invalid_argument(
                 "no address to connect to: give create_connection at least one",
@@ -359,13 +429,7 @@ impl EventLoop {
                 sock
             }
         };
-        match sock {
-            Some(s) => {
-                self.create_connection_sock(protocol_factory, s.into())
-                    .await
-            }
-            None => Err(combine_errors(exceptions, options.all_errors)),
-        }
+        sock.ok_or_else(|| combine_errors(exceptions, options.all_errors))
     }
 
     /// asyncio's `create_connection(protocol_factory, sock=sock)`: wraps an
@@ -380,13 +444,26 @@ impl EventLoop {
         F: FnOnce() -> Rc<P>,
     {
         let protocol = protocol_factory();
+        let transport = self
+            .connection_transport(sock, StreamProtocol::Plain(protocol.clone()))
+            .await?;
+        Ok((transport, protocol))
+    }
+
+    /// asyncio's `_create_connection_transport`: the transport, once its
+    /// `connection_made` has run.
+    async fn connection_transport(
+        &self,
+        sock: StreamSocket,
+        protocol: StreamProtocol,
+    ) -> Result<Rc<SocketTransport>> {
         let waiter: Future<()> = self.create_future();
-        let transport = SocketTransport::new(self, sock, protocol.clone(), Some(waiter.clone()))?;
+        let transport = SocketTransport::with_protocol(self, sock, protocol, Some(waiter.clone()))?;
         if let Err(e) = waiter.await {
             transport.close();
             return Err(e);
         }
-        Ok((transport, protocol))
+        Ok(transport)
     }
 
     /// asyncio's `create_unix_connection(protocol_factory, path)`.

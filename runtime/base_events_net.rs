@@ -43,8 +43,8 @@ use slab::Slab;
 use crate::error::{bind_error, Error, Result};
 use crate::event_loop::{EventLoop, ExceptionContext};
 use crate::futures::Future;
-use crate::protocols::Protocol;
-use crate::selector_events::{SocketTransport, StreamSocket};
+use crate::protocols::{BufferedProtocol, Protocol};
+use crate::selector_events::{SocketTransport, StreamProtocol, StreamSocket};
 use crate::transports::{BaseTransport, WriteTransport};
 
 /// asyncio's default `backlog` for `create_server` and `create_unix_server`.
@@ -59,6 +59,10 @@ const MAX_ACCEPTS_PER_EDGE: usize = 128;
 
 /// What a server calls for each connection: asyncio's `protocol_factory`.
 pub type ProtocolFactory = Rc<dyn Fn() -> Rc<dyn Protocol>>;
+
+/// What a server calls for each connection: a factory of either kind of
+/// protocol.
+type StreamFactory = Rc<dyn Fn() -> StreamProtocol>;
 
 /// The socket keyword arguments of asyncio's `create_server` and
 /// `start_server`: `backlog`, `reuse_address`, `reuse_port`, `keep_alive`
@@ -107,6 +111,17 @@ impl Default for ServerOptions {
     }
 }
 
+/// A [`ServerOptions`] setter of an option that is on or off.
+macro_rules! flag {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub fn $name(mut self, on: bool) -> ServerOptions {
+            self.$name = on;
+            self
+        }
+    };
+}
+
 impl ServerOptions {
     /// asyncio's defaults (see the type's docs).
     pub fn new() -> ServerOptions {
@@ -121,58 +136,54 @@ impl ServerOptions {
         self
     }
 
-    /// `SO_REUSEADDR`: bind even while connections of an earlier server on
-    /// the port linger in `TIME_WAIT` (TCP only).
-    pub fn reuse_address(mut self, on: bool) -> ServerOptions {
-        self.reuse_address = on;
-        self
+    flag! {
+        /// `SO_REUSEADDR`: bind even while connections of an earlier server on
+        /// the port linger in `TIME_WAIT` (TCP only).
+        reuse_address
     }
 
-    /// `SO_REUSEPORT`: let several sockets (of this or other processes)
-    /// bind the same address and port, each with the option set; the kernel
-    /// balances connections between them (TCP only).
-    pub fn reuse_port(mut self, on: bool) -> ServerOptions {
-        self.reuse_port = on;
-        self
+    flag! {
+        /// `SO_REUSEPORT`: let several sockets (of this or other processes)
+        /// bind the same address and port, each with the option set; the kernel
+        /// balances connections between them (TCP only).
+        reuse_port
     }
 
-    /// `SO_KEEPALIVE` on every accepted connection (asyncio 3.13's
-    /// `keep_alive`): the kernel probes a connection that stays idle, and
-    /// ends it if the peer is gone (TCP only). asyncio sets the option on
-    /// the listening socket, whose accepted sockets inherit it; tulip sets
-    /// it on each accepted socket.
-    pub fn keep_alive(mut self, on: bool) -> ServerOptions {
-        self.keep_alive = on;
-        self
+    flag! {
+        /// `SO_KEEPALIVE` on every accepted connection (asyncio 3.13's
+        /// `keep_alive`): the kernel probes a connection that stays idle, and
+        /// ends it if the peer is gone (TCP only). asyncio sets the option on
+        /// the listening socket, whose accepted sockets inherit it; tulip sets
+        /// it on each accepted socket.
+        keep_alive
     }
 
-    /// Whether the server accepts at once (asyncio's `start_serving`,
-    /// default true). With false, the sockets are bound and listening, so
-    /// [`Server::sockets`] gives the port and clients' connects complete in
-    /// the kernel's backlog, but no connection is accepted until
-    /// [`Server::start_serving`] or [`Server::serve_forever`].
-    ///
-    /// ```
-    /// use std::rc::Rc;
-    /// use tulip::ServerOptions;
-    /// struct Nothing;
-    /// impl tulip::Protocol for Nothing {}
-    /// tulip::run(async {
-    ///     let lp = tulip::get_running_loop()?;
-    ///     let opts = ServerOptions::new().start_serving(false);
-    ///     let server = lp.create_server_with(|| Rc::new(Nothing), "127.0.0.1", 0, &opts).await?;
-    ///     assert!(!server.is_serving());
-    ///     let port = server.local_addrs()[0].port(); // tell the clients
-    ///     assert_ne!(port, 0);
-    ///     server.start_serving()?;
-    ///     assert!(server.is_serving());
-    ///     server.close();
-    ///     Ok(())
-    /// }).unwrap();
-    /// ```
-    pub fn start_serving(mut self, on: bool) -> ServerOptions {
-        self.start_serving = on;
-        self
+    flag! {
+        /// Whether the server accepts at once (asyncio's `start_serving`,
+        /// default true). With false, the sockets are bound and listening, so
+        /// [`Server::sockets`] gives the port and clients' connects complete in
+        /// the kernel's backlog, but no connection is accepted until
+        /// [`Server::start_serving`] or [`Server::serve_forever`].
+        ///
+        /// ```
+        /// use std::rc::Rc;
+        /// use tulip::ServerOptions;
+        /// struct Nothing;
+        /// impl tulip::Protocol for Nothing {}
+        /// tulip::run(async {
+        ///     let lp = tulip::get_running_loop()?;
+        ///     let opts = ServerOptions::new().start_serving(false);
+        ///     let server = lp.create_server_with(|| Rc::new(Nothing), "127.0.0.1", 0, &opts).await?;
+        ///     assert!(!server.is_serving());
+        ///     let port = server.local_addrs()[0].port(); // tell the clients
+        ///     assert_ne!(port, 0);
+        ///     server.start_serving()?;
+        ///     assert!(server.is_serving());
+        ///     server.close();
+        ///     Ok(())
+        /// }).unwrap();
+        /// ```
+        start_serving
     }
 
     /// The backlog as `listen()` takes it.
@@ -220,9 +231,9 @@ impl EventLoop {
     /// [`create_server`](EventLoop::create_server) with [`ServerOptions`].
     ///
     /// Each address gets its own socket: options set, bound (IPv6 sockets
-    /// with `IPV6_V6ONLY`), and listening with the backlog. An address the host does not have (`EADDRNOTAVAIL`)
-    /// is skipped, as asyncio does; any other bind error fails the call, and
-    /// names the address.
+    /// with `IPV6_V6ONLY`), and listening with the backlog. An address the
+    /// host does not have (`EADDRNOTAVAIL`) is skipped, as asyncio does;
+    /// any other bind error fails the call, and names the address.
     pub async fn create_server_with<P, F>(
         &self,
         protocol_factory: F,
@@ -234,6 +245,36 @@ impl EventLoop {
         P: Protocol + 'static,
         F: Fn() -> Rc<P> + 'static,
     {
+        let listeners = self.bind_server_sockets(host, port, options).await?;
+        let factory: StreamFactory = Rc::new(move || StreamProtocol::Plain(protocol_factory()));
+        Server::new(self, listeners, factory, options)
+    }
+
+    /// asyncio's `create_server(protocol_factory, host, port, ...)` for a
+    /// [`BufferedProtocol`]: as [`create_server_with`](EventLoop::create_server_with),
+    /// and each connection's transport receives straight into the
+    /// protocol's buffer (`get_buffer`, then `buffer_updated`). See
+    /// [`BufferedProtocol`] for an example.
+    pub async fn create_server_buffered<P: BufferedProtocol + 'static>(
+        &self,
+        protocol_factory: impl Fn() -> Rc<P> + 'static,
+        host: &str,
+        port: u16,
+        options: &ServerOptions,
+    ) -> Result<Server> {
+        let listeners = self.bind_server_sockets(host, port, options).await?;
+        let factory: StreamFactory = Rc::new(move || StreamProtocol::Buffered(protocol_factory()));
+        Server::new(self, listeners, factory, options)
+    }
+
+    /// The sockets of `create_server`: one per distinct address of `host`,
+    /// bound with the options (see [`create_server_with`](EventLoop::create_server_with)).
+    async fn bind_server_sockets(
+        &self,
+        host: &str,
+        port: u16,
+        options: &ServerOptions,
+    ) -> Result<Vec<Listener>> {
         let mut addrs = self.getaddrinfo(host, port).await?;
         // asyncio binds each distinct address once.
         let mut seen = std::collections::HashSet::new();
@@ -256,8 +297,7 @@ impl EventLoop {
                 .into(),
             ));
         }
-        let factory: ProtocolFactory = Rc::new(move || protocol_factory() as Rc<dyn Protocol>);
-        Server::new(self, listeners, factory, options)
+        Ok(listeners)
     }
 
     /// asyncio's `create_server(protocol_factory, sock=sock)`: serves on an
@@ -269,7 +309,7 @@ impl EventLoop {
         F: Fn() -> Rc<P> + 'static,
     {
         sock.set_nonblocking(true)?;
-        let factory: ProtocolFactory = Rc::new(move || protocol_factory() as Rc<dyn Protocol>);
+        let factory: StreamFactory = Rc::new(move || StreamProtocol::Plain(protocol_factory()));
         let options = ServerOptions::default();
         Server::new(self, vec![Listener::Tcp(sock)], factory, &options)
     }
@@ -305,7 +345,7 @@ impl EventLoop {
         let path = path.as_ref();
         remove_stale_socket(path);
         let l = mio::net::UnixListener::bind(path)?;
-        let factory: ProtocolFactory = Rc::new(move || protocol_factory() as Rc<dyn Protocol>);
+        let factory: StreamFactory = Rc::new(move || StreamProtocol::Plain(protocol_factory()));
         Server::new(
             self,
             vec![Listener::Unix(l.into(), path.to_path_buf())],
@@ -370,7 +410,7 @@ pub struct Server {
 
 struct ServerInner {
     lp: EventLoop,
-    factory: ProtocolFactory,
+    factory: StreamFactory,
     /// `SO_KEEPALIVE` on accepted TCP connections.
     keep_alive: bool,
     /// `None` once closed.
@@ -390,7 +430,7 @@ impl Server {
     fn new(
         lp: &EventLoop,
         listeners: Vec<Listener>,
-        factory: ProtocolFactory,
+        factory: StreamFactory,
         options: &ServerOptions,
     ) -> Result<Server> {
         for l in &listeners {
@@ -643,7 +683,7 @@ fn accept_connection2(inner: &Rc<ServerInner>, sock: StreamSocket) {
         }
     }
     let protocol = (inner.factory)();
-    let transport = match SocketTransport::new(&inner.lp, sock, protocol, None) {
+    let transport = match SocketTransport::with_protocol(&inner.lp, sock, protocol, None) {
         Ok(t) => t,
         Err(e) => {
             inner.lp.call_exception_handler(&ExceptionContext {
