@@ -13,6 +13,10 @@
 //! connected socket wins and the other attempts are cancelled, which closes
 //! their sockets. When every address fails, the error names each failure.
 //!
+//! With a `local_addr`, each attempt's socket is bound to it before it
+//! connects (`sys::tcp_connect_from`: socket, bind, non-blocking connect),
+//! and addresses of the other family are left out beforehand.
+//!
 //! # Invariants
 //! - At most one socket comes out of the attempts; every other socket an
 //!   attempt opened is closed before `create_connection` returns (or, if
@@ -20,6 +24,9 @@
 //! - The error of a failed `create_connection` holds every address's OS
 //!   error (asyncio's combined `OSError`), or all of them as a group with
 //!   `all_errors`; a cancel of the caller stays `Cancelled`.
+//! - With `local_addr`, every socket an attempt opens is bound to it before
+//!   its connect starts, and no attempt targets an address of the other
+//!   family.
 
 use std::fmt;
 use std::io;
@@ -31,8 +38,8 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::event_loop::EventLoop;
 use crate::futures::Future;
-use crate::protocols::Protocol;
-use crate::selector_events::{SocketTransport, StreamSocket};
+use crate::protocols::{BufferedProtocol, Protocol};
+use crate::selector_events::{SocketTransport, StreamProtocol, StreamSocket};
 use crate::staggered::staggered_race;
 use crate::transports::BaseTransport;
 
@@ -42,10 +49,11 @@ pub const RECOMMENDED_HAPPY_EYEBALLS_DELAY: f64 = 0.25;
 
 /// The keyword arguments of asyncio's `create_connection` that choose how
 /// the addresses of a host are tried: `happy_eyeballs_delay`, `interleave`
-/// and `all_errors`.
+/// and `all_errors`, and where the connection comes from: `local_addr`.
 ///
 /// The default is asyncio's: no Happy Eyeballs (addresses are tried one
-/// after the other, in order), no interleaving, one combined error.
+/// after the other, in order), no interleaving, one combined error, and a
+/// local address the kernel picks.
 ///
 /// ```
 /// use tulip::ConnectOptions;
@@ -59,6 +67,7 @@ pub struct ConnectOptions {
     happy_eyeballs_delay: Option<f64>,
     interleave: Option<usize>,
     all_errors: bool,
+    local_addr: Option<SocketAddr>,
 }
 
 impl ConnectOptions {
@@ -92,6 +101,40 @@ impl ConnectOptions {
     /// `all_errors`).
     pub fn all_errors(mut self, on: bool) -> ConnectOptions {
         self.all_errors = on;
+        self
+    }
+
+    /// Binds each socket to `addr` before it connects (asyncio's
+    /// `local_addr`): the connection comes from that address (port 0: a
+    /// port the kernel picks). Every attempt binds, in the Happy Eyeballs
+    /// race too. Addresses of the other family (IPv6 for an IPv4
+    /// `local_addr`, and the reverse) are skipped; if none is left,
+    /// `create_connection` fails with `no matching local address with
+    /// family=...`. A failed bind names the address: `error while
+    /// attempting to bind on address 127.0.0.1:8080: Address in use (os
+    /// error 98)`.
+    ///
+    /// ```
+    /// use std::net::TcpListener;
+    /// use std::rc::Rc;
+    /// use tulip::{BaseTransport, ConnectOptions};
+    /// struct Nothing;
+    /// impl tulip::Protocol for Nothing {}
+    /// tulip::run(async {
+    ///     let server = TcpListener::bind("127.0.0.1:0")?;
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let opts = ConnectOptions::new().local_addr("127.0.0.2:0".parse().unwrap());
+    ///     let (t, _) = lp
+    ///         .create_connection_addrs(|| Rc::new(Nothing), &[server.local_addr()?], &opts)
+    ///         .await?;
+    ///     let (_, peer) = server.accept()?;
+    ///     assert_eq!(peer.ip().to_string(), "127.0.0.2");
+    ///     t.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub fn local_addr(mut self, addr: SocketAddr) -> ConnectOptions {
+        self.local_addr = Some(addr);
         self
     }
 }
@@ -212,6 +255,9 @@ impl EventLoop {
     /// `create_connection` to a list of addresses, as if a host resolved
     /// to them (no name resolution).
     ///
+    /// - With a [`local_addr`](ConnectOptions::local_addr), the addresses
+    ///   of the other family are left out first, and each socket is bound
+    ///   to it before it connects.
     /// - Without a `happy_eyeballs_delay`, the addresses are tried one
     ///   after the other, in order (after [`interleave`](ConnectOptions::interleave)
     ///   if given), until one connects.
@@ -259,6 +305,76 @@ impl EventLoop {
         P: Protocol + 'static,
         F: FnOnce() -> Rc<P>,
     {
+        let sock = self.connect_addrs(addrs, options).await?;
+        self.create_connection_sock(protocol_factory, sock.into())
+            .await
+    }
+
+    /// asyncio's `create_connection(protocol_factory, host, port, ...)` for
+    /// a [`BufferedProtocol`]: as
+    /// [`create_connection_with`](EventLoop::create_connection_with), and
+    /// the transport receives straight into the protocol's buffer
+    /// (`get_buffer`, then `buffer_updated`).
+    ///
+    /// ```
+    /// use std::cell::{RefCell, RefMut};
+    /// use std::io::Write;
+    /// use std::rc::Rc;
+    /// use tulip::{BufferedProtocol, ConnectOptions};
+    ///
+    /// /// Keeps everything it receives, reading 16 bytes at a time.
+    /// #[derive(Default)]
+    /// struct Keep { chunk: RefCell<[u8; 16]>, got: RefCell<Vec<u8>> }
+    /// impl BufferedProtocol for Keep {
+    ///     fn get_buffer(&self, _sizehint: usize) -> RefMut<'_, [u8]> {
+    ///         RefMut::map(self.chunk.borrow_mut(), |c| &mut c[..])
+    ///     }
+    ///     fn buffer_updated(&self, nbytes: usize) {
+    ///         self.got.borrow_mut().extend_from_slice(&self.chunk.borrow()[..nbytes]);
+    ///     }
+    /// }
+    ///
+    /// tulip::run(async {
+    ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     let port = listener.local_addr()?.port();
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let (t, keep) = lp
+    ///         .create_connection_buffered(|| Rc::new(Keep::default()), "127.0.0.1", port, &ConnectOptions::new())
+    ///         .await?;
+    ///     let (mut peer, _) = listener.accept()?;
+    ///     peer.write_all(b"more than sixteen bytes")?;
+    ///     drop(peer);
+    ///     while !tulip::BaseTransport::is_closing(&*t) {
+    ///         tulip::sleep(0.01).await?;
+    ///     }
+    ///     assert_eq!(&*keep.got.borrow(), b"more than sixteen bytes");
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_connection_buffered<P: BufferedProtocol + 'static>(
+        &self,
+        protocol_factory: impl FnOnce() -> Rc<P>,
+        host: &str,
+        port: u16,
+        options: &ConnectOptions,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)> {
+        let addrs = self.getaddrinfo(host, port).await?;
+        let sock = self.connect_addrs(&addrs, options).await?;
+        let protocol = protocol_factory();
+        let transport = self
+            .connection_transport(sock.into(), StreamProtocol::Buffered(protocol.clone()))
+            .await?;
+        Ok((transport, protocol))
+    }
+
+    /// The connecting half of `create_connection`: the addresses tried as
+    /// [`create_connection_addrs`](EventLoop::create_connection_addrs)
+    /// says, until one gives a connected socket.
+    async fn connect_addrs(
+        &self,
+        addrs: &[SocketAddr],
+        options: &ConnectOptions,
+    ) -> Result<std::net::TcpStream> {
         if addrs.is_empty() {
             return Err(Error::invalid_argument(
                 "no address to connect to: give create_connection at least one",
@@ -271,13 +387,18 @@ impl EventLoop {
                 )));
             }
         }
+        let local = options.local_addr;
+        let addrs = match local {
+            Some(local) => same_family(addrs, local)?,
+            None => addrs.to_vec(),
+        };
         // With Happy Eyeballs, interleave the families by default.
         let interleave = options
             .interleave
             .or(options.happy_eyeballs_delay.map(|_| 1));
         let addrs = match interleave {
-            Some(n) if n > 0 => interleave_addrinfos(addrs, n),
-            _ => addrs.to_vec(),
+            Some(n) if n > 0 => interleave_addrinfos(&addrs, n),
+            _ => addrs,
         };
         let mut exceptions = Vec::new();
         let sock = match options.happy_eyeballs_delay {
@@ -285,7 +406,7 @@ impl EventLoop {
             None => {
                 let mut sock = None;
                 for addr in &addrs {
-                    match self.sock_connect(*addr).await {
+                    match self.sock_connect_from(*addr, local).await {
                         Ok(s) => {
                             sock = Some(s);
                             break;
@@ -299,7 +420,7 @@ impl EventLoop {
             Some(delay) => {
                 let attempts = addrs.iter().map(|&addr| {
                     let lp = self.clone();
-                    move || async move { lp.sock_connect(addr).await }
+                    move || async move { lp.sock_connect_from(addr, local).await }
                 });
                 let (sock, _, errors) = staggered_race(attempts, Some(delay)).await?;
                 // A loser's Cancelled is not a connection error (asyncio's
@@ -308,13 +429,7 @@ impl EventLoop {
                 sock
             }
         };
-        match sock {
-            Some(s) => {
-                self.create_connection_sock(protocol_factory, s.into())
-                    .await
-            }
-            None => Err(combine_errors(exceptions, options.all_errors)),
-        }
+        sock.ok_or_else(|| combine_errors(exceptions, options.all_errors))
     }
 
     /// asyncio's `create_connection(protocol_factory, sock=sock)`: wraps an
@@ -329,13 +444,26 @@ impl EventLoop {
         F: FnOnce() -> Rc<P>,
     {
         let protocol = protocol_factory();
+        let transport = self
+            .connection_transport(sock, StreamProtocol::Plain(protocol.clone()))
+            .await?;
+        Ok((transport, protocol))
+    }
+
+    /// asyncio's `_create_connection_transport`: the transport, once its
+    /// `connection_made` has run.
+    async fn connection_transport(
+        &self,
+        sock: StreamSocket,
+        protocol: StreamProtocol,
+    ) -> Result<Rc<SocketTransport>> {
         let waiter: Future<()> = self.create_future();
-        let transport = SocketTransport::new(self, sock, protocol.clone(), Some(waiter.clone()))?;
+        let transport = SocketTransport::with_protocol(self, sock, protocol, Some(waiter.clone()))?;
         if let Err(e) = waiter.await {
             transport.close();
             return Err(e);
         }
-        Ok((transport, protocol))
+        Ok(transport)
     }
 
     /// asyncio's `create_unix_connection(protocol_factory, path)`.
@@ -352,6 +480,32 @@ impl EventLoop {
         self.create_connection_sock(protocol_factory, s.into())
             .await
     }
+}
+
+/// The addresses of `local`'s family. asyncio's `_connect_sock` fails each
+/// other one with `no matching local address with family=... found`; when
+/// every address is of the other family, that is the error.
+fn same_family(addrs: &[SocketAddr], local: SocketAddr) -> Result<Vec<SocketAddr>> {
+    let kept: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| a.is_ipv4() == local.is_ipv4())
+        .collect();
+    if kept.is_empty() {
+        let family = if local.is_ipv4() {
+            "AF_INET6"
+        } else {
+            "AF_INET"
+        };
+        return Err(Error::Io(Arc::new(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!(
+                "no matching local address with family={family} found: \
+                 local_addr {local} cannot connect to {addrs:?}"
+            ),
+        ))));
+    }
+    Ok(kept)
 }
 
 /// asyncio's end of `create_connection` when no address connected: one

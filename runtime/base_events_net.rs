@@ -11,9 +11,17 @@
 //! - `sockets` is `None` once the server is closed; a closed server never
 //!   accepts again and never reopens.
 //! - A listening socket listens with the server's backlog (asyncio's
-//!   default: 100) from `start_serving` on, as asyncio's `_start_serving`
-//!   calls `listen(backlog)`; TCP sockets get `SO_REUSEADDR`/`SO_REUSEPORT`
-//!   before `bind`, as [`ServerOptions`] says.
+//!   default: 100) from the server's creation on; TCP sockets get
+//!   `SO_REUSEADDR`/`SO_REUSEPORT` before `bind`, as [`ServerOptions`]
+//!   says. (asyncio calls `listen(backlog)` in `_start_serving`, so with
+//!   `start_serving=False` its clients are refused until then; tulip's
+//!   wait in the backlog.)
+//! - The accept readers are registered exactly while `serving` is true
+//!   (less an `ACCEPT_RETRY_DELAY` pause): nothing is accepted before
+//!   `start_serving`, nor after `close`.
+//! - With `keep_alive`, every accepted TCP socket has `SO_KEEPALIVE` set
+//!   before its transport exists; one whose option cannot be set is
+//!   reported and closed.
 //! - `active_count` counts the server's transports whose `connection_lost`
 //!   has not run; `wait_closed` returns once the server is closed and it is 0.
 //! - An accept that fails for lack of resources (EMFILE, ENFILE, ENOBUFS,
@@ -32,11 +40,11 @@ use std::rc::{Rc, Weak};
 
 use slab::Slab;
 
-use crate::error::{os_error_with_context, Error, Result};
+use crate::error::{bind_error, Error, Result};
 use crate::event_loop::{EventLoop, ExceptionContext};
 use crate::futures::Future;
-use crate::protocols::Protocol;
-use crate::selector_events::{SocketTransport, StreamSocket};
+use crate::protocols::{BufferedProtocol, Protocol};
+use crate::selector_events::{SocketTransport, StreamProtocol, StreamSocket};
 use crate::transports::{BaseTransport, WriteTransport};
 
 /// asyncio's default `backlog` for `create_server` and `create_unix_server`.
@@ -52,11 +60,17 @@ const MAX_ACCEPTS_PER_EDGE: usize = 128;
 /// What a server calls for each connection: asyncio's `protocol_factory`.
 pub type ProtocolFactory = Rc<dyn Fn() -> Rc<dyn Protocol>>;
 
-/// The listening-socket keyword arguments of asyncio's `create_server`
-/// and `start_server`: `backlog`, `reuse_address`, `reuse_port`.
+/// What a server calls for each connection: a factory of either kind of
+/// protocol.
+type StreamFactory = Rc<dyn Fn() -> StreamProtocol>;
+
+/// The socket keyword arguments of asyncio's `create_server` and
+/// `start_server`: `backlog`, `reuse_address`, `reuse_port`, `keep_alive`
+/// (3.13), and `start_serving`.
 ///
 /// The defaults are asyncio's on Unix: a backlog of 100
-/// ([`DEFAULT_BACKLOG`]), `SO_REUSEADDR` on, `SO_REUSEPORT` off.
+/// ([`DEFAULT_BACKLOG`]), `SO_REUSEADDR` on, `SO_REUSEPORT` off,
+/// `SO_KEEPALIVE` off, serving at once.
 ///
 /// ```
 /// use std::rc::Rc;
@@ -81,6 +95,8 @@ pub struct ServerOptions {
     backlog: u32,
     reuse_address: bool,
     reuse_port: bool,
+    keep_alive: bool,
+    start_serving: bool,
 }
 
 impl Default for ServerOptions {
@@ -89,8 +105,21 @@ impl Default for ServerOptions {
             backlog: DEFAULT_BACKLOG,
             reuse_address: true,
             reuse_port: false,
+            keep_alive: false,
+            start_serving: true,
         }
     }
+}
+
+/// A [`ServerOptions`] setter of an option that is on or off.
+macro_rules! flag {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub fn $name(mut self, on: bool) -> ServerOptions {
+            self.$name = on;
+            self
+        }
+    };
 }
 
 impl ServerOptions {
@@ -107,19 +136,54 @@ impl ServerOptions {
         self
     }
 
-    /// `SO_REUSEADDR`: bind even while connections of an earlier server on
-    /// the port linger in `TIME_WAIT` (TCP only).
-    pub fn reuse_address(mut self, on: bool) -> ServerOptions {
-        self.reuse_address = on;
-        self
+    flag! {
+        /// `SO_REUSEADDR`: bind even while connections of an earlier server on
+        /// the port linger in `TIME_WAIT` (TCP only).
+        reuse_address
     }
 
-    /// `SO_REUSEPORT`: let several sockets (of this or other processes)
-    /// bind the same address and port, each with the option set; the kernel
-    /// balances connections between them (TCP only).
-    pub fn reuse_port(mut self, on: bool) -> ServerOptions {
-        self.reuse_port = on;
-        self
+    flag! {
+        /// `SO_REUSEPORT`: let several sockets (of this or other processes)
+        /// bind the same address and port, each with the option set; the kernel
+        /// balances connections between them (TCP only).
+        reuse_port
+    }
+
+    flag! {
+        /// `SO_KEEPALIVE` on every accepted connection (asyncio 3.13's
+        /// `keep_alive`): the kernel probes a connection that stays idle, and
+        /// ends it if the peer is gone (TCP only). asyncio sets the option on
+        /// the listening socket, whose accepted sockets inherit it; tulip sets
+        /// it on each accepted socket.
+        keep_alive
+    }
+
+    flag! {
+        /// Whether the server accepts at once (asyncio's `start_serving`,
+        /// default true). With false, the sockets are bound and listening, so
+        /// [`Server::sockets`] gives the port and clients' connects complete in
+        /// the kernel's backlog, but no connection is accepted until
+        /// [`Server::start_serving`] or [`Server::serve_forever`].
+        ///
+        /// ```
+        /// use std::rc::Rc;
+        /// use tulip::ServerOptions;
+        /// struct Nothing;
+        /// impl tulip::Protocol for Nothing {}
+        /// tulip::run(async {
+        ///     let lp = tulip::get_running_loop()?;
+        ///     let opts = ServerOptions::new().start_serving(false);
+        ///     let server = lp.create_server_with(|| Rc::new(Nothing), "127.0.0.1", 0, &opts).await?;
+        ///     assert!(!server.is_serving());
+        ///     let port = server.local_addrs()[0].port(); // tell the clients
+        ///     assert_ne!(port, 0);
+        ///     server.start_serving()?;
+        ///     assert!(server.is_serving());
+        ///     server.close();
+        ///     Ok(())
+        /// }).unwrap();
+        /// ```
+        start_serving
     }
 
     /// The backlog as `listen()` takes it.
@@ -163,14 +227,13 @@ impl EventLoop {
     }
 
     /// asyncio's `create_server(protocol_factory, host, port, backlog=...,
-    /// reuse_address=..., reuse_port=...)`: [`create_server`](EventLoop::create_server)
-    /// with [`ServerOptions`].
+    /// reuse_address=..., reuse_port=..., keep_alive=..., start_serving=...)`:
+    /// [`create_server`](EventLoop::create_server) with [`ServerOptions`].
     ///
     /// Each address gets its own socket: options set, bound (IPv6 sockets
-    /// with `IPV6_V6ONLY`), and listening with the backlog once the server
-    /// starts serving. An address the host does not have (`EADDRNOTAVAIL`)
-    /// is skipped, as asyncio does; any other bind error fails the call, and
-    /// names the address.
+    /// with `IPV6_V6ONLY`), and listening with the backlog. An address the
+    /// host does not have (`EADDRNOTAVAIL`) is skipped, as asyncio does;
+    /// any other bind error fails the call, and names the address.
     pub async fn create_server_with<P, F>(
         &self,
         protocol_factory: F,
@@ -182,6 +245,36 @@ impl EventLoop {
         P: Protocol + 'static,
         F: Fn() -> Rc<P> + 'static,
     {
+        let listeners = self.bind_server_sockets(host, port, options).await?;
+        let factory: StreamFactory = Rc::new(move || StreamProtocol::Plain(protocol_factory()));
+        Server::new(self, listeners, factory, options)
+    }
+
+    /// asyncio's `create_server(protocol_factory, host, port, ...)` for a
+    /// [`BufferedProtocol`]: as [`create_server_with`](EventLoop::create_server_with),
+    /// and each connection's transport receives straight into the
+    /// protocol's buffer (`get_buffer`, then `buffer_updated`). See
+    /// [`BufferedProtocol`] for an example.
+    pub async fn create_server_buffered<P: BufferedProtocol + 'static>(
+        &self,
+        protocol_factory: impl Fn() -> Rc<P> + 'static,
+        host: &str,
+        port: u16,
+        options: &ServerOptions,
+    ) -> Result<Server> {
+        let listeners = self.bind_server_sockets(host, port, options).await?;
+        let factory: StreamFactory = Rc::new(move || StreamProtocol::Buffered(protocol_factory()));
+        Server::new(self, listeners, factory, options)
+    }
+
+    /// The sockets of `create_server`: one per distinct address of `host`,
+    /// bound with the options (see [`create_server_with`](EventLoop::create_server_with)).
+    async fn bind_server_sockets(
+        &self,
+        host: &str,
+        port: u16,
+        options: &ServerOptions,
+    ) -> Result<Vec<Listener>> {
         let mut addrs = self.getaddrinfo(host, port).await?;
         // asyncio binds each distinct address once.
         let mut seen = std::collections::HashSet::new();
@@ -192,10 +285,7 @@ impl EventLoop {
                 Ok(l) => listeners.push(Listener::Tcp(l)),
                 // Assume the family is not enabled (bpo-30945).
                 Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => continue,
-                Err(e) => {
-                    let msg = format!("error while attempting to bind on address {addr}");
-                    return Err(os_error_with_context(e, msg).into());
-                }
+                Err(e) => return Err(bind_error(e, addr).into()),
             }
         }
         if listeners.is_empty() {
@@ -207,22 +297,21 @@ impl EventLoop {
                 .into(),
             ));
         }
-        let factory: ProtocolFactory = Rc::new(move || protocol_factory() as Rc<dyn Protocol>);
-        Server::start(self, listeners, factory, options.listen_backlog())
+        Ok(listeners)
     }
 
     /// asyncio's `create_server(protocol_factory, sock=sock)`: serves on an
     /// already bound socket. As in asyncio, the server calls `listen()` on it
-    /// with the default backlog (100) when it starts serving.
+    /// with the default backlog (100), and starts serving.
     pub fn create_server_sock<P, F>(&self, protocol_factory: F, sock: TcpListener) -> Result<Server>
     where
         P: Protocol + 'static,
         F: Fn() -> Rc<P> + 'static,
     {
         sock.set_nonblocking(true)?;
-        let factory: ProtocolFactory = Rc::new(move || protocol_factory() as Rc<dyn Protocol>);
-        let backlog = ServerOptions::default().listen_backlog();
-        Server::start(self, vec![Listener::Tcp(sock)], factory, backlog)
+        let factory: StreamFactory = Rc::new(move || StreamProtocol::Plain(protocol_factory()));
+        let options = ServerOptions::default();
+        Server::new(self, vec![Listener::Tcp(sock)], factory, &options)
     }
 
     /// asyncio's `create_unix_server(protocol_factory, path)`. A stale
@@ -241,7 +330,8 @@ impl EventLoop {
     }
 
     /// [`create_unix_server`](EventLoop::create_unix_server) with
-    /// [`ServerOptions`]: only the backlog applies to Unix sockets.
+    /// [`ServerOptions`]: the backlog and `start_serving` apply to Unix
+    /// sockets, the others are for TCP.
     pub fn create_unix_server_with<P, F>(
         &self,
         protocol_factory: F,
@@ -255,12 +345,12 @@ impl EventLoop {
         let path = path.as_ref();
         remove_stale_socket(path);
         let l = mio::net::UnixListener::bind(path)?;
-        let factory: ProtocolFactory = Rc::new(move || protocol_factory() as Rc<dyn Protocol>);
-        Server::start(
+        let factory: StreamFactory = Rc::new(move || StreamProtocol::Plain(protocol_factory()));
+        Server::new(
             self,
             vec![Listener::Unix(l.into(), path.to_path_buf())],
             factory,
-            options.listen_backlog(),
+            options,
         )
     }
 }
@@ -320,9 +410,9 @@ pub struct Server {
 
 struct ServerInner {
     lp: EventLoop,
-    factory: ProtocolFactory,
-    /// What `start_serving` passes to `listen()`.
-    backlog: i32,
+    factory: StreamFactory,
+    /// `SO_KEEPALIVE` on accepted TCP connections.
+    keep_alive: bool,
     /// `None` once closed.
     sockets: RefCell<Option<Vec<Rc<Listener>>>>,
     serving: Cell<bool>,
@@ -335,17 +425,22 @@ struct ServerInner {
 }
 
 impl Server {
-    fn start(
+    /// Makes every socket listen with the backlog, then starts serving
+    /// unless `options` say not to.
+    fn new(
         lp: &EventLoop,
         listeners: Vec<Listener>,
-        factory: ProtocolFactory,
-        backlog: i32,
+        factory: StreamFactory,
+        options: &ServerOptions,
     ) -> Result<Server> {
+        for l in &listeners {
+            crate::sys::listen(l.fd(), options.listen_backlog())?;
+        }
         let server = Server {
             inner: Rc::new(ServerInner {
                 lp: lp.clone(),
                 factory,
-                backlog,
+                keep_alive: options.keep_alive,
                 sockets: RefCell::new(Some(listeners.into_iter().map(Rc::new).collect())),
                 serving: Cell::new(false),
                 active_count: Cell::new(0),
@@ -354,13 +449,17 @@ impl Server {
                 clients: RefCell::new(Slab::new()),
             }),
         };
-        server.start_serving()?;
+        if options.start_serving {
+            server.start_serving()?;
+        }
         Ok(server)
     }
 
-    /// Starts accepting (done by `create_server`; a no-op if serving):
-    /// `listen(backlog)` on each socket, then its accept reader (asyncio's
-    /// `_start_serving`).
+    /// Starts accepting (asyncio's `start_serving`): registers each
+    /// socket's accept reader. `create_server` does it, unless
+    /// [`ServerOptions::start_serving`] is false; a no-op if serving
+    /// already; an error once the server is closed. The connections that
+    /// queued in the backlog meanwhile are accepted on the next iteration.
     pub fn start_serving(&self) -> Result<()> {
         if self.inner.serving.get() {
             return Ok(());
@@ -371,13 +470,13 @@ impl Server {
         };
         self.inner.serving.set(true);
         for l in socks {
-            crate::sys::listen(l.fd(), self.inner.backlog)?;
             add_accept_reader(&self.inner, &l)?;
         }
         Ok(())
     }
 
-    /// True while accepting connections.
+    /// True while accepting connections: from `start_serving` (or
+    /// `create_server`) until `close`.
     pub fn is_serving(&self) -> bool {
         self.inner.serving.get()
     }
@@ -572,8 +671,19 @@ fn accept_error(inner: &Rc<ServerInner>, l: &Rc<Listener>, e: io::Error) {
 /// asyncio's `_accept_connection2`, without its task: the transport calls
 /// `connection_made` on the next iteration.
 fn accept_connection2(inner: &Rc<ServerInner>, sock: StreamSocket) {
+    if let (true, StreamSocket::Tcp(s)) = (inner.keep_alive, &sock) {
+        if let Err(e) = crate::sys::set_keepalive(s, true) {
+            inner.lp.call_exception_handler(&ExceptionContext {
+                message: "error setting SO_KEEPALIVE on an accepted connection; it is closed"
+                    .into(),
+                error: Some(e.into()),
+                ..Default::default()
+            });
+            return;
+        }
+    }
     let protocol = (inner.factory)();
-    let transport = match SocketTransport::new(&inner.lp, sock, protocol, None) {
+    let transport = match SocketTransport::with_protocol(&inner.lp, sock, protocol, None) {
         Ok(t) => t,
         Err(e) => {
             inner.lp.call_exception_handler(&ExceptionContext {

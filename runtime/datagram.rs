@@ -132,7 +132,7 @@ impl DatagramSocket {
 /// driven by the loop.
 pub struct DatagramSocketTransport {
     /// The loop, socket, protocol and closing flags (asyncio's `_SelectorTransport`).
-    base: TransportBase<DatagramSocket, dyn DatagramProtocol>,
+    base: TransportBase<DatagramSocket, Rc<dyn DatagramProtocol>>,
     /// The connected peer, if `remote_addr` was given.
     address: Option<DatagramAddr>,
     /// Whether the socket is a Unix one (for error messages once it is gone).
@@ -439,9 +439,9 @@ impl DatagramSocketTransport {
 
 impl SelectorTransport for DatagramSocketTransport {
     type Sock = DatagramSocket;
-    type Proto = dyn DatagramProtocol;
+    type Proto = Rc<dyn DatagramProtocol>;
 
-    fn base(&self) -> &TransportBase<DatagramSocket, dyn DatagramProtocol> {
+    fn base(&self) -> &TransportBase<DatagramSocket, Rc<dyn DatagramProtocol>> {
         &self.base
     }
 
@@ -453,7 +453,7 @@ impl SelectorTransport for DatagramSocketTransport {
         protocol.connection_made(this);
     }
 
-    fn connection_lost(protocol: &dyn DatagramProtocol, exc: Option<Error>) {
+    fn connection_lost(protocol: &Rc<dyn DatagramProtocol>, exc: Option<Error>) {
         protocol.connection_lost(exc);
     }
 

@@ -279,6 +279,15 @@ pub(crate) fn os_error_with_context(e: io::Error, context: impl Into<String>) ->
     )
 }
 
+/// A failed `bind` to `addr`, worded as asyncio's: `error while attempting
+/// to bind on address 127.0.0.1:8080: Address in use (os error 98)`.
+pub(crate) fn bind_error(e: io::Error, addr: &std::net::SocketAddr) -> io::Error {
+    os_error_with_context(
+        e,
+        format!("error while attempting to bind on address {addr}"),
+    )
+}
+
 /// Turns a caught panic payload into a message.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> Arc<str> {
     if let Some(s) = payload.downcast_ref::<&str>() {

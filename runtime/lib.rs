@@ -109,7 +109,7 @@ pub use events::{Delay, Handle, TimerHandle};
 pub use futures::{CallbackId, Future};
 pub use gather::{ensure_future, gather, gather_set, Child, Gather, GatherAll, GatherSet};
 pub use locks::{Condition, Event, Lock, LockGuard};
-pub use protocols::{DatagramProtocol, Protocol};
+pub use protocols::{BufferedProtocol, DatagramProtocol, Protocol};
 pub use queues::{LifoQueue, PriorityQueue, Queue, QueueBase, Storage};
 pub use runners::{run, run_with_factory, Runner};
 pub use selector_events::{SocketTransport, StreamSocket};

@@ -1,5 +1,6 @@
 //! Protocols: what a transport calls when something happens. Mirrors
-//! `Lib/asyncio/protocols.py` (`Protocol`, `DatagramProtocol`).
+//! `Lib/asyncio/protocols.py` (`Protocol`, `BufferedProtocol`,
+//! `DatagramProtocol`).
 //!
 //! A protocol is the callback side of a connection. The transport calls it;
 //! the protocol answers by calling the transport (`write`, `close`,
@@ -33,13 +34,18 @@
 //! (what a transport promises its protocol, asyncio's state machine)
 //! - `connection_made` is called exactly once, first.
 //! - Then `data_received` any number of times, then at most one
-//!   `eof_received`; no `data_received` after `eof_received`.
+//!   `eof_received`; no `data_received` after `eof_received`. (For a
+//!   [`BufferedProtocol`]: `get_buffer` and `buffer_updated` in its place.)
+//! - A [`BufferedProtocol`]'s `buffer_updated(n)` follows the
+//!   `get_buffer` whose buffer the `n` bytes were received into, and the
+//!   transport no longer holds that buffer's borrow when it is called.
 //! - `connection_lost` is called exactly once, last; nothing after it.
 //! - `pause_writing` and `resume_writing` alternate, starting with
 //!   `pause_writing`; they come between `connection_made` and `connection_lost`.
 //! - No transport borrow is held while a protocol method runs, so the
 //!   protocol may call back into the transport.
 
+use std::cell::RefMut;
 use std::rc::Rc;
 
 use crate::error::Error;
@@ -67,6 +73,100 @@ pub trait Protocol {
 
     /// The connection is gone: `None` for a normal close or EOF, the error
     /// otherwise (e.g. a reset).
+    fn connection_lost(&self, exc: Option<Error>) {
+        let _ = exc;
+    }
+
+    /// The transport's write buffer went above its high-water mark.
+    fn pause_writing(&self) {}
+
+    /// The transport's write buffer drained to its low-water mark.
+    fn resume_writing(&self) {}
+}
+
+/// asyncio's `BufferedProtocol`: a stream protocol that owns the receive
+/// buffer. The transport asks it for a buffer (`get_buffer`), receives
+/// straight into it (no copy through the transport's own read buffer),
+/// then says how many bytes arrived (`buffer_updated`).
+///
+/// The buffer is a `RefMut` of a `RefCell` the protocol keeps: the
+/// transport holds the borrow only while it calls `recv`, and drops it
+/// before `buffer_updated`, which may borrow the cell again. An empty
+/// buffer is an error: the transport reports `Fatal error:
+/// protocol.get_buffer() call failed.` (with the error `get_buffer()
+/// returned an empty buffer`) to the loop's exception handler and closes
+/// the connection, as asyncio does. A panic in any callback is reported
+/// the same way.
+///
+/// Used by [`EventLoop::create_connection_buffered`] and
+/// [`EventLoop::create_server_buffered`].
+///
+/// ```
+/// use std::cell::{RefCell, RefMut};
+/// use std::rc::Rc;
+/// use tulip::transports::prelude::*;
+/// use tulip::BufferedProtocol;
+///
+/// /// Echoes what it receives, through a 4 KiB buffer of its own.
+/// struct Echo {
+///     buf: RefCell<Vec<u8>>,
+///     transport: RefCell<Option<Rc<dyn Transport>>>,
+/// }
+///
+/// impl BufferedProtocol for Echo {
+///     fn connection_made(&self, transport: Rc<dyn Transport>) {
+///         *self.transport.borrow_mut() = Some(transport);
+///     }
+///     fn get_buffer(&self, _sizehint: usize) -> RefMut<'_, [u8]> {
+///         RefMut::map(self.buf.borrow_mut(), |b| &mut b[..])
+///     }
+///     fn buffer_updated(&self, nbytes: usize) {
+///         let t = self.transport.borrow().clone().expect("connected");
+///         let _ = t.write(&self.buf.borrow()[..nbytes]);
+///     }
+/// }
+///
+/// tulip::run(async {
+///     let lp = tulip::get_running_loop()?;
+///     let echo = || Rc::new(Echo { buf: RefCell::new(vec![0; 4096]), transport: RefCell::new(None) });
+///     let opts = tulip::ServerOptions::new();
+///     let server = lp.create_server_buffered(echo, "127.0.0.1", 0, &opts).await?;
+///     let port = server.local_addrs()[0].port();
+///     let (reader, writer) = tulip::open_connection("127.0.0.1", port).await?;
+///     writer.write(b"hello\n")?;
+///     assert_eq!(reader.readline().await?, b"hello\n");
+///     writer.close();
+///     server.close();
+///     Ok(())
+/// }).unwrap();
+/// ```
+///
+/// [`EventLoop::create_connection_buffered`]: crate::EventLoop::create_connection_buffered
+/// [`EventLoop::create_server_buffered`]: crate::EventLoop::create_server_buffered
+pub trait BufferedProtocol {
+    /// The connection is up. Keep `transport` to write, close, pause.
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        let _ = transport;
+    }
+
+    /// A buffer to receive into: the transport writes at its start, and
+    /// says how much in `buffer_updated`. `sizehint` is the size the
+    /// transport would like at least; 0 (asyncio's -1), which tulip's
+    /// socket transport always passes, means any size will do. Any
+    /// non-empty size is accepted: a small buffer only means more reads.
+    fn get_buffer(&self, sizehint: usize) -> RefMut<'_, [u8]>;
+
+    /// `nbytes` bytes were received at the start of the buffer the last
+    /// `get_buffer` returned. The transport holds no borrow of it now.
+    fn buffer_updated(&self, nbytes: usize);
+
+    /// The peer closed its write end, as [`Protocol::eof_received`]:
+    /// return true to keep the connection half-open.
+    fn eof_received(&self) -> bool {
+        false
+    }
+
+    /// The connection is gone, as [`Protocol::connection_lost`].
     fn connection_lost(&self, exc: Option<Error>) {
         let _ = exc;
     }

@@ -25,6 +25,13 @@
 //! row: a lower median latency for the connections it favours, a higher
 //! tail for the others (see BENCHMARKS.md, the 100 KiB echo).
 //!
+//! A [`BufferedProtocol`] (asyncio's `_read_ready__get_buffer`) changes
+//! only where the bytes go: each read first asks the protocol for a buffer
+//! (`get_buffer`), `recv`s straight into it, drops the borrow, then calls
+//! `buffer_updated(n)`; "short" is measured against that buffer. The
+//! transport keeps which kind of protocol it has in `StreamProtocol`, and
+//! one loop (`read_ready`, `read_once`) serves both.
+//!
 //! ## The write path
 //! `write` first tries `send` directly when nothing is buffered (most
 //! writes end there: no copy, no writer registration). The rest is appended
@@ -54,9 +61,14 @@
 //!   transport drops its protocol, breaking the transport ↔ protocol cycle.
 //! - No `RefCell` borrow of the transport is held while a protocol method
 //!   runs.
-//! - A protocol callback that panics in `data_received` or `eof_received`
-//!   is reported, and the connection is closed with `Error::Panic` (asyncio's
-//!   `_fatal_error`); the loop goes on.
+//! - A protocol callback that panics in `data_received`, `get_buffer`,
+//!   `buffer_updated` or `eof_received` is reported, and the connection is
+//!   closed with `Error::Panic` (asyncio's `_fatal_error`); the loop goes
+//!   on. An empty buffer from `get_buffer` is reported and closes the
+//!   connection the same way, with `Error::Runtime`.
+//! - The borrow `get_buffer` returns is dropped before any protocol method
+//!   runs (`buffer_updated`, `eof_received`), and no read of a
+//!   `BufferedProtocol`'s transport touches the shared read buffer.
 //! - The loop's reader/writer callbacks hold the transport strongly, as
 //!   asyncio's selector holds its handles: a registered transport lives on
 //!   even if its protocol keeps no reference to it.
@@ -73,7 +85,7 @@ use std::rc::Rc;
 use crate::error::{panic_message, Error, Result};
 use crate::event_loop::{EventLoop, ExceptionContext};
 use crate::futures::Future;
-use crate::protocols::Protocol;
+use crate::protocols::{BufferedProtocol, Protocol};
 use crate::selector_transport::{SelectorTransport, TransportBase};
 use crate::streams::Buffer;
 use crate::transports::{
@@ -193,17 +205,73 @@ impl AsRawFd for StreamSocket {
     }
 }
 
+// ===== StreamProtocol =====
+
+/// The protocol of a [`SocketTransport`]: asyncio's transport checks
+/// `isinstance(protocol, BufferedProtocol)` to pick its read path; tulip
+/// keeps which kind it was given.
+#[derive(Clone)]
+pub(crate) enum StreamProtocol {
+    /// `data_received` with a slice of the shared read buffer.
+    Plain(Rc<dyn Protocol>),
+    /// `get_buffer`, `recv` into it, `buffer_updated`.
+    Buffered(Rc<dyn BufferedProtocol>),
+}
+
+/// Calls the same method on either kind of protocol.
+macro_rules! either {
+    ($proto:expr, $p:ident => $call:expr) => {
+        match $proto {
+            StreamProtocol::Plain($p) => $call,
+            StreamProtocol::Buffered($p) => $call,
+        }
+    };
+}
+
+impl StreamProtocol {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        either!(self, p => p.connection_made(transport))
+    }
+
+    fn eof_received(&self) -> bool {
+        either!(self, p => p.eof_received())
+    }
+
+    fn connection_lost(&self, exc: Option<Error>) {
+        either!(self, p => p.connection_lost(exc))
+    }
+
+    fn pause_writing(&self) {
+        either!(self, p => p.pause_writing())
+    }
+
+    fn resume_writing(&self) {
+        either!(self, p => p.resume_writing())
+    }
+}
+
+/// How one read of [`SocketTransport::read_once`] ended.
+enum ReadStep {
+    /// `n` bytes went to the protocol, out of a buffer of `len`.
+    Data { n: usize, len: usize },
+    /// `recv` was interrupted by a signal: read again.
+    Interrupted,
+    /// Nothing more to read now: `WouldBlock`, EOF, an error, or a
+    /// protocol callback that failed (the last three are handled).
+    Done,
+}
+
 // ===== SocketTransport =====
 
 /// asyncio's `_SelectorSocketTransport`: a connected socket, driven by the
-/// loop, talking to a [`Protocol`].
+/// loop, talking to a [`Protocol`] or a [`BufferedProtocol`].
 ///
 /// Created by [`create_connection`](EventLoop::create_connection), by a
 /// server for each accepted connection, or directly with
 /// [`SocketTransport::new`]. Protocols see it as `Rc<dyn Transport>`.
 pub struct SocketTransport {
     /// The loop, socket, protocol and closing flags (asyncio's `_SelectorTransport`).
-    base: TransportBase<StreamSocket, dyn Protocol>,
+    base: TransportBase<StreamSocket, StreamProtocol>,
     buffer: RefCell<Buffer>,
     limits: Cell<WriteLimits>,
     /// `write_eof()` was called.
@@ -229,6 +297,15 @@ impl SocketTransport {
         protocol: Rc<dyn Protocol>,
         waiter: Option<Future<()>>,
     ) -> Result<Rc<SocketTransport>> {
+        SocketTransport::with_protocol(lp, sock, StreamProtocol::Plain(protocol), waiter)
+    }
+
+    pub(crate) fn with_protocol(
+        lp: &EventLoop,
+        sock: StreamSocket,
+        protocol: StreamProtocol,
+        waiter: Option<Future<()>>,
+    ) -> Result<Rc<SocketTransport>> {
         sock.prepare()?;
         let t = Rc::new_cyclic(|me| SocketTransport {
             base: TransportBase::new(lp, sock, protocol),
@@ -252,9 +329,22 @@ impl SocketTransport {
         *self.on_lost.borrow_mut() = Some(Box::new(f));
     }
 
-    /// The protocol, until `connection_lost` ran.
+    /// The protocol, until `connection_lost` ran (`None` if it is a
+    /// [`BufferedProtocol`]: see [`buffered_protocol`](SocketTransport::buffered_protocol)).
     pub fn protocol(&self) -> Option<Rc<dyn Protocol>> {
-        self.base.protocol()
+        match self.base.protocol()? {
+            StreamProtocol::Plain(p) => Some(p),
+            StreamProtocol::Buffered(_) => None,
+        }
+    }
+
+    /// The [`BufferedProtocol`], until `connection_lost` ran (`None` if the
+    /// protocol is a plain [`Protocol`]).
+    pub fn buffered_protocol(&self) -> Option<Rc<dyn BufferedProtocol>> {
+        match self.base.protocol()? {
+            StreamProtocol::Buffered(p) => Some(p),
+            StreamProtocol::Plain(_) => None,
+        }
     }
 
     /// The socket's fd number (valid until the transport is closed).
@@ -264,37 +354,25 @@ impl SocketTransport {
 
     // ----- reading -----
 
-    /// asyncio's `_read_ready__data_received`, draining the edge.
+    /// asyncio's `_read_ready__data_received` (or `_read_ready__get_buffer`
+    /// for a [`BufferedProtocol`]), draining the edge.
     fn read_ready(&self) {
-        let mut buf = take_read_buf();
+        let Some(proto) = self.base.protocol() else {
+            return;
+        };
+        // The shared read buffer, taken at the first read of a plain protocol.
+        let mut shared = None;
         let mut reads = 0;
         loop {
             if self.base.conn_lost.get() > 0 || self.paused.get() || self.base.closing.get() {
                 break;
             }
-            let res = match &*self.base.sock.borrow() {
-                Some(s) => s.recv(&mut buf),
-                None => break,
-            };
-            match res {
-                Ok(0) => {
-                    self.read_ready_on_eof();
-                    break;
-                }
-                Ok(n) => {
-                    let proto = self.base.protocol();
-                    if let Some(p) = proto {
-                        let data = &buf[..n];
-                        let res = catch_unwind(AssertUnwindSafe(|| p.data_received(data)));
-                        if let Err(payload) = res {
-                            self.protocol_failed(payload, "data_received");
-                            break;
-                        }
-                    }
+            match self.read_once(&proto, &mut shared) {
+                ReadStep::Data { n, len } => {
                     // A short read drained the socket: the next arrival is a
                     // new edge. Unless the FIN came with the data (no new
                     // edge for it): then read on, to see the EOF.
-                    if n < buf.len() && !self.base.lp.fd_read_closed(self.base.fd) {
+                    if n < len && !self.base.lp.fd_read_closed(self.base.fd) {
                         break;
                     }
                     reads += 1;
@@ -306,15 +384,112 @@ impl SocketTransport {
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.fatal_error(e);
-                    break;
-                }
+                ReadStep::Interrupted => continue,
+                ReadStep::Done => break,
             }
         }
-        put_read_buf(buf);
+        if let Some(buf) = shared {
+            put_read_buf(buf);
+        }
+    }
+
+    /// One `recv`, into the shared buffer (a plain protocol) or the one the
+    /// protocol's `get_buffer` returns, then the bytes to the protocol:
+    /// `data_received(&buf[..n])`, or `buffer_updated(n)` once the
+    /// protocol's buffer is no longer borrowed. EOF, errors and failed
+    /// callbacks are handled here, and end the edge.
+    fn read_once(&self, proto: &StreamProtocol, shared: &mut Option<Box<[u8]>>) -> ReadStep {
+        match proto {
+            StreamProtocol::Plain(p) => {
+                let buf = shared.get_or_insert_with(take_read_buf);
+                let n = match self.recv_ended(self.recv(buf)) {
+                    Ok(n) => n,
+                    Err(step) => return step,
+                };
+                let data = &buf[..n];
+                let res = catch_unwind(AssertUnwindSafe(|| p.data_received(data)));
+                self.delivered(res, "data_received", n, buf.len())
+            }
+            StreamProtocol::Buffered(p) => {
+                let Some(mut buf) = self.get_buffer(&**p) else {
+                    return ReadStep::Done;
+                };
+                let len = buf.len();
+                let res = self.recv(&mut buf);
+                // Released before the protocol hears of the bytes (or of
+                // the EOF).
+                drop(buf);
+                let n = match self.recv_ended(res) {
+                    Ok(n) => n,
+                    Err(step) => return step,
+                };
+                let res = catch_unwind(AssertUnwindSafe(|| p.buffer_updated(n)));
+                self.delivered(res, "buffer_updated", n, len)
+            }
+        }
+    }
+
+    /// `recv` into `buf` (`None` once the socket is closed).
+    fn recv(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
+        self.base.sock.borrow().as_ref().map(|s| s.recv(buf))
+    }
+
+    /// What `recv` returned: `Ok(n)` for `n > 0` bytes; otherwise how the
+    /// read ends, EOF and errors handled.
+    fn recv_ended(&self, res: Option<io::Result<usize>>) -> std::result::Result<usize, ReadStep> {
+        let Some(res) = res else {
+            return Err(ReadStep::Done);
+        };
+        match res {
+            Ok(0) => {
+                self.read_ready_on_eof();
+                Err(ReadStep::Done)
+            }
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(ReadStep::Done),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(ReadStep::Interrupted),
+            Err(e) => {
+                self.fatal_error(e);
+                Err(ReadStep::Done)
+            }
+        }
+    }
+
+    /// After the protocol's `what` ran on `n` bytes of a buffer of `len`.
+    fn delivered(
+        &self,
+        res: std::thread::Result<()>,
+        what: &str,
+        n: usize,
+        len: usize,
+    ) -> ReadStep {
+        match res {
+            Ok(()) => ReadStep::Data { n, len },
+            Err(payload) => {
+                self.protocol_failed(payload, what);
+                ReadStep::Done
+            }
+        }
+    }
+
+    /// The buffered protocol's `get_buffer`, checked: a panic, or an empty
+    /// buffer, is reported and closes the connection (asyncio's
+    /// `RuntimeError('get_buffer() returned an empty buffer')`).
+    fn get_buffer<'p>(&self, p: &'p dyn BufferedProtocol) -> Option<std::cell::RefMut<'p, [u8]>> {
+        let buf = match catch_unwind(AssertUnwindSafe(|| p.get_buffer(0))) {
+            Ok(buf) => buf,
+            Err(payload) => {
+                self.protocol_failed(payload, "get_buffer");
+                return None;
+            }
+        };
+        if buf.is_empty() {
+            drop(buf);
+            let err = Error::Runtime("get_buffer() returned an empty buffer".into());
+            self.protocol_error(err, "get_buffer");
+            return None;
+        }
+        Some(buf)
     }
 
     /// asyncio's `_read_ready__on_eof`.
@@ -347,7 +522,12 @@ impl SocketTransport {
         if payload.is::<crate::event_loop::Interrupt>() {
             std::panic::resume_unwind(payload);
         }
-        let err = Error::Panic(panic_message(&*payload));
+        self.protocol_error(Error::Panic(panic_message(&*payload)), what);
+    }
+
+    /// The rest of asyncio's `_fatal_error` for a protocol's failure: report
+    /// `err`, then close the connection with it.
+    fn protocol_error(&self, err: Error, what: &str) {
         self.base.lp.call_exception_handler(&ExceptionContext {
             message: format!("Fatal error: protocol.{what}() call failed."),
             error: Some(err.clone()),
@@ -463,9 +643,9 @@ impl SocketTransport {
 
 impl SelectorTransport for SocketTransport {
     type Sock = StreamSocket;
-    type Proto = dyn Protocol;
+    type Proto = StreamProtocol;
 
-    fn base(&self) -> &TransportBase<StreamSocket, dyn Protocol> {
+    fn base(&self) -> &TransportBase<StreamSocket, StreamProtocol> {
         &self.base
     }
 
@@ -473,11 +653,11 @@ impl SelectorTransport for SocketTransport {
         self.me.upgrade()
     }
 
-    fn connection_made(this: Rc<SocketTransport>, protocol: &Rc<dyn Protocol>) {
+    fn connection_made(this: Rc<SocketTransport>, protocol: &StreamProtocol) {
         protocol.connection_made(this);
     }
 
-    fn connection_lost(protocol: &dyn Protocol, exc: Option<Error>) {
+    fn connection_lost(protocol: &StreamProtocol, exc: Option<Error>) {
         protocol.connection_lost(exc);
     }
 

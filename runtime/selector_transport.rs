@@ -46,15 +46,16 @@ use crate::futures::Future;
 
 /// The state asyncio keeps in `_SelectorTransport`: loop, socket, fd,
 /// protocol, and the closing flags.
-pub(crate) struct TransportBase<S, P: ?Sized> {
+pub(crate) struct TransportBase<S, P> {
     pub(crate) lp: EventLoop,
     /// The fd number, kept for `remove_reader`/`remove_writer` after the
     /// socket itself is gone.
     pub(crate) fd: RawFd,
     /// `None` once closed (in `call_connection_lost`).
     pub(crate) sock: RefCell<Option<S>>,
-    /// `None` after `connection_lost`.
-    pub(crate) protocol: RefCell<Option<Rc<P>>>,
+    /// The protocol handle (an `Rc` of it, or an enum of such); `None`
+    /// after `connection_lost`.
+    pub(crate) protocol: RefCell<Option<P>>,
     /// `connection_made` was called (so `connection_lost` must be).
     pub(crate) protocol_connected: Cell<bool>,
     /// `close()` or a fatal error started the shutdown. Never reset.
@@ -65,8 +66,8 @@ pub(crate) struct TransportBase<S, P: ?Sized> {
     pub(crate) writer_registered: Cell<bool>,
 }
 
-impl<S: AsRawFd, P: ?Sized> TransportBase<S, P> {
-    pub(crate) fn new(lp: &EventLoop, sock: S, protocol: Rc<P>) -> Self {
+impl<S: AsRawFd, P> TransportBase<S, P> {
+    pub(crate) fn new(lp: &EventLoop, sock: S, protocol: P) -> Self {
         TransportBase {
             lp: lp.clone(),
             fd: sock.as_raw_fd(),
@@ -86,13 +87,15 @@ impl<S: AsRawFd, P: ?Sized> TransportBase<S, P> {
     }
 }
 
-impl<S, P: ?Sized> TransportBase<S, P> {
+impl<S, P: Clone> TransportBase<S, P> {
     /// The protocol, until `connection_lost` ran. A clone: the borrow ends
     /// before the caller calls into the protocol.
-    pub(crate) fn protocol(&self) -> Option<Rc<P>> {
+    pub(crate) fn protocol(&self) -> Option<P> {
         self.protocol.borrow().clone()
     }
+}
 
+impl<S, P> TransportBase<S, P> {
     /// Removes the writer if it is registered.
     pub(crate) fn remove_writer(&self) {
         if self.writer_registered.replace(false) {
@@ -106,8 +109,10 @@ impl<S, P: ?Sized> TransportBase<S, P> {
 pub(crate) trait SelectorTransport: Sized + 'static {
     /// The socket type (a stream or a datagram socket).
     type Sock;
-    /// The protocol trait object (`dyn Protocol`, `dyn DatagramProtocol`).
-    type Proto: ?Sized;
+    /// The protocol handle: `StreamProtocol` (a `Protocol` or a
+    /// `BufferedProtocol`), `Rc<dyn DatagramProtocol>`. Cloning it is
+    /// cloning an `Rc`.
+    type Proto: Clone;
 
     /// The shared state.
     fn base(&self) -> &TransportBase<Self::Sock, Self::Proto>;
@@ -116,7 +121,7 @@ pub(crate) trait SelectorTransport: Sized + 'static {
     fn rc(&self) -> Option<Rc<Self>>;
 
     /// Calls `protocol.connection_made(this)`.
-    fn connection_made(this: Rc<Self>, protocol: &Rc<Self::Proto>);
+    fn connection_made(this: Rc<Self>, protocol: &Self::Proto);
 
     /// Calls `protocol.connection_lost(exc)`.
     fn connection_lost(protocol: &Self::Proto, exc: Option<Error>);

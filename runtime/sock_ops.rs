@@ -23,9 +23,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::cell::Cell;
 use std::collections::HashMap;
 
-use crate::error::{os_error_with_context, Result};
+use crate::error::{bind_error, os_error_with_context, Result};
 use crate::event_loop::EventLoop;
 use crate::futures::Future;
+use crate::sys::ConnectFromError;
 
 /// Removes the one-shot reader or writer of a wait.
 struct RemoveOnDrop<'a> {
@@ -151,10 +152,29 @@ impl EventLoop {
     /// 111)` ([`Error::raw_os_error`](crate::Error::raw_os_error) still
     /// gives the errno).
     pub async fn sock_connect(&self, addr: SocketAddr) -> Result<TcpStream> {
+        self.sock_connect_from(addr, None).await
+    }
+
+    /// [`sock_connect`](EventLoop::sock_connect), the socket first bound to
+    /// `local_addr` if given (asyncio's `_connect_sock` with `local_addr`).
+    /// A failed bind names the local address: `error while attempting to
+    /// bind on address 127.0.0.1:8080: Address in use (os error 98)`.
+    pub(crate) async fn sock_connect_from(
+        &self,
+        addr: SocketAddr,
+        local_addr: Option<SocketAddr>,
+    ) -> Result<TcpStream> {
         let failed = |e: io::Error| -> crate::Error {
             os_error_with_context(e, format!("connect call failed ({addr})")).into()
         };
-        let stream = mio::net::TcpStream::connect(addr).map_err(failed)?;
+        let stream = match local_addr {
+            None => mio::net::TcpStream::connect(addr).map_err(failed)?,
+            Some(local) => match crate::sys::tcp_connect_from(local, addr) {
+                Ok(s) => mio::net::TcpStream::from_std(s),
+                Err(ConnectFromError::Connect(e)) => return Err(failed(e)),
+                Err(ConnectFromError::Bind(e)) => return Err(bind_error(e, &local).into()),
+            },
+        };
         // Dropped (closed) on every early return, a cancel included.
         self.wait_writable(stream.as_raw_fd()).await?;
         if let Some(e) = stream.take_error().map_err(failed)? {

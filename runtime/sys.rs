@@ -14,7 +14,7 @@
 
 use std::io;
 use std::mem::size_of;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Turns a libc return value into an `io::Result` (`-1` means failure).
@@ -238,7 +238,7 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 
 /// `setsockopt(fd, level, name, &value, sizeof(int))`.
 fn setsockopt_int(
-    fd: &OwnedFd,
+    fd: &impl AsRawFd,
     level: libc::c_int,
     name: libc::c_int,
     value: libc::c_int,
@@ -256,6 +256,39 @@ fn setsockopt_int(
     Ok(())
 }
 
+/// A non-blocking, close-on-exec TCP socket of `addr`'s family, neither
+/// bound nor connected.
+fn tcp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
+    let family = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    let ty = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: socket takes three integers and returns a new fd or -1.
+    let fd = cvt(unsafe { libc::socket(family, ty, 0) })?;
+    // SAFETY: the kernel just handed us this fd; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The libc calls that take a socket address: `bind`, `connect`.
+type SockaddrCall =
+    unsafe extern "C" fn(libc::c_int, *const libc::sockaddr, libc::socklen_t) -> libc::c_int;
+
+/// `call(fd, addr)`: `bind` or `connect` with `addr` as a C sockaddr.
+fn sockaddr_call(call: SockaddrCall, fd: &OwnedFd, addr: &SocketAddr) -> io::Result<()> {
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: `storage` holds a valid sockaddr of `len` bytes, which bind
+    // and connect only read; `fd` is an open socket.
+    cvt(unsafe {
+        call(
+            fd.as_raw_fd(),
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    })?;
+    Ok(())
+}
+
 /// A non-blocking, close-on-exec TCP socket bound to `addr` but not yet
 /// listening (the `Server` calls [`listen`] when it starts serving), with
 /// the options asyncio's `create_server` sets before `bind`: `SO_REUSEADDR`,
@@ -265,15 +298,7 @@ pub(crate) fn tcp_bind(
     reuse_address: bool,
     reuse_port: bool,
 ) -> io::Result<TcpListener> {
-    let family = match addr {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
-    };
-    let ty = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
-    // SAFETY: socket takes three integers and returns a new fd or -1.
-    let fd = cvt(unsafe { libc::socket(family, ty, 0) })?;
-    // SAFETY: the kernel just handed us this fd; nobody else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = tcp_socket(&addr)?;
     if reuse_address {
         setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
     }
@@ -283,16 +308,43 @@ pub(crate) fn tcp_bind(
     if addr.is_ipv6() {
         setsockopt_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
     }
-    let (storage, len) = sockaddr(&addr);
-    // SAFETY: `storage` holds a valid sockaddr of `len` bytes.
-    cvt(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    })?;
+    sockaddr_call(libc::bind, &fd, &addr)?;
     Ok(TcpListener::from(fd))
+}
+
+/// Why [`tcp_connect_from`] failed: binding to the local address, or
+/// starting the connect.
+pub(crate) enum ConnectFromError {
+    /// `socket` or `connect` failed.
+    Connect(io::Error),
+    /// `bind` to the local address failed.
+    Bind(io::Error),
+}
+
+/// A non-blocking TCP socket of `remote`'s family, bound to `local`, whose
+/// connect to `remote` has started (asyncio's `_connect_sock` with
+/// `local_addr`). The caller waits for it to become writable, as after
+/// mio's `TcpStream::connect`.
+pub(crate) fn tcp_connect_from(
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> Result<TcpStream, ConnectFromError> {
+    let fd = tcp_socket(&remote).map_err(ConnectFromError::Connect)?;
+    sockaddr_call(libc::bind, &fd, &local).map_err(ConnectFromError::Bind)?;
+    match sockaddr_call(libc::connect, &fd, &remote) {
+        Ok(()) => {}
+        // A non-blocking connect goes on in the background (an interrupted
+        // one too): writability tells when it is done.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINPROGRESS | libc::EINTR)) => {}
+        Err(e) => return Err(ConnectFromError::Connect(e)),
+    }
+    Ok(TcpStream::from(fd))
+}
+
+/// `setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, on)`: TCP keep-alive probes on
+/// a connected socket.
+pub(crate) fn set_keepalive(sock: &impl AsRawFd, on: bool) -> io::Result<()> {
+    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_KEEPALIVE, on.into())
 }
 
 /// `listen(fd, backlog)`: makes a bound socket listen, or resizes the

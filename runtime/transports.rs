@@ -357,5 +357,5 @@ pub mod prelude {
     pub use super::{
         BaseTransport, DatagramAddr, DatagramTransport, ReadTransport, Transport, WriteTransport,
     };
-    pub use crate::protocols::{DatagramProtocol, Protocol};
+    pub use crate::protocols::{BufferedProtocol, DatagramProtocol, Protocol};
 }

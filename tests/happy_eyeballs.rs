@@ -322,3 +322,109 @@ fn staggered_race_starts_on_failure_or_after_the_delay() {
         Ok(())
     });
 }
+
+/// The peer address a listener sees for the next connection.
+fn accepted_peer(listener: &TcpListener) -> SocketAddr {
+    // The handshake is complete (create_connection returned): no wait.
+    listener.accept().unwrap().1
+}
+
+/// A listener on `ip` (never accepting: the kernel completes the
+/// handshakes), and its address.
+fn listening(ip: &str) -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+#[test]
+fn local_addr_is_where_the_connection_comes_from() {
+    let _serial = serial();
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (good, good_addr) = listening("127.0.0.1");
+        let local: SocketAddr = "127.0.0.2:0".parse().unwrap();
+        // One after the other, then raced: every attempt binds.
+        for opts in [
+            ConnectOptions::new().local_addr(local),
+            ConnectOptions::new()
+                .happy_eyeballs_delay(30.0)
+                .local_addr(local),
+        ] {
+            let addrs = [refused("127.0.0.3"), good_addr];
+            let (t, _) = lp
+                .create_connection_addrs(|| Rc::new(Nothing), &addrs, &opts)
+                .await?;
+            let seen = accepted_peer(&good);
+            assert_eq!(seen.ip(), local.ip());
+            let sockname = t.get_extra_info("sockname").and_then(|i| i.as_addr());
+            assert_eq!(sockname, Some(seen));
+            t.close();
+        }
+        // A chosen port: that port exactly (taken from the kernel, then freed).
+        let chosen = listening("127.0.0.2").1;
+        let opts = ConnectOptions::new().local_addr(chosen);
+        let (t, _) = lp
+            .create_connection_addrs(|| Rc::new(Nothing), &[good_addr], &opts)
+            .await?;
+        assert_eq!(accepted_peer(&good), chosen);
+        t.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn a_local_addr_in_use_fails_and_names_it() {
+    let _serial = serial();
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (_good, good_addr) = listening("127.0.0.1");
+        let (_taken, local) = listening("127.0.0.1");
+        let before = open_fds();
+        let opts = ConnectOptions::new().local_addr(local);
+        let err = lp
+            .create_connection_addrs(|| Rc::new(Nothing), &[good_addr], &opts)
+            .await
+            .unwrap_err();
+        common::assert_bind_in_use(&err, local);
+        assert_eq!(open_fds(), before, "the unbound socket is closed");
+        // Through the streams API too.
+        let err = tulip::open_connection_addrs(&[good_addr], tulip::DEFAULT_LIMIT, &opts)
+            .await
+            .unwrap_err();
+        common::assert_bind_in_use(&err, local);
+        Ok(())
+    });
+}
+
+#[test]
+fn local_addr_skips_addresses_of_the_other_family() {
+    use std::io::ErrorKind;
+    let _serial = serial();
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (good, good_addr) = listening("127.0.0.1");
+        // An IPv6 loopback address: never tried with an IPv4 local_addr
+        // (whether or not this host has IPv6).
+        let v6: SocketAddr = format!("[::1]:{}", good_addr.port()).parse().unwrap();
+        let opts = ConnectOptions::new().local_addr("127.0.0.2:0".parse().unwrap());
+        let (t, _) = lp
+            .create_connection_addrs(|| Rc::new(Nothing), &[v6, good_addr], &opts)
+            .await?;
+        assert_eq!(peer(&t), Some(good_addr));
+        assert_eq!(accepted_peer(&good).ip().to_string(), "127.0.0.2");
+        t.close();
+        // Nothing of its family left: asyncio's error, naming the family.
+        let res = lp
+            .create_connection_addrs(|| Rc::new(Nothing), &[v6], &opts)
+            .await;
+        let err = res.map(|_| ()).unwrap_err();
+        assert_eq!(err.io_kind(), Some(ErrorKind::AddrNotAvailable), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("no matching local address with family=AF_INET6 found"),
+            "{msg}"
+        );
+        Ok(())
+    });
+}

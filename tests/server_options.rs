@@ -1,5 +1,6 @@
-//! The listening socket's options of `create_server`/`start_server`
-//! (asyncio's `backlog`, `reuse_address`, `reuse_port`), on loopback.
+//! The socket options of `create_server`/`start_server` (asyncio's
+//! `backlog`, `reuse_address`, `reuse_port`, `keep_alive`, `start_serving`),
+//! on loopback.
 //!
 //! The backlog is observed through the kernel's behaviour: while the loop
 //! does not run (the test body does not await), nothing is accepted, so
@@ -8,14 +9,15 @@
 
 mod common;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
 use common::run_bounded;
 use tulip::transports::prelude::*;
-use tulip::{Error, ServerOptions};
+use tulip::{Error, Listener, Server, ServerOptions};
 
 struct Nothing;
 impl Protocol for Nothing {}
@@ -28,6 +30,30 @@ impl Protocol for CloseAtOnce {
         self.0.set(self.0.get() + 1);
         transport.close();
     }
+}
+
+/// A server on 127.0.0.1:`port` whose protocol closes every connection at
+/// once, and how many it accepted.
+async fn close_at_once_server(
+    port: u16,
+    opts: &ServerOptions,
+) -> tulip::Result<(Server, Rc<Cell<u32>>)> {
+    let lp = tulip::get_running_loop()?;
+    let accepted = Rc::new(Cell::new(0));
+    let a2 = accepted.clone();
+    let factory = move || Rc::new(CloseAtOnce(a2.clone()));
+    let server = lp
+        .create_server_with(factory, "127.0.0.1", port, opts)
+        .await?;
+    Ok((server, accepted))
+}
+
+/// Waits (bounded by the test's watchdog) until `n` connections were made.
+async fn until_count(count: &Cell<u32>, n: u32) -> tulip::Result<()> {
+    while count.get() < n {
+        tulip::sleep(0.005).await?;
+    }
+    Ok(())
 }
 
 /// Connects to `addr` until a connect times out (the accept queue is
@@ -90,33 +116,15 @@ fn reuse_port_lets_two_servers_bind_one_port() {
             .create_server(|| Rc::new(Nothing), "127.0.0.1", port)
             .await
             .unwrap_err();
-        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::AddrInUse), "{err}");
-        assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
-        assert!(
-            err.to_string().contains(&format!(
-                "error while attempting to bind on address 127.0.0.1:{port}"
-            )),
-            "{err}"
-        );
-        let accepted = Rc::new(Cell::new(0));
-        let a2 = accepted.clone();
-        let second = lp
-            .create_server_with(
-                move || Rc::new(CloseAtOnce(a2.clone())),
-                "127.0.0.1",
-                port,
-                &opts,
-            )
-            .await?;
+        common::assert_bind_in_use(&err, SocketAddr::from(([127, 0, 0, 1], port)));
+        let (second, accepted) = close_at_once_server(port, &opts).await?;
         assert_eq!(second.local_addrs()[0].port(), port);
         // With the first one closed, the second still serves the port.
         first.close();
         let _conn = lp
             .sock_connect(SocketAddr::from(([127, 0, 0, 1], port)))
             .await?;
-        while accepted.get() < 1 {
-            tulip::sleep(0.005).await?;
-        }
+        until_count(&accepted, 1).await?;
         second.close();
         Ok(())
     });
@@ -128,11 +136,7 @@ fn reuse_address_binds_despite_time_wait() {
         let lp = tulip::get_running_loop()?;
         // A server that closes its end first leaves the connection in
         // TIME_WAIT on the server's port.
-        let accepted = Rc::new(Cell::new(0));
-        let a2 = accepted.clone();
-        let server = lp
-            .create_server(move || Rc::new(CloseAtOnce(a2.clone())), "127.0.0.1", 0)
-            .await?;
+        let (server, _) = close_at_once_server(0, &ServerOptions::new()).await?;
         let addr = server.local_addrs()[0];
         let client = lp.sock_connect(addr).await?;
         assert_eq!(
@@ -206,6 +210,151 @@ fn unix_servers_take_the_backlog_too() {
         assert_eq!(ok.len(), 2 + 1);
         server.close();
         let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    });
+}
+
+/// `getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE)`.
+fn so_keepalive(fd: RawFd) -> libc::c_int {
+    let mut value: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid out-pointers of the sizes given.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(ret, 0, "{}", std::io::Error::last_os_error());
+    value
+}
+
+/// Reads `SO_KEEPALIVE` of each accepted socket, through the transport's
+/// `"socket"` extra info, then closes the connection.
+struct KeepAliveOf(Rc<RefCell<Vec<libc::c_int>>>);
+impl Protocol for KeepAliveOf {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        let fd = transport.get_extra_info("socket").and_then(|i| i.as_fd());
+        self.0.borrow_mut().push(so_keepalive(fd.expect("socket")));
+        transport.close();
+    }
+}
+
+#[test]
+fn keep_alive_sets_so_keepalive_on_every_accepted_socket() {
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        for (opts, expected) in [
+            (ServerOptions::new(), 0),
+            (ServerOptions::new().keep_alive(true), 1),
+        ] {
+            let seen = Rc::new(RefCell::new(Vec::new()));
+            let s2 = seen.clone();
+            let server = lp
+                .create_server_with(
+                    move || Rc::new(KeepAliveOf(s2.clone())),
+                    "127.0.0.1",
+                    0,
+                    &opts,
+                )
+                .await?;
+            let addr = server.local_addrs()[0];
+            let _clients = [lp.sock_connect(addr).await?, lp.sock_connect(addr).await?];
+            while seen.borrow().len() < 2 {
+                tulip::sleep(0.005).await?;
+            }
+            assert_eq!(*seen.borrow(), [expected, expected], "{opts:?}");
+            server.close();
+            server.wait_closed().await?;
+        }
+        Ok(())
+    });
+}
+
+/// True if a connection waits in the accept queue of the server's (one)
+/// listening socket: it is readable.
+fn connection_queued(server: &Server) -> bool {
+    let fd = match &*server.sockets()[0] {
+        Listener::Tcp(l) => l.as_raw_fd(),
+        Listener::Unix(l, _) => l.as_raw_fd(),
+    };
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, a zero timeout.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    assert!(n >= 0, "{}", std::io::Error::last_os_error());
+    n == 1
+}
+
+#[test]
+fn start_serving_false_listens_but_accepts_only_after_start_serving() {
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let opts = ServerOptions::new().start_serving(false);
+        let (server, made) = close_at_once_server(0, &opts).await?;
+        assert!(!server.is_serving());
+        // Bound: the port is known before serving.
+        let addr = server.local_addrs()[0];
+        assert_ne!(addr.port(), 0);
+        // Listening: the connect completes, the kernel queues the connection.
+        let client = lp.sock_connect(addr).await?;
+        // A timer wait blocks in epoll_wait: an accept reader would have
+        // accepted by then, and the transport called connection_made.
+        tulip::sleep(0.05).await?;
+        assert_eq!(made.get(), 0, "accepted before start_serving");
+        assert!(connection_queued(&server), "still in the kernel's queue");
+        server.start_serving()?;
+        server.start_serving()?; // idempotent
+        assert!(server.is_serving());
+        until_count(&made, 1).await?;
+        // The server closed it at once: the client sees EOF.
+        assert_eq!(lp.sock_recv(&client, 10).await?, b"");
+        assert_eq!(made.get(), 1);
+        assert!(!connection_queued(&server));
+        server.close();
+        assert!(!server.is_serving());
+        let err = server.start_serving().unwrap_err();
+        assert!(err.to_string().contains("closed"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn serve_forever_starts_a_server_created_not_serving() {
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let made = Rc::new(Cell::new(0));
+        let m2 = made.clone();
+        // start_server passes the option on too.
+        let server = tulip::start_server_with(
+            move |_r, _w| {
+                m2.set(m2.get() + 1);
+                async { Ok(()) }
+            },
+            "127.0.0.1",
+            0,
+            tulip::DEFAULT_LIMIT,
+            &ServerOptions::new().start_serving(false),
+        )
+        .await?;
+        assert!(!server.is_serving());
+        let _client = lp.sock_connect(server.local_addrs()[0]).await?;
+        tulip::sleep(0.05).await?;
+        assert_eq!(made.get(), 0);
+        let s2 = server.clone();
+        let task = tulip::create_task(async move { s2.serve_forever().await })?;
+        until_count(&made, 1).await?;
+        assert!(server.is_serving());
+        task.cancel();
+        let res = tulip::wait_for(task, 5.0).await;
+        assert!(res.as_ref().is_err_and(Error::is_cancelled), "{res:?}");
+        assert!(!server.is_serving());
         Ok(())
     });
 }

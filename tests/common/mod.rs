@@ -144,6 +144,16 @@ pub fn run_bounded<T: 'static>(
     .unwrap()
 }
 
+/// Asserts that `err` is a bind to `addr` that failed with `EADDRINUSE`,
+/// and says so as asyncio does (`error while attempting to bind on address
+/// ADDR: ...`).
+pub fn assert_bind_in_use(err: &tulip::Error, addr: std::net::SocketAddr) {
+    assert_eq!(err.io_kind(), Some(std::io::ErrorKind::AddrInUse), "{err}");
+    assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE), "{err}");
+    let prefix = format!("error while attempting to bind on address {addr}: ");
+    assert!(err.to_string().starts_with(&prefix), "{err}");
+}
+
 /// Lets every ready task run a step or two.
 pub async fn settle() -> tulip::Result<()> {
     for _ in 0..5 {
