@@ -10,12 +10,13 @@
 //! # Invariants
 //! - `sockets` is `None` once the server is closed; a closed server never
 //!   accepts again and never reopens.
-//! - A listening socket listens with the server's backlog (asyncio's
-//!   default: 100) from the server's creation on; TCP sockets get
-//!   `SO_REUSEADDR`/`SO_REUSEPORT` before `bind`, as [`ServerOptions`]
-//!   says. (asyncio calls `listen(backlog)` in `_start_serving`, so with
-//!   `start_serving=False` its clients are refused until then; tulip's
-//!   wait in the backlog.)
+//! - A server's socket listens with the server's backlog (asyncio's
+//!   default: 100) from `start_serving` on, as asyncio's `_start_serving`
+//!   calls `listen(backlog)`: a TCP server created with `start_serving`
+//!   false is bound but refuses connections until then. TCP sockets get
+//!   `SO_REUSEADDR`/`SO_REUSEPORT` before `bind`, as [`ServerOptions`] says.
+//!   (A Unix socket listens from its creation: mio binds and listens in one
+//!   call.)
 //! - The accept readers are registered exactly while `serving` is true
 //!   (less an `ACCEPT_RETRY_DELAY` pause): nothing is accepted before
 //!   `start_serving`, nor after `close`.
@@ -160,10 +161,10 @@ impl ServerOptions {
 
     flag! {
         /// Whether the server accepts at once (asyncio's `start_serving`,
-        /// default true). With false, the sockets are bound and listening, so
-        /// [`Server::sockets`] gives the port and clients' connects complete in
-        /// the kernel's backlog, but no connection is accepted until
-        /// [`Server::start_serving`] or [`Server::serve_forever`].
+        /// default true). With false, the TCP sockets are bound, so
+        /// [`Server::sockets`] gives the port, but they do not listen yet
+        /// (clients are refused) until [`Server::start_serving`] or
+        /// [`Server::serve_forever`], as in asyncio.
         ///
         /// ```
         /// use std::rc::Rc;
@@ -413,6 +414,8 @@ struct ServerInner {
     factory: StreamFactory,
     /// `SO_KEEPALIVE` on accepted TCP connections.
     keep_alive: bool,
+    /// For `listen()`, at `start_serving`.
+    backlog: i32,
     /// `None` once closed.
     sockets: RefCell<Option<Vec<Rc<Listener>>>>,
     serving: Cell<bool>,
@@ -425,22 +428,20 @@ struct ServerInner {
 }
 
 impl Server {
-    /// Makes every socket listen with the backlog, then starts serving
-    /// unless `options` say not to.
+    /// The server on bound sockets; it listens and serves now unless
+    /// `options` say not to.
     fn new(
         lp: &EventLoop,
         listeners: Vec<Listener>,
         factory: StreamFactory,
         options: &ServerOptions,
     ) -> Result<Server> {
-        for l in &listeners {
-            crate::sys::listen(l.fd(), options.listen_backlog())?;
-        }
         let server = Server {
             inner: Rc::new(ServerInner {
                 lp: lp.clone(),
                 factory,
                 keep_alive: options.keep_alive,
+                backlog: options.listen_backlog(),
                 sockets: RefCell::new(Some(listeners.into_iter().map(Rc::new).collect())),
                 serving: Cell::new(false),
                 active_count: Cell::new(0),
@@ -455,11 +456,10 @@ impl Server {
         Ok(server)
     }
 
-    /// Starts accepting (asyncio's `start_serving`): registers each
-    /// socket's accept reader. `create_server` does it, unless
+    /// Starts accepting (asyncio's `start_serving`): `listen(backlog)` on
+    /// each socket, and its accept reader. `create_server` does it, unless
     /// [`ServerOptions::start_serving`] is false; a no-op if serving
-    /// already; an error once the server is closed. The connections that
-    /// queued in the backlog meanwhile are accepted on the next iteration.
+    /// already; an error once the server is closed.
     pub fn start_serving(&self) -> Result<()> {
         if self.inner.serving.get() {
             return Ok(());
@@ -468,6 +468,9 @@ impl Server {
             Some(s) => s.clone(),
             None => return Err(Error::Runtime("server is closed".into())),
         };
+        for l in &socks {
+            crate::sys::listen(l.fd(), self.inner.backlog)?;
+        }
         self.inner.serving.set(true);
         for l in socks {
             add_accept_reader(&self.inner, &l)?;

@@ -293,7 +293,7 @@ fn connection_queued(server: &Server) -> bool {
 }
 
 #[test]
-fn start_serving_false_listens_but_accepts_only_after_start_serving() {
+fn start_serving_false_binds_but_refuses_until_start_serving() {
     run_bounded(10.0, async {
         let lp = tulip::get_running_loop()?;
         let opts = ServerOptions::new().start_serving(false);
@@ -302,16 +302,14 @@ fn start_serving_false_listens_but_accepts_only_after_start_serving() {
         // Bound: the port is known before serving.
         let addr = server.local_addrs()[0];
         assert_ne!(addr.port(), 0);
-        // Listening: the connect completes, the kernel queues the connection.
-        let client = lp.sock_connect(addr).await?;
-        // A timer wait blocks in epoll_wait: an accept reader would have
-        // accepted by then, and the transport called connection_made.
-        tulip::sleep(0.05).await?;
-        assert_eq!(made.get(), 0, "accepted before start_serving");
-        assert!(connection_queued(&server), "still in the kernel's queue");
+        // Not listening yet (asyncio listens in _start_serving): refused.
+        let err = lp.sock_connect(addr).await.unwrap_err();
+        assert!(err.to_string().contains("refused"), "{err}");
+        assert_eq!(made.get(), 0);
         server.start_serving()?;
         server.start_serving()?; // idempotent
         assert!(server.is_serving());
+        let client = lp.sock_connect(addr).await?;
         until_count(&made, 1).await?;
         // The server closed it at once: the client sees EOF.
         assert_eq!(lp.sock_recv(&client, 10).await?, b"");
@@ -344,11 +342,12 @@ fn serve_forever_starts_a_server_created_not_serving() {
         )
         .await?;
         assert!(!server.is_serving());
-        let _client = lp.sock_connect(server.local_addrs()[0]).await?;
-        tulip::sleep(0.05).await?;
-        assert_eq!(made.get(), 0);
+        let addr = server.local_addrs()[0];
+        assert!(lp.sock_connect(addr).await.is_err(), "not listening yet");
         let s2 = server.clone();
         let task = tulip::create_task(async move { s2.serve_forever().await })?;
+        tulip::sleep(0.0).await?; // serve_forever has started serving
+        let _client = lp.sock_connect(addr).await?;
         until_count(&made, 1).await?;
         assert!(server.is_serving());
         task.cancel();
