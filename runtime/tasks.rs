@@ -137,14 +137,15 @@ pub(crate) struct TaskWaker {
 }
 
 /// The loop's pool of idle task wakers (see [`TaskWaker`]).
-pub(crate) type WakerPool = std::cell::RefCell<Vec<Arc<TaskWaker>>>;
+pub(crate) type WakerPool = std::cell::RefCell<Vec<WakerSlot>>;
 
 /// At most this many idle wakers are kept per loop.
 const WAKER_POOL_MAX: usize = 64;
 
 /// A task's waker, with the `Arc` behind it, so that the task can tell at
-/// its end whether anyone else still holds a clone.
-struct WakerSlot {
+/// its end whether anyone else still holds a clone. Pooled as a pair: no
+/// reference count changes hands when a waker is reused.
+pub(crate) struct WakerSlot {
     arc: Arc<TaskWaker>,
     waker: Waker,
 }
@@ -155,34 +156,31 @@ impl WakerSlot {
     #[inline(never)]
     fn new(lp: &EventLoop, key: usize, id: u64) -> WakerSlot {
         let pooled = lp.inner.waker_pool.borrow_mut().pop();
-        let arc = match pooled {
-            Some(arc) => {
-                // Ours alone (see `recycle`): no other thread can read these.
-                arc.key.store(key, Ordering::Relaxed);
-                arc.id.store(id, Ordering::Relaxed);
-                arc
-            }
-            None => Arc::new(TaskWaker {
-                shared: lp.inner.shared.clone(),
-                key: AtomicUsize::new(key),
-                id: AtomicU64::new(id),
-            }),
-        };
+        if let Some(slot) = pooled {
+            // Ours alone (see `recycle`): no other thread can read these.
+            slot.arc.key.store(key, Ordering::Relaxed);
+            slot.arc.id.store(id, Ordering::Relaxed);
+            return slot;
+        }
+        let arc = Arc::new(TaskWaker {
+            shared: lp.inner.shared.clone(),
+            key: AtomicUsize::new(key),
+            id: AtomicU64::new(id),
+        });
         let waker = Waker::from(arc.clone());
         WakerSlot { arc, waker }
     }
 
-    /// The task is done: back to the pool if no clone is left anywhere.
+    /// The task is done: back to the pool if no clone is left anywhere
+    /// (the two references are the slot's own: `arc` and `waker`).
     fn recycle(self, lp: &EventLoop) {
-        let WakerSlot { arc, waker } = self;
-        drop(waker);
-        if Arc::strong_count(&arc) == 1 {
+        if Arc::strong_count(&self.arc) == 2 {
             // Pairs with the release decrement of the last clone dropped on
             // another thread: its reads of key/id come before our re-aiming.
             std::sync::atomic::fence(Ordering::Acquire);
             let mut pool = lp.inner.waker_pool.borrow_mut();
             if pool.len() < WAKER_POOL_MAX {
-                pool.push(arc);
+                pool.push(self);
             }
         }
     }
