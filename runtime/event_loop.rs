@@ -738,37 +738,51 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Runs one handle's callback, catching a panic (L6).
-    pub(crate) fn run_handle(&self, h: &Handle) -> Result<()> {
-        self.run_guarded(|| h.run(), || h.callback_name().into(), || format!("{h:?}"))
-    }
-
-    /// Runs a callback as `run_once` does: a panic goes to the exception
+    /// Runs a callback (a handle's, a notification) as `run_once` does: a
+    /// panic goes to the exception
     /// handler (L6) under its `name`, and in debug mode a slow one is
     /// reported, by `describe`.
+    #[inline]
     pub(crate) fn run_guarded(
         &self,
         f: impl FnOnce(),
         name: impl FnOnce() -> String,
         describe: impl Fn() -> String,
     ) -> Result<()> {
-        let debug = self.inner.debug.get();
-        let t0 = if debug { Some(Instant::now()) } else { None };
+        let t0 = if self.inner.debug.get() {
+            Some(Instant::now())
+        } else {
+            None
+        };
         let res = catch_unwind(AssertUnwindSafe(f));
         if let Some(t0) = t0 {
             self.warn_if_slow(t0, &describe);
         }
-        if let Err(payload) = res {
-            if payload.is::<Interrupt>() {
-                return Err(Error::Interrupted);
-            }
-            self.call_exception_handler(&ExceptionContext {
-                message: format!("Exception in callback {}", name()),
-                error: Some(Error::Panic(panic_message(&*payload))),
-                handle: Some(describe()),
-                ..Default::default()
-            });
+        match res {
+            Ok(()) => Ok(()),
+            Err(payload) => self.callback_panicked(payload, name(), describe()),
         }
+    }
+
+    /// A callback panicked: [`Interrupt`] goes on up, anything else to the
+    /// exception handler (L6). Out of line: the callbacks' path stays small.
+    #[cold]
+    #[inline(never)]
+    fn callback_panicked(
+        &self,
+        payload: Box<dyn std::any::Any + Send>,
+        name: String,
+        describe: String,
+    ) -> Result<()> {
+        if payload.is::<Interrupt>() {
+            return Err(Error::Interrupted);
+        }
+        self.call_exception_handler(&ExceptionContext {
+            message: format!("Exception in callback {name}"),
+            error: Some(Error::Panic(panic_message(&*payload))),
+            handle: Some(describe),
+            ..Default::default()
+        });
         Ok(())
     }
 

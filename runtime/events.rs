@@ -187,7 +187,13 @@ impl<R: Run + 'static> Runnable for HandleCell<R> {
         if self.cancelled.get() {
             return Ok(());
         }
-        lp.run_handle(&Handle { inner: self })
+        // The callable's type is known here: no dynamic call on the way to
+        // the callback. A panic goes to the exception handler (L6).
+        lp.run_guarded(
+            || self.f.run(),
+            || self.f.name().into(),
+            || format!("{:?}", Handle { inner: self.clone() }),
+        )
     }
 }
 
@@ -276,11 +282,6 @@ impl Handle {
     /// The callback's type name: for closures, the function that wrote it.
     pub fn callback_name(&self) -> &'static str {
         self.inner.callable().name()
-    }
-
-    /// Runs the callback; the loop's `run_once` is the only caller.
-    pub(crate) fn run(&self) {
-        self.inner.callable().run()
     }
 
     pub(crate) fn timer(&self) -> Option<&TimerState> {
