@@ -144,11 +144,17 @@ impl Sleep {
         }
     }
 
+    /// Done, or dropped: cancels the timer if there is one.
     #[inline]
     fn finish(&mut self) {
-        if !matches!(self.state, SleepState::Waiting(..)) {
-            return;
+        if matches!(self.state, SleepState::Waiting(..)) {
+            self.cancel_timer();
         }
+    }
+
+    /// Out of line: a `sleep(0)` (the `switch` path) never has a timer.
+    #[inline(never)]
+    fn cancel_timer(&mut self) {
         if let SleepState::Waiting(_, timer) = std::mem::replace(&mut self.state, SleepState::Done)
         {
             timer.cancel();
@@ -157,6 +163,7 @@ impl Sleep {
 }
 
 impl Drop for Sleep {
+    #[inline]
     fn drop(&mut self) {
         self.finish();
     }
