@@ -192,7 +192,14 @@ impl<R: Run + 'static> Runnable for HandleCell<R> {
         lp.run_guarded(
             || self.f.run(),
             || self.f.name().into(),
-            || format!("{:?}", Handle { inner: self.clone() }),
+            || {
+                format!(
+                    "{:?}",
+                    Handle {
+                        inner: self.clone()
+                    }
+                )
+            },
         )
     }
 }
