@@ -204,10 +204,7 @@ impl<T, O: Owner> FutureCore<T, O> {
                         }
                         notes.push(Callback::Notify(n, i));
                     }
-                    _ => {
-                        let h = Handle::once(move || n.notify(i), std::panic::Location::caller());
-                        let _ = self.lp.push_ready(h.into_ready());
-                    }
+                    _ => self.notify_soon(n, i),
                 },
                 other => {
                     if run == 1 {
@@ -231,14 +228,18 @@ impl<T, O: Owner> FutureCore<T, O> {
 
     /// Registers a notification (see [`Callback::Notify`]); on a done
     /// future it is scheduled at once, as any done callback.
-    pub(crate) fn add_notify(&self, owner: &O, n: Rc<dyn Notify>, index: u32) {
+    pub(crate) fn add_notify(&self, n: Rc<dyn Notify>, index: u32) {
         if self.done() {
-            let h = Handle::once(move || n.notify(index), std::panic::Location::caller());
-            let _ = self.lp.push_ready(h.into_ready());
+            self.notify_soon(n, index);
         } else {
             self.callbacks.borrow_mut().push(Callback::Notify(n, index));
         }
-        let _ = owner;
+    }
+
+    /// A notification in a handle of its own, through `call_soon`.
+    fn notify_soon(&self, n: Rc<dyn Notify>, index: u32) {
+        let h = Handle::once(move || n.notify(index), std::panic::Location::caller());
+        let _ = self.lp.push_ready(h.into_ready());
     }
 
     /// `call_soon(callback, self)`: the callback's own cell goes into the
@@ -564,7 +565,7 @@ impl<T: 'static> Future<T> {
 
     /// A done notification, with no allocation (see [`Notify`]).
     pub(crate) fn add_notify(&self, n: Rc<dyn Notify>, index: u32) {
-        self.core.add_notify(self, n, index)
+        self.core.add_notify(n, index)
     }
 
     /// The loop the future belongs to.
