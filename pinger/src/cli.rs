@@ -34,7 +34,8 @@ Exit codes:
   1    at least one host did not answer
   3    invalid arguments (bad option, bad target, too many hosts)
   4    system failure (ping missing, cannot start ping, unreadable target file)
-  130  interrupted by Ctrl-C";
+  130  interrupted by Ctrl-C (SIGINT)
+  143  stopped by SIGTERM (kill, timeout)";
 
 /// Sweep IPv4 hosts with ping, many at once, on the tulip event loop.
 #[derive(Debug, Clone, Parser)]

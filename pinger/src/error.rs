@@ -22,6 +22,14 @@ pub const EXIT_INVALID_ARGS: i32 = 3;
 pub const EXIT_SYSTEM_FAILURE: i32 = 4;
 /// Exit code: the sweep was interrupted by Ctrl-C (128 + SIGINT).
 pub const EXIT_INTERRUPTED: i32 = 130;
+/// Exit code: the sweep was stopped by SIGTERM (128 + SIGTERM), as `kill`
+/// or `timeout` send it.
+pub const EXIT_TERMINATED: i32 = 143;
+
+/// The exit code for a sweep stopped by signal `signo`: the shell's 128 + n.
+pub fn exit_code_for_signal(signo: i32) -> i32 {
+    128 + signo
+}
 
 /// Everything that can go wrong in pinger.
 #[derive(Debug)]

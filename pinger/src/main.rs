@@ -1,9 +1,10 @@
 //! The `pinger` binary: parse the options, expand the targets, sweep on the
 //! tulip event loop, report.
 //!
-//! Ctrl-C: the first one stops the sweep ([`Stop::stop`]: no new probe,
-//! running children killed and reaped), prints what was found and exits 130;
-//! a second one exits 130 at once.
+//! Ctrl-C (SIGINT) and SIGTERM: the first one stops the sweep
+//! ([`Stop::stop`]: no new probe, running children killed and reaped),
+//! prints what was found and exits 128 + the signal's number (130, 143); a
+//! second one exits at once with that code.
 
 use std::cell::{Cell, RefCell};
 use std::io::{IsTerminal, Write};
@@ -11,7 +12,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use pinger::cli::{clap_exit_code, parse_args, Cli};
-use pinger::error::EXIT_INTERRUPTED;
+use pinger::error::{exit_code_for_signal, EXIT_INTERRUPTED};
 use pinger::output::{self, OutputOptions};
 use pinger::ping::resolve_ping;
 use pinger::progress::Progress;
@@ -50,26 +51,16 @@ fn run(cli: &Cli) -> Result<i32, Error> {
     let total = hosts.len();
 
     let start = Instant::now();
+    // The signal that stopped the sweep, if one did.
+    let stopped_by = Rc::new(Cell::new(None));
     let progress = Rc::new(RefCell::new(Progress::new(total)));
     let swept = {
         let progress = progress.clone();
+        let stopped_by = stopped_by.clone();
         tulip::run(async move {
             let stop = Stop::new();
             let lp = tulip::get_running_loop()?;
-            let presses = Cell::new(0u32);
-            let stopper = stop.clone();
-            lp.add_signal_handler(libc::SIGINT, move || {
-                presses.set(presses.get() + 1);
-                if presses.get() == 1 {
-                    stopper.stop();
-                } else {
-                    // Exit at once, but leave no child running or unreaped
-                    // (not every init reaps orphans promptly).
-                    stopper.kill_and_reap_now();
-                    let _ = writeln!(std::io::stderr(), "\npinger: interrupted again, exiting");
-                    std::process::exit(EXIT_INTERRUPTED);
-                }
-            })?;
+            install_stop_handlers(&lp, &stop, &stopped_by)?;
             let prober = PingProber::with_spawn_threads(spawn_threads);
             let (mut done, mut up) = (0, 0);
             let outcome = sweep::run(&hosts, &cfg, prober, &stop, move |probe| {
@@ -78,8 +69,10 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 progress.borrow_mut().update(done, up);
             })
             .await;
-            // From here on a Ctrl-C simply ends the process.
-            lp.remove_signal_handler(libc::SIGINT)?;
+            // From here on a Ctrl-C or SIGTERM simply ends the process.
+            for signo in STOP_SIGNALS {
+                lp.remove_signal_handler(signo)?;
+            }
             Ok(outcome)
         })
     };
@@ -122,7 +115,45 @@ fn run(cli: &Cli) -> Result<i32, Error> {
     }
     let _ = writeln!(err, "{}", output::summary_line(&summary));
     if interrupted {
-        return Ok(EXIT_INTERRUPTED);
+        return Ok(stopped_by
+            .get()
+            .map_or(EXIT_INTERRUPTED, exit_code_for_signal));
     }
     Ok(sweep::exit_code(&summary, cli.exit_zero_if_any_up))
+}
+
+/// The signals that stop a sweep the orderly way: Ctrl-C, and what `kill`
+/// and `timeout` send.
+const STOP_SIGNALS: [i32; 2] = [libc::SIGINT, libc::SIGTERM];
+
+/// Installs the handlers of [`STOP_SIGNALS`] through tulip's
+/// `add_signal_handler`. The first signal, whichever it is, stops the sweep
+/// and is remembered in `stopped_by` for the exit code; a second one exits
+/// at once with 128 + its number, leaving no child running or unreaped (not
+/// every init reaps orphans promptly).
+fn install_stop_handlers(
+    lp: &tulip::EventLoop,
+    stop: &Stop,
+    stopped_by: &Rc<Cell<Option<i32>>>,
+) -> tulip::Result<()> {
+    for signo in STOP_SIGNALS {
+        let stop = stop.clone();
+        let stopped_by = stopped_by.clone();
+        lp.add_signal_handler(signo, move || {
+            if stopped_by.get().is_none() {
+                stopped_by.set(Some(signo));
+                stop.stop();
+            } else {
+                stop.kill_and_reap_now();
+                let what = if signo == libc::SIGINT {
+                    "interrupted"
+                } else {
+                    "terminated"
+                };
+                let _ = writeln!(std::io::stderr(), "\npinger: {what} again, exiting");
+                std::process::exit(exit_code_for_signal(signo));
+            }
+        })?;
+    }
+    Ok(())
 }

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use pinger::cli::{clap_exit_code, parse_args};
-use pinger::error::{EXIT_ALL_UP, EXIT_INVALID_ARGS};
+use pinger::error::{
+    exit_code_for_signal, EXIT_ALL_UP, EXIT_INTERRUPTED, EXIT_INVALID_ARGS, EXIT_TERMINATED,
+};
 use pinger::output::{Filter, Format};
 
 fn parse(args: &[&str]) -> Result<pinger::cli::Cli, clap::Error> {
@@ -163,6 +165,8 @@ fn help_and_version_exit_0_and_document_exit_codes() {
         "1    at least one",
         "3    invalid",
         "4    system failure",
+        "130  interrupted by Ctrl-C",
+        "143  stopped by SIGTERM",
         "--exit-zero-if-any-up",
         "127.0.0.0/24",
     ] {
@@ -172,4 +176,10 @@ fn help_and_version_exit_0_and_document_exit_codes() {
         clap_exit_code(&parse(&["--version"]).unwrap_err()),
         EXIT_ALL_UP
     );
+}
+
+#[test]
+fn a_signal_stopped_sweep_exits_128_plus_the_signal() {
+    assert_eq!(exit_code_for_signal(libc::SIGINT), EXIT_INTERRUPTED);
+    assert_eq!(exit_code_for_signal(libc::SIGTERM), EXIT_TERMINATED);
 }

@@ -1,7 +1,8 @@
-//! Ctrl-C (SIGINT to the pinger process) in the middle of a sweep of a
-//! namespace /24 whose silent hosts would keep their probes busy for 5 s:
-//! exit 130 soon after the signal, the hosts decided so far printed, the
-//! summary printed, and every `ping` child killed and reaped.
+//! Ctrl-C (SIGINT to the pinger process), or SIGTERM, in the middle of a
+//! sweep of a namespace /24 whose silent hosts would keep their probes busy
+//! for 5 s: exit 130 (143 for SIGTERM) soon after the signal, the hosts
+//! decided so far printed, the summary printed, and every `ping` child
+//! killed and reaped.
 //!
 //! The test makes itself a child subreaper (`PR_SET_CHILD_SUBREAPER`), so a
 //! `ping` that pinger left behind, running or zombie, is re-parented to the
@@ -29,7 +30,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 /// How long to wait for the silent probes to be running.
 const START_LIMIT: Duration = Duration::from_secs(10);
-/// How long pinger may take to exit after SIGINT.
+/// How long pinger may take to exit after the signal.
 const EXIT_LIMIT: Duration = Duration::from_secs(3);
 
 fn become_subreaper() {
@@ -90,10 +91,10 @@ fn reap_reparented() -> Vec<i32> {
     }
 }
 
-fn sigint(pid: u32) {
+fn signal(pid: u32, signo: i32) {
     // SAFETY: kill(2) with a pid we spawned and have not reaped.
-    let ret = unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
-    assert_eq!(ret, 0, "kill({pid}, SIGINT)");
+    let ret = unsafe { libc::kill(pid as libc::pid_t, signo) };
+    assert_eq!(ret, 0, "kill({pid}, {signo})");
 }
 
 /// Kills and reaps pinger if the test fails before it exited.
@@ -118,7 +119,7 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus 
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("pinger did not exit within {limit:?} of SIGINT");
+            panic!("pinger did not exit within {limit:?} of the signal");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -140,6 +141,19 @@ enum When {
 /// action ended pinger).
 fn interrupt_sweep(
     test: &str,
+    signals: usize,
+    when: When,
+    extra_args: &[&str],
+) -> Option<(String, String, bool)> {
+    stop_sweep(test, libc::SIGINT, signals, when, extra_args)
+}
+
+/// [`interrupt_sweep`] with signal `signo` (SIGINT or SIGTERM): pinger must
+/// exit 128 + `signo`, or die by `signo` for a second signal that lands
+/// after the sweep has stopped.
+fn stop_sweep(
+    test: &str,
+    signo: i32,
     signals: usize,
     when: When,
     extra_args: &[&str],
@@ -216,20 +230,20 @@ fn interrupt_sweep(
             // SIGINT; a few ms apart, each is delivered.
             std::thread::sleep(Duration::from_millis(3));
         }
-        sigint(pid);
+        signal(pid, signo);
     }
     let status = wait_bounded(child, EXIT_LIMIT);
     let took = signalled.elapsed();
     let stdout = out_reader.join().unwrap();
     let stderr = err_reader.join().unwrap();
 
-    // 130, or, for a second SIGINT that lands after the sweep has stopped
-    // (pinger hands Ctrl-C back to the default action for its last
-    // microseconds of output), death by SIGINT, which a shell also reports
-    // as 130. Either way "exits at once"; what is left is checked below.
-    let by_sigint = status.signal() == Some(libc::SIGINT);
+    // 128 + signo, or, for a second signal that lands after the sweep has
+    // stopped (pinger hands it back to the default action for its last
+    // microseconds of output), death by that signal, which a shell also
+    // reports as 128 + signo. Either way "exits at once"; what is left is checked below.
+    let by_sigint = status.signal() == Some(signo);
     assert!(
-        status.code() == Some(130) || (signals > 1 && by_sigint),
+        status.code() == Some(128 + signo) || (signals > 1 && by_sigint),
         "{status:?}: {stderr}"
     );
     assert!(took < EXIT_LIMIT, "{took:?}");
@@ -251,27 +265,57 @@ fn interrupt_sweep(
 /// interrupted way, if the sweep was done stopping before the second one),
 /// and leaves nothing behind (checked in `interrupt_sweep`).
 fn second_sigint(test: &str, when: When, extra_args: &[&str]) {
-    let Some((_, stderr, by_sigint)) = interrupt_sweep(test, 2, when, extra_args) else {
+    second_signal(test, libc::SIGINT, when, extra_args);
+}
+
+/// [`second_sigint`] with signal `signo`.
+fn second_signal(test: &str, signo: i32, when: When, extra_args: &[&str]) {
+    let Some((_, stderr, by_sigint)) = stop_sweep(test, signo, 2, when, extra_args) else {
         return;
     };
     // Nothing is promised when the second signal ended pinger by its
     // default action (see `interrupt_sweep`).
     assert!(
-        by_sigint
-            || stderr.contains("interrupted again, exiting")
-            || stderr.contains("interrupted: "),
+        by_sigint || stderr.contains("again, exiting") || stderr.contains("interrupted: "),
         "{stderr}"
     );
 }
 
 #[test]
 fn sigint_prints_the_partial_results_and_exits_130() {
-    let Some((stdout, stderr, _)) = interrupt_sweep(
+    partial_results_then_exit(
         "sigint_prints_the_partial_results_and_exits_130",
-        1,
+        libc::SIGINT,
+    );
+}
+
+/// SIGTERM, as `kill` and `timeout` send it, stops the sweep the same way
+/// and exits 143 (128 + SIGTERM), instead of leaving the running `ping`s
+/// to their own deadline.
+#[test]
+fn sigterm_prints_the_partial_results_and_exits_143() {
+    partial_results_then_exit(
+        "sigterm_prints_the_partial_results_and_exits_143",
+        libc::SIGTERM,
+    );
+}
+
+/// A second SIGTERM exits at once and leaves nothing behind.
+#[test]
+fn a_second_sigterm_exits_at_once_and_still_leaves_nothing() {
+    second_signal(
+        "a_second_sigterm_exits_at_once_and_still_leaves_nothing",
+        libc::SIGTERM,
         When::AllRunning,
         &[],
-    ) else {
+    );
+}
+
+/// One `signo` once every silent probe runs: the three live hosts and the
+/// summary are printed, and the exit code is 128 + `signo` (checked in
+/// `stop_sweep`).
+fn partial_results_then_exit(test: &str, signo: i32) {
+    let Some((stdout, stderr, _)) = stop_sweep(test, signo, 1, When::AllRunning, &[]) else {
         return;
     };
     // The hosts decided before the signal: exactly the three live ones.
