@@ -360,11 +360,8 @@ impl EventLoop {
     ) -> Result<(Rc<SocketTransport>, Rc<P>)> {
         let addrs = self.getaddrinfo(host, port).await?;
         let sock = self.connect_addrs(&addrs, options).await?;
-        let protocol = protocol_factory();
-        let transport = self
-            .connection_transport(sock.into(), StreamProtocol::Buffered(protocol.clone()))
-            .await?;
-        Ok((transport, protocol))
+        self.connection_transport(sock.into(), protocol_factory(), StreamProtocol::buffered)
+            .await
     }
 
     /// The connecting half of `create_connection`: the addresses tried as
@@ -443,27 +440,33 @@ impl EventLoop {
         P: Protocol + 'static,
         F: FnOnce() -> Rc<P>,
     {
-        let protocol = protocol_factory();
-        let transport = self
-            .connection_transport(sock, StreamProtocol::Plain(protocol.clone()))
-            .await?;
-        Ok((transport, protocol))
+        self.connection_transport(sock, protocol_factory(), StreamProtocol::plain)
+            .await
     }
 
-    /// asyncio's `_create_connection_transport`: the transport, once its
-    /// `connection_made` has run.
-    async fn connection_transport(
+    /// asyncio's `_create_connection_transport`: the transport over `sock`,
+    /// once `protocol`'s `connection_made` has run. `kind` says which kind
+    /// of protocol it is ([`StreamProtocol::plain`] or
+    /// [`StreamProtocol::buffered`]), as asyncio's transport checks
+    /// `isinstance(protocol, BufferedProtocol)`.
+    async fn connection_transport<P>(
         &self,
         sock: StreamSocket,
-        protocol: StreamProtocol,
-    ) -> Result<Rc<SocketTransport>> {
+        protocol: Rc<P>,
+        kind: fn(Rc<P>) -> StreamProtocol,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)> {
         let waiter: Future<()> = self.create_future();
-        let transport = SocketTransport::with_protocol(self, sock, protocol, Some(waiter.clone()))?;
+        let transport = SocketTransport::with_protocol(
+            self,
+            sock,
+            kind(protocol.clone()),
+            Some(waiter.clone()),
+        )?;
         if let Err(e) = waiter.await {
             transport.close();
             return Err(e);
         }
-        Ok(transport)
+        Ok((transport, protocol))
     }
 
     /// asyncio's `create_unix_connection(protocol_factory, path)`.

@@ -247,7 +247,7 @@ impl EventLoop {
         F: Fn() -> Rc<P> + 'static,
     {
         let listeners = self.bind_server_sockets(host, port, options).await?;
-        let factory: StreamFactory = Rc::new(move || StreamProtocol::Plain(protocol_factory()));
+        let factory = stream_factory(protocol_factory, StreamProtocol::plain);
         Server::new(self, listeners, factory, options)
     }
 
@@ -264,7 +264,7 @@ impl EventLoop {
         options: &ServerOptions,
     ) -> Result<Server> {
         let listeners = self.bind_server_sockets(host, port, options).await?;
-        let factory: StreamFactory = Rc::new(move || StreamProtocol::Buffered(protocol_factory()));
+        let factory = stream_factory(protocol_factory, StreamProtocol::buffered);
         Server::new(self, listeners, factory, options)
     }
 
@@ -309,8 +309,13 @@ impl EventLoop {
         P: Protocol + 'static,
         F: Fn() -> Rc<P> + 'static,
     {
+        let factory = stream_factory(protocol_factory, StreamProtocol::plain);
+        self.serve_sock(sock, factory)
+    }
+
+    /// `create_server(sock=sock)` for either kind of protocol.
+    fn serve_sock(&self, sock: TcpListener, factory: StreamFactory) -> Result<Server> {
         sock.set_nonblocking(true)?;
-        let factory: StreamFactory = Rc::new(move || StreamProtocol::Plain(protocol_factory()));
         let options = ServerOptions::default();
         Server::new(self, vec![Listener::Tcp(sock)], factory, &options)
     }
@@ -343,10 +348,19 @@ impl EventLoop {
         P: Protocol + 'static,
         F: Fn() -> Rc<P> + 'static,
     {
-        let path = path.as_ref();
+        let factory = stream_factory(protocol_factory, StreamProtocol::plain);
+        self.serve_unix(path.as_ref(), factory, options)
+    }
+
+    /// `create_unix_server` for either kind of protocol.
+    fn serve_unix(
+        &self,
+        path: &Path,
+        factory: StreamFactory,
+        options: &ServerOptions,
+    ) -> Result<Server> {
         remove_stale_socket(path);
         let l = mio::net::UnixListener::bind(path)?;
-        let factory: StreamFactory = Rc::new(move || StreamProtocol::Plain(protocol_factory()));
         Server::new(
             self,
             vec![Listener::Unix(l.into(), path.to_path_buf())],
@@ -354,6 +368,16 @@ impl EventLoop {
             options,
         )
     }
+}
+
+/// A server's factory: calls `protocol_factory` for each connection, and
+/// `kind` ([`StreamProtocol::plain`] or [`StreamProtocol::buffered`]) says
+/// which kind of protocol the transport gets.
+fn stream_factory<P: 'static>(
+    protocol_factory: impl Fn() -> Rc<P> + 'static,
+    kind: fn(Rc<P>) -> StreamProtocol,
+) -> StreamFactory {
+    Rc::new(move || kind(protocol_factory()))
 }
 
 /// Removes a socket file left by an earlier server (never a regular file).
