@@ -360,7 +360,7 @@ impl EventLoop {
     ) -> Result<(Rc<SocketTransport>, Rc<P>)> {
         let addrs = self.getaddrinfo(host, port).await?;
         let sock = self.connect_addrs(&addrs, options).await?;
-        self.connection_transport(sock.into(), protocol_factory(), StreamProtocol::buffered)
+        self.create_connection_buffered_sock(protocol_factory, sock.into())
             .await
     }
 
@@ -441,6 +441,77 @@ impl EventLoop {
         F: FnOnce() -> Rc<P>,
     {
         self.connection_transport(sock, protocol_factory(), StreamProtocol::plain)
+            .await
+    }
+
+    /// asyncio's `create_connection(protocol_factory, sock=sock)` for a
+    /// [`BufferedProtocol`]: as
+    /// [`create_connection_sock`](EventLoop::create_connection_sock), it
+    /// wraps an already connected socket (a std `TcpStream` or
+    /// `UnixStream`, through `.into()`), and the transport receives
+    /// straight into the protocol's buffer (`get_buffer`, then
+    /// `buffer_updated`).
+    ///
+    /// Here the server is buffered too, on a listener bound beforehand
+    /// ([`create_server_buffered_sock`](EventLoop::create_server_buffered_sock)):
+    ///
+    /// ```
+    /// use std::cell::{RefCell, RefMut};
+    /// use std::net::{TcpListener, TcpStream};
+    /// use std::rc::Rc;
+    /// use tulip::transports::prelude::*;
+    /// use tulip::BufferedProtocol;
+    ///
+    /// /// Echoes what it receives, or keeps it, 8 bytes at a time.
+    /// struct Peer {
+    ///     echo: bool,
+    ///     buf: RefCell<[u8; 8]>,
+    ///     got: RefCell<Vec<u8>>,
+    ///     transport: RefCell<Option<Rc<dyn Transport>>>,
+    /// }
+    /// impl BufferedProtocol for Peer {
+    ///     fn connection_made(&self, transport: Rc<dyn Transport>) {
+    ///         *self.transport.borrow_mut() = Some(transport);
+    ///     }
+    ///     fn get_buffer(&self, _sizehint: usize) -> RefMut<'_, [u8]> {
+    ///         RefMut::map(self.buf.borrow_mut(), |b| &mut b[..])
+    ///     }
+    ///     fn buffer_updated(&self, nbytes: usize) {
+    ///         let data = &self.buf.borrow()[..nbytes];
+    ///         match &*self.transport.borrow() {
+    ///             Some(t) if self.echo => t.write(data).unwrap(),
+    ///             _ => self.got.borrow_mut().extend_from_slice(data),
+    ///         }
+    ///     }
+    /// }
+    /// fn peer(echo: bool) -> Rc<Peer> {
+    ///     Rc::new(Peer { echo, buf: RefCell::new([0; 8]), got: RefCell::default(), transport: RefCell::default() })
+    /// }
+    ///
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let listener = TcpListener::bind("127.0.0.1:0")?;
+    ///     let addr = listener.local_addr()?;
+    ///     let server = lp.create_server_buffered_sock(|| peer(true), listener)?;
+    ///     // A blocking connect: the kernel completes it from the backlog.
+    ///     let stream = TcpStream::connect(addr)?;
+    ///     let (t, client) = lp.create_connection_buffered_sock(|| peer(false), stream.into()).await?;
+    ///     t.write(b"echoed 8 bytes at a time")?;
+    ///     while client.got.borrow().len() < 24 {
+    ///         tulip::sleep(0.01).await?;
+    ///     }
+    ///     assert_eq!(&*client.got.borrow(), b"echoed 8 bytes at a time");
+    ///     t.close();
+    ///     server.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_connection_buffered_sock<P: BufferedProtocol + 'static>(
+        &self,
+        protocol_factory: impl FnOnce() -> Rc<P>,
+        sock: StreamSocket,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)> {
+        self.connection_transport(sock, protocol_factory(), StreamProtocol::buffered)
             .await
     }
 

@@ -313,6 +313,23 @@ impl EventLoop {
         self.serve_sock(sock, factory)
     }
 
+    /// asyncio's `create_server(protocol_factory, sock=sock)` for a
+    /// [`BufferedProtocol`]: as [`create_server_sock`](EventLoop::create_server_sock)
+    /// (the server calls `listen()` on the bound socket with the default
+    /// backlog, 100, and serves at once), and each connection's transport
+    /// receives straight into the protocol's buffer (`get_buffer`, then
+    /// `buffer_updated`). See
+    /// [`create_connection_buffered_sock`](EventLoop::create_connection_buffered_sock)
+    /// for an example.
+    pub fn create_server_buffered_sock<P: BufferedProtocol + 'static>(
+        &self,
+        protocol_factory: impl Fn() -> Rc<P> + 'static,
+        sock: TcpListener,
+    ) -> Result<Server> {
+        let factory = stream_factory(protocol_factory, StreamProtocol::buffered);
+        self.serve_sock(sock, factory)
+    }
+
     /// `create_server(sock=sock)` for either kind of protocol.
     fn serve_sock(&self, sock: TcpListener, factory: StreamFactory) -> Result<Server> {
         sock.set_nonblocking(true)?;
