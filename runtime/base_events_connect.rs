@@ -554,6 +554,64 @@ impl EventLoop {
         self.create_connection_sock(protocol_factory, s.into())
             .await
     }
+
+    /// asyncio's `create_unix_connection(protocol_factory, path)` for a
+    /// [`BufferedProtocol`]: as
+    /// [`create_unix_connection`](EventLoop::create_unix_connection), and
+    /// the transport receives straight into the protocol's buffer
+    /// (`get_buffer`, then `buffer_updated`).
+    ///
+    /// Here the server is buffered too
+    /// ([`create_unix_server_buffered`](EventLoop::create_unix_server_buffered)),
+    /// and counts lines:
+    ///
+    /// ```
+    /// use std::cell::{Cell, RefCell, RefMut};
+    /// use std::rc::Rc;
+    /// use tulip::transports::prelude::*;
+    /// use tulip::{BufferedProtocol, ServerOptions};
+    ///
+    /// /// Counts the lines it receives, reading 4 bytes at a time.
+    /// #[derive(Default)]
+    /// struct Lines { buf: RefCell<[u8; 4]>, count: Cell<usize> }
+    /// impl BufferedProtocol for Lines {
+    ///     fn get_buffer(&self, _sizehint: usize) -> RefMut<'_, [u8]> {
+    ///         RefMut::map(self.buf.borrow_mut(), |b| &mut b[..])
+    ///     }
+    ///     fn buffer_updated(&self, nbytes: usize) {
+    ///         let lines = self.buf.borrow()[..nbytes].iter().filter(|&&b| b == b'\n').count();
+    ///         self.count.set(self.count.get() + lines);
+    ///     }
+    /// }
+    ///
+    /// tulip::run(async {
+    ///     let dir = std::env::temp_dir().join(format!("tulip-doc-lines-{}", std::process::id()));
+    ///     std::fs::create_dir_all(&dir)?;
+    ///     let path = dir.join("lines.sock");
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let counter = Rc::new(Lines::default());
+    ///     let c = counter.clone();
+    ///     let server = lp.create_unix_server_buffered(move || c.clone(), &path, &ServerOptions::new())?;
+    ///     let (t, _) = lp.create_unix_connection_buffered(|| Rc::new(Lines::default()), &path).await?;
+    ///     t.write(b"one\ntwo\nthree\n")?;
+    ///     while counter.count.get() < 3 {
+    ///         tulip::sleep(0.01).await?;
+    ///     }
+    ///     t.close();
+    ///     server.close(); // removes the socket file
+    ///     std::fs::remove_dir(&dir)?;
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_unix_connection_buffered<P: BufferedProtocol + 'static>(
+        &self,
+        protocol_factory: impl FnOnce() -> Rc<P>,
+        path: impl AsRef<Path>,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)> {
+        let s = self.sock_connect_unix(path).await?;
+        self.create_connection_buffered_sock(protocol_factory, s.into())
+            .await
+    }
 }
 
 /// The addresses of `local`'s family. asyncio's `_connect_sock` fails each

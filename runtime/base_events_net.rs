@@ -369,6 +369,25 @@ impl EventLoop {
         self.serve_unix(path.as_ref(), factory, options)
     }
 
+    /// asyncio's `create_unix_server(protocol_factory, path, backlog=...,
+    /// start_serving=...)` for a [`BufferedProtocol`]: as
+    /// [`create_unix_server_with`](EventLoop::create_unix_server_with) (a
+    /// stale socket file at `path` is removed first, and the file again
+    /// when the server closes; the backlog and `start_serving` of
+    /// `options` apply), and each connection's transport receives straight
+    /// into the protocol's buffer (`get_buffer`, then `buffer_updated`).
+    /// See [`create_unix_connection_buffered`](EventLoop::create_unix_connection_buffered)
+    /// for an example.
+    pub fn create_unix_server_buffered<P: BufferedProtocol + 'static>(
+        &self,
+        protocol_factory: impl Fn() -> Rc<P> + 'static,
+        path: impl AsRef<Path>,
+        options: &ServerOptions,
+    ) -> Result<Server> {
+        let factory = stream_factory(protocol_factory, StreamProtocol::buffered);
+        self.serve_unix(path.as_ref(), factory, options)
+    }
+
     /// `create_unix_server` for either kind of protocol.
     fn serve_unix(
         &self,
