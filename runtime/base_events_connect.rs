@@ -13,6 +13,13 @@
 //! connected socket wins and the other attempts are cancelled, which closes
 //! their sockets. When every address fails, the error names each failure.
 //!
+//! A [`BufferedProtocol`] has functions of its own (asyncio passes either
+//! kind to the same function): `create_connection_buffered` (with
+//! [`ConnectOptions`]), `create_connection_buffered_sock` and
+//! `create_unix_connection_buffered`. Both kinds end in
+//! `connection_transport`, which takes the kind as a `fn(Rc<P>) ->
+//! StreamProtocol`.
+//!
 //! With a `local_addr`, each attempt's socket is bound to it before it
 //! connects (`sys::tcp_connect_from`: socket, bind, non-blocking connect),
 //! and addresses of the other family are left out beforehand.

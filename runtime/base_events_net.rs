@@ -7,6 +7,14 @@
 //! reader that accepts until `WouldBlock` and wraps every new connection in
 //! a [`SocketTransport`] with a fresh protocol from the factory.
 //!
+//! A [`BufferedProtocol`] has functions of its own (asyncio passes either
+//! kind to the same function): `create_server_buffered` and
+//! `create_unix_server_buffered` (with [`ServerOptions`]), and
+//! `create_server_buffered_sock`. They differ from their plain
+//! counterparts only in the factory they build (`stream_factory` with
+//! `StreamProtocol::plain` or `StreamProtocol::buffered`), then share the
+//! binding and serving code.
+//!
 //! # Invariants
 //! - `sockets` is `None` once the server is closed; a closed server never
 //!   accepts again and never reopens.
