@@ -13,6 +13,13 @@
 //! connected socket wins and the other attempts are cancelled, which closes
 //! their sockets. When every address fails, the error names each failure.
 //!
+//! A [`BufferedProtocol`] has functions of its own (asyncio passes either
+//! kind to the same function): `create_connection_buffered` (with
+//! [`ConnectOptions`]), `create_connection_buffered_sock` and
+//! `create_unix_connection_buffered`. Both kinds end in
+//! `connection_transport`, which takes the kind as a `fn(Rc<P>) ->
+//! StreamProtocol`.
+//!
 //! With a `local_addr`, each attempt's socket is bound to it before it
 //! connects (`sys::tcp_connect_from`: socket, bind, non-blocking connect),
 //! and addresses of the other family are left out beforehand.
@@ -360,11 +367,8 @@ impl EventLoop {
     ) -> Result<(Rc<SocketTransport>, Rc<P>)> {
         let addrs = self.getaddrinfo(host, port).await?;
         let sock = self.connect_addrs(&addrs, options).await?;
-        let protocol = protocol_factory();
-        let transport = self
-            .connection_transport(sock.into(), StreamProtocol::Buffered(protocol.clone()))
-            .await?;
-        Ok((transport, protocol))
+        self.create_connection_buffered_sock(protocol_factory, sock.into())
+            .await
     }
 
     /// The connecting half of `create_connection`: the addresses tried as
@@ -443,27 +447,104 @@ impl EventLoop {
         P: Protocol + 'static,
         F: FnOnce() -> Rc<P>,
     {
-        let protocol = protocol_factory();
-        let transport = self
-            .connection_transport(sock, StreamProtocol::Plain(protocol.clone()))
-            .await?;
-        Ok((transport, protocol))
+        self.connection_transport(sock, protocol_factory(), StreamProtocol::plain)
+            .await
     }
 
-    /// asyncio's `_create_connection_transport`: the transport, once its
-    /// `connection_made` has run.
-    async fn connection_transport(
+    /// asyncio's `create_connection(protocol_factory, sock=sock)` for a
+    /// [`BufferedProtocol`]: as
+    /// [`create_connection_sock`](EventLoop::create_connection_sock), it
+    /// wraps an already connected socket (a std `TcpStream` or
+    /// `UnixStream`, through `.into()`), and the transport receives
+    /// straight into the protocol's buffer (`get_buffer`, then
+    /// `buffer_updated`).
+    ///
+    /// Here the server is buffered too, on a listener bound beforehand
+    /// ([`create_server_buffered_sock`](EventLoop::create_server_buffered_sock)):
+    ///
+    /// ```
+    /// use std::cell::{RefCell, RefMut};
+    /// use std::net::{TcpListener, TcpStream};
+    /// use std::rc::Rc;
+    /// use tulip::transports::prelude::*;
+    /// use tulip::BufferedProtocol;
+    ///
+    /// /// Echoes what it receives, or keeps it, 8 bytes at a time.
+    /// struct Peer {
+    ///     echo: bool,
+    ///     buf: RefCell<[u8; 8]>,
+    ///     got: RefCell<Vec<u8>>,
+    ///     transport: RefCell<Option<Rc<dyn Transport>>>,
+    /// }
+    /// impl BufferedProtocol for Peer {
+    ///     fn connection_made(&self, transport: Rc<dyn Transport>) {
+    ///         *self.transport.borrow_mut() = Some(transport);
+    ///     }
+    ///     fn get_buffer(&self, _sizehint: usize) -> RefMut<'_, [u8]> {
+    ///         RefMut::map(self.buf.borrow_mut(), |b| &mut b[..])
+    ///     }
+    ///     fn buffer_updated(&self, nbytes: usize) {
+    ///         let data = &self.buf.borrow()[..nbytes];
+    ///         match &*self.transport.borrow() {
+    ///             Some(t) if self.echo => t.write(data).unwrap(),
+    ///             _ => self.got.borrow_mut().extend_from_slice(data),
+    ///         }
+    ///     }
+    /// }
+    /// fn peer(echo: bool) -> Rc<Peer> {
+    ///     Rc::new(Peer { echo, buf: RefCell::new([0; 8]), got: RefCell::default(), transport: RefCell::default() })
+    /// }
+    ///
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let listener = TcpListener::bind("127.0.0.1:0")?;
+    ///     let addr = listener.local_addr()?;
+    ///     let server = lp.create_server_buffered_sock(|| peer(true), listener)?;
+    ///     // A blocking connect: the kernel completes it from the backlog.
+    ///     let stream = TcpStream::connect(addr)?;
+    ///     let (t, client) = lp.create_connection_buffered_sock(|| peer(false), stream.into()).await?;
+    ///     t.write(b"echoed 8 bytes at a time")?;
+    ///     while client.got.borrow().len() < 24 {
+    ///         tulip::sleep(0.01).await?;
+    ///     }
+    ///     assert_eq!(&*client.got.borrow(), b"echoed 8 bytes at a time");
+    ///     t.close();
+    ///     server.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_connection_buffered_sock<P: BufferedProtocol + 'static>(
+        &self,
+        protocol_factory: impl FnOnce() -> Rc<P>,
+        sock: StreamSocket,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)> {
+        self.connection_transport(sock, protocol_factory(), StreamProtocol::buffered)
+            .await
+    }
+
+    /// asyncio's `_create_connection_transport`: the transport over `sock`,
+    /// once `protocol`'s `connection_made` has run. `kind` says which kind
+    /// of protocol it is ([`StreamProtocol::plain`] or
+    /// [`StreamProtocol::buffered`]), as asyncio's transport checks
+    /// `isinstance(protocol, BufferedProtocol)`.
+    async fn connection_transport<P>(
         &self,
         sock: StreamSocket,
-        protocol: StreamProtocol,
-    ) -> Result<Rc<SocketTransport>> {
+        protocol: Rc<P>,
+        kind: fn(Rc<P>) -> StreamProtocol,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)> {
         let waiter: Future<()> = self.create_future();
-        let transport = SocketTransport::with_protocol(self, sock, protocol, Some(waiter.clone()))?;
+        let transport = SocketTransport::with_protocol(
+            self,
+            sock,
+            kind(protocol.clone()),
+            Some(waiter.clone()),
+        )?;
         if let Err(e) = waiter.await {
             transport.close();
             return Err(e);
         }
-        Ok(transport)
+        Ok((transport, protocol))
     }
 
     /// asyncio's `create_unix_connection(protocol_factory, path)`.
@@ -478,6 +559,64 @@ impl EventLoop {
     {
         let s = self.sock_connect_unix(path).await?;
         self.create_connection_sock(protocol_factory, s.into())
+            .await
+    }
+
+    /// asyncio's `create_unix_connection(protocol_factory, path)` for a
+    /// [`BufferedProtocol`]: as
+    /// [`create_unix_connection`](EventLoop::create_unix_connection), and
+    /// the transport receives straight into the protocol's buffer
+    /// (`get_buffer`, then `buffer_updated`).
+    ///
+    /// Here the server is buffered too
+    /// ([`create_unix_server_buffered`](EventLoop::create_unix_server_buffered)),
+    /// and counts lines:
+    ///
+    /// ```
+    /// use std::cell::{Cell, RefCell, RefMut};
+    /// use std::rc::Rc;
+    /// use tulip::transports::prelude::*;
+    /// use tulip::{BufferedProtocol, ServerOptions};
+    ///
+    /// /// Counts the lines it receives, reading 4 bytes at a time.
+    /// #[derive(Default)]
+    /// struct Lines { buf: RefCell<[u8; 4]>, count: Cell<usize> }
+    /// impl BufferedProtocol for Lines {
+    ///     fn get_buffer(&self, _sizehint: usize) -> RefMut<'_, [u8]> {
+    ///         RefMut::map(self.buf.borrow_mut(), |b| &mut b[..])
+    ///     }
+    ///     fn buffer_updated(&self, nbytes: usize) {
+    ///         let lines = self.buf.borrow()[..nbytes].iter().filter(|&&b| b == b'\n').count();
+    ///         self.count.set(self.count.get() + lines);
+    ///     }
+    /// }
+    ///
+    /// tulip::run(async {
+    ///     let dir = std::env::temp_dir().join(format!("tulip-doc-lines-{}", std::process::id()));
+    ///     std::fs::create_dir_all(&dir)?;
+    ///     let path = dir.join("lines.sock");
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let counter = Rc::new(Lines::default());
+    ///     let c = counter.clone();
+    ///     let server = lp.create_unix_server_buffered(move || c.clone(), &path, &ServerOptions::new())?;
+    ///     let (t, _) = lp.create_unix_connection_buffered(|| Rc::new(Lines::default()), &path).await?;
+    ///     t.write(b"one\ntwo\nthree\n")?;
+    ///     while counter.count.get() < 3 {
+    ///         tulip::sleep(0.01).await?;
+    ///     }
+    ///     t.close();
+    ///     server.close(); // removes the socket file
+    ///     std::fs::remove_dir(&dir)?;
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_unix_connection_buffered<P: BufferedProtocol + 'static>(
+        &self,
+        protocol_factory: impl FnOnce() -> Rc<P>,
+        path: impl AsRef<Path>,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)> {
+        let s = self.sock_connect_unix(path).await?;
+        self.create_connection_buffered_sock(protocol_factory, s.into())
             .await
     }
 }

@@ -7,6 +7,14 @@
 //! reader that accepts until `WouldBlock` and wraps every new connection in
 //! a [`SocketTransport`] with a fresh protocol from the factory.
 //!
+//! A [`BufferedProtocol`] has functions of its own (asyncio passes either
+//! kind to the same function): `create_server_buffered` and
+//! `create_unix_server_buffered` (with [`ServerOptions`]), and
+//! `create_server_buffered_sock`. They differ from their plain
+//! counterparts only in the factory they build (`stream_factory` with
+//! `StreamProtocol::plain` or `StreamProtocol::buffered`), then share the
+//! binding and serving code.
+//!
 //! # Invariants
 //! - `sockets` is `None` once the server is closed; a closed server never
 //!   accepts again and never reopens.
@@ -247,7 +255,7 @@ impl EventLoop {
         F: Fn() -> Rc<P> + 'static,
     {
         let listeners = self.bind_server_sockets(host, port, options).await?;
-        let factory: StreamFactory = Rc::new(move || StreamProtocol::Plain(protocol_factory()));
+        let factory = stream_factory(protocol_factory, StreamProtocol::plain);
         Server::new(self, listeners, factory, options)
     }
 
@@ -264,7 +272,7 @@ impl EventLoop {
         options: &ServerOptions,
     ) -> Result<Server> {
         let listeners = self.bind_server_sockets(host, port, options).await?;
-        let factory: StreamFactory = Rc::new(move || StreamProtocol::Buffered(protocol_factory()));
+        let factory = stream_factory(protocol_factory, StreamProtocol::buffered);
         Server::new(self, listeners, factory, options)
     }
 
@@ -309,8 +317,30 @@ impl EventLoop {
         P: Protocol + 'static,
         F: Fn() -> Rc<P> + 'static,
     {
+        let factory = stream_factory(protocol_factory, StreamProtocol::plain);
+        self.serve_sock(sock, factory)
+    }
+
+    /// asyncio's `create_server(protocol_factory, sock=sock)` for a
+    /// [`BufferedProtocol`]: as [`create_server_sock`](EventLoop::create_server_sock)
+    /// (the server calls `listen()` on the bound socket with the default
+    /// backlog, 100, and serves at once), and each connection's transport
+    /// receives straight into the protocol's buffer (`get_buffer`, then
+    /// `buffer_updated`). See
+    /// [`create_connection_buffered_sock`](EventLoop::create_connection_buffered_sock)
+    /// for an example.
+    pub fn create_server_buffered_sock<P: BufferedProtocol + 'static>(
+        &self,
+        protocol_factory: impl Fn() -> Rc<P> + 'static,
+        sock: TcpListener,
+    ) -> Result<Server> {
+        let factory = stream_factory(protocol_factory, StreamProtocol::buffered);
+        self.serve_sock(sock, factory)
+    }
+
+    /// `create_server(sock=sock)` for either kind of protocol.
+    fn serve_sock(&self, sock: TcpListener, factory: StreamFactory) -> Result<Server> {
         sock.set_nonblocking(true)?;
-        let factory: StreamFactory = Rc::new(move || StreamProtocol::Plain(protocol_factory()));
         let options = ServerOptions::default();
         Server::new(self, vec![Listener::Tcp(sock)], factory, &options)
     }
@@ -343,10 +373,38 @@ impl EventLoop {
         P: Protocol + 'static,
         F: Fn() -> Rc<P> + 'static,
     {
-        let path = path.as_ref();
+        let factory = stream_factory(protocol_factory, StreamProtocol::plain);
+        self.serve_unix(path.as_ref(), factory, options)
+    }
+
+    /// asyncio's `create_unix_server(protocol_factory, path, backlog=...,
+    /// start_serving=...)` for a [`BufferedProtocol`]: as
+    /// [`create_unix_server_with`](EventLoop::create_unix_server_with) (a
+    /// stale socket file at `path` is removed first, and the file again
+    /// when the server closes; the backlog and `start_serving` of
+    /// `options` apply), and each connection's transport receives straight
+    /// into the protocol's buffer (`get_buffer`, then `buffer_updated`).
+    /// See [`create_unix_connection_buffered`](EventLoop::create_unix_connection_buffered)
+    /// for an example.
+    pub fn create_unix_server_buffered<P: BufferedProtocol + 'static>(
+        &self,
+        protocol_factory: impl Fn() -> Rc<P> + 'static,
+        path: impl AsRef<Path>,
+        options: &ServerOptions,
+    ) -> Result<Server> {
+        let factory = stream_factory(protocol_factory, StreamProtocol::buffered);
+        self.serve_unix(path.as_ref(), factory, options)
+    }
+
+    /// `create_unix_server` for either kind of protocol.
+    fn serve_unix(
+        &self,
+        path: &Path,
+        factory: StreamFactory,
+        options: &ServerOptions,
+    ) -> Result<Server> {
         remove_stale_socket(path);
         let l = mio::net::UnixListener::bind(path)?;
-        let factory: StreamFactory = Rc::new(move || StreamProtocol::Plain(protocol_factory()));
         Server::new(
             self,
             vec![Listener::Unix(l.into(), path.to_path_buf())],
@@ -354,6 +412,16 @@ impl EventLoop {
             options,
         )
     }
+}
+
+/// A server's factory: calls `protocol_factory` for each connection, and
+/// `kind` ([`StreamProtocol::plain`] or [`StreamProtocol::buffered`]) says
+/// which kind of protocol the transport gets.
+fn stream_factory<P: 'static>(
+    protocol_factory: impl Fn() -> Rc<P> + 'static,
+    kind: fn(Rc<P>) -> StreamProtocol,
+) -> StreamFactory {
+    Rc::new(move || kind(protocol_factory()))
 }
 
 /// Removes a socket file left by an earlier server (never a regular file).

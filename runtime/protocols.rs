@@ -99,7 +99,11 @@ pub trait Protocol {
 /// the same way.
 ///
 /// Used by [`EventLoop::create_connection_buffered`] and
-/// [`EventLoop::create_server_buffered`].
+/// [`EventLoop::create_server_buffered`], their `sock=` variants
+/// [`EventLoop::create_connection_buffered_sock`] and
+/// [`EventLoop::create_server_buffered_sock`], and the Unix ones
+/// [`EventLoop::create_unix_connection_buffered`] and
+/// [`EventLoop::create_unix_server_buffered`].
 ///
 /// ```
 /// use std::cell::{RefCell, RefMut};
@@ -143,6 +147,10 @@ pub trait Protocol {
 ///
 /// [`EventLoop::create_connection_buffered`]: crate::EventLoop::create_connection_buffered
 /// [`EventLoop::create_server_buffered`]: crate::EventLoop::create_server_buffered
+/// [`EventLoop::create_connection_buffered_sock`]: crate::EventLoop::create_connection_buffered_sock
+/// [`EventLoop::create_server_buffered_sock`]: crate::EventLoop::create_server_buffered_sock
+/// [`EventLoop::create_unix_connection_buffered`]: crate::EventLoop::create_unix_connection_buffered
+/// [`EventLoop::create_unix_server_buffered`]: crate::EventLoop::create_unix_server_buffered
 pub trait BufferedProtocol {
     /// The connection is up. Keep `transport` to write, close, pause.
     fn connection_made(&self, transport: Rc<dyn Transport>) {

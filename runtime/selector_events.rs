@@ -229,6 +229,18 @@ macro_rules! either {
 }
 
 impl StreamProtocol {
+    /// A [`Protocol`], as a transport keeps it. Generic over the concrete
+    /// type, so that code shared by both kinds can take
+    /// `fn(Rc<P>) -> StreamProtocol` and still hand back an `Rc<P>`.
+    pub(crate) fn plain<P: Protocol + 'static>(protocol: Rc<P>) -> StreamProtocol {
+        StreamProtocol::Plain(protocol)
+    }
+
+    /// A [`BufferedProtocol`], as a transport keeps it (see [`plain`](StreamProtocol::plain)).
+    pub(crate) fn buffered<P: BufferedProtocol + 'static>(protocol: Rc<P>) -> StreamProtocol {
+        StreamProtocol::Buffered(protocol)
+    }
+
     fn connection_made(&self, transport: Rc<dyn Transport>) {
         either!(self, p => p.connection_made(transport))
     }

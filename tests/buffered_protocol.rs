@@ -1,13 +1,17 @@
 //! `BufferedProtocol` (asyncio's `protocols.BufferedProtocol`): the
 //! transport receives straight into the protocol's own buffer
 //! (`get_buffer`), then calls `buffer_updated(nbytes)`. Servers from
-//! `create_server_buffered`, clients from `create_connection_buffered`,
-//! all on loopback.
+//! `create_server_buffered`, clients from `create_connection_buffered`;
+//! their `sock=` variants over std sockets made beforehand
+//! (`create_server_buffered_sock`, `create_connection_buffered_sock`),
+//! all on loopback; and both Unix variants (`create_unix_server_buffered`,
+//! `create_unix_connection_buffered`) on a socket in a temp dir.
 
 mod common;
 
 use std::cell::{Cell, RefCell, RefMut};
-use std::net::TcpListener;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::rc::Rc;
 
 use common::{capture_reports, run_bounded};
@@ -328,6 +332,147 @@ fn create_connection_buffered_reads_into_its_buffer_and_pauses_writing() {
         t.close();
         until(|| seen.count("lost: ok") == 1).await?;
         assert_eq!(seen.events(), ["made", "pause", "resume", "lost: ok"]);
+        Ok(())
+    });
+}
+
+#[test]
+fn create_connection_buffered_sock_wraps_a_connected_std_stream() {
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        let addr = listener.local_addr().map_err(Error::from)?;
+        // asyncio's sock=: connected before the loop ever sees it.
+        let stream = TcpStream::connect(addr).map_err(Error::from)?;
+        let (peer, _) = listener.accept().map_err(Error::from)?;
+        peer.set_nonblocking(true).map_err(Error::from)?;
+        let seen = Rc::new(Seen::default());
+        let s2 = seen.clone();
+        let (t, proto) = lp
+            .create_connection_buffered_sock(move || Proto::new(Mode::Keep, 5, &s2), stream.into())
+            .await?;
+        assert!(t.protocol().is_none());
+        assert!(t.buffered_protocol().is_some());
+        let peername = t.get_extra_info("peername").and_then(|i| i.as_addr());
+        assert_eq!(peername, Some(addr));
+        const MSG: &[u8] = b"over a socket connected elsewhere";
+        lp.sock_sendall(&peer, MSG).await?;
+        peer.shutdown(Shutdown::Write).map_err(Error::from)?;
+        // Keep answers our EOF with what it kept, then closes.
+        let mut answer = Vec::new();
+        loop {
+            let chunk = lp.sock_recv(&peer, 64).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            answer.extend_from_slice(&chunk);
+        }
+        assert_eq!(answer, format!("got {}", MSG.len()).as_bytes());
+        assert_eq!(&*proto.got.borrow(), MSG);
+        // Every byte went through the protocol's 5-byte buffer.
+        assert_eq!(seen.max_nbytes.get(), 5);
+        assert!(seen.updates.get() >= MSG.len() / 5);
+        until(|| seen.count("lost: ok") == 1).await?;
+        assert_eq!(seen.events(), ["made", "eof", "lost: ok"]);
+        Ok(())
+    });
+}
+
+#[test]
+fn create_server_buffered_sock_serves_a_bound_std_listener() {
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        // asyncio's sock=: bound before the loop ever sees it.
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        let addr = listener.local_addr().map_err(Error::from)?;
+        let seen = Rc::new(Seen::default());
+        let s2 = seen.clone();
+        let factory = move || Proto::new(Mode::Keep, 3, &s2);
+        let server = lp.create_server_buffered_sock(factory, listener)?;
+        assert!(server.is_serving());
+        assert_eq!(server.local_addrs(), [addr]);
+        // One client after the other: each connection has a protocol of
+        // its own, which counts only its own bytes.
+        for msg in [&b"hello, world"[..], b"again"] {
+            let (reader, writer) = tulip::open_connection("127.0.0.1", addr.port()).await?;
+            writer.write(msg)?;
+            writer.write_eof()?;
+            let answer = reader.read_to_eof().await?;
+            assert_eq!(answer, format!("got {}", msg.len()).as_bytes());
+            writer.close();
+        }
+        until(|| seen.count("lost: ok") == 2).await?;
+        assert_eq!(seen.count("made"), 2);
+        assert_eq!(seen.count("eof"), 2);
+        assert_eq!(seen.max_nbytes.get(), 3);
+        // 12 + 5 bytes through a 3-byte buffer.
+        assert!(seen.updates.get() >= 4 + 2);
+        server.close();
+        server.wait_closed().await?;
+        assert_eq!(server.active_count(), 0);
+        Ok(())
+    });
+}
+
+/// A fresh directory under the system's temp dir for one test's socket
+/// files; the test removes it.
+fn socket_dir(test: &str) -> tulip::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("tulip-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(Error::from)?;
+    Ok(dir)
+}
+
+#[test]
+fn a_unix_socket_echo_is_buffered_on_both_ends() {
+    run_bounded(20.0, async {
+        const SIZE: usize = 512 * 1024;
+        const SERVER_BUFFER: usize = 4096;
+        // Not a divisor of SIZE: reads end at odd offsets.
+        const CLIENT_BUFFER: usize = 1000;
+        let dir = socket_dir("buffered-unix-echo")?;
+        let path = dir.join("echo.sock");
+        let lp = tulip::get_running_loop()?;
+        let server_seen = Rc::new(Seen::default());
+        let s2 = server_seen.clone();
+        let server = lp.create_unix_server_buffered(
+            move || Proto::new(Mode::Echo, SERVER_BUFFER, &s2),
+            &path,
+            &ServerOptions::new(),
+        )?;
+        let client_seen = Rc::new(Seen::default());
+        let c2 = client_seen.clone();
+        let (t, client) = lp
+            .create_unix_connection_buffered(
+                move || Proto::new(Mode::Keep, CLIENT_BUFFER, &c2),
+                &path,
+            )
+            .await?;
+        assert!(t.buffered_protocol().is_some());
+        assert!(matches!(
+            t.get_extra_info("peername"),
+            Some(tulip::ExtraInfo::UnixAddr(_))
+        ));
+        let data: Vec<u8> = (0..SIZE).map(|i| (i * 7 % 251) as u8).collect();
+        // More than the socket buffers hold: the rest waits in the
+        // transport, and goes out as the server reads and echoes.
+        t.write(&data)?;
+        until(|| client.got.borrow().len() >= SIZE).await?;
+        assert!(*client.got.borrow() == data, "the echo differs");
+        // Many reads on both ends, each into the protocol's own buffer.
+        assert!(server_seen.updates.get() >= SIZE / SERVER_BUFFER);
+        assert!(server_seen.max_nbytes.get() <= SERVER_BUFFER);
+        assert!(client_seen.updates.get() >= SIZE / CLIENT_BUFFER);
+        assert!(client_seen.max_nbytes.get() <= CLIENT_BUFFER);
+        // Our close is the server's EOF, and it closes (eof_received: false).
+        t.close();
+        until(|| client_seen.count("lost: ok") == 1 && server_seen.count("lost: ok") == 1).await?;
+        assert_eq!(server_seen.count("eof"), 1);
+        assert_eq!(client_seen.count("eof"), 0);
+        server.close();
+        server.wait_closed().await?;
+        assert!(!path.exists(), "the socket file is removed at close");
+        std::fs::remove_dir(&dir).map_err(Error::from)?;
         Ok(())
     });
 }
