@@ -43,7 +43,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, LoopRef};
 use crate::futures::Future;
 use crate::protocols::{BufferedProtocol, Protocol};
 use crate::selector_events::{SocketTransport, StreamProtocol, StreamSocket};
@@ -423,7 +423,7 @@ impl EventLoop {
             }
             Some(delay) => {
                 let attempts = addrs.iter().map(|&addr| {
-                    let lp = self.clone();
+                    let lp = LoopRef::new(self.clone());
                     move || async move { lp.sock_connect_from(addr, local).await }
                 });
                 let (sock, _, errors) = staggered_race(attempts, Some(delay)).await?;

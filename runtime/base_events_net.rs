@@ -50,7 +50,7 @@ use std::rc::{Rc, Weak};
 use slab::Slab;
 
 use crate::error::{bind_error, Error, Result};
-use crate::event_loop::{EventLoop, ExceptionContext};
+use crate::event_loop::{EventLoop, ExceptionContext, LoopRef};
 use crate::futures::Future;
 use crate::protocols::{BufferedProtocol, Protocol};
 use crate::selector_events::{SocketTransport, StreamProtocol, StreamSocket};
@@ -478,7 +478,7 @@ pub struct Server {
 }
 
 struct ServerInner {
-    lp: EventLoop,
+    lp: LoopRef,
     factory: StreamFactory,
     /// `SO_KEEPALIVE` on accepted TCP connections.
     keep_alive: bool,
@@ -506,7 +506,7 @@ impl Server {
     ) -> Result<Server> {
         let server = Server {
             inner: Rc::new(ServerInner {
-                lp: lp.clone(),
+                lp: LoopRef::new(lp.clone()),
                 factory,
                 keep_alive: options.keep_alive,
                 backlog: options.listen_backlog(),
@@ -567,7 +567,7 @@ impl Server {
 
     /// The loop the server runs on.
     pub fn get_loop(&self) -> EventLoop {
-        self.inner.lp.clone()
+        self.inner.lp.user_handle()
     }
 
     /// How many of the server's connections are still open.

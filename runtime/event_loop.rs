@@ -23,6 +23,12 @@
 //!   and leaves the loop reusable (L7).
 //! - The loop is `!Send` (it is built on `Rc`), so loop calls from another
 //!   thread are rejected at compile time; [`LoopHandle`] is the only door.
+//! - `internal_refs` counts the strong references held by the loop's own
+//!   machinery (`LoopRef`: futures, tasks, transports, servers). When an
+//!   [`EventLoop`] is dropped and every other strong reference is one of
+//!   those, no user can reach the loop any more, and it is closed then
+//!   (asyncio's `BaseEventLoop.__del__`), which breaks the cycles through
+//!   its tasks and callbacks.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BinaryHeap, VecDeque};
@@ -38,6 +44,7 @@ use slab::Slab;
 use crate::error::{panic_message, Error, Result};
 use crate::events::{Delay, Handle, TimerHandle, TimerState};
 use crate::reactor::{Reactor, WAKER_TOKEN};
+use crate::selector_transport::LoopClosed;
 use crate::tasks::{AnyTask, Task};
 use crate::threadsafe::{LoopHandle, Remote, Shared};
 
@@ -207,6 +214,10 @@ pub(crate) struct LoopInner {
     pub(crate) extensions: RefCell<Vec<Rc<dyn std::any::Any>>>,
     /// Task wakers no one holds any more, for the next tasks (tasks.rs).
     pub(crate) waker_pool: crate::tasks::WakerPool,
+    /// How many of the strong references are `LoopRef`s.
+    internal_refs: Cell<usize>,
+    /// Transports to release when the loop closes (see `selector_transport`).
+    until_close: RefCell<Slab<Weak<dyn LoopClosed>>>,
 }
 
 /// The event loop: asyncio's `BaseEventLoop`.
@@ -232,6 +243,94 @@ pub(crate) struct LoopInner {
 #[derive(Clone)]
 pub struct EventLoop {
     pub(crate) inner: Rc<LoopInner>,
+}
+
+/// asyncio's `BaseEventLoop.__del__`: a loop dropped without
+/// [`close`](EventLoop::close) is closed when the last handle a user could
+/// reach it by goes away (its pending tasks are destroyed and reported, its
+/// file descriptors closed). In debug mode this is reported on stderr, as
+/// asyncio's `ResourceWarning("unclosed event loop")`.
+///
+/// Only references the loop's machinery holds (`LoopRef`) are discounted:
+/// a task body or a callback that keeps an `EventLoop` of its own keeps the
+/// loop alive, as a reference cycle does in CPython until its collector
+/// runs. Call `close()` (or use [`run`](crate::run)) to be sure.
+impl Drop for EventLoop {
+    #[inline]
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        if Rc::strong_count(inner) == 1 + inner.internal_refs.get()
+            && !inner.closed.get()
+            && !inner.running.get()
+        {
+            self.close_unreachable();
+        }
+    }
+}
+
+impl EventLoop {
+    #[cold]
+    #[inline(never)]
+    fn close_unreachable(&self) {
+        // While the thread's locals are being destroyed (a loop left in
+        // `set_event_loop` at thread exit), closing could touch a destroyed
+        // one; the thread is ending, so the loop is left as it is.
+        if RUNNING.try_with(|_| ()).is_err() || CURRENT.try_with(|_| ()).is_err() {
+            return;
+        }
+        if self.debug() {
+            eprintln!("tulip: unclosed event loop {self:?} dropped: closing it");
+        }
+        let _ = self.close();
+    }
+}
+
+/// A strong reference to a loop held by the loop's own machinery (a
+/// future's or task's core, a transport, a server): it does not keep the
+/// loop open for users (see [`EventLoop`]'s `Drop`). It derefs to the loop.
+pub(crate) struct LoopRef(EventLoop);
+
+impl LoopRef {
+    pub(crate) fn new(lp: EventLoop) -> LoopRef {
+        let n = &lp.inner.internal_refs;
+        n.set(n.get() + 1);
+        LoopRef(lp)
+    }
+
+    /// A handle of the user's kind (for `get_loop()`).
+    pub(crate) fn user_handle(&self) -> EventLoop {
+        self.0.clone()
+    }
+}
+
+impl Clone for LoopRef {
+    fn clone(&self) -> LoopRef {
+        LoopRef::new(self.0.clone())
+    }
+}
+
+impl Drop for LoopRef {
+    #[inline]
+    fn drop(&mut self) {
+        // Uncounted first: the `EventLoop` inside is dropped next and must
+        // not mistake itself for a user's last handle while users remain.
+        let n = &self.0.inner.internal_refs;
+        n.set(n.get() - 1);
+    }
+}
+
+impl std::ops::Deref for LoopRef {
+    type Target = EventLoop;
+    #[inline]
+    fn deref(&self) -> &EventLoop {
+        &self.0
+    }
+}
+
+impl fmt::Debug for LoopRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 thread_local! {
@@ -356,6 +455,8 @@ impl EventLoop {
                 on_close: RefCell::new(Vec::new()),
                 extensions: RefCell::new(Vec::new()),
                 waker_pool: Default::default(),
+                internal_refs: Cell::new(0),
+                until_close: RefCell::new(Slab::new()),
             }),
         })
     }
@@ -501,7 +602,27 @@ impl EventLoop {
         }
         drop(tasks);
         drop(ext);
+        // Transports still open now have no loop to run on: release them.
+        let open = std::mem::take(&mut *self.inner.until_close.borrow_mut());
+        for (_, resource) in open {
+            if let Some(r) = resource.upgrade() {
+                r.loop_closed();
+            }
+        }
         Ok(())
+    }
+
+    /// Puts `resource` on the list of what [`close`](EventLoop::close)
+    /// releases; returns its key for [`untrack`](EventLoop::untrack).
+    pub(crate) fn track_until_close(&self, resource: Weak<dyn LoopClosed>) -> usize {
+        self.inner.until_close.borrow_mut().insert(resource)
+    }
+
+    /// Takes a resource off that list (no-op once the loop has closed).
+    pub(crate) fn untrack(&self, key: usize) {
+        if !self.inner.closed.get() {
+            self.inner.until_close.borrow_mut().try_remove(key);
+        }
     }
 
     /// asyncio's `_check_running`: this loop must not be running, and no

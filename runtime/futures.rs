@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
-use crate::event_loop::{get_event_loop, EventLoop, ExceptionContext, Ready, Runnable};
+use crate::event_loop::{get_event_loop, EventLoop, ExceptionContext, LoopRef, Ready, Runnable};
 use crate::events::{done_callback, DoneCallback, Handle};
 use crate::tasks;
 
@@ -141,7 +141,7 @@ impl<O> Callbacks<O> {
 /// The core of a future, shared by [`Future`] and `Task`. `O` is the owner
 /// type that done callbacks receive (`Future<T>` or `Task<T>`).
 pub(crate) struct FutureCore<T, O> {
-    pub(crate) lp: EventLoop,
+    pub(crate) lp: LoopRef,
     state: RefCell<State<T>>,
     callbacks: RefCell<Callbacks<O>>,
     next_id: Cell<u32>,
@@ -151,7 +151,7 @@ pub(crate) struct FutureCore<T, O> {
 impl<T, O: Owner> FutureCore<T, O> {
     pub(crate) fn new(lp: EventLoop) -> Self {
         FutureCore {
-            lp,
+            lp: LoopRef::new(lp),
             state: RefCell::new(State::Pending),
             callbacks: RefCell::new(Callbacks::None),
             next_id: Cell::new(0),
@@ -570,7 +570,7 @@ impl<T: 'static> Future<T> {
 
     /// The loop the future belongs to.
     pub fn get_loop(&self) -> EventLoop {
-        self.core.lp.clone()
+        self.core.lp.user_handle()
     }
 
     /// Moves the result out: for a future that has a single reader and a

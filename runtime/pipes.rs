@@ -33,7 +33,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, LoopRef};
 use crate::streams::{FlowControl, StreamReader, StreamWriter};
 use crate::sys;
 use crate::transports::{BaseTransport, ExtraInfo, ReadTransport, WriteLimits, WriteTransport};
@@ -45,7 +45,7 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// asyncio's `_UnixReadPipeTransport`, feeding a [`StreamReader`].
 pub(crate) struct ReadPipe {
-    lp: EventLoop,
+    lp: LoopRef,
     /// `None` once closed.
     fd: RefCell<Option<OwnedFd>>,
     reader: RefCell<Option<StreamReader>>,
@@ -94,7 +94,7 @@ impl ReadPipe {
     pub(crate) fn open(lp: &EventLoop, fd: OwnedFd, limit: usize) -> Result<StreamReader> {
         let reader = StreamReader::with_loop(lp, limit);
         let pipe = Rc::new_cyclic(|me| ReadPipe {
-            lp: lp.clone(),
+            lp: LoopRef::new(lp.clone()),
             fd: RefCell::new(Some(fd)),
             reader: RefCell::new(Some(reader.clone())),
             reading: Cell::new(false),
@@ -246,7 +246,7 @@ impl fmt::Debug for ReadPipe {
 
 /// asyncio's `_UnixWritePipeTransport`, under a [`StreamWriter`].
 pub(crate) struct WritePipe {
-    lp: EventLoop,
+    lp: LoopRef,
     /// `None` once closed.
     fd: RefCell<Option<OwnedFd>>,
     buf: RefCell<Vec<u8>>,
@@ -268,7 +268,7 @@ impl WritePipe {
     pub(crate) fn open(lp: &EventLoop, fd: OwnedFd) -> StreamWriter {
         let flow = FlowControl::new(lp);
         let pipe = Rc::new_cyclic(|me| WritePipe {
-            lp: lp.clone(),
+            lp: LoopRef::new(lp.clone()),
             fd: RefCell::new(Some(fd)),
             buf: RefCell::new(Vec::new()),
             written: Cell::new(0),

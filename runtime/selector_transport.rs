@@ -23,6 +23,15 @@
 //!    both registrations removed, `connection_lost`, then the socket and
 //!    the protocol are dropped.
 //!
+//! If the loop closes first, there is no loop left to call the protocol
+//! from: the transport is [released](SelectorTransport::release_without_loop),
+//! its socket closed and its protocol dropped without a callback. That is
+//! what CPython's garbage collector does to a transport outlived by its loop
+//! (`_SelectorTransport.__del__` closes the socket); here the loop's
+//! [`close`](EventLoop::close) does it, since a transport and its protocol
+//! hold each other and would otherwise never be dropped. `close()` on a
+//! transport of a closed loop does the same.
+//!
 //! # Invariants
 //! - The socket is dropped only in `call_connection_lost`, after the reader
 //!   and the writer are removed from the loop: no fd is used after close,
@@ -35,19 +44,22 @@
 //! - `writer_registered` is true exactly while the loop holds a writer for
 //!   the fd.
 //! - No `RefCell` borrow of the base is held while a protocol method runs.
+//! - A transport between `schedule_start` and the end of its connection is
+//!   in its loop's list of `LoopClosed` resources (`tracked`), so that
+//!   closing the loop releases it.
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsRawFd, RawFd};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use crate::error::Error;
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, LoopRef};
 use crate::futures::Future;
 
 /// The state asyncio keeps in `_SelectorTransport`: loop, socket, fd,
 /// protocol, and the closing flags.
 pub(crate) struct TransportBase<S, P> {
-    pub(crate) lp: EventLoop,
+    pub(crate) lp: LoopRef,
     /// The fd number, kept for `remove_reader`/`remove_writer` after the
     /// socket itself is gone.
     pub(crate) fd: RawFd,
@@ -64,12 +76,14 @@ pub(crate) struct TransportBase<S, P> {
     pub(crate) conn_lost: Cell<u32>,
     /// The writer callback is registered.
     pub(crate) writer_registered: Cell<bool>,
+    /// The key in the loop's list of resources to release when it closes.
+    tracked: Cell<Option<usize>>,
 }
 
 impl<S: AsRawFd, P> TransportBase<S, P> {
     pub(crate) fn new(lp: &EventLoop, sock: S, protocol: P) -> Self {
         TransportBase {
-            lp: lp.clone(),
+            lp: LoopRef::new(lp.clone()),
             fd: sock.as_raw_fd(),
             sock: RefCell::new(Some(sock)),
             protocol: RefCell::new(Some(protocol)),
@@ -77,6 +91,7 @@ impl<S: AsRawFd, P> TransportBase<S, P> {
             closing: Cell::new(false),
             conn_lost: Cell::new(0),
             writer_registered: Cell::new(false),
+            tracked: Cell::new(None),
         }
     }
 
@@ -146,7 +161,10 @@ pub(crate) trait SelectorTransport: Sized + 'static {
     /// `_add_reader` and the waiter, here one handle (see [`start`](Self::start)).
     fn schedule_start(self: &Rc<Self>, waiter: Option<Future<()>>) -> crate::Result<()> {
         let t = self.clone();
-        let _ = self.base().lp.call_soon(move || t.start(waiter))?;
+        let base = self.base();
+        let _ = base.lp.call_soon(move || t.start(waiter))?;
+        let me: Weak<dyn LoopClosed> = Rc::downgrade(self) as Weak<dyn LoopClosed>;
+        base.tracked.set(Some(base.lp.track_until_close(me)));
         Ok(())
     }
 
@@ -191,6 +209,9 @@ pub(crate) trait SelectorTransport: Sized + 'static {
         if base.closing.replace(true) {
             return;
         }
+        if base.lp.is_closed() {
+            return self.release_without_loop();
+        }
         let _ = base.lp.remove_reader(base.fd);
         if self.write_buffer_is_empty() {
             base.conn_lost.set(base.conn_lost.get() + 1);
@@ -215,6 +236,9 @@ pub(crate) trait SelectorTransport: Sized + 'static {
             let _ = base.lp.remove_reader(base.fd);
         }
         base.conn_lost.set(base.conn_lost.get() + 1);
+        if base.lp.is_closed() {
+            return self.release_without_loop();
+        }
         if let Some(me) = self.rc() {
             let _ = base.lp.call_soon(move || me.call_connection_lost(exc));
         }
@@ -236,7 +260,50 @@ pub(crate) trait SelectorTransport: Sized + 'static {
             }
         }
         drop(base.sock.borrow_mut().take());
+        base.untrack();
         self.after_connection_lost();
+    }
+
+    /// The end of a transport whose loop is closed (see the module docs):
+    /// the write buffer, the socket and the protocol are dropped, and no
+    /// protocol method is called. The loop's registrations went with it.
+    fn release_without_loop(&self) {
+        let base = self.base();
+        base.closing.set(true);
+        base.conn_lost.set(base.conn_lost.get().max(1));
+        base.writer_registered.set(false);
+        self.clear_write_buffer();
+        let proto = base.protocol.borrow_mut().take();
+        let sock = base.sock.borrow_mut().take();
+        drop(sock);
+        drop(proto);
+        base.untrack();
+        self.after_connection_lost();
+    }
+}
+
+/// A resource the loop releases when it closes, if it is still alive then
+/// (asyncio leaves this to the garbage collector; see the module docs).
+pub(crate) trait LoopClosed {
+    /// The loop is closed: release what needs the loop, without calling
+    /// back into user code.
+    fn loop_closed(&self);
+}
+
+impl<T: SelectorTransport> LoopClosed for T {
+    fn loop_closed(&self) {
+        if self.base().sock.borrow().is_some() || self.base().protocol.borrow().is_some() {
+            self.release_without_loop();
+        }
+    }
+}
+
+impl<S, P> TransportBase<S, P> {
+    /// Leaves the loop's list of resources to release at close.
+    fn untrack(&self) {
+        if let Some(key) = self.tracked.take() {
+            self.lp.untrack(key);
+        }
     }
 }
 

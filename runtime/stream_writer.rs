@@ -17,7 +17,7 @@ use std::io;
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, LoopRef};
 use crate::futures::Future;
 use crate::protocols::Protocol;
 use crate::streams::StreamReader;
@@ -41,7 +41,7 @@ pub struct FlowControl {
 }
 
 struct FlowInner {
-    lp: EventLoop,
+    lp: LoopRef,
     /// `pause_writing` was called and `resume_writing` not yet.
     paused: Cell<bool>,
     /// `connection_lost` was called; never goes back to false.
@@ -57,7 +57,7 @@ impl FlowControl {
     pub fn new(lp: &EventLoop) -> FlowControl {
         FlowControl {
             inner: Rc::new(FlowInner {
-                lp: lp.clone(),
+                lp: LoopRef::new(lp.clone()),
                 paused: Cell::new(false),
                 connection_lost: Cell::new(false),
                 drain_waiters: RefCell::new(Vec::new()),
@@ -275,7 +275,9 @@ impl StreamWriter {
 
 impl Drop for StreamWriter {
     fn drop(&mut self) {
-        if !self.transport.is_closing() && !self.flow.inner.lp.is_closed() {
+        // On a closed loop too: the transport then releases its socket at
+        // once (see `selector_transport`).
+        if !self.transport.is_closing() {
             self.transport.close();
         }
     }

@@ -30,7 +30,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::event_loop::{get_event_loop, EventLoop};
+use crate::event_loop::{get_event_loop, EventLoop, LoopRef};
 use crate::futures::Future;
 use crate::transports::ReadTransport;
 
@@ -165,7 +165,7 @@ pub struct StreamReader {
 }
 
 struct ReaderInner {
-    lp: EventLoop,
+    lp: LoopRef,
     limit: usize,
     buffer: RefCell<Buffer>,
     /// `feed_eof` was called; no more data will come.
@@ -210,7 +210,7 @@ impl StreamReader {
         assert!(limit > 0, "limit cannot be 0");
         StreamReader {
             inner: Rc::new(ReaderInner {
-                lp: lp.clone(),
+                lp: LoopRef::new(lp.clone()),
                 limit,
                 buffer: RefCell::new(Buffer::default()),
                 eof: Cell::new(false),

@@ -21,7 +21,7 @@ use std::rc::Rc;
 use crate::base_events_connect::ConnectOptions;
 use crate::base_events_net::{Server, ServerOptions};
 use crate::error::Result;
-use crate::event_loop::{get_running_loop, EventLoop, ExceptionContext};
+use crate::event_loop::{get_running_loop, EventLoop, ExceptionContext, LoopRef};
 use crate::selector_events::{SocketTransport, StreamSocket};
 use crate::streams::{
     ClientConnected, StreamReader, StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,
@@ -150,7 +150,7 @@ where
     F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: StdFuture<Output = Result<()>> + 'static,
 {
-    let lp = lp.clone();
+    let lp = LoopRef::new(lp.clone());
     Rc::new(move |reader: StreamReader, writer: StreamWriter| {
         let transport = writer.transport().clone();
         let fut = cb(reader, writer);
@@ -245,7 +245,7 @@ where
     Fut: StdFuture<Output = Result<()>> + 'static,
 {
     let cb = client_cb(lp, cb);
-    let lp = lp.clone();
+    let lp = LoopRef::new(lp.clone());
     move || {
         let reader = StreamReader::with_loop(&lp, limit);
         Rc::new(StreamReaderProtocol::new(&lp, reader, Some(cb.clone())))

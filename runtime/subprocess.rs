@@ -63,7 +63,7 @@ use std::sync::Arc;
 
 use crate::child_watcher::{ChildState, ChildWatcher, ChildWatcherKind};
 use crate::error::{Error, Result};
-use crate::event_loop::{get_running_loop, EventLoop};
+use crate::event_loop::{get_running_loop, EventLoop, LoopRef};
 use crate::futures::Future;
 use crate::pipes::{is_broken_pipe, ReadPipe, WritePipe};
 pub use crate::streams::DEFAULT_LIMIT;
@@ -497,7 +497,7 @@ impl Adopt {
         let state = ChildWatcher::of(lp).add_child(lp, pid)?;
         let [w, r_out, r_err] = ours;
         let mut proc = Process {
-            lp: lp.clone(),
+            lp: LoopRef::new(lp.clone()),
             stdin: w.map(|fd| WritePipe::open(lp, fd)),
             stdout: None,
             stderr: None,
@@ -617,7 +617,7 @@ pub struct Output {
 /// Dropping it never leaves a zombie: the loop's child watcher still reaps
 /// the child. With [`Command::kill_on_drop`] the child is killed first.
 pub struct Process {
-    lp: EventLoop,
+    lp: LoopRef,
     /// The child's stdin, if it was [`Stdio::Pipe`].
     pub stdin: Option<StreamWriter>,
     /// The child's stdout, if it was [`Stdio::Pipe`]. Read it all with

@@ -23,12 +23,12 @@ use std::future::Future as StdFuture;
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::event_loop::{get_running_loop, EventLoop, ExceptionContext};
+use crate::event_loop::{get_running_loop, ExceptionContext, LoopRef};
 use crate::futures::Future;
 use crate::tasks::{current_task, Task, TaskOptions, TaskRef};
 
 struct TaskGroupInner {
-    lp: EventLoop,
+    lp: LoopRef,
     parent: TaskRef,
     exiting: Cell<bool>,
     aborting: Cell<bool>,
@@ -81,7 +81,7 @@ impl TaskGroup {
             .ok_or_else(|| Error::runtime("TaskGroup cannot determine the parent task"))?;
         Ok(TaskGroup {
             inner: Rc::new(TaskGroupInner {
-                lp,
+                lp: LoopRef::new(lp),
                 parent,
                 exiting: Cell::new(false),
                 aborting: Cell::new(false),

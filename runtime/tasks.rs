@@ -469,8 +469,10 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
                 }
                 if yielded && !h.scheduled.replace(true) {
                     // The bare yield: `call_soon(self.__step)`, without a waker.
-                    let lp = lp.clone();
-                    lp.inner.ready.borrow_mut().push_back(self as Ready);
+                    // (The queue is reached through a clone of the `Rc`,
+                    // since `self` moves into it.)
+                    let inner = Rc::clone(&lp.inner);
+                    inner.ready.borrow_mut().push_back(self as Ready);
                 }
             }
             Ok(Poll::Ready(out)) => {

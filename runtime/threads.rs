@@ -35,7 +35,7 @@ use crossbeam_channel::{Receiver, Sender};
 use slab::Slab;
 
 use crate::error::{panic_message, Error, Result};
-use crate::event_loop::{get_running_loop, EventLoop};
+use crate::event_loop::{get_running_loop, EventLoop, LoopRef};
 use crate::futures::Future;
 use crate::tasks::TaskRef;
 use crate::threadsafe::LoopHandle;
@@ -608,7 +608,7 @@ where
             .threadsafe_tasks
             .borrow_mut()
             .insert(id, task.as_ref());
-        let lp2 = lp.clone();
+        let lp2 = LoopRef::new(lp.clone());
         task.add_done_callback(move |t| {
             Executors::of(&lp2)
                 .threadsafe_tasks

@@ -354,6 +354,221 @@ fn close_on_a_running_loop_is_an_error() {
     lp.close().unwrap();
 }
 
+// ===== L5: a loop dropped without close() =====
+
+/// A loop nobody can reach any more, with a pending task, a pending timer
+/// and a pending callback, none of which holds the loop itself.
+fn abandoned_loop() -> (EventLoop, Rc<()>, Rc<RefCell<Vec<ExceptionContext>>>) {
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let guard = Rc::new(());
+    let never: tulip::Future<()> = lp.create_future();
+    let (g1, g2, g3) = (guard.clone(), guard.clone(), guard.clone());
+    let _task = lp
+        .create_task(async move {
+            let _g = g1;
+            never.await
+        })
+        .unwrap();
+    let _timer = lp.call_later(3600.0, move || drop(g2)).unwrap();
+    lp.run_until_complete(async { tulip::sleep(0.0).await })
+        .unwrap();
+    soon(&lp, move || drop(g3));
+    (lp, guard, reports)
+}
+
+// conformance: L5
+#[test]
+fn dropping_the_last_handle_of_an_unclosed_loop_closes_it() {
+    // asyncio's BaseEventLoop.__del__ closes an unclosed loop. Here the
+    // task holds the loop (through its future's core), and the loop holds
+    // the task: without that, the cycle would keep both, and the loop's
+    // fds, forever.
+    let (lp, guard, reports) = abandoned_loop();
+    let handle = lp.handle();
+    assert_eq!(Rc::strong_count(&guard), 4);
+    drop(lp);
+    assert!(handle.is_closed());
+    assert!(matches!(
+        handle.call_soon_threadsafe(|| ()),
+        Err(Error::Closed)
+    ));
+    // The task body, the timer's and the callback's closures are gone.
+    assert_eq!(Rc::strong_count(&guard), 1);
+    // The pending task was reported as asyncio's Task.__del__ does.
+    let messages: Vec<String> = reports.borrow().iter().map(|c| c.message.clone()).collect();
+    assert_eq!(messages, ["Task was destroyed but it is pending!"]);
+}
+
+// conformance: L5
+#[test]
+fn an_unclosed_loop_stays_open_while_a_user_still_holds_it() {
+    let (lp, guard, _reports) = abandoned_loop();
+    let other = lp.clone();
+    drop(lp);
+    assert!(!other.is_closed());
+    assert_eq!(Rc::strong_count(&guard), 4);
+    // Still fully usable; a future's get_loop() is a user's handle too.
+    let fut: tulip::Future<u8> = other.create_future();
+    let again = fut.get_loop();
+    drop(other);
+    assert!(!again.is_closed());
+    let setter = fut.clone();
+    soon(&again, move || setter.set_result(7).unwrap());
+    assert_eq!(again.run_until_complete(fut).unwrap(), 7);
+    drop(again);
+    assert_eq!(Rc::strong_count(&guard), 1);
+}
+
+// conformance: L5
+#[test]
+fn dropping_an_unclosed_loop_closes_its_connections() {
+    // A task reading from a loopback connection when the loop is dropped:
+    // the transport is closed with the loop, so the peer sees EOF.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lp = EventLoop::new().unwrap();
+    let (reader, writer) = lp
+        .run_until_complete(async move { tulip::open_connection("127.0.0.1", addr.port()).await })
+        .unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    let _reading = lp
+        .create_task(async move {
+            let _keep = writer;
+            reader.read(100).await
+        })
+        .unwrap();
+    lp.run_until_complete(async { tulip::sleep(0.0).await })
+        .unwrap();
+    drop(lp);
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(peer.read(&mut buf).unwrap(), 0, "EOF once the loop is gone");
+}
+
+/// A protocol that keeps its transport, as most do: the two hold each other.
+struct KeepsTransport(RefCell<Option<Rc<dyn tulip::Transport>>>);
+
+impl tulip::Protocol for KeepsTransport {
+    fn connection_made(&self, transport: Rc<dyn tulip::Transport>) {
+        *self.0.borrow_mut() = Some(transport);
+    }
+}
+
+// conformance: L5
+#[test]
+fn dropping_an_unclosed_loop_closes_its_server_and_its_connections() {
+    let lp = EventLoop::new().unwrap();
+    let made = Rc::new(Cell::new(0));
+    let m = made.clone();
+    let server = lp
+        .run_until_complete(async move {
+            tulip::get_running_loop()?
+                .create_server(
+                    move || {
+                        m.set(m.get() + 1);
+                        Rc::new(KeepsTransport(RefCell::new(None)))
+                    },
+                    "127.0.0.1",
+                    0,
+                )
+                .await
+        })
+        .unwrap();
+    let addr = server.local_addrs()[0];
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    let (deadline, _) = stop_after(&lp, 5.0);
+    while made.get() == 0 {
+        lp.run_once().unwrap();
+    }
+    deadline.cancel();
+    drop(server);
+    drop(lp);
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        client.read(&mut buf).unwrap(),
+        0,
+        "EOF once the loop is gone"
+    );
+    let err = std::net::TcpStream::connect(addr).unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::ConnectionRefused,
+        "the listener is closed"
+    );
+}
+
+// conformance: L5
+#[test]
+fn dropping_an_unclosed_loop_closes_a_streams_server_and_its_handlers_connections() {
+    // start_server: each connection's handler task waits in read() when
+    // the loop is dropped.
+    let lp = EventLoop::new().unwrap();
+    let handling = Rc::new(Cell::new(0));
+    let h = handling.clone();
+    let server = lp
+        .run_until_complete(async move {
+            tulip::start_server(
+                move |reader, _writer| {
+                    h.set(h.get() + 1);
+                    async move {
+                        reader.read(100).await?;
+                        Ok(())
+                    }
+                },
+                "127.0.0.1",
+                0,
+            )
+            .await
+        })
+        .unwrap();
+    let addr = server.local_addrs()[0];
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    let (deadline, _) = stop_after(&lp, 5.0);
+    while handling.get() == 0 {
+        lp.run_once().unwrap();
+    }
+    deadline.cancel();
+    drop(server);
+    drop(lp);
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        client.read(&mut buf).unwrap(),
+        0,
+        "EOF once the loop is gone"
+    );
+    let err = std::net::TcpStream::connect(addr).unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::ConnectionRefused,
+        "the listener is closed"
+    );
+}
+
+// conformance: L5
+#[test]
+fn a_loop_left_as_the_threads_current_loop_is_left_alone_at_thread_exit() {
+    // At thread exit the thread's locals are being destroyed; the loop is
+    // not closed then (closing could touch them), and nothing panics.
+    let closed = std::thread::spawn(|| {
+        let (lp, _guard, _reports) = abandoned_loop();
+        tulip::set_event_loop(Some(&lp));
+        let handle = lp.handle();
+        drop(lp);
+        handle
+    })
+    .join()
+    .expect("no panic at thread exit")
+    .is_closed();
+    assert!(!closed);
+}
+
 // ===== L6 =====
 
 // conformance: L6

@@ -202,6 +202,57 @@ both_watchers!(
     kill_on_drop_kills_and_reaps_thread
 );
 
+/// True while `pid` runs (not a zombie, not gone).
+fn is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat[stat.rfind(')').unwrap() + 2..].chars().next();
+    state != Some('Z')
+}
+
+// conformance: L5
+/// A loop dropped without `close()` while a task awaits a child that reads
+/// its stdin: the loop is closed (see `tests/loop_core.rs`), which releases
+/// the pipe, so the child sees EOF and ends, instead of waiting forever on
+/// a pipe nobody can write to or close any more.
+fn dropping_an_unclosed_loop_closes_the_childs_pipes(kind: ChildWatcherKind) {
+    let lp = EventLoop::new().unwrap();
+    if kind == ChildWatcherKind::Thread || tulip::child_watcher::can_use_pidfd() {
+        lp.set_child_watcher(kind).unwrap();
+    }
+    let pid = lp
+        .run_until_complete(async {
+            let p = Command::new("cat")
+                .stdin(Stdio::Pipe)
+                .stdout(Stdio::DevNull)
+                .spawn()?;
+            let pid = p.pid();
+            let _waiting = tulip::create_task(async move { p.wait().await })?;
+            tulip::sleep(0.0).await?;
+            Ok(pid)
+        })
+        .unwrap();
+    assert!(is_running(pid));
+    drop(lp);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while is_running(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "cat {pid} still waits for its stdin"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Reap it here if no watcher did.
+    // SAFETY: waitpid on our own child's pid; WNOHANG never blocks.
+    unsafe { libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG) };
+}
+both_watchers!(
+    dropping_an_unclosed_loop_closes_the_childs_pipes,
+    dropping_an_unclosed_loop_closes_the_childs_pipes_pidfd,
+    dropping_an_unclosed_loop_closes_the_childs_pipes_thread
+);
+
 // conformance: P3
 fn many_exit_at_once(kind: ChildWatcherKind) {
     const N: usize = 500;
