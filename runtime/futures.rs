@@ -188,13 +188,28 @@ impl<T, O: Owner> FutureCore<T, O> {
     /// order is asyncio's. A notification after some other kind of callback
     /// that follows the first run of them gets its own handle, to keep it so.
     fn schedule_callbacks(&self, owner: &O) {
+        // A lone notification (a gathered child's) stays where it is and
+        // the owner goes into the ready queue: the loop below would do
+        // just that, by taking it out and putting it back.
+        if matches!(
+            &*self.callbacks.borrow(),
+            Callbacks::One(Callback::Notify(..))
+        ) {
+            let _ = self.lp.push_ready(owner.ready_entry());
+            return;
+        }
         // Taken out first: no borrow is held while callbacks are scheduled.
-        // The common case is one callback, which needs no list.
-        let callbacks = self.callbacks.borrow_mut().take();
+        let callbacks = std::mem::replace(&mut *self.callbacks.borrow_mut(), Callbacks::None);
+        let all = match callbacks {
+            Callbacks::None => return,
+            // The common case is one callback, which needs no list.
+            Callbacks::One(cb) => return self.schedule_other(cb, owner),
+            Callbacks::Many(all) => all,
+        };
         let mut notes = Callbacks::None;
         // 0: none seen yet; 1: in the first run of them; 2: past it.
         let mut run = 0u8;
-        for cb in callbacks {
+        for cb in all {
             match cb {
                 Callback::Notify(n, i) => match run {
                     0 | 1 => {
@@ -210,19 +225,26 @@ impl<T, O: Owner> FutureCore<T, O> {
                     if run == 1 {
                         run = 2;
                     }
-                    match other {
-                        Callback::Call(_, cell) => self.schedule(cell, owner.clone()),
-                        Callback::Hook(_, h) => {
-                            let _ = self.lp.push_ready(h.into_ready());
-                        }
-                        Callback::Wake(w) => w.wake(),
-                        Callback::Notify(..) => unreachable!("matched above"),
-                    }
+                    self.schedule_other(other, owner);
                 }
             }
         }
         if run > 0 {
             *self.callbacks.borrow_mut() = notes;
+        }
+    }
+
+    /// Schedules one done callback that is not a notification (a lone
+    /// notification never reaches here: see `schedule_callbacks`).
+    #[inline]
+    fn schedule_other(&self, cb: Callback<O>, owner: &O) {
+        match cb {
+            Callback::Call(_, cell) => self.schedule(cell, owner.clone()),
+            Callback::Hook(_, h) => {
+                let _ = self.lp.push_ready(h.into_ready());
+            }
+            Callback::Wake(w) => w.wake(),
+            Callback::Notify(..) => unreachable!("notifications are handled by the caller"),
         }
     }
 
@@ -387,10 +409,15 @@ impl<T, O> FutureCore<T, O> {
     /// ready-queue entry came up. Each runs as a callback would (a panic
     /// goes to the exception handler).
     pub(crate) fn run_notifications(&self) -> Result<()> {
-        let notes = self.callbacks.borrow_mut().take();
-        for cb in notes {
+        let what = || "<done notification>".to_string();
+        let notes = std::mem::replace(&mut *self.callbacks.borrow_mut(), Callbacks::None);
+        if let Callbacks::One(Callback::Notify(n, i)) = notes {
+            // The common case, without the iterator of the general one.
+            return self.lp.run_guarded(|| n.notify(i), what, what);
+        }
+        let mut notes = notes;
+        for cb in notes.take() {
             if let Callback::Notify(n, i) = cb {
-                let what = || "<done notification>".to_string();
                 self.lp.run_guarded(|| n.notify(i), what, what)?;
             }
         }
