@@ -86,6 +86,11 @@ pub(crate) trait Runnable {
     /// Runs the entry once: calls the callback, or steps the task. Only
     /// `run_once`'s step 5 calls it. `Err` only for [`Interrupt`].
     fn run_ready(self: Rc<Self>, lp: &EventLoop) -> Result<()>;
+
+    /// The loop closes with the entry still queued: drop whatever it would
+    /// have run (a future's pending notifications, which would otherwise
+    /// keep the future and its gather alive, each holding the other).
+    fn discard(&self) {}
 }
 
 /// An entry of the ready queue.
@@ -251,10 +256,14 @@ pub struct EventLoop {
 /// file descriptors closed). In debug mode this is reported on stderr, as
 /// asyncio's `ResourceWarning("unclosed event loop")`.
 ///
-/// Only references the loop's machinery holds (`LoopRef`) are discounted:
-/// a task body or a callback that keeps an `EventLoop` of its own keeps the
-/// loop alive, as a reference cycle does in CPython until its collector
-/// runs. Call `close()` (or use [`run`](crate::run)) to be sure.
+/// An `EventLoop` handle is what keeps a loop open; the references of the
+/// loop's own machinery (futures, tasks, transports, servers) are not
+/// counted, so a [`Task`]'s or a [`Future`](crate::Future)'s `get_loop()`
+/// gives the closed loop once the last handle is gone (in CPython the task
+/// would keep the loop alive). The other way round, a task body or a
+/// callback that keeps an `EventLoop` of its own keeps the loop open, as
+/// such a cycle does in CPython until its collector runs. Call `close()`
+/// (or use [`run`](crate::run)) to be sure.
 impl Drop for EventLoop {
     #[inline]
     fn drop(&mut self) {
@@ -593,6 +602,9 @@ impl EventLoop {
         let tasks: Vec<_> = self.inner.tasks.borrow_mut().drain().collect();
         let remote: Vec<_> = self.inner.shared.rx.try_iter().collect();
         let ext = std::mem::take(&mut *self.inner.extensions.borrow_mut());
+        for entry in &ready {
+            entry.discard();
+        }
         drop(ready);
         drop(timers);
         drop(regs);
@@ -674,6 +686,16 @@ impl EventLoop {
         self.check_closed()?;
         self.inner.ready.borrow_mut().push_back(entry);
         Ok(())
+    }
+
+    /// Puts an entry back at the head of the queue: one that an
+    /// [`Interrupt`] stopped half-way, so that it resumes first, ahead of
+    /// the rest of the interrupted iteration (asyncio leaves those in
+    /// `_ready`, in order).
+    pub(crate) fn push_ready_front(&self, entry: Ready) {
+        if !self.inner.closed.get() {
+            self.inner.ready.borrow_mut().push_front(entry);
+        }
     }
 
     /// Schedules `f` to run after `delay` (seconds as `f64`, or a

@@ -53,7 +53,7 @@ pub(crate) enum Callback<O> {
     /// scheduled as it is (one allocation per callback, end to end).
     Call(CallbackId, Rc<dyn DoneCallback<O>>),
     /// A done callback that does not need the future (the runtime's own,
-    /// e.g. gather's per-child callback): a plain one-shot handle.
+    /// e.g. `run_until_complete`'s stop): a plain one-shot handle.
     Hook(CallbackId, Handle),
     /// An awaiting task's waker: waking it schedules the task's step.
     Wake(Waker),
@@ -61,6 +61,16 @@ pub(crate) enum Callback<O> {
     /// `notify(index)`. It costs no allocation: the future itself goes into
     /// the ready queue and runs its notifications when its turn comes.
     Notify(Rc<dyn Notify>, u32),
+}
+
+/// Where `schedule_callbacks` is in the list, as far as notifications go:
+/// the first run of consecutive ones rides on the owner's entry, any later
+/// one gets a handle of its own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NotesRun {
+    NoneYet,
+    InFirst,
+    PastFirst,
 }
 
 /// What a [`Callback::Notify`] calls (gather implements it).
@@ -195,7 +205,10 @@ impl<T, O: Owner> FutureCore<T, O> {
             &*self.callbacks.borrow(),
             Callbacks::One(Callback::Notify(..))
         ) {
-            let _ = self.lp.push_ready(owner.ready_entry());
+            if self.lp.push_ready(owner.ready_entry()).is_err() {
+                // A closed loop: it will never run (see `discard_notifications`).
+                self.discard_notifications();
+            }
             return;
         }
         // Taken out first: no borrow is held while callbacks are scheduled.
@@ -207,30 +220,40 @@ impl<T, O: Owner> FutureCore<T, O> {
             Callbacks::Many(all) => all,
         };
         let mut notes = Callbacks::None;
-        // 0: none seen yet; 1: in the first run of them; 2: past it.
-        let mut run = 0u8;
+        let mut run = NotesRun::NoneYet;
         for cb in all {
             match cb {
                 Callback::Notify(n, i) => match run {
-                    0 | 1 => {
-                        if run == 0 {
+                    NotesRun::NoneYet | NotesRun::InFirst => {
+                        if run == NotesRun::NoneYet {
                             let _ = self.lp.push_ready(owner.ready_entry());
-                            run = 1;
+                            run = NotesRun::InFirst;
                         }
                         notes.push(Callback::Notify(n, i));
                     }
-                    _ => self.notify_soon(n, i),
+                    NotesRun::PastFirst => self.notify_soon(n, i),
                 },
                 other => {
-                    if run == 1 {
-                        run = 2;
+                    if run == NotesRun::InFirst {
+                        run = NotesRun::PastFirst;
                     }
                     self.schedule_other(other, owner);
                 }
             }
         }
-        if run > 0 {
+        // On a closed loop the owner's entry was not queued: drop them.
+        if run != NotesRun::NoneYet && !self.lp.is_closed() {
             *self.callbacks.borrow_mut() = notes;
+        }
+    }
+
+    /// Drops the notifications a done future still holds: its entry will
+    /// never run, because the loop closed. A notification holds its gather,
+    /// which holds this future, so keeping them would keep both forever.
+    pub(crate) fn discard_notifications(&self) {
+        if self.done() {
+            let notes = std::mem::replace(&mut *self.callbacks.borrow_mut(), Callbacks::None);
+            drop(notes);
         }
     }
 
@@ -408,7 +431,12 @@ impl<T, O> FutureCore<T, O> {
     /// Runs the notifications left by `schedule_callbacks`: the owner's
     /// ready-queue entry came up. Each runs as a callback would (a panic
     /// goes to the exception handler).
-    pub(crate) fn run_notifications(&self) -> Result<()> {
+    ///
+    /// An [`Interrupt`](crate::Interrupt) in one of them stops the run: the
+    /// ones not run yet stay, and `me` (the owner's entry) goes back to the
+    /// head of the ready queue, so they run first when the loop runs again,
+    /// as asyncio's remaining `_done_callback` handles would.
+    pub(crate) fn run_notifications(&self, me: impl FnOnce() -> Ready) -> Result<()> {
         let what = || "<done notification>".to_string();
         let notes = std::mem::replace(&mut *self.callbacks.borrow_mut(), Callbacks::None);
         if let Callbacks::One(Callback::Notify(n, i)) = notes {
@@ -416,9 +444,18 @@ impl<T, O> FutureCore<T, O> {
             return self.lp.run_guarded(|| n.notify(i), what, what);
         }
         let mut notes = notes;
-        for cb in notes.take() {
+        let mut rest = notes.take();
+        while let Some(cb) = rest.next() {
             if let Callback::Notify(n, i) = cb {
-                self.lp.run_guarded(|| n.notify(i), what, what)?;
+                if let Err(e) = self.lp.run_guarded(|| n.notify(i), what, what) {
+                    let mut left = Callbacks::None;
+                    rest.for_each(|cb| left.push(cb));
+                    if left.len() > 0 {
+                        *self.callbacks.borrow_mut() = left;
+                        self.lp.push_ready_front(me());
+                    }
+                    return Err(e);
+                }
             }
         }
         Ok(())
@@ -595,7 +632,9 @@ impl<T: 'static> Future<T> {
         self.core.add_notify(n, index)
     }
 
-    /// The loop the future belongs to.
+    /// The loop the future belongs to. A future does not keep its loop
+    /// open: once the last [`EventLoop`] handle is dropped, the loop is
+    /// closed (see [`EventLoop`]'s `Drop`), and this gives the closed loop.
     pub fn get_loop(&self) -> EventLoop {
         self.core.lp.user_handle()
     }
@@ -645,7 +684,12 @@ impl<T: 'static> Owner for Future<T> {
 /// A plain future is in the ready queue only to run its notifications.
 impl<T: 'static> Runnable for FutureCore<T, Future<T>> {
     fn run_ready(self: Rc<Self>, _lp: &EventLoop) -> Result<()> {
-        self.run_notifications()
+        let me = self.clone();
+        self.run_notifications(|| me)
+    }
+
+    fn discard(&self) {
+        self.discard_notifications();
     }
 }
 

@@ -128,8 +128,9 @@ pub(crate) trait AnyTask: Runnable {
 /// and no one else holds a clone: most tasks (a trivial child of `gather`,
 /// a task that never suspends) then cost no waker allocation at all. The
 /// key and id are atomics only so that a recycled waker can be re-aimed;
-/// a stale wake of an old clone is harmless anyway, since `wake_task`
-/// checks the id.
+/// a waker is recycled only when no clone of it is left, so no holder ever
+/// sees it re-aimed. What `wake_task` checks the id against is a stale
+/// `(key, id)` message already in the thread-safe channel.
 pub(crate) struct TaskWaker {
     shared: Arc<Shared>,
     key: AtomicUsize,
@@ -422,9 +423,9 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         drop(h.fut_waiter.take());
         if throw && !h.started.get() {
             // The coroutine never ran: the throw ends it at its first line.
-            drop(self.body.take());
+            let interrupted = self.drop_body(self.body.take());
             self.finish(State::Cancelled(self.cancel_message()));
-            return false;
+            return interrupted;
         }
         let Some(mut body) = self.body.take() else {
             return false;
@@ -476,7 +477,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
                 }
             }
             Ok(Poll::Ready(out)) => {
-                drop(body);
+                let interrupted = self.drop_body(Some(body));
                 wk.recycle(lp);
                 let cancel_pending = h.must_cancel.replace(false) || throw_left;
                 let state = match out {
@@ -486,11 +487,12 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
                     Err(e) => State::Failed(Box::new(e)),
                 };
                 self.finish(state);
+                return interrupted;
             }
             Err(payload) => {
-                drop(body);
+                let interrupted = self.drop_body(Some(body));
                 wk.recycle(lp);
-                if payload.is::<Interrupt>() {
+                if interrupted || payload.is::<Interrupt>() {
                     self.finish(State::Failed(Box::new(Error::Interrupted)));
                     return true;
                 }
@@ -567,8 +569,11 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
 impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> Runnable for TaskCell<T, F> {
     fn run_ready(self: Rc<Self>, lp: &EventLoop) -> Result<()> {
         if !self.header.scheduled.get() {
-            // Not the step: the done task's own entry, for its notifications.
-            return self.core.run_notifications();
+            // Not the step: the done task's own entry, for its notifications
+            // (a done task is never scheduled again).
+            debug_assert!(self.core.done());
+            let me = self.clone();
+            return self.core.run_notifications(|| me as Ready);
         }
         if lp.debug() {
             return lp.run_task_step(self);
@@ -578,6 +583,39 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> Runnable for TaskCe
             return Err(Error::Interrupted);
         }
         Ok(())
+    }
+
+    fn discard(&self) {
+        self.core.discard_notifications();
+    }
+}
+
+impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TaskCell<T, F> {
+    /// Drops the body; a panic in its `Drop` is reported, as CPython
+    /// reports an exception raised while a coroutine is finalized
+    /// ("Exception ignored in ..."), and never unwinds into the loop.
+    /// Returns true for an [`Interrupt`].
+    #[inline]
+    fn drop_body(&self, body: Option<Pin<Box<F>>>) -> bool {
+        match catch_unwind(AssertUnwindSafe(move || drop(body))) {
+            Ok(()) => false,
+            Err(payload) => self.body_drop_panicked(payload),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn body_drop_panicked(&self, payload: Box<dyn std::any::Any + Send>) -> bool {
+        if payload.is::<Interrupt>() {
+            return true;
+        }
+        self.core.lp.call_exception_handler(&ExceptionContext {
+            message: "Exception ignored while dropping a task's body".into(),
+            error: Some(Error::Panic(panic_message(&*payload))),
+            task: Some(self.describe()),
+            ..Default::default()
+        });
+        false
     }
 }
 
@@ -867,7 +905,9 @@ impl<T: 'static> Task<T> {
         self.inner.header().id
     }
 
-    /// The loop that runs the task.
+    /// The loop that runs the task. A task does not keep its loop open:
+    /// once the last [`EventLoop`] handle is dropped, the loop is closed
+    /// (see [`EventLoop`]'s `Drop`), and this gives the closed loop.
     pub fn get_loop(&self) -> EventLoop {
         self.inner.loop_().clone()
     }
@@ -1040,7 +1080,9 @@ impl TaskRef {
         std::ptr::addr_eq(Rc::as_ptr(&self.inner), Rc::as_ptr(&other.inner))
     }
 
-    /// The loop that runs the task.
+    /// The loop that runs the task. A task does not keep its loop open:
+    /// once the last [`EventLoop`] handle is dropped, the loop is closed
+    /// (see [`EventLoop`]'s `Drop`), and this gives the closed loop.
     pub fn get_loop(&self) -> EventLoop {
         self.inner.loop_().clone()
     }

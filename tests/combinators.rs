@@ -826,3 +826,102 @@ fn gathers_done_callback_runs_in_its_registration_place() {
         ]
     );
 }
+
+// ===== gather's notifications when the loop closes or is interrupted =====
+
+/// One loop iteration with a zero timeout.
+fn iterate(lp: &tulip::EventLoop) {
+    lp.stop();
+    lp.run_forever().unwrap();
+}
+
+// conformance: K1
+#[test]
+fn closing_the_loop_with_a_childs_notification_queued_frees_the_gather() {
+    // The notification holds the gather, the gather holds the child: a
+    // cycle that only running, or dropping, the notification breaks. asyncio
+    // drops the `_done_callback` handle with `_ready` at close.
+    let lp = tulip::EventLoop::new().unwrap();
+    let probe = Rc::new(());
+    let weak = Rc::downgrade(&probe);
+    let f: tulip::Future<Rc<()>> = lp.create_future();
+    let g = {
+        tulip::set_event_loop(Some(&lp));
+        let g = gather(vec![f.clone()]);
+        tulip::set_event_loop(None);
+        g
+    };
+    f.set_result(probe).unwrap(); // queued, not run
+    drop(g);
+    drop(f);
+    lp.close().unwrap();
+    assert!(
+        weak.upgrade().is_none(),
+        "the child's result (and the gather) leaked"
+    );
+}
+
+// conformance: K1
+#[test]
+fn a_childs_error_left_unretrieved_when_run_ends_is_still_reported() {
+    // The child fails in run()'s last iteration; its notification never
+    // runs. The child is freed all the same, and reports its error as
+    // never retrieved (F3).
+    let reports: Rc<RefCell<Vec<String>>> = Rc::default();
+    let r2 = reports.clone();
+    tulip::run(async move {
+        get_running_loop()?.set_exception_handler(Some(
+            move |_: &tulip::EventLoop, c: &tulip::ExceptionContext| {
+                r2.borrow_mut().push(c.message.clone())
+            },
+        ));
+        drop(gather(vec![async {
+            Err::<u32, _>(Error::msg("child failed"))
+        }]));
+        Ok(())
+    })
+    .unwrap();
+    let reports = reports.borrow();
+    assert!(
+        reports.iter().any(|m| m.contains("never retrieved")),
+        "{reports:?}"
+    );
+}
+
+/// Interrupts the loop when woken (the KeyboardInterrupt stand-in).
+struct InterruptWaker;
+
+impl std::task::Wake for InterruptWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        tulip::interrupt();
+    }
+}
+
+// conformance: K1
+#[test]
+fn an_interrupt_in_one_notification_leaves_the_next_ones_for_the_next_run() {
+    use std::future::Future as _;
+    // Two gathers of one future: the first completes and wakes a waker
+    // that interrupts the loop. asyncio leaves the second `_done_callback`
+    // in `_ready`, and it runs when the loop runs again.
+    let lp = tulip::EventLoop::new().unwrap();
+    tulip::set_event_loop(Some(&lp));
+    let f: tulip::Future<u32> = lp.create_future();
+    let mut g1 = gather(vec![f.clone()]);
+    let w = std::task::Waker::from(std::sync::Arc::new(InterruptWaker));
+    let mut cx = std::task::Context::from_waker(&w);
+    assert!(std::pin::Pin::new(&mut g1).poll(&mut cx).is_pending());
+    let g2 = gather(vec![f.clone()]);
+    tulip::set_event_loop(None);
+    f.set_result(7).unwrap();
+    lp.stop();
+    assert!(matches!(lp.run_forever(), Err(Error::Interrupted)));
+    assert!(g1.done());
+    assert!(!g2.done());
+    iterate(&lp);
+    assert!(
+        g2.done(),
+        "gather 2's notification was lost with the interrupt"
+    );
+    lp.close().unwrap();
+}

@@ -422,6 +422,23 @@ fn an_unclosed_loop_stays_open_while_a_user_still_holds_it() {
 
 // conformance: L5
 #[test]
+fn futures_and_tasks_do_not_keep_a_loop_open() {
+    // The loop is open while an `EventLoop` handle exists. A task or a
+    // future is not such a handle (it would make every pending task keep
+    // its loop forever): once the last handle is gone, the task's
+    // get_loop() gives the closed loop, and the task was destroyed with it.
+    let t = {
+        let lp = EventLoop::new().unwrap();
+        lp.create_task(async { Ok(1u32) }).unwrap()
+    };
+    let lp = t.get_loop();
+    assert!(lp.is_closed());
+    assert!(!t.done());
+    assert!(matches!(lp.run_until_complete(t), Err(Error::Closed)));
+}
+
+// conformance: L5
+#[test]
 fn dropping_an_unclosed_loop_closes_its_connections() {
     // A task reading from a loopback connection when the loop is dropped:
     // the transport is closed with the loop, so the peer sees EOF.

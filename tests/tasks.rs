@@ -607,3 +607,52 @@ fn a_stale_waker_of_a_finished_task_wakes_no_later_task() {
     assert_eq!(polls.get(), 2);
     lp.close().unwrap();
 }
+
+/// Panics when dropped (not while unwinding).
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("drop boom");
+        }
+    }
+}
+
+/// A body that is done at once, and whose `Drop` panics.
+struct DoneBody(#[allow(dead_code)] PanicOnDrop);
+
+impl std::future::Future for DoneBody {
+    type Output = tulip::Result<u32>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::task::Poll::Ready(Ok(1))
+    }
+}
+
+// conformance: H1
+#[test]
+fn a_body_whose_drop_panics_is_reported_and_the_loop_runs_on() {
+    // CPython reports an exception raised while a coroutine is finalized
+    // ("Exception ignored in ...") and goes on; so does tulip, for a panic
+    // in the `Drop` of a finished body, and of one cancelled before it ran.
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let done = lp.create_task(DoneBody(PanicOnDrop)).unwrap();
+    let never_ran = lp.create_task(DoneBody(PanicOnDrop)).unwrap();
+    never_ran.cancel();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| iterate(&lp)));
+    assert!(r.is_ok(), "the panic escaped run_forever");
+    assert_eq!(done.result().unwrap(), 1);
+    assert!(never_ran.cancelled());
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    for r in reports.iter() {
+        assert_eq!(r.message, "Exception ignored while dropping a task's body");
+        assert!(matches!(&r.error, Some(Error::Panic(m)) if m.contains("drop boom")));
+        assert!(r.task.is_some());
+    }
+    lp.close().unwrap();
+}
