@@ -25,6 +25,7 @@
 //! | `subprocess.py`, `base_subprocess.py` | [`subprocess`] |
 //! | `unix_events.py` (child watchers) | [`child_watcher`] |
 //! | `unix_events.py` (signals) | [`signals`] |
+//! | `unix_events.py` (`_UnixReadPipeTransport`, `_UnixWritePipeTransport`), `connect_read_pipe`, `connect_write_pipe` | [`pipes`] |
 //! | `threads.py`, `run_in_executor`, `run_coroutine_threadsafe` | [`threads`] |
 //! | `transports.py` | [`transports`] |
 //! | `protocols.py` | [`protocols`] |
@@ -69,7 +70,7 @@ pub mod events;
 pub mod futures;
 pub mod gather;
 pub mod locks;
-mod pipes;
+pub mod pipes;
 pub mod protocols;
 pub mod queues;
 pub mod reactor;
@@ -109,6 +110,7 @@ pub use events::{Delay, Handle, TimerHandle};
 pub use futures::{CallbackId, Future};
 pub use gather::{ensure_future, gather, gather_set, Child, Gather, GatherAll, GatherSet};
 pub use locks::{Condition, Event, Lock, LockGuard};
+pub use pipes::{ReadPipeTransport, WritePipeTransport};
 pub use protocols::{BufferedProtocol, DatagramProtocol, Protocol};
 pub use queues::{LifoQueue, PriorityQueue, Queue, QueueBase, Storage};
 pub use runners::{run, run_with_factory, Runner};

@@ -1,242 +1,427 @@
-//! Pipe transports for subprocesses. Mirrors `_UnixReadPipeTransport` and
-//! `_UnixWritePipeTransport` in `Lib/asyncio/unix_events.py`, and the part
-//! of `SubprocessStreamProtocol` (`subprocess.py`) that connects them to
-//! streams.
+//! Pipe transports: [`EventLoop::connect_read_pipe`] and
+//! [`EventLoop::connect_write_pipe`]. Mirrors `_UnixReadPipeTransport` and
+//! `_UnixWritePipeTransport` in `Lib/asyncio/unix_events.py`, and
+//! `connect_read_pipe`/`connect_write_pipe` in `base_events.py`.
 //!
-//! - [`ReadPipe`] reads a child's stdout or stderr and feeds a
-//!   [`StreamReader`] (asyncio: `pipe_data_received` → `feed_data`; EOF →
-//!   `feed_eof`; an error → `set_exception`). The reader pauses and resumes
-//!   it around its limit, through [`ReadTransport`].
-//! - [`WritePipe`] is the [`WriteTransport`] under the child's stdin
-//!   [`StreamWriter`]: writes never block, the rest is buffered and flushed
-//!   by a writer callback, and the [`FlowControl`] of the writer is told to
-//!   pause above the high-water mark and to resume at the low one.
+//! - [`ReadPipeTransport`] reads the read end of a pipe (or a FIFO, a
+//!   socket, a character device) and calls its [`Protocol`]:
+//!   `data_received` for each chunk; at EOF `eof_received`, then
+//!   `connection_lost(None)`; after a read error `connection_lost(Some(e))`.
+//!   It can be paused and resumed ([`ReadTransport`]).
+//! - [`WritePipeTransport`] writes to the write end: `write` never blocks,
+//!   the rest is buffered and flushed by a writer callback; above the
+//!   high-water mark the protocol's `pause_writing` is called, at the low
+//!   one `resume_writing`. For a FIFO or a socket it also watches the fd
+//!   for readability, which on a write end means the read end was closed
+//!   (asyncio's trick): the transport then closes, with
+//!   `connection_lost(Some(BrokenPipe))` if data was still buffered, and
+//!   `connection_lost(None)` otherwise, as asyncio does. A `write(2)` that
+//!   fails with `EPIPE` ends it with `BrokenPipe` too.
+//!
+//! Both are built on the same base as the socket transports
+//! (`selector_transport.rs`: start, close, force-close, connection lost,
+//! release at loop close), with the pipe's `OwnedFd` as the "socket".
+//! The subprocess module uses them too: a child's stdout and stderr are
+//! read pipe transports under a [`StreamReaderProtocol`](crate::StreamReaderProtocol),
+//! its stdin a write pipe transport whose protocol is the
+//! [`FlowControl`](crate::FlowControl) of its [`StreamWriter`](crate::StreamWriter).
+//!
+//! tulip's [`Protocol::connection_made`] takes an `Rc<dyn Transport>` (a
+//! read *and* write transport), so both pipe transports implement the whole
+//! of [`Transport`]: the write methods of a read pipe fail with
+//! [`Error::Runtime`] (asyncio's read pipe has no `write`, and calling it
+//! raises `AttributeError`), and a write pipe never reads (`is_reading()`
+//! is false, `pause_reading`/`resume_reading` do nothing).
+//!
+//! ```
+//! use std::cell::RefCell;
+//! use std::io::Write;
+//! use std::rc::Rc;
+//! use tulip::{Error, Protocol};
+//!
+//! #[derive(Default)]
+//! struct Collect {
+//!     data: RefCell<Vec<u8>>,
+//!     done: RefCell<Option<tulip::Future<()>>>,
+//! }
+//! impl Protocol for Collect {
+//!     fn data_received(&self, data: &[u8]) {
+//!         self.data.borrow_mut().extend_from_slice(data);
+//!     }
+//!     fn connection_lost(&self, _exc: Option<Error>) {
+//!         let done = self.done.borrow_mut().take();
+//!         if let Some(f) = done {
+//!             let _ = f.set_result(());
+//!         }
+//!     }
+//! }
+//!
+//! tulip::run(async {
+//!     let lp = tulip::get_running_loop()?;
+//!     let (r, mut w) = std::io::pipe()?;
+//!     let done = lp.create_future();
+//!     let d = done.clone();
+//!     let (_t, proto) = lp
+//!         .connect_read_pipe(move || Rc::new(Collect { done: RefCell::new(Some(d)), ..Default::default() }), r)
+//!         .await?;
+//!     w.write_all(b"hello")?;
+//!     drop(w); // EOF
+//!     done.await?;
+//!     assert_eq!(&*proto.data.borrow(), b"hello");
+//!     Ok(())
+//! }).unwrap();
+//! ```
 //!
 //! # Invariants
-//! - Both fds are non-blocking and registered edge-triggered; each callback
-//!   reads (writes) until `WouldBlock`, EOF, or an error.
-//! - A read pipe is registered exactly while it is reading (not paused, not
-//!   closed); a write pipe exactly while its buffer is not empty.
-//! - A pipe's fd is deregistered before it is closed, and closed exactly once.
-//! - The read pipe and its reader hold each other (asyncio's transport and
-//!   protocol do too); the cycle is broken when the pipe closes: at EOF, at
-//!   a read error, by `close()`, or when the loop closes (a close hook
-//!   closes every read pipe still open, and their readers fail with
-//!   `Error::Closed`). Until then a reader that stopped reading and was
-//!   dropped with its `Process` keeps its pipe (asyncio leaves that case to
-//!   the garbage collector).
+//! - The fd is a FIFO, a socket or a character device (checked with
+//!   `fstat`, as asyncio does: a regular file is refused with
+//!   [`Error::InvalidArgument`]), and non-blocking from the moment the
+//!   transport owns it.
+//! - Both fds are registered edge-triggered; the read pipe reads until
+//!   `WouldBlock`, EOF, an error, a pause, or `MAX_READS_PER_EDGE` reads
+//!   (then it continues on the next iteration).
+//! - A read pipe's reader is registered exactly while it is reading (after
+//!   `connection_made`, not paused, not closing); a write pipe's writer
+//!   exactly while its buffer is not empty.
+//! - The fd is closed only in `call_connection_lost`, after the reader and
+//!   the writer are removed (N4), or when the loop closes first (then no
+//!   protocol method is called, and the loop's registrations went with it).
+//! - `connection_made` comes first, `connection_lost` exactly once and
+//!   last; then the transport drops its protocol, which breaks the
+//!   transport ↔ protocol cycle. At EOF `eof_received` comes before it.
+//! - No `RefCell` borrow of a transport is held while a protocol method
+//!   runs. A panicking `data_received` is reported to the loop's exception
+//!   handler and closes the pipe with [`Error::Panic`]; a panicking
+//!   `pause_writing`/`resume_writing` is reported and the pipe goes on
+//!   (asyncio's `_maybe_pause_protocol`); `connection_made`,
+//!   `eof_received` and `connection_lost` run in handles of their own, so
+//!   the loop reports their panics (L6).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::rc::Rc;
+use std::os::unix::fs::FileTypeExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::{Rc, Weak};
 
-use crate::error::{Error, Result};
-use crate::event_loop::{EventLoop, LoopRef};
-use crate::streams::{FlowControl, StreamReader, StreamWriter};
+use crate::error::{panic_message, Error, Result};
+use crate::event_loop::{EventLoop, ExceptionContext, Interrupt};
+use crate::futures::Future;
+use crate::protocols::Protocol;
+use crate::selector_events::{put_read_buf, take_read_buf};
+use crate::selector_transport::{SelectorTransport, TransportBase};
+use crate::streams::Buffer;
 use crate::sys;
-use crate::transports::{BaseTransport, ExtraInfo, ReadTransport, WriteLimits, WriteTransport};
+use crate::transports::{
+    BaseTransport, ExtraInfo, ReadTransport, Transport, WriteLimits, WriteTransport,
+};
 
-/// Bytes read per `read(2)`: a Linux pipe holds 64 KiB by default.
-const READ_CHUNK: usize = 64 * 1024;
+/// How many reads one readiness edge may do before yielding to other
+/// callbacks (the rest continues on the next iteration).
+const MAX_READS_PER_EDGE: usize = 16;
+
+/// What kind of file a pipe transport was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PipeKind {
+    Fifo,
+    Socket,
+    CharDevice,
+}
+
+/// asyncio's `stat.S_ISFIFO(mode) or S_ISSOCK(mode) or S_ISCHR(mode)`
+/// check, then `os.set_blocking(fd, False)`.
+fn prepare(pipe: OwnedFd, refusal: &str) -> Result<(OwnedFd, PipeKind)> {
+    let file = File::from(pipe);
+    let ft = file.metadata()?.file_type();
+    let kind = if ft.is_fifo() {
+        PipeKind::Fifo
+    } else if ft.is_socket() {
+        PipeKind::Socket
+    } else if ft.is_char_device() {
+        PipeKind::CharDevice
+    } else {
+        return Err(Error::invalid_argument(refusal.to_owned()));
+    };
+    let pipe = OwnedFd::from(file);
+    sys::set_nonblocking(&pipe)?;
+    Ok((pipe, kind))
+}
+
+/// A protocol callback panicked: `Interrupt` goes on unwinding (Ctrl-C),
+/// anything else is returned as the error to report.
+fn panic_error(payload: Box<dyn std::any::Any + Send>) -> Error {
+    if payload.is::<Interrupt>() {
+        std::panic::resume_unwind(payload);
+    }
+    Error::Panic(panic_message(&*payload))
+}
+
+/// The error of a write method called on a read pipe.
+fn not_writable() -> Error {
+    Error::runtime("a read pipe transport cannot write")
+}
+
+/// Closes the transport of a `connect_*_pipe` whose awaiter went away
+/// before `connection_made` (asyncio: `except: transport.close(); raise`).
+struct CloseUnlessConnected(Option<Rc<dyn Transport>>);
+
+impl Drop for CloseUnlessConnected {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.close();
+        }
+    }
+}
 
 // ===== reading =====
 
-/// asyncio's `_UnixReadPipeTransport`, feeding a [`StreamReader`].
-pub(crate) struct ReadPipe {
-    lp: LoopRef,
-    /// `None` once closed.
-    fd: RefCell<Option<OwnedFd>>,
-    reader: RefCell<Option<StreamReader>>,
-    /// Registered with the reactor (reading and not paused).
-    reading: Cell<bool>,
+/// asyncio's `_UnixReadPipeTransport`: the read end of a pipe, driven by
+/// the loop, talking to a [`Protocol`].
+///
+/// Made by [`EventLoop::connect_read_pipe`] or [`ReadPipeTransport::new`].
+/// Protocols see it as `Rc<dyn Transport>`: its write methods fail (see
+/// the [module docs](self)).
+pub struct ReadPipeTransport {
+    base: TransportBase<OwnedFd, Rc<dyn Protocol>>,
+    /// `pause_reading()` is in effect.
     paused: Cell<bool>,
-    /// This pipe, for re-registering from `resume_reading(&self)`.
-    me: std::rc::Weak<ReadPipe>,
-    /// Key in the loop's table of open read pipes.
-    key: Cell<Option<usize>>,
-    /// Scratch space for `read(2)`, reused across callbacks.
-    chunk: RefCell<Vec<u8>>,
+    me: Weak<ReadPipeTransport>,
 }
 
-/// The loop's open read pipes (a loop extension), closed by `close()`.
-struct OpenPipes {
-    pipes: RefCell<slab::Slab<std::rc::Weak<ReadPipe>>>,
-}
-
-impl OpenPipes {
-    fn of(lp: &EventLoop) -> Rc<OpenPipes> {
-        lp.extension(|| {
-            let weak = lp.downgrade();
-            lp.add_close_hook(move || {
-                let Some(inner) = weak.upgrade() else { return };
-                let lp = EventLoop { inner };
-                let open: Vec<_> = OpenPipes::of(&lp)
-                    .pipes
-                    .borrow()
-                    .iter()
-                    .filter_map(|(_, w)| w.upgrade())
-                    .collect();
-                for p in open {
-                    p.close_with(Some(Error::Closed));
-                }
-            });
-            OpenPipes {
-                pipes: RefCell::new(slab::Slab::new()),
-            }
-        })
-    }
-}
-
-impl ReadPipe {
-    /// Connects `fd` to a new reader with `limit`; returns the reader.
-    pub(crate) fn open(lp: &EventLoop, fd: OwnedFd, limit: usize) -> Result<StreamReader> {
-        let reader = StreamReader::with_loop(lp, limit);
-        let pipe = Rc::new_cyclic(|me| ReadPipe {
-            lp: LoopRef::new(lp.clone()),
-            fd: RefCell::new(Some(fd)),
-            reader: RefCell::new(Some(reader.clone())),
-            reading: Cell::new(false),
+impl ReadPipeTransport {
+    /// Wraps the read end `pipe`: checks that it is a FIFO, a socket or a
+    /// character device, makes it non-blocking, then on the next loop
+    /// iteration calls `protocol.connection_made`, starts reading, and
+    /// completes `waiter` if given.
+    ///
+    /// Fails with [`Error::InvalidArgument`] for a regular file (or a
+    /// directory), with [`Error::Closed`] on a closed loop; `pipe` is then
+    /// closed.
+    pub fn new(
+        lp: &EventLoop,
+        pipe: impl Into<OwnedFd>,
+        protocol: Rc<dyn Protocol>,
+        waiter: Option<Future<()>>,
+    ) -> Result<Rc<ReadPipeTransport>> {
+        lp.check_closed()?;
+        let (pipe, _) = prepare(pipe.into(), "Pipe transport is for pipes/sockets only.")?;
+        let t = Rc::new_cyclic(|me| ReadPipeTransport {
+            base: TransportBase::new(lp, pipe, protocol),
             paused: Cell::new(false),
             me: me.clone(),
-            key: Cell::new(None),
-            chunk: RefCell::new(Vec::new()),
         });
-        pipe.register()?;
-        let key = OpenPipes::of(lp)
-            .pipes
-            .borrow_mut()
-            .insert(Rc::downgrade(&pipe));
-        pipe.key.set(Some(key));
-        reader.set_transport(pipe);
-        Ok(reader)
+        t.schedule_start(waiter)?;
+        Ok(t)
     }
 
-    fn raw_fd(&self) -> Option<RawFd> {
-        self.fd.borrow().as_ref().map(|f| f.as_raw_fd())
+    /// The protocol, until `connection_lost` ran.
+    pub fn protocol(&self) -> Option<Rc<dyn Protocol>> {
+        self.base.protocol()
     }
 
-    fn register(self: &Rc<Self>) -> Result<()> {
-        let Some(fd) = self.raw_fd() else {
-            return Ok(());
-        };
-        let me = self.clone();
-        self.lp.add_reader_edge(fd, move || me.read_ready())?;
-        self.reading.set(true);
-        Ok(())
+    /// The pipe's fd number while it is open (asyncio's
+    /// `get_extra_info('pipe')`).
+    pub fn fd(&self) -> Option<RawFd> {
+        self.base.sock_fd()
     }
 
-    fn unregister(&self) {
-        if self.reading.replace(false) {
-            if let Some(fd) = self.raw_fd() {
-                let _ = self.lp.remove_reader(fd);
-            }
-        }
-    }
-
-    /// asyncio's `_read_ready`: read until `WouldBlock`, EOF, or a pause.
+    /// asyncio's `_read_ready`, draining the edge.
     fn read_ready(&self) {
-        // Take the scratch buffer out, so no borrow is held across feed_data.
-        let mut chunk = std::mem::take(&mut *self.chunk.borrow_mut());
-        self.read_into(&mut chunk);
-        chunk.clear();
-        *self.chunk.borrow_mut() = chunk;
+        let mut buf = take_read_buf();
+        self.read_edge(&mut buf);
+        put_read_buf(buf);
     }
 
-    fn read_into(&self, chunk: &mut Vec<u8>) {
-        while self.reading.get() {
-            let Some(fd) = self.raw_fd() else { return };
-            chunk.clear();
-            match sys::read_append(fd, chunk, READ_CHUNK) {
-                Ok(0) => {
-                    // asyncio: eof → _loop.remove_reader; protocol.eof_received;
-                    // connection_lost(None) → reader.feed_eof().
-                    self.close_with(None);
-                    return;
-                }
-                Ok(_) => {
-                    let reader = self.reader.borrow().clone();
-                    if let Some(r) = reader {
-                        r.feed_data(chunk); // may pause us
+    fn read_edge(&self, buf: &mut [u8]) {
+        for _ in 0..MAX_READS_PER_EDGE {
+            if self.base.closing.get() || self.paused.get() {
+                return;
+            }
+            let Some(proto) = self.base.protocol() else {
+                return;
+            };
+            let res = match &*self.base.sock.borrow() {
+                Some(fd) => sys::read(fd.as_raw_fd(), buf),
+                None => return,
+            };
+            match res {
+                Ok(0) => return self.read_eof(),
+                Ok(n) => {
+                    let data = &buf[..n];
+                    if let Err(payload) =
+                        catch_unwind(AssertUnwindSafe(|| proto.data_received(data)))
+                    {
+                        let err = panic_error(payload);
+                        self.report(
+                            err.clone(),
+                            "Fatal error: protocol.data_received() call failed.",
+                        );
+                        self.force_close(Some(err));
+                        return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    self.close_with(Some(e.into()));
+                    // asyncio reports every read error but EIO (a pty whose
+                    // other side closed), then closes with it.
+                    let err = Error::from(e);
+                    if err.raw_os_error() != Some(libc::EIO) {
+                        self.report(err.clone(), "Fatal read error on pipe transport");
+                    }
+                    self.force_close(Some(err));
                     return;
                 }
             }
         }
+        // Fairness: more may be waiting; go on in the next iteration.
+        if let Some(me) = self.me.upgrade() {
+            let _ = self.base.lp.call_soon(move || me.read_ready());
+        }
     }
 
-    /// Closes the fd and tells the reader (EOF, or the error).
-    fn close_with(&self, exc: Option<Error>) {
-        self.unregister();
-        drop(self.fd.borrow_mut().take());
-        if let Some(key) = self.key.take() {
-            OpenPipes::of(&self.lp).pipes.borrow_mut().try_remove(key);
+    /// asyncio's EOF branch of `_read_ready`: stop reading, then
+    /// `eof_received` and `connection_lost(None)`, each in a handle.
+    fn read_eof(&self) {
+        let base = &self.base;
+        base.closing.set(true);
+        let _ = base.lp.remove_reader(base.fd);
+        base.conn_lost.set(base.conn_lost.get() + 1);
+        if let Some(p) = base.protocol() {
+            let _ = base.lp.call_soon(move || {
+                p.eof_received();
+            });
         }
-        let reader = self.reader.borrow_mut().take();
-        if let Some(r) = reader {
-            match exc {
-                None => r.feed_eof(),
-                Some(e) => r.set_exception(e),
-            }
+        if let Some(me) = self.me.upgrade() {
+            let _ = base.lp.call_soon(move || me.call_connection_lost(None));
         }
+    }
+
+    fn report(&self, err: Error, message: &str) {
+        self.base.lp.call_exception_handler(&ExceptionContext {
+            message: message.to_owned(),
+            error: Some(err),
+            ..Default::default()
+        });
     }
 }
 
-impl BaseTransport for ReadPipe {
+impl SelectorTransport for ReadPipeTransport {
+    type Sock = OwnedFd;
+    type Proto = Rc<dyn Protocol>;
+
+    fn base(&self) -> &TransportBase<OwnedFd, Rc<dyn Protocol>> {
+        &self.base
+    }
+
+    fn rc(&self) -> Option<Rc<Self>> {
+        self.me.upgrade()
+    }
+
+    fn connection_made(this: Rc<Self>, protocol: &Rc<dyn Protocol>) {
+        protocol.connection_made(this);
+    }
+
+    fn connection_lost(protocol: &Rc<dyn Protocol>, exc: Option<Error>) {
+        protocol.connection_lost(exc);
+    }
+
+    fn wants_reader(&self) -> bool {
+        self.is_reading()
+    }
+
+    fn read_ready(&self) {
+        ReadPipeTransport::read_ready(self);
+    }
+
+    fn write_buffer_is_empty(&self) -> bool {
+        true
+    }
+
+    fn clear_write_buffer(&self) {}
+}
+
+impl BaseTransport for ReadPipeTransport {
+    /// `"pipe"`: the fd, while the pipe is open.
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
         match name {
-            "pipe" => self.raw_fd().map(ExtraInfo::Fd),
+            "pipe" => self.fd().map(ExtraInfo::Fd),
             _ => None,
         }
     }
 
     fn is_closing(&self) -> bool {
-        self.fd.borrow().is_none()
+        self.base.closing.get()
     }
 
+    /// Stops reading; `connection_lost(None)` follows on the next iteration.
     fn close(&self) {
-        if !self.is_closing() {
-            self.close_with(None);
-        }
+        self.close_transport();
     }
 }
 
-impl ReadTransport for ReadPipe {
+impl ReadTransport for ReadPipeTransport {
     fn is_reading(&self) -> bool {
-        !self.paused.get() && !self.is_closing()
+        !self.paused.get() && !self.base.closing.get()
     }
 
     fn pause_reading(&self) {
-        if self.is_closing() || self.paused.replace(true) {
+        if self.base.closing.get() || self.paused.replace(true) {
             return;
         }
-        self.unregister();
+        let _ = self.base.lp.remove_reader(self.base.fd);
     }
 
     fn resume_reading(&self) {
-        if self.is_closing() || !self.paused.replace(false) {
+        if self.base.closing.get() || !self.paused.replace(false) {
             return;
         }
-        // Re-register: EPOLL_CTL_ADD reports the fd at once if data waits.
-        // The reader holds this pipe while it is paused, so `me` upgrades.
-        if let Some(me) = self.me.upgrade() {
-            if let Err(e) = me.register() {
-                self.close_with(Some(e));
-            }
-        }
+        // Re-registering reports the fd at once if data is waiting.
+        self.add_reader();
     }
 }
 
-impl fmt::Debug for ReadPipe {
+/// A read pipe cannot write: these fail, or report nothing buffered.
+impl WriteTransport for ReadPipeTransport {
+    fn set_write_buffer_limits(&self, _high: Option<usize>, _low: Option<usize>) -> Result<()> {
+        Err(not_writable())
+    }
+
+    fn get_write_buffer_limits(&self) -> (usize, usize) {
+        (0, 0)
+    }
+
+    fn get_write_buffer_size(&self) -> usize {
+        0
+    }
+
+    fn write(&self, _data: &[u8]) -> Result<()> {
+        Err(not_writable())
+    }
+
+    fn write_eof(&self) -> Result<()> {
+        Err(not_writable())
+    }
+
+    fn can_write_eof(&self) -> bool {
+        false
+    }
+
+    /// Closes at once (there is no buffer to drop): as `close`.
+    fn abort(&self) {
+        self.force_close(None);
+    }
+}
+
+impl Transport for ReadPipeTransport {}
+
+impl fmt::Debug for ReadPipeTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReadPipe")
-            .field("fd", &self.raw_fd())
-            .field("reading", &self.reading.get())
+        f.debug_struct("ReadPipeTransport")
+            .field("fd", &self.base.fd)
+            .field("open", &self.fd().is_some())
+            .field("closing", &self.base.closing.get())
             .field("paused", &self.paused.get())
             .finish()
     }
@@ -244,138 +429,226 @@ impl fmt::Debug for ReadPipe {
 
 // ===== writing =====
 
-/// asyncio's `_UnixWritePipeTransport`, under a [`StreamWriter`].
-pub(crate) struct WritePipe {
-    lp: LoopRef,
-    /// `None` once closed.
-    fd: RefCell<Option<OwnedFd>>,
-    buf: RefCell<Vec<u8>>,
-    /// Bytes at the front of `buf` already written.
-    written: Cell<usize>,
-    /// A writer callback is registered (the buffer is not empty).
-    flushing: Cell<bool>,
-    /// `close()`/`write_eof()` was called: close once the buffer is empty.
-    closing: Cell<bool>,
-    /// `connection_lost` was delivered.
-    lost: Cell<bool>,
+/// asyncio's `_UnixWritePipeTransport`: the write end of a pipe, driven by
+/// the loop, talking to a [`Protocol`] (which hears `pause_writing`,
+/// `resume_writing` and `connection_lost`).
+///
+/// Made by [`EventLoop::connect_write_pipe`] or [`WritePipeTransport::new`].
+/// Protocols see it as `Rc<dyn Transport>`; it never reads (see the
+/// [module docs](self)).
+pub struct WritePipeTransport {
+    base: TransportBase<OwnedFd, Rc<dyn Protocol>>,
+    buffer: RefCell<Buffer>,
     limits: Cell<WriteLimits>,
-    flow: FlowControl,
-    me: std::rc::Weak<WritePipe>,
+    /// `write_eof()` or `close()` was called: `write` fails from now on.
+    eof: Cell<bool>,
+    /// A FIFO or a socket gets a reader, which reports that the read end
+    /// was closed (asyncio's `_read_ready` on a write pipe).
+    kind: PipeKind,
+    me: Weak<WritePipeTransport>,
 }
 
-impl WritePipe {
-    /// Connects `fd` to a new [`StreamWriter`].
-    pub(crate) fn open(lp: &EventLoop, fd: OwnedFd) -> StreamWriter {
-        let flow = FlowControl::new(lp);
-        let pipe = Rc::new_cyclic(|me| WritePipe {
-            lp: LoopRef::new(lp.clone()),
-            fd: RefCell::new(Some(fd)),
-            buf: RefCell::new(Vec::new()),
-            written: Cell::new(0),
-            flushing: Cell::new(false),
-            closing: Cell::new(false),
-            lost: Cell::new(false),
+impl WritePipeTransport {
+    /// Wraps the write end `pipe`: checks that it is a FIFO, a socket or a
+    /// character device, makes it non-blocking, then on the next loop
+    /// iteration calls `protocol.connection_made`, starts watching for the
+    /// read end's hang-up (FIFOs and sockets), and completes `waiter`.
+    ///
+    /// Fails with [`Error::InvalidArgument`] for a regular file (or a
+    /// directory), with [`Error::Closed`] on a closed loop; `pipe` is then
+    /// closed.
+    pub fn new(
+        lp: &EventLoop,
+        pipe: impl Into<OwnedFd>,
+        protocol: Rc<dyn Protocol>,
+        waiter: Option<Future<()>>,
+    ) -> Result<Rc<WritePipeTransport>> {
+        lp.check_closed()?;
+        let (pipe, kind) = prepare(
+            pipe.into(),
+            "Pipe transport is only for pipes, sockets and character devices",
+        )?;
+        let t = Rc::new_cyclic(|me| WritePipeTransport {
+            base: TransportBase::new(lp, pipe, protocol),
+            buffer: RefCell::new(Buffer::default()),
             limits: Cell::new(WriteLimits::default()),
-            flow: flow.clone(),
+            eof: Cell::new(false),
+            kind,
             me: me.clone(),
         });
-        StreamWriter::new(pipe, flow, None)
+        t.schedule_start(waiter)?;
+        Ok(t)
     }
 
-    fn raw_fd(&self) -> Option<RawFd> {
-        self.fd.borrow().as_ref().map(|f| f.as_raw_fd())
+    /// The protocol, until `connection_lost` ran.
+    pub fn protocol(&self) -> Option<Rc<dyn Protocol>> {
+        self.base.protocol()
     }
 
-    fn pending(&self) -> usize {
-        self.buf.borrow().len() - self.written.get()
+    /// The pipe's fd number while it is open (asyncio's
+    /// `get_extra_info('pipe')`).
+    pub fn fd(&self) -> Option<RawFd> {
+        self.base.sock_fd()
     }
 
-    fn maybe_pause(&self) {
-        let mut l = self.limits.get();
-        if l.maybe_pause(self.pending()) {
-            self.limits.set(l);
-            self.flow.pause_writing();
+    /// One `write(2)`; `WouldBlock` is 0 bytes.
+    fn try_write(&self, data: &[u8]) -> io::Result<usize> {
+        match &*self.base.sock.borrow() {
+            Some(fd) => match sys::write(fd.as_raw_fd(), data) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                other => other,
+            },
+            None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
         }
     }
 
-    fn maybe_resume(&self) {
-        let mut l = self.limits.get();
-        if l.maybe_resume(self.pending()) {
-            self.limits.set(l);
-            self.flow.resume_writing();
-        }
-    }
-
-    /// asyncio's `_write_ready`: write the buffer until it is empty or
-    /// `WouldBlock`; then resume the protocol, and close if asked to.
-    fn write_ready(&self) {
-        let Some(fd) = self.raw_fd() else { return };
-        loop {
-            let res = {
-                let buf = self.buf.borrow();
-                let off = self.written.get();
-                if off == buf.len() {
-                    break;
-                }
-                sys::write(fd, &buf[off..])
-            };
-            match res {
-                Ok(n) => self.written.set(self.written.get() + n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.maybe_resume();
-                    return;
-                }
-                Err(e) => {
-                    self.fatal(e.into());
-                    return;
-                }
-            }
-        }
-        self.buf.borrow_mut().clear();
-        self.written.set(0);
-        if self.flushing.replace(false) {
-            let _ = self.lp.remove_writer(fd);
-        }
-        self.maybe_resume();
-        if self.closing.get() {
-            self.connection_lost(None);
-        }
-    }
-
-    /// asyncio's `_fatal_error` + `_close(exc)`: drop the buffer, close.
-    fn fatal(&self, exc: Error) {
-        self.buf.borrow_mut().clear();
-        self.written.set(0);
-        self.closing.set(true);
-        self.connection_lost(Some(exc));
-    }
-
-    /// asyncio's `_call_connection_lost`: deregister, close the fd, tell
-    /// the flow control (which wakes `drain()` and `wait_closed()`).
-    fn connection_lost(&self, exc: Option<Error>) {
-        if self.lost.replace(true) {
+    fn add_writer(&self) {
+        if self.base.writer_registered.replace(true) {
             return;
         }
-        if let Some(fd) = self.fd.borrow_mut().take() {
-            if self.flushing.replace(false) {
-                let _ = self.lp.remove_writer(fd.as_raw_fd());
-            }
-            drop(fd);
+        let Some(me) = self.me.upgrade() else { return };
+        let res = self
+            .base
+            .lp
+            .add_writer_edge(self.base.fd, move || me.write_ready());
+        if let Err(e) = res {
+            self.base.writer_registered.set(false);
+            self.force_close(Some(e));
         }
-        self.flow.connection_lost(exc);
+    }
+
+    /// asyncio's `_write_ready`: flush until empty or `WouldBlock`; then
+    /// resume the protocol, and finish closing if asked to.
+    fn write_ready(&self) {
+        if self.base.conn_lost.get() > 0 {
+            return;
+        }
+        loop {
+            let res = {
+                let buf = self.buffer.borrow();
+                if buf.is_empty() {
+                    break;
+                }
+                self.try_write(buf.bytes())
+            };
+            match res {
+                Ok(0) => return, // WouldBlock: wait for the next edge
+                Ok(n) => self.buffer.borrow_mut().consume(n),
+                Err(e) => {
+                    self.base.remove_writer();
+                    self.buffer.borrow_mut().clear();
+                    self.force_close(Some(e.into()));
+                    return;
+                }
+            }
+        }
+        self.base.remove_writer();
+        self.maybe_resume_protocol();
+        if self.base.closing.get() {
+            self.call_connection_lost(None);
+        }
+    }
+
+    /// asyncio's `_read_ready` of a write pipe: the read end was closed.
+    fn hangup(&self) {
+        // A wake-up without a hang-up (spurious readiness, L8) is ignored
+        // on a FIFO; on a socket any readability counts, as in asyncio.
+        if !self.base.lp.fd_read_closed(self.base.fd) && self.kind == PipeKind::Fifo {
+            return;
+        }
+        if self.buffer.borrow().is_empty() {
+            self.force_close(None);
+        } else {
+            self.force_close(Some(io::Error::from(io::ErrorKind::BrokenPipe).into()));
+        }
+    }
+
+    /// Calls a flow-control method of the protocol; a panic is reported
+    /// and the pipe goes on (asyncio's `_maybe_pause_protocol`).
+    fn flow_call(&self, what: &str, f: fn(&dyn Protocol)) {
+        let Some(p) = self.base.protocol() else {
+            return;
+        };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(&*p))) {
+            let err = panic_error(payload);
+            self.base.lp.call_exception_handler(&ExceptionContext {
+                message: format!("protocol.{what}() failed"),
+                error: Some(err),
+                ..Default::default()
+            });
+        }
+    }
+
+    /// asyncio's `_maybe_pause_protocol`.
+    fn maybe_pause_protocol(&self) {
+        let size = self.buffer.borrow().len();
+        let mut l = self.limits.get();
+        if l.maybe_pause(size) {
+            self.limits.set(l);
+            self.flow_call("pause_writing", |p| p.pause_writing());
+        }
+    }
+
+    /// asyncio's `_maybe_resume_protocol`.
+    fn maybe_resume_protocol(&self) {
+        let size = self.buffer.borrow().len();
+        let mut l = self.limits.get();
+        if l.maybe_resume(size) {
+            self.limits.set(l);
+            self.flow_call("resume_writing", |p| p.resume_writing());
+        }
     }
 }
 
-impl BaseTransport for WritePipe {
+impl SelectorTransport for WritePipeTransport {
+    type Sock = OwnedFd;
+    type Proto = Rc<dyn Protocol>;
+
+    fn base(&self) -> &TransportBase<OwnedFd, Rc<dyn Protocol>> {
+        &self.base
+    }
+
+    fn rc(&self) -> Option<Rc<Self>> {
+        self.me.upgrade()
+    }
+
+    fn connection_made(this: Rc<Self>, protocol: &Rc<dyn Protocol>) {
+        protocol.connection_made(this);
+    }
+
+    fn connection_lost(protocol: &Rc<dyn Protocol>, exc: Option<Error>) {
+        protocol.connection_lost(exc);
+    }
+
+    /// The hang-up watch, on FIFOs and sockets, until closing.
+    fn wants_reader(&self) -> bool {
+        self.kind != PipeKind::CharDevice && !self.base.closing.get()
+    }
+
+    fn read_ready(&self) {
+        self.hangup();
+    }
+
+    fn write_buffer_is_empty(&self) -> bool {
+        self.buffer.borrow().is_empty()
+    }
+
+    fn clear_write_buffer(&self) {
+        self.buffer.borrow_mut().clear();
+    }
+}
+
+impl BaseTransport for WritePipeTransport {
+    /// `"pipe"`: the fd, while the pipe is open.
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
         match name {
-            "pipe" => self.raw_fd().map(ExtraInfo::Fd),
+            "pipe" => self.fd().map(ExtraInfo::Fd),
             _ => None,
         }
     }
 
     fn is_closing(&self) -> bool {
-        self.closing.get()
+        self.base.closing.get()
     }
 
     /// asyncio: `close()` is `write_eof()` for a write pipe.
@@ -384,12 +657,24 @@ impl BaseTransport for WritePipe {
     }
 }
 
-impl WriteTransport for WritePipe {
+/// A write pipe never reads: `is_reading()` is false, and pausing or
+/// resuming does nothing.
+impl ReadTransport for WritePipeTransport {
+    fn is_reading(&self) -> bool {
+        false
+    }
+
+    fn pause_reading(&self) {}
+
+    fn resume_reading(&self) {}
+}
+
+impl WriteTransport for WritePipeTransport {
     fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()> {
         let mut l = self.limits.get();
         l.set(high, low)?;
         self.limits.set(l);
-        self.maybe_pause();
+        self.maybe_pause_protocol();
         Ok(())
     }
 
@@ -399,63 +684,54 @@ impl WriteTransport for WritePipe {
     }
 
     fn get_write_buffer_size(&self) -> usize {
-        self.pending()
+        self.buffer.borrow().len()
     }
 
     fn write(&self, data: &[u8]) -> Result<()> {
-        if self.closing.get() && !self.lost.get() {
+        if self.eof.get() {
             return Err(Error::runtime(
-                "cannot write() after write_eof() or close()",
+                "cannot call write() after write_eof() or close()",
             ));
         }
-        if data.is_empty() || self.lost.get() {
-            return Ok(()); // asyncio drops writes once the pipe is lost
-        }
-        let Some(fd) = self.raw_fd() else {
+        if data.is_empty() {
             return Ok(());
-        };
+        }
+        let base = &self.base;
+        if base.conn_lost.get() > 0 || base.closing.get() {
+            // asyncio drops writes once the pipe is lost.
+            base.conn_lost.set(base.conn_lost.get() + 1);
+            return Ok(());
+        }
         let mut data = data;
-        if self.pending() == 0 {
+        if self.buffer.borrow().is_empty() {
             // Try at once, as asyncio's transport does.
-            match sys::write(fd, data) {
-                Ok(n) => data = &data[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            match self.try_write(data) {
+                Ok(n) => {
+                    data = &data[n..];
+                    if data.is_empty() {
+                        return Ok(());
+                    }
+                }
                 Err(e) => {
-                    self.fatal(e.into());
+                    self.force_close(Some(e.into()));
                     return Ok(());
                 }
             }
-            if data.is_empty() {
+            self.add_writer();
+            if base.conn_lost.get() > 0 {
                 return Ok(());
             }
         }
-        self.buf.borrow_mut().extend_from_slice(data);
-        if !self.flushing.get() {
-            if let Some(me) = self.me.upgrade() {
-                self.lp.add_writer_edge(fd, move || me.write_ready())?;
-                self.flushing.set(true);
-            }
-        }
-        self.maybe_pause();
+        self.buffer.borrow_mut().extend(data);
+        self.maybe_pause_protocol();
         Ok(())
     }
 
+    /// Closes the pipe once the buffer is flushed; `connection_lost(None)`
+    /// follows.
     fn write_eof(&self) -> Result<()> {
-        if self.closing.replace(true) {
-            return Ok(());
-        }
-        if self.pending() == 0 {
-            // asyncio: call_soon(_call_connection_lost, None).
-            let me = self.me.upgrade();
-            let scheduled = self.lp.call_soon(move || {
-                if let Some(me) = me {
-                    me.connection_lost(None);
-                }
-            });
-            if scheduled.is_err() {
-                self.connection_lost(None); // the loop is closed: close now
-            }
-        }
+        self.eof.set(true);
+        self.close_transport();
         Ok(())
     }
 
@@ -464,33 +740,97 @@ impl WriteTransport for WritePipe {
     }
 
     fn abort(&self) {
-        self.buf.borrow_mut().clear();
-        self.written.set(0);
-        self.closing.set(true);
-        self.connection_lost(None);
+        self.force_close(None);
     }
 }
 
-impl Drop for WritePipe {
-    fn drop(&mut self) {
-        // The fd closes with the OwnedFd; make sure the reactor forgot it.
-        if self.flushing.get() {
-            if let Some(fd) = self.raw_fd() {
-                if !self.lp.is_closed() {
-                    let _ = self.lp.remove_writer(fd);
-                }
-            }
-        }
-    }
-}
+impl Transport for WritePipeTransport {}
 
-impl fmt::Debug for WritePipe {
+impl fmt::Debug for WritePipeTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WritePipe")
-            .field("fd", &self.raw_fd())
-            .field("buffered", &self.pending())
-            .field("closing", &self.closing.get())
+        f.debug_struct("WritePipeTransport")
+            .field("fd", &self.base.fd)
+            .field("open", &self.fd().is_some())
+            .field("closing", &self.base.closing.get())
+            .field("write_buffer", &self.buffer.borrow().len())
             .finish()
+    }
+}
+
+// ===== the loop's entry points =====
+
+impl EventLoop {
+    /// asyncio's `loop.connect_read_pipe(protocol_factory, pipe)`: makes
+    /// the protocol, wraps `pipe` (any owned fd: `std::io::PipeReader`,
+    /// `ChildStdout`, a FIFO opened as a `File`, a socket) in a
+    /// [`ReadPipeTransport`], and returns both once `connection_made` ran.
+    ///
+    /// A regular file is refused with [`Error::InvalidArgument`] (asyncio's
+    /// `ValueError`); the fd is made non-blocking. See the
+    /// [module docs](crate::pipes) for an example.
+    pub async fn connect_read_pipe<P, F>(
+        &self,
+        protocol_factory: F,
+        pipe: impl Into<OwnedFd>,
+    ) -> Result<(Rc<ReadPipeTransport>, Rc<P>)>
+    where
+        P: Protocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        let protocol = protocol_factory();
+        let waiter: Future<()> = self.create_future();
+        let t = ReadPipeTransport::new(self, pipe, protocol.clone(), Some(waiter.clone()))?;
+        let mut guard = CloseUnlessConnected(Some(t.clone()));
+        waiter.await?;
+        guard.0 = None;
+        Ok((t, protocol))
+    }
+
+    /// asyncio's `loop.connect_write_pipe(protocol_factory, pipe)`: makes
+    /// the protocol, wraps `pipe` (any owned fd: `std::io::PipeWriter`,
+    /// `ChildStdin`, a FIFO opened as a `File`, a socket, a terminal) in a
+    /// [`WritePipeTransport`], and returns both once `connection_made` ran.
+    ///
+    /// A regular file is refused with [`Error::InvalidArgument`] (asyncio's
+    /// `ValueError`); the fd is made non-blocking.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::rc::Rc;
+    /// use tulip::transports::prelude::*;
+    ///
+    /// struct Quiet;
+    /// impl Protocol for Quiet {}
+    ///
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let (mut r, w) = std::io::pipe()?;
+    ///     let (t, _) = lp.connect_write_pipe(|| Rc::new(Quiet), w).await?;
+    ///     t.write(b"to the pipe")?;
+    ///     t.write_eof()?;
+    ///     tulip::sleep(0.0).await?;
+    ///     let mut got = String::new();
+    ///     r.read_to_string(&mut got)?;
+    ///     assert_eq!(got, "to the pipe");
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn connect_write_pipe<P, F>(
+        &self,
+        protocol_factory: F,
+        pipe: impl Into<OwnedFd>,
+    ) -> Result<(Rc<WritePipeTransport>, Rc<P>)>
+    where
+        P: Protocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        let protocol = protocol_factory();
+        let waiter: Future<()> = self.create_future();
+        let t = WritePipeTransport::new(self, pipe, protocol.clone(), Some(waiter.clone()))?;
+        let mut guard = CloseUnlessConnected(Some(t.clone()));
+        waiter.await?;
+        guard.0 = None;
+        Ok((t, protocol))
     }
 }
 

@@ -1,11 +1,13 @@
 //! The loop's low-level socket coroutines and name resolution. Mirrors
 //! `BaseSelectorEventLoop.sock_recv`, `sock_recv_into`, `sock_sendall`,
-//! `sock_connect`, `sock_accept` in `Lib/asyncio/selector_events.py`, and
-//! `getaddrinfo` (run in the executor) in `base_events.py`.
+//! `sock_connect`, `sock_accept`, and asyncio 3.11's `sock_sendto`,
+//! `sock_recvfrom`, `sock_recvfrom_into` in `Lib/asyncio/selector_events.py`,
+//! and `getaddrinfo` (run in the executor) in `base_events.py`.
 //!
 //! Each coroutine tries the operation first; on `WouldBlock` it waits for
 //! the fd with a one-shot reader or writer ([`EventLoop::wait_readable`]),
-//! then tries again, as asyncio's `_sock_recv` callbacks do.
+//! then tries again, as asyncio's `_sock_recv` callbacks do. The loop is
+//! one helper, `sock_retry`, shared by all of them.
 //!
 //! # Invariants
 //! - A wait's reader/writer is removed however the wait ends (result,
@@ -17,7 +19,7 @@
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 
 use std::cell::Cell;
@@ -109,15 +111,8 @@ impl EventLoop {
         S: AsRawFd,
         for<'a> &'a S: Read,
     {
-        loop {
-            match { sock }.read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            }
-            self.wait_readable(sock.as_raw_fd()).await?;
-        }
+        self.sock_retry(sock.as_raw_fd(), false, || { sock }.read(buf))
+            .await
     }
 
     /// asyncio's `sock_sendall(sock, data)`: sends all of `data`.
@@ -128,16 +123,10 @@ impl EventLoop {
     {
         let mut data = data;
         while !data.is_empty() {
-            match { sock }.write(data) {
-                Ok(n) => {
-                    data = &data[n..];
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            }
-            self.wait_writable(sock.as_raw_fd()).await?;
+            let n = self
+                .sock_retry(sock.as_raw_fd(), true, || { sock }.write(data))
+                .await?;
+            data = &data[n..];
         }
         Ok(())
     }
@@ -206,24 +195,86 @@ impl EventLoop {
     /// asyncio's `sock_accept(sock)`: accepts one connection on a
     /// non-blocking listener. The new stream is non-blocking.
     pub async fn sock_accept(&self, listener: &TcpListener) -> Result<(TcpStream, SocketAddr)> {
+        let accept = || match listener.accept() {
+            // A connection that vanished before it was accepted: try again.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
+                Err(io::Error::from(io::ErrorKind::Interrupted))
+            }
+            other => other,
+        };
+        let (s, addr) = self.sock_retry(listener.as_raw_fd(), false, accept).await?;
+        s.set_nonblocking(true)?;
+        Ok((s, addr))
+    }
+
+    /// asyncio's `sock_sendto(sock, data, address)` (3.11): sends one
+    /// datagram to `addr` from a non-blocking UDP socket, waiting while the
+    /// send buffer is full; returns how many bytes were sent.
+    ///
+    /// ```
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let a = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    ///     let b = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    ///     a.set_nonblocking(true)?;
+    ///     b.set_nonblocking(true)?;
+    ///     lp.sock_sendto(&a, b"ping", b.local_addr()?).await?;
+    ///     let (data, from) = lp.sock_recvfrom(&b, 100).await?;
+    ///     assert_eq!((&data[..], from), (&b"ping"[..], a.local_addr()?));
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn sock_sendto(
+        &self,
+        sock: &UdpSocket,
+        data: &[u8],
+        addr: SocketAddr,
+    ) -> Result<usize> {
+        self.sock_retry(sock.as_raw_fd(), true, || sock.send_to(data, addr))
+            .await
+    }
+
+    /// asyncio's `sock_recvfrom(sock, bufsize)` (3.11): receives one
+    /// datagram of at most `n` bytes (the rest of a longer one is
+    /// discarded) from a non-blocking UDP socket, and who sent it.
+    pub async fn sock_recvfrom(&self, sock: &UdpSocket, n: usize) -> Result<(Vec<u8>, SocketAddr)> {
+        let mut buf = vec![0u8; n];
+        let (k, addr) = self.sock_recvfrom_into(sock, &mut buf).await?;
+        buf.truncate(k);
+        Ok((buf, addr))
+    }
+
+    /// asyncio's `sock_recvfrom_into(sock, buf)` (3.11): receives one
+    /// datagram into `buf` (the rest of a longer one is discarded); returns
+    /// how many bytes were stored and who sent it. Pass `&mut buf[..n]`
+    /// for asyncio's `nbytes`.
+    pub async fn sock_recvfrom_into(
+        &self,
+        sock: &UdpSocket,
+        buf: &mut [u8],
+    ) -> Result<(usize, SocketAddr)> {
+        self.sock_retry(sock.as_raw_fd(), false, || sock.recv_from(buf))
+            .await
+    }
+
+    /// The shape of every `sock_*` coroutine: try `op`; on `WouldBlock`
+    /// wait until `fd` is readable (writable if `write`) and try again; on
+    /// `Interrupted` try again at once. The wait's reader or writer is
+    /// removed however it ends (see [`wait_readable`](EventLoop::wait_readable)).
+    async fn sock_retry<T>(
+        &self,
+        fd: RawFd,
+        write: bool,
+        mut op: impl FnMut() -> io::Result<T>,
+    ) -> Result<T> {
         loop {
-            match listener.accept() {
-                Ok((s, addr)) => {
-                    s.set_nonblocking(true)?;
-                    return Ok((s, addr));
-                }
+            match op() {
+                Ok(v) => return Ok(v),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    continue
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             }
-            self.wait_readable(listener.as_raw_fd()).await?;
+            self.wait_fd(fd, write).await?;
         }
     }
 

@@ -150,6 +150,24 @@ impl FlowControl {
     }
 }
 
+/// A flow control is the protocol of a write-only transport, such as a
+/// subprocess's stdin pipe: it hears `pause_writing`, `resume_writing` and
+/// `connection_lost` (asyncio's `SubprocessStreamProtocol`, a
+/// `FlowControlMixin`); the other callbacks do nothing.
+impl Protocol for FlowControl {
+    fn connection_lost(&self, exc: Option<Error>) {
+        FlowControl::connection_lost(self, exc);
+    }
+
+    fn pause_writing(&self) {
+        FlowControl::pause_writing(self);
+    }
+
+    fn resume_writing(&self) {
+        FlowControl::resume_writing(self);
+    }
+}
+
 /// Takes a drain waiter out of the list however the wait ends (asyncio's
 /// `finally: self._drain_waiters.remove(waiter)`).
 struct RemoveWaiter<'a> {

@@ -65,9 +65,9 @@ use crate::child_watcher::{ChildState, ChildWatcher, ChildWatcherKind};
 use crate::error::{Error, Result};
 use crate::event_loop::{get_running_loop, EventLoop, LoopRef};
 use crate::futures::Future;
-use crate::pipes::{is_broken_pipe, ReadPipe, WritePipe};
+use crate::pipes::{is_broken_pipe, ReadPipeTransport, WritePipeTransport};
 pub use crate::streams::DEFAULT_LIMIT;
-use crate::streams::{StreamReader, StreamWriter};
+use crate::streams::{FlowControl, StreamReader, StreamReaderProtocol, StreamWriter};
 use crate::sys;
 use crate::threads::ThreadPool;
 
@@ -498,22 +498,42 @@ impl Adopt {
         let [w, r_out, r_err] = ours;
         let mut proc = Process {
             lp: LoopRef::new(lp.clone()),
-            stdin: w.map(|fd| WritePipe::open(lp, fd)),
+            stdin: None,
             stdout: None,
             stderr: None,
             child: state,
             kill_on_drop: self.kill_on_drop,
         };
-        // Registering a pipe fails only for lack of memory; the child is
-        // watched already, and dropping `proc` applies kill_on_drop.
+        // Wrapping a pipe fails only for lack of memory (or fds); the child
+        // is watched already, and dropping `proc` applies kill_on_drop.
+        proc.stdin = w.map(|fd| stdin_writer(lp, fd)).transpose()?;
         proc.stdout = r_out
-            .map(|fd| ReadPipe::open(lp, fd, self.limit))
+            .map(|fd| output_reader(lp, fd, self.limit))
             .transpose()?;
         proc.stderr = r_err
-            .map(|fd| ReadPipe::open(lp, fd, self.limit))
+            .map(|fd| output_reader(lp, fd, self.limit))
             .transpose()?;
         Ok(proc)
     }
+}
+
+/// A child's stdout or stderr: a read pipe transport under a
+/// [`StreamReaderProtocol`] that feeds a new reader (asyncio's
+/// `SubprocessStreamProtocol.pipe_data_received` → `feed_data`).
+fn output_reader(lp: &EventLoop, fd: OwnedFd, limit: usize) -> Result<StreamReader> {
+    let reader = StreamReader::with_loop(lp, limit);
+    let protocol = Rc::new(StreamReaderProtocol::new(lp, reader.clone(), None));
+    ReadPipeTransport::new(lp, fd, protocol, None)?;
+    Ok(reader)
+}
+
+/// A child's stdin: a write pipe transport whose protocol is the flow
+/// control of its writer (asyncio's `SubprocessStreamProtocol` is that
+/// `FlowControlMixin`).
+fn stdin_writer(lp: &EventLoop, fd: OwnedFd) -> Result<StreamWriter> {
+    let flow = FlowControl::new(lp);
+    let transport = WritePipeTransport::new(lp, fd, Rc::new(flow.clone()), None)?;
+    Ok(StreamWriter::new(transport, flow, None))
 }
 
 /// [`Command::spawn_in_executor`]'s job: waiting for a worker, taken by

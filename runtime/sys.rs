@@ -162,28 +162,6 @@ pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// `read(2)` appending to the spare capacity of `vec` (up to `max` bytes).
-pub(crate) fn read_append(fd: RawFd, vec: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-    vec.reserve(max);
-    let spare = vec.spare_capacity_mut();
-    let len = spare.len().min(max);
-    loop {
-        // SAFETY: the spare capacity is valid for `len` bytes of writes; read
-        // only writes, and we only mark as initialized what it wrote.
-        let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), len) };
-        match cvt(n) {
-            Ok(n) => {
-                let n = n as usize;
-                // SAFETY: read(2) initialized the first `n` spare bytes.
-                unsafe { vec.set_len(vec.len() + n) };
-                return Ok(n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// `write(2)` from `buf`, retrying `EINTR`.
 pub(crate) fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     loop {

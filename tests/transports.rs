@@ -662,3 +662,66 @@ fn a_peer_that_answers_at_once_waits_for_the_other_connections() {
         Ok(())
     });
 }
+
+// ===== sock_sendto / sock_recvfrom (asyncio 3.11) =====
+
+/// A non-blocking UDP socket on 127.0.0.1.
+fn udp_local() -> std::net::UdpSocket {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_nonblocking(true).unwrap();
+    s
+}
+
+#[test]
+fn sock_sendto_and_sock_recvfrom_roundtrip() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (a, b) = (udp_local(), Rc::new(udp_local()));
+        let (a_addr, b_addr) = (a.local_addr()?, b.local_addr()?);
+        // Nothing arrived yet: the receive waits for the datagram.
+        let (lp2, b2) = (lp.clone(), b.clone());
+        let receiver = tulip::create_task(async move {
+            let got = lp2.sock_recvfrom(&b2, 100).await?;
+            let mut buf = [0u8; 4];
+            let (n, from) = lp2.sock_recvfrom_into(&b2, &mut buf).await?;
+            Ok((got, buf[..n].to_vec(), from))
+        })?;
+        tulip::sleep(0.0).await?;
+        assert!(!receiver.done());
+        assert_eq!(lp.sock_sendto(&a, b"first", b_addr).await?, 5);
+        // A datagram longer than the buffer is cut to it.
+        assert_eq!(lp.sock_sendto(&a, b"second", b_addr).await?, 6);
+        let (got, second, from) = tulip::wait_for(receiver, 5.0).await?;
+        assert_eq!(got, (b"first".to_vec(), a_addr));
+        assert_eq!((&second[..], from), (&b"seco"[..], a_addr));
+        // And back.
+        lp.sock_sendto(&b, b"reply", a_addr).await?;
+        let (reply, from) = lp.sock_recvfrom(&a, 100).await?;
+        assert_eq!((&reply[..], from), (&b"reply"[..], b_addr));
+        Ok(())
+    });
+}
+
+#[test]
+fn cancelling_sock_recvfrom_leaves_no_reader_registered() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let sock = Rc::new(udp_local());
+        let fd = sock.as_raw_fd();
+        let (lp2, s2) = (lp.clone(), sock.clone());
+        let waiting = tulip::create_task(async move { lp2.sock_recvfrom(&s2, 100).await })?;
+        common::settle().await?;
+        assert!(!waiting.done(), "nothing was sent");
+        assert!(waiting.cancel());
+        let res = tulip::wait_for(waiting, 5.0).await;
+        assert!(matches!(res, Err(Error::Cancelled(_))), "{res:?}");
+        assert!(!lp.remove_reader(fd)?, "the wait's reader was removed");
+        // The socket still works with the loop afterwards.
+        let peer = udp_local();
+        peer.send_to(b"late", sock.local_addr()?)?;
+        // (Already queued on loopback: this does not wait.)
+        let (data, _) = lp.sock_recvfrom(&sock, 10).await?;
+        assert_eq!(data, b"late");
+        Ok(())
+    });
+}

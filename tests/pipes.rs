@@ -1,0 +1,615 @@
+//! Pipe transports (`connect_read_pipe`, `connect_write_pipe`) on real
+//! pipes, FIFOs and child processes: data and EOF, pausing, write flow
+//! control (N3), hang-ups and closing (N4), refusals, panicking protocols
+//! (L6), and a loop closed with pipes open (L5).
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::rc::Rc;
+
+use common::{capture_reports, run_bounded, settle};
+use tulip::transports::prelude::*;
+use tulip::{Error, EventLoop, Future};
+
+/// Every wait in these tests is bounded by this many seconds.
+const BOUND: f64 = 5.0;
+
+/// Records every call, in order, and keeps the transport.
+#[derive(Default)]
+struct Recorder {
+    transport: RefCell<Option<Rc<dyn Transport>>>,
+    events: RefCell<Vec<String>>,
+    data: RefCell<Vec<u8>>,
+    lost: Future<Option<Error>>,
+    /// Completes at the first `resume_writing`.
+    resumed: Future<()>,
+}
+
+impl Recorder {
+    fn new() -> Rc<Recorder> {
+        Rc::new(Recorder::default())
+    }
+    fn events(&self) -> Vec<String> {
+        self.events.borrow().clone()
+    }
+    fn push(&self, what: &str) {
+        let mut ev = self.events.borrow_mut();
+        // Runs of data_received are one entry.
+        if what != "data" || ev.last().map(String::as_str) != Some("data") {
+            ev.push(what.into());
+        }
+    }
+    /// `connection_lost`'s argument, waited for (bounded).
+    async fn lost(&self) -> tulip::Result<Option<Error>> {
+        tulip::wait_for(self.lost.clone(), BOUND).await
+    }
+}
+
+impl Protocol for Recorder {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        *self.transport.borrow_mut() = Some(transport);
+        self.push("made");
+    }
+    fn data_received(&self, data: &[u8]) {
+        self.data.borrow_mut().extend_from_slice(data);
+        self.push("data");
+    }
+    fn eof_received(&self) -> bool {
+        self.push("eof");
+        false
+    }
+    fn connection_lost(&self, exc: Option<Error>) {
+        self.push("lost");
+        // Drop the transport: the cycle ends here, as in asyncio.
+        drop(self.transport.borrow_mut().take());
+        let _ = self.lost.set_result(exc);
+    }
+    fn pause_writing(&self) {
+        self.push("pause");
+    }
+    fn resume_writing(&self) {
+        self.push("resume");
+        if !self.resumed.done() {
+            let _ = self.resumed.set_result(());
+        }
+    }
+}
+
+/// A payload whose every offset is distinguishable (order is checked).
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// A raw pipe from `pipe2(2)`: `(read end, write end)`.
+fn pipe2() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds are new and owned by nobody else.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+/// Reads what `r` holds, without blocking, and expects EOF after it: a
+/// write end left open fails the test instead of hanging it.
+fn read_to_eof_now(r: &mut std::io::PipeReader) -> Vec<u8> {
+    let fd = r.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL only read and set the flags of our own fd.
+    unsafe {
+        libc::fcntl(
+            fd,
+            libc::F_SETFL,
+            libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+        )
+    };
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("expected EOF after {} bytes, got: {e}", got.len()),
+        }
+    }
+}
+
+/// A fresh temporary directory, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("tulip-pipes-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Makes a FIFO at `path` with `mkfifo(3)`.
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+// conformance: N4
+#[test]
+fn read_pipe_delivers_data_then_eof_then_connection_lost() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let (r, mut w) = std::io::pipe()?;
+        let (t, p) = lp.connect_read_pipe(Recorder::new, r).await?;
+        assert_eq!(p.events(), ["made"]);
+        assert!(t.is_reading());
+        let fd = t.get_extra_info("pipe").and_then(|i| i.as_fd());
+        assert_eq!(fd, t.fd());
+        assert!(fd.is_some());
+        w.write_all(b"hello, ")?;
+        w.write_all(b"pipe")?;
+        drop(w);
+        assert!(p.lost().await?.is_none());
+        assert_eq!(p.events(), ["made", "data", "eof", "lost"]);
+        assert_eq!(&*p.data.borrow(), b"hello, pipe");
+        assert!(t.is_closing());
+        assert!(t.get_extra_info("pipe").is_none(), "the fd is closed");
+        Ok(())
+    });
+}
+
+#[test]
+fn read_pipe_pause_and_resume_reading() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let (r, mut w) = std::io::pipe()?;
+        let (t, p) = lp.connect_read_pipe(Recorder::new, r).await?;
+        t.pause_reading();
+        assert!(!t.is_reading());
+        w.write_all(b"held back")?;
+        settle().await?;
+        assert!(p.data.borrow().is_empty(), "no data_received while paused");
+        t.resume_reading();
+        assert!(t.is_reading());
+        for _ in 0..100 {
+            if p.data.borrow().len() == 9 {
+                break;
+            }
+            tulip::sleep(0.0).await?;
+        }
+        assert_eq!(&*p.data.borrow(), b"held back");
+        drop(w);
+        assert!(p.lost().await?.is_none());
+        Ok(())
+    });
+}
+
+// conformance: N3
+#[test]
+fn write_pipe_backpressure_pauses_then_resumes_and_keeps_order() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let (r, w) = pipe2();
+        let (wt, wp) = lp.connect_write_pipe(Recorder::new, w).await?;
+        assert!(wt.can_write_eof());
+        assert!(!wt.is_reading());
+        // Nobody reads: the pipe takes 64 KiB, the transport buffers the
+        // rest and crosses its high-water mark.
+        let payload = pattern(512 * 1024);
+        for chunk in payload.chunks(32 * 1024) {
+            wt.write(chunk)?; // never blocks
+        }
+        assert!(wt.get_write_buffer_size() > 64 * 1024);
+        assert_eq!(wp.events(), ["made", "pause"]);
+        // Now drain the other end, through a read pipe.
+        let (_rt, rp) = lp.connect_read_pipe(Recorder::new, r).await?;
+        tulip::wait_for(wp.resumed.clone(), BOUND).await?;
+        assert_eq!(wp.events(), ["made", "pause", "resume"]);
+        wt.write_eof()?;
+        assert!(wp.lost().await?.is_none());
+        assert!(rp.lost().await?.is_none());
+        assert_eq!(wt.get_write_buffer_size(), 0);
+        assert!(*rp.data.borrow() == payload, "every byte, in order");
+        assert_eq!(rp.events(), ["made", "data", "eof", "lost"]);
+        Ok(())
+    });
+}
+
+#[test]
+fn write_eof_flushes_the_buffer_then_closes() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let (r, w) = std::io::pipe()?;
+        let (wt, wp) = lp.connect_write_pipe(Recorder::new, w).await?;
+        let payload = pattern(200 * 1024);
+        wt.write(&payload)?;
+        assert!(wt.get_write_buffer_size() > 0);
+        wt.write_eof()?;
+        assert!(wt.is_closing());
+        assert!(
+            matches!(wt.write(b"late"), Err(Error::Runtime(_))),
+            "write after write_eof fails"
+        );
+        settle().await?;
+        assert!(!wp.lost.done(), "still flushing");
+        let (_rt, rp) = lp.connect_read_pipe(Recorder::new, r).await?;
+        assert!(wp.lost().await?.is_none());
+        assert!(rp.lost().await?.is_none());
+        assert!(*rp.data.borrow() == payload);
+        Ok(())
+    });
+}
+
+// conformance: N4
+#[test]
+fn closing_the_read_end_with_data_buffered_is_a_broken_pipe() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let (r, w) = std::io::pipe()?;
+        let (wt, wp) = lp.connect_write_pipe(Recorder::new, w).await?;
+        wt.write(&pattern(200 * 1024))?;
+        assert!(wt.get_write_buffer_size() > 0);
+        drop(r); // the reader goes away: EPOLLERR on our end
+        let exc = wp.lost().await?.expect("an error");
+        assert_eq!(exc.io_kind(), Some(std::io::ErrorKind::BrokenPipe), "{exc}");
+        assert!(wt.is_closing());
+        assert_eq!(wt.get_write_buffer_size(), 0);
+        assert!(wt.get_extra_info("pipe").is_none(), "the fd is closed");
+        // Later writes are dropped, as asyncio does once the pipe is lost.
+        wt.write(b"dropped")?;
+        assert_eq!(wp.events(), ["made", "pause", "lost"]);
+        Ok(())
+    });
+}
+
+// conformance: N4
+#[test]
+fn closing_the_read_end_of_an_idle_pipe_closes_the_transport() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let (r, w) = std::io::pipe()?;
+        let (wt, wp) = lp.connect_write_pipe(Recorder::new, w).await?;
+        drop(r);
+        // asyncio's `_read_ready` on a write pipe: nothing was buffered, so
+        // the hang-up is a plain close.
+        assert!(wp.lost().await?.is_none());
+        assert!(wt.is_closing());
+        assert_eq!(wp.events(), ["made", "lost"]);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_write_to_a_pipe_without_reader_is_a_broken_pipe() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let (r, w) = std::io::pipe()?;
+        let (wt, wp) = lp.connect_write_pipe(Recorder::new, w).await?;
+        drop(r);
+        // Before the loop polls the hang-up, write(2) meets EPIPE.
+        wt.write(b"x")?;
+        let exc = wp.lost().await?.expect("an error");
+        assert_eq!(exc.io_kind(), Some(std::io::ErrorKind::BrokenPipe), "{exc}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_regular_file_is_refused() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let dir = TempDir::new("regular");
+        let path = dir.0.join("file");
+        std::fs::write(&path, b"not a pipe")?;
+        let made = Rc::new(Cell::new(0));
+        let m = made.clone();
+        let err = lp
+            .connect_read_pipe(
+                move || {
+                    m.set(m.get() + 1);
+                    Recorder::new()
+                },
+                std::fs::File::open(&path)?,
+            )
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert!(err.to_string().contains("pipes/sockets only"), "{err}");
+        let file = std::fs::OpenOptions::new().append(true).open(&path)?;
+        let err = lp
+            .connect_write_pipe(Recorder::new, file)
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert!(err.to_string().contains("character devices"), "{err}");
+        settle().await?;
+        assert_eq!(made.get(), 1, "the protocol was made but never connected");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_fd_is_made_non_blocking() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let (r, _w) = pipe2(); // both blocking
+        let raw = r.as_raw_fd();
+        let (t, _p) = lp.connect_read_pipe(Recorder::new, r).await?;
+        // SAFETY: F_GETFL only reads the flags of an fd the transport owns.
+        let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
+        assert!(flags & libc::O_NONBLOCK != 0);
+        t.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn a_fifo_carries_data_both_ways() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let dir = TempDir::new("fifo");
+        let path = dir.0.join("fifo");
+        mkfifo(&path);
+        // The read end first, non-blocking, so that opening the write end
+        // does not block.
+        let r = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)?;
+        let w = std::fs::OpenOptions::new().write(true).open(&path)?;
+        let (_rt, rp) = lp.connect_read_pipe(Recorder::new, r).await?;
+        let (wt, wp) = lp.connect_write_pipe(Recorder::new, w).await?;
+        let payload = pattern(300 * 1024);
+        wt.write(&payload)?;
+        wt.write_eof()?;
+        assert!(wp.lost().await?.is_none());
+        assert!(rp.lost().await?.is_none());
+        assert!(*rp.data.borrow() == payload);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_child_process_through_both_pipes() {
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "tr a-z A-Z"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let out = run_bounded(BOUND, async move {
+        let lp = tulip::get_running_loop()?;
+        let (_rt, rp) = lp.connect_read_pipe(Recorder::new, stdout).await?;
+        let (wt, wp) = lp.connect_write_pipe(Recorder::new, stdin).await?;
+        wt.write(b"hello from the loop\n")?;
+        wt.write_eof()?;
+        assert!(wp.lost().await?.is_none());
+        assert!(rp.lost().await?.is_none());
+        let out = rp.data.borrow().clone();
+        Ok(out)
+    });
+    assert_eq!(out, b"HELLO FROM THE LOOP\n");
+    // The child saw EOF and closed its stdout: it has exited or is exiting.
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn close_a_read_pipe_and_abort_a_write_pipe() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        // close(): no more data, connection_lost(None) on the next iteration.
+        let (r, mut w) = std::io::pipe()?;
+        let (rt, rp) = lp.connect_read_pipe(Recorder::new, r).await?;
+        rt.close();
+        assert!(rt.is_closing());
+        assert!(
+            !rp.lost.done(),
+            "connection_lost comes in a later iteration"
+        );
+        rt.close(); // twice is a no-op
+        assert!(rp.lost().await?.is_none());
+        assert_eq!(rp.events(), ["made", "lost"]);
+        // Our read end is closed: the writer sees EPIPE.
+        let err = w.write_all(b"x").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+
+        // abort(): the buffer is dropped, connection_lost(None).
+        let (mut r, w) = std::io::pipe()?;
+        let (wt, wp) = lp.connect_write_pipe(Recorder::new, w).await?;
+        wt.write(&pattern(200 * 1024))?;
+        assert!(wt.get_write_buffer_size() > 0);
+        wt.abort();
+        assert!(wt.is_closing());
+        assert_eq!(wt.get_write_buffer_size(), 0);
+        assert!(wp.lost().await?.is_none());
+        let got = read_to_eof_now(&mut r); // EOF: our write end is closed
+        assert!(got.len() < 200 * 1024, "the buffered part was dropped");
+        assert!(got[..] == pattern(got.len())[..]);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_read_pipe_cannot_write() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let (r, _w) = std::io::pipe()?;
+        let (rt, rp) = lp.connect_read_pipe(Recorder::new, r).await?;
+        let t = rp.transport.borrow().clone().expect("connected");
+        assert!(matches!(t.write(b"x"), Err(Error::Runtime(_))));
+        assert!(matches!(t.write_eof(), Err(Error::Runtime(_))));
+        assert!(!t.can_write_eof());
+        rt.close();
+        assert!(rp.lost().await?.is_none());
+        Ok(())
+    });
+}
+
+#[derive(Default)]
+struct PanicsOnData {
+    lost: Future<Option<Error>>,
+}
+
+impl Protocol for PanicsOnData {
+    fn data_received(&self, _: &[u8]) {
+        panic!("bug in data_received");
+    }
+    fn connection_lost(&self, exc: Option<Error>) {
+        let _ = self.lost.set_result(exc);
+    }
+}
+
+// conformance: L6
+#[test]
+fn a_panicking_data_received_is_reported_and_closes_the_pipe() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let reports = capture_reports(&lp);
+        let (r, mut w) = std::io::pipe()?;
+        let (rt, p) = lp
+            .connect_read_pipe(|| Rc::new(PanicsOnData::default()), r)
+            .await?;
+        w.write_all(b"boom")?;
+        let exc = tulip::wait_for(p.lost.clone(), BOUND).await?;
+        assert!(matches!(exc, Some(Error::Panic(_))), "{exc:?}");
+        assert!(rt.is_closing());
+        let reports = reports.borrow();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert!(reports[0].message.contains("data_received() call failed"));
+        assert!(format!("{}", reports[0]).contains("bug in data_received"));
+        Ok(())
+    });
+}
+
+#[derive(Default)]
+struct PanicsOnPause {
+    paused: Cell<u32>,
+}
+
+impl Protocol for PanicsOnPause {
+    fn pause_writing(&self) {
+        self.paused.set(self.paused.get() + 1);
+        panic!("bug in pause_writing");
+    }
+}
+
+// conformance: L6
+#[test]
+fn a_panicking_pause_writing_is_reported_and_the_pipe_goes_on() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let reports = capture_reports(&lp);
+        let (r, w) = std::io::pipe()?;
+        let (wt, p) = lp
+            .connect_write_pipe(|| Rc::new(PanicsOnPause::default()), w)
+            .await?;
+        let payload = pattern(200 * 1024);
+        wt.write(&payload)?; // the panic does not reach us
+        assert_eq!(p.paused.get(), 1);
+        assert!(!wt.is_closing());
+        assert_eq!(reports.borrow().len(), 1);
+        assert!(reports.borrow()[0]
+            .message
+            .contains("pause_writing() failed"));
+        // The pipe still delivers everything.
+        let (_rt, rp) = lp.connect_read_pipe(Recorder::new, r).await?;
+        wt.write_eof()?;
+        assert!(rp.lost().await?.is_none());
+        assert!(*rp.data.borrow() == payload);
+        Ok(())
+    });
+}
+
+/// Counts `connection_lost` calls, and keeps its transport (the cycle).
+#[derive(Default)]
+struct KeepsTransport {
+    transport: RefCell<Option<Rc<dyn Transport>>>,
+    lost: Rc<Cell<u32>>,
+}
+
+impl Protocol for KeepsTransport {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        *self.transport.borrow_mut() = Some(transport);
+    }
+    fn connection_lost(&self, _: Option<Error>) {
+        self.lost.set(self.lost.get() + 1);
+    }
+}
+
+// conformance: L5
+#[test]
+fn a_loop_closed_with_pipes_open_closes_their_fds() {
+    for drop_instead_of_close in [false, true] {
+        let lp = EventLoop::new().unwrap();
+        let (r_ours, mut w_theirs) = std::io::pipe().unwrap();
+        let (mut r_theirs, w_ours) = std::io::pipe().unwrap();
+        let lost = Rc::new(Cell::new(0));
+        let (l1, l2) = (lost.clone(), lost.clone());
+        lp.run_until_complete(async move {
+            let lp = tulip::get_running_loop()?;
+            let read = move || {
+                Rc::new(KeepsTransport {
+                    lost: l1,
+                    ..Default::default()
+                })
+            };
+            let write = move || {
+                Rc::new(KeepsTransport {
+                    lost: l2,
+                    ..Default::default()
+                })
+            };
+            // The transports and protocols are dropped here: only the
+            // protocol ↔ transport cycles and the loop's registrations hold them.
+            lp.connect_read_pipe(read, r_ours).await?;
+            let (wt, _) = lp.connect_write_pipe(write, w_ours).await?;
+            wt.write(&pattern(200 * 1024))?; // a writer is registered too
+            Ok(())
+        })
+        .unwrap();
+        if drop_instead_of_close {
+            drop(lp);
+        } else {
+            lp.close().unwrap();
+        }
+        // Our write end is closed: the other side reads (the first 64 KiB,
+        // then) EOF. Our read end is closed: their write fails with EPIPE.
+        let got = read_to_eof_now(&mut r_theirs);
+        assert!(got.len() < 200 * 1024);
+        let err = w_theirs.write_all(b"x").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+        assert_eq!(lost.get(), 0, "no protocol call without a loop");
+    }
+}
+
+#[test]
+fn connect_on_a_closed_loop_fails_and_closes_the_pipe() {
+    let lp = EventLoop::new().unwrap();
+    lp.close().unwrap();
+    let (r, mut w) = std::io::pipe().unwrap();
+    let res = tulip::ReadPipeTransport::new(&lp, r, Rc::new(Nothing), None);
+    assert!(matches!(res, Err(Error::Closed)), "{res:?}");
+    let err = w.write_all(b"x").unwrap_err();
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::BrokenPipe,
+        "the pipe was closed"
+    );
+}
+
+/// A protocol that does nothing.
+struct Nothing;
+impl Protocol for Nothing {}
