@@ -69,6 +69,10 @@ pub enum Error {
     Panic(Arc<str>),
     /// `OSError`.
     Io(Arc<io::Error>),
+    /// `asyncio.SendfileNotAvailableError`: `sendfile(2)` cannot be used
+    /// for this file or transport, and the fallback was disabled. The
+    /// message says why.
+    SendfileNotAvailable(Arc<str>),
     /// Any other error, e.g. one of the user's own.
     Other(Arc<dyn std::error::Error + Send + Sync>),
 }
@@ -211,6 +215,10 @@ impl fmt::Display for Error {
             Error::Interrupted => f.write_str("interrupted (Ctrl-C)"),
             Error::Panic(m) => write!(f, "panicked: {m}"),
             Error::Io(e) => write!(f, "{e}"),
+            Error::SendfileNotAvailable(m) => write!(
+                f,
+                "sendfile is not available: {m}; pass fallback = true to send the file with reads and writes instead"
+            ),
             Error::Other(e) => write!(f, "{e}"),
         }
     }

@@ -35,6 +35,7 @@
 //! | `staggered.py` (`staggered_race`) | [`staggered`] |
 //! | `base_events.py` (`create_server`, `Server`) | [`base_events_net`] |
 //! | `selector_events.py` (`_SelectorDatagramTransport`, UDP and `AF_UNIX`) | [`datagram`] |
+//! | `base_events.py`, `unix_events.py` (`sock_sendfile`, `sendfile`) | [`sendfile`](mod@sendfile) |
 //!
 //! ```
 //! async fn say_after(delay: f64, what: &str) -> tulip::Result<()> {
@@ -78,6 +79,7 @@ pub mod runners;
 pub mod selector_events;
 mod selector_transport;
 pub mod semaphores;
+pub mod sendfile;
 pub mod signals;
 mod sleep;
 mod sock_ops;

@@ -69,6 +69,9 @@
 //! - The borrow `get_buffer` returns is dropped before any protocol method
 //!   runs (`buffer_updated`, `eof_received`), and no read of a
 //!   `BufferedProtocol`'s transport touches the shared read buffer.
+//! - While a native `sendfile` uses the socket (see [`sendfile`](crate::sendfile)),
+//!   `write` refuses and the fd's writer is the sendfile's; before the
+//!   socket closes, that writer is removed and the sendfile woken.
 //! - The loop's reader/writer callbacks hold the transport strongly, as
 //!   asyncio's selector holds its handles: a registered transport lives on
 //!   even if its protocol keeps no reference to it.
@@ -296,6 +299,14 @@ pub struct SocketTransport {
     sockname: RefCell<Option<ExtraInfo>>,
     /// Called after `connection_lost` (a server's `_detach`).
     on_lost: RefCell<Option<Box<dyn FnOnce()>>>,
+    /// What a `sendfile` waits for (asyncio's `_empty_waiter`, and the
+    /// fallback's `drain`): the write buffer drained to at most `.0` bytes.
+    /// Completed when it is, or when the socket is about to close.
+    drain_waiter: RefCell<Option<(usize, Future<()>)>>,
+    /// `Some` while a native `sendfile` uses the socket: `write` refuses,
+    /// and before the socket closes its writer is removed and the future
+    /// completed (see `before_socket_close`).
+    sendfile_lost: RefCell<Option<Future<()>>>,
     me: std::rc::Weak<SocketTransport>,
 }
 
@@ -329,6 +340,8 @@ impl SocketTransport {
             peername: RefCell::new(None),
             sockname: RefCell::new(None),
             on_lost: RefCell::new(None),
+            drain_waiter: RefCell::new(None),
+            sendfile_lost: RefCell::new(None),
             me: me.clone(),
         });
         t.schedule_start(waiter)?;
@@ -362,6 +375,72 @@ impl SocketTransport {
     /// The socket's fd number (valid until the transport is closed).
     pub fn fd(&self) -> RawFd {
         self.base.fd
+    }
+
+    // ----- sendfile support (see sendfile.rs) -----
+
+    /// True once the connection is lost or the socket closed.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.base.conn_lost.get() > 0 || self.base.sock.borrow().is_none()
+    }
+
+    /// A future completed once the write buffer holds at most `n` bytes, or
+    /// the socket is about to close (asyncio's `_make_empty_waiter` for
+    /// `n == 0`). One waiter at a time.
+    pub(crate) fn wait_buffer_at_most(&self, n: usize) -> Result<Future<()>> {
+        if self.drain_waiter.borrow().is_some() {
+            return Err(Error::runtime(
+                "a sendfile is already in progress on this transport: await it before starting another",
+            ));
+        }
+        let fut: Future<()> = self.base.lp.create_future();
+        if self.buffer.borrow().len() <= n || self.is_lost() {
+            let _ = fut.set_result(());
+        } else {
+            *self.drain_waiter.borrow_mut() = Some((n, fut.clone()));
+        }
+        Ok(fut)
+    }
+
+    /// Forgets the drain waiter (asyncio's `_reset_empty_waiter`).
+    pub(crate) fn clear_drain_waiter(&self) {
+        drop(self.drain_waiter.borrow_mut().take());
+    }
+
+    /// Completes the drain waiter if the buffer is small enough now.
+    fn notify_drain(&self) {
+        let len = self.buffer.borrow().len();
+        let done = {
+            let mut w = self.drain_waiter.borrow_mut();
+            match &*w {
+                Some((n, _)) if len <= *n => w.take(),
+                _ => None,
+            }
+        };
+        if let Some((_, f)) = done {
+            if !f.done() {
+                let _ = f.set_result(());
+            }
+        }
+    }
+
+    /// A native sendfile starts using the socket: `write` refuses until
+    /// [`end_native_sendfile`](Self::end_native_sendfile). The future
+    /// completes if the socket closes meanwhile.
+    pub(crate) fn begin_native_sendfile(&self) -> Result<Future<()>> {
+        if self.sendfile_lost.borrow().is_some() {
+            return Err(Error::runtime(
+                "a sendfile is already in progress on this transport: await it before starting another",
+            ));
+        }
+        let fut: Future<()> = self.base.lp.create_future();
+        *self.sendfile_lost.borrow_mut() = Some(fut.clone());
+        Ok(fut)
+    }
+
+    /// The native sendfile is over.
+    pub(crate) fn end_native_sendfile(&self) {
+        drop(self.sendfile_lost.borrow_mut().take());
     }
 
     // ----- reading -----
@@ -592,7 +671,11 @@ impl SocketTransport {
                 self.try_send(buf.bytes())
             };
             match res {
-                Ok(0) => return, // WouldBlock: wait for the next edge
+                Ok(0) => {
+                    // WouldBlock: wait for the next edge.
+                    self.notify_drain();
+                    return;
+                }
                 Ok(n) => self.buffer.borrow_mut().consume(n),
                 Err(e) => {
                     self.base.remove_writer();
@@ -603,6 +686,7 @@ impl SocketTransport {
             }
         }
         // The buffer is empty.
+        self.notify_drain();
         self.maybe_resume_protocol();
         self.base.remove_writer();
         if self.base.closing.get() {
@@ -691,6 +775,24 @@ impl SelectorTransport for SocketTransport {
         self.buffer.borrow_mut().clear();
     }
 
+    /// A native sendfile's writer goes before the fd does (N4), and the
+    /// sendfile and drain waiters wake to find the connection lost.
+    fn before_socket_close(&self) {
+        let sendfile = self.sendfile_lost.borrow_mut().take();
+        if let Some(f) = sendfile {
+            let _ = self.base.lp.remove_writer(self.base.fd);
+            if !f.done() {
+                let _ = f.set_result(());
+            }
+        }
+        let drain = self.drain_waiter.borrow_mut().take();
+        if let Some((_, f)) = drain {
+            if !f.done() {
+                let _ = f.set_result(());
+            }
+        }
+    }
+
     fn after_connection_lost(&self) {
         let hook = self.on_lost.borrow_mut().take();
         if let Some(f) = hook {
@@ -772,6 +874,11 @@ impl WriteTransport for SocketTransport {
                 "cannot call write() after write_eof(): the write side is closed".into(),
             ));
         }
+        if self.sendfile_lost.borrow().is_some() {
+            return Err(Error::runtime(
+                "unable to write: a sendfile is in progress on this transport; await it first",
+            ));
+        }
         if data.is_empty() {
             return Ok(());
         }
@@ -841,6 +948,10 @@ impl WriteTransport for SocketTransport {
 
     fn abort(&self) {
         self.force_close(None);
+    }
+
+    fn as_socket_transport(&self) -> Option<&SocketTransport> {
+        Some(self)
     }
 }
 

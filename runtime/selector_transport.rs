@@ -157,6 +157,11 @@ pub(crate) trait SelectorTransport: Sized + 'static {
     /// Runs last in `call_connection_lost`, after the socket is closed.
     fn after_connection_lost(&self) {}
 
+    /// Runs just before the socket is closed (in `call_connection_lost`
+    /// and `release_without_loop`), after the transport's own reader and
+    /// writer are removed: what else uses the fd must let go of it now.
+    fn before_socket_close(&self) {}
+
     /// asyncio's `__init__` tail: `call_soon` of `connection_made`,
     /// `_add_reader` and the waiter, here one handle (see [`start`](Self::start)).
     fn schedule_start(self: &Rc<Self>, waiter: Option<Future<()>>) -> crate::Result<()> {
@@ -259,6 +264,7 @@ pub(crate) trait SelectorTransport: Sized + 'static {
                 Self::connection_lost(&p, exc);
             }
         }
+        self.before_socket_close();
         drop(base.sock.borrow_mut().take());
         base.untrack();
         self.after_connection_lost();
@@ -273,6 +279,7 @@ pub(crate) trait SelectorTransport: Sized + 'static {
         base.conn_lost.set(base.conn_lost.get().max(1));
         base.writer_registered.set(false);
         self.clear_write_buffer();
+        self.before_socket_close();
         let proto = base.protocol.borrow_mut().take();
         let sock = base.sock.borrow_mut().take();
         drop(sock);

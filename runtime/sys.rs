@@ -175,6 +175,28 @@ pub(crate) fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// `sendfile(2)`: copies up to `count` bytes of `in_fd`, from `*offset`, to
+/// the socket `out_fd`, and advances `*offset` by what was sent. The file
+/// position of `in_fd` is not changed. Retries `EINTR`; `Ok(0)` is the end
+/// of the file. A non-blocking `out_fd` that is full gives `WouldBlock`.
+pub(crate) fn sendfile(
+    out_fd: RawFd,
+    in_fd: RawFd,
+    offset: &mut libc::off_t,
+    count: usize,
+) -> io::Result<usize> {
+    loop {
+        // SAFETY: `offset` is a valid, exclusive pointer to an `off_t` the
+        // kernel reads and updates; the fds are only used by the kernel.
+        let n = unsafe { libc::sendfile(out_fd, in_fd, offset, count) };
+        match cvt(n) {
+            Ok(n) => return Ok(n as usize),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// True on the process's main thread (its thread id equals its pid).
 pub(crate) fn is_main_thread() -> bool {
     // SAFETY: getpid and gettid take no arguments and cannot fail.

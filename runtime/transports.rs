@@ -250,6 +250,15 @@ pub trait WriteTransport: BaseTransport {
     /// Closes at once: the buffer is dropped, and `connection_lost(None)` is
     /// called soon.
     fn abort(&self);
+
+    /// asyncio's `_sendfile_compatible`: the socket transport behind this
+    /// one if [`EventLoop::sendfile`](crate::EventLoop::sendfile) may hand
+    /// its socket to `sendfile(2)` (asyncio's `TRY_NATIVE`). Other
+    /// transports keep the default, `None`, and are sent to with writes
+    /// (the fallback).
+    fn as_socket_transport(&self) -> Option<&crate::SocketTransport> {
+        None
+    }
 }
 
 /// asyncio's `Transport`: a bidirectional stream transport (a connected socket).
