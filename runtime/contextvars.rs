@@ -156,16 +156,13 @@ pub(crate) fn new_task_context(lp: &EventLoop, explicit: Option<Context>) -> Opt
     if let Some(ctx) = explicit {
         return Some(ctx.cell);
     }
-    match lp.current_context() {
+    match lp.current_task_context() {
         // A shared Context: snapshot its map.
-        Some(ctx) if ctx.is::<ContextCell>() => map_of(&ctx).map(|m| m as Rc<dyn Any>),
-        // The task's own immutable map: share it.
-        Some(ctx) => Some(ctx),
-        None if lp.inner.current_task.borrow().is_none() => {
-            OUTSIDE.with(|o| o.borrow().as_ref().map(|c| c.map() as Rc<dyn Any>))
-        }
-        // A task with no values yet.
-        None => None,
+        Some(Some(ctx)) if ctx.is::<ContextCell>() => map_of(&ctx).map(|m| m as Rc<dyn Any>),
+        // The task's own immutable map: share it (or a task with no values yet).
+        Some(ctx) => ctx,
+        // Outside any task: the thread's own context.
+        None => OUTSIDE.with(|o| o.borrow().as_ref().map(|c| c.map() as Rc<dyn Any>)),
     }
 }
 

@@ -137,8 +137,15 @@ pub(crate) struct TaskWaker {
     id: AtomicU64,
 }
 
-/// The loop's pool of idle task wakers (see [`TaskWaker`]).
-pub(crate) type WakerPool = std::cell::RefCell<Vec<WakerSlot>>;
+/// The loop's pool of idle task wakers (see [`TaskWaker`]): the one put
+/// back last in a plain `Cell` (a task that finishes in the step that made
+/// its waker hands it straight to the next task, the common case in a
+/// gather), the others in a list.
+#[derive(Default)]
+pub(crate) struct WakerPool {
+    last: Cell<Option<WakerSlot>>,
+    more: std::cell::RefCell<Vec<WakerSlot>>,
+}
 
 /// At most this many idle wakers are kept per loop.
 const WAKER_POOL_MAX: usize = 64;
@@ -156,7 +163,11 @@ impl WakerSlot {
     /// Once per task, out of the step's hot path.
     #[inline(never)]
     fn new(lp: &EventLoop, key: usize, id: u64) -> WakerSlot {
-        let pooled = lp.inner.waker_pool.borrow_mut().pop();
+        let pool = &lp.inner.waker_pool;
+        let pooled = match pool.last.take() {
+            Some(slot) => Some(slot),
+            None => pool.more.borrow_mut().pop(),
+        };
         if let Some(slot) = pooled {
             // Ours alone (see `recycle`): no other thread can read these.
             slot.arc.key.store(key, Ordering::Relaxed);
@@ -179,9 +190,12 @@ impl WakerSlot {
             // Pairs with the release decrement of the last clone dropped on
             // another thread: its reads of key/id come before our re-aiming.
             std::sync::atomic::fence(Ordering::Acquire);
-            let mut pool = lp.inner.waker_pool.borrow_mut();
-            if pool.len() < WAKER_POOL_MAX {
-                pool.push(self);
+            let pool = &lp.inner.waker_pool;
+            if let Some(older) = pool.last.replace(Some(self)) {
+                let mut more = pool.more.borrow_mut();
+                if more.len() < WAKER_POOL_MAX {
+                    more.push(older);
+                }
             }
         }
     }
@@ -813,6 +827,13 @@ pub(crate) fn take_throw() -> Option<Error> {
 
 impl EventLoop {
     /// The context values of this loop's current task (contextvars.rs).
+    /// The running task's context values: `None` outside a task,
+    /// `Some(None)` in a task that has none yet.
+    pub(crate) fn current_task_context(&self) -> Option<Option<Rc<dyn Any>>> {
+        let cur = self.inner.current_task.borrow();
+        cur.as_ref().map(|t| t.header().context())
+    }
+
     pub(crate) fn current_context(&self) -> Option<Rc<dyn Any>> {
         let cur = self.inner.current_task.borrow();
         let ctx = cur.as_ref()?.header().context();
@@ -991,6 +1012,11 @@ impl<T: Clone + 'static> StdFuture for Task<T> {
         if let Some(err) = take_throw_on(lp) {
             return Poll::Ready(Err(err));
         }
+        let core = self.inner.core();
+        if core.done() {
+            // A done task is never the running one: no self-await check.
+            return Poll::Ready(core.result());
+        }
         let any = self.any();
         if is_current(lp, &any) {
             return Poll::Ready(Err(Error::runtime(format!(
@@ -998,7 +1024,6 @@ impl<T: Clone + 'static> StdFuture for Task<T> {
                 any.describe()
             ))));
         }
-        let core = self.inner.core();
         match core.poll_done(cx) {
             Poll::Ready(()) => Poll::Ready(core.result()),
             Poll::Pending => {

@@ -565,6 +565,48 @@ fn a_finished_tasks_waker_nobody_holds_is_reused_by_the_next_task() {
 }
 
 #[test]
+fn tasks_suspended_together_never_share_a_pooled_waker() {
+    // The pool keeps the waker put back last in a cell of its own and the
+    // others in a list. Two rounds of 50 tasks suspended at the same time:
+    // the second round runs on pooled wakers (from both places), and every
+    // task must still get a waker of its own, so that each wake reaches
+    // exactly its task.
+    let lp = EventLoop::new().unwrap();
+    for round in 0..2u32 {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let gates: Vec<Future<u32>> = (0..50).map(|_| Future::with_loop(&lp)).collect();
+        let tasks: Vec<Task<u32>> = gates
+            .iter()
+            .map(|g| {
+                let (g, seen) = (g.clone(), seen.clone());
+                lp.create_task(async move {
+                    GrabWaker(&|w| seen.borrow_mut().push(w.data() as usize)).await;
+                    g.await
+                })
+                .unwrap()
+            })
+            .collect();
+        iterate(&lp);
+        let mut addrs = seen.borrow().clone();
+        assert_eq!(addrs.len(), 50);
+        addrs.sort_unstable();
+        addrs.dedup();
+        assert_eq!(
+            addrs.len(),
+            50,
+            "round {round}: two suspended tasks share a waker"
+        );
+        // Wake them in reverse order, each with its own value.
+        for (i, g) in gates.iter().enumerate().rev() {
+            g.set_result(i as u32 + 100 * round).unwrap();
+        }
+        let all = lp.run_until_complete(tulip::gather(tasks)).unwrap();
+        assert_eq!(all, (0..50).map(|i| i + 100 * round).collect::<Vec<_>>());
+    }
+    lp.close().unwrap();
+}
+
+#[test]
 fn a_stale_waker_of_a_finished_task_wakes_no_later_task() {
     // Wakers are recycled only when no clone is left: a clone kept after
     // its task finished must never wake a task created later (which might
