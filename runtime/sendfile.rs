@@ -133,6 +133,55 @@ impl Drop for FilePos<'_> {
     }
 }
 
+/// The chunks a fallback sends (asyncio's `_sock_sendfile_fallback` and
+/// `_sendfile_fallback` loops): read `file` from `offset` in pieces of at
+/// most `max_chunk`, until `count` bytes or the end of the file. The caller
+/// adds what it sent to `pos.sent`, which positions the file when dropped.
+struct FallbackChunks<'a> {
+    pos: FilePos<'a>,
+    reader: ChunkReader,
+    count: Option<usize>,
+    chunk: usize,
+}
+
+impl<'a> FallbackChunks<'a> {
+    fn new(
+        file: &'a File,
+        offset: u64,
+        count: Option<usize>,
+        max_chunk: usize,
+    ) -> Result<FallbackChunks<'a>> {
+        let mode = read_mode(file, offset)?;
+        let chunk = count.map_or(max_chunk, |c| c.min(max_chunk));
+        let reader = ChunkReader::new(file, offset, mode, chunk)?;
+        let pos = FilePos {
+            file,
+            offset,
+            sent: 0,
+        };
+        Ok(FallbackChunks {
+            pos,
+            reader,
+            count,
+            chunk,
+        })
+    }
+
+    /// The next chunk, or `None` once `count` bytes were sent or the file
+    /// ended.
+    async fn next(&mut self, lp: &EventLoop) -> Result<Option<Vec<u8>>> {
+        let want = match self.count {
+            Some(c) => (c - self.pos.sent).min(self.chunk),
+            None => self.chunk,
+        };
+        if want == 0 {
+            return Ok(None);
+        }
+        let data = self.reader.read(lp, self.pos.sent, want).await?;
+        Ok((!data.is_empty()).then_some(data))
+    }
+}
+
 /// Removes the native path's one-shot writer, unless the socket's
 /// transport already did so before closing the fd (the number may belong
 /// to another file by now).
@@ -265,30 +314,12 @@ impl EventLoop {
             Err(Error::SendfileNotAvailable(_)) if fallback => {}
             other => return other,
         }
-        let mut pos = FilePos {
-            file,
-            offset,
-            sent: 0,
-        };
-        let mode = read_mode(file, offset)?;
-        let chunk = count.map_or(SOCK_FALLBACK_CHUNK, |c| c.min(SOCK_FALLBACK_CHUNK));
-        let mut reader = ChunkReader::new(file, offset, mode, chunk)?;
-        loop {
-            let want = match count {
-                Some(c) => (c - pos.sent).min(chunk),
-                None => chunk,
-            };
-            if want == 0 {
-                break;
-            }
-            let data = reader.read(self, pos.sent, want).await?;
-            if data.is_empty() {
-                break;
-            }
+        let mut chunks = FallbackChunks::new(file, offset, count, SOCK_FALLBACK_CHUNK)?;
+        while let Some(data) = chunks.next(self).await? {
             self.sock_sendall(sock, &data).await?;
-            pos.sent += data.len();
+            chunks.pos.sent += data.len();
         }
-        Ok(pos.sent)
+        Ok(chunks.pos.sent)
     }
 
     /// asyncio's `loop.sendfile(transport, file, offset, count, fallback=)`:
@@ -375,33 +406,13 @@ impl EventLoop {
         count: Option<usize>,
     ) -> Result<usize> {
         let _resume = ResumeReading::pause(transport);
-        let mut pos = FilePos {
-            file,
-            offset,
-            sent: 0,
-        };
-        let mode = read_mode(file, offset)?;
-        let chunk = count.map_or(TRANSPORT_FALLBACK_CHUNK, |c| {
-            c.min(TRANSPORT_FALLBACK_CHUNK)
-        });
-        let mut reader = ChunkReader::new(file, offset, mode, chunk)?;
-        loop {
-            let want = match count {
-                Some(c) => (c - pos.sent).min(chunk),
-                None => chunk,
-            };
-            if want == 0 {
-                break;
-            }
-            let data = reader.read(self, pos.sent, want).await?;
-            if data.is_empty() {
-                break;
-            }
+        let mut chunks = FallbackChunks::new(file, offset, count, TRANSPORT_FALLBACK_CHUNK)?;
+        while let Some(data) = chunks.next(self).await? {
             self.drain_for_sendfile(transport).await?;
             transport.write(&data)?;
-            pos.sent += data.len();
+            chunks.pos.sent += data.len();
         }
-        Ok(pos.sent)
+        Ok(chunks.pos.sent)
     }
 
     /// `_SendfileFallbackProtocol.drain`: fails if the transport is

@@ -8,11 +8,12 @@ use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
+use std::ops::Range;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use common::{run_bounded, settle};
+use common::{linger_zero, run_bounded, settle};
 use tulip::{
     BaseTransport, Error, EventLoop, ExtraInfo, Protocol, ReadTransport, Transport, WriteTransport,
 };
@@ -72,25 +73,6 @@ fn small_buffers(sender: i32, receiver: i32) {
     set_int_opt(receiver, libc::SO_RCVBUF, 32 * 1024);
 }
 
-/// Sets SO_LINGER to 0 so that closing sends a RST.
-fn linger_zero(fd: i32) {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: fd is an open socket; the option value is a valid `linger`.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &l as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "setsockopt SO_LINGER");
-}
-
 /// A connected pair of non-blocking TCP sockets on 127.0.0.1:
 /// (sender, receiver).
 async fn tcp_pair(lp: &EventLoop) -> tulip::Result<(TcpStream, TcpStream)> {
@@ -131,46 +113,39 @@ async fn send_and_receive(
     Ok((sent, got))
 }
 
-#[test]
-fn sock_sendfile_whole_file() {
-    let tf = TempFile::new("whole", 300 * 1024 + 17);
+/// Sends `file[offset..]` (at most `count` bytes) of a `len`-byte file and
+/// checks that exactly `file[expect]` arrived and that the file position
+/// ends after it.
+fn assert_sends(name: &str, len: usize, offset: u64, count: Option<usize>, expect: Range<usize>) {
+    let tf = TempFile::new(name, len);
     run_bounded(10.0, async move {
         let lp = tulip::get_running_loop()?;
         let file = Rc::new(tf.open());
-        let (sent, got) = send_and_receive(&lp, file.clone(), 0, None).await?;
-        assert_eq!(sent, tf.data.len());
-        assert!(got == tf.data, "the received bytes are the file");
-        assert_eq!(position(&file), tf.data.len() as u64);
+        let (sent, got) = send_and_receive(&lp, file.clone(), offset, count).await?;
+        assert_eq!(sent, expect.len());
+        assert!(
+            got == tf.data[expect.clone()],
+            "the received bytes are the file's"
+        );
+        assert_eq!(position(&file), expect.end as u64);
         Ok(())
     });
+}
+
+#[test]
+fn sock_sendfile_whole_file() {
+    let len = 300 * 1024 + 17;
+    assert_sends("whole", len, 0, None, 0..len);
 }
 
 #[test]
 fn sock_sendfile_offset_and_count() {
-    let tf = TempFile::new("offset", 64 * 1024);
-    run_bounded(10.0, async move {
-        let lp = tulip::get_running_loop()?;
-        let file = Rc::new(tf.open());
-        let (sent, got) = send_and_receive(&lp, file.clone(), 1000, Some(5000)).await?;
-        assert_eq!(sent, 5000);
-        assert!(got == tf.data[1000..6000]);
-        assert_eq!(position(&file), 6000);
-        Ok(())
-    });
+    assert_sends("offset", 64 * 1024, 1000, Some(5000), 1000..6000);
 }
 
 #[test]
 fn sock_sendfile_count_beyond_eof_stops_at_eof() {
-    let tf = TempFile::new("beyond", 10_000);
-    run_bounded(10.0, async move {
-        let lp = tulip::get_running_loop()?;
-        let file = Rc::new(tf.open());
-        let (sent, got) = send_and_receive(&lp, file.clone(), 9_900, Some(50_000)).await?;
-        assert_eq!(sent, 100);
-        assert!(got == tf.data[9_900..]);
-        assert_eq!(position(&file), 10_000);
-        Ok(())
-    });
+    assert_sends("beyond", 10_000, 9_900, Some(50_000), 9_900..10_000);
 }
 
 #[test]
@@ -206,21 +181,16 @@ fn sock_sendfile_waits_for_a_slow_reader() {
     let tf = TempFile::new("slow", 4 << 20);
     run_bounded(20.0, async move {
         let lp = tulip::get_running_loop()?;
-        let file = Rc::new(tf.open());
-        let (a, b) = tcp_pair(&lp).await?;
-        small_buffers(a.as_raw_fd(), b.as_raw_fd());
-        let a = Rc::new(a);
-        let fd = a.as_raw_fd();
-        let (lp2, a2, f2) = (lp.clone(), a.clone(), file.clone());
-        let send =
-            tulip::create_task(async move { lp2.sock_sendfile(&*a2, &f2, 0, None, false).await })?;
         // The reader has read nothing; 4 MB cannot fit in the buffers, so
         // after the loop has polled several times the send must still be
-        // pending, waiting for writability (EAGAIN).
-        settle().await?;
-        settle().await?;
-        assert!(!send.done(), "the send waits for the reader");
-        assert!(lp.has_writer(fd), "it waits with a writer");
+        // pending, waiting for writability (EAGAIN) with a writer.
+        let Blocked {
+            file,
+            a: _a,
+            b,
+            fd,
+            send,
+        } = blocked_sendfile(&lp, &tf).await?;
         // Now read everything.
         let mut got = Vec::new();
         while got.len() < tf.data.len() {
@@ -305,22 +275,50 @@ fn sock_sendfile_pipe_without_fallback_is_not_available() {
     });
 }
 
+/// A `sock_sendfile` of a 4 MiB file blocked mid-transfer: small kernel
+/// buffers, nobody reading, and the send still pending with its writer
+/// registered after the loop has polled twice.
+struct Blocked {
+    file: Rc<File>,
+    a: Rc<TcpStream>,
+    b: TcpStream,
+    fd: i32,
+    send: tulip::Task<usize>,
+}
+
+async fn blocked_sendfile(lp: &EventLoop, tf: &TempFile) -> tulip::Result<Blocked> {
+    let file = Rc::new(tf.open());
+    let (a, b) = tcp_pair(lp).await?;
+    small_buffers(a.as_raw_fd(), b.as_raw_fd());
+    let a = Rc::new(a);
+    let fd = a.as_raw_fd();
+    let (lp2, a2, f2) = (lp.clone(), a.clone(), file.clone());
+    let send =
+        tulip::create_task(async move { lp2.sock_sendfile(&*a2, &f2, 0, None, false).await })?;
+    settle().await?;
+    settle().await?;
+    assert!(!send.done() && lp.has_writer(fd), "blocked mid-transfer");
+    Ok(Blocked {
+        file,
+        a,
+        b,
+        fd,
+        send,
+    })
+}
+
 #[test]
 fn sock_sendfile_cancelled_mid_transfer_leaves_a_consistent_offset() {
     let tf = TempFile::new("cancel", 4 << 20);
     run_bounded(20.0, async move {
         let lp = tulip::get_running_loop()?;
-        let file = Rc::new(tf.open());
-        let (a, b) = tcp_pair(&lp).await?;
-        small_buffers(a.as_raw_fd(), b.as_raw_fd());
-        let a = Rc::new(a);
-        let fd = a.as_raw_fd();
-        let (lp2, a2, f2) = (lp.clone(), a.clone(), file.clone());
-        let send =
-            tulip::create_task(async move { lp2.sock_sendfile(&*a2, &f2, 0, None, false).await })?;
-        settle().await?;
-        settle().await?;
-        assert!(!send.done() && lp.has_writer(fd), "blocked mid-transfer");
+        let Blocked {
+            file,
+            a,
+            b,
+            fd,
+            send,
+        } = blocked_sendfile(&lp, &tf).await?;
         assert!(send.cancel());
         let res = tulip::wait_for(send, 5.0).await;
         assert!(matches!(res, Err(Error::Cancelled(_))), "{res:?}");
@@ -348,17 +346,13 @@ fn sock_sendfile_peer_reset_mid_transfer_is_an_error() {
     let tf = TempFile::new("reset", 4 << 20);
     run_bounded(20.0, async move {
         let lp = tulip::get_running_loop()?;
-        let file = Rc::new(tf.open());
-        let (a, b) = tcp_pair(&lp).await?;
-        small_buffers(a.as_raw_fd(), b.as_raw_fd());
-        let a = Rc::new(a);
-        let fd = a.as_raw_fd();
-        let (lp2, a2, f2) = (lp.clone(), a.clone(), file.clone());
-        let send =
-            tulip::create_task(async move { lp2.sock_sendfile(&*a2, &f2, 0, None, false).await })?;
-        settle().await?;
-        settle().await?;
-        assert!(!send.done(), "blocked mid-transfer");
+        let Blocked {
+            file,
+            a: _a,
+            b,
+            fd,
+            send,
+        } = blocked_sendfile(&lp, &tf).await?;
         linger_zero(b.as_raw_fd());
         drop(b);
         let err = tulip::wait_for(send, 5.0).await.unwrap_err();

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
-use common::run_bounded;
+use common::{linger_zero, run_bounded};
 use tulip::{
     BaseTransport, DatagramAddr, DatagramProtocol, DatagramTransport, Error, EventLoop, Protocol,
     ReadTransport, Transport, WriteTransport,
@@ -217,25 +217,6 @@ fn half_open_keeps_writing_after_eof() {
         server.close();
         Ok(())
     });
-}
-
-/// Sets SO_LINGER to 0 so that closing sends a RST.
-fn linger_zero(fd: i32) {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: fd is an open socket; the option value is a valid `linger`.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &l as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
 }
 
 // conformance: N4

@@ -202,3 +202,23 @@ pub fn busy_callback(lp: &EventLoop) -> Rc<Cell<u32>> {
     soon(lp, move || again(lp1, n1));
     n
 }
+
+/// Sets `SO_LINGER` to 0 on a socket, so that closing it sends a RST
+/// (a peer reset, for the tests of connection-reset handling).
+pub fn linger_zero(fd: i32) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: fd is an open socket; the option value is a valid `linger`.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt SO_LINGER");
+}
