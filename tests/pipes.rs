@@ -425,6 +425,40 @@ fn a_fifo_carries_data_both_ways() {
 }
 
 #[test]
+fn a_readable_fifo_write_end_is_not_a_hang_up() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let dir = TempDir::new("fifo-rdwr");
+        let path = dir.0.join("fifo");
+        mkfifo(&path);
+        // Opened read-write, the write end is also a read end: what we write
+        // makes it readable, without any hang-up. The hang-up watch must
+        // not take that for the reader going away.
+        let w = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        let (wt, wp) = lp.connect_write_pipe(Recorder::new, w).await?;
+        wt.write(b"kept")?;
+        assert_eq!(wt.get_write_buffer_size(), 0, "written at once");
+        poll_io().await?;
+        assert!(!wt.is_closing());
+        assert_eq!(wp.events(), ["made"]);
+        // The data is still there for a reader.
+        let mut r = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)?;
+        let mut got = [0u8; 16];
+        let n = r.read(&mut got)?;
+        assert_eq!(&got[..n], b"kept");
+        wt.write_eof()?;
+        assert!(wp.lost().await?.is_none());
+        Ok(())
+    });
+}
+
+#[test]
 fn a_child_process_through_both_pipes() {
     let mut child = std::process::Command::new("sh")
         .args(["-c", "tr a-z A-Z"])
