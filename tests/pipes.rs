@@ -79,6 +79,17 @@ impl Protocol for Recorder {
     }
 }
 
+/// Runs enough loop iterations that the loop polls for I/O at least once
+/// and runs what it found: while work is ready it skips most polls
+/// (`IO_POLL_INTERVAL`), so a few `sleep(0)`s (`settle`) may never look at
+/// the fds. What the kernel had already reported reaches its callbacks.
+async fn poll_io() -> tulip::Result<()> {
+    for _ in 0..tulip::event_loop::IO_POLL_INTERVAL + 2 {
+        tulip::sleep(0.0).await?;
+    }
+    Ok(())
+}
+
 /// A payload whose every offset is distinguishable (order is checked).
 fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
@@ -114,6 +125,21 @@ fn read_to_eof_now(r: &mut std::io::PipeReader) -> Vec<u8> {
             Err(e) => panic!("expected EOF after {} bytes, got: {e}", got.len()),
         }
     }
+}
+
+/// The `(device, inode)` of the file `fd` refers to, if `fd` is open.
+fn file_id(fd: std::os::fd::RawFd) -> Option<(u64, u64)> {
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat only writes into `st`; a closed fd gives EBADF.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev as u64, st.st_ino as u64))
+}
+
+/// True if `fd` still refers to the file `id` (from [`file_id`]). After a
+/// close the number is free or reused by another file (another test may
+/// open one at any time): either way the identity differs.
+fn still_open(fd: std::os::fd::RawFd, id: (u64, u64)) -> bool {
+    file_id(fd) == Some(id)
 }
 
 /// A fresh temporary directory, removed on drop.
@@ -154,7 +180,8 @@ fn read_pipe_delivers_data_then_eof_then_connection_lost() {
         assert!(t.is_reading());
         let fd = t.get_extra_info("pipe").and_then(|i| i.as_fd());
         assert_eq!(fd, t.fd());
-        assert!(fd.is_some());
+        let raw = fd.expect("the pipe's fd");
+        let id = file_id(raw).expect("open");
         w.write_all(b"hello, ")?;
         w.write_all(b"pipe")?;
         drop(w);
@@ -162,7 +189,8 @@ fn read_pipe_delivers_data_then_eof_then_connection_lost() {
         assert_eq!(p.events(), ["made", "data", "eof", "lost"]);
         assert_eq!(&*p.data.borrow(), b"hello, pipe");
         assert!(t.is_closing());
-        assert!(t.get_extra_info("pipe").is_none(), "the fd is closed");
+        assert!(t.get_extra_info("pipe").is_none());
+        assert!(!still_open(raw, id), "the fd is closed");
         Ok(())
     });
 }
@@ -176,7 +204,7 @@ fn read_pipe_pause_and_resume_reading() {
         t.pause_reading();
         assert!(!t.is_reading());
         w.write_all(b"held back")?;
-        settle().await?;
+        poll_io().await?;
         assert!(p.data.borrow().is_empty(), "no data_received while paused");
         t.resume_reading();
         assert!(t.is_reading());
@@ -210,6 +238,19 @@ fn write_pipe_backpressure_pauses_then_resumes_and_keeps_order() {
         }
         assert!(wt.get_write_buffer_size() > 64 * 1024);
         assert_eq!(wp.events(), ["made", "pause"]);
+        // Make room in the pipe behind the loop's back: a write now, before
+        // the writer callback runs, must still queue behind the buffer.
+        let mut head = vec![0u8; 16 * 1024];
+        // SAFETY: reads into our own buffer from an fd we own; the pipe is
+        // full, so this blocking read returns at once.
+        let n = unsafe { libc::read(r.as_raw_fd(), head.as_mut_ptr().cast(), head.len()) };
+        assert!(n > 0, "read: {}", std::io::Error::last_os_error());
+        head.truncate(n as usize);
+        assert!(head[..] == payload[..head.len()]);
+        let tail = b"the tail, written last";
+        wt.write(tail)?;
+        let mut expected = payload[head.len()..].to_vec();
+        expected.extend_from_slice(tail);
         // Now drain the other end, through a read pipe.
         let (_rt, rp) = lp.connect_read_pipe(Recorder::new, r).await?;
         tulip::wait_for(wp.resumed.clone(), BOUND).await?;
@@ -218,7 +259,7 @@ fn write_pipe_backpressure_pauses_then_resumes_and_keeps_order() {
         assert!(wp.lost().await?.is_none());
         assert!(rp.lost().await?.is_none());
         assert_eq!(wt.get_write_buffer_size(), 0);
-        assert!(*rp.data.borrow() == payload, "every byte, in order");
+        assert!(*rp.data.borrow() == expected, "every byte, in order");
         assert_eq!(rp.events(), ["made", "data", "eof", "lost"]);
         Ok(())
     });
@@ -239,7 +280,7 @@ fn write_eof_flushes_the_buffer_then_closes() {
             matches!(wt.write(b"late"), Err(Error::Runtime(_))),
             "write after write_eof fails"
         );
-        settle().await?;
+        poll_io().await?;
         assert!(!wp.lost.done(), "still flushing");
         let (_rt, rp) = lp.connect_read_pipe(Recorder::new, r).await?;
         assert!(wp.lost().await?.is_none());
@@ -295,8 +336,11 @@ fn a_write_to_a_pipe_without_reader_is_a_broken_pipe() {
         let (r, w) = std::io::pipe()?;
         let (wt, wp) = lp.connect_write_pipe(Recorder::new, w).await?;
         drop(r);
-        // Before the loop polls the hang-up, write(2) meets EPIPE.
+        // Before the loop polls the hang-up, write(2) meets EPIPE: the
+        // transport closes at once, not at the next poll.
         wt.write(b"x")?;
+        assert!(wt.is_closing(), "closed by the write's EPIPE");
+        assert_eq!(wt.get_write_buffer_size(), 0);
         let exc = wp.lost().await?.expect("an error");
         assert_eq!(exc.io_kind(), Some(std::io::ErrorKind::BrokenPipe), "{exc}");
         Ok(())
@@ -376,6 +420,40 @@ fn a_fifo_carries_data_both_ways() {
         assert!(wp.lost().await?.is_none());
         assert!(rp.lost().await?.is_none());
         assert!(*rp.data.borrow() == payload);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_readable_fifo_write_end_is_not_a_hang_up() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let dir = TempDir::new("fifo-rdwr");
+        let path = dir.0.join("fifo");
+        mkfifo(&path);
+        // Opened read-write, the write end is also a read end: what we write
+        // makes it readable, without any hang-up. The hang-up watch must
+        // not take that for the reader going away.
+        let w = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        let (wt, wp) = lp.connect_write_pipe(Recorder::new, w).await?;
+        wt.write(b"kept")?;
+        assert_eq!(wt.get_write_buffer_size(), 0, "written at once");
+        poll_io().await?;
+        assert!(!wt.is_closing());
+        assert_eq!(wp.events(), ["made"]);
+        // The data is still there for a reader.
+        let mut r = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)?;
+        let mut got = [0u8; 16];
+        let n = r.read(&mut got)?;
+        assert_eq!(&got[..n], b"kept");
+        wt.write_eof()?;
+        assert!(wp.lost().await?.is_none());
         Ok(())
     });
 }
@@ -558,7 +636,8 @@ fn a_loop_closed_with_pipes_open_closes_their_fds() {
         let (mut r_theirs, w_ours) = std::io::pipe().unwrap();
         let lost = Rc::new(Cell::new(0));
         let (l1, l2) = (lost.clone(), lost.clone());
-        lp.run_until_complete(async move {
+        // Bounded: a connect that never completes fails instead of hanging.
+        let body = async move {
             let lp = tulip::get_running_loop()?;
             let read = move || {
                 Rc::new(KeepsTransport {
@@ -578,8 +657,8 @@ fn a_loop_closed_with_pipes_open_closes_their_fds() {
             let (wt, _) = lp.connect_write_pipe(write, w_ours).await?;
             wt.write(&pattern(200 * 1024))?; // a writer is registered too
             Ok(())
-        })
-        .unwrap();
+        };
+        lp.run_until_complete(tulip::wait_for(body, BOUND)).unwrap();
         if drop_instead_of_close {
             drop(lp);
         } else {

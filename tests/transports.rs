@@ -669,6 +669,9 @@ fn sock_sendto_and_sock_recvfrom_roundtrip() {
         })?;
         tulip::sleep(0.0).await?;
         assert!(!receiver.done());
+        // It waits for readability, not in a busy retry.
+        assert!(lp.has_reader(b.as_raw_fd()), "waiting on a reader");
+        assert!(!lp.has_writer(b.as_raw_fd()));
         assert_eq!(lp.sock_sendto(&a, b"first", b_addr).await?, 5);
         // A datagram longer than the buffer is cut to it.
         assert_eq!(lp.sock_sendto(&a, b"second", b_addr).await?, 6);
