@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::rc::Rc;
 
-use common::{capture_reports, run_bounded, settle};
+use common::{capture_reports, poll_io, run_bounded, settle};
 use tulip::transports::prelude::*;
 use tulip::{Error, EventLoop, Future};
 
@@ -77,17 +77,6 @@ impl Protocol for Recorder {
             let _ = self.resumed.set_result(());
         }
     }
-}
-
-/// Runs enough loop iterations that the loop polls for I/O at least once
-/// and runs what it found: while work is ready it skips most polls
-/// (`IO_POLL_INTERVAL`), so a few `sleep(0)`s (`settle`) may never look at
-/// the fds. What the kernel had already reported reaches its callbacks.
-async fn poll_io() -> tulip::Result<()> {
-    for _ in 0..tulip::event_loop::IO_POLL_INTERVAL + 2 {
-        tulip::sleep(0.0).await?;
-    }
-    Ok(())
 }
 
 /// A payload whose every offset is distinguishable (order is checked).

@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use common::{linger_zero, run_bounded, settle};
+use common::{linger_zero, poll_io, run_bounded, settle};
 use tulip::{
     BaseTransport, Error, EventLoop, ExtraInfo, Protocol, ReadTransport, Transport, WriteTransport,
 };
@@ -277,7 +277,7 @@ fn sock_sendfile_pipe_without_fallback_is_not_available() {
 
 /// A `sock_sendfile` of a 4 MiB file blocked mid-transfer: small kernel
 /// buffers, nobody reading, and the send still pending with its writer
-/// registered after the loop has polled twice.
+/// registered after the loop has polled for I/O.
 struct Blocked {
     file: Rc<File>,
     a: Rc<TcpStream>,
@@ -295,8 +295,7 @@ async fn blocked_sendfile(lp: &EventLoop, tf: &TempFile) -> tulip::Result<Blocke
     let (lp2, a2, f2) = (lp.clone(), a.clone(), file.clone());
     let send =
         tulip::create_task(async move { lp2.sock_sendfile(&*a2, &f2, 0, None, false).await })?;
-    settle().await?;
-    settle().await?;
+    poll_io().await?;
     assert!(!send.done() && lp.has_writer(fd), "blocked mid-transfer");
     Ok(Blocked {
         file,

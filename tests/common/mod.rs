@@ -162,6 +162,17 @@ pub async fn settle() -> tulip::Result<()> {
     Ok(())
 }
 
+/// Runs enough loop iterations that the loop polls for I/O at least once
+/// and runs what it found: while work is ready it skips most polls
+/// (`IO_POLL_INTERVAL`), so a few `sleep(0)`s (`settle`) may never look at
+/// the fds. What the kernel had already reported reaches its callbacks.
+pub async fn poll_io() -> tulip::Result<()> {
+    for _ in 0..tulip::event_loop::IO_POLL_INTERVAL + 2 {
+        tulip::sleep(0.0).await?;
+    }
+    Ok(())
+}
+
 /// A tiny deterministic generator (xorshift64*), so runs are repeatable
 /// without a dependency.
 #[derive(Clone)]
