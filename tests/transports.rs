@@ -775,3 +775,51 @@ fn connect_accepted_socket_serves_one_end_of_a_unix_socket_pair() {
         .await
     });
 }
+
+#[test]
+fn getnameinfo_numeric_gives_the_address_and_port_back() {
+    let names = run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let addr: SocketAddr = "127.0.0.1:54321".parse().unwrap();
+        lp.getnameinfo(addr, tulip::NI_NUMERICHOST | tulip::NI_NUMERICSERV)
+            .await
+    });
+    assert_eq!(names, ("127.0.0.1".to_string(), "54321".to_string()));
+}
+
+#[test]
+fn getnameinfo_without_flags_names_the_loopback_address() {
+    // 127.0.0.1 is in /etc/hosts (as "localhost" or another name): no DNS.
+    let (host, service) = run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        lp.getnameinfo("127.0.0.1:54321".parse().unwrap(), 0).await
+    });
+    assert!(!host.is_empty());
+    assert!(!service.is_empty());
+}
+
+#[test]
+fn getnameinfo_with_unknown_flags_fails_with_eai_badflags() {
+    // glibc checks the flags before any lookup: nothing is resolved.
+    let err = run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let res = lp
+            .getnameinfo("127.0.0.1:54321".parse().unwrap(), 0x40000)
+            .await;
+        Ok(res.expect_err("0x40000 is no NI_* flag"))
+    });
+    assert_eq!(
+        err.io_kind(),
+        Some(std::io::ErrorKind::InvalidInput),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("getnameinfo(127.0.0.1:54321, flags=0x40000) failed: "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("(EAI_BADFLAGS); pass 0 or tulip::NI_* flags"),
+        "{msg}"
+    );
+}
