@@ -1,6 +1,7 @@
 //! Making connections: `create_connection` with asyncio's Happy Eyeballs
-//! options, and its `sock=` and Unix variants. Mirrors `create_connection`,
-//! `_connect_sock`, `_interleave_addrinfos` and
+//! options, and its `sock=` and Unix variants, and
+//! `connect_accepted_socket`. Mirrors `create_connection`,
+//! `_connect_sock`, `_interleave_addrinfos`, `connect_accepted_socket` and
 //! `_create_connection_transport` in `Lib/asyncio/base_events.py`, and
 //! `create_unix_connection` in `unix_events.py`.
 //!
@@ -15,8 +16,9 @@
 //!
 //! A [`BufferedProtocol`] has functions of its own (asyncio passes either
 //! kind to the same function): `create_connection_buffered` (with
-//! [`ConnectOptions`]), `create_connection_buffered_sock` and
-//! `create_unix_connection_buffered`. Both kinds end in
+//! [`ConnectOptions`]), `create_connection_buffered_sock`,
+//! `create_unix_connection_buffered` and
+//! `connect_accepted_socket_buffered`. Both kinds end in
 //! `connection_transport`, which takes the kind as a `fn(Rc<P>) ->
 //! StreamProtocol`.
 //!
@@ -519,6 +521,108 @@ impl EventLoop {
         sock: StreamSocket,
     ) -> Result<(Rc<SocketTransport>, Rc<P>)> {
         self.connection_transport(sock, protocol_factory(), StreamProtocol::buffered)
+            .await
+    }
+
+    /// asyncio's `connect_accepted_socket(protocol_factory, sock)`: hands a
+    /// connection accepted outside the loop (a std `TcpStream` or
+    /// `UnixStream`, through `.into()`) to the loop. Returns `(transport,
+    /// protocol)` once the protocol's `connection_made` has run; the socket
+    /// is made non-blocking. Without TLS, as here, asyncio's server side
+    /// differs from [`create_connection_sock`](EventLoop::create_connection_sock)
+    /// in name only, and so does this function.
+    ///
+    /// A blocking std listener accepts, the loop serves the connection:
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::net::{TcpListener, TcpStream};
+    /// use std::rc::Rc;
+    /// use tulip::transports::prelude::*;
+    ///
+    /// /// Echoes what it receives.
+    /// #[derive(Default)]
+    /// struct Echo(std::cell::RefCell<Option<Rc<dyn Transport>>>);
+    /// impl tulip::Protocol for Echo {
+    ///     fn connection_made(&self, transport: Rc<dyn Transport>) {
+    ///         *self.0.borrow_mut() = Some(transport);
+    ///     }
+    ///     fn data_received(&self, data: &[u8]) {
+    ///         self.0.borrow().as_ref().unwrap().write(data).unwrap();
+    ///     }
+    /// }
+    ///
+    /// tulip::run(async {
+    ///     let listener = TcpListener::bind("127.0.0.1:0")?;
+    ///     let mut client = TcpStream::connect(listener.local_addr()?)?;
+    ///     let (accepted, _) = listener.accept()?;
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let (t, _) = lp.connect_accepted_socket(|| Rc::new(Echo::default()), accepted.into()).await?;
+    ///     client.write_all(b"ping")?;
+    ///     client.set_nonblocking(true)?;
+    ///     assert_eq!(lp.sock_recv(&client, 4).await?, b"ping");
+    ///     t.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn connect_accepted_socket<P, F>(
+        &self,
+        protocol_factory: F,
+        sock: StreamSocket,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)>
+    where
+        P: Protocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        self.create_connection_sock(protocol_factory, sock).await
+    }
+
+    /// asyncio's `connect_accepted_socket(protocol_factory, sock)` for a
+    /// [`BufferedProtocol`]: as
+    /// [`connect_accepted_socket`](EventLoop::connect_accepted_socket), and
+    /// the transport receives straight into the protocol's buffer
+    /// (`get_buffer`, then `buffer_updated`), as with
+    /// [`create_connection_buffered_sock`](EventLoop::create_connection_buffered_sock).
+    ///
+    /// ```
+    /// use std::cell::{Cell, RefCell, RefMut};
+    /// use std::io::Write;
+    /// use std::os::unix::net::UnixStream;
+    /// use std::rc::Rc;
+    /// use tulip::BufferedProtocol;
+    ///
+    /// /// Counts the bytes it receives, 4 at a time.
+    /// #[derive(Default)]
+    /// struct Count { buf: RefCell<[u8; 4]>, n: Cell<usize> }
+    /// impl BufferedProtocol for Count {
+    ///     fn get_buffer(&self, _sizehint: usize) -> RefMut<'_, [u8]> {
+    ///         RefMut::map(self.buf.borrow_mut(), |b| &mut b[..])
+    ///     }
+    ///     fn buffer_updated(&self, nbytes: usize) {
+    ///         self.n.set(self.n.get() + nbytes);
+    ///     }
+    /// }
+    ///
+    /// tulip::run(async {
+    ///     // One end of a socket pair stands for an accepted connection.
+    ///     let (ours, mut peer) = UnixStream::pair()?;
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let (_t, count) = lp
+    ///         .connect_accepted_socket_buffered(|| Rc::new(Count::default()), ours.into())
+    ///         .await?;
+    ///     peer.write_all(b"ten bytes!")?;
+    ///     while count.n.get() < 10 {
+    ///         tulip::sleep(0.01).await?;
+    ///     }
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn connect_accepted_socket_buffered<P: BufferedProtocol + 'static>(
+        &self,
+        protocol_factory: impl FnOnce() -> Rc<P>,
+        sock: StreamSocket,
+    ) -> Result<(Rc<SocketTransport>, Rc<P>)> {
+        self.create_connection_buffered_sock(protocol_factory, sock)
             .await
     }
 

@@ -4,6 +4,8 @@
 //! InvalidStateError, LimitOverrunError, IncompleteReadError, QueueEmpty,
 //! QueueFull, QueueShutDown, BrokenBarrierError) plus the builtins asyncio
 //! raises (RuntimeError, OSError, ExceptionGroup, KeyboardInterrupt).
+//! `socket.gaierror` is an OSError here too: an `Io` error that names its
+//! `EAI_*` code.
 //!
 //! # Invariants
 //! - `Error` is `Clone + Send + Sync`: a future's error may be read by many
@@ -294,6 +296,43 @@ pub(crate) fn bind_error(e: io::Error, addr: &std::net::SocketAddr) -> io::Error
         e,
         format!("error while attempting to bind on address {addr}"),
     )
+}
+
+/// A failed name lookup (Python's `socket.gaierror`): `what` (the call and
+/// its arguments), `text` (`gai_strerror(code)`), the `EAI_*` name, and what
+/// to do where that is clear: `getnameinfo(127.0.0.1:80, flags=0x40000) failed:
+/// Bad value for ai_flags (EAI_BADFLAGS); pass 0 or tulip::NI_* flags ORed
+/// together`. Bad flags or family are `InvalidInput`, no name `NotFound`,
+/// the rest `Other`.
+pub(crate) fn gai_error(what: &str, code: i32, text: &str) -> io::Error {
+    let (kind, name, hint) = match code {
+        libc::EAI_BADFLAGS => (
+            io::ErrorKind::InvalidInput,
+            "EAI_BADFLAGS",
+            "; pass 0 or tulip::NI_* flags ORed together",
+        ),
+        libc::EAI_FAMILY => (io::ErrorKind::InvalidInput, "EAI_FAMILY", ""),
+        libc::EAI_NONAME => (
+            io::ErrorKind::NotFound,
+            "EAI_NONAME",
+            "; without NI_NAMEREQD the numeric form is returned instead",
+        ),
+        libc::EAI_AGAIN => (
+            io::ErrorKind::Other,
+            "EAI_AGAIN",
+            "; the name server did not answer in time, try again later",
+        ),
+        libc::EAI_FAIL => (io::ErrorKind::Other, "EAI_FAIL", ""),
+        libc::EAI_MEMORY => (io::ErrorKind::OutOfMemory, "EAI_MEMORY", ""),
+        libc::EAI_OVERFLOW => (io::ErrorKind::Other, "EAI_OVERFLOW", ""),
+        _ => (io::ErrorKind::Other, "", ""),
+    };
+    let name = if name.is_empty() {
+        format!("EAI code {code}")
+    } else {
+        name.to_owned()
+    };
+    io::Error::new(kind, format!("{what} failed: {text} ({name}){hint}"))
 }
 
 /// Turns a caught panic payload into a message.

@@ -2,7 +2,8 @@
 //! `BaseSelectorEventLoop.sock_recv`, `sock_recv_into`, `sock_sendall`,
 //! `sock_connect`, `sock_accept`, and asyncio 3.11's `sock_sendto`,
 //! `sock_recvfrom`, `sock_recvfrom_into` in `Lib/asyncio/selector_events.py`,
-//! and `getaddrinfo` (run in the executor) in `base_events.py`.
+//! and `getaddrinfo`, `getnameinfo` (run in the executor) in
+//! `base_events.py`.
 //!
 //! Each coroutine tries the operation first; on `WouldBlock` it waits for
 //! the fd with a one-shot reader or writer ([`EventLoop::wait_readable`]),
@@ -14,8 +15,10 @@
 //!   error, cancellation, or drop of the awaiting future).
 //! - The sockets must be non-blocking, and must not belong to a transport
 //!   (a transport's reader would be replaced).
-//! - Name resolution never blocks the loop: it runs on a helper thread and
-//!   its result comes back through [`LoopHandle::call_soon_threadsafe`](crate::LoopHandle::call_soon_threadsafe).
+//! - Name resolution never blocks the loop: `getaddrinfo` runs on a helper
+//!   thread and its result comes back through
+//!   [`LoopHandle::call_soon_threadsafe`](crate::LoopHandle::call_soon_threadsafe);
+//!   `getnameinfo` runs in the loop's default executor, as in asyncio.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -313,7 +316,50 @@ impl EventLoop {
             Err(e) => Err(e.into()),
         }
     }
+
+    /// asyncio's `getnameinfo(sockaddr, flags=0)`: the `(host, service)`
+    /// names of `addr`, from libc's `getnameinfo` run in the loop's default
+    /// executor ([`run_in_executor`](EventLoop::run_in_executor)), so the
+    /// loop never blocks on the resolver. `flags` are [`NI_NUMERICHOST`],
+    /// [`NI_NUMERICSERV`], [`NI_NAMEREQD`] and [`NI_DGRAM`] ORed together,
+    /// or 0. An address with no name comes back in numeric form, unless
+    /// `NI_NAMEREQD` makes that an error.
+    ///
+    /// A failure is an [`Error::Io`](crate::Error::Io) that names the
+    /// address, the flags and the `EAI_*` code, with `gai_strerror`'s text:
+    /// `getnameinfo(127.0.0.1:80, flags=0x40000) failed: Bad value for
+    /// ai_flags (EAI_BADFLAGS); pass 0 or tulip::NI_* flags ORed together`
+    /// (its kind is `InvalidInput`; `NotFound` for a missing name).
+    ///
+    /// ```
+    /// use tulip::{NI_NUMERICHOST, NI_NUMERICSERV};
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let addr = "127.0.0.1:8080".parse().unwrap();
+    ///     let names = lp.getnameinfo(addr, NI_NUMERICHOST | NI_NUMERICSERV).await?;
+    ///     assert_eq!(names, ("127.0.0.1".to_string(), "8080".to_string()));
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn getnameinfo(&self, addr: SocketAddr, flags: i32) -> Result<(String, String)> {
+        let fut = self.run_in_executor(None, move || crate::sys::getnameinfo(&addr, flags))?;
+        Ok(fut.take_when_done().await??)
+    }
 }
+
+/// [`EventLoop::getnameinfo`]'s flag: the host as a numeric address, not
+/// a name (`socket.NI_NUMERICHOST`).
+pub const NI_NUMERICHOST: i32 = libc::NI_NUMERICHOST;
+/// [`EventLoop::getnameinfo`]'s flag: the service as a port number, not a
+/// name (`socket.NI_NUMERICSERV`).
+pub const NI_NUMERICSERV: i32 = libc::NI_NUMERICSERV;
+/// [`EventLoop::getnameinfo`]'s flag: fail with `EAI_NONAME` when the host
+/// has no name, instead of returning its numeric form
+/// (`socket.NI_NAMEREQD`).
+pub const NI_NAMEREQD: i32 = libc::NI_NAMEREQD;
+/// [`EventLoop::getnameinfo`]'s flag: the service name of a UDP port, for
+/// the few ports whose UDP and TCP names differ (`socket.NI_DGRAM`).
+pub const NI_DGRAM: i32 = libc::NI_DGRAM;
 
 thread_local! {
     /// Resolutions in flight on this thread's loop, by key. The helper

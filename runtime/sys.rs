@@ -1,6 +1,7 @@
 //! The narrow libc layer under the subprocess, signal and thread modules,
-//! and under the servers' listening sockets (which need options before
-//! `bind`, and a `listen` backlog, that std does not offer).
+//! under the servers' listening sockets (which need options before
+//! `bind`, and a `listen` backlog, that std does not offer), and under
+//! `getnameinfo`, which std does not offer either.
 //!
 //! Every libc call of those modules goes through here and comes back as an
 //! `io::Result`, the way mio's `syscall!` helper does it. Nothing here knows
@@ -8,10 +9,13 @@
 //!
 //! # Invariants
 //! - Each function returns `Err(io::Error::last_os_error())` exactly when the
-//!   call failed; `EINTR` is retried where the call is restartable.
+//!   call failed; `EINTR` is retried where the call is restartable. The
+//!   exception is `getnameinfo`, which reports its `EAI_*` code instead
+//!   (with `gai_strerror`'s text), and the OS error only for `EAI_SYSTEM`.
 //! - File descriptors are returned as `OwnedFd`, so they are closed on every
 //!   path, errors included (no fd leaks on a failed spawn, P3).
 
+use std::ffi::CStr;
 use std::io;
 use std::mem::size_of;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -353,4 +357,64 @@ pub(crate) fn listen(fd: RawFd, backlog: i32) -> io::Result<()> {
     // SAFETY: listen takes two integers.
     cvt(unsafe { libc::listen(fd, backlog) })?;
     Ok(())
+}
+
+// ===== names =====
+
+/// glibc's `NI_MAXSERV`, which the libc crate does not define.
+const NI_MAXSERV: usize = 32;
+
+/// `getnameinfo(addr, flags)`: `(host, service)` of `addr` (as Python's
+/// `socket.getnameinfo`). May block on the resolver: call it off the loop
+/// thread. A failure is [`gai_error`](crate::error::gai_error)'s error of
+/// the `EAI_*` code, or the OS error for `EAI_SYSTEM`.
+pub(crate) fn getnameinfo(addr: &SocketAddr, flags: i32) -> io::Result<(String, String)> {
+    let (storage, len) = sockaddr(addr);
+    let mut host = [0u8; libc::NI_MAXHOST as usize];
+    let mut serv = [0u8; NI_MAXSERV];
+    // SAFETY: `storage` holds a valid sockaddr of `len` bytes, which
+    // getnameinfo only reads; `host` and `serv` are writable for the
+    // lengths passed with them, and getnameinfo writes no further.
+    let code = unsafe {
+        libc::getnameinfo(
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+            host.as_mut_ptr().cast(),
+            host.len() as libc::socklen_t,
+            serv.as_mut_ptr().cast(),
+            serv.len() as libc::socklen_t,
+            flags,
+        )
+    };
+    let what = || format!("getnameinfo({addr}, flags={flags:#x})");
+    match code {
+        0 => Ok((c_string(&host), c_string(&serv))),
+        libc::EAI_SYSTEM => Err(crate::error::os_error_with_context(
+            io::Error::last_os_error(),
+            what(),
+        )),
+        code => Err(crate::error::gai_error(&what(), code, &gai_strerror(code))),
+    }
+}
+
+/// The text up to the first NUL of a buffer libc filled in (all of it if
+/// there is none), with invalid UTF-8 replaced.
+fn c_string(buf: &[u8]) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// `gai_strerror(code)`: what an `EAI_*` code means, in words.
+fn gai_strerror(code: i32) -> String {
+    // SAFETY: gai_strerror takes any integer and returns a pointer to a
+    // static string (glibc's "Unknown error" for codes it does not know).
+    let text = unsafe { libc::gai_strerror(code) };
+    if text.is_null() {
+        return format!("unknown getnameinfo error {code}");
+    }
+    // SAFETY: `text` is a non-null, NUL-terminated static string that
+    // nothing frees or changes.
+    unsafe { CStr::from_ptr(text) }
+        .to_string_lossy()
+        .into_owned()
 }

@@ -709,3 +709,117 @@ fn cancelling_sock_recvfrom_leaves_no_reader_registered() {
         Ok(())
     });
 }
+
+/// Hands `sock`, accepted outside the loop, to `connect_accepted_socket`,
+/// then checks with `peer`, its other end, that data flows both ways, and
+/// that the peer's EOF reaches `eof_received` then `connection_lost`
+/// (which closes the loop's end: the peer reads EOF).
+async fn accepted_socket_roundtrip<S>(
+    sock: tulip::StreamSocket,
+    peer: &S,
+    shutdown_peer: impl FnOnce(&S) -> std::io::Result<()>,
+) -> tulip::Result<()>
+where
+    S: AsRawFd,
+    for<'a> &'a S: std::io::Read + std::io::Write,
+{
+    use std::io::Write;
+    let lp = tulip::get_running_loop()?;
+    let (t, p) = lp.connect_accepted_socket(Recorder::new, sock).await?;
+    assert_eq!(p.events(), ["made"]);
+    assert!(Rc::ptr_eq(&(t.clone() as Rc<dyn Transport>), &p.t()));
+
+    { peer }.write_all(b"from the peer")?;
+    while p.data.borrow().len() < 13 {
+        tulip::sleep(0.005).await?;
+    }
+    assert_eq!(&*p.data.borrow(), b"from the peer");
+
+    t.write(b"from the loop")?;
+    let mut got = Vec::new();
+    while got.len() < 13 {
+        got.extend(lp.sock_recv(peer, 64).await?);
+    }
+    assert_eq!(got, b"from the loop");
+
+    shutdown_peer(peer)?;
+    assert_eq!(p.lost.clone().await?, None);
+    assert_eq!(p.events(), ["made", "data", "eof", "lost"]);
+    assert!(t.is_closing());
+    assert_eq!(lp.sock_recv(peer, 64).await?, b"", "the loop's end closed");
+    Ok(())
+}
+
+#[test]
+fn connect_accepted_socket_serves_a_tcp_connection_accepted_by_std() {
+    run_bounded(5.0, async {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let (accepted, _) = listener.accept()?;
+        client.set_nonblocking(true)?;
+        accepted_socket_roundtrip(accepted.into(), &client, |c| {
+            c.shutdown(std::net::Shutdown::Write)
+        })
+        .await
+    });
+}
+
+#[test]
+fn connect_accepted_socket_serves_one_end_of_a_unix_socket_pair() {
+    run_bounded(5.0, async {
+        let (ours, peer) = std::os::unix::net::UnixStream::pair()?;
+        peer.set_nonblocking(true)?;
+        accepted_socket_roundtrip(ours.into(), &peer, |c| {
+            c.shutdown(std::net::Shutdown::Write)
+        })
+        .await
+    });
+}
+
+#[test]
+fn getnameinfo_numeric_gives_the_address_and_port_back() {
+    let names = run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let addr: SocketAddr = "127.0.0.1:54321".parse().unwrap();
+        lp.getnameinfo(addr, tulip::NI_NUMERICHOST | tulip::NI_NUMERICSERV)
+            .await
+    });
+    assert_eq!(names, ("127.0.0.1".to_string(), "54321".to_string()));
+}
+
+#[test]
+fn getnameinfo_without_flags_names_the_loopback_address() {
+    // 127.0.0.1 is in /etc/hosts (as "localhost" or another name): no DNS.
+    let (host, service) = run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        lp.getnameinfo("127.0.0.1:54321".parse().unwrap(), 0).await
+    });
+    assert!(!host.is_empty());
+    assert!(!service.is_empty());
+}
+
+#[test]
+fn getnameinfo_with_unknown_flags_fails_with_eai_badflags() {
+    // glibc checks the flags before any lookup: nothing is resolved.
+    let err = run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let res = lp
+            .getnameinfo("127.0.0.1:54321".parse().unwrap(), 0x40000)
+            .await;
+        Ok(res.expect_err("0x40000 is no NI_* flag"))
+    });
+    assert_eq!(
+        err.io_kind(),
+        Some(std::io::ErrorKind::InvalidInput),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("getnameinfo(127.0.0.1:54321, flags=0x40000) failed: "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("(EAI_BADFLAGS); pass 0 or tulip::NI_* flags"),
+        "{msg}"
+    );
+}
