@@ -17,6 +17,9 @@
 //! - A job whose future was cancelled before a worker took it never runs.
 //! - A panic in a job becomes the future's [`Error::Panic`]; it never kills
 //!   a worker.
+//! - Workers hold the job queue, never the pool's handles: when the last
+//!   [`ThreadPool`] handle is dropped, the queue disconnects and the
+//!   workers exit once it is empty.
 //! - After `shutdown_default_executor` (done by `run()`'s cleanup) the
 //!   default pool takes no new work; `close()` shuts it down without waiting.
 
@@ -48,20 +51,31 @@ type Job = Box<dyn FnOnce() + Send>;
 
 // ===== ThreadPool =====
 
+/// What the handles share. Only [`ThreadPool`] handles hold it, never the
+/// workers: when the last handle is dropped, the sender goes with it, the
+/// channel disconnects, and the workers exit once the queue is empty
+/// (asyncio's executor does the same when it is garbage-collected).
 struct PoolInner {
     max_workers: usize,
-    rx: Receiver<Job>,
     /// `None` once shut down.
     tx: Mutex<Option<Sender<Job>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    queue: Arc<WorkQueue>,
+    name: String,
+}
+
+/// The workers' side of a pool.
+struct WorkQueue {
+    rx: Receiver<Job>,
     /// Workers waiting for a job (asyncio's `_idle_semaphore`).
     idle: AtomicUsize,
-    name: String,
 }
 
 /// A bounded pool of worker threads fed by a crossbeam channel:
 /// `concurrent.futures.ThreadPoolExecutor`. Cloning gives another handle to
-/// the same pool.
+/// the same pool. When the last handle is dropped, the workers run what is
+/// still queued and exit (call [`shutdown`](ThreadPool::shutdown) with
+/// `wait` to wait for them).
 #[derive(Clone)]
 pub struct ThreadPool {
     inner: Arc<PoolInner>,
@@ -83,10 +97,12 @@ impl ThreadPool {
         Ok(ThreadPool {
             inner: Arc::new(PoolInner {
                 max_workers,
-                rx,
                 tx: Mutex::new(Some(tx)),
                 workers: Mutex::new(Vec::new()),
-                idle: AtomicUsize::new(0),
+                queue: Arc::new(WorkQueue {
+                    rx,
+                    idle: AtomicUsize::new(0),
+                }),
                 name: name.to_string(),
             }),
         })
@@ -123,6 +139,7 @@ impl ThreadPool {
         }
         // asyncio's _adjust_thread_count: an idle worker takes it, else start one.
         let took_idle = p
+            .queue
             .idle
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok();
@@ -134,12 +151,13 @@ impl ThreadPool {
             .lock()
             .map_err(|_| Error::runtime("thread pool lock poisoned"))?;
         if workers.len() < p.max_workers {
-            let inner = self.inner.clone();
+            let queue = p.queue.clone();
             let name = format!("{}-{}", p.name, workers.len());
             let handle = std::thread::Builder::new().name(name).spawn(move || {
-                while let Ok(job) = inner.rx.recv() {
+                // Until the pool is shut down or its last handle is gone.
+                while let Ok(job) = queue.rx.recv() {
                     job();
-                    inner.idle.fetch_add(1, Ordering::AcqRel);
+                    queue.idle.fetch_add(1, Ordering::AcqRel);
                 }
             })?;
             workers.push(handle);

@@ -128,6 +128,44 @@ fn the_default_executor_is_shut_down_by_run_and_refuses_new_work() {
 }
 
 /// Runs a loop forever on its own thread; returns its handle.
+// conformance: H2
+#[test]
+fn dropping_the_last_pool_handle_lets_its_workers_exit() {
+    // asyncio's executor wakes its workers to exit when it is collected.
+    // A worker must not keep its own pool alive: a dropped pool would leave
+    // its threads blocked on the queue forever.
+    thread_local! {
+        // Dropped when the worker thread exits (its thread-locals go).
+        static ON_EXIT: std::cell::RefCell<Option<std::sync::mpsc::Sender<()>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
+    let (ran_tx, ran_rx) = std::sync::mpsc::channel::<()>();
+    let pool = ThreadPool::new(1).unwrap();
+    let clone = pool.clone();
+    pool.submit(move || {
+        ON_EXIT.with(|g| *g.borrow_mut() = Some(exit_tx));
+        let _ = ran_tx.send(());
+    })
+    .unwrap();
+    ran_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the job ran");
+    drop(pool);
+    // Another handle is left: the worker stays.
+    assert_eq!(
+        exit_rx.recv_timeout(Duration::from_millis(50)),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout),
+        "the worker exited while a handle was left"
+    );
+    drop(clone);
+    assert_eq!(
+        exit_rx.recv_timeout(Duration::from_secs(5)),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected),
+        "the worker of a dropped pool is still running"
+    );
+}
+
 fn loop_thread() -> (tulip::LoopHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || {

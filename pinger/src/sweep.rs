@@ -383,8 +383,13 @@ impl PingProber {
 impl Drop for PingProber {
     fn drop(&mut self) {
         if let Some(spawner) = &self.spawner {
-            // Idle by now: every probe, and so every spawn, has ended.
-            spawner.pool.shutdown(false);
+            // Idle by now: every probe, and so every spawn, has ended, so
+            // the join is immediate. Joining (not just stopping) means no
+            // worker still holds the last job, whose loop handle keeps the
+            // loop's wake-up descriptor open: a worker preempted between
+            // sending its result and dropping the job would otherwise close
+            // it a moment after the sweep returned.
+            spawner.pool.shutdown(true);
         }
     }
 }
