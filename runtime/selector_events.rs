@@ -402,9 +402,17 @@ impl SocketTransport {
         Ok(fut)
     }
 
-    /// Forgets the drain waiter (asyncio's `_reset_empty_waiter`).
-    pub(crate) fn clear_drain_waiter(&self) {
-        drop(self.drain_waiter.borrow_mut().take());
+    /// Forgets the drain waiter `fut` (asyncio's `_reset_empty_waiter`),
+    /// if it is still the one waiting: another sendfile's stays.
+    pub(crate) fn clear_drain_waiter(&self, fut: &Future<()>) {
+        let mine = {
+            let mut w = self.drain_waiter.borrow_mut();
+            match &*w {
+                Some((_, f)) if f.ptr_eq(fut) => w.take(),
+                _ => None,
+            }
+        };
+        drop(mine);
     }
 
     /// Completes the drain waiter if the buffer is small enough now.

@@ -648,3 +648,84 @@ fn sendfile_on_another_transport_falls_back_to_writes() {
         Ok(())
     });
 }
+
+/// Fills the kernel's send buffer of the socket `fd` (bypassing any
+/// transport) until `EAGAIN`; returns how many bytes it took.
+fn fill_socket(fd: i32) -> usize {
+    let chunk = [b'P'; 16 * 1024];
+    let mut total = 0;
+    loop {
+        // SAFETY: fd is an open socket; `chunk` is valid for its length.
+        let n = unsafe {
+            libc::send(
+                fd,
+                chunk.as_ptr().cast(),
+                chunk.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+            return total;
+        }
+        total += n as usize;
+    }
+}
+
+#[test]
+fn sendfile_refused_while_another_waits_for_the_drain_leaves_it_running() {
+    let tf = TempFile::new("second-sendfile", 1000);
+    run_bounded(20.0, async move {
+        let lp = tulip::get_running_loop()?;
+        // One worker: the fallback's reads and the barrier below run in order.
+        lp.set_default_executor(tulip::ThreadPool::new(1)?)?;
+        let (t, _p, peer) = transport_pair(&lp).await?;
+        small_buffers(t.fd(), peer.as_raw_fd());
+        let prefilled = fill_socket(t.fd());
+        t.set_write_buffer_limits(Some(1), Some(0))?;
+        // A: a pipe, so the fallback: the first 16 KiB chunk is written
+        // (and buffered: the socket is full), the next waits for the drain.
+        let data: Vec<u8> = (0..48 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let pipe = Rc::new(pipe_with(&data));
+        let (lp2, t2, p2) = (lp.clone(), t.clone(), pipe.clone());
+        let a = tulip::create_task(async move { lp2.sendfile(&*t2, &p2, 0, None, true).await })?;
+        for _ in 0..5000 {
+            if t.get_write_buffer_size() > 1 || a.done() {
+                break;
+            }
+            tulip::sleep(0.001).await?;
+        }
+        assert!(t.get_write_buffer_size() > 1, "the first chunk is buffered");
+        // The second chunk's read was submitted before this no-op, so A has
+        // its chunk and waits for the drain once the no-op is back.
+        lp.run_in_executor(None, || ())?.await?;
+        settle().await?;
+        assert!(!a.done(), "A waits for the buffer to drain");
+        // B is refused: a sendfile is in progress.
+        let file = tf.open();
+        let err = lp.sendfile(&*t, &file, 0, None, false).await.unwrap_err();
+        assert!(err.to_string().contains("already in progress"), "{err}");
+        // The peer reads everything: A goes on and finishes.
+        let total = prefilled + data.len();
+        let mut got = Vec::new();
+        while got.len() < total {
+            let chunk = tulip::wait_for(
+                {
+                    let (lp, b) = (lp.clone(), peer.try_clone()?);
+                    async move { lp.sock_recv(&b, 64 * 1024).await }
+                },
+                5.0,
+            )
+            .await?;
+            assert!(!chunk.is_empty(), "EOF too early");
+            got.extend_from_slice(&chunk);
+        }
+        assert!(got[prefilled..] == data[..], "A's bytes arrive");
+        let sent = tulip::wait_for(a, 5.0).await?;
+        assert_eq!(sent, data.len());
+        assert!(t.is_reading(), "reading resumes");
+        t.write(b"after")?;
+        Ok(())
+    });
+}
