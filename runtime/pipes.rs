@@ -544,7 +544,12 @@ impl WritePipeTransport {
         }
         self.base.remove_writer();
         self.maybe_resume_protocol();
-        if self.base.closing.get() {
+        // `resume_writing` may have written (the writer flushes that first,
+        // then ends here again), closed with nothing buffered or aborted
+        // (`connection_lost` is scheduled already): only a close that waited
+        // for this flush ends the pipe now.
+        let base = &self.base;
+        if base.closing.get() && base.conn_lost.get() == 0 && self.buffer.borrow().is_empty() {
             self.call_connection_lost(None);
         }
     }

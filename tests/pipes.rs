@@ -681,3 +681,73 @@ fn connect_on_a_closed_loop_fails_and_closes_the_pipe() {
 /// A protocol that does nothing.
 struct Nothing;
 impl Protocol for Nothing {}
+
+/// At the first `resume_writing`, writes `tail` (more than the pipe holds)
+/// and closes its transport: "write the rest, then close" from a protocol.
+#[derive(Default)]
+struct TailOnResume {
+    rec: Recorder,
+    tail: Vec<u8>,
+    written: Cell<bool>,
+}
+
+impl Protocol for TailOnResume {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        self.rec.connection_made(transport);
+    }
+    fn connection_lost(&self, exc: Option<Error>) {
+        self.rec.connection_lost(exc);
+    }
+    fn pause_writing(&self) {
+        self.rec.pause_writing();
+    }
+    fn resume_writing(&self) {
+        self.rec.resume_writing();
+        let t = self.rec.transport.borrow().clone();
+        if let Some(t) = t.filter(|_| !self.written.replace(true)) {
+            t.write(&self.tail).expect("write from resume_writing");
+            t.close();
+        }
+    }
+}
+
+#[test]
+fn a_write_then_close_from_resume_writing_flushes_before_closing() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let (r, w) = pipe2();
+        let tail = pattern(300 * 1024)[7..].to_vec();
+        let (wt, wp) = lp
+            .connect_write_pipe(
+                || {
+                    Rc::new(TailOnResume {
+                        tail: tail.clone(),
+                        ..Default::default()
+                    })
+                },
+                w,
+            )
+            .await?;
+        // The pipe takes 64 KiB, the rest is buffered above the high-water
+        // mark: pause_writing.
+        let payload = pattern(256 * 1024);
+        wt.write(&payload)?;
+        assert_eq!(wp.rec.events(), ["made", "pause"]);
+        // Drain the other end: the buffer empties, resume_writing writes the
+        // tail (most of it buffered again) and closes.
+        let (_rt, rp) = lp.connect_read_pipe(Recorder::new, r).await?;
+        assert!(rp.lost().await?.is_none());
+        assert!(wp.rec.lost().await?.is_none());
+        let mut expected = payload;
+        expected.extend_from_slice(&tail);
+        let got = rp.data.borrow().clone();
+        assert_eq!(got.len(), expected.len(), "every byte arrives");
+        assert!(got == expected, "in order");
+        // The tail crossed the high-water mark again.
+        assert_eq!(
+            wp.rec.events(),
+            ["made", "pause", "resume", "pause", "resume", "lost"]
+        );
+        Ok(())
+    });
+}
