@@ -695,8 +695,13 @@ impl SocketTransport {
         }
         // The buffer is empty.
         self.notify_drain();
-        self.maybe_resume_protocol();
         self.base.remove_writer();
+        // May write (then the writer is registered again and flushes it
+        // first), close, or abort.
+        self.maybe_resume_protocol();
+        if !self.buffer.borrow().is_empty() || self.base.conn_lost.get() > 0 {
+            return;
+        }
         if self.base.closing.get() {
             self.call_connection_lost(None);
         } else if self.eof.get() {

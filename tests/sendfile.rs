@@ -729,3 +729,84 @@ fn sendfile_refused_while_another_waits_for_the_drain_leaves_it_running() {
         Ok(())
     });
 }
+
+/// At its first `resume_writing`, writes `refill` (more than the socket
+/// takes at once): the producer that writes again when resumed.
+#[derive(Default)]
+struct RefillOnResume {
+    transport: RefCell<Option<Rc<dyn Transport>>>,
+    refill: Vec<u8>,
+    resumed: Cell<bool>,
+}
+
+impl Protocol for RefillOnResume {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        *self.transport.borrow_mut() = Some(transport);
+    }
+    fn connection_lost(&self, _exc: Option<Error>) {
+        drop(self.transport.borrow_mut().take());
+    }
+    fn resume_writing(&self) {
+        if self.resumed.replace(true) {
+            return;
+        }
+        let t = self.transport.borrow().clone();
+        if let Some(t) = t {
+            t.write(&self.refill).expect("write from resume_writing");
+        }
+    }
+}
+
+#[test]
+fn sendfile_after_a_write_from_resume_writing_sends_it_first() {
+    let tf = TempFile::new("refill", 256 * 1024);
+    run_bounded(20.0, async move {
+        let lp = tulip::get_running_loop()?;
+        let file = Rc::new(tf.open());
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let refill = vec![b'R'; 1 << 20];
+        let (t, p) = lp
+            .create_connection(
+                || {
+                    Rc::new(RefillOnResume {
+                        refill: refill.clone(),
+                        ..Default::default()
+                    })
+                },
+                "127.0.0.1",
+                port,
+            )
+            .await?;
+        let (peer, _) = lp.sock_accept(&listener).await?;
+        small_buffers(t.fd(), peer.as_raw_fd());
+        // Above the high-water mark: pause_writing.
+        let head = vec![b'H'; 1 << 20];
+        t.write(&head)?;
+        let lp2 = lp.clone();
+        let reader = tulip::create_task(async move { read_to_eof(&lp2, &peer).await })?;
+        // The buffer drains, resume_writing writes the refill (most of it
+        // buffered again), and the transport must go on flushing it.
+        for _ in 0..5000 {
+            if p.resumed.get() {
+                break;
+            }
+            tulip::sleep(0.001).await?;
+        }
+        assert!(p.resumed.get(), "resume_writing ran");
+        // sendfile waits for the refill to drain, then sends the file.
+        let (lp2, t2, f2) = (lp.clone(), t.clone(), file.clone());
+        let send =
+            tulip::create_task(async move { lp2.sendfile(&*t2, &f2, 0, None, false).await })?;
+        let sent = tulip::wait_for(send, 5.0).await?;
+        assert_eq!(sent, tf.data.len());
+        t.close();
+        let got = tulip::wait_for(reader, 5.0).await?;
+        assert_eq!(got.len(), head.len() + refill.len() + tf.data.len());
+        assert!(got[..head.len()] == head[..]);
+        assert!(got[head.len()..head.len() + refill.len()] == refill[..]);
+        assert!(got[head.len() + refill.len()..] == tf.data[..]);
+        Ok(())
+    });
+}
