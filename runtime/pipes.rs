@@ -94,8 +94,10 @@
 //!   handler and closes the pipe with [`Error::Panic`]; a panicking
 //!   `pause_writing`/`resume_writing` is reported and the pipe goes on
 //!   (asyncio's `_maybe_pause_protocol`); `connection_made`,
-//!   `eof_received` and `connection_lost` run in handles of their own, so
-//!   the loop reports their panics (L6).
+//!   `eof_received` and `connection_lost` run in handles of their own (or
+//!   the writer's, for a `connection_lost` after the last flush), so the
+//!   loop reports their panics (L6); the fd is closed even if
+//!   `connection_lost` panics.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;

@@ -751,3 +751,57 @@ fn a_write_then_close_from_resume_writing_flushes_before_closing() {
         Ok(())
     });
 }
+
+#[derive(Default)]
+struct PanicsOnLost {
+    lost: Cell<u32>,
+}
+
+impl Protocol for PanicsOnLost {
+    fn connection_lost(&self, _: Option<Error>) {
+        self.lost.set(self.lost.get() + 1);
+        panic!("bug in connection_lost");
+    }
+}
+
+// conformance: L6
+#[test]
+fn a_panicking_connection_lost_still_closes_the_pipe() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let reports = capture_reports(&lp);
+        // A write pipe that closes once its buffer is flushed: the
+        // connection_lost that panics runs inside the writer callback.
+        let (r, w) = std::io::pipe()?;
+        let (wt, wp) = lp
+            .connect_write_pipe(|| Rc::new(PanicsOnLost::default()), w)
+            .await?;
+        let payload = pattern(100 * 1024);
+        wt.write(&payload)?;
+        wt.close();
+        // The other end reads everything, then sees EOF.
+        let (_rt, rp) = lp.connect_read_pipe(Recorder::new, r).await?;
+        assert!(rp.lost().await?.is_none(), "the reader sees EOF");
+        assert!(*rp.data.borrow() == payload);
+        assert_eq!(wp.lost.get(), 1);
+        assert!(wt.fd().is_none(), "the write end is closed");
+        // A read pipe closed at once: connection_lost runs in a handle.
+        let (r2, w2) = std::io::pipe()?;
+        let (rt, rp) = lp
+            .connect_read_pipe(|| Rc::new(PanicsOnLost::default()), r2)
+            .await?;
+        rt.close();
+        settle().await?;
+        assert_eq!(rp.lost.get(), 1);
+        assert!(rt.fd().is_none(), "the read end is closed");
+        // SAFETY: writes one byte from our buffer to an fd we own.
+        let n = unsafe { libc::write(w2.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+        assert_eq!(n, -1, "no reader is left");
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EPIPE)
+        );
+        assert_eq!(reports.borrow().len(), 2, "both panics are reported");
+        Ok(())
+    });
+}
