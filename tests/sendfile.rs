@@ -810,3 +810,86 @@ fn sendfile_after_a_write_from_resume_writing_sends_it_first() {
         Ok(())
     });
 }
+
+/// Panics in `pause_writing` and `resume_writing`; counts them.
+#[derive(Default)]
+struct PanicsOnFlowControl {
+    pauses: Cell<u32>,
+    resumes: Cell<u32>,
+    lost: Cell<bool>,
+}
+
+impl Protocol for PanicsOnFlowControl {
+    fn connection_lost(&self, _exc: Option<Error>) {
+        self.lost.set(true);
+    }
+    fn pause_writing(&self) {
+        self.pauses.set(self.pauses.get() + 1);
+        panic!("bug in pause_writing");
+    }
+    fn resume_writing(&self) {
+        self.resumes.set(self.resumes.get() + 1);
+        panic!("bug in resume_writing");
+    }
+}
+
+// conformance: L6
+#[test]
+fn sendfile_fallback_goes_on_when_the_protocol_flow_control_panics() {
+    run_bounded(20.0, async move {
+        let lp = tulip::get_running_loop()?;
+        let reports = common::capture_reports(&lp);
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let (t, p) = lp
+            .create_connection(
+                || Rc::new(PanicsOnFlowControl::default()),
+                "127.0.0.1",
+                port,
+            )
+            .await?;
+        let (peer, _) = lp.sock_accept(&listener).await?;
+        small_buffers(t.fd(), peer.as_raw_fd());
+        let prefilled = fill_socket(t.fd());
+        t.set_write_buffer_limits(Some(1), Some(0))?;
+        // A pipe: the fallback, whose writes cross the high-water mark.
+        let data: Vec<u8> = (0..48 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let pipe = Rc::new(pipe_with(&data));
+        let (lp2, t2, p2) = (lp.clone(), t.clone(), pipe.clone());
+        let send = tulip::create_task(async move { lp2.sendfile(&*t2, &p2, 0, None, true).await })?;
+        for _ in 0..5000 {
+            if p.pauses.get() > 0 || send.done() {
+                break;
+            }
+            tulip::sleep(0.001).await?;
+        }
+        assert_eq!(p.pauses.get(), 1, "pause_writing ran");
+        // The peer reads: the transfer goes on.
+        let lp2 = lp.clone();
+        let reader = tulip::create_task(async move { read_to_eof(&lp2, &peer).await })?;
+        let sent = tulip::wait_for(send, 5.0).await?;
+        assert_eq!(sent, data.len());
+        assert!(p.resumes.get() >= 1, "resume_writing ran");
+        // A close that waits for the flush still ends the connection when
+        // resume_writing panics.
+        let tail = vec![b'T'; 1 << 20];
+        t.write(&tail)?;
+        t.close();
+        let got = tulip::wait_for(reader, 5.0).await?;
+        assert_eq!(got.len(), prefilled + data.len() + tail.len());
+        assert!(got[prefilled..prefilled + data.len()] == data[..]);
+        settle().await?;
+        assert!(p.lost.get(), "connection_lost ran");
+        let reports = reports.borrow();
+        assert_eq!(
+            reports.len() as u32,
+            p.pauses.get() + p.resumes.get(),
+            "each panic is reported"
+        );
+        assert!(reports
+            .iter()
+            .all(|r| r.message.contains("_writing() failed")));
+        Ok(())
+    });
+}
