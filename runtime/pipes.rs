@@ -79,7 +79,8 @@
 //!   transport owns it.
 //! - Both fds are registered edge-triggered; the read pipe reads until
 //!   `WouldBlock`, EOF, an error, a pause, or `MAX_READS_PER_EDGE` reads
-//!   (then it continues on the next iteration).
+//!   (then it continues on the next iteration, as it does in the next run
+//!   after a `data_received` that interrupted the run).
 //! - A read pipe's reader is registered exactly while it is reading (after
 //!   `connection_made`, not paused, not closing); a write pipe's writer
 //!   exactly while its buffer is not empty.
@@ -255,6 +256,12 @@ impl ReadPipeTransport {
                     if let Err(payload) =
                         catch_unwind(AssertUnwindSafe(|| proto.data_received(data)))
                     {
+                        if payload.is::<Interrupt>() {
+                            // The run ends (Ctrl-C) before the edge is
+                            // drained: the next run reads on, as a
+                            // level-triggered selector would.
+                            self.read_again();
+                        }
                         let err = panic_error(payload);
                         self.report(
                             err.clone(),
@@ -278,6 +285,11 @@ impl ReadPipeTransport {
             }
         }
         // Fairness: more may be waiting; go on in the next iteration.
+        self.read_again();
+    }
+
+    /// Reads on in the next iteration, without waiting for a new edge.
+    fn read_again(&self) {
         if let Some(me) = self.me.upgrade() {
             let _ = self.base.lp.call_soon(move || me.read_ready());
         }

@@ -805,3 +805,66 @@ fn a_panicking_connection_lost_still_closes_the_pipe() {
         Ok(())
     });
 }
+
+/// Interrupts the run (Ctrl-C) at its first `data_received`.
+#[derive(Default)]
+struct InterruptsOnce {
+    data: RefCell<Vec<u8>>,
+    interrupted: Cell<bool>,
+    lost: Future<Option<Error>>,
+}
+
+impl Protocol for InterruptsOnce {
+    fn data_received(&self, data: &[u8]) {
+        self.data.borrow_mut().extend_from_slice(data);
+        if !self.interrupted.replace(true) {
+            tulip::interrupt();
+        }
+    }
+    fn connection_lost(&self, exc: Option<Error>) {
+        let _ = self.lost.set_result(exc);
+    }
+}
+
+// conformance: L6
+#[test]
+fn an_interrupt_in_data_received_leaves_the_rest_for_the_next_run() {
+    let lp = EventLoop::new().unwrap();
+    let (r, w) = pipe2();
+    // Room for more than one read (256 KiB) in the pipe.
+    // SAFETY: F_SETPIPE_SZ only resizes the buffer of our own pipe.
+    let size = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+    assert!(
+        size >= 1 << 19,
+        "F_SETPIPE_SZ: {}",
+        std::io::Error::last_os_error()
+    );
+    let lp1 = lp.clone();
+    let (_rt, p) = lp
+        .run_until_complete(async move {
+            lp1.connect_read_pipe(|| Rc::new(InterruptsOnce::default()), r)
+                .await
+        })
+        .unwrap();
+    let payload = pattern(512 * 1024);
+    let mut w = std::fs::File::from(w);
+    w.write_all(&payload).unwrap(); // fits: nothing blocks
+    drop(w);
+    let lost = p.lost.clone();
+    let err = lp
+        .run_until_complete(async move { tulip::wait_for(lost, BOUND).await })
+        .unwrap_err();
+    assert!(matches!(err, Error::Interrupted), "{err:?}");
+    assert!(
+        p.data.borrow().len() < payload.len(),
+        "interrupted mid-pipe"
+    );
+    // The next run reads the rest, then EOF.
+    let lost = p.lost.clone();
+    let exc = lp
+        .run_until_complete(async move { tulip::wait_for(lost, BOUND).await })
+        .unwrap();
+    assert!(exc.is_none(), "{exc:?}");
+    assert!(*p.data.borrow() == payload, "every byte, in order");
+    lp.close().unwrap();
+}
