@@ -79,7 +79,8 @@
 //!   transport owns it.
 //! - Both fds are registered edge-triggered; the read pipe reads until
 //!   `WouldBlock`, EOF, an error, a pause, or `MAX_READS_PER_EDGE` reads
-//!   (then it continues on the next iteration).
+//!   (then it continues on the next iteration, as it does in the next run
+//!   after a `data_received` that interrupted the run).
 //! - A read pipe's reader is registered exactly while it is reading (after
 //!   `connection_made`, not paused, not closing); a write pipe's writer
 //!   exactly while its buffer is not empty.
@@ -94,8 +95,10 @@
 //!   handler and closes the pipe with [`Error::Panic`]; a panicking
 //!   `pause_writing`/`resume_writing` is reported and the pipe goes on
 //!   (asyncio's `_maybe_pause_protocol`); `connection_made`,
-//!   `eof_received` and `connection_lost` run in handles of their own, so
-//!   the loop reports their panics (L6).
+//!   `eof_received` and `connection_lost` run in handles of their own (or
+//!   the writer's, for a `connection_lost` after the last flush), so the
+//!   loop reports their panics (L6); the fd is closed even if
+//!   `connection_lost` panics.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -253,6 +256,12 @@ impl ReadPipeTransport {
                     if let Err(payload) =
                         catch_unwind(AssertUnwindSafe(|| proto.data_received(data)))
                     {
+                        if payload.is::<Interrupt>() {
+                            // The run ends (Ctrl-C) before the edge is
+                            // drained: the next run reads on, as a
+                            // level-triggered selector would.
+                            self.read_again();
+                        }
                         let err = panic_error(payload);
                         self.report(
                             err.clone(),
@@ -276,6 +285,11 @@ impl ReadPipeTransport {
             }
         }
         // Fairness: more may be waiting; go on in the next iteration.
+        self.read_again();
+    }
+
+    /// Reads on in the next iteration, without waiting for a new edge.
+    fn read_again(&self) {
         if let Some(me) = self.me.upgrade() {
             let _ = self.base.lp.call_soon(move || me.read_ready());
         }
@@ -544,7 +558,12 @@ impl WritePipeTransport {
         }
         self.base.remove_writer();
         self.maybe_resume_protocol();
-        if self.base.closing.get() {
+        // `resume_writing` may have written (the writer flushes that first,
+        // then ends here again), closed with nothing buffered or aborted
+        // (`connection_lost` is scheduled already): only a close that waited
+        // for this flush ends the pipe now.
+        let base = &self.base;
+        if base.closing.get() && base.conn_lost.get() == 0 && self.buffer.borrow().is_empty() {
             self.call_connection_lost(None);
         }
     }

@@ -65,7 +65,10 @@
 //!   `buffer_updated` or `eof_received` is reported, and the connection is
 //!   closed with `Error::Panic` (asyncio's `_fatal_error`); the loop goes
 //!   on. An empty buffer from `get_buffer` is reported and closes the
-//!   connection the same way, with `Error::Runtime`.
+//!   connection the same way, with `Error::Runtime`. A panicking
+//!   `pause_writing`/`resume_writing` is reported and the connection goes
+//!   on (asyncio's `_maybe_pause_protocol`): it never unwinds through
+//!   `write` or the writer callback.
 //! - The borrow `get_buffer` returns is dropped before any protocol method
 //!   runs (`buffer_updated`, `eof_received`), and no read of a
 //!   `BufferedProtocol`'s transport touches the shared read buffer.
@@ -402,9 +405,17 @@ impl SocketTransport {
         Ok(fut)
     }
 
-    /// Forgets the drain waiter (asyncio's `_reset_empty_waiter`).
-    pub(crate) fn clear_drain_waiter(&self) {
-        drop(self.drain_waiter.borrow_mut().take());
+    /// Forgets the drain waiter `fut` (asyncio's `_reset_empty_waiter`),
+    /// if it is still the one waiting: another sendfile's stays.
+    pub(crate) fn clear_drain_waiter(&self, fut: &Future<()>) {
+        let mine = {
+            let mut w = self.drain_waiter.borrow_mut();
+            match &*w {
+                Some((_, f)) if f.ptr_eq(fut) => w.take(),
+                _ => None,
+            }
+        };
+        drop(mine);
     }
 
     /// Completes the drain waiter if the buffer is small enough now.
@@ -687,8 +698,13 @@ impl SocketTransport {
         }
         // The buffer is empty.
         self.notify_drain();
-        self.maybe_resume_protocol();
         self.base.remove_writer();
+        // May write (then the writer is registered again and flushes it
+        // first), close, or abort.
+        self.maybe_resume_protocol();
+        if !self.buffer.borrow().is_empty() || self.base.conn_lost.get() > 0 {
+            return;
+        }
         if self.base.closing.get() {
             self.call_connection_lost(None);
         } else if self.eof.get() {
@@ -708,10 +724,7 @@ impl SocketTransport {
         let mut l = self.limits.get();
         if l.maybe_pause(size) {
             self.limits.set(l);
-            let proto = self.base.protocol();
-            if let Some(p) = proto {
-                p.pause_writing();
-            }
+            self.flow_call("pause_writing", StreamProtocol::pause_writing);
         }
     }
 
@@ -721,10 +734,27 @@ impl SocketTransport {
         let mut l = self.limits.get();
         if l.maybe_resume(size) {
             self.limits.set(l);
-            let proto = self.base.protocol();
-            if let Some(p) = proto {
-                p.resume_writing();
+            self.flow_call("resume_writing", StreamProtocol::resume_writing);
+        }
+    }
+
+    /// Calls a flow-control method of the protocol; a panic is reported
+    /// and the connection goes on (asyncio's `_maybe_pause_protocol`), so
+    /// that it never unwinds through `write` or the writer callback.
+    /// `Interrupt` (Ctrl-C) goes on unwinding.
+    fn flow_call(&self, what: &str, f: fn(&StreamProtocol)) {
+        let Some(p) = self.base.protocol() else {
+            return;
+        };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(&p))) {
+            if payload.is::<crate::event_loop::Interrupt>() {
+                std::panic::resume_unwind(payload);
             }
+            self.base.lp.call_exception_handler(&ExceptionContext {
+                message: format!("protocol.{what}() failed"),
+                error: Some(Error::Panic(panic_message(&*payload))),
+                ..Default::default()
+            });
         }
     }
 

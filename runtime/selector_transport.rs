@@ -38,7 +38,8 @@
 //!   and a recycled fd number never meets a stale registration (N4).
 //! - `connection_lost` is called at most once, and only if
 //!   `connection_made` was; then the transport drops its protocol, which
-//!   breaks the transport ↔ protocol cycle.
+//!   breaks the transport ↔ protocol cycle, and closes its socket, even if
+//!   `connection_lost` panicked (asyncio's `finally`).
 //! - `conn_lost` is non-zero once `connection_lost` is scheduled;
 //!   `closing` never goes back to false.
 //! - `writer_registered` is true exactly while the loop holds a writer for
@@ -259,15 +260,14 @@ pub(crate) trait SelectorTransport: Sized + 'static {
         let _ = base.lp.remove_reader(base.fd);
         base.remove_writer();
         let proto = base.protocol.borrow_mut().take();
+        // asyncio's `finally`: the socket is closed even if
+        // `connection_lost` panics.
+        let _rest = LostRest(self);
         if let Some(p) = proto {
             if base.protocol_connected.get() {
                 Self::connection_lost(&p, exc);
             }
         }
-        self.before_socket_close();
-        drop(base.sock.borrow_mut().take());
-        base.untrack();
-        self.after_connection_lost();
     }
 
     /// The end of a transport whose loop is closed (see the module docs):
@@ -311,6 +311,23 @@ impl<S, P> TransportBase<S, P> {
         if let Some(key) = self.tracked.take() {
             self.lp.untrack(key);
         }
+    }
+}
+
+/// The end of [`SelectorTransport::call_connection_lost`], after the
+/// protocol heard: close the socket, leave the loop's list, run the
+/// transport's last hook. In `Drop`, so that it also runs if
+/// `connection_lost` panics.
+struct LostRest<'a, T: SelectorTransport>(&'a T);
+
+impl<T: SelectorTransport> Drop for LostRest<'_, T> {
+    fn drop(&mut self) {
+        let t = self.0;
+        let base = t.base();
+        t.before_socket_close();
+        drop(base.sock.borrow_mut().take());
+        base.untrack();
+        t.after_connection_lost();
     }
 }
 

@@ -234,12 +234,13 @@ impl Drop for ResumeReading<'_> {
     }
 }
 
-/// Forgets the transport's drain waiter on drop, however the wait ends.
-struct ClearDrain<'a>(&'a SocketTransport);
+/// Forgets this call's drain waiter on drop, however the wait ends (and
+/// only it: a waiter of another sendfile on the transport stays).
+struct ClearDrain<'a>(&'a SocketTransport, Future<()>);
 
 impl Drop for ClearDrain<'_> {
     fn drop(&mut self) {
-        self.0.clear_drain_waiter();
+        self.0.clear_drain_waiter(&self.1);
     }
 }
 
@@ -248,7 +249,6 @@ struct EndNative<'a>(&'a SocketTransport);
 
 impl Drop for EndNative<'_> {
     fn drop(&mut self) {
-        self.0.clear_drain_waiter();
         self.0.end_native_sendfile();
     }
 }
@@ -388,8 +388,10 @@ impl EventLoop {
         let _resume = ResumeReading::pause(transport);
         // asyncio's `await transp._make_empty_waiter()`: what was written
         // before goes first.
-        st.wait_buffer_at_most(0)?.await?;
-        st.clear_drain_waiter();
+        let empty = st.wait_buffer_at_most(0)?;
+        let clear = ClearDrain(st, empty.clone());
+        empty.await?;
+        drop(clear);
         if st.is_lost() {
             return Err(connection_closed());
         }
@@ -428,7 +430,7 @@ impl EventLoop {
         }
         if let Some(st) = transport.as_socket_transport() {
             let waiter = st.wait_buffer_at_most(low)?;
-            let _clear = ClearDrain(st);
+            let _clear = ClearDrain(st, waiter.clone());
             waiter.await?;
         } else {
             // No drain notification but the protocol's, which stays the

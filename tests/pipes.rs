@@ -681,3 +681,190 @@ fn connect_on_a_closed_loop_fails_and_closes_the_pipe() {
 /// A protocol that does nothing.
 struct Nothing;
 impl Protocol for Nothing {}
+
+/// At the first `resume_writing`, writes `tail` (more than the pipe holds)
+/// and closes its transport: "write the rest, then close" from a protocol.
+#[derive(Default)]
+struct TailOnResume {
+    rec: Recorder,
+    tail: Vec<u8>,
+    written: Cell<bool>,
+}
+
+impl Protocol for TailOnResume {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        self.rec.connection_made(transport);
+    }
+    fn connection_lost(&self, exc: Option<Error>) {
+        self.rec.connection_lost(exc);
+    }
+    fn pause_writing(&self) {
+        self.rec.pause_writing();
+    }
+    fn resume_writing(&self) {
+        self.rec.resume_writing();
+        let t = self.rec.transport.borrow().clone();
+        if let Some(t) = t.filter(|_| !self.written.replace(true)) {
+            t.write(&self.tail).expect("write from resume_writing");
+            t.close();
+        }
+    }
+}
+
+#[test]
+fn a_write_then_close_from_resume_writing_flushes_before_closing() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let (r, w) = pipe2();
+        let tail = pattern(300 * 1024)[7..].to_vec();
+        let (wt, wp) = lp
+            .connect_write_pipe(
+                || {
+                    Rc::new(TailOnResume {
+                        tail: tail.clone(),
+                        ..Default::default()
+                    })
+                },
+                w,
+            )
+            .await?;
+        // The pipe takes 64 KiB, the rest is buffered above the high-water
+        // mark: pause_writing.
+        let payload = pattern(256 * 1024);
+        wt.write(&payload)?;
+        assert_eq!(wp.rec.events(), ["made", "pause"]);
+        // Drain the other end: the buffer empties, resume_writing writes the
+        // tail (most of it buffered again) and closes.
+        let (_rt, rp) = lp.connect_read_pipe(Recorder::new, r).await?;
+        assert!(rp.lost().await?.is_none());
+        assert!(wp.rec.lost().await?.is_none());
+        let mut expected = payload;
+        expected.extend_from_slice(&tail);
+        let got = rp.data.borrow().clone();
+        assert_eq!(got.len(), expected.len(), "every byte arrives");
+        assert!(got == expected, "in order");
+        // The tail crossed the high-water mark again.
+        assert_eq!(
+            wp.rec.events(),
+            ["made", "pause", "resume", "pause", "resume", "lost"]
+        );
+        Ok(())
+    });
+}
+
+#[derive(Default)]
+struct PanicsOnLost {
+    lost: Cell<u32>,
+}
+
+impl Protocol for PanicsOnLost {
+    fn connection_lost(&self, _: Option<Error>) {
+        self.lost.set(self.lost.get() + 1);
+        panic!("bug in connection_lost");
+    }
+}
+
+// conformance: L6
+#[test]
+fn a_panicking_connection_lost_still_closes_the_pipe() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let reports = capture_reports(&lp);
+        // A write pipe that closes once its buffer is flushed: the
+        // connection_lost that panics runs inside the writer callback.
+        let (r, w) = std::io::pipe()?;
+        let (wt, wp) = lp
+            .connect_write_pipe(|| Rc::new(PanicsOnLost::default()), w)
+            .await?;
+        let payload = pattern(100 * 1024);
+        wt.write(&payload)?;
+        wt.close();
+        // The other end reads everything, then sees EOF.
+        let (_rt, rp) = lp.connect_read_pipe(Recorder::new, r).await?;
+        assert!(rp.lost().await?.is_none(), "the reader sees EOF");
+        assert!(*rp.data.borrow() == payload);
+        assert_eq!(wp.lost.get(), 1);
+        assert!(wt.fd().is_none(), "the write end is closed");
+        // A read pipe closed at once: connection_lost runs in a handle.
+        let (r2, w2) = std::io::pipe()?;
+        let (rt, rp) = lp
+            .connect_read_pipe(|| Rc::new(PanicsOnLost::default()), r2)
+            .await?;
+        rt.close();
+        settle().await?;
+        assert_eq!(rp.lost.get(), 1);
+        assert!(rt.fd().is_none(), "the read end is closed");
+        // SAFETY: writes one byte from our buffer to an fd we own.
+        let n = unsafe { libc::write(w2.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+        assert_eq!(n, -1, "no reader is left");
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EPIPE)
+        );
+        assert_eq!(reports.borrow().len(), 2, "both panics are reported");
+        Ok(())
+    });
+}
+
+/// Interrupts the run (Ctrl-C) at its first `data_received`.
+#[derive(Default)]
+struct InterruptsOnce {
+    data: RefCell<Vec<u8>>,
+    interrupted: Cell<bool>,
+    lost: Future<Option<Error>>,
+}
+
+impl Protocol for InterruptsOnce {
+    fn data_received(&self, data: &[u8]) {
+        self.data.borrow_mut().extend_from_slice(data);
+        if !self.interrupted.replace(true) {
+            tulip::interrupt();
+        }
+    }
+    fn connection_lost(&self, exc: Option<Error>) {
+        let _ = self.lost.set_result(exc);
+    }
+}
+
+// conformance: L6
+#[test]
+fn an_interrupt_in_data_received_leaves_the_rest_for_the_next_run() {
+    let lp = EventLoop::new().unwrap();
+    let (r, w) = pipe2();
+    // Room for more than one read (256 KiB) in the pipe.
+    // SAFETY: F_SETPIPE_SZ only resizes the buffer of our own pipe.
+    let size = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+    assert!(
+        size >= 1 << 19,
+        "F_SETPIPE_SZ: {}",
+        std::io::Error::last_os_error()
+    );
+    let lp1 = lp.clone();
+    let (_rt, p) = lp
+        .run_until_complete(async move {
+            lp1.connect_read_pipe(|| Rc::new(InterruptsOnce::default()), r)
+                .await
+        })
+        .unwrap();
+    let payload = pattern(512 * 1024);
+    let mut w = std::fs::File::from(w);
+    w.write_all(&payload).unwrap(); // fits: nothing blocks
+    drop(w);
+    let lost = p.lost.clone();
+    let err = lp
+        .run_until_complete(async move { tulip::wait_for(lost, BOUND).await })
+        .unwrap_err();
+    assert!(matches!(err, Error::Interrupted), "{err:?}");
+    assert!(
+        p.data.borrow().len() < payload.len(),
+        "interrupted mid-pipe"
+    );
+    // The next run reads the rest, then EOF.
+    let lost = p.lost.clone();
+    let exc = lp
+        .run_until_complete(async move { tulip::wait_for(lost, BOUND).await })
+        .unwrap();
+    assert!(exc.is_none(), "{exc:?}");
+    assert!(*p.data.borrow() == payload, "every byte, in order");
+    lp.close().unwrap();
+}

@@ -648,3 +648,248 @@ fn sendfile_on_another_transport_falls_back_to_writes() {
         Ok(())
     });
 }
+
+/// Fills the kernel's send buffer of the socket `fd` (bypassing any
+/// transport) until `EAGAIN`; returns how many bytes it took.
+fn fill_socket(fd: i32) -> usize {
+    let chunk = [b'P'; 16 * 1024];
+    let mut total = 0;
+    loop {
+        // SAFETY: fd is an open socket; `chunk` is valid for its length.
+        let n = unsafe {
+            libc::send(
+                fd,
+                chunk.as_ptr().cast(),
+                chunk.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+            return total;
+        }
+        total += n as usize;
+    }
+}
+
+#[test]
+fn sendfile_refused_while_another_waits_for_the_drain_leaves_it_running() {
+    let tf = TempFile::new("second-sendfile", 1000);
+    run_bounded(20.0, async move {
+        let lp = tulip::get_running_loop()?;
+        // One worker: the fallback's reads and the barrier below run in order.
+        lp.set_default_executor(tulip::ThreadPool::new(1)?)?;
+        let (t, _p, peer) = transport_pair(&lp).await?;
+        small_buffers(t.fd(), peer.as_raw_fd());
+        let prefilled = fill_socket(t.fd());
+        t.set_write_buffer_limits(Some(1), Some(0))?;
+        // A: a pipe, so the fallback: the first 16 KiB chunk is written
+        // (and buffered: the socket is full), the next waits for the drain.
+        let data: Vec<u8> = (0..48 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let pipe = Rc::new(pipe_with(&data));
+        let (lp2, t2, p2) = (lp.clone(), t.clone(), pipe.clone());
+        let a = tulip::create_task(async move { lp2.sendfile(&*t2, &p2, 0, None, true).await })?;
+        for _ in 0..5000 {
+            if t.get_write_buffer_size() > 1 || a.done() {
+                break;
+            }
+            tulip::sleep(0.001).await?;
+        }
+        assert!(t.get_write_buffer_size() > 1, "the first chunk is buffered");
+        // The second chunk's read was submitted before this no-op, so A has
+        // its chunk and waits for the drain once the no-op is back.
+        lp.run_in_executor(None, || ())?.await?;
+        settle().await?;
+        assert!(!a.done(), "A waits for the buffer to drain");
+        // B is refused: a sendfile is in progress.
+        let file = tf.open();
+        let err = lp.sendfile(&*t, &file, 0, None, false).await.unwrap_err();
+        assert!(err.to_string().contains("already in progress"), "{err}");
+        // The peer reads everything: A goes on and finishes.
+        let total = prefilled + data.len();
+        let mut got = Vec::new();
+        while got.len() < total {
+            let chunk = tulip::wait_for(
+                {
+                    let (lp, b) = (lp.clone(), peer.try_clone()?);
+                    async move { lp.sock_recv(&b, 64 * 1024).await }
+                },
+                5.0,
+            )
+            .await?;
+            assert!(!chunk.is_empty(), "EOF too early");
+            got.extend_from_slice(&chunk);
+        }
+        assert!(got[prefilled..] == data[..], "A's bytes arrive");
+        let sent = tulip::wait_for(a, 5.0).await?;
+        assert_eq!(sent, data.len());
+        assert!(t.is_reading(), "reading resumes");
+        t.write(b"after")?;
+        Ok(())
+    });
+}
+
+/// At its first `resume_writing`, writes `refill` (more than the socket
+/// takes at once): the producer that writes again when resumed.
+#[derive(Default)]
+struct RefillOnResume {
+    transport: RefCell<Option<Rc<dyn Transport>>>,
+    refill: Vec<u8>,
+    resumed: Cell<bool>,
+}
+
+impl Protocol for RefillOnResume {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        *self.transport.borrow_mut() = Some(transport);
+    }
+    fn connection_lost(&self, _exc: Option<Error>) {
+        drop(self.transport.borrow_mut().take());
+    }
+    fn resume_writing(&self) {
+        if self.resumed.replace(true) {
+            return;
+        }
+        let t = self.transport.borrow().clone();
+        if let Some(t) = t {
+            t.write(&self.refill).expect("write from resume_writing");
+        }
+    }
+}
+
+#[test]
+fn sendfile_after_a_write_from_resume_writing_sends_it_first() {
+    let tf = TempFile::new("refill", 256 * 1024);
+    run_bounded(20.0, async move {
+        let lp = tulip::get_running_loop()?;
+        let file = Rc::new(tf.open());
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let refill = vec![b'R'; 1 << 20];
+        let (t, p) = lp
+            .create_connection(
+                || {
+                    Rc::new(RefillOnResume {
+                        refill: refill.clone(),
+                        ..Default::default()
+                    })
+                },
+                "127.0.0.1",
+                port,
+            )
+            .await?;
+        let (peer, _) = lp.sock_accept(&listener).await?;
+        small_buffers(t.fd(), peer.as_raw_fd());
+        // Above the high-water mark: pause_writing.
+        let head = vec![b'H'; 1 << 20];
+        t.write(&head)?;
+        let lp2 = lp.clone();
+        let reader = tulip::create_task(async move { read_to_eof(&lp2, &peer).await })?;
+        // The buffer drains, resume_writing writes the refill (most of it
+        // buffered again), and the transport must go on flushing it.
+        for _ in 0..5000 {
+            if p.resumed.get() {
+                break;
+            }
+            tulip::sleep(0.001).await?;
+        }
+        assert!(p.resumed.get(), "resume_writing ran");
+        // sendfile waits for the refill to drain, then sends the file.
+        let (lp2, t2, f2) = (lp.clone(), t.clone(), file.clone());
+        let send =
+            tulip::create_task(async move { lp2.sendfile(&*t2, &f2, 0, None, false).await })?;
+        let sent = tulip::wait_for(send, 5.0).await?;
+        assert_eq!(sent, tf.data.len());
+        t.close();
+        let got = tulip::wait_for(reader, 5.0).await?;
+        assert_eq!(got.len(), head.len() + refill.len() + tf.data.len());
+        assert!(got[..head.len()] == head[..]);
+        assert!(got[head.len()..head.len() + refill.len()] == refill[..]);
+        assert!(got[head.len() + refill.len()..] == tf.data[..]);
+        Ok(())
+    });
+}
+
+/// Panics in `pause_writing` and `resume_writing`; counts them.
+#[derive(Default)]
+struct PanicsOnFlowControl {
+    pauses: Cell<u32>,
+    resumes: Cell<u32>,
+    lost: Cell<bool>,
+}
+
+impl Protocol for PanicsOnFlowControl {
+    fn connection_lost(&self, _exc: Option<Error>) {
+        self.lost.set(true);
+    }
+    fn pause_writing(&self) {
+        self.pauses.set(self.pauses.get() + 1);
+        panic!("bug in pause_writing");
+    }
+    fn resume_writing(&self) {
+        self.resumes.set(self.resumes.get() + 1);
+        panic!("bug in resume_writing");
+    }
+}
+
+// conformance: L6
+#[test]
+fn sendfile_fallback_goes_on_when_the_protocol_flow_control_panics() {
+    run_bounded(20.0, async move {
+        let lp = tulip::get_running_loop()?;
+        let reports = common::capture_reports(&lp);
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let (t, p) = lp
+            .create_connection(
+                || Rc::new(PanicsOnFlowControl::default()),
+                "127.0.0.1",
+                port,
+            )
+            .await?;
+        let (peer, _) = lp.sock_accept(&listener).await?;
+        small_buffers(t.fd(), peer.as_raw_fd());
+        let prefilled = fill_socket(t.fd());
+        t.set_write_buffer_limits(Some(1), Some(0))?;
+        // A pipe: the fallback, whose writes cross the high-water mark.
+        let data: Vec<u8> = (0..48 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let pipe = Rc::new(pipe_with(&data));
+        let (lp2, t2, p2) = (lp.clone(), t.clone(), pipe.clone());
+        let send = tulip::create_task(async move { lp2.sendfile(&*t2, &p2, 0, None, true).await })?;
+        for _ in 0..5000 {
+            if p.pauses.get() > 0 || send.done() {
+                break;
+            }
+            tulip::sleep(0.001).await?;
+        }
+        assert_eq!(p.pauses.get(), 1, "pause_writing ran");
+        // The peer reads: the transfer goes on.
+        let lp2 = lp.clone();
+        let reader = tulip::create_task(async move { read_to_eof(&lp2, &peer).await })?;
+        let sent = tulip::wait_for(send, 5.0).await?;
+        assert_eq!(sent, data.len());
+        assert!(p.resumes.get() >= 1, "resume_writing ran");
+        // A close that waits for the flush still ends the connection when
+        // resume_writing panics.
+        let tail = vec![b'T'; 1 << 20];
+        t.write(&tail)?;
+        t.close();
+        let got = tulip::wait_for(reader, 5.0).await?;
+        assert_eq!(got.len(), prefilled + data.len() + tail.len());
+        assert!(got[prefilled..prefilled + data.len()] == data[..]);
+        settle().await?;
+        assert!(p.lost.get(), "connection_lost ran");
+        let reports = reports.borrow();
+        assert_eq!(
+            reports.len() as u32,
+            p.pauses.get() + p.resumes.get(),
+            "each panic is reported"
+        );
+        assert!(reports
+            .iter()
+            .all(|r| r.message.contains("_writing() failed")));
+        Ok(())
+    });
+}
