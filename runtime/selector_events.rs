@@ -54,6 +54,9 @@
 //!   whole buffer (or once the peer's FIN is known), and at most
 //!   `MAX_READS_PER_EDGE` times: data that arrives after a short read
 //!   waits for the next poll, after the callbacks already queued (fairness).
+//!   Where the edge may not be drained (the `MAX_READS_PER_EDGE`th read, or
+//!   a protocol that interrupted the run), `read_ready` is scheduled again
+//!   rather than left waiting for an edge that may never come.
 //! - The socket is closed (dropped) only in `call_connection_lost`, after
 //!   both registrations are removed: no fd is used after close, and a
 //!   recycled fd number never meets a stale registration (N4).
@@ -480,9 +483,7 @@ impl SocketTransport {
                     reads += 1;
                     if reads == MAX_READS_PER_EDGE {
                         // Fairness: continue on the next iteration.
-                        if let Some(me) = self.rc() {
-                            let _ = self.base.lp.call_soon(move || me.read_ready());
-                        }
+                        self.read_again();
                         break;
                     }
                 }
@@ -528,6 +529,13 @@ impl SocketTransport {
                 let res = catch_unwind(AssertUnwindSafe(|| p.buffer_updated(n)));
                 self.delivered(res, "buffer_updated", n, len)
             }
+        }
+    }
+
+    /// Reads on in the next iteration, without waiting for a new edge.
+    fn read_again(&self) {
+        if let Some(me) = self.rc() {
+            let _ = self.base.lp.call_soon(move || me.read_ready());
         }
     }
 
@@ -620,8 +628,14 @@ impl SocketTransport {
     /// call failed.')`: a protocol callback panicked. Reported, and the
     /// connection is closed with the panic as its error. `Interrupt`
     /// (Ctrl-C) goes on unwinding, as `KeyboardInterrupt` does.
+    ///
+    /// Only the read path calls it. The run ends there before the edge is
+    /// drained, and no new edge may come for what is left (more bytes, the
+    /// EOF): the transport reads on in the next run by itself, as asyncio's
+    /// level-triggered selector reports the socket again.
     fn protocol_failed(&self, payload: Box<dyn std::any::Any + Send>, what: &str) {
         if payload.is::<crate::event_loop::Interrupt>() {
+            self.read_again();
             std::panic::resume_unwind(payload);
         }
         self.protocol_error(Error::Panic(panic_message(&*payload)), what);

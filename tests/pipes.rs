@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::rc::Rc;
 
-use common::{capture_reports, poll_io, run_bounded, settle};
+use common::{capture_reports, poll_io, run_bounded, settle, InterruptsOnce};
 use tulip::transports::prelude::*;
 use tulip::{Error, EventLoop, Future};
 
@@ -804,26 +804,6 @@ fn a_panicking_connection_lost_still_closes_the_pipe() {
         assert_eq!(reports.borrow().len(), 2, "both panics are reported");
         Ok(())
     });
-}
-
-/// Interrupts the run (Ctrl-C) at its first `data_received`.
-#[derive(Default)]
-struct InterruptsOnce {
-    data: RefCell<Vec<u8>>,
-    interrupted: Cell<bool>,
-    lost: Future<Option<Error>>,
-}
-
-impl Protocol for InterruptsOnce {
-    fn data_received(&self, data: &[u8]) {
-        self.data.borrow_mut().extend_from_slice(data);
-        if !self.interrupted.replace(true) {
-            tulip::interrupt();
-        }
-    }
-    fn connection_lost(&self, exc: Option<Error>) {
-        let _ = self.lost.set_result(exc);
-    }
 }
 
 // conformance: L6

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
-use common::{linger_zero, run_bounded};
+use common::{linger_zero, run_bounded, InterruptsOnce};
 use tulip::{
     BaseTransport, DatagramAddr, DatagramProtocol, DatagramTransport, Error, EventLoop, Protocol,
     ReadTransport, Transport, WriteTransport,
@@ -822,4 +822,39 @@ fn getnameinfo_with_unknown_flags_fails_with_eai_badflags() {
         msg.contains("(EAI_BADFLAGS); pass 0 or tulip::NI_* flags"),
         "{msg}"
     );
+}
+
+// conformance: L6
+#[test]
+fn an_interrupt_in_data_received_leaves_the_rest_of_the_edge_for_the_next_run() {
+    // Data and the peer's EOF are both waiting when the transport reads;
+    // data_received interrupts the run (Ctrl-C) after the first recv. The
+    // registration is edge-triggered, so no new edge will come for the EOF:
+    // the transport must read on in the next run by itself, as asyncio's
+    // level-triggered selector would report the socket again.
+    let lp = EventLoop::new().unwrap();
+    let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    std::io::Write::write_all(&mut peer, b"first").unwrap();
+    peer.shutdown(std::net::Shutdown::Write).unwrap();
+    let lp1 = lp.clone();
+    let (_t, p) = lp
+        .run_until_complete(async move {
+            lp1.create_connection_sock(|| Rc::new(InterruptsOnce::default()), ours.into())
+                .await
+        })
+        .unwrap();
+    let lost = p.lost.clone();
+    let err = lp
+        .run_until_complete(async move { tulip::wait_for(lost, 5.0).await })
+        .unwrap_err();
+    assert!(matches!(err, Error::Interrupted), "{err:?}");
+    assert_eq!(&*p.data.borrow(), b"first");
+    // The next run reads on: the EOF, then connection_lost.
+    let lost = p.lost.clone();
+    let exc = lp
+        .run_until_complete(async move { tulip::wait_for(lost, 5.0).await })
+        .unwrap();
+    assert!(exc.is_none(), "{exc:?}");
+    assert_eq!(&*p.data.borrow(), b"first");
+    lp.close().unwrap();
 }

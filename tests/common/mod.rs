@@ -173,6 +173,28 @@ pub async fn poll_io() -> tulip::Result<()> {
     Ok(())
 }
 
+/// Interrupts the run (Ctrl-C) at its first `data_received`.
+#[derive(Default)]
+pub struct InterruptsOnce {
+    /// Every byte received, in order.
+    pub data: RefCell<Vec<u8>>,
+    interrupted: Cell<bool>,
+    /// Set at `connection_lost`.
+    pub lost: tulip::Future<Option<tulip::Error>>,
+}
+
+impl tulip::Protocol for InterruptsOnce {
+    fn data_received(&self, data: &[u8]) {
+        self.data.borrow_mut().extend_from_slice(data);
+        if !self.interrupted.replace(true) {
+            tulip::interrupt();
+        }
+    }
+    fn connection_lost(&self, exc: Option<tulip::Error>) {
+        let _ = self.lost.set_result(exc);
+    }
+}
+
 /// A tiny deterministic generator (xorshift64*), so runs are repeatable
 /// without a dependency.
 #[derive(Clone)]
