@@ -238,7 +238,7 @@ pub fn write_results(
 }
 
 /// The summary for stderr (without the newline):
-/// `254 addresses (12 up, 242 down) in 1.04 s`.
+/// `254 addresses (12 up, 242 down) in 1.04 s` (three decimals below 0.1 s).
 pub fn summary_line(summary: &Summary) -> String {
     let noun = if summary.addresses == 1 {
         "address"
@@ -246,12 +246,23 @@ pub fn summary_line(summary: &Summary) -> String {
         "addresses"
     };
     format!(
-        "{} {noun} ({} up, {} down) in {:.2} s",
+        "{} {noun} ({} up, {} down) in {} s",
         summary.addresses,
         summary.up,
         summary.down,
-        summary.elapsed.as_secs_f64()
+        seconds(summary.elapsed)
     )
+}
+
+/// Seconds with two decimals, or three below 0.1 s (a small loopback sweep
+/// takes a few milliseconds, which two decimals would show as `0.00`).
+fn seconds(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 0.1 {
+        format!("{s:.3}")
+    } else {
+        format!("{s:.2}")
+    }
 }
 
 /// The `-s` statistics block for stderr, in the spirit of fping's, one fact a

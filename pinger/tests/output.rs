@@ -209,6 +209,12 @@ fn summary_line_exact() {
         ..s
     };
     assert_eq!(summary_line(&one), "1 address (1 up, 0 down) in 1.04 s");
+    // A few milliseconds (a small loopback sweep) do not read as nothing.
+    let quick = Summary {
+        elapsed: Duration::from_micros(4_300),
+        ..one
+    };
+    assert_eq!(summary_line(&quick), "1 address (1 up, 0 down) in 0.004 s");
 }
 
 #[test]
