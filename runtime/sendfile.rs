@@ -306,6 +306,7 @@ impl EventLoop {
         S: AsRawFd,
         for<'a> &'a S: Write,
     {
+        self.check_nonblocking(sock.as_raw_fd())?;
         check_params(offset, count)?;
         match self
             .sendfile_native(sock.as_raw_fd(), file, offset, count, None)

@@ -14,7 +14,9 @@
 //! - A wait's reader/writer is removed however the wait ends (result,
 //!   error, cancellation, or drop of the awaiting future).
 //! - The sockets must be non-blocking, and must not belong to a transport
-//!   (a transport's reader would be replaced).
+//!   (a transport's reader would be replaced). In debug mode a blocking
+//!   socket is refused with `Error::InvalidArgument`, as asyncio's debug
+//!   mode raises `ValueError`.
 //! - Name resolution never blocks the loop: `getaddrinfo` runs on a helper
 //!   thread and its result comes back through
 //!   [`LoopHandle::call_soon_threadsafe`](crate::LoopHandle::call_soon_threadsafe);
@@ -270,6 +272,7 @@ impl EventLoop {
         write: bool,
         mut op: impl FnMut() -> io::Result<T>,
     ) -> Result<T> {
+        self.check_nonblocking(fd)?;
         loop {
             match op() {
                 Ok(v) => return Ok(v),
@@ -279,6 +282,20 @@ impl EventLoop {
             }
             self.wait_fd(fd, write).await?;
         }
+    }
+
+    /// asyncio's debug-mode check in every `sock_*` coroutine: `if
+    /// self._debug and sock.gettimeout() != 0: raise ValueError("the socket
+    /// must be non-blocking")`. Outside debug mode a blocking socket is not
+    /// checked (one `fcntl` per call saved), and blocks the loop.
+    pub(crate) fn check_nonblocking(&self, fd: RawFd) -> Result<()> {
+        if self.debug() && !crate::sys::is_nonblocking(fd)? {
+            return Err(crate::error::Error::invalid_argument(
+                "the socket must be non-blocking: call set_nonblocking(true) on it first \
+                 (a blocking socket would block the event loop)",
+            ));
+        }
+        Ok(())
     }
 
     /// asyncio's `getaddrinfo(host, port)`: IP literals at once; names with

@@ -858,3 +858,41 @@ fn an_interrupt_in_data_received_leaves_the_rest_of_the_edge_for_the_next_run() 
     assert_eq!(&*p.data.borrow(), b"first");
     lp.close().unwrap();
 }
+
+#[test]
+fn in_debug_mode_the_sock_coroutines_refuse_a_blocking_socket() {
+    // asyncio's debug mode: `ValueError("the socket must be non-blocking")`
+    // from sock_recv, sock_sendall, sock_recvfrom, sock_accept,
+    // sock_sendfile... instead of risking a blocked loop. Each call below
+    // would succeed at once (data, a connection and a datagram are
+    // waiting), so without the check the test fails rather than hangs.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        lp.set_debug(true);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let (mut server, _) = listener.accept()?;
+        std::io::Write::write_all(&mut server, b"waiting")?;
+        let _pending = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        udp.send_to(b"dgram", udp.local_addr()?)?;
+        let refused = |r: tulip::Result<()>| match r {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains("non-blocking"), "{m}"),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        };
+        refused(lp.sock_recv(&client, 10).await.map(drop));
+        refused(lp.sock_sendall(&client, b"x").await);
+        refused(lp.sock_accept(&listener).await.map(drop));
+        refused(lp.sock_recvfrom(&udp, 10).await.map(drop));
+        let file = std::fs::File::open("/proc/self/stat")?;
+        refused(
+            lp.sock_sendfile(&client, &file, 0, None, true)
+                .await
+                .map(drop),
+        );
+        // Once non-blocking, the same socket is accepted.
+        client.set_nonblocking(true)?;
+        assert_eq!(lp.sock_recv(&client, 10).await?, b"waiting");
+        Ok(())
+    });
+}
