@@ -304,3 +304,23 @@ fn s3_27f_subprocess_many_gathers_commands_with_return_codes() {
     );
     assert_elapsed(Duration::from_secs_f64(took), 2.0, 4.0);
 }
+
+/// Teaching example: a std child's stdin and stdout as pipe transports
+/// under protocols of our own (`connect_write_pipe`, `connect_read_pipe`).
+#[test]
+fn example_pipe_protocol() {
+    let (lines, _) = run_ok("pipe_protocol", 30);
+    assert_eq!(
+        lines,
+        [
+            "read pipe: connection_made",
+            "write pipe: connection_lost(None)",
+            "read pipe: line \"got: one\"",
+            "read pipe: line \"got: two\"",
+            "read pipe: line \"got: three\"",
+            "read pipe: eof_received",
+            "read pipe: connection_lost(None)",
+            "child exited: 0",
+        ]
+    );
+}
