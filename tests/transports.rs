@@ -951,3 +951,22 @@ fn an_interrupt_in_eof_received_never_delivers_the_eof_twice() {
         .unwrap();
     lp.close().unwrap();
 }
+
+#[test]
+fn in_debug_mode_sock_sendall_refuses_a_blocking_socket_even_with_nothing_to_send() {
+    // asyncio's sock_sendall checks the socket first, whatever the data:
+    // an empty send on a blocking socket raises ValueError in debug mode.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        lp.set_debug(true);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+        match lp.sock_sendall(&client, b"").await {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains("non-blocking"), "{m}"),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+        client.set_nonblocking(true)?;
+        lp.sock_sendall(&client, b"").await?;
+        Ok(())
+    });
+}
