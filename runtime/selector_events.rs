@@ -56,7 +56,9 @@
 //!   waits for the next poll, after the callbacks already queued (fairness).
 //!   Where the edge may not be drained (the `MAX_READS_PER_EDGE`th read, or
 //!   a protocol that interrupted the run), `read_ready` is scheduled again
-//!   rather than left waiting for an edge that may never come.
+//!   rather than left waiting for an edge that may never come. An
+//!   interrupted `eof_received` is not: the EOF is delivered once, and the
+//!   reader is removed.
 //! - The socket is closed (dropped) only in `call_connection_lost`, after
 //!   both registrations are removed: no fd is used after close, and a
 //!   recycled fd number never meets a stale registration (N4).
@@ -609,6 +611,13 @@ impl SocketTransport {
         let keep_open = match proto {
             Some(p) => match catch_unwind(AssertUnwindSafe(|| p.eof_received())) {
                 Ok(keep) => keep,
+                Err(payload) if payload.is::<crate::event_loop::Interrupt>() => {
+                    // The protocol has heard the EOF (at most one
+                    // `eof_received`): no reading on in the next run, and
+                    // the read side is over, so the reader goes.
+                    let _ = self.base.lp.remove_reader(self.base.fd);
+                    std::panic::resume_unwind(payload);
+                }
                 Err(payload) => {
                     self.protocol_failed(payload, "eof_received");
                     return;
@@ -629,7 +638,8 @@ impl SocketTransport {
     /// connection is closed with the panic as its error. `Interrupt`
     /// (Ctrl-C) goes on unwinding, as `KeyboardInterrupt` does.
     ///
-    /// Only the read path calls it. The run ends there before the edge is
+    /// Only the read path calls it (not for an `Interrupt` from
+    /// `eof_received`: the EOF is not read twice). The run ends there before the edge is
     /// drained, and no new edge may come for what is left (more bytes, the
     /// EOF): the transport reads on in the next run by itself, as asyncio's
     /// level-triggered selector reports the socket again.

@@ -126,6 +126,9 @@ impl EventLoop {
         S: AsRawFd,
         for<'a> &'a S: Write,
     {
+        // Checked whatever the data, as asyncio does (`sock_retry` checks
+        // again per chunk; an empty send never reaches it).
+        self.check_nonblocking(sock.as_raw_fd())?;
         let mut data = data;
         while !data.is_empty() {
             let n = self

@@ -20,6 +20,8 @@
 //! - Workers hold the job queue, never the pool's handles: when the last
 //!   [`ThreadPool`] handle is dropped, the queue disconnects and the
 //!   workers exit once it is empty.
+//! - `shutdown(true)` joins every worker but the calling thread: a job that
+//!   shuts its own pool down returns, and its worker exits after it.
 //! - After `shutdown_default_executor` (done by `run()`'s cleanup) the
 //!   default pool takes no new work; `close()` shuts it down without waiting.
 
@@ -166,7 +168,8 @@ impl ThreadPool {
     }
 
     /// Stops taking work. Queued jobs still run; with `wait`, blocks until
-    /// every worker has finished them and exited.
+    /// every worker has finished them and exited (but the calling thread,
+    /// when a job of this pool calls it).
     pub fn shutdown(&self, wait: bool) {
         if let Ok(mut tx) = self.inner.tx.lock() {
             tx.take();
@@ -178,8 +181,14 @@ impl ThreadPool {
                 .lock()
                 .map(|mut w| std::mem::take(&mut *w))
                 .unwrap_or_default();
+            let me = std::thread::current().id();
             for w in workers {
-                let _ = w.join();
+                // A job of this pool shutting it down: its own thread exits
+                // once the job returns (joining it would be EDEADLK, which
+                // std's join turns into a panic).
+                if w.thread().id() != me {
+                    let _ = w.join();
+                }
             }
         }
     }

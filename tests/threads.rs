@@ -127,7 +127,6 @@ fn the_default_executor_is_shut_down_by_run_and_refuses_new_work() {
     .unwrap();
 }
 
-/// Runs a loop forever on its own thread; returns its handle.
 // conformance: H2
 #[test]
 fn dropping_the_last_pool_handle_lets_its_workers_exit() {
@@ -166,6 +165,7 @@ fn dropping_the_last_pool_handle_lets_its_workers_exit() {
     );
 }
 
+/// Runs a loop forever on its own thread; returns its handle.
 fn loop_thread() -> (tulip::LoopHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || {
@@ -252,4 +252,42 @@ fn run_coroutine_threadsafe_on_a_closed_loop_fails() {
     lp.close().unwrap();
     let fut = run_coroutine_threadsafe(|| async { Ok(1) }, &handle);
     assert!(matches!(fut.result(None), Err(Error::Closed)));
+}
+
+#[test]
+fn shutdown_with_wait_from_one_of_the_pools_own_jobs_returns() {
+    // A job that shuts its own pool down with `wait` (a pool's owner
+    // dropped on a worker, say) cannot join the thread it runs on: the
+    // other workers are joined, the calling one is skipped (std's join of
+    // the current thread is EDEADLK, a panic), and the job goes on.
+    let pool = ThreadPool::new(2).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let other = Arc::new(AtomicBool::new(false));
+    // Occupies the second worker for a moment, so that both threads exist.
+    let o = other.clone();
+    pool.submit(move || {
+        let _ = started_tx.send(());
+        std::thread::sleep(Duration::from_millis(50));
+        o.store(true, Ordering::SeqCst);
+    })
+    .unwrap();
+    started_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the first job started");
+    let p = pool.clone();
+    let o = other.clone();
+    pool.submit(move || {
+        p.shutdown(true);
+        // The other worker was joined: its job is over.
+        let _ = done_tx.send(o.load(Ordering::SeqCst));
+    })
+    .unwrap();
+    assert_eq!(pool.threads(), 2);
+    assert_eq!(
+        done_rx.recv_timeout(Duration::from_secs(5)),
+        Ok(true),
+        "shutdown(true) from a worker of the same pool did not return"
+    );
+    assert!(pool.is_shutdown());
 }

@@ -896,3 +896,77 @@ fn in_debug_mode_the_sock_coroutines_refuse_a_blocking_socket() {
         Ok(())
     });
 }
+
+/// Interrupts the run (Ctrl-C) at its first `eof_received`; counts them.
+#[derive(Default)]
+struct InterruptsAtEof {
+    eofs: std::cell::Cell<u32>,
+    lost: tulip::Future<Option<Error>>,
+}
+
+impl Protocol for InterruptsAtEof {
+    fn eof_received(&self) -> bool {
+        let n = self.eofs.get() + 1;
+        self.eofs.set(n);
+        if n == 1 {
+            tulip::interrupt();
+        }
+        false
+    }
+    fn connection_lost(&self, exc: Option<Error>) {
+        let _ = self.lost.set_result(exc);
+    }
+}
+
+// conformance: L6
+#[test]
+fn an_interrupt_in_eof_received_never_delivers_the_eof_twice() {
+    // eof_received interrupts the run (Ctrl-C). The protocol has heard the
+    // EOF: the next run must not recv the EOF again and call eof_received
+    // a second time (asyncio's protocol state machine: at most one
+    // eof_received), and the transport must not be left reading.
+    let lp = EventLoop::new().unwrap();
+    let (ours, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    peer.shutdown(std::net::Shutdown::Write).unwrap();
+    let lp1 = lp.clone();
+    let (t, p) = lp
+        .run_until_complete(async move {
+            lp1.create_connection_sock(|| Rc::new(InterruptsAtEof::default()), ours.into())
+                .await
+        })
+        .unwrap();
+    let lost = p.lost.clone();
+    let err = lp
+        .run_until_complete(async move { tulip::wait_for(lost, 5.0).await })
+        .unwrap_err();
+    assert!(matches!(err, Error::Interrupted), "{err:?}");
+    assert_eq!(p.eofs.get(), 1);
+    // The next run: whatever the transport does, no second eof_received.
+    lp.run_until_complete(async { tulip::sleep(0.05).await })
+        .unwrap();
+    assert_eq!(p.eofs.get(), 1, "eof_received was called twice");
+    t.close();
+    let lost = p.lost.clone();
+    lp.run_until_complete(async move { tulip::wait_for(lost, 5.0).await })
+        .unwrap();
+    lp.close().unwrap();
+}
+
+#[test]
+fn in_debug_mode_sock_sendall_refuses_a_blocking_socket_even_with_nothing_to_send() {
+    // asyncio's sock_sendall checks the socket first, whatever the data:
+    // an empty send on a blocking socket raises ValueError in debug mode.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        lp.set_debug(true);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+        match lp.sock_sendall(&client, b"").await {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains("non-blocking"), "{m}"),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+        client.set_nonblocking(true)?;
+        lp.sock_sendall(&client, b"").await?;
+        Ok(())
+    });
+}
