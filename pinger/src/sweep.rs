@@ -383,8 +383,10 @@ impl PingProber {
 impl Drop for PingProber {
     fn drop(&mut self) {
         if let Some(spawner) = &self.spawner {
-            // Idle by now: every probe, and so every spawn, has ended, so
-            // the join is immediate. Joining (not just stopping) means no
+            // After a whole sweep every probe, and so every spawn, has
+            // ended, and the join is immediate; after a cancel it waits for
+            // at most one spawn (one fork/exec) per worker, which never
+            // waits on the loop. Joining (not just stopping) means no
             // worker still holds the last job, whose loop handle keeps the
             // loop's wake-up descriptor open: a worker preempted between
             // sending its result and dropping the job would otherwise close
