@@ -824,6 +824,39 @@ fn getnameinfo_with_unknown_flags_fails_with_eai_badflags() {
     );
 }
 
+/// A socket transport under a `P::default()` protocol, whose peer has sent
+/// `data` and then its EOF (both waiting before the transport reads); runs
+/// until the protocol interrupts the run (Ctrl-C) while waiting for
+/// `lost(protocol)`, and checks that the run ended with `Interrupted`.
+/// The peer is returned, to be kept open: closing it would raise a new
+/// edge, which would hide a transport that fails to read on by itself.
+fn interrupted_by_the_peers_bytes<P: Protocol + Default + 'static>(
+    lp: &EventLoop,
+    data: &[u8],
+    lost: impl Fn(&P) -> tulip::Future<Option<Error>>,
+) -> (
+    Rc<tulip::SocketTransport>,
+    Rc<P>,
+    std::os::unix::net::UnixStream,
+) {
+    let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    std::io::Write::write_all(&mut peer, data).unwrap();
+    peer.shutdown(std::net::Shutdown::Write).unwrap();
+    let lp1 = lp.clone();
+    let (t, p) = lp
+        .run_until_complete(async move {
+            lp1.create_connection_sock(|| Rc::new(P::default()), ours.into())
+                .await
+        })
+        .unwrap();
+    let lost = lost(&p);
+    let err = lp
+        .run_until_complete(async move { tulip::wait_for(lost, 5.0).await })
+        .unwrap_err();
+    assert!(matches!(err, Error::Interrupted), "{err:?}");
+    (t, p, peer)
+}
+
 // conformance: L6
 #[test]
 fn an_interrupt_in_data_received_leaves_the_rest_of_the_edge_for_the_next_run() {
@@ -833,21 +866,8 @@ fn an_interrupt_in_data_received_leaves_the_rest_of_the_edge_for_the_next_run() 
     // the transport must read on in the next run by itself, as asyncio's
     // level-triggered selector would report the socket again.
     let lp = EventLoop::new().unwrap();
-    let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
-    std::io::Write::write_all(&mut peer, b"first").unwrap();
-    peer.shutdown(std::net::Shutdown::Write).unwrap();
-    let lp1 = lp.clone();
-    let (_t, p) = lp
-        .run_until_complete(async move {
-            lp1.create_connection_sock(|| Rc::new(InterruptsOnce::default()), ours.into())
-                .await
-        })
-        .unwrap();
-    let lost = p.lost.clone();
-    let err = lp
-        .run_until_complete(async move { tulip::wait_for(lost, 5.0).await })
-        .unwrap_err();
-    assert!(matches!(err, Error::Interrupted), "{err:?}");
+    let (_t, p, _peer) =
+        interrupted_by_the_peers_bytes(&lp, b"first", |p: &InterruptsOnce| p.lost.clone());
     assert_eq!(&*p.data.borrow(), b"first");
     // The next run reads on: the EOF, then connection_lost.
     let lost = p.lost.clone();
@@ -928,20 +948,8 @@ fn an_interrupt_in_eof_received_never_delivers_the_eof_twice() {
     // a second time (asyncio's protocol state machine: at most one
     // eof_received), and the transport must not be left reading.
     let lp = EventLoop::new().unwrap();
-    let (ours, peer) = std::os::unix::net::UnixStream::pair().unwrap();
-    peer.shutdown(std::net::Shutdown::Write).unwrap();
-    let lp1 = lp.clone();
-    let (t, p) = lp
-        .run_until_complete(async move {
-            lp1.create_connection_sock(|| Rc::new(InterruptsAtEof::default()), ours.into())
-                .await
-        })
-        .unwrap();
-    let lost = p.lost.clone();
-    let err = lp
-        .run_until_complete(async move { tulip::wait_for(lost, 5.0).await })
-        .unwrap_err();
-    assert!(matches!(err, Error::Interrupted), "{err:?}");
+    let (t, p, _peer) =
+        interrupted_by_the_peers_bytes(&lp, b"", |p: &InterruptsAtEof| p.lost.clone());
     assert_eq!(p.eofs.get(), 1);
     // The next run: whatever the transport does, no second eof_received.
     lp.run_until_complete(async { tulip::sleep(0.05).await })
