@@ -13,10 +13,14 @@
 //!   (conformance L2); what they schedule runs in the next iteration.
 //! - No `RefCell` borrow of loop state is held while a callback runs, a task
 //!   steps, or a waker is woken.
-//! - `timer_cancelled_count` counts cancelled handles still in `scheduled`.
-//!   The heap is rebuilt when it holds more than `MIN_SCHEDULED_TIMER_HANDLES`
-//!   timers and more than `MIN_CANCELLED_TIMER_HANDLES_FRACTION` of them are
-//!   cancelled; otherwise cancelled timers are popped from the head (T2).
+//! - `timer_cancelled_count` counts the cancelled timers the loop still
+//!   holds: in `scheduled`, or due and waiting in `ready` (a timer's entry
+//!   uncounts it when step 5 skips it). The heap is rebuilt when it holds
+//!   more than `MIN_SCHEDULED_TIMER_HANDLES` timers and more than
+//!   `MIN_CANCELLED_TIMER_HANDLES_FRACTION` of them are cancelled; otherwise
+//!   cancelled timers are popped from the head (T2).
+//! - Due timers reach `ready` in `(when, seq)` order (T1), whether step 4
+//!   pops them one by one or takes a batch in one pass.
 //! - A panic in a callback never unwinds out of `run_once`: it goes to the
 //!   exception handler (L6). The one exception is [`Interrupt`], asyncio's
 //!   `KeyboardInterrupt`, which ends `run_forever` with [`Error::Interrupted`]
@@ -64,6 +68,11 @@ pub const IO_POLL_INTERVAL: u32 = 61;
 /// When at least this many timers are in the heap and all of them are due,
 /// `run_once` sorts them instead of popping them one by one (same order).
 const SORT_DUE_TIMERS_MIN: usize = 64;
+/// Once `run_once` has popped more than `1 / PARTITION_AFTER_FRACTION` of
+/// the heap's size in one iteration and more are due, it takes the rest in
+/// one pass ([`take_due_in_one_pass`]). The pass costs O(n) sequential work,
+/// so it is paid only after at least n/32 pops of O(log n) cache misses each.
+const PARTITION_AFTER_FRACTION: usize = 32;
 /// Default of [`EventLoop::set_slow_callback_duration`] (asyncio: 0.1 s).
 pub const DEFAULT_SLOW_CALLBACK_DURATION: f64 = 0.1;
 
@@ -139,6 +148,31 @@ impl Ord for TimerEntry {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         other.key.cmp(&self.key)
     }
+}
+
+/// Takes every timer due before `end_time` out of `heap` in one pass, sorted
+/// in pop order, and leaves the others as a heap: a sequential scan that
+/// moves the not-due entries to the front, an O(n) heapify of them, and a
+/// sort of the due ones. Handles are not touched (cancelled ones are sorted
+/// out by the caller), so the scan reads only the keys.
+fn take_due_in_one_pass(heap: &mut BinaryHeap<TimerEntry>, end_time: f64) -> Vec<TimerEntry> {
+    let mut all = std::mem::take(heap).into_vec();
+    let mut kept = 0;
+    for i in 0..all.len() {
+        if all[i].when() >= end_time {
+            all.swap(kept, i);
+            kept += 1;
+        }
+    }
+    let mut due = if kept == 0 {
+        all // every timer is due: the heap stays empty
+    } else {
+        let due = all.split_off(kept);
+        *heap = BinaryHeap::from(all);
+        due
+    };
+    due.sort_unstable_by(|a, b| b.cmp(a)); // `Ord` is reversed for the heap
+    due
 }
 
 /// What the exception handler is told: asyncio's context dict.
@@ -780,6 +814,7 @@ impl EventLoop {
             if heap.len() > MIN_SCHEDULED_TIMER_HANDLES
                 && count as f64 / heap.len() as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
             {
+                let before = heap.len();
                 heap.retain(|e| {
                     let keep = !e.handle.cancelled();
                     if !keep {
@@ -789,7 +824,11 @@ impl EventLoop {
                     }
                     keep
                 });
-                inner.timer_cancelled_count.set(0);
+                // Cancelled timers that are due and waiting in `ready` still
+                // count (after an `Interrupt` cut step 5 short).
+                inner
+                    .timer_cancelled_count
+                    .set(count.saturating_sub(before - heap.len()));
             } else {
                 while heap.peek().is_some_and(|e| e.handle.cancelled()) {
                     let e = heap.pop().expect("peeked");
@@ -835,33 +874,34 @@ impl EventLoop {
             if !heap.is_empty() {
                 let end_time = self.time() + clock_resolution();
                 let mut ready = inner.ready.borrow_mut();
-                let mut due = |e: TimerEntry| {
-                    if let Some(t) = e.handle.timer() {
-                        t.scheduled.set(false);
-                    }
-                    if e.handle.cancelled() {
-                        // A cancelled timer behind a live head leaves the heap
-                        // here, so it stops counting (the invariant above).
-                        // asyncio moves it to `_ready` still counted, and
-                        // rebuilds early on the drifted count.
-                        let n = inner.timer_cancelled_count.get();
-                        inner.timer_cancelled_count.set(n.saturating_sub(1));
-                    } else {
-                        ready.push_back(e.handle.into_ready());
-                    }
+                // A due timer goes to `ready` as it is, cancelled or not, as
+                // in asyncio; the handle itself is not touched here (a cache
+                // miss each on a big heap). Its entry clears `scheduled`, and
+                // uncounts it if cancelled, when step 5 runs or skips it.
+                let due = |ready: &mut VecDeque<Ready>, e: TimerEntry| {
+                    ready.push_back(e.handle.into_ready());
                 };
-                if heap.len() >= SORT_DUE_TIMERS_MIN && inner.timer_max_when.get() < end_time {
-                    // Every timer is due (a burst, or a loop that was busy):
-                    // one sort instead of a heap pop per timer, which is
-                    // cache-hostile on a big heap. The order is the same:
-                    // (when, seq), ties in scheduling order (T1).
-                    let mut all = std::mem::take(&mut *heap).into_vec();
-                    all.sort_unstable_by(|a, b| b.cmp(a)); // `Ord` is reversed
-                    all.into_iter().for_each(&mut due);
-                } else {
-                    while heap.peek().is_some_and(|e| e.when() < end_time) {
-                        due(heap.pop().expect("peeked"));
+                // asyncio pops the due timers one by one. A pop from a big
+                // heap costs log n cache misses, so when many are due at once
+                // (a burst, or a loop that was busy) tulip takes them out in
+                // one pass instead: split the due ones off, sort them, and
+                // heapify the rest. The order is the same, (when, seq) with
+                // ties in scheduling order (T1), as every timer still in the
+                // heap comes after every one already popped.
+                let all_due = inner.timer_max_when.get() < end_time;
+                let mut popped = 0;
+                while heap.peek().is_some_and(|e| e.when() < end_time) {
+                    let len = heap.len();
+                    if len >= SORT_DUE_TIMERS_MIN
+                        && (all_due || popped * PARTITION_AFTER_FRACTION >= len)
+                    {
+                        let batch = take_due_in_one_pass(&mut heap, end_time);
+                        ready.reserve(batch.len());
+                        batch.into_iter().for_each(|e| due(&mut ready, e));
+                        break;
                     }
+                    due(&mut ready, heap.pop().expect("peeked"));
+                    popped += 1;
                 }
                 if heap.is_empty() {
                     inner.timer_max_when.set(f64::NEG_INFINITY);

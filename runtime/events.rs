@@ -15,10 +15,13 @@
 //! - A cancelled handle never runs; cancelling drops a one-shot callback's
 //!   closure at once (asyncio sets `_callback = None`), freeing what it captured.
 //! - A one-shot callback runs at most once.
-//! - A [`TimerHandle`] is `scheduled` exactly while it sits in the loop's timer
-//!   heap. Cancelling a scheduled timer bumps the loop's cancelled-timer count,
-//!   which drives the heap rebuild in `run_once` (asyncio's
-//!   `_timer_handle_cancelled`).
+//! - A [`TimerHandle`] is `scheduled` from `call_at` until the loop lets go of
+//!   it: it is dropped from the heap as cancelled, or, once due, its entry in
+//!   the ready queue is run or skipped. (asyncio clears `_scheduled` when it
+//!   pops the due timer; tulip clears it one step later, so that moving a due
+//!   timer to the ready queue need not touch the handle.) Cancelling a
+//!   scheduled timer bumps the loop's cancelled-timer count, which drives the
+//!   heap rebuild in `run_once` (asyncio's `_timer_handle_cancelled`).
 
 use std::cell::Cell;
 use std::fmt;
@@ -149,9 +152,9 @@ pub(crate) fn done_callback<F: FnOnce(&O) + 'static, O: 'static>(
 pub(crate) struct TimerState {
     /// Loop time (seconds) at which the timer is due.
     pub(crate) when: f64,
-    /// In the loop's timer heap right now.
+    /// Still held by the loop: in its timer heap, or due and not yet run.
     pub(crate) scheduled: Cell<bool>,
-    /// The loop's count of cancelled timers still in its heap.
+    /// The loop's count of cancelled timers it still holds.
     pub(crate) cancelled_count: Rc<Cell<usize>>,
 }
 
@@ -184,6 +187,14 @@ impl<R: Run + 'static> HandleDyn for HandleCell<R> {
 
 impl<R: Run + 'static> Runnable for HandleCell<R> {
     fn run_ready(self: Rc<Self>, lp: &EventLoop) -> Result<()> {
+        if let Some(t) = self.f.timer() {
+            // A due timer leaves the loop's hands here, not when it left the
+            // heap (see `run_once` step 4): one touch of the handle, not two.
+            if t.scheduled.replace(false) && self.cancelled.get() {
+                t.cancelled_count
+                    .set(t.cancelled_count.get().saturating_sub(1));
+            }
+        }
         if self.cancelled.get() {
             return Ok(());
         }

@@ -136,6 +136,50 @@ fn a_burst_of_due_timers_runs_in_deadline_order_ties_in_scheduling_order() {
     assert_eq!(ran.borrow().last(), Some(&9999));
 }
 
+// conformance: T1
+#[test]
+fn when_many_but_not_all_timers_are_due_they_still_run_in_heap_order() {
+    // 2000 timers in the past and 2000 due 20-70 ms from now. The first
+    // iteration pops the due ones until it has taken 1/32 of the heap, then
+    // takes the rest of them in one pass (split off, sort, heapify the
+    // others). The order over all iterations must be exactly the heap's:
+    // by deadline, ties by scheduling order; cancelled ones never run.
+    let lp = EventLoop::new().unwrap();
+    let ran = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let past = lp.time() - 1.0;
+    let future = lp.time() + 0.020;
+    let mut expected = Vec::new();
+    let mut handles = Vec::new();
+    for i in 0..4000u32 {
+        let (base, slot) = if i % 2 == 0 { (past, 0) } else { (future, 1) };
+        let tick = (i * 7919) % 50;
+        let r = ran.clone();
+        let when = base + f64::from(tick) * 1e-3;
+        handles.push(lp.call_at(when, move || r.borrow_mut().push(i)).unwrap());
+        if i % 3 != 0 {
+            expected.push((slot, tick, i));
+        }
+    }
+    for h in handles.iter().step_by(3) {
+        h.cancel();
+    }
+    expected.sort(); // past before future, then deadline, then scheduling order
+    let expected: Vec<u32> = expected.into_iter().map(|(_, _, i)| i).collect();
+    let due_at_once = expected.iter().filter(|&&i| i % 2 == 0).count();
+
+    lp.run_once().unwrap();
+    assert!(
+        ran.borrow().len() >= due_at_once,
+        "the past ones all ran at once"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lp.scheduled_timer_count() > 0 {
+        assert!(Instant::now() < deadline, "timers still pending after 10 s");
+        lp.run_once().unwrap();
+    }
+    assert_eq!(*ran.borrow(), expected);
+}
+
 // ===== T2 =====
 
 // conformance: T2
@@ -282,6 +326,42 @@ fn a_cancelled_timer_leaving_the_heap_as_due_is_uncounted() {
     let _live = lp.call_later(-2.0, || ()).unwrap();
     let cancelled = lp.call_later(-1.0, || panic!("cancelled")).unwrap();
     cancelled.cancel();
+    lp.run_once().unwrap();
+    assert_eq!(lp.scheduled_timer_count(), 0);
+
+    let (head, rest) = head_and_rest(&lp, 199);
+    for h in &rest[..100] {
+        h.cancel(); // exactly half of 200: no rebuild
+    }
+    run_one_iteration(&lp);
+    assert_eq!(
+        lp.scheduled_timer_count(),
+        200,
+        "rebuilt on a drifted count"
+    );
+    head.cancel();
+    for h in &rest {
+        h.cancel();
+    }
+}
+
+// conformance: T2
+#[test]
+fn a_due_timer_cancelled_before_its_turn_neither_runs_nor_stays_counted() {
+    // Both timers are due in the same iteration; the first cancels the
+    // second while it waits in the ready queue. It must not run, and once
+    // the iteration is over it must no longer count as a cancelled timer
+    // the loop holds, or a later heap is rebuilt while only half cancelled.
+    let lp = EventLoop::new().unwrap();
+    let victim: Rc<std::cell::RefCell<Option<TimerHandle>>> = Rc::default();
+    let v = victim.clone();
+    let _first = lp
+        .call_later(-2.0, move || v.borrow().as_ref().unwrap().cancel())
+        .unwrap();
+    *victim.borrow_mut() = Some(lp.call_later(-1.0, || panic!("cancelled")).unwrap());
+    lp.set_exception_handler(Some(|_: &EventLoop, c: &tulip::ExceptionContext| {
+        panic!("unexpected: {c}")
+    }));
     lp.run_once().unwrap();
     assert_eq!(lp.scheduled_timer_count(), 0);
 
