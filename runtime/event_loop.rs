@@ -878,9 +878,6 @@ impl EventLoop {
                 // in asyncio; the handle itself is not touched here (a cache
                 // miss each on a big heap). Its entry clears `scheduled`, and
                 // uncounts it if cancelled, when step 5 runs or skips it.
-                let due = |ready: &mut VecDeque<Ready>, e: TimerEntry| {
-                    ready.push_back(e.handle.into_ready());
-                };
                 // asyncio pops the due timers one by one. A pop from a big
                 // heap costs log n cache misses, so when many are due at once
                 // (a burst, or a loop that was busy) tulip takes them out in
@@ -896,11 +893,10 @@ impl EventLoop {
                         && (all_due || popped * PARTITION_AFTER_FRACTION >= len)
                     {
                         let batch = take_due_in_one_pass(&mut heap, end_time);
-                        ready.reserve(batch.len());
-                        batch.into_iter().for_each(|e| due(&mut ready, e));
+                        ready.extend(batch.into_iter().map(|e| e.handle.into_ready()));
                         break;
                     }
-                    due(&mut ready, heap.pop().expect("peeked"));
+                    ready.push_back(heap.pop().expect("peeked").handle.into_ready());
                     popped += 1;
                 }
                 if heap.is_empty() {
