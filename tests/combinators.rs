@@ -249,6 +249,29 @@ fn wait_for_nonpositive_timeout_never_starts_coroutine() {
 }
 
 #[test]
+fn wait_for_nonpositive_timeout_on_a_future_returns_its_result_or_cancels_it() {
+    // conformance: K5
+    // asyncio: `fut = ensure_future(fut); if fut.done(): return fut.result()`,
+    // else `_cancel_and_wait(fut)` and TimeoutError.
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let done: tulip::Future<u32> = lp.create_future();
+        done.set_result(7)?;
+        assert_eq!(wait_for(done.clone(), 0.0).await?, 7);
+
+        let pending: tulip::Future<u32> = lp.create_future();
+        let r = wait_for(pending.clone(), 0.0).await;
+        assert!(r.unwrap_err().is_timeout());
+        assert!(
+            pending.cancelled(),
+            "the future is cancelled, not left pending"
+        );
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn wait_for_waits_for_inner_cancel_and_returns_suppressed_value() {
     // conformance: K5
     tulip::run(async {
