@@ -224,6 +224,45 @@ fn shield_keeps_inner_running_when_outer_cancelled() {
     .unwrap();
 }
 
+#[test]
+fn shield_cancelled_outer_leaves_a_late_inner_error_reported() {
+    // conformance: K4, F3
+    // asyncio's _outer_done_callback removes _inner_done_callback: an error
+    // the inner task raises after the outer was cancelled is nobody's, so
+    // it is reported as never retrieved.
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
+            r.borrow_mut().push(ctx.message.clone())
+        },
+    ));
+    lp.run_until_complete(async {
+        let go = tulip::Event::new();
+        let g = go.clone();
+        let outer = shield(async move {
+            g.wait().await?;
+            Err::<u32, _>(Error::msg("late"))
+        });
+        sleep(0.0).await?;
+        assert!(outer.cancel());
+        go.set();
+        for _ in 0..10 {
+            sleep(0.0).await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let got = reports.borrow().clone();
+    assert!(
+        got.iter()
+            .any(|m| m.contains("exception was never retrieved")),
+        "the late inner error was swallowed: {got:?}"
+    );
+    lp.close().unwrap();
+}
+
 // ===== K5 wait_for =====
 
 #[test]
