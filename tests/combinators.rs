@@ -225,6 +225,31 @@ fn shield_keeps_inner_running_when_outer_cancelled() {
 }
 
 #[test]
+fn shield_of_a_done_future_is_the_done_future() {
+    // conformance: K4
+    // asyncio: `if inner.done(): return inner` -- nothing left to shield,
+    // so the result is done at once and cannot be cancelled.
+    tulip::run(async {
+        let inner = create_task(async { Ok(5u32) })?;
+        inner.wait_done().await?;
+        let outer = shield(inner.clone());
+        assert!(outer.done());
+        assert!(!outer.cancel(), "a done shield cannot be cancelled");
+        assert_eq!(outer.await?, 5);
+
+        let lp = get_running_loop()?;
+        let fut: tulip::Future<u32> = lp.create_future();
+        fut.set_exception(Error::msg("boom"))?;
+        let outer = shield(fut.clone());
+        assert!(outer.done());
+        assert!(!outer.cancel());
+        assert_eq!(outer.await.unwrap_err().to_string(), "boom");
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn shield_cancelled_outer_leaves_a_late_inner_error_reported() {
     // conformance: K4, F3
     // asyncio's _outer_done_callback removes _inner_done_callback: an error
