@@ -517,6 +517,47 @@ fn taskgroup_error_cancels_siblings_and_body_and_groups_errors() {
 }
 
 #[test]
+fn taskgroup_body_panic_cancels_children_and_comes_back_in_the_group() {
+    // conformance: K7, C5
+    // asyncio: any exception in the `async with` body reaches __aexit__,
+    // which cancels the children, waits for them, and raises the group.
+    // A panic is the task's error (C5), so the body's panic must not leave
+    // the children running on their own.
+    tulip::run(async {
+        let child_cancelled = Rc::new(Cell::new(false));
+        let c = child_cancelled.clone();
+        let parent = create_task(async move {
+            TaskGroup::run(|tg| async move {
+                let _child = tg.create_task(async move {
+                    let r = sleep(10.0).await;
+                    c.set(r.as_ref().is_err_and(|e| e.is_cancelled()));
+                    r
+                })?;
+                sleep(0.0).await?;
+                panic!("body broke");
+                #[allow(unreachable_code)]
+                Ok(())
+            })
+            .await
+        })?;
+        parent.wait_done().await?;
+        for _ in 0..5 {
+            sleep(0.0).await?;
+        }
+        assert!(child_cancelled.get(), "the child was left running");
+        match parent.result().unwrap_err() {
+            Error::Group { errors, .. } => {
+                assert_eq!(errors.len(), 1);
+                assert!(matches!(&errors[0], Error::Panic(m) if &**m == "body broke"));
+            }
+            e => panic!("expected a group, got {e:?}"),
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn taskgroup_create_task_after_failure_or_exit_is_an_error() {
     // conformance: K7
     tulip::run(async {
