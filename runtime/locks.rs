@@ -450,8 +450,10 @@ impl Condition {
     ///
     /// The caller must hold the lock (else `Runtime` error). If the task is
     /// cancelled, the lock is still re-acquired before the same `Cancelled`
-    /// is returned, and a notify that had already reached this waiter is
-    /// passed on to another one, so no notify is lost (S2).
+    /// is returned, and another waiter is woken in its place (as asyncio
+    /// does on any error), so a notify that had already reached this waiter
+    /// is never lost, even if the cancel came while it re-acquired the lock
+    /// (S2). Like asyncio's, this may return spuriously: re-check the state.
     pub async fn wait(&self) -> Result<()> {
         let inner = &self.inner;
         if !inner.lock.locked() {
@@ -462,19 +464,19 @@ impl Condition {
         // The caller's guard belongs to this acquisition; it is restored
         // below once the lock is re-acquired.
         let generation = inner.lock.inner.generation.get();
+        let fut: Future<()> = get_running_loop()?.create_future();
         inner.lock.release()?;
-        let waited = async {
-            let fut = push_waiter(&inner.waiters)?;
-            let mut waiting = CondWait {
-                cond: self,
-                fut: &fut,
-                notified: false,
-            };
-            fut.clone().await?;
-            waiting.notified = true;
-            Ok(())
-        }
-        .await;
+        // asyncio's `except BaseException: self._notify(1)`: on every way
+        // out but success (an error, even after the lock is re-acquired, or
+        // the wait dropped), another waiter is woken.
+        let mut waiting = CondWait {
+            cond: self,
+            fut: Some(fut.clone()),
+            ok: false,
+        };
+        inner.waiters.borrow_mut().push_back(fut.clone());
+        let waited = fut.await;
+        waiting.leave();
         // Must re-acquire the lock even if the wait was cancelled.
         let mut err = waited.err();
         loop {
@@ -490,7 +492,10 @@ impl Condition {
         }
         match err {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => {
+                waiting.ok = true;
+                Ok(())
+            }
         }
     }
 
@@ -536,20 +541,31 @@ impl Condition {
     }
 }
 
-/// One `Condition::wait`: removes the waiter on every way out, and if a
-/// notify had reached it but the wait ends otherwise (cancelled before it
-/// ran, or dropped), wakes another waiter instead — a spurious wake-up is
-/// allowed, a lost notify is not.
+/// One `Condition::wait`: removes the waiter on every way out (asyncio's
+/// `finally: self._waiters.remove(fut)`), and unless the wait succeeded
+/// (it failed, even after a notify had reached it, or it was dropped),
+/// wakes another waiter instead (asyncio's `except BaseException:
+/// self._notify(1)`) — a spurious wake-up is allowed, a lost notify is not.
 struct CondWait<'a> {
     cond: &'a Condition,
-    fut: &'a Future<()>,
-    notified: bool,
+    fut: Option<Future<()>>,
+    ok: bool,
+}
+
+impl CondWait<'_> {
+    /// Stops waiting for a notify: the waiter leaves the deque.
+    fn leave(&mut self) {
+        if let Some(fut) = self.fut.take() {
+            remove_waiter(&self.cond.inner.waiters, &fut);
+        }
+    }
 }
 
 impl Drop for CondWait<'_> {
     fn drop(&mut self) {
-        remove_waiter(&self.cond.inner.waiters, self.fut);
-        if !self.notified && self.fut.done() && !self.fut.cancelled() {
+        // Our own waiter leaves first, so the notify goes to another one.
+        self.leave();
+        if !self.ok {
             self.cond.notify_waiters(1);
         }
     }

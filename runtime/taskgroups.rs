@@ -15,15 +15,21 @@
 //! - After the group failed (`aborting`) or exited, `create_task` fails.
 //! - `Interrupted` (asyncio's KeyboardInterrupt) is a base error: it is
 //!   raised as it is, not inside the group.
+//! - A panic in the body is the body's error (C5): it goes through the exit
+//!   path like any other (children cancelled and awaited, `Error::Panic` in
+//!   the group), so no child is left running on its own. An interrupt in
+//!   the body cancels the children and goes on unwinding.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future as StdFuture;
+use std::future::{poll_fn, Future as StdFuture};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
+use std::task::Poll;
 
-use crate::error::{Error, Result};
-use crate::event_loop::{get_running_loop, ExceptionContext, LoopRef};
+use crate::error::{panic_message, Error, Result};
+use crate::event_loop::{get_running_loop, ExceptionContext, Interrupt, LoopRef};
 use crate::futures::Future;
 use crate::tasks::{current_task, Task, TaskOptions, TaskRef};
 
@@ -70,7 +76,31 @@ impl TaskGroup {
         Fut: StdFuture<Output = Result<T>>,
     {
         let tg = TaskGroup::enter()?;
-        let out = body(tg.clone()).await;
+        // Any error of the body goes through `__aexit__`, a panic too (it
+        // is the task's error, C5): the children are cancelled and waited
+        // for, and the panic comes back in the group. The body is dropped
+        // before the wait.
+        let out = {
+            let mut body = std::pin::pin!(body(tg.clone()));
+            poll_fn(
+                |cx| match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(cx))) {
+                    Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+                    Ok(Poll::Pending) => Poll::Pending,
+                    Err(payload) => Poll::Ready(Err(payload)),
+                },
+            )
+            .await
+        };
+        let out = match out {
+            Ok(out) => out,
+            Err(payload) if payload.is::<Interrupt>() => {
+                // asyncio's KeyboardInterrupt: the loop stops now; the
+                // children are cancelled, not left to run on their own.
+                tg.abort();
+                resume_unwind(payload)
+            }
+            Err(payload) => Err(Error::Panic(panic_message(&*payload))),
+        };
         tg.aexit(out).await
     }
 

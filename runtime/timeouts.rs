@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::event_loop::{get_running_loop, try_running_loop};
 use crate::events::Handle;
 use crate::futures::Future;
-use crate::gather::ensure_future;
+use crate::gather::Child;
 use crate::tasks::{current_task, Task, TaskRef};
 
 /// asyncio's `_State` of a timeout.
@@ -280,7 +280,8 @@ impl fmt::Debug for Timeout {
 /// seconds (`None`: no limit). K5:
 ///
 /// - with a timeout `<= 0`, a plain future is never started (it is
-///   dropped unpolled); a task is cancelled and waited for;
+///   dropped unpolled); a task or a [`Future`] that is done gives its
+///   result, one that is not is cancelled and waited for;
 /// - on timeout, a task's cancel is waited for before returning, and if the
 ///   task swallowed the cancel its value is returned;
 /// - a cancel of the waiting task itself stays `Cancelled`.
@@ -301,18 +302,26 @@ where
     let t = timeout_s.into();
     if let Some(t) = t {
         if t <= 0.0 {
+            // asyncio's `ensure_future(fut)`: a task or a future is used as
+            // it is; a coroutine would become a task that never starts, so
+            // a plain Rust future is dropped unpolled.
             let mut slot = Some(fut);
             let any = &mut slot as &mut dyn std::any::Any;
-            let Some(task) = any.downcast_mut::<Option<Task<T>>>() else {
+            let fut = if let Some(task) = any.downcast_mut::<Option<Task<T>>>() {
+                Child::Task(task.take().expect("slot is full"))
+            } else if let Some(f) = any.downcast_mut::<Option<Future<T>>>() {
+                Child::Future(f.take().expect("slot is full"))
+            } else if let Some(c) = any.downcast_mut::<Option<Child<T>>>() {
+                c.take().expect("slot is full")
+            } else {
                 drop(slot); // never started
                 return Err(Error::Timeout);
             };
-            let task = ensure_future(task.take().expect("slot is full"))?;
-            if task.done() {
-                return task.result();
+            if fut.done() {
+                return fut.result();
             }
-            cancel_and_wait(&task).await?;
-            return match task.result() {
+            cancel_and_wait(&fut).await?;
+            return match fut.result() {
                 Err(e) if e.is_cancelled() => Err(Error::Timeout),
                 r => r,
             };
@@ -321,17 +330,17 @@ where
     timeout(t).run(fut).await
 }
 
-/// asyncio's `_cancel_and_wait`: cancel `task` and wait until it is done.
-async fn cancel_and_wait<T: 'static>(task: &Task<T>) -> Result<()> {
+/// asyncio's `_cancel_and_wait`: cancel `fut` and wait until it is done.
+async fn cancel_and_wait<T: Clone + 'static>(fut: &Child<T>) -> Result<()> {
     let waiter: Future<()> = get_running_loop()?.create_future();
     let w = waiter.clone();
-    let id = task.add_done_callback(move |_| {
+    let id = fut.on_done(move || {
         if !w.done() {
             let _ = w.set_result(());
         }
     });
-    task.cancel();
+    fut.cancel();
     let r = waiter.await;
-    task.remove_done_callback(id);
+    fut.remove_done_callback(id);
     r
 }

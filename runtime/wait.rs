@@ -561,6 +561,28 @@ where
     F: StdFuture<Output = Result<T>> + 'static,
 {
     let inner = Child::new(fut);
+    // asyncio's shortcut: `if inner.done(): return inner`. Nothing is left
+    // to shield, so the result is done at once (and cannot be cancelled).
+    if inner.done() {
+        return match inner {
+            Child::Future(f) => f,
+            Child::Task(t) => {
+                let outer: Future<T> = Future::new();
+                match t.result() {
+                    Ok(v) => {
+                        let _ = outer.set_result(v);
+                    }
+                    Err(Error::Cancelled(msg)) => {
+                        outer.cancel_with(msg);
+                    }
+                    Err(e) => {
+                        let _ = outer.set_exception(e);
+                    }
+                }
+                outer
+            }
+        };
+    }
     let outer: Future<T> = Future::new();
     let (o, i) = (outer.clone(), inner.clone());
     // asyncio's _inner_done_callback

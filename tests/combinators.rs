@@ -224,6 +224,70 @@ fn shield_keeps_inner_running_when_outer_cancelled() {
     .unwrap();
 }
 
+#[test]
+fn shield_of_a_done_future_is_the_done_future() {
+    // conformance: K4
+    // asyncio: `if inner.done(): return inner` -- nothing left to shield,
+    // so the result is done at once and cannot be cancelled.
+    tulip::run(async {
+        let inner = create_task(async { Ok(5u32) })?;
+        inner.wait_done().await?;
+        let outer = shield(inner.clone());
+        assert!(outer.done());
+        assert!(!outer.cancel(), "a done shield cannot be cancelled");
+        assert_eq!(outer.await?, 5);
+
+        let lp = get_running_loop()?;
+        let fut: tulip::Future<u32> = lp.create_future();
+        fut.set_exception(Error::msg("boom"))?;
+        let outer = shield(fut.clone());
+        assert!(outer.done());
+        assert!(!outer.cancel());
+        assert_eq!(outer.await.unwrap_err().to_string(), "boom");
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn shield_cancelled_outer_leaves_a_late_inner_error_reported() {
+    // conformance: K4, F3
+    // asyncio's _outer_done_callback removes _inner_done_callback: an error
+    // the inner task raises after the outer was cancelled is nobody's, so
+    // it is reported as never retrieved.
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
+            r.borrow_mut().push(ctx.message.clone())
+        },
+    ));
+    lp.run_until_complete(async {
+        let go = tulip::Event::new();
+        let g = go.clone();
+        let outer = shield(async move {
+            g.wait().await?;
+            Err::<u32, _>(Error::msg("late"))
+        });
+        sleep(0.0).await?;
+        assert!(outer.cancel());
+        go.set();
+        for _ in 0..10 {
+            sleep(0.0).await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let got = reports.borrow().clone();
+    assert!(
+        got.iter()
+            .any(|m| m.contains("exception was never retrieved")),
+        "the late inner error was swallowed: {got:?}"
+    );
+    lp.close().unwrap();
+}
+
 // ===== K5 wait_for =====
 
 #[test]
@@ -243,6 +307,29 @@ fn wait_for_nonpositive_timeout_never_starts_coroutine() {
         assert!(r.unwrap_err().is_timeout());
         sleep(0.01).await?;
         assert!(!started.get());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn wait_for_nonpositive_timeout_on_a_future_returns_its_result_or_cancels_it() {
+    // conformance: K5
+    // asyncio: `fut = ensure_future(fut); if fut.done(): return fut.result()`,
+    // else `_cancel_and_wait(fut)` and TimeoutError.
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let done: tulip::Future<u32> = lp.create_future();
+        done.set_result(7)?;
+        assert_eq!(wait_for(done.clone(), 0.0).await?, 7);
+
+        let pending: tulip::Future<u32> = lp.create_future();
+        let r = wait_for(pending.clone(), 0.0).await;
+        assert!(r.unwrap_err().is_timeout());
+        assert!(
+            pending.cancelled(),
+            "the future is cancelled, not left pending"
+        );
         Ok(())
     })
     .unwrap();
@@ -424,6 +511,47 @@ fn taskgroup_error_cancels_siblings_and_body_and_groups_errors() {
         // The parent's cancelling level is preserved.
         assert_eq!(current_task().unwrap().cancelling(), 0);
         sleep(0.001).await?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn taskgroup_body_panic_cancels_children_and_comes_back_in_the_group() {
+    // conformance: K7, C5
+    // asyncio: any exception in the `async with` body reaches __aexit__,
+    // which cancels the children, waits for them, and raises the group.
+    // A panic is the task's error (C5), so the body's panic must not leave
+    // the children running on their own.
+    tulip::run(async {
+        let child_cancelled = Rc::new(Cell::new(false));
+        let c = child_cancelled.clone();
+        let parent = create_task(async move {
+            TaskGroup::run(|tg| async move {
+                let _child = tg.create_task(async move {
+                    let r = sleep(10.0).await;
+                    c.set(r.as_ref().is_err_and(|e| e.is_cancelled()));
+                    r
+                })?;
+                sleep(0.0).await?;
+                panic!("body broke");
+                #[allow(unreachable_code)]
+                Ok(())
+            })
+            .await
+        })?;
+        parent.wait_done().await?;
+        for _ in 0..5 {
+            sleep(0.0).await?;
+        }
+        assert!(child_cancelled.get(), "the child was left running");
+        match parent.result().unwrap_err() {
+            Error::Group { errors, .. } => {
+                assert_eq!(errors.len(), 1);
+                assert!(matches!(&errors[0], Error::Panic(m) if &**m == "body broke"));
+            }
+            e => panic!("expected a group, got {e:?}"),
+        }
         Ok(())
     })
     .unwrap();

@@ -227,6 +227,40 @@ fn condition_notified_then_cancelled_passes_notify_on() {
 }
 
 #[test]
+fn condition_notified_then_cancelled_while_reacquiring_passes_notify_on() {
+    // conformance: S2
+    // asyncio's Condition.wait: `except BaseException: self._notify(1)`,
+    // also when the cancel arrives after the notify, while the waiter
+    // re-acquires the lock.
+    tulip::run(async {
+        let cond = Condition::new();
+        let mk = |c: Condition| {
+            create_task(async move {
+                let _g = c.acquire().await?;
+                c.wait().await
+            })
+        };
+        let a = mk(cond.clone())?;
+        let b = mk(cond.clone())?;
+        settle().await?;
+        {
+            let _g = cond.acquire().await?;
+            cond.notify(1)?; // reaches a
+            settle().await?; // a runs and waits for the lock we hold
+            a.cancel(); // cancelled while re-acquiring the lock
+            settle().await?;
+        }
+        a.wait_done().await?;
+        assert!(a.cancelled());
+        // No notify is lost: b is woken instead.
+        tulip::wait_for(b.clone(), 1.0).await?;
+        assert!(!cond.locked());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn condition_wait_for_predicate() {
     // conformance: S2
     tulip::run(async {
