@@ -10,7 +10,8 @@
 //! - Every connection gets its own reader, protocol and writer; nothing is
 //!   shared between connections of a server.
 //! - A `client_connected_cb` task that fails is reported to the loop's
-//!   exception handler and its connection is closed (asyncio's
+//!   exception handler and its connection is closed; one that is
+//!   cancelled closes its connection without a report (asyncio's
 //!   `StreamReaderProtocol` does the same).
 
 use std::future::Future as StdFuture;
@@ -144,7 +145,9 @@ pub async fn open_unix_connection(path: impl AsRef<Path>) -> Result<(StreamReade
 }
 
 /// Wraps a user's `client_connected_cb` so that each connection runs it as
-/// a task, whose failure is reported and closes the connection.
+/// a task, whose failure is reported and closes the connection; a
+/// cancelled task closes it too (asyncio's done callback in
+/// `StreamReaderProtocol.connection_made`).
 fn client_cb<F, Fut>(lp: &EventLoop, cb: F) -> ClientConnected
 where
     F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
@@ -160,6 +163,12 @@ where
         };
         let lp2 = lp.clone();
         task.add_done_callback(move |t| {
+            // asyncio (gh-113538): a cancelled handler closes its
+            // connection, without a report.
+            if t.cancelled() {
+                transport.close();
+                return;
+            }
             if let Ok(Some(err)) = t.exception() {
                 lp2.call_exception_handler(&ExceptionContext {
                     message: "Unhandled exception in client_connected_cb".into(),
