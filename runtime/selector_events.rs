@@ -692,7 +692,9 @@ impl SocketTransport {
         }
     }
 
-    /// asyncio's `_write_ready`: flush until empty or `WouldBlock`.
+    /// asyncio's `_write_ready`: flush until empty or `WouldBlock`. Either
+    /// way the protocol resumes writing once the buffer is down to the
+    /// low-water mark (asyncio's `_write_send` checks after every send).
     fn write_ready(&self) {
         if self.base.conn_lost.get() > 0 {
             return;
@@ -707,8 +709,12 @@ impl SocketTransport {
             };
             match res {
                 Ok(0) => {
-                    // WouldBlock: wait for the next edge.
+                    // WouldBlock: wait for the next edge. What was sent may
+                    // have brought the buffer down to the low-water mark;
+                    // `resume_writing` may write (appended: the writer is
+                    // still registered), close or abort.
                     self.notify_drain();
+                    self.maybe_resume_protocol();
                     return;
                 }
                 Ok(n) => self.buffer.borrow_mut().consume(n),

@@ -9,19 +9,21 @@
 //! # Invariants
 //! - Every connection gets its own reader, protocol and writer; nothing is
 //!   shared between connections of a server.
-//! - A `client_connected_cb` task that fails is reported to the loop's
-//!   exception handler and its connection is closed (asyncio's
+//! - A `client_connected_cb` that panics, or whose task fails, is reported
+//!   to the loop's exception handler and its connection is closed; a task
+//!   that is cancelled closes its connection without a report (asyncio's
 //!   `StreamReaderProtocol` does the same).
 
 use std::future::Future as StdFuture;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::rc::Rc;
 
 use crate::base_events_connect::ConnectOptions;
 use crate::base_events_net::{Server, ServerOptions};
-use crate::error::Result;
-use crate::event_loop::{get_running_loop, EventLoop, ExceptionContext, LoopRef};
+use crate::error::{panic_message, Error, Result};
+use crate::event_loop::{get_running_loop, EventLoop, ExceptionContext, Interrupt, LoopRef};
 use crate::selector_events::{SocketTransport, StreamSocket};
 use crate::streams::{
     ClientConnected, StreamReader, StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,
@@ -144,7 +146,9 @@ pub async fn open_unix_connection(path: impl AsRef<Path>) -> Result<(StreamReade
 }
 
 /// Wraps a user's `client_connected_cb` so that each connection runs it as
-/// a task, whose failure is reported and closes the connection.
+/// a task, whose failure (or a panic of `cb` itself) is reported and closes
+/// the connection; a cancelled task closes it too (asyncio's done callback
+/// in `StreamReaderProtocol.connection_made`).
 fn client_cb<F, Fut>(lp: &EventLoop, cb: F) -> ClientConnected
 where
     F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
@@ -153,13 +157,34 @@ where
     let lp = LoopRef::new(lp.clone());
     Rc::new(move |reader: StreamReader, writer: StreamWriter| {
         let transport = writer.transport().clone();
-        let fut = cb(reader, writer);
+        // asyncio (gh-155941): a callback that fails before it returns its
+        // coroutine is reported the same way, and closes its connection.
+        // Ctrl-C goes on unwinding.
+        let fut = match catch_unwind(AssertUnwindSafe(|| cb(reader, writer))) {
+            Ok(fut) => fut,
+            Err(payload) if payload.is::<Interrupt>() => resume_unwind(payload),
+            Err(payload) => {
+                lp.call_exception_handler(&ExceptionContext {
+                    message: "Unhandled exception in client_connected_cb".into(),
+                    error: Some(Error::Panic(panic_message(&*payload))),
+                    ..Default::default()
+                });
+                transport.close();
+                return;
+            }
+        };
         let Ok(task) = lp.create_task(fut) else {
             transport.close();
             return;
         };
         let lp2 = lp.clone();
         task.add_done_callback(move |t| {
+            // asyncio (gh-113538): a cancelled handler closes its
+            // connection, without a report.
+            if t.cancelled() {
+                transport.close();
+                return;
+            }
             if let Ok(Some(err)) = t.exception() {
                 lp2.call_exception_handler(&ExceptionContext {
                     message: "Unhandled exception in client_connected_cb".into(),

@@ -425,3 +425,85 @@ fn writelines_sends_every_buffer_in_order() {
         Ok(())
     });
 }
+
+/// The writers and tasks the handlers of a server kept.
+type Kept = Rc<std::cell::RefCell<Vec<(StreamWriter, tulip::TaskRef)>>>;
+
+#[test]
+fn cancelled_client_connected_task_closes_its_connection() {
+    // asyncio (gh-113538): when the client_connected_cb task is cancelled,
+    // StreamReaderProtocol closes the transport, even if the writer is
+    // still referenced elsewhere.
+    run_bounded(5.0, async {
+        let kept: Kept = Rc::default();
+        let k2 = kept.clone();
+        let server = tulip::start_server(
+            move |_r: StreamReader, w: StreamWriter| {
+                let kept = k2.clone();
+                async move {
+                    let me = tulip::current_task().expect("in a task");
+                    kept.borrow_mut().push((w, me));
+                    tulip::sleep(3600.0).await
+                }
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await?;
+        let port = server.local_addrs()[0].port();
+        let (r, _w) = tulip::open_connection("127.0.0.1", port).await?;
+        while kept.borrow().is_empty() {
+            tulip::sleep(0.001).await?;
+        }
+        let task = kept.borrow()[0].1.clone();
+        task.cancel();
+        let eof = tulip::wait_for(async move { r.read(10).await }, 2.0).await;
+        assert!(
+            matches!(&eof, Ok(d) if d.is_empty()),
+            "the connection stays open: {eof:?}"
+        );
+        assert!(kept.borrow()[0].0.is_closing());
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn client_connected_cb_that_panics_at_once_is_reported_and_closes_its_connection() {
+    // asyncio (gh-155941): a plain client_connected_cb that raises is
+    // reported as "Unhandled exception in client_connected_cb" and its
+    // transport is closed, even if the writer is still referenced.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let reports = common::capture_reports(&lp);
+        let kept: Rc<std::cell::RefCell<Vec<StreamWriter>>> = Rc::default();
+        let k2 = kept.clone();
+        let server = tulip::start_server(
+            move |_r: StreamReader, w: StreamWriter| -> std::future::Ready<tulip::Result<()>> {
+                k2.borrow_mut().push(w);
+                panic!("client_connected_cb failed at once");
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await?;
+        let port = server.local_addrs()[0].port();
+        for _ in 0..2 {
+            let (r, _w) = tulip::open_connection("127.0.0.1", port).await?;
+            let eof = tulip::wait_for(async move { r.read(10).await }, 2.0).await;
+            assert!(
+                matches!(&eof, Ok(d) if d.is_empty()),
+                "the connection stays open: {eof:?}"
+            );
+        }
+        let messages: Vec<String> = reports.borrow().iter().map(|c| c.message.clone()).collect();
+        assert_eq!(messages, ["Unhandled exception in client_connected_cb"; 2]);
+        assert!(reports
+            .borrow()
+            .iter()
+            .all(|c| matches!(c.error, Some(Error::Panic(_)))));
+        assert!(kept.borrow().iter().all(|w| w.is_closing()));
+        server.close();
+        Ok(())
+    });
+}

@@ -171,6 +171,66 @@ fn write_buffer_limits() {
     });
 }
 
+/// Records the transport's write buffer size at each `resume_writing`.
+#[derive(Default)]
+struct ResumeSizes {
+    transport: RefCell<Option<Rc<dyn Transport>>>,
+    paused: Cell<bool>,
+    sizes: RefCell<Vec<usize>>,
+}
+
+impl Protocol for ResumeSizes {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        *self.transport.borrow_mut() = Some(transport);
+    }
+    fn pause_writing(&self) {
+        self.paused.set(true);
+    }
+    fn resume_writing(&self) {
+        let t = self.transport.borrow().clone().expect("connected");
+        self.sizes.borrow_mut().push(t.get_write_buffer_size());
+    }
+}
+
+// conformance: N3
+#[test]
+fn resume_writing_fires_at_the_low_water_mark_while_bytes_remain() {
+    // asyncio's `_write_send` calls `_maybe_resume_protocol` after every
+    // send, not only once the buffer is empty: a writer waiting in drain()
+    // wakes as soon as the buffer is down to the low-water mark.
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (ours, peer) = std::os::unix::net::UnixStream::pair().map_err(Error::from)?;
+        peer.set_nonblocking(true).map_err(Error::from)?;
+        let (t, p) = lp
+            .create_connection_sock(|| Rc::new(ResumeSizes::default()), ours.into())
+            .await?;
+        // The low-water mark is far above what one flush can send into
+        // the socket (its send buffer is a few hundred KiB).
+        let (high, low) = (4 << 20, 2 << 20);
+        t.set_write_buffer_limits(Some(high), Some(low))?;
+        t.write(&vec![b'x'; 8 << 20])?;
+        assert!(p.paused.get());
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut received = 0;
+        while p.sizes.borrow().is_empty() {
+            match std::io::Read::read(&mut &peer, &mut buf) {
+                Ok(n) => received += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+            tulip::sleep(0.0).await?;
+        }
+        let at = p.sizes.borrow()[0];
+        assert!(
+            at > 0 && at <= low,
+            "resume_writing at {at} buffered bytes (low-water mark {low}, {received} received)"
+        );
+        t.abort();
+        Ok(())
+    });
+}
+
 // conformance: N4
 #[test]
 fn eof_received_then_connection_lost() {
