@@ -380,17 +380,34 @@ impl StreamReader {
     }
 
     /// Reads until EOF and returns everything (asyncio's `read(-1)`).
+    ///
+    /// As in asyncio, this is `read(limit)` until EOF: the data moves out of
+    /// the reader's buffer as it comes, so a long stream read in chunks under
+    /// the limit never pauses the transport (N2); keeping it all in the
+    /// buffer would pause and resume the transport on every chunk past
+    /// 2 × limit.
     pub async fn read_to_eof(&self) -> Result<Vec<u8>> {
+        let inner = &*self.inner;
+        let mut out = Vec::new();
         loop {
             self.check_exception()?;
-            if self.inner.eof.get() {
-                break;
+            if inner.buffer.borrow().is_empty() {
+                if inner.eof.get() {
+                    return Ok(out);
+                }
+                self.wait_for_data("read").await?;
+                continue;
             }
-            self.wait_for_data("read").await?;
+            if out.is_empty() && inner.eof.get() {
+                out = inner.buffer.borrow_mut().take_all(); // the rest, no copy
+            } else {
+                let mut buf = inner.buffer.borrow_mut();
+                let k = inner.limit.min(buf.len());
+                out.extend_from_slice(&buf.bytes()[..k]);
+                buf.consume(k);
+            }
+            self.maybe_resume_transport();
         }
-        let data = self.inner.buffer.borrow_mut().take_all();
-        self.maybe_resume_transport();
-        Ok(data)
     }
 
     /// Reads one line, ending with `\n`. At EOF returns the partial last
