@@ -28,6 +28,7 @@ use crate::events::Handle;
 use crate::futures::Future;
 use crate::gather::Child;
 use crate::tasks::{current_task, Task, TaskRef};
+use crate::wait::WaitFinally;
 
 /// asyncio's `_State` of a timeout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -339,8 +340,12 @@ async fn cancel_and_wait<T: Clone + 'static>(fut: &Child<T>) -> Result<()> {
             let _ = w.set_result(());
         }
     });
+    // `finally: fut.remove_done_callback(cb)`, also if this is dropped.
+    let _finally = WaitFinally {
+        fs: std::slice::from_ref(fut),
+        ids: vec![id],
+        timer: None,
+    };
     fut.cancel();
-    let r = waiter.await;
-    fut.remove_done_callback(id);
-    r
+    waiter.await
 }

@@ -44,7 +44,7 @@ use std::task::{Context as TaskContext, Poll};
 use crate::error::{Error, Result};
 use crate::event_loop::get_running_loop;
 use crate::events::TimerHandle;
-use crate::futures::Future;
+use crate::futures::{CallbackId, Future};
 use crate::gather::Child;
 
 /// When [`wait`] returns (asyncio's `FIRST_COMPLETED`, `FIRST_EXCEPTION`,
@@ -143,17 +143,40 @@ where
             })
         })
         .collect();
-    let r = waiter.await;
-    // finally: cancel the timer, remove the callbacks
-    if let Some(t) = &timer {
-        t.cancel();
-    }
-    for (f, id) in fs.iter().zip(ids) {
-        f.remove_done_callback(id);
-    }
+    let r = {
+        // asyncio's `finally:` (a dropped wait runs it too, as a closed
+        // coroutine does): cancel the timer, remove the callbacks, which
+        // would otherwise keep each pending child alive through its own
+        // callback until it finishes.
+        let _finally = WaitFinally {
+            fs: &fs,
+            ids,
+            timer,
+        };
+        waiter.await
+    };
     r?;
     let (done, pending) = fs.into_iter().partition(|f| f.done());
     Ok((done, pending))
+}
+
+/// The `finally:` of [`wait`] (and of `wait_for`'s `_cancel_and_wait`),
+/// run however the wait ends: cancels the timer and removes the callbacks.
+pub(crate) struct WaitFinally<'a, T: 'static> {
+    pub(crate) fs: &'a [Child<T>],
+    pub(crate) ids: Vec<CallbackId>,
+    pub(crate) timer: Option<TimerHandle>,
+}
+
+impl<T: 'static> Drop for WaitFinally<'_, T> {
+    fn drop(&mut self) {
+        if let Some(t) = &self.timer {
+            t.cancel();
+        }
+        for (f, &id) in self.fs.iter().zip(&self.ids) {
+            f.remove_done_callback(id);
+        }
+    }
 }
 
 // ===== as_completed =====

@@ -178,6 +178,33 @@ fn wait_cancelled_does_not_cancel_children() {
     .unwrap();
 }
 
+#[test]
+fn a_wait_dropped_mid_wait_cancels_its_timer_and_removes_its_callbacks() {
+    // conformance: K2
+    // asyncio's `finally:` runs when the coroutine is closed; a dropped
+    // `wait` must do the same, or each pending child keeps a callback that
+    // holds the child itself until it finishes.
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let fut: tulip::Future<u32> = lp.create_future();
+        {
+            let w = wait(vec![fut.clone()], Some(1000.0), ReturnWhen::AllCompleted);
+            let mut w = std::pin::pin!(w);
+            std::future::poll_fn(|cx| {
+                assert!(std::future::Future::poll(w.as_mut(), cx).is_pending());
+                std::task::Poll::Ready(())
+            })
+            .await;
+            assert_eq!(format!("{fut:?}"), "<Future pending cb=[1]>");
+        }
+        assert_eq!(format!("{fut:?}"), "<Future pending>");
+        sleep(0.0).await?; // the cancelled timer leaves the heap
+        assert_eq!(lp.scheduled_timer_count(), 0);
+        Ok(())
+    })
+    .unwrap();
+}
+
 // ===== K3 as_completed =====
 
 #[test]
