@@ -49,6 +49,7 @@ use crate::error::{panic_message, Error, Result};
 use crate::events::{Delay, Handle, TimerHandle, TimerState};
 use crate::reactor::{Reactor, WAKER_TOKEN};
 use crate::selector_transport::LoopClosed;
+use crate::sys;
 use crate::tasks::{AnyTask, Task};
 use crate::threadsafe::{LoopHandle, Remote, Shared};
 
@@ -385,9 +386,9 @@ thread_local! {
 
 /// The clock's origin, shared by all loops of the process so that
 /// `loop.time()` values can be compared across loops.
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+fn epoch() -> f64 {
+    static EPOCH: OnceLock<f64> = OnceLock::new();
+    *EPOCH.get_or_init(sys::monotonic)
 }
 
 /// asyncio's `get_running_loop()`: the loop running on this thread.
@@ -695,7 +696,8 @@ impl EventLoop {
 
     /// asyncio's `loop.time()`: a monotonic clock, in seconds.
     pub fn time(&self) -> f64 {
-        epoch().elapsed().as_secs_f64()
+        let origin = epoch(); // first, so the first reading is not negative
+        sys::monotonic() - origin
     }
 
     // ===== scheduling callbacks =====

@@ -1,7 +1,7 @@
 //! The narrow libc layer under the subprocess, signal and thread modules,
 //! under the servers' listening sockets (which need options before
 //! `bind`, and a `listen` backlog, that std does not offer), and under
-//! `getnameinfo`, which std does not offer either.
+//! `getnameinfo`, which std does not offer either, and the loop's clock.
 //!
 //! Every libc call of those modules goes through here and comes back as an
 //! `io::Result`, the way mio's `syscall!` helper does it. Nothing here knows
@@ -424,4 +424,18 @@ fn gai_strerror(code: i32) -> String {
     unsafe { CStr::from_ptr(text) }
         .to_string_lossy()
         .into_owned()
+}
+
+/// `CLOCK_MONOTONIC` in seconds: asyncio's `time.monotonic()`, the clock
+/// `Instant::now()` reads too, without `Instant`'s checked arithmetic on
+/// the way to an `f64` (the loop reads it on every `call_later`).
+pub(crate) fn monotonic() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable `timespec`; `CLOCK_MONOTONIC` is
+    // always available on Linux, so the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
