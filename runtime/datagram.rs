@@ -20,6 +20,10 @@
 //!   registrations are gone, and `connection_lost` is called once.
 //! - Every address handed to the protocol or to the socket is of the
 //!   socket's family: `sendto` refuses an address of the other family.
+//! - A protocol callback that panics while receiving goes to the loop's
+//!   exception handler, and the endpoint reads on in the next iteration
+//!   (asyncio's selector reports the socket again): datagrams already
+//!   queued are not left waiting for a new edge.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -360,8 +364,17 @@ impl DatagramSocketTransport {
 
     fn read_ready(&self) {
         let mut buf = take_read_buf();
+        let rearm = ReadAgainOnUnwind(self);
         self.recv_loop(&mut buf);
+        drop(rearm);
         put_read_buf(buf);
+    }
+
+    /// Reads on in the next iteration, without waiting for a new edge.
+    fn read_again(&self) {
+        if let Some(me) = self.rc() {
+            let _ = self.base.lp.call_soon(move || me.read_ready());
+        }
     }
 
     fn recv_loop(&self, buf: &mut [u8]) {
@@ -389,9 +402,7 @@ impl DatagramSocketTransport {
             }
         }
         // Fairness: the rest on the next iteration.
-        if let Some(me) = self.rc() {
-            let _ = self.base.lp.call_soon(move || me.read_ready());
-        }
+        self.read_again();
     }
 
     fn send_one(&self, data: &[u8], addr: Option<&DatagramAddr>) -> io::Result<usize> {
@@ -433,6 +444,23 @@ impl DatagramSocketTransport {
         self.base.remove_writer();
         if self.base.closing.get() {
             self.call_connection_lost(None);
+        }
+    }
+}
+
+/// asyncio's `_read_ready` lets what `datagram_received` or
+/// `error_received` raises go to the loop's exception handler, and its
+/// level-triggered selector then reports the socket again for the datagrams
+/// still queued. An edge is reported once: when a protocol callback panics
+/// out of [`DatagramSocketTransport::read_ready`], this guard schedules the
+/// next read itself, so the queued datagrams do not wait for another one
+/// to arrive.
+struct ReadAgainOnUnwind<'a>(&'a DatagramSocketTransport);
+
+impl Drop for ReadAgainOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.read_again();
         }
     }
 }

@@ -1021,3 +1021,56 @@ fn an_interrupt_in_eof_received_never_delivers_the_eof_twice() {
         .unwrap();
     lp.close().unwrap();
 }
+
+/// Panics on its first datagram; keeps the others.
+#[derive(Default)]
+struct PanicsOnFirstDatagram {
+    got: RefCell<Vec<Vec<u8>>>,
+    panicked: Cell<bool>,
+}
+
+impl DatagramProtocol for PanicsOnFirstDatagram {
+    fn datagram_received(&self, data: &[u8], _: DatagramAddr) {
+        if !self.panicked.replace(true) {
+            panic!("datagram_received failed");
+        }
+        self.got.borrow_mut().push(data.to_vec());
+    }
+}
+
+#[test]
+fn a_panicking_datagram_received_leaves_the_next_datagrams_to_be_received() {
+    // asyncio's `_read_ready` reads one datagram per call; one that raises
+    // goes to the loop's exception handler, and the level-triggered
+    // selector reports the socket again for the datagrams still queued.
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let reports = common::capture_reports(&lp);
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (st, proto) = lp
+            .create_datagram_endpoint(
+                || Rc::new(PanicsOnFirstDatagram::default()),
+                Some(local),
+                None,
+            )
+            .await?;
+        let addr = st
+            .get_extra_info("sockname")
+            .and_then(|i| i.as_addr())
+            .unwrap();
+        // Both are queued before the loop looks: one edge for the two.
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").map_err(Error::from)?;
+        peer.send_to(b"one", addr).map_err(Error::from)?;
+        peer.send_to(b"two", addr).map_err(Error::from)?;
+        let deadline = lp.time() + 2.0;
+        while proto.got.borrow().is_empty() && lp.time() < deadline {
+            tulip::sleep(0.001).await?;
+        }
+        assert!(proto.panicked.get());
+        assert_eq!(*proto.got.borrow(), [b"two".to_vec()], "stranded");
+        assert_eq!(reports.borrow().len(), 1, "{:?}", reports.borrow());
+        assert!(!st.is_closing(), "the endpoint stays open");
+        st.close();
+        Ok(())
+    });
+}
