@@ -54,7 +54,7 @@ use crate::event_loop::{EventLoop, ExceptionContext, LoopRef};
 use crate::futures::Future;
 use crate::protocols::{BufferedProtocol, Protocol};
 use crate::selector_events::{SocketTransport, StreamProtocol, StreamSocket};
-use crate::transports::{BaseTransport, WriteTransport};
+use crate::transports::{BaseTransport, ExtraInfo, WriteTransport};
 
 /// asyncio's default `backlog` for `create_server` and `create_unix_server`.
 pub const DEFAULT_BACKLOG: u32 = 100;
@@ -453,10 +453,15 @@ impl Listener {
         }
     }
 
-    fn accept(&self) -> io::Result<StreamSocket> {
+    /// A new connection, and its peer's address (asyncio's `peername`).
+    fn accept(&self) -> io::Result<(StreamSocket, ExtraInfo)> {
         match self {
-            Listener::Tcp(l) => l.accept().map(|(s, _)| StreamSocket::Tcp(s)),
-            Listener::Unix(l, _) => l.accept().map(|(s, _)| StreamSocket::Unix(s)),
+            Listener::Tcp(l) => l
+                .accept()
+                .map(|(s, a)| (StreamSocket::Tcp(s), ExtraInfo::Addr(a))),
+            Listener::Unix(l, _) => l
+                .accept()
+                .map(|(s, a)| (StreamSocket::Unix(s), ExtraInfo::UnixAddr(a))),
         }
     }
 
@@ -690,8 +695,8 @@ fn accept_connection(inner: &Rc<ServerInner>, l: &Rc<Listener>) {
         if inner.sockets.borrow().is_none() {
             return;
         }
-        let sock = match l.accept() {
-            Ok(s) => s,
+        let (sock, peername) = match l.accept() {
+            Ok(accepted) => accepted,
             Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock => return,
                 io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
@@ -701,7 +706,7 @@ fn accept_connection(inner: &Rc<ServerInner>, l: &Rc<Listener>) {
                 }
             },
         };
-        accept_connection2(inner, sock);
+        accept_connection2(inner, sock, peername);
     }
     // More may be waiting: continue on the next iteration (an edge was consumed).
     let server = inner.clone();
@@ -741,7 +746,7 @@ fn accept_error(inner: &Rc<ServerInner>, l: &Rc<Listener>, e: io::Error) {
 
 /// asyncio's `_accept_connection2`, without its task: the transport calls
 /// `connection_made` on the next iteration.
-fn accept_connection2(inner: &Rc<ServerInner>, sock: StreamSocket) {
+fn accept_connection2(inner: &Rc<ServerInner>, sock: StreamSocket, peername: ExtraInfo) {
     if let (true, StreamSocket::Tcp(s)) = (inner.keep_alive, &sock) {
         if let Err(e) = crate::sys::set_keepalive(s, true) {
             inner.lp.call_exception_handler(&ExceptionContext {
@@ -754,17 +759,18 @@ fn accept_connection2(inner: &Rc<ServerInner>, sock: StreamSocket) {
         }
     }
     let protocol = (inner.factory)();
-    let transport = match SocketTransport::with_protocol(&inner.lp, sock, protocol, None) {
-        Ok(t) => t,
-        Err(e) => {
-            inner.lp.call_exception_handler(&ExceptionContext {
-                message: "error creating the transport of an accepted connection".into(),
-                error: Some(e),
-                ..Default::default()
-            });
-            return;
-        }
-    };
+    let transport =
+        match SocketTransport::with_protocol(&inner.lp, sock, protocol, None, Some(peername)) {
+            Ok(t) => t,
+            Err(e) => {
+                inner.lp.call_exception_handler(&ExceptionContext {
+                    message: "error creating the transport of an accepted connection".into(),
+                    error: Some(e),
+                    ..Default::default()
+                });
+                return;
+            }
+        };
     // asyncio's Server._attach / _detach.
     inner.active_count.set(inner.active_count.get() + 1);
     let key = inner.clients.borrow_mut().insert(Rc::downgrade(&transport));

@@ -139,6 +139,9 @@ pub struct DatagramSocketTransport {
     base: TransportBase<DatagramSocket, Rc<dyn DatagramProtocol>>,
     /// The connected peer, if `remote_addr` was given.
     address: Option<DatagramAddr>,
+    /// asyncio's `_extra['sockname']`, taken when the transport is made:
+    /// still known once the socket is closed.
+    sockname: Option<ExtraInfo>,
     /// Whether the socket is a Unix one (for error messages once it is gone).
     unix: bool,
     buffer: RefCell<VecDeque<(Vec<u8>, Option<DatagramAddr>)>>,
@@ -349,9 +352,11 @@ impl DatagramSocketTransport {
                 )));
             }
         }
+        let sockname = sock.sockname();
         let t = Rc::new_cyclic(|me| DatagramSocketTransport {
             base: TransportBase::new(lp, sock, protocol),
             address,
+            sockname,
             unix,
             buffer: RefCell::new(VecDeque::new()),
             buffer_size: Cell::new(0),
@@ -505,15 +510,13 @@ impl SelectorTransport for DatagramSocketTransport {
 
 impl BaseTransport for DatagramSocketTransport {
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
-        let sock = self.base.sock.borrow();
-        let s = sock.as_ref()?;
         match name {
-            "sockname" => s.sockname(),
+            "sockname" => self.sockname.clone(),
             "peername" => self.address.as_ref().map(|a| match a {
                 DatagramAddr::Inet(a) => ExtraInfo::Addr(*a),
                 DatagramAddr::Unix(a) => ExtraInfo::UnixAddr(a.clone()),
             }),
-            "socket" => Some(ExtraInfo::Fd(s.as_raw_fd())),
+            "socket" => self.base.sock_fd().map(ExtraInfo::Fd),
             _ => None,
         }
     }
