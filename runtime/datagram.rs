@@ -14,7 +14,8 @@
 //!
 //! # Invariants
 //! - Datagrams are sent whole and in order; the queue holds copies of the
-//!   datagrams not sent yet, and `buffer_size` is the sum of their lengths.
+//!   datagrams not sent yet, and `buffer_size` is the sum of their lengths
+//!   plus `HEADER_SIZE` (8) for each.
 //! - The writer is registered exactly while the queue is non-empty.
 //! - As for stream transports, the socket is closed only after both
 //!   registrations are gone, and `connection_lost` is called once.
@@ -45,6 +46,11 @@ use crate::transports::{BaseTransport, DatagramAddr, DatagramTransport, ExtraInf
 
 /// How many datagrams one readiness edge receives before yielding.
 const MAX_RECVS_PER_EDGE: usize = 64;
+
+/// What each queued datagram adds to the write buffer size on top of its
+/// bytes (asyncio's `_header_size`, 3.12+): the high-water mark bounds a
+/// queue of tiny, or empty, datagrams too.
+const HEADER_SIZE: usize = 8;
 
 // ===== DatagramSocket =====
 
@@ -425,13 +431,16 @@ impl DatagramSocketTransport {
             let front = self.buffer.borrow_mut().pop_front();
             let Some((data, addr)) = front else { break };
             match self.send_one(&data, addr.as_ref()) {
-                Ok(_) => self.buffer_size.set(self.buffer_size.get() - data.len()),
+                Ok(_) => self
+                    .buffer_size
+                    .set(self.buffer_size.get() - (data.len() + HEADER_SIZE)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.buffer.borrow_mut().push_front((data, addr));
                     return;
                 }
                 Err(e) => {
-                    self.buffer_size.set(self.buffer_size.get() - data.len());
+                    self.buffer_size
+                        .set(self.buffer_size.get() - (data.len() + HEADER_SIZE));
                     if let Some(p) = self.base.protocol() {
                         p.error_received(e.into());
                     }
@@ -580,7 +589,8 @@ impl DatagramTransport for DatagramSocketTransport {
             }
         }
         self.buffer.borrow_mut().push_back((data.to_vec(), addr));
-        self.buffer_size.set(self.buffer_size.get() + data.len());
+        self.buffer_size
+            .set(self.buffer_size.get() + data.len() + HEADER_SIZE);
         let mut l = self.limits.get();
         if l.maybe_pause(self.buffer_size.get()) {
             self.limits.set(l);
