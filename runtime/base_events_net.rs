@@ -17,7 +17,10 @@
 //!
 //! # Invariants
 //! - `sockets` is `None` once the server is closed; a closed server never
-//!   accepts again and never reopens.
+//!   accepts again and never reopens. `close` closes the listening sockets
+//!   then (unless the caller keeps one from [`Server::sockets`]): only the
+//!   accept reader holds one strongly besides `sockets`, and `close`
+//!   removes it; a pending accept continuation or retry holds it weakly.
 //! - A server's socket listens with the server's backlog (asyncio's
 //!   default: 100) from `start_serving` on, as asyncio's `_start_serving`
 //!   calls `listen(backlog)`: a TCP server created with `start_serving`
@@ -708,12 +711,15 @@ fn accept_connection(inner: &Rc<ServerInner>, l: &Rc<Listener>) {
         };
         accept_connection2(inner, sock, peername);
     }
-    // More may be waiting: continue on the next iteration (an edge was consumed).
+    // More may be waiting: continue on the next iteration (an edge was
+    // consumed). Weak: a `close` meanwhile closes the socket at once.
     let server = inner.clone();
-    let listener = l.clone();
-    let _ = inner
-        .lp
-        .call_soon(move || accept_connection(&server, &listener));
+    let listener = Rc::downgrade(l);
+    let _ = inner.lp.call_soon(move || {
+        if let Some(l) = listener.upgrade() {
+            accept_connection(&server, &l);
+        }
+    });
 }
 
 fn accept_error(inner: &Rc<ServerInner>, l: &Rc<Listener>, e: io::Error) {
@@ -734,14 +740,19 @@ fn accept_error(inner: &Rc<ServerInner>, l: &Rc<Listener>, e: io::Error) {
         return;
     }
     // Back off instead of spinning on a readable listener we cannot serve.
+    // The retry holds the socket weakly: a `close` meanwhile closes it at
+    // once, as asyncio's `_stop_serving` does.
     let _ = inner.lp.remove_reader(l.fd());
     let server = inner.clone();
-    let listener = l.clone();
-    let _ = inner.lp.call_later(ACCEPT_RETRY_DELAY, move || {
-        if server.serving.get() {
-            let _ = add_accept_reader(&server, &listener);
-        }
-    });
+    let listener = Rc::downgrade(l);
+    let _ = inner
+        .lp
+        .call_later(ACCEPT_RETRY_DELAY, move || match listener.upgrade() {
+            Some(l) if server.serving.get() => {
+                let _ = add_accept_reader(&server, &l);
+            }
+            _ => {}
+        });
 }
 
 /// asyncio's `_accept_connection2`, without its task: the transport calls
