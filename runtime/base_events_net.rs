@@ -658,8 +658,11 @@ impl Server {
         self.start_serving()?;
         let fut: Future<()> = self.inner.lp.create_future();
         *self.inner.serving_forever_fut.borrow_mut() = Some(fut.clone());
+        // asyncio's `finally: self._serving_forever_fut = None`, also when
+        // this future is dropped while it waits.
+        let reset = ResetServingForever(&self.inner);
         let res = fut.await;
-        *self.inner.serving_forever_fut.borrow_mut() = None;
+        drop(reset);
         match res {
             Err(e) if e.is_cancelled() => {
                 self.close();
@@ -668,6 +671,17 @@ impl Server {
             }
             other => other,
         }
+    }
+}
+
+/// Clears `serving_forever_fut` when `serve_forever` stops waiting on it,
+/// however it stops.
+struct ResetServingForever<'a>(&'a ServerInner);
+
+impl Drop for ResetServingForever<'_> {
+    fn drop(&mut self) {
+        let fut = self.0.serving_forever_fut.borrow_mut().take();
+        drop(fut);
     }
 }
 
