@@ -643,6 +643,7 @@ impl EventLoop {
             sock,
             kind(protocol.clone()),
             Some(waiter.clone()),
+            None,
         )?;
         if let Err(e) = waiter.await {
             transport.close();

@@ -17,7 +17,10 @@
 //!
 //! # Invariants
 //! - `sockets` is `None` once the server is closed; a closed server never
-//!   accepts again and never reopens.
+//!   accepts again and never reopens. `close` closes the listening sockets
+//!   then (unless the caller keeps one from [`Server::sockets`]): only the
+//!   accept reader holds one strongly besides `sockets`, and `close`
+//!   removes it; a pending accept continuation or retry holds it weakly.
 //! - A server's socket listens with the server's backlog (asyncio's
 //!   default: 100) from `start_serving` on, as asyncio's `_start_serving`
 //!   calls `listen(backlog)`: a TCP server created with `start_serving`
@@ -54,7 +57,7 @@ use crate::event_loop::{EventLoop, ExceptionContext, LoopRef};
 use crate::futures::Future;
 use crate::protocols::{BufferedProtocol, Protocol};
 use crate::selector_events::{SocketTransport, StreamProtocol, StreamSocket};
-use crate::transports::{BaseTransport, WriteTransport};
+use crate::transports::{BaseTransport, ExtraInfo, WriteTransport};
 
 /// asyncio's default `backlog` for `create_server` and `create_unix_server`.
 pub const DEFAULT_BACKLOG: u32 = 100;
@@ -453,10 +456,15 @@ impl Listener {
         }
     }
 
-    fn accept(&self) -> io::Result<StreamSocket> {
+    /// A new connection, and its peer's address (asyncio's `peername`).
+    fn accept(&self) -> io::Result<(StreamSocket, ExtraInfo)> {
         match self {
-            Listener::Tcp(l) => l.accept().map(|(s, _)| StreamSocket::Tcp(s)),
-            Listener::Unix(l, _) => l.accept().map(|(s, _)| StreamSocket::Unix(s)),
+            Listener::Tcp(l) => l
+                .accept()
+                .map(|(s, a)| (StreamSocket::Tcp(s), ExtraInfo::Addr(a))),
+            Listener::Unix(l, _) => l
+                .accept()
+                .map(|(s, a)| (StreamSocket::Unix(s), ExtraInfo::UnixAddr(a))),
         }
     }
 
@@ -650,8 +658,11 @@ impl Server {
         self.start_serving()?;
         let fut: Future<()> = self.inner.lp.create_future();
         *self.inner.serving_forever_fut.borrow_mut() = Some(fut.clone());
+        // asyncio's `finally: self._serving_forever_fut = None`, also when
+        // this future is dropped while it waits.
+        let reset = ResetServingForever(&self.inner);
         let res = fut.await;
-        *self.inner.serving_forever_fut.borrow_mut() = None;
+        drop(reset);
         match res {
             Err(e) if e.is_cancelled() => {
                 self.close();
@@ -660,6 +671,17 @@ impl Server {
             }
             other => other,
         }
+    }
+}
+
+/// Clears `serving_forever_fut` when `serve_forever` stops waiting on it,
+/// however it stops.
+struct ResetServingForever<'a>(&'a ServerInner);
+
+impl Drop for ResetServingForever<'_> {
+    fn drop(&mut self) {
+        let fut = self.0.serving_forever_fut.borrow_mut().take();
+        drop(fut);
     }
 }
 
@@ -690,8 +712,8 @@ fn accept_connection(inner: &Rc<ServerInner>, l: &Rc<Listener>) {
         if inner.sockets.borrow().is_none() {
             return;
         }
-        let sock = match l.accept() {
-            Ok(s) => s,
+        let (sock, peername) = match l.accept() {
+            Ok(accepted) => accepted,
             Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock => return,
                 io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
@@ -701,14 +723,17 @@ fn accept_connection(inner: &Rc<ServerInner>, l: &Rc<Listener>) {
                 }
             },
         };
-        accept_connection2(inner, sock);
+        accept_connection2(inner, sock, peername);
     }
-    // More may be waiting: continue on the next iteration (an edge was consumed).
+    // More may be waiting: continue on the next iteration (an edge was
+    // consumed). Weak: a `close` meanwhile closes the socket at once.
     let server = inner.clone();
-    let listener = l.clone();
-    let _ = inner
-        .lp
-        .call_soon(move || accept_connection(&server, &listener));
+    let listener = Rc::downgrade(l);
+    let _ = inner.lp.call_soon(move || {
+        if let Some(l) = listener.upgrade() {
+            accept_connection(&server, &l);
+        }
+    });
 }
 
 fn accept_error(inner: &Rc<ServerInner>, l: &Rc<Listener>, e: io::Error) {
@@ -729,19 +754,24 @@ fn accept_error(inner: &Rc<ServerInner>, l: &Rc<Listener>, e: io::Error) {
         return;
     }
     // Back off instead of spinning on a readable listener we cannot serve.
+    // The retry holds the socket weakly: a `close` meanwhile closes it at
+    // once, as asyncio's `_stop_serving` does.
     let _ = inner.lp.remove_reader(l.fd());
     let server = inner.clone();
-    let listener = l.clone();
-    let _ = inner.lp.call_later(ACCEPT_RETRY_DELAY, move || {
-        if server.serving.get() {
-            let _ = add_accept_reader(&server, &listener);
-        }
-    });
+    let listener = Rc::downgrade(l);
+    let _ = inner
+        .lp
+        .call_later(ACCEPT_RETRY_DELAY, move || match listener.upgrade() {
+            Some(l) if server.serving.get() => {
+                let _ = add_accept_reader(&server, &l);
+            }
+            _ => {}
+        });
 }
 
 /// asyncio's `_accept_connection2`, without its task: the transport calls
 /// `connection_made` on the next iteration.
-fn accept_connection2(inner: &Rc<ServerInner>, sock: StreamSocket) {
+fn accept_connection2(inner: &Rc<ServerInner>, sock: StreamSocket, peername: ExtraInfo) {
     if let (true, StreamSocket::Tcp(s)) = (inner.keep_alive, &sock) {
         if let Err(e) = crate::sys::set_keepalive(s, true) {
             inner.lp.call_exception_handler(&ExceptionContext {
@@ -754,17 +784,18 @@ fn accept_connection2(inner: &Rc<ServerInner>, sock: StreamSocket) {
         }
     }
     let protocol = (inner.factory)();
-    let transport = match SocketTransport::with_protocol(&inner.lp, sock, protocol, None) {
-        Ok(t) => t,
-        Err(e) => {
-            inner.lp.call_exception_handler(&ExceptionContext {
-                message: "error creating the transport of an accepted connection".into(),
-                error: Some(e),
-                ..Default::default()
-            });
-            return;
-        }
-    };
+    let transport =
+        match SocketTransport::with_protocol(&inner.lp, sock, protocol, None, Some(peername)) {
+            Ok(t) => t,
+            Err(e) => {
+                inner.lp.call_exception_handler(&ExceptionContext {
+                    message: "error creating the transport of an accepted connection".into(),
+                    error: Some(e),
+                    ..Default::default()
+                });
+                return;
+            }
+        };
     // asyncio's Server._attach / _detach.
     inner.active_count.set(inner.active_count.get() + 1);
     let key = inner.clients.borrow_mut().insert(Rc::downgrade(&transport));

@@ -14,12 +14,17 @@
 //!
 //! # Invariants
 //! - Datagrams are sent whole and in order; the queue holds copies of the
-//!   datagrams not sent yet, and `buffer_size` is the sum of their lengths.
+//!   datagrams not sent yet, and `buffer_size` is the sum of their lengths
+//!   plus `HEADER_SIZE` (8) for each.
 //! - The writer is registered exactly while the queue is non-empty.
 //! - As for stream transports, the socket is closed only after both
 //!   registrations are gone, and `connection_lost` is called once.
 //! - Every address handed to the protocol or to the socket is of the
 //!   socket's family: `sendto` refuses an address of the other family.
+//! - A protocol callback that panics while receiving goes to the loop's
+//!   exception handler, and the endpoint reads on in the next iteration
+//!   (asyncio's selector reports the socket again): datagrams already
+//!   queued are not left waiting for a new edge.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -41,6 +46,11 @@ use crate::transports::{BaseTransport, DatagramAddr, DatagramTransport, ExtraInf
 
 /// How many datagrams one readiness edge receives before yielding.
 const MAX_RECVS_PER_EDGE: usize = 64;
+
+/// What each queued datagram adds to the write buffer size on top of its
+/// bytes (asyncio's `_header_size`, 3.12+): the high-water mark bounds a
+/// queue of tiny, or empty, datagrams too.
+const HEADER_SIZE: usize = 8;
 
 // ===== DatagramSocket =====
 
@@ -135,6 +145,9 @@ pub struct DatagramSocketTransport {
     base: TransportBase<DatagramSocket, Rc<dyn DatagramProtocol>>,
     /// The connected peer, if `remote_addr` was given.
     address: Option<DatagramAddr>,
+    /// asyncio's `_extra['sockname']`, taken when the transport is made:
+    /// still known once the socket is closed.
+    sockname: Option<ExtraInfo>,
     /// Whether the socket is a Unix one (for error messages once it is gone).
     unix: bool,
     buffer: RefCell<VecDeque<(Vec<u8>, Option<DatagramAddr>)>>,
@@ -345,9 +358,11 @@ impl DatagramSocketTransport {
                 )));
             }
         }
+        let sockname = sock.sockname();
         let t = Rc::new_cyclic(|me| DatagramSocketTransport {
             base: TransportBase::new(lp, sock, protocol),
             address,
+            sockname,
             unix,
             buffer: RefCell::new(VecDeque::new()),
             buffer_size: Cell::new(0),
@@ -360,8 +375,17 @@ impl DatagramSocketTransport {
 
     fn read_ready(&self) {
         let mut buf = take_read_buf();
+        let rearm = ReadAgainOnUnwind(self);
         self.recv_loop(&mut buf);
+        drop(rearm);
         put_read_buf(buf);
+    }
+
+    /// Reads on in the next iteration, without waiting for a new edge.
+    fn read_again(&self) {
+        if let Some(me) = self.rc() {
+            let _ = self.base.lp.call_soon(move || me.read_ready());
+        }
     }
 
     fn recv_loop(&self, buf: &mut [u8]) {
@@ -389,9 +413,7 @@ impl DatagramSocketTransport {
             }
         }
         // Fairness: the rest on the next iteration.
-        if let Some(me) = self.rc() {
-            let _ = self.base.lp.call_soon(move || me.read_ready());
-        }
+        self.read_again();
     }
 
     fn send_one(&self, data: &[u8], addr: Option<&DatagramAddr>) -> io::Result<usize> {
@@ -409,13 +431,16 @@ impl DatagramSocketTransport {
             let front = self.buffer.borrow_mut().pop_front();
             let Some((data, addr)) = front else { break };
             match self.send_one(&data, addr.as_ref()) {
-                Ok(_) => self.buffer_size.set(self.buffer_size.get() - data.len()),
+                Ok(_) => self
+                    .buffer_size
+                    .set(self.buffer_size.get() - (data.len() + HEADER_SIZE)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.buffer.borrow_mut().push_front((data, addr));
                     return;
                 }
                 Err(e) => {
-                    self.buffer_size.set(self.buffer_size.get() - data.len());
+                    self.buffer_size
+                        .set(self.buffer_size.get() - (data.len() + HEADER_SIZE));
                     if let Some(p) = self.base.protocol() {
                         p.error_received(e.into());
                     }
@@ -433,6 +458,23 @@ impl DatagramSocketTransport {
         self.base.remove_writer();
         if self.base.closing.get() {
             self.call_connection_lost(None);
+        }
+    }
+}
+
+/// asyncio's `_read_ready` lets what `datagram_received` or
+/// `error_received` raises go to the loop's exception handler, and its
+/// level-triggered selector then reports the socket again for the datagrams
+/// still queued. An edge is reported once: when a protocol callback panics
+/// out of [`DatagramSocketTransport::read_ready`], this guard schedules the
+/// next read itself, so the queued datagrams do not wait for another one
+/// to arrive.
+struct ReadAgainOnUnwind<'a>(&'a DatagramSocketTransport);
+
+impl Drop for ReadAgainOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.read_again();
         }
     }
 }
@@ -477,15 +519,13 @@ impl SelectorTransport for DatagramSocketTransport {
 
 impl BaseTransport for DatagramSocketTransport {
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
-        let sock = self.base.sock.borrow();
-        let s = sock.as_ref()?;
         match name {
-            "sockname" => s.sockname(),
+            "sockname" => self.sockname.clone(),
             "peername" => self.address.as_ref().map(|a| match a {
                 DatagramAddr::Inet(a) => ExtraInfo::Addr(*a),
                 DatagramAddr::Unix(a) => ExtraInfo::UnixAddr(a.clone()),
             }),
-            "socket" => Some(ExtraInfo::Fd(s.as_raw_fd())),
+            "socket" => self.base.sock_fd().map(ExtraInfo::Fd),
             _ => None,
         }
     }
@@ -549,7 +589,8 @@ impl DatagramTransport for DatagramSocketTransport {
             }
         }
         self.buffer.borrow_mut().push_back((data.to_vec(), addr));
-        self.buffer_size.set(self.buffer_size.get() + data.len());
+        self.buffer_size
+            .set(self.buffer_size.get() + data.len() + HEADER_SIZE);
         let mut l = self.limits.get();
         if l.maybe_pause(self.buffer_size.get()) {
             self.limits.set(l);

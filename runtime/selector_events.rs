@@ -303,8 +303,11 @@ pub struct SocketTransport {
     read_eof: Cell<bool>,
     /// `pause_reading()` is in effect.
     paused: Cell<bool>,
-    peername: RefCell<Option<ExtraInfo>>,
-    sockname: RefCell<Option<ExtraInfo>>,
+    /// asyncio's `_extra['peername']` and `_extra['sockname']`: taken when
+    /// the transport is made (`peername` from `accept()` on a server), so
+    /// they stay known after the peer resets or the socket closes.
+    peername: Option<ExtraInfo>,
+    sockname: Option<ExtraInfo>,
     /// Called after `connection_lost` (a server's `_detach`).
     on_lost: RefCell<Option<Box<dyn FnOnce()>>>,
     /// What a `sendfile` waits for (asyncio's `_empty_waiter`, and the
@@ -328,16 +331,24 @@ impl SocketTransport {
         protocol: Rc<dyn Protocol>,
         waiter: Option<Future<()>>,
     ) -> Result<Rc<SocketTransport>> {
-        SocketTransport::with_protocol(lp, sock, StreamProtocol::Plain(protocol), waiter)
+        SocketTransport::with_protocol(lp, sock, StreamProtocol::Plain(protocol), waiter, None)
     }
 
+    /// [`new`](SocketTransport::new) for either kind of protocol. `peername`
+    /// is the peer's address if known (a server has it from `accept()`,
+    /// as asyncio's `extra={'peername': addr}`); else it is asked of the
+    /// socket now.
     pub(crate) fn with_protocol(
         lp: &EventLoop,
         sock: StreamSocket,
         protocol: StreamProtocol,
         waiter: Option<Future<()>>,
+        peername: Option<ExtraInfo>,
     ) -> Result<Rc<SocketTransport>> {
         sock.prepare()?;
+        // asyncio's `_SelectorTransport.__init__` fills `_extra` here.
+        let peername = peername.or_else(|| sock.peername());
+        let sockname = sock.sockname();
         let t = Rc::new_cyclic(|me| SocketTransport {
             base: TransportBase::new(lp, sock, protocol),
             buffer: RefCell::new(Buffer::default()),
@@ -345,8 +356,8 @@ impl SocketTransport {
             eof: Cell::new(false),
             read_eof: Cell::new(false),
             paused: Cell::new(false),
-            peername: RefCell::new(None),
-            sockname: RefCell::new(None),
+            peername,
+            sockname,
             on_lost: RefCell::new(None),
             drain_waiter: RefCell::new(None),
             sendfile_lost: RefCell::new(None),
@@ -863,17 +874,9 @@ impl SelectorTransport for SocketTransport {
 
 impl BaseTransport for SocketTransport {
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
-        let cached = |slot: &RefCell<Option<ExtraInfo>>,
-                      f: fn(&StreamSocket) -> Option<ExtraInfo>| {
-            if slot.borrow().is_none() {
-                let v = self.base.sock.borrow().as_ref().and_then(f);
-                *slot.borrow_mut() = v;
-            }
-            slot.borrow().clone()
-        };
         match name {
-            "peername" => cached(&self.peername, StreamSocket::peername),
-            "sockname" => cached(&self.sockname, StreamSocket::sockname),
+            "peername" => self.peername.clone(),
+            "sockname" => self.sockname.clone(),
             "socket" => self.base.sock_fd().map(ExtraInfo::Fd),
             _ => None,
         }

@@ -276,7 +276,8 @@ pub trait DatagramTransport: BaseTransport {
     /// Closes at once, dropping queued datagrams.
     fn abort(&self);
 
-    /// How many bytes of datagrams are queued.
+    /// How many bytes of datagrams are queued, counting 8 bytes of header
+    /// for each (as asyncio 3.12+ does).
     fn get_write_buffer_size(&self) -> usize;
 }
 

@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::Mutex;
 
 use tulip::Protocol;
 
@@ -21,6 +22,9 @@ fn set_nofile(soft: u64) {
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
 }
 
+/// The tests change the process's fd limit: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 /// One more than the highest open fd number (what RLIMIT_NOFILE bounds).
 fn fd_ceiling() -> u64 {
     let names: Vec<u64> = std::fs::read_dir("/proc/self/fd")
@@ -33,6 +37,7 @@ fn fd_ceiling() -> u64 {
 // conformance: N4
 #[test]
 fn emfile_on_accept_backs_off_then_recovers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tulip::run(async {
         let lp = tulip::get_running_loop()?;
         let _dog = lp.call_later(10.0, || tulip::interrupt())?;
@@ -91,6 +96,61 @@ fn emfile_on_accept_backs_off_then_recovers() {
         assert_eq!(accepted.get(), 3);
         drop(clients);
         server.close();
+        Ok(())
+    })
+    .unwrap();
+}
+
+// conformance: N4
+#[test]
+fn close_during_the_accept_backoff_closes_the_listening_socket_at_once() {
+    // asyncio's `Server.close` -> `_stop_serving(sock)`: the reader goes and
+    // the socket is closed then, even while an `ACCEPT_RETRY_DELAY` retry is
+    // pending: a client that connects afterwards is refused.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let _dog = lp.call_later(10.0, || tulip::interrupt())?;
+        let errors = Rc::new(Cell::new(0u32));
+        let e2 = errors.clone();
+        lp.set_exception_handler(Some(
+            move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
+                assert!(ctx.message.contains("out of system resource"), "{ctx}");
+                e2.set(e2.get() + 1);
+            },
+        ));
+        let server = lp
+            .create_server(|| Rc::new(Nothing), "127.0.0.1", 0)
+            .await?;
+        let addr = server.local_addrs()[0];
+        let mut saved = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `saved` is a valid, writable rlimit.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut saved) };
+        let client = std::net::TcpStream::connect(addr).expect("connect");
+        set_nofile(fd_ceiling());
+        let mut fillers = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            fillers.push(f);
+        }
+        // The first accept fails: the retry is pending (ACCEPT_RETRY_DELAY).
+        let deadline = lp.time() + 2.0;
+        while errors.get() == 0 && lp.time() < deadline {
+            tulip::sleep(0.001).await?;
+        }
+        assert_eq!(errors.get(), 1);
+        server.close();
+        set_nofile(saved.rlim_cur);
+        drop(fillers);
+        let refused = std::net::TcpStream::connect(addr);
+        assert_eq!(
+            refused.as_ref().map_err(|e| e.kind()).err(),
+            Some(std::io::ErrorKind::ConnectionRefused),
+            "the listening socket is still open: {refused:?}"
+        );
+        drop(client);
         Ok(())
     })
     .unwrap();

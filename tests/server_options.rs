@@ -357,3 +357,30 @@ fn serve_forever_starts_a_server_created_not_serving() {
         Ok(())
     });
 }
+
+#[test]
+fn a_dropped_serve_forever_lets_serve_forever_be_called_again() {
+    // asyncio's `serve_forever` resets `_serving_forever_fut` in a
+    // `finally`, however it ends; a Rust future can also end by being
+    // dropped while it waits.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let opts = ServerOptions::new().start_serving(false);
+        let server = lp
+            .create_server_with(|| Rc::new(Nothing), "127.0.0.1", 0, &opts)
+            .await?;
+        use std::future::Future as _;
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        {
+            let mut first = Box::pin(server.serve_forever());
+            assert!(first.as_mut().poll(&mut cx).is_pending());
+        }
+        let mut second = Box::pin(server.serve_forever());
+        let polled = second.as_mut().poll(&mut cx);
+        assert!(polled.is_pending(), "{polled:?}");
+        drop(second);
+        server.close();
+        server.wait_closed().await
+    });
+}

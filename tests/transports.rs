@@ -1021,3 +1021,135 @@ fn an_interrupt_in_eof_received_never_delivers_the_eof_twice() {
         .unwrap();
     lp.close().unwrap();
 }
+
+/// Panics on its first datagram; keeps the others.
+#[derive(Default)]
+struct PanicsOnFirstDatagram {
+    got: RefCell<Vec<Vec<u8>>>,
+    panicked: Cell<bool>,
+}
+
+impl DatagramProtocol for PanicsOnFirstDatagram {
+    fn datagram_received(&self, data: &[u8], _: DatagramAddr) {
+        if !self.panicked.replace(true) {
+            panic!("datagram_received failed");
+        }
+        self.got.borrow_mut().push(data.to_vec());
+    }
+}
+
+#[test]
+fn a_panicking_datagram_received_leaves_the_next_datagrams_to_be_received() {
+    // asyncio's `_read_ready` reads one datagram per call; one that raises
+    // goes to the loop's exception handler, and the level-triggered
+    // selector reports the socket again for the datagrams still queued.
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let reports = common::capture_reports(&lp);
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (st, proto) = lp
+            .create_datagram_endpoint(
+                || Rc::new(PanicsOnFirstDatagram::default()),
+                Some(local),
+                None,
+            )
+            .await?;
+        let addr = st
+            .get_extra_info("sockname")
+            .and_then(|i| i.as_addr())
+            .unwrap();
+        // Both are queued before the loop looks: one edge for the two.
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").map_err(Error::from)?;
+        peer.send_to(b"one", addr).map_err(Error::from)?;
+        peer.send_to(b"two", addr).map_err(Error::from)?;
+        let deadline = lp.time() + 2.0;
+        while proto.got.borrow().is_empty() && lp.time() < deadline {
+            tulip::sleep(0.001).await?;
+        }
+        assert!(proto.panicked.get());
+        assert_eq!(*proto.got.borrow(), [b"two".to_vec()], "stranded");
+        assert_eq!(reports.borrow().len(), 1, "{:?}", reports.borrow());
+        assert!(!st.is_closing(), "the endpoint stays open");
+        st.close();
+        Ok(())
+    });
+}
+
+/// Keeps the server side's peername, as seen from `connection_lost`.
+#[derive(Default)]
+struct PeernameAtLost {
+    made: Cell<bool>,
+    transport: RefCell<Option<Rc<dyn Transport>>>,
+    at_lost: RefCell<Option<Option<SocketAddr>>>,
+}
+
+impl Protocol for PeernameAtLost {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        *self.transport.borrow_mut() = Some(transport);
+        self.made.set(true);
+    }
+    fn connection_lost(&self, _: Option<Error>) {
+        let t = self.transport.borrow_mut().take().expect("made");
+        let peer = t.get_extra_info("peername").and_then(|i| i.as_addr());
+        *self.at_lost.borrow_mut() = Some(peer);
+    }
+}
+
+// conformance: N4
+#[test]
+fn peername_stays_known_after_the_peer_resets() {
+    // asyncio takes `peername` from `accept()` (and `sockname` at the
+    // transport's creation) into `_extra`: both stay known once the
+    // connection is gone, when `getpeername()` fails with ENOTCONN.
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let proto = Rc::new(PeernameAtLost::default());
+        let p2 = proto.clone();
+        let server = lp.create_server(move || p2.clone(), "127.0.0.1", 0).await?;
+        let client = std::net::TcpStream::connect(server.local_addrs()[0]).map_err(Error::from)?;
+        let client_addr = client.local_addr().map_err(Error::from)?;
+        let deadline = lp.time() + 2.0;
+        while !proto.made.get() && lp.time() < deadline {
+            tulip::sleep(0.001).await?;
+        }
+        assert!(proto.made.get());
+        linger_zero(client.as_raw_fd());
+        drop(client);
+        while proto.at_lost.borrow().is_none() && lp.time() < deadline {
+            tulip::sleep(0.001).await?;
+        }
+        assert_eq!(*proto.at_lost.borrow(), Some(Some(client_addr)));
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn a_datagram_endpoint_keeps_its_names_after_it_closed() {
+    // asyncio's `_extra` holds `sockname` and `peername` from the
+    // transport's creation on.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").map_err(Error::from)?;
+        let peer_addr = peer.local_addr().map_err(Error::from)?;
+        let (ct, client) = lp
+            .create_datagram_endpoint(|| Rc::new(UdpClient::default()), None, Some(peer_addr))
+            .await?;
+        let sockname = ct.get_extra_info("sockname").and_then(|i| i.as_addr());
+        assert!(sockname.is_some());
+        ct.close();
+        while !client.lost.get() {
+            tulip::sleep(0.001).await?;
+        }
+        assert_eq!(
+            ct.get_extra_info("sockname").and_then(|i| i.as_addr()),
+            sockname
+        );
+        assert_eq!(
+            ct.get_extra_info("peername").and_then(|i| i.as_addr()),
+            Some(peer_addr)
+        );
+        assert!(ct.get_extra_info("socket").is_none(), "the socket is gone");
+        Ok(())
+    });
+}

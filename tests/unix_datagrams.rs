@@ -205,7 +205,11 @@ fn a_full_receiver_queues_datagrams_until_it_reads() {
             ct.sendto(&sent.to_be_bytes(), None)?;
             sent += 1;
         }
-        assert_eq!(ct.get_write_buffer_size(), 11 * 4);
+        assert_eq!(
+            ct.get_write_buffer_size(),
+            11 * (4 + 8),
+            "8 bytes of header each"
+        );
         // The peer reads everything, in order; the loop's writer sends the rest.
         peer.set_nonblocking(true).map_err(Error::from)?;
         let mut next = 0u32;
@@ -291,6 +295,55 @@ fn unix_datagram_endpoint_errors() {
             .await
             .unwrap_err();
         assert_eq!(e.io_kind(), Some(std::io::ErrorKind::InvalidInput), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_write_buffer_size_counts_8_bytes_of_header_per_queued_datagram() {
+    // asyncio 3.12+: `_buffer_size += len(data) + 8` for each datagram
+    // queued (the high-water mark then bounds many tiny datagrams too), and
+    // the same is taken off as each one is sent.
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-header-size");
+        let (server_path, client_path) = (dir.path("server.sock"), dir.path("client.sock"));
+        let peer = UnixDatagram::bind(&server_path).map_err(Error::from)?;
+        let lp = tulip::get_running_loop()?;
+        let (ct, _client) = lp
+            .create_unix_datagram_endpoint(
+                || Rc::new(Client::default()),
+                Some(&client_path),
+                Some(&server_path),
+            )
+            .await?;
+        let mut sent = 0u32;
+        while ct.get_write_buffer_size() == 0 {
+            ct.sendto(b"abc", None)?;
+            sent += 1;
+            assert!(sent < 100_000, "the peer's queue never filled");
+        }
+        assert_eq!(ct.get_write_buffer_size(), 3 + 8);
+        ct.sendto(b"", None)?;
+        assert_eq!(
+            ct.get_write_buffer_size(),
+            3 + 8 + 8,
+            "an empty datagram too"
+        );
+        // The peer reads; the size goes back to 0 exactly.
+        peer.set_nonblocking(true).map_err(Error::from)?;
+        let mut buf = [0u8; 16];
+        let deadline = lp.time() + 5.0;
+        while ct.get_write_buffer_size() > 0 && lp.time() < deadline {
+            match peer.recv(&mut buf) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    tulip::sleep(0.001).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        assert_eq!(ct.get_write_buffer_size(), 0);
+        ct.close();
         Ok(())
     });
 }
