@@ -20,7 +20,10 @@
 //!   `_waiter`); a second one gets a runtime error.
 //! - The reader pauses its transport when its buffer holds more than
 //!   2 × `limit` bytes and resumes it when a read brings it to `limit` or
-//!   less, or when a reader must wait for data (N2).
+//!   less, or when a reader must wait for data (N2); not while a
+//!   `read_to_eof` waits, which wants all of it.
+//! - Data leaves the buffer only when a read returns it: a read that is
+//!   cancelled or dropped leaves what was buffered for the next one.
 //! - `LimitOverrun` from `readuntil`/`readuntil_any` leaves the buffer untouched (N1);
 //!   `IncompleteRead` hands over (and removes) what was buffered.
 //! - `feed_data` after `feed_eof` is ignored.
@@ -176,6 +179,8 @@ struct ReaderInner {
     transport: RefCell<Option<Rc<dyn ReadTransport>>>,
     /// We paused the transport (the buffer went over 2 × limit).
     paused: Cell<bool>,
+    /// A `read_to_eof` is collecting everything: do not pause.
+    draining: Cell<bool>,
 }
 
 impl Default for StreamReader {
@@ -218,6 +223,7 @@ impl StreamReader {
                 exception: RefCell::new(None),
                 transport: RefCell::new(None),
                 paused: Cell::new(false),
+                draining: Cell::new(false),
             }),
         }
     }
@@ -313,7 +319,7 @@ impl StreamReader {
             buf.len()
         };
         self.wakeup_waiter();
-        if !inner.paused.get() && len > 2 * inner.limit {
+        if !inner.paused.get() && !inner.draining.get() && len > 2 * inner.limit {
             let t = inner.transport.borrow().clone();
             if let Some(t) = t {
                 inner.paused.set(true);
@@ -381,33 +387,25 @@ impl StreamReader {
 
     /// Reads until EOF and returns everything (asyncio's `read(-1)`).
     ///
-    /// As in asyncio, this is `read(limit)` until EOF: the data moves out of
-    /// the reader's buffer as it comes, so a long stream read in chunks under
-    /// the limit never pauses the transport (N2); keeping it all in the
-    /// buffer would pause and resume the transport on every chunk past
-    /// 2 × limit.
+    /// Cancellation-safe, unlike asyncio's `read(-1)` (which collects
+    /// `read(limit)` blocks in a local list): the data stays in the reader's
+    /// buffer until EOF, so a `read_to_eof` dropped by a timeout or a cancel
+    /// loses nothing, and the next read gets it all. While it waits, the
+    /// reader does not pause its transport (N2): the data is wanted whole,
+    /// so pausing would only cost a pause and a resume for every chunk.
     pub async fn read_to_eof(&self) -> Result<Vec<u8>> {
         let inner = &*self.inner;
-        let mut out = Vec::new();
+        let _draining = Draining::start(&inner.draining);
         loop {
             self.check_exception()?;
-            if inner.buffer.borrow().is_empty() {
-                if inner.eof.get() {
-                    return Ok(out);
-                }
-                self.wait_for_data("read").await?;
-                continue;
+            if inner.eof.get() {
+                break;
             }
-            if out.is_empty() && inner.eof.get() {
-                out = inner.buffer.borrow_mut().take_all(); // the rest, no copy
-            } else {
-                let mut buf = inner.buffer.borrow_mut();
-                let k = inner.limit.min(buf.len());
-                out.extend_from_slice(&buf.bytes()[..k]);
-                buf.consume(k);
-            }
-            self.maybe_resume_transport();
+            self.wait_for_data("read").await?;
         }
+        let data = inner.buffer.borrow_mut().take_all();
+        self.maybe_resume_transport();
+        Ok(data)
     }
 
     /// Reads one line, ending with `\n`. At EOF returns the partial last
@@ -616,6 +614,28 @@ impl Drop for ClearWaiter<'_> {
         if slot.as_ref().is_some_and(|w| w.ptr_eq(self.waiter)) {
             *slot = None;
         }
+    }
+}
+
+/// Marks a `read_to_eof` as collecting, however it ends; restores the
+/// previous mark (a second, refused `read_to_eof` leaves the first's).
+struct Draining<'a> {
+    flag: &'a Cell<bool>,
+    before: bool,
+}
+
+impl<'a> Draining<'a> {
+    fn start(flag: &'a Cell<bool>) -> Draining<'a> {
+        Draining {
+            flag,
+            before: flag.replace(true),
+        }
+    }
+}
+
+impl Drop for Draining<'_> {
+    fn drop(&mut self) {
+        self.flag.set(self.before);
     }
 }
 

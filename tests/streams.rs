@@ -436,6 +436,30 @@ fn read_to_eof_of_small_chunks_never_pauses_the_transport() {
     .unwrap();
 }
 
+#[test]
+fn a_read_to_eof_cut_short_by_a_timeout_leaves_the_data_for_the_next_read() {
+    // What pinger relies on: it reads a child's output under a deadline,
+    // kills the child when it passes, and reads again for the rest.
+    tulip::run(async {
+        let r = StreamReader::with_limit(4);
+        let r2 = r.clone();
+        let feeder = tulip::create_task(async move {
+            for chunk in [&b"0123456789"[..], b"abc"] {
+                r2.feed_data(chunk);
+                tulip::sleep(0.0).await?;
+            }
+            Ok(())
+        })?;
+        let cut = tulip::timeout(0.05).run(r.read_to_eof()).await;
+        assert!(cut.unwrap_err().is_timeout());
+        feeder.await?;
+        r.feed_eof();
+        assert_eq!(r.read_to_eof().await?, b"0123456789abc");
+        Ok(())
+    })
+    .unwrap();
+}
+
 // conformance: N2
 #[test]
 fn read_to_eof_returns_a_buffer_over_the_limit_whole() {
