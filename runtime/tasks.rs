@@ -118,7 +118,9 @@ pub(crate) trait AnyTask: Runnable {
     /// The task as a `fut_waiter` (cancelling it cancels the task).
     fn into_cancel(self: Rc<Self>) -> Rc<dyn Cancel>;
     /// Calls `f` (through `call_soon`) once the task is done.
-    fn add_done_hook(self: Rc<Self>, f: Box<dyn FnOnce()>);
+    fn add_done_hook(self: Rc<Self>, f: Box<dyn FnOnce()>) -> CallbackId;
+    /// asyncio's `remove_done_callback`.
+    fn remove_done_callback(&self, id: CallbackId) -> usize;
 }
 
 /// The waker of a task: its slab key and id, and the way to its loop.
@@ -575,8 +577,12 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         self
     }
 
-    fn add_done_hook(self: Rc<Self>, f: Box<dyn FnOnce()>) {
-        self.core.add_done_hook(f);
+    fn add_done_hook(self: Rc<Self>, f: Box<dyn FnOnce()>) -> CallbackId {
+        self.core.add_done_hook(f)
+    }
+
+    fn remove_done_callback(&self, id: CallbackId) -> usize {
+        self.core.remove_done_callback(id)
     }
 }
 
@@ -1131,10 +1137,13 @@ impl fmt::Debug for TaskRef {
 /// callback on the task releases (`_release_waiter`). The awaiting task's
 /// `fut_waiter` is that waiter, so cancelling the awaiting task ends the
 /// wait at once with `Err(Cancelled)` and leaves the awaited task running.
+/// A wait dropped before the task is done takes its callback off the task
+/// (asyncio's `_wait` removes `_on_completion` in its `finally:`).
 #[must_use = "futures do nothing unless awaited"]
 pub struct WaitTask {
     task: Rc<dyn AnyTask>,
-    waiter: Option<crate::futures::Future<()>>,
+    /// The waiter, and the id of the done callback that releases it.
+    waiter: Option<(crate::futures::Future<()>, CallbackId)>,
 }
 
 impl StdFuture for WaitTask {
@@ -1150,15 +1159,24 @@ impl StdFuture for WaitTask {
             }
             let waiter = crate::futures::Future::with_loop(this.task.loop_());
             let release = waiter.clone();
-            this.task.clone().add_done_hook(Box::new(move || {
+            let id = this.task.clone().add_done_hook(Box::new(move || {
                 if !release.done() {
                     let _ = release.set_result(());
                 }
             }));
-            this.waiter = Some(waiter);
+            this.waiter = Some((waiter, id));
         }
-        let waiter = this.waiter.as_mut().expect("set above");
+        let (waiter, _) = this.waiter.as_mut().expect("set above");
         Pin::new(waiter).poll(cx)
+    }
+}
+
+impl Drop for WaitTask {
+    fn drop(&mut self) {
+        if let Some((_, id)) = self.waiter.take() {
+            // A no-op once the task is done: its callbacks were scheduled.
+            self.task.remove_done_callback(id);
+        }
     }
 }
 

@@ -698,3 +698,36 @@ fn a_body_whose_drop_panics_is_reported_and_the_loop_runs_on() {
     }
     lp.close().unwrap();
 }
+
+// asyncio's `_wait` removes its `_on_completion` callback from every future
+// in its `finally:`, so a wait that ends early (a timeout, a cancel, a
+// select that took another branch) leaves nothing on the awaited task.
+#[test]
+fn an_abandoned_wait_done_leaves_no_callback_on_the_task() {
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let f = fut.clone();
+    let task = lp.create_task(async move { f.await }).unwrap();
+    let t = task.clone();
+    let left = lp
+        .run_until_complete(async move {
+            for _ in 0..10 {
+                // Polled once (the hook is registered), then dropped.
+                let mut w = Box::pin(t.wait_done());
+                std::future::poll_fn(|cx| {
+                    let _ = std::future::Future::poll(w.as_mut(), cx);
+                    std::task::Poll::Ready(())
+                })
+                .await;
+            }
+            Ok(t.callback_count())
+        })
+        .unwrap();
+    assert_eq!(
+        left, 0,
+        "every abandoned wait left its callback on the task"
+    );
+    fut.set_result(1).unwrap();
+    iterate(&lp);
+    assert_eq!(task.result().unwrap(), 1);
+}
