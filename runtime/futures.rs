@@ -257,6 +257,15 @@ impl<T, O: Owner> FutureCore<T, O> {
         }
     }
 
+    /// Drops every done callback of a pending future that will never be
+    /// done: its loop closed with it pending. A callback may hold the
+    /// future (a gather's notification holds the gather, which holds its
+    /// children), and there is no collector to break such a cycle.
+    pub(crate) fn drop_callbacks(&self) {
+        let all = std::mem::replace(&mut *self.callbacks.borrow_mut(), Callbacks::None);
+        drop(all);
+    }
+
     /// Schedules one done callback that is not a notification (a lone
     /// notification never reaches here: see `schedule_callbacks`).
     #[inline]

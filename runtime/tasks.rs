@@ -35,7 +35,10 @@
 //!   inside another task's step) saves and restores its creator's.
 //! - A pending task is owned by the loop's task slab (key = its waker's
 //!   token); it leaves the slab when it is done. A task dropped while pending
-//!   is reported: "Task was destroyed but it is pending!" (C4).
+//!   is reported: "Task was destroyed but it is pending!" (C4). The loop's
+//!   `close()` drops what its pending tasks hold (body, `fut_waiter`,
+//!   context, done callbacks): they never run again, and without a
+//!   collector a cycle through them would outlive the loop.
 //! - At most one task runs at a time per loop: the loop's `current_task` is
 //!   set by `enter_task` and restored by `leave_task` (an eager task started
 //!   inside another task's step puts its creator back).
@@ -110,7 +113,11 @@ pub(crate) trait AnyTask: Runnable {
     fn cancelled(&self) -> bool;
     fn cancel(self: Rc<Self>, msg: Option<Arc<str>>) -> bool;
     fn describe(&self) -> String;
-    /// The loop is closing and drops this pending task.
+    /// The loop is closing and drops this pending task: reports it, and
+    /// drops what it can never run again (its body, its `fut_waiter`, its
+    /// context, its done callbacks), so that a cycle through them (a body
+    /// holding its own task, a gather's notification holding the gather)
+    /// does not keep the task, its resources and its loop alive for good.
     fn destroyed_pending(&self);
     fn loop_(&self) -> &EventLoop;
     /// The error the task failed with (marks it retrieved).
@@ -556,13 +563,23 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
     }
 
     fn destroyed_pending(&self) {
-        if !self.core.done() {
-            self.core.lp.call_exception_handler(&ExceptionContext {
-                message: "Task was destroyed but it is pending!".into(),
-                task: Some(self.describe()),
-                ..Default::default()
-            });
+        if self.core.done() {
+            return;
         }
+        self.core.lp.call_exception_handler(&ExceptionContext {
+            message: "Task was destroyed but it is pending!".into(),
+            task: Some(self.describe()),
+            ..Default::default()
+        });
+        // CPython's collector would free these; tulip has none. The loop is
+        // closed, so the task never steps again (nothing here is taken
+        // out from under a running step: a closed loop does not run).
+        let h = &self.header;
+        drop(h.fut_waiter.take());
+        drop(h.context.take());
+        self.core.drop_callbacks();
+        // An Interrupt from a body's Drop has no run to end here.
+        let _ = self.drop_body(self.body.take());
     }
 
     fn loop_(&self) -> &EventLoop {
