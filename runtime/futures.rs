@@ -716,13 +716,15 @@ impl<T: Clone + 'static> std::future::Future for Future<T> {
         if let Some(err) = tasks::take_throw_on(&self.core.lp) {
             return Poll::Ready(Err(err));
         }
-        match self.core.poll_done(cx) {
-            Poll::Ready(()) => Poll::Ready(self.core.result()),
-            Poll::Pending => {
-                tasks::set_fut_waiter_on(&self.core.lp, self.core.clone());
-                Poll::Pending
-            }
+        if self.core.done() {
+            return Poll::Ready(self.core.result());
         }
+        // fut_waiter first: a task of another loop must not suspend here.
+        if let Err(e) = tasks::set_fut_waiter_on(&self.core.lp, self.core.clone()) {
+            return Poll::Ready(Err(e));
+        }
+        self.core.add_waker(cx.waker());
+        Poll::Pending
     }
 }
 
@@ -762,7 +764,9 @@ impl<T: 'static> std::future::Future for WaitDone<'_, T> {
         match self.fut.core.poll_done(cx) {
             Poll::Ready(()) => Poll::Ready(()),
             Poll::Pending => {
-                tasks::set_fut_waiter_on(&self.fut.core.lp, self.fut.core.clone());
+                // A task of another loop is not told (no error to give):
+                // it waits, without a fut_waiter.
+                let _ = tasks::set_fut_waiter_on(&self.fut.core.lp, self.fut.core.clone());
                 Poll::Pending
             }
         }

@@ -827,16 +827,42 @@ pub(crate) fn bare_yield(waker: &Waker) -> Result<bool> {
     Ok(false)
 }
 
-/// Called by a runtime future of loop `lp` that returns `Pending`: it
-/// becomes the current task's `fut_waiter`.
-pub(crate) fn set_fut_waiter_on(lp: &EventLoop, w: Rc<dyn Cancel>) {
-    let old = lp
-        .inner
-        .current_task
-        .borrow()
-        .as_ref()
-        .and_then(|t| t.header().fut_waiter.replace(Some(w)));
+/// Called by a runtime future of loop `lp` that is about to return
+/// `Pending`, before it registers the waker: it becomes the current task's
+/// `fut_waiter`. Fails if the task stepping now belongs to another loop
+/// (asyncio's `__step`: "Task ... got Future ... attached to a different
+/// loop"); the future must then not suspend, nor register the waker.
+#[inline]
+pub(crate) fn set_fut_waiter_on(lp: &EventLoop, w: Rc<dyn Cancel>) -> Result<()> {
+    let cur = lp.inner.current_task.borrow();
+    let Some(t) = cur.as_ref() else {
+        drop(cur);
+        return check_no_foreign_step();
+    };
+    let old = t.header().fut_waiter.replace(Some(w));
+    drop(cur);
     drop(old);
+    Ok(())
+}
+
+/// A runtime future whose loop runs no task is polled: fine outside any
+/// step (a plain executor, a callback), an error inside the step of a task
+/// of another loop.
+#[cold]
+#[inline(never)]
+fn check_no_foreign_step() -> Result<()> {
+    if STEP.get().waker == (0, 0) {
+        return Ok(());
+    }
+    let task = crate::event_loop::with_running_loop(|lp| {
+        let cur = lp.inner.current_task.borrow();
+        cur.as_ref().map(|t| t.describe())
+    })
+    .flatten()
+    .unwrap_or_else(|| "<Task>".into());
+    Err(Error::runtime(format!(
+        "Task {task} got a Future attached to a different loop"
+    )))
 }
 
 /// [`take_throw_on`] for the running loop (for futures that do not know their loop).
@@ -956,6 +982,11 @@ impl<T: 'static> Task<T> {
         self.inner.loop_().clone()
     }
 
+    /// The task's loop, borrowed (no user handle is made).
+    pub(crate) fn loop_ref(&self) -> &EventLoop {
+        self.inner.loop_()
+    }
+
     /// Adds a callback called with the task once it is done, via `call_soon`.
     #[track_caller]
     pub fn add_done_callback(&self, f: impl FnOnce(&Task<T>) + 'static) -> CallbackId {
@@ -1047,13 +1078,11 @@ impl<T: Clone + 'static> StdFuture for Task<T> {
                 any.describe()
             ))));
         }
-        match core.poll_done(cx) {
-            Poll::Ready(()) => Poll::Ready(core.result()),
-            Poll::Pending => {
-                set_fut_waiter_on(lp, any.into_cancel());
-                Poll::Pending
-            }
+        if let Err(e) = set_fut_waiter_on(lp, any.into_cancel()) {
+            return Poll::Ready(Err(e));
         }
+        core.add_waker(cx.waker());
+        Poll::Pending
     }
 }
 
