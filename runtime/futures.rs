@@ -712,8 +712,13 @@ impl<T: Clone + 'static> std::future::Future for Future<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        // A cancel thrown into the task at this suspension point wins.
+        // A cancel thrown into the task at this suspension point wins;
+        // but a future that is itself cancelled gives its own Cancelled
+        // (asyncio's __step keeps an error that is already a CancelledError).
         if let Some(err) = tasks::take_throw_on(&self.core.lp) {
+            if self.core.cancelled() {
+                return Poll::Ready(self.core.result());
+            }
             return Poll::Ready(Err(err));
         }
         if self.core.done() {

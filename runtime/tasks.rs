@@ -1063,10 +1063,14 @@ impl<T: Clone + 'static> StdFuture for Task<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let lp = self.inner.loop_();
+        let core = self.inner.core();
         if let Some(err) = take_throw_on(lp) {
+            // As a future's: an awaited task that ended cancelled gives its own.
+            if core.cancelled() {
+                return Poll::Ready(core.result());
+            }
             return Poll::Ready(Err(err));
         }
-        let core = self.inner.core();
         if core.done() {
             // A done task is never the running one: no self-await check.
             return Poll::Ready(core.result());
