@@ -188,10 +188,10 @@ impl Runner {
     }
 
     /// Cancels the remaining tasks, waits for them, and closes the loop.
-    /// Closing twice is a no-op.
+    /// Closing twice is a no-op, and so is closing a runner that has no
+    /// loop yet: it stays usable (asyncio's `Runner.close`).
     pub fn close(&mut self) {
         if self.state != RunnerState::Initialized {
-            self.state = RunnerState::Closed;
             return;
         }
         let lp = self.lp.take().expect("initialized runner has a loop");
