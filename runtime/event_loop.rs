@@ -613,7 +613,7 @@ impl EventLoop {
 
     /// Closes the loop: drops pending callbacks, timers and registrations,
     /// reports tasks that are still pending ("Task was destroyed but it is
-    /// pending!"), and runs the close hooks (executor, watchers). Fails on a
+    /// pending!") and drops their bodies, and runs the close hooks (executor, watchers). Fails on a
     /// running loop; closing twice is a no-op (L5).
     pub fn close(&self) -> Result<()> {
         if self.inner.running.get() {

@@ -257,6 +257,15 @@ impl<T, O: Owner> FutureCore<T, O> {
         }
     }
 
+    /// Drops every done callback of a pending future that will never be
+    /// done: its loop closed with it pending. A callback may hold the
+    /// future (a gather's notification holds the gather, which holds its
+    /// children), and there is no collector to break such a cycle.
+    pub(crate) fn drop_callbacks(&self) {
+        let all = std::mem::replace(&mut *self.callbacks.borrow_mut(), Callbacks::None);
+        drop(all);
+    }
+
     /// Schedules one done callback that is not a notification (a lone
     /// notification never reaches here: see `schedule_callbacks`).
     #[inline]
@@ -703,17 +712,24 @@ impl<T: Clone + 'static> std::future::Future for Future<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        // A cancel thrown into the task at this suspension point wins.
+        // A cancel thrown into the task at this suspension point wins;
+        // but a future that is itself cancelled gives its own Cancelled
+        // (asyncio's __step keeps an error that is already a CancelledError).
         if let Some(err) = tasks::take_throw_on(&self.core.lp) {
+            if self.core.cancelled() {
+                return Poll::Ready(self.core.result());
+            }
             return Poll::Ready(Err(err));
         }
-        match self.core.poll_done(cx) {
-            Poll::Ready(()) => Poll::Ready(self.core.result()),
-            Poll::Pending => {
-                tasks::set_fut_waiter_on(&self.core.lp, self.core.clone());
-                Poll::Pending
-            }
+        if self.core.done() {
+            return Poll::Ready(self.core.result());
         }
+        // fut_waiter first: a task of another loop must not suspend here.
+        if let Err(e) = tasks::set_fut_waiter_on(&self.core.lp, self.core.clone()) {
+            return Poll::Ready(Err(e));
+        }
+        self.core.add_waker(cx.waker());
+        Poll::Pending
     }
 }
 
@@ -753,7 +769,9 @@ impl<T: 'static> std::future::Future for WaitDone<'_, T> {
         match self.fut.core.poll_done(cx) {
             Poll::Ready(()) => Poll::Ready(()),
             Poll::Pending => {
-                tasks::set_fut_waiter_on(&self.fut.core.lp, self.fut.core.clone());
+                // A task of another loop is not told (no error to give):
+                // it waits, without a fut_waiter.
+                let _ = tasks::set_fut_waiter_on(&self.fut.core.lp, self.fut.core.clone());
                 Poll::Pending
             }
         }

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
+use crate::event_loop::EventLoop;
 use crate::futures::{CallbackId, Cancel, Future, Notify};
 use crate::tasks::{self, create_task, Task};
 
@@ -184,6 +185,14 @@ impl<T: 'static> Child<T> {
         }
     }
 
+    /// The loop the child belongs to.
+    pub(crate) fn loop_ref(&self) -> &EventLoop {
+        match self {
+            Child::Task(t) => t.loop_ref(),
+            Child::Future(f) => &f.core.lp,
+        }
+    }
+
     pub(crate) fn remove_done_callback(&self, id: CallbackId) -> usize {
         match self {
             Child::Task(t) => t.remove_done_callback(id),
@@ -238,8 +247,14 @@ pub(crate) mod sealed {
 
     impl<S: GatherSet + 'static> GatherCore<S> {
         pub(crate) fn start(set: S) -> Rc<GatherCore<S>> {
+            // asyncio: `outer = _GatheringFuture(children, loop=loop)`, the
+            // loop of the children, whichever loop is current here.
+            let outer = match set.first_loop() {
+                Some(lp) => Future::with_loop(lp),
+                None => Future::new(),
+            };
             let core = Rc::new(GatherCore {
-                outer: Future::new(),
+                outer,
                 set,
                 nfinished: Cell::new(0),
                 return_exceptions: Cell::new(false),
@@ -295,16 +310,16 @@ pub(crate) mod sealed {
             if let Some(err) = tasks::take_throw_on(&self.outer.core.lp) {
                 return Poll::Ready(Err(err));
             }
-            match self.outer.core.poll_done(cx) {
-                Poll::Ready(()) => match self.error.borrow().clone() {
+            if self.outer.core.done() {
+                return match self.error.borrow().clone() {
                     Some(e) => Poll::Ready(Err(e)),
                     None => Poll::Ready(Ok(())),
-                },
-                Poll::Pending => {
-                    tasks::set_fut_waiter_on(&self.outer.core.lp, self.clone());
-                    Poll::Pending
-                }
+                };
             }
+            // fut_waiter first: a task of another loop must not suspend here.
+            tasks::set_fut_waiter_on(&self.outer.core.lp, self.clone())?;
+            self.outer.core.add_waker(cx.waker());
+            Poll::Pending
         }
     }
 
@@ -342,6 +357,12 @@ pub trait GatherSet: Sized {
     }
     #[doc(hidden)]
     fn watch(core: &Rc<GatherCore<Self>>);
+    /// The loop of the first child (asyncio's gather takes the outer
+    /// future's loop from its children); `None` with no children.
+    #[doc(hidden)]
+    fn first_loop(&self) -> Option<&EventLoop> {
+        None
+    }
     #[doc(hidden)]
     fn outcome_error(&self, i: usize) -> Option<Error>;
     #[doc(hidden)]
@@ -357,6 +378,9 @@ impl<T: Clone + 'static> GatherSet for Vec<Child<T>> {
     type OutputAll = Vec<Result<T>>;
     fn len(&self) -> usize {
         Vec::len(self)
+    }
+    fn first_loop(&self) -> Option<&EventLoop> {
+        self.first().map(Child::loop_ref)
     }
     fn watch(core: &Rc<GatherCore<Self>>) {
         for (i, child) in core.set.iter().enumerate() {
@@ -392,6 +416,9 @@ macro_rules! tuple_gather_set {
             type OutputAll = ($(Result<$T>,)+);
             fn len(&self) -> usize {
                 $n
+            }
+            fn first_loop(&self) -> Option<&EventLoop> {
+                Some(self.0.loop_ref())
             }
             fn watch(core: &Rc<GatherCore<Self>>) {
                 $(core.set.$i.on_notify(core.clone(), $i);)+

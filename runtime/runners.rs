@@ -18,7 +18,9 @@
 //! default thread pool and closes the loop (R2).
 //!
 //! # Invariants
-//! - A runner's loop is created lazily, on first use, by its loop factory.
+//! - A runner's loop is created lazily, on first use, by its loop factory;
+//!   its context is copied from the caller's then, and every `run()`'s
+//!   main task runs in that one context (asyncio's `Runner._context`).
 //! - `close()` always leaves no pending task behind: every remaining task is
 //!   cancelled and awaited before the loop closes (so no "Task was destroyed
 //!   but it is pending!" reports), and errors found then go to the exception
@@ -33,10 +35,11 @@ use std::fmt;
 use std::future::Future as StdFuture;
 use std::rc::Rc;
 
+use crate::contextvars::{copy_context, Context};
 use crate::error::{Error, Result};
 use crate::event_loop::{interrupt, set_event_loop, try_running_loop, EventLoop, ExceptionContext};
 use crate::signals::has_default_disposition;
-use crate::tasks::TaskRef;
+use crate::tasks::{TaskOptions, TaskRef};
 use crate::threads::{has_default_executor, THREAD_JOIN_TIMEOUT};
 
 type LoopFactory = Box<dyn FnMut() -> Result<EventLoop>>;
@@ -63,6 +66,10 @@ pub struct Runner {
     debug: Option<bool>,
     factory: Option<LoopFactory>,
     lp: Option<EventLoop>,
+    /// asyncio's `Runner._context`: a copy of the caller's context, taken
+    /// at the lazy init; every `run()`'s main task runs in it, so a value
+    /// one run sets is seen by the next.
+    context: Option<Context>,
 }
 
 impl Default for Runner {
@@ -79,6 +86,7 @@ impl Runner {
             debug: None,
             factory: None,
             lp: None,
+            context: None,
         }
     }
 
@@ -117,6 +125,7 @@ impl Runner {
             lp.set_debug(d);
         }
         self.lp = Some(lp.clone());
+        self.context = Some(copy_context());
         self.state = RunnerState::Initialized;
         Ok(lp)
     }
@@ -143,7 +152,13 @@ impl Runner {
         if lp.is_running() {
             return Err(Error::runtime("this event loop is already running"));
         }
-        let task = lp.create_task(fut)?;
+        let task = lp.create_task_with(
+            fut,
+            TaskOptions {
+                context: self.context.clone(),
+                ..TaskOptions::default()
+            },
+        )?;
         // asyncio: install the SIGINT handler only on the main thread, and
         // only if nobody else handles SIGINT.
         let interrupts = Rc::new(Cell::new(0u32));
@@ -173,13 +188,14 @@ impl Runner {
     }
 
     /// Cancels the remaining tasks, waits for them, and closes the loop.
-    /// Closing twice is a no-op.
+    /// Closing twice is a no-op, and so is closing a runner that has no
+    /// loop yet: it stays usable (asyncio's `Runner.close`).
     pub fn close(&mut self) {
         if self.state != RunnerState::Initialized {
-            self.state = RunnerState::Closed;
             return;
         }
         let lp = self.lp.take().expect("initialized runner has a loop");
+        self.context = None;
         cancel_all_tasks(&lp);
         if has_default_executor(&lp) {
             let lp2 = lp.clone();

@@ -35,7 +35,10 @@
 //!   inside another task's step) saves and restores its creator's.
 //! - A pending task is owned by the loop's task slab (key = its waker's
 //!   token); it leaves the slab when it is done. A task dropped while pending
-//!   is reported: "Task was destroyed but it is pending!" (C4).
+//!   is reported: "Task was destroyed but it is pending!" (C4). The loop's
+//!   `close()` drops what its pending tasks hold (body, `fut_waiter`,
+//!   context, done callbacks): they never run again, and without a
+//!   collector a cycle through them would outlive the loop.
 //! - At most one task runs at a time per loop: the loop's `current_task` is
 //!   set by `enter_task` and restored by `leave_task` (an eager task started
 //!   inside another task's step puts its creator back).
@@ -110,7 +113,11 @@ pub(crate) trait AnyTask: Runnable {
     fn cancelled(&self) -> bool;
     fn cancel(self: Rc<Self>, msg: Option<Arc<str>>) -> bool;
     fn describe(&self) -> String;
-    /// The loop is closing and drops this pending task.
+    /// The loop is closing and drops this pending task: reports it, and
+    /// drops what it can never run again (its body, its `fut_waiter`, its
+    /// context, its done callbacks), so that a cycle through them (a body
+    /// holding its own task, a gather's notification holding the gather)
+    /// does not keep the task, its resources and its loop alive for good.
     fn destroyed_pending(&self);
     fn loop_(&self) -> &EventLoop;
     /// The error the task failed with (marks it retrieved).
@@ -118,7 +125,9 @@ pub(crate) trait AnyTask: Runnable {
     /// The task as a `fut_waiter` (cancelling it cancels the task).
     fn into_cancel(self: Rc<Self>) -> Rc<dyn Cancel>;
     /// Calls `f` (through `call_soon`) once the task is done.
-    fn add_done_hook(self: Rc<Self>, f: Box<dyn FnOnce()>);
+    fn add_done_hook(self: Rc<Self>, f: Box<dyn FnOnce()>) -> CallbackId;
+    /// asyncio's `remove_done_callback`.
+    fn remove_done_callback(&self, id: CallbackId) -> usize;
 }
 
 /// The waker of a task: its slab key and id, and the way to its loop.
@@ -554,13 +563,23 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
     }
 
     fn destroyed_pending(&self) {
-        if !self.core.done() {
-            self.core.lp.call_exception_handler(&ExceptionContext {
-                message: "Task was destroyed but it is pending!".into(),
-                task: Some(self.describe()),
-                ..Default::default()
-            });
+        if self.core.done() {
+            return;
         }
+        self.core.lp.call_exception_handler(&ExceptionContext {
+            message: "Task was destroyed but it is pending!".into(),
+            task: Some(self.describe()),
+            ..Default::default()
+        });
+        // CPython's collector would free these; tulip has none. The loop is
+        // closed, so the task never steps again (nothing here is taken
+        // out from under a running step: a closed loop does not run).
+        let h = &self.header;
+        drop(h.fut_waiter.take());
+        drop(h.context.take());
+        self.core.drop_callbacks();
+        // An Interrupt from a body's Drop has no run to end here.
+        let _ = self.drop_body(self.body.take());
     }
 
     fn loop_(&self) -> &EventLoop {
@@ -575,8 +594,12 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         self
     }
 
-    fn add_done_hook(self: Rc<Self>, f: Box<dyn FnOnce()>) {
-        self.core.add_done_hook(f);
+    fn add_done_hook(self: Rc<Self>, f: Box<dyn FnOnce()>) -> CallbackId {
+        self.core.add_done_hook(f)
+    }
+
+    fn remove_done_callback(&self, id: CallbackId) -> usize {
+        self.core.remove_done_callback(id)
     }
 }
 
@@ -804,16 +827,42 @@ pub(crate) fn bare_yield(waker: &Waker) -> Result<bool> {
     Ok(false)
 }
 
-/// Called by a runtime future of loop `lp` that returns `Pending`: it
-/// becomes the current task's `fut_waiter`.
-pub(crate) fn set_fut_waiter_on(lp: &EventLoop, w: Rc<dyn Cancel>) {
-    let old = lp
-        .inner
-        .current_task
-        .borrow()
-        .as_ref()
-        .and_then(|t| t.header().fut_waiter.replace(Some(w)));
+/// Called by a runtime future of loop `lp` that is about to return
+/// `Pending`, before it registers the waker: it becomes the current task's
+/// `fut_waiter`. Fails if the task stepping now belongs to another loop
+/// (asyncio's `__step`: "Task ... got Future ... attached to a different
+/// loop"); the future must then not suspend, nor register the waker.
+#[inline]
+pub(crate) fn set_fut_waiter_on(lp: &EventLoop, w: Rc<dyn Cancel>) -> Result<()> {
+    let cur = lp.inner.current_task.borrow();
+    let Some(t) = cur.as_ref() else {
+        drop(cur);
+        return check_no_foreign_step();
+    };
+    let old = t.header().fut_waiter.replace(Some(w));
+    drop(cur);
     drop(old);
+    Ok(())
+}
+
+/// A runtime future whose loop runs no task is polled: fine outside any
+/// step (a plain executor, a callback), an error inside the step of a task
+/// of another loop.
+#[cold]
+#[inline(never)]
+fn check_no_foreign_step() -> Result<()> {
+    if STEP.get().waker == (0, 0) {
+        return Ok(());
+    }
+    let task = crate::event_loop::with_running_loop(|lp| {
+        let cur = lp.inner.current_task.borrow();
+        cur.as_ref().map(|t| t.describe())
+    })
+    .flatten()
+    .unwrap_or_else(|| "<Task>".into());
+    Err(Error::runtime(format!(
+        "Task {task} got a Future attached to a different loop"
+    )))
 }
 
 /// [`take_throw_on`] for the running loop (for futures that do not know their loop).
@@ -933,6 +982,11 @@ impl<T: 'static> Task<T> {
         self.inner.loop_().clone()
     }
 
+    /// The task's loop, borrowed (no user handle is made).
+    pub(crate) fn loop_ref(&self) -> &EventLoop {
+        self.inner.loop_()
+    }
+
     /// Adds a callback called with the task once it is done, via `call_soon`.
     #[track_caller]
     pub fn add_done_callback(&self, f: impl FnOnce(&Task<T>) + 'static) -> CallbackId {
@@ -1009,10 +1063,14 @@ impl<T: Clone + 'static> StdFuture for Task<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let lp = self.inner.loop_();
+        let core = self.inner.core();
         if let Some(err) = take_throw_on(lp) {
+            // As a future's: an awaited task that ended cancelled gives its own.
+            if core.cancelled() {
+                return Poll::Ready(core.result());
+            }
             return Poll::Ready(Err(err));
         }
-        let core = self.inner.core();
         if core.done() {
             // A done task is never the running one: no self-await check.
             return Poll::Ready(core.result());
@@ -1024,13 +1082,11 @@ impl<T: Clone + 'static> StdFuture for Task<T> {
                 any.describe()
             ))));
         }
-        match core.poll_done(cx) {
-            Poll::Ready(()) => Poll::Ready(core.result()),
-            Poll::Pending => {
-                set_fut_waiter_on(lp, any.into_cancel());
-                Poll::Pending
-            }
+        if let Err(e) = set_fut_waiter_on(lp, any.into_cancel()) {
+            return Poll::Ready(Err(e));
         }
+        core.add_waker(cx.waker());
+        Poll::Pending
     }
 }
 
@@ -1131,10 +1187,13 @@ impl fmt::Debug for TaskRef {
 /// callback on the task releases (`_release_waiter`). The awaiting task's
 /// `fut_waiter` is that waiter, so cancelling the awaiting task ends the
 /// wait at once with `Err(Cancelled)` and leaves the awaited task running.
+/// A wait dropped before the task is done takes its callback off the task
+/// (asyncio's `_wait` removes `_on_completion` in its `finally:`).
 #[must_use = "futures do nothing unless awaited"]
 pub struct WaitTask {
     task: Rc<dyn AnyTask>,
-    waiter: Option<crate::futures::Future<()>>,
+    /// The waiter, and the id of the done callback that releases it.
+    waiter: Option<(crate::futures::Future<()>, CallbackId)>,
 }
 
 impl StdFuture for WaitTask {
@@ -1150,15 +1209,24 @@ impl StdFuture for WaitTask {
             }
             let waiter = crate::futures::Future::with_loop(this.task.loop_());
             let release = waiter.clone();
-            this.task.clone().add_done_hook(Box::new(move || {
+            let id = this.task.clone().add_done_hook(Box::new(move || {
                 if !release.done() {
                     let _ = release.set_result(());
                 }
             }));
-            this.waiter = Some(waiter);
+            this.waiter = Some((waiter, id));
         }
-        let waiter = this.waiter.as_mut().expect("set above");
+        let (waiter, _) = this.waiter.as_mut().expect("set above");
         Pin::new(waiter).poll(cx)
+    }
+}
+
+impl Drop for WaitTask {
+    fn drop(&mut self) {
+        if let Some((_, id)) = self.waiter.take() {
+            // A no-op once the task is done: its callbacks were scheduled.
+            self.task.remove_done_callback(id);
+        }
     }
 }
 

@@ -590,7 +590,7 @@ where
         return match inner {
             Child::Future(f) => f,
             Child::Task(t) => {
-                let outer: Future<T> = Future::new();
+                let outer: Future<T> = Future::with_loop(t.loop_ref());
                 match t.result() {
                     Ok(v) => {
                         let _ = outer.set_result(v);
@@ -606,7 +606,8 @@ where
             }
         };
     }
-    let outer: Future<T> = Future::new();
+    // asyncio: `outer = loop.create_future()`, on the inner future's loop.
+    let outer: Future<T> = Future::with_loop(inner.loop_ref());
     let (o, i) = (outer.clone(), inner.clone());
     // asyncio's _inner_done_callback
     let id = inner.on_done(move || {

@@ -411,3 +411,44 @@ fn cancelling_a_task_parked_in_wait_done_ends_the_wait_not_the_awaited_task() {
         "the cancel took {elapsed:.3} s: it waited for the awaited task"
     );
 }
+
+// conformance: C3
+#[test]
+fn a_second_cancel_after_the_fut_waiter_was_cancelled_keeps_the_first_message() {
+    // asyncio: the first cancel() cancels the fut_waiter ("one"); the
+    // second finds it done and sets must_cancel ("two"). __wakeup then
+    // calls __step(CancelledError("one")), and __step keeps an error that
+    // is already a CancelledError: the body sees "one", and only once.
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let f = fut.clone();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let task = lp
+        .create_task(async move {
+            let r = f.await;
+            s.borrow_mut()
+                .push(r.err().and_then(|e| e.cancel_message().map(String::from)));
+            // Caught: the cancel was delivered once, the body goes on.
+            tulip::sleep(0.0).await?;
+            Ok(7)
+        })
+        .unwrap();
+    iterate(&lp);
+    assert!(task.cancel_with("one"));
+    assert!(task.cancel_with("two"));
+    assert_eq!(task.cancelling(), 2);
+    finish(&lp, &task);
+    assert_eq!(*seen.borrow(), [Some("one".to_string())]);
+    assert_eq!(task.result().unwrap(), 7);
+
+    // Not caught: the task ends cancelled with the message it saw.
+    let fut: Future<u32> = lp.create_future();
+    let f = fut.clone();
+    let task = lp.create_task(async move { f.await }).unwrap();
+    iterate(&lp);
+    task.cancel_with("one");
+    task.cancel_with("two");
+    finish(&lp, &task);
+    assert_eq!(task.result().unwrap_err().cancel_message(), Some("one"));
+}

@@ -204,3 +204,23 @@ fn context_run_in_a_task_with_no_values_restores_an_empty_context() {
     })
     .unwrap();
 }
+
+// asyncio's Runner copies the context once, at its lazy init, and runs
+// every `run()`'s main task in that context (test_runners:
+// `test_run_keeps_context`): a value set by one run is seen by the next.
+#[test]
+fn a_runner_keeps_one_context_across_its_runs() {
+    static CV: ContextVar<i32> = ContextVar::new("runner_cv");
+    let mut runner = tulip::Runner::new();
+    let f = |val: i32| async move {
+        let old = CV.get().unwrap_or(-1);
+        tulip::sleep(0.0).await?;
+        CV.set(val)?;
+        Ok(old)
+    };
+    assert_eq!(runner.run(f(1)).unwrap(), -1);
+    assert_eq!(runner.run(f(2)).unwrap(), 1);
+    runner.close();
+    // A new runner starts from the caller's context again.
+    assert_eq!(tulip::run(f(3)).unwrap(), -1);
+}

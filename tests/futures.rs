@@ -302,3 +302,35 @@ fn awaiting_a_pending_future_suspends_until_it_is_done() {
         .unwrap();
     assert_eq!(lp.run_until_complete(fut).unwrap(), 11);
 }
+
+// asyncio's Task.__step: a coroutine that yields a future of another loop
+// gets "RuntimeError: Task ... got Future ... attached to a different loop"
+// thrown in at once, instead of waiting on a loop that is not running.
+#[test]
+fn awaiting_a_pending_future_or_task_of_another_loop_is_an_error() {
+    let lp = EventLoop::new().unwrap();
+    let other = EventLoop::new().unwrap();
+    let foreign: Future<u32> = other.create_future();
+    let foreign_task = other.create_task(async { Ok(1u32) }).unwrap();
+    let (f, t) = (foreign.clone(), foreign_task.clone());
+    let lp1 = lp.clone();
+    let guard = lp.call_later(10.0, move || lp1.stop()).unwrap();
+    let out = lp.run_until_complete(async move {
+        let a = f.await;
+        let b = t.await;
+        Ok((a, b))
+    });
+    guard.cancel();
+    let (a, b) = out.expect("the task waited on the other loop");
+    for r in [a, b] {
+        match r {
+            Err(Error::Runtime(m)) => assert!(m.contains("different loop"), "{m}"),
+            other => panic!("awaiting another loop's future gave {other:?}"),
+        }
+    }
+    // Nothing was registered on the foreign future, which still works.
+    assert!(!foreign.done());
+    foreign.set_result(2).unwrap();
+    assert_eq!(other.run_until_complete(foreign).unwrap(), 2);
+    assert_eq!(other.run_until_complete(foreign_task).unwrap(), 1);
+}

@@ -1021,3 +1021,17 @@ fn replacing_a_reader_cancels_the_old_callback() {
     assert!(!timed_out.get(), "the new reader never ran");
     assert_eq!(entries(&l), ["new"]);
 }
+
+// asyncio's Runner.close() does nothing to a runner that was never
+// initialized (`if self._state is not _State.INITIALIZED: return`); only
+// a runner whose loop was closed refuses to run ("Runner is closed").
+#[test]
+fn closing_a_runner_that_never_ran_leaves_it_usable_and_a_closed_one_refuses() {
+    let mut runner = tulip::Runner::new();
+    runner.close();
+    assert_eq!(runner.run(async { Ok(1) }).unwrap(), 1);
+    runner.close();
+    let err = runner.run(async { Ok(2) }).unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
+    assert!(runner.get_loop().is_err());
+}

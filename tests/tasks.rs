@@ -76,6 +76,57 @@ fn a_task_destroyed_while_pending_is_reported() {
 
 // conformance: C4
 #[test]
+fn a_pending_task_in_a_reference_cycle_is_freed_when_the_loop_closes() {
+    // CPython's collector frees a pending task that only its own frame (or
+    // a gather of it) still references, once its loop is gone. Without a
+    // collector, `close()` must drop what the task can never run again.
+    let lp = EventLoop::new().unwrap();
+    let alive = Rc::new(());
+    // The loop itself is freed too: its exception handler holds `alive`.
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let (r, a) = (reports.clone(), alive.clone());
+    lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
+        let _ = &a;
+        r.borrow_mut().push(ctx.clone());
+    }));
+    // A body that holds its own task.
+    let a = alive.clone();
+    let self_holder = lp
+        .create_task(async move {
+            let _a = a;
+            let _me = tulip::current_task().unwrap();
+            tulip::sleep(3600.0).await
+        })
+        .unwrap();
+    // Children of a gather: each holds the gather through its done
+    // notification, and the gather holds them.
+    let a = alive.clone();
+    let gatherer = lp
+        .create_task(async move {
+            let _a = a;
+            let lp = tulip::get_running_loop()?;
+            let children = (0..2)
+                .map(|_| lp.create_task(async { tulip::sleep(3600.0).await }))
+                .collect::<tulip::Result<Vec<_>>>()?;
+            tulip::gather(children).await.map(drop)
+        })
+        .unwrap();
+    iterate(&lp);
+    iterate(&lp);
+    assert_eq!(Rc::strong_count(&alive), 4);
+    lp.close().unwrap();
+    assert_eq!(reports.borrow().len(), 4, "{:?}", reports.borrow());
+    drop((self_holder, gatherer));
+    drop(lp);
+    assert_eq!(
+        Rc::strong_count(&alive),
+        1,
+        "a body in a reference cycle, or the loop, outlived the loop's close"
+    );
+}
+
+// conformance: C4
+#[test]
 fn a_task_without_a_handle_still_runs_to_completion() {
     let lp = EventLoop::new().unwrap();
     let l = log();
@@ -697,4 +748,37 @@ fn a_body_whose_drop_panics_is_reported_and_the_loop_runs_on() {
         assert!(r.task.is_some());
     }
     lp.close().unwrap();
+}
+
+// asyncio's `_wait` removes its `_on_completion` callback from every future
+// in its `finally:`, so a wait that ends early (a timeout, a cancel, a
+// select that took another branch) leaves nothing on the awaited task.
+#[test]
+fn an_abandoned_wait_done_leaves_no_callback_on_the_task() {
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let f = fut.clone();
+    let task = lp.create_task(async move { f.await }).unwrap();
+    let t = task.clone();
+    let left = lp
+        .run_until_complete(async move {
+            for _ in 0..10 {
+                // Polled once (the hook is registered), then dropped.
+                let mut w = Box::pin(t.wait_done());
+                std::future::poll_fn(|cx| {
+                    let _ = std::future::Future::poll(w.as_mut(), cx);
+                    std::task::Poll::Ready(())
+                })
+                .await;
+            }
+            Ok(t.callback_count())
+        })
+        .unwrap();
+    assert_eq!(
+        left, 0,
+        "every abandoned wait left its callback on the task"
+    );
+    fut.set_result(1).unwrap();
+    iterate(&lp);
+    assert_eq!(task.result().unwrap(), 1);
 }
