@@ -80,6 +80,7 @@ impl<T: Clone + 'static> Child<T> {
     /// Turns an awaitable into a child: a `Task` or a `Future` is used as it
     /// is; any other future is wrapped in a task. If no task can be created
     /// (the loop is closed), the child is a future failed with that error.
+    #[inline]
     pub fn new<F>(fut: F) -> Child<T>
     where
         F: StdFuture<Output = Result<T>> + 'static,
