@@ -197,10 +197,13 @@ fn condition_notify_n_and_all() {
     .unwrap();
 }
 
-#[test]
-fn condition_notified_then_cancelled_passes_notify_on() {
-    // conformance: S2
-    tulip::run(async {
+/// Two tasks wait on a condition; a notify reaches the first, which is
+/// then cancelled: before it runs, or (`while_reacquiring`) once it runs
+/// and waits for the lock the notifier holds. Either way the notify must
+/// go on to the second waiter (asyncio's Condition.wait: `except
+/// BaseException: self._notify(1)`).
+fn notified_then_cancelled_passes_notify_on(while_reacquiring: bool) {
+    tulip::run(async move {
         let cond = Condition::new();
         let mk = |c: Condition| {
             create_task(async move {
@@ -214,12 +217,18 @@ fn condition_notified_then_cancelled_passes_notify_on() {
         {
             let _g = cond.acquire().await?;
             cond.notify(1)?; // reaches a
-            a.cancel(); // a is cancelled before it runs
+            if while_reacquiring {
+                settle().await?; // a runs and waits for the lock we hold
+                a.cancel();
+                settle().await?;
+            } else {
+                a.cancel(); // before a runs
+            }
         }
-        // No notify is lost: b is woken instead.
-        tulip::wait_for(b.clone(), 1.0).await?;
         a.wait_done().await?;
         assert!(a.cancelled());
+        // No notify is lost: b is woken instead.
+        tulip::wait_for(b.clone(), 1.0).await?;
         assert!(!cond.locked());
         Ok(())
     })
@@ -227,37 +236,15 @@ fn condition_notified_then_cancelled_passes_notify_on() {
 }
 
 #[test]
+fn condition_notified_then_cancelled_passes_notify_on() {
+    // conformance: S2
+    notified_then_cancelled_passes_notify_on(false);
+}
+
+#[test]
 fn condition_notified_then_cancelled_while_reacquiring_passes_notify_on() {
     // conformance: S2
-    // asyncio's Condition.wait: `except BaseException: self._notify(1)`,
-    // also when the cancel arrives after the notify, while the waiter
-    // re-acquires the lock.
-    tulip::run(async {
-        let cond = Condition::new();
-        let mk = |c: Condition| {
-            create_task(async move {
-                let _g = c.acquire().await?;
-                c.wait().await
-            })
-        };
-        let a = mk(cond.clone())?;
-        let b = mk(cond.clone())?;
-        settle().await?;
-        {
-            let _g = cond.acquire().await?;
-            cond.notify(1)?; // reaches a
-            settle().await?; // a runs and waits for the lock we hold
-            a.cancel(); // cancelled while re-acquiring the lock
-            settle().await?;
-        }
-        a.wait_done().await?;
-        assert!(a.cancelled());
-        // No notify is lost: b is woken instead.
-        tulip::wait_for(b.clone(), 1.0).await?;
-        assert!(!cond.locked());
-        Ok(())
-    })
-    .unwrap();
+    notified_then_cancelled_passes_notify_on(true);
 }
 
 #[test]
