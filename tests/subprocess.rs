@@ -440,6 +440,44 @@ both_watchers!(
 );
 
 // conformance: P1
+/// asyncio's `Process.wait()` resolves in `_call_connection_lost`: once the
+/// child exited *and* every pipe transport was lost (`_try_finish`), so the
+/// readers hold all the output and its EOF by then. Here `sh` exits at once
+/// while its background subshell keeps stdout (and stdin) open, writes
+/// more, and only then exits; stdin is never closed by us: it goes when
+/// the last process holding its read end exits.
+fn wait_waits_for_the_pipes(kind: ChildWatcherKind) {
+    let (rc, returncode_at_exit, at_eof, buffered, all) = on_loop(kind, |_| async {
+        let p = std::rc::Rc::new(
+            Command::shell("echo start; (sleep 0.3; echo late) & exit 3")
+                .stdin(Stdio::Pipe)
+                .stdout(Stdio::Pipe)
+                .spawn()?,
+        );
+        let p2 = p.clone();
+        let rc = tulip::timeout(10.0)
+            .run(async move { p2.wait().await })
+            .await?;
+        let out = p.stdout.as_ref().unwrap();
+        let (at_eof, buffered) = (out.at_eof(), out.buffered());
+        let all = out.read_to_eof().await?;
+        Ok((rc, p.returncode(), at_eof, buffered, all))
+    });
+    assert_eq!((rc, returncode_at_exit), (3, Some(3)));
+    assert_eq!(
+        (at_eof, buffered),
+        (false, 11),
+        "wait() returned before stdout was closed"
+    );
+    assert_eq!(all, b"start\nlate\n");
+}
+both_watchers!(
+    wait_waits_for_the_pipes,
+    wait_returns_once_the_child_exited_and_every_pipe_closed_pidfd,
+    wait_returns_once_the_child_exited_and_every_pipe_closed_thread
+);
+
+// conformance: P1
 fn interactive(kind: ChildWatcherKind) {
     let lines = on_loop(kind, |_| async {
         let mut p = Command::new("cat").stdios(Stdios::piped()).spawn()?;
