@@ -45,7 +45,9 @@
 //!   the readers then hold all the output and its EOF. As in asyncio, a
 //!   grandchild that keeps a pipe open holds `wait()` too, and so does an
 //!   output reader left paused above its limit (read it, or use
-//!   `communicate()`). `returncode()` is set at the reap.
+//!   `communicate()`). `returncode()` is set at the reap. From then on no
+//!   signal is sent; once `wait()` can return, signalling is an `ESRCH`
+//!   error (asyncio's `ProcessLookupError`).
 //! - `spawn_in_executor` only forks and execs on the worker; the child is
 //!   watched and reaped by the loop like any other (`waitpid` and pidfds
 //!   work for the child of any thread of the process). Until the loop has
@@ -832,8 +834,14 @@ impl Process {
     }
 
     /// Sends signal `sig` to the child (through its pidfd when there is
-    /// one). A no-op once the child was reaped.
+    /// one). A no-op once the child was reaped (its pid may be recycled);
+    /// once the process is finished, the child reaped and every pipe closed
+    /// (`wait()` returns), an error with `ESRCH`: asyncio's
+    /// `_check_proc` raising `ProcessLookupError`.
     pub fn send_signal(&self, sig: i32) -> Result<()> {
+        if self.child.returncode().is_some() && self.pipes.open.get() == 0 {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH).into());
+        }
         self.child.send_signal(sig)
     }
 

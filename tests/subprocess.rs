@@ -350,12 +350,21 @@ both_watchers!(
 // conformance: P3
 fn signal_after_reap_is_noop(kind: ChildWatcherKind) {
     on_loop(kind, |_| async {
-        let p = Command::new("true").spawn()?;
-        assert_eq!(p.wait().await?, 0);
+        // The child exits at once, but a grandchild holds its stdout for a
+        // while: reaped, not finished (asyncio's `_returncode` is set, its
+        // `_proc` not yet cleared), so signals are quietly dropped.
+        let p = Command::shell("sleep 0.3 & exit 0")
+            .stdout(Stdio::Pipe)
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while p.returncode().is_none() && Instant::now() < deadline {
+            tulip::sleep(0.01).await?;
+        }
+        assert_eq!(p.returncode(), Some(0));
         // Reaped: its pid may be recycled, so nothing may be sent any more.
         p.kill()?;
         p.send_signal(libc::SIGTERM)?;
-        assert_eq!(p.returncode(), Some(0));
+        assert_eq!(p.wait().await?, 0);
         Ok(())
     });
 }
@@ -363,6 +372,33 @@ both_watchers!(
     signal_after_reap_is_noop,
     a_reaped_child_is_never_signalled_pidfd,
     a_reaped_child_is_never_signalled_thread
+);
+
+// conformance: P3
+/// CPython's `test_proc_exited`: once the transport is finished (the child
+/// exited and its pipes are closed, so `wait()` has returned),
+/// `send_signal`, `terminate` and `kill` raise `ProcessLookupError`.
+fn signal_after_wait_is_process_lookup_error(kind: ChildWatcherKind) {
+    let errs = on_loop(kind, |_| async {
+        let mut errs = Vec::new();
+        for stdio in [Stdio::Inherit, Stdio::Pipe] {
+            let p = Command::new("true").stdout(stdio).spawn()?;
+            assert_eq!(p.wait().await?, 0);
+            errs.push(p.send_signal(libc::SIGTERM).err());
+            errs.push(p.terminate().err());
+            errs.push(p.kill().err());
+        }
+        Ok(errs)
+    });
+    for e in errs {
+        let e = e.expect("signalling a finished process succeeded");
+        assert_eq!(e.raw_os_error(), Some(libc::ESRCH), "{e:?}");
+    }
+}
+both_watchers!(
+    signal_after_wait_is_process_lookup_error,
+    signalling_a_finished_process_is_a_process_lookup_error_pidfd,
+    signalling_a_finished_process_is_a_process_lookup_error_thread
 );
 
 // conformance: P4
