@@ -804,7 +804,9 @@ impl Process {
                 "communicate(input) needs stdin set to Stdio::Pipe",
             ));
         }
-        let stdin = self.stdin.take();
+        // Borrowed, not taken: as asyncio's `Process.stdin`, it stays with
+        // the process (closed), and after a cancel the caller can close it.
+        let stdin = self.stdin.as_ref();
         let feed = async move {
             if let Some(w) = stdin {
                 // Fed in chunks, so most bytes go straight from `input` to

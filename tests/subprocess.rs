@@ -513,6 +513,41 @@ both_watchers!(
     wait_returns_once_the_child_exited_and_every_pipe_closed_thread
 );
 
+// conformance: P2
+/// Cancelling `communicate()` leaves the child running and its stdin with
+/// the process: asyncio's `_feed_stdin` does not close stdin on a cancel,
+/// and `Process.stdin` stays set, so the caller can still close it and let
+/// the child end.
+fn cancelled_communicate(kind: ChildWatcherKind) {
+    let (timed_out, had_stdin, rc) = on_loop(kind, |_| async {
+        // The child reads nothing for a second: 1 MB cannot all be written.
+        let mut p = Command::shell("sleep 1; exec cat >/dev/null")
+            .stdin(Stdio::Pipe)
+            .spawn()?;
+        let input = vec![b'x'; 1024 * 1024];
+        let r = tulip::timeout(0.05).run(p.communicate(Some(&input))).await;
+        let timed_out = matches!(r, Err(tulip::Error::Timeout));
+        let had_stdin = p.stdin.is_some();
+        match p.stdin.as_ref() {
+            Some(w) => w.close(),
+            None => p.kill()?, // nothing else could end it any more
+        }
+        let rc = tulip::timeout(10.0).run(p.wait()).await?;
+        Ok((timed_out, had_stdin, rc))
+    });
+    assert!(timed_out);
+    assert!(
+        had_stdin,
+        "a cancelled communicate() lost the process's stdin"
+    );
+    assert_eq!(rc, 0);
+}
+both_watchers!(
+    cancelled_communicate,
+    a_cancelled_communicate_leaves_the_child_and_its_stdin_pidfd,
+    a_cancelled_communicate_leaves_the_child_and_its_stdin_thread
+);
+
 // conformance: P1
 fn interactive(kind: ChildWatcherKind) {
     let lines = on_loop(kind, |_| async {
