@@ -39,8 +39,15 @@
 //! - The parent's pipe ends are non-blocking and close-on-exec; the child's
 //!   ends are blocking (they are the child's stdio).
 //! - A `Process` never reaps: the watcher does, even after the `Process` is
-//!   dropped. `wait()` resolves when the child has exited (it does not wait
-//!   for the pipes to close).
+//!   dropped. `wait()` resolves once the child was reaped *and* every pipe
+//!   transport of the child (stdin, stdout, stderr) has called
+//!   `connection_lost` (asyncio's `_try_finish` and `_call_connection_lost`):
+//!   the readers then hold all the output and its EOF. As in asyncio, a
+//!   grandchild that keeps a pipe open holds `wait()` too, and so does an
+//!   output reader left paused above its limit (read it, or use
+//!   `communicate()`). `returncode()` is set at the reap. From then on no
+//!   signal is sent; once `wait()` can return, signalling is an `ESRCH`
+//!   error (asyncio's `ProcessLookupError`).
 //! - `spawn_in_executor` only forks and execs on the worker; the child is
 //!   watched and reaped by the loop like any other (`waitpid` and pidfds
 //!   work for the child of any thread of the process). Until the loop has
@@ -53,6 +60,7 @@
 //!   cancelled while the worker spawns, it waits for the spawn, kills the
 //!   child and waits until it is reaped before returning `Cancelled`.
 
+use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::fd::OwnedFd;
@@ -66,10 +74,12 @@ use crate::error::{Error, Result};
 use crate::event_loop::{get_running_loop, EventLoop, LoopRef};
 use crate::futures::Future;
 use crate::pipes::{is_broken_pipe, ReadPipeTransport, WritePipeTransport};
+use crate::protocols::Protocol;
 pub use crate::streams::DEFAULT_LIMIT;
 use crate::streams::{FlowControl, StreamReader, StreamReaderProtocol, StreamWriter};
 use crate::sys;
 use crate::threads::ThreadPool;
+use crate::transports::Transport;
 
 /// How much of `communicate`'s input is written before each `drain()`:
 /// the transport's high-water mark.
@@ -399,7 +409,7 @@ impl Command {
         if let Some(e) = cancelled {
             let _ = proc.kill();
             while proc.returncode().is_none() {
-                let _ = proc.wait().await;
+                let _ = proc.child.wait(&lp).await;
             }
             return Err(e);
         }
@@ -496,22 +506,24 @@ impl Adopt {
     ) -> Result<Process> {
         let state = ChildWatcher::of(lp).add_child(lp, pid)?;
         let [w, r_out, r_err] = ours;
+        let pipes = Rc::new(Pipes::default());
         let mut proc = Process {
             lp: LoopRef::new(lp.clone()),
             stdin: None,
             stdout: None,
             stderr: None,
             child: state,
+            pipes: pipes.clone(),
             kill_on_drop: self.kill_on_drop,
         };
         // Wrapping a pipe fails only for lack of memory (or fds); the child
         // is watched already, and dropping `proc` applies kill_on_drop.
-        proc.stdin = w.map(|fd| stdin_writer(lp, fd)).transpose()?;
+        proc.stdin = w.map(|fd| stdin_writer(lp, fd, &pipes)).transpose()?;
         proc.stdout = r_out
-            .map(|fd| output_reader(lp, fd, self.limit))
+            .map(|fd| output_reader(lp, fd, self.limit, &pipes))
             .transpose()?;
         proc.stderr = r_err
-            .map(|fd| output_reader(lp, fd, self.limit))
+            .map(|fd| output_reader(lp, fd, self.limit, &pipes))
             .transpose()?;
         Ok(proc)
     }
@@ -520,20 +532,125 @@ impl Adopt {
 /// A child's stdout or stderr: a read pipe transport under a
 /// [`StreamReaderProtocol`] that feeds a new reader (asyncio's
 /// `SubprocessStreamProtocol.pipe_data_received` → `feed_data`).
-fn output_reader(lp: &EventLoop, fd: OwnedFd, limit: usize) -> Result<StreamReader> {
+fn output_reader(
+    lp: &EventLoop,
+    fd: OwnedFd,
+    limit: usize,
+    pipes: &Rc<Pipes>,
+) -> Result<StreamReader> {
     let reader = StreamReader::with_loop(lp, limit);
     let protocol = Rc::new(StreamReaderProtocol::new(lp, reader.clone(), None));
-    ReadPipeTransport::new(lp, fd, protocol, None)?;
+    ReadPipeTransport::new(lp, fd, SubprocessPipeProto::wrap(protocol, pipes), None)?;
     Ok(reader)
 }
 
 /// A child's stdin: a write pipe transport whose protocol is the flow
 /// control of its writer (asyncio's `SubprocessStreamProtocol` is that
 /// `FlowControlMixin`).
-fn stdin_writer(lp: &EventLoop, fd: OwnedFd) -> Result<StreamWriter> {
+fn stdin_writer(lp: &EventLoop, fd: OwnedFd, pipes: &Rc<Pipes>) -> Result<StreamWriter> {
     let flow = FlowControl::new(lp);
-    let transport = WritePipeTransport::new(lp, fd, Rc::new(flow.clone()), None)?;
+    let protocol = SubprocessPipeProto::wrap(Rc::new(flow.clone()), pipes);
+    let transport = WritePipeTransport::new(lp, fd, protocol, None)?;
     Ok(StreamWriter::new(transport, flow, None))
+}
+
+/// asyncio's `BaseSubprocessTransport` bookkeeping of the child's pipes:
+/// how many are still connected (`_pipes[fd].disconnected`), and the
+/// `wait()` calls to wake once the last one is lost (`_try_finish`, then
+/// `_call_connection_lost` wakes the `_exit_waiters`).
+#[derive(Default)]
+struct Pipes {
+    /// Pipe transports that have not called `connection_lost` yet.
+    open: Cell<usize>,
+    /// One future per `wait()` call waiting for the pipes.
+    waiters: RefCell<Vec<Future<()>>>,
+}
+
+impl Pipes {
+    /// Resolves once every pipe is lost; cancelling it touches nothing else.
+    async fn wait_lost(&self, lp: &EventLoop) -> Result<()> {
+        if self.open.get() == 0 {
+            return Ok(());
+        }
+        let waiter = lp.create_future::<()>();
+        self.waiters.borrow_mut().push(waiter.clone());
+        let res = waiter.clone().await;
+        if res.is_err() {
+            self.waiters.borrow_mut().retain(|w| !w.ptr_eq(&waiter));
+        }
+        res
+    }
+
+    /// One pipe was lost: asyncio's `_pipe_connection_lost` + `_try_finish`.
+    fn pipe_lost(&self) {
+        self.open.set(self.open.get().saturating_sub(1));
+        if self.open.get() > 0 {
+            return;
+        }
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in waiters {
+            if !w.done() {
+                let _ = w.set_result(());
+            }
+        }
+    }
+}
+
+/// asyncio's `WriteSubprocessPipeProto`/`ReadSubprocessPipeProto`: the
+/// protocol of one of the child's pipe transports. It passes every call on
+/// to the stream's protocol, and tells the process when the pipe is lost.
+///
+/// The pipe counts as lost when the transport lets go of this protocol,
+/// which it does right after `connection_lost` and its fd's close, and
+/// also when it ends without calling it: a pipe closed before its
+/// `connection_made` ran (tulip hands the `Process` out before the pipes'
+/// first iteration; asyncio awaits `connection_made` first), or released
+/// by a loop that closed.
+struct SubprocessPipeProto {
+    inner: Rc<dyn Protocol>,
+    pipes: Rc<Pipes>,
+}
+
+impl SubprocessPipeProto {
+    fn wrap(inner: Rc<dyn Protocol>, pipes: &Rc<Pipes>) -> Rc<dyn Protocol> {
+        pipes.open.set(pipes.open.get() + 1);
+        Rc::new(SubprocessPipeProto {
+            inner,
+            pipes: pipes.clone(),
+        })
+    }
+}
+
+impl Drop for SubprocessPipeProto {
+    fn drop(&mut self) {
+        self.pipes.pipe_lost();
+    }
+}
+
+impl Protocol for SubprocessPipeProto {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        self.inner.connection_made(transport);
+    }
+
+    fn data_received(&self, data: &[u8]) {
+        self.inner.data_received(data);
+    }
+
+    fn eof_received(&self) -> bool {
+        self.inner.eof_received()
+    }
+
+    fn connection_lost(&self, exc: Option<Error>) {
+        self.inner.connection_lost(exc);
+    }
+
+    fn pause_writing(&self) {
+        self.inner.pause_writing();
+    }
+
+    fn resume_writing(&self) {
+        self.inner.resume_writing();
+    }
 }
 
 /// [`Command::spawn_in_executor`]'s job: waiting for a worker, taken by
@@ -646,6 +763,8 @@ pub struct Process {
     /// The child's stderr, if it was [`Stdio::Pipe`].
     pub stderr: Option<StreamReader>,
     child: Rc<ChildState>,
+    /// The child's pipes, which `wait()` waits for too.
+    pipes: Rc<Pipes>,
     kill_on_drop: bool,
 }
 
@@ -665,10 +784,13 @@ impl Process {
         self.child.kind()
     }
 
-    /// Waits for the child to exit and returns its exit code. Cancelling
+    /// Waits for the child to exit and its pipes to close (asyncio: the
+    /// transport's `connection_lost`), and returns its exit code. Cancelling
     /// `wait()` does not touch the child, which is still reaped (P2).
     pub async fn wait(&self) -> Result<i32> {
-        self.child.wait(&self.lp).await
+        let rc = self.child.wait(&self.lp).await?;
+        self.pipes.wait_lost(&self.lp).await?;
+        Ok(rc)
     }
 
     /// asyncio's `communicate(input)`: writes `input` to stdin (then closes
@@ -682,7 +804,9 @@ impl Process {
                 "communicate(input) needs stdin set to Stdio::Pipe",
             ));
         }
-        let stdin = self.stdin.take();
+        // Borrowed, not taken: as asyncio's `Process.stdin`, it stays with
+        // the process (closed), and after a cancel the caller can close it.
+        let stdin = self.stdin.as_ref();
         let feed = async move {
             if let Some(w) = stdin {
                 // Fed in chunks, so most bytes go straight from `input` to
@@ -712,8 +836,14 @@ impl Process {
     }
 
     /// Sends signal `sig` to the child (through its pidfd when there is
-    /// one). A no-op once the child was reaped.
+    /// one). A no-op once the child was reaped (its pid may be recycled);
+    /// once the process is finished, the child reaped and every pipe closed
+    /// (`wait()` returns), an error with `ESRCH`: asyncio's
+    /// `_check_proc` raising `ProcessLookupError`.
     pub fn send_signal(&self, sig: i32) -> Result<()> {
+        if self.child.returncode().is_some() && self.pipes.open.get() == 0 {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH).into());
+        }
         self.child.send_signal(sig)
     }
 

@@ -15,8 +15,8 @@
 //!   worker is idle, and never more than `max_workers` (asyncio's
 //!   `_adjust_thread_count`). Jobs run in submission order.
 //! - A job whose future was cancelled before a worker took it never runs.
-//! - A panic in a job becomes the future's [`Error::Panic`]; it never kills
-//!   a worker.
+//! - A panic in a job becomes the future's [`Error::Panic`] (a job given
+//!   to [`ThreadPool::submit`] directly just ends); it never kills a worker.
 //! - Workers hold the job queue, never the pool's handles: when the last
 //!   [`ThreadPool`] handle is dropped, the queue disconnects and the
 //!   workers exit once it is empty.
@@ -158,7 +158,9 @@ impl ThreadPool {
             let handle = std::thread::Builder::new().name(name).spawn(move || {
                 // Until the pool is shut down or its last handle is gone.
                 while let Ok(job) = queue.rx.recv() {
-                    job();
+                    // concurrent.futures' `_WorkItem.run`: whatever the job
+                    // raises stays with the job; the worker takes the next.
+                    let _ = catch_unwind(AssertUnwindSafe(job));
                     queue.idle.fetch_add(1, Ordering::AcqRel);
                 }
             })?;

@@ -350,12 +350,21 @@ both_watchers!(
 // conformance: P3
 fn signal_after_reap_is_noop(kind: ChildWatcherKind) {
     on_loop(kind, |_| async {
-        let p = Command::new("true").spawn()?;
-        assert_eq!(p.wait().await?, 0);
+        // The child exits at once, but a grandchild holds its stdout for a
+        // while: reaped, not finished (asyncio's `_returncode` is set, its
+        // `_proc` not yet cleared), so signals are quietly dropped.
+        let p = Command::shell("sleep 0.3 & exit 0")
+            .stdout(Stdio::Pipe)
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while p.returncode().is_none() && Instant::now() < deadline {
+            tulip::sleep(0.01).await?;
+        }
+        assert_eq!(p.returncode(), Some(0));
         // Reaped: its pid may be recycled, so nothing may be sent any more.
         p.kill()?;
         p.send_signal(libc::SIGTERM)?;
-        assert_eq!(p.returncode(), Some(0));
+        assert_eq!(p.wait().await?, 0);
         Ok(())
     });
 }
@@ -363,6 +372,33 @@ both_watchers!(
     signal_after_reap_is_noop,
     a_reaped_child_is_never_signalled_pidfd,
     a_reaped_child_is_never_signalled_thread
+);
+
+// conformance: P3
+/// CPython's `test_proc_exited`: once the transport is finished (the child
+/// exited and its pipes are closed, so `wait()` has returned),
+/// `send_signal`, `terminate` and `kill` raise `ProcessLookupError`.
+fn signal_after_wait_is_process_lookup_error(kind: ChildWatcherKind) {
+    let errs = on_loop(kind, |_| async {
+        let mut errs = Vec::new();
+        for stdio in [Stdio::Inherit, Stdio::Pipe] {
+            let p = Command::new("true").stdout(stdio).spawn()?;
+            assert_eq!(p.wait().await?, 0);
+            errs.push(p.send_signal(libc::SIGTERM).err());
+            errs.push(p.terminate().err());
+            errs.push(p.kill().err());
+        }
+        Ok(errs)
+    });
+    for e in errs {
+        let e = e.expect("signalling a finished process succeeded");
+        assert_eq!(e.raw_os_error(), Some(libc::ESRCH), "{e:?}");
+    }
+}
+both_watchers!(
+    signal_after_wait_is_process_lookup_error,
+    signalling_a_finished_process_is_a_process_lookup_error_pidfd,
+    signalling_a_finished_process_is_a_process_lookup_error_thread
 );
 
 // conformance: P4
@@ -437,6 +473,79 @@ both_watchers!(
     stdio_choices,
     pipe_devnull_stdout_env_and_cwd_work_pidfd,
     pipe_devnull_stdout_env_and_cwd_work_thread
+);
+
+// conformance: P1
+/// asyncio's `Process.wait()` resolves in `_call_connection_lost`: once the
+/// child exited *and* every pipe transport was lost (`_try_finish`), so the
+/// readers hold all the output and its EOF by then. Here `sh` exits at once
+/// while its background subshell keeps stdout (and stdin) open, writes
+/// more, and only then exits; stdin is never closed by us: it goes when
+/// the last process holding its read end exits.
+fn wait_waits_for_the_pipes(kind: ChildWatcherKind) {
+    let (rc, returncode_at_exit, at_eof, buffered, all) = on_loop(kind, |_| async {
+        let p = std::rc::Rc::new(
+            Command::shell("echo start; (sleep 0.3; echo late) & exit 3")
+                .stdin(Stdio::Pipe)
+                .stdout(Stdio::Pipe)
+                .spawn()?,
+        );
+        let p2 = p.clone();
+        let rc = tulip::timeout(10.0)
+            .run(async move { p2.wait().await })
+            .await?;
+        let out = p.stdout.as_ref().unwrap();
+        let (at_eof, buffered) = (out.at_eof(), out.buffered());
+        let all = out.read_to_eof().await?;
+        Ok((rc, p.returncode(), at_eof, buffered, all))
+    });
+    assert_eq!((rc, returncode_at_exit), (3, Some(3)));
+    assert_eq!(
+        (at_eof, buffered),
+        (false, 11),
+        "wait() returned before stdout was closed"
+    );
+    assert_eq!(all, b"start\nlate\n");
+}
+both_watchers!(
+    wait_waits_for_the_pipes,
+    wait_returns_once_the_child_exited_and_every_pipe_closed_pidfd,
+    wait_returns_once_the_child_exited_and_every_pipe_closed_thread
+);
+
+// conformance: P2
+/// Cancelling `communicate()` leaves the child running and its stdin with
+/// the process: asyncio's `_feed_stdin` does not close stdin on a cancel,
+/// and `Process.stdin` stays set, so the caller can still close it and let
+/// the child end.
+fn cancelled_communicate(kind: ChildWatcherKind) {
+    let (timed_out, had_stdin, rc) = on_loop(kind, |_| async {
+        // The child reads nothing for a second: 1 MB cannot all be written.
+        let mut p = Command::shell("sleep 1; exec cat >/dev/null")
+            .stdin(Stdio::Pipe)
+            .spawn()?;
+        let input = vec![b'x'; 1024 * 1024];
+        let r = tulip::timeout(0.05).run(p.communicate(Some(&input))).await;
+        let timed_out = matches!(r, Err(tulip::Error::Timeout));
+        let had_stdin = p.stdin.is_some();
+        match p.stdin.as_ref() {
+            Some(w) => w.close(),
+            None => p.kill()?, // nothing else could end it any more
+        }
+        let rc = tulip::timeout(10.0).run(p.wait()).await?;
+        Ok((timed_out, had_stdin, rc))
+    });
+    assert!(timed_out);
+    assert!(
+        had_stdin,
+        "a cancelled communicate() lost the process's stdin"
+    );
+    assert_eq!(rc, 0);
+}
+both_watchers!(
+    cancelled_communicate,
+    a_cancelled_communicate_leaves_the_child_and_its_stdin_pidfd,
+    a_cancelled_communicate_leaves_the_child_and_its_stdin_thread
 );
 
 // conformance: P1

@@ -291,3 +291,33 @@ fn shutdown_with_wait_from_one_of_the_pools_own_jobs_returns() {
     );
     assert!(pool.is_shutdown());
 }
+
+// conformance: H2
+#[test]
+fn a_panicking_job_submitted_to_a_pool_does_not_kill_its_worker() {
+    // concurrent.futures' `_WorkItem.run` catches whatever the job raises:
+    // the worker lives on and takes the next job. A worker killed by the
+    // panic would leave a pool of one thread that never runs anything
+    // again (its thread count stays at max_workers).
+    let pool = ThreadPool::new(1).unwrap();
+    pool.submit(|| panic!("a job that panics")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<u32>();
+    pool.submit(move || {
+        let _ = tx.send(7);
+    })
+    .unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)),
+        Ok(7),
+        "the job after a panicking one never ran"
+    );
+    assert_eq!(pool.threads(), 1);
+    // run_in_executor on the same pool still gets its result.
+    let v = tulip::run(async move {
+        let lp = tulip::get_running_loop()?;
+        let fut = lp.run_in_executor(Some(&pool), || 6 * 7)?;
+        tulip::wait_for(fut, 5.0).await
+    })
+    .unwrap();
+    assert_eq!(v, 42);
+}
