@@ -42,12 +42,13 @@
 //!   dropped. `wait()` resolves once the child was reaped *and* every pipe
 //!   transport of the child (stdin, stdout, stderr) has called
 //!   `connection_lost` (asyncio's `_try_finish` and `_call_connection_lost`):
-//!   the readers then hold all the output and its EOF. As in asyncio, a
-//!   grandchild that keeps a pipe open holds `wait()` too, and so does an
-//!   output reader left paused above its limit (read it, or use
-//!   `communicate()`). `returncode()` is set at the reap. From then on no
-//!   signal is sent; once `wait()` can return, signalling is an `ESRCH`
-//!   error (asyncio's `ProcessLookupError`).
+//!   the readers then hold all the output and its EOF; a `wait()` called
+//!   once the child was reaped returns at once (asyncio's `_wait`). As in
+//!   asyncio, a grandchild that keeps a pipe open holds a pending `wait()`
+//!   too, and so does an output reader left paused above its limit (read
+//!   it, or use `communicate()`). `returncode()` is set at the reap. From
+//!   then on no signal is sent; once every pipe is lost too, signalling is
+//!   an `ESRCH` error (asyncio's `ProcessLookupError`).
 //! - `spawn_in_executor` only forks and execs on the worker; the child is
 //!   watched and reaped by the loop like any other (`waitpid` and pidfds
 //!   work for the child of any thread of the process). Until the loop has
@@ -785,9 +786,15 @@ impl Process {
     }
 
     /// Waits for the child to exit and its pipes to close (asyncio: the
-    /// transport's `connection_lost`), and returns its exit code. Cancelling
-    /// `wait()` does not touch the child, which is still reaped (P2).
+    /// transport's `connection_lost`), and returns its exit code. Once the
+    /// child was reaped, it returns the exit code at once, as asyncio's
+    /// `_wait` does (only a wait pending at the exit waits for the pipes).
+    /// Cancelling `wait()` does not touch the child, which is still reaped
+    /// (P2).
     pub async fn wait(&self) -> Result<i32> {
+        if let Some(rc) = self.child.returncode() {
+            return Ok(rc);
+        }
         let rc = self.child.wait(&self.lp).await?;
         self.pipes.wait_lost(&self.lp).await?;
         Ok(rc)

@@ -549,6 +549,39 @@ both_watchers!(
 );
 
 // conformance: P1
+/// asyncio's `_wait` returns `_returncode` at once once the child exited:
+/// only a `wait()` already pending at the exit waits for the pipes. Here
+/// the child exits while its stdout reader is paused above its limit
+/// (nobody reads it), so its pipe stays open; a later `wait()` must still
+/// return the exit code, and the output is all there afterwards.
+fn wait_after_the_exit(kind: ChildWatcherKind) {
+    let (rc, len) = on_loop(kind, |_| async {
+        // 150 000 bytes: more than 2 x 64 KiB (the reader pauses) but small
+        // enough for the rest to fit in the pipe, so the child exits.
+        let p = Command::shell("head -c 150000 /dev/zero")
+            .stdout(Stdio::Pipe)
+            .spawn()?;
+        tulip::timeout(10.0)
+            .run(async {
+                while p.returncode().is_none() {
+                    tulip::sleep(0.005).await?;
+                }
+                Ok(())
+            })
+            .await?;
+        let rc = tulip::timeout(5.0).run(p.wait()).await?;
+        let out = p.stdout.as_ref().unwrap().read_to_eof().await?;
+        Ok((rc, out.len()))
+    });
+    assert_eq!((rc, len), (0, 150_000));
+}
+both_watchers!(
+    wait_after_the_exit,
+    wait_after_the_exit_returns_at_once_pidfd,
+    wait_after_the_exit_returns_at_once_thread
+);
+
+// conformance: P1
 fn interactive(kind: ChildWatcherKind) {
     let lines = on_loop(kind, |_| async {
         let mut p = Command::new("cat").stdios(Stdios::piped()).spawn()?;
