@@ -20,8 +20,7 @@
 //!   `_waiter`); a second one gets a runtime error.
 //! - The reader pauses its transport when its buffer holds more than
 //!   2 × `limit` bytes and resumes it when a read brings it to `limit` or
-//!   less, or when a reader must wait for data (N2); not while a
-//!   `read_to_eof` waits, which wants all of it.
+//!   less, or when a reader must wait for data (N2).
 //! - Data leaves the buffer only when a read returns it: a read that is
 //!   cancelled or dropped leaves what was buffered for the next one.
 //! - `LimitOverrun` from `readuntil`/`readuntil_any` leaves the buffer untouched (N1);
@@ -179,8 +178,6 @@ struct ReaderInner {
     transport: RefCell<Option<Rc<dyn ReadTransport>>>,
     /// We paused the transport (the buffer went over 2 × limit).
     paused: Cell<bool>,
-    /// A `read_to_eof` is collecting everything: do not pause.
-    draining: Cell<bool>,
 }
 
 impl Default for StreamReader {
@@ -223,7 +220,6 @@ impl StreamReader {
                 exception: RefCell::new(None),
                 transport: RefCell::new(None),
                 paused: Cell::new(false),
-                draining: Cell::new(false),
             }),
         }
     }
@@ -319,7 +315,7 @@ impl StreamReader {
             buf.len()
         };
         self.wakeup_waiter();
-        if !inner.paused.get() && !inner.draining.get() && len > 2 * inner.limit {
+        if !inner.paused.get() && len > 2 * inner.limit {
             let t = inner.transport.borrow().clone();
             if let Some(t) = t {
                 inner.paused.set(true);
@@ -390,20 +386,16 @@ impl StreamReader {
     /// Cancellation-safe, unlike asyncio's `read(-1)` (which collects
     /// `read(limit)` blocks in a local list): the data stays in the reader's
     /// buffer until EOF, so a `read_to_eof` dropped by a timeout or a cancel
-    /// loses nothing, and the next read gets it all. While it waits, the
-    /// reader does not pause its transport (N2): the data is wanted whole,
-    /// so pausing would only cost a pause and a resume for every chunk.
+    /// loses nothing, and the next read gets it all.
     pub async fn read_to_eof(&self) -> Result<Vec<u8>> {
-        let inner = &*self.inner;
-        let _draining = Draining::start(&inner.draining);
         loop {
             self.check_exception()?;
-            if inner.eof.get() {
+            if self.inner.eof.get() {
                 break;
             }
             self.wait_for_data("read").await?;
         }
-        let data = inner.buffer.borrow_mut().take_all();
+        let data = self.inner.buffer.borrow_mut().take_all();
         self.maybe_resume_transport();
         Ok(data)
     }
@@ -614,28 +606,6 @@ impl Drop for ClearWaiter<'_> {
         if slot.as_ref().is_some_and(|w| w.ptr_eq(self.waiter)) {
             *slot = None;
         }
-    }
-}
-
-/// Marks a `read_to_eof` as collecting, however it ends; restores the
-/// previous mark (a second, refused `read_to_eof` leaves the first's).
-struct Draining<'a> {
-    flag: &'a Cell<bool>,
-    before: bool,
-}
-
-impl<'a> Draining<'a> {
-    fn start(flag: &'a Cell<bool>) -> Draining<'a> {
-        Draining {
-            flag,
-            before: flag.replace(true),
-        }
-    }
-}
-
-impl Drop for Draining<'_> {
-    fn drop(&mut self) {
-        self.flag.set(self.before);
     }
 }
 

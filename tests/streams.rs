@@ -408,34 +408,6 @@ fn reader_pauses_and_resumes_its_transport() {
     .unwrap();
 }
 
-// conformance: N2
-#[test]
-fn read_to_eof_of_small_chunks_never_pauses_the_transport() {
-    // asyncio's read(-1) is read(limit) until EOF: the data leaves the
-    // buffer as it comes. Keeping it all buffered would pause and resume
-    // the transport on every chunk once 2 x limit bytes had come.
-    tulip::run(async {
-        let r = StreamReader::with_limit(10);
-        let t = Rc::new(FakeRead::default());
-        t.reading.set(true);
-        r.set_transport(t.clone());
-        let r2 = r.clone();
-        let task = tulip::create_task(async move { r2.read_to_eof().await })?;
-        let mut sent = Vec::new();
-        for i in 0..100u8 {
-            let chunk = [i; 5];
-            r.feed_data(&chunk);
-            sent.extend_from_slice(&chunk);
-            tulip::sleep(0.0).await?;
-        }
-        r.feed_eof();
-        assert_eq!(task.await?, sent);
-        assert_eq!((t.pauses.get(), t.resumes.get()), (0, 0));
-        Ok(())
-    })
-    .unwrap();
-}
-
 #[test]
 fn a_read_to_eof_cut_short_by_a_timeout_leaves_the_data_for_the_next_read() {
     // What pinger relies on: it reads a child's output under a deadline,
