@@ -3,7 +3,7 @@
 //!
 //! The conversion to local time is libc's `localtime_r`, in `unsafe`; the
 //! only other `unsafe` in pinger is `sweep`'s exit-at-once `kill`/`waitpid`
-//! and `main`'s `sigaction` query for SIGHUP.
+//! and `main`'s `sigaction` query for SIGHUP and SIGPIPE reset.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};

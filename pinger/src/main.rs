@@ -102,7 +102,11 @@ fn run(cli: &Cli) -> Result<i32, Error> {
         elapsed: cli.elapsed,
     };
     let mut out = stdout.lock();
-    output::write_results(&mut out, &results, &summary, &opts).map_err(Error::Output)?;
+    match output::write_results(&mut out, &results, &summary, &opts) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => die_by_sigpipe(),
+        Err(e) => return Err(Error::Output(e)),
+    }
 
     let mut err = std::io::stderr().lock();
     if cli.stats {
@@ -122,6 +126,20 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             .map_or(EXIT_INTERRUPTED, exit_code_for_signal));
     }
     Ok(sweep::exit_code(&summary, cli.exit_zero_if_any_up))
+}
+
+/// The reader of stdout went away (`pinger ... | head -1`): end as `cat`
+/// or fping would, by SIGPIPE, which shells report as 141 without a word,
+/// rather than as a system failure. Rust starts with SIGPIPE ignored, so it
+/// is reset first; every child is reaped by now.
+fn die_by_sigpipe() -> ! {
+    // SAFETY: restoring a signal's default action and raising it take no
+    // pointers; no handler of ours runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(128 + libc::SIGPIPE)
 }
 
 /// The signals that stop a sweep the orderly way: Ctrl-C, what `kill` and
