@@ -35,7 +35,9 @@ Exit codes:
   3    invalid arguments (bad option, bad target, too many hosts)
   4    system failure (ping missing, cannot start ping, unreadable target file)
   130  interrupted by Ctrl-C (SIGINT)
-  143  stopped by SIGTERM (kill, timeout)";
+  143  stopped by SIGTERM (kill, timeout)
+  141  killed by SIGPIPE (the reader of stdout went away, as with `| head`)
+  129  stopped by SIGHUP (terminal or ssh session closed; not under nohup)";
 
 /// Sweep IPv4 hosts with ping, many at once, on the tulip event loop.
 #[derive(Debug, Clone, Parser)]

@@ -1,8 +1,9 @@
 //! Wall-clock timestamps in local time, formatted like the seed's
 //! `time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())`.
 //!
-//! The conversion to local time is libc's `localtime_r`; this is the only
-//! `unsafe` in pinger.
+//! The conversion to local time is libc's `localtime_r`, in `unsafe`; the
+//! only other `unsafe` in pinger is `sweep`'s exit-at-once `kill`/`waitpid`
+//! and `main`'s `sigaction` query for SIGHUP and SIGPIPE reset.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,10 +1,11 @@
 //! The `pinger` binary: parse the options, expand the targets, sweep on the
 //! tulip event loop, report.
 //!
-//! Ctrl-C (SIGINT) and SIGTERM: the first one stops the sweep
+//! Ctrl-C (SIGINT), SIGTERM and SIGHUP: the first one stops the sweep
 //! ([`Stop::stop`]: no new probe, running children killed and reaped),
-//! prints what was found and exits 128 + the signal's number (130, 143); a
-//! second one exits at once with that code.
+//! prints what was found and exits 128 + the signal's number (130, 143,
+//! 129); a second one exits at once with that code. SIGHUP is left alone
+//! when pinger starts with it ignored (`nohup`).
 
 use std::cell::{Cell, RefCell};
 use std::io::{IsTerminal, Write};
@@ -60,7 +61,8 @@ fn run(cli: &Cli) -> Result<i32, Error> {
         tulip::run(async move {
             let stop = Stop::new();
             let lp = tulip::get_running_loop()?;
-            install_stop_handlers(&lp, &stop, &stopped_by)?;
+            let handled = stop_signals();
+            install_stop_handlers(&lp, &stop, &stopped_by, &handled)?;
             let prober = PingProber::with_spawn_threads(spawn_threads);
             let (mut done, mut up) = (0, 0);
             let outcome = sweep::run(&hosts, &cfg, prober, &stop, move |probe| {
@@ -69,8 +71,8 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 progress.borrow_mut().update(done, up);
             })
             .await;
-            // From here on a Ctrl-C or SIGTERM simply ends the process.
-            for signo in STOP_SIGNALS {
+            // From here on a Ctrl-C, SIGTERM or SIGHUP simply ends the process.
+            for signo in handled {
                 lp.remove_signal_handler(signo)?;
             }
             Ok(outcome)
@@ -100,7 +102,11 @@ fn run(cli: &Cli) -> Result<i32, Error> {
         elapsed: cli.elapsed,
     };
     let mut out = stdout.lock();
-    output::write_results(&mut out, &results, &summary, &opts).map_err(Error::Output)?;
+    match output::write_results(&mut out, &results, &summary, &opts) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => die_by_sigpipe(),
+        Err(e) => return Err(Error::Output(e)),
+    }
 
     let mut err = std::io::stderr().lock();
     if cli.stats {
@@ -122,11 +128,47 @@ fn run(cli: &Cli) -> Result<i32, Error> {
     Ok(sweep::exit_code(&summary, cli.exit_zero_if_any_up))
 }
 
-/// The signals that stop a sweep the orderly way: Ctrl-C, and what `kill`
-/// and `timeout` send.
-const STOP_SIGNALS: [i32; 2] = [libc::SIGINT, libc::SIGTERM];
+/// The reader of stdout went away (`pinger ... | head -1`): end as `cat`
+/// or fping would, by SIGPIPE, which shells report as 141 without a word,
+/// rather than as a system failure. Rust starts with SIGPIPE ignored, so it
+/// is reset first; every child is reaped by now.
+fn die_by_sigpipe() -> ! {
+    // SAFETY: restoring a signal's default action and raising it take no
+    // pointers; no handler of ours runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(128 + libc::SIGPIPE)
+}
 
-/// Installs the handlers of [`STOP_SIGNALS`] through tulip's
+/// The signals that stop a sweep the orderly way: Ctrl-C, what `kill` and
+/// `timeout` send, and the hangup of the terminal or ssh session (the `ping`
+/// children run in a process group of their own, so the hangup reaches only
+/// pinger; left to its default action, a silent host's `ping` would outlive
+/// pinger until its own `-w` deadline).
+const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// The [`STOP_SIGNALS`] pinger handles: all of them, except SIGHUP when it
+/// was ignored at start (`nohup pinger ...` must survive the hangup).
+fn stop_signals() -> Vec<i32> {
+    STOP_SIGNALS
+        .into_iter()
+        .filter(|&signo| signo != libc::SIGHUP || !is_ignored(signo))
+        .collect()
+}
+
+/// Whether `signo`'s disposition is `SIG_IGN`.
+fn is_ignored(signo: i32) -> bool {
+    // SAFETY: a null new action only queries the disposition into `old`,
+    // a valid, zeroed out-parameter.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signo, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Installs the handlers of `signals` (see [`stop_signals`]) through tulip's
 /// `add_signal_handler`. The first signal, whichever it is, stops the sweep
 /// and is remembered in `stopped_by` for the exit code; a second one exits
 /// at once with 128 + its number, leaving no child running or unreaped (not
@@ -135,8 +177,9 @@ fn install_stop_handlers(
     lp: &tulip::EventLoop,
     stop: &Stop,
     stopped_by: &Rc<Cell<Option<i32>>>,
+    signals: &[i32],
 ) -> tulip::Result<()> {
-    for signo in STOP_SIGNALS {
+    for &signo in signals {
         let stop = stop.clone();
         let stopped_by = stopped_by.clone();
         lp.add_signal_handler(signo, move || {
@@ -145,10 +188,10 @@ fn install_stop_handlers(
                 stop.stop();
             } else {
                 stop.kill_and_reap_now();
-                let what = if signo == libc::SIGINT {
-                    "interrupted"
-                } else {
-                    "terminated"
+                let what = match signo {
+                    libc::SIGINT => "interrupted",
+                    libc::SIGHUP => "hung up",
+                    _ => "terminated",
                 };
                 let _ = writeln!(std::io::stderr(), "\npinger: {what} again, exiting");
                 std::process::exit(exit_code_for_signal(signo));

@@ -221,9 +221,11 @@ fn invalid(input: &str, reason: String) -> Error {
 }
 
 /// Parses the text of a target file: one target per line, `#` starts a comment
-/// (whole-line or trailing), blank lines are skipped. `path` is only used in
-/// error messages. An empty file is an error.
+/// (whole-line or trailing), blank lines are skipped, and a UTF-8 byte order
+/// mark at the start is ignored. `path` is only used in error messages. An
+/// empty file is an error.
 pub fn parse_target_file(text: &str, path: &Path) -> Result<Vec<Target>, Error> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut targets = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();

@@ -1,4 +1,4 @@
-//! Ctrl-C (SIGINT to the pinger process), or SIGTERM, in the middle of a
+//! Ctrl-C (SIGINT to the pinger process), SIGTERM or SIGHUP, in the middle of a
 //! sweep of a namespace /24 whose silent hosts would keep their probes busy
 //! for 5 s: exit 130 (143 for SIGTERM) soon after the signal, the hosts
 //! decided so far printed, the summary printed, and every `ping` child
@@ -297,6 +297,18 @@ fn sigterm_prints_the_partial_results_and_exits_143() {
     partial_results_then_exit(
         "sigterm_prints_the_partial_results_and_exits_143",
         libc::SIGTERM,
+    );
+}
+
+/// SIGHUP (the terminal or the ssh session went away) stops the sweep as
+/// SIGTERM does and exits 129: the `ping`s run in a process group of their
+/// own, so the hangup reaches only pinger, and a silent host's `ping` would
+/// otherwise outlive it until its own deadline (hours with a large `-c`).
+#[test]
+fn sighup_stops_the_sweep_leaves_no_ping_and_exits_129() {
+    partial_results_then_exit(
+        "sighup_stops_the_sweep_leaves_no_ping_and_exits_129",
+        libc::SIGHUP,
     );
 }
 

@@ -260,3 +260,19 @@ fn target_file_from_disk_and_missing_file() {
     assert!(matches!(err, Error::ReadFile { .. }), "{err:?}");
     assert_eq!(err.exit_code(), pinger::error::EXIT_SYSTEM_FAILURE);
 }
+
+/// A target file saved with a UTF-8 byte order mark (Windows editors do
+/// that) reads like any other: the mark is not part of the first target,
+/// where it made an invisible, baffling "octet `127` is not a decimal number".
+#[test]
+fn target_file_with_a_byte_order_mark_is_read() {
+    let path = Path::new("hosts.txt");
+    let targets = parse_target_file("\u{feff}10.0.0.1\r\n10.0.0.2\r\n", path).unwrap();
+    assert_eq!(
+        targets,
+        vec![
+            Target::Single(ip("10.0.0.1")),
+            Target::Single(ip("10.0.0.2"))
+        ]
+    );
+}
