@@ -66,8 +66,10 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(0..=100))]
     pub retry: u32,
 
-    /// Minimum gap between starting two probes, in milliseconds.
-    #[arg(short = 'i', long, default_value_t = 0, value_name = "MS")]
+    /// Minimum gap between starting two probes, in milliseconds (at most
+    /// ten minutes, as the timeout).
+    #[arg(short = 'i', long, default_value_t = 0, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_MS))]
     pub interval: u64,
 
     /// List only the hosts that answered.

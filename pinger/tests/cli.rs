@@ -144,6 +144,11 @@ fn usage_errors_exit_3() {
     usage_error(&["-a", "-u"]);
     usage_error(&["-q", "-a"]);
     usage_error(&["-f"]);
+    // An interval past ten minutes (the timeout's bound) is a typo, not a
+    // sweep that should sit for ages between two probes.
+    usage_error(&["-i", "600001"]);
+    usage_error(&["-i", "18446744073709551615"]);
+    assert!(parse(&["-i", "600000", "127.0.0.1"]).is_ok());
 }
 
 #[test]
