@@ -742,6 +742,38 @@ fn interrupt_after_the_future_finished_leaves_no_stale_stop() {
     assert_eq!(out, 2);
 }
 
+// conformance: L7
+#[test]
+fn interrupt_raised_by_the_exception_handler_ends_run_forever() {
+    // asyncio's call_exception_handler re-raises KeyboardInterrupt from a
+    // custom handler (`except (SystemExit, KeyboardInterrupt): raise`), so it
+    // ends run_forever; it is not reported as an error of the handler.
+    let lp = EventLoop::new().unwrap();
+    let calls = Rc::new(Cell::new(0));
+    let c = calls.clone();
+    lp.set_exception_handler(Some(move |_: &EventLoop, _: &ExceptionContext| {
+        c.set(c.get() + 1);
+        tulip::interrupt();
+    }));
+    soon(&lp, || panic!("reported to the handler"));
+    let l = log();
+    let l1 = l.clone();
+    soon(&lp, move || push(&l1, "left in the queue"));
+    let (guard, timed_out) = stop_after(&lp, 5.0);
+    let res = lp.run_forever();
+    assert!(!timed_out.get(), "the interrupt did not end the run");
+    assert!(matches!(res, Err(Error::Interrupted)), "{res:?}");
+    assert_eq!(calls.get(), 1);
+    assert!(entries(&l).is_empty());
+    // The loop stays usable; the rest of the iteration runs next time.
+    lp.set_exception_handler(None::<fn(&EventLoop, &ExceptionContext)>);
+    guard.cancel();
+    let lp1 = lp.clone();
+    soon(&lp, move || lp1.stop());
+    lp.run_forever().unwrap();
+    assert_eq!(entries(&l), ["left in the queue"]);
+}
+
 // ===== L8 =====
 
 fn nonblocking_pair() -> (UnixStream, UnixStream) {
