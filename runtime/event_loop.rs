@@ -23,8 +23,9 @@
 //!   pops them one by one or takes a batch in one pass.
 //! - A panic in a callback never unwinds out of `run_once`: it goes to the
 //!   exception handler (L6). The one exception is [`Interrupt`], asyncio's
-//!   `KeyboardInterrupt`, which ends `run_forever` with [`Error::Interrupted`]
-//!   and leaves the loop reusable (L7).
+//!   `KeyboardInterrupt`, raised by the callback or by the exception handler
+//!   it went to, which ends `run_forever` with [`Error::Interrupted`] and
+//!   leaves the loop reusable (L7).
 //! - The loop is `!Send` (it is built on `Rc`), so loop calls from another
 //!   thread are rejected at compile time; [`LoopHandle`] is the only door.
 //! - `internal_refs` counts the strong references held by the loop's own
@@ -958,12 +959,20 @@ impl EventLoop {
         if payload.is::<Interrupt>() {
             return Err(Error::Interrupted);
         }
-        self.call_exception_handler(&ExceptionContext {
+        let context = ExceptionContext {
             message: format!("Exception in callback {name}"),
             error: Some(Error::Panic(panic_message(&*payload))),
             handle: Some(describe),
             ..Default::default()
-        });
+        };
+        if let Err(payload) = self.try_exception_handler(&context) {
+            // asyncio's call_exception_handler re-raises a KeyboardInterrupt
+            // from the handler: it ends the run as the callback's own would.
+            if payload.is::<Interrupt>() {
+                return Err(Error::Interrupted);
+            }
+            self.exception_handler_panicked(payload, &context);
+        }
         Ok(())
     }
 
@@ -1028,21 +1037,37 @@ impl EventLoop {
     /// Reports an error that has nobody to go to (asyncio's
     /// `call_exception_handler`). A panicking handler falls back to the default.
     pub fn call_exception_handler(&self, context: &ExceptionContext) {
+        if let Err(payload) = self.try_exception_handler(context) {
+            self.exception_handler_panicked(payload, context);
+        }
+    }
+
+    /// Calls the handler (or the default one); `Err` with the payload if a
+    /// custom handler panicked.
+    fn try_exception_handler(&self, context: &ExceptionContext) -> std::thread::Result<()> {
         let handler = self.inner.exception_handler.borrow().clone();
         match handler {
-            None => self.default_exception_handler(context),
-            Some(h) => {
-                let res = catch_unwind(AssertUnwindSafe(|| h(self, context)));
-                if let Err(payload) = res {
-                    self.default_exception_handler(&ExceptionContext {
-                        message: "Unhandled error in exception handler".into(),
-                        error: Some(Error::Panic(panic_message(&*payload))),
-                        ..Default::default()
-                    });
-                    self.default_exception_handler(context);
-                }
+            None => {
+                self.default_exception_handler(context);
+                Ok(())
             }
+            Some(h) => catch_unwind(AssertUnwindSafe(|| h(self, context))),
         }
+    }
+
+    /// A custom handler panicked: report that and the context with the default one.
+    #[cold]
+    fn exception_handler_panicked(
+        &self,
+        payload: Box<dyn std::any::Any + Send>,
+        context: &ExceptionContext,
+    ) {
+        self.default_exception_handler(&ExceptionContext {
+            message: "Unhandled error in exception handler".into(),
+            error: Some(Error::Panic(panic_message(&*payload))),
+            ..Default::default()
+        });
+        self.default_exception_handler(context);
     }
 
     /// The default handler: prints the context to stderr.

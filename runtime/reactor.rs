@@ -110,11 +110,13 @@ impl Reactor {
     }
 
     /// Sets the reader or writer of `fd`, replacing (and cancelling) an old one.
+    /// A registration epoll has forgotten (its file was closed without
+    /// `remove`, the number reused) is dropped whole and `fd` registered afresh.
     pub(crate) fn add(
         &mut self,
         fd: RawFd,
         side: Side,
-        handle: Handle,
+        mut handle: Handle,
         trigger: Trigger,
     ) -> io::Result<()> {
         if let Some(&key) = self.by_fd.get(&fd) {
@@ -134,19 +136,40 @@ impl Reactor {
                 .poll
                 .registry()
                 .reregister(&mut SourceFd(&fd), Token(key), interest);
-            if let Err(e) = res {
-                // Put the registration back as it was.
-                let reg = &mut self.regs[key];
-                match side {
-                    Side::Read => reg.reader = old,
-                    Side::Write => reg.writer = old,
+            match res {
+                Ok(()) => {
+                    if let Some(old) = old {
+                        old.cancel();
+                    }
+                    return Ok(());
                 }
-                return Err(e);
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // epoll has forgotten `fd`: the file it was registered
+                    // for was closed without `remove_*`, and the number now
+                    // names another file. The stale registration and its
+                    // callbacks belong to the closed file: drop them and
+                    // register the new one afresh below.
+                    let stale = self.regs.remove(key);
+                    self.by_fd.remove(&fd);
+                    let (new, other) = match side {
+                        Side::Read => (stale.reader, stale.writer),
+                        Side::Write => (stale.writer, stale.reader),
+                    };
+                    for h in [other, old].into_iter().flatten() {
+                        h.cancel();
+                    }
+                    handle = new.expect("the side was just set");
+                }
+                Err(e) => {
+                    // Put the registration back as it was.
+                    let reg = &mut self.regs[key];
+                    match side {
+                        Side::Read => reg.reader = old,
+                        Side::Write => reg.writer = old,
+                    }
+                    return Err(e);
+                }
             }
-            if let Some(old) = old {
-                old.cancel();
-            }
-            return Ok(());
         }
         let entry = self.regs.vacant_entry();
         let key = entry.key();

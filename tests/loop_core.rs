@@ -742,6 +742,38 @@ fn interrupt_after_the_future_finished_leaves_no_stale_stop() {
     assert_eq!(out, 2);
 }
 
+// conformance: L7
+#[test]
+fn interrupt_raised_by_the_exception_handler_ends_run_forever() {
+    // asyncio's call_exception_handler re-raises KeyboardInterrupt from a
+    // custom handler (`except (SystemExit, KeyboardInterrupt): raise`), so it
+    // ends run_forever; it is not reported as an error of the handler.
+    let lp = EventLoop::new().unwrap();
+    let calls = Rc::new(Cell::new(0));
+    let c = calls.clone();
+    lp.set_exception_handler(Some(move |_: &EventLoop, _: &ExceptionContext| {
+        c.set(c.get() + 1);
+        tulip::interrupt();
+    }));
+    soon(&lp, || panic!("reported to the handler"));
+    let l = log();
+    let l1 = l.clone();
+    soon(&lp, move || push(&l1, "left in the queue"));
+    let (guard, timed_out) = stop_after(&lp, 5.0);
+    let res = lp.run_forever();
+    assert!(!timed_out.get(), "the interrupt did not end the run");
+    assert!(matches!(res, Err(Error::Interrupted)), "{res:?}");
+    assert_eq!(calls.get(), 1);
+    assert!(entries(&l).is_empty());
+    // The loop stays usable; the rest of the iteration runs next time.
+    lp.set_exception_handler(None::<fn(&EventLoop, &ExceptionContext)>);
+    guard.cancel();
+    let lp1 = lp.clone();
+    soon(&lp, move || lp1.stop());
+    lp.run_forever().unwrap();
+    assert_eq!(entries(&l), ["left in the queue"]);
+}
+
 // ===== L8 =====
 
 fn nonblocking_pair() -> (UnixStream, UnixStream) {
@@ -996,6 +1028,41 @@ fn a_reader_removed_in_the_same_iteration_never_runs() {
 }
 
 // conformance: L8
+// conformance: L8
+#[test]
+fn a_reader_on_an_fd_number_reused_without_remove_reader_is_registered_afresh() {
+    // The owner closed the fd without remove_reader, and the number now names
+    // another file (dup2 does both at once, so no other thread can take the
+    // number in between). epoll forgot the old file; the stale registration
+    // must not make add_reader fail forever, nor run the stale callback.
+    use std::os::fd::IntoRawFd;
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let (old, _old_peer) = nonblocking_pair();
+    let n = old.into_raw_fd();
+    let l1 = l.clone();
+    lp.add_reader(n, move || push(&l1, "stale")).unwrap();
+    let (new, mut new_peer) = nonblocking_pair();
+    // SAFETY: `n` and `new`'s fd are open fds this test owns; dup2 closes
+    // the old file at `n` and makes `n` name `new`'s file.
+    assert_eq!(unsafe { libc::dup2(new.as_raw_fd(), n) }, n);
+    drop(new);
+    let l2 = l.clone();
+    let fresh = lp.add_reader(n, move || push(&l2, "fresh"));
+    assert!(fresh.is_ok(), "{fresh:?}");
+    new_peer.write_all(b"x").unwrap();
+    let (guard, timed_out) = stop_after(&lp, 5.0);
+    let (lp1, l3) = (lp.clone(), l.clone());
+    while entries(&l3).is_empty() && !timed_out.get() {
+        lp1.run_once().unwrap();
+    }
+    guard.cancel();
+    assert_eq!(entries(&l), ["fresh"]);
+    assert!(lp.remove_reader(n).unwrap());
+    // SAFETY: `n` is open and owned by this test.
+    unsafe { libc::close(n) };
+}
+
 #[test]
 fn replacing_a_reader_cancels_the_old_callback() {
     let lp = EventLoop::new().unwrap();
