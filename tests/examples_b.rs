@@ -11,8 +11,8 @@ use common::{assert_elapsed, run_example, stderr, stdout};
 use std::time::Duration;
 
 /// Runs `name args`, then checks the output lines and that it took about
-/// `secs` seconds.
-fn check(name: &str, args: &[&str], secs: f64, expected: &[&str]) {
+/// `secs` seconds. Returns the run, for checks of its stderr.
+fn check(name: &str, args: &[&str], secs: f64, expected: &[&str]) -> std::process::Output {
     let (out, elapsed) = run_example(name, args, Duration::from_secs_f64(secs + 30.0));
     let text = stdout(&out);
     assert!(
@@ -45,6 +45,7 @@ fn check(name: &str, args: &[&str], secs: f64, expected: &[&str]) {
         "{name}: unexpected extra output:\n{text}"
     );
     assert_elapsed(elapsed, secs - 0.05, secs + 1.5);
+    out
 }
 
 /// Like [`check`], for programs whose random sleeps can tie: the lines
@@ -423,7 +424,7 @@ fn example_task_context() {
 #[test]
 fn example_taskgroup_errors() {
     // seed: S3.12
-    check(
+    let out = check(
         "taskgroup_errors",
         &[],
         6.0,
@@ -435,7 +436,9 @@ fn example_taskgroup_errors() {
             "---",
             "Task 1 done",
             "An exception occurred: unhandled errors in a TaskGroup (1 sub-exception)",
-            "Task 1: Result 1,Task 2: Task 2 encountered an error!,Task 3: CancelledError()",
+            // The seed's `print(f"Task 1: {task1.result()},Task 2: {task2.result()},...")`
+            // never prints: task2.result() raises the ValueError, which ends
+            // that program (see the stderr check below).
             "---",
             "Task 1: start",
             "Task 2: start",
@@ -445,6 +448,11 @@ fn example_taskgroup_errors() {
             "Task 3 was cancelled!",
             "An exception occurred: unhandled errors in a TaskGroup (1 sub-exception)",
         ],
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("ValueError: Task 2 encountered an error!"),
+        "the error from task2.result() escapes example 2: {err}"
     );
 }
 
