@@ -175,22 +175,34 @@ fn example_gather_groups() {
 
 #[test]
 fn example_gather_groups_cancel_group2() {
-    // seed: S2.3
-    check(
+    // seed: S2.3, with the seed's commented-out `group2.cancel()`. group2's
+    // tasks are cancelled before they start (they print nothing); the outer
+    // gather (return_exceptions=False) fails with CancelledError as soon as
+    // group2 is done, so run_until_complete raises at once: group1 only
+    // printed its starts, nothing succeeds, and the program ends with the
+    // error (CPython: a CancelledError traceback, exit status 1).
+    let (out, elapsed) = run_example(
         "gather_groups",
         &["--cancel-group2"],
-        2.0,
-        &[
-            "开始访问网站:http://www.baidu.com",
-            "开始访问网站:http://www.baidu.com",
-            "开始访问网站:http://www.baidu.com",
-            "网站访问成功",
-            "网站访问成功",
-            "网站访问成功",
-            "group1: [\"success\", \"success\", \"success\"]",
-            "group2: cancelled",
-        ],
+        Duration::from_secs(30),
     );
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            "开始访问网站:http://www.baidu.com",
+            "开始访问网站:http://www.baidu.com",
+            "开始访问网站:http://www.baidu.com",
+        ],
+        "whole output:\n{text}"
+    );
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).to_lowercase().contains("cancelled"),
+        "the CancelledError escapes: {}",
+        stderr(&out)
+    );
+    assert_elapsed(elapsed, 0.0, 1.0);
 }
 
 #[test]
