@@ -1,15 +1,13 @@
 //! S3.12 (seed 003): TaskGroup results; an error cancels the siblings; and
 //! terminating a group on purpose with an error of your own.
+//!
+//! Each part is its own program in the seed. In example 2 the seed's last
+//! line, `print(f"Task 1: {task1.result()},Task 2: {task2.result()},...")`,
+//! never prints: `task2.result()` raises the task's ValueError, which ends
+//! that program with a traceback. Here that error goes to stderr and the
+//! next part runs.
 
 use tulip::{Error, Result, TaskGroup};
-
-fn show<T: std::fmt::Display>(r: Result<T>) -> String {
-    match r {
-        Ok(v) => v.to_string(),
-        Err(e) if e.is_cancelled() => "CancelledError()".into(),
-        Err(e) => format!("{e}"),
-    }
-}
 
 // Example 1: results.
 async fn task(num: u32) -> Result<String> {
@@ -80,7 +78,7 @@ fn main() -> Result<()> {
         Ok(())
     })?;
     println!("---");
-    tulip::run(async {
+    let part2 = tulip::run(async {
         let tasks = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
         let keep = tasks.clone();
         let r = TaskGroup::run(|tg| async move {
@@ -94,14 +92,20 @@ fn main() -> Result<()> {
             println!("An exception occurred: {e}");
         }
         let t = tasks.borrow();
+        // task2.result() raises: the `?` ends this program before the print.
         println!(
             "Task 1: {},Task 2: {},Task 3: {}",
-            show(t[0].result()),
-            show(t[1].result()),
-            show(t[2].result())
+            t[0].result()?,
+            t[1].result()?,
+            t[2].result()?
         );
         Ok(())
-    })?;
+    });
+    // The seed's program 2 dies here with the uncaught error (a traceback).
+    match part2 {
+        Err(e) => eprintln!("Traceback (most recent call last):\nValueError: {e}"),
+        Ok(()) => unreachable!("task2.result() raises"),
+    }
     println!("---");
     tulip::run(async {
         let r = TaskGroup::run(|group| async move {

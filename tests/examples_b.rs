@@ -11,8 +11,8 @@ use common::{assert_elapsed, run_example, stderr, stdout};
 use std::time::Duration;
 
 /// Runs `name args`, then checks the output lines and that it took about
-/// `secs` seconds.
-fn check(name: &str, args: &[&str], secs: f64, expected: &[&str]) {
+/// `secs` seconds. Returns the run, for checks of its stderr.
+fn check(name: &str, args: &[&str], secs: f64, expected: &[&str]) -> std::process::Output {
     let (out, elapsed) = run_example(name, args, Duration::from_secs_f64(secs + 30.0));
     let text = stdout(&out);
     assert!(
@@ -45,6 +45,7 @@ fn check(name: &str, args: &[&str], secs: f64, expected: &[&str]) {
         "{name}: unexpected extra output:\n{text}"
     );
     assert_elapsed(elapsed, secs - 0.05, secs + 1.5);
+    out
 }
 
 /// Like [`check`], for programs whose random sleeps can tie: the lines
@@ -174,22 +175,34 @@ fn example_gather_groups() {
 
 #[test]
 fn example_gather_groups_cancel_group2() {
-    // seed: S2.3
-    check(
+    // seed: S2.3, with the seed's commented-out `group2.cancel()`. group2's
+    // tasks are cancelled before they start (they print nothing); the outer
+    // gather (return_exceptions=False) fails with CancelledError as soon as
+    // group2 is done, so run_until_complete raises at once: group1 only
+    // printed its starts, nothing succeeds, and the program ends with the
+    // error (CPython: a CancelledError traceback, exit status 1).
+    let (out, elapsed) = run_example(
         "gather_groups",
         &["--cancel-group2"],
-        2.0,
-        &[
-            "开始访问网站:http://www.baidu.com",
-            "开始访问网站:http://www.baidu.com",
-            "开始访问网站:http://www.baidu.com",
-            "网站访问成功",
-            "网站访问成功",
-            "网站访问成功",
-            "group1: [\"success\", \"success\", \"success\"]",
-            "group2: cancelled",
-        ],
+        Duration::from_secs(30),
     );
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            "开始访问网站:http://www.baidu.com",
+            "开始访问网站:http://www.baidu.com",
+            "开始访问网站:http://www.baidu.com",
+        ],
+        "whole output:\n{text}"
+    );
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).to_lowercase().contains("cancelled"),
+        "the CancelledError escapes: {}",
+        stderr(&out)
+    );
+    assert_elapsed(elapsed, 0.0, 1.0);
 }
 
 #[test]
@@ -423,7 +436,7 @@ fn example_task_context() {
 #[test]
 fn example_taskgroup_errors() {
     // seed: S3.12
-    check(
+    let out = check(
         "taskgroup_errors",
         &[],
         6.0,
@@ -435,7 +448,9 @@ fn example_taskgroup_errors() {
             "---",
             "Task 1 done",
             "An exception occurred: unhandled errors in a TaskGroup (1 sub-exception)",
-            "Task 1: Result 1,Task 2: Task 2 encountered an error!,Task 3: CancelledError()",
+            // The seed's `print(f"Task 1: {task1.result()},Task 2: {task2.result()},...")`
+            // never prints: task2.result() raises the ValueError, which ends
+            // that program (see the stderr check below).
             "---",
             "Task 1: start",
             "Task 2: start",
@@ -445,6 +460,11 @@ fn example_taskgroup_errors() {
             "Task 3 was cancelled!",
             "An exception occurred: unhandled errors in a TaskGroup (1 sub-exception)",
         ],
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("ValueError: Task 2 encountered an error!"),
+        "the error from task2.result() escapes example 2: {err}"
     );
 }
 
