@@ -34,6 +34,20 @@ fn fd_ceiling() -> u64 {
     names.into_iter().max().unwrap_or(0) + 1
 }
 
+/// Counts the loop's reports of accept running out of descriptors; any
+/// other report fails the test.
+fn count_resource_errors(lp: &tulip::EventLoop) -> Rc<Cell<u32>> {
+    let errors = Rc::new(Cell::new(0u32));
+    let e2 = errors.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
+            assert!(ctx.message.contains("out of system resource"), "{ctx}");
+            e2.set(e2.get() + 1);
+        },
+    ));
+    errors
+}
+
 // conformance: N4
 #[test]
 fn emfile_on_accept_backs_off_then_recovers() {
@@ -41,14 +55,7 @@ fn emfile_on_accept_backs_off_then_recovers() {
     tulip::run(async {
         let lp = tulip::get_running_loop()?;
         let _dog = lp.call_later(10.0, || tulip::interrupt())?;
-        let errors = Rc::new(Cell::new(0u32));
-        let e2 = errors.clone();
-        lp.set_exception_handler(Some(
-            move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
-                assert!(ctx.message.contains("out of system resource"), "{ctx}");
-                e2.set(e2.get() + 1);
-            },
-        ));
+        let errors = count_resource_errors(&lp);
         let accepted = Rc::new(Cell::new(0u32));
         let a2 = accepted.clone();
         let server = lp
@@ -111,14 +118,7 @@ fn close_during_the_accept_backoff_closes_the_listening_socket_at_once() {
     tulip::run(async {
         let lp = tulip::get_running_loop()?;
         let _dog = lp.call_later(10.0, || tulip::interrupt())?;
-        let errors = Rc::new(Cell::new(0u32));
-        let e2 = errors.clone();
-        lp.set_exception_handler(Some(
-            move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
-                assert!(ctx.message.contains("out of system resource"), "{ctx}");
-                e2.set(e2.get() + 1);
-            },
-        ));
+        let errors = count_resource_errors(&lp);
         let server = lp
             .create_server(|| Rc::new(Nothing), "127.0.0.1", 0)
             .await?;

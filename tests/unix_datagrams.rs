@@ -84,6 +84,33 @@ fn unix_name(t: &DatagramSocketTransport, which: &str) -> Option<PathBuf> {
     info.as_unix_addr()?.as_pathname().map(Path::to_path_buf)
 }
 
+/// A client endpoint connected to a peer that does not read yet, sent
+/// `datagram(i)` until the kernel refuses one (the peer's queue is full) and
+/// the transport has queued it. Returns the transport (with its protocol
+/// kept alive), the peer, and how many datagrams were sent.
+async fn endpoint_with_a_full_peer(
+    dir: &TempDir,
+    datagram: impl Fn(u32) -> Vec<u8>,
+) -> tulip::Result<(Rc<DatagramSocketTransport>, Rc<Client>, UnixDatagram, u32)> {
+    let (server_path, client_path) = (dir.path("server.sock"), dir.path("client.sock"));
+    let peer = UnixDatagram::bind(&server_path).map_err(Error::from)?;
+    let lp = tulip::get_running_loop()?;
+    let (ct, client) = lp
+        .create_unix_datagram_endpoint(
+            || Rc::new(Client::default()),
+            Some(&client_path),
+            Some(&server_path),
+        )
+        .await?;
+    let mut sent = 0u32;
+    while ct.get_write_buffer_size() == 0 {
+        ct.sendto(&datagram(sent), None)?;
+        sent += 1;
+        assert!(sent < 100_000, "the peer's queue never filled");
+    }
+    Ok((ct, client, peer, sent))
+}
+
 #[test]
 fn unix_datagram_echo() {
     run_bounded(10.0, async {
@@ -183,24 +210,9 @@ fn an_unconnected_unix_endpoint_sends_to_any_path() {
 fn a_full_receiver_queues_datagrams_until_it_reads() {
     run_bounded(10.0, async {
         let dir = TempDir::new("dgram-full");
-        let (server_path, client_path) = (dir.path("server.sock"), dir.path("client.sock"));
-        // A peer that does not read yet.
-        let peer = UnixDatagram::bind(&server_path).map_err(Error::from)?;
-        let lp = tulip::get_running_loop()?;
-        let (ct, _client) = lp
-            .create_unix_datagram_endpoint(
-                || Rc::new(Client::default()),
-                Some(&client_path),
-                Some(&server_path),
-            )
-            .await?;
         // Until the kernel refuses (the peer's queue is full), then more.
-        let mut sent = 0u32;
-        while ct.get_write_buffer_size() == 0 {
-            ct.sendto(&sent.to_be_bytes(), None)?;
-            sent += 1;
-            assert!(sent < 100_000, "the peer's queue never filled");
-        }
+        let (ct, _client, peer, mut sent) =
+            endpoint_with_a_full_peer(&dir, |i| i.to_be_bytes().to_vec()).await?;
         for _ in 0..10 {
             ct.sendto(&sent.to_be_bytes(), None)?;
             sent += 1;
@@ -306,22 +318,8 @@ fn the_write_buffer_size_counts_8_bytes_of_header_per_queued_datagram() {
     // the same is taken off as each one is sent.
     run_bounded(10.0, async {
         let dir = TempDir::new("dgram-header-size");
-        let (server_path, client_path) = (dir.path("server.sock"), dir.path("client.sock"));
-        let peer = UnixDatagram::bind(&server_path).map_err(Error::from)?;
+        let (ct, _client, peer, _) = endpoint_with_a_full_peer(&dir, |_| b"abc".to_vec()).await?;
         let lp = tulip::get_running_loop()?;
-        let (ct, _client) = lp
-            .create_unix_datagram_endpoint(
-                || Rc::new(Client::default()),
-                Some(&client_path),
-                Some(&server_path),
-            )
-            .await?;
-        let mut sent = 0u32;
-        while ct.get_write_buffer_size() == 0 {
-            ct.sendto(b"abc", None)?;
-            sent += 1;
-            assert!(sent < 100_000, "the peer's queue never filled");
-        }
         assert_eq!(ct.get_write_buffer_size(), 3 + 8);
         ct.sendto(b"", None)?;
         assert_eq!(
