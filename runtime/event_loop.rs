@@ -67,8 +67,8 @@ pub const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 /// `event_interval` (61) to keep callback chains fast. Timers and
 /// cross-thread work are still checked on every iteration.
 pub const IO_POLL_INTERVAL: u32 = 61;
-/// When at least this many timers are in the heap and all of them are due,
-/// `run_once` sorts them instead of popping them one by one (same order).
+/// Below this many timers in the heap, `run_once` always pops the due ones
+/// one by one: a small heap stays in cache, and a pass would not pay.
 const SORT_DUE_TIMERS_MIN: usize = 64;
 /// Once `run_once` has popped more than `1 / PARTITION_AFTER_FRACTION` of
 /// the heap's size in one iteration and more are due, it takes the rest in

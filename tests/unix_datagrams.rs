@@ -84,6 +84,19 @@ fn unix_name(t: &DatagramSocketTransport, which: &str) -> Option<PathBuf> {
     info.as_unix_addr()?.as_pathname().map(Path::to_path_buf)
 }
 
+/// One receive on the non-blocking `peer`: the datagram's length, or `None`
+/// after letting the loop run for 1 ms when nothing has arrived yet.
+async fn recv_or_yield(peer: &UnixDatagram, buf: &mut [u8]) -> tulip::Result<Option<usize>> {
+    match peer.recv(buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            tulip::sleep(0.001).await?;
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A client endpoint connected to a peer that does not read yet, sent
 /// `datagram(i)` until the kernel refuses one (the peer's queue is full) and
 /// the transport has queued it. Returns the transport (with its protocol
@@ -227,15 +240,9 @@ fn a_full_receiver_queues_datagrams_until_it_reads() {
         let mut next = 0u32;
         let mut buf = [0u8; 16];
         while next < sent {
-            match peer.recv(&mut buf) {
-                Ok(n) => {
-                    assert_eq!(&buf[..n], next.to_be_bytes());
-                    next += 1;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    tulip::sleep(0.001).await?;
-                }
-                Err(e) => return Err(e.into()),
+            if let Some(n) = recv_or_yield(&peer, &mut buf).await? {
+                assert_eq!(&buf[..n], next.to_be_bytes());
+                next += 1;
             }
         }
         assert_eq!(ct.get_write_buffer_size(), 0);
@@ -332,13 +339,7 @@ fn the_write_buffer_size_counts_8_bytes_of_header_per_queued_datagram() {
         let mut buf = [0u8; 16];
         let deadline = lp.time() + 5.0;
         while ct.get_write_buffer_size() > 0 && lp.time() < deadline {
-            match peer.recv(&mut buf) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    tulip::sleep(0.001).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
+            recv_or_yield(&peer, &mut buf).await?;
         }
         assert_eq!(ct.get_write_buffer_size(), 0);
         ct.close();
