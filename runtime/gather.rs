@@ -403,7 +403,13 @@ impl<T: Clone + 'static> GatherSet for Vec<Child<T>> {
         ret
     }
     fn collect(&self) -> Result<Vec<T>> {
-        self.iter().map(Child::result).collect()
+        // Not `.map(..).collect::<Result<Vec<_>>>()`: its size hint is 0,
+        // so the vector would grow by doubling, copying every result again.
+        let mut out = Vec::with_capacity(self.len());
+        for child in self {
+            out.push(child.result()?);
+        }
+        Ok(out)
     }
     fn collect_all(&self) -> Vec<Result<T>> {
         self.iter().map(Child::result).collect()
