@@ -19,6 +19,9 @@
 //!   future, the first live one is already done (woken), or is about to be
 //!   woken by the code path that just unlocked. Hence a newcomer never
 //!   overtakes a waiter (FIFO), and a release grants at most once (S1).
+//! - Acquisition numbers are never reused: a guard whose acquisition is over
+//!   (released explicitly, or by a `Condition::wait` that was then
+//!   abandoned) never matches a later holder's, so it releases nothing.
 //! - A waiter future is in a `waiters` deque only while its wait is in
 //!   progress; the wait removes it on every exit path (result, error, drop).
 //! - The uncontended paths (`Lock::acquire` on a free lock, `Semaphore`
@@ -58,11 +61,15 @@ pub(crate) fn push_waiter(waiters: &Waiters) -> Result<Future<()>> {
 
 struct LockInner {
     locked: Cell<bool>,
-    /// Bumped at every acquisition. A guard releases only the acquisition
-    /// it was made for, so a guard that outlives an explicit `release()`
-    /// (or a `Condition::wait` abandoned before re-acquiring) never
-    /// releases somebody else's hold.
+    /// The acquisition in force: a guard releases only the acquisition it
+    /// was made for, so a guard that outlives an explicit `release()` (or a
+    /// `Condition::wait` abandoned before re-acquiring) never releases
+    /// somebody else's hold. `Condition::wait` sets it back to its caller's
+    /// acquisition when it re-acquires, so the caller's guard still works.
     generation: Cell<u64>,
+    /// The last acquisition number handed out. Only ever goes up, so a
+    /// number is never given twice, whatever `generation` was set back to.
+    last_issued: Cell<u64>,
     waiters: Waiters,
 }
 
@@ -81,7 +88,8 @@ impl LockInner {
     /// Marks the lock taken and returns a guard for this acquisition.
     fn take(&self, lock: &Lock) -> LockGuard {
         self.locked.set(true);
-        let generation = self.generation.get().wrapping_add(1);
+        let generation = self.last_issued.get() + 1;
+        self.last_issued.set(generation);
         self.generation.set(generation);
         LockGuard {
             lock: Some(lock.clone()),
@@ -139,6 +147,7 @@ impl Lock {
             inner: Rc::new(LockInner {
                 locked: Cell::new(false),
                 generation: Cell::new(0),
+                last_issued: Cell::new(0),
                 waiters: RefCell::new(VecDeque::new()),
             }),
         }

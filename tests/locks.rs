@@ -528,3 +528,50 @@ fn condition_waiter_dropped_after_notify_passes_it_on() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_stale_guard_from_an_abandoned_condition_wait_never_releases_a_later_holder() {
+    // conformance: S1, S2
+    tulip::run(async {
+        use std::future::Future as _;
+        let cond = Condition::new();
+        // A waits on the condition, holding the first acquisition.
+        let (ca, a_done) = (cond.clone(), Rc::new(Cell::new(false)));
+        let a_flag = a_done.clone();
+        let a = create_task(async move {
+            let _g = ca.acquire().await?;
+            ca.wait().await?;
+            a_flag.set(true);
+            Ok(())
+        })?;
+        settle().await?;
+        // B, polled once by hand: it takes the (second) acquisition and
+        // waits too, releasing the lock; its guard stays inside the future.
+        let cb = cond.clone();
+        let mut b = Box::pin(async move {
+            let _g = cb.acquire().await?;
+            cb.wait().await
+        });
+        std::future::poll_fn(|cx| {
+            assert!(b.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        // A is notified, re-acquires, finishes and releases.
+        {
+            let _g = cond.acquire().await?;
+            cond.notify(1)?;
+        }
+        tulip::wait_for(a, 1.0).await?;
+        assert!(a_done.get());
+        // D takes the lock; then B's future is dropped, and with it B's
+        // guard, whose acquisition ended when B's wait released the lock.
+        let d = cond.acquire().await?;
+        drop(b);
+        assert!(cond.locked(), "B's stale guard released D's hold");
+        drop(d);
+        assert!(!cond.locked());
+        Ok(())
+    })
+    .unwrap();
+}
