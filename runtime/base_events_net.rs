@@ -410,7 +410,10 @@ impl EventLoop {
         options: &ServerOptions,
     ) -> Result<Server> {
         remove_stale_socket(path);
-        let l = mio::net::UnixListener::bind(path)?;
+        // asyncio names the path in the error (`Address {path!r} is already
+        // in use`).
+        let l =
+            mio::net::UnixListener::bind(path).map_err(|e| crate::datagram::bind_error(e, path))?;
         // asyncio's `_unix_server_sockets[sock] = os.stat(path).st_ino`:
         // close removes the file only while it is still this one.
         let inode = std::fs::metadata(path).ok().map(|m| m.ino());
