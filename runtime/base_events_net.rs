@@ -46,6 +46,7 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
@@ -259,7 +260,7 @@ impl EventLoop {
     {
         let listeners = self.bind_server_sockets(host, port, options).await?;
         let factory = stream_factory(protocol_factory, StreamProtocol::plain);
-        Server::new(self, listeners, factory, options)
+        Server::new(self, listeners, factory, options, None)
     }
 
     /// asyncio's `create_server(protocol_factory, host, port, ...)` for a
@@ -276,7 +277,7 @@ impl EventLoop {
     ) -> Result<Server> {
         let listeners = self.bind_server_sockets(host, port, options).await?;
         let factory = stream_factory(protocol_factory, StreamProtocol::buffered);
-        Server::new(self, listeners, factory, options)
+        Server::new(self, listeners, factory, options, None)
     }
 
     /// The sockets of `create_server`: one per distinct address of `host`,
@@ -345,12 +346,14 @@ impl EventLoop {
     fn serve_sock(&self, sock: TcpListener, factory: StreamFactory) -> Result<Server> {
         sock.set_nonblocking(true)?;
         let options = ServerOptions::default();
-        Server::new(self, vec![Listener::Tcp(sock)], factory, &options)
+        Server::new(self, vec![Listener::Tcp(sock)], factory, &options, None)
     }
 
     /// asyncio's `create_unix_server(protocol_factory, path)`. A stale
     /// socket file at `path` is removed first (as asyncio does); the file
-    /// is removed again when the server closes. The backlog is 100.
+    /// is removed again when the server closes, unless another server has
+    /// replaced it by then (asyncio 3.13 compares the inode). The backlog
+    /// is 100.
     pub fn create_unix_server<P, F>(
         &self,
         protocol_factory: F,
@@ -407,12 +410,19 @@ impl EventLoop {
         options: &ServerOptions,
     ) -> Result<Server> {
         remove_stale_socket(path);
-        let l = mio::net::UnixListener::bind(path)?;
+        // asyncio names the path in the error (`Address {path!r} is already
+        // in use`).
+        let l =
+            mio::net::UnixListener::bind(path).map_err(|e| crate::datagram::bind_error(e, path))?;
+        // asyncio's `_unix_server_sockets[sock] = os.stat(path).st_ino`:
+        // close removes the file only while it is still this one.
+        let inode = std::fs::metadata(path).ok().map(|m| m.ino());
         Server::new(
             self,
             vec![Listener::Unix(l.into(), path.to_path_buf())],
             factory,
             options,
+            inode,
         )
     }
 }
@@ -434,6 +444,19 @@ pub(crate) fn remove_stale_socket(path: &Path) {
         if meta.file_type().is_socket() {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// Removes the socket file a Unix server bound at `path`, if the file
+/// there is still that one (`inode`), as asyncio 3.13's `_stop_serving`
+/// does: a server started on the same path since (which removed this
+/// file as stale) keeps its own.
+fn remove_own_socket_file(path: &Path, inode: Option<u64>) {
+    let Some(inode) = inode else {
+        return;
+    };
+    if std::fs::metadata(path).is_ok_and(|m| m.ino() == inode) {
+        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -501,16 +524,20 @@ struct ServerInner {
     serving_forever_fut: RefCell<Option<Future<()>>>,
     /// Live connections, for `close_clients`/`abort_clients`.
     clients: RefCell<Slab<Weak<SocketTransport>>>,
+    /// The inode of a Unix listener's socket file when it was bound
+    /// (asyncio's `_unix_server_sockets`); `None` for TCP.
+    unix_inode: Option<u64>,
 }
 
 impl Server {
     /// The server on bound sockets; it listens and serves now unless
-    /// `options` say not to.
+    /// `options` say not to. `unix_inode`: see `ServerInner::unix_inode`.
     fn new(
         lp: &EventLoop,
         listeners: Vec<Listener>,
         factory: StreamFactory,
         options: &ServerOptions,
+        unix_inode: Option<u64>,
     ) -> Result<Server> {
         let server = Server {
             inner: Rc::new(ServerInner {
@@ -524,6 +551,7 @@ impl Server {
                 waiters: RefCell::new(Some(Vec::new())),
                 serving_forever_fut: RefCell::new(None),
                 clients: RefCell::new(Slab::new()),
+                unix_inode,
             }),
         };
         if options.start_serving {
@@ -593,7 +621,7 @@ impl Server {
             // Deregister before the fd is closed (N4).
             let _ = self.inner.lp.remove_reader(l.fd());
             if let Listener::Unix(_, path) = &**l {
-                remove_stale_socket(path);
+                remove_own_socket_file(path, self.inner.unix_inode);
             }
         }
         drop(socks);

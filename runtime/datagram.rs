@@ -318,8 +318,9 @@ impl EventLoop {
     }
 }
 
-/// A failed bind on `path`, saying what is in the way when it can.
-fn bind_error(e: io::Error, path: &Path) -> io::Error {
+/// A failed bind on `path`, saying what is in the way when it can (also
+/// the Unix stream server's, in `base_events_net`).
+pub(crate) fn bind_error(e: io::Error, path: &Path) -> io::Error {
     use std::os::unix::fs::FileTypeExt;
     let in_the_way = e.kind() == io::ErrorKind::AddrInUse
         && std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_socket());

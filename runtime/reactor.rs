@@ -338,12 +338,14 @@ impl EventLoop {
     #[track_caller]
     pub fn add_reader<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
         self.add_io(fd, Side::Read, f, Trigger::Level, Location::caller())
+            .map(drop)
     }
 
     /// asyncio's `add_writer(fd, callback)`: calls `f` while `fd` is writable.
     #[track_caller]
     pub fn add_writer<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
         self.add_io(fd, Side::Write, f, Trigger::Level, Location::caller())
+            .map(drop)
     }
 
     /// Like [`add_reader`](EventLoop::add_reader) but edge-triggered: `f` is
@@ -352,6 +354,7 @@ impl EventLoop {
     #[track_caller]
     pub fn add_reader_edge<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
         self.add_io(fd, Side::Read, f, Trigger::Edge, Location::caller())
+            .map(drop)
     }
 
     /// Like [`add_writer`](EventLoop::add_writer) but edge-triggered: `f`
@@ -359,16 +362,20 @@ impl EventLoop {
     #[track_caller]
     pub fn add_writer_edge<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
         self.add_io(fd, Side::Write, f, Trigger::Edge, Location::caller())
+            .map(drop)
     }
 
-    fn add_io<F: Fn() + 'static>(
+    /// Sets `f` as the reader or writer of `fd`; returns its handle, as
+    /// asyncio's `_add_reader`/`_add_writer` do (the handle is cancelled
+    /// once it is removed or replaced).
+    pub(crate) fn add_io<F: Fn() + 'static>(
         &self,
         fd: RawFd,
         side: Side,
         f: F,
         trigger: Trigger,
         at: &'static Location<'static>,
-    ) -> Result<()> {
+    ) -> Result<Handle> {
         self.check_closed()?;
         if fd < 0 {
             return Err(Error::invalid_argument(format!(
@@ -398,8 +405,9 @@ impl EventLoop {
         self.inner
             .reactor
             .borrow_mut()
-            .add(fd, side, handle, trigger)
-            .map_err(Error::from)
+            .add(fd, side, handle.clone(), trigger)
+            .map_err(Error::from)?;
+        Ok(handle)
     }
 
     /// asyncio's `remove_reader(fd)`. Returns whether a reader was set.

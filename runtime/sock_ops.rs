@@ -12,7 +12,9 @@
 //!
 //! # Invariants
 //! - A wait's reader/writer is removed however the wait ends (result,
-//!   error, cancellation, or drop of the awaiting future).
+//!   error, cancellation, or drop of the awaiting future), unless it was
+//!   already removed or replaced by another wait on the same fd (asyncio's
+//!   `_sock_read_done` checks `handle.cancelled()`): that one stays.
 //! - The sockets must be non-blocking, and must not belong to a transport
 //!   (a transport's reader would be replaced). In debug mode a blocking
 //!   socket is refused with `Error::InvalidArgument`, as asyncio's debug
@@ -26,13 +28,16 @@ use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
+use std::panic::Location;
 
 use std::cell::Cell;
 use std::collections::HashMap;
 
 use crate::error::{bind_error, os_error_with_context, Result};
 use crate::event_loop::EventLoop;
+use crate::events::Handle;
 use crate::futures::Future;
+use crate::reactor::{Side, Trigger};
 use crate::sys::ConnectFromError;
 
 /// Removes the one-shot reader or writer of a wait.
@@ -40,10 +45,18 @@ struct RemoveOnDrop<'a> {
     lp: &'a EventLoop,
     fd: RawFd,
     write: bool,
+    /// The wait's own reader or writer.
+    handle: Handle,
 }
 
 impl Drop for RemoveOnDrop<'_> {
     fn drop(&mut self) {
+        // asyncio's `_sock_read_done`/`_sock_write_done`: a cancelled handle
+        // was removed already, or replaced by a later wait on the same fd
+        // (another task's `sock_recv`); removing now would strand that one.
+        if self.handle.cancelled() {
+            return;
+        }
         let _ = if self.write {
             self.lp.remove_writer(self.fd)
         } else {
@@ -61,15 +74,13 @@ impl EventLoop {
                 let _ = setter.set_result(());
             }
         };
-        if write {
-            self.add_writer(fd, cb)?;
-        } else {
-            self.add_reader(fd, cb)?;
-        }
+        let side = if write { Side::Write } else { Side::Read };
+        let handle = self.add_io(fd, side, cb, Trigger::Level, Location::caller())?;
         let _guard = RemoveOnDrop {
             lp: self,
             fd,
             write,
+            handle,
         };
         fut.await
     }

@@ -507,3 +507,53 @@ fn client_connected_cb_that_panics_at_once_is_reported_and_closes_its_connection
         Ok(())
     });
 }
+
+#[test]
+fn closing_a_unix_server_leaves_the_socket_file_of_a_successor_on_its_path() {
+    // asyncio 3.13's `_stop_serving` unlinks the socket file only if its
+    // inode is still the one the server bound (`_unix_server_sockets`): a
+    // server started on the same path meanwhile (it removed the old file
+    // as stale) keeps its file when the old one closes.
+    run_bounded(5.0, async {
+        let dir = std::env::temp_dir().join(format!("tulip-unix-succ-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(Error::from)?;
+        let path = dir.join("echo.sock");
+        let old = tulip::start_unix_server(echo, &path).await?;
+        let new = tulip::start_unix_server(echo, &path).await?;
+        old.close();
+        old.wait_closed().await?;
+        assert!(path.exists(), "the successor's socket file was removed");
+        let (r, w) = tulip::open_unix_connection(&path).await?;
+        w.write(b"to the successor\n")?;
+        assert_eq!(r.readline().await?, b"to the successor\n");
+        w.close();
+        new.close();
+        new.wait_closed().await?;
+        assert!(
+            !path.exists(),
+            "the successor removes its own file at close"
+        );
+        let _ = std::fs::remove_dir(&dir);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_unix_server_on_a_path_taken_by_a_file_fails_naming_the_path() {
+    // asyncio's create_unix_server: `OSError(EADDRINUSE, "Address {path!r}
+    // is already in use")`; a file that is not a socket is never removed.
+    run_bounded(5.0, async {
+        let dir = std::env::temp_dir().join(format!("tulip-unix-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(Error::from)?;
+        let path = dir.join("not-a-socket");
+        std::fs::write(&path, b"keep me").map_err(Error::from)?;
+        let err = tulip::start_unix_server(echo, &path)
+            .await
+            .expect_err("the path is taken");
+        assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE), "{err}");
+        assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+        assert_eq!(std::fs::read(&path).map_err(Error::from)?, b"keep me");
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    });
+}

@@ -770,6 +770,33 @@ fn cancelling_sock_recvfrom_leaves_no_reader_registered() {
     });
 }
 
+#[test]
+fn a_cancelled_sock_recv_leaves_the_reader_of_the_one_that_replaced_it() {
+    // asyncio's `_sock_read_done` removes the reader only if its own handle
+    // was not cancelled (replaced by a later `sock_recv` on the same fd):
+    // the first waiter's cancellation must not strand the second.
+    run_bounded(5.0, async {
+        use std::io::Write;
+        let lp = tulip::get_running_loop()?;
+        let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+        a.set_nonblocking(true)?;
+        let a = Rc::new(a);
+        let (lp1, a1) = (lp.clone(), a.clone());
+        let first = tulip::create_task(async move { lp1.sock_recv(&*a1, 10).await })?;
+        common::settle().await?;
+        let (lp2, a2) = (lp.clone(), a.clone());
+        let second = tulip::create_task(async move { lp2.sock_recv(&*a2, 10).await })?;
+        common::settle().await?;
+        assert!(first.cancel());
+        let res = tulip::wait_for(first, 5.0).await;
+        assert!(matches!(res, Err(Error::Cancelled(_))), "{res:?}");
+        b.write_all(b"for second")?;
+        assert_eq!(tulip::wait_for(second, 2.0).await?, b"for second");
+        assert!(!lp.remove_reader(a.as_raw_fd())?, "no reader left behind");
+        Ok(())
+    });
+}
+
 /// Hands `sock`, accepted outside the loop, to `connect_accepted_socket`,
 /// then checks with `peer`, its other end, that data flows both ways, and
 /// that the peer's EOF reaches `eof_received` then `connection_lost`
