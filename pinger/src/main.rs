@@ -4,8 +4,9 @@
 //! Ctrl-C (SIGINT), SIGTERM and SIGHUP: the first one stops the sweep
 //! ([`Stop::stop`]: no new probe, running children killed and reaped),
 //! prints what was found and exits 128 + the signal's number (130, 143,
-//! 129); a second one exits at once with that code. SIGHUP is left alone
-//! when pinger starts with it ignored (`nohup`).
+//! 129); a second one exits at once with that code. Any of them that is
+//! ignored when pinger starts (`nohup`, a script's `trap '' INT`, a
+//! background job's SIGINT) is left ignored.
 
 use std::cell::{Cell, RefCell};
 use std::io::{IsTerminal, Write};
@@ -149,12 +150,16 @@ fn die_by_sigpipe() -> ! {
 /// pinger until its own `-w` deadline).
 const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-/// The [`STOP_SIGNALS`] pinger handles: all of them, except SIGHUP when it
-/// was ignored at start (`nohup pinger ...` must survive the hangup).
+/// The [`STOP_SIGNALS`] pinger handles: those not ignored at start. An
+/// ignored one stays ignored, as asyncio's runner installs its SIGINT
+/// handler only over the default one: `nohup pinger ...` must survive the
+/// hangup, and a script's `trap '' INT TERM` or `pinger &` (a background
+/// job without job control starts with SIGINT ignored) must survive the
+/// Ctrl-C meant for the script's foreground.
 fn stop_signals() -> Vec<i32> {
     STOP_SIGNALS
         .into_iter()
-        .filter(|&signo| signo != libc::SIGHUP || !is_ignored(signo))
+        .filter(|&signo| !is_ignored(signo))
         .collect()
 }
 

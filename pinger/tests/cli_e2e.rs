@@ -209,3 +209,76 @@ fn netns_retries_probe_silent_hosts_again() {
         done.elapsed
     );
 }
+
+/// A stand-in `ping` in a directory of its own (put first in `PATH`): it
+/// touches `started` in that directory, sleeps `secs`, then prints one
+/// loopback reply and iputils' statistics. Returns the directory.
+fn stand_in_ping_dir(test: &str, secs: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("pinger-e2e-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ping = dir.join("ping");
+    std::fs::write(
+        &ping,
+        format!(
+            "#!/bin/sh\n: > '{}'\nsleep {secs}\n\
+             echo '64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.050 ms'\n\
+             echo '1 packets transmitted, 1 received, 0% packet loss, time 0ms'\n",
+            dir.join("started").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ping, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// A shell script's `trap '' INT TERM` (or `cmd &` without job control, which
+/// ignores SIGINT) means: leave these alone. pinger keeps an ignored SIGINT
+/// or SIGTERM ignored, as it already keeps an ignored SIGHUP (`nohup`), and
+/// as asyncio's runner installs its SIGINT handler only when SIGINT has its
+/// default handler: the signals do not cut the sweep short.
+#[test]
+fn sigint_and_sigterm_ignored_at_start_stay_ignored() {
+    let dir = stand_in_ping_dir("ignored-signals", "1");
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("trap '' INT TERM; exec \"$0\" \"$@\"")
+        .arg(PINGER)
+        .args(["127.0.0.1", "-t", "5000", "--json"])
+        .env("PATH", &dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The stand-in runs: pinger's handlers, if any, are in place.
+    let started = std::time::Instant::now();
+    while !dir.join("started").exists() {
+        if started.elapsed() > SWEEP_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the stand-in ping never started");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for signo in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: kill(2) on our own child, not reaped yet.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signo) }, 0);
+    }
+    let deadline = std::time::Instant::now() + SWEEP_LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pinger did not finish the sweep");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("interrupted"), "{stderr}");
+    assert!(stderr.contains("1 address (1 up, 0 down)"), "{stderr}");
+}
