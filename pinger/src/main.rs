@@ -51,11 +51,12 @@ fn run(cli: &Cli) -> Result<i32, Error> {
     let hosts = selection.hosts;
     let spawn_threads = cli.spawn_threads;
     let total = hosts.len();
+    let progress_total = usize::try_from(total).unwrap_or(usize::MAX);
 
     let start = Instant::now();
     // The signal that stopped the sweep, if one did.
     let stopped_by = Rc::new(Cell::new(None));
-    let progress = Rc::new(RefCell::new(Progress::new(total)));
+    let progress = Rc::new(RefCell::new(Progress::new(progress_total)));
     let swept = {
         let progress = progress.clone();
         let stopped_by = stopped_by.clone();
@@ -66,7 +67,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             install_stop_handlers(&lp, &stop, &stopped_by, &handled)?;
             let prober = PingProber::with_spawn_threads(spawn_threads);
             let (mut done, mut up) = (0, 0);
-            let outcome = sweep::run(&hosts, &cfg, prober, &stop, move |probe| {
+            let outcome = sweep::run(hosts, &cfg, prober, &stop, move |probe| {
                 done += 1;
                 up += usize::from(probe.up);
                 progress.borrow_mut().update(done, up);

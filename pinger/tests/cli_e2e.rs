@@ -282,3 +282,70 @@ fn sigint_and_sigterm_ignored_at_start_stay_ignored() {
     assert!(!stderr.contains("interrupted"), "{stderr}");
     assert!(stderr.contains("1 address (1 up, 0 down)"), "{stderr}");
 }
+
+/// The peak resident set of process `pid`, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A sweep as large as `--max-hosts` allows is walked address by address,
+/// not written out first: a loopback /8 (16,777,214 hosts; a /0 with
+/// `--allow-zero-prefix` is 256 times that) costs no more memory up front
+/// than a /24. pinger used to build the whole address list, then a copy of
+/// it, before the first probe: 128 MiB for the /8, 32 GiB for a /0.
+#[test]
+fn a_huge_sweep_is_not_materialised_up_front() {
+    let dir = stand_in_ping_dir("huge-sweep", "5");
+    let mut cmd = Command::new(PINGER);
+    cmd.args([
+        "127.0.0.0/8",
+        "--max-hosts",
+        "16777216",
+        "--concurrency",
+        "4",
+    ])
+    .args(["-q", "--spawn-threads", "1"])
+    .env("PATH", &dir)
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let started = std::time::Instant::now();
+    while !dir.join("started").exists() {
+        if started.elapsed() > SWEEP_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the stand-in ping never started");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let peak = peak_rss_kib(child.id());
+    // SAFETY: kill(2) on our own child, not reaped yet.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let deadline = std::time::Instant::now() + SWEEP_LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pinger did not stop after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(" of 16777214 addresses decided"),
+        "{stderr}"
+    );
+    assert!(
+        peak < 32 * 1024,
+        "peak RSS {peak} KiB before the first probe"
+    );
+}
