@@ -8,8 +8,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::process::Command;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::netns::{run_bounded, Finished, NetNs};
 
@@ -211,26 +212,72 @@ fn netns_retries_probe_silent_hosts_again() {
 }
 
 /// A stand-in `ping` in a directory of its own (put first in `PATH`): it
-/// touches `started` in that directory, sleeps `secs`, then prints one
-/// loopback reply and iputils' statistics. Returns the directory.
-fn stand_in_ping_dir(test: &str, secs: &str) -> std::path::PathBuf {
+/// touches `started` in that directory, then runs `body`. Returns the
+/// directory.
+fn stand_in_ping_dir(test: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(format!("pinger-e2e-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let ping = dir.join("ping");
-    std::fs::write(
-        &ping,
-        format!(
-            "#!/bin/sh\n: > '{}'\nsleep {secs}\n\
-             echo '64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.050 ms'\n\
-             echo '1 packets transmitted, 1 received, 0% packet loss, time 0ms'\n",
-            dir.join("started").display()
-        ),
-    )
-    .unwrap();
+    let marker = dir.join("started");
+    let script = format!("#!/bin/sh\n: > '{}'\n{body}\n", marker.display());
+    std::fs::write(&ping, script).unwrap();
     std::fs::set_permissions(&ping, std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
+}
+
+/// A stand-in that answers after a second, as iputils does on loopback.
+const ANSWER_AFTER_1S: &str = "sleep 1\n\
+    echo '64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.050 ms'\n\
+    echo '1 packets transmitted, 1 received, 0% packet loss, time 0ms'";
+
+/// A stand-in that stays silent for 5 s (pinger kills it first).
+const SILENT_5S: &str = "exec sleep 5";
+
+/// Spawns `cmd` (pinger, run with `PATH` = `dir`), with stdout and stderr
+/// piped, and waits until the stand-in in `dir` has started: pinger's
+/// signal handlers are in place by then.
+fn spawn_until_probing(cmd: &mut Command, dir: &Path) -> Child {
+    let mut child = cmd
+        .env("PATH", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !dir.join("started").exists() {
+        if started.elapsed() > SWEEP_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the stand-in ping never started");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+fn send(child: &Child, signo: i32) {
+    // SAFETY: kill(2) on our own child, not reaped yet.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signo) }, 0);
+}
+
+/// Waits for `child` to exit (at most [`SWEEP_LIMIT`]) and collects its
+/// output; then removes `dir`.
+fn finish(mut child: Child, dir: &Path) -> std::process::Output {
+    let deadline = Instant::now() + SWEEP_LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pinger did not exit within {SWEEP_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    out
 }
 
 /// A shell script's `trap '' INT TERM` (or `cmd &` without job control, which
@@ -240,43 +287,16 @@ fn stand_in_ping_dir(test: &str, secs: &str) -> std::path::PathBuf {
 /// default handler: the signals do not cut the sweep short.
 #[test]
 fn sigint_and_sigterm_ignored_at_start_stay_ignored() {
-    let dir = stand_in_ping_dir("ignored-signals", "1");
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
+    let dir = stand_in_ping_dir("ignored-signals", ANSWER_AFTER_1S);
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
         .arg("trap '' INT TERM; exec \"$0\" \"$@\"")
         .arg(PINGER)
-        .args(["127.0.0.1", "-t", "5000", "--json"])
-        .env("PATH", &dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The stand-in runs: pinger's handlers, if any, are in place.
-    let started = std::time::Instant::now();
-    while !dir.join("started").exists() {
-        if started.elapsed() > SWEEP_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the stand-in ping never started");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    for signo in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: kill(2) on our own child, not reaped yet.
-        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signo) }, 0);
-    }
-    let deadline = std::time::Instant::now() + SWEEP_LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("pinger did not finish the sweep");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let out = child.wait_with_output().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+        .args(["127.0.0.1", "-t", "5000", "--json"]);
+    let child = spawn_until_probing(&mut cmd, &dir);
+    send(&child, libc::SIGINT);
+    send(&child, libc::SIGTERM);
+    let out = finish(child, &dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("interrupted"), "{stderr}");
@@ -297,47 +317,19 @@ fn peak_rss_kib(pid: u32) -> u64 {
 /// it, before the first probe: 128 MiB for the /8, 32 GiB for a /0.
 #[test]
 fn a_huge_sweep_is_not_materialised_up_front() {
-    let dir = stand_in_ping_dir("huge-sweep", "5");
+    let dir = stand_in_ping_dir("huge-sweep", SILENT_5S);
     let mut cmd = Command::new(PINGER);
-    cmd.args([
-        "127.0.0.0/8",
-        "--max-hosts",
-        "16777216",
+    cmd.args(["127.0.0.0/8", "--max-hosts", "16777216"]).args([
         "--concurrency",
         "4",
-    ])
-    .args(["-q", "--spawn-threads", "1"])
-    .env("PATH", &dir)
-    .stdin(std::process::Stdio::null())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let started = std::time::Instant::now();
-    while !dir.join("started").exists() {
-        if started.elapsed() > SWEEP_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the stand-in ping never started");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        "--spawn-threads",
+        "1",
+        "-q",
+    ]);
+    let child = spawn_until_probing(&mut cmd, &dir);
     let peak = peak_rss_kib(child.id());
-    // SAFETY: kill(2) on our own child, not reaped yet.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
-    let deadline = std::time::Instant::now() + SWEEP_LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("pinger did not stop after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let out = child.wait_with_output().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    send(&child, libc::SIGINT);
+    let out = finish(child, &dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(
