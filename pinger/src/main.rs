@@ -90,7 +90,11 @@ fn run(cli: &Cli) -> Result<i32, Error> {
         Err(tulip::Error::Interrupted) => return Ok(EXIT_INTERRUPTED),
         Err(e) => return Err(Error::EventLoop(e)),
     };
-    let summary = Summary::from_results(&results, start.elapsed());
+    let summary = Summary {
+        targets: total,
+        interrupted,
+        ..Summary::from_results(&results, start.elapsed())
+    };
 
     let stdout = std::io::stdout();
     let opts = OutputOptions {

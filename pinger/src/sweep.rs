@@ -153,10 +153,15 @@ pub struct Summary {
     pub elapsed: Duration,
     /// RTT statistics, when at least one host reported an RTT.
     pub rtt: Option<RttStats>,
+    /// Addresses the sweep was given: `addresses`, unless it was interrupted.
+    pub targets: u64,
+    /// True if the sweep was stopped before every host was decided.
+    pub interrupted: bool,
 }
 
 impl Summary {
-    /// Totals over `results`.
+    /// Totals over `results`, of a sweep that decided every host it was
+    /// given (for one cut short, set `targets` and `interrupted` after).
     pub fn from_results(results: &[Probe], elapsed: Duration) -> Summary {
         let up = results.iter().filter(|p| p.up).count();
         let rtts: Vec<f64> = results.iter().filter_map(|p| p.rtt_ms).collect();
@@ -172,6 +177,8 @@ impl Summary {
             attempts: results.iter().map(|p| u64::from(p.attempts)).sum(),
             elapsed,
             rtt,
+            targets: results.len() as u64,
+            interrupted: false,
         }
     }
 }

@@ -341,3 +341,30 @@ fn a_huge_sweep_is_not_materialised_up_front() {
         "peak RSS {peak} KiB before the first probe"
     );
 }
+
+/// The JSON summary record says whether the sweep was cut short, and how
+/// many addresses it was given: a consumer reading only stdout (a saved
+/// file, a pipeline that loses the exit status) cannot otherwise tell an
+/// interrupted sweep of 3 hosts from a complete one.
+#[test]
+fn json_summary_tells_an_interrupted_sweep_from_a_complete_one() {
+    let done = pinger(&["127.0.0.1-3", "--json"]);
+    let stdout = done.stdout_text();
+    let last = stdout.lines().last().unwrap();
+    assert_eq!(field(last, "interrupted"), Some("false"), "{last}");
+    assert_eq!(field(last, "targets"), Some("3"), "{last}");
+
+    let dir = stand_in_ping_dir("json-interrupted", SILENT_5S);
+    let mut cmd = Command::new(PINGER);
+    cmd.args(["127.0.0.1-3", "--json", "-t", "5000"]);
+    let child = spawn_until_probing(&mut cmd, &dir);
+    send(&child, libc::SIGINT);
+    let out = finish(child, &dir);
+    assert_eq!(out.status.code(), Some(130));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap();
+    assert!(last.starts_with("{\"summary\":"), "{last}");
+    assert_eq!(field(last, "addresses"), Some("0"), "{last}");
+    assert_eq!(field(last, "targets"), Some("3"), "{last}");
+    assert_eq!(field(last, "interrupted"), Some("true"), "{last}");
+}
