@@ -247,9 +247,15 @@ pub fn parse_target_file(text: &str, path: &Path) -> Result<Vec<Target>, Error> 
     Ok(targets)
 }
 
-/// Reads and parses a target file (see [`parse_target_file`]).
+/// Reads and parses a target file (see [`parse_target_file`]); `-` is
+/// standard input, as for fping's `-f -`.
 pub fn read_target_file(path: &Path) -> Result<Vec<Target>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin().lock())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    let text = text.map_err(|source| Error::ReadFile {
         path: path.into(),
         source,
     })?;

@@ -368,3 +368,38 @@ fn json_summary_tells_an_interrupted_sweep_from_a_complete_one() {
     assert_eq!(field(last, "targets"), Some("3"), "{last}");
     assert_eq!(field(last, "interrupted"), Some("true"), "{last}");
 }
+
+/// `-f -` reads the targets from standard input, as fping's `-f -` does
+/// (`pinger -f - < hosts.txt`, `generate | pinger -f -`).
+#[test]
+fn file_dash_reads_targets_from_stdin() {
+    let mut child = Command::new(PINGER)
+        .args(["-f", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        // Not unwrapped: a pinger that does not read stdin exits at once.
+        let _ = stdin.write_all(b"# loopback\n127.0.0.1-2\n127.0.0.5\n");
+    }
+    let deadline = Instant::now() + SWEEP_LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pinger did not exit within {SWEEP_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (up, down) = up_down(&String::from_utf8_lossy(&out.stdout));
+    let want: BTreeSet<Ipv4Addr> = [1, 2, 5].map(|h| Ipv4Addr::new(127, 0, 0, h)).into();
+    assert_eq!(up, want);
+    assert!(down.is_empty());
+}
