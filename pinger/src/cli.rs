@@ -4,7 +4,6 @@
 //! default 2; see [`clap_exit_code`].
 
 use std::ffi::OsString;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use crate::output::{Filter, Format};
 use crate::ping::{PingParams, MAX_TIMEOUT_MS};
 use crate::sweep::{default_spawn_threads, SweepConfig, DEFAULT_CONCURRENCY};
 use crate::targets::{
-    expand, parse_target, read_target_file, ExpandOptions, Target, DEFAULT_MAX_HOSTS,
+    expand_hosts, parse_target, read_target_file, ExpandOptions, Hosts, Target, DEFAULT_MAX_HOSTS,
     DEFAULT_TARGET,
 };
 
@@ -47,7 +46,8 @@ pub struct Cli {
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
 
-    /// Read targets from FILE, one per line; `#` starts a comment (repeatable).
+    /// Read targets from FILE (`-`: standard input), one per line; `#`
+    /// starts a comment (repeatable).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
@@ -166,8 +166,8 @@ pub fn clap_exit_code(err: &clap::Error) -> i32 {
 /// The hosts to sweep, and whether they are the default loopback sweep.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
-    /// Sorted, distinct addresses.
-    pub hosts: Vec<Ipv4Addr>,
+    /// Sorted, distinct addresses, not written out.
+    pub hosts: Hosts,
     /// True when no target was given and [`DEFAULT_TARGET`] is swept.
     pub defaulted: bool,
 }
@@ -191,7 +191,7 @@ impl Cli {
             allow_zero_prefix: self.allow_zero_prefix,
         };
         Ok(Selection {
-            hosts: expand(&targets, &opts)?,
+            hosts: expand_hosts(&targets, &opts)?,
             defaulted,
         })
     }

@@ -4,8 +4,9 @@
 //! Ctrl-C (SIGINT), SIGTERM and SIGHUP: the first one stops the sweep
 //! ([`Stop::stop`]: no new probe, running children killed and reaped),
 //! prints what was found and exits 128 + the signal's number (130, 143,
-//! 129); a second one exits at once with that code. SIGHUP is left alone
-//! when pinger starts with it ignored (`nohup`).
+//! 129); a second one exits at once with that code. Any of them that is
+//! ignored when pinger starts (`nohup`, a script's `trap '' INT`, a
+//! background job's SIGINT) is left ignored.
 
 use std::cell::{Cell, RefCell};
 use std::io::{IsTerminal, Write};
@@ -50,11 +51,12 @@ fn run(cli: &Cli) -> Result<i32, Error> {
     let hosts = selection.hosts;
     let spawn_threads = cli.spawn_threads;
     let total = hosts.len();
+    let progress_total = usize::try_from(total).unwrap_or(usize::MAX);
 
     let start = Instant::now();
     // The signal that stopped the sweep, if one did.
     let stopped_by = Rc::new(Cell::new(None));
-    let progress = Rc::new(RefCell::new(Progress::new(total)));
+    let progress = Rc::new(RefCell::new(Progress::new(progress_total)));
     let swept = {
         let progress = progress.clone();
         let stopped_by = stopped_by.clone();
@@ -65,7 +67,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             install_stop_handlers(&lp, &stop, &stopped_by, &handled)?;
             let prober = PingProber::with_spawn_threads(spawn_threads);
             let (mut done, mut up) = (0, 0);
-            let outcome = sweep::run(&hosts, &cfg, prober, &stop, move |probe| {
+            let outcome = sweep::run(hosts, &cfg, prober, &stop, move |probe| {
                 done += 1;
                 up += usize::from(probe.up);
                 progress.borrow_mut().update(done, up);
@@ -88,7 +90,11 @@ fn run(cli: &Cli) -> Result<i32, Error> {
         Err(tulip::Error::Interrupted) => return Ok(EXIT_INTERRUPTED),
         Err(e) => return Err(Error::EventLoop(e)),
     };
-    let summary = Summary::from_results(&results, start.elapsed());
+    let summary = Summary {
+        targets: total,
+        interrupted,
+        ..Summary::from_results(&results, start.elapsed())
+    };
 
     let stdout = std::io::stdout();
     let opts = OutputOptions {
@@ -149,12 +155,16 @@ fn die_by_sigpipe() -> ! {
 /// pinger until its own `-w` deadline).
 const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-/// The [`STOP_SIGNALS`] pinger handles: all of them, except SIGHUP when it
-/// was ignored at start (`nohup pinger ...` must survive the hangup).
+/// The [`STOP_SIGNALS`] pinger handles: those not ignored at start. An
+/// ignored one stays ignored, as asyncio's runner installs its SIGINT
+/// handler only over the default one: `nohup pinger ...` must survive the
+/// hangup, and a script's `trap '' INT TERM` or `pinger &` (a background
+/// job without job control starts with SIGINT ignored) must survive the
+/// Ctrl-C meant for the script's foreground.
 fn stop_signals() -> Vec<i32> {
     STOP_SIGNALS
         .into_iter()
-        .filter(|&signo| signo != libc::SIGHUP || !is_ignored(signo))
+        .filter(|&signo| !is_ignored(signo))
         .collect()
 }
 

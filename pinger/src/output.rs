@@ -162,14 +162,20 @@ pub fn json_record(probe: &Probe) -> String {
 }
 
 /// The closing JSON record (without the newline):
-/// `{"summary":{"addresses":254,"up":12,"down":242,"elapsed_s":1.042}}`.
+/// `{"summary":{"addresses":254,"up":12,"down":242,"elapsed_s":1.042,"targets":254,"interrupted":false}}`.
+/// `addresses` counts the hosts decided, `targets` those the sweep was
+/// given; they differ only when `interrupted`, which a consumer of stdout
+/// alone could not tell otherwise.
 pub fn json_summary(summary: &Summary) -> String {
     format!(
-        "{{\"summary\":{{\"addresses\":{},\"up\":{},\"down\":{},\"elapsed_s\":{}}}}}",
+        "{{\"summary\":{{\"addresses\":{},\"up\":{},\"down\":{},\"elapsed_s\":{},\
+         \"targets\":{},\"interrupted\":{}}}}}",
         summary.addresses,
         summary.up,
         summary.down,
         json_number(Some(summary.elapsed.as_secs_f64()), 3),
+        summary.targets,
+        summary.interrupted,
     )
 }
 
@@ -272,7 +278,13 @@ pub fn stats_block(summary: &Summary) -> String {
     let mut line = |value: String, what: &str| {
         writeln!(s, " {value:>10} {what}").expect("writing to a String");
     };
-    line(summary.addresses.to_string(), "targets");
+    line(summary.targets.to_string(), "targets");
+    if summary.interrupted {
+        line(
+            summary.addresses.to_string(),
+            "decided before the interruption",
+        );
+    }
     line(summary.up.to_string(), "alive");
     line(summary.down.to_string(), "unreachable");
     line(summary.attempts.to_string(), "ping runs (retries included)");

@@ -76,6 +76,9 @@ use crate::ping::{parse_cut_short, parse_reply, PingCommand, PingParams, PING_IN
 /// How many probes run at once unless `--concurrency` says otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 256;
 
+/// The most results [`run`] makes room for up front (a /16's worth).
+const RESULTS_PRESIZE: usize = 65_536;
+
 /// One host's result: the seed's `(current_time, ip, up)` tuple, plus the RTT.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Probe {
@@ -150,10 +153,15 @@ pub struct Summary {
     pub elapsed: Duration,
     /// RTT statistics, when at least one host reported an RTT.
     pub rtt: Option<RttStats>,
+    /// Addresses the sweep was given: `addresses`, unless it was interrupted.
+    pub targets: u64,
+    /// True if the sweep was stopped before every host was decided.
+    pub interrupted: bool,
 }
 
 impl Summary {
-    /// Totals over `results`.
+    /// Totals over `results`, of a sweep that decided every host it was
+    /// given (for one cut short, set `targets` and `interrupted` after).
     pub fn from_results(results: &[Probe], elapsed: Duration) -> Summary {
         let up = results.iter().filter(|p| p.up).count();
         let rtts: Vec<f64> = results.iter().filter_map(|p| p.rtt_ms).collect();
@@ -169,6 +177,8 @@ impl Summary {
             attempts: results.iter().map(|p| u64::from(p.attempts)).sum(),
             elapsed,
             rtt,
+            targets: results.len() as u64,
+            interrupted: false,
         }
     }
 }
@@ -746,18 +756,25 @@ impl<P> Shared<P> {
 /// are returned, with [`Outcome::interrupted`] set. A fatal error (`ping`
 /// missing, a spawn failing for a reason other than a lack of resources)
 /// stops the sweep the same way and is returned instead.
+///
+/// `hosts` are taken one at a time, as the window lets probes start, so a
+/// [`Hosts`](crate::targets::Hosts) of any size is never written out.
 pub async fn run<P: Prober + 'static>(
-    hosts: &[Ipv4Addr],
+    hosts: impl IntoIterator<Item = Ipv4Addr, IntoIter: 'static>,
     cfg: &SweepConfig,
     prober: P,
     stop: &Stop,
     on_result: impl FnMut(&Probe) + 'static,
 ) -> Result<Outcome, Error> {
+    let hosts = hosts.into_iter();
+    // Room for the results of a usual sweep; a huge one grows as hosts are
+    // decided rather than reserving its whole size at once.
+    let presize = hosts.size_hint().0.min(RESULTS_PRESIZE);
     let shared = Rc::new(Shared {
         cfg: cfg.clone(),
         prober,
         stop: stop.clone(),
-        results: RefCell::new(Vec::with_capacity(hosts.len())),
+        results: RefCell::new(Vec::with_capacity(presize)),
         on_result: RefCell::new(Box::new(on_result)),
         live: Cell::new(0),
         idle: Event::new(),
@@ -783,11 +800,11 @@ pub async fn run<P: Prober + 'static>(
 /// The body of [`run`].
 async fn sweep<P: Prober + 'static>(
     shared: &Rc<Shared<P>>,
-    hosts: &[Ipv4Addr],
+    hosts: impl Iterator<Item = Ipv4Addr> + 'static,
 ) -> Result<Outcome, Error> {
     let stop = &shared.stop;
     let dispatcher =
-        tulip::create_task(dispatch(shared.clone(), hosts.to_vec())).map_err(Error::EventLoop)?;
+        tulip::create_task(dispatch(shared.clone(), hosts)).map_err(Error::EventLoop)?;
     stop.register(dispatcher.as_ref());
     if stop.is_requested() {
         dispatcher.cancel();
@@ -817,7 +834,7 @@ async fn sweep<P: Prober + 'static>(
 /// Starts one probe task per host, in order, each holding a permit.
 async fn dispatch<P: Prober + 'static>(
     shared: Rc<Shared<P>>,
-    hosts: Vec<Ipv4Addr>,
+    hosts: impl Iterator<Item = Ipv4Addr>,
 ) -> tulip::Result<()> {
     let window = Semaphore::new(shared.cfg.concurrency.max(1));
     for ip in hosts {

@@ -8,8 +8,10 @@
 //!   same network), and below /31 the network and broadcast addresses are left out
 //!   (/31 gives both addresses, /32 gives the one)
 //!
-//! [`expand`] turns a list of targets into sorted, de-duplicated addresses, after
-//! checking the host limit on the exact count, without materialising anything first.
+//! [`expand_hosts`] turns a list of targets into [`Hosts`], sorted, de-duplicated
+//! addresses kept as merged intervals and walked one at a time, after checking the
+//! host limit on the exact count; a sweep never holds its address list (a /0 would
+//! be 16 GiB). [`expand`] writes the same addresses out as a `Vec`.
 //!
 //! # Invariants
 //! - Every target is one inclusive interval of `u32` addresses (`lo <= hi`); this is
@@ -245,9 +247,15 @@ pub fn parse_target_file(text: &str, path: &Path) -> Result<Vec<Target>, Error> 
     Ok(targets)
 }
 
-/// Reads and parses a target file (see [`parse_target_file`]).
+/// Reads and parses a target file (see [`parse_target_file`]); `-` is
+/// standard input, as for fping's `-f -`.
 pub fn read_target_file(path: &Path) -> Result<Vec<Target>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin().lock())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    let text = text.map_err(|source| Error::ReadFile {
         path: path.into(),
         source,
     })?;
@@ -279,12 +287,90 @@ pub fn count_hosts(targets: &[Target]) -> u64 {
         .sum()
 }
 
-/// Expands targets into sorted, de-duplicated addresses.
+/// The hosts of a sweep: sorted, distinct addresses, held as the merged
+/// intervals of the targets, so that a /8, or a /0 with
+/// `--allow-zero-prefix`, costs a few bytes until it is walked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hosts {
+    /// Sorted, non-overlapping, non-adjacent inclusive intervals.
+    intervals: Vec<(u32, u32)>,
+}
+
+impl Hosts {
+    /// How many addresses there are.
+    pub fn len(&self) -> u64 {
+        self.intervals
+            .iter()
+            .map(|&(lo, hi)| u64::from(hi - lo) + 1)
+            .sum()
+    }
+
+    /// True when there is no address at all.
+    pub fn is_empty(&self) -> bool {
+        self.intervals.is_empty()
+    }
+
+    /// The addresses in order, one at a time.
+    pub fn iter(&self) -> HostsIter {
+        self.clone().into_iter()
+    }
+}
+
+impl IntoIterator for Hosts {
+    type Item = Ipv4Addr;
+    type IntoIter = HostsIter;
+
+    fn into_iter(self) -> HostsIter {
+        HostsIter {
+            left: self.len(),
+            intervals: self.intervals.into_iter(),
+            current: None,
+        }
+    }
+}
+
+/// The addresses of [`Hosts`], in order, computed as they are taken.
+#[derive(Debug, Clone)]
+pub struct HostsIter {
+    intervals: std::vec::IntoIter<(u32, u32)>,
+    current: Option<std::ops::RangeInclusive<u32>>,
+    /// Addresses not yet taken.
+    left: u64,
+}
+
+impl Iterator for HostsIter {
+    type Item = Ipv4Addr;
+
+    fn next(&mut self) -> Option<Ipv4Addr> {
+        loop {
+            if let Some(addr) = self.current.as_mut().and_then(Iterator::next) {
+                self.left -= 1;
+                return Some(Ipv4Addr::from(addr));
+            }
+            let (lo, hi) = self.intervals.next()?;
+            self.current = Some(lo..=hi);
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = usize::try_from(self.left).ok();
+        (left.unwrap_or(usize::MAX), left)
+    }
+}
+
+/// Expands targets into sorted, de-duplicated addresses, written out (see
+/// [`expand_hosts`], which a sweep uses, for the checks).
+pub fn expand(targets: &[Target], opts: &ExpandOptions) -> Result<Vec<Ipv4Addr>, Error> {
+    Ok(expand_hosts(targets, opts)?.into_iter().collect())
+}
+
+/// Expands targets into sorted, de-duplicated [`Hosts`], without writing
+/// the addresses out.
 ///
 /// Refuses `/0` unless `opts.allow_zero_prefix`, and refuses more than
 /// `opts.max_hosts` distinct hosts; both checks run before any allocation
 /// proportional to the sweep.
-pub fn expand(targets: &[Target], opts: &ExpandOptions) -> Result<Vec<Ipv4Addr>, Error> {
+pub fn expand_hosts(targets: &[Target], opts: &ExpandOptions) -> Result<Hosts, Error> {
     if !opts.allow_zero_prefix {
         if let Some(t) = targets
             .iter()
@@ -305,9 +391,7 @@ pub fn expand(targets: &[Target], opts: &ExpandOptions) -> Result<Vec<Ipv4Addr>,
             max: opts.max_hosts,
         });
     }
-    let mut hosts = Vec::with_capacity(count as usize);
-    for (lo, hi) in merged_intervals(targets) {
-        hosts.extend((lo..=hi).map(Ipv4Addr::from));
-    }
-    Ok(hosts)
+    Ok(Hosts {
+        intervals: merged_intervals(targets),
+    })
 }

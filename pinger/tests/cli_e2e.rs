@@ -8,8 +8,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::process::Command;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::netns::{run_bounded, Finished, NetNs};
 
@@ -208,4 +209,197 @@ fn netns_retries_probe_silent_hosts_again() {
         "{:?}",
         done.elapsed
     );
+}
+
+/// A stand-in `ping` in a directory of its own (put first in `PATH`): it
+/// touches `started` in that directory, then runs `body`. Returns the
+/// directory.
+fn stand_in_ping_dir(test: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("pinger-e2e-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ping = dir.join("ping");
+    let marker = dir.join("started");
+    let script = format!("#!/bin/sh\n: > '{}'\n{body}\n", marker.display());
+    std::fs::write(&ping, script).unwrap();
+    std::fs::set_permissions(&ping, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// A stand-in that answers after a second, as iputils does on loopback.
+const ANSWER_AFTER_1S: &str = "sleep 1\n\
+    echo '64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.050 ms'\n\
+    echo '1 packets transmitted, 1 received, 0% packet loss, time 0ms'";
+
+/// A stand-in that stays silent for 5 s (pinger kills it first).
+const SILENT_5S: &str = "exec sleep 5";
+
+/// Spawns `cmd` (pinger, run with `PATH` = `dir`), with stdout and stderr
+/// piped, and waits until the stand-in in `dir` has started: pinger's
+/// signal handlers are in place by then.
+fn spawn_until_probing(cmd: &mut Command, dir: &Path) -> Child {
+    let mut child = cmd
+        .env("PATH", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !dir.join("started").exists() {
+        if started.elapsed() > SWEEP_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the stand-in ping never started");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+fn send(child: &Child, signo: i32) {
+    // SAFETY: kill(2) on our own child, not reaped yet.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signo) }, 0);
+}
+
+/// Waits for `child` to exit (at most [`SWEEP_LIMIT`]) and collects its
+/// output; then removes `dir`.
+fn finish(mut child: Child, dir: &Path) -> std::process::Output {
+    let deadline = Instant::now() + SWEEP_LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pinger did not exit within {SWEEP_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    out
+}
+
+/// A shell script's `trap '' INT TERM` (or `cmd &` without job control, which
+/// ignores SIGINT) means: leave these alone. pinger keeps an ignored SIGINT
+/// or SIGTERM ignored, as it already keeps an ignored SIGHUP (`nohup`), and
+/// as asyncio's runner installs its SIGINT handler only when SIGINT has its
+/// default handler: the signals do not cut the sweep short.
+#[test]
+fn sigint_and_sigterm_ignored_at_start_stay_ignored() {
+    let dir = stand_in_ping_dir("ignored-signals", ANSWER_AFTER_1S);
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("trap '' INT TERM; exec \"$0\" \"$@\"")
+        .arg(PINGER)
+        .args(["127.0.0.1", "-t", "5000", "--json"]);
+    let child = spawn_until_probing(&mut cmd, &dir);
+    send(&child, libc::SIGINT);
+    send(&child, libc::SIGTERM);
+    let out = finish(child, &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("interrupted"), "{stderr}");
+    assert!(stderr.contains("1 address (1 up, 0 down)"), "{stderr}");
+}
+
+/// The peak resident set of process `pid`, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A sweep as large as `--max-hosts` allows is walked address by address,
+/// not written out first: a loopback /8 (16,777,214 hosts; a /0 with
+/// `--allow-zero-prefix` is 256 times that) costs no more memory up front
+/// than a /24. pinger used to build the whole address list, then a copy of
+/// it, before the first probe: 128 MiB for the /8, 32 GiB for a /0.
+#[test]
+fn a_huge_sweep_is_not_materialised_up_front() {
+    let dir = stand_in_ping_dir("huge-sweep", SILENT_5S);
+    let mut cmd = Command::new(PINGER);
+    cmd.args(["127.0.0.0/8", "--max-hosts", "16777216"]).args([
+        "--concurrency",
+        "4",
+        "--spawn-threads",
+        "1",
+        "-q",
+    ]);
+    let child = spawn_until_probing(&mut cmd, &dir);
+    let peak = peak_rss_kib(child.id());
+    send(&child, libc::SIGINT);
+    let out = finish(child, &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(" of 16777214 addresses decided"),
+        "{stderr}"
+    );
+    assert!(
+        peak < 32 * 1024,
+        "peak RSS {peak} KiB before the first probe"
+    );
+}
+
+/// The JSON summary record says whether the sweep was cut short, and how
+/// many addresses it was given: a consumer reading only stdout (a saved
+/// file, a pipeline that loses the exit status) cannot otherwise tell an
+/// interrupted sweep of 3 hosts from a complete one.
+#[test]
+fn json_summary_tells_an_interrupted_sweep_from_a_complete_one() {
+    let done = pinger(&["127.0.0.1-3", "--json"]);
+    let stdout = done.stdout_text();
+    let last = stdout.lines().last().unwrap();
+    assert_eq!(field(last, "interrupted"), Some("false"), "{last}");
+    assert_eq!(field(last, "targets"), Some("3"), "{last}");
+
+    let dir = stand_in_ping_dir("json-interrupted", SILENT_5S);
+    let mut cmd = Command::new(PINGER);
+    cmd.args(["127.0.0.1-3", "--json", "-t", "5000"]);
+    let child = spawn_until_probing(&mut cmd, &dir);
+    send(&child, libc::SIGINT);
+    let out = finish(child, &dir);
+    assert_eq!(out.status.code(), Some(130));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap();
+    assert!(last.starts_with("{\"summary\":"), "{last}");
+    assert_eq!(field(last, "addresses"), Some("0"), "{last}");
+    assert_eq!(field(last, "targets"), Some("3"), "{last}");
+    assert_eq!(field(last, "interrupted"), Some("true"), "{last}");
+}
+
+/// `-f -` reads the targets from standard input, as fping's `-f -` does
+/// (`pinger -f - < hosts.txt`, `generate | pinger -f -`).
+#[test]
+fn file_dash_reads_targets_from_stdin() {
+    let mut child = Command::new(PINGER)
+        .args(["-f", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        // Not unwrapped: a pinger that does not read stdin exits at once.
+        let _ = stdin.write_all(b"# loopback\n127.0.0.1-2\n127.0.0.5\n");
+    }
+    let deadline = Instant::now() + SWEEP_LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pinger did not exit within {SWEEP_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (up, down) = up_down(&String::from_utf8_lossy(&out.stdout));
+    let want: BTreeSet<Ipv4Addr> = [1, 2, 5].map(|h| Ipv4Addr::new(127, 0, 0, h)).into();
+    assert_eq!(up, want);
+    assert!(down.is_empty());
 }

@@ -61,7 +61,7 @@ fn sweep_once() {
     let outcome = runner
         .run(async move {
             let before = open_fds();
-            let outcome = sweep::run(&hosts, &cfg, PingProber::new(), &Stop::new(), |_| {}).await;
+            let outcome = sweep::run(hosts, &cfg, PingProber::new(), &Stop::new(), |_| {}).await;
             // Released by the sweep itself, not only when the loop closes.
             assert_eq!(open_fds(), before, "descriptors left open by the sweep");
             Ok(outcome)

@@ -129,7 +129,8 @@ fn json_lines() {
         "{\"ip\":\"127.0.0.1\",\"up\":true,\"rtt_ms\":0.045,\"time\":\"2024-03-07 09:05:01\"}\n\
          {\"ip\":\"127.0.0.2\",\"up\":true,\"rtt_ms\":1.500,\"time\":\"2024-03-07 09:05:01\"}\n\
          {\"ip\":\"127.0.0.3\",\"up\":false,\"rtt_ms\":null,\"time\":\"2024-03-07 09:05:01\"}\n\
-         {\"summary\":{\"addresses\":3,\"up\":2,\"down\":1,\"elapsed_s\":1.042}}\n"
+         {\"summary\":{\"addresses\":3,\"up\":2,\"down\":1,\"elapsed_s\":1.042,\
+         \"targets\":3,\"interrupted\":false}}\n"
     );
     // Quiet JSON still carries the summary.
     let quiet = render(OutputOptions {
@@ -197,6 +198,8 @@ fn summary_line_exact() {
         attempts: 254,
         elapsed: Duration::from_millis(1040),
         rtt: None,
+        targets: 0,
+        interrupted: false,
     };
     assert_eq!(
         summary_line(&s),
@@ -236,6 +239,16 @@ fn summary_and_stats_from_results() {
     ] {
         assert!(stats.contains(needle), "{needle:?} in\n{stats}");
     }
+    assert!(!stats.contains("interruption"), "{stats}");
+    // Cut short: `targets` is what was given, and the block says how many
+    // of them were decided.
+    let cut = stats_block(&Summary {
+        targets: 254,
+        interrupted: true,
+        ..summary
+    });
+    assert!(cut.contains("254 targets"), "{cut}");
+    assert!(cut.contains("3 decided before the interruption"), "{cut}");
 }
 
 #[test]
@@ -247,6 +260,8 @@ fn exit_codes_follow_fping() {
         attempts: 0,
         elapsed: Duration::ZERO,
         rtt: None,
+        targets: 0,
+        interrupted: false,
     };
     assert_eq!(exit_code(&s(3, 0), false), EXIT_ALL_UP);
     assert_eq!(exit_code(&s(2, 1), false), EXIT_SOME_DOWN);

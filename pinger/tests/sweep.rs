@@ -111,7 +111,7 @@ fn sweep_with<P: Prober + 'static>(
                 let _ = tulip::get_running_loop()?.call_later(t, move || stopper.stop())?;
             }
             let on_result = move |p: &sweep::Probe| s.borrow_mut().push(p.ip);
-            Ok(sweep::run(&hosts, &cfg, prober, &stop, on_result).await)
+            Ok(sweep::run(hosts, &cfg, prober, &stop, on_result).await)
         })
         .unwrap();
     let lp = runner.get_loop().unwrap();

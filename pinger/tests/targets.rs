@@ -5,7 +5,7 @@ use std::path::Path;
 
 use pinger::error::EXIT_INVALID_ARGS;
 use pinger::targets::{
-    count_hosts, expand, parse_target, parse_target_file, ExpandOptions, Target,
+    count_hosts, expand, expand_hosts, parse_target, parse_target_file, ExpandOptions, Target,
 };
 use pinger::Error;
 
@@ -275,4 +275,31 @@ fn target_file_with_a_byte_order_mark_is_read() {
             Target::Single(ip("10.0.0.2"))
         ]
     );
+}
+
+#[test]
+fn hosts_are_walked_not_written_out() {
+    // A /0 (allowed on purpose) is 2^32 - 2 addresses, counted and walked
+    // from its interval; nothing proportional to it is allocated.
+    let t = [parse_target("0.0.0.0/0").unwrap()];
+    let opts = ExpandOptions {
+        max_hosts: u64::MAX,
+        allow_zero_prefix: true,
+    };
+    let all = expand_hosts(&t, &opts).unwrap();
+    assert_eq!(all.len(), (1 << 32) - 2);
+    let mut it = all.iter();
+    assert_eq!(it.size_hint().0 as u64, (1 << 32) - 2);
+    assert_eq!(it.next(), Some(ip("0.0.0.1")));
+    assert_eq!(it.next(), Some(ip("0.0.0.2")));
+    // Merged and in order across targets, as `expand` writes them out.
+    let t: Vec<Target> = ["127.0.0.9", "127.0.0.1-3", "127.0.0.2-4"]
+        .iter()
+        .map(|s| parse_target(s).unwrap())
+        .collect();
+    let lazy = expand_hosts(&t, &ExpandOptions::default()).unwrap();
+    let walked: Vec<Ipv4Addr> = lazy.iter().collect();
+    assert_eq!(walked, expand(&t, &ExpandOptions::default()).unwrap());
+    assert_eq!(lazy.len(), 5);
+    assert_eq!(lazy.iter().size_hint(), (5, Some(5)));
 }
