@@ -70,7 +70,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU8, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
-use crate::child_watcher::{ChildState, ChildWatcher, ChildWatcherKind};
+use crate::child_watcher::{ChildState, ChildWatcher, ChildWatcherKind, RemoveWaiter};
 use crate::error::{Error, Result};
 use crate::event_loop::{get_running_loop, EventLoop, LoopRef};
 use crate::futures::Future;
@@ -568,18 +568,19 @@ struct Pipes {
 }
 
 impl Pipes {
-    /// Resolves once every pipe is lost; cancelling it touches nothing else.
+    /// Resolves once every pipe is lost; cancelling or dropping it touches
+    /// nothing else.
     async fn wait_lost(&self, lp: &EventLoop) -> Result<()> {
         if self.open.get() == 0 {
             return Ok(());
         }
         let waiter = lp.create_future::<()>();
         self.waiters.borrow_mut().push(waiter.clone());
-        let res = waiter.clone().await;
-        if res.is_err() {
-            self.waiters.borrow_mut().retain(|w| !w.ptr_eq(&waiter));
-        }
-        res
+        let _waiting = RemoveWaiter {
+            list: &self.waiters,
+            waiter: &waiter,
+        };
+        waiter.clone().await
     }
 
     /// One pipe was lost: asyncio's `_pipe_connection_lost` + `_try_finish`.
