@@ -1121,3 +1121,34 @@ both_watchers!(
     a_dropped_wait_leaves_no_waiter_pidfd,
     a_dropped_wait_leaves_no_waiter_thread
 );
+
+// conformance: P1
+/// asyncio returns a `Process` only once every pipe's `connection_made`
+/// ran, so closing stdin at once still ends in `connection_lost`: the
+/// writer's `wait_closed()` returns and `drain()` fails with
+/// `ConnectionResetError`. tulip hands the process out a step earlier; a
+/// stdin closed in that step must end the same way, not leave
+/// `wait_closed()` pending for ever.
+fn stdin_closed_at_once(kind: ChildWatcherKind) {
+    let (closed, drained, rc) = on_loop(kind, |_| async {
+        let mut p = Command::new("cat").stdin(Stdio::Pipe).spawn()?;
+        let stdin = p.stdin.take().unwrap();
+        stdin.close();
+        let closed = tulip::timeout(5.0).run(stdin.wait_closed()).await;
+        let drained = stdin.drain().await;
+        let rc = tulip::timeout(10.0).run(p.wait()).await?;
+        Ok((closed, drained, rc))
+    });
+    assert!(closed.is_ok(), "wait_closed() after close(): {closed:?}");
+    assert_eq!(
+        drained.unwrap_err().io_kind(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "drain() on a closed stdin"
+    );
+    assert_eq!(rc, 0);
+}
+both_watchers!(
+    stdin_closed_at_once,
+    stdin_closed_before_its_first_iteration_still_loses_its_connection_pidfd,
+    stdin_closed_before_its_first_iteration_still_loses_its_connection_thread
+);
