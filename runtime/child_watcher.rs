@@ -28,7 +28,8 @@
 //!   watcher is dropped (the loop closes) the children left are handed to a
 //!   reaper thread: no zombie is left behind, even for a dropped `Process`.
 //! - A `wait()` waiter is a fresh future per call, so cancelling one `wait()`
-//!   cancels neither the child nor the other waiters (P2).
+//!   cancels neither the child nor the other waiters (P2); it leaves the
+//!   waiters however the call ends, dropped included.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -110,18 +111,19 @@ impl ChildState {
         self.kind.get()
     }
 
-    /// Waits for the exit code; cancelling this call touches nothing else.
+    /// Waits for the exit code; cancelling or dropping this call touches
+    /// nothing else.
     pub(crate) async fn wait(&self, lp: &EventLoop) -> Result<i32> {
         if let Some(rc) = self.returncode.get() {
             return Ok(rc);
         }
         let waiter = lp.create_future::<i32>();
         self.waiters.borrow_mut().push(waiter.clone());
-        let res = waiter.clone().await;
-        if res.is_err() {
-            self.waiters.borrow_mut().retain(|w| !w.ptr_eq(&waiter));
-        }
-        res
+        let _waiting = RemoveWaiter {
+            list: &self.waiters,
+            waiter: &waiter,
+        };
+        waiter.clone().await
     }
 
     /// Sends `sig` unless the child is already reaped. Through the pidfd when
@@ -157,6 +159,21 @@ impl ChildState {
                 let _ = w.set_result(rc);
             }
         }
+    }
+}
+
+/// Takes a `wait()` waiter out of its list however the wait ends: failed,
+/// cancelled, or dropped before the exit (a lost race). asyncio's waiter
+/// is garbage then; left in the list, it would hold the task's waker until
+/// the exit, one more for every abandoned `wait()`, and wake it then.
+pub(crate) struct RemoveWaiter<'a, T: 'static> {
+    pub(crate) list: &'a RefCell<Vec<Future<T>>>,
+    pub(crate) waiter: &'a Future<T>,
+}
+
+impl<T: 'static> Drop for RemoveWaiter<'_, T> {
+    fn drop(&mut self) {
+        self.list.borrow_mut().retain(|w| !w.ptr_eq(self.waiter));
     }
 }
 

@@ -1035,3 +1035,120 @@ both_watchers!(
     a_child_outlives_the_thread_that_spawned_it_pidfd,
     a_child_outlives_the_thread_that_spawned_it_thread
 );
+
+/// A waker that counts its wakes; the `Arc`'s strong count tells how many
+/// copies of it are still held (by waiters nobody removed).
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Polls `fut` once with `waker` and drops it (a lost `select!` arm).
+fn poll_once_and_drop<F: std::future::Future>(fut: F, waker: &std::task::Waker) -> bool {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(waker);
+    fut.as_mut().poll(&mut cx).is_ready()
+}
+
+// conformance: P2
+/// A `wait()` dropped before it resolved (a lost race, a `select!` arm)
+/// must leave nothing behind: in asyncio the abandoned waiter future is
+/// garbage. Here 100 waits are polled once and dropped, first while the
+/// child runs (the exit waiter), then after its exit while a grandchild
+/// holds its pipes (the pipe waiter): none may stay registered, holding
+/// the waker and growing with every abandoned wait, nor be woken later.
+fn dropped_wait(kind: ChildWatcherKind) {
+    let (held_running, held_pipes, wakes) = on_loop(kind, |_| async {
+        let counter = std::sync::Arc::new(CountingWaker(0.into()));
+        let waker = std::task::Waker::from(counter.clone());
+        // The child (sleep) is killed; its background cat keeps stdout open
+        // until it sees EOF on the copy of stdin it was given (fd 3).
+        let p = std::rc::Rc::new(
+            Command::shell("exec 3<&0; (echo ready; exec cat <&3) & exec sleep 10")
+                .stdin(Stdio::Pipe)
+                .stdout(Stdio::Pipe)
+                .spawn()?,
+        );
+        let ready = p.stdout.as_ref().unwrap().readline();
+        assert_eq!(tulip::timeout(10.0).run(ready).await?, b"ready\n");
+        for _ in 0..100 {
+            assert!(!poll_once_and_drop(p.wait(), &waker));
+        }
+        // An await, so that the task's `fut_waiter` (the last future polled
+        // in its step) is no longer the last dropped waiter.
+        tulip::sleep(0.0).await?;
+        let held_running = std::sync::Arc::strong_count(&counter) - 2;
+        // One wait pending across the exit, to reach the pipe waiter.
+        let p2 = p.clone();
+        let mut pending = Box::pin(async move { p2.wait().await });
+        assert!(!poll_once_and_drop(pending.as_mut(), &waker));
+        p.kill()?;
+        tulip::timeout(10.0)
+            .run(async {
+                while p.returncode().is_none() {
+                    tulip::sleep(0.005).await?;
+                }
+                Ok(())
+            })
+            .await?;
+        // Reaped; the grandchild still holds the pipes.
+        assert!(!poll_once_and_drop(pending.as_mut(), &waker));
+        drop(pending);
+        tulip::sleep(0.0).await?;
+        let held_pipes = std::sync::Arc::strong_count(&counter) - 2;
+        let before = counter.0.load(std::sync::atomic::Ordering::Relaxed);
+        p.stdin.as_ref().unwrap().close();
+        tulip::timeout(10.0).run(async { p.wait().await }).await?;
+        tulip::timeout(10.0)
+            .run(p.stdout.as_ref().unwrap().read_to_eof())
+            .await?;
+        tulip::sleep(0.0).await?;
+        let wakes = counter.0.load(std::sync::atomic::Ordering::Relaxed) - before;
+        Ok((held_running, held_pipes, wakes))
+    });
+    assert_eq!(held_running, 0, "dropped wait()s left their exit waiters");
+    assert_eq!(held_pipes, 0, "a dropped wait() left its pipe waiter");
+    assert_eq!(wakes, 0, "a dropped wait() was woken");
+}
+both_watchers!(
+    dropped_wait,
+    a_dropped_wait_leaves_no_waiter_pidfd,
+    a_dropped_wait_leaves_no_waiter_thread
+);
+
+// conformance: P1
+/// asyncio returns a `Process` only once every pipe's `connection_made`
+/// ran, so closing stdin at once still ends in `connection_lost`: the
+/// writer's `wait_closed()` returns and `drain()` fails with
+/// `ConnectionResetError`. tulip hands the process out a step earlier; a
+/// stdin closed in that step must end the same way, not leave
+/// `wait_closed()` pending for ever.
+fn stdin_closed_at_once(kind: ChildWatcherKind) {
+    let (closed, drained, rc) = on_loop(kind, |_| async {
+        let mut p = Command::new("cat").stdin(Stdio::Pipe).spawn()?;
+        let stdin = p.stdin.take().unwrap();
+        stdin.close();
+        let closed = tulip::timeout(5.0).run(stdin.wait_closed()).await;
+        let drained = stdin.drain().await;
+        let rc = tulip::timeout(10.0).run(p.wait()).await?;
+        Ok((closed, drained, rc))
+    });
+    assert!(closed.is_ok(), "wait_closed() after close(): {closed:?}");
+    assert_eq!(
+        drained.unwrap_err().io_kind(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "drain() on a closed stdin"
+    );
+    assert_eq!(rc, 0);
+}
+both_watchers!(
+    stdin_closed_at_once,
+    stdin_closed_before_its_first_iteration_still_loses_its_connection_pidfd,
+    stdin_closed_before_its_first_iteration_still_loses_its_connection_thread
+);
