@@ -14,8 +14,9 @@
 //! - `WAKEUP_FDS[sig]` is the write end of the pipe of the loop that has a
 //!   handler for `sig`, or -1. It is set before `sigaction` installs the C
 //!   handler, and cleared after the default disposition is restored and
-//!   before the pipe is closed; so the C handler never writes to a closed
-//!   or reused fd.
+//!   before the pipe is closed (by `remove`, or by `SignalState`'s drop for
+//!   a loop dropped without `close`); so the C handler never writes to a
+//!   closed or reused fd.
 //! - The C handler touches only an atomic load and `write(2)`, and saves
 //!   and restores `errno`.
 //! - Removing a handler (or closing the loop) restores `SIG_DFL` (R1).
@@ -217,6 +218,26 @@ impl SignalState {
         let sigs: Vec<i32> = self.handlers.borrow().keys().copied().collect();
         for sig in sigs {
             let _ = self.remove(sig);
+        }
+    }
+}
+
+impl Drop for SignalState {
+    /// The pipe closes right after this. `close()` has removed every
+    /// handler by now, but a loop dropped without it (one left in
+    /// `set_event_loop` when its thread ends) has not: remove the handlers
+    /// still pointing at this pipe, as asyncio's `close()` from `__del__`
+    /// would, so the C handler never writes to a closed or reused fd.
+    fn drop(&mut self) {
+        let Some((_, w)) = self.pipe.get_mut() else {
+            return;
+        };
+        let wfd = w.as_raw_fd();
+        for &sig in self.handlers.get_mut().keys() {
+            if WAKEUP_FDS[sig as usize].load(Ordering::SeqCst) == wfd {
+                let _ = set_disposition(sig, false);
+                WAKEUP_FDS[sig as usize].store(-1, Ordering::SeqCst);
+            }
         }
     }
 }

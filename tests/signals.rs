@@ -141,3 +141,48 @@ fn a_new_handler_replaces_the_old_one_and_each_signal_is_delivered() {
     assert_eq!((first.get(), second.get()), (0, 3));
     lp.close().unwrap();
 }
+
+// conformance: R1
+#[test]
+fn a_loop_dropped_at_thread_exit_leaves_no_handler_writing_to_its_closed_pipe() {
+    let _s = serial();
+    // A loop left in `set_event_loop` when its thread ends is dropped
+    // while the thread's locals are destroyed, without `close()` (see
+    // `EventLoop`'s `Drop`); its wake-up pipe is closed then. The C handler
+    // must not be left pointing at those fd numbers, which the next pipe or
+    // socket of the process reuses.
+    std::thread::spawn(|| {
+        let lp = EventLoop::new().unwrap();
+        lp.add_signal_handler(libc::SIGUSR2, || {}).unwrap();
+        tulip::set_event_loop(Some(&lp));
+    })
+    .join()
+    .unwrap();
+    // The fd numbers the loop freed (its epoll fd, eventfd and pipe) are
+    // the lowest free ones: these pipes take them again.
+    let pipes: Vec<_> = (0..4).map(|_| std::io::pipe().unwrap()).collect();
+    let caught = !has_default_disposition(libc::SIGUSR2);
+    let mut written = 0;
+    if caught {
+        // SAFETY: raise() sends a signal to this very thread; its handler
+        // is still installed, so it does not terminate the process.
+        unsafe { libc::raise(libc::SIGUSR2) };
+        // SAFETY: restores the default disposition the loop should have.
+        unsafe { libc::signal(libc::SIGUSR2, libc::SIG_DFL) };
+        for (r, _) in &pipes {
+            use std::os::fd::AsRawFd;
+            let mut buf = [0u8; 8];
+            // SAFETY: a non-blocking read into `buf`, of at most its length.
+            written += unsafe {
+                let fd = r.as_raw_fd();
+                libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
+                libc::read(fd, buf.as_mut_ptr().cast(), buf.len()).max(0)
+            };
+        }
+    }
+    drop(pipes);
+    assert!(
+        !caught,
+        "SIGUSR2 is still caught after its loop was dropped ({written} byte(s) went to an unrelated pipe)"
+    );
+}
