@@ -21,9 +21,12 @@
 //! whose `pidfd_open` fails (e.g. `EMFILE`) falls back to a thread.
 //!
 //! # Invariants
-//! - A child is reaped only on the loop thread, and `returncode` is set in
-//!   the same callback; so while `returncode` is `None` its pid is ours and
-//!   signals may be sent to it.
+//! - While the loop is open, a child is reaped only on the loop thread, and
+//!   `returncode` is set in the same callback; so while `returncode` is
+//!   `None` its pid is ours and signals may be sent to it. Once the loop
+//!   has closed and handed the child to its reaper (`handed_off`), the pid
+//!   is not ours any more: the child is signalled only through a pidfd
+//!   taken before the hand-over, or not at all.
 //! - Every spawned child is in `children` until it is reaped. When the
 //!   watcher is dropped (the loop closes) the children left are handed to a
 //!   reaper thread: no zombie is left behind, even for a dropped `Process`.
@@ -93,8 +96,13 @@ fn forced_by_env() -> Option<ChildWatcherKind> {
 /// What the loop knows of one child, shared by its `Process` and the watcher.
 pub(crate) struct ChildState {
     pub(crate) pid: libc::pid_t,
-    /// The child's pidfd while it is unreaped (pidfd watcher only).
+    /// The child's pidfd while it is unreaped: the pidfd watcher's, or one
+    /// opened when the loop closed and handed the child to its reaper.
     pidfd: RefCell<Option<OwnedFd>>,
+    /// The closed loop's reaper thread owns the pid now: it may be reaped,
+    /// and the number reused, at any moment, so without a pidfd the child
+    /// is never signalled again (P3).
+    handed_off: Cell<bool>,
     /// Set exactly when the child is reaped.
     returncode: Cell<Option<i32>>,
     /// One future per pending `wait()` call.
@@ -134,6 +142,8 @@ impl ChildState {
         }
         let res = match &*self.pidfd.borrow() {
             Some(fd) => sys::pidfd_send_signal(fd.as_raw_fd(), sig),
+            // Reaped or not, the number is no longer ours to signal.
+            None if self.handed_off.get() => Err(io::Error::from_raw_os_error(libc::ESRCH)),
             // Not reaped yet (reaping happens on this thread): the pid is still ours.
             None => sys::kill(self.pid, sig),
         };
@@ -227,6 +237,7 @@ impl ChildWatcher {
         let child = Rc::new(ChildState {
             pid,
             pidfd: RefCell::new(None),
+            handed_off: Cell::new(false),
             returncode: Cell::new(None),
             waiters: RefCell::new(Vec::new()),
             kind: Cell::new(kind),
@@ -318,13 +329,26 @@ fn spawn_waiter_thread(lp: &EventLoop, pid: libc::pid_t) -> io::Result<()> {
 impl Drop for ChildWatcher {
     /// The loop is closing: reap what is left in a background thread
     /// (asyncio leaves them to the next watcher; tulip leaves no zombie).
+    ///
+    /// A `Process` may outlive the loop and be signalled later, when the
+    /// reaper may have reaped its pid and the number been reused. So each
+    /// child handed over is given a pidfd now, while its pid is surely
+    /// still ours (unreaped), and is signalled only through it from then
+    /// on; where no pidfd can be had, it is not signalled at all (P3).
     fn drop(&mut self) {
         let pids: Vec<libc::pid_t> = self
             .children
             .get_mut()
             .drain()
             .filter(|(_, c)| c.returncode.get().is_none())
-            .map(|(pid, _)| pid)
+            .map(|(pid, c)| {
+                let mut pidfd = c.pidfd.borrow_mut();
+                if pidfd.is_none() {
+                    *pidfd = sys::pidfd_open(pid).ok();
+                }
+                c.handed_off.set(true);
+                pid
+            })
             .collect();
         if pids.is_empty() {
             return;

@@ -1152,3 +1152,40 @@ both_watchers!(
     stdin_closed_before_its_first_iteration_still_loses_its_connection_pidfd,
     stdin_closed_before_its_first_iteration_still_loses_its_connection_thread
 );
+
+// conformance: P3
+/// A `Process` that outlives its loop: the closed loop's reaper thread may
+/// reap the child, and its number be reused, at any moment, so from the
+/// hand-over on the process is signalled only through a pidfd taken while
+/// the pid was surely still ours (the thread watcher had none).
+fn a_process_outliving_its_loop_is_signalled_through_a_pidfd(kind: ChildWatcherKind) {
+    if !tulip::child_watcher::can_use_pidfd() {
+        eprintln!("no pidfd on this kernel: such a process is never signalled");
+        return;
+    }
+    let p = on_loop(kind, |_| async { Command::new("sleep").arg("30").spawn() });
+    let pid = p.pid();
+    let pid_line = format!("Pid:\t{pid}");
+    let holds_pidfd = std::fs::read_dir("/proc/self/fdinfo")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .any(|info| info.lines().any(|l| l == pid_line));
+    assert!(holds_pidfd, "no pidfd for child {pid} once its loop closed");
+    p.kill().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while is_our_child(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "child {pid} was not killed and reaped"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Reaped by the reaper thread: the number may be anyone's by now, and
+    // the pidfd still names the dead child.
+    p.kill().unwrap();
+}
+both_watchers!(
+    a_process_outliving_its_loop_is_signalled_through_a_pidfd,
+    a_process_outliving_its_loop_is_signalled_through_a_pidfd_pidfd,
+    a_process_outliving_its_loop_is_signalled_through_a_pidfd_thread
+);
