@@ -84,6 +84,8 @@
 //! - A read pipe's reader is registered exactly while it is reading (after
 //!   `connection_made`, not paused, not closing); a write pipe's writer
 //!   exactly while its buffer is not empty.
+//! - A write pipe drops the writes it gets once it is closing or lost, as
+//!   asyncio's does; a close waits for the buffer it had to be flushed.
 //! - The fd is closed only in `call_connection_lost`, after the reader and
 //!   the writer are removed (N4), or when the loop closes first (then no
 //!   protocol method is called, and the loop's registrations went with it).
@@ -454,7 +456,7 @@ pub struct WritePipeTransport {
     base: TransportBase<OwnedFd, Rc<dyn Protocol>>,
     buffer: RefCell<Buffer>,
     limits: Cell<WriteLimits>,
-    /// `write_eof()` or `close()` was called: `write` fails from now on.
+    /// `write_eof()` or `close()` was called: writes are dropped from now on.
     eof: Cell<bool>,
     /// A FIFO or a socket gets a reader, which reports that the read end
     /// was closed (asyncio's `_read_ready` on a write pipe).
@@ -707,18 +709,20 @@ impl WriteTransport for WritePipeTransport {
     }
 
     fn write(&self, data: &[u8]) -> Result<()> {
-        if self.eof.get() {
-            return Err(Error::runtime(
-                "cannot call write() after write_eof() or close()",
-            ));
-        }
         if data.is_empty() {
             return Ok(());
         }
         let base = &self.base;
-        if base.conn_lost.get() > 0 || base.closing.get() {
-            // asyncio drops writes once the pipe is lost.
+        // asyncio drops writes once the pipe is closing or lost (`if
+        // self._conn_lost or self._closing: ... return`), where the socket
+        // transport raises after `write_eof()`. Only a lost pipe counts
+        // them: `conn_lost` also means "lost" here, and a pipe still
+        // flushing before it closes must go on flushing.
+        if base.conn_lost.get() > 0 {
             base.conn_lost.set(base.conn_lost.get() + 1);
+            return Ok(());
+        }
+        if base.closing.get() || self.eof.get() {
             return Ok(());
         }
         let mut data = data;

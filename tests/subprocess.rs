@@ -1189,3 +1189,28 @@ both_watchers!(
     a_process_outliving_its_loop_is_signalled_through_a_pidfd_pidfd,
     a_process_outliving_its_loop_is_signalled_through_a_pidfd_thread
 );
+
+// conformance: P1
+/// `communicate(input)` after the caller closed stdin: asyncio's pipe
+/// transport drops the writes of a closing pipe, so the input is lost and
+/// the call still returns the child's output.
+fn communicate_after_stdin_was_closed(kind: ChildWatcherKind) {
+    let out = on_loop(kind, |_| async {
+        let mut p = Command::shell("cat; echo done")
+            .stdin(Stdio::Pipe)
+            .stdout(Stdio::Pipe)
+            .spawn()?;
+        p.stdin.as_ref().expect("piped").close();
+        let (out, _) = tulip::timeout(10.0)
+            .run(p.communicate(Some(b"lost input")))
+            .await?;
+        p.wait().await?;
+        Ok(out)
+    });
+    assert_eq!(out, b"done\n");
+}
+both_watchers!(
+    communicate_after_stdin_was_closed,
+    communicate_after_stdin_was_closed_pidfd,
+    communicate_after_stdin_was_closed_thread
+);
