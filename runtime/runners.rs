@@ -258,7 +258,9 @@ fn cancel_all_tasks(lp: &EventLoop) {
     });
     for t in &to_cancel {
         if let Some(err) = t.error() {
-            lp.call_exception_handler(&ExceptionContext {
+            // No run to end any more, and `close()` cannot fail (asyncio
+            // re-raises a KeyboardInterrupt of the handler out of `run()`).
+            lp.report_ignoring_interrupt(&ExceptionContext {
                 message: "unhandled exception during tulip::run() shutdown".into(),
                 error: Some(err),
                 task: Some(format!("{t:?}")),
