@@ -40,7 +40,7 @@ use crossbeam_channel::{Receiver, Sender};
 use slab::Slab;
 
 use crate::error::{panic_message, Error, Result};
-use crate::event_loop::{get_running_loop, EventLoop, LoopRef};
+use crate::event_loop::{get_running_loop, EventLoop, Interrupt, LoopRef};
 use crate::futures::Future;
 use crate::tasks::TaskRef;
 use crate::threadsafe::LoopHandle;
@@ -628,7 +628,19 @@ where
             Ok(lp) => lp,
             Err(e) => return dest.set(CfState::Failed(e)),
         };
-        let task = match lp.create_task(make()) {
+        // asyncio's callback: whatever ensure_future(coro) raises is set on
+        // the concurrent future, then re-raised (to the exception handler);
+        // a KeyboardInterrupt is only re-raised.
+        let coro = match catch_unwind(AssertUnwindSafe(make)) {
+            Ok(coro) => coro,
+            Err(payload) => {
+                if !payload.is::<Interrupt>() {
+                    dest.set(CfState::Failed(Error::Panic(panic_message(&*payload))));
+                }
+                std::panic::resume_unwind(payload);
+            }
+        };
+        let task = match lp.create_task(coro) {
             Ok(t) => t,
             Err(e) => return dest.set(CfState::Failed(e)),
         };
