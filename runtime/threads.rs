@@ -409,6 +409,13 @@ impl EventLoop {
 /// asyncio's `to_thread(func)`: runs `f` in the loop's default pool and
 /// returns its result (a panic becomes [`Error::Panic`]).
 ///
+/// *Deviation:* asyncio runs `func` in `contextvars.copy_context()`, so the
+/// thread sees the caller's context variables. tulip's context values are
+/// `Rc`s (`!Send`) and cannot cross threads: in `f`, every
+/// [`ContextVar`](crate::ContextVar) has its default and `set` fails (there
+/// is no context there, as outside a task). Read the values you need
+/// before the call and move them into `f`.
+///
 /// ```
 /// tulip::run(async {
 ///     let s = tulip::to_thread(|| std::thread::current().name().map(String::from)).await?;
