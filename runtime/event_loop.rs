@@ -1005,15 +1005,8 @@ impl EventLoop {
         inner.shared.notified.store(false, Ordering::SeqCst);
         while let Ok(msg) = inner.shared.rx.try_recv() {
             match msg {
-                Remote::Call(f, cancelled) => {
-                    let h = Handle::once(
-                        move || {
-                            if !cancelled.load(Ordering::Acquire) {
-                                f()
-                            }
-                        },
-                        Location::caller(),
-                    );
+                Remote::Call(call) => {
+                    let h = Handle::threadsafe(call);
                     inner.ready.borrow_mut().push_back(h.into_ready());
                 }
                 Remote::Wake(key, id) => inner.wake_task(key, id),
