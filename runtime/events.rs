@@ -104,6 +104,28 @@ impl Run for Threadsafe {
     }
 }
 
+/// One delivery of a signal to its handler (asyncio's `_handle_signal`
+/// schedules the handler's own handle): the callback is shared by every
+/// delivery, and named as it was given to `add_signal_handler`.
+pub(crate) struct SignalCall {
+    f: Cell<Option<Rc<dyn Fn()>>>,
+    name: &'static str,
+}
+
+impl Run for SignalCall {
+    fn run(&self) {
+        if let Some(f) = self.f.take() {
+            f()
+        }
+    }
+    fn clear(&self) {
+        drop(self.f.take());
+    }
+    fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
 /// A one-shot callback with a timer's fields (`call_later`, `call_at`).
 pub(crate) struct Timed<F> {
     timer: TimerState,
@@ -290,6 +312,22 @@ impl Handle {
                 name: call.name,
             },
             call.created_at,
+        )
+    }
+
+    /// The handle of one delivery of a signal to its handler `f`, which was
+    /// added at `created_at` as a closure of type `name`.
+    pub(crate) fn signal(
+        f: Rc<dyn Fn()>,
+        name: &'static str,
+        created_at: &'static Location<'static>,
+    ) -> Handle {
+        Handle::new(
+            SignalCall {
+                f: Cell::new(Some(f)),
+                name,
+            },
+            created_at,
         )
     }
 
