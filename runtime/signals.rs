@@ -164,18 +164,24 @@ impl SignalState {
     /// asyncio's `_read_from_self` + `_process_self_data`: drain the pipe,
     /// schedule one callback per signal byte.
     fn process_self_data(&self, lp: &EventLoop, rfd: i32) {
-        let mut buf = [0u8; 256];
-        loop {
-            match sys::read(rfd, &mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    for &sig in &buf[..n] {
-                        self.handle_signal(lp, sig as i32);
-                    }
-                }
-                Err(_) => return, // WouldBlock: drained
+        drain(rfd, |sig| self.handle_signal(lp, sig));
+    }
+
+    /// Drains the pipe now, outside the loop's poll: each signal is
+    /// scheduled as the reader would, except `wanted`, which is counted.
+    fn take_pending(&self, lp: &EventLoop, wanted: i32) -> usize {
+        let Some(rfd) = self.pipe.borrow().as_ref().map(|(r, _)| r.as_raw_fd()) else {
+            return 0;
+        };
+        let mut count = 0;
+        drain(rfd, |sig| {
+            if sig == wanted {
+                count += 1;
+            } else {
+                self.handle_signal(lp, sig);
             }
-        }
+        });
+        count
     }
 
     /// asyncio's `_handle_signal`: `call_soon` the handler.
@@ -251,6 +257,18 @@ impl SignalState {
     }
 }
 
+/// Reads the wake-up pipe until it is empty; `f` gets each signal number.
+fn drain(rfd: i32, mut f: impl FnMut(i32)) {
+    let mut buf = [0u8; 256];
+    loop {
+        match sys::read(rfd, &mut buf) {
+            Ok(0) => return,
+            Ok(n) => buf[..n].iter().for_each(|&sig| f(sig as i32)),
+            Err(_) => return, // WouldBlock: drained
+        }
+    }
+}
+
 impl fmt::Debug for SignalState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut sigs: Vec<i32> = self
@@ -305,6 +323,14 @@ impl EventLoop {
     pub fn remove_signal_handler(&self, sig: i32) -> Result<bool> {
         self.check_closed()?;
         SignalState::of(self).remove(sig)
+    }
+
+    /// How many deliveries of `sig` wait in the wake-up pipe, not yet seen
+    /// by the loop; they are taken out (the other signals there are
+    /// scheduled as usual). For a handler just removed: what arrived while
+    /// it was installed is its caller's to handle, not the next handler's.
+    pub(crate) fn take_pending_signals(&self, sig: i32) -> usize {
+        SignalState::of(self).take_pending(self, sig)
     }
 
     /// The id of the handler for `sig`, if any (see `add_signal_handler_id`).
