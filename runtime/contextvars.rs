@@ -40,6 +40,12 @@
 //! task created inside (for example the main task of a `tulip::run` called
 //! from the closure) starts with a copy of it, as in Python.
 //!
+//! **Other threads** (*deviation*). A context holds `Rc`s, so it cannot
+//! cross threads: `to_thread` runs its function with no context (asyncio
+//! runs it in `copy_context()`), and so does a `call_soon_threadsafe`
+//! callback or a `run_coroutine_threadsafe` coroutine (asyncio's handle
+//! copies the calling thread's context), whose task starts empty.
+//!
 //! Production contextvars use a HAMT so that a copy is O(1) and a set is
 //! O(log n); here a set clones a small `HashMap`, which is plenty for the
 //! handful of variables a program has.

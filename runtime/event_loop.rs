@@ -1008,15 +1008,8 @@ impl EventLoop {
         inner.shared.notified.store(false, Ordering::SeqCst);
         while let Ok(msg) = inner.shared.rx.try_recv() {
             match msg {
-                Remote::Call(f, cancelled) => {
-                    let h = Handle::once(
-                        move || {
-                            if !cancelled.load(Ordering::Acquire) {
-                                f()
-                            }
-                        },
-                        Location::caller(),
-                    );
+                Remote::Call(call) => {
+                    let h = Handle::threadsafe(call);
                     inner.ready.borrow_mut().push_back(h.into_ready());
                 }
                 Remote::Wake(key, id) => inner.wake_task(key, id),
@@ -1038,8 +1031,27 @@ impl EventLoop {
     }
 
     /// Reports an error that has nobody to go to (asyncio's
-    /// `call_exception_handler`). A panicking handler falls back to the default.
+    /// `call_exception_handler`). A panicking handler falls back to the
+    /// default one; an [`Interrupt`] from the handler goes on up, as asyncio
+    /// re-raises `KeyboardInterrupt` (`except (SystemExit,
+    /// KeyboardInterrupt): raise`): the callback or task that reported the
+    /// error stops there and the run ends with [`Error::Interrupted`].
     pub fn call_exception_handler(&self, context: &ExceptionContext) {
+        if let Err(payload) = self.try_exception_handler(context) {
+            // Not while unwinding already: a second panic would abort.
+            if payload.is::<Interrupt>() && !std::thread::panicking() {
+                std::panic::resume_unwind(payload);
+            }
+            self.exception_handler_panicked(payload, context);
+        }
+    }
+
+    /// `call_exception_handler` for reports made by a destructor or by
+    /// `close()` (asyncio makes them from `__del__`, where whatever the
+    /// handler raises, `KeyboardInterrupt` too, is "ignored"): there is no
+    /// run to end, so an [`Interrupt`] from the handler is reported like any
+    /// other panic of the handler instead of unwinding out of a `Drop`.
+    pub(crate) fn report_ignoring_interrupt(&self, context: &ExceptionContext) {
         if let Err(payload) = self.try_exception_handler(context) {
             self.exception_handler_panicked(payload, context);
         }

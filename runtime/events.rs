@@ -27,9 +27,12 @@ use std::cell::Cell;
 use std::fmt;
 use std::panic::Location;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::error::Result;
 use crate::event_loop::{EventLoop, Runnable};
+use crate::threadsafe::Call;
 
 /// The callable part of a handle. `run` may be called more than once for
 /// repeating handles (reader/writer callbacks).
@@ -73,6 +76,53 @@ impl<F: Fn()> Run for Repeat<F> {
     fn clear(&self) {}
     fn name(&self) -> &'static str {
         std::any::type_name::<F>()
+    }
+}
+
+/// A `call_soon_threadsafe` callback: boxed to cross threads, so it keeps
+/// the name its closure had at the call site; skipped if its
+/// `ThreadsafeHandle` was cancelled before it ran.
+pub(crate) struct Threadsafe {
+    f: Cell<Option<Box<dyn FnOnce() + Send>>>,
+    cancelled: Arc<AtomicBool>,
+    name: &'static str,
+}
+
+impl Run for Threadsafe {
+    fn run(&self) {
+        if let Some(f) = self.f.take() {
+            if !self.cancelled.load(Ordering::Acquire) {
+                f()
+            }
+        }
+    }
+    fn clear(&self) {
+        drop(self.f.take());
+    }
+    fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// One delivery of a signal to its handler (asyncio's `_handle_signal`
+/// schedules the handler's own handle): the callback is shared by every
+/// delivery, and named as it was given to `add_signal_handler`.
+pub(crate) struct SignalCall {
+    f: Cell<Option<Rc<dyn Fn()>>>,
+    name: &'static str,
+}
+
+impl Run for SignalCall {
+    fn run(&self) {
+        if let Some(f) = self.f.take() {
+            f()
+        }
+    }
+    fn clear(&self) {
+        drop(self.f.take());
+    }
+    fn name(&self) -> &'static str {
+        self.name
     }
 }
 
@@ -250,6 +300,35 @@ impl Handle {
         created_at: &'static Location<'static>,
     ) -> Handle {
         Handle::new(Once(Cell::new(Some(f))), created_at)
+    }
+
+    /// The handle of a `call_soon_threadsafe` callback, made on the loop
+    /// thread from what the other thread sent.
+    pub(crate) fn threadsafe(call: Call) -> Handle {
+        Handle::new(
+            Threadsafe {
+                f: Cell::new(Some(call.f)),
+                cancelled: call.cancelled,
+                name: call.name,
+            },
+            call.created_at,
+        )
+    }
+
+    /// The handle of one delivery of a signal to its handler `f`, which was
+    /// added at `created_at` as a closure of type `name`.
+    pub(crate) fn signal(
+        f: Rc<dyn Fn()>,
+        name: &'static str,
+        created_at: &'static Location<'static>,
+    ) -> Handle {
+        Handle::new(
+            SignalCall {
+                f: Cell::new(Some(f)),
+                name,
+            },
+            created_at,
+        )
     }
 
     pub(crate) fn timed<F: FnOnce() + 'static>(

@@ -479,7 +479,7 @@ impl<T, O> FutureCore<T, O> {
             State::Failed(e) => Error::clone(e),
             _ => return,
         };
-        self.lp.call_exception_handler(&ExceptionContext {
+        self.lp.report_ignoring_interrupt(&ExceptionContext {
             message: format!("{what} exception was never retrieved"),
             error: Some(err),
             future: Some(describe()),

@@ -28,7 +28,9 @@
 //! - `run()` cannot be called from a running loop.
 //! - The SIGINT handler that `run()` installs is removed before `run()`
 //!   returns, unless someone replaced it meanwhile; SIGINT then has its
-//!   default disposition again.
+//!   default disposition again. A Ctrl-C that came before the removal
+//!   counts for that run (even if the loop had not read it yet), never for
+//!   the next one.
 
 use std::cell::Cell;
 use std::fmt;
@@ -173,10 +175,23 @@ impl Runner {
         } else {
             None
         };
-        let res = lp.run_task_until_complete(&task);
+        let mut res = lp.run_task_until_complete(&task);
         if let Some(id) = sigint {
             if lp.signal_handler_id(libc::SIGINT) == Some(id) {
                 let _ = lp.remove_signal_handler(libc::SIGINT);
+                // A Ctrl-C that came in the run's last iteration is still in
+                // the wake-up pipe: the loop stopped before it polled again.
+                // asyncio's handler (a Python signal handler) would have run
+                // before run() returned; left in the pipe, it would go to
+                // the next run's handler and cancel *its* main task.
+                for _ in 0..lp.take_pending_signals(libc::SIGINT) {
+                    interrupts.set(interrupts.get() + 1);
+                    if interrupts.get() == 1 && !task.done() {
+                        task.cancel();
+                    } else if !matches!(res, Err(Error::Interrupted)) {
+                        res = Err(Error::Interrupted); // on_sigint's interrupt()
+                    }
+                }
             }
         }
         match res {
@@ -258,7 +273,9 @@ fn cancel_all_tasks(lp: &EventLoop) {
     });
     for t in &to_cancel {
         if let Some(err) = t.error() {
-            lp.call_exception_handler(&ExceptionContext {
+            // No run to end any more, and `close()` cannot fail (asyncio
+            // re-raises a KeyboardInterrupt of the handler out of `run()`).
+            lp.report_ignoring_interrupt(&ExceptionContext {
                 message: "unhandled exception during tulip::run() shutdown".into(),
                 error: Some(err),
                 task: Some(format!("{t:?}")),

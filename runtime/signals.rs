@@ -27,11 +27,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::panic::Location;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::event_loop::EventLoop;
+use crate::events::Handle;
 use crate::sys;
 
 /// One past the highest signal number (Linux's `_NSIG`).
@@ -103,11 +105,22 @@ fn check_signal(sig: i32) -> Result<()> {
 
 type Callback = Rc<dyn Fn()>;
 
+/// An installed handler: asyncio keeps a `Handle` per signal.
+struct Handler {
+    /// See `add_signal_handler_id`.
+    id: u64,
+    cb: Callback,
+    /// The callback's type name and where it was added, for reports: the
+    /// handle scheduled for each delivery is the handler's, not ours.
+    name: &'static str,
+    created_at: &'static Location<'static>,
+}
+
 /// The signal side of one loop (a loop extension).
 pub(crate) struct SignalState {
     /// The wake-up pipe: the reactor watches `rfd`, the C handler writes `wfd`.
     pipe: RefCell<Option<(OwnedFd, OwnedFd)>>,
-    handlers: RefCell<HashMap<i32, (u64, Callback)>>,
+    handlers: RefCell<HashMap<i32, Handler>>,
 }
 
 impl SignalState {
@@ -152,36 +165,59 @@ impl SignalState {
     /// asyncio's `_read_from_self` + `_process_self_data`: drain the pipe,
     /// schedule one callback per signal byte.
     fn process_self_data(&self, lp: &EventLoop, rfd: i32) {
-        let mut buf = [0u8; 256];
-        loop {
-            match sys::read(rfd, &mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    for &sig in &buf[..n] {
-                        self.handle_signal(lp, sig as i32);
-                    }
-                }
-                Err(_) => return, // WouldBlock: drained
+        drain(rfd, |sig| self.handle_signal(lp, sig));
+    }
+
+    /// Drains the pipe now, outside the loop's poll: each signal is
+    /// scheduled as the reader would, except `wanted`, which is counted.
+    fn take_pending(&self, lp: &EventLoop, wanted: i32) -> usize {
+        let Some(rfd) = self.pipe.borrow().as_ref().map(|(r, _)| r.as_raw_fd()) else {
+            return 0;
+        };
+        let mut count = 0;
+        drain(rfd, |sig| {
+            if sig == wanted {
+                count += 1;
+            } else {
+                self.handle_signal(lp, sig);
             }
-        }
+        });
+        count
     }
 
     /// asyncio's `_handle_signal`: `call_soon` the handler.
     fn handle_signal(&self, lp: &EventLoop, sig: i32) {
-        let cb = self.handlers.borrow().get(&sig).map(|(_, cb)| cb.clone());
-        if let Some(cb) = cb {
-            let _ = lp.call_soon(move || cb());
+        let handle = self
+            .handlers
+            .borrow()
+            .get(&sig)
+            .map(|h| Handle::signal(h.cb.clone(), h.name, h.created_at));
+        if let Some(h) = handle {
+            let _ = lp.push_ready(h.into_ready());
         }
     }
 
-    fn add(&self, lp: &EventLoop, sig: i32, cb: Callback) -> Result<u64> {
+    fn add(
+        &self,
+        lp: &EventLoop,
+        sig: i32,
+        cb: Callback,
+        name: &'static str,
+        created_at: &'static Location<'static>,
+    ) -> Result<u64> {
         check_signal(sig)?;
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             return Err(Error::runtime(format!("sig {sig} cannot be caught")));
         }
         let wfd = self.ensure_pipe(lp)?;
         let id = NEXT_HANDLER_ID.fetch_add(1, Ordering::Relaxed);
-        let old = self.handlers.borrow_mut().insert(sig, (id, cb));
+        let handler = Handler {
+            id,
+            cb,
+            name,
+            created_at,
+        };
+        let old = self.handlers.borrow_mut().insert(sig, handler);
         WAKEUP_FDS[sig as usize].store(wfd, Ordering::SeqCst);
         if let Err(e) = set_disposition(sig, true) {
             self.handlers.borrow_mut().remove(&sig);
@@ -242,6 +278,18 @@ impl Drop for SignalState {
     }
 }
 
+/// Reads the wake-up pipe until it is empty; `f` gets each signal number.
+fn drain(rfd: i32, mut f: impl FnMut(i32)) {
+    let mut buf = [0u8; 256];
+    loop {
+        match sys::read(rfd, &mut buf) {
+            Ok(0) => return,
+            Ok(n) => buf[..n].iter().for_each(|&sig| f(sig as i32)),
+            Err(_) => return, // WouldBlock: drained
+        }
+    }
+}
+
 impl fmt::Debug for SignalState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut sigs: Vec<i32> = self
@@ -279,13 +327,16 @@ impl EventLoop {
     /// assert!(lp.remove_signal_handler(libc::SIGUSR2).unwrap());
     /// lp.close().unwrap();
     /// ```
+    #[track_caller]
     pub fn add_signal_handler<F: Fn() + 'static>(&self, sig: i32, f: F) -> Result<()> {
         self.add_signal_handler_id(sig, f).map(|_| ())
     }
 
+    #[track_caller]
     pub(crate) fn add_signal_handler_id<F: Fn() + 'static>(&self, sig: i32, f: F) -> Result<u64> {
         self.check_closed()?;
-        SignalState::of(self).add(self, sig, Rc::new(f))
+        let (name, at) = (std::any::type_name::<F>(), Location::caller());
+        SignalState::of(self).add(self, sig, Rc::new(f), name, at)
     }
 
     /// asyncio's `loop.remove_signal_handler(sig)`: removes the handler and
@@ -295,12 +346,20 @@ impl EventLoop {
         SignalState::of(self).remove(sig)
     }
 
+    /// How many deliveries of `sig` wait in the wake-up pipe, not yet seen
+    /// by the loop; they are taken out (the other signals there are
+    /// scheduled as usual). For a handler just removed: what arrived while
+    /// it was installed is its caller's to handle, not the next handler's.
+    pub(crate) fn take_pending_signals(&self, sig: i32) -> usize {
+        SignalState::of(self).take_pending(self, sig)
+    }
+
     /// The id of the handler for `sig`, if any (see `add_signal_handler_id`).
     pub(crate) fn signal_handler_id(&self, sig: i32) -> Option<u64> {
         SignalState::of(self)
             .handlers
             .borrow()
             .get(&sig)
-            .map(|(id, _)| *id)
+            .map(|h| h.id)
     }
 }

@@ -566,7 +566,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         if self.core.done() {
             return;
         }
-        self.core.lp.call_exception_handler(&ExceptionContext {
+        self.core.lp.report_ignoring_interrupt(&ExceptionContext {
             message: "Task was destroyed but it is pending!".into(),
             task: Some(self.describe()),
             ..Default::default()
@@ -646,7 +646,9 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TaskCell<T, F> {
         if payload.is::<Interrupt>() {
             return true;
         }
-        self.core.lp.call_exception_handler(&ExceptionContext {
+        // Out of the step's catch_unwind already: nothing would catch an
+        // Interrupt from the handler here.
+        self.core.lp.report_ignoring_interrupt(&ExceptionContext {
             message: "Exception ignored while dropping a task's body".into(),
             error: Some(Error::Panic(panic_message(&*payload))),
             task: Some(self.describe()),

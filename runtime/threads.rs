@@ -40,7 +40,7 @@ use crossbeam_channel::{Receiver, Sender};
 use slab::Slab;
 
 use crate::error::{panic_message, Error, Result};
-use crate::event_loop::{get_running_loop, EventLoop, LoopRef};
+use crate::event_loop::{get_running_loop, EventLoop, Interrupt, LoopRef};
 use crate::futures::Future;
 use crate::tasks::TaskRef;
 use crate::threadsafe::LoopHandle;
@@ -409,6 +409,13 @@ impl EventLoop {
 /// asyncio's `to_thread(func)`: runs `f` in the loop's default pool and
 /// returns its result (a panic becomes [`Error::Panic`]).
 ///
+/// *Deviation:* asyncio runs `func` in `contextvars.copy_context()`, so the
+/// thread sees the caller's context variables. tulip's context values are
+/// `Rc`s (`!Send`) and cannot cross threads: in `f`, every
+/// [`ContextVar`](crate::ContextVar) has its default and `set` fails (there
+/// is no context there, as outside a task). Read the values you need
+/// before the call and move them into `f`.
+///
 /// ```
 /// tulip::run(async {
 ///     let s = tulip::to_thread(|| std::thread::current().name().map(String::from)).await?;
@@ -628,7 +635,19 @@ where
             Ok(lp) => lp,
             Err(e) => return dest.set(CfState::Failed(e)),
         };
-        let task = match lp.create_task(make()) {
+        // asyncio's callback: whatever ensure_future(coro) raises is set on
+        // the concurrent future, then re-raised (to the exception handler);
+        // a KeyboardInterrupt is only re-raised.
+        let coro = match catch_unwind(AssertUnwindSafe(make)) {
+            Ok(coro) => coro,
+            Err(payload) => {
+                if !payload.is::<Interrupt>() {
+                    dest.set(CfState::Failed(Error::Panic(panic_message(&*payload))));
+                }
+                std::panic::resume_unwind(payload);
+            }
+        };
+        let task = match lp.create_task(coro) {
             Ok(t) => t,
             Err(e) => return dest.set(CfState::Failed(e)),
         };

@@ -17,6 +17,7 @@
 //!   `notified == false` and wakes the poll.
 
 use std::fmt;
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -24,10 +25,22 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{Error, Result};
 
+/// A `call_soon_threadsafe` callback on its way to the loop.
+pub(crate) struct Call {
+    pub(crate) f: Box<dyn FnOnce() + Send>,
+    /// Set by [`ThreadsafeHandle::cancel`].
+    pub(crate) cancelled: Arc<AtomicBool>,
+    /// The callback's type name and where it was scheduled: the boxed
+    /// closure has lost the first, and the loop's handle would otherwise
+    /// name its own code in reports (asyncio's handle repr shows both).
+    pub(crate) name: &'static str,
+    pub(crate) created_at: &'static Location<'static>,
+}
+
 /// A message from another thread to the loop.
 pub(crate) enum Remote {
     /// `call_soon_threadsafe(f)`.
-    Call(Box<dyn FnOnce() + Send>, Arc<AtomicBool>),
+    Call(Call),
     /// A task waker woken off the loop thread: (slab key, task id).
     Wake(usize, u64),
     /// `LoopHandle::stop()`.
@@ -93,13 +106,18 @@ impl LoopHandle {
     /// asyncio's `loop.call_soon_threadsafe(callback)`: runs `f` on the loop
     /// thread at its next iteration, waking the loop if it blocks in poll.
     /// Fails with [`Error::Closed`] once the loop is closed.
+    #[track_caller]
     pub fn call_soon_threadsafe<F: FnOnce() + Send + 'static>(
         &self,
         f: F,
     ) -> Result<ThreadsafeHandle> {
         let cancelled = Arc::new(AtomicBool::new(false));
-        self.shared
-            .send(Remote::Call(Box::new(f), cancelled.clone()))?;
+        self.shared.send(Remote::Call(Call {
+            f: Box::new(f),
+            cancelled: cancelled.clone(),
+            name: std::any::type_name::<F>(),
+            created_at: Location::caller(),
+        }))?;
         Ok(ThreadsafeHandle { cancelled })
     }
 

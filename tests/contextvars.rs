@@ -224,3 +224,20 @@ fn a_runner_keeps_one_context_across_its_runs() {
     // A new runner starts from the caller's context again.
     assert_eq!(tulip::run(f(3)).unwrap(), -1);
 }
+
+#[test]
+fn to_thread_runs_its_function_with_no_context() {
+    // A documented deviation: asyncio's to_thread runs func in
+    // copy_context(); tulip's context values are Rc and stay on the loop
+    // thread, so the worker sees the defaults and cannot set.
+    tulip::run(async {
+        REQUEST_ID.set(9)?;
+        let (seen, set_failed) =
+            tulip::to_thread(|| (REQUEST_ID.get(), REQUEST_ID.set(1).is_err())).await?;
+        assert_eq!(seen, None);
+        assert!(set_failed);
+        assert_eq!(REQUEST_ID.get(), Some(9));
+        Ok(())
+    })
+    .unwrap();
+}

@@ -774,6 +774,43 @@ fn interrupt_raised_by_the_exception_handler_ends_run_forever() {
     assert_eq!(entries(&l), ["left in the queue"]);
 }
 
+// conformance: L7
+#[test]
+fn interrupt_from_the_handler_of_an_explicit_call_exception_handler_ends_run_forever() {
+    // asyncio's call_exception_handler re-raises KeyboardInterrupt (and
+    // SystemExit) from a custom handler wherever it is called from, not only
+    // for a failed callback: a callback that reports an error itself, or a
+    // transport's _fatal_error, ends the run when the handler raises it.
+    let lp = EventLoop::new().unwrap();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
+        s.borrow_mut().push(ctx.message.clone());
+        if ctx.message == "reported by the callback" {
+            tulip::interrupt();
+        }
+    }));
+    let (lp1, l) = (lp.clone(), log());
+    let l1 = l.clone();
+    soon(&lp, move || {
+        lp1.call_exception_handler(&ExceptionContext {
+            message: "reported by the callback".into(),
+            ..Default::default()
+        });
+        push(&l1, "after the report");
+    });
+    let (guard, timed_out) = stop_after(&lp, 5.0);
+    let res = lp.run_forever();
+    guard.cancel();
+    assert!(!timed_out.get(), "the interrupt did not end the run");
+    assert!(matches!(res, Err(Error::Interrupted)), "{res:?}");
+    assert_eq!(*seen.borrow(), ["reported by the callback"]);
+    assert!(
+        entries(&l).is_empty(),
+        "the callback went on after the interrupt"
+    );
+}
+
 // ===== L8 =====
 
 fn nonblocking_pair() -> (UnixStream, UnixStream) {

@@ -137,8 +137,41 @@ fn a_user_sigint_handler_is_left_alone() {
     runner.close();
 }
 
+// conformance: R2
+fn a_ctrl_c_in_the_last_step_interrupts_that_run_not_the_next() {
+    // The SIGINT arrives while the main task takes its last step. asyncio's
+    // handler runs at once (a Python signal handler): it cancels the
+    // running task, which then ends cancelled, and run() raises
+    // KeyboardInterrupt. tulip's handler runs on the loop, which stopped
+    // before it polled the wake-up pipe again: the byte stayed there, so
+    // run() returned the value and the *next* run() of the runner was
+    // cancelled by it at once.
+    let mut runner = Runner::new();
+    let first: tulip::Result<u32> = runner.run(async {
+        // SAFETY: raise() sends SIGINT to this very thread.
+        unsafe { libc::raise(libc::SIGINT) };
+        Ok(1)
+    });
+    assert!(matches!(first, Err(Error::Interrupted)), "{first:?}");
+    assert!(has_default_disposition(libc::SIGINT));
+    let second: tulip::Result<u32> = runner.run(async {
+        tulip::sleep(0.05).await?;
+        Ok(2)
+    });
+    assert_eq!(
+        second.unwrap(),
+        2,
+        "a stale Ctrl-C interrupted the next run"
+    );
+    runner.close();
+}
+
 fn main() {
-    let cases: [(&str, fn()); 5] = [
+    let cases: [(&str, fn()); 6] = [
+        (
+            "a_ctrl_c_in_the_last_step_interrupts_that_run_not_the_next",
+            a_ctrl_c_in_the_last_step_interrupts_that_run_not_the_next,
+        ),
         (
             "first_ctrl_c_cancels_the_main_task_and_run_returns_interrupted",
             first_ctrl_c_cancels_the_main_task_and_run_returns_interrupted,

@@ -186,3 +186,48 @@ fn a_loop_dropped_at_thread_exit_leaves_no_handler_writing_to_its_closed_pipe() 
         "SIGUSR2 is still caught after its loop was dropped ({written} byte(s) went to an unrelated pipe)"
     );
 }
+
+// conformance: R1
+#[test]
+fn a_panicking_signal_handler_is_reported_under_its_own_name() {
+    // asyncio's _handle_signal schedules the handle add_signal_handler made
+    // for the callback, so a failure is reported as "Exception in callback
+    // <the handler>". tulip named its own scheduling closure
+    // (signals::SignalState::handle_signal::{{closure}}, created in
+    // signals.rs) instead.
+    fn failing_handler() {
+        panic!("boom from a signal handler");
+    }
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let reports = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let (r, stopper) = (reports.clone(), lp.clone());
+    lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &tulip::ExceptionContext| {
+        r.borrow_mut().push(ctx.clone());
+        stopper.stop();
+    }));
+    let line = line!() + 1;
+    lp.add_signal_handler(libc::SIGUSR2, failing_handler)
+        .unwrap();
+    // SAFETY: raise() sends a signal to this very thread.
+    let _ = lp.call_soon(|| unsafe {
+        libc::raise(libc::SIGUSR2);
+    });
+    let watchdog = lp.call_later(5.0, {
+        let lp = lp.clone();
+        move || lp.stop()
+    });
+    lp.run_forever().unwrap();
+    watchdog.unwrap().cancel();
+    assert!(lp.remove_signal_handler(libc::SIGUSR2).unwrap());
+    lp.close().unwrap();
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let ctx = &reports[0];
+    assert!(ctx.message.contains("failing_handler"), "{}", ctx.message);
+    let handle = ctx.handle.as_deref().unwrap_or_default();
+    assert!(
+        handle.contains(&format!("tests/signals.rs:{line}")),
+        "{handle}"
+    );
+}

@@ -321,3 +321,27 @@ fn a_panicking_job_submitted_to_a_pool_does_not_kill_its_worker() {
     .unwrap();
     assert_eq!(v, 42);
 }
+
+// conformance: H2
+#[test]
+fn run_coroutine_threadsafe_whose_maker_panics_fails_the_concurrent_future() {
+    // asyncio's run_coroutine_threadsafe callback: if ensure_future(coro)
+    // raises, the exception is set on the concurrent future (then re-raised
+    // to the loop's exception handler), so a thread blocked on result()
+    // gets it instead of waiting for ever.
+    let (handle, t) = loop_thread();
+    let fut = run_coroutine_threadsafe::<u32, std::future::Ready<tulip::Result<u32>>, _>(
+        || panic!("no coroutine for you"),
+        &handle,
+    );
+    let err = fut.result(Some(Duration::from_secs(5))).unwrap_err();
+    assert!(
+        matches!(&err, Error::Panic(m) if m.contains("no coroutine for you")),
+        "{err:?}"
+    );
+    // The loop lives on.
+    let ok = run_coroutine_threadsafe(|| async { Ok(5) }, &handle);
+    assert_eq!(ok.result(Some(Duration::from_secs(5))).unwrap(), 5);
+    handle.stop().unwrap();
+    t.join().unwrap();
+}

@@ -290,3 +290,36 @@ fn a_task_waker_woken_from_another_thread_resumes_the_task() {
     assert_eq!(out, "woken from a thread");
     guard.cancel();
 }
+
+#[test]
+fn a_panicking_threadsafe_callback_is_reported_under_its_own_name() {
+    // asyncio reports "Exception in callback <the callback>" with the
+    // handle that call_soon_threadsafe made for it; tulip named the loop's
+    // internal wrapper (process_remote's closure, created in event_loop.rs),
+    // so the report did not say which callback failed, nor where it was
+    // scheduled.
+    fn failing_callback() {
+        panic!("boom from a threadsafe callback");
+    }
+    let lp = EventLoop::new().unwrap();
+    let reports = common::capture_reports(&lp);
+    let h = lp.handle();
+    let line = std::thread::spawn(move || {
+        let line = line!() + 1;
+        let _ = h.call_soon_threadsafe(failing_callback).unwrap();
+        h.stop().unwrap();
+        line
+    })
+    .join()
+    .unwrap();
+    lp.run_forever().unwrap();
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let r = &reports[0];
+    assert!(r.message.contains("failing_callback"), "{}", r.message);
+    let handle = r.handle.as_deref().unwrap_or_default();
+    assert!(
+        handle.contains(&format!("tests/threadsafe.rs:{line}")),
+        "{handle}"
+    );
+}
