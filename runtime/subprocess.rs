@@ -38,6 +38,9 @@
 //!   right after the spawn, success or not (P3).
 //! - The parent's pipe ends are non-blocking and close-on-exec; the child's
 //!   ends are blocking (they are the child's stdio).
+//! - A [`Stdio::Fd`] descriptor stays the caller's: a spawn neither closes
+//!   it nor changes its flags; the child gets a duplicate, and the spawn's
+//!   own copy is closed with the child's pipe ends.
 //! - A `Process` never reaps: the watcher does, even after the `Process` is
 //!   dropped. `wait()` resolves once the child was reaped *and* every pipe
 //!   transport of the child (stdin, stdout, stderr) has called
@@ -64,7 +67,7 @@
 use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU8, Ordering as AtomicOrdering};
@@ -99,6 +102,15 @@ pub enum Stdio {
     DevNull,
     /// stderr only: wherever stdout goes (asyncio's `STDOUT`).
     Stdout,
+    /// An open file descriptor of the caller's (asyncio's `stdout=fd`, as
+    /// `subprocess.Popen` takes it): the child gets it as its stdin, stdout
+    /// or stderr. It stays the caller's and stays open: the spawn works on
+    /// a close-on-exec duplicate, which it closes once the child has
+    /// exec'd, so the descriptor must only stay open until `spawn` (or the
+    /// first poll of `spawn_in_executor`) has returned. Many children may
+    /// share one descriptor, say the write end of one pipe for all their
+    /// stderr.
+    Fd(RawFd),
 }
 
 /// asyncio's `subprocess.PIPE`.
@@ -439,7 +451,7 @@ impl Command {
                 ours[0] = Some(w);
                 std::process::Stdio::from(r)
             }
-            other => simple_stdio(other),
+            other => simple_stdio(other)?,
         };
         let mut child_out_fd = None;
         let child_out = match stdout {
@@ -455,7 +467,7 @@ impl Command {
                 child_out_fd = dup;
                 std::process::Stdio::from(w)
             }
-            other => simple_stdio(other),
+            other => simple_stdio(other)?,
         };
         let child_err = match stderr {
             Stdio::Pipe => {
@@ -467,9 +479,10 @@ impl Command {
             Stdio::Stdout => match (stdout, child_out_fd) {
                 (_, Some(fd)) => std::process::Stdio::from(fd),
                 (Stdio::Inherit, None) => std::process::Stdio::from(sys::dup(1)?),
+                (Stdio::Fd(fd), None) => std::process::Stdio::from(sys::dup(fd)?),
                 _ => std::process::Stdio::null(),
             },
-            other => simple_stdio(other),
+            other => simple_stdio(other)?,
         };
         self.std.stdin(child_in).stdout(child_out).stderr(child_err);
         Ok(ours)
@@ -737,11 +750,15 @@ async fn until_done<T: 'static>(lp: &EventLoop, fut: &Future<T>) -> Result<()> {
     relay.await
 }
 
-fn simple_stdio(s: Stdio) -> std::process::Stdio {
-    match s {
+/// The child's end for a choice that needs no pipe. A caller's descriptor
+/// is duplicated (close-on-exec), so that the builder can own and close the
+/// copy while the caller keeps the original.
+fn simple_stdio(s: Stdio) -> Result<std::process::Stdio> {
+    Ok(match s {
         Stdio::DevNull => std::process::Stdio::null(),
+        Stdio::Fd(fd) => std::process::Stdio::from(sys::dup(fd)?),
         _ => std::process::Stdio::inherit(),
-    }
+    })
 }
 
 impl fmt::Debug for Command {

@@ -1214,3 +1214,71 @@ both_watchers!(
     communicate_after_stdin_was_closed_pidfd,
     communicate_after_stdin_was_closed_thread
 );
+
+// conformance: P3
+/// asyncio (through `subprocess.Popen`) takes an existing file descriptor
+/// for `stdin=`, `stdout=` or `stderr=`: the child gets a copy, and the
+/// parent's descriptor stays open and the parent's. Several children can
+/// share one, say the write end of one pipe for all their stderr, from
+/// either spawn path.
+fn caller_fd(kind: ChildWatcherKind) {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let (mut r, w) = std::io::pipe().unwrap();
+    let fd = w.as_raw_fd();
+    let codes = on_loop(kind, move |_| async move {
+        let pool = spawn_pool(1);
+        let mut a = Command::shell("echo a >&2");
+        a.stderr(Stdio::Fd(fd));
+        let a = a.spawn()?;
+        let mut b = Command::shell("echo b >&2");
+        b.stderr(Stdio::Fd(fd));
+        let b = b.spawn_in_executor(Some(&pool)).await?;
+        // stdout to the caller's descriptor, stderr where stdout goes.
+        let mut c = Command::shell("echo c; echo d >&2");
+        c.stdout(Stdio::Fd(fd)).stderr(Stdio::Stdout);
+        let c = c.spawn()?;
+        let codes = (a.wait().await?, b.wait().await?, c.wait().await?);
+        pool.shutdown(true);
+        Ok(codes)
+    });
+    assert_eq!(codes, (0, 0, 0));
+    // Ours is still open.
+    // SAFETY: F_GETFD only reads the flags of a descriptor we own.
+    assert_ne!(unsafe { libc::fcntl(fd, libc::F_GETFD) }, -1);
+    drop(w);
+    // No copy is left behind: with ours closed, the pipe comes to its end
+    // (within a bound: another test's spawn may hold a copy for the
+    // moment between its fork and its exec).
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: r.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for a descriptor we own.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 100) };
+        assert!(
+            Instant::now() < deadline,
+            "no EOF: a copy of the write end is left open"
+        );
+        if ready > 0 {
+            let mut buf = [0; 64];
+            match r.read(&mut buf).unwrap() {
+                0 => break,
+                n => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+    let out = String::from_utf8(out).unwrap();
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["a", "b", "c", "d"]);
+}
+both_watchers!(
+    caller_fd,
+    a_callers_fd_is_shared_by_children_and_stays_open_pidfd,
+    a_callers_fd_is_shared_by_children_and_stays_open_thread
+);

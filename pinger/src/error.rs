@@ -18,7 +18,8 @@ pub const EXIT_ALL_UP: i32 = 0;
 pub const EXIT_SOME_DOWN: i32 = 1;
 /// Exit code: invalid arguments (bad option, bad target, too many hosts).
 pub const EXIT_INVALID_ARGS: i32 = 3;
-/// Exit code: system failure (`ping` missing, spawn failed, unreadable file).
+/// Exit code: system failure (`ping` missing or unable to send, spawn
+/// failed, unreadable file).
 pub const EXIT_SYSTEM_FAILURE: i32 = 4;
 /// Exit code: the sweep was interrupted by Ctrl-C (128 + SIGINT).
 pub const EXIT_INTERRUPTED: i32 = 130;
@@ -105,6 +106,14 @@ pub enum Error {
         /// Why.
         source: io::Error,
     },
+    /// `ping` cannot send at all (no raw socket and no ping socket for this
+    /// user, see [`crate::ping::cannot_send`]): no host could be probed.
+    PingCannotSend {
+        /// The `ping` that was run.
+        program: PathBuf,
+        /// What it said on stderr.
+        line: String,
+    },
     /// Writing the results failed.
     Output(io::Error),
     /// The event loop failed, or (`Cancelled`) a probe was cancelled.
@@ -128,6 +137,7 @@ impl Error {
             Error::ReadFile { .. }
             | Error::PingNotFound
             | Error::Spawn { .. }
+            | Error::PingCannotSend { .. }
             | Error::Output(_)
             | Error::EventLoop(_) => EXIT_SYSTEM_FAILURE,
         }
@@ -200,6 +210,15 @@ impl fmt::Display for Error {
                 "cannot start `ping` for {ip}: {source}; check that ping is executable and \
                  that the process and open-file limits (`ulimit -u`, `ulimit -n`) are not \
                  exhausted"
+            ),
+            Error::PingCannotSend { program, line } => write!(
+                f,
+                "`ping` cannot send echo requests here, so no host was probed \
+                 (it said `{line}`); run pinger as root (in a container, one started with \
+                 `--cap-add NET_RAW`), give ping the capability \
+                 (`sudo setcap cap_net_raw+p {}`), or let your group use ping sockets \
+                 (`sudo sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"`)",
+                program.display()
             ),
             Error::Output(source) => write!(f, "cannot write results: {source}"),
             Error::EventLoop(source) => write!(f, "event loop failure: {source}"),

@@ -20,6 +20,10 @@
 //! (see [`crate::sweep::probe_limit`]): it kills a `ping` still running at the
 //! deadline and reads what it printed with [`parse_cut_short`].
 //!
+//! What ping writes on stderr is read too, from one pipe shared by all the
+//! children: a line saying that ping cannot send at all ([`cannot_send`])
+//! ends the sweep with an error, rather than reporting every host down.
+//!
 //! # Invariants
 //! - The target is the last argv element and is a formatted [`Ipv4Addr`]: digits
 //!   and dots, never starting with `-`, never passed through a shell.
@@ -129,10 +133,11 @@ impl PingCommand {
 
     /// The same command as a tulip [`Command`](tulip::subprocess::Command):
     /// environment cleared and set to [`PING_ENV`], stdin `/dev/null`, stdout
-    /// piped, stderr discarded, killed if its `Process` is dropped early, and
-    /// in a process group of its own, so that a Ctrl-C at the terminal reaches
-    /// only pinger, which then stops the children itself.
-    pub fn to_command(&self) -> tulip::subprocess::Command {
+    /// piped, stderr to `stderr` (the driver gives every child the write end
+    /// of one shared pipe, see [`cannot_send`]), killed if its `Process` is
+    /// dropped early, and in a process group of its own, so that a Ctrl-C at
+    /// the terminal reaches only pinger, which then stops the children itself.
+    pub fn to_command(&self, stderr: tulip::subprocess::Stdio) -> tulip::subprocess::Command {
         use std::os::unix::process::CommandExt;
         use tulip::subprocess::{Command, Stdio};
         let mut cmd = Command::new(&self.program);
@@ -141,7 +146,7 @@ impl PingCommand {
             .envs(self.env.iter().copied())
             .stdin(Stdio::DevNull)
             .stdout(Stdio::Pipe)
-            .stderr(Stdio::DevNull)
+            .stderr(stderr)
             .kill_on_drop(true);
         cmd.as_std_mut().process_group(0);
         cmd
@@ -213,6 +218,42 @@ pub fn parse_cut_short(stdout: &[u8]) -> PingReply {
         up,
         rtt_ms: if up { first_reply_time(&text) } else { None },
     }
+}
+
+/// Whether a line `ping` wrote on its stderr says that it cannot send at
+/// all, so that every host would look down whatever the network: it has no
+/// raw socket (neither root, nor setuid, nor `cap_net_raw`) and may not use
+/// an unprivileged ping socket (`net.ipv4.ping_group_range`), or a sandbox
+/// forbids either. iputils then exits with status 2 after
+/// `ping: socket: Operation not permitted` (or `Permission denied`), and
+/// since 2021 adds `ping: => missing cap_net_raw+p capability or setuid?`;
+/// older ones say `icmp open socket: ...`, busybox
+/// `permission denied (are you root?)`, inetutils
+/// `Lacking privilege for icmp socket.`. A failed capability call
+/// (`cap_set_proc: Operation not permitted`) means the same.
+///
+/// Deliberately narrow: `sendmsg: Operation not permitted` (a firewall
+/// rule against one destination), `connect: Network is unreachable` (no
+/// route) and the like are about one host, which is then down.
+pub fn cannot_send(line: &str) -> bool {
+    let line = line.trim_end();
+    let lower = line.to_ascii_lowercase();
+    if lower.contains("cap_net_raw")
+        || lower.contains("(are you root?)")
+        || lower.contains("lacking privilege for icmp socket")
+    {
+        return true;
+    }
+    // `PROGRAM: CALL: strerror(EPERM or EACCES)`.
+    ["Operation not permitted", "Permission denied"]
+        .iter()
+        .filter_map(|msg| line.strip_suffix(msg)?.strip_suffix(": "))
+        .any(|before| {
+            let call = before.rsplit(": ").next().unwrap_or(before);
+            call.ends_with("socket")
+                || call.starts_with("cap_")
+                || matches!(call, "setuid" | "seteuid" | "prctl")
+        })
 }
 
 /// Reads ping's stdout (bytes, decoded lossily as the seed decodes UTF-8).

@@ -32,6 +32,11 @@
 //! - **Spawn failures.** `EMFILE`, `ENFILE`, `EAGAIN` and `ENOMEM` from the
 //!   spawn are waited out: the task waits until one of our children ends (or
 //!   a short backoff passes) and tries again; no host is lost.
+//! - **ping's stderr.** Every child's stderr is the write end of one pipe
+//!   of the prober's ([`Stdio::Fd`]), read on
+//!   the loop: a line saying that `ping` cannot send at all
+//!   ([`crate::ping::cannot_send`]) makes the probe fail with
+//!   [`Error::PingCannotSend`], a fatal error, instead of a host down.
 //! - **Stopping.** [`Stop::stop`] (pinger's SIGINT handler, installed with
 //!   `add_signal_handler`, calls it) stops the dispatcher and cancels every
 //!   probe task; each kills its child and waits until it is reaped (a spawn
@@ -52,6 +57,8 @@
 //! - A host is retried only when it was down, at most `retries` times.
 //! - When [`run`] returns, every child it started has been reaped and every
 //!   task it created is done.
+//! - A host whose `ping` could not send at all is never reported: the
+//!   sweep fails with [`Error::PingCannotSend`].
 //! - At most `concurrency` probes run at once, and at most one spawn per
 //!   spawn thread is queued or running.
 
@@ -59,19 +66,22 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::io;
+use std::io::{self, Read};
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use tulip::subprocess::Process;
+use tulip::subprocess::{Process, Stdio};
 use tulip::{Event, Semaphore, SemaphorePermit, StreamReader, TaskRef};
 
 use crate::error::{Error, EXIT_ALL_UP, EXIT_SOME_DOWN};
 use crate::localtime::LocalTime;
-use crate::ping::{parse_cut_short, parse_reply, PingCommand, PingParams, PING_INTERVAL_MS};
+use crate::ping::{
+    cannot_send, parse_cut_short, parse_reply, PingCommand, PingParams, PING_INTERVAL_MS,
+};
 
 /// How many probes run at once unless `--concurrency` says otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 256;
@@ -279,6 +289,9 @@ pub struct PingProber {
     spawner: Option<Spawner>,
     /// The program of the children (the same for every probe of a sweep).
     program: RefCell<Option<PathBuf>>,
+    /// The one pipe every child's stderr goes to; made at the first spawn
+    /// (its reader needs the running loop), closed with the prober.
+    stderr: RefCell<Option<StderrPipe>>,
 }
 
 /// Worker threads for [`Command::spawn_in_executor`](tulip::subprocess::Command::spawn_in_executor),
@@ -326,6 +339,7 @@ impl PingProber {
             freed: Event::new(),
             spawner,
             program: RefCell::new(None),
+            stderr: RefCell::new(None),
         }
     }
 
@@ -340,15 +354,37 @@ impl PingProber {
         if self.program.borrow().is_none() {
             *self.program.borrow_mut() = Some(cmd.program.clone());
         }
+        let stderr = Stdio::Fd(self.stderr_fd()?);
         match &self.spawner {
             Some(spawner) => {
                 let _slot = spawner.slots.acquire().await?;
-                cmd.to_command()
+                cmd.to_command(stderr)
                     .spawn_in_executor(Some(&spawner.pool))
                     .await
             }
-            None => cmd.to_command().spawn(),
+            None => cmd.to_command(stderr).spawn(),
         }
+    }
+
+    /// The write end of the children's shared stderr pipe, made on first
+    /// use. Failing to make it (`EMFILE`, ...) is a failed spawn.
+    fn stderr_fd(&self) -> tulip::Result<RawFd> {
+        let mut slot = self.stderr.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(StderrPipe::open(&tulip::get_running_loop()?)?);
+        }
+        Ok(slot.as_ref().expect("made above").write.as_raw_fd())
+    }
+
+    /// The first line a child wrote saying that `ping` cannot send at all,
+    /// after reading what the pipe holds now (so every line of a child
+    /// already reaped).
+    fn cannot_send(&self) -> Option<String> {
+        let pipe = self.stderr.borrow();
+        let lines = &pipe.as_ref()?.lines;
+        lines.drain();
+        let fatal = lines.fatal.borrow().clone();
+        fatal
     }
 
     /// Spawns `cmd`, waiting out `EMFILE`/`ENFILE`/`EAGAIN`/`ENOMEM`.
@@ -403,6 +439,138 @@ impl Drop for PingProber {
             // it a moment after the sweep returned.
             spawner.pool.shutdown(true);
         }
+    }
+}
+
+/// One pipe for the stderr of all the `ping` children rather than one per
+/// child: a probe costs no descriptor more, the sweep two. Each child gets
+/// (a duplicate of) the write end as its stderr; the loop reads the other
+/// end as data comes ([`StderrLines::drain`], an `add_reader` callback),
+/// and a probe whose `ping` printed nothing on stdout reads it once more
+/// after the reap, when all that child wrote is in the pipe. pinger keeps
+/// its write end open for the whole sweep (the children to come need it),
+/// so the reader never waits for an end of file; the pipe is closed when
+/// the prober is dropped, after every child was reaped.
+///
+/// A write of less than `PIPE_BUF` bytes is never split, but iputils'
+/// `error()` writes one message in several (`"ping: "`, `"socket"`,
+/// `": Operation not permitted"`, `"\n"`), so two children failing at the
+/// same instant can mix the pieces of their lines. Every child of a `ping`
+/// that cannot send prints the same lines, and `cap_net_raw` is always in
+/// one piece, so one clean line is all it takes; a mixed line may go
+/// unrecognised (one child's sweep, alone, is never mixed).
+struct StderrPipe {
+    /// Our copy of the write end (close-on-exec); the children's are dups.
+    write: OwnedFd,
+    lines: Rc<StderrLines>,
+    lp: tulip::EventLoop,
+}
+
+/// The read end of a [`StderrPipe`], and what was read from it.
+#[derive(Debug)]
+struct StderrLines {
+    /// Non-blocking.
+    read: std::fs::File,
+    /// The start of a line whose end has not been read yet.
+    partial: RefCell<Vec<u8>>,
+    /// The first line that said `ping` cannot send ([`crate::ping::cannot_send`]).
+    fatal: RefCell<Option<String>>,
+}
+
+/// The longest stderr line kept whole; a longer one is judged in pieces.
+const STDERR_LINE_MAX: usize = 4096;
+
+impl StderrPipe {
+    fn open(lp: &tulip::EventLoop) -> tulip::Result<StderrPipe> {
+        let (read, write) = std::io::pipe()?;
+        let read = std::fs::File::from(OwnedFd::from(read));
+        set_nonblocking(&read)?;
+        let lines = Rc::new(StderrLines {
+            read,
+            partial: RefCell::new(Vec::new()),
+            fatal: RefCell::new(None),
+        });
+        let reader = lines.clone();
+        lp.add_reader(lines.read.as_raw_fd(), move || reader.drain())?;
+        Ok(StderrPipe {
+            write: OwnedFd::from(write),
+            lines,
+            lp: lp.clone(),
+        })
+    }
+}
+
+impl Drop for StderrPipe {
+    fn drop(&mut self) {
+        // Before the descriptor is closed (a no-op if the loop is closed).
+        let _ = self.lp.remove_reader(self.lines.read.as_raw_fd());
+    }
+}
+
+impl fmt::Debug for StderrPipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StderrPipe")
+            .field("write", &self.write)
+            .field("lines", &self.lines)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StderrLines {
+    /// Reads everything the pipe holds now, without blocking. Never sees
+    /// an end of file while the [`StderrPipe`] holds the write end.
+    fn drain(&self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            match (&self.read).read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => self.feed(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return, // WouldBlock: all read
+            }
+        }
+    }
+
+    /// Splits `data` into lines and judges each complete one.
+    fn feed(&self, data: &[u8]) {
+        let mut partial = self.partial.borrow_mut();
+        partial.extend_from_slice(data);
+        let mut start = 0;
+        while let Some(end) = partial[start..].iter().position(|&b| b == b'\n') {
+            self.judge(&partial[start..start + end]);
+            start += end + 1;
+        }
+        partial.drain(..start);
+        if partial.len() > STDERR_LINE_MAX {
+            self.judge(&partial);
+            partial.clear();
+        }
+    }
+
+    fn judge(&self, line: &[u8]) {
+        if self.fatal.borrow().is_some() {
+            return;
+        }
+        let line = String::from_utf8_lossy(line);
+        if cannot_send(&line) {
+            *self.fatal.borrow_mut() = Some(line.trim_end().to_owned());
+        }
+    }
+}
+
+/// Sets `O_NONBLOCK` on `file`.
+fn set_nonblocking(file: &std::fs::File) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL and F_SETFL only read and set the status flags of a
+    // descriptor `file` owns and keeps open for the call.
+    let ok = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -469,10 +637,19 @@ impl Prober for PingProber {
         };
         drop(proc);
         drop(counted);
-        Ok(Attempt {
-            stdout: buf.into_inner(),
-            cut_short,
-        })
+        let stdout = buf.into_inner();
+        // A `ping` that could not send printed nothing on stdout, and its
+        // stderr is in the pipe by now (it was reaped): then the host is not
+        // down, the sweep is over. (Only then: no read for a normal probe.)
+        if stdout.is_empty() {
+            if let Some(line) = self.cannot_send() {
+                return Err(Error::PingCannotSend {
+                    program: cmd.program.clone(),
+                    line,
+                });
+            }
+        }
+        Ok(Attempt { stdout, cut_short })
     }
 
     fn kill_now(&self) {

@@ -403,3 +403,134 @@ fn file_dash_reads_targets_from_stdin() {
     assert_eq!(up, want);
     assert!(down.is_empty());
 }
+
+/// What iputils writes on stderr, with exit status 2, when it has no raw
+/// socket (not root, no setuid, no `cap_net_raw`) and may not use a ping
+/// socket (`net.ipv4.ping_group_range`), as captured in
+/// `tests/data/cannot_send_stderr.txt`.
+const CANNOT_SEND: &str = "echo \"$0: socktype: SOCK_RAW\" >&2\n\
+    echo \"$0: socket: Operation not permitted\" >&2\n\
+    echo \"$0: => missing cap_net_raw+p capability or setuid?\" >&2\n\
+    exit 2";
+
+/// When `ping` cannot send at all, pinger stops with exit 4 and says what
+/// to do, as fping does ("can't create socket (must run as root?)", exit
+/// 4); it used to throw ping's stderr away and report every host down,
+/// exit 1: 20 hosts "down" without a packet sent.
+#[test]
+fn a_ping_that_cannot_send_is_exit_4_with_advice_not_all_hosts_down() {
+    for threads in ["0", "2"] {
+        let dir = stand_in_ping_dir(&format!("cannot-send-{threads}"), CANNOT_SEND);
+        let done = run_bounded(
+            Command::new(PINGER)
+                .args(["127.0.0.1-20", "--json", "--spawn-threads", threads])
+                .env("PATH", &dir),
+            SWEEP_LIMIT,
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let stderr = done.stderr_text();
+        assert_eq!(done.status.code(), Some(4), "{stderr}");
+        let ping = dir.join("ping");
+        assert!(
+            stderr.contains(&format!(
+                "{}: socket: Operation not permitted",
+                ping.display()
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("setcap cap_net_raw+p {}", ping.display())),
+            "{stderr}"
+        );
+        assert!(stderr.contains("ping_group_range"), "{stderr}");
+        assert!(stderr.contains("as root"), "{stderr}");
+        // No host reported, no summary: nothing was probed.
+        assert_eq!(done.stdout_text(), "", "{stderr}");
+        assert!(!stderr.contains("addresses ("), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one message: {stderr}");
+    }
+}
+
+/// Other errors on ping's stderr are about the host: `connect: Network is
+/// unreachable` (no route), exit status 2, is that host down, exit 1.
+#[test]
+fn a_ping_error_about_the_host_is_that_host_down() {
+    let dir = stand_in_ping_dir(
+        "unreachable",
+        "echo \"$0: connect: Network is unreachable\" >&2\nexit 2",
+    );
+    let done = run_bounded(
+        Command::new(PINGER)
+            .args(["127.0.0.1-3", "--json"])
+            .env("PATH", &dir),
+        SWEEP_LIMIT,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = done.stderr_text();
+    assert_eq!(done.status.code(), Some(1), "{stderr}");
+    let (up, down) = up_down(&done.stdout_text());
+    assert!(up.is_empty());
+    assert_eq!(down.len(), 3);
+    assert!(stderr.contains("3 addresses (0 up, 3 down)"), "{stderr}");
+    assert!(!stderr.contains("unreachable"), "{stderr}");
+}
+
+/// The real iputils `ping`, copied without its file capability and run as
+/// root with `cap_net_raw` taken out of the bounding set (a container
+/// started with `--cap-drop NET_RAW`): it says only `socket: Operation not
+/// permitted` (no `cap_net_raw` hint, as root), exit 2. Loopback only, and
+/// no packet leaves anyway. Needs root and `setpriv`, and a
+/// `ping_group_range` that keeps root out of ping sockets; skipped
+/// otherwise.
+#[test]
+fn the_real_ping_without_cap_net_raw_is_exit_4() {
+    use std::os::unix::fs::PermissionsExt;
+    let skip = |why: &str| eprintln!("SKIPPED the_real_ping_without_cap_net_raw_is_exit_4: {why}");
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return skip("needs root");
+    }
+    let Ok(real) = pinger::ping::resolve_ping(std::env::var_os("PATH").as_deref()) else {
+        return skip("no ping installed");
+    };
+    let Some(setpriv) = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        return skip("no setpriv");
+    };
+    let dir = std::env::temp_dir().join(format!("pinger-e2e-nocap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A copy drops the file capability (an extended attribute).
+    std::fs::copy(&real, dir.join("ping")).unwrap();
+    std::fs::set_permissions(dir.join("ping"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let without_raw = |program: &Path| {
+        let mut cmd = Command::new(setpriv);
+        cmd.args(["--bounding-set=-net_raw", "--inh-caps=-net_raw"])
+            .arg(program)
+            .env("PATH", &dir);
+        cmd
+    };
+    let alone = run_bounded(
+        without_raw(&dir.join("ping")).args(["-c", "1", "-w", "1", "-W", "1", "127.0.0.1"]),
+        SWEEP_LIMIT,
+    );
+    if alone.status.code() != Some(2) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return skip("this ping works without cap_net_raw here (ping_group_range)");
+    }
+    let done = run_bounded(
+        without_raw(Path::new(PINGER)).args(["127.0.0.1-8", "-q"]),
+        SWEEP_LIMIT,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = done.stderr_text();
+    assert_eq!(done.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("socket: Operation not permitted"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("setcap cap_net_raw+p"), "{stderr}");
+    assert!(!stderr.contains("down"), "{stderr}");
+}

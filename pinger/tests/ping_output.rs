@@ -4,7 +4,8 @@
 use std::net::Ipv4Addr;
 
 use pinger::ping::{
-    is_up, parse_cut_short, parse_reply, parse_rtt_ms, resolve_ping, PingCommand, PingParams,
+    cannot_send, is_up, parse_cut_short, parse_reply, parse_rtt_ms, resolve_ping, PingCommand,
+    PingParams,
 };
 use pinger::sweep::probe_limit;
 use std::time::Duration;
@@ -119,7 +120,7 @@ fn command_has_a_cleared_environment() {
     );
     assert_eq!(cmd.env, [("LC_ALL", "C")]);
     assert_eq!(cmd.ip, Ipv4Addr::LOCALHOST);
-    let mut tulip_cmd = cmd.to_command();
+    let mut tulip_cmd = cmd.to_command(tulip::subprocess::Stdio::DevNull);
     let std_cmd = tulip_cmd.as_std_mut();
     let envs: Vec<_> = std_cmd.get_envs().collect();
     assert_eq!(
@@ -189,4 +190,45 @@ fn the_driver_deadline_is_the_timeout_not_whole_seconds() {
     assert_eq!(probe_limit(&p(3, 200)), Duration::from_millis(2200) + grace);
     // ping's own -w stays whole seconds, and never earlier than the driver's.
     assert_eq!(p(1, 250).deadline_secs(), 1);
+}
+
+/// iputils' stderr when it cannot send at all (captured: a copy of
+/// `ping` without its file capability, run as nobody and as root without
+/// `cap_net_raw`), and the other wordings of the same failure.
+#[test]
+fn cannot_send_knows_a_ping_without_a_socket() {
+    let nobody = include_str!("data/cannot_send_stderr.txt");
+    let root = include_str!("data/cannot_send_root_stderr.txt");
+    let judged = |text: &str| text.lines().map(cannot_send).collect::<Vec<_>>();
+    assert_eq!(judged(nobody), [false, true, true]);
+    assert_eq!(judged(root), [false, true]);
+    for line in [
+        "ping: socket: Operation not permitted",
+        "/usr/bin/ping: socket: Permission denied\n",
+        "ping: icmp open socket: Operation not permitted",
+        "ping: => missing cap_net_raw+p capability or setuid?",
+        "ping: cap_set_proc: Operation not permitted",
+        "ping: permission denied (are you root?)",
+        "ping: Lacking privilege for icmp socket.",
+    ] {
+        assert!(cannot_send(line), "{line:?}");
+    }
+}
+
+/// Errors about one host are that host down, not a broken `ping`: no
+/// route, a firewall rule against one destination, a broadcast address.
+#[test]
+fn cannot_send_leaves_errors_about_one_host_alone() {
+    for line in [
+        UNREACHABLE_STDERR.trim_end(),
+        "ping: sendmsg: Operation not permitted",
+        "/usr/bin/ping: connect: Permission denied",
+        "ping: sendmsg: Network is unreachable",
+        "ping: socket: Too many open files",
+        "ping: socktype: SOCK_RAW",
+        "Do you want to ping broadcast? Then -b. If not, check your local firewall rules",
+        "",
+    ] {
+        assert!(!cannot_send(line), "{line:?}");
+    }
 }

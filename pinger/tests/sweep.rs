@@ -383,3 +383,36 @@ fn a_probe_past_the_timeout_is_killed_with_spawns_on_the_loop_thread() {
     assert!(took >= Duration::from_millis(200), "{took:?}");
     assert!(took < Duration::from_millis(900), "{took:?}");
 }
+
+/// A `ping` that says it cannot send at all (one host's, here, while the
+/// others still hang) ends the sweep as a fatal error: the others are
+/// killed and reaped at once, not left to their timeout, and no host is
+/// reported down. From the spawn threads and from the loop thread.
+#[test]
+fn a_ping_that_cannot_send_ends_the_sweep_and_kills_the_others() {
+    let fake = fake_ping(
+        "cannot-send",
+        "case \"$7\" in\n\
+         10.0.0.1) echo \"$0: socket: Operation not permitted\" >&2; exit 2;;\n\
+         *) echo 'PING' ; exec sleep 30;;\n\
+         esac",
+    );
+    for threads in [2, 0] {
+        let hosts = ips(&[1, 2, 3, 4, 5, 6]);
+        let prober = PingProber::with_spawn_threads(threads);
+        // The sweep itself checks that every child was reaped.
+        let (out, seen, took) = sweep_with(&hosts, &fake_cfg(fake.clone(), 10_000), prober, None);
+        match out {
+            Err(Error::PingCannotSend { program, line }) => {
+                assert_eq!(program, fake);
+                assert_eq!(
+                    line,
+                    format!("{}: socket: Operation not permitted", fake.display())
+                );
+            }
+            other => panic!("{threads} spawn threads: {other:?}"),
+        }
+        assert!(seen.is_empty(), "reported: {seen:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+}
