@@ -265,7 +265,15 @@ fn send(child: &Child, signo: i32) {
 
 /// Waits for `child` to exit (at most [`SWEEP_LIMIT`]) and collects its
 /// output; then removes `dir`.
-fn finish(mut child: Child, dir: &Path) -> std::process::Output {
+fn finish(child: Child, dir: &Path) -> std::process::Output {
+    let out = wait_bounded(child);
+    let _ = std::fs::remove_dir_all(dir);
+    out
+}
+
+/// Waits for `child` to exit (at most [`SWEEP_LIMIT`], else kills it and
+/// fails) and collects its output.
+fn wait_bounded(mut child: Child) -> std::process::Output {
     let deadline = Instant::now() + SWEEP_LIMIT;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -275,9 +283,7 @@ fn finish(mut child: Child, dir: &Path) -> std::process::Output {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let out = child.wait_with_output().unwrap();
-    let _ = std::fs::remove_dir_all(dir);
-    out
+    child.wait_with_output().unwrap()
 }
 
 /// A shell script's `trap '' INT TERM` (or `cmd &` without job control, which
@@ -386,16 +392,7 @@ fn file_dash_reads_targets_from_stdin() {
         // Not unwrapped: a pinger that does not read stdin exits at once.
         let _ = stdin.write_all(b"# loopback\n127.0.0.1-2\n127.0.0.5\n");
     }
-    let deadline = Instant::now() + SWEEP_LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("pinger did not exit within {SWEEP_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = wait_bounded(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let (up, down) = up_down(&String::from_utf8_lossy(&out.stdout));
