@@ -362,13 +362,19 @@ impl Protocol for StreamReaderProtocol {
     }
 
     fn data_received(&self, data: &[u8]) {
-        if let Some(r) = &*self.reader.borrow() {
+        // A clone: feeding wakes the waiting reader, and a waker may run
+        // code (a plain executor polling inline) that calls back in here,
+        // e.g. `connection_lost`, which takes the reader out.
+        let reader = self.reader.borrow().clone();
+        if let Some(r) = reader {
             r.feed_data(data);
         }
     }
 
     fn eof_received(&self) -> bool {
-        if let Some(r) = &*self.reader.borrow() {
+        // A clone, as in `data_received`.
+        let reader = self.reader.borrow().clone();
+        if let Some(r) = reader {
             r.feed_eof();
         }
         // Keep the connection half-open: the writer may still write.

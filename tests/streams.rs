@@ -3,11 +3,14 @@
 //! `tests/stream_sockets.rs`.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future as _;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 
 use tulip::{
-    BaseTransport, Error, ExtraInfo, FlowControl, ReadTransport, StreamReader, StreamWriter,
-    WriteTransport,
+    BaseTransport, Error, EventLoop, ExtraInfo, FlowControl, Protocol, ReadTransport, StreamReader,
+    StreamReaderProtocol, StreamWriter, WriteTransport,
 };
 
 /// A read transport that records pause/resume calls.
@@ -556,4 +559,55 @@ fn dropping_an_open_writer_closes_its_transport() {
         Ok(())
     })
     .unwrap();
+}
+
+thread_local! {
+    /// What [`RunsOnWake`] runs when it is woken.
+    static ON_WAKE: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
+}
+
+/// A waker that runs code at once when woken, as a plain executor that
+/// polls inline may: whoever wakes it must hold no borrow.
+struct RunsOnWake;
+
+impl Wake for RunsOnWake {
+    fn wake(self: Arc<Self>) {
+        ON_WAKE.with(|f| {
+            if let Some(f) = f.borrow().as_ref() {
+                f();
+            }
+        });
+    }
+}
+
+/// The protocol feeds its reader with no borrow of its own held: the
+/// reader's wake-up may run code that calls back into the protocol (here
+/// `connection_lost`, which takes the reader out).
+#[test]
+fn protocol_wakes_its_reader_with_no_borrow_held() {
+    for eof in [false, true] {
+        let lp = EventLoop::new().unwrap();
+        let reader = StreamReader::with_loop(&lp, 16);
+        let proto = Rc::new(StreamReaderProtocol::new(&lp, reader.clone(), None));
+        let waker = Waker::from(Arc::new(RunsOnWake));
+        let mut cx = Context::from_waker(&waker);
+        let mut read = Box::pin(reader.read(10));
+        assert!(read.as_mut().poll(&mut cx).is_pending());
+        let p2 = proto.clone();
+        ON_WAKE.with(|f| *f.borrow_mut() = Some(Box::new(move || p2.connection_lost(None))));
+        if eof {
+            assert!(proto.eof_received());
+        } else {
+            proto.data_received(b"x");
+        }
+        ON_WAKE.with(|f| f.borrow_mut().take());
+        let want: &[u8] = if eof { b"" } else { b"x" };
+        match read.as_mut().poll(&mut cx) {
+            Poll::Ready(got) => assert_eq!(got.unwrap(), want),
+            Poll::Pending => panic!("the reader was not woken"),
+        }
+        assert!(reader.at_eof());
+        drop(read);
+        lp.close().unwrap();
+    }
 }
