@@ -411,6 +411,28 @@ fn reader_pauses_and_resumes_its_transport() {
     .unwrap();
 }
 
+/// A limit too large to double (`usize::MAX` for "no limit") never pauses:
+/// no buffer can hold more than 2 x limit bytes. asyncio's limit is a
+/// Python int, which does not overflow.
+// conformance: N2
+#[test]
+fn a_limit_too_large_to_double_never_pauses() {
+    tulip::run(async {
+        for limit in [usize::MAX, usize::MAX / 2 + 1] {
+            let r = StreamReader::with_limit(limit);
+            let t = Rc::new(FakeRead::default());
+            t.reading.set(true);
+            r.set_transport(t.clone());
+            r.feed_data(b"line\n");
+            assert!(!r.is_paused(), "limit {limit}");
+            assert_eq!(t.pauses.get(), 0);
+            assert_eq!(r.readline().await?, b"line\n");
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn a_read_to_eof_cut_short_by_a_timeout_leaves_the_data_for_the_next_read() {
     // What pinger relies on: it reads a child's output under a deadline,
