@@ -282,9 +282,11 @@ impl StreamWriter {
                 return Err(e);
             }
         }
-        if self.transport.is_closing() && !self.flow.is_connection_lost() {
+        if self.transport.is_closing() {
             // Let connection_lost run first, so drain() fails as it should
-            // (asyncio: `await sleep(0)`).
+            // (asyncio: `await sleep(0)`). Even when it already ran: the
+            // yield is what keeps a loop of write() and drain() that goes
+            // on past the errors from starving the other tasks.
             crate::sleep(0.0).await?;
         }
         self.flow.drain_helper().await

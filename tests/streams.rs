@@ -548,6 +548,34 @@ fn drain_after_connection_lost_fails() {
     .unwrap();
 }
 
+/// drain() on a closing transport yields once even when the connection is
+/// already lost, as asyncio's (`if self._transport.is_closing(): await
+/// sleep(0)`), so a loop of write() and drain() that goes on past the
+/// errors still lets the other tasks run.
+// conformance: N2
+#[test]
+fn drain_on_a_lost_connection_still_yields() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let t = Rc::new(FakeWrite::default());
+        let flow = FlowControl::new(&lp);
+        let w = StreamWriter::new(t.clone(), flow.clone(), None);
+        w.close();
+        flow.connection_lost(None);
+        let ran = Rc::new(Cell::new(false));
+        let r2 = ran.clone();
+        let other = tulip::create_task(async move {
+            r2.set(true);
+            Ok(())
+        })?;
+        let err = w.drain().await.unwrap_err();
+        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::ConnectionReset));
+        assert!(ran.get(), "drain() did not yield");
+        other.await
+    })
+    .unwrap();
+}
+
 #[test]
 fn writer_forwards_to_transport() {
     tulip::run(async {
