@@ -282,9 +282,11 @@ impl StreamWriter {
                 return Err(e);
             }
         }
-        if self.transport.is_closing() && !self.flow.is_connection_lost() {
+        if self.transport.is_closing() {
             // Let connection_lost run first, so drain() fails as it should
-            // (asyncio: `await sleep(0)`).
+            // (asyncio: `await sleep(0)`). Even when it already ran: the
+            // yield is what keeps a loop of write() and drain() that goes
+            // on past the errors from starving the other tasks.
             crate::sleep(0.0).await?;
         }
         self.flow.drain_helper().await
@@ -362,13 +364,19 @@ impl Protocol for StreamReaderProtocol {
     }
 
     fn data_received(&self, data: &[u8]) {
-        if let Some(r) = &*self.reader.borrow() {
+        // A clone: feeding wakes the waiting reader, and a waker may run
+        // code (a plain executor polling inline) that calls back in here,
+        // e.g. `connection_lost`, which takes the reader out.
+        let reader = self.reader.borrow().clone();
+        if let Some(r) = reader {
             r.feed_data(data);
         }
     }
 
     fn eof_received(&self) -> bool {
-        if let Some(r) = &*self.reader.borrow() {
+        // A clone, as in `data_received`.
+        let reader = self.reader.borrow().clone();
+        if let Some(r) = reader {
             r.feed_eof();
         }
         // Keep the connection half-open: the writer may still write.

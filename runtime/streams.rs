@@ -315,7 +315,9 @@ impl StreamReader {
             buf.len()
         };
         self.wakeup_waiter();
-        if !inner.paused.get() && len > 2 * inner.limit {
+        // Saturating: a limit too large to double (`usize::MAX` for "no
+        // limit") must never pause, not overflow (asyncio's is a Python int).
+        if !inner.paused.get() && len > inner.limit.saturating_mul(2) {
             let t = inner.transport.borrow().clone();
             if let Some(t) = t {
                 inner.paused.set(true);

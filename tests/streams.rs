@@ -3,11 +3,14 @@
 //! `tests/stream_sockets.rs`.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future as _;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 
 use tulip::{
-    BaseTransport, Error, ExtraInfo, FlowControl, ReadTransport, StreamReader, StreamWriter,
-    WriteTransport,
+    BaseTransport, Error, EventLoop, ExtraInfo, FlowControl, Protocol, ReadTransport, StreamReader,
+    StreamReaderProtocol, StreamWriter, WriteTransport,
 };
 
 /// A read transport that records pause/resume calls.
@@ -408,6 +411,28 @@ fn reader_pauses_and_resumes_its_transport() {
     .unwrap();
 }
 
+/// A limit too large to double (`usize::MAX` for "no limit") never pauses:
+/// no buffer can hold more than 2 x limit bytes. asyncio's limit is a
+/// Python int, which does not overflow.
+// conformance: N2
+#[test]
+fn a_limit_too_large_to_double_never_pauses() {
+    tulip::run(async {
+        for limit in [usize::MAX, usize::MAX / 2 + 1] {
+            let r = StreamReader::with_limit(limit);
+            let t = Rc::new(FakeRead::default());
+            t.reading.set(true);
+            r.set_transport(t.clone());
+            r.feed_data(b"line\n");
+            assert!(!r.is_paused(), "limit {limit}");
+            assert_eq!(t.pauses.get(), 0);
+            assert_eq!(r.readline().await?, b"line\n");
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn a_read_to_eof_cut_short_by_a_timeout_leaves_the_data_for_the_next_read() {
     // What pinger relies on: it reads a child's output under a deadline,
@@ -523,6 +548,34 @@ fn drain_after_connection_lost_fails() {
     .unwrap();
 }
 
+/// drain() on a closing transport yields once even when the connection is
+/// already lost, as asyncio's (`if self._transport.is_closing(): await
+/// sleep(0)`), so a loop of write() and drain() that goes on past the
+/// errors still lets the other tasks run.
+// conformance: N2
+#[test]
+fn drain_on_a_lost_connection_still_yields() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let t = Rc::new(FakeWrite::default());
+        let flow = FlowControl::new(&lp);
+        let w = StreamWriter::new(t.clone(), flow.clone(), None);
+        w.close();
+        flow.connection_lost(None);
+        let ran = Rc::new(Cell::new(false));
+        let r2 = ran.clone();
+        let other = tulip::create_task(async move {
+            r2.set(true);
+            Ok(())
+        })?;
+        let err = w.drain().await.unwrap_err();
+        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::ConnectionReset));
+        assert!(ran.get(), "drain() did not yield");
+        other.await
+    })
+    .unwrap();
+}
+
 #[test]
 fn writer_forwards_to_transport() {
     tulip::run(async {
@@ -556,4 +609,55 @@ fn dropping_an_open_writer_closes_its_transport() {
         Ok(())
     })
     .unwrap();
+}
+
+thread_local! {
+    /// What [`RunsOnWake`] runs when it is woken.
+    static ON_WAKE: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
+}
+
+/// A waker that runs code at once when woken, as a plain executor that
+/// polls inline may: whoever wakes it must hold no borrow.
+struct RunsOnWake;
+
+impl Wake for RunsOnWake {
+    fn wake(self: Arc<Self>) {
+        ON_WAKE.with(|f| {
+            if let Some(f) = f.borrow().as_ref() {
+                f();
+            }
+        });
+    }
+}
+
+/// The protocol feeds its reader with no borrow of its own held: the
+/// reader's wake-up may run code that calls back into the protocol (here
+/// `connection_lost`, which takes the reader out).
+#[test]
+fn protocol_wakes_its_reader_with_no_borrow_held() {
+    for eof in [false, true] {
+        let lp = EventLoop::new().unwrap();
+        let reader = StreamReader::with_loop(&lp, 16);
+        let proto = Rc::new(StreamReaderProtocol::new(&lp, reader.clone(), None));
+        let waker = Waker::from(Arc::new(RunsOnWake));
+        let mut cx = Context::from_waker(&waker);
+        let mut read = Box::pin(reader.read(10));
+        assert!(read.as_mut().poll(&mut cx).is_pending());
+        let p2 = proto.clone();
+        ON_WAKE.with(|f| *f.borrow_mut() = Some(Box::new(move || p2.connection_lost(None))));
+        if eof {
+            assert!(proto.eof_received());
+        } else {
+            proto.data_received(b"x");
+        }
+        ON_WAKE.with(|f| f.borrow_mut().take());
+        let want: &[u8] = if eof { b"" } else { b"x" };
+        match read.as_mut().poll(&mut cx) {
+            Poll::Ready(got) => assert_eq!(got.unwrap(), want),
+            Poll::Pending => panic!("the reader was not woken"),
+        }
+        assert!(reader.at_eof());
+        drop(read);
+        lp.close().unwrap();
+    }
 }
