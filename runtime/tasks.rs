@@ -536,6 +536,9 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
 
     fn cancel(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
         let h = &self.header;
+        // asyncio's Task.cancel starts with `self._log_traceback = False`,
+        // done or not: a failed task one cancels is not reported (F3).
+        self.core.clear_log_traceback();
         if self.core.done() {
             return false;
         }
