@@ -562,6 +562,10 @@ impl EventLoop {
         // Before the task exists: a refused call must leave nothing behind.
         self.check_running()?;
         let task = self.create_task(fut)?;
+        // asyncio: `if new_task: future._log_destroy_pending = False`. The
+        // caller never has this task: left pending by a stopped run, it is
+        // dropped at close without a report.
+        task.no_log_destroy_pending();
         self.run_task_until_complete(&task)
     }
 
