@@ -683,6 +683,21 @@ fn the_default_handler_reports_message_error_and_handle() {
 
 // conformance: L6
 #[test]
+fn the_default_handler_names_a_context_without_a_message() {
+    // asyncio's default_exception_handler: `if not message: message =
+    // 'Unhandled exception in event loop'`.
+    let ctx = ExceptionContext {
+        error: Some(Error::msg("bad thing")),
+        ..Default::default()
+    };
+    assert_eq!(
+        ctx.to_string(),
+        "Unhandled exception in event loop\nerror: bad thing"
+    );
+}
+
+// conformance: L6
+#[test]
 fn a_panicking_exception_handler_falls_back_to_the_default_one() {
     let lp = EventLoop::new().unwrap();
     let called = Rc::new(Cell::new(0));
