@@ -196,9 +196,15 @@ pub struct ExceptionContext {
     pub future: Option<String>,
 }
 
+/// What the default handler prints (asyncio's `default_exception_handler`).
 impl fmt::Display for ExceptionContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
+        // asyncio: `if not message: message = 'Unhandled exception in event loop'`.
+        if self.message.is_empty() {
+            f.write_str("Unhandled exception in event loop")?;
+        } else {
+            f.write_str(&self.message)?;
+        }
         if let Some(h) = &self.handle {
             write!(f, "\nhandle: {h}")?;
         }
@@ -562,6 +568,10 @@ impl EventLoop {
         // Before the task exists: a refused call must leave nothing behind.
         self.check_running()?;
         let task = self.create_task(fut)?;
+        // asyncio: `if new_task: future._log_destroy_pending = False`. The
+        // caller never has this task: left pending by a stopped run, it is
+        // dropped at close without a report.
+        task.no_log_destroy_pending();
         self.run_task_until_complete(&task)
     }
 

@@ -35,7 +35,8 @@
 //!   inside another task's step) saves and restores its creator's.
 //! - A pending task is owned by the loop's task slab (key = its waker's
 //!   token); it leaves the slab when it is done. A task dropped while pending
-//!   is reported: "Task was destroyed but it is pending!" (C4). The loop's
+//!   is reported: "Task was destroyed but it is pending!" (C4), unless it
+//!   is the task `run_until_complete` made (asyncio's `_log_destroy_pending`). The loop's
 //!   `close()` drops what its pending tasks hold (body, `fut_waiter`,
 //!   context, done callbacks): they never run again, and without a
 //!   collector a cycle through them would outlive the loop.
@@ -94,6 +95,9 @@ pub(crate) struct TaskHeader {
     fut_waiter: Cell<Option<Rc<dyn Cancel>>>,
     /// The body has been polled at least once.
     started: Cell<bool>,
+    /// asyncio's `_log_destroy_pending`: false for the task that
+    /// `run_until_complete` wraps a coroutine in, which no caller holds.
+    log_destroy_pending: Cell<bool>,
     /// Made at the first step; `None` while the step runs (the step holds it).
     waker: Cell<Option<WakerSlot>>,
     /// Per-task context values (contextvars), owned by `contextvars.rs`:
@@ -341,6 +345,7 @@ impl EventLoop {
                 num_cancels_requested: Cell::new(0),
                 fut_waiter: Cell::new(None),
                 started: Cell::new(false),
+                log_destroy_pending: Cell::new(true),
                 waker: Cell::new(None),
                 context: Cell::new(crate::contextvars::new_task_context(self, opts.context)),
             },
@@ -536,6 +541,9 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
 
     fn cancel(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
         let h = &self.header;
+        // asyncio's Task.cancel starts with `self._log_traceback = False`,
+        // done or not: a failed task one cancels is not reported (F3).
+        self.core.clear_log_traceback();
         if self.core.done() {
             return false;
         }
@@ -566,11 +574,13 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         if self.core.done() {
             return;
         }
-        self.core.lp.report_ignoring_interrupt(&ExceptionContext {
-            message: "Task was destroyed but it is pending!".into(),
-            task: Some(self.describe()),
-            ..Default::default()
-        });
+        if self.header.log_destroy_pending.get() {
+            self.core.lp.report_ignoring_interrupt(&ExceptionContext {
+                message: "Task was destroyed but it is pending!".into(),
+                task: Some(self.describe()),
+                ..Default::default()
+            });
+        }
         // CPython's collector would free these; tulip has none. The loop is
         // closed, so the task never steps again (nothing here is taken
         // out from under a running step: a closed loop does not run).
@@ -982,6 +992,12 @@ impl<T: 'static> Task<T> {
     /// (see [`EventLoop`]'s `Drop`), and this gives the closed loop.
     pub fn get_loop(&self) -> EventLoop {
         self.inner.loop_().clone()
+    }
+
+    /// asyncio's `task._log_destroy_pending = False`: the task is not
+    /// reported if its loop closes with it pending.
+    pub(crate) fn no_log_destroy_pending(&self) {
+        self.inner.header().log_destroy_pending.set(false);
     }
 
     /// The task's loop, borrowed (no user handle is made).

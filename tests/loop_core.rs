@@ -265,6 +265,46 @@ fn loop_stopped_before_the_future_completed_is_reported() {
 
 // conformance: L4
 #[test]
+fn the_task_of_a_run_stopped_early_is_not_reported_as_destroyed_pending() {
+    // asyncio's run_until_complete sets `_log_destroy_pending = False` on
+    // the task it wraps a coroutine in: the caller never had that task, so
+    // its being left pending when the loop goes is not reported.
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let lp1 = lp.clone();
+    soon(&lp, move || lp1.stop());
+    let err = lp
+        .run_until_complete(async {
+            tulip::sleep(3600.0).await?;
+            Ok(1)
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("stopped before"), "{err:?}");
+    assert_eq!(lp.all_tasks().len(), 1);
+    lp.close().unwrap();
+    assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
+
+    // A task the caller made is reported, as ever (C4).
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let t = lp
+        .create_task(async {
+            tulip::sleep(3600.0).await?;
+            Ok(())
+        })
+        .unwrap();
+    let lp1 = lp.clone();
+    soon(&lp, move || lp1.stop());
+    lp.run_forever().unwrap();
+    lp.close().unwrap();
+    drop(t);
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].message, "Task was destroyed but it is pending!");
+}
+
+// conformance: L4
+#[test]
 fn run_until_complete_returns_the_result_or_the_error() {
     let lp = EventLoop::new().unwrap();
     assert_eq!(lp.run_until_complete(async { Ok(5) }).unwrap(), 5);
@@ -639,6 +679,21 @@ fn the_default_handler_reports_message_error_and_handle() {
     let lp1 = lp.clone();
     soon(&lp, move || lp1.stop());
     lp.run_forever().unwrap();
+}
+
+// conformance: L6
+#[test]
+fn the_default_handler_names_a_context_without_a_message() {
+    // asyncio's default_exception_handler: `if not message: message =
+    // 'Unhandled exception in event loop'`.
+    let ctx = ExceptionContext {
+        error: Some(Error::msg("bad thing")),
+        ..Default::default()
+    };
+    assert_eq!(
+        ctx.to_string(),
+        "Unhandled exception in event loop\nerror: bad thing"
+    );
 }
 
 // conformance: L6

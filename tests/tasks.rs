@@ -182,6 +182,31 @@ fn an_unretrieved_task_error_is_reported_when_the_task_goes_away() {
     assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
 }
 
+// conformance: C4
+#[test]
+fn cancelling_a_failed_task_silences_its_unretrieved_error() {
+    // asyncio's Task.cancel() starts with `self._log_traceback = False`,
+    // before its `if self.done(): return False`: shutting down with
+    // `for t in tasks: t.cancel()` reports none of the failed ones.
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let task = lp
+        .create_task(async { Err::<(), _>(Error::msg("cancelled later")) })
+        .unwrap();
+    iterate(&lp);
+    assert!(task.done());
+    assert!(!task.cancel(), "a done task is not cancelled");
+    let other = lp
+        .create_task(async { Err::<(), _>(Error::msg("via a TaskRef")) })
+        .unwrap();
+    let other_ref = other.as_ref();
+    iterate(&lp);
+    assert!(!other_ref.cancel());
+    drop((task, other, other_ref));
+    iterate(&lp);
+    assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
+}
+
 // ===== C5 =====
 
 // conformance: C5
