@@ -579,7 +579,10 @@ impl<T: 'static> Future<T> {
     }
 
     /// Sets an error. Fails with `InvalidState` if the future is done.
-    /// Setting `Error::Cancelled` is refused, as in asyncio: call `cancel`.
+    /// Setting `Error::Cancelled` is refused: call `cancel`. (A deviation:
+    /// asyncio stores a `CancelledError` as the exception of a future that
+    /// is then *not* `cancelled()`; tulip keeps one way in, so a future that
+    /// ends in `Cancelled` is always `cancelled()`.)
     pub fn set_exception(&self, err: Error) -> Result<()> {
         if err.is_cancelled() {
             return Err(Error::invalid_argument(
