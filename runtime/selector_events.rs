@@ -994,6 +994,11 @@ impl WriteTransport for SocketTransport {
     /// buffered (asyncio 3.12 joins them with `sendmsg`); otherwise one
     /// `write` each, which buffers everything after the first partial send.
     fn writelines(&self, list: &[&[u8]]) -> Result<()> {
+        if list.is_empty() {
+            // asyncio checks `_eof` and a sendfile in progress before it
+            // looks at the list: `write` does both, then nothing.
+            return self.write(&[]);
+        }
         let total: usize = list.iter().map(|d| d.len()).sum();
         if list.len() > 1 && total <= WRITELINES_JOIN_MAX && self.buffer.borrow().is_empty() {
             let mut joined = Vec::with_capacity(total);

@@ -1307,3 +1307,25 @@ fn the_fd_of_a_live_datagram_transport_is_refused_too() {
         Ok(())
     });
 }
+
+#[test]
+fn writelines_after_write_eof_fails_even_with_nothing_to_write() {
+    // asyncio's writelines checks `_eof` first: `RuntimeError('Cannot call
+    // writelines() after write_eof()')`, whatever the list, as write does.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, _accepted, t, p) = server_and_client(&lp, Recorder::new).await?;
+        t.writelines(&[])?;
+        t.write_eof()?;
+        assert!(matches!(t.write(b""), Err(Error::Runtime(_))));
+        assert!(matches!(t.writelines(&[b""]), Err(Error::Runtime(_))));
+        match t.writelines(&[]) {
+            Err(Error::Runtime(m)) => assert!(m.contains("write_eof"), "{m}"),
+            other => panic!("expected a RuntimeError after write_eof, got {other:?}"),
+        }
+        t.close();
+        p.lost.wait_done().await;
+        server.close();
+        Ok(())
+    });
+}
