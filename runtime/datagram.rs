@@ -40,6 +40,7 @@ use crate::error::{os_error_with_context, Error, Result};
 use crate::event_loop::EventLoop;
 use crate::futures::Future;
 use crate::protocols::DatagramProtocol;
+use crate::reactor::Side;
 use crate::selector_events::{put_read_buf, take_read_buf};
 use crate::selector_transport::{SelectorTransport, TransportBase};
 use crate::transports::{BaseTransport, DatagramAddr, DatagramTransport, ExtraInfo, WriteLimits};
@@ -371,6 +372,7 @@ impl DatagramSocketTransport {
             me: me.clone(),
         });
         t.schedule_start(waiter)?;
+        t.register_fd();
         Ok(t)
     }
 
@@ -576,7 +578,9 @@ impl DatagramTransport for DatagramSocketTransport {
                     if !self.base.writer_registered.get() {
                         if let Some(me) = self.rc() {
                             let fd = self.base.fd;
-                            self.base.lp.add_writer_edge(fd, move || me.write_ready())?;
+                            self.base
+                                .lp
+                                .add_io_edge(fd, Side::Write, move || me.write_ready())?;
                             self.base.writer_registered.set(true);
                         }
                     }

@@ -36,8 +36,9 @@
 //!   its tasks and callbacks.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
+use std::os::fd::RawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
@@ -49,7 +50,7 @@ use slab::Slab;
 use crate::error::{panic_message, Error, Result};
 use crate::events::{Delay, Handle, TimerHandle, TimerState};
 use crate::reactor::{Reactor, WAKER_TOKEN};
-use crate::selector_transport::LoopClosed;
+use crate::selector_transport::{FdOwner, LoopClosed};
 use crate::sys;
 use crate::tasks::{AnyTask, Task};
 use crate::threadsafe::{LoopHandle, Remote, Shared};
@@ -269,6 +270,11 @@ pub(crate) struct LoopInner {
     internal_refs: Cell<usize>,
     /// Transports to release when the loop closes (see `selector_transport`).
     until_close: RefCell<Slab<Weak<dyn LoopClosed>>>,
+    /// asyncio's `_transports`: the socket transport of each fd, from its
+    /// creation until its connection is lost, for `_ensure_fd_no_transport`
+    /// (see `reactor.rs`). Touched once when a connection starts and once
+    /// when it ends, never on its reads and writes.
+    pub(crate) transports: RefCell<HashMap<RawFd, Weak<dyn FdOwner>>>,
 }
 
 /// The event loop: asyncio's `BaseEventLoop`.
@@ -512,6 +518,7 @@ impl EventLoop {
                 waker_pool: Default::default(),
                 internal_refs: Cell::new(0),
                 until_close: RefCell::new(Slab::new()),
+                transports: RefCell::new(HashMap::new()),
             }),
         })
     }
@@ -664,6 +671,8 @@ impl EventLoop {
         }
         drop(tasks);
         drop(ext);
+        let fds = std::mem::take(&mut *self.inner.transports.borrow_mut());
+        drop(fds);
         // Transports still open now have no loop to run on: release them.
         let open = std::mem::take(&mut *self.inner.until_close.borrow_mut());
         for (_, resource) in open {

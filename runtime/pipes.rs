@@ -115,6 +115,7 @@ use crate::error::{panic_message, Error, Result};
 use crate::event_loop::{EventLoop, ExceptionContext, Interrupt};
 use crate::futures::Future;
 use crate::protocols::Protocol;
+use crate::reactor::Side;
 use crate::selector_events::{put_read_buf, take_read_buf};
 use crate::selector_transport::{SelectorTransport, TransportBase};
 use crate::streams::Buffer;
@@ -302,7 +303,7 @@ impl ReadPipeTransport {
     fn read_eof(&self) {
         let base = &self.base;
         base.closing.set(true);
-        let _ = base.lp.remove_reader(base.fd);
+        let _ = base.lp.remove_io(base.fd, Side::Read);
         base.conn_lost.set(base.conn_lost.get() + 1);
         if let Some(p) = base.protocol() {
             let _ = base.lp.call_soon(move || {
@@ -386,7 +387,7 @@ impl ReadTransport for ReadPipeTransport {
         if self.base.closing.get() || self.paused.replace(true) {
             return;
         }
-        let _ = self.base.lp.remove_reader(self.base.fd);
+        let _ = self.base.lp.remove_io(self.base.fd, Side::Read);
     }
 
     fn resume_reading(&self) {
@@ -526,7 +527,7 @@ impl WritePipeTransport {
         let res = self
             .base
             .lp
-            .add_writer_edge(self.base.fd, move || me.write_ready());
+            .add_io_edge(self.base.fd, Side::Write, move || me.write_ready());
         if let Err(e) = res {
             self.base.writer_registered.set(false);
             self.force_close(Some(e));

@@ -24,6 +24,12 @@
 //! - The reactor never runs a callback: `process_events` only pushes the
 //!   handles onto the ready queue, as asyncio's `_add_callback` does.
 //! - `Token(WAKER_TOKEN)` is reserved for the cross-thread [`mio::Waker`].
+//! - The public `add_reader`/`add_writer`/`remove_reader`/`remove_writer`
+//!   (and the `_edge` adders) never touch the fd of a socket transport that
+//!   is not closing: they fail with `Error::Runtime`, as asyncio's
+//!   `_ensure_fd_no_transport` raises `RuntimeError`. The transports use
+//!   `add_io_edge`/`remove_io`, which skip the check (asyncio's
+//!   `_add_reader`), so their reads and writes never pay for it.
 
 use std::collections::HashMap;
 use std::io;
@@ -40,6 +46,7 @@ use std::rc::Weak;
 use crate::error::{Error, Result};
 use crate::event_loop::{EventLoop, LoopInner};
 use crate::events::Handle;
+use crate::selector_transport::FdOwner;
 
 /// The token of the cross-thread waker.
 pub(crate) const WAKER_TOKEN: usize = usize::MAX;
@@ -330,13 +337,26 @@ impl Reactor {
 
 /// asyncio's `add_reader`/`add_writer` family: the selector half of
 /// `BaseSelectorEventLoop`, on top of the reactor above.
+///
+/// Like asyncio's, the public methods refuse the fd of a socket transport
+/// that is not closing (`_ensure_fd_no_transport`): a reader or writer set
+/// on it would replace the transport's own, and the connection would stall.
+/// The transports register theirs with the crate's `add_io_edge` and
+/// `remove_io` (asyncio's `_add_reader`, `_remove_reader`), which skip that
+/// check.
 impl EventLoop {
     /// asyncio's `add_reader(fd, callback)`: calls `f` on every iteration
     /// while `fd` is readable (level-triggered). Replaces an earlier reader.
     ///
     /// The loop does not own `fd`: remove the reader before closing it.
+    /// The fd of a live socket transport is refused with
+    /// [`Error::Runtime`], as asyncio raises `RuntimeError`; so are
+    /// [`add_writer`](EventLoop::add_writer), the `_edge` variants,
+    /// [`remove_reader`](EventLoop::remove_reader) and
+    /// [`remove_writer`](EventLoop::remove_writer).
     #[track_caller]
     pub fn add_reader<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
+        self.ensure_fd_no_transport(fd)?;
         self.add_io(fd, Side::Read, f, Trigger::Level, Location::caller())
             .map(drop)
     }
@@ -344,24 +364,33 @@ impl EventLoop {
     /// asyncio's `add_writer(fd, callback)`: calls `f` while `fd` is writable.
     #[track_caller]
     pub fn add_writer<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
+        self.ensure_fd_no_transport(fd)?;
         self.add_io(fd, Side::Write, f, Trigger::Level, Location::caller())
             .map(drop)
     }
 
     /// Like [`add_reader`](EventLoop::add_reader) but edge-triggered: `f` is
     /// called once per readiness edge and must read until `WouldBlock`.
-    /// Saves one `epoll_ctl` per call; transports use it.
+    /// Saves one `epoll_ctl` per call.
     #[track_caller]
     pub fn add_reader_edge<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
-        self.add_io(fd, Side::Read, f, Trigger::Edge, Location::caller())
-            .map(drop)
+        self.ensure_fd_no_transport(fd)?;
+        self.add_io_edge(fd, Side::Read, f)
     }
 
     /// Like [`add_writer`](EventLoop::add_writer) but edge-triggered: `f`
     /// must write until `WouldBlock` or until it has nothing left to write.
     #[track_caller]
     pub fn add_writer_edge<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
-        self.add_io(fd, Side::Write, f, Trigger::Edge, Location::caller())
+        self.ensure_fd_no_transport(fd)?;
+        self.add_io_edge(fd, Side::Write, f)
+    }
+
+    /// An edge-triggered reader or writer, without the transport check:
+    /// asyncio's `_add_reader`/`_add_writer`, for the transports' own.
+    #[track_caller]
+    pub(crate) fn add_io_edge<F: Fn() + 'static>(&self, fd: RawFd, side: Side, f: F) -> Result<()> {
+        self.add_io(fd, side, f, Trigger::Edge, Location::caller())
             .map(drop)
     }
 
@@ -412,14 +441,57 @@ impl EventLoop {
 
     /// asyncio's `remove_reader(fd)`. Returns whether a reader was set.
     pub fn remove_reader(&self, fd: RawFd) -> Result<bool> {
-        self.check_closed()?;
-        Ok(self.inner.reactor.borrow_mut().remove(fd, Side::Read))
+        self.ensure_fd_no_transport(fd)?;
+        self.remove_io(fd, Side::Read)
     }
 
     /// asyncio's `remove_writer(fd)`. Returns whether a writer was set.
     pub fn remove_writer(&self, fd: RawFd) -> Result<bool> {
+        self.ensure_fd_no_transport(fd)?;
+        self.remove_io(fd, Side::Write)
+    }
+
+    /// Removes the reader or writer of `fd`, without the transport check
+    /// (asyncio's `_remove_reader`/`_remove_writer`). Returns whether one
+    /// was set.
+    pub(crate) fn remove_io(&self, fd: RawFd, side: Side) -> Result<bool> {
         self.check_closed()?;
-        Ok(self.inner.reactor.borrow_mut().remove(fd, Side::Write))
+        Ok(self.inner.reactor.borrow_mut().remove(fd, side))
+    }
+
+    /// asyncio's `_ensure_fd_no_transport(fd)`: fails if `fd` is the socket
+    /// of a transport that is not closing.
+    pub(crate) fn ensure_fd_no_transport(&self, fd: RawFd) -> Result<()> {
+        let owner = self
+            .inner
+            .transports
+            .borrow()
+            .get(&fd)
+            .and_then(Weak::upgrade);
+        match owner {
+            Some(t) if !t.closing() => Err(Error::runtime(format!(
+                "file descriptor {fd} is used by transport {t:?}: \
+                 use the transport (pause_reading, write, close) instead"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records `transport` as the user of `fd` (asyncio's
+    /// `loop._transports[fd] = transport`).
+    pub(crate) fn attach_transport(&self, fd: RawFd, transport: Weak<dyn FdOwner>) {
+        self.inner.transports.borrow_mut().insert(fd, transport);
+    }
+
+    /// Forgets `transport` as the user of `fd`, if it is the one recorded.
+    pub(crate) fn detach_transport(&self, fd: RawFd, transport: *const ()) {
+        let mut map = self.inner.transports.borrow_mut();
+        if map
+            .get(&fd)
+            .is_some_and(|t| std::ptr::addr_eq(t.as_ptr(), transport))
+        {
+            map.remove(&fd);
+        }
     }
 
     /// True once epoll reported `fd`'s read side closed (the peer's FIN,

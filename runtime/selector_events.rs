@@ -97,6 +97,7 @@ use crate::error::{panic_message, Error, Result};
 use crate::event_loop::{EventLoop, ExceptionContext};
 use crate::futures::Future;
 use crate::protocols::{BufferedProtocol, Protocol};
+use crate::reactor::Side;
 use crate::selector_transport::{SelectorTransport, TransportBase};
 use crate::streams::Buffer;
 use crate::transports::{
@@ -364,6 +365,7 @@ impl SocketTransport {
             me: me.clone(),
         });
         t.schedule_start(waiter)?;
+        t.register_fd();
         Ok(t)
     }
 
@@ -462,12 +464,24 @@ impl SocketTransport {
         }
         let fut: Future<()> = self.base.lp.create_future();
         *self.sendfile_lost.borrow_mut() = Some(fut.clone());
+        // asyncio's `del self._transports[transp._sock_fd]`: the sendfile
+        // waits for the fd with the loop's public `add_writer`.
+        self.base
+            .lp
+            .detach_transport(self.base.fd, self as *const Self as *const ());
         Ok(fut)
     }
 
-    /// The native sendfile is over.
+    /// The native sendfile is over: the fd is the transport's again
+    /// (asyncio's `self._transports[transp._sock_fd] = transp`), unless
+    /// its socket closed meanwhile.
     pub(crate) fn end_native_sendfile(&self) {
         drop(self.sendfile_lost.borrow_mut().take());
+        if self.base.sock.borrow().is_some() && !self.base.lp.is_closed() {
+            if let Some(me) = self.rc() {
+                me.register_fd();
+            }
+        }
     }
 
     // ----- reading -----
@@ -626,7 +640,7 @@ impl SocketTransport {
                     // The protocol has heard the EOF (at most one
                     // `eof_received`): no reading on in the next run, and
                     // the read side is over, so the reader goes.
-                    let _ = self.base.lp.remove_reader(self.base.fd);
+                    let _ = self.base.lp.remove_io(self.base.fd, Side::Read);
                     std::panic::resume_unwind(payload);
                 }
                 Err(payload) => {
@@ -638,7 +652,7 @@ impl SocketTransport {
         };
         if keep_open {
             // Half-open: stop reading, keep writing.
-            let _ = self.base.lp.remove_reader(self.base.fd);
+            let _ = self.base.lp.remove_io(self.base.fd, Side::Read);
         } else {
             self.close();
         }
@@ -696,7 +710,7 @@ impl SocketTransport {
         let res = self
             .base
             .lp
-            .add_writer_edge(self.base.fd, move || me.write_ready());
+            .add_io_edge(self.base.fd, Side::Write, move || me.write_ready());
         if let Err(e) = res {
             self.base.writer_registered.set(false);
             self.fatal_error(e);
@@ -851,7 +865,7 @@ impl SelectorTransport for SocketTransport {
     fn before_socket_close(&self) {
         let sendfile = self.sendfile_lost.borrow_mut().take();
         if let Some(f) = sendfile {
-            let _ = self.base.lp.remove_writer(self.base.fd);
+            let _ = self.base.lp.remove_io(self.base.fd, Side::Write);
             if !f.done() {
                 let _ = f.set_result(());
             }
@@ -901,7 +915,7 @@ impl ReadTransport for SocketTransport {
             return;
         }
         self.paused.set(true);
-        let _ = self.base.lp.remove_reader(self.base.fd);
+        let _ = self.base.lp.remove_io(self.base.fd, Side::Read);
     }
 
     fn resume_reading(&self) {
@@ -980,6 +994,11 @@ impl WriteTransport for SocketTransport {
     /// buffered (asyncio 3.12 joins them with `sendmsg`); otherwise one
     /// `write` each, which buffers everything after the first partial send.
     fn writelines(&self, list: &[&[u8]]) -> Result<()> {
+        if list.is_empty() {
+            // asyncio checks `_eof` and a sendfile in progress before it
+            // looks at the list: `write` does both, then nothing.
+            return self.write(&[]);
+        }
         let total: usize = list.iter().map(|d| d.len()).sum();
         if list.len() > 1 && total <= WRITELINES_JOIN_MAX && self.buffer.borrow().is_empty() {
             let mut joined = Vec::with_capacity(total);

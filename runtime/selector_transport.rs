@@ -48,14 +48,21 @@
 //! - A transport between `schedule_start` and the end of its connection is
 //!   in its loop's list of `LoopClosed` resources (`tracked`), so that
 //!   closing the loop releases it.
+//! - A socket or datagram transport (not a pipe) is its loop's entry for its
+//!   fd in the map of transports (asyncio's `_transports`) from its creation
+//!   until just before its socket closes, except while a native `sendfile`
+//!   borrows the fd; it leaves the map while the fd is still open, so it
+//!   never removes the entry of a later transport on the same number.
 
 use std::cell::{Cell, RefCell};
+use std::fmt;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::{Rc, Weak};
 
 use crate::error::Error;
 use crate::event_loop::{EventLoop, LoopRef};
 use crate::futures::Future;
+use crate::reactor::Side;
 
 /// The state asyncio keeps in `_SelectorTransport`: loop, socket, fd,
 /// protocol, and the closing flags.
@@ -115,7 +122,7 @@ impl<S, P> TransportBase<S, P> {
     /// Removes the writer if it is registered.
     pub(crate) fn remove_writer(&self) {
         if self.writer_registered.replace(false) {
-            let _ = self.lp.remove_writer(self.fd);
+            let _ = self.lp.remove_io(self.fd, Side::Write);
         }
     }
 }
@@ -174,6 +181,20 @@ pub(crate) trait SelectorTransport: Sized + 'static {
         Ok(())
     }
 
+    /// asyncio's `loop._transports[self._sock_fd] = self`
+    /// (`_SelectorTransport.__init__`), for the socket transports only (the
+    /// pipes stay out of it, as in asyncio): until its connection is lost,
+    /// `add_reader` and the like refuse the fd while the transport is not
+    /// closing (see [`EventLoop::ensure_fd_no_transport`]).
+    fn register_fd(self: &Rc<Self>)
+    where
+        Self: fmt::Debug,
+    {
+        let base = self.base();
+        base.lp
+            .attach_transport(base.fd, Rc::downgrade(self) as Weak<dyn FdOwner>);
+    }
+
     /// Calls `connection_made`, then registers the reader and completes
     /// `waiter`. asyncio runs these as three handles, so that a
     /// `connection_made` that raises still lets the reader start and the
@@ -202,7 +223,9 @@ pub(crate) trait SelectorTransport: Sized + 'static {
         }
         let Some(me) = self.rc() else { return };
         let base = self.base();
-        let res = base.lp.add_reader_edge(base.fd, move || me.read_ready());
+        let res = base
+            .lp
+            .add_io_edge(base.fd, Side::Read, move || me.read_ready());
         if let Err(e) = res {
             self.force_close(Some(e));
         }
@@ -218,7 +241,7 @@ pub(crate) trait SelectorTransport: Sized + 'static {
         if base.lp.is_closed() {
             return self.release_without_loop();
         }
-        let _ = base.lp.remove_reader(base.fd);
+        let _ = base.lp.remove_io(base.fd, Side::Read);
         if self.write_buffer_is_empty() {
             base.conn_lost.set(base.conn_lost.get() + 1);
             base.remove_writer();
@@ -239,7 +262,7 @@ pub(crate) trait SelectorTransport: Sized + 'static {
         self.clear_write_buffer();
         base.remove_writer();
         if !base.closing.replace(true) {
-            let _ = base.lp.remove_reader(base.fd);
+            let _ = base.lp.remove_io(base.fd, Side::Read);
         }
         base.conn_lost.set(base.conn_lost.get() + 1);
         if base.lp.is_closed() {
@@ -257,7 +280,7 @@ pub(crate) trait SelectorTransport: Sized + 'static {
         base.conn_lost.set(base.conn_lost.get().max(1));
         base.closing.set(true);
         // Both registrations are gone before the fd is closed (N4).
-        let _ = base.lp.remove_reader(base.fd);
+        let _ = base.lp.remove_io(base.fd, Side::Read);
         base.remove_writer();
         let proto = base.protocol.borrow_mut().take();
         // asyncio's `finally`: the socket is closed even if
@@ -305,6 +328,20 @@ impl<T: SelectorTransport> LoopClosed for T {
     }
 }
 
+/// What the loop's map of transports by fd (asyncio's `_transports`)
+/// needs of one: whether it is closing, and its `Debug` form for the
+/// error.
+pub(crate) trait FdOwner: fmt::Debug {
+    /// asyncio's `is_closing()`: a closing transport no longer claims its fd.
+    fn closing(&self) -> bool;
+}
+
+impl<T: SelectorTransport + fmt::Debug> FdOwner for T {
+    fn closing(&self) -> bool {
+        self.base().closing.get()
+    }
+}
+
 impl<S, P> TransportBase<S, P> {
     /// Leaves the loop's list of resources to release at close.
     fn untrack(&self) {
@@ -325,6 +362,9 @@ impl<T: SelectorTransport> Drop for LostRest<'_, T> {
         let t = self.0;
         let base = t.base();
         t.before_socket_close();
+        // While the fd is still ours: no other transport can have it yet.
+        base.lp
+            .detach_transport(base.fd, t as *const T as *const ());
         drop(base.sock.borrow_mut().take());
         base.untrack();
         t.after_connection_lost();

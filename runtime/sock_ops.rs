@@ -15,10 +15,14 @@
 //!   error, cancellation, or drop of the awaiting future), unless it was
 //!   already removed or replaced by another wait on the same fd (asyncio's
 //!   `_sock_read_done` checks `handle.cancelled()`): that one stays.
-//! - The sockets must be non-blocking, and must not belong to a transport
-//!   (a transport's reader would be replaced). In debug mode a blocking
-//!   socket is refused with `Error::InvalidArgument`, as asyncio's debug
-//!   mode raises `ValueError`.
+//! - The sockets must be non-blocking. In debug mode a blocking socket is
+//!   refused with `Error::InvalidArgument`, as asyncio's debug mode raises
+//!   `ValueError`.
+//! - A wait never replaces a transport's reader or writer: the fd of a
+//!   socket transport that is not closing is refused with `Error::Runtime`
+//!   before the wait starts, as asyncio's `_ensure_fd_no_transport` raises
+//!   `RuntimeError` (an operation that succeeds at once is not checked,
+//!   as in asyncio).
 //! - Name resolution never blocks the loop: `getaddrinfo` runs on a helper
 //!   thread and its result comes back through
 //!   [`LoopHandle::call_soon_threadsafe`](crate::LoopHandle::call_soon_threadsafe);
@@ -74,6 +78,9 @@ impl EventLoop {
                 let _ = setter.set_result(());
             }
         };
+        // asyncio's `_ensure_fd_no_transport(fd)` before it waits: the
+        // one-shot reader or writer would replace a transport's own.
+        self.ensure_fd_no_transport(fd)?;
         let side = if write { Side::Write } else { Side::Read };
         let handle = self.add_io(fd, side, cb, Trigger::Level, Location::caller())?;
         let _guard = RemoveOnDrop {

@@ -444,6 +444,10 @@ fn sendfile_on_a_socket_transport_sends_buffered_bytes_first() {
         assert!(got[head.len()..] == tf.data[..], "then the file");
         assert!(t.is_reading(), "reading resumes");
         assert!(!lp.has_writer(t.fd()));
+        // The fd was lent to the sendfile (asyncio takes the transport out
+        // of `_transports` meanwhile): it is the transport's again.
+        let err = lp.add_reader(t.fd(), || {}).unwrap_err();
+        assert!(err.to_string().contains("is used by transport"), "{err}");
         assert_eq!(position(&file), tf.data.len() as u64);
         // The transport writes again.
         t.write(b"after")?;

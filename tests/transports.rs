@@ -791,7 +791,7 @@ fn a_cancelled_sock_recv_leaves_the_reader_of_the_one_that_replaced_it() {
         let res = tulip::wait_for(first, 5.0).await;
         assert!(matches!(res, Err(Error::Cancelled(_))), "{res:?}");
         b.write_all(b"for second")?;
-        assert_eq!(tulip::wait_for(second, 2.0).await?, b"for second");
+        assert_eq!(tulip::timeout(2.0).run(second).await?, b"for second");
         assert!(!lp.remove_reader(a.as_raw_fd())?, "no reader left behind");
         Ok(())
     });
@@ -1177,6 +1177,155 @@ fn a_datagram_endpoint_keeps_its_names_after_it_closed() {
             Some(peer_addr)
         );
         assert!(ct.get_extra_info("socket").is_none(), "the socket is gone");
+        Ok(())
+    });
+}
+
+/// `fd` seen as a `TcpStream` that is never closed: the socket of a
+/// transport, handed to the `sock_*` coroutines as a user could (asyncio's
+/// `transport.get_extra_info('socket')`).
+fn alias_of(fd: std::os::fd::RawFd) -> std::mem::ManuallyDrop<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` is an open socket owned by a transport that outlives the
+    // alias; `ManuallyDrop` never closes it.
+    std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) })
+}
+
+/// Asserts that `r` is asyncio's `RuntimeError("File descriptor N is used
+/// by transport <repr>")`.
+fn used_by_transport<T: std::fmt::Debug>(r: tulip::Result<T>, fd: std::os::fd::RawFd) {
+    match r {
+        Err(Error::Runtime(m)) => assert!(
+            m.contains(&format!("file descriptor {fd} is used by transport"))
+                && m.contains("SocketTransport"),
+            "{m}"
+        ),
+        other => panic!("expected the fd {fd} to be refused as a transport's, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_fd_of_a_live_transport_is_refused_to_add_and_remove_reader_and_writer() {
+    // asyncio's `_ensure_fd_no_transport`: add_reader, add_writer,
+    // remove_reader and remove_writer raise RuntimeError on the fd of a
+    // transport that is not closing, instead of replacing (or removing)
+    // the transport's own reader or writer, which would stall it.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, accepted, t, p) = server_and_client(&lp, Recorder::new).await?;
+        let fd = t.fd();
+        used_by_transport(lp.add_reader(fd, || {}), fd);
+        used_by_transport(lp.add_writer(fd, || {}), fd);
+        used_by_transport(lp.add_reader_edge(fd, || {}), fd);
+        used_by_transport(lp.add_writer_edge(fd, || {}), fd);
+        used_by_transport(lp.remove_reader(fd), fd);
+        used_by_transport(lp.remove_writer(fd), fd);
+        // Its own reader is still the one registered: data still arrives.
+        while accepted.borrow().is_empty() {
+            tulip::sleep(0.001).await?;
+        }
+        let peer = accepted.borrow()[0].clone();
+        while peer.transport.borrow().is_none() {
+            tulip::sleep(0.001).await?;
+        }
+        peer.t().write(b"still read")?;
+        while p.data.borrow().len() < 10 {
+            tulip::sleep(0.001).await?;
+        }
+        assert_eq!(&*p.data.borrow(), b"still read");
+        // Paused reading is still the transport's: its fd stays refused.
+        t.pause_reading();
+        used_by_transport(lp.add_reader(fd, || {}), fd);
+        t.resume_reading();
+        // A closing transport no longer claims its fd (asyncio checks
+        // `is_closing()`), nor does one whose connection is lost.
+        t.close();
+        assert!(!lp.remove_reader(fd)?, "close() removed its reader");
+        p.lost.wait_done().await;
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn the_sock_coroutines_refuse_the_fd_of_a_live_transport() {
+    // asyncio's sock_recv, sock_recv_into, sock_sendall (and the others)
+    // call `_ensure_fd_no_transport` before they wait for the fd: their
+    // one-shot reader or writer would replace the transport's.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, _accepted, t, p) = server_and_client(&lp, Recorder::new).await?;
+        let fd = t.fd();
+        let alias = alias_of(fd);
+        // Nothing to read: each would wait.
+        used_by_transport(tulip::timeout(2.0).run(lp.sock_recv(&*alias, 10)).await, fd);
+        let mut buf = [0u8; 10];
+        used_by_transport(
+            tulip::timeout(2.0)
+                .run(lp.sock_recv_into(&*alias, &mut buf))
+                .await,
+            fd,
+        );
+        used_by_transport(tulip::timeout(2.0).run(lp.wait_readable(fd)).await, fd);
+        // The peer does not read: 64 MiB cannot all go at once.
+        let big = vec![0u8; 64 << 20];
+        used_by_transport(
+            tulip::timeout(2.0)
+                .run(lp.sock_sendall(&*alias, &big))
+                .await,
+            fd,
+        );
+        t.abort();
+        p.lost.wait_done().await;
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn the_fd_of_a_live_datagram_transport_is_refused_too() {
+    // asyncio's `_SelectorDatagramTransport` is in `_transports` as well:
+    // sock_recvfrom and add_reader on its fd raise RuntimeError.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (st, _) = lp
+            .create_datagram_endpoint(|| Rc::new(UdpEcho::default()), Some(local), None)
+            .await?;
+        let fd = st.get_extra_info("socket").and_then(|i| i.as_fd()).unwrap();
+        used_by_transport(lp.add_reader(fd, || {}), fd);
+        use std::os::fd::FromRawFd;
+        // SAFETY: `fd` is the endpoint's open socket, which outlives the
+        // alias; `ManuallyDrop` never closes it.
+        let alias = std::mem::ManuallyDrop::new(unsafe { std::net::UdpSocket::from_raw_fd(fd) });
+        // Nothing was sent to it: sock_recvfrom would wait.
+        used_by_transport(
+            tulip::timeout(2.0).run(lp.sock_recvfrom(&alias, 10)).await,
+            fd,
+        );
+        st.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn writelines_after_write_eof_fails_even_with_nothing_to_write() {
+    // asyncio's writelines checks `_eof` first: `RuntimeError('Cannot call
+    // writelines() after write_eof()')`, whatever the list, as write does.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, _accepted, t, p) = server_and_client(&lp, Recorder::new).await?;
+        t.writelines(&[])?;
+        t.write_eof()?;
+        assert!(matches!(t.write(b""), Err(Error::Runtime(_))));
+        assert!(matches!(t.writelines(&[b""]), Err(Error::Runtime(_))));
+        match t.writelines(&[]) {
+            Err(Error::Runtime(m)) => assert!(m.contains("write_eof"), "{m}"),
+            other => panic!("expected a RuntimeError after write_eof, got {other:?}"),
+        }
+        t.close();
+        p.lost.wait_done().await;
+        server.close();
         Ok(())
     });
 }
