@@ -21,8 +21,9 @@
 //! # Invariants
 //! - One registration per fd; its interest is the union of reader and writer.
 //!   An fd with neither is deregistered and its slab slot freed.
-//! - The reactor never runs a callback: `process_events` only pushes the
-//!   handles onto the ready queue, as asyncio's `_add_callback` does.
+//! - The reactor never runs a callback: `poll` (asyncio's `_process_events`)
+//!   only pushes the handles onto the ready queue, as asyncio's
+//!   `_add_callback` does.
 //! - `Token(WAKER_TOKEN)` is reserved for the cross-thread [`mio::Waker`].
 //! - The public `add_reader`/`add_writer`/`remove_reader`/`remove_writer`
 //!   (and the `_edge` adders) never touch the fd of a socket transport that

@@ -3,9 +3,10 @@
 //! `bind`, and a `listen` backlog, that std does not offer), and under
 //! `getnameinfo`, which std does not offer either, and the loop's clock.
 //!
-//! Every libc call of those modules goes through here and comes back as an
-//! `io::Result`, the way mio's `syscall!` helper does it. Nothing here knows
-//! about the event loop.
+//! Their libc calls go through here and come back as an `io::Result`, the
+//! way mio's `syscall!` helper does it. The exception is `signals.rs`, which
+//! makes its `sigaction` calls, and its C handler's `write(2)`, itself.
+//! Nothing here knows about the event loop.
 //!
 //! # Invariants
 //! - Each function returns `Err(io::Error::last_os_error())` exactly when the

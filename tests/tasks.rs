@@ -750,7 +750,7 @@ impl std::future::Future for DoneBody {
     }
 }
 
-// conformance: H1
+// conformance: L6
 #[test]
 fn a_body_whose_drop_panics_is_reported_and_the_loop_runs_on() {
     // CPython reports an exception raised while a coroutine is finalized
