@@ -27,6 +27,7 @@
 //! | `unix_events.py` (signals) | [`signals`] |
 //! | `unix_events.py` (`_UnixReadPipeTransport`, `_UnixWritePipeTransport`), `connect_read_pipe`, `connect_write_pipe` | [`pipes`] |
 //! | `threads.py`, `run_in_executor`, `run_coroutine_threadsafe` | [`threads`] |
+//! | `base_events.py` (`call_soon_threadsafe`, the self-pipe's wake-up) | [`threadsafe`] |
 //! | `transports.py` | [`transports`] |
 //! | `protocols.py` | [`protocols`] |
 //! | `streams.py` | [`streams`], [`stream_writer`], [`streams_open`] |
