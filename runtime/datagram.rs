@@ -458,6 +458,12 @@ impl DatagramSocketTransport {
                 p.resume_writing();
             }
         }
+        // resume_writing may have queued a datagram (its `sendto` found the
+        // writer registered and did not add it again): asyncio removes the
+        // writer only if the buffer is still empty.
+        if !self.buffer.borrow().is_empty() {
+            return;
+        }
         self.base.remove_writer();
         if self.base.closing.get() {
             self.call_connection_lost(None);

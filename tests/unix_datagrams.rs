@@ -105,15 +105,20 @@ async fn endpoint_with_a_full_peer(
     dir: &TempDir,
     datagram: impl Fn(u32) -> Vec<u8>,
 ) -> tulip::Result<(Rc<DatagramSocketTransport>, Rc<Client>, UnixDatagram, u32)> {
+    endpoint_of_with_a_full_peer(dir, || Rc::new(Client::default()), datagram).await
+}
+
+/// [`endpoint_with_a_full_peer`], with the protocol `factory` makes.
+async fn endpoint_of_with_a_full_peer<P: DatagramProtocol + 'static>(
+    dir: &TempDir,
+    factory: impl FnOnce() -> Rc<P>,
+    datagram: impl Fn(u32) -> Vec<u8>,
+) -> tulip::Result<(Rc<DatagramSocketTransport>, Rc<P>, UnixDatagram, u32)> {
     let (server_path, client_path) = (dir.path("server.sock"), dir.path("client.sock"));
     let peer = UnixDatagram::bind(&server_path).map_err(Error::from)?;
     let lp = tulip::get_running_loop()?;
     let (ct, client) = lp
-        .create_unix_datagram_endpoint(
-            || Rc::new(Client::default()),
-            Some(&client_path),
-            Some(&server_path),
-        )
+        .create_unix_datagram_endpoint(factory, Some(&client_path), Some(&server_path))
         .await?;
     let mut sent = 0u32;
     while ct.get_write_buffer_size() == 0 {
@@ -341,6 +346,93 @@ fn the_write_buffer_size_counts_8_bytes_of_header_per_queued_datagram() {
         while ct.get_write_buffer_size() > 0 && lp.time() < deadline {
             recv_or_yield(&peer, &mut buf).await?;
         }
+        assert_eq!(ct.get_write_buffer_size(), 0);
+        ct.close();
+        Ok(())
+    });
+}
+
+/// Records `pause_writing` and `resume_writing`; sends `on_resume` (once)
+/// from `resume_writing`.
+#[derive(Default)]
+struct Flow {
+    transport: RefCell<Option<Rc<dyn DatagramTransport>>>,
+    events: RefCell<Vec<&'static str>>,
+    on_resume: RefCell<Option<Vec<u8>>>,
+}
+
+impl DatagramProtocol for Flow {
+    fn connection_made(&self, transport: Rc<dyn DatagramTransport>) {
+        *self.transport.borrow_mut() = Some(transport);
+    }
+    fn pause_writing(&self) {
+        self.events.borrow_mut().push("pause");
+    }
+    fn resume_writing(&self) {
+        self.events.borrow_mut().push("resume");
+        let data = self.on_resume.borrow_mut().take();
+        if let Some(data) = data {
+            let t = self.transport.borrow().clone().expect("made");
+            t.sendto(&data, None).unwrap();
+        }
+    }
+}
+
+/// The datagram size of the flow-control tests: 7000 bytes and 8 of header
+/// each; ten queued go above the default high-water mark (64 KiB), two are
+/// at most the low-water mark (16 KiB).
+const FLOW_DATAGRAM: usize = 7000;
+
+/// A connected endpoint whose peer is full, then sent datagrams of
+/// `FLOW_DATAGRAM` bytes until its protocol is paused. Returns how many are
+/// queued.
+async fn paused_endpoint(
+    dir: &TempDir,
+) -> tulip::Result<(Rc<DatagramSocketTransport>, Rc<Flow>, UnixDatagram, usize)> {
+    let (ct, flow, peer, _) =
+        endpoint_of_with_a_full_peer(dir, || Rc::new(Flow::default()), |_| vec![1; FLOW_DATAGRAM])
+            .await?;
+    while flow.events.borrow().is_empty() {
+        ct.sendto(&[1; FLOW_DATAGRAM], None)?;
+    }
+    assert_eq!(*flow.events.borrow(), ["pause"]);
+    let queued = ct.get_write_buffer_size() / (FLOW_DATAGRAM + 8);
+    peer.set_nonblocking(true).map_err(Error::from)?;
+    Ok((ct, flow, peer, queued))
+}
+
+// conformance: N3
+#[test]
+fn a_datagram_sent_from_resume_writing_is_not_stranded() {
+    // asyncio's _sendto_ready calls _maybe_resume_protocol ("May append to
+    // buffer"), then removes the writer only if the buffer is empty.
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-resume-sends");
+        let (ct, flow, peer, queued) = paused_endpoint(&dir).await?;
+        *flow.on_resume.borrow_mut() = Some(b"after resume".to_vec());
+        // The peer makes room for exactly the queued datagrams: the writer
+        // sends them all and fills the peer again, so the datagram that
+        // resume_writing sends is queued.
+        let mut buf = vec![0u8; FLOW_DATAGRAM + 100];
+        for _ in 0..queued {
+            peer.recv(&mut buf).map_err(Error::from)?;
+        }
+        wait_until(|| flow.events.borrow().len() == 2).await?;
+        assert_eq!(*flow.events.borrow(), ["pause", "resume"]);
+        // The peer reads on: the last datagram is resume_writing's.
+        let lp = tulip::get_running_loop()?;
+        let deadline = lp.time() + 2.0;
+        let mut last = Vec::new();
+        while last != b"after resume" && lp.time() < deadline {
+            if let Some(n) = recv_or_yield(&peer, &mut buf).await? {
+                last = buf[..n].to_vec();
+            }
+        }
+        assert!(
+            last == b"after resume",
+            "resume_writing's datagram never came; still queued: {} bytes",
+            ct.get_write_buffer_size()
+        );
         assert_eq!(ct.get_write_buffer_size(), 0);
         ct.close();
         Ok(())
