@@ -438,8 +438,10 @@ impl DatagramSocketTransport {
                     .buffer_size
                     .set(self.buffer_size.get() - (data.len() + HEADER_SIZE)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Try again on the next edge; the protocol may still
+                    // resume now, as asyncio's `break` does.
                     self.buffer.borrow_mut().push_front((data, addr));
-                    return;
+                    break;
                 }
                 Err(e) => {
                     self.buffer_size
@@ -458,9 +460,10 @@ impl DatagramSocketTransport {
                 p.resume_writing();
             }
         }
+        // What the kernel refused waits for the next edge, and
         // resume_writing may have queued a datagram (its `sendto` found the
         // writer registered and did not add it again): asyncio removes the
-        // writer only if the buffer is still empty.
+        // writer only if the buffer is empty.
         if !self.buffer.borrow().is_empty() {
             return;
         }

@@ -438,3 +438,28 @@ fn a_datagram_sent_from_resume_writing_is_not_stranded() {
         Ok(())
     });
 }
+
+// conformance: N3
+#[test]
+fn resume_writing_fires_at_the_low_water_mark_while_datagrams_remain() {
+    // asyncio's _sendto_ready breaks out of its loop on BlockingIOError and
+    // still calls _maybe_resume_protocol: the protocol resumes once the
+    // buffer is down to the low-water mark, not only once it is empty.
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-low-water");
+        let (ct, flow, peer, queued) = paused_endpoint(&dir).await?;
+        assert!(queued > 2);
+        // Room for all but two: the writer sends those, and the kernel
+        // refuses the last two (2 * 7008 bytes, under the 16 KiB low mark).
+        let mut buf = vec![0u8; FLOW_DATAGRAM + 100];
+        for _ in 0..queued - 2 {
+            peer.recv(&mut buf).map_err(Error::from)?;
+        }
+        let two = 2 * (FLOW_DATAGRAM + 8);
+        wait_until(|| ct.get_write_buffer_size() <= two).await?;
+        assert_eq!(ct.get_write_buffer_size(), two);
+        assert_eq!(*flow.events.borrow(), ["pause", "resume"]);
+        ct.abort();
+        Ok(())
+    });
+}
