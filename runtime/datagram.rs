@@ -16,7 +16,10 @@
 //! - Datagrams are sent whole and in order; the queue holds copies of the
 //!   datagrams not sent yet, and `buffer_size` is the sum of their lengths
 //!   plus `HEADER_SIZE` (8) for each.
-//! - The writer is registered exactly while the queue is non-empty.
+//! - The writer is registered while the queue is non-empty; it is removed
+//!   once the queue is empty, by that run of the writer or, after a failed
+//!   send, by the next one (scheduled at once, as asyncio's level-triggered
+//!   selector calls `_sendto_ready` again).
 //! - As for stream transports, the socket is closed only after both
 //!   registrations are gone, and `connection_lost` is called once.
 //! - Every address handed to the protocol or to the socket is of the
@@ -429,6 +432,22 @@ impl DatagramSocketTransport {
         }
     }
 
+    /// asyncio's `_sendto_ready` returns after a failed send, and its
+    /// level-triggered selector calls it again on the next iteration for
+    /// the datagrams still queued (or, with none left, to remove the writer
+    /// and finish a `close()`). An edge is reported once: this schedules
+    /// that next run, which does nothing if the writer is gone by then
+    /// (`abort()`).
+    fn write_again(&self) {
+        if let Some(me) = self.rc() {
+            let _ = self.base.lp.call_soon(move || {
+                if me.base.writer_registered.get() {
+                    me.write_ready();
+                }
+            });
+        }
+    }
+
     fn write_ready(&self) {
         loop {
             let front = self.buffer.borrow_mut().pop_front();
@@ -446,6 +465,9 @@ impl DatagramSocketTransport {
                 Err(e) => {
                     self.buffer_size
                         .set(self.buffer_size.get() - (data.len() + HEADER_SIZE));
+                    // Scheduled first, so that a panicking error_received
+                    // does not strand the rest either.
+                    self.write_again();
                     if let Some(p) = self.base.protocol() {
                         p.error_received(e.into());
                     }

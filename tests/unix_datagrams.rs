@@ -463,3 +463,49 @@ fn resume_writing_fires_at_the_low_water_mark_while_datagrams_remain() {
         Ok(())
     });
 }
+
+// conformance: N4
+#[test]
+fn a_send_error_in_the_writer_leaves_the_rest_of_the_queue_to_be_sent() {
+    // asyncio's _sendto_ready gives a failed send to error_received and
+    // returns; its level-triggered selector calls it again on the next
+    // iteration for the datagrams still queued, and once the buffer is empty
+    // a closing endpoint gets its connection_lost. No new edge is needed.
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-writer-error");
+        let (ct, client, peer, _) = endpoint_with_a_full_peer(&dir, |_| b"x".to_vec()).await?;
+        // Behind the queued datagram: one too large for the socket
+        // (EMSGSIZE when the writer sends it), then one that fits.
+        ct.sendto(&vec![0; 4 << 20], None)?;
+        ct.sendto(b"after", None)?;
+        ct.close();
+        // The peer makes room, once: the writer sends the first datagram,
+        // fails on the second, and must still send the third. The peer does
+        // not read again until then (a read would raise a new edge).
+        peer.set_nonblocking(true).map_err(Error::from)?;
+        let mut buf = [0u8; 16];
+        while peer.recv(&mut buf).is_ok() {}
+        wait_until(|| !client.errors.borrow().is_empty()).await?;
+        {
+            let errors = client.errors.borrow();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].raw_os_error(), Some(libc::EMSGSIZE), "{errors:?}");
+        }
+        let lp = tulip::get_running_loop()?;
+        let deadline = lp.time() + 1.0;
+        while !client.lost.get() && lp.time() < deadline {
+            tulip::sleep(0.005).await?;
+        }
+        assert_eq!(
+            ct.get_write_buffer_size(),
+            0,
+            "the datagram after the failed one is still queued"
+        );
+        assert!(client.lost.get(), "connection_lost after close()");
+        // The peer has both datagrams the writer sent.
+        assert_eq!(peer.recv(&mut buf).map_err(Error::from)?, 1);
+        let n = peer.recv(&mut buf).map_err(Error::from)?;
+        assert_eq!(&buf[..n], b"after");
+        Ok(())
+    });
+}
