@@ -132,6 +132,14 @@ impl DatagramSocket {
         )
     }
 
+    /// The connected peer (getpeername), if the socket is connected.
+    fn peer_addr(&self) -> Option<DatagramAddr> {
+        match self {
+            DatagramSocket::Udp(s) => s.peer_addr().ok().map(DatagramAddr::from),
+            DatagramSocket::Unix(s) => s.peer_addr().ok().map(DatagramAddr::from),
+        }
+    }
+
     fn sockname(&self) -> Option<ExtraInfo> {
         match self {
             DatagramSocket::Udp(s) => s.local_addr().ok().map(ExtraInfo::Addr),
@@ -345,7 +353,9 @@ pub(crate) fn bind_error(e: io::Error, path: &Path) -> io::Error {
 impl DatagramSocketTransport {
     /// Wraps a bound (and maybe connected, to `address`) datagram socket:
     /// makes it non-blocking, then calls `connection_made` on the next
-    /// iteration and starts receiving.
+    /// iteration and starts receiving. With `address` `None`, a socket
+    /// that is already connected has its peer asked of it (getpeername, as
+    /// asyncio's `_extra['peername']`), so `sendto(data, None)` sends there.
     pub fn new(
         lp: &EventLoop,
         sock: impl Into<DatagramSocket>,
@@ -356,6 +366,9 @@ impl DatagramSocketTransport {
         let sock = sock.into();
         sock.set_nonblocking()?;
         let unix = matches!(sock, DatagramSocket::Unix(_));
+        // asyncio's `sock=` path passes no address, and the transport still
+        // sends to the peer of a connected socket and reports it.
+        let address = address.or_else(|| sock.peer_addr());
         if let Some(a) = &address {
             if !sock.fits(a) {
                 return Err(Error::invalid_argument(format!(

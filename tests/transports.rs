@@ -1329,3 +1329,37 @@ fn writelines_after_write_eof_fails_even_with_nothing_to_write() {
         Ok(())
     });
 }
+
+#[test]
+fn a_datagram_transport_over_a_connected_socket_sends_to_its_peer() {
+    // asyncio's `create_datagram_endpoint(sock=...)` (and any
+    // `_SelectorDatagramTransport`) takes `peername` from the socket's
+    // getpeername(), and `sendto(data)` then uses send(): a socket
+    // connected before it was wrapped is a connected endpoint.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let peer = udp_local();
+        let peer_addr = peer.local_addr().map_err(Error::from)?;
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(Error::from)?;
+        sock.connect(peer_addr).map_err(Error::from)?;
+        let waiter = lp.create_future();
+        let client = Rc::new(UdpClient::default());
+        let t = tulip::DatagramSocketTransport::new(
+            &lp,
+            sock,
+            client.clone(),
+            None,
+            Some(waiter.clone()),
+        )?;
+        waiter.await?;
+        assert_eq!(
+            t.get_extra_info("peername").and_then(|i| i.as_addr()),
+            Some(peer_addr)
+        );
+        t.sendto(b"to the peer", None)?;
+        let (got, _) = lp.sock_recvfrom(&peer, 32).await?;
+        assert_eq!(got, b"to the peer");
+        t.close();
+        Ok(())
+    });
+}
