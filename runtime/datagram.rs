@@ -172,7 +172,9 @@ impl EventLoop {
     /// asyncio's `create_datagram_endpoint(protocol_factory, local_addr,
     /// remote_addr)`: a UDP socket bound to `local_addr` (default: any
     /// address, of the remote's family) and connected to `remote_addr` if
-    /// given. Returns once `connection_made` has been called.
+    /// given. Returns once `connection_made` has been called. Addresses of
+    /// two families are an [`Error::InvalidArgument`] (asyncio's
+    /// `ValueError`).
     ///
     /// ```
     /// use std::{cell::RefCell, rc::Rc};
@@ -206,6 +208,15 @@ impl EventLoop {
         P: DatagramProtocol + 'static,
         F: FnOnce() -> Rc<P>,
     {
+        // asyncio pairs the two addresses by family, and raises ValueError
+        // when no family has both (before making any socket).
+        if let (Some(l), Some(r)) = (local_addr, remote_addr) {
+            if l.is_ipv4() != r.is_ipv4() {
+                return Err(Error::invalid_argument(format!(
+                    "can not get address information: local_addr {l} and remote_addr {r} are of different address families"
+                )));
+            }
+        }
         let local = match (local_addr, remote_addr) {
             (Some(l), _) => l,
             (None, Some(SocketAddr::V6(_))) => "[::]:0".parse().expect("literal"),

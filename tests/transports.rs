@@ -1363,3 +1363,38 @@ fn a_datagram_transport_over_a_connected_socket_sends_to_its_peer() {
         Ok(())
     });
 }
+
+#[test]
+fn a_datagram_endpoint_refuses_local_and_remote_addresses_of_two_families() {
+    // asyncio's create_datagram_endpoint pairs local_addr and remote_addr
+    // by family and raises ValueError('can not get address information')
+    // when no family has both, before any socket is made.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let v4: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        for (local, remote) in [
+            (v4, v6),
+            ("[::1]:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap()),
+        ] {
+            let e = lp
+                .create_datagram_endpoint(
+                    || Rc::new(UdpClient::default()),
+                    Some(local),
+                    Some(remote),
+                )
+                .await
+                .err()
+                .expect("refused");
+            assert!(
+                matches!(e, Error::InvalidArgument(_)),
+                "{local} -> {remote}: {e:?}"
+            );
+            assert!(
+                e.to_string().contains("can not get address information"),
+                "{e}"
+            );
+        }
+        Ok(())
+    });
+}
