@@ -16,7 +16,10 @@
 //! - Datagrams are sent whole and in order; the queue holds copies of the
 //!   datagrams not sent yet, and `buffer_size` is the sum of their lengths
 //!   plus `HEADER_SIZE` (8) for each.
-//! - The writer is registered exactly while the queue is non-empty.
+//! - The writer is registered while the queue is non-empty; it is removed
+//!   once the queue is empty, by that run of the writer or, after a failed
+//!   send, by the next one (scheduled at once, as asyncio's level-triggered
+//!   selector calls `_sendto_ready` again).
 //! - As for stream transports, the socket is closed only after both
 //!   registrations are gone, and `connection_lost` is called once.
 //! - Every address handed to the protocol or to the socket is of the
@@ -129,6 +132,14 @@ impl DatagramSocket {
         )
     }
 
+    /// The connected peer (getpeername), if the socket is connected.
+    fn peer_addr(&self) -> Option<DatagramAddr> {
+        match self {
+            DatagramSocket::Udp(s) => s.peer_addr().ok().map(DatagramAddr::from),
+            DatagramSocket::Unix(s) => s.peer_addr().ok().map(DatagramAddr::from),
+        }
+    }
+
     fn sockname(&self) -> Option<ExtraInfo> {
         match self {
             DatagramSocket::Udp(s) => s.local_addr().ok().map(ExtraInfo::Addr),
@@ -161,7 +172,9 @@ impl EventLoop {
     /// asyncio's `create_datagram_endpoint(protocol_factory, local_addr,
     /// remote_addr)`: a UDP socket bound to `local_addr` (default: any
     /// address, of the remote's family) and connected to `remote_addr` if
-    /// given. Returns once `connection_made` has been called.
+    /// given. Returns once `connection_made` has been called. Addresses of
+    /// two families are an [`Error::InvalidArgument`] (asyncio's
+    /// `ValueError`).
     ///
     /// ```
     /// use std::{cell::RefCell, rc::Rc};
@@ -195,6 +208,15 @@ impl EventLoop {
         P: DatagramProtocol + 'static,
         F: FnOnce() -> Rc<P>,
     {
+        // asyncio pairs the two addresses by family, and raises ValueError
+        // when no family has both (before making any socket).
+        if let (Some(l), Some(r)) = (local_addr, remote_addr) {
+            if l.is_ipv4() != r.is_ipv4() {
+                return Err(Error::invalid_argument(format!(
+                    "can not get address information: local_addr {l} and remote_addr {r} are of different address families"
+                )));
+            }
+        }
         let local = match (local_addr, remote_addr) {
             (Some(l), _) => l,
             (None, Some(SocketAddr::V6(_))) => "[::]:0".parse().expect("literal"),
@@ -342,7 +364,9 @@ pub(crate) fn bind_error(e: io::Error, path: &Path) -> io::Error {
 impl DatagramSocketTransport {
     /// Wraps a bound (and maybe connected, to `address`) datagram socket:
     /// makes it non-blocking, then calls `connection_made` on the next
-    /// iteration and starts receiving.
+    /// iteration and starts receiving. With `address` `None`, a socket
+    /// that is already connected has its peer asked of it (getpeername, as
+    /// asyncio's `_extra['peername']`), so `sendto(data, None)` sends there.
     pub fn new(
         lp: &EventLoop,
         sock: impl Into<DatagramSocket>,
@@ -353,6 +377,9 @@ impl DatagramSocketTransport {
         let sock = sock.into();
         sock.set_nonblocking()?;
         let unix = matches!(sock, DatagramSocket::Unix(_));
+        // asyncio's `sock=` path passes no address, and the transport still
+        // sends to the peer of a connected socket and reports it.
+        let address = address.or_else(|| sock.peer_addr());
         if let Some(a) = &address {
             if !sock.fits(a) {
                 return Err(Error::invalid_argument(format!(
@@ -429,6 +456,22 @@ impl DatagramSocketTransport {
         }
     }
 
+    /// asyncio's `_sendto_ready` returns after a failed send, and its
+    /// level-triggered selector calls it again on the next iteration for
+    /// the datagrams still queued (or, with none left, to remove the writer
+    /// and finish a `close()`). An edge is reported once: this schedules
+    /// that next run, which does nothing if the writer is gone by then
+    /// (`abort()`).
+    fn write_again(&self) {
+        if let Some(me) = self.rc() {
+            let _ = self.base.lp.call_soon(move || {
+                if me.base.writer_registered.get() {
+                    me.write_ready();
+                }
+            });
+        }
+    }
+
     fn write_ready(&self) {
         loop {
             let front = self.buffer.borrow_mut().pop_front();
@@ -438,12 +481,17 @@ impl DatagramSocketTransport {
                     .buffer_size
                     .set(self.buffer_size.get() - (data.len() + HEADER_SIZE)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Try again on the next edge; the protocol may still
+                    // resume now, as asyncio's `break` does.
                     self.buffer.borrow_mut().push_front((data, addr));
-                    return;
+                    break;
                 }
                 Err(e) => {
                     self.buffer_size
                         .set(self.buffer_size.get() - (data.len() + HEADER_SIZE));
+                    // Scheduled first, so that a panicking error_received
+                    // does not strand the rest either.
+                    self.write_again();
                     if let Some(p) = self.base.protocol() {
                         p.error_received(e.into());
                     }
@@ -457,6 +505,13 @@ impl DatagramSocketTransport {
             if let Some(p) = self.base.protocol() {
                 p.resume_writing();
             }
+        }
+        // What the kernel refused waits for the next edge, and
+        // resume_writing may have queued a datagram (its `sendto` found the
+        // writer registered and did not add it again): asyncio removes the
+        // writer only if the buffer is empty.
+        if !self.buffer.borrow().is_empty() {
+            return;
         }
         self.base.remove_writer();
         if self.base.closing.get() {

@@ -1329,3 +1329,72 @@ fn writelines_after_write_eof_fails_even_with_nothing_to_write() {
         Ok(())
     });
 }
+
+#[test]
+fn a_datagram_transport_over_a_connected_socket_sends_to_its_peer() {
+    // asyncio's `create_datagram_endpoint(sock=...)` (and any
+    // `_SelectorDatagramTransport`) takes `peername` from the socket's
+    // getpeername(), and `sendto(data)` then uses send(): a socket
+    // connected before it was wrapped is a connected endpoint.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let peer = udp_local();
+        let peer_addr = peer.local_addr().map_err(Error::from)?;
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(Error::from)?;
+        sock.connect(peer_addr).map_err(Error::from)?;
+        let waiter = lp.create_future();
+        let client = Rc::new(UdpClient::default());
+        let t = tulip::DatagramSocketTransport::new(
+            &lp,
+            sock,
+            client.clone(),
+            None,
+            Some(waiter.clone()),
+        )?;
+        waiter.await?;
+        assert_eq!(
+            t.get_extra_info("peername").and_then(|i| i.as_addr()),
+            Some(peer_addr)
+        );
+        t.sendto(b"to the peer", None)?;
+        let (got, _) = lp.sock_recvfrom(&peer, 32).await?;
+        assert_eq!(got, b"to the peer");
+        t.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn a_datagram_endpoint_refuses_local_and_remote_addresses_of_two_families() {
+    // asyncio's create_datagram_endpoint pairs local_addr and remote_addr
+    // by family and raises ValueError('can not get address information')
+    // when no family has both, before any socket is made.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let v4: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        for (local, remote) in [
+            (v4, v6),
+            ("[::1]:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap()),
+        ] {
+            let e = lp
+                .create_datagram_endpoint(
+                    || Rc::new(UdpClient::default()),
+                    Some(local),
+                    Some(remote),
+                )
+                .await
+                .err()
+                .expect("refused");
+            assert!(
+                matches!(e, Error::InvalidArgument(_)),
+                "{local} -> {remote}: {e:?}"
+            );
+            assert!(
+                e.to_string().contains("can not get address information"),
+                "{e}"
+            );
+        }
+        Ok(())
+    });
+}

@@ -105,15 +105,20 @@ async fn endpoint_with_a_full_peer(
     dir: &TempDir,
     datagram: impl Fn(u32) -> Vec<u8>,
 ) -> tulip::Result<(Rc<DatagramSocketTransport>, Rc<Client>, UnixDatagram, u32)> {
+    endpoint_of_with_a_full_peer(dir, || Rc::new(Client::default()), datagram).await
+}
+
+/// [`endpoint_with_a_full_peer`], with the protocol `factory` makes.
+async fn endpoint_of_with_a_full_peer<P: DatagramProtocol + 'static>(
+    dir: &TempDir,
+    factory: impl FnOnce() -> Rc<P>,
+    datagram: impl Fn(u32) -> Vec<u8>,
+) -> tulip::Result<(Rc<DatagramSocketTransport>, Rc<P>, UnixDatagram, u32)> {
     let (server_path, client_path) = (dir.path("server.sock"), dir.path("client.sock"));
     let peer = UnixDatagram::bind(&server_path).map_err(Error::from)?;
     let lp = tulip::get_running_loop()?;
     let (ct, client) = lp
-        .create_unix_datagram_endpoint(
-            || Rc::new(Client::default()),
-            Some(&client_path),
-            Some(&server_path),
-        )
+        .create_unix_datagram_endpoint(factory, Some(&client_path), Some(&server_path))
         .await?;
     let mut sent = 0u32;
     while ct.get_write_buffer_size() == 0 {
@@ -343,6 +348,164 @@ fn the_write_buffer_size_counts_8_bytes_of_header_per_queued_datagram() {
         }
         assert_eq!(ct.get_write_buffer_size(), 0);
         ct.close();
+        Ok(())
+    });
+}
+
+/// Records `pause_writing` and `resume_writing`; sends `on_resume` (once)
+/// from `resume_writing`.
+#[derive(Default)]
+struct Flow {
+    transport: RefCell<Option<Rc<dyn DatagramTransport>>>,
+    events: RefCell<Vec<&'static str>>,
+    on_resume: RefCell<Option<Vec<u8>>>,
+}
+
+impl DatagramProtocol for Flow {
+    fn connection_made(&self, transport: Rc<dyn DatagramTransport>) {
+        *self.transport.borrow_mut() = Some(transport);
+    }
+    fn pause_writing(&self) {
+        self.events.borrow_mut().push("pause");
+    }
+    fn resume_writing(&self) {
+        self.events.borrow_mut().push("resume");
+        let data = self.on_resume.borrow_mut().take();
+        if let Some(data) = data {
+            let t = self.transport.borrow().clone().expect("made");
+            t.sendto(&data, None).unwrap();
+        }
+    }
+}
+
+/// The datagram size of the flow-control tests: 7000 bytes and 8 of header
+/// each; ten queued go above the default high-water mark (64 KiB), two are
+/// at most the low-water mark (16 KiB).
+const FLOW_DATAGRAM: usize = 7000;
+
+/// A connected endpoint whose peer is full, then sent datagrams of
+/// `FLOW_DATAGRAM` bytes until its protocol is paused. Returns how many are
+/// queued.
+async fn paused_endpoint(
+    dir: &TempDir,
+) -> tulip::Result<(Rc<DatagramSocketTransport>, Rc<Flow>, UnixDatagram, usize)> {
+    let (ct, flow, peer, _) =
+        endpoint_of_with_a_full_peer(dir, || Rc::new(Flow::default()), |_| vec![1; FLOW_DATAGRAM])
+            .await?;
+    while flow.events.borrow().is_empty() {
+        ct.sendto(&[1; FLOW_DATAGRAM], None)?;
+    }
+    assert_eq!(*flow.events.borrow(), ["pause"]);
+    let queued = ct.get_write_buffer_size() / (FLOW_DATAGRAM + 8);
+    peer.set_nonblocking(true).map_err(Error::from)?;
+    Ok((ct, flow, peer, queued))
+}
+
+// conformance: N3
+#[test]
+fn a_datagram_sent_from_resume_writing_is_not_stranded() {
+    // asyncio's _sendto_ready calls _maybe_resume_protocol ("May append to
+    // buffer"), then removes the writer only if the buffer is empty.
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-resume-sends");
+        let (ct, flow, peer, queued) = paused_endpoint(&dir).await?;
+        *flow.on_resume.borrow_mut() = Some(b"after resume".to_vec());
+        // The peer makes room for exactly the queued datagrams: the writer
+        // sends them all and fills the peer again, so the datagram that
+        // resume_writing sends is queued.
+        let mut buf = vec![0u8; FLOW_DATAGRAM + 100];
+        for _ in 0..queued {
+            peer.recv(&mut buf).map_err(Error::from)?;
+        }
+        wait_until(|| flow.events.borrow().len() == 2).await?;
+        assert_eq!(*flow.events.borrow(), ["pause", "resume"]);
+        // The peer reads on: the last datagram is resume_writing's.
+        let lp = tulip::get_running_loop()?;
+        let deadline = lp.time() + 2.0;
+        let mut last = Vec::new();
+        while last != b"after resume" && lp.time() < deadline {
+            if let Some(n) = recv_or_yield(&peer, &mut buf).await? {
+                last = buf[..n].to_vec();
+            }
+        }
+        assert!(
+            last == b"after resume",
+            "resume_writing's datagram never came; still queued: {} bytes",
+            ct.get_write_buffer_size()
+        );
+        assert_eq!(ct.get_write_buffer_size(), 0);
+        ct.close();
+        Ok(())
+    });
+}
+
+// conformance: N3
+#[test]
+fn resume_writing_fires_at_the_low_water_mark_while_datagrams_remain() {
+    // asyncio's _sendto_ready breaks out of its loop on BlockingIOError and
+    // still calls _maybe_resume_protocol: the protocol resumes once the
+    // buffer is down to the low-water mark, not only once it is empty.
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-low-water");
+        let (ct, flow, peer, queued) = paused_endpoint(&dir).await?;
+        assert!(queued > 2);
+        // Room for all but two: the writer sends those, and the kernel
+        // refuses the last two (2 * 7008 bytes, under the 16 KiB low mark).
+        let mut buf = vec![0u8; FLOW_DATAGRAM + 100];
+        for _ in 0..queued - 2 {
+            peer.recv(&mut buf).map_err(Error::from)?;
+        }
+        let two = 2 * (FLOW_DATAGRAM + 8);
+        wait_until(|| ct.get_write_buffer_size() <= two).await?;
+        assert_eq!(ct.get_write_buffer_size(), two);
+        assert_eq!(*flow.events.borrow(), ["pause", "resume"]);
+        ct.abort();
+        Ok(())
+    });
+}
+
+// conformance: N4
+#[test]
+fn a_send_error_in_the_writer_leaves_the_rest_of_the_queue_to_be_sent() {
+    // asyncio's _sendto_ready gives a failed send to error_received and
+    // returns; its level-triggered selector calls it again on the next
+    // iteration for the datagrams still queued, and once the buffer is empty
+    // a closing endpoint gets its connection_lost. No new edge is needed.
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-writer-error");
+        let (ct, client, peer, _) = endpoint_with_a_full_peer(&dir, |_| b"x".to_vec()).await?;
+        // Behind the queued datagram: one too large for the socket
+        // (EMSGSIZE when the writer sends it), then one that fits.
+        ct.sendto(&vec![0; 4 << 20], None)?;
+        ct.sendto(b"after", None)?;
+        ct.close();
+        // The peer makes room, once: the writer sends the first datagram,
+        // fails on the second, and must still send the third. The peer does
+        // not read again until then (a read would raise a new edge).
+        peer.set_nonblocking(true).map_err(Error::from)?;
+        let mut buf = [0u8; 16];
+        while peer.recv(&mut buf).is_ok() {}
+        wait_until(|| !client.errors.borrow().is_empty()).await?;
+        {
+            let errors = client.errors.borrow();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].raw_os_error(), Some(libc::EMSGSIZE), "{errors:?}");
+        }
+        let lp = tulip::get_running_loop()?;
+        let deadline = lp.time() + 1.0;
+        while !client.lost.get() && lp.time() < deadline {
+            tulip::sleep(0.005).await?;
+        }
+        assert_eq!(
+            ct.get_write_buffer_size(),
+            0,
+            "the datagram after the failed one is still queued"
+        );
+        assert!(client.lost.get(), "connection_lost after close()");
+        // The peer has both datagrams the writer sent.
+        assert_eq!(peer.recv(&mut buf).map_err(Error::from)?, 1);
+        let n = peer.recv(&mut buf).map_err(Error::from)?;
+        assert_eq!(&buf[..n], b"after");
         Ok(())
     });
 }
