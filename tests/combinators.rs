@@ -1080,3 +1080,68 @@ fn an_interrupt_in_one_notification_leaves_the_next_ones_for_the_next_run() {
     );
     lp.close().unwrap();
 }
+
+#[test]
+fn a_taskgroup_dropped_mid_body_cancels_its_children_and_leaves_the_parent_alone() {
+    // conformance: K7
+    // asyncio: a coroutine closed inside `async with TaskGroup()` runs
+    // __aexit__, whose _abort() cancels the children; with `_aborting` set,
+    // a child that fails later never cancels the parent. A dropped
+    // `TaskGroup::run` is that exit path.
+    tulip::run(async {
+        use std::future::Future as _;
+        let child_cancelled = Rc::new(Cell::new(false));
+        let c = child_cancelled.clone();
+        let mut group = Box::pin(TaskGroup::run(|tg| async move {
+            let _child = tg.create_task(async move {
+                let r = sleep(0.01).await;
+                c.set(r.as_ref().is_err_and(|e| e.is_cancelled()));
+                r?;
+                Err::<(), _>(Error::msg("late"))
+            })?;
+            sleep(10.0).await
+        }));
+        std::future::poll_fn(|cx| {
+            assert!(group.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        sleep(0.0).await?; // the child starts its sleep
+        drop(group);
+        // A stray cancel from the orphaned group would end this sleep.
+        sleep(0.05).await?;
+        assert!(child_cancelled.get(), "the child was left running");
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_taskgroup_dropped_after_it_cancelled_the_parent_takes_the_cancel_back() {
+    // conformance: K7
+    // The group's cancel of the parent (parent_cancel_requested) is always
+    // matched by one uncancel() on the way out; a dropped group is a way out.
+    tulip::run(async {
+        use std::future::Future as _;
+        let mut group = Box::pin(TaskGroup::run(|tg| async move {
+            let _child = tg.create_task(fail_after(0.0, "boom"))?;
+            sleep(10.0).await
+        }));
+        std::future::poll_fn(|cx| {
+            assert!(group.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        // The child fails while this task waits elsewhere: the group's
+        // cancel of the parent lands here.
+        let r = sleep(10.0).await;
+        assert!(r.unwrap_err().is_cancelled());
+        assert_eq!(current_task().unwrap().cancelling(), 1);
+        drop(group);
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        sleep(0.001).await?;
+        Ok(())
+    })
+    .unwrap();
+}
