@@ -1145,3 +1145,34 @@ fn a_taskgroup_dropped_after_it_cancelled_the_parent_takes_the_cancel_back() {
     })
     .unwrap();
 }
+
+#[test]
+fn as_completed_timeout_removes_the_callbacks_of_the_children_left() {
+    // conformance: K3
+    // asyncio 3.13's _handle_timeout removes _handle_completion from every
+    // future still to do: nothing of the iterator stays on them (a callback
+    // that held the child itself kept a never-resolved future alive).
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let fut: tulip::Future<u32> = lp.create_future();
+        let task = create_task(after(10.0, 2u32))?;
+        let done = create_task(after(0.0, 3u32))?;
+        let mut it = as_completed(
+            vec![
+                tulip::Child::Future(fut.clone()),
+                tulip::Child::Task(task.clone()),
+                tulip::Child::Task(done.clone()),
+            ],
+            Some(0.01),
+        );
+        assert_eq!(it.next().await.unwrap()?, 3);
+        assert!(it.next().await.unwrap().unwrap_err().is_timeout());
+        assert_eq!(format!("{fut:?}"), "<Future pending>");
+        assert_eq!(task.callback_count(), 0);
+        assert!(it.next().await.unwrap().unwrap_err().is_timeout());
+        assert!(it.next().await.is_none());
+        task.cancel();
+        Ok(())
+    })
+    .unwrap();
+}
