@@ -287,7 +287,14 @@ pub(crate) mod sealed {
             }
             if n == self.set.len() {
                 if self.cancel_requested.get() {
-                    *self.error.borrow_mut() = Some(Error::cancelled());
+                    // asyncio: `outer.set_exception(fut._make_cancelled_error())`,
+                    // `fut` being the last child by then: the cancel's
+                    // message comes along if that child was cancelled.
+                    let e = match self.set.outcome_error(self.set.len() - 1) {
+                        Some(e) if e.is_cancelled() => e,
+                        _ => Error::cancelled(),
+                    };
+                    *self.error.borrow_mut() = Some(e);
                 }
                 let _ = self.outer.set_result(());
             }

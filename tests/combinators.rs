@@ -1176,3 +1176,26 @@ fn as_completed_timeout_removes_the_callbacks_of_the_children_left() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_cancelled_gather_with_return_exceptions_keeps_the_cancel_message() {
+    // conformance: K1
+    // asyncio: once every child is done, a gather whose cancel reached a
+    // child ends with `fut._make_cancelled_error()` of the last child,
+    // which carries the message of the cancel (CancelledError('bye')).
+    tulip::run(async {
+        let t = create_task(async {
+            let g = gather(vec![sleep(10.0), sleep(10.0)]).return_exceptions();
+            Ok(g.await.unwrap_err())
+        })?;
+        sleep(0.01).await?;
+        t.cancel_with("bye");
+        t.wait_done().await?;
+        match t.result()? {
+            Error::Cancelled(Some(m)) => assert_eq!(&*m, "bye"),
+            e => panic!("expected Cancelled('bye'), got {e:?}"),
+        }
+        Ok(())
+    })
+    .unwrap();
+}
