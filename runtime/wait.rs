@@ -419,23 +419,23 @@ where
             state.callbacks.borrow_mut().push(Some((f.clone(), id)));
         }
     }
-    if let (Some(t), false) = (timeout, fs.is_empty()) {
-        if let Ok(lp) = get_running_loop() {
-            let st = Rc::downgrade(&state);
-            let timer = lp.call_later(t, move || {
-                if let Some(st) = st.upgrade() {
-                    // asyncio's _handle_timeout: the rest give TimeoutError,
-                    // and the children left lose their callback.
-                    st.timed_out.set(true);
-                    let left = std::mem::take(&mut *st.callbacks.borrow_mut());
-                    for (child, id) in left.into_iter().flatten() {
-                        child.remove_done_callback(id);
-                    }
-                    st.wake_all();
+    if let (Some(t), Some(first)) = (timeout, fs.first()) {
+        // asyncio: `loop.call_later` on its get_event_loop(), running or
+        // not, the loop ensure_future holds the children to: here, theirs.
+        let st = Rc::downgrade(&state);
+        let timer = first.loop_ref().call_later(t, move || {
+            if let Some(st) = st.upgrade() {
+                // asyncio's _handle_timeout: the rest give TimeoutError,
+                // and the children left lose their callback.
+                st.timed_out.set(true);
+                let left = std::mem::take(&mut *st.callbacks.borrow_mut());
+                for (child, id) in left.into_iter().flatten() {
+                    child.remove_done_callback(id);
                 }
-            });
-            *state.timer.borrow_mut() = timer.ok();
-        }
+                st.wake_all();
+            }
+        });
+        *state.timer.borrow_mut() = timer.ok();
     }
     AsCompleted {
         remaining: fs.len(),

@@ -1199,3 +1199,23 @@ fn a_cancelled_gather_with_return_exceptions_keeps_the_cancel_message() {
     })
     .unwrap();
 }
+
+#[test]
+fn as_completed_made_before_its_loop_runs_keeps_its_timeout() {
+    // conformance: K3
+    // asyncio's _AsCompletedIterator takes its loop with get_event_loop(),
+    // running or not, and starts the timer on it: the timeout holds for an
+    // iterator made before run_until_complete.
+    let lp = tulip::new_event_loop().unwrap();
+    let fut: tulip::Future<u32> = lp.create_future();
+    let mut it = as_completed(vec![fut.clone()], Some(0.01));
+    let r = lp
+        .run_until_complete(async move {
+            // A bound on the wait: without the timer, this scope ends it.
+            timeout(2.0).run(async { Ok(it.next().await) }).await
+        })
+        .unwrap();
+    assert!(r.unwrap().unwrap_err().is_timeout());
+    assert_eq!(format!("{fut:?}"), "<Future pending>");
+    lp.close().unwrap();
+}
