@@ -1219,3 +1219,42 @@ fn as_completed_made_before_its_loop_runs_keeps_its_timeout() {
     assert_eq!(format!("{fut:?}"), "<Future pending>");
     lp.close().unwrap();
 }
+
+#[test]
+fn a_failed_gather_nobody_awaited_reports_its_error() {
+    // conformance: K1, F3
+    // asyncio's _done_callback retrieves the child's error and sets it on
+    // the outer future; an outer future nobody awaits logs
+    // "_GatheringFuture exception was never retrieved" when it goes. A
+    // gather that is awaited retrieves it and reports nothing.
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
+            let e = ctx.error.as_ref().map(|e| e.to_string());
+            r.borrow_mut().push((ctx.message.clone(), e))
+        },
+    ));
+    lp.run_until_complete(async {
+        let g = gather(vec![fail_after(0.0, "awaited")]);
+        assert_eq!(g.await.unwrap_err().to_string(), "awaited");
+        let g = gather(vec![fail_after(0.0, "dropped")]);
+        for _ in 0..5 {
+            sleep(0.0).await?;
+        }
+        assert!(g.done());
+        drop(g);
+        Ok(())
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let got = reports.borrow().clone();
+    assert_eq!(
+        got,
+        vec![(
+            "_GatheringFuture exception was never retrieved".to_string(),
+            Some("dropped".to_string())
+        )]
+    );
+}
