@@ -182,7 +182,7 @@ impl TaskGroup {
         let me = self.inner.clone();
         task.add_done_callback(move |t| {
             let outcome = t.exception();
-            on_task_done(&me, t.id(), outcome);
+            on_task_done(&me, t.id(), outcome, || format!("{t:?}"));
         });
         Ok(task)
     }
@@ -312,7 +312,12 @@ impl Drop for DropGuard<'_> {
 }
 
 /// asyncio's `_on_task_done`.
-fn on_task_done(inner: &Rc<TaskGroupInner>, id: u64, outcome: Result<Option<Error>>) {
+fn on_task_done(
+    inner: &Rc<TaskGroupInner>,
+    id: u64,
+    outcome: Result<Option<Error>>,
+    describe: impl FnOnce() -> String,
+) {
     inner.tasks.borrow_mut().remove(&id);
     if inner.tasks.borrow().is_empty() {
         let f = inner.on_completed.borrow().clone();
@@ -331,10 +336,14 @@ fn on_task_done(inner: &Rc<TaskGroupInner>, id: u64, outcome: Result<Option<Erro
     }
     inner.errors.borrow_mut().push(err.clone());
     if inner.parent.done() {
+        let task = describe();
         inner.lp.call_exception_handler(&ExceptionContext {
-            message: "Task has errored out but its parent task is already completed".into(),
+            message: format!(
+                "Task {task} has errored out but its parent task {:?} is already completed",
+                inner.parent
+            ),
             error: Some(err),
-            task: Some(format!("{:?}", inner.parent)),
+            task: Some(task),
             ..Default::default()
         });
         return;

@@ -1258,3 +1258,68 @@ fn a_failed_gather_nobody_awaited_reports_its_error() {
         )]
     );
 }
+
+#[test]
+fn a_group_child_failing_after_its_parent_finished_is_reported_as_itself() {
+    // conformance: K7
+    // asyncio's _on_task_done: 'Task <child> has errored out but its parent
+    // task <parent> is already completed', with the failing child as the
+    // context's task.
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
+            r.borrow_mut().push((ctx.message.clone(), ctx.task.clone()))
+        },
+    ));
+    let child = Rc::new(RefCell::new(None));
+    let slot = child.clone();
+    lp.run_until_complete(async move {
+        let parent = tulip::create_task_named(
+            async move {
+                use std::future::Future as _;
+                let mut group = Box::pin(TaskGroup::run(|tg| async move {
+                    *slot.borrow_mut() = Some(tg.create_task_named(
+                        async {
+                            let _ = sleep(10.0).await; // swallows the cancel
+                            sleep(0.01).await?;
+                            Err::<(), _>(Error::msg("late"))
+                        },
+                        "the-child",
+                    )?);
+                    sleep(10.0).await
+                }));
+                std::future::poll_fn(|cx| {
+                    assert!(group.as_mut().poll(cx).is_pending());
+                    std::task::Poll::Ready(())
+                })
+                .await;
+                sleep(0.0).await?;
+                drop(group);
+                Ok(())
+            },
+            "the-parent",
+        )?;
+        parent.wait_done().await?;
+        let child = child.borrow().clone().unwrap();
+        child.wait_done().await?;
+        for _ in 0..3 {
+            sleep(0.0).await?; // the group's done callback runs
+        }
+        Ok(())
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let got = reports.borrow().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (message, task) = &got[0];
+    assert!(
+        message.contains("the-child") && message.contains("the-parent"),
+        "{message}"
+    );
+    assert!(
+        task.as_deref().unwrap_or("").contains("the-child"),
+        "{task:?}"
+    );
+}
