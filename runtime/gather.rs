@@ -13,6 +13,8 @@
 //! - Results come back in argument order, whatever the completion order (K1).
 //! - Without `return_exceptions`, the first child error (or cancellation)
 //!   completes the outer future; later child errors are marked retrieved.
+//!   The error is then the gather's: if no poll of the decided gather took
+//!   it, it is reported when the gathering state goes (F3).
 //! - A gather whose cancel reached at least one child (`cancel_requested`)
 //!   ends with `Cancelled`, even if every child swallowed its cancel.
 //! - Callbacks only run through `call_soon`, so `return_exceptions()` set
@@ -28,7 +30,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, ExceptionContext};
 use crate::futures::{CallbackId, Cancel, Future, Notify};
 use crate::tasks::{self, create_task, Task};
 
@@ -238,6 +240,9 @@ pub(crate) mod sealed {
         pub(crate) cancel_requested: Cell<bool>,
         /// The error the gather ends with, if any.
         pub(crate) error: RefCell<Option<Error>>,
+        /// Someone awaited the decided gather (asyncio's outer future had
+        /// its `result()` taken); an error nobody took is reported.
+        pub(crate) retrieved: Cell<bool>,
     }
 
     impl<S: GatherSet + 'static> Notify for GatherCore<S> {
@@ -261,6 +266,7 @@ pub(crate) mod sealed {
                 return_exceptions: Cell::new(false),
                 cancel_requested: Cell::new(false),
                 error: RefCell::new(None),
+                retrieved: Cell::new(false),
             });
             if core.set.is_empty() {
                 let _ = core.outer.set_result(());
@@ -287,7 +293,14 @@ pub(crate) mod sealed {
             }
             if n == self.set.len() {
                 if self.cancel_requested.get() {
-                    *self.error.borrow_mut() = Some(Error::cancelled());
+                    // asyncio: `outer.set_exception(fut._make_cancelled_error())`,
+                    // `fut` being the last child by then: the cancel's
+                    // message comes along if that child was cancelled.
+                    let e = match self.set.outcome_error(self.set.len() - 1) {
+                        Some(e) if e.is_cancelled() => e,
+                        _ => Error::cancelled(),
+                    };
+                    *self.error.borrow_mut() = Some(e);
                 }
                 let _ = self.outer.set_result(());
             }
@@ -309,9 +322,14 @@ pub(crate) mod sealed {
 
         pub(crate) fn poll_outer(self: &Rc<Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
             if let Some(err) = tasks::take_throw_on(&self.outer.core.lp) {
+                // asyncio's __wakeup takes the outer result before it throws.
+                if self.outer.core.done() {
+                    self.retrieved.set(true);
+                }
                 return Poll::Ready(Err(err));
             }
             if self.outer.core.done() {
+                self.retrieved.set(true);
                 return match self.error.borrow().clone() {
                     Some(e) => Poll::Ready(Err(e)),
                     None => Poll::Ready(Ok(())),
@@ -321,6 +339,30 @@ pub(crate) mod sealed {
             tasks::set_fut_waiter_on(&self.outer.core.lp, self.clone())?;
             self.outer.core.add_waker(cx.waker());
             Poll::Pending
+        }
+    }
+
+    impl<S> Drop for GatherCore<S> {
+        fn drop(&mut self) {
+            // asyncio: the `_GatheringFuture`'s __del__ (F3). A cancelled
+            // gather is not reported (tulip's futures are cancelled, never
+            // failed with Cancelled).
+            if self.retrieved.get() {
+                return;
+            }
+            if let Some(e) = self.error.get_mut().take() {
+                if !e.is_cancelled() {
+                    self.outer
+                        .core
+                        .lp
+                        .report_ignoring_interrupt(&ExceptionContext {
+                            message: "_GatheringFuture exception was never retrieved".into(),
+                            error: Some(e),
+                            future: Some("<_GatheringFuture finished>".into()),
+                            ..Default::default()
+                        });
+                }
+            }
         }
     }
 

@@ -19,6 +19,9 @@
 //!   path like any other (children cancelled and awaited, `Error::Panic` in
 //!   the group), so no child is left running on its own. An interrupt in
 //!   the body cancels the children and goes on unwinding.
+//! - A `run` future dropped before it finished is an exit path too: the
+//!   children are cancelled (`_abort`) and a parent cancel the group
+//!   requested is taken back, so an orphaned child never cancels the parent.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -76,6 +79,12 @@ impl TaskGroup {
         Fut: StdFuture<Output = Result<T>>,
     {
         let tg = TaskGroup::enter()?;
+        // Dropped before the end (the coroutine closed inside `async with`):
+        // the children are cancelled, as `__aexit__`'s `_abort()` does.
+        let mut exit = DropGuard {
+            tg: &tg,
+            done: false,
+        };
         // Any error of the body goes through `__aexit__`, a panic too (it
         // is the task's error, C5): the children are cancelled and waited
         // for, and the panic comes back in the group. The body is dropped
@@ -101,7 +110,9 @@ impl TaskGroup {
             }
             Err(payload) => Err(Error::Panic(panic_message(&*payload))),
         };
-        tg.aexit(out).await
+        let r = tg.aexit(out).await;
+        exit.done = true;
+        r
     }
 
     /// asyncio's `__aenter__`.
@@ -171,7 +182,7 @@ impl TaskGroup {
         let me = self.inner.clone();
         task.add_done_callback(move |t| {
             let outcome = t.exception();
-            on_task_done(&me, t.id(), outcome);
+            on_task_done(&me, t.id(), outcome, || format!("{t:?}"));
         });
         Ok(task)
     }
@@ -273,8 +284,40 @@ fn abort(inner: &TaskGroupInner) {
     }
 }
 
+/// [`TaskGroup::run`] dropped before it finished, in its body or while it
+/// waits for the children. asyncio's `__aexit__` for a closed coroutine
+/// runs `_abort()`: the children are cancelled, and with `_aborting` set a
+/// child that fails later never cancels the parent. A cancel of the parent
+/// the group already requested is taken back, as the exit path's
+/// `uncancel()` would have done.
+struct DropGuard<'a> {
+    tg: &'a TaskGroup,
+    done: bool,
+}
+
+impl Drop for DropGuard<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let inner = &*self.tg.inner;
+        inner.exiting.set(true);
+        if !inner.aborting.get() {
+            abort(inner);
+        }
+        if inner.parent_cancel_requested.get() {
+            inner.parent.uncancel();
+        }
+    }
+}
+
 /// asyncio's `_on_task_done`.
-fn on_task_done(inner: &Rc<TaskGroupInner>, id: u64, outcome: Result<Option<Error>>) {
+fn on_task_done(
+    inner: &Rc<TaskGroupInner>,
+    id: u64,
+    outcome: Result<Option<Error>>,
+    describe: impl FnOnce() -> String,
+) {
     inner.tasks.borrow_mut().remove(&id);
     if inner.tasks.borrow().is_empty() {
         let f = inner.on_completed.borrow().clone();
@@ -293,10 +336,14 @@ fn on_task_done(inner: &Rc<TaskGroupInner>, id: u64, outcome: Result<Option<Erro
     }
     inner.errors.borrow_mut().push(err.clone());
     if inner.parent.done() {
+        let task = describe();
         inner.lp.call_exception_handler(&ExceptionContext {
-            message: "Task has errored out but its parent task is already completed".into(),
+            message: format!(
+                "Task {task} has errored out but its parent task {:?} is already completed",
+                inner.parent
+            ),
             error: Some(err),
-            task: Some(format!("{:?}", inner.parent)),
+            task: Some(task),
             ..Default::default()
         });
         return;

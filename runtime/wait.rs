@@ -28,7 +28,8 @@
 //!   (its task cancelled, or its future dropped) wakes the next waiter, so
 //!   no wake-up is lost.
 //! - The timer is cancelled once every child completed, or once neither the
-//!   `AsCompleted` nor any of its awaitables is left.
+//!   `AsCompleted` nor any of its awaitables is left. When it fires, it
+//!   removes the callbacks of the children still to complete.
 //! - `shield`'s inner future keeps running when the outer one is cancelled;
 //!   the outer one mirrors the inner one otherwise (K4).
 
@@ -181,6 +182,9 @@ impl<T: 'static> Drop for WaitFinally<'_, T> {
 
 // ===== as_completed =====
 
+/// A child and the id of its done callback.
+type Watched<T> = (Child<T>, CallbackId);
+
 struct AsCompletedState<T> {
     /// Children done and not yet handed out, in completion order
     /// (asyncio's `done` queue).
@@ -191,6 +195,10 @@ struct AsCompletedState<T> {
     timed_out: Cell<bool>,
     /// Children not done yet.
     todo: Cell<usize>,
+    /// With a timeout, each child's `_handle_completion` callback, by
+    /// argument index, until it runs: the timeout removes those left
+    /// (asyncio's `_todo`).
+    callbacks: RefCell<Vec<Option<Watched<T>>>>,
     timer: RefCell<Option<TimerHandle>>,
     /// Live [`Owner`]s: the `AsCompleted` and the awaits it gave out.
     owners: Cell<usize>,
@@ -382,16 +390,19 @@ where
         waiters: RefCell::new(VecDeque::new()),
         timed_out: Cell::new(false),
         todo: Cell::new(fs.len()),
+        callbacks: RefCell::new(Vec::new()),
         timer: RefCell::new(None),
         owners: Cell::new(0),
     });
-    for f in &fs {
+    for (i, f) in fs.iter().enumerate() {
         let (st, me) = (state.clone(), f.clone());
         // asyncio's _handle_completion
-        f.on_done(move || {
+        let id = f.on_done(move || {
             if st.timed_out.get() {
                 return; // _handle_timeout was here first
             }
+            let cb = st.callbacks.borrow_mut().get_mut(i).and_then(Option::take);
+            drop(cb);
             st.todo.set(st.todo.get() - 1);
             st.done.borrow_mut().push_back(me);
             if st.todo.get() == 0 {
@@ -402,19 +413,29 @@ where
             }
             st.wake_next();
         });
-    }
-    if let (Some(t), false) = (timeout, fs.is_empty()) {
-        if let Ok(lp) = get_running_loop() {
-            let st = Rc::downgrade(&state);
-            let timer = lp.call_later(t, move || {
-                if let Some(st) = st.upgrade() {
-                    // asyncio's _handle_timeout: the rest give TimeoutError.
-                    st.timed_out.set(true);
-                    st.wake_all();
-                }
-            });
-            *state.timer.borrow_mut() = timer.ok();
+        if timeout.is_some() {
+            // Callbacks run through the ready queue, never here: the slot
+            // is filled before its callback can run.
+            state.callbacks.borrow_mut().push(Some((f.clone(), id)));
         }
+    }
+    if let (Some(t), Some(first)) = (timeout, fs.first()) {
+        // asyncio: `loop.call_later` on its get_event_loop(), running or
+        // not, the loop ensure_future holds the children to: here, theirs.
+        let st = Rc::downgrade(&state);
+        let timer = first.loop_ref().call_later(t, move || {
+            if let Some(st) = st.upgrade() {
+                // asyncio's _handle_timeout: the rest give TimeoutError,
+                // and the children left lose their callback.
+                st.timed_out.set(true);
+                let left = std::mem::take(&mut *st.callbacks.borrow_mut());
+                for (child, id) in left.into_iter().flatten() {
+                    child.remove_done_callback(id);
+                }
+                st.wake_all();
+            }
+        });
+        *state.timer.borrow_mut() = timer.ok();
     }
     AsCompleted {
         remaining: fs.len(),

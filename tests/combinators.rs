@@ -1080,3 +1080,246 @@ fn an_interrupt_in_one_notification_leaves_the_next_ones_for_the_next_run() {
     );
     lp.close().unwrap();
 }
+
+#[test]
+fn a_taskgroup_dropped_mid_body_cancels_its_children_and_leaves_the_parent_alone() {
+    // conformance: K7
+    // asyncio: a coroutine closed inside `async with TaskGroup()` runs
+    // __aexit__, whose _abort() cancels the children; with `_aborting` set,
+    // a child that fails later never cancels the parent. A dropped
+    // `TaskGroup::run` is that exit path.
+    tulip::run(async {
+        use std::future::Future as _;
+        let child_cancelled = Rc::new(Cell::new(false));
+        let c = child_cancelled.clone();
+        let mut group = Box::pin(TaskGroup::run(|tg| async move {
+            let _child = tg.create_task(async move {
+                let r = sleep(0.01).await;
+                c.set(r.as_ref().is_err_and(|e| e.is_cancelled()));
+                r?;
+                Err::<(), _>(Error::msg("late"))
+            })?;
+            sleep(10.0).await
+        }));
+        std::future::poll_fn(|cx| {
+            assert!(group.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        sleep(0.0).await?; // the child starts its sleep
+        drop(group);
+        // A stray cancel from the orphaned group would end this sleep.
+        sleep(0.05).await?;
+        assert!(child_cancelled.get(), "the child was left running");
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_taskgroup_dropped_after_it_cancelled_the_parent_takes_the_cancel_back() {
+    // conformance: K7
+    // The group's cancel of the parent (parent_cancel_requested) is always
+    // matched by one uncancel() on the way out; a dropped group is a way out.
+    tulip::run(async {
+        use std::future::Future as _;
+        let mut group = Box::pin(TaskGroup::run(|tg| async move {
+            let _child = tg.create_task(fail_after(0.0, "boom"))?;
+            sleep(10.0).await
+        }));
+        std::future::poll_fn(|cx| {
+            assert!(group.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        // The child fails while this task waits elsewhere: the group's
+        // cancel of the parent lands here.
+        let r = sleep(10.0).await;
+        assert!(r.unwrap_err().is_cancelled());
+        assert_eq!(current_task().unwrap().cancelling(), 1);
+        drop(group);
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        sleep(0.001).await?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn as_completed_timeout_removes_the_callbacks_of_the_children_left() {
+    // conformance: K3
+    // asyncio 3.13's _handle_timeout removes _handle_completion from every
+    // future still to do: nothing of the iterator stays on them (a callback
+    // that held the child itself kept a never-resolved future alive).
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let fut: tulip::Future<u32> = lp.create_future();
+        let task = create_task(after(10.0, 2u32))?;
+        let done = create_task(after(0.0, 3u32))?;
+        let mut it = as_completed(
+            vec![
+                tulip::Child::Future(fut.clone()),
+                tulip::Child::Task(task.clone()),
+                tulip::Child::Task(done.clone()),
+            ],
+            Some(0.01),
+        );
+        assert_eq!(it.next().await.unwrap()?, 3);
+        assert!(it.next().await.unwrap().unwrap_err().is_timeout());
+        assert_eq!(format!("{fut:?}"), "<Future pending>");
+        assert_eq!(task.callback_count(), 0);
+        assert!(it.next().await.unwrap().unwrap_err().is_timeout());
+        assert!(it.next().await.is_none());
+        task.cancel();
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_cancelled_gather_with_return_exceptions_keeps_the_cancel_message() {
+    // conformance: K1
+    // asyncio: once every child is done, a gather whose cancel reached a
+    // child ends with `fut._make_cancelled_error()` of the last child,
+    // which carries the message of the cancel (CancelledError('bye')).
+    tulip::run(async {
+        let t = create_task(async {
+            let g = gather(vec![sleep(10.0), sleep(10.0)]).return_exceptions();
+            Ok(g.await.unwrap_err())
+        })?;
+        sleep(0.01).await?;
+        t.cancel_with("bye");
+        t.wait_done().await?;
+        match t.result()? {
+            Error::Cancelled(Some(m)) => assert_eq!(&*m, "bye"),
+            e => panic!("expected Cancelled('bye'), got {e:?}"),
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn as_completed_made_before_its_loop_runs_keeps_its_timeout() {
+    // conformance: K3
+    // asyncio's _AsCompletedIterator takes its loop with get_event_loop(),
+    // running or not, and starts the timer on it: the timeout holds for an
+    // iterator made before run_until_complete.
+    let lp = tulip::new_event_loop().unwrap();
+    let fut: tulip::Future<u32> = lp.create_future();
+    let mut it = as_completed(vec![fut.clone()], Some(0.01));
+    let r = lp
+        .run_until_complete(async move {
+            // A bound on the wait: without the timer, this scope ends it.
+            timeout(2.0).run(async { Ok(it.next().await) }).await
+        })
+        .unwrap();
+    assert!(r.unwrap().unwrap_err().is_timeout());
+    assert_eq!(format!("{fut:?}"), "<Future pending>");
+    lp.close().unwrap();
+}
+
+#[test]
+fn a_failed_gather_nobody_awaited_reports_its_error() {
+    // conformance: K1, F3
+    // asyncio's _done_callback retrieves the child's error and sets it on
+    // the outer future; an outer future nobody awaits logs
+    // "_GatheringFuture exception was never retrieved" when it goes. A
+    // gather that is awaited retrieves it and reports nothing.
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
+            let e = ctx.error.as_ref().map(|e| e.to_string());
+            r.borrow_mut().push((ctx.message.clone(), e))
+        },
+    ));
+    lp.run_until_complete(async {
+        let g = gather(vec![fail_after(0.0, "awaited")]);
+        assert_eq!(g.await.unwrap_err().to_string(), "awaited");
+        let g = gather(vec![fail_after(0.0, "dropped")]);
+        for _ in 0..5 {
+            sleep(0.0).await?;
+        }
+        assert!(g.done());
+        drop(g);
+        Ok(())
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let got = reports.borrow().clone();
+    assert_eq!(
+        got,
+        vec![(
+            "_GatheringFuture exception was never retrieved".to_string(),
+            Some("dropped".to_string())
+        )]
+    );
+}
+
+#[test]
+fn a_group_child_failing_after_its_parent_finished_is_reported_as_itself() {
+    // conformance: K7
+    // asyncio's _on_task_done: 'Task <child> has errored out but its parent
+    // task <parent> is already completed', with the failing child as the
+    // context's task.
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
+            r.borrow_mut().push((ctx.message.clone(), ctx.task.clone()))
+        },
+    ));
+    let child = Rc::new(RefCell::new(None));
+    let slot = child.clone();
+    lp.run_until_complete(async move {
+        let parent = tulip::create_task_named(
+            async move {
+                use std::future::Future as _;
+                let mut group = Box::pin(TaskGroup::run(|tg| async move {
+                    *slot.borrow_mut() = Some(tg.create_task_named(
+                        async {
+                            let _ = sleep(10.0).await; // swallows the cancel
+                            sleep(0.01).await?;
+                            Err::<(), _>(Error::msg("late"))
+                        },
+                        "the-child",
+                    )?);
+                    sleep(10.0).await
+                }));
+                std::future::poll_fn(|cx| {
+                    assert!(group.as_mut().poll(cx).is_pending());
+                    std::task::Poll::Ready(())
+                })
+                .await;
+                sleep(0.0).await?;
+                drop(group);
+                Ok(())
+            },
+            "the-parent",
+        )?;
+        parent.wait_done().await?;
+        let child = child.borrow().clone().unwrap();
+        child.wait_done().await?;
+        for _ in 0..3 {
+            sleep(0.0).await?; // the group's done callback runs
+        }
+        Ok(())
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let got = reports.borrow().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (message, task) = &got[0];
+    assert!(
+        message.contains("the-child") && message.contains("the-parent"),
+        "{message}"
+    );
+    assert!(
+        task.as_deref().unwrap_or("").contains("the-child"),
+        "{task:?}"
+    );
+}
