@@ -30,7 +30,7 @@ use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::event_loop::get_running_loop;
-use crate::events::TimerHandle;
+use crate::events::CancelTimer;
 use crate::futures::Future;
 use crate::tasks::Task;
 
@@ -112,17 +112,6 @@ struct Finish<T> {
 impl<T> Drop for Finish<T> {
     fn drop(&mut self) {
         self.race.finished(self.index, self.outcome.take());
-    }
-}
-
-/// Cancels the delay's timer when the wait for it ends, however it ends.
-struct CancelTimer(Option<TimerHandle>);
-
-impl Drop for CancelTimer {
-    fn drop(&mut self) {
-        if let Some(t) = &self.0 {
-            t.cancel();
-        }
     }
 }
 

@@ -345,3 +345,33 @@ fn run_coroutine_threadsafe_whose_maker_panics_fails_the_concurrent_future() {
     handle.stop().unwrap();
     t.join().unwrap();
 }
+
+// conformance: H2
+#[test]
+fn a_dropped_shutdown_default_executor_leaves_no_timer_behind() {
+    // asyncio waits for the join inside `async with timeout(timeout)`,
+    // whose timer goes when the coroutine ends, however it ends. A dropped
+    // wait must not leave its timer in the heap, to fail the join's future
+    // later with a Timeout nobody retrieves.
+    tulip::run(async {
+        use std::future::Future as _;
+        let lp = tulip::get_running_loop()?;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        // The default pool's one job blocks until released.
+        let job = lp.run_in_executor(None, move || rx.recv_timeout(Duration::from_secs(5)))?;
+        let mut shutdown = Box::pin(lp.shutdown_default_executor(Some(1000.0)));
+        std::future::poll_fn(|cx| {
+            assert!(shutdown.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        assert_eq!(lp.scheduled_timer_count(), 1, "the timeout's timer");
+        drop(shutdown);
+        tulip::sleep(0.0).await?; // a cancelled timer leaves the heap
+        assert_eq!(lp.scheduled_timer_count(), 0);
+        tx.send(()).unwrap();
+        job.wait_done().await;
+        Ok(())
+    })
+    .unwrap();
+}
