@@ -432,8 +432,9 @@ where
     F: FnOnce() -> T + Send + 'static,
 {
     let fut = get_running_loop()?.run_in_executor(None, f)?;
-    fut.wait_done().await;
-    fut.take_result()
+    // A cancel that comes after the job's result is raised here, as at
+    // asyncio's `await loop.run_in_executor(...)`.
+    fut.take_when_done().await
 }
 
 // ===== run_coroutine_threadsafe =====

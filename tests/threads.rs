@@ -375,3 +375,50 @@ fn a_dropped_shutdown_default_executor_leaves_no_timer_behind() {
     })
     .unwrap();
 }
+
+// conformance: H2
+#[test]
+fn to_thread_cancelled_after_its_job_finished_raises_at_that_await() {
+    // asyncio's `to_thread` is `await loop.run_in_executor(...)`: a cancel
+    // that arrives once the job's result is in, but before the task ran,
+    // is thrown in at that await, so the task never sees the result and
+    // runs nothing past it.
+    let lp = EventLoop::new().unwrap();
+    let after = std::rc::Rc::new(std::cell::Cell::new(false));
+    let a = after.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let task = lp
+        .create_task(async move {
+            let v = to_thread(move || rx.recv_timeout(Duration::from_secs(5))).await?;
+            a.set(true); // asyncio never gets here
+            Ok(v.is_ok())
+        })
+        .unwrap();
+    let iterate = |lp: &EventLoop| {
+        lp.stop();
+        lp.run_forever().unwrap();
+    };
+    iterate(&lp); // the task submits the job and waits
+    tx.send(()).unwrap();
+    // Run until the job's result has come back, which schedules the task.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lp.ready_count() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the job's result never came back"
+        );
+        iterate(&lp);
+    }
+    assert!(!task.done());
+    task.cancel();
+    while !task.done() {
+        assert!(Instant::now() < deadline, "the task never ended");
+        iterate(&lp);
+    }
+    assert!(task.cancelled());
+    assert!(
+        !after.get(),
+        "to_thread returned its result to a cancelled task"
+    );
+    lp.close().unwrap();
+}
