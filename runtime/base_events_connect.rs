@@ -30,6 +30,9 @@
 //! - At most one socket comes out of the attempts; every other socket an
 //!   attempt opened is closed before `create_connection` returns (or, if
 //!   its future is dropped, once the cancelled attempts run).
+//! - A transport that `create_connection` made but does not return (the
+//!   wait for `connection_made` failed, was cancelled, or was dropped) is
+//!   closed.
 //! - The error of a failed `create_connection` holds every address's OS
 //!   error (asyncio's combined `OSError`), or all of them as a group with
 //!   `all_errors`; a cancel of the caller stays `Cancelled`.
@@ -645,10 +648,12 @@ impl EventLoop {
             Some(waiter.clone()),
             None,
         )?;
-        if let Err(e) = waiter.await {
-            transport.close();
-            return Err(e);
-        }
+        // asyncio's `except: transport.close(); raise`, also when this
+        // future is dropped at the await: the transport is registered with
+        // the loop, and would otherwise serve a connection nobody holds.
+        let close = CloseUnlessConnected(&transport);
+        waiter.await?;
+        std::mem::forget(close);
         Ok((transport, protocol))
     }
 
@@ -723,6 +728,16 @@ impl EventLoop {
         let s = self.sock_connect_unix(path).await?;
         self.create_connection_buffered_sock(protocol_factory, s.into())
             .await
+    }
+}
+
+/// Closes the transport of a `connection_transport` that did not return it
+/// (its wait failed, was cancelled, or was dropped).
+struct CloseUnlessConnected<'a>(&'a Rc<SocketTransport>);
+
+impl Drop for CloseUnlessConnected<'_> {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 

@@ -28,6 +28,9 @@
 //!   exception handler, and the endpoint reads on in the next iteration
 //!   (asyncio's selector reports the socket again): datagrams already
 //!   queued are not left waiting for a new edge.
+//! - An endpoint that `create_datagram_endpoint` made but does not return
+//!   (the wait for `connection_made` failed, was cancelled, or was
+//!   dropped) is closed.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -333,11 +336,23 @@ impl EventLoop {
             remote,
             Some(waiter.clone()),
         )?;
-        if let Err(e) = waiter.await {
-            t.close();
-            return Err(e);
-        }
+        // asyncio's `except: transport.close(); raise`, also when this
+        // future is dropped at the await: the endpoint is registered with
+        // the loop, and would otherwise stay bound with nobody holding it.
+        let close = CloseUnlessMade(&t);
+        waiter.await?;
+        std::mem::forget(close);
         Ok((t, protocol))
+    }
+}
+
+/// Closes the transport of a `make_datagram_transport` that did not return
+/// it (its wait failed, was cancelled, or was dropped).
+struct CloseUnlessMade<'a>(&'a Rc<DatagramSocketTransport>);
+
+impl Drop for CloseUnlessMade<'_> {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 

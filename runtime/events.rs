@@ -461,6 +461,19 @@ impl fmt::Debug for TimerHandle {
     }
 }
 
+/// Cancels a timer when dropped: the timer of a wait goes with the wait
+/// however it ends, a drop of the waiting future included (asyncio's
+/// `finally: handle.cancel()`, or a `timeout` scope's exit).
+pub(crate) struct CancelTimer(pub(crate) Option<TimerHandle>);
+
+impl Drop for CancelTimer {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            t.cancel();
+        }
+    }
+}
+
 /// A delay given to `call_later`/`sleep`: seconds as `f64`, or a `Duration`.
 pub trait Delay: Copy {
     /// The delay in seconds (may be negative or NaN; callers check).

@@ -428,8 +428,15 @@ impl Drop for ForgetOnDrop {
 impl<T: 'static> Future<T> {
     /// Waits until done and moves the result out (for non-`Clone` results
     /// with a single reader).
+    ///
+    /// Raises a cancel that reached the task once the future was done but
+    /// before the task ran (the future could not be cancelled any more),
+    /// as asyncio's `await fut` does: the task never sees the result.
     pub(crate) async fn take_when_done(&self) -> Result<T> {
         self.wait_done().await;
+        if let Some(err) = crate::tasks::take_throw() {
+            return Err(err);
+        }
         self.take_result()
     }
 }

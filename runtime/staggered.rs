@@ -20,7 +20,8 @@
 //! - There is at most one winner; a second success (two attempts finishing
 //!   in the same iteration) is dropped, which closes what it holds.
 //! - When `staggered_race` returns, or its future is dropped, no attempt
-//!   is left running: they are cancelled (and, on return, awaited).
+//!   is left running: they are cancelled (and, on return, awaited); nor is
+//!   the delay's timer left in the loop.
 //! - No `RefCell` borrow is held while a future is completed.
 
 use std::cell::{Cell, RefCell};
@@ -29,6 +30,7 @@ use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::event_loop::get_running_loop;
+use crate::events::CancelTimer;
 use crate::futures::Future;
 use crate::tasks::Task;
 
@@ -229,10 +231,11 @@ where
                 }
                 None => None,
             };
+            // Cancelled however the wait ends, a drop of the race included
+            // (asyncio's `wait_for` takes its timer with it).
+            let timer = CancelTimer(timer);
             let woken = wake.await;
-            if let Some(t) = timer {
-                t.cancel();
-            }
+            drop(timer);
             woken?;
         }
         // Every attempt has started: wait for a winner, or for all to fail.

@@ -41,6 +41,7 @@ use slab::Slab;
 
 use crate::error::{panic_message, Error, Result};
 use crate::event_loop::{get_running_loop, EventLoop, Interrupt, LoopRef};
+use crate::events::CancelTimer;
 use crate::futures::Future;
 use crate::tasks::TaskRef;
 use crate::threadsafe::LoopHandle;
@@ -385,10 +386,12 @@ impl EventLoop {
             }
             None => None,
         };
+        // Cancelled however the wait ends, a drop included (asyncio's
+        // `async with timeout(timeout)` exits then too): a timer left behind
+        // would fail the join's future later with a Timeout nobody takes.
+        let timer = CancelTimer(timer);
         let res = fut.clone().await;
-        if let Some(t) = timer {
-            t.cancel();
-        }
+        drop(timer);
         match res {
             Err(Error::Timeout) => {
                 eprintln!(
@@ -429,8 +432,9 @@ where
     F: FnOnce() -> T + Send + 'static,
 {
     let fut = get_running_loop()?.run_in_executor(None, f)?;
-    fut.wait_done().await;
-    fut.take_result()
+    // A cancel that comes after the job's result is raised here, as at
+    // asyncio's `await loop.run_in_executor(...)`.
+    fut.take_when_done().await
 }
 
 // ===== run_coroutine_threadsafe =====

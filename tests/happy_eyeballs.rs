@@ -428,3 +428,36 @@ fn local_addr_skips_addresses_of_the_other_family() {
         Ok(())
     });
 }
+
+#[test]
+fn a_dropped_race_leaves_no_delay_timer_behind() {
+    // asyncio's race waits for the delay with `wait_for(..., delay)`, whose
+    // timer goes with the race however it ends; a dropped race must not
+    // leave its delay timer in the loop's heap.
+    let _serial = serial();
+    // Not under run_bounded: its watchdog would sit at the heap's head, and
+    // a cancelled timer behind it stays counted until it gets there.
+    tulip::run(async {
+        use std::future::Future as _;
+        let lp = tulip::get_running_loop()?;
+        let never: tulip::Future<u32> = lp.create_future();
+        let attempts = (0..2).map(|_| {
+            let never = never.clone();
+            move || never
+        });
+        let mut race = Box::pin(staggered_race(attempts, Some(1000.0)));
+        std::future::poll_fn(|cx| {
+            assert!(race.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        assert_eq!(lp.scheduled_timer_count(), 1, "the delay's timer");
+        drop(race);
+        for _ in 0..3 {
+            tulip::sleep(0.0).await?; // the attempts' cancels run; timers are swept
+        }
+        assert_eq!(lp.scheduled_timer_count(), 0);
+        Ok(())
+    })
+    .unwrap();
+}

@@ -345,3 +345,80 @@ fn run_coroutine_threadsafe_whose_maker_panics_fails_the_concurrent_future() {
     handle.stop().unwrap();
     t.join().unwrap();
 }
+
+// conformance: H2
+#[test]
+fn a_dropped_shutdown_default_executor_leaves_no_timer_behind() {
+    // asyncio waits for the join inside `async with timeout(timeout)`,
+    // whose timer goes when the coroutine ends, however it ends. A dropped
+    // wait must not leave its timer in the heap, to fail the join's future
+    // later with a Timeout nobody retrieves.
+    tulip::run(async {
+        use std::future::Future as _;
+        let lp = tulip::get_running_loop()?;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        // The default pool's one job blocks until released.
+        let job = lp.run_in_executor(None, move || rx.recv_timeout(Duration::from_secs(5)))?;
+        let mut shutdown = Box::pin(lp.shutdown_default_executor(Some(1000.0)));
+        std::future::poll_fn(|cx| {
+            assert!(shutdown.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        assert_eq!(lp.scheduled_timer_count(), 1, "the timeout's timer");
+        drop(shutdown);
+        tulip::sleep(0.0).await?; // a cancelled timer leaves the heap
+        assert_eq!(lp.scheduled_timer_count(), 0);
+        tx.send(()).unwrap();
+        job.wait_done().await;
+        Ok(())
+    })
+    .unwrap();
+}
+
+// conformance: H2
+#[test]
+fn to_thread_cancelled_after_its_job_finished_raises_at_that_await() {
+    // asyncio's `to_thread` is `await loop.run_in_executor(...)`: a cancel
+    // that arrives once the job's result is in, but before the task ran,
+    // is thrown in at that await, so the task never sees the result and
+    // runs nothing past it.
+    let lp = EventLoop::new().unwrap();
+    let after = std::rc::Rc::new(std::cell::Cell::new(false));
+    let a = after.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let task = lp
+        .create_task(async move {
+            let v = to_thread(move || rx.recv_timeout(Duration::from_secs(5))).await?;
+            a.set(true); // asyncio never gets here
+            Ok(v.is_ok())
+        })
+        .unwrap();
+    let iterate = |lp: &EventLoop| {
+        lp.stop();
+        lp.run_forever().unwrap();
+    };
+    iterate(&lp); // the task submits the job and waits
+    tx.send(()).unwrap();
+    // Run until the job's result has come back, which schedules the task.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lp.ready_count() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the job's result never came back"
+        );
+        iterate(&lp);
+    }
+    assert!(!task.done());
+    task.cancel();
+    while !task.done() {
+        assert!(Instant::now() < deadline, "the task never ended");
+        iterate(&lp);
+    }
+    assert!(task.cancelled());
+    assert!(
+        !after.get(),
+        "to_thread returned its result to a cancelled task"
+    );
+    lp.close().unwrap();
+}

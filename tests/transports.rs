@@ -1398,3 +1398,36 @@ fn a_datagram_endpoint_refuses_local_and_remote_addresses_of_two_families() {
         Ok(())
     });
 }
+
+/// Polls `fut` once by hand (inside the running task), so it suspends at
+/// its first await, and gives it back to be dropped.
+async fn poll_once<F: std::future::Future>(fut: F) -> std::pin::Pin<Box<F>> {
+    let mut fut = Box::pin(fut);
+    std::future::poll_fn(|cx| {
+        assert!(fut.as_mut().poll(cx).is_pending());
+        std::task::Poll::Ready(())
+    })
+    .await;
+    fut
+}
+
+#[test]
+fn a_create_connection_dropped_before_connection_made_closes_its_transport() {
+    // asyncio's `_create_connection_transport`: `except: transport.close();
+    // raise` around `await waiter`. A dropped create_connection must not
+    // leave a live transport (its reader registered, the peer connected)
+    // that nobody holds.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (ours, peer) = std::os::unix::net::UnixStream::pair()?;
+        peer.set_nonblocking(true)?;
+        let fd = ours.as_raw_fd();
+        let connecting = poll_once(lp.create_connection_sock(Recorder::new, ours.into())).await;
+        drop(connecting);
+        // The peer sees the connection closed, and nothing is left registered.
+        let got = tulip::timeout(2.0).run(lp.sock_recv(&peer, 10)).await?;
+        assert!(got.is_empty(), "the peer saw EOF");
+        assert!(!lp.has_reader(fd));
+        Ok(())
+    });
+}

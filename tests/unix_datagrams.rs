@@ -509,3 +509,41 @@ fn a_send_error_in_the_writer_leaves_the_rest_of_the_queue_to_be_sent() {
         Ok(())
     });
 }
+
+#[test]
+fn an_endpoint_dropped_before_connection_made_closes_its_socket() {
+    // asyncio's `create_datagram_endpoint`: `except: transport.close();
+    // raise` around `await waiter`. A dropped one must not leave a live
+    // endpoint (its reader registered, its socket bound) that nobody holds.
+    run_bounded(5.0, async {
+        use std::future::Future as _;
+        let dir = TempDir::new("dgram-dropped");
+        let path = dir.path("dropped.sock");
+        let lp = tulip::get_running_loop()?;
+        let mut making = Box::pin(lp.create_unix_datagram_endpoint(
+            || Rc::new(Client::default()),
+            Some(&path),
+            None,
+        ));
+        std::future::poll_fn(|cx| {
+            assert!(making.as_mut().poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        drop(making);
+        let sender = UnixDatagram::unbound().map_err(Error::from)?;
+        let mut refused = false;
+        for _ in 0..100 {
+            tulip::sleep(0.001).await?;
+            match sender.send_to(b"anyone?", &path) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    refused = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert!(refused, "the dropped endpoint's socket is still open");
+        Ok(())
+    });
+}
