@@ -26,6 +26,9 @@
 //!   `KeyboardInterrupt`, raised by the callback or by the exception handler
 //!   it went to, which ends `run_forever` with [`Error::Interrupted`] and
 //!   leaves the loop reusable (L7).
+//! - Reporting never unwinds: a custom exception handler that panics falls
+//!   back to the default one, and a default one that panics (printing an
+//!   error whose `Display` panics) is reported as such on stderr.
 //! - The loop is `!Send` (it is built on `Rc`), so loop calls from another
 //!   thread are rejected at compile time; [`LoopHandle`] is the only door.
 //! - `internal_refs` counts the strong references held by the loop's own
@@ -1082,10 +1085,26 @@ impl EventLoop {
         let handler = self.inner.exception_handler.borrow().clone();
         match handler {
             None => {
-                self.default_exception_handler(context);
+                self.guarded_default_handler(context);
                 Ok(())
             }
             Some(h) => catch_unwind(AssertUnwindSafe(|| h(self, context))),
+        }
+    }
+
+    /// The default handler, as `call_exception_handler` calls it: printing
+    /// the context runs the user's `Display` of an [`Error::Other`], which
+    /// may panic. asyncio's "second protection layer" logs 'Exception in
+    /// default exception handler' instead of raising: a report never
+    /// unwinds into the code that made it (a task's `Drop`, `run_once`).
+    fn guarded_default_handler(&self, context: &ExceptionContext) {
+        if let Err(payload) =
+            catch_unwind(AssertUnwindSafe(|| self.default_exception_handler(context)))
+        {
+            eprintln!(
+                "tulip: Exception in default exception handler\nerror: {}",
+                panic_message(&*payload)
+            );
         }
     }
 
@@ -1101,7 +1120,7 @@ impl EventLoop {
             error: Some(Error::Panic(panic_message(&*payload))),
             ..Default::default()
         });
-        self.default_exception_handler(context);
+        self.guarded_default_handler(context);
     }
 
     /// The default handler: prints the context to stderr.

@@ -713,6 +713,54 @@ fn a_panicking_exception_handler_falls_back_to_the_default_one() {
     assert_eq!(called.get(), 1);
 }
 
+/// A user's error whose `Display` (and so `Debug`) panics.
+#[derive(Debug)]
+struct UnprintableError;
+
+impl std::fmt::Display for UnprintableError {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("cannot print this error");
+    }
+}
+
+impl std::error::Error for UnprintableError {}
+
+// conformance: L6
+#[test]
+fn an_error_that_panics_when_printed_does_not_take_the_default_handler_down() {
+    // asyncio's call_exception_handler protects the default handler too
+    // ('Exception in default exception handler' is logged) and never
+    // raises but SystemExit/KeyboardInterrupt; here, an unretrieved task
+    // error that cannot be printed is reported from the task's Drop, at the
+    // end of its last step, outside any callback.
+    let lp = EventLoop::new().unwrap();
+    let ctx = ExceptionContext {
+        message: "with an unprintable error".into(),
+        error: Some(Error::Other(std::sync::Arc::new(UnprintableError))),
+        ..Default::default()
+    };
+    lp.call_exception_handler(&ctx);
+    let out = lp.run_until_complete(async {
+        let t = tulip::create_task(async {
+            Err::<(), _>(Error::Other(std::sync::Arc::new(UnprintableError)))
+        })?;
+        drop(t);
+        for _ in 0..3 {
+            tulip::sleep(0.0).await?;
+        }
+        Ok(7)
+    });
+    assert_eq!(out.unwrap(), 7);
+    // A custom handler that panics falls back to the default one, which
+    // prints the context: that must not unwind either.
+    lp.set_exception_handler(Some(|_: &EventLoop, _: &ExceptionContext| {
+        panic!("the handler itself fails")
+    }));
+    lp.call_exception_handler(&ctx);
+    lp.close().unwrap();
+}
+
+// ===== L7 =====
 // ===== L7 =====
 
 // conformance: L7
