@@ -503,6 +503,82 @@ fn dropping_an_unclosed_loop_closes_its_connections() {
     assert_eq!(peer.read(&mut buf).unwrap(), 0, "EOF once the loop is gone");
 }
 
+/// A value whose `Drop` panics (unless already unwinding).
+struct PanicsOnDrop(&'static str);
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("dropping {}", self.0);
+        }
+    }
+}
+
+static PANICKY_VALUE: tulip::ContextVar<Rc<PanicsOnDrop>> = tulip::ContextVar::new("panicky");
+
+// conformance: L5, L6
+#[test]
+fn a_panicking_drop_at_close_is_reported_and_close_still_releases_everything() {
+    // asyncio's close() clears _ready and _scheduled, and the pending tasks
+    // and transports go with the collector: what a __del__ raises there is
+    // printed ("Exception ignored in ..."), and the rest is released all
+    // the same. Here each such panic is reported, and close() goes on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let (reader, writer) = lp
+        .run_until_complete(async move { tulip::open_connection("127.0.0.1", addr.port()).await })
+        .unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    let _reading = lp
+        .create_task(async move {
+            let _keep = writer;
+            reader.read(100).await
+        })
+        .unwrap();
+    // A pending task whose context holds a value that panics when dropped.
+    let _waiting = lp
+        .create_task(async {
+            PANICKY_VALUE.set(Rc::new(PanicsOnDrop("a context value")))?;
+            tulip::sleep(3600.0).await
+        })
+        .unwrap();
+    lp.run_until_complete(async { tulip::sleep(0.0).await })
+        .unwrap();
+    // A callback and a timer that never run, holding such values.
+    let (cb, timer) = (PanicsOnDrop("a callback"), PanicsOnDrop("a timer"));
+    soon(&lp, move || drop(cb));
+    let _ = lp.call_later(3600.0, move || drop(timer)).unwrap();
+    let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.close()));
+    assert!(matches!(closed, Ok(Ok(()))), "close() unwound");
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        peer.read(&mut buf).unwrap(),
+        0,
+        "EOF once the loop is closed"
+    );
+    let reports = reports.borrow();
+    let mut dropped: Vec<String> = reports
+        .iter()
+        .filter_map(|r| match &r.error {
+            Some(Error::Panic(m)) => Some(m.to_string()),
+            _ => None,
+        })
+        .collect();
+    dropped.sort();
+    assert_eq!(
+        dropped,
+        [
+            "dropping a callback",
+            "dropping a context value",
+            "dropping a timer"
+        ],
+        "{reports:?}"
+    );
+}
+
 /// A protocol that keeps its transport, as most do: the two hold each other.
 struct KeepsTransport(RefCell<Option<Rc<dyn tulip::Transport>>>);
 
