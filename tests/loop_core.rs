@@ -1318,3 +1318,53 @@ fn closing_a_runner_that_never_ran_leaves_it_usable_and_a_closed_one_refuses() {
     assert!(err.to_string().contains("closed"), "{err}");
     assert!(runner.get_loop().is_err());
 }
+
+/// Runs `f` when dropped.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+#[test]
+fn a_reader_is_dropped_after_the_loop_lets_go_of_its_registrations() {
+    // Removing or replacing a reader drops its callback, and with it what
+    // the callback captured: the user's code, whose Drop may use the loop
+    // (here: add a reader on another fd, as a RAII wrapper of a
+    // registration would). asyncio's remove_reader drops the handle with
+    // no lock held.
+    let lp = EventLoop::new().unwrap();
+    let (_tx, rx) = UnixStream::pair().unwrap();
+    let (_tx2, rx2) = UnixStream::pair().unwrap();
+    let (fd, fd2) = (rx.as_raw_fd(), rx2.as_raw_fd());
+    let guarded_reader = |what: &'static str| {
+        let (lp2, l) = (lp.clone(), log());
+        let l2 = l.clone();
+        let guard = OnDrop(move || {
+            let added = lp2.add_reader(fd2, || ());
+            push(&l2, format!("{what}: {}", added.is_ok()));
+        });
+        (
+            move || {
+                let _ = &guard;
+            },
+            l,
+        )
+    };
+    // Removed.
+    let (reader, l) = guarded_reader("removed");
+    lp.add_reader(fd, reader).unwrap();
+    assert!(lp.remove_reader(fd).unwrap());
+    assert_eq!(entries(&l), ["removed: true"]);
+    assert!(lp.remove_reader(fd2).unwrap());
+    // Replaced by another reader.
+    let (reader, l) = guarded_reader("replaced");
+    lp.add_reader(fd, reader).unwrap();
+    lp.add_reader(fd, || ()).unwrap();
+    assert_eq!(entries(&l), ["replaced: true"]);
+    assert!(lp.remove_reader(fd).unwrap());
+    assert!(lp.remove_reader(fd2).unwrap());
+    lp.close().unwrap();
+}
