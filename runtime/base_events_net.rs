@@ -40,6 +40,10 @@
 //!   ENOMEM) stops accepting on that socket for [`ACCEPT_RETRY_DELAY`]
 //!   instead of spinning; other accept errors are reported and the server
 //!   keeps serving (N4).
+//! - A protocol factory that panics costs its connection alone: the panic
+//!   is reported, the accepted socket closed, and the server accepts on
+//!   (also after an [`Interrupt`], in the next run: an edge is reported
+//!   once).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -48,13 +52,14 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 
 use slab::Slab;
 
-use crate::error::{bind_error, Error, Result};
-use crate::event_loop::{EventLoop, ExceptionContext, LoopRef};
+use crate::error::{bind_error, panic_message, Error, Result};
+use crate::event_loop::{EventLoop, ExceptionContext, Interrupt, LoopRef};
 use crate::futures::Future;
 use crate::protocols::{BufferedProtocol, Protocol};
 use crate::selector_events::{SocketTransport, StreamProtocol, StreamSocket};
@@ -736,6 +741,7 @@ fn add_accept_reader(inner: &Rc<ServerInner>, l: &Rc<Listener>) -> Result<()> {
 
 /// asyncio's `_accept_connection`: accept until `WouldBlock`.
 fn accept_connection(inner: &Rc<ServerInner>, l: &Rc<Listener>) {
+    let _rearm = AcceptAgainOnUnwind(inner, l);
     for _ in 0..MAX_ACCEPTS_PER_EDGE {
         if inner.sockets.borrow().is_none() {
             return;
@@ -754,7 +760,13 @@ fn accept_connection(inner: &Rc<ServerInner>, l: &Rc<Listener>) {
         accept_connection2(inner, sock, peername);
     }
     // More may be waiting: continue on the next iteration (an edge was
-    // consumed). Weak: a `close` meanwhile closes the socket at once.
+    // consumed).
+    accept_soon(inner, l);
+}
+
+/// Accepts on in the next iteration, without waiting for a new edge. Weak:
+/// a `close` meanwhile closes the socket at once.
+fn accept_soon(inner: &Rc<ServerInner>, l: &Rc<Listener>) {
     let server = inner.clone();
     let listener = Rc::downgrade(l);
     let _ = inner.lp.call_soon(move || {
@@ -762,6 +774,20 @@ fn accept_connection(inner: &Rc<ServerInner>, l: &Rc<Listener>) {
             accept_connection(&server, &l);
         }
     });
+}
+
+/// The run ends ([`Interrupt`]) in the middle of an accept edge:
+/// asyncio's level-triggered selector would report the listener again for
+/// the connections still queued; an edge is reported once, so this
+/// schedules the next accept itself.
+struct AcceptAgainOnUnwind<'a>(&'a Rc<ServerInner>, &'a Rc<Listener>);
+
+impl Drop for AcceptAgainOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            accept_soon(self.0, self.1);
+        }
+    }
 }
 
 fn accept_error(inner: &Rc<ServerInner>, l: &Rc<Listener>, e: io::Error) {
@@ -811,7 +837,23 @@ fn accept_connection2(inner: &Rc<ServerInner>, sock: StreamSocket, peername: Ext
             return;
         }
     }
-    let protocol = (inner.factory)();
+    // asyncio makes the protocol in `_accept_connection2`'s `try:`: what
+    // the factory raises costs this connection alone (its socket is
+    // dropped, so closed) and is reported; the server accepts on.
+    let protocol = match catch_unwind(AssertUnwindSafe(|| (inner.factory)())) {
+        Ok(p) => p,
+        Err(payload) => {
+            if payload.is::<Interrupt>() {
+                resume_unwind(payload);
+            }
+            inner.lp.call_exception_handler(&ExceptionContext {
+                message: "Error on transport creation for incoming connection".into(),
+                error: Some(Error::Panic(panic_message(&*payload))),
+                ..Default::default()
+            });
+            return;
+        }
+    };
     let transport =
         match SocketTransport::with_protocol(&inner.lp, sock, protocol, None, Some(peername)) {
             Ok(t) => t,

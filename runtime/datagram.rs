@@ -31,6 +31,10 @@
 //! - An endpoint that `create_datagram_endpoint` made but does not return
 //!   (the wait for `connection_made` failed, was cancelled, or was
 //!   dropped) is closed.
+//! - A panicking `pause_writing`/`resume_writing` is reported and the
+//!   endpoint goes on (asyncio's `_maybe_pause_protocol`): `sendto` does
+//!   not unwind, and a closing endpoint still flushes and loses its
+//!   connection.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -39,11 +43,12 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::rc::{Rc, Weak};
 
-use crate::error::{os_error_with_context, Error, Result};
-use crate::event_loop::EventLoop;
+use crate::error::{os_error_with_context, panic_message, Error, Result};
+use crate::event_loop::{EventLoop, ExceptionContext, Interrupt};
 use crate::futures::Future;
 use crate::protocols::DatagramProtocol;
 use crate::reactor::Side;
@@ -487,6 +492,27 @@ impl DatagramSocketTransport {
         }
     }
 
+    /// Calls a flow-control method of the protocol; a panic is reported
+    /// and the endpoint goes on (asyncio's `_maybe_pause_protocol` and
+    /// `_maybe_resume_protocol`), so that it never unwinds through
+    /// `sendto`, nor out of the writer before a closing endpoint's
+    /// `connection_lost`. `Interrupt` (Ctrl-C) goes on unwinding.
+    fn flow_call(&self, what: &str, f: fn(&dyn DatagramProtocol)) {
+        let Some(p) = self.base.protocol() else {
+            return;
+        };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(&*p))) {
+            if payload.is::<Interrupt>() {
+                std::panic::resume_unwind(payload);
+            }
+            self.base.lp.call_exception_handler(&ExceptionContext {
+                message: format!("protocol.{what}() failed"),
+                error: Some(Error::Panic(panic_message(&*payload))),
+                ..Default::default()
+            });
+        }
+    }
+
     fn write_ready(&self) {
         loop {
             let front = self.buffer.borrow_mut().pop_front();
@@ -517,9 +543,7 @@ impl DatagramSocketTransport {
         let mut l = self.limits.get();
         if l.maybe_resume(self.buffer_size.get()) {
             self.limits.set(l);
-            if let Some(p) = self.base.protocol() {
-                p.resume_writing();
-            }
+            self.flow_call("resume_writing", |p| p.resume_writing());
         }
         // What the kernel refused waits for the next edge, and
         // resume_writing may have queued a datagram (its `sendto` found the
@@ -669,9 +693,7 @@ impl DatagramTransport for DatagramSocketTransport {
         let mut l = self.limits.get();
         if l.maybe_pause(self.buffer_size.get()) {
             self.limits.set(l);
-            if let Some(p) = self.base.protocol() {
-                p.pause_writing();
-            }
+            self.flow_call("pause_writing", |p| p.pause_writing());
         }
         Ok(())
     }

@@ -26,6 +26,12 @@
 //!   `KeyboardInterrupt`, raised by the callback or by the exception handler
 //!   it went to, which ends `run_forever` with [`Error::Interrupted`] and
 //!   leaves the loop reusable (L7).
+//! - Reporting never unwinds: a custom exception handler that panics falls
+//!   back to the default one, and a default one that panics (printing an
+//!   error whose `Display` panics) is reported as such on stderr.
+//! - `close()` always finishes: a panic in the `Drop` of something it
+//!   drops (a callback's closure, a task's context, a protocol) is
+//!   reported, and the rest is still dropped and released.
 //! - The loop is `!Send` (it is built on `Rc`), so loop calls from another
 //!   thread are rejected at compile time; [`LoopHandle`] is the only door.
 //! - `internal_refs` counts the strong references held by the loop's own
@@ -647,9 +653,13 @@ impl EventLoop {
             return Ok(());
         }
         self.inner.shared.closed.store(true, Ordering::Release);
+        // What is dropped from here on may hold the user's values, whose
+        // `Drop` may panic: each drop is guarded (`at_close`), so that one
+        // panic neither ends the closing half-way nor, with a second one in
+        // the same container, aborts.
         let hooks = std::mem::take(&mut *self.inner.on_close.borrow_mut());
         for hook in hooks.into_iter().rev() {
-            hook();
+            self.at_close(hook);
         }
         // Take everything out first, drop it after the borrows end: dropping
         // tasks and futures may call the exception handler.
@@ -659,28 +669,58 @@ impl EventLoop {
         let tasks: Vec<_> = self.inner.tasks.borrow_mut().drain().collect();
         let remote: Vec<_> = self.inner.shared.rx.try_iter().collect();
         let ext = std::mem::take(&mut *self.inner.extensions.borrow_mut());
-        for entry in &ready {
-            entry.discard();
+        for entry in ready {
+            self.at_close(|| {
+                entry.discard();
+                drop(entry);
+            });
         }
-        drop(ready);
-        drop(timers);
-        drop(regs);
-        drop(remote);
+        for timer in timers.into_vec() {
+            self.at_close(|| drop(timer));
+        }
+        for reg in regs {
+            self.at_close(|| drop(reg));
+        }
+        for msg in remote {
+            self.at_close(|| drop(msg));
+        }
         for t in &tasks {
             t.destroyed_pending();
         }
-        drop(tasks);
-        drop(ext);
+        for t in tasks {
+            self.at_close(|| drop(t));
+        }
+        for e in ext {
+            self.at_close(|| drop(e));
+        }
         let fds = std::mem::take(&mut *self.inner.transports.borrow_mut());
         drop(fds);
         // Transports still open now have no loop to run on: release them.
         let open = std::mem::take(&mut *self.inner.until_close.borrow_mut());
         for (_, resource) in open {
             if let Some(r) = resource.upgrade() {
-                r.loop_closed();
+                self.at_close(|| {
+                    r.loop_closed();
+                    drop(r);
+                });
             }
         }
         Ok(())
+    }
+
+    /// Runs a step of [`close`](EventLoop::close) that drops what the
+    /// user gave the loop: a panic in a `Drop` there is reported and
+    /// closing goes on, as CPython prints what a `__del__` raises
+    /// ("Exception ignored in ...") and carries on. There is no run to end,
+    /// so an [`Interrupt`] is reported too.
+    pub(crate) fn at_close(&self, f: impl FnOnce()) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+            self.report_ignoring_interrupt(&ExceptionContext {
+                message: "Exception ignored while closing the event loop".into(),
+                error: Some(Error::Panic(panic_message(&*payload))),
+                ..Default::default()
+            });
+        }
     }
 
     /// Puts `resource` on the list of what [`close`](EventLoop::close)
@@ -1082,10 +1122,26 @@ impl EventLoop {
         let handler = self.inner.exception_handler.borrow().clone();
         match handler {
             None => {
-                self.default_exception_handler(context);
+                self.guarded_default_handler(context);
                 Ok(())
             }
             Some(h) => catch_unwind(AssertUnwindSafe(|| h(self, context))),
+        }
+    }
+
+    /// The default handler, as `call_exception_handler` calls it: printing
+    /// the context runs the user's `Display` of an [`Error::Other`], which
+    /// may panic. asyncio's "second protection layer" logs 'Exception in
+    /// default exception handler' instead of raising: a report never
+    /// unwinds into the code that made it (a task's `Drop`, `run_once`).
+    fn guarded_default_handler(&self, context: &ExceptionContext) {
+        if let Err(payload) =
+            catch_unwind(AssertUnwindSafe(|| self.default_exception_handler(context)))
+        {
+            eprintln!(
+                "tulip: Exception in default exception handler\nerror: {}",
+                panic_message(&*payload)
+            );
         }
     }
 
@@ -1101,7 +1157,7 @@ impl EventLoop {
             error: Some(Error::Panic(panic_message(&*payload))),
             ..Default::default()
         });
-        self.default_exception_handler(context);
+        self.guarded_default_handler(context);
     }
 
     /// The default handler: prints the context to stderr.

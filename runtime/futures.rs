@@ -125,15 +125,16 @@ impl<O> Callbacks<O> {
         }
     }
 
-    fn retain(&mut self, mut keep: impl FnMut(&Callback<O>) -> bool) {
+    /// Takes out the first callback `hit` picks, in order.
+    fn remove_first(&mut self, hit: impl Fn(&Callback<O>) -> bool) -> Option<Callback<O>> {
         match self {
-            Callbacks::None => {}
-            Callbacks::One(cb) => {
-                if !keep(cb) {
-                    *self = Callbacks::None;
-                }
-            }
-            Callbacks::Many(all) => all.retain(keep),
+            Callbacks::None => None,
+            Callbacks::One(cb) if hit(cb) => match std::mem::replace(self, Callbacks::None) {
+                Callbacks::One(cb) => Some(cb),
+                _ => unreachable!("matched One above"),
+            },
+            Callbacks::One(_) => None,
+            Callbacks::Many(all) => all.iter().position(hit).map(|i| all.remove(i)),
         }
     }
 
@@ -336,13 +337,24 @@ impl<T, O: Owner> FutureCore<T, O> {
     }
 
     pub(crate) fn remove_done_callback(&self, id: CallbackId) -> usize {
-        let mut cbs = self.callbacks.borrow_mut();
-        let before = cbs.len();
-        cbs.retain(|cb| match cb {
-            Callback::Call(i, _) | Callback::Hook(i, _) => *i != id,
-            Callback::Wake(_) | Callback::Notify(..) => true,
-        });
-        before - cbs.len()
+        let hit = |cb: &Callback<O>| match cb {
+            Callback::Call(i, _) | Callback::Hook(i, _) => *i == id,
+            Callback::Wake(_) | Callback::Notify(..) => false,
+        };
+        let mut removed = 0;
+        loop {
+            // Dropped once the borrow has ended: dropping a callback runs
+            // the Drop of what it captured, the user's code, which may use
+            // this future.
+            let cb = self.callbacks.borrow_mut().remove_first(hit);
+            match cb {
+                Some(cb) => {
+                    drop(cb);
+                    removed += 1;
+                }
+                None => return removed,
+            }
+        }
     }
 
     /// Registers a task's waker, replacing an earlier registration of the

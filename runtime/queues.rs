@@ -17,11 +17,15 @@
 //! - After `shutdown()` every put fails with `QueueShutDown`; gets fail once
 //!   the queue is empty. `shutdown(true)` also drains the queue (Q2).
 //! - No `RefCell` borrow is held while a waiter's result is set.
+//! - `shutdown(true)` completes before the drained items are dropped: an
+//!   item whose `Drop` panics leaves the queue empty, shut down, with its
+//!   waiters woken (the panic goes on to the caller).
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
@@ -393,13 +397,19 @@ impl<S: Storage> QueueBase<S> {
     pub fn shutdown(&self, immediate: bool) {
         let q = &*self.inner;
         q.is_shutdown.set(true);
+        // The drained items are dropped last, once the queue is shut down
+        // and its waiters woken: an item's `Drop` is the user's code, and
+        // one that panics must not leave the queue half shut down (asyncio
+        // only prints what a `__del__` raises). Each is dropped on its own,
+        // and the first panic goes on to the caller after all of them.
+        let mut drained = Vec::new();
         if immediate {
             loop {
                 let item = q.items.borrow_mut().get();
-                if item.is_none() {
+                let Some(item) = item else {
                     break;
-                }
-                drop(item);
+                };
+                drained.push(item);
                 if q.unfinished.get() > 0 {
                     q.unfinished.set(q.unfinished.get() - 1);
                 }
@@ -415,6 +425,15 @@ impl<S: Storage> QueueBase<S> {
                     let _ = w.set_result(());
                 }
             }
+        }
+        let mut first_panic = None;
+        for item in drained {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(item))) {
+                first_panic.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = first_panic {
+            resume_unwind(payload);
         }
     }
 }

@@ -23,7 +23,9 @@
 //!   An fd with neither is deregistered and its slab slot freed.
 //! - The reactor never runs a callback: `poll` (asyncio's `_process_events`)
 //!   only pushes the handles onto the ready queue, as asyncio's
-//!   `_add_callback` does.
+//!   `_add_callback` does. Nor does it drop one: a removed or replaced
+//!   handle is handed back and dropped (with the user's closure) once the
+//!   reactor is no longer borrowed.
 //! - `Token(WAKER_TOKEN)` is reserved for the cross-thread [`mio::Waker`].
 //! - The public `add_reader`/`add_writer`/`remove_reader`/`remove_writer`
 //!   (and the `_edge` adders) never touch the fd of a socket transport that
@@ -120,13 +122,17 @@ impl Reactor {
     /// Sets the reader or writer of `fd`, replacing (and cancelling) an old one.
     /// A registration epoll has forgotten (its file was closed without
     /// `remove`, the number reused) is dropped whole and `fd` registered afresh.
+    ///
+    /// Returns the handles it let go of, for the caller to drop once the
+    /// reactor is no longer borrowed: dropping one drops the user's closure.
     pub(crate) fn add(
         &mut self,
         fd: RawFd,
         side: Side,
         mut handle: Handle,
         trigger: Trigger,
-    ) -> io::Result<()> {
+    ) -> io::Result<[Option<Handle>; 2]> {
+        let mut released = [None, None];
         if let Some(&key) = self.by_fd.get(&fd) {
             let reg = &mut self.regs[key];
             let old = match side {
@@ -146,10 +152,10 @@ impl Reactor {
                 .reregister(&mut SourceFd(&fd), Token(key), interest);
             match res {
                 Ok(()) => {
-                    if let Some(old) = old {
+                    if let Some(old) = &old {
                         old.cancel();
                     }
-                    return Ok(());
+                    return Ok([old, None]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // epoll has forgotten `fd`: the file it was registered
@@ -163,10 +169,11 @@ impl Reactor {
                         Side::Read => (stale.reader, stale.writer),
                         Side::Write => (stale.writer, stale.reader),
                     };
-                    for h in [other, old].into_iter().flatten() {
+                    for h in [&other, &old].into_iter().flatten() {
                         h.cancel();
                     }
                     handle = new.expect("the side was just set");
+                    released = [other, old];
                 }
                 Err(e) => {
                     // Put the registration back as it was.
@@ -199,22 +206,19 @@ impl Reactor {
             .register(&mut SourceFd(&fd), Token(key), interest)?;
         entry.insert(reg);
         self.by_fd.insert(fd, key);
-        Ok(())
+        Ok(released)
     }
 
-    /// Removes the reader or writer of `fd`. Returns whether one was set.
-    pub(crate) fn remove(&mut self, fd: RawFd, side: Side) -> bool {
-        let Some(&key) = self.by_fd.get(&fd) else {
-            return false;
-        };
+    /// Removes the reader or writer of `fd`. Returns its handle if one was
+    /// set, for the caller to drop once the reactor is no longer borrowed.
+    pub(crate) fn remove(&mut self, fd: RawFd, side: Side) -> Option<Handle> {
+        let &key = self.by_fd.get(&fd)?;
         let reg = &mut self.regs[key];
         let old = match side {
             Side::Read => reg.reader.take(),
             Side::Write => reg.writer.take(),
         };
-        let Some(old) = old else {
-            return false;
-        };
+        let old = old?;
         old.cancel();
         match reg.interest() {
             Some(interest) => {
@@ -230,7 +234,7 @@ impl Reactor {
                 self.by_fd.remove(&fd);
             }
         }
-        true
+        Some(old)
     }
 
     /// Re-arms a level-triggered fd after its callback ran, so that epoll
@@ -432,11 +436,14 @@ impl EventLoop {
                 )
             }
         };
-        self.inner
+        let res = self
+            .inner
             .reactor
             .borrow_mut()
-            .add(fd, side, handle.clone(), trigger)
-            .map_err(Error::from)?;
+            .add(fd, side, handle.clone(), trigger);
+        // The replaced callback is dropped here, the reactor no longer
+        // borrowed: its Drop is the user's code, which may use the loop.
+        drop(res.map_err(Error::from)?);
         Ok(handle)
     }
 
@@ -457,7 +464,9 @@ impl EventLoop {
     /// was set.
     pub(crate) fn remove_io(&self, fd: RawFd, side: Side) -> Result<bool> {
         self.check_closed()?;
-        Ok(self.inner.reactor.borrow_mut().remove(fd, side))
+        let old = self.inner.reactor.borrow_mut().remove(fd, side);
+        // Dropped once the reactor is no longer borrowed (see `add_io`).
+        Ok(old.is_some())
     }
 
     /// asyncio's `_ensure_fd_no_transport(fd)`: fails if `fd` is the socket

@@ -584,10 +584,14 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         // CPython's collector would free these; tulip has none. The loop is
         // closed, so the task never steps again (nothing here is taken
         // out from under a running step: a closed loop does not run).
+        // Each part on its own: one whose Drop panics (a context value, a
+        // done callback's closure) is reported, and the others are still
+        // dropped (see `EventLoop::at_close`).
         let h = &self.header;
-        drop(h.fut_waiter.take());
-        drop(h.context.take());
-        self.core.drop_callbacks();
+        let lp = &self.core.lp;
+        lp.at_close(|| drop(h.fut_waiter.take()));
+        lp.at_close(|| drop(h.context.take()));
+        lp.at_close(|| self.core.drop_callbacks());
         // An Interrupt from a body's Drop has no run to end here.
         let _ = self.drop_body(self.body.take());
     }

@@ -141,6 +141,47 @@ fn remove_done_callback_returns_how_many_it_removed() {
     assert_eq!(fut.remove_done_callback(ids[0]), 0);
 }
 
+/// Runs `f` when dropped.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+// conformance: F2
+#[test]
+fn a_removed_callback_is_dropped_after_the_future_lets_go_of_its_list() {
+    // Dropping a removed callback runs the Drop of what it captured: the
+    // user's code, which may use the same future (asyncio's list.remove
+    // drops the callback with no lock held). It must find the future
+    // usable, for one callback and for several.
+    for others in [0, 2] {
+        let lp = EventLoop::new().unwrap();
+        let fut: Future<u32> = lp.create_future();
+        let l = log();
+        for _ in 0..others {
+            let l = l.clone();
+            let _ = fut.add_done_callback(move |_| push(&l, "other"));
+        }
+        let (f2, l2) = (fut.clone(), l.clone());
+        let guard = OnDrop(move || {
+            push(&l2, format!("dropped, done={}", f2.done()));
+            let l3 = l2.clone();
+            let _ = f2.add_done_callback(move |_| push(&l3, "added by the drop"));
+        });
+        let id = fut.add_done_callback(move |_| drop(guard));
+        assert_eq!(fut.remove_done_callback(id), 1);
+        fut.set_result(0).unwrap();
+        lp.run_once().unwrap();
+        let mut want = vec!["dropped, done=false".to_string()];
+        want.extend(std::iter::repeat_n("other".to_string(), others));
+        want.push("added by the drop".into());
+        assert_eq!(entries(&l), want);
+    }
+}
+
 // conformance: F2
 #[test]
 fn a_task_wakes_in_order_with_the_done_callbacks() {

@@ -503,6 +503,82 @@ fn dropping_an_unclosed_loop_closes_its_connections() {
     assert_eq!(peer.read(&mut buf).unwrap(), 0, "EOF once the loop is gone");
 }
 
+/// A value whose `Drop` panics (unless already unwinding).
+struct PanicsOnDrop(&'static str);
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("dropping {}", self.0);
+        }
+    }
+}
+
+static PANICKY_VALUE: tulip::ContextVar<Rc<PanicsOnDrop>> = tulip::ContextVar::new("panicky");
+
+// conformance: L5, L6
+#[test]
+fn a_panicking_drop_at_close_is_reported_and_close_still_releases_everything() {
+    // asyncio's close() clears _ready and _scheduled, and the pending tasks
+    // and transports go with the collector: what a __del__ raises there is
+    // printed ("Exception ignored in ..."), and the rest is released all
+    // the same. Here each such panic is reported, and close() goes on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let (reader, writer) = lp
+        .run_until_complete(async move { tulip::open_connection("127.0.0.1", addr.port()).await })
+        .unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    let _reading = lp
+        .create_task(async move {
+            let _keep = writer;
+            reader.read(100).await
+        })
+        .unwrap();
+    // A pending task whose context holds a value that panics when dropped.
+    let _waiting = lp
+        .create_task(async {
+            PANICKY_VALUE.set(Rc::new(PanicsOnDrop("a context value")))?;
+            tulip::sleep(3600.0).await
+        })
+        .unwrap();
+    lp.run_until_complete(async { tulip::sleep(0.0).await })
+        .unwrap();
+    // A callback and a timer that never run, holding such values.
+    let (cb, timer) = (PanicsOnDrop("a callback"), PanicsOnDrop("a timer"));
+    soon(&lp, move || drop(cb));
+    let _ = lp.call_later(3600.0, move || drop(timer)).unwrap();
+    let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.close()));
+    assert!(matches!(closed, Ok(Ok(()))), "close() unwound");
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        peer.read(&mut buf).unwrap(),
+        0,
+        "EOF once the loop is closed"
+    );
+    let reports = reports.borrow();
+    let mut dropped: Vec<String> = reports
+        .iter()
+        .filter_map(|r| match &r.error {
+            Some(Error::Panic(m)) => Some(m.to_string()),
+            _ => None,
+        })
+        .collect();
+    dropped.sort();
+    assert_eq!(
+        dropped,
+        [
+            "dropping a callback",
+            "dropping a context value",
+            "dropping a timer"
+        ],
+        "{reports:?}"
+    );
+}
+
 /// A protocol that keeps its transport, as most do: the two hold each other.
 struct KeepsTransport(RefCell<Option<Rc<dyn tulip::Transport>>>);
 
@@ -713,6 +789,54 @@ fn a_panicking_exception_handler_falls_back_to_the_default_one() {
     assert_eq!(called.get(), 1);
 }
 
+/// A user's error whose `Display` (and so `Debug`) panics.
+#[derive(Debug)]
+struct UnprintableError;
+
+impl std::fmt::Display for UnprintableError {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("cannot print this error");
+    }
+}
+
+impl std::error::Error for UnprintableError {}
+
+// conformance: L6
+#[test]
+fn an_error_that_panics_when_printed_does_not_take_the_default_handler_down() {
+    // asyncio's call_exception_handler protects the default handler too
+    // ('Exception in default exception handler' is logged) and never
+    // raises but SystemExit/KeyboardInterrupt; here, an unretrieved task
+    // error that cannot be printed is reported from the task's Drop, at the
+    // end of its last step, outside any callback.
+    let lp = EventLoop::new().unwrap();
+    let ctx = ExceptionContext {
+        message: "with an unprintable error".into(),
+        error: Some(Error::Other(std::sync::Arc::new(UnprintableError))),
+        ..Default::default()
+    };
+    lp.call_exception_handler(&ctx);
+    let out = lp.run_until_complete(async {
+        let t = tulip::create_task(async {
+            Err::<(), _>(Error::Other(std::sync::Arc::new(UnprintableError)))
+        })?;
+        drop(t);
+        for _ in 0..3 {
+            tulip::sleep(0.0).await?;
+        }
+        Ok(7)
+    });
+    assert_eq!(out.unwrap(), 7);
+    // A custom handler that panics falls back to the default one, which
+    // prints the context: that must not unwind either.
+    lp.set_exception_handler(Some(|_: &EventLoop, _: &ExceptionContext| {
+        panic!("the handler itself fails")
+    }));
+    lp.call_exception_handler(&ctx);
+    lp.close().unwrap();
+}
+
+// ===== L7 =====
 // ===== L7 =====
 
 // conformance: L7
@@ -1193,4 +1317,54 @@ fn closing_a_runner_that_never_ran_leaves_it_usable_and_a_closed_one_refuses() {
     let err = runner.run(async { Ok(2) }).unwrap_err();
     assert!(err.to_string().contains("closed"), "{err}");
     assert!(runner.get_loop().is_err());
+}
+
+/// Runs `f` when dropped.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+#[test]
+fn a_reader_is_dropped_after_the_loop_lets_go_of_its_registrations() {
+    // Removing or replacing a reader drops its callback, and with it what
+    // the callback captured: the user's code, whose Drop may use the loop
+    // (here: add a reader on another fd, as a RAII wrapper of a
+    // registration would). asyncio's remove_reader drops the handle with
+    // no lock held.
+    let lp = EventLoop::new().unwrap();
+    let (_tx, rx) = UnixStream::pair().unwrap();
+    let (_tx2, rx2) = UnixStream::pair().unwrap();
+    let (fd, fd2) = (rx.as_raw_fd(), rx2.as_raw_fd());
+    let guarded_reader = |what: &'static str| {
+        let (lp2, l) = (lp.clone(), log());
+        let l2 = l.clone();
+        let guard = OnDrop(move || {
+            let added = lp2.add_reader(fd2, || ());
+            push(&l2, format!("{what}: {}", added.is_ok()));
+        });
+        (
+            move || {
+                let _ = &guard;
+            },
+            l,
+        )
+    };
+    // Removed.
+    let (reader, l) = guarded_reader("removed");
+    lp.add_reader(fd, reader).unwrap();
+    assert!(lp.remove_reader(fd).unwrap());
+    assert_eq!(entries(&l), ["removed: true"]);
+    assert!(lp.remove_reader(fd2).unwrap());
+    // Replaced by another reader.
+    let (reader, l) = guarded_reader("replaced");
+    lp.add_reader(fd, reader).unwrap();
+    lp.add_reader(fd, || ()).unwrap();
+    assert_eq!(entries(&l), ["replaced: true"]);
+    assert!(lp.remove_reader(fd).unwrap());
+    assert!(lp.remove_reader(fd2).unwrap());
+    lp.close().unwrap();
 }

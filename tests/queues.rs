@@ -168,6 +168,57 @@ fn shutdown_immediate_drains_and_releases_join() {
     .unwrap();
 }
 
+/// An item whose `Drop` panics (unless already unwinding).
+struct PanicsOnDrop(u32);
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("dropping item {}", self.0);
+        }
+    }
+}
+
+#[test]
+fn shutdown_immediate_with_items_that_panic_when_dropped_still_shuts_down() {
+    // conformance: Q2
+    // asyncio's shutdown(immediate=True) drains the queue, releases
+    // join() and wakes every blocked putter and getter; an item whose
+    // __del__ raises is only printed ("Exception ignored in"). Here the
+    // panic reaches the caller, but only once the queue is shut down: the
+    // other items are dropped, join() returns, the blocked putter is woken.
+    tulip::run(async {
+        let q = Queue::new(2);
+        q.put_nowait(PanicsOnDrop(1))?;
+        q.put_nowait(PanicsOnDrop(2))?;
+        let q2 = q.clone();
+        let joiner = create_task(async move { q2.join().await })?;
+        let q3 = q.clone();
+        let putter = create_task(async move {
+            let item = PanicsOnDrop(3);
+            let res = q3.put(item).await;
+            Ok(matches!(res, Err(Error::QueueShutDown)))
+        })?;
+        settle().await?;
+        assert!(!joiner.done() && !putter.done());
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.shutdown(true)));
+        assert!(res.is_err(), "the item's panic reaches the caller");
+        assert!(q.empty());
+        assert_eq!(q.unfinished_tasks(), 0);
+        wait_for(joiner, 1.0).await?;
+        // The putter's own item panics when its failed put drops it: its
+        // task fails with that panic, after the put returned QueueShutDown.
+        let out = wait_for(putter, 1.0).await;
+        assert!(
+            matches!(&out, Err(Error::Panic(m)) if m.contains("dropping item 3")),
+            "{out:?}"
+        );
+        assert!(matches!(q.get_nowait(), Err(Error::QueueShutDown)));
+        Ok(())
+    })
+    .unwrap();
+}
+
 // ===== Q3 =====
 
 #[test]

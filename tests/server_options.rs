@@ -384,3 +384,108 @@ fn a_dropped_serve_forever_lets_serve_forever_be_called_again() {
         server.wait_closed().await
     });
 }
+
+// conformance: L6
+#[test]
+fn a_panicking_protocol_factory_leaves_the_next_connections_to_be_accepted() {
+    // asyncio's _accept_connection accepts the whole backlog, and each
+    // connection's protocol is made in its own _accept_connection2 task,
+    // whose exception (only reported in debug mode) costs that connection
+    // alone. Here the factory runs in the accept callback, and the
+    // listener is edge-triggered: no new edge comes for the connections
+    // still queued behind the one whose factory panicked.
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let reports = common::capture_reports(&lp);
+        let accepted = Rc::new(Cell::new(0));
+        let calls = Rc::new(Cell::new(0));
+        let (a2, c2) = (accepted.clone(), calls.clone());
+        let factory = move || {
+            c2.set(c2.get() + 1);
+            if c2.get() == 1 {
+                panic!("bug in the protocol factory");
+            }
+            Rc::new(CloseAtOnce(a2.clone()))
+        };
+        let server = lp.create_server(factory, "127.0.0.1", 0).await?;
+        let addr = server.local_addrs()[0];
+        // Both in the accept queue before the loop looks (blocking connects).
+        let (n, clients) = fill_accept_queue(addr, 2);
+        assert_eq!(n, 2);
+        let deadline = lp.time() + 2.0;
+        while accepted.get() < 1 && lp.time() < deadline {
+            tulip::sleep(0.005).await?;
+        }
+        assert_eq!(
+            accepted.get(),
+            1,
+            "the second connection was never accepted"
+        );
+        assert!(!connection_queued(&server));
+        // The first connection was closed: its client reads EOF.
+        let mut first = &clients[0];
+        first
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(Error::from)?;
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            std::io::Read::read(&mut first, &mut buf).map_err(Error::from)?,
+            0
+        );
+        {
+            let reports = reports.borrow();
+            assert_eq!(reports.len(), 1, "{reports:?}");
+            assert_eq!(
+                reports[0].message,
+                "Error on transport creation for incoming connection"
+            );
+            assert!(
+                matches!(&reports[0].error, Some(Error::Panic(m)) if m.contains("bug in the protocol factory")),
+                "{reports:?}"
+            );
+        }
+        // The server goes on serving.
+        let _third = lp.sock_connect(addr).await?;
+        until_count(&accepted, 2).await?;
+        server.close();
+        server.wait_closed().await?;
+        Ok(())
+    });
+}
+
+// conformance: L7
+#[test]
+fn a_protocol_factory_that_interrupts_leaves_the_next_connections_to_the_next_run() {
+    // Ctrl-C (asyncio's KeyboardInterrupt) from the factory ends the run;
+    // asyncio's level-triggered selector reports the listener again in the
+    // next run for the connections still queued.
+    let lp = tulip::EventLoop::new().unwrap();
+    let accepted = Rc::new(Cell::new(0));
+    let calls = Rc::new(Cell::new(0));
+    let (a2, c2) = (accepted.clone(), calls.clone());
+    let factory = move || {
+        c2.set(c2.get() + 1);
+        if c2.get() == 1 {
+            tulip::interrupt();
+        }
+        Rc::new(CloseAtOnce(a2.clone()))
+    };
+    let server = lp
+        .run_until_complete(async move {
+            let lp = tulip::get_running_loop()?;
+            lp.create_server(factory, "127.0.0.1", 0).await
+        })
+        .unwrap();
+    let (n, _clients) = fill_accept_queue(server.local_addrs()[0], 2);
+    assert_eq!(n, 2);
+    let (_dog, _) = common::stop_after(&lp, 5.0);
+    let err = lp.run_forever().unwrap_err();
+    assert!(matches!(err, Error::Interrupted), "{err:?}");
+    assert_eq!(calls.get(), 1);
+    let a3 = accepted.clone();
+    lp.run_until_complete(async move { until_count(&a3, 1).await })
+        .unwrap();
+    assert_eq!(calls.get(), 2);
+    server.close();
+    lp.close().unwrap();
+}

@@ -547,3 +547,116 @@ fn an_endpoint_dropped_before_connection_made_closes_its_socket() {
         Ok(())
     });
 }
+
+/// Panics in `pause_writing` and/or `resume_writing`; counts the calls and
+/// `connection_lost`.
+#[derive(Default)]
+struct PanickyFlow {
+    panic_on_pause: bool,
+    pauses: Cell<u32>,
+    resumes: Cell<u32>,
+    lost: Cell<u32>,
+}
+
+impl DatagramProtocol for PanickyFlow {
+    fn pause_writing(&self) {
+        self.pauses.set(self.pauses.get() + 1);
+        if self.panic_on_pause {
+            panic!("pause_writing failed");
+        }
+    }
+    fn resume_writing(&self) {
+        self.resumes.set(self.resumes.get() + 1);
+        panic!("resume_writing failed");
+    }
+    fn connection_lost(&self, _: Option<Error>) {
+        self.lost.set(self.lost.get() + 1);
+    }
+}
+
+// conformance: L6
+#[test]
+fn a_panicking_pause_writing_is_reported_and_sendto_goes_on() {
+    // asyncio's _maybe_pause_protocol catches what pause_writing raises and
+    // reports it ('protocol.pause_writing() failed'): sendto does not raise.
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-pause-panics");
+        let lp = tulip::get_running_loop()?;
+        let reports = common::capture_reports(&lp);
+        let factory = || {
+            Rc::new(PanickyFlow {
+                panic_on_pause: true,
+                ..Default::default()
+            })
+        };
+        let (ct, flow, _peer, _) =
+            endpoint_of_with_a_full_peer(&dir, factory, |_| vec![1; FLOW_DATAGRAM]).await?;
+        while flow.pauses.get() == 0 {
+            ct.sendto(&[1; FLOW_DATAGRAM], None)?;
+        }
+        // The endpoint goes on: it queues what it is given.
+        let before = ct.get_write_buffer_size();
+        ct.sendto(&[1; FLOW_DATAGRAM], None)?;
+        assert_eq!(ct.get_write_buffer_size(), before + FLOW_DATAGRAM + 8);
+        assert!(!ct.is_closing());
+        {
+            let reports = reports.borrow();
+            assert_eq!(reports.len(), 1, "{reports:?}");
+            assert_eq!(reports[0].message, "protocol.pause_writing() failed");
+            assert!(
+                matches!(&reports[0].error, Some(Error::Panic(m)) if m.contains("pause_writing failed")),
+                "{reports:?}"
+            );
+        }
+        ct.abort();
+        wait_until(|| flow.lost.get() == 1).await?;
+        Ok(())
+    });
+}
+
+// conformance: L6, N4
+#[test]
+fn a_panicking_resume_writing_still_lets_a_closing_endpoint_finish() {
+    // asyncio's _sendto_ready calls _maybe_resume_protocol, which reports
+    // what resume_writing raises ('protocol.resume_writing() failed'), then
+    // goes on: the writer is removed and a closing endpoint gets its
+    // connection_lost, and its socket is closed.
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-resume-panics");
+        let lp = tulip::get_running_loop()?;
+        let reports = common::capture_reports(&lp);
+        let (ct, flow, peer, _) = endpoint_of_with_a_full_peer(
+            &dir,
+            || Rc::new(PanickyFlow::default()),
+            |_| vec![1; FLOW_DATAGRAM],
+        )
+        .await?;
+        while flow.pauses.get() == 0 {
+            ct.sendto(&[1; FLOW_DATAGRAM], None)?;
+        }
+        let queued = ct.get_write_buffer_size() / (FLOW_DATAGRAM + 8);
+        ct.close();
+        // The peer makes room for exactly the queued datagrams, once: the
+        // writer sends them all, and no new edge comes after that.
+        peer.set_nonblocking(true).map_err(Error::from)?;
+        let mut buf = vec![0u8; FLOW_DATAGRAM + 100];
+        for _ in 0..queued {
+            peer.recv(&mut buf).map_err(Error::from)?;
+        }
+        let deadline = lp.time() + 1.0;
+        while flow.lost.get() == 0 && lp.time() < deadline {
+            tulip::sleep(0.005).await?;
+        }
+        assert_eq!(flow.resumes.get(), 1);
+        assert_eq!(ct.get_write_buffer_size(), 0);
+        assert_eq!(flow.lost.get(), 1, "connection_lost never came");
+        assert!(
+            ct.get_extra_info("socket").is_none(),
+            "the socket is closed"
+        );
+        let reports = reports.borrow();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(reports[0].message, "protocol.resume_writing() failed");
+        Ok(())
+    });
+}
