@@ -642,7 +642,9 @@ impl EventLoop {
     /// Closes the loop: drops pending callbacks, timers and registrations,
     /// reports tasks that are still pending ("Task was destroyed but it is
     /// pending!") and drops their bodies, and runs the close hooks (executor, watchers). Fails on a
-    /// running loop; closing twice is a no-op (L5).
+    /// running loop; closing twice is a no-op (L5). The custom exception
+    /// handler is dropped last, after close's own reports: later reports go
+    /// to the default handler.
     pub fn close(&self) -> Result<()> {
         if self.inner.running.get() {
             return Err(Error::runtime(
@@ -705,6 +707,14 @@ impl EventLoop {
                 });
             }
         }
+        // Last, once close's own reports are made: the custom exception
+        // handler is the one callback a closed loop would still keep, and
+        // one that captured an `EventLoop` would keep the loop (its epoll
+        // and wake-up fds) alive for ever. CPython's collector frees that
+        // cycle; here close() is the sure way, so it breaks it. Later
+        // reports (a future dropped after close) go to the default handler.
+        let handler = self.inner.exception_handler.borrow_mut().take();
+        drop(handler);
         Ok(())
     }
 

@@ -394,6 +394,40 @@ fn close_on_a_running_loop_is_an_error() {
     lp.close().unwrap();
 }
 
+// conformance: L5
+#[test]
+fn close_frees_a_loop_whose_exception_handler_holds_it() {
+    // A handler that keeps its loop (to stop it, say) is a cycle CPython's
+    // collector frees once the loop is closed; without one, close() must
+    // break it, or the loop and its epoll and wake-up fds live for ever.
+    let lp = EventLoop::new().unwrap();
+    let alive = Rc::new(());
+    // Reports made by close itself still reach the handler.
+    let seen = Rc::new(Cell::new(0));
+    let s = seen.clone();
+    let (l, a) = (lp.clone(), alive.clone());
+    lp.set_exception_handler(Some(move |_: &EventLoop, _: &ExceptionContext| {
+        let _ = (&l, &a);
+        s.set(s.get() + 1);
+    }));
+    drop(
+        lp.create_task(async { tulip::sleep(3600.0).await })
+            .unwrap(),
+    );
+    lp.close().unwrap();
+    assert_eq!(
+        seen.get(),
+        1,
+        "the pending task was reported to the handler"
+    );
+    drop(lp);
+    assert_eq!(
+        Rc::strong_count(&alive),
+        1,
+        "the closed loop was kept alive by its exception handler"
+    );
+}
+
 // ===== L5: a loop dropped without close() =====
 
 /// A loop nobody can reach any more, with a pending task, a pending timer
