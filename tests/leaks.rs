@@ -53,6 +53,26 @@ fn check(name: &str, before: usize, alive: Rc<()>) {
     assert_eq!(open_fds(), before, "{name}: fds leaked");
 }
 
+/// A stream server on loopback whose handler holds `alive` and the
+/// writer, and reads until the client's EOF.
+async fn eof_server(alive: &Rc<()>) -> tulip::Result<tulip::Server> {
+    let alive = alive.clone();
+    tulip::start_server(
+        move |r, w| {
+            let a = alive.clone();
+            async move {
+                let _a = a;
+                let _ = r.read_to_eof().await;
+                let _w = w;
+                Ok(())
+            }
+        },
+        "127.0.0.1",
+        0,
+    )
+    .await
+}
+
 #[test]
 fn streams_normal_close() {
     let _g = serial();
@@ -105,21 +125,7 @@ fn streams_abort() {
     let lp = tracked_loop(&alive);
     let a = alive.clone();
     lp.run_until_complete(async move {
-        let a2 = a.clone();
-        let server = tulip::start_server(
-            move |r, w| {
-                let a = a2.clone();
-                async move {
-                    let _a = a;
-                    let _ = r.read_to_eof().await;
-                    let _w = w;
-                    Ok(())
-                }
-            },
-            "127.0.0.1",
-            0,
-        )
-        .await?;
+        let server = eof_server(&a).await?;
         let port = server.local_addrs()[0].port();
         for _ in 0..100 {
             let (_r, w) = tulip::open_connection("127.0.0.1", port).await?;
@@ -151,21 +157,7 @@ fn streams_open_at_loop_close() {
     let keep: Rc<RefCell<Vec<tulip::StreamWriter>>> = Rc::default();
     let k = keep.clone();
     lp.run_until_complete(async move {
-        let a2 = a.clone();
-        let server = tulip::start_server(
-            move |r, w| {
-                let a = a2.clone();
-                async move {
-                    let _a = a;
-                    let _ = r.read_to_eof().await;
-                    let _w = w;
-                    Ok(())
-                }
-            },
-            "127.0.0.1",
-            0,
-        )
-        .await?;
+        let server = eof_server(&a).await?;
         let port = server.local_addrs()[0].port();
         for _ in 0..50 {
             let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
@@ -199,21 +191,7 @@ fn streams_open_at_loop_drop_without_close() {
     let lp = tracked_loop(&alive);
     let a = alive.clone();
     lp.run_until_complete(async move {
-        let a2 = a.clone();
-        let server = tulip::start_server(
-            move |r, w| {
-                let a = a2.clone();
-                async move {
-                    let _a = a;
-                    let _ = r.read_to_eof().await;
-                    let _w = w;
-                    Ok(())
-                }
-            },
-            "127.0.0.1",
-            0,
-        )
-        .await?;
+        let server = eof_server(&a).await?;
         let port = server.local_addrs()[0].port();
         for _ in 0..50 {
             let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
@@ -245,21 +223,7 @@ fn server_close_clients() {
     let lp = tracked_loop(&alive);
     let a = alive.clone();
     lp.run_until_complete(async move {
-        let a2 = a.clone();
-        let server = tulip::start_server(
-            move |r, w| {
-                let a = a2.clone();
-                async move {
-                    let _a = a;
-                    let _ = r.read_to_eof().await;
-                    let _w = w;
-                    Ok(())
-                }
-            },
-            "127.0.0.1",
-            0,
-        )
-        .await?;
+        let server = eof_server(&a).await?;
         let port = server.local_addrs()[0].port();
         let mut clients = vec![];
         for _ in 0..50 {
