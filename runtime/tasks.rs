@@ -19,6 +19,9 @@
 //! its first line). Dropping a `Task` handle cancels nothing.
 //!
 //! # Invariants
+//! - Nothing a task owns unwinds into the loop: a panic in the body's poll
+//!   or `Drop` becomes the task's error or a report, and so does one in its
+//!   result's `Drop` when the loop lets go of the last reference (`release`).
 //! - Either `fut_waiter` is set and the step is not scheduled, or the
 //!   reverse — except for a spurious wake of a body that awaits several things
 //!   at once, which schedules the step while `fut_waiter` is set; `step`
@@ -409,6 +412,27 @@ fn interrupt_from_task() -> ! {
 }
 
 impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TaskCell<T, F> {
+    /// Lets go of the loop's reference to a done task. When it is the last
+    /// one (nobody kept the `Task`), the result goes with it, and a panic in
+    /// the result's `Drop` is reported, as CPython reports what a `__del__`
+    /// raises ("Exception ignored in ..."), instead of unwinding out of
+    /// `run_once` and taking the loop down (L6). Only done paths come here,
+    /// once or twice per task.
+    #[inline]
+    fn release(self: Rc<Self>) {
+        if Rc::strong_count(&self) > 1 {
+            return;
+        }
+        let lp: EventLoop = (*self.core.lp).clone();
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(self))) {
+            lp.report_ignoring_interrupt(&ExceptionContext {
+                message: "Exception ignored while dropping a task's result".into(),
+                error: Some(Error::Panic(panic_message(&*payload))),
+                ..Default::default()
+            });
+        }
+    }
+
     fn owner(self: &Rc<Self>) -> Task<T> {
         Task {
             inner: self.clone(),
@@ -453,6 +477,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
             // The coroutine never ran: the throw ends it at its first line.
             let interrupted = self.drop_body(self.body.take());
             self.finish(State::Cancelled(self.cancel_message()));
+            self.release();
             return interrupted;
         }
         let Some(mut body) = self.body.take() else {
@@ -515,6 +540,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
                     Err(e) => State::Failed(Box::new(e)),
                 };
                 self.finish(state);
+                self.release();
                 return interrupted;
             }
             Err(payload) => {
@@ -522,10 +548,12 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
                 wk.recycle(lp);
                 if interrupted || payload.is::<Interrupt>() {
                     self.finish(State::Failed(Box::new(Error::Interrupted)));
+                    self.release();
                     return true;
                 }
                 let err = Error::Panic(panic_message(&*payload));
                 self.finish(State::Failed(Box::new(err)));
+                self.release();
             }
         }
         false
@@ -624,7 +652,9 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> Runnable for TaskCe
             // (a done task is never scheduled again).
             debug_assert!(self.core.done());
             let me = self.clone();
-            return self.core.run_notifications(|| me as Ready);
+            let res = self.core.run_notifications(|| me as Ready);
+            self.release();
+            return res;
         }
         if lp.debug() {
             return lp.run_task_step(self);

@@ -807,3 +807,46 @@ fn an_abandoned_wait_done_leaves_no_callback_on_the_task() {
     iterate(&lp);
     assert_eq!(task.result().unwrap(), 1);
 }
+
+#[test]
+fn a_task_result_whose_drop_panics_is_reported_and_the_loop_runs_on() {
+    // conformance: L6
+    // The task's handle is dropped at once, so the loop holds its last
+    // reference: the result is dropped by the loop when the step ends (or
+    // when its entry last runs), outside the body's catch_unwind.
+    #[derive(Clone)]
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("a result that panics when dropped");
+        }
+    }
+    let lp = tulip::EventLoop::new().unwrap();
+    let reports = std::rc::Rc::new(std::cell::RefCell::new(Vec::<String>::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
+            r.borrow_mut().push(format!("{ctx}"));
+        },
+    ));
+    let after = lp
+        .run_until_complete(async {
+            drop(tulip::create_task(async { Ok(Bomb) })?);
+            let gathered = tulip::create_task(async { Ok(Bomb) })?;
+            drop(tulip::gather(vec![gathered]));
+            for _ in 0..3 {
+                tulip::sleep(0.0).await?;
+            }
+            Ok("the loop ran on")
+        })
+        .unwrap();
+    assert_eq!(after, "the loop ran on");
+    lp.close().unwrap();
+    let reports = reports.borrow();
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.contains("a result that panics when dropped")),
+        "{reports:?}"
+    );
+}
