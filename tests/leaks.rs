@@ -53,6 +53,23 @@ fn check(name: &str, before: usize, alive: Rc<()>) {
     assert_eq!(open_fds(), before, "{name}: fds leaked");
 }
 
+/// The common shape: `body` runs on a fresh loop, given a token that all
+/// the scenario makes must hold; then the loop is closed and dropped, and
+/// the fds must be back to their count and the token freed everywhere.
+fn scenario<F>(name: &str, body: impl FnOnce(Rc<()>) -> F)
+where
+    F: std::future::Future<Output = tulip::Result<()>> + 'static,
+{
+    let _g = serial();
+    let before = open_fds();
+    let alive = Rc::new(());
+    let lp = tracked_loop(&alive);
+    lp.run_until_complete(body(alive.clone())).unwrap();
+    lp.close().unwrap();
+    drop(lp);
+    check(name, before, alive);
+}
+
 /// A stream server on loopback whose handler holds `alive` and the
 /// writer, and reads until the client's EOF.
 async fn eof_server(alive: &Rc<()>) -> tulip::Result<tulip::Server> {
@@ -75,12 +92,7 @@ async fn eof_server(alive: &Rc<()>) -> tulip::Result<tulip::Server> {
 
 #[test]
 fn streams_normal_close() {
-    let _g = serial();
-    let before = open_fds();
-    let alive = Rc::new(());
-    let lp = tracked_loop(&alive);
-    let a = alive.clone();
-    lp.run_until_complete(async move {
+    scenario("streams_normal_close", |a| async move {
         let a2 = a.clone();
         let server = tulip::start_server(
             move |r, w| {
@@ -110,21 +122,12 @@ fn streams_normal_close() {
         server.wait_closed().await?;
         drop(a);
         Ok(())
-    })
-    .unwrap();
-    lp.close().unwrap();
-    drop(lp);
-    check("streams_normal_close", before, alive);
+    });
 }
 
 #[test]
 fn streams_abort() {
-    let _g = serial();
-    let before = open_fds();
-    let alive = Rc::new(());
-    let lp = tracked_loop(&alive);
-    let a = alive.clone();
-    lp.run_until_complete(async move {
+    scenario("streams_abort", |a| async move {
         let server = eof_server(&a).await?;
         let port = server.local_addrs()[0].port();
         for _ in 0..100 {
@@ -140,11 +143,7 @@ fn streams_abort() {
         server.wait_closed().await?;
         drop(a);
         Ok(())
-    })
-    .unwrap();
-    lp.close().unwrap();
-    drop(lp);
-    check("streams_abort", before, alive);
+    });
 }
 
 #[test]
@@ -217,12 +216,7 @@ fn streams_open_at_loop_drop_without_close() {
 
 #[test]
 fn server_close_clients() {
-    let _g = serial();
-    let before = open_fds();
-    let alive = Rc::new(());
-    let lp = tracked_loop(&alive);
-    let a = alive.clone();
-    lp.run_until_complete(async move {
+    scenario("server_close_clients", |a| async move {
         let server = eof_server(&a).await?;
         let port = server.local_addrs()[0].port();
         let mut clients = vec![];
@@ -240,21 +234,12 @@ fn server_close_clients() {
         tulip::sleep(0.0).await?;
         drop(a);
         Ok(())
-    })
-    .unwrap();
-    lp.close().unwrap();
-    drop(lp);
-    check("server_close_clients", before, alive);
+    });
 }
 
 #[test]
 fn gathers_cancelled() {
-    let _g = serial();
-    let before = open_fds();
-    let alive = Rc::new(());
-    let lp = tracked_loop(&alive);
-    let a = alive.clone();
-    lp.run_until_complete(async move {
+    scenario("gathers_cancelled", |a| async move {
         for _ in 0..200 {
             let a1 = a.clone();
             let a2 = a.clone();
@@ -314,21 +299,12 @@ fn gathers_cancelled() {
         }
         drop(a);
         Ok(())
-    })
-    .unwrap();
-    lp.close().unwrap();
-    drop(lp);
-    check("gathers_cancelled", before, alive);
+    });
 }
 
 #[test]
 fn taskgroups() {
-    let _g = serial();
-    let before = open_fds();
-    let alive = Rc::new(());
-    let lp = tracked_loop(&alive);
-    let a = alive.clone();
-    lp.run_until_complete(async move {
+    scenario("taskgroups", |a| async move {
         for i in 0..100 {
             let a = a.clone();
             let t = tulip::create_task(async move {
@@ -358,11 +334,7 @@ fn taskgroups() {
         }
         drop(a);
         Ok(())
-    })
-    .unwrap();
-    lp.close().unwrap();
-    drop(lp);
-    check("taskgroups", before, alive);
+    });
 }
 
 #[test]
@@ -506,12 +478,7 @@ fn threadsafe_and_executor_pending_at_close() {
 
 #[test]
 fn sync_primitives_waiters() {
-    let _g = serial();
-    let before = open_fds();
-    let alive = Rc::new(());
-    let lp = tracked_loop(&alive);
-    let a = alive.clone();
-    lp.run_until_complete(async move {
+    scenario("sync", |a| async move {
         let q: tulip::Queue<Rc<()>> = tulip::Queue::new(1);
         let lock = tulip::Lock::new();
         let ev = tulip::Event::new();
@@ -546,21 +513,12 @@ fn sync_primitives_waiters() {
         drop(q.get_nowait());
         drop(a);
         Ok(())
-    })
-    .unwrap();
-    lp.close().unwrap();
-    drop(lp);
-    check("sync", before, alive);
+    });
 }
 
 #[test]
 fn subprocesses() {
-    let _g = serial();
-    let before = open_fds();
-    let alive = Rc::new(());
-    let lp = tracked_loop(&alive);
-    let a = alive.clone();
-    lp.run_until_complete(async move {
+    scenario("subprocesses", |a| async move {
         let _a = a;
         for i in 0..60 {
             let mut cmd = tulip::subprocess::Command::new("cat");
@@ -593,11 +551,7 @@ fn subprocesses() {
         })?;
         tulip::sleep(0.01).await?;
         Ok(())
-    })
-    .unwrap();
-    lp.close().unwrap();
-    drop(lp);
-    check("subprocesses", before, alive);
+    });
 }
 
 #[test]
@@ -629,12 +583,7 @@ impl tulip::Protocol for P {
 
 #[test]
 fn protocols_holding_their_transport() {
-    let _g = serial();
-    let before = open_fds();
-    let alive = Rc::new(());
-    let lp = tracked_loop(&alive);
-    let a = alive.clone();
-    lp.run_until_complete(async move {
+    scenario("protocols", |a| async move {
         let lp = tulip::get_running_loop()?;
         let a1 = a.clone();
         let server = lp
@@ -675,9 +624,5 @@ fn protocols_holding_their_transport() {
         server.close();
         drop(a);
         Ok(())
-    })
-    .unwrap();
-    lp.close().unwrap();
-    drop(lp);
-    check("protocols", before, alive);
+    });
 }
