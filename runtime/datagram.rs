@@ -31,6 +31,11 @@
 //! - An endpoint that `create_datagram_endpoint` made but does not return
 //!   (the wait for `connection_made` failed, was cancelled, or was
 //!   dropped) is closed.
+//! - `pause_writing` is called when `buffer_size` grows above the
+//!   high-water mark (`set_write_buffer_limits`, 64 KiB by default; also
+//!   when new marks put it above), and `resume_writing` when the writer
+//!   drains it to the low-water mark: once per crossing, as asyncio's
+//!   `_FlowControlMixin`.
 //! - A panicking `pause_writing`/`resume_writing` is reported and the
 //!   endpoint goes on (asyncio's `_maybe_pause_protocol`): `sendto` does
 //!   not unwind, and a closing endpoint still flushes and loses its
@@ -704,6 +709,25 @@ impl DatagramTransport for DatagramSocketTransport {
 
     fn get_write_buffer_size(&self) -> usize {
         self.buffer_size.get()
+    }
+
+    /// asyncio's `_FlowControlMixin.set_write_buffer_limits`: the new marks,
+    /// then `_maybe_pause_protocol` (a queue already above the new `high`
+    /// pauses the protocol at once; resuming waits for the writer).
+    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()> {
+        let mut l = self.limits.get();
+        l.set(high, low)?;
+        let pause = l.maybe_pause(self.buffer_size.get());
+        self.limits.set(l);
+        if pause {
+            self.flow_call("pause_writing", |p| p.pause_writing());
+        }
+        Ok(())
+    }
+
+    fn get_write_buffer_limits(&self) -> (usize, usize) {
+        let l = self.limits.get();
+        (l.low, l.high)
     }
 }
 
