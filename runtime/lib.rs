@@ -103,7 +103,7 @@ pub use base_events_connect::ConnectOptions;
 pub use base_events_net::{Listener, ProtocolFactory, Server, ServerOptions};
 pub use child_watcher::ChildWatcherKind;
 pub use contextvars::{copy_context, Context, ContextVar};
-pub use datagram::{DatagramSocket, DatagramSocketTransport};
+pub use datagram::{DatagramOptions, DatagramSocket, DatagramSocketTransport};
 pub use error::{Error, Result};
 pub use event_loop::{
     get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop, try_running_loop,
