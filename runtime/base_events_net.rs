@@ -48,7 +48,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
@@ -215,6 +215,8 @@ impl EventLoop {
     /// address `host` resolves to (port 0 picks a free port), and starts
     /// serving at once, with asyncio's defaults: `SO_REUSEADDR` and a
     /// backlog of 100 (see [`create_server_with`](EventLoop::create_server_with)).
+    /// An empty `host` is every interface (asyncio's `host=''` or `None`):
+    /// a socket on `0.0.0.0` and one on `[::]`.
     ///
     /// ```
     /// use std::rc::Rc;
@@ -293,7 +295,17 @@ impl EventLoop {
         port: u16,
         options: &ServerOptions,
     ) -> Result<Vec<Listener>> {
-        let mut addrs = self.getaddrinfo(host, port).await?;
+        // asyncio's `if host == '': hosts = [None]`: every interface, as
+        // getaddrinfo(None, port, flags=AI_PASSIVE) gives them (the IPv4,
+        // then the IPv6 wildcard). A resolver asked for "" finds nothing.
+        let mut addrs = if host.is_empty() {
+            vec![
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+                SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+            ]
+        } else {
+            self.getaddrinfo(host, port).await?
+        };
         // asyncio binds each distinct address once.
         let mut seen = std::collections::HashSet::new();
         addrs.retain(|a| seen.insert(*a));
@@ -301,8 +313,17 @@ impl EventLoop {
         for addr in &addrs {
             match crate::sys::tcp_bind(*addr, options.reuse_address, options.reuse_port) {
                 Ok(l) => listeners.push(Listener::Tcp(l)),
-                // Assume the family is not enabled (bpo-30945).
-                Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => continue,
+                // Assume the family is not enabled (bpo-30945); asyncio
+                // also skips an address whose socket cannot be made (a
+                // kernel without IPv6: EAFNOSUPPORT).
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT)
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => return Err(bind_error(e, addr).into()),
             }
         }

@@ -31,6 +31,11 @@
 //! - An endpoint that `create_datagram_endpoint` made but does not return
 //!   (the wait for `connection_made` failed, was cancelled, or was
 //!   dropped) is closed.
+//! - `pause_writing` is called when `buffer_size` grows above the
+//!   high-water mark (`set_write_buffer_limits`, 64 KiB by default; also
+//!   when new marks put it above), and `resume_writing` when the writer
+//!   drains it to the low-water mark: once per crossing, as asyncio's
+//!   `_FlowControlMixin`.
 //! - A panicking `pause_writing`/`resume_writing` is reported and the
 //!   endpoint goes on (asyncio's `_maybe_pause_protocol`): `sendto` does
 //!   not unwind, and a closing endpoint still flushes and loses its
@@ -156,6 +161,64 @@ impl DatagramSocket {
     }
 }
 
+// ===== DatagramOptions =====
+
+/// The socket keyword arguments of asyncio's `create_datagram_endpoint`:
+/// `reuse_port` and `allow_broadcast` (for
+/// [`EventLoop::create_datagram_endpoint_with`]; asyncio's `sock=` is
+/// [`EventLoop::create_datagram_endpoint_sock`]).
+///
+/// The defaults are asyncio's: neither option set.
+///
+/// ```
+/// use std::rc::Rc;
+/// use tulip::{BaseTransport, DatagramOptions};
+/// struct Nothing;
+/// impl tulip::DatagramProtocol for Nothing {}
+/// tulip::run(async {
+///     let lp = tulip::get_running_loop()?;
+///     // Two endpoints on one port: the kernel spreads the datagrams.
+///     let opts = DatagramOptions::new().reuse_port(true);
+///     let local = "127.0.0.1:0".parse().unwrap();
+///     let (a, _) = lp.create_datagram_endpoint_with(|| Rc::new(Nothing), Some(local), None, &opts).await?;
+///     let local = a.get_extra_info("sockname").and_then(|i| i.as_addr());
+///     let (b, _) = lp.create_datagram_endpoint_with(|| Rc::new(Nothing), local, None, &opts).await?;
+///     assert_eq!(b.get_extra_info("sockname").and_then(|i| i.as_addr()), local);
+///     a.close();
+///     b.close();
+///     Ok(())
+/// }).unwrap();
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DatagramOptions {
+    reuse_port: bool,
+    allow_broadcast: bool,
+}
+
+impl DatagramOptions {
+    /// asyncio's defaults (see the type's docs).
+    pub fn new() -> DatagramOptions {
+        DatagramOptions::default()
+    }
+
+    /// `SO_REUSEPORT` before `bind`: several sockets (of this or other
+    /// processes, each with the option set) may bind the same address and
+    /// port; the kernel balances the datagrams between them.
+    pub fn reuse_port(mut self, on: bool) -> DatagramOptions {
+        self.reuse_port = on;
+        self
+    }
+
+    /// `SO_BROADCAST`: the endpoint may send to broadcast addresses. As in
+    /// asyncio, a `remote_addr` is then not connected to: it is where
+    /// `sendto(data, None)` sends (with `sendto(2)`), `peername` is `None`,
+    /// and datagrams from any sender are received.
+    pub fn allow_broadcast(mut self, on: bool) -> DatagramOptions {
+        self.allow_broadcast = on;
+        self
+    }
+}
+
 // ===== DatagramSocketTransport =====
 
 /// asyncio's `_SelectorDatagramTransport`: a UDP or Unix datagram socket
@@ -163,8 +226,13 @@ impl DatagramSocket {
 pub struct DatagramSocketTransport {
     /// The loop, socket, protocol and closing flags (asyncio's `_SelectorTransport`).
     base: TransportBase<DatagramSocket, Rc<dyn DatagramProtocol>>,
-    /// The connected peer, if `remote_addr` was given.
+    /// Where `sendto(data, None)` sends (asyncio's `_address`): the
+    /// `remote_addr`, or the peer of a socket that was connected already.
     address: Option<DatagramAddr>,
+    /// Whether the socket is connected (asyncio's `_extra['peername']`):
+    /// it then sends with `send(2)`. An endpoint that allows broadcast has
+    /// an `address` but no connection, and sends to it with `sendto(2)`.
+    connected: bool,
     /// asyncio's `_extra['sockname']`, taken when the transport is made:
     /// still known once the socket is closed.
     sockname: Option<ExtraInfo>,
@@ -216,6 +284,48 @@ impl EventLoop {
         P: DatagramProtocol + 'static,
         F: FnOnce() -> Rc<P>,
     {
+        let options = DatagramOptions::default();
+        self.create_datagram_endpoint_with(protocol_factory, local_addr, remote_addr, &options)
+            .await
+    }
+
+    /// asyncio's `create_datagram_endpoint(protocol_factory, local_addr,
+    /// remote_addr, reuse_port=..., allow_broadcast=...)`:
+    /// [`create_datagram_endpoint`](EventLoop::create_datagram_endpoint)
+    /// with [`DatagramOptions`], set on the socket before `bind`.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use tulip::{BaseTransport, DatagramOptions, DatagramTransport};
+    /// struct Nothing;
+    /// impl tulip::DatagramProtocol for Nothing {}
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let peer = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    ///     let opts = DatagramOptions::new().allow_broadcast(true);
+    ///     let (t, _) = lp
+    ///         .create_datagram_endpoint_with(|| Rc::new(Nothing), None, Some(peer.local_addr()?), &opts)
+    ///         .await?;
+    ///     // Not connected: sent with sendto(2) to the remote address.
+    ///     assert!(t.get_extra_info("peername").is_none());
+    ///     t.sendto(b"hi", None)?;
+    ///     let mut buf = [0u8; 8];
+    ///     assert_eq!(peer.recv(&mut buf)?, 2);
+    ///     t.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_datagram_endpoint_with<P, F>(
+        &self,
+        protocol_factory: F,
+        local_addr: Option<SocketAddr>,
+        remote_addr: Option<SocketAddr>,
+        options: &DatagramOptions,
+    ) -> Result<(Rc<DatagramSocketTransport>, Rc<P>)>
+    where
+        P: DatagramProtocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
         // asyncio pairs the two addresses by family, and raises ValueError
         // when no family has both (before making any socket).
         if let (Some(l), Some(r)) = (local_addr, remote_addr) {
@@ -230,13 +340,53 @@ impl EventLoop {
             (None, Some(SocketAddr::V6(_))) => "[::]:0".parse().expect("literal"),
             (None, _) => "0.0.0.0:0".parse().expect("literal"),
         };
-        let sock = UdpSocket::bind(local)?;
-        sock.set_nonblocking(true)?;
-        if let Some(r) = remote_addr {
-            sock.connect(r)?;
-        }
+        // asyncio connects to `remote_addr` unless broadcast is allowed;
+        // either way the transport sends there (`r_addr`).
+        let sock = crate::sys::udp_socket(
+            Some(local),
+            remote_addr,
+            !options.allow_broadcast,
+            options.reuse_port,
+            options.allow_broadcast,
+        )?;
         let remote = remote_addr.map(DatagramAddr::from);
         self.make_datagram_transport(protocol_factory, sock.into(), remote)
+            .await
+    }
+
+    /// asyncio's `create_datagram_endpoint(protocol_factory, sock=sock)`:
+    /// an endpoint on an existing datagram socket (UDP or Unix), bound and
+    /// set up by the caller. As in asyncio, no address is given: a socket
+    /// connected already sends to its peer (`sendto(data, None)`, and
+    /// `peername`), any other needs an address for each datagram. Returns
+    /// once `connection_made` has been called.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use tulip::{BaseTransport, DatagramTransport};
+    /// struct Nothing;
+    /// impl tulip::DatagramProtocol for Nothing {}
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let (a, b) = std::os::unix::net::UnixDatagram::pair()?;
+    ///     let (t, _) = lp.create_datagram_endpoint_sock(|| Rc::new(Nothing), a).await?;
+    ///     t.sendto(b"hi", None)?;
+    ///     let mut buf = [0u8; 8];
+    ///     assert_eq!(b.recv(&mut buf)?, 2);
+    ///     t.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_datagram_endpoint_sock<P, F>(
+        &self,
+        protocol_factory: F,
+        sock: impl Into<DatagramSocket>,
+    ) -> Result<(Rc<DatagramSocketTransport>, Rc<P>)>
+    where
+        P: DatagramProtocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        self.make_datagram_transport(protocol_factory, sock.into(), None)
             .await
     }
 
@@ -382,9 +532,11 @@ pub(crate) fn bind_error(e: io::Error, path: &Path) -> io::Error {
 }
 
 impl DatagramSocketTransport {
-    /// Wraps a bound (and maybe connected, to `address`) datagram socket:
-    /// makes it non-blocking, then calls `connection_made` on the next
-    /// iteration and starts receiving. With `address` `None`, a socket
+    /// Wraps a bound (and maybe connected) datagram socket: makes it
+    /// non-blocking, then calls `connection_made` on the next iteration and
+    /// starts receiving. `address` is where `sendto(data, None)` sends
+    /// (asyncio's `address`): with `send(2)` if the socket is connected,
+    /// else with `sendto(2)`. With `address` `None`, a socket
     /// that is already connected has its peer asked of it (getpeername, as
     /// asyncio's `_extra['peername']`), so `sendto(data, None)` sends there.
     pub fn new(
@@ -399,7 +551,9 @@ impl DatagramSocketTransport {
         let unix = matches!(sock, DatagramSocket::Unix(_));
         // asyncio's `sock=` path passes no address, and the transport still
         // sends to the peer of a connected socket and reports it.
-        let address = address.or_else(|| sock.peer_addr());
+        let peer = sock.peer_addr();
+        let connected = peer.is_some();
+        let address = address.or(peer);
         if let Some(a) = &address {
             if !sock.fits(a) {
                 return Err(Error::invalid_argument(format!(
@@ -411,6 +565,7 @@ impl DatagramSocketTransport {
         let t = Rc::new_cyclic(|me| DatagramSocketTransport {
             base: TransportBase::new(lp, sock, protocol),
             address,
+            connected,
             sockname,
             unix,
             buffer: RefCell::new(VecDeque::new()),
@@ -466,11 +621,13 @@ impl DatagramSocketTransport {
         self.read_again();
     }
 
+    /// asyncio's `if self._extra['peername']: send(data) else:
+    /// sendto(data, addr)`, where `addr` defaults to `_address`.
     fn send_one(&self, data: &[u8], addr: Option<&DatagramAddr>) -> io::Result<usize> {
         match &*self.base.sock.borrow() {
-            Some(s) => match (addr, &self.address) {
-                (None, _) | (Some(_), Some(_)) => s.send(data),
-                (Some(a), None) => s.send_to(data, a),
+            Some(s) => match addr.or(self.address.as_ref()) {
+                Some(a) if !self.connected => s.send_to(data, a),
+                _ => s.send(data),
             },
             None => Err(io::Error::from(io::ErrorKind::NotConnected)),
         }
@@ -618,10 +775,16 @@ impl BaseTransport for DatagramSocketTransport {
     fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
         match name {
             "sockname" => self.sockname.clone(),
-            "peername" => self.address.as_ref().map(|a| match a {
-                DatagramAddr::Inet(a) => ExtraInfo::Addr(*a),
-                DatagramAddr::Unix(a) => ExtraInfo::UnixAddr(a.clone()),
-            }),
+            // asyncio's getpeername(): none for an endpoint that allows
+            // broadcast, whose remote address is not connected to.
+            "peername" => self
+                .address
+                .as_ref()
+                .filter(|_| self.connected)
+                .map(|a| match a {
+                    DatagramAddr::Inet(a) => ExtraInfo::Addr(*a),
+                    DatagramAddr::Unix(a) => ExtraInfo::UnixAddr(a.clone()),
+                }),
             "socket" => self.base.sock_fd().map(ExtraInfo::Fd),
             _ => None,
         }
@@ -704,6 +867,25 @@ impl DatagramTransport for DatagramSocketTransport {
 
     fn get_write_buffer_size(&self) -> usize {
         self.buffer_size.get()
+    }
+
+    /// asyncio's `_FlowControlMixin.set_write_buffer_limits`: the new marks,
+    /// then `_maybe_pause_protocol` (a queue already above the new `high`
+    /// pauses the protocol at once; resuming waits for the writer).
+    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()> {
+        let mut l = self.limits.get();
+        l.set(high, low)?;
+        let pause = l.maybe_pause(self.buffer_size.get());
+        self.limits.set(l);
+        if pause {
+            self.flow_call("pause_writing", |p| p.pause_writing());
+        }
+        Ok(())
+    }
+
+    fn get_write_buffer_limits(&self) -> (usize, usize) {
+        let l = self.limits.get();
+        (l.low, l.high)
     }
 }
 

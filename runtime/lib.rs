@@ -103,7 +103,7 @@ pub use base_events_connect::ConnectOptions;
 pub use base_events_net::{Listener, ProtocolFactory, Server, ServerOptions};
 pub use child_watcher::ChildWatcherKind;
 pub use contextvars::{copy_context, Context, ContextVar};
-pub use datagram::{DatagramSocket, DatagramSocketTransport};
+pub use datagram::{DatagramOptions, DatagramSocket, DatagramSocketTransport};
 pub use error::{Error, Result};
 pub use event_loop::{
     get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop, try_running_loop,
@@ -125,8 +125,9 @@ pub use streams::{
     ClientConnected, FlowControl, StreamReader, StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,
 };
 pub use streams_open::{
-    open_connection, open_connection_addrs, open_connection_sock, open_connection_with,
-    open_connection_with_limit, open_unix_connection, start_server, start_server_with,
+    open_connection, open_connection_addrs, open_connection_sock, open_connection_sock_with_limit,
+    open_connection_with, open_connection_with_limit, open_unix_connection,
+    open_unix_connection_with_limit, start_server, start_server_sock, start_server_with,
     start_server_with_limit, start_unix_server, start_unix_server_with,
 };
 pub use subprocess::{create_subprocess_exec, create_subprocess_shell, Process};

@@ -15,7 +15,7 @@
 //!   `StreamReaderProtocol` does the same).
 
 use std::future::Future as StdFuture;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::rc::Rc;
@@ -123,22 +123,54 @@ pub async fn open_connection_addrs(
 }
 
 /// asyncio's `open_connection(sock=sock)`: streams over an already
-/// connected socket (TCP or Unix, e.g. one end of a `socketpair`).
+/// connected socket (TCP or Unix, e.g. one end of a `socketpair`), with
+/// the default reader limit (64 KiB).
 pub async fn open_connection_sock(
     sock: impl Into<StreamSocket>,
 ) -> Result<(StreamReader, StreamWriter)> {
+    open_connection_sock_with_limit(sock, DEFAULT_LIMIT).await
+}
+
+/// asyncio's `open_connection(sock=sock, limit=...)`:
+/// [`open_connection_sock`] with a reader `limit`.
+///
+/// ```
+/// tulip::run(async {
+///     let (a, b) = std::os::unix::net::UnixStream::pair()?;
+///     let (reader, _wa) = tulip::open_connection_sock_with_limit(a, 4).await?;
+///     let (_rb, writer) = tulip::open_connection_sock(b).await?;
+///     writer.write(b"too long\n")?;
+///     assert_eq!(reader.limit(), 4);
+///     assert!(matches!(reader.readline().await, Err(tulip::Error::LimitOverrun { .. })));
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub async fn open_connection_sock_with_limit(
+    sock: impl Into<StreamSocket>,
+    limit: usize,
+) -> Result<(StreamReader, StreamWriter)> {
     let lp = get_running_loop()?;
-    let reader = StreamReader::with_loop(&lp, DEFAULT_LIMIT);
+    let reader = StreamReader::with_loop(&lp, limit);
     let proto = Rc::new(StreamReaderProtocol::new(&lp, reader.clone(), None));
     let p2 = proto.clone();
     let (transport, _) = lp.create_connection_sock(move || p2, sock.into()).await?;
     Ok(into_streams(transport, &proto, reader))
 }
 
-/// asyncio's `open_unix_connection(path)`.
+/// asyncio's `open_unix_connection(path)`, with the default reader limit
+/// (64 KiB).
 pub async fn open_unix_connection(path: impl AsRef<Path>) -> Result<(StreamReader, StreamWriter)> {
+    open_unix_connection_with_limit(path, DEFAULT_LIMIT).await
+}
+
+/// asyncio's `open_unix_connection(path, limit=...)`:
+/// [`open_unix_connection`] with a reader `limit`.
+pub async fn open_unix_connection_with_limit(
+    path: impl AsRef<Path>,
+    limit: usize,
+) -> Result<(StreamReader, StreamWriter)> {
     let lp = get_running_loop()?;
-    let reader = StreamReader::with_loop(&lp, DEFAULT_LIMIT);
+    let reader = StreamReader::with_loop(&lp, limit);
     let proto = Rc::new(StreamReaderProtocol::new(&lp, reader.clone(), None));
     let p2 = proto.clone();
     let (transport, _) = lp.create_unix_connection(move || p2, path).await?;
@@ -256,6 +288,36 @@ where
     let lp = get_running_loop()?;
     let factory = stream_factory(&lp, cb, limit);
     lp.create_server_with(factory, host, port, options).await
+}
+
+/// asyncio's `start_server(client_connected_cb, sock=sock, limit=...)`: a
+/// stream server on an already bound TCP socket, which it makes listen
+/// (backlog 100) and serves at once, as
+/// [`EventLoop::create_server_sock`] does; each connection's reader has
+/// the `limit`.
+///
+/// ```
+/// tulip::run(async {
+///     let sock = std::net::TcpListener::bind("127.0.0.1:0")?;
+///     let addr = sock.local_addr()?;
+///     let server = tulip::start_server_sock(|reader, writer| async move {
+///         writer.write(&reader.limit().to_string().into_bytes())?;
+///         writer.drain().await
+///     }, sock, 1000)?;
+///     let (reader, _writer) = tulip::open_connection("127.0.0.1", addr.port()).await?;
+///     assert_eq!(reader.read_to_eof().await?, b"1000");
+///     server.close();
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub fn start_server_sock<F, Fut>(cb: F, sock: TcpListener, limit: usize) -> Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: StdFuture<Output = Result<()>> + 'static,
+{
+    let lp = get_running_loop()?;
+    let factory = stream_factory(&lp, cb, limit);
+    lp.create_server_sock(factory, sock)
 }
 
 /// The protocol factory of a stream server: a reader of `limit` and a

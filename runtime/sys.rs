@@ -1,6 +1,7 @@
 //! The narrow libc layer under the subprocess, signal and thread modules,
-//! under the servers' listening sockets (which need options before
-//! `bind`, and a `listen` backlog, that std does not offer), and under
+//! under the servers' listening sockets and the datagram endpoints' sockets
+//! (which need options before `bind`, and a `listen` backlog, that std
+//! does not offer), and under
 //! `getnameinfo`, which std does not offer either, and the loop's clock.
 //!
 //! Their libc calls go through here and come back as an `io::Result`, the
@@ -19,7 +20,7 @@
 use std::ffi::CStr;
 use std::io;
 use std::mem::size_of;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Turns a libc return value into an `io::Result` (`-1` means failure).
@@ -271,11 +272,17 @@ fn setsockopt_int(
 /// A non-blocking, close-on-exec TCP socket of `addr`'s family, neither
 /// bound nor connected.
 fn tcp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
+    inet_socket(addr, libc::SOCK_STREAM)
+}
+
+/// A non-blocking, close-on-exec socket of `addr`'s family and type `kind`
+/// (`SOCK_STREAM`, `SOCK_DGRAM`), neither bound nor connected.
+fn inet_socket(addr: &SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
     };
-    let ty = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    let ty = kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
     // SAFETY: socket takes three integers and returns a new fd or -1.
     let fd = cvt(unsafe { libc::socket(family, ty, 0) })?;
     // SAFETY: the kernel just handed us this fd; nobody else owns it.
@@ -322,6 +329,40 @@ pub(crate) fn tcp_bind(
     }
     sockaddr_call(libc::bind, &fd, &addr)?;
     Ok(TcpListener::from(fd))
+}
+
+/// The socket of asyncio's `create_datagram_endpoint`: a non-blocking,
+/// close-on-exec UDP socket of the family of `local` (else `remote`), with
+/// `SO_REUSEPORT` and `SO_BROADCAST` as asked, then bound to `local` if
+/// given, and connected to `remote` if given (and `connect`).
+pub(crate) fn udp_socket(
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+    connect: bool,
+    reuse_port: bool,
+    allow_broadcast: bool,
+) -> io::Result<UdpSocket> {
+    let Some(family) = local.or(remote) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "unexpected address family: give a local or a remote address",
+        ));
+    };
+    let fd = inet_socket(&family, libc::SOCK_DGRAM)?;
+    if reuse_port {
+        setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
+    if allow_broadcast {
+        setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_BROADCAST, 1)?;
+    }
+    if let Some(local) = local {
+        sockaddr_call(libc::bind, &fd, &local)?;
+    }
+    if let (Some(remote), true) = (remote, connect) {
+        // A datagram connect only records the peer: it never blocks.
+        sockaddr_call(libc::connect, &fd, &remote)?;
+    }
+    Ok(UdpSocket::from(fd))
 }
 
 /// Why [`tcp_connect_from`] failed: binding to the local address, or

@@ -279,6 +279,38 @@ pub trait DatagramTransport: BaseTransport {
     /// How many bytes of datagrams are queued, counting 8 bytes of header
     /// for each (as asyncio 3.12+ does).
     fn get_write_buffer_size(&self) -> usize;
+
+    /// Sets the high- and low-water marks of the datagram queue, as
+    /// [`WriteTransport::set_write_buffer_limits`] does for a stream
+    /// (asyncio's datagram transport has it from `_FlowControlMixin`):
+    /// `pause_writing` is called when the queue (counted as
+    /// [`get_write_buffer_size`](DatagramTransport::get_write_buffer_size)
+    /// does) grows above `high`, `resume_writing` when it drains to `low`.
+    /// `None` for `high` means 64 KiB, or 4 × `low` if `low` is given;
+    /// `None` for `low` means `high / 4`. Fails if `low > high`. May call
+    /// `pause_writing` at once.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use tulip::{BaseTransport, DatagramTransport};
+    /// struct Nothing;
+    /// impl tulip::DatagramProtocol for Nothing {}
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let local = "127.0.0.1:0".parse().unwrap();
+    ///     let (t, _) = lp.create_datagram_endpoint(|| Rc::new(Nothing), Some(local), None).await?;
+    ///     assert_eq!(t.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
+    ///     t.set_write_buffer_limits(Some(8 * 1024), None)?;
+    ///     assert_eq!(t.get_write_buffer_limits(), (2 * 1024, 8 * 1024));
+    ///     assert!(t.set_write_buffer_limits(Some(1), Some(2)).is_err());
+    ///     t.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()>;
+
+    /// The `(low, high)` water marks of the datagram queue.
+    fn get_write_buffer_limits(&self) -> (usize, usize);
 }
 
 /// The write-buffer limits of a transport and the pause state that goes

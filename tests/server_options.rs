@@ -489,3 +489,30 @@ fn a_protocol_factory_that_interrupts_leaves_the_next_connections_to_the_next_ru
     server.close();
     lp.close().unwrap();
 }
+
+#[test]
+fn an_empty_host_binds_every_interface() {
+    // asyncio's create_server: `if host == '': hosts = [None]`, and
+    // getaddrinfo(None, port, flags=AI_PASSIVE) gives the IPv4 and IPv6
+    // wildcard addresses, one socket each. Not serving: the sockets are
+    // bound but never listen, so nothing off this host can connect.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let opts = ServerOptions::new().start_serving(false);
+        let server = lp
+            .create_server_with(|| Rc::new(Nothing), "", 0, &opts)
+            .await?;
+        let addrs = server.local_addrs();
+        assert!(
+            addrs.iter().any(|a| a.is_ipv4() && a.ip().is_unspecified()),
+            "{addrs:?}"
+        );
+        assert!(
+            addrs.iter().any(|a| a.is_ipv6() && a.ip().is_unspecified()),
+            "{addrs:?}"
+        );
+        assert!(!server.is_serving());
+        server.close();
+        Ok(())
+    });
+}

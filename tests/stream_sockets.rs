@@ -263,6 +263,53 @@ fn socketpair_open_connection_sock() {
     });
 }
 
+// conformance: N1
+#[test]
+fn every_stream_opener_and_server_starter_takes_a_limit() {
+    // asyncio's open_connection(sock=), open_unix_connection,
+    // start_server(sock=) all take `limit=`: the reader's buffer limit,
+    // past which readline fails.
+    run_bounded(5.0, async {
+        let (a, b) = std::os::unix::net::UnixStream::pair().map_err(Error::from)?;
+        let (ra, _wa) = tulip::open_connection_sock_with_limit(a, 4).await?;
+        let (_rb, wb) = tulip::open_connection_sock(b).await?;
+        assert_eq!(ra.limit(), 4);
+        wb.write(b"too long\n")?;
+        let e = ra.readline().await.unwrap_err();
+        assert!(matches!(e, Error::LimitOverrun { .. }), "{e:?}");
+
+        let dir = std::env::temp_dir().join(format!("tulip-unix-limit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(Error::from)?;
+        let path = dir.join("echo.sock");
+        let server = tulip::start_unix_server(echo, &path).await?;
+        let (r, w) = tulip::open_unix_connection_with_limit(&path, 5).await?;
+        assert_eq!(r.limit(), 5);
+        w.write(b"over unix\n")?;
+        let e = r.readline().await.unwrap_err();
+        assert!(matches!(e, Error::LimitOverrun { .. }), "{e:?}");
+        w.close();
+        server.close();
+        server.wait_closed().await?;
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let sock = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        let port = sock.local_addr().map_err(Error::from)?.port();
+        let server = tulip::start_server_sock(
+            |r: StreamReader, w: StreamWriter| async move {
+                w.write(r.limit().to_string().as_bytes())?;
+                w.close();
+                Ok(())
+            },
+            sock,
+            1234,
+        )?;
+        let (r, _w) = tulip::open_connection("127.0.0.1", port).await?;
+        assert_eq!(r.read_to_eof().await?, b"1234");
+        server.close();
+        Ok(())
+    });
+}
+
 #[test]
 fn connection_refused() {
     run_bounded(5.0, async {

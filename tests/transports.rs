@@ -1431,3 +1431,141 @@ fn a_create_connection_dropped_before_connection_made_closes_its_transport() {
         Ok(())
     });
 }
+
+// ===== create_datagram_endpoint options =====
+
+/// `getsockopt(fd, SOL_SOCKET, name)` as an int.
+fn sol_socket_option(fd: std::os::fd::RawFd, name: libc::c_int) -> libc::c_int {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes of a c_int and a
+    // socklen_t; `fd` is an open socket.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "getsockopt: {}", std::io::Error::last_os_error());
+    value
+}
+
+fn fd_of(t: &tulip::DatagramSocketTransport) -> std::os::fd::RawFd {
+    t.get_extra_info("socket").and_then(|i| i.as_fd()).unwrap()
+}
+
+#[test]
+fn reuse_port_lets_datagram_endpoints_share_a_port() {
+    // asyncio's create_datagram_endpoint(reuse_port=True) sets SO_REUSEPORT
+    // before bind: endpoints that all set it bind one address and port.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let opts = tulip::DatagramOptions::new().reuse_port(true);
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (a, _) = lp
+            .create_datagram_endpoint_with(|| Rc::new(UdpClient::default()), Some(any), None, &opts)
+            .await?;
+        assert_eq!(sol_socket_option(fd_of(&a), libc::SO_REUSEPORT), 1);
+        let addr = a.get_extra_info("sockname").and_then(|i| i.as_addr());
+        let (b, _) = lp
+            .create_datagram_endpoint_with(|| Rc::new(UdpClient::default()), addr, None, &opts)
+            .await?;
+        assert_eq!(b.get_extra_info("sockname").and_then(|i| i.as_addr()), addr);
+        // Without the option: the port is taken.
+        let e = lp
+            .create_datagram_endpoint(|| Rc::new(UdpClient::default()), addr, None)
+            .await
+            .err()
+            .expect("the port is taken");
+        assert_eq!(e.io_kind(), Some(std::io::ErrorKind::AddrInUse), "{e}");
+        a.close();
+        b.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn allow_broadcast_sets_so_broadcast_and_sends_to_the_remote_unconnected() {
+    // asyncio's create_datagram_endpoint(allow_broadcast=True) sets
+    // SO_BROADCAST and does not connect to remote_addr: the transport's
+    // `_address` is the remote, sent to with sendto() (peername is None),
+    // and datagrams from any sender are received. (Only loopback is sent
+    // to: SO_BROADCAST is checked with getsockopt.)
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let peer = udp_local();
+        let peer_addr = peer.local_addr().map_err(Error::from)?;
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (plain, _) = lp
+            .create_datagram_endpoint(|| Rc::new(UdpClient::default()), Some(local), None)
+            .await?;
+        assert_eq!(sol_socket_option(fd_of(&plain), libc::SO_BROADCAST), 0);
+        plain.close();
+
+        let opts = tulip::DatagramOptions::new().allow_broadcast(true);
+        let (t, client) = lp
+            .create_datagram_endpoint_with(
+                || Rc::new(UdpClient::default()),
+                Some(local),
+                Some(peer_addr),
+                &opts,
+            )
+            .await?;
+        assert_eq!(sol_socket_option(fd_of(&t), libc::SO_BROADCAST), 1);
+        assert!(t.get_extra_info("peername").is_none(), "not connected");
+        t.sendto(b"to the remote", None)?;
+        t.sendto(b"named", Some(peer_addr.into()))?;
+        let other: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert!(
+            matches!(
+                t.sendto(b"x", Some(other.into())),
+                Err(Error::InvalidArgument(_))
+            ),
+            "only the remote address"
+        );
+        let (got, from) = lp.sock_recvfrom(&peer, 32).await?;
+        assert_eq!(got, b"to the remote");
+        assert_eq!(lp.sock_recvfrom(&peer, 32).await?.0, b"named");
+        // Unconnected: a third socket's datagram is received too.
+        let third = udp_local();
+        lp.sock_sendto(&third, b"from a third", from).await?;
+        while client.got.borrow().is_empty() {
+            tulip::sleep(0.001).await?;
+        }
+        assert_eq!(client.got.borrow()[0], b"from a third");
+        t.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn create_datagram_endpoint_sock_serves_an_existing_socket() {
+    // asyncio's create_datagram_endpoint(sock=sock): the caller's socket,
+    // bound (here not connected), made non-blocking and served.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(Error::from)?;
+        let addr = sock.local_addr().map_err(Error::from)?;
+        let (t, _) = lp
+            .create_datagram_endpoint_sock(|| Rc::new(UdpEcho::default()), sock)
+            .await?;
+        assert_eq!(
+            t.get_extra_info("sockname").and_then(|i| i.as_addr()),
+            Some(addr)
+        );
+        assert!(t.get_extra_info("peername").is_none());
+        assert!(
+            matches!(t.sendto(b"x", None), Err(Error::InvalidArgument(_))),
+            "not connected: an address is needed"
+        );
+        let peer = udp_local();
+        lp.sock_sendto(&peer, b"echo me", addr).await?;
+        let (got, from) = lp.sock_recvfrom(&peer, 32).await?;
+        assert_eq!((got.as_slice(), from), (&b"echo me"[..], addr));
+        t.close();
+        Ok(())
+    });
+}

@@ -403,6 +403,47 @@ async fn paused_endpoint(
 
 // conformance: N3
 #[test]
+fn datagram_write_buffer_limits_drive_pause_and_resume_writing() {
+    // asyncio's datagram transport has `_FlowControlMixin`'s
+    // set_write_buffer_limits/get_write_buffer_limits: the defaults are
+    // (16 KiB, 64 KiB), new marks pause a queue already above `high` at
+    // once, and the writer resumes the protocol at `low`.
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-limits");
+        let (ct, flow, peer, _) =
+            endpoint_of_with_a_full_peer(&dir, || Rc::new(Flow::default()), |_| vec![1; 100])
+                .await?;
+        assert_eq!(ct.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
+        assert!(ct.set_write_buffer_limits(Some(1), Some(2)).is_err());
+        assert_eq!(ct.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
+        // One datagram (108 bytes) is queued: under a high mark of 200.
+        assert_eq!(ct.get_write_buffer_size(), 108);
+        ct.set_write_buffer_limits(Some(200), None)?;
+        assert_eq!(ct.get_write_buffer_limits(), (50, 200));
+        assert!(flow.events.borrow().is_empty());
+        // Above a high mark of 40 (4 × low).
+        ct.set_write_buffer_limits(None, Some(10))?;
+        assert_eq!(ct.get_write_buffer_limits(), (10, 40));
+        assert_eq!(*flow.events.borrow(), ["pause"], "paused at once");
+        ct.sendto(&[2; 100], None)?;
+        assert_eq!(*flow.events.borrow(), ["pause"], "paused once");
+        // The peer reads everything: the queue drains to 0 (<= low).
+        peer.set_nonblocking(true).map_err(Error::from)?;
+        let mut buf = vec![0u8; 200];
+        let lp = tulip::get_running_loop()?;
+        let deadline = lp.time() + 5.0;
+        while ct.get_write_buffer_size() > 0 && lp.time() < deadline {
+            recv_or_yield(&peer, &mut buf).await?;
+        }
+        assert_eq!(ct.get_write_buffer_size(), 0);
+        assert_eq!(*flow.events.borrow(), ["pause", "resume"]);
+        ct.close();
+        Ok(())
+    });
+}
+
+// conformance: N3
+#[test]
 fn a_datagram_sent_from_resume_writing_is_not_stranded() {
     // asyncio's _sendto_ready calls _maybe_resume_protocol ("May append to
     // buffer"), then removes the writer only if the buffer is empty.
