@@ -349,7 +349,8 @@ where
 }
 
 /// asyncio's `start_unix_server(client_connected_cb, path, limit=...,
-/// backlog=...)`: only the backlog of the [`ServerOptions`] applies.
+/// backlog=..., start_serving=...)`: the backlog and `start_serving` of the
+/// [`ServerOptions`] apply, the others are for TCP.
 pub async fn start_unix_server_with<F, Fut>(
     cb: F,
     path: impl AsRef<Path>,
