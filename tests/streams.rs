@@ -202,6 +202,42 @@ fn readline_past_limit_is_an_error_and_discards() {
     .unwrap();
 }
 
+/// The limit is inclusive, as asyncio's (`offset > limit`, `isep >
+/// limit`): a line of exactly `limit` bytes before its separator is read,
+/// whether it comes at once or the separator comes later; one more byte is
+/// the overrun.
+// conformance: N1
+#[test]
+fn a_chunk_of_exactly_limit_bytes_is_not_an_overrun() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let r = StreamReader::with_limit(4);
+        r.feed_data(b"abcd\n");
+        assert_eq!(r.readline().await?, b"abcd\n");
+        // `limit` bytes buffered and no separator yet: wait, do not fail.
+        r.feed_data(b"efgh");
+        let f = r.clone();
+        let _ = lp.call_soon(move || f.feed_data(b"\n"))?;
+        assert_eq!(r.readuntil(b"\n").await?, b"efgh\n");
+        // One byte more is over the limit, found or not.
+        r.feed_data(b"ijklm");
+        let e = r.readuntil(b"\n").await.unwrap_err();
+        assert!(
+            matches!(e, Error::LimitOverrun { consumed: 5, .. }),
+            "{e:?}"
+        );
+        r.feed_data(b"\n");
+        let e = r.readuntil(b"\n").await.unwrap_err();
+        assert!(
+            matches!(e, Error::LimitOverrun { consumed: 5, .. }),
+            "{e:?}"
+        );
+        assert_eq!(r.buffered(), 6);
+        Ok(())
+    })
+    .unwrap();
+}
+
 // conformance: N1
 #[test]
 fn readexactly_eof_is_incomplete_read() {
