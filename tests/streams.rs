@@ -584,6 +584,41 @@ fn drain_after_connection_lost_fails() {
     .unwrap();
 }
 
+/// drain() raises the reader's error first (asyncio: `exc =
+/// self._reader.exception(); if exc is not None: raise exc`), so a
+/// connection lost with, say, a timeout reports the timeout, not the
+/// generic reset of `_drain_helper`.
+// conformance: N2
+#[test]
+fn drain_raises_the_readers_error() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let reader = StreamReader::new();
+        let proto = StreamReaderProtocol::new(&lp, reader.clone(), None);
+        let w = StreamWriter::new(
+            Rc::new(FakeWrite::default()),
+            proto.flow_control().clone(),
+            Some(reader.clone()),
+        );
+        let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        proto.connection_lost(Some(timed_out.into()));
+        let err = w.drain().await.unwrap_err();
+        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::TimedOut), "{err:?}");
+        // Without a connection loss too: the reader's error is enough.
+        let reader = StreamReader::new();
+        let w = StreamWriter::new(
+            Rc::new(FakeWrite::default()),
+            FlowControl::new(&lp),
+            Some(reader.clone()),
+        );
+        reader.set_exception(Error::msg("boom"));
+        let err = w.drain().await.unwrap_err();
+        assert!(err.to_string().contains("boom"), "{err:?}");
+        Ok(())
+    })
+    .unwrap();
+}
+
 /// drain() on a closing transport yields once even when the connection is
 /// already lost, as asyncio's (`if self._transport.is_closing(): await
 /// sleep(0)`), so a loop of write() and drain() that goes on past the
