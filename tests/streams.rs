@@ -447,6 +447,43 @@ fn reader_pauses_and_resumes_its_transport() {
     .unwrap();
 }
 
+/// Every read that brings the buffer down to the limit resumes the
+/// transport at once, as each of asyncio's read methods ends with
+/// `_maybe_resume_transport()`: not only `read`, and not only at the next
+/// wait for data.
+// conformance: N2
+#[test]
+fn every_read_method_resumes_the_transport() {
+    tulip::run(async {
+        // A reader with limit 4 and a paused transport (9 bytes buffered).
+        let paused = |data: &[u8]| {
+            let r = StreamReader::with_limit(4);
+            let t = Rc::new(FakeRead::default());
+            t.reading.set(true);
+            r.set_transport(t.clone());
+            r.feed_data(data);
+            assert!(r.is_paused());
+            (r, t)
+        };
+        let (r, t) = paused(b"012345678");
+        assert_eq!(r.readexactly(5).await?, b"01234");
+        assert_eq!((r.is_paused(), t.resumes.get()), (false, 1), "readexactly");
+        let (r, t) = paused(b"0123\n5678");
+        assert_eq!(r.readuntil(b"\n").await?, b"0123\n");
+        assert_eq!((r.is_paused(), t.resumes.get()), (false, 1), "readuntil");
+        let (r, t) = paused(b"01234\n678");
+        assert!(r.readline().await.is_err(), "over the limit");
+        assert_eq!((r.is_paused(), t.resumes.get()), (false, 1), "readline");
+        assert_eq!(r.buffered(), 3);
+        let (r, t) = paused(b"012345678");
+        r.feed_eof();
+        assert_eq!(r.read_to_eof().await?.len(), 9);
+        assert_eq!((r.is_paused(), t.resumes.get()), (false, 1), "read_to_eof");
+        Ok(())
+    })
+    .unwrap();
+}
+
 /// A limit too large to double (`usize::MAX` for "no limit") never pauses:
 /// no buffer can hold more than 2 x limit bytes. asyncio's limit is a
 /// Python int, which does not overflow.
