@@ -376,6 +376,30 @@ fn no_fd_used_after_close() {
     });
 }
 
+/// `abort()` and `close()` never call the protocol from inside the call:
+/// asyncio's `_force_close` and `close` schedule `_call_connection_lost`
+/// with `call_soon`, so `connection_lost` comes on the next iteration.
+// conformance: N4
+#[test]
+fn connection_lost_is_scheduled_not_called_from_abort_or_close() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, _acc, t, p) = server_and_client(&lp, Recorder::new).await?;
+        t.write(&vec![1u8; 1 << 20])?; // buffered: abort drops it
+        t.abort();
+        assert_eq!(p.events(), ["made"], "connection_lost inside abort()");
+        tulip::sleep(0.0).await?;
+        assert_eq!(p.events(), ["made", "lost"]);
+        let (t, p) = connect_recorder(&lp, server.local_addrs()[0].port()).await?;
+        t.close();
+        assert_eq!(p.events(), ["made"], "connection_lost inside close()");
+        tulip::sleep(0.0).await?;
+        assert_eq!(p.events(), ["made", "lost"]);
+        server.close();
+        Ok(())
+    });
+}
+
 #[test]
 fn pause_reading_stops_data_received() {
     run_bounded(5.0, async {
