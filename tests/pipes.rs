@@ -254,6 +254,28 @@ fn write_pipe_backpressure_pauses_then_resumes_and_keeps_order() {
     });
 }
 
+/// asyncio's `set_write_buffer_limits` ends with `_maybe_pause_protocol()`:
+/// lowering the high-water mark under what a pipe has buffered pauses the
+/// protocol at once.
+// conformance: N3
+#[test]
+fn lowering_a_write_pipes_high_water_mark_pauses_at_once() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let (_r, w) = pipe2();
+        let (wt, wp) = lp.connect_write_pipe(Recorder::new, w).await?;
+        wt.set_write_buffer_limits(Some(16 << 20), None)?;
+        wt.write(&pattern(512 * 1024))?;
+        assert!(wt.get_write_buffer_size() > 128 * 1024);
+        assert_eq!(wp.events(), ["made"]);
+        wt.set_write_buffer_limits(Some(128 * 1024), None)?;
+        assert_eq!(wp.events(), ["made", "pause"]);
+        wt.abort();
+        assert!(wp.lost().await?.is_none());
+        Ok(())
+    });
+}
+
 #[test]
 fn write_eof_flushes_the_buffer_then_closes() {
     run_bounded(BOUND, async {

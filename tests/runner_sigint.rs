@@ -166,8 +166,39 @@ fn a_ctrl_c_in_the_last_step_interrupts_that_run_not_the_next() {
     runner.close();
 }
 
+// conformance: R2
+/// Only a Ctrl-C turns a cancelled main task into an interrupt: a main
+/// task cancelled by the program itself ends `run()` with the cancel, as
+/// asyncio's `Runner.run` re-raises `CancelledError` when
+/// `_interrupt_count` is 0. And when the Ctrl-C's cancel was caught but
+/// another one ended the task (`uncancel()` leaves 1, not 0), it is the
+/// cancel too, not `KeyboardInterrupt`.
+fn a_cancel_that_is_not_the_ctrl_c_s_is_not_an_interrupt() {
+    let res: tulip::Result<()> = tulip::run(async {
+        tulip::current_task().unwrap().cancel();
+        tulip::sleep(60.0).await
+    });
+    assert!(res.as_ref().is_err_and(|e| e.is_cancelled()), "{res:?}");
+    let sender = sigint_after(&[100]);
+    let res: tulip::Result<()> = tulip::run(async {
+        // The Ctrl-C's cancel is caught; then the program cancels again.
+        if let Err(e) = tulip::sleep(60.0).await {
+            assert!(e.is_cancelled());
+        }
+        tulip::current_task().unwrap().cancel();
+        tulip::sleep(60.0).await
+    });
+    sender.join().unwrap();
+    assert!(res.as_ref().is_err_and(|e| e.is_cancelled()), "{res:?}");
+    assert!(has_default_disposition(libc::SIGINT));
+}
+
 fn main() {
-    let cases: [(&str, fn()); 6] = [
+    let cases: [(&str, fn()); 7] = [
+        (
+            "a_cancel_that_is_not_the_ctrl_c_s_is_not_an_interrupt",
+            a_cancel_that_is_not_the_ctrl_c_s_is_not_an_interrupt,
+        ),
         (
             "a_ctrl_c_in_the_last_step_interrupts_that_run_not_the_next",
             a_ctrl_c_in_the_last_step_interrupts_that_run_not_the_next,

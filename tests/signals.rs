@@ -231,3 +231,34 @@ fn a_panicking_signal_handler_is_reported_under_its_own_name() {
         "{handle}"
     );
 }
+
+// conformance: R1
+/// A handled signal does not interrupt the program's blocking system calls:
+/// asyncio's `add_signal_handler` calls `signal.siginterrupt(sig, False)`,
+/// so a `read` the signal lands in is restarted, not failed with `EINTR`.
+#[test]
+fn a_handled_signal_restarts_an_interrupted_blocking_read() {
+    use std::os::fd::AsRawFd;
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    lp.add_signal_handler(libc::SIGUSR1, || {}).unwrap();
+    let (r, mut w) = std::io::pipe().unwrap();
+    // SAFETY: pthread_self cannot fail.
+    let me = unsafe { libc::pthread_self() };
+    // The signal lands in the read below, then a byte ends it.
+    let helper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        // SAFETY: `me` is the test thread, alive until it joins us.
+        unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
+        std::thread::sleep(Duration::from_millis(100));
+        std::io::Write::write_all(&mut w, b"x").unwrap();
+    });
+    let mut buf = [0u8; 1];
+    // SAFETY: a blocking read into `buf`, of at most its length.
+    let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), 1) };
+    let err = std::io::Error::last_os_error();
+    helper.join().unwrap();
+    assert!(lp.remove_signal_handler(libc::SIGUSR1).unwrap());
+    lp.close().unwrap();
+    assert_eq!(n, 1, "read failed: {err}");
+}

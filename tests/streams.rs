@@ -202,6 +202,42 @@ fn readline_past_limit_is_an_error_and_discards() {
     .unwrap();
 }
 
+/// The limit is inclusive, as asyncio's (`offset > limit`, `isep >
+/// limit`): a line of exactly `limit` bytes before its separator is read,
+/// whether it comes at once or the separator comes later; one more byte is
+/// the overrun.
+// conformance: N1
+#[test]
+fn a_chunk_of_exactly_limit_bytes_is_not_an_overrun() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let r = StreamReader::with_limit(4);
+        r.feed_data(b"abcd\n");
+        assert_eq!(r.readline().await?, b"abcd\n");
+        // `limit` bytes buffered and no separator yet: wait, do not fail.
+        r.feed_data(b"efgh");
+        let f = r.clone();
+        let _ = lp.call_soon(move || f.feed_data(b"\n"))?;
+        assert_eq!(r.readuntil(b"\n").await?, b"efgh\n");
+        // One byte more is over the limit, found or not.
+        r.feed_data(b"ijklm");
+        let e = r.readuntil(b"\n").await.unwrap_err();
+        assert!(
+            matches!(e, Error::LimitOverrun { consumed: 5, .. }),
+            "{e:?}"
+        );
+        r.feed_data(b"\n");
+        let e = r.readuntil(b"\n").await.unwrap_err();
+        assert!(
+            matches!(e, Error::LimitOverrun { consumed: 5, .. }),
+            "{e:?}"
+        );
+        assert_eq!(r.buffered(), 6);
+        Ok(())
+    })
+    .unwrap();
+}
+
 // conformance: N1
 #[test]
 fn readexactly_eof_is_incomplete_read() {
@@ -411,6 +447,43 @@ fn reader_pauses_and_resumes_its_transport() {
     .unwrap();
 }
 
+/// Every read that brings the buffer down to the limit resumes the
+/// transport at once, as each of asyncio's read methods ends with
+/// `_maybe_resume_transport()`: not only `read`, and not only at the next
+/// wait for data.
+// conformance: N2
+#[test]
+fn every_read_method_resumes_the_transport() {
+    tulip::run(async {
+        // A reader with limit 4 and a paused transport (9 bytes buffered).
+        let paused = |data: &[u8]| {
+            let r = StreamReader::with_limit(4);
+            let t = Rc::new(FakeRead::default());
+            t.reading.set(true);
+            r.set_transport(t.clone());
+            r.feed_data(data);
+            assert!(r.is_paused());
+            (r, t)
+        };
+        let (r, t) = paused(b"012345678");
+        assert_eq!(r.readexactly(5).await?, b"01234");
+        assert_eq!((r.is_paused(), t.resumes.get()), (false, 1), "readexactly");
+        let (r, t) = paused(b"0123\n5678");
+        assert_eq!(r.readuntil(b"\n").await?, b"0123\n");
+        assert_eq!((r.is_paused(), t.resumes.get()), (false, 1), "readuntil");
+        let (r, t) = paused(b"01234\n678");
+        assert!(r.readline().await.is_err(), "over the limit");
+        assert_eq!((r.is_paused(), t.resumes.get()), (false, 1), "readline");
+        assert_eq!(r.buffered(), 3);
+        let (r, t) = paused(b"012345678");
+        r.feed_eof();
+        assert_eq!(r.read_to_eof().await?.len(), 9);
+        assert_eq!((r.is_paused(), t.resumes.get()), (false, 1), "read_to_eof");
+        Ok(())
+    })
+    .unwrap();
+}
+
 /// A limit too large to double (`usize::MAX` for "no limit") never pauses:
 /// no buffer can hold more than 2 x limit bytes. asyncio's limit is a
 /// Python int, which does not overflow.
@@ -543,6 +616,41 @@ fn drain_after_connection_lost_fails() {
         );
         assert!(w.drain().await.is_err());
         assert!(w.wait_closed().await.is_err());
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// drain() raises the reader's error first (asyncio: `exc =
+/// self._reader.exception(); if exc is not None: raise exc`), so a
+/// connection lost with, say, a timeout reports the timeout, not the
+/// generic reset of `_drain_helper`.
+// conformance: N2
+#[test]
+fn drain_raises_the_readers_error() {
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let reader = StreamReader::new();
+        let proto = StreamReaderProtocol::new(&lp, reader.clone(), None);
+        let w = StreamWriter::new(
+            Rc::new(FakeWrite::default()),
+            proto.flow_control().clone(),
+            Some(reader.clone()),
+        );
+        let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        proto.connection_lost(Some(timed_out.into()));
+        let err = w.drain().await.unwrap_err();
+        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::TimedOut), "{err:?}");
+        // Without a connection loss too: the reader's error is enough.
+        let reader = StreamReader::new();
+        let w = StreamWriter::new(
+            Rc::new(FakeWrite::default()),
+            FlowControl::new(&lp),
+            Some(reader.clone()),
+        );
+        reader.set_exception(Error::msg("boom"));
+        let err = w.drain().await.unwrap_err();
+        assert!(err.to_string().contains("boom"), "{err:?}");
         Ok(())
     })
     .unwrap();

@@ -154,6 +154,39 @@ both_watchers!(
     wait_can_be_cancelled_without_killing_the_child_thread
 );
 
+// conformance: P2
+/// Each `wait()` has its own waiter (asyncio's `_wait` appends a fresh
+/// future to `_exit_waiters`): cancelling one of two concurrent waits
+/// leaves the other waiting, and it gets the exit code.
+fn cancelling_one_wait_leaves_the_other(kind: ChildWatcherKind) {
+    let (first_cancelled, rc) = on_loop(kind, |lp| async move {
+        // cat exits when its stdin is closed: the exit comes when we say.
+        let p = std::rc::Rc::new(
+            Command::new("cat")
+                .stdin(Stdio::Pipe)
+                .stdout(Stdio::DevNull)
+                .spawn()?,
+        );
+        let (p1, p2) = (p.clone(), p.clone());
+        let t1 = lp.create_task(async move { p1.wait().await })?;
+        let t2 = lp.create_task(async move { p2.wait().await })?;
+        tulip::sleep(0.0).await?;
+        t1.cancel();
+        t1.wait_done().await?;
+        assert!(!t2.done());
+        p.stdin.as_ref().unwrap().close();
+        let rc = tulip::timeout(10.0).run(t2).await?;
+        Ok((t1.cancelled(), rc))
+    });
+    assert!(first_cancelled);
+    assert_eq!(rc, 0);
+}
+both_watchers!(
+    cancelling_one_wait_leaves_the_other,
+    cancelling_one_wait_leaves_the_other_pidfd,
+    cancelling_one_wait_leaves_the_other_thread
+);
+
 /// Sleeps on the loop until it has no unreaped child, or for at most
 /// `limit`.
 async fn wait_for_reaping(lp: &EventLoop, limit: Duration) -> tulip::Result<()> {

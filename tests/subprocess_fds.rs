@@ -193,3 +193,56 @@ fn the_pidfd_watcher_holds_one_pidfd_per_running_child() {
     runner.close();
     assert_eq!((during, after, thread_during), (3, 0, 0));
 }
+
+// conformance: P4
+/// A child whose `pidfd_open` fails for want of an fd (EMFILE) falls back
+/// to the thread watcher, as the module documents: the spawn, which needs
+/// no new fd with inherited stdio, succeeds, and the child is reaped.
+#[test]
+fn a_child_without_a_free_fd_for_its_pidfd_falls_back_to_a_thread() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !tulip::child_watcher::can_use_pidfd()
+        || std::env::var_os(tulip::child_watcher::CHILD_WATCHER_ENV).is_some()
+    {
+        return; // no pidfd here, or a watcher is forced for the whole process
+    }
+    let mut runner = tulip::Runner::new();
+    runner
+        .get_loop()
+        .unwrap()
+        .set_child_watcher(ChildWatcherKind::Pidfd)
+        .unwrap();
+    warm_up(&mut runner);
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: reads this process's limit into `old`.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) }, 0);
+    // No free fd number below the limit: lower it to the first free one.
+    let open: std::collections::HashSet<u64> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .collect();
+    let first_free = (0..).find(|n| !open.contains(n)).unwrap();
+    let low = libc::rlimit {
+        rlim_cur: first_free,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: lowers the soft limit only; restored below.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
+    // Fill the holes left (the listing's own fd was one).
+    let mut fillers = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        fillers.push(f);
+    }
+    let spawned = Command::new("true").spawn_on(&runner.get_loop().unwrap());
+    drop(fillers);
+    // SAFETY: restores the limit read above.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &old) }, 0);
+    let p = spawned.expect("the spawn needs no fd, only the pidfd did");
+    assert_eq!(p.watcher(), ChildWatcherKind::Thread);
+    let rc = runner.run(async move { p.wait().await }).unwrap();
+    assert_eq!(rc, 0);
+    runner.close();
+}

@@ -231,6 +231,45 @@ fn resume_writing_fires_at_the_low_water_mark_while_bytes_remain() {
     });
 }
 
+/// asyncio's `set_write_buffer_limits` ends with `_maybe_pause_protocol()`:
+/// lowering the high-water mark under what is buffered pauses the protocol
+/// at once, before any other write. And the low-water mark is inclusive
+/// (`size <= low`): with `low = 0` the protocol resumes when the buffer is
+/// empty.
+// conformance: N3
+#[test]
+fn lowering_the_high_water_mark_pauses_and_a_zero_low_mark_resumes_when_empty() {
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (ours, peer) = std::os::unix::net::UnixStream::pair().map_err(Error::from)?;
+        peer.set_nonblocking(true).map_err(Error::from)?;
+        let (t, p) = lp
+            .create_connection_sock(|| Rc::new(ResumeSizes::default()), ours.into())
+            .await?;
+        t.set_write_buffer_limits(Some(64 << 20), None)?;
+        let total = 8 << 20;
+        t.write(&vec![b'x'; total])?;
+        assert!(t.get_write_buffer_size() > 1 << 20);
+        assert!(!p.paused.get());
+        t.set_write_buffer_limits(Some(1 << 20), Some(0))?;
+        assert!(p.paused.get(), "set_write_buffer_limits did not pause");
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut received = 0;
+        while received < total {
+            match std::io::Read::read(&mut &peer, &mut buf) {
+                Ok(n) => received += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => tulip::sleep(0.0).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // The last flush that emptied the buffer has run (all was received).
+        assert_eq!(t.get_write_buffer_size(), 0);
+        assert_eq!(*p.sizes.borrow(), [0], "resume_writing at an empty buffer");
+        t.abort();
+        Ok(())
+    });
+}
+
 // conformance: N4
 #[test]
 fn eof_received_then_connection_lost() {
@@ -332,6 +371,30 @@ fn no_fd_used_after_close() {
         t2.close();
         assert_eq!(p2.lost.clone().await?, None);
         assert_eq!(p2.events(), ["made", "lost"]);
+        server.close();
+        Ok(())
+    });
+}
+
+/// `abort()` and `close()` never call the protocol from inside the call:
+/// asyncio's `_force_close` and `close` schedule `_call_connection_lost`
+/// with `call_soon`, so `connection_lost` comes on the next iteration.
+// conformance: N4
+#[test]
+fn connection_lost_is_scheduled_not_called_from_abort_or_close() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (server, _acc, t, p) = server_and_client(&lp, Recorder::new).await?;
+        t.write(&vec![1u8; 1 << 20])?; // buffered: abort drops it
+        t.abort();
+        assert_eq!(p.events(), ["made"], "connection_lost inside abort()");
+        tulip::sleep(0.0).await?;
+        assert_eq!(p.events(), ["made", "lost"]);
+        let (t, p) = connect_recorder(&lp, server.local_addrs()[0].port()).await?;
+        t.close();
+        assert_eq!(p.events(), ["made"], "connection_lost inside close()");
+        tulip::sleep(0.0).await?;
+        assert_eq!(p.events(), ["made", "lost"]);
         server.close();
         Ok(())
     });
