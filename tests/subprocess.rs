@@ -19,7 +19,12 @@ where
     } else {
         lp.set_child_watcher(kind).unwrap();
     }
-    let out = runner.run(body(lp)).unwrap();
+    // Every test is bounded: a deadlocked communicate fails here after a
+    // minute instead of hanging the suite.
+    let fut = body(lp);
+    let out = runner
+        .run(async move { tulip::timeout(60.0).run(fut).await })
+        .unwrap();
     runner.close();
     out
 }
