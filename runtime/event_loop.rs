@@ -11,6 +11,8 @@
 //! - `run_once` is the only place where callbacks and task steps are *called*.
 //!   It runs exactly the entries that were in `ready` when its step 5 began
 //!   (conformance L2); what they schedule runs in the next iteration.
+//!   Called by hand, it refuses a closed loop and a running one (L4, L5),
+//!   so iterations never nest.
 //! - No `RefCell` borrow of loop state is held while a callback runs, a task
 //!   steps, or a waker is woken.
 //! - `timer_cancelled_count` counts the cancelled timers the loop still
@@ -559,7 +561,7 @@ impl EventLoop {
         let prev = RUNNING.with(|r| r.replace(Some(self.clone())));
         let _guard = RunGuard { lp: self, prev };
         loop {
-            self.run_once()?;
+            self.iteration()?;
             if self.inner.stopping.get() {
                 break;
             }
@@ -880,7 +882,20 @@ impl EventLoop {
     ///    other threads sent.
     /// 4. Move every timer due before `now + clock_resolution` to `ready`.
     /// 5. Run exactly the entries that are in `ready` now.
+    ///
+    /// Fails on a closed loop (whose poll nothing could end any more), and,
+    /// as [`run_forever`](EventLoop::run_forever) does (L4), inside a
+    /// running loop: a nested iteration would run what the outer one has
+    /// not reached yet, or block in poll inside a callback.
     pub fn run_once(&self) -> Result<()> {
+        self.check_closed()?;
+        self.check_running()?;
+        self.iteration()
+    }
+
+    /// The body of [`run_once`](EventLoop::run_once), without its checks:
+    /// `run_forever` has made them once for the whole run.
+    fn iteration(&self) -> Result<()> {
         let inner = &*self.inner;
 
         // 1. Cancelled timers.

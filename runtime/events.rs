@@ -22,6 +22,10 @@
 //!   timer to the ready queue need not touch the handle.) Cancelling a
 //!   scheduled timer bumps the loop's cancelled-timer count, which drives the
 //!   heap rebuild in `run_once` (asyncio's `_timer_handle_cancelled`).
+//! - A [`TimerHandle`] is equal only to itself (closures cannot be
+//!   compared, as asyncio compares callbacks) and hashes by `when`; two
+//!   different timers are ordered by `when`, and not at all when their
+//!   `when`s are equal (asyncio's `__le__` is "`<` or `==`").
 
 use std::cell::Cell;
 use std::fmt;
@@ -458,6 +462,43 @@ impl TimerHandle {
 impl fmt::Debug for TimerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.handle, f)
+    }
+}
+
+/// asyncio's `TimerHandle.__eq__` compares `when`, the callback, its
+/// arguments and the cancelled flag. Closures cannot be compared, so here
+/// a timer is equal only to itself (its clones): two timers that asyncio
+/// would call equal (the same function and arguments at the same `when`)
+/// are not, and none that it would call different are.
+impl PartialEq for TimerHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.handle.inner, &other.handle.inner)
+    }
+}
+
+impl Eq for TimerHandle {}
+
+/// asyncio's `__lt__`/`__gt__` compare `when`, and `__le__`/`__ge__` are
+/// "`<` or `==`": so two different timers due at the same `when` are
+/// neither equal nor ordered (`partial_cmp` is `None`, and `<`, `<=`, `>`,
+/// `>=` are all false, as in asyncio). To sort timers, compare
+/// [`when`](TimerHandle::when) with `f64::total_cmp`.
+impl PartialOrd for TimerHandle {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        if self == other {
+            return Some(std::cmp::Ordering::Equal);
+        }
+        match self.when().partial_cmp(&other.when()) {
+            Some(std::cmp::Ordering::Equal) => None,
+            order => order,
+        }
+    }
+}
+
+/// asyncio's `__hash__`: by `when` (equal timers, being one, share it).
+impl std::hash::Hash for TimerHandle {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.when().to_bits().hash(state)
     }
 }
 

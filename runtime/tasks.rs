@@ -66,8 +66,15 @@ use crate::event_loop::{
 use crate::futures::{CallbackId, Cancel, FutureCore, Notify, Owner, State};
 use crate::threadsafe::{Remote, Shared};
 
-/// asyncio's `_task_name_counter`: names are `Task-1`, `Task-2`, ...
+/// asyncio's `_task_name_counter`: names are `Task-1`, `Task-2`, ... A
+/// task created without a name takes the next number, as its id and its
+/// name; one created with a name takes none (3.13's `Task.__init__` calls
+/// the counter only `if name is None`).
 static TASK_COUNTER: AtomicU64 = AtomicU64::new(1);
+/// The ids of tasks created with a name: a range of their own, above every
+/// number `TASK_COUNTER` will reach, so that they stay unique without
+/// taking a `Task-N` number.
+static NAMED_TASK_COUNTER: AtomicU64 = AtomicU64::new(1 << 63);
 
 // ===== the non-generic part of a task =====
 
@@ -82,7 +89,8 @@ struct TaskExtra {
 
 /// The fields of a task that do not depend on its types.
 pub(crate) struct TaskHeader {
-    /// Unique per process; also the task's name number.
+    /// Unique per process; also the name number of a task created
+    /// without a name (see `NAMED_TASK_COUNTER`).
     pub(crate) id: u64,
     /// Slab key in the loop's task table.
     key: u32,
@@ -295,7 +303,8 @@ impl<T> Clone for Task<T> {
 /// Options for [`EventLoop::create_task_with`].
 #[derive(Clone, Debug, Default)]
 pub struct TaskOptions {
-    /// The task's name; `Task-N` if `None`.
+    /// The task's name; `Task-N` if `None` (a task given a name takes no
+    /// `N`, as in asyncio 3.13).
     pub name: Option<String>,
     /// Start eagerly (asyncio 3.12's eager tasks, C6); `None` follows the
     /// loop's task factory. As in asyncio, a task starts eagerly only when
@@ -328,7 +337,11 @@ impl EventLoop {
         F: StdFuture<Output = Result<T>> + 'static,
     {
         self.check_closed()?;
-        let id = TASK_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let counter = match opts.name {
+            None => &TASK_COUNTER,
+            Some(_) => &NAMED_TASK_COUNTER,
+        };
+        let id = counter.fetch_add(1, Ordering::Relaxed);
         let mut tasks = self.inner.tasks.borrow_mut();
         let entry = tasks.vacant_entry();
         let key = entry.key();
@@ -1016,7 +1029,10 @@ impl<T: 'static> Task<T> {
         self.inner.header().set_name(name.into());
     }
 
-    /// A process-unique id; `Task-{id}` is the default name.
+    /// A process-unique id. A task created without a name is named
+    /// `Task-{id}`; one created with a name takes no `Task-N` number (as
+    /// in asyncio 3.13), and its id comes from a range of its own, 2^63
+    /// and up.
     pub fn id(&self) -> u64 {
         self.inner.header().id
     }

@@ -246,6 +246,41 @@ fn running_a_second_loop_inside_a_running_loop_is_an_error() {
 
 // conformance: L4
 #[test]
+fn run_once_inside_a_running_loop_is_an_error() {
+    // A nested iteration would run what the outer one has not reached yet
+    // (breaking L2), and with nothing ready it would block in poll inside
+    // a callback. asyncio's re-entrant run is refused: "This event loop is
+    // already running"; and a loop cannot run while another one does.
+    let lp = EventLoop::new().unwrap();
+    let other = EventLoop::new().unwrap();
+    let errs = log();
+    let (lp1, e1, other1) = (lp.clone(), errs.clone(), other.clone());
+    soon(&lp, move || {
+        push(&e1, format!("{:?}", lp1.run_once()));
+        push(&e1, format!("{:?}", other1.run_once()));
+        lp1.stop();
+    });
+    // Something ready on each loop, so that a nested iteration (the bug)
+    // does not block, and the next callback of the outer one.
+    let ran = Rc::new(Cell::new(0));
+    let (r1, r2) = (ran.clone(), ran.clone());
+    soon(&lp, move || r1.set(r1.get() + 1));
+    soon(&other, move || r2.set(r2.get() + 10));
+    let (_dog, _) = stop_after(&lp, 10.0);
+    lp.run_forever().unwrap();
+    let errs = entries(&errs);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].contains("already running"), "{errs:?}");
+    assert!(errs[1].contains("another loop is running"), "{errs:?}");
+    // Only the outer iteration ran the second callback, in its turn.
+    assert_eq!(ran.get(), 1);
+    // Outside any run, by hand, it still works.
+    other.run_once().unwrap();
+    assert_eq!(ran.get(), 11);
+}
+
+// conformance: L4
+#[test]
 fn loop_stopped_before_the_future_completed_is_reported() {
     let lp = EventLoop::new().unwrap();
     let lp1 = lp.clone();
@@ -355,6 +390,26 @@ fn every_scheduling_call_fails_after_close() {
     // Closing twice is a no-op.
     lp.close().unwrap();
     drop((a, b));
+}
+
+// conformance: L5
+#[test]
+fn run_once_on_a_closed_loop_fails_instead_of_blocking() {
+    // A closed loop has nothing left that could end a poll (its queues,
+    // timers and registrations are gone, and `LoopHandle` refuses to wake
+    // it), so an iteration would block in epoll_wait for ever. asyncio's
+    // `_run_once` on a closed loop fails at once (its selector is None).
+    // The loop lives on its own thread, so a hang fails the test instead.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let lp = EventLoop::new().unwrap();
+        lp.close().unwrap();
+        let _ = tx.send(lp.run_once().map_err(|e| e.to_string()));
+    });
+    let res = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("run_once on a closed loop blocked");
+    assert!(res.is_err(), "{res:?}");
 }
 
 // conformance: L5

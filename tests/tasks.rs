@@ -513,6 +513,89 @@ fn tasks_have_default_names_and_can_be_renamed() {
 }
 
 #[test]
+fn a_task_created_with_a_name_takes_no_task_number() {
+    // asyncio 3.13's Task.__init__ calls `_task_name_counter()` only `if
+    // name is None`: the next unnamed task after a named one is the next
+    // number. The counter is process-wide, as asyncio's, and the other
+    // tests of this binary create tasks on their own threads, so the check
+    // runs in a child process that runs this test alone.
+    const CHILD: &str = "TULIP_TEST_TASK_NUMBERS_CHILD";
+    let me = "a_task_created_with_a_name_takes_no_task_number";
+    if std::env::var_os(CHILD).is_none() {
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", me, "--test-threads=1"])
+            .env(CHILD, "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Bounded: a watchdog kills the child if it overruns.
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let dog = std::thread::spawn(move || {
+            if rx.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+                // SAFETY: kill(2) on our own child's pid, not yet reaped.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        });
+        let out = child.wait_with_output().unwrap();
+        let _ = tx.send(());
+        dog.join().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "the child ran no test: {text}");
+        return;
+    }
+    let number = |name: String| -> u64 {
+        let n = name
+            .strip_prefix("Task-")
+            .unwrap_or_else(|| panic!("{name}"));
+        n.parse().unwrap()
+    };
+    let named = |name: &str, eager| TaskOptions {
+        name: Some(name.into()),
+        eager,
+        ..TaskOptions::default()
+    };
+    let lp = EventLoop::new().unwrap();
+    let a = lp.create_task(async { Ok(()) }).unwrap();
+    let given = lp.create_task_with(async { Ok(()) }, named("given", None));
+    let eager = lp.create_task_with(async { Ok(()) }, named("eager", Some(true)));
+    let b = lp.create_task(async { Ok(()) }).unwrap();
+    assert_eq!(number(b.name()), number(a.name()) + 1);
+    let (given, eager) = (given.unwrap(), eager.unwrap());
+    assert_eq!(
+        (given.name().as_str(), eager.name().as_str()),
+        ("given", "eager")
+    );
+    // Ids stay unique, named tasks' too.
+    let ids = [a.id(), given.id(), eager.id(), b.id()];
+    assert!(ids
+        .iter()
+        .all(|i| ids.iter().filter(|j| *j == i).count() == 1));
+    let names = lp
+        .run_until_complete(async {
+            let c = tulip::create_task(async { Ok(()) })?;
+            let d = tulip::create_task_named(async { Ok(()) }, "d")?;
+            let e = tulip::create_task(async { Ok(()) })?;
+            let names = (c.name(), d.name(), e.name());
+            c.await?;
+            d.await?;
+            e.await?;
+            Ok(names)
+        })
+        .unwrap();
+    assert_eq!(names.1, "d");
+    assert_eq!(number(names.2), number(names.0) + 1);
+    for t in [a, given, eager, b] {
+        lp.run_until_complete(t).unwrap();
+    }
+    lp.close().unwrap();
+}
+
+#[test]
 fn current_task_and_all_tasks_see_the_running_tasks() {
     let lp = EventLoop::new().unwrap();
     assert!(tulip::current_task().is_none());

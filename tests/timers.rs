@@ -200,6 +200,49 @@ fn when_many_but_not_all_timers_are_due_they_still_run_in_heap_order() {
     assert_eq!(*ran.borrow(), expected);
 }
 
+// conformance: T1
+#[test]
+fn timer_handles_compare_by_when_and_equal_only_themselves() {
+    // asyncio's TimerHandle orders by `when` (__lt__, __gt__), hashes by
+    // `when`, and is equal to a handle with the same when, callback, args
+    // and cancelled flag; __le__ is `<` or `==`. Closures cannot be
+    // compared, so a handle equals only itself (and its clones).
+    use std::cmp::Ordering;
+    use std::collections::HashSet;
+    let lp = EventLoop::new().unwrap();
+    let early = lp.call_at(10.0, || ()).unwrap();
+    let late = lp.call_at(20.0, || ()).unwrap();
+    let tie = lp.call_at(10.0, || ()).unwrap();
+    let same = early.clone();
+
+    assert_eq!(
+        [early < late, early <= late, early > late, early >= late],
+        [true, true, false, false]
+    );
+    assert!(early != late);
+    assert_eq!(early.partial_cmp(&late), Some(Ordering::Less));
+    // The same `when`, another callback: neither equal nor ordered, as in
+    // asyncio (a < b, a <= b, a > b, a >= b, a == b are all False).
+    assert!(early != tie);
+    assert_eq!(
+        [early < tie, early <= tie, early > tie, early >= tie],
+        [false; 4]
+    );
+    assert_eq!(early.partial_cmp(&tie), None);
+    // A handle is equal to itself, cancelled or not.
+    assert!(early == same && early <= same && early >= same);
+    assert_eq!(early.partial_cmp(&same), Some(Ordering::Equal));
+    early.cancel();
+    assert!(early == same);
+
+    // Hashable, by `when`: a set finds a handle by its clone.
+    let set: HashSet<TimerHandle> = [early.clone(), late.clone(), tie.clone()].into();
+    assert_eq!(set.len(), 3);
+    assert!(set.contains(&same));
+    late.cancel();
+    tie.cancel();
+}
+
 // ===== T2 =====
 
 // conformance: T2
