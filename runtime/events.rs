@@ -402,21 +402,22 @@ impl fmt::Debug for Handle {
         } else {
             "Handle"
         };
+        // asyncio's `_repr_info`: the class, `cancelled`, `when=` (a
+        // TimerHandle's, inserted after `cancelled`), then the callback,
+        // which a cancelled handle no longer has (`cancel()` sets
+        // `_callback = None`), then where the handle was made.
         write!(f, "<{kind}")?;
-        if let Some(t) = self.timer() {
-            write!(f, " when={:.6}", t.when)?;
-        }
         if self.cancelled() {
             f.write_str(" cancelled")?;
         }
+        if let Some(t) = self.timer() {
+            write!(f, " when={:.6}", t.when)?;
+        }
+        if !self.cancelled() {
+            write!(f, " {}", self.callback_name())?;
+        }
         let loc = self.created_at();
-        write!(
-            f,
-            " {} created at {}:{}>",
-            self.callback_name(),
-            loc.file(),
-            loc.line()
-        )
+        write!(f, " created at {}:{}>", loc.file(), loc.line())
     }
 }
 

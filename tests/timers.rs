@@ -740,3 +740,24 @@ fn sleep_waits_at_least_its_delay() {
     // A finished sleep leaves no timer behind.
     assert_eq!(lp.scheduled_timer_count(), 0);
 }
+
+/// asyncio's `TimerHandle.__repr__`: `<TimerHandle when=… callback …>`
+/// while live, `<TimerHandle cancelled when=…>` once cancelled (the
+/// callback is gone).
+#[test]
+fn timer_handle_debug_reads_like_asyncios_repr() {
+    fn tick() {}
+    let lp = EventLoop::new().unwrap();
+    let t = lp.call_at(12.5, tick).unwrap();
+    let live = format!("{t:?}");
+    assert!(live.starts_with("<TimerHandle when=12.500000 "), "{live}");
+    assert!(live.contains("tick"), "{live}");
+    t.cancel();
+    let gone = format!("{t:?}");
+    assert!(
+        gone.starts_with("<TimerHandle cancelled when=12.500000 created at "),
+        "{gone}"
+    );
+    assert!(!gone.contains("tick"), "{gone}");
+    lp.close().unwrap();
+}
