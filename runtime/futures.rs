@@ -596,7 +596,9 @@ impl<T: 'static> Future<T> {
     /// is then *not* `cancelled()`; tulip keeps one way in, so a future that
     /// ends in `Cancelled` is always `cancelled()`.)
     pub fn set_exception(&self, err: Error) -> Result<()> {
-        if err.is_cancelled() {
+        // asyncio checks the state first, then the error's type (as it
+        // refuses StopIteration): a done future says InvalidStateError.
+        if err.is_cancelled() && !self.done() {
             return Err(Error::invalid_argument(
                 "Cancelled cannot be set as a future's error: call cancel() instead",
             ));

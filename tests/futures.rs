@@ -68,6 +68,12 @@ fn cancelled_cannot_be_set_as_an_error() {
     let fut: Future<u32> = lp.create_future();
     assert!(fut.set_exception(Error::cancelled()).is_err());
     assert!(!fut.done());
+    // On a done future the state is checked first, as asyncio does.
+    fut.set_result(1).unwrap();
+    assert!(matches!(
+        fut.set_exception(Error::cancelled()),
+        Err(Error::InvalidState(_))
+    ));
 }
 
 // ===== F2 =====
