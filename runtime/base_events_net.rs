@@ -28,6 +28,10 @@
 //!   `SO_REUSEADDR`/`SO_REUSEPORT` before `bind`, as [`ServerOptions`] says.
 //!   (A Unix socket listens from its creation: mio binds and listens in one
 //!   call.)
+//! - Closing a Unix server removes a socket file only with
+//!   `cleanup_socket` (the default), and only the file whose inode was
+//!   recorded when the server was made: the path it bound, or the path of
+//!   the socket it was given (asyncio 3.13's `_unix_server_sockets`).
 //! - The accept readers are registered exactly while `serving` is true
 //!   (less an `ACCEPT_RETRY_DELAY` pause): nothing is accepted before
 //!   `start_serving`, nor after `close`.
@@ -84,11 +88,13 @@ type StreamFactory = Rc<dyn Fn() -> StreamProtocol>;
 
 /// The socket keyword arguments of asyncio's `create_server` and
 /// `start_server`: `backlog`, `reuse_address`, `reuse_port`, `keep_alive`
-/// (3.13), and `start_serving`.
+/// (3.13), and `start_serving`; and `create_unix_server`'s
+/// `cleanup_socket` (3.13).
 ///
 /// The defaults are asyncio's on Unix: a backlog of 100
 /// ([`DEFAULT_BACKLOG`]), `SO_REUSEADDR` on, `SO_REUSEPORT` off,
-/// `SO_KEEPALIVE` off, serving at once.
+/// `SO_KEEPALIVE` off, serving at once, a Unix socket's file removed at
+/// close.
 ///
 /// ```
 /// use std::rc::Rc;
@@ -115,6 +121,7 @@ pub struct ServerOptions {
     reuse_port: bool,
     keep_alive: bool,
     start_serving: bool,
+    cleanup_socket: bool,
 }
 
 impl Default for ServerOptions {
@@ -125,6 +132,7 @@ impl Default for ServerOptions {
             reuse_port: false,
             keep_alive: false,
             start_serving: true,
+            cleanup_socket: true,
         }
     }
 }
@@ -202,6 +210,18 @@ impl ServerOptions {
         /// }).unwrap();
         /// ```
         start_serving
+    }
+
+    flag! {
+        /// Whether closing a Unix server removes its socket file (asyncio
+        /// 3.13's `cleanup_socket`, default true), whether the server bound
+        /// the path itself or was given a bound socket
+        /// ([`EventLoop::create_unix_server_sock`]). As in asyncio, the
+        /// file is removed only if it is still the one the socket was bound
+        /// to (same inode): a server started on the path since keeps its
+        /// own. A socket without a path (abstract or unnamed) has no file
+        /// to remove. With false, the file stays (Unix only).
+        cleanup_socket
     }
 
     /// The backlog as `listen()` takes it.
@@ -378,8 +398,9 @@ impl EventLoop {
     /// asyncio's `create_unix_server(protocol_factory, path)`. A stale
     /// socket file at `path` is removed first (as asyncio does); the file
     /// is removed again when the server closes, unless another server has
-    /// replaced it by then (asyncio 3.13 compares the inode). The backlog
-    /// is 100.
+    /// replaced it by then (asyncio 3.13 compares the inode) or
+    /// [`ServerOptions::cleanup_socket`] is false. The backlog is 100. On a
+    /// socket the caller bound: [`create_unix_server_sock`](EventLoop::create_unix_server_sock).
     pub fn create_unix_server<P, F>(
         &self,
         protocol_factory: F,
@@ -393,8 +414,8 @@ impl EventLoop {
     }
 
     /// [`create_unix_server`](EventLoop::create_unix_server) with
-    /// [`ServerOptions`]: the backlog and `start_serving` apply to Unix
-    /// sockets, the others are for TCP.
+    /// [`ServerOptions`]: the backlog, `start_serving` and `cleanup_socket`
+    /// apply to Unix sockets, the others are for TCP.
     pub fn create_unix_server_with<P, F>(
         &self,
         protocol_factory: F,
@@ -413,8 +434,8 @@ impl EventLoop {
     /// start_serving=...)` for a [`BufferedProtocol`]: as
     /// [`create_unix_server_with`](EventLoop::create_unix_server_with) (a
     /// stale socket file at `path` is removed first, and the file again
-    /// when the server closes; the backlog and `start_serving` of
-    /// `options` apply), and each connection's transport receives straight
+    /// when the server closes; the backlog, `start_serving` and
+    /// `cleanup_socket` of `options` apply), and each connection's transport receives straight
     /// into the protocol's buffer (`get_buffer`, then `buffer_updated`).
     /// See [`create_unix_connection_buffered`](EventLoop::create_unix_connection_buffered)
     /// for an example.
@@ -440,17 +461,110 @@ impl EventLoop {
         // in use`).
         let l =
             mio::net::UnixListener::bind(path).map_err(|e| crate::datagram::bind_error(e, path))?;
-        // asyncio's `_unix_server_sockets[sock] = os.stat(path).st_ino`:
-        // close removes the file only while it is still this one.
-        let inode = std::fs::metadata(path).ok().map(|m| m.ino());
-        Server::new(
-            self,
-            vec![Listener::Unix(l.into(), path.to_path_buf())],
-            factory,
-            options,
-            inode,
-        )
+        serve_unix_listener(self, l.into(), path.to_path_buf(), factory, options)
     }
+
+    /// asyncio's `create_unix_server(protocol_factory, sock=sock,
+    /// backlog=..., start_serving=..., cleanup_socket=...)`: serves on an
+    /// already bound Unix stream socket. As in asyncio, the server calls
+    /// `listen()` on it with the backlog of `options`, and serves at once
+    /// unless `start_serving` is false. With `cleanup_socket` (the
+    /// default, as in asyncio 3.13), closing the server removes the
+    /// socket's file if it is still the one the socket was bound to; the
+    /// other options are for TCP.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use tulip::ServerOptions;
+    /// struct Nothing;
+    /// impl tulip::Protocol for Nothing {}
+    /// tulip::run(async {
+    ///     let dir = std::env::temp_dir().join(format!("tulip-doc-usock-{}", std::process::id()));
+    ///     std::fs::create_dir_all(&dir)?;
+    ///     let path = dir.join("server.sock");
+    ///     let sock = std::os::unix::net::UnixListener::bind(&path)?;
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let server = lp.create_unix_server_sock(|| Rc::new(Nothing), sock, &ServerOptions::new())?;
+    ///     let _conn = std::os::unix::net::UnixStream::connect(&path)?;
+    ///     server.close();
+    ///     assert!(!path.exists()); // cleanup_socket
+    ///     std::fs::remove_dir_all(&dir)?;
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub fn create_unix_server_sock<P, F>(
+        &self,
+        protocol_factory: F,
+        sock: UnixListener,
+        options: &ServerOptions,
+    ) -> Result<Server>
+    where
+        P: Protocol + 'static,
+        F: Fn() -> Rc<P> + 'static,
+    {
+        let factory = stream_factory(protocol_factory, StreamProtocol::plain);
+        self.serve_unix_sock(sock, factory, options)
+    }
+
+    /// asyncio's `create_unix_server(protocol_factory, sock=sock, ...)` for
+    /// a [`BufferedProtocol`]: as
+    /// [`create_unix_server_sock`](EventLoop::create_unix_server_sock), and
+    /// each connection's transport receives straight into the protocol's
+    /// buffer (`get_buffer`, then `buffer_updated`).
+    pub fn create_unix_server_buffered_sock<P: BufferedProtocol + 'static>(
+        &self,
+        protocol_factory: impl Fn() -> Rc<P> + 'static,
+        sock: UnixListener,
+        options: &ServerOptions,
+    ) -> Result<Server> {
+        let factory = stream_factory(protocol_factory, StreamProtocol::buffered);
+        self.serve_unix_sock(sock, factory, options)
+    }
+
+    /// `create_unix_server(sock=sock)` for either kind of protocol.
+    fn serve_unix_sock(
+        &self,
+        sock: UnixListener,
+        factory: StreamFactory,
+        options: &ServerOptions,
+    ) -> Result<Server> {
+        sock.set_nonblocking(true)?;
+        // asyncio's `path = sock.getsockname()`, skipped for an abstract
+        // name; an unnamed socket has no path either. No path: nothing to
+        // remove at close.
+        let path = sock
+            .local_addr()?
+            .as_pathname()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        serve_unix_listener(self, sock, path, factory, options)
+    }
+}
+
+/// The server of `create_unix_server`, on a bound socket whose file is at
+/// `path` (empty if it has none).
+fn serve_unix_listener(
+    lp: &EventLoop,
+    sock: UnixListener,
+    path: PathBuf,
+    factory: StreamFactory,
+    options: &ServerOptions,
+) -> Result<Server> {
+    // asyncio 3.13's `if cleanup_socket: self._unix_server_sockets[sock] =
+    // os.stat(path).st_ino`: close removes the file only while it is still
+    // this one (a missing file records nothing).
+    let inode = if options.cleanup_socket && !path.as_os_str().is_empty() {
+        std::fs::metadata(&path).ok().map(|m| m.ino())
+    } else {
+        None
+    };
+    Server::new(
+        lp,
+        vec![Listener::Unix(sock, path)],
+        factory,
+        options,
+        inode,
+    )
 }
 
 /// A server's factory: calls `protocol_factory` for each connection, and
@@ -493,7 +607,8 @@ fn remove_own_socket_file(path: &Path, inode: Option<u64>) {
 pub enum Listener {
     /// TCP.
     Tcp(TcpListener),
-    /// Unix, with the path to remove at close.
+    /// Unix, with the path of its socket file (empty for a socket that
+    /// has none: abstract or unnamed).
     Unix(UnixListener, PathBuf),
 }
 

@@ -24,6 +24,10 @@
 //!   registrations are gone, and `connection_lost` is called once.
 //! - Every address handed to the protocol or to the socket is of the
 //!   socket's family: `sendto` refuses an address of the other family.
+//! - A UDP endpoint's local and remote addresses are of one family:
+//!   addresses of two families are refused before any socket is made, and
+//!   names are resolved (off the loop's thread) and paired by family as
+//!   asyncio's `addr_infos` does.
 //! - A protocol callback that panics while receiving goes to the loop's
 //!   exception handler, and the endpoint reads on in the next iteration
 //!   (asyncio's selector reports the socket again): datagrams already
@@ -165,7 +169,8 @@ impl DatagramSocket {
 
 /// The socket keyword arguments of asyncio's `create_datagram_endpoint`:
 /// `reuse_port` and `allow_broadcast` (for
-/// [`EventLoop::create_datagram_endpoint_with`]; asyncio's `sock=` is
+/// [`EventLoop::create_datagram_endpoint_with`] and
+/// [`EventLoop::create_datagram_endpoint_host`]; asyncio's `sock=` is
 /// [`EventLoop::create_datagram_endpoint_sock`]).
 ///
 /// The defaults are asyncio's: neither option set.
@@ -354,6 +359,109 @@ impl EventLoop {
             .await
     }
 
+    /// asyncio's `create_datagram_endpoint(protocol_factory,
+    /// local_addr=(host, port), remote_addr=(host, port), ...)`: as
+    /// [`create_datagram_endpoint_with`](EventLoop::create_datagram_endpoint_with),
+    /// each address given as a host name (or an IP address in text) and a
+    /// port, resolved with [`getaddrinfo`](EventLoop::getaddrinfo) off the
+    /// loop's thread.
+    ///
+    /// As asyncio does, the addresses are paired by family (IPv4, IPv6, in
+    /// the order the resolver gave them, the local address's first): a
+    /// family is a candidate only if it has an address for each one given,
+    /// and the first candidate whose socket can be made, bound and
+    /// connected is used; if none can, the first error is returned. No
+    /// candidate (`("127.0.0.1", 0)` and `("::1", 53)`) is an
+    /// [`Error::InvalidArgument`] (asyncio's `ValueError('can not get
+    /// address information')`). Without a local address, the socket is
+    /// not bound before it connects (the kernel picks the address, as in
+    /// asyncio); with neither, it is bound to `0.0.0.0:0`, as by
+    /// [`create_datagram_endpoint`](EventLoop::create_datagram_endpoint).
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use tulip::{BaseTransport, DatagramOptions, DatagramTransport};
+    /// struct Nothing;
+    /// impl tulip::DatagramProtocol for Nothing {}
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let peer = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    ///     let port = peer.local_addr()?.port();
+    ///     let (t, _) = lp
+    ///         .create_datagram_endpoint_host(
+    ///             || Rc::new(Nothing),
+    ///             Some(("localhost", 0)),
+    ///             Some(("127.0.0.1", port)),
+    ///             &DatagramOptions::new(),
+    ///         )
+    ///         .await?;
+    ///     t.sendto(b"hi", None)?;
+    ///     let mut buf = [0u8; 8];
+    ///     assert_eq!(peer.recv(&mut buf)?, 2);
+    ///     t.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_datagram_endpoint_host<P, F>(
+        &self,
+        protocol_factory: F,
+        local_addr: Option<(&str, u16)>,
+        remote_addr: Option<(&str, u16)>,
+        options: &DatagramOptions,
+    ) -> Result<(Rc<DatagramSocketTransport>, Rc<P>)>
+    where
+        P: DatagramProtocol + 'static,
+        F: FnOnce() -> Rc<P>,
+    {
+        if local_addr.is_none() && remote_addr.is_none() {
+            return self
+                .create_datagram_endpoint_with(protocol_factory, None, None, options)
+                .await;
+        }
+        let mut locals = Vec::new();
+        if let Some((host, port)) = local_addr {
+            locals = self.getaddrinfo(host, port).await?;
+        }
+        let mut remotes = Vec::new();
+        if let Some((host, port)) = remote_addr {
+            remotes = self.getaddrinfo(host, port).await?;
+        }
+        let pairs = pair_by_family(
+            &locals,
+            &remotes,
+            local_addr.is_some(),
+            remote_addr.is_some(),
+        );
+        if pairs.is_empty() {
+            return Err(Error::invalid_argument(format!(
+                "can not get address information: local_addr {locals:?} and remote_addr {remotes:?} have no address family in common"
+            )));
+        }
+        // asyncio's `for ... in addr_pairs_info: try: ... except OSError:
+        // exceptions.append(exc) else: break`, then `raise exceptions[0]`.
+        let mut first_error = None;
+        for (local, remote) in pairs {
+            match crate::sys::udp_socket(
+                local,
+                remote,
+                !options.allow_broadcast,
+                options.reuse_port,
+                options.allow_broadcast,
+            ) {
+                Ok(sock) => {
+                    let remote = remote.map(DatagramAddr::from);
+                    return self
+                        .make_datagram_transport(protocol_factory, sock.into(), remote)
+                        .await;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.expect("one pair at least").into())
+    }
+
     /// asyncio's `create_datagram_endpoint(protocol_factory, sock=sock)`:
     /// an endpoint on an existing datagram socket (UDP or Unix), bound and
     /// set up by the caller. As in asyncio, no address is given: a socket
@@ -499,6 +607,44 @@ impl EventLoop {
         std::mem::forget(close);
         Ok((t, protocol))
     }
+}
+
+/// asyncio's `addr_infos` of `create_datagram_endpoint`: the resolved
+/// addresses joined by family, in the order the families first appear
+/// (the local addresses first). As asyncio's `addr_infos[key][idx] =
+/// address` does, the last address of a family wins on each side. A family
+/// is kept only if it has an address for each side that was given
+/// (`has_local`, `has_remote`).
+fn pair_by_family(
+    locals: &[SocketAddr],
+    remotes: &[SocketAddr],
+    has_local: bool,
+    has_remote: bool,
+) -> Vec<(Option<SocketAddr>, Option<SocketAddr>)> {
+    // (is IPv4, local, remote), at most one per family.
+    let mut families: Vec<(bool, Option<SocketAddr>, Option<SocketAddr>)> = Vec::new();
+    let sides = [(locals, true), (remotes, false)];
+    for (addrs, local) in sides {
+        for a in addrs {
+            let i = match families.iter().position(|f| f.0 == a.is_ipv4()) {
+                Some(i) => i,
+                None => {
+                    families.push((a.is_ipv4(), None, None));
+                    families.len() - 1
+                }
+            };
+            if local {
+                families[i].1 = Some(*a);
+            } else {
+                families[i].2 = Some(*a);
+            }
+        }
+    }
+    families
+        .into_iter()
+        .filter(|(_, l, r)| (l.is_some() || !has_local) && (r.is_some() || !has_remote))
+        .map(|(_, l, r)| (l, r))
+        .collect()
 }
 
 /// Closes the transport of a `make_datagram_transport` that did not return
@@ -897,5 +1043,44 @@ impl fmt::Debug for DatagramSocketTransport {
             .field("closing", &self.base.closing.get())
             .field("queued", &self.buffer.borrow().len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pair_by_family;
+    use std::net::SocketAddr;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn addresses_are_paired_by_family_as_asyncio_joins_addr_infos() {
+        // "localhost" resolving to ::1 then 127.0.0.1, a remote with only
+        // an IPv4 address: only IPv4 has both.
+        let locals = [a("[::1]:0"), a("127.0.0.1:0")];
+        let remotes = [a("127.0.0.1:9")];
+        assert_eq!(
+            pair_by_family(&locals, &remotes, true, true),
+            [(Some(a("127.0.0.1:0")), Some(a("127.0.0.1:9")))]
+        );
+        // Both families: in the order they first appear, the local side's
+        // first; the last address of a family wins (`addr_infos[key][idx]
+        // = address`).
+        let remotes = [a("127.0.0.2:9"), a("[::1]:9"), a("127.0.0.3:9")];
+        assert_eq!(
+            pair_by_family(&locals, &remotes, true, true),
+            [
+                (Some(a("[::1]:0")), Some(a("[::1]:9"))),
+                (Some(a("127.0.0.1:0")), Some(a("127.0.0.3:9"))),
+            ]
+        );
+        // A side not given needs no address.
+        assert_eq!(
+            pair_by_family(&[], &remotes, false, true),
+            [(None, Some(a("127.0.0.3:9"))), (None, Some(a("[::1]:9")))]
+        );
+        assert!(pair_by_family(&[a("127.0.0.1:0")], &[a("[::1]:9")], true, true).is_empty());
     }
 }

@@ -1,7 +1,8 @@
 //! The loop's low-level socket coroutines and name resolution. Mirrors
 //! `BaseSelectorEventLoop.sock_recv`, `sock_recv_into`, `sock_sendall`,
 //! `sock_connect`, `sock_accept`, and asyncio 3.11's `sock_sendto`,
-//! `sock_recvfrom`, `sock_recvfrom_into` in `Lib/asyncio/selector_events.py`,
+//! `sock_recvfrom`, `sock_recvfrom_into` in `Lib/asyncio/selector_events.py`
+//! (for UDP, and as `*_unix` functions for Unix datagram sockets),
 //! and `getaddrinfo`, `getnameinfo` (run in the executor) in
 //! `base_events.py`.
 //!
@@ -32,7 +33,9 @@ use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{SocketAddr as UnixSocketAddr, UnixDatagram};
 use std::panic::Location;
+use std::path::Path;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -279,6 +282,71 @@ impl EventLoop {
         sock: &UdpSocket,
         buf: &mut [u8],
     ) -> Result<(usize, SocketAddr)> {
+        self.sock_retry(sock.as_raw_fd(), false, || sock.recv_from(buf))
+            .await
+    }
+
+    /// asyncio's `sock_sendto(sock, data, address)` (3.11) on a Unix
+    /// datagram socket (`AF_UNIX`, where asyncio's address is a path):
+    /// sends one datagram to the socket bound at `path` from a non-blocking
+    /// `UnixDatagram`, waiting while it cannot be sent; returns how many
+    /// bytes were sent. Nothing bound at `path` is an error (`NotFound`, or
+    /// `ConnectionRefused` for a stale socket file).
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixDatagram;
+    /// tulip::run(async {
+    ///     let dir = std::env::temp_dir().join(format!("tulip-doc-sockudg-{}", std::process::id()));
+    ///     std::fs::create_dir_all(&dir)?;
+    ///     let (pa, pb) = (dir.join("a.sock"), dir.join("b.sock"));
+    ///     let (a, b) = (UnixDatagram::bind(&pa)?, UnixDatagram::bind(&pb)?);
+    ///     a.set_nonblocking(true)?;
+    ///     b.set_nonblocking(true)?;
+    ///     let lp = tulip::get_running_loop()?;
+    ///     lp.sock_sendto_unix(&a, b"ping", &pb).await?;
+    ///     let (data, from) = lp.sock_recvfrom_unix(&b, 100).await?;
+    ///     assert_eq!(data, b"ping");
+    ///     assert_eq!(from.as_pathname(), Some(pa.as_path()));
+    ///     std::fs::remove_dir_all(&dir)?;
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn sock_sendto_unix(
+        &self,
+        sock: &UnixDatagram,
+        data: &[u8],
+        path: impl AsRef<Path>,
+    ) -> Result<usize> {
+        let path = path.as_ref();
+        self.sock_retry(sock.as_raw_fd(), true, || sock.send_to(data, path))
+            .await
+    }
+
+    /// asyncio's `sock_recvfrom(sock, bufsize)` (3.11) on a Unix datagram
+    /// socket: receives one datagram of at most `n` bytes (the rest of a
+    /// longer one is discarded) from a non-blocking `UnixDatagram`, and the
+    /// sender's address (its path, or unnamed for a sender that never
+    /// bound one).
+    pub async fn sock_recvfrom_unix(
+        &self,
+        sock: &UnixDatagram,
+        n: usize,
+    ) -> Result<(Vec<u8>, UnixSocketAddr)> {
+        let mut buf = vec![0u8; n];
+        let (k, addr) = self.sock_recvfrom_into_unix(sock, &mut buf).await?;
+        buf.truncate(k);
+        Ok((buf, addr))
+    }
+
+    /// asyncio's `sock_recvfrom_into(sock, buf)` (3.11) on a Unix datagram
+    /// socket: receives one datagram into `buf` (the rest of a longer one
+    /// is discarded); returns how many bytes were stored and the sender's
+    /// address.
+    pub async fn sock_recvfrom_into_unix(
+        &self,
+        sock: &UnixDatagram,
+        buf: &mut [u8],
+    ) -> Result<(usize, UnixSocketAddr)> {
         self.sock_retry(sock.as_raw_fd(), false, || sock.recv_from(buf))
             .await
     }

@@ -16,6 +16,7 @@
 
 use std::future::Future as StdFuture;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::UnixListener;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::rc::Rc;
@@ -349,8 +350,9 @@ where
 }
 
 /// asyncio's `start_unix_server(client_connected_cb, path, limit=...,
-/// backlog=..., start_serving=...)`: the backlog and `start_serving` of the
-/// [`ServerOptions`] apply, the others are for TCP.
+/// backlog=..., start_serving=..., cleanup_socket=...)`: the backlog,
+/// `start_serving` and `cleanup_socket` of the [`ServerOptions`] apply,
+/// the others are for TCP.
 pub async fn start_unix_server_with<F, Fut>(
     cb: F,
     path: impl AsRef<Path>,
@@ -364,4 +366,47 @@ where
     let lp = get_running_loop()?;
     let factory = stream_factory(&lp, cb, limit);
     lp.create_unix_server_with(factory, path, options)
+}
+
+/// asyncio's `start_unix_server(client_connected_cb, sock=sock, limit=...,
+/// backlog=..., start_serving=..., cleanup_socket=...)`: a stream server
+/// on an already bound Unix socket, which it makes listen with the
+/// backlog of `options`, as [`EventLoop::create_unix_server_sock`] does
+/// (with `cleanup_socket`, the default, closing the server removes the
+/// socket's file while it is still the one bound); each connection's
+/// reader has the `limit`.
+///
+/// ```
+/// use tulip::ServerOptions;
+/// tulip::run(async {
+///     let dir = std::env::temp_dir().join(format!("tulip-doc-ussock-{}", std::process::id()));
+///     std::fs::create_dir_all(&dir)?;
+///     let path = dir.join("echo.sock");
+///     let sock = std::os::unix::net::UnixListener::bind(&path)?;
+///     let server = tulip::start_unix_server_sock(|reader, writer| async move {
+///         writer.write(&reader.readline().await?)?;
+///         writer.drain().await
+///     }, sock, tulip::DEFAULT_LIMIT, &ServerOptions::new())?;
+///     let (reader, writer) = tulip::open_unix_connection(&path).await?;
+///     writer.write(b"hi\n")?;
+///     assert_eq!(reader.readline().await?, b"hi\n");
+///     server.close();
+///     assert!(!path.exists());
+///     std::fs::remove_dir_all(&dir)?;
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub fn start_unix_server_sock<F, Fut>(
+    cb: F,
+    sock: UnixListener,
+    limit: usize,
+    options: &ServerOptions,
+) -> Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: StdFuture<Output = Result<()>> + 'static,
+{
+    let lp = get_running_loop()?;
+    let factory = stream_factory(&lp, cb, limit);
+    lp.create_unix_server_sock(factory, sock, options)
 }

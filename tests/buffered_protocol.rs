@@ -4,8 +4,9 @@
 //! `create_server_buffered`, clients from `create_connection_buffered`;
 //! their `sock=` variants over std sockets made beforehand
 //! (`create_server_buffered_sock`, `create_connection_buffered_sock`),
-//! all on loopback; and both Unix variants (`create_unix_server_buffered`,
-//! `create_unix_connection_buffered`) on a socket in a temp dir.
+//! all on loopback; and the Unix variants (`create_unix_server_buffered`,
+//! `create_unix_server_buffered_sock`, `create_unix_connection_buffered`) on
+//! a socket in a temp dir.
 
 mod common;
 
@@ -472,6 +473,35 @@ fn a_unix_socket_echo_is_buffered_on_both_ends() {
         server.close();
         server.wait_closed().await?;
         assert!(!path.exists(), "the socket file is removed at close");
+        std::fs::remove_dir(&dir).map_err(Error::from)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn create_unix_server_buffered_sock_serves_a_bound_std_unix_listener() {
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let dir = socket_dir("buffered-unix-sock")?;
+        let path = dir.join("s.sock");
+        // asyncio's create_unix_server(sock=): bound by the caller.
+        let listener = std::os::unix::net::UnixListener::bind(&path).map_err(Error::from)?;
+        let seen = Rc::new(Seen::default());
+        let s2 = seen.clone();
+        let factory = move || Proto::new(Mode::Keep, 3, &s2);
+        let server =
+            lp.create_unix_server_buffered_sock(factory, listener, &ServerOptions::new())?;
+        assert!(server.is_serving());
+        let (reader, writer) = tulip::open_unix_connection(&path).await?;
+        writer.write(b"hello, world")?;
+        writer.write_eof()?;
+        assert_eq!(reader.read_to_eof().await?, b"got 12");
+        writer.close();
+        until(|| seen.count("lost: ok") == 1).await?;
+        assert_eq!(seen.max_nbytes.get(), 3);
+        server.close();
+        server.wait_closed().await?;
+        assert!(!path.exists(), "cleanup_socket removes the file at close");
         std::fs::remove_dir(&dir).map_err(Error::from)?;
         Ok(())
     });

@@ -604,3 +604,113 @@ fn a_unix_server_on_a_path_taken_by_a_file_fails_naming_the_path() {
         Ok(())
     });
 }
+
+#[test]
+fn a_unix_server_on_a_callers_socket_serves_and_removes_its_file_at_close() {
+    // asyncio 3.13's create_unix_server(sock=sock): the caller's bound
+    // socket is served as it is; with cleanup_socket (the default) its
+    // file is removed at close, as for a server that bound its own path.
+    run_bounded(5.0, async {
+        let dir = std::env::temp_dir().join(format!("tulip-unix-sock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(Error::from)?;
+        let path = dir.join("echo.sock");
+        let sock = std::os::unix::net::UnixListener::bind(&path).map_err(Error::from)?;
+        let server = tulip::start_unix_server_sock(
+            echo,
+            sock,
+            tulip::DEFAULT_LIMIT,
+            &tulip::ServerOptions::new(),
+        )?;
+        assert!(server.is_serving());
+        let (r, w) = tulip::open_unix_connection(&path).await?;
+        w.write(b"over the caller's socket\n")?;
+        assert_eq!(r.readline().await?, b"over the caller's socket\n");
+        w.close();
+        server.close();
+        server.wait_closed().await?;
+        assert!(!path.exists(), "cleanup_socket removes the file at close");
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    });
+}
+
+#[test]
+fn cleanup_socket_false_leaves_the_socket_file_at_close() {
+    // asyncio 3.13: with cleanup_socket=False, neither a server that bound
+    // its path nor one on a caller's socket removes the file.
+    run_bounded(5.0, async {
+        let dir = std::env::temp_dir().join(format!("tulip-unix-keep-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(Error::from)?;
+        let opts = tulip::ServerOptions::new().cleanup_socket(false);
+        let bound = dir.join("bound.sock");
+        let server =
+            tulip::start_unix_server_with(echo, &bound, tulip::DEFAULT_LIMIT, &opts).await?;
+        server.close();
+        server.wait_closed().await?;
+        assert!(bound.exists(), "cleanup_socket(false) keeps a bound path");
+        let given = dir.join("given.sock");
+        let sock = std::os::unix::net::UnixListener::bind(&given).map_err(Error::from)?;
+        let server = tulip::start_unix_server_sock(echo, sock, tulip::DEFAULT_LIMIT, &opts)?;
+        server.close();
+        server.wait_closed().await?;
+        assert!(
+            given.exists(),
+            "cleanup_socket(false) keeps a caller's file"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_unix_server_on_a_callers_socket_leaves_a_successors_file() {
+    // The inode rule holds for sock= too: the file is removed only while
+    // it is still the one the socket was bound to.
+    run_bounded(5.0, async {
+        let dir = std::env::temp_dir().join(format!("tulip-unix-sock2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(Error::from)?;
+        let path = dir.join("echo.sock");
+        let sock = std::os::unix::net::UnixListener::bind(&path).map_err(Error::from)?;
+        let lp = tulip::get_running_loop()?;
+        struct Nothing;
+        impl tulip::Protocol for Nothing {}
+        let old = lp.create_unix_server_sock(|| Rc::new(Nothing), sock, &Default::default())?;
+        let new = tulip::start_unix_server(echo, &path).await?;
+        old.close();
+        old.wait_closed().await?;
+        assert!(path.exists(), "the successor's socket file was removed");
+        new.close();
+        new.wait_closed().await?;
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_unix_server_on_an_unbound_or_abstract_socket_removes_nothing() {
+    // asyncio skips the cleanup of a socket without a path (an abstract
+    // name): there is no file to remove.
+    run_bounded(5.0, async {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("tulip-abstract-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .map_err(Error::from)?;
+        let sock = std::os::unix::net::UnixListener::bind_addr(&addr).map_err(Error::from)?;
+        let server = tulip::start_unix_server_sock(
+            echo,
+            sock,
+            tulip::DEFAULT_LIMIT,
+            &tulip::ServerOptions::new(),
+        )?;
+        let client = std::os::unix::net::UnixStream::connect_addr(&addr).map_err(Error::from)?;
+        client.set_nonblocking(true).map_err(Error::from)?;
+        let (r, w) = tulip::open_connection_sock(client).await?;
+        w.write(b"abstract\n")?;
+        assert_eq!(r.readline().await?, b"abstract\n");
+        w.close();
+        server.close();
+        server.wait_closed().await?;
+        Ok(())
+    });
+}

@@ -1632,3 +1632,100 @@ fn create_datagram_endpoint_sock_serves_an_existing_socket() {
         Ok(())
     });
 }
+
+// ===== create_datagram_endpoint with host names =====
+
+#[test]
+fn a_datagram_endpoint_resolves_localhost_for_both_addresses() {
+    // asyncio's create_datagram_endpoint(local_addr=('localhost', 0),
+    // remote_addr=(host, port)): both resolved with getaddrinfo, off the
+    // loop, and a socket made for a family they share.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let opts = tulip::DatagramOptions::new();
+        let (st, _) = lp
+            .create_datagram_endpoint_host(
+                || Rc::new(UdpEcho::default()),
+                Some(("localhost", 0)),
+                None,
+                &opts,
+            )
+            .await?;
+        let addr = st
+            .get_extra_info("sockname")
+            .and_then(|i| i.as_addr())
+            .unwrap();
+        assert!(addr.ip().is_loopback(), "{addr}");
+        assert_ne!(addr.port(), 0);
+        let (ct, client) = lp
+            .create_datagram_endpoint_host(
+                || Rc::new(UdpClient::default()),
+                Some(("localhost", 0)),
+                Some(("localhost", addr.port())),
+                &opts,
+            )
+            .await?;
+        let peer = ct.get_extra_info("peername").and_then(|i| i.as_addr());
+        assert_eq!(peer.map(|p| p.port()), Some(addr.port()));
+        assert_eq!(
+            peer.map(|p| p.is_ipv4()),
+            Some(addr.is_ipv4()),
+            "a family common to both"
+        );
+        ct.sendto(b"resolved", None)?;
+        while client.got.borrow().is_empty() {
+            tulip::sleep(0.005).await?;
+        }
+        assert_eq!(client.got.borrow()[0], b"resolved");
+        ct.close();
+        st.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn a_resolved_datagram_endpoint_picks_the_family_the_remote_has() {
+    // The remote's family decides an endpoint with no local address; and
+    // with both, a local address of another family than the remote's is
+    // asyncio's ValueError('can not get address information'), before any
+    // socket is made.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let opts = tulip::DatagramOptions::new();
+        let peer = udp_local();
+        let port = peer.local_addr().map_err(Error::from)?.port();
+        let (t, _) = lp
+            .create_datagram_endpoint_host(
+                || Rc::new(UdpClient::default()),
+                None,
+                Some(("127.0.0.1", port)),
+                &opts,
+            )
+            .await?;
+        let me = t
+            .get_extra_info("sockname")
+            .and_then(|i| i.as_addr())
+            .unwrap();
+        assert!(me.is_ipv4(), "{me}");
+        t.sendto(b"v4", None)?;
+        let (got, from) = lp.sock_recvfrom(&peer, 8).await?;
+        assert_eq!((&got[..], from.port()), (&b"v4"[..], me.port()));
+        t.close();
+        let e = lp
+            .create_datagram_endpoint_host(
+                || Rc::new(UdpClient::default()),
+                Some(("127.0.0.1", 0)),
+                Some(("::1", 9)),
+                &opts,
+            )
+            .await
+            .err()
+            .expect("no common family");
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+        assert!(
+            e.to_string().contains("can not get address information"),
+            "{e}"
+        );
+        Ok(())
+    });
+}

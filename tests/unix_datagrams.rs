@@ -1,5 +1,6 @@
 //! Unix datagram endpoints: asyncio's `create_datagram_endpoint` with
-//! `family=AF_UNIX` (`create_unix_datagram_endpoint`). Sockets live in a
+//! `family=AF_UNIX` (`create_unix_datagram_endpoint`), and the `sock_sendto`
+//! family on Unix datagram sockets (`sock_sendto_unix`, ...). Sockets live in a
 //! temporary directory per test, removed at the end.
 
 mod common;
@@ -698,6 +699,40 @@ fn a_panicking_resume_writing_still_lets_a_closing_endpoint_finish() {
         let reports = reports.borrow();
         assert_eq!(reports.len(), 1, "{reports:?}");
         assert_eq!(reports[0].message, "protocol.resume_writing() failed");
+        Ok(())
+    });
+}
+
+#[test]
+fn sock_sendto_and_sock_recvfrom_on_unix_datagram_sockets() {
+    // asyncio's sock_sendto/sock_recvfrom/sock_recvfrom_into (3.11) take
+    // any datagram socket, AF_UNIX ones too: the sender's address is its
+    // path.
+    run_bounded(5.0, async {
+        let dir = TempDir::new("sock-unix-dgram");
+        let (pa, pb) = (dir.path("a.sock"), dir.path("b.sock"));
+        let a = UnixDatagram::bind(&pa).map_err(Error::from)?;
+        let b = Rc::new(UnixDatagram::bind(&pb).map_err(Error::from)?);
+        a.set_nonblocking(true).map_err(Error::from)?;
+        b.set_nonblocking(true).map_err(Error::from)?;
+        let lp = tulip::get_running_loop()?;
+        // The receiver waits first: nothing has been sent yet.
+        let (lp2, b2) = (lp.clone(), b.clone());
+        let recv = tulip::create_task(async move { lp2.sock_recvfrom_unix(&b2, 64).await })?;
+        tulip::sleep(0.0).await?;
+        assert!(!recv.done());
+        assert_eq!(lp.sock_sendto_unix(&a, b"ping", &pb).await?, 4);
+        let (data, from) = recv.await?;
+        assert_eq!(data, b"ping");
+        assert_eq!(from.as_pathname(), Some(pa.as_path()));
+        // sock_recvfrom_into: the rest of a longer datagram is discarded.
+        lp.sock_sendto_unix(&b, b"pong, and more", &pa).await?;
+        let mut buf = [0u8; 4];
+        let (n, from) = lp.sock_recvfrom_into_unix(&a, &mut buf).await?;
+        assert_eq!(
+            (&buf[..n], from.as_pathname()),
+            (&b"pong"[..], Some(pb.as_path()))
+        );
         Ok(())
     });
 }
