@@ -224,13 +224,38 @@ impl EventLoop {
     /// asyncio's `sock_accept(sock)`: accepts one connection on a
     /// non-blocking listener. The new stream is non-blocking.
     pub async fn sock_accept(&self, listener: &TcpListener) -> Result<(TcpStream, SocketAddr)> {
-        let accept = || match listener.accept() {
-            // A connection that vanished before it was accepted: try again.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
-                Err(io::Error::from(io::ErrorKind::Interrupted))
-            }
-            other => other,
-        };
+        let accept = || again_if_aborted(listener.accept());
+        let (s, addr) = self.sock_retry(listener.as_raw_fd(), false, accept).await?;
+        s.set_nonblocking(true)?;
+        Ok((s, addr))
+    }
+
+    /// asyncio's `sock_accept(sock)` on a Unix stream listener: accepts one
+    /// connection on a non-blocking `UnixListener`. The new stream is
+    /// non-blocking.
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixListener;
+    /// tulip::run(async {
+    ///     let dir = std::env::temp_dir().join(format!("tulip-doc-accept-{}", std::process::id()));
+    ///     std::fs::create_dir_all(&dir)?;
+    ///     let path = dir.join("l.sock");
+    ///     let listener = UnixListener::bind(&path)?;
+    ///     listener.set_nonblocking(true)?;
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let client = lp.sock_connect_unix(&path).await?;
+    ///     let (server, _) = lp.sock_accept_unix(&listener).await?;
+    ///     lp.sock_sendall(&client, b"hi").await?;
+    ///     assert_eq!(lp.sock_recv(&server, 2).await?, b"hi");
+    ///     std::fs::remove_dir_all(&dir)?;
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn sock_accept_unix(
+        &self,
+        listener: &std::os::unix::net::UnixListener,
+    ) -> Result<(std::os::unix::net::UnixStream, UnixSocketAddr)> {
+        let accept = || again_if_aborted(listener.accept());
         let (s, addr) = self.sock_retry(listener.as_raw_fd(), false, accept).await?;
         s.set_nonblocking(true)?;
         Ok((s, addr))
@@ -506,5 +531,17 @@ impl<T: 'static> Future<T> {
             return Err(err);
         }
         self.take_result()
+    }
+}
+
+/// An accept whose connection vanished before it was taken
+/// (`ECONNABORTED`) is tried again at once, as asyncio's server accept
+/// loop (`_accept_connection`) goes on past `ConnectionAbortedError`.
+fn again_if_aborted<T>(accepted: io::Result<T>) -> io::Result<T> {
+    match accepted {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
+            Err(io::Error::from(io::ErrorKind::Interrupted))
+        }
+        other => other,
     }
 }

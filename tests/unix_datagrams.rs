@@ -736,3 +736,34 @@ fn sock_sendto_and_sock_recvfrom_on_unix_datagram_sockets() {
         Ok(())
     });
 }
+
+/// asyncio's `sock_accept` takes any listening socket: a Unix stream
+/// listener included (N4: the accepted stream is non-blocking, and a
+/// pending accept is woken by the connection).
+#[test]
+fn sock_accept_unix_accepts_on_a_unix_listener() {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let dir = std::env::temp_dir().join(format!("tulip-accept-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("l.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let p2 = path.clone();
+    let got = tulip::run(async move {
+        let lp = tulip::get_running_loop()?;
+        // The accept waits first; the client connects one iteration later.
+        let client = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let c2 = client.clone();
+        let _ = lp.call_soon(move || *c2.borrow_mut() = Some(UnixStream::connect(&p2).unwrap()))?;
+        let (server, _) = tulip::timeout(10.0)
+            .run(lp.sock_accept_unix(&listener))
+            .await?;
+        assert!(client.borrow().is_some());
+        let mut buf = [0u8; 1];
+        let e = std::io::Read::read(&mut &server, &mut buf).unwrap_err();
+        Ok(e.kind())
+    })
+    .unwrap();
+    assert_eq!(got, std::io::ErrorKind::WouldBlock);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
