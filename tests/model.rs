@@ -4,6 +4,10 @@
 //! checks it after every step. Fixed seeds, so every run is the same;
 //! time is never waited on: timers are either long past (due at once) or
 //! far in the future (never due), so only ordering matters.
+//!
+//! The calls that wake tasks are made from a callback on the running loop:
+//! a wake off the running loop takes the thread-safe path and runs one
+//! iteration late (a documented deviation, ARCHITECTURE.md chapter 1).
 
 mod common;
 
@@ -160,12 +164,6 @@ impl ModelTimers {
         }
     }
 
-    /// A cancel only marks ids that exist; one of an id made later must
-    /// not cancel it.
-    fn known(&self, id: usize, made: &HashSet<usize>) -> bool {
-        made.contains(&id)
-    }
-
     fn iteration(&mut self, made: &mut HashSet<usize>) {
         // 1. Cancelled timers.
         let count = self
@@ -205,8 +203,9 @@ impl ModelTimers {
 
     fn do_act(&mut self, act: &Act, made: &mut HashSet<usize>) {
         match act {
+            // Only ids already made: a cancel must not reach a later one.
             Act::Cancel(id) => {
-                if self.known(*id, made) {
+                if made.contains(id) {
                     self.act(act)
                 }
             }
@@ -336,6 +335,7 @@ enum ReadOp {
     Readline,
     Readexactly(usize),
     Readuntil(&'static [u8]),
+    ReaduntilAny(&'static [&'static [u8]]),
 }
 
 /// What a read call gave.
@@ -435,8 +435,9 @@ impl ModelReader {
                     self.wait()
                 }
             }
-            ReadOp::Readuntil(sep) => self.readuntil(sep),
-            ReadOp::Readline => match self.readuntil(b"\n")? {
+            ReadOp::Readuntil(sep) => self.readuntil(&[sep]),
+            ReadOp::ReaduntilAny(seps) => self.readuntil(seps),
+            ReadOp::Readline => match self.readuntil(&[b"\n"])? {
                 Outcome::Incomplete(partial, _) => Some(Outcome::Data(partial)),
                 Outcome::Overrun(consumed) => {
                     if self.buf.get(consumed) == Some(&b'\n') {
@@ -452,20 +453,33 @@ impl ModelReader {
         }
     }
 
-    fn readuntil(&mut self, sep: &[u8]) -> Option<Outcome> {
+    /// asyncio 3.13's `readuntil`, with one separator or several (the
+    /// shortest chunk wins; on a tie, the shorter separator).
+    fn readuntil(&mut self, seps: &[&[u8]]) -> Option<Outcome> {
+        let mut seps = seps.to_vec();
+        seps.sort_by_key(|s| s.len());
+        let (min_seplen, max_seplen) = (seps[0].len(), seps[seps.len() - 1].len());
         let buflen = self.buf.len();
-        if buflen >= sep.len() {
-            match self.buf.windows(sep.len()).position(|w| w == sep) {
-                Some(isep) => {
-                    if isep > self.limit {
-                        return Some(Outcome::Overrun(isep));
+        if buflen >= min_seplen {
+            let mut best: Option<(usize, usize)> = None;
+            for sep in &seps {
+                if let Some(i) = self.buf.windows(sep.len()).position(|w| w == *sep) {
+                    if best.is_none_or(|(_, end)| i + sep.len() < end) {
+                        best = Some((i, i + sep.len()));
                     }
-                    let data = self.take(isep + sep.len());
+                }
+            }
+            match best {
+                Some((start, end)) => {
+                    if start > self.limit {
+                        return Some(Outcome::Overrun(start));
+                    }
+                    let data = self.take(end);
                     self.maybe_resume();
                     return Some(Outcome::Data(data));
                 }
                 None => {
-                    let offset = buflen + 1 - sep.len();
+                    let offset = (buflen + 1).saturating_sub(max_seplen);
                     if offset > self.limit {
                         return Some(Outcome::Overrun(offset));
                     }
@@ -491,6 +505,7 @@ fn read_op(
         ReadOp::Readline => Box::pin(async move { r.readline().await }),
         ReadOp::Readexactly(n) => Box::pin(async move { r.readexactly(n).await }),
         ReadOp::Readuntil(sep) => Box::pin(async move { r.readuntil(sep).await }),
+        ReadOp::ReaduntilAny(seps) => Box::pin(async move { r.readuntil_any(seps).await }),
     }
 }
 
@@ -503,6 +518,7 @@ fn read_op(
 #[test]
 fn random_reads_and_feeds_match_asyncios_stream_reader() {
     const SEPS: [&[u8]; 4] = [b"\n", b"ab", b"aba", b"xyz"];
+    const SEP_SETS: [&[&[u8]]; 3] = [&[b"\n", b"ab"], &[b"xyz", b"y"], &[b"aba", b"ba", b"\n"]];
     const ALPHABET: &[u8] = b"ab\nxyz";
     common::run_bounded(60.0, async {
         let lp = tulip::get_running_loop()?;
@@ -522,7 +538,8 @@ fn random_reads_and_feeds_match_asyncios_stream_reader() {
             };
             let mut trace = Vec::new();
             for _ in 0..60 {
-                let op = match rng.below(5) {
+                let op = match rng.below(6) {
+                    5 => ReadOp::ReaduntilAny(SEP_SETS[rng.below(3) as usize]),
                     0 => ReadOp::Read(rng.below(12) as usize),
                     1 => ReadOp::ReadToEof,
                     2 => ReadOp::Readline,
@@ -1131,6 +1148,573 @@ fn random_queue_operations_match_asyncios_queue() {
                 (got, want.collect())
             };
             let (got, want) = states(&m);
+            assert_eq!(got, want, "seed {seed}: tasks: {trace:?}");
+        }
+        for t in tasks.borrow().iter() {
+            t.cancel();
+        }
+        settle_loop(&lp);
+        lp.close().unwrap();
+    }
+}
+
+// ===== Semaphore, BoundedSemaphore (S3) =====
+
+/// A call the test makes on the semaphore or one of its tasks.
+#[derive(Clone, Copy, Debug)]
+enum SCall {
+    /// A task that acquires and keeps the permit (`forget`).
+    Acquire,
+    Release,
+    Cancel(usize),
+}
+
+/// asyncio's `Semaphore` (3.12+: FIFO, `_wake_up_next`), with the task
+/// machinery it needs, on ids.
+struct ModelSem {
+    bound: Option<usize>,
+    value: usize,
+    /// Waiter futures: `(id, done, cancelled)`.
+    waiters: VecDeque<usize>,
+    futs: Vec<(bool, bool, usize)>,
+    /// Per task: its state (`Scheduled(resumed from)`, `Waiting`, `Done`).
+    tasks: Vec<(MState, bool)>,
+    ready: VecDeque<usize>,
+}
+
+impl ModelSem {
+    fn locked(&self) -> bool {
+        self.value == 0 || self.waiters.iter().any(|&f| !self.futs[f].1)
+    }
+
+    fn complete(&mut self, f: usize, cancelled: bool) -> bool {
+        if self.futs[f].0 {
+            return false;
+        }
+        self.futs[f].0 = true;
+        self.futs[f].1 = cancelled;
+        let t = self.futs[f].2;
+        if self.tasks[t].0 == MState::Waiting(f) {
+            self.tasks[t].0 = MState::Scheduled(Some(f));
+            self.ready.push_back(t);
+        }
+        true
+    }
+
+    fn wake_up_next(&mut self) -> bool {
+        let next = self.waiters.iter().copied().find(|&f| !self.futs[f].0);
+        match next {
+            Some(f) => {
+                self.value -= 1;
+                self.complete(f, false);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn release(&mut self) -> bool {
+        if self.bound.is_some_and(|b| self.value >= b) {
+            return false;
+        }
+        self.value += 1;
+        self.wake_up_next();
+        true
+    }
+
+    fn cancel(&mut self, t: usize) -> bool {
+        match self.tasks[t].0.clone() {
+            MState::Done(_) => false,
+            MState::Waiting(f) if self.complete(f, true) => true,
+            _ => {
+                self.tasks[t].1 = true;
+                true
+            }
+        }
+    }
+
+    fn spawn(&mut self) {
+        self.tasks.push((MState::Scheduled(None), false));
+        self.ready.push_back(self.tasks.len() - 1);
+    }
+
+    fn settle(&mut self) {
+        while let Some(t) = self.ready.pop_front() {
+            let MState::Scheduled(resumed) = self.tasks[t].0.clone() else {
+                continue;
+            };
+            let throw = std::mem::replace(&mut self.tasks[t].1, false);
+            self.tasks[t].0 = match resumed {
+                None if throw => MState::Done(Err("CancelledError")),
+                None if !self.locked() => {
+                    self.value -= 1;
+                    MState::Done(Ok(None))
+                }
+                None => {
+                    self.futs.push((false, false, t));
+                    let f = self.futs.len() - 1;
+                    self.waiters.push_back(f);
+                    MState::Waiting(f)
+                }
+                Some(f) => {
+                    self.waiters.retain(|&w| w != f);
+                    let cancelled = throw || self.futs[f].1;
+                    if cancelled && self.futs[f].0 && !self.futs[f].1 {
+                        self.value += 1; // granted, but not taken
+                    }
+                    while self.value > 0 {
+                        if !self.wake_up_next() {
+                            break;
+                        }
+                    }
+                    MState::Done(if cancelled {
+                        Err("CancelledError")
+                    } else {
+                        Ok(None)
+                    })
+                }
+            };
+        }
+    }
+}
+
+/// Random acquires (each in its own task, keeping its permit), releases
+/// and cancels of waiting and of just-granted acquirers, on a Semaphore
+/// or a BoundedSemaphore, against asyncio's: which acquirer gets a permit
+/// and when, `value()` and `locked()` after every step, and which
+/// releases a BoundedSemaphore refuses.
+// conformance: S3
+#[test]
+fn random_semaphore_operations_match_asyncios_semaphore() {
+    for seed in 1..=500u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let initial = rng.below(3) as usize;
+        let bounded = seed % 2 == 0;
+        let lp = EventLoop::new().unwrap();
+        let sem = if bounded {
+            (*tulip::BoundedSemaphore::new(initial)).clone()
+        } else {
+            tulip::Semaphore::new(initial)
+        };
+        let mut m = ModelSem {
+            bound: bounded.then_some(initial),
+            value: initial,
+            waiters: VecDeque::new(),
+            futs: Vec::new(),
+            tasks: Vec::new(),
+            ready: VecDeque::new(),
+        };
+        let tasks: Rc<RefCell<Vec<tulip::Task<()>>>> = Rc::default();
+        let mut ntasks = 0;
+        let mut trace: Vec<String> = Vec::new();
+        for _ in 0..60 {
+            let mut batch = Vec::new();
+            for _ in 0..1 + rng.below(3) {
+                batch.push(match rng.below(10) {
+                    0..=3 => {
+                        ntasks += 1;
+                        SCall::Acquire
+                    }
+                    4..=6 => SCall::Release,
+                    _ if ntasks > 0 => {
+                        let back = if rng.below(4) == 0 {
+                            ntasks
+                        } else {
+                            ntasks.min(3)
+                        };
+                        SCall::Cancel(ntasks - 1 - rng.below(back as u64) as usize)
+                    }
+                    _ => continue,
+                });
+            }
+            trace.push(format!("{batch:?}"));
+            let got: Rc<RefCell<Vec<bool>>> = Rc::default();
+            {
+                let (sem, tasks, got, lp1) = (sem.clone(), tasks.clone(), got.clone(), lp.clone());
+                let batch = batch.clone();
+                common::soon(&lp, move || {
+                    for call in batch {
+                        match call {
+                            SCall::Acquire => {
+                                let sem = sem.clone();
+                                let t = lp1.create_task(async move {
+                                    sem.acquire().await?.forget();
+                                    Ok(())
+                                });
+                                tasks.borrow_mut().push(t.unwrap());
+                            }
+                            SCall::Release => got.borrow_mut().push(sem.release().is_ok()),
+                            SCall::Cancel(t) => got.borrow_mut().push(tasks.borrow()[t].cancel()),
+                        }
+                    }
+                });
+            }
+            let mut want = Vec::new();
+            for call in &batch {
+                match *call {
+                    SCall::Acquire => m.spawn(),
+                    SCall::Release => want.push(m.release()),
+                    SCall::Cancel(t) => want.push(m.cancel(t)),
+                }
+            }
+            settle_loop(&lp);
+            m.settle();
+            assert_eq!(*got.borrow(), want, "seed {seed}: {trace:?}");
+            assert_eq!(
+                (sem.value(), sem.locked()),
+                (m.value, m.locked()),
+                "seed {seed}: {trace:?}: (value, locked)"
+            );
+            let got: Vec<Option<QRes>> = tasks
+                .borrow()
+                .iter()
+                .map(|t| t.done().then(|| qres(t.result(), |_| None)))
+                .collect();
+            let want: Vec<Option<QRes>> = m
+                .tasks
+                .iter()
+                .map(|(s, _)| match s {
+                    MState::Done(r) => Some(*r),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(got, want, "seed {seed}: tasks: {trace:?}");
+        }
+        for t in tasks.borrow().iter() {
+            t.cancel();
+        }
+        settle_loop(&lp);
+        lp.close().unwrap();
+    }
+}
+
+// ===== Lock and Condition (S1, S2) =====
+
+/// A call the test makes on the lock, the condition, or one of its tasks.
+#[derive(Clone, Copy, Debug)]
+enum LCall {
+    /// A task that acquires the lock and keeps it (`forget`).
+    Acquire,
+    /// A task that acquires the lock, then `wait()`s on the condition,
+    /// and keeps the lock it re-acquired.
+    Wait,
+    Release,
+    Notify(usize),
+    Cancel(usize),
+}
+
+/// Where a model task is in its body.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum LPc {
+    Start,
+    /// In `Lock.acquire`, awaiting its waiter.
+    Acquire(usize),
+    /// In `Condition.wait`, awaiting the notify.
+    Notified(usize),
+    /// In `Condition.wait`'s re-acquire loop; `true`: an error to re-raise.
+    Reacquire(usize, bool),
+    Done(QRes),
+}
+
+struct LTask {
+    wait: bool,
+    pc: LPc,
+    must_cancel: bool,
+    scheduled: bool,
+}
+
+/// asyncio's `Lock` and `Condition` (3.13) over it, with the task
+/// machinery they need, on ids.
+#[derive(Default)]
+struct ModelLock {
+    locked: bool,
+    lock_waiters: VecDeque<usize>,
+    cond_waiters: VecDeque<usize>,
+    /// `(done, cancelled, task)`.
+    futs: Vec<(bool, bool, usize)>,
+    tasks: Vec<LTask>,
+    ready: VecDeque<usize>,
+}
+
+impl ModelLock {
+    fn new_fut(&mut self, t: usize) -> usize {
+        self.futs.push((false, false, t));
+        self.futs.len() - 1
+    }
+
+    fn complete(&mut self, f: usize, cancelled: bool) -> bool {
+        if self.futs[f].0 {
+            return false;
+        }
+        self.futs[f] = (true, cancelled, self.futs[f].2);
+        let t = self.futs[f].2;
+        let waits_on_f = matches!(self.tasks[t].pc,
+            LPc::Acquire(g) | LPc::Notified(g) | LPc::Reacquire(g, _) if g == f);
+        if waits_on_f && !self.tasks[t].scheduled {
+            self.tasks[t].scheduled = true;
+            self.ready.push_back(t);
+        }
+        true
+    }
+
+    fn wake_up_first(&mut self) {
+        if let Some(&f) = self.lock_waiters.front() {
+            if !self.futs[f].0 {
+                self.complete(f, false);
+            }
+        }
+    }
+
+    fn release(&mut self) -> bool {
+        if !self.locked {
+            return false;
+        }
+        self.locked = false;
+        self.wake_up_first();
+        true
+    }
+
+    fn notify(&mut self, n: usize) -> bool {
+        if !self.locked {
+            return false;
+        }
+        let due: Vec<usize> = self
+            .cond_waiters
+            .iter()
+            .copied()
+            .filter(|&f| !self.futs[f].0)
+            .take(n)
+            .collect();
+        for f in due {
+            self.complete(f, false);
+        }
+        true
+    }
+
+    /// `Lock.acquire` up to its await: `None` if it took the lock at once.
+    fn acquire(&mut self, t: usize) -> Option<usize> {
+        if !self.locked && self.lock_waiters.iter().all(|&f| self.futs[f].1) {
+            self.locked = true;
+            return None;
+        }
+        let f = self.new_fut(t);
+        self.lock_waiters.push_back(f);
+        Some(f)
+    }
+
+    /// `Lock.acquire` after its await: true if it took the lock.
+    fn acquired(&mut self, f: usize, throw: bool) -> bool {
+        self.lock_waiters.retain(|&w| w != f);
+        if throw || self.futs[f].1 {
+            if !self.locked {
+                self.wake_up_first();
+            }
+            return false;
+        }
+        self.locked = true;
+        true
+    }
+
+    /// `Condition.wait` from its start (the lock is held).
+    fn start_wait(&mut self, t: usize) -> LPc {
+        self.locked = false;
+        self.wake_up_first();
+        let f = self.new_fut(t);
+        self.cond_waiters.push_back(f);
+        LPc::Notified(f)
+    }
+
+    /// `Condition.wait`'s re-acquire loop, and what follows it.
+    fn reacquire(&mut self, t: usize, err: bool) -> LPc {
+        match self.acquire(t) {
+            Some(f) => LPc::Reacquire(f, err),
+            None if err => {
+                self.notify_one_unchecked();
+                LPc::Done(Err("CancelledError"))
+            }
+            None => LPc::Done(Ok(None)),
+        }
+    }
+
+    fn notify_one_unchecked(&mut self) {
+        let was = self.locked;
+        self.locked = true;
+        self.notify(1);
+        self.locked = was;
+    }
+
+    fn cancel(&mut self, t: usize) -> bool {
+        let (scheduled, pc) = (self.tasks[t].scheduled, self.tasks[t].pc);
+        match pc {
+            LPc::Done(_) => false,
+            LPc::Acquire(f) | LPc::Notified(f) | LPc::Reacquire(f, _)
+                if !scheduled && self.complete(f, true) =>
+            {
+                true
+            }
+            _ => {
+                self.tasks[t].must_cancel = true;
+                true
+            }
+        }
+    }
+
+    fn spawn(&mut self, wait: bool) {
+        self.tasks.push(LTask {
+            wait,
+            pc: LPc::Start,
+            must_cancel: false,
+            scheduled: true,
+        });
+        self.ready.push_back(self.tasks.len() - 1);
+    }
+
+    fn settle(&mut self) {
+        while let Some(t) = self.ready.pop_front() {
+            self.tasks[t].scheduled = false;
+            let throw = std::mem::replace(&mut self.tasks[t].must_cancel, false);
+            let wait = self.tasks[t].wait;
+            let pc = match self.tasks[t].pc {
+                LPc::Start if throw => LPc::Done(Err("CancelledError")),
+                LPc::Start => match self.acquire(t) {
+                    Some(f) => LPc::Acquire(f),
+                    None if wait => self.start_wait(t),
+                    None => LPc::Done(Ok(None)),
+                },
+                LPc::Acquire(f) => {
+                    if !self.acquired(f, throw) {
+                        LPc::Done(Err("CancelledError"))
+                    } else if wait {
+                        self.start_wait(t)
+                    } else {
+                        LPc::Done(Ok(None))
+                    }
+                }
+                LPc::Notified(f) => {
+                    self.cond_waiters.retain(|&w| w != f);
+                    let err = throw || self.futs[f].1;
+                    self.reacquire(t, err)
+                }
+                LPc::Reacquire(f, err) => {
+                    if self.acquired(f, throw) {
+                        if err {
+                            self.notify_one_unchecked();
+                            LPc::Done(Err("CancelledError"))
+                        } else {
+                            LPc::Done(Ok(None))
+                        }
+                    } else {
+                        self.reacquire(t, true)
+                    }
+                }
+                done @ LPc::Done(_) => done,
+            };
+            self.tasks[t].pc = pc;
+        }
+    }
+}
+
+/// Random acquirers and condition waiters (each in its own task, keeping
+/// the lock it gets), releases, notifies, and cancels of tasks waiting
+/// for the lock, for a notify, or for the lock again after a notify,
+/// and of just-woken ones, against asyncio's `Lock` and `Condition`: who
+/// gets the lock and when, that a cancelled wait re-acquires the lock
+/// before it re-raises and passes its notify on, `locked()` after every
+/// step, and which releases and notifies are refused.
+// conformance: S1, S2
+#[test]
+fn random_lock_and_condition_operations_match_asyncios() {
+    for seed in 1..=500u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let lp = EventLoop::new().unwrap();
+        let cond = tulip::Condition::new();
+        let mut m = ModelLock::default();
+        let tasks: Rc<RefCell<Vec<tulip::Task<()>>>> = Rc::default();
+        let mut ntasks = 0;
+        let mut trace: Vec<String> = Vec::new();
+        for _ in 0..60 {
+            let mut batch = Vec::new();
+            for _ in 0..1 + rng.below(3) {
+                batch.push(match rng.below(12) {
+                    0 | 1 => {
+                        ntasks += 1;
+                        LCall::Acquire
+                    }
+                    2 | 3 => {
+                        ntasks += 1;
+                        LCall::Wait
+                    }
+                    4 | 5 => LCall::Release,
+                    6 | 7 => LCall::Notify(1 + rng.below(3) as usize),
+                    _ if ntasks > 0 => {
+                        let back = if rng.below(4) == 0 {
+                            ntasks
+                        } else {
+                            ntasks.min(3)
+                        };
+                        LCall::Cancel(ntasks - 1 - rng.below(back as u64) as usize)
+                    }
+                    _ => continue,
+                });
+            }
+            trace.push(format!("{batch:?}"));
+            let got: Rc<RefCell<Vec<bool>>> = Rc::default();
+            {
+                let (cond, tasks, got, lp1) =
+                    (cond.clone(), tasks.clone(), got.clone(), lp.clone());
+                let batch = batch.clone();
+                common::soon(&lp, move || {
+                    for call in batch {
+                        let c = cond.clone();
+                        match call {
+                            LCall::Acquire => {
+                                let t = lp1.create_task(async move {
+                                    c.acquire().await?.forget();
+                                    Ok(())
+                                });
+                                tasks.borrow_mut().push(t.unwrap());
+                            }
+                            LCall::Wait => {
+                                let t = lp1.create_task(async move {
+                                    c.acquire().await?.forget();
+                                    c.wait().await
+                                });
+                                tasks.borrow_mut().push(t.unwrap());
+                            }
+                            LCall::Release => got.borrow_mut().push(c.release().is_ok()),
+                            LCall::Notify(n) => got.borrow_mut().push(c.notify(n).is_ok()),
+                            LCall::Cancel(t) => got.borrow_mut().push(tasks.borrow()[t].cancel()),
+                        }
+                    }
+                });
+            }
+            let mut want = Vec::new();
+            for call in &batch {
+                match *call {
+                    LCall::Acquire => m.spawn(false),
+                    LCall::Wait => m.spawn(true),
+                    LCall::Release => want.push(m.release()),
+                    LCall::Notify(n) => want.push(m.notify(n)),
+                    LCall::Cancel(t) => want.push(m.cancel(t)),
+                }
+            }
+            settle_loop(&lp);
+            m.settle();
+            assert_eq!(*got.borrow(), want, "seed {seed}: {trace:?}");
+            assert_eq!(cond.locked(), m.locked, "seed {seed}: {trace:?}: locked");
+            let got: Vec<Option<QRes>> = tasks
+                .borrow()
+                .iter()
+                .map(|t| t.done().then(|| qres(t.result(), |_| None)))
+                .collect();
+            let want: Vec<Option<QRes>> = m
+                .tasks
+                .iter()
+                .map(|t| match t.pc {
+                    LPc::Done(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
             assert_eq!(got, want, "seed {seed}: tasks: {trace:?}");
         }
         for t in tasks.borrow().iter() {
