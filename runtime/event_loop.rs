@@ -654,7 +654,7 @@ impl EventLoop {
         if self.inner.closed.replace(true) {
             return Ok(());
         }
-        self.inner.shared.closed.store(true, Ordering::Release);
+        self.inner.shared.close();
         // What is dropped from here on may hold the user's values, whose
         // `Drop` may panic: each drop is guarded (`at_close`), so that one
         // panic neither ends the closing half-way nor, with a second one in

@@ -15,11 +15,18 @@
 //!   `notified`; the loop clears `notified` *before* it drains the channel.
 //!   So either the loop's drain sees the message, or the sender sees
 //!   `notified == false` and wakes the poll.
+//! - A message is run, dropped by `close()`, or refused with
+//!   [`Error::Closed`]: never left in the channel. A sender holds `gate`
+//!   (shared) from its `closed` check through its send; `close()` sets
+//!   `closed` under `gate` (exclusive), so every message accepted before
+//!   is in the channel when `close()` drains it, and every later one is
+//!   refused (asyncio checks `_check_closed()` and appends to `_ready`
+//!   under the GIL, which `close()` also holds to clear `_ready`).
 
 use std::fmt;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -55,6 +62,11 @@ pub(crate) struct Shared {
     /// Set by senders, cleared by the loop before it drains `rx`.
     pub(crate) notified: AtomicBool,
     pub(crate) closed: AtomicBool,
+    /// Makes a sender's check of `closed` and its send one step as seen by
+    /// [`close`](Shared::close): without it, a close() between the two
+    /// drained the channel before the message arrived, and the message was
+    /// stranded there, neither run nor dropped nor refused.
+    gate: RwLock<()>,
 }
 
 impl Shared {
@@ -66,15 +78,34 @@ impl Shared {
             rx,
             notified: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            gate: RwLock::new(()),
         }
+    }
+
+    /// Marks the loop closed: from here on every send is refused, and every
+    /// message accepted before is already in the channel for `close()` to
+    /// drain.
+    pub(crate) fn close(&self) {
+        let _gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        self.closed.store(true, Ordering::Release);
     }
 
     /// Queues a message and wakes the loop unless a wake is already pending.
     pub(crate) fn send(&self, msg: Remote) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
+        let refused = {
+            let _gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+            if self.closed.load(Ordering::Acquire) {
+                Some(msg)
+            } else {
+                // Never fails: `self` holds the receiver.
+                self.tx.send(msg).err().map(|e| e.0)
+            }
+        };
+        if let Some(msg) = refused {
+            // Dropped once the gate is released: its Drop may send again.
+            drop(msg);
             return Err(Error::Closed);
         }
-        self.tx.send(msg).map_err(|_| Error::Closed)?;
         if !self.notified.swap(true, Ordering::AcqRel) {
             // A failed write means the eventfd counter is saturated: the loop
             // is going to wake up anyway.

@@ -323,3 +323,62 @@ fn a_panicking_threadsafe_callback_is_reported_under_its_own_name() {
         "{handle}"
     );
 }
+
+/// Counts its drops: a callback that owns one has run or was dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// conformance: L5
+#[test]
+fn a_threadsafe_call_racing_close_is_run_dropped_or_refused_never_stranded() {
+    // asyncio's call_soon_threadsafe checks `_check_closed()` and appends
+    // to `_ready` with the GIL held, so a call either lands before close()
+    // (which clears `_ready`) or raises "Event loop is closed". tulip's
+    // sender checked `closed`, then sent: a close() in between set the flag
+    // and drained the channel first, and the message was left in it, never
+    // run, never dropped (while any LoopHandle lived), and never refused.
+    const SENDERS: usize = 2;
+    for _ in 0..50 {
+        let lp = EventLoop::new().unwrap();
+        let handle = lp.handle();
+        let made = Arc::new(AtomicUsize::new(0));
+        let gone = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                let (h, made, gone) = (handle.clone(), made.clone(), gone.clone());
+                std::thread::spawn(move || loop {
+                    made.fetch_add(1, Ordering::SeqCst);
+                    let c = Counted(gone.clone());
+                    match h.call_soon_threadsafe(move || drop(c)) {
+                        Ok(_) => {}
+                        Err(tulip::Error::Closed) => break,
+                        Err(e) => panic!("{e:?}"),
+                    }
+                })
+            })
+            .collect();
+        // Close while every sender is sending.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while made.load(Ordering::SeqCst) < 64 * SENDERS {
+            assert!(Instant::now() < deadline, "the senders never started");
+            std::thread::yield_now();
+        }
+        lp.close().unwrap();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // `handle` still holds the channel: a stranded message is counted
+        // as made and not gone.
+        assert_eq!(
+            gone.load(Ordering::SeqCst),
+            made.load(Ordering::SeqCst),
+            "a call accepted around close() was neither run nor dropped"
+        );
+        drop(handle);
+    }
+}
