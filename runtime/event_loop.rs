@@ -352,6 +352,27 @@ impl EventLoop {
     }
 }
 
+/// The loop itself goes, closed or not: a loop dropped with its thread's
+/// locals (one left in `set_event_loop`) cannot be closed there (see
+/// `close_unreachable`). Its [`LoopHandle`]s outlive it, so they must
+/// learn it is gone: the shared state is marked closed, and later calls
+/// are refused, as they are once asyncio's `__del__` has closed a loop.
+/// What other threads sent meanwhile is dropped, not left in the channel
+/// for ever (it may hold a handle, and so the channel itself).
+impl Drop for LoopInner {
+    fn drop(&mut self) {
+        self.shared.close();
+        for msg in self.shared.rx.try_iter() {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(msg))) {
+                eprintln!(
+                    "tulip: exception ignored while dropping a call sent to a dropped loop: {}",
+                    panic_message(&*payload)
+                );
+            }
+        }
+    }
+}
+
 /// A strong reference to a loop held by the loop's own machinery (a
 /// future's or task's core, a transport, a server): it does not keep the
 /// loop open for users (see [`EventLoop`]'s `Drop`). It derefs to the loop.

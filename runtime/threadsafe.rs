@@ -15,8 +15,9 @@
 //!   `notified`; the loop clears `notified` *before* it drains the channel.
 //!   So either the loop's drain sees the message, or the sender sees
 //!   `notified == false` and wakes the poll.
-//! - A message is run, dropped by `close()`, or refused with
-//!   [`Error::Closed`]: never left in the channel. A sender holds `gate`
+//! - A message is run, dropped by `close()` (or by the loop's drop, for
+//!   a loop that goes unclosed), or refused with [`Error::Closed`]: never
+//!   left in the channel. A sender holds `gate`
 //!   (shared) from its `closed` check through its send; `close()` sets
 //!   `closed` under `gate` (exclusive), so every message accepted before
 //!   is in the channel when `close()` drains it, and every later one is

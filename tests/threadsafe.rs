@@ -382,3 +382,33 @@ fn a_threadsafe_call_racing_close_is_run_dropped_or_refused_never_stranded() {
         drop(handle);
     }
 }
+
+// conformance: L5
+#[test]
+fn a_loop_handle_outliving_its_loop_refuses_calls() {
+    // A thread's loop left in `set_event_loop` is dropped with the thread's
+    // locals, where it cannot be closed. Its handles went on saying "not
+    // closed" and accepting calls that nothing would ever run or drop
+    // (asyncio's `__del__` closes such a loop, and call_soon_threadsafe
+    // then raises "Event loop is closed").
+    let (handle, made) = std::thread::spawn(|| {
+        let lp = tulip::get_event_loop().unwrap();
+        let handle = lp.handle();
+        // A call sent before the loop goes is dropped with it.
+        let gone = Arc::new(AtomicUsize::new(0));
+        let c = Counted(gone.clone());
+        let _ = handle.call_soon_threadsafe(move || drop(c)).unwrap();
+        (handle, gone)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(made.load(Ordering::SeqCst), 1, "the queued call was kept");
+    assert!(handle.is_closed());
+    let gone = Arc::new(AtomicUsize::new(0));
+    let c = Counted(gone.clone());
+    assert!(matches!(
+        handle.call_soon_threadsafe(move || drop(c)),
+        Err(tulip::Error::Closed)
+    ));
+    assert_eq!(gone.load(Ordering::SeqCst), 1);
+}
