@@ -1092,11 +1092,20 @@ impl EventLoop {
         }
     }
 
-    /// Turns the messages of other threads into local work.
+    /// Turns the messages of other threads into local work: those already
+    /// in the channel once `notified` is cleared, not those that arrive
+    /// meanwhile. asyncio's iteration runs only what was in `_ready` when
+    /// it began (L2); draining until the channel was empty let threads
+    /// that send faster than the loop drains hold it in this loop for as
+    /// long as they sent. What is left was sent after `notified` was
+    /// cleared, so its sender sets the flag and wakes the poll again.
     fn process_remote(&self) {
         let inner = &*self.inner;
         inner.shared.notified.store(false, Ordering::SeqCst);
-        while let Ok(msg) = inner.shared.rx.try_recv() {
+        for _ in 0..inner.shared.rx.len() {
+            let Ok(msg) = inner.shared.rx.try_recv() else {
+                break;
+            };
             match msg {
                 Remote::Call(call) => {
                     let h = Handle::threadsafe(call);

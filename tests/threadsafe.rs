@@ -412,3 +412,68 @@ fn a_loop_handle_outliving_its_loop_refuses_calls() {
     ));
     assert_eq!(gone.load(Ordering::SeqCst), 1);
 }
+
+// conformance: L2
+#[test]
+fn threads_that_keep_sending_cannot_hold_the_loop_in_one_iteration() {
+    // asyncio's call_soon_threadsafe appends to `_ready`, and an iteration
+    // runs only what was there when it began (L2): threads that never stop
+    // sending cannot keep one iteration going. tulip's drain took messages
+    // until the channel was empty, so senders faster than the drain held
+    // the loop in process_remote (its timers, its I/O and a stop() all
+    // waiting, its ready queue growing) for as long as they sent.
+    const SENDERS: usize = 4;
+    // The senders wait while this many of their calls have not run yet.
+    const BACKLOG: usize = 300_000;
+    // Senders outpace the drain only some of the time: try a few times.
+    for _ in 0..30 {
+        let lp = EventLoop::new().unwrap();
+        let handle = lp.handle();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let go = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                let (h, sent, ran) = (handle.clone(), sent.clone(), ran.clone());
+                let (go, stop) = (go.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let backlog = sent.load(Ordering::Relaxed) - ran.load(Ordering::Relaxed);
+                        let waiting = !go.load(Ordering::Relaxed) && backlog >= 1000;
+                        if waiting || backlog >= BACKLOG {
+                            std::thread::yield_now();
+                            continue;
+                        }
+                        let r = ran.clone();
+                        let _ = h
+                            .call_soon_threadsafe(move || {
+                                r.fetch_add(1, Ordering::Relaxed);
+                            })
+                            .unwrap();
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sent.load(Ordering::Relaxed) < 1000 {
+            assert!(Instant::now() < deadline, "the senders never started");
+            std::thread::yield_now();
+        }
+        // About a thousand calls wait; the senders go on while the loop
+        // takes them.
+        go.store(true, Ordering::Relaxed);
+        lp.run_once().unwrap();
+        let in_one = ran.load(Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join().unwrap();
+        }
+        lp.close().unwrap();
+        assert!(
+            in_one < BACKLOG / 2,
+            "one iteration ran {in_one} calls, most of them sent while it drained"
+        );
+    }
+}
