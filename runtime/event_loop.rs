@@ -1111,6 +1111,17 @@ impl EventLoop {
                     let h = Handle::threadsafe(call);
                     inner.ready.borrow_mut().push_back(h.into_ready());
                 }
+                Remote::LoopCall(f, created_at) => {
+                    // Weak: a queued call must not keep the loop open.
+                    let weak = self.downgrade();
+                    let call = move || {
+                        if let Some(inner) = weak.upgrade() {
+                            f(&EventLoop { inner });
+                        }
+                    };
+                    let h = Handle::once(call, created_at);
+                    inner.ready.borrow_mut().push_back(h.into_ready());
+                }
                 Remote::Wake(key, id) => inner.wake_task(key, id),
                 Remote::Stop => inner.stopping.set(true),
             }

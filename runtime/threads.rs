@@ -281,9 +281,8 @@ fn park<T: 'static>(lp: &EventLoop, fut: &Future<T>) -> usize {
 
 /// Sends `res` to the future parked under `key`, from any thread.
 fn complete_remote<T: Send + 'static>(handle: &LoopHandle, key: usize, res: Result<T>) {
-    let _ = handle.call_soon_threadsafe(move || {
-        let Ok(lp) = get_running_loop() else { return };
-        let parked = Executors::of(&lp).pending.borrow_mut().try_remove(key);
+    let _ = handle.call_soon_threadsafe_with_loop(move |lp| {
+        let parked = Executors::of(lp).pending.borrow_mut().try_remove(key);
         let Some(fut) = parked.and_then(|b| b.downcast::<Future<T>>().ok()) else {
             return;
         };
@@ -541,9 +540,8 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
             self.inner.done.notify_all();
         }
         let id = self.inner.id;
-        let _ = self.inner.handle.call_soon_threadsafe(move || {
-            let Ok(lp) = get_running_loop() else { return };
-            let task = Executors::of(&lp)
+        let _ = self.inner.handle.call_soon_threadsafe_with_loop(move |lp| {
+            let task = Executors::of(lp)
                 .threadsafe_tasks
                 .borrow()
                 .get(&id)
@@ -663,14 +661,10 @@ where
         }),
     };
     let dest = Unfinished(Some(cf.clone()));
-    let sent = lp.call_soon_threadsafe(move || {
+    let sent = lp.call_soon_threadsafe_with_loop(move |lp| {
         if dest.get().done() {
             return; // cancelled before it started
         }
-        let lp = match get_running_loop() {
-            Ok(lp) => lp,
-            Err(e) => return dest.get().set(CfState::Failed(e)),
-        };
         // asyncio's callback: whatever ensure_future(coro) raises is set on
         // the concurrent future, then re-raised (to the exception handler);
         // a KeyboardInterrupt is only re-raised.
@@ -693,7 +687,7 @@ where
             Err(e) => return dest.get().set(CfState::Failed(e)),
         };
         let id = dest.get().inner.id;
-        Executors::of(&lp)
+        Executors::of(lp)
             .threadsafe_tasks
             .borrow_mut()
             .insert(id, task.as_ref());

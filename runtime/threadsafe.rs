@@ -32,6 +32,7 @@ use std::sync::{Arc, RwLock};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{Error, Result};
+use crate::event_loop::EventLoop;
 
 /// A `call_soon_threadsafe` callback on its way to the loop.
 pub(crate) struct Call {
@@ -45,10 +46,20 @@ pub(crate) struct Call {
     pub(crate) created_at: &'static Location<'static>,
 }
 
+/// A call of tulip's own that needs the loop it runs on (a job's result
+/// for its parked future, a `run_coroutine_threadsafe` call). It is given
+/// the loop, since there may be no running loop to look up: one iterated by
+/// hand with `run_once` is not running. asyncio's callbacks hold their
+/// future (`_call_set_state`) or their loop (`ensure_future(coro,
+/// loop=loop)`) and need no running loop either.
+pub(crate) type LoopCall = Box<dyn FnOnce(&EventLoop) + Send>;
+
 /// A message from another thread to the loop.
 pub(crate) enum Remote {
     /// `call_soon_threadsafe(f)`.
     Call(Call),
+    /// A [`LoopCall`], and where it was sent from.
+    LoopCall(LoopCall, &'static Location<'static>),
     /// A task waker woken off the loop thread: (slab key, task id).
     Wake(usize, u64),
     /// `LoopHandle::stop()`.
@@ -151,6 +162,17 @@ impl LoopHandle {
             created_at: Location::caller(),
         }))?;
         Ok(ThreadsafeHandle { cancelled })
+    }
+
+    /// `call_soon_threadsafe` for tulip's own callbacks that need their
+    /// loop (see [`LoopCall`]).
+    #[track_caller]
+    pub(crate) fn call_soon_threadsafe_with_loop(
+        &self,
+        f: impl FnOnce(&EventLoop) + Send + 'static,
+    ) -> Result<()> {
+        self.shared
+            .send(Remote::LoopCall(Box::new(f), Location::caller()))
     }
 
     /// Stops the loop from another thread (`loop.call_soon_threadsafe(loop.stop)`).

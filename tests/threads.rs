@@ -481,3 +481,35 @@ fn run_coroutine_threadsafe_on_a_loop_closed_before_it_finished_fails_with_close
         "{pending:?}"
     );
 }
+
+// conformance: H2
+#[test]
+fn executor_results_reach_a_loop_iterated_by_hand() {
+    // `run_once` is the loop's iteration (asyncio's `_run_once`), and the
+    // tests drive loops with it. The callbacks that bring a job's result or
+    // a run_coroutine_threadsafe call to the loop looked the loop up with
+    // get_running_loop(): on a loop iterated by hand there is none, and the
+    // result was dropped (the future stayed pending for ever) or the call
+    // failed with "no running event loop". asyncio's callbacks hold their
+    // future (`_call_set_state`) or their loop (`ensure_future(coro,
+    // loop=loop)`), and need no running loop.
+    let lp = EventLoop::new().unwrap();
+    let handle = lp.handle();
+    let fut = lp.run_in_executor(None, || 6 * 7).unwrap();
+    let cf = run_coroutine_threadsafe(|| async { Ok(5) }, &handle);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(fut.done() && cf.done()) {
+        assert!(
+            Instant::now() < deadline,
+            "lost: {} {cf:?}",
+            if fut.done() { "" } else { "the job's result" }
+        );
+        // Bounds the iteration's poll.
+        let tick = lp.call_later(0.01, || ()).unwrap();
+        lp.run_once().unwrap();
+        tick.cancel();
+    }
+    assert_eq!(fut.result().unwrap(), 42);
+    assert_eq!(cf.result(Some(Duration::ZERO)).unwrap(), 5);
+    lp.close().unwrap();
+}
