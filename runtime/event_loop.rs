@@ -354,6 +354,27 @@ impl EventLoop {
     }
 }
 
+/// The loop itself goes, closed or not: a loop dropped with its thread's
+/// locals (one left in `set_event_loop`) cannot be closed there (see
+/// `close_unreachable`). Its [`LoopHandle`]s outlive it, so they must
+/// learn it is gone: the shared state is marked closed, and later calls
+/// are refused, as they are once asyncio's `__del__` has closed a loop.
+/// What other threads sent meanwhile is dropped, not left in the channel
+/// for ever (it may hold a handle, and so the channel itself).
+impl Drop for LoopInner {
+    fn drop(&mut self) {
+        self.shared.close();
+        for msg in self.shared.rx.try_iter() {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(msg))) {
+                eprintln!(
+                    "tulip: exception ignored while dropping a call sent to a dropped loop: {}",
+                    panic_message(&*payload)
+                );
+            }
+        }
+    }
+}
+
 /// A strong reference to a loop held by the loop's own machinery (a
 /// future's or task's core, a transport, a server): it does not keep the
 /// loop open for users (see [`EventLoop`]'s `Drop`). It derefs to the loop.
@@ -656,7 +677,7 @@ impl EventLoop {
         if self.inner.closed.replace(true) {
             return Ok(());
         }
-        self.inner.shared.closed.store(true, Ordering::Release);
+        self.inner.shared.close();
         // What is dropped from here on may hold the user's values, whose
         // `Drop` may panic: each drop is guarded (`at_close`), so that one
         // panic neither ends the closing half-way nor, with a second one in
@@ -1086,14 +1107,34 @@ impl EventLoop {
         }
     }
 
-    /// Turns the messages of other threads into local work.
+    /// Turns the messages of other threads into local work: those already
+    /// in the channel once `notified` is cleared, not those that arrive
+    /// meanwhile. asyncio's iteration runs only what was in `_ready` when
+    /// it began (L2); draining until the channel was empty let threads
+    /// that send faster than the loop drains hold it in this loop for as
+    /// long as they sent. What is left was sent after `notified` was
+    /// cleared, so its sender sets the flag and wakes the poll again.
     fn process_remote(&self) {
         let inner = &*self.inner;
         inner.shared.notified.store(false, Ordering::SeqCst);
-        while let Ok(msg) = inner.shared.rx.try_recv() {
+        for _ in 0..inner.shared.rx.len() {
+            let Ok(msg) = inner.shared.rx.try_recv() else {
+                break;
+            };
             match msg {
                 Remote::Call(call) => {
                     let h = Handle::threadsafe(call);
+                    inner.ready.borrow_mut().push_back(h.into_ready());
+                }
+                Remote::LoopCall(f, created_at) => {
+                    // Weak: a queued call must not keep the loop open.
+                    let weak = self.downgrade();
+                    let call = move || {
+                        if let Some(inner) = weak.upgrade() {
+                            f(&EventLoop { inner });
+                        }
+                    };
+                    let h = Handle::once(call, created_at);
                     inner.ready.borrow_mut().push_back(h.into_ready());
                 }
                 Remote::Wake(key, id) => inner.wake_task(key, id),

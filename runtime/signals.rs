@@ -21,6 +21,8 @@
 //!   and restores `errno`.
 //! - Removing a handler (or closing the loop) restores `SIG_DFL` (R1).
 //!   SIGINT too: Rust has no `default_int_handler`, its default *is* SIG_DFL.
+//!   Unless another loop added a handler for that signal since: then the
+//!   signal is that loop's, and stays caught.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -236,6 +238,12 @@ impl SignalState {
         let removed = self.handlers.borrow_mut().remove(&sig);
         if removed.is_none() {
             return Ok(false);
+        }
+        // A loop that added a handler for `sig` since then owns it now:
+        // the disposition and the wake-up fd are its, not ours to reset.
+        let ours = self.pipe.borrow().as_ref().map(|(_, w)| w.as_raw_fd());
+        if ours != Some(WAKEUP_FDS[sig as usize].load(Ordering::SeqCst)) {
+            return Ok(true);
         }
         set_disposition(sig, false).map_err(|e| {
             if e.raw_os_error() == Some(libc::EINVAL) {

@@ -22,6 +22,9 @@
 //!   workers exit once it is empty.
 //! - `shutdown(true)` joins every worker but the calling thread: a job that
 //!   shuts its own pool down returns, and its worker exits after it.
+//! - A [`ConcurrentFuture`] ends: with its task's outcome, cancelled, or
+//!   failed with [`Error::Closed`] if the loop closes before the task
+//!   finished (the one exception: an [`Interrupt`] raised by the maker).
 //! - After `shutdown_default_executor` (done by `run()`'s cleanup) the
 //!   default pool takes no new work; `close()` shuts it down without waiting.
 
@@ -278,9 +281,8 @@ fn park<T: 'static>(lp: &EventLoop, fut: &Future<T>) -> usize {
 
 /// Sends `res` to the future parked under `key`, from any thread.
 fn complete_remote<T: Send + 'static>(handle: &LoopHandle, key: usize, res: Result<T>) {
-    let _ = handle.call_soon_threadsafe(move || {
-        let Ok(lp) = get_running_loop() else { return };
-        let parked = Executors::of(&lp).pending.borrow_mut().try_remove(key);
+    let _ = handle.call_soon_threadsafe_with_loop(move |lp| {
+        let parked = Executors::of(lp).pending.borrow_mut().try_remove(key);
         let Some(fut) = parked.and_then(|b| b.downcast::<Future<T>>().ok()) else {
             return;
         };
@@ -538,9 +540,8 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
             self.inner.done.notify_all();
         }
         let id = self.inner.id;
-        let _ = self.inner.handle.call_soon_threadsafe(move || {
-            let Ok(lp) = get_running_loop() else { return };
-            let task = Executors::of(&lp)
+        let _ = self.inner.handle.call_soon_threadsafe_with_loop(move |lp| {
+            let task = Executors::of(lp)
                 .threadsafe_tasks
                 .borrow()
                 .get(&id)
@@ -592,12 +593,41 @@ impl<T> fmt::Debug for ConcurrentFuture<T> {
     }
 }
 
+/// The concurrent future as `run_coroutine_threadsafe`'s call and then its
+/// task's done callback hold it. Dropped with the future still pending, it
+/// fails it with [`Error::Closed`]: that happens when `close()` drops the
+/// call before it ran, or destroys the task while it is pending. asyncio's
+/// future stays pending then, and a thread blocked on `result()` without a
+/// timeout waits for ever; the close is the one outcome it will ever get.
+struct Unfinished<T: Send + 'static>(Option<ConcurrentFuture<T>>);
+
+impl<T: Send + 'static> Unfinished<T> {
+    fn get(&self) -> &ConcurrentFuture<T> {
+        self.0.as_ref().expect("disarmed only when given up")
+    }
+
+    /// Leaves the future as it is when dropped.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<T: Send + 'static> Drop for Unfinished<T> {
+    fn drop(&mut self) {
+        if let Some(cf) = self.0.take() {
+            cf.set(CfState::Failed(Error::Closed));
+        }
+    }
+}
+
 /// asyncio's `run_coroutine_threadsafe(coro, loop)`, from any thread.
 ///
 /// The loop is `!Send`, and so are most coroutines that use it; so instead
 /// of a coroutine this takes a `Send` closure that *makes* the coroutine on
 /// the loop thread. It is run as a task there; the returned
-/// [`ConcurrentFuture`] gets its outcome.
+/// [`ConcurrentFuture`] gets its outcome. If the loop closes first (before
+/// it ran the call, or with the task still pending), the outcome is
+/// [`Error::Closed`]; asyncio's future would stay pending for ever.
 ///
 /// ```
 /// use std::time::Duration;
@@ -630,33 +660,34 @@ where
             handle: lp.clone(),
         }),
     };
-    let dest = cf.clone();
-    let sent = lp.call_soon_threadsafe(move || {
-        if dest.done() {
+    let dest = Unfinished(Some(cf.clone()));
+    let sent = lp.call_soon_threadsafe_with_loop(move |lp| {
+        if dest.get().done() {
             return; // cancelled before it started
         }
-        let lp = match get_running_loop() {
-            Ok(lp) => lp,
-            Err(e) => return dest.set(CfState::Failed(e)),
-        };
         // asyncio's callback: whatever ensure_future(coro) raises is set on
         // the concurrent future, then re-raised (to the exception handler);
         // a KeyboardInterrupt is only re-raised.
         let coro = match catch_unwind(AssertUnwindSafe(make)) {
             Ok(coro) => coro,
             Err(payload) => {
-                if !payload.is::<Interrupt>() {
-                    dest.set(CfState::Failed(Error::Panic(panic_message(&*payload))));
+                if payload.is::<Interrupt>() {
+                    // The run ends, the loop is not closed: pending, as
+                    // asyncio leaves it.
+                    dest.disarm();
+                } else {
+                    let error = Error::Panic(panic_message(&*payload));
+                    dest.get().set(CfState::Failed(error));
                 }
                 std::panic::resume_unwind(payload);
             }
         };
         let task = match lp.create_task(coro) {
             Ok(t) => t,
-            Err(e) => return dest.set(CfState::Failed(e)),
+            Err(e) => return dest.get().set(CfState::Failed(e)),
         };
-        let id = dest.inner.id;
-        Executors::of(&lp)
+        let id = dest.get().inner.id;
+        Executors::of(lp)
             .threadsafe_tasks
             .borrow_mut()
             .insert(id, task.as_ref());
@@ -671,7 +702,7 @@ where
                 Err(e) if e.is_cancelled() => CfState::Cancelled,
                 Err(e) => CfState::Failed(e),
             };
-            dest.set(state);
+            dest.get().set(state);
         });
     });
     if let Err(e) = sent {

@@ -15,15 +15,24 @@
 //!   `notified`; the loop clears `notified` *before* it drains the channel.
 //!   So either the loop's drain sees the message, or the sender sees
 //!   `notified == false` and wakes the poll.
+//! - A message is run, dropped by `close()` (or by the loop's drop, for
+//!   a loop that goes unclosed), or refused with [`Error::Closed`]: never
+//!   left in the channel. A sender holds `gate`
+//!   (shared) from its `closed` check through its send; `close()` sets
+//!   `closed` under `gate` (exclusive), so every message accepted before
+//!   is in the channel when `close()` drains it, and every later one is
+//!   refused (asyncio checks `_check_closed()` and appends to `_ready`
+//!   under the GIL, which `close()` also holds to clear `_ready`).
 
 use std::fmt;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{Error, Result};
+use crate::event_loop::EventLoop;
 
 /// A `call_soon_threadsafe` callback on its way to the loop.
 pub(crate) struct Call {
@@ -37,10 +46,20 @@ pub(crate) struct Call {
     pub(crate) created_at: &'static Location<'static>,
 }
 
+/// A call of tulip's own that needs the loop it runs on (a job's result
+/// for its parked future, a `run_coroutine_threadsafe` call). It is given
+/// the loop, since there may be no running loop to look up: one iterated by
+/// hand with `run_once` is not running. asyncio's callbacks hold their
+/// future (`_call_set_state`) or their loop (`ensure_future(coro,
+/// loop=loop)`) and need no running loop either.
+pub(crate) type LoopCall = Box<dyn FnOnce(&EventLoop) + Send>;
+
 /// A message from another thread to the loop.
 pub(crate) enum Remote {
     /// `call_soon_threadsafe(f)`.
     Call(Call),
+    /// A [`LoopCall`], and where it was sent from.
+    LoopCall(LoopCall, &'static Location<'static>),
     /// A task waker woken off the loop thread: (slab key, task id).
     Wake(usize, u64),
     /// `LoopHandle::stop()`.
@@ -55,6 +74,11 @@ pub(crate) struct Shared {
     /// Set by senders, cleared by the loop before it drains `rx`.
     pub(crate) notified: AtomicBool,
     pub(crate) closed: AtomicBool,
+    /// Makes a sender's check of `closed` and its send one step as seen by
+    /// [`close`](Shared::close): without it, a close() between the two
+    /// drained the channel before the message arrived, and the message was
+    /// stranded there, neither run nor dropped nor refused.
+    gate: RwLock<()>,
 }
 
 impl Shared {
@@ -66,15 +90,34 @@ impl Shared {
             rx,
             notified: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            gate: RwLock::new(()),
         }
+    }
+
+    /// Marks the loop closed: from here on every send is refused, and every
+    /// message accepted before is already in the channel for `close()` to
+    /// drain.
+    pub(crate) fn close(&self) {
+        let _gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        self.closed.store(true, Ordering::Release);
     }
 
     /// Queues a message and wakes the loop unless a wake is already pending.
     pub(crate) fn send(&self, msg: Remote) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
+        let refused = {
+            let _gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+            if self.closed.load(Ordering::Acquire) {
+                Some(msg)
+            } else {
+                // Never fails: `self` holds the receiver.
+                self.tx.send(msg).err().map(|e| e.0)
+            }
+        };
+        if let Some(msg) = refused {
+            // Dropped once the gate is released: its Drop may send again.
+            drop(msg);
             return Err(Error::Closed);
         }
-        self.tx.send(msg).map_err(|_| Error::Closed)?;
         if !self.notified.swap(true, Ordering::AcqRel) {
             // A failed write means the eventfd counter is saturated: the loop
             // is going to wake up anyway.
@@ -119,6 +162,17 @@ impl LoopHandle {
             created_at: Location::caller(),
         }))?;
         Ok(ThreadsafeHandle { cancelled })
+    }
+
+    /// `call_soon_threadsafe` for tulip's own callbacks that need their
+    /// loop (see [`LoopCall`]).
+    #[track_caller]
+    pub(crate) fn call_soon_threadsafe_with_loop(
+        &self,
+        f: impl FnOnce(&EventLoop) + Send + 'static,
+    ) -> Result<()> {
+        self.shared
+            .send(Remote::LoopCall(Box::new(f), Location::caller()))
     }
 
     /// Stops the loop from another thread (`loop.call_soon_threadsafe(loop.stop)`).

@@ -262,3 +262,61 @@ fn a_handled_signal_restarts_an_interrupted_blocking_read() {
     lp.close().unwrap();
     assert_eq!(n, 1, "read failed: {err}");
 }
+
+// conformance: R1
+#[test]
+fn removing_a_handler_another_loop_took_over_leaves_that_loops_handler() {
+    let _s = serial();
+    // Dispositions are process-wide: the last loop to add a handler for a
+    // signal gets it (the module's invariant: `WAKEUP_FDS[sig]` is the pipe
+    // of the loop that has a handler for it). Removing the older loop's
+    // handler, or closing that loop, restored SIG_DFL and cleared the
+    // wake-up fd under the newer loop, which never heard of the signal again
+    // (and a SIGUSR1 would then have killed the process). SIGWINCH is
+    // ignored by default, so this test survives the bug.
+    let sig = libc::SIGWINCH;
+    let old = EventLoop::new().unwrap();
+    old.add_signal_handler(sig, || {}).unwrap();
+    let lp = EventLoop::new().unwrap();
+    let got = Rc::new(Cell::new(0));
+    let (g, stopper) = (got.clone(), lp.clone());
+    lp.add_signal_handler(sig, move || {
+        g.set(g.get() + 1);
+        stopper.stop();
+    })
+    .unwrap();
+    assert!(old.remove_signal_handler(sig).unwrap());
+    assert!(
+        !has_default_disposition(sig),
+        "the newer loop's handler is gone"
+    );
+    old.close().unwrap();
+    assert!(
+        !has_default_disposition(sig),
+        "the newer loop's handler is gone"
+    );
+    let (guard, timed_out) = {
+        let t = Rc::new(Cell::new(false));
+        let (t2, stopper) = (t.clone(), lp.clone());
+        let h = lp
+            .call_later(10.0, move || {
+                t2.set(true);
+                stopper.stop();
+            })
+            .unwrap();
+        (h, t)
+    };
+    // SAFETY: raise() sends a signal to this very thread.
+    let _ = lp
+        .call_soon(move || unsafe {
+            libc::raise(sig);
+        })
+        .unwrap();
+    lp.run_forever().unwrap();
+    guard.cancel();
+    assert!(!timed_out.get(), "the signal never reached the newer loop");
+    assert_eq!(got.get(), 1);
+    assert!(lp.remove_signal_handler(sig).unwrap());
+    assert!(has_default_disposition(sig));
+    lp.close().unwrap();
+}

@@ -422,3 +422,94 @@ fn to_thread_cancelled_after_its_job_finished_raises_at_that_await() {
     );
     lp.close().unwrap();
 }
+
+// conformance: H2
+#[test]
+fn run_coroutine_threadsafe_on_a_loop_closed_before_it_finished_fails_with_closed() {
+    // The concurrent future must not stay pending for ever (a thread
+    // blocked on `result(None)` would never return) when close() drops the
+    // call before it ran, or destroys its task while it is pending. The
+    // call itself must go too: it holds the concurrent future, which holds
+    // the loop's handle, which holds the channel the call waits in.
+    let dropped = Arc::new(AtomicUsize::new(0));
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    // The loop closes before it ran the call.
+    let lp = EventLoop::new().unwrap();
+    let handle = lp.handle();
+    let c = Counted(dropped.clone());
+    let never_run = run_coroutine_threadsafe(
+        move || {
+            drop(c);
+            async { Ok(1) }
+        },
+        &handle,
+    );
+    lp.close().unwrap();
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "the call was not dropped"
+    );
+    assert!(
+        matches!(never_run.result(Some(Duration::ZERO)), Err(Error::Closed)),
+        "{never_run:?}"
+    );
+    // The loop closes while the task waits.
+    let lp = EventLoop::new().unwrap();
+    let handle = lp.handle();
+    lp.set_exception_handler(Some(|_: &EventLoop, _: &tulip::ExceptionContext| {}));
+    let pending = run_coroutine_threadsafe(
+        || async {
+            tulip::sleep(3600.0).await?;
+            Ok(2)
+        },
+        &handle,
+    );
+    for _ in 0..2 {
+        lp.stop();
+        lp.run_forever().unwrap();
+    }
+    assert!(!pending.done());
+    lp.close().unwrap();
+    assert!(
+        matches!(pending.result(Some(Duration::ZERO)), Err(Error::Closed)),
+        "{pending:?}"
+    );
+}
+
+// conformance: H2
+#[test]
+fn executor_results_reach_a_loop_iterated_by_hand() {
+    // `run_once` is the loop's iteration (asyncio's `_run_once`), and the
+    // tests drive loops with it. The callbacks that bring a job's result or
+    // a run_coroutine_threadsafe call to the loop looked the loop up with
+    // get_running_loop(): on a loop iterated by hand there is none, and the
+    // result was dropped (the future stayed pending for ever) or the call
+    // failed with "no running event loop". asyncio's callbacks hold their
+    // future (`_call_set_state`) or their loop (`ensure_future(coro,
+    // loop=loop)`), and need no running loop.
+    let lp = EventLoop::new().unwrap();
+    let handle = lp.handle();
+    let fut = lp.run_in_executor(None, || 6 * 7).unwrap();
+    let cf = run_coroutine_threadsafe(|| async { Ok(5) }, &handle);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(fut.done() && cf.done()) {
+        assert!(
+            Instant::now() < deadline,
+            "lost: {} {cf:?}",
+            if fut.done() { "" } else { "the job's result" }
+        );
+        // Bounds the iteration's poll.
+        let tick = lp.call_later(0.01, || ()).unwrap();
+        lp.run_once().unwrap();
+        tick.cancel();
+    }
+    assert_eq!(fut.result().unwrap(), 42);
+    assert_eq!(cf.result(Some(Duration::ZERO)).unwrap(), 5);
+    lp.close().unwrap();
+}

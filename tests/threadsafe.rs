@@ -323,3 +323,157 @@ fn a_panicking_threadsafe_callback_is_reported_under_its_own_name() {
         "{handle}"
     );
 }
+
+/// Counts its drops: a callback that owns one has run or was dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// conformance: L5
+#[test]
+fn a_threadsafe_call_racing_close_is_run_dropped_or_refused_never_stranded() {
+    // asyncio's call_soon_threadsafe checks `_check_closed()` and appends
+    // to `_ready` with the GIL held, so a call either lands before close()
+    // (which clears `_ready`) or raises "Event loop is closed". tulip's
+    // sender checked `closed`, then sent: a close() in between set the flag
+    // and drained the channel first, and the message was left in it, never
+    // run, never dropped (while any LoopHandle lived), and never refused.
+    const SENDERS: usize = 2;
+    for _ in 0..50 {
+        let lp = EventLoop::new().unwrap();
+        let handle = lp.handle();
+        let made = Arc::new(AtomicUsize::new(0));
+        let gone = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                let (h, made, gone) = (handle.clone(), made.clone(), gone.clone());
+                std::thread::spawn(move || loop {
+                    made.fetch_add(1, Ordering::SeqCst);
+                    let c = Counted(gone.clone());
+                    match h.call_soon_threadsafe(move || drop(c)) {
+                        Ok(_) => {}
+                        Err(tulip::Error::Closed) => break,
+                        Err(e) => panic!("{e:?}"),
+                    }
+                })
+            })
+            .collect();
+        // Close while every sender is sending.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while made.load(Ordering::SeqCst) < 64 * SENDERS {
+            assert!(Instant::now() < deadline, "the senders never started");
+            std::thread::yield_now();
+        }
+        lp.close().unwrap();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // `handle` still holds the channel: a stranded message is counted
+        // as made and not gone.
+        assert_eq!(
+            gone.load(Ordering::SeqCst),
+            made.load(Ordering::SeqCst),
+            "a call accepted around close() was neither run nor dropped"
+        );
+        drop(handle);
+    }
+}
+
+// conformance: L5
+#[test]
+fn a_loop_handle_outliving_its_loop_refuses_calls() {
+    // A thread's loop left in `set_event_loop` is dropped with the thread's
+    // locals, where it cannot be closed. Its handles went on saying "not
+    // closed" and accepting calls that nothing would ever run or drop
+    // (asyncio's `__del__` closes such a loop, and call_soon_threadsafe
+    // then raises "Event loop is closed").
+    let (handle, made) = std::thread::spawn(|| {
+        let lp = tulip::get_event_loop().unwrap();
+        let handle = lp.handle();
+        // A call sent before the loop goes is dropped with it.
+        let gone = Arc::new(AtomicUsize::new(0));
+        let c = Counted(gone.clone());
+        let _ = handle.call_soon_threadsafe(move || drop(c)).unwrap();
+        (handle, gone)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(made.load(Ordering::SeqCst), 1, "the queued call was kept");
+    assert!(handle.is_closed());
+    let gone = Arc::new(AtomicUsize::new(0));
+    let c = Counted(gone.clone());
+    assert!(matches!(
+        handle.call_soon_threadsafe(move || drop(c)),
+        Err(tulip::Error::Closed)
+    ));
+    assert_eq!(gone.load(Ordering::SeqCst), 1);
+}
+
+// conformance: L2
+#[test]
+fn threads_that_keep_sending_cannot_hold_the_loop_in_one_iteration() {
+    // asyncio's call_soon_threadsafe appends to `_ready`, and an iteration
+    // runs only what was there when it began (L2): threads that never stop
+    // sending cannot keep one iteration going. tulip's drain took messages
+    // until the channel was empty, so senders faster than the drain held
+    // the loop in process_remote (its timers, its I/O and a stop() all
+    // waiting, its ready queue growing) for as long as they sent.
+    const SENDERS: usize = 4;
+    // The senders wait while this many of their calls have not run yet.
+    const BACKLOG: usize = 300_000;
+    // Senders outpace the drain only some of the time: try a few times.
+    for _ in 0..30 {
+        let lp = EventLoop::new().unwrap();
+        let handle = lp.handle();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let go = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                let (h, sent, ran) = (handle.clone(), sent.clone(), ran.clone());
+                let (go, stop) = (go.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let backlog = sent.load(Ordering::Relaxed) - ran.load(Ordering::Relaxed);
+                        let waiting = !go.load(Ordering::Relaxed) && backlog >= 1000;
+                        if waiting || backlog >= BACKLOG {
+                            std::thread::yield_now();
+                            continue;
+                        }
+                        let r = ran.clone();
+                        let _ = h
+                            .call_soon_threadsafe(move || {
+                                r.fetch_add(1, Ordering::Relaxed);
+                            })
+                            .unwrap();
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sent.load(Ordering::Relaxed) < 1000 {
+            assert!(Instant::now() < deadline, "the senders never started");
+            std::thread::yield_now();
+        }
+        // About a thousand calls wait; the senders go on while the loop
+        // takes them.
+        go.store(true, Ordering::Relaxed);
+        lp.run_once().unwrap();
+        let in_one = ran.load(Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join().unwrap();
+        }
+        lp.close().unwrap();
+        assert!(
+            in_one < BACKLOG / 2,
+            "one iteration ran {in_one} calls, most of them sent while it drained"
+        );
+    }
+}
