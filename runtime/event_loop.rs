@@ -364,14 +364,7 @@ impl EventLoop {
 impl Drop for LoopInner {
     fn drop(&mut self) {
         self.shared.close();
-        for msg in self.shared.rx.try_iter() {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(msg))) {
-                eprintln!(
-                    "tulip: exception ignored while dropping a call sent to a dropped loop: {}",
-                    panic_message(&*payload)
-                );
-            }
-        }
+        self.shared.drop_pending("a dropped loop");
     }
 }
 

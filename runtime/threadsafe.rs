@@ -17,17 +17,20 @@
 //!   `notified == false` and wakes the poll.
 //! - A message is run, dropped by `close()` (or by the loop's drop, for
 //!   a loop that goes unclosed), or refused with [`Error::Closed`]: never
-//!   left in the channel. A sender holds `gate`
-//!   (shared) from its `closed` check through its send; `close()` sets
-//!   `closed` under `gate` (exclusive), so every message accepted before
-//!   is in the channel when `close()` drains it, and every later one is
-//!   refused (asyncio checks `_check_closed()` and appends to `_ready`
-//!   under the GIL, which `close()` also holds to clear `_ready`).
+//!   left in the channel. The same handshake as `notified`, the other way
+//!   round: `close()` sets `closed` *before* it drains the channel, and a
+//!   sender tests `closed` again *after* its send, with a `SeqCst` fence
+//!   between on each side. So either `close()`'s drain sees the message,
+//!   or the sender sees `closed`, drops what is left in the channel itself
+//!   and refuses the call. (asyncio checks `_check_closed()` and appends
+//!   to `_ready` under the GIL, which `close()` also holds to clear
+//!   `_ready`.)
 
 use std::fmt;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -73,12 +76,8 @@ pub(crate) struct Shared {
     pub(crate) rx: Receiver<Remote>,
     /// Set by senders, cleared by the loop before it drains `rx`.
     pub(crate) notified: AtomicBool,
+    /// Set by `close()` before it drains `rx`; tested by senders after they send.
     pub(crate) closed: AtomicBool,
-    /// Makes a sender's check of `closed` and its send one step as seen by
-    /// [`close`](Shared::close): without it, a close() between the two
-    /// drained the channel before the message arrived, and the message was
-    /// stranded there, neither run nor dropped nor refused.
-    gate: RwLock<()>,
 }
 
 impl Shared {
@@ -90,32 +89,42 @@ impl Shared {
             rx,
             notified: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            gate: RwLock::new(()),
         }
     }
 
-    /// Marks the loop closed: from here on every send is refused, and every
-    /// message accepted before is already in the channel for `close()` to
-    /// drain.
+    /// Marks the loop closed, before the caller drains the channel: from
+    /// here on every send is refused, and a message that raced this is
+    /// either in the caller's drain or seen, and dropped, by its sender.
     pub(crate) fn close(&self) {
-        let _gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
-        self.closed.store(true, Ordering::Release);
+        self.closed.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Drops what is in the channel of a closed loop, each message under a
+    /// guard: its `Drop` is the user's, and may panic.
+    pub(crate) fn drop_pending(&self, why: &str) {
+        for msg in self.rx.try_iter() {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(msg))) {
+                eprintln!(
+                    "tulip: exception ignored while dropping a call sent to {why}: {}",
+                    crate::error::panic_message(&*payload)
+                );
+            }
+        }
     }
 
     /// Queues a message and wakes the loop unless a wake is already pending.
     pub(crate) fn send(&self, msg: Remote) -> Result<()> {
-        let refused = {
-            let _gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
-            if self.closed.load(Ordering::Acquire) {
-                Some(msg)
-            } else {
-                // Never fails: `self` holds the receiver.
-                self.tx.send(msg).err().map(|e| e.0)
-            }
-        };
-        if let Some(msg) = refused {
-            // Dropped once the gate is released: its Drop may send again.
-            drop(msg);
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        // Never fails: `self` holds the receiver.
+        let _ = self.tx.send(msg);
+        fence(Ordering::SeqCst);
+        if self.closed.load(Ordering::Relaxed) {
+            // close() came between the test and the send, and its drain
+            // may have run before the message arrived (see the invariants).
+            self.drop_pending("a closed loop");
             return Err(Error::Closed);
         }
         if !self.notified.swap(true, Ordering::AcqRel) {
