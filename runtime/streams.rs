@@ -26,6 +26,8 @@
 //! - `LimitOverrun` from `readuntil`/`readuntil_any` leaves the buffer untouched (N1);
 //!   `IncompleteRead` hands over (and removes) what was buffered.
 //! - `feed_data` after `feed_eof` is ignored.
+//! - An empty buffer (the reader's, or a transport's write buffer) holds at
+//!   most `KEEP_CAPACITY` (256 KiB) of memory, whatever its peak was.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -43,8 +45,9 @@ pub const DEFAULT_LIMIT: usize = 64 * 1024;
 
 // ===== the byte buffer =====
 
-/// The largest buffer capacity a reader keeps after handing its whole
-/// buffer to a read (see `Buffer::take`).
+/// The largest capacity a buffer keeps once it is empty: after handing its
+/// whole buffer to a read (see `Buffer::take`), or after the last bytes are
+/// consumed or cleared (see `Buffer::clear`).
 const KEEP_CAPACITY: usize = 256 * 1024;
 
 /// A byte queue that consumes from the front without moving bytes: `start`
@@ -81,8 +84,7 @@ impl Buffer {
         self.start += n;
         debug_assert!(self.start <= self.data.len());
         if self.start == self.data.len() {
-            self.data.clear();
-            self.start = 0;
+            self.clear();
         }
     }
 
@@ -110,8 +112,17 @@ impl Buffer {
         out
     }
 
+    /// Empties the buffer. Past KEEP_CAPACITY the memory goes too, as in
+    /// `take`: a burst (a 32 MiB write to a slow peer, a big read) must not
+    /// keep its peak for the life of the connection. asyncio's write
+    /// buffer, a deque of the written chunks, frees each as it is sent; its
+    /// reader's bytearray shrinks as reads empty it.
     pub(crate) fn clear(&mut self) {
-        self.data.clear();
+        if self.data.capacity() > KEEP_CAPACITY {
+            self.data = Vec::new();
+        } else {
+            self.data.clear();
+        }
         self.start = 0;
     }
 

@@ -2,6 +2,9 @@
 //! and through fake transports). Socket-level stream tests are in
 //! `tests/stream_sockets.rs`.
 
+#[path = "common/live_bytes.rs"]
+mod live_bytes;
+
 use std::cell::{Cell, RefCell};
 use std::future::Future as _;
 use std::rc::Rc;
@@ -768,4 +771,33 @@ fn protocol_wakes_its_reader_with_no_borrow_held() {
         drop(read);
         lp.close().unwrap();
     }
+}
+
+#[test]
+fn a_drained_reader_gives_back_the_memory_of_a_burst() {
+    // asyncio's reader buffer is a bytearray, which shrinks as reads take
+    // its bytes (`del buf[:n]` reallocates once under half full). A reader
+    // that once buffered 32 MiB and was read empty, a piece at a time,
+    // must not keep 32 MiB for the rest of the connection.
+    tulip::run(async {
+        const TOTAL: usize = 32 << 20;
+        let r = StreamReader::with_limit(usize::MAX);
+        let before = live_bytes::live_bytes();
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..TOTAL / chunk.len() {
+            r.feed_data(&chunk);
+        }
+        drop(chunk);
+        for _ in 0..TOTAL / (1 << 20) {
+            assert_eq!(r.readexactly(1 << 20).await?.len(), 1 << 20);
+        }
+        assert_eq!(r.buffered(), 0);
+        let kept = live_bytes::live_bytes() - before;
+        assert!(
+            kept < (1 << 20),
+            "the empty reader still holds {kept} bytes after a {TOTAL}-byte burst"
+        );
+        Ok(())
+    })
+    .unwrap();
 }

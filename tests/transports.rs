@@ -2,6 +2,8 @@
 //! EOF and closing (N4), UDP, and the sock_* coroutines.
 
 mod common;
+#[path = "common/live_bytes.rs"]
+mod live_bytes;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -1726,6 +1728,46 @@ fn a_resolved_datagram_endpoint_picks_the_family_the_remote_has() {
             e.to_string().contains("can not get address information"),
             "{e}"
         );
+        Ok(())
+    });
+}
+
+// conformance: N3
+#[test]
+fn a_flushed_write_buffer_gives_back_the_memory_of_a_burst() {
+    // asyncio's write buffer is a deque of the written chunks (3.12+): each
+    // one is freed as it is sent, and an emptied buffer holds nothing. A
+    // 32 MiB burst to a peer that reads it later must not keep 32 MiB per
+    // connection for the rest of its life.
+    run_bounded(20.0, async {
+        let lp = tulip::get_running_loop()?;
+        let (ours, peer) = std::os::unix::net::UnixStream::pair()?;
+        peer.set_nonblocking(true)?;
+        let (t, _p) = lp
+            .connect_accepted_socket(Recorder::new, ours.into())
+            .await?;
+        const TOTAL: usize = 32 << 20;
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut buf = vec![0u8; 256 * 1024];
+        let before = live_bytes::live_bytes();
+        for _ in 0..TOTAL / chunk.len() {
+            t.write(&chunk)?;
+        }
+        assert!(
+            t.get_write_buffer_size() > TOTAL / 2,
+            "the burst is buffered"
+        );
+        let mut got = 0;
+        while got < TOTAL {
+            got += lp.sock_recv_into(&peer, &mut buf).await?;
+        }
+        assert_eq!(t.get_write_buffer_size(), 0, "every byte was sent");
+        let kept = live_bytes::live_bytes() - before;
+        assert!(
+            kept < (1 << 20),
+            "the empty write buffer still holds {kept} bytes after a {TOTAL}-byte burst"
+        );
+        t.close();
         Ok(())
     });
 }
