@@ -519,33 +519,7 @@ fn a_task_created_with_a_name_takes_no_task_number() {
     // number. The counter is process-wide, as asyncio's, and the other
     // tests of this binary create tasks on their own threads, so the check
     // runs in a child process that runs this test alone.
-    const CHILD: &str = "TULIP_TEST_TASK_NUMBERS_CHILD";
-    let me = "a_task_created_with_a_name_takes_no_task_number";
-    if std::env::var_os(CHILD).is_none() {
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", me, "--test-threads=1"])
-            .env(CHILD, "1")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Bounded: a watchdog kills the child if it overruns.
-        let pid = child.id();
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let dog = std::thread::spawn(move || {
-            if rx.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
-                // SAFETY: kill(2) on our own child's pid, not yet reaped.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            }
-        });
-        let out = child.wait_with_output().unwrap();
-        let _ = tx.send(());
-        dog.join().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{text}");
-        assert!(text.contains("1 passed"), "the child ran no test: {text}");
+    if common::rerun_alone("a_task_created_with_a_name_takes_no_task_number") {
         return;
     }
     let number = |name: String| -> u64 {

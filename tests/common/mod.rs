@@ -255,3 +255,48 @@ pub fn linger_zero(fd: i32) {
     };
     assert_eq!(rc, 0, "setsockopt SO_LINGER");
 }
+
+/// Runs the test `name` of this binary again, alone, in a child process,
+/// and checks that it passed there: for checks that process-wide state (a
+/// counter, the heap's totals) would make racy beside the binary's other
+/// tests, which run on other threads. Returns true in the parent, which
+/// then has nothing left to do, and false in the child, which goes on with
+/// the check. The child is killed if it runs over a minute.
+pub fn rerun_alone(name: &str) -> bool {
+    const CHILD: &str = "TULIP_TEST_RERUN_ALONE";
+    if std::env::var_os(CHILD).is_some() {
+        return false;
+    }
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1"])
+        .env(CHILD, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let dog = std::thread::spawn(move || {
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            // SAFETY: kill(2) on our own child's pid, not yet reaped.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = tx.send(());
+    dog.join().unwrap();
+    let text = stdout(&out) + &stderr(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "the child ran no test: {text}");
+    true
+}
+
+/// The bytes the process's heap holds for the program (glibc's `mallinfo2`:
+/// in use in the arenas plus in mmapped chunks). Process-wide: measure it
+/// in a test run with [`rerun_alone`].
+pub fn heap_in_use() -> usize {
+    // SAFETY: mallinfo2 only reads glibc's allocator statistics.
+    let m = unsafe { libc::mallinfo2() };
+    m.uordblks + m.hblkhd
+}
