@@ -295,6 +295,37 @@ fn the_heap_is_rebuilt_when_more_than_half_of_over_100_timers_are_cancelled() {
 
 // conformance: T2
 #[test]
+fn a_rebuild_that_leaves_over_100_timers_restarts_the_cancelled_count() {
+    // After a rebuild the heap holds only live timers, and none of them
+    // counts as cancelled: asyncio's `_timer_cancelled_count = 0`. With
+    // more than 100 timers left, a count kept from before would tip the
+    // next iteration into another rebuild when few more are cancelled.
+    let lp = EventLoop::new().unwrap();
+    let (head, rest) = head_and_rest(&lp, 299);
+    for h in &rest[..151] {
+        h.cancel(); // 151 of 300: more than half
+    }
+    run_one_iteration(&lp);
+    assert_eq!(lp.scheduled_timer_count(), 149, "rebuilt");
+    // 10 of 149 cancelled: not more than half, so only head-popping,
+    // which removes nothing behind the live head.
+    for h in &rest[151..161] {
+        h.cancel();
+    }
+    run_one_iteration(&lp);
+    assert_eq!(
+        lp.scheduled_timer_count(),
+        149,
+        "rebuilt again: the count of cancelled timers did not restart"
+    );
+    head.cancel();
+    for h in &rest {
+        h.cancel();
+    }
+}
+
+// conformance: T2
+#[test]
 fn at_most_100_timers_are_never_rebuilt_only_popped() {
     let lp = EventLoop::new().unwrap();
     let (head, rest) = head_and_rest(&lp, 99);
