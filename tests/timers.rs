@@ -255,6 +255,24 @@ fn cancelled_timers_at_the_head_of_the_heap_are_popped() {
 
 // conformance: T2
 #[test]
+fn cancelled_timers_popped_from_the_head_are_uncounted() {
+    // asyncio's head-popping does `_timer_cancelled_count -= 1` for each
+    // cancelled handle it pops: otherwise the count drifts upwards, and a
+    // later heap is rebuilt while only half of it is cancelled.
+    let lp = EventLoop::new().unwrap();
+    let heads: Vec<_> = (0..50)
+        .map(|i| lp.call_later(10.0 + i as f64, || ()).unwrap())
+        .collect();
+    for h in &heads {
+        h.cancel();
+    }
+    run_one_iteration(&lp);
+    assert_eq!(lp.scheduled_timer_count(), 0, "all popped from the head");
+    assert_no_drifted_cancel_count(&lp);
+}
+
+// conformance: T2
+#[test]
 fn the_heap_is_rebuilt_when_more_than_half_of_over_100_timers_are_cancelled() {
     let lp = EventLoop::new().unwrap();
     // The head stays live, so head-popping alone removes nothing.
