@@ -596,6 +596,38 @@ fn sleep_zero_yields_exactly_once() {
 
 // conformance: T4
 #[test]
+fn sleep_zero_reschedules_the_task_after_its_whole_step() {
+    // asyncio's __step calls `call_soon(self.__step)` for a bare yield once
+    // `coro.send()` has returned: what the same step schedules after the
+    // yield point (here a body that goes on after polling sleep(0)) runs
+    // before the task's next step.
+    use std::future::Future as _;
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let (l1, lp1) = (l.clone(), lp.clone());
+    lp.run_until_complete(async move {
+        let mut nap = Box::pin(tulip::sleep(0.0));
+        let mut first = true;
+        std::future::poll_fn(|cx| {
+            let polled = nap.as_mut().poll(cx);
+            if std::mem::take(&mut first) {
+                assert!(polled.is_pending(), "sleep(0) yields once");
+                let l2 = l1.clone();
+                soon(&lp1, move || push(&l2, "scheduled in the same step"));
+                return std::task::Poll::Pending;
+            }
+            polled
+        })
+        .await?;
+        push(&l1, "resumed");
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(entries(&l), ["scheduled in the same step", "resumed"]);
+}
+
+// conformance: T4
+#[test]
 fn sleep_zero_interleaves_tasks_round_robin() {
     let lp = EventLoop::new().unwrap();
     let l = log();
