@@ -273,6 +273,21 @@ fn a_retrieved_error_or_a_cancellation_is_not_reported() {
 
 // conformance: F3
 #[test]
+fn cancelling_a_failed_future_silences_its_unretrieved_error() {
+    // asyncio's Future.cancel() starts with `self.__log_traceback = False`,
+    // before its `if self._state != _PENDING: return False`.
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let fut: Future<u32> = lp.create_future();
+    fut.set_exception(Error::msg("cancelled later")).unwrap();
+    assert!(!fut.cancel(), "a done future is not cancelled");
+    assert!(!fut.cancelled());
+    drop(fut);
+    assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
+}
+
+// conformance: F3
+#[test]
 fn the_report_waits_for_the_last_reference() {
     let lp = EventLoop::new().unwrap();
     let reports = capture_reports(&lp);
