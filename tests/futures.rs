@@ -218,6 +218,40 @@ fn a_task_wakes_in_order_with_the_done_callbacks() {
     assert!(task.done());
 }
 
+// conformance: F2
+#[test]
+fn a_task_that_polls_a_future_again_stays_registered_once() {
+    // asyncio's task adds its `__wakeup` once per suspension. A body woken
+    // spuriously polls the same pending future again: the task's waker
+    // must replace its earlier registration, not pile up behind it.
+    use std::future::Future as _;
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let mut f = fut.clone();
+    let polls = Rc::new(Cell::new(0));
+    let p = polls.clone();
+    let task = lp
+        .create_task(async move {
+            std::future::poll_fn(|cx| {
+                p.set(p.get() + 1);
+                let r = std::pin::Pin::new(&mut f).poll(cx);
+                if p.get() < 4 {
+                    cx.waker().wake_by_ref(); // a spurious wake-up
+                }
+                r
+            })
+            .await
+        })
+        .unwrap();
+    for _ in 0..6 {
+        common::iterate(&lp);
+    }
+    assert_eq!(polls.get(), 4);
+    assert_eq!(format!("{fut:?}"), "<Future pending cb=[1]>");
+    fut.set_result(5).unwrap();
+    assert_eq!(lp.run_until_complete(task).unwrap(), 5);
+}
+
 // ===== F3 =====
 
 // conformance: F3
