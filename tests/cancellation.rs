@@ -452,3 +452,37 @@ fn a_second_cancel_after_the_fut_waiter_was_cancelled_keeps_the_first_message() 
     finish(&lp, &task);
     assert_eq!(task.result().unwrap_err().cancel_message(), Some("one"));
 }
+
+// conformance: C1
+#[test]
+fn a_second_cancel_goes_to_the_awaited_task_again() {
+    // asyncio's Task.cancel leaves `_fut_waiter` set after cancelling it:
+    // an awaited task that swallowed the first cancel gets the second one
+    // too, and the awaiting task is not marked `must_cancel`.
+    let lp = EventLoop::new().unwrap();
+    let (fut1, fut2): (Future<u32>, Future<u32>) = (lp.create_future(), lp.create_future());
+    let (f1, f2) = (fut1.clone(), fut2.clone());
+    let inner = lp
+        .create_task(async move {
+            let _ = f1.await; // swallowed
+            let _ = f2.await; // swallowed
+            Ok(7)
+        })
+        .unwrap();
+    let i2 = inner.clone();
+    let outer = lp.create_task(async move { i2.await }).unwrap();
+    iterate(&lp);
+    assert!(outer.cancel());
+    assert!(fut1.cancelled());
+    iterate(&lp); // inner swallowed it and now waits on fut2
+    assert!(!fut2.done());
+    assert!(outer.cancel());
+    assert!(
+        fut2.cancelled(),
+        "the second cancel did not reach the inner task"
+    );
+    finish(&lp, &outer);
+    assert_eq!(inner.cancelling(), 2);
+    assert!(!outer.cancelled());
+    assert_eq!(outer.result().unwrap(), 7);
+}
