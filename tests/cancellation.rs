@@ -486,3 +486,40 @@ fn a_second_cancel_goes_to_the_awaited_task_again() {
     assert!(!outer.cancelled());
     assert_eq!(outer.result().unwrap(), 7);
 }
+
+// conformance: C1
+#[test]
+fn a_cancel_after_a_spurious_wake_up_does_not_hit_a_stale_fut_waiter() {
+    // The body polls `other` (which becomes the fut_waiter), is woken
+    // spuriously and moves on without it. asyncio's __step starts with
+    // `self._fut_waiter = None`: a cancel made after that step is the
+    // task's own (must_cancel), and `other` is left alone.
+    use std::future::Future as _;
+    let lp = EventLoop::new().unwrap();
+    let other: Future<u32> = lp.create_future();
+    let mut o = other.clone();
+    let task = lp
+        .create_task(async move {
+            let mut first = true;
+            std::future::poll_fn(|cx| {
+                if std::mem::take(&mut first) {
+                    assert!(std::pin::Pin::new(&mut o).poll(cx).is_pending());
+                    cx.waker().wake_by_ref(); // spurious: `other` is not done
+                    return std::task::Poll::Pending;
+                }
+                std::task::Poll::Ready(())
+            })
+            .await;
+            for _ in 0..1000 {
+                tulip::sleep(0.0).await?; // a bare yield: no fut_waiter
+            }
+            Ok(())
+        })
+        .unwrap();
+    iterate(&lp); // polls `other`
+    iterate(&lp); // moves on, yields
+    assert!(task.cancel());
+    assert!(!other.cancelled(), "the cancel went to a stale fut_waiter");
+    finish(&lp, &task);
+    assert!(task.cancelled());
+}
