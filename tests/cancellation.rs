@@ -523,3 +523,36 @@ fn a_cancel_after_a_spurious_wake_up_does_not_hit_a_stale_fut_waiter() {
     finish(&lp, &task);
     assert!(task.cancelled());
 }
+
+// conformance: C1
+#[test]
+fn a_cancel_that_finds_the_awaited_task_cancelled_gives_the_awaited_tasks_error() {
+    // The awaited task ended cancelled ("inner") and the awaiting task is
+    // cancelled ("outer") before it resumes: asyncio's __wakeup calls
+    // __step(CancelledError("inner")), and __step keeps an error that is
+    // already a CancelledError. The body sees the awaited task's, once.
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let f = fut.clone();
+    let inner = lp.create_task(async move { f.await }).unwrap();
+    let i2 = inner.clone();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let outer = lp
+        .create_task(async move {
+            let r = i2.await;
+            s.borrow_mut()
+                .push(r.err().and_then(|e| e.cancel_message().map(String::from)));
+            tulip::sleep(0.0).await?; // caught: delivered once
+            Ok(1)
+        })
+        .unwrap();
+    iterate(&lp);
+    assert!(inner.cancel_with("inner"));
+    iterate(&lp); // inner ends cancelled; outer is woken, not yet run
+    assert!(inner.cancelled() && !outer.done());
+    assert!(outer.cancel_with("outer"));
+    finish(&lp, &outer);
+    assert_eq!(*seen.borrow(), [Some("inner".to_string())]);
+    assert_eq!(outer.result().unwrap(), 1);
+}
