@@ -556,3 +556,41 @@ fn a_cancel_that_finds_the_awaited_task_cancelled_gives_the_awaited_tasks_error(
     assert_eq!(*seen.borrow(), [Some("inner".to_string())]);
     assert_eq!(outer.result().unwrap(), 1);
 }
+
+/// A future outside the runtime: `Pending` `n` times (waking its task
+/// each time), then ready. A task suspended on it has no fut_waiter.
+fn foreign_pending(n: u32) -> impl std::future::Future<Output = ()> {
+    let mut left = n;
+    std::future::poll_fn(move |cx| {
+        if left == 0 {
+            return std::task::Poll::Ready(());
+        }
+        left -= 1;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+}
+
+// conformance: C2
+#[test]
+fn a_cancel_not_taken_by_a_step_waits_for_the_next_await() {
+    // The cancel is held (must_cancel) and thrown at the next step, which
+    // suspends again outside the runtime without an await that takes it.
+    // It must not be lost: the first runtime await after that raises it.
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let l1 = l.clone();
+    let task = lp
+        .create_task(async move {
+            foreign_pending(2).await;
+            let r = tulip::sleep(0.0).await;
+            push(&l1, format!("sleep: {r:?}"));
+            r
+        })
+        .unwrap();
+    iterate(&lp); // suspended on the foreign future
+    assert!(task.cancel());
+    finish(&lp, &task);
+    assert_eq!(entries(&l), ["sleep: Err(Cancelled(None))"]);
+    assert!(task.cancelled());
+}
