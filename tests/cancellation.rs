@@ -594,3 +594,25 @@ fn a_cancel_not_taken_by_a_step_waits_for_the_next_await() {
     assert_eq!(entries(&l), ["sleep: Err(Cancelled(None))"]);
     assert!(task.cancelled());
 }
+
+// conformance: C2
+#[test]
+fn a_cancel_during_a_step_cancels_the_future_the_step_suspends_on() {
+    // asyncio's __step: `if self._must_cancel: if
+    // self._fut_waiter.cancel(msg=...): self._must_cancel = False`. A task
+    // that cancels itself and then awaits a future nobody will complete
+    // is cancelled at once, through that future.
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let f = fut.clone();
+    let task = lp
+        .create_task(async move {
+            tulip::current_task().unwrap().cancel_with("self");
+            f.await
+        })
+        .unwrap();
+    iterate(&lp);
+    assert!(fut.cancelled(), "the future the step suspended on");
+    finish(&lp, &task);
+    assert_eq!(task.result().unwrap_err().cancel_message(), Some("self"));
+}
