@@ -616,3 +616,23 @@ fn a_cancel_during_a_step_cancels_the_future_the_step_suspends_on() {
     finish(&lp, &task);
     assert_eq!(task.result().unwrap_err().cancel_message(), Some("self"));
 }
+
+// conformance: C2
+#[test]
+fn a_cancel_thrown_into_a_body_that_then_returns_cancels_the_task() {
+    // The task is cancelled while suspended outside the runtime; at its
+    // next step the body returns without another await. asyncio throws the
+    // CancelledError in where the coroutine is suspended, so an uncaught
+    // cancel ends the task cancelled, not with the value.
+    let lp = EventLoop::new().unwrap();
+    let task = lp
+        .create_task(async move {
+            foreign_pending(1).await;
+            Ok(5)
+        })
+        .unwrap();
+    iterate(&lp);
+    assert!(task.cancel());
+    finish(&lp, &task);
+    assert!(task.cancelled(), "{:?}", task.result());
+}
