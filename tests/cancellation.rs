@@ -452,3 +452,187 @@ fn a_second_cancel_after_the_fut_waiter_was_cancelled_keeps_the_first_message() 
     finish(&lp, &task);
     assert_eq!(task.result().unwrap_err().cancel_message(), Some("one"));
 }
+
+// conformance: C1
+#[test]
+fn a_second_cancel_goes_to_the_awaited_task_again() {
+    // asyncio's Task.cancel leaves `_fut_waiter` set after cancelling it:
+    // an awaited task that swallowed the first cancel gets the second one
+    // too, and the awaiting task is not marked `must_cancel`.
+    let lp = EventLoop::new().unwrap();
+    let (fut1, fut2): (Future<u32>, Future<u32>) = (lp.create_future(), lp.create_future());
+    let (f1, f2) = (fut1.clone(), fut2.clone());
+    let inner = lp
+        .create_task(async move {
+            let _ = f1.await; // swallowed
+            let _ = f2.await; // swallowed
+            Ok(7)
+        })
+        .unwrap();
+    let i2 = inner.clone();
+    let outer = lp.create_task(async move { i2.await }).unwrap();
+    iterate(&lp);
+    assert!(outer.cancel());
+    assert!(fut1.cancelled());
+    iterate(&lp); // inner swallowed it and now waits on fut2
+    assert!(!fut2.done());
+    assert!(outer.cancel());
+    assert!(
+        fut2.cancelled(),
+        "the second cancel did not reach the inner task"
+    );
+    finish(&lp, &outer);
+    assert_eq!(inner.cancelling(), 2);
+    assert!(!outer.cancelled());
+    assert_eq!(outer.result().unwrap(), 7);
+}
+
+// conformance: C1
+#[test]
+fn a_cancel_after_a_spurious_wake_up_does_not_hit_a_stale_fut_waiter() {
+    // The body polls `other` (which becomes the fut_waiter), is woken
+    // spuriously and moves on without it. asyncio's __step starts with
+    // `self._fut_waiter = None`: a cancel made after that step is the
+    // task's own (must_cancel), and `other` is left alone.
+    use std::future::Future as _;
+    let lp = EventLoop::new().unwrap();
+    let other: Future<u32> = lp.create_future();
+    let mut o = other.clone();
+    let task = lp
+        .create_task(async move {
+            let mut first = true;
+            std::future::poll_fn(|cx| {
+                if std::mem::take(&mut first) {
+                    assert!(std::pin::Pin::new(&mut o).poll(cx).is_pending());
+                    cx.waker().wake_by_ref(); // spurious: `other` is not done
+                    return std::task::Poll::Pending;
+                }
+                std::task::Poll::Ready(())
+            })
+            .await;
+            for _ in 0..1000 {
+                tulip::sleep(0.0).await?; // a bare yield: no fut_waiter
+            }
+            Ok(())
+        })
+        .unwrap();
+    iterate(&lp); // polls `other`
+    iterate(&lp); // moves on, yields
+    assert!(task.cancel());
+    assert!(!other.cancelled(), "the cancel went to a stale fut_waiter");
+    finish(&lp, &task);
+    assert!(task.cancelled());
+}
+
+// conformance: C1
+#[test]
+fn a_cancel_that_finds_the_awaited_task_cancelled_gives_the_awaited_tasks_error() {
+    // The awaited task ended cancelled ("inner") and the awaiting task is
+    // cancelled ("outer") before it resumes: asyncio's __wakeup calls
+    // __step(CancelledError("inner")), and __step keeps an error that is
+    // already a CancelledError. The body sees the awaited task's, once.
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let f = fut.clone();
+    let inner = lp.create_task(async move { f.await }).unwrap();
+    let i2 = inner.clone();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let outer = lp
+        .create_task(async move {
+            let r = i2.await;
+            s.borrow_mut()
+                .push(r.err().and_then(|e| e.cancel_message().map(String::from)));
+            tulip::sleep(0.0).await?; // caught: delivered once
+            Ok(1)
+        })
+        .unwrap();
+    iterate(&lp);
+    assert!(inner.cancel_with("inner"));
+    iterate(&lp); // inner ends cancelled; outer is woken, not yet run
+    assert!(inner.cancelled() && !outer.done());
+    assert!(outer.cancel_with("outer"));
+    finish(&lp, &outer);
+    assert_eq!(*seen.borrow(), [Some("inner".to_string())]);
+    assert_eq!(outer.result().unwrap(), 1);
+}
+
+/// A future outside the runtime: `Pending` `n` times (waking its task
+/// each time), then ready. A task suspended on it has no fut_waiter.
+fn foreign_pending(n: u32) -> impl std::future::Future<Output = ()> {
+    let mut left = n;
+    std::future::poll_fn(move |cx| {
+        if left == 0 {
+            return std::task::Poll::Ready(());
+        }
+        left -= 1;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+}
+
+// conformance: C2
+#[test]
+fn a_cancel_not_taken_by_a_step_waits_for_the_next_await() {
+    // The cancel is held (must_cancel) and thrown at the next step, which
+    // suspends again outside the runtime without an await that takes it.
+    // It must not be lost: the first runtime await after that raises it.
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let l1 = l.clone();
+    let task = lp
+        .create_task(async move {
+            foreign_pending(2).await;
+            let r = tulip::sleep(0.0).await;
+            push(&l1, format!("sleep: {r:?}"));
+            r
+        })
+        .unwrap();
+    iterate(&lp); // suspended on the foreign future
+    assert!(task.cancel());
+    finish(&lp, &task);
+    assert_eq!(entries(&l), ["sleep: Err(Cancelled(None))"]);
+    assert!(task.cancelled());
+}
+
+// conformance: C2
+#[test]
+fn a_cancel_during_a_step_cancels_the_future_the_step_suspends_on() {
+    // asyncio's __step: `if self._must_cancel: if
+    // self._fut_waiter.cancel(msg=...): self._must_cancel = False`. A task
+    // that cancels itself and then awaits a future nobody will complete
+    // is cancelled at once, through that future.
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let f = fut.clone();
+    let task = lp
+        .create_task(async move {
+            tulip::current_task().unwrap().cancel_with("self");
+            f.await
+        })
+        .unwrap();
+    iterate(&lp);
+    assert!(fut.cancelled(), "the future the step suspended on");
+    finish(&lp, &task);
+    assert_eq!(task.result().unwrap_err().cancel_message(), Some("self"));
+}
+
+// conformance: C2
+#[test]
+fn a_cancel_thrown_into_a_body_that_then_returns_cancels_the_task() {
+    // The task is cancelled while suspended outside the runtime; at its
+    // next step the body returns without another await. asyncio throws the
+    // CancelledError in where the coroutine is suspended, so an uncaught
+    // cancel ends the task cancelled, not with the value.
+    let lp = EventLoop::new().unwrap();
+    let task = lp
+        .create_task(async move {
+            foreign_pending(1).await;
+            Ok(5)
+        })
+        .unwrap();
+    iterate(&lp);
+    assert!(task.cancel());
+    finish(&lp, &task);
+    assert!(task.cancelled(), "{:?}", task.result());
+}

@@ -1081,6 +1081,40 @@ fn an_interrupt_in_one_notification_leaves_the_next_ones_for_the_next_run() {
     lp.close().unwrap();
 }
 
+// conformance: L7, K1
+#[test]
+fn notifications_left_by_an_interrupt_run_before_the_rest_of_the_iteration() {
+    use std::future::Future as _;
+    // The future's done callbacks (gather 1's and gather 2's) were queued
+    // before `later`; gather 1's interrupts the loop. asyncio leaves gather
+    // 2's `_done_callback` in `_ready` ahead of `later`, in order, so the
+    // next run runs it first: `later` sees gather 2 done.
+    let lp = tulip::EventLoop::new().unwrap();
+    tulip::set_event_loop(Some(&lp));
+    let f: tulip::Future<u32> = lp.create_future();
+    let mut g1 = gather(vec![f.clone()]);
+    let w = std::task::Waker::from(std::sync::Arc::new(InterruptWaker));
+    let mut cx = std::task::Context::from_waker(&w);
+    assert!(std::pin::Pin::new(&mut g1).poll(&mut cx).is_pending());
+    let g2 = Rc::new(gather(vec![f.clone()]));
+    tulip::set_event_loop(None);
+    f.set_result(7).unwrap();
+    let seen = Rc::new(Cell::new(None));
+    let (s, g) = (seen.clone(), g2.clone());
+    let _later = lp.call_soon(move || s.set(Some(g.done()))).unwrap();
+    lp.stop();
+    assert!(matches!(lp.run_forever(), Err(Error::Interrupted)));
+    assert!(g1.done());
+    assert_eq!(seen.get(), None, "the interrupt ended the iteration");
+    iterate(&lp);
+    assert_eq!(
+        seen.get(),
+        Some(true),
+        "the callback queued after the notifications ran before them"
+    );
+    lp.close().unwrap();
+}
+
 #[test]
 fn a_taskgroup_dropped_mid_body_cancels_its_children_and_leaves_the_parent_alone() {
     // conformance: K7

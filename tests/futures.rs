@@ -224,6 +224,40 @@ fn a_task_wakes_in_order_with_the_done_callbacks() {
     assert!(task.done());
 }
 
+// conformance: F2
+#[test]
+fn a_task_that_polls_a_future_again_stays_registered_once() {
+    // asyncio's task adds its `__wakeup` once per suspension. A body woken
+    // spuriously polls the same pending future again: the task's waker
+    // must replace its earlier registration, not pile up behind it.
+    use std::future::Future as _;
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let mut f = fut.clone();
+    let polls = Rc::new(Cell::new(0));
+    let p = polls.clone();
+    let task = lp
+        .create_task(async move {
+            std::future::poll_fn(|cx| {
+                p.set(p.get() + 1);
+                let r = std::pin::Pin::new(&mut f).poll(cx);
+                if p.get() < 4 {
+                    cx.waker().wake_by_ref(); // a spurious wake-up
+                }
+                r
+            })
+            .await
+        })
+        .unwrap();
+    for _ in 0..6 {
+        common::iterate(&lp);
+    }
+    assert_eq!(polls.get(), 4);
+    assert_eq!(format!("{fut:?}"), "<Future pending cb=[1]>");
+    fut.set_result(5).unwrap();
+    assert_eq!(lp.run_until_complete(task).unwrap(), 5);
+}
+
 // ===== F3 =====
 
 // conformance: F3
@@ -274,6 +308,21 @@ fn a_retrieved_error_or_a_cancellation_is_not_reported() {
     let pending: Future<u32> = lp.create_future();
     drop(pending);
 
+    assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
+}
+
+// conformance: F3
+#[test]
+fn cancelling_a_failed_future_silences_its_unretrieved_error() {
+    // asyncio's Future.cancel() starts with `self.__log_traceback = False`,
+    // before its `if self._state != _PENDING: return False`.
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let fut: Future<u32> = lp.create_future();
+    fut.set_exception(Error::msg("cancelled later")).unwrap();
+    assert!(!fut.cancel(), "a done future is not cancelled");
+    assert!(!fut.cancelled());
+    drop(fut);
     assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
 }
 

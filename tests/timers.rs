@@ -298,6 +298,24 @@ fn cancelled_timers_at_the_head_of_the_heap_are_popped() {
 
 // conformance: T2
 #[test]
+fn cancelled_timers_popped_from_the_head_are_uncounted() {
+    // asyncio's head-popping does `_timer_cancelled_count -= 1` for each
+    // cancelled handle it pops: otherwise the count drifts upwards, and a
+    // later heap is rebuilt while only half of it is cancelled.
+    let lp = EventLoop::new().unwrap();
+    let heads: Vec<_> = (0..50)
+        .map(|i| lp.call_later(10.0 + i as f64, || ()).unwrap())
+        .collect();
+    for h in &heads {
+        h.cancel();
+    }
+    run_one_iteration(&lp);
+    assert_eq!(lp.scheduled_timer_count(), 0, "all popped from the head");
+    assert_no_drifted_cancel_count(&lp);
+}
+
+// conformance: T2
+#[test]
 fn the_heap_is_rebuilt_when_more_than_half_of_over_100_timers_are_cancelled() {
     let lp = EventLoop::new().unwrap();
     // The head stays live, so head-popping alone removes nothing.
@@ -330,6 +348,37 @@ fn the_heap_is_rebuilt_when_more_than_half_of_over_100_timers_are_cancelled() {
     }
     run_one_iteration(&lp);
     assert_eq!(lp.scheduled_timer_count(), 99);
+    head.cancel();
+    for h in &rest {
+        h.cancel();
+    }
+}
+
+// conformance: T2
+#[test]
+fn a_rebuild_that_leaves_over_100_timers_restarts_the_cancelled_count() {
+    // After a rebuild the heap holds only live timers, and none of them
+    // counts as cancelled: asyncio's `_timer_cancelled_count = 0`. With
+    // more than 100 timers left, a count kept from before would tip the
+    // next iteration into another rebuild when few more are cancelled.
+    let lp = EventLoop::new().unwrap();
+    let (head, rest) = head_and_rest(&lp, 299);
+    for h in &rest[..151] {
+        h.cancel(); // 151 of 300: more than half
+    }
+    run_one_iteration(&lp);
+    assert_eq!(lp.scheduled_timer_count(), 149, "rebuilt");
+    // 10 of 149 cancelled: not more than half, so only head-popping,
+    // which removes nothing behind the live head.
+    for h in &rest[151..161] {
+        h.cancel();
+    }
+    run_one_iteration(&lp);
+    assert_eq!(
+        lp.scheduled_timer_count(),
+        149,
+        "rebuilt again: the count of cancelled timers did not restart"
+    );
     head.cancel();
     for h in &rest {
         h.cancel();
@@ -586,6 +635,38 @@ fn sleep_zero_yields_exactly_once() {
     })
     .unwrap();
     assert_eq!(entries(&l), ["c1", "resumed", "c2"]);
+}
+
+// conformance: T4
+#[test]
+fn sleep_zero_reschedules_the_task_after_its_whole_step() {
+    // asyncio's __step calls `call_soon(self.__step)` for a bare yield once
+    // `coro.send()` has returned: what the same step schedules after the
+    // yield point (here a body that goes on after polling sleep(0)) runs
+    // before the task's next step.
+    use std::future::Future as _;
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    let (l1, lp1) = (l.clone(), lp.clone());
+    lp.run_until_complete(async move {
+        let mut nap = Box::pin(tulip::sleep(0.0));
+        let mut first = true;
+        std::future::poll_fn(|cx| {
+            let polled = nap.as_mut().poll(cx);
+            if std::mem::take(&mut first) {
+                assert!(polled.is_pending(), "sleep(0) yields once");
+                let l2 = l1.clone();
+                soon(&lp1, move || push(&l2, "scheduled in the same step"));
+                return std::task::Poll::Pending;
+            }
+            polled
+        })
+        .await?;
+        push(&l1, "resumed");
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(entries(&l), ["scheduled in the same step", "resumed"]);
 }
 
 // conformance: T4
