@@ -127,29 +127,42 @@ fn gather_return_exceptions_reports_cancelled_child() {
 #[test]
 fn wait_return_when_variants_and_timeout() {
     // conformance: K2
+    // The children finish when the test says so (each awaits a future the
+    // test completes), not at racing sleeps: only the timeout is a timer.
     tulip::run(async {
-        let mk = || -> Result<Vec<tulip::Task<u32>>> {
-            Ok(vec![
-                create_task(after(0.01, 1))?,
-                create_task(fail_after(0.02, "x"))?,
-                create_task(after(0.2, 3))?,
-            ])
+        let lp = get_running_loop()?;
+        let mk = || -> Result<(Vec<tulip::Task<u32>>, Vec<tulip::Future<u32>>)> {
+            let futs: Vec<tulip::Future<u32>> = (0..3).map(|_| lp.create_future()).collect();
+            let tasks = futs
+                .iter()
+                .map(|f| {
+                    let f = f.clone();
+                    create_task(async move { f.await })
+                })
+                .collect::<Result<_>>()?;
+            Ok((tasks, futs))
         };
-        let ts = mk()?;
+        let (ts, fs) = mk()?;
+        fs[0].set_result(1)?;
         let (done, pending) = wait(ts.clone(), None, ReturnWhen::FirstCompleted).await?;
         assert_eq!((done.len(), pending.len()), (1, 2));
         assert_eq!(done[0].result()?, 1);
 
-        let ts = mk()?;
+        let (ts, fs) = mk()?;
+        fs[0].set_result(1)?;
+        fs[1].set_exception(Error::msg("x"))?;
         let (done, pending) = wait(ts.clone(), None, ReturnWhen::FirstException).await?;
         assert_eq!((done.len(), pending.len()), (2, 1));
 
-        let ts = mk()?;
+        let (ts, fs) = mk()?;
+        fs[0].set_result(1)?;
+        fs[1].set_exception(Error::msg("x"))?;
         let (done, pending) = wait(ts.clone(), Some(0.05), ReturnWhen::AllCompleted).await?;
         assert_eq!((done.len(), pending.len()), (2, 1));
         // wait cancels nothing
         assert!(!pending[0].cancelled() && !pending[0].done());
 
+        fs[2].set_result(3)?;
         let (done, pending) = wait(ts, None, ReturnWhen::AllCompleted).await?;
         assert_eq!((done.len(), pending.len()), (3, 0));
         Ok(())
