@@ -131,7 +131,8 @@ fn wait_return_when_variants_and_timeout() {
     // test completes), not at racing sleeps: only the timeout is a timer.
     tulip::run(async {
         let lp = get_running_loop()?;
-        let mk = || -> Result<(Vec<tulip::Task<u32>>, Vec<tulip::Future<u32>>)> {
+        type Children = (Vec<tulip::Task<u32>>, Vec<tulip::Future<u32>>);
+        let mk = || -> Result<Children> {
             let futs: Vec<tulip::Future<u32>> = (0..3).map(|_| lp.create_future()).collect();
             let tasks = futs
                 .iter()
