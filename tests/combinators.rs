@@ -138,7 +138,7 @@ fn wait_return_when_variants_and_timeout() {
                 .iter()
                 .map(|f| {
                     let f = f.clone();
-                    create_task(async move { f.await })
+                    create_task(f)
                 })
                 .collect::<Result<_>>()?;
             Ok((tasks, futs))
