@@ -21,6 +21,7 @@
 //! - No `RefCell` borrow is held when callbacks are scheduled or wakers woken.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::fmt;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -95,6 +96,23 @@ pub(crate) enum Callbacks<O> {
     None,
     One(Callback<O>),
     Many(Vec<Callback<O>>),
+    /// A long list (past [`INDEX_WAKERS_AT`] entries) with a set of its
+    /// wakers' addresses, so that [`FutureCore::add_waker`] need not scan it.
+    Indexed(Box<Indexed<O>>),
+}
+
+/// The length at which a future's callback list gets an index of its
+/// wakers: below it, a scan is cheaper than hashing; above it, n tasks
+/// awaiting one future would cost O(n²) in scans (40k awaiters took
+/// 418 ms).
+const INDEX_WAKERS_AT: usize = 32;
+
+/// [`Callbacks::Indexed`]: the list, and the `(data, vtable)` addresses of
+/// its wakers (only compared; each is held by an entry of `all`, so no other
+/// waker can have the same addresses while it is there).
+pub(crate) struct Indexed<O> {
+    all: Vec<Callback<O>>,
+    wakers: HashSet<(usize, usize)>,
 }
 
 impl<O> Callbacks<O> {
@@ -106,6 +124,13 @@ impl<O> Callbacks<O> {
                 all.push(cb);
                 Callbacks::Many(all)
             }
+            Callbacks::Indexed(mut ix) => {
+                if let Callback::Wake(w) = &cb {
+                    ix.wakers.insert(tasks::waker_id(w));
+                }
+                ix.all.push(cb);
+                Callbacks::Indexed(ix)
+            }
         }
     }
 
@@ -114,6 +139,7 @@ impl<O> Callbacks<O> {
             Callbacks::None => 0,
             Callbacks::One(_) => 1,
             Callbacks::Many(all) => all.len(),
+            Callbacks::Indexed(ix) => ix.all.len(),
         }
     }
 
@@ -122,6 +148,24 @@ impl<O> Callbacks<O> {
             Callbacks::None => [].iter_mut(),
             Callbacks::One(cb) => std::slice::from_mut(cb).iter_mut(),
             Callbacks::Many(all) => all.iter_mut(),
+            Callbacks::Indexed(ix) => ix.all.iter_mut(),
+        }
+    }
+
+    /// Past [`INDEX_WAKERS_AT`] entries, a `Many` list gets its index.
+    fn index_if_long(&mut self) {
+        if let Callbacks::Many(all) = self {
+            if all.len() > INDEX_WAKERS_AT {
+                let all = std::mem::take(all);
+                let wakers = all
+                    .iter()
+                    .filter_map(|cb| match cb {
+                        Callback::Wake(w) => Some(tasks::waker_id(w)),
+                        _ => None,
+                    })
+                    .collect();
+                *self = Callbacks::Indexed(Box::new(Indexed { all, wakers }));
+            }
         }
     }
 
@@ -135,6 +179,20 @@ impl<O> Callbacks<O> {
             },
             Callbacks::One(_) => None,
             Callbacks::Many(all) => all.iter().position(hit).map(|i| all.remove(i)),
+            Callbacks::Indexed(ix) => {
+                let cb = ix.all.iter().position(hit).map(|i| ix.all.remove(i))?;
+                if let Callback::Wake(w) = &cb {
+                    // Unindexed only when no other entry holds the same waker.
+                    let id = tasks::waker_id(w);
+                    let again = ix.all.iter().any(
+                        |other| matches!(other, Callback::Wake(o) if tasks::waker_id(o) == id),
+                    );
+                    if !again {
+                        ix.wakers.remove(&id);
+                    }
+                }
+                Some(cb)
+            }
         }
     }
 
@@ -144,6 +202,7 @@ impl<O> Callbacks<O> {
             Callbacks::None => (None, Vec::new()),
             Callbacks::One(cb) => (Some(cb), Vec::new()),
             Callbacks::Many(all) => (None, all),
+            Callbacks::Indexed(ix) => (None, ix.all),
         };
         one.into_iter().chain(many)
     }
@@ -219,6 +278,7 @@ impl<T, O: Owner> FutureCore<T, O> {
             // The common case is one callback, which needs no list.
             Callbacks::One(cb) => return self.schedule_other(cb, owner),
             Callbacks::Many(all) => all,
+            Callbacks::Indexed(ix) => ix.all,
         };
         let mut notes = Callbacks::None;
         let mut run = NotesRun::NoneYet;
@@ -359,8 +419,18 @@ impl<T, O: Owner> FutureCore<T, O> {
 
     /// Registers a task's waker, replacing an earlier registration of the
     /// same task (a task polls the future again after a spurious wake-up).
+    ///
+    /// A short list is scanned; a long one keeps an index of its wakers
+    /// ([`Callbacks::Indexed`]), so that n tasks awaiting one future cost
+    /// O(n) in all, not O(n²).
     pub(crate) fn add_waker(&self, waker: &Waker) {
         let mut cbs = self.callbacks.borrow_mut();
+        if let Callbacks::Indexed(ix) = &mut *cbs {
+            if ix.wakers.insert(tasks::waker_id(waker)) {
+                ix.all.push(Callback::Wake(waker.clone()));
+            }
+            return;
+        }
         for cb in cbs.iter_mut() {
             if let Callback::Wake(w) = cb {
                 if w.will_wake(waker) {
@@ -369,6 +439,7 @@ impl<T, O: Owner> FutureCore<T, O> {
             }
         }
         cbs.push(Callback::Wake(waker.clone()));
+        cbs.index_if_long();
     }
 
     /// asyncio's `exception()`: `Ok(None)` if finished with a result,

@@ -833,7 +833,7 @@ thread_local! {
 }
 
 #[inline]
-fn waker_id(w: &Waker) -> (usize, usize) {
+pub(crate) fn waker_id(w: &Waker) -> (usize, usize) {
     (w.data() as usize, std::ptr::from_ref(w.vtable()) as usize)
 }
 

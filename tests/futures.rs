@@ -430,3 +430,74 @@ fn awaiting_a_pending_future_or_task_of_another_loop_is_an_error() {
     assert_eq!(other.run_until_complete(foreign).unwrap(), 2);
     assert_eq!(other.run_until_complete(foreign_task).unwrap(), 1);
 }
+
+// conformance: F2
+#[test]
+fn many_tasks_awaiting_one_future_register_in_constant_time_each() {
+    // Bounded: alone in a child process that is killed after a minute.
+    if common::rerun_alone("many_tasks_awaiting_one_future_register_in_constant_time_each") {
+        return;
+    }
+    // Each await checks in O(1) that its task is not registered yet: a scan
+    // of the entries made n awaiters of one future O(n^2) (40k awaiters
+    // took 418 ms; 200k would take seconds in release, minutes here).
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    const N: u32 = 200_000;
+    let tasks: Vec<_> = (0..N)
+        .map(|_| lp.create_task(fut.clone()).unwrap())
+        .collect();
+    common::iterate(&lp); // every task suspends on the future
+    assert_eq!(format!("{fut:?}"), format!("<Future pending cb=[{N}]>"));
+    fut.set_result(1).unwrap();
+    let total = lp
+        .run_until_complete(async move {
+            let mut total = 0;
+            for t in tasks {
+                total += t.await?;
+            }
+            Ok(total)
+        })
+        .unwrap();
+    assert_eq!(total, N);
+}
+
+// conformance: F2
+#[test]
+fn a_task_polling_again_stays_registered_once_among_many_awaiters() {
+    // Past 32 entries the list keeps an index of its wakers: a spurious
+    // re-poll must still find its own entry there.
+    use std::future::Future as _;
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let others: Vec<_> = (0..40)
+        .map(|_| lp.create_task(fut.clone()).unwrap())
+        .collect();
+    common::iterate(&lp);
+    let mut f = fut.clone();
+    let polls = Rc::new(Cell::new(0));
+    let p = polls.clone();
+    let task = lp
+        .create_task(async move {
+            std::future::poll_fn(|cx| {
+                p.set(p.get() + 1);
+                let r = std::pin::Pin::new(&mut f).poll(cx);
+                if p.get() < 4 {
+                    cx.waker().wake_by_ref(); // a spurious wake-up
+                }
+                r
+            })
+            .await
+        })
+        .unwrap();
+    for _ in 0..6 {
+        common::iterate(&lp);
+    }
+    assert_eq!(polls.get(), 4);
+    assert_eq!(format!("{fut:?}"), "<Future pending cb=[41]>");
+    fut.set_result(5).unwrap();
+    assert_eq!(lp.run_until_complete(task).unwrap(), 5);
+    for t in others {
+        assert_eq!(lp.run_until_complete(t).unwrap(), 5);
+    }
+}
