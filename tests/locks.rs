@@ -80,6 +80,39 @@ fn lock_release_grants_at_most_once_newcomer_waits() {
 }
 
 #[test]
+fn lock_acquire_after_a_release_waits_behind_the_woken_waiter() {
+    // conformance: S1
+    // asyncio's acquire() takes the fast path only when no waiter is
+    // queued (`not self._locked and (self._waiters is None or
+    // all(w.cancelled() for w in self._waiters))`): a newcomer calling
+    // acquire() (not just try_acquire) between a release and the woken
+    // waiter's run must queue behind it, not take the lock beside it.
+    tulip::run(async {
+        let lock = Lock::new();
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let g = lock.acquire().await?;
+        let (l2, o2) = (lock.clone(), order.clone());
+        let a = create_task(async move {
+            let _g = l2.acquire().await?;
+            o2.borrow_mut().push("a");
+            sleep(0.0).await?;
+            o2.borrow_mut().push("a done");
+            Ok(())
+        })?;
+        settle().await?;
+        drop(g); // wakes a, which has not run yet
+        let g = lock.acquire().await?; // a releases it after one step
+        order.borrow_mut().push("main");
+        drop(g);
+        a.await?;
+        assert_eq!(*order.borrow(), vec!["a", "a done", "main"]);
+        assert!(!lock.locked());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn lock_woken_then_cancelled_waiter_hands_lock_on() {
     // conformance: S1
     tulip::run(async {
