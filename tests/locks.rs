@@ -80,6 +80,40 @@ fn lock_release_grants_at_most_once_newcomer_waits() {
 }
 
 #[test]
+fn lock_release_wakes_only_the_first_of_several_waiters() {
+    // conformance: S1
+    // asyncio's release() calls `_wake_up_first()`: one waiter per release,
+    // so with several queued, each holds the lock alone.
+    tulip::run(async {
+        let lock = Lock::new();
+        let holders = Rc::new(Cell::new(0));
+        let max = Rc::new(Cell::new(0));
+        let g = lock.acquire().await?;
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let (lock, holders, max) = (lock.clone(), holders.clone(), max.clone());
+            tasks.push(create_task(async move {
+                let _g = lock.acquire().await?;
+                holders.set(holders.get() + 1);
+                max.set(max.get().max(holders.get()));
+                sleep(0.0).await?;
+                holders.set(holders.get() - 1);
+                Ok(())
+            })?);
+        }
+        settle().await?;
+        drop(g);
+        for t in tasks {
+            t.await?;
+        }
+        assert_eq!(max.get(), 1, "two tasks held the lock at once");
+        assert!(!lock.locked());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn lock_acquire_after_a_release_waits_behind_the_woken_waiter() {
     // conformance: S1
     // asyncio's acquire() takes the fast path only when no waiter is
