@@ -264,6 +264,45 @@ fn condition_notify_n_and_all() {
     .unwrap();
 }
 
+#[test]
+fn condition_notify_skips_waiters_already_notified() {
+    // conformance: S2
+    // asyncio's `_notify(n)` counts only waiters not yet done: two
+    // notify(1) calls before anyone runs wake two waiters, oldest first.
+    tulip::run(async {
+        let cond = Condition::new();
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..3 {
+            let (c, o) = (cond.clone(), order.clone());
+            tasks.push(create_task(async move {
+                let _g = c.acquire().await?;
+                c.wait().await?;
+                o.borrow_mut().push(i);
+                Ok(())
+            })?);
+            settle().await?; // queue them in order
+        }
+        {
+            let _g = cond.acquire().await?;
+            cond.notify(1)?;
+            cond.notify(1)?;
+        }
+        settle().await?;
+        assert_eq!(*order.borrow(), vec![0, 1]);
+        {
+            let _g = cond.acquire().await?;
+            cond.notify(1)?;
+        }
+        for t in tasks {
+            tulip::wait_for(t, 1.0).await?;
+        }
+        assert_eq!(*order.borrow(), vec![0, 1, 2]);
+        Ok(())
+    })
+    .unwrap();
+}
+
 /// Two tasks wait on a condition; a notify reaches the first, which is
 /// then cancelled: before it runs, or (`while_reacquiring`) once it runs
 /// and waits for the lock the notifier holds. Either way the notify must
