@@ -411,6 +411,37 @@ fn semaphore_is_fifo_and_counts() {
 }
 
 #[test]
+fn semaphore_newcomer_waits_behind_a_granted_waiter_even_with_a_free_permit() {
+    // conformance: S3
+    // asyncio's `locked()` is `value == 0 or any(not w.cancelled() for w in
+    // waiters)`: a granted waiter that has not run yet still counts, so a
+    // newcomer queues behind it even though a permit is free (FIFO).
+    tulip::run(async {
+        let sem = Semaphore::new(2);
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let p1 = sem.acquire().await?;
+        let p2 = sem.acquire().await?;
+        let (s, o) = (sem.clone(), order.clone());
+        let a = create_task(async move {
+            let _p = s.acquire().await?;
+            o.borrow_mut().push("a");
+            Ok(())
+        })?;
+        settle().await?;
+        drop(p1); // grants a, which has not run yet
+        drop(p2); // a free permit, nobody left to grant it to
+        assert_eq!(sem.value(), 1);
+        assert!(sem.locked(), "a granted waiter is still queued");
+        let _p = sem.acquire().await?; // waits until a has run
+        order.borrow_mut().push("main");
+        a.await?;
+        assert_eq!(*order.borrow(), vec!["a", "main"]);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn semaphore_woken_then_cancelled_passes_permit_on() {
     // conformance: S3
     tulip::run(async {
