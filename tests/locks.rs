@@ -560,6 +560,43 @@ fn barrier_passes_parties_in_phases() {
 }
 
 #[test]
+fn barrier_newcomer_blocks_while_the_barrier_drains() {
+    // conformance: S4
+    // asyncio's `_block()`: a task arriving while the previous phase is
+    // still draining waits for it to empty, and then counts toward the
+    // next phase; it never joins the phase that is leaving.
+    tulip::run(async {
+        let b = Barrier::new(3);
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let b = b.clone();
+            tasks.push(create_task(async move { b.wait().await })?);
+        }
+        settle().await?;
+        let done = tasks.iter().filter(|t| t.done()).count();
+        assert_eq!(done, 3, "the fourth task passed with the draining phase");
+        assert_eq!(b.n_waiting(), 1);
+        let last = tasks.pop().unwrap();
+        assert!(!last.done());
+        let mut idx = Vec::new();
+        for t in tasks {
+            idx.push(t.await?);
+        }
+        idx.sort();
+        assert_eq!(idx, vec![0, 1, 2]);
+        // The fourth opens the next phase: two more complete it.
+        let (b1, b2) = (b.clone(), b.clone());
+        let t1 = create_task(async move { b1.wait().await })?;
+        let t2 = create_task(async move { b2.wait().await })?;
+        assert_eq!(tulip::wait_for(last, 1.0).await?, 0);
+        tulip::wait_for(t1, 1.0).await?;
+        tulip::wait_for(t2, 1.0).await?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn barrier_abort_breaks_all_waiters_and_reset_repairs() {
     // conformance: S4
     tulip::run(async {
