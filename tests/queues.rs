@@ -29,6 +29,40 @@ fn put_blocks_at_maxsize() {
 }
 
 #[test]
+fn woken_putter_and_getter_wait_again_when_overtaken() {
+    // conformance: Q1
+    // asyncio's put()/get() re-check in a `while self.full()` /
+    // `while self.empty()` loop: a waiter woken for a slot (an item) that
+    // a `*_nowait` call takes before it runs goes back to waiting.
+    tulip::run(async {
+        let q = Queue::new(1);
+        q.put_nowait(0)?;
+        let q1 = q.clone();
+        let putter = create_task(async move { q1.put(1).await })?;
+        settle().await?;
+        assert_eq!(q.get_nowait()?, 0); // wakes the putter...
+        q.put_nowait(9)?; // ...but the slot is taken before it runs
+        settle().await?;
+        assert!(!putter.done(), "put must block again while full");
+        assert_eq!(q.get_nowait()?, 9);
+        wait_for(putter, 1.0).await?;
+        assert_eq!(q.get_nowait()?, 1);
+
+        let q2 = q.clone();
+        let getter = create_task(async move { q2.get().await })?;
+        settle().await?;
+        q.put_nowait(5)?; // wakes the getter...
+        assert_eq!(q.get_nowait()?, 5); // ...but the item is taken first
+        settle().await?;
+        assert!(!getter.done(), "get must block again while empty");
+        q.put_nowait(6)?;
+        assert_eq!(wait_for(getter, 1.0).await?, 6);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn cancelled_getter_takes_no_item_and_leaves_waiters() {
     // conformance: Q1
     tulip::run(async {
