@@ -63,6 +63,56 @@ fn woken_putter_and_getter_wait_again_when_overtaken() {
 }
 
 #[test]
+fn blocked_getters_and_putters_are_served_in_fifo_order() {
+    // conformance: Q1
+    // asyncio keeps `_getters` and `_putters` in deques and
+    // `_wakeup_next` pops the oldest: the first to block is the first
+    // served.
+    tulip::run(async {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let q: Queue<u32> = Queue::new(1);
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let mut getters = Vec::new();
+        for i in 0..3 {
+            let (q, got) = (q.clone(), got.clone());
+            getters.push(create_task(async move {
+                let item = q.get().await?;
+                got.borrow_mut().push((i, item));
+                Ok(())
+            })?);
+            settle().await?; // block them in order
+        }
+        for item in [10, 11, 12] {
+            q.put(item).await?;
+        }
+        for g in getters {
+            wait_for(g, 1.0).await?;
+        }
+        assert_eq!(*got.borrow(), vec![(0, 10), (1, 11), (2, 12)]);
+
+        q.put_nowait(0)?;
+        let mut putters = Vec::new();
+        for i in 1..4 {
+            let q = q.clone();
+            putters.push(create_task(async move { q.put(i).await })?);
+            settle().await?; // block them in order
+        }
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            let q = q.clone();
+            out.push(wait_for(async move { q.get().await }, 1.0).await?);
+        }
+        assert_eq!(out, vec![0, 1, 2, 3]);
+        for p in putters {
+            wait_for(p, 1.0).await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn cancelled_getter_takes_no_item_and_leaves_waiters() {
     // conformance: Q1
     tulip::run(async {
