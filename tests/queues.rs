@@ -203,6 +203,36 @@ fn task_done_too_many_is_error_and_join() {
 }
 
 #[test]
+fn join_waits_for_task_done_on_every_item_not_for_an_empty_queue() {
+    // conformance: Q2
+    // asyncio's join() waits while `_unfinished_tasks` > 0: items fetched
+    // but not yet marked done still hold it, down to the last one.
+    tulip::run(async {
+        let q = Queue::new(0);
+        q.put_nowait(1)?;
+        q.put_nowait(2)?;
+        q.get_nowait()?;
+        q.get_nowait()?;
+        assert!(q.empty());
+        let q2 = q.clone();
+        let joiner = create_task(async move { q2.join().await })?;
+        settle().await?;
+        assert!(!joiner.done(), "join returned with two items not done");
+        q.task_done()?;
+        let q3 = q.clone();
+        let late = create_task(async move { q3.join().await })?;
+        settle().await?;
+        assert!(!joiner.done(), "join returned with one item not done");
+        assert!(!late.done(), "a join begun with one item not done returned");
+        q.task_done()?;
+        wait_for(joiner, 1.0).await?;
+        wait_for(late, 1.0).await?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn shutdown_fails_put_and_get() {
     // conformance: Q2
     tulip::run(async {
