@@ -1323,3 +1323,24 @@ fn a_group_child_failing_after_its_parent_finished_is_reported_as_itself() {
         "{task:?}"
     );
 }
+
+#[test]
+fn gather_a_cancelled_child_ends_it_at_once_with_cancelled() {
+    // conformance: K1
+    // asyncio's _done_callback without return_exceptions: a child that
+    // was cancelled (not by the gather) sets CancelledError on the outer
+    // future at once, like any child error; the siblings keep running.
+    tulip::run(async {
+        let a = create_task(after(10.0, 1u32))?;
+        let b = create_task(after(10.0, 2u32))?;
+        let g = gather(vec![a.clone(), b.clone()]);
+        sleep(0.0).await?;
+        a.cancel();
+        let r = wait_for(g, 1.0).await;
+        assert!(r.unwrap_err().is_cancelled());
+        assert!(!b.done(), "gather does not cancel siblings");
+        b.cancel();
+        Ok(())
+    })
+    .unwrap();
+}
