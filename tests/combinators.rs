@@ -1344,3 +1344,29 @@ fn gather_a_cancelled_child_ends_it_at_once_with_cancelled() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_child_error_after_the_gather_failed_is_marked_retrieved() {
+    // conformance: K1
+    // asyncio's _done_callback, once the outer future is done, calls
+    // `fut.exception()` on each later child: a second child error is
+    // retrieved by the gather and never reported, even if nobody else
+    // keeps that child.
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
+            r.borrow_mut().push(ctx.message.clone())
+        },
+    ));
+    lp.run_until_complete(async {
+        let g = gather(vec![fail_after(0.0, "first"), fail_after(0.01, "second")]);
+        assert_eq!(g.await.unwrap_err().to_string(), "first");
+        sleep(0.05).await?; // the second fails meanwhile; its task goes
+        Ok(())
+    })
+    .unwrap();
+    lp.close().unwrap();
+    assert_eq!(*reports.borrow(), Vec::<String>::new());
+}
