@@ -1370,3 +1370,40 @@ fn a_child_error_after_the_gather_failed_is_marked_retrieved() {
     lp.close().unwrap();
     assert_eq!(*reports.borrow(), Vec::<String>::new());
 }
+
+#[test]
+fn wait_first_exception_ignores_a_cancelled_child() {
+    // conformance: K2
+    // asyncio's _on_completion: FIRST_EXCEPTION returns on a child that
+    // `not f.cancelled() and f.exception() is not None`; a cancelled
+    // child is done, not failed, so the wait goes on.
+    tulip::run(async {
+        let a = create_task(after(10.0, 1u32))?;
+        let gate = tulip::Event::new();
+        let g2 = gate.clone();
+        let b = create_task(async move {
+            g2.wait().await?;
+            Err(Error::msg("b failed"))
+        })?;
+        let c = create_task(after(10.0, 3u32))?;
+        let (a2, b2, c2) = (a.clone(), b.clone(), c.clone());
+        let w = create_task(async move {
+            let (done, pending) =
+                wait(vec![a2, b2, c2], Some(5.0), ReturnWhen::FirstException).await?;
+            Ok((done.len(), pending.len()))
+        })?;
+        sleep(0.0).await?;
+        a.cancel();
+        for _ in 0..5 {
+            sleep(0.0).await?;
+        }
+        assert!(a.cancelled());
+        assert!(!w.done(), "FIRST_EXCEPTION returned on a cancelled child");
+        gate.set(); // now b fails
+        assert_eq!(wait_for(w, 1.0).await?, (2, 1));
+        assert!(!c.done());
+        c.cancel();
+        Ok(())
+    })
+    .unwrap();
+}
