@@ -1407,3 +1407,34 @@ fn wait_first_exception_ignores_a_cancelled_child() {
     })
     .unwrap();
 }
+
+#[test]
+fn shield_mirrors_the_inner_result_error_and_cancel() {
+    // conformance: K4
+    // asyncio's _inner_done_callback: when the outer future is not
+    // cancelled, it takes the inner one's result or exception, and is
+    // cancelled if the inner one was (`if inner.cancelled(): outer.cancel()`).
+    tulip::run(async {
+        let outer = shield(after(0.0, 7u32));
+        assert!(!outer.done());
+        assert_eq!(wait_for(outer, 1.0).await?, 7);
+
+        let outer = shield(fail_after(0.0, "inner failed"));
+        let e = wait_for(outer, 1.0).await.unwrap_err();
+        assert_eq!(e.to_string(), "inner failed");
+
+        let inner = create_task(after(10.0, 1u32))?;
+        let outer = shield(inner.clone());
+        sleep(0.0).await?;
+        inner.cancel();
+        let o2 = outer.clone();
+        let e = wait_for(o2, 1.0).await.unwrap_err();
+        assert!(e.is_cancelled());
+        assert!(
+            outer.cancelled(),
+            "the outer future is cancelled, not failed"
+        );
+        Ok(())
+    })
+    .unwrap();
+}
