@@ -1438,3 +1438,28 @@ fn shield_mirrors_the_inner_result_error_and_cancel() {
     })
     .unwrap();
 }
+
+#[test]
+fn an_expired_scope_lets_another_error_of_the_body_through() {
+    // conformance: K6
+    // asyncio's Timeout.__aexit__ turns only a CancelledError into
+    // TimeoutError; any other exception the body raises after the
+    // deadline (here, while it handles the cancel) propagates as it is.
+    tulip::run(async {
+        let cm = timeout(0.01);
+        let r: Result<u32> = cm
+            .clone()
+            .run(async {
+                match sleep(10.0).await {
+                    Err(e) if e.is_cancelled() => Err(Error::msg("cleanup failed")),
+                    r => r.map(|_| 0),
+                }
+            })
+            .await;
+        assert_eq!(r.unwrap_err().to_string(), "cleanup failed");
+        assert!(cm.expired());
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        Ok(())
+    })
+    .unwrap();
+}
