@@ -1463,3 +1463,33 @@ fn an_expired_scope_lets_another_error_of_the_body_through() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_taskgroup_child_may_create_a_sibling_while_the_group_exits() {
+    // conformance: K7
+    // asyncio's create_task refuses only `if self._exiting and not
+    // self._tasks`: while the body has returned but children still run,
+    // a child may add a sibling, and the group waits for it too.
+    tulip::run(async {
+        let sibling = Rc::new(RefCell::new(None));
+        let s = sibling.clone();
+        TaskGroup::run(|tg| async move {
+            let tg2 = tg.clone();
+            let _task = tg.create_task(async move {
+                // The body has returned by now: the group is exiting.
+                *s.borrow_mut() = Some(tg2.create_task(after(0.01, 5u32))?);
+                Ok(())
+            })?;
+            Ok(())
+        })
+        .await?;
+        let sibling = sibling
+            .borrow_mut()
+            .take()
+            .expect("the sibling was created");
+        assert!(sibling.done(), "the group waited for the sibling");
+        assert_eq!(sibling.result()?, 5);
+        Ok(())
+    })
+    .unwrap();
+}
