@@ -1493,3 +1493,36 @@ fn a_taskgroup_child_may_create_a_sibling_while_the_group_exits() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_parent_cancelled_while_its_taskgroup_exits_cancels_the_children() {
+    // conformance: K7
+    // asyncio's _aexit: the parent cancelled while it waits for the
+    // children (`except CancelledError: if not self._aborting:`) aborts
+    // them and propagates the Cancelled.
+    tulip::run(async {
+        let child_cancelled = Rc::new(Cell::new(false));
+        let c = child_cancelled.clone();
+        let t = create_task(async move {
+            TaskGroup::run(|tg| async move {
+                let _task = tg.create_task(async move {
+                    let r = sleep(10.0).await;
+                    c.set(r.is_err());
+                    r
+                })?;
+                Ok(()) // the group now waits for the child
+            })
+            .await
+        })?;
+        for _ in 0..5 {
+            sleep(0.0).await?;
+        }
+        t.cancel();
+        let t2 = t.clone();
+        wait_for(async move { t2.wait_done().await }, 1.0).await?;
+        assert!(t.cancelled());
+        assert!(child_cancelled.get());
+        Ok(())
+    })
+    .unwrap();
+}
