@@ -1526,3 +1526,40 @@ fn a_parent_cancelled_while_its_taskgroup_exits_cancels_the_children() {
     })
     .unwrap();
 }
+
+#[test]
+fn taskgroup_errors_win_over_an_outside_cancel_which_stays_pending() {
+    // conformance: K7
+    // asyncio's _aexit: a Cancelled is propagated only if there are no
+    // errors; with errors the group raises them, and (`if
+    // self._parent_task.cancelling(): uncancel(); cancel()`) the outside
+    // cancel stays pending at the same level: the next await sees it.
+    tulip::run(async {
+        let t = create_task(async move {
+            let r: Result<()> = TaskGroup::run(|tg| async move {
+                let _task = tg.create_task(async move {
+                    match sleep(10.0).await {
+                        Err(e) if e.is_cancelled() => Err(Error::msg("failed on cancel")),
+                        r => r,
+                    }
+                })?;
+                Ok(())
+            })
+            .await;
+            let is_group = matches!(&r, Err(Error::Group { .. }));
+            let level = current_task().unwrap().cancelling();
+            let next = sleep(0.0).await.map_err(|e| e.is_cancelled());
+            Ok((is_group, level, next))
+        })?;
+        for _ in 0..5 {
+            sleep(0.0).await?;
+        }
+        t.cancel();
+        let (is_group, level, next) = wait_for(t, 1.0).await?;
+        assert!(is_group, "the errors come back, not the Cancelled");
+        assert_eq!(level, 1);
+        assert_eq!(next, Err(true), "the outside cancel is still pending");
+        Ok(())
+    })
+    .unwrap();
+}
