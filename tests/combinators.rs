@@ -1563,3 +1563,27 @@ fn taskgroup_errors_win_over_an_outside_cancel_which_stays_pending() {
     })
     .unwrap();
 }
+
+#[test]
+fn rescheduling_a_timeout_later_drops_the_old_deadline() {
+    // conformance: K6
+    // asyncio's reschedule() cancels the old `_timeout_handler` before it
+    // sets the new one: a postponed deadline no longer fires at the old time.
+    tulip::run(async {
+        let cm = timeout(0.01);
+        let inside = cm.clone();
+        let out = cm
+            .clone()
+            .run(async move {
+                let lp = get_running_loop()?;
+                inside.reschedule(Some(lp.time() + 10.0))?;
+                sleep(0.05).await?;
+                Ok(1u32)
+            })
+            .await?;
+        assert_eq!(out, 1);
+        assert!(!cm.expired());
+        Ok(())
+    })
+    .unwrap();
+}
