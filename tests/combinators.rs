@@ -1587,3 +1587,28 @@ fn rescheduling_a_timeout_later_drops_the_old_deadline() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_timeout_is_expired_already_inside_the_body_it_cancelled() {
+    // conformance: K6
+    // asyncio's expired() is true from `_on_timeout` on (EXPIRING), so the
+    // body handling the cancel can tell that its deadline passed.
+    tulip::run(async {
+        let cm = timeout(0.01);
+        let inside = cm.clone();
+        let r: Result<bool> = cm
+            .clone()
+            .run(async move {
+                let r = sleep(10.0).await;
+                assert!(r.unwrap_err().is_cancelled());
+                Ok(inside.expired())
+            })
+            .await;
+        assert!(r?, "expired() was false inside the body");
+        assert!(cm.expired());
+        // The swallowed cancel: the task is not left cancelled.
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        Ok(())
+    })
+    .unwrap();
+}
