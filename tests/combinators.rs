@@ -1371,3 +1371,292 @@ fn a_group_child_failing_after_its_parent_finished_is_reported_as_itself() {
         "{task:?}"
     );
 }
+
+#[test]
+fn gather_a_cancelled_child_ends_it_at_once_with_cancelled() {
+    // conformance: K1
+    // asyncio's _done_callback without return_exceptions: a child that
+    // was cancelled (not by the gather) sets CancelledError on the outer
+    // future at once, like any child error; the siblings keep running.
+    tulip::run(async {
+        let a = create_task(after(10.0, 1u32))?;
+        let b = create_task(after(10.0, 2u32))?;
+        let g = gather(vec![a.clone(), b.clone()]);
+        sleep(0.0).await?;
+        a.cancel();
+        let r = wait_for(g, 1.0).await;
+        assert!(r.unwrap_err().is_cancelled());
+        assert!(!b.done(), "gather does not cancel siblings");
+        b.cancel();
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_child_error_after_the_gather_failed_is_marked_retrieved() {
+    // conformance: K1
+    // asyncio's _done_callback, once the outer future is done, calls
+    // `fut.exception()` on each later child: a second child error is
+    // retrieved by the gather and never reported, even if nobody else
+    // keeps that child.
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
+            r.borrow_mut().push(ctx.message.clone())
+        },
+    ));
+    lp.run_until_complete(async {
+        let g = gather(vec![fail_after(0.0, "first"), fail_after(0.01, "second")]);
+        assert_eq!(g.await.unwrap_err().to_string(), "first");
+        sleep(0.05).await?; // the second fails meanwhile; its task goes
+        Ok(())
+    })
+    .unwrap();
+    lp.close().unwrap();
+    assert_eq!(*reports.borrow(), Vec::<String>::new());
+}
+
+#[test]
+fn wait_first_exception_ignores_a_cancelled_child() {
+    // conformance: K2
+    // asyncio's _on_completion: FIRST_EXCEPTION returns on a child that
+    // `not f.cancelled() and f.exception() is not None`; a cancelled
+    // child is done, not failed, so the wait goes on.
+    tulip::run(async {
+        let a = create_task(after(10.0, 1u32))?;
+        let gate = tulip::Event::new();
+        let g2 = gate.clone();
+        let b = create_task(async move {
+            g2.wait().await?;
+            Err(Error::msg("b failed"))
+        })?;
+        let c = create_task(after(10.0, 3u32))?;
+        let (a2, b2, c2) = (a.clone(), b.clone(), c.clone());
+        let w = create_task(async move {
+            let (done, pending) =
+                wait(vec![a2, b2, c2], Some(5.0), ReturnWhen::FirstException).await?;
+            Ok((done.len(), pending.len()))
+        })?;
+        sleep(0.0).await?;
+        a.cancel();
+        for _ in 0..5 {
+            sleep(0.0).await?;
+        }
+        assert!(a.cancelled());
+        assert!(!w.done(), "FIRST_EXCEPTION returned on a cancelled child");
+        gate.set(); // now b fails
+        assert_eq!(wait_for(w, 1.0).await?, (2, 1));
+        assert!(!c.done());
+        c.cancel();
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn shield_mirrors_the_inner_result_error_and_cancel() {
+    // conformance: K4
+    // asyncio's _inner_done_callback: when the outer future is not
+    // cancelled, it takes the inner one's result or exception, and is
+    // cancelled if the inner one was (`if inner.cancelled(): outer.cancel()`).
+    tulip::run(async {
+        let outer = shield(after(0.0, 7u32));
+        assert!(!outer.done());
+        assert_eq!(wait_for(outer, 1.0).await?, 7);
+
+        let outer = shield(fail_after(0.0, "inner failed"));
+        let e = wait_for(outer, 1.0).await.unwrap_err();
+        assert_eq!(e.to_string(), "inner failed");
+
+        let inner = create_task(after(10.0, 1u32))?;
+        let outer = shield(inner.clone());
+        sleep(0.0).await?;
+        inner.cancel();
+        let o2 = outer.clone();
+        let e = wait_for(o2, 1.0).await.unwrap_err();
+        assert!(e.is_cancelled());
+        assert!(
+            outer.cancelled(),
+            "the outer future is cancelled, not failed"
+        );
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn an_expired_scope_lets_another_error_of_the_body_through() {
+    // conformance: K6
+    // asyncio's Timeout.__aexit__ turns only a CancelledError into
+    // TimeoutError; any other exception the body raises after the
+    // deadline (here, while it handles the cancel) propagates as it is.
+    tulip::run(async {
+        let cm = timeout(0.01);
+        let r: Result<u32> = cm
+            .clone()
+            .run(async {
+                match sleep(10.0).await {
+                    Err(e) if e.is_cancelled() => Err(Error::msg("cleanup failed")),
+                    r => r.map(|_| 0),
+                }
+            })
+            .await;
+        assert_eq!(r.unwrap_err().to_string(), "cleanup failed");
+        assert!(cm.expired());
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_taskgroup_child_may_create_a_sibling_while_the_group_exits() {
+    // conformance: K7
+    // asyncio's create_task refuses only `if self._exiting and not
+    // self._tasks`: while the body has returned but children still run,
+    // a child may add a sibling, and the group waits for it too.
+    tulip::run(async {
+        let sibling = Rc::new(RefCell::new(None));
+        let s = sibling.clone();
+        TaskGroup::run(|tg| async move {
+            let tg2 = tg.clone();
+            let _task = tg.create_task(async move {
+                // The body has returned by now: the group is exiting.
+                *s.borrow_mut() = Some(tg2.create_task(after(0.01, 5u32))?);
+                Ok(())
+            })?;
+            Ok(())
+        })
+        .await?;
+        let sibling = sibling
+            .borrow_mut()
+            .take()
+            .expect("the sibling was created");
+        assert!(sibling.done(), "the group waited for the sibling");
+        assert_eq!(sibling.result()?, 5);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_parent_cancelled_while_its_taskgroup_exits_cancels_the_children() {
+    // conformance: K7
+    // asyncio's _aexit: the parent cancelled while it waits for the
+    // children (`except CancelledError: if not self._aborting:`) aborts
+    // them and propagates the Cancelled.
+    tulip::run(async {
+        let child_cancelled = Rc::new(Cell::new(false));
+        let c = child_cancelled.clone();
+        let t = create_task(async move {
+            TaskGroup::run(|tg| async move {
+                let _task = tg.create_task(async move {
+                    let r = sleep(10.0).await;
+                    c.set(r.is_err());
+                    r
+                })?;
+                Ok(()) // the group now waits for the child
+            })
+            .await
+        })?;
+        for _ in 0..5 {
+            sleep(0.0).await?;
+        }
+        t.cancel();
+        let t2 = t.clone();
+        wait_for(async move { t2.wait_done().await }, 1.0).await?;
+        assert!(t.cancelled());
+        assert!(child_cancelled.get());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn taskgroup_errors_win_over_an_outside_cancel_which_stays_pending() {
+    // conformance: K7
+    // asyncio's _aexit: a Cancelled is propagated only if there are no
+    // errors; with errors the group raises them, and (`if
+    // self._parent_task.cancelling(): uncancel(); cancel()`) the outside
+    // cancel stays pending at the same level: the next await sees it.
+    tulip::run(async {
+        let t = create_task(async move {
+            let r: Result<()> = TaskGroup::run(|tg| async move {
+                let _task = tg.create_task(async move {
+                    match sleep(10.0).await {
+                        Err(e) if e.is_cancelled() => Err(Error::msg("failed on cancel")),
+                        r => r,
+                    }
+                })?;
+                Ok(())
+            })
+            .await;
+            let is_group = matches!(&r, Err(Error::Group { .. }));
+            let level = current_task().unwrap().cancelling();
+            let next = sleep(0.0).await.map_err(|e| e.is_cancelled());
+            Ok((is_group, level, next))
+        })?;
+        for _ in 0..5 {
+            sleep(0.0).await?;
+        }
+        t.cancel();
+        let (is_group, level, next) = wait_for(t, 1.0).await?;
+        assert!(is_group, "the errors come back, not the Cancelled");
+        assert_eq!(level, 1);
+        assert_eq!(next, Err(true), "the outside cancel is still pending");
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn rescheduling_a_timeout_later_drops_the_old_deadline() {
+    // conformance: K6
+    // asyncio's reschedule() cancels the old `_timeout_handler` before it
+    // sets the new one: a postponed deadline no longer fires at the old time.
+    tulip::run(async {
+        let cm = timeout(0.01);
+        let inside = cm.clone();
+        let out = cm
+            .clone()
+            .run(async move {
+                let lp = get_running_loop()?;
+                inside.reschedule(Some(lp.time() + 10.0))?;
+                sleep(0.05).await?;
+                Ok(1u32)
+            })
+            .await?;
+        assert_eq!(out, 1);
+        assert!(!cm.expired());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_timeout_is_expired_already_inside_the_body_it_cancelled() {
+    // conformance: K6
+    // asyncio's expired() is true from `_on_timeout` on (EXPIRING), so the
+    // body handling the cancel can tell that its deadline passed.
+    tulip::run(async {
+        let cm = timeout(0.01);
+        let inside = cm.clone();
+        let r: Result<bool> = cm
+            .clone()
+            .run(async move {
+                let r = sleep(10.0).await;
+                assert!(r.unwrap_err().is_cancelled());
+                Ok(inside.expired())
+            })
+            .await;
+        assert!(r?, "expired() was false inside the body");
+        assert!(cm.expired());
+        // The swallowed cancel: the task is not left cancelled.
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        Ok(())
+    })
+    .unwrap();
+}

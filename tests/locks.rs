@@ -80,6 +80,73 @@ fn lock_release_grants_at_most_once_newcomer_waits() {
 }
 
 #[test]
+fn lock_release_wakes_only_the_first_of_several_waiters() {
+    // conformance: S1
+    // asyncio's release() calls `_wake_up_first()`: one waiter per release,
+    // so with several queued, each holds the lock alone.
+    tulip::run(async {
+        let lock = Lock::new();
+        let holders = Rc::new(Cell::new(0));
+        let max = Rc::new(Cell::new(0));
+        let g = lock.acquire().await?;
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let (lock, holders, max) = (lock.clone(), holders.clone(), max.clone());
+            tasks.push(create_task(async move {
+                let _g = lock.acquire().await?;
+                holders.set(holders.get() + 1);
+                max.set(max.get().max(holders.get()));
+                sleep(0.0).await?;
+                holders.set(holders.get() - 1);
+                Ok(())
+            })?);
+        }
+        settle().await?;
+        drop(g);
+        for t in tasks {
+            t.await?;
+        }
+        assert_eq!(max.get(), 1, "two tasks held the lock at once");
+        assert!(!lock.locked());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn lock_acquire_after_a_release_waits_behind_the_woken_waiter() {
+    // conformance: S1
+    // asyncio's acquire() takes the fast path only when no waiter is
+    // queued (`not self._locked and (self._waiters is None or
+    // all(w.cancelled() for w in self._waiters))`): a newcomer calling
+    // acquire() (not just try_acquire) between a release and the woken
+    // waiter's run must queue behind it, not take the lock beside it.
+    tulip::run(async {
+        let lock = Lock::new();
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let g = lock.acquire().await?;
+        let (l2, o2) = (lock.clone(), order.clone());
+        let a = create_task(async move {
+            let _g = l2.acquire().await?;
+            o2.borrow_mut().push("a");
+            sleep(0.0).await?;
+            o2.borrow_mut().push("a done");
+            Ok(())
+        })?;
+        settle().await?;
+        drop(g); // wakes a, which has not run yet
+        let g = lock.acquire().await?; // a releases it after one step
+        order.borrow_mut().push("main");
+        drop(g);
+        a.await?;
+        assert_eq!(*order.borrow(), vec!["a", "a done", "main"]);
+        assert!(!lock.locked());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn lock_woken_then_cancelled_waiter_hands_lock_on() {
     // conformance: S1
     tulip::run(async {
@@ -197,6 +264,45 @@ fn condition_notify_n_and_all() {
     .unwrap();
 }
 
+#[test]
+fn condition_notify_skips_waiters_already_notified() {
+    // conformance: S2
+    // asyncio's `_notify(n)` counts only waiters not yet done: two
+    // notify(1) calls before anyone runs wake two waiters, oldest first.
+    tulip::run(async {
+        let cond = Condition::new();
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..3 {
+            let (c, o) = (cond.clone(), order.clone());
+            tasks.push(create_task(async move {
+                let _g = c.acquire().await?;
+                c.wait().await?;
+                o.borrow_mut().push(i);
+                Ok(())
+            })?);
+            settle().await?; // queue them in order
+        }
+        {
+            let _g = cond.acquire().await?;
+            cond.notify(1)?;
+            cond.notify(1)?;
+        }
+        settle().await?;
+        assert_eq!(*order.borrow(), vec![0, 1]);
+        {
+            let _g = cond.acquire().await?;
+            cond.notify(1)?;
+        }
+        for t in tasks {
+            tulip::wait_for(t, 1.0).await?;
+        }
+        assert_eq!(*order.borrow(), vec![0, 1, 2]);
+        Ok(())
+    })
+    .unwrap();
+}
+
 /// Two tasks wait on a condition; a notify reaches the first, which is
 /// then cancelled: before it runs, or (`while_reacquiring`) once it runs
 /// and waits for the lock the notifier holds. Either way the notify must
@@ -299,6 +405,37 @@ fn semaphore_is_fifo_and_counts() {
         }
         assert_eq!(*order.borrow(), vec![0, 1, 2, 3]);
         assert_eq!(sem.value(), 2);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn semaphore_newcomer_waits_behind_a_granted_waiter_even_with_a_free_permit() {
+    // conformance: S3
+    // asyncio's `locked()` is `value == 0 or any(not w.cancelled() for w in
+    // waiters)`: a granted waiter that has not run yet still counts, so a
+    // newcomer queues behind it even though a permit is free (FIFO).
+    tulip::run(async {
+        let sem = Semaphore::new(2);
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let p1 = sem.acquire().await?;
+        let p2 = sem.acquire().await?;
+        let (s, o) = (sem.clone(), order.clone());
+        let a = create_task(async move {
+            let _p = s.acquire().await?;
+            o.borrow_mut().push("a");
+            Ok(())
+        })?;
+        settle().await?;
+        drop(p1); // grants a, which has not run yet
+        drop(p2); // a free permit, nobody left to grant it to
+        assert_eq!(sem.value(), 1);
+        assert!(sem.locked(), "a granted waiter is still queued");
+        let _p = sem.acquire().await?; // waits until a has run
+        order.borrow_mut().push("main");
+        a.await?;
+        assert_eq!(*order.borrow(), vec!["a", "main"]);
         Ok(())
     })
     .unwrap();
@@ -417,6 +554,43 @@ fn barrier_passes_parties_in_phases() {
         b.wait().await?;
         t1.await?;
         t2.await?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn barrier_newcomer_blocks_while_the_barrier_drains() {
+    // conformance: S4
+    // asyncio's `_block()`: a task arriving while the previous phase is
+    // still draining waits for it to empty, and then counts toward the
+    // next phase; it never joins the phase that is leaving.
+    tulip::run(async {
+        let b = Barrier::new(3);
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let b = b.clone();
+            tasks.push(create_task(async move { b.wait().await })?);
+        }
+        settle().await?;
+        let done = tasks.iter().filter(|t| t.done()).count();
+        assert_eq!(done, 3, "the fourth task passed with the draining phase");
+        assert_eq!(b.n_waiting(), 1);
+        let last = tasks.pop().unwrap();
+        assert!(!last.done());
+        let mut idx = Vec::new();
+        for t in tasks {
+            idx.push(t.await?);
+        }
+        idx.sort();
+        assert_eq!(idx, vec![0, 1, 2]);
+        // The fourth opens the next phase: two more complete it.
+        let (b1, b2) = (b.clone(), b.clone());
+        let t1 = create_task(async move { b1.wait().await })?;
+        let t2 = create_task(async move { b2.wait().await })?;
+        assert_eq!(tulip::wait_for(last, 1.0).await?, 0);
+        tulip::wait_for(t1, 1.0).await?;
+        tulip::wait_for(t2, 1.0).await?;
         Ok(())
     })
     .unwrap();

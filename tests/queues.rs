@@ -29,6 +29,90 @@ fn put_blocks_at_maxsize() {
 }
 
 #[test]
+fn woken_putter_and_getter_wait_again_when_overtaken() {
+    // conformance: Q1
+    // asyncio's put()/get() re-check in a `while self.full()` /
+    // `while self.empty()` loop: a waiter woken for a slot (an item) that
+    // a `*_nowait` call takes before it runs goes back to waiting.
+    tulip::run(async {
+        let q = Queue::new(1);
+        q.put_nowait(0)?;
+        let q1 = q.clone();
+        let putter = create_task(async move { q1.put(1).await })?;
+        settle().await?;
+        assert_eq!(q.get_nowait()?, 0); // wakes the putter...
+        q.put_nowait(9)?; // ...but the slot is taken before it runs
+        settle().await?;
+        assert!(!putter.done(), "put must block again while full");
+        assert_eq!(q.get_nowait()?, 9);
+        wait_for(putter, 1.0).await?;
+        assert_eq!(q.get_nowait()?, 1);
+
+        let q2 = q.clone();
+        let getter = create_task(async move { q2.get().await })?;
+        settle().await?;
+        q.put_nowait(5)?; // wakes the getter...
+        assert_eq!(q.get_nowait()?, 5); // ...but the item is taken first
+        settle().await?;
+        assert!(!getter.done(), "get must block again while empty");
+        q.put_nowait(6)?;
+        assert_eq!(wait_for(getter, 1.0).await?, 6);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn blocked_getters_and_putters_are_served_in_fifo_order() {
+    // conformance: Q1
+    // asyncio keeps `_getters` and `_putters` in deques and
+    // `_wakeup_next` pops the oldest: the first to block is the first
+    // served.
+    tulip::run(async {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let q: Queue<u32> = Queue::new(1);
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let mut getters = Vec::new();
+        for i in 0..3 {
+            let (q, got) = (q.clone(), got.clone());
+            getters.push(create_task(async move {
+                let item = q.get().await?;
+                got.borrow_mut().push((i, item));
+                Ok(())
+            })?);
+            settle().await?; // block them in order
+        }
+        for item in [10, 11, 12] {
+            q.put(item).await?;
+        }
+        for g in getters {
+            wait_for(g, 1.0).await?;
+        }
+        assert_eq!(*got.borrow(), vec![(0, 10), (1, 11), (2, 12)]);
+
+        q.put_nowait(0)?;
+        let mut putters = Vec::new();
+        for i in 1..4 {
+            let q = q.clone();
+            putters.push(create_task(async move { q.put(i).await })?);
+            settle().await?; // block them in order
+        }
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            let q = q.clone();
+            out.push(wait_for(async move { q.get().await }, 1.0).await?);
+        }
+        assert_eq!(out, vec![0, 1, 2, 3]);
+        for p in putters {
+            wait_for(p, 1.0).await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn cancelled_getter_takes_no_item_and_leaves_waiters() {
     // conformance: Q1
     tulip::run(async {
@@ -113,6 +197,36 @@ fn task_done_too_many_is_error_and_join() {
         assert_eq!(q.unfinished_tasks(), 0);
         worker.await?;
         assert!(q.task_done().is_err());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn join_waits_for_task_done_on_every_item_not_for_an_empty_queue() {
+    // conformance: Q2
+    // asyncio's join() waits while `_unfinished_tasks` > 0: items fetched
+    // but not yet marked done still hold it, down to the last one.
+    tulip::run(async {
+        let q = Queue::new(0);
+        q.put_nowait(1)?;
+        q.put_nowait(2)?;
+        q.get_nowait()?;
+        q.get_nowait()?;
+        assert!(q.empty());
+        let q2 = q.clone();
+        let joiner = create_task(async move { q2.join().await })?;
+        settle().await?;
+        assert!(!joiner.done(), "join returned with two items not done");
+        q.task_done()?;
+        let q3 = q.clone();
+        let late = create_task(async move { q3.join().await })?;
+        settle().await?;
+        assert!(!joiner.done(), "join returned with one item not done");
+        assert!(!late.done(), "a join begun with one item not done returned");
+        q.task_done()?;
+        wait_for(joiner, 1.0).await?;
+        wait_for(late, 1.0).await?;
         Ok(())
     })
     .unwrap();
