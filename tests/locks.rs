@@ -16,7 +16,7 @@ use tulip::{
 #[test]
 fn lock_grants_in_fifo_order() {
     // conformance: S1
-    tulip::run(async {
+    common::run_watched(async {
         let lock = Lock::new();
         let order = Rc::new(RefCell::new(Vec::new()));
         let guard = lock.acquire().await?;
@@ -44,7 +44,7 @@ fn lock_grants_in_fifo_order() {
 #[test]
 fn lock_release_grants_at_most_once_newcomer_waits() {
     // conformance: S1
-    tulip::run(async {
+    common::run_watched(async {
         let lock = Lock::new();
         let holders = Rc::new(Cell::new(0));
         let max = Rc::new(Cell::new(0));
@@ -84,7 +84,7 @@ fn lock_release_wakes_only_the_first_of_several_waiters() {
     // conformance: S1
     // asyncio's release() calls `_wake_up_first()`: one waiter per release,
     // so with several queued, each holds the lock alone.
-    tulip::run(async {
+    common::run_watched(async {
         let lock = Lock::new();
         let holders = Rc::new(Cell::new(0));
         let max = Rc::new(Cell::new(0));
@@ -121,7 +121,7 @@ fn lock_acquire_after_a_release_waits_behind_the_woken_waiter() {
     // all(w.cancelled() for w in self._waiters))`): a newcomer calling
     // acquire() (not just try_acquire) between a release and the woken
     // waiter's run must queue behind it, not take the lock beside it.
-    tulip::run(async {
+    common::run_watched(async {
         let lock = Lock::new();
         let order = Rc::new(RefCell::new(Vec::new()));
         let g = lock.acquire().await?;
@@ -149,7 +149,7 @@ fn lock_acquire_after_a_release_waits_behind_the_woken_waiter() {
 #[test]
 fn lock_woken_then_cancelled_waiter_hands_lock_on() {
     // conformance: S1
-    tulip::run(async {
+    common::run_watched(async {
         let lock = Lock::new();
         let g = lock.acquire().await?;
         let (l2, l3) = (lock.clone(), lock.clone());
@@ -173,7 +173,7 @@ fn lock_woken_then_cancelled_waiter_hands_lock_on() {
 #[test]
 fn lock_cancelled_waiter_is_removed() {
     // conformance: S1
-    tulip::run(async {
+    common::run_watched(async {
         let lock = Lock::new();
         let g = lock.acquire().await?;
         let l2 = lock.clone();
@@ -195,7 +195,7 @@ fn lock_cancelled_waiter_is_removed() {
 #[test]
 fn condition_wait_reacquires_before_reraising_cancel() {
     // conformance: S2
-    tulip::run(async {
+    common::run_watched(async {
         let cond = Condition::new();
         let c2 = cond.clone();
         let seen = Rc::new(RefCell::new(None));
@@ -230,7 +230,7 @@ fn condition_wait_reacquires_before_reraising_cancel() {
 #[test]
 fn condition_notify_n_and_all() {
     // conformance: S2
-    tulip::run(async {
+    common::run_watched(async {
         let cond = Condition::new();
         let woken = Rc::new(Cell::new(0));
         let mut tasks = Vec::new();
@@ -269,7 +269,7 @@ fn condition_notify_skips_waiters_already_notified() {
     // conformance: S2
     // asyncio's `_notify(n)` counts only waiters not yet done: two
     // notify(1) calls before anyone runs wake two waiters, oldest first.
-    tulip::run(async {
+    common::run_watched(async {
         let cond = Condition::new();
         let order = Rc::new(RefCell::new(Vec::new()));
         let mut tasks = Vec::new();
@@ -309,7 +309,7 @@ fn condition_notify_skips_waiters_already_notified() {
 /// go on to the second waiter (asyncio's Condition.wait: `except
 /// BaseException: self._notify(1)`).
 fn notified_then_cancelled_passes_notify_on(while_reacquiring: bool) {
-    tulip::run(async move {
+    common::run_watched(async move {
         let cond = Condition::new();
         let mk = |c: Condition| {
             create_task(async move {
@@ -356,7 +356,7 @@ fn condition_notified_then_cancelled_while_reacquiring_passes_notify_on() {
 #[test]
 fn condition_wait_for_predicate() {
     // conformance: S2
-    tulip::run(async {
+    common::run_watched(async {
         let cond = Condition::new();
         let value = Rc::new(Cell::new(0));
         let (c, v) = (cond.clone(), value.clone());
@@ -382,7 +382,7 @@ fn condition_wait_for_predicate() {
 #[test]
 fn semaphore_is_fifo_and_counts() {
     // conformance: S3
-    tulip::run(async {
+    common::run_watched(async {
         let sem = Semaphore::new(2);
         let order = Rc::new(RefCell::new(Vec::new()));
         let p1 = sem.acquire().await?;
@@ -416,7 +416,7 @@ fn semaphore_newcomer_waits_behind_a_granted_waiter_even_with_a_free_permit() {
     // asyncio's `locked()` is `value == 0 or any(not w.cancelled() for w in
     // waiters)`: a granted waiter that has not run yet still counts, so a
     // newcomer queues behind it even though a permit is free (FIFO).
-    tulip::run(async {
+    common::run_watched(async {
         let sem = Semaphore::new(2);
         let order = Rc::new(RefCell::new(Vec::new()));
         let p1 = sem.acquire().await?;
@@ -444,7 +444,7 @@ fn semaphore_newcomer_waits_behind_a_granted_waiter_even_with_a_free_permit() {
 #[test]
 fn semaphore_woken_then_cancelled_passes_permit_on() {
     // conformance: S3
-    tulip::run(async {
+    common::run_watched(async {
         let sem = Semaphore::new(1);
         let p = sem.acquire().await?;
         let (s2, s3) = (sem.clone(), sem.clone());
@@ -474,7 +474,7 @@ impl<T: 'static> DoneCancelled for Task<T> {
 #[test]
 fn bounded_semaphore_release_beyond_initial_is_error() {
     // conformance: S3
-    tulip::run(async {
+    common::run_watched(async {
         let sem = BoundedSemaphore::new(2);
         let p = sem.acquire().await?;
         drop(p);
@@ -494,7 +494,7 @@ fn bounded_semaphore_release_beyond_initial_is_error() {
 #[test]
 fn event_set_then_clear_still_wakes_waiters() {
     // conformance: S3
-    tulip::run(async {
+    common::run_watched(async {
         let ev = Event::new();
         let mut tasks = Vec::new();
         for _ in 0..3 {
@@ -522,7 +522,7 @@ fn event_set_then_clear_still_wakes_waiters() {
 #[test]
 fn barrier_passes_parties_in_phases() {
     // conformance: S4
-    tulip::run(async {
+    common::run_watched(async {
         let b = Barrier::new(3);
         for phase in 0..3 {
             let mut tasks = Vec::new();
@@ -565,7 +565,7 @@ fn barrier_newcomer_blocks_while_the_barrier_drains() {
     // asyncio's `_block()`: a task arriving while the previous phase is
     // still draining waits for it to empty, and then counts toward the
     // next phase; it never joins the phase that is leaving.
-    tulip::run(async {
+    common::run_watched(async {
         let b = Barrier::new(3);
         let mut tasks = Vec::new();
         for _ in 0..4 {
@@ -599,7 +599,7 @@ fn barrier_newcomer_blocks_while_the_barrier_drains() {
 #[test]
 fn barrier_abort_breaks_all_waiters_and_reset_repairs() {
     // conformance: S4
-    tulip::run(async {
+    common::run_watched(async {
         let b = Barrier::new(3);
         let mut tasks = Vec::new();
         for _ in 0..2 {
@@ -645,7 +645,7 @@ fn barrier_abort_breaks_all_waiters_and_reset_repairs() {
 #[test]
 fn stale_guard_never_releases_another_holder() {
     // conformance: S1
-    tulip::run(async {
+    common::run_watched(async {
         let lock = Lock::new();
         let g = lock.acquire().await?;
         lock.release()?; // explicit release while the guard lives
@@ -668,7 +668,7 @@ fn stale_guard_never_releases_another_holder() {
 #[test]
 fn condition_waiter_dropped_after_notify_passes_it_on() {
     // conformance: S2
-    tulip::run(async {
+    common::run_watched(async {
         use std::future::Future as _;
         let cond = Condition::new();
         let woken = Rc::new(Cell::new(0));
@@ -706,7 +706,7 @@ fn condition_waiter_dropped_after_notify_passes_it_on() {
 #[test]
 fn a_stale_guard_from_an_abandoned_condition_wait_never_releases_a_later_holder() {
     // conformance: S1, S2
-    tulip::run(async {
+    common::run_watched(async {
         use std::future::Future as _;
         let cond = Condition::new();
         // A waits on the condition, holding the first acquisition.

@@ -10,7 +10,7 @@ use tulip::{create_task, sleep, wait_for, Error, LifoQueue, PriorityQueue, Queue
 #[test]
 fn put_blocks_at_maxsize() {
     // conformance: Q1
-    tulip::run(async {
+    common::run_watched(async {
         let q = Queue::new(2);
         q.put(1).await?;
         q.put(2).await?;
@@ -34,7 +34,7 @@ fn woken_putter_and_getter_wait_again_when_overtaken() {
     // asyncio's put()/get() re-check in a `while self.full()` /
     // `while self.empty()` loop: a waiter woken for a slot (an item) that
     // a `*_nowait` call takes before it runs goes back to waiting.
-    tulip::run(async {
+    common::run_watched(async {
         let q = Queue::new(1);
         q.put_nowait(0)?;
         let q1 = q.clone();
@@ -68,7 +68,7 @@ fn blocked_getters_and_putters_are_served_in_fifo_order() {
     // asyncio keeps `_getters` and `_putters` in deques and
     // `_wakeup_next` pops the oldest: the first to block is the first
     // served.
-    tulip::run(async {
+    common::run_watched(async {
         use std::cell::RefCell;
         use std::rc::Rc;
         let q: Queue<u32> = Queue::new(1);
@@ -115,7 +115,7 @@ fn blocked_getters_and_putters_are_served_in_fifo_order() {
 #[test]
 fn cancelled_getter_takes_no_item_and_leaves_waiters() {
     // conformance: Q1
-    tulip::run(async {
+    common::run_watched(async {
         let q: Queue<u32> = Queue::new(0);
         let (q1, q2) = (q.clone(), q.clone());
         let g1 = create_task(async move { q1.get().await })?;
@@ -148,7 +148,7 @@ fn cancelled_getter_takes_no_item_and_leaves_waiters() {
 #[test]
 fn cancelled_putter_takes_no_slot() {
     // conformance: Q1
-    tulip::run(async {
+    common::run_watched(async {
         let q = Queue::new(1);
         q.put_nowait(0)?;
         let (q1, q2) = (q.clone(), q.clone());
@@ -174,7 +174,7 @@ fn cancelled_putter_takes_no_slot() {
 #[test]
 fn task_done_too_many_is_error_and_join() {
     // conformance: Q2
-    tulip::run(async {
+    common::run_watched(async {
         let q = Queue::new(0);
         // join() on a drained queue returns at once.
         let qj = q.clone();
@@ -207,7 +207,7 @@ fn join_waits_for_task_done_on_every_item_not_for_an_empty_queue() {
     // conformance: Q2
     // asyncio's join() waits while `_unfinished_tasks` > 0: items fetched
     // but not yet marked done still hold it, down to the last one.
-    tulip::run(async {
+    common::run_watched(async {
         let q = Queue::new(0);
         q.put_nowait(1)?;
         q.put_nowait(2)?;
@@ -235,7 +235,7 @@ fn join_waits_for_task_done_on_every_item_not_for_an_empty_queue() {
 #[test]
 fn shutdown_fails_put_and_get() {
     // conformance: Q2
-    tulip::run(async {
+    common::run_watched(async {
         let q: Queue<u32> = Queue::new(1);
         q.put_nowait(1)?;
         let (qa, qb) = (q.clone(), q.clone());
@@ -263,7 +263,7 @@ fn shutdown_fails_put_and_get() {
 #[test]
 fn shutdown_immediate_drains_and_releases_join() {
     // conformance: Q2
-    tulip::run(async {
+    common::run_watched(async {
         let q = Queue::new(0);
         for i in 0..5 {
             q.put_nowait(i)?;
@@ -301,7 +301,7 @@ fn shutdown_immediate_with_items_that_panic_when_dropped_still_shuts_down() {
     // __del__ raises is only printed ("Exception ignored in"). Here the
     // panic reaches the caller, but only once the queue is shut down: the
     // other items are dropped, join() returns, the blocked putter is woken.
-    tulip::run(async {
+    common::run_watched(async {
         let q = Queue::new(2);
         q.put_nowait(PanicsOnDrop(1))?;
         q.put_nowait(PanicsOnDrop(2))?;
@@ -338,7 +338,7 @@ fn shutdown_immediate_with_items_that_panic_when_dropped_still_shuts_down() {
 #[test]
 fn lifo_and_priority_order() {
     // conformance: Q3
-    tulip::run(async {
+    common::run_watched(async {
         let lq = LifoQueue::new(0);
         for i in 0..4 {
             lq.put(i).await?;

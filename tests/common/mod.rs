@@ -135,13 +135,27 @@ pub fn run_bounded<T: 'static>(
     secs: f64,
     main: impl std::future::Future<Output = tulip::Result<T>> + 'static,
 ) -> T {
+    run_watched_for(secs, main).unwrap()
+}
+
+/// `tulip::run` with a 30 s watchdog: a test whose tasks wait for ever
+/// (a lost wake-up) ends with `Err(Interrupt)` instead of hanging.
+pub fn run_watched<T: 'static>(
+    main: impl std::future::Future<Output = tulip::Result<T>> + 'static,
+) -> tulip::Result<T> {
+    run_watched_for(30.0, main)
+}
+
+fn run_watched_for<T: 'static>(
+    secs: f64,
+    main: impl std::future::Future<Output = tulip::Result<T>> + 'static,
+) -> tulip::Result<T> {
     tulip::run(async move {
         let lp = tulip::get_running_loop()?;
         // A panic in a callback goes to the exception handler; interrupt() ends the run.
         let _dog = lp.call_later(secs, || tulip::interrupt())?;
         main.await
     })
-    .unwrap()
 }
 
 /// Asserts that `err` is a bind to `addr` that failed with `EADDRINUSE`,
