@@ -136,7 +136,7 @@ impl Shared {
     }
 }
 
-/// A `Send + Sync` handle to an [`EventLoop`](crate::EventLoop), for other
+/// A `Send + Sync` handle to an [`EventLoop`], for other
 /// threads. It is the only part of tulip that crosses threads.
 ///
 /// ```
