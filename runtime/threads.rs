@@ -484,7 +484,9 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
     /// Blocks until done or until `timeout` passes (`Error::Timeout`; the
     /// task keeps running). `None` waits forever.
     fn wait(&self, timeout: Option<Duration>) -> Result<std::sync::MutexGuard<'_, CfState<T>>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too long for the clock (`Duration::MAX`) is no deadline:
+        // `Instant + Duration` would overflow and panic.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
         while matches!(*s, CfState::Pending) {
             match deadline {
