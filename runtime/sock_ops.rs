@@ -24,21 +24,15 @@
 //!   before the wait starts, as asyncio's `_ensure_fd_no_transport` raises
 //!   `RuntimeError` (an operation that succeeds at once is not checked,
 //!   as in asyncio).
-//! - Name resolution never blocks the loop: `getaddrinfo` runs on a helper
-//!   thread and its result comes back through
-//!   [`LoopHandle::call_soon_threadsafe`](crate::LoopHandle::call_soon_threadsafe);
-//!   `getnameinfo` runs in the loop's default executor, as in asyncio.
+//! - Name resolution never blocks the loop: `getaddrinfo` and
+//!   `getnameinfo` run in the loop's default executor, as in asyncio.
 
-use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{SocketAddr as UnixSocketAddr, UnixDatagram};
 use std::panic::Location;
 use std::path::Path;
-
-use std::cell::Cell;
-use std::collections::HashMap;
 
 use crate::error::{bind_error, os_error_with_context, Result};
 use crate::event_loop::EventLoop;
@@ -413,30 +407,20 @@ impl EventLoop {
     }
 
     /// asyncio's `getaddrinfo(host, port)`: IP literals at once; names with
-    /// std's resolver on a helper thread, so the loop never blocks.
+    /// std's resolver in the loop's default executor
+    /// ([`run_in_executor`](EventLoop::run_in_executor)), as asyncio does,
+    /// so the loop never blocks and a burst of lookups shares the pool's
+    /// bounded threads instead of starting one thread each.
     pub async fn getaddrinfo(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
-        let fut: Future<io::Result<Vec<SocketAddr>>> = self.create_future();
-        let key = NEXT_KEY.with(|k| k.replace(k.get() + 1));
-        PENDING.with(|p| p.borrow_mut().insert(key, fut.clone()));
-        let handle = self.handle();
         let host = host.to_owned();
-        let spawned = std::thread::Builder::new()
-            .name("tulip-getaddrinfo".into())
-            .spawn(move || {
-                let res = (host.as_str(), port)
-                    .to_socket_addrs()
-                    .map(|it| it.collect::<Vec<_>>());
-                // A closed loop drops the answer.
-                let _ = handle.call_soon_threadsafe(move || deliver(key, res));
-            });
-        if let Err(e) = spawned {
-            PENDING.with(|p| p.borrow_mut().remove(&key));
-            return Err(e.into());
-        }
-        let _guard = ForgetOnDrop(key);
+        let fut = self.run_in_executor(None, move || {
+            (host.as_str(), port)
+                .to_socket_addrs()
+                .map(|it| it.collect::<Vec<_>>())
+        })?;
         match fut.take_when_done().await? {
             Ok(addrs) if addrs.is_empty() => Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -491,32 +475,6 @@ pub const NI_NAMEREQD: i32 = libc::NI_NAMEREQD;
 /// [`EventLoop::getnameinfo`]'s flag: the service name of a UDP port, for
 /// the few ports whose UDP and TCP names differ (`socket.NI_DGRAM`).
 pub const NI_DGRAM: i32 = libc::NI_DGRAM;
-
-thread_local! {
-    /// Resolutions in flight on this thread's loop, by key. The helper
-    /// thread sends back the key (a `Future` is not `Send`).
-    static PENDING: RefCell<HashMap<u64, Future<io::Result<Vec<SocketAddr>>>>> = RefCell::new(HashMap::new());
-    /// Keys are never reused, so a late answer cannot reach a newer request.
-    static NEXT_KEY: Cell<u64> = const { Cell::new(0) };
-}
-
-fn deliver(key: u64, res: io::Result<Vec<SocketAddr>>) {
-    let fut = PENDING.with(|p| p.borrow_mut().remove(&key));
-    if let Some(f) = fut {
-        if !f.done() {
-            let _ = f.set_result(res);
-        }
-    }
-}
-
-/// Forgets a resolution whose awaiter went away; a late answer is dropped.
-struct ForgetOnDrop(u64);
-
-impl Drop for ForgetOnDrop {
-    fn drop(&mut self) {
-        PENDING.with(|p| p.borrow_mut().remove(&self.0));
-    }
-}
 
 impl<T: 'static> Future<T> {
     /// Waits until done and moves the result out (for non-`Clone` results

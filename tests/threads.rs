@@ -202,6 +202,16 @@ fn run_coroutine_threadsafe_result_with_timeout() {
             .to_string(),
         "nope"
     );
+    // A timeout too long for the clock waits without a deadline (Python's
+    // would raise OverflowError; Rust's Instant + Duration::MAX panics).
+    let slow = run_coroutine_threadsafe(
+        || async {
+            tulip::sleep(0.01).await?;
+            Ok(7)
+        },
+        &handle,
+    );
+    assert_eq!(slow.result(Some(Duration::MAX)).unwrap(), 7);
     handle.stop().unwrap();
     t.join().unwrap();
 }
@@ -512,4 +522,25 @@ fn executor_results_reach_a_loop_iterated_by_hand() {
     assert_eq!(fut.result().unwrap(), 42);
     assert_eq!(cf.result(Some(Duration::ZERO)).unwrap(), 5);
     lp.close().unwrap();
+}
+
+// conformance: H2
+#[test]
+fn getaddrinfo_runs_in_the_default_executor() {
+    // asyncio's getaddrinfo is `run_in_executor(None, socket.getaddrinfo,
+    // ...)`: lookups share the pool's bounded threads (a thread per lookup
+    // let a burst of a thousand names start a thousand threads), and a
+    // shut-down executor refuses them as it refuses any other job.
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let addrs = lp.getaddrinfo("localhost", 80).await?;
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+        lp.shutdown_default_executor(Some(5.0)).await?;
+        let err = lp.getaddrinfo("localhost", 80).await.unwrap_err();
+        assert!(err.to_string().contains("shutdown"), "{err}");
+        // IP literals need no resolver, and no executor.
+        assert_eq!(lp.getaddrinfo("127.0.0.1", 80).await?.len(), 1);
+        Ok(())
+    })
+    .unwrap();
 }
