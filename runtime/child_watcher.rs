@@ -43,7 +43,7 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
-use crate::event_loop::{get_running_loop, EventLoop};
+use crate::event_loop::EventLoop;
 use crate::futures::Future;
 use crate::sys;
 
@@ -249,7 +249,15 @@ impl ChildWatcher {
                 let raw = pidfd.as_raw_fd();
                 *child.pidfd.borrow_mut() = Some(pidfd);
                 let c = child.clone();
-                let reg = lp.add_reader_edge(raw, move || on_pidfd_readable(&c));
+                // The loop, weakly: its reactor holds this callback. Not
+                // looked up as the running loop: one driven by hand with
+                // `run_once` is not running, and must reap all the same.
+                let weak = lp.downgrade();
+                let reg = lp.add_reader_edge(raw, move || {
+                    if let Some(inner) = weak.upgrade() {
+                        on_pidfd_readable(&EventLoop { inner }, &c);
+                    }
+                });
                 match reg {
                     Ok(()) => watched = true,
                     Err(_) => drop(child.pidfd.borrow_mut().take()),
@@ -300,9 +308,8 @@ impl ChildWatcher {
 }
 
 /// The pidfd's reader: the child exited.
-fn on_pidfd_readable(child: &Rc<ChildState>) {
-    let Ok(lp) = get_running_loop() else { return };
-    ChildWatcher::of(&lp).try_reap(&lp, child);
+fn on_pidfd_readable(lp: &EventLoop, child: &Rc<ChildState>) {
+    ChildWatcher::of(lp).try_reap(lp, child);
 }
 
 /// The fallback: a thread waits for the exit without reaping, then asks the
@@ -314,12 +321,13 @@ fn spawn_waiter_thread(lp: &EventLoop, pid: libc::pid_t) -> io::Result<()> {
         .stack_size(WAITER_STACK_SIZE)
         .spawn(move || {
             let _ = sys::wait_exited_nowait(pid);
-            let _ = handle.call_soon_threadsafe(move || {
-                let Ok(lp) = get_running_loop() else { return };
-                let w = ChildWatcher::of(&lp);
+            // Given the loop it runs on: one driven by hand with `run_once`
+            // is not running, so there is none to look up.
+            let _ = handle.call_soon_threadsafe_with_loop(move |lp| {
+                let w = ChildWatcher::of(lp);
                 let child = w.children.borrow().get(&pid).cloned();
                 if let Some(child) = child {
-                    w.try_reap(&lp, &child);
+                    w.try_reap(lp, &child);
                 }
             });
         })?;

@@ -1320,3 +1320,34 @@ both_watchers!(
     a_callers_fd_is_shared_by_children_and_stays_open_pidfd,
     a_callers_fd_is_shared_by_children_and_stays_open_thread
 );
+
+// conformance: P3
+fn reaped_on_a_loop_iterated_by_hand(kind: ChildWatcherKind) {
+    // `run_once` is the loop's iteration; a loop driven with it is not
+    // *running*. The pidfd reader and the waiter thread's message looked
+    // the loop up as the running one, found none, and never reaped: the
+    // child stayed a zombie and its returncode None.
+    let lp = EventLoop::new().unwrap();
+    if kind == ChildWatcherKind::Pidfd && !tulip::child_watcher::can_use_pidfd() {
+        eprintln!("no pidfd on this kernel; running on the thread watcher");
+    } else {
+        lp.set_child_watcher(kind).unwrap();
+    }
+    let p = Command::new("true").spawn_on(&lp).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.returncode().is_none() {
+        assert!(Instant::now() < deadline, "never reaped");
+        // Bounds the iteration's poll.
+        let tick = lp.call_later(0.01, || ()).unwrap();
+        lp.run_once().unwrap();
+        tick.cancel();
+    }
+    assert_eq!(p.returncode(), Some(0));
+    drop(p);
+    lp.close().unwrap();
+}
+both_watchers!(
+    reaped_on_a_loop_iterated_by_hand,
+    a_child_is_reaped_on_a_loop_iterated_by_hand_pidfd,
+    a_child_is_reaped_on_a_loop_iterated_by_hand_thread
+);
