@@ -63,6 +63,13 @@ use crate::sys;
 use crate::tasks::{AnyTask, Task};
 use crate::threadsafe::{LoopHandle, Remote, Shared};
 
+/// The most entries the ready queue and the timer heap keep room for once
+/// a burst is over (64k: 1 MiB of ready entries, 2 MiB of timer entries).
+/// Past it, an emptied queue or heap gives its memory back, and a swept
+/// heap keeps at most twice what it holds: a million callbacks or timers
+/// once must not hold their peak for the life of the loop.
+const KEEP_QUEUE_CAPACITY: usize = 1 << 16;
+
 /// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES`.
 pub const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
 /// asyncio's `_MIN_CANCELLED_TIMER_HANDLES_FRACTION`.
@@ -934,6 +941,11 @@ impl EventLoop {
                 inner
                     .timer_cancelled_count
                     .set(count.saturating_sub(before - heap.len()));
+                // The swept heap keeps at most twice what it holds.
+                let kept = heap.len();
+                if heap.capacity() > KEEP_QUEUE_CAPACITY.max(4 * kept) {
+                    heap.shrink_to(KEEP_QUEUE_CAPACITY.max(2 * kept));
+                }
             } else {
                 while heap.peek().is_some_and(|e| e.handle.cancelled()) {
                     let e = heap.pop().expect("peeked");
@@ -1005,6 +1017,11 @@ impl EventLoop {
                 }
                 if heap.is_empty() {
                     inner.timer_max_when.set(f64::NEG_INFINITY);
+                    // A burst of timers is over: give its memory back, as
+                    // asyncio's list does when the heap empties.
+                    if heap.capacity() > KEEP_QUEUE_CAPACITY {
+                        *heap = BinaryHeap::new();
+                    }
                 }
             }
         }
@@ -1017,6 +1034,15 @@ impl EventLoop {
                 break;
             };
             entry.run_ready(self)?;
+        }
+        // After a burst (checked only then: the common iteration pays
+        // nothing), an emptied queue gives its memory back, as asyncio's
+        // deque frees its blocks.
+        if ntodo > KEEP_QUEUE_CAPACITY {
+            let mut ready = inner.ready.borrow_mut();
+            if ready.is_empty() {
+                *ready = VecDeque::new();
+            }
         }
         Ok(())
     }

@@ -263,3 +263,48 @@ fn tasks_cancelling_each_other_add_up() {
     }
     assert!(lp.all_tasks().is_empty());
 }
+
+// conformance: L2, T2
+#[test]
+fn the_ready_queue_and_the_timer_heap_give_back_a_bursts_memory() {
+    // asyncio's `_ready` deque frees its blocks as it empties, and its
+    // `_scheduled` list shrinks as the heap does. A million callbacks or
+    // timers once must not hold their peak for the life of the loop (the
+    // ready queue kept 16 MiB, the heap 32 MiB).
+    if common::rerun_alone("the_ready_queue_and_the_timer_heap_give_back_a_bursts_memory") {
+        return;
+    }
+    const N: usize = 1 << 20;
+    let lp = EventLoop::new().unwrap();
+    common::iterate(&lp);
+    let before = common::heap_in_use();
+    let ran = Rc::new(Cell::new(0usize));
+    for _ in 0..N {
+        let r = ran.clone();
+        let _ = lp.call_soon(move || r.set(r.get() + 1)).unwrap();
+    }
+    common::iterate(&lp);
+    assert_eq!(ran.get(), N);
+    let kept = common::heap_in_use().saturating_sub(before);
+    assert!(
+        kept < 1 << 20,
+        "the empty ready queue still holds {kept} bytes"
+    );
+
+    // Timers far in the future, all cancelled: the sweep empties the heap.
+    let timers: Vec<_> = (0..N)
+        .map(|_| lp.call_later(3600.0, || ()).unwrap())
+        .collect();
+    for t in &timers {
+        t.cancel();
+    }
+    drop(timers);
+    common::iterate(&lp);
+    assert_eq!(lp.scheduled_timer_count(), 0);
+    let kept = common::heap_in_use().saturating_sub(before);
+    assert!(
+        kept < 4 << 20,
+        "the empty timer heap still holds {kept} bytes"
+    );
+    lp.close().unwrap();
+}
