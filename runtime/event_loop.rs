@@ -34,6 +34,9 @@
 //! - `close()` always finishes: a panic in the `Drop` of something it
 //!   drops (a callback's closure, a task's context, a protocol) is
 //!   reported, and the rest is still dropped and released.
+//! - Past `KEEP_QUEUE_CAPACITY` (64k entries), an emptied ready queue or
+//!   timer heap holds no memory, and a swept heap at most twice what it
+//!   holds: a burst does not keep its peak for the life of the loop.
 //! - The loop is `!Send` (it is built on `Rc`), so loop calls from another
 //!   thread are rejected at compile time; [`LoopHandle`] is the only door.
 //! - `internal_refs` counts the strong references held by the loop's own
