@@ -224,15 +224,10 @@ fn a_task_wakes_in_order_with_the_done_callbacks() {
     assert!(task.done());
 }
 
-// conformance: F2
-#[test]
-fn a_task_that_polls_a_future_again_stays_registered_once() {
-    // asyncio's task adds its `__wakeup` once per suspension. A body woken
-    // spuriously polls the same pending future again: the task's waker
-    // must replace its earlier registration, not pile up behind it.
+/// A task whose body polls `fut` four times, woken spuriously after each
+/// of the first three polls; returned once those polls have happened.
+fn poll_four_times_spuriously(lp: &EventLoop, fut: &Future<u32>) -> tulip::Task<u32> {
     use std::future::Future as _;
-    let lp = EventLoop::new().unwrap();
-    let fut: Future<u32> = lp.create_future();
     let mut f = fut.clone();
     let polls = Rc::new(Cell::new(0));
     let p = polls.clone();
@@ -250,9 +245,21 @@ fn a_task_that_polls_a_future_again_stays_registered_once() {
         })
         .unwrap();
     for _ in 0..6 {
-        common::iterate(&lp);
+        common::iterate(lp);
     }
     assert_eq!(polls.get(), 4);
+    task
+}
+
+// conformance: F2
+#[test]
+fn a_task_that_polls_a_future_again_stays_registered_once() {
+    // asyncio's task adds its `__wakeup` once per suspension. A body woken
+    // spuriously polls the same pending future again: the task's waker
+    // must replace its earlier registration, not pile up behind it.
+    let lp = EventLoop::new().unwrap();
+    let fut: Future<u32> = lp.create_future();
+    let task = poll_four_times_spuriously(&lp, &fut);
     assert_eq!(format!("{fut:?}"), "<Future pending cb=[1]>");
     fut.set_result(5).unwrap();
     assert_eq!(lp.run_until_complete(task).unwrap(), 5);
@@ -467,33 +474,13 @@ fn many_tasks_awaiting_one_future_register_in_constant_time_each() {
 fn a_task_polling_again_stays_registered_once_among_many_awaiters() {
     // Past 32 entries the list keeps an index of its wakers: a spurious
     // re-poll must still find its own entry there.
-    use std::future::Future as _;
     let lp = EventLoop::new().unwrap();
     let fut: Future<u32> = lp.create_future();
     let others: Vec<_> = (0..40)
         .map(|_| lp.create_task(fut.clone()).unwrap())
         .collect();
     common::iterate(&lp);
-    let mut f = fut.clone();
-    let polls = Rc::new(Cell::new(0));
-    let p = polls.clone();
-    let task = lp
-        .create_task(async move {
-            std::future::poll_fn(|cx| {
-                p.set(p.get() + 1);
-                let r = std::pin::Pin::new(&mut f).poll(cx);
-                if p.get() < 4 {
-                    cx.waker().wake_by_ref(); // a spurious wake-up
-                }
-                r
-            })
-            .await
-        })
-        .unwrap();
-    for _ in 0..6 {
-        common::iterate(&lp);
-    }
-    assert_eq!(polls.get(), 4);
+    let task = poll_four_times_spuriously(&lp, &fut);
     assert_eq!(format!("{fut:?}"), "<Future pending cb=[41]>");
     fut.set_result(5).unwrap();
     assert_eq!(lp.run_until_complete(task).unwrap(), 5);
