@@ -1,6 +1,8 @@
 //! Conformance tests for the combinators: gather, wait, as_completed,
 //! shield, wait_for, timeout scopes, TaskGroup (K1–K7).
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -297,13 +299,7 @@ fn shield_cancelled_outer_leaves_a_late_inner_error_reported() {
     // the inner task raises after the outer was cancelled is nobody's, so
     // it is reported as never retrieved.
     let lp = tulip::new_event_loop().unwrap();
-    let reports = Rc::new(RefCell::new(Vec::new()));
-    let r = reports.clone();
-    lp.set_exception_handler(Some(
-        move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
-            r.borrow_mut().push(ctx.message.clone())
-        },
-    ));
+    let reports = common::capture_reports(&lp);
     lp.run_until_complete(async {
         let go = tulip::Event::new();
         let g = go.clone();
@@ -320,7 +316,7 @@ fn shield_cancelled_outer_leaves_a_late_inner_error_reported() {
         Ok(())
     })
     .unwrap();
-    let got = reports.borrow().clone();
+    let got: Vec<String> = reports.borrow().iter().map(|c| c.message.clone()).collect();
     assert!(
         got.iter()
             .any(|m| m.contains("exception was never retrieved")),
@@ -1036,21 +1032,15 @@ fn a_childs_error_left_unretrieved_when_run_ends_is_still_reported() {
     // The child fails in run()'s last iteration; its notification never
     // runs. The child is freed all the same, and reports its error as
     // never retrieved (F3).
-    let reports: Rc<RefCell<Vec<String>>> = Rc::default();
-    let r2 = reports.clone();
-    tulip::run(async move {
-        get_running_loop()?.set_exception_handler(Some(
-            move |_: &tulip::EventLoop, c: &tulip::ExceptionContext| {
-                r2.borrow_mut().push(c.message.clone())
-            },
-        ));
+    let reports = tulip::run(async move {
+        let reports = common::capture_reports(&get_running_loop()?);
         drop(gather(vec![async {
             Err::<u32, _>(Error::msg("child failed"))
         }]));
-        Ok(())
+        Ok(reports)
     })
     .unwrap();
-    let reports = reports.borrow();
+    let reports: Vec<String> = reports.borrow().iter().map(|c| c.message.clone()).collect();
     assert!(
         reports.iter().any(|m| m.contains("never retrieved")),
         "{reports:?}"
@@ -1276,14 +1266,7 @@ fn a_failed_gather_nobody_awaited_reports_its_error() {
     // "_GatheringFuture exception was never retrieved" when it goes. A
     // gather that is awaited retrieves it and reports nothing.
     let lp = tulip::new_event_loop().unwrap();
-    let reports = Rc::new(RefCell::new(Vec::new()));
-    let r = reports.clone();
-    lp.set_exception_handler(Some(
-        move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
-            let e = ctx.error.as_ref().map(|e| e.to_string());
-            r.borrow_mut().push((ctx.message.clone(), e))
-        },
-    ));
+    let reports = common::capture_reports(&lp);
     lp.run_until_complete(async {
         let g = gather(vec![fail_after(0.0, "awaited")]);
         assert_eq!(g.await.unwrap_err().to_string(), "awaited");
@@ -1297,7 +1280,11 @@ fn a_failed_gather_nobody_awaited_reports_its_error() {
     })
     .unwrap();
     lp.close().unwrap();
-    let got = reports.borrow().clone();
+    let got: Vec<_> = reports
+        .borrow()
+        .iter()
+        .map(|c| (c.message.clone(), c.error.as_ref().map(|e| e.to_string())))
+        .collect();
     assert_eq!(
         got,
         vec![(
@@ -1314,13 +1301,7 @@ fn a_group_child_failing_after_its_parent_finished_is_reported_as_itself() {
     // task <parent> is already completed', with the failing child as the
     // context's task.
     let lp = tulip::new_event_loop().unwrap();
-    let reports = Rc::new(RefCell::new(Vec::new()));
-    let r = reports.clone();
-    lp.set_exception_handler(Some(
-        move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
-            r.borrow_mut().push((ctx.message.clone(), ctx.task.clone()))
-        },
-    ));
+    let reports = common::capture_reports(&lp);
     let child = Rc::new(RefCell::new(None));
     let slot = child.clone();
     lp.run_until_complete(async move {
@@ -1359,7 +1340,11 @@ fn a_group_child_failing_after_its_parent_finished_is_reported_as_itself() {
     })
     .unwrap();
     lp.close().unwrap();
-    let got = reports.borrow().clone();
+    let got: Vec<_> = reports
+        .borrow()
+        .iter()
+        .map(|c| (c.message.clone(), c.task.clone()))
+        .collect();
     assert_eq!(got.len(), 1, "{got:?}");
     let (message, task) = &got[0];
     assert!(
@@ -1401,13 +1386,7 @@ fn a_child_error_after_the_gather_failed_is_marked_retrieved() {
     // retrieved by the gather and never reported, even if nobody else
     // keeps that child.
     let lp = tulip::new_event_loop().unwrap();
-    let reports = Rc::new(RefCell::new(Vec::new()));
-    let r = reports.clone();
-    lp.set_exception_handler(Some(
-        move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
-            r.borrow_mut().push(ctx.message.clone())
-        },
-    ));
+    let reports = common::capture_reports(&lp);
     lp.run_until_complete(async {
         let g = gather(vec![fail_after(0.0, "first"), fail_after(0.01, "second")]);
         assert_eq!(g.await.unwrap_err().to_string(), "first");
@@ -1416,7 +1395,8 @@ fn a_child_error_after_the_gather_failed_is_marked_retrieved() {
     })
     .unwrap();
     lp.close().unwrap();
-    assert_eq!(*reports.borrow(), Vec::<String>::new());
+    let got: Vec<String> = reports.borrow().iter().map(|c| c.message.clone()).collect();
+    assert_eq!(got, Vec::<String>::new());
 }
 
 #[test]
