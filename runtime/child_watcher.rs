@@ -134,6 +134,19 @@ impl ChildState {
         waiter.clone().await
     }
 
+    /// A future resolved with the exit code when the child is reaped (at
+    /// once if it was): what asyncio's watcher callback hands to the
+    /// transport's `_process_exited`. Unlike a `wait()` waiter it stays
+    /// registered until the reap, or until the loop closes.
+    pub(crate) fn exit_future(&self, lp: &EventLoop) -> Future<i32> {
+        let fut = lp.create_future::<i32>();
+        match self.returncode.get() {
+            Some(rc) => drop(fut.set_result(rc)),
+            None => self.waiters.borrow_mut().push(fut.clone()),
+        }
+        fut
+    }
+
     /// Sends `sig` unless the child is already reaped. Through the pidfd when
     /// there is one, so the signal reaches this very process (P3).
     pub(crate) fn send_signal(&self, sig: i32) -> Result<()> {
@@ -344,6 +357,11 @@ impl Drop for ChildWatcher {
     /// still ours (unreaped), and is signalled only through it from then
     /// on; where no pidfd can be had, it is not signalled at all (P3).
     fn drop(&mut self) {
+        // The waiters of the children handed over are dropped, not left
+        // pending for ever: a subprocess transport's exit callback holds
+        // the transport, which holds the child (a cycle). Dropped last,
+        // once the map is empty.
+        let mut waiters = Vec::new();
         let pids: Vec<libc::pid_t> = self
             .children
             .get_mut()
@@ -355,9 +373,13 @@ impl Drop for ChildWatcher {
                     *pidfd = sys::pidfd_open(pid).ok();
                 }
                 c.handed_off.set(true);
+                waiters.append(&mut c.waiters.borrow_mut());
                 pid
             })
             .collect();
+        // After `handed_off`: a transport dropped here signals through
+        // the pidfd only.
+        drop(waiters);
         if pids.is_empty() {
             return;
         }

@@ -22,7 +22,8 @@
 //! | `locks.py` | [`locks`], [`semaphores`], [`barrier`] |
 //! | `queues.py` | [`queues`] |
 //! | `contextvars` (`ContextVar`, `Context`, `copy_context`) | [`contextvars`] |
-//! | `subprocess.py`, `base_subprocess.py` | [`subprocess`] |
+//! | `subprocess.py` | [`subprocess`] |
+//! | `base_subprocess.py`, `loop.subprocess_exec` | [`base_subprocess`] |
 //! | `unix_events.py` (child watchers) | [`child_watcher`] |
 //! | `unix_events.py` (signals) | [`signals`] |
 //! | `unix_events.py` (`_UnixReadPipeTransport`, `_UnixWritePipeTransport`), `connect_read_pipe`, `connect_write_pipe` | [`pipes`] |
@@ -63,6 +64,7 @@
 pub mod barrier;
 pub mod base_events_connect;
 pub mod base_events_net;
+pub mod base_subprocess;
 pub mod child_watcher;
 pub mod contextvars;
 pub mod datagram;
@@ -101,6 +103,7 @@ pub mod wait;
 pub use barrier::Barrier;
 pub use base_events_connect::ConnectOptions;
 pub use base_events_net::{Listener, ProtocolFactory, Server, ServerOptions};
+pub use base_subprocess::SubprocessTransport;
 pub use child_watcher::ChildWatcherKind;
 pub use contextvars::{copy_context, Context, ContextVar};
 pub use datagram::{DatagramOptions, DatagramSocket, DatagramSocketTransport};
@@ -114,7 +117,7 @@ pub use futures::{CallbackId, Future};
 pub use gather::{ensure_future, gather, gather_set, Child, Gather, GatherAll, GatherSet};
 pub use locks::{Condition, Event, Lock, LockGuard};
 pub use pipes::{ReadPipeTransport, WritePipeTransport};
-pub use protocols::{BufferedProtocol, DatagramProtocol, Protocol};
+pub use protocols::{BufferedProtocol, DatagramProtocol, Protocol, SubprocessProtocol};
 pub use queues::{LifoQueue, PriorityQueue, Queue, QueueBase, Storage};
 pub use runners::{run, run_with_factory, Runner};
 pub use selector_events::{SocketTransport, StreamSocket};

@@ -1,6 +1,6 @@
 //! Protocols: what a transport calls when something happens. Mirrors
 //! `Lib/asyncio/protocols.py` (`Protocol`, `BufferedProtocol`,
-//! `DatagramProtocol`).
+//! `DatagramProtocol`, `SubprocessProtocol`).
 //!
 //! A protocol is the callback side of a connection. The transport calls it;
 //! the protocol answers by calling the transport (`write`, `close`,
@@ -48,6 +48,7 @@
 use std::cell::RefMut;
 use std::rc::Rc;
 
+use crate::base_subprocess::SubprocessTransport;
 use crate::error::Error;
 use crate::transports::{DatagramAddr, DatagramTransport, Transport};
 
@@ -215,5 +216,51 @@ pub trait DatagramProtocol {
     fn pause_writing(&self) {}
 
     /// The send queue drained.
+    fn resume_writing(&self) {}
+}
+
+/// asyncio's `SubprocessProtocol`: the callbacks of a child process run by
+/// [`EventLoop::subprocess_exec`](crate::EventLoop::subprocess_exec) or
+/// [`subprocess_shell`](crate::EventLoop::subprocess_shell). `fd` is the
+/// child's side of the pipe: 0 (stdin), 1 (stdout) or 2 (stderr).
+///
+/// The [`SubprocessTransport`] calls it in this order: `connection_made`
+/// first; then `pipe_data_received`, `pipe_connection_lost` (once per
+/// pipe) and `process_exited` (once) as they happen; `connection_lost`
+/// last, once the child has exited *and* every pipe is lost. Each call is
+/// a callback of its own on the loop (asyncio's `_call`), so a panic in
+/// one goes to the exception handler and the others still come.
+pub trait SubprocessProtocol {
+    /// The child is running and its pipes are connected. Keep `transport`
+    /// to write to the child's stdin, signal it, or close it.
+    fn connection_made(&self, transport: Rc<SubprocessTransport>) {
+        let _ = transport;
+    }
+
+    /// The child wrote `data` to its stdout (`fd` 1) or stderr (`fd` 2).
+    fn pipe_data_received(&self, fd: i32, data: &[u8]) {
+        let _ = (fd, data);
+    }
+
+    /// One of the child's pipes was closed: `None` for EOF or a close,
+    /// the error otherwise.
+    fn pipe_connection_lost(&self, fd: i32, exc: Option<Error>) {
+        let _ = (fd, exc);
+    }
+
+    /// The child exited and was reaped: its exit code is the transport's
+    /// [`get_returncode`](SubprocessTransport::get_returncode).
+    fn process_exited(&self) {}
+
+    /// Everything is over: the child exited and every pipe was lost.
+    /// Nothing comes after it.
+    fn connection_lost(&self, exc: Option<Error>) {
+        let _ = exc;
+    }
+
+    /// The stdin pipe's write buffer went above its high-water mark.
+    fn pause_writing(&self) {}
+
+    /// The stdin pipe's write buffer drained to its low-water mark.
     fn resume_writing(&self) {}
 }

@@ -1,6 +1,9 @@
 //! Subprocesses. Mirrors `Lib/asyncio/subprocess.py` (`Process`,
 //! `create_subprocess_exec`, `create_subprocess_shell`, `PIPE`, `STDOUT`,
-//! `DEVNULL`) and `base_subprocess.py` (`BaseSubprocessTransport`).
+//! `DEVNULL`). asyncio's `Process` stands on `BaseSubprocessTransport`
+//! (tulip's [`base_subprocess`](crate::base_subprocess)); tulip's wires
+//! the pipes to its streams directly and keeps only that transport's
+//! pipe bookkeeping (`_try_finish`) for `wait()`.
 //!
 //! A [`Command`] is shaped like `std::process::Command` (it wraps one) plus
 //! asyncio's stdio choices and a `kill_on_drop` switch; [`Command::spawn`]
@@ -333,6 +336,16 @@ impl Command {
 
     /// Spawns the child; `lp` watches it.
     pub fn spawn_on(&mut self, lp: &EventLoop) -> Result<Process> {
+        let (pid, ours) = self.spawn_child(lp)?;
+        Adopt::of(self).adopt(lp, pid, ours)
+    }
+
+    /// Starts the child (not yet watched) and returns its pid and our ends
+    /// of its pipes: stdin's write end, stdout's and stderr's read ends.
+    pub(crate) fn spawn_child(
+        &mut self,
+        lp: &EventLoop,
+    ) -> Result<(libc::pid_t, [Option<OwnedFd>; 3])> {
         lp.check_closed()?;
         let ours = self.attach_stdio()?;
         let spawned = self.std.spawn();
@@ -341,7 +354,7 @@ impl Command {
         let child = spawned?;
         let pid = child.id() as libc::pid_t;
         drop(child); // std's Child neither kills nor reaps on drop
-        Adopt::of(self).adopt(lp, pid, ours)
+        Ok((pid, ours))
     }
 
     /// Spawns the child from a worker thread of `executor` (the loop's
