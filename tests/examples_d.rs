@@ -324,3 +324,20 @@ fn example_pipe_protocol() {
         ]
     );
 }
+
+/// Teaching example: asyncio's `DateProtocol` on `loop.subprocess_exec`.
+#[test]
+fn example_subprocess_protocol() {
+    let (lines, _) = run_ok("subprocess_protocol", 30);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0], "return code: Some(0)");
+    let date = lines[1]
+        .strip_prefix("Current date: ")
+        .expect("a date line");
+    let parts: Vec<&str> = date.split('-').collect();
+    assert_eq!(parts.len(), 3, "{date:?}");
+    assert!(
+        parts.iter().all(|p| p.chars().all(|c| c.is_ascii_digit())),
+        "{date:?}"
+    );
+}
