@@ -78,8 +78,7 @@ impl ChildWatcherKind {
 /// asyncio's `can_use_pidfd()`: probed once per process.
 pub fn can_use_pidfd() -> bool {
     static CAN: OnceLock<bool> = OnceLock::new();
-    // SAFETY: getpid cannot fail.
-    *CAN.get_or_init(|| sys::pidfd_open(unsafe { libc::getpid() }).is_ok())
+    *CAN.get_or_init(|| sys::pidfd_open(std::process::id() as libc::pid_t).is_ok())
 }
 
 /// The watcher that the environment asks for, if any.

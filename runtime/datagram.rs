@@ -4,7 +4,8 @@
 //! branch is [`EventLoop::create_unix_datagram_endpoint`] here).
 //!
 //! Each readiness edge receives datagrams (into the thread's shared read
-//! buffer, 256 KiB) until `WouldBlock` and hands each
+//! buffer, 256 KiB) until `WouldBlock`, or at most `MAX_RECVS_PER_EDGE`
+//! (64, then the rest on the next iteration), and hands each
 //! one to `datagram_received(&buf[..n], addr)`. `sendto` sends at once when
 //! nothing is queued; a datagram the kernel refuses (`WouldBlock`) is
 //! queued and sent by an edge-triggered writer. Send and receive errors go

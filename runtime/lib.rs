@@ -32,7 +32,8 @@
 //! | `transports.py` | [`transports`] |
 //! | `protocols.py` | [`protocols`] |
 //! | `streams.py` | [`streams`], [`stream_writer`], [`streams_open`] |
-//! | `selector_events.py` (transports, `sock_*`) | [`selector_events`] |
+//! | `selector_events.py` (socket transports) | [`selector_events`] |
+//! | `selector_events.py` (`sock_*`), `base_events.py` (`getaddrinfo`, `getnameinfo`) | methods of [`EventLoop`] (`sock_ops.rs`) |
 //! | `base_events.py` (`create_connection`, Happy Eyeballs) | [`base_events_connect`] |
 //! | `staggered.py` (`staggered_race`) | [`staggered`] |
 //! | `base_events.py` (`create_server`, `Server`) | [`base_events_net`] |

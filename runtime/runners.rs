@@ -10,12 +10,13 @@
 //! installs a SIGINT handler for the duration of the call (through the
 //! loop's [`add_signal_handler`](EventLoop::add_signal_handler), so it runs
 //! on the loop even while it blocks in poll). The first Ctrl-C cancels the
-//! main task; if the task ends cancelled, `run()` returns
-//! [`Error::Interrupted`]. A second Ctrl-C while the task is still
-//! unwinding interrupts the loop at once (asyncio raises `KeyboardInterrupt`
-//! from the handler; tulip calls [`interrupt`]). Either
-//! way the cleanup then cancels and awaits the other tasks, shuts down the
-//! default thread pool and closes the loop (R2).
+//! main task; if the task ends cancelled and `uncancel()` brings its count
+//! back to zero, `run()` returns [`Error::Interrupted`] (a cancel the
+//! program added stays `Cancelled`, as in asyncio's `Runner.run`). A second
+//! Ctrl-C while the task is still unwinding interrupts the loop at once
+//! (asyncio raises `KeyboardInterrupt` from the handler; tulip calls
+//! [`interrupt`]). Either way the cleanup then cancels and awaits the other
+//! tasks, shuts down the default thread pool and closes the loop (R2).
 //!
 //! # Invariants
 //! - A runner's loop is created lazily, on first use, by its loop factory;

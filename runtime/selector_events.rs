@@ -1,12 +1,14 @@
-//! Socket transports and the `sock_*` coroutines. Mirrors the network half
-//! of `Lib/asyncio/selector_events.py`: `_SelectorSocketTransport` (here
-//! [`SocketTransport`]) and `BaseSelectorEventLoop.sock_recv`,
-//! `sock_recv_into`, `sock_sendall`, `sock_connect`, `sock_accept`.
+//! Socket transports. Mirrors the network half of
+//! `Lib/asyncio/selector_events.py`: `_SelectorSocketTransport` (here
+//! [`SocketTransport`]). The loop's `sock_*` coroutines
+//! (`BaseSelectorEventLoop.sock_recv`, `sock_sendall`, ...) are in
+//! `sock_ops.rs`.
 //!
 //! ## The read path
-//! The transport registers `read_ready` with
-//! [`EventLoop::add_reader_edge`]: the reactor queues it once per readiness
-//! edge. `read_ready` calls `recv` into one read buffer shared by every
+//! The transport registers `read_ready` edge-triggered, through the crate's
+//! `add_io_edge` ([`EventLoop::add_reader_edge`] without the check that
+//! refuses a transport's fd; asyncio's `_add_reader`): the reactor queues
+//! it once per readiness edge. `read_ready` calls `recv` into one read buffer shared by every
 //! transport of the thread (no allocation per read) and hands each chunk to
 //! `protocol.data_received(&buf[..n])`. It stops after a short read (the
 //! socket is drained: epoll reports the next arrival as a new edge) unless
