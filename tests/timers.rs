@@ -100,6 +100,21 @@ fn negative_delays_are_allowed_and_ordered() {
 
 // conformance: T1
 #[test]
+fn minus_zero_and_zero_are_the_same_deadline_so_ties_keep_scheduling_order() {
+    // asyncio's heap compares `when`s with `<`, to which -0.0 and 0.0 are
+    // equal: the timer scheduled first fires first, whichever zero it got.
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    for (when, name) in [(0.0, "zero"), (-0.0, "minus zero"), (0.0, "zero again")] {
+        let l = l.clone();
+        let _ = lp.call_at(when, move || push(&l, name)).unwrap();
+    }
+    lp.run_once().unwrap();
+    assert_eq!(entries(&l), ["zero", "minus zero", "zero again"]);
+}
+
+// conformance: T1
+#[test]
 fn call_later_accepts_durations_and_rejects_nan() {
     let lp = EventLoop::new().unwrap();
     let before = lp.time();
