@@ -16,8 +16,11 @@
 //! - No `RefCell` borrow of loop state is held while a callback runs, a task
 //!   steps, or a waker is woken.
 //! - `timer_cancelled_count` counts the cancelled timers the loop still
-//!   holds: in `scheduled`, or due and waiting in `ready` (a timer's entry
-//!   uncounts it when step 5 skips it). The heap is rebuilt when it holds
+//!   holds: in `scheduled`, or due and waiting in `ready` for this
+//!   iteration's step 5 (a timer's entry uncounts it when step 5 skips it,
+//!   and an [`Interrupt`] that ends step 5 early uncounts those it leaves).
+//!   So at step 1 it counts exactly the cancelled timers in the heap, as
+//!   asyncio's `_timer_cancelled_count` does. The heap is rebuilt when it holds
 //!   more than `MIN_SCHEDULED_TIMER_HANDLES` timers and more than
 //!   `MIN_CANCELLED_TIMER_HANDLES_FRACTION` of them are cancelled; otherwise
 //!   cancelled timers are popped from the head (T2).
@@ -121,6 +124,11 @@ pub(crate) trait Runnable {
     /// have run (a future's pending notifications, which would otherwise
     /// keep the future and its gather alive, each holding the other).
     fn discard(&self) {}
+
+    /// An [`Interrupt`] cut step 5 short with the entry still queued: a due
+    /// timer's entry leaves the loop's hands now, as its `run_ready` would
+    /// have done (asyncio's step 4 has cleared `_scheduled` by then).
+    fn unschedule(&self) {}
 }
 
 /// An entry of the ready queue.
@@ -942,8 +950,8 @@ impl EventLoop {
                     }
                     keep
                 });
-                // Cancelled timers that are due and waiting in `ready` still
-                // count (after an `Interrupt` cut step 5 short).
+                // Every counted timer is in the heap here: this is asyncio's
+                // `_timer_cancelled_count = 0`.
                 inner
                     .timer_cancelled_count
                     .set(count.saturating_sub(before - heap.len()));
@@ -1039,7 +1047,10 @@ impl EventLoop {
             let Some(entry) = inner.ready.borrow_mut().pop_front() else {
                 break;
             };
-            entry.run_ready(self)?;
+            if let Err(e) = entry.run_ready(self) {
+                self.unschedule_ready_timers();
+                return Err(e);
+            }
         }
         // After a burst (checked only then: the common iteration pays
         // nothing), an emptied queue gives its memory back, as asyncio's
@@ -1051,6 +1062,19 @@ impl EventLoop {
             }
         }
         Ok(())
+    }
+
+    /// An [`Interrupt`] ended step 5 early: the due timers it left in
+    /// `ready` are out of the heap, and asyncio's step 4 has cleared their
+    /// `_scheduled`. They stop counting as cancelled timers the loop holds
+    /// (a count left high would rebuild the heap early), and a later
+    /// `cancel()` does not count them either.
+    #[cold]
+    #[inline(never)]
+    fn unschedule_ready_timers(&self) {
+        for entry in self.inner.ready.borrow().iter() {
+            entry.unschedule(); // touches two `Cell`s: no callback runs
+        }
     }
 
     /// Runs a callback (a handle's, a notification) as `run_once` does: a
