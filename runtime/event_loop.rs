@@ -475,15 +475,18 @@ pub fn try_running_loop() -> Option<EventLoop> {
 }
 
 /// asyncio's `get_event_loop()`: the running loop; else this thread's loop
-/// set by [`set_event_loop`]; else a new loop, which becomes this thread's loop.
+/// set by [`set_event_loop`], closed or not (as asyncio's policy returns
+/// it); else a new loop, which becomes this thread's loop.
+///
+/// *Deviation:* with no loop set, asyncio 3.12 makes one only on the main
+/// thread and only if `set_event_loop` was never called there, and raises
+/// otherwise (3.14 always raises); tulip makes one on any thread.
 pub fn get_event_loop() -> Result<EventLoop> {
     if let Some(lp) = try_running_loop() {
         return Ok(lp);
     }
     if let Some(lp) = CURRENT.with(|c| c.borrow().clone()) {
-        if !lp.is_closed() {
-            return Ok(lp);
-        }
+        return Ok(lp);
     }
     let lp = EventLoop::new()?;
     set_event_loop(Some(&lp));
