@@ -578,9 +578,12 @@ fn stream_factory<P: 'static>(
 }
 
 /// Removes a socket file left by an earlier server (never a regular file).
+/// As asyncio's `os.stat`, the check follows a symlink: a link to a socket
+/// is removed (the link itself, as `os.remove` does), so the bind can
+/// put the new socket in its place.
 pub(crate) fn remove_stale_socket(path: &Path) {
     use std::os::unix::fs::FileTypeExt;
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
+    if let Ok(meta) = std::fs::metadata(path) {
         if meta.file_type().is_socket() {
             let _ = std::fs::remove_file(path);
         }

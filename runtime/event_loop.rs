@@ -16,8 +16,11 @@
 //! - No `RefCell` borrow of loop state is held while a callback runs, a task
 //!   steps, or a waker is woken.
 //! - `timer_cancelled_count` counts the cancelled timers the loop still
-//!   holds: in `scheduled`, or due and waiting in `ready` (a timer's entry
-//!   uncounts it when step 5 skips it). The heap is rebuilt when it holds
+//!   holds: in `scheduled`, or due and waiting in `ready` for this
+//!   iteration's step 5 (a timer's entry uncounts it when step 5 skips it,
+//!   and an [`Interrupt`] that ends step 5 early uncounts those it leaves).
+//!   So at step 1 it counts exactly the cancelled timers in the heap, as
+//!   asyncio's `_timer_cancelled_count` does. The heap is rebuilt when it holds
 //!   more than `MIN_SCHEDULED_TIMER_HANDLES` timers and more than
 //!   `MIN_CANCELLED_TIMER_HANDLES_FRACTION` of them are cancelled; otherwise
 //!   cancelled timers are popped from the head (T2).
@@ -121,6 +124,11 @@ pub(crate) trait Runnable {
     /// have run (a future's pending notifications, which would otherwise
     /// keep the future and its gather alive, each holding the other).
     fn discard(&self) {}
+
+    /// An [`Interrupt`] cut step 5 short with the entry still queued: a due
+    /// timer's entry leaves the loop's hands now, as its `run_ready` would
+    /// have done (asyncio's step 4 has cleared `_scheduled` by then).
+    fn unschedule(&self) {}
 }
 
 /// An entry of the ready queue.
@@ -131,6 +139,8 @@ pub(crate) type Ready = Rc<dyn Runnable>;
 /// bits mapped to an order-preserving `u64` (the mapping `f64::total_cmp`
 /// applies on every comparison, done once here) in the high half and `seq`
 /// in the low half, so a heap comparison is one integer comparison.
+/// `total_cmp` puts -0.0 before 0.0, where asyncio's `<` sees one deadline,
+/// so -0.0 is made 0.0 first: the two tie, in scheduling order (T1).
 struct TimerEntry {
     key: u128,
     handle: Handle,
@@ -138,7 +148,8 @@ struct TimerEntry {
 
 impl TimerEntry {
     fn new(when: f64, seq: u64, handle: Handle) -> TimerEntry {
-        let bits = when.to_bits() as i64;
+        // -0.0 + 0.0 is 0.0; every other `when` is unchanged.
+        let bits = (when + 0.0).to_bits() as i64;
         let ordered = (bits ^ (((bits >> 63) as u64) >> 1) as i64) as u64 ^ (1 << 63);
         TimerEntry {
             key: (u128::from(ordered) << 64) | u128::from(seq),
@@ -464,15 +475,18 @@ pub fn try_running_loop() -> Option<EventLoop> {
 }
 
 /// asyncio's `get_event_loop()`: the running loop; else this thread's loop
-/// set by [`set_event_loop`]; else a new loop, which becomes this thread's loop.
+/// set by [`set_event_loop`], closed or not (as asyncio's policy returns
+/// it); else a new loop, which becomes this thread's loop.
+///
+/// *Deviation:* with no loop set, asyncio 3.12 makes one only on the main
+/// thread and only if `set_event_loop` was never called there, and raises
+/// otherwise (3.14 always raises); tulip makes one on any thread.
 pub fn get_event_loop() -> Result<EventLoop> {
     if let Some(lp) = try_running_loop() {
         return Ok(lp);
     }
     if let Some(lp) = CURRENT.with(|c| c.borrow().clone()) {
-        if !lp.is_closed() {
-            return Ok(lp);
-        }
+        return Ok(lp);
     }
     let lp = EventLoop::new()?;
     set_event_loop(Some(&lp));
@@ -939,8 +953,8 @@ impl EventLoop {
                     }
                     keep
                 });
-                // Cancelled timers that are due and waiting in `ready` still
-                // count (after an `Interrupt` cut step 5 short).
+                // Every counted timer is in the heap here: this is asyncio's
+                // `_timer_cancelled_count = 0`.
                 inner
                     .timer_cancelled_count
                     .set(count.saturating_sub(before - heap.len()));
@@ -1036,7 +1050,10 @@ impl EventLoop {
             let Some(entry) = inner.ready.borrow_mut().pop_front() else {
                 break;
             };
-            entry.run_ready(self)?;
+            if let Err(e) = entry.run_ready(self) {
+                self.unschedule_ready_timers();
+                return Err(e);
+            }
         }
         // After a burst (checked only then: the common iteration pays
         // nothing), an emptied queue gives its memory back, as asyncio's
@@ -1048,6 +1065,19 @@ impl EventLoop {
             }
         }
         Ok(())
+    }
+
+    /// An [`Interrupt`] ended step 5 early: the due timers it left in
+    /// `ready` are out of the heap, and asyncio's step 4 has cleared their
+    /// `_scheduled`. They stop counting as cancelled timers the loop holds
+    /// (a count left high would rebuild the heap early), and a later
+    /// `cancel()` does not count them either.
+    #[cold]
+    #[inline(never)]
+    fn unschedule_ready_timers(&self) {
+        for entry in self.inner.ready.borrow().iter() {
+            entry.unschedule(); // touches two `Cell`s: no callback runs
+        }
     }
 
     /// Runs a callback (a handle's, a notification) as `run_once` does: a
@@ -1373,8 +1403,9 @@ mod tests {
         ];
         for (i, &a) in whens.iter().enumerate() {
             let ea = TimerEntry::new(a, 7, h());
-            assert_eq!(ea.when().to_bits(), a.to_bits(), "{a} decodes");
-            for &b in &whens[i + 1..] {
+            // -0.0 is keyed, and so decodes, as 0.0.
+            assert_eq!(ea.when().to_bits(), (a + 0.0).to_bits(), "{a} decodes");
+            for &b in whens[i + 1..].iter().filter(|&&b| b != a) {
                 let eb = TimerEntry::new(b, 0, h());
                 // Reversed Ord: the earlier deadline is the greater entry.
                 assert!(ea > eb, "{a} before {b}, whatever the seq");

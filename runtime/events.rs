@@ -239,16 +239,25 @@ impl<R: Run + 'static> HandleDyn for HandleCell<R> {
     }
 }
 
-impl<R: Run + 'static> Runnable for HandleCell<R> {
-    fn run_ready(self: Rc<Self>, lp: &EventLoop) -> Result<()> {
+impl<R: Run + 'static> HandleCell<R> {
+    /// A due timer leaves the loop's hands: no longer `scheduled`, and
+    /// uncounted if cancelled.
+    #[inline(always)]
+    fn unschedule_timer(&self) {
         if let Some(t) = self.f.timer() {
-            // A due timer leaves the loop's hands here, not when it left the
-            // heap (see `run_once` step 4): one touch of the handle, not two.
             if t.scheduled.replace(false) && self.cancelled.get() {
                 t.cancelled_count
                     .set(t.cancelled_count.get().saturating_sub(1));
             }
         }
+    }
+}
+
+impl<R: Run + 'static> Runnable for HandleCell<R> {
+    fn run_ready(self: Rc<Self>, lp: &EventLoop) -> Result<()> {
+        // A due timer leaves the loop's hands here, not when it left the
+        // heap (see `run_once` step 4): one touch of the handle, not two.
+        self.unschedule_timer();
         if self.cancelled.get() {
             return Ok(());
         }
@@ -266,6 +275,10 @@ impl<R: Run + 'static> Runnable for HandleCell<R> {
                 )
             },
         )
+    }
+
+    fn unschedule(&self) {
+        self.unschedule_timer();
     }
 }
 

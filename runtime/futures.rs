@@ -12,6 +12,10 @@
 //! - Done callbacks run in registration order, each through `call_soon`; one
 //!   added to a done future is scheduled at once (F2). Task wakers share the
 //!   same list, so wake-ups keep the same order.
+//! - On a closed loop the state still moves, but no callback is scheduled:
+//!   if there are any, they are dropped (wakers are woken) and `set_result`
+//!   and `set_exception` fail with [`Error::Closed`], as asyncio's
+//!   `call_soon` raises "Event loop is closed" from them.
 //! - The runtime's notifications (`Notify`, gather's per-child callback) are
 //!   queued as the owner's own cell, once, at the place of the first of
 //!   them; until it runs they are the only thing left in `callbacks`, which
@@ -229,7 +233,10 @@ impl<T, O: Owner> FutureCore<T, O> {
         }
     }
 
-    /// Moves to a final state and schedules the callbacks. Fails if done.
+    /// Moves to a final state and schedules the callbacks. Fails if done
+    /// (`InvalidState`, the state unchanged), or if the loop is closed and
+    /// there are callbacks (`Closed`, the state moved: see
+    /// [`schedule_callbacks`](Self::schedule_callbacks)).
     pub(crate) fn finish(&self, owner: &O, state: State<T>) -> Result<()> {
         {
             let mut s = self.state.borrow_mut();
@@ -244,8 +251,7 @@ impl<T, O: Owner> FutureCore<T, O> {
             }
             *s = state;
         }
-        self.schedule_callbacks(owner);
-        Ok(())
+        self.schedule_callbacks(owner)
     }
 
     /// asyncio's `__schedule_callbacks`: every callback through `call_soon`,
@@ -257,7 +263,12 @@ impl<T, O: Owner> FutureCore<T, O> {
     /// Consecutive callbacks are consecutive in the queue either way, so the
     /// order is asyncio's. A notification after some other kind of callback
     /// that follows the first run of them gets its own handle, to keep it so.
-    fn schedule_callbacks(&self, owner: &O) {
+    ///
+    /// On a closed loop, callbacks cannot be scheduled: as asyncio's
+    /// `call_soon` raises "Event loop is closed" at the first of them, after
+    /// the list was cleared, they are all dropped and this fails with
+    /// [`Error::Closed`]. With no callback there is nothing to fail.
+    fn schedule_callbacks(&self, owner: &O) -> Result<()> {
         // A lone notification (a gathered child's) stays where it is and
         // the owner goes into the ready queue: the loop below would do
         // just that, by taking it out and putting it back.
@@ -265,18 +276,39 @@ impl<T, O: Owner> FutureCore<T, O> {
             &*self.callbacks.borrow(),
             Callbacks::One(Callback::Notify(..))
         ) {
-            if self.lp.push_ready(owner.ready_entry()).is_err() {
+            if let Err(e) = self.lp.push_ready(owner.ready_entry()) {
                 // A closed loop: it will never run (see `discard_notifications`).
                 self.discard_notifications();
+                return Err(e);
             }
-            return;
+            return Ok(());
         }
         // Taken out first: no borrow is held while callbacks are scheduled.
         let callbacks = std::mem::replace(&mut *self.callbacks.borrow_mut(), Callbacks::None);
+        if matches!(callbacks, Callbacks::None) {
+            return Ok(());
+        }
+        if self.lp.is_closed() {
+            // No borrow is held: dropping a callback runs the `Drop` of
+            // what it captured, which may use this future. A waker is still
+            // woken: a task's wake is dropped by its closed loop anyway, and
+            // a waker from elsewhere (this future polled outside a task)
+            // must not wait for ever.
+            let mut callbacks = callbacks;
+            for cb in callbacks.take() {
+                if let Callback::Wake(w) = cb {
+                    w.wake();
+                }
+            }
+            return Err(Error::Closed);
+        }
         let all = match callbacks {
-            Callbacks::None => return,
+            Callbacks::None => return Ok(()),
             // The common case is one callback, which needs no list.
-            Callbacks::One(cb) => return self.schedule_other(cb, owner),
+            Callbacks::One(cb) => {
+                self.schedule_other(cb, owner);
+                return Ok(());
+            }
             Callbacks::Many(all) => all,
             Callbacks::Indexed(ix) => ix.all,
         };
@@ -306,6 +338,7 @@ impl<T, O: Owner> FutureCore<T, O> {
         if run != NotesRun::NoneYet && !self.lp.is_closed() {
             *self.callbacks.borrow_mut() = notes;
         }
+        Ok(())
     }
 
     /// Drops the notifications a done future still holds: its entry will
@@ -657,12 +690,18 @@ impl<T: 'static> Future<T> {
     }
 
     /// Sets the result. Fails with `InvalidState` if the future is done (F1).
+    ///
+    /// On a closed loop the result is set all the same, but done callbacks
+    /// cannot be scheduled: if there are any, they are dropped and this
+    /// fails with [`Error::Closed`] (asyncio's `call_soon` raises
+    /// "Event loop is closed" from `set_result`).
     pub fn set_result(&self, value: T) -> Result<()> {
         self.core.finish(self, State::Finished(value))
     }
 
-    /// Sets an error. Fails with `InvalidState` if the future is done.
-    /// Setting `Error::Cancelled` is refused: call `cancel`. (A deviation:
+    /// Sets an error. Fails with `InvalidState` if the future is done, and
+    /// with `Closed` as [`set_result`](Future::set_result) does, the error
+    /// set all the same. Setting `Error::Cancelled` is refused: call `cancel`. (A deviation:
     /// asyncio stores a `CancelledError` as the exception of a future that
     /// is then *not* `cancelled()`; tulip keeps one way in, so a future that
     /// ends in `Cancelled` is always `cancelled()`.)
@@ -678,6 +717,9 @@ impl<T: 'static> Future<T> {
     }
 
     /// Cancels the future. Returns false if it was already done (F1).
+    /// On a closed loop it is cancelled all the same, and its done
+    /// callbacks are dropped (asyncio's `cancel` raises "Event loop is
+    /// closed" then; this returns true).
     pub fn cancel(&self) -> bool {
         self.cancel_with(None::<&str>)
     }
@@ -685,9 +727,12 @@ impl<T: 'static> Future<T> {
     /// Cancels with a message, which the awaiters' `Cancelled` error carries.
     pub fn cancel_with(&self, msg: Option<impl Into<Arc<str>>>) -> bool {
         self.core.log_traceback.set(false);
-        self.core
-            .finish(self, State::Cancelled(msg.map(Into::into)))
-            .is_ok()
+        // Only a done future refuses; `Closed` comes after the state moved.
+        !matches!(
+            self.core
+                .finish(self, State::Cancelled(msg.map(Into::into))),
+            Err(Error::InvalidState(_))
+        )
     }
 
     /// True once the future has a result, an error, or was cancelled.

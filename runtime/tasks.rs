@@ -463,7 +463,10 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TaskCell<T, F> {
             .try_remove(self.header.key as usize);
         drop(removed);
         let owner = self.owner();
-        // The state can't be done already: step returns early for done tasks.
+        // The state can't be done already: step returns early for done
+        // tasks. A closed loop (closed by a callback of a loop driven by
+        // hand) drops the done callbacks and says `Closed`, which nobody
+        // here could act on: the task is done all the same.
         let _ = self.core.finish(&owner, state);
     }
 

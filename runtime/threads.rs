@@ -21,12 +21,18 @@
 //!   [`ThreadPool`] handle is dropped, the queue disconnects and the
 //!   workers exit once it is empty.
 //! - `shutdown(true)` joins every worker but the calling thread: a job that
-//!   shuts its own pool down returns, and its worker exits after it.
+//!   shuts its own pool down returns, and its worker exits after it. Every
+//!   such call waits, not only the first: one made while another is
+//!   joining returns once every worker (but its own) has exited, as
+//!   `ThreadPoolExecutor.shutdown(wait=True)` joins every thread each time.
 //! - A [`ConcurrentFuture`] ends: with its task's outcome, cancelled, or
 //!   failed with [`Error::Closed`] if the loop closes before the task
 //!   finished (the one exception: an [`Interrupt`] raised by the maker).
 //! - After `shutdown_default_executor` (done by `run()`'s cleanup) the
 //!   default pool takes no new work; `close()` shuts it down without waiting.
+//!   The loop keeps the pool (asyncio keeps `_default_executor`), so every
+//!   `shutdown_default_executor`, a second concurrent one too, waits for
+//!   its threads.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -75,6 +81,27 @@ struct WorkQueue {
     rx: Receiver<Job>,
     /// Workers waiting for a job (asyncio's `_idle_semaphore`).
     idle: AtomicUsize,
+    /// Workers started and not exited yet. Only the first `shutdown(true)`
+    /// gets the join handles; the others wait for this to drop to zero.
+    live: Mutex<usize>,
+    /// Notified each time a worker exits (`live` drops).
+    exited: Condvar,
+}
+
+thread_local! {
+    /// The queue of the pool whose worker this thread is (0 if none), so
+    /// that `shutdown(true)` from one of its jobs does not wait for itself.
+    static WORKER_OF: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts its worker out of `live` when the worker thread ends, however.
+struct WorkerExit(Arc<WorkQueue>);
+
+impl Drop for WorkerExit {
+    fn drop(&mut self) {
+        *self.0.live.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.0.exited.notify_all();
+    }
 }
 
 /// A bounded pool of worker threads fed by a crossbeam channel:
@@ -108,6 +135,8 @@ impl ThreadPool {
                 queue: Arc::new(WorkQueue {
                     rx,
                     idle: AtomicUsize::new(0),
+                    live: Mutex::new(0),
+                    exited: Condvar::new(),
                 }),
                 name: name.to_string(),
             }),
@@ -159,7 +188,12 @@ impl ThreadPool {
         if workers.len() < p.max_workers {
             let queue = p.queue.clone();
             let name = format!("{}-{}", p.name, workers.len());
+            // Counted before it starts, so that it cannot exit uncounted.
+            *p.queue.live.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            let exit = WorkerExit(p.queue.clone());
             let handle = std::thread::Builder::new().name(name).spawn(move || {
+                let _exit = exit;
+                WORKER_OF.with(|w| w.set(Arc::as_ptr(&queue) as usize));
                 // Until the pool is shut down or its last handle is gone.
                 while let Ok(job) = queue.rx.recv() {
                     // concurrent.futures' `_WorkItem.run`: whatever the job
@@ -167,7 +201,7 @@ impl ThreadPool {
                     let _ = catch_unwind(AssertUnwindSafe(job));
                     queue.idle.fetch_add(1, Ordering::AcqRel);
                 }
-            })?;
+            })?; // a thread that failed to start drops `exit`: uncounted
             workers.push(handle);
         }
         Ok(())
@@ -195,6 +229,16 @@ impl ThreadPool {
                 if w.thread().id() != me {
                     let _ = w.join();
                 }
+            }
+            // Another call may hold the handles and still be joining them
+            // (or none were left to take): wait until every worker has
+            // exited, the calling one aside, as each of concurrent.futures'
+            // `shutdown(wait=True)` calls joins every thread.
+            let q = &*self.inner.queue;
+            let own = usize::from(WORKER_OF.with(Cell::get) == q as *const WorkQueue as usize);
+            let mut live = q.live.lock().unwrap_or_else(|e| e.into_inner());
+            while *live > own {
+                live = q.exited.wait(live).unwrap_or_else(|e| e.into_inner());
             }
         }
     }
@@ -266,7 +310,9 @@ impl Executors {
     }
 }
 
-/// True if the loop's default pool was created and not shut down yet.
+/// True if the loop's default pool was created (asyncio's
+/// `_default_executor is not None`), shut down or not: a shutdown of a
+/// pool already joined returns at once.
 pub(crate) fn has_default_executor(lp: &EventLoop) -> bool {
     Executors::of(lp).default.borrow().is_some()
 }
@@ -363,11 +409,14 @@ impl EventLoop {
     /// asyncio's `shutdown_default_executor(timeout)`: refuses new work,
     /// then waits (in a helper thread, so the loop keeps running) until the
     /// default pool's threads have finished. After `timeout` seconds it
-    /// gives up waiting with a warning, as asyncio does.
+    /// gives up waiting with a warning, as asyncio does. A second call,
+    /// made while the first waits, waits too.
     pub async fn shutdown_default_executor(&self, timeout: Option<f64>) -> Result<()> {
         let ex = Executors::of(self);
         ex.shutdown_called.set(true);
-        let Some(pool) = ex.default.borrow_mut().take() else {
+        // Kept, as asyncio keeps `_default_executor`: a concurrent call
+        // must find it, to wait for the same threads.
+        let Some(pool) = ex.default.borrow().clone() else {
             return Ok(());
         };
         let fut = self.create_future::<()>();

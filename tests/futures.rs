@@ -127,6 +127,41 @@ fn a_callback_added_to_a_done_future_is_scheduled_too() {
 
 // conformance: F2
 #[test]
+fn finishing_a_future_with_callbacks_on_a_closed_loop_fails_with_closed() {
+    // asyncio's set_result/set_exception/cancel move the state first, then
+    // `__schedule_callbacks` clears the list and `call_soon` raises
+    // RuntimeError('Event loop is closed'): the future is done, its
+    // callbacks are gone, and the caller hears of it. With no callback
+    // nothing is scheduled, and nothing fails.
+    let lp = EventLoop::new().unwrap();
+    let held = Rc::new(());
+    let with_callback = || {
+        let fut: Future<u32> = lp.create_future();
+        let h = held.clone();
+        fut.add_done_callback(move |_| drop(h));
+        fut
+    };
+    let (set, failed, cancelled) = (with_callback(), with_callback(), with_callback());
+    let quiet: Future<u32> = lp.create_future();
+    lp.close().unwrap();
+
+    assert!(matches!(set.set_result(7), Err(Error::Closed)));
+    assert_eq!(set.result().unwrap(), 7, "the result is set all the same");
+    assert!(matches!(
+        failed.set_exception(Error::msg("late")),
+        Err(Error::Closed)
+    ));
+    assert_eq!(failed.exception().unwrap().unwrap().to_string(), "late");
+    assert!(cancelled.cancel(), "the future was cancelled");
+    assert!(cancelled.cancelled());
+    assert_eq!(Rc::strong_count(&held), 1, "the callbacks were kept");
+    quiet.set_result(1).unwrap();
+    // A done future's state is checked first: InvalidState, not Closed.
+    assert!(matches!(set.set_result(8), Err(Error::InvalidState(_))));
+}
+
+// conformance: F2
+#[test]
 fn remove_done_callback_returns_how_many_it_removed() {
     let lp = EventLoop::new().unwrap();
     let fut: Future<u32> = lp.create_future();

@@ -776,6 +776,23 @@ fn a_loop_left_as_the_threads_current_loop_is_left_alone_at_thread_exit() {
     assert!(!closed);
 }
 
+// conformance: L5
+#[test]
+fn get_event_loop_gives_the_threads_loop_even_once_it_is_closed() {
+    // asyncio's policy `get_event_loop` returns the loop that was set,
+    // whatever its state: a closed one then refuses calls (L5) instead of
+    // being replaced behind the caller's back by a new loop.
+    let lp = EventLoop::new().unwrap();
+    tulip::set_event_loop(Some(&lp));
+    lp.close().unwrap();
+    let got = tulip::get_event_loop().unwrap();
+    assert!(got.ptr_eq(&lp), "a new loop replaced the one that was set");
+    assert!(got.is_closed());
+    let fut: tulip::Future<u32> = tulip::Future::new();
+    assert!(fut.get_loop().ptr_eq(&lp));
+    tulip::set_event_loop(None);
+}
+
 // ===== L6 =====
 
 // conformance: L6

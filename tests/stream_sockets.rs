@@ -606,6 +606,33 @@ fn a_unix_server_on_a_path_taken_by_a_file_fails_naming_the_path() {
 }
 
 #[test]
+fn a_unix_server_on_a_symlink_to_a_stale_socket_replaces_the_link() {
+    // asyncio's create_unix_server: `if stat.S_ISSOCK(os.stat(path).st_mode):
+    // os.remove(path)`. `os.stat` follows the link, so a link to a stale
+    // socket is removed (the link, not its target) and the bind succeeds.
+    run_bounded(5.0, async {
+        let dir = std::env::temp_dir().join(format!("tulip-unix-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(Error::from)?;
+        let (stale, link) = (dir.join("stale.sock"), dir.join("link.sock"));
+        drop(std::os::unix::net::UnixListener::bind(&stale).map_err(Error::from)?);
+        std::os::unix::fs::symlink(&stale, &link).map_err(Error::from)?;
+        let server = tulip::start_unix_server(echo, &link).await?;
+        let (r, w) = tulip::open_unix_connection(&link).await?;
+        w.write(b"through the new socket\n")?;
+        assert_eq!(r.readline().await?, b"through the new socket\n");
+        w.close();
+        server.close();
+        server.wait_closed().await?;
+        assert!(
+            stale.exists(),
+            "the link's target is not the server's to remove"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    });
+}
+
+#[test]
 fn a_unix_server_on_a_callers_socket_serves_and_removes_its_file_at_close() {
     // asyncio 3.13's create_unix_server(sock=sock): the caller's bound
     // socket is served as it is; with cleanup_socket (the default) its

@@ -388,6 +388,46 @@ fn a_dropped_shutdown_default_executor_leaves_no_timer_behind() {
 
 // conformance: H2
 #[test]
+fn a_second_concurrent_shutdown_default_executor_also_waits_for_the_threads() {
+    // asyncio's shutdown_default_executor keeps `_default_executor`: a
+    // second call made while the first waits starts its own `_do_shutdown`
+    // thread, whose `executor.shutdown(wait=True)` joins the same threads,
+    // so it too returns only once the pool's jobs are over.
+    tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        // The default pool's one job blocks until released.
+        let job = lp.run_in_executor(None, move || rx.recv_timeout(Duration::from_secs(5)))?;
+        let (l1, l2) = (lp.clone(), lp.clone());
+        let first =
+            tulip::create_task(async move { l1.shutdown_default_executor(Some(10.0)).await })?;
+        let second =
+            tulip::create_task(async move { l2.shutdown_default_executor(Some(10.0)).await })?;
+        for _ in 0..10 {
+            tulip::sleep(0.0).await?;
+        }
+        assert!(
+            !first.done(),
+            "the first shutdown returned with a job running"
+        );
+        assert!(
+            !second.done(),
+            "the second shutdown returned with a job running"
+        );
+        tx.send(()).unwrap();
+        first.await?;
+        second.await?;
+        assert!(
+            job.done(),
+            "a shutdown returned before the pool's job was over"
+        );
+        Ok(())
+    })
+    .unwrap();
+}
+
+// conformance: H2
+#[test]
 fn to_thread_cancelled_after_its_job_finished_raises_at_that_await() {
     // asyncio's `to_thread` is `await loop.run_in_executor(...)`: a cancel
     // that arrives once the job's result is in, but before the task ran,

@@ -100,6 +100,21 @@ fn negative_delays_are_allowed_and_ordered() {
 
 // conformance: T1
 #[test]
+fn minus_zero_and_zero_are_the_same_deadline_so_ties_keep_scheduling_order() {
+    // asyncio's heap compares `when`s with `<`, to which -0.0 and 0.0 are
+    // equal: the timer scheduled first fires first, whichever zero it got.
+    let lp = EventLoop::new().unwrap();
+    let l = log();
+    for (when, name) in [(0.0, "zero"), (-0.0, "minus zero"), (0.0, "zero again")] {
+        let l = l.clone();
+        let _ = lp.call_at(when, move || push(&l, name)).unwrap();
+    }
+    lp.run_once().unwrap();
+    assert_eq!(entries(&l), ["zero", "minus zero", "zero again"]);
+}
+
+// conformance: T1
+#[test]
 fn call_later_accepts_durations_and_rejects_nan() {
     let lp = EventLoop::new().unwrap();
     let before = lp.time();
@@ -462,6 +477,34 @@ fn a_due_timer_cancelled_before_its_turn_neither_runs_nor_stays_counted() {
     }));
     lp.run_once().unwrap();
     assert_eq!(lp.scheduled_timer_count(), 0);
+    assert_no_drifted_cancel_count(&lp);
+}
+
+// conformance: T2
+#[test]
+fn due_timers_an_interrupt_left_in_the_ready_queue_are_not_counted_as_cancelled() {
+    // asyncio's step 4 clears `_scheduled` on every timer it moves to
+    // `_ready`, and `TimerHandle.cancel` counts only a `_scheduled` one: an
+    // interrupt that cuts the run short leaves due timers in `_ready`,
+    // which count neither then nor when cancelled afterwards.
+    let lp = EventLoop::new().unwrap();
+    let _interrupt = lp.call_later(-2.0, || tulip::interrupt()).unwrap();
+    let left: Vec<_> = (0..150)
+        .map(|_| lp.call_later(-1.0, || panic!("cancelled")).unwrap())
+        .collect();
+    for h in &left[..75] {
+        h.cancel(); // in the heap: counted, until step 4 takes it out
+    }
+    assert!(matches!(lp.run_once(), Err(Error::Interrupted)));
+    assert_eq!(lp.scheduled_timer_count(), 0);
+    assert_eq!(
+        lp.ready_count(),
+        150,
+        "the due timers wait in the ready queue"
+    );
+    for h in &left[75..] {
+        h.cancel(); // in the ready queue: not counted
+    }
     assert_no_drifted_cancel_count(&lp);
 }
 
