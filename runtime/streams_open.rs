@@ -234,7 +234,30 @@ where
 /// that runs `cb(reader, writer)` as a new task for each connection.
 ///
 /// The task owns the writer; when it ends and drops the writer, the
-/// connection is closed.
+/// connection is closed. (asyncio's protocol keeps the server-side writer
+/// until the connection is lost, so a handler that returns without closing
+/// leaves the connection open.) So move the writer into the task even if
+/// it only reads: a callback `|r, _w| async move { .. }` drops `_w` as it
+/// returns, before the task runs, and the handler then reads EOF.
+///
+/// ```
+/// tulip::run(async {
+///     let server = tulip::start_server(
+///         |reader, writer| async move {
+///             let line = reader.readline().await?;
+///             writer.write(&line)?; // the writer lives as long as the task
+///             writer.drain().await
+///         },
+///         "127.0.0.1",
+///         0,
+///     ).await?;
+///     let port = server.local_addrs()[0].port();
+///     let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+///     w.write(b"ping\n")?;
+///     assert_eq!(r.readline().await?, b"ping\n");
+///     Ok(())
+/// }).unwrap();
+/// ```
 pub async fn start_server<F, Fut>(cb: F, host: &str, port: u16) -> Result<Server>
 where
     F: Fn(StreamReader, StreamWriter) -> Fut + 'static,

@@ -287,6 +287,13 @@ impl fmt::Debug for Timeout {
 ///   task swallowed the cancel its value is returned;
 /// - a cancel of the waiting task itself stays `Cancelled`.
 ///
+/// `fut` must be `'static`: to tell a task or a [`Future`] (used as it
+/// is) from a plain future (never started) when the timeout is `<= 0`, it
+/// is looked at as `dyn Any`, as asyncio's `ensure_future` looks at its
+/// argument. To bound a borrowed future, such as `reader.readline()`, use
+/// [`timeout`] itself, which is what `wait_for` does for a positive
+/// timeout: `tulip::timeout(5.0).run(reader.readline()).await`.
+///
 /// ```
 /// tulip::run(async {
 ///     let r = tulip::wait_for(tulip::sleep(10.0), 0.01).await;
