@@ -139,7 +139,7 @@ pub use taskgroups::TaskGroup;
 pub use tasks::{
     all_tasks, create_task, create_task_named, current_task, Task, TaskOptions, TaskRef,
 };
-pub use threads::{run_coroutine_threadsafe, to_thread, ConcurrentFuture, ThreadPool};
+pub use threads::{run_coroutine_threadsafe, to_thread, wrap_future, ConcurrentFuture, ThreadPool};
 pub use threadsafe::{LoopHandle, ThreadsafeHandle};
 pub use timeouts::{timeout, timeout_at, wait_for, Timeout};
 pub use transports::{

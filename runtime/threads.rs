@@ -1,7 +1,8 @@
-//! Threads: the default thread pool, `run_in_executor`, `to_thread` and
-//! `run_coroutine_threadsafe`. Mirrors `Lib/asyncio/threads.py`,
-//! `run_in_executor`/`shutdown_default_executor` in `base_events.py`,
-//! `run_coroutine_threadsafe` in `tasks.py`, and the parts of
+//! Threads: the default thread pool, `run_in_executor`, `to_thread`,
+//! `run_coroutine_threadsafe` and `wrap_future`. Mirrors
+//! `Lib/asyncio/threads.py`, `run_in_executor`/`shutdown_default_executor`
+//! in `base_events.py`, `run_coroutine_threadsafe` in `tasks.py`,
+//! `wrap_future`/`_chain_future` in `futures.py`, and the parts of
 //! `concurrent.futures.ThreadPoolExecutor` they stand on.
 //!
 //! A loop future is `!Send`, so a worker thread cannot touch it. The loop
@@ -28,6 +29,12 @@
 //! - A [`ConcurrentFuture`] ends: with its task's outcome, cancelled, or
 //!   failed with [`Error::Closed`] if the loop closes before the task
 //!   finished (the one exception: an [`Interrupt`] raised by the maker).
+//!   Each of its done callbacks runs exactly once: on the thread that ends
+//!   it, or on the adder's if it had ended already.
+//! - [`wrap_future`] chains a concurrent future to a loop future both ways
+//!   (asyncio's `_chain_future`): the outcome comes back through the
+//!   loop's thread-safe queue, a cancel of the loop future cancels the
+//!   concurrent one.
 //! - After `shutdown_default_executor` (done by `run()`'s cleanup) the
 //!   default pool takes no new work; `close()` shuts it down without waiting.
 //!   The loop keeps the pool (asyncio keeps `_default_executor`), so every
@@ -499,11 +506,19 @@ enum CfState<T> {
     Cancelled,
 }
 
+/// A done callback of a [`ConcurrentFuture`]: runs on whichever thread
+/// completes it, or at once on the thread that adds it to a done one.
+type CfCallback<T> = Box<dyn FnOnce(&ConcurrentFuture<T>) + Send>;
+
 struct CfInner<T> {
     id: u64,
     state: Mutex<CfState<T>>,
     done: Condvar,
     handle: LoopHandle,
+    /// Taken (and run) once, right after the state leaves `Pending`. Locked
+    /// before `state` when both are (`add_done_callback`), so a callback is
+    /// either taken by the completer or run by its adder, never both.
+    callbacks: Mutex<Vec<CfCallback<T>>>,
 }
 
 /// What [`run_coroutine_threadsafe`] returns: `concurrent.futures.Future`.
@@ -523,11 +538,58 @@ impl<T> Clone for ConcurrentFuture<T> {
 
 impl<T: Send + 'static> ConcurrentFuture<T> {
     fn set(&self, state: CfState<T>) {
-        let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        if matches!(*s, CfState::Pending) {
+        {
+            let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            if !matches!(*s, CfState::Pending) {
+                return;
+            }
             *s = state;
             self.inner.done.notify_all();
         }
+        self.invoke_callbacks();
+    }
+
+    /// `concurrent.futures.Future._invoke_callbacks`: each callback once,
+    /// in the order added, with no lock held; a panicking one is reported
+    /// on stderr (asyncio logs it) and the others still run.
+    fn invoke_callbacks(&self) {
+        let callbacks = std::mem::take(
+            &mut *self
+                .inner
+                .callbacks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for f in callbacks {
+            self.run_callback(f);
+        }
+    }
+
+    fn run_callback(&self, f: CfCallback<T>) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(self))) {
+            eprintln!(
+                "tulip: exception calling callback for {self:?}: {}",
+                panic_message(&*payload)
+            );
+        }
+    }
+
+    /// `concurrent.futures.Future.add_done_callback(fn)`: `f` runs once the
+    /// future is done, on the thread that completes (or cancels) it; at
+    /// once, on this thread, if it is done already. Callbacks run in the
+    /// order they were added; a panic in one is reported on stderr.
+    pub fn add_done_callback(&self, f: impl FnOnce(&ConcurrentFuture<T>) + Send + 'static) {
+        let mut callbacks = self
+            .inner
+            .callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !self.done() {
+            callbacks.push(Box::new(f));
+            return;
+        }
+        drop(callbacks);
+        self.run_callback(Box::new(f));
     }
 
     /// Blocks until done or until `timeout` passes (`Error::Timeout`; the
@@ -590,6 +652,7 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
             *s = CfState::Cancelled;
             self.inner.done.notify_all();
         }
+        self.invoke_callbacks();
         let id = self.inner.id;
         let _ = self.inner.handle.call_soon_threadsafe_with_loop(move |lp| {
             let task = Executors::of(lp)
@@ -709,6 +772,7 @@ where
             state: Mutex::new(CfState::Pending),
             done: Condvar::new(),
             handle: lp.clone(),
+            callbacks: Mutex::new(Vec::new()),
         }),
     };
     let dest = Unfinished(Some(cf.clone()));
@@ -760,4 +824,54 @@ where
         cf.set(CfState::Failed(e));
     }
     cf
+}
+
+/// asyncio's `wrap_future(future)`: a future of the running loop that gets
+/// the outcome of `cf`, so that a task can await a [`ConcurrentFuture`],
+/// say one of a coroutine sent to another loop's thread, without blocking
+/// its own. As asyncio's `_chain_future` does both ways, the outcome comes
+/// back through this loop's thread-safe queue, and cancelling the returned
+/// future cancels `cf` (and the task behind it).
+///
+/// ```
+/// use std::time::Duration;
+/// // A second loop, on its own thread.
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let other = std::thread::spawn(move || {
+///     let lp = tulip::EventLoop::new().unwrap();
+///     tx.send(lp.handle()).unwrap();
+///     lp.run_forever().unwrap();
+///     lp.close().unwrap();
+/// });
+/// let there = rx.recv().unwrap();
+/// let h = there.clone();
+/// let got = tulip::run(async move {
+///     let cf = tulip::run_coroutine_threadsafe(
+///         || async { tulip::sleep(0.01).await?; Ok(6 * 7) },
+///         &h,
+///     );
+///     tulip::wrap_future(&cf)?.await // this loop runs on meanwhile
+/// });
+/// assert_eq!(got.unwrap(), 42);
+/// there.stop().unwrap();
+/// other.join().unwrap();
+/// ```
+pub fn wrap_future<T>(cf: &ConcurrentFuture<T>) -> Result<Future<T>>
+where
+    T: Clone + Send + 'static,
+{
+    let lp = get_running_loop()?;
+    let fut = lp.create_future::<T>();
+    let key = park(&lp, &fut);
+    let source = cf.clone();
+    fut.add_done_callback(move |f| {
+        if f.cancelled() {
+            source.cancel();
+        }
+    });
+    let handle = lp.handle();
+    cf.add_done_callback(move |cf| {
+        complete_remote(&handle, key, cf.result(Some(Duration::ZERO)));
+    });
+    Ok(fut)
 }

@@ -584,3 +584,169 @@ fn getaddrinfo_runs_in_the_default_executor() {
     })
     .unwrap();
 }
+
+// ----- wrap_future and ConcurrentFuture::add_done_callback -----
+
+/// Polls `flag` for up to ten seconds, yielding to the loop between looks.
+async fn until_set(flag: &AtomicBool) -> tulip::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !flag.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "flag never set");
+        tulip::sleep(0.001).await?;
+    }
+    Ok(())
+}
+
+// conformance: H2
+#[test]
+fn wrap_future_awaits_another_loops_coroutine_without_blocking_this_loop() {
+    let (there, t) = loop_thread();
+    // The coroutine over there finishes only once this loop has run a task
+    // *while* its wrapped future was pending: were the await blocking, the
+    // two would wait for each other (and the test would time out).
+    let go = Arc::new(AtomicBool::new(false));
+    let g = go.clone();
+    let got = tulip::run(async move {
+        let cf = run_coroutine_threadsafe(
+            move || async move {
+                until_set(&g).await?;
+                Ok(6 * 7)
+            },
+            &there,
+        );
+        let fut = tulip::wrap_future(&cf)?;
+        let go2 = go.clone();
+        let other = tulip::create_task(async move {
+            go2.store(true, Ordering::SeqCst);
+            Ok(())
+        })?;
+        let v = tulip::timeout(10.0).run(fut).await?;
+        other.await?;
+        there.stop()?;
+        Ok(v)
+    })
+    .unwrap();
+    assert_eq!(got, 42);
+    t.join().unwrap();
+}
+
+// conformance: H2
+#[test]
+fn wrap_future_passes_on_errors_and_outcomes_already_known() {
+    let (there, t) = loop_thread();
+    let failing = run_coroutine_threadsafe(|| async { Err::<u32, _>(Error::msg("nope")) }, &there);
+    let done = run_coroutine_threadsafe(|| async { Ok(5u32) }, &there);
+    // Done before it is wrapped: the callback runs at once.
+    assert_eq!(done.result(Some(Duration::from_secs(5))).unwrap(), 5);
+    let (e, v) = tulip::run(async move {
+        let e = tulip::wrap_future(&failing)?.await.unwrap_err();
+        let v = tulip::wrap_future(&done)?.await?;
+        Ok((e, v))
+    })
+    .unwrap();
+    assert_eq!(e.to_string(), "nope");
+    assert_eq!(v, 5);
+    there.stop().unwrap();
+    t.join().unwrap();
+}
+
+// conformance: H2
+#[test]
+fn cancelling_a_wrapped_future_cancels_the_other_loops_task() {
+    let (there, t) = loop_thread();
+    let started = Arc::new(AtomicBool::new(false));
+    let saw_cancel = Arc::new(AtomicBool::new(false));
+    let (st, s) = (started.clone(), saw_cancel.clone());
+    let cf = run_coroutine_threadsafe(
+        move || async move {
+            st.store(true, Ordering::SeqCst);
+            let r = tulip::sleep(60.0).await;
+            s.store(
+                r.as_ref().is_err_and(|e| e.is_cancelled()),
+                Ordering::SeqCst,
+            );
+            r
+        },
+        &there,
+    );
+    let cf2 = cf.clone();
+    let seen = saw_cancel.clone();
+    tulip::run(async move {
+        let fut = tulip::wrap_future(&cf2)?;
+        // Once the task runs over there (a cancel before it starts would
+        // skip it, and it would never see one).
+        until_set(&started).await?;
+        assert!(fut.cancel());
+        tulip::sleep(0.0).await?; // the done callbacks run
+        assert!(cf2.cancelled());
+        until_set(&seen).await
+    })
+    .unwrap();
+    assert!(cf.cancelled());
+    there.stop().unwrap();
+    t.join().unwrap();
+}
+
+#[test]
+fn wrap_future_needs_a_running_loop() {
+    let (there, t) = loop_thread();
+    let cf = run_coroutine_threadsafe(|| async { Ok(1) }, &there);
+    assert!(tulip::wrap_future(&cf).is_err());
+    there.stop().unwrap();
+    t.join().unwrap();
+}
+
+/// concurrent.futures' `add_done_callback`: in order, on the completing
+/// thread, at once on a done future; a panicking callback does not stop
+/// the others.
+#[test]
+fn concurrent_future_done_callbacks_run_once_in_order() {
+    let (there, t) = loop_thread();
+    let go = Arc::new(AtomicBool::new(false));
+    let g = go.clone();
+    let cf = run_coroutine_threadsafe(
+        move || async move {
+            until_set(&g).await?;
+            Ok(3)
+        },
+        &there,
+    );
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let me = std::thread::current().id();
+    for i in 0..3 {
+        let l = log.clone();
+        cf.add_done_callback(move |f| {
+            let other_thread = std::thread::current().id() != me;
+            l.lock()
+                .unwrap()
+                .push((i, f.result(None).unwrap(), other_thread));
+            if i == 1 {
+                panic!("a callback that fails");
+            }
+        });
+    }
+    assert!(log.lock().unwrap().is_empty());
+    go.store(true, Ordering::SeqCst);
+    assert_eq!(cf.result(Some(Duration::from_secs(10))).unwrap(), 3);
+    // result() returns once the state is set; the callbacks run right after.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log.lock().unwrap().len() < 3 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        *log.lock().unwrap(),
+        [(0, 3, true), (1, 3, true), (2, 3, true)]
+    );
+    // On a done future: at once, on this thread.
+    let l = log.clone();
+    cf.add_done_callback(move |f| {
+        let other_thread = std::thread::current().id() != me;
+        l.lock()
+            .unwrap()
+            .push((3, f.result(None).unwrap(), other_thread));
+    });
+    assert_eq!(log.lock().unwrap().last(), Some(&(3, 3, false)));
+    there.stop().unwrap();
+    t.join().unwrap();
+}
