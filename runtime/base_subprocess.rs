@@ -133,6 +133,10 @@ pub struct SubprocessTransport {
     pending_calls: RefCell<Option<VecDeque<Call>>>,
     closed: Cell<bool>,
     finished: Cell<bool>,
+    /// `_call_connection_lost` ran (asyncio's `_proc = None`): signals are
+    /// an `ESRCH` error from then on. Not the protocol's absence, which a
+    /// closed loop causes too while the child may still run.
+    lost: Cell<bool>,
     /// Key in the loop's list of what `close()` releases.
     tracked: Cell<Option<usize>>,
 }
@@ -197,7 +201,7 @@ impl SubprocessTransport {
     /// (`connection_lost` was called), an `ESRCH` error, as asyncio's
     /// `_check_proc` raises `ProcessLookupError`.
     pub fn send_signal(&self, sig: i32) -> Result<()> {
-        if self.protocol.borrow().is_none() {
+        if self.lost.get() {
             return Err(std::io::Error::from_raw_os_error(libc::ESRCH).into());
         }
         self.child.send_signal(sig)
@@ -329,6 +333,7 @@ struct Finish<'a>(&'a SubprocessTransport);
 impl Drop for Finish<'_> {
     fn drop(&mut self) {
         let t = self.0;
+        t.lost.set(true);
         let waiters = std::mem::take(&mut *t.exit_waiters.borrow_mut());
         let rc = t.returncode.get().unwrap_or(-1);
         for w in waiters {
@@ -474,6 +479,7 @@ impl SubprocessTransport {
             pending_calls: RefCell::new(Some(VecDeque::new())),
             closed: Cell::new(false),
             finished: Cell::new(false),
+            lost: Cell::new(false),
             tracked: Cell::new(None),
         });
         let weak: Weak<dyn LoopClosed> = Rc::downgrade(&t) as _;

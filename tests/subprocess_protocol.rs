@@ -472,3 +472,38 @@ both_watchers!(
     a_cancelled_spawn_kills_the_child_and_tells_the_protocol_nothing_pidfd,
     a_cancelled_spawn_kills_the_child_and_tells_the_protocol_nothing_thread
 );
+
+/// A transport kept after its loop closed still signals its running
+/// child: asyncio's `_check_proc` refuses only once `connection_lost` ran
+/// (`_proc = None`), and a closed loop never gets there.
+fn a_transport_outliving_its_loop_still_signals_its_child(kind: ChildWatcherKind) {
+    let mut runner = tulip::Runner::new();
+    let lp = runner.get_loop().unwrap();
+    if kind == ChildWatcherKind::Thread || tulip::child_watcher::can_use_pidfd() {
+        lp.set_child_watcher(kind).unwrap();
+    }
+    let t = runner
+        .run(async move {
+            let (t, _) = lp
+                .subprocess_exec(Recorder::new, "sleep", ["100"], Stdios::piped())
+                .await?;
+            Ok(t)
+        })
+        .unwrap();
+    runner.close();
+    let pid = t.get_pid();
+    t.kill().unwrap();
+    // Killed while `t` is still held (so not by its drop), then reaped by
+    // the closed loop's reaper.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "child {pid} still there");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(t);
+}
+both_watchers!(
+    a_transport_outliving_its_loop_still_signals_its_child,
+    a_transport_outliving_its_loop_still_signals_its_child_pidfd,
+    a_transport_outliving_its_loop_still_signals_its_child_thread
+);
