@@ -577,7 +577,9 @@ impl EventLoop {
     ///
     /// If the wait for the pipes fails (the caller is cancelled), the
     /// transport is closed, killing the child, and the error is returned
-    /// once the child was reaped, as asyncio does.
+    /// once the child was reaped, as asyncio does; and if `connection_made`
+    /// was already scheduled, once the protocol heard `connection_lost`
+    /// (asyncio's `await transp._wait()`).
     pub async fn subprocess_command<P, F>(
         &self,
         protocol_factory: F,
@@ -591,9 +593,17 @@ impl EventLoop {
         let (transport, pipe_waiters) = SubprocessTransport::start(self, protocol.clone(), cmd)?;
         if let Err(e) = transport.connect_pipes(pipe_waiters).await {
             transport.close();
-            // asyncio awaits `transp._wait()`; the protocol never got
-            // `connection_made`, so wait for the reap itself.
-            let _ = transport.child.wait(self).await;
+            // asyncio awaits `transp._wait()`, until `connection_lost`. If
+            // `connection_made` was scheduled before the failure (the
+            // caller was cancelled at the last step), the calls flow, and
+            // so does `connection_lost`: wait for it. Else the protocol,
+            // never connected, hears nothing: wait for the reap itself.
+            let connected = transport.pending_calls.borrow().is_none();
+            if connected {
+                let _ = transport.wait().await;
+            } else {
+                let _ = transport.child.wait(self).await;
+            }
             return Err(e);
         }
         Ok((transport, protocol))

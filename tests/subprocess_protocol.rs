@@ -518,3 +518,67 @@ both_watchers!(
     a_transport_outliving_its_loop_still_signals_its_child_pidfd,
     a_transport_outliving_its_loop_still_signals_its_child_thread
 );
+
+/// Cancels a task from inside `connection_made`.
+#[derive(Default)]
+struct CancelOnMade {
+    rec: Recorder,
+    task: RefCell<Option<tulip::Task<()>>>,
+    seen: RefCell<Vec<String>>,
+}
+
+impl SubprocessProtocol for CancelOnMade {
+    fn connection_made(&self, transport: Rc<SubprocessTransport>) {
+        self.rec.connection_made(transport);
+        if let Some(t) = self.task.borrow().as_ref() {
+            t.cancel();
+        }
+    }
+    fn pipe_data_received(&self, fd: i32, data: &[u8]) {
+        self.rec.pipe_data_received(fd, data);
+    }
+    fn pipe_connection_lost(&self, fd: i32, exc: Option<Error>) {
+        self.rec.pipe_connection_lost(fd, exc)
+    }
+    fn process_exited(&self) {
+        self.rec.process_exited()
+    }
+    fn connection_lost(&self, exc: Option<Error>) {
+        self.rec.connection_lost(exc)
+    }
+}
+
+/// A caller cancelled once `connection_made` was scheduled: asyncio's
+/// `_make_subprocess_transport` closes the transport and awaits
+/// `transp._wait()`, so the protocol has heard `connection_lost` by the
+/// time the cancellation comes back.
+fn a_spawn_cancelled_after_connection_made_returns_after_connection_lost(kind: ChildWatcherKind) {
+    let ev = on_loop(kind, |lp| async move {
+        let proto = Rc::new(CancelOnMade::default());
+        let p = proto.clone();
+        let l = lp.clone();
+        let p2 = p.clone();
+        let task = lp.create_task(async move {
+            let res = l
+                .subprocess_exec(move || p, "sleep", ["100"], Stdios::piped())
+                .await;
+            // What the protocol heard when the error came back.
+            *p2.seen.borrow_mut() = p2.rec.events();
+            res.map(|_| ())
+        })?;
+        *proto.task.borrow_mut() = Some(task.clone());
+        let err = task.await.unwrap_err();
+        assert!(err.is_cancelled(), "{err}");
+        proto.task.borrow_mut().take();
+        let seen = proto.seen.borrow().clone();
+        Ok(seen)
+    });
+    assert_eq!(ev.first().map(String::as_str), Some("made"), "{ev:?}");
+    assert!(ev.contains(&"exited Some(-9)".to_string()), "{ev:?}");
+    assert_eq!(ev.last().map(String::as_str), Some("lost false"), "{ev:?}");
+}
+both_watchers!(
+    a_spawn_cancelled_after_connection_made_returns_after_connection_lost,
+    a_spawn_cancelled_after_connection_made_returns_after_connection_lost_pidfd,
+    a_spawn_cancelled_after_connection_made_returns_after_connection_lost_thread
+);
