@@ -133,6 +133,10 @@ pub struct SubprocessTransport {
     pending_calls: RefCell<Option<VecDeque<Call>>>,
     closed: Cell<bool>,
     finished: Cell<bool>,
+    /// `_call_connection_lost` ran (asyncio's `_proc = None`): signals are
+    /// an `ESRCH` error from then on. Not the protocol's absence, which a
+    /// closed loop causes too while the child may still run.
+    lost: Cell<bool>,
     /// Key in the loop's list of what `close()` releases.
     tracked: Cell<Option<usize>>,
 }
@@ -197,7 +201,7 @@ impl SubprocessTransport {
     /// (`connection_lost` was called), an `ESRCH` error, as asyncio's
     /// `_check_proc` raises `ProcessLookupError`.
     pub fn send_signal(&self, sig: i32) -> Result<()> {
-        if self.protocol.borrow().is_none() {
+        if self.lost.get() {
             return Err(std::io::Error::from_raw_os_error(libc::ESRCH).into());
         }
         self.child.send_signal(sig)
@@ -329,6 +333,7 @@ struct Finish<'a>(&'a SubprocessTransport);
 impl Drop for Finish<'_> {
     fn drop(&mut self) {
         let t = self.0;
+        t.lost.set(true);
         let waiters = std::mem::take(&mut *t.exit_waiters.borrow_mut());
         let rc = t.returncode.get().unwrap_or(-1);
         for w in waiters {
@@ -474,6 +479,7 @@ impl SubprocessTransport {
             pending_calls: RefCell::new(Some(VecDeque::new())),
             closed: Cell::new(false),
             finished: Cell::new(false),
+            lost: Cell::new(false),
             tracked: Cell::new(None),
         });
         let weak: Weak<dyn LoopClosed> = Rc::downgrade(&t) as _;
@@ -571,7 +577,9 @@ impl EventLoop {
     ///
     /// If the wait for the pipes fails (the caller is cancelled), the
     /// transport is closed, killing the child, and the error is returned
-    /// once the child was reaped, as asyncio does.
+    /// once the child was reaped, as asyncio does; and if `connection_made`
+    /// was already scheduled, once the protocol heard `connection_lost`
+    /// (asyncio's `await transp._wait()`).
     pub async fn subprocess_command<P, F>(
         &self,
         protocol_factory: F,
@@ -585,9 +593,17 @@ impl EventLoop {
         let (transport, pipe_waiters) = SubprocessTransport::start(self, protocol.clone(), cmd)?;
         if let Err(e) = transport.connect_pipes(pipe_waiters).await {
             transport.close();
-            // asyncio awaits `transp._wait()`; the protocol never got
-            // `connection_made`, so wait for the reap itself.
-            let _ = transport.child.wait(self).await;
+            // asyncio awaits `transp._wait()`, until `connection_lost`. If
+            // `connection_made` was scheduled before the failure (the
+            // caller was cancelled at the last step), the calls flow, and
+            // so does `connection_lost`: wait for it. Else the protocol,
+            // never connected, hears nothing: wait for the reap itself.
+            let connected = transport.pending_calls.borrow().is_none();
+            if connected {
+                let _ = transport.wait().await;
+            } else {
+                let _ = transport.child.wait(self).await;
+            }
             return Err(e);
         }
         Ok((transport, protocol))

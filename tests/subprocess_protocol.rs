@@ -135,6 +135,17 @@ fn joined(events: &[String]) -> Vec<String> {
     out
 }
 
+/// Everything the child wrote on `fd`, wherever its chunks fell among the
+/// other calls: `process_exited` may come between two chunks of one pipe
+/// (the reap does not wait for the pipes), as in asyncio.
+fn output(events: &[String], fd: i32) -> String {
+    let prefix = format!("data {fd} ");
+    events
+        .iter()
+        .filter_map(|e| e.strip_prefix(&prefix))
+        .collect()
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
@@ -392,8 +403,8 @@ fn nothing_is_left_behind(kind: ChildWatcherKind) {
             stdin.write(b"in\n")?;
             stdin.write_eof()?;
             assert_eq!(t.wait().await?, 0);
-            let ev = joined(&proto.events());
-            assert!(ev.contains(&"data 1 in\ndone\n".to_string()), "{ev:?}");
+            let ev = proto.events();
+            assert_eq!(output(&ev, 1), "in\ndone\n", "{ev:?}");
             weak.push((Rc::downgrade(&t), Rc::downgrade(&proto)));
         }
         tulip::sleep(0.0).await?;
@@ -471,4 +482,103 @@ both_watchers!(
     a_cancelled_spawn_kills_the_child_and_tells_the_protocol_nothing,
     a_cancelled_spawn_kills_the_child_and_tells_the_protocol_nothing_pidfd,
     a_cancelled_spawn_kills_the_child_and_tells_the_protocol_nothing_thread
+);
+
+/// A transport kept after its loop closed still signals its running
+/// child: asyncio's `_check_proc` refuses only once `connection_lost` ran
+/// (`_proc = None`), and a closed loop never gets there.
+fn a_transport_outliving_its_loop_still_signals_its_child(kind: ChildWatcherKind) {
+    let mut runner = tulip::Runner::new();
+    let lp = runner.get_loop().unwrap();
+    if kind == ChildWatcherKind::Thread || tulip::child_watcher::can_use_pidfd() {
+        lp.set_child_watcher(kind).unwrap();
+    }
+    let t = runner
+        .run(async move {
+            let (t, _) = lp
+                .subprocess_exec(Recorder::new, "sleep", ["100"], Stdios::piped())
+                .await?;
+            Ok(t)
+        })
+        .unwrap();
+    runner.close();
+    let pid = t.get_pid();
+    t.kill().unwrap();
+    // Killed while `t` is still held (so not by its drop), then reaped by
+    // the closed loop's reaper.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "child {pid} still there");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(t);
+}
+both_watchers!(
+    a_transport_outliving_its_loop_still_signals_its_child,
+    a_transport_outliving_its_loop_still_signals_its_child_pidfd,
+    a_transport_outliving_its_loop_still_signals_its_child_thread
+);
+
+/// Cancels a task from inside `connection_made`.
+#[derive(Default)]
+struct CancelOnMade {
+    rec: Recorder,
+    task: RefCell<Option<tulip::Task<()>>>,
+    seen: RefCell<Vec<String>>,
+}
+
+impl SubprocessProtocol for CancelOnMade {
+    fn connection_made(&self, transport: Rc<SubprocessTransport>) {
+        self.rec.connection_made(transport);
+        if let Some(t) = self.task.borrow().as_ref() {
+            t.cancel();
+        }
+    }
+    fn pipe_data_received(&self, fd: i32, data: &[u8]) {
+        self.rec.pipe_data_received(fd, data);
+    }
+    fn pipe_connection_lost(&self, fd: i32, exc: Option<Error>) {
+        self.rec.pipe_connection_lost(fd, exc)
+    }
+    fn process_exited(&self) {
+        self.rec.process_exited()
+    }
+    fn connection_lost(&self, exc: Option<Error>) {
+        self.rec.connection_lost(exc)
+    }
+}
+
+/// A caller cancelled once `connection_made` was scheduled: asyncio's
+/// `_make_subprocess_transport` closes the transport and awaits
+/// `transp._wait()`, so the protocol has heard `connection_lost` by the
+/// time the cancellation comes back.
+fn a_spawn_cancelled_after_connection_made_returns_after_connection_lost(kind: ChildWatcherKind) {
+    let ev = on_loop(kind, |lp| async move {
+        let proto = Rc::new(CancelOnMade::default());
+        let p = proto.clone();
+        let l = lp.clone();
+        let p2 = p.clone();
+        let task = lp.create_task(async move {
+            let res = l
+                .subprocess_exec(move || p, "sleep", ["100"], Stdios::piped())
+                .await;
+            // What the protocol heard when the error came back.
+            *p2.seen.borrow_mut() = p2.rec.events();
+            res.map(|_| ())
+        })?;
+        *proto.task.borrow_mut() = Some(task.clone());
+        let err = task.await.unwrap_err();
+        assert!(err.is_cancelled(), "{err}");
+        proto.task.borrow_mut().take();
+        let seen = proto.seen.borrow().clone();
+        Ok(seen)
+    });
+    assert_eq!(ev.first().map(String::as_str), Some("made"), "{ev:?}");
+    assert!(ev.contains(&"exited Some(-9)".to_string()), "{ev:?}");
+    assert_eq!(ev.last().map(String::as_str), Some("lost false"), "{ev:?}");
+}
+both_watchers!(
+    a_spawn_cancelled_after_connection_made_returns_after_connection_lost,
+    a_spawn_cancelled_after_connection_made_returns_after_connection_lost_pidfd,
+    a_spawn_cancelled_after_connection_made_returns_after_connection_lost_thread
 );
