@@ -495,9 +495,17 @@ impl SubprocessTransport {
         let mut waiters = Vec::new();
         for (fd, end) in ours.into_iter().enumerate() {
             let Some(end) = end else { continue };
-            // Wrapping fails only for lack of memory or fds: `t` then
-            // drops with the error, killing the child.
-            let (pipe, waiter) = t.wrap_pipe(lp, fd as i32, end)?;
+            // Wrapping fails only for lack of memory or fds (or a closed
+            // loop). The exit callback and the pipes already wrapped hold
+            // `t`, so it would not drop: close it, killing the child, as
+            // asyncio's constructor does when `_start` fails.
+            let (pipe, waiter) = match t.wrap_pipe(lp, fd as i32, end) {
+                Ok(wrapped) => wrapped,
+                Err(e) => {
+                    t.close();
+                    return Err(e);
+                }
+            };
             t.pipes.borrow_mut()[fd] = Some(PipeSlot {
                 pipe,
                 disconnected: false,
