@@ -33,12 +33,25 @@
 //! with the same `ctx`. For tasks with private values, give each one
 //! `ctx.copy()`.
 //!
-//! **Outside a task.** Off the loop, or in a loop callback, there is no task
-//! and so, normally, no context: `get` gives `None` and `set` fails.
-//! [`Context::run`] still works there: for the duration of the closure its
-//! context is this thread's current one, so `get` and `set` use it, and a
-//! task created inside (for example the main task of a `tulip::run` called
-//! from the closure) starts with a copy of it, as in Python.
+//! **Callbacks.** As asyncio's `Handle` takes `copy_context()` when it is
+//! made, a callback given to `call_soon`, `call_later`, `call_at`,
+//! `add_done_callback`, `add_reader` or `add_writer` runs in a snapshot of
+//! the values current where it was scheduled: it sees them (as they were
+//! then), its `set`s go into its own copy, and a task it creates inherits
+//! that copy. If there were no values, it runs with no context, as below
+//! (`set` fails there, where asyncio's empty copy would take it). The
+//! check costs one thread-local load until a value is first set on the
+//! thread. (*Deviation:* the transports' own readers take no snapshot, so
+//! protocol callbacks run with no context; asyncio's run in the context
+//! the transport was made in.)
+//!
+//! **Outside a task.** Off the loop, or in a loop callback scheduled with
+//! no values, there is no task and so no context: `get` gives `None` and
+//! `set` fails. [`Context::run`] still works there: for the duration of
+//! the closure its context is this thread's current one, so `get` and
+//! `set` use it, and a task created inside (for example the main task of a
+//! `tulip::run` called from the closure) starts with a copy of it, as in
+//! Python.
 //!
 //! **Other threads** (*deviation*). A context holds `Rc`s, so it cannot
 //! cross threads: `to_thread` runs its function with no context (asyncio
@@ -63,6 +76,9 @@
 //! - A variable's id is assigned once (on first use) and never reused.
 //! - Outside a task and outside [`Context::run`] there is no context: `get`
 //!   gives the default, and `set` fails.
+//! - A callback scheduled where some value is current runs inside a
+//!   [`Context`] of its own, a snapshot taken when it was scheduled; no
+//!   one else holds that context, so entering it never fails.
 //!
 //! [`TaskOptions::context`]: crate::TaskOptions::context
 
@@ -86,6 +102,10 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 thread_local! {
     /// The context [`Context::run`] entered while no task was running.
     static OUTSIDE: RefCell<Option<Rc<ContextCell>>> = const { RefCell::new(None) };
+    /// Some [`ContextVar::set`] stored a value on this thread. Until then
+    /// every context is empty, and scheduling a callback looks no further
+    /// (one thread-local load on the `call_soon` path).
+    static VALUES_SET: Cell<bool> = const { Cell::new(false) };
 }
 
 /// What a [`Context`] shares: a map, replaced (never mutated) on each set.
@@ -152,6 +172,30 @@ fn current_map() -> Option<Rc<Map>> {
         Current::Outside(cell) => Some(cell.map()),
         Current::Nothing => None,
     }
+}
+
+/// The context a callback scheduled now will run in (asyncio's `Handle`
+/// takes `contextvars.copy_context()`): a snapshot of the current values,
+/// or `None` when there are none. Such a callback then runs with no
+/// context, as it would in an empty copy, except that `set` fails there;
+/// and scheduling it costs nothing more.
+#[inline]
+pub(crate) fn callback_context() -> Option<Context> {
+    if !VALUES_SET.with(Cell::get) {
+        return None;
+    }
+    snapshot_for_callback()
+}
+
+#[inline(never)]
+fn snapshot_for_callback() -> Option<Context> {
+    let map = current_map()?;
+    if map.is_empty() {
+        return None;
+    }
+    Some(Context {
+        cell: ContextCell::new(map),
+    })
 }
 
 /// The context a new task of `lp` starts with (used by `create_task_with`):
@@ -262,6 +306,9 @@ impl<T: Clone + 'static> ContextVar<T> {
     }
 
     fn replace(&self, value: Option<T>) -> Result<Option<T>> {
+        if value.is_some() {
+            VALUES_SET.with(|v| v.set(true));
+        }
         let id = self.id();
         let update = |map: Option<&Map>| {
             let mut map = map.cloned().unwrap_or_default();
@@ -445,6 +492,19 @@ impl Context {
                 cell.entered.set(true);
                 Ok(f())
             }
+        }
+    }
+}
+
+impl Context {
+    /// Runs a callback in this context (asyncio's `Handle._run`:
+    /// `self._context.run(self._callback, *self._args)`). The context is a
+    /// snapshot that only the callback holds, so it is never entered
+    /// already.
+    pub(crate) fn run_callback<R>(&self, f: impl FnOnce() -> R) -> R {
+        match self.run(f) {
+            Ok(r) => r,
+            Err(e) => unreachable!("a callback's own context was entered: {e}"),
         }
     }
 }

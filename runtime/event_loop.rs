@@ -821,7 +821,10 @@ impl EventLoop {
     #[track_caller]
     pub fn call_soon<F: FnOnce() + 'static>(&self, f: F) -> Result<Handle> {
         self.check_closed()?;
-        let h = Handle::once(f, Location::caller());
+        let h = match crate::contextvars::callback_context() {
+            None => Handle::once(f, Location::caller()),
+            Some(ctx) => Handle::once(move || ctx.run_callback(f), Location::caller()),
+        };
         self.inner
             .ready
             .borrow_mut()
@@ -884,7 +887,10 @@ impl EventLoop {
             scheduled: Cell::new(true),
             cancelled_count: self.inner.timer_cancelled_count.clone(),
         };
-        let handle = Handle::timed(f, at, timer);
+        let handle = match crate::contextvars::callback_context() {
+            None => Handle::timed(f, at, timer),
+            Some(ctx) => Handle::timed(move || ctx.run_callback(f), at, timer),
+        };
         let seq = self.inner.timer_seq.get();
         self.inner.timer_seq.set(seq + 1);
         if when > self.inner.timer_max_when.get() {

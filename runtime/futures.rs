@@ -400,7 +400,14 @@ impl<T, O: Owner> FutureCore<T, O> {
     #[track_caller]
     pub(crate) fn add_done_callback(&self, owner: &O, f: impl FnOnce(&O) + 'static) -> CallbackId {
         let id = self.new_callback_id();
-        let cell = done_callback(f, std::panic::Location::caller());
+        // asyncio: `context = contextvars.copy_context()` at registration.
+        let cell = match crate::contextvars::callback_context() {
+            None => done_callback(f, std::panic::Location::caller()),
+            Some(ctx) => done_callback(
+                move |o: &O| ctx.run_callback(|| f(o)),
+                std::panic::Location::caller(),
+            ),
+        };
         if self.done() {
             self.schedule(cell, owner.clone());
         } else {

@@ -362,16 +362,14 @@ impl EventLoop {
     #[track_caller]
     pub fn add_reader<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
         self.ensure_fd_no_transport(fd)?;
-        self.add_io(fd, Side::Read, f, Trigger::Level, Location::caller())
-            .map(drop)
+        self.add_user_io(fd, Side::Read, f, Trigger::Level, Location::caller())
     }
 
     /// asyncio's `add_writer(fd, callback)`: calls `f` while `fd` is writable.
     #[track_caller]
     pub fn add_writer<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
         self.ensure_fd_no_transport(fd)?;
-        self.add_io(fd, Side::Write, f, Trigger::Level, Location::caller())
-            .map(drop)
+        self.add_user_io(fd, Side::Write, f, Trigger::Level, Location::caller())
     }
 
     /// Like [`add_reader`](EventLoop::add_reader) but edge-triggered: `f` is
@@ -380,7 +378,7 @@ impl EventLoop {
     #[track_caller]
     pub fn add_reader_edge<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
         self.ensure_fd_no_transport(fd)?;
-        self.add_io_edge(fd, Side::Read, f)
+        self.add_user_io(fd, Side::Read, f, Trigger::Edge, Location::caller())
     }
 
     /// Like [`add_writer`](EventLoop::add_writer) but edge-triggered: `f`
@@ -388,7 +386,26 @@ impl EventLoop {
     #[track_caller]
     pub fn add_writer_edge<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
         self.ensure_fd_no_transport(fd)?;
-        self.add_io_edge(fd, Side::Write, f)
+        self.add_user_io(fd, Side::Write, f, Trigger::Edge, Location::caller())
+    }
+
+    /// A user's reader or writer: it runs in a snapshot of the caller's
+    /// context values, as asyncio's `add_reader` handle takes
+    /// `copy_context()`. (The transports' own readers, `add_io_edge`, take
+    /// none: their protocol callbacks run with no context.)
+    fn add_user_io<F: Fn() + 'static>(
+        &self,
+        fd: RawFd,
+        side: Side,
+        f: F,
+        trigger: Trigger,
+        at: &'static Location<'static>,
+    ) -> Result<()> {
+        match crate::contextvars::callback_context() {
+            None => self.add_io(fd, side, f, trigger, at),
+            Some(ctx) => self.add_io(fd, side, move || ctx.run_callback(&f), trigger, at),
+        }
+        .map(drop)
     }
 
     /// An edge-triggered reader or writer, without the transport check:

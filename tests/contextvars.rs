@@ -241,3 +241,152 @@ fn to_thread_runs_its_function_with_no_context() {
     })
     .unwrap();
 }
+
+// ----- callbacks run in a copy of their scheduler's context -----
+
+/// asyncio's `Handle` takes `copy_context()` when it is made: a callback
+/// scheduled from a task sees the task's values as they were then, and
+/// what it sets stays in its copy.
+#[test]
+fn call_soon_and_call_later_callbacks_run_in_a_copy_of_the_callers_context() {
+    let seen = tulip::run(async {
+        let lp = get_running_loop()?;
+        REQUEST_ID.set(7)?;
+        let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let (a, b) = (log.clone(), log.clone());
+        let _ = lp.call_soon(move || {
+            a.borrow_mut().push(("soon", REQUEST_ID.get()));
+            REQUEST_ID.set(8).unwrap(); // into the callback's own copy
+            a.borrow_mut().push(("soon after set", REQUEST_ID.get()));
+        })?;
+        let _ = lp.call_later(0.001, move || {
+            b.borrow_mut().push(("later", REQUEST_ID.get()))
+        })?;
+        REQUEST_ID.set(9)?; // after scheduling: the callbacks keep 7
+        sleep(0.01).await?;
+        assert_eq!(
+            REQUEST_ID.get(),
+            Some(9),
+            "the callback's set stayed in its copy"
+        );
+        let out = log.borrow().clone();
+        Ok(out)
+    })
+    .unwrap();
+    assert_eq!(
+        seen,
+        [
+            ("soon", Some(7)),
+            ("soon after set", Some(8)),
+            ("later", Some(7))
+        ]
+    );
+}
+
+/// A done callback runs in the context of the code that added it, not of
+/// the code that completed the future.
+#[test]
+fn a_done_callback_runs_in_the_context_it_was_added_in() {
+    let seen = tulip::run(async {
+        let lp = get_running_loop()?;
+        let fut = lp.create_future::<()>();
+        let log = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let l = log.clone();
+        let waiter = create_task({
+            let fut = fut.clone();
+            async move {
+                USER.set("adder".into())?;
+                fut.add_done_callback(move |_| *l.borrow_mut() = Some(USER.get()));
+                Ok(())
+            }
+        })?;
+        waiter.await?;
+        let setter = create_task({
+            let fut = fut.clone();
+            async move {
+                USER.set("completer".into())?;
+                fut.set_result(())
+            }
+        })?;
+        setter.await?;
+        sleep(0.0).await?;
+        let out = log.borrow().clone();
+        Ok(out)
+    })
+    .unwrap();
+    assert_eq!(seen, Some(Some("adder".to_string())));
+}
+
+/// A reader added from a task runs in a copy of the task's context; a task
+/// created from a callback inherits the callback's context.
+#[test]
+fn readers_and_tasks_made_in_callbacks_see_the_schedulers_values() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let seen = tulip::run(async {
+        let lp = get_running_loop()?;
+        let (mut a, b) = std::os::unix::net::UnixStream::pair()?;
+        b.set_nonblocking(true)?;
+        REQUEST_ID.set(11)?;
+        let got = lp.create_future::<(Option<u32>, Option<u32>)>();
+        let g = got.clone();
+        let lp2 = lp.clone();
+        let fd = b.as_raw_fd();
+        lp.add_reader(fd, move || {
+            let _ = lp2.remove_reader(fd);
+            let in_reader = REQUEST_ID.get();
+            let g = g.clone();
+            let t = create_task(async move { Ok(REQUEST_ID.get()) }).unwrap();
+            t.add_done_callback(move |t| {
+                let _ = g.set_result((in_reader, t.result().unwrap()));
+            });
+        })?;
+        REQUEST_ID.set(12)?;
+        a.write_all(b"x")?;
+        let out = tulip::timeout(5.0).run(got).await?;
+        drop(b);
+        Ok(out)
+    })
+    .unwrap();
+    assert_eq!(seen, (Some(11), Some(11)));
+}
+
+/// With no values anywhere, a callback has no context: `get` gives the
+/// default and `set` fails, as outside any task (so scheduling costs
+/// nothing more when contexts are not used).
+#[test]
+fn a_callback_scheduled_with_no_values_runs_with_no_context() {
+    let r = tulip::run(async {
+        let lp = get_running_loop()?;
+        let fut = lp.create_future::<(Option<u32>, bool)>();
+        let f = fut.clone();
+        let _ = lp.call_soon(move || {
+            let _ = f.set_result((REQUEST_ID.get(), REQUEST_ID.set(1).is_err()));
+        })?;
+        fut.await
+    })
+    .unwrap();
+    assert_eq!(r, (None, true));
+}
+
+/// A callback scheduled inside `Context::run` runs in a snapshot of that
+/// context: later sets on the context are not seen.
+#[test]
+fn a_callback_scheduled_inside_context_run_sees_a_snapshot() {
+    let lp = tulip::EventLoop::new().unwrap();
+    let ctx = Context::new();
+    let seen = std::rc::Rc::new(std::cell::Cell::new(None));
+    let s = seen.clone();
+    let l = lp.clone();
+    ctx.run(|| {
+        REQUEST_ID.set(3).unwrap();
+        let _ = l.call_soon(move || s.set(REQUEST_ID.get())).unwrap();
+    })
+    .unwrap();
+    ctx.run(|| REQUEST_ID.set(4)).unwrap().unwrap();
+    let stop = lp.clone();
+    let _ = lp.call_soon(move || stop.stop()).unwrap();
+    lp.run_forever().unwrap();
+    lp.close().unwrap();
+    assert_eq!(seen.get(), Some(3));
+}
