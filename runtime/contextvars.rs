@@ -35,7 +35,8 @@
 //!
 //! **Callbacks.** As asyncio's `Handle` takes `copy_context()` when it is
 //! made, a callback given to `call_soon`, `call_later`, `call_at`,
-//! `add_done_callback`, `add_reader` or `add_writer` runs in a snapshot of
+//! `add_done_callback`, `add_reader`, `add_writer` or
+//! `add_signal_handler` runs in a snapshot of
 //! the values current where it was scheduled: it sees them (as they were
 //! then), its `set`s go into its own copy, and a task it creates inherits
 //! that copy. If there were no values, it runs with no context, as below

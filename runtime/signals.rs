@@ -344,7 +344,13 @@ impl EventLoop {
     pub(crate) fn add_signal_handler_id<F: Fn() + 'static>(&self, sig: i32, f: F) -> Result<u64> {
         self.check_closed()?;
         let (name, at) = (std::any::type_name::<F>(), Location::caller());
-        SignalState::of(self).add(self, sig, Rc::new(f), name, at)
+        // asyncio's handler `Handle` takes `copy_context()`, as every
+        // callback does (see `contextvars`).
+        let f: Rc<dyn Fn()> = match crate::contextvars::callback_context() {
+            None => Rc::new(f),
+            Some(ctx) => Rc::new(move || ctx.run_callback(&f)),
+        };
+        SignalState::of(self).add(self, sig, f, name, at)
     }
 
     /// asyncio's `loop.remove_signal_handler(sig)`: removes the handler and

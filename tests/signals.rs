@@ -320,3 +320,30 @@ fn removing_a_handler_another_loop_took_over_leaves_that_loops_handler() {
     assert!(has_default_disposition(sig));
     lp.close().unwrap();
 }
+
+/// A handler added where a context value is current runs in a copy of it,
+/// as asyncio's handler `Handle` takes `copy_context()`.
+#[test]
+fn a_handler_runs_in_a_copy_of_the_context_it_was_added_in() {
+    static TAG: tulip::ContextVar<&str> = tulip::ContextVar::new("tag");
+    let _s = serial();
+    let seen = tulip::run(async {
+        let lp = tulip::get_running_loop()?;
+        TAG.set("added here")?;
+        let got = lp.create_future::<Option<&str>>();
+        let g = got.clone();
+        lp.add_signal_handler(libc::SIGUSR2, move || {
+            if !g.done() {
+                let _ = g.set_result(TAG.get());
+            }
+        })?;
+        TAG.set("later")?;
+        // SAFETY: kill() with our own pid and a valid signal.
+        unsafe { libc::kill(libc::getpid(), libc::SIGUSR2) };
+        let v = tulip::timeout(5.0).run(got).await?;
+        lp.remove_signal_handler(libc::SIGUSR2)?;
+        Ok(v)
+    })
+    .unwrap();
+    assert_eq!(seen, Some("added here"));
+}
