@@ -4,44 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{both_watchers, on_watcher_loop as on_loop};
 use tulip::subprocess::{Command, Stdio, Stdios};
-use tulip::{ChildWatcherKind, EventLoop, Result};
-
-/// Runs `body` on a fresh loop whose children use `kind`.
-fn on_loop<T: 'static, F>(kind: ChildWatcherKind, body: impl FnOnce(EventLoop) -> F) -> T
-where
-    F: std::future::Future<Output = Result<T>> + 'static,
-{
-    let mut runner = tulip::Runner::new();
-    let lp = runner.get_loop().unwrap();
-    if kind == ChildWatcherKind::Pidfd && !tulip::child_watcher::can_use_pidfd() {
-        eprintln!("no pidfd on this kernel; running on the thread watcher");
-    } else {
-        lp.set_child_watcher(kind).unwrap();
-    }
-    // Every test is bounded: a deadlocked communicate fails here after a
-    // minute instead of hanging the suite.
-    let fut = body(lp);
-    let out = runner
-        .run(async move { tulip::timeout(60.0).run(fut).await })
-        .unwrap();
-    runner.close();
-    out
-}
-
-/// Declares one test per watcher for a body `fn(kind)`.
-macro_rules! both_watchers {
-    ($body:ident, $pidfd:ident, $thread:ident) => {
-        #[test]
-        fn $pidfd() {
-            $body(ChildWatcherKind::Pidfd)
-        }
-        #[test]
-        fn $thread() {
-            $body(ChildWatcherKind::Thread)
-        }
-    };
-}
+use tulip::{ChildWatcherKind, EventLoop};
 
 /// True if `pid` is a child (zombie or alive) of this process.
 fn is_our_child(pid: u32) -> bool {

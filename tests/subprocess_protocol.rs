@@ -5,45 +5,14 @@
 
 mod common;
 
+use common::{both_watchers, on_watcher_loop as on_loop};
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use tulip::subprocess::{Command, Stdio, Stdios};
-use tulip::{ChildWatcherKind, Error, EventLoop, Result, SubprocessProtocol, SubprocessTransport};
-
-/// Runs `body` on a fresh loop whose children use `kind`, under a minute.
-fn on_loop<T: 'static, F>(kind: ChildWatcherKind, body: impl FnOnce(EventLoop) -> F) -> T
-where
-    F: std::future::Future<Output = Result<T>> + 'static,
-{
-    let mut runner = tulip::Runner::new();
-    let lp = runner.get_loop().unwrap();
-    if kind == ChildWatcherKind::Pidfd && !tulip::child_watcher::can_use_pidfd() {
-        eprintln!("no pidfd on this kernel; running on the thread watcher");
-    } else {
-        lp.set_child_watcher(kind).unwrap();
-    }
-    let fut = body(lp);
-    let out = runner
-        .run(async move { tulip::timeout(60.0).run(fut).await })
-        .unwrap();
-    runner.close();
-    out
-}
-
-macro_rules! both_watchers {
-    ($body:ident, $pidfd:ident, $thread:ident) => {
-        #[test]
-        fn $pidfd() {
-            $body(ChildWatcherKind::Pidfd)
-        }
-        #[test]
-        fn $thread() {
-            $body(ChildWatcherKind::Thread)
-        }
-    };
-}
+use tulip::{ChildWatcherKind, Error, Result, SubprocessProtocol, SubprocessTransport};
 
 /// Writes down every call it gets, as text.
 #[derive(Debug, Default)]

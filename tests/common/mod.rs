@@ -314,3 +314,45 @@ pub fn heap_in_use() -> usize {
     let m = unsafe { libc::mallinfo2() };
     m.uordblks + m.hblkhd
 }
+
+/// Runs `body` on a fresh loop whose children use the child watcher
+/// `kind` (the thread one if the kernel has no pidfd), bounded by a minute:
+/// a deadlocked subprocess test fails instead of hanging the suite.
+pub fn on_watcher_loop<T: 'static, F>(
+    kind: tulip::ChildWatcherKind,
+    body: impl FnOnce(EventLoop) -> F,
+) -> T
+where
+    F: std::future::Future<Output = tulip::Result<T>> + 'static,
+{
+    let mut runner = tulip::Runner::new();
+    let lp = runner.get_loop().unwrap();
+    if kind == tulip::ChildWatcherKind::Pidfd && !tulip::child_watcher::can_use_pidfd() {
+        eprintln!("no pidfd on this kernel; running on the thread watcher");
+    } else {
+        lp.set_child_watcher(kind).unwrap();
+    }
+    let fut = body(lp);
+    let out = runner
+        .run(async move { tulip::timeout(60.0).run(fut).await })
+        .unwrap();
+    runner.close();
+    out
+}
+
+/// Declares one test per child watcher for a body `fn(kind)`.
+#[allow(unused_macros)]
+macro_rules! both_watchers {
+    ($body:ident, $pidfd:ident, $thread:ident) => {
+        #[test]
+        fn $pidfd() {
+            $body(tulip::ChildWatcherKind::Pidfd)
+        }
+        #[test]
+        fn $thread() {
+            $body(tulip::ChildWatcherKind::Thread)
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use both_watchers;
