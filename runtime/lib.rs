@@ -111,7 +111,7 @@ pub use datagram::{DatagramOptions, DatagramSocket, DatagramSocketTransport};
 pub use error::{Error, Result};
 pub use event_loop::{
     get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop, try_running_loop,
-    EventLoop, ExceptionContext, Interrupt, TaskFactory,
+    EventLoop, ExceptionContext, ExceptionHandler, Interrupt, TaskFactory,
 };
 pub use events::{Delay, Handle, TimerHandle};
 pub use futures::{CallbackId, Future};
