@@ -512,6 +512,133 @@ fn udp_echo() {
     });
 }
 
+/// An unconnected socket made with libc, as a caller of asyncio's
+/// `sock_connect(sock, address)` makes one with `socket.socket()`.
+fn libc_socket(family: i32, ty: i32) -> std::os::fd::OwnedFd {
+    try_libc_socket(family, ty)
+        .unwrap_or_else(|| panic!("socket: {}", std::io::Error::last_os_error()))
+}
+
+/// [`libc_socket`], `None` if the socket cannot be made.
+fn try_libc_socket(family: i32, ty: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: socket takes three integers and returns a new fd or -1.
+    let fd = unsafe { libc::socket(family, ty, 0) };
+    // SAFETY: the fd is new and owned by nobody else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt(fd, SOL_SOCKET, name, 1)`.
+fn set_sol_socket_flag(fd: &impl AsRawFd, name: i32) {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is a valid c_int, and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
+}
+
+/// `getsockopt(fd, SOL_SOCKET, name)`.
+fn sol_socket_flag(fd: &impl AsRawFd, name: i32) -> libc::c_int {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid out-pointers; `len` is the room in `value`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "getsockopt: {}", std::io::Error::last_os_error());
+    value
+}
+
+/// `bind(fd, ip:0)` for an IPv4 `ip`.
+fn bind_v4(fd: &impl AsRawFd, ip: [u8; 4]) {
+    // SAFETY: an all-zero sockaddr_in is a valid value.
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sin.sin_family = libc::AF_INET as libc::sa_family_t;
+    sin.sin_addr.s_addr = u32::from_ne_bytes(ip);
+    // SAFETY: `sin` is a valid sockaddr_in, and its size is passed with it.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn sock_connect_socket_connects_the_callers_configured_socket() {
+    // asyncio's `await loop.sock_connect(sock, address)` on a socket the
+    // caller made: its options and local address are kept.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        listener.set_nonblocking(true).map_err(Error::from)?;
+        let addr = listener.local_addr().map_err(Error::from)?;
+        let sock = libc_socket(libc::AF_INET, libc::SOCK_STREAM); // blocking
+        set_sol_socket_flag(&sock, libc::SO_REUSEADDR);
+        bind_v4(&sock, [127, 0, 0, 2]);
+        let stream = lp.sock_connect_socket(sock, addr).await?;
+        assert_eq!(stream.peer_addr().map_err(Error::from)?, addr);
+        let local = stream.local_addr().map_err(Error::from)?;
+        assert_eq!(local.ip().to_string(), "127.0.0.2");
+        assert_eq!(sol_socket_flag(&stream, libc::SO_REUSEADDR), 1);
+        let (conn, peer) = lp.sock_accept(&listener).await?;
+        assert_eq!(peer, local);
+        // The stream is non-blocking: the sock_* coroutines take it.
+        lp.sock_sendall(&stream, b"hi").await?;
+        assert_eq!(lp.sock_recv(&conn, 2).await?, b"hi");
+        Ok(())
+    });
+}
+
+#[test]
+fn sock_connect_socket_reports_a_refused_connect_and_refuses_other_sockets() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        // A loopback port that is bound but not listening: closed, and
+        // nobody else can take it meanwhile.
+        let closed = libc_socket(libc::AF_INET, libc::SOCK_STREAM);
+        bind_v4(&closed, [127, 0, 0, 1]);
+        let port = alias_of(closed.as_raw_fd())
+            .local_addr()
+            .map_err(Error::from)?
+            .port();
+        let to: SocketAddr = ([127, 0, 0, 1], port).into();
+        let sock = libc_socket(libc::AF_INET, libc::SOCK_STREAM);
+        let err = lp.sock_connect_socket(sock, to).await.unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("connect call failed ({to}): ")),
+            "{err}"
+        );
+        // A datagram socket, or one of the other family, is refused.
+        let udp = libc_socket(libc::AF_INET, libc::SOCK_DGRAM);
+        let err = lp.sock_connect_socket(udp, to).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+        // (A host without IPv6 cannot make the socket: nothing to check.)
+        if let Some(v6) = try_libc_socket(libc::AF_INET6, libc::SOCK_STREAM) {
+            let err = lp.sock_connect_socket(v6, to).await.unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+        }
+        Ok(())
+    });
+}
+
 #[test]
 fn sock_coroutines() {
     run_bounded(5.0, async {
