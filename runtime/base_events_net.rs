@@ -307,6 +307,54 @@ impl EventLoop {
         Server::new(self, listeners, factory, options, None)
     }
 
+    /// asyncio's `create_server(protocol_factory, host=[h1, h2, ...], port)`:
+    /// one server listening on every address of every host in `hosts`
+    /// (asyncio's `host` may be a sequence). The hosts are resolved
+    /// concurrently, as asyncio gathers its `getaddrinfo` calls, and an
+    /// address two hosts share is bound once. The rest is
+    /// [`create_server_with`](EventLoop::create_server_with)'s: an
+    /// address the host does not have is skipped, and any other bind
+    /// error closes the sockets bound so far and fails the call, naming
+    /// the address ("error while attempting to bind on address ...").
+    /// An empty host is every interface, here too (asyncio passes a `''`
+    /// inside a sequence to `getaddrinfo`); an empty `hosts` binds nothing
+    /// and fails ("could not bind on any address").
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use tulip::ServerOptions;
+    /// struct Nothing;
+    /// impl tulip::Protocol for Nothing {}
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let hosts = ["127.0.0.1", "127.0.0.2"];
+    ///     let opts = ServerOptions::new();
+    ///     // Port 0: each socket gets a free port of its own.
+    ///     let server = lp.create_server_hosts(|| Rc::new(Nothing), &hosts, 0, &opts).await?;
+    ///     assert_eq!(server.sockets().len(), 2);
+    ///     for addr in server.local_addrs() {
+    ///         let _conn = std::net::TcpStream::connect(addr)?;
+    ///     }
+    ///     server.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn create_server_hosts<P, F>(
+        &self,
+        protocol_factory: F,
+        hosts: &[&str],
+        port: u16,
+        options: &ServerOptions,
+    ) -> Result<Server>
+    where
+        P: Protocol + 'static,
+        F: Fn() -> Rc<P> + 'static,
+    {
+        let listeners = self.bind_hosts_sockets(hosts, port, options).await?;
+        let factory = stream_factory(protocol_factory, StreamProtocol::plain);
+        Server::new(self, listeners, factory, options, None)
+    }
+
     /// The sockets of `create_server`: one per distinct address of `host`,
     /// bound with the options (see [`create_server_with`](EventLoop::create_server_with)).
     async fn bind_server_sockets(
@@ -315,48 +363,40 @@ impl EventLoop {
         port: u16,
         options: &ServerOptions,
     ) -> Result<Vec<Listener>> {
+        let addrs = self.server_addrs(host, port).await?;
+        bind_addrs(addrs, options)
+    }
+
+    /// The sockets of `create_server_hosts`: one per distinct address of
+    /// all the hosts, resolved concurrently (asyncio's
+    /// `infos = await tasks.gather(*fs)`).
+    async fn bind_hosts_sockets(
+        &self,
+        hosts: &[&str],
+        port: u16,
+        options: &ServerOptions,
+    ) -> Result<Vec<Listener>> {
+        let resolving = hosts.iter().map(|host| {
+            let (lp, host) = (self.clone(), host.to_string());
+            async move { lp.server_addrs(&host, port).await }
+        });
+        let infos = crate::gather::gather(resolving.collect::<Vec<_>>()).await?;
+        bind_addrs(infos.into_iter().flatten().collect(), options)
+    }
+
+    /// The addresses `create_server` binds for `host`.
+    async fn server_addrs(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>> {
         // asyncio's `if host == '': hosts = [None]`: every interface, as
         // getaddrinfo(None, port, flags=AI_PASSIVE) gives them (the IPv4,
         // then the IPv6 wildcard). A resolver asked for "" finds nothing.
-        let mut addrs = if host.is_empty() {
-            vec![
+        if host.is_empty() {
+            Ok(vec![
                 SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
                 SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
-            ]
+            ])
         } else {
-            self.getaddrinfo(host, port).await?
-        };
-        // asyncio binds each distinct address once.
-        let mut seen = std::collections::HashSet::new();
-        addrs.retain(|a| seen.insert(*a));
-        let mut listeners = Vec::new();
-        for addr in &addrs {
-            match crate::sys::tcp_bind(*addr, options.reuse_address, options.reuse_port) {
-                Ok(l) => listeners.push(Listener::Tcp(l)),
-                // Assume the family is not enabled (bpo-30945); asyncio
-                // also skips an address whose socket cannot be made (a
-                // kernel without IPv6: EAFNOSUPPORT).
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT)
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(bind_error(e, addr).into()),
-            }
+            self.getaddrinfo(host, port).await
         }
-        if listeners.is_empty() {
-            return Err(Error::Io(
-                io::Error::new(
-                    io::ErrorKind::AddrNotAvailable,
-                    format!("could not bind on any address out of {addrs:?}: use an address of this host"),
-                )
-                .into(),
-            ));
-        }
-        Ok(listeners)
     }
 
     /// asyncio's `create_server(protocol_factory, sock=sock)`: serves on an
@@ -565,6 +605,46 @@ fn serve_unix_listener(
         options,
         inode,
     )
+}
+
+/// Binds a socket on each distinct address, with the options (see
+/// [`EventLoop::create_server_with`]). On an error, the sockets bound so
+/// far are dropped (closed), as asyncio's `finally: if not completed:`
+/// closes them.
+fn bind_addrs(mut addrs: Vec<SocketAddr>, options: &ServerOptions) -> Result<Vec<Listener>> {
+    // asyncio binds each distinct address once.
+    let mut seen = std::collections::HashSet::new();
+    addrs.retain(|a| seen.insert(*a));
+    let mut listeners = Vec::new();
+    for addr in &addrs {
+        match crate::sys::tcp_bind(*addr, options.reuse_address, options.reuse_port) {
+            Ok(l) => listeners.push(Listener::Tcp(l)),
+            // Assume the family is not enabled (bpo-30945); asyncio
+            // also skips an address whose socket cannot be made (a
+            // kernel without IPv6: EAFNOSUPPORT).
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT)
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(bind_error(e, addr).into()),
+        }
+    }
+    if listeners.is_empty() {
+        return Err(Error::Io(
+            io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "could not bind on any address out of {addrs:?}: use an address of this host"
+                ),
+            )
+            .into(),
+        ));
+    }
+    Ok(listeners)
 }
 
 /// A server's factory: calls `protocol_factory` for each connection, and

@@ -1034,6 +1034,15 @@ impl DatagramTransport for DatagramSocketTransport {
         let l = self.limits.get();
         (l.low, l.high)
     }
+
+    fn get_protocol(&self) -> Option<Rc<dyn DatagramProtocol>> {
+        self.base.protocol()
+    }
+
+    fn set_protocol(&self, protocol: Rc<dyn DatagramProtocol>) -> Result<()> {
+        self.base.set_protocol(protocol);
+        Ok(())
+    }
 }
 
 impl fmt::Debug for DatagramSocketTransport {

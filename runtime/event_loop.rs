@@ -251,7 +251,10 @@ impl fmt::Display for ExceptionContext {
     }
 }
 
-type ExceptionHandler = Rc<dyn Fn(&EventLoop, &ExceptionContext)>;
+/// A custom exception handler as the loop keeps it: what
+/// [`EventLoop::get_exception_handler`] hands back, callable as
+/// `handler(&lp, &ctx)`.
+pub type ExceptionHandler = Rc<dyn Fn(&EventLoop, &ExceptionContext)>;
 
 /// Which task factory `create_task` uses (asyncio's `loop.set_task_factory`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -1211,6 +1214,43 @@ impl EventLoop {
     {
         *self.inner.exception_handler.borrow_mut() =
             handler.map(|h| Rc::new(h) as ExceptionHandler);
+    }
+
+    /// The custom exception handler, or `None` if the default one is in
+    /// use (asyncio's `get_exception_handler`). It is the same handler
+    /// `set_exception_handler` was given (a clone of its `Rc`), so a new
+    /// handler can wrap it and pass on what it does not handle itself.
+    /// After [`close`](EventLoop::close) it is `None`: close lets the
+    /// handler go (see there).
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use tulip::{EventLoop, ExceptionContext};
+    ///
+    /// let lp = EventLoop::new().unwrap();
+    /// assert!(lp.get_exception_handler().is_none());
+    /// let seen = Rc::new(Cell::new(0));
+    /// let s = seen.clone();
+    /// lp.set_exception_handler(Some(move |_: &EventLoop, _: &ExceptionContext| {
+    ///     s.set(s.get() + 1)
+    /// }));
+    /// // Chain: count the report here, then hand it to the previous handler.
+    /// let previous = lp.get_exception_handler().unwrap();
+    /// let mine = Rc::new(Cell::new(0));
+    /// let m = mine.clone();
+    /// lp.set_exception_handler(Some(move |lp: &EventLoop, ctx: &ExceptionContext| {
+    ///     m.set(m.get() + 1);
+    ///     previous(lp, ctx);
+    /// }));
+    /// lp.call_exception_handler(&ExceptionContext {
+    ///     message: "something went wrong".into(),
+    ///     ..Default::default()
+    /// });
+    /// assert_eq!((mine.get(), seen.get()), (1, 1));
+    /// ```
+    pub fn get_exception_handler(&self) -> Option<ExceptionHandler> {
+        self.inner.exception_handler.borrow().clone()
     }
 
     /// Reports an error that has nobody to go to (asyncio's

@@ -111,7 +111,7 @@ pub use datagram::{DatagramOptions, DatagramSocket, DatagramSocketTransport};
 pub use error::{Error, Result};
 pub use event_loop::{
     get_event_loop, get_running_loop, interrupt, new_event_loop, set_event_loop, try_running_loop,
-    EventLoop, ExceptionContext, Interrupt, TaskFactory,
+    EventLoop, ExceptionContext, ExceptionHandler, Interrupt, TaskFactory,
 };
 pub use events::{Delay, Handle, TimerHandle};
 pub use futures::{CallbackId, Future};
@@ -131,8 +131,9 @@ pub use streams::{
 pub use streams_open::{
     open_connection, open_connection_addrs, open_connection_sock, open_connection_sock_with_limit,
     open_connection_with, open_connection_with_limit, open_unix_connection,
-    open_unix_connection_with_limit, start_server, start_server_sock, start_server_with,
-    start_server_with_limit, start_unix_server, start_unix_server_sock, start_unix_server_with,
+    open_unix_connection_with_limit, start_server, start_server_hosts, start_server_sock,
+    start_server_with, start_server_with_limit, start_unix_server, start_unix_server_sock,
+    start_unix_server_with,
 };
 pub use subprocess::{create_subprocess_exec, create_subprocess_shell, Process};
 pub use taskgroups::TaskGroup;

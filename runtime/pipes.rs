@@ -431,7 +431,18 @@ impl WriteTransport for ReadPipeTransport {
     }
 }
 
-impl Transport for ReadPipeTransport {}
+impl Transport for ReadPipeTransport {
+    fn get_protocol(&self) -> Option<Rc<dyn Protocol>> {
+        self.protocol()
+    }
+
+    /// asyncio's `set_protocol`: see [`Transport::set_protocol`]. A pipe
+    /// has no [`BufferedProtocol`](crate::BufferedProtocol) read path.
+    fn set_protocol(&self, protocol: Rc<dyn Protocol>) -> Result<()> {
+        self.base.set_protocol(protocol);
+        Ok(())
+    }
+}
 
 impl fmt::Debug for ReadPipeTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -768,7 +779,18 @@ impl WriteTransport for WritePipeTransport {
     }
 }
 
-impl Transport for WritePipeTransport {}
+impl Transport for WritePipeTransport {
+    fn get_protocol(&self) -> Option<Rc<dyn Protocol>> {
+        self.protocol()
+    }
+
+    /// asyncio's `set_protocol`: see [`Transport::set_protocol`]. A pipe
+    /// has no [`BufferedProtocol`](crate::BufferedProtocol) read path.
+    fn set_protocol(&self, protocol: Rc<dyn Protocol>) -> Result<()> {
+        self.base.set_protocol(protocol);
+        Ok(())
+    }
+}
 
 impl fmt::Debug for WritePipeTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -21,7 +21,8 @@
 //! # Invariants
 //! - A runner's loop is created lazily, on first use, by its loop factory;
 //!   its context is copied from the caller's then, and every `run()`'s
-//!   main task runs in that one context (asyncio's `Runner._context`).
+//!   main task runs in that one context (asyncio's `Runner._context`),
+//!   unless `run_with_context` names another.
 //! - `close()` always leaves no pending task behind: every remaining task is
 //!   cancelled and awaited before the loop closes (so no "Task was destroyed
 //!   but it is pending!" reports), and errors found then go to the exception
@@ -145,6 +146,40 @@ impl Runner {
         T: 'static,
         F: StdFuture<Output = Result<T>> + 'static,
     {
+        self.run_in(fut, None)
+    }
+
+    /// [`run`](Runner::run) with the main task in `context` instead of the
+    /// runner's own (asyncio's `Runner.run(coro, context=ctx)`). The task
+    /// runs in `context` itself, not in a copy: what it sets is seen in
+    /// `context` afterwards, and not by the runner's later `run()`s.
+    ///
+    /// ```
+    /// use tulip::{Context, ContextVar, Runner};
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// let mut runner = Runner::new();
+    /// let ctx = Context::new();
+    /// runner
+    ///     .run_with_context(async { USER.set("ann").map(drop) }, ctx.clone())
+    ///     .unwrap();
+    /// assert_eq!(ctx.get(&USER), Some("ann"));
+    /// assert_eq!(runner.run(async { Ok(USER.get()) }).unwrap(), None);
+    /// ```
+    pub fn run_with_context<T, F>(&mut self, fut: F, context: Context) -> Result<T>
+    where
+        T: 'static,
+        F: StdFuture<Output = Result<T>> + 'static,
+    {
+        self.run_in(fut, Some(context))
+    }
+
+    /// `run`, in `context` if given, else in the runner's context.
+    fn run_in<T, F>(&mut self, fut: F, context: Option<Context>) -> Result<T>
+    where
+        T: 'static,
+        F: StdFuture<Output = Result<T>> + 'static,
+    {
         if try_running_loop().is_some() {
             return Err(Error::runtime(
                 "Runner::run() cannot be called from a running event loop",
@@ -158,7 +193,8 @@ impl Runner {
         let task = lp.create_task_with(
             fut,
             TaskOptions {
-                context: self.context.clone(),
+                // asyncio: `if context is None: context = self._context`.
+                context: context.or_else(|| self.context.clone()),
                 ..TaskOptions::default()
             },
         )?;

@@ -491,9 +491,6 @@ impl SocketTransport {
     /// asyncio's `_read_ready__data_received` (or `_read_ready__get_buffer`
     /// for a [`BufferedProtocol`]), draining the edge.
     fn read_ready(&self) {
-        let Some(proto) = self.base.protocol() else {
-            return;
-        };
         // The shared read buffer, taken at the first read of a plain protocol.
         let mut shared = None;
         let mut reads = 0;
@@ -501,6 +498,12 @@ impl SocketTransport {
             if self.base.conn_lost.get() > 0 || self.paused.get() || self.base.closing.get() {
                 break;
             }
+            // Fetched for each read: a protocol set by the last one's
+            // callback (`set_protocol`) gets the next bytes, in its own way
+            // (plain or buffered), as asyncio's `_read_ready_cb` does.
+            let Some(proto) = self.base.protocol() else {
+                break;
+            };
             match self.read_once(&proto, &mut shared) {
                 ReadStep::Data { n, len } => {
                     // A short read drained the socket: the next arrival is a
@@ -1039,7 +1042,21 @@ impl WriteTransport for SocketTransport {
     }
 }
 
-impl Transport for SocketTransport {}
+impl Transport for SocketTransport {
+    fn get_protocol(&self) -> Option<Rc<dyn Protocol>> {
+        self.protocol()
+    }
+
+    fn set_protocol(&self, protocol: Rc<dyn Protocol>) -> Result<()> {
+        self.base.set_protocol(StreamProtocol::Plain(protocol));
+        Ok(())
+    }
+
+    fn set_buffered_protocol(&self, protocol: Rc<dyn BufferedProtocol>) -> Result<()> {
+        self.base.set_protocol(StreamProtocol::Buffered(protocol));
+        Ok(())
+    }
+}
 
 impl fmt::Debug for SocketTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

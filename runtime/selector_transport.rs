@@ -45,6 +45,10 @@
 //! - `writer_registered` is true exactly while the loop holds a writer for
 //!   the fd.
 //! - No `RefCell` borrow of the base is held while a protocol method runs.
+//!   Every callback fetches the protocol when it calls it, so one set with
+//!   `set_protocol` (even from inside a callback of the old one) hears
+//!   everything that comes after; `connection_made` goes to the protocol
+//!   the transport was made with, as asyncio binds it in `__init__`.
 //! - A transport between `schedule_start` and the end of its connection is
 //!   in its loop's list of `LoopClosed` resources (`tracked`), so that
 //!   closing the loop releases it.
@@ -119,6 +123,23 @@ impl<S, P: Clone> TransportBase<S, P> {
 }
 
 impl<S, P> TransportBase<S, P> {
+    /// asyncio's `set_protocol`: `protocol` is the one called from now on
+    /// (the next read, flow control, `connection_lost`); nothing is called
+    /// on either protocol here. Once `connection_lost` has run (or the
+    /// loop closed the transport) the slot stays empty: no callback would
+    /// ever come, and keeping the protocol would keep the transport ↔
+    /// protocol cycle alive. Both drops happen after the borrow ends.
+    pub(crate) fn set_protocol(&self, protocol: P) {
+        let old = {
+            let mut slot = self.protocol.borrow_mut();
+            match slot.as_mut() {
+                Some(p) => Ok(std::mem::replace(p, protocol)),
+                None => Err(protocol),
+            }
+        };
+        drop(old);
+    }
+
     /// Removes the writer if it is registered.
     pub(crate) fn remove_writer(&self) {
         if self.writer_registered.replace(false) {
@@ -175,7 +196,11 @@ pub(crate) trait SelectorTransport: Sized + 'static {
     fn schedule_start(self: &Rc<Self>, waiter: Option<Future<()>>) -> crate::Result<()> {
         let t = self.clone();
         let base = self.base();
-        let _ = base.lp.call_soon(move || t.start(waiter))?;
+        // asyncio's `call_soon(self._protocol.connection_made, self)` binds
+        // the protocol now: one set with `set_protocol` before the call
+        // runs does not get it.
+        let proto = base.protocol();
+        let _ = base.lp.call_soon(move || t.start(proto, waiter))?;
         let me: Weak<dyn LoopClosed> = Rc::downgrade(self) as Weak<dyn LoopClosed>;
         base.tracked.set(Some(base.lp.track_until_close(me)));
         Ok(())
@@ -195,19 +220,18 @@ pub(crate) trait SelectorTransport: Sized + 'static {
             .attach_transport(base.fd, Rc::downgrade(self) as Weak<dyn FdOwner>);
     }
 
-    /// Calls `connection_made`, then registers the reader and completes
-    /// `waiter`. asyncio runs these as three handles, so that a
-    /// `connection_made` that raises still lets the reader start and the
-    /// waiter finish; here one handle, and a guard that does the rest even
-    /// on a panic.
-    fn start(self: Rc<Self>, waiter: Option<Future<()>>) {
+    /// Calls `connection_made` on `proto` (the protocol the transport was
+    /// made with), then registers the reader and completes `waiter`.
+    /// asyncio runs these as three handles, so that a `connection_made`
+    /// that raises still lets the reader start and the waiter finish; here
+    /// one handle, and a guard that does the rest even on a panic.
+    fn start(self: Rc<Self>, proto: Option<Self::Proto>, waiter: Option<Future<()>>) {
         let _rest = StartRest {
             t: self.clone(),
             waiter,
         };
         let base = self.base();
         if base.conn_lost.get() == 0 {
-            let proto = base.protocol();
             if let Some(p) = proto {
                 base.protocol_connected.set(true);
                 Self::connection_made(self.clone(), &p);

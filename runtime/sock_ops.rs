@@ -18,7 +18,8 @@
 //!   `_sock_read_done` checks `handle.cancelled()`): that one stays.
 //! - The sockets must be non-blocking. In debug mode a blocking socket is
 //!   refused with `Error::InvalidArgument`, as asyncio's debug mode raises
-//!   `ValueError`.
+//!   `ValueError`. (`sock_connect_socket` takes its socket, and makes it
+//!   non-blocking itself.)
 //! - A wait never replaces a transport's reader or writer: the fd of a
 //!   socket transport that is not closing is refused with `Error::Runtime`
 //!   before the wait starts, as asyncio's `_ensure_fd_no_transport` raises
@@ -29,7 +30,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{SocketAddr as UnixSocketAddr, UnixDatagram};
 use std::panic::Location;
 use std::path::Path;
@@ -194,6 +195,92 @@ impl EventLoop {
         }
         match stream.peer_addr() {
             Ok(_) => Ok(stream.into()),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                let err = stream.take_error().map_err(failed)?.unwrap_or(e);
+                Err(failed(err))
+            }
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    /// asyncio's `sock_connect(sock, address)` on a socket the caller made
+    /// and configured (options set, bound to a local address, ...):
+    /// `sock` is an unconnected `AF_INET` or `AF_INET6` stream socket,
+    /// which this makes non-blocking, connects to `addr`, and hands back
+    /// as a non-blocking `TcpStream` once connected (asyncio's
+    /// `_sock_connect` and `_sock_connect_cb`: wait for writability, then
+    /// read `SO_ERROR`). [`sock_connect`](EventLoop::sock_connect) makes
+    /// its own socket instead.
+    ///
+    /// asyncio leaves the socket the caller's and wants it non-blocking
+    /// already; here the socket is taken, so it is made non-blocking, and
+    /// it is closed if the connect fails or the wait is cancelled (a
+    /// socket whose connect failed cannot be connected again anyway).
+    /// Another kind of socket, or an address of another family, is an
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument); a failed
+    /// connect names the address, as `sock_connect`'s does.
+    ///
+    /// ```
+    /// use std::os::fd::{FromRawFd, OwnedFd};
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     let addr = listener.local_addr()?;
+    ///     // A socket std cannot make: unconnected, for the caller to configure.
+    ///     // SAFETY: socket takes three integers and returns a new fd or -1.
+    ///     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    ///     assert!(raw >= 0);
+    ///     // SAFETY: the fd is new and owned by nobody else.
+    ///     let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    ///     let stream = lp.sock_connect_socket(sock, addr).await?;
+    ///     assert_eq!(stream.peer_addr()?, addr);
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn sock_connect_socket(
+        &self,
+        sock: impl Into<OwnedFd>,
+        addr: SocketAddr,
+    ) -> Result<TcpStream> {
+        let fd: OwnedFd = sock.into();
+        let family = match addr {
+            SocketAddr::V4(_) => libc::AF_INET,
+            SocketAddr::V6(_) => libc::AF_INET6,
+        };
+        let (domain, ty) = crate::sys::socket_kind(&fd)?;
+        if ty != libc::SOCK_STREAM || !matches!(domain, libc::AF_INET | libc::AF_INET6) {
+            return Err(crate::error::Error::invalid_argument(
+                "sock_connect_socket needs an AF_INET or AF_INET6 stream socket \
+                 (sock_connect_unix connects a Unix one)",
+            ));
+        }
+        if domain != family {
+            return Err(crate::error::Error::invalid_argument(format!(
+                "cannot connect {} socket to {addr}: make the socket of the address's family",
+                if domain == libc::AF_INET {
+                    "an AF_INET"
+                } else {
+                    "an AF_INET6"
+                },
+            )));
+        }
+        let failed = |e: io::Error| -> crate::Error {
+            os_error_with_context(e, format!("connect call failed ({addr})")).into()
+        };
+        crate::sys::set_nonblocking(&fd)?;
+        let connected = crate::sys::start_connect(&fd, &addr).map_err(failed)?;
+        // From here the fd is the stream's: closed on every early return,
+        // a cancel included.
+        let stream = TcpStream::from(fd);
+        if connected {
+            return Ok(stream);
+        }
+        self.wait_writable(stream.as_raw_fd()).await?;
+        if let Some(e) = stream.take_error().map_err(failed)? {
+            return Err(failed(e));
+        }
+        match stream.peer_addr() {
+            Ok(_) => Ok(stream),
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                 let err = stream.take_error().map_err(failed)?.unwrap_or(e);
                 Err(failed(err))

@@ -314,6 +314,42 @@ where
     lp.create_server_with(factory, host, port, options).await
 }
 
+/// asyncio's `start_server(client_connected_cb, host=[h1, h2, ...], port,
+/// limit=..., ...)`: one stream server on every address of every host
+/// in `hosts`, as [`EventLoop::create_server_hosts`] binds them, with a
+/// reader `limit` for each connection.
+///
+/// ```
+/// use tulip::ServerOptions;
+/// tulip::run(async {
+///     let server = tulip::start_server_hosts(|_r, w| async move {
+///         w.write(b"hi\n")?;
+///         w.drain().await
+///     }, &["127.0.0.1", "127.0.0.2"], 0, tulip::DEFAULT_LIMIT, &ServerOptions::new()).await?;
+///     for addr in server.local_addrs() {
+///         let (r, _w) = tulip::open_connection(&addr.ip().to_string(), addr.port()).await?;
+///         assert_eq!(r.readline().await?, b"hi\n");
+///     }
+///     server.close();
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub async fn start_server_hosts<F, Fut>(
+    cb: F,
+    hosts: &[&str],
+    port: u16,
+    limit: usize,
+    options: &ServerOptions,
+) -> Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: StdFuture<Output = Result<()>> + 'static,
+{
+    let lp = get_running_loop()?;
+    let factory = stream_factory(&lp, cb, limit);
+    lp.create_server_hosts(factory, hosts, port, options).await
+}
+
 /// asyncio's `start_server(client_connected_cb, sock=sock, limit=...)`: a
 /// stream server on an already bound TCP socket, which it makes listen
 /// (backlog 100) and serves at once, as

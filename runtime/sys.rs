@@ -1,7 +1,8 @@
 //! The narrow libc layer under the subprocess, signal and thread modules,
 //! under the servers' listening sockets and the datagram endpoints' sockets
 //! (which need options before `bind`, and a `listen` backlog, that std
-//! does not offer), and under
+//! does not offer), under `sock_connect_socket` (the kind of a socket the
+//! caller made, and a non-blocking `connect` on it), and under
 //! `getnameinfo`, which std does not offer either, and the loop's clock.
 //!
 //! Their libc calls go through here and come back as an `io::Result`, the
@@ -392,6 +393,44 @@ pub(crate) fn tcp_connect_from(
         Err(e) => return Err(ConnectFromError::Connect(e)),
     }
     Ok(TcpStream::from(fd))
+}
+
+/// `getsockopt(fd, level, name)` of an `int` option.
+fn getsockopt_int(fd: &impl AsRawFd, level: libc::c_int, name: libc::c_int) -> io::Result<i32> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid out-pointers, and `len` says
+    // how many bytes `value` has room for; getsockopt writes no further.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(value)
+}
+
+/// The family (`SO_DOMAIN`: `AF_INET`, ...) and type (`SO_TYPE`:
+/// `SOCK_STREAM`, ...) of a socket; `ENOTSOCK` for any other fd.
+pub(crate) fn socket_kind(fd: &impl AsRawFd) -> io::Result<(i32, i32)> {
+    let domain = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    let ty = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?;
+    Ok((domain, ty))
+}
+
+/// `connect(fd, addr)` on a non-blocking socket: `Ok(true)` if it is
+/// connected at once, `Ok(false)` if the connect goes on in the background
+/// (`EINPROGRESS`, or `EINTR`: writability then tells when it is done,
+/// and `SO_ERROR` how).
+pub(crate) fn start_connect(fd: &OwnedFd, addr: &SocketAddr) -> io::Result<bool> {
+    match sockaddr_call(libc::connect, fd, addr) {
+        Ok(()) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINPROGRESS | libc::EINTR)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// `setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, on)`: TCP keep-alive probes on

@@ -23,9 +23,11 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::protocols::{BufferedProtocol, DatagramProtocol, Protocol};
 
 /// Default high-water mark of a write buffer (asyncio: 64 KiB).
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
@@ -262,7 +264,86 @@ pub trait WriteTransport: BaseTransport {
 }
 
 /// asyncio's `Transport`: a bidirectional stream transport (a connected socket).
-pub trait Transport: ReadTransport + WriteTransport {}
+///
+/// `get_protocol`/`set_protocol` are asyncio's `BaseTransport` methods;
+/// they are here because the protocol type is the stream [`Protocol`] (a
+/// [`DatagramTransport`] has its own pair). The defaults are asyncio's
+/// base class: no protocol to give, and a set that fails.
+pub trait Transport: ReadTransport + WriteTransport {
+    /// The protocol (asyncio's `get_protocol()`): the one last set, until
+    /// `connection_lost` ran. `None` also while it is a
+    /// [`BufferedProtocol`] (a [`SocketTransport`](crate::SocketTransport)
+    /// gives that one with `buffered_protocol()`).
+    fn get_protocol(&self) -> Option<Rc<dyn Protocol>> {
+        None
+    }
+
+    /// Switches protocols mid-connection (asyncio's
+    /// `set_protocol(protocol)`, e.g. after an HTTP `Upgrade`): from the
+    /// next callback on, the transport calls `protocol` (`data_received`,
+    /// `eof_received`, `pause_writing`/`resume_writing`,
+    /// `connection_lost`). Nothing is called now: not `connection_made`,
+    /// and the bytes the current `data_received` was given stay the old
+    /// protocol's to pass on, as in asyncio. Called from inside a
+    /// callback, the next read already goes to the new protocol. After
+    /// `connection_lost`, nothing would ever be called, so the protocol is
+    /// not kept. Fails for a transport that cannot switch (the default).
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    /// use tulip::transports::prelude::*;
+    ///
+    /// /// Echoes upper-cased: the protocol switched to.
+    /// struct Upper(Rc<dyn Transport>);
+    /// impl Protocol for Upper {
+    ///     fn data_received(&self, data: &[u8]) {
+    ///         let _ = self.0.write(&data.to_ascii_uppercase());
+    ///     }
+    /// }
+    /// /// Waits for "UPGRADE\n", then hands the connection to `Upper`.
+    /// #[derive(Default)]
+    /// struct Greeter(RefCell<Option<Rc<dyn Transport>>>);
+    /// impl Protocol for Greeter {
+    ///     fn connection_made(&self, t: Rc<dyn Transport>) {
+    ///         *self.0.borrow_mut() = Some(t);
+    ///     }
+    ///     fn data_received(&self, data: &[u8]) {
+    ///         let t = self.0.borrow().clone().unwrap();
+    ///         if let Some(rest) = data.strip_prefix(b"UPGRADE\n") {
+    ///             let upper = Rc::new(Upper(t.clone()));
+    ///             t.set_protocol(upper.clone()).unwrap();
+    ///             upper.data_received(rest); // this chunk's rest: ours to pass on
+    ///         }
+    ///     }
+    /// }
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let server = lp.create_server(|| Rc::new(Greeter::default()), "127.0.0.1", 0).await?;
+    ///     let port = server.local_addrs()[0].port();
+    ///     let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+    ///     w.write(b"UPGRADE\nhello")?;
+    ///     assert_eq!(r.readexactly(5).await?, b"HELLO");
+    ///     server.close();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    fn set_protocol(&self, protocol: Rc<dyn Protocol>) -> Result<()> {
+        let _ = protocol;
+        Err(Error::runtime("this transport cannot change its protocol"))
+    }
+
+    /// [`set_protocol`](Transport::set_protocol) with a [`BufferedProtocol`]:
+    /// the next reads go into its buffers (asyncio's `set_protocol` picks
+    /// the read path by the protocol's kind). Only a socket transport
+    /// reads into a protocol's buffer; the default fails.
+    fn set_buffered_protocol(&self, protocol: Rc<dyn BufferedProtocol>) -> Result<()> {
+        let _ = protocol;
+        Err(Error::runtime(
+            "this transport cannot read into a BufferedProtocol",
+        ))
+    }
+}
 
 /// asyncio's `DatagramTransport`.
 pub trait DatagramTransport: BaseTransport {
@@ -311,6 +392,22 @@ pub trait DatagramTransport: BaseTransport {
 
     /// The `(low, high)` water marks of the datagram queue.
     fn get_write_buffer_limits(&self) -> (usize, usize);
+
+    /// The protocol (asyncio's `get_protocol()`), until `connection_lost`
+    /// ran. The default has none.
+    fn get_protocol(&self) -> Option<Rc<dyn DatagramProtocol>> {
+        None
+    }
+
+    /// Switches protocols (asyncio's `set_protocol(protocol)`): the next
+    /// datagram, error, flow-control call and `connection_lost` go to
+    /// `protocol`, even when it is set from inside a callback of the old
+    /// one; nothing is called now. After `connection_lost` the protocol is
+    /// not kept. Fails for an endpoint that cannot switch (the default).
+    fn set_protocol(&self, protocol: Rc<dyn DatagramProtocol>) -> Result<()> {
+        let _ = protocol;
+        Err(Error::runtime("this transport cannot change its protocol"))
+    }
 }
 
 /// The write-buffer limits of a transport and the pause state that goes

@@ -225,6 +225,60 @@ fn a_runner_keeps_one_context_across_its_runs() {
     assert_eq!(tulip::run(f(3)).unwrap(), -1);
 }
 
+// asyncio's `Runner.run(coro, context=ctx)` (3.11): the main task runs in
+// ctx itself, so what it sets is in ctx afterwards; the runner's own
+// context, used by the next plain run(), does not see it.
+#[test]
+fn runner_run_with_context_runs_the_main_task_in_that_context() {
+    static LINE: ContextVar<String> = ContextVar::new("runner_line");
+    let mut runner = tulip::Runner::new();
+    // Bounded: a hang ends the runs with Interrupted.
+    let dog = runner
+        .get_loop()
+        .unwrap()
+        .call_later(10.0, || tulip::interrupt())
+        .unwrap();
+    runner
+        .run(async { LINE.set("runner's own".into()).map(drop) })
+        .unwrap();
+    let ctx = Context::new();
+    ctx.run(|| USER.set("ann".into())).unwrap().unwrap();
+    let seen = runner
+        .run_with_context(
+            async {
+                let before = (USER.get(), LINE.get());
+                // Something read from a real loopback peer goes into ctx.
+                let server = tulip::start_server(
+                    |_r, w| async move {
+                        w.write(b"hello from the peer\n")?;
+                        w.drain().await?;
+                        w.close();
+                        Ok(())
+                    },
+                    "127.0.0.1",
+                    0,
+                )
+                .await?;
+                let port = server.local_addrs()[0].port();
+                let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+                let line = r.readline().await?;
+                LINE.set(String::from_utf8_lossy(&line).trim_end().to_string())?;
+                w.close();
+                server.close();
+                server.wait_closed().await?;
+                Ok(before)
+            },
+            ctx.clone(),
+        )
+        .unwrap();
+    assert_eq!(seen, (Some("ann".to_string()), None));
+    assert_eq!(ctx.get(&LINE).as_deref(), Some("hello from the peer"));
+    let next = runner.run(async { Ok(LINE.get()) }).unwrap();
+    assert_eq!(next.as_deref(), Some("runner's own"));
+    dog.cancel();
+    runner.close();
+}
+
 #[test]
 fn to_thread_runs_its_function_with_no_context() {
     // A documented deviation: asyncio's to_thread runs func in

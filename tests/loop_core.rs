@@ -942,6 +942,66 @@ fn an_error_that_panics_when_printed_does_not_take_the_default_handler_down() {
     lp.close().unwrap();
 }
 
+// conformance: L6
+#[test]
+fn get_exception_handler_lets_a_new_handler_chain_to_the_old_one() {
+    use tulip::BaseTransport;
+    // asyncio's get_exception_handler: None while the default handler is
+    // in use, else the very handler set, so a wrapper can pass reports on.
+    // The report here comes from a protocol fed by a real loopback socket.
+    struct PanicsOnData;
+    impl tulip::Protocol for PanicsOnData {
+        fn data_received(&self, _: &[u8]) {
+            panic!("bug in data_received");
+        }
+    }
+    let lp = EventLoop::new().unwrap();
+    assert!(lp.get_exception_handler().is_none());
+    let log = log();
+    let l1 = log.clone();
+    lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
+        push(&l1, format!("first: {}", ctx.message));
+    }));
+    let first = lp.get_exception_handler().expect("a handler was set");
+    assert!(Rc::ptr_eq(&first, &lp.get_exception_handler().unwrap()));
+    let (previous, l2) = (first.clone(), log.clone());
+    lp.set_exception_handler(Some(move |lp: &EventLoop, ctx: &ExceptionContext| {
+        push(&l2, "second");
+        previous(lp, ctx);
+    }));
+    assert!(!Rc::ptr_eq(&first, &lp.get_exception_handler().unwrap()));
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let lp1 = lp.clone();
+    lp.run_until_complete(async move {
+        let (t, _) = lp1
+            .create_connection(|| Rc::new(PanicsOnData), "127.0.0.1", port)
+            .await?;
+        let (mut peer, _) = listener.accept().map_err(Error::from)?;
+        peer.write_all(b"boom").map_err(Error::from)?;
+        for _ in 0..200 {
+            if t.is_closing() {
+                break;
+            }
+            tulip::sleep(0.005).await?;
+        }
+        assert!(t.is_closing(), "the panic did not close the transport");
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        entries(&log),
+        [
+            "second",
+            "first: Fatal error: protocol.data_received() call failed."
+        ]
+    );
+    lp.set_exception_handler(None::<fn(&EventLoop, &ExceptionContext)>);
+    assert!(lp.get_exception_handler().is_none());
+    lp.close().unwrap();
+}
+
 // ===== L7 =====
 // ===== L7 =====
 

@@ -871,3 +871,44 @@ fn an_interrupt_in_data_received_leaves_the_rest_for_the_next_run() {
     assert!(*p.data.borrow() == payload, "every byte, in order");
     lp.close().unwrap();
 }
+
+#[test]
+fn set_protocol_on_a_read_pipe_sends_what_follows_to_the_new_protocol() {
+    // asyncio's _UnixReadPipeTransport.set_protocol: the next chunk, the EOF
+    // and connection_lost go to the protocol set.
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let (r, mut w) = std::io::pipe()?;
+        let (t, first) = lp.connect_read_pipe(Recorder::new, r).await?;
+        let got = t.get_protocol().expect("a protocol");
+        assert_eq!(
+            Rc::as_ptr(&got) as *const (),
+            Rc::as_ptr(&first) as *const ()
+        );
+        w.write_all(b"one")?;
+        while first.data.borrow().is_empty() {
+            poll_io().await?;
+        }
+        let second = Recorder::new();
+        t.set_protocol(second.clone())?;
+        w.write_all(b"two")?;
+        drop(w);
+        assert!(second.lost().await?.is_none());
+        assert_eq!(first.events(), ["made", "data"]);
+        assert_eq!(second.events(), ["data", "eof", "lost"]);
+        assert_eq!(&*first.data.borrow(), b"one");
+        assert_eq!(&*second.data.borrow(), b"two");
+        assert!(t.get_protocol().is_none());
+        // A pipe cannot read into a BufferedProtocol's buffer.
+        assert!(t.set_buffered_protocol(Rc::new(NoBuffer)).is_err());
+        Ok(())
+    });
+}
+
+struct NoBuffer;
+impl BufferedProtocol for NoBuffer {
+    fn get_buffer(&self, _: usize) -> std::cell::RefMut<'_, [u8]> {
+        unreachable!("never read into")
+    }
+    fn buffer_updated(&self, _: usize) {}
+}

@@ -516,3 +516,73 @@ fn an_empty_host_binds_every_interface() {
         Ok(())
     });
 }
+
+#[test]
+fn start_server_hosts_serves_every_address_of_every_host_in_one_server() {
+    // asyncio's start_server/create_server with `host` a sequence: every
+    // host is resolved, each distinct address gets a socket (port 0: a
+    // free port each), and one Server accepts on all of them.
+    run_bounded(10.0, async {
+        let hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.1"];
+        let server = tulip::start_server_hosts(
+            |_r, w| async move {
+                let me = w.get_extra_info("sockname");
+                w.write(format!("{me:?}\n").as_bytes())?;
+                w.drain().await
+            },
+            &hosts,
+            0,
+            tulip::DEFAULT_LIMIT,
+            &ServerOptions::new(),
+        )
+        .await?;
+        let addrs = server.local_addrs();
+        let ips: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+        assert_eq!(ips, ["127.0.0.1", "127.0.0.2"], "{addrs:?}");
+        for addr in &addrs {
+            let (r, w) = tulip::open_connection(&addr.ip().to_string(), addr.port()).await?;
+            let line = String::from_utf8(r.readline().await?).unwrap();
+            assert!(line.contains(&addr.to_string()), "{line:?} from {addr}");
+            w.close();
+        }
+        server.close();
+        server.wait_closed().await
+    });
+}
+
+#[test]
+fn create_server_hosts_closes_what_it_bound_when_a_later_bind_fails() {
+    // asyncio: a bind error other than EADDRNOTAVAIL raises OSError naming
+    // the address, and `finally: if not completed:` closes every socket
+    // bound so far.
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let taken = std::net::TcpListener::bind("127.0.0.2:0").map_err(Error::from)?;
+        let port = taken.local_addr().map_err(Error::from)?.port();
+        // Without SO_REUSEADDR, a socket of the server left bound on
+        // 127.0.0.1 would make the bind below fail.
+        let opts = ServerOptions::new().reuse_address(false);
+        let err = lp
+            .create_server_hosts(
+                || Rc::new(Nothing),
+                &["127.0.0.1", "127.0.0.2"],
+                port,
+                &opts,
+            )
+            .await
+            .unwrap_err();
+        common::assert_bind_in_use(&err, SocketAddr::from(([127, 0, 0, 2], port)));
+        let again = std::net::TcpListener::bind(("127.0.0.1", port));
+        assert!(again.is_ok(), "127.0.0.1:{port} was left bound: {again:?}");
+        // No host at all: nothing to bind on.
+        let err = lp
+            .create_server_hosts(|| Rc::new(Nothing), &[], 0, &ServerOptions::new())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("could not bind on any address"),
+            "{err}"
+        );
+        Ok(())
+    });
+}

@@ -512,6 +512,133 @@ fn udp_echo() {
     });
 }
 
+/// An unconnected socket made with libc, as a caller of asyncio's
+/// `sock_connect(sock, address)` makes one with `socket.socket()`.
+fn libc_socket(family: i32, ty: i32) -> std::os::fd::OwnedFd {
+    try_libc_socket(family, ty)
+        .unwrap_or_else(|| panic!("socket: {}", std::io::Error::last_os_error()))
+}
+
+/// [`libc_socket`], `None` if the socket cannot be made.
+fn try_libc_socket(family: i32, ty: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: socket takes three integers and returns a new fd or -1.
+    let fd = unsafe { libc::socket(family, ty, 0) };
+    // SAFETY: the fd is new and owned by nobody else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt(fd, SOL_SOCKET, name, 1)`.
+fn set_sol_socket_flag(fd: &impl AsRawFd, name: i32) {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is a valid c_int, and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
+}
+
+/// `getsockopt(fd, SOL_SOCKET, name)`.
+fn sol_socket_flag(fd: &impl AsRawFd, name: i32) -> libc::c_int {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid out-pointers; `len` is the room in `value`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "getsockopt: {}", std::io::Error::last_os_error());
+    value
+}
+
+/// `bind(fd, ip:0)` for an IPv4 `ip`.
+fn bind_v4(fd: &impl AsRawFd, ip: [u8; 4]) {
+    // SAFETY: an all-zero sockaddr_in is a valid value.
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sin.sin_family = libc::AF_INET as libc::sa_family_t;
+    sin.sin_addr.s_addr = u32::from_ne_bytes(ip);
+    // SAFETY: `sin` is a valid sockaddr_in, and its size is passed with it.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn sock_connect_socket_connects_the_callers_configured_socket() {
+    // asyncio's `await loop.sock_connect(sock, address)` on a socket the
+    // caller made: its options and local address are kept.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        listener.set_nonblocking(true).map_err(Error::from)?;
+        let addr = listener.local_addr().map_err(Error::from)?;
+        let sock = libc_socket(libc::AF_INET, libc::SOCK_STREAM); // blocking
+        set_sol_socket_flag(&sock, libc::SO_REUSEADDR);
+        bind_v4(&sock, [127, 0, 0, 2]);
+        let stream = lp.sock_connect_socket(sock, addr).await?;
+        assert_eq!(stream.peer_addr().map_err(Error::from)?, addr);
+        let local = stream.local_addr().map_err(Error::from)?;
+        assert_eq!(local.ip().to_string(), "127.0.0.2");
+        assert_eq!(sol_socket_flag(&stream, libc::SO_REUSEADDR), 1);
+        let (conn, peer) = lp.sock_accept(&listener).await?;
+        assert_eq!(peer, local);
+        // The stream is non-blocking: the sock_* coroutines take it.
+        lp.sock_sendall(&stream, b"hi").await?;
+        assert_eq!(lp.sock_recv(&conn, 2).await?, b"hi");
+        Ok(())
+    });
+}
+
+#[test]
+fn sock_connect_socket_reports_a_refused_connect_and_refuses_other_sockets() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        // A loopback port that is bound but not listening: closed, and
+        // nobody else can take it meanwhile.
+        let closed = libc_socket(libc::AF_INET, libc::SOCK_STREAM);
+        bind_v4(&closed, [127, 0, 0, 1]);
+        let port = alias_of(closed.as_raw_fd())
+            .local_addr()
+            .map_err(Error::from)?
+            .port();
+        let to: SocketAddr = ([127, 0, 0, 1], port).into();
+        let sock = libc_socket(libc::AF_INET, libc::SOCK_STREAM);
+        let err = lp.sock_connect_socket(sock, to).await.unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("connect call failed ({to}): ")),
+            "{err}"
+        );
+        // A datagram socket, or one of the other family, is refused.
+        let udp = libc_socket(libc::AF_INET, libc::SOCK_DGRAM);
+        let err = lp.sock_connect_socket(udp, to).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+        // (A host without IPv6 cannot make the socket: nothing to check.)
+        if let Some(v6) = try_libc_socket(libc::AF_INET6, libc::SOCK_STREAM) {
+            let err = lp.sock_connect_socket(v6, to).await.unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+        }
+        Ok(())
+    });
+}
+
 #[test]
 fn sock_coroutines() {
     run_bounded(5.0, async {
@@ -1769,6 +1896,326 @@ fn a_flushed_write_buffer_gives_back_the_memory_of_a_burst() {
             "the empty write buffer still holds {kept} bytes after a {TOTAL}-byte burst"
         );
         t.close();
+        Ok(())
+    });
+}
+
+// ===== set_protocol / get_protocol (asyncio's BaseTransport) =====
+
+/// The address of the object an `Rc` points to, to compare an
+/// `Rc<dyn Protocol>` with the `Rc` of a concrete protocol.
+fn addr_of<T: ?Sized>(p: &Rc<T>) -> *const () {
+    Rc::as_ptr(p) as *const ()
+}
+
+/// The protocol switched to: echoes upper-cased, and logs the rest.
+struct Upper {
+    transport: Rc<dyn Transport>,
+    log: Rc<RefCell<Vec<String>>>,
+}
+
+impl Protocol for Upper {
+    fn data_received(&self, data: &[u8]) {
+        self.transport.write(&data.to_ascii_uppercase()).unwrap();
+    }
+    fn eof_received(&self) -> bool {
+        self.log.borrow_mut().push("upper: eof".into());
+        false
+    }
+    fn connection_lost(&self, _: Option<Error>) {
+        self.log.borrow_mut().push("upper: lost".into());
+    }
+}
+
+/// Echoes lines as they are until the line "UPGRADE", then hands the
+/// connection to an [`Upper`] with `set_protocol`. As in asyncio, the
+/// rest of the chunk that held the line was given to this protocol, which
+/// passes it on; the transport sends it nothing after the switch.
+struct Upgrader {
+    transport: RefCell<Option<Rc<dyn Transport>>>,
+    pending: RefCell<Vec<u8>>,
+    upgraded: Cell<bool>,
+    log: Rc<RefCell<Vec<String>>>,
+}
+
+impl Protocol for Upgrader {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        *self.transport.borrow_mut() = Some(transport);
+    }
+    fn data_received(&self, data: &[u8]) {
+        if self.upgraded.get() {
+            self.log
+                .borrow_mut()
+                .push(format!("old: data after the switch: {data:?}"));
+            return;
+        }
+        let t = self.transport.borrow().clone().expect("made");
+        self.pending.borrow_mut().extend_from_slice(data);
+        loop {
+            let line = {
+                let mut pending = self.pending.borrow_mut();
+                let Some(i) = pending.iter().position(|&b| b == b'\n') else {
+                    return;
+                };
+                pending.drain(..=i).collect::<Vec<u8>>()
+            };
+            if line != b"UPGRADE\n" {
+                t.write(&line).unwrap();
+                continue;
+            }
+            let upper = Rc::new(Upper {
+                transport: t.clone(),
+                log: self.log.clone(),
+            });
+            t.set_protocol(upper.clone()).unwrap();
+            self.upgraded.set(true);
+            let got = t.get_protocol().expect("a protocol");
+            assert_eq!(
+                addr_of(&got),
+                addr_of(&upper),
+                "get_protocol gives the new one"
+            );
+            let rest = std::mem::take(&mut *self.pending.borrow_mut());
+            if !rest.is_empty() {
+                upper.data_received(&rest);
+            }
+            return;
+        }
+    }
+    fn eof_received(&self) -> bool {
+        self.log.borrow_mut().push("old: eof".into());
+        false
+    }
+    fn connection_lost(&self, _: Option<Error>) {
+        self.log.borrow_mut().push("old: lost".into());
+    }
+}
+
+#[test]
+fn set_protocol_in_data_received_switches_protocols_for_what_follows() {
+    // asyncio's transport.set_protocol (an HTTP Upgrade): the next read,
+    // the EOF and connection_lost go to the new protocol; the bytes after
+    // the line in the same segment were the old protocol's to pass on.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let l = log.clone();
+        let server = lp
+            .create_server(
+                move || {
+                    Rc::new(Upgrader {
+                        transport: RefCell::new(None),
+                        pending: RefCell::new(Vec::new()),
+                        upgraded: Cell::new(false),
+                        log: l.clone(),
+                    })
+                },
+                "127.0.0.1",
+                0,
+            )
+            .await?;
+        let port = server.local_addrs()[0].port();
+        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        w.write(b"hello\nUPGRADE\nabc")?; // one segment
+        assert_eq!(r.readexactly(9).await?, b"hello\nABC");
+        w.write(b"def\nUPGRADE\n")?;
+        assert_eq!(r.readexactly(12).await?, b"DEF\nUPGRADE\n");
+        w.write_eof()?;
+        assert_eq!(r.read_to_eof().await?, b"");
+        server.close();
+        server.wait_closed().await?;
+        assert_eq!(*log.borrow(), ["upper: eof", "upper: lost"]);
+        Ok(())
+    });
+}
+
+/// A [`BufferedProtocol`] whose buffer holds exactly "UPGRADE\n": the read
+/// that fills it is not short, so the transport reads again in the same
+/// edge, and that read must already go to the protocol set meanwhile.
+struct SmallBufferUpgrader {
+    transport: RefCell<Option<Rc<dyn Transport>>>,
+    buf: RefCell<[u8; 8]>,
+    log: Rc<RefCell<Vec<String>>>,
+    upgraded: Cell<bool>,
+}
+
+impl tulip::BufferedProtocol for SmallBufferUpgrader {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        *self.transport.borrow_mut() = Some(transport);
+    }
+    fn get_buffer(&self, _: usize) -> std::cell::RefMut<'_, [u8]> {
+        if self.upgraded.get() {
+            self.log
+                .borrow_mut()
+                .push("old: read after the switch".into());
+        }
+        std::cell::RefMut::map(self.buf.borrow_mut(), |b| &mut b[..])
+    }
+    fn buffer_updated(&self, n: usize) {
+        assert_eq!(&self.buf.borrow()[..n], b"UPGRADE\n");
+        let t = self.transport.borrow().clone().expect("made");
+        let upper = Rc::new(Upper {
+            transport: t.clone(),
+            log: self.log.clone(),
+        });
+        t.set_protocol(upper).unwrap();
+        self.upgraded.set(true);
+    }
+}
+
+#[test]
+fn a_protocol_set_mid_edge_gets_the_next_read_of_that_edge() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let l = log.clone();
+        let server = lp
+            .create_server_buffered(
+                move || {
+                    Rc::new(SmallBufferUpgrader {
+                        transport: RefCell::new(None),
+                        buf: RefCell::new([0; 8]),
+                        log: l.clone(),
+                        upgraded: Cell::new(false),
+                    })
+                },
+                "127.0.0.1",
+                0,
+                &tulip::ServerOptions::new(),
+            )
+            .await?;
+        let port = server.local_addrs()[0].port();
+        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        w.write(b"UPGRADE\nabc")?; // one segment: one edge, two reads
+        assert_eq!(r.readexactly(3).await?, b"ABC");
+        w.close();
+        server.close();
+        server.wait_closed().await?;
+        assert_eq!(*log.borrow(), ["upper: eof", "upper: lost"]);
+        Ok(())
+    });
+}
+
+/// A [`BufferedProtocol`] that upper-cases what it reads through a buffer
+/// of 4 bytes.
+struct BufferedUpper {
+    transport: Rc<dyn Transport>,
+    buf: RefCell<[u8; 4]>,
+}
+
+impl tulip::BufferedProtocol for BufferedUpper {
+    fn get_buffer(&self, _: usize) -> std::cell::RefMut<'_, [u8]> {
+        std::cell::RefMut::map(self.buf.borrow_mut(), |b| &mut b[..])
+    }
+    fn buffer_updated(&self, n: usize) {
+        let up = self.buf.borrow()[..n].to_ascii_uppercase();
+        self.transport.write(&up).unwrap();
+    }
+}
+
+/// Answers "OK\n" to its first bytes, and from then on reads into a
+/// [`BufferedUpper`].
+#[derive(Default)]
+struct SwitchesToBuffered(RefCell<Option<Rc<dyn Transport>>>);
+
+impl Protocol for SwitchesToBuffered {
+    fn connection_made(&self, transport: Rc<dyn Transport>) {
+        *self.0.borrow_mut() = Some(transport);
+    }
+    fn data_received(&self, _: &[u8]) {
+        let t = self.0.borrow().clone().expect("made");
+        let next = Rc::new(BufferedUpper {
+            transport: t.clone(),
+            buf: RefCell::new([0; 4]),
+        });
+        t.set_buffered_protocol(next).unwrap();
+        assert!(t.get_protocol().is_none(), "a buffered protocol now");
+        t.write(b"OK\n").unwrap();
+    }
+}
+
+#[test]
+fn set_buffered_protocol_switches_to_the_buffered_read_path() {
+    // asyncio's _SelectorSocketTransport.set_protocol picks the read path
+    // by the new protocol's kind.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let server = lp
+            .create_server(|| Rc::new(SwitchesToBuffered::default()), "127.0.0.1", 0)
+            .await?;
+        let port = server.local_addrs()[0].port();
+        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        w.write(b"switch")?;
+        assert_eq!(r.readline().await?, b"OK\n");
+        w.write(b"abcdefghij")?;
+        assert_eq!(r.readexactly(10).await?, b"ABCDEFGHIJ");
+        w.close();
+        server.close();
+        server.wait_closed().await
+    });
+}
+
+#[test]
+fn set_protocol_on_a_datagram_endpoint_sends_the_next_datagrams_to_the_new_one() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (t, first) = lp
+            .create_datagram_endpoint(|| Rc::new(UdpClient::default()), Some(local), None)
+            .await?;
+        let addr = t
+            .get_extra_info("sockname")
+            .and_then(|i| i.as_addr())
+            .unwrap();
+        let got = t.get_protocol().expect("a protocol");
+        assert_eq!(addr_of(&got), addr_of(&first));
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").map_err(Error::from)?;
+        peer.send_to(b"one", addr).map_err(Error::from)?;
+        while first.got.borrow().is_empty() {
+            tulip::sleep(0.001).await?;
+        }
+        let second = Rc::new(UdpClient::default());
+        t.set_protocol(second.clone())?;
+        peer.send_to(b"two", addr).map_err(Error::from)?;
+        while second.got.borrow().is_empty() {
+            tulip::sleep(0.001).await?;
+        }
+        t.close();
+        tulip::sleep(0.0).await?;
+        tulip::sleep(0.0).await?;
+        assert_eq!(*first.got.borrow(), [b"one".to_vec()]);
+        assert_eq!(*second.got.borrow(), [b"two".to_vec()]);
+        assert!(!first.lost.get() && second.lost.get());
+        // After connection_lost, nothing is kept.
+        t.set_protocol(Rc::new(UdpClient::default()))?;
+        assert!(t.get_protocol().is_none());
+        Ok(())
+    });
+}
+
+#[test]
+fn connection_made_goes_to_the_protocol_the_transport_was_made_with() {
+    // asyncio's transport __init__ does call_soon(self._protocol.connection_made,
+    // self): a protocol set before that call runs hears the data, not
+    // connection_made.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        let mut peer = std::net::TcpStream::connect(listener.local_addr().map_err(Error::from)?)
+            .map_err(Error::from)?;
+        let (sock, _) = listener.accept().map_err(Error::from)?;
+        let (first, second) = (Recorder::new(), Recorder::new());
+        let t = tulip::SocketTransport::new(&lp, sock.into(), first.clone(), None)?;
+        t.set_protocol(second.clone())?;
+        std::io::Write::write_all(&mut peer, b"x").map_err(Error::from)?;
+        while second.data.borrow().is_empty() {
+            tulip::sleep(0.001).await?;
+        }
+        assert_eq!(first.events(), ["made"]);
+        assert_eq!(second.events(), ["data"]);
+        t.abort();
+        assert_eq!(second.lost.clone().await?, None);
+        assert_eq!(first.events(), ["made"]);
         Ok(())
     });
 }
