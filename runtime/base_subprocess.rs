@@ -166,6 +166,22 @@ impl SubprocessTransport {
         self.protocol.borrow().clone()
     }
 
+    /// asyncio's `set_protocol`: the calls from now on (those already
+    /// scheduled included) go to `protocol`. Refused once `connection_lost`
+    /// was called: a protocol kept then would hold the transport for ever.
+    pub fn set_protocol(&self, protocol: Rc<dyn SubprocessProtocol>) -> Result<()> {
+        let mut slot = self.protocol.borrow_mut();
+        if slot.is_none() {
+            return Err(Error::runtime(
+                "the subprocess transport is finished: its protocol cannot change",
+            ));
+        }
+        let old = slot.replace(protocol);
+        drop(slot);
+        drop(old);
+        Ok(())
+    }
+
     /// True once [`close`](Self::close) was called.
     pub fn is_closing(&self) -> bool {
         self.closed.get()

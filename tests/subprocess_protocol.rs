@@ -551,3 +551,31 @@ both_watchers!(
     a_spawn_cancelled_after_connection_made_returns_after_connection_lost_pidfd,
     a_spawn_cancelled_after_connection_made_returns_after_connection_lost_thread
 );
+
+/// `set_protocol`: what follows goes to the new protocol; once finished,
+/// the protocol cannot change.
+fn set_protocol_sends_what_follows_to_the_new_protocol(kind: ChildWatcherKind) {
+    let (first, second) = common::on_watcher_loop(kind, |lp| async move {
+        let (t, first) = lp
+            .subprocess_exec(Recorder::new, "sleep", ["100"], Stdios::piped())
+            .await?;
+        let second = Recorder::new();
+        t.set_protocol(second.clone())?;
+        t.close();
+        second.finished().await?;
+        assert_eq!(t.wait().await?, -9);
+        let err = t.set_protocol(Recorder::new()).unwrap_err();
+        assert!(err.to_string().contains("finished"), "{err}");
+        Ok((first.events(), second.events()))
+    });
+    assert_eq!(first, ["made"]);
+    // (The second never got connection_made, so it has no transport to
+    // read the return code from.)
+    assert!(second.contains(&"exited None".to_string()), "{second:?}");
+    assert_eq!(second.last().unwrap(), "lost false");
+}
+both_watchers!(
+    set_protocol_sends_what_follows_to_the_new_protocol,
+    set_protocol_sends_what_follows_to_the_new_protocol_pidfd,
+    set_protocol_sends_what_follows_to_the_new_protocol_thread
+);
