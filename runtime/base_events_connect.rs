@@ -80,12 +80,26 @@ pub struct ConnectOptions {
     interleave: Option<usize>,
     all_errors: bool,
     local_addr: Option<SocketAddr>,
+    family: crate::AddressFamily,
 }
 
 impl ConnectOptions {
     /// asyncio's defaults (see the type's docs).
     pub fn new() -> ConnectOptions {
         ConnectOptions::default()
+    }
+
+    /// asyncio's `family=`: the host's name resolves to addresses of this
+    /// family only (say [`AddressFamily::Inet`](crate::AddressFamily) to
+    /// keep to IPv4). Addresses given as a list are taken as they are.
+    pub fn family(mut self, family: crate::AddressFamily) -> ConnectOptions {
+        self.family = family;
+        self
+    }
+
+    /// The family set with [`family`](ConnectOptions::family).
+    pub fn get_family(&self) -> crate::AddressFamily {
+        self.family
     }
 
     /// Races the addresses (RFC 8305, asyncio's `happy_eyeballs_delay`):
@@ -259,7 +273,7 @@ impl EventLoop {
         P: Protocol + 'static,
         F: FnOnce() -> Rc<P>,
     {
-        let addrs = self.getaddrinfo(host, port).await?;
+        let addrs = self.getaddrinfo_family(host, port, options.family).await?;
         self.create_connection_addrs(protocol_factory, &addrs, options)
             .await
     }
@@ -370,7 +384,7 @@ impl EventLoop {
         port: u16,
         options: &ConnectOptions,
     ) -> Result<(Rc<SocketTransport>, Rc<P>)> {
-        let addrs = self.getaddrinfo(host, port).await?;
+        let addrs = self.getaddrinfo_family(host, port, options.family).await?;
         let sock = self.connect_addrs(&addrs, options).await?;
         self.create_connection_buffered_sock(protocol_factory, sock.into())
             .await

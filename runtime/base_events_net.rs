@@ -122,6 +122,7 @@ pub struct ServerOptions {
     keep_alive: bool,
     start_serving: bool,
     cleanup_socket: bool,
+    family: crate::AddressFamily,
 }
 
 impl Default for ServerOptions {
@@ -133,6 +134,7 @@ impl Default for ServerOptions {
             keep_alive: false,
             start_serving: true,
             cleanup_socket: true,
+            family: crate::AddressFamily::Unspec,
         }
     }
 }
@@ -149,6 +151,15 @@ macro_rules! flag {
 }
 
 impl ServerOptions {
+    /// asyncio's `family=`: the host's name resolves to addresses of this
+    /// family only; with host `""`, only that family's wildcard is bound
+    /// (say [`AddressFamily::Inet`](crate::AddressFamily) for `0.0.0.0`
+    /// alone).
+    pub fn family(mut self, family: crate::AddressFamily) -> ServerOptions {
+        self.family = family;
+        self
+    }
+
     /// asyncio's defaults (see the type's docs).
     pub fn new() -> ServerOptions {
         ServerOptions::default()
@@ -363,7 +374,7 @@ impl EventLoop {
         port: u16,
         options: &ServerOptions,
     ) -> Result<Vec<Listener>> {
-        let addrs = self.server_addrs(host, port).await?;
+        let addrs = self.server_addrs(host, port, options.family).await?;
         bind_addrs(addrs, options)
     }
 
@@ -376,26 +387,36 @@ impl EventLoop {
         port: u16,
         options: &ServerOptions,
     ) -> Result<Vec<Listener>> {
+        let family = options.family;
         let resolving = hosts.iter().map(|host| {
             let (lp, host) = (self.clone(), host.to_string());
-            async move { lp.server_addrs(&host, port).await }
+            async move { lp.server_addrs(&host, port, family).await }
         });
         let infos = crate::gather::gather(resolving.collect::<Vec<_>>()).await?;
         bind_addrs(infos.into_iter().flatten().collect(), options)
     }
 
     /// The addresses `create_server` binds for `host`.
-    async fn server_addrs(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+    async fn server_addrs(
+        &self,
+        host: &str,
+        port: u16,
+        family: crate::AddressFamily,
+    ) -> Result<Vec<SocketAddr>> {
         // asyncio's `if host == '': hosts = [None]`: every interface, as
-        // getaddrinfo(None, port, flags=AI_PASSIVE) gives them (the IPv4,
-        // then the IPv6 wildcard). A resolver asked for "" finds nothing.
+        // getaddrinfo(None, port, family, flags=AI_PASSIVE) gives them (the
+        // IPv4, then the IPv6 wildcard). A resolver asked for "" finds
+        // nothing.
         if host.is_empty() {
-            Ok(vec![
+            Ok([
                 SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
                 SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
-            ])
+            ]
+            .into_iter()
+            .filter(|a| family.matches(a))
+            .collect())
         } else {
-            self.getaddrinfo(host, port).await
+            self.getaddrinfo_family(host, port, family).await
         }
     }
 

@@ -199,12 +199,20 @@ impl DatagramSocket {
 pub struct DatagramOptions {
     reuse_port: bool,
     allow_broadcast: bool,
+    family: crate::AddressFamily,
 }
 
 impl DatagramOptions {
     /// asyncio's defaults (see the type's docs).
     pub fn new() -> DatagramOptions {
         DatagramOptions::default()
+    }
+
+    /// asyncio's `family=`: the local and remote host names resolve to
+    /// addresses of this family only.
+    pub fn family(mut self, family: crate::AddressFamily) -> DatagramOptions {
+        self.family = family;
+        self
     }
 
     /// `SO_REUSEPORT` before `bind`: several sockets (of this or other
@@ -421,11 +429,11 @@ impl EventLoop {
         }
         let mut locals = Vec::new();
         if let Some((host, port)) = local_addr {
-            locals = self.getaddrinfo(host, port).await?;
+            locals = self.getaddrinfo_family(host, port, options.family).await?;
         }
         let mut remotes = Vec::new();
         if let Some((host, port)) = remote_addr {
-            remotes = self.getaddrinfo(host, port).await?;
+            remotes = self.getaddrinfo_family(host, port, options.family).await?;
         }
         let pairs = pair_by_family(
             &locals,

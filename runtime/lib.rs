@@ -124,7 +124,7 @@ pub use runners::{run, run_with_factory, Runner};
 pub use selector_events::{SocketTransport, StreamSocket};
 pub use semaphores::{BoundedSemaphore, Semaphore, SemaphorePermit};
 pub use sleep::{sleep, Sleep};
-pub use sock_ops::{NI_DGRAM, NI_NAMEREQD, NI_NUMERICHOST, NI_NUMERICSERV};
+pub use sock_ops::{AddressFamily, NI_DGRAM, NI_NAMEREQD, NI_NUMERICHOST, NI_NUMERICSERV};
 pub use streams::{
     ClientConnected, FlowControl, StreamReader, StreamReaderProtocol, StreamWriter, DEFAULT_LIMIT,
 };

@@ -42,6 +42,43 @@ use crate::futures::Future;
 use crate::reactor::{Side, Trigger};
 use crate::sys::ConnectFromError;
 
+/// asyncio's `family=` argument (`socket.AF_UNSPEC`, `AF_INET`,
+/// `AF_INET6`): which addresses a name may resolve to, for
+/// [`getaddrinfo_family`](EventLoop::getaddrinfo_family) and the `family`
+/// option of [`ConnectOptions`](crate::ConnectOptions),
+/// [`ServerOptions`](crate::ServerOptions) and
+/// [`DatagramOptions`](crate::DatagramOptions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AddressFamily {
+    /// Any family (`AF_UNSPEC`, asyncio's default).
+    #[default]
+    Unspec,
+    /// IPv4 only (`AF_INET`).
+    Inet,
+    /// IPv6 only (`AF_INET6`).
+    Inet6,
+}
+
+impl AddressFamily {
+    /// True if `addr` is of this family.
+    pub fn matches(self, addr: &SocketAddr) -> bool {
+        match self {
+            AddressFamily::Unspec => true,
+            AddressFamily::Inet => addr.is_ipv4(),
+            AddressFamily::Inet6 => addr.is_ipv6(),
+        }
+    }
+
+    /// The family's name, as people say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AddressFamily::Unspec => "any",
+            AddressFamily::Inet => "IPv4",
+            AddressFamily::Inet6 => "IPv6",
+        }
+    }
+}
+
 /// Removes the one-shot reader or writer of a wait.
 struct RemoveOnDrop<'a> {
     lp: &'a EventLoop,
@@ -499,6 +536,50 @@ impl EventLoop {
     /// so the loop never blocks and a burst of lookups shares the pool's
     /// bounded threads instead of starting one thread each.
     pub async fn getaddrinfo(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+        self.getaddrinfo_family(host, port, AddressFamily::Unspec)
+            .await
+    }
+
+    /// asyncio's `getaddrinfo(host, port, family=...)`: only the addresses
+    /// of `family`. None of them (a name with only IPv6 addresses asked for
+    /// IPv4, or an IP literal of the other family) is an error that says
+    /// so, as the resolver's `EAI_ADDRFAMILY`/`EAI_NONAME`.
+    ///
+    /// ```
+    /// use tulip::AddressFamily;
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     let v4 = lp.getaddrinfo_family("127.0.0.1", 80, AddressFamily::Inet).await?;
+    ///     assert_eq!(v4, ["127.0.0.1:80".parse().unwrap()]);
+    ///     assert!(lp.getaddrinfo_family("127.0.0.1", 80, AddressFamily::Inet6).await.is_err());
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub async fn getaddrinfo_family(
+        &self,
+        host: &str,
+        port: u16,
+        family: AddressFamily,
+    ) -> Result<Vec<SocketAddr>> {
+        let addrs = self.getaddrinfo_any(host, port).await?;
+        if family == AddressFamily::Unspec {
+            return Ok(addrs);
+        }
+        let kept: Vec<SocketAddr> = addrs.into_iter().filter(|a| family.matches(a)).collect();
+        if kept.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{host}: no {} address (address family for hostname not supported)",
+                    family.name()
+                ),
+            )
+            .into());
+        }
+        Ok(kept)
+    }
+
+    async fn getaddrinfo_any(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }

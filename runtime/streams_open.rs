@@ -88,7 +88,9 @@ pub async fn open_connection_with(
     options: &ConnectOptions,
 ) -> Result<(StreamReader, StreamWriter)> {
     let lp = get_running_loop()?;
-    let addrs = lp.getaddrinfo(host, port).await?;
+    let addrs = lp
+        .getaddrinfo_family(host, port, options.get_family())
+        .await?;
     open_connection_addrs(&addrs, limit, options).await
 }
 

@@ -586,3 +586,77 @@ fn create_server_hosts_closes_what_it_bound_when_a_later_bind_fails() {
         Ok(())
     });
 }
+
+// ----- family= (asyncio's AF_INET / AF_INET6 on getaddrinfo and friends) -----
+
+#[test]
+fn getaddrinfo_family_keeps_one_family_and_says_when_none_is_left() {
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let all = lp.getaddrinfo("localhost", 80).await?;
+        let v4 = lp
+            .getaddrinfo_family("localhost", 80, tulip::AddressFamily::Inet)
+            .await?;
+        assert!(!v4.is_empty() && v4.iter().all(|a| a.is_ipv4()), "{v4:?}");
+        assert_eq!(
+            v4,
+            all.iter()
+                .copied()
+                .filter(|a| a.is_ipv4())
+                .collect::<Vec<_>>()
+        );
+        let err = lp
+            .getaddrinfo_family("::1", 80, tulip::AddressFamily::Inet)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no IPv4 address"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn family_keeps_servers_connections_and_endpoints_to_one_family() {
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        let v4 = tulip::AddressFamily::Inet;
+        // Host "": only the IPv4 wildcard.
+        let opts = ServerOptions::new().family(v4);
+        let server = lp
+            .create_server_with(|| Rc::new(Nothing), "", 0, &opts)
+            .await?;
+        let addrs = server.local_addrs();
+        assert_eq!(addrs.len(), 1, "{addrs:?}");
+        assert!(addrs[0].is_ipv4() && addrs[0].ip().is_unspecified());
+        let port = addrs[0].port();
+        // A connection to "localhost" keeps to IPv4.
+        let copts = tulip::ConnectOptions::new().family(v4);
+        let (t, _) = lp
+            .create_connection_with(|| Rc::new(Nothing), "localhost", port, &copts)
+            .await?;
+        let peer = t.get_extra_info("peername").and_then(|i| i.as_addr());
+        assert_eq!(peer, Some(SocketAddr::from(([127, 0, 0, 1], port))));
+        t.close();
+        // An IPv4 literal asked for as IPv6: refused before any connect.
+        let v6 = tulip::ConnectOptions::new().family(tulip::AddressFamily::Inet6);
+        let err = match lp
+            .create_connection_with(|| Rc::new(Nothing), "127.0.0.1", port, &v6)
+            .await
+        {
+            Ok(_) => panic!("an IPv4 literal connected as IPv6"),
+            Err(e) => e,
+        };
+        assert!(err.to_string().contains("no IPv6 address"), "{err}");
+        // A datagram endpoint bound by name.
+        struct Quiet;
+        impl DatagramProtocol for Quiet {}
+        let dopts = tulip::DatagramOptions::new().family(v4);
+        let (d, _) = lp
+            .create_datagram_endpoint_host(|| Rc::new(Quiet), Some(("localhost", 0)), None, &dopts)
+            .await?;
+        let local = d.get_extra_info("sockname").and_then(|i| i.as_addr());
+        assert!(local.is_some_and(|a| a.is_ipv4()), "{local:?}");
+        d.close();
+        server.close();
+        Ok(())
+    });
+}
