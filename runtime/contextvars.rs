@@ -42,9 +42,9 @@
 //! that copy. If there were no values, it runs with no context, as below
 //! (`set` fails there, where asyncio's empty copy would take it). The
 //! check costs one thread-local load until a value is first set on the
-//! thread. (*Deviation:* the transports' own readers take no snapshot, so
-//! protocol callbacks run with no context; asyncio's run in the context
-//! the transport was made in.)
+//! thread. The transports' own readers and writers take one too, as
+//! asyncio's `_add_reader` does, so a protocol's callbacks see the values
+//! of the code that made (or last resumed) its transport.
 //!
 //! **Outside a task.** Off the loop, or in a loop callback scheduled with
 //! no values, there is no task and so no context: `get` gives `None` and

@@ -362,14 +362,16 @@ impl EventLoop {
     #[track_caller]
     pub fn add_reader<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
         self.ensure_fd_no_transport(fd)?;
-        self.add_user_io(fd, Side::Read, f, Trigger::Level, Location::caller())
+        self.add_io(fd, Side::Read, f, Trigger::Level, Location::caller())
+            .map(drop)
     }
 
     /// asyncio's `add_writer(fd, callback)`: calls `f` while `fd` is writable.
     #[track_caller]
     pub fn add_writer<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
         self.ensure_fd_no_transport(fd)?;
-        self.add_user_io(fd, Side::Write, f, Trigger::Level, Location::caller())
+        self.add_io(fd, Side::Write, f, Trigger::Level, Location::caller())
+            .map(drop)
     }
 
     /// Like [`add_reader`](EventLoop::add_reader) but edge-triggered: `f` is
@@ -378,7 +380,7 @@ impl EventLoop {
     #[track_caller]
     pub fn add_reader_edge<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
         self.ensure_fd_no_transport(fd)?;
-        self.add_user_io(fd, Side::Read, f, Trigger::Edge, Location::caller())
+        self.add_io_edge(fd, Side::Read, f)
     }
 
     /// Like [`add_writer`](EventLoop::add_writer) but edge-triggered: `f`
@@ -386,26 +388,7 @@ impl EventLoop {
     #[track_caller]
     pub fn add_writer_edge<F: Fn() + 'static>(&self, fd: RawFd, f: F) -> Result<()> {
         self.ensure_fd_no_transport(fd)?;
-        self.add_user_io(fd, Side::Write, f, Trigger::Edge, Location::caller())
-    }
-
-    /// A user's reader or writer: it runs in a snapshot of the caller's
-    /// context values, as asyncio's `add_reader` handle takes
-    /// `copy_context()`. (The transports' own readers, `add_io_edge`, take
-    /// none: their protocol callbacks run with no context.)
-    fn add_user_io<F: Fn() + 'static>(
-        &self,
-        fd: RawFd,
-        side: Side,
-        f: F,
-        trigger: Trigger,
-        at: &'static Location<'static>,
-    ) -> Result<()> {
-        match crate::contextvars::callback_context() {
-            None => self.add_io(fd, side, f, trigger, at),
-            Some(ctx) => self.add_io(fd, side, move || ctx.run_callback(&f), trigger, at),
-        }
-        .map(drop)
+        self.add_io_edge(fd, Side::Write, f)
     }
 
     /// An edge-triggered reader or writer, without the transport check:
@@ -418,8 +401,25 @@ impl EventLoop {
 
     /// Sets `f` as the reader or writer of `fd`; returns its handle, as
     /// asyncio's `_add_reader`/`_add_writer` do (the handle is cancelled
-    /// once it is removed or replaced).
+    /// once it is removed or replaced). Like every asyncio `Handle`, it
+    /// runs in a snapshot of the context values current here (see
+    /// `contextvars`): a transport's protocol callbacks see the values of
+    /// the code that made, or last resumed, the transport.
     pub(crate) fn add_io<F: Fn() + 'static>(
+        &self,
+        fd: RawFd,
+        side: Side,
+        f: F,
+        trigger: Trigger,
+        at: &'static Location<'static>,
+    ) -> Result<Handle> {
+        match crate::contextvars::callback_context() {
+            None => self.add_io_in(fd, side, f, trigger, at),
+            Some(ctx) => self.add_io_in(fd, side, move || ctx.run_callback(&f), trigger, at),
+        }
+    }
+
+    fn add_io_in<F: Fn() + 'static>(
         &self,
         fd: RawFd,
         side: Side,

@@ -444,3 +444,45 @@ fn a_callback_scheduled_inside_context_run_sees_a_snapshot() {
     lp.close().unwrap();
     assert_eq!(seen.get(), Some(3));
 }
+
+/// A transport's reader takes a snapshot too (asyncio's `_add_reader`
+/// makes a `Handle` with `copy_context()`): a protocol's `data_received`
+/// sees the values of the task that made the connection.
+#[test]
+fn protocol_callbacks_run_in_the_context_the_transport_was_made_in() {
+    use std::rc::Rc;
+    use tulip::transports::prelude::*;
+
+    struct Hello;
+    impl Protocol for Hello {
+        fn connection_made(&self, t: Rc<dyn Transport>) {
+            let _ = t.write(b"hi");
+        }
+    }
+    struct Client(tulip::Future<Option<u32>>);
+    impl Protocol for Client {
+        fn data_received(&self, _data: &[u8]) {
+            if !self.0.done() {
+                let _ = self.0.set_result(REQUEST_ID.get());
+            }
+        }
+    }
+    let seen = tulip::run(async {
+        let lp = get_running_loop()?;
+        let server = lp.create_server(|| Rc::new(Hello), "127.0.0.1", 0).await?;
+        let port = server.local_addrs()[0].port();
+        REQUEST_ID.set(5)?;
+        let got = lp.create_future();
+        let g = got.clone();
+        let (t, _) = lp
+            .create_connection(move || Rc::new(Client(g)), "127.0.0.1", port)
+            .await?;
+        REQUEST_ID.set(6)?; // later: the reader keeps its snapshot
+        let v = tulip::timeout(5.0).run(got).await?;
+        t.close();
+        server.close();
+        Ok(v)
+    })
+    .unwrap();
+    assert_eq!(seen, Some(5));
+}
