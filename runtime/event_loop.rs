@@ -1207,7 +1207,9 @@ impl EventLoop {
     // ===== errors =====
 
     /// Sets the exception handler (asyncio's `set_exception_handler`);
-    /// `None` restores the default one, which prints to stderr.
+    /// `None` restores the default one, which prints to stderr. A bare
+    /// `None` needs its type spelled out:
+    /// `lp.set_exception_handler(None::<fn(&EventLoop, &ExceptionContext)>)`.
     pub fn set_exception_handler<F>(&self, handler: Option<F>)
     where
         F: Fn(&EventLoop, &ExceptionContext) + 'static,
