@@ -523,6 +523,8 @@ pub(crate) fn with_running_if(shared: &Arc<Shared>, f: impl FnOnce(&LoopInner)) 
 struct RunGuard<'a> {
     lp: &'a EventLoop,
     prev: Option<EventLoop>,
+    /// The context `Context::run` entered around this run, put back last.
+    _outside: crate::contextvars::OutsideAside,
 }
 
 impl Drop for RunGuard<'_> {
@@ -600,7 +602,11 @@ impl EventLoop {
         self.check_running()?;
         self.inner.running.set(true);
         let prev = RUNNING.with(|r| r.replace(Some(self.clone())));
-        let _guard = RunGuard { lp: self, prev };
+        let _guard = RunGuard {
+            lp: self,
+            prev,
+            _outside: crate::contextvars::put_outside_aside(),
+        };
         loop {
             self.iteration()?;
             if self.inner.stopping.get() {

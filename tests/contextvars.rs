@@ -444,3 +444,43 @@ fn a_callback_scheduled_inside_context_run_sees_a_snapshot() {
     lp.close().unwrap();
     assert_eq!(seen.get(), Some(3));
 }
+
+/// A loop run inside `ctx.run` (as `ctx.run(|| tulip::run(..))` is
+/// documented) does not lend `ctx` to its callbacks: a callback scheduled
+/// where no value is current runs with no context, not in `ctx`. asyncio's
+/// callback runs in its own `copy_context()` (here: empty), so it neither
+/// sees `ctx`'s values nor changes `ctx`.
+#[test]
+fn a_loop_run_inside_context_run_does_not_lend_that_context_to_callbacks() {
+    let ctx = Context::new();
+    ctx.run(|| REQUEST_ID.set(5)).unwrap().unwrap();
+    let seen = ctx
+        .run(|| {
+            tulip::run(async {
+                let lp = get_running_loop()?;
+                // The main task starts with a copy of ctx; a task made in
+                // an empty context has no values.
+                let t = lp.create_task_with(
+                    async {
+                        let lp = get_running_loop()?;
+                        let fut = lp.create_future::<(Option<u32>, bool)>();
+                        let f = fut.clone();
+                        let _ = lp.call_soon(move || {
+                            let seen = REQUEST_ID.get();
+                            let _ = f.set_result((seen, REQUEST_ID.set(6).is_ok()));
+                        })?;
+                        tulip::timeout(5.0).run(fut).await
+                    },
+                    TaskOptions {
+                        context: Some(Context::new()),
+                        ..TaskOptions::default()
+                    },
+                )?;
+                t.await
+            })
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.0, None, "the callback saw the outer ctx's value");
+    assert_eq!(ctx.get(&REQUEST_ID), Some(5), "the callback changed ctx");
+}
