@@ -832,7 +832,7 @@ impl EventLoop {
         self.check_closed()?;
         let h = match crate::contextvars::callback_context() {
             None => Handle::once(f, Location::caller()),
-            Some(ctx) => Handle::once(move || ctx.run_callback(f), Location::caller()),
+            Some(ctx) => Handle::once_in(f, ctx, Location::caller()),
         };
         self.inner
             .ready
@@ -898,7 +898,7 @@ impl EventLoop {
         };
         let handle = match crate::contextvars::callback_context() {
             None => Handle::timed(f, at, timer),
-            Some(ctx) => Handle::timed(move || ctx.run_callback(f), at, timer),
+            Some(ctx) => Handle::timed_in(f, ctx, at, timer),
         };
         let seq = self.inner.timer_seq.get();
         self.inner.timer_seq.set(seq + 1);

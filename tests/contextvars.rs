@@ -484,3 +484,45 @@ fn a_loop_run_inside_context_run_does_not_lend_that_context_to_callbacks() {
     assert_eq!(seen.0, None, "the callback saw the outer ctx's value");
     assert_eq!(ctx.get(&REQUEST_ID), Some(5), "the callback changed ctx");
 }
+
+/// A callback that runs in a copy of its scheduler's context keeps its own
+/// name: in its handle (`callback_name`, the repr) and in the "Exception in
+/// callback ..." report. asyncio's `Handle` repr names the callback, the
+/// context aside; tulip named its own wrapper (`EventLoop::call_soon<..>`,
+/// `FutureCore::add_done_callback<..>`) once a value was set.
+#[test]
+fn a_callback_run_in_a_context_keeps_its_own_name() {
+    fn tick() {}
+    fn failing_done(_: &tulip::Future<()>) {
+        panic!("boom from a done callback");
+    }
+    let (soon, later, report) = tulip::run(async {
+        let lp = get_running_loop()?;
+        REQUEST_ID.set(1)?;
+        let soon = lp.call_soon(tick)?;
+        let later = lp.call_later(0.0, tick)?;
+        let reports = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let r = reports.clone();
+        lp.set_exception_handler(Some(
+            move |_: &tulip::EventLoop, c: &tulip::ExceptionContext| {
+                r.borrow_mut().push(c.message.clone())
+            },
+        ));
+        let fut = lp.create_future::<()>();
+        fut.add_done_callback(failing_done);
+        fut.set_result(())?;
+        sleep(0.0).await?;
+        sleep(0.0).await?;
+        let report = reports.borrow().clone();
+        Ok((soon.callback_name(), later.handle().callback_name(), report))
+    })
+    .unwrap();
+    let tick_name = std::any::type_name_of_val(&tick);
+    assert_eq!(soon, tick_name);
+    assert_eq!(later, tick_name);
+    let expected = format!(
+        "Exception in callback {}",
+        std::any::type_name_of_val(&failing_done)
+    );
+    assert_eq!(report, [expected]);
+}
