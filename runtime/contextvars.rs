@@ -52,7 +52,9 @@
 //! the closure its context is this thread's current one, so `get` and
 //! `set` use it, and a task created inside (for example the main task of a
 //! `tulip::run` called from the closure) starts with a copy of it, as in
-//! Python.
+//! Python. The loop that `tulip::run` then runs puts that context aside
+//! until it returns: its callbacks run in their own contexts, as asyncio's
+//! do, and one scheduled with no values neither sees nor changes it.
 //!
 //! **Other threads** (*deviation*). A context holds `Rc`s, so it cannot
 //! cross threads: `to_thread` runs its function with no context (asyncio
@@ -80,6 +82,8 @@
 //! - A callback scheduled where some value is current runs inside a
 //!   [`Context`] of its own, a snapshot taken when it was scheduled; no
 //!   one else holds that context, so entering it never fails.
+//! - While a loop runs, a context [`Context::run`] entered around the run
+//!   is put aside (and put back when the run ends): no callback runs in it.
 //!
 //! [`TaskOptions::context`]: crate::TaskOptions::context
 
@@ -197,6 +201,28 @@ fn snapshot_for_callback() -> Option<Context> {
     Some(Context {
         cell: ContextCell::new(map),
     })
+}
+
+/// The context [`Context::run`] entered outside the loop, put aside while
+/// the loop runs (`run_forever`) and put back when it returns, however.
+pub(crate) struct OutsideAside(Option<Rc<ContextCell>>);
+
+/// Puts aside the context entered around a loop run: in asyncio every
+/// callback runs in its own context (`Handle._context.run`), never in the
+/// one `run_forever` was called in, so a callback scheduled with no values
+/// (or a transport's protocol call) must not see, nor set, that one. The
+/// tasks made before the run (`tulip::run`'s main task) have copied it
+/// already.
+pub(crate) fn put_outside_aside() -> OutsideAside {
+    OutsideAside(OUTSIDE.with(|o| o.borrow_mut().take()))
+}
+
+impl Drop for OutsideAside {
+    fn drop(&mut self) {
+        let cell = self.0.take();
+        let inner = OUTSIDE.with(|o| o.replace(cell));
+        drop(inner);
+    }
 }
 
 /// The context a new task of `lp` starts with (used by `create_task_with`):

@@ -523,6 +523,8 @@ pub(crate) fn with_running_if(shared: &Arc<Shared>, f: impl FnOnce(&LoopInner)) 
 struct RunGuard<'a> {
     lp: &'a EventLoop,
     prev: Option<EventLoop>,
+    /// The context `Context::run` entered around this run, put back last.
+    _outside: crate::contextvars::OutsideAside,
 }
 
 impl Drop for RunGuard<'_> {
@@ -600,7 +602,11 @@ impl EventLoop {
         self.check_running()?;
         self.inner.running.set(true);
         let prev = RUNNING.with(|r| r.replace(Some(self.clone())));
-        let _guard = RunGuard { lp: self, prev };
+        let _guard = RunGuard {
+            lp: self,
+            prev,
+            _outside: crate::contextvars::put_outside_aside(),
+        };
         loop {
             self.iteration()?;
             if self.inner.stopping.get() {
@@ -826,7 +832,7 @@ impl EventLoop {
         self.check_closed()?;
         let h = match crate::contextvars::callback_context() {
             None => Handle::once(f, Location::caller()),
-            Some(ctx) => Handle::once(move || ctx.run_callback(f), Location::caller()),
+            Some(ctx) => Handle::once_in(f, ctx, Location::caller()),
         };
         self.inner
             .ready
@@ -892,7 +898,7 @@ impl EventLoop {
         };
         let handle = match crate::contextvars::callback_context() {
             None => Handle::timed(f, at, timer),
-            Some(ctx) => Handle::timed(move || ctx.run_callback(f), at, timer),
+            Some(ctx) => Handle::timed_in(f, ctx, at, timer),
         };
         let seq = self.inner.timer_seq.get();
         self.inner.timer_seq.set(seq + 1);

@@ -7,7 +7,9 @@
 //! cancel flag, where it was created, and `R`, the callable part. `R` is a
 //! one-shot closure (`Once`), a repeating one for readers and writers
 //! (`Repeat`), or a one-shot closure with a timer's fields (`Timed`), so
-//! a plain `call_soon` handle carries no timer fields at all. Because the
+//! a plain `call_soon` handle carries no timer fields at all; one scheduled
+//! where context values are current is wrapped in `InContext`, which runs
+//! it in its snapshot and keeps its name. Because the
 //! cell is a sized type behind a trait object, the same allocation is also a
 //! ready-queue entry (`Rc<dyn Runnable>`, 16 bytes) without a wrapper.
 //!
@@ -34,6 +36,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::contextvars::Context;
 use crate::error::Result;
 use crate::event_loop::{EventLoop, Runnable};
 use crate::threadsafe::Call;
@@ -151,6 +154,44 @@ impl<F: FnOnce()> Run for Timed<F> {
     }
 }
 
+/// A one-shot callback that runs in a context of its own (asyncio's
+/// `Handle._context.run(self._callback)`): `R` run inside `ctx`. Its name
+/// and timer are `R`'s, so that the handle still names the callback it was
+/// given (a closure wrapping it would be named after `call_soon`). The
+/// context goes with the run, or with `clear`, as a wrapping closure's
+/// capture would.
+pub(crate) struct InContext<R> {
+    ctx: Cell<Option<Context>>,
+    r: R,
+}
+
+impl<R> InContext<R> {
+    fn new(ctx: Context, r: R) -> InContext<R> {
+        InContext {
+            ctx: Cell::new(Some(ctx)),
+            r,
+        }
+    }
+}
+
+impl<R: Run> Run for InContext<R> {
+    fn run(&self) {
+        if let Some(ctx) = self.ctx.take() {
+            ctx.run_callback(|| self.r.run())
+        }
+    }
+    fn clear(&self) {
+        drop(self.ctx.take());
+        self.r.clear()
+    }
+    fn name(&self) -> &'static str {
+        self.r.name()
+    }
+    fn timer(&self) -> Option<&TimerState> {
+        self.r.timer()
+    }
+}
+
 /// A future's done callback and, once the future is done, the future itself
 /// (asyncio's `call_soon(callback, self)`). Allocated once, by
 /// `add_done_callback`: the same cell waits in the future's callback list
@@ -187,6 +228,14 @@ impl<F: FnOnce(&O) + 'static, O: 'static> DoneCallback<O> for HandleCell<DoneCal
     }
 }
 
+impl<F: FnOnce(&O) + 'static, O: 'static> DoneCallback<O>
+    for HandleCell<InContext<DoneCall<F, O>>>
+{
+    fn arm(&self, owner: O) {
+        self.f.r.owner.set(Some(owner));
+    }
+}
+
 /// Makes a done callback's cell (see [`DoneCall`]).
 pub(crate) fn done_callback<F: FnOnce(&O) + 'static, O: 'static>(
     f: F,
@@ -199,6 +248,25 @@ pub(crate) fn done_callback<F: FnOnce(&O) + 'static, O: 'static>(
             f: Cell::new(Some(f)),
             owner: Cell::new(None),
         },
+    })
+}
+
+/// [`done_callback`] for a callback that runs in `ctx` (see [`InContext`]).
+pub(crate) fn done_callback_in<F: FnOnce(&O) + 'static, O: 'static>(
+    f: F,
+    ctx: Context,
+    created_at: &'static Location<'static>,
+) -> Rc<dyn DoneCallback<O>> {
+    Rc::new(HandleCell {
+        cancelled: Cell::new(false),
+        created_at,
+        f: InContext::new(
+            ctx,
+            DoneCall {
+                f: Cell::new(Some(f)),
+                owner: Cell::new(None),
+            },
+        ),
     })
 }
 
@@ -319,6 +387,15 @@ impl Handle {
         Handle::new(Once(Cell::new(Some(f))), created_at)
     }
 
+    /// [`once`](Handle::once) for a callback that runs in `ctx`.
+    pub(crate) fn once_in<F: FnOnce() + 'static>(
+        f: F,
+        ctx: Context,
+        created_at: &'static Location<'static>,
+    ) -> Handle {
+        Handle::new(InContext::new(ctx, Once(Cell::new(Some(f)))), created_at)
+    }
+
     /// The handle of a `call_soon_threadsafe` callback, made on the loop
     /// thread from what the other thread sent.
     pub(crate) fn threadsafe(call: Call) -> Handle {
@@ -358,6 +435,25 @@ impl Handle {
                 timer,
                 f: Once(Cell::new(Some(f))),
             },
+            created_at,
+        )
+    }
+
+    /// [`timed`](Handle::timed) for a callback that runs in `ctx`.
+    pub(crate) fn timed_in<F: FnOnce() + 'static>(
+        f: F,
+        ctx: Context,
+        created_at: &'static Location<'static>,
+        timer: TimerState,
+    ) -> Handle {
+        Handle::new(
+            InContext::new(
+                ctx,
+                Timed {
+                    timer,
+                    f: Once(Cell::new(Some(f))),
+                },
+            ),
             created_at,
         )
     }

@@ -34,7 +34,7 @@ use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
 use crate::event_loop::{get_event_loop, EventLoop, ExceptionContext, LoopRef, Ready, Runnable};
-use crate::events::{done_callback, DoneCallback, Handle};
+use crate::events::{done_callback, done_callback_in, DoneCallback, Handle};
 use crate::tasks;
 
 /// The id of a done callback, for `remove_done_callback` (Rust closures
@@ -403,10 +403,7 @@ impl<T, O: Owner> FutureCore<T, O> {
         // asyncio: `context = contextvars.copy_context()` at registration.
         let cell = match crate::contextvars::callback_context() {
             None => done_callback(f, std::panic::Location::caller()),
-            Some(ctx) => done_callback(
-                move |o: &O| ctx.run_callback(|| f(o)),
-                std::panic::Location::caller(),
-            ),
+            Some(ctx) => done_callback_in(f, ctx, std::panic::Location::caller()),
         };
         if self.done() {
             self.schedule(cell, owner.clone());

@@ -486,3 +486,85 @@ fn protocol_callbacks_run_in_the_context_the_transport_was_made_in() {
     .unwrap();
     assert_eq!(seen, Some(5));
 }
+
+/// A loop run inside `ctx.run` (as `ctx.run(|| tulip::run(..))` is
+/// documented) does not lend `ctx` to its callbacks: a callback scheduled
+/// where no value is current runs with no context, not in `ctx`. asyncio's
+/// callback runs in its own `copy_context()` (here: empty), so it neither
+/// sees `ctx`'s values nor changes `ctx`.
+#[test]
+fn a_loop_run_inside_context_run_does_not_lend_that_context_to_callbacks() {
+    let ctx = Context::new();
+    ctx.run(|| REQUEST_ID.set(5)).unwrap().unwrap();
+    let seen = ctx
+        .run(|| {
+            tulip::run(async {
+                let lp = get_running_loop()?;
+                // The main task starts with a copy of ctx; a task made in
+                // an empty context has no values.
+                let t = lp.create_task_with(
+                    async {
+                        let lp = get_running_loop()?;
+                        let fut = lp.create_future::<(Option<u32>, bool)>();
+                        let f = fut.clone();
+                        let _ = lp.call_soon(move || {
+                            let seen = REQUEST_ID.get();
+                            let _ = f.set_result((seen, REQUEST_ID.set(6).is_ok()));
+                        })?;
+                        tulip::timeout(5.0).run(fut).await
+                    },
+                    TaskOptions {
+                        context: Some(Context::new()),
+                        ..TaskOptions::default()
+                    },
+                )?;
+                t.await
+            })
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.0, None, "the callback saw the outer ctx's value");
+    assert_eq!(ctx.get(&REQUEST_ID), Some(5), "the callback changed ctx");
+}
+
+/// A callback that runs in a copy of its scheduler's context keeps its own
+/// name: in its handle (`callback_name`, the repr) and in the "Exception in
+/// callback ..." report. asyncio's `Handle` repr names the callback, the
+/// context aside; tulip named its own wrapper (`EventLoop::call_soon<..>`,
+/// `FutureCore::add_done_callback<..>`) once a value was set.
+#[test]
+fn a_callback_run_in_a_context_keeps_its_own_name() {
+    fn tick() {}
+    fn failing_done(_: &tulip::Future<()>) {
+        panic!("boom from a done callback");
+    }
+    let (soon, later, report) = tulip::run(async {
+        let lp = get_running_loop()?;
+        REQUEST_ID.set(1)?;
+        let soon = lp.call_soon(tick)?;
+        let later = lp.call_later(0.0, tick)?;
+        let reports = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let r = reports.clone();
+        lp.set_exception_handler(Some(
+            move |_: &tulip::EventLoop, c: &tulip::ExceptionContext| {
+                r.borrow_mut().push(c.message.clone())
+            },
+        ));
+        let fut = lp.create_future::<()>();
+        fut.add_done_callback(failing_done);
+        fut.set_result(())?;
+        sleep(0.0).await?;
+        sleep(0.0).await?;
+        let report = reports.borrow().clone();
+        Ok((soon.callback_name(), later.handle().callback_name(), report))
+    })
+    .unwrap();
+    let tick_name = std::any::type_name_of_val(&tick);
+    assert_eq!(soon, tick_name);
+    assert_eq!(later, tick_name);
+    let expected = format!(
+        "Exception in callback {}",
+        std::any::type_name_of_val(&failing_done)
+    );
+    assert_eq!(report, [expected]);
+}
