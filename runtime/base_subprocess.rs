@@ -97,6 +97,9 @@ use crate::subprocess::{Command, Stdios};
 use crate::transports::Transport;
 
 /// A call of the protocol waiting for its turn (asyncio's `_call(cb, *data)`).
+/// All but `Lost` go to the protocol set when they were made (asyncio binds
+/// `self._protocol.pipe_data_received` then); `Lost` is the transport's own
+/// `_call_connection_lost`, which reads the protocol when it runs.
 enum Call {
     Data(i32, Vec<u8>),
     PipeLost(i32, Option<Error>),
@@ -130,7 +133,7 @@ pub struct SubprocessTransport {
     returncode: Cell<Option<i32>>,
     exit_waiters: RefCell<Vec<Future<i32>>>,
     /// Calls made before `connection_made`; `None` from then on.
-    pending_calls: RefCell<Option<VecDeque<Call>>>,
+    pending_calls: RefCell<Option<VecDeque<(Option<Rc<dyn SubprocessProtocol>>, Call)>>>,
     closed: Cell<bool>,
     finished: Cell<bool>,
     /// `_call_connection_lost` ran (asyncio's `_proc = None`): signals are
@@ -166,9 +169,12 @@ impl SubprocessTransport {
         self.protocol.borrow().clone()
     }
 
-    /// asyncio's `set_protocol`: the calls from now on (those already
-    /// scheduled included) go to `protocol`. Refused once `connection_lost`
-    /// was called: a protocol kept then would hold the transport for ever.
+    /// asyncio's `set_protocol`: the calls made from now on go to
+    /// `protocol`; those already scheduled (or queued before
+    /// `connection_made`) still go to the old one, as asyncio bound them,
+    /// except `connection_lost`, which goes to the protocol set when it
+    /// runs. Refused once `connection_lost` was called: a protocol kept
+    /// then would hold the transport for ever.
     pub fn set_protocol(&self, protocol: Rc<dyn SubprocessProtocol>) -> Result<()> {
         let mut slot = self.protocol.borrow_mut();
         if slot.is_none() {
@@ -253,21 +259,27 @@ impl SubprocessTransport {
 
     /// `_call`: queued until `connection_made`, then a callback of its own.
     fn call(&self, c: Call) {
+        let to = match c {
+            Call::Lost => None,
+            _ => self.get_protocol(),
+        };
         if let Some(q) = self.pending_calls.borrow_mut().as_mut() {
-            q.push_back(c);
+            q.push_back((to, c));
             return;
         }
-        self.schedule(c);
+        self.schedule(to, c);
     }
 
-    fn schedule(&self, c: Call) {
+    fn schedule(&self, to: Option<Rc<dyn SubprocessProtocol>>, c: Call) {
         let Some(me) = self.me.upgrade() else { return };
         // A closed loop runs nothing more: the call is dropped.
-        let _ = self.lp.call_soon(move || me.deliver(c));
+        let _ = self.lp.call_soon(move || me.deliver(to, c));
     }
 
-    fn deliver(&self, c: Call) {
-        let Some(p) = self.get_protocol() else { return };
+    fn deliver(&self, to: Option<Rc<dyn SubprocessProtocol>>, c: Call) {
+        let Some(p) = to.or_else(|| self.get_protocol()) else {
+            return;
+        };
         match c {
             Call::Data(fd, data) => p.pipe_data_received(fd, &data),
             Call::PipeLost(fd, exc) => p.pipe_connection_lost(fd, exc),
@@ -332,8 +344,8 @@ impl SubprocessTransport {
         let me = self.clone();
         let _ = self.lp.call_soon(move || protocol.connection_made(me))?;
         let pending = self.pending_calls.borrow_mut().take();
-        for c in pending.into_iter().flatten() {
-            self.schedule(c);
+        for (to, c) in pending.into_iter().flatten() {
+            self.schedule(to, c);
         }
         let connected = self.lp.create_future::<()>();
         let c = connected.clone();
@@ -631,5 +643,49 @@ impl EventLoop {
             return Err(e);
         }
         Ok((transport, protocol))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes down the data it gets.
+    #[derive(Default)]
+    struct Log(RefCell<Vec<Vec<u8>>>);
+    impl SubprocessProtocol for Log {
+        fn pipe_data_received(&self, _fd: i32, data: &[u8]) {
+            self.0.borrow_mut().push(data.to_vec());
+        }
+    }
+
+    /// A call scheduled before `set_protocol` goes to the old protocol, one
+    /// made after it to the new one: asyncio's `_call` binds
+    /// `self._protocol.pipe_data_received` when it is made.
+    #[test]
+    fn set_protocol_leaves_calls_already_made_to_the_old_protocol() {
+        let (old, new) = crate::run(async {
+            let lp = crate::get_running_loop()?;
+            let (t, old) = lp
+                .subprocess_exec(
+                    || Rc::new(Log::default()),
+                    "sleep",
+                    ["100"],
+                    Stdios::default(),
+                )
+                .await?;
+            t.pipe_data_received(1, b"before");
+            let new = Rc::new(Log::default());
+            t.set_protocol(new.clone())?;
+            t.pipe_data_received(1, b"after");
+            crate::sleep(0.0).await?;
+            t.close();
+            t.wait().await?;
+            let seen = (old.0.borrow().clone(), new.0.borrow().clone());
+            Ok(seen)
+        })
+        .unwrap();
+        assert_eq!(old, [b"before".to_vec()]);
+        assert_eq!(new, [b"after".to_vec()]);
     }
 }
