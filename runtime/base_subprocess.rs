@@ -108,6 +108,9 @@ enum Call {
     Lost,
 }
 
+/// A call and the protocol it was made for (`None`: read when it runs).
+type Queued = (Option<Rc<dyn SubprocessProtocol>>, Call);
+
 /// One of the child's pipes: `_pipes[fd]`.
 struct PipeSlot {
     pipe: Rc<dyn Transport>,
@@ -133,7 +136,7 @@ pub struct SubprocessTransport {
     returncode: Cell<Option<i32>>,
     exit_waiters: RefCell<Vec<Future<i32>>>,
     /// Calls made before `connection_made`; `None` from then on.
-    pending_calls: RefCell<Option<VecDeque<(Option<Rc<dyn SubprocessProtocol>>, Call)>>>,
+    pending_calls: RefCell<Option<VecDeque<Queued>>>,
     closed: Cell<bool>,
     finished: Cell<bool>,
     /// `_call_connection_lost` ran (asyncio's `_proc = None`): signals are
