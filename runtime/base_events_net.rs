@@ -296,9 +296,8 @@ impl EventLoop {
         P: Protocol + 'static,
         F: Fn() -> Rc<P> + 'static,
     {
-        let listeners = self.bind_server_sockets(host, port, options).await?;
-        let factory = stream_factory(protocol_factory, StreamProtocol::plain);
-        Server::new(self, listeners, factory, options, None)
+        self.create_server_hosts(protocol_factory, &[host], port, options)
+            .await
     }
 
     /// asyncio's `create_server(protocol_factory, host, port, ...)` for a
@@ -313,7 +312,7 @@ impl EventLoop {
         port: u16,
         options: &ServerOptions,
     ) -> Result<Server> {
-        let listeners = self.bind_server_sockets(host, port, options).await?;
+        let listeners = self.bind_server_sockets(&[host], port, options).await?;
         let factory = stream_factory(protocol_factory, StreamProtocol::buffered);
         Server::new(self, listeners, factory, options, None)
     }
@@ -361,33 +360,27 @@ impl EventLoop {
         P: Protocol + 'static,
         F: Fn() -> Rc<P> + 'static,
     {
-        let listeners = self.bind_hosts_sockets(hosts, port, options).await?;
+        let listeners = self.bind_server_sockets(hosts, port, options).await?;
         let factory = stream_factory(protocol_factory, StreamProtocol::plain);
         Server::new(self, listeners, factory, options, None)
     }
 
-    /// The sockets of `create_server`: one per distinct address of `host`,
-    /// bound with the options (see [`create_server_with`](EventLoop::create_server_with)).
-    async fn bind_server_sockets(
-        &self,
-        host: &str,
-        port: u16,
-        options: &ServerOptions,
-    ) -> Result<Vec<Listener>> {
-        let addrs = self.server_addrs(host, port, options.family).await?;
-        bind_addrs(addrs, options)
-    }
-
-    /// The sockets of `create_server_hosts`: one per distinct address of
-    /// all the hosts, resolved concurrently (asyncio's
+    /// The sockets of `create_server`: one per distinct address of all the
+    /// hosts, bound with the options (see
+    /// [`create_server_with`](EventLoop::create_server_with)). Several
+    /// hosts are resolved concurrently (asyncio's
     /// `infos = await tasks.gather(*fs)`).
-    async fn bind_hosts_sockets(
+    async fn bind_server_sockets(
         &self,
         hosts: &[&str],
         port: u16,
         options: &ServerOptions,
     ) -> Result<Vec<Listener>> {
         let family = options.family;
+        if let [host] = hosts {
+            let addrs = self.server_addrs(host, port, family).await?;
+            return bind_addrs(addrs, options);
+        }
         let resolving = hosts.iter().map(|host| {
             let (lp, host) = (self.clone(), host.to_string());
             async move { lp.server_addrs(&host, port, family).await }

@@ -311,9 +311,7 @@ where
     F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: StdFuture<Output = Result<()>> + 'static,
 {
-    let lp = get_running_loop()?;
-    let factory = stream_factory(&lp, cb, limit);
-    lp.create_server_with(factory, host, port, options).await
+    start_server_hosts(cb, &[host], port, limit, options).await
 }
 
 /// asyncio's `start_server(client_connected_cb, host=[h1, h2, ...], port,
