@@ -341,3 +341,21 @@ fn example_subprocess_protocol() {
         "{date:?}"
     );
 }
+
+/// Teaching example: two loops on two threads, `run_coroutine_threadsafe`
+/// and `wrap_future` (the main loop runs on while its task waits).
+#[test]
+fn example_two_loops() {
+    let (lines, _) = run_ok("two_loops", 30);
+    assert_eq!(
+        lines,
+        [
+            "main: sent the job to the worker loop",
+            "main: tick 1 (this loop runs while its task waits)",
+            "main: tick 2 (this loop runs while its task waits)",
+            "main: tick 3 (this loop runs while its task waits)",
+            "main: got 42, computed on the thread named \"worker\"",
+            "both loops are closed; the answer was 42",
+        ]
+    );
+}
