@@ -67,9 +67,12 @@
 //!   comes last, exactly once, when the child was reaped and every pipe
 //!   was lost (`_try_finish`); after it the transport lets go of the
 //!   protocol (no cycle is left), and `wait()` calls return.
-//! - Every protocol call is its own callback on the loop, so none runs
-//!   while the transport or a pipe holds a borrow, and a panic in one is
-//!   reported without stopping the others.
+//! - Every protocol call but `pause_writing`/`resume_writing` is its own
+//!   callback on the loop, and a panic in one is reported without stopping
+//!   the others. Those two come straight from the stdin pipe's flow
+//!   control (asyncio's `WriteSubprocessPipeProto`), which reports their
+//!   panics and goes on. None runs while the transport or a pipe holds a
+//!   borrow.
 //! - Until the child is reaped, the watcher holds the transport (through
 //!   the exit future's callback), as asyncio's watcher holds it: a running
 //!   child's transport is never dropped under it. A transport dropped
