@@ -621,7 +621,10 @@ impl EventLoop {
     /// transport is closed, killing the child, and the error is returned
     /// once the child was reaped, as asyncio does; and if `connection_made`
     /// was already scheduled, once the protocol heard `connection_lost`
-    /// (asyncio's `await transp._wait()`).
+    /// (asyncio's `await transp._wait()`), unless the exit had already
+    /// reached the transport: [`wait`](SubprocessTransport::wait) then
+    /// returns at once, as `_wait` returns `_returncode`, and
+    /// `connection_lost` comes after.
     pub async fn subprocess_command<P, F>(
         &self,
         protocol_factory: F,
@@ -635,7 +638,8 @@ impl EventLoop {
         let (transport, pipe_waiters) = SubprocessTransport::start(self, protocol.clone(), cmd)?;
         if let Err(e) = transport.connect_pipes(pipe_waiters).await {
             transport.close();
-            // asyncio awaits `transp._wait()`, until `connection_lost`. If
+            // asyncio awaits `transp._wait()`, until `connection_lost` (at
+            // once if `process_exited` has run). If
             // `connection_made` was scheduled before the failure (the
             // caller was cancelled at the last step), the calls flow, and
             // so does `connection_lost`: wait for it. Else the protocol,
