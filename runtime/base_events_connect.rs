@@ -59,13 +59,14 @@ use crate::transports::BaseTransport;
 /// [`ConnectOptions::happy_eyeballs_delay`].
 pub const RECOMMENDED_HAPPY_EYEBALLS_DELAY: f64 = 0.25;
 
-/// The keyword arguments of asyncio's `create_connection` that choose how
-/// the addresses of a host are tried: `happy_eyeballs_delay`, `interleave`
-/// and `all_errors`, and where the connection comes from: `local_addr`.
+/// The keyword arguments of asyncio's `create_connection` that choose
+/// which addresses of a host are tried: `family`; how they are tried:
+/// `happy_eyeballs_delay`, `interleave` and `all_errors`; and where the
+/// connection comes from: `local_addr`.
 ///
-/// The default is asyncio's: no Happy Eyeballs (addresses are tried one
-/// after the other, in order), no interleaving, one combined error, and a
-/// local address the kernel picks.
+/// The default is asyncio's: addresses of any family (`AF_UNSPEC`), no
+/// Happy Eyeballs (addresses are tried one after the other, in order), no
+/// interleaving, one combined error, and a local address the kernel picks.
 ///
 /// ```
 /// use tulip::ConnectOptions;

@@ -87,14 +87,14 @@ pub type ProtocolFactory = Rc<dyn Fn() -> Rc<dyn Protocol>>;
 type StreamFactory = Rc<dyn Fn() -> StreamProtocol>;
 
 /// The socket keyword arguments of asyncio's `create_server` and
-/// `start_server`: `backlog`, `reuse_address`, `reuse_port`, `keep_alive`
-/// (3.13), and `start_serving`; and `create_unix_server`'s
+/// `start_server`: `family`, `backlog`, `reuse_address`, `reuse_port`,
+/// `keep_alive` (3.13), and `start_serving`; and `create_unix_server`'s
 /// `cleanup_socket` (3.13).
 ///
-/// The defaults are asyncio's on Unix: a backlog of 100
-/// ([`DEFAULT_BACKLOG`]), `SO_REUSEADDR` on, `SO_REUSEPORT` off,
-/// `SO_KEEPALIVE` off, serving at once, a Unix socket's file removed at
-/// close.
+/// The defaults are asyncio's on Unix: addresses of any family
+/// (`AF_UNSPEC`), a backlog of 100 ([`DEFAULT_BACKLOG`]), `SO_REUSEADDR`
+/// on, `SO_REUSEPORT` off, `SO_KEEPALIVE` off, serving at once, a Unix
+/// socket's file removed at close.
 ///
 /// ```
 /// use std::rc::Rc;
@@ -277,8 +277,9 @@ impl EventLoop {
             .await
     }
 
-    /// asyncio's `create_server(protocol_factory, host, port, backlog=...,
-    /// reuse_address=..., reuse_port=..., keep_alive=..., start_serving=...)`:
+    /// asyncio's `create_server(protocol_factory, host, port, family=...,
+    /// backlog=..., reuse_address=..., reuse_port=..., keep_alive=...,
+    /// start_serving=...)`:
     /// [`create_server`](EventLoop::create_server) with [`ServerOptions`].
     ///
     /// Each address gets its own socket: options set, bound (IPv6 sockets

@@ -67,9 +67,12 @@
 //!   comes last, exactly once, when the child was reaped and every pipe
 //!   was lost (`_try_finish`); after it the transport lets go of the
 //!   protocol (no cycle is left), and `wait()` calls return.
-//! - Every protocol call is its own callback on the loop, so none runs
-//!   while the transport or a pipe holds a borrow, and a panic in one is
-//!   reported without stopping the others.
+//! - Every protocol call but `pause_writing`/`resume_writing` is its own
+//!   callback on the loop, and a panic in one is reported without stopping
+//!   the others. Those two come straight from the stdin pipe's flow
+//!   control (asyncio's `WriteSubprocessPipeProto`), which reports their
+//!   panics and goes on. None runs while the transport or a pipe holds a
+//!   borrow.
 //! - Until the child is reaped, the watcher holds the transport (through
 //!   the exit future's callback), as asyncio's watcher holds it: a running
 //!   child's transport is never dropped under it. A transport dropped
@@ -618,7 +621,10 @@ impl EventLoop {
     /// transport is closed, killing the child, and the error is returned
     /// once the child was reaped, as asyncio does; and if `connection_made`
     /// was already scheduled, once the protocol heard `connection_lost`
-    /// (asyncio's `await transp._wait()`).
+    /// (asyncio's `await transp._wait()`), unless the exit had already
+    /// reached the transport: [`wait`](SubprocessTransport::wait) then
+    /// returns at once, as `_wait` returns `_returncode`, and
+    /// `connection_lost` comes after.
     pub async fn subprocess_command<P, F>(
         &self,
         protocol_factory: F,
@@ -632,7 +638,8 @@ impl EventLoop {
         let (transport, pipe_waiters) = SubprocessTransport::start(self, protocol.clone(), cmd)?;
         if let Err(e) = transport.connect_pipes(pipe_waiters).await {
             transport.close();
-            // asyncio awaits `transp._wait()`, until `connection_lost`. If
+            // asyncio awaits `transp._wait()`, until `connection_lost` (at
+            // once if `process_exited` has run). If
             // `connection_made` was scheduled before the failure (the
             // caller was cancelled at the last step), the calls flow, and
             // so does `connection_lost`: wait for it. Else the protocol,

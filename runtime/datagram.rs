@@ -172,9 +172,12 @@ impl DatagramSocket {
 /// `reuse_port` and `allow_broadcast` (for
 /// [`EventLoop::create_datagram_endpoint_with`] and
 /// [`EventLoop::create_datagram_endpoint_host`]; asyncio's `sock=` is
-/// [`EventLoop::create_datagram_endpoint_sock`]).
+/// [`EventLoop::create_datagram_endpoint_sock`]), and `family`: the
+/// addresses a name resolves to (`create_datagram_endpoint_host`), and,
+/// with no address at all, the socket's family.
 ///
-/// The defaults are asyncio's: neither option set.
+/// The defaults are asyncio's: neither option set, and any family
+/// (`AF_UNSPEC`).
 ///
 /// ```
 /// use std::rc::Rc;
@@ -209,7 +212,8 @@ impl DatagramOptions {
     }
 
     /// asyncio's `family=`: the local and remote host names resolve to
-    /// addresses of this family only.
+    /// addresses of this family only; with neither address, the socket is
+    /// of this family (`Inet6`: bound to `[::]:0`).
     pub fn family(mut self, family: crate::AddressFamily) -> DatagramOptions {
         self.family = family;
         self
@@ -352,6 +356,12 @@ impl EventLoop {
         let local = match (local_addr, remote_addr) {
             (Some(l), _) => l,
             (None, Some(SocketAddr::V6(_))) => "[::]:0".parse().expect("literal"),
+            // asyncio's `family=AF_INET6` with neither address: an
+            // AF_INET6 socket (`addr_pairs_info = (((family, proto),
+            // (None, None)),)`).
+            (None, None) if options.family == crate::AddressFamily::Inet6 => {
+                "[::]:0".parse().expect("literal")
+            }
             (None, _) => "0.0.0.0:0".parse().expect("literal"),
         };
         // asyncio connects to `remote_addr` unless broadcast is allowed;
@@ -385,7 +395,8 @@ impl EventLoop {
     /// address information')`). Without a local address, the socket is
     /// not bound before it connects (the kernel picks the address, as in
     /// asyncio); with neither, it is bound to `0.0.0.0:0`, as by
-    /// [`create_datagram_endpoint`](EventLoop::create_datagram_endpoint).
+    /// [`create_datagram_endpoint`](EventLoop::create_datagram_endpoint)
+    /// (to `[::]:0` with [`DatagramOptions::family`] `Inet6`).
     ///
     /// ```
     /// use std::rc::Rc;

@@ -827,6 +827,11 @@ impl EventLoop {
 
     /// Schedules `f` to run on the next iteration (asyncio's `call_soon`).
     /// Callbacks run in the order they were scheduled (L1).
+    ///
+    /// As asyncio's `Handle` takes `copy_context()`, `f` runs in a snapshot
+    /// of the [context values](crate::contextvars) current here: it sees
+    /// them as they are now, and what it sets stays in its own copy. With
+    /// no value current, it runs with no context.
     #[track_caller]
     pub fn call_soon<F: FnOnce() + 'static>(&self, f: F) -> Result<Handle> {
         self.check_closed()?;
@@ -862,6 +867,8 @@ impl EventLoop {
 
     /// Schedules `f` to run after `delay` (seconds as `f64`, or a
     /// `Duration`). A negative delay means "as soon as possible"; NaN is an error.
+    /// `f` runs in a snapshot of the context values current here, as
+    /// [`call_soon`](EventLoop::call_soon)'s does.
     #[track_caller]
     pub fn call_later<F: FnOnce() + 'static>(
         &self,
@@ -876,6 +883,8 @@ impl EventLoop {
     }
 
     /// Schedules `f` to run at loop time `when` (see [`time`](EventLoop::time)).
+    /// `f` runs in a snapshot of the context values current here, as
+    /// [`call_soon`](EventLoop::call_soon)'s does.
     #[track_caller]
     pub fn call_at<F: FnOnce() + 'static>(&self, when: f64, f: F) -> Result<TimerHandle> {
         self.call_at_located(when, f, Location::caller())

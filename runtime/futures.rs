@@ -11,7 +11,9 @@
 //!   (F1); later `set_*` calls fail with `InvalidState`, `cancel` returns false.
 //! - Done callbacks run in registration order, each through `call_soon`; one
 //!   added to a done future is scheduled at once (F2). Task wakers share the
-//!   same list, so wake-ups keep the same order.
+//!   same list, so wake-ups keep the same order. Each callback runs in a
+//!   snapshot of the context values current when it was added (asyncio's
+//!   `copy_context()`), if there were any.
 //! - On a closed loop the state still moves, but no callback is scheduled:
 //!   if there are any, they are dropped (wakers are woken) and `set_result`
 //!   and `set_exception` fail with [`Error::Closed`], as asyncio's
@@ -756,7 +758,9 @@ impl<T: 'static> Future<T> {
     }
 
     /// Adds a callback called with the future once it is done, through
-    /// `call_soon` (F2).
+    /// `call_soon` (F2). It runs in a snapshot of the context values
+    /// current now, as asyncio's `add_done_callback` takes
+    /// `copy_context()` when it is called.
     #[track_caller]
     pub fn add_done_callback(&self, f: impl FnOnce(&Future<T>) + 'static) -> CallbackId {
         self.core.add_done_callback(self, f)

@@ -27,7 +27,7 @@
 //! | `unix_events.py` (child watchers) | [`child_watcher`] |
 //! | `unix_events.py` (signals) | [`signals`] |
 //! | `unix_events.py` (`_UnixReadPipeTransport`, `_UnixWritePipeTransport`), `connect_read_pipe`, `connect_write_pipe` | [`pipes`] |
-//! | `threads.py`, `run_in_executor`, `run_coroutine_threadsafe` | [`threads`] |
+//! | `threads.py`, `run_in_executor`, `run_coroutine_threadsafe`, `futures.py` (`wrap_future`) | [`threads`] |
 //! | `base_events.py` (`call_soon_threadsafe`, the self-pipe's wake-up) | [`threadsafe`] |
 //! | `transports.py` | [`transports`] |
 //! | `protocols.py` | [`protocols`] |

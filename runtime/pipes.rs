@@ -25,6 +25,10 @@
 //! read pipe transports under a [`StreamReaderProtocol`](crate::StreamReaderProtocol),
 //! its stdin a write pipe transport whose protocol is the
 //! [`FlowControl`](crate::FlowControl) of its [`StreamWriter`](crate::StreamWriter).
+//! So does the subprocess transport
+//! ([`base_subprocess`](crate::base_subprocess)): each of its child's pipes
+//! is one of these under a small protocol that reports to it (asyncio's
+//! `ReadSubprocessPipeProto` and `WriteSubprocessPipeProto`).
 //!
 //! tulip's [`Protocol::connection_made`] takes an `Rc<dyn Transport>` (a
 //! read *and* write transport), so both pipe transports implement the whole

@@ -227,9 +227,14 @@ pub trait DatagramProtocol {
 /// The [`SubprocessTransport`] calls it in this order: `connection_made`
 /// first; then `pipe_data_received`, `pipe_connection_lost` (once per
 /// pipe) and `process_exited` (once) as they happen; `connection_lost`
-/// last, once the child has exited *and* every pipe is lost. Each call is
-/// a callback of its own on the loop (asyncio's `_call`), so a panic in
-/// one goes to the exception handler and the others still come.
+/// last, once the child has exited *and* every pipe is lost. Each of these
+/// calls is a callback of its own on the loop (asyncio's `_call`), so a
+/// panic in one goes to the exception handler and the others still come.
+/// `pause_writing` and `resume_writing` are not: the stdin pipe's flow
+/// control calls them directly, from the `write` that crosses the
+/// high-water mark and from the flush that drains to the low one (as
+/// asyncio's `WriteSubprocessPipeProto` does); a panic in one is reported
+/// and the pipe goes on.
 pub trait SubprocessProtocol {
     /// The child is running and its pipes are connected. Keep `transport`
     /// to write to the child's stdin, signal it, or close it.

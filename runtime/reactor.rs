@@ -353,6 +353,10 @@ impl EventLoop {
     /// asyncio's `add_reader(fd, callback)`: calls `f` on every iteration
     /// while `fd` is readable (level-triggered). Replaces an earlier reader.
     ///
+    /// `f` runs in a snapshot of the context values current here, taken
+    /// once, as asyncio's reader `Handle` takes `copy_context()`: what one
+    /// call sets, the next one sees. The same goes for the other adders.
+    ///
     /// The loop does not own `fd`: remove the reader before closing it.
     /// The fd of a live socket transport is refused with
     /// [`Error::Runtime`], as asyncio raises `RuntimeError`; so are

@@ -9,6 +9,8 @@
 //! that signal. The pipe's read end is registered with the reactor
 //! (edge-triggered), so a loop blocked in `epoll_wait` wakes up; the reader
 //! drains the pipe and schedules each signal's callback with `call_soon`.
+//! A callback runs in a snapshot of the context values current where its
+//! handler was added (asyncio's `Handle` takes `copy_context()`).
 //!
 //! # Invariants
 //! - `WAKEUP_FDS[sig]` is the write end of the pipe of the loop that has a
@@ -315,7 +317,10 @@ impl fmt::Debug for SignalState {
 impl EventLoop {
     /// asyncio's `loop.add_signal_handler(sig, callback)`: `f` runs on the
     /// loop (through `call_soon`) each time `sig` arrives, even while the
-    /// loop blocks in poll. Replaces an earlier handler for `sig`.
+    /// loop blocks in poll. Replaces an earlier handler for `sig`. As
+    /// asyncio's handler `Handle` does, `f` runs in a snapshot of the
+    /// context values current here, taken once (what one run sets, the
+    /// next one sees).
     ///
     /// Errors: the loop is closed; `sig` is out of `1..65`
     /// (`InvalidArgument`); `sig` cannot be caught, as SIGKILL and SIGSTOP

@@ -3,8 +3,10 @@
 //! `sock_connect`, `sock_accept`, and asyncio 3.11's `sock_sendto`,
 //! `sock_recvfrom`, `sock_recvfrom_into` in `Lib/asyncio/selector_events.py`
 //! (for UDP, and as `*_unix` functions for Unix datagram sockets),
-//! and `getaddrinfo`, `getnameinfo` (run in the executor) in
-//! `base_events.py`.
+//! and `getaddrinfo` (with its `family=`: [`AddressFamily`]),
+//! `getnameinfo` (run in the executor) in `base_events.py`.
+//! `sock_connect` on a socket the caller made is
+//! [`EventLoop::sock_connect_socket`].
 //!
 //! Each coroutine tries the operation first; on `WouldBlock` it waits for
 //! the fd with a one-shot reader or writer ([`EventLoop::wait_readable`]),
@@ -194,7 +196,9 @@ impl EventLoop {
 
     /// asyncio's `sock_connect(sock, address)`, creating the socket (std
     /// has no unconnected sockets): a non-blocking connect to `addr`,
-    /// waiting for it to complete. The stream is non-blocking.
+    /// waiting for it to complete. The stream is non-blocking. To connect
+    /// a socket of your own (options set, bound), see
+    /// [`sock_connect_socket`](EventLoop::sock_connect_socket).
     ///
     /// A failed connect is an `Io` error of the OS error's kind that names
     /// the address, as asyncio's `Connect call failed ('127.0.0.1', 80)`:

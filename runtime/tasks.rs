@@ -1058,7 +1058,9 @@ impl<T: 'static> Task<T> {
         self.inner.loop_()
     }
 
-    /// Adds a callback called with the task once it is done, via `call_soon`.
+    /// Adds a callback called with the task once it is done, via `call_soon`,
+    /// in a snapshot of the context values current now (see
+    /// [`Future::add_done_callback`](crate::Future::add_done_callback)).
     #[track_caller]
     pub fn add_done_callback(&self, f: impl FnOnce(&Task<T>) + 'static) -> CallbackId {
         self.inner.core().add_done_callback(self, f)

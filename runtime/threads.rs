@@ -522,8 +522,10 @@ struct CfInner<T> {
 }
 
 /// What [`run_coroutine_threadsafe`] returns: `concurrent.futures.Future`.
-/// Any thread may block on it with a timeout, or cancel it (which cancels
-/// the task on the loop).
+/// Any thread may block on it with a timeout, cancel it (which cancels
+/// the task on the loop), or give it done callbacks
+/// ([`add_done_callback`](ConcurrentFuture::add_done_callback)); a task on
+/// a loop awaits it without blocking through [`wrap_future`].
 pub struct ConcurrentFuture<T> {
     inner: Arc<CfInner<T>>,
 }
@@ -832,6 +834,10 @@ where
 /// its own. As asyncio's `_chain_future` does both ways, the outcome comes
 /// back through this loop's thread-safe queue, and cancelling the returned
 /// future cancels `cf` (and the task behind it).
+///
+/// The returned future is the running loop's: outside a running loop this
+/// fails with [`Error::Runtime`] (asyncio's `wrap_future` falls back to
+/// `get_event_loop()`).
 ///
 /// ```
 /// use std::time::Duration;

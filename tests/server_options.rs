@@ -660,3 +660,27 @@ fn family_keeps_servers_connections_and_endpoints_to_one_family() {
         Ok(())
     });
 }
+
+/// asyncio's `create_datagram_endpoint(factory, family=AF_INET6)` with
+/// neither address makes an `AF_INET6` socket: with no name to resolve,
+/// the family still picks the socket's.
+#[test]
+fn a_datagram_endpoint_with_no_address_is_of_the_family_asked_for() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 on this host: nothing to check");
+        return;
+    }
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        struct Quiet;
+        impl DatagramProtocol for Quiet {}
+        let v6 = tulip::DatagramOptions::new().family(tulip::AddressFamily::Inet6);
+        let (d, _) = lp
+            .create_datagram_endpoint_host(|| Rc::new(Quiet), None, None, &v6)
+            .await?;
+        let local = d.get_extra_info("sockname").and_then(|i| i.as_addr());
+        d.close();
+        assert!(local.is_some_and(|a| a.is_ipv6()), "{local:?}");
+        Ok(())
+    });
+}
