@@ -118,7 +118,7 @@ type Queued = (Option<Rc<dyn SubprocessProtocol>>, Call);
 struct PipeSlot {
     pipe: Rc<dyn Transport>,
     /// The pipe transport called `connection_lost` (or let go of its
-    /// protocol without it: closed before it started).
+    /// protocol without it: released by a closed loop).
     disconnected: bool,
 }
 
@@ -477,9 +477,9 @@ impl Protocol for PipeProto {
 }
 
 impl Drop for PipeProto {
-    /// A pipe transport closed before it started (or released by a closed
-    /// loop) lets go of its protocol without `connection_lost`: the pipe
-    /// is lost all the same, or `_try_finish` would wait for it for ever.
+    /// A pipe transport released by a closed loop lets go of its protocol
+    /// without `connection_lost`: the pipe is lost all the same, or
+    /// `_try_finish` would wait for it for ever.
     fn drop(&mut self) {
         if let Some(p) = self.proc.get_mut().take() {
             p.pipe_connection_lost(self.fd, None);

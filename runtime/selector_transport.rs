@@ -230,12 +230,13 @@ pub(crate) trait SelectorTransport: Sized + 'static {
             t: self.clone(),
             waiter,
         };
-        let base = self.base();
-        if base.conn_lost.get() == 0 {
-            if let Some(p) = proto {
-                base.protocol_connected.set(true);
-                Self::connection_made(self.clone(), &p);
-            }
+        // Even if the transport was closed since it was made: asyncio
+        // queued this `connection_made` in `__init__`, ahead of the
+        // `_call_connection_lost` a close queues, so the protocol hears
+        // both, in that order.
+        if let Some(p) = proto {
+            self.base().protocol_connected.set(true);
+            Self::connection_made(self.clone(), &p);
         }
     }
 

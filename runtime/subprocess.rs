@@ -567,7 +567,7 @@ fn output_reader(
 ) -> Result<StreamReader> {
     let reader = StreamReader::with_loop(lp, limit);
     let protocol = Rc::new(StreamReaderProtocol::new(lp, reader.clone(), None));
-    ReadPipeTransport::new(lp, fd, SubprocessPipeProto::wrap(lp, protocol, pipes), None)?;
+    ReadPipeTransport::new(lp, fd, SubprocessPipeProto::wrap(protocol, pipes), None)?;
     Ok(reader)
 }
 
@@ -576,7 +576,7 @@ fn output_reader(
 /// `FlowControlMixin`).
 fn stdin_writer(lp: &EventLoop, fd: OwnedFd, pipes: &Rc<Pipes>) -> Result<StreamWriter> {
     let flow = FlowControl::new(lp);
-    let protocol = SubprocessPipeProto::wrap(lp, Rc::new(flow.clone()), pipes);
+    let protocol = SubprocessPipeProto::wrap(Rc::new(flow.clone()), pipes);
     let transport = WritePipeTransport::new(lp, fd, protocol, None)?;
     Ok(StreamWriter::new(transport, flow, None))
 }
@@ -629,50 +629,33 @@ impl Pipes {
 /// to the stream's protocol, and tells the process when the pipe is lost.
 ///
 /// The pipe counts as lost when the transport lets go of this protocol,
-/// which it does right after `connection_lost`, and also when it ends
-/// without calling it: a pipe closed before its `connection_made` ran
-/// (tulip hands the `Process` out before the pipes' first iteration;
-/// asyncio awaits `connection_made` first), or released by a loop that
-/// closed.
+/// which it does right after `connection_lost`, and also when a loop that
+/// closed releases it without calling anything. (A pipe closed before its
+/// first iteration, say stdin closed at once, still hears
+/// `connection_made` and then `connection_lost`, as in asyncio.)
 struct SubprocessPipeProto {
     inner: Rc<dyn Protocol>,
     pipes: Rc<Pipes>,
-    lp: LoopRef,
-    /// `connection_made` was passed on.
-    connected: Cell<bool>,
 }
 
 impl SubprocessPipeProto {
-    fn wrap(lp: &EventLoop, inner: Rc<dyn Protocol>, pipes: &Rc<Pipes>) -> Rc<dyn Protocol> {
+    fn wrap(inner: Rc<dyn Protocol>, pipes: &Rc<Pipes>) -> Rc<dyn Protocol> {
         pipes.open.set(pipes.open.get() + 1);
         Rc::new(SubprocessPipeProto {
             inner,
             pipes: pipes.clone(),
-            lp: LoopRef::new(lp.clone()),
-            connected: Cell::new(false),
         })
     }
 }
 
 impl Drop for SubprocessPipeProto {
     fn drop(&mut self) {
-        // A pipe closed before its first iteration (stdin closed at once)
-        // never had `connection_made`, so the transport calls no
-        // `connection_lost` either. asyncio's pipe was connected before
-        // the `Process` was returned, and its close ends in
-        // `connection_lost(None)`: the stream hears that here (the writer's
-        // `wait_closed()` returns and `drain()` fails; a reader is at EOF).
-        // Not on a closed loop, where no protocol hears anything.
-        if !self.connected.get() && !self.lp.is_closed() {
-            self.inner.connection_lost(None);
-        }
         self.pipes.pipe_lost();
     }
 }
 
 impl Protocol for SubprocessPipeProto {
     fn connection_made(&self, transport: Rc<dyn Transport>) {
-        self.connected.set(true);
         self.inner.connection_made(transport);
     }
 

@@ -912,3 +912,27 @@ impl BufferedProtocol for NoBuffer {
     }
     fn buffer_updated(&self, _: usize) {}
 }
+
+/// A transport closed before its first iteration still tells its protocol
+/// `connection_made`, then `connection_lost(None)`: asyncio queues the
+/// `connection_made` call when the transport is made, ahead of the
+/// `_call_connection_lost` that the close queues (protocols' invariant:
+/// made exactly once, first; lost exactly once, last).
+#[test]
+fn a_pipe_closed_before_its_first_iteration_is_made_then_lost() {
+    let events = run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let (r, _w) = pipe2();
+        let (_r2, w2) = pipe2();
+        let (reader, writer) = (Recorder::new(), Recorder::new());
+        let rt = tulip::ReadPipeTransport::new(&lp, r, reader.clone(), None)?;
+        let wt = tulip::WritePipeTransport::new(&lp, w2, writer.clone(), None)?;
+        rt.close();
+        wt.close();
+        let (a, b) = (reader.lost().await?, writer.lost().await?);
+        assert!(a.is_none() && b.is_none(), "{a:?} {b:?}");
+        Ok((reader.events(), writer.events()))
+    });
+    assert_eq!(events.0, ["made", "lost"]);
+    assert_eq!(events.1, ["made", "lost"]);
+}
