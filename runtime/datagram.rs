@@ -173,8 +173,9 @@ impl DatagramSocket {
 /// [`EventLoop::create_datagram_endpoint_with`] and
 /// [`EventLoop::create_datagram_endpoint_host`]; asyncio's `sock=` is
 /// [`EventLoop::create_datagram_endpoint_sock`]), and `family`: the
-/// addresses a name resolves to (`create_datagram_endpoint_host`), and,
-/// with no address at all, the socket's family.
+/// addresses a name resolves to (`create_datagram_endpoint_host`), the
+/// family an address given as it is must have, and, with no address at
+/// all, the socket's family.
 ///
 /// The defaults are asyncio's: neither option set, and any family
 /// (`AF_UNSPEC`).
@@ -212,8 +213,9 @@ impl DatagramOptions {
     }
 
     /// asyncio's `family=`: the local and remote host names resolve to
-    /// addresses of this family only; with neither address, the socket is
-    /// of this family (`Inet6`: bound to `[::]:0`).
+    /// addresses of this family only, an address given as it is must be
+    /// of it (else the resolver's error), and with neither address the
+    /// socket is of this family (`Inet6`: bound to `[::]:0`).
     pub fn family(mut self, family: crate::AddressFamily) -> DatagramOptions {
         self.family = family;
         self
@@ -344,6 +346,13 @@ impl EventLoop {
         P: DatagramProtocol + 'static,
         F: FnOnce() -> Rc<P>,
     {
+        // asyncio resolves each address with `family=`: one of the other
+        // family is the resolver's error, before any socket is made.
+        for a in local_addr.iter().chain(remote_addr.iter()) {
+            if !options.family.matches(a) {
+                return Err(options.family.none_for(&a.ip().to_string()));
+            }
+        }
         // asyncio pairs the two addresses by family, and raises ValueError
         // when no family has both (before making any socket).
         if let (Some(l), Some(r)) = (local_addr, remote_addr) {

@@ -71,6 +71,19 @@ impl AddressFamily {
         }
     }
 
+    /// The error for a host with no address of this family (the
+    /// resolver's `EAI_ADDRFAMILY`).
+    pub(crate) fn none_for(self, host: &str) -> crate::Error {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{host}: no {} address (address family for hostname not supported)",
+                self.name()
+            ),
+        )
+        .into()
+    }
+
     /// The family's name, as people say it.
     pub fn name(self) -> &'static str {
         match self {
@@ -571,14 +584,7 @@ impl EventLoop {
         }
         let kept: Vec<SocketAddr> = addrs.into_iter().filter(|a| family.matches(a)).collect();
         if kept.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "{host}: no {} address (address family for hostname not supported)",
-                    family.name()
-                ),
-            )
-            .into());
+            return Err(family.none_for(host));
         }
         Ok(kept)
     }

@@ -684,3 +684,25 @@ fn a_datagram_endpoint_with_no_address_is_of_the_family_asked_for() {
         Ok(())
     });
 }
+
+/// An address given as it is, of the other family than `family=`, is the
+/// resolver's error (asyncio resolves it with `family=`), before any socket.
+#[test]
+fn a_datagram_address_of_the_other_family_is_refused() {
+    run_bounded(10.0, async {
+        let lp = tulip::get_running_loop()?;
+        struct Quiet;
+        impl DatagramProtocol for Quiet {}
+        let v6 = tulip::DatagramOptions::new().family(tulip::AddressFamily::Inet6);
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let err = match lp
+            .create_datagram_endpoint_with(|| Rc::new(Quiet), Some(local), None, &v6)
+            .await
+        {
+            Ok(_) => panic!("an IPv4 address was bound as IPv6"),
+            Err(e) => e,
+        };
+        assert!(err.to_string().contains("no IPv6 address"), "{err}");
+        Ok(())
+    });
+}
