@@ -74,7 +74,10 @@ impl<F: FnOnce()> Run for Once<F> {
 }
 
 /// A callback that runs every time it is dispatched (`add_reader`, `add_writer`).
-pub(crate) struct Repeat<F>(pub(crate) F);
+/// The second field is the name reports give it: the user's callback's,
+/// which the reactor's wrappers (re-arming a level-triggered reader,
+/// entering a context) would otherwise hide.
+pub(crate) struct Repeat<F>(pub(crate) F, pub(crate) &'static str);
 
 impl<F: Fn()> Run for Repeat<F> {
     fn run(&self) {
@@ -82,7 +85,7 @@ impl<F: Fn()> Run for Repeat<F> {
     }
     fn clear(&self) {}
     fn name(&self) -> &'static str {
-        std::any::type_name::<F>()
+        self.1
     }
 }
 
@@ -460,9 +463,10 @@ impl Handle {
 
     pub(crate) fn repeat<F: Fn() + 'static>(
         f: F,
+        name: &'static str,
         created_at: &'static Location<'static>,
     ) -> Handle {
-        Handle::new(Repeat(f), created_at)
+        Handle::new(Repeat(f, name), created_at)
     }
 
     /// Cancels the callback. If it has not run yet, it never will.

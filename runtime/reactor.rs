@@ -417,9 +417,11 @@ impl EventLoop {
         trigger: Trigger,
         at: &'static Location<'static>,
     ) -> Result<Handle> {
+        // Reports name the callback, not the wrappers below.
+        let name = std::any::type_name::<F>();
         match crate::contextvars::callback_context() {
-            None => self.add_io_in(fd, side, f, trigger, at),
-            Some(ctx) => self.add_io_in(fd, side, move || ctx.run_callback(&f), trigger, at),
+            None => self.add_io_in(fd, side, f, name, trigger, at),
+            Some(ctx) => self.add_io_in(fd, side, move || ctx.run_callback(&f), name, trigger, at),
         }
     }
 
@@ -428,6 +430,7 @@ impl EventLoop {
         fd: RawFd,
         side: Side,
         f: F,
+        name: &'static str,
         trigger: Trigger,
         at: &'static Location<'static>,
     ) -> Result<Handle> {
@@ -438,7 +441,7 @@ impl EventLoop {
             )));
         }
         let handle = match trigger {
-            Trigger::Edge => Handle::repeat(f, at),
+            Trigger::Edge => Handle::repeat(f, name, at),
             Trigger::Level => {
                 let weak = self.downgrade();
                 Handle::repeat(
@@ -453,6 +456,7 @@ impl EventLoop {
                         };
                         f();
                     },
+                    name,
                     at,
                 )
             }

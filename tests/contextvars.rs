@@ -568,3 +568,49 @@ fn a_callback_run_in_a_context_keeps_its_own_name() {
     );
     assert_eq!(report, [expected]);
 }
+
+/// A reader's reports name the reader, whether it runs in a context or
+/// not, and though a level-triggered reader is wrapped to re-arm itself.
+#[test]
+fn a_reader_keeps_its_own_name_in_reports() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    fn failing_reader() {
+        panic!("boom from a reader");
+    }
+    let reports = tulip::run(async {
+        let lp = get_running_loop()?;
+        let reports = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let r = reports.clone();
+        lp.set_exception_handler(Some(
+            move |_: &tulip::EventLoop, c: &tulip::ExceptionContext| {
+                r.borrow_mut().push(c.message.clone())
+            },
+        ));
+        let (mut a, b) = std::os::unix::net::UnixStream::pair()?;
+        a.write_all(b"x")?;
+        for with_values in [false, true] {
+            if with_values {
+                REQUEST_ID.set(1)?;
+            }
+            lp.add_reader(b.as_raw_fd(), failing_reader)?;
+            // Nothing else ready: the loop polls, and the reader runs.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let before = reports.borrow().len();
+            while reports.borrow().len() == before {
+                assert!(std::time::Instant::now() < deadline, "the reader never ran");
+                sleep(0.001).await?;
+            }
+            lp.remove_reader(b.as_raw_fd())?;
+        }
+        let out = reports.borrow().clone();
+        Ok(out)
+    })
+    .unwrap();
+    let expected = format!(
+        "Exception in callback {}",
+        std::any::type_name_of_val(&failing_reader)
+    );
+    assert!(reports.len() >= 2, "{reports:?}");
+    assert!(reports.iter().all(|r| *r == expected), "{reports:?}");
+}
