@@ -39,7 +39,10 @@
 //!   reported, and the rest is still dropped and released.
 //! - Past `KEEP_QUEUE_CAPACITY` (64k entries), an emptied ready queue or
 //!   timer heap holds no memory, and a swept heap at most twice what it
-//!   holds: a burst does not keep its peak for the life of the loop.
+//!   holds, from the first time after the burst that the loop waits at
+//!   least `GIVE_BACK_MIN_WAIT` (0.1 s) or has no timer: a burst does not
+//!   keep its peak for the life of the loop, and a busy loop does not stop
+//!   to hand memory back.
 //! - The loop is `!Send` (it is built on `Rc`), so loop calls from another
 //!   thread are rejected at compile time; [`LoopHandle`] is the only door.
 //! - `internal_refs` counts the strong references held by the loop's own
@@ -72,9 +75,14 @@ use crate::threadsafe::{LoopHandle, Remote, Shared};
 /// The most entries the ready queue and the timer heap keep room for once
 /// a burst is over (64k: 1 MiB of ready entries, 2 MiB of timer entries).
 /// Past it, an emptied queue or heap gives its memory back, and a swept
-/// heap keeps at most twice what it holds: a million callbacks or timers
-/// once must not hold their peak for the life of the loop.
+/// heap keeps at most twice what it holds, once the loop is idle (see
+/// `give_back_memory`): a million callbacks or timers once must not hold
+/// their peak for the life of the loop.
 const KEEP_QUEUE_CAPACITY: usize = 1 << 16;
+
+/// The shortest wait in which the loop gives a burst's memory back (see
+/// `give_back_memory`): a loop with work due sooner is still busy.
+const GIVE_BACK_MIN_WAIT: Duration = Duration::from_millis(100);
 
 /// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES`.
 pub const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
@@ -280,6 +288,9 @@ pub(crate) struct LoopInner {
     closed: Cell<bool>,
     /// Iterations since the last real `epoll_wait`.
     since_io_poll: Cell<u32>,
+    /// A burst left the ready queue or the timer heap with more room than
+    /// it keeps: give it back the next time the loop has nothing ready.
+    give_back: Cell<bool>,
     pub(crate) reactor: RefCell<Reactor>,
     pub(crate) shared: Arc<Shared>,
     /// The loop owns every pending task (C4); the key is the task's waker token.
@@ -556,6 +567,7 @@ impl EventLoop {
                 running: Cell::new(false),
                 closed: Cell::new(false),
                 since_io_poll: Cell::new(0),
+                give_back: Cell::new(false),
                 reactor: RefCell::new(reactor),
                 shared: Arc::new(Shared::new(waker)),
                 tasks: RefCell::new(Slab::new()),
@@ -982,10 +994,10 @@ impl EventLoop {
                 inner
                     .timer_cancelled_count
                     .set(count.saturating_sub(before - heap.len()));
-                // The swept heap keeps at most twice what it holds.
-                let kept = heap.len();
-                if heap.capacity() > KEEP_QUEUE_CAPACITY.max(4 * kept) {
-                    heap.shrink_to(KEEP_QUEUE_CAPACITY.max(2 * kept));
+                // The swept heap keeps at most twice what it holds (once
+                // the loop is idle: see `give_back_memory`).
+                if heap.capacity() > KEEP_QUEUE_CAPACITY.max(4 * heap.len()) {
+                    inner.give_back.set(true);
                 }
             } else {
                 while heap.peek().is_some_and(|e| e.handle.cancelled()) {
@@ -1010,6 +1022,9 @@ impl EventLoop {
                 Duration::from_secs_f64(secs)
             })
         };
+        if inner.give_back.get() && timeout.is_none_or(|t| t >= GIVE_BACK_MIN_WAIT) {
+            self.give_back_memory();
+        }
 
         // 3. Poll. With work ready, skip most zero-timeout polls (see IO_POLL_INTERVAL).
         let since = inner.since_io_poll.get();
@@ -1058,10 +1073,11 @@ impl EventLoop {
                 }
                 if heap.is_empty() {
                     inner.timer_max_when.set(f64::NEG_INFINITY);
-                    // A burst of timers is over: give its memory back, as
-                    // asyncio's list does when the heap empties.
+                    // A burst of timers is over: its memory goes back, as
+                    // asyncio's list shrinks when the heap empties (once
+                    // the loop is idle: see `give_back_memory`).
                     if heap.capacity() > KEEP_QUEUE_CAPACITY {
-                        *heap = BinaryHeap::new();
+                        inner.give_back.set(true);
                     }
                 }
             }
@@ -1081,12 +1097,9 @@ impl EventLoop {
         }
         // After a burst (checked only then: the common iteration pays
         // nothing), an emptied queue gives its memory back, as asyncio's
-        // deque frees its blocks.
+        // deque frees its blocks (once the loop is idle).
         if ntodo > KEEP_QUEUE_CAPACITY {
-            let mut ready = inner.ready.borrow_mut();
-            if ready.is_empty() {
-                *ready = VecDeque::new();
-            }
+            inner.give_back.set(true);
         }
         Ok(())
     }
@@ -1190,6 +1203,37 @@ impl EventLoop {
     /// that send faster than the loop drains hold it in this loop for as
     /// long as they sent. What is left was sent after `notified` was
     /// cleared, so its sender sets the flag and wakes the poll again.
+    /// Gives back the room a burst left in the ready queue and the timer
+    /// heap: an emptied queue or heap frees its buffer, a heap keeps at
+    /// most twice what it holds. Called when the loop is about to wait at
+    /// least [`GIVE_BACK_MIN_WAIT`] (or with no timer at all), not when the
+    /// burst ends: freeing a buffer that big makes glibc consolidate its
+    /// fast bins, which hold every handle the burst just freed, a walk over
+    /// a million scattered chunks (tens of milliseconds; it cost the timers
+    /// benchmark 40 % of its time when done at once). Paid while the loop
+    /// has nothing to do for a while, it delays nothing that is due.
+    #[cold]
+    #[inline(never)]
+    fn give_back_memory(&self) {
+        let inner = &*self.inner;
+        inner.give_back.set(false);
+        {
+            let mut heap = inner.scheduled.borrow_mut();
+            if heap.is_empty() {
+                if heap.capacity() > KEEP_QUEUE_CAPACITY {
+                    *heap = BinaryHeap::new();
+                }
+            } else if heap.capacity() > KEEP_QUEUE_CAPACITY.max(4 * heap.len()) {
+                let keep = KEEP_QUEUE_CAPACITY.max(2 * heap.len());
+                heap.shrink_to(keep);
+            }
+        }
+        let mut ready = inner.ready.borrow_mut();
+        if ready.is_empty() && ready.capacity() > KEEP_QUEUE_CAPACITY {
+            *ready = VecDeque::new();
+        }
+    }
+
     fn process_remote(&self) {
         let inner = &*self.inner;
         inner.shared.notified.store(false, Ordering::SeqCst);
