@@ -91,6 +91,11 @@ impl Buffer {
 
     /// Removes and returns the first `n` bytes (`n <= len`).
     pub(crate) fn take(&mut self, n: usize) -> Vec<u8> {
+        if n == 0 {
+            // Nothing to hand over (a read at EOF): keep the block, and
+            // give the caller no capacity of ours.
+            return Vec::new();
+        }
         if self.start == 0 && n == self.data.len() {
             // The whole buffer: hand the vector over without copying, and
             // start a new one of the same capacity. Allocating it now,

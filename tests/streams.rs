@@ -837,3 +837,23 @@ fn read_to_eof_does_not_pause_at_every_chunk() {
     })
     .unwrap();
 }
+
+/// A read that finds nothing (at EOF) returns an empty vector that holds
+/// no memory: not the reader's buffer block, swapped out for a new one.
+#[test]
+fn a_read_at_eof_hands_over_no_buffer() {
+    tulip::run(async {
+        let r = StreamReader::with_limit(1 << 20);
+        r.feed_data(&[7; 100_000]);
+        assert_eq!(r.read(100_000).await?.len(), 100_000);
+        r.feed_eof();
+        for _ in 0..3 {
+            let empty = r.read(10).await?;
+            assert!(empty.is_empty());
+            assert_eq!(empty.capacity(), 0, "the buffer's block went with it");
+        }
+        assert_eq!(r.read_to_eof().await?.capacity(), 0);
+        Ok(())
+    })
+    .unwrap();
+}
