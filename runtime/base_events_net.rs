@@ -1036,6 +1036,7 @@ fn accept_error(inner: &Rc<ServerInner>, l: &Rc<Listener>, e: io::Error) {
             "error on accept(); the server keeps serving".into()
         },
         error: Some(e.into()),
+        socket: Some(format!("{l:?}")),
         ..Default::default()
     });
     if !out_of_resources {

@@ -840,6 +840,7 @@ impl DatagramSocketTransport {
             self.base.lp.call_exception_handler(&ExceptionContext {
                 message: format!("protocol.{what}() failed"),
                 error: Some(Error::Panic(panic_message(&*payload))),
+                transport: Some(format!("{self:?}")),
                 ..Default::default()
             });
         }

@@ -232,6 +232,12 @@ pub struct ExceptionContext {
     pub task: Option<String>,
     /// The future concerned, described.
     pub future: Option<String>,
+    /// The listening socket concerned (a server's accept error), described.
+    pub socket: Option<String>,
+    /// The transport concerned (a protocol callback that failed on it, a
+    /// connection's handler that failed), described as its `Debug` shows
+    /// it: asyncio's `transport` key, which says which connection it was.
+    pub transport: Option<String>,
 }
 
 /// What the default handler prints (asyncio's `default_exception_handler`).
@@ -251,6 +257,12 @@ impl fmt::Display for ExceptionContext {
         }
         if let Some(fu) = &self.future {
             write!(f, "\nfuture: {fu}")?;
+        }
+        if let Some(s) = &self.socket {
+            write!(f, "\nsocket: {s}")?;
+        }
+        if let Some(t) = &self.transport {
+            write!(f, "\ntransport: {t}")?;
         }
         if let Some(e) = &self.error {
             write!(f, "\nerror: {e}")?;

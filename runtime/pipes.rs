@@ -323,6 +323,7 @@ impl ReadPipeTransport {
         self.base.lp.call_exception_handler(&ExceptionContext {
             message: message.to_owned(),
             error: Some(err),
+            transport: Some(format!("{self:?}")),
             ..Default::default()
         });
     }
@@ -611,6 +612,7 @@ impl WritePipeTransport {
             self.base.lp.call_exception_handler(&ExceptionContext {
                 message: format!("protocol.{what}() failed"),
                 error: Some(err),
+                transport: Some(format!("{self:?}")),
                 ..Default::default()
             });
         }

@@ -687,6 +687,7 @@ impl SocketTransport {
         self.base.lp.call_exception_handler(&ExceptionContext {
             message: format!("Fatal error: protocol.{what}() call failed."),
             error: Some(err.clone()),
+            transport: Some(format!("{self:?}")),
             ..Default::default()
         });
         self.force_close(Some(err));
@@ -813,6 +814,7 @@ impl SocketTransport {
             self.base.lp.call_exception_handler(&ExceptionContext {
                 message: format!("protocol.{what}() failed"),
                 error: Some(Error::Panic(panic_message(&*payload))),
+                transport: Some(format!("{self:?}")),
                 ..Default::default()
             });
         }

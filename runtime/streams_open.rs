@@ -202,6 +202,7 @@ where
                 lp.call_exception_handler(&ExceptionContext {
                     message: "Unhandled exception in client_connected_cb".into(),
                     error: Some(Error::Panic(panic_message(&*payload))),
+                    transport: Some(crate::transports::describe(&*transport)),
                     ..Default::default()
                 });
                 transport.close();
@@ -224,6 +225,7 @@ where
                 lp2.call_exception_handler(&ExceptionContext {
                     message: "Unhandled exception in client_connected_cb".into(),
                     error: Some(err),
+                    transport: Some(crate::transports::describe(&*transport)),
                     ..Default::default()
                 });
                 transport.close();

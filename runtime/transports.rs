@@ -98,6 +98,23 @@ impl fmt::Display for ExtraInfo {
     }
 }
 
+/// A transport described by what it knows of itself, for reports: its
+/// socket or pipe, its peer and whether it is closing (asyncio's reports
+/// show the transport's repr, which says as much).
+pub(crate) fn describe(t: &(impl BaseTransport + ?Sized)) -> String {
+    let mut out = String::from("<transport");
+    for key in ["socket", "pipe", "peername"] {
+        if let Some(v) = t.get_extra_info(key) {
+            out.push_str(&format!(" {key}={v}"));
+        }
+    }
+    if t.is_closing() {
+        out.push_str(" closing");
+    }
+    out.push('>');
+    out
+}
+
 /// Where a datagram comes from or goes to: what asyncio passes as `addr`
 /// to `datagram_received` and `sendto` (a `(host, port)` tuple for UDP, a
 /// path for `AF_UNIX`).

@@ -42,6 +42,9 @@ fn count_resource_errors(lp: &tulip::EventLoop) -> Rc<Cell<u32>> {
     lp.set_exception_handler(Some(
         move |_: &tulip::EventLoop, ctx: &tulip::ExceptionContext| {
             assert!(ctx.message.contains("out of system resource"), "{ctx}");
+            // asyncio's context names the listening socket.
+            let socket = ctx.socket.as_deref().unwrap_or_default();
+            assert!(socket.contains("TcpListener"), "{ctx}");
             e2.set(e2.get() + 1);
         },
     ));

@@ -251,6 +251,9 @@ async fn a_failing_connection(
     until(|| seen.count(&format!("lost: {lost}")) == 1).await?;
     assert_eq!(reports.borrow().len(), 1);
     assert_eq!(reports.borrow()[0].message, message);
+    // asyncio's `_fatal_error` names the transport.
+    let transport = reports.borrow()[0].transport.clone().unwrap_or_default();
+    assert!(transport.starts_with("SocketTransport"), "{transport:?}");
     Ok((server, seen, reports))
 }
 

@@ -844,6 +844,8 @@ fn the_default_handler_reports_message_error_and_handle() {
         handle: Some("<Handle f created at x.rs:1>".into()),
         task: Some("<Task failed name='t'>".into()),
         future: Some("<Future failed>".into()),
+        socket: Some("<listener>".into()),
+        transport: Some("<transport>".into()),
     };
     let text = ctx.to_string();
     for part in [
@@ -851,6 +853,8 @@ fn the_default_handler_reports_message_error_and_handle() {
         "handle: <Handle f created at x.rs:1>",
         "task: <Task failed name='t'>",
         "future: <Future failed>",
+        "socket: <listener>",
+        "transport: <transport>",
         "error: bad thing",
     ] {
         assert!(text.contains(part), "{part:?} missing from {text:?}");

@@ -545,6 +545,11 @@ fn client_connected_cb_that_panics_at_once_is_reported_and_closes_its_connection
         }
         let messages: Vec<String> = reports.borrow().iter().map(|c| c.message.clone()).collect();
         assert_eq!(messages, ["Unhandled exception in client_connected_cb"; 2]);
+        // Which connection it was: asyncio's context has the transport.
+        for c in reports.borrow().iter() {
+            let t = c.transport.as_deref().unwrap_or_default();
+            assert!(t.contains("peername=127.0.0.1:"), "{t:?}");
+        }
         assert!(reports
             .borrow()
             .iter()
