@@ -22,7 +22,9 @@
 //!   send, by the next one (scheduled at once, as asyncio's level-triggered
 //!   selector calls `_sendto_ready` again).
 //! - As for stream transports, the socket is closed only after both
-//!   registrations are gone, and `connection_lost` is called once.
+//!   registrations are gone, and `connection_lost` is called once: the
+//!   connection is finished by one call only (the writer leaves a `close()`
+//!   or `abort()` made from `resume_writing` to the call it scheduled).
 //! - Every address handed to the protocol or to the socket is of the
 //!   socket's family: `sendto` refuses an address of the other family.
 //! - A UDP endpoint's local and remote addresses are of one family:
@@ -881,8 +883,14 @@ impl DatagramSocketTransport {
         // What the kernel refused waits for the next edge, and
         // resume_writing may have queued a datagram (its `sendto` found the
         // writer registered and did not add it again): asyncio removes the
-        // writer only if the buffer is empty.
-        if !self.buffer.borrow().is_empty() {
+        // writer only if the buffer is empty. resume_writing may also have
+        // closed or aborted the endpoint: then `connection_lost` is
+        // scheduled already, and the writer is gone. Finishing the
+        // connection here as well (as asyncio's `_sendto_ready` does,
+        // calling `_call_connection_lost` a second time) would close the
+        // socket now, and leave the scheduled call to run on a closed fd
+        // number, removing the reader of whatever socket has it by then (N4).
+        if !self.buffer.borrow().is_empty() || self.base.conn_lost.get() > 0 {
             return;
         }
         self.base.remove_writer();

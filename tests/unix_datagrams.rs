@@ -767,3 +767,129 @@ fn sock_accept_unix_accepts_on_a_unix_listener() {
     assert_eq!(got, std::io::ErrorKind::WouldBlock);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Closes its endpoint from `resume_writing`, and tries to put a socket of
+/// its own on the endpoint's fd number (a recycled fd) as soon as the
+/// endpoint's socket is gone: once from a callback scheduled just before the
+/// `close()`, once from one `connection_lost` schedules.
+struct ClosesOnResume {
+    lp: tulip::EventLoop,
+    transport: RefCell<Option<Rc<dyn DatagramTransport>>>,
+    /// The endpoint's fd number.
+    fd: Cell<std::os::fd::RawFd>,
+    lost: Cell<u32>,
+    /// The socket put on the recycled number, with a reader registered.
+    reused: Rc<RefCell<Option<std::os::fd::OwnedFd>>>,
+    /// Whether that reader was still registered a little later.
+    reader_kept: Rc<Cell<Option<bool>>>,
+}
+
+impl ClosesOnResume {
+    /// If the endpoint's socket is closed, opens a socket on its number
+    /// (dup2) and registers a reader for it.
+    fn reuse_if_closed(
+        lp: &tulip::EventLoop,
+        t: &Rc<dyn DatagramTransport>,
+        fd: std::os::fd::RawFd,
+        reused: &RefCell<Option<std::os::fd::OwnedFd>>,
+    ) {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        if t.get_extra_info("socket").is_some() || reused.borrow().is_some() {
+            return;
+        }
+        let (a, _b) = UnixDatagram::pair().unwrap();
+        let mut owned = std::os::fd::OwnedFd::from(a);
+        if owned.as_raw_fd() != fd {
+            // SAFETY: dup2 takes two integers; `fd` is closed (the
+            // endpoint's socket is gone) and, in this test process of one
+            // test, nobody else's.
+            let rc = unsafe { libc::dup2(owned.as_raw_fd(), fd) };
+            assert_eq!(rc, fd, "dup2");
+            // SAFETY: dup2 just made `fd` a new descriptor, owned by nobody
+            // else (the one it copies is closed as `owned` is replaced).
+            owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        }
+        lp.add_reader(fd, || {}).unwrap();
+        *reused.borrow_mut() = Some(owned);
+    }
+}
+
+impl DatagramProtocol for ClosesOnResume {
+    fn connection_made(&self, transport: Rc<dyn DatagramTransport>) {
+        let fd = transport.get_extra_info("socket").and_then(|i| i.as_fd());
+        self.fd.set(fd.expect("socket"));
+        *self.transport.borrow_mut() = Some(transport);
+    }
+    fn resume_writing(&self) {
+        let t = self.transport.borrow().clone().expect("made");
+        let (lp, fd, reused) = (self.lp.clone(), self.fd.get(), self.reused.clone());
+        let (t2, lp2) = (t.clone(), lp.clone());
+        let _ = lp.call_soon(move || ClosesOnResume::reuse_if_closed(&lp2, &t2, fd, &reused));
+        t.close();
+    }
+    fn connection_lost(&self, _: Option<Error>) {
+        self.lost.set(self.lost.get() + 1);
+        let t = self.transport.borrow().clone().expect("made");
+        let (lp, fd) = (self.lp.clone(), self.fd.get());
+        let (reused, kept) = (self.reused.clone(), self.reader_kept.clone());
+        let _ = self.lp.call_soon(move || {
+            ClosesOnResume::reuse_if_closed(&lp, &t, fd, &reused);
+            let lp2 = lp.clone();
+            let _ = lp.call_soon(move || kept.set(Some(lp2.has_reader(fd))));
+        });
+    }
+}
+
+// conformance: N4
+#[test]
+fn closing_from_resume_writing_leaves_a_recycled_fd_alone() {
+    // close() from resume_writing, once the writer has sent every queued
+    // datagram: connection_lost comes once, from the call close() scheduled
+    // (as the stream transport's writer leaves it to close()). Were the
+    // writer also to finish the connection itself, the socket would be
+    // closed at once and the scheduled call would run on a closed fd,
+    // removing the reader of whatever socket got its number since.
+    if common::rerun_alone("closing_from_resume_writing_leaves_a_recycled_fd_alone") {
+        return;
+    }
+    run_bounded(10.0, async {
+        let dir = TempDir::new("dgram-close-on-resume");
+        let lp = tulip::get_running_loop()?;
+        let reused = Rc::new(RefCell::new(None));
+        let reader_kept = Rc::new(Cell::new(None));
+        let (lp2, r2, k2) = (lp.clone(), reused.clone(), reader_kept.clone());
+        let factory = move || {
+            Rc::new(ClosesOnResume {
+                lp: lp2,
+                transport: RefCell::new(None),
+                fd: Cell::new(-1),
+                lost: Cell::new(0),
+                reused: r2,
+                reader_kept: k2,
+            })
+        };
+        let (ct, proto, peer, _) =
+            endpoint_of_with_a_full_peer(&dir, factory, |_| vec![1; FLOW_DATAGRAM]).await?;
+        ct.set_write_buffer_limits(Some(0), None)?;
+        // The peer empties its queue: the writer sends every queued
+        // datagram, then resumes the protocol, which closes the endpoint.
+        peer.set_nonblocking(true).map_err(Error::from)?;
+        let mut buf = vec![0u8; FLOW_DATAGRAM + 100];
+        while peer.recv(&mut buf).is_ok() {}
+        let deadline = lp.time() + 2.0;
+        while reader_kept.get().is_none() && lp.time() < deadline {
+            tulip::sleep(0.005).await?;
+        }
+        assert_eq!(proto.lost.get(), 1);
+        let fd = proto.fd.get();
+        assert!(reused.borrow().is_some(), "the fd number was never reused");
+        assert_eq!(
+            reader_kept.get(),
+            Some(true),
+            "the reader of the socket now on fd {fd} was removed"
+        );
+        lp.remove_reader(fd)?;
+        drop(reused.borrow_mut().take());
+        Ok(())
+    });
+}
