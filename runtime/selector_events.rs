@@ -769,13 +769,24 @@ impl SocketTransport {
         if self.base.closing.get() {
             self.call_connection_lost(None);
         } else if self.eof.get() {
-            self.shutdown_write();
+            // asyncio's `_write_send` lets shutdown's OSError out of the
+            // writer callback: the loop reports it, and the transport stays.
+            if let Err(e) = self.shutdown_write() {
+                self.base.lp.call_exception_handler(&ExceptionContext {
+                    message: "Exception in callback SocketTransport.write_ready()".into(),
+                    error: Some(e.into()),
+                    transport: Some(format!("{self:?}")),
+                    ..Default::default()
+                });
+            }
         }
     }
 
-    fn shutdown_write(&self) {
-        if let Some(s) = &*self.base.sock.borrow() {
-            let _ = s.shutdown_write();
+    /// asyncio's `self._sock.shutdown(socket.SHUT_WR)`.
+    fn shutdown_write(&self) -> io::Result<()> {
+        match &*self.base.sock.borrow() {
+            Some(s) => s.shutdown_write(),
+            None => Ok(()),
         }
     }
 
@@ -1026,7 +1037,8 @@ impl WriteTransport for SocketTransport {
         }
         self.eof.set(true);
         if self.buffer.borrow().is_empty() {
-            self.shutdown_write();
+            // asyncio raises shutdown's OSError to the caller.
+            self.shutdown_write()?;
         }
         Ok(())
     }

@@ -261,6 +261,10 @@ pub trait WriteTransport: BaseTransport {
     }
 
     /// Closes the write end after the buffered data is flushed (half-close).
+    /// With nothing buffered, a socket is shut down at once, and the OS's
+    /// refusal (say `ENOTCONN` on a connection the peer reset) is this
+    /// call's error, as asyncio raises it; later, it goes to the exception
+    /// handler.
     fn write_eof(&self) -> Result<()>;
 
     /// True if [`write_eof`](WriteTransport::write_eof) is supported.

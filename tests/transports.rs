@@ -2219,3 +2219,43 @@ fn connection_made_goes_to_the_protocol_the_transport_was_made_with() {
         Ok(())
     });
 }
+
+/// `write_eof` on a socket the OS will not shut down (the peer reset the
+/// connection while this side was not reading) fails with the OS's error,
+/// as asyncio's `write_eof` raises `shutdown`'s `OSError`.
+// conformance: N4
+#[test]
+fn write_eof_on_a_reset_connection_is_an_error() {
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        listener.set_nonblocking(true).map_err(Error::from)?;
+        let port = listener.local_addr().map_err(Error::from)?.port();
+        let (t, _client) = connect_recorder(&lp, port).await?;
+        let (peer, _) = lp.sock_accept(&listener).await?;
+        t.pause_reading(); // the transport does not see the reset
+        linger_zero(peer.as_raw_fd());
+        drop(peer);
+        // Wait (bounded by run_bounded) until the reset has arrived.
+        loop {
+            let mut b = [0u8; 1];
+            // SAFETY: t's fd is an open socket; b is a valid 1-byte buffer.
+            let n = unsafe {
+                libc::recv(
+                    t.fd(),
+                    b.as_mut_ptr().cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECONNRESET) {
+                break;
+            }
+            tulip::sleep(0.001).await?;
+        }
+        let err = t.write_eof().expect_err("shutdown of a reset connection");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+        t.abort();
+        Ok(())
+    });
+}
