@@ -26,7 +26,9 @@
 //!   connection is finished by one call only (the writer leaves a `close()`
 //!   or `abort()` made from `resume_writing` to the call it scheduled).
 //! - Every address handed to the protocol or to the socket is of the
-//!   socket's family: `sendto` refuses an address of the other family.
+//!   socket's kind (IP or Unix): `sendto` refuses an address of the other
+//!   kind. Between IPv4 and IPv6 the kernel decides, and its refusal goes
+//!   to `error_received`, as in asyncio.
 //! - A UDP endpoint's local and remote addresses are of one family:
 //!   addresses of two families are refused before any socket is made, and
 //!   names are resolved (off the loop's thread) and paired by family as

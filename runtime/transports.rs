@@ -370,9 +370,11 @@ pub trait Transport: ReadTransport + WriteTransport {
 pub trait DatagramTransport: BaseTransport {
     /// Sends one datagram to `addr`, or to the connected peer if `None`.
     /// Never blocks: datagrams the kernel refuses now are queued. An
-    /// address of the wrong family, or other than the connected peer, is
-    /// an [`Error::InvalidArgument`]; a failed send goes to the protocol's
-    /// `error_received`.
+    /// address of the other kind (a path for a UDP endpoint, an IP address
+    /// for a Unix one), or other than the connected peer, is an
+    /// [`Error::InvalidArgument`]; a failed send goes to the protocol's
+    /// `error_received`, as in asyncio: that includes an IPv6 address on
+    /// an IPv4 socket, which the kernel refuses (`EAFNOSUPPORT`).
     fn sendto(&self, data: &[u8], addr: Option<DatagramAddr>) -> Result<()>;
 
     /// Closes at once, dropping queued datagrams.
