@@ -473,6 +473,15 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TaskCell<T, F> {
     fn cancel_message(&self) -> Option<Arc<str>> {
         self.header.cancel_message()
     }
+
+    /// True while the body is being polled: the step holds it, so its
+    /// cell is empty (a done task's is too, but `cancel` returns first).
+    fn stepping(&self) -> bool {
+        let body = self.body.take();
+        let stepping = body.is_none();
+        self.body.set(body);
+        stepping
+    }
 }
 
 impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCell<T, F> {
@@ -593,7 +602,17 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         }
         h.num_cancels_requested
             .set(h.num_cancels_requested.get() + 1);
-        let waiter = h.fut_waiter();
+        // asyncio's __step runs the body with `_fut_waiter = None`: a cancel
+        // made during the step (the task on itself, or an eager task it
+        // started) is a must_cancel, sent after the step to the future the
+        // body suspends on. Here `fut_waiter` may still name a future the
+        // body polled earlier in this step and has since left (a select):
+        // cancelling that one would lose the request.
+        let waiter = if self.stepping() {
+            None
+        } else {
+            h.fut_waiter()
+        };
         if let Some(w) = waiter {
             // Leave fut_waiter set: it may be a task that swallows the cancel.
             if w.cancel_waiter(msg.clone()) {
