@@ -1145,9 +1145,27 @@ fn uncancel(h: &TaskHeader) -> u32 {
         h.num_cancels_requested.set(n - 1);
         if n == 1 {
             h.must_cancel.set(false);
+            // In the task's own step, a must_cancel the step took but has
+            // not thrown yet (the body resumed on a future outside the
+            // runtime) is the step's `throw` flag: it is not delivered
+            // either, so it goes too. asyncio throws at once, so there
+            // `_must_cancel` is the only undelivered cancel there is.
+            if is_stepping(h) {
+                take_step_throw();
+            }
         }
     }
     h.num_cancels_requested.get()
+}
+
+/// True if the task of header `h` is the one whose step runs now (the
+/// owner of the `STEP` flags).
+fn is_stepping(h: &TaskHeader) -> bool {
+    crate::event_loop::with_running_loop(|lp| {
+        let cur = lp.inner.current_task.borrow();
+        cur.as_ref().is_some_and(|t| std::ptr::eq(t.header(), h))
+    })
+    .unwrap_or(false)
 }
 
 impl<T: Clone + 'static> StdFuture for Task<T> {

@@ -1640,3 +1640,40 @@ fn a_timeout_is_expired_already_inside_the_body_it_cancelled() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_scope_whose_cancel_was_never_thrown_leaves_no_stray_cancel() {
+    // conformance: K6, C3
+    // The deadline passes while the body is suspended outside the runtime
+    // (no fut_waiter): the scope's cancel is a must_cancel, taken by the
+    // next step but not thrown, as the body resumes on a foreign future
+    // and ends without another runtime await. The scope's uncancel() brings
+    // the count back to zero, which drops the undelivered cancel: the task
+    // is not left cancelled afterwards.
+    tulip::run(async {
+        let mut left = 1;
+        let foreign = std::future::poll_fn(move |cx| {
+            if left == 0 {
+                return std::task::Poll::Ready(());
+            }
+            left -= 1;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        });
+        let cm = timeout(0.0);
+        let out = cm
+            .clone()
+            .run(async move {
+                foreign.await;
+                Ok(1u32)
+            })
+            .await?;
+        assert_eq!(out, 1);
+        assert!(cm.expired());
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        let r = sleep(0.001).await;
+        assert!(r.is_ok(), "a stray cancel after the scope: {r:?}");
+        Ok(())
+    })
+    .unwrap();
+}
