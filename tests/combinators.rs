@@ -1677,3 +1677,31 @@ fn a_scope_whose_cancel_was_never_thrown_leaves_no_stray_cancel() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_gather_with_return_exceptions_retrieves_its_childrens_errors() {
+    // conformance: K1, F3
+    // asyncio's _done_callback, in return_exceptions mode, builds the
+    // results list (`res = fut.exception()` for every child) when the last
+    // child is done: every child's error is retrieved then, and the outer
+    // future holds a list, not an error. Nothing is reported, even if
+    // nobody awaits the gather.
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = common::capture_reports(&lp);
+    lp.run_until_complete(async {
+        let g = gather(vec![fail_after(0.0, "boom"), fail_after(0.0, "bang")]).return_exceptions();
+        for _ in 0..5 {
+            sleep(0.0).await?;
+        }
+        assert!(g.done());
+        drop(g);
+        for _ in 0..5 {
+            sleep(0.0).await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let got: Vec<_> = reports.borrow().iter().map(|c| c.message.clone()).collect();
+    assert!(got.is_empty(), "reported: {got:?}");
+}
