@@ -15,6 +15,8 @@
 //!   completes the outer future; later child errors are marked retrieved.
 //!   The error is then the gather's: if no poll of the decided gather took
 //!   it, it is reported when the gathering state goes (F3).
+//! - With `return_exceptions`, every child's error is marked retrieved when
+//!   the last child is done (asyncio's results list), awaited or not.
 //! - A gather whose cancel reached at least one child (`cancel_requested`)
 //!   ends with `Cancelled`, even if every child swallowed its cancel.
 //! - Callbacks only run through `call_soon`, so `return_exceptions()` set
@@ -292,6 +294,14 @@ pub(crate) mod sealed {
                 }
             }
             if n == self.set.len() {
+                if self.return_exceptions.get() {
+                    // asyncio builds the results list here, with
+                    // `fut.exception()` for each child: every child's error
+                    // is retrieved, whether the gather is awaited or not.
+                    for j in 0..n {
+                        let _ = self.set.outcome_error(j);
+                    }
+                }
                 if self.cancel_requested.get() {
                     // asyncio: `outer.set_exception(fut._make_cancelled_error())`,
                     // `fut` being the last child by then: the cancel's

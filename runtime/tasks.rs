@@ -473,6 +473,15 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TaskCell<T, F> {
     fn cancel_message(&self) -> Option<Arc<str>> {
         self.header.cancel_message()
     }
+
+    /// True while the body is being polled: the step holds it, so its
+    /// cell is empty (a done task's is too, but `cancel` returns first).
+    fn stepping(&self) -> bool {
+        let body = self.body.take();
+        let stepping = body.is_none();
+        self.body.set(body);
+        stepping
+    }
 }
 
 impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCell<T, F> {
@@ -593,7 +602,17 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         }
         h.num_cancels_requested
             .set(h.num_cancels_requested.get() + 1);
-        let waiter = h.fut_waiter();
+        // asyncio's __step runs the body with `_fut_waiter = None`: a cancel
+        // made during the step (the task on itself, or an eager task it
+        // started) is a must_cancel, sent after the step to the future the
+        // body suspends on. Here `fut_waiter` may still name a future the
+        // body polled earlier in this step and has since left (a select):
+        // cancelling that one would lose the request.
+        let waiter = if self.stepping() {
+            None
+        } else {
+            h.fut_waiter()
+        };
         if let Some(w) = waiter {
             // Leave fut_waiter set: it may be a task that swallows the cancel.
             if w.cancel_waiter(msg.clone()) {
@@ -1126,9 +1145,27 @@ fn uncancel(h: &TaskHeader) -> u32 {
         h.num_cancels_requested.set(n - 1);
         if n == 1 {
             h.must_cancel.set(false);
+            // In the task's own step, a must_cancel the step took but has
+            // not thrown yet (the body resumed on a future outside the
+            // runtime) is the step's `throw` flag: it is not delivered
+            // either, so it goes too. asyncio throws at once, so there
+            // `_must_cancel` is the only undelivered cancel there is.
+            if is_stepping(h) {
+                take_step_throw();
+            }
         }
     }
     h.num_cancels_requested.get()
+}
+
+/// True if the task of header `h` is the one whose step runs now (the
+/// owner of the `STEP` flags).
+fn is_stepping(h: &TaskHeader) -> bool {
+    crate::event_loop::with_running_loop(|lp| {
+        let cur = lp.inner.current_task.borrow();
+        cur.as_ref().is_some_and(|t| std::ptr::eq(t.header(), h))
+    })
+    .unwrap_or(false)
 }
 
 impl<T: Clone + 'static> StdFuture for Task<T> {

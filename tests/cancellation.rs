@@ -636,3 +636,36 @@ fn a_cancel_thrown_into_a_body_that_then_returns_cancels_the_task() {
     finish(&lp, &task);
     assert!(task.cancelled(), "{:?}", task.result());
 }
+
+// conformance: C2
+#[test]
+fn a_self_cancel_after_a_pending_poll_in_the_same_step_is_not_lost() {
+    // The body polls `other` (pending: it becomes the fut_waiter), moves on
+    // without it in the same step (a select), then cancels itself. asyncio's
+    // __step runs the body with `_fut_waiter = None`, so the request is a
+    // must_cancel, delivered at the next await; it must not go to `other`,
+    // which nobody awaits any more.
+    use std::future::Future as _;
+    let lp = EventLoop::new().unwrap();
+    let other: Future<u32> = lp.create_future();
+    let mut o = other.clone();
+    let l = log();
+    let l1 = l.clone();
+    let task = lp
+        .create_task(async move {
+            std::future::poll_fn(|cx| {
+                assert!(std::pin::Pin::new(&mut o).poll(cx).is_pending());
+                std::task::Poll::Ready(()) // the other branch won
+            })
+            .await;
+            assert!(tulip::current_task().unwrap().cancel());
+            let r = tulip::sleep(0.01).await;
+            push(&l1, format!("sleep: {r:?}"));
+            r
+        })
+        .unwrap();
+    finish(&lp, &task);
+    assert!(!other.cancelled(), "the cancel went to a stale fut_waiter");
+    assert_eq!(entries(&l), ["sleep: Err(Cancelled(None))"]);
+    assert!(task.cancelled());
+}

@@ -1640,3 +1640,68 @@ fn a_timeout_is_expired_already_inside_the_body_it_cancelled() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_scope_whose_cancel_was_never_thrown_leaves_no_stray_cancel() {
+    // conformance: K6, C3
+    // The deadline passes while the body is suspended outside the runtime
+    // (no fut_waiter): the scope's cancel is a must_cancel, taken by the
+    // next step but not thrown, as the body resumes on a foreign future
+    // and ends without another runtime await. The scope's uncancel() brings
+    // the count back to zero, which drops the undelivered cancel: the task
+    // is not left cancelled afterwards.
+    tulip::run(async {
+        let mut left = 1;
+        let foreign = std::future::poll_fn(move |cx| {
+            if left == 0 {
+                return std::task::Poll::Ready(());
+            }
+            left -= 1;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        });
+        let cm = timeout(0.0);
+        let out = cm
+            .clone()
+            .run(async move {
+                foreign.await;
+                Ok(1u32)
+            })
+            .await?;
+        assert_eq!(out, 1);
+        assert!(cm.expired());
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        let r = sleep(0.001).await;
+        assert!(r.is_ok(), "a stray cancel after the scope: {r:?}");
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_gather_with_return_exceptions_retrieves_its_childrens_errors() {
+    // conformance: K1, F3
+    // asyncio's _done_callback, in return_exceptions mode, builds the
+    // results list (`res = fut.exception()` for every child) when the last
+    // child is done: every child's error is retrieved then, and the outer
+    // future holds a list, not an error. Nothing is reported, even if
+    // nobody awaits the gather.
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = common::capture_reports(&lp);
+    lp.run_until_complete(async {
+        let g = gather(vec![fail_after(0.0, "boom"), fail_after(0.0, "bang")]).return_exceptions();
+        for _ in 0..5 {
+            sleep(0.0).await?;
+        }
+        assert!(g.done());
+        drop(g);
+        for _ in 0..5 {
+            sleep(0.0).await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let got: Vec<_> = reports.borrow().iter().map(|c| c.message.clone()).collect();
+    assert!(got.is_empty(), "reported: {got:?}");
+}
