@@ -425,8 +425,15 @@ fn threads_that_keep_sending_cannot_hold_the_loop_in_one_iteration() {
     const SENDERS: usize = 4;
     // The senders wait while this many of their calls have not run yet.
     const BACKLOG: usize = 300_000;
-    // Senders outpace the drain only some of the time: try a few times.
-    for _ in 0..30 {
+    // Senders outpace the drain only some of the time (with the old drain,
+    // about one try in three ran all BACKLOG calls in one iteration): try
+    // a few times. An iteration runs what the channel held when it began,
+    // and here that is about a thousand calls, unless this thread lost
+    // its CPU between `go` and the iteration's start long enough for the
+    // senders to queue BACKLOG / 2 (tens of ms: seen under a full parallel
+    // `cargo test`). So one such try is not a failure; three are.
+    let mut long_iterations = Vec::new();
+    for _ in 0..80 {
         let lp = EventLoop::new().unwrap();
         let handle = lp.handle();
         let sent = Arc::new(AtomicUsize::new(0));
@@ -471,9 +478,12 @@ fn threads_that_keep_sending_cannot_hold_the_loop_in_one_iteration() {
             t.join().unwrap();
         }
         lp.close().unwrap();
-        assert!(
-            in_one < BACKLOG / 2,
-            "one iteration ran {in_one} calls, most of them sent while it drained"
-        );
+        if in_one >= BACKLOG / 2 {
+            long_iterations.push(in_one);
+        }
     }
+    assert!(
+        long_iterations.len() < 3,
+        "iterations ran {long_iterations:?} calls, most of them sent while they drained"
+    );
 }
