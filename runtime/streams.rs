@@ -19,8 +19,8 @@
 //! - At most one task waits for data on a reader at a time (asyncio's
 //!   `_waiter`); a second one gets a runtime error.
 //! - The reader pauses its transport when its buffer holds more than
-//!   2 × `limit` bytes (unless a `read_to_eof` is collecting: see there)
-//!   and resumes it when a read
+//!   2 × `limit` bytes (unless a `read_to_eof` is collecting, as asyncio's
+//!   `read(-1)` never lets the buffer fill) and resumes it when a read
 //!   brings it to `limit` or less, or when a reader must wait for data (N2).
 //! - Data leaves the buffer only when a read returns it: a read that is
 //!   cancelled or dropped leaves what was buffered for the next one.
@@ -411,13 +411,10 @@ impl StreamReader {
     /// buffer until EOF, so a `read_to_eof` dropped by a timeout or a cancel
     /// loses nothing, and the next read gets it all.
     ///
-    /// *Deviation:* while it waits, the transport is not paused however
-    /// much is buffered. asyncio's `read(-1)` takes the buffer out in
-    /// blocks of `limit`, so a chunk over 2 × limit pauses the transport
-    /// and the blocks taken resume it. Everything is kept until EOF either
-    /// way, so that pause bounds no memory; it only costs a pause, a resume
-    /// and a trip through this task per chunk (`communicate` of 100 MiB:
-    /// 3200 more `epoll_ctl` calls).
+    /// While it waits, the transport is not paused however much is
+    /// buffered: asyncio's `read(-1)` empties the buffer block by block, so
+    /// its transport never pauses either, and pausing here would cost a
+    /// pause and a resume (and a trip through this task) per chunk.
     pub async fn read_to_eof(&self) -> Result<Vec<u8>> {
         let to_eof = &self.inner.to_eof;
         let _collecting = Restore(to_eof, to_eof.replace(true));

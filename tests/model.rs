@@ -361,15 +361,12 @@ fn outcome(r: tulip::Result<Vec<u8>>) -> Outcome {
 }
 
 /// asyncio's `StreamReader`, on a plain byte vector (`read_to_eof` as
-/// tulip documents it: the data stays buffered until EOF, and the
-/// transport is not paused while it collects).
+/// tulip documents it: the data stays buffered until EOF).
 struct ModelReader {
     limit: usize,
     buf: Vec<u8>,
     eof: bool,
     paused: bool,
-    /// A `read_to_eof` is waiting.
-    to_eof: bool,
     pauses: u32,
     resumes: u32,
 }
@@ -380,7 +377,7 @@ impl ModelReader {
             return;
         }
         self.buf.extend_from_slice(data);
-        if !self.paused && !self.to_eof && self.buf.len() > 2 * self.limit {
+        if !self.paused && self.buf.len() > 2 * self.limit {
             self.paused = true;
             self.pauses += 1;
         }
@@ -419,7 +416,6 @@ impl ModelReader {
                 Some(Outcome::Data(data))
             }
             ReadOp::ReadToEof => {
-                self.to_eof = !self.eof;
                 if !self.eof {
                     return self.wait();
                 }
@@ -537,7 +533,6 @@ fn random_reads_and_feeds_match_asyncios_stream_reader() {
                 buf: Vec::new(),
                 eof: false,
                 paused: false,
-                to_eof: false,
                 pauses: 0,
                 resumes: 0,
             };
@@ -562,7 +557,6 @@ fn random_reads_and_feeds_match_asyncios_stream_reader() {
                         trace.push("cancel".into());
                         task.cancel();
                         expect = Some(Outcome::Cancelled);
-                        m.to_eof = false;
                     } else if r == 1 && !m.eof {
                         trace.push("eof".into());
                         reader.feed_eof();
