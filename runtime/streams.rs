@@ -19,9 +19,8 @@
 //! - At most one task waits for data on a reader at a time (asyncio's
 //!   `_waiter`); a second one gets a runtime error.
 //! - The reader pauses its transport when its buffer holds more than
-//!   2 × `limit` bytes (unless a `read_to_eof` is collecting, as asyncio's
-//!   `read(-1)` never lets the buffer fill) and resumes it when a read
-//!   brings it to `limit` or less, or when a reader must wait for data (N2).
+//!   2 × `limit` bytes and resumes it when a read brings it to `limit` or
+//!   less, or when a reader must wait for data (N2).
 //! - Data leaves the buffer only when a read returns it: a read that is
 //!   cancelled or dropped leaves what was buffered for the next one.
 //! - `LimitOverrun` from `readuntil`/`readuntil_any` leaves the buffer untouched (N1);
@@ -195,8 +194,6 @@ struct ReaderInner {
     transport: RefCell<Option<Rc<dyn ReadTransport>>>,
     /// We paused the transport (the buffer went over 2 × limit).
     paused: Cell<bool>,
-    /// A `read_to_eof` is collecting: `feed_data` does not pause (see there).
-    to_eof: Cell<bool>,
 }
 
 impl Default for StreamReader {
@@ -239,7 +236,6 @@ impl StreamReader {
                 exception: RefCell::new(None),
                 transport: RefCell::new(None),
                 paused: Cell::new(false),
-                to_eof: Cell::new(false),
             }),
         }
     }
@@ -322,8 +318,7 @@ impl StreamReader {
     }
 
     /// Appends received bytes and wakes the waiting reader. Pauses the
-    /// transport when more than 2 × limit bytes are buffered (N2), unless a
-    /// `read_to_eof` is collecting.
+    /// transport when more than 2 × limit bytes are buffered (N2).
     /// Ignored after `feed_eof`.
     pub fn feed_data(&self, data: &[u8]) {
         let inner = &*self.inner;
@@ -338,7 +333,7 @@ impl StreamReader {
         self.wakeup_waiter();
         // Saturating: a limit too large to double (`usize::MAX` for "no
         // limit") must never pause, not overflow (asyncio's is a Python int).
-        if !inner.paused.get() && !inner.to_eof.get() && len > inner.limit.saturating_mul(2) {
+        if !inner.paused.get() && len > inner.limit.saturating_mul(2) {
             let t = inner.transport.borrow().clone();
             if let Some(t) = t {
                 inner.paused.set(true);
@@ -410,14 +405,7 @@ impl StreamReader {
     /// `read(limit)` blocks in a local list): the data stays in the reader's
     /// buffer until EOF, so a `read_to_eof` dropped by a timeout or a cancel
     /// loses nothing, and the next read gets it all.
-    ///
-    /// While it waits, the transport is not paused however much is
-    /// buffered: asyncio's `read(-1)` empties the buffer block by block, so
-    /// its transport never pauses either, and pausing here would cost a
-    /// pause and a resume (and a trip through this task) per chunk.
     pub async fn read_to_eof(&self) -> Result<Vec<u8>> {
-        let to_eof = &self.inner.to_eof;
-        let _collecting = Restore(to_eof, to_eof.replace(true));
         loop {
             self.check_exception()?;
             if self.inner.eof.get() {
@@ -636,15 +624,6 @@ impl Drop for ClearWaiter<'_> {
         if slot.as_ref().is_some_and(|w| w.ptr_eq(self.waiter)) {
             *slot = None;
         }
-    }
-}
-
-/// Puts a flag back as it was, on every way out (a cancel, an error).
-struct Restore<'a>(&'a Cell<bool>, bool);
-
-impl Drop for Restore<'_> {
-    fn drop(&mut self) {
-        self.0.set(self.1);
     }
 }
 

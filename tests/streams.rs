@@ -804,40 +804,6 @@ fn a_drained_reader_gives_back_the_memory_of_a_burst() {
     .unwrap();
 }
 
-/// A `read_to_eof` that waits while more than 2 x limit is buffered does
-/// not pause the transport at each chunk (and resume it at the next wait):
-/// asyncio's `read(-1)` takes the buffer out block by block, so its
-/// transport never pauses. Once it returns, the limit applies again.
-// conformance: N2
-#[test]
-fn read_to_eof_does_not_pause_at_every_chunk() {
-    tulip::run(async {
-        let r = StreamReader::with_limit(4);
-        let t = Rc::new(FakeRead::default());
-        t.reading.set(true);
-        r.set_transport(t.clone());
-        let r2 = r.clone();
-        let task = tulip::create_task(async move { r2.read_to_eof().await })?;
-        tulip::sleep(0.0).await?; // the task waits for data
-        for _ in 0..10 {
-            r.feed_data(b"0123456789");
-            tulip::sleep(0.0).await?; // the task wakes and waits again
-        }
-        assert_eq!((t.pauses.get(), t.resumes.get()), (0, 0));
-        r.feed_eof();
-        assert_eq!(task.await?.len(), 100);
-        // A second collector, cut short: the limit applies again after it.
-        let r = StreamReader::with_limit(4);
-        r.set_transport(t.clone());
-        let cut = tulip::timeout(0.0).run(r.read_to_eof()).await;
-        assert!(cut.unwrap_err().is_timeout());
-        r.feed_data(b"0123456789");
-        assert_eq!(t.pauses.get(), 1, "paused once no read_to_eof collects");
-        Ok(())
-    })
-    .unwrap();
-}
-
 /// A read that finds nothing (at EOF) returns an empty vector that holds
 /// no memory: not the reader's buffer block, swapped out for a new one.
 #[test]
