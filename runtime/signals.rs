@@ -97,11 +97,26 @@ pub fn has_default_disposition(sig: i32) -> bool {
     ret == 0 && old.sa_sigaction == libc::SIG_DFL
 }
 
-/// asyncio's `_check_signal`.
+/// asyncio's `_check_signal`: `sig in signal.valid_signals()`. Python
+/// builds that set with `sigfillset`, which leaves out the signals the C
+/// library keeps for itself (glibc's 32 and 33, below SIGRTMIN): those are
+/// invalid numbers too, not signals that "cannot be caught".
 fn check_signal(sig: i32) -> Result<()> {
     if !(1..NSIG).contains(&sig) {
         return Err(Error::invalid_argument(format!(
             "sig {sig} out of range(1, {NSIG})"
+        )));
+    }
+    // SAFETY: a zeroed sigset_t is a valid value for sigfillset to fill.
+    let mut valid: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `valid` is a sigset_t we own, and `sig` is in 1..NSIG.
+    let member = unsafe {
+        libc::sigfillset(&mut valid);
+        libc::sigismember(&valid, sig)
+    };
+    if member != 1 {
+        return Err(Error::invalid_argument(format!(
+            "invalid signal number {sig}"
         )));
     }
     Ok(())
@@ -322,10 +337,10 @@ impl EventLoop {
     /// context values current here, taken once (what one run sets, the
     /// next one sees).
     ///
-    /// Errors: the loop is closed; `sig` is out of `1..65`
-    /// (`InvalidArgument`); `sig` cannot be caught, as SIGKILL and SIGSTOP
-    /// (`Runtime`). Signal dispositions are process-wide: the last loop to
-    /// add a handler for `sig` gets it.
+    /// Errors: the loop is closed; `sig` is out of `1..65`, or one the C
+    /// library reserves (`InvalidArgument`); `sig` cannot be caught, as
+    /// SIGKILL and SIGSTOP (`Runtime`). Signal dispositions are
+    /// process-wide: the last loop to add a handler for `sig` gets it.
     ///
     /// ```
     /// use std::{cell::Cell, rc::Rc};

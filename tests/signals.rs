@@ -75,6 +75,34 @@ fn bad_signal_numbers_are_errors() {
 
 // conformance: R1
 #[test]
+fn the_signals_the_c_library_reserves_are_invalid_numbers() {
+    // asyncio's `_check_signal` wants `sig in signal.valid_signals()`,
+    // which Python builds with `sigfillset`: on glibc that leaves out 32
+    // and 33, kept for its threads (SIGRTMIN starts above them). asyncio
+    // raises ValueError for them from add *and* remove; tulip called add's
+    // failing sigaction "cannot be caught" and said remove had no handler.
+    let _s = serial();
+    let lp = EventLoop::new().unwrap();
+    let reserved: Vec<i32> = (libc::SIGSYS + 1..libc::SIGRTMIN()).collect();
+    assert!(
+        !reserved.is_empty(),
+        "glibc reserves signals below SIGRTMIN"
+    );
+    for sig in reserved {
+        let err = lp.add_signal_handler(sig, || {}).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{sig}: {err:?}");
+        let err = lp.remove_signal_handler(sig).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{sig}: {err:?}");
+    }
+    // The real-time signals from SIGRTMIN on are valid and can be caught.
+    lp.add_signal_handler(libc::SIGRTMIN(), || {}).unwrap();
+    assert!(lp.remove_signal_handler(libc::SIGRTMIN()).unwrap());
+    assert!(has_default_disposition(libc::SIGRTMIN()));
+    lp.close().unwrap();
+}
+
+// conformance: R1
+#[test]
 fn removing_a_handler_restores_the_default_disposition() {
     let _s = serial();
     let lp = EventLoop::new().unwrap();
