@@ -23,10 +23,13 @@
 //!   its context is copied from the caller's then, and every `run()`'s
 //!   main task runs in that one context (asyncio's `Runner._context`),
 //!   unless `run_with_context` names another.
-//! - `close()` always leaves no pending task behind: every remaining task is
-//!   cancelled and awaited before the loop closes (so no "Task was destroyed
-//!   but it is pending!" reports), and errors found then go to the exception
-//!   handler ("unhandled exception during tulip::run() shutdown").
+//! - `close()` cancels and awaits every task pending when it starts, before
+//!   the loop closes (so none of them gets a "Task was destroyed but it is
+//!   pending!" report), and errors found then go to the exception handler
+//!   ("unhandled exception during tulip::run() shutdown"). As asyncio's
+//!   `_cancel_all_tasks`, it looks at the task list once: a task started
+//!   by another's cancellation is not awaited, and is reported when the
+//!   loop closes.
 //! - `run()` cannot be called from a running loop.
 //! - The SIGINT handler that `run()` installs is removed before `run()`
 //!   returns, unless someone replaced it meanwhile; SIGINT then has its
