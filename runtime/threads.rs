@@ -59,7 +59,7 @@ use crate::error::{panic_message, Error, Result};
 use crate::event_loop::{get_running_loop, EventLoop, Interrupt, LoopRef};
 use crate::events::CancelTimer;
 use crate::futures::Future;
-use crate::tasks::TaskRef;
+use crate::tasks::{Task, TaskRef};
 use crate::threadsafe::LoopHandle;
 
 /// asyncio's `constants.THREAD_JOIN_TIMEOUT`: how long `run()`'s cleanup
@@ -736,6 +736,35 @@ impl<T: Send + 'static> Drop for Unfinished<T> {
     }
 }
 
+/// What the done callback of a `run_coroutine_threadsafe` task holds: the
+/// concurrent future, and the task whose outcome it gets (asyncio's
+/// `_copy_future_state`), copied when it is dropped. The callback drops it
+/// when it runs; `close()` drops it unrun when the task ended in the
+/// iteration before (the callback waits in the ready queue): the coroutine
+/// ran to completion, so its outcome must still reach the other thread, not
+/// [`Error::Closed`], which says it may not have run. With the task still
+/// pending (destroyed by `close()`), `dest` fails with `Closed`. Holding
+/// the task from its own callback list is a cycle only while the task is
+/// pending: its end or `close()` takes the callback out.
+struct Chain<T: Send + 'static> {
+    dest: Unfinished<T>,
+    task: Task<T>,
+}
+
+impl<T: Send + 'static> Drop for Chain<T> {
+    fn drop(&mut self) {
+        if !self.task.done() {
+            return;
+        }
+        let state = match self.task.take_result() {
+            Ok(v) => CfState::Finished(v),
+            Err(e) if e.is_cancelled() => CfState::Cancelled,
+            Err(e) => CfState::Failed(e),
+        };
+        self.dest.get().set(state);
+    }
+}
+
 /// asyncio's `run_coroutine_threadsafe(coro, loop)`, from any thread.
 ///
 /// The loop is `!Send`, and so are most coroutines that use it; so instead
@@ -809,17 +838,16 @@ where
             .borrow_mut()
             .insert(id, task.as_ref());
         let lp2 = LoopRef::new(lp.clone());
-        task.add_done_callback(move |t| {
+        let chain = Chain {
+            dest,
+            task: task.clone(),
+        };
+        task.add_done_callback(move |_| {
             Executors::of(&lp2)
                 .threadsafe_tasks
                 .borrow_mut()
                 .remove(&id);
-            let state = match t.take_result() {
-                Ok(v) => CfState::Finished(v),
-                Err(e) if e.is_cancelled() => CfState::Cancelled,
-                Err(e) => CfState::Failed(e),
-            };
-            dest.get().set(state);
+            drop(chain); // copies the outcome
         });
     });
     if let Err(e) = sent {

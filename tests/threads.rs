@@ -750,3 +750,24 @@ fn concurrent_future_done_callbacks_run_once_in_order() {
     there.stop().unwrap();
     t.join().unwrap();
 }
+
+// conformance: H2
+#[test]
+fn run_coroutine_threadsafe_whose_task_finished_before_close_gets_the_outcome() {
+    // The task ends in one iteration and its done callback, which copies
+    // the outcome to the concurrent future, is scheduled for the next; the
+    // loop closes in between. The coroutine ran to completion, so the
+    // other thread must get its outcome, not Closed (which says it may not
+    // have run: a caller could retry what was already done).
+    let lp = EventLoop::new().unwrap();
+    let handle = lp.handle();
+    let ok = run_coroutine_threadsafe(|| async { Ok(7) }, &handle);
+    let failed = run_coroutine_threadsafe(|| async { Err::<u8, _>(Error::msg("nope")) }, &handle);
+    lp.run_once().unwrap(); // the calls run: the tasks are created
+    lp.run_once().unwrap(); // the tasks run and end: their callbacks are queued
+    assert!(!ok.done() && !failed.done());
+    lp.close().unwrap();
+    assert_eq!(ok.result(Some(Duration::ZERO)).unwrap(), 7);
+    let err = failed.result(Some(Duration::ZERO)).unwrap_err();
+    assert_eq!(err.to_string(), "nope");
+}
