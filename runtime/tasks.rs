@@ -473,6 +473,15 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TaskCell<T, F> {
     fn cancel_message(&self) -> Option<Arc<str>> {
         self.header.cancel_message()
     }
+
+    /// True while the body is being polled: the step holds it, so its
+    /// cell is empty (a done task's is too, but `cancel` returns first).
+    fn stepping(&self) -> bool {
+        let body = self.body.take();
+        let stepping = body.is_none();
+        self.body.set(body);
+        stepping
+    }
 }
 
 impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCell<T, F> {
@@ -599,7 +608,7 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> AnyTask for TaskCel
         // body suspends on. Here `fut_waiter` may still name a future the
         // body polled earlier in this step and has since left (a select):
         // cancelling that one would lose the request.
-        let waiter = if is_stepping(h) {
+        let waiter = if self.stepping() {
             None
         } else {
             h.fut_waiter()
