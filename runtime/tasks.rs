@@ -476,6 +476,8 @@ impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TaskCell<T, F> {
 
     /// True while the body is being polled: the step holds it, so its
     /// cell is empty (a done task's is too, but `cancel` returns first).
+    /// Unlike [`is_stepping`], true also for a task whose step is further
+    /// down the stack (it started an eager task, which now runs).
     fn stepping(&self) -> bool {
         let body = self.body.take();
         let stepping = body.is_none();
@@ -1158,8 +1160,8 @@ fn uncancel(h: &TaskHeader) -> u32 {
     h.num_cancels_requested.get()
 }
 
-/// True if the task of header `h` is the one whose step runs now (the
-/// owner of the `STEP` flags).
+/// True if the task of header `h` is the one whose step runs now, the
+/// innermost (the owner of the `STEP` flags); see also `TaskCell::stepping`.
 fn is_stepping(h: &TaskHeader) -> bool {
     crate::event_loop::with_running_loop(|lp| {
         let cur = lp.inner.current_task.borrow();
