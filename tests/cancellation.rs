@@ -669,3 +669,43 @@ fn a_self_cancel_after_a_pending_poll_in_the_same_step_is_not_lost() {
     assert_eq!(entries(&l), ["sleep: Err(Cancelled(None))"]);
     assert!(task.cancelled());
 }
+
+// conformance: C2, C6
+#[test]
+fn an_eager_child_cancelling_its_creator_mid_step_is_not_lost() {
+    // As above, but the cancel comes from an eager task the body starts:
+    // while the child's first step runs, the creator's own step is still
+    // on the stack (asyncio's creator has `_fut_waiter = None` then), so
+    // the request is a must_cancel too, not a cancel of `other`.
+    use std::future::Future as _;
+    let lp = EventLoop::new().unwrap();
+    let other: Future<u32> = lp.create_future();
+    let mut o = other.clone();
+    let l = log();
+    let l1 = l.clone();
+    let task = lp
+        .create_task(async move {
+            std::future::poll_fn(|cx| {
+                assert!(std::pin::Pin::new(&mut o).poll(cx).is_pending());
+                std::task::Poll::Ready(())
+            })
+            .await;
+            let me = tulip::current_task().unwrap();
+            let child = tulip::get_running_loop()?.create_task_with(
+                async move { Ok(me.cancel()) },
+                tulip::TaskOptions {
+                    eager: Some(true),
+                    ..Default::default()
+                },
+            )?;
+            assert!(child.done(), "the eager child ran at once");
+            let r = tulip::sleep(0.01).await;
+            push(&l1, format!("sleep: {r:?}"));
+            r
+        })
+        .unwrap();
+    finish(&lp, &task);
+    assert!(!other.cancelled(), "the cancel went to a stale fut_waiter");
+    assert_eq!(entries(&l), ["sleep: Err(Cancelled(None))"]);
+    assert!(task.cancelled());
+}
