@@ -283,7 +283,7 @@ impl fmt::Debug for Timeout {
 /// - with a timeout `<= 0`, a plain future is never started (it is
 ///   dropped unpolled); a task or a [`Future`] that is done gives its
 ///   result, one that is not is cancelled and waited for. *Deviation:* a
-///   [`gather`](crate::gather) counts as a plain future here (its child
+///   [`gather`](fn@crate::gather) counts as a plain future here (its child
 ///   type cannot be told from `T`), so its children, which started when
 ///   it was made, go on running; asyncio's gather is a Future, which
 ///   `wait_for` cancels. Call its `cancel()` yourself in that case;
