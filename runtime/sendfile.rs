@@ -31,8 +31,9 @@
 //! to the native path; `write` is refused meanwhile. Any other transport
 //! (or a file `sendfile(2)` cannot send) gets the fallback: chunks go
 //! through `transport.write`, and after a write that leaves more than the
-//! high-water mark buffered the next chunk waits until the buffer is at
-//! the low-water mark. Unlike asyncio, which swaps in a
+//! high-water mark buffered the call waits until the buffer is at the
+//! low-water mark before it goes on (or returns, after the last chunk); a
+//! write that closed the transport fails the call. Unlike asyncio, which swaps in a
 //! `_SendfileFallbackProtocol`, the transport's protocol stays in place and
 //! sees the `pause_writing`/`resume_writing` calls of the transfer.
 //!
@@ -411,9 +412,13 @@ impl EventLoop {
         let _resume = ResumeReading::pause(transport);
         let mut chunks = FallbackChunks::new(file, offset, count, TRANSPORT_FALLBACK_CHUNK)?;
         while let Some(data) = chunks.next(self).await? {
-            self.drain_for_sendfile(transport).await?;
             transport.write(&data)?;
             chunks.pos.sent += data.len();
+            // asyncio's `transp.write(...); await proto.drain()`: after
+            // each write, the last one too, so a write that closed the
+            // transport (a reset peer) fails the call instead of passing
+            // for sent, and the call returns with the buffer drained.
+            self.drain_for_sendfile(transport).await?;
         }
         Ok(chunks.pos.sent)
     }

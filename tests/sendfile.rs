@@ -897,3 +897,37 @@ fn sendfile_fallback_goes_on_when_the_protocol_flow_control_panics() {
         Ok(())
     });
 }
+
+/// asyncio's `_sendfile_fallback` writes each chunk, then awaits
+/// `proto.drain()`, which raises `ConnectionError` if the transport is
+/// closing: a write that kills the connection (here the last and only
+/// chunk, on a reset connection) fails the call instead of reporting the
+/// bytes as sent.
+#[test]
+fn sendfile_fallback_whose_last_write_fails_is_an_error() {
+    run_bounded(10.0, async move {
+        let lp = tulip::get_running_loop()?;
+        let (t, _p, peer) = transport_pair(&lp).await?;
+        // The transport does not read: only its write sees the reset.
+        t.pause_reading();
+        linger_zero(peer.as_raw_fd());
+        drop(peer);
+        // A pipe: the fallback; one chunk.
+        let pipe = pipe_with(b"one small chunk");
+        let res = lp.sendfile(&*t, &pipe, 0, None, true).await;
+        assert!(t.is_closing(), "the write failed and closed the transport");
+        let err = res.expect_err("the connection died: not sent");
+        assert!(
+            matches!(
+                err.io_kind(),
+                Some(
+                    std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                )
+            ),
+            "{err:?}"
+        );
+        Ok(())
+    });
+}
