@@ -497,14 +497,22 @@ impl Context {
         }
         match current() {
             Current::Task(prev) => {
-                if let Some(c) = prev.as_ref().and_then(|c| c.downcast_ref::<ContextCell>()) {
-                    if std::ptr::eq(c, &**cell) {
-                        return Err(entered());
-                    }
+                let outer = prev.clone().and_then(|c| c.downcast::<ContextCell>().ok());
+                if outer.as_ref().is_some_and(|c| Rc::ptr_eq(c, cell)) {
+                    return Err(entered());
                 }
+                // The context the task runs in stays entered under this
+                // one, as in asyncio, whose step runs inside
+                // `self._context.run`: `other.run(|| ctx.run(..))` in a
+                // task created with `ctx` must fail too.
+                let outer = outer.map(|c| {
+                    let was = c.entered.replace(true);
+                    (c, was)
+                });
                 let _guard = Entered {
                     cell: cell.clone(),
                     restore: Restore::Task(prev),
+                    outer,
                 };
                 cell.entered.set(true);
                 set_current_context(cell.clone());
@@ -515,6 +523,7 @@ impl Context {
                 let _guard = Entered {
                     cell: cell.clone(),
                     restore: Restore::Outside(prev),
+                    outer: None,
                 };
                 cell.entered.set(true);
                 Ok(f())
@@ -565,11 +574,17 @@ enum Restore {
 struct Entered {
     cell: Rc<ContextCell>,
     restore: Restore,
+    /// In a task: the context it ran in before (a [`Context`], not its
+    /// own map), marked entered for the duration, and its earlier flag.
+    outer: Option<(Rc<ContextCell>, bool)>,
 }
 
 impl Drop for Entered {
     fn drop(&mut self) {
         self.cell.entered.set(false);
+        if let Some((outer, was)) = self.outer.take() {
+            outer.entered.set(was);
+        }
         match std::mem::replace(&mut self.restore, Restore::Outside(None)) {
             Restore::Task(prev) => {
                 // No context before: an empty map means the same.

@@ -614,3 +614,38 @@ fn a_reader_keeps_its_own_name_in_reports() {
     assert!(reports.len() >= 2, "{reports:?}");
     assert!(reports.iter().all(|r| *r == expected), "{reports:?}");
 }
+
+// CPython runs each step of a task created with `context=ctx` inside
+// `ctx.run`, so ctx stays entered for the whole step, also while another
+// context is entered on top of it: `other.run(lambda: ctx.run(f))` there
+// raises RuntimeError ("cannot enter context ... is already entered").
+#[test]
+fn a_tasks_context_stays_entered_under_another_context_run() {
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let ctx = Context::new();
+        ctx.run(|| V.set(1))??;
+        let c2 = ctx.clone();
+        let t = lp.create_task_with(
+            async move {
+                let other = Context::new();
+                let nested = other.run(|| c2.run(|| V.set(2)))?;
+                // Entered again once `other.run` has returned? No: it fails
+                // directly too, and the task still runs in ctx.
+                Ok((nested, c2.run(|| ()).is_err(), V.get()))
+            },
+            in_context(&ctx),
+        )?;
+        let (nested, direct, seen) = t.await?;
+        assert!(
+            matches!(nested, Err(Error::Runtime(_))),
+            "ctx is entered by the task's step: {nested:?}"
+        );
+        assert!(direct);
+        assert_eq!((seen, ctx.get(&V)), (Some(1), Some(1)));
+        // Once the task is done, ctx is free again.
+        assert_eq!(ctx.run(|| V.get())?, Some(1));
+        Ok(())
+    })
+    .unwrap();
+}
