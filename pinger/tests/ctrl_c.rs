@@ -16,7 +16,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::Ipv4Addr;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -162,8 +162,23 @@ fn stop_sweep(
     become_subreaper();
     let ns = NetNs::create(test, &[10, 77])?;
     let cidr = ns.cidr();
-    let child = ns
-        .command(PINGER)
+    let mut cmd = ns.command(PINGER);
+    // These tests are about pinger's handling of the stop signals, which it
+    // leaves alone when one is ignored at start (`nohup`, a background job
+    // of a script): give it their default dispositions, whatever the test
+    // runner inherited (CI started under `nohup ... &` ignores SIGHUP and
+    // SIGINT, and `ip netns exec` passes that on).
+    // SAFETY: between fork and exec the closure only calls signal(2), which
+    // is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            for signo in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                libc::signal(signo, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
         .args([cidr.as_str(), "--json", "-t", "5000"])
         .args(extra_args)
         .stdin(Stdio::null())
