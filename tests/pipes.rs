@@ -936,3 +936,51 @@ fn a_pipe_closed_before_its_first_iteration_is_made_then_lost() {
     assert_eq!(events.0, ["made", "lost"]);
     assert_eq!(events.1, ["made", "lost"]);
 }
+
+/// A pty's master read as a pipe: once the other side (the slave) is
+/// closed, Linux's read gives EIO, not 0. asyncio's `_read_ready` takes
+/// that for the end: `connection_lost(EIO)`, no `eof_received`, and no
+/// report to the exception handler (it reports every other read error).
+// conformance: N4
+#[test]
+fn a_pty_whose_other_side_closed_ends_with_eio_and_no_report() {
+    run_bounded(BOUND, async {
+        let lp = tulip::get_running_loop()?;
+        let reports = capture_reports(&lp);
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: openpty writes two new fds to the out-pointers; no name
+        // buffer, termios or window size is passed.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both fds were just opened, and nothing else owns them.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let (_t, p) = lp.connect_read_pipe(Recorder::new, master).await?;
+        let mut slave = std::fs::File::from(slave);
+        slave.write_all(b"hello\n")?;
+        // The data first (bounded by run_bounded), then the hang-up.
+        while p.data.borrow().len() < 6 {
+            tulip::sleep(0.001).await?;
+        }
+        drop(slave);
+        let err = p.lost().await?.expect("EIO ends a pty");
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+        assert_eq!(p.events(), ["made", "data", "lost"]);
+        // The line discipline may turn "\n" into "\r\n".
+        assert!(p.data.borrow().starts_with(b"hello"));
+        assert!(
+            reports.borrow().is_empty(),
+            "EIO is not reported: {:?}",
+            reports.borrow()
+        );
+        Ok(())
+    });
+}
