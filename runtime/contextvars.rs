@@ -23,6 +23,9 @@
 //! | `copy_context()` | [`copy_context()`]: a new [`Context`] holding the current values |
 //! | `Context()`, `ctx.copy()`, `ctx.get(var)`, `len(ctx)` | [`Context::new`], [`Context::copy`], [`Context::get`], [`Context::len`] |
 //! | `ctx.run(f, *args)` | [`Context::run`]`(\|\| f(args))`, which returns `Result<R>` |
+//! | `token = var.set(v)`, `token.old_value`, `var.reset(token)` | [`ContextVar::set`] → [`Token`], [`Token::old_value`] (`None` for `Token.MISSING`), [`ContextVar::reset`]`(token)` |
+//! | `ValueError` from `reset`: another variable's token, or one made in another context | `Err(Error::InvalidArgument)` |
+//! | `RuntimeError`: a token used twice | cannot happen: `reset` takes the token |
 //! | `RuntimeError: cannot enter context: ... is already entered` | `Err(Error::Runtime)` from `run` |
 //! | `create_task(coro, context=ctx)` | [`TaskOptions::context`] `= Some(ctx)` |
 //! | a task runs each step in `ctx.run` | the task's context *is* `ctx`: no copy |
@@ -92,7 +95,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
@@ -315,24 +318,51 @@ impl<T: Clone + 'static> ContextVar<T> {
         self.get().unwrap_or(default)
     }
 
-    /// Sets the value in the current context. Returns the previous value
-    /// (what Python's `Token.old_value` holds), to restore it with
-    /// [`reset`](Self::reset). Fails outside a task and outside
-    /// [`Context::run`].
+    /// Sets the value in the current context, and returns the [`Token`]
+    /// that undoes it with [`reset`](Self::reset) (its
+    /// [`old_value`](Token::old_value) is the value before). Fails outside a
+    /// task and outside [`Context::run`].
     ///
     /// In a task's own context the change is private to the task; in a
     /// [`Context`] (one the task was created with, or one entered by
     /// [`Context::run`]) it changes that `Context`, for all who share it.
-    pub fn set(&self, value: T) -> Result<Option<T>> {
-        self.replace(Some(value))
+    pub fn set(&self, value: T) -> Result<Token<T>> {
+        let (old, ctx) = self.replace(Some(value))?;
+        Ok(Token {
+            var: self.id(),
+            name: self.name,
+            old,
+            ctx,
+        })
     }
 
-    /// Restores a value returned by [`set`](Self::set) (`None`: unset).
-    pub fn reset(&self, old: Option<T>) -> Result<()> {
-        self.replace(old).map(|_| ())
+    /// Python's `var.reset(token)`: puts the variable back as it was before
+    /// the [`set`](Self::set) that made `token` (unset, if it had no
+    /// value). As in Python, a token of another variable, or one made in
+    /// another context, is an [`Error::InvalidArgument`]; a token cannot be
+    /// used twice (`reset` takes it).
+    pub fn reset(&self, token: Token<T>) -> Result<()> {
+        if token.var != self.id() {
+            return Err(Error::invalid_argument(format!(
+                "{token:?} was created by a different ContextVar ({:?})",
+                token.name
+            )));
+        }
+        let here = match current() {
+            Current::Nothing => None,
+            current => Some(ContextKey::of(&current)),
+        };
+        if !here.is_some_and(|k| k.same(&token.ctx)) {
+            return Err(Error::invalid_argument(format!(
+                "{token:?} was created in a different Context"
+            )));
+        }
+        self.replace(token.old).map(|_| ())
     }
 
-    fn replace(&self, value: Option<T>) -> Result<Option<T>> {
+    /// Sets (or, with `None`, removes) the value; returns the old one and
+    /// the context it was changed in.
+    fn replace(&self, value: Option<T>) -> Result<(Option<T>, ContextKey)> {
         if value.is_some() {
             VALUES_SET.with(|v| v.set(true));
         }
@@ -345,13 +375,20 @@ impl<T: Clone + 'static> ContextVar<T> {
             };
             (map, old.and_then(|o| o.downcast_ref::<T>().cloned()))
         };
-        match current() {
+        let current = current();
+        if matches!(current, Current::Nothing) {
+            return Err(Error::runtime(
+                "context values can only be set inside a task or Context::run(): call set() from one",
+            ));
+        }
+        let key = ContextKey::of(&current);
+        let old = match current {
             Current::Task(ctx) => match ctx.map(|c| c.downcast::<ContextCell>()) {
                 // Created with, or running inside, a shared Context.
                 Some(Ok(cell)) => {
                     let (map, old) = update(Some(&cell.map()));
                     cell.replace(map);
-                    Ok(old)
+                    old
                 }
                 // The task's own immutable map (or none yet).
                 ctx => {
@@ -361,17 +398,91 @@ impl<T: Clone + 'static> ContextVar<T> {
                     let (map, old) = update(own.as_deref());
                     let swapped = set_current_context(Rc::new(map));
                     debug_assert!(swapped, "a task is running");
-                    Ok(old)
+                    old
                 }
             },
             Current::Outside(cell) => {
                 let (map, old) = update(Some(&cell.map()));
                 cell.replace(map);
-                Ok(old)
+                old
             }
-            Current::Nothing => Err(Error::runtime(
-                "context values can only be set inside a task or Context::run(): call set() from one",
-            )),
+            Current::Nothing => unreachable!("refused above"),
+        };
+        Ok((old, key))
+    }
+}
+
+/// Python's `contextvars.Token`: made by [`ContextVar::set`], taken by
+/// [`ContextVar::reset`] to undo that set.
+///
+/// ```
+/// use tulip::ContextVar;
+/// static LEVEL: ContextVar<u32> = ContextVar::new("level");
+///
+/// tulip::run(async {
+///     let token = LEVEL.set(1)?;
+///     assert_eq!(token.old_value(), None); // Python's Token.MISSING
+///     let inner = LEVEL.set(2)?;
+///     assert_eq!(inner.old_value(), Some(&1));
+///     LEVEL.reset(inner)?;
+///     assert_eq!(LEVEL.get(), Some(1));
+///     LEVEL.reset(token)?;
+///     assert_eq!(LEVEL.get(), None);
+///     Ok(())
+/// }).unwrap();
+/// ```
+pub struct Token<T> {
+    /// The variable's id, and its name for messages.
+    var: usize,
+    name: &'static str,
+    old: Option<T>,
+    /// The context the set changed.
+    ctx: ContextKey,
+}
+
+impl<T> Token<T> {
+    /// The value the variable had before the set (`None`: it had none,
+    /// Python's `Token.MISSING`).
+    pub fn old_value(&self) -> Option<&T> {
+        self.old.as_ref()
+    }
+}
+
+impl<T> fmt::Debug for Token<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<Token var=<ContextVar name='{}'>>", self.name)
+    }
+}
+
+/// Which context a set changed, for [`ContextVar::reset`]: a [`Context`]
+/// (held weakly: a token does not keep it alive), or a task's own values
+/// (by the task's id: they are replaced, not changed, by each set).
+#[derive(Clone)]
+enum ContextKey {
+    Cell(Weak<ContextCell>),
+    Task(u64),
+}
+
+impl ContextKey {
+    fn of(current: &Current) -> ContextKey {
+        match current {
+            Current::Task(Some(ctx)) if ctx.is::<ContextCell>() => {
+                let cell = ctx.clone().downcast::<ContextCell>().expect("checked");
+                ContextKey::Cell(Rc::downgrade(&cell))
+            }
+            Current::Task(_) => {
+                ContextKey::Task(crate::tasks::current_task().map_or(0, |t| t.id()))
+            }
+            Current::Outside(cell) => ContextKey::Cell(Rc::downgrade(cell)),
+            Current::Nothing => ContextKey::Task(0),
+        }
+    }
+
+    fn same(&self, other: &ContextKey) -> bool {
+        match (self, other) {
+            (ContextKey::Cell(a), ContextKey::Cell(b)) => a.ptr_eq(b),
+            (ContextKey::Task(a), ContextKey::Task(b)) => a == b,
+            _ => false,
         }
     }
 }

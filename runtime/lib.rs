@@ -106,7 +106,7 @@ pub use base_events_connect::ConnectOptions;
 pub use base_events_net::{Listener, ProtocolFactory, Server, ServerOptions};
 pub use base_subprocess::SubprocessTransport;
 pub use child_watcher::ChildWatcherKind;
-pub use contextvars::{copy_context, Context, ContextVar};
+pub use contextvars::{copy_context, Context, ContextVar, Token};
 pub use datagram::{DatagramOptions, DatagramSocket, DatagramSocketTransport};
 pub use error::{Error, Result};
 pub use event_loop::{

@@ -36,8 +36,9 @@ fn child_inherits_a_copy_of_the_creators_context() {
             "the parent never sees the child's set"
         );
         assert_eq!(USER.get().as_deref(), Some("bob"));
-        let old = REQUEST_ID.set(5)?;
-        REQUEST_ID.reset(old)?;
+        let token = REQUEST_ID.set(5)?;
+        assert_eq!(token.old_value(), Some(&1));
+        REQUEST_ID.reset(token)?;
         assert_eq!(REQUEST_ID.get(), Some(1));
         Ok(())
     })
@@ -78,7 +79,7 @@ fn a_set_inside_ctx_run_is_seen_by_later_runs_but_not_outside() {
     tulip::run(async {
         V.set(1)?;
         let ctx = copy_context(); // a snapshot: V = 1
-        assert_eq!(ctx.run(|| V.set(2))??, Some(1));
+        assert_eq!(ctx.run(|| V.set(2))??.old_value(), Some(&1));
         assert_eq!(V.get(), Some(1), "the caller's context is untouched");
         assert_eq!(ctx.run(|| V.get())?, Some(2), "kept for later runs");
         assert_eq!((ctx.get(&V), ctx.len()), (Some(2), 1));
@@ -168,7 +169,7 @@ fn tasks_created_with_the_same_context_run_in_it_as_asyncio_does() {
 fn context_run_works_outside_any_task() {
     let ctx = Context::new();
     assert!(V.set(1).is_err(), "no task, no context");
-    assert_eq!(ctx.run(|| V.set(5)).unwrap().unwrap(), None);
+    assert_eq!(ctx.run(|| V.set(5)).unwrap().unwrap().old_value(), None);
     assert_eq!(V.get(), None);
     assert_eq!(ctx.run(|| V.get()).unwrap(), Some(5));
     // tulip::run inside ctx.run: the main task starts with a copy of ctx.
@@ -629,7 +630,7 @@ fn a_tasks_context_stays_entered_under_another_context_run() {
         let t = lp.create_task_with(
             async move {
                 let other = Context::new();
-                let nested = other.run(|| c2.run(|| V.set(2)))?;
+                let nested = other.run(|| c2.run(|| V.set(2)).map(|_| ()))?;
                 // Entered again once `other.run` has returned? No: it fails
                 // directly too, and the task still runs in ctx.
                 Ok((nested, c2.run(|| ()).is_err(), V.get()))
@@ -645,6 +646,55 @@ fn a_tasks_context_stays_entered_under_another_context_run() {
         assert_eq!((seen, ctx.get(&V)), (Some(1), Some(1)));
         // Once the task is done, ctx is free again.
         assert_eq!(ctx.run(|| V.get())?, Some(1));
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// Python's `Token`: `reset(token)` puts back the value before the set
+/// (or unsets), and refuses a token of another variable (ValueError) or
+/// one made in another context (ValueError): a child task's (its own copy),
+/// or a `Context::run`'s. A token cannot be used twice: `reset` takes it.
+#[test]
+fn reset_takes_a_token_of_this_variable_made_in_this_context() {
+    static OTHER: ContextVar<u32> = ContextVar::new("other");
+    tulip::run(async {
+        let first = V.set(1)?;
+        assert_eq!(first.old_value(), None, "Token.MISSING");
+        let second = V.set(2)?;
+        assert_eq!(second.old_value(), Some(&1));
+        // Another variable's token.
+        let other = OTHER.set(9)?;
+        let err = V.reset(other).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("different ContextVar")),
+            "{err:?}"
+        );
+        // A token made in a child task's context.
+        let slot = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let s2 = slot.clone();
+        tulip::create_task(async move {
+            *s2.borrow_mut() = Some(V.set(3)?);
+            Ok(())
+        })?
+        .await?;
+        let made_in_child = slot.borrow_mut().take().expect("set in the child");
+        let err = V.reset(made_in_child).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("different Context")),
+            "{err:?}"
+        );
+        // A token made inside a Context::run.
+        let ctx = Context::new();
+        let inside = ctx.run(|| V.set(4))??;
+        let err = V.reset(inside).unwrap_err();
+        assert!(matches!(&err, Error::InvalidArgument(_)), "{err:?}");
+        assert_eq!(V.get(), Some(2), "failed resets change nothing");
+        // In order, back to unset.
+        V.reset(second)?;
+        assert_eq!(V.get(), Some(1));
+        V.reset(first)?;
+        assert_eq!(V.get(), None);
         Ok(())
     })
     .unwrap();
