@@ -377,12 +377,15 @@ impl<T, O: Owner> FutureCore<T, O> {
     }
 
     /// Registers a notification (see [`Callback::Notify`]); on a done
-    /// future it is scheduled at once, as any done callback.
-    pub(crate) fn add_notify(&self, n: Rc<dyn Notify>, index: u32) {
+    /// future it is scheduled at once, as any done callback. Returns true
+    /// if the future was done.
+    pub(crate) fn add_notify(&self, n: Rc<dyn Notify>, index: u32) -> bool {
         if self.done() {
             self.notify_soon(n, index);
+            true
         } else {
             self.callbacks.borrow_mut().push(Callback::Notify(n, index));
+            false
         }
     }
 
@@ -777,8 +780,9 @@ impl<T: 'static> Future<T> {
         self.core.add_done_hook(f)
     }
 
-    /// A done notification, with no allocation (see [`Notify`]).
-    pub(crate) fn add_notify(&self, n: Rc<dyn Notify>, index: u32) {
+    /// A done notification, with no allocation (see [`Notify`]); true if
+    /// the future was done.
+    pub(crate) fn add_notify(&self, n: Rc<dyn Notify>, index: u32) -> bool {
         self.core.add_notify(n, index)
     }
 

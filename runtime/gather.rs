@@ -21,6 +21,10 @@
 //!   ends with `Cancelled`, even if every child swallowed its cancel.
 //! - Callbacks only run through `call_soon`, so `return_exceptions()` set
 //!   right after `gather()` is seen by every callback.
+//! - Children done when the gather is made are counted at the first look
+//!   at it (a poll, `done()`, a cancel, a notification), before anything
+//!   else, as asyncio 3.12 counts them in `gather()` itself; each child is
+//!   counted exactly once (their waiting notifications are skipped).
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -182,7 +186,8 @@ impl<T: 'static> Child<T> {
     }
 
     /// Registers `n.notify(index)` as a done callback, with no allocation.
-    pub(crate) fn on_notify(&self, n: Rc<dyn Notify>, index: usize) {
+    /// Returns true if the child was done (the notification is scheduled).
+    pub(crate) fn on_notify(&self, n: Rc<dyn Notify>, index: usize) -> bool {
         let index = u32::try_from(index).expect("more than 4 billion children");
         match self {
             Child::Task(t) => t.add_notify(n, index),
@@ -245,10 +250,22 @@ pub(crate) mod sealed {
         /// Someone awaited the decided gather (asyncio's outer future had
         /// its `result()` taken); an error nobody took is reported.
         pub(crate) retrieved: Cell<bool>,
+        /// Some child was done when the gather was made, and no one has
+        /// looked at the gather since (see [`settle`](Self::settle)).
+        unsettled: Cell<bool>,
+        /// Notifications still to come for children `settle` counted.
+        settled_notes: Cell<usize>,
     }
 
     impl<S: GatherSet + 'static> Notify for GatherCore<S> {
         fn notify(&self, index: u32) {
+            self.settle();
+            let pending = self.settled_notes.get();
+            if pending > 0 {
+                // This child was counted by `settle` already.
+                self.settled_notes.set(pending - 1);
+                return;
+            }
             self.child_done(index as usize);
         }
     }
@@ -269,12 +286,46 @@ pub(crate) mod sealed {
                 cancel_requested: Cell::new(false),
                 error: RefCell::new(None),
                 retrieved: Cell::new(false),
+                unsettled: Cell::new(false),
+                settled_notes: Cell::new(0),
             });
             if core.set.is_empty() {
                 let _ = core.outer.set_result(());
             }
-            GatherSet::watch(&core);
+            let some_done = GatherSet::watch(&core);
+            core.unsettled.set(some_done);
             core
+        }
+
+        /// asyncio 3.12's gather runs `_done_callback` at once for the
+        /// children that are done when it is made (a future already set,
+        /// an eager task that finished), after making the outer future: a
+        /// gather of done children is done at once. tulip does it at the
+        /// first look at the gather instead (a poll, `done()`, a cancel, a
+        /// child's notification), because `return_exceptions()` is set
+        /// after `gather()` returns; no one can tell the difference.
+        ///
+        /// Every child done by then has its notification waiting in the
+        /// ready queue (a delivered one would have called this first), and
+        /// those come before any later child's, in queue order: the next
+        /// `settled_notes` notifications are theirs, and are skipped.
+        #[inline]
+        pub(crate) fn settle(&self) {
+            if self.unsettled.get() {
+                self.settle_now();
+            }
+        }
+
+        #[cold]
+        #[inline(never)]
+        fn settle_now(&self) {
+            self.unsettled.set(false);
+            for i in 0..self.set.len() {
+                if self.set.child_is_done(i) {
+                    self.settled_notes.set(self.settled_notes.get() + 1);
+                    self.child_done(i);
+                }
+            }
         }
 
         /// asyncio's `_done_callback`.
@@ -318,6 +369,7 @@ pub(crate) mod sealed {
 
         /// `_GatheringFuture.cancel`: cancel every child.
         pub(crate) fn cancel(&self, msg: Option<Arc<str>>) -> bool {
+            self.settle();
             if self.outer.done() {
                 return false;
             }
@@ -331,6 +383,7 @@ pub(crate) mod sealed {
         }
 
         pub(crate) fn poll_outer(self: &Rc<Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+            self.settle();
             if let Some(err) = tasks::take_throw_on(&self.outer.core.lp) {
                 // asyncio's __wakeup takes the outer result before it throws.
                 if self.outer.core.done() {
@@ -408,8 +461,12 @@ pub trait GatherSet: Sized {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Registers the gather's notification on every child; true if some
+    /// child was done already.
     #[doc(hidden)]
-    fn watch(core: &Rc<GatherCore<Self>>);
+    fn watch(core: &Rc<GatherCore<Self>>) -> bool;
+    #[doc(hidden)]
+    fn child_is_done(&self, i: usize) -> bool;
     /// The loop of the first child (asyncio's gather takes the outer
     /// future's loop from its children); `None` with no children.
     #[doc(hidden)]
@@ -435,12 +492,17 @@ impl<T: Clone + 'static> GatherSet for Vec<Child<T>> {
     fn first_loop(&self) -> Option<&EventLoop> {
         self.first().map(Child::loop_ref)
     }
-    fn watch(core: &Rc<GatherCore<Self>>) {
+    fn watch(core: &Rc<GatherCore<Self>>) -> bool {
+        let mut some_done = false;
         for (i, child) in core.set.iter().enumerate() {
             // No allocation per child: the child's own cell runs the
             // notification when its turn in the ready queue comes.
-            child.on_notify(core.clone(), i);
+            some_done |= child.on_notify(core.clone(), i);
         }
+        some_done
+    }
+    fn child_is_done(&self, i: usize) -> bool {
+        self[i].done()
     }
     fn outcome_error(&self, i: usize) -> Option<Error> {
         self[i].outcome_error()
@@ -479,8 +541,16 @@ macro_rules! tuple_gather_set {
             fn first_loop(&self) -> Option<&EventLoop> {
                 Some(self.0.loop_ref())
             }
-            fn watch(core: &Rc<GatherCore<Self>>) {
-                $(core.set.$i.on_notify(core.clone(), $i);)+
+            fn watch(core: &Rc<GatherCore<Self>>) -> bool {
+                let mut some_done = false;
+                $(some_done |= core.set.$i.on_notify(core.clone(), $i);)+
+                some_done
+            }
+            fn child_is_done(&self, i: usize) -> bool {
+                $(if i == $i {
+                    return self.$i.done();
+                })+
+                false
             }
             fn outcome_error(&self, i: usize) -> Option<Error> {
                 $(if i == $i {
@@ -593,6 +663,7 @@ impl<S: GatherSet + 'static> Gather<S> {
 
     /// True once the gather is decided.
     pub fn done(&self) -> bool {
+        self.core.settle();
         self.core.outer.done()
     }
 

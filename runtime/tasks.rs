@@ -1098,8 +1098,9 @@ impl<T: 'static> Task<T> {
         self.inner.core().add_done_hook(f)
     }
 
-    /// A done notification, with no allocation (see `futures::Notify`).
-    pub(crate) fn add_notify(&self, n: Rc<dyn Notify>, index: u32) {
+    /// A done notification, with no allocation (see `futures::Notify`);
+    /// true if the task was done.
+    pub(crate) fn add_notify(&self, n: Rc<dyn Notify>, index: u32) -> bool {
         self.inner.core().add_notify(n, index)
     }
 

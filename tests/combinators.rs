@@ -1705,3 +1705,118 @@ fn a_gather_with_return_exceptions_retrieves_its_childrens_errors() {
     let got: Vec<_> = reports.borrow().iter().map(|c| c.message.clone()).collect();
     assert!(got.is_empty(), "reported: {got:?}");
 }
+
+// ===== K1: children that are done when the gather is made =====
+
+/// asyncio 3.12's gather runs `_done_callback` at once for a child that is
+/// done when the gather is made (a future already set, an eager task that
+/// finished): a gather of done children is done at once, and awaiting it
+/// does not suspend.
+// conformance: K1
+#[test]
+fn a_gather_of_done_children_is_done_at_once() {
+    common::run_bounded(5.0, async {
+        let lp = get_running_loop()?;
+        let (a, b) = (lp.create_future::<u32>(), lp.create_future::<u32>());
+        a.set_result(1)?;
+        b.set_result(2)?;
+        let g = gather(vec![a, b]);
+        assert!(g.done(), "decided at once");
+        // Awaiting it does not yield: a callback scheduled before has not run.
+        let ran = Rc::new(Cell::new(false));
+        let r2 = ran.clone();
+        let _h = lp.call_soon(move || r2.set(true))?;
+        assert_eq!(g.await?, vec![1, 2]);
+        assert!(!ran.get(), "the await did not yield to the loop");
+        Ok(())
+    });
+}
+
+/// A done child's error decides the gather at once, so a cancel right
+/// after finds it done and cancels nothing: the pending child runs on, as
+/// asyncio's `outer.cancel()` returns False then.
+// conformance: K1
+#[test]
+fn a_done_childs_error_decides_the_gather_before_a_cancel() {
+    common::run_bounded(5.0, async {
+        let lp = get_running_loop()?;
+        let failed = lp.create_future::<u32>();
+        failed.set_exception(Error::msg("boom"))?;
+        let pending = lp.create_future::<u32>();
+        let g = gather(vec![failed, pending.clone()]);
+        assert!(!g.cancel(), "decided: nothing to cancel");
+        assert!(!pending.cancelled(), "the pending child runs on");
+        let err = g.await.unwrap_err();
+        assert!(err.to_string().contains("boom"), "{err}");
+        pending.set_result(5)?;
+        Ok(())
+    });
+}
+
+/// `return_exceptions()` comes after `gather()` returns, and still
+/// applies to the children that were done then.
+// conformance: K1
+#[test]
+fn return_exceptions_applies_to_children_done_before_it() {
+    common::run_bounded(5.0, async {
+        let lp = get_running_loop()?;
+        let (failed, ok) = (lp.create_future::<u32>(), lp.create_future::<u32>());
+        failed.set_exception(Error::msg("boom"))?;
+        ok.set_result(1)?;
+        let g = gather(vec![failed, ok]).return_exceptions();
+        assert!(g.done());
+        let out = g.await?;
+        assert!(matches!(&out[0], Err(e) if e.to_string().contains("boom")));
+        assert_eq!(out[1].as_ref().ok(), Some(&1));
+        Ok(())
+    });
+}
+
+/// The children done when the gather is made are counted once each,
+/// whether the first look at the gather is a poll or their notification,
+/// and whatever finishes later is counted as usual (no child skipped, none
+/// counted twice): eager tasks, futures set before or after.
+// conformance: K1, C6
+#[test]
+fn children_done_at_gather_time_are_counted_once() {
+    common::run_bounded(5.0, async {
+        let lp = get_running_loop()?;
+        let eager = |v: u32| {
+            lp.create_task_with(
+                async move { Ok(v) },
+                tulip::TaskOptions {
+                    eager: Some(true),
+                    ..Default::default()
+                },
+            )
+        };
+        // 1. Not looked at before the notifications run; the pending child
+        //    finishes before they do.
+        let (a, b) = (eager(1)?, lp.create_future::<u32>());
+        let g = gather(vec![tulip::Child::Task(a), tulip::Child::Future(b.clone())]);
+        b.set_result(2)?;
+        sleep(0.0).await?;
+        sleep(0.0).await?;
+        assert!(g.done());
+        assert_eq!(g.await?, vec![1, 2]);
+        // 2. The pending child finishes after the first notification ran.
+        let (a, b) = (eager(3)?, lp.create_future::<u32>());
+        let g = gather(vec![tulip::Child::Task(a), tulip::Child::Future(b.clone())]);
+        sleep(0.0).await?;
+        assert!(!g.done(), "one child to go");
+        b.set_result(4)?;
+        sleep(0.0).await?;
+        assert!(g.done());
+        assert_eq!(g.await?, vec![3, 4]);
+        // 3. A tuple gather, looked at first by a poll.
+        let (x, y) = (eager(5)?, lp.create_future::<&str>());
+        let yy = y.clone();
+        let _setter = create_task(async move {
+            sleep(0.0).await?;
+            yy.set_result("six")
+        })?;
+        let out = tulip::gather!(x, y).await?;
+        assert_eq!(out, (5, "six"));
+        Ok(())
+    });
+}
