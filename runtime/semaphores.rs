@@ -11,7 +11,12 @@
 //!   constant, except for `release()` on a plain Semaphore, which adds one.
 //! - While a live waiter is queued, `acquire` never takes a permit on the
 //!   fast path (FIFO, S3).
-//! - A `BoundedSemaphore` never exceeds its initial value.
+//! - A `BoundedSemaphore`'s `release` refuses to go over its initial value
+//!   (`InvalidArgument`; from a dropped permit, it goes to the exception
+//!   handler). As in asyncio, the value can still end over it: a release
+//!   hands a permit to a waiter, another release (the value is 0, so it
+//!   passes) comes before that waiter runs, and the waiter is cancelled and
+//!   gives its permit back.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -201,7 +206,21 @@ impl SemaphorePermit {
 impl Drop for SemaphorePermit {
     fn drop(&mut self) {
         if let Some(sem) = self.sem.take() {
-            let _ = sem.inner.release();
+            // Over a BoundedSemaphore's bound (someone released it by hand
+            // as well): asyncio's `async with` would raise the ValueError
+            // from `__aexit__`; a drop cannot return it, so it is reported.
+            if let Err(e) = sem.inner.release() {
+                let ctx = crate::event_loop::ExceptionContext {
+                    message: "a SemaphorePermit was dropped over its BoundedSemaphore's bound"
+                        .into(),
+                    error: Some(e),
+                    ..Default::default()
+                };
+                match crate::event_loop::try_running_loop() {
+                    Some(lp) => lp.call_exception_handler(&ctx),
+                    None => eprintln!("{ctx}"),
+                }
+            }
         }
     }
 }

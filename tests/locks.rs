@@ -491,6 +491,28 @@ fn bounded_semaphore_release_beyond_initial_is_error() {
     .unwrap();
 }
 
+/// A permit dropped over a BoundedSemaphore's bound (the semaphore was
+/// also released by hand) is not silent: asyncio's `async with` raises the
+/// ValueError from `__aexit__`; a drop cannot, so it is reported.
+#[test]
+fn a_permit_dropped_over_the_bound_is_reported() {
+    // conformance: S3
+    common::run_watched(async {
+        let lp = tulip::get_running_loop()?;
+        let reports = common::capture_reports(&lp);
+        let sem = BoundedSemaphore::new(1);
+        let permit = sem.acquire().await?;
+        sem.release()?; // by hand: the value is back at the bound
+        drop(permit);
+        assert_eq!(sem.value(), 1, "never over the bound");
+        let reports = reports.borrow();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert!(matches!(reports[0].error, Some(Error::InvalidArgument(_))));
+        Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn event_set_then_clear_still_wakes_waiters() {
     // conformance: S3
