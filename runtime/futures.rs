@@ -411,11 +411,31 @@ impl<T, O: Owner> FutureCore<T, O> {
             Some(ctx) => done_callback_in(f, ctx, std::panic::Location::caller()),
         };
         if self.done() {
-            self.schedule(cell, owner.clone());
+            if self.lp.is_closed() {
+                self.callback_on_closed_loop();
+            } else {
+                self.schedule(cell, owner.clone());
+            }
         } else {
             self.callbacks.borrow_mut().push(Callback::Call(id, cell));
         }
         id
+    }
+
+    /// A done callback added to a done future of a closed loop can never
+    /// run. asyncio's `add_done_callback` raises there (its `call_soon`:
+    /// "Event loop is closed"); this API returns no `Result`, so it is
+    /// reported instead of dropped in silence.
+    #[cold]
+    #[inline(never)]
+    fn callback_on_closed_loop(&self) {
+        self.lp.call_exception_handler(&ExceptionContext {
+            message:
+                "add_done_callback on a done future of a closed loop: the callback will never run"
+                    .into(),
+            error: Some(Error::Closed),
+            ..Default::default()
+        });
     }
 
     /// A done callback that is not handed the future: one plain handle
@@ -763,7 +783,9 @@ impl<T: 'static> Future<T> {
     /// Adds a callback called with the future once it is done, through
     /// `call_soon` (F2). It runs in a snapshot of the context values
     /// current now, as asyncio's `add_done_callback` takes
-    /// `copy_context()` when it is called.
+    /// `copy_context()` when it is called. On a done future of a closed
+    /// loop the callback can never run: asyncio raises there; this reports
+    /// it to the loop's exception handler.
     #[track_caller]
     pub fn add_done_callback(&self, f: impl FnOnce(&Future<T>) + 'static) -> CallbackId {
         self.core.add_done_callback(self, f)

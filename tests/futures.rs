@@ -523,3 +523,24 @@ fn a_task_polling_again_stays_registered_once_among_many_awaiters() {
         assert_eq!(lp.run_until_complete(t).unwrap(), 5);
     }
 }
+
+/// A done callback added to a done future of a closed loop can never run:
+/// asyncio's `add_done_callback` raises ("Event loop is closed"); tulip's
+/// returns no `Result`, so the loop's exception handler hears of it.
+// conformance: F2, L5
+#[test]
+fn a_callback_added_to_a_done_future_of_a_closed_loop_is_reported() {
+    let lp = EventLoop::new().unwrap();
+    let f = lp.create_future::<u32>();
+    f.set_result(1).unwrap();
+    lp.close().unwrap();
+    // close() drops the handler it had; one set afterwards hears what comes.
+    let reports = capture_reports(&lp);
+    let ran = std::rc::Rc::new(std::cell::Cell::new(false));
+    let r2 = ran.clone();
+    let _id = f.add_done_callback(move |_| r2.set(true));
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(matches!(reports[0].error, Some(Error::Closed)));
+    assert!(!ran.get());
+}
