@@ -348,11 +348,7 @@ impl<T: Clone + 'static> ContextVar<T> {
                 token.name
             )));
         }
-        let here = match current() {
-            Current::Nothing => None,
-            current => Some(ContextKey::of(&current)),
-        };
-        if !here.is_some_and(|k| k.same(&token.ctx)) {
+        if !ContextKey::of(current()).is_some_and(|k| k.same(&token.ctx)) {
             return Err(Error::invalid_argument(format!(
                 "{token:?} was created in a different Context"
             )));
@@ -375,20 +371,13 @@ impl<T: Clone + 'static> ContextVar<T> {
             };
             (map, old.and_then(|o| o.downcast_ref::<T>().cloned()))
         };
-        let current = current();
-        if matches!(current, Current::Nothing) {
-            return Err(Error::runtime(
-                "context values can only be set inside a task or Context::run(): call set() from one",
-            ));
-        }
-        let key = ContextKey::of(&current);
-        let old = match current {
+        match current() {
             Current::Task(ctx) => match ctx.map(|c| c.downcast::<ContextCell>()) {
                 // Created with, or running inside, a shared Context.
                 Some(Ok(cell)) => {
                     let (map, old) = update(Some(&cell.map()));
                     cell.replace(map);
-                    old
+                    Ok((old, ContextKey::Cell(Rc::downgrade(&cell))))
                 }
                 // The task's own immutable map (or none yet).
                 ctx => {
@@ -398,17 +387,18 @@ impl<T: Clone + 'static> ContextVar<T> {
                     let (map, old) = update(own.as_deref());
                     let swapped = set_current_context(Rc::new(map));
                     debug_assert!(swapped, "a task is running");
-                    old
+                    Ok((old, ContextKey::current_task()))
                 }
             },
             Current::Outside(cell) => {
                 let (map, old) = update(Some(&cell.map()));
                 cell.replace(map);
-                old
+                Ok((old, ContextKey::Cell(Rc::downgrade(&cell))))
             }
-            Current::Nothing => unreachable!("refused above"),
-        };
-        Ok((old, key))
+            Current::Nothing => Err(Error::runtime(
+                "context values can only be set inside a task or Context::run(): call set() from one",
+            )),
+        }
     }
 }
 
@@ -464,18 +454,21 @@ enum ContextKey {
 }
 
 impl ContextKey {
-    fn of(current: &Current) -> ContextKey {
+    /// The key of the current context, if there is one.
+    fn of(current: Current) -> Option<ContextKey> {
         match current {
-            Current::Task(Some(ctx)) if ctx.is::<ContextCell>() => {
-                let cell = ctx.clone().downcast::<ContextCell>().expect("checked");
-                ContextKey::Cell(Rc::downgrade(&cell))
-            }
-            Current::Task(_) => {
-                ContextKey::Task(crate::tasks::current_task().map_or(0, |t| t.id()))
-            }
-            Current::Outside(cell) => ContextKey::Cell(Rc::downgrade(cell)),
-            Current::Nothing => ContextKey::Task(0),
+            Current::Task(ctx) => match ctx.map(|c| c.downcast::<ContextCell>()) {
+                Some(Ok(cell)) => Some(ContextKey::Cell(Rc::downgrade(&cell))),
+                _ => Some(ContextKey::current_task()),
+            },
+            Current::Outside(cell) => Some(ContextKey::Cell(Rc::downgrade(&cell))),
+            Current::Nothing => None,
         }
+    }
+
+    /// The running task's own values.
+    fn current_task() -> ContextKey {
+        ContextKey::Task(crate::tasks::current_task().map_or(0, |t| t.id()))
     }
 
     fn same(&self, other: &ContextKey) -> bool {

@@ -216,8 +216,10 @@ impl Drop for SemaphorePermit {
                     error: Some(e),
                     ..Default::default()
                 };
+                // From a `Drop`: an Interrupt from the handler must not
+                // unwind out of it (the loop's report for destructors).
                 match crate::event_loop::try_running_loop() {
-                    Some(lp) => lp.call_exception_handler(&ctx),
+                    Some(lp) => lp.report_ignoring_interrupt(&ctx),
                     None => eprintln!("{ctx}"),
                 }
             }
