@@ -28,6 +28,9 @@
 //! | `RuntimeError`: a token used twice | cannot happen: `reset` takes the token |
 //! | `RuntimeError: cannot enter context: ... is already entered` | `Err(Error::Runtime)` from `run` |
 //! | `create_task(coro, context=ctx)` | [`TaskOptions::context`] `= Some(ctx)` |
+//! | `task.get_context()` | [`Task::get_context`](crate::Task::get_context): the task's own context itself |
+//! | `loop.call_soon(cb, context=ctx)`, `call_later`, `call_at` | [`EventLoop::call_soon_in`](crate::EventLoop::call_soon_in)`(ctx, cb)`, `call_later_in`, `call_at_in` |
+//! | `fut.add_done_callback(cb, context=ctx)` | [`Future::add_done_callback_in`](crate::Future::add_done_callback_in), [`Task::add_done_callback_in`](crate::Task::add_done_callback_in) |
 //! | a task runs each step in `ctx.run` | the task's context *is* `ctx`: no copy |
 //!
 //! The last row is asyncio's own semantics, checked against CPython: a task
@@ -84,9 +87,17 @@
 //!   gives the default, and `set` fails.
 //! - A callback scheduled where some value is current runs inside a
 //!   [`Context`] of its own, a snapshot taken when it was scheduled; no
-//!   one else holds that context, so entering it never fails.
+//!   one else holds that context, so entering it never fails. One given a
+//!   context (`call_soon_in`) runs in that context itself, and not at all
+//!   if it is entered then (reported as its error).
 //! - While a loop runs, a context [`Context::run`] entered around the run
 //!   is put aside (and put back when the run ends): no callback runs in it.
+//! - A task's own context is one context from its creation on: the map it
+//!   holds, and the [`Context`] that `Task::get_context` makes of that map
+//!   (once), are its values before and after; a token of either resets it.
+//! - Each [`Context::run`] in a task pushes one frame on `TASK_FRAMES` and
+//!   pops it on every way out; a task's outermost frame holds its own
+//!   context while it runs in another.
 //!
 //! [`TaskOptions::context`]: crate::TaskOptions::context
 
@@ -114,6 +125,18 @@ thread_local! {
     /// every context is empty, and scheduling a callback looks no further
     /// (one thread-local load on the `call_soon` path).
     static VALUES_SET: Cell<bool> = const { Cell::new(false) };
+    /// What each [`Context::run`] made in a task puts back when it ends,
+    /// innermost last (the runs nest: each is a closure call).
+    static TASK_FRAMES: RefCell<Vec<TaskFrame>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A [`Context::run`] in a task: the task's context before it (what the
+/// task's header holds again afterwards), and the [`ContextCell`] it ran in
+/// before, marked entered for the duration, with its earlier flag.
+struct TaskFrame {
+    task: u64,
+    prev: Option<Rc<dyn Any>>,
+    outer: Option<(Rc<ContextCell>, bool)>,
 }
 
 /// What a [`Context`] shares: a map, replaced (never mutated) on each set.
@@ -121,6 +144,10 @@ struct ContextCell {
     map: RefCell<Rc<Map>>,
     /// Inside [`Context::run`] (Python's `ctx_entered`).
     entered: Cell<bool>,
+    /// The id of the task whose own context this is, made a [`Context`]
+    /// by `Task::get_context` (0: none). The tokens of the sets the task
+    /// made before then belong to it (see [`ContextKey::same`]).
+    task: Cell<u64>,
 }
 
 impl ContextCell {
@@ -128,6 +155,7 @@ impl ContextCell {
         Rc::new(ContextCell {
             map: RefCell::new(map),
             entered: Cell::new(false),
+            task: Cell::new(0),
         })
     }
 
@@ -244,6 +272,53 @@ pub(crate) fn new_task_context(lp: &EventLoop, explicit: Option<Context>) -> Opt
         // Outside any task: the thread's own context.
         None => OUTSIDE.with(|o| o.borrow().as_ref().map(|c| c.map() as Rc<dyn Any>)),
     }
+}
+
+/// asyncio's `Task.get_context()`: the context task `task` runs in. One
+/// created with [`TaskOptions::context`](crate::TaskOptions::context)
+/// holds that [`Context`]; any other holds its own values as an immutable
+/// map, which becomes a `Context` now (once): the task's later sets then
+/// change it in place, seen by every holder of the returned handle, as in
+/// Python, where the task's context is that object all along. `own` is
+/// the task header's context; while the task is inside a [`Context::run`]
+/// its own context waits in that run's [`TaskFrame`] (the outermost one
+/// of the task) instead.
+pub(crate) fn task_context(task: u64, own: &Cell<Option<Rc<dyn Any>>>) -> Context {
+    let framed = TASK_FRAMES.with(|f| {
+        let mut frames = f.borrow_mut();
+        let frame = frames.iter_mut().find(|fr| fr.task == task)?;
+        let (ctx, made) = as_context(&mut frame.prev, task);
+        if made {
+            // The task runs in it, under this frame's `run`: entered, as
+            // the frame's `outer` would have marked it (and will unmark it).
+            ctx.cell.entered.set(true);
+            frame.outer = Some((ctx.cell.clone(), false));
+        }
+        Some(ctx)
+    });
+    if let Some(ctx) = framed {
+        return ctx;
+    }
+    let mut slot = own.take();
+    let (ctx, _) = as_context(&mut slot, task);
+    own.set(slot);
+    ctx
+}
+
+/// The [`Context`] a task's context slot stands for, putting one in the
+/// slot if it held a map (true: made now).
+fn as_context(slot: &mut Option<Rc<dyn Any>>, task: u64) -> (Context, bool) {
+    if let Some(cell) = slot.clone().and_then(|c| c.downcast::<ContextCell>().ok()) {
+        return (Context { cell }, false);
+    }
+    let map = slot
+        .take()
+        .and_then(|c| c.downcast::<Map>().ok())
+        .unwrap_or_default();
+    let cell = ContextCell::new(map);
+    cell.task.set(task);
+    *slot = Some(cell.clone());
+    (Context { cell }, true)
 }
 
 /// Python's `contextvars.ContextVar`: a value per task, inherited by the
@@ -475,7 +550,12 @@ impl ContextKey {
         match (self, other) {
             (ContextKey::Cell(a), ContextKey::Cell(b)) => a.ptr_eq(b),
             (ContextKey::Task(a), ContextKey::Task(b)) => a == b,
-            _ => false,
+            // A task's own values, before and after `get_context` made
+            // them a `Context`: one context all along, as in Python.
+            (ContextKey::Task(t), ContextKey::Cell(c))
+            | (ContextKey::Cell(c), ContextKey::Task(t)) => {
+                *t != 0 && c.upgrade().is_some_and(|c| c.task.get() == *t)
+            }
         }
     }
 }
@@ -613,10 +693,11 @@ impl Context {
                     let was = c.entered.replace(true);
                     (c, was)
                 });
+                let task = crate::tasks::current_task().map_or(0, |t| t.id());
+                TASK_FRAMES.with(|f| f.borrow_mut().push(TaskFrame { task, prev, outer }));
                 let _guard = Entered {
                     cell: cell.clone(),
-                    restore: Restore::Task(prev),
-                    outer,
+                    restore: Restore::Task,
                 };
                 cell.entered.set(true);
                 set_current_context(cell.clone());
@@ -627,7 +708,6 @@ impl Context {
                 let _guard = Entered {
                     cell: cell.clone(),
                     restore: Restore::Outside(prev),
-                    outer: None,
                 };
                 cell.entered.set(true);
                 Ok(f())
@@ -668,8 +748,8 @@ impl fmt::Debug for Context {
 
 /// What [`Context::run`] puts back.
 enum Restore {
-    /// The task's previous context (`None`: it had none yet).
-    Task(Option<Rc<dyn Any>>),
+    /// In a task: the innermost [`TaskFrame`].
+    Task,
     /// The previously entered outside context.
     Outside(Option<Rc<ContextCell>>),
 }
@@ -678,19 +758,20 @@ enum Restore {
 struct Entered {
     cell: Rc<ContextCell>,
     restore: Restore,
-    /// In a task: the context it ran in before (a [`Context`], not its
-    /// own map), marked entered for the duration, and its earlier flag.
-    outer: Option<(Rc<ContextCell>, bool)>,
 }
 
 impl Drop for Entered {
     fn drop(&mut self) {
         self.cell.entered.set(false);
-        if let Some((outer, was)) = self.outer.take() {
-            outer.entered.set(was);
-        }
         match std::mem::replace(&mut self.restore, Restore::Outside(None)) {
-            Restore::Task(prev) => {
+            Restore::Task => {
+                let frame = TASK_FRAMES.with(|f| f.borrow_mut().pop());
+                let Some(TaskFrame { prev, outer, .. }) = frame else {
+                    return;
+                };
+                if let Some((outer, was)) = outer {
+                    outer.entered.set(was);
+                }
                 // No context before: an empty map means the same.
                 let prev = prev.unwrap_or_else(|| Rc::new(Map::new()));
                 set_current_context(prev);

@@ -336,6 +336,21 @@ pub(crate) fn gai_error(what: &str, code: i32, text: &str) -> io::Error {
 }
 
 /// Turns a caught panic payload into a message.
+/// A callback that failed with an error rather than a panic (a context
+/// given with `call_soon_in` that is entered already, asyncio's
+/// `RuntimeError` from `ctx.run`): unwound with `resume_unwind` (no panic
+/// message printed), and reported as that error by the loop.
+pub(crate) struct CallbackError(pub(crate) Error);
+
+/// The error a callback's unwind stands for: its [`CallbackError`], or
+/// the panic.
+pub(crate) fn callback_error(payload: &(dyn std::any::Any + Send)) -> Error {
+    match payload.downcast_ref::<CallbackError>() {
+        Some(CallbackError(e)) => e.clone(),
+        None => Error::Panic(panic_message(payload)),
+    }
+}
+
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> Arc<str> {
     if let Some(s) = payload.downcast_ref::<&str>() {
         Arc::from(*s)

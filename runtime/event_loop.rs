@@ -64,7 +64,8 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::error::{panic_message, Error, Result};
+use crate::contextvars::Context;
+use crate::error::{callback_error, panic_message, Error, Result};
 use crate::events::{Delay, Handle, TimerHandle, TimerState};
 use crate::reactor::{Reactor, WAKER_TOKEN};
 use crate::selector_transport::{FdOwner, LoopClosed};
@@ -870,6 +871,37 @@ impl EventLoop {
         Ok(h)
     }
 
+    /// asyncio's `call_soon(callback, context=ctx)`: schedules `f` to run
+    /// in `ctx` itself, not in a snapshot of the current values, so what
+    /// `f` sets stays in `ctx` for every holder of it (a later
+    /// [`Context::run`], a task created with it). As in asyncio, if `ctx`
+    /// is entered when `f`'s turn comes (inside a [`Context::run`] of it
+    /// around the loop's run, or the context of a task that is running),
+    /// `f` does not run, and the loop reports the error to its exception
+    /// handler.
+    ///
+    /// ```
+    /// use tulip::{Context, ContextVar};
+    /// static N: ContextVar<u32> = ContextVar::new("n");
+    ///
+    /// let lp = tulip::EventLoop::new().unwrap();
+    /// let ctx = Context::new();
+    /// lp.call_soon_in(ctx.clone(), || { N.set(7).unwrap(); }).unwrap();
+    /// lp.call_soon({ let lp = lp.clone(); move || lp.stop() }).unwrap();
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(ctx.get(&N), Some(7)); // set in ctx itself
+    /// ```
+    #[track_caller]
+    pub fn call_soon_in<F: FnOnce() + 'static>(&self, ctx: Context, f: F) -> Result<Handle> {
+        self.check_closed()?;
+        let h = Handle::once_in(f, ctx, Location::caller());
+        self.inner
+            .ready
+            .borrow_mut()
+            .push_back(h.clone().into_ready());
+        Ok(h)
+    }
+
     /// Puts an entry at the end of the ready queue: `call_soon` for
     /// something that is already a ready-queue entry (a done callback's
     /// cell, made when it was registered).
@@ -903,7 +935,24 @@ impl EventLoop {
         if delay.is_nan() {
             return Err(Error::invalid_argument("delay must not be NaN"));
         }
-        self.call_at_located(self.time() + delay, f, Location::caller())
+        self.call_at_located(self.time() + delay, None, f, Location::caller())
+    }
+
+    /// asyncio's `call_later(delay, callback, context=ctx)`:
+    /// [`call_later`](EventLoop::call_later) with `f` run in `ctx` itself
+    /// (see [`call_soon_in`](EventLoop::call_soon_in)).
+    #[track_caller]
+    pub fn call_later_in<F: FnOnce() + 'static>(
+        &self,
+        ctx: Context,
+        delay: impl Delay,
+        f: F,
+    ) -> Result<TimerHandle> {
+        let delay = delay.as_secs();
+        if delay.is_nan() {
+            return Err(Error::invalid_argument("delay must not be NaN"));
+        }
+        self.call_at_located(self.time() + delay, Some(ctx), f, Location::caller())
     }
 
     /// Schedules `f` to run at loop time `when` (see [`time`](EventLoop::time)).
@@ -911,12 +960,27 @@ impl EventLoop {
     /// [`call_soon`](EventLoop::call_soon)'s does.
     #[track_caller]
     pub fn call_at<F: FnOnce() + 'static>(&self, when: f64, f: F) -> Result<TimerHandle> {
-        self.call_at_located(when, f, Location::caller())
+        self.call_at_located(when, None, f, Location::caller())
     }
 
+    /// asyncio's `call_at(when, callback, context=ctx)`:
+    /// [`call_at`](EventLoop::call_at) with `f` run in `ctx` itself (see
+    /// [`call_soon_in`](EventLoop::call_soon_in)).
+    #[track_caller]
+    pub fn call_at_in<F: FnOnce() + 'static>(
+        &self,
+        ctx: Context,
+        when: f64,
+        f: F,
+    ) -> Result<TimerHandle> {
+        self.call_at_located(when, Some(ctx), f, Location::caller())
+    }
+
+    /// `call_at`: `f` in `ctx`, or (`None`) in a snapshot of the current values.
     fn call_at_located<F: FnOnce() + 'static>(
         &self,
         when: f64,
+        ctx: Option<Context>,
         f: F,
         at: &'static Location<'static>,
     ) -> Result<TimerHandle> {
@@ -929,7 +993,7 @@ impl EventLoop {
             scheduled: Cell::new(true),
             cancelled_count: self.inner.timer_cancelled_count.clone(),
         };
-        let handle = match crate::contextvars::callback_context() {
+        let handle = match ctx.or_else(crate::contextvars::callback_context) {
             None => Handle::timed(f, at, timer),
             Some(ctx) => Handle::timed_in(f, ctx, at, timer),
         };
@@ -1170,7 +1234,7 @@ impl EventLoop {
         }
         let context = ExceptionContext {
             message: format!("Exception in callback {name}"),
-            error: Some(Error::Panic(panic_message(&*payload))),
+            error: Some(callback_error(&*payload)),
             handle: Some(describe),
             ..Default::default()
         };

@@ -180,7 +180,13 @@ impl<R> InContext<R> {
 impl<R: Run> Run for InContext<R> {
     fn run(&self) {
         if let Some(ctx) = self.ctx.take() {
-            ctx.run_callback(|| self.r.run())
+            // A snapshot is the callback's own and never entered; a context
+            // given with `call_soon_in` may be, and then, as asyncio's
+            // `ctx.run` raises RuntimeError, the callback fails with that
+            // error (the loop reports it as the callback's).
+            if let Err(e) = ctx.run(|| self.r.run()) {
+                std::panic::resume_unwind(Box::new(crate::error::CallbackError(e)));
+            }
         }
     }
     fn clear(&self) {

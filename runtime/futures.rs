@@ -402,11 +402,18 @@ impl<T, O: Owner> FutureCore<T, O> {
         let _ = self.lp.push_ready(cell);
     }
 
+    /// asyncio's `add_done_callback(fn, context=ctx)`: `f` runs in `ctx`,
+    /// or (`None`) in a snapshot of the current values.
     #[track_caller]
-    pub(crate) fn add_done_callback(&self, owner: &O, f: impl FnOnce(&O) + 'static) -> CallbackId {
+    pub(crate) fn add_done_callback(
+        &self,
+        owner: &O,
+        ctx: Option<crate::contextvars::Context>,
+        f: impl FnOnce(&O) + 'static,
+    ) -> CallbackId {
         let id = self.new_callback_id();
         // asyncio: `context = contextvars.copy_context()` at registration.
-        let cell = match crate::contextvars::callback_context() {
+        let cell = match ctx.or_else(crate::contextvars::callback_context) {
             None => done_callback(f, std::panic::Location::caller()),
             Some(ctx) => done_callback_in(f, ctx, std::panic::Location::caller()),
         };
@@ -788,7 +795,20 @@ impl<T: 'static> Future<T> {
     /// it to the loop's exception handler.
     #[track_caller]
     pub fn add_done_callback(&self, f: impl FnOnce(&Future<T>) + 'static) -> CallbackId {
-        self.core.add_done_callback(self, f)
+        self.core.add_done_callback(self, None, f)
+    }
+
+    /// asyncio's `add_done_callback(fn, context=ctx)`:
+    /// [`add_done_callback`](Future::add_done_callback) with `f` run in
+    /// `ctx` itself, not in a snapshot (see
+    /// [`EventLoop::call_soon_in`](crate::EventLoop::call_soon_in)).
+    #[track_caller]
+    pub fn add_done_callback_in(
+        &self,
+        ctx: crate::contextvars::Context,
+        f: impl FnOnce(&Future<T>) + 'static,
+    ) -> CallbackId {
+        self.core.add_done_callback(self, Some(ctx), f)
     }
 
     /// Removes a done callback; returns how many were removed (0 or 1).

@@ -799,6 +799,11 @@ impl TaskHeader {
     pub(crate) fn context(&self) -> Option<Rc<dyn Any>> {
         clone_cell(&self.context)
     }
+
+    /// asyncio's `Task.get_context()` (see `contextvars::task_context`).
+    fn get_context(&self) -> crate::contextvars::Context {
+        crate::contextvars::task_context(self.id, &self.context)
+    }
 }
 
 /// Puts back what the step took out of `cell` (the body, the waker):
@@ -1068,6 +1073,36 @@ impl<T: 'static> Task<T> {
         self.inner.loop_().clone()
     }
 
+    /// The [`Context`](crate::Context) the task runs in (asyncio's
+    /// `Task.get_context()`): the one it was created with
+    /// ([`TaskOptions::context`]), or its own, which holds what it
+    /// inherited and has set. It is the task's context itself, not a copy:
+    /// [`Context::run`](crate::Context::run) on it (while the task is not
+    /// running) sees and changes the task's values, and a task created
+    /// with it ([`TaskOptions::context`]) shares them.
+    ///
+    /// ```
+    /// use tulip::ContextVar;
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// tulip::run(async {
+    ///     let t = tulip::create_task(async {
+    ///         USER.set("ann")?;
+    ///         tulip::sleep(0.0).await?;
+    ///         Ok(USER.get())
+    ///     })?;
+    ///     tulip::sleep(0.0).await?;               // t has set "ann" and waits
+    ///     let ctx = t.get_context();
+    ///     assert_eq!(ctx.get(&USER), Some("ann"));
+    ///     ctx.run(|| USER.set("bob"))??;          // changes t's own value
+    ///     assert_eq!(t.await?, Some("bob"));
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub fn get_context(&self) -> crate::contextvars::Context {
+        self.inner.header().get_context()
+    }
+
     /// asyncio's `task._log_destroy_pending = False`: the task is not
     /// reported if its loop closes with it pending.
     pub(crate) fn no_log_destroy_pending(&self) {
@@ -1084,7 +1119,19 @@ impl<T: 'static> Task<T> {
     /// [`Future::add_done_callback`](crate::Future::add_done_callback)).
     #[track_caller]
     pub fn add_done_callback(&self, f: impl FnOnce(&Task<T>) + 'static) -> CallbackId {
-        self.inner.core().add_done_callback(self, f)
+        self.inner.core().add_done_callback(self, None, f)
+    }
+
+    /// asyncio's `add_done_callback(fn, context=ctx)`: `f` runs in `ctx`
+    /// itself, not in a snapshot (see
+    /// [`EventLoop::call_soon_in`](crate::EventLoop::call_soon_in)).
+    #[track_caller]
+    pub fn add_done_callback_in(
+        &self,
+        ctx: crate::contextvars::Context,
+        f: impl FnOnce(&Task<T>) + 'static,
+    ) -> CallbackId {
+        self.inner.core().add_done_callback(self, Some(ctx), f)
     }
 
     /// Removes a done callback; returns how many were removed.
@@ -1284,6 +1331,12 @@ impl TaskRef {
     /// The error the task failed with, if it failed (not if cancelled).
     pub fn error(&self) -> Option<Error> {
         self.inner.error()
+    }
+
+    /// The [`Context`](crate::Context) the task runs in (see
+    /// [`Task::get_context`]).
+    pub fn get_context(&self) -> crate::contextvars::Context {
+        self.inner.header().get_context()
     }
 }
 

@@ -699,3 +699,144 @@ fn reset_takes_a_token_of_this_variable_made_in_this_context() {
     })
     .unwrap();
 }
+
+// ===== Task.get_context(), call_soon(context=), add_done_callback(context=) =====
+
+/// asyncio's `Task.get_context()` is the task's own context, not a copy:
+/// `ctx.run` on it sees and changes the task's values, and asking twice
+/// gives the same context. A task created with `context=ctx` gives `ctx`.
+#[test]
+fn task_get_context_is_the_tasks_own_context() {
+    tulip::run(async {
+        REQUEST_ID.set(1)?;
+        let t = create_task(async {
+            USER.set("ann".into())?;
+            sleep(0.0).await?;
+            sleep(0.0).await?;
+            Ok((REQUEST_ID.get(), USER.get()))
+        })?;
+        sleep(0.0).await?; // t has set "ann" and waits
+        let ctx = t.get_context();
+        assert!(ctx.ptr_eq(&t.get_context()), "one context, asked twice");
+        assert_eq!(ctx.get(&REQUEST_ID), Some(1), "inherited");
+        assert_eq!(ctx.get(&USER).as_deref(), Some("ann"), "the task's own set");
+        ctx.run(|| USER.set("bob".into()))??; // the task's value, changed
+        ctx.run(|| REQUEST_ID.set(2))??;
+        assert_eq!(REQUEST_ID.get(), Some(1), "the creator's own is apart");
+        let (id, user) = t.await?;
+        assert_eq!((id, user.as_deref()), (Some(2), Some("bob")));
+
+        let shared = Context::new();
+        let opts = TaskOptions {
+            context: Some(shared.clone()),
+            ..Default::default()
+        };
+        let u = get_running_loop()?.create_task_with(async { Ok(()) }, opts)?;
+        assert!(u.get_context().ptr_eq(&shared));
+        u.await?;
+        // The current task's, through TaskRef (asyncio.current_task().get_context()).
+        let me = tulip::current_task().expect("in a task").get_context();
+        assert_eq!(me.get(&REQUEST_ID), Some(1));
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// Inside the task its own context is entered (asyncio runs each step in
+/// `ctx.run`), also when asked for from inside another context's `run`,
+/// where `get_context` still gives the task's own, not the one entered.
+/// Tokens made before `get_context` still reset the same context.
+#[test]
+fn a_tasks_own_context_is_entered_while_it_runs() {
+    tulip::run(async {
+        let t = create_task(async {
+            let token = REQUEST_ID.set(1)?;
+            let other = Context::new();
+            let (seen, refused) = other.run(|| {
+                let own = tulip::current_task().expect("in a task").get_context();
+                (own.get(&REQUEST_ID), own.run(|| ()).is_err())
+            })?;
+            assert_eq!(seen, Some(1), "the task's own context, not `other`");
+            assert!(refused, "entered: the task runs in it");
+            let own = tulip::current_task().expect("in a task").get_context();
+            assert!(own.run(|| ()).is_err(), "entered while the task steps");
+            REQUEST_ID.set(2)?;
+            REQUEST_ID.reset(token)?; // made before get_context: same context
+            assert_eq!(REQUEST_ID.get(), None);
+            REQUEST_ID.set(3)?;
+            Ok(own)
+        })?;
+        let own = t.await?;
+        // Not left entered once the task is done.
+        assert_eq!(own.run(|| REQUEST_ID.get())?, Some(3));
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// asyncio's `call_soon`/`call_later`/`call_at` with `context=ctx` and
+/// `add_done_callback(fn, context=ctx)`: the callback runs in `ctx`
+/// itself, so its sets stay there.
+#[test]
+fn callbacks_given_a_context_run_in_it() {
+    static HITS: ContextVar<u32> = ContextVar::new("hits");
+    fn bump() {
+        HITS.set(HITS.get_or(0) + 1).expect("in a context");
+    }
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let ctx = Context::new();
+        let _ = lp.call_soon_in(ctx.clone(), bump)?;
+        let _ = lp.call_later_in(ctx.clone(), 0.0, bump)?;
+        let _ = lp.call_at_in(ctx.clone(), lp.time(), bump)?;
+        let fut = lp.create_future::<()>();
+        fut.add_done_callback_in(ctx.clone(), |_| bump());
+        fut.set_result(())?;
+        let t = create_task(async { Ok(()) })?;
+        t.add_done_callback_in(ctx.clone(), |_| bump());
+        t.await?;
+        sleep(0.0).await?;
+        sleep(0.0).await?;
+        assert_eq!(ctx.get(&HITS), Some(5));
+        assert_eq!(HITS.get(), None, "the task's own context is apart");
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// A callback whose context is entered when its turn comes does not run:
+/// asyncio's `ctx.run` raises RuntimeError, which the loop reports as the
+/// callback's error.
+#[test]
+fn a_callback_in_an_entered_context_is_reported_and_does_not_run() {
+    let ctx = Context::new();
+    let ran = std::rc::Rc::new(std::cell::Cell::new(false));
+    let reports = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let lp = tulip::EventLoop::new().unwrap();
+    let r = reports.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, c: &tulip::ExceptionContext| {
+            r.borrow_mut().push((c.message.clone(), c.error.clone()))
+        },
+    ));
+    let (lp2, ctx2, ran2) = (lp.clone(), ctx.clone(), ran.clone());
+    ctx.run(|| {
+        lp2.run_until_complete(async move {
+            let lp = get_running_loop()?;
+            let _ = lp.call_soon_in(ctx2, move || ran2.set(true))?;
+            sleep(0.0).await?;
+            Ok(())
+        })
+    })
+    .unwrap()
+    .unwrap();
+    assert!(!ran.get());
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let (message, error) = &reports[0];
+    assert!(message.starts_with("Exception in callback"), "{message}");
+    assert!(
+        matches!(error, Some(Error::Runtime(m)) if m.contains("already entered")),
+        "{error:?}"
+    );
+}
