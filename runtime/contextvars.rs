@@ -45,16 +45,20 @@
 //! `add_signal_handler` runs in a snapshot of
 //! the values current where it was scheduled: it sees them (as they were
 //! then), its `set`s go into its own copy, and a task it creates inherits
-//! that copy. If there were no values, it runs with no context, as below
-//! (`set` fails there, where asyncio's empty copy would take it). The
-//! check costs one thread-local load until a value is first set on the
-//! thread. The transports' own readers and writers take one too, as
+//! that copy. If there were no values, it starts with no context (`get`
+//! gives `None`), and its first `set` gives it an empty one of its own,
+//! as asyncio's empty copy would take the set: the values are the
+//! callback's, seen by what it calls, schedules and creates, and gone
+//! when it returns (dropped by the next look at the context, or when the
+//! run ends). *Deviation:* a reader's or writer's callback gets a new one
+//! on each call, where asyncio's handle keeps one copy for every call.
+//! The check costs one thread-local load until a value is first set on
+//! the thread. The transports' own readers and writers take one too, as
 //! asyncio's `_add_reader` does, so a protocol's callbacks see the values
 //! of the code that made (or last resumed) its transport.
 //!
-//! **Outside a task.** Off the loop, or in a loop callback scheduled with
-//! no values, there is no task and so no context: `get` gives `None` and
-//! `set` fails. [`Context::run`] still works there: for the duration of
+//! **Outside a task.** Off the loop there is no task and so no context:
+//! `get` gives `None` and `set` fails. [`Context::run`] still works there: for the duration of
 //! the closure its context is this thread's current one, so `get` and
 //! `set` use it, and a task created inside (for example the main task of a
 //! `tulip::run` called from the closure) starts with a copy of it, as in
@@ -83,8 +87,11 @@
 //!   time (a second `run` fails), and a task already running in it counts
 //!   as entered.
 //! - A variable's id is assigned once (on first use) and never reused.
-//! - Outside a task and outside [`Context::run`] there is no context: `get`
-//!   gives the default, and `set` fails.
+//! - Off the loop, outside [`Context::run`], there is no context: `get`
+//!   gives the default, and `set` fails. A loop callback with no context
+//!   gets one at its first `set`, marked with the loop's `entry_seq`; once
+//!   the loop runs another entry (or reports the callback's failure) that
+//!   one is stale, and the next look at `OUTSIDE` drops it.
 //! - A callback scheduled where some value is current runs inside a
 //!   [`Context`] of its own, a snapshot taken when it was scheduled; no
 //!   one else holds that context, so entering it never fails. One given a
@@ -148,6 +155,9 @@ struct ContextCell {
     /// by `Task::get_context` (0: none). The tokens of the sets the task
     /// made before then belong to it (see [`ContextKey::same`]).
     task: Cell<u64>,
+    /// Made by a `set` in a loop callback that ran with no context: that
+    /// callback's own, for as long as the loop's `entry_seq` is this.
+    callback: Cell<Option<u64>>,
 }
 
 impl ContextCell {
@@ -156,6 +166,7 @@ impl ContextCell {
             map: RefCell::new(map),
             entered: Cell::new(false),
             task: Cell::new(0),
+            callback: Cell::new(None),
         })
     }
 
@@ -182,15 +193,46 @@ enum Current {
 }
 
 fn current() -> Current {
-    if let Some(lp) = try_running_loop() {
+    let lp = try_running_loop();
+    if let Some(lp) = &lp {
         if lp.inner.current_task.borrow().is_some() {
             return Current::Task(lp.current_context());
         }
     }
-    match OUTSIDE.with(|o| o.borrow().clone()) {
+    match outside(lp.as_ref()) {
         Some(c) => Current::Outside(c),
         None => Current::Nothing,
     }
+}
+
+/// The context entered outside any task, if any: one [`Context::run`]
+/// entered, or the one the running callback made for its `set`s (not one
+/// an earlier callback made: that one is dropped now, its callback over).
+fn outside(lp: Option<&EventLoop>) -> Option<Rc<ContextCell>> {
+    let cell = OUTSIDE.with(|o| o.borrow().clone())?;
+    match cell.callback.get() {
+        Some(seq) if lp.is_none_or(|lp| lp.inner.entry_seq.get() != seq) => {
+            let stale = OUTSIDE.with(|o| o.borrow_mut().take());
+            drop(cell);
+            drop(stale); // no borrow held: a value's Drop may read a variable
+            None
+        }
+        _ => Some(cell),
+    }
+}
+
+/// asyncio runs each callback in its own copy of a context, empty when
+/// nothing was set where it was scheduled, and a `set` there goes into
+/// that copy. A callback that tulip runs with no context gets one at its
+/// first `set` instead: empty, its own, and gone once it returns (the
+/// loop has moved on to another entry). `None` off a running loop.
+fn callback_own_context() -> Option<Rc<ContextCell>> {
+    let lp = try_running_loop()?;
+    let cell = ContextCell::new(Rc::default());
+    cell.callback.set(Some(lp.inner.entry_seq.get()));
+    let none = OUTSIDE.with(|o| o.replace(Some(cell.clone())));
+    debug_assert!(none.is_none(), "made only where there is no context");
+    Some(cell)
 }
 
 /// The map a task header's context stands for.
@@ -270,7 +312,7 @@ pub(crate) fn new_task_context(lp: &EventLoop, explicit: Option<Context>) -> Opt
         // The task's own immutable map: share it (or a task with no values yet).
         Some(ctx) => ctx,
         // Outside any task: the thread's own context.
-        None => OUTSIDE.with(|o| o.borrow().as_ref().map(|c| c.map() as Rc<dyn Any>)),
+        None => outside(try_running_loop().as_ref()).map(|c| c.map() as Rc<dyn Any>),
     }
 }
 
@@ -470,9 +512,16 @@ impl<T: Clone + 'static> ContextVar<T> {
                 cell.replace(map);
                 Ok((old, ContextKey::Cell(Rc::downgrade(&cell))))
             }
-            Current::Nothing => Err(Error::runtime(
-                "context values can only be set inside a task or Context::run(): call set() from one",
-            )),
+            Current::Nothing => match callback_own_context() {
+                Some(cell) => {
+                    let (map, old) = update(None);
+                    cell.replace(map);
+                    Ok((old, ContextKey::Cell(Rc::downgrade(&cell))))
+                }
+                None => Err(Error::runtime(
+                    "context values can only be set inside a task, a loop callback or Context::run(): call set() from one",
+                )),
+            },
         }
     }
 }

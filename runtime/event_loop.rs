@@ -301,6 +301,10 @@ pub(crate) struct LoopInner {
     closed: Cell<bool>,
     /// Iterations since the last real `epoll_wait`.
     since_io_poll: Cell<u32>,
+    /// Counts the ready entries run (and the callback failures reported):
+    /// a context that a callback with none made for its `set` is that
+    /// callback's only while this stays the same (`contextvars.rs`).
+    pub(crate) entry_seq: Cell<u64>,
     /// A burst left the ready queue or the timer heap with more room than
     /// it keeps: give it back the next time the loop has nothing ready.
     give_back: Cell<bool>,
@@ -580,6 +584,7 @@ impl EventLoop {
                 running: Cell::new(false),
                 closed: Cell::new(false),
                 since_io_poll: Cell::new(0),
+                entry_seq: Cell::new(0),
                 give_back: Cell::new(false),
                 reactor: RefCell::new(reactor),
                 shared: Arc::new(Shared::new(waker)),
@@ -856,7 +861,8 @@ impl EventLoop {
     /// As asyncio's `Handle` takes `copy_context()`, `f` runs in a snapshot
     /// of the [context values](crate::contextvars) current here: it sees
     /// them as they are now, and what it sets stays in its own copy. With
-    /// no value current, it runs with no context.
+    /// no value current, it starts with none, and its first `set` gives it
+    /// an empty one of its own.
     #[track_caller]
     pub fn call_soon<F: FnOnce() + 'static>(&self, f: F) -> Result<Handle> {
         self.check_closed()?;
@@ -1166,6 +1172,7 @@ impl EventLoop {
             let Some(entry) = inner.ready.borrow_mut().pop_front() else {
                 break;
             };
+            inner.entry_seq.set(inner.entry_seq.get().wrapping_add(1));
             if let Err(e) = entry.run_ready(self) {
                 self.unschedule_ready_timers();
                 return Err(e);
@@ -1232,6 +1239,10 @@ impl EventLoop {
         if payload.is::<Interrupt>() {
             return Err(Error::Interrupted);
         }
+        // The handler runs outside the callback's context, as asyncio's
+        // runs outside `Handle._context.run`.
+        let seq = &self.inner.entry_seq;
+        seq.set(seq.get().wrapping_add(1));
         let context = ExceptionContext {
             message: format!("Exception in callback {name}"),
             error: Some(callback_error(&*payload)),

@@ -406,22 +406,70 @@ fn readers_and_tasks_made_in_callbacks_see_the_schedulers_values() {
     assert_eq!(seen, (Some(11), Some(11)));
 }
 
-/// With no values anywhere, a callback has no context: `get` gives the
-/// default and `set` fails, as outside any task (so scheduling costs
-/// nothing more when contexts are not used).
+/// With no values anywhere, a callback starts with no context: `get`
+/// gives the default. Its `set` works, as in asyncio, where each callback
+/// runs in its own copy of a context (empty here): the value is the
+/// callback's alone, seen by what it calls and by a task it creates, and
+/// gone when it returns; the next callback, the exception handler and the
+/// tasks never see it.
 #[test]
-fn a_callback_scheduled_with_no_values_runs_with_no_context() {
-    let r = tulip::run(async {
+fn a_callback_scheduled_with_no_values_sets_into_a_context_of_its_own() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    static SEEN: ContextVar<Rc<()>> = ContextVar::new("seen");
+    let kept = Rc::new(());
+    let weak = Rc::downgrade(&kept);
+    let (r, in_handler) = tulip::run(async move {
         let lp = get_running_loop()?;
-        let fut = lp.create_future::<(Option<u32>, bool)>();
-        let f = fut.clone();
+        let in_handler = Rc::new(RefCell::new(Vec::new()));
+        let h = in_handler.clone();
+        lp.set_exception_handler(Some(
+            move |_: &tulip::EventLoop, _: &tulip::ExceptionContext| {
+                h.borrow_mut().push(REQUEST_ID.get())
+            },
+        ));
+        let fut = lp.create_future::<(Option<u32>, Option<u32>, Option<u32>, Option<u32>)>();
+        let (f, lp2) = (fut.clone(), lp.clone());
         let _ = lp.call_soon(move || {
-            let _ = f.set_result((REQUEST_ID.get(), REQUEST_ID.set(1).is_err()));
+            let before = REQUEST_ID.get();
+            let token = REQUEST_ID.set(1).expect("a callback's own context");
+            SEEN.set(kept).expect("same context");
+            let during = REQUEST_ID.get();
+            let child = create_task(async { Ok(REQUEST_ID.get()) }).expect("a task");
+            REQUEST_ID.reset(token).expect("made here");
+            let after_reset = REQUEST_ID.get();
+            REQUEST_ID.set(2).expect("again");
+            let f2 = f.clone();
+            // Scheduled with a value current: a snapshot (2), as before.
+            let _ = lp2.call_soon(move || {
+                let _ = f2.set_result((before, during, after_reset, REQUEST_ID.get()));
+            });
+            child.add_done_callback(|t| assert_eq!(t.result().unwrap(), Some(1)));
+            panic!("after the sets: the handler must not see them");
         })?;
-        fut.await
+        let out = fut.await?;
+        // A callback scheduled from the task (which has no values).
+        // Two callbacks scheduled from the task (which has no values): the
+        // second does not see what the first set.
+        let g = lp.create_future::<Option<u32>>();
+        let g2 = g.clone();
+        let _ = lp.call_soon(|| {
+            REQUEST_ID.set(3).expect("a callback's own context");
+        })?;
+        let _ = lp.call_soon(move || {
+            let _ = g2.set_result(REQUEST_ID.get());
+        })?;
+        assert_eq!(g.await?, None, "the next callback starts with none");
+        assert_eq!(REQUEST_ID.get(), None, "the task never saw it");
+        Ok((out, in_handler))
     })
     .unwrap();
-    assert_eq!(r, (None, true));
+    assert_eq!(r, (None, Some(1), None, Some(2)));
+    assert_eq!(*in_handler.borrow(), [None]);
+    assert!(
+        weak.upgrade().is_none(),
+        "the callback's values are dropped"
+    );
 }
 
 /// A callback scheduled inside `Context::run` runs in a snapshot of that
