@@ -27,7 +27,9 @@ fn main() {
         Ok(cli) => match run(&cli) {
             Ok(code) => code,
             Err(err) => {
-                eprintln!("pinger: {err}");
+                // Best effort, as every stderr line of pinger: a closed
+                // stderr must not turn exit 3 or 4 into a panic's 101.
+                let _ = writeln!(std::io::stderr(), "pinger: {err}");
                 err.exit_code()
             }
         },
@@ -45,7 +47,10 @@ fn run(cli: &Cli) -> Result<i32, Error> {
     let selection = cli.selection()?;
     let ping = resolve_ping(std::env::var_os("PATH").as_deref())?;
     if selection.defaulted {
-        eprintln!("pinger: no target given, sweeping {DEFAULT_TARGET} (loopback)");
+        let _ = writeln!(
+            std::io::stderr(),
+            "pinger: no target given, sweeping {DEFAULT_TARGET} (loopback)"
+        );
     }
     let cfg = cli.sweep_config(ping);
     let hosts = selection.hosts;

@@ -186,13 +186,28 @@ fn summary_avg(stdout: &str) -> Option<f64> {
 
 /// `64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.045 ms` → `0.045`.
 fn first_reply_time(stdout: &str) -> Option<f64> {
-    stdout.lines().find_map(|line| {
-        let (_, rest) = line.split_once("time=")?;
-        let number = rest
-            .split(|c: char| c != '.' && !c.is_ascii_digit())
-            .next()?;
-        finite(number)
-    })
+    stdout.lines().find_map(reply_time)
+}
+
+/// The `time=X ms` of one line, if it has one.
+fn reply_time(line: &str) -> Option<f64> {
+    let (_, rest) = line.split_once("time=")?;
+    let number = rest
+        .split(|c: char| c != '.' && !c.is_ascii_digit())
+        .next()?;
+    finite(number)
+}
+
+/// The mean of the reply lines' times: what ping's `rtt min/avg/max` line
+/// would have given as the average (iputils averages every reply,
+/// duplicates included), had it lived to print it.
+fn mean_reply_time(stdout: &str) -> Option<f64> {
+    let times: Vec<f64> = stdout
+        .lines()
+        .filter(|l| l.contains(" bytes from "))
+        .filter_map(reply_time)
+        .collect();
+    (!times.is_empty()).then(|| times.iter().sum::<f64>() / times.len() as f64)
 }
 
 fn finite(text: &str) -> Option<f64> {
@@ -210,13 +225,14 @@ pub fn has_reply_line(stdout: &str) -> bool {
 
 /// Reads the stdout of a `ping` that the driver killed at its deadline, so
 /// without the statistics the seed's rule looks at: up iff a reply line made
-/// it out before the kill.
+/// it out before the kill, and the RTT is the average of the replies that
+/// did (as the statistics would have had it).
 pub fn parse_cut_short(stdout: &[u8]) -> PingReply {
     let text = String::from_utf8_lossy(stdout);
     let up = has_reply_line(&text);
     PingReply {
         up,
-        rtt_ms: if up { first_reply_time(&text) } else { None },
+        rtt_ms: if up { mean_reply_time(&text) } else { None },
     }
 }
 

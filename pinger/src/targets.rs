@@ -249,17 +249,23 @@ pub fn parse_target_file(text: &str, path: &Path) -> Result<Vec<Target>, Error> 
 
 /// Reads and parses a target file (see [`parse_target_file`]); `-` is
 /// standard input, as for fping's `-f -`.
+///
+/// The file is read as bytes and decoded lossily, as fping reads it byte by
+/// byte: a comment in another encoding (an old list in Latin-1) is skipped
+/// like any other, and a stray byte in a target is a bad target on its line
+/// (exit 3), not an unreadable file (exit 4).
 pub fn read_target_file(path: &Path) -> Result<Vec<Target>, Error> {
-    let text = if path == Path::new("-") {
-        std::io::read_to_string(std::io::stdin().lock())
+    let bytes = if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes).map(|_| bytes)
     } else {
-        std::fs::read_to_string(path)
+        std::fs::read(path)
     };
-    let text = text.map_err(|source| Error::ReadFile {
+    let bytes = bytes.map_err(|source| Error::ReadFile {
         path: path.into(),
         source,
     })?;
-    parse_target_file(&text, path)
+    parse_target_file(&String::from_utf8_lossy(&bytes), path)
 }
 
 /// Merges the targets' intervals: sorted, non-overlapping, non-adjacent.

@@ -66,3 +66,39 @@ fn a_closed_stdout_pipe_ends_pinger_by_sigpipe_without_an_error_message() {
         );
     }
 }
+
+/// stderr's reader gone (`pinger 2>&1 | head -0`, a closed log pipe): the
+/// messages pinger writes there are best effort, as its summary line
+/// already is, so the sweep still runs and exits with its own code; no
+/// panic (exit 101) at the first `pinger: ...` line.
+#[test]
+fn a_closed_stderr_pipe_changes_no_exit_code() {
+    // A bad target (its error message), then the default sweep (its
+    // "no target given" line), then an explicit target (only the summary).
+    for (args, code) in [
+        (&["1.2.3.x"][..], 3),
+        (&["-q"][..], 0),
+        (&["-q", "127.0.0.1"][..], 0),
+    ] {
+        let mut child = Command::new(PINGER)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(pipe_without_reader()))
+            .spawn()
+            .expect("spawn pinger");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > LIMIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("pinger did not exit within {LIMIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(status.code(), Some(code), "{args:?}: {status:?}");
+    }
+}

@@ -172,6 +172,15 @@ fn a_ping_killed_at_its_deadline_is_up_only_if_a_reply_made_it_out() {
     let r = parse_cut_short(one_reply);
     assert!(r.up);
     assert_eq!(r.rtt_ms, Some(0.123));
+    // Killed after several replies (a -c 3 probe whose last one is late):
+    // their average, as ping's own `rtt min/avg/max` line would have said
+    // and as `rtt_ms` is documented, not the first reply's time.
+    let two_replies = b"PING 10.0.0.5 (10.0.0.5) 56(84) bytes of data.\n\
+        64 bytes from 10.0.0.5: icmp_seq=1 ttl=64 time=1.00 ms\n\
+        64 bytes from 10.0.0.5: icmp_seq=2 ttl=64 time=3.00 ms\n";
+    let r = parse_cut_short(two_replies);
+    assert!(r.up);
+    assert_eq!(r.rtt_ms, Some(2.0));
     assert!(!parse_cut_short(b"").up);
     // An ICMP error is not a reply.
     let unreachable = b"From 10.0.0.1 icmp_seq=1 Destination Host Unreachable\n";

@@ -265,6 +265,34 @@ fn target_file_from_disk_and_missing_file() {
 /// that) reads like any other: the mark is not part of the first target,
 /// where it made an invisible, baffling "octet `127` is not a decimal number".
 #[test]
+fn target_file_that_is_not_utf8_is_read_as_fping_reads_it() {
+    // An old hosts list with Latin-1 comments: fping reads it (bytes, not
+    // text), so the comments' encoding cannot make the file "unreadable".
+    let dir = std::env::temp_dir().join(format!("pinger-latin1-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hosts.txt");
+    std::fs::write(&path, b"# B\xfcro\n127.0.0.1\n127.0.0.2 # K\xfcche\n").unwrap();
+    let read = pinger::targets::read_target_file(&path);
+    // A stray byte in a target itself is a bad target, on its line: exit 3,
+    // not a system failure.
+    std::fs::write(&path, b"127.0.0.1\n127.0.0.\xb2\n").unwrap();
+    let bad = pinger::targets::read_target_file(&path);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let targets = read.unwrap();
+    assert_eq!(
+        targets,
+        vec![
+            Target::Single(ip("127.0.0.1")),
+            Target::Single(ip("127.0.0.2"))
+        ]
+    );
+    let err = bad.unwrap_err();
+    assert!(matches!(err, Error::InFile { line: 2, .. }), "{err:?}");
+    assert_eq!(err.exit_code(), EXIT_INVALID_ARGS);
+}
+
+#[test]
 fn target_file_with_a_byte_order_mark_is_read() {
     let path = Path::new("hosts.txt");
     let targets = parse_target_file("\u{feff}10.0.0.1\r\n10.0.0.2\r\n", path).unwrap();
