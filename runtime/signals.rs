@@ -382,9 +382,23 @@ impl EventLoop {
 
     /// How many deliveries of `sig` wait in the wake-up pipe, not yet seen
     /// by the loop; they are taken out (the other signals there are
-    /// scheduled as usual). For a handler just removed: what arrived while
-    /// it was installed is its caller's to handle, not the next handler's.
-    pub(crate) fn take_pending_signals(&self, sig: i32) -> usize {
+    /// scheduled as usual). A tulip extension, for a handler just removed:
+    /// a signal caught in the loop's last iteration (after its last poll)
+    /// never reaches a handler, where asyncio's Python-level handler would
+    /// have run at once; what arrived while the handler was installed is
+    /// its remover's to handle, and would otherwise go to the next
+    /// handler added for `sig`.
+    ///
+    /// ```
+    /// let lp = tulip::EventLoop::new().unwrap();
+    /// lp.add_signal_handler(libc::SIGUSR1, || unreachable!()).unwrap();
+    /// // SAFETY: raise() signals this thread; the handler above is installed.
+    /// unsafe { libc::raise(libc::SIGUSR1) };
+    /// lp.remove_signal_handler(libc::SIGUSR1).unwrap();
+    /// assert_eq!(lp.take_pending_signals(libc::SIGUSR1), 1);
+    /// # lp.close().unwrap();
+    /// ```
+    pub fn take_pending_signals(&self, sig: i32) -> usize {
         SignalState::of(self).take_pending(self, sig)
     }
 

@@ -79,8 +79,13 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             })
             .await;
             // From here on a Ctrl-C, SIGTERM or SIGHUP simply ends the process.
+            // One caught in the instant before (after the loop's last poll)
+            // is still in tulip's wake-up pipe: it stopped the sweep, late.
             for signo in handled {
                 lp.remove_signal_handler(signo)?;
+                if lp.take_pending_signals(signo) > 0 && stopped_by.get().is_none() {
+                    stopped_by.set(Some(signo));
+                }
             }
             Ok(outcome)
         })
@@ -88,13 +93,16 @@ fn run(cli: &Cli) -> Result<i32, Error> {
     progress.borrow_mut().finish();
     let Outcome {
         results,
-        interrupted,
+        mut interrupted,
     } = match swept {
         Ok(outcome) => outcome?,
         // Ctrl-C before our handler was in place: tulip's runner cancelled us.
         Err(tulip::Error::Interrupted) => return Ok(EXIT_INTERRUPTED),
         Err(e) => return Err(Error::EventLoop(e)),
     };
+    // A stop signal that came after the last probe: every host is decided,
+    // and the exit code still says that the user asked to stop.
+    interrupted |= stopped_by.get().is_some();
     let summary = Summary {
         targets: total,
         interrupted,
