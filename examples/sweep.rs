@@ -41,7 +41,8 @@
 //!
 //! Usage: `cargo run --example sweep [PREFIX [COUNT]]`. PREFIX defaults to
 //! `127.0.0.` (loopback, safe anywhere; the seed used `192.168.31.`), COUNT
-//! to 255: hosts PREFIX1 to PREFIX255, as `range(1, 256)`. Only sweep
+//! to 255: hosts PREFIX1 to PREFIX255, as `range(1, 256)` (another COUNT
+//! than 1 to 255 exits 2 with a message). Only sweep
 //! networks you are allowed to probe.
 //!
 //! Prints one `ping ...` line per host, then one coloured result per host,
@@ -112,8 +113,14 @@ fn main() -> tulip::Result<()> {
     let mut args = std::env::args().skip(1);
     let prefix = args.next().unwrap_or_else(|| "127.0.0.".to_string());
     let count: u32 = match args.next() {
-        Some(n) => n.parse().expect("COUNT must be a number from 1 to 255"),
         None => 255,
+        Some(n) => match n.parse() {
+            Ok(c @ 1..=255) => c,
+            _ => {
+                eprintln!("sweep: COUNT must be a number from 1 to 255, not {n:?}");
+                std::process::exit(2);
+            }
+        },
     };
     let start = Instant::now();
     tulip::run(main_(prefix, count))?;

@@ -97,6 +97,18 @@ fn s0_sweep_takes_a_prefix_and_a_count() {
     assert_elapsed(took, 0.0, 3.0);
 }
 
+/// A COUNT out of 1..=255 (or not a number) is refused with a message and
+/// exit 2, before any ping, not a Rust panic.
+#[test]
+fn s0_sweep_refuses_a_bad_count() {
+    for bad in ["0", "300", "ten"] {
+        let (out, _) = run_example("sweep", &["127.0.3.", bad], Duration::from_secs(20));
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains("COUNT must be a number from 1 to 255"));
+        assert!(stdout(&out).is_empty(), "no ping ran: {}", stdout(&out));
+    }
+}
+
 #[test]
 fn s0_sweep_of_a_mostly_silent_subnet_takes_one_timeout() {
     let Some(ns) = netns::NetNs::create(

@@ -118,7 +118,14 @@ pub fn parse_target(input: &str) -> Result<Target, Error> {
     if s.is_empty() {
         return Err(Error::EmptyTarget);
     }
-    if s.contains(':') {
+    if let Some((addr, _port)) = s.rsplit_once(':') {
+        // `10.0.0.1:80`: an ipv4 address with a port, not ipv6.
+        if addr.parse::<Ipv4Addr>().is_ok() {
+            return Err(Error::InvalidTarget {
+                input: s.into(),
+                reason: format!("a ping has no port: give the address alone, `{addr}`"),
+            });
+        }
         return Err(Error::Ipv6 { input: s.into() });
     }
     if let Some((addr, prefix)) = s.split_once('/') {

@@ -195,6 +195,20 @@ fn ipv6_gets_a_clear_error() {
     }
 }
 
+/// `10.0.0.1:80` is an ipv4 address with a port, not ipv6: the error says so.
+#[test]
+fn an_address_with_a_port_is_not_called_ipv6() {
+    for input in ["10.0.0.1:80", "127.0.0.1:"] {
+        let err = parse_target(input).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidTarget { .. }),
+            "{input}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("no port") && !text.contains("ipv6"), "{text}");
+    }
+}
+
 #[test]
 fn hostnames_get_a_clear_error() {
     for input in ["localhost", "example.com", "router-1", "10.0.0.a"] {
