@@ -84,7 +84,7 @@
 //!   as entered.
 //! - A variable's id is assigned once (on first use) and never reused.
 //! - Outside a task and outside [`Context::run`] there is no context: `get`
-//!   gives the default, and `set` fails.
+//!   gives `None`, and `set` fails.
 //! - A callback scheduled where some value is current runs inside a
 //!   [`Context`] of its own, a snapshot taken when it was scheduled; no
 //!   one else holds that context, so entering it never fails. One given a
