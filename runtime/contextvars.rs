@@ -88,7 +88,7 @@
 //!   as entered.
 //! - A variable's id is assigned once (on first use) and never reused.
 //! - Off the loop, outside [`Context::run`], there is no context: `get`
-//!   gives the default, and `set` fails. A loop callback with no context
+//!   gives `None`, and `set` fails. A loop callback with no context
 //!   gets one at its first `set`, marked with the loop's `entry_seq`; once
 //!   the loop runs another entry (or reports the callback's failure) that
 //!   one is stale, and the next look at `OUTSIDE` drops it.

@@ -101,7 +101,7 @@ pub const IO_POLL_INTERVAL: u32 = 61;
 /// Below this many timers in the heap, `run_once` always pops the due ones
 /// one by one: a small heap stays in cache, and a pass would not pay.
 const SORT_DUE_TIMERS_MIN: usize = 64;
-/// Once `run_once` has popped more than `1 / PARTITION_AFTER_FRACTION` of
+/// Once `run_once` has popped at least `1 / PARTITION_AFTER_FRACTION` of
 /// the heap's size in one iteration and more are due, it takes the rest in
 /// one pass ([`take_due_in_one_pass`]). The pass costs O(n) sequential work,
 /// so it is paid only after at least n/32 pops of O(log n) cache misses each.

@@ -17,7 +17,9 @@
 //! - On a closed loop the state still moves, but no callback is scheduled:
 //!   if there are any, they are dropped (wakers are woken) and `set_result`
 //!   and `set_exception` fail with [`Error::Closed`], as asyncio's
-//!   `call_soon` raises "Event loop is closed" from them.
+//!   `call_soon` raises "Event loop is closed" from them. A callback added
+//!   to a done future of a closed loop is reported to the exception
+//!   handler, not dropped in silence.
 //! - The runtime's notifications (`Notify`, gather's per-child callback) are
 //!   queued as the owner's own cell, once, at the place of the first of
 //!   them; until it runs they are the only thing left in `callbacks`, which

@@ -458,9 +458,10 @@ impl Condition {
     /// Releases the lock, waits for a notify, then re-acquires the lock.
     ///
     /// The caller must hold the lock (else `Runtime` error). If the task is
-    /// cancelled, the lock is still re-acquired before the same `Cancelled`
-    /// is returned, and another waiter is woken in its place (as asyncio
-    /// does on any error), so a notify that had already reached this waiter
+    /// cancelled, the lock is still re-acquired before `Cancelled` is
+    /// returned (the last one, if more came meanwhile, as asyncio re-raises
+    /// the most recent), and another waiter is woken in its place (as
+    /// asyncio does on any error), so a notify that had already reached this waiter
     /// is never lost, even if the cancel came while it re-acquired the lock
     /// (S2). Like asyncio's, this may return spuriously: re-check the state.
     pub async fn wait(&self) -> Result<()> {

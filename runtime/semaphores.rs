@@ -13,10 +13,10 @@
 //!   fast path (FIFO, S3).
 //! - A `BoundedSemaphore`'s `release` refuses to go over its initial value
 //!   (`InvalidArgument`; from a dropped permit, it goes to the exception
-//!   handler). As in asyncio, the value can still end over it: a release
-//!   hands a permit to a waiter, another release (the value is 0, so it
-//!   passes) comes before that waiter runs, and the waiter is cancelled and
-//!   gives its permit back.
+//!   handler, or to stderr off the loop). As in asyncio, the value can
+//!   still end over it: a release hands a permit to a waiter, another
+//!   release (the value is 0, so it passes) comes before that waiter runs,
+//!   and the waiter is cancelled and gives its permit back.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
