@@ -937,11 +937,16 @@ impl EventLoop {
         delay: impl Delay,
         f: F,
     ) -> Result<TimerHandle> {
+        self.call_at_located(self.deadline(delay)?, None, f, Location::caller())
+    }
+
+    /// The loop time `delay` from now (`call_later`'s `self.time() + delay`).
+    fn deadline(&self, delay: impl Delay) -> Result<f64> {
         let delay = delay.as_secs();
         if delay.is_nan() {
             return Err(Error::invalid_argument("delay must not be NaN"));
         }
-        self.call_at_located(self.time() + delay, None, f, Location::caller())
+        Ok(self.time() + delay)
     }
 
     /// asyncio's `call_later(delay, callback, context=ctx)`:
@@ -954,11 +959,7 @@ impl EventLoop {
         delay: impl Delay,
         f: F,
     ) -> Result<TimerHandle> {
-        let delay = delay.as_secs();
-        if delay.is_nan() {
-            return Err(Error::invalid_argument("delay must not be NaN"));
-        }
-        self.call_at_located(self.time() + delay, Some(ctx), f, Location::caller())
+        self.call_at_located(self.deadline(delay)?, Some(ctx), f, Location::caller())
     }
 
     /// Schedules `f` to run at loop time `when` (see [`time`](EventLoop::time)).

@@ -45,18 +45,7 @@ fn a_closed_stdout_pipe_ends_pinger_by_sigpipe_without_an_error_message() {
             let _ = err.read_to_string(&mut s);
             s
         });
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > LIMIT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("pinger did not exit within {LIMIT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let status = wait_bounded(&mut child);
         let stderr = reader.join().unwrap();
         assert!(!stderr.contains("cannot write"), "{format:?}: {stderr}");
         assert_eq!(
@@ -87,18 +76,23 @@ fn a_closed_stderr_pipe_changes_no_exit_code() {
             .stderr(Stdio::from(pipe_without_reader()))
             .spawn()
             .expect("spawn pinger");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > LIMIT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("pinger did not exit within {LIMIT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let status = wait_bounded(&mut child);
         assert_eq!(status.code(), Some(code), "{args:?}: {status:?}");
+    }
+}
+
+/// Waits for `child` to exit, for at most `LIMIT` (then kills it and fails).
+fn wait_bounded(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pinger did not exit within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
