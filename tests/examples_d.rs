@@ -200,7 +200,8 @@ fn s3_21_threadsafe_coroutine_result_timeout_and_cancel() {
         [
             "Coroutine started",
             "Coroutine finished",
-            "The coroutine returned: \"Task result\"",
+            // `{result!r}`: Python's repr of a str, in single quotes.
+            "The coroutine returned: 'Task result'",
             "Coroutine started",
             "The coroutine took too long, cancelling the task...",
             "Coroutine cancelled",
