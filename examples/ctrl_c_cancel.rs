@@ -28,8 +28,11 @@
 //! ```
 //!
 //! Press Ctrl-C after the first "运行结束" (the tests send SIGINT then).
+//! Then the pending tasks are the `wait` (Task-1) and the 2 s and 3 s
+//! sleepers (Task-3, Task-4), as in asyncio; a task prints without its
+//! coroutine and source line, which a Rust future does not carry.
 
-use tulip::{Error, EventLoop};
+use tulip::{Error, EventLoop, ReturnWhen};
 
 async fn get_time_sleep(t: u64) -> tulip::Result<()> {
     println!("开始运行，等待:{t}s");
@@ -41,24 +44,10 @@ async fn get_time_sleep(t: u64) -> tulip::Result<()> {
 fn run(lp: &EventLoop) -> tulip::Result<()> {
     // KeyboardInterrupt: Ctrl-C interrupts the run at once.
     lp.add_signal_handler(libc::SIGINT, || tulip::interrupt())?;
-    let tasks = [1, 2, 3]
-        .map(|t| lp.create_task(get_time_sleep(t)))
-        .into_iter()
-        .collect::<tulip::Result<Vec<_>>>()?;
-    // asyncio.wait(tasks): a task that waits on one future, resolved when
-    // all of them are done (so cancelling it cancels that future).
-    let all_done = lp.create_future::<()>();
-    let left = std::rc::Rc::new(std::cell::Cell::new(tasks.len()));
-    for t in &tasks {
-        let (left, all_done) = (left.clone(), all_done.clone());
-        t.add_done_callback(move |_| {
-            left.set(left.get() - 1);
-            if left.get() == 0 && !all_done.done() {
-                let _ = all_done.set_result(());
-            }
-        });
-    }
-    let res = lp.run_until_complete(all_done);
+    let tasks = vec![get_time_sleep(1), get_time_sleep(2), get_time_sleep(3)];
+    // run_until_complete(asyncio.wait(tasks)): the wait becomes Task-1,
+    // and it wraps the three coroutines in Task-2..4.
+    let res = lp.run_until_complete(tulip::wait(tasks, None, ReturnWhen::AllCompleted));
     match res {
         Err(Error::Interrupted) => {
             // 当检测到键盘输入 ctrl c 的时候
@@ -70,7 +59,7 @@ fn run(lp: &EventLoop) -> tulip::Result<()> {
             lp.run_forever()?;
             Ok(())
         }
-        other => other,
+        other => other.map(drop),
     }
 }
 

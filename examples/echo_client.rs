@@ -3,13 +3,20 @@
 //! Usage: `echo_client [PORT] [MESSAGE]` (default 8888, "Hello World!").
 //! Run `echo_server` first.
 
+#[path = "support/pyrepr.rs"]
+mod pyrepr;
+
 async fn tcp_echo_client(port: u16, message: String) -> tulip::Result<()> {
     let (reader, writer) = tulip::open_connection("127.0.0.1", port).await?;
-    println!("Send: {message:?}");
+    // `{message!r}`: Python's repr of a str (single quotes).
+    println!("Send: {}", pyrepr::str_repr(&message));
     writer.write(message.as_bytes())?;
     writer.drain().await?;
     let data = reader.read(100).await?;
-    println!("Received: {:?}", String::from_utf8_lossy(&data));
+    println!(
+        "Received: {}",
+        pyrepr::str_repr(&String::from_utf8_lossy(&data))
+    );
     println!("Close the connection");
     writer.close();
     writer.wait_closed().await

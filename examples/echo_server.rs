@@ -5,18 +5,26 @@
 //! picks a free one). With `--clients N` it stops after N clients (the seed
 //! serves forever; the test needs an end).
 
+#[path = "support/pyrepr.rs"]
+mod pyrepr;
+
 use std::cell::Cell;
 use std::io::Write;
 use std::rc::Rc;
 
-use tulip::{StreamReader, StreamWriter};
+use pyrepr::{addr_repr, str_repr};
+use tulip::{ExtraInfo, StreamReader, StreamWriter};
 
 async fn handle_echo(reader: StreamReader, writer: StreamWriter) -> tulip::Result<()> {
     let data = reader.read(100).await?;
     let message = String::from_utf8_lossy(&data).into_owned();
-    let addr = writer.get_extra_info("peername").map(|a| a.to_string());
-    println!("Received {message:?} from {}", addr.unwrap_or_default());
-    println!("Send: {message:?}");
+    // `{message!r}` and `{addr!r}`: Python's reprs, a quoted str and a tuple.
+    let addr = match writer.get_extra_info("peername") {
+        Some(ExtraInfo::Addr(a)) => addr_repr(&a),
+        _ => "None".to_string(),
+    };
+    println!("Received {} from {addr}", str_repr(&message));
+    println!("Send: {}", str_repr(&message));
     writer.write(&data)?;
     writer.drain().await?;
     println!("Close the connection");
@@ -53,7 +61,8 @@ fn main() {
             port,
         )
         .await?;
-        let addrs: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
+        // `str(sock.getsockname())`: a Python tuple.
+        let addrs: Vec<String> = server.local_addrs().iter().map(addr_repr).collect();
         println!("Serving on {}", addrs.join(", "));
         std::io::stdout().flush().ok();
         if max_clients.is_some() {

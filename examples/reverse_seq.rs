@@ -1,12 +1,14 @@
 //! S4.6 (seed 004): `coro(seq)` sleeps `max(seq)` s and returns the reversed
 //! list; awaited via `create_task`, `gather`, and `as_completed`. About
 //! 3 + 10 + 10 s; `--scale 0.1` (or `TULIP_TIME_SCALE=0.1`) runs it faster.
+//! `type(t)` prints the Rust type's name (the seed: `<class '_asyncio.Task'>`).
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/clock.rs"]
+mod clock;
 
 use cli::secs;
-use std::time::Instant;
 
 /// "IO" wait time is proportional to the max element.
 async fn coro(seq: Vec<u32>) -> tulip::Result<Vec<u32>> {
@@ -15,8 +17,8 @@ async fn coro(seq: Vec<u32>) -> tulip::Result<Vec<u32>> {
 }
 
 fn main() -> tulip::Result<()> {
-    let t0 = Instant::now();
-    let at = move || format!("{:.1}s", t0.elapsed().as_secs_f64());
+    // time.strftime('%X'): the local time, HH:MM:SS.
+    let at = clock::now_x;
     tulip::run(async {
         let t = tulip::create_task(coro(vec![3, 2, 1]))?;
         t.clone().await?;

@@ -69,7 +69,8 @@ fn submit(handle: &LoopHandle, timeout: f64) {
             future.cancel();
         }
         Err(exc) => println!("The coroutine raised an exception: {exc:?}"),
-        Ok(result) => println!("The coroutine returned: {result:?}"),
+        // `{result!r}`: Python's repr of a str is in single quotes.
+        Ok(result) => println!("The coroutine returned: '{result}'"),
     }
 }
 

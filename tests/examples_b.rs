@@ -755,12 +755,42 @@ fn example_reverse_seq() {
             "Both tasks done: True",
             "[[1, 2, 3], [0, 5, 10]]",
             "Start: *",
-            "res: [1, 2, 3] completed at*",
-            "res: [0, 5, 10] completed at*",
+            "res: [1, 2, 3] completed at *",
+            "res: [0, 5, 10] completed at *",
             "End: *",
             "Both tasks done: True",
         ],
     );
+}
+
+#[test]
+fn example_reverse_seq_prints_wall_clock_times() {
+    // seed: S4.6 prints `time.strftime('%X')`: `Start: 16:20:11`,
+    // `res: [1, 2, 3] completed at 09:49:10`.
+    let (out, _) = run_example("reverse_seq", &["--scale", "0.1"], Duration::from_secs(30));
+    let text = stdout(&out);
+    let is_clock = |t: &str| {
+        let parts: Vec<&str> = t.split(':').collect();
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut timed = 0;
+    for line in text.lines() {
+        let time = if let Some(t) = line.strip_prefix("Start: ") {
+            t
+        } else if let Some(t) = line.strip_prefix("End: ") {
+            t
+        } else if let Some((_, t)) = line.split_once(" completed at ") {
+            t
+        } else {
+            continue;
+        };
+        assert!(is_clock(time), "{line:?} should end with HH:MM:SS\n{text}");
+        timed += 1;
+    }
+    assert_eq!(timed, 6, "{text}");
 }
 
 #[test]

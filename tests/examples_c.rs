@@ -36,6 +36,41 @@ fn spawn_server(name: &str, args: &[&str]) -> (Child, u16, String) {
     (child, port, first)
 }
 
+/// A long-running example whose output after its first line is kept.
+struct Server {
+    child: Child,
+    /// The rest of its stdout, once it has exited.
+    rest: std::thread::JoinHandle<String>,
+}
+
+/// Like [`spawn_server`], but keeps the rest of the output: the port is
+/// the last number of the first line (`... 127.0.0.1:PORT` or
+/// `... ('127.0.0.1', PORT)`).
+fn spawn_server_all(name: &str, args: &[&str]) -> (Server, u16, String) {
+    let mut child = Command::new(example_path(name))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn server example");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("first line");
+    let port = first
+        .trim()
+        .trim_end_matches(')')
+        .rsplit([':', ' '])
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = out.read_to_string(&mut rest);
+        rest
+    });
+    (Server { child, rest }, port, first)
+}
+
 /// Waits for a child with a deadline, killing it if it overruns.
 fn wait_bounded(child: &mut Child, secs: u64) -> std::process::ExitStatus {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
@@ -53,18 +88,39 @@ fn wait_bounded(child: &mut Child, secs: u64) -> std::process::ExitStatus {
 
 #[test]
 fn echo_server_and_client() {
-    let (mut server, port, first) = spawn_server("echo_server", &["0", "--clients", "2"]);
-    assert!(first.starts_with("Serving on 127.0.0.1:"), "{first}");
+    let (mut server, port, first) = spawn_server_all("echo_server", &["0", "--clients", "2"]);
+    // The seed prints `str(sock.getsockname())`, a Python tuple.
+    assert_eq!(
+        first.trim_end(),
+        format!("Serving on ('127.0.0.1', {port})")
+    );
     let p = port.to_string();
-    for msg in ["Hello World!", "second"] {
+    // The seed prints the messages with `{message!r}`: Python's repr of a
+    // str, in single quotes (double quotes when it holds a single one).
+    let msgs = [("Hello World!", "'Hello World!'"), ("it's", "\"it's\"")];
+    for (msg, repr) in msgs {
         let (out, _) = run_example("echo_client", &[&p, msg], Duration::from_secs(20));
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(
             stdout(&out),
-            format!("Send: {msg:?}\nReceived: {msg:?}\nClose the connection\n")
+            format!("Send: {repr}\nReceived: {repr}\nClose the connection\n")
         );
     }
-    assert!(wait_bounded(&mut server, 20).success());
+    assert!(wait_bounded(&mut server.child, 20).success());
+    let rest = server.rest.join().expect("the reader thread");
+    let lines: Vec<&str> = rest.lines().collect();
+    assert_eq!(lines.len(), 6, "{rest}");
+    for (i, (_, repr)) in msgs.iter().enumerate() {
+        let part = &lines[3 * i..3 * i + 3];
+        // `{addr!r}` of the peername: `('127.0.0.1', PORT)`.
+        let from = format!("Received {repr} from ('127.0.0.1', ");
+        assert!(
+            part[0].starts_with(&from) && part[0].ends_with(')'),
+            "{rest}"
+        );
+        assert_eq!(part[1], format!("Send: {repr}"), "{rest}");
+        assert_eq!(part[2], "Close the connection", "{rest}");
+    }
 }
 
 #[test]

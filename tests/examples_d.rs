@@ -97,14 +97,26 @@ fn s2_8_ctrl_c_cancel_cancels_the_pending_tasks_on_sigint() {
         sent.elapsed() < Duration::from_secs(2),
         "slow exit after SIGINT"
     );
+    // As in asyncio: run_until_complete wraps `asyncio.wait(coros)` in
+    // Task-1, which wraps the three coroutines in Task-2..4; at the
+    // interrupt Task-2 (1 s) is done, and the wait task and the two
+    // sleepers are the pending ones (CPython 3.11 prints the same three
+    // names, in a set's order).
     assert_eq!(
-        lines,
+        lines[..4],
         [
             "开始运行，等待:1s",
             "开始运行，等待:2s",
             "开始运行，等待:3s",
             "运行结束",
-            "开始取消协程<Task pending name='Task-2'>",
+        ]
+    );
+    let mut cancelled = lines[4..].to_vec();
+    cancelled.sort();
+    assert_eq!(
+        cancelled,
+        [
+            "开始取消协程<Task pending name='Task-1'>",
             "开始取消协程<Task pending name='Task-3'>",
             "开始取消协程<Task pending name='Task-4'>",
         ]
@@ -200,7 +212,8 @@ fn s3_21_threadsafe_coroutine_result_timeout_and_cancel() {
         [
             "Coroutine started",
             "Coroutine finished",
-            "The coroutine returned: \"Task result\"",
+            // `{result!r}`: Python's repr of a str, in single quotes.
+            "The coroutine returned: 'Task result'",
             "Coroutine started",
             "The coroutine took too long, cancelling the task...",
             "Coroutine cancelled",
