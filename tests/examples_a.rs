@@ -1,6 +1,8 @@
 //! Runs every area-A seed example (S1.4, S2.1, S2.5, S2.7, S2.9–S2.16,
-//! S3.1, S3.3, S3.4, S3.7–S3.9, S3.11, S3.13, S3.16, S3.22, S3.23) and
-//! checks its output, in order, and its running time against the seed's.
+//! S3.1, S3.3, S3.4, S3.7–S3.9, S3.11, S3.13, S3.16, S3.22, S3.23, and
+//! the programs of seed 003 that seed-examples.md does not list: S3.8*,
+//! S3.15*) and checks its output, in order, and its running time against
+//! the seed's.
 
 mod common;
 
@@ -40,9 +42,11 @@ const EXAMPLES: &[(&str, &[&str], u64)] = &[
     ("runner", &[], 20),
     ("awaitables", &[], 20),
     ("future_manual", &[], 20),
+    ("background_task", &[], 20),
     ("task_name", &[], 20),
     ("cancel_task", &[], 20),
     ("display_date", &[], 20),
+    ("eager_task_factory", &[], 20),
     ("eager_tasks", &[EAGER_TASKS], 60),
     ("introspect_tasks", &[], 20),
     ("task_api", &[], 20),
@@ -304,6 +308,22 @@ fn s3_8_future_manual() {
     assert_elapsed(Duration::from_secs_f64(took), 1.0, 1.0 + SLACK);
 }
 
+/// Seed 003, lines ~355–380 (unlisted; S3.8* in the README): `create_task`
+/// returns before the task's first step, which runs when `main` awaits.
+#[test]
+fn s3_8x_background_task() {
+    let (lines, took) = run_ok("background_task");
+    assert_eq!(
+        lines,
+        [
+            "Task is running in the background",
+            "Task started",
+            "Task finished"
+        ]
+    );
+    assert_elapsed(Duration::from_secs_f64(took), 2.0, 2.0 + SLACK);
+}
+
 #[test]
 fn s3_9_task_name() {
     let (lines, took) = run_ok("task_name");
@@ -346,6 +366,29 @@ fn s3_13_display_date() {
     }
     // Five lines, one a second: 4 s.
     assert_elapsed(Duration::from_secs_f64(took), 4.0, 4.0 + SLACK);
+}
+
+/// Seed 003, lines ~1020–1045 (unlisted; S3.15* in the README): one task
+/// from `eager_task_factory`, named `MyTask`.
+#[test]
+fn s3_15x_eager_task_factory() {
+    let (lines, took) = run_ok("eager_task_factory");
+    assert_eq!(lines, ["Task completed"]);
+    assert_elapsed(Duration::from_secs_f64(took), 1.0, 1.0 + SLACK);
+    // `--show`: the name, and the first step ran inside `create_task_with`.
+    let (out, took) = run_example("eager_task_factory", &["--show"], Duration::from_secs(20));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "Task name: MyTask",
+            "Started in create_task: True",
+            "Task completed"
+        ]
+    );
+    assert_elapsed(took, 1.0, 1.0 + SLACK);
 }
 
 #[test]

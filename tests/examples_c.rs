@@ -1,6 +1,7 @@
 //! Runs every area-C example (network I/O: S1.5, S2.19, S2.23, S3.15,
 //! S3.24a-c, S3.25, S4.5, the HTTP responder and the benchmark's echo
-//! servers) and checks its output.
+//! servers, and S3.24a*, a seed program that seed-examples.md does not list)
+//! and checks its output.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{example_path, run_example, stderr, stdout};
+use common::{assert_elapsed, example_path, run_example, stderr, stdout};
 
 /// Starts a long-running example and returns it with the port from its
 /// first line (`... on HOST:PORT`).
@@ -121,6 +122,33 @@ fn echo_server_and_client() {
         assert_eq!(part[1], format!("Send: {repr}"), "{rest}");
         assert_eq!(part[2], "Close the connection", "{rest}");
     }
+}
+
+/// Seed 003, lines ~2300–2367 (unlisted; S3.24a* in the README): the
+/// `client.py` / `server.py` pair, one message each way.
+#[test]
+fn hello_server_and_client() {
+    let (mut server, port, first) = spawn_server_all("hello_server", &["0", "--clients", "1"]);
+    // The seed prints its fixed port; the port here is the one it got.
+    assert_eq!(
+        first.trim_end(),
+        format!("Server running on 127.0.0.1:{port}")
+    );
+    let (out, took) = run_example(
+        "hello_client",
+        &[&port.to_string()],
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "Connection established.\nReceived: Hello, client!\n"
+    );
+    // One round trip on the loopback: no waiting anywhere.
+    assert_elapsed(took, 0.0, 5.0);
+    assert!(wait_bounded(&mut server.child, 20).success());
+    let rest = server.rest.join().expect("the reader thread");
+    assert_eq!(rest, "Received Hello, server! from client.\n");
 }
 
 #[test]

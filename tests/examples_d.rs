@@ -1,5 +1,6 @@
 //! Runs every area-D seed example (S2.8, S2.17, S2.18, S2.20, S3.20, S3.21,
-//! S3.27a–f) and checks its output and its running time against the seed's.
+//! S3.27a–f, and S3.27b*, a seed program that seed-examples.md does not
+//! list) and checks its output and its running time against the seed's.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{assert_elapsed, example_path, run_example, stderr, stdout};
+use common::{assert_elapsed, example_path, run_example, run_example_in, stderr, stdout};
 
 /// Runs `name`, asserts it succeeded, and returns its stdout lines and the
 /// wall time in seconds.
@@ -264,6 +265,69 @@ fn s3_27b_subprocess_exec_communicates() {
             "Return code: 0"
         ]
     );
+}
+
+/// A fresh directory under the system's temporary one, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("tulip-examples-d-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("create the temporary directory");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Seed 003, lines ~2905–2930 (unlisted; S3.27b* in the README):
+/// `ls -l | grep test` through `create_subprocess_shell` and
+/// `communicate`, run in a directory with a `test` subdirectory, then in an
+/// empty one, where grep finds nothing and exits with 1.
+#[test]
+fn s3_27bx_subprocess_grep_runs_ls_into_grep() {
+    let dir = TempDir::new("subprocess-grep");
+    std::fs::create_dir(dir.0.join("test")).unwrap();
+    std::fs::write(dir.0.join("notes.txt"), "no match in the name\n").unwrap();
+    // What the pipeline should print: the lines of `ls -l` that hold
+    // `test` (the subdirectory's; an owner named *test* would add more).
+    let ls = Command::new("sh")
+        .args(["-c", "ls -l"])
+        .current_dir(&dir.0)
+        .output()
+        .expect("run ls -l");
+    let listing = String::from_utf8(ls.stdout).unwrap();
+    let matched: Vec<&str> = listing.lines().filter(|l| l.contains("test")).collect();
+    assert!(
+        matched
+            .iter()
+            .any(|l| l.starts_with('d') && l.ends_with(" test")),
+        "{listing}"
+    );
+    let (out, took) = run_example_in(&dir.0, "subprocess_grep", &[], Duration::from_secs(20));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // `print(f'[stdout]\n{stdout.decode()}')`: grep's output ends with a
+    // newline, and print adds one, hence the empty line.
+    assert_eq!(
+        stdout(&out),
+        format!("[stdout]\n{}\n\nReturn code: 0\n", matched.join("\n"))
+    );
+    assert_elapsed(took, 0.0, 5.0);
+
+    // Nothing matches in an empty directory (`ls -l` prints `total 0`):
+    // no output, no errors, and grep's exit status 1.
+    let empty = TempDir::new("subprocess-grep-empty");
+    let (out, took) = run_example_in(&empty.0, "subprocess_grep", &[], Duration::from_secs(20));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Return code: 1\n");
+    assert_eq!(stderr(&out), "");
+    assert_elapsed(took, 0.0, 5.0);
 }
 
 // conformance: P1

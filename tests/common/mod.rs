@@ -28,9 +28,25 @@ pub fn example_path(name: &str) -> PathBuf {
 /// Runs an example with arguments, kills it after `limit`, and returns its
 /// output and how long it took.
 pub fn run_example(name: &str, args: &[&str], limit: Duration) -> (Output, Duration) {
+    run_example_cmd(Command::new(example_path(name)).args(args), limit)
+}
+
+/// [`run_example`] with `dir` as the example's current directory.
+pub fn run_example_in(
+    dir: &std::path::Path,
+    name: &str,
+    args: &[&str],
+    limit: Duration,
+) -> (Output, Duration) {
+    run_example_cmd(
+        Command::new(example_path(name)).args(args).current_dir(dir),
+        limit,
+    )
+}
+
+fn run_example_cmd(cmd: &mut Command, limit: Duration) -> (Output, Duration) {
     let start = Instant::now();
-    let child = Command::new(example_path(name))
-        .args(args)
+    let child = cmd
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
