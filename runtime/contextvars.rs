@@ -91,7 +91,8 @@
 //!   gives `None`, and `set` fails. A loop callback with no context
 //!   gets one at its first `set`, marked with the loop's `entry_seq`; once
 //!   the loop runs another entry (or reports the callback's failure) that
-//!   one is stale, and the next look at `OUTSIDE` drops it.
+//!   one is stale, and the next look at `OUTSIDE` drops it, with any
+//!   context its values' destructors made meanwhile.
 //! - A callback scheduled where some value is current runs inside a
 //!   [`Context`] of its own, a snapshot taken when it was scheduled; no
 //!   one else holds that context, so entering it never fails. One given a
@@ -212,9 +213,18 @@ fn outside(lp: Option<&EventLoop>) -> Option<Rc<ContextCell>> {
     let cell = OUTSIDE.with(|o| o.borrow().clone())?;
     match cell.callback.get() {
         Some(seq) if lp.is_none_or(|lp| lp.inner.entry_seq.get() != seq) => {
-            let stale = OUTSIDE.with(|o| o.borrow_mut().take());
+            let mut stale = OUTSIDE.with(|o| o.borrow_mut().take());
             drop(cell);
-            drop(stale); // no borrow held: a value's Drop may read a variable
+            while let Some(cell) = stale {
+                // No borrow held: a value's Drop may read a variable, or
+                // set one, which makes a context marked as the running
+                // entry's. That set is no callback's (asyncio drops a
+                // handle's context between callbacks, outside any
+                // `_context.run`): its context goes too, or the running
+                // callback would take it for its own.
+                drop(cell);
+                stale = OUTSIDE.with(|o| o.borrow_mut().take());
+            }
             None
         }
         _ => Some(cell),

@@ -888,3 +888,72 @@ fn a_callback_in_an_entered_context_is_reported_and_does_not_run() {
         "{error:?}"
     );
 }
+
+/// A value of a callback's own context whose `Drop` sets a variable: it is
+/// dropped at the next look at the context (the callback is over), and
+/// what it sets there belongs to no callback. asyncio drops a callback's
+/// context between callbacks, outside any `Handle._context.run`, so the
+/// next callback (in a copy of its own) never sees that set. Before, the
+/// destructor's set made a context marked as the next callback's: that
+/// callback saw the value, and its own first `set` panicked ("made only
+/// where there is no context").
+#[test]
+fn a_stale_callback_contexts_destructor_sets_nothing_for_the_next_callback() {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+    struct SetsOnDrop;
+    impl Drop for SetsOnDrop {
+        fn drop(&mut self) {
+            let _ = USER.set("from drop".into());
+        }
+    }
+    static GUARD: ContextVar<Rc<SetsOnDrop>> = ContextVar::new("guard");
+    let lp = tulip::EventLoop::new().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, c: &tulip::ExceptionContext| {
+            r.borrow_mut().push(format!("{}: {:?}", c.message, c.error))
+        },
+    ));
+    let _ = lp
+        .call_soon(|| {
+            GUARD
+                .set(Rc::new(SetsOnDrop))
+                .expect("a callback's own context");
+        })
+        .unwrap();
+    let seen = Rc::new(Cell::new(None));
+    let s = seen.clone();
+    let _ = lp
+        .call_soon(move || {
+            let first = REQUEST_ID.get(); // drops the previous callback's values
+            let user = USER.get();
+            REQUEST_ID.set(1).expect("a context of its own");
+            let done = (first, user, REQUEST_ID.get());
+            assert_eq!(done, (None, None, Some(1)));
+            s.set(Some(done));
+        })
+        .unwrap();
+    // Again, with a `set` as the next callback's first look.
+    let _ = lp
+        .call_soon(|| {
+            GUARD
+                .set(Rc::new(SetsOnDrop))
+                .expect("a callback's own context");
+        })
+        .unwrap();
+    let s = seen.clone();
+    let _ = lp
+        .call_soon(move || {
+            REQUEST_ID.set(2).expect("a context of its own");
+            s.set(Some((None, USER.get(), REQUEST_ID.get())));
+        })
+        .unwrap();
+    let stop = lp.clone();
+    let _ = lp.call_soon(move || stop.stop()).unwrap();
+    lp.run_forever().unwrap();
+    lp.close().unwrap();
+    assert_eq!(*reports.borrow(), Vec::<String>::new());
+    assert_eq!(seen.take(), Some((None, None, Some(2))));
+}
