@@ -957,3 +957,61 @@ fn a_stale_callback_contexts_destructor_sets_nothing_for_the_next_callback() {
     assert_eq!(*reports.borrow(), Vec::<String>::new());
     assert_eq!(seen.take(), Some((None, None, Some(2))));
 }
+
+/// asyncio's eager task runs its first step inside its creator's step
+/// (`__eager_start`: `self._context.run(...)` nested in the creator's own
+/// `_context.run`), so the creator's context is entered meanwhile: the
+/// eager task cannot `run` it (RuntimeError), nor change the creator's
+/// values through it. Before, tulip let it: the creator found its value
+/// changed under it.
+#[test]
+fn an_eager_task_cannot_enter_its_creators_context() {
+    let eager = || TaskOptions {
+        eager: Some(true),
+        ..TaskOptions::default()
+    };
+    tulip::run(async move {
+        let lp = get_running_loop()?;
+        // The main task runs in the runner's context (a shared Context).
+        V.set(1)?;
+        let me = tulip::current_task().expect("in a task");
+        let t = lp.create_task_with(
+            async move { Ok(me.get_context().run(|| V.set(2)).is_err()) },
+            eager(),
+        )?;
+        assert!(t.await?, "the main task's context is entered");
+        assert_eq!(V.get(), Some(1));
+        // A task with its own values, made a Context by the eager task's
+        // get_context: entered too, and the creator's own from then on.
+        let lp2 = lp.clone();
+        let creator = create_task(async move {
+            V.set(3)?;
+            let me = tulip::current_task().expect("in a task");
+            let t = lp2.create_task_with(
+                async move {
+                    let ctx = me.get_context();
+                    let refused = ctx.run(|| V.set(4)).is_err();
+                    Ok((ctx, refused))
+                },
+                eager(),
+            )?;
+            let (ctx, refused) = t.result()?;
+            let seen = V.get();
+            V.set(5)?;
+            let own = tulip::current_task().expect("in a task").get_context();
+            Ok((refused, seen, ctx.ptr_eq(&own), ctx.get(&V)))
+        })?;
+        assert_eq!(creator.await?, (true, Some(3), true, Some(5)));
+        // And inside a Context::run of the creator, the same.
+        let ctx = Context::new();
+        let c = ctx.clone();
+        let lp3 = lp.clone();
+        let refused = ctx.run(move || {
+            lp3.create_task_with(async move { Ok(c.run(|| ()).is_err()) }, eager())
+        })??;
+        assert!(refused.await?);
+        assert_eq!(ctx.run(|| V.get())?, None, "not left entered");
+        Ok(())
+    })
+    .unwrap();
+}
