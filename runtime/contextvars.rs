@@ -85,13 +85,14 @@
 //! - [`Context::run`] restores the caller's context on every way out of the
 //!   closure, a panic included; a `Context` is entered at most once at a
 //!   time (a second `run` fails), and a task already running in it counts
-//!   as entered.
+//!   as entered (also while an eager task it creates takes its first step).
 //! - A variable's id is assigned once (on first use) and never reused.
 //! - Off the loop, outside [`Context::run`], there is no context: `get`
 //!   gives `None`, and `set` fails. A loop callback with no context
 //!   gets one at its first `set`, marked with the loop's `entry_seq`; once
 //!   the loop runs another entry (or reports the callback's failure) that
-//!   one is stale, and the next look at `OUTSIDE` drops it.
+//!   one is stale, and the next look at `OUTSIDE` drops it, with any
+//!   context its values' destructors made meanwhile.
 //! - A callback scheduled where some value is current runs inside a
 //!   [`Context`] of its own, a snapshot taken when it was scheduled; no
 //!   one else holds that context, so entering it never fails. One given a
@@ -102,9 +103,10 @@
 //! - A task's own context is one context from its creation on: the map it
 //!   holds, and the [`Context`] that `Task::get_context` makes of that map
 //!   (once), are its values before and after; a token of either resets it.
-//! - Each [`Context::run`] in a task pushes one frame on `TASK_FRAMES` and
-//!   pops it on every way out; a task's outermost frame holds its own
-//!   context while it runs in another.
+//! - Each [`Context::run`] in a task, and each eager start of a task by a
+//!   task (the creator's frame), pushes one frame on `TASK_FRAMES` and pops
+//!   it on every way out; a task's outermost frame holds its own context
+//!   while it runs in another.
 //!
 //! [`TaskOptions::context`]: crate::TaskOptions::context
 
@@ -132,12 +134,14 @@ thread_local! {
     /// every context is empty, and scheduling a callback looks no further
     /// (one thread-local load on the `call_soon` path).
     static VALUES_SET: Cell<bool> = const { Cell::new(false) };
-    /// What each [`Context::run`] made in a task puts back when it ends,
-    /// innermost last (the runs nest: each is a closure call).
+    /// What each [`Context::run`] made in a task (or eager start, see
+    /// [`eager_start`]) puts back when it ends, innermost last (the runs
+    /// nest: each is a closure call).
     static TASK_FRAMES: RefCell<Vec<TaskFrame>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A [`Context::run`] in a task: the task's context before it (what the
+/// A [`Context::run`] in a task (or an eager task's first step in its
+/// creator's, see [`eager_start`]): the task's context before it (what the
 /// task's header holds again afterwards), and the [`ContextCell`] it ran in
 /// before, marked entered for the duration, with its earlier flag.
 struct TaskFrame {
@@ -212,9 +216,18 @@ fn outside(lp: Option<&EventLoop>) -> Option<Rc<ContextCell>> {
     let cell = OUTSIDE.with(|o| o.borrow().clone())?;
     match cell.callback.get() {
         Some(seq) if lp.is_none_or(|lp| lp.inner.entry_seq.get() != seq) => {
-            let stale = OUTSIDE.with(|o| o.borrow_mut().take());
+            let mut stale = OUTSIDE.with(|o| o.borrow_mut().take());
             drop(cell);
-            drop(stale); // no borrow held: a value's Drop may read a variable
+            while let Some(cell) = stale {
+                // No borrow held: a value's Drop may read a variable, or
+                // set one, which makes a context marked as the running
+                // entry's. That set is no callback's (asyncio drops a
+                // handle's context between callbacks, outside any
+                // `_context.run`): its context goes too, or the running
+                // callback would take it for its own.
+                drop(cell);
+                stale = OUTSIDE.with(|o| o.borrow_mut().take());
+            }
             None
         }
         _ => Some(cell),
@@ -345,6 +358,41 @@ pub(crate) fn task_context(task: u64, own: &Cell<Option<Rc<dyn Any>>>) -> Contex
     let (ctx, _) = as_context(&mut slot, task);
     own.set(slot);
     ctx
+}
+
+/// Runs `step`, an eager task's first step (asyncio's `__eager_start`),
+/// which asyncio runs inside its creator's step: the new task's
+/// `self._context.run(...)` nests in the creator's own `_context.run`, so
+/// the creator's context stays entered meanwhile, and the new task cannot
+/// enter it (`RuntimeError`) nor change the creator's values through it. A
+/// creator that is a task gets a [`TaskFrame`] for that time, as for a
+/// [`Context::run`] of its own: its context is marked entered, and
+/// `Task::get_context` finds it there. A callback's context is entered by
+/// the callback's own run already.
+pub(crate) fn eager_start<R>(lp: &EventLoop, step: impl FnOnce() -> R) -> R {
+    let Some((task, prev)) = lp.current_task_id_and_context() else {
+        return step();
+    };
+    let outer = prev
+        .clone()
+        .and_then(|c| c.downcast::<ContextCell>().ok())
+        .map(|c| {
+            let was = c.entered.replace(true);
+            (c, was)
+        });
+    TASK_FRAMES.with(|f| f.borrow_mut().push(TaskFrame { task, prev, outer }));
+    let _creator = CreatorFrame;
+    step()
+}
+
+/// Pops the creator's frame when its eager task's first step is over,
+/// however (the creator is the current task again by then).
+struct CreatorFrame;
+
+impl Drop for CreatorFrame {
+    fn drop(&mut self) {
+        pop_task_frame();
+    }
 }
 
 /// The [`Context`] a task's context slot stands for, putting one in the
@@ -502,7 +550,7 @@ impl<T: Clone + 'static> ContextVar<T> {
                         .and_then(|c| c.err())
                         .and_then(|c| c.downcast::<Map>().ok());
                     let (map, old) = update(own.as_deref());
-                    let swapped = set_current_context(Rc::new(map));
+                    let swapped = set_current_context(Some(Rc::new(map)));
                     debug_assert!(swapped, "a task is running");
                     Ok((old, ContextKey::current_task()))
                 }
@@ -749,7 +797,7 @@ impl Context {
                     restore: Restore::Task,
                 };
                 cell.entered.set(true);
-                set_current_context(cell.clone());
+                set_current_context(Some(cell.clone()));
                 Ok(f())
             }
             Current::Outside(_) | Current::Nothing => {
@@ -813,22 +861,25 @@ impl Drop for Entered {
     fn drop(&mut self) {
         self.cell.entered.set(false);
         match std::mem::replace(&mut self.restore, Restore::Outside(None)) {
-            Restore::Task => {
-                let frame = TASK_FRAMES.with(|f| f.borrow_mut().pop());
-                let Some(TaskFrame { prev, outer, .. }) = frame else {
-                    return;
-                };
-                if let Some((outer, was)) = outer {
-                    outer.entered.set(was);
-                }
-                // No context before: an empty map means the same.
-                let prev = prev.unwrap_or_else(|| Rc::new(Map::new()));
-                set_current_context(prev);
-            }
+            Restore::Task => pop_task_frame(),
             Restore::Outside(prev) => {
                 let mine = OUTSIDE.with(|o| o.replace(prev));
                 drop(mine);
             }
         }
     }
+}
+
+/// Ends the innermost [`TaskFrame`]: the context it entered over is no
+/// longer entered (unless it was before), and the current task (the
+/// frame's) holds its context from before again.
+fn pop_task_frame() {
+    let frame = TASK_FRAMES.with(|f| f.borrow_mut().pop());
+    let Some(TaskFrame { prev, outer, .. }) = frame else {
+        return;
+    };
+    if let Some((outer, was)) = outer {
+        outer.entered.set(was);
+    }
+    set_current_context(prev);
 }

@@ -335,7 +335,6 @@ pub(crate) fn gai_error(what: &str, code: i32, text: &str) -> io::Error {
     io::Error::new(kind, format!("{what} failed: {text} ({name}){hint}"))
 }
 
-/// Turns a caught panic payload into a message.
 /// A callback that failed with an error rather than a panic (a context
 /// given with `call_soon_in` that is entered already, asyncio's
 /// `RuntimeError` from `ctx.run`): unwound with `resume_unwind` (no panic
@@ -351,6 +350,7 @@ pub(crate) fn callback_error(payload: &(dyn std::any::Any + Send)) -> Error {
     }
 }
 
+/// Turns a caught panic payload into a message.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> Arc<str> {
     if let Some(s) = payload.downcast_ref::<&str>() {
         Arc::from(*s)

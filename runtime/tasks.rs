@@ -380,7 +380,7 @@ impl EventLoop {
             // asyncio's __eager_start: run the first step now, as the current
             // task, then put the creator back. A task that finishes here is
             // never scheduled.
-            let interrupted = cell.clone().step();
+            let interrupted = crate::contextvars::eager_start(self, || cell.clone().step());
             if interrupted {
                 interrupt_from_task();
             }
@@ -971,6 +971,13 @@ impl EventLoop {
         cur.as_ref().map(|t| t.header().context())
     }
 
+    /// The running task's id and context values (contextvars.rs), `None`
+    /// outside a task.
+    pub(crate) fn current_task_id_and_context(&self) -> Option<(u64, Option<Rc<dyn Any>>)> {
+        let cur = self.inner.current_task.borrow();
+        cur.as_ref().map(|t| (t.header().id, t.header().context()))
+    }
+
     pub(crate) fn current_context(&self) -> Option<Rc<dyn Any>> {
         let cur = self.inner.current_task.borrow();
         let ctx = cur.as_ref()?.header().context();
@@ -978,15 +985,16 @@ impl EventLoop {
     }
 }
 
-/// Replaces the current task's context values; false outside a task.
-pub(crate) fn set_current_context(ctx: Rc<dyn Any>) -> bool {
+/// Replaces the current task's context values (`None`: none, as an empty
+/// map); false outside a task.
+pub(crate) fn set_current_context(ctx: Option<Rc<dyn Any>>) -> bool {
     let Some(lp) = try_running_loop() else {
         return false;
     };
     let cur = lp.inner.current_task.borrow();
     match cur.as_ref() {
         Some(t) => {
-            let old = t.header().context.replace(Some(ctx));
+            let old = t.header().context.replace(ctx);
             drop(cur);
             drop(old);
             true

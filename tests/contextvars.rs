@@ -888,3 +888,130 @@ fn a_callback_in_an_entered_context_is_reported_and_does_not_run() {
         "{error:?}"
     );
 }
+
+/// A value of a callback's own context whose `Drop` sets a variable: it is
+/// dropped at the next look at the context (the callback is over), and
+/// what it sets there belongs to no callback. asyncio drops a callback's
+/// context between callbacks, outside any `Handle._context.run`, so the
+/// next callback (in a copy of its own) never sees that set. Before, the
+/// destructor's set made a context marked as the next callback's: that
+/// callback saw the value, and its own first `set` panicked ("made only
+/// where there is no context").
+#[test]
+fn a_stale_callback_contexts_destructor_sets_nothing_for_the_next_callback() {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+    struct SetsOnDrop;
+    impl Drop for SetsOnDrop {
+        fn drop(&mut self) {
+            let _ = USER.set("from drop".into());
+        }
+    }
+    static GUARD: ContextVar<Rc<SetsOnDrop>> = ContextVar::new("guard");
+    let lp = tulip::EventLoop::new().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, c: &tulip::ExceptionContext| {
+            r.borrow_mut().push(format!("{}: {:?}", c.message, c.error))
+        },
+    ));
+    let _ = lp
+        .call_soon(|| {
+            GUARD
+                .set(Rc::new(SetsOnDrop))
+                .expect("a callback's own context");
+        })
+        .unwrap();
+    let seen = Rc::new(Cell::new(None));
+    let s = seen.clone();
+    let _ = lp
+        .call_soon(move || {
+            let first = REQUEST_ID.get(); // drops the previous callback's values
+            let user = USER.get();
+            REQUEST_ID.set(1).expect("a context of its own");
+            let done = (first, user, REQUEST_ID.get());
+            assert_eq!(done, (None, None, Some(1)));
+            s.set(Some(done));
+        })
+        .unwrap();
+    // Again, with a `set` as the next callback's first look.
+    let _ = lp
+        .call_soon(|| {
+            GUARD
+                .set(Rc::new(SetsOnDrop))
+                .expect("a callback's own context");
+        })
+        .unwrap();
+    let s = seen.clone();
+    let _ = lp
+        .call_soon(move || {
+            REQUEST_ID.set(2).expect("a context of its own");
+            s.set(Some((None, USER.get(), REQUEST_ID.get())));
+        })
+        .unwrap();
+    let stop = lp.clone();
+    let _ = lp.call_soon(move || stop.stop()).unwrap();
+    lp.run_forever().unwrap();
+    lp.close().unwrap();
+    assert_eq!(*reports.borrow(), Vec::<String>::new());
+    assert_eq!(seen.take(), Some((None, None, Some(2))));
+}
+
+/// asyncio's eager task runs its first step inside its creator's step
+/// (`__eager_start`: `self._context.run(...)` nested in the creator's own
+/// `_context.run`), so the creator's context is entered meanwhile: the
+/// eager task cannot `run` it (RuntimeError), nor change the creator's
+/// values through it. Before, tulip let it: the creator found its value
+/// changed under it.
+#[test]
+fn an_eager_task_cannot_enter_its_creators_context() {
+    let eager = || TaskOptions {
+        eager: Some(true),
+        ..TaskOptions::default()
+    };
+    tulip::run(async move {
+        let lp = get_running_loop()?;
+        // The main task runs in the runner's context (a shared Context).
+        V.set(1)?;
+        let me = tulip::current_task().expect("in a task");
+        let t = lp.create_task_with(
+            async move { Ok(me.get_context().run(|| V.set(2)).is_err()) },
+            eager(),
+        )?;
+        assert!(t.await?, "the main task's context is entered");
+        assert_eq!(V.get(), Some(1));
+        // A task with its own values, made a Context by the eager task's
+        // get_context: entered too, and the creator's own from then on.
+        let lp2 = lp.clone();
+        let creator = create_task(async move {
+            V.set(3)?;
+            let me = tulip::current_task().expect("in a task");
+            let t = lp2.create_task_with(
+                async move {
+                    let ctx = me.get_context();
+                    let refused = ctx.run(|| V.set(4)).is_err();
+                    Ok((ctx, refused))
+                },
+                eager(),
+            )?;
+            let (ctx, refused) = t.result()?;
+            let seen = V.get();
+            V.set(5)?;
+            let own = tulip::current_task().expect("in a task").get_context();
+            Ok((refused, seen, ctx.ptr_eq(&own), ctx.get(&V)))
+        })?;
+        assert_eq!(creator.await?, (true, Some(3), true, Some(5)));
+        // And inside a Context::run of the creator, the same.
+        let ctx = Context::new();
+        let c = ctx.clone();
+        let lp3 = lp.clone();
+        let refused = ctx.run(move || {
+            lp3.create_task_with(async move { Ok(c.run(|| ()).is_err()) }, eager())
+        })??;
+        assert!(refused.await?);
+        assert_eq!(ctx.run(|| V.get())?, None, "not left entered");
+        Ok(())
+    })
+    .unwrap();
+}
