@@ -12,28 +12,10 @@ use std::time::Duration;
 use common::{assert_elapsed, example_path, run_example, stderr, stdout};
 
 /// Starts a long-running example and returns it with the port from its
-/// first line (`... on HOST:PORT`).
+/// first line (see [`spawn_server_all`]); the rest of its output is read
+/// in the background and dropped, so the server never blocks on stdout.
 fn spawn_server(name: &str, args: &[&str]) -> (Child, u16, String) {
-    let mut child = Command::new(example_path(name))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn server example");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    out.read_line(&mut first).expect("first line");
-    let port = first
-        .trim()
-        .rsplit([':', ' '])
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {first:?}"));
-    // Keep reading in the background so the server never blocks on stdout.
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = out.read_to_string(&mut rest);
-    });
+    let (Server { child, .. }, port, first) = spawn_server_all(name, args);
     (child, port, first)
 }
 
