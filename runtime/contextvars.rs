@@ -72,6 +72,16 @@
 //! callback or a `run_coroutine_threadsafe` coroutine (asyncio's handle
 //! copies the calling thread's context), whose task starts empty.
 //!
+//! **A task in an entered context** (*deviation*). asyncio runs each step
+//! of a task created with `context=ctx` inside `ctx.run`, so if `ctx` is
+//! entered when the step comes (the loop itself runs inside `ctx.run(..)`,
+//! or an eager task is created with its creator's `ctx` while the creator
+//! runs in it), the step fails with `RuntimeError` (reported as a failed
+//! callback; the task never runs). tulip's task holds `ctx` instead of
+//! entering it at each step, and runs. Everything else about entering
+//! holds: `ctx.run` from such a task, or on its context from inside it,
+//! fails as in asyncio.
+//!
 //! Production contextvars use a HAMT so that a copy is O(1) and a set is
 //! O(log n); here a set clones a small `HashMap`, which is plenty for the
 //! handful of variables a program has.
