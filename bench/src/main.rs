@@ -120,7 +120,7 @@ fn loop_cases(ctx: &Ctx) -> Vec<Case> {
                         .to_string(),
                 ),
                 "timers" => notes.push(
-                    "tokio: `tokio_util::time::DelayQueue` insert/remove/poll_expired (its timer wheel); \
+                    "tokio: `tokio_util::time::DelayQueue` of boxed callbacks, insert/remove/poll_expired and call (its timer wheel); \
                      floor: a `BinaryHeap` of deadlines and boxed callbacks, sleeping until the next."
                         .to_string(),
                 ),
