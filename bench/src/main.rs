@@ -556,7 +556,7 @@ fn child_main(ctx: &Ctx, args: &[String]) -> i32 {
             }
         }
         "sweep" => sweep_group::argv(who, &ctx.python, &ctx.peers)
-            .and_then(|argv| sweep_group::measure(&argv)),
+            .and_then(|argv| sweep_group::measure(&argv, 0)),
         _ => Err(format!("unknown group {group}")),
     };
     match res {

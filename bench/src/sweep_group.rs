@@ -80,8 +80,10 @@ pub fn argv(contender: &str, python: &str, peers: &Path) -> Result<Vec<String>, 
     }
 }
 
-/// Runs `argv` once; returns the `RESULT` fields (wall s, peak RSS MiB, exit code).
-pub fn measure(argv: &[String]) -> Result<String, String> {
+/// Runs `argv` once; returns the `RESULT` fields (wall s, peak RSS MiB, exit
+/// code), or an error if it exits with another code than `want_exit` (a
+/// tool that fails at once must not show as fast).
+pub fn measure(argv: &[String], want_exit: i32) -> Result<String, String> {
     let t0 = Instant::now();
     let child = Command::new(&argv[0])
         .args(&argv[1..])
@@ -102,6 +104,9 @@ pub fn measure(argv: &[String]) -> Result<String, String> {
     let code = std::process::ExitStatus::from_raw(status)
         .code()
         .unwrap_or(-1);
+    if code != want_exit {
+        return Err(format!("{} exited {code}, expected {want_exit}", argv[0]));
+    }
     Ok(format!(
         "wall_s={wall:.4} rss_mib={:.1} exit={code}",
         ru.ru_maxrss as f64 / 1024.0
@@ -253,5 +258,8 @@ pub fn measure_down(contender: &str, python: &str, peers: &Path) -> Result<Optio
         Err(why) => return Err(why),
     };
     let argv = down_argv(contender, &ns.prefix(), python, peers)?;
-    measure(&ns.wrap(argv)).map(Some)
+    // pinger and fping follow fping's exit codes: 1 when some host did not
+    // answer. The seed script exits 0 whatever it found.
+    let want_exit = if contender == "seed" { 0 } else { 1 };
+    measure(&ns.wrap(argv), want_exit).map(Some)
 }
