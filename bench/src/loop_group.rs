@@ -60,7 +60,7 @@ pub const CASES: &[(&str, u64, f64, &str)] = &[
 ];
 
 /// The delays of the `timers` case: a fixed xorshift sequence, so every
-/// Rust contender gets the same ones.
+/// contender gets the same ones (`peers/loop_bench.py` computes the same).
 pub fn random_delays(n: u64) -> Vec<f64> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     (0..n)
