@@ -6,13 +6,27 @@ shape, as bench/src/loop_group.rs.
 
 import argparse
 import asyncio
-import random
 
 from common import Clock, new_loop, per_op_result
 
 TASK_BATCH = 1000
 SWITCH_TASKS = 100
 MAX_DELAY = 0.050
+
+
+def random_delays(n):
+    """The delays of the `timers` case: the same xorshift sequence as
+    `random_delays` in bench/src/loop_group.rs, value for value."""
+    mask = (1 << 64) - 1
+    x = 0x9E3779B97F4A7C15
+    out = []
+    append = out.append
+    for _ in range(n):
+        x ^= (x << 13) & mask
+        x ^= x >> 7
+        x ^= (x << 17) & mask
+        append((x >> 11) / (1 << 53) * MAX_DELAY)
+    return out
 
 
 def callbacks(loop, n):
@@ -51,8 +65,7 @@ def chain(loop, n):
 
 
 def timers(loop, n):
-    rnd = random.Random(42)
-    delays = [rnd.random() * MAX_DELAY for _ in range(n)]
+    delays = random_delays(n)
     live = n - n // 2
     fired = 0
 

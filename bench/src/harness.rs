@@ -247,7 +247,9 @@ fn run_child(argv: &[String], timeout: Duration) -> Result<String, String> {
     let stderr = t_err.join().unwrap_or_default();
     match status {
         None => Err(format!("timed out after {:.0} s", timeout.as_secs_f64())),
-        Some(st) if !st.success() && parse_child_output(&stdout).is_none() => {
+        // A child that failed after printing its RESULT line (a check or a
+        // teardown that raised) has no number to compare either.
+        Some(st) if !st.success() => {
             let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             Err(format!("exited with {st}: {}", tail.join(" / ")))
@@ -571,6 +573,15 @@ mod tests {
             lower_is_better: false,
         };
         assert_eq!(ratio(&rate, 200.0, 100.0), 2.0);
+    }
+
+    #[test]
+    fn a_failed_child_is_an_error_even_with_a_result_line() {
+        let argv: Vec<String> = ["sh", "-c", "echo RESULT ns_per_op=1; exit 1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(run_child(&argv, Duration::from_secs(10)).is_err());
     }
 
     #[test]

@@ -120,7 +120,7 @@ fn loop_cases(ctx: &Ctx) -> Vec<Case> {
                         .to_string(),
                 ),
                 "timers" => notes.push(
-                    "tokio: `tokio_util::time::DelayQueue` insert/remove/poll_expired (its timer wheel); \
+                    "tokio: `tokio_util::time::DelayQueue` of boxed callbacks, insert/remove/poll_expired and call (its timer wheel); \
                      floor: a `BinaryHeap` of deadlines and boxed callbacks, sleeping until the next."
                         .to_string(),
                 ),
@@ -334,7 +334,7 @@ fn sweep_cases(ctx: &Ctx) -> Vec<Case> {
         notes: vec![
             "mostly-down: a fresh namespace per round (veth `v0`/`v1`, `10.213.X.1/24` on `v0`, .10/.77/.254 as /32s on `lo`; \
              set-up not timed), each tool run via `ip netns exec`: `pinger 10.213.X.0/24 -t 1000`, `sweep_seed.py 10.213.X.`, \
-             `fping -g 10.213.X.0/24 -t 1000 -r 0 -i 1`. Goal: pinger within 1.15 s wall."
+             `fping -g 10.213.X.0/24 -t 1000 -r 0 -i 0`. Goal: pinger within 1.15 s wall."
                 .into(),
         ],
     };
@@ -351,7 +351,7 @@ fn sweep_cases(ctx: &Ctx) -> Vec<Case> {
         contenders,
         notes: vec![
             "pinger: `target/release/pinger 127.0.0.0/24`; seed: `peers/sweep_seed.py 127.0.0.` (the seed script, prefix made an argument); \
-             fping: `fping -g 127.0.0.0/24 -i 1`; floor: `sh -c` starting 254 `ping -c 1 -w 1 -W 1` in the background, then `wait`."
+             fping: `fping -g 127.0.0.0/24 -i 0` (unpaced like pinger; `-i 1`, fping's least, when not root); floor: `sh -c` starting 254 `ping -c 1 -w 1 -W 1` in the background, then `wait`."
                 .into(),
             "Peak RSS is wait4's ru_maxrss: the largest process of the tree (the tool itself or one of its pings). Goal: pinger under 20 MiB.".into(),
         ],
@@ -556,7 +556,7 @@ fn child_main(ctx: &Ctx, args: &[String]) -> i32 {
             }
         }
         "sweep" => sweep_group::argv(who, &ctx.python, &ctx.peers)
-            .and_then(|argv| sweep_group::measure(&argv)),
+            .and_then(|argv| sweep_group::measure(&argv, 0)),
         _ => Err(format!("unknown group {group}")),
     };
     match res {

@@ -267,6 +267,8 @@ pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
 // ===== wrk =====
 
 /// Runs wrk against `port`; returns req/s and latency percentiles in ms.
+/// Fails if wrk saw socket errors or non-2xx answers: those requests are
+/// not the same work, so the rate is no number to compare.
 pub fn run_wrk(port: u16) -> Result<BTreeMap<String, f64>, String> {
     let out = Command::new("wrk")
         .args(WRK_ARGS)
@@ -274,7 +276,16 @@ pub fn run_wrk(port: u16) -> Result<BTreeMap<String, f64>, String> {
         .output()
         .map_err(|e| format!("wrk: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output: {text}"))
+    let m = parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output: {text}"))?;
+    if m.get("errors").is_some_and(|&e| e > 0.0) {
+        let what: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("Socket errors") || l.starts_with("Non-2xx"))
+            .collect();
+        return Err(format!("wrk saw errors: {}", what.join("; ")));
+    }
+    Ok(m)
 }
 
 /// Reads `Requests/sec:` and the `--latency` distribution from wrk's output.
@@ -513,6 +524,8 @@ Transfer/sec:     10.00MB
         assert!((m["p50_ms"] - 0.48).abs() < 1e-9);
         assert!((m["p99_ms"] - 1.2).abs() < 1e-9);
         assert!(parse_wrk("garbage").is_none());
+        let bad = format!("{text}  Socket errors: connect 0, read 3, write 0, timeout 1\n");
+        assert_eq!(parse_wrk(&bad).expect("parsed")["errors"], 4.0);
     }
 
     #[test]

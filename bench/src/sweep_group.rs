@@ -4,7 +4,7 @@
 //! - pinger: this repo's tool (`target/release/pinger 127.0.0.0/24`);
 //! - seed: the seed's asyncio script (`peers/sweep_seed.py`), changed only to
 //!   take the prefix as an argument and sweep 127.0.0.x;
-//! - fping: `fping -g 127.0.0.0/24 -i 1`;
+//! - fping: `fping -g 127.0.0.0/24 -i 0` (`-i 1` when not root, see [`fping_interval`]);
 //! - floor: a shell that starts 254 `ping -c 1 -w 1 -W 1` in parallel and waits.
 //!
 //! Each is started with its output to /dev/null and reaped with `wait4`,
@@ -25,6 +25,19 @@ pub const TARGET: &str = "127.0.0.0/24";
 /// The floor's shell script.
 pub const FLOOR_SCRIPT: &str = "for i in $(seq 1 254); do \
      ping -c 1 -w 1 -W 1 127.0.0.$i >/dev/null 2>&1 & done; wait";
+
+/// fping's `-i`, the gap in ms between two probes: 0, as pinger's default
+/// (pinger, the seed and the floor start every probe at once), when fping
+/// allows it, that is as root; otherwise 1, the least fping takes from
+/// other users, which leaves fping ~0.25 s of pacing that pinger has not.
+pub fn fping_interval() -> &'static str {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        "0"
+    } else {
+        "1"
+    }
+}
 
 /// The pinger binary next to this one (same target directory), if built.
 pub fn pinger_path() -> Option<PathBuf> {
@@ -47,7 +60,15 @@ pub fn argv(contender: &str, python: &str, peers: &Path) -> Result<Vec<String>, 
             Ok(vec![s(python), script.display().to_string(), s("127.0.0.")])
         }
         "fping" => crate::spawn_group::which("fping")
-            .map(|p| vec![p.display().to_string(), s("-g"), s(TARGET), s("-i"), s("1")])
+            .map(|p| {
+                vec![
+                    p.display().to_string(),
+                    s("-g"),
+                    s(TARGET),
+                    s("-i"),
+                    s(fping_interval()),
+                ]
+            })
             .ok_or_else(|| "fping is not installed (bench/setup.sh)".into()),
         "floor" => {
             if crate::spawn_group::which("ping").is_none() {
@@ -59,8 +80,10 @@ pub fn argv(contender: &str, python: &str, peers: &Path) -> Result<Vec<String>, 
     }
 }
 
-/// Runs `argv` once; returns the `RESULT` fields (wall s, peak RSS MiB, exit code).
-pub fn measure(argv: &[String]) -> Result<String, String> {
+/// Runs `argv` once; returns the `RESULT` fields (wall s, peak RSS MiB, exit
+/// code), or an error if it exits with another code than `want_exit` (a
+/// tool that fails at once must not show as fast).
+pub fn measure(argv: &[String], want_exit: i32) -> Result<String, String> {
     let t0 = Instant::now();
     let child = Command::new(&argv[0])
         .args(&argv[1..])
@@ -81,6 +104,9 @@ pub fn measure(argv: &[String]) -> Result<String, String> {
     let code = std::process::ExitStatus::from_raw(status)
         .code()
         .unwrap_or(-1);
+    if code != want_exit {
+        return Err(format!("{} exited {code}, expected {want_exit}", argv[0]));
+    }
     Ok(format!(
         "wall_s={wall:.4} rss_mib={:.1} exit={code}",
         ru.ru_maxrss as f64 / 1024.0
@@ -214,7 +240,7 @@ pub fn down_argv(
             Ok(vec![s(python), script.display().to_string(), s(prefix)])
         }
         "fping" => argv("fping", python, peers).map(|a| {
-            let rest = ["-g", &cidr, "-t", "1000", "-r", "0", "-i", "1"];
+            let rest = ["-g", &cidr, "-t", "1000", "-r", "0", "-i", fping_interval()];
             std::iter::once(a[0].clone())
                 .chain(rest.iter().map(|x| s(x)))
                 .collect()
@@ -232,5 +258,8 @@ pub fn measure_down(contender: &str, python: &str, peers: &Path) -> Result<Optio
         Err(why) => return Err(why),
     };
     let argv = down_argv(contender, &ns.prefix(), python, peers)?;
-    measure(&ns.wrap(argv)).map(Some)
+    // pinger and fping follow fping's exit codes: 1 when some host did not
+    // answer. The seed script exits 0 whatever it found.
+    let want_exit = if contender == "seed" { 0 } else { 1 };
+    measure(&ns.wrap(argv), want_exit).map(Some)
 }

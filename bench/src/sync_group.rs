@@ -145,6 +145,8 @@ fn tokio_gather(n: u64) -> R {
             out
         })
     });
-    crate::check_count("gathered", out.len() as u64, n)?;
+    // Every result, in argument order: the count of those in their place.
+    let in_place = out.iter().zip(0..).filter(|&(&v, j)| v == j).count();
+    crate::check_count("gathered in order", in_place as u64, n)?;
     Ok(ns)
 }
