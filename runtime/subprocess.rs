@@ -49,10 +49,12 @@
 //!   transport of the child (stdin, stdout, stderr) has called
 //!   `connection_lost` (asyncio's `_try_finish` and `_call_connection_lost`):
 //!   the readers then hold all the output and its EOF; a `wait()` called
-//!   once the child was reaped returns at once (asyncio's `_wait`). As in
-//!   asyncio, a grandchild that keeps a pipe open holds a pending `wait()`
-//!   too, and so does an output reader left paused above its limit (read
-//!   it, or use `communicate()`). `returncode()` is set at the reap. From
+//!   once the child was reaped returns at once (asyncio's `_wait`). Once
+//!   the child was reaped and its stdout and stderr are lost, stdin is
+//!   closed (asyncio's `SubprocessStreamProtocol._maybe_close_transport`
+//!   closes the transport). As in asyncio, a grandchild that keeps stdout
+//!   or stderr open holds a pending `wait()` too, and so does an output
+//!   reader left paused above its limit (read it, or use `communicate()`). `returncode()` is set at the reap. From
 //!   then on no signal is sent; once every pipe is lost too, signalling is
 //!   an `ESRCH` error (asyncio's `ProcessLookupError`).
 //! - `spawn_in_executor` only forks and execs on the worker; the child is
@@ -72,7 +74,7 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::os::fd::{OwnedFd, RawFd};
 use std::path::Path;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU8, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
@@ -86,7 +88,7 @@ pub use crate::streams::DEFAULT_LIMIT;
 use crate::streams::{FlowControl, StreamReader, StreamReaderProtocol, StreamWriter};
 use crate::sys;
 use crate::threads::ThreadPool;
-use crate::transports::Transport;
+use crate::transports::{BaseTransport, Transport};
 
 /// How much of `communicate`'s input is written before each `drain()`:
 /// the transport's high-water mark.
@@ -546,6 +548,13 @@ impl Adopt {
         // Wrapping a pipe fails only for lack of memory (or fds); the child
         // is watched already, and dropping `proc` applies kill_on_drop.
         proc.stdin = w.map(|fd| stdin_writer(lp, fd, &pipes)).transpose()?;
+        if proc.stdin.is_some() {
+            // asyncio's `SubprocessStreamProtocol.process_exited`, which
+            // may close stdin (see `Pipes::maybe_close_transport`).
+            let p = pipes.clone();
+            let exit = proc.child.exit_future(lp);
+            exit.add_done_callback(move |_| p.process_exited());
+        }
         proc.stdout = r_out
             .map(|fd| output_reader(lp, fd, self.limit, &pipes))
             .transpose()?;
@@ -567,7 +576,8 @@ fn output_reader(
 ) -> Result<StreamReader> {
     let reader = StreamReader::with_loop(lp, limit);
     let protocol = Rc::new(StreamReaderProtocol::new(lp, reader.clone(), None));
-    ReadPipeTransport::new(lp, fd, SubprocessPipeProto::wrap(protocol, pipes), None)?;
+    let protocol = SubprocessPipeProto::wrap(protocol, pipes, true);
+    ReadPipeTransport::new(lp, fd, protocol, None)?;
     Ok(reader)
 }
 
@@ -576,19 +586,28 @@ fn output_reader(
 /// `FlowControlMixin`).
 fn stdin_writer(lp: &EventLoop, fd: OwnedFd, pipes: &Rc<Pipes>) -> Result<StreamWriter> {
     let flow = FlowControl::new(lp);
-    let protocol = SubprocessPipeProto::wrap(Rc::new(flow.clone()), pipes);
+    let protocol = SubprocessPipeProto::wrap(Rc::new(flow.clone()), pipes, false);
     let transport = WritePipeTransport::new(lp, fd, protocol, None)?;
+    *pipes.stdin.borrow_mut() = Some(Rc::downgrade(&transport));
     Ok(StreamWriter::new(transport, flow, None))
 }
 
 /// asyncio's `BaseSubprocessTransport` bookkeeping of the child's pipes:
 /// how many are still connected (`_pipes[fd].disconnected`), and the
 /// `wait()` calls to wake once the last one is lost (`_try_finish`, then
-/// `_call_connection_lost` wakes the `_exit_waiters`).
+/// `_call_connection_lost` wakes the `_exit_waiters`). And the part of
+/// `SubprocessStreamProtocol` that closes stdin once the child exited and
+/// its output pipes are lost (`_pipe_fds`, `_maybe_close_transport`).
 #[derive(Default)]
 struct Pipes {
     /// Pipe transports that have not called `connection_lost` yet.
     open: Cell<usize>,
+    /// Of those, stdout and stderr (asyncio's `_pipe_fds`).
+    outputs: Cell<usize>,
+    /// The child was reaped (asyncio's `_process_exited`).
+    exited: Cell<bool>,
+    /// stdin's transport, until `maybe_close_transport` closes it.
+    stdin: RefCell<Option<Weak<WritePipeTransport>>>,
     /// One future per `wait()` call waiting for the pipes.
     waiters: RefCell<Vec<Future<()>>>,
 }
@@ -609,8 +628,34 @@ impl Pipes {
         waiter.clone().await
     }
 
-    /// One pipe was lost: asyncio's `_pipe_connection_lost` + `_try_finish`.
-    fn pipe_lost(&self) {
+    /// asyncio's `SubprocessStreamProtocol.process_exited`.
+    fn process_exited(&self) {
+        self.exited.set(true);
+        self.maybe_close_transport();
+    }
+
+    /// asyncio's `_maybe_close_transport`: once the child exited and its
+    /// stdout and stderr are lost, the transport is closed, and with it
+    /// stdin (the other pipes are gone already). Else a grandchild that
+    /// was handed the child's stdin would hold `wait()` until it exits.
+    fn maybe_close_transport(&self) {
+        if !self.exited.get() || self.outputs.get() > 0 {
+            return;
+        }
+        let stdin = self.stdin.borrow_mut().take();
+        if let Some(t) = stdin.and_then(|w| w.upgrade()) {
+            t.close();
+        }
+    }
+
+    /// One pipe was lost: asyncio's `_pipe_connection_lost` + `_try_finish`
+    /// (and, for stdout or stderr, `SubprocessStreamProtocol`'s
+    /// `pipe_connection_lost`, which may close stdin).
+    fn pipe_lost(&self, output: bool) {
+        if output {
+            self.outputs.set(self.outputs.get().saturating_sub(1));
+            self.maybe_close_transport();
+        }
         self.open.set(self.open.get().saturating_sub(1));
         if self.open.get() > 0 {
             return;
@@ -636,21 +681,27 @@ impl Pipes {
 struct SubprocessPipeProto {
     inner: Rc<dyn Protocol>,
     pipes: Rc<Pipes>,
+    /// stdout or stderr (not stdin).
+    output: bool,
 }
 
 impl SubprocessPipeProto {
-    fn wrap(inner: Rc<dyn Protocol>, pipes: &Rc<Pipes>) -> Rc<dyn Protocol> {
+    fn wrap(inner: Rc<dyn Protocol>, pipes: &Rc<Pipes>, output: bool) -> Rc<dyn Protocol> {
         pipes.open.set(pipes.open.get() + 1);
+        if output {
+            pipes.outputs.set(pipes.outputs.get() + 1);
+        }
         Rc::new(SubprocessPipeProto {
             inner,
             pipes: pipes.clone(),
+            output,
         })
     }
 }
 
 impl Drop for SubprocessPipeProto {
     fn drop(&mut self) {
-        self.pipes.pipe_lost();
+        self.pipes.pipe_lost(self.output);
     }
 }
 
@@ -816,7 +867,9 @@ impl Process {
     }
 
     /// Waits for the child to exit and its pipes to close (asyncio: the
-    /// transport's `connection_lost`), and returns its exit code. Once the
+    /// transport's `connection_lost`; stdin is closed for it once the child
+    /// exited and stdout and stderr are closed), and returns its exit
+    /// code. Once the
     /// child was reaped, it returns the exit code at once, as asyncio's
     /// `_wait` does (only a wait pending at the exit waits for the pipes).
     /// Cancelling `wait()` does not touch the child, which is still reaped

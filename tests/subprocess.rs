@@ -1318,3 +1318,35 @@ both_watchers!(
     a_child_is_reaped_on_a_loop_iterated_by_hand_pidfd,
     a_child_is_reaped_on_a_loop_iterated_by_hand_thread
 );
+
+// conformance: P1
+/// asyncio's `SubprocessStreamProtocol._maybe_close_transport`: once the
+/// child exited and its stdout and stderr pipes are lost, the transport is
+/// closed, and stdin with it. So `wait()` does not wait for a grandchild
+/// that was handed the child's stdin: here `sh` gives its stdin to a
+/// background `cat` and exits; closing stdin is what ends that `cat`.
+fn stdin_kept_by_a_grandchild(kind: ChildWatcherKind) {
+    let (rc, closed) = on_loop(kind, |_| async {
+        let p = Command::shell("exec 3<&0; cat <&3 >/dev/null 3<&- & exit 5")
+            .stdin(Stdio::Pipe)
+            .stdout(Stdio::Pipe)
+            .spawn()?;
+        let rc = tulip::timeout(5.0).run(p.wait()).await;
+        let stdin = p.stdin.as_ref().unwrap();
+        // A wait() called after the reap returns at once (asyncio's
+        // `_wait`), maybe before stdin was closed: wait for that too.
+        let closed = tulip::timeout(5.0).run(stdin.wait_closed()).await;
+        if rc.is_err() || closed.is_err() {
+            stdin.close(); // lets the grandchild end
+            tulip::timeout(10.0).run(p.wait()).await?;
+        }
+        Ok((rc.ok(), closed.is_ok()))
+    });
+    assert_eq!(rc, Some(5), "wait() waited for the grandchild's stdin");
+    assert!(closed, "stdin was not closed once the child exited");
+}
+both_watchers!(
+    stdin_kept_by_a_grandchild,
+    wait_does_not_wait_for_a_stdin_kept_by_a_grandchild_pidfd,
+    wait_does_not_wait_for_a_stdin_kept_by_a_grandchild_thread
+);
