@@ -887,7 +887,9 @@ impl Process {
     /// it) while reading stdout and stderr to EOF, then waits for the exit.
     /// Returns `(stdout, stderr)`; a stream that is not piped gives an empty
     /// vector. Never deadlocks whatever the sizes, and a broken pipe on
-    /// stdin (the child did not read it all) is ignored (P1).
+    /// stdin (the child did not read it all) is ignored (P1). Cancelled,
+    /// it leaves stdin open with the input not yet written in its buffer,
+    /// as asyncio does: a later `communicate()` delivers the rest.
     pub async fn communicate(&mut self, input: Option<&[u8]>) -> Result<(Vec<u8>, Vec<u8>)> {
         if input.is_some() && self.stdin.is_none() {
             return Err(Error::invalid_argument(
@@ -901,7 +903,13 @@ impl Process {
             if let Some(w) = stdin {
                 // Fed in chunks, so most bytes go straight from `input` to
                 // the pipe instead of being copied into the transport first.
-                for chunk in input.unwrap_or_default().chunks(FEED_CHUNK) {
+                let mut unfed = Unfed {
+                    w,
+                    rest: input.unwrap_or_default(),
+                };
+                while !unfed.rest.is_empty() {
+                    let (chunk, rest) = unfed.rest.split_at(unfed.rest.len().min(FEED_CHUNK));
+                    unfed.rest = rest;
                     match w.write(chunk) {
                         Err(e) if is_broken_pipe(&e) => break,
                         other => other?,
@@ -914,6 +922,7 @@ impl Process {
                         break; // the pipe broke: the rest is dropped anyway
                     }
                 }
+                unfed.rest = &[];
                 w.close();
             }
             Ok(())
@@ -945,6 +954,23 @@ impl Process {
     /// Sends SIGKILL; the exit code becomes `-9`.
     pub fn kill(&self) -> Result<()> {
         self.send_signal(libc::SIGKILL)
+    }
+}
+
+/// The part of `communicate`'s input not written yet. asyncio's
+/// `_feed_stdin` writes the whole input to the transport before its first
+/// `drain()`, so a feed that ends early (cancelled, failed, or dropped with
+/// a failed reader) has left the rest in stdin's buffer, and a later
+/// `communicate()` or `close()` still delivers it: so does this, on drop.
+struct Unfed<'a> {
+    w: &'a StreamWriter,
+    rest: &'a [u8],
+}
+
+impl Drop for Unfed<'_> {
+    fn drop(&mut self) {
+        // A closing or lost pipe drops it, as it would have in asyncio.
+        let _ = self.w.write(self.rest);
     }
 }
 

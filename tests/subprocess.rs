@@ -1350,3 +1350,30 @@ both_watchers!(
     wait_does_not_wait_for_a_stdin_kept_by_a_grandchild_pidfd,
     wait_does_not_wait_for_a_stdin_kept_by_a_grandchild_thread
 );
+
+// conformance: P1
+/// asyncio's `_feed_stdin` writes the whole input to the transport before
+/// its first `drain()`: a `communicate()` cancelled midway leaves the rest
+/// of the input in stdin's buffer, and a second `communicate()` flushes
+/// it and closes stdin. The child gets every byte.
+fn communicate_again_after_a_cancel(kind: ChildWatcherKind) {
+    let (timed_out, out) = on_loop(kind, |_| async {
+        // The child reads nothing for a while: 1 MB cannot all be written.
+        let mut p = Command::shell("sleep 0.3; exec wc -c")
+            .stdin(Stdio::Pipe)
+            .stdout(Stdio::Pipe)
+            .spawn()?;
+        let input = vec![b'x'; 1024 * 1024];
+        let r = tulip::timeout(0.05).run(p.communicate(Some(&input))).await;
+        let timed_out = matches!(r, Err(tulip::Error::Timeout));
+        let (out, _) = tulip::timeout(10.0).run(p.communicate(None)).await?;
+        Ok((timed_out, out))
+    });
+    assert!(timed_out);
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "1048576");
+}
+both_watchers!(
+    communicate_again_after_a_cancel,
+    communicate_again_after_a_cancel_feeds_the_rest_of_the_input_pidfd,
+    communicate_again_after_a_cancel_feeds_the_rest_of_the_input_thread
+);
