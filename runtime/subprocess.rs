@@ -276,6 +276,8 @@ impl Command {
     }
 
     /// The buffer limit of the stdout/stderr readers (asyncio's `limit=`).
+    /// Zero makes a spawn with an output pipe fail with
+    /// [`Error::InvalidArgument`] (asyncio: "Limit cannot be <= 0").
     pub fn limit(&mut self, limit: usize) -> &mut Command {
         self.limit = limit;
         self
@@ -456,6 +458,11 @@ impl Command {
             return Err(Error::invalid_argument(
                 "Stdio::Stdout is only valid for stderr",
             ));
+        }
+        // asyncio's `StreamReader(limit=0)` raises; here the readers are
+        // made after the spawn, so refuse before anything is started.
+        if self.limit == 0 && (stdout == Stdio::Pipe || stderr == Stdio::Pipe) {
+            return Err(Error::invalid_argument("limit cannot be 0"));
         }
         // Our ends (non-blocking) and the child's ends (given to std).
         let mut ours: [Option<OwnedFd>; 3] = [None, None, None];

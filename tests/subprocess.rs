@@ -1377,3 +1377,31 @@ both_watchers!(
     communicate_again_after_a_cancel_feeds_the_rest_of_the_input_pidfd,
     communicate_again_after_a_cancel_feeds_the_rest_of_the_input_thread
 );
+
+// conformance: P3
+/// asyncio's `StreamReader(limit=0)` is a `ValueError` ("Limit cannot be
+/// <= 0"). A zero `limit` with an output pipe was an assertion in the
+/// making of the reader, after the child had started: the caller panicked
+/// and the child ran on. It must be an `InvalidArgument` error from both
+/// spawn paths, with no child started.
+fn zero_limit(kind: ChildWatcherKind) {
+    let (on_loop_err, in_executor_err, unreaped) = on_loop(kind, |lp| async move {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("10").stdout(Stdio::Pipe).limit(0);
+        let on_loop_err = cmd.spawn().err();
+        let in_executor_err = cmd.spawn_in_executor(None).await.err();
+        Ok((on_loop_err, in_executor_err, lp.unreaped_children()))
+    });
+    for err in [on_loop_err, in_executor_err] {
+        assert!(
+            matches!(err, Some(tulip::Error::InvalidArgument(_))),
+            "{err:?}"
+        );
+    }
+    assert_eq!(unreaped, 0, "a child was started");
+}
+both_watchers!(
+    zero_limit,
+    a_zero_limit_is_an_error_before_the_spawn_pidfd,
+    a_zero_limit_is_an_error_before_the_spawn_thread
+);
