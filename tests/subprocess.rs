@@ -1405,3 +1405,36 @@ both_watchers!(
     a_zero_limit_is_an_error_before_the_spawn_pidfd,
     a_zero_limit_is_an_error_before_the_spawn_thread
 );
+
+// conformance: P3
+/// The children still running when their loop closes are each reaped as
+/// they exit (asyncio's `ThreadedChildWatcher` waits for every child in a
+/// thread of its own): a long-lived one must not leave the others zombies
+/// until it exits too.
+fn handed_over_children_are_reaped_as_they_exit(kind: ChildWatcherKind) {
+    let (long, short) = on_loop(kind, |_| async {
+        let long = Command::new("sleep").arg("10").spawn()?;
+        let mut short = Vec::new();
+        for _ in 0..8 {
+            short.push(Command::new("sleep").arg("0.2").spawn()?.pid());
+        }
+        Ok((long, short))
+    });
+    // The loop is closed: all nine were handed over, running.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let zombies = loop {
+        let left: Vec<u32> = short.iter().copied().filter(|&p| is_our_child(p)).collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Through its pidfd, if there is one; else it ends in 10 s anyway.
+    long.kill().unwrap();
+    assert_eq!(zombies, [], "left zombies while the long child ran");
+}
+both_watchers!(
+    handed_over_children_are_reaped_as_they_exit,
+    children_handed_over_at_close_are_reaped_as_they_exit_pidfd,
+    children_handed_over_at_close_are_reaped_as_they_exit_thread
+);
