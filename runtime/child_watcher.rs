@@ -28,8 +28,9 @@
 //!   is not ours any more: the child is signalled only through a pidfd
 //!   taken before the hand-over, or not at all.
 //! - Every spawned child is in `children` until it is reaped. When the
-//!   watcher is dropped (the loop closes) the children left are handed to a
-//!   reaper thread: no zombie is left behind, even for a dropped `Process`.
+//!   watcher is dropped (the loop closes) the children left are handed to
+//!   reaper threads, one per child, each reaped as it exits: no zombie is
+//!   left behind, even for a dropped `Process`.
 //! - A `wait()` waiter is a fresh future per call, so cancelling one `wait()`
 //!   cancels neither the child nor the other waiters (P2); it leaves the
 //!   waiters however the call ends, dropped included.
@@ -347,8 +348,9 @@ fn spawn_waiter_thread(lp: &EventLoop, pid: libc::pid_t) -> io::Result<()> {
 }
 
 impl Drop for ChildWatcher {
-    /// The loop is closing: reap what is left in a background thread
-    /// (asyncio leaves them to the next watcher; tulip leaves no zombie).
+    /// The loop is closing: reap what is left, each child in a background
+    /// thread of its own (asyncio leaves them to the next watcher; tulip
+    /// leaves no zombie).
     ///
     /// A `Process` may outlive the loop and be signalled later, when the
     /// reaper may have reaped its pid and the number been reused. So each
@@ -379,18 +381,16 @@ impl Drop for ChildWatcher {
         // After `handed_off`: a transport dropped here signals through
         // the pidfd only.
         drop(waiters);
-        if pids.is_empty() {
-            return;
+        // A thread per child, as asyncio's `ThreadedChildWatcher` has: one
+        // thread reaping them in turn would leave every child that exits
+        // after a long-lived one a zombie until that one exits.
+        for pid in pids {
+            let spawned = std::thread::Builder::new()
+                .name(format!("tulip-reaper-{pid}"))
+                .stack_size(WAITER_STACK_SIZE)
+                .spawn(move || drop(sys::waitpid_blocking(pid)));
+            drop(spawned);
         }
-        let spawned = std::thread::Builder::new()
-            .name("tulip-reaper".into())
-            .stack_size(WAITER_STACK_SIZE)
-            .spawn(move || {
-                for pid in pids {
-                    let _ = sys::waitpid_blocking(pid);
-                }
-            });
-        drop(spawned);
     }
 }
 

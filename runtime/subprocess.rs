@@ -49,10 +49,12 @@
 //!   transport of the child (stdin, stdout, stderr) has called
 //!   `connection_lost` (asyncio's `_try_finish` and `_call_connection_lost`):
 //!   the readers then hold all the output and its EOF; a `wait()` called
-//!   once the child was reaped returns at once (asyncio's `_wait`). As in
-//!   asyncio, a grandchild that keeps a pipe open holds a pending `wait()`
-//!   too, and so does an output reader left paused above its limit (read
-//!   it, or use `communicate()`). `returncode()` is set at the reap. From
+//!   once the child was reaped returns at once (asyncio's `_wait`). Once
+//!   the child was reaped and its stdout and stderr are lost, stdin is
+//!   closed (asyncio's `SubprocessStreamProtocol._maybe_close_transport`
+//!   closes the transport). As in asyncio, a grandchild that keeps stdout
+//!   or stderr open holds a pending `wait()` too, and so does an output
+//!   reader left paused above its limit (read it, or use `communicate()`). `returncode()` is set at the reap. From
 //!   then on no signal is sent; once every pipe is lost too, signalling is
 //!   an `ESRCH` error (asyncio's `ProcessLookupError`).
 //! - `spawn_in_executor` only forks and execs on the worker; the child is
@@ -72,7 +74,7 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::os::fd::{OwnedFd, RawFd};
 use std::path::Path;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU8, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
@@ -86,7 +88,7 @@ pub use crate::streams::DEFAULT_LIMIT;
 use crate::streams::{FlowControl, StreamReader, StreamReaderProtocol, StreamWriter};
 use crate::sys;
 use crate::threads::ThreadPool;
-use crate::transports::Transport;
+use crate::transports::{BaseTransport, Transport};
 
 /// How much of `communicate`'s input is written before each `drain()`:
 /// the transport's high-water mark.
@@ -274,6 +276,8 @@ impl Command {
     }
 
     /// The buffer limit of the stdout/stderr readers (asyncio's `limit=`).
+    /// Zero makes a spawn with an output pipe fail with
+    /// [`Error::InvalidArgument`] (asyncio: "Limit cannot be <= 0").
     pub fn limit(&mut self, limit: usize) -> &mut Command {
         self.limit = limit;
         self
@@ -455,6 +459,11 @@ impl Command {
                 "Stdio::Stdout is only valid for stderr",
             ));
         }
+        // asyncio's `StreamReader(limit=0)` raises; here the readers are
+        // made after the spawn, so refuse before anything is started.
+        if self.limit == 0 && (stdout == Stdio::Pipe || stderr == Stdio::Pipe) {
+            return Err(Error::invalid_argument("limit cannot be 0"));
+        }
         // Our ends (non-blocking) and the child's ends (given to std).
         let mut ours: [Option<OwnedFd>; 3] = [None, None, None];
         let child_in = match stdin {
@@ -546,6 +555,13 @@ impl Adopt {
         // Wrapping a pipe fails only for lack of memory (or fds); the child
         // is watched already, and dropping `proc` applies kill_on_drop.
         proc.stdin = w.map(|fd| stdin_writer(lp, fd, &pipes)).transpose()?;
+        if proc.stdin.is_some() {
+            // asyncio's `SubprocessStreamProtocol.process_exited`, which
+            // may close stdin (see `Pipes::maybe_close_transport`).
+            let p = pipes.clone();
+            let exit = proc.child.exit_future(lp);
+            exit.add_done_callback(move |_| p.process_exited());
+        }
         proc.stdout = r_out
             .map(|fd| output_reader(lp, fd, self.limit, &pipes))
             .transpose()?;
@@ -567,7 +583,8 @@ fn output_reader(
 ) -> Result<StreamReader> {
     let reader = StreamReader::with_loop(lp, limit);
     let protocol = Rc::new(StreamReaderProtocol::new(lp, reader.clone(), None));
-    ReadPipeTransport::new(lp, fd, SubprocessPipeProto::wrap(protocol, pipes), None)?;
+    let protocol = SubprocessPipeProto::wrap(protocol, pipes, true);
+    ReadPipeTransport::new(lp, fd, protocol, None)?;
     Ok(reader)
 }
 
@@ -576,19 +593,28 @@ fn output_reader(
 /// `FlowControlMixin`).
 fn stdin_writer(lp: &EventLoop, fd: OwnedFd, pipes: &Rc<Pipes>) -> Result<StreamWriter> {
     let flow = FlowControl::new(lp);
-    let protocol = SubprocessPipeProto::wrap(Rc::new(flow.clone()), pipes);
+    let protocol = SubprocessPipeProto::wrap(Rc::new(flow.clone()), pipes, false);
     let transport = WritePipeTransport::new(lp, fd, protocol, None)?;
+    *pipes.stdin.borrow_mut() = Some(Rc::downgrade(&transport));
     Ok(StreamWriter::new(transport, flow, None))
 }
 
 /// asyncio's `BaseSubprocessTransport` bookkeeping of the child's pipes:
 /// how many are still connected (`_pipes[fd].disconnected`), and the
 /// `wait()` calls to wake once the last one is lost (`_try_finish`, then
-/// `_call_connection_lost` wakes the `_exit_waiters`).
+/// `_call_connection_lost` wakes the `_exit_waiters`). And the part of
+/// `SubprocessStreamProtocol` that closes stdin once the child exited and
+/// its output pipes are lost (`_pipe_fds`, `_maybe_close_transport`).
 #[derive(Default)]
 struct Pipes {
     /// Pipe transports that have not called `connection_lost` yet.
     open: Cell<usize>,
+    /// Of those, stdout and stderr (asyncio's `_pipe_fds`).
+    outputs: Cell<usize>,
+    /// The child was reaped (asyncio's `_process_exited`).
+    exited: Cell<bool>,
+    /// stdin's transport, until `maybe_close_transport` closes it.
+    stdin: RefCell<Option<Weak<WritePipeTransport>>>,
     /// One future per `wait()` call waiting for the pipes.
     waiters: RefCell<Vec<Future<()>>>,
 }
@@ -609,8 +635,34 @@ impl Pipes {
         waiter.clone().await
     }
 
-    /// One pipe was lost: asyncio's `_pipe_connection_lost` + `_try_finish`.
-    fn pipe_lost(&self) {
+    /// asyncio's `SubprocessStreamProtocol.process_exited`.
+    fn process_exited(&self) {
+        self.exited.set(true);
+        self.maybe_close_transport();
+    }
+
+    /// asyncio's `_maybe_close_transport`: once the child exited and its
+    /// stdout and stderr are lost, the transport is closed, and with it
+    /// stdin (the other pipes are gone already). Else a grandchild that
+    /// was handed the child's stdin would hold `wait()` until it exits.
+    fn maybe_close_transport(&self) {
+        if !self.exited.get() || self.outputs.get() > 0 {
+            return;
+        }
+        let stdin = self.stdin.borrow_mut().take();
+        if let Some(t) = stdin.and_then(|w| w.upgrade()) {
+            t.close();
+        }
+    }
+
+    /// One pipe was lost: asyncio's `_pipe_connection_lost` + `_try_finish`
+    /// (and, for stdout or stderr, `SubprocessStreamProtocol`'s
+    /// `pipe_connection_lost`, which may close stdin).
+    fn pipe_lost(&self, output: bool) {
+        if output {
+            self.outputs.set(self.outputs.get().saturating_sub(1));
+            self.maybe_close_transport();
+        }
         self.open.set(self.open.get().saturating_sub(1));
         if self.open.get() > 0 {
             return;
@@ -636,21 +688,27 @@ impl Pipes {
 struct SubprocessPipeProto {
     inner: Rc<dyn Protocol>,
     pipes: Rc<Pipes>,
+    /// stdout or stderr (not stdin).
+    output: bool,
 }
 
 impl SubprocessPipeProto {
-    fn wrap(inner: Rc<dyn Protocol>, pipes: &Rc<Pipes>) -> Rc<dyn Protocol> {
+    fn wrap(inner: Rc<dyn Protocol>, pipes: &Rc<Pipes>, output: bool) -> Rc<dyn Protocol> {
         pipes.open.set(pipes.open.get() + 1);
+        if output {
+            pipes.outputs.set(pipes.outputs.get() + 1);
+        }
         Rc::new(SubprocessPipeProto {
             inner,
             pipes: pipes.clone(),
+            output,
         })
     }
 }
 
 impl Drop for SubprocessPipeProto {
     fn drop(&mut self) {
-        self.pipes.pipe_lost();
+        self.pipes.pipe_lost(self.output);
     }
 }
 
@@ -816,7 +874,9 @@ impl Process {
     }
 
     /// Waits for the child to exit and its pipes to close (asyncio: the
-    /// transport's `connection_lost`), and returns its exit code. Once the
+    /// transport's `connection_lost`; stdin is closed for it once the child
+    /// exited and stdout and stderr are closed), and returns its exit
+    /// code. Once the
     /// child was reaped, it returns the exit code at once, as asyncio's
     /// `_wait` does (only a wait pending at the exit waits for the pipes).
     /// Cancelling `wait()` does not touch the child, which is still reaped
@@ -834,7 +894,9 @@ impl Process {
     /// it) while reading stdout and stderr to EOF, then waits for the exit.
     /// Returns `(stdout, stderr)`; a stream that is not piped gives an empty
     /// vector. Never deadlocks whatever the sizes, and a broken pipe on
-    /// stdin (the child did not read it all) is ignored (P1).
+    /// stdin (the child did not read it all) is ignored (P1). Cancelled,
+    /// it leaves stdin open with the input not yet written in its buffer,
+    /// as asyncio does: a later `communicate()` delivers the rest.
     pub async fn communicate(&mut self, input: Option<&[u8]>) -> Result<(Vec<u8>, Vec<u8>)> {
         if input.is_some() && self.stdin.is_none() {
             return Err(Error::invalid_argument(
@@ -848,7 +910,13 @@ impl Process {
             if let Some(w) = stdin {
                 // Fed in chunks, so most bytes go straight from `input` to
                 // the pipe instead of being copied into the transport first.
-                for chunk in input.unwrap_or_default().chunks(FEED_CHUNK) {
+                let mut unfed = Unfed {
+                    w,
+                    rest: input.unwrap_or_default(),
+                };
+                while !unfed.rest.is_empty() {
+                    let (chunk, rest) = unfed.rest.split_at(unfed.rest.len().min(FEED_CHUNK));
+                    unfed.rest = rest;
                     match w.write(chunk) {
                         Err(e) if is_broken_pipe(&e) => break,
                         other => other?,
@@ -861,6 +929,7 @@ impl Process {
                         break; // the pipe broke: the rest is dropped anyway
                     }
                 }
+                unfed.rest = &[];
                 w.close();
             }
             Ok(())
@@ -892,6 +961,23 @@ impl Process {
     /// Sends SIGKILL; the exit code becomes `-9`.
     pub fn kill(&self) -> Result<()> {
         self.send_signal(libc::SIGKILL)
+    }
+}
+
+/// The part of `communicate`'s input not written yet. asyncio's
+/// `_feed_stdin` writes the whole input to the transport before its first
+/// `drain()`, so a feed that ends early (cancelled, failed, or dropped with
+/// a failed reader) has left the rest in stdin's buffer, and a later
+/// `communicate()` or `close()` still delivers it: so does this, on drop.
+struct Unfed<'a> {
+    w: &'a StreamWriter,
+    rest: &'a [u8],
+}
+
+impl Drop for Unfed<'_> {
+    fn drop(&mut self) {
+        // A closing or lost pipe drops it, as it would have in asyncio.
+        let _ = self.w.write(self.rest);
     }
 }
 

@@ -1318,3 +1318,123 @@ both_watchers!(
     a_child_is_reaped_on_a_loop_iterated_by_hand_pidfd,
     a_child_is_reaped_on_a_loop_iterated_by_hand_thread
 );
+
+// conformance: P1
+/// asyncio's `SubprocessStreamProtocol._maybe_close_transport`: once the
+/// child exited and its stdout and stderr pipes are lost, the transport is
+/// closed, and stdin with it. So `wait()` does not wait for a grandchild
+/// that was handed the child's stdin: here `sh` gives its stdin to a
+/// background `cat` and exits; closing stdin is what ends that `cat`.
+fn stdin_kept_by_a_grandchild(kind: ChildWatcherKind) {
+    let (rc, closed) = on_loop(kind, |_| async {
+        let p = Command::shell("exec 3<&0; cat <&3 >/dev/null 3<&- & exit 5")
+            .stdin(Stdio::Pipe)
+            .stdout(Stdio::Pipe)
+            .spawn()?;
+        let rc = tulip::timeout(5.0).run(p.wait()).await;
+        let stdin = p.stdin.as_ref().unwrap();
+        // A wait() called after the reap returns at once (asyncio's
+        // `_wait`), maybe before stdin was closed: wait for that too.
+        let closed = tulip::timeout(5.0).run(stdin.wait_closed()).await;
+        if rc.is_err() || closed.is_err() {
+            stdin.close(); // lets the grandchild end
+            tulip::timeout(10.0).run(p.wait()).await?;
+        }
+        Ok((rc.ok(), closed.is_ok()))
+    });
+    assert_eq!(rc, Some(5), "wait() waited for the grandchild's stdin");
+    assert!(closed, "stdin was not closed once the child exited");
+}
+both_watchers!(
+    stdin_kept_by_a_grandchild,
+    wait_does_not_wait_for_a_stdin_kept_by_a_grandchild_pidfd,
+    wait_does_not_wait_for_a_stdin_kept_by_a_grandchild_thread
+);
+
+// conformance: P1
+/// asyncio's `_feed_stdin` writes the whole input to the transport before
+/// its first `drain()`: a `communicate()` cancelled midway leaves the rest
+/// of the input in stdin's buffer, and a second `communicate()` flushes
+/// it and closes stdin. The child gets every byte.
+fn communicate_again_after_a_cancel(kind: ChildWatcherKind) {
+    let (timed_out, out) = on_loop(kind, |_| async {
+        // The child reads nothing for a while: 1 MB cannot all be written.
+        let mut p = Command::shell("sleep 0.3; exec wc -c")
+            .stdin(Stdio::Pipe)
+            .stdout(Stdio::Pipe)
+            .spawn()?;
+        let input = vec![b'x'; 1024 * 1024];
+        let r = tulip::timeout(0.05).run(p.communicate(Some(&input))).await;
+        let timed_out = matches!(r, Err(tulip::Error::Timeout));
+        let (out, _) = tulip::timeout(10.0).run(p.communicate(None)).await?;
+        Ok((timed_out, out))
+    });
+    assert!(timed_out);
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "1048576");
+}
+both_watchers!(
+    communicate_again_after_a_cancel,
+    communicate_again_after_a_cancel_feeds_the_rest_of_the_input_pidfd,
+    communicate_again_after_a_cancel_feeds_the_rest_of_the_input_thread
+);
+
+// conformance: P3
+/// asyncio's `StreamReader(limit=0)` is a `ValueError` ("Limit cannot be
+/// <= 0"). A zero `limit` with an output pipe was an assertion in the
+/// making of the reader, after the child had started: the caller panicked
+/// and the child ran on. It must be an `InvalidArgument` error from both
+/// spawn paths, with no child started.
+fn zero_limit(kind: ChildWatcherKind) {
+    let (on_loop_err, in_executor_err, unreaped) = on_loop(kind, |lp| async move {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("10").stdout(Stdio::Pipe).limit(0);
+        let on_loop_err = cmd.spawn().err();
+        let in_executor_err = cmd.spawn_in_executor(None).await.err();
+        Ok((on_loop_err, in_executor_err, lp.unreaped_children()))
+    });
+    for err in [on_loop_err, in_executor_err] {
+        assert!(
+            matches!(err, Some(tulip::Error::InvalidArgument(_))),
+            "{err:?}"
+        );
+    }
+    assert_eq!(unreaped, 0, "a child was started");
+}
+both_watchers!(
+    zero_limit,
+    a_zero_limit_is_an_error_before_the_spawn_pidfd,
+    a_zero_limit_is_an_error_before_the_spawn_thread
+);
+
+// conformance: P3
+/// The children still running when their loop closes are each reaped as
+/// they exit (asyncio's `ThreadedChildWatcher` waits for every child in a
+/// thread of its own): a long-lived one must not leave the others zombies
+/// until it exits too.
+fn handed_over_children_are_reaped_as_they_exit(kind: ChildWatcherKind) {
+    let (long, short) = on_loop(kind, |_| async {
+        let long = Command::new("sleep").arg("10").spawn()?;
+        let mut short = Vec::new();
+        for _ in 0..8 {
+            short.push(Command::new("sleep").arg("0.2").spawn()?.pid());
+        }
+        Ok((long, short))
+    });
+    // The loop is closed: all nine were handed over, running.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let zombies = loop {
+        let left: Vec<u32> = short.iter().copied().filter(|&p| is_our_child(p)).collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Through its pidfd, if there is one; else it ends in 10 s anyway.
+    long.kill().unwrap();
+    assert_eq!(zombies, [], "left zombies while the long child ran");
+}
+both_watchers!(
+    handed_over_children_are_reaped_as_they_exit,
+    children_handed_over_at_close_are_reaped_as_they_exit_pidfd,
+    children_handed_over_at_close_are_reaped_as_they_exit_thread
+);
