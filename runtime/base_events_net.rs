@@ -742,6 +742,25 @@ impl Listener {
 /// asyncio's `Server`: what `create_server` returns.
 ///
 /// Cloning gives another handle to the same server.
+///
+/// ```
+/// tulip::run(async {
+///     let server = tulip::start_server(|_reader, writer| async move {
+///         writer.write(b"hi\n")?;
+///         writer.drain().await
+///     }, "127.0.0.1", 0).await?;
+///     let port = server.local_addrs()[0].port();
+///     // async with server: await server.serve_forever(), in a task of its own
+///     let s = server.clone();
+///     let serving = tulip::create_task(async move { s.serve_forever().await })?;
+///     let (reader, _writer) = tulip::open_connection("127.0.0.1", port).await?;
+///     assert_eq!(reader.readline().await?, b"hi\n");
+///     serving.cancel(); // serve_forever closes the server, then re-raises
+///     assert!(matches!(serving.await, Err(tulip::Error::Cancelled(_))));
+///     assert!(!server.is_serving() && server.sockets().is_empty());
+///     Ok(())
+/// }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct Server {
     inner: Rc<ServerInner>,

@@ -21,6 +21,21 @@ use std::sync::Arc;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Every error tulip reports. The variants map to asyncio's exceptions.
+///
+/// ```
+/// use std::io::ErrorKind;
+/// tulip::run(async {
+///     // raise Exception("boom") in a task; the awaiter gets it back.
+///     let t = tulip::create_task(async { Err::<(), _>(tulip::Error::msg("boom")) })?;
+///     let err = t.await.unwrap_err();
+///     assert_eq!(err.to_string(), "boom");
+///     assert!(!err.is_cancelled() && !err.is_timeout());
+///     // OSError: `?` on an io::Error gives Error::Io.
+///     let io = tulip::Error::from(std::io::Error::from(ErrorKind::NotFound));
+///     assert_eq!(io.io_kind(), Some(ErrorKind::NotFound));
+///     Ok(())
+/// }).unwrap();
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Error {

@@ -651,6 +651,15 @@ impl EventLoop {
     ///
     /// Fails with "event loop stopped before future completed" if the loop
     /// was stopped first (L4).
+    ///
+    /// ```
+    /// let lp = tulip::EventLoop::new().unwrap();
+    /// let n = lp.run_until_complete(async { tulip::sleep(0.001).await?; Ok(6 * 7) }).unwrap();
+    /// assert_eq!(n, 42);
+    /// assert_eq!(lp.run_until_complete(async { Ok("again") }).unwrap(), "again");
+    /// lp.close().unwrap();
+    /// assert!(matches!(lp.run_until_complete(async { Ok(()) }), Err(tulip::Error::Closed)));
+    /// ```
     pub fn run_until_complete<T, F>(&self, fut: F) -> Result<T>
     where
         T: 'static,

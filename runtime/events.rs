@@ -551,6 +551,23 @@ impl fmt::Display for Handle {
 /// Returned by [`EventLoop::call_later`](crate::EventLoop::call_later) and
 /// [`EventLoop::call_at`](crate::EventLoop::call_at). Cancelling is O(1): the
 /// entry stays in the heap and is skipped (lazy cancellation).
+///
+/// ```
+/// use std::{cell::Cell, rc::Rc};
+/// tulip::run(async {
+///     let lp = tulip::get_running_loop()?;
+///     let fired = Rc::new(Cell::new(false));
+///     let f = fired.clone();
+///     let now = lp.time();
+///     let timer = lp.call_later(0.01, move || f.set(true))?;
+///     assert!(timer.when() >= now + 0.01);
+///     let never = lp.call_at(lp.time() + 0.005, || panic!("cancelled, never runs"))?;
+///     never.cancel();
+///     tulip::sleep(0.02).await?;
+///     assert!(fired.get() && never.cancelled());
+///     Ok(())
+/// }).unwrap();
+/// ```
 #[derive(Clone)]
 #[must_use = "a TimerHandle is how you cancel the timer; bind it to `_` to drop it"]
 pub struct TimerHandle {

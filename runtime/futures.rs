@@ -743,6 +743,18 @@ impl<T: 'static> Future<T> {
     /// asyncio stores a `CancelledError` as the exception of a future that
     /// is then *not* `cancelled()`; tulip keeps one way in, so a future that
     /// ends in `Cancelled` is always `cancelled()`.)
+    ///
+    /// ```
+    /// tulip::run(async {
+    ///     let fut: tulip::Future<u32> = tulip::get_running_loop()?.create_future();
+    ///     fut.set_exception(tulip::Error::msg("boom"))?;
+    ///     assert!(fut.done() && !fut.cancelled());
+    ///     assert_eq!(fut.exception()?.unwrap().to_string(), "boom");
+    ///     assert!(matches!(fut.set_result(1), Err(tulip::Error::InvalidState(_))));
+    ///     assert_eq!(fut.await.unwrap_err().to_string(), "boom"); // await raises it
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
     pub fn set_exception(&self, err: Error) -> Result<()> {
         // asyncio checks the state first, then the error's type (as it
         // refuses StopIteration): a done future says InvalidStateError.
@@ -795,6 +807,21 @@ impl<T: 'static> Future<T> {
     /// `copy_context()` when it is called. On a done future of a closed
     /// loop the callback can never run: asyncio raises there; this reports
     /// it to the loop's exception handler.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// tulip::run(async {
+    ///     let fut: tulip::Future<&str> = tulip::get_running_loop()?.create_future();
+    ///     let seen = Rc::new(Cell::new(None));
+    ///     let s = seen.clone();
+    ///     fut.add_done_callback(move |f| s.set(f.result().ok()));
+    ///     fut.set_result("done")?;
+    ///     assert_eq!(seen.get(), None); // scheduled with call_soon, not called yet
+    ///     tulip::sleep(0.0).await?;
+    ///     assert_eq!(seen.get(), Some("done"));
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
     #[track_caller]
     pub fn add_done_callback(&self, f: impl FnOnce(&Future<T>) + 'static) -> CallbackId {
         self.core.add_done_callback(self, None, f)

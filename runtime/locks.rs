@@ -511,6 +511,28 @@ impl Condition {
 
     /// Waits until `predicate()` is true, checking it first and after each
     /// notify. The lock must be held.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// tulip::run(async {
+    ///     let cond = tulip::Condition::new();
+    ///     let count = Rc::new(Cell::new(0));
+    ///     let (c, n) = (cond.clone(), count.clone());
+    ///     let waiter = tulip::create_task(async move {
+    ///         let _g = c.acquire().await?;
+    ///         c.wait_for(|| n.get() >= 2).await?; // checked again after each notify
+    ///         Ok(n.get())
+    ///     })?;
+    ///     for _ in 0..2 {
+    ///         tulip::sleep(0.0).await?;
+    ///         let _g = cond.acquire().await?;
+    ///         count.set(count.get() + 1);
+    ///         cond.notify_all()?;
+    ///     }
+    ///     assert_eq!(waiter.await?, 2);
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
     pub async fn wait_for(&self, mut predicate: impl FnMut() -> bool) -> Result<()> {
         while !predicate() {
             self.wait().await?;

@@ -53,6 +53,52 @@ use crate::error::Error;
 use crate::transports::{DatagramAddr, DatagramTransport, Transport};
 
 /// asyncio's `Protocol`: the callbacks of a stream connection.
+///
+/// The callbacks come in order: `connection_made`, `data_received` (any
+/// number of times), `eof_received`, `connection_lost`. As in asyncio's echo
+/// client, a future set in `connection_lost` tells the caller the
+/// connection is gone:
+///
+/// ```
+/// use std::{cell::RefCell, io::Write, rc::Rc};
+/// use tulip::transports::prelude::*;
+///
+/// struct Client {
+///     log: RefCell<Vec<String>>,
+///     on_con_lost: tulip::Future<()>,
+/// }
+/// impl Protocol for Client {
+///     fn connection_made(&self, _transport: Rc<dyn Transport>) {
+///         self.log.borrow_mut().push("made".into());
+///     }
+///     fn data_received(&self, data: &[u8]) {
+///         self.log.borrow_mut().push(String::from_utf8_lossy(data).into());
+///     }
+///     fn eof_received(&self) -> bool {
+///         self.log.borrow_mut().push("eof".into());
+///         false // close the transport
+///     }
+///     fn connection_lost(&self, exc: Option<tulip::Error>) {
+///         assert!(exc.is_none());
+///         self.log.borrow_mut().push("lost".into());
+///         let _ = self.on_con_lost.set_result(());
+///     }
+/// }
+///
+/// tulip::run(async {
+///     let lp = tulip::get_running_loop()?;
+///     let (ours, mut peer) = std::os::unix::net::UnixStream::pair()?;
+///     let on_con_lost = lp.create_future();
+///     let lost = on_con_lost.clone();
+///     let factory = move || Rc::new(Client { log: RefCell::default(), on_con_lost: lost });
+///     let (_transport, proto) = lp.connect_accepted_socket(factory, ours.into()).await?;
+///     peer.write_all(b"hello")?;
+///     drop(peer); // EOF
+///     on_con_lost.await?;
+///     assert_eq!(*proto.log.borrow(), ["made", "hello", "eof", "lost"]);
+///     Ok(())
+/// }).unwrap();
+/// ```
 pub trait Protocol {
     /// The connection is up. Keep `transport` to write, close, pause.
     fn connection_made(&self, transport: Rc<dyn Transport>) {

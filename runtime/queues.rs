@@ -373,6 +373,32 @@ impl<S: Storage> QueueBase<S> {
     }
 
     /// Waits until every item put has been marked by `task_done`.
+    ///
+    /// The worker pattern: each `get` is matched by a `task_done`, and `join`
+    /// returns once every item put has been processed.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// tulip::run(async {
+    ///     let q = tulip::Queue::new(0);
+    ///     let done = Rc::new(Cell::new(0));
+    ///     let (q2, d) = (q.clone(), done.clone());
+    ///     let worker = tulip::create_task::<(), _>(async move {
+    ///         loop {
+    ///             let job: u32 = q2.get().await?;
+    ///             d.set(d.get() + job); // process the job
+    ///             q2.task_done()?;
+    ///         }
+    ///     })?;
+    ///     for job in 1..=3 {
+    ///         q.put_nowait(job)?;
+    ///     }
+    ///     q.join().await?;
+    ///     assert_eq!((done.get(), q.unfinished_tasks()), (6, 0));
+    ///     worker.cancel();
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
     pub async fn join(&self) -> Result<()> {
         if self.inner.unfinished.get() > 0 {
             self.inner.finished.wait().await?;
@@ -394,6 +420,18 @@ impl<S: Storage> QueueBase<S> {
     /// gets too once the queue is empty. Blocked putters and getters wake up
     /// to see it. With `immediate`, the items are dropped at once (each
     /// counted as done), so `join()` returns.
+    ///
+    /// ```
+    /// tulip::run(async {
+    ///     let q = tulip::Queue::new(0);
+    ///     q.put_nowait("last")?;
+    ///     q.shutdown(false);
+    ///     assert!(matches!(q.put_nowait("more"), Err(tulip::Error::QueueShutDown)));
+    ///     assert_eq!(q.get().await?, "last"); // what was queued can still be taken
+    ///     assert!(matches!(q.get().await, Err(tulip::Error::QueueShutDown)));
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
     pub fn shutdown(&self, immediate: bool) {
         let q = &*self.inner;
         q.is_shutdown.set(true);

@@ -199,6 +199,25 @@ impl fmt::Debug for FlowControl {
 /// waits for the transport's buffer to go down (N2, N3). Dropping a writer
 /// whose transport is still open closes it (asyncio 3.12's `__del__`).
 /// Share one writer between tasks with `Rc<StreamWriter>`.
+///
+/// ```
+/// use std::os::unix::net::UnixStream;
+/// tulip::run(async {
+///     let (ours, theirs) = UnixStream::pair()?;
+///     let (_r, writer) = tulip::open_connection_sock(ours).await?;
+///     let (reader, _w) = tulip::open_connection_sock(theirs).await?;
+///     writer.write(b"GET / ")?;
+///     writer.writelines(&[b"HTTP/1.1\r\n", b"\r\n"])?;
+///     writer.drain().await?; // at once: the buffer is under the high-water mark
+///     assert!(writer.can_write_eof());
+///     writer.write_eof()?; // the peer reads EOF after the data
+///     assert_eq!(reader.read_to_eof().await?, b"GET / HTTP/1.1\r\n\r\n");
+///     writer.close();
+///     writer.wait_closed().await?;
+///     assert!(writer.is_closing());
+///     Ok(())
+/// }).unwrap();
+/// ```
 pub struct StreamWriter {
     transport: Rc<dyn WriteTransport>,
     flow: FlowControl,

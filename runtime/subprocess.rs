@@ -842,6 +842,18 @@ pub struct Output {
 ///
 /// Dropping it never leaves a zombie: the loop's child watcher still reaps
 /// the child. With [`Command::kill_on_drop`] the child is killed first.
+///
+/// ```
+/// use tulip::subprocess::{create_subprocess_exec, Stdios};
+/// tulip::run(async {
+///     let mut p = create_subprocess_exec("cat", std::iter::empty::<&str>(), Stdios::piped()).await?;
+///     assert!(p.pid() > 0 && p.returncode().is_none());
+///     let (out, err) = p.communicate(Some(b"ping")).await?; // stdin closed after the input
+///     assert_eq!((&out[..], err.len()), (&b"ping"[..], 0));
+///     assert_eq!(p.returncode(), Some(0));
+///     Ok(())
+/// }).unwrap();
+/// ```
 pub struct Process {
     lp: LoopRef,
     /// The child's stdin, if it was [`Stdio::Pipe`].
@@ -959,6 +971,18 @@ impl Process {
     }
 
     /// Sends SIGKILL; the exit code becomes `-9`.
+    ///
+    /// ```
+    /// use tulip::subprocess::{create_subprocess_exec, Stdios};
+    /// tulip::run(async {
+    ///     // `cat` with its stdin piped waits for input until killed.
+    ///     let p = create_subprocess_exec("cat", std::iter::empty::<&str>(), Stdios::piped()).await?;
+    ///     p.kill()?;
+    ///     assert_eq!(p.wait().await?, -libc::SIGKILL);
+    ///     assert_eq!(p.kill().unwrap_err().raw_os_error(), Some(libc::ESRCH)); // ProcessLookupError
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
     pub fn kill(&self) -> Result<()> {
         self.send_signal(libc::SIGKILL)
     }
@@ -1071,6 +1095,16 @@ where
 
 /// asyncio's `create_subprocess_shell(cmd, stdin=, stdout=, stderr=)`:
 /// runs `cmd` with `/bin/sh -c`.
+///
+/// ```
+/// use tulip::subprocess::{create_subprocess_shell, Stdios};
+/// tulip::run(async {
+///     let mut p = create_subprocess_shell("echo $((6 * 7)); exit 3", Stdios::piped_output()).await?;
+///     let (out, _err) = p.communicate(None).await?;
+///     assert_eq!((&out[..], p.returncode()), (&b"42\n"[..], Some(3)));
+///     Ok(())
+/// }).unwrap();
+/// ```
 pub async fn create_subprocess_shell(cmd: impl AsRef<OsStr>, stdio: Stdios) -> Result<Process> {
     Command::shell(cmd).stdios(stdio).spawn()
 }

@@ -1021,6 +1021,19 @@ impl<T: 'static> Task<T> {
 
     /// Requests cancellation (asyncio's `cancel()`); see the module docs.
     /// Returns false if the task is already done.
+    ///
+    /// ```
+    /// tulip::run(async {
+    ///     let t = tulip::create_task(async { tulip::sleep(10.0).await?; Ok(()) })?;
+    ///     tulip::sleep(0.0).await?; // let it start: it now waits in sleep()
+    ///     assert!(t.cancel_with("shutting down"));
+    ///     let err = t.clone().await.unwrap_err(); // await t: CancelledError
+    ///     assert!(matches!(err, tulip::Error::Cancelled(Some(ref m)) if &**m == "shutting down"));
+    ///     assert!(t.cancelled());
+    ///     assert!(!t.cancel()); // already done
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
     pub fn cancel(&self) -> bool {
         self.any().cancel(None)
     }
@@ -1411,6 +1424,18 @@ impl fmt::Debug for WaitTask {
 }
 
 /// asyncio's `current_task()`: the task running now, if any.
+///
+/// ```
+/// tulip::run(async {
+///     let t = tulip::create_task_named(async {
+///         Ok(tulip::current_task().unwrap().name())
+///     }, "worker")?;
+///     assert_eq!(tulip::all_tasks().len(), 2); // run()'s main task and `t`
+///     assert_eq!(t.await?, "worker");
+///     Ok(())
+/// }).unwrap();
+/// assert!(tulip::current_task().is_none()); // no loop is running
+/// ```
 pub fn current_task() -> Option<TaskRef> {
     let lp = try_running_loop()?;
     let cur = lp.inner.current_task.borrow().clone();

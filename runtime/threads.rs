@@ -116,6 +116,21 @@ impl Drop for WorkerExit {
 /// the same pool. When the last handle is dropped, the workers run what is
 /// still queued and exit (call [`shutdown`](ThreadPool::shutdown) with
 /// `wait` to wait for them).
+///
+/// ```
+/// tulip::run(async {
+///     let pool = tulip::ThreadPool::new(2)?;
+///     let lp = tulip::get_running_loop()?;
+///     let sum = lp.run_in_executor(Some(&pool), || (1..=100u64).sum::<u64>())?;
+///     let name = lp.run_in_executor(Some(&pool), || std::thread::current().name().map(String::from))?;
+///     assert_eq!(sum.await?, 5050);
+///     assert!(name.await?.unwrap().starts_with("tulip-worker"));
+///     assert!(pool.threads() <= pool.max_workers());
+///     pool.shutdown(true); // executor.shutdown(wait=True)
+///     assert!(pool.is_shutdown() && pool.submit(|| ()).is_err());
+///     Ok(())
+/// }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct ThreadPool {
     inner: Arc<PoolInner>,
