@@ -457,7 +457,9 @@ impl Condition {
 
     /// Releases the lock, waits for a notify, then re-acquires the lock.
     ///
-    /// The caller must hold the lock (else `Runtime` error). If the task is
+    /// The caller must hold the lock. As in asyncio, a lock records no
+    /// owner, so what is checked is that it is locked at all (else a
+    /// `Runtime` error), not that this task locked it. If the task is
     /// cancelled, the lock is still re-acquired before `Cancelled` is
     /// returned (the last one, if more came meanwhile, as asyncio re-raises
     /// the most recent), and another waiter is woken in its place (as
@@ -540,7 +542,8 @@ impl Condition {
         Ok(())
     }
 
-    /// Wakes up to `n` waiters. The lock must be held.
+    /// Wakes up to `n` waiters. The lock must be held (checked as in
+    /// [`wait`](Condition::wait): locked by anyone, else a `Runtime` error).
     pub fn notify(&self, n: usize) -> Result<()> {
         if !self.inner.lock.locked() {
             return Err(Error::runtime(
