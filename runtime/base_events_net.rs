@@ -828,7 +828,11 @@ impl Server {
         }
         let socks = match &*self.inner.sockets.borrow() {
             Some(s) => s.clone(),
-            None => return Err(Error::Runtime("server is closed".into())),
+            None => {
+                return Err(Error::Runtime(
+                    "server is closed: create a new one with create_server to accept again".into(),
+                ))
+            }
         };
         for l in &socks {
             crate::sys::listen(l.fd(), self.inner.backlog)?;
@@ -935,11 +939,13 @@ impl Server {
     pub async fn serve_forever(&self) -> Result<()> {
         if self.inner.serving_forever_fut.borrow().is_some() {
             return Err(Error::Runtime(
-                "server is already being awaited on serve_forever()".into(),
+                "server is already being awaited on serve_forever(): await that call, or close() the server to end it".into(),
             ));
         }
         if self.inner.sockets.borrow().is_none() {
-            return Err(Error::Runtime("server is closed".into()));
+            return Err(Error::Runtime(
+                "server is closed: create a new one with create_server to serve again".into(),
+            ));
         }
         self.start_serving()?;
         let fut: Future<()> = self.inner.lp.create_future();

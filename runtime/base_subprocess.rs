@@ -185,7 +185,7 @@ impl SubprocessTransport {
         let mut slot = self.protocol.borrow_mut();
         if slot.is_none() {
             return Err(Error::runtime(
-                "the subprocess transport is finished: its protocol cannot change",
+                "the subprocess transport is finished (connection_lost was called): its protocol cannot change",
             ));
         }
         let old = slot.replace(protocol);
@@ -230,7 +230,14 @@ impl SubprocessTransport {
     /// `_check_proc` raises `ProcessLookupError`.
     pub fn send_signal(&self, sig: i32) -> Result<()> {
         if self.lost.get() {
-            return Err(std::io::Error::from_raw_os_error(libc::ESRCH).into());
+            return Err(crate::error::os_error_with_context(
+                std::io::Error::from_raw_os_error(libc::ESRCH),
+                format!(
+                    "cannot send signal {sig} to process {}, which has finished and been reaped",
+                    self.child.pid
+                ),
+            )
+            .into());
         }
         self.child.send_signal(sig)
     }

@@ -162,9 +162,12 @@ impl ChildState {
         };
         match res {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(Error::invalid_argument(
-                format!("invalid signal number {sig}"),
-            )),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Err(Error::invalid_argument(format!(
+                    "invalid signal number {sig}: pass one from 1 to {}, such as libc::SIGTERM",
+                    crate::signals::NSIG - 1
+                )))
+            }
             other => other.map_err(Error::from),
         }
     }

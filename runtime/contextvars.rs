@@ -519,13 +519,15 @@ impl<T: Clone + 'static> ContextVar<T> {
     pub fn reset(&self, token: Token<T>) -> Result<()> {
         if token.var != self.id() {
             return Err(Error::invalid_argument(format!(
-                "{token:?} was created by a different ContextVar ({:?})",
-                token.name
+                "{token:?} was created by a different ContextVar, not {:?}: \
+                 reset it with the ContextVar whose set() returned it",
+                self.name
             )));
         }
         if !ContextKey::of(current()).is_some_and(|k| k.same(&token.ctx)) {
             return Err(Error::invalid_argument(format!(
-                "{token:?} was created in a different Context"
+                "{token:?} was created in a different Context: \
+                 reset it in the context where set() returned it"
             )));
         }
         self.replace(token.old).map(|_| ())

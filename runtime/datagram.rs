@@ -140,7 +140,7 @@ impl DatagramSocket {
             (DatagramSocket::Unix(s), DatagramAddr::Unix(a)) => s.send_to_addr(data, a),
             _ => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "address family mismatch",
+                format!("cannot send to {addr}: it is not of the socket's address family"),
             )),
         }
     }
@@ -362,7 +362,7 @@ impl EventLoop {
         if let (Some(l), Some(r)) = (local_addr, remote_addr) {
             if l.is_ipv4() != r.is_ipv4() {
                 return Err(Error::invalid_argument(format!(
-                    "can not get address information: local_addr {l} and remote_addr {r} are of different address families"
+                    "can not get address information: local_addr {l} and remote_addr {r} are of different address families; give both as IPv4 or both as IPv6"
                 )));
             }
         }
@@ -467,7 +467,7 @@ impl EventLoop {
         );
         if pairs.is_empty() {
             return Err(Error::invalid_argument(format!(
-                "can not get address information: local_addr {locals:?} and remote_addr {remotes:?} have no address family in common"
+                "can not get address information: local_addr {locals:?} and remote_addr {remotes:?} have no address family in common; give both as IPv4 or both as IPv6"
             )));
         }
         // asyncio's `for ... in addr_pairs_info: try: ... except OSError:
@@ -736,7 +736,7 @@ impl DatagramSocketTransport {
         if let Some(a) = &address {
             if !sock.fits(a) {
                 return Err(Error::invalid_argument(format!(
-                    "the peer address {a} is not of the socket's family"
+                    "the peer address {a} is not of the socket's family: give an IP address for a UDP socket, a path for a Unix one"
                 )));
             }
         }
@@ -990,7 +990,7 @@ impl DatagramTransport for DatagramSocketTransport {
         if let (Some(a), Some(peer)) = (&addr, &self.address) {
             if a != peer {
                 return Err(Error::InvalidArgument(
-                    format!("invalid address: must be None or {peer}").into(),
+                    format!("invalid address {a}: must be None or {peer}, the address this endpoint sends to").into(),
                 ));
             }
         }
@@ -1007,7 +1007,7 @@ impl DatagramTransport for DatagramSocketTransport {
         }
         if addr.is_none() && self.address.is_none() {
             return Err(Error::InvalidArgument(
-                "an address is needed: the endpoint is not connected".into(),
+                "an address is needed: the endpoint is not connected; pass one to sendto, or create the endpoint with a remote_addr".into(),
             ));
         }
         if self.base.conn_lost.get() > 0 {

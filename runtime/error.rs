@@ -192,7 +192,9 @@ impl fmt::Display for Error {
         match self {
             Error::Cancelled(None) => f.write_str("cancelled"),
             Error::Cancelled(Some(m)) => write!(f, "cancelled: {m}"),
-            Error::Timeout => f.write_str("timed out"),
+            Error::Timeout => f.write_str(
+                "timed out: the deadline passed before the work finished; give it a longer timeout if it needs one",
+            ),
             Error::InvalidState(m) => write!(f, "invalid state: {m}"),
             Error::Runtime(m) => f.write_str(m),
             Error::Closed => f.write_str(
@@ -200,7 +202,10 @@ impl fmt::Display for Error {
             ),
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
             Error::LimitOverrun { message, consumed } => {
-                write!(f, "{message} (consumed {consumed} bytes)")
+                write!(
+                    f,
+                    "{message}, at byte {consumed}: raise the stream's limit, or read the data with read(n)"
+                )
             }
             Error::IncompleteRead {
                 partial,
@@ -218,9 +223,11 @@ impl fmt::Display for Error {
                 "incomplete read: {} bytes read on a total of undefined expected bytes",
                 partial.len()
             ),
-            Error::QueueEmpty => f.write_str("queue is empty"),
-            Error::QueueFull => f.write_str("queue is full"),
-            Error::QueueShutDown => f.write_str("queue is shut down"),
+            Error::QueueEmpty => f.write_str("queue is empty: await get() to wait for an item"),
+            Error::QueueFull => f.write_str("queue is full: await put() to wait for a free slot"),
+            Error::QueueShutDown => f.write_str(
+                "queue is shut down: it takes no more items, and gives none once empty",
+            ),
             Error::BrokenBarrier => f.write_str("barrier is broken: reset() it before reuse"),
             Error::Group { message, errors } => {
                 write!(f, "{message} ({} sub-exception", errors.len())?;
@@ -388,7 +395,10 @@ mod tests {
 
     #[test]
     fn messages_are_lowercase() {
-        assert_eq!(Error::QueueFull.to_string(), "queue is full");
+        assert_eq!(
+            Error::QueueFull.to_string(),
+            "queue is full: await put() to wait for a free slot"
+        );
         let e = Error::IncompleteRead {
             partial: Arc::from(&b"ab"[..]),
             expected: Some(5),

@@ -491,7 +491,9 @@ pub fn get_running_loop() -> Result<EventLoop> {
 
 /// The error of [`get_running_loop`] outside a running loop.
 pub(crate) fn no_running_loop() -> Error {
-    Error::runtime("no running event loop: call this from a task or callback")
+    Error::runtime(
+        "no running event loop: call this from a task or callback, or start a loop with tulip::run",
+    )
 }
 
 /// Calls `f` with the running loop, without cloning it; `None` if no loop
@@ -705,7 +707,9 @@ impl EventLoop {
             return Err(e);
         }
         if !task.done() {
-            return Err(Error::runtime("event loop stopped before future completed"));
+            return Err(Error::runtime(
+                "event loop stopped before future completed: stop() was called while it ran; let the future finish (or cancel it) instead",
+            ));
         }
         task.take_result()
     }
@@ -838,11 +842,13 @@ impl EventLoop {
     /// other loop may run on this thread (L4).
     fn check_running(&self) -> Result<()> {
         if self.inner.running.get() {
-            return Err(Error::runtime("this event loop is already running"));
+            return Err(Error::runtime(
+                "this event loop is already running: from inside it, await the work or schedule it with create_task",
+            ));
         }
         if try_running_loop().is_some() {
             return Err(Error::runtime(
-                "cannot run the event loop while another loop is running on this thread",
+                "cannot run the event loop while another loop is running on this thread: await the future in that loop, or run this one on another thread",
             ));
         }
         Ok(())
@@ -953,7 +959,9 @@ impl EventLoop {
     fn deadline(&self, delay: impl Delay) -> Result<f64> {
         let delay = delay.as_secs();
         if delay.is_nan() {
-            return Err(Error::invalid_argument("delay must not be NaN"));
+            return Err(Error::invalid_argument(
+                "delay must not be NaN: give a number of seconds (a negative one means as soon as possible)",
+            ));
         }
         Ok(self.time() + delay)
     }
@@ -1002,7 +1010,9 @@ impl EventLoop {
     ) -> Result<TimerHandle> {
         self.check_closed()?;
         if when.is_nan() {
-            return Err(Error::invalid_argument("timer deadline must not be NaN"));
+            return Err(Error::invalid_argument(
+                "timer deadline must not be NaN: give a loop time, such as loop.time() + delay",
+            ));
         }
         let timer = TimerState {
             when,

@@ -246,7 +246,7 @@ impl<T, O: Owner> FutureCore<T, O> {
             let mut s = self.state.borrow_mut();
             if !matches!(*s, State::Pending) {
                 return Err(Error::invalid_state(format!(
-                    "the future is already {}",
+                    "the future is already {}: check done() before setting its result or error",
                     state_name(&s)
                 )));
             }
@@ -519,7 +519,7 @@ impl<T, O: Owner> FutureCore<T, O> {
     pub(crate) fn exception(&self) -> Result<Option<Error>> {
         match &*self.state.borrow() {
             State::Pending => Err(Error::invalid_state(
-                "exception is not set: the future is still pending",
+                "exception is not set: the future is still pending; await it, or check done() first",
             )),
             State::Cancelled(m) => Err(Error::Cancelled(m.clone())),
             State::Failed(e) => {
@@ -546,14 +546,14 @@ impl<T, O: Owner> FutureCore<T, O> {
     fn result_error<U>(&self) -> Result<U> {
         match &*self.state.borrow() {
             State::Pending => Err(Error::invalid_state(
-                "result is not set: the future is still pending",
+                "result is not set: the future is still pending; await it, or check done() first",
             )),
             State::Cancelled(m) => Err(Error::Cancelled(m.clone())),
             State::Failed(e) => {
                 self.log_traceback.set(false);
                 Err(Error::clone(e))
             }
-            State::Taken => Err(Error::invalid_state("the result was already taken")),
+            State::Taken => Err(Error::invalid_state(RESULT_TAKEN)),
             State::Finished(_) => unreachable!("result_error on a finished future"),
         }
     }
@@ -651,11 +651,9 @@ impl<T: Clone, O> FutureCore<T, O> {
     pub(crate) fn result(&self) -> Result<T> {
         match &*self.state.borrow() {
             State::Finished(v) => return Ok(v.clone()),
-            State::Pending => {
-                return Err(Error::invalid_state(
-                    "result is not set: the future is still pending",
-                ))
-            }
+            State::Pending => return Err(Error::invalid_state(
+                "result is not set: the future is still pending; await it, or check done() first",
+            )),
             State::Cancelled(m) => return Err(Error::Cancelled(m.clone())),
             State::Failed(e) => {
                 self.log_traceback.set(false);
@@ -663,9 +661,13 @@ impl<T: Clone, O> FutureCore<T, O> {
             }
             State::Taken => {}
         }
-        Err(Error::invalid_state("the result was already taken"))
+        Err(Error::invalid_state(RESULT_TAKEN))
     }
 }
+
+/// The error of reading a result that `take_result` moved out.
+pub(crate) const RESULT_TAKEN: &str =
+    "the result was already taken by take_result(): call result() instead to read it more than once";
 
 fn state_name<T>(s: &State<T>) -> &'static str {
     match s {

@@ -143,6 +143,7 @@ enum PipeKind {
 /// asyncio's `stat.S_ISFIFO(mode) or S_ISSOCK(mode) or S_ISCHR(mode)`
 /// check, then `os.set_blocking(fd, False)`.
 fn prepare(pipe: OwnedFd, refusal: &str) -> Result<(OwnedFd, PipeKind)> {
+    let fd = pipe.as_raw_fd();
     let file = File::from(pipe);
     let ft = file.metadata()?.file_type();
     let kind = if ft.is_fifo() {
@@ -152,7 +153,16 @@ fn prepare(pipe: OwnedFd, refusal: &str) -> Result<(OwnedFd, PipeKind)> {
     } else if ft.is_char_device() {
         PipeKind::CharDevice
     } else {
-        return Err(Error::invalid_argument(refusal.to_owned()));
+        let what = if ft.is_file() {
+            "a regular file"
+        } else if ft.is_dir() {
+            "a directory"
+        } else {
+            "neither a pipe, a socket nor a character device"
+        };
+        return Err(Error::invalid_argument(format!(
+            "{refusal}: fd {fd} is {what}; read or write it with std::fs instead"
+        )));
     };
     let pipe = OwnedFd::from(file);
     sys::set_nonblocking(&pipe)?;
@@ -170,7 +180,9 @@ fn panic_error(payload: Box<dyn std::any::Any + Send>) -> Error {
 
 /// The error of a write method called on a read pipe.
 fn not_writable() -> Error {
-    Error::runtime("a read pipe transport cannot write")
+    Error::runtime(
+        "a read pipe transport cannot write: use connect_write_pipe for the pipe's write end",
+    )
 }
 
 /// Closes the transport of a `connect_*_pipe` whose awaiter went away
@@ -216,7 +228,7 @@ impl ReadPipeTransport {
         waiter: Option<Future<()>>,
     ) -> Result<Rc<ReadPipeTransport>> {
         lp.check_closed()?;
-        let (pipe, _) = prepare(pipe.into(), "Pipe transport is for pipes/sockets only.")?;
+        let (pipe, _) = prepare(pipe.into(), "Pipe transport is for pipes/sockets only")?;
         let t = Rc::new_cyclic(|me| ReadPipeTransport {
             base: TransportBase::new(lp, pipe, protocol),
             paused: Cell::new(false),

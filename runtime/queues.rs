@@ -363,7 +363,9 @@ impl<S: Storage> QueueBase<S> {
         let q = &*self.inner;
         let n = q.unfinished.get();
         if n == 0 {
-            return Err(Error::invalid_argument("task_done() called too many times"));
+            return Err(Error::invalid_argument(
+                "task_done() called too many times: call it once per item taken with get()",
+            ));
         }
         q.unfinished.set(n - 1);
         if n == 1 {

@@ -437,7 +437,7 @@ impl EventLoop {
         self.check_closed()?;
         if fd < 0 {
             return Err(Error::invalid_argument(format!(
-                "invalid file descriptor {fd}"
+                "invalid file descriptor {fd}: pass an open fd (>= 0), such as as_raw_fd() of a socket"
             )));
         }
         let handle = match trigger {

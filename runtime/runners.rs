@@ -185,13 +185,15 @@ impl Runner {
     {
         if try_running_loop().is_some() {
             return Err(Error::runtime(
-                "Runner::run() cannot be called from a running event loop",
+                "Runner::run() cannot be called from a running event loop: await the future there instead",
             ));
         }
         let lp = self.lazy_init()?;
         lp.check_closed()?;
         if lp.is_running() {
-            return Err(Error::runtime("this event loop is already running"));
+            return Err(Error::runtime(
+                "this event loop is already running: from inside it, await the work or schedule it with create_task",
+            ));
         }
         let task = lp.create_task_with(
             fut,

@@ -627,7 +627,9 @@ impl SocketTransport {
         };
         if buf.is_empty() {
             drop(buf);
-            let err = Error::Runtime("get_buffer() returned an empty buffer".into());
+            let err = Error::Runtime(
+                "get_buffer() returned an empty buffer: return one of at least 1 byte from BufferedProtocol::get_buffer".into(),
+            );
             self.protocol_error(err, "get_buffer");
             return None;
         }

@@ -59,9 +59,10 @@ impl SemaphoreInner {
     fn release(&self) -> Result<()> {
         if let Some(bound) = self.bound {
             if self.value.get() >= bound {
-                return Err(Error::invalid_argument(
-                    "BoundedSemaphore released too many times",
-                ));
+                return Err(Error::invalid_argument(format!(
+                    "BoundedSemaphore released too many times (its value is already its bound, {bound}): \
+                     release() only a permit kept with forget()"
+                )));
             }
         }
         self.value.set(self.value.get() + 1);

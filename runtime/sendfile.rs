@@ -110,7 +110,7 @@ fn check_params(offset: u64, count: Option<usize>) -> Result<()> {
     }
     if offset > i64::MAX as u64 {
         return Err(Error::invalid_argument(format!(
-            "offset {offset} is beyond the largest file offset ({})",
+            "offset {offset} is beyond the largest file offset ({}): pass an offset inside the file",
             i64::MAX
         )));
     }
@@ -470,7 +470,9 @@ impl EventLoop {
             .metadata()
             .map_err(|e| not_available(&format!("fstat of the file failed ({e})")))?;
         if !meta.is_file() {
-            return Err(not_available("the file is not a regular file"));
+            return Err(not_available(
+                "the file is not a regular file (a pipe, a socket or a device)",
+            ));
         }
         let blocksize = count.unwrap_or_else(|| usize::try_from(meta.len()).unwrap_or(usize::MAX));
         if blocksize == 0 {
@@ -505,7 +507,9 @@ impl EventLoop {
                 Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
                     return Err(io::Error::new(
                         io::ErrorKind::NotConnected,
-                        "socket is not connected",
+                        format!(
+                            "cannot sendfile on fd {fd}: socket is not connected; connect it first"
+                        ),
                     )
                     .into());
                 }
@@ -595,7 +599,7 @@ impl ChunkReader {
         loop {
             let Some(file) = self.dup.take() else {
                 return Err(Error::runtime(
-                    "the file of an abandoned sendfile read is gone",
+                    "the file of an abandoned sendfile read is gone: start a new sendfile",
                 ));
             };
             let mut buf = std::mem::take(&mut self.buf);

@@ -104,7 +104,7 @@ pub fn has_default_disposition(sig: i32) -> bool {
 fn check_signal(sig: i32) -> Result<()> {
     if !(1..NSIG).contains(&sig) {
         return Err(Error::invalid_argument(format!(
-            "sig {sig} out of range(1, {NSIG})"
+            "sig {sig} out of range(1, {NSIG}): pass a signal number such as libc::SIGINT"
         )));
     }
     // SAFETY: a zeroed sigset_t is a valid value for sigfillset to fill.
@@ -116,7 +116,8 @@ fn check_signal(sig: i32) -> Result<()> {
     };
     if member != 1 {
         return Err(Error::invalid_argument(format!(
-            "invalid signal number {sig}"
+            "invalid signal number {sig}: the C library reserves it for itself; \
+             use a real-time signal from libc::SIGRTMIN() up instead"
         )));
     }
     Ok(())
@@ -226,7 +227,9 @@ impl SignalState {
     ) -> Result<u64> {
         check_signal(sig)?;
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            return Err(Error::runtime(format!("sig {sig} cannot be caught")));
+            return Err(Error::runtime(format!(
+                "sig {sig} cannot be caught: SIGKILL and SIGSTOP take no handler"
+            )));
         }
         let wfd = self.ensure_pipe(lp)?;
         let id = NEXT_HANDLER_ID.fetch_add(1, Ordering::Relaxed);
@@ -243,7 +246,9 @@ impl SignalState {
             drop(old);
             WAKEUP_FDS[sig as usize].store(-1, Ordering::SeqCst);
             if e.raw_os_error() == Some(libc::EINVAL) {
-                return Err(Error::runtime(format!("sig {sig} cannot be caught")));
+                return Err(Error::runtime(format!(
+                    "sig {sig} cannot be caught: the system refuses a handler for it"
+                )));
             }
             return Err(e.into());
         }
@@ -264,7 +269,9 @@ impl SignalState {
         }
         set_disposition(sig, false).map_err(|e| {
             if e.raw_os_error() == Some(libc::EINVAL) {
-                Error::runtime(format!("sig {sig} cannot be caught"))
+                Error::runtime(format!(
+                    "sig {sig} cannot be caught: the system refuses to reset its handler"
+                ))
             } else {
                 e.into()
             }

@@ -110,7 +110,7 @@ impl Sleep {
                 if self.delay.is_nan() {
                     self.state = SleepState::Done;
                     return Poll::Ready(Err(Error::invalid_argument(
-                        "sleep delay must not be NaN",
+                        "sleep delay must not be NaN: give a number of seconds (0 or less just yields)",
                     )));
                 }
                 let fut: Future<()> = lp.create_future();
@@ -138,9 +138,9 @@ impl Sleep {
                     Poll::Ready(r)
                 }
             },
-            SleepState::Yielded | SleepState::Done => {
-                Poll::Ready(Err(Error::invalid_state("sleep polled after it completed")))
-            }
+            SleepState::Yielded | SleepState::Done => Poll::Ready(Err(Error::invalid_state(
+                "sleep polled after it completed: call sleep() again for another wait",
+            ))),
         }
     }
 

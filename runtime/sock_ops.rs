@@ -593,20 +593,20 @@ impl EventLoop {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
-        let host = host.to_owned();
+        let name = host.to_owned();
         let fut = self.run_in_executor(None, move || {
-            (host.as_str(), port)
+            (name.as_str(), port)
                 .to_socket_addrs()
                 .map(|it| it.collect::<Vec<_>>())
         })?;
         match fut.take_when_done().await? {
             Ok(addrs) if addrs.is_empty() => Err(io::Error::new(
                 io::ErrorKind::NotFound,
-                "getaddrinfo() returned empty list",
+                format!("getaddrinfo() returned empty list for {host:?} port {port}: the name has no address"),
             )
             .into()),
             Ok(addrs) => Ok(addrs),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(os_error_with_context(e, format!("cannot resolve {host:?} port {port}")).into()),
         }
     }
 

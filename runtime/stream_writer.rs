@@ -119,7 +119,11 @@ impl FlowControl {
     /// at once if writing is not paused, else waits for `resume_writing`.
     pub async fn drain_helper(&self) -> Result<()> {
         if self.inner.connection_lost.get() {
-            return Err(io::Error::new(io::ErrorKind::ConnectionReset, "connection lost").into());
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "connection lost: nothing more can be written on it; open a new connection",
+            )
+            .into());
         }
         if !self.inner.paused.get() {
             return Ok(());

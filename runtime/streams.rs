@@ -348,7 +348,7 @@ impl StreamReader {
         if inner.waiter.borrow().is_some() {
             return Err(Error::Runtime(
                 format!(
-                    "{func_name}() called while another task is already waiting for incoming data"
+                    "{func_name}() called while another task is already waiting for incoming data; read a stream from one task at a time"
                 )
                 .into(),
             ));
@@ -518,13 +518,13 @@ impl StreamReader {
         };
         let (Some(first), Some(last)) = (seps.first(), seps.last()) else {
             return Err(Error::InvalidArgument(
-                "separator should contain at least one element".into(),
+                "separator should contain at least one element: pass one or more separators".into(),
             ));
         };
         let (min_seplen, max_seplen) = (first.len(), last.len());
         if min_seplen == 0 {
             return Err(Error::InvalidArgument(
-                "separator should be at least one-byte string".into(),
+                "separator should be at least one-byte string: drop the empty separator".into(),
             ));
         }
         self.check_exception()?;
@@ -554,7 +554,10 @@ impl StreamReader {
                     offset = (buflen + 1).saturating_sub(max_seplen);
                     if offset > limit {
                         return Err(Error::LimitOverrun {
-                            message: "separator is not found, and chunk exceed the limit".into(),
+                            message: format!(
+                                "separator is not found, and chunk exceed the limit of {limit} bytes"
+                            )
+                            .into(),
                             consumed: offset,
                         });
                     }
@@ -573,7 +576,10 @@ impl StreamReader {
         };
         if match_start > limit {
             return Err(Error::LimitOverrun {
-                message: "separator is found, but chunk is longer than limit".into(),
+                message: format!(
+                    "separator is found, but chunk is longer than limit ({limit} bytes)"
+                )
+                .into(),
                 consumed: match_start,
             });
         }

@@ -456,13 +456,15 @@ impl Command {
         } = self.stdio;
         if stdin == Stdio::Stdout || stdout == Stdio::Stdout {
             return Err(Error::invalid_argument(
-                "Stdio::Stdout is only valid for stderr",
+                "Stdio::Stdout is only valid for stderr: give stdin and stdout Pipe, Inherit or Null",
             ));
         }
         // asyncio's `StreamReader(limit=0)` raises; here the readers are
         // made after the spawn, so refuse before anything is started.
         if self.limit == 0 && (stdout == Stdio::Pipe || stderr == Stdio::Pipe) {
-            return Err(Error::invalid_argument("limit cannot be 0"));
+            return Err(Error::invalid_argument(
+                "limit cannot be 0: pass Command::limit a positive size, or leave the default",
+            ));
         }
         // Our ends (non-blocking) and the child's ends (given to std).
         let mut ours: [Option<OwnedFd>; 3] = [None, None, None];
@@ -912,7 +914,7 @@ impl Process {
     pub async fn communicate(&mut self, input: Option<&[u8]>) -> Result<(Vec<u8>, Vec<u8>)> {
         if input.is_some() && self.stdin.is_none() {
             return Err(Error::invalid_argument(
-                "communicate(input) needs stdin set to Stdio::Pipe",
+                "communicate(input) needs stdin set to Stdio::Pipe: call .stdin(Stdio::Pipe) on the Command, or pass None",
             ));
         }
         // Borrowed, not taken: as asyncio's `Process.stdin`, it stays with
@@ -960,7 +962,14 @@ impl Process {
     /// `_check_proc` raising `ProcessLookupError`.
     pub fn send_signal(&self, sig: i32) -> Result<()> {
         if self.child.returncode().is_some() && self.pipes.open.get() == 0 {
-            return Err(std::io::Error::from_raw_os_error(libc::ESRCH).into());
+            return Err(crate::error::os_error_with_context(
+                std::io::Error::from_raw_os_error(libc::ESRCH),
+                format!(
+                    "cannot send signal {sig} to process {}, which has finished and been reaped",
+                    self.child.pid
+                ),
+            )
+            .into());
         }
         self.child.send_signal(sig)
     }

@@ -119,7 +119,9 @@ impl TaskGroup {
     fn enter() -> Result<TaskGroup> {
         let lp = get_running_loop()?;
         let parent = current_task()
-            .ok_or_else(|| Error::runtime("TaskGroup cannot determine the parent task"))?;
+            .ok_or_else(|| Error::runtime(
+                "TaskGroup cannot determine the parent task: call TaskGroup::run from inside a task",
+            ))?;
         Ok(TaskGroup {
             inner: Rc::new(TaskGroupInner {
                 lp: LoopRef::new(lp),
@@ -169,12 +171,12 @@ impl TaskGroup {
         let inner = &self.inner;
         if inner.exiting.get() && inner.tasks.borrow().is_empty() {
             return Err(Error::runtime(
-                "TaskGroup is finished: create tasks inside its body",
+                "TaskGroup is finished: create tasks inside its body, or use a new TaskGroup",
             ));
         }
         if inner.aborting.get() {
             return Err(Error::runtime(
-                "TaskGroup is shutting down: a task of it failed",
+                "TaskGroup is shutting down: a task of it failed, so it takes no new tasks",
             ));
         }
         let task = inner.lp.create_task_with(fut, opts)?;

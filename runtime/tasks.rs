@@ -949,7 +949,7 @@ fn check_no_foreign_step() -> Result<()> {
     .flatten()
     .unwrap_or_else(|| "<Task>".into());
     Err(Error::runtime(format!(
-        "Task {task} got a Future attached to a different loop"
+        "Task {task} got a Future attached to a different loop: await only futures made by the loop the task runs on"
     )))
 }
 
@@ -1259,7 +1259,7 @@ impl<T: Clone + 'static> StdFuture for Task<T> {
         let any = self.any();
         if is_current(lp, &any) {
             return Poll::Ready(Err(Error::runtime(format!(
-                "task cannot await on itself: {}",
+                "task cannot await on itself: {} would wait for ever",
                 any.describe()
             ))));
         }

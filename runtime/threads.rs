@@ -145,7 +145,7 @@ impl ThreadPool {
     fn with_name(max_workers: usize, name: &str) -> Result<ThreadPool> {
         if max_workers == 0 {
             return Err(Error::invalid_argument(
-                "max_workers must be greater than 0",
+                "max_workers must be greater than 0 (got 0): pass at least 1, or ThreadPool::default_size()",
             ));
         }
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -187,12 +187,19 @@ impl ThreadPool {
         {
             let tx =
                 p.tx.lock()
-                    .map_err(|_| Error::runtime("thread pool lock poisoned"))?;
+                    .map_err(|_| Error::runtime(
+                    "thread pool lock poisoned: a thread panicked while holding it; use a new ThreadPool",
+                ))?;
             let Some(tx) = tx.as_ref() else {
-                return Err(Error::runtime("cannot schedule new futures after shutdown"));
+                return Err(Error::runtime(
+                    "cannot schedule new futures after shutdown: submit to a new ThreadPool",
+                ));
             };
-            tx.send(Box::new(job))
-                .map_err(|_| Error::runtime("cannot schedule new futures after shutdown"))?;
+            tx.send(Box::new(job)).map_err(|_| {
+                Error::runtime(
+                    "cannot schedule new futures after shutdown: submit to a new ThreadPool",
+                )
+            })?;
         }
         // asyncio's _adjust_thread_count: an idle worker takes it, else start one.
         let took_idle = p
@@ -206,7 +213,9 @@ impl ThreadPool {
         let mut workers = p
             .workers
             .lock()
-            .map_err(|_| Error::runtime("thread pool lock poisoned"))?;
+            .map_err(|_| Error::runtime(
+                    "thread pool lock poisoned: a thread panicked while holding it; use a new ThreadPool",
+                ))?;
         if workers.len() < p.max_workers {
             let queue = p.queue.clone();
             let name = format!("{}-{}", p.name, workers.len());
@@ -320,7 +329,10 @@ impl Executors {
 
     fn default_pool(&self) -> Result<ThreadPool> {
         if self.shutdown_called.get() {
-            return Err(Error::runtime("Executor shutdown has been called"));
+            return Err(Error::runtime(
+                "Executor shutdown has been called: the loop's default executor is shut down; \
+                 pass a ThreadPool of your own to run_in_executor",
+            ));
         }
         let mut slot = self.default.borrow_mut();
         if let Some(p) = &*slot {
@@ -422,7 +434,10 @@ impl EventLoop {
         self.check_closed()?;
         let ex = Executors::of(self);
         if ex.shutdown_called.get() {
-            return Err(Error::runtime("Executor shutdown has been called"));
+            return Err(Error::runtime(
+                "Executor shutdown has been called: the default executor cannot be set after \
+                 shutdown_default_executor(); pass the pool to run_in_executor instead",
+            ));
         }
         *ex.default.borrow_mut() = Some(pool);
         Ok(())
@@ -643,7 +658,7 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
         let mut s = self.wait(timeout)?;
         match std::mem::replace(
             &mut *s,
-            CfState::Failed(Error::invalid_state("the result was already taken")),
+            CfState::Failed(Error::invalid_state(crate::futures::RESULT_TAKEN)),
         ) {
             CfState::Finished(v) => Ok(v),
             CfState::Failed(e) => {

@@ -123,10 +123,14 @@ impl Timeout {
         let inner = &self.inner;
         match inner.state.get() {
             State::Entered => {}
-            State::Created => return Err(Error::runtime("Timeout has not been entered")),
+            State::Created => {
+                return Err(Error::runtime(
+                    "Timeout has not been entered: reschedule it from inside its run()",
+                ))
+            }
             s => {
                 return Err(Error::runtime(format!(
-                    "cannot change state of {} Timeout",
+                    "cannot change state of {} Timeout: reschedule it only while its run() is in progress",
                     state_name(s)
                 )))
             }
@@ -170,10 +174,16 @@ impl Timeout {
     fn enter(&self) -> Result<()> {
         let inner = &self.inner;
         if inner.state.get() != State::Created {
-            return Err(Error::runtime("Timeout has already been entered"));
+            return Err(Error::runtime(
+                "Timeout has already been entered: make a new one with timeout() or timeout_at() for each run",
+            ));
         }
         let task =
-            current_task().ok_or_else(|| Error::runtime("Timeout should be used inside a task"))?;
+            current_task().ok_or_else(|| {
+            Error::runtime(
+                "Timeout should be used inside a task: run it from a task's body (tulip::run, create_task)",
+            )
+        })?;
         inner.state.set(State::Entered);
         inner.cancelling.set(task.cancelling());
         *inner.task.borrow_mut() = Some(task);

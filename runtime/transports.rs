@@ -351,7 +351,10 @@ pub trait Transport: ReadTransport + WriteTransport {
     /// ```
     fn set_protocol(&self, protocol: Rc<dyn Protocol>) -> Result<()> {
         let _ = protocol;
-        Err(Error::runtime("this transport cannot change its protocol"))
+        Err(Error::runtime(format!(
+            "{} cannot change its protocol: it does not implement set_protocol",
+            std::any::type_name::<Self>()
+        )))
     }
 
     /// [`set_protocol`](Transport::set_protocol) with a [`BufferedProtocol`]:
@@ -360,9 +363,11 @@ pub trait Transport: ReadTransport + WriteTransport {
     /// reads into a protocol's buffer; the default fails.
     fn set_buffered_protocol(&self, protocol: Rc<dyn BufferedProtocol>) -> Result<()> {
         let _ = protocol;
-        Err(Error::runtime(
-            "this transport cannot read into a BufferedProtocol",
-        ))
+        Err(Error::runtime(format!(
+            "{} cannot read into a BufferedProtocol: only a socket transport does; \
+             give this one a Protocol with set_protocol",
+            std::any::type_name::<Self>()
+        )))
     }
 }
 
@@ -429,7 +434,10 @@ pub trait DatagramTransport: BaseTransport {
     /// not kept. Fails for an endpoint that cannot switch (the default).
     fn set_protocol(&self, protocol: Rc<dyn DatagramProtocol>) -> Result<()> {
         let _ = protocol;
-        Err(Error::runtime("this transport cannot change its protocol"))
+        Err(Error::runtime(format!(
+            "{} cannot change its protocol: it does not implement set_protocol",
+            std::any::type_name::<Self>()
+        )))
     }
 }
 

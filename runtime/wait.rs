@@ -104,7 +104,9 @@ where
 {
     let fs: Vec<Child<T>> = futs.into_iter().map(Child::new).collect();
     if fs.is_empty() {
-        return Err(Error::invalid_argument("the set of futures is empty"));
+        return Err(Error::invalid_argument(
+            "the set of futures is empty: pass wait() at least one",
+        ));
     }
     let lp = get_running_loop()?;
     let waiter: Future<()> = lp.create_future();
@@ -557,7 +559,7 @@ impl<T: Clone + 'static> StdFuture for WaitForOne<T> {
         let this = self.get_mut();
         if this.finished {
             return Poll::Ready(Err(Error::invalid_state(
-                "this as_completed awaitable already gave its result",
+                "this as_completed awaitable already gave its result: await the next one instead",
             )));
         }
         match this.take.poll_take(cx) {

@@ -263,14 +263,17 @@ fn an_empty_buffer_is_reported_and_closes_the_connection() {
         let (server, seen, reports) = a_failing_connection(
             Mode::EmptyBuffer,
             b"anything",
-            "get_buffer() returned an empty buffer",
+            "get_buffer() returned an empty buffer: return one of at least 1 byte from BufferedProtocol::get_buffer",
             "Fatal error: protocol.get_buffer() call failed.",
         )
         .await?;
         assert_eq!(seen.updates.get(), 0, "nothing was received");
         let err = reports.borrow()[0].error.clone().expect("an error");
         assert!(matches!(err, Error::Runtime(_)), "{err:?}");
-        assert_eq!(err.to_string(), "get_buffer() returned an empty buffer");
+        assert_eq!(
+            err.to_string(),
+            "get_buffer() returned an empty buffer: return one of at least 1 byte from BufferedProtocol::get_buffer"
+        );
         server.close();
         Ok(())
     });

@@ -220,8 +220,16 @@ impl fmt::Display for Error {
                  (`sudo sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"`)",
                 program.display()
             ),
-            Error::Output(source) => write!(f, "cannot write results: {source}"),
-            Error::EventLoop(source) => write!(f, "event loop failure: {source}"),
+            Error::Output(source) => write!(
+                f,
+                "cannot write results: {source}; check that standard output can still be \
+                 written to (a full disk, a closed terminal)"
+            ),
+            Error::EventLoop(source) => write!(
+                f,
+                "event loop failure: {source}; run pinger again, and report it as a bug if it \
+                 happens again"
+            ),
         }
     }
 }

@@ -184,7 +184,10 @@ fn parse_ipv4(input: &str, part: &str) -> Result<Ipv4Addr, Error> {
 /// Parses one decimal octet, 0 to 255.
 fn parse_octet(input: &str, text: &str) -> Result<u8, Error> {
     if text.is_empty() {
-        return Err(invalid(input, "an octet is empty".into()));
+        return Err(invalid(
+            input,
+            "an octet is empty (two dots in a row, or a dot at either end)".into(),
+        ));
     }
     if !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid(
@@ -195,7 +198,13 @@ fn parse_octet(input: &str, text: &str) -> Result<u8, Error> {
     if text.len() > 1 && text.starts_with('0') {
         return Err(invalid(
             input,
-            format!("octet `{text}` has a leading zero, which is ambiguous (octal?)"),
+            format!(
+                "octet `{text}` has a leading zero, which is ambiguous (octal?); write it as `{}`",
+                match text.trim_start_matches('0') {
+                    "" => "0",
+                    digits => digits,
+                }
+            ),
         ));
     }
     match text.parse::<u16>() {
