@@ -270,7 +270,13 @@ impl From<Error> for io::Error {
         match e {
             Error::Io(inner) => match Arc::try_unwrap(inner) {
                 Ok(err) => err,
-                Err(shared) => io::Error::new(shared.kind(), shared.to_string()),
+                // Shared with a clone: a plain OS error is made again (its
+                // kind, errno and text); one with a context stays the
+                // source, where `Error::raw_os_error` finds its errno.
+                Err(shared) => match shared.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(shared.kind(), Error::Io(shared)),
+                },
             },
             Error::Timeout => io::Error::new(io::ErrorKind::TimedOut, e),
             other => io::Error::other(other),
@@ -391,6 +397,31 @@ mod tests {
     fn error_is_send_sync_clone() {
         fn check<T: Send + Sync + Clone + std::error::Error>() {}
         check::<Error>();
+    }
+
+    #[test]
+    fn a_shared_os_error_keeps_its_errno_as_an_io_error() {
+        let e = Error::from(io::Error::from_raw_os_error(libc::ECONNRESET));
+        let _clone = e.clone(); // shared: the Arc cannot be unwrapped
+        let back = io::Error::from(e);
+        assert_eq!(back.raw_os_error(), Some(libc::ECONNRESET));
+        assert_eq!(back.kind(), io::ErrorKind::ConnectionReset);
+        let ctx = Error::from(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            OsErrorContext {
+                context: "connect call failed (127.0.0.1:9)".into(),
+                source: io::Error::from_raw_os_error(libc::ECONNREFUSED),
+            },
+        ));
+        let _clone = ctx.clone();
+        let back = io::Error::from(ctx);
+        assert_eq!(back.kind(), io::ErrorKind::ConnectionRefused);
+        let inner = back.get_ref().and_then(|e| e.downcast_ref::<Error>());
+        assert_eq!(
+            inner.and_then(Error::raw_os_error),
+            Some(libc::ECONNREFUSED),
+            "the context's errno is still in the chain"
+        );
     }
 
     #[test]
