@@ -674,12 +674,16 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
     }
 
     /// Cancels: if still pending, marks it cancelled at once and asks the
-    /// loop to cancel the task. Returns false if it was already done.
+    /// loop to cancel the task. As `concurrent.futures.Future.cancel()`,
+    /// returns false if it has finished (with a result or an error), true
+    /// if it is cancelled, by this call or an earlier one.
     pub fn cancel(&self) -> bool {
         {
             let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
-            if !matches!(*s, CfState::Pending) {
-                return false;
+            match *s {
+                CfState::Pending => {}
+                CfState::Cancelled => return true,
+                CfState::Finished(_) | CfState::Failed(_) => return false,
             }
             *s = CfState::Cancelled;
             self.inner.done.notify_all();
