@@ -33,13 +33,12 @@ use std::cell::Cell;
 use std::fmt;
 use std::panic::Location;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::contextvars::Context;
 use crate::error::Result;
 use crate::event_loop::{EventLoop, Runnable};
-use crate::threadsafe::Call;
+use crate::threadsafe::{Call, CallState};
 
 /// The callable part of a handle. `run` may be called more than once for
 /// repeating handles (reader/writer callbacks).
@@ -94,16 +93,14 @@ impl<F: Fn()> Run for Repeat<F> {
 /// `ThreadsafeHandle` was cancelled before it ran.
 pub(crate) struct Threadsafe {
     f: Cell<Option<Box<dyn FnOnce() + Send>>>,
-    cancelled: Arc<AtomicBool>,
+    state: Arc<CallState>,
     name: &'static str,
 }
 
 impl Run for Threadsafe {
     fn run(&self) {
         if let Some(f) = self.f.take() {
-            if !self.cancelled.load(Ordering::Acquire) {
-                f()
-            }
+            self.state.run(f);
         }
     }
     fn clear(&self) {
@@ -411,7 +408,7 @@ impl Handle {
         Handle::new(
             Threadsafe {
                 f: Cell::new(Some(call.f)),
-                cancelled: call.cancelled,
+                state: call.state,
                 name: call.name,
             },
             call.created_at,

@@ -26,6 +26,9 @@
 //!   such call waits, not only the first: one made while another is
 //!   joining returns once every worker (but its own) has exited, as
 //!   `ThreadPoolExecutor.shutdown(wait=True)` joins every thread each time.
+//!   `submit` holds the sender's lock until its job has a worker (idle or
+//!   started), as `submit` holds `_shutdown_lock`: a job it accepted is
+//!   one that `shutdown(true)` waits for.
 //! - A [`ConcurrentFuture`] ends: with its task's outcome, cancelled, or
 //!   failed with [`Error::Closed`] if the loop closes before the task
 //!   finished (the one exception: an [`Interrupt`] raised by the maker).
@@ -184,23 +187,22 @@ impl ThreadPool {
     /// Queues `job`. Fails once the pool is shut down.
     pub fn submit(&self, job: impl FnOnce() + Send + 'static) -> Result<()> {
         let p = &*self.inner;
-        {
-            let tx =
-                p.tx.lock()
-                    .map_err(|_| Error::runtime(
-                    "thread pool lock poisoned: a thread panicked while holding it; use a new ThreadPool",
-                ))?;
-            let Some(tx) = tx.as_ref() else {
-                return Err(Error::runtime(
-                    "cannot schedule new futures after shutdown: submit to a new ThreadPool",
-                ));
-            };
-            tx.send(Box::new(job)).map_err(|_| {
-                Error::runtime(
-                    "cannot schedule new futures after shutdown: submit to a new ThreadPool",
-                )
-            })?;
-        }
+        // Held until the job has a worker (ThreadPoolExecutor.submit holds
+        // `_shutdown_lock` around its `_adjust_thread_count`): a shutdown
+        // that comes after the send finds that worker and waits for it.
+        let tx =
+            p.tx.lock()
+                .map_err(|_| Error::runtime(
+                "thread pool lock poisoned: a thread panicked while holding it; use a new ThreadPool",
+            ))?;
+        let Some(sender) = tx.as_ref() else {
+            return Err(Error::runtime(
+                "cannot schedule new futures after shutdown: submit to a new ThreadPool",
+            ));
+        };
+        sender.send(Box::new(job)).map_err(|_| {
+            Error::runtime("cannot schedule new futures after shutdown: submit to a new ThreadPool")
+        })?;
         // asyncio's _adjust_thread_count: an idle worker takes it, else start one.
         let took_idle = p
             .queue
@@ -674,12 +676,16 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
     }
 
     /// Cancels: if still pending, marks it cancelled at once and asks the
-    /// loop to cancel the task. Returns false if it was already done.
+    /// loop to cancel the task. As `concurrent.futures.Future.cancel()`,
+    /// returns false if it has finished (with a result or an error), true
+    /// if it is cancelled, by this call or an earlier one.
     pub fn cancel(&self) -> bool {
         {
             let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
-            if !matches!(*s, CfState::Pending) {
-                return false;
+            match *s {
+                CfState::Pending => {}
+                CfState::Cancelled => return true,
+                CfState::Finished(_) | CfState::Failed(_) => return false,
             }
             *s = CfState::Cancelled;
             self.inner.done.notify_all();

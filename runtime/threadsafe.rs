@@ -25,12 +25,19 @@
 //!   and refuses the call. (asyncio checks `_check_closed()` and appends
 //!   to `_ready` under the GIL, which `close()` also holds to clear
 //!   `_ready`.)
+//! - A [`ThreadsafeHandle`]'s callback runs only if it was not cancelled
+//!   first, and a `cancel()` from another thread while it runs returns
+//!   once it has returned: asyncio's `_ThreadSafeHandle` runs it holding
+//!   an `RLock` that `cancel()` takes. A cancel from the callback itself
+//!   (the lock is reentrant) returns at once. A callback that is not
+//!   waited for pays two atomic operations, no lock.
 
+use std::cell::Cell;
 use std::fmt;
 use std::panic::Location;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{fence, AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{fence, AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -40,13 +47,104 @@ use crate::event_loop::EventLoop;
 /// A `call_soon_threadsafe` callback on its way to the loop.
 pub(crate) struct Call {
     pub(crate) f: Box<dyn FnOnce() + Send>,
-    /// Set by [`ThreadsafeHandle::cancel`].
-    pub(crate) cancelled: Arc<AtomicBool>,
+    /// Shared with its [`ThreadsafeHandle`]s.
+    pub(crate) state: Arc<CallState>,
     /// The callback's type name and where it was scheduled: the boxed
     /// closure has lost the first, and the loop's handle would otherwise
     /// name its own code in reports (asyncio's handle repr shows both).
     pub(crate) name: &'static str,
     pub(crate) created_at: &'static Location<'static>,
+}
+
+/// Set by `cancel()`.
+const CANCELLED: u8 = 1;
+/// Set while the callback runs.
+const RUNNING: u8 = 2;
+/// Set by a `cancel()` from another thread that waits for the callback.
+const WAITED: u8 = 4;
+
+/// Where a `cancel()` from another thread waits for a running callback
+/// (rare: one pair for every handle, not a lock in each).
+static RUN_ENDED: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+
+thread_local! {
+    /// The [`CallState`] whose callback this thread runs (0 if none): a
+    /// `cancel()` from it must not wait for itself.
+    static RUNNING_CALL: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The state of a `call_soon_threadsafe` callback, shared by the loop's
+/// handle and the [`ThreadsafeHandle`]s (asyncio's `_ThreadSafeHandle`
+/// `_cancelled` under its `_lock`).
+pub(crate) struct CallState {
+    bits: AtomicU8,
+}
+
+/// Clears `RUNNING` however the callback ends, and wakes a waiting cancel.
+struct RunEnd<'a> {
+    state: &'a CallState,
+    outer: usize,
+}
+
+impl Drop for RunEnd<'_> {
+    fn drop(&mut self) {
+        RUNNING_CALL.with(|c| c.set(self.outer));
+        let prev = self
+            .state
+            .bits
+            .fetch_and(!(RUNNING | WAITED), Ordering::SeqCst);
+        if prev & WAITED != 0 {
+            // Taken so that a waiter cannot miss the notification between
+            // its test of `RUNNING` and its wait.
+            drop(RUN_ENDED.0.lock().unwrap_or_else(|e| e.into_inner()));
+            RUN_ENDED.1.notify_all();
+        }
+    }
+}
+
+impl CallState {
+    fn new() -> CallState {
+        CallState {
+            bits: AtomicU8::new(0),
+        }
+    }
+
+    /// Runs `f` unless cancelled (asyncio's `_ThreadSafeHandle._run`).
+    pub(crate) fn run(&self, f: impl FnOnce()) {
+        if self
+            .bits
+            .compare_exchange(0, RUNNING, Ordering::SeqCst, Ordering::Acquire)
+            .is_err()
+        {
+            return; // cancelled
+        }
+        let me = self as *const CallState as usize;
+        let _end = RunEnd {
+            state: self,
+            outer: RUNNING_CALL.with(|c| c.replace(me)),
+        };
+        f();
+    }
+
+    fn cancel(&self) {
+        let prev = self.bits.fetch_or(CANCELLED, Ordering::SeqCst);
+        if prev & RUNNING == 0 {
+            return;
+        }
+        let me = self as *const CallState as usize;
+        if RUNNING_CALL.with(Cell::get) == me {
+            return; // from the callback itself: the RLock is reentrant
+        }
+        self.bits.fetch_or(WAITED, Ordering::SeqCst);
+        let mut guard = RUN_ENDED.0.lock().unwrap_or_else(|e| e.into_inner());
+        while self.bits.load(Ordering::SeqCst) & RUNNING != 0 {
+            guard = RUN_ENDED.1.wait(guard).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.bits.load(Ordering::Acquire) & CANCELLED != 0
+    }
 }
 
 /// A call of tulip's own that needs the loop it runs on (a job's result
@@ -163,14 +261,14 @@ impl LoopHandle {
         &self,
         f: F,
     ) -> Result<ThreadsafeHandle> {
-        let cancelled = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(CallState::new());
         self.shared.send(Remote::Call(Call {
             f: Box::new(f),
-            cancelled: cancelled.clone(),
+            state: state.clone(),
             name: std::any::type_name::<F>(),
             created_at: Location::caller(),
         }))?;
-        Ok(ThreadsafeHandle { cancelled })
+        Ok(ThreadsafeHandle { state })
     }
 
     /// `call_soon_threadsafe` for tulip's own callbacks that need their
@@ -209,22 +307,25 @@ impl fmt::Debug for LoopHandle {
 }
 
 /// What [`LoopHandle::call_soon_threadsafe`] returns: cancel it from any
-/// thread, and if the callback has not started yet it never will.
+/// thread, and if the callback has not started yet it never will; if it
+/// is running on the loop's thread, `cancel()` returns once it returned.
 #[derive(Clone)]
 #[must_use = "a ThreadsafeHandle is how you cancel the callback; bind it to `_` to drop it"]
 pub struct ThreadsafeHandle {
-    cancelled: Arc<AtomicBool>,
+    state: Arc<CallState>,
 }
 
 impl ThreadsafeHandle {
-    /// Cancels the callback.
+    /// Cancels the callback: one that has not started never runs; one
+    /// running on the loop's thread is waited for (unless this is called
+    /// from it), as asyncio's `_ThreadSafeHandle.cancel` waits for its lock.
     pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Release);
+        self.state.cancel();
     }
 
     /// True once [`cancel`](ThreadsafeHandle::cancel) was called.
     pub fn cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Acquire)
+        self.state.cancelled()
     }
 }
 

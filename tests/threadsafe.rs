@@ -487,3 +487,79 @@ fn threads_that_keep_sending_cannot_hold_the_loop_in_one_iteration() {
         "iterations ran {long_iterations:?} calls, most of them sent while they drained"
     );
 }
+
+// conformance: H1
+#[test]
+fn cancelling_a_running_threadsafe_callback_waits_until_it_returns() {
+    // asyncio's `_ThreadSafeHandle` runs its callback holding an RLock that
+    // `cancel()` takes too: a cancel from another thread while the callback
+    // runs returns once it has returned (or panicked), so the caller knows
+    // it is not running any more. A cancel from the callback itself (the
+    // lock is reentrant) returns at once. tulip's cancel only set a flag,
+    // and returned with the callback still running.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let looper = std::thread::spawn(move || {
+        let lp = EventLoop::new().unwrap();
+        let _reports = common::capture_reports(&lp);
+        let handle = lp.handle();
+        let canceller = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for panics in [false, true] {
+                let (started_tx, started_rx) = std::sync::mpsc::channel();
+                let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+                let finished = Arc::new(AtomicBool::new(false));
+                let f = finished.clone();
+                let h = handle
+                    .call_soon_threadsafe(move || {
+                        started_tx.send(()).unwrap();
+                        // Released at once by a cancel that does not wait;
+                        // one that waits never releases it: bounded.
+                        let _ = release_rx.recv_timeout(Duration::from_millis(300));
+                        f.store(true, Ordering::SeqCst);
+                        if panics {
+                            panic!("the callback a cancel waits for panics");
+                        }
+                    })
+                    .unwrap();
+                started_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+                h.cancel();
+                seen.push(finished.load(Ordering::SeqCst));
+                let _ = release_tx.send(());
+                assert!(h.cancelled());
+            }
+            // Cancelled by itself while it runs: no deadlock.
+            let slot: Arc<Mutex<Option<ThreadsafeHandle>>> = Arc::new(Mutex::new(None));
+            let s = slot.clone();
+            let (self_tx, self_rx) = std::sync::mpsc::channel();
+            let h = handle
+                .call_soon_threadsafe(move || {
+                    let me = s.lock().unwrap().take().unwrap();
+                    me.cancel();
+                    self_tx.send(me.cancelled()).unwrap();
+                })
+                .unwrap();
+            *slot.lock().unwrap() = Some(h);
+            let _ = handle.call_soon_threadsafe(|| ()).unwrap();
+            let self_cancelled = self_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            handle.stop().unwrap();
+            (seen, self_cancelled)
+        });
+        let (guard, timed_out) = stop_after(&lp, 10.0);
+        lp.run_forever().unwrap();
+        guard.cancel();
+        assert!(!timed_out.get());
+        let got = canceller.join().unwrap();
+        lp.close().unwrap();
+        done_tx.send(got).unwrap();
+    });
+    let (seen, self_cancelled) = done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a cancel deadlocked");
+    looper.join().unwrap();
+    assert_eq!(
+        seen,
+        [true, true],
+        "cancel() returned while the callback was still running"
+    );
+    assert!(self_cancelled);
+}
