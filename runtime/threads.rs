@@ -432,6 +432,10 @@ impl EventLoop {
     }
 
     /// Replaces the default pool (asyncio's `set_default_executor`).
+    ///
+    /// *Deviation:* asyncio accepts the call on a closed loop, or after
+    /// `shutdown_default_executor`, and the pool is then never used; tulip
+    /// refuses it (`Closed`, or a `Runtime` error) so that the mistake shows.
     pub fn set_default_executor(&self, pool: ThreadPool) -> Result<()> {
         self.check_closed()?;
         let ex = Executors::of(self);

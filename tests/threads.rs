@@ -174,7 +174,11 @@ fn loop_thread() -> (tulip::LoopHandle, std::thread::JoinHandle<()>) {
         lp.run_forever().unwrap();
         lp.close().unwrap();
     });
-    (rx.recv().unwrap(), t)
+    (
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("the loop thread starts"),
+        t,
+    )
 }
 
 // conformance: H2
