@@ -28,15 +28,52 @@
 //!   with value > 0, `Event::wait` on a set event) allocate nothing.
 //! - No `RefCell` borrow of a `waiters` deque is held while a future's result
 //!   is set: results only schedule wake-ups (`call_soon`), never run code.
+//! - A primitive is bound to the loop of its first wait ([`LoopBound`],
+//!   asyncio's `_LoopBoundMixin`), and its waiters are futures of that loop
+//!   only: a wait from another loop fails before it queues anything (the
+//!   fast paths wait for nothing and need no loop).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use crate::error::{Error, Result};
-use crate::event_loop::get_running_loop;
+use crate::event_loop::{get_running_loop, EventLoop, LoopInner};
 use crate::futures::Future;
+
+/// asyncio's `_LoopBoundMixin`: the loop a primitive's first wait ran on.
+#[derive(Default)]
+pub(crate) struct LoopBound(RefCell<Option<Weak<LoopInner>>>);
+
+impl LoopBound {
+    /// asyncio's `_get_loop()`: the running loop, to which the first call
+    /// binds the primitive. From another loop it fails (asyncio's
+    /// RuntimeError), so no future of that loop is queued behind futures
+    /// the first loop may never wake. `what` describes the primitive.
+    pub(crate) fn get_loop(&self, what: &dyn fmt::Debug) -> Result<EventLoop> {
+        let lp = get_running_loop()?;
+        let ours = lp.downgrade();
+        let same = {
+            let mut bound = self.0.borrow_mut();
+            match &*bound {
+                Some(w) => Weak::ptr_eq(w, &ours),
+                None => {
+                    *bound = Some(ours);
+                    true
+                }
+            }
+        };
+        if same {
+            Ok(lp)
+        } else {
+            Err(Error::runtime(format!(
+                "{what:?} is bound to a different event loop: a primitive waited on in one loop \
+                 (one tulip::run) cannot wait in another; create a new one for each loop"
+            )))
+        }
+    }
+}
 
 /// A FIFO of waiter futures, as asyncio's `collections.deque` of futures.
 pub(crate) type Waiters = RefCell<VecDeque<Future<()>>>;
@@ -50,9 +87,9 @@ pub(crate) fn remove_waiter(waiters: &Waiters, fut: &Future<()>) {
     }
 }
 
-/// A new waiter future on the running loop, appended to `waiters`.
-pub(crate) fn push_waiter(waiters: &Waiters) -> Result<Future<()>> {
-    let fut: Future<()> = get_running_loop()?.create_future();
+/// A new waiter future on `lp` (the primitive's loop), appended to `waiters`.
+pub(crate) fn push_waiter(waiters: &Waiters, lp: &EventLoop) -> Result<Future<()>> {
+    let fut: Future<()> = lp.create_future();
     waiters.borrow_mut().push_back(fut.clone());
     Ok(fut)
 }
@@ -71,6 +108,7 @@ struct LockInner {
     /// number is never given twice, whatever `generation` was set back to.
     last_issued: Cell<u64>,
     waiters: Waiters,
+    bound: LoopBound,
 }
 
 impl LockInner {
@@ -149,6 +187,7 @@ impl Lock {
                 generation: Cell::new(0),
                 last_issued: Cell::new(0),
                 waiters: RefCell::new(VecDeque::new()),
+                bound: LoopBound::default(),
             }),
         }
     }
@@ -168,7 +207,8 @@ impl Lock {
         if !inner.locked.get() && inner.waiters.borrow().iter().all(|w| w.cancelled()) {
             return Ok(inner.take(self));
         }
-        let fut = push_waiter(&inner.waiters)?;
+        let lp = inner.bound.get_loop(self)?;
+        let fut = push_waiter(&inner.waiters, &lp)?;
         let _waiting = LockWait { inner, fut: &fut };
         // On every exit (result, Cancelled, drop) LockWait removes the
         // waiter and, if the lock is free, wakes the next one.
@@ -279,6 +319,7 @@ impl fmt::Debug for LockGuard {
 struct EventInner {
     value: Cell<bool>,
     waiters: Waiters,
+    bound: LoopBound,
 }
 
 /// asyncio's `Event`: tasks wait until some task sets the flag.
@@ -314,6 +355,7 @@ impl Event {
             inner: Rc::new(EventInner {
                 value: Cell::new(false),
                 waiters: RefCell::new(VecDeque::new()),
+                bound: LoopBound::default(),
             }),
         }
     }
@@ -345,7 +387,8 @@ impl Event {
         if self.inner.value.get() {
             return Ok(());
         }
-        let fut = push_waiter(&self.inner.waiters)?;
+        let lp = self.inner.bound.get_loop(self)?;
+        let fut = push_waiter(&self.inner.waiters, &lp)?;
         let _waiting = RemoveOnDrop {
             waiters: &self.inner.waiters,
             fut: &fut,
@@ -383,6 +426,7 @@ impl fmt::Debug for Event {
 struct ConditionInner {
     lock: Lock,
     waiters: Waiters,
+    bound: LoopBound,
 }
 
 /// asyncio's `Condition`: tasks wait until notified, holding a [`Lock`].
@@ -431,6 +475,7 @@ impl Condition {
             inner: Rc::new(ConditionInner {
                 lock,
                 waiters: RefCell::new(VecDeque::new()),
+                bound: LoopBound::default(),
             }),
         }
     }
@@ -476,7 +521,7 @@ impl Condition {
         // The caller's guard belongs to this acquisition; it is restored
         // below once the lock is re-acquired.
         let generation = inner.lock.inner.generation.get();
-        let fut: Future<()> = get_running_loop()?.create_future();
+        let fut: Future<()> = inner.bound.get_loop(self)?.create_future();
         inner.lock.release()?;
         // asyncio's `except BaseException: self._notify(1)`: on every way
         // out but success (an error, even after the lock is re-acquired, or

@@ -17,6 +17,9 @@
 //! - After `shutdown()` every put fails with `QueueShutDown`; gets fail once
 //!   the queue is empty. `shutdown(true)` also drains the queue (Q2).
 //! - No `RefCell` borrow is held while a waiter's result is set.
+//! - Getters and putters are futures of one loop, the one of the first
+//!   blocked put or get (`LoopBound`, asyncio's `_LoopBoundMixin`): from
+//!   another loop, a put or get that must wait fails instead.
 //! - `shutdown(true)` completes before the drained items are dropped: an
 //!   item whose `Drop` panics leaves the queue empty, shut down, with its
 //!   waiters woken (the panic goes on to the caller).
@@ -29,9 +32,8 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::event_loop::get_running_loop;
 use crate::futures::Future;
-use crate::locks::Event;
+use crate::locks::{Event, LoopBound};
 
 /// Where a queue keeps its items: asyncio's `_init`/`_put`/`_get` hooks.
 /// Implement it to make a queue with another order.
@@ -167,6 +169,8 @@ struct QueueInner<S> {
     unfinished: Cell<usize>,
     finished: Event,
     is_shutdown: Cell<bool>,
+    /// asyncio's `_LoopBoundMixin`.
+    bound: LoopBound,
 }
 
 /// The queue engine behind [`Queue`], [`LifoQueue`] and [`PriorityQueue`].
@@ -255,6 +259,7 @@ impl<S: Storage> QueueBase<S> {
                 unfinished: Cell::new(0),
                 finished,
                 is_shutdown: Cell::new(false),
+                bound: LoopBound::default(),
             }),
         }
     }
@@ -289,7 +294,7 @@ impl<S: Storage> QueueBase<S> {
             if q.is_shutdown.get() {
                 return Err(Error::QueueShutDown);
             }
-            let putter: Future<()> = get_running_loop()?.create_future();
+            let putter: Future<()> = q.bound.get_loop(self)?.create_future();
             q.putters.borrow_mut().push_back(putter.clone());
             let mut wait = QueueWait {
                 q,
@@ -329,7 +334,7 @@ impl<S: Storage> QueueBase<S> {
             if q.is_shutdown.get() {
                 return Err(Error::QueueShutDown);
             }
-            let getter: Future<()> = get_running_loop()?.create_future();
+            let getter: Future<()> = q.bound.get_loop(self)?.create_future();
             q.getters.borrow_mut().push_back(getter.clone());
             let mut wait = QueueWait {
                 q,

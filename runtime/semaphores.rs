@@ -25,7 +25,7 @@ use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::futures::Future;
-use crate::locks::{push_waiter, remove_waiter, Waiters};
+use crate::locks::{push_waiter, remove_waiter, LoopBound, Waiters};
 
 // ===== Semaphore =====
 
@@ -34,6 +34,8 @@ struct SemaphoreInner {
     /// `Some(initial)` for a BoundedSemaphore.
     bound: Option<usize>,
     waiters: Waiters,
+    /// asyncio's `_LoopBoundMixin`.
+    lp: LoopBound,
 }
 
 impl SemaphoreInner {
@@ -104,6 +106,7 @@ impl Semaphore {
                 value: Cell::new(value),
                 bound,
                 waiters: RefCell::new(VecDeque::new()),
+                lp: LoopBound::default(),
             }),
         }
     }
@@ -127,7 +130,8 @@ impl Semaphore {
                 sem: Some(self.clone()),
             });
         }
-        let fut = push_waiter(&inner.waiters)?;
+        let lp = inner.lp.get_loop(self)?;
+        let fut = push_waiter(&inner.waiters, &lp)?;
         let waiting = SemaphoreWait {
             inner,
             fut: &fut,

@@ -771,3 +771,97 @@ fn a_stale_guard_from_an_abandoned_condition_wait_never_releases_a_later_holder(
     })
     .unwrap();
 }
+
+// ===== Loop binding (asyncio's `_LoopBoundMixin`) =====
+
+/// Whether `fut` fails at once with asyncio's `RuntimeError: ... is bound
+/// to a different event loop` (bounded: a wait that blocks instead fails).
+async fn bound_elsewhere<T>(fut: impl std::future::Future<Output = tulip::Result<T>>) -> bool {
+    let r = tulip::timeout(1.0).run(fut).await;
+    matches!(r, Err(Error::Runtime(m)) if m.contains("bound to a different event loop"))
+}
+
+#[test]
+fn a_primitive_waited_on_in_one_loop_refuses_to_wait_in_another() {
+    // conformance: S1, S2, S3, S4
+    // asyncio's primitives are `_LoopBoundMixin`s: the first wait binds
+    // them to the running loop (`_get_loop()`), and a wait from another
+    // loop raises RuntimeError instead of queueing a future of that loop
+    // behind ones the first loop may never wake. The fast paths do not
+    // call `_get_loop()`, so they still work from anywhere.
+    let lock = Lock::new();
+    let ev = Event::new();
+    let cond = Condition::new();
+    let sem = Semaphore::new(0);
+    let barrier = Barrier::new(2);
+    {
+        let (lock, ev, cond, sem, barrier) = (
+            lock.clone(),
+            ev.clone(),
+            cond.clone(),
+            sem.clone(),
+            barrier.clone(),
+        );
+        common::run_watched(async move {
+            let g = lock.acquire().await?;
+            let l2 = lock.clone();
+            let t = create_task(async move { l2.acquire().await.map(drop) })?;
+            settle().await?; // t waits: the lock is bound to this loop
+            drop(g);
+            t.await?;
+            let e2 = ev.clone();
+            let t = create_task(async move { e2.wait().await })?;
+            settle().await?;
+            ev.set();
+            t.await?;
+            let c2 = cond.clone();
+            let t = create_task(async move {
+                let _g = c2.acquire().await?;
+                c2.wait().await
+            })?;
+            settle().await?;
+            {
+                let _g = cond.acquire().await?;
+                cond.notify_all()?;
+            }
+            t.await?;
+            let s2 = sem.clone();
+            let t = create_task(async move { s2.acquire().await.map(|p| p.forget()) })?;
+            settle().await?;
+            sem.release()?;
+            t.await?;
+            let b2 = barrier.clone();
+            let t = create_task(async move { b2.wait().await })?;
+            barrier.wait().await?;
+            t.await?;
+            Ok(())
+        })
+        .unwrap();
+    }
+    common::run_watched(async move {
+        // The fast paths need no loop.
+        let g = lock.acquire().await?;
+        assert!(bound_elsewhere(lock.acquire()).await);
+        drop(g);
+        ev.set();
+        ev.wait().await?;
+        ev.clear();
+        assert!(bound_elsewhere(ev.wait()).await);
+        assert!(!cond.locked());
+        {
+            let _g = cond.acquire().await?;
+            assert!(bound_elsewhere(cond.wait()).await);
+            assert!(cond.locked(), "the lock is held again after the error");
+        }
+        assert!(!cond.locked());
+        sem.release()?;
+        sem.acquire().await?.forget();
+        assert!(bound_elsewhere(sem.acquire()).await);
+        // The barrier's condition is bound: its first wait must block.
+        assert!(bound_elsewhere(barrier.wait()).await);
+        assert_eq!(barrier.n_waiting(), 0);
+        assert!(!barrier.broken());
+        Ok(())
+    })
+    .unwrap();
+}

@@ -362,3 +362,41 @@ fn lifo_and_priority_order() {
     })
     .unwrap();
 }
+
+// ===== Loop binding (asyncio's `_LoopBoundMixin`) =====
+
+#[test]
+fn a_queue_waited_on_in_one_loop_refuses_to_wait_in_another() {
+    // conformance: Q1, Q2
+    // asyncio's Queue is a `_LoopBoundMixin`: its first blocked get or put
+    // binds it to the running loop, and one from another loop raises
+    // RuntimeError rather than wait there. The *_nowait calls need no loop.
+    let q: Queue<u32> = Queue::new(1);
+    {
+        let q = q.clone();
+        common::run_watched(async move {
+            let q2 = q.clone();
+            let getter = create_task(async move { q2.get().await })?;
+            settle().await?; // the getter waits: the queue is bound to this loop
+            q.put_nowait(1)?;
+            assert_eq!(getter.await?, 1);
+            q.task_done()?;
+            Ok(())
+        })
+        .unwrap();
+    }
+    common::run_watched(async move {
+        let bound_elsewhere = |r: &tulip::Result<()>| {
+            matches!(r, Err(Error::Runtime(m)) if m.contains("bound to a different event loop"))
+        };
+        let r = tulip::timeout(1.0).run(async { q.get().await.map(drop) }).await;
+        assert!(bound_elsewhere(&r), "{r:?}");
+        q.put_nowait(2)?; // no waiting: fine from any loop
+        let r = tulip::timeout(1.0).run(q.put(3)).await;
+        assert!(bound_elsewhere(&r), "{r:?}");
+        assert_eq!(q.get().await?, 2);
+        assert_eq!(q.qsize(), 0);
+        Ok(())
+    })
+    .unwrap();
+}
