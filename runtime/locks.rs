@@ -28,7 +28,7 @@
 //!   with value > 0, `Event::wait` on a set event) allocate nothing.
 //! - No `RefCell` borrow of a `waiters` deque is held while a future's result
 //!   is set: results only schedule wake-ups (`call_soon`), never run code.
-//! - A primitive is bound to the loop of its first wait ([`LoopBound`],
+//! - A primitive is bound to the loop of its first wait (`LoopBound`,
 //!   asyncio's `_LoopBoundMixin`), and its waiters are futures of that loop
 //!   only: a wait from another loop fails before it queues anything (the
 //!   fast paths wait for nothing and need no loop).
