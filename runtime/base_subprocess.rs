@@ -230,14 +230,7 @@ impl SubprocessTransport {
     /// `_check_proc` raises `ProcessLookupError`.
     pub fn send_signal(&self, sig: i32) -> Result<()> {
         if self.lost.get() {
-            return Err(crate::error::os_error_with_context(
-                std::io::Error::from_raw_os_error(libc::ESRCH),
-                format!(
-                    "cannot send signal {sig} to process {}, which has finished and been reaped",
-                    self.child.pid
-                ),
-            )
-            .into());
+            return Err(self.child.finished_error(sig));
         }
         self.child.send_signal(sig)
     }

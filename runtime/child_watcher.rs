@@ -147,6 +147,20 @@ impl ChildState {
         fut
     }
 
+    /// The error of a `send_signal(sig)` made once the process is finished
+    /// (reaped, and its pipes closed): `ESRCH`, asyncio's `_check_proc`
+    /// raising `ProcessLookupError`.
+    pub(crate) fn finished_error(&self, sig: i32) -> crate::error::Error {
+        crate::error::os_error_with_context(
+            std::io::Error::from_raw_os_error(libc::ESRCH),
+            format!(
+                "cannot send signal {sig} to process {}, which has finished and been reaped",
+                self.pid
+            ),
+        )
+        .into()
+    }
+
     /// Sends `sig` unless the child is already reaped. Through the pidfd when
     /// there is one, so the signal reaches this very process (P3).
     pub(crate) fn send_signal(&self, sig: i32) -> Result<()> {

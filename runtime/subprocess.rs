@@ -962,14 +962,7 @@ impl Process {
     /// `_check_proc` raising `ProcessLookupError`.
     pub fn send_signal(&self, sig: i32) -> Result<()> {
         if self.child.returncode().is_some() && self.pipes.open.get() == 0 {
-            return Err(crate::error::os_error_with_context(
-                std::io::Error::from_raw_os_error(libc::ESRCH),
-                format!(
-                    "cannot send signal {sig} to process {}, which has finished and been reaped",
-                    self.child.pid
-                ),
-            )
-            .into());
+            return Err(self.child.finished_error(sig));
         }
         self.child.send_signal(sig)
     }
