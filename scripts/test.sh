@@ -16,6 +16,10 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# A CI run builds once on a fresh clone: incremental caches would only take
+# disk (several GiB for this workspace) and time.
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
