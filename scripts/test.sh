@@ -16,9 +16,12 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-# A CI run builds once on a fresh clone: incremental caches would only take
-# disk (several GiB for this workspace) and time.
-if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
+# A CI run builds once on a fresh clone: incremental caches and full debug
+# info would only take disk (several GiB for this workspace) and link time;
+# line tables still give panics their file and line.
+if [ "${CI:-}" = true ]; then
+  export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
