@@ -49,6 +49,26 @@
 //!   endpoint goes on (asyncio's `_maybe_pause_protocol`): `sendto` does
 //!   not unwind, and a closing endpoint still flushes and loses its
 //!   connection.
+//!
+//! # Deviations from asyncio
+//! - `sendto(data, None)` on an endpoint with no remote address is an
+//!   `Error::InvalidArgument`, and the endpoint stays open. asyncio calls
+//!   `socket.sendto(data, None)`, whose `TypeError` goes to `_fatal_error`,
+//!   which closes the endpoint.
+//! - An endpoint over a socket that was connected before it was wrapped
+//!   (`create_datagram_endpoint_sock`, or `DatagramSocketTransport::new`
+//!   without an address) takes its peer as its remote address: `sendto` to
+//!   another address is an `Error::InvalidArgument`, as on an endpoint made
+//!   with a `remote_addr`. asyncio has no `_address` there. It skips the
+//!   check and `send()`s to the peer, ignoring the address.
+//! - Once `connection_lost` is scheduled (`close()` with nothing queued,
+//!   `abort()`, a fatal error), `sendto` drops the datagram on every
+//!   endpoint. asyncio drops it only on an endpoint with a remote address.
+//!   On the others it still sends on the closing socket until
+//!   `_call_connection_lost` closes it.
+//! - No `pause_reading`/`resume_reading`: asyncio's
+//!   `_SelectorDatagramTransport` inherits them from `_SelectorTransport`,
+//!   but `DatagramTransport` does not promise them, and neither does tulip.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

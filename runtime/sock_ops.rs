@@ -29,6 +29,20 @@
 //!   as in asyncio).
 //! - Name resolution never blocks the loop: `getaddrinfo` and
 //!   `getnameinfo` run in the loop's default executor, as in asyncio.
+//!
+//! # Behaviours to know
+//! - Two waits on one fd and side at once (two `sock_recv` on one socket,
+//!   from two tasks): the second one's reader replaces the first one's,
+//!   which asyncio's `_add_reader` cancels, so the first waits until it is
+//!   cancelled itself, seeing no data. asyncio behaves the same way. Keep one
+//!   reader (and one writer) per socket at a time.
+//! - *Deviation:* [`sock_connect_unix`](EventLoop::sock_connect_unix) (and
+//!   so `create_unix_connection`) to a listener whose backlog is full fails
+//!   at once with an `Io` error of kind `WouldBlock` (`EAGAIN`, "Resource
+//!   temporarily unavailable"). Linux does not start such a connect, so
+//!   there is nothing to wait for. asyncio waits for writability, reads
+//!   `SO_ERROR` 0, and returns a socket that is not connected (its
+//!   `getpeername()` fails with `ENOTCONN`).
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};

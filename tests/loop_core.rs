@@ -1538,3 +1538,29 @@ fn a_reader_is_dropped_after_the_loop_lets_go_of_its_registrations() {
     assert!(lp.remove_reader(fd2).unwrap());
     lp.close().unwrap();
 }
+
+#[test]
+fn remove_reader_says_false_for_an_fd_that_has_only_a_writer_and_leaves_the_writer() {
+    // asyncio's `_remove_reader` returns whether a reader was set; the
+    // writer of the same fd stays registered.
+    let lp = EventLoop::new().unwrap();
+    let (_tx, rx) = nonblocking_pair();
+    let fd = rx.as_raw_fd();
+    let calls = Rc::new(Cell::new(0));
+    let (c, lp1) = (calls.clone(), lp.clone());
+    lp.add_writer(fd, move || {
+        c.set(c.get() + 1);
+        lp1.stop();
+    })
+    .unwrap();
+    assert!(!lp.remove_reader(fd).unwrap(), "no reader was set");
+    assert!(lp.has_writer(fd));
+    let (guard, timed_out) = stop_after(&lp, 10.0);
+    lp.run_forever().unwrap();
+    guard.cancel();
+    assert!(!timed_out.get(), "the writer never ran");
+    assert_eq!(calls.get(), 1);
+    assert!(lp.remove_writer(fd).unwrap());
+    assert!(!lp.remove_writer(fd).unwrap());
+    lp.close().unwrap();
+}

@@ -2259,3 +2259,130 @@ fn write_eof_on_a_reset_connection_is_an_error() {
         Ok(())
     });
 }
+
+/// Counts what a datagram endpoint hears, for the ICMP test below.
+#[derive(Default)]
+struct UdpErrors {
+    errors: RefCell<Vec<Error>>,
+    lost: Cell<bool>,
+}
+
+impl DatagramProtocol for UdpErrors {
+    fn error_received(&self, exc: Error) {
+        self.errors.borrow_mut().push(exc);
+    }
+    fn connection_lost(&self, _: Option<Error>) {
+        self.lost.set(true);
+    }
+}
+
+// conformance: N4
+#[test]
+fn an_icmp_port_unreachable_reaches_error_received_and_the_endpoint_stays_open() {
+    // asyncio's `_read_ready` gives the OSError of `recvfrom` to
+    // `error_received`: a connected UDP socket learns of the ICMP port
+    // unreachable its datagram caused as ECONNREFUSED on the next receive
+    // (epoll reports EPOLLERR). The endpoint stays open, and the next
+    // datagram causes (and reports) the next error.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").map_err(Error::from)?;
+        let addr = closed.local_addr().map_err(Error::from)?;
+        drop(closed);
+        let (t, p) = lp
+            .create_datagram_endpoint(|| Rc::new(UdpErrors::default()), None, Some(addr))
+            .await?;
+        for want in 1..=2 {
+            t.sendto(b"anyone?", None)?;
+            let deadline = lp.time() + 2.0;
+            while p.errors.borrow().len() < want && lp.time() < deadline {
+                tulip::sleep(0.005).await?;
+            }
+            let errors = p.errors.borrow();
+            assert_eq!(errors.len(), want, "{errors:?}");
+            assert_eq!(
+                errors[want - 1].io_kind(),
+                Some(std::io::ErrorKind::ConnectionRefused),
+                "{errors:?}"
+            );
+            assert!(!t.is_closing(), "an error_received does not close");
+            assert!(!p.lost.get());
+        }
+        t.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn a_cancelled_sock_sendall_removes_its_writer_and_the_socket_stays_usable() {
+    // asyncio's `_sock_write_done` removes the writer of a cancelled
+    // sock_sendall; what it sent before the cancel stays sent, and the
+    // next sock_sendall on the socket works.
+    run_bounded(5.0, async {
+        use std::io::Read;
+        let lp = tulip::get_running_loop()?;
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().map_err(Error::from)?;
+        a.set_nonblocking(true).map_err(Error::from)?;
+        b.set_nonblocking(true).map_err(Error::from)?;
+        let a = Rc::new(a);
+        let fd = a.as_raw_fd();
+        let (lp2, a2) = (lp.clone(), a.clone());
+        // More than the socket buffers hold: the peer does not read yet.
+        let big = tulip::create_task(async move { lp2.sock_sendall(&*a2, &[7u8; 8 << 20]).await })?;
+        common::settle().await?;
+        assert!(!big.done(), "8 MiB cannot all go at once");
+        assert!(lp.has_writer(fd), "it waits on a writer");
+        assert!(big.cancel());
+        let res = tulip::wait_for(big, 2.0).await;
+        assert!(matches!(res, Err(Error::Cancelled(_))), "{res:?}");
+        assert!(!lp.has_writer(fd), "the cancelled wait's writer is gone");
+        // The peer gets a part of the big send, then all of the next one.
+        let mut buf = vec![0u8; 1 << 16];
+        let mut sent_before = 0;
+        loop {
+            match b.read(&mut buf) {
+                Ok(n) => {
+                    assert!(n > 0 && buf[..n].iter().all(|&x| x == 7));
+                    sent_before += n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        assert!(sent_before > 0 && sent_before < 8 << 20, "{sent_before}");
+        tulip::timeout(2.0)
+            .run(lp.sock_sendall(&*a, b"after"))
+            .await?;
+        assert!(!lp.has_writer(fd));
+        let mut after = [0u8; 8];
+        let n = b.read(&mut after).map_err(Error::from)?;
+        assert_eq!(&after[..n], b"after");
+        Ok(())
+    });
+}
+
+#[test]
+fn sock_connect_to_a_port_nobody_listens_on_is_connection_refused() {
+    // asyncio's `_sock_connect_cb`: `OSError(err, 'Connect call failed
+    // ADDRESS')`, a ConnectionRefusedError for ECONNREFUSED; no writer is
+    // left behind.
+    run_bounded(5.0, async {
+        let lp = tulip::get_running_loop()?;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::from)?;
+        let addr = closed.local_addr().map_err(Error::from)?;
+        drop(closed);
+        let err = lp.sock_connect(addr).await.unwrap_err();
+        assert_eq!(
+            err.io_kind(),
+            Some(std::io::ErrorKind::ConnectionRefused),
+            "{err}"
+        );
+        assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("connect call failed ({addr})")),
+            "{err}"
+        );
+        Ok(())
+    });
+}
