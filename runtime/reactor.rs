@@ -135,15 +135,15 @@ impl Reactor {
         let mut released = [None, None];
         if let Some(&key) = self.by_fd.get(&fd) {
             let reg = &mut self.regs[key];
-            let old = match side {
-                Side::Read => {
-                    reg.read_trigger = trigger;
-                    reg.reader.replace(handle)
-                }
-                Side::Write => {
-                    reg.write_trigger = trigger;
-                    reg.writer.replace(handle)
-                }
+            let (old, old_trigger) = match side {
+                Side::Read => (
+                    reg.reader.replace(handle),
+                    std::mem::replace(&mut reg.read_trigger, trigger),
+                ),
+                Side::Write => (
+                    reg.writer.replace(handle),
+                    std::mem::replace(&mut reg.write_trigger, trigger),
+                ),
             };
             let interest = reg.interest().expect("a side was just set");
             let res = self
@@ -176,11 +176,11 @@ impl Reactor {
                     released = [other, old];
                 }
                 Err(e) => {
-                    // Put the registration back as it was.
+                    // Put the registration back as it was, trigger included.
                     let reg = &mut self.regs[key];
                     match side {
-                        Side::Read => reg.reader = old,
-                        Side::Write => reg.writer = old,
+                        Side::Read => (reg.reader, reg.read_trigger) = (old, old_trigger),
+                        Side::Write => (reg.writer, reg.write_trigger) = (old, old_trigger),
                     }
                     return Err(e);
                 }
