@@ -43,7 +43,13 @@
 //! - An accept that fails for lack of resources (EMFILE, ENFILE, ENOBUFS,
 //!   ENOMEM) stops accepting on that socket for [`ACCEPT_RETRY_DELAY`]
 //!   instead of spinning; other accept errors are reported and the server
-//!   keeps serving (N4).
+//!   keeps serving (N4). *Deviation:* the accept reader is edge-triggered,
+//!   so after such an error it accepts again at the listener's next edge
+//!   (the next connection to arrive), and connections already queued wait
+//!   for it; asyncio's level-triggered selector retries at the next
+//!   iteration (and, for an error that persists, at every one). On Linux a
+//!   TCP `accept` rarely fails so: `ECONNABORTED` is skipped here, and
+//!   `EPERM` comes from a security module's refusal.
 //! - A protocol factory that panics costs its connection alone: the panic
 //!   is reported, the accepted socket closed, and the server accepts on
 //!   (also after an [`Interrupt`], in the next run: an edge is reported

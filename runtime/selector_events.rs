@@ -52,6 +52,11 @@
 //! # Invariants
 //! - The reader is registered exactly while `is_reading()` and the read
 //!   side is open; the writer exactly while the write buffer is non-empty.
+//!   So `eof_received` comes at most once: after an EOF the protocol kept
+//!   open, `pause_reading` then `resume_reading` registers nothing.
+//!   (*Deviation:* asyncio's `resume_reading` re-adds the reader, whose
+//!   next `recv` reads the EOF again and calls `eof_received` a second
+//!   time.)
 //! - One `read_ready` call reads again only after a read that filled the
 //!   whole buffer (or once the peer's FIN is known), and at most
 //!   `MAX_READS_PER_EDGE` times: data that arrives after a short read

@@ -238,7 +238,11 @@ pub trait WriteTransport: BaseTransport {
     /// Sets the write buffer's high- and low-water marks (asyncio's
     /// `set_write_buffer_limits(high, low)`). `None` for `high` means 64 KiB,
     /// or 4 × `low` if `low` is given; `None` for `low` means `high / 4`.
-    /// Fails if `low > high`. May call `pause_writing`/`resume_writing` at once.
+    /// Fails if `low > high`. May call `pause_writing` at once, if the
+    /// buffer is now over `high`; never `resume_writing`: a protocol paused
+    /// under the old marks resumes when the writer next flushes the buffer
+    /// down to the new `low` (asyncio's `set_write_buffer_limits` calls only
+    /// `_maybe_pause_protocol`).
     fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()>;
 
     /// The `(low, high)` water marks.

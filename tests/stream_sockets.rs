@@ -361,6 +361,41 @@ fn serve_forever_until_cancelled() {
     });
 }
 
+/// asyncio 3.12.1's `Server.wait_closed`: it waits while the server is
+/// open, even with no connection (3.12.0 returned at once), and once it is
+/// closed, until its last connection is gone (3.11 returned at once); then
+/// it returns at once.
+#[test]
+fn server_wait_closed_waits_for_close_and_for_the_last_connection() {
+    run_bounded(5.0, async {
+        let server = tulip::start_server(echo, "127.0.0.1", 0).await?;
+        let s2 = server.clone();
+        let waiting = tulip::create_task(async move { s2.wait_closed().await })?;
+        for _ in 0..3 {
+            tulip::sleep(0.0).await?;
+        }
+        assert!(!waiting.done(), "open server, no connection");
+        let port = server.local_addrs()[0].port();
+        let (r, w) = tulip::open_connection("127.0.0.1", port).await?;
+        w.write(b"x")?;
+        assert_eq!(r.readexactly(1).await?, b"x"); // accepted and served
+        server.close();
+        assert!(!server.is_serving());
+        for _ in 0..3 {
+            tulip::sleep(0.0).await?;
+        }
+        assert!(!waiting.done(), "closed server, one connection left");
+        assert_eq!(server.active_count(), 1);
+        // The client leaves: the handler reads EOF, closes, and the last
+        // connection_lost wakes the waiter.
+        w.close();
+        waiting.clone().await?;
+        assert_eq!(server.active_count(), 0);
+        server.wait_closed().await?;
+        Ok(())
+    });
+}
+
 // conformance: N2
 #[test]
 fn reader_pauses_a_real_transport_around_the_limit() {
