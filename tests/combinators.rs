@@ -1820,3 +1820,31 @@ fn children_done_at_gather_time_are_counted_once() {
         Ok(())
     });
 }
+
+/// asyncio's gather marks each task it makes for a coroutine with
+/// `fut._log_destroy_pending = False` ("the caller can't control it"): a
+/// loop closed with such a child pending reports nothing. A task the caller
+/// made and passed in is still reported, as asyncio does.
+// conformance: K1, C4
+#[test]
+fn a_task_gather_made_for_a_plain_future_is_not_reported_pending_at_close() {
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = common::capture_reports(&lp);
+    lp.run_until_complete(async {
+        let mine = create_task(after(100.0, 0u32))?;
+        let g1 = gather(vec![mine]);
+        let g2 = gather(vec![after(100.0, 1u32), after(100.0, 2)]);
+        let g3 = tulip::gather!(after(100.0, 3u32), after(100.0, "four"));
+        sleep(0.0).await?;
+        drop((g1, g2, g3));
+        Ok(())
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let got: Vec<String> = reports.borrow().iter().map(|c| c.message.clone()).collect();
+    assert_eq!(
+        got,
+        ["Task was destroyed but it is pending!"],
+        "only the task the caller made is reported"
+    );
+}
