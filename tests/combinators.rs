@@ -1848,3 +1848,42 @@ fn a_task_gather_made_for_a_plain_future_is_not_reported_pending_at_close() {
         "only the task the caller made is reported"
     );
 }
+
+/// asyncio's `shield(task)` of a done task is the task itself (`if
+/// inner.done(): return inner`): its error is reported once, and only if
+/// nobody retrieved it. A failed task already awaited, then shielded and
+/// dropped, is not reported; one nobody ever looked at still is.
+// conformance: K4, F3
+#[test]
+fn shield_of_a_done_failed_task_reports_its_error_only_if_unretrieved() {
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = common::capture_reports(&lp);
+    lp.run_until_complete(async {
+        let seen = create_task(async { Err::<u32, _>(Error::msg("seen")) })?;
+        assert!(seen.clone().await.is_err());
+        drop(shield(seen));
+        let unseen = create_task(async { Err::<u32, _>(Error::msg("unseen")) })?;
+        unseen.wait_done().await?;
+        drop(shield(unseen));
+        sleep(0.0).await?;
+        Ok(())
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let got: Vec<String> = reports
+        .borrow()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {:?}",
+                c.message,
+                c.error.as_ref().map(|e| e.to_string())
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("never retrieved") && got[0].contains("unseen"),
+        "{got:?}"
+    );
+}
