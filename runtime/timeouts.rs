@@ -80,6 +80,11 @@ pub struct Timeout {
 
 /// asyncio's `timeout(delay)`: a scope that expires `delay` seconds from now
 /// (`None`: never, until rescheduled).
+///
+/// *Deviation:* made where no loop runs (asyncio's `timeout()` raises
+/// there: it reads `get_running_loop().time()`), the delay counts from the
+/// entry into [`run`](Timeout::run), and [`when`](Timeout::when) is `None`
+/// until then.
 pub fn timeout(delay: impl Into<Option<f64>>) -> Timeout {
     let delay = delay.into();
     match (delay, try_running_loop()) {
@@ -291,7 +296,11 @@ impl fmt::Debug for Timeout {
 /// seconds (`None`: no limit). K5:
 ///
 /// - with a timeout `<= 0`, a plain future is never started (it is
-///   dropped unpolled); a task or a [`Future`] that is done gives its
+///   dropped unpolled, and `Err(Timeout)` comes back at once, without
+///   suspending: asyncio wraps the coroutine in a task, cancels it and
+///   waits the loop iterations that takes, during which a cancel of the
+///   waiting task would win; under an eager task factory, that task would
+///   even start); a task or a [`Future`] that is done gives its
 ///   result, one that is not is cancelled and waited for. *Deviation:* a
 ///   [`gather`](fn@crate::gather) counts as a plain future here (its child
 ///   type cannot be told from `T`), so its children, which started when
