@@ -9,6 +9,12 @@
 //! other cancel arrived meanwhile) does it turn the `Cancelled` into
 //! `Timeout`.
 //!
+//! The scope cancels its *task*, and the cancel goes to the one future the
+//! task is suspended on (its `fut_waiter`). A scope run as one branch of a
+//! `join`/`select` that the task polls itself cancels whichever branch
+//! suspended last, and its own body runs on (see ARCHITECTURE.md, chapter
+//! 3): run such a branch in a task of its own.
+//!
 //! # Invariants
 //! - State moves Created → Entered → (Expiring → Expired | Exited), once.
 //! - Only the scope that expired raises `Timeout`; an outer scope or a
