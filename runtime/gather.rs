@@ -14,7 +14,11 @@
 //! - Without `return_exceptions`, the first child error (or cancellation)
 //!   completes the outer future; later child errors are marked retrieved.
 //!   The error is then the gather's: if no poll of the decided gather took
-//!   it, it is reported when the gathering state goes (F3).
+//!   it, it is reported when the gathering state goes (F3). *Deviation:* a
+//!   gather that ends `Cancelled` is not reported, awaited or not (F3:
+//!   cancellation is never reported); asyncio fails its outer future with
+//!   the `CancelledError` and so reports an unawaited cancelled gather as
+//!   "_GatheringFuture exception was never retrieved".
 //! - With `return_exceptions`, every child's error is marked retrieved when
 //!   the last child is done (asyncio's results list), awaited or not.
 //! - A gather whose cancel reached at least one child (`cancel_requested`)
