@@ -644,6 +644,11 @@ impl<T, O> FutureCore<T, O> {
     pub(crate) fn clear_log_traceback(&self) {
         self.log_traceback.set(false);
     }
+
+    /// True while a failed future's error was not retrieved (F3).
+    pub(crate) fn error_unretrieved(&self) -> bool {
+        self.log_traceback.get()
+    }
 }
 
 impl<T: Clone, O> FutureCore<T, O> {

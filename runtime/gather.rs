@@ -14,7 +14,11 @@
 //! - Without `return_exceptions`, the first child error (or cancellation)
 //!   completes the outer future; later child errors are marked retrieved.
 //!   The error is then the gather's: if no poll of the decided gather took
-//!   it, it is reported when the gathering state goes (F3).
+//!   it, it is reported when the gathering state goes (F3). *Deviation:* a
+//!   gather that ends `Cancelled` is not reported, awaited or not (F3:
+//!   cancellation is never reported); asyncio fails its outer future with
+//!   the `CancelledError` and so reports an unawaited cancelled gather as
+//!   "_GatheringFuture exception was never retrieved".
 //! - With `return_exceptions`, every child's error is marked retrieved when
 //!   the last child is done (asyncio's results list), awaited or not.
 //! - A gather whose cancel reached at least one child (`cancel_requested`)
@@ -25,6 +29,9 @@
 //!   at it (a poll, `done()`, a cancel, a notification), before anything
 //!   else, as asyncio 3.12 counts them in `gather()` itself; each child is
 //!   counted exactly once (their waiting notifications are skipped).
+//! - A task the gather made for a plain future is not reported if the loop
+//!   closes with it pending (asyncio's `fut._log_destroy_pending = False`);
+//!   a task the caller passed in still is.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -93,23 +100,51 @@ impl<T: Clone + 'static> Child<T> {
     where
         F: StdFuture<Output = Result<T>> + 'static,
     {
+        Child::wrap(fut).0
+    }
+
+    /// [`Child::new`] for [`gather`] and [`gather!`](crate::gather!): a
+    /// task made here for a plain future is marked as asyncio's gather
+    /// marks it (`fut._log_destroy_pending = False`: the caller cannot
+    /// control it), so a loop closed with it pending does not report it.
+    #[doc(hidden)]
+    #[inline]
+    pub fn for_gather<F>(fut: F) -> Child<T>
+    where
+        F: StdFuture<Output = Result<T>> + 'static,
+    {
+        let (child, made) = Child::wrap(fut);
+        if made {
+            if let Child::Task(t) = &child {
+                t.no_log_destroy_pending();
+            }
+        }
+        child
+    }
+
+    /// The child, and true if a task was made for it here.
+    #[inline]
+    fn wrap<F>(fut: F) -> (Child<T>, bool)
+    where
+        F: StdFuture<Output = Result<T>> + 'static,
+    {
         let mut slot = Some(fut);
         let any = &mut slot as &mut dyn Any;
         if let Some(t) = any.downcast_mut::<Option<Task<T>>>() {
-            return Child::Task(t.take().expect("slot is full"));
+            return (Child::Task(t.take().expect("slot is full")), false);
         }
         if let Some(f) = any.downcast_mut::<Option<Future<T>>>() {
-            return Child::Future(f.take().expect("slot is full"));
+            return (Child::Future(f.take().expect("slot is full")), false);
         }
         if let Some(c) = any.downcast_mut::<Option<Child<T>>>() {
-            return c.take().expect("slot is full");
+            return (c.take().expect("slot is full"), false);
         }
         match create_task(slot.take().expect("slot is full")) {
-            Ok(t) => Child::Task(t),
+            Ok(t) => (Child::Task(t), true),
             Err(e) => {
                 let f = Future::new();
                 let _ = f.set_exception(e);
-                Child::Future(f)
+                (Child::Future(f), false)
             }
         }
     }
@@ -613,7 +648,7 @@ where
     F: StdFuture<Output = Result<T>> + 'static,
     I: IntoIterator<Item = F>,
 {
-    gather_set(futs.into_iter().map(Child::new).collect())
+    gather_set(futs.into_iter().map(Child::for_gather).collect())
 }
 
 /// `gather` over any [`GatherSet`] (what [`gather!`](crate::gather!) calls).
@@ -636,7 +671,7 @@ pub fn gather_set<S: GatherSet + 'static>(set: S) -> Gather<S> {
 #[macro_export]
 macro_rules! gather {
     ($($f:expr),+ $(,)?) => {
-        $crate::gather_set(($($crate::Child::new($f),)+))
+        $crate::gather_set(($($crate::Child::for_gather($f),)+))
     };
 }
 

@@ -1178,6 +1178,11 @@ impl<T: 'static> Task<T> {
         self.inner.core().take_result()
     }
 
+    /// True while the task's error was not retrieved (F3).
+    pub(crate) fn error_unretrieved(&self) -> bool {
+        self.inner.core().error_unretrieved()
+    }
+
     /// A type-erased reference to this task.
     pub fn as_ref(&self) -> TaskRef {
         TaskRef { inner: self.any() }

@@ -9,6 +9,12 @@
 //! other cancel arrived meanwhile) does it turn the `Cancelled` into
 //! `Timeout`.
 //!
+//! The scope cancels its *task*, and the cancel goes to the one future the
+//! task is suspended on (its `fut_waiter`). A scope run as one branch of a
+//! `join`/`select` that the task polls itself cancels whichever branch
+//! suspended last, and its own body runs on (see ARCHITECTURE.md, chapter
+//! 3): run such a branch in a task of its own.
+//!
 //! # Invariants
 //! - State moves Created → Entered → (Expiring → Expired | Exited), once.
 //! - Only the scope that expired raises `Timeout`; an outer scope or a
@@ -80,6 +86,11 @@ pub struct Timeout {
 
 /// asyncio's `timeout(delay)`: a scope that expires `delay` seconds from now
 /// (`None`: never, until rescheduled).
+///
+/// *Deviation:* made where no loop runs (asyncio's `timeout()` raises
+/// there: it reads `get_running_loop().time()`), the delay counts from the
+/// entry into [`run`](Timeout::run), and [`when`](Timeout::when) is `None`
+/// until then.
 pub fn timeout(delay: impl Into<Option<f64>>) -> Timeout {
     let delay = delay.into();
     match (delay, try_running_loop()) {
@@ -291,7 +302,11 @@ impl fmt::Debug for Timeout {
 /// seconds (`None`: no limit). K5:
 ///
 /// - with a timeout `<= 0`, a plain future is never started (it is
-///   dropped unpolled); a task or a [`Future`] that is done gives its
+///   dropped unpolled, and `Err(Timeout)` comes back at once, without
+///   suspending: asyncio wraps the coroutine in a task, cancels it and
+///   waits the loop iterations that takes, during which a cancel of the
+///   waiting task would win; under an eager task factory, that task would
+///   even start); a task or a [`Future`] that is done gives its
 ///   result, one that is not is cancelled and waited for. *Deviation:* a
 ///   [`gather`](fn@crate::gather) counts as a plain future here (its child
 ///   type cannot be told from `T`), so its children, which started when

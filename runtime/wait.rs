@@ -31,7 +31,10 @@
 //!   `AsCompleted` nor any of its awaitables is left. When it fires, it
 //!   removes the callbacks of the children still to complete.
 //! - `shield`'s inner future keeps running when the outer one is cancelled;
-//!   the outer one mirrors the inner one otherwise (K4).
+//!   the outer one mirrors the inner one otherwise (K4). `shield` of a
+//!   done task (asyncio returns the task itself) is a done future that
+//!   takes over the task's error, and the duty to report it if nobody
+//!   retrieved it (F3): an error retrieved already is not reported again.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -613,6 +616,10 @@ where
         return match inner {
             Child::Future(f) => f,
             Child::Task(t) => {
+                // asyncio returns the task itself, so its error is reported
+                // once, if nobody retrieves it: the outer takes over that
+                // duty, and an error already retrieved stays so.
+                let unretrieved = t.error_unretrieved();
                 let outer: Future<T> = Future::with_loop(t.loop_ref());
                 match t.result() {
                     Ok(v) => {
@@ -623,6 +630,9 @@ where
                     }
                     Err(e) => {
                         let _ = outer.set_exception(e);
+                        if !unretrieved {
+                            outer.core.clear_log_traceback();
+                        }
                     }
                 }
                 outer

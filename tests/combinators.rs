@@ -1820,3 +1820,338 @@ fn children_done_at_gather_time_are_counted_once() {
         Ok(())
     });
 }
+
+/// asyncio's gather marks each task it makes for a coroutine with
+/// `fut._log_destroy_pending = False` ("the caller can't control it"): a
+/// loop closed with such a child pending reports nothing. A task the caller
+/// made and passed in is still reported, as asyncio does.
+// conformance: K1, C4
+#[test]
+fn a_task_gather_made_for_a_plain_future_is_not_reported_pending_at_close() {
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = common::capture_reports(&lp);
+    lp.run_until_complete(async {
+        let mine = create_task(after(100.0, 0u32))?;
+        let g1 = gather(vec![mine]);
+        let g2 = gather(vec![after(100.0, 1u32), after(100.0, 2)]);
+        let g3 = tulip::gather!(after(100.0, 3u32), after(100.0, "four"));
+        sleep(0.0).await?;
+        drop((g1, g2, g3));
+        Ok(())
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let got: Vec<String> = reports.borrow().iter().map(|c| c.message.clone()).collect();
+    assert_eq!(
+        got,
+        ["Task was destroyed but it is pending!"],
+        "only the task the caller made is reported"
+    );
+}
+
+/// asyncio's `shield(task)` of a done task is the task itself (`if
+/// inner.done(): return inner`): its error is reported once, and only if
+/// nobody retrieved it. A failed task already awaited, then shielded and
+/// dropped, is not reported; one nobody ever looked at still is.
+// conformance: K4, F3
+#[test]
+fn shield_of_a_done_failed_task_reports_its_error_only_if_unretrieved() {
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = common::capture_reports(&lp);
+    lp.run_until_complete(async {
+        let seen = create_task(async { Err::<u32, _>(Error::msg("seen")) })?;
+        assert!(seen.clone().await.is_err());
+        drop(shield(seen));
+        let unseen = create_task(async { Err::<u32, _>(Error::msg("unseen")) })?;
+        unseen.wait_done().await?;
+        drop(shield(unseen));
+        sleep(0.0).await?;
+        Ok(())
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let got: Vec<String> = reports
+        .borrow()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {:?}",
+                c.message,
+                c.error.as_ref().map(|e| e.to_string())
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("never retrieved") && got[0].contains("unseen"),
+        "{got:?}"
+    );
+}
+
+// ===== second review: behaviours pinned against CPython 3.13 =====
+
+/// asyncio's `wait(set())` raises ValueError ("Set of Tasks/Futures is
+/// empty.") before it waits at all.
+// conformance: K2
+#[test]
+fn wait_with_no_children_is_an_invalid_argument() {
+    common::run_bounded(5.0, async {
+        let r = wait(
+            Vec::<tulip::Future<u32>>::new(),
+            Some(0.01),
+            ReturnWhen::FirstCompleted,
+        )
+        .await;
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+        Ok(())
+    });
+}
+
+/// A future passed to gather twice gives its result in both places; the
+/// gather is done when it is (asyncio keeps one callback per distinct
+/// future, tulip one per place: the same outcome), done or pending, and
+/// cancelling the gather cancels it.
+// conformance: K1
+#[test]
+fn gather_of_the_same_future_twice_gives_its_result_twice() {
+    common::run_bounded(5.0, async {
+        let lp = get_running_loop()?;
+        let f = lp.create_future::<u32>();
+        let g = gather(vec![f.clone(), f.clone()]);
+        sleep(0.0).await?;
+        assert!(!g.done());
+        f.set_result(3)?;
+        assert_eq!(g.await?, vec![3, 3]);
+
+        let t = create_task(after(0.0, 4u32))?;
+        assert_eq!(gather(vec![t.clone(), t]).await?, vec![4, 4]);
+
+        let done = lp.create_future::<u32>();
+        done.set_result(5)?;
+        let g = gather(vec![done.clone(), done]);
+        assert!(g.done());
+        assert_eq!(g.await?, vec![5, 5]);
+
+        let p = lp.create_future::<u32>();
+        let g = gather(vec![p.clone(), p.clone()]).return_exceptions();
+        assert!(g.cancel());
+        assert!(p.cancelled());
+        assert!(g.await.unwrap_err().is_cancelled());
+        Ok(())
+    });
+}
+
+/// `_GatheringFuture.cancel()` returns False when no child could be
+/// cancelled: every child done, even if the gather has not counted them
+/// yet. Nothing is cancelled and the results come back; a task awaiting
+/// such a gather and cancelled then gets the cancel at its next step.
+// conformance: K1, C2
+#[test]
+fn gather_cancel_is_false_once_every_child_is_done() {
+    common::run_bounded(5.0, async {
+        let lp = get_running_loop()?;
+        let (a, b) = (lp.create_future::<u32>(), lp.create_future::<u32>());
+        let g = gather(vec![a.clone(), b.clone()]);
+        sleep(0.0).await?;
+        a.set_result(1)?;
+        b.set_result(2)?;
+        assert!(!g.cancel(), "every child is done");
+        assert_eq!(g.await?, vec![1, 2]);
+
+        let (a, b) = (lp.create_future::<u32>(), lp.create_future::<u32>());
+        let (a2, b2) = (a.clone(), b.clone());
+        let t = create_task(async move { gather(vec![a2, b2]).await })?;
+        sleep(0.0).await?;
+        a.set_result(1)?;
+        b.set_result(2)?;
+        assert!(t.cancel(), "the task takes the cancel as a must_cancel");
+        assert!(t.wait_done_err().await.is_cancelled());
+        Ok(())
+    });
+}
+
+/// asyncio's `reschedule(None)` cancels the timer (the scope never
+/// expires); a deadline already past is `call_soon(_on_timeout)`: the scope
+/// expires at the next iteration, and the task is not left cancelled.
+// conformance: K6
+#[test]
+fn timeout_reschedule_to_none_disarms_it_and_into_the_past_expires_it() {
+    common::run_bounded(5.0, async {
+        let lp = get_running_loop()?;
+        let cm = timeout(0.01);
+        let inside = cm.clone();
+        let out = cm
+            .clone()
+            .run(async move {
+                inside.reschedule(None)?;
+                sleep(0.03).await?;
+                Ok(1u32)
+            })
+            .await?;
+        assert_eq!(out, 1);
+        assert!(!cm.expired());
+        assert_eq!(cm.when(), None);
+
+        let cm = timeout(None);
+        let inside = cm.clone();
+        let r: Result<()> = cm
+            .clone()
+            .run(async move {
+                inside.reschedule(Some(lp.time() - 5.0))?;
+                sleep(10.0).await
+            })
+            .await;
+        assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+        assert!(cm.expired());
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        assert!(sleep(0.0).await.is_ok(), "no stray cancel");
+        Ok(())
+    });
+}
+
+/// The scope expires and a foreign cancel arrives in the same iteration,
+/// in either order: the scope's uncancel() leaves the count at 1, so the
+/// body's Cancelled stays Cancelled (CPython 3.13: `CancelledError`,
+/// `cancelling() == 1`), and that cancel was delivered: the next await
+/// goes through.
+// conformance: K6, C3
+#[test]
+fn an_expiry_and_a_foreign_cancel_in_one_iteration_stay_cancelled() {
+    common::run_bounded(5.0, async {
+        for cancel_first in [false, true] {
+            let t = create_task(async move {
+                let lp = get_running_loop()?;
+                let me = current_task().unwrap();
+                let cm = timeout(None);
+                let (inside, me2) = (cm.clone(), me.clone());
+                let r: Result<()> = cm
+                    .run(async move {
+                        let cancel = move || {
+                            me2.cancel();
+                        };
+                        if cancel_first {
+                            let _ = lp.call_soon(cancel)?;
+                            inside.reschedule(Some(lp.time() - 1.0))?;
+                        } else {
+                            inside.reschedule(Some(lp.time() - 1.0))?;
+                            let _ = lp.call_soon(cancel)?;
+                        }
+                        sleep(10.0).await
+                    })
+                    .await;
+                let level = me.cancelling();
+                let next = sleep(0.0).await;
+                Ok((r.map_err(|e| e.is_cancelled()), level, next.is_ok()))
+            })?;
+            assert_eq!(
+                t.await?,
+                (Err(true), 1, true),
+                "cancel_first={cancel_first}"
+            );
+        }
+        Ok(())
+    });
+}
+
+/// CPython 3.13's `test_nested_groups_both_cancelled`: an inner group's
+/// child and an outer group's child fail together. Each group cancelled
+/// the parent once; the inner one raises its group with the outer's
+/// cancel still counted (`cancelling() == 1`) and pending, and the outer
+/// one takes it back: both groups raise their own errors, and the parent
+/// ends at level 0.
+// conformance: K7
+#[test]
+fn nested_task_groups_failing_together_keep_each_level() {
+    common::run_bounded(5.0, async {
+        let inner_level = Rc::new(Cell::new(u32::MAX));
+        let il = inner_level.clone();
+        let r: Result<()> = TaskGroup::run(|outer| async move {
+            let r: Result<()> = TaskGroup::run(|inner| async move {
+                let _inner_child = inner.create_task(async {
+                    sleep(0.0).await?;
+                    Err::<(), _>(Error::msg("RuntimeError"))
+                })?;
+                let _outer_child = outer.create_task(async {
+                    sleep(0.0).await?;
+                    Err::<(), _>(Error::msg("ValueError"))
+                })?;
+                Ok(())
+            })
+            .await;
+            match r {
+                Err(Error::Group { errors, .. }) => {
+                    assert_eq!(errors.len(), 1);
+                    assert_eq!(errors[0].to_string(), "RuntimeError");
+                }
+                other => panic!("the inner group: {other:?}"),
+            }
+            il.set(current_task().unwrap().cancelling());
+            Ok(())
+        })
+        .await;
+        assert_eq!(inner_level.get(), 1);
+        match r {
+            Err(Error::Group { errors, .. }) => {
+                assert_eq!(errors.len(), 1);
+                assert_eq!(errors[0].to_string(), "ValueError");
+            }
+            other => panic!("the outer group: {other:?}"),
+        }
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        assert!(sleep(0.0).await.is_ok(), "no stray cancel");
+        Ok(())
+    });
+}
+
+/// An outside cancel of the parent and a child's error, while the group
+/// waits for its children on exit (CPython 3.13):
+/// - in the same iteration, the cancel comes first: the group aborts, the
+///   failing child is cancelled before it can raise, and the group raises
+///   Cancelled (level 1, delivered);
+/// - the child fails first: the group raises its errors, and the outside
+///   cancel stays pending (level 1), for the next await.
+// conformance: K7, C3
+#[test]
+fn an_outside_cancel_and_a_child_error_while_the_group_exits() {
+    common::run_bounded(5.0, async {
+        for child_first in [false, true] {
+            let lp = get_running_loop()?;
+            let go = lp.create_future::<()>();
+            let g2 = go.clone();
+            let t = create_task(async move {
+                let me = current_task().unwrap();
+                let r: Result<()> = TaskGroup::run(|tg| async move {
+                    let _failing = tg.create_task(async move {
+                        g2.await?;
+                        Err::<(), _>(Error::msg("v"))
+                    })?;
+                    let _sleeper = tg.create_task(sleep(10.0))?;
+                    Ok(())
+                })
+                .await;
+                let is_group = matches!(&r, Err(Error::Group { .. }));
+                let level = me.cancelling();
+                let next = sleep(0.0).await.is_ok();
+                Ok((r.is_err(), is_group, level, next))
+            })?;
+            sleep(0.0).await?;
+            sleep(0.0).await?;
+            if child_first {
+                go.set_result(())?;
+                sleep(0.0).await?;
+                t.cancel();
+            } else {
+                t.cancel();
+                go.set_result(())?;
+            }
+            let got = t.await?;
+            let want = if child_first {
+                (true, true, 1, false)
+            } else {
+                (true, false, 1, true)
+            };
+            assert_eq!(got, want, "child_first={child_first}");
+        }
+        Ok(())
+    });
+}
