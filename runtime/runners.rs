@@ -18,6 +18,20 @@
 //! [`interrupt`]). Either way the cleanup then cancels and awaits the other
 //! tasks, shuts down the default thread pool and closes the loop (R2).
 //!
+//! *Deviations.* asyncio's SIGINT handler is a Python signal handler: it
+//! runs between two bytecodes, even inside a callback that never returns,
+//! so there the second Ctrl-C raises `KeyboardInterrupt` inside the stuck
+//! code. tulip's runs on the loop, as a callback: a callback or task step
+//! that never returns to the loop sees neither Ctrl-C (each only leaves a
+//! byte in the wake-up pipe), and such a program is stopped with SIGTERM
+//! or SIGQUIT, whose default dispositions end it. Once `run()` has
+//! returned, SIGINT has its default disposition, which in a Rust program
+//! ends the process: a Ctrl-C during `close()`'s cleanup does that, where
+//! asyncio's `default_int_handler` raises `KeyboardInterrupt` out of
+//! `close()`. And `close()` has no `shutdown_asyncgens()` step: Rust has no
+//! async generators; a stream held by a task is dropped, its cleanup run,
+//! when `close()` cancels that task.
+//!
 //! # Invariants
 //! - A runner's loop is created lazily, on first use, by its loop factory;
 //!   its context is copied from the caller's then, and every `run()`'s

@@ -12,6 +12,14 @@
 //! A callback runs in a snapshot of the context values current where its
 //! handler was added (asyncio's `Handle` takes `copy_context()`).
 //!
+//! *Deviations.* asyncio adds handlers only on the main thread
+//! (`signal.set_wakeup_fd` raises there, and `add_signal_handler` turns it
+//! into `RuntimeError`); tulip keeps one wake-up fd per signal, not per
+//! process, so a loop on any thread may add handlers, and the last loop to
+//! add one for a signal gets that signal. On a closed loop,
+//! `remove_signal_handler` fails with [`Error::Closed`] (conformance L5),
+//! where asyncio's returns `False` (its `close()` removed every handler).
+//!
 //! # Invariants
 //! - `WAKEUP_FDS[sig]` is the write end of the pipe of the loop that has a
 //!   handler for `sig`, or -1. It is set before `sigaction` installs the C
@@ -382,6 +390,10 @@ impl EventLoop {
 
     /// asyncio's `loop.remove_signal_handler(sig)`: removes the handler and
     /// restores the default disposition. Returns whether there was one.
+    ///
+    /// Errors: the loop is closed (asyncio returns `False` then: its
+    /// `close()` removed every handler); `sig` is not a valid signal number
+    /// (`InvalidArgument`, as for `add_signal_handler`).
     pub fn remove_signal_handler(&self, sig: i32) -> Result<bool> {
         self.check_closed()?;
         SignalState::of(self).remove(sig)
