@@ -73,14 +73,15 @@ pub struct Cli {
     pub interval: u64,
 
     /// List only the hosts that answered.
-    #[arg(short = 'a', long, conflicts_with_all = ["unreach", "quiet"])]
+    #[arg(short = 'a', long, conflicts_with = "unreach")]
     pub alive: bool,
 
     /// List only the hosts that did not answer.
-    #[arg(short = 'u', long, conflicts_with = "quiet")]
+    #[arg(short = 'u', long)]
     pub unreach: bool,
 
-    /// List no host; print only the summary.
+    /// List no host; print only the summary (with -a or -u, their list
+    /// is still printed, as fping's `-aq`).
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
@@ -226,14 +227,17 @@ impl Cli {
         }
     }
 
-    /// Which hosts get a line.
+    /// Which hosts get a line. `-a` and `-u` win over `-q`, as in fping,
+    /// where `-q` only turns off the per-host lines that `-a`/`-u` have
+    /// already replaced with their list (`fping -aq NET` lists the live
+    /// hosts).
     pub fn filter(&self) -> Filter {
-        if self.quiet {
-            Filter::Quiet
-        } else if self.alive {
+        if self.alive {
             Filter::Alive
         } else if self.unreach {
             Filter::Unreachable
+        } else if self.quiet {
+            Filter::Quiet
         } else {
             Filter::All
         }

@@ -101,6 +101,20 @@ fn table_is_in_address_order_without_colour_when_piped() {
 }
 
 #[test]
+fn fping_aq_idiom_lists_the_live_hosts() {
+    // `fping -aq`: -a decides the list, -q does not silence it.
+    let done = pinger(&["-aq", "127.0.0.1-2"]);
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr_text());
+    let stdout = done.stdout_text();
+    let listed: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(listed, ["127.0.0.1", "127.0.0.2"], "{stdout}");
+}
+
+#[test]
 fn argument_and_system_errors_exit_3_and_4() {
     assert_eq!(pinger(&["--nope"]).status.code(), Some(3));
     assert_eq!(pinger(&["::1"]).status.code(), Some(3));
