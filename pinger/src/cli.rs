@@ -46,8 +46,8 @@ pub struct Cli {
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
 
-    /// Read targets from FILE (`-`: standard input), one per line; `#`
-    /// starts a comment (repeatable).
+    /// Read targets from FILE (`-`: standard input), one per line (its
+    /// first word, as fping); `#` starts a comment (repeatable).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
