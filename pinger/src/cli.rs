@@ -32,7 +32,8 @@ Exit codes:
   0    every host answered (or --exit-zero-if-any-up and at least one did)
   1    at least one host did not answer
   3    invalid arguments (bad option, bad target, too many hosts)
-  4    system failure (ping missing, cannot start ping, unreadable target file)
+  4    system failure (ping missing, cannot start ping, ping cannot send,
+       unreadable target file)
   130  interrupted by Ctrl-C (SIGINT)
   143  stopped by SIGTERM (kill, timeout)
   141  killed by SIGPIPE (the reader of stdout went away, as with `| head`)
