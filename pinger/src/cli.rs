@@ -32,7 +32,8 @@ Exit codes:
   0    every host answered (or --exit-zero-if-any-up and at least one did)
   1    at least one host did not answer
   3    invalid arguments (bad option, bad target, too many hosts)
-  4    system failure (ping missing, cannot start ping, unreadable target file)
+  4    system failure (ping missing, cannot start ping, ping cannot send,
+       unreadable target file)
   130  interrupted by Ctrl-C (SIGINT)
   143  stopped by SIGTERM (kill, timeout)
   141  killed by SIGPIPE (the reader of stdout went away, as with `| head`)
@@ -46,8 +47,8 @@ pub struct Cli {
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
 
-    /// Read targets from FILE (`-`: standard input), one per line; `#`
-    /// starts a comment (repeatable).
+    /// Read targets from FILE (`-`: standard input), one per line (its
+    /// first word, as fping); `#` starts a comment (repeatable).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
@@ -73,14 +74,15 @@ pub struct Cli {
     pub interval: u64,
 
     /// List only the hosts that answered.
-    #[arg(short = 'a', long, conflicts_with_all = ["unreach", "quiet"])]
+    #[arg(short = 'a', long, conflicts_with = "unreach")]
     pub alive: bool,
 
     /// List only the hosts that did not answer.
-    #[arg(short = 'u', long, conflicts_with = "quiet")]
+    #[arg(short = 'u', long)]
     pub unreach: bool,
 
-    /// List no host; print only the summary.
+    /// List no host; print only the summary (with -a or -u, their list
+    /// is still printed, as fping's `-aq`).
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
@@ -226,14 +228,17 @@ impl Cli {
         }
     }
 
-    /// Which hosts get a line.
+    /// Which hosts get a line. `-a` and `-u` win over `-q`, as in fping,
+    /// where `-q` only turns off the per-host lines that `-a`/`-u` have
+    /// already replaced with their list (`fping -aq NET` lists the live
+    /// hosts).
     pub fn filter(&self) -> Filter {
-        if self.quiet {
-            Filter::Quiet
-        } else if self.alive {
+        if self.alive {
             Filter::Alive
         } else if self.unreach {
             Filter::Unreachable
+        } else if self.quiet {
+            Filter::Quiet
         } else {
             Filter::All
         }

@@ -4,14 +4,16 @@
 //! Ctrl-C (SIGINT), SIGTERM and SIGHUP: the first one stops the sweep
 //! ([`Stop::stop`]: no new probe, running children killed and reaped),
 //! prints what was found and exits 128 + the signal's number (130, 143,
-//! 129); a second one exits at once with that code. Any of them that is
+//! 129); a second one exits at once with that code. Copies of the first
+//! within [`SAME_REQUEST`] are the same request (`timeout` sends two).
+//! Any of them that is
 //! ignored when pinger starts (`nohup`, a script's `trap '' INT`, a
 //! background job's SIGINT) is left ignored.
 
 use std::cell::{Cell, RefCell};
 use std::io::{IsTerminal, Write};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pinger::cli::{clap_exit_code, parse_args, Cli};
 use pinger::error::{exit_code_for_signal, EXIT_INTERRUPTED};
@@ -61,6 +63,8 @@ fn run(cli: &Cli) -> Result<i32, Error> {
     let start = Instant::now();
     // The signal that stopped the sweep, if one did.
     let stopped_by = Rc::new(Cell::new(None));
+    // When the first stop signal was handled (see `SAME_REQUEST`).
+    let stopped_at = Rc::new(Cell::new(None));
     let progress = Rc::new(RefCell::new(Progress::new(progress_total)));
     let swept = {
         let progress = progress.clone();
@@ -69,7 +73,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             let stop = Stop::new();
             let lp = tulip::get_running_loop()?;
             let handled = stop_signals();
-            install_stop_handlers(&lp, &stop, &stopped_by, &handled)?;
+            install_stop_handlers(&lp, &stop, &stopped_by, &stopped_at, &handled)?;
             let prober = PingProber::with_spawn_threads(spawn_threads);
             let (mut done, mut up) = (0, 0);
             let outcome = sweep::run(hosts, &cfg, prober, &stop, move |probe| {
@@ -78,6 +82,16 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 progress.borrow_mut().update(done, up);
             })
             .await;
+            // The sweep's own time, without the wait below.
+            let elapsed = start.elapsed();
+            // A copy of the stop signal still on its way (see
+            // `SAME_REQUEST`) must find the handler, not the default action.
+            if let Some(at) = stopped_at.get() {
+                let left = SAME_REQUEST.saturating_sub(at.elapsed());
+                if !left.is_zero() {
+                    tulip::sleep(left.as_secs_f64()).await?;
+                }
+            }
             // From here on a Ctrl-C, SIGTERM or SIGHUP simply ends the process.
             // One caught in the instant before (after the loop's last poll)
             // is still in tulip's wake-up pipe: it stopped the sweep, late.
@@ -87,14 +101,17 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                     stopped_by.set(Some(signo));
                 }
             }
-            Ok(outcome)
+            Ok(outcome.map(|o| (o, elapsed)))
         })
     };
     progress.borrow_mut().finish();
-    let Outcome {
-        results,
-        mut interrupted,
-    } = match swept {
+    let (
+        Outcome {
+            results,
+            mut interrupted,
+        },
+        elapsed,
+    ) = match swept {
         Ok(outcome) => outcome?,
         // Ctrl-C before our handler was in place: tulip's runner cancelled us.
         Err(tulip::Error::Interrupted) => return Ok(EXIT_INTERRUPTED),
@@ -106,7 +123,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
     let summary = Summary {
         targets: total,
         interrupted,
-        ..Summary::from_results(&results, start.elapsed())
+        ..Summary::from_results(&results, elapsed)
     };
 
     let stdout = std::io::stdout();
@@ -191,25 +208,38 @@ fn is_ignored(signo: i32) -> bool {
     }
 }
 
+/// Stop signals handled within this long of the first one are copies of
+/// the same request, not a second Ctrl-C: `timeout` sends its SIGTERM to
+/// pinger and then to pinger's whole process group, systemd sends SIGTERM
+/// and SIGHUP together, a terminal hangup comes from the kernel and again
+/// from the shell. Far shorter than two presses of Ctrl-C by hand.
+const SAME_REQUEST: Duration = Duration::from_millis(100);
+
 /// Installs the handlers of `signals` (see [`stop_signals`]) through tulip's
 /// `add_signal_handler`. The first signal, whichever it is, stops the sweep
-/// and is remembered in `stopped_by` for the exit code; a second one exits
-/// at once with 128 + its number, leaving no child running or unreaped (not
-/// every init reaps orphans promptly).
+/// and is remembered in `stopped_by` for the exit code and in `stopped_at`;
+/// copies within [`SAME_REQUEST`] are ignored; a second one after that
+/// exits at once with 128 + its number, leaving no child running or
+/// unreaped (not every init reaps orphans promptly).
 fn install_stop_handlers(
     lp: &tulip::EventLoop,
     stop: &Stop,
     stopped_by: &Rc<Cell<Option<i32>>>,
+    stopped_at: &Rc<Cell<Option<Instant>>>,
     signals: &[i32],
 ) -> tulip::Result<()> {
     for &signo in signals {
         let stop = stop.clone();
         let stopped_by = stopped_by.clone();
-        lp.add_signal_handler(signo, move || {
-            if stopped_by.get().is_none() {
+        let stopped_at = stopped_at.clone();
+        lp.add_signal_handler(signo, move || match stopped_at.get() {
+            None => {
+                stopped_at.set(Some(Instant::now()));
                 stopped_by.set(Some(signo));
                 stop.stop();
-            } else {
+            }
+            Some(first) if first.elapsed() < SAME_REQUEST => {}
+            Some(_) => {
                 stop.kill_and_reap_now();
                 let what = match signo {
                     libc::SIGINT => "interrupted",

@@ -240,16 +240,18 @@ fn invalid(input: &str, reason: String) -> Error {
 
 /// Parses the text of a target file: one target per line, `#` starts a comment
 /// (whole-line or trailing), blank lines are skipped, and a UTF-8 byte order
-/// mark at the start is ignored. `path` is only used in error messages. An
-/// empty file is an error.
+/// mark at the start is ignored. As fping, only the first word of a line is
+/// read: `10.0.0.1 router` is `10.0.0.1` (a hosts file's layout, a note
+/// after each address). `path` is only used in error messages. An empty file
+/// is an error.
 pub fn parse_target_file(text: &str, path: &Path) -> Result<Vec<Target>, Error> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut targets = Vec::new();
     for (index, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
+        let uncommented = raw.split('#').next().unwrap_or("");
+        let Some(line) = uncommented.split_whitespace().next() else {
             continue;
-        }
+        };
         let target = parse_target(line).map_err(|source| Error::InFile {
             path: path.into(),
             line: index + 1,

@@ -145,13 +145,27 @@ fn usage_errors_exit_3() {
     usage_error(&["--concurrency", "0"]);
     usage_error(&["--json", "--csv"]);
     usage_error(&["-a", "-u"]);
-    usage_error(&["-q", "-a"]);
     usage_error(&["-f"]);
     // An interval past ten minutes (the timeout's bound) is a typo, not a
     // sweep that should sit for ages between two probes.
     usage_error(&["-i", "600001"]);
     usage_error(&["-i", "18446744073709551615"]);
     assert!(parse(&["-i", "600000", "127.0.0.1"]).is_ok());
+}
+
+#[test]
+fn quiet_with_alive_or_unreach_lists_those_hosts_as_fping() {
+    // `fping -aq` (or `-qa -g NET`) is the usual way to list live hosts;
+    // -a and -u decide the list, -q does not silence it.
+    for (args, want) in [
+        (&["-a", "-q"][..], Filter::Alive),
+        (&["-q", "-a"][..], Filter::Alive),
+        (&["-u", "-q"][..], Filter::Unreachable),
+        (&["-q", "-u", "-s"][..], Filter::Unreachable),
+    ] {
+        let cli = parse(args).unwrap_or_else(|e| panic!("{args:?} refused: {e}"));
+        assert_eq!(cli.filter(), want, "{args:?}");
+    }
 }
 
 #[test]

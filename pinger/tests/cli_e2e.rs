@@ -101,6 +101,20 @@ fn table_is_in_address_order_without_colour_when_piped() {
 }
 
 #[test]
+fn fping_aq_idiom_lists_the_live_hosts() {
+    // `fping -aq`: -a decides the list, -q does not silence it.
+    let done = pinger(&["-aq", "127.0.0.1-2"]);
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr_text());
+    let stdout = done.stdout_text();
+    let listed: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(listed, ["127.0.0.1", "127.0.0.2"], "{stdout}");
+}
+
+#[test]
 fn argument_and_system_errors_exit_3_and_4() {
     assert_eq!(pinger(&["--nope"]).status.code(), Some(3));
     assert_eq!(pinger(&["::1"]).status.code(), Some(3));
@@ -373,6 +387,86 @@ fn json_summary_tells_an_interrupted_sweep_from_a_complete_one() {
     assert_eq!(field(last, "addresses"), Some("0"), "{last}");
     assert_eq!(field(last, "targets"), Some("3"), "{last}");
     assert_eq!(field(last, "interrupted"), Some("true"), "{last}");
+}
+
+/// `pinger ARGS` with a stand-in `ping` from `dir`, its stop signals at
+/// their default dispositions (whatever the test runner inherited), in a
+/// process group of its own (as under `timeout`); returns once the
+/// stand-in runs, so pinger's handlers are in place.
+fn spawn_own_group_until_probing(args: &[&str], dir: &Path) -> Child {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(PINGER);
+    cmd.args(args).process_group(0);
+    // SAFETY: between fork and exec the closure only calls signal(2),
+    // which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            for signo in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                libc::signal(signo, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+    spawn_until_probing(&mut cmd, dir)
+}
+
+/// Checks that `out` is the orderly end of a sweep of one silent host
+/// stopped by a signal: no "again", the hosts decided (none), the summary,
+/// and 128 + one of the signals sent.
+fn assert_one_orderly_stop(out: &std::process::Output, codes: &[i32]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("again"), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: 0 of 1 addresses decided"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("0 addresses (0 up, 0 down) in "),
+        "{stderr}"
+    );
+    let code = out.status.code();
+    assert!(
+        code.is_some_and(|c| codes.contains(&c)),
+        "{:?}: {stderr}",
+        out.status
+    );
+}
+
+/// Stop signals that arrive together are one request to stop, not a first
+/// and a second: `timeout` sends its SIGTERM to pinger and then to its whole
+/// process group (pinger again), systemd sends SIGTERM and SIGHUP at once,
+/// and a terminal hangup reaches pinger from the kernel and from the shell.
+/// pinger took the second copy for a second Ctrl-C and exited at once,
+/// without the partial results or the summary (about one `timeout 5
+/// pinger ...` in two). Here both are pending when pinger resumes, so both
+/// handlers run back to back, deterministically.
+#[test]
+fn stop_signals_arriving_together_are_one_stop() {
+    let dir = stand_in_ping_dir("signals-together", SILENT_5S);
+    let child = spawn_own_group_until_probing(&["127.0.0.1", "-t", "5000"], &dir);
+    send(&child, libc::SIGSTOP);
+    send(&child, libc::SIGTERM);
+    send(&child, libc::SIGHUP);
+    send(&child, libc::SIGCONT);
+    let out = finish(child, &dir);
+    assert_one_orderly_stop(&out, &[128 + libc::SIGHUP, 128 + libc::SIGTERM]);
+}
+
+/// What `timeout` does, exactly: SIGTERM to pinger, then to its process
+/// group. (Without the fix this failed about every other run; the test
+/// above fails every time.)
+#[test]
+fn timeout_sending_sigterm_twice_stops_the_sweep_once() {
+    let dir = stand_in_ping_dir("timeout-twice", SILENT_5S);
+    let child = spawn_own_group_until_probing(&["127.0.0.1", "-t", "5000"], &dir);
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill(2) on our own child and on the process group it leads.
+    unsafe {
+        assert_eq!(libc::kill(pid, libc::SIGTERM), 0);
+        assert_eq!(libc::kill(-pid, libc::SIGTERM), 0);
+    }
+    let out = finish(child, &dir);
+    assert_one_orderly_stop(&out, &[128 + libc::SIGTERM]);
 }
 
 /// `-f -` reads the targets from standard input, as fping's `-f -` does

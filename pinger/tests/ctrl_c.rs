@@ -32,6 +32,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const START_LIMIT: Duration = Duration::from_secs(10);
 /// How long pinger may take to exit after the signal.
 const EXIT_LIMIT: Duration = Duration::from_secs(3);
+/// When a second signal counts as a second one: past pinger's 100 ms
+/// within which copies of the first are the same request.
+const SECOND_SIGNAL_AFTER: Duration = Duration::from_millis(150);
 
 fn become_subreaper() {
     // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag, nothing else.
@@ -241,9 +244,12 @@ fn stop_sweep(
     let signalled = Instant::now();
     for i in 0..signals {
         if i > 0 {
-            // Two signals sent back to back would merge into one pending
-            // SIGINT; a few ms apart, each is delivered.
-            std::thread::sleep(Duration::from_millis(3));
+            // Copies of a stop signal within pinger's 100 ms of the first
+            // are one request (`timeout` sends two); a second one is sent
+            // later. The stop is usually over by then, and the signal's
+            // default action ends pinger: `a_second_sigint_exits_at_once_
+            // while_the_stop_is_stuck` covers the exit at once.
+            std::thread::sleep(SECOND_SIGNAL_AFTER);
         }
         signal(pid, signo);
     }
@@ -420,3 +426,113 @@ fn a_second_sigint_mid_burst_leaves_nothing_with_spawns_on_the_loop_thread() {
         &["--spawn-threads", "0"],
     );
 }
+
+/// A second Ctrl-C, well after the first, while the orderly stop is stuck,
+/// exits at once (128 + SIGINT), and leaves no child of pinger's behind. The
+/// stand-in `ping` leaves a grandchild holding its stdout open, so after the
+/// first Ctrl-C kills it pinger waits (up to 2 s) for that pipe to end.
+#[test]
+fn a_second_sigint_exits_at_once_while_the_stop_is_stuck() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    become_subreaper();
+    let dir = std::env::temp_dir().join(format!("pinger-stuck-stop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pid_file = dir.join("pid");
+    let script = format!(
+        "#!/bin/sh\nsleep 3 &\necho $$ > '{}.tmp'\nmv '{0}.tmp' '{0}'\nexec sleep 5\n",
+        pid_file.display()
+    );
+    std::fs::write(dir.join("ping"), script).unwrap();
+    std::fs::set_permissions(dir.join("ping"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = std::process::Command::new(PINGER);
+    cmd.args(["127.0.0.1", "-t", "5000"]).env("PATH", &dir);
+    // SAFETY: between fork and exec the closure only calls signal(2).
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reap(child);
+    let child = &mut child.0;
+    let start = Instant::now();
+    let stand_in: libc::pid_t = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            break text.trim().parse().unwrap();
+        }
+        assert!(start.elapsed() < START_LIMIT, "the stand-in never started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // Its group: the stand-in's own, with its grandchild in it.
+    let kill_group = || {
+        // SAFETY: kill(2) on the process group of the stand-in we started.
+        unsafe { libc::kill(-stand_in, libc::SIGKILL) };
+    };
+
+    signal(child.id(), libc::SIGINT);
+    // The first Ctrl-C is handled once the stand-in is killed (and reaped).
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{stand_in}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| !r.trim_start().starts_with('Z'))
+        })
+    };
+    while alive() {
+        if start.elapsed() > START_LIMIT {
+            kill_group();
+            panic!("the first Ctrl-C did not kill the stand-in");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(SECOND_SIGNAL_AFTER);
+    let second = Instant::now();
+    signal(child.id(), libc::SIGINT);
+    let status = wait_bounded(child, EXIT_LIMIT);
+    let took = second.elapsed();
+    kill_group();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert_eq!(
+        status.code(),
+        Some(EXIT_CODE_SIGINT),
+        "{status:?}: {stderr}"
+    );
+    assert!(stderr.contains("interrupted again, exiting"), "{stderr}");
+    // At once: not after the 2 s the stop would have waited.
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    // The grandchild, killed above, is re-parented to us (reaped here once
+    // it is dead); nothing else is.
+    let mut reaped = Vec::new();
+    let deadline = Instant::now() + EXIT_LIMIT;
+    loop {
+        let mut status = 0;
+        // SAFETY: WNOHANG never blocks; status is a valid out-pointer.
+        match unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } {
+            -1 => break, // ECHILD: none left
+            0 => {
+                assert!(Instant::now() < deadline, "a child is still running");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            pid => reaped.push(pid),
+        }
+    }
+    assert!(reaped.len() <= 1, "pinger left children behind: {reaped:?}");
+}
+
+const EXIT_CODE_SIGINT: i32 = 128 + libc::SIGINT;

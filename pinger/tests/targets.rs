@@ -248,6 +248,27 @@ fn target_file_with_comments_and_blank_lines() {
     assert_eq!(h, want);
 }
 
+/// fping reads the first word of each line (`sscanf("%s")`), so a list
+/// with a name or a note after each address (`10.0.0.1 router`, a hosts
+/// file's layout) works with it; pinger read the whole line as the target
+/// and called `10.0.0.1 router` a hostname to resolve.
+#[test]
+fn target_file_takes_the_first_word_of_each_line_as_fping() {
+    let text = "10.0.0.1 router\n10.0.0.2\tgateway # upstairs\n  10.0.0.8/30  lab  \n";
+    let targets = parse_target_file(text, Path::new("hosts.txt")).unwrap();
+    assert_eq!(
+        targets,
+        vec![
+            Target::Single(ip("10.0.0.1")),
+            Target::Single(ip("10.0.0.2")),
+            Target::Cidr {
+                network: ip("10.0.0.8"),
+                prefix: 30
+            },
+        ]
+    );
+}
+
 #[test]
 fn target_file_errors_name_file_and_line() {
     let err = parse_target_file("10.0.0.1\n# ok\nnot-an-ip\n", Path::new("hosts.txt")).unwrap_err();
