@@ -276,15 +276,34 @@ fn a_fatal_error_ends_the_sweep_and_is_returned() {
 
 // ===== PingProber against stand-in programs =====
 
-/// Writes an executable shell script standing in for `ping`.
-fn fake_ping(name: &str, body: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pinger-sweep-{}", std::process::id()));
+/// An executable shell script standing in for `ping`, in a directory of
+/// its own that is removed with it.
+struct FakePing {
+    dir: PathBuf,
+}
+
+impl FakePing {
+    fn path(&self) -> PathBuf {
+        self.dir.join("ping")
+    }
+}
+
+impl Drop for FakePing {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Writes a [`FakePing`] running `body`.
+fn fake_ping(name: &str, body: &str) -> FakePing {
+    let dir = std::env::temp_dir().join(format!("pinger-sweep-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    let fake = FakePing { dir };
+    let path = fake.path();
     std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
+    fake
 }
 
 fn fake_cfg(program: PathBuf, timeout_ms: u64) -> SweepConfig {
@@ -309,7 +328,7 @@ fn a_probe_past_the_timeout_is_killed_reaped_and_down() {
         "echo 'PING 10.0.0.1 (10.0.0.1) 56(84) bytes of data.'\nexec sleep 30",
     );
     let hosts = ips(&[1, 2, 3]);
-    let (out, _, took) = sweep_with(&hosts, &fake_cfg(hang, 200), PingProber::new(), None);
+    let (out, _, took) = sweep_with(&hosts, &fake_cfg(hang.path(), 200), PingProber::new(), None);
     let out = out.unwrap();
     assert_eq!(out.results.len(), 3);
     assert!(out.results.iter().all(|p| !p.up), "{:?}", out.results);
@@ -325,7 +344,12 @@ fn a_probe_cut_short_after_a_reply_is_up() {
         "echo 'PING 10.0.0.1 (10.0.0.1) 56(84) bytes of data.'\n\
          echo '64 bytes from 10.0.0.1: icmp_seq=1 ttl=64 time=0.250 ms'\nexec sleep 30",
     );
-    let (out, _, took) = sweep_with(&ips(&[1]), &fake_cfg(replied, 150), PingProber::new(), None);
+    let (out, _, took) = sweep_with(
+        &ips(&[1]),
+        &fake_cfg(replied.path(), 150),
+        PingProber::new(),
+        None,
+    );
     let results = out.unwrap().results;
     assert!(results[0].up);
     assert_eq!(results[0].rtt_ms, Some(0.25));
@@ -376,7 +400,7 @@ fn a_probe_past_the_timeout_is_killed_with_spawns_on_the_loop_thread() {
     );
     let hosts = ips(&[1, 2, 3]);
     let prober = PingProber::with_spawn_threads(0);
-    let (out, _, took) = sweep_with(&hosts, &fake_cfg(hang, 200), prober, None);
+    let (out, _, took) = sweep_with(&hosts, &fake_cfg(hang.path(), 200), prober, None);
     let out = out.unwrap();
     assert_eq!(out.results.len(), 3);
     assert!(out.results.iter().all(|p| !p.up), "{:?}", out.results);
@@ -401,13 +425,13 @@ fn a_ping_that_cannot_send_ends_the_sweep_and_kills_the_others() {
         let hosts = ips(&[1, 2, 3, 4, 5, 6]);
         let prober = PingProber::with_spawn_threads(threads);
         // The sweep itself checks that every child was reaped.
-        let (out, seen, took) = sweep_with(&hosts, &fake_cfg(fake.clone(), 10_000), prober, None);
+        let (out, seen, took) = sweep_with(&hosts, &fake_cfg(fake.path(), 10_000), prober, None);
         match out {
             Err(Error::PingCannotSend { program, line }) => {
-                assert_eq!(program, fake);
+                assert_eq!(program, fake.path());
                 assert_eq!(
                     line,
-                    format!("{}: socket: Operation not permitted", fake.display())
+                    format!("{}: socket: Operation not permitted", fake.path().display())
                 );
             }
             other => panic!("{threads} spawn threads: {other:?}"),
