@@ -10,6 +10,10 @@
 //! makes its `sigaction` calls, and its C handler's `write(2)`, itself.
 //! Nothing here knows about the event loop.
 //!
+//! This module mirrors no asyncio file: asyncio makes these calls through
+//! Python's own `os`, `socket` and `signal` modules (`os.pidfd_open`,
+//! `os.waitpid`, `os.sendfile`, `socket.setsockopt`, `socket.getnameinfo`).
+//!
 //! # Invariants
 //! - Each function returns `Err(io::Error::last_os_error())` exactly when the
 //!   call failed; `EINTR` is retried where the call is restartable. The
