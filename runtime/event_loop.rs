@@ -1303,13 +1303,6 @@ impl EventLoop {
         }
     }
 
-    /// Turns the messages of other threads into local work: those already
-    /// in the channel once `notified` is cleared, not those that arrive
-    /// meanwhile. asyncio's iteration runs only what was in `_ready` when
-    /// it began (L2); draining until the channel was empty let threads
-    /// that send faster than the loop drains hold it in this loop for as
-    /// long as they sent. What is left was sent after `notified` was
-    /// cleared, so its sender sets the flag and wakes the poll again.
     /// Gives back the room a burst left in the ready queue and the timer
     /// heap: an emptied queue or heap frees its buffer, a heap keeps at
     /// most twice what it holds. Called when the loop is about to wait at
@@ -1341,6 +1334,13 @@ impl EventLoop {
         }
     }
 
+    /// Turns the messages of other threads into local work: those already
+    /// in the channel once `notified` is cleared, not those that arrive
+    /// meanwhile. asyncio's iteration runs only what was in `_ready` when
+    /// it began (L2); draining until the channel was empty let threads
+    /// that send faster than the loop drains hold it in this loop for as
+    /// long as they sent. What is left was sent after `notified` was
+    /// cleared, so its sender sets the flag and wakes the poll again.
     fn process_remote(&self) {
         let inner = &*self.inner;
         inner.shared.notified.store(false, Ordering::SeqCst);

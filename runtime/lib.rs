@@ -6,6 +6,10 @@
 //! handles, a mio reactor with `add_reader`/`add_writer`, futures, and tasks
 //! with asyncio's own cancellation model (`fut_waiter`, `must_cancel`).
 //!
+//! This file mirrors `Lib/asyncio/__init__.py`: it gathers the modules
+//! below and re-exports their public names at the top (`tulip::sleep`,
+//! `tulip::Queue`, ...), as asyncio's `__all__` does.
+//!
 //! | asyncio file | tulip module |
 //! |---|---|
 //! | `events.py` | [`events`] |
@@ -59,6 +63,22 @@
 //! Task bodies return [`Result`]; a task may be `!Send`. Cancellation is
 //! asyncio's: [`Task::cancel`] makes the awaited runtime future fail with
 //! [`Error::Cancelled`], which the body may handle.
+//!
+//! # Invariants
+//! - One thread per loop. A loop and everything bound to it (futures,
+//!   tasks, handles, transports, primitives) is built on `Rc` and is
+//!   `!Send`, so the compiler rejects a loop call from another thread;
+//!   other threads reach a loop only through [`LoopHandle`].
+//! - Callbacks and task steps run only inside step 5 of
+//!   [`EventLoop::run_once`]: completing a future or waking a task only
+//!   schedules. An eager task's first step runs inside `create_task`,
+//!   called by code that is itself running there.
+//! - No `RefCell` borrow of runtime state is held while user code runs (a
+//!   callback, a task body, a protocol method): each step takes what it
+//!   needs out of the cell, releases it, then calls.
+//! - The runtime's `unsafe` code is confined to `sys.rs`, the libc layer,
+//!   and `signals.rs`, for its C-level signal handler and its `sigaction`
+//!   and signal-set calls.
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(rust_2018_idioms)]
 

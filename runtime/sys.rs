@@ -7,8 +7,13 @@
 //!
 //! Their libc calls go through here and come back as an `io::Result`, the
 //! way mio's `syscall!` helper does it. The exception is `signals.rs`, which
-//! makes its `sigaction` calls, and its C handler's `write(2)`, itself.
+//! makes its `sigaction` and signal-set (`sigfillset`, `sigismember`)
+//! calls, and its C handler's `write(2)`, itself.
 //! Nothing here knows about the event loop.
+//!
+//! This module mirrors no asyncio file: asyncio makes these calls through
+//! Python's own `os`, `socket` and `signal` modules (`os.pidfd_open`,
+//! `os.waitpid`, `os.sendfile`, `socket.setsockopt`, `socket.getnameinfo`).
 //!
 //! # Invariants
 //! - Each function returns `Err(io::Error::last_os_error())` exactly when the
