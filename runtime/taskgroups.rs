@@ -9,7 +9,8 @@
 //! [`Error::Group`].
 //!
 //! # Invariants
-//! - `tasks` holds exactly the children not yet done.
+//! - `tasks` holds exactly the children whose done notification has not
+//!   run yet (a child is in it from `create_task` to its `notify`).
 //! - `parent_cancel_requested` is set at most once, and then the exit path
 //!   calls `uncancel()` on the parent exactly once (K7).
 //! - After the group failed (`aborting`) or exited, `create_task` fails.
@@ -24,16 +25,17 @@
 //!   requested is taken back, so an orphaned child never cancels the parent.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::fmt;
 use std::future::{poll_fn, Future as StdFuture};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::task::Poll;
 
+use slab::Slab;
+
 use crate::error::{panic_message, Error, Result};
 use crate::event_loop::{get_running_loop, ExceptionContext, Interrupt, LoopRef};
-use crate::futures::Future;
+use crate::futures::{Future, Notify};
 use crate::tasks::{current_task, Task, TaskOptions, TaskRef};
 
 struct TaskGroupInner {
@@ -42,7 +44,9 @@ struct TaskGroupInner {
     exiting: Cell<bool>,
     aborting: Cell<bool>,
     parent_cancel_requested: Cell<bool>,
-    tasks: RefCell<HashMap<u64, TaskRef>>,
+    /// asyncio's `_tasks` set: a slab, whose key is the child's index in
+    /// its done notification (no hashing, no per-child callback cell).
+    tasks: RefCell<Slab<TaskRef>>,
     errors: RefCell<Vec<Error>>,
     base_error: RefCell<Option<Error>>,
     on_completed: RefCell<Option<Future<()>>>,
@@ -129,7 +133,7 @@ impl TaskGroup {
                 exiting: Cell::new(false),
                 aborting: Cell::new(false),
                 parent_cancel_requested: Cell::new(false),
-                tasks: RefCell::new(HashMap::new()),
+                tasks: RefCell::new(Slab::new()),
                 errors: RefCell::new(Vec::new()),
                 base_error: RefCell::new(None),
                 on_completed: RefCell::new(None),
@@ -180,12 +184,12 @@ impl TaskGroup {
             ));
         }
         let task = inner.lp.create_task_with(fut, opts)?;
-        inner.tasks.borrow_mut().insert(task.id(), task.as_ref());
-        let me = self.inner.clone();
-        task.add_done_callback(move |t| {
-            let outcome = t.exception();
-            on_task_done(&me, t.id(), outcome, || format!("{t:?}"));
-        });
+        let key = inner.tasks.borrow_mut().insert(task.as_ref());
+        // asyncio's `task.add_done_callback(self._on_task_done)`, even for
+        // a task that is done already (an eager one: gh-128550), as the
+        // runtime's allocation-free notification (see `Notify`).
+        let index = u32::try_from(key).expect("fewer than 2^32 tasks in one group");
+        task.add_notify(self.inner.clone(), index);
         Ok(task)
     }
 
@@ -278,7 +282,12 @@ impl TaskGroup {
 
 fn abort(inner: &TaskGroupInner) {
     inner.aborting.set(true);
-    let tasks: Vec<TaskRef> = inner.tasks.borrow().values().cloned().collect();
+    let tasks: Vec<TaskRef> = inner
+        .tasks
+        .borrow()
+        .iter()
+        .map(|(_, t)| t.clone())
+        .collect();
     for t in tasks {
         if !t.done() {
             t.cancel();
@@ -313,14 +322,18 @@ impl Drop for DropGuard<'_> {
     }
 }
 
-/// asyncio's `_on_task_done`.
-fn on_task_done(
-    inner: &Rc<TaskGroupInner>,
-    id: u64,
-    outcome: Result<Option<Error>>,
-    describe: impl FnOnce() -> String,
-) {
-    inner.tasks.borrow_mut().remove(&id);
+impl Notify for TaskGroupInner {
+    /// The child at `index` in `tasks` is done.
+    fn notify(&self, index: u32) {
+        let task = self.tasks.borrow_mut().try_remove(index as usize);
+        if let Some(task) = task {
+            on_task_done(self, &task);
+        }
+    }
+}
+
+/// asyncio's `_on_task_done`, for a child already out of `tasks`.
+fn on_task_done(inner: &TaskGroupInner, task: &TaskRef) {
     if inner.tasks.borrow().is_empty() {
         let f = inner.on_completed.borrow().clone();
         if let Some(f) = f {
@@ -329,16 +342,18 @@ fn on_task_done(
             }
         }
     }
-    let err = match outcome {
-        Ok(Some(e)) => e,
-        _ => return, // finished, or cancelled
+    if task.cancelled() {
+        return;
+    }
+    let Some(err) = task.error() else {
+        return; // finished
     };
     if matches!(err, Error::Interrupted) && inner.base_error.borrow().is_none() {
         *inner.base_error.borrow_mut() = Some(err.clone());
     }
     inner.errors.borrow_mut().push(err.clone());
     if inner.parent.done() {
-        let task = describe();
+        let task = format!("{task:?}");
         inner.lp.call_exception_handler(&ExceptionContext {
             message: format!(
                 "Task {task} has errored out but its parent task {:?} is already completed",
