@@ -23,10 +23,10 @@
 //! after the other. `cargo run --release --example eager_tasks -- N` runs N
 //! tasks instead of a million (the tests use a smaller N).
 //!
-//! `TaskGroup` belongs to another part of tulip (the combinators). What it
-//! does here is simple enough to spell out: keep every task, and at the end
-//! of the block wait until all of them are done. An eager task that
-//! finished during `create_task` needs no waiting at all.
+//! `tulip::TaskGroup::run` is `async with asyncio.TaskGroup() as tg`: the
+//! closure is the block, and leaving it awaits every task of the group. An
+//! eager task has finished by the time `create_task` returns; the group
+//! still hears of it through a done callback, as asyncio's does (gh-128550).
 //!
 //! ```text
 //! Before running task group!
@@ -50,17 +50,13 @@ async fn main_(n: usize, factory: TaskFactory) -> tulip::Result<()> {
     let time0 = Instant::now();
     tulip::get_event_loop()?.set_task_factory(factory);
     // async with asyncio.TaskGroup() as tg:
-    let mut tg = Vec::new();
-    for _ in 0..n {
-        let task = tulip::create_task(light_coro())?;
-        if !task.done() {
-            tg.push(task);
+    tulip::TaskGroup::run(|tg| async move {
+        for _ in 0..n {
+            let _task = tg.create_task(light_coro())?;
         }
-    }
-    // __aexit__: wait for the tasks still running.
-    for task in tg {
-        task.await?;
-    }
+        Ok(())
+    })
+    .await?;
     println!("It took {:?} to run!", time0.elapsed().as_secs_f64());
     println!("After running task group with eager task factory!");
     Ok(())
