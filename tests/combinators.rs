@@ -554,6 +554,44 @@ fn taskgroup_error_cancels_siblings_and_body_and_groups_errors() {
 }
 
 #[test]
+fn taskgroup_hears_of_an_eager_child_that_failed_at_create_task_only_through_the_ready_queue() {
+    // conformance: K7, C6
+    // CPython since gh-128550: `create_task` always adds the done callback,
+    // even for a child the eager factory has already run to its end, so a
+    // child failing eagerly cannot cancel the parent (or shut the group)
+    // before `create_task` has returned; the body learns of it at its
+    // next await, as of any child.
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        lp.set_task_factory(tulip::TaskFactory::Eager);
+        let after_failure = Rc::new(Cell::new(None));
+        let seen = after_failure.clone();
+        let r: Result<()> = TaskGroup::run(|tg| async move {
+            let failed = tg.create_task(async { Err::<(), _>(Error::msg("eager")) })?;
+            assert!(failed.done());
+            // Not yet cancelled, and the group still takes children.
+            let parent_level = current_task().unwrap().cancelling();
+            let more = tg.create_task(async { Ok(1) }).is_ok();
+            seen.set(Some((parent_level, more)));
+            sleep(10.0).await // cancelled by the group
+        })
+        .await;
+        lp.set_task_factory(tulip::TaskFactory::Default);
+        assert_eq!(after_failure.get(), Some((0, true)));
+        match r.unwrap_err() {
+            Error::Group { errors, .. } => {
+                let msgs: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                assert_eq!(msgs, vec!["eager"]);
+            }
+            e => panic!("expected a group, got {e:?}"),
+        }
+        assert_eq!(current_task().unwrap().cancelling(), 0);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn taskgroup_body_panic_cancels_children_and_comes_back_in_the_group() {
     // conformance: K7, C5
     // asyncio: any exception in the `async with` body reaches __aexit__,
