@@ -66,6 +66,16 @@ async def gather(n):
     return out
 
 
+async def taskgroup(n):
+    async def trivial(j):
+        return j
+
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(trivial(j)) for j in range(n)]
+    assert sum(t.result() for t in tasks) == n * (n - 1) // 2
+    return n
+
+
 def check_gathered(out, n):
     # Every result, in argument order (checked after the clock stops).
     assert out == list(range(n)), len(out)
@@ -77,6 +87,7 @@ CASES = {
     "lock-contended": lock_contended,
     "queue": queue,
     "gather": gather,
+    "taskgroup": taskgroup,
 }
 
 

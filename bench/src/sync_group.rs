@@ -7,6 +7,8 @@
 //!   is a hand-over to a waiter.
 //! - queue: one producer, one consumer, 1M items through a queue of maxsize 100.
 //! - gather: 100k trivial tasks gathered.
+//! - taskgroup: 100k trivial tasks made in one `TaskGroup`, whose exit
+//!   waits for them (no issue goal: it shows what a child costs a group).
 
 use crate::measure::{Clock, Span};
 
@@ -33,6 +35,11 @@ pub const CASES: &[(&str, u64, &str)] = &[
         "producer and consumer tasks passing 1M items through `Queue(maxsize=100)`",
     ),
     ("gather", 100_000, "gathering 100k trivial tasks"),
+    (
+        "taskgroup",
+        100_000,
+        "100k trivial tasks made in one `TaskGroup`, its exit waiting for them all",
+    ),
 ];
 
 /// Runs one case for one contender; returns the time `ops` operations took.
@@ -43,6 +50,7 @@ pub fn run(case: &str, contender: &str, ops: u64) -> Result<Span, String> {
         ("tokio", "lock-contended") => tokio_lock_contended(ops),
         ("tokio", "queue") => tokio_queue(ops),
         ("tokio", "gather") => tokio_gather(ops),
+        ("tokio", "taskgroup") => tokio_taskgroup(ops),
         _ => return Err(format!("no case {case} for {contender}")),
     };
     res.map_err(|e| e.to_string())
@@ -148,5 +156,26 @@ fn tokio_gather(n: u64) -> R {
     // Every result, in argument order: the count of those in their place.
     let in_place = out.iter().zip(0..).filter(|&(&v, j)| v == j).count();
     crate::check_count("gathered in order", in_place as u64, n)?;
+    Ok(ns)
+}
+
+/// tokio has no task group; a `JoinSet` is its nearest: spawn every task
+/// into it, then join them all (in completion order).
+fn tokio_taskgroup(n: u64) -> R {
+    let rt = rt()?;
+    let (ns, total) = timed(|| {
+        rt.block_on(async move {
+            let mut set = tokio::task::JoinSet::new();
+            for j in 0..n {
+                set.spawn(async move { j });
+            }
+            let mut total = 0;
+            while let Some(r) = set.join_next().await {
+                total += r.expect("task panicked");
+            }
+            total
+        })
+    });
+    crate::check_count("taskgroup sum", total, n * (n.max(1) - 1) / 2)?;
     Ok(ns)
 }

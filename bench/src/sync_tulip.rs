@@ -1,4 +1,4 @@
-//! tulip's side of the `sync` group: `Lock`, `Queue`, `gather`.
+//! tulip's side of the `sync` group: `Lock`, `Queue`, `gather`, `TaskGroup`.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -16,6 +16,7 @@ pub fn run(case: &str, ops: u64) -> R {
         "lock-contended" => timed(|| lp.run_until_complete(lock_contended(ops))),
         "queue" => timed(|| lp.run_until_complete(queue(ops))),
         "gather" => timed(|| lp.run_until_complete(gather(ops))),
+        "taskgroup" => timed(|| lp.run_until_complete(taskgroup(ops))),
         _ => return Err(format!("no case {case} for tulip").into()),
     };
     let (got, want) = res?;
@@ -79,4 +80,18 @@ async fn gather(n: u64) -> tulip::Result<(u64, u64)> {
     // Every result, in argument order: the count of those in their place.
     let in_place = out.iter().zip(0..).filter(|&(&v, j)| v == j).count();
     Ok((in_place as u64, n))
+}
+
+async fn taskgroup(n: u64) -> tulip::Result<(u64, u64)> {
+    let tasks = tulip::TaskGroup::run(|tg| async move {
+        (0..n)
+            .map(|j| tg.create_task(async move { Ok(j) }))
+            .collect::<tulip::Result<Vec<_>>>()
+    })
+    .await?;
+    let total = tasks
+        .iter()
+        .map(|t| t.result())
+        .sum::<tulip::Result<u64>>()?;
+    Ok((total, n * (n.max(1) - 1) / 2))
 }
