@@ -1,5 +1,5 @@
 //! The `sync` group (issue 3): lock uncontended and contended, a bounded
-//! queue, gather. Same shapes as `peers/sync_bench.py`.
+//! queue, gather, taskgroup. Same shapes as `peers/sync_bench.py`.
 //!
 //! - lock-uncontended: one task, 1M acquire/release.
 //! - lock-contended: 100 tasks, 1M acquisitions in all; each holds the lock
