@@ -372,6 +372,47 @@ fn wait_for_nonpositive_timeout_on_a_future_returns_its_result_or_cancels_it() {
     .unwrap();
 }
 
+/// asyncio: `fut = ensure_future(task)`; not done, so `_cancel_and_wait`
+/// waits until the task has handled the cancel (here it takes the task a
+/// timer's worth of iterations), and a task that suppressed the cancel
+/// gives its value. Returning right after `cancel()` would find the task
+/// still pending.
+#[test]
+fn wait_for_nonpositive_timeout_on_a_pending_task_waits_for_its_cancel() {
+    // conformance: K5
+    common::run_bounded(5.0, async {
+        let swallow = create_task(async {
+            match sleep(10.0).await {
+                Err(e) if e.is_cancelled() => {
+                    sleep(0.01).await?;
+                    Ok(5u32)
+                }
+                other => other.map(|_| 0),
+            }
+        })?;
+        sleep(0.0).await?; // suspended in its sleep
+        assert_eq!(wait_for(swallow.clone(), 0.0).await?, 5);
+        assert!(swallow.done() && !swallow.cancelled());
+
+        let cleaned_up = Rc::new(Cell::new(false));
+        let c = cleaned_up.clone();
+        let reraise = create_task(async move {
+            if let Err(e) = sleep(10.0).await {
+                sleep(0.01).await?;
+                c.set(true);
+                return Err(e);
+            }
+            Ok(1u32)
+        })?;
+        sleep(0.0).await?;
+        let r = wait_for(reraise.clone(), -1.0).await;
+        assert!(r.unwrap_err().is_timeout());
+        assert!(cleaned_up.get(), "returned before the task's cleanup ran");
+        assert!(reraise.cancelled());
+        Ok(())
+    });
+}
+
 #[test]
 fn wait_for_waits_for_inner_cancel_and_returns_suppressed_value() {
     // conformance: K5
