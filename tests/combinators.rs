@@ -372,6 +372,47 @@ fn wait_for_nonpositive_timeout_on_a_future_returns_its_result_or_cancels_it() {
     .unwrap();
 }
 
+/// asyncio: `fut = ensure_future(task)`; not done, so `_cancel_and_wait`
+/// waits until the task has handled the cancel (here it takes the task a
+/// timer's worth of iterations), and a task that suppressed the cancel
+/// gives its value. Returning right after `cancel()` would find the task
+/// still pending.
+#[test]
+fn wait_for_nonpositive_timeout_on_a_pending_task_waits_for_its_cancel() {
+    // conformance: K5
+    common::run_bounded(5.0, async {
+        let swallow = create_task(async {
+            match sleep(10.0).await {
+                Err(e) if e.is_cancelled() => {
+                    sleep(0.01).await?;
+                    Ok(5u32)
+                }
+                other => other.map(|_| 0),
+            }
+        })?;
+        sleep(0.0).await?; // suspended in its sleep
+        assert_eq!(wait_for(swallow.clone(), 0.0).await?, 5);
+        assert!(swallow.done() && !swallow.cancelled());
+
+        let cleaned_up = Rc::new(Cell::new(false));
+        let c = cleaned_up.clone();
+        let reraise = create_task(async move {
+            if let Err(e) = sleep(10.0).await {
+                sleep(0.01).await?;
+                c.set(true);
+                return Err(e);
+            }
+            Ok(1u32)
+        })?;
+        sleep(0.0).await?;
+        let r = wait_for(reraise.clone(), -1.0).await;
+        assert!(r.unwrap_err().is_timeout());
+        assert!(cleaned_up.get(), "returned before the task's cleanup ran");
+        assert!(reraise.cancelled());
+        Ok(())
+    });
+}
+
 #[test]
 fn wait_for_waits_for_inner_cancel_and_returns_suppressed_value() {
     // conformance: K5
@@ -553,6 +594,36 @@ fn taskgroup_error_cancels_siblings_and_body_and_groups_errors() {
     .unwrap();
 }
 
+/// asyncio's `_on_task_done` calls `_abort()` at once: the siblings'
+/// cancel is requested before the body even sees its own `Cancelled`, not
+/// only once the body has ended (here the body looks before it ends).
+#[test]
+fn taskgroup_first_child_error_cancels_the_siblings_at_once() {
+    // conformance: K7
+    common::run_bounded(5.0, async {
+        let seen = Rc::new(Cell::new(None));
+        let s = seen.clone();
+        let r: Result<()> = TaskGroup::run(|tg| async move {
+            let sibling = tg.create_task(after(10.0, 1u32))?;
+            let _failing = tg.create_task(fail_after(0.01, "boom"))?;
+            let r = sleep(10.0).await;
+            s.set(Some((
+                r.as_ref().is_err_and(|e| e.is_cancelled()),
+                sibling.cancelling(),
+            )));
+            r
+        })
+        .await;
+        assert!(matches!(r, Err(Error::Group { .. })), "{r:?}");
+        assert_eq!(
+            seen.get(),
+            Some((true, 1)),
+            "(body cancelled, sibling's cancel requests) when the body saw its cancel"
+        );
+        Ok(())
+    });
+}
+
 #[test]
 fn taskgroup_hears_of_an_eager_child_that_failed_at_create_task_only_through_the_ready_queue() {
     // conformance: K7, C6
@@ -638,15 +709,26 @@ fn taskgroup_create_task_after_failure_or_exit_is_an_error() {
     tulip::run(async {
         let keep = Rc::new(RefCell::new(None));
         let k = keep.clone();
+        // Checked after the group: a failed assert inside the body would
+        // only be one more error in the group, which is expected anyway.
+        let refused = Rc::new(Cell::new(None));
+        let rf = refused.clone();
         let r: Result<()> = TaskGroup::run(|tg| async move {
             *k.borrow_mut() = Some(tg.clone());
             let _task = tg.create_task(fail_after(0.0, "x"))?;
             let r = sleep(1.0).await;
-            assert!(tg.create_task(after(0.0, 1)).is_err(), "shutting down");
+            rf.set(Some(tg.create_task(after(0.0, 1)).is_err()));
             r
         })
         .await;
-        assert!(matches!(r, Err(Error::Group { .. })));
+        match r {
+            Err(Error::Group { errors, .. }) => {
+                let msgs: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                assert_eq!(msgs, ["x"]);
+            }
+            other => panic!("expected a group, got {other:?}"),
+        }
+        assert_eq!(refused.get(), Some(true), "shutting down");
         let tg = keep.borrow_mut().take().unwrap();
         assert!(tg.create_task(after(0.0, 1)).is_err(), "finished");
 

@@ -121,6 +121,9 @@ fn a_callback_added_to_a_done_future_is_scheduled_too() {
     let l1 = l.clone();
     fut.add_done_callback(move |f| push(&l1, format!("cancelled={}", f.cancelled())));
     assert!(entries(&l).is_empty(), "called inline by add_done_callback");
+    // Checked before the iteration: with nothing scheduled, run_once would
+    // block in poll for ever instead of failing.
+    assert_eq!(lp.ready_count(), 1, "not scheduled with call_soon");
     lp.run_once().unwrap();
     assert_eq!(entries(&l), ["cancelled=true"]);
 }

@@ -664,6 +664,23 @@ fn barrier_abort_breaks_all_waiters_and_reset_repairs() {
     .unwrap();
 }
 
+/// After `abort()` every later `wait()` fails, the one that would complete
+/// a phase too (here the only party): it must not pass the barrier.
+#[test]
+fn an_aborted_barrier_breaks_the_waiter_that_would_complete_a_phase() {
+    // conformance: S4
+    common::run_bounded(5.0, async {
+        let b = Barrier::new(1);
+        assert_eq!(b.wait().await?, 0, "one party passes at once");
+        b.abort().await?;
+        assert!(matches!(b.wait().await, Err(Error::BrokenBarrier)));
+        assert!(b.broken());
+        b.reset().await?;
+        assert_eq!(b.wait().await?, 0);
+        Ok(())
+    });
+}
+
 #[test]
 fn stale_guard_never_releases_another_holder() {
     // conformance: S1

@@ -169,7 +169,7 @@ fn read_to_eof_collects_everything() {
 // conformance: N1
 #[test]
 fn readuntil_limit_overrun_leaves_buffer_intact() {
-    tulip::run(async {
+    common::run_bounded(5.0, async {
         let r = StreamReader::with_limit(8);
         r.feed_data(b"0123456789abcdef");
         match r.readuntil(b"\n").await {
@@ -186,22 +186,20 @@ fn readuntil_limit_overrun_leaves_buffer_intact() {
         assert_eq!(r.buffered(), 17);
         assert_eq!(r.readexactly(17).await?, b"0123456789abcdef\n");
         Ok(())
-    })
-    .unwrap();
+    });
 }
 
 // conformance: N1
 #[test]
 fn readline_past_limit_is_an_error_and_discards() {
-    tulip::run(async {
+    common::run_bounded(5.0, async {
         let r = StreamReader::with_limit(4);
         r.feed_data(b"toolongline\nok\n");
         let e = r.readline().await.unwrap_err();
         assert!(matches!(e, Error::LimitOverrun { .. }), "{e:?}");
         assert_eq!(r.readline().await?, b"ok\n");
         Ok(())
-    })
-    .unwrap();
+    });
 }
 
 /// The limit is inclusive, as asyncio's (`offset > limit`, `isep >
@@ -211,7 +209,7 @@ fn readline_past_limit_is_an_error_and_discards() {
 // conformance: N1
 #[test]
 fn a_chunk_of_exactly_limit_bytes_is_not_an_overrun() {
-    tulip::run(async {
+    common::run_bounded(5.0, async {
         let lp = tulip::get_running_loop()?;
         let r = StreamReader::with_limit(4);
         r.feed_data(b"abcd\n");
@@ -236,8 +234,7 @@ fn a_chunk_of_exactly_limit_bytes_is_not_an_overrun() {
         );
         assert_eq!(r.buffered(), 6);
         Ok(())
-    })
-    .unwrap();
+    });
 }
 
 // conformance: N1
@@ -327,7 +324,7 @@ fn readuntil_any_waits_for_a_separator_split_across_feeds() {
 // conformance: N1
 #[test]
 fn readuntil_any_limit_overrun_leaves_buffer_intact() {
-    tulip::run(async {
+    common::run_bounded(5.0, async {
         let list: &[&[u8]] = &[b"\r\n", b"\n"];
         // No separator within the limit: everything but the last
         // `longest separator - 1` bytes may be consumed.
@@ -349,8 +346,7 @@ fn readuntil_any_limit_overrun_leaves_buffer_intact() {
         assert_eq!(r.buffered(), 12);
         assert_eq!(r.readexactly(12).await?, b"0123456789\r\n");
         Ok(())
-    })
-    .unwrap();
+    });
 }
 
 // conformance: N1
