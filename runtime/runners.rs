@@ -356,10 +356,22 @@ where
     T: 'static,
     F: StdFuture<Output = Result<T>> + 'static,
 {
+    check_no_running_loop("tulip::run()")?;
     let mut runner = Runner::new();
     let out = runner.run(main);
     runner.close();
     out
+}
+
+/// asyncio's `run()` refuses to start inside a running loop, naming
+/// itself, before it makes a runner (and its loop).
+fn check_no_running_loop(what: &str) -> Result<()> {
+    if try_running_loop().is_some() {
+        return Err(Error::runtime(format!(
+            "{what} cannot be called from a running event loop: await the future there instead"
+        )));
+    }
+    Ok(())
 }
 
 /// `run()` with a loop factory (asyncio's `run(main, loop_factory=...)`).
@@ -371,6 +383,7 @@ where
     T: 'static,
     F: StdFuture<Output = Result<T>> + 'static,
 {
+    check_no_running_loop("tulip::run_with_factory()")?;
     let mut runner = Runner::with_loop_factory(factory);
     let out = runner.run(main);
     runner.close();

@@ -246,6 +246,33 @@ fn running_a_second_loop_inside_a_running_loop_is_an_error() {
 
 // conformance: L4
 #[test]
+fn tulip_run_inside_a_running_loop_is_an_error_naming_itself() {
+    // asyncio.run: "asyncio.run() cannot be called from a running event
+    // loop", raised before it makes a runner or a loop; the outer run goes on.
+    let inner_ran = Rc::new(Cell::new(false));
+    let flag = inner_ran.clone();
+    let errs = tulip::run(async move {
+        let a = tulip::run(async move {
+            flag.set(true);
+            Ok(())
+        });
+        let b = tulip::run_with_factory(async { Ok(()) }, EventLoop::new);
+        Ok([a, b].map(|r| r.unwrap_err().to_string()))
+    })
+    .unwrap();
+    assert!(!inner_ran.get());
+    assert!(
+        errs[0].starts_with("tulip::run() cannot be called from a running event loop"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("tulip::run_with_factory() cannot be called from a running event loop"),
+        "{errs:?}"
+    );
+}
+
+// conformance: L4
+#[test]
 fn run_once_inside_a_running_loop_is_an_error() {
     // A nested iteration would run what the outer one has not reached yet
     // (breaking L2), and with nothing ready it would block in poll inside
