@@ -131,7 +131,8 @@ pub(crate) trait Runnable {
 
     /// The loop closes with the entry still queued: drop whatever it would
     /// have run (a future's pending notifications, which would otherwise
-    /// keep the future and its gather alive, each holding the other).
+    /// keep the future and its gather or TaskGroup alive, each holding
+    /// the other).
     fn discard(&self) {}
 
     /// An [`Interrupt`] cut step 5 short with the entry still queued: a due

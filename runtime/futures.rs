@@ -20,7 +20,8 @@
 //!   `call_soon` raises "Event loop is closed" from them. A callback added
 //!   to a done future of a closed loop is reported to the exception
 //!   handler, not dropped in silence.
-//! - The runtime's notifications (`Notify`, gather's per-child callback) are
+//! - The runtime's notifications (`Notify`: gather's and TaskGroup's
+//!   per-child callbacks) are
 //!   queued as the owner's own cell, once, at the place of the first of
 //!   them; until it runs they are the only thing left in `callbacks`, which
 //!   counts as empty once the future is done.
@@ -66,7 +67,8 @@ pub(crate) enum Callback<O> {
     Hook(CallbackId, Handle),
     /// An awaiting task's waker: waking it schedules the task's step.
     Wake(Waker),
-    /// A runtime-internal done notification (gather's per-child callback):
+    /// A runtime-internal done notification (gather's or TaskGroup's
+    /// per-child callback):
     /// `notify(index)`. It costs no allocation: the future itself goes into
     /// the ready queue and runs its notifications when its turn comes.
     Notify(Rc<dyn Notify>, u32),
@@ -82,7 +84,7 @@ enum NotesRun {
     PastFirst,
 }
 
-/// What a [`Callback::Notify`] calls (gather implements it).
+/// What a [`Callback::Notify`] calls (gather and TaskGroup implement it).
 pub(crate) trait Notify {
     /// The future this was registered on is done; `index` is what was
     /// given at registration. Runs from the ready queue, as a done callback.
@@ -273,7 +275,7 @@ impl<T, O: Owner> FutureCore<T, O> {
     /// the list was cleared, they are all dropped and this fails with
     /// [`Error::Closed`]. With no callback there is nothing to fail.
     fn schedule_callbacks(&self, owner: &O) -> Result<()> {
-        // A lone notification (a gathered child's) stays where it is and
+        // A lone notification (a gathered or grouped child's) stays where it is and
         // the owner goes into the ready queue: the loop below would do
         // just that, by taking it out and putting it back.
         if matches!(
@@ -346,8 +348,9 @@ impl<T, O: Owner> FutureCore<T, O> {
     }
 
     /// Drops the notifications a done future still holds: its entry will
-    /// never run, because the loop closed. A notification holds its gather,
-    /// which holds this future, so keeping them would keep both forever.
+    /// never run, because the loop closed. A notification holds its gather
+    /// or TaskGroup, which holds this future, so keeping them would keep
+    /// both forever.
     pub(crate) fn discard_notifications(&self) {
         if self.done() {
             let notes = std::mem::replace(&mut *self.callbacks.borrow_mut(), Callbacks::None);
@@ -357,8 +360,9 @@ impl<T, O: Owner> FutureCore<T, O> {
 
     /// Drops every done callback of a pending future that will never be
     /// done: its loop closed with it pending. A callback may hold the
-    /// future (a gather's notification holds the gather, which holds its
-    /// children), and there is no collector to break such a cycle.
+    /// future (a gather's or TaskGroup's notification holds the gather or
+    /// group, which holds its children), and there is no collector to
+    /// break such a cycle.
     pub(crate) fn drop_callbacks(&self) {
         let all = std::mem::replace(&mut *self.callbacks.borrow_mut(), Callbacks::None);
         drop(all);

@@ -193,12 +193,15 @@ impl TaskGroup {
         Ok(task)
     }
 
-    /// How many tasks of the group are not done.
+    /// How many children the group still holds (asyncio's `_tasks`): a
+    /// child counts until the group hears it is done, from the ready
+    /// queue, so one that finished in this iteration (or inside
+    /// `create_task`, eagerly) still counts.
     pub fn len(&self) -> usize {
         self.inner.tasks.borrow().len()
     }
 
-    /// True if no task of the group is running.
+    /// True if the group holds no child (see [`len`](Self::len)).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

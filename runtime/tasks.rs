@@ -131,7 +131,8 @@ pub(crate) trait AnyTask: Runnable {
     /// The loop is closing and drops this pending task: reports it, and
     /// drops what it can never run again (its body, its `fut_waiter`, its
     /// context, its done callbacks), so that a cycle through them (a body
-    /// holding its own task, a gather's notification holding the gather)
+    /// holding its own task, a gather's or TaskGroup's notification holding
+    /// the gather or group)
     /// does not keep the task, its resources and its loop alive for good.
     fn destroyed_pending(&self);
     fn loop_(&self) -> &EventLoop;

@@ -663,6 +663,43 @@ fn taskgroup_hears_of_an_eager_child_that_failed_at_create_task_only_through_the
 }
 
 #[test]
+fn taskgroup_hears_of_a_child_before_the_done_callbacks_added_after_create_task() {
+    // conformance: K7
+    // asyncio's `create_task` adds `_on_task_done` first, so a done
+    // callback the caller adds afterwards finds the child out of the
+    // group's `_tasks` already; the same for a child done (eagerly) at
+    // `create_task`, whose notification is queued before the callback.
+    for factory in [tulip::TaskFactory::Default, tulip::TaskFactory::Eager] {
+        let seen = tulip::run(async move {
+            get_running_loop()?.set_task_factory(factory);
+            let seen = Rc::new(RefCell::new(Vec::new()));
+            let s = seen.clone();
+            TaskGroup::run(|tg| async move {
+                for i in 0..3 {
+                    let c = tg.create_task(async move {
+                        if i == 1 {
+                            sleep(0.0).await?;
+                        }
+                        Ok(())
+                    })?;
+                    let (tg2, s2) = (tg.clone(), s.clone());
+                    c.add_done_callback(move |_| s2.borrow_mut().push((i, tg2.len())));
+                }
+                Ok(())
+            })
+            .await?;
+            let out = seen.borrow().clone();
+            Ok(out)
+        })
+        .unwrap();
+        // Children 0 and 2 are heard of in one iteration (Eager: done
+        // inside create_task, their notifications queued there), 1 in the
+        // next; each callback runs right after its child's notification.
+        assert_eq!(seen, [(0, 2), (2, 1), (1, 0)], "{factory:?}");
+    }
+}
+
+#[test]
 fn taskgroup_body_panic_cancels_children_and_comes_back_in_the_group() {
     // conformance: K7, C5
     // asyncio: any exception in the `async with` body reaches __aexit__,

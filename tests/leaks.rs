@@ -337,6 +337,58 @@ fn taskgroups() {
     });
 }
 
+/// A loop closed while a TaskGroup still has children: a pending child
+/// (its notification holds the group, whose slab holds the child) and a
+/// child done at `create_task` whose notification still waits in the
+/// ready queue. Closing breaks both cycles, as gather's (CPython's
+/// collector frees them).
+#[test]
+fn taskgroup_children_left_when_the_loop_closes() {
+    let _g = serial();
+    let toks: Tokens = Rc::default();
+    let before = open_fds();
+    let alive = Rc::new(());
+    let lp = tracked_loop(&alive);
+    lp.set_task_factory(tulip::TaskFactory::Eager);
+    let (pending, done, body) = (
+        tok("pending child", &toks),
+        tok("done child", &toks),
+        tok("body", &toks),
+    );
+    let reached = Rc::new(std::cell::Cell::new(false));
+    let r = reached.clone();
+    let parent = lp
+        .create_task(async move {
+            let _body = body;
+            tulip::TaskGroup::run(|tg| async move {
+                tg.create_task(async move {
+                    let _p = pending;
+                    tulip::sleep(3600.0).await
+                })?;
+                let d = tg.create_task(async move {
+                    let _d = done;
+                    Err::<(), _>(tulip::Error::msg("failed"))
+                })?;
+                // The done child's notification waits in the ready queue,
+                // and the loop stops at the end of this iteration.
+                r.set(d.done() && tg.len() == 2);
+                tulip::get_running_loop()?.stop();
+                tulip::sleep(3600.0).await
+            })
+            .await
+        })
+        .unwrap();
+    // One iteration: the parent's step runs the body up to its sleep,
+    // the children eagerly inside it, and stops the loop.
+    lp.run_forever().unwrap();
+    assert!(reached.get() && !parent.done());
+    drop(parent);
+    lp.close().unwrap();
+    drop(lp);
+    check_toks(&toks);
+    check("taskgroup children at close", before, alive);
+}
+
 #[test]
 fn handlers_capturing_the_loop_are_freed_by_close() {
     let _g = serial();
