@@ -84,6 +84,17 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             .await;
             // The sweep's own time, without the wait below.
             let elapsed = start.elapsed();
+            // A stop signal caught after the loop's last poll is still in
+            // tulip's wake-up pipe, unseen by its handler: it stopped the
+            // sweep, late. Taken while the handlers are still installed,
+            // so that it starts the wait below like any first signal.
+            let late = |signo: i32| {
+                if lp.take_pending_signals(signo) > 0 && stopped_by.get().is_none() {
+                    stopped_by.set(Some(signo));
+                    stopped_at.set(Some(Instant::now()));
+                }
+            };
+            handled.iter().for_each(|&signo| late(signo));
             // A copy of the stop signal still on its way (see
             // `SAME_REQUEST`) must find the handler, not the default action.
             if let Some(at) = stopped_at.get() {
@@ -93,13 +104,10 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 }
             }
             // From here on a Ctrl-C, SIGTERM or SIGHUP simply ends the process.
-            // One caught in the instant before (after the loop's last poll)
-            // is still in tulip's wake-up pipe: it stopped the sweep, late.
-            for signo in handled {
+            // One caught in the instant before is taken as above.
+            for &signo in &handled {
                 lp.remove_signal_handler(signo)?;
-                if lp.take_pending_signals(signo) > 0 && stopped_by.get().is_none() {
-                    stopped_by.set(Some(signo));
-                }
+                late(signo);
             }
             Ok(outcome.map(|o| (o, elapsed)))
         })
