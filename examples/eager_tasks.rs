@@ -28,13 +28,13 @@
 //! eager task has finished by the time `create_task` returns; the group
 //! still hears of it through a done callback, as asyncio's does (gh-128550).
 //!
-//! Expect the two timings close together here (about 0.28 and 0.30 s on
+//! Expect the two timings close together here (about 0.25 and 0.29 s on
 //! the project's 2-core VM), where asyncio's differ sevenfold: a tulip task
 //! costs about 260 ns from `create_task` to done with the default factory
 //! and 110 with the eager one, and the group's notification of a child
-//! that is done already (a ready-queue entry of its own, the finished task
-//! kept until it runs) takes most of that saving back. In asyncio a task's
-//! scheduled first step is what costs microseconds.
+//! that is done already (one more turn in the ready queue, the finished
+//! task kept until then) takes most of that saving back. In asyncio a
+//! task's scheduled first step is what costs microseconds.
 //!
 //! ```text
 //! Before running task group!

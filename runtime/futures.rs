@@ -383,11 +383,27 @@ impl<T, O: Owner> FutureCore<T, O> {
     }
 
     /// Registers a notification (see [`Callback::Notify`]); on a done
-    /// future it is scheduled at once, as any done callback. Returns true
-    /// if the future was done.
-    pub(crate) fn add_notify(&self, n: Rc<dyn Notify>, index: u32) -> bool {
+    /// future it is scheduled at once, as any done callback (`call_soon`).
+    /// Returns true if the future was done.
+    pub(crate) fn add_notify(&self, owner: &O, n: Rc<dyn Notify>, index: u32) -> bool {
         if self.done() {
-            self.notify_soon(n, index);
+            // With no notification pending, it rides on the owner's entry,
+            // as a finishing future's do: no handle of its own (an eager
+            // child of a TaskGroup, done inside `create_task`). Pending
+            // ones mean the owner's entry is queued already, and sits
+            // earlier than `call_soon` would put this one: a handle then.
+            let mut callbacks = self.callbacks.borrow_mut();
+            if matches!(*callbacks, Callbacks::None) {
+                *callbacks = Callbacks::One(Callback::Notify(n, index));
+                drop(callbacks);
+                if self.lp.push_ready(owner.ready_entry()).is_err() {
+                    // A closed loop: it will never run.
+                    self.discard_notifications();
+                }
+            } else {
+                drop(callbacks);
+                self.notify_soon(n, index);
+            }
             true
         } else {
             self.callbacks.borrow_mut().push(Callback::Notify(n, index));
@@ -865,7 +881,7 @@ impl<T: 'static> Future<T> {
     /// A done notification, with no allocation (see [`Notify`]); true if
     /// the future was done.
     pub(crate) fn add_notify(&self, n: Rc<dyn Notify>, index: u32) -> bool {
-        self.core.add_notify(n, index)
+        self.core.add_notify(self, n, index)
     }
 
     /// The loop the future belongs to. A future does not keep its loop

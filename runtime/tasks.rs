@@ -1170,7 +1170,7 @@ impl<T: 'static> Task<T> {
     /// A done notification, with no allocation (see `futures::Notify`);
     /// true if the task was done.
     pub(crate) fn add_notify(&self, n: Rc<dyn Notify>, index: u32) -> bool {
-        self.inner.core().add_notify(n, index)
+        self.inner.core().add_notify(self, n, index)
     }
 
     /// Moves the result out, for a task with one reader and a result type
