@@ -197,11 +197,7 @@ impl Runner {
         T: 'static,
         F: StdFuture<Output = Result<T>> + 'static,
     {
-        if try_running_loop().is_some() {
-            return Err(Error::runtime(
-                "Runner::run() cannot be called from a running event loop: await the future there instead",
-            ));
-        }
+        check_no_running_loop("Runner::run()")?;
         let lp = self.lazy_init()?;
         lp.check_closed()?;
         if lp.is_running() {
@@ -363,8 +359,8 @@ where
     out
 }
 
-/// asyncio's `run()` refuses to start inside a running loop, naming
-/// itself, before it makes a runner (and its loop).
+/// asyncio's `run()` and `Runner.run()` refuse to start inside a running
+/// loop, naming themselves, before they make anything (a runner, a loop).
 fn check_no_running_loop(what: &str) -> Result<()> {
     if try_running_loop().is_some() {
         return Err(Error::runtime(format!(
