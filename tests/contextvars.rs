@@ -1015,3 +1015,97 @@ fn an_eager_task_cannot_enter_its_creators_context() {
     })
     .unwrap();
 }
+
+/// What a reader's calls see of each other's `set`s, as asyncio's reader
+/// `Handle` holds one `copy_context()` for all its calls: with a value
+/// current at `add_reader`, call 1 sees it and call 2 sees call 1's set,
+/// while the task's later set is seen by neither; with none current, the
+/// copy is an empty context that still persists (call 1 sees nothing,
+/// call 2 sees call 1's set). CPython 3.12.1 and 3.13.0, a socketpair:
+/// `with_value [1, 10]`, `no_value [None, 10]`, the task seeing its own 2
+/// and None.
+#[test]
+fn a_readers_calls_share_one_context_as_asyncios_handle_does() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    for with_value in [true, false] {
+        let (seen, task_sees) = tulip::run(async move {
+            let lp = get_running_loop()?;
+            let (a, b) = std::os::unix::net::UnixStream::pair()?;
+            b.set_nonblocking(true)?;
+            let (a, b) = (std::rc::Rc::new(a), std::rc::Rc::new(b));
+            if with_value {
+                REQUEST_ID.set(1)?;
+            }
+            let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let done = lp.create_future::<()>();
+            let (s, d, lp2, a2, b2) =
+                (seen.clone(), done.clone(), lp.clone(), a.clone(), b.clone());
+            let fd = b.as_raw_fd();
+            lp.add_reader(fd, move || {
+                let _ = (&*b2).read(&mut [0; 1]);
+                s.borrow_mut().push(REQUEST_ID.get());
+                let n = s.borrow().len() as u32;
+                REQUEST_ID.set(n * 10).expect("the reader's context");
+                if n == 2 {
+                    let _ = lp2.remove_reader(fd);
+                    let _ = d.set_result(());
+                } else {
+                    let _ = (&*a2).write_all(b"y");
+                }
+            })?;
+            if with_value {
+                REQUEST_ID.set(2)?;
+            }
+            (&*a).write_all(b"x")?;
+            tulip::timeout(5.0).run(done).await?;
+            let out = seen.borrow().clone();
+            Ok((out, REQUEST_ID.get()))
+        })
+        .unwrap();
+        if with_value {
+            assert_eq!((seen, task_sees), (vec![Some(1), Some(10)], Some(2)));
+        } else {
+            assert_eq!((seen, task_sees), (vec![None, Some(10)], None));
+        }
+    }
+}
+
+/// A signal handler's runs share one context too (asyncio's
+/// `add_signal_handler` makes one `Handle`, which `_handle_signal`
+/// schedules on each delivery): CPython gives `[2, 101]` with a value
+/// current (the handler added after a set of 2) and `[None, 101]` with none.
+#[test]
+fn a_signal_handlers_runs_share_one_context_as_asyncios_handle_does() {
+    for with_value in [true, false] {
+        let seen = tulip::run(async move {
+            let lp = get_running_loop()?;
+            if with_value {
+                REQUEST_ID.set(2)?;
+            }
+            let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let done = lp.create_future::<()>();
+            let (s, d) = (seen.clone(), done.clone());
+            lp.add_signal_handler(libc::SIGUSR1, move || {
+                s.borrow_mut().push(REQUEST_ID.get());
+                let n = s.borrow().len() as u32;
+                REQUEST_ID.set(100 + n).expect("the handler's context");
+                if n == 2 {
+                    let _ = d.set_result(());
+                } else {
+                    // SAFETY: raise() signals this thread; the handler is installed.
+                    unsafe { libc::raise(libc::SIGUSR1) };
+                }
+            })?;
+            // SAFETY: as above.
+            unsafe { libc::raise(libc::SIGUSR1) };
+            tulip::timeout(5.0).run(done).await?;
+            lp.remove_signal_handler(libc::SIGUSR1)?;
+            let out = seen.borrow().clone();
+            Ok(out)
+        })
+        .unwrap();
+        let first = with_value.then_some(2);
+        assert_eq!(seen, [first, Some(101)], "with_value={with_value}");
+    }
+}
