@@ -30,6 +30,7 @@
 //! | `create_task(coro, context=ctx)` | [`TaskOptions::context`] `= Some(ctx)` |
 //! | `task.get_context()` | [`Task::get_context`](crate::Task::get_context): the task's own context itself |
 //! | `loop.call_soon(cb, context=ctx)`, `call_later`, `call_at` | [`EventLoop::call_soon_in`](crate::EventLoop::call_soon_in)`(ctx, cb)`, `call_later_in`, `call_at_in` |
+//! | `handle.get_context()` (3.12) | [`Handle::get_context`](crate::Handle::get_context), [`TimerHandle::get_context`](crate::TimerHandle::get_context): `None` if the handle was made with no values, or is cancelled |
 //! | `fut.add_done_callback(cb, context=ctx)` | [`Future::add_done_callback_in`](crate::Future::add_done_callback_in), [`Task::add_done_callback_in`](crate::Task::add_done_callback_in) |
 //! | a task runs each step in `ctx.run` | the task's context *is* `ctx`: no copy |
 //!
@@ -108,10 +109,13 @@
 //!   callback's (`RepeatContext`) is taken out of `OUTSIDE` as its call
 //!   ends, before that, and kept for its next calls.
 //! - A callback scheduled where some value is current runs inside a
-//!   [`Context`] of its own, a snapshot taken when it was scheduled; no
-//!   one else holds that context, so entering it never fails. One given a
-//!   context (`call_soon_in`) runs in that context itself, and not at all
-//!   if it is entered then (reported as its error).
+//!   [`Context`] of its own, a snapshot taken when it was scheduled; only
+//!   its handle holds that context (and whoever took it with
+//!   `Handle::get_context`, as asyncio's `get_context()` hands it out).
+//!   One given a context (`call_soon_in`) runs in that context itself.
+//!   Either runs not at all if its context is entered then (reported as
+//!   its error). A reader's, writer's or signal handler's is never handed
+//!   out, so entering it never fails.
 //! - While a loop runs, a context [`Context::run`] entered around the run
 //!   is put aside (and put back when the run ends): no callback runs in it.
 //! - A task's own context is one context from its creation on: the map it

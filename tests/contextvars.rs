@@ -1109,3 +1109,80 @@ fn a_signal_handlers_runs_share_one_context_as_asyncios_handle_does() {
         assert_eq!(seen, [first, Some(101)], "with_value={with_value}");
     }
 }
+
+/// asyncio 3.12's `Handle.get_context()`: the snapshot a handle took (the
+/// same `Context` at each call, and the one the callback's `set` goes
+/// into: CPython prints `1 True`, then `after run 5 1`), a timer's too,
+/// and the very context given with `context=` (`given True`). tulip's
+/// deviations: `None` for a handle made with no values (asyncio: an empty
+/// `Context`) and for a cancelled one.
+#[test]
+fn handle_get_context_is_the_context_the_callback_runs_in() {
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let none = lp.call_soon(|| ())?;
+        assert!(none.get_context().is_none(), "made with no values");
+        REQUEST_ID.set(1)?;
+        let h = lp.call_soon(|| {
+            REQUEST_ID.set(5).unwrap();
+        })?;
+        let ctx = h.get_context().expect("a snapshot");
+        assert!(ctx.ptr_eq(&h.get_context().unwrap()), "one context");
+        assert_eq!(ctx.get(&REQUEST_ID), Some(1));
+        sleep(0.0).await?;
+        assert_eq!(ctx.get(&REQUEST_ID), Some(5), "the callback's set");
+        assert!(ctx.ptr_eq(&h.get_context().unwrap()), "kept after the run");
+        assert_eq!(REQUEST_ID.get(), Some(1));
+        let given = Context::new();
+        let g = lp.call_soon_in(given.clone(), || ())?;
+        assert!(g.get_context().unwrap().ptr_eq(&given));
+        let t = lp.call_later(10.0, || ())?;
+        assert_eq!(t.get_context().unwrap().get(&REQUEST_ID), Some(1));
+        t.cancel();
+        assert!(t.get_context().is_none(), "dropped with the callback");
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// Handed out by `get_context`, a snapshot can be entered when its
+/// callback's turn comes: the callback then does not run and the loop
+/// reports the `Runtime` error, as asyncio's `Handle._run` reports
+/// `ctx.run`'s RuntimeError ("cannot enter context").
+#[test]
+fn a_callback_whose_snapshot_is_entered_is_reported_and_does_not_run() {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+    let lp = tulip::EventLoop::new().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, c: &tulip::ExceptionContext| {
+            r.borrow_mut().push(c.error.clone())
+        },
+    ));
+    let ran = Rc::new(Cell::new(false));
+    let r2 = ran.clone();
+    let outer = Context::new();
+    let h = outer
+        .run(|| {
+            REQUEST_ID.set(1).unwrap();
+            lp.call_soon(move || r2.set(true))
+        })
+        .unwrap()
+        .unwrap();
+    let snapshot = h.get_context().expect("a value was current");
+    assert!(!snapshot.ptr_eq(&outer));
+    snapshot
+        .run(|| lp.run_until_complete(async { sleep(0.0).await }))
+        .unwrap()
+        .unwrap();
+    lp.close().unwrap();
+    assert!(!ran.get());
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(
+        matches!(&reports[0], Some(Error::Runtime(m)) if m.contains("already entered")),
+        "{reports:?}"
+    );
+}
