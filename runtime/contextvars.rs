@@ -30,6 +30,7 @@
 //! | `create_task(coro, context=ctx)` | [`TaskOptions::context`] `= Some(ctx)` |
 //! | `task.get_context()` | [`Task::get_context`](crate::Task::get_context): the task's own context itself |
 //! | `loop.call_soon(cb, context=ctx)`, `call_later`, `call_at` | [`EventLoop::call_soon_in`](crate::EventLoop::call_soon_in)`(ctx, cb)`, `call_later_in`, `call_at_in` |
+//! | `handle.get_context()` (3.12) | [`Handle::get_context`](crate::Handle::get_context), [`TimerHandle::get_context`](crate::TimerHandle::get_context): `None` if the handle was made with no values, or is cancelled |
 //! | `fut.add_done_callback(cb, context=ctx)` | [`Future::add_done_callback_in`](crate::Future::add_done_callback_in), [`Task::add_done_callback_in`](crate::Task::add_done_callback_in) |
 //! | a task runs each step in `ctx.run` | the task's context *is* `ctx`: no copy |
 //!
@@ -50,10 +51,12 @@
 //! as asyncio's empty copy would take the set: the values are the
 //! callback's, seen by what it calls, schedules and creates, and gone
 //! when it returns (dropped by the next look at the context, or when the
-//! run ends). *Deviation:* a reader's or writer's callback gets a new one
-//! on each call, where asyncio's handle keeps one copy for every call.
-//! The check costs one thread-local load until a value is first set on
-//! the thread. The transports' own readers and writers take one too, as
+//! run ends). A callback that runs more than once (a reader, a writer, a
+//! signal handler) holds one context for all its calls, as asyncio's
+//! handle holds one copy: the snapshot, or, if there were no values, the
+//! one its first `set` made, kept when that call returns; either way what
+//! one call sets, the next one sees. The check costs one thread-local
+//! load until a value is first set on the thread. The transports' own readers and writers take one too, as
 //! asyncio's `_add_reader` does, so a protocol's callbacks see the values
 //! of the code that made (or last resumed) its transport.
 //!
@@ -102,12 +105,17 @@
 //!   gets one at its first `set`, marked with the loop's `entry_seq`; once
 //!   the loop runs another entry (or reports the callback's failure) that
 //!   one is stale, and the next look at `OUTSIDE` drops it, with any
-//!   context its values' destructors made meanwhile.
+//!   context its values' destructors made meanwhile. A repeating
+//!   callback's (`RepeatContext`) is taken out of `OUTSIDE` as its call
+//!   ends, before that, and kept for its next calls.
 //! - A callback scheduled where some value is current runs inside a
-//!   [`Context`] of its own, a snapshot taken when it was scheduled; no
-//!   one else holds that context, so entering it never fails. One given a
-//!   context (`call_soon_in`) runs in that context itself, and not at all
-//!   if it is entered then (reported as its error).
+//!   [`Context`] of its own, a snapshot taken when it was scheduled; only
+//!   its handle holds that context (and whoever took it with
+//!   `Handle::get_context`, as asyncio's `get_context()` hands it out).
+//!   One given a context (`call_soon_in`) runs in that context itself.
+//!   Either runs not at all if its context is entered then (reported as
+//!   its error). A reader's, writer's or signal handler's is never handed
+//!   out, so entering it never fails.
 //! - While a loop runs, a context [`Context::run`] entered around the run
 //!   is put aside (and put back when the run ends): no callback runs in it.
 //! - A task's own context is one context from its creation on: the map it
@@ -297,6 +305,77 @@ fn snapshot_for_callback() -> Option<Context> {
     Some(Context {
         cell: ContextCell::new(map),
     })
+}
+
+/// The context of a callback that runs more than once: a reader's or a
+/// writer's (`add_io`), a signal handler's. asyncio's handle holds one
+/// `copy_context()` for all its calls, so what one call sets, the next one
+/// sees, also when the copy started empty. Here the snapshot is taken when
+/// the callback is registered ([`callback_context`]); with no values then,
+/// there is none, and the context the callback's first `set` makes (see
+/// [`callback_own_context`]) is kept when that call returns, to be the one
+/// later calls run in. Until a value is first set on the thread, a call
+/// costs one thread-local load more than the bare callback.
+pub(crate) struct RepeatContext(Cell<Option<Context>>);
+
+impl RepeatContext {
+    /// The context of a callback registered now.
+    #[inline]
+    pub(crate) fn new() -> RepeatContext {
+        RepeatContext(Cell::new(callback_context()))
+    }
+
+    /// Runs one call of the callback in its context (asyncio's
+    /// `Handle._run`), or with none, keeping the one its `set` made.
+    #[inline]
+    pub(crate) fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        match self.0.take() {
+            Some(ctx) => {
+                self.0.set(Some(ctx.clone()));
+                ctx.run_callback(f)
+            }
+            None => {
+                let _keep = KeepOwn(&self.0);
+                f()
+            }
+        }
+    }
+}
+
+/// Moves the context a callback's `set` made into its [`RepeatContext`]
+/// when the call ends, however it ends (asyncio's handle keeps the sets of
+/// a call that raised, too).
+struct KeepOwn<'a>(&'a Cell<Option<Context>>);
+
+impl Drop for KeepOwn<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if VALUES_SET.with(Cell::get) {
+            keep_callback_own_context(self.0);
+        }
+    }
+}
+
+/// The running entry's own context (made by [`callback_own_context`] while
+/// this entry runs, so it is the callback's), moved out of `OUTSIDE` into
+/// `slot`, as an ordinary context: no longer dropped when the loop moves on.
+#[inline(never)]
+fn keep_callback_own_context(slot: &Cell<Option<Context>>) {
+    let Some(lp) = try_running_loop() else {
+        return;
+    };
+    let seq = lp.inner.entry_seq.get();
+    let own = OUTSIDE.with(|o| {
+        let mut o = o.borrow_mut();
+        match &*o {
+            Some(cell) if cell.callback.get() == Some(seq) => o.take(),
+            _ => None,
+        }
+    });
+    if let Some(cell) = own {
+        cell.callback.set(None);
+        slot.set(Some(Context { cell }));
+    }
 }
 
 /// The context [`Context::run`] entered outside the loop, put aside while

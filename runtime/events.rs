@@ -53,6 +53,11 @@ pub(crate) trait Run {
     fn timer(&self) -> Option<&TimerState> {
         None
     }
+    /// The context the callback runs in, if it was given one (see
+    /// [`InContext`]). A method, not a field: the cell does not grow.
+    fn context(&self) -> Option<Context> {
+        None
+    }
 }
 
 /// A callback that runs once (`call_soon`).
@@ -158,8 +163,9 @@ impl<F: FnOnce()> Run for Timed<F> {
 /// `Handle._context.run(self._callback)`): `R` run inside `ctx`. Its name
 /// and timer are `R`'s, so that the handle still names the callback it was
 /// given (a closure wrapping it would be named after `call_soon`). The
-/// context goes with the run, or with `clear`, as a wrapping closure's
-/// capture would.
+/// context stays after the run, as asyncio's `_context` does (what the
+/// callback set is seen through `Handle::get_context`), and goes with
+/// `clear`, as the callback's closure does.
 pub(crate) struct InContext<R> {
     ctx: Cell<Option<Context>>,
     r: R,
@@ -176,7 +182,7 @@ impl<R> InContext<R> {
 
 impl<R: Run> Run for InContext<R> {
     fn run(&self) {
-        if let Some(ctx) = self.ctx.take() {
+        if let Some(ctx) = self.context() {
             // A snapshot is the callback's own and never entered; a context
             // given with `call_soon_in` may be, and then, as asyncio's
             // `ctx.run` raises RuntimeError, the callback fails with that
@@ -195,6 +201,11 @@ impl<R: Run> Run for InContext<R> {
     }
     fn timer(&self) -> Option<&TimerState> {
         self.r.timer()
+    }
+    fn context(&self) -> Option<Context> {
+        let ctx = self.ctx.take();
+        self.ctx.set(ctx.clone());
+        ctx
     }
 }
 
@@ -501,6 +512,47 @@ impl Handle {
         self.inner.callable().name()
     }
 
+    /// asyncio 3.12's `Handle.get_context()`: the [`Context`] the callback
+    /// runs in. That is the context given to
+    /// [`call_soon_in`](crate::EventLoop::call_soon_in) and its kin, the
+    /// very one, or the snapshot `call_soon`, `call_later` or `call_at`
+    /// took of the values current then: the same `Context` at every call,
+    /// before and after the callback ran, so what the callback set is seen
+    /// through it, as in asyncio.
+    ///
+    /// `None` (*deviations*, both for the handle's size: it has no room
+    /// for a context it was not given):
+    /// - when no context value was current where the handle was made:
+    ///   asyncio's copy is then an empty `Context`, which tulip does not
+    ///   make; the callback starts with no context, and its first `set`
+    ///   makes one of its own, which is not returned here;
+    /// - once the handle is cancelled: `cancel()` drops the context with
+    ///   the callback (asyncio drops only `_callback` and `_args`).
+    ///
+    /// ```
+    /// use tulip::{Context, ContextVar};
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// tulip::run(async {
+    ///     let lp = tulip::get_running_loop()?;
+    ///     assert!(lp.call_soon(|| ())?.get_context().is_none()); // no values yet
+    ///     USER.set("ann")?;
+    ///     let h = lp.call_soon(|| { USER.set("bob").unwrap(); })?;
+    ///     let ctx = h.get_context().unwrap();
+    ///     assert_eq!(ctx.get(&USER), Some("ann"));         // the snapshot
+    ///     tulip::sleep(0.0).await?;                         // h runs
+    ///     assert_eq!(ctx.get(&USER), Some("bob"));         // its set
+    ///     assert_eq!(USER.get(), Some("ann"));              // not the task's
+    ///     let given = Context::new();
+    ///     let h = lp.call_soon_in(given.clone(), || ())?;
+    ///     assert!(h.get_context().unwrap().ptr_eq(&given)); // the one given
+    ///     Ok(())
+    /// }).unwrap();
+    /// ```
+    pub fn get_context(&self) -> Option<Context> {
+        self.inner.callable().context()
+    }
+
     pub(crate) fn timer(&self) -> Option<&TimerState> {
         self.inner.callable().timer()
     }
@@ -587,6 +639,11 @@ impl TimerHandle {
         self.handle.cancelled()
     }
 
+    /// asyncio's `TimerHandle.get_context()`: see [`Handle::get_context`].
+    pub fn get_context(&self) -> Option<Context> {
+        self.handle.get_context()
+    }
+
     /// The underlying handle.
     pub fn handle(&self) -> &Handle {
         &self.handle
@@ -664,5 +721,25 @@ impl Delay for f64 {
 impl Delay for std::time::Duration {
     fn as_secs(self) -> f64 {
         self.as_secs_f64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_cell_stays_small() {
+        // The `callbacks` benchmark keeps a million handles alive at once:
+        // its time is mostly page faults, so every byte of the cell counts
+        // (ARCHITECTURE.md, "Handles"). `Handle::get_context` is a method
+        // of the callable, not a field: a handle made with no context
+        // values has no room for one.
+        type Small = HandleCell<Once<fn()>>;
+        type Boxed = HandleCell<Once<Box<dyn FnOnce()>>>;
+        type WithContext = HandleCell<InContext<Once<fn()>>>;
+        assert_eq!(std::mem::size_of::<Small>(), 24);
+        assert_eq!(std::mem::size_of::<Boxed>(), 32);
+        assert_eq!(std::mem::size_of::<WithContext>(), 32);
     }
 }

@@ -160,7 +160,10 @@ pub use taskgroups::TaskGroup;
 pub use tasks::{
     all_tasks, create_task, create_task_named, current_task, Task, TaskOptions, TaskRef,
 };
-pub use threads::{run_coroutine_threadsafe, to_thread, wrap_future, ConcurrentFuture, ThreadPool};
+pub use threads::{
+    run_coroutine_threadsafe, to_thread, wrap_future, wrap_future_with_loop, ConcurrentFuture,
+    ThreadPool,
+};
 pub use threadsafe::{LoopHandle, ThreadsafeHandle};
 pub use timeouts::{timeout, timeout_at, wait_for, Timeout};
 pub use transports::{

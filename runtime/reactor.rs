@@ -355,7 +355,10 @@ impl EventLoop {
     ///
     /// `f` runs in a snapshot of the context values current here, taken
     /// once, as asyncio's reader `Handle` takes `copy_context()`: what one
-    /// call sets, the next one sees. The same goes for the other adders.
+    /// call sets, the next one sees. With no values current, `f` starts
+    /// with none, and the context its first `set` makes is kept for the
+    /// later calls (asyncio's copy is empty then, and persists all the
+    /// same). The same goes for the other adders.
     ///
     /// The loop does not own `fd`: remove the reader before closing it.
     /// The fd of a live socket transport is refused with
@@ -419,10 +422,8 @@ impl EventLoop {
     ) -> Result<Handle> {
         // Reports name the callback, not the wrappers below.
         let name = std::any::type_name::<F>();
-        match crate::contextvars::callback_context() {
-            None => self.add_io_in(fd, side, f, name, trigger, at),
-            Some(ctx) => self.add_io_in(fd, side, move || ctx.run_callback(&f), name, trigger, at),
-        }
+        let ctx = crate::contextvars::RepeatContext::new();
+        self.add_io_in(fd, side, move || ctx.run(&f), name, trigger, at)
     }
 
     fn add_io_in<F: Fn() + 'static>(

@@ -350,7 +350,8 @@ impl EventLoop {
     /// loop blocks in poll. Replaces an earlier handler for `sig`. As
     /// asyncio's handler `Handle` does, `f` runs in a snapshot of the
     /// context values current here, taken once (what one run sets, the
-    /// next one sees).
+    /// next one sees, also when there were none here: the context the
+    /// first `set` makes is kept).
     ///
     /// Errors: the loop is closed; `sig` is out of `1..65`, or one the C
     /// library reserves (`InvalidArgument`); `sig` cannot be caught, as
@@ -381,10 +382,8 @@ impl EventLoop {
         let (name, at) = (std::any::type_name::<F>(), Location::caller());
         // asyncio's handler `Handle` takes `copy_context()`, as every
         // callback does (see `contextvars`).
-        let f: Rc<dyn Fn()> = match crate::contextvars::callback_context() {
-            None => Rc::new(f),
-            Some(ctx) => Rc::new(move || ctx.run_callback(&f)),
-        };
+        let ctx = crate::contextvars::RepeatContext::new();
+        let f: Rc<dyn Fn()> = Rc::new(move || ctx.run(&f));
         SignalState::of(self).add(self, sig, f, name, at)
     }
 

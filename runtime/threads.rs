@@ -59,7 +59,7 @@ use crossbeam_channel::{Receiver, Sender};
 use slab::Slab;
 
 use crate::error::{panic_message, Error, Result};
-use crate::event_loop::{get_running_loop, EventLoop, Interrupt, LoopRef};
+use crate::event_loop::{get_event_loop, get_running_loop, EventLoop, Interrupt, LoopRef};
 use crate::events::CancelTimer;
 use crate::futures::Future;
 use crate::tasks::{Task, TaskRef};
@@ -903,9 +903,13 @@ where
 /// back through this loop's thread-safe queue, and cancelling the returned
 /// future cancels `cf` (and the task behind it).
 ///
-/// The returned future is the running loop's: outside a running loop this
-/// fails with [`Error::Runtime`] (asyncio's `wrap_future` falls back to
-/// `get_event_loop()`).
+/// The returned future belongs to [`get_event_loop()`](crate::get_event_loop),
+/// as asyncio's `wrap_future(future)` takes `events.get_event_loop()`: the
+/// running loop, else this thread's loop (set by
+/// [`set_event_loop`](crate::set_event_loop)), else a new loop, which
+/// becomes this thread's. [`wrap_future_with_loop`] gives it to a loop of
+/// your choosing (asyncio's `loop=`). Fails only if a new loop cannot be
+/// made.
 ///
 /// ```
 /// use std::time::Duration;
@@ -934,9 +938,39 @@ pub fn wrap_future<T>(cf: &ConcurrentFuture<T>) -> Result<Future<T>>
 where
     T: Clone + Send + 'static,
 {
-    let lp = get_running_loop()?;
+    Ok(wrap_future_with_loop(cf, &get_event_loop()?))
+}
+
+/// asyncio's `wrap_future(future, loop=lp)`: [`wrap_future`] with a
+/// future of `lp`, running or not. The outcome reaches it once `lp` runs
+/// (it comes through `lp`'s thread-safe queue); on a closed `lp` it never
+/// does.
+///
+/// ```
+/// use std::time::Duration;
+/// // A second loop, on its own thread.
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let other = std::thread::spawn(move || {
+///     let lp = tulip::EventLoop::new().unwrap();
+///     tx.send(lp.handle()).unwrap();
+///     lp.run_forever().unwrap();
+///     lp.close().unwrap();
+/// });
+/// let there = rx.recv().unwrap();
+/// let cf = tulip::run_coroutine_threadsafe(|| async { Ok(6 * 7) }, &there);
+/// let lp = tulip::EventLoop::new().unwrap();
+/// let fut = tulip::wrap_future_with_loop(&cf, &lp); // lp is not running
+/// assert_eq!(lp.run_until_complete(fut).unwrap(), 42);
+/// there.stop().unwrap();
+/// other.join().unwrap();
+/// lp.close().unwrap();
+/// ```
+pub fn wrap_future_with_loop<T>(cf: &ConcurrentFuture<T>, lp: &EventLoop) -> Future<T>
+where
+    T: Clone + Send + 'static,
+{
     let fut = lp.create_future::<T>();
-    let key = park(&lp, &fut);
+    let key = park(lp, &fut);
     let source = cf.clone();
     fut.add_done_callback(move |f| {
         if f.cancelled() {
@@ -947,5 +981,5 @@ where
     cf.add_done_callback(move |cf| {
         complete_remote(&handle, key, cf.result(Some(Duration::ZERO)));
     });
-    Ok(fut)
+    fut
 }

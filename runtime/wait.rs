@@ -35,6 +35,8 @@
 //!   done task (asyncio returns the task itself) is a done future that
 //!   takes over the task's error, and the duty to report it if nobody
 //!   retrieved it (F3): an error retrieved already is not reported again.
+//!   From then on only a read through that copy counts as retrieving it
+//!   (a documented deviation: see [`shield`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -594,6 +596,29 @@ impl<T> fmt::Debug for WaitForOne<T> {
 
 /// asyncio's `shield(aw)`: a future that mirrors `aw`, except that
 /// cancelling it (or the task awaiting it) leaves `aw` running (K4).
+///
+/// If `aw` is done already, nothing is left to shield: asyncio returns it
+/// as it is, and so does tulip for a [`Future`]. A done [`Task`](crate::Task)
+/// cannot be returned as a `Future`, so the result is a done copy of its
+/// outcome instead.
+///
+/// *Deviation* (F3, a done task that failed): asyncio's shield *is* the
+/// task, so the error has one "retrieved" state, and reading it through
+/// either the task or the shield stops the "exception was never
+/// retrieved" report. tulip's copy takes the report over instead: from
+/// the `shield` call on, the task counts as retrieved, and the copy
+/// reports the error when dropped unless the error was read through the
+/// copy itself (`result`, `exception` or an await). So:
+/// - read through the shield: no report, as in asyncio;
+/// - read neither way: one report (from the copy), as in asyncio;
+/// - read only through the task, after `shield`: the copy still reports
+///   it once, where asyncio reports nothing; read it through the shield
+///   (or before shielding) to avoid that;
+/// - retrieved before `shield`: never reported, as in asyncio.
+///
+/// One shared state would take a field (or a hook on the read path) in
+/// every future, which the futures' size and `result` path do not pay for
+/// this corner.
 ///
 /// ```
 /// tulip::run(async {

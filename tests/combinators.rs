@@ -2045,6 +2045,50 @@ fn shield_of_a_done_failed_task_reports_its_error_only_if_unretrieved() {
     );
 }
 
+/// The deviation `shield`'s docs state for a done, failed task: its copy
+/// takes over the report, so reading the error through the shield counts
+/// (as in asyncio, where the shield *is* the task), but reading it only
+/// through the task after shielding does not: the copy still reports it
+/// once when dropped (asyncio: never). Pinned so that the docs stay true.
+// conformance: K4, F3
+#[test]
+fn shield_of_a_done_failed_task_hands_its_report_to_the_copy() {
+    let lp = tulip::new_event_loop().unwrap();
+    let reports = common::capture_reports(&lp);
+    lp.run_until_complete(async {
+        let via_shield = create_task(async { Err::<u32, _>(Error::msg("via shield")) })?;
+        via_shield.wait_done().await?;
+        let outer = shield(via_shield.clone());
+        assert!(outer.result().is_err());
+        drop((outer, via_shield));
+        let via_task = create_task(async { Err::<u32, _>(Error::msg("via task")) })?;
+        via_task.wait_done().await?;
+        let outer = shield(via_task.clone());
+        assert!(via_task.result().is_err());
+        drop((outer, via_task));
+        sleep(0.0).await?;
+        Ok(())
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let got: Vec<String> = reports
+        .borrow()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {:?}",
+                c.message,
+                c.error.as_ref().map(|e| e.to_string())
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("never retrieved") && got[0].contains("via task"),
+        "{got:?}"
+    );
+}
+
 // ===== second review: behaviours pinned against CPython 3.13 =====
 
 /// asyncio's `wait(set())` raises ValueError ("Set of Tasks/Futures is

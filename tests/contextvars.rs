@@ -1015,3 +1015,174 @@ fn an_eager_task_cannot_enter_its_creators_context() {
     })
     .unwrap();
 }
+
+/// What a reader's calls see of each other's `set`s, as asyncio's reader
+/// `Handle` holds one `copy_context()` for all its calls: with a value
+/// current at `add_reader`, call 1 sees it and call 2 sees call 1's set,
+/// while the task's later set is seen by neither; with none current, the
+/// copy is an empty context that still persists (call 1 sees nothing,
+/// call 2 sees call 1's set). CPython 3.12.1 and 3.13.0, a socketpair:
+/// `with_value [1, 10]`, `no_value [None, 10]`, the task seeing its own 2
+/// and None.
+#[test]
+fn a_readers_calls_share_one_context_as_asyncios_handle_does() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    for with_value in [true, false] {
+        let (seen, task_sees) = tulip::run(async move {
+            let lp = get_running_loop()?;
+            let (a, b) = std::os::unix::net::UnixStream::pair()?;
+            b.set_nonblocking(true)?;
+            let (a, b) = (std::rc::Rc::new(a), std::rc::Rc::new(b));
+            if with_value {
+                REQUEST_ID.set(1)?;
+            }
+            let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let done = lp.create_future::<()>();
+            let (s, d, lp2, a2, b2) =
+                (seen.clone(), done.clone(), lp.clone(), a.clone(), b.clone());
+            let fd = b.as_raw_fd();
+            lp.add_reader(fd, move || {
+                let _ = (&*b2).read(&mut [0; 1]);
+                s.borrow_mut().push(REQUEST_ID.get());
+                let n = s.borrow().len() as u32;
+                REQUEST_ID.set(n * 10).expect("the reader's context");
+                if n == 2 {
+                    let _ = lp2.remove_reader(fd);
+                    let _ = d.set_result(());
+                } else {
+                    let _ = (&*a2).write_all(b"y");
+                }
+            })?;
+            if with_value {
+                REQUEST_ID.set(2)?;
+            }
+            (&*a).write_all(b"x")?;
+            tulip::timeout(5.0).run(done).await?;
+            let out = seen.borrow().clone();
+            Ok((out, REQUEST_ID.get()))
+        })
+        .unwrap();
+        if with_value {
+            assert_eq!((seen, task_sees), (vec![Some(1), Some(10)], Some(2)));
+        } else {
+            assert_eq!((seen, task_sees), (vec![None, Some(10)], None));
+        }
+    }
+}
+
+/// A signal handler's runs share one context too (asyncio's
+/// `add_signal_handler` makes one `Handle`, which `_handle_signal`
+/// schedules on each delivery): CPython gives `[2, 101]` with a value
+/// current (the handler added after a set of 2) and `[None, 101]` with none.
+#[test]
+fn a_signal_handlers_runs_share_one_context_as_asyncios_handle_does() {
+    for with_value in [true, false] {
+        let seen = tulip::run(async move {
+            let lp = get_running_loop()?;
+            if with_value {
+                REQUEST_ID.set(2)?;
+            }
+            let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let done = lp.create_future::<()>();
+            let (s, d) = (seen.clone(), done.clone());
+            lp.add_signal_handler(libc::SIGUSR1, move || {
+                s.borrow_mut().push(REQUEST_ID.get());
+                let n = s.borrow().len() as u32;
+                REQUEST_ID.set(100 + n).expect("the handler's context");
+                if n == 2 {
+                    let _ = d.set_result(());
+                } else {
+                    // SAFETY: raise() signals this thread; the handler is installed.
+                    unsafe { libc::raise(libc::SIGUSR1) };
+                }
+            })?;
+            // SAFETY: as above.
+            unsafe { libc::raise(libc::SIGUSR1) };
+            tulip::timeout(5.0).run(done).await?;
+            lp.remove_signal_handler(libc::SIGUSR1)?;
+            let out = seen.borrow().clone();
+            Ok(out)
+        })
+        .unwrap();
+        let first = with_value.then_some(2);
+        assert_eq!(seen, [first, Some(101)], "with_value={with_value}");
+    }
+}
+
+/// asyncio 3.12's `Handle.get_context()`: the snapshot a handle took (the
+/// same `Context` at each call, and the one the callback's `set` goes
+/// into: CPython prints `1 True`, then `after run 5 1`), a timer's too,
+/// and the very context given with `context=` (`given True`). tulip's
+/// deviations: `None` for a handle made with no values (asyncio: an empty
+/// `Context`) and for a cancelled one.
+#[test]
+fn handle_get_context_is_the_context_the_callback_runs_in() {
+    tulip::run(async {
+        let lp = get_running_loop()?;
+        let none = lp.call_soon(|| ())?;
+        assert!(none.get_context().is_none(), "made with no values");
+        REQUEST_ID.set(1)?;
+        let h = lp.call_soon(|| {
+            REQUEST_ID.set(5).unwrap();
+        })?;
+        let ctx = h.get_context().expect("a snapshot");
+        assert!(ctx.ptr_eq(&h.get_context().unwrap()), "one context");
+        assert_eq!(ctx.get(&REQUEST_ID), Some(1));
+        sleep(0.0).await?;
+        assert_eq!(ctx.get(&REQUEST_ID), Some(5), "the callback's set");
+        assert!(ctx.ptr_eq(&h.get_context().unwrap()), "kept after the run");
+        assert_eq!(REQUEST_ID.get(), Some(1));
+        let given = Context::new();
+        let g = lp.call_soon_in(given.clone(), || ())?;
+        assert!(g.get_context().unwrap().ptr_eq(&given));
+        let t = lp.call_later(10.0, || ())?;
+        assert_eq!(t.get_context().unwrap().get(&REQUEST_ID), Some(1));
+        t.cancel();
+        assert!(t.get_context().is_none(), "dropped with the callback");
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// Handed out by `get_context`, a snapshot can be entered when its
+/// callback's turn comes: the callback then does not run and the loop
+/// reports the `Runtime` error, as asyncio's `Handle._run` reports
+/// `ctx.run`'s RuntimeError ("cannot enter context").
+#[test]
+fn a_callback_whose_snapshot_is_entered_is_reported_and_does_not_run() {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+    let lp = tulip::EventLoop::new().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(
+        move |_: &tulip::EventLoop, c: &tulip::ExceptionContext| {
+            r.borrow_mut().push(c.error.clone())
+        },
+    ));
+    let ran = Rc::new(Cell::new(false));
+    let r2 = ran.clone();
+    let outer = Context::new();
+    let h = outer
+        .run(|| {
+            REQUEST_ID.set(1).unwrap();
+            lp.call_soon(move || r2.set(true))
+        })
+        .unwrap()
+        .unwrap();
+    let snapshot = h.get_context().expect("a value was current");
+    assert!(!snapshot.ptr_eq(&outer));
+    snapshot
+        .run(|| lp.run_until_complete(async { sleep(0.0).await }))
+        .unwrap()
+        .unwrap();
+    lp.close().unwrap();
+    assert!(!ran.get());
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(
+        matches!(&reports[0], Some(Error::Runtime(m)) if m.contains("already entered")),
+        "{reports:?}"
+    );
+}

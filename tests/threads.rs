@@ -692,11 +692,34 @@ fn cancelling_a_wrapped_future_cancels_the_other_loops_task() {
     t.join().unwrap();
 }
 
+/// Outside a running loop, asyncio's `wrap_future(cf)` takes
+/// `get_event_loop()`: here this thread's loop, set by `set_event_loop`
+/// and not running yet, which gets the outcome once it runs. Before,
+/// tulip's failed with "no running event loop". `wrap_future_with_loop`
+/// is asyncio's `loop=`: any loop, current or not.
+// conformance: H2
 #[test]
-fn wrap_future_needs_a_running_loop() {
+fn wrap_future_outside_a_running_loop_uses_get_event_loop() {
     let (there, t) = loop_thread();
+    let bounded = |lp: &EventLoop, fut: tulip::Future<u32>| {
+        lp.run_until_complete(async move { tulip::timeout(10.0).run(fut).await })
+    };
+    let lp = EventLoop::new().unwrap();
+    tulip::set_event_loop(Some(&lp));
     let cf = run_coroutine_threadsafe(|| async { Ok(1) }, &there);
-    assert!(tulip::wrap_future(&cf).is_err());
+    let fut = tulip::wrap_future(&cf);
+    tulip::set_event_loop(None);
+    let fut = fut.expect("this thread's loop");
+    assert!(fut.get_loop().ptr_eq(&lp));
+    assert_eq!(bounded(&lp, fut).unwrap(), 1);
+
+    let other = EventLoop::new().unwrap();
+    let cf = run_coroutine_threadsafe(|| async { Ok(2) }, &there);
+    let fut = tulip::wrap_future_with_loop(&cf, &other);
+    assert!(fut.get_loop().ptr_eq(&other));
+    assert_eq!(bounded(&other, fut).unwrap(), 2);
+    other.close().unwrap();
+    lp.close().unwrap();
     there.stop().unwrap();
     t.join().unwrap();
 }
