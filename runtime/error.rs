@@ -242,7 +242,8 @@ impl fmt::Display for Error {
                 expected: Some(n),
             } => write!(
                 f,
-                "incomplete read: {} bytes read on a total of {n} expected bytes",
+                "incomplete read: {} bytes read on a total of {n} expected bytes; the \
+                 stream ended first, and the bytes read are in the error's partial",
                 partial.len()
             ),
             Error::IncompleteRead {
@@ -250,7 +251,8 @@ impl fmt::Display for Error {
                 expected: None,
             } => write!(
                 f,
-                "incomplete read: {} bytes read on a total of undefined expected bytes",
+                "incomplete read: {} bytes read on a total of undefined expected bytes; \
+                 the stream ended first, and the bytes read are in the error's partial",
                 partial.len()
             ),
             Error::QueueEmpty => f.write_str("queue is empty: await get() to wait for an item"),
@@ -565,5 +567,11 @@ mod tests {
             expected: Some(5),
         };
         assert!(e.to_string().contains("2 bytes read on a total of 5"));
+        assert!(e.to_string().contains("the stream ended first"), "{e}");
+        let e = Error::IncompleteRead {
+            partial: Arc::from(&b"ab"[..]),
+            expected: None,
+        };
+        assert!(e.to_string().contains("the stream ended first"), "{e}");
     }
 }

@@ -428,6 +428,7 @@ fn local_addr_skips_addresses_of_the_other_family() {
             msg.starts_with("no matching local address with family=AF_INET6 found"),
             "{msg}"
         );
+        assert!(msg.contains("give a local_addr of that family"), "{msg}");
         Ok(())
     });
 }
