@@ -775,7 +775,8 @@ fn same_family(addrs: &[SocketAddr], local: SocketAddr) -> Result<Vec<SocketAddr
             io::ErrorKind::AddrNotAvailable,
             format!(
                 "no matching local address with family={family} found: \
-                 local_addr {local} cannot connect to {addrs:?}"
+                 local_addr {local} cannot connect to {addrs:?}; give a local_addr of \
+                 that family, or none"
             ),
         ))));
     }

@@ -154,7 +154,8 @@ impl ChildState {
         crate::error::os_error_with_context(
             std::io::Error::from_raw_os_error(libc::ESRCH),
             format!(
-                "cannot send signal {sig} to process {}, which has finished and been reaped",
+                "cannot send signal {sig} to process {}, which has finished and been reaped \
+                 (check its return code before signalling it)",
                 self.pid
             ),
         )

@@ -12,6 +12,11 @@
 //!   awaiters (asyncio re-raises the same exception object), and errors cross
 //!   threads through `run_in_executor`.
 //! - Messages are lowercase, say what went wrong and, where it helps, what to do.
+//! - No text is shown twice by a chain printer (anyhow's `{:#}`): a wrapper
+//!   either forwards both Display and `source()` to the inner error (`Io`,
+//!   `Other`), or shows its own message and gives the inner error as the
+//!   source (`Group`), or puts the inner text in its message and gives no
+//!   source (an OS error with a context).
 
 use std::fmt;
 use std::io;
@@ -150,20 +155,45 @@ impl Error {
     /// ```
     pub fn raw_os_error(&self) -> Option<i32> {
         let Error::Io(e) = self else { return None };
-        if let Some(n) = e.raw_os_error() {
-            return Some(n);
+        os_errno(e)
+    }
+
+    /// The `io::Error` of an [`Error::Io`] (Python's `OSError` object), to
+    /// read its kind, errno or inner error.
+    ///
+    /// ```
+    /// let e = tulip::Error::from(std::io::Error::from_raw_os_error(libc::EPIPE));
+    /// assert_eq!(e.io_error().map(|io| io.kind()), Some(std::io::ErrorKind::BrokenPipe));
+    /// ```
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
         }
-        let mut cause = std::error::Error::source(&**e);
-        while let Some(c) = cause {
-            if let Some(n) = c
-                .downcast_ref::<io::Error>()
-                .and_then(io::Error::raw_os_error)
-            {
-                return Some(n);
-            }
-            cause = c.source();
+    }
+
+    /// The error wrapped by [`Error::other`] (or inside an `io::Error` made
+    /// with `io::Error::new`), if it is an `E`.
+    ///
+    /// ```
+    /// #[derive(Debug)]
+    /// struct Mine;
+    /// impl std::fmt::Display for Mine {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         f.write_str("mine")
+    ///     }
+    /// }
+    /// impl std::error::Error for Mine {}
+    /// let e = tulip::Error::other(Mine);
+    /// assert!(e.downcast_ref::<Mine>().is_some());
+    /// assert_eq!(e.to_string(), "mine");
+    /// ```
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Error::Other(e) => e.downcast_ref(),
+            Error::Io(e) => e.get_ref()?.downcast_ref(),
+            _ => None,
         }
-        None
     }
 
     /// The message of a [`Error::Cancelled`] error, if any.
@@ -212,7 +242,8 @@ impl fmt::Display for Error {
                 expected: Some(n),
             } => write!(
                 f,
-                "incomplete read: {} bytes read on a total of {n} expected bytes",
+                "incomplete read: {} bytes read on a total of {n} expected bytes; the \
+                 stream ended first, and the bytes read are in the error's partial",
                 partial.len()
             ),
             Error::IncompleteRead {
@@ -220,7 +251,8 @@ impl fmt::Display for Error {
                 expected: None,
             } => write!(
                 f,
-                "incomplete read: {} bytes read on a total of undefined expected bytes",
+                "incomplete read: {} bytes read on a total of undefined expected bytes; \
+                 the stream ended first, and the bytes read are in the error's partial",
                 partial.len()
             ),
             Error::QueueEmpty => f.write_str("queue is empty: await get() to wait for an item"),
@@ -248,11 +280,17 @@ impl fmt::Display for Error {
     }
 }
 
+/// `Io` and `Other` are transparent wrappers (thiserror's
+/// `#[error(transparent)]`): their Display is the inner error's and their
+/// source the inner error's source, so a chain printer (anyhow's `{:#}`)
+/// shows the inner text once. The inner error itself is reached with
+/// [`Error::io_error`] and [`Error::downcast_ref`]. A group shows its own
+/// message and gives its first error as the source.
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io(e) => Some(&**e),
-            Error::Other(e) => Some(&**e),
+            Error::Io(e) => std::error::Error::source(&**e),
+            Error::Other(e) => e.source(),
             Error::Group { errors, .. } => errors.first().map(|e| e as _),
             _ => None,
         }
@@ -271,8 +309,8 @@ impl From<Error> for io::Error {
             Error::Io(inner) => match Arc::try_unwrap(inner) {
                 Ok(err) => err,
                 // Shared with a clone: a plain OS error is made again (its
-                // kind, errno and text); one with a context stays the
-                // source, where `Error::raw_os_error` finds its errno.
+                // kind, errno and text); one with a context is wrapped
+                // whole, where `Error::raw_os_error` finds its errno.
                 Err(shared) => match shared.raw_os_error() {
                     Some(code) => io::Error::from_raw_os_error(code),
                     None => io::Error::new(shared.kind(), Error::Io(shared)),
@@ -286,24 +324,35 @@ impl From<Error> for io::Error {
 
 /// An OS error together with what was being done, and where, worded as
 /// asyncio words it (`connect call failed (127.0.0.1:80)`, `error while
-/// attempting to bind on address 127.0.0.1:80`). The OS error is the
-/// source, so its kind and errno are kept ([`Error::raw_os_error`]).
+/// attempting to bind on address 127.0.0.1:80`). Its text ends with the OS
+/// error's, so that error is not also its source (a chain printer would
+/// show it twice); its kind is the outer `io::Error`'s, and its errno is
+/// found by [`Error::raw_os_error`].
 #[derive(Debug)]
 pub(crate) struct OsErrorContext {
     context: String,
-    source: io::Error,
+    os_error: io::Error,
 }
 
 impl fmt::Display for OsErrorContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.context, self.source)
+        write!(f, "{}: {}", self.context, self.os_error)
     }
 }
 
-impl std::error::Error for OsErrorContext {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+impl std::error::Error for OsErrorContext {}
+
+/// The errno behind `e`: its own, or that of the OS error it wraps with a
+/// context, or of the tulip error it wraps (`io::Error::from(Error)`).
+fn os_errno(e: &io::Error) -> Option<i32> {
+    if let Some(n) = e.raw_os_error() {
+        return Some(n);
     }
+    let inner = e.get_ref()?;
+    if let Some(ctx) = inner.downcast_ref::<OsErrorContext>() {
+        return os_errno(&ctx.os_error);
+    }
+    inner.downcast_ref::<Error>().and_then(Error::raw_os_error)
 }
 
 /// `e` with `context` in front of its message, and the same kind.
@@ -312,7 +361,7 @@ pub(crate) fn os_error_with_context(e: io::Error, context: impl Into<String>) ->
         e.kind(),
         OsErrorContext {
             context: context.into(),
-            source: e,
+            os_error: e,
         },
     )
 }
@@ -410,7 +459,7 @@ mod tests {
             io::ErrorKind::ConnectionRefused,
             OsErrorContext {
                 context: "connect call failed (127.0.0.1:9)".into(),
-                source: io::Error::from_raw_os_error(libc::ECONNREFUSED),
+                os_error: io::Error::from_raw_os_error(libc::ECONNREFUSED),
             },
         ));
         let _clone = ctx.clone();
@@ -420,8 +469,91 @@ mod tests {
         assert_eq!(
             inner.and_then(Error::raw_os_error),
             Some(libc::ECONNREFUSED),
-            "the context's errno is still in the chain"
+            "the context's errno is still found"
         );
+    }
+
+    /// The texts an error-chain printer (anyhow's `{:#}`, a
+    /// `std::error::Report`-style loop) shows for `e`: its Display, then
+    /// each `source()`'s.
+    fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+        let mut texts = vec![e.to_string()];
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            texts.push(c.to_string());
+            cause = c.source();
+        }
+        texts
+    }
+
+    /// A user's error with a cause of its own, as `Error::other` wraps it.
+    #[derive(Debug)]
+    struct Outer(io::Error);
+
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("cannot load the config")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn no_text_appears_twice_in_a_source_chain() {
+        let refused = || io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        let connect = || os_error_with_context(refused(), "connect call failed (127.0.0.1:9)");
+        let shared = |e: Error| {
+            let _clone = e.clone(); // shared: io::Error::from wraps it
+            io::Error::from(e)
+        };
+        let errors = [
+            Error::from(refused()),
+            Error::from(connect()),
+            Error::from(bind_error(refused(), &"127.0.0.1:80".parse().unwrap())),
+            Error::from(gai_error(
+                "getnameinfo(127.0.0.1:80, flags=0x0)",
+                libc::EAI_FAIL,
+                "failure",
+            )),
+            Error::from(shared(Error::from(connect()))),
+            Error::from(io::Error::from(Error::Timeout)),
+            Error::from(io::Error::from(Error::msg("boom"))),
+            Error::msg("boom"),
+            Error::other(Outer(refused())),
+            Error::other(connect()),
+            Error::Group {
+                message: "unhandled errors in a TaskGroup".into(),
+                errors: Arc::from([Error::from(connect()), Error::msg("boom")]),
+            },
+            Error::Cancelled(Some("bye".into())),
+            Error::Timeout,
+            Error::Closed,
+            Error::invalid_argument("delay must not be NaN"),
+        ];
+        for e in &errors {
+            let texts = chain(e);
+            // Each link's text is shown after the ones before it: a later
+            // text found inside an earlier one is printed twice.
+            for (i, later) in texts.iter().enumerate().skip(1) {
+                for earlier in &texts[..i] {
+                    assert!(
+                        !earlier.contains(later.as_str()),
+                        "`{later}` is printed twice in the chain {texts:?}"
+                    );
+                }
+            }
+        }
+        // What the chain still holds: a user's own cause, and the errno.
+        assert_eq!(
+            chain(&errors[8]),
+            ["cannot load the config".to_owned(), refused().to_string()]
+        );
+        assert_eq!(errors[1].raw_os_error(), Some(libc::ECONNREFUSED));
+        assert_eq!(errors[4].raw_os_error(), Some(libc::ECONNREFUSED));
     }
 
     #[test]
@@ -435,5 +567,11 @@ mod tests {
             expected: Some(5),
         };
         assert!(e.to_string().contains("2 bytes read on a total of 5"));
+        assert!(e.to_string().contains("the stream ended first"), "{e}");
+        let e = Error::IncompleteRead {
+            partial: Arc::from(&b"ab"[..]),
+            expected: None,
+        };
+        assert!(e.to_string().contains("the stream ended first"), "{e}");
     }
 }

@@ -142,7 +142,8 @@ impl LockInner {
             Ok(())
         } else {
             Err(Error::runtime(
-                "lock is not acquired: release() without acquire()",
+                "lock is not acquired: call release() only after an acquire() whose guard \
+                 was kept with LockGuard::forget (a dropped guard releases the lock itself)",
             ))
         }
     }

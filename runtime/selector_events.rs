@@ -952,6 +952,27 @@ impl ReadTransport for SocketTransport {
     }
 }
 
+impl SocketTransport {
+    /// asyncio's checks at the top of `write` and `writelines`: no write
+    /// after `write_eof()`, nor while a sendfile is in progress. `call`
+    /// names the method in the message.
+    #[inline]
+    fn check_can_write(&self, call: &str) -> Result<()> {
+        if self.eof.get() {
+            return Err(Error::runtime(format!(
+                "cannot call {call}() after write_eof(): the write side is closed; \
+                 write all the data before write_eof()"
+            )));
+        }
+        if self.sendfile_lost.borrow().is_some() {
+            return Err(Error::runtime(format!(
+                "unable to {call}: a sendfile is in progress on this transport; await it first"
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl WriteTransport for SocketTransport {
     fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()> {
         let mut l = self.limits.get();
@@ -971,16 +992,7 @@ impl WriteTransport for SocketTransport {
     }
 
     fn write(&self, data: &[u8]) -> Result<()> {
-        if self.eof.get() {
-            return Err(Error::Runtime(
-                "cannot call write() after write_eof(): the write side is closed".into(),
-            ));
-        }
-        if self.sendfile_lost.borrow().is_some() {
-            return Err(Error::runtime(
-                "unable to write: a sendfile is in progress on this transport; await it first",
-            ));
-        }
+        self.check_can_write("write")?;
         if data.is_empty() {
             return Ok(());
         }
@@ -1019,10 +1031,11 @@ impl WriteTransport for SocketTransport {
     /// buffered (asyncio 3.12 joins them with `sendmsg`); otherwise one
     /// `write` each, which buffers everything after the first partial send.
     fn writelines(&self, list: &[&[u8]]) -> Result<()> {
+        // asyncio checks `_eof` and a sendfile in progress before it looks
+        // at the list, and its messages name writelines().
+        self.check_can_write("writelines")?;
         if list.is_empty() {
-            // asyncio checks `_eof` and a sendfile in progress before it
-            // looks at the list: `write` does both, then nothing.
-            return self.write(&[]);
+            return Ok(());
         }
         let total: usize = list.iter().map(|d| d.len()).sum();
         if list.len() > 1 && total <= WRITELINES_JOIN_MAX && self.buffer.borrow().is_empty() {

@@ -236,7 +236,8 @@ impl SignalState {
         check_signal(sig)?;
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             return Err(Error::runtime(format!(
-                "sig {sig} cannot be caught: SIGKILL and SIGSTOP take no handler"
+                "sig {sig} cannot be caught: SIGKILL and SIGSTOP take no handler; \
+                 handle another signal, such as SIGTERM"
             )));
         }
         let wfd = self.ensure_pipe(lp)?;

@@ -91,7 +91,8 @@ impl AddressFamily {
         io::Error::new(
             io::ErrorKind::NotFound,
             format!(
-                "{host}: no {} address (address family for hostname not supported)",
+                "{host}: no {} address (address family for hostname not supported); \
+                 ask for another family, or for any with AddressFamily::Unspec",
                 self.name()
             ),
         )

@@ -213,6 +213,9 @@ fn when_every_address_fails_the_error_names_each_one() {
         assert!(err
             .to_string()
             .starts_with(&format!("connect call failed ({})", addrs[0])));
+        // Its text already ends with the OS error's, so that error is not
+        // also its source: a chain printer (anyhow's `{:#}`) shows it once.
+        assert!(std::error::Error::source(&err).is_none(), "{err:?}");
         // all_errors: every error, as a group.
         let opts = ConnectOptions::new()
             .happy_eyeballs_delay(0.25)
@@ -425,6 +428,7 @@ fn local_addr_skips_addresses_of_the_other_family() {
             msg.starts_with("no matching local address with family=AF_INET6 found"),
             "{msg}"
         );
+        assert!(msg.contains("give a local_addr of that family"), "{msg}");
         Ok(())
     });
 }

@@ -70,10 +70,15 @@ fn lock_release_grants_at_most_once_newcomer_waits() {
         a.await?;
         b.await?;
         assert_eq!(max.get(), 1);
-        assert!(
-            lock.release().is_err(),
-            "releasing an unlocked lock is an error"
-        );
+        // Releasing an unlocked lock is an error that says how release()
+        // is used.
+        match lock.release() {
+            Err(tulip::Error::Runtime(m)) => {
+                assert!(m.starts_with("lock is not acquired: "), "{m}");
+                assert!(m.contains("LockGuard::forget"), "{m}");
+            }
+            other => panic!("expected a Runtime error, got {other:?}"),
+        }
         Ok(())
     })
     .unwrap();

@@ -423,6 +423,12 @@ fn sendfile_on_a_socket_transport_sends_buffered_bytes_first() {
         assert!(!t.is_reading(), "reading is paused during sendfile");
         let err = t.write(b"late").unwrap_err();
         assert!(err.to_string().contains("sendfile is in progress"), "{err}");
+        // asyncio's `unable to writelines; sendfile is in progress`.
+        let err = t.writelines(&[b"la", b"te"]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("unable to writelines: "),
+            "{err}"
+        );
         // Read everything: the buffered bytes, then the file.
         let mut got = Vec::new();
         let total = head.len() + tf.data.len();

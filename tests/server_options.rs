@@ -610,6 +610,10 @@ fn getaddrinfo_family_keeps_one_family_and_says_when_none_is_left() {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("no IPv4 address"), "{err}");
+        assert!(
+            err.to_string().contains("AddressFamily::Unspec"),
+            "says how to accept any family: {err}"
+        );
         Ok(())
     });
 }

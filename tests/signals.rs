@@ -68,7 +68,12 @@ fn bad_signal_numbers_are_errors() {
     for sig in [libc::SIGKILL, libc::SIGSTOP] {
         let err = lp.add_signal_handler(sig, || {}).unwrap_err();
         assert!(matches!(err, Error::Runtime(_)), "{sig}: {err:?}");
-        assert!(err.to_string().contains("cannot be caught"));
+        let msg = err.to_string();
+        assert!(msg.contains("cannot be caught"), "{msg}");
+        assert!(
+            msg.contains("handle another signal, such as SIGTERM"),
+            "{msg}"
+        );
     }
     lp.close().unwrap();
 }

@@ -398,6 +398,7 @@ fn signal_after_wait_is_process_lookup_error(kind: ChildWatcherKind) {
     for e in errs {
         let e = e.expect("signalling a finished process succeeded");
         assert_eq!(e.raw_os_error(), Some(libc::ESRCH), "{e:?}");
+        assert!(e.to_string().contains("check its return code"), "{e}");
     }
 }
 both_watchers!(

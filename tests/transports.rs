@@ -1558,8 +1558,24 @@ fn writelines_after_write_eof_fails_even_with_nothing_to_write() {
         t.write_eof()?;
         assert!(matches!(t.write(b""), Err(Error::Runtime(_))));
         assert!(matches!(t.writelines(&[b""]), Err(Error::Runtime(_))));
-        match t.writelines(&[]) {
-            Err(Error::Runtime(m)) => assert!(m.contains("write_eof"), "{m}"),
+        // The message names the call made (asyncio's `Cannot call
+        // writelines() after write_eof()`), and says what to do.
+        for res in [t.writelines(&[]), t.writelines(&[b"x", b"y"])] {
+            match res {
+                Err(Error::Runtime(m)) => assert!(
+                    m.starts_with("cannot call writelines() after write_eof()")
+                        && m.contains("before write_eof()"),
+                    "{m}"
+                ),
+                other => panic!("expected a RuntimeError after write_eof, got {other:?}"),
+            }
+        }
+        match t.write(b"x") {
+            Err(Error::Runtime(m)) => assert!(
+                m.starts_with("cannot call write() after write_eof()")
+                    && m.contains("before write_eof()"),
+                "{m}"
+            ),
             other => panic!("expected a RuntimeError after write_eof, got {other:?}"),
         }
         t.close();

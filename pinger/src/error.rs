@@ -6,6 +6,8 @@
 //! - Every variant is either an argument error (exit [`EXIT_INVALID_ARGS`]) or a
 //!   system failure (exit [`EXIT_SYSTEM_FAILURE`]); [`Error::exit_code`] is the
 //!   only place that decides which.
+//! - A message quotes its cause, so the cause is never also the `source()`
+//!   (a chain printer would show its text twice).
 
 use std::fmt;
 use std::io;
@@ -234,17 +236,11 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::InFile { source, .. } => Some(source.as_ref()),
-            Error::ReadFile { source, .. } | Error::Spawn { source, .. } => Some(source),
-            Error::Output(source) => Some(source),
-            Error::EventLoop(source) => Some(source),
-            _ => None,
-        }
-    }
-}
+/// No `source()`: every message already quotes its cause (pinger prints
+/// `{err}` alone, and the cause is what makes it actionable), and a cause
+/// that is also the source is shown twice by a chain printer (anyhow's
+/// `{:#}`). The cause is still in the variant's `source` field.
+impl std::error::Error for Error {}
 
 #[cfg(test)]
 mod tests {
@@ -255,5 +251,55 @@ mod tests {
     #[test]
     fn error_is_send_sync() {
         assert_send_sync::<Error>();
+    }
+
+    /// The texts an error-chain printer (anyhow's `{:#}`) shows for `e`.
+    fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+        let mut texts = vec![e.to_string()];
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            texts.push(c.to_string());
+            cause = c.source();
+        }
+        texts
+    }
+
+    /// Each message already quotes its cause (pinger prints `{err}` alone,
+    /// and the cause is what makes it actionable), so the cause is not also
+    /// its `source()`: a chain printer would show that text twice.
+    #[test]
+    fn no_text_appears_twice_in_a_source_chain() {
+        let enoent = || io::Error::from_raw_os_error(libc::ENOENT);
+        let errors = [
+            Error::InFile {
+                path: "hosts.txt".into(),
+                line: 3,
+                source: Box::new(Error::Hostname {
+                    input: "router".into(),
+                }),
+            },
+            Error::ReadFile {
+                path: "hosts.txt".into(),
+                source: enoent(),
+            },
+            Error::Spawn {
+                ip: Ipv4Addr::LOCALHOST,
+                source: io::Error::from_raw_os_error(libc::EAGAIN),
+            },
+            Error::Output(io::Error::from_raw_os_error(libc::ENOSPC)),
+            Error::EventLoop(tulip::Error::from(enoent())),
+            Error::EventLoop(tulip::Error::Closed),
+        ];
+        for e in &errors {
+            let texts = chain(e);
+            for (i, later) in texts.iter().enumerate().skip(1) {
+                for earlier in &texts[..i] {
+                    assert!(
+                        !earlier.contains(later.as_str()),
+                        "`{later}` is printed twice in the chain {texts:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -242,27 +242,69 @@ fn invalid(input: &str, reason: String) -> Error {
 /// (whole-line or trailing), blank lines are skipped, and a UTF-8 byte order
 /// mark at the start is ignored. As fping, only the first word of a line is
 /// read: `10.0.0.1 router` is `10.0.0.1` (a hosts file's layout, a note
-/// after each address). `path` is only used in error messages. An empty file
-/// is an error.
+/// after each address). A second word that is a prefix length (`10.0.0.0
+/// /24`, or `10.0.0.0 / 24`) is an error, not a note: the line means a
+/// network, and its first word alone would sweep one address. `path` is
+/// only used in error messages. An empty file is an error.
 pub fn parse_target_file(text: &str, path: &Path) -> Result<Vec<Target>, Error> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut targets = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let uncommented = raw.split('#').next().unwrap_or("");
-        let Some(line) = uncommented.split_whitespace().next() else {
+        let mut words = uncommented.split_whitespace();
+        let Some(first) = words.next() else {
             continue;
         };
-        let target = parse_target(line).map_err(|source| Error::InFile {
-            path: path.into(),
-            line: index + 1,
-            source: Box::new(source),
-        })?;
+        let target = parse_target(first)
+            .and_then(|target| check_no_split_prefix(target, first, words))
+            .map_err(|source| Error::InFile {
+                path: path.into(),
+                line: index + 1,
+                source: Box::new(source),
+            })?;
         targets.push(target);
     }
     if targets.is_empty() {
         return Err(Error::EmptyFile { path: path.into() });
     }
     Ok(targets)
+}
+
+/// `target` (read from the first word of a line, `first`) unless the next
+/// words are a prefix length, `/N` or `/ N`: then the line meant a network
+/// written with a space, and the error shows it written right (or, joined
+/// to an address, is the network's own error, as for `10.0.0.0 /33`).
+fn check_no_split_prefix<'a>(
+    target: Target,
+    first: &str,
+    mut rest: impl Iterator<Item = &'a str>,
+) -> Result<Target, Error> {
+    let is_number = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let digits = match rest.next().and_then(|w| w.strip_prefix('/')) {
+        Some("") => match rest.next() {
+            Some(n) if is_number(n) => n,
+            _ => return Ok(target),
+        },
+        Some(n) if is_number(n) => n,
+        _ => return Ok(target),
+    };
+    let input = format!("{first} /{digits}");
+    let reason = match target {
+        Target::Single(_) => {
+            let network = format!("{first}/{digits}");
+            parse_target(&network)?;
+            format!(
+                "the prefix length is a separate word, and only the first word of a line \
+                 is read, so this would sweep {first} alone; write it as `{network}`, \
+                 without the space"
+            )
+        }
+        Target::Range { .. } | Target::Cidr { .. } => format!(
+            "`/{digits}` after a range or a network is a prefix length with no address to \
+             go to; remove the `/{digits}`"
+        ),
+    };
+    Err(invalid(&input, reason))
 }
 
 /// Reads and parses a target file (see [`parse_target_file`]); `-` is

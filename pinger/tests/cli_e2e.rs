@@ -495,6 +495,39 @@ fn file_dash_reads_targets_from_stdin() {
     assert!(down.is_empty());
 }
 
+/// A target file line `127.0.0.0 /30` (a network written with a space)
+/// is refused with exit 3, naming the file and line and the fix, before
+/// any `ping` runs; it used to sweep the one address 127.0.0.0, exit 0.
+#[test]
+fn a_prefix_length_after_a_space_in_a_target_file_stops_before_any_ping() {
+    let dir = stand_in_ping_dir(
+        "space-prefix",
+        "echo '64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.050 ms'\n\
+         echo '1 packets transmitted, 1 received, 0% packet loss, time 0ms'",
+    );
+    let file = dir.join("hosts.txt");
+    std::fs::write(&file, "127.0.0.1 loopback\n127.0.0.0 /30\n").unwrap();
+    let done = run_bounded(
+        Command::new(PINGER)
+            .arg("-f")
+            .arg(&file)
+            .args(["--json"])
+            .env("PATH", &dir),
+        SWEEP_LIMIT,
+    );
+    let started = dir.join("started").exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = done.stderr_text();
+    assert_eq!(done.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("pinger: {}, line 2: ", file.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("write it as `127.0.0.0/30`"), "{stderr}");
+    assert_eq!(done.stdout_text(), "", "no host was reported");
+    assert!(!started, "no ping was started");
+}
+
 /// What iputils writes on stderr, with exit status 2, when it has no raw
 /// socket (not root, no setuid, no `cap_net_raw`) and may not use a ping
 /// socket (`net.ipv4.ping_group_range`), as captured in

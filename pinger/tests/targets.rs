@@ -281,6 +281,44 @@ fn target_file_errors_name_file_and_line() {
     assert!(matches!(err, Error::EmptyFile { .. }), "{err:?}");
 }
 
+/// Only the first word of a line is read (as fping), so `10.0.0.0 /24`,
+/// a network written with a space, swept the one address 10.0.0.0 without
+/// a word. A second word that is a prefix length is an error on its line
+/// that shows the network written right; a note stays a note.
+#[test]
+fn a_prefix_length_after_a_space_is_an_error_not_a_note() {
+    for (line, fixed) in [
+        ("10.0.0.0 /24", "`10.0.0.0/24`"),
+        ("10.0.0.0\t/24 # lab", "`10.0.0.0/24`"),
+        ("10.0.0.0 / 24", "`10.0.0.0/24`"),
+    ] {
+        let text = format!("# lab\n10.0.0.1 router\n{line}\n");
+        let err = parse_target_file(&text, Path::new("hosts.txt")).unwrap_err();
+        assert!(matches!(err, Error::InFile { line: 3, .. }), "{err:?}");
+        assert_eq!(err.exit_code(), EXIT_INVALID_ARGS);
+        let msg = err.to_string();
+        assert!(msg.starts_with("hosts.txt, line 3: "), "{msg}");
+        assert!(msg.contains("prefix length"), "{msg}");
+        assert!(msg.contains(&format!("write it as {fixed}")), "{msg}");
+    }
+    // Joined, the network must be valid too; if not, that is the error.
+    let err = parse_target_file("10.0.0.0 /33", Path::new("hosts.txt")).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("hosts.txt, line 1: "), "{msg}");
+    assert!(msg.contains("`/33` must be a number from 0 to 32"), "{msg}");
+    // After a range or a network, the prefix length has nothing to join.
+    for line in ["10.0.0.1-50 /24", "10.0.0.0/24 /24"] {
+        let err = parse_target_file(line, Path::new("hosts.txt")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("hosts.txt, line 1: "), "{msg}");
+        assert!(msg.contains("remove the `/24`"), "{msg}");
+    }
+    // Notes that are not a prefix length are still notes.
+    let text = "10.0.0.1 /srv/lab\n10.0.0.2 /\n10.0.0.3 /24x\n10.0.0.4 24\n";
+    let targets = parse_target_file(text, Path::new("hosts.txt")).unwrap();
+    assert_eq!(targets.len(), 4);
+}
+
 #[test]
 fn target_file_from_disk_and_missing_file() {
     let dir = std::env::temp_dir().join(format!("pinger-targets-{}", std::process::id()));
