@@ -4,43 +4,11 @@
 //! (`BaseSelectorEventLoop.sock_recv`, `sock_sendall`, ...) are in
 //! `sock_ops.rs`.
 //!
-//! ## The read path
-//! The transport registers `read_ready` edge-triggered, through the crate's
-//! `add_io_edge` ([`EventLoop::add_reader_edge`] without the check that
-//! refuses a transport's fd; asyncio's `_add_reader`): the reactor queues
-//! it once per readiness edge. `read_ready` calls `recv` into one read buffer shared by every
-//! transport of the thread (no allocation per read) and hands each chunk to
-//! `protocol.data_received(&buf[..n])`. It stops after a short read (the
-//! socket is drained: epoll reports the next arrival as a new edge) unless
-//! epoll already reported the peer's FIN ([`EventLoop::fd_read_closed`]:
-//! a FIN that came with the data raises no edge of its own), on
-//! `WouldBlock`, at EOF, or after `MAX_READS_PER_EDGE` reads, when it
-//! reschedules itself with
-//! `call_soon` so that one busy peer cannot starve the loop (L8).
-//!
-//! A short read also ends the connection's turn: what the peer sends while
-//! `data_received` runs (an echo client woken by our write, answering on
-//! this CPU before we return) is a new edge, served on the next poll after
-//! the other ready connections, as asyncio's one `recv` per ready fd per
-//! iteration does. tokio's reader re-reads at once after a read that
-//! filled its buffer, and can then serve one connection many times in a
-//! row: a lower median latency for the connections it favours, a higher
-//! tail for the others (see BENCHMARKS.md, the 100 KiB echo).
-//!
-//! A [`BufferedProtocol`] (asyncio's `_read_ready__get_buffer`) changes
-//! only where the bytes go: each read first asks the protocol for a buffer
-//! (`get_buffer`), `recv`s straight into it, drops the borrow, then calls
-//! `buffer_updated(n)`; "short" is measured against that buffer. The
-//! transport keeps which kind of protocol it has in `StreamProtocol`, and
-//! one loop (`read_ready`, `read_once`) serves both.
-//!
-//! ## The write path
-//! `write` first tries `send` directly when nothing is buffered (most
-//! writes end there: no copy, no writer registration). The rest is appended
-//! to the write buffer and an edge-triggered writer is registered;
-//! `write_ready` sends until the buffer is empty or `WouldBlock`, then
-//! removes itself. Crossing the high-water mark calls the protocol's
-//! `pause_writing`, draining to the low-water mark `resume_writing` (N3).
+//! The transport's two paths are submodules: the read path (`read.rs`:
+//! `read_ready`, the shared read buffer, `BufferedProtocol` reads, pause
+//! and resume) and the write path (`write.rs`: `write`, the write buffer,
+//! flow control). This module holds the transport's state, its sockets and
+//! protocols, what a `sendfile` needs of it, and its starting and closing.
 //!
 //! ## Starting and closing
 //! What asyncio's `_SelectorTransport` base class does for every transport
@@ -51,21 +19,8 @@
 //!
 //! # Invariants
 //! - The reader is registered exactly while `is_reading()` and the read
-//!   side is open; the writer exactly while the write buffer is non-empty.
-//!   So `eof_received` comes at most once: after an EOF the protocol kept
-//!   open, `pause_reading` then `resume_reading` registers nothing.
-//!   (*Deviation:* asyncio's `resume_reading` re-adds the reader, whose
-//!   next `recv` reads the EOF again and calls `eof_received` a second
-//!   time.)
-//! - One `read_ready` call reads again only after a read that filled the
-//!   whole buffer (or once the peer's FIN is known), and at most
-//!   `MAX_READS_PER_EDGE` times: data that arrives after a short read
-//!   waits for the next poll, after the callbacks already queued (fairness).
-//!   Where the edge may not be drained (the `MAX_READS_PER_EDGE`th read, or
-//!   a protocol that interrupted the run), `read_ready` is scheduled again
-//!   rather than left waiting for an edge that may never come. An
-//!   interrupted `eof_received` is not: the EOF is delivered once, and the
-//!   reader is removed.
+//!   side is open; the writer exactly while the write buffer is non-empty
+//!   (see the invariants of `read.rs` and `write.rs`).
 //! - The socket is closed (dropped) only in `call_connection_lost`, after
 //!   both registrations are removed: no fd is used after close, and a
 //!   recycled fd number never meets a stale registration (N4).
@@ -73,17 +28,11 @@
 //!   transport drops its protocol, breaking the transport ↔ protocol cycle.
 //! - No `RefCell` borrow of the transport is held while a protocol method
 //!   runs.
-//! - A protocol callback that panics in `data_received`, `get_buffer`,
-//!   `buffer_updated` or `eof_received` is reported, and the connection is
-//!   closed with `Error::Panic` (asyncio's `_fatal_error`); the loop goes
-//!   on. An empty buffer from `get_buffer` is reported and closes the
-//!   connection the same way, with `Error::Runtime`. A panicking
-//!   `pause_writing`/`resume_writing` is reported and the connection goes
-//!   on (asyncio's `_maybe_pause_protocol`): it never unwinds through
-//!   `write` or the writer callback.
-//! - The borrow `get_buffer` returns is dropped before any protocol method
-//!   runs (`buffer_updated`, `eof_received`), and no read of a
-//!   `BufferedProtocol`'s transport touches the shared read buffer.
+//! - A protocol callback that panics is reported, and the loop goes on:
+//!   on the read path the connection is closed with `Error::Panic`
+//!   (asyncio's `_fatal_error`), on the write path (`pause_writing`,
+//!   `resume_writing`) the connection goes on (see `read.rs` and
+//!   `write.rs`).
 //! - While a native `sendfile` uses the socket (see [`sendfile`](crate::sendfile)),
 //!   `write` refuses and the fd's writer is the sendfile's; before the
 //!   socket closes, that writer is removed and the sendfile woken.
@@ -97,48 +46,24 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use crate::error::{panic_message, Error, Result};
-use crate::event_loop::{EventLoop, ExceptionContext};
+use crate::error::{Error, Result};
+use crate::event_loop::EventLoop;
 use crate::futures::Future;
 use crate::protocols::{BufferedProtocol, Protocol};
 use crate::reactor::Side;
 use crate::selector_transport::{SelectorTransport, TransportBase};
 use crate::streams::Buffer;
-use crate::transports::{
-    BaseTransport, ExtraInfo, ReadTransport, Transport, WriteLimits, WriteTransport,
-};
+use crate::transports::{BaseTransport, ExtraInfo, ReadTransport, Transport, WriteLimits};
+
+mod read;
+mod write;
+
+pub(crate) use self::read::{put_read_buf, take_read_buf};
 
 /// Size of the shared read buffer (asyncio's `max_size`: 256 KiB).
 pub const MAX_SIZE: usize = 256 * 1024;
-
-/// How many reads one readiness edge may do before yielding to other
-/// callbacks (the rest continues on the next iteration).
-const MAX_READS_PER_EDGE: usize = 16;
-
-/// `writelines` joins its buffers into one `send` up to this many bytes.
-const WRITELINES_JOIN_MAX: usize = 64 * 1024;
-
-/// asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
-
-thread_local! {
-    /// The read buffer of every transport on this thread. Taken while a
-    /// transport reads; a nested read (never expected) allocates its own.
-    static READ_BUF: Cell<Option<Box<[u8]>>> = const { Cell::new(None) };
-}
-
-pub(crate) fn take_read_buf() -> Box<[u8]> {
-    READ_BUF
-        .with(|b| b.take())
-        .unwrap_or_else(|| vec![0u8; MAX_SIZE].into_boxed_slice())
-}
-
-pub(crate) fn put_read_buf(buf: Box<[u8]>) {
-    READ_BUF.with(|b| b.set(Some(buf)));
-}
 
 // ===== StreamSocket =====
 
@@ -279,17 +204,6 @@ impl StreamProtocol {
     fn resume_writing(&self) {
         either!(self, p => p.resume_writing())
     }
-}
-
-/// How one read of [`SocketTransport::read_once`] ended.
-enum ReadStep {
-    /// `n` bytes went to the protocol, out of a buffer of `len`.
-    Data { n: usize, len: usize },
-    /// `recv` was interrupted by a signal: read again.
-    Interrupted,
-    /// Nothing more to read now: `WouldBlock`, EOF, an error, or a
-    /// protocol callback that failed (the last three are handled).
-    Done,
 }
 
 // ===== SocketTransport =====
@@ -491,353 +405,6 @@ impl SocketTransport {
         }
     }
 
-    // ----- reading -----
-
-    /// asyncio's `_read_ready__data_received` (or `_read_ready__get_buffer`
-    /// for a [`BufferedProtocol`]), draining the edge.
-    fn read_ready(&self) {
-        // The shared read buffer, taken at the first read of a plain protocol.
-        let mut shared = None;
-        let mut reads = 0;
-        loop {
-            if self.base.conn_lost.get() > 0 || self.paused.get() || self.base.closing.get() {
-                break;
-            }
-            // Fetched for each read: a protocol set by the last one's
-            // callback (`set_protocol`) gets the next bytes, in its own way
-            // (plain or buffered), as asyncio's `_read_ready_cb` does.
-            let Some(proto) = self.base.protocol() else {
-                break;
-            };
-            match self.read_once(&proto, &mut shared) {
-                ReadStep::Data { n, len } => {
-                    // A short read drained the socket: the next arrival is a
-                    // new edge. Unless the FIN came with the data (no new
-                    // edge for it): then read on, to see the EOF.
-                    if n < len && !self.base.lp.fd_read_closed(self.base.fd) {
-                        break;
-                    }
-                    reads += 1;
-                    if reads == MAX_READS_PER_EDGE {
-                        // Fairness: continue on the next iteration.
-                        self.read_again();
-                        break;
-                    }
-                }
-                ReadStep::Interrupted => continue,
-                ReadStep::Done => break,
-            }
-        }
-        if let Some(buf) = shared {
-            put_read_buf(buf);
-        }
-    }
-
-    /// One `recv`, into the shared buffer (a plain protocol) or the one the
-    /// protocol's `get_buffer` returns, then the bytes to the protocol:
-    /// `data_received(&buf[..n])`, or `buffer_updated(n)` once the
-    /// protocol's buffer is no longer borrowed. EOF, errors and failed
-    /// callbacks are handled here, and end the edge.
-    fn read_once(&self, proto: &StreamProtocol, shared: &mut Option<Box<[u8]>>) -> ReadStep {
-        match proto {
-            StreamProtocol::Plain(p) => {
-                let buf = shared.get_or_insert_with(take_read_buf);
-                let n = match self.recv_ended(self.recv(buf)) {
-                    Ok(n) => n,
-                    Err(step) => return step,
-                };
-                let data = &buf[..n];
-                let res = catch_unwind(AssertUnwindSafe(|| p.data_received(data)));
-                self.delivered(res, "data_received", n, buf.len())
-            }
-            StreamProtocol::Buffered(p) => {
-                let Some(mut buf) = self.get_buffer(&**p) else {
-                    return ReadStep::Done;
-                };
-                let len = buf.len();
-                let res = self.recv(&mut buf);
-                // Released before the protocol hears of the bytes (or of
-                // the EOF).
-                drop(buf);
-                let n = match self.recv_ended(res) {
-                    Ok(n) => n,
-                    Err(step) => return step,
-                };
-                let res = catch_unwind(AssertUnwindSafe(|| p.buffer_updated(n)));
-                self.delivered(res, "buffer_updated", n, len)
-            }
-        }
-    }
-
-    /// Reads on in the next iteration, without waiting for a new edge.
-    fn read_again(&self) {
-        if let Some(me) = self.rc() {
-            let _ = self.base.lp.call_soon(move || me.read_ready());
-        }
-    }
-
-    /// `recv` into `buf` (`None` once the socket is closed).
-    fn recv(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
-        self.base.sock.borrow().as_ref().map(|s| s.recv(buf))
-    }
-
-    /// What `recv` returned: `Ok(n)` for `n > 0` bytes; otherwise how the
-    /// read ends, EOF and errors handled.
-    fn recv_ended(&self, res: Option<io::Result<usize>>) -> std::result::Result<usize, ReadStep> {
-        let Some(res) = res else {
-            return Err(ReadStep::Done);
-        };
-        match res {
-            Ok(0) => {
-                self.read_ready_on_eof();
-                Err(ReadStep::Done)
-            }
-            Ok(n) => Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(ReadStep::Done),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(ReadStep::Interrupted),
-            Err(e) => {
-                self.fatal_error(e);
-                Err(ReadStep::Done)
-            }
-        }
-    }
-
-    /// After the protocol's `what` ran on `n` bytes of a buffer of `len`.
-    fn delivered(
-        &self,
-        res: std::thread::Result<()>,
-        what: &str,
-        n: usize,
-        len: usize,
-    ) -> ReadStep {
-        match res {
-            Ok(()) => ReadStep::Data { n, len },
-            Err(payload) => {
-                self.protocol_failed(payload, what);
-                ReadStep::Done
-            }
-        }
-    }
-
-    /// The buffered protocol's `get_buffer`, checked: a panic, or an empty
-    /// buffer, is reported and closes the connection (asyncio's
-    /// `RuntimeError('get_buffer() returned an empty buffer')`).
-    fn get_buffer<'p>(&self, p: &'p dyn BufferedProtocol) -> Option<std::cell::RefMut<'p, [u8]>> {
-        let buf = match catch_unwind(AssertUnwindSafe(|| p.get_buffer(0))) {
-            Ok(buf) => buf,
-            Err(payload) => {
-                self.protocol_failed(payload, "get_buffer");
-                return None;
-            }
-        };
-        if buf.is_empty() {
-            drop(buf);
-            let err = Error::Runtime(
-                "get_buffer() returned an empty buffer: return one of at least 1 byte from BufferedProtocol::get_buffer".into(),
-            );
-            self.protocol_error(err, "get_buffer");
-            return None;
-        }
-        Some(buf)
-    }
-
-    /// asyncio's `_read_ready__on_eof`.
-    fn read_ready_on_eof(&self) {
-        self.read_eof.set(true);
-        let proto = self.base.protocol();
-        let keep_open = match proto {
-            Some(p) => match catch_unwind(AssertUnwindSafe(|| p.eof_received())) {
-                Ok(keep) => keep,
-                Err(payload) if payload.is::<crate::event_loop::Interrupt>() => {
-                    // The protocol has heard the EOF (at most one
-                    // `eof_received`): no reading on in the next run, and
-                    // the read side is over, so the reader goes.
-                    let _ = self.base.lp.remove_io(self.base.fd, Side::Read);
-                    std::panic::resume_unwind(payload);
-                }
-                Err(payload) => {
-                    self.protocol_failed(payload, "eof_received");
-                    return;
-                }
-            },
-            None => false,
-        };
-        if keep_open {
-            // Half-open: stop reading, keep writing.
-            let _ = self.base.lp.remove_io(self.base.fd, Side::Read);
-        } else {
-            self.close();
-        }
-    }
-
-    /// asyncio's `_fatal_error(exc, 'Fatal error: protocol.data_received()
-    /// call failed.')`: a protocol callback panicked. Reported, and the
-    /// connection is closed with the panic as its error. `Interrupt`
-    /// (Ctrl-C) goes on unwinding, as `KeyboardInterrupt` does.
-    ///
-    /// Only the read path calls it (not for an `Interrupt` from
-    /// `eof_received`: the EOF is not read twice). The run ends there before the edge is
-    /// drained, and no new edge may come for what is left (more bytes, the
-    /// EOF): the transport reads on in the next run by itself, as asyncio's
-    /// level-triggered selector reports the socket again.
-    fn protocol_failed(&self, payload: Box<dyn std::any::Any + Send>, what: &str) {
-        if payload.is::<crate::event_loop::Interrupt>() {
-            self.read_again();
-            std::panic::resume_unwind(payload);
-        }
-        self.protocol_error(Error::Panic(panic_message(&*payload)), what);
-    }
-
-    /// The rest of asyncio's `_fatal_error` for a protocol's failure: report
-    /// `err`, then close the connection with it.
-    fn protocol_error(&self, err: Error, what: &str) {
-        self.base.lp.call_exception_handler(&ExceptionContext {
-            message: format!("Fatal error: protocol.{what}() call failed."),
-            error: Some(err.clone()),
-            transport: Some(format!("{self:?}")),
-            ..Default::default()
-        });
-        self.force_close(Some(err));
-    }
-
-    // ----- writing -----
-
-    fn try_send(&self, data: &[u8]) -> io::Result<usize> {
-        match &*self.base.sock.borrow() {
-            Some(s) => loop {
-                match s.send(data) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-                    other => return other,
-                }
-            },
-            None => Err(io::Error::from(io::ErrorKind::NotConnected)),
-        }
-    }
-
-    fn add_writer(&self) {
-        if self.base.writer_registered.replace(true) {
-            return;
-        }
-        let Some(me) = self.rc() else { return };
-        let res = self
-            .base
-            .lp
-            .add_io_edge(self.base.fd, Side::Write, move || me.write_ready());
-        if let Err(e) = res {
-            self.base.writer_registered.set(false);
-            self.fatal_error(e);
-        }
-    }
-
-    /// asyncio's `_write_ready`: flush until empty or `WouldBlock`. Either
-    /// way the protocol resumes writing once the buffer is down to the
-    /// low-water mark (asyncio's `_write_send` checks after every send).
-    fn write_ready(&self) {
-        if self.base.conn_lost.get() > 0 {
-            return;
-        }
-        loop {
-            let res = {
-                let buf = self.buffer.borrow();
-                if buf.is_empty() {
-                    break;
-                }
-                self.try_send(buf.bytes())
-            };
-            match res {
-                Ok(0) => {
-                    // WouldBlock: wait for the next edge. What was sent may
-                    // have brought the buffer down to the low-water mark;
-                    // `resume_writing` may write (appended: the writer is
-                    // still registered), close or abort.
-                    self.notify_drain();
-                    self.maybe_resume_protocol();
-                    return;
-                }
-                Ok(n) => self.buffer.borrow_mut().consume(n),
-                Err(e) => {
-                    self.base.remove_writer();
-                    self.buffer.borrow_mut().clear();
-                    self.fatal_error(e);
-                    return;
-                }
-            }
-        }
-        // The buffer is empty.
-        self.notify_drain();
-        self.base.remove_writer();
-        // May write (then the writer is registered again and flushes it
-        // first), close, or abort.
-        self.maybe_resume_protocol();
-        if !self.buffer.borrow().is_empty() || self.base.conn_lost.get() > 0 {
-            return;
-        }
-        if self.base.closing.get() {
-            self.call_connection_lost(None);
-        } else if self.eof.get() {
-            // asyncio's `_write_send` lets shutdown's OSError out of the
-            // writer callback: the loop reports it, and the transport stays.
-            if let Err(e) = self.shutdown_write() {
-                self.base.lp.call_exception_handler(&ExceptionContext {
-                    message: "Exception in callback SocketTransport.write_ready()".into(),
-                    error: Some(e.into()),
-                    transport: Some(format!("{self:?}")),
-                    ..Default::default()
-                });
-            }
-        }
-    }
-
-    /// asyncio's `self._sock.shutdown(socket.SHUT_WR)`.
-    fn shutdown_write(&self) -> io::Result<()> {
-        match &*self.base.sock.borrow() {
-            Some(s) => s.shutdown_write(),
-            None => Ok(()),
-        }
-    }
-
-    /// asyncio's `_maybe_pause_protocol`.
-    fn maybe_pause_protocol(&self) {
-        let size = self.buffer.borrow().len();
-        let mut l = self.limits.get();
-        if l.maybe_pause(size) {
-            self.limits.set(l);
-            self.flow_call("pause_writing", StreamProtocol::pause_writing);
-        }
-    }
-
-    /// asyncio's `_maybe_resume_protocol`.
-    fn maybe_resume_protocol(&self) {
-        let size = self.buffer.borrow().len();
-        let mut l = self.limits.get();
-        if l.maybe_resume(size) {
-            self.limits.set(l);
-            self.flow_call("resume_writing", StreamProtocol::resume_writing);
-        }
-    }
-
-    /// Calls a flow-control method of the protocol; a panic is reported
-    /// and the connection goes on (asyncio's `_maybe_pause_protocol`), so
-    /// that it never unwinds through `write` or the writer callback.
-    /// `Interrupt` (Ctrl-C) goes on unwinding.
-    fn flow_call(&self, what: &str, f: fn(&StreamProtocol)) {
-        let Some(p) = self.base.protocol() else {
-            return;
-        };
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(&p))) {
-            if payload.is::<crate::event_loop::Interrupt>() {
-                std::panic::resume_unwind(payload);
-            }
-            self.base.lp.call_exception_handler(&ExceptionContext {
-                message: format!("protocol.{what}() failed"),
-                error: Some(Error::Panic(panic_message(&*payload))),
-                transport: Some(format!("{self:?}")),
-                ..Default::default()
-            });
-        }
-    }
-
     // ----- closing -----
 
     /// asyncio's `_fatal_error`: an I/O error ends the connection, and the
@@ -927,152 +494,6 @@ impl BaseTransport for SocketTransport {
 
     fn close(&self) {
         self.close_transport();
-    }
-}
-
-impl ReadTransport for SocketTransport {
-    fn is_reading(&self) -> bool {
-        !self.paused.get() && !self.base.closing.get()
-    }
-
-    fn pause_reading(&self) {
-        if self.base.closing.get() || self.paused.get() {
-            return;
-        }
-        self.paused.set(true);
-        let _ = self.base.lp.remove_io(self.base.fd, Side::Read);
-    }
-
-    fn resume_reading(&self) {
-        if self.base.closing.get() || !self.paused.get() {
-            return;
-        }
-        self.paused.set(false);
-        self.add_reader();
-    }
-}
-
-impl SocketTransport {
-    /// asyncio's checks at the top of `write` and `writelines`: no write
-    /// after `write_eof()`, nor while a sendfile is in progress. `call`
-    /// names the method in the message.
-    #[inline]
-    fn check_can_write(&self, call: &str) -> Result<()> {
-        if self.eof.get() {
-            return Err(Error::runtime(format!(
-                "cannot call {call}() after write_eof(): the write side is closed; \
-                 write all the data before write_eof()"
-            )));
-        }
-        if self.sendfile_lost.borrow().is_some() {
-            return Err(Error::runtime(format!(
-                "unable to {call}: a sendfile is in progress on this transport; await it first"
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl WriteTransport for SocketTransport {
-    fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()> {
-        let mut l = self.limits.get();
-        l.set(high, low)?;
-        self.limits.set(l);
-        self.maybe_pause_protocol();
-        Ok(())
-    }
-
-    fn get_write_buffer_limits(&self) -> (usize, usize) {
-        let l = self.limits.get();
-        (l.low, l.high)
-    }
-
-    fn get_write_buffer_size(&self) -> usize {
-        self.buffer.borrow().len()
-    }
-
-    fn write(&self, data: &[u8]) -> Result<()> {
-        self.check_can_write("write")?;
-        if data.is_empty() {
-            return Ok(());
-        }
-        let lost = self.base.conn_lost.get();
-        if lost > 0 {
-            // asyncio logs a warning from the 5th write on; tulip once, in debug mode.
-            if lost == LOG_THRESHOLD_FOR_CONNLOST_WRITES && self.base.lp.debug() {
-                eprintln!("tulip: socket.send() raised exception: writes to a lost connection are dropped");
-            }
-            self.base.conn_lost.set(lost + 1);
-            return Ok(());
-        }
-        let mut data = data;
-        if self.buffer.borrow().is_empty() {
-            // Optimisation: try to send now.
-            match self.try_send(data) {
-                Ok(n) => {
-                    data = &data[n..];
-                    if data.is_empty() {
-                        return Ok(());
-                    }
-                }
-                Err(e) => {
-                    self.fatal_error(e);
-                    return Ok(());
-                }
-            }
-            self.add_writer();
-        }
-        self.buffer.borrow_mut().extend(data);
-        self.maybe_pause_protocol();
-        Ok(())
-    }
-
-    /// Several buffers as one `send` when they are small and nothing is
-    /// buffered (asyncio 3.12 joins them with `sendmsg`); otherwise one
-    /// `write` each, which buffers everything after the first partial send.
-    fn writelines(&self, list: &[&[u8]]) -> Result<()> {
-        // asyncio checks `_eof` and a sendfile in progress before it looks
-        // at the list, and its messages name writelines().
-        self.check_can_write("writelines")?;
-        if list.is_empty() {
-            return Ok(());
-        }
-        let total: usize = list.iter().map(|d| d.len()).sum();
-        if list.len() > 1 && total <= WRITELINES_JOIN_MAX && self.buffer.borrow().is_empty() {
-            let mut joined = Vec::with_capacity(total);
-            for d in list {
-                joined.extend_from_slice(d);
-            }
-            return self.write(&joined);
-        }
-        for d in list {
-            self.write(d)?;
-        }
-        Ok(())
-    }
-
-    fn write_eof(&self) -> Result<()> {
-        if self.base.closing.get() || self.eof.get() {
-            return Ok(());
-        }
-        self.eof.set(true);
-        if self.buffer.borrow().is_empty() {
-            // asyncio raises shutdown's OSError to the caller.
-            self.shutdown_write()?;
-        }
-        Ok(())
-    }
-
-    fn can_write_eof(&self) -> bool {
-        true
-    }
-
-    fn abort(&self) {
-        self.force_close(None);
-    }
-
-    fn as_socket_transport(&self) -> Option<&SocketTransport> {
-        Some(self)
     }
 }
 
