@@ -89,38 +89,31 @@
 //! O(log n); here a set clones a small `HashMap`, which is plenty for the
 //! handful of variables a program has.
 //!
+//! The code is split by concept: this file holds [`Context`] and
+//! [`copy_context`], and where the current context lives (the running
+//! task's header, or the context entered outside any task); the child
+//! modules below hold the rest. Their public names are re-exported here,
+//! so every path stays `tulip::contextvars::NAME`.
+//!
+//! | file | holds | Python / asyncio |
+//! |---|---|---|
+//! | `contextvars/var.rs` | [`ContextVar`], [`Token`] | `contextvars.ContextVar`, `contextvars.Token` |
+//! | `contextvars/loop_contexts.rs` | the contexts callbacks and tasks run in: a handle's snapshot, a reader's or signal handler's one context, a new task's, `Task::get_context`, an eager start | `Handle._context` (`events.py`), `Task._context`, `Task.get_context`, `__eager_start` (`tasks.py`) |
+//!
 //! # Invariants
 //! - A context map is never mutated once it is shared: `set` builds a new
 //!   one and swaps it in (into the task header, or into the [`Context`]).
-//! - A task created without [`TaskOptions::context`] starts with a snapshot
-//!   of its creator's current values; one created with it holds that very
-//!   [`Context`] (shared, never copied).
 //! - [`Context::run`] restores the caller's context on every way out of the
 //!   closure, a panic included; a `Context` is entered at most once at a
 //!   time (a second `run` fails), and a task already running in it counts
 //!   as entered (also while an eager task it creates takes its first step).
-//! - A variable's id is assigned once (on first use) and never reused.
 //! - Off the loop, outside [`Context::run`], there is no context: `get`
 //!   gives `None`, and `set` fails. A loop callback with no context
 //!   gets one at its first `set`, marked with the loop's `entry_seq`; once
 //!   the loop runs another entry (or reports the callback's failure) that
 //!   one is stale, and the next look at `OUTSIDE` drops it, with any
-//!   context its values' destructors made meanwhile. A repeating
-//!   callback's (`RepeatContext`) is taken out of `OUTSIDE` as its call
-//!   ends, before that, and kept for its next calls.
-//! - A callback scheduled where some value is current runs inside a
-//!   [`Context`] of its own, a snapshot taken when it was scheduled; only
-//!   its handle holds that context (and whoever took it with
-//!   `Handle::get_context`, as asyncio's `get_context()` hands it out).
-//!   One given a context (`call_soon_in`) runs in that context itself.
-//!   Either runs not at all if its context is entered then (reported as
-//!   its error). A reader's, writer's or signal handler's is never handed
-//!   out, so entering it never fails.
-//! - While a loop runs, a context [`Context::run`] entered around the run
-//!   is put aside (and put back when the run ends): no callback runs in it.
-//! - A task's own context is one context from its creation on: the map it
-//!   holds, and the [`Context`] that `Task::get_context` makes of that map
-//!   (once), are its values before and after; a token of either resets it.
+//!   context its values' destructors made meanwhile. (A repeating
+//!   callback's is kept instead: see `loop_contexts.rs`.)
 //! - Each [`Context::run`] in a task, and each eager start of a task by a
 //!   task (the creator's frame), pushes one frame on `TASK_FRAMES` and pops
 //!   it on every way out; a task's outermost frame holds its own context
@@ -128,22 +121,27 @@
 //!
 //! [`TaskOptions::context`]: crate::TaskOptions::context
 
+mod loop_contexts;
+mod var;
+
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
-use std::marker::PhantomData;
-use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::event_loop::{try_running_loop, EventLoop};
 use crate::tasks::set_current_context;
 
+pub(crate) use loop_contexts::{
+    callback_context, eager_start, new_task_context, put_outside_aside, task_context, OutsideAside,
+    RepeatContext,
+};
+pub use var::{ContextVar, Token};
+
 /// The values of one context: variable id → value.
 type Map = HashMap<usize, Rc<dyn Any>>;
-
-static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
 thread_local! {
     /// The context [`Context::run`] entered while no task was running.
@@ -175,7 +173,7 @@ struct ContextCell {
     entered: Cell<bool>,
     /// The id of the task whose own context this is, made a [`Context`]
     /// by `Task::get_context` (0: none). The tokens of the sets the task
-    /// made before then belong to it (see [`ContextKey::same`]).
+    /// made before then belong to it (see `ContextKey::same`, in `var.rs`).
     task: Cell<u64>,
     /// Made by a `set` in a loop callback that ran with no context: that
     /// callback's own, for as long as the loop's `entry_seq` is this.
@@ -280,477 +278,6 @@ fn current_map() -> Option<Rc<Map>> {
         Current::Task(ctx) => map_of(&ctx?),
         Current::Outside(cell) => Some(cell.map()),
         Current::Nothing => None,
-    }
-}
-
-/// The context a callback scheduled now will run in (asyncio's `Handle`
-/// takes `contextvars.copy_context()`): a snapshot of the current values,
-/// or `None` when there are none. Such a callback then runs with no
-/// context, as it would in an empty copy, except that `set` fails there;
-/// and scheduling it costs nothing more.
-#[inline]
-pub(crate) fn callback_context() -> Option<Context> {
-    if !VALUES_SET.with(Cell::get) {
-        return None;
-    }
-    snapshot_for_callback()
-}
-
-#[inline(never)]
-fn snapshot_for_callback() -> Option<Context> {
-    let map = current_map()?;
-    if map.is_empty() {
-        return None;
-    }
-    Some(Context {
-        cell: ContextCell::new(map),
-    })
-}
-
-/// The context of a callback that runs more than once: a reader's or a
-/// writer's (`add_io`), a signal handler's. asyncio's handle holds one
-/// `copy_context()` for all its calls, so what one call sets, the next one
-/// sees, also when the copy started empty. Here the snapshot is taken when
-/// the callback is registered ([`callback_context`]); with no values then,
-/// there is none, and the context the callback's first `set` makes (see
-/// [`callback_own_context`]) is kept when that call returns, to be the one
-/// later calls run in. Until a value is first set on the thread, a call
-/// costs one thread-local load more than the bare callback.
-pub(crate) struct RepeatContext(Cell<Option<Context>>);
-
-impl RepeatContext {
-    /// The context of a callback registered now.
-    #[inline]
-    pub(crate) fn new() -> RepeatContext {
-        RepeatContext(Cell::new(callback_context()))
-    }
-
-    /// Runs one call of the callback in its context (asyncio's
-    /// `Handle._run`), or with none, keeping the one its `set` made.
-    #[inline]
-    pub(crate) fn run<R>(&self, f: impl FnOnce() -> R) -> R {
-        match self.0.take() {
-            Some(ctx) => {
-                self.0.set(Some(ctx.clone()));
-                ctx.run_callback(f)
-            }
-            None => {
-                let _keep = KeepOwn(&self.0);
-                f()
-            }
-        }
-    }
-}
-
-/// Moves the context a callback's `set` made into its [`RepeatContext`]
-/// when the call ends, however it ends (asyncio's handle keeps the sets of
-/// a call that raised, too).
-struct KeepOwn<'a>(&'a Cell<Option<Context>>);
-
-impl Drop for KeepOwn<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        if VALUES_SET.with(Cell::get) {
-            keep_callback_own_context(self.0);
-        }
-    }
-}
-
-/// The running entry's own context (made by [`callback_own_context`] while
-/// this entry runs, so it is the callback's), moved out of `OUTSIDE` into
-/// `slot`, as an ordinary context: no longer dropped when the loop moves on.
-#[inline(never)]
-fn keep_callback_own_context(slot: &Cell<Option<Context>>) {
-    let Some(lp) = try_running_loop() else {
-        return;
-    };
-    let seq = lp.inner.entry_seq.get();
-    let own = OUTSIDE.with(|o| {
-        let mut o = o.borrow_mut();
-        match &*o {
-            Some(cell) if cell.callback.get() == Some(seq) => o.take(),
-            _ => None,
-        }
-    });
-    if let Some(cell) = own {
-        cell.callback.set(None);
-        slot.set(Some(Context { cell }));
-    }
-}
-
-/// The context [`Context::run`] entered outside the loop, put aside while
-/// the loop runs (`run_forever`) and put back when it returns, however.
-pub(crate) struct OutsideAside(Option<Rc<ContextCell>>);
-
-/// Puts aside the context entered around a loop run: in asyncio every
-/// callback runs in its own context (`Handle._context.run`), never in the
-/// one `run_forever` was called in, so a callback scheduled with no values
-/// (or a transport's protocol call) must not see, nor set, that one. The
-/// tasks made before the run (`tulip::run`'s main task) have copied it
-/// already.
-pub(crate) fn put_outside_aside() -> OutsideAside {
-    OutsideAside(OUTSIDE.with(|o| o.borrow_mut().take()))
-}
-
-impl Drop for OutsideAside {
-    fn drop(&mut self) {
-        let cell = self.0.take();
-        let inner = OUTSIDE.with(|o| o.replace(cell));
-        drop(inner);
-    }
-}
-
-/// The context a new task of `lp` starts with (used by `create_task_with`):
-/// `explicit` itself (asyncio's `context=`), else a snapshot of the
-/// creator's current values — the current task's, or, with no task running,
-/// the context [`Context::run`] entered.
-pub(crate) fn new_task_context(lp: &EventLoop, explicit: Option<Context>) -> Option<Rc<dyn Any>> {
-    if let Some(ctx) = explicit {
-        return Some(ctx.cell);
-    }
-    match lp.current_task_context() {
-        // A shared Context: snapshot its map.
-        Some(Some(ctx)) if ctx.is::<ContextCell>() => map_of(&ctx).map(|m| m as Rc<dyn Any>),
-        // The task's own immutable map: share it (or a task with no values yet).
-        Some(ctx) => ctx,
-        // Outside any task: the thread's own context.
-        None => outside(try_running_loop().as_ref()).map(|c| c.map() as Rc<dyn Any>),
-    }
-}
-
-/// asyncio's `Task.get_context()`: the context task `task` runs in. One
-/// created with [`TaskOptions::context`](crate::TaskOptions::context)
-/// holds that [`Context`]; any other holds its own values as an immutable
-/// map, which becomes a `Context` now (once): the task's later sets then
-/// change it in place, seen by every holder of the returned handle, as in
-/// Python, where the task's context is that object all along. `own` is
-/// the task header's context; while the task is inside a [`Context::run`]
-/// its own context waits in that run's [`TaskFrame`] (the outermost one
-/// of the task) instead.
-pub(crate) fn task_context(task: u64, own: &Cell<Option<Rc<dyn Any>>>) -> Context {
-    let framed = TASK_FRAMES.with(|f| {
-        let mut frames = f.borrow_mut();
-        let frame = frames.iter_mut().find(|fr| fr.task == task)?;
-        let (ctx, made) = as_context(&mut frame.prev, task);
-        if made {
-            // The task runs in it, under this frame's `run`: entered, as
-            // the frame's `outer` would have marked it (and will unmark it).
-            ctx.cell.entered.set(true);
-            frame.outer = Some((ctx.cell.clone(), false));
-        }
-        Some(ctx)
-    });
-    if let Some(ctx) = framed {
-        return ctx;
-    }
-    let mut slot = own.take();
-    let (ctx, _) = as_context(&mut slot, task);
-    own.set(slot);
-    ctx
-}
-
-/// Runs `step`, an eager task's first step (asyncio's `__eager_start`),
-/// which asyncio runs inside its creator's step: the new task's
-/// `self._context.run(...)` nests in the creator's own `_context.run`, so
-/// the creator's context stays entered meanwhile, and the new task cannot
-/// enter it (`RuntimeError`) nor change the creator's values through it. A
-/// creator that is a task gets a [`TaskFrame`] for that time, as for a
-/// [`Context::run`] of its own: its context is marked entered, and
-/// `Task::get_context` finds it there. A callback's context is entered by
-/// the callback's own run already.
-pub(crate) fn eager_start<R>(lp: &EventLoop, step: impl FnOnce() -> R) -> R {
-    let Some((task, prev)) = lp.current_task_id_and_context() else {
-        return step();
-    };
-    let outer = prev
-        .clone()
-        .and_then(|c| c.downcast::<ContextCell>().ok())
-        .map(|c| {
-            let was = c.entered.replace(true);
-            (c, was)
-        });
-    TASK_FRAMES.with(|f| f.borrow_mut().push(TaskFrame { task, prev, outer }));
-    let _creator = CreatorFrame;
-    step()
-}
-
-/// Pops the creator's frame when its eager task's first step is over,
-/// however (the creator is the current task again by then).
-struct CreatorFrame;
-
-impl Drop for CreatorFrame {
-    fn drop(&mut self) {
-        pop_task_frame();
-    }
-}
-
-/// The [`Context`] a task's context slot stands for, putting one in the
-/// slot if it held a map (true: made now).
-fn as_context(slot: &mut Option<Rc<dyn Any>>, task: u64) -> (Context, bool) {
-    if let Some(cell) = slot.clone().and_then(|c| c.downcast::<ContextCell>().ok()) {
-        return (Context { cell }, false);
-    }
-    let map = slot
-        .take()
-        .and_then(|c| c.downcast::<Map>().ok())
-        .unwrap_or_default();
-    let cell = ContextCell::new(map);
-    cell.task.set(task);
-    *slot = Some(cell.clone());
-    (Context { cell }, true)
-}
-
-/// Python's `contextvars.ContextVar`: a value per task, inherited by the
-/// tasks it creates.
-///
-/// ```
-/// use tulip::ContextVar;
-/// static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
-///
-/// tulip::run(async {
-///     REQUEST_ID.set("12345".to_string())?;
-///     let child = tulip::create_task(async {
-///         let seen = REQUEST_ID.get();          // inherited
-///         REQUEST_ID.set("child".to_string())?; // not seen by the parent
-///         Ok(seen)
-///     })?;
-///     assert_eq!(child.await?.as_deref(), Some("12345"));
-///     assert_eq!(REQUEST_ID.get().as_deref(), Some("12345"));
-///     Ok(())
-/// }).unwrap();
-/// ```
-pub struct ContextVar<T> {
-    name: &'static str,
-    /// 0 until first use.
-    id: AtomicUsize,
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<T: Clone + 'static> ContextVar<T> {
-    /// A new variable, with no value in any context.
-    pub const fn new(name: &'static str) -> ContextVar<T> {
-        ContextVar {
-            name,
-            id: AtomicUsize::new(0),
-            _t: PhantomData,
-        }
-    }
-
-    /// The variable's name.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn id(&self) -> usize {
-        let id = self.id.load(Ordering::Relaxed);
-        if id != 0 {
-            return id;
-        }
-        let new = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        match self
-            .id
-            .compare_exchange(0, new, Ordering::Relaxed, Ordering::Relaxed)
-        {
-            Ok(_) => new,
-            Err(existing) => existing,
-        }
-    }
-
-    fn get_in(&self, map: &Map) -> Option<T> {
-        map.get(&self.id())?.downcast_ref::<T>().cloned()
-    }
-
-    /// The value in the current context (the current task's, or the one
-    /// [`Context::run`] entered), if set there or inherited.
-    pub fn get(&self) -> Option<T> {
-        let map = current_map()?;
-        self.get_in(&map)
-    }
-
-    /// The value, or `default` (Python's `var.get(default)`).
-    pub fn get_or(&self, default: T) -> T {
-        self.get().unwrap_or(default)
-    }
-
-    /// Sets the value in the current context, and returns the [`Token`]
-    /// that undoes it with [`reset`](Self::reset) (its
-    /// [`old_value`](Token::old_value) is the value before). Fails outside a
-    /// task and outside [`Context::run`].
-    ///
-    /// In a task's own context the change is private to the task; in a
-    /// [`Context`] (one the task was created with, or one entered by
-    /// [`Context::run`]) it changes that `Context`, for all who share it.
-    pub fn set(&self, value: T) -> Result<Token<T>> {
-        let (old, ctx) = self.replace(Some(value))?;
-        Ok(Token {
-            var: self.id(),
-            name: self.name,
-            old,
-            ctx,
-        })
-    }
-
-    /// Python's `var.reset(token)`: puts the variable back as it was before
-    /// the [`set`](Self::set) that made `token` (unset, if it had no
-    /// value). As in Python, a token of another variable, or one made in
-    /// another context, is an [`Error::InvalidArgument`]; a token cannot be
-    /// used twice (`reset` takes it).
-    pub fn reset(&self, token: Token<T>) -> Result<()> {
-        if token.var != self.id() {
-            return Err(Error::invalid_argument(format!(
-                "{token:?} was created by a different ContextVar, not {:?}: \
-                 reset it with the ContextVar whose set() returned it",
-                self.name
-            )));
-        }
-        if !ContextKey::of(current()).is_some_and(|k| k.same(&token.ctx)) {
-            return Err(Error::invalid_argument(format!(
-                "{token:?} was created in a different Context: \
-                 reset it in the context where set() returned it"
-            )));
-        }
-        self.replace(token.old).map(|_| ())
-    }
-
-    /// Sets (or, with `None`, removes) the value; returns the old one and
-    /// the context it was changed in.
-    fn replace(&self, value: Option<T>) -> Result<(Option<T>, ContextKey)> {
-        if value.is_some() {
-            VALUES_SET.with(|v| v.set(true));
-        }
-        let id = self.id();
-        let update = |map: Option<&Map>| {
-            let mut map = map.cloned().unwrap_or_default();
-            let old = match value {
-                Some(v) => map.insert(id, Rc::new(v)),
-                None => map.remove(&id),
-            };
-            (map, old.and_then(|o| o.downcast_ref::<T>().cloned()))
-        };
-        match current() {
-            Current::Task(ctx) => match ctx.map(|c| c.downcast::<ContextCell>()) {
-                // Created with, or running inside, a shared Context.
-                Some(Ok(cell)) => {
-                    let (map, old) = update(Some(&cell.map()));
-                    cell.replace(map);
-                    Ok((old, ContextKey::Cell(Rc::downgrade(&cell))))
-                }
-                // The task's own immutable map (or none yet).
-                ctx => {
-                    let own = ctx
-                        .and_then(|c| c.err())
-                        .and_then(|c| c.downcast::<Map>().ok());
-                    let (map, old) = update(own.as_deref());
-                    let swapped = set_current_context(Some(Rc::new(map)));
-                    debug_assert!(swapped, "a task is running");
-                    Ok((old, ContextKey::current_task()))
-                }
-            },
-            Current::Outside(cell) => {
-                let (map, old) = update(Some(&cell.map()));
-                cell.replace(map);
-                Ok((old, ContextKey::Cell(Rc::downgrade(&cell))))
-            }
-            Current::Nothing => match callback_own_context() {
-                Some(cell) => {
-                    let (map, old) = update(None);
-                    cell.replace(map);
-                    Ok((old, ContextKey::Cell(Rc::downgrade(&cell))))
-                }
-                None => Err(Error::runtime(
-                    "context values can only be set inside a task, a loop callback or Context::run(): call set() from one",
-                )),
-            },
-        }
-    }
-}
-
-/// Python's `contextvars.Token`: made by [`ContextVar::set`], taken by
-/// [`ContextVar::reset`] to undo that set.
-///
-/// ```
-/// use tulip::ContextVar;
-/// static LEVEL: ContextVar<u32> = ContextVar::new("level");
-///
-/// tulip::run(async {
-///     let token = LEVEL.set(1)?;
-///     assert_eq!(token.old_value(), None); // Python's Token.MISSING
-///     let inner = LEVEL.set(2)?;
-///     assert_eq!(inner.old_value(), Some(&1));
-///     LEVEL.reset(inner)?;
-///     assert_eq!(LEVEL.get(), Some(1));
-///     LEVEL.reset(token)?;
-///     assert_eq!(LEVEL.get(), None);
-///     Ok(())
-/// }).unwrap();
-/// ```
-pub struct Token<T> {
-    /// The variable's id, and its name for messages.
-    var: usize,
-    name: &'static str,
-    old: Option<T>,
-    /// The context the set changed.
-    ctx: ContextKey,
-}
-
-impl<T> Token<T> {
-    /// The value the variable had before the set (`None`: it had none,
-    /// Python's `Token.MISSING`).
-    pub fn old_value(&self) -> Option<&T> {
-        self.old.as_ref()
-    }
-}
-
-impl<T> fmt::Debug for Token<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<Token var=<ContextVar name='{}'>>", self.name)
-    }
-}
-
-/// Which context a set changed, for [`ContextVar::reset`]: a [`Context`]
-/// (held weakly: a token does not keep it alive), or a task's own values
-/// (by the task's id: they are replaced, not changed, by each set).
-#[derive(Clone)]
-enum ContextKey {
-    Cell(Weak<ContextCell>),
-    Task(u64),
-}
-
-impl ContextKey {
-    /// The key of the current context, if there is one.
-    fn of(current: Current) -> Option<ContextKey> {
-        match current {
-            Current::Task(ctx) => match ctx.map(|c| c.downcast::<ContextCell>()) {
-                Some(Ok(cell)) => Some(ContextKey::Cell(Rc::downgrade(&cell))),
-                _ => Some(ContextKey::current_task()),
-            },
-            Current::Outside(cell) => Some(ContextKey::Cell(Rc::downgrade(&cell))),
-            Current::Nothing => None,
-        }
-    }
-
-    /// The running task's own values.
-    fn current_task() -> ContextKey {
-        ContextKey::Task(crate::tasks::current_task().map_or(0, |t| t.id()))
-    }
-
-    fn same(&self, other: &ContextKey) -> bool {
-        match (self, other) {
-            (ContextKey::Cell(a), ContextKey::Cell(b)) => a.ptr_eq(b),
-            (ContextKey::Task(a), ContextKey::Task(b)) => a == b,
-            // A task's own values, before and after `get_context` made
-            // them a `Context`: one context all along, as in Python.
-            (ContextKey::Task(t), ContextKey::Cell(c))
-            | (ContextKey::Cell(c), ContextKey::Task(t)) => {
-                *t != 0 && c.upgrade().is_some_and(|c| c.task.get() == *t)
-            }
-        }
-    }
-}
-
-impl<T> fmt::Debug for ContextVar<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<ContextVar name='{}'>", self.name)
     }
 }
 
