@@ -261,7 +261,7 @@ pub(crate) struct LoopInner {
     /// Per-loop extension slots for other modules (signal table, child
     /// watcher, default executor), keyed by type.
     pub(crate) extensions: RefCell<Vec<Rc<dyn std::any::Any>>>,
-    /// Task wakers no one holds any more, for the next tasks (tasks.rs).
+    /// Task wakers no one holds any more, for the next tasks (tasks/waker.rs).
     pub(crate) waker_pool: crate::tasks::WakerPool,
     /// How many of the strong references are `LoopRef`s.
     internal_refs: Cell<usize>,

@@ -18,6 +18,19 @@
 //! A body that never started is not polled at all (asyncio throws into it at
 //! its first line). Dropping a `Task` handle cancels nothing.
 //!
+//! This file holds the task itself: its cell, its step, `cancel` and
+//! `uncancel`, and the step's flags. The rest is split by concept into the
+//! child modules below; their public names are re-exported here, so every
+//! path stays `tulip::tasks::NAME`.
+//!
+//! | file | holds | asyncio |
+//! |---|---|---|
+//! | `tasks/create.rs` | [`TaskOptions`], [`create_task`], [`EventLoop::create_task`], eager start | `Task.__init__`, `__eager_start`, `BaseEventLoop.create_task`, `create_task` |
+//! | `tasks/waker.rs` | the task's waker and the loop's pool of idle ones | `Task.__wakeup` (through `call_soon`) |
+//! | `tasks/await_hooks.rs` | what a runtime future asks the stepping task at an await: a cancel to throw, a bare yield, `fut_waiter` | `__step`'s `coro.throw`, `__sleep0`, `_fut_waiter` |
+//! | `tasks/task_api.rs` | the public methods of [`Task`], awaiting a task | `Task.cancel`, `cancelling`, `uncancel`, `get_name`, `result`, `__await__` |
+//! | `tasks/introspection.rs` | [`TaskRef`], [`WaitTask`], [`current_task`], [`all_tasks`], the current task's context | `current_task`, `all_tasks`, `Task.get_context` |
+//!
 //! # Invariants
 //! - Nothing a task owns unwinds into the loop: a panic in the body's poll
 //!   or `Drop` becomes the task's error or a report, and so does one in its
@@ -29,9 +42,6 @@
 //! - `scheduled` is true exactly while the task's step sits in the ready
 //!   queue, so a step is queued at most once. A done task may sit there once
 //!   more, unscheduled, to run its done notifications (`futures::Notify`).
-//! - A task's waker is made at its first step and goes back to the loop's
-//!   pool when the task is done, only if no clone of it is left: a waker
-//!   someone still holds is never re-aimed at another task.
 //! - The step's flags (`StepFlags`: a cancel to throw, a bare yield asked
 //!   for, the stepping task's waker) live in a thread-local for exactly the
 //!   duration of one poll of the body; a nested step (an eager task started
@@ -47,34 +57,30 @@
 //!   set by `enter_task` and restored by `leave_task` (an eager task started
 //!   inside another task's step puts its creator back).
 
+mod await_hooks;
+mod create;
+mod introspection;
+mod task_api;
+mod waker;
+
 use std::any::Any;
 use std::cell::Cell;
-use std::fmt;
 use std::future::Future as StdFuture;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
 use crate::error::{panic_message, Error, Result};
-use crate::event_loop::{
-    get_running_loop, try_running_loop, with_running_if, EventLoop, ExceptionContext, Interrupt,
-    Ready, Runnable, TaskFactory,
-};
-use crate::futures::{CallbackId, Cancel, FutureCore, Notify, Owner, State};
-use crate::threadsafe::{Remote, Shared};
+use crate::event_loop::{EventLoop, ExceptionContext, Interrupt, Ready, Runnable};
+use crate::futures::{CallbackId, Cancel, FutureCore, Owner, State};
 
-/// asyncio's `_task_name_counter`: names are `Task-1`, `Task-2`, ... A
-/// task created without a name takes the next number, as its id and its
-/// name; one created with a name takes none (3.13's `Task.__init__` calls
-/// the counter only `if name is None`).
-static TASK_COUNTER: AtomicU64 = AtomicU64::new(1);
-/// The ids of tasks created with a name: a range of their own, above every
-/// number `TASK_COUNTER` will reach, so that they stay unique without
-/// taking a `Task-N` number.
-static NAMED_TASK_COUNTER: AtomicU64 = AtomicU64::new(1 << 63);
+pub(crate) use await_hooks::{bare_yield, set_fut_waiter_on, take_throw, take_throw_on};
+pub use create::{create_task, create_task_named, TaskOptions};
+pub(crate) use introspection::set_current_context;
+pub use introspection::{all_tasks, current_task, TaskRef, WaitTask};
+pub(crate) use waker::{WakerPool, WakerSlot};
 
 // ===== the non-generic part of a task =====
 
@@ -146,102 +152,6 @@ pub(crate) trait AnyTask: Runnable {
     fn remove_done_callback(&self, id: CallbackId) -> usize;
 }
 
-/// The waker of a task: its slab key and id, and the way to its loop.
-///
-/// Made at the task's first step, not at `create_task` (a task cancelled
-/// before it starts never needs one), and recycled when the task is done
-/// and no one else holds a clone: most tasks (a trivial child of `gather`,
-/// a task that never suspends) then cost no waker allocation at all. The
-/// key and id are atomics only so that a recycled waker can be re-aimed;
-/// a waker is recycled only when no clone of it is left, so no holder ever
-/// sees it re-aimed. What `wake_task` checks the id against is a stale
-/// `(key, id)` message already in the thread-safe channel.
-pub(crate) struct TaskWaker {
-    shared: Arc<Shared>,
-    key: AtomicUsize,
-    id: AtomicU64,
-}
-
-/// The loop's pool of idle task wakers (see [`TaskWaker`]): the one put
-/// back last in a plain `Cell` (a task that finishes in the step that made
-/// its waker hands it straight to the next task, the common case in a
-/// gather), the others in a list.
-#[derive(Default)]
-pub(crate) struct WakerPool {
-    last: Cell<Option<WakerSlot>>,
-    more: std::cell::RefCell<Vec<WakerSlot>>,
-}
-
-/// At most this many idle wakers are kept per loop.
-const WAKER_POOL_MAX: usize = 64;
-
-/// A task's waker, with the `Arc` behind it, so that the task can tell at
-/// its end whether anyone else still holds a clone. Pooled as a pair: no
-/// reference count changes hands when a waker is reused.
-pub(crate) struct WakerSlot {
-    arc: Arc<TaskWaker>,
-    waker: Waker,
-}
-
-impl WakerSlot {
-    /// A waker aimed at task `(key, id)`: a pooled one, or a new one.
-    /// Once per task, out of the step's hot path.
-    #[inline(never)]
-    fn new(lp: &EventLoop, key: usize, id: u64) -> WakerSlot {
-        let pool = &lp.inner.waker_pool;
-        let pooled = match pool.last.take() {
-            Some(slot) => Some(slot),
-            None => pool.more.borrow_mut().pop(),
-        };
-        if let Some(slot) = pooled {
-            // Ours alone (see `recycle`): no other thread can read these.
-            slot.arc.key.store(key, Ordering::Relaxed);
-            slot.arc.id.store(id, Ordering::Relaxed);
-            return slot;
-        }
-        let arc = Arc::new(TaskWaker {
-            shared: lp.inner.shared.clone(),
-            key: AtomicUsize::new(key),
-            id: AtomicU64::new(id),
-        });
-        let waker = Waker::from(arc.clone());
-        WakerSlot { arc, waker }
-    }
-
-    /// The task is done: back to the pool if no clone is left anywhere
-    /// (the two references are the slot's own: `arc` and `waker`).
-    fn recycle(self, lp: &EventLoop) {
-        if Arc::strong_count(&self.arc) == 2 {
-            // Pairs with the release decrement of the last clone dropped on
-            // another thread: its reads of key/id come before our re-aiming.
-            std::sync::atomic::fence(Ordering::Acquire);
-            let pool = &lp.inner.waker_pool;
-            if let Some(older) = pool.last.replace(Some(self)) {
-                let mut more = pool.more.borrow_mut();
-                if more.len() < WAKER_POOL_MAX {
-                    more.push(older);
-                }
-            }
-        }
-    }
-}
-
-impl Wake for TaskWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref()
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let key = self.key.load(Ordering::Relaxed);
-        let id = self.id.load(Ordering::Relaxed);
-        // On the loop's own thread while it runs: a plain push onto the ready queue.
-        if !with_running_if(&self.shared, |inner| inner.wake_task(key, id)) {
-            // Elsewhere: through the thread-safe queue. A closed loop drops the wake.
-            let _ = self.shared.send(Remote::Wake(key, id));
-        }
-    }
-}
-
 // ===== the typed task =====
 
 struct TaskCell<T, F> {
@@ -299,130 +209,6 @@ impl<T> Clone for Task<T> {
             inner: self.inner.clone(),
         }
     }
-}
-
-/// Options for [`EventLoop::create_task_with`].
-#[derive(Clone, Debug, Default)]
-pub struct TaskOptions {
-    /// The task's name; `Task-N` if `None` (a task given a name takes no
-    /// `N`, as in asyncio 3.13).
-    pub name: Option<String>,
-    /// Start eagerly (asyncio 3.12's eager tasks, C6); `None` follows the
-    /// loop's task factory. As in asyncio, a task starts eagerly only when
-    /// created on the running loop; otherwise its first step is scheduled.
-    pub eager: Option<bool>,
-    /// asyncio's `create_task(coro, context=ctx)`: the task runs in this
-    /// [`Context`](crate::Context) itself, as asyncio's does (no copy), so
-    /// its `ContextVar::set`s change `ctx` for every holder of it. `None`:
-    /// a copy of the creator's current context (asyncio's default).
-    pub context: Option<crate::contextvars::Context>,
-}
-
-impl EventLoop {
-    /// asyncio's `loop.create_task(coro)`: wraps `fut` in a task and
-    /// schedules its first step (or runs it now with the eager factory).
-    #[track_caller]
-    pub fn create_task<T, F>(&self, fut: F) -> Result<Task<T>>
-    where
-        T: 'static,
-        F: StdFuture<Output = Result<T>> + 'static,
-    {
-        self.create_task_with(fut, TaskOptions::default())
-    }
-
-    /// `create_task` with a name, an eager start and/or a context (see
-    /// [`TaskOptions`]).
-    pub fn create_task_with<T, F>(&self, fut: F, opts: TaskOptions) -> Result<Task<T>>
-    where
-        T: 'static,
-        F: StdFuture<Output = Result<T>> + 'static,
-    {
-        self.check_closed()?;
-        let counter = match opts.name {
-            None => &TASK_COUNTER,
-            Some(_) => &NAMED_TASK_COUNTER,
-        };
-        let id = counter.fetch_add(1, Ordering::Relaxed);
-        let mut tasks = self.inner.tasks.borrow_mut();
-        let entry = tasks.vacant_entry();
-        let key = entry.key();
-        let key = u32::try_from(key).expect("more than 4 billion pending tasks");
-        let cell = Rc::new(TaskCell {
-            header: TaskHeader {
-                id,
-                key,
-                extra: Cell::new(opts.name.map(|n| {
-                    Box::new(TaskExtra {
-                        name: Some(n.into_boxed_str()),
-                        cancel_message: None,
-                    })
-                })),
-                scheduled: Cell::new(false),
-                must_cancel: Cell::new(false),
-                num_cancels_requested: Cell::new(0),
-                fut_waiter: Cell::new(None),
-                started: Cell::new(false),
-                log_destroy_pending: Cell::new(true),
-                waker: Cell::new(None),
-                context: Cell::new(crate::contextvars::new_task_context(self, opts.context)),
-            },
-            core: FutureCore::new(self.clone()),
-            body: Cell::new(Some(Box::pin(fut))),
-        });
-        entry.insert(cell.clone());
-        drop(tasks);
-        let eager = opts
-            .eager
-            .unwrap_or(self.inner.task_factory.get() == TaskFactory::Eager);
-        // asyncio's Task.__init__: `if eager_start and self._loop.is_running()`.
-        // Off the running loop (e.g. run_until_complete's own task) the first
-        // step is scheduled as usual, so the body finds its running loop.
-        if eager && self.is_running() {
-            // asyncio's __eager_start: run the first step now, as the current
-            // task, then put the creator back. A task that finishes here is
-            // never scheduled.
-            let interrupted = crate::contextvars::eager_start(self, || cell.clone().step());
-            if interrupted {
-                interrupt_from_task();
-            }
-        } else {
-            cell.header.scheduled.set(true);
-            self.inner
-                .ready
-                .borrow_mut()
-                .push_back(cell.clone() as Ready);
-        }
-        Ok(Task { inner: cell })
-    }
-}
-
-/// asyncio's `create_task(coro)`: creates a task on the running loop.
-#[track_caller]
-pub fn create_task<T, F>(fut: F) -> Result<Task<T>>
-where
-    T: 'static,
-    F: StdFuture<Output = Result<T>> + 'static,
-{
-    get_running_loop()?.create_task(fut)
-}
-
-/// `create_task` with a name.
-pub fn create_task_named<T, F>(fut: F, name: impl Into<String>) -> Result<Task<T>>
-where
-    T: 'static,
-    F: StdFuture<Output = Result<T>> + 'static,
-{
-    get_running_loop()?.create_task_with(
-        fut,
-        TaskOptions {
-            name: Some(name.into()),
-            ..TaskOptions::default()
-        },
-    )
-}
-
-fn interrupt_from_task() -> ! {
-    std::panic::resume_unwind(Box::new(Interrupt))
 }
 
 impl<T: 'static, F: StdFuture<Output = Result<T>> + 'static> TaskCell<T, F> {
@@ -826,7 +612,7 @@ fn clone_cell<T: Clone>(cell: &Cell<Option<T>>) -> Option<T> {
     out
 }
 
-// ===== enter / leave, and the hooks runtime futures call =====
+// ===== enter / leave, and the step's flags =====
 
 #[inline]
 fn enter_task(lp: &EventLoop, task: Rc<dyn AnyTask>) -> Option<Rc<dyn AnyTask>> {
@@ -867,16 +653,6 @@ pub(crate) fn waker_id(w: &Waker) -> (usize, usize) {
     (w.data() as usize, std::ptr::from_ref(w.vtable()) as usize)
 }
 
-/// Called by a runtime future of loop `lp` at the start of its `poll`: if
-/// the current task has a cancel to throw at this await, takes it.
-#[inline]
-pub(crate) fn take_throw_on(lp: &EventLoop) -> Option<Error> {
-    if !take_step_throw() {
-        return None;
-    }
-    Some(Error::Cancelled(current_cancel_message(lp)))
-}
-
 /// Takes the step's throw flag: true if a cancel is to be thrown now.
 #[inline]
 fn take_step_throw() -> bool {
@@ -887,333 +663,6 @@ fn take_step_throw() -> bool {
     flags.throw = false;
     STEP.set(flags);
     true
-}
-
-/// The cancel message of `lp`'s current task (for a throw).
-fn current_cancel_message(lp: &EventLoop) -> Option<Arc<str>> {
-    let cur = lp.inner.current_task.borrow();
-    cur.as_ref().and_then(|t| t.header().cancel_message())
-}
-
-/// asyncio's bare `yield` (`__sleep0`), called by a future at its first
-/// poll: `Err(Cancelled)` if the current task has a cancel to throw at this
-/// await (as [`take_throw_on`]); else, if the future is polled with the
-/// stepping task's own waker, the step will reschedule the task when the
-/// body returns `Pending`, with no wake-up through the waker, and the
-/// answer is `Ok(true)`. `Ok(false)`: some other waker (a combinator's own,
-/// or no task), which the caller must wake itself.
-#[inline]
-pub(crate) fn bare_yield(waker: &Waker) -> Result<bool> {
-    if let Some(err) = take_throw() {
-        return Err(err);
-    }
-    let mut flags = STEP.get();
-    if flags.waker != (0, 0) && flags.waker == waker_id(waker) {
-        flags.yield_now = true;
-        STEP.set(flags);
-        return Ok(true);
-    }
-    Ok(false)
-}
-
-/// Called by a runtime future of loop `lp` that is about to return
-/// `Pending`, before it registers the waker: it becomes the current task's
-/// `fut_waiter`. Fails if the task stepping now belongs to another loop
-/// (asyncio's `__step`: "Task ... got Future ... attached to a different
-/// loop"); the future must then not suspend, nor register the waker.
-#[inline]
-pub(crate) fn set_fut_waiter_on(lp: &EventLoop, w: Rc<dyn Cancel>) -> Result<()> {
-    let cur = lp.inner.current_task.borrow();
-    let Some(t) = cur.as_ref() else {
-        drop(cur);
-        return check_no_foreign_step();
-    };
-    let old = t.header().fut_waiter.replace(Some(w));
-    drop(cur);
-    drop(old);
-    Ok(())
-}
-
-/// A runtime future whose loop runs no task is polled: fine outside any
-/// step (a plain executor, a callback), an error inside the step of a task
-/// of another loop.
-#[cold]
-#[inline(never)]
-fn check_no_foreign_step() -> Result<()> {
-    if STEP.get().waker == (0, 0) {
-        return Ok(());
-    }
-    let task = crate::event_loop::with_running_loop(|lp| {
-        let cur = lp.inner.current_task.borrow();
-        cur.as_ref().map(|t| t.describe())
-    })
-    .flatten()
-    .unwrap_or_else(|| "<Task>".into());
-    Err(Error::runtime(format!(
-        "Task {task} got a Future attached to a different loop: await only futures made by the loop the task runs on"
-    )))
-}
-
-/// [`take_throw_on`] for the running loop (for futures that do not know their loop).
-pub(crate) fn take_throw() -> Option<Error> {
-    if !take_step_throw() {
-        return None;
-    }
-    let msg = crate::event_loop::with_running_loop(current_cancel_message).flatten();
-    Some(Error::Cancelled(msg))
-}
-
-impl EventLoop {
-    /// The context values of this loop's current task (contextvars.rs).
-    /// The running task's context values: `None` outside a task,
-    /// `Some(None)` in a task that has none yet.
-    pub(crate) fn current_task_context(&self) -> Option<Option<Rc<dyn Any>>> {
-        let cur = self.inner.current_task.borrow();
-        cur.as_ref().map(|t| t.header().context())
-    }
-
-    /// The running task's id and context values (contextvars.rs), `None`
-    /// outside a task.
-    pub(crate) fn current_task_id_and_context(&self) -> Option<(u64, Option<Rc<dyn Any>>)> {
-        let cur = self.inner.current_task.borrow();
-        cur.as_ref().map(|t| (t.header().id, t.header().context()))
-    }
-
-    pub(crate) fn current_context(&self) -> Option<Rc<dyn Any>> {
-        let cur = self.inner.current_task.borrow();
-        let ctx = cur.as_ref()?.header().context();
-        ctx
-    }
-}
-
-/// Replaces the current task's context values (`None`: none, as an empty
-/// map); false outside a task.
-pub(crate) fn set_current_context(ctx: Option<Rc<dyn Any>>) -> bool {
-    let Some(lp) = try_running_loop() else {
-        return false;
-    };
-    let cur = lp.inner.current_task.borrow();
-    match cur.as_ref() {
-        Some(t) => {
-            let old = t.header().context.replace(ctx);
-            drop(cur);
-            drop(old);
-            true
-        }
-        None => false,
-    }
-}
-
-/// True if `task` is the task running right now.
-fn is_current(lp: &EventLoop, task: &Rc<dyn AnyTask>) -> bool {
-    lp.inner
-        .current_task
-        .borrow()
-        .as_ref()
-        .is_some_and(|cur| std::ptr::addr_eq(Rc::as_ptr(cur), Rc::as_ptr(task)))
-}
-
-// ===== the public Task API =====
-
-impl<T: 'static> Task<T> {
-    fn any(&self) -> Rc<dyn AnyTask> {
-        self.inner.clone().as_any()
-    }
-
-    /// Requests cancellation (asyncio's `cancel()`); see the module docs.
-    /// Returns false if the task is already done.
-    ///
-    /// ```
-    /// tulip::run(async {
-    ///     let t = tulip::create_task(async { tulip::sleep(10.0).await?; Ok(()) })?;
-    ///     tulip::sleep(0.0).await?; // let it start: it now waits in sleep()
-    ///     assert!(t.cancel_with("shutting down"));
-    ///     let err = t.clone().await.unwrap_err(); // await t: CancelledError
-    ///     assert!(matches!(err, tulip::Error::Cancelled(Some(ref m)) if &**m == "shutting down"));
-    ///     assert!(t.cancelled());
-    ///     assert!(!t.cancel()); // already done
-    ///     Ok(())
-    /// }).unwrap();
-    /// ```
-    pub fn cancel(&self) -> bool {
-        self.any().cancel(None)
-    }
-
-    /// `cancel()` with a message, carried by the `Cancelled` error (C3).
-    pub fn cancel_with(&self, msg: impl Into<Arc<str>>) -> bool {
-        self.any().cancel(Some(msg.into()))
-    }
-
-    /// How many cancel requests are pending (asyncio's `cancelling()`).
-    pub fn cancelling(&self) -> u32 {
-        self.inner.header().num_cancels_requested.get()
-    }
-
-    /// Takes back one cancel request (asyncio 3.13's `uncancel()`): when the
-    /// count drops to zero, a cancel not yet delivered is dropped too.
-    pub fn uncancel(&self) -> u32 {
-        uncancel(self.inner.header())
-    }
-
-    /// True once the task has finished, failed or was cancelled.
-    pub fn done(&self) -> bool {
-        self.inner.done()
-    }
-
-    /// True if the task ended cancelled.
-    pub fn cancelled(&self) -> bool {
-        self.inner.cancelled()
-    }
-
-    /// The error the task failed with (asyncio's `exception()`).
-    pub fn exception(&self) -> Result<Option<Error>> {
-        self.inner.core().exception()
-    }
-
-    /// The task's name (asyncio's `get_name()`).
-    pub fn name(&self) -> String {
-        self.inner.header().name()
-    }
-
-    /// Renames the task (asyncio's `set_name()`).
-    pub fn set_name(&self, name: impl Into<String>) {
-        self.inner.header().set_name(name.into());
-    }
-
-    /// A process-unique id. A task created without a name is named
-    /// `Task-{id}`; one created with a name takes no `Task-N` number (as
-    /// in asyncio 3.13), and its id comes from a range of its own, 2^63
-    /// and up.
-    pub fn id(&self) -> u64 {
-        self.inner.header().id
-    }
-
-    /// The loop that runs the task. A task does not keep its loop open:
-    /// once the last [`EventLoop`] handle is dropped, the loop is closed
-    /// (see [`EventLoop`]'s `Drop`), and this gives the closed loop.
-    pub fn get_loop(&self) -> EventLoop {
-        self.inner.loop_().clone()
-    }
-
-    /// The [`Context`](crate::Context) the task runs in (asyncio's
-    /// `Task.get_context()`): the one it was created with
-    /// ([`TaskOptions::context`]), or its own, which holds what it
-    /// inherited and has set. It is the task's context itself, not a copy:
-    /// [`Context::run`](crate::Context::run) on it (while the task is not
-    /// running) sees and changes the task's values, and a task created
-    /// with it ([`TaskOptions::context`]) shares them.
-    ///
-    /// ```
-    /// use tulip::ContextVar;
-    /// static USER: ContextVar<&str> = ContextVar::new("user");
-    ///
-    /// tulip::run(async {
-    ///     let t = tulip::create_task(async {
-    ///         USER.set("ann")?;
-    ///         tulip::sleep(0.0).await?;
-    ///         Ok(USER.get())
-    ///     })?;
-    ///     tulip::sleep(0.0).await?;               // t has set "ann" and waits
-    ///     let ctx = t.get_context();
-    ///     assert_eq!(ctx.get(&USER), Some("ann"));
-    ///     ctx.run(|| USER.set("bob"))??;          // changes t's own value
-    ///     assert_eq!(t.await?, Some("bob"));
-    ///     Ok(())
-    /// }).unwrap();
-    /// ```
-    pub fn get_context(&self) -> crate::contextvars::Context {
-        self.inner.header().get_context()
-    }
-
-    /// asyncio's `task._log_destroy_pending = False`: the task is not
-    /// reported if its loop closes with it pending.
-    pub(crate) fn no_log_destroy_pending(&self) {
-        self.inner.header().log_destroy_pending.set(false);
-    }
-
-    /// The task's loop, borrowed (no user handle is made).
-    pub(crate) fn loop_ref(&self) -> &EventLoop {
-        self.inner.loop_()
-    }
-
-    /// Adds a callback called with the task once it is done, via `call_soon`,
-    /// in a snapshot of the context values current now (see
-    /// [`Future::add_done_callback`](crate::Future::add_done_callback)).
-    #[track_caller]
-    pub fn add_done_callback(&self, f: impl FnOnce(&Task<T>) + 'static) -> CallbackId {
-        self.inner.core().add_done_callback(self, None, f)
-    }
-
-    /// asyncio's `add_done_callback(fn, context=ctx)`: `f` runs in `ctx`
-    /// itself, not in a snapshot (see
-    /// [`EventLoop::call_soon_in`](crate::EventLoop::call_soon_in)).
-    #[track_caller]
-    pub fn add_done_callback_in(
-        &self,
-        ctx: crate::contextvars::Context,
-        f: impl FnOnce(&Task<T>) + 'static,
-    ) -> CallbackId {
-        self.inner.core().add_done_callback(self, Some(ctx), f)
-    }
-
-    /// Removes a done callback; returns how many were removed.
-    pub fn remove_done_callback(&self, id: CallbackId) -> usize {
-        self.inner.core().remove_done_callback(id)
-    }
-
-    /// A done callback that does not take the task (the runtime's own).
-    #[track_caller]
-    pub(crate) fn add_done_hook(&self, f: impl FnOnce() + 'static) -> CallbackId {
-        self.inner.core().add_done_hook(f)
-    }
-
-    /// A done notification, with no allocation (see `futures::Notify`);
-    /// true if the task was done.
-    pub(crate) fn add_notify(&self, n: Rc<dyn Notify>, index: u32) -> bool {
-        self.inner.core().add_notify(self, n, index)
-    }
-
-    /// Moves the result out, for a task with one reader and a result type
-    /// that is not `Clone`.
-    pub fn take_result(&self) -> Result<T> {
-        self.inner.core().take_result()
-    }
-
-    /// True while the task's error was not retrieved (F3).
-    pub(crate) fn error_unretrieved(&self) -> bool {
-        self.inner.core().error_unretrieved()
-    }
-
-    /// A type-erased reference to this task.
-    pub fn as_ref(&self) -> TaskRef {
-        TaskRef { inner: self.any() }
-    }
-
-    /// Resolves when the task is done, without reading its result.
-    pub fn wait_done(&self) -> WaitTask {
-        WaitTask {
-            task: self.any(),
-            waiter: None,
-        }
-    }
-
-    /// True if both values are the same task.
-    pub fn ptr_eq(&self, other: &Task<T>) -> bool {
-        std::ptr::addr_eq(Rc::as_ptr(&self.inner), Rc::as_ptr(&other.inner))
-    }
-
-    /// Number of done callbacks and wakers registered.
-    pub fn callback_count(&self) -> usize {
-        self.inner.core().callback_count()
-    }
-}
-
-impl<T: Clone + 'static> Task<T> {
-    /// The task's result (asyncio's `result()`): `Err(InvalidState)` while
-    /// pending, `Err(Cancelled)` if cancelled, the body's error if it failed.
-    pub fn result(&self) -> Result<T> {
-        self.inner.core().result()
-    }
 }
 
 fn uncancel(h: &TaskHeader) -> u32 {
@@ -1243,230 +692,6 @@ fn is_stepping(h: &TaskHeader) -> bool {
         cur.as_ref().is_some_and(|t| std::ptr::eq(t.header(), h))
     })
     .unwrap_or(false)
-}
-
-impl<T: Clone + 'static> StdFuture for Task<T> {
-    type Output = Result<T>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let lp = self.inner.loop_();
-        let core = self.inner.core();
-        if let Some(err) = take_throw_on(lp) {
-            // As a future's: an awaited task that ended cancelled gives its own.
-            if core.cancelled() {
-                return Poll::Ready(core.result());
-            }
-            return Poll::Ready(Err(err));
-        }
-        if core.done() {
-            // A done task is never the running one: no self-await check.
-            return Poll::Ready(core.result());
-        }
-        let any = self.any();
-        if is_current(lp, &any) {
-            return Poll::Ready(Err(Error::runtime(format!(
-                "task cannot await on itself: {} would wait for ever",
-                any.describe()
-            ))));
-        }
-        if let Err(e) = set_fut_waiter_on(lp, any.into_cancel()) {
-            return Poll::Ready(Err(e));
-        }
-        core.add_waker(cx.waker());
-        Poll::Pending
-    }
-}
-
-impl<T> fmt::Debug for Task<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.inner.describe())
-    }
-}
-
-/// A task of any result type: what [`current_task`] and [`all_tasks`] return.
-#[derive(Clone)]
-pub struct TaskRef {
-    inner: Rc<dyn AnyTask>,
-}
-
-impl TaskRef {
-    /// Requests cancellation, like [`Task::cancel`].
-    pub fn cancel(&self) -> bool {
-        self.inner.clone().cancel(None)
-    }
-
-    /// `cancel()` with a message.
-    pub fn cancel_with(&self, msg: impl Into<Arc<str>>) -> bool {
-        self.inner.clone().cancel(Some(msg.into()))
-    }
-
-    /// How many cancel requests are pending.
-    pub fn cancelling(&self) -> u32 {
-        self.inner.header().num_cancels_requested.get()
-    }
-
-    /// Takes back one cancel request.
-    pub fn uncancel(&self) -> u32 {
-        uncancel(self.inner.header())
-    }
-
-    /// True once the task is done.
-    pub fn done(&self) -> bool {
-        self.inner.done()
-    }
-
-    /// True if the task ended cancelled.
-    pub fn cancelled(&self) -> bool {
-        self.inner.cancelled()
-    }
-
-    /// The task's name.
-    pub fn name(&self) -> String {
-        self.inner.header().name()
-    }
-
-    /// Renames the task.
-    pub fn set_name(&self, name: impl Into<String>) {
-        self.inner.header().set_name(name.into());
-    }
-
-    /// The task's process-unique id.
-    pub fn id(&self) -> u64 {
-        self.inner.header().id
-    }
-
-    /// Resolves when the task is done.
-    pub fn wait_done(&self) -> WaitTask {
-        WaitTask {
-            task: self.inner.clone(),
-            waiter: None,
-        }
-    }
-
-    /// True if both refer to the same task.
-    pub fn ptr_eq(&self, other: &TaskRef) -> bool {
-        std::ptr::addr_eq(Rc::as_ptr(&self.inner), Rc::as_ptr(&other.inner))
-    }
-
-    /// The loop that runs the task. A task does not keep its loop open:
-    /// once the last [`EventLoop`] handle is dropped, the loop is closed
-    /// (see [`EventLoop`]'s `Drop`), and this gives the closed loop.
-    pub fn get_loop(&self) -> EventLoop {
-        self.inner.loop_().clone()
-    }
-
-    /// The error the task failed with, if it failed (not if cancelled).
-    pub fn error(&self) -> Option<Error> {
-        self.inner.error()
-    }
-
-    /// The [`Context`](crate::Context) the task runs in (see
-    /// [`Task::get_context`]).
-    pub fn get_context(&self) -> crate::contextvars::Context {
-        self.inner.header().get_context()
-    }
-}
-
-impl fmt::Debug for TaskRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.inner.describe())
-    }
-}
-
-/// What `wait_done` returns: resolves with `Ok(())` when the task is done,
-/// whatever its outcome (asyncio's `await asyncio.wait([task])`).
-///
-/// It is built the way asyncio builds `wait`: a waiter future that a done
-/// callback on the task releases (`_release_waiter`). The awaiting task's
-/// `fut_waiter` is that waiter, so cancelling the awaiting task ends the
-/// wait at once with `Err(Cancelled)` and leaves the awaited task running.
-/// A wait dropped before the task is done takes its callback off the task
-/// (asyncio's `_wait` removes `_on_completion` in its `finally:`).
-#[must_use = "futures do nothing unless awaited"]
-pub struct WaitTask {
-    task: Rc<dyn AnyTask>,
-    /// The waiter, and the id of the done callback that releases it.
-    waiter: Option<(crate::futures::Future<()>, CallbackId)>,
-}
-
-impl StdFuture for WaitTask {
-    type Output = Result<()>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let this = &mut *self;
-        if this.waiter.is_none() {
-            if let Some(err) = take_throw_on(this.task.loop_()) {
-                return Poll::Ready(Err(err));
-            }
-            if this.task.done() {
-                return Poll::Ready(Ok(()));
-            }
-            let waiter = crate::futures::Future::with_loop(this.task.loop_());
-            let release = waiter.clone();
-            let id = this.task.clone().add_done_hook(Box::new(move || {
-                if !release.done() {
-                    let _ = release.set_result(());
-                }
-            }));
-            this.waiter = Some((waiter, id));
-        }
-        let (waiter, _) = this.waiter.as_mut().expect("set above");
-        Pin::new(waiter).poll(cx)
-    }
-}
-
-impl Drop for WaitTask {
-    fn drop(&mut self) {
-        if let Some((_, id)) = self.waiter.take() {
-            // A no-op once the task is done: its callbacks were scheduled.
-            self.task.remove_done_callback(id);
-        }
-    }
-}
-
-impl fmt::Debug for WaitTask {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WaitTask({})", self.task.describe())
-    }
-}
-
-/// asyncio's `current_task()`: the task running now, if any.
-///
-/// ```
-/// tulip::run(async {
-///     let t = tulip::create_task_named(async {
-///         Ok(tulip::current_task().unwrap().name())
-///     }, "worker")?;
-///     assert_eq!(tulip::all_tasks().len(), 2); // run()'s main task and `t`
-///     assert_eq!(t.await?, "worker");
-///     Ok(())
-/// }).unwrap();
-/// assert!(tulip::current_task().is_none()); // no loop is running
-/// ```
-pub fn current_task() -> Option<TaskRef> {
-    let lp = try_running_loop()?;
-    let cur = lp.inner.current_task.borrow().clone();
-    cur.map(|inner| TaskRef { inner })
-}
-
-/// asyncio's `all_tasks()`: the running loop's tasks that are not done.
-pub fn all_tasks() -> Vec<TaskRef> {
-    match get_running_loop() {
-        Ok(lp) => lp.all_tasks(),
-        Err(_) => Vec::new(),
-    }
-}
-
-impl EventLoop {
-    /// The loop's tasks that are not done.
-    pub fn all_tasks(&self) -> Vec<TaskRef> {
-        self.inner
-            .tasks
-            .borrow()
-            .iter()
-            .filter(|(_, t)| !t.done())
-            .map(|(_, t)| TaskRef { inner: t.clone() })
-            .collect()
-    }
 }
 
 #[cfg(test)]
