@@ -446,7 +446,11 @@ fn threads_that_keep_sending_cannot_hold_the_loop_in_one_iteration() {
                 let (go, stop) = (go.clone(), stop.clone());
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        let backlog = sent.load(Ordering::Relaxed) - ran.load(Ordering::Relaxed);
+                        // A call can run before its sender counts it, so `ran`
+                        // may be ahead of `sent` for a moment.
+                        let backlog = sent
+                            .load(Ordering::Relaxed)
+                            .saturating_sub(ran.load(Ordering::Relaxed));
                         let waiting = !go.load(Ordering::Relaxed) && backlog >= 1000;
                         if waiting || backlog >= BACKLOG {
                             std::thread::yield_now();
