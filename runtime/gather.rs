@@ -22,7 +22,9 @@
 //! - With `return_exceptions`, every child's error is marked retrieved when
 //!   the last child is done (asyncio's results list), awaited or not.
 //! - A gather whose cancel reached at least one child (`cancel_requested`)
-//!   ends with `Cancelled`, even if every child swallowed its cancel.
+//!   ends with `Cancelled`, even if every child swallowed its cancel; its
+//!   message is the last child's (asyncio's `_make_cancelled_error()` of
+//!   it: the message of its cancel, swallowed or not).
 //! - Callbacks only run through `call_soon`, so `return_exceptions()` set
 //!   right after `gather()` is seen by every callback.
 //! - Children done when the gather is made are counted at the first look
@@ -194,6 +196,15 @@ impl<T: 'static> Child<T> {
         match self {
             Child::Task(t) => t.exception(),
             Child::Future(f) => f.exception(),
+        }
+    }
+
+    /// asyncio's `_cancel_message`: a task's last must_cancel message; a
+    /// future keeps a message only by being cancelled.
+    pub(crate) fn cancel_message(&self) -> Option<Arc<str>> {
+        match self {
+            Child::Task(t) => t.cancel_message(),
+            Child::Future(_) => None,
         }
     }
 
@@ -390,11 +401,14 @@ pub(crate) mod sealed {
                 }
                 if self.cancel_requested.get() {
                     // asyncio: `outer.set_exception(fut._make_cancelled_error())`,
-                    // `fut` being the last child by then: the cancel's
-                    // message comes along if that child was cancelled.
-                    let e = match self.set.outcome_error(self.set.len() - 1) {
+                    // `fut` being the last child by then: its cancel's
+                    // message comes along, also when that child swallowed
+                    // the cancel (its `_cancel_message`, set when the cancel
+                    // came as a must_cancel).
+                    let last = self.set.len() - 1;
+                    let e = match self.set.outcome_error(last) {
                         Some(e) if e.is_cancelled() => e,
-                        _ => Error::cancelled(),
+                        _ => Error::Cancelled(self.set.cancel_message(last)),
                     };
                     *self.error.borrow_mut() = Some(e);
                 }
@@ -512,6 +526,9 @@ pub trait GatherSet: Sized {
     fn outcome_error(&self, i: usize) -> Option<Error>;
     #[doc(hidden)]
     fn cancel_all(&self, msg: Option<Arc<str>>) -> bool;
+    /// asyncio's `_cancel_message` of child `i`.
+    #[doc(hidden)]
+    fn cancel_message(&self, i: usize) -> Option<Arc<str>>;
     #[doc(hidden)]
     fn collect(&self) -> Result<Self::Output>;
     #[doc(hidden)]
@@ -541,6 +558,9 @@ impl<T: Clone + 'static> GatherSet for Vec<Child<T>> {
     }
     fn outcome_error(&self, i: usize) -> Option<Error> {
         self[i].outcome_error()
+    }
+    fn cancel_message(&self, i: usize) -> Option<Arc<str>> {
+        self[i].cancel_message()
     }
     fn cancel_all(&self, msg: Option<Arc<str>>) -> bool {
         let mut ret = false;
@@ -590,6 +610,12 @@ macro_rules! tuple_gather_set {
             fn outcome_error(&self, i: usize) -> Option<Error> {
                 $(if i == $i {
                     return self.$i.outcome_error();
+                })+
+                None
+            }
+            fn cancel_message(&self, i: usize) -> Option<Arc<str>> {
+                $(if i == $i {
+                    return self.$i.cancel_message();
                 })+
                 None
             }

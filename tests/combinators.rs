@@ -1396,6 +1396,40 @@ fn a_cancelled_gather_with_return_exceptions_keeps_the_cancel_message() {
 }
 
 #[test]
+fn a_gather_whose_last_child_swallowed_the_cancel_keeps_the_cancel_message() {
+    // conformance: K1, C3
+    // Found by the differential fuzzer (scripts/difffuzz). asyncio's
+    // `fut._make_cancelled_error()` on a last child that was NOT cancelled
+    // is CancelledError(its `_cancel_message`): the message its cancel
+    // left when it was delivered as a must_cancel (the child was running).
+    // Here the child cancels its own parent, which cancels the gather and
+    // so the child, with "bye"; the child swallows it; the gather still
+    // ends Cancelled('bye'), in 3.12 and 3.13.
+    tulip::run(async {
+        let parent: Rc<RefCell<Option<tulip::TaskRef>>> = Rc::default();
+        let p = parent.clone();
+        let t = create_task(async move {
+            let child = async move {
+                let me = p.borrow().clone().expect("the parent is known");
+                me.cancel_with("bye");
+                // The cancel reached this child as a must_cancel: swallow it.
+                assert!(sleep(0.0).await.unwrap_err().is_cancelled());
+                Ok(1)
+            };
+            Ok(gather(vec![child]).await.unwrap_err())
+        })?;
+        *parent.borrow_mut() = Some(t.as_ref());
+        t.wait_done().await?;
+        match t.result()? {
+            Error::Cancelled(Some(m)) => assert_eq!(&*m, "bye"),
+            e => panic!("expected Cancelled('bye'), got {e:?}"),
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn as_completed_made_before_its_loop_runs_keeps_its_timeout() {
     // conformance: K3
     // asyncio's _AsCompletedIterator takes its loop with get_event_loop(),
