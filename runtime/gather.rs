@@ -434,9 +434,14 @@ pub(crate) mod sealed {
         pub(crate) fn poll_outer(self: &Rc<Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
             self.settle();
             if let Some(err) = tasks::take_throw_on(&self.outer.core.lp) {
-                // asyncio's __wakeup takes the outer result before it throws.
+                // asyncio's __wakeup takes the outer result before it throws,
+                // and __step keeps an error that is already a CancelledError
+                // (as a future's or a task's poll does).
                 if self.outer.core.done() {
                     self.retrieved.set(true);
+                    if let Some(e @ Error::Cancelled(_)) = &*self.error.borrow() {
+                        return Poll::Ready(Err(e.clone()));
+                    }
                 }
                 return Poll::Ready(Err(err));
             }

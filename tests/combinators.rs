@@ -1430,6 +1430,32 @@ fn a_gather_whose_last_child_swallowed_the_cancel_keeps_the_cancel_message() {
 }
 
 #[test]
+fn a_second_cancel_meeting_a_cancelled_gather_gives_the_gathers_own_cancelled() {
+    // conformance: K1, C3
+    // Found by the differential fuzzer (scripts/difffuzz). The first
+    // cancel reaches the child; the second finds it done, so it is a
+    // must_cancel. When the task wakes, the gather is decided with the
+    // child's CancelledError('bye'), and asyncio's __step keeps an error
+    // that is already a CancelledError instead of throwing a new one
+    // (as tulip's own futures and tasks do): the body sees 'bye'.
+    tulip::run(async {
+        let f: tulip::Future<u32> = get_running_loop()?.create_future();
+        let g = f.clone();
+        let t = create_task(async move { Ok(gather(vec![g]).await.unwrap_err()) })?;
+        sleep(0.0).await?;
+        t.cancel_with("bye");
+        t.cancel();
+        match t.clone().await? {
+            Error::Cancelled(Some(m)) => assert_eq!(&*m, "bye"),
+            e => panic!("expected Cancelled('bye'), got {e:?}"),
+        }
+        assert!(f.cancelled());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn as_completed_made_before_its_loop_runs_keeps_its_timeout() {
     // conformance: K3
     // asyncio's _AsCompletedIterator takes its loop with get_event_loop(),
