@@ -27,6 +27,10 @@
 //!   it: the message of its cancel, swallowed or not).
 //! - Callbacks only run through `call_soon`, so `return_exceptions()` set
 //!   right after `gather()` is seen by every callback.
+//! - The gather's notification is on each child before the next child is
+//!   made (asyncio adds `_done_callback` child by child): under the eager
+//!   factory, where making a child runs its body, through a `LateNotify`
+//!   that passes it on to the gathering state once that exists.
 //! - Children done when the gather is made are counted at the first look
 //!   at it (a poll, `done()`, a cancel, a notification), before anything
 //!   else, as asyncio 3.12 counts them in `gather()` itself; each child is
@@ -340,6 +344,31 @@ pub(crate) mod sealed {
             }
             let some_done = GatherSet::watch(&core);
             core.unsettled.set(some_done);
+            core
+        }
+
+        /// [`start`](Self::start) for children that were watched through
+        /// `late` as they were made (see [`gather`](super::gather)).
+        pub(crate) fn start_watched(set: S, late: &LateNotify, some_done: bool) -> Rc<Self> {
+            let outer = match set.first_loop() {
+                Some(lp) => Future::with_loop(lp),
+                None => Future::new(),
+            };
+            let core = Rc::new(GatherCore {
+                outer,
+                set,
+                nfinished: Cell::new(0),
+                return_exceptions: Cell::new(false),
+                cancel_requested: Cell::new(false),
+                error: RefCell::new(None),
+                retrieved: Cell::new(false),
+                unsettled: Cell::new(some_done),
+                settled_notes: Cell::new(0),
+            });
+            if core.set.is_empty() {
+                let _ = core.outer.set_result(());
+            }
+            let _ = late.core.set(core.clone());
             core
         }
 
@@ -679,7 +708,91 @@ where
     F: StdFuture<Output = Result<T>> + 'static,
     I: IntoIterator<Item = F>,
 {
-    gather_set(futs.into_iter().map(Child::for_gather).collect())
+    let watch = GatherWatch::new();
+    let set: Vec<Child<T>> = futs
+        .into_iter()
+        .map(|f| watch.child(Child::for_gather(f)))
+        .collect();
+    watch.finish(set)
+}
+
+/// How [`gather`] and [`gather!`](crate::gather!) make their children:
+/// asyncio adds the gather's done callback to each child as soon as it has
+/// made it, so a child that starts eagerly and registers on an earlier
+/// child (say, with a gather of its own) comes after this gather there.
+/// Under the eager factory the notification is registered child by child,
+/// through a [`LateNotify`]; otherwise no child runs any code before the
+/// gather is made, and [`gather_set`] registers them all at once.
+#[doc(hidden)]
+pub struct GatherWatch {
+    late: Option<Rc<LateNotify>>,
+    next: Cell<usize>,
+    some_done: Cell<bool>,
+}
+
+impl fmt::Debug for GatherWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatherWatch")
+            .field("eager", &self.late.is_some())
+            .finish()
+    }
+}
+
+impl GatherWatch {
+    /// Looks at the running loop's task factory.
+    #[doc(hidden)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> GatherWatch {
+        let eager = crate::event_loop::try_running_loop()
+            .is_some_and(|lp| lp.task_factory() == crate::event_loop::TaskFactory::Eager);
+        GatherWatch {
+            late: eager.then(Rc::default),
+            next: Cell::new(0),
+            some_done: Cell::new(false),
+        }
+    }
+
+    /// Registers the gather on `child`, the next one, if it must be now.
+    #[doc(hidden)]
+    pub fn child<T: 'static>(&self, child: Child<T>) -> Child<T> {
+        if let Some(late) = &self.late {
+            let i = self.next.get();
+            self.next.set(i + 1);
+            if child.on_notify(late.clone(), i) {
+                self.some_done.set(true);
+            }
+        }
+        child
+    }
+
+    /// The gather of the children made through [`child`](Self::child).
+    #[doc(hidden)]
+    pub fn finish<S: GatherSet + 'static>(self, set: S) -> Gather<S> {
+        match self.late {
+            Some(late) => Gather {
+                core: GatherCore::start_watched(set, &late, self.some_done.get()),
+            },
+            None => gather_set(set),
+        }
+    }
+}
+
+/// A gather's notification registered on a child before the gathering
+/// state exists (under the eager factory, see [`gather`]): it passes the
+/// notification on once the state is made, which is before any can run
+/// (notifications run from the ready queue, and `gather` makes the state
+/// before it returns).
+#[derive(Default)]
+pub(crate) struct LateNotify {
+    core: std::cell::OnceCell<Rc<dyn Notify>>,
+}
+
+impl Notify for LateNotify {
+    fn notify(&self, index: u32) {
+        if let Some(core) = self.core.get() {
+            core.notify(index);
+        }
+    }
 }
 
 /// `gather` over any [`GatherSet`] (what [`gather!`](crate::gather!) calls).
@@ -701,9 +814,11 @@ pub fn gather_set<S: GatherSet + 'static>(set: S) -> Gather<S> {
 /// ```
 #[macro_export]
 macro_rules! gather {
-    ($($f:expr),+ $(,)?) => {
-        $crate::gather_set(($($crate::Child::for_gather($f),)+))
-    };
+    ($($f:expr),+ $(,)?) => {{
+        let watch = $crate::gather::GatherWatch::new();
+        let set = ($(watch.child($crate::Child::for_gather($f)),)+);
+        watch.finish(set)
+    }};
 }
 
 /// What [`gather`] returns: a future of all the results.

@@ -1456,6 +1456,77 @@ fn a_second_cancel_meeting_a_cancelled_gather_gives_the_gathers_own_cancelled() 
 }
 
 #[test]
+fn gather_registers_on_each_child_before_making_the_next_one() {
+    // conformance: K1, C6
+    // Found by the differential fuzzer (scripts/difffuzz). asyncio's
+    // gather adds its done callback to each child as soon as it has made
+    // it, so an eager child that starts a gather of its own on an earlier
+    // child registers after the outer gather: when that child fails, the
+    // outer gather hears first (['outer', 'inner'], 3.12 and 3.13).
+    tulip::run(async {
+        get_running_loop()?.set_task_factory(tulip::TaskFactory::Eager);
+        let log: Rc<RefCell<Vec<&str>>> = Rc::default();
+        let t1 = create_task(async {
+            sleep(0.01).await?;
+            Err::<u32, _>(Error::msg("boom"))
+        })?;
+        let (l1, l2, t1b, t1c) = (log.clone(), log.clone(), t1.clone(), t1.clone());
+        let outer = create_task(async move {
+            let mut inner = Some(async move {
+                let r = gather(vec![t1c]).await;
+                l1.borrow_mut().push("inner");
+                r.map(|_| 0)
+            });
+            // The children are made one by one, as the gather takes them.
+            let children = (0..2).map(|i| match i {
+                0 => tulip::Child::Task(t1b.clone()),
+                _ => tulip::Child::new(inner.take().expect("once")),
+            });
+            let r = gather(children).await;
+            l2.borrow_mut().push("outer");
+            r.map(|_| ())
+        })?;
+        assert!(outer.wait_done().await.is_ok());
+        sleep(0.02).await?;
+        assert_eq!(*log.borrow(), ["outer", "inner"]);
+        assert!(t1.exception()?.is_some());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn gather_macro_registers_on_each_child_before_making_the_next_one() {
+    // conformance: K1, C6
+    // gather! as gather above: the outer gather hears of t1 first.
+    tulip::run(async {
+        get_running_loop()?.set_task_factory(tulip::TaskFactory::Eager);
+        let log: Rc<RefCell<Vec<&str>>> = Rc::default();
+        let t1 = create_task(async {
+            sleep(0.01).await?;
+            Err::<u32, _>(Error::msg("boom"))
+        })?;
+        let (l1, l2, t1b, t1c) = (log.clone(), log.clone(), t1.clone(), t1.clone());
+        let outer = create_task(async move {
+            let inner = async move {
+                let r = gather(vec![t1c]).await;
+                l1.borrow_mut().push("inner");
+                r.map(|_| "x")
+            };
+            let r = tulip::gather!(t1b, inner).await;
+            l2.borrow_mut().push("outer");
+            r.map(|_| ())
+        })?;
+        assert!(outer.wait_done().await.is_ok());
+        sleep(0.02).await?;
+        assert_eq!(*log.borrow(), ["outer", "inner"]);
+        assert!(t1.exception()?.is_some());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn as_completed_made_before_its_loop_runs_keeps_its_timeout() {
     // conformance: K3
     // asyncio's _AsCompletedIterator takes its loop with get_event_loop(),
