@@ -348,7 +348,13 @@ fn run_op(env: Env, op: J) -> BoxFut<()> {
                 }
             }
             "uncancel" => env.log(label, kind, me().uncancel()),
-            "cancelling" => env.log(label, kind, me().cancelling()),
+            "cancelling" => match op.get(2) {
+                None => env.log(label, kind, me().cancelling()),
+                Some(t) => match env.task(t.str()) {
+                    Some(t) => env.log(label, kind, t.cancelling()),
+                    None => env.log(label, kind, "missing"),
+                },
+            },
             "raise" => {
                 let x = op[2].str();
                 env.log(label, kind, x);
@@ -363,9 +369,9 @@ fn run_op(env: Env, op: J) -> BoxFut<()> {
                 logged(&env, label, kind, t, |v| v.clone()).await?;
             }
             "gather" => {
-                let children: Vec<Child<String>> =
-                    op[2].arr().iter().map(|c| child(&env, c)).collect();
-                let g = tulip::gather(children);
+                // Made one by one as gather takes them, as asyncio's gather
+                // makes a task of each coroutine argument in turn.
+                let g = tulip::gather(op[2].arr().iter().map(|c| child(&env, c)));
                 if op[3].truthy() {
                     let f = |v: &Vec<Result<String>>| {
                         let v: Vec<String> = v.iter().map(fmt_res).collect();

@@ -241,7 +241,8 @@ async def run_op(env, op):
     elif kind == "uncancel":
         env.log(label, kind, me.uncancel())
     elif kind == "cancelling":
-        env.log(label, kind, me.cancelling())
+        t = me if len(op) == 2 else env.tasks.get(op[2])
+        env.log(label, kind, "missing" if t is None else t.cancelling())
     elif kind == "raise":
         env.log(label, kind, op[2])
         raise UserError(op[2])
