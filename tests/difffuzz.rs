@@ -347,6 +347,35 @@ fn run_op(env: Env, op: J) -> BoxFut<()> {
                     None => env.log(label, kind, "missing"),
                 }
             }
+            "cancel_soon" => {
+                // A cancel from a callback (call_soon, or call_later k ticks).
+                let task = if op[2].str() == "self" {
+                    Some(me())
+                } else {
+                    env.task(op[2].str()).map(|t| t.as_ref())
+                };
+                let Some(task) = task else {
+                    env.log(label, kind, "missing");
+                    return Ok(());
+                };
+                let msg = match &op[3] {
+                    J::Str(m) => Some(m.clone()),
+                    _ => None,
+                };
+                let (env2, label) = (env.clone(), label.to_string());
+                let cb = move || {
+                    let r = match msg {
+                        Some(m) => task.cancel_with(m),
+                        None => task.cancel(),
+                    };
+                    env2.log(&label, "cancel_soon", py_bool(r));
+                };
+                let lp = tulip::get_running_loop()?;
+                match env.ticks(&op[4]) {
+                    None => drop(lp.call_soon(cb)?),
+                    Some(d) => drop(lp.call_later(d, cb)?),
+                }
+            }
             "uncancel" => env.log(label, kind, me().uncancel()),
             "cancelling" => match op.get(2) {
                 None => env.log(label, kind, me().cancelling()),

@@ -58,12 +58,12 @@ class Gen:
             return self.r.choice(refs)
         return [self.label("c"), self.ops(owner, depth + 1, False, 1, 3)]
 
-    def children(self, owner, depth, refs_ok=True):
+    def children(self, owner, depth, refs_ok=True, dups=False):
         out, used = [], set()
         for _ in range(self.r.randint(1, 3)):
             c = self.child(owner, depth, refs_ok)
             if isinstance(c, str):
-                if c in used:
+                if c in used and not dups:
                     continue
                 used.add(c)
             out.append(c)
@@ -73,7 +73,7 @@ class Gen:
         r = self.r
         L = self.label()
         nested = depth < 1 + self.size
-        choices = [("sleep", 20), ("sleep0", 8), ("cancel", 12), ("uncancel", 3),
+        choices = [("sleep", 20), ("sleep0", 8), ("cancel", 12), ("cancel_soon", 4), ("uncancel", 3),
                    ("cancelling", 4), ("raise", 4)]
         if nested:
             choices += [("try", 10), ("gather", 6), ("shield", 4), ("wait_for", 5),
@@ -94,6 +94,9 @@ class Gen:
             if owner > 0:
                 targets = targets + ["self"]
             return [kind, L, r.choice(targets), r.choice([None, "m" + L])]
+        if kind == "cancel_soon":
+            return [kind, L, r.choice(self.names + ["self"]), r.choice([None, "m" + L]),
+                    r.choice([None, None, 1, 2, 3])]
         if kind == "raise":
             return [kind, L, "x" + L]
         if kind == "try":
@@ -101,7 +104,7 @@ class Gen:
         if kind == "await":
             return [kind, L, r.choice(self.refs(owner))]
         if kind == "gather":
-            return [kind, L, self.children(owner, depth), r.random() < 0.5]
+            return [kind, L, self.children(owner, depth, dups=True), r.random() < 0.5]
         if kind == "shield":
             return [kind, L, self.child(owner, depth)]
         if kind == "wait_for":

@@ -238,6 +238,18 @@ async def run_op(env, op):
             env.log(label, kind, "missing")
         else:
             env.log(label, kind, t.cancel(op[3]) if op[3] is not None else t.cancel())
+    elif kind == "cancel_soon":
+        # A cancel from a callback (call_soon, or call_later k ticks).
+        t = me if op[2] == "self" else env.tasks.get(op[2])
+        if t is None:
+            env.log(label, kind, "missing")
+        else:
+            def cb():
+                env.log(label, kind, t.cancel(op[3]) if op[3] is not None else t.cancel())
+            if op[4] is None:
+                loop.call_soon(cb)
+            else:
+                loop.call_later(op[4] * TICK, cb)
     elif kind == "uncancel":
         env.log(label, kind, me.uncancel())
     elif kind == "cancelling":
