@@ -2,8 +2,8 @@
 //!
 //! A program of the fuzzer's DSL (JSON: a few tasks, each a list of ops such
 //! as `sleep`, `cancel`, `uncancel`, `gather`, `shield`, `wait_for`, `wait`,
-//! `timeout`, `TaskGroup`) runs here on tulip's public API and appends one
-//! line per op to a trace; `scripts/difffuzz/interp.py` is the same
+//! `as_completed`, `timeout`, `TaskGroup`) runs here on tulip's public API
+//! and appends one line per op to a trace; `scripts/difffuzz/interp.py` is the same
 //! interpreter on asyncio, and `scripts/difffuzz/fuzz.py` generates
 //! programs, runs both and compares (see DEVELOPERS.md).
 //!
@@ -18,7 +18,7 @@
 //! programs whose timers are at least half a tick apart, so the traces do
 //! not depend on how late the loop wakes.
 //!
-//! The corpus exercises: C1 C2 C3 C6 K1 K2 K4 K5 K6 K7.
+//! The corpus exercises: C1 C2 C3 C6 K1 K2 K3 K4 K5 K6 K7.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -452,6 +452,20 @@ fn run_op(env: Env, op: J) -> BoxFut<()> {
                 };
                 logged(&env, label, kind, w, |v| v.clone()).await?;
             }
+            "as_completed" => {
+                let children: Vec<Child<String>> =
+                    op[2].arr().iter().map(|c| child(&env, c)).collect();
+                let t = env.ticks(&op[3]);
+                let body = async move {
+                    let mut out = Vec::new();
+                    for f in tulip::as_completed(children, t) {
+                        // The child's error, a timeout, or a cancel of ours.
+                        out.push(fmt_res(&f.await));
+                    }
+                    Ok(format!("[{}]", out.join(",")))
+                };
+                logged(&env, label, kind, body, |v| v.clone()).await?;
+            }
             "timeout" => {
                 let cm = tulip::timeout(env.ticks(&op[2]));
                 let mut scopes = (*env.scopes).clone();
@@ -648,6 +662,7 @@ fn difffuzz_driver() {
 // conformance: C6
 // conformance: K1
 // conformance: K2
+// conformance: K3
 // conformance: K4
 // conformance: K5
 // conformance: K6

@@ -77,7 +77,7 @@ class Gen:
                    ("cancelling", 4), ("raise", 4)]
         if nested:
             choices += [("try", 10), ("gather", 6), ("shield", 4), ("wait_for", 5),
-                        ("wait", 5), ("timeout", 8), ("taskgroup", 5)]
+                        ("wait", 5), ("as_completed", 4), ("timeout", 8), ("taskgroup", 5)]
         if self.refs(owner):
             choices.append(("await", 8))
         if in_scope:
@@ -117,6 +117,8 @@ class Gen:
             return [kind, L, self.children(owner, depth),
                     r.choice(["first_completed", "first_exception", "all_completed"]),
                     r.choice([None, None, 1, 2, 3])]
+        if kind == "as_completed":
+            return [kind, L, self.children(owner, depth), r.choice([None, None, 1, 2, 3])]
         if kind == "timeout":
             return [kind, L, r.choice([None, 1, 2, 3, 4]), self.ops(owner, depth + 1, True, 1, 4)]
         if kind == "reschedule":
@@ -177,7 +179,7 @@ def shrink_candidates(prog):
                 yield from lists(op[2], path + [i, 2])
             if kind in ("timeout", "taskgroup"):
                 yield from lists(op[3], path + [i, 3])
-            if kind in ("gather", "wait", "taskgroup"):
+            if kind in ("gather", "wait", "as_completed", "taskgroup"):
                 for k, c in enumerate(op[2]):
                     if isinstance(c, list):
                         yield from lists(c[1], path + [i, 2, k, 1])

@@ -285,6 +285,23 @@ async def run_op(env, op):
             await asyncio.wait(fs, timeout=t, return_when=mode)
             return "".join("D" if f.done() else "P" for f in fs)
         await logged(env, label, kind, w())
+    elif kind == "as_completed":
+        fs = [child_aw(env, c, True) for c in op[2]]
+        t = None if op[3] is None else op[3] * TICK
+        if sum(f.done() for f in fs) > 1:
+            # asyncio hears of children done already in set(aws) order:
+            # their order in the results changes from run to run.
+            loop.racy = True
+
+        async def body():
+            out = []
+            for f in asyncio.as_completed(fs, timeout=t):
+                try:
+                    out.append(fmt_res(await f))
+                except BaseException as e:  # the child's error, a timeout, or our cancel
+                    out.append(fmt_err(e))
+            return out
+        await logged(env, label, kind, body())
     elif kind == "timeout":
         cm = asyncio.timeout(None if op[2] is None else op[2] * TICK)
 
