@@ -547,15 +547,27 @@ fn run_program(prog: &J, tick: f64) -> Vec<String> {
         }
         let _ = run_body(env.clone(), "main".into(), prog.get("main").clone()).await;
         let me = tulip::current_task().expect("main is a task");
+        // Waits for every task left; a cancel of main pending from its own
+        // ops is taken first (see interp.py).
+        if let Err(e) = tulip::sleep(0.0).await {
+            env.trace
+                .borrow_mut()
+                .push(format!("drain raise {}", fmt_err(&e)));
+        }
         loop {
-            let others: Vec<_> = tulip::all_tasks()
+            let mut others: Vec<_> = tulip::all_tasks()
                 .into_iter()
                 .filter(|t| !t.ptr_eq(&me) && !t.done())
                 .collect();
             if others.is_empty() {
                 break;
             }
+            // In creation order, as the Python side sorts them.
+            others.sort_by_key(|t| t.id());
             for t in others {
+                if t.done() {
+                    continue;
+                }
                 if let Err(e) = t.wait_done().await {
                     env.trace
                         .borrow_mut()

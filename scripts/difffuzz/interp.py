@@ -328,10 +328,29 @@ async def run_op(env, op):
         raise ValueError("unknown op %r" % kind)
 
 
+CREATED = {}  # task -> creation number (tulip's task ids count the same way)
+
+
+def numbering_factory(eager):
+    """The program's task factory (eager or not), numbering tasks as they
+    are made: before an eager one starts, as tulip gives a task its id."""
+    counter = [0]
+
+    def factory(loop, coro, **kwargs):
+        counter[0] += 1
+        n = counter[0]
+        if eager:
+            t = asyncio.eager_task_factory(loop, coro, **kwargs)
+        else:
+            t = asyncio.Task(coro, loop=loop, **kwargs)
+        CREATED[t] = n
+        return t
+    return factory
+
+
 async def main(prog, trace):
     loop = asyncio.get_running_loop()
-    if prog.get("eager"):
-        loop.set_task_factory(asyncio.eager_task_factory)
+    loop.set_task_factory(numbering_factory(prog.get("eager")))
     tasks = {}
     env = Env(trace, tasks)
     # Created last to first: a task refers only to tasks after it, which
@@ -343,13 +362,23 @@ async def main(prog, trace):
     except BaseException:
         pass
     me = asyncio.current_task()
+    # Waits for every task left (tulip: `TaskRef::wait_done`, which returns
+    # at once for a done task). A cancel of main pending from its own ops
+    # is taken first, so that it does not depend on which wait it meets.
+    try:
+        await asyncio.sleep(0)
+    except BaseException as e:
+        trace.append("drain raise " + fmt_err(e))
     while True:
         others = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
         if not others:
             break
+        # In creation order (tulip's too): all_tasks() is a set.
+        others.sort(key=lambda t: CREATED[t])
         for t in others:
             try:
-                await asyncio.wait([t])
+                if not t.done():
+                    await asyncio.wait([t])
             except BaseException as e:
                 trace.append("drain raise " + fmt_err(e))
     for name, _ in prog["tasks"]:
@@ -362,6 +391,7 @@ async def main(prog, trace):
 
 
 def run_program(prog):
+    CREATED.clear()
     trace = []
     holder = {}
 
