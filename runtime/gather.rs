@@ -322,6 +322,23 @@ pub(crate) mod sealed {
 
     impl<S: GatherSet + 'static> GatherCore<S> {
         pub(crate) fn start(set: S) -> Rc<GatherCore<S>> {
+            let core = Self::make(set);
+            let some_done = GatherSet::watch(&core);
+            core.unsettled.set(some_done);
+            core
+        }
+
+        /// [`start`](Self::start) for children that were watched through
+        /// `late` as they were made (see [`gather`](super::gather)).
+        pub(crate) fn start_watched(set: S, late: &LateNotify, some_done: bool) -> Rc<Self> {
+            let core = Self::make(set);
+            core.unsettled.set(some_done);
+            let _ = late.core.set(core.clone());
+            core
+        }
+
+        /// The gathering state, its children not watched yet.
+        fn make(set: S) -> Rc<GatherCore<S>> {
             // asyncio: `outer = _GatheringFuture(children, loop=loop)`, the
             // loop of the children, whichever loop is current here.
             let outer = match set.first_loop() {
@@ -342,33 +359,6 @@ pub(crate) mod sealed {
             if core.set.is_empty() {
                 let _ = core.outer.set_result(());
             }
-            let some_done = GatherSet::watch(&core);
-            core.unsettled.set(some_done);
-            core
-        }
-
-        /// [`start`](Self::start) for children that were watched through
-        /// `late` as they were made (see [`gather`](super::gather)).
-        pub(crate) fn start_watched(set: S, late: &LateNotify, some_done: bool) -> Rc<Self> {
-            let outer = match set.first_loop() {
-                Some(lp) => Future::with_loop(lp),
-                None => Future::new(),
-            };
-            let core = Rc::new(GatherCore {
-                outer,
-                set,
-                nfinished: Cell::new(0),
-                return_exceptions: Cell::new(false),
-                cancel_requested: Cell::new(false),
-                error: RefCell::new(None),
-                retrieved: Cell::new(false),
-                unsettled: Cell::new(some_done),
-                settled_notes: Cell::new(0),
-            });
-            if core.set.is_empty() {
-                let _ = core.outer.set_result(());
-            }
-            let _ = late.core.set(core.clone());
             core
         }
 
@@ -721,7 +711,7 @@ where
 /// made it, so a child that starts eagerly and registers on an earlier
 /// child (say, with a gather of its own) comes after this gather there.
 /// Under the eager factory the notification is registered child by child,
-/// through a [`LateNotify`]; otherwise no child runs any code before the
+/// through a `LateNotify`; otherwise no child runs any code before the
 /// gather is made, and [`gather_set`] registers them all at once.
 #[doc(hidden)]
 pub struct GatherWatch {
