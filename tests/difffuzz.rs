@@ -376,7 +376,13 @@ fn run_op(env: Env, op: J) -> BoxFut<()> {
                     Some(d) => drop(lp.call_later(d, cb)?),
                 }
             }
-            "uncancel" => env.log(label, kind, me().uncancel()),
+            "uncancel" => match op.get(2) {
+                None => env.log(label, kind, me().uncancel()),
+                Some(t) => match env.task(t.str()) {
+                    Some(t) => env.log(label, kind, t.uncancel()),
+                    None => env.log(label, kind, "missing"),
+                },
+            },
             "cancelling" => match op.get(2) {
                 None => env.log(label, kind, me().cancelling()),
                 Some(t) => match env.task(t.str()) {

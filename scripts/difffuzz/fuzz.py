@@ -85,7 +85,7 @@ class Gen:
         kind = r.choices([c for c, _ in choices], [w for _, w in choices])[0]
         if kind == "sleep":
             return [kind, L, r.randint(1, 4)]
-        if kind == "cancelling" and r.random() < 0.3:
+        if kind in ("cancelling", "uncancel") and r.random() < 0.3:
             return [kind, L, r.choice(self.names)]
         if kind in ("sleep0", "uncancel", "cancelling", "expired"):
             return [kind, L]

@@ -251,7 +251,8 @@ async def run_op(env, op):
             else:
                 loop.call_later(op[4] * TICK, cb)
     elif kind == "uncancel":
-        env.log(label, kind, me.uncancel())
+        t = me if len(op) == 2 else env.tasks.get(op[2])
+        env.log(label, kind, "missing" if t is None else t.uncancel())
     elif kind == "cancelling":
         t = me if len(op) == 2 else env.tasks.get(op[2])
         env.log(label, kind, "missing" if t is None else t.cancelling())
