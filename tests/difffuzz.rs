@@ -205,6 +205,8 @@ type BoxFut<T> = Pin<Box<dyn StdFuture<Output = Result<T>>>>;
 struct Env {
     trace: Rc<RefCell<Vec<String>>>,
     tasks: Rc<RefCell<HashMap<String, Task<String>>>>,
+    /// The main task, which ops may cancel by the name `main`.
+    main: Rc<RefCell<Option<tulip::TaskRef>>>,
     scopes: Rc<Vec<Timeout>>,
     tick: f64,
 }
@@ -217,6 +219,15 @@ impl Env {
     }
     fn task(&self, name: &str) -> Option<Task<String>> {
         self.tasks.borrow().get(name).cloned()
+    }
+    /// A task by name for cancel, cancelling and uncancel: `self`, `main`,
+    /// or a task of the program (`None`: not made yet).
+    fn task_ref(&self, name: &str) -> Option<tulip::TaskRef> {
+        match name {
+            "self" => tulip::current_task(),
+            "main" => self.main.borrow().clone(),
+            _ => self.task(name).map(|t| t.as_ref()),
+        }
     }
     fn ticks(&self, k: &J) -> Option<f64> {
         k.num().map(|k| k * self.tick)
@@ -325,36 +336,19 @@ fn run_op(env: Env, op: J) -> BoxFut<()> {
             "sleep0" => {
                 logged(&env, label, kind, tulip::sleep(0.0), |_| "ok".into()).await?;
             }
-            "cancel" => {
-                let msg = match &op[3] {
-                    J::Str(m) => Some(m.clone()),
-                    _ => None,
-                };
-                let r = if op[2].str() == "self" {
-                    let t = me();
-                    Some(match msg {
-                        Some(m) => t.cancel_with(m),
-                        None => t.cancel(),
-                    })
-                } else {
-                    env.task(op[2].str()).map(|t| match msg {
-                        Some(m) => t.cancel_with(m),
-                        None => t.cancel(),
-                    })
-                };
-                match r {
-                    Some(b) => env.log(label, kind, py_bool(b)),
-                    None => env.log(label, kind, "missing"),
+            "cancel" => match env.task_ref(op[2].str()) {
+                Some(t) => {
+                    let r = match &op[3] {
+                        J::Str(m) => t.cancel_with(m.clone()),
+                        _ => t.cancel(),
+                    };
+                    env.log(label, kind, py_bool(r));
                 }
-            }
+                None => env.log(label, kind, "missing"),
+            },
             "cancel_soon" => {
                 // A cancel from a callback (call_soon, or call_later k ticks).
-                let task = if op[2].str() == "self" {
-                    Some(me())
-                } else {
-                    env.task(op[2].str()).map(|t| t.as_ref())
-                };
-                let Some(task) = task else {
+                let Some(task) = env.task_ref(op[2].str()) else {
                     env.log(label, kind, "missing");
                     return Ok(());
                 };
@@ -376,19 +370,13 @@ fn run_op(env: Env, op: J) -> BoxFut<()> {
                     Some(d) => drop(lp.call_later(d, cb)?),
                 }
             }
-            "uncancel" => match op.get(2) {
-                None => env.log(label, kind, me().uncancel()),
-                Some(t) => match env.task(t.str()) {
-                    Some(t) => env.log(label, kind, t.uncancel()),
-                    None => env.log(label, kind, "missing"),
-                },
+            "uncancel" => match op.get(2).map_or(Some(me()), |t| env.task_ref(t.str())) {
+                Some(t) => env.log(label, kind, t.uncancel()),
+                None => env.log(label, kind, "missing"),
             },
-            "cancelling" => match op.get(2) {
-                None => env.log(label, kind, me().cancelling()),
-                Some(t) => match env.task(t.str()) {
-                    Some(t) => env.log(label, kind, t.cancelling()),
-                    None => env.log(label, kind, "missing"),
-                },
+            "cancelling" => match op.get(2).map_or(Some(me()), |t| env.task_ref(t.str())) {
+                Some(t) => env.log(label, kind, t.cancelling()),
+                None => env.log(label, kind, "missing"),
             },
             "raise" => {
                 let x = op[2].str();
@@ -531,6 +519,7 @@ fn run_program(prog: &J, tick: f64) -> Vec<String> {
     let env = Env {
         trace: Rc::new(RefCell::new(Vec::new())),
         tasks: Rc::new(RefCell::new(HashMap::new())),
+        main: Rc::new(RefCell::new(None)),
         scopes: Rc::new(Vec::new()),
         tick,
     };
@@ -538,6 +527,7 @@ fn run_program(prog: &J, tick: f64) -> Vec<String> {
     let prog = prog.clone();
     let r = tulip::run(async move {
         let lp = tulip::get_running_loop()?;
+        *env.main.borrow_mut() = tulip::current_task();
         // "Task exception was never retrieved" and the like are not traced.
         lp.set_exception_handler(Some(|_: &tulip::EventLoop, _: &tulip::ExceptionContext| {}));
         if prog.get("eager").truthy() {

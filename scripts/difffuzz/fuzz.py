@@ -90,12 +90,11 @@ class Gen:
         if kind in ("sleep0", "uncancel", "cancelling", "expired"):
             return [kind, L]
         if kind == "cancel":
-            targets = self.names + (["self"] if owner == 0 else [])
-            if owner > 0:
-                targets = targets + ["self"]
+            targets = self.names + ["self"] + (["main"] if r.random() < 0.2 else [])
             return [kind, L, r.choice(targets), r.choice([None, "m" + L])]
         if kind == "cancel_soon":
-            return [kind, L, r.choice(self.names + ["self"]), r.choice([None, "m" + L]),
+            targets = self.names + ["self"] + (["main"] if r.random() < 0.2 else [])
+            return [kind, L, r.choice(targets), r.choice([None, "m" + L]),
                     r.choice([None, None, 1, 2, 3])]
         if kind == "raise":
             return [kind, L, "x" + L]

@@ -352,7 +352,7 @@ def numbering_factory(eager):
 async def main(prog, trace):
     loop = asyncio.get_running_loop()
     loop.set_task_factory(numbering_factory(prog.get("eager")))
-    tasks = {}
+    tasks = {"main": asyncio.current_task()}  # ops may cancel main by name
     env = Env(trace, tasks)
     # Created last to first: a task refers only to tasks after it, which
     # exist then even when it starts eagerly.
