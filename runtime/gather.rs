@@ -22,9 +22,15 @@
 //! - With `return_exceptions`, every child's error is marked retrieved when
 //!   the last child is done (asyncio's results list), awaited or not.
 //! - A gather whose cancel reached at least one child (`cancel_requested`)
-//!   ends with `Cancelled`, even if every child swallowed its cancel.
+//!   ends with `Cancelled`, even if every child swallowed its cancel; its
+//!   message is the last child's (asyncio's `_make_cancelled_error()` of
+//!   it: the message of its cancel, swallowed or not).
 //! - Callbacks only run through `call_soon`, so `return_exceptions()` set
 //!   right after `gather()` is seen by every callback.
+//! - The gather's notification is on each child before the next child is
+//!   made (asyncio adds `_done_callback` child by child): under the eager
+//!   factory, where making a child runs its body, through a `LateNotify`
+//!   that passes it on to the gathering state once that exists.
 //! - Children done when the gather is made are counted at the first look
 //!   at it (a poll, `done()`, a cancel, a notification), before anything
 //!   else, as asyncio 3.12 counts them in `gather()` itself; each child is
@@ -197,6 +203,15 @@ impl<T: 'static> Child<T> {
         }
     }
 
+    /// asyncio's `_cancel_message`: a task's last must_cancel message; a
+    /// future keeps a message only by being cancelled.
+    pub(crate) fn cancel_message(&self) -> Option<Arc<str>> {
+        match self {
+            Child::Task(t) => t.cancel_message(),
+            Child::Future(_) => None,
+        }
+    }
+
     /// The task, if the child is one.
     pub fn task(&self) -> Option<&Task<T>> {
         match self {
@@ -307,6 +322,23 @@ pub(crate) mod sealed {
 
     impl<S: GatherSet + 'static> GatherCore<S> {
         pub(crate) fn start(set: S) -> Rc<GatherCore<S>> {
+            let core = Self::make(set);
+            let some_done = GatherSet::watch(&core);
+            core.unsettled.set(some_done);
+            core
+        }
+
+        /// [`start`](Self::start) for children that were watched through
+        /// `late` as they were made (see [`gather`](super::gather)).
+        pub(crate) fn start_watched(set: S, late: &LateNotify, some_done: bool) -> Rc<Self> {
+            let core = Self::make(set);
+            core.unsettled.set(some_done);
+            let _ = late.core.set(core.clone());
+            core
+        }
+
+        /// The gathering state, its children not watched yet.
+        fn make(set: S) -> Rc<GatherCore<S>> {
             // asyncio: `outer = _GatheringFuture(children, loop=loop)`, the
             // loop of the children, whichever loop is current here.
             let outer = match set.first_loop() {
@@ -327,8 +359,6 @@ pub(crate) mod sealed {
             if core.set.is_empty() {
                 let _ = core.outer.set_result(());
             }
-            let some_done = GatherSet::watch(&core);
-            core.unsettled.set(some_done);
             core
         }
 
@@ -390,11 +420,14 @@ pub(crate) mod sealed {
                 }
                 if self.cancel_requested.get() {
                     // asyncio: `outer.set_exception(fut._make_cancelled_error())`,
-                    // `fut` being the last child by then: the cancel's
-                    // message comes along if that child was cancelled.
-                    let e = match self.set.outcome_error(self.set.len() - 1) {
+                    // `fut` being the last child by then: its cancel's
+                    // message comes along, also when that child swallowed
+                    // the cancel (its `_cancel_message`, set when the cancel
+                    // came as a must_cancel).
+                    let last = self.set.len() - 1;
+                    let e = match self.set.outcome_error(last) {
                         Some(e) if e.is_cancelled() => e,
-                        _ => Error::cancelled(),
+                        _ => Error::Cancelled(self.set.cancel_message(last)),
                     };
                     *self.error.borrow_mut() = Some(e);
                 }
@@ -420,9 +453,14 @@ pub(crate) mod sealed {
         pub(crate) fn poll_outer(self: &Rc<Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
             self.settle();
             if let Some(err) = tasks::take_throw_on(&self.outer.core.lp) {
-                // asyncio's __wakeup takes the outer result before it throws.
+                // asyncio's __wakeup takes the outer result before it throws,
+                // and __step keeps an error that is already a CancelledError
+                // (as a future's or a task's poll does).
                 if self.outer.core.done() {
                     self.retrieved.set(true);
+                    if let Some(e @ Error::Cancelled(_)) = &*self.error.borrow() {
+                        return Poll::Ready(Err(e.clone()));
+                    }
                 }
                 return Poll::Ready(Err(err));
             }
@@ -512,6 +550,9 @@ pub trait GatherSet: Sized {
     fn outcome_error(&self, i: usize) -> Option<Error>;
     #[doc(hidden)]
     fn cancel_all(&self, msg: Option<Arc<str>>) -> bool;
+    /// asyncio's `_cancel_message` of child `i`.
+    #[doc(hidden)]
+    fn cancel_message(&self, i: usize) -> Option<Arc<str>>;
     #[doc(hidden)]
     fn collect(&self) -> Result<Self::Output>;
     #[doc(hidden)]
@@ -541,6 +582,9 @@ impl<T: Clone + 'static> GatherSet for Vec<Child<T>> {
     }
     fn outcome_error(&self, i: usize) -> Option<Error> {
         self[i].outcome_error()
+    }
+    fn cancel_message(&self, i: usize) -> Option<Arc<str>> {
+        self[i].cancel_message()
     }
     fn cancel_all(&self, msg: Option<Arc<str>>) -> bool {
         let mut ret = false;
@@ -590,6 +634,12 @@ macro_rules! tuple_gather_set {
             fn outcome_error(&self, i: usize) -> Option<Error> {
                 $(if i == $i {
                     return self.$i.outcome_error();
+                })+
+                None
+            }
+            fn cancel_message(&self, i: usize) -> Option<Arc<str>> {
+                $(if i == $i {
+                    return self.$i.cancel_message();
                 })+
                 None
             }
@@ -648,7 +698,91 @@ where
     F: StdFuture<Output = Result<T>> + 'static,
     I: IntoIterator<Item = F>,
 {
-    gather_set(futs.into_iter().map(Child::for_gather).collect())
+    let watch = GatherWatch::new();
+    let set: Vec<Child<T>> = futs
+        .into_iter()
+        .map(|f| watch.child(Child::for_gather(f)))
+        .collect();
+    watch.finish(set)
+}
+
+/// How [`gather`] and [`gather!`](crate::gather!) make their children:
+/// asyncio adds the gather's done callback to each child as soon as it has
+/// made it, so a child that starts eagerly and registers on an earlier
+/// child (say, with a gather of its own) comes after this gather there.
+/// Under the eager factory the notification is registered child by child,
+/// through a `LateNotify`; otherwise no child runs any code before the
+/// gather is made, and [`gather_set`] registers them all at once.
+#[doc(hidden)]
+pub struct GatherWatch {
+    late: Option<Rc<LateNotify>>,
+    next: Cell<usize>,
+    some_done: Cell<bool>,
+}
+
+impl fmt::Debug for GatherWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatherWatch")
+            .field("eager", &self.late.is_some())
+            .finish()
+    }
+}
+
+impl GatherWatch {
+    /// Looks at the running loop's task factory.
+    #[doc(hidden)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> GatherWatch {
+        let eager = crate::event_loop::try_running_loop()
+            .is_some_and(|lp| lp.task_factory() == crate::event_loop::TaskFactory::Eager);
+        GatherWatch {
+            late: eager.then(Rc::default),
+            next: Cell::new(0),
+            some_done: Cell::new(false),
+        }
+    }
+
+    /// Registers the gather on `child`, the next one, if it must be now.
+    #[doc(hidden)]
+    pub fn child<T: 'static>(&self, child: Child<T>) -> Child<T> {
+        if let Some(late) = &self.late {
+            let i = self.next.get();
+            self.next.set(i + 1);
+            if child.on_notify(late.clone(), i) {
+                self.some_done.set(true);
+            }
+        }
+        child
+    }
+
+    /// The gather of the children made through [`child`](Self::child).
+    #[doc(hidden)]
+    pub fn finish<S: GatherSet + 'static>(self, set: S) -> Gather<S> {
+        match self.late {
+            Some(late) => Gather {
+                core: GatherCore::start_watched(set, &late, self.some_done.get()),
+            },
+            None => gather_set(set),
+        }
+    }
+}
+
+/// A gather's notification registered on a child before the gathering
+/// state exists (under the eager factory, see [`gather`]): it passes the
+/// notification on once the state is made, which is before any can run
+/// (notifications run from the ready queue, and `gather` makes the state
+/// before it returns).
+#[derive(Default)]
+pub(crate) struct LateNotify {
+    core: std::cell::OnceCell<Rc<dyn Notify>>,
+}
+
+impl Notify for LateNotify {
+    fn notify(&self, index: u32) {
+        if let Some(core) = self.core.get() {
+            core.notify(index);
+        }
+    }
 }
 
 /// `gather` over any [`GatherSet`] (what [`gather!`](crate::gather!) calls).
@@ -670,9 +804,11 @@ pub fn gather_set<S: GatherSet + 'static>(set: S) -> Gather<S> {
 /// ```
 #[macro_export]
 macro_rules! gather {
-    ($($f:expr),+ $(,)?) => {
-        $crate::gather_set(($($crate::Child::for_gather($f),)+))
-    };
+    ($($f:expr),+ $(,)?) => {{
+        let watch = $crate::gather::GatherWatch::new();
+        let set = ($(watch.child($crate::Child::for_gather($f)),)+);
+        watch.finish(set)
+    }};
 }
 
 /// What [`gather`] returns: a future of all the results.

@@ -1396,6 +1396,137 @@ fn a_cancelled_gather_with_return_exceptions_keeps_the_cancel_message() {
 }
 
 #[test]
+fn a_gather_whose_last_child_swallowed_the_cancel_keeps_the_cancel_message() {
+    // conformance: K1, C3
+    // Found by the differential fuzzer (scripts/difffuzz). asyncio's
+    // `fut._make_cancelled_error()` on a last child that was NOT cancelled
+    // is CancelledError(its `_cancel_message`): the message its cancel
+    // left when it was delivered as a must_cancel (the child was running).
+    // Here the child cancels its own parent, which cancels the gather and
+    // so the child, with "bye"; the child swallows it; the gather still
+    // ends Cancelled('bye'), in 3.12 and 3.13.
+    tulip::run(async {
+        let parent: Rc<RefCell<Option<tulip::TaskRef>>> = Rc::default();
+        let p = parent.clone();
+        let t = create_task(async move {
+            let child = async move {
+                let me = p.borrow().clone().expect("the parent is known");
+                me.cancel_with("bye");
+                // The cancel reached this child as a must_cancel: swallow it.
+                assert!(sleep(0.0).await.unwrap_err().is_cancelled());
+                Ok(1)
+            };
+            Ok(gather(vec![child]).await.unwrap_err())
+        })?;
+        *parent.borrow_mut() = Some(t.as_ref());
+        t.wait_done().await?;
+        match t.result()? {
+            Error::Cancelled(Some(m)) => assert_eq!(&*m, "bye"),
+            e => panic!("expected Cancelled('bye'), got {e:?}"),
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_second_cancel_meeting_a_cancelled_gather_gives_the_gathers_own_cancelled() {
+    // conformance: K1, C3
+    // Found by the differential fuzzer (scripts/difffuzz). The first
+    // cancel reaches the child; the second finds it done, so it is a
+    // must_cancel. When the task wakes, the gather is decided with the
+    // child's CancelledError('bye'), and asyncio's __step keeps an error
+    // that is already a CancelledError instead of throwing a new one
+    // (as tulip's own futures and tasks do): the body sees 'bye'.
+    tulip::run(async {
+        let f: tulip::Future<u32> = get_running_loop()?.create_future();
+        let g = f.clone();
+        let t = create_task(async move { Ok(gather(vec![g]).await.unwrap_err()) })?;
+        sleep(0.0).await?;
+        t.cancel_with("bye");
+        t.cancel();
+        match t.clone().await? {
+            Error::Cancelled(Some(m)) => assert_eq!(&*m, "bye"),
+            e => panic!("expected Cancelled('bye'), got {e:?}"),
+        }
+        assert!(f.cancelled());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn gather_registers_on_each_child_before_making_the_next_one() {
+    // conformance: K1, C6
+    // Found by the differential fuzzer (scripts/difffuzz). asyncio's
+    // gather adds its done callback to each child as soon as it has made
+    // it, so an eager child that starts a gather of its own on an earlier
+    // child registers after the outer gather: when that child fails, the
+    // outer gather hears first (['outer', 'inner'], 3.12 and 3.13).
+    tulip::run(async {
+        get_running_loop()?.set_task_factory(tulip::TaskFactory::Eager);
+        let log: Rc<RefCell<Vec<&str>>> = Rc::default();
+        let t1 = create_task(async {
+            sleep(0.01).await?;
+            Err::<u32, _>(Error::msg("boom"))
+        })?;
+        let (l1, l2, t1b, t1c) = (log.clone(), log.clone(), t1.clone(), t1.clone());
+        let outer = create_task(async move {
+            let mut inner = Some(async move {
+                let r = gather(vec![t1c]).await;
+                l1.borrow_mut().push("inner");
+                r.map(|_| 0)
+            });
+            // The children are made one by one, as the gather takes them.
+            let children = (0..2).map(|i| match i {
+                0 => tulip::Child::Task(t1b.clone()),
+                _ => tulip::Child::new(inner.take().expect("once")),
+            });
+            let r = gather(children).await;
+            l2.borrow_mut().push("outer");
+            r.map(|_| ())
+        })?;
+        assert!(outer.wait_done().await.is_ok());
+        sleep(0.02).await?;
+        assert_eq!(*log.borrow(), ["outer", "inner"]);
+        assert!(t1.exception()?.is_some());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn gather_macro_registers_on_each_child_before_making_the_next_one() {
+    // conformance: K1, C6
+    // gather! as gather above: the outer gather hears of t1 first.
+    tulip::run(async {
+        get_running_loop()?.set_task_factory(tulip::TaskFactory::Eager);
+        let log: Rc<RefCell<Vec<&str>>> = Rc::default();
+        let t1 = create_task(async {
+            sleep(0.01).await?;
+            Err::<u32, _>(Error::msg("boom"))
+        })?;
+        let (l1, l2, t1b, t1c) = (log.clone(), log.clone(), t1.clone(), t1.clone());
+        let outer = create_task(async move {
+            let inner = async move {
+                let r = gather(vec![t1c]).await;
+                l1.borrow_mut().push("inner");
+                r.map(|_| "x")
+            };
+            let r = tulip::gather!(t1b, inner).await;
+            l2.borrow_mut().push("outer");
+            r.map(|_| ())
+        })?;
+        assert!(outer.wait_done().await.is_ok());
+        sleep(0.02).await?;
+        assert_eq!(*log.borrow(), ["outer", "inner"]);
+        assert!(t1.exception()?.is_some());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn as_completed_made_before_its_loop_runs_keeps_its_timeout() {
     // conformance: K3
     // asyncio's _AsCompletedIterator takes its loop with get_event_loop(),

@@ -64,6 +64,12 @@ impl<T: 'static> Task<T> {
         self.inner.header().num_cancels_requested.get()
     }
 
+    /// asyncio's `_cancel_message`: the message of the last cancel that
+    /// was delivered as a `must_cancel` (gather reads it, see gather.rs).
+    pub(crate) fn cancel_message(&self) -> Option<Arc<str>> {
+        self.inner.header().cancel_message()
+    }
+
     /// Takes back one cancel request (asyncio 3.13's `uncancel()`): when the
     /// count drops to zero, a cancel not yet delivered is dropped too.
     pub fn uncancel(&self) -> u32 {
